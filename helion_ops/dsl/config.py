@@ -1,0 +1,732 @@
+"""Config: one point in a kernel's tuning space, JSON round-trippable.
+
+Field names follow Helion's so that a Helion ``helion.Config(...)`` literal
+works unchanged. Every list field is indexed by the order in which the
+compiler meets the thing it tunes (block sizes, reduction dims, inner loops,
+loads), which the kernel's ConfigSpace documents.
+"""
+from __future__ import annotations
+
+import json
+import random as _random
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+# name -> default when a Config omits it. Lists default to "empty": the
+# compiler fills per-kernel defaults (see ConfigSpace.default()).
+FIELDS: dict[str, Any] = {
+    "block_sizes": [],
+    "loop_orders": [],
+    "l2_groupings": [],
+    "reduction_loops": [],
+    "num_warps": 4,
+    "num_stages": 2,
+    "pid_type": "flat",
+    "indexing": "pointer",
+    "range_num_stages": [],
+    "range_unroll_factors": [],
+    "range_warp_specializes": [],
+    "range_flattens": [],
+    "load_eviction_policies": [],
+}
+
+PID_TYPES = ("flat", "xyz", "persistent_blocked", "persistent_interleaved")
+INDEXING = ("pointer", "tensor_descriptor")
+
+
+class Config(Mapping[str, Any]):
+    """An immutable mapping of tuning knobs, e.g.
+    ``Config(block_sizes=[64, 64], num_warps=8)``.
+
+    Unknown keys are kept: they are user tunables from ``hl.register_tunable``.
+    Attribute access (``cfg.num_warps``) returns the value or the field's
+    default.
+    """
+
+    __slots__ = ("_data", "_key")
+
+    def __init__(self, **kwargs: Any) -> None:
+        data = {}
+        for k, v in kwargs.items():
+            if v is None and k in FIELDS:
+                continue
+            data[k] = _freeze(v)
+        if "pid_type" in data and data["pid_type"] not in PID_TYPES:
+            raise ValueError(f"Config.pid_type must be one of {PID_TYPES}, got {data['pid_type']!r}")
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_key", None)
+
+    def __getitem__(self, k: str) -> Any:
+        return self._data[k]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, k: str) -> Any:
+        if k.startswith("_"):
+            raise AttributeError(k)
+        if k in self._data:
+            return _thaw(self._data[k])
+        if k in FIELDS:
+            return _thaw(_freeze(FIELDS[k]))
+        raise AttributeError(f"Config has no field {k!r}")
+
+    def __setattr__(self, k: str, v: Any) -> None:
+        raise AttributeError("Config is immutable; use cfg.replace(...)")
+
+    def get(self, k: str, default: Any = None) -> Any:
+        return _thaw(self._data[k]) if k in self._data else default
+
+    def replace(self, **kwargs: Any) -> "Config":
+        d = self.to_dict()
+        d.update(kwargs)
+        return Config(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _thaw(v) for k, v in self._data.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Config":
+        return cls(**dict(d))
+
+    @classmethod
+    def from_json(cls, s: str) -> "Config":
+        return cls.from_dict(json.loads(s))
+
+    def key(self) -> tuple:
+        """A hashable identity (sorted items)."""
+        if self._key is None:
+            object.__setattr__(self, "_key", tuple(sorted(self._data.items())))
+        return self._key
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self.key() == other.key()
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={_thaw(v)!r}" for k, v in sorted(self._data.items()))
+        return f"Config({body})"
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    return v
+
+
+def _thaw(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_thaw(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------------------
+# Fragments: one typed knob each. The search (autotune/search.py) only ever
+# talks to these methods, so adding a knob never touches the search.
+# ``rng`` is a ``random.Random``.
+# ---------------------------------------------------------------------------
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= n (1 for n <= 1)."""
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+def _clip(v: int, lo: int, hi: int) -> int:
+    return lo if v < lo else hi if v > hi else v
+
+
+def _is_pow2(n: Any) -> bool:
+    return _is_int(n) and n > 0 and n & (n - 1) == 0
+
+
+def _is_int(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool)
+
+
+def _same(a: Any, b: Any) -> bool:
+    # Type-strict equality: in enum choices [None, False, True], 0 must not
+    # match False nor 1 match True.
+    return type(a) is type(b) and a == b
+
+
+class Fragment:
+    """Base class of a tunable knob's value domain."""
+
+    def default(self) -> Any:
+        raise NotImplementedError
+
+    def random(self, rng: _random.Random) -> Any:
+        raise NotImplementedError
+
+    def mutate(self, value: Any, rng: _random.Random) -> Any:
+        """A small random step away from ``value`` (may return ``value`` when
+        the domain has a single point)."""
+        raise NotImplementedError
+
+    def crossover(self, a: Any, b: Any, rng: _random.Random) -> Any:
+        """Uniform crossover: one parent's value."""
+        return a if rng.random() < 0.5 else b
+
+    def differential(self, a: Any, b: Any, c: Any, rng: _random.Random) -> Any:
+        """Discrete DE step ``a + (b - c)``. For categorical values think of
+        one-hot vectors: b == c leaves a; a == c gives b; otherwise a or b."""
+        if _same_value(b, c):
+            return a
+        if _same_value(a, c):
+            return b
+        return a if rng.random() < 0.5 else b
+
+    def neighbors(self, value: Any) -> list:
+        """Values one step away (pattern search), excluding ``value``."""
+        raise NotImplementedError
+
+    def validate(self, value: Any) -> None:
+        """Raise ValueError when ``value`` is outside the domain."""
+        raise NotImplementedError
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return _same(a, b)
+
+
+class _OrderedFragment(Fragment):
+    """A finite ordered domain; steps move along the order. Subclasses give
+    ``choices`` (sorted) and may override index arithmetic."""
+
+    choices: list
+    _default: Any
+
+    def default(self) -> Any:
+        return self._default
+
+    def _index(self, value: Any) -> int:
+        for i, c in enumerate(self.choices):
+            if _same(c, value):
+                return i
+        raise ValueError(f"{value!r} is not {self._describe()}")
+
+    def _describe(self) -> str:
+        return f"one of {self.choices}"
+
+    def random(self, rng: _random.Random) -> Any:
+        return rng.choice(self.choices)
+
+    def mutate(self, value: Any, rng: _random.Random) -> Any:
+        n = len(self.choices)
+        if n == 1:
+            return self.choices[0]
+        i = self._index(value)
+        # Mostly one step, sometimes two: enough to escape a flat plateau.
+        step = rng.choice((-2, -1, -1, 1, 1, 2))
+        j = min(max(i + step, 0), n - 1)
+        if j == i:
+            j = i - 1 if i > 0 else i + 1
+        return self.choices[j]
+
+    def differential(self, a: Any, b: Any, c: Any, rng: _random.Random) -> Any:
+        j = self._index(a) + self._index(b) - self._index(c)
+        return self.choices[min(max(j, 0), len(self.choices) - 1)]
+
+    def neighbors(self, value: Any) -> list:
+        i = self._index(value)
+        return [self.choices[j] for j in (i - 1, i + 1) if 0 <= j < len(self.choices)]
+
+    def validate(self, value: Any) -> None:
+        self._index(value)
+
+
+class PowerOfTwoFragment(_OrderedFragment):
+    """Powers of two in [min, max]; steps are x2 / /2."""
+
+    def __init__(self, min: int, max: int, default: Optional[int] = None) -> None:
+        if not (_is_pow2(min) and _is_pow2(max) and min <= max):
+            raise ValueError(f"PowerOfTwoFragment bounds must be powers of 2, min <= max: {min}, {max}")
+        self.min, self.max = min, max
+        self.choices = [1 << e for e in range(min.bit_length() - 1, max.bit_length())]
+        self._default = _clip(next_pow2(min if default is None else default), min, max)
+
+    def _describe(self) -> str:
+        return f"a power of 2 in [{self.min}, {self.max}]"
+
+    def __repr__(self) -> str:
+        return f"PowerOfTwoFragment({self.min}, {self.max}, {self._default})"
+
+
+class IntegerFragment(Fragment):
+    """Integers in [min, max]; steps are +-1 (occasionally +-2)."""
+
+    def __init__(self, min: int, max: int, default: Optional[int] = None) -> None:
+        if not (_is_int(min) and _is_int(max) and min <= max):
+            raise ValueError(f"IntegerFragment bounds must be ints, min <= max: {min}, {max}")
+        self.min, self.max = min, max
+        self._default = _clip(min if default is None else default, min, max)
+
+    def default(self) -> int:
+        return self._default
+
+    def random(self, rng: _random.Random) -> int:
+        return rng.randint(self.min, self.max)
+
+    def mutate(self, value: int, rng: _random.Random) -> int:
+        if self.min == self.max:
+            return value
+        v = _clip(value + rng.choice((-2, -1, -1, 1, 1, 2)), self.min, self.max)
+        return v if v != value else (value - 1 if value > self.min else value + 1)
+
+    def differential(self, a: int, b: int, c: int, rng: _random.Random) -> int:
+        return _clip(a + b - c, self.min, self.max)
+
+    def neighbors(self, value: int) -> list:
+        return [v for v in (value - 1, value + 1) if self.min <= v <= self.max]
+
+    def validate(self, value: Any) -> None:
+        if not (_is_int(value) and self.min <= value <= self.max):
+            raise ValueError(f"{value!r} is not an integer in [{self.min}, {self.max}]")
+
+    def __repr__(self) -> str:
+        return f"IntegerFragment({self.min}, {self.max}, {self._default})"
+
+
+class EnumFragment(Fragment):
+    """One of ``choices`` (unordered: every other choice is a neighbour)."""
+
+    def __init__(self, choices: Sequence[Any], default: Any = None) -> None:
+        self.choices = list(choices)
+        if not self.choices:
+            raise ValueError("EnumFragment needs at least one choice")
+        self._default = self.choices[0] if default is None and None not in self.choices else default
+        self.validate(self._default)
+
+    def default(self) -> Any:
+        return self._default
+
+    def random(self, rng: _random.Random) -> Any:
+        return rng.choice(self.choices)
+
+    def mutate(self, value: Any, rng: _random.Random) -> Any:
+        others = self.neighbors(value)
+        return rng.choice(others) if others else value
+
+    def neighbors(self, value: Any) -> list:
+        return [c for c in self.choices if not _same(c, value)]
+
+    def validate(self, value: Any) -> None:
+        if not any(_same(c, value) for c in self.choices):
+            raise ValueError(f"{value!r} is not one of {self.choices}")
+
+    def __repr__(self) -> str:
+        return f"EnumFragment({self.choices!r}, {self._default!r})"
+
+
+class BoolFragment(EnumFragment):
+    """False or True."""
+
+    def __init__(self, default: bool = False) -> None:
+        super().__init__([False, True], bool(default))
+
+
+class PermutationFragment(Fragment):
+    """A permutation of range(n) (a loop order); steps swap two entries."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def default(self) -> list:
+        return list(range(self.n))
+
+    def random(self, rng: _random.Random) -> list:
+        p = list(range(self.n))
+        rng.shuffle(p)
+        return p
+
+    def mutate(self, value: list, rng: _random.Random) -> list:
+        p = list(value)
+        if self.n >= 2:
+            i, j = rng.sample(range(self.n), 2)
+            p[i], p[j] = p[j], p[i]
+        return p
+
+    def neighbors(self, value: list) -> list:
+        out = []
+        for i in range(self.n - 1):
+            p = list(value)
+            p[i], p[i + 1] = p[i + 1], p[i]
+            out.append(p)
+        return out
+
+    def validate(self, value: Any) -> None:
+        if not (isinstance(value, list) and all(_is_int(v) for v in value)
+                and sorted(value) == list(range(self.n))):
+            raise ValueError(f"{value!r} is not a permutation of range({self.n})")
+
+    def __repr__(self) -> str:
+        return f"PermutationFragment({self.n})"
+
+
+class ReductionLoopFragment(PowerOfTwoFragment):
+    """Chunk size of a looped reduction, or None for persistent (the whole
+    row at once). None sits above the largest chunk in the step order, so a
+    neighbour of "persistent" is "the biggest chunk"."""
+
+    def __init__(self, extent: int) -> None:
+        self.extent = extent
+        top = next_pow2(extent) // 2
+        self.choices = [] if top < 16 else [1 << e for e in range(4, top.bit_length())]
+        self.choices.append(None)
+        self.min, self.max = (16, top) if top >= 16 else (None, None)
+        self._default = None if next_pow2(extent) <= 16384 else 4096
+
+    def _describe(self) -> str:
+        return f"None or a power of 2 in [16, {self.max}]" if self.max else "None"
+
+    def __repr__(self) -> str:
+        return f"ReductionLoopFragment({self.extent})"
+
+
+class ListOf(Fragment):
+    """A fixed-length list. ``ListOf(fragment, n)`` repeats one fragment;
+    ``ListOf([f0, f1, ...])`` gives each position its own domain."""
+
+    def __init__(self, fragment: Any, n: Optional[int] = None) -> None:
+        if isinstance(fragment, Fragment):
+            if n is None:
+                raise ValueError("ListOf(fragment, n) needs n")
+            self.items = [fragment] * n
+        else:
+            self.items = list(fragment)
+            if n is not None and n != len(self.items):
+                raise ValueError("ListOf: n does not match the number of fragments")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def default(self) -> list:
+        return [f.default() for f in self.items]
+
+    def random(self, rng: _random.Random) -> list:
+        return [f.random(rng) for f in self.items]
+
+    def mutate(self, value: list, rng: _random.Random) -> list:
+        out = list(value)
+        if out:
+            i = rng.randrange(len(out))
+            out[i] = self.items[i].mutate(out[i], rng)
+        return out
+
+    def crossover(self, a: list, b: list, rng: _random.Random) -> list:
+        return [f.crossover(x, y, rng) for f, x, y in zip(self.items, a, b)]
+
+    def differential(self, a: list, b: list, c: list, rng: _random.Random) -> list:
+        return [f.differential(x, y, z, rng) for f, x, y, z in zip(self.items, a, b, c)]
+
+    def neighbors(self, value: list) -> list:
+        out = []
+        for i, f in enumerate(self.items):
+            for v in f.neighbors(value[i]):
+                out.append(value[:i] + [v] + value[i + 1:])
+        return out
+
+    def validate(self, value: Any) -> None:
+        if not isinstance(value, list) or len(value) != len(self.items):
+            raise ValueError(f"expected a list of {len(self.items)} entries, got {value!r}")
+        for i, (f, v) in enumerate(zip(self.items, value)):
+            try:
+                f.validate(v)
+            except ValueError as e:
+                raise ValueError(f"[{i}]: {e}") from None
+
+    def __repr__(self) -> str:
+        return f"ListOf({self.items!r})"
+
+
+# ---------------------------------------------------------------------------
+# What the compiler declares (docs/CONTRACTS.md §3) and the space it spans.
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """Bounds of one block size (powers of two)."""
+    min: int = 1
+    max: int = 1024
+    default: int = 64
+
+
+@dataclass
+class SpaceSpec:
+    """Which knobs a bound kernel has; see docs/CONTRACTS.md §3."""
+    block_sizes: list = field(default_factory=list)        # BlockSpec per block-size id
+    reduction_extents: list = field(default_factory=list)  # extent of each ":" reduction dim
+    grid_loops: list = field(default_factory=list)         # tile dims of each top-level loop
+    inner_loops: int = 0                                   # tl.range loops
+    loads: int = 0                                         # loads (eviction policy each)
+    tensor_descriptor: bool = False                        # TMA indexing possible
+    tunables: dict = field(default_factory=dict)           # name -> Fragment (hl.register_tunable)
+    warp_specialize: bool = False                          # tl.range(warp_specialize=) available
+
+
+EVICTION_POLICIES = ("", "first", "last")
+
+
+class ConfigSpace:
+    """The tuning space of one bound kernel.
+
+    ``fragments`` maps each Config field that exists for this kernel to its
+    Fragment, in FIELDS order then user tunables. Knobs that cannot matter
+    for the kernel are absent (no ``l2_groupings`` without a 2-D+ grid loop,
+    no ``range_*`` without inner loops, ...), so the search never wastes
+    evaluations on them and ``normalize`` drops them from user configs.
+    """
+
+    def __init__(self, spec: SpaceSpec) -> None:
+        self.spec = spec
+        self.fragments: dict[str, Fragment] = _build_fragments(spec)
+
+    # -- points -------------------------------------------------------------
+    def default(self) -> Config:
+        """Every knob at its default."""
+        return Config(**{k: f.default() for k, f in self.fragments.items()})
+
+    def random(self, rng: _random.Random) -> Config:
+        """A uniformly random point."""
+        return Config(**{k: f.random(rng) for k, f in self.fragments.items()})
+
+    def mutate(self, cfg: Config, rng: _random.Random) -> Config:
+        """Step one knob (sometimes two) of ``cfg`` to a nearby value."""
+        d = self._values(cfg)
+        names = [k for k, f in self.fragments.items() if self._movable(f)]
+        if not names:
+            return Config(**d)
+        for k in rng.sample(names, min(len(names), 2 if rng.random() < 0.3 else 1)):
+            d[k] = self.fragments[k].mutate(d[k], rng)
+        return Config(**d)
+
+    def crossover(self, a: Config, b: Config, rng: _random.Random) -> Config:
+        """Each knob (each list entry) from one parent or the other."""
+        da, db = self._values(a), self._values(b)
+        return Config(**{k: f.crossover(da[k], db[k], rng) for k, f in self.fragments.items()})
+
+    def differential(self, x: Config, a: Config, b: Config, c: Config,
+                     rng: _random.Random, cr: float = 0.7) -> Config:
+        """DE/rand/1/bin trial: each knob is ``a + (b - c)`` with probability
+        ``cr`` (at least one knob is), else ``x``'s value."""
+        dx, da, db, dc = (self._values(v) for v in (x, a, b, c))
+        names = list(self.fragments)
+        forced = rng.choice(names) if names else None
+        out = {}
+        for k, f in self.fragments.items():
+            if k == forced or rng.random() < cr:
+                out[k] = f.differential(da[k], db[k], dc[k], rng)
+            else:
+                out[k] = dx[k]
+        return Config(**out)
+
+    def neighbors(self, cfg: Config) -> list[Config]:
+        """Configs one knob-step away from ``cfg`` (pattern search), in
+        field order so the knobs that usually matter most come first."""
+        d = self._values(cfg)
+        out = []
+        for k, f in self.fragments.items():
+            for v in f.neighbors(d[k]):
+                out.append(Config(**{**d, k: v}))
+        return out
+
+    # -- checking -----------------------------------------------------------
+    def normalize(self, cfg: Optional[Mapping[str, Any]]) -> Config:
+        """Fill missing knobs with defaults and drop standard fields this
+        kernel does not have (e.g. ``l2_groupings`` on a 1-D grid), then
+        validate. Accepts a Config, a dict or None."""
+        d = {} if cfg is None else {k: _thaw(_freeze(v)) for k, v in dict(cfg).items()}
+        for k in list(d):
+            if k in FIELDS and k not in self.fragments:
+                del d[k]
+        for k, f in self.fragments.items():
+            if k not in d or (d[k] is None and k in FIELDS):
+                d[k] = f.default()
+        out = Config(**d)
+        self.validate(out)
+        return out
+
+    def validate(self, cfg: Mapping[str, Any]) -> None:
+        """Raise ValueError naming the first bad field. ``cfg`` must be
+        complete (see ``normalize``)."""
+        for k in cfg:
+            if k not in self.fragments:
+                what = "not a knob of this kernel" if k in FIELDS else "unknown field"
+                raise ValueError(f"Config.{k}: {what} (knobs: {', '.join(self.fragments)})")
+        for k, f in self.fragments.items():
+            if k not in cfg:
+                raise ValueError(f"Config.{k}: missing")
+            try:
+                f.validate(_thaw(_freeze(cfg[k])))
+            except ValueError as e:
+                raise ValueError(f"Config.{k}: {e}") from None
+
+    def _values(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        d = {k: _thaw(_freeze(v)) for k, v in dict(cfg).items()}
+        for k, f in self.fragments.items():
+            if k not in d:
+                d[k] = f.default()
+        return d
+
+    @staticmethod
+    def _movable(f: Fragment) -> bool:
+        return not (isinstance(f, ListOf) and len(f) == 0)
+
+    def __repr__(self) -> str:
+        return "ConfigSpace(" + ", ".join(f"{k}={f!r}" for k, f in self.fragments.items()) + ")"
+
+
+def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
+    f: dict[str, Fragment] = {}
+    if spec.block_sizes:
+        f["block_sizes"] = ListOf([PowerOfTwoFragment(b.min, b.max, b.default) for b in spec.block_sizes])
+    multi = [n for n in spec.grid_loops if n >= 2]
+    if multi:
+        f["loop_orders"] = ListOf([PermutationFragment(n) for n in multi])
+        f["l2_groupings"] = ListOf(PowerOfTwoFragment(1, 64, 1), len(multi))
+    if spec.reduction_extents:
+        f["reduction_loops"] = ListOf([ReductionLoopFragment(e) for e in spec.reduction_extents])
+    f["num_warps"] = PowerOfTwoFragment(1, 32, 4)
+    f["num_stages"] = IntegerFragment(1, 8, 3 if spec.inner_loops else 2)
+    pids = ["flat", "persistent_blocked", "persistent_interleaved"]
+    if all(n <= 3 for n in spec.grid_loops):
+        pids.insert(1, "xyz")
+    f["pid_type"] = EnumFragment(pids, "flat")
+    if spec.tensor_descriptor:
+        f["indexing"] = EnumFragment(INDEXING, "pointer")
+    n = spec.inner_loops
+    if n:
+        f["range_num_stages"] = ListOf(IntegerFragment(0, 4, 0), n)
+        f["range_unroll_factors"] = ListOf(IntegerFragment(0, 4, 0), n)
+        if spec.warp_specialize:
+            f["range_warp_specializes"] = ListOf(BoolFragment(False), n)
+        f["range_flattens"] = ListOf(EnumFragment([None, False, True], None), n)
+    if spec.loads:
+        f["load_eviction_policies"] = ListOf(EnumFragment(EVICTION_POLICIES, ""), spec.loads)
+    for name, frag in spec.tunables.items():
+        if name in FIELDS:
+            raise ValueError(f"tunable {name!r} collides with a Config field")
+        if not isinstance(frag, Fragment):
+            raise TypeError(f"tunable {name!r}: expected a Fragment, got {frag!r}")
+        f[name] = frag
+    return f
+
+
+# ---------------------------------------------------------------------------
+# Analytical seeds for the search (DESIGN §4).
+# ---------------------------------------------------------------------------
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): tiles that are good on
+# Hopper/Ampere for bf16/fp16 GEMMs. 128x256x64 w8 s3 was the best plain
+# Triton config on H100 (shared/anchors/*-triton-matmul.txt); 4 stages of it
+# exceed shared memory, so it stays at 3.
+_MATMUL_TILES = [
+    (128, 128, 64, 8, 3),
+    (128, 256, 64, 8, 3),
+    (64, 64, 32, 4, 4),
+    (128, 64, 64, 4, 4),
+    (64, 128, 64, 4, 3),
+]
+
+
+def _warps_for(elems: int, per_warp: int = 512) -> int:
+    # ~1 warp per 256-512 elements keeps per-thread registers reasonable
+    # without starving small blocks of parallelism.
+    return _clip(next_pow2(max(1, elems // per_warp)), 1, 32)
+
+
+def heuristic_configs(spec: SpaceSpec, shape_hint: Optional[Sequence[int]] = None) -> list[Config]:
+    """A handful of analytically reasonable configs to seed the search.
+
+    ``shape_hint`` optionally gives the extent of each block-size dim (same
+    order as ``spec.block_sizes``) to keep blocks no bigger than the data.
+    Reduction kernels get whole-row persistent blocks when the row fits
+    (plus a looped variant for long rows); matmul-shaped kernels get the
+    classic tiles; anything else gets 1K-4K element blocks. Every result is
+    complete and valid for ``ConfigSpace(spec)``.
+    """
+    space = ConfigSpace(spec)
+    base = space.default().to_dict()
+    bfrag: Optional[ListOf] = space.fragments.get("block_sizes")  # type: ignore[assignment]
+    caps = [b.max for b in spec.block_sizes]
+    if shape_hint is not None:
+        caps = [min(c, max(b.min, next_pow2(s))) for c, b, s in zip(caps, spec.block_sizes, shape_hint)]
+
+    def block(i: int, v: int) -> int:
+        b = spec.block_sizes[i]
+        return _clip(next_pow2(v), b.min, max(b.min, caps[i]))
+
+    raw: list[dict] = []
+    nb = len(spec.block_sizes)
+    if spec.reduction_extents:
+        row = 1
+        for e in spec.reduction_extents:
+            row *= next_pow2(e)
+        # Persistent up to 32K elements per row; beyond that only looped.
+        rows_options = [1] if row <= 32768 else []
+        if row <= 8192:
+            rows_options += [max(1, 2048 // row), max(1, 8192 // row)]
+        for rows in dict.fromkeys(rows_options):
+            bs = [block(0, rows)] + [block(i, spec.block_sizes[i].default) for i in range(1, nb)]
+            elems = row
+            for v in bs:
+                elems *= v
+            for per_warp in (512, 256):
+                raw.append({**base, "block_sizes": bs, "reduction_loops": [None] * len(spec.reduction_extents),
+                            "num_warps": _warps_for(elems, per_warp), "num_stages": 1})
+        if row > 4096:
+            # Long rows: looped reductions in 4K chunks keep registers bounded.
+            frags = space.fragments["reduction_loops"].items  # type: ignore[attr-defined]
+            chunks = [4096 if 4096 in f.choices else f.choices[0] for f in frags]
+            bs = [block(i, 1 if i == 0 else spec.block_sizes[i].default) for i in range(nb)]
+            for w in (4, 8, 16):
+                raw.append({**base, "block_sizes": bs, "reduction_loops": chunks, "num_warps": w})
+    elif nb >= 3 or (nb == 2 and spec.inner_loops):
+        for m, n, k, w, s in _MATMUL_TILES:
+            bs = [block(0, m), block(1, n)] + ([block(2, k)] if nb >= 3 else [])
+            bs += [block(i, spec.block_sizes[i].default) for i in range(len(bs), nb)]
+            d = {**base, "block_sizes": bs, "num_warps": w, "num_stages": s}
+            if "l2_groupings" in d:
+                d["l2_groupings"] = [8] * len(d["l2_groupings"])
+            raw.append(d)
+        # The anchor's winner: persistent + TMA, when the kernel allows it.
+        d = dict(raw[1])
+        d["pid_type"] = "persistent_interleaved"
+        if "indexing" in d:
+            d["indexing"] = "tensor_descriptor"
+        raw.append(d)
+    elif nb:
+        for target in (1024, 4096):
+            bs = [block(i, 1) for i in range(nb)]
+            # Grow the innermost (usually contiguous) dim first.
+            for i in reversed(range(nb)):
+                while True:
+                    elems = 1
+                    for v in bs:
+                        elems *= v
+                    nxt = block(i, bs[i] * 2)
+                    if elems >= target or nxt == bs[i]:
+                        break
+                    bs[i] = nxt
+            raw.append({**base, "block_sizes": bs, "num_warps": _warps_for(target)})
+    out: dict[Config, None] = {}
+    for d in raw:
+        if bfrag is None:
+            d.pop("block_sizes", None)
+        try:
+            out[space.normalize(d)] = None
+        except ValueError:
+            continue  # e.g. a tile outside a BlockSpec's bounds after clipping
+    return list(out)
