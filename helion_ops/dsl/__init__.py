@@ -1,0 +1,31 @@
+"""helion_ops.dsl: a compact implementation of Helion's kernel language, compiled to Triton.
+
+Write ``import helion_ops.dsl as helion`` and ``import helion_ops.dsl.language as hl``
+where a Helion kernel has ``import helion`` and ``import helion.language as hl``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from . import exc, language
+from .config import Config
+from .runtime import BoundKernel, Kernel
+
+__all__ = ["kernel", "Config", "Kernel", "BoundKernel", "exc", "language", "cdiv", "next_power_of_2"]
+
+cdiv = language.cdiv
+next_power_of_2 = language.next_power_of_2
+
+
+def kernel(fn: Callable | None = None, *, config: Any = None, configs: Any = None,
+           static_shapes: bool = True, autotune_effort: str = "none", **settings: Any) -> Any:
+    """Decorate a Helion-language function: ``@kernel`` or ``@kernel(config=Config(...))``.
+
+    ``autotune_effort`` is ``"none"`` (pretuned or default config), ``"quick"`` or ``"full"``;
+    the ``HELION_AUTOTUNE_EFFORT`` environment variable overrides it.
+    """
+    def wrap(f: Callable) -> Kernel:
+        return Kernel(f, config=config, configs=configs, static_shapes=static_shapes,
+                      autotune_effort=autotune_effort, **settings)
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,502 @@
+"""Codegen: DeviceIR + Config -> Triton source text (one @triton.jit per device loop).
+
+Values are emitted where the source defines them (``Let``), except values with
+a rolled reduction dim: those are emitted lazily inside the chunk loop of the
+reduction or store that needs them, recomputing (reloading) row-shaped inputs
+per pass. Each statement group carries ``# src[file:line]``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import exc, ir as I
+from .config import Config
+from .types import ONE, BlockT, Dim, RDimInfo, TileInfo, tl_dtype, SIGNATURE_DTYPE
+
+UNARY_CODE = {
+    "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "log": "tl.log({0})", "log2": "tl.log2({0})",
+    "sqrt": "tl.sqrt({0})", "rsqrt": "tl.rsqrt({0})", "sigmoid": "tl.sigmoid({0})",
+    "tanh": "(2 * tl.sigmoid(2 * {0}) - 1)", "relu": "tl.maximum({0}, 0)", "abs": "tl.abs({0})",
+    "neg": "(-{0})", "sin": "tl.sin({0})", "cos": "tl.cos({0})", "erf": "tl.erf({0})",
+    "floor": "tl.floor({0})", "ceil": "tl.ceil({0})", "log1p": "tl.log(1 + {0})", "expm1": "(tl.exp({0}) - 1)",
+    "reciprocal": "(1 / {0})", "square": "({0} * {0})", "not": "({0} == 0)", "invert": "(~{0})",
+    "silu": "({0} * tl.sigmoid({0}))", "gelu": "({0} * 0.5 * (1 + tl.erf({0} * 0.7071067811865476)))",
+    "gelu_tanh": "({0} * tl.sigmoid(1.5957691216057308 * ({0} + 0.044715 * {0} * {0} * {0})))",
+    "softplus": "tl.where({0} > 20, {0}, tl.log(1 + tl.exp(tl.minimum({0}, 20))))",
+    "isnan": "({0} != {0})", "isinf": "(tl.abs({0}) == float('inf'))",
+    "trunc": "tl.where({0} < 0, tl.ceil({0}), tl.floor({0}))",
+}
+NEUTRAL = {"sum": "0", "max": "float('-inf')", "min": "float('inf')"}
+INT_NEUTRAL = {"sum": "0", "max": "-2147483648", "min": "2147483647"}
+
+
+@dataclass
+class Generated:
+    """Generated source of one device loop and how to launch it."""
+
+    fn_name: str
+    source: str
+    params: list[tuple[str, str, Any]]   # (param name, kind, source): kind in tensor|scalar
+    signature: dict[str, str]
+    grid: tuple[int, int, int] | str     # literal grid, or Python code over params
+    num_warps: int
+    num_stages: int
+    uses_descriptors: bool = False
+
+
+class Emitter:
+    def __init__(self, d: I.DeviceIR, cfg: Config, pk_file: str, num_sms: int) -> None:
+        self.d, self.cfg, self.file, self.num_sms = d, cfg, os.path.basename(pk_file), num_sms
+        self.lines: list[str] = []
+        self.ind = 1
+        self.scopes: list[dict[int, str]] = [{}]
+        self.used: dict[str, int] = {}
+        self.last_src: int | None = None
+        self.descs: dict[tuple, str] = {}
+        self.desc_lines: list[str] = []
+        self.idx64 = any(t.index64 for t in d.inputs.tensors)
+        self.pending_rolled: list = []
+
+    # ---- text -----------------------------------------------------------------------------
+    def line(self, s: str) -> None:
+        self.lines.append("    " * self.ind + s)
+
+    def src(self, loc: exc.Loc | None) -> None:
+        if loc is not None and loc.line != self.last_src:
+            self.last_src = loc.line
+            self.line(f"# src[{self.file}:{loc.line}]: {loc.text.strip()}")
+
+    def fresh(self, hint: str) -> str:
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in (hint or "v")) or "v"
+        if base[0].isdigit() or base in ("tl", "triton"):
+            base = "v_" + base
+        n = self.used.get(base, 0)
+        self.used[base] = n + 1
+        return f"{base}_{n}"
+
+    def lookup(self, v: I.Value) -> str | None:
+        for sc in reversed(self.scopes):
+            if v.id in sc:
+                return sc[v.id]
+        return None
+
+    # ---- dims -----------------------------------------------------------------------------
+    def dim_size(self, d: Dim) -> int:
+        if d.kind == "tile":
+            return self.d.tiles[d.id].block
+        if d.kind == "rdim":
+            return self.d.rdims[d.id].block
+        return 1
+
+    def shape(self, t: BlockT) -> str:
+        return "[" + ", ".join(str(self.dim_size(d)) for d in t.dims) + "]"
+
+    def dim_mask(self, d: Dim) -> str | None:
+        if d.kind == "tile":
+            t = self.d.tiles[d.id]
+            return t.mask if t.masked else None
+        if d.kind == "rdim":
+            r = self.d.rdims[d.id]
+            return r.mask if r.masked else None
+        return None
+
+    @staticmethod
+    def bcast(name: str, axis: int, ndim: int) -> str:
+        if ndim <= 1:
+            return name
+        return f"{name}[{', '.join(':' if i == axis else 'None' for i in range(ndim))}]"
+
+    # ---- values ---------------------------------------------------------------------------
+    def name_of(self, v: I.Value) -> str:
+        n = self.lookup(v)
+        if n is not None:
+            return n
+        return self.define(v)
+
+    def define(self, v: I.Value) -> str:
+        expr = self.expr(v)
+        if v.op in ("const", "param", "tile_attr") and v.op != "tile_attr" or (v.op == "tile_attr" and v.attrs["attr"] in ("index", "begin")):
+            self.scopes[-1][v.id] = expr
+            return expr
+        name = self.fresh(v.hint or v.op)
+        self.src(v.loc)
+        self.line(f"{name} = {expr}")
+        self.scopes[-1][v.id] = name
+        return name
+
+    def expr(self, v: I.Value) -> str:
+        op, a = v.op, v.args
+        if op == "const":
+            x = a[0]
+            if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+                return f"float('{x}')"
+            return repr(x)
+        if op == "param":
+            return a[0]
+        if op == "tile_attr":
+            return self.tile_attr(a[0], v.attrs["attr"])
+        if op == "load":
+            return self.load(a[0], v)
+        if op == "binary":
+            x, y = self.name_of(a[0]), self.name_of(a[1])
+            o = v.attrs["op"]
+            if o in ("maximum", "minimum"):
+                return f"tl.{o}({x}, {y})"
+            if o == "atan2":
+                raise exc.NotSupported("atan2 in device code", v.loc)
+            if o == "**":
+                return f"tl.exp2({y} * tl.log2({x}))"
+            return f"({x} {o} {y})"
+        if op == "powi":
+            x, e = self.name_of(a[0]), v.attrs["exponent"]
+            return {2: f"({x} * {x})", 3: f"({x} * {x} * {x})", 1: x, 0.5: f"tl.sqrt({x})", -1: f"(1 / {x})"}[e]
+        if op == "unary":
+            return UNARY_CODE[v.attrs["op"]].format(self.name_of(a[0]))
+        if op == "cast":
+            return f"{self.name_of(a[0])}.to({tl_dtype(v.type.dtype)})"
+        if op == "where":
+            return f"tl.where({self.name_of(a[0])}, {self.name_of(a[1])}, {self.name_of(a[2])})"
+        if op == "reduce":
+            return self.reduce(v)
+        if op == "dot":
+            return self.dot(v)
+        if op == "full":
+            val = a[0]
+            if isinstance(val, I.Value):
+                return f"tl.full({self.shape(v.type)}, 0, {tl_dtype(v.type.dtype)}) + {self.name_of(val)}"
+            lit = self.expr(I.Value("const", [val], v.type, v.loc)) if not isinstance(val, bool) else repr(int(val))
+            return f"tl.full({self.shape(v.type)}, {lit}, {tl_dtype(v.type.dtype)})"
+        if op == "arange":
+            r: RDimInfo = v.attrs["rdim"]
+            return f"({a[0]} + {r.index})" if a[0] else r.index
+        if op == "view":
+            return f"{self.name_of(a[0])}{v.attrs['code']}"
+        if op == "permute":
+            perm = v.attrs["perm"]
+            return f"tl.trans({self.name_of(a[0])})" if perm == [1, 0] else f"tl.permute({self.name_of(a[0])}, {perm})"
+        if op == "reshape":
+            return f"tl.reshape({self.name_of(a[0])}, {self.shape(v.type)})"
+        if op == "broadcast_to":
+            return f"tl.broadcast_to({self.name_of(a[0])}, {self.shape(v.type)})"
+        if op == "scan":
+            x = self.masked_input(a[0], v.attrs["axis"], "sum")
+            return f"tl.cumsum({x}, axis={v.attrs['axis']})"
+        if op in ("phi", "atomic_result"):
+            raise exc.CompileError(f"internal: {op} value used before definition", v.loc)
+        raise exc.CompileError(f"internal: no codegen for op {op}", v.loc)
+
+    def tile_attr(self, t: TileInfo, attr: str) -> str:
+        if attr == "index":
+            return t.indices if not t.is_grid else t.offset
+        if attr == "begin":
+            return t.offset
+        if attr == "end":
+            return f"tl.minimum({t.offset} + {t.block}, {self.bound(t.end)})"
+        if attr == "id":
+            return f"({t.offset} // {t.block})"
+        raise exc.CompileError(f"internal: tile attr {attr}")
+
+    def bound(self, b: Any) -> str:
+        return self.name_of(b) if isinstance(b, I.Value) else str(b)
+
+    # ---- memory ---------------------------------------------------------------------------
+    def pointer_parts(self, idx: I.Index, ndim: int) -> tuple[str, str | None]:
+        t = idx.tensor
+        terms, masks = [], []
+        axis_of = {}
+        pos = 0
+        for o in idx.out:
+            if o is None:
+                pos += 1
+                continue
+            kind, val = idx.entries[o]
+            axis_of[o] = pos
+            pos += val.type.ndim if kind == "block" else 1
+        for dim, (kind, val) in enumerate(idx.entries):
+            stride = t.stride_code(dim)
+            mul = "" if stride == "1" else f" * {stride}"
+            if kind == "tile":
+                if val.is_grid:
+                    terms.append(f"{val.offset}{mul}")
+                    continue
+                ax = axis_of[dim]
+                terms.append(f"{self.bcast(val.indices, ax, ndim)}{mul}")
+                if val.masked:
+                    masks.append(self.bcast(val.mask, ax, ndim))
+            elif kind == "rdim":
+                ax = axis_of[dim]
+                terms.append(f"{self.bcast(val.index, ax, ndim)}{mul}")
+                if val.masked:
+                    masks.append(self.bcast(val.mask, ax, ndim))
+            elif kind == "scalar":
+                s = self.name_of(val) if isinstance(val, I.Value) else str(val)
+                if s != "0":
+                    terms.append(f"{s}{mul}")
+            else:  # block gather
+                ax, k = axis_of[dim], val.type.ndim
+                n = self.name_of(val)
+                if ndim > k:
+                    n = f"{n}[{', '.join(['None'] * ax + [':'] * k + ['None'] * (ndim - ax - k))}]"
+                terms.append(f"{n}{mul}")
+                for j, dd in enumerate(val.type.dims):
+                    m = self.dim_mask(dd)
+                    if m:
+                        masks.append(self.bcast(m, ax + j, ndim))
+        if idx.extra_mask is not None:
+            masks.append(self.name_of(idx.extra_mask))
+        off = " + ".join(terms) if terms else "0"
+        if self.idx64 and t.index64:
+            off = f"({off}).to(tl.int64)" if terms else off
+        return f"{t.name} + ({off})", (" & ".join(masks) if masks else None)
+
+    def load(self, idx: I.Index, v: I.Value) -> str:
+        if idx.descriptor:
+            return self.desc_access(idx, v.type, None)
+        ptr, mask = self.pointer_parts(idx, v.type.ndim)
+        pol = (self.cfg.get("load_eviction_policies") or [])
+        lid = v.attrs.get("load_id", -1)
+        ev = pol[lid] if 0 <= lid < len(pol) and pol[lid] else ""
+        extra = f", eviction_policy='evict_{ev}'" if ev else ""
+        if mask:
+            return f"tl.load({ptr}, {mask}, other=0{extra})"
+        return f"tl.load({ptr}{extra})"
+
+    def desc_access(self, idx: I.Index, rtype: BlockT, value: str | None) -> str:
+        t = idx.tensor
+        block = []
+        offs = []
+        for kind, val in idx.entries:
+            if kind == "tile":
+                block.append(val.block)
+                offs.append(val.offset)
+            elif kind == "rdim":
+                block.append(val.block)
+                offs.append("0")
+            else:
+                block.append(1)
+                offs.append(self.name_of(val) if isinstance(val, I.Value) else str(val))
+        key = (t.name, tuple(block))
+        if key not in self.descs:
+            dn = f"{t.name}_desc_{len(self.descs)}"
+            self.descs[key] = dn
+            shape = ", ".join(t.size_code(i) for i in range(t.ndim))
+            strides = ", ".join(t.stride_code(i) for i in range(t.ndim))
+            self.desc_lines.append(f"{dn} = tl.make_tensor_descriptor({t.name}, shape=[{shape}], "
+                                   f"strides=[{strides}], block_shape={block})")
+        dn = self.descs[key]
+        rshape = [self.dim_size(d) for d in rtype.dims]
+        if value is None:
+            out = f"{dn}.load([{', '.join(offs)}])"
+            return out if rshape == block else f"tl.reshape({out}, {rshape})"
+        full = f"tl.broadcast_to({value}, {rshape})"
+        if rshape != block:
+            full = f"tl.reshape({full}, {block})"
+        return f"{dn}.store([{', '.join(offs)}], {full})"
+
+    def store(self, s: I.Store) -> None:
+        idx = s.index
+        dims = tuple(_index_dims(self.d, idx))
+        val = self.name_of(s.value)
+        if s.value.type.dtype != idx.tensor.dtype:
+            val = f"{val}.to({tl_dtype(idx.tensor.dtype)})"
+        self.src(s.loc)
+        if idx.descriptor and not s.atomic:
+            self.line(self.desc_access(idx, BlockT(dims, idx.tensor.dtype), val))
+            return
+        ptr, mask = self.pointer_parts(idx, len(dims))
+        if len(s.value.type.dims) < len(dims) and len(s.value.type.dims) > 0:
+            k = len(dims) - len(s.value.type.dims)
+            val = f"{val}[{', '.join(['None'] * k + [':'] * len(s.value.type.dims))}]"
+        m = f", {mask}" if mask else ""
+        if s.atomic:
+            res = self.fresh(f"old_{s.atomic}")
+            self.line(f"{res} = tl.atomic_{s.atomic}({ptr}, {val}{', mask=' + mask if mask else ''}, sem='relaxed')")
+            if s.result is not None:
+                self.scopes[-1][s.result.id] = res
+            return
+        self.line(f"tl.store({ptr}, {val}{m})")
+
+    # ---- reductions -----------------------------------------------------------------------
+    def masked_input(self, x: I.Value, axis: int, op: str) -> str:
+        """Before reducing over a masked dim, fill masked lanes with the op's neutral element."""
+        name = self.name_of(x)
+        m = self.dim_mask(x.type.dims[axis])
+        if m is None or (op == "sum" and x.op == "load"):
+            return name
+        neutral = (NEUTRAL if x.type.dtype.is_floating_point else INT_NEUTRAL)[op]
+        return f"tl.where({self.bcast(m, axis, x.type.ndim)}, {name}, {neutral})"
+
+    def reduce(self, v: I.Value) -> str:
+        x = v.args[0]
+        op, axis, keep = v.attrs["op"], v.attrs["axis"], v.attrs["keepdim"]
+        rd: Dim = v.attrs["rdim"]
+        if rd.kind == "rdim" and self.d.rdims[rd.id].rolled:
+            return self.rolled_reduce(v, self.d.rdims[rd.id])
+        if op == "prod":
+            raise exc.NotSupported("prod reductions", v.loc)
+        fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[op]
+        inp = self.masked_input(x, axis, op)
+        return f"{fn}({inp}, {axis}, keep_dims={keep})"
+
+    def rolled_reduce(self, v: I.Value, r: RDimInfo) -> str:
+        x = v.args[0]
+        op, axis, keep = v.attrs["op"], v.attrs["axis"], v.attrs["keepdim"]
+        acc = self.fresh(f"{v.hint or op}_acc")
+        neutral = (NEUTRAL if x.type.dtype.is_floating_point else INT_NEUTRAL)[op]
+        self.src(v.loc)
+        self.line(f"{acc} = tl.full({self.shape(x.type)}, {neutral}, {tl_dtype(x.type.dtype)})")
+        self.open_chunk_loop(r)
+        inp = self.masked_input(x, axis, op)
+        comb = {"sum": f"{acc} + {inp}", "max": f"tl.maximum({acc}, {inp})", "min": f"tl.minimum({acc}, {inp})"}[op]
+        self.line(f"{acc} = {comb}")
+        self.close_chunk_loop()
+        fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[op]
+        return f"{fn}({acc}, {axis}, keep_dims={keep})"
+
+    def open_chunk_loop(self, r: RDimInfo) -> None:
+        self.line(f"for {r.offset} in tl.range(0, {r.extent}, {r.block}):")
+        self.ind += 1
+        self.scopes.append({})
+        self.line(f"{r.index} = {r.offset} + tl.arange(0, {r.block})")
+        if r.masked:
+            self.line(f"{r.mask} = {r.index} < {r.extent}")
+
+    def close_chunk_loop(self) -> None:
+        self.scopes.pop()
+        self.ind -= 1
+        self.last_src = None
+
+    def dot(self, v: I.Value) -> str:
+        a, b = v.args[0], v.args[1]
+        an, bn = self.dot_operand(a, -1), self.dot_operand(b, -2)
+        prec = ", input_precision='ieee'" if a.type.dtype == torch.float32 else ""
+        if len(v.args) > 2:
+            return f"tl.dot({an}, {bn}, {self.name_of(v.args[2])}{prec})"
+        return f"tl.dot({an}, {bn}{prec}, out_dtype={tl_dtype(v.type.dtype)})"
+
+    def dot_operand(self, x: I.Value, axis: int) -> str:
+        """Masked contraction lanes must be zero; loads already are (other=0)."""
+        name = self.name_of(x)
+        m = self.dim_mask(x.type.dims[axis])
+        if m is None or x.op == "load":
+            return name
+        return f"tl.where({self.bcast(m, axis % x.type.ndim, x.type.ndim)}, {name}, 0)"
+
+    # ---- statements -----------------------------------------------------------------------
+    def rolled_dim(self, t: BlockT) -> RDimInfo | None:
+        for d in t.dims:
+            if d.kind == "rdim" and self.d.rdims[d.id].rolled:
+                return self.d.rdims[d.id]
+        return None
+
+    def stmts(self, body: list[I.Stmt]) -> None:
+        i = 0
+        while i < len(body):
+            s = body[i]
+            if isinstance(s, I.Let):
+                if self.lookup(s.value) is None and self.rolled_dim(s.value.type) is None:
+                    self.define(s.value)
+            elif isinstance(s, I.Store):
+                r = self.rolled_dim(BlockT(tuple(_index_dims(self.d, s.index)), s.value.type.dtype))
+                if r is not None:
+                    group = [s]
+                    j = i + 1
+                    while j < len(body) and isinstance(body[j], (I.Store, I.Let)):
+                        if isinstance(body[j], I.Store):
+                            if self.rolled_dim(BlockT(tuple(_index_dims(self.d, body[j].index)), torch.float32)) is not r:
+                                break
+                            group.append(body[j])
+                        elif self.rolled_dim(body[j].value.type) is None:
+                            break
+                        j += 1
+                    self.src(s.loc)
+                    self.open_chunk_loop(r)
+                    for g in group:
+                        self.store(g)
+                    self.close_chunk_loop()
+                    i = j
+                    continue
+                self.store(s)
+            elif isinstance(s, I.For):
+                self.for_loop(s)
+            elif isinstance(s, I.If):
+                self.if_stmt(s)
+            i += 1
+
+    def carried_init(self, phi: I.Value, init: I.Value) -> str:
+        name = self.fresh(phi.hint)
+        self.line(f"{name} = {self.name_of(init)}")
+        self.scopes[-1][phi.id] = name
+        return name
+
+    def for_loop(self, s: I.For) -> None:
+        self.src(s.loc)
+        names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
+        for k, t in enumerate(s.tiles):
+            knobs = self.range_knobs(s.loop_id) if k == 0 else ""
+            begin, end = self.bound(t.begin), self.bound(t.end)
+            if t.is_grid:
+                self.line(f"for {t.offset} in tl.range({begin}, {end}{knobs}):")
+                self.ind += 1
+            else:
+                self.line(f"for {t.offset} in tl.range({begin}, {end}, {t.block}{knobs}):")
+                self.ind += 1
+                self.line(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
+                if t.masked:
+                    self.line(f"{t.mask} = {t.indices} < {end}")
+        self.scopes.append({})
+        self.stmts(s.body)
+        for (phi, _, final), n in zip(s.carried, names):
+            self.line(f"{n} = {self.name_of(final)}")
+        self.scopes.pop()
+        self.ind -= len(s.tiles)
+        self.last_src = None
+
+    def range_knobs(self, loop_id: int) -> str:
+        out = []
+        for field_, arg in (("range_num_stages", "num_stages"), ("range_unroll_factors", "loop_unroll_factor"),
+                            ("range_warp_specializes", "warp_specialize"), ("range_flattens", "flatten")):
+            vals = self.cfg.get(field_) or []
+            if loop_id < len(vals) and vals[loop_id] not in (None, 0, False):
+                out.append(f"{arg}={vals[loop_id]!r}")
+        return (", " + ", ".join(out)) if out else ""
+
+    def if_stmt(self, s: I.If) -> None:
+        self.src(s.loc)
+        names = [self.carried_init(m, init) for m, init, _, _ in s.merges]
+        self.line(f"if {self.name_of(s.cond)}:")
+        for body, pos in ((s.then, 2), (s.orelse, 3)):
+            if body is s.orelse:
+                self.line("else:")
+            self.ind += 1
+            self.scopes.append({})
+            self.line("pass")
+            self.stmts(body)
+            for quad, n in zip(s.merges, names):
+                self.line(f"{n} = {self.name_of(quad[pos])}")
+            self.scopes.pop()
+            self.ind -= 1
+        self.last_src = None
+
+
+def _index_dims(d: I.DeviceIR, idx: I.Index) -> list[Dim]:
+    dims: list[Dim] = []
+    for o in idx.out:
+        if o is None:
+            dims.append(ONE)
+            continue
+        kind, v = idx.entries[o]
+        if kind == "tile":
+            dims.append(Dim("tile", v.id))
+        elif kind == "rdim":
+            dims.append(Dim("rdim", v.id))
+        elif kind == "block":
+            dims.extend(v.type.dims)
+    return dims
+
+
+from .codegen_kernel import generate, compile_spec  # noqa: E402,F401

@@ -1,0 +1,163 @@
+"""Kernel-level codegen: signature, launch grid and PID mapping around the body."""
+from __future__ import annotations
+
+import importlib.util
+import math
+from typing import Any
+
+from . import exc, ir as I
+from .config import Config
+from .types import SIGNATURE_DTYPE
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _tile_count(t) -> int:
+    if t.static_len is None:
+        raise exc.NotSupported("a launch grid whose size is not known on the host (dynamic tile bounds)")
+    return t.static_len if t.is_grid else _cdiv(t.static_len, t.block)
+
+
+def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, grid_ordinal: int):
+    """Emit the ``@triton.jit`` function for device loop ``d`` under ``cfg``."""
+    from .codegen import Emitter, Generated
+
+    em = Emitter(d, cfg, file, num_sms)
+    tiles = d.grid
+    counts = [max(_tile_count(t), 0) for t in tiles]
+    total = math.prod(counts)
+    pid_type = cfg.get("pid_type", "flat")
+    if pid_type == "xyz" and (len(tiles) > 3 or any(c > 65535 for c in counts[1:])):
+        pid_type = "flat"
+    persistent = pid_type.startswith("persistent")
+    nprog = max(1, min(num_sms, total)) if persistent else total
+    i64 = em.idx64
+
+    pre: list[str] = []
+    pid0 = "tl.program_id(0).to(tl.int64)" if i64 else "tl.program_id(0)"
+    if pid_type == "xyz":
+        for k, t in enumerate(tiles):
+            pre.append(f"pid_{k} = tl.program_id({k})" + (".to(tl.int64)" if i64 else ""))
+        grid: tuple[int, int, int] = tuple(counts + [1] * (3 - len(counts)))  # type: ignore[assignment]
+    else:
+        grid = (nprog, 1, 1)
+    body_ind = 1
+    if persistent:
+        if pid_type == "persistent_interleaved":
+            pre.append(f"for virtual_pid in tl.range({pid0}, {total}, {nprog}):")
+        else:
+            per = _cdiv(total, nprog)
+            pre.append(f"start_pid = {pid0} * {per}")
+            pre.append(f"for virtual_pid in tl.range(start_pid, tl.minimum(start_pid + {per}, {total})):")
+        body_ind = 2
+    decode = _decode_pids("virtual_pid" if persistent else "pid", tiles, counts, cfg, grid_ordinal) \
+        if pid_type != "xyz" else []
+    if not persistent and pid_type != "xyz":
+        decode = [f"pid = {pid0}"] + decode
+    setup = []
+    for k, t in enumerate(tiles):
+        b = em.bound(t.begin)
+        start = "" if b == "0" else f"{b} + "
+        if t.is_grid:
+            setup.append(f"{t.offset} = {start}pid_{k}")
+            continue
+        setup.append(f"{t.offset} = {start}pid_{k} * {t.block}")
+        setup.append(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
+        if t.masked:
+            setup.append(f"{t.mask} = {t.indices} < {em.bound(t.end)}")
+    rsetup = []
+    for r in d.rdims.values():
+        if not r.rolled:
+            rsetup.append(f"{r.index} = tl.arange(0, {r.block})" + (".to(tl.int64)" if i64 else ""))
+            if r.masked:
+                rsetup.append(f"{r.mask} = {r.index} < {r.extent}")
+
+    em.ind = body_ind
+    header_lines = len(em.lines)
+    for s in decode + setup:
+        em.line(s)
+    em.stmts(d.body)
+    body = em.lines[header_lines:]
+
+    params = [(t.name, "tensor", t.host) for t in d.inputs.tensors] + \
+             [(s.name, "scalar", s.name) for s in d.inputs.scalars]
+    sig = {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in d.inputs.tensors}
+    sig.update({s.name: SIGNATURE_DTYPE[s.dtype] for s in d.inputs.scalars})
+    out = [f"@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
+    out += ["    " + x for x in em.desc_lines]
+    out += ["    " + x for x in rsetup]
+    out += ["    " + x for x in pre]
+    out += body
+    if len(out) == 2 or all(not l.strip() or l.strip().startswith("#") for l in out[2:]):
+        out.append("    pass")
+    return Generated(fn_name, "\n".join(out) + "\n", params, sig, grid,
+                     int(cfg.get("num_warps", 4)), int(cfg.get("num_stages", 2)), bool(em.descs))
+
+
+def _decode_pids(pid: str, tiles, counts: list[int], cfg: Config, ordinal: int) -> list[str]:
+    n = len(tiles)
+    if n == 1:
+        return [f"pid_0 = {pid}"]
+    orders = cfg.get("loop_orders") or []
+    order = list(orders[ordinal]) if ordinal < len(orders) and len(orders[ordinal]) == n else list(range(n))
+    groups = cfg.get("l2_groupings") or []
+    g = int(groups[ordinal]) if ordinal < len(groups) else 1
+    lines = []
+    if g > 1:
+        a, b = order[0], order[1]
+        rest = order[2:]
+        lines.append(f"rem = {pid}")
+        inner = counts[a] * counts[b]
+        if rest:
+            lines.append(f"inner_pid = rem % {inner}")
+            lines.append(f"rem = rem // {inner}")
+            for k in rest:
+                lines.append(f"pid_{k} = rem % {counts[k]}")
+                lines.append(f"rem = rem // {counts[k]}")
+        else:
+            lines.append("inner_pid = rem")
+        lines += [
+            f"num_pid_in_group = {g * counts[b]}",
+            "group_id = inner_pid // num_pid_in_group",
+            f"first_pid = group_id * {g}",
+            f"group_size = tl.minimum({counts[a]} - first_pid, {g})",
+            f"pid_{a} = first_pid + (inner_pid % num_pid_in_group) % group_size",
+            f"pid_{b} = (inner_pid % num_pid_in_group) // group_size",
+        ]
+        return lines
+    lines.append(f"rem = {pid}")
+    for j, k in enumerate(order):
+        if j == n - 1:
+            lines.append(f"pid_{k} = rem")
+        else:
+            lines.append(f"pid_{k} = rem % {counts[k]}")
+            lines.append(f"rem = rem // {counts[k]}")
+    return lines
+
+
+def load_module(path: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def compile_spec(spec: dict[str, Any], target: tuple | None = None):
+    """``triton.compile`` one generated kernel (from ``BoundKernel.compile_specs``).
+
+    With ``target=("cuda", 90, 32)`` this builds Hopper PTX/cubin on a machine without a GPU.
+    """
+    import triton
+    from triton.compiler import ASTSource
+
+    mod = load_module(spec["path"], spec["fn"] + "_mod")
+    fn = getattr(mod, spec["fn"])
+    fn = getattr(fn, "fn", fn) if not hasattr(fn, "arg_names") else fn
+    src = ASTSource(fn, dict(spec["signature"]), dict(spec.get("constexprs", {})))
+    opts = {"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}
+    if target is not None:
+        from triton.backends.compiler import GPUTarget
+        return triton.compile(src, target=GPUTarget(*target), options=opts)
+    return triton.compile(src, options=opts)

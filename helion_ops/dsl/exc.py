@@ -1,0 +1,66 @@
+"""Error types. Every compiler error carries the kernel source location.
+
+``helion_ops.dsl.exc`` mirrors ``helion.exc``: the names users catch there
+exist here too.
+"""
+from __future__ import annotations
+
+
+class HelionOpsError(Exception):
+    """Base class of every error raised by helion_ops."""
+
+
+class InputError(HelionOpsError, ValueError):
+    """A bad argument to a kernel or op (dtype, device, shape, stride)."""
+
+
+class BaseError(HelionOpsError):
+    """A compile-time error, pointing at the kernel source."""
+
+    def __init__(self, msg: str, loc: "Loc | None" = None) -> None:
+        self.msg = msg
+        self.loc = loc
+        where = f"{loc.file}:{loc.line}: " if loc is not None else ""
+        detail = f"\n    {loc.text.strip()}" if loc is not None and loc.text else ""
+        super().__init__(f"{where}{msg}{detail}")
+
+
+class CompileError(BaseError):
+    """Generic compile error."""
+
+
+class NotSupported(BaseError):
+    """A Python construct, op or Helion feature that helion_ops.dsl does not support."""
+
+
+class TypeError_(BaseError):
+    """Shape or dtype mismatch inside a device loop."""
+
+
+class ShapeMismatch(TypeError_):
+    """Two blocks whose dims do not broadcast."""
+
+
+class HostAssignInDevice(BaseError):
+    """A device loop assigned a variable that host code reads afterwards."""
+
+
+class LaunchError(HelionOpsError, RuntimeError):
+    """A kernel failed to compile or launch on the device."""
+
+
+# Helion spellings
+NotAllowedOnDevice = NotSupported
+InvalidConfig = CompileError
+
+
+class Loc:
+    """A source location: file, line and the line's text."""
+
+    __slots__ = ("file", "line", "text")
+
+    def __init__(self, file: str, line: int, text: str = "") -> None:
+        self.file, self.line, self.text = file, line, text
+
+    def __repr__(self) -> str:
+        return f"{self.file}:{self.line}"

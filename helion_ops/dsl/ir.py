@@ -1,0 +1,165 @@
+"""A small typed IR of one device loop: a value graph plus a statement tree.
+
+Values are pure (loads included); statements give order and side effects:
+``Let`` marks where a value is defined in the source, ``Store`` writes a
+tensor, ``For`` and ``If`` carry loop/branch variables explicitly as
+``(phi, init, final)`` triples. Codegen maps this one-to-one onto Triton.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import exc
+from .types import BlockT, LaunchInputs, RDimInfo, TensorArg, TileInfo
+
+_ids = itertools.count()
+
+
+class Value:
+    """One SSA value. ``op`` names the operation; ``args`` are Values or Python constants."""
+
+    __slots__ = ("op", "args", "attrs", "type", "loc", "hint", "id")
+
+    def __init__(self, opcode: str, args: list[Any], type: BlockT, loc: exc.Loc | None,
+                 hint: str = "", **attrs: Any) -> None:
+        self.op, self.args, self.type, self.loc, self.hint, self.attrs = opcode, args, type, loc, hint, attrs
+        self.id = next(_ids)
+
+    def inputs(self) -> list["Value"]:
+        out = [a for a in self.args if isinstance(a, Value)]
+        for a in self.args:
+            if isinstance(a, Index):
+                out.extend(a.values())
+        return out
+
+    def __repr__(self) -> str:
+        return f"%{self.id}:{self.op}:{self.type}"
+
+
+@dataclass
+class Index:
+    """How a tensor is indexed: one entry per tensor dim, plus where None adds dims.
+
+    entry kinds: ("tile", TileInfo) | ("rdim", RDimInfo) | ("scalar", Value|int|str)
+                 | ("block", Value)  (an integer block gathers)
+    ``out`` lists, in result order, the tensor dim feeding each result axis,
+    or None for an inserted size-1 axis.
+    """
+
+    tensor: TensorArg
+    entries: list[tuple[str, Any]]
+    out: list[int | None]
+    extra_mask: "Value | None" = None
+    descriptor: bool = False        # set by passes.assign_indexing
+
+    def values(self) -> list[Value]:
+        vals = [e[1] for e in self.entries if isinstance(e[1], Value)]
+        if self.extra_mask is not None:
+            vals.append(self.extra_mask)
+        return vals
+
+
+class Stmt:
+    loc: exc.Loc | None
+
+
+@dataclass
+class Let(Stmt):
+    value: Value
+    loc: exc.Loc | None = None
+
+
+@dataclass
+class Store(Stmt):
+    index: Index
+    value: Value
+    loc: exc.Loc | None = None
+    atomic: str | None = None       # "add" | "max" | "min" | "xchg" | "cas" | None
+    result: Value | None = None     # atomic's old value
+    store_id: int = -1
+
+
+@dataclass
+class For(Stmt):
+    tiles: list[TileInfo]
+    body: list[Stmt]
+    carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
+    loop_id: int = -1               # index into range_* config lists
+    loc: exc.Loc | None = None
+
+
+@dataclass
+class If(Stmt):
+    cond: Value
+    then: list[Stmt]
+    orelse: list[Stmt]
+    merges: list[tuple[Value, Value, Value, Value]] = field(default_factory=list)  # (merged, init, then, else)
+    loc: exc.Loc | None = None
+
+
+@dataclass
+class DeviceIR:
+    """One device loop, lowered: the kernel's inputs, grid tiles, dims and body."""
+
+    name: str
+    inputs: LaunchInputs
+    grid: list[TileInfo]
+    tiles: dict[int, TileInfo]
+    rdims: dict[int, RDimInfo]
+    body: list[Stmt]
+    n_inner_loops: int = 0
+    n_loads: int = 0
+    has_dot: bool = False
+    constexpr_args: dict[str, Any] = field(default_factory=dict)
+
+
+def walk(stmts: list[Stmt]):
+    """Yield every statement, depth first."""
+    for s in stmts:
+        yield s
+        if isinstance(s, For):
+            yield from walk(s.body)
+        elif isinstance(s, If):
+            yield from walk(s.then)
+            yield from walk(s.orelse)
+
+
+def all_values(stmts: list[Stmt]):
+    """Yield every value reachable from the statements (each once)."""
+    seen: set[int] = set()
+    stack: list[Value] = []
+    for s in walk(stmts):
+        if isinstance(s, Let):
+            stack.append(s.value)
+        elif isinstance(s, Store):
+            stack.append(s.value)
+            stack.extend(s.index.values())
+        elif isinstance(s, For):
+            for trip in s.carried:
+                stack.extend(trip)
+        elif isinstance(s, If):
+            stack.append(s.cond)
+            for quad in s.merges:
+                stack.extend(quad)
+    while stack:
+        v = stack.pop()
+        if v.id in seen:
+            continue
+        seen.add(v.id)
+        yield v
+        stack.extend(v.inputs())
+
+
+def verify(ir: DeviceIR) -> DeviceIR:
+    """Check structural invariants; raises CompileError on a broken IR."""
+    for s in walk(ir.body):
+        if isinstance(s, For):
+            for phi, init, final in s.carried:
+                if phi.type.dims != final.type.dims:
+                    raise exc.ShapeMismatch(
+                        f"loop-carried value changes shape in the loop: {phi.type} -> {final.type}", s.loc)
+        if isinstance(s, Store) and s.index.tensor is None:
+            raise exc.CompileError("store without a tensor", s.loc)
+    return ir

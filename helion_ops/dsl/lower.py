@@ -1,0 +1,549 @@
+"""Lowering: abstract interpretation of a device loop's AST into typed IR.
+
+Runs once per (launch key, config). Host values arrive concrete (tensors,
+ints, floats); every expression is given a ``BlockT`` and shape rules are
+checked here, so a mismatch is a user error at the source line, never a
+Triton error. Torch calls are mapped by ``ops.py``.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from . import exc, language as hl
+from .config import Config
+from .frontend import DeviceLoop, ParsedKernel
+from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
+from .types import (ONE, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TileInfo,
+                    broadcast_dims, promote)
+
+
+@dataclass
+class TileVar:
+    """A tile loop variable (one dim of an hl.tile header)."""
+
+    info: TileInfo
+
+
+@dataclass
+class TensorRef:
+    arg: TensorArg
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
+           ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
+           ast.RShift: ">>", ast.MatMult: "@"}
+_CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+class Lowerer:
+    def __init__(self, pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any],
+                 hoisted: dict[int, str], config: Config, kernel_name: str,
+                 offs: dict[str, int] | None = None) -> None:
+        self.pk, self.loop, self.inputs, self.hoisted, self.config = pk, loop, inputs, hoisted, config
+        self.env: dict[str, Any] = {}
+        self.stmts: list[Stmt] = []
+        self.tiles: dict[int, TileInfo] = {}
+        self.rdims: dict[int, RDimInfo] = {}
+        self.tensors: dict[str, TensorArg] = {}
+        self.scalars: dict[str, ScalarArg] = {}
+        self.n_loops = 0
+        self.n_loads = 0
+        self.n_stores = 0
+        self.has_dot = False
+        self.name = kernel_name
+        self.offs = offs or {"rdim": 0, "loop": 0, "load": 0}
+        self.loc = pk.loc(loop.node)
+        from . import ops
+        self.ops = ops
+
+    # ---- entry ------------------------------------------------------------------------------
+    def lower(self) -> DeviceIR:
+        node = self.loop.node
+        tiles = self.header(node, top=True)
+        self.bind_target(node.target, tiles)
+        for s in node.body:
+            self.stmt(s)
+        if node.orelse:
+            raise exc.NotSupported("for/else on a device loop", self.pk.loc(node))
+        inputs = LaunchInputs(list(self.tensors.values()), list(self.scalars.values()))
+        return DeviceIR(self.name, inputs, [t.info for t in tiles], self.tiles, self.rdims, self.stmts,
+                        self.n_loops, self.n_loads, self.has_dot)
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
+             hint: str = "", **attrs: Any) -> Value:
+        v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, hint, **attrs)
+        self.stmts.append(Let(v, v.loc))
+        return v
+
+    def err(self, cls: type, msg: str, node: ast.AST) -> Exception:
+        return cls(msg, self.pk.loc(node))
+
+    def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
+        if not isinstance(extent, int):
+            raise self.err(exc.NotSupported, "a full (':') dim needs a size known at compile time", node)
+        for r in self.rdims.values():
+            if r.extent == extent:
+                return r
+        r = RDimInfo(len(self.rdims), extent)
+        rl = self.config.get("reduction_loops") or []
+        k = self.offs["rdim"] + r.id
+        chunk = rl[k] if k < len(rl) else None
+        r.rolled = chunk is not None and chunk < next_pow2(extent)
+        r.block = int(chunk) if r.rolled else next_pow2(extent)
+        self.rdims[r.id] = r
+        return r
+
+    def block_size(self, bid: int | None, fixed: Any, extent: Any, node: ast.AST) -> int:
+        if bid is None:
+            if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
+                raise self.err(exc.CompileError, f"block_size must be a power of two int, got {fixed!r}", node)
+            return fixed
+        bs = self.config.get("block_sizes") or []
+        if bid < len(bs):
+            return int(bs[bid])
+        return max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
+
+    def tensor(self, name: str, t: torch.Tensor) -> TensorRef:
+        if name not in self.tensors:
+            pname = name if name.isidentifier() else f"t{len(self.tensors)}"
+            es = t.element_size()
+            desc = t.dim() >= 1 and t.stride(-1) == 1 and all((s * es) % 16 == 0 for s in t.stride()[:-1]) \
+                and t.data_ptr() % 16 == 0
+            big = t.numel() >= 2**31 or (t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()))) >= 2**31
+            self.tensors[name] = TensorArg(pname, name, t.dtype, tuple(t.shape), tuple(t.stride()), True, big, desc)
+        return TensorRef(self.tensors[name])
+
+    def scalar_param(self, name: str, value: Any) -> Value:
+        dtype = torch.float32 if isinstance(value, float) else (torch.int64 if abs(value) >= 2**31 else torch.int32)
+        if name not in self.scalars:
+            self.scalars[name] = ScalarArg(name, dtype)
+        return Value("param", [name], BlockT((), dtype), self.loc, name)
+
+    def host_value(self, name: str, value: Any, node: ast.AST) -> Any:
+        if isinstance(value, torch.Tensor):
+            return self.tensor(name, value)
+        if isinstance(value, float):
+            return self.scalar_param(name, value)
+        return value  # ints (static), bools, dtypes, modules, functions...
+
+    # ---- statements -------------------------------------------------------------------------
+    def stmt(self, s: ast.stmt) -> None:
+        m = getattr(self, f"stmt_{type(s).__name__}", None)
+        if m is None:
+            raise self.err(exc.NotSupported, f"'{type(s).__name__}' statements are not supported inside a device loop", s)
+        m(s)
+
+    def stmt_Expr(self, s: ast.Expr) -> None:
+        if isinstance(s.value, ast.Constant):
+            return  # docstring / comment string
+        self.expr(s.value)
+
+    def stmt_Pass(self, s: ast.Pass) -> None:
+        pass
+
+    def stmt_Assign(self, s: ast.Assign) -> None:
+        val = self.expr(s.value)
+        for t in s.targets:
+            self.assign(t, val, s)
+
+    def stmt_AnnAssign(self, s: ast.AnnAssign) -> None:
+        if s.value is not None:
+            self.assign(s.target, self.expr(s.value), s)
+
+    def stmt_AugAssign(self, s: ast.AugAssign) -> None:
+        load = ast.copy_location(ast.BinOp(_as_load(s.target), s.op, s.value), s)
+        self.assign(s.target, self.expr(load), s)
+
+    def assign(self, target: ast.expr, val: Any, node: ast.AST) -> None:
+        if isinstance(target, ast.Name):
+            if isinstance(val, Value) and not val.hint:
+                val.hint = target.id
+            self.env[target.id] = val
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            vals = list(val) if isinstance(val, (tuple, list)) else None
+            if vals is None or len(vals) != len(target.elts):
+                raise self.err(exc.NotSupported, "tuple unpacking needs a tuple of the same length", node)
+            for t, v in zip(target.elts, vals):
+                self.assign(t, v, node)
+        elif isinstance(target, ast.Subscript):
+            base = self.expr(target.value)
+            if not isinstance(base, TensorRef):
+                raise self.err(exc.NotSupported, "only host tensors can be stored into (out[tile] = value)", node)
+            self.store(base, self.index(base, target.slice, node), val, node)
+        else:
+            raise self.err(exc.NotSupported, f"assignment to {type(target).__name__}", node)
+
+    def store(self, ref: TensorRef, idx: Index, val: Any, node: ast.AST, atomic: str | None = None) -> Value | None:
+        v = self.as_value(val, node)
+        out_dims = self.index_dims(idx)
+        try:
+            broadcast_dims(out_dims, v.type.dims, None)
+        except exc.ShapeMismatch:
+            raise self.err(exc.ShapeMismatch, f"cannot store a value of shape {list(v.type.dims)} into "
+                           f"{ref.arg.host}[...] of shape {list(out_dims)}", node) from None
+        if len(v.type.dims) > len(out_dims):
+            raise self.err(exc.ShapeMismatch, f"value has more dims ({v.type}) than the stored slice {list(out_dims)}", node)
+        result = Value("atomic_result", [], BlockT(out_dims, ref.arg.dtype), self.pk.loc(node)) if atomic else None
+        self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, self.n_stores))
+        self.n_stores += 1
+        return result
+
+    def stmt_If(self, s: ast.If) -> None:
+        cond = self.expr(s.test)
+        if not isinstance(cond, Value):
+            for b in (s.body if cond else s.orelse):
+                self.stmt(b)
+            return
+        if cond.type.dims:
+            raise self.err(exc.NotSupported, "an if condition must be a scalar; use torch.where for blocks", s)
+        before = dict(self.env)
+        saved = self.stmts
+        self.stmts = []
+        for b in s.body:
+            self.stmt(b)
+        then_stmts, then_env = self.stmts, self.env
+        self.stmts, self.env = [], dict(before)
+        for b in s.orelse:
+            self.stmt(b)
+        else_stmts, else_env = self.stmts, self.env
+        self.stmts, self.env = saved, dict(before)
+        merges = []
+        for name in sorted(set(then_env) | set(else_env)):
+            tv, ev = then_env.get(name), else_env.get(name)
+            if tv is before.get(name) and ev is before.get(name):
+                continue
+            if name not in before or not isinstance(before[name], Value):
+                continue  # branch-local
+            init = before[name]
+            merged = Value("phi", [], init.type, self.pk.loc(s), name)
+            merges.append((merged, init, self.coerce(tv, init.type, s), self.coerce(ev, init.type, s)))
+            self.env[name] = merged
+        self.stmts.append(If(cond, then_stmts, else_stmts, merges, self.pk.loc(s)))
+
+    def coerce(self, v: Any, t: BlockT, node: ast.AST) -> Value:
+        v = self.as_value(v, node, t.dtype)
+        if v.type.dtype != t.dtype:
+            v = self.emit("cast", [v], v.type.with_dtype(t.dtype), node)
+        if v.type.dims != t.dims:
+            raise self.err(exc.ShapeMismatch, f"variable changes shape: {t} -> {v.type}", node)
+        return v
+
+    def stmt_For(self, s: ast.For) -> None:
+        f = self.pk.resolve(s.iter.func) if isinstance(s.iter, ast.Call) else None
+        if f is range or (isinstance(s.iter, ast.Call) and isinstance(s.iter.func, ast.Name)
+                          and s.iter.func.id in ("range", "static_range")):
+            args = [self.expr(a) for a in s.iter.args]
+            if not all(isinstance(a, int) for a in args):
+                raise self.err(exc.NotSupported, "range() in device code needs constant bounds (it is unrolled)", s)
+            for i in range(*args):
+                self.assign(s.target, i, s)
+                for b in s.body:
+                    self.stmt(b)
+            return
+        if f not in (hl.tile, hl.grid):
+            raise self.err(exc.NotSupported, "device loops iterate over hl.tile(...), hl.grid(...) or range(const)", s)
+        tiles = self.header(s, top=False)
+        loop_id = self.offs["loop"] + self.n_loops
+        self.n_loops += 1
+        assigned = {n.id for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        carried_names = sorted(n for n in assigned if isinstance(self.env.get(n), Value))
+        before = dict(self.env)
+        phis = {}
+        for n in carried_names:
+            init = before[n]
+            phi = Value("phi", [], init.type, self.pk.loc(s), n)
+            phis[n] = (phi, init)
+            self.env[n] = phi
+        saved = self.stmts
+        self.stmts = []
+        self.bind_target(s.target, tiles)
+        for b in s.body:
+            self.stmt(b)
+        body = self.stmts
+        self.stmts = saved
+        carried = []
+        for n, (phi, init) in phis.items():
+            final = self.env.get(n)
+            body_tail: list[Stmt] = []
+            saved2, self.stmts = self.stmts, body_tail
+            final_v = self.coerce(final, phi.type, s)
+            self.stmts = saved2
+            body.extend(body_tail)
+            carried.append((phi, init, final_v))
+        # names first bound inside the loop stay local to it
+        self.env = {k: (phis[k][0] if k in phis else v) for k, v in before.items()}
+        self.stmts.append(For([t.info for t in tiles], body, carried, loop_id, self.pk.loc(s)))
+
+    # ---- loop headers -----------------------------------------------------------------------
+    def header(self, s: ast.For, top: bool) -> list[TileVar]:
+        call = s.iter
+        f = self.pk.resolve(call.func)
+        is_grid = f is hl.grid
+        args = list(call.args)
+        kw = {k.arg: k.value for k in call.keywords}
+        if len(args) == 1 and isinstance(args[0], (ast.List, ast.Tuple)):
+            ends = [(None, e) for e in args[0].elts]
+        elif len(args) == 2 and all(isinstance(a, (ast.List, ast.Tuple)) for a in args):
+            ends = list(zip(args[0].elts, args[1].elts))
+        elif len(args) == 1:
+            ends = [(None, args[0])]
+        elif len(args) == 2:
+            ends = [(args[0], args[1])]
+        else:
+            raise self.err(exc.NotSupported, "hl.tile/hl.grid take (end), (begin, end) or lists of them", s)
+        ids = self.pk.tile_block_ids.get(id(call), [None] * len(ends))
+        bs_node = kw.get("block_size")
+        fixed = [self.expr(b) for b in bs_node.elts] if isinstance(bs_node, (ast.List, ast.Tuple)) \
+            else [self.expr(bs_node) if bs_node is not None else None] * len(ends)
+        out = []
+        for k, (b, e) in enumerate(ends):
+            begin = self.expr(b) if b is not None else 0
+            end = self.expr(e)
+            static_len = end - begin if isinstance(begin, int) and isinstance(end, int) else None
+            if is_grid:
+                block, bid = 1, None
+            else:
+                bid = ids[k] if k < len(ids) else None
+                block = self.block_size(bid, fixed[k], static_len, s)
+            info = TileInfo(len(self.tiles), bid, block, self.code_of(begin, s), self.code_of(end, s),
+                            static_len, top, is_grid)
+            self.tiles[info.id] = info
+            out.append(TileVar(info))
+        return out
+
+    def code_of(self, v: Any, node: ast.AST) -> "str | Value":
+        """A loop bound: literal code for ints and params, or a device int Value."""
+        if isinstance(v, bool):
+            raise self.err(exc.CompileError, "loop bounds must be ints", node)
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, Value) and not v.type.dims and not v.type.dtype.is_floating_point:
+            return v.args[0] if v.op == "param" else v
+        raise self.err(exc.CompileError, f"loop bounds must be ints or device ints, got {type(v).__name__}", node)
+
+    def bind_target(self, target: ast.expr, tiles: list[TileVar]) -> None:
+        vals: list[Any] = [self.grid_index(t) if t.info.is_grid else t for t in tiles]
+        if isinstance(target, ast.Name):
+            if len(vals) != 1:
+                raise self.err(exc.NotSupported, "a multi-dim hl.tile needs one target per dim", target)
+            self.env[target.id] = vals[0]
+            tiles[0].info.name = target.id
+        elif isinstance(target, (ast.Tuple, ast.List)) and len(target.elts) == len(vals):
+            for t, v, tv in zip(target.elts, vals, tiles):
+                if not isinstance(t, ast.Name):
+                    raise self.err(exc.NotSupported, "loop targets must be names", target)
+                self.env[t.id] = v
+                tv.info.name = t.id
+        else:
+            raise self.err(exc.NotSupported, "loop target does not match the number of tile dims", target)
+
+    def grid_index(self, t: TileVar) -> Value:
+        return Value("tile_attr", [t.info], BlockT((), torch.int32), self.loc, t.info.name or "i", attr="begin")
+
+    # ---- expressions ------------------------------------------------------------------------
+    def expr(self, node: ast.expr) -> Any:
+        hid = self.hoisted.get(id(node))
+        if hid is not None:
+            return self.host_value(hid, self.inputs[hid], node)
+        m = getattr(self, f"expr_{type(node).__name__}", None)
+        if m is None:
+            raise self.err(exc.NotSupported, f"'{type(node).__name__}' expressions are not supported in device code", node)
+        return m(node)
+
+    def expr_Constant(self, node: ast.Constant) -> Any:
+        return node.value
+
+    def expr_Name(self, node: ast.Name) -> Any:
+        if node.id in self.env:
+            return self.env[node.id]
+        if node.id in self.inputs:
+            return self.host_value(node.id, self.inputs[node.id], node)
+        if node.id in self.pk.globals:
+            return self.host_value(node.id, self.pk.globals[node.id], node)
+        import builtins
+        if hasattr(builtins, node.id):
+            return getattr(builtins, node.id)
+        raise self.err(exc.CompileError, f"name '{node.id}' is not defined", node)
+
+    def expr_Tuple(self, node: ast.Tuple) -> tuple:
+        return tuple(self.expr(e) for e in node.elts)
+
+    expr_List = expr_Tuple
+
+    def expr_Attribute(self, node: ast.Attribute) -> Any:
+        base = self.expr(node.value)
+        return self.ops.attribute(self, base, node.attr, node)
+
+    def expr_Subscript(self, node: ast.Subscript) -> Any:
+        base = self.expr(node.value)
+        if isinstance(base, TensorRef):
+            return self.load(base, self.index(base, node.slice, node), node)
+        if isinstance(base, Value):
+            return self.ops.subscript_value(self, base, node.slice, node)
+        if isinstance(base, (tuple, list, torch.Size)):
+            return base[self.expr(node.slice)]
+        raise self.err(exc.NotSupported, f"cannot index a {type(base).__name__} in device code", node)
+
+    def expr_BinOp(self, node: ast.BinOp) -> Any:
+        op = _BINOPS.get(type(node.op))
+        return self.ops.binary(self, op, self.expr(node.left), self.expr(node.right), node)
+
+    def expr_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        v = self.expr(node.operand)
+        name = {ast.USub: "neg", ast.UAdd: "pos", ast.Not: "not", ast.Invert: "invert"}[type(node.op)]
+        return self.ops.unary(self, name, v, node)
+
+    def expr_Compare(self, node: ast.Compare) -> Any:
+        left = self.expr(node.left)
+        out = None
+        for op, right_node in zip(node.ops, node.comparators):
+            right = self.expr(right_node)
+            if type(op) in (ast.Is, ast.IsNot):
+                if isinstance(left, Value) or isinstance(right, Value):
+                    raise self.err(exc.NotSupported, "'is' on device values", node)
+                r = (left is right) if isinstance(op, ast.Is) else (left is not right)
+            else:
+                r = self.ops.binary(self, _CMPOPS[type(op)], left, right, node)
+            out = r if out is None else self.ops.binary(self, "&", out, r, node)
+            left = right
+        return out
+
+    def expr_BoolOp(self, node: ast.BoolOp) -> Any:
+        vals = [self.expr(v) for v in node.values]
+        op = "&" if isinstance(node.op, ast.And) else "|"
+        if not any(isinstance(v, Value) for v in vals):
+            return all(vals) if op == "&" else any(vals)
+        out = vals[0]
+        for v in vals[1:]:
+            out = self.ops.binary(self, op, out, v, node)
+        return out
+
+    def expr_IfExp(self, node: ast.IfExp) -> Any:
+        c = self.expr(node.test)
+        if not isinstance(c, Value):
+            return self.expr(node.body) if c else self.expr(node.orelse)
+        return self.ops.where(self, c, self.expr(node.body), self.expr(node.orelse), node)
+
+    def expr_Call(self, node: ast.Call) -> Any:
+        args = [self.expr(a) for a in node.args if not isinstance(a, ast.Starred)]
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                star = self.expr(a.value)
+                args.extend(star)
+        kwargs = {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
+        if isinstance(node.func, ast.Attribute):
+            base = self.expr(node.func.value)
+            if isinstance(base, (Value, TileVar, TensorRef)):
+                return self.ops.method(self, base, node.func.attr, args, kwargs, node)
+            fn = getattr(base, node.func.attr, None)
+        else:
+            fn = self.expr(node.func)
+        if fn is None:
+            raise self.err(exc.NotSupported, f"unknown function {ast.unparse(node.func)}", node)
+        return self.ops.call(self, fn, args, kwargs, node)
+
+    # ---- memory -----------------------------------------------------------------------------
+    def index(self, ref: TensorRef, sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
+        items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+        vals = [(it, None if isinstance(it, ast.Slice) else self.expr(it)) for it in items]
+        return self.make_index(ref, vals, node, extra_mask)
+
+    def make_index(self, ref: TensorRef, vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
+        t = ref.arg
+        entries: list = []
+        out: list = []
+        d = 0
+        for it, v in vals:
+            if isinstance(it, ast.Slice) or isinstance(v, slice):
+                if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step):
+                    raise self.err(exc.NotSupported, "slices with bounds; use a tile or hl.tile(begin, end)", node)
+                if d >= t.ndim:
+                    raise self.err(exc.ShapeMismatch, f"too many indices for {t.host} ({t.ndim} dims)", node)
+                entries.append(("rdim", self.rdim_for(t.sizes[d], node)))
+                out.append(d)
+                d += 1
+            elif v is None:
+                out.append(None)
+            elif isinstance(v, TileVar):
+                entries.append(("tile", v.info))
+                out.append(d)
+                d += 1
+            elif isinstance(v, (int, Value)) and not isinstance(v, bool):
+                if isinstance(v, Value) and v.type.dims:
+                    if v.type.dtype.is_floating_point:
+                        raise self.err(exc.CompileError, "tensor index must be an integer block", node)
+                    entries.append(("block", v))
+                    out.append(d)
+                else:
+                    entries.append(("scalar", v))
+                d += 1
+            else:
+                raise self.err(exc.NotSupported, f"unsupported index {type(v).__name__}", node)
+        if d > t.ndim:
+            raise self.err(exc.ShapeMismatch, f"too many indices for {t.host}: it has {t.ndim} dims", node)
+        while d < t.ndim:  # missing trailing indices mean ':'
+            entries.append(("rdim", self.rdim_for(t.sizes[d], node)))
+            out.append(d)
+            d += 1
+        em = self.as_value(extra_mask, node) if extra_mask is not None else None
+        return Index(t, entries, out, em)
+
+    def index_dims(self, idx: Index) -> tuple[Dim, ...]:
+        dims: list[Dim] = []
+        for o in idx.out:
+            if o is None:
+                dims.append(ONE)
+                continue
+            kind, v = idx.entries[o]
+            if kind == "tile":
+                dims.append(Dim("tile", v.id))
+            elif kind == "rdim":
+                dims.append(Dim("rdim", v.id))
+            elif kind == "block":
+                dims.extend(v.type.dims)
+        return tuple(dims)
+
+    def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
+        v = self.emit("load", [idx], BlockT(self.index_dims(idx), ref.arg.dtype), node,
+                      load_id=self.offs["load"] + self.n_loads)
+        self.n_loads += 1
+        return v
+
+    def as_value(self, v: Any, node: ast.AST, dtype: torch.dtype | None = None) -> Value:
+        if isinstance(v, Value):
+            return v
+        if isinstance(v, TileVar):
+            return self.ops.attribute(self, v, "index", node)
+        if isinstance(v, (bool, int, float)):
+            dt = dtype or (torch.bool if isinstance(v, bool) else torch.int32 if isinstance(v, int) else torch.float32)
+            return Value("const", [v], BlockT((), dt), self.pk.loc(node))
+        raise self.err(exc.CompileError, f"expected a device value, got {type(v).__name__}", node)
+
+    def result_dtype(self, a: Any, b: Any) -> torch.dtype:
+        pa = a.type.dtype if isinstance(a, Value) else a
+        pb = b.type.dtype if isinstance(b, Value) else b
+        return promote(pa, pb)
+
+
+def _as_load(t: ast.expr) -> ast.expr:
+    """The load form of an assignment target (for ``x += v``)."""
+    t2 = ast.parse(ast.unparse(t), mode="eval").body
+    for n in ast.walk(t2):
+        if hasattr(n, "lineno"):
+            n.lineno, n.end_lineno = t.lineno, t.lineno
+    return t2
+
+
+def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: dict[int, str],
+          config: Config, name: str, offs: dict[str, int] | None = None) -> DeviceIR:
+    """Lower device loop ``loop`` under ``config`` with concrete host ``inputs``."""
+    return Lowerer(pk, loop, inputs, hoisted, config, name, offs).lower()

@@ -1,0 +1,385 @@
+"""Torch and hl operations inside device loops: typing rules and IR construction.
+
+Each handler checks shapes and dtypes (errors point at the source line) and
+emits IR values. Math in half precision computes in fp32 and casts back, as
+torch does internally; ``libdevice`` is never used (the interpreter lacks it).
+"""
+from __future__ import annotations
+
+import ast
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import exc, language as hl
+from .ir import Value
+from .types import ONE, BlockT, Dim, broadcast_dims
+
+# torch unary function -> IR unary op name
+UNARY = {
+    torch.exp: "exp", torch.exp2: "exp2", torch.log: "log", torch.log2: "log2", torch.sqrt: "sqrt",
+    torch.rsqrt: "rsqrt", torch.sigmoid: "sigmoid", torch.tanh: "tanh", torch.relu: "relu",
+    torch.abs: "abs", torch.neg: "neg", torch.sin: "sin", torch.cos: "cos", torch.erf: "erf",
+    torch.floor: "floor", torch.ceil: "ceil", torch.log1p: "log1p", torch.expm1: "expm1",
+    torch.reciprocal: "reciprocal", torch.square: "square", torch.logical_not: "not",
+    F.relu: "relu", F.silu: "silu", F.sigmoid: "sigmoid", F.tanh: "tanh", F.softplus: "softplus",
+    torch.isnan: "isnan", torch.isinf: "isinf", torch.trunc: "trunc",
+}
+# unary ops whose fp16/bf16 inputs compute in fp32 (transcendentals)
+FP32_MATH = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh", "sin", "cos", "erf",
+             "log1p", "expm1", "silu", "gelu", "gelu_tanh", "softplus", "reciprocal"}
+BOOL_RESULT = {"not", "isnan", "isinf"}
+METHOD_UNARY = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh", "relu", "abs", "neg",
+                "sin", "cos", "erf", "floor", "ceil", "log1p", "expm1", "reciprocal", "square", "trunc",
+                "isnan", "isinf", "logical_not"}
+BINARY_FN = {torch.maximum: "maximum", torch.minimum: "minimum", torch.add: "+", torch.sub: "-",
+             torch.mul: "*", torch.div: "/", torch.pow: "**", torch.fmod: "%", torch.eq: "==",
+             torch.ne: "!=", torch.lt: "<", torch.le: "<=", torch.gt: ">", torch.ge: ">=",
+             torch.logical_and: "&", torch.logical_or: "|", torch.bitwise_and: "&", torch.bitwise_or: "|",
+             torch.bitwise_xor: "^", torch.atan2: "atan2"}
+METHOD_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "maximum": "maximum",
+                 "minimum": "minimum", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+                 "logical_and": "&", "logical_or": "|"}
+REDUCE = {torch.sum: "sum", torch.mean: "mean", torch.amax: "max", torch.amin: "min", torch.var: "var",
+          torch.std: "std", torch.prod: "prod", torch.all: "all", torch.any: "any"}
+METHOD_REDUCE = {"sum": "sum", "mean": "mean", "amax": "max", "amin": "min", "var": "var", "std": "std",
+                 "prod": "prod", "all": "all", "any": "any"}
+CMP = {"<", "<=", ">", ">=", "==", "!="}
+_PY_BIN: dict[str, Callable] = {
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b,
+    "//": lambda a, b: a // b, "%": lambda a, b: a % b, "**": lambda a, b: a ** b, "&": lambda a, b: a & b,
+    "|": lambda a, b: a | b, "^": lambda a, b: a ^ b, "<<": lambda a, b: a << b, ">>": lambda a, b: a >> b,
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "maximum": max, "minimum": min,
+}
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float, bool)) and not isinstance(x, Value)
+
+
+# ---- elementwise --------------------------------------------------------------------------------
+
+def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
+    from .lower import TileVar
+    if op is None:
+        raise lw.err(exc.NotSupported, "unsupported binary operator", node)
+    if op == "@":
+        return dot(lw, a, b, None, node, torch_semantics=True)
+    a = attribute(lw, a, "index", node) if isinstance(a, TileVar) else a
+    b = attribute(lw, b, "index", node) if isinstance(b, TileVar) else b
+    if _is_num(a) and _is_num(b):
+        return _PY_BIN[op](a, b)
+    if not (isinstance(a, Value) or _is_num(a)) or not (isinstance(b, Value) or _is_num(b)):
+        raise lw.err(exc.NotSupported, f"operator {op} on {type(a).__name__} and {type(b).__name__}", node)
+    dtype = lw.result_dtype(a, b)
+    if op == "/" and not dtype.is_floating_point:
+        dtype = torch.float32
+    if op in ("&", "|", "^", "<<", ">>") and dtype.is_floating_point:
+        raise lw.err(exc.TypeError_, f"bitwise {op} on floating-point values", node)
+    a, b = _align(lw, a, b, dtype, node)
+    dims = broadcast_dims(a.type.dims, b.type.dims, lw.pk.loc(node))
+    out_dtype = torch.bool if op in CMP else dtype
+    if op == "**" and b.op == "const" and b.args[0] in (2, 2.0, 0.5, 1, 1.0, -1, -1.0, 3, 3.0):
+        return lw.emit("powi", [a], BlockT(dims, out_dtype), node, exponent=b.args[0])
+    return lw.emit("binary", [a, b], BlockT(dims, out_dtype), node, op=op)
+
+
+def _align(lw, a: Any, b: Any, dtype: torch.dtype, node: ast.AST) -> tuple[Value, Value]:
+    """Cast operands to the computation dtype and give both the same rank."""
+    vals = []
+    for v in (a, b):
+        v = lw.as_value(v, node, dtype if _is_num(v) else None)
+        if v.type.dtype != dtype and v.op != "const":
+            v = lw.emit("cast", [v], v.type.with_dtype(dtype), node)
+        elif v.op == "const":
+            v = Value("const", v.args, v.type.with_dtype(dtype), v.loc)
+        vals.append(v)
+    n = max(vals[0].type.ndim, vals[1].type.ndim)
+    return tuple(expand_rank(lw, v, n, node) for v in vals)  # type: ignore[return-value]
+
+
+def expand_rank(lw, v: Value, n: int, node: ast.AST) -> Value:
+    if v.type.ndim >= n or not v.type.dims:
+        return v
+    k = n - v.type.ndim
+    return lw.emit("view", [v], BlockT((ONE,) * k + v.type.dims, v.type.dtype), node,
+                   code="[" + ", ".join(["None"] * k + [":"] * v.type.ndim) + "]")
+
+
+def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
+    from .lower import TileVar
+    if isinstance(v, TileVar):
+        v = attribute(lw, v, "index", node)
+    if _is_num(v):
+        py = {"neg": lambda x: -x, "pos": lambda x: x, "not": lambda x: not x, "abs": abs,
+              "invert": lambda x: ~x, "exp": math.exp, "log": math.log, "sqrt": math.sqrt}
+        if name in py:
+            return py[name](v)
+        v = lw.as_value(v, node, torch.float32)
+    if name == "pos":
+        return v
+    if name == "logical_not":
+        name = "not"
+    dtype = v.type.dtype
+    if name in FP32_MATH and not dtype.is_floating_point:
+        v = lw.emit("cast", [v], v.type.with_dtype(torch.float32), node)
+        dtype = torch.float32
+    out_dtype = torch.bool if name in BOOL_RESULT else dtype
+    if name in FP32_MATH and dtype in (torch.float16, torch.bfloat16):
+        up = lw.emit("cast", [v], v.type.with_dtype(torch.float32), node)
+        r = lw.emit("unary", [up], up.type, node, op=name, **attrs)
+        return lw.emit("cast", [r], r.type.with_dtype(dtype), node)
+    return lw.emit("unary", [v], v.type.with_dtype(out_dtype), node, op=name, **attrs)
+
+
+def where(lw, c: Any, a: Any, b: Any, node: ast.AST) -> Value:
+    c = lw.as_value(c, node)
+    if c.type.dtype != torch.bool:
+        c = binary(lw, "!=", c, 0, node)
+    dtype = lw.result_dtype(a, b)
+    a, b = _align(lw, a, b, dtype, node)
+    n = max(c.type.ndim, a.type.ndim)
+    c, a, b = (expand_rank(lw, x, n, node) for x in (c, a, b))
+    dims = broadcast_dims(broadcast_dims(c.type.dims, a.type.dims, lw.pk.loc(node)), b.type.dims, lw.pk.loc(node))
+    return lw.emit("where", [c, a, b], BlockT(dims, dtype), node)
+
+
+def cast(lw, v: Any, dtype: torch.dtype, node: ast.AST) -> Any:
+    if not isinstance(dtype, torch.dtype):
+        raise lw.err(exc.TypeError_, f".to() expects a torch.dtype, got {dtype!r}", node)
+    v = lw.as_value(v, node)
+    if v.type.dtype == dtype:
+        return v
+    return lw.emit("cast", [v], v.type.with_dtype(dtype), node)
+
+
+# ---- reductions ---------------------------------------------------------------------------------
+
+def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
+    if dim is None:
+        return list(range(v.type.ndim))
+    dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
+    out = []
+    for d in dims:
+        if not isinstance(d, int) or not -v.type.ndim <= d < v.type.ndim:
+            raise lw.err(exc.ShapeMismatch, f"reduction dim {d} out of range for {v.type}", node)
+        out.append(d % v.type.ndim)
+    return sorted(out)
+
+
+def extent_of(lw, d: Dim, node: ast.AST) -> int:
+    if d.kind == "rdim":
+        return lw.rdims[d.id].extent
+    if d.kind == "one":
+        return 1
+    raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum", node)
+
+
+def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correction: float = 1) -> Any:
+    v = lw.as_value(v, node)
+    axes = _axes(lw, v, dim, node)
+    if kind in ("mean", "var", "std"):
+        n = 1
+        for a in axes:
+            n *= extent_of(lw, v.type.dims[a], node)
+        if not v.type.dtype.is_floating_point:
+            v = cast(lw, v, torch.float32, node)
+        if kind == "mean":
+            s = reduce(lw, "sum", v, axes, keepdim, node)
+            return binary(lw, "*", s, 1.0 / n, node)
+        m = reduce(lw, "mean", v, axes, True, node)
+        d = binary(lw, "-", v, m, node)
+        ss = reduce(lw, "sum", binary(lw, "*", d, d, node), axes, keepdim, node)
+        var = binary(lw, "/", ss, float(max(n - correction, 0)) or float("nan"), node)
+        return unary(lw, "sqrt", var, node) if kind == "std" else var
+    if kind in ("all", "any"):
+        v = v if v.type.dtype == torch.bool else binary(lw, "!=", v, 0, node)
+        v = cast(lw, v, torch.int32, node)
+        r = reduce(lw, "min" if kind == "all" else "max", v, axes, keepdim, node)
+        return binary(lw, "!=", r, 0, node)
+    dtype = v.type.dtype
+    if dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod"):
+        v = cast(lw, v, torch.float32, node)  # accumulate in fp32, as torch does
+    elif dtype == torch.bool:
+        v = cast(lw, v, torch.int32, node)
+    for a in reversed(axes):
+        dims = list(v.type.dims)
+        if keepdim:
+            dims[a] = ONE
+        else:
+            dims.pop(a)
+        v = lw.emit("reduce", [v], BlockT(tuple(dims), v.type.dtype), node, op=kind, axis=a,
+                    keepdim=keepdim, rdim=v.type.dims[a])
+    if v.type.dtype != dtype and kind in ("sum", "prod") and dtype in (torch.float16, torch.bfloat16):
+        v = cast(lw, v, dtype, node)
+    return v
+
+
+def softmax(lw, v: Any, dim: int, node: ast.AST, log: bool = False, dtype: torch.dtype | None = None) -> Value:
+    v = lw.as_value(v, node)
+    out_dtype = dtype or v.type.dtype
+    x = cast(lw, v, torch.float32, node) if v.type.dtype != torch.float64 else v
+    m = reduce(lw, "max", x, dim, True, node)
+    shifted = binary(lw, "-", x, m, node)
+    e = unary(lw, "exp", shifted, node)
+    s = reduce(lw, "sum", e, dim, True, node)
+    out = binary(lw, "-", shifted, unary(lw, "log", s, node), node) if log else binary(lw, "/", e, s, node)
+    return cast(lw, out, out_dtype, node)
+
+
+# ---- matmul -------------------------------------------------------------------------------------
+
+def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = False,
+        out_dtype: torch.dtype | None = None) -> Value:
+    a, b = lw.as_value(a, node), lw.as_value(b, node)
+    if a.type.ndim < 2 or b.type.ndim < 2 or a.type.ndim != b.type.ndim:
+        raise lw.err(exc.ShapeMismatch, f"matmul needs two 2-D (or equal-rank 3-D) blocks, got {a.type} and {b.type}", node)
+    if a.type.dims[-1] != b.type.dims[-2]:
+        raise lw.err(exc.ShapeMismatch, f"matmul contraction dims differ: {a.type} @ {b.type}", node)
+    batch = broadcast_dims(a.type.dims[:-2], b.type.dims[:-2], lw.pk.loc(node))
+    dims = batch + (a.type.dims[-2], b.type.dims[-1])
+    if a.type.dtype != b.type.dtype:
+        common = torch.promote_types(a.type.dtype, b.type.dtype)
+        a, b = cast(lw, a, common, node), cast(lw, b, common, node)
+    in_dtype = a.type.dtype
+    acc_dtype = torch.int32 if not in_dtype.is_floating_point else torch.float32
+    lw.has_dot = True
+    if acc is not None:
+        acc = lw.as_value(acc, node)
+        if acc.type.dims != dims:
+            raise lw.err(exc.ShapeMismatch, f"accumulator shape {acc.type} does not match product {list(dims)}", node)
+        if acc.type.dtype != acc_dtype:
+            acc_in = cast(lw, acc, acc_dtype, node)
+        else:
+            acc_in = acc
+        r = lw.emit("dot", [a, b, acc_in], BlockT(dims, acc_dtype), node)
+        return cast(lw, r, acc.type.dtype, node)
+    r = lw.emit("dot", [a, b], BlockT(dims, acc_dtype), node)
+    target = out_dtype or (in_dtype if torch_semantics else acc_dtype)
+    return cast(lw, r, target, node)
+
+
+# ---- creation -----------------------------------------------------------------------------------
+
+def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
+    from .lower import TileVar
+    if isinstance(shape, (int, TileVar)):
+        shape = [shape]
+    dims = []
+    for s in shape:
+        if isinstance(s, TileVar):
+            dims.append(Dim("tile", s.info.id))
+        elif isinstance(s, int) and not isinstance(s, bool):
+            dims.append(ONE if s == 1 else Dim("rdim", lw.rdim_for(s, node).id))
+        else:
+            raise lw.err(exc.NotSupported, f"block shapes are made of tiles and ints, got {type(s).__name__}", node)
+    return tuple(dims)
+
+
+def full(lw, shape: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
+    dims = shape_dims(lw, shape, node)
+    dtype = dtype or (torch.float32 if isinstance(value, float) else torch.int32 if isinstance(value, int) else torch.float32)
+    if isinstance(value, Value):
+        value = cast(lw, value, dtype, node)
+        return lw.emit("full", [value], BlockT(dims, dtype), node)
+    return lw.emit("full", [value], BlockT(dims, dtype), node)
+
+
+def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
+    v = lw.as_value(v, node)
+    return lw.emit("full", [value], BlockT(v.type.dims, dtype or v.type.dtype), node)
+
+
+def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
+    begin, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
+    if not isinstance(begin, int) or not isinstance(end, int):
+        raise lw.err(exc.NotSupported, "hl.arange needs compile-time bounds", node)
+    r = lw.rdim_for(end - begin, node)
+    v = lw.emit("arange", [begin], BlockT((Dim("rdim", r.id),), torch.int32), node, rdim=r)
+    return cast(lw, v, dtype, node) if dtype is not None else v
+
+
+# ---- views --------------------------------------------------------------------------------------
+
+def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
+    items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+    dims: list[Dim] = []
+    code: list[str] = []
+    src = list(v.type.dims)
+    i = 0
+    for it in items:
+        if isinstance(it, ast.Slice) and it.lower is None and it.upper is None and it.step is None:
+            dims.append(src[i])
+            code.append(":")
+            i += 1
+        elif isinstance(it, ast.Constant) and it.value is None:
+            dims.append(ONE)
+            code.append("None")
+        elif isinstance(it, ast.Constant) and it.value is Ellipsis:
+            rest = len(src) - i - sum(1 for x in items if not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)))
+            dims.extend(src[i:i + rest])
+            code.extend([":"] * rest)
+            i += rest
+        else:
+            raise lw.err(exc.NotSupported, "blocks can be indexed only with ':', None and '...'", node)
+    dims.extend(src[i:])
+    code.extend([":"] * (len(src) - i))
+    return lw.emit("view", [v], BlockT(tuple(dims), v.type.dtype), node, code="[" + ", ".join(code) + "]")
+
+
+def permute(lw, v: Value, perm: list[int], node: ast.AST) -> Value:
+    perm = [p % v.type.ndim for p in perm]
+    if sorted(perm) != list(range(v.type.ndim)):
+        raise lw.err(exc.ShapeMismatch, f"bad permutation {perm} for {v.type}", node)
+    if perm == list(range(v.type.ndim)):
+        return v
+    return lw.emit("permute", [v], BlockT(tuple(v.type.dims[p] for p in perm), v.type.dtype), node, perm=perm)
+
+
+def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
+    shape = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
+    from .lower import TileVar
+    non_one = [d for d in v.type.dims if d != ONE]
+    new: list[Dim] = []
+    for s in shape:
+        if isinstance(s, TileVar):
+            new.append(Dim("tile", s.info.id))
+        elif s == 1:
+            new.append(ONE)
+        elif s == -1 and len(non_one) == 1:
+            new.append(non_one[0])
+        elif isinstance(s, int):
+            match = [d for d in non_one if d.kind == "rdim" and lw.rdims[d.id].extent == s]
+            if not match:
+                raise lw.err(exc.NotSupported, f"reshape that merges or splits dims ({v.type} -> {shape})", node)
+            new.append(match[0])
+        else:
+            raise lw.err(exc.NotSupported, f"reshape to {shape}", node)
+    if [d for d in new if d != ONE] != non_one:
+        raise lw.err(exc.NotSupported, f"reshape that reorders, merges or splits dims ({v.type} -> {shape})", node)
+    return lw.emit("reshape", [v], BlockT(tuple(new), v.type.dtype), node)
+
+
+def squeeze(lw, v: Value, dim: Any, node: ast.AST) -> Value:
+    dims = list(v.type.dims)
+    axes = [i for i, d in enumerate(dims) if d == ONE] if dim is None else [dim % len(dims)]
+    new = tuple(d for i, d in enumerate(dims) if i not in axes or d != ONE)
+    return lw.emit("reshape", [v], BlockT(new, v.type.dtype), node)
+
+
+def unsqueeze(lw, v: Value, dim: int, node: ast.AST) -> Value:
+    dims = list(v.type.dims)
+    dims.insert(dim % (len(dims) + 1), ONE)
+    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node)
+
+
+def expand(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
+    out = broadcast_dims(v.type.dims, dims, lw.pk.loc(node))
+    v = expand_rank(lw, v, len(out), node)
+    return lw.emit("broadcast_to", [v], BlockT(out, v.type.dtype), node)
+
+
+from .ops_dispatch import attribute, call, method  # noqa: E402  (dispatch tables need the handlers above)

@@ -1,0 +1,267 @@
+"""Dispatch of attributes, methods and calls in device code to the handlers in ops.py."""
+from __future__ import annotations
+
+import ast
+import builtins
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import exc, language as hl
+from . import ops as O
+from .ir import Value
+from .types import BlockT, Dim
+
+
+def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
+    from .lower import TensorRef, TileVar
+    if isinstance(base, TileVar):
+        t = base.info
+        if attr == "index":
+            return Value("tile_attr", [t], BlockT((Dim("tile", t.id),), torch.int32), lw.pk.loc(node), t.name, attr="index")
+        if attr in ("begin", "end", "id"):
+            return Value("tile_attr", [t], BlockT((), torch.int32), lw.pk.loc(node), f"{t.name}_{attr}", attr=attr)
+        if attr == "block_size":
+            return t.block
+        raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
+    if isinstance(base, TensorRef):
+        a = base.arg
+        if attr == "shape":
+            return torch.Size(a.sizes)
+        if attr == "dtype":
+            return a.dtype
+        if attr == "ndim":
+            return a.ndim
+        raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code", node)
+    if isinstance(base, Value):
+        if attr == "dtype":
+            return base.type.dtype
+        if attr == "T":
+            return O.permute(lw, base, list(range(base.type.ndim))[::-1], node)
+        if attr == "ndim":
+            return base.type.ndim
+        if attr == "shape":
+            raise lw.err(exc.NotSupported, "block.shape in device code; use the tiles or sizes directly", node)
+        raise lw.err(exc.NotSupported, f"block attribute .{attr}", node)
+    try:
+        return getattr(base, attr)
+    except AttributeError:
+        raise lw.err(exc.NotSupported, f"{type(base).__name__} has no attribute {attr}", node) from None
+
+
+def _dim_kw(args: list, kwargs: dict, pos: int = 0, default: Any = None) -> Any:
+    if "dim" in kwargs:
+        return kwargs["dim"]
+    if "axis" in kwargs:
+        return kwargs["axis"]
+    return args[pos] if len(args) > pos else default
+
+
+def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
+    from .lower import TensorRef, TileVar
+    if isinstance(base, TensorRef):
+        a = base.arg
+        if name == "size":
+            return torch.Size(a.sizes) if not args else a.sizes[args[0]]
+        if name == "stride":
+            return tuple(a.strides) if not args else a.strides[args[0]]
+        if name in ("dim", "ndimension"):
+            return a.ndim
+        if name == "numel":
+            return math.prod(a.sizes)
+        raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
+    if isinstance(base, TileVar):
+        base = attribute(lw, base, "index", node)
+    v: Value = base
+    if name == "to":
+        dtype = kwargs.get("dtype", args[0] if args else None)
+        if isinstance(dtype, torch.device) or dtype is None:
+            return v
+        return O.cast(lw, v, dtype, node)
+    casts = {"float": torch.float32, "half": torch.float16, "bfloat16": torch.bfloat16, "double": torch.float64,
+             "int": torch.int32, "long": torch.int64, "bool": torch.bool}
+    if name in casts:
+        return O.cast(lw, v, casts[name], node)
+    if name == "type_as":
+        return O.cast(lw, v, args[0].type.dtype, node)
+    if name in O.METHOD_UNARY:
+        return O.unary(lw, name, v, node)
+    if name in O.METHOD_BINARY:
+        return O.binary(lw, O.METHOD_BINARY[name], v, args[0], node)
+    if name in O.METHOD_REDUCE:
+        return _reduce_call(lw, O.METHOD_REDUCE[name], v, args, kwargs, node)
+    if name in ("max", "min") and args and isinstance(args[0], Value):
+        return O.binary(lw, "maximum" if name == "max" else "minimum", v, args[0], node)
+    if name in ("max", "min"):
+        return _reduce_call(lw, name, v, args, kwargs, node, values_only=False)
+    if name in ("softmax", "log_softmax"):
+        return O.softmax(lw, v, _dim_kw(args, kwargs), node, log=name == "log_softmax", dtype=kwargs.get("dtype"))
+    if name in ("clamp", "clip", "clamp_min", "clamp_max"):
+        lo = kwargs.get("min", args[0] if args and name != "clamp_max" else None)
+        hi = kwargs.get("max", args[1] if len(args) > 1 else (args[0] if name == "clamp_max" and args else None))
+        return _clamp(lw, v, lo, hi, node)
+    if name in ("permute",):
+        return O.permute(lw, v, list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args), node)
+    if name in ("transpose", "swapaxes"):
+        perm = list(range(v.type.ndim))
+        i, j = args[0] % v.type.ndim, args[1] % v.type.ndim
+        perm[i], perm[j] = perm[j], perm[i]
+        return O.permute(lw, v, perm, node)
+    if name == "t":
+        return O.permute(lw, v, [1, 0], node)
+    if name in ("reshape", "view"):
+        return O.reshape(lw, v, args, node)
+    if name == "unsqueeze":
+        return O.unsqueeze(lw, v, _dim_kw(args, kwargs), node)
+    if name == "squeeze":
+        return O.squeeze(lw, v, _dim_kw(args, kwargs), node)
+    if name in ("expand", "broadcast_to"):
+        shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+        return O.expand(lw, v, O.shape_dims(lw, [s for s in shape if s != -1], node) if -1 not in shape
+                        else v.type.dims, node)
+    if name == "expand_as":
+        return O.expand(lw, v, args[0].type.dims, node)
+    if name in ("contiguous", "clone", "detach"):
+        return v
+    if name in ("new_zeros", "new_ones", "new_full", "new_empty"):
+        value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, args[1] if len(args) > 1 else kwargs.get("fill_value"))
+        return O.full(lw, args[0], value, kwargs.get("dtype", v.type.dtype), node)
+    if name == "cumsum":
+        return _scan(lw, v, _dim_kw(args, kwargs), node)
+    if name == "sigmoid":
+        return O.unary(lw, "sigmoid", v, node)
+    if name == "where":
+        return O.where(lw, args[0], v, args[1], node)
+    if name in ("matmul", "mm", "bmm", "__matmul__"):
+        return O.dot(lw, v, args[0], None, node, torch_semantics=True)
+    raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks", node)
+
+
+def _clamp(lw, v: Value, lo: Any, hi: Any, node: ast.AST) -> Value:
+    if lo is not None:
+        v = O.binary(lw, "maximum", v, lo, node)
+    if hi is not None:
+        v = O.binary(lw, "minimum", v, hi, node)
+    return v
+
+
+def _reduce_call(lw, kind: str, v: Any, args: list, kwargs: dict, node: ast.AST, values_only: bool = True) -> Any:
+    dim = _dim_kw(args, kwargs)
+    keepdim = kwargs.get("keepdim", args[1] if len(args) > 1 and isinstance(args[1], bool) else False)
+    correction = kwargs.get("correction", 0 if kwargs.get("unbiased", True) is False else 1)
+    if not values_only:
+        if dim is None:
+            return O.reduce(lw, kind, v, None, False, node)
+        raise lw.err(exc.NotSupported, f"torch.{kind}(x, dim) returns (values, indices); use torch.a{kind}", node)
+    return O.reduce(lw, kind, v, dim, keepdim, node, correction=correction)
+
+
+def _scan(lw, v: Value, dim: int, node: ast.AST) -> Value:
+    axis = dim % v.type.ndim
+    dtype = torch.float32 if v.type.dtype in (torch.float16, torch.bfloat16) else v.type.dtype
+    v = O.cast(lw, v, dtype, node)
+    return lw.emit("scan", [v], v.type, node, op="sum", axis=axis, rdim=v.type.dims[axis])
+
+
+def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
+    if fn in O.UNARY:
+        r = O.unary(lw, O.UNARY[fn], args[0], node)
+        return r
+    if fn is F.gelu:
+        return O.unary(lw, "gelu_tanh" if kwargs.get("approximate", "none") == "tanh" else "gelu", args[0], node)
+    if fn in O.BINARY_FN:
+        return O.binary(lw, O.BINARY_FN[fn], args[0], args[1], node)
+    if fn in O.REDUCE:
+        return _reduce_call(lw, O.REDUCE[fn], args[0], args[1:], kwargs, node)
+    if fn in (torch.max, torch.min):
+        if len(args) > 1 and isinstance(args[1], (Value, float)) and not isinstance(args[1], bool):
+            return O.binary(lw, "maximum" if fn is torch.max else "minimum", args[0], args[1], node)
+        return _reduce_call(lw, "max" if fn is torch.max else "min", args[0], args[1:], kwargs, node, values_only=False)
+    if fn is torch.where:
+        return O.where(lw, args[0], args[1], args[2], node)
+    if fn in (torch.clamp, torch.clip):
+        return _clamp(lw, lw.as_value(args[0], node), kwargs.get("min", args[1] if len(args) > 1 else None),
+                      kwargs.get("max", args[2] if len(args) > 2 else None), node)
+    if fn in (torch.softmax, F.softmax, torch.log_softmax, F.log_softmax):
+        return O.softmax(lw, args[0], _dim_kw(args, kwargs, 1), node,
+                         log=fn in (torch.log_softmax, F.log_softmax), dtype=kwargs.get("dtype"))
+    if fn in (torch.matmul, torch.mm, torch.bmm):
+        return O.dot(lw, args[0], args[1], None, node, torch_semantics=True)
+    if fn in (torch.addmm, torch.baddbmm):
+        if kwargs.get("alpha", 1) != 1 or kwargs.get("beta", 1) != 1:
+            raise lw.err(exc.NotSupported, f"{fn.__name__} with alpha/beta", node)
+        return O.dot(lw, args[1], args[2], args[0], node)
+    if fn is hl.dot:
+        acc = kwargs.get("acc", args[2] if len(args) > 2 else None)
+        return O.dot(lw, args[0], args[1], acc, node, out_dtype=kwargs.get("out_dtype"))
+    if fn is hl.zeros:
+        return O.full(lw, args[0], 0, kwargs.get("dtype", args[1] if len(args) > 1 else torch.float32), node)
+    if fn is hl.full:
+        return O.full(lw, args[0], args[1], kwargs.get("dtype", args[2] if len(args) > 2 else torch.float32), node)
+    if fn in (torch.zeros_like, torch.ones_like, torch.empty_like):
+        return O.full_like(lw, args[0], 1 if fn is torch.ones_like else 0, kwargs.get("dtype"), node)
+    if fn is torch.full_like:
+        return O.full_like(lw, args[0], args[1], kwargs.get("dtype"), node)
+    if fn in (torch.zeros, torch.ones, torch.full, torch.empty):
+        shape = args[0] if args and isinstance(args[0], (list, tuple)) else [a for a in args if not isinstance(a, float)]
+        value = {torch.zeros: 0, torch.ones: 1, torch.empty: 0}.get(fn, args[1] if len(args) > 1 else kwargs.get("fill_value"))
+        return O.full(lw, shape, value, kwargs.get("dtype", torch.float32), node)
+    if fn is hl.arange:
+        return O.arange(lw, args, kwargs.get("dtype"), node)
+    if fn in (hl.load,):
+        return _hl_load(lw, args, kwargs, node)
+    if fn in (hl.store,):
+        return _hl_store(lw, args, kwargs, node, None)
+    if fn in (hl.atomic_add, hl.atomic_max, hl.atomic_min):
+        return _hl_store(lw, args, kwargs, node, fn.__name__.split("_")[1])
+    if fn in (torch.cumsum, hl.cumsum):
+        return _scan(lw, lw.as_value(args[0], node), _dim_kw(args, kwargs, 1), node)
+    if fn is torch.permute:
+        return O.permute(lw, args[0], list(args[1]), node)
+    if fn in (torch.transpose,):
+        return method(lw, args[0], "transpose", args[1:], kwargs, node)
+    if fn in (torch.reshape,):
+        return O.reshape(lw, args[0], [args[1]], node)
+    if fn is torch.unsqueeze:
+        return O.unsqueeze(lw, args[0], args[1], node)
+    if fn is torch.squeeze:
+        return O.squeeze(lw, args[0], args[1] if len(args) > 1 else None, node)
+    if fn in (hl.cdiv,):
+        return O.binary(lw, "//", O.binary(lw, "+", args[0], O.binary(lw, "-", args[1], 1, node), node), args[1], node)
+    if fn in (hl.specialize,):
+        return args[0]
+    if fn in (builtins.min, builtins.max) and len(args) == 2:
+        return O.binary(lw, "minimum" if fn is builtins.min else "maximum", args[0], args[1], node)
+    if fn in (builtins.int, builtins.float, builtins.len, builtins.abs, builtins.range, builtins.tuple,
+              builtins.list) and not any(isinstance(a, Value) for a in args):
+        return fn(*args, **kwargs)
+    if fn is builtins.float and args and isinstance(args[0], Value):
+        return O.cast(lw, args[0], torch.float32, node)
+    if getattr(fn, "__module__", None) == "math" and not any(isinstance(a, Value) for a in args):
+        return fn(*args)
+    if fn in (hl.tile, hl.grid):
+        raise lw.err(exc.NotSupported, f"hl.{fn.__name__} outside a for statement", node)
+    if getattr(fn, "_hl_device", None):
+        raise lw.err(exc.NotSupported, f"hl.{fn._hl_device} is not supported by helion_ops.dsl yet", node)
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    mod = getattr(fn, "__module__", "") or ""
+    raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} inside a device loop", node)
+
+
+def _hl_load(lw, args: list, kwargs: dict, node: ast.AST) -> Value:
+    ref, index = args[0], args[1]
+    idx = lw.make_index(ref, _index_vals(index), node, kwargs.get("extra_mask", args[2] if len(args) > 2 else None))
+    return lw.load(ref, idx, node)
+
+
+def _hl_store(lw, args: list, kwargs: dict, node: ast.AST, atomic: str | None) -> Any:
+    ref, index, value = args[0], args[1], args[2]
+    idx = lw.make_index(ref, _index_vals(index), node, kwargs.get("extra_mask", args[3] if len(args) > 3 else None))
+    return lw.store(ref, idx, value, node, atomic=atomic)
+
+
+def _index_vals(index: Any) -> list:
+    items = list(index) if isinstance(index, (list, tuple)) else [index]
+    return [(None, slice(None)) if it is slice(None) or it == slice(None) else (object(), it) for it in items]

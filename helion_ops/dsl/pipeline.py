@@ -1,0 +1,90 @@
+"""The compiler's stage order, written down in one place.
+
+    frontend.parse (once per kernel)  ->  hoist_plan (once per device loop)
+    -> lower.lower -> passes.PIPELINE -> codegen.generate      (per launch key and Config)
+"""
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import torch
+
+from . import codegen, language as hl, lower as lower_mod, passes
+from .frontend import DeviceLoop, ParsedKernel
+
+
+def _lower(job: tuple) -> tuple:
+    pk, loop, inputs, hoisted, config, name, offs = job
+    return (pk, lower_mod.lower(pk, loop, inputs, hoisted, config, name, offs), config, name)
+
+
+def _passes(job: tuple) -> tuple:
+    pk, d, config, name = job
+    return (pk, passes.run(d, config), config, name)
+
+
+def _codegen(job: tuple) -> Any:
+    pk, d, config, name = job
+    from .runtime import num_sms
+    ordinal = sum(1 for lp in pk.loops[: int(name.rsplit("kernel", 1)[1])] if _ndims(lp) >= 2)
+    return codegen.generate(d, config, pk.file, name, num_sms(), ordinal)
+
+
+def _ndims(lp: DeviceLoop) -> int:
+    a = lp.node.iter.args
+    return len(a[-1].elts) if a and isinstance(a[-1], (ast.List, ast.Tuple)) else 1
+
+
+STAGES = [_lower, _passes, _codegen]
+
+
+_SCALAR_TYPES = (int, float, bool, torch.dtype, str, type(None))
+
+
+def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
+    """Which host values a device loop needs: names it reads, and maximal host-only
+    subexpressions (``x.size(0)``, ``n * 2``) evaluated per call by the launcher.
+
+    Returns (names, code objects, hoisted ids, {id(ast node): hoisted id})."""
+    device_names = set(loop.assigned) | {n.id for n in ast.walk(loop.node.target) if isinstance(n, ast.Name)}
+    glb = pk.globals
+    names = [n for n in loop.reads if n in host_locals or n in glb]
+    codes, ids, mapping = [], [], {}
+
+    def host_only(node: ast.AST) -> bool:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and (n.id in device_names or (n.id not in host_locals and n.id not in glb
+                                                                    and not hasattr(__builtins__, n.id))):
+                if n.id in device_names:
+                    return False
+            if isinstance(n, (ast.Lambda, ast.NamedExpr, ast.Yield, ast.Await)):
+                return False
+            if isinstance(n, ast.Call):
+                f = pk.resolve(n.func)
+                if getattr(f, "_hl_device", None) or f in (hl.register_block_size, hl.register_tunable):
+                    return False
+        return True
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (ast.BinOp, ast.Call, ast.Attribute, ast.Subscript, ast.UnaryOp, ast.Compare,
+                             ast.BoolOp)) and host_only(node):
+            code = compile(ast.Expression(body=node), pk.file, "eval")
+            try:
+                val = eval(code, {**glb, "__builtins__": __builtins__}, host_locals)
+            except Exception:
+                val = None
+            ok = isinstance(val, _SCALAR_TYPES) or (isinstance(val, (tuple, torch.Size)) and all(isinstance(x, int) for x in val))
+            if ok and val is not None and not isinstance(val, (str, torch.dtype)):
+                hid = f"_h{len(ids)}"
+                codes.append(code)
+                ids.append(hid)
+                mapping[id(node)] = hid
+                return
+        for c in ast.iter_child_nodes(node):
+            visit(c)
+
+    visit(loop.node.iter)
+    for s in loop.node.body:
+        visit(s)
+    return names, codes, ids, mapping

@@ -1,0 +1,423 @@
+"""Runtime: Kernel objects, binding, the compile cache and launches.
+
+``Kernel.__call__`` binds on a specialization key (dtypes, shapes, strides),
+picks a Config once per bound kernel (given, pretuned, tuned or default), then
+runs the rewritten host function; each ``__hl_launch__(i, locals())`` compiles
+device loop i on first use and launches it. Later calls do no codegen.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import inspect
+import os
+import sys
+import types
+from typing import Any, Callable
+
+import torch
+
+from . import exc, frontend, lower, passes
+from .config import Config
+from .pipeline import STAGES, hoist_plan
+from .space import offsets
+
+_RUN: contextvars.ContextVar = contextvars.ContextVar("helion_ops_run", default=None)
+
+
+def interpret_mode() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def cache_dir() -> str:
+    d = os.environ.get("HELION_OPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "helion_ops")
+    os.makedirs(os.path.join(d, "code"), exist_ok=True)
+    return d
+
+
+class RunContext:
+    """State of one execution of a kernel's host function under a Config."""
+
+    def __init__(self, bound: "BoundKernel", config: Config, mode: str = "launch") -> None:
+        self.bound, self.config, self.mode = bound, config, mode
+        self.sources: list[str] = []
+        self.specs: list[dict] = []
+        self.irs: list[Any] = []
+
+    def block_size(self, bid: int, *bounds: Any) -> int:
+        if self.mode == "facts":
+            self.registered = getattr(self, "registered", {})
+            self.registered[bid] = (bounds[0], bounds[1]) if len(bounds) > 1 else (None, bounds[0] if bounds else None)
+        bs = self.config.get("block_sizes") or []
+        if bid < len(bs):
+            return int(bs[bid])
+        return self.bound.default_block(bid)
+
+    def tunable(self, name: str, fragment: Any) -> Any:
+        if self.mode == "facts":
+            self.tunables = getattr(self, "tunables", {})
+            self.tunables[name] = fragment
+        if name in self.config:
+            return self.config[name]
+        return fragment.default() if hasattr(fragment, "default") else fragment
+
+
+def current_run() -> RunContext:
+    ctx = _RUN.get()
+    if ctx is None:
+        raise exc.NotSupported("hl.register_block_size/register_tunable are only valid inside a @kernel's host code")
+    return ctx
+
+
+def _launch_hook(i: int, host_locals: dict) -> None:
+    ctx: RunContext = _RUN.get()
+    ctx.bound.launch(i, host_locals, ctx)
+
+
+class Kernel:
+    """A Helion-language kernel. Call it like the function it decorates."""
+
+    def __init__(self, fn: Callable, *, config: Config | dict | None = None, configs: list | None = None,
+                 static_shapes: bool = True, autotune_effort: str = "none", name: str | None = None,
+                 **settings: Any) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.configs = [c if isinstance(c, Config) else Config(**c) for c in (configs or [])]
+        if config is not None:
+            self.configs.insert(0, config if isinstance(config, Config) else Config(**config))
+        self.static_shapes = static_shapes
+        self.autotune_effort = autotune_effort
+        self.settings = settings
+        self.signature = inspect.signature(fn)
+        self._parsed: frontend.ParsedKernel | None = None
+        self._bound: dict[Any, BoundKernel] = {}
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+        self.__wrapped__ = fn
+
+    @property
+    def parsed(self) -> frontend.ParsedKernel:
+        if self._parsed is None:
+            self._parsed = frontend.parse(self.fn)
+        return self._parsed
+
+    def normalize_args(self, args: tuple, kwargs: dict) -> tuple:
+        if not kwargs and len(args) == len(self.signature.parameters):
+            return args
+        try:
+            ba = self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise exc.InputError(f"{self.name}(): {e}") from None
+        ba.apply_defaults()
+        return tuple(ba.arguments.values())
+
+    def bind(self, args: tuple) -> "BoundKernel":
+        """Specialise on ``args``; returns the cached BoundKernel for their key."""
+        key = spec_key(args)
+        b = self._bound.get(key)
+        if b is None:
+            b = BoundKernel(self, args)
+            self._bound[key] = b
+        return b
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        args = self.normalize_args(args, kwargs)
+        key = spec_key(args)
+        b = self._bound.get(key)
+        if b is None:
+            b = self.bind(args)
+        return b(*args)
+
+    def autotune(self, args: tuple, effort: str = "quick", **kw: Any) -> Config:
+        """Search the config space on ``args``; the best Config is cached and used from then on."""
+        b = self.bind(self.normalize_args(tuple(args), {}))
+        from .autotune import autotune as _autotune
+        cfg = _autotune(b, tuple(args), effort, **kw)
+        b.config = cfg
+        return cfg
+
+    def reset(self) -> None:
+        self._bound.clear()
+
+
+def spec_key(args: tuple) -> tuple:
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            out.append((a.dtype, a.shape, a.stride(), a.device.type))
+        elif isinstance(a, (int, bool, str)) or a is None:
+            out.append((type(a), a))
+        elif isinstance(a, float):
+            out.append(float)
+        else:
+            out.append(type(a))
+    return tuple(out)
+
+
+def _launch_key(values: list) -> tuple:
+    out = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            out.append((v.dtype, v.shape, v.stride(), v.data_ptr() % 16 == 0))
+        elif isinstance(v, float):
+            out.append(float)
+        elif isinstance(v, (list, dict, set)):
+            out.append(repr(v))
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+class Compiled:
+    """One compiled device loop: the jit function, its params and grid."""
+
+    __slots__ = ("fn", "params", "grid", "num_warps", "num_stages", "gen", "path", "arg_index")
+
+    def __init__(self, fn, gen, path: str, names: list[str]) -> None:
+        self.fn, self.gen, self.path = fn, gen, path
+        self.params, self.grid = gen.params, gen.grid
+        self.num_warps, self.num_stages = gen.num_warps, gen.num_stages
+        self.arg_index = [names.index(src) for _, _, src in gen.params]
+
+    def launch(self, values: list) -> None:
+        args = [values[i] for i in self.arg_index]
+        if self.grid[0] == 0:
+            return
+        self.fn[self.grid](*args, num_warps=self.num_warps, num_stages=self.num_stages)
+
+
+class BoundKernel:
+    """A kernel specialised on one argument signature (CONTRACTS §2)."""
+
+    def __init__(self, kernel: Kernel, args: tuple) -> None:
+        self.kernel = kernel
+        self.pk = kernel.parsed
+        self.example_args = args
+        self._plans: dict[int, tuple] = {}
+        self._compiled: dict[tuple, Compiled] = {}
+        self._space = None
+        self._facts: dict | None = None
+        self._config: Config | None = None
+        _check_devices(kernel.name, self.pk, args)
+
+    # -- config selection ---------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = self._choose_config()
+        return self._config
+
+    @config.setter
+    def config(self, cfg: Config) -> None:
+        self._config = cfg
+
+    def _choose_config(self) -> Config:
+        if self.kernel.configs:
+            return self.normalize(self.kernel.configs[0]) if len(self.kernel.configs) == 1 else self._pick(self.kernel.configs)
+        effort = os.environ.get("HELION_AUTOTUNE_EFFORT", self.kernel.autotune_effort)
+        if effort != "none" and not interpret_mode():
+            from .autotune import autotune as _autotune
+            return _autotune(self, self.example_args, effort)
+        return self.default_config()
+
+    def _pick(self, configs: list[Config]) -> Config:
+        if interpret_mode() or not torch.cuda.is_available():
+            return self.normalize(configs[0])
+        from .autotune import autotune as _autotune
+        return _autotune(self, self.example_args, "none", candidates=[self.normalize(c) for c in configs])
+
+    @property
+    def config_space(self):
+        if self._space is None:
+            from .space import space_for
+            self._space = space_for(self)
+        return self._space
+
+    def default_config(self) -> Config:
+        return self.config_space.default()
+
+    def normalize(self, cfg: Config) -> Config:
+        try:
+            return self.config_space.normalize(cfg)
+        except AttributeError:
+            return cfg
+
+    def default_block(self, bid: int) -> int:
+        from .space import default_block
+        return default_block(self, bid)
+
+    def facts(self) -> dict:
+        """Static facts of the device loops (extents, loops, loads) from a dry run on meta tensors."""
+        if self._facts is None:
+            from .space import collect_facts
+            self._collecting = True
+            try:
+                self._facts = collect_facts(self)
+            finally:
+                self._collecting = False
+        return self._facts
+
+    # -- running ------------------------------------------------------------------------------
+    def __call__(self, *args: Any) -> Any:
+        return self.run(self.config, *args)
+
+    def run(self, config: Config, *args: Any) -> Any:
+        """Run the whole kernel (host code and launches) under ``config``."""
+        return self._exec(RunContext(self, config), args)
+
+    def _exec(self, ctx: RunContext, args: tuple) -> Any:
+        fn = self._host_fn()
+        tok = _RUN.set(ctx)
+        try:
+            return fn(*args)
+        finally:
+            _RUN.reset(tok)
+
+    def _host_fn(self) -> Callable:
+        f = getattr(self.pk, "_host_fn", None)
+        if f is None:
+            glb = dict(self.pk.globals)
+            glb["__hl_launch__"] = _launch_hook
+            glb["__hl_rt__"] = current_run
+            f = types.FunctionType(self.pk.host_code, glb, self.pk.name, self.kernel.fn.__defaults__)
+            f.__kwdefaults__ = self.kernel.fn.__kwdefaults__
+            self.pk._host_fn = f  # type: ignore[attr-defined]
+            self.pk._host_globals = glb  # type: ignore[attr-defined]
+        return f
+
+    def plan(self, i: int, host_locals: dict) -> tuple:
+        p = self._plans.get(i)
+        if p is None:
+            p = hoist_plan(self.pk, self.pk.loops[i], host_locals)
+            self._plans[i] = p
+        return p
+
+    def launch(self, i: int, host_locals: dict, ctx: RunContext) -> None:
+        names, hoisted, hoist_ids, _ = self.plan(i, host_locals)
+        glb = self.pk._host_globals  # type: ignore[attr-defined]
+        values = [host_locals[n] if n in host_locals else glb.get(n) for n in names]
+        for code in hoisted:
+            values.append(eval(code, glb, host_locals))
+        key = (i, ctx.config.key(), _launch_key(values))
+        c = self._compiled.get(key)
+        if c is None:
+            if ctx.mode == "launch":
+                _check_launch(self.kernel.name, names, values)
+            c = self._compile(i, names + hoist_ids, values, ctx)
+            if ctx.mode == "launch":
+                self._compiled[key] = c
+        if ctx.mode == "launch":
+            c.launch(values)
+
+    def _compile(self, i: int, names: list[str], values: list, ctx: RunContext) -> Compiled:
+        inputs = dict(zip(names, values))
+        hoisted_map = self._plans[i][3]
+        out: Any = (self.pk, self.pk.loops[i], inputs, hoisted_map, ctx.config, f"_{self.pk.name}_kernel{i}",
+                    offsets(self, i))
+        for stage in STAGES:
+            out = stage(out)
+            if ctx.mode == "facts" and isinstance(out, tuple) and len(out) == 4:
+                ctx.irs.append(out[1])
+                return None  # type: ignore[return-value]
+        gen = out
+        src = "import triton\nimport triton.language as tl\n\n\n" + gen.source
+        h = hashlib.sha256(src.encode()).hexdigest()[:20]
+        path = os.path.join(cache_dir(), "code", f"{gen.fn_name}_{h}.py")
+        if not os.path.exists(path):
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                f.write(src)
+            os.replace(tmp, path)
+        if os.environ.get("HELION_PRINT_OUTPUT_CODE") == "1":
+            print(f"# helion_ops generated code: {path}\n{src}", file=sys.stderr)
+        ctx.sources.append(gen.source)
+        ctx.specs.append({"path": path, "fn": gen.fn_name, "signature": gen.signature, "constexprs": {},
+                          "num_warps": gen.num_warps, "num_stages": gen.num_stages})
+        if ctx.mode != "launch":
+            return None  # type: ignore[return-value]
+        from .codegen_kernel import load_module
+        if gen.uses_descriptors:
+            _ensure_allocator()
+        mod = load_module(path, f"{gen.fn_name}_{h}")
+        return Compiled(getattr(mod, gen.fn_name), gen, path, names)
+
+    # -- code inspection ----------------------------------------------------------------------
+    def _dry(self, config: Config) -> RunContext:
+        ctx = RunContext(self, config, mode="codegen")
+        self._exec(ctx, _meta_args(self.example_args))
+        return ctx
+
+    def to_triton_code(self, config: Config | None = None) -> str:
+        """The generated Triton source of every device loop under ``config``."""
+        ctx = self._dry(self.normalize(config) if config is not None else self.config)
+        return "import triton\nimport triton.language as tl\n\n\n" + "\n\n".join(ctx.sources)
+
+    def compile_specs(self, config: Config) -> list[dict]:
+        return self._dry(self.normalize(config)).specs
+
+    def compile_for_target(self, config: Config, target: tuple = ("cuda", 90, 32)) -> list:
+        """Compile every device loop for ``target`` (no GPU needed); returns CompiledKernels."""
+        from .codegen_kernel import compile_spec
+        return [compile_spec(s, target) for s in self.compile_specs(config)]
+
+
+def num_sms() -> int:
+    """Streaming multiprocessors of the current GPU (persistent grids launch one program each)."""
+    global _NUM_SMS
+    if _NUM_SMS is None:
+        _NUM_SMS = torch.cuda.get_device_properties(0).multi_processor_count \
+            if torch.cuda.is_available() and not interpret_mode() else 132
+    return _NUM_SMS
+
+
+_NUM_SMS: int | None = None
+
+
+def _meta_args(args: tuple) -> tuple:
+    return tuple(torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
+                 if isinstance(a, torch.Tensor) else a for a in args)
+
+
+_ALLOCATOR_SET = False
+
+
+def _ensure_allocator() -> None:
+    """Device-side tensor descriptors need scratch memory from a Triton allocator."""
+    global _ALLOCATOR_SET
+    if _ALLOCATOR_SET:
+        return
+    import triton
+
+    def alloc(size: int, alignment: int, stream: Any) -> torch.Tensor:
+        return torch.empty(size, device="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.int8)
+
+    triton.set_allocator(alloc)
+    _ALLOCATOR_SET = True
+
+
+def _check_devices(name: str, pk: frontend.ParsedKernel, args: tuple) -> None:
+    params = list(inspect.signature(pk.fn).parameters)
+    tensors = [(p, a) for p, a in zip(params, args) if isinstance(a, torch.Tensor)]
+    interp = interpret_mode()
+    for p, a in tensors:
+        if a.device.type == "cpu" and not interp:
+            raise exc.InputError(f"{name}(): argument '{p}' is a CPU tensor; helion_ops kernels run on CUDA "
+                                 f"tensors (or on CPU under TRITON_INTERPRET=1)")
+        if a.device.type == "cuda" and interp:
+            raise exc.InputError(f"{name}(): argument '{p}' is on CUDA but TRITON_INTERPRET=1 runs on CPU tensors")
+    devs = {a.device for _, a in tensors}
+    if len(devs) > 1:
+        desc = ", ".join(f"{p}: {a.device}" for p, a in tensors)
+        raise exc.InputError(f"{name}(): tensors are on different devices ({desc})")
+
+
+def _check_launch(name: str, names: list[str], values: list) -> None:
+    devs = {v.device for v in values if isinstance(v, torch.Tensor)}
+    if len(devs) > 1:
+        raise exc.InputError(f"{name}(): device loop reads tensors on different devices: {sorted(map(str, devs))}")
+
+
+@contextlib.contextmanager
+def _nullctx():
+    yield

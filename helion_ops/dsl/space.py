@@ -1,0 +1,123 @@
+"""From a bound kernel to its ConfigSpace: which knobs exist, their bounds and defaults.
+
+Facts come from a dry run of the host code on meta tensors, lowering every
+device loop once with provisional block sizes: extents, reduction dims, inner
+loops, loads and matmuls do not depend on the block sizes chosen.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import triton.language as tl
+
+from . import ir as I
+from .config import BlockSpec, Config, ConfigSpace, SpaceSpec
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
+def collect_facts(bound) -> dict:
+    from .runtime import RunContext, _meta_args
+
+    nblocks = len(bound.pk.blocks)
+    ctx = RunContext(bound, Config(block_sizes=[16] * nblocks), mode="facts")
+    ctx.irs = []
+    bound._exec(ctx, _meta_args(bound.example_args))
+    blocks: dict[int, dict] = {i: {"extent": 1, "dot": False, "bounds": None} for i in range(nblocks)}
+    for bid, bounds in getattr(ctx, "registered", {}).items():
+        blocks[bid]["bounds"] = bounds
+    rdims, grid_loops, inner, loads, desc, dot = [], [], 0, 0, False, False
+    per_loop = []
+    for d in ctx.irs:
+        dot_tiles = set()
+        for v in I.all_values(d.body):
+            if v.op == "dot":
+                for a in v.inputs()[:2]:
+                    dot_tiles.update(x.id for x in a.type.dims if x.kind == "tile")
+                dot = True
+        for t in d.tiles.values():
+            if t.block_id is not None:
+                b = blocks[t.block_id]
+                b["extent"] = max(b["extent"], t.static_len or 1)
+                b["dot"] |= t.id in dot_tiles
+        per_loop.append({"rdims": len(d.rdims), "loops": d.n_inner_loops, "loads": d.n_loads})
+        rdims += [r.extent for r in sorted(d.rdims.values(), key=lambda r: r.id)]
+        grid_loops.append(len(d.grid))
+        inner += d.n_inner_loops
+        loads += d.n_loads
+        desc |= any(t.descriptor_ok for t in d.inputs.tensors) and hasattr(tl, "make_tensor_descriptor")
+    return {"blocks": blocks, "rdims": rdims, "grid_loops": grid_loops, "inner_loops": inner,
+            "loads": loads, "descriptor": desc, "dot": dot, "per_loop": per_loop,
+            "tunables": getattr(ctx, "tunables", {})}
+
+
+def _warp_specialize_supported() -> bool:
+    try:
+        return "warp_specialize" in inspect.signature(tl.range.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def block_spec(f: dict, bid: int) -> BlockSpec:
+    b = f["blocks"][bid]
+    if b["bounds"] is not None:
+        lo, hi = b["bounds"]
+        lo = next_pow2(lo) if isinstance(lo, int) and lo else (16 if b["dot"] else 1)
+        hi = next_pow2(hi) if isinstance(hi, int) and hi else 1024
+        hi = max(lo, hi)
+        return BlockSpec(lo, hi, max(lo, min(hi, 64)))
+    ext = next_pow2(b["extent"])
+    if b["dot"]:
+        hi = max(16, min(ext, 256))
+        return BlockSpec(16, hi, min(hi, 64))
+    hi = max(1, min(ext, 4096))
+    return BlockSpec(1, hi, _default_tile(f, bid, hi))
+
+
+def _default_tile(f: dict, bid: int, hi: int) -> int:
+    """Heuristic default: about 4K elements a program, a whole row per program for row reductions."""
+    rblock = max([next_pow2(e) for e in f["rdims"]] or [1])
+    ntiles = max(1, sum(1 for b in f["blocks"].values() if b["bounds"] is None and not b["dot"]))
+    per_tile = max(1, int((4096 // rblock) ** (1.0 / ntiles)))
+    return max(1, min(hi, 1 << (per_tile.bit_length() - 1)))
+
+
+def default_block(bound, bid: int) -> int:
+    return block_spec(bound.facts(), bid).default
+
+
+def space_for(bound) -> ConfigSpace:
+    f = bound.facts()
+    spec = SpaceSpec(
+        block_sizes=[block_spec(f, i) for i in range(len(f["blocks"]))],
+        reduction_extents=list(f["rdims"]),
+        grid_loops=list(f["grid_loops"]),
+        inner_loops=f["inner_loops"],
+        loads=f["loads"],
+        tensor_descriptor=bool(f["descriptor"]),
+        tunables=dict(f["tunables"]),
+        warp_specialize=_warp_specialize_supported(),
+    )
+    space = ConfigSpace(spec)
+    base = space.default()
+    blocks = [s.default for s in spec.block_sizes]
+    elems = math.prod(blocks) * max([next_pow2(e) for e in f["rdims"]] or [1]) if not f["dot"] else 0
+    warps = 4 if f["dot"] else max(1, min(16, next_pow2(max(1, elems // 512))))
+    default = base.replace(block_sizes=blocks, num_warps=warps)
+    space.default = lambda: default  # type: ignore[method-assign]
+    return space
+
+
+def offsets(bound, loop_index: int) -> dict[str, int]:
+    """Where device loop ``loop_index``'s reductions, inner loops and loads start in the Config lists."""
+    if loop_index == 0 or getattr(bound, "_collecting", False):
+        return {"rdim": 0, "loop": 0, "load": 0}
+    per = bound.facts()["per_loop"][:loop_index]
+    return {"rdim": sum(p["rdims"] for p in per), "loop": sum(p["loops"] for p in per),
+            "load": sum(p["loads"] for p in per)}
+
+

@@ -1,0 +1,195 @@
+"""Abstract values of device code: block shapes as symbolic dims, dtypes, tiles.
+
+A block's dims stay in lockstep with the Triton tensor that codegen emits:
+dim i of a ``BlockT`` is axis i of the generated tensor. A dim is
+- a tile dim (``Dim("tile", k)``): tile instance k, ``BLOCK`` lanes;
+- a reduction dim (``Dim("rdim", r)``): a full ``:`` dim of static extent,
+  persistent (one block of next_pow2(extent)) or rolled (looped in chunks);
+- ``ONE``: size 1, from ``None``, an int index or ``keepdim``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import exc
+
+
+@dataclass(frozen=True)
+class Dim:
+    kind: str  # "tile" | "rdim" | "one"
+    id: int = -1
+
+    def __repr__(self) -> str:
+        return "1" if self.kind == "one" else f"{self.kind[0]}{self.id}"
+
+
+ONE = Dim("one")
+
+
+@dataclass(frozen=True)
+class BlockT:
+    """Type of a device value: dims and dtype. ``dims == ()`` is a scalar."""
+
+    dims: tuple[Dim, ...]
+    dtype: torch.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.dims)
+
+    def with_dtype(self, dtype: torch.dtype) -> "BlockT":
+        return BlockT(self.dims, dtype)
+
+    def __repr__(self) -> str:
+        return f"{str(self.dtype).replace('torch.', '')}[{', '.join(map(repr, self.dims))}]"
+
+
+@dataclass
+class TileInfo:
+    """One tile loop variable (a dim of the loop header), top-level or inner."""
+
+    id: int                     # tile instance id (Dim("tile", id))
+    block_id: int | None        # config block_sizes index; None when fixed
+    block: int                  # concrete block size under the current config
+    begin: Any                  # first index: code ("0", a param name) or a device int Value
+    end: Any                    # exclusive end: code or a device int Value
+    static_len: int | None      # end - begin when known at compile time
+    top: bool                   # part of the launch grid
+    is_grid: bool = False       # hl.grid: scalar index, block 1
+    masked: bool = True         # set by the mask pass
+    name: str = ""              # user's loop variable name (for readable code)
+
+    @property
+    def offset(self) -> str:
+        return f"offset_{self.id}"
+
+    @property
+    def indices(self) -> str:
+        return f"indices_{self.id}"
+
+    @property
+    def mask(self) -> str:
+        return f"mask_{self.id}"
+
+
+@dataclass
+class RDimInfo:
+    """A full (``:``) dim of static extent; persistent or rolled."""
+
+    id: int
+    extent: int
+    block: int = 0              # next_pow2(extent) when persistent, the chunk when rolled
+    rolled: bool = False
+    rollable: bool = True
+    masked: bool = True
+
+    @property
+    def index(self) -> str:
+        return f"rindex_{self.id}"
+
+    @property
+    def mask(self) -> str:
+        return f"rmask_{self.id}"
+
+    @property
+    def offset(self) -> str:
+        return f"roffset_{self.id}"
+
+
+@dataclass
+class TensorArg:
+    """A host tensor the device loop reads or writes."""
+
+    name: str                   # kernel parameter name
+    host: str                   # host expression it came from (for messages)
+    dtype: torch.dtype
+    sizes: tuple[int, ...]      # concrete sizes at bind time
+    strides: tuple[int, ...]
+    static: bool                # sizes/strides baked into the code
+    index64: bool = False
+    descriptor_ok: bool = False  # TMA-eligible: last stride 1, others 16-byte aligned
+
+    @property
+    def ndim(self) -> int:
+        return len(self.sizes)
+
+    def size_code(self, d: int) -> str:
+        return str(self.sizes[d]) if self.static else f"{self.name}_size_{d}"
+
+    def stride_code(self, d: int) -> str:
+        if self.strides[d] == 1 or self.static:
+            return str(self.strides[d])
+        return f"{self.name}_stride_{d}"
+
+
+@dataclass
+class ScalarArg:
+    """A host scalar the device loop reads: a runtime parameter."""
+
+    name: str
+    dtype: torch.dtype
+
+
+@dataclass
+class LaunchInputs:
+    """What the device loop needs from the host, in kernel-parameter order."""
+
+    tensors: list[TensorArg] = field(default_factory=list)
+    scalars: list[ScalarArg] = field(default_factory=list)
+
+
+# ---- dtypes -----------------------------------------------------------------
+
+TRITON_DTYPE = {
+    torch.float32: "tl.float32", torch.float16: "tl.float16", torch.bfloat16: "tl.bfloat16",
+    torch.float64: "tl.float64", torch.int8: "tl.int8", torch.int16: "tl.int16",
+    torch.int32: "tl.int32", torch.int64: "tl.int64", torch.uint8: "tl.uint8",
+    torch.bool: "tl.int1", torch.float8_e4m3fn: "tl.float8e4nv", torch.float8_e5m2: "tl.float8e5",
+}
+
+SIGNATURE_DTYPE = {
+    torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64",
+    torch.int8: "i8", torch.int16: "i16", torch.int32: "i32", torch.int64: "i64",
+    torch.uint8: "u8", torch.bool: "i1", torch.float8_e4m3fn: "fp8e4nv", torch.float8_e5m2: "fp8e5",
+}
+
+
+def tl_dtype(dtype: torch.dtype) -> str:
+    try:
+        return TRITON_DTYPE[dtype]
+    except KeyError:
+        raise exc.NotSupported(f"dtype {dtype} is not supported in device code") from None
+
+
+def is_float(dtype: torch.dtype) -> bool:
+    return dtype.is_floating_point
+
+
+def promote(a: Any, b: Any) -> torch.dtype:
+    """torch's result dtype for a binary op; a Python number is a weak scalar."""
+    return torch.result_type(_proto(a), _proto(b))
+
+
+def _proto(x: Any) -> Any:
+    if isinstance(x, torch.dtype):
+        return torch.empty((1,), dtype=x)
+    return x  # Python number: weak
+
+
+def broadcast_dims(a: tuple[Dim, ...], b: tuple[Dim, ...], loc: exc.Loc | None) -> tuple[Dim, ...]:
+    """Right-aligned broadcast of two dim tuples (torch rules, dims compared by identity)."""
+    n = max(len(a), len(b))
+    a = (ONE,) * (n - len(a)) + a
+    b = (ONE,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x == y or y == ONE:
+            out.append(x)
+        elif x == ONE:
+            out.append(y)
+        else:
+            raise exc.ShapeMismatch(f"shapes do not broadcast: {list(a)} vs {list(b)} (dim {x} vs {y})", loc)
+    return tuple(out)
