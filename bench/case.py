@@ -1,0 +1,140 @@
+"""The row builder: one case (op, mode, shape, dtype) -> one result row per impl."""
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Callable
+
+import torch
+
+from bench import baselines, metrics, schema, timing
+
+Timer = Callable[[Callable[[], object]], float]
+
+
+def _flat(x) -> list[torch.Tensor]:
+    return metrics._flat(x)
+
+
+def grad_indices(mod: ModuleType, inputs: tuple) -> list[int]:
+    """GRAD_INPUTS restricted to floating-point tensors (ints/offsets get no grad)."""
+    return [i for i in mod.GRAD_INPUTS
+            if isinstance(inputs[i], torch.Tensor) and inputs[i].is_floating_point()]
+
+
+def _leaves(inputs: tuple, idx: list[int], upcast: bool = False) -> list:
+    """inputs with idx entries replaced by fresh autograd leaves (fp32 when upcast)."""
+    out = list(inputs)
+    for i in idx:
+        t = inputs[i].detach()
+        out[i] = (t.float() if upcast else t).requires_grad_(True)
+    return out
+
+
+def reference(mod: ModuleType, inputs: tuple, mode: str, dtype: torch.dtype):
+    """(expected result, grad_outputs): the output, or for bwd the input grads, in fp32.
+
+    For bwd, grad_outputs are drawn in `dtype` so the impls see exactly the
+    values (upcast losslessly) that the fp32 reference backward sees.
+    """
+    if mode == "fwd":
+        with torch.no_grad():
+            return mod.reference(*inputs), None
+    idx = grad_indices(mod, inputs)
+    leaves = _leaves(inputs, idx, upcast=True)
+    outs = _flat(mod.reference(*leaves))
+    gouts = [torch.randn(o.shape, dtype=dtype, device=o.device) for o in outs]
+    grads = torch.autograd.grad(outs, [leaves[i] for i in idx], [g.float() for g in gouts])
+    return list(grads), gouts
+
+
+def prepare(fn: Callable, inputs: tuple, mode: str, idx: list[int], gouts=None):
+    """Run fn once on inputs; return (result to check, timed call, bytes moved).
+
+    fwd: the call is fn(*inputs). bwd: the forward runs once here and the call
+    is its backward (retain_graph, so it can repeat); the result is the grads.
+    """
+    if mode == "fwd":
+        out = fn(*inputs)
+        return out, (lambda: fn(*inputs)), timing.tensor_bytes(inputs) + timing.tensor_bytes(out)
+    leaves = _leaves(inputs, idx)
+    outs = _flat(fn(*leaves))
+    if gouts is None:
+        gouts = [torch.randn_like(o) for o in outs]
+    gouts = [g.to(o.dtype) for g, o in zip(gouts, outs)]
+    targets = [leaves[i] for i in idx]
+
+    def call():
+        return torch.autograd.grad(outs, targets, gouts, retain_graph=True)
+
+    grads = call()
+    ws = timing.tensor_bytes(inputs) + timing.tensor_bytes(gouts) + timing.tensor_bytes(grads)
+    return list(grads), call, ws
+
+
+def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls: list[str],
+             device: str, timer: Timer | None = None, env: dict | None = None,
+             log: Callable[[str], None] = print, rotate: bool = True) -> list[dict]:
+    """Check (and with a timer, time) every impl on one case; return tidy rows.
+
+    Without a timer only correctness is checked (ms, metric and speedups NaN).
+    An impl that raises becomes an "error" row; the others still run.
+    """
+    env = env or {}
+    tol = mod.TOLERANCE[dtype]
+    work = mod.work(shape, dtype) if mode == "fwd" else mod.backward_work(shape, dtype)
+    base = {"op": mod.NAME, "mode": mode, "shape": schema.format_shape(shape),
+            "dtype": schema.dtype_name(dtype), "unit": mod.METRIC}
+    res = {n: {"ms": math.nan, "err": math.nan, "status": "error", "compile_s": math.nan} for n in impls}
+    try:
+        inputs = mod.make_inputs(shape, dtype, device)
+        expected, gouts = reference(mod, inputs, mode, dtype)
+        idx = grad_indices(mod, inputs)
+    except Exception as e:
+        log(f"    case error (inputs/reference): {type(e).__name__}: {e}")
+        impls = []  # every row stays "error"
+    extra_sets: list[tuple] = []  # rotated input sets, shared by all impls of the case
+    for name in impls:
+        r = res[name]
+        try:
+            fn = baselines.make_fn(mod, name, mode)
+            secs, (result, call, ws) = timing.timed_call(lambda: prepare(fn, inputs, mode, idx, gouts))
+            if name in ("compile", baselines.OURS):
+                r["compile_s"] = secs
+            r["err"] = metrics.rel_error(result, expected)
+            r["status"] = "ok" if metrics.passes(r["err"], tol) else "FAIL"
+            del result
+            if timer is not None:
+                k = timing.rotation_count(ws, timing.l2_bytes()) if rotate else 1
+                while len(extra_sets) < k - 1:
+                    extra_sets.append(mod.make_inputs(shape, dtype, device))
+                calls = [call] + [prepare(fn, s, mode, idx)[1] for s in extra_sets[:k - 1]]
+                r["ms"] = timer(timing.rotating(calls))
+                del calls
+        except Exception as e:
+            r["status"] = "error"
+            log(f"    {name}: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        log(f"    {name:<12} {r['status']:<5} err={r['err']:.2e} (tol {tol:.0e})"
+            + (f"  {r['ms']:.4f} ms  {metrics.throughput(work, r['ms'], mod.METRIC):.1f} {mod.METRIC}"
+               if timer is not None and math.isfinite(r["ms"]) else ""))
+    return _rows(base, res, work, env)
+
+
+def _rows(base: dict, res: dict, work: float, env: dict) -> list[dict]:
+    """Tidy rows with speedup_vs_<b> = ms_b / ms_row, NaN unless both rows passed."""
+    names = list(res)
+    others = [n for n in names if n != baselines.OURS]
+    rows = []
+    for n in names:
+        r = res[n]
+        row = {**base, "impl": n, "ms": r["ms"], "metric": metrics.throughput(work, r["ms"], base["unit"])}
+        for b in others:
+            ok = r["status"] == "ok" and res[b]["status"] == "ok"
+            row[f"speedup_vs_{b}"] = metrics.speedup(res[b]["ms"], r["ms"]) if ok else math.nan
+        row.update(err=r["err"], status=r["status"], compile_s=r["compile_s"])
+        row.update({k: env.get(k, "") for k in ("gpu", "torch", "triton", "commit", "date")})
+        rows.append(row)
+    return rows

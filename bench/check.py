@@ -1,0 +1,90 @@
+"""Regression check of ours' timings: python -m bench.check --new DIR --old DIR [--band 0.05]
+(or --csv new.csv --baseline old.csv).
+
+For every (gpu, op, mode, shape, dtype) present in both runs, ours' ms may grow by at
+most `band` (relative); ours turning from ok to FAIL/error is also a regression.
+Exits 1 naming each regression, 2 when no case is in both runs, 0 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from bench.baselines import OURS
+from bench.schema import read_rows
+
+KEY = ("gpu", "op", "mode", "shape", "dtype")
+
+
+def ours_rows(paths: list[Path]) -> dict[tuple, dict]:
+    """Ours' rows from CSV files, by KEY."""
+    out = {}
+    for p in paths:
+        for r in read_rows(p):
+            if r.get("impl") == OURS:
+                out[tuple(r.get(k, "") for k in KEY)] = r
+    return out
+
+
+def csvs(path: Path) -> list[Path]:
+    """A CSV file itself, or every CSV under a directory (recursively)."""
+    return [path] if path.is_file() else sorted(path.rglob("*.csv"))
+
+
+def _ms(r: dict) -> float:
+    try:
+        return float(r.get("ms") or "nan")
+    except ValueError:
+        return math.nan
+
+
+def compare(new: dict, old: dict, band: float) -> tuple[list[str], int]:
+    """(regression messages, number of cases compared)."""
+    problems, n = [], 0
+    for key in sorted(set(new) & set(old)):
+        a, b = old[key], new[key]
+        label = " ".join(key)
+        if a.get("status") == "ok" and b.get("status") != "ok":
+            problems.append(f"{label}: status {a.get('status')} -> {b.get('status')}")
+            continue
+        if b.get("status") != "ok" or a.get("status") != "ok":
+            continue  # the time of a wrong result is no baseline to hold
+        ms_old, ms_new = _ms(a), _ms(b)
+        if not (math.isfinite(ms_old) and math.isfinite(ms_new)):
+            continue
+        n += 1
+        if ms_new > ms_old * (1 + band):
+            problems.append(f"{label}: {ms_old:.4f} ms -> {ms_new:.4f} ms (+{(ms_new / ms_old - 1) * 100:.1f}%)")
+    return problems, n
+
+
+def main(argv=None) -> int:
+    """CLI entry point; returns the exit code."""
+    p = argparse.ArgumentParser(prog="python -m bench.check", description=__doc__.split("\n\n")[0])
+    p.add_argument("--new", help="directory of the new run's CSVs")
+    p.add_argument("--old", help="directory of the committed run's CSVs")
+    p.add_argument("--csv", help="new CSV file")
+    p.add_argument("--baseline", help="old CSV file")
+    p.add_argument("--band", type=float, default=0.05, help="allowed relative slowdown (default 0.05)")
+    args = p.parse_args(argv)
+    new_path, old_path = (args.new, args.old) if args.new or args.old else (args.csv, args.baseline)
+    if not (new_path and old_path):
+        p.error("give --new DIR --old DIR, or --csv NEW --baseline OLD")
+    new, old = ours_rows(csvs(Path(new_path))), ours_rows(csvs(Path(old_path)))
+    problems, n = compare(new, old, args.band)
+    only = len(set(new) ^ set(old))
+    for msg in problems:
+        print(f"REGRESSION {msg}")
+    print(f"compared {n} cases of {OURS} (band {args.band:.0%}); {len(problems)} regressions; "
+          f"{only} cases in only one run")
+    if problems:
+        return 1
+    if n == 0:
+        print("nothing to compare: no case of ours is in both runs")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
