@@ -1,0 +1,34 @@
+"""Tests run on CPU in Triton's interpreter unless a CUDA GPU is present.
+
+TRITON_INTERPRET must be set before any @triton.jit function is created, so it
+is set here, before helion_ops is imported by any test module.
+"""
+import os
+
+import pytest
+
+try:
+    import torch
+    _HAS_CUDA = torch.cuda.is_available()
+except ImportError:  # pragma: no cover
+    _HAS_CUDA = False
+
+if not _HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("HELION_AUTOTUNE_PROGRESS", "0")
+
+DEVICE = "cuda" if _HAS_CUDA and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+
+
+@pytest.fixture
+def device() -> str:
+    return DEVICE
+
+
+def pytest_collection_modifyitems(config, items):
+    if DEVICE == "cuda":
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run with -m gpu on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
