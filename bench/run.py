@@ -86,10 +86,18 @@ def table(rows: list[dict], cols: list[str]) -> str:
         return "\n".join(lines)
 
 
+def has_gpu() -> bool:
+    """Whether to benchmark (a CUDA device is visible) or only check correctness."""
+    return torch.cuda.is_available()
+
+
+DEVICE = "cuda"  # where inputs live on the GPU path (tests swap in "cpu")
+
+
 def main(argv=None) -> int:
     """Run the benchmark (GPU) or the interpreter correctness run (no GPU). Returns the exit code."""
     args = parse_args(argv)
-    gpu = torch.cuda.is_available()
+    gpu = has_gpu()
     if not gpu:
         # Must precede the first import of helion_ops: kernels pick the
         # interpreter when they are defined.
@@ -125,8 +133,10 @@ def main(argv=None) -> int:
         timer, env = None, {}
 
     # (mod, mode, shape, dtype) for everything that applies; ops lacking a dtype in TOLERANCE skip it.
-    plan = []
+    plan, notes = [], set()
     for mod in mods:
+        notes.update(f"{mod.NAME}: no TOLERANCE for {schema.dtype_name(dt)}, skipped"
+                     for dt in dtypes if dt not in mod.TOLERANCE)
         for mode in modes:
             if mode == "bwd" and not mod.GRAD_INPUTS:
                 continue
@@ -134,12 +144,11 @@ def main(argv=None) -> int:
                 plan += [(mod, mode, shape, dt) for dt in dtypes if dt in mod.TOLERANCE]
 
     all_rows: list[dict] = []
-    notes: set[str] = set()
     for i, (mod, mode, shape, dt) in enumerate(plan, 1):
         impls, skipped = baselines.impl_names(mod, requested)
         notes.update(skipped)
         say(f"[{i}/{len(plan)}] {mod.NAME} {mode} {schema.format_shape(shape)} {schema.dtype_name(dt)}")
-        rows = case.run_case(mod, shape, dt, mode, impls, "cuda" if gpu else "cpu",
+        rows = case.run_case(mod, shape, dt, mode, impls, DEVICE if gpu else "cpu",
                              timer=timer, env=env, log=say)
         all_rows += rows
         if gpu:  # write after every case, so a crash keeps what was measured
