@@ -152,9 +152,19 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
     import triton
     from triton.compiler import ASTSource
 
-    mod = load_module(spec["path"], spec["fn"] + "_mod")
+    import os
+    # @triton.jit reads TRITON_INTERPRET when it decorates: load a real JITFunction even
+    # when the interpreter is on, so CPU-only machines can still build sm_90 code.
+    saved = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "0"
+    try:
+        mod = load_module(spec["path"], spec["fn"] + "_compile")
+    finally:
+        if saved is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = saved
     fn = getattr(mod, spec["fn"])
-    fn = getattr(fn, "fn", fn) if not hasattr(fn, "arg_names") else fn
     src = ASTSource(fn, dict(spec["signature"]), dict(spec.get("constexprs", {})))
     opts = {"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}
     if target is not None:

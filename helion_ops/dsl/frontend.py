@@ -50,12 +50,21 @@ class ParsedKernel:
     host_code: Any                   # code object of the rewritten host function
     globals: dict[str, Any]
     specialized: set[str] = field(default_factory=set)  # host names bound by hl.specialize(...)
+    extra_blocks: dict = field(default_factory=dict)
     source_hash: str = ""
 
     def loc(self, node: ast.AST) -> exc.Loc:
         line = getattr(node, "lineno", 0)
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
         return exc.Loc(self.file, line, text)
+
+    def extra_block_id(self, call: ast.Call, k: int) -> int:
+        """A block id for dim k of an hl.tile whose rank is only known at run time."""
+        key = (id(call), k)
+        if key not in self.extra_blocks:
+            self.extra_blocks[key] = len(self.blocks)
+            self.blocks.append(BlockDecl(len(self.blocks), self.loc(call), False))
+        return self.extra_blocks[key]
 
     def resolve(self, node: ast.AST) -> Any:
         """The object a Name/Attribute chain refers to in the kernel's globals, or None."""

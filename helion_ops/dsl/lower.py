@@ -288,26 +288,28 @@ class Lowerer:
         call = s.iter
         f = self.pk.resolve(call.func)
         is_grid = f is hl.grid
-        args = list(call.args)
         kw = {k.arg: k.value for k in call.keywords}
-        if len(args) == 1 and isinstance(args[0], (ast.List, ast.Tuple)):
-            ends = [(None, e) for e in args[0].elts]
-        elif len(args) == 2 and all(isinstance(a, (ast.List, ast.Tuple)) for a in args):
-            ends = list(zip(args[0].elts, args[1].elts))
-        elif len(args) == 1:
-            ends = [(None, args[0])]
-        elif len(args) == 2:
-            ends = [(args[0], args[1])]
+        vals = [self.expr(a) for a in call.args]
+        seq = (tuple, list, torch.Size)
+        if len(vals) == 1 and isinstance(vals[0], seq):
+            ends = [(0, e) for e in vals[0]]
+        elif len(vals) == 2 and all(isinstance(v, seq) for v in vals):
+            ends = list(zip(vals[0], vals[1]))
+        elif len(vals) == 1:
+            ends = [(0, vals[0])]
+        elif len(vals) == 2:
+            ends = [(vals[0], vals[1])]
         else:
             raise self.err(exc.NotSupported, "hl.tile/hl.grid take (end), (begin, end) or lists of them", s)
-        ids = self.pk.tile_block_ids.get(id(call), [None] * len(ends))
+        ids = list(self.pk.tile_block_ids.get(id(call), []))
+        for k in range(len(ids), len(ends)):  # dims only known at run time (hl.tile(x.size()))
+            ids.append(self.pk.extra_block_id(call, k))
         bs_node = kw.get("block_size")
         fixed = [self.expr(b) for b in bs_node.elts] if isinstance(bs_node, (ast.List, ast.Tuple)) \
             else [self.expr(bs_node) if bs_node is not None else None] * len(ends)
         out = []
         for k, (b, e) in enumerate(ends):
-            begin = self.expr(b) if b is not None else 0
-            end = self.expr(e)
+            begin, end = b, e
             static_len = end - begin if isinstance(begin, int) and isinstance(end, int) else None
             if is_grid:
                 block, bid = 1, None
@@ -333,10 +335,9 @@ class Lowerer:
     def bind_target(self, target: ast.expr, tiles: list[TileVar]) -> None:
         vals: list[Any] = [self.grid_index(t) if t.info.is_grid else t for t in tiles]
         if isinstance(target, ast.Name):
-            if len(vals) != 1:
-                raise self.err(exc.NotSupported, "a multi-dim hl.tile needs one target per dim", target)
-            self.env[target.id] = vals[0]
-            tiles[0].info.name = target.id
+            self.env[target.id] = vals[0] if len(vals) == 1 else tuple(vals)
+            for k, t in enumerate(tiles):
+                t.info.name = target.id if len(vals) == 1 else f"{target.id}{k}"
         elif isinstance(target, (ast.Tuple, ast.List)) and len(target.elts) == len(vals):
             for t, v, tv in zip(target.elts, vals, tiles):
                 if not isinstance(t, ast.Name):
@@ -454,7 +455,13 @@ class Lowerer:
     # ---- memory -----------------------------------------------------------------------------
     def index(self, ref: TensorRef, sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
         items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
-        vals = [(it, None if isinstance(it, ast.Slice) else self.expr(it)) for it in items]
+        vals = []
+        for it in items:
+            v = None if isinstance(it, ast.Slice) else self.expr(it)
+            if isinstance(v, tuple) and all(isinstance(x, TileVar) for x in v):
+                vals.extend((None, x) for x in v)  # a multi-dim tile used as one index
+            else:
+                vals.append((it, v))
         return self.make_index(ref, vals, node, extra_mask)
 
     def make_index(self, ref: TensorRef, vals: list, node: ast.AST, extra_mask: Any = None) -> Index:

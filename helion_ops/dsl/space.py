@@ -27,6 +27,7 @@ def collect_facts(bound) -> dict:
     ctx = RunContext(bound, Config(block_sizes=[16] * nblocks), mode="facts")
     ctx.irs = []
     bound._exec(ctx, _meta_args(bound.example_args))
+    nblocks = len(bound.pk.blocks)  # hl.tile(x.size()) may have added ids during the run
     blocks: dict[int, dict] = {i: {"extent": 1, "dot": False, "bounds": None} for i in range(nblocks)}
     for bid, bounds in getattr(ctx, "registered", {}).items():
         blocks[bid]["bounds"] = bounds

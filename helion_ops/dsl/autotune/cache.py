@@ -1,0 +1,123 @@
+"""On-disk cache of autotuned configs.
+
+One JSON file per key under ``$HELION_OPS_CACHE_DIR`` (default
+``~/.cache/helion_ops/autotune/``). The key is the sha256 of the kernel
+source hash, the specialization key's repr, and the environment (GPU name,
+compute capability, torch and triton versions), so a driver or library
+upgrade retunes instead of reusing a config tuned for something else.
+
+Each file also stores the environment it was written under; a file that is
+truncated, not JSON, missing fields, or written under other versions reads
+as a miss and is overwritten by the next ``put``. Writes go to a temp file
+in the same directory and ``os.replace`` it into place, so concurrent
+writers never leave a partial file: the last rename wins, whole.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config import Config
+from .progress import log
+
+CACHE_ENV = "HELION_OPS_CACHE_DIR"
+FORMAT = 1
+
+
+def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@lru_cache(maxsize=None)
+def _device_info(index: int) -> tuple[str, Optional[list]]:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(index), list(torch.cuda.get_device_capability(index))
+    except Exception:
+        pass
+    return "cpu", None
+
+
+def environment(device_index: Optional[int] = None) -> dict[str, Any]:
+    """What a tuned config depends on besides the kernel: GPU, torch, triton."""
+    import torch
+    import triton
+    if device_index is None:
+        device_index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    gpu, cc = _device_info(device_index)
+    return {"gpu": gpu, "capability": cc, "torch": torch.__version__, "triton": triton.__version__}
+
+
+def cache_dir() -> Path:
+    """``$HELION_OPS_CACHE_DIR`` or ``~/.cache/helion_ops/autotune``."""
+    d = os.environ.get(CACHE_ENV)
+    return Path(d) if d else Path.home() / ".cache" / "helion_ops" / "autotune"
+
+
+def source_hash(source: str) -> str:
+    """sha256 hex of a kernel's source text."""
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+class AutotuneCache:
+    """Config cache keyed by (kernel source hash, specialization key, env)."""
+
+    def __init__(self, directory: Optional[os.PathLike | str] = None, env: Optional[dict] = None) -> None:
+        self.directory = Path(directory) if directory is not None else cache_dir()
+        self.env = env if env is not None else environment()
+
+    def key(self, kernel_source_hash: str, specialization_key: Any) -> str:
+        """The file key: sha256 over the kernel and the environment."""
+        parts = [kernel_source_hash, repr(specialization_key), self.env["gpu"],
+                 repr(self.env["capability"]), self.env["torch"], self.env["triton"]]
+        return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    def get(self, key: str) -> Optional[Config]:
+        """The cached Config, or None on a miss (absent, corrupt, stale)."""
+        p = self.path(key)
+        try:
+            data = json.loads(p.read_text())
+            if data.get("format") != FORMAT or data.get("key") != key:
+                raise ValueError("format/key mismatch")
+            if data.get("env") != self.env:
+                log.info("autotune cache %s: written under %s, now %s; ignoring", p, data.get("env"), self.env)
+                return None
+            return Config.from_dict(data["config"])
+        except FileNotFoundError:
+            return None
+        except Exception as e:  # truncated, not JSON, wrong shape: a miss, overwritten on put
+            log.warning("autotune cache %s is unreadable (%s); ignoring it", p, e)
+            return None
+
+    def put(self, key: str, config: Config, **meta: Any) -> Path:
+        """Store ``config`` (plus JSON-able ``meta``, e.g. time, kernel name)."""
+        p = self.path(key)
+        atomic_write_json(p, {"format": FORMAT, "key": key, "env": self.env, "config": config.to_dict(),
+                              "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "meta": meta})
+        return p
