@@ -81,6 +81,9 @@ def autotune(bound: Any, args: Sequence[Any], effort: Any = "quick", *,
                 pass  # the space changed under the same key: retune
     all_seeds += heuristic_configs(space.spec)
     prog = Progress(progress, desc=getattr(bound, "name", None) or "autotune")
+    if prof.time_limit is not None:
+        # One hung compile must not eat a quick run's whole wall-clock cap.
+        compile_timeout = min(compile_timeout, max(5.0, 0.6 * prof.time_limit))
     bench = objective if objective is not None else Benchmarker(
         bound, args, reps=prof.reps, reference=reference, compile_timeout=compile_timeout,
         workers=workers, progress=prog)

@@ -140,7 +140,8 @@ class Precompiler:
         def submit(source: deque) -> bool:
             k = source.popleft()
             try:
-                inflight[self._ensure_pool().submit(self.job, jobs[k])] = (k, time.monotonic())
+                fut = self._ensure_pool().submit(self.job, jobs[k])
+                inflight[fut] = (k, time.monotonic())  # the clock starts after pool warm-up
                 return True
             except BrokenProcessPool:  # died between waits: its jobs are suspects
                 source.appendleft(k)

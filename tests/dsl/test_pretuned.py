@@ -1,0 +1,113 @@
+"""Pretuned config files: lookup (exact, nearest power-of-two bucket), merge
+on write, and robustness to missing or broken files."""
+import json
+
+import pytest
+
+from helion_ops.dsl import pretuned
+from helion_ops.dsl.config import Config
+
+
+def _entry(shape, warps, kernel="softmax_kernel", dtype="bfloat16", ms=0.1):
+    return {"kernel": kernel, "key": {"dtype": dtype, "shape": list(shape)},
+            "config": {"block_sizes": [1], "num_warps": warps}, "ms": ms}
+
+
+@pytest.fixture
+def root(tmp_path):
+    entries = [_entry((4096, 1024), 4), _entry((4096, 4096), 8), _entry((4096, 16384), 16),
+               _entry((4096, 4096), 2, dtype="float16"), _entry((64, 64, 64), 1, kernel="other")]
+    pretuned.write_entries("softmax", "sm90", entries, {"gpu": "H100", "torch": "2.11", "triton": "3.6"},
+                           root=tmp_path)
+    return tmp_path
+
+
+def lookup(root, shape, dtype="bfloat16", kernel="softmax_kernel"):
+    cfg = pretuned.lookup("softmax", kernel, dtype, shape, arch="sm90", root=root)
+    return None if cfg is None else cfg.num_warps
+
+
+def test_file_format(root):
+    data = json.loads((root / "sm90" / "softmax.json").read_text())
+    assert data["op"] == "softmax" and data["arch"] == "sm90" and data["gpu"] == "H100"
+    assert {"torch", "triton", "date", "entries"} <= set(data)
+    e = data["entries"][0]
+    assert set(e) == {"kernel", "key", "config", "ms"}
+
+
+def test_exact_match(root):
+    assert lookup(root, (4096, 4096)) == 8
+    assert lookup(root, [4096, 1024]) == 4
+    assert lookup(root, (4096, 4096), dtype="float16") == 2
+
+
+@pytest.mark.parametrize("shape,warps", [
+    ((4096, 3000), 8),      # same next-pow2 bucket as 4096
+    ((4096, 4097), 16),     # bucket 8192: one from 4096 and 16384; tie goes to the larger
+    ((4096, 1000), 4),      # bucket 1024
+    ((4096, 100), 4),       # far below: the smallest
+    ((4096, 10 ** 6), 16),  # far above: the largest
+    ((1000, 2048), 8),      # M off by 2 buckets for all; N=2048 ties 1024 and 4096 -> larger
+    ((8192, 8192), 16),     # N=8192 ties 4096 and 16384 -> larger
+])
+def test_nearest_bucket(root, shape, warps):
+    assert lookup(root, shape) == warps
+
+
+def test_no_entry_for_kernel_dtype_or_rank(root):
+    assert lookup(root, (4096, 4096), kernel="missing") is None
+    assert lookup(root, (4096, 4096), dtype="float32") is None
+    assert lookup(root, (4096,)) is None
+    assert pretuned.lookup("softmax", "other", "bf16", (64, 64, 64), arch="sm90", root=root) == \
+        Config(block_sizes=[1], num_warps=1)
+    assert pretuned.lookup("layer_norm", "k", "bf16", (1, 1), arch="sm90", root=root) is None
+    assert pretuned.lookup("softmax", "softmax_kernel", "bf16", (4096, 4096), arch="sm80", root=root) is None
+
+
+def test_dtype_aliases(root):
+    import torch
+    assert lookup(root, (4096, 4096), dtype=torch.bfloat16) == 8
+    assert lookup(root, (4096, 4096), dtype="bf16") == 8
+    assert lookup(root, (4096, 4096), dtype=torch.float16) == 2
+
+
+def test_cpu_returns_none(root, monkeypatch):
+    monkeypatch.setattr(pretuned, "current_arch", lambda: None)
+    assert pretuned.lookup("softmax", "softmax_kernel", "bfloat16", (4096, 4096), root=root) is None
+    monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
+    assert pretuned.lookup("softmax", "softmax_kernel", "bfloat16", (4096, 4096), root=root).num_warps == 8
+
+
+def test_write_merges_and_replaces(root):
+    pretuned.write_entries("softmax", "sm90", [_entry((4096, 4096), 32, ms=0.05), _entry((2, 2), 1)],
+                           {"date": "2030-01-01"}, root=root)
+    data = json.loads((root / "sm90" / "softmax.json").read_text())
+    assert len(data["entries"]) == 6 and data["date"] == "2030-01-01" and data["gpu"] == "H100"
+    assert lookup(root, (4096, 4096)) == 32
+    assert lookup(root, (4096, 1024)) == 4
+
+
+def test_broken_file_is_ignored(root):
+    p = root / "sm90" / "softmax.json"
+    p.write_text(p.read_text()[:50])
+    assert lookup(root, (4096, 4096)) is None
+    # A rewrite after a broken file starts fresh.
+    pretuned.write_entries("softmax", "sm90", [_entry((8, 8), 2)], {}, root=root)
+    assert lookup(root, (8, 8)) == 2
+
+
+def test_configs_for_seeds(root):
+    seeds = pretuned.configs_for("softmax", "softmax_kernel", arch="sm90", root=root)
+    assert sorted(c.num_warps for c in seeds) == [2, 4, 8, 16]
+    assert len(pretuned.configs_for("softmax", "softmax_kernel", "float16", arch="sm90", root=root)) == 1
+
+
+def test_arch_names(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    assert pretuned.current_arch() == "sm90"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (10, 0))
+    assert pretuned.current_arch() == "sm100"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pretuned.current_arch() is None
