@@ -171,3 +171,49 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
         from triton.backends.compiler import GPUTarget
         return triton.compile(src, target=GPUTarget(*target), options=opts)
     return triton.compile(src, options=opts)
+
+
+class TargetBinary:
+    """What a compile for another target returns: the assembly texts and metadata."""
+
+    def __init__(self, asm: dict[str, str], metadata: dict[str, Any]) -> None:
+        self.asm, self.metadata = asm, metadata
+
+
+def compile_specs_for_target(specs: list[dict], target: tuple) -> list:
+    """Compile ``specs`` for ``target`` in a fresh process without the interpreter.
+
+    Under TRITON_INTERPRET=1 Triton's own library functions (tl.max, tl.sum...) are
+    interpreter objects and cannot be compiled, so the build runs in a subprocess."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        return [compile_spec(s, target) for s in specs]
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    r = subprocess.run([sys.executable, "-m", "helion_ops.dsl.codegen_kernel"], input=json.dumps(
+        {"specs": specs, "target": list(target)}), env=env, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise exc.CompileError(f"compile for {target} failed:\n{r.stderr[-4000:]}")
+    return [TargetBinary(d["asm"], d["metadata"]) for d in json.loads(r.stdout.splitlines()[-1])]
+
+
+def _main() -> None:
+    import json
+    import sys
+
+    job = json.load(sys.stdin)
+    out = []
+    for s in job["specs"]:
+        k = compile_spec(s, tuple(job["target"]))
+        asm = {n: v for n, v in k.asm.items() if isinstance(v, str)}
+        md = {n: getattr(k.metadata, n) for n in ("shared", "num_warps", "num_stages")
+              if hasattr(k.metadata, n)}
+        out.append({"asm": asm, "metadata": md})
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    _main()

@@ -358,8 +358,8 @@ class BoundKernel:
 
     def compile_for_target(self, config: Config, target: tuple = ("cuda", 90, 32)) -> list:
         """Compile every device loop for ``target`` (no GPU needed); returns CompiledKernels."""
-        from .codegen_kernel import compile_spec
-        return [compile_spec(s, target) for s in self.compile_specs(config)]
+        from .codegen_kernel import compile_specs_for_target
+        return compile_specs_for_target(self.compile_specs(config), target)
 
 
 def num_sms() -> int:

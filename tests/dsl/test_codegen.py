@@ -1,0 +1,106 @@
+"""Generated code: masks only where needed, source comments, sm_90 compile, printing."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helion_ops.dsl import Config
+
+from . import kernels as K
+
+
+def test_no_mask_when_blocks_divide():
+    x = torch.randn(64, 128)
+    b = K.add_bias.bind((x, torch.randn(128)))
+    code = b.to_triton_code(Config(block_sizes=[16, 32]))
+    assert "mask" not in code
+    assert "other=0" not in code
+
+
+def test_mask_when_blocks_do_not_divide():
+    x = torch.randn(65, 100)
+    b = K.add_bias.bind((x, torch.randn(100)))
+    code = b.to_triton_code(Config(block_sizes=[16, 32]))
+    assert "mask_0 = indices_0 < 65" in code
+    assert "mask_1 = indices_1 < 100" in code
+
+
+def test_partial_masks():
+    x = torch.randn(64, 100)  # rows divide, columns don't
+    b = K.add_bias.bind((x, torch.randn(100)))
+    code = b.to_triton_code(Config(block_sizes=[16, 32]))
+    assert "mask_0" not in code and "mask_1 = indices_1 < 100" in code
+
+
+def test_reduction_mask_only_for_non_pow2():
+    assert "rmask" not in K.softmax.bind((torch.randn(4, 1024),)).to_triton_code()
+    code = K.softmax.bind((torch.randn(4, 1000),)).to_triton_code()
+    assert "rmask_0 = rindex_0 < 1000" in code
+    assert "float('-inf')" in code  # masked lanes filled with max's neutral element
+
+
+def test_src_comments_point_at_kernel_source():
+    code = K.rms_norm.bind((torch.randn(4, 64), torch.randn(64))).to_triton_code()
+    lines = re.findall(r"# src\[kernels\.py:(\d+)\]: (.*)", code)
+    assert lines
+    src = open(K.__file__).read().splitlines()
+    for ln, text in lines:
+        assert src[int(ln) - 1].strip() == text.strip()
+
+
+def test_strides_make_non_contiguous_work():
+    x = torch.randn(40, 8).t()
+    code = K.softmax.bind((x,)).to_triton_code()
+    assert "* 8" not in code.split("def ")[1].split("tl.store")[0] or "* 1" not in code
+    assert "indices_0[:, None] + rindex_0[None, :] * 8" in code
+
+
+def test_print_output_code_env(tmp_path):
+    script = (
+        "import os; os.environ['TRITON_INTERPRET']='1'\n"
+        "import torch\nfrom tests.dsl import kernels as K\n"
+        "K.row_sum(torch.randn(3, 17))\n"
+    )
+    env = dict(os.environ, HELION_PRINT_OUTPUT_CODE="1", HELION_OPS_CACHE_DIR=str(tmp_path))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "@triton.jit" in r.stderr and "tl.sum" in r.stderr
+
+
+SM90_CASES = [
+    ("add", lambda d: (torch.randn(64, 100, dtype=d), torch.randn(100, dtype=d)), None),
+    ("add_bias", lambda d: (torch.randn(64, 100, dtype=d), torch.randn(100, dtype=d)), None),
+    ("softmax", lambda d: (torch.randn(64, 4097, dtype=d),), None),
+    ("softmax", lambda d: (torch.randn(64, 4097, dtype=d),), {"reduction_loops": [1024]}),
+    ("softmax_decomposed", lambda d: (torch.randn(64, 1000, dtype=d),), None),
+    ("softmax_two_pass", lambda d: (torch.randn(64, 1000, dtype=d),), {"block_sizes": [4, 256]}),
+    ("rms_norm", lambda d: (torch.randn(64, 4096, dtype=d), torch.randn(4096, dtype=d)), None),
+    ("layer_norm", lambda d: (torch.randn(64, 1000, dtype=d), torch.randn(1000, dtype=d), torch.randn(1000, dtype=d)), None),
+    ("matmul", lambda d: (torch.randn(256, 128, dtype=d), torch.randn(128, 256, dtype=d)), None),
+    ("row_sum", lambda d: (torch.randn(64, 1000, dtype=d),), None),
+    ("grid_scale_add", lambda d: (torch.randn(64, 1000, dtype=d), torch.randn(64, 1000, dtype=d), 2.0), None),
+]
+
+
+@pytest.mark.parametrize("name,make,extra", SM90_CASES, ids=[c[0] + ("_looped" if c[2] else "") for c in SM90_CASES])
+def test_compiles_for_sm90(name, make, extra):
+    b = K.KERNELS[name].bind(make(torch.bfloat16))
+    cfg = b.config.replace(**extra) if extra else b.config
+    compiled = b.compile_for_target(cfg, ("cuda", 90, 32))
+    assert compiled and all("ptx" in c.asm for c in compiled)
+
+
+def test_matmul_tma_wgmma_in_ptx():
+    x, y = torch.randn(256, 128, dtype=torch.bfloat16), torch.randn(128, 256, dtype=torch.bfloat16)
+    b = K.matmul.bind((x, y))
+    cfg = b.config.replace(block_sizes=[128, 128, 64], indexing="tensor_descriptor",
+                           pid_type="persistent_interleaved", num_warps=8, num_stages=3)
+    ptx = b.compile_for_target(cfg)[0].asm["ptx"]
+    assert "wgmma" in ptx
+    assert "cp.async.bulk.tensor" in ptx
