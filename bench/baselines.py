@@ -11,10 +11,10 @@ BUILTIN = ("eager", "compile", "helion")
 def helion_available() -> bool:
     """Whether upstream Helion imports (an optional baseline)."""
     try:
-        import helion  # noqa: F401
-    except Exception:
+        import helion
+    except Exception:  # absent, or broken against this torch/triton
         return False
-    return True
+    return helion is not None
 
 
 def impl_names(mod: ModuleType, requested: list[str] | None) -> tuple[list[str], list[str]]:

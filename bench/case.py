@@ -12,10 +12,6 @@ from bench import baselines, metrics, schema, timing
 Timer = Callable[[Callable[[], object]], float]
 
 
-def _flat(x) -> list[torch.Tensor]:
-    return metrics._flat(x)
-
-
 def grad_indices(mod: ModuleType, inputs: tuple) -> list[int]:
     """GRAD_INPUTS restricted to floating-point tensors (ints/offsets get no grad)."""
     return [i for i in mod.GRAD_INPUTS
@@ -42,7 +38,7 @@ def reference(mod: ModuleType, inputs: tuple, mode: str, dtype: torch.dtype):
             return mod.reference(*inputs), None
     idx = grad_indices(mod, inputs)
     leaves = _leaves(inputs, idx, upcast=True)
-    outs = _flat(mod.reference(*leaves))
+    outs = metrics.flatten(mod.reference(*leaves))
     gouts = [torch.randn(o.shape, dtype=dtype, device=o.device) for o in outs]
     grads = torch.autograd.grad(outs, [leaves[i] for i in idx], [g.float() for g in gouts])
     return list(grads), gouts
@@ -58,7 +54,7 @@ def prepare(fn: Callable, inputs: tuple, mode: str, idx: list[int], gouts=None):
         out = fn(*inputs)
         return out, (lambda: fn(*inputs)), timing.tensor_bytes(inputs) + timing.tensor_bytes(out)
     leaves = _leaves(inputs, idx)
-    outs = _flat(fn(*leaves))
+    outs = metrics.flatten(fn(*leaves))
     if gouts is None:
         gouts = [torch.randn_like(o) for o in outs]
     gouts = [g.to(o.dtype) for g, o in zip(gouts, outs)]
@@ -82,20 +78,22 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
     """
     env = env or {}
     tol = mod.TOLERANCE[dtype]
-    work = mod.work(shape, dtype) if mode == "fwd" else mod.backward_work(shape, dtype)
+    work = math.nan
     base = {"op": mod.NAME, "mode": mode, "shape": schema.format_shape(shape),
             "dtype": schema.dtype_name(dtype), "unit": mod.METRIC}
     res = {n: {"ms": math.nan, "err": math.nan, "status": "error", "compile_s": math.nan} for n in impls}
     try:
+        work = mod.work(shape, dtype) if mode == "fwd" else mod.backward_work(shape, dtype)
         inputs = mod.make_inputs(shape, dtype, device)
         expected, gouts = reference(mod, inputs, mode, dtype)
         idx = grad_indices(mod, inputs)
     except Exception as e:
-        log(f"    case error (inputs/reference): {type(e).__name__}: {e}")
+        log(f"    case error (work/inputs/reference): {type(e).__name__}: {e}")
         impls = []  # every row stays "error"
     extra_sets: list[tuple] = []  # rotated input sets, shared by all impls of the case
     for name in impls:
         r = res[name]
+        result = call = calls = None
         try:
             fn = baselines.make_fn(mod, name, mode)
             secs, (result, call, ws) = timing.timed_call(lambda: prepare(fn, inputs, mode, idx, gouts))
@@ -103,20 +101,22 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
                 r["compile_s"] = secs
             r["err"] = metrics.rel_error(result, expected)
             r["status"] = "ok" if metrics.passes(r["err"], tol) else "FAIL"
-            del result
             if timer is not None:
                 k = timing.rotation_count(ws, timing.l2_bytes()) if rotate else 1
                 while len(extra_sets) < k - 1:
                     extra_sets.append(mod.make_inputs(shape, dtype, device))
                 calls = [call] + [prepare(fn, s, mode, idx)[1] for s in extra_sets[:k - 1]]
                 r["ms"] = timer(timing.rotating(calls))
-                del calls
         except Exception as e:
             r["status"] = "error"
             log(f"    {name}: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         finally:
+            result = call = calls = None  # drop this impl's outputs and graphs before the next
             if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+                try:
+                    torch.cuda.empty_cache()
+                except Exception:  # a broken CUDA context shows in the next impl's row
+                    pass
         log(f"    {name:<12} {r['status']:<5} err={r['err']:.2e} (tol {tol:.0e})"
             + (f"  {r['ms']:.4f} ms  {metrics.throughput(work, r['ms'], mod.METRIC):.1f} {mod.METRIC}"
                if timer is not None and math.isfinite(r["ms"]) else ""))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch
 
@@ -20,11 +20,12 @@ def throughput(work: float, ms: float, unit: str) -> float:
     raise ValueError(f"unknown unit {unit!r} (want 'GB/s' or 'TFLOP/s')")
 
 
-def _flat(x) -> list[torch.Tensor]:
+def flatten(x) -> list[torch.Tensor]:
+    """The tensors of x (a tensor, or nested tuples/lists of them), in order."""
     if isinstance(x, torch.Tensor):
         return [x]
     if isinstance(x, (list, tuple)):
-        return [t for item in x for t in _flat(item)]
+        return [t for item in x for t in flatten(item)]
     raise TypeError(f"expected a tensor or a tuple of tensors, got {type(x).__name__}")
 
 
@@ -33,7 +34,7 @@ def rel_error(out, ref) -> float:
 
     Shape mismatches and non-finite values give inf/nan, which fail any tolerance.
     """
-    outs, refs = _flat(out), _flat(ref)
+    outs, refs = flatten(out), flatten(ref)
     if len(outs) != len(refs):
         return math.inf
     worst = 0.0
@@ -83,20 +84,23 @@ def measure_ceilings(bench_fn=None) -> dict[str, float]:
     from bench.timing import gpu_bench
 
     bench_fn = bench_fn or gpu_bench
-    n = 1 << 30
-    src = torch.empty(n, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    copy_ms = bench_fn(lambda: dst.copy_(src))
-    del src, dst
-    k = 8192
-    a = torch.randn(k, k, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(k, k, device="cuda", dtype=torch.bfloat16)
-    mm_ms = bench_fn(lambda: torch.matmul(a, b))
-    del a, b
+    n, k = 1 << 30, 8192
+
+    def copy_ms() -> float:  # a function, so the 2 GiB of buffers are freed on return
+        src = torch.empty(n, dtype=torch.uint8, device="cuda")
+        dst = torch.empty_like(src)
+        return bench_fn(lambda: dst.copy_(src))
+
+    def matmul_ms() -> float:
+        a = torch.randn(k, k, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(k, k, device="cuda", dtype=torch.bfloat16)
+        return bench_fn(lambda: torch.matmul(a, b))
+
+    c_ms, m_ms = copy_ms(), matmul_ms()
     torch.cuda.empty_cache()
-    return {"copy_GBps": throughput(2 * n, copy_ms, "GB/s"),
-            "matmul_TFLOPs": throughput(2 * k**3, mm_ms, "TFLOP/s"),
-            "copy_ms": copy_ms, "matmul_ms": mm_ms}
+    return {"copy_GBps": throughput(2 * n, c_ms, "GB/s"),
+            "matmul_TFLOPs": throughput(2 * k**3, m_ms, "TFLOP/s"),
+            "copy_ms": c_ms, "matmul_ms": m_ms}
 
 
 def ceiling_for(unit: str, ceilings: dict[str, float] | None) -> float | None:
@@ -104,8 +108,3 @@ def ceiling_for(unit: str, ceilings: dict[str, float] | None) -> float | None:
     if not ceilings:
         return None
     return ceilings.get({"GB/s": "copy_GBps", "TFLOP/s": "matmul_TFLOPs"}.get(unit, ""))
-
-
-def finite(values: Sequence[float]) -> list[float]:
-    """Finite values only."""
-    return [v for v in values if v is not None and math.isfinite(v)]
