@@ -170,21 +170,52 @@ def _launch_key(values: list) -> tuple:
 
 
 class Compiled:
-    """One compiled device loop: the jit function, its params and grid."""
+    """One compiled device loop: the jit function, its params and grid.
 
-    __slots__ = ("fn", "params", "grid", "num_warps", "num_stages", "gen", "path", "arg_index")
+    The first launch goes through ``fn[grid](...)``, which compiles and returns
+    Triton's CompiledKernel; later launches call its launcher directly, skipping
+    Triton's per-call re-specialisation (about half of a launch's host cost).
+    Our launch key already pins everything Triton specialises on (dtypes, shapes,
+    strides, 16-byte pointer alignment), so the same binary is valid."""
+
+    __slots__ = ("fn", "params", "grid", "num_warps", "num_stages", "gen", "path", "arg_index", "fast", "device")
 
     def __init__(self, fn, gen, path: str, names: list[str]) -> None:
         self.fn, self.gen, self.path = fn, gen, path
         self.params, self.grid = gen.params, gen.grid
         self.num_warps, self.num_stages = gen.num_warps, gen.num_stages
         self.arg_index = [names.index(src) for _, _, src in gen.params]
+        self.fast = None
+        self.device = None
 
     def launch(self, values: list) -> None:
         args = [values[i] for i in self.arg_index]
-        if self.grid[0] == 0:
+        g = self.grid
+        if g[0] == 0:
             return
-        self.fn[self.grid](*args, num_warps=self.num_warps, num_stages=self.num_stages)
+        k = self.fast
+        if k is not None:
+            k.run(g[0], g[1], g[2], _raw_stream(self.device), k.function, k.packed_metadata, None, None, None, *args)
+            return
+        k = self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
+        if not interpret_mode() and _fast_launch_ok(k):
+            self.fast = k
+            self.device = next((a.device.index for a in args if isinstance(a, torch.Tensor)), None) or 0
+
+
+def _fast_launch_ok(k: Any) -> bool:
+    """Direct launches skip Triton's launch hooks; only take them when none are installed."""
+    try:
+        from triton import knobs
+        hooks = (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook)
+    except Exception:
+        return False
+    return k is not None and hasattr(k, "packed_metadata") and hooks == (None, None) \
+        and os.environ.get("HELION_OPS_SLOW_LAUNCH") != "1"
+
+
+def _raw_stream(device: int) -> int:
+    return torch._C._cuda_getCurrentRawStream(device)
 
 
 class BoundKernel:
