@@ -331,7 +331,7 @@ class BoundKernel:
         for code in hoisted:
             values.append(eval(code, glb, host_locals))
         key = (i, ctx.config.key(), _launch_key(values))
-        c = self._compiled.get(key)
+        c = self._compiled.get(key) if ctx.mode == "launch" else None
         if c is None:
             if ctx.mode == "launch":
                 _check_launch(self.kernel.name, names, values)

@@ -104,3 +104,11 @@ def test_matmul_tma_wgmma_in_ptx():
     ptx = b.compile_for_target(cfg)[0].asm["ptx"]
     assert "wgmma" in ptx
     assert "cp.async.bulk.tensor" in ptx
+
+
+def test_to_triton_code_after_a_call():
+    x = torch.randn(3, 17)
+    b = K.row_sum.bind((x,))
+    before = b.to_triton_code()
+    K.row_sum(x)
+    assert b.to_triton_code() == before and "@triton.jit" in before
