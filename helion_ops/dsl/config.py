@@ -492,11 +492,21 @@ class ConfigSpace:
     def __init__(self, spec: SpaceSpec) -> None:
         self.spec = spec
         self.fragments: dict[str, Fragment] = _build_fragments(spec)
+        self._default: Optional[Config] = None
 
     # -- points -------------------------------------------------------------
     def default(self) -> Config:
-        """Every knob at its default."""
+        """Every knob at its default (or the config given to set_default)."""
+        if self._default is not None:
+            return self._default
         return Config(**{k: f.default() for k, f in self.fragments.items()})
+
+    def set_default(self, cfg: Mapping[str, Any]) -> None:
+        """Make ``cfg`` (normalised) the default point, e.g. a compiler
+        heuristic better than the per-fragment defaults. ``normalize`` then
+        fills missing knobs from it."""
+        self._default = None
+        self._default = self.normalize(cfg)
 
     def random(self, rng: _random.Random) -> Config:
         """A uniformly random point."""
@@ -549,12 +559,9 @@ class ConfigSpace:
         validate. Accepts a Config, a dict or None."""
         d = {} if cfg is None else {k: _thaw(_freeze(v)) for k, v in dict(cfg).items()}
         for k in list(d):
-            if k in FIELDS and k not in self.fragments:
+            if k in FIELDS and (k not in self.fragments or d[k] is None):
                 del d[k]
-        for k, f in self.fragments.items():
-            if k not in d or (d[k] is None and k in FIELDS):
-                d[k] = f.default()
-        out = Config(**d)
+        out = Config(**self._values(d))
         self.validate(out)
         return out
 
@@ -575,9 +582,9 @@ class ConfigSpace:
 
     def _values(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         d = {k: _thaw(_freeze(v)) for k, v in dict(cfg).items()}
-        for k, f in self.fragments.items():
-            if k not in d:
-                d[k] = f.default()
+        if any(k not in d for k in self.fragments):
+            for k, v in self.default().items():
+                d.setdefault(k, _thaw(v))
         return d
 
     @staticmethod

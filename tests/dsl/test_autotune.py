@@ -317,6 +317,28 @@ def test_autotune_none_and_env_override(monkeypatch):
     assert autotune(fb, _args(), "full", objective=never) == SPACE.default()
 
 
+def test_autotune_candidates_measures_exactly_those(tmp_path):
+    calls = []
+
+    def obj(c):
+        calls.append(c)
+        return cost(c)
+
+    cands = [SPACE.default(), OPTIMUM, {"num_warps": 8}, OPTIMUM]
+    for effort in ("none", "quick"):
+        calls.clear()
+        cfg = autotune(FakeBound(), _args(), effort, objective=obj, candidates=cands, progress=False,
+                       cache=AutotuneCache(tmp_path))
+        assert cfg == OPTIMUM and sorted(map(repr, calls)) == sorted(map(repr, _normalized_unique(cands)))
+    assert not list(tmp_path.glob("*.json"))  # candidate runs are not cached
+    assert autotune(FakeBound(), _args(), "quick", objective=obj, candidates=[{"num_warps": 2}]) == \
+        SPACE.default().replace(num_warps=2)
+
+
+def _normalized_unique(cs):
+    return list(dict.fromkeys(SPACE.normalize(c) for c in cs))
+
+
 def test_autotune_all_failed_returns_default_uncached(tmp_path):
     cache = AutotuneCache(tmp_path)
     cfg = autotune(FakeBound(), _args(), Effort("t", population=4, generations=1, max_evals=10),

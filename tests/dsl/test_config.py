@@ -181,3 +181,13 @@ def test_heuristics_valid_and_sensible():
     ew = SpaceSpec(block_sizes=[BlockSpec(1, 1024, 32)] * 2, grid_loops=[2])
     for c in heuristic_configs(ew, shape_hint=[100, 30]):
         assert c.block_sizes[1] <= 32 and c.block_sizes[0] <= 128
+
+
+def test_set_default_is_used_to_fill():
+    space = ConfigSpace(SOFTMAX)
+    space.set_default({"block_sizes": [4], "num_warps": 16})
+    assert space.default().num_warps == 16 and space.default().block_sizes == [4]
+    assert space.normalize({"num_stages": 1}).num_warps == 16
+    assert space.normalize(None) == space.default()
+    with pytest.raises(ValueError, match="num_warps"):
+        space.set_default({"num_warps": 64})

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import Config, heuristic_configs
 from .bench import Benchmarker, Precompiler, compare
 from .cache import AutotuneCache, atomic_write_json, environment, source_hash
 from .progress import Progress, progress_enabled
-from .search import (EFFORT_ENV, EFFORTS, Effort, Evaluator, differential_evolution, pattern_search,
-                     resolve_effort, search)
+from .search import (EFFORT_ENV, EFFORTS, Effort, Evaluator, unique_configs, differential_evolution,
+                     pattern_search, resolve_effort, search)
 
 __all__ = [
     "autotune", "search", "differential_evolution", "pattern_search", "resolve_effort", "Effort", "EFFORTS",
     "EFFORT_ENV", "Evaluator", "Benchmarker", "Precompiler", "compare", "AutotuneCache", "atomic_write_json",
-    "environment", "source_hash", "Progress", "progress_enabled", "args_key",
+    "environment", "source_hash", "Progress", "progress_enabled", "args_key", "unique_configs",
 ]
 
 
@@ -41,7 +42,8 @@ def args_key(args: Sequence[Any]) -> tuple:
 
 def autotune(bound: Any, args: Sequence[Any], effort: Any = "quick", *,
              reference: Optional[Callable[..., Any]] = None, progress: bool = True,
-             seeds: Sequence[Any] = (), cache: Any = None, cache_key: Optional[tuple] = None,
+             seeds: Sequence[Any] = (), candidates: Optional[Sequence[Any]] = None,
+             cache: Any = None, cache_key: Optional[tuple] = None,
              objective: Optional[Callable[[Config], float]] = None, rng: Optional[random.Random] = None,
              time_limit: Optional[float] = None, compile_timeout: float = 60.0,
              workers: Optional[int] = None) -> Config:
@@ -50,8 +52,11 @@ def autotune(bound: Any, args: Sequence[Any], effort: Any = "quick", *,
     - ``effort``: "none" | "quick" | "full" (or an Effort);
       ``$HELION_AUTOTUNE_EFFORT`` overrides it. "none" returns the first
       valid seed, else the default config, without measuring anything.
-    - ``seeds``: configs to start from (pretuned entries, user ``configs=``);
-      the default and ``heuristic_configs`` are added.
+    - ``seeds``: configs to start from (pretuned entries); the default and
+      ``heuristic_configs`` are added.
+    - ``candidates``: measure exactly these configs (a kernel's
+      ``configs=[...]``) and return the fastest correct one, whatever the
+      effort; no search, no disk cache.
     - ``cache``: an AutotuneCache, None for the default one, False for none.
       ``cache_key=(kernel_source_hash, specialization_key)``; without it the
       key hashes the default config's generated code and ``args_key(args)``.
@@ -59,11 +64,20 @@ def autotune(bound: Any, args: Sequence[Any], effort: Any = "quick", *,
     - ``reference``: expected outputs come from ``reference(*args)`` instead
       of the default config.
     Returns a complete Config (``bound.config_space.normalize``d). A run
-    where every candidate failed returns the default and caches nothing.
+    where every candidate failed returns the default (or the first
+    candidate) and caches nothing.
     """
     prof = resolve_effort(effort, time_limit)
     space = bound.config_space
     default = space.normalize(bound.default_config())
+    if candidates is not None:
+        cands = unique_configs(space, candidates)
+        if len(cands) <= 1:
+            return cands[0] if cands else default
+        if prof.name == "none":  # measuring is the point here: use quick's timing
+            prof = replace(EFFORTS["quick"], time_limit=prof.time_limit)
+        return _measure(bound, args, space, prof, cands[0], reference, progress, objective, compile_timeout,
+                        workers, lambda ev: ev.evaluate(cands))[0]
     all_seeds = [*seeds, default]
     if prof.name == "none":
         return search(space, lambda c: math.nan, prof, seeds=all_seeds)[0]
@@ -80,27 +94,45 @@ def autotune(bound: Any, args: Sequence[Any], effort: Any = "quick", *,
             except ValueError:
                 pass  # the space changed under the same key: retune
     all_seeds += heuristic_configs(space.spec)
-    prog = Progress(progress, desc=getattr(bound, "name", None) or "autotune")
+
+    def run_search(ev: Evaluator) -> None:
+        search(space, ev.objective, prof, seeds=all_seeds, rng=rng, progress=ev.progress, evaluator=ev)
+
+    best, best_t, n = _measure(bound, args, space, prof, default, reference, progress, objective,
+                               compile_timeout, workers, run_search)
+    if store is not None and key is not None and math.isfinite(best_t):
+        store.put(key, best, time_s=best_t, evaluated=n, effort=prof.name)
+    return best
+
+
+def _measure(bound: Any, args: Sequence[Any], space: Any, prof: Effort, fallback: Config,
+             reference: Any, progress: bool, objective: Any, compile_timeout: float, workers: Optional[int],
+             drive: Callable[[Evaluator], Any]) -> tuple[Config, float, int]:
+    """Set up progress + objective, let ``drive(evaluator)`` evaluate
+    configs, re-time the top few; return (best, time, evaluated)."""
+    name = getattr(getattr(bound, "kernel", None), "name", None) or getattr(bound, "name", None)
+    prog = Progress(progress, desc=name or "autotune")
     if prof.time_limit is not None:
         # One hung compile must not eat a quick run's whole wall-clock cap.
         compile_timeout = min(compile_timeout, max(5.0, 0.6 * prof.time_limit))
     bench = objective if objective is not None else Benchmarker(
         bound, args, reps=prof.reps, reference=reference, compile_timeout=compile_timeout,
         workers=workers, progress=prog)
+    ev = Evaluator(bench, max_evals=prof.max_evals or None, time_limit=prof.time_limit, progress=prog)
     try:
-        best, best_t, history = search(space, bench, prof, seeds=all_seeds, rng=rng, progress=prog)
+        drive(ev)
+        best, best_t = ev.best()
         if best is not None and math.isfinite(best_t) and hasattr(bench, "confirm"):
-            best, best_t = bench.confirm(history, k=prof.confirm_top)
+            best, best_t = bench.confirm(ev.history, k=prof.confirm_top)
     except BaseException:
         prog.close()
         raise
     finally:
         if hasattr(bench, "close"):
             bench.close()
+    n = len(ev.history)
     if best is None or not math.isfinite(best_t):
-        prog.close(f"no candidate succeeded out of {len(history)}; using the default config")
-        return default
-    prog.close(f"best {best_t * 1e3:.4f} ms after {len(history)} candidates ({prof.name}): {best!r}")
-    if store is not None and key is not None:
-        store.put(key, best, time_s=best_t, evaluated=len(history), effort=prof.name)
-    return best
+        prog.close(f"no candidate succeeded out of {n}; using {fallback!r}")
+        return fallback, math.inf, n
+    prog.close(f"best {best_t * 1e3:.4f} ms after {n} candidates ({prof.name}): {best!r}")
+    return best, best_t, n

@@ -156,7 +156,8 @@ def _phase(progress: Any, name: str, total: Optional[int] = None) -> None:
         progress.phase(name, total)
 
 
-def _unique(space: ConfigSpace, configs: Iterable[Any]) -> list[Config]:
+def unique_configs(space: ConfigSpace, configs: Iterable[Any]) -> list[Config]:
+    """Normalised configs, deduplicated, in order; invalid ones dropped."""
     out: dict[Config, None] = {}
     for c in configs:
         try:
@@ -187,7 +188,7 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
     """
     rng = rng or random.Random()
     ev = evaluator or Evaluator(objective, max_evals=max_evals, time_limit=time_limit, progress=progress)
-    pop = _unique(space, seeds)
+    pop = unique_configs(space, seeds)
     tries = 0
     while len(pop) < population and tries < population * 20:
         tries += 1
@@ -272,19 +273,20 @@ def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_
 
 def search(space: ConfigSpace, objective: Objective, effort: Any = "quick", *,
            seeds: Sequence[Any] = (), rng: Optional[random.Random] = None, progress: Any = None,
-           time_limit: Optional[float] = None):
+           time_limit: Optional[float] = None, evaluator: Optional[Evaluator] = None):
     """Run the preset: DE from the seeds, then pattern search from DE's best,
-    sharing one memo, evaluation budget and wall-clock deadline.
-    With effort "none" nothing is evaluated: the first valid seed (or the
-    default) comes back with time ``nan``.
+    sharing one memo, evaluation budget and wall-clock deadline (those of
+    ``evaluator`` when given). With effort "none" nothing is evaluated: the
+    first valid seed (or the default) comes back with time ``nan``.
     Returns ``(best_config, best_time, history)``.
     """
     prof = resolve_effort(effort, time_limit)
-    seeds = _unique(space, [*seeds, space.default()])
+    seeds = unique_configs(space, [*seeds, space.default()])
     if prof.name == "none":
         return seeds[0], math.nan, []
     rng = rng or random.Random()
-    ev = Evaluator(objective, max_evals=prof.max_evals, time_limit=prof.time_limit, progress=progress)
+    ev = evaluator or Evaluator(objective, max_evals=prof.max_evals, time_limit=prof.time_limit,
+                                progress=progress)
     best, best_t, _ = differential_evolution(space, objective, population=prof.population,
                                              generations=prof.generations, rng=rng, seeds=seeds,
                                              progress=progress, evaluator=ev)
