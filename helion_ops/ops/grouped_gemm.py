@@ -1,0 +1,376 @@
+"""grouped_gemm: the MoE grouped matmul, one kernel launch for all groups, with autograd.
+
+Public entry point: ``grouped_gemm(x, w, offsets)``.
+
+- ``x``: ``[M_total, K]``; its rows are split into G consecutive groups by ``offsets``,
+  ``offsets[g]`` being the end row of group g (cumulative, int32 or int64, ``offsets[-1] == M_total``);
+  group g spans rows ``[offsets[g-1], offsets[g])`` (``offsets[-1]`` taken as 0 for g = 0), so
+  empty groups are allowed. ``w``: ``[G, K, N]``. Returns ``out[M_total, N]`` with
+  ``out[rows of g] = x[rows of g] @ w[g]``. fp16, bf16 or fp32 (IEEE, not TF32), fp32 accumulation.
+- One launch, persistent over (group, M-tile) x N-tile pairs, reading the offsets on device:
+  the launch grid has ``cdiv(M_total, BM) + G`` M-slots (an upper bound on
+  ``sum_g cdiv(M_g, BM)``) times ``cdiv(N, BN)`` N-tiles. Each program loads the G offsets, derives
+  each group's tile count and their prefix sum, and finds its slot's group and first row; slots past
+  the last tile do nothing. With ``pid_type="persistent_*"`` the grid is one program per SM looping
+  over those pairs, L2-grouped.
+- Backward through autograd: ``dx = grouped_gemm(dy, w^T)`` (the same kernel; ``w^T`` is read in
+  place, transposed in registers) and ``dw[g] = x_g^T @ dy_g`` (one DSL kernel over
+  (group, K-tile, N-tile), with a device-bounded loop over the group's rows; empty groups give 0).
+- Registered as torch.library custom ops ``helion_ops::grouped_gemm`` / ``grouped_gemm_dw`` with
+  fake kernels and autograd, so ``torch.compile`` traces through without a graph break.
+- Offsets are validated on the host (sorted, in ``[0, M_total]``, last == M_total): that reads G
+  ints back from the device. Pass ``validate=False`` to skip it (e.g. inside CUDA graphs);
+  ``impl`` (the benchmark entry) skips it, as ``torch._grouped_mm`` does no such check.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
+from helion_ops.dsl import Config
+from helion_ops.dsl.exc import InputError
+
+NAME = "grouped_gemm"
+METRIC = "TFLOP/s"
+
+# (G, M_total, N, K): MoE expert shapes (Mixtral/DeepSeek/Llama-like d_model and expert widths).
+SHAPES: list[tuple] = [
+    (8, 8192, 4096, 4096), (8, 16384, 14336, 4096), (8, 16384, 4096, 14336),
+    (16, 32768, 2048, 4096), (16, 16384, 4096, 2048),
+    (64, 65536, 1408, 2048), (64, 65536, 2048, 1408), (64, 32768, 1024, 1024),
+]
+SMALL_SHAPES: list[tuple] = [(4, 62, 65, 33), (3, 17, 65, 33), (5, 130, 65, 33)]
+
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+GRAD_INPUTS = (0, 1)
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+
+@helion.kernel(static_shapes=True)
+def grouped_gemm_kernel(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, trans_w: bool) -> torch.Tensor:
+    """out[rows of g] = x[rows of g] @ W_g, W_g = w[g] ([K, N]) or, with trans_w, w[g].T (w is [G, N, K])."""
+    m_total, k = x.size()
+    if trans_w:
+        g_count, n, k2 = w.size()
+    else:
+        g_count, k2, n = w.size()
+    assert k == k2, f"grouped_gemm: K mismatch {k} != {k2}"
+    out = torch.empty([m_total, n], dtype=x.dtype, device=x.device)
+    bm = hl.register_block_size(16, 256)
+    num_slots = (m_total + bm - 1) // bm + g_count  # >= sum_g cdiv(M_g, bm)
+    for tile_s, tile_n in hl.tile([num_slots * bm, n], block_size=[bm, None]):
+        slot = tile_s.id
+        gidx = hl.arange(g_count)
+        ends = offsets[:]
+        starts = hl.load(offsets, [gidx - 1], extra_mask=gidx > 0)
+        ntiles = (ends - starts + (bm - 1)) // bm
+        cum = torch.cumsum(ntiles, 0)               # inclusive prefix sum of tiles per group
+        g = torch.sum((cum <= slot).to(torch.int32))  # this slot's group (g_count: past the end)
+        if g < g_count:
+            sel = gidx == g
+            first_slot = torch.sum(torch.where(sel, cum - ntiles, 0))
+            row_start = torch.sum(torch.where(sel, starts, 0)) + (slot - first_slot) * bm
+            row_end = torch.minimum(torch.sum(torch.where(sel, ends, 0)), row_start + bm)
+            for tile_m in hl.tile(row_start, row_end, block_size=bm):  # exactly one tile
+                acc = hl.zeros([tile_m, tile_n], dtype=torch.float32)
+                for tile_k in hl.tile(k):
+                    if trans_w:
+                        wt = w[g, tile_n, tile_k].T
+                    else:
+                        wt = w[g, tile_k, tile_n]
+                    acc = torch.addmm(acc, x[tile_m, tile_k], wt)
+                out[tile_m, tile_n] = acc
+    return out
+
+
+@helion.kernel(static_shapes=True)
+def grouped_gemm_dw_kernel(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """dw[g] = x[rows of g].T @ dy[rows of g]  ([G, K, N]; zero for an empty group)."""
+    m_total, k = x.size()
+    m2, n = dy.size()
+    g_count = offsets.size(0)
+    dw = torch.empty([g_count, k, n], dtype=x.dtype, device=x.device)
+    bm = hl.register_block_size(16, 256)
+    for tile_g, tile_k, tile_n in hl.tile([g_count, k, n], block_size=[1, None, None]):
+        g = tile_g.begin
+        end = hl.load(offsets, [g])
+        start = hl.load(offsets, [g - 1], extra_mask=g > 0)
+        acc = hl.zeros([tile_k, tile_n], dtype=torch.float32)
+        for tile_m in hl.tile(start, end, block_size=bm):
+            acc = torch.addmm(acc, x[tile_m, tile_k].T, dy[tile_m, tile_n])
+        dw[g, tile_k, tile_n] = acc
+    return dw
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------
+
+def _num_sms() -> int:
+    from helion_ops.dsl.runtime import num_sms
+    try:
+        return num_sms()
+    except Exception:  # pragma: no cover
+        return 132
+
+
+def choose_config(g: int, m_total: int, n: int, k: int, dtype: torch.dtype) -> Config:
+    """Forward config: block_sizes = [BM (rows per slot), BN, BK]. Like matmul's large-M configs
+    (TMA for w, persistent, L2-grouped), with BM 64 when groups are small on average."""
+    if dtype == torch.float32:
+        return Config(block_sizes=[64, 64, 32], num_warps=4, num_stages=3, l2_groupings=[8],
+                      pid_type="flat", indexing="tensor_descriptor")
+    avg = m_total / max(g, 1)
+    bm = 128 if avg >= 256 else 64
+    bn = 256 if (bm == 128 and n >= 2048) else 128
+    stages = 3 if bn == 256 else 4
+    return Config(block_sizes=[bm, bn, 64], num_warps=8 if bm * bn >= 128 * 128 else 4, num_stages=stages,
+                  l2_groupings=[8], pid_type="persistent_interleaved", indexing="tensor_descriptor")
+
+
+def choose_dw_config(g: int, m_total: int, n: int, k: int, dtype: torch.dtype) -> Config:
+    """dw config: block_sizes = [BM (contraction over the group's rows), BK, BN]."""
+    if dtype == torch.float32:
+        return Config(block_sizes=[32, 64, 64], num_warps=4, num_stages=3, pid_type="flat",
+                      indexing="tensor_descriptor")
+    return Config(block_sizes=[64, 128, 128], num_warps=8, num_stages=4, pid_type="flat",
+                  indexing="tensor_descriptor")
+
+
+def _fit(bound, cfg: Config) -> Config:
+    space = bound.config_space
+    specs = space.spec.block_sizes
+    d = cfg.to_dict()
+    if "block_sizes" in d:
+        d["block_sizes"] = [max(s.min, min(s.max, int(v))) for v, s in zip(d["block_sizes"], specs)]
+    return bound.normalize(Config(**d))
+
+
+def _pretuned(kernel_name: str, shape: list, dtype) -> Optional[Config]:
+    try:
+        from helion_ops.dsl import pretuned
+        return pretuned.lookup(NAME, kernel_name, dtype, shape)
+    except Exception:
+        return None
+
+
+def _configure(kernel, args: tuple, shape: list, chooser) -> "helion.BoundKernel":
+    bound = kernel.bind(args)
+    if not getattr(bound, "_op_config_chosen", False):
+        cfg = None
+        pre = _pretuned(kernel.name, shape, args[0].dtype)
+        if pre is not None:
+            try:
+                cfg = _fit(bound, pre)
+            except Exception:
+                cfg = None
+        bound.config = cfg if cfg is not None else _fit(bound, chooser(*shape, args[0].dtype))
+        bound._op_config_chosen = True
+    return bound
+
+
+# ---------------------------------------------------------------------------------------------
+# Host side
+# ---------------------------------------------------------------------------------------------
+
+def _run_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    m_total, k = x.shape
+    g, _, n = w.shape
+    if m_total == 0 or n == 0:
+        return x.new_empty((m_total, n))
+    if k == 0:
+        return x.new_zeros((m_total, n))
+    if w.stride(2) == 1 or n == 1:
+        pw, tw = w, False
+    elif w.stride(1) == 1:
+        pw, tw = w.transpose(1, 2), True  # read w^T's storage in place
+    else:
+        pw, tw = w, False
+    args = (x, pw, offsets, tw)
+    bound = _configure(grouped_gemm_kernel, args, [g, m_total, n, k], choose_config)
+    return bound(*args)
+
+
+def _run_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    m_total, k = x.shape
+    n = dy.shape[1]
+    g = offsets.shape[0]
+    if m_total == 0 or k == 0 or n == 0:
+        return x.new_zeros((g, k, n))
+    args = (x, dy, offsets)
+    bound = _configure(grouped_gemm_dw_kernel, args, [g, m_total, n, k], choose_dw_config)
+    return bound(*args)
+
+
+@torch.library.custom_op("helion_ops::grouped_gemm", mutates_args=())
+def _grouped_gemm_op(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    return _run_fwd(x, w, offsets)
+
+
+@_grouped_gemm_op.register_fake
+def _grouped_gemm_fake(x, w, offsets):
+    return x.new_empty((x.shape[0], w.shape[2]))
+
+
+@torch.library.custom_op("helion_ops::grouped_gemm_dw", mutates_args=())
+def _grouped_gemm_dw_op(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    return _run_dw(x, dy, offsets)
+
+
+@_grouped_gemm_dw_op.register_fake
+def _grouped_gemm_dw_fake(x, dy, offsets):
+    return x.new_empty((offsets.shape[0], x.shape[1], dy.shape[1]))
+
+
+def _setup_context(ctx, inputs, output):
+    x, w, offsets = inputs
+    ctx.save_for_backward(x, w, offsets)
+
+
+def _backward(ctx, grad):
+    x, w, offsets = ctx.saved_tensors
+    grad = grad.to(x.dtype)
+    dx = _grouped_gemm_op(grad, w.transpose(1, 2), offsets) if ctx.needs_input_grad[0] else None
+    dw = _grouped_gemm_dw_op(x, grad, offsets) if ctx.needs_input_grad[1] else None
+    return dx, dw, None
+
+
+torch.library.register_autograd("helion_ops::grouped_gemm", _backward, setup_context=_setup_context)
+
+
+def _check(x, w, offsets, validate: bool) -> None:
+    for name, t in (("x", x), ("w", w), ("offsets", offsets)):
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"grouped_gemm(): '{name}' must be a torch.Tensor, got {type(t).__name__}")
+    if x.dim() != 2:
+        raise InputError(f"grouped_gemm(): 'x' must be 2-D [M_total, K], got shape {tuple(x.shape)}")
+    if w.dim() != 3:
+        raise InputError(f"grouped_gemm(): 'w' must be 3-D [G, K, N], got shape {tuple(w.shape)}")
+    if offsets.dim() != 1:
+        raise InputError(f"grouped_gemm(): 'offsets' must be 1-D [G], got shape {tuple(offsets.shape)}")
+    if x.dtype not in _DTYPES:
+        raise InputError(f"grouped_gemm(): 'x' has dtype {x.dtype}; supported: float16, bfloat16, float32")
+    if w.dtype != x.dtype:
+        raise InputError(f"grouped_gemm(): 'w' has dtype {w.dtype} but 'x' has {x.dtype}; they must match")
+    if offsets.dtype not in (torch.int32, torch.int64):
+        raise InputError(f"grouped_gemm(): 'offsets' must be int32 (or int64), got {offsets.dtype}")
+    if x.shape[1] != w.shape[1]:
+        raise InputError(f"grouped_gemm(): K mismatch: 'x' is {tuple(x.shape)} (K={x.shape[1]}) but 'w' is "
+                         f"{tuple(w.shape)} (K={w.shape[1]})")
+    if w.shape[0] == 0:
+        raise InputError("grouped_gemm(): 'w' has no groups (G = 0)")
+    if offsets.shape[0] != w.shape[0]:
+        raise InputError(f"grouped_gemm(): 'offsets' has {offsets.shape[0]} entries but 'w' has "
+                         f"G={w.shape[0]} groups")
+    for name, t in (("w", w), ("offsets", offsets)):
+        if t.device != x.device:
+            raise InputError(f"grouped_gemm(): '{name}' is on {t.device} but 'x' is on {x.device}")
+    if x.shape[0] >= 2**31:
+        raise InputError(f"grouped_gemm(): 'x' has {x.shape[0]} rows; at most 2**31 - 1 are supported")
+    if validate:
+        m = x.shape[0]
+        o = offsets.to(torch.int64)
+        prev = torch.cat([o.new_zeros(1), o[:-1]])
+        # one host read: [unsorted or negative, last != M_total]
+        flags = torch.stack([(o < prev).any(), o[-1] != m]).tolist()
+        if flags[0]:
+            raise InputError(f"grouped_gemm(): 'offsets' must be non-decreasing and >= 0 (cumulative group "
+                             f"ends), got {offsets.tolist()}")
+        if flags[1]:
+            raise InputError(f"grouped_gemm(): 'offsets' must end at M_total = {m} (x.shape[0]); "
+                             f"got offsets[-1] = {int(o[-1])} (offsets exceed or fall short of M)")
+
+
+def grouped_gemm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
+    """``out[rows of g] = x[rows of g] @ w[g]``; see the module docstring.
+
+    x: [M_total, K], w: [G, K, N] (same dtype: fp16/bf16/fp32), offsets: [G] cumulative group ends
+    (int32; int64 is converted), offsets[-1] == M_total, empty groups allowed. Returns [M_total, N].
+    Differentiable in x and w. ``validate=False`` skips the host-side check of the offsets."""
+    _check(x, w, offsets, validate)
+    if offsets.dtype != torch.int32:
+        offsets = offsets.to(torch.int32)
+    if offsets.stride(0) != 1:
+        offsets = offsets.contiguous()
+    return _grouped_gemm_op(x, w, offsets)
+
+
+# ---------------------------------------------------------------------------------------------
+# Op contract (docs/CONTRACTS.md §1)
+# ---------------------------------------------------------------------------------------------
+
+def group_sizes(g: int, m_total: int, seed: int = 0) -> list[int]:
+    """Deterministic, unequal group sizes summing to m_total, with one empty group (when g > 1)."""
+    gen = torch.Generator().manual_seed(seed * 1000003 + g * 7919 + m_total)
+    p = torch.rand(g, generator=gen, dtype=torch.float64) + 0.25
+    if g > 1:
+        p[g // 2] = 0.0
+    sizes = torch.floor(p / p.sum() * m_total).to(torch.int64)
+    sizes[0] += m_total - int(sizes.sum())
+    return [int(s) for s in sizes]
+
+
+def make_inputs(shape: tuple, dtype: torch.dtype, device) -> tuple:
+    g, m_total, n, k = shape[:4]
+    x = torch.randn(m_total, k, dtype=dtype, device=device)
+    w = torch.randn(g, k, n, dtype=dtype, device=device) / math.sqrt(k)
+    sizes = group_sizes(g, m_total)
+    offsets = torch.tensor(sizes, dtype=torch.int64).cumsum(0).to(device=device, dtype=torch.int32)
+    return x, w, offsets
+
+
+def impl(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    return grouped_gemm(x, w, offsets, validate=False)
+
+
+def _loop(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, dtype=None) -> torch.Tensor:
+    """A Python loop of torch.mm per group (differentiable when x or w requires grad)."""
+    ends = offsets.tolist()
+    if dtype is not None:
+        x, w = x.to(dtype), w.to(dtype)
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+        starts = [0] + ends[:-1]
+        return torch.cat([x[s:e] @ w[g] for g, (s, e) in enumerate(zip(starts, ends))])
+    out = x.new_empty((x.shape[0], w.shape[2]))
+    start = 0
+    for g, end in enumerate(ends):
+        if end > start:
+            torch.mm(x[start:end], w[g], out=out[start:end])
+        start = end
+    return out
+
+
+def eager(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    return _loop(x, w, offsets)
+
+
+def _grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    return torch._grouped_mm(x, w, offs=offsets)
+
+
+BASELINES = {"loop_cublas": _loop}
+if hasattr(torch, "_grouped_mm"):
+    BASELINES = {"grouped_mm": _grouped_mm, **BASELINES}
+
+
+def reference(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    return _loop(x, w, offsets, dtype=torch.float64 if x.device.type == "cpu" else torch.float32).float()
+
+
+def work(shape: tuple, dtype) -> float:
+    g, m_total, n, k = shape[:4]
+    return 2.0 * m_total * n * k
+
+
+def backward_work(shape: tuple, dtype) -> float:
+    g, m_total, n, k = shape[:4]
+    return 4.0 * m_total * n * k

@@ -1,0 +1,368 @@
+"""matmul: ``out = activation(a @ b + bias)`` in the helion_ops DSL, with autograd.
+
+Public entry point: ``matmul(a, b, bias=None, activation=None)``.
+
+- ``a``: ``[..., K]`` (leading dims are flattened to M), ``b``: ``[K, N]``, ``bias``: ``[N]`` or None,
+  ``activation``: None, ``"relu"``, ``"gelu"`` (erf form) or ``"silu"``; bias and activation are fused
+  into the kernel's epilogue (the ``if activation == ...`` below is resolved at compile time).
+- dtypes: fp16, bf16 and fp32 (``a`` and ``b`` alike; bias may also be fp32). Accumulation is
+  always fp32. fp32 inputs use IEEE fp32 dot products (the DSL emits ``input_precision='ieee'``),
+  *not* TF32: exact, but far below tensor-core speed; use fp16/bf16 for speed.
+- Transposed operands cost no copy: an operand whose *first* dim has stride 1 (``b = w.t()``) is
+  passed to the kernel in its stored layout with a ``trans_*`` flag, and the kernel loads the
+  stored tile and transposes it in registers (so TMA descriptors still apply to it). Operands with
+  no unit stride are read through generic strided pointers.
+- Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on
+  transposed views (no copies), ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``.
+- Registered as the torch.library custom op ``helion_ops::matmul`` with a fake (meta) kernel
+  and autograd formula, so ``torch.compile`` traces through it without a graph break.
+
+Configs: per shape (M, N, K, dtype) from ``configs/<arch>/matmul.json`` when it has an entry for
+the GPU, else from ``choose_config`` (analytic; see there), cached per specialization.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
+from helion_ops.dsl import Config
+from helion_ops.dsl.exc import InputError
+
+NAME = "matmul"
+METRIC = "TFLOP/s"
+
+# (M, N, K). Square sizes, Llama-3 8B/70B projection shapes (N, K) for several token counts M,
+# and awkward sizes.
+SHAPES: list[tuple] = [
+    (1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192),
+    # Llama-3 8B: qkv/o (4096, 4096), up/gate (14336, 4096), down (4096, 14336)
+    (1, 4096, 4096), (16, 14336, 4096), (128, 4096, 14336),
+    (1024, 14336, 4096), (4096, 4096, 14336), (4096, 14336, 4096), (16384, 4096, 4096),
+    # Llama-3 70B: qkv/o (8192, 8192), up/gate (28672, 8192), down (8192, 28672)
+    (1, 8192, 8192), (16, 28672, 8192), (128, 8192, 8192), (1024, 8192, 28672),
+    (4096, 28672, 8192), (16384, 8192, 8192),
+    # awkward
+    (4000, 4000, 4000), (4097, 4097, 4097),
+]
+SMALL_SHAPES: list[tuple] = [(1, 65, 33), (17, 65, 33), (130, 65, 33)]
+
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+GRAD_INPUTS = (0, 1)
+
+ACTIVATIONS = (None, "relu", "gelu", "silu")
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernel
+# ---------------------------------------------------------------------------------------------
+
+@helion.kernel(static_shapes=True)
+def matmul_kernel(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str],
+                  trans_a: bool, trans_b: bool) -> torch.Tensor:
+    """``activation(A @ B + bias)``. ``A`` is ``a`` ([M, K]) or, with trans_a, ``a.T`` (a is [K, M]);
+    likewise ``B`` is ``b`` ([K, N]) or ``b.T`` (b is [N, K])."""
+    if trans_a:
+        k, m = a.size()
+    else:
+        m, k = a.size()
+    if trans_b:
+        n, k2 = b.size()
+    else:
+        k2, n = b.size()
+    assert k == k2, f"matmul: K mismatch {k} != {k2}"
+    out = torch.empty([m, n], dtype=a.dtype, device=a.device)
+    for tile_m, tile_n in hl.tile([m, n]):
+        acc = hl.zeros([tile_m, tile_n], dtype=torch.float32)
+        for tile_k in hl.tile(k):
+            if trans_a:
+                x = a[tile_k, tile_m].T
+            else:
+                x = a[tile_m, tile_k]
+            if trans_b:
+                y = b[tile_n, tile_k].T
+            else:
+                y = b[tile_k, tile_n]
+            acc = torch.addmm(acc, x, y)
+        if bias is not None:
+            acc = acc + bias[tile_n].to(torch.float32)[None, :]
+        if activation == "relu":
+            acc = torch.relu(acc)
+        elif activation == "gelu":
+            acc = torch.nn.functional.gelu(acc)
+        elif activation == "silu":
+            acc = torch.nn.functional.silu(acc)
+        out[tile_m, tile_n] = acc
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------
+
+_NUM_SMS_DEFAULT = 132  # H100 SXM
+
+
+def _num_sms() -> int:
+    from helion_ops.dsl.runtime import num_sms
+    try:
+        return num_sms()
+    except Exception:  # pragma: no cover
+        return _NUM_SMS_DEFAULT
+
+
+def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[int] = None) -> Config:
+    """Analytic config for an (M, N, K) problem, modelled on what reaches cuBLAS on H100
+    (anchors/2026-11-25-h100-triton-matmul.txt): persistent, L2-grouped (8), TMA tiles of
+    128x256x64 with 3 stages (4 stages overflow shared memory) when there are enough tiles to keep
+    every SM busy for several waves, else 128x128x64 with 4 stages; thin-M (decode-like) problems
+    use a 16/32/64-row tile and a deeper K block, since they are bandwidth-bound on B.
+    Block sizes are clamped to the kernel's ConfigSpace by the caller."""
+    sms = num_sms or _num_sms()
+    if dtype == torch.float32:
+        # IEEE fp32: FMA dot products, no tensor cores; keep register tiles moderate.
+        return Config(block_sizes=[64, 64, 32], num_warps=4, num_stages=3, l2_groupings=[8],
+                      pid_type="flat", indexing="tensor_descriptor")
+    if m <= 64:
+        bm = 16 if m <= 16 else (32 if m <= 32 else 64)
+        # enough N tiles to cover the SMs; wide K blocks to stream B with few iterations
+        bn = 64
+        while bn > 32 and math.ceil(n / bn) < sms:
+            bn //= 2
+        return Config(block_sizes=[bm, bn, 128 if k >= 128 else 64], num_warps=4, num_stages=4,
+                      l2_groupings=[1], pid_type="flat", indexing="tensor_descriptor")
+    if m <= 256:
+        bm = 64 if m <= 128 else 128
+        return Config(block_sizes=[bm, 128, 64], num_warps=4 if bm == 64 else 8, num_stages=4,
+                      l2_groupings=[8], pid_type="flat", indexing="tensor_descriptor")
+    tiles_big = math.ceil(m / 128) * math.ceil(n / 256)
+    if tiles_big >= 500:
+        bs, stages = [128, 256, 64], 3
+    else:
+        bs, stages = [128, 128, 64], 4
+    tiles = math.ceil(m / bs[0]) * math.ceil(n / bs[1])
+    pid = "persistent_interleaved" if tiles > sms else "flat"
+    return Config(block_sizes=bs, num_warps=8, num_stages=stages, l2_groupings=[8], pid_type=pid,
+                  indexing="tensor_descriptor")
+
+
+def _fit(bound, cfg: Config) -> Config:
+    """Clamp block sizes into the bound kernel's space and drop knobs it lacks."""
+    space = bound.config_space
+    specs = space.spec.block_sizes
+    d = cfg.to_dict()
+    if "block_sizes" in d:
+        d["block_sizes"] = [max(s.min, min(s.max, int(v))) for v, s in zip(d["block_sizes"], specs)]
+    if d.get("range_warp_specializes") and not space.spec.warp_specialize:
+        d.pop("range_warp_specializes")
+    return bound.normalize(Config(**d))
+
+
+def _pretuned(m: int, n: int, k: int, dtype: torch.dtype) -> Optional[Config]:
+    try:
+        from helion_ops.dsl import pretuned
+        return pretuned.lookup(NAME, "matmul_kernel", dtype, [m, n, k])
+    except Exception:
+        return None
+
+
+def config_for(args: tuple) -> Config:
+    """The Config used for kernel ``args`` (pretuned entry, else ``choose_config``)."""
+    a, b, _, _, ta, tb = args
+    m, k = (a.shape[1], a.shape[0]) if ta else tuple(a.shape)
+    n = b.shape[0] if tb else b.shape[1]
+    bound = matmul_kernel.bind(args)
+    cfg = _pretuned(m, n, k, a.dtype)
+    if cfg is not None:
+        try:
+            return _fit(bound, cfg)
+        except Exception:
+            pass
+    return _fit(bound, choose_config(m, n, k, a.dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# Host side
+# ---------------------------------------------------------------------------------------------
+
+def _layout(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(tensor to pass, transposed?) so that the passed tensor's last dim has stride 1 if possible."""
+    if t.stride(1) == 1 or t.shape[1] == 1:
+        return t, False
+    if t.stride(0) == 1 or t.shape[0] == 1:
+        return t.t(), True
+    return t, False  # generic strides: pointer indexing by strides
+
+
+def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]) -> torch.Tensor:
+    """The kernel launch for 2-D a [M, K], b [K, N] (already validated)."""
+    m, k = a.shape
+    n = b.shape[1]
+    if m == 0 or n == 0 or k == 0:
+        return _eager2d(a, b, bias, activation)
+    if bias is not None and bias.stride(0) != 1:
+        bias = bias.contiguous()
+    pa, ta = _layout(a)
+    pb, tb = _layout(b)
+    args = (pa, pb, bias, activation, ta, tb)
+    bound = matmul_kernel.bind(args)
+    if not getattr(bound, "_op_config_chosen", False):
+        bound.config = config_for(args)
+        bound._op_config_chosen = True
+    return bound(*args)
+
+
+def _eager2d(a, b, bias, activation):
+    z = torch.matmul(a.float(), b.float())
+    if bias is not None:
+        z = z + bias.float()
+    return _act(z, activation).to(a.dtype)
+
+
+def _act(z: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
+    if activation == "relu":
+        return torch.relu(z)
+    if activation == "gelu":
+        return torch.nn.functional.gelu(z)
+    if activation == "silu":
+        return torch.nn.functional.silu(z)
+    return z
+
+
+def _act_grad(z: torch.Tensor, activation: str) -> torch.Tensor:
+    """d act / d z, in fp32."""
+    if activation == "relu":
+        return (z > 0).to(z.dtype)
+    if activation == "gelu":
+        cdf = 0.5 * (1.0 + torch.erf(z * 0.7071067811865476))
+        pdf = torch.exp(-0.5 * z * z) * 0.3989422804014327
+        return cdf + z * pdf
+    if activation == "silu":
+        s = torch.sigmoid(z)
+        return s * (1.0 + z * (1.0 - s))
+    raise AssertionError(activation)
+
+
+@torch.library.custom_op("helion_ops::matmul", mutates_args=())
+def _matmul_op(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]) -> torch.Tensor:
+    return _run(a, b, bias, activation)
+
+
+@_matmul_op.register_fake
+def _matmul_fake(a, b, bias, activation):
+    return a.new_empty((a.shape[0], b.shape[1]))
+
+
+def _setup_context(ctx, inputs, output):
+    a, b, bias, activation = inputs
+    ctx.activation = activation
+    ctx.has_bias = bias is not None
+    ctx.bias_dtype = bias.dtype if bias is not None else None
+    ctx.save_for_backward(a, b, bias, output if activation == "relu" else None)
+
+
+def _backward(ctx, grad):
+    a, b, bias, out = ctx.saved_tensors
+    act = ctx.activation
+    if act is None:
+        dz = grad
+    elif act == "relu":
+        dz = grad * (out > 0).to(grad.dtype)
+    else:
+        z = _matmul_op(a, b, bias, None).float()
+        dz = (grad.float() * _act_grad(z, act)).to(a.dtype)
+    dz = dz.to(a.dtype)
+    da = _matmul_op(dz, b.t(), None, None) if ctx.needs_input_grad[0] else None
+    db = _matmul_op(a.t(), dz, None, None) if ctx.needs_input_grad[1] else None
+    dbias = dz.float().sum(0).to(ctx.bias_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+    return da, db, dbias, None
+
+
+torch.library.register_autograd("helion_ops::matmul", _backward, setup_context=_setup_context)
+
+
+def _check(a, b, bias, activation) -> None:
+    if not isinstance(a, torch.Tensor):
+        raise InputError(f"matmul(): 'a' must be a torch.Tensor, got {type(a).__name__}")
+    if not isinstance(b, torch.Tensor):
+        raise InputError(f"matmul(): 'b' must be a torch.Tensor, got {type(b).__name__}")
+    if a.dim() < 2:
+        raise InputError(f"matmul(): 'a' must have at least 2 dims [..., K], got shape {tuple(a.shape)}")
+    if b.dim() != 2:
+        raise InputError(f"matmul(): 'b' must be 2-D [K, N], got shape {tuple(b.shape)}")
+    if a.dtype not in _DTYPES:
+        raise InputError(f"matmul(): 'a' has dtype {a.dtype}; supported: float16, bfloat16, float32")
+    if b.dtype != a.dtype:
+        raise InputError(f"matmul(): 'b' has dtype {b.dtype} but 'a' has {a.dtype}; they must match")
+    if a.shape[-1] != b.shape[0]:
+        raise InputError(f"matmul(): K mismatch: 'a' is {tuple(a.shape)} (K={a.shape[-1]}) but 'b' is "
+                         f"{tuple(b.shape)} (K={b.shape[0]})")
+    if b.device != a.device:
+        raise InputError(f"matmul(): 'b' is on {b.device} but 'a' is on {a.device}")
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor):
+            raise InputError(f"matmul(): 'bias' must be a torch.Tensor or None, got {type(bias).__name__}")
+        if bias.dim() != 1 or bias.shape[0] != b.shape[1]:
+            raise InputError(f"matmul(): 'bias' must have shape ({b.shape[1]},), got {tuple(bias.shape)}")
+        if bias.dtype not in (a.dtype, torch.float32):
+            raise InputError(f"matmul(): 'bias' has dtype {bias.dtype}; expected {a.dtype} or float32")
+        if bias.device != a.device:
+            raise InputError(f"matmul(): 'bias' is on {bias.device} but 'a' is on {a.device}")
+    if activation not in ACTIVATIONS:
+        raise InputError(f"matmul(): 'activation' must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           activation: Optional[str] = None) -> torch.Tensor:
+    """``activation(a @ b + bias)`` with fp32 accumulation; see the module docstring.
+
+    a: [..., K] (fp16/bf16/fp32), b: [K, N] (same dtype), bias: [N] or None,
+    activation: None | "relu" | "gelu" | "silu". Returns [..., N] in a's dtype.
+    Differentiable in a, b and bias."""
+    _check(a, b, bias, activation)
+    lead = a.shape[:-1]
+    a2 = a if a.dim() == 2 else a.reshape(-1, a.shape[-1])
+    out = _matmul_op(a2, b, bias, activation)
+    return out if a.dim() == 2 else out.reshape(*lead, b.shape[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Op contract (docs/CONTRACTS.md §1)
+# ---------------------------------------------------------------------------------------------
+
+def make_inputs(shape: tuple, dtype: torch.dtype, device) -> tuple:
+    m, n, k = shape[:3]
+    a = torch.randn(m, k, dtype=dtype, device=device)
+    b = torch.randn(k, n, dtype=dtype, device=device) / math.sqrt(k)
+    return a, b
+
+
+def impl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return matmul(a, b)
+
+
+def eager(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.matmul(a, b)
+
+
+BASELINES = {"cublas": torch.matmul}
+
+
+def reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.device.type == "cpu":
+        return torch.matmul(a.double(), b.double()).float()
+    return torch.matmul(a.float(), b.float())
+
+
+def work(shape: tuple, dtype) -> float:
+    m, n, k = shape[:3]
+    return 2.0 * m * n * k
+
+
+def backward_work(shape: tuple, dtype) -> float:
+    m, n, k = shape[:3]
+    return 4.0 * m * n * k
