@@ -1,0 +1,247 @@
+"""LayerNorm, forward and backward, written in helion_ops.dsl.
+
+``layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5)`` matches
+``torch.nn.functional.layer_norm``: any rank; the trailing ``normalized_shape`` dims are flattened
+into rows of N (a view when possible, see ``helion_ops._common``).
+
+Kernels:
+* ``layer_norm_fwd``: one row-reduction kernel, ``for tile_m in hl.tile(m): x[tile_m, :]``; mean, then
+  the centred variance (two-pass, no E[x^2]-E[x]^2 cancellation), fp32 math, output in x's dtype;
+  saves ``mean`` and ``rstd`` (fp32, [M]) for backward. Persistent or looped per Config.
+* ``layer_norm_bwd``: ``dx = (w*dy - (xhat * mean(xhat*w*dy) + mean(w*dy))) * rstd`` per row; dweight
+  and dbias through per-program partial sums (no atomics): programs of ``rows_per_program`` rows
+  accumulate ``sum(dy * xhat)`` and ``sum(dy)`` into rows of [programs, N] fp32 buffers, which the
+  host reduces with ``.sum(0)``.
+
+Custom ops ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` carry fake implementations and autograd.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
+from helion_ops import _common as C
+
+NAME = "layer_norm"
+METRIC = "GB/s"
+SHAPES = [(m, n) for m in (4096, 16384, 32768) for n in (1000, 4096, 5120, 8192)] + [(4096, 4097)]
+SMALL_SHAPES = [(3, 1), (5, 17), (4, 1000), (2, 4097)]
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+GRAD_INPUTS = (0, 1, 2)
+BASELINES: dict = {}
+
+
+# ---- kernels ------------------------------------------------------------------------------------
+
+@helion.kernel()
+def layer_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], eps: float):
+    m, n = x.size()
+    out = torch.empty([m, n], dtype=x.dtype, device=x.device)
+    mean_out = torch.empty([m], dtype=torch.float32, device=x.device)
+    rstd_out = torch.empty([m], dtype=torch.float32, device=x.device)
+    for tile_m in hl.tile(m):
+        xv = x[tile_m, :].to(torch.float32)
+        mean = torch.sum(xv, dim=1) * (1.0 / n)
+        xc = xv - mean[:, None]
+        var = torch.sum(xc * xc, dim=1) * (1.0 / n)
+        r = torch.rsqrt(var + eps)
+        y = xc * r[:, None]
+        if weight is not None:
+            y = y * weight[:].to(torch.float32)
+        if bias is not None:
+            y = y + bias[:].to(torch.float32)
+        out[tile_m, :] = y.to(x.dtype)
+        mean_out[tile_m] = mean
+        rstd_out[tile_m] = r
+    return out, mean_out, rstd_out
+
+
+@helion.kernel()
+def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor],
+                   bias: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor):
+    # ``bias`` is only a flag (and the shape of the dbias accumulator): its values are not needed.
+    m, n = x.size()
+    rows = hl.register_block_size(m)
+    dx = torch.empty([m, n], dtype=x.dtype, device=x.device)
+    parts = hl.cdiv(m, rows)
+    dw = torch.empty([parts, n], dtype=torch.float32, device=x.device) if weight is not None else None
+    db = torch.empty([parts, n], dtype=torch.float32, device=x.device) if bias is not None else None
+    for tile_m in hl.tile(m, block_size=rows):
+        if weight is not None:
+            w = weight[:].to(torch.float32)
+            dw_acc = torch.zeros_like(w)
+        if bias is not None:
+            db_acc = torch.zeros_like(bias[:], dtype=torch.float32)
+        for i in hl.grid(tile_m.begin, tile_m.end):
+            xv = x[i, :].to(torch.float32)
+            g = dy[i, :].to(torch.float32)
+            r = rstd[i]
+            xhat = (xv - mean[i]) * r
+            if weight is not None:
+                wg = g * w
+                dw_acc = dw_acc + g * xhat
+            else:
+                wg = g
+            if bias is not None:
+                db_acc = db_acc + g
+            c1 = torch.sum(xhat * wg) * (1.0 / n)
+            c2 = torch.sum(wg) * (1.0 / n)
+            dx[i, :] = ((wg - (xhat * c1 + c2)) * r).to(x.dtype)
+        if weight is not None:
+            dw[tile_m.id, :] = dw_acc
+        if bias is not None:
+            db[tile_m.id, :] = db_acc
+    return dx, dw, db
+
+
+def _default_fwd(shape: tuple) -> helion.Config:
+    m, n = shape
+    return C.row_config(m, n)
+
+
+def _default_bwd(shape: tuple) -> helion.Config:
+    m, n = shape
+    p = C.next_pow2(n)
+    warps = 4 if p <= 2048 else 8 if p <= 8192 else 16
+    return helion.Config(block_sizes=[C.rows_per_program(m)], reduction_loops=[None], num_warps=warps,
+                         num_stages=1)
+
+
+_fwd = C.Launcher(NAME, layer_norm_fwd, _default_fwd)
+_bwd = C.Launcher(NAME, layer_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape))
+
+
+def _rows_fwd(x2, w, b, eps):
+    m = x2.shape[0]
+    if x2.numel() == 0:
+        stats = torch.empty([m], dtype=torch.float32, device=x2.device)
+        return torch.empty(x2.shape, dtype=x2.dtype, device=x2.device), stats, stats.clone()
+    return _fwd(x2, w, b, eps)
+
+
+# ---- torch.library ops --------------------------------------------------------------------------
+
+@torch.library.custom_op("helion_ops::layer_norm_fwd", mutates_args=())
+def layer_norm_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+                      eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """LayerNorm of [M, N] rows; returns (y, mean[M], rstd[M]), the statistics in fp32."""
+    C.check_device(NAME, "input", x)
+    return _rows_fwd(x, weight, bias, eps)
+
+
+@layer_norm_fwd_op.register_fake
+def _(x, weight, bias, eps):
+    m = x.shape[0]
+    return (torch.empty(x.shape, dtype=x.dtype, device=x.device),
+            torch.empty([m], dtype=torch.float32, device=x.device),
+            torch.empty([m], dtype=torch.float32, device=x.device))
+
+
+@torch.library.custom_op("helion_ops::layer_norm_bwd", mutates_args=())
+def layer_norm_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor],
+                      bias: Optional[torch.Tensor], mean: torch.Tensor,
+                      rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dweight, dbias); dweight/dbias are empty tensors when weight/bias is None."""
+    C.check_device(NAME, "grad_output", dy)
+    m, n = x.shape
+    if x.numel() == 0:
+        dw = torch.zeros([n], dtype=x.dtype, device=x.device) if weight is not None else x.new_empty([0])
+        db = torch.zeros([n], dtype=x.dtype, device=x.device) if bias is not None else x.new_empty([0])
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device), dw, db
+    dx, dwp, dbp = _bwd(C.as_rows(dy, n), x, weight, bias, mean, rstd)
+    dw = dwp.sum(0).to(x.dtype) if weight is not None else x.new_empty([0])
+    db = dbp.sum(0).to(x.dtype) if bias is not None else x.new_empty([0])
+    return dx, dw, db
+
+
+@layer_norm_bwd_op.register_fake
+def _(dy, x, weight, bias, mean, rstd):
+    n = x.shape[1]
+    dw = torch.empty([n] if weight is not None else [0], dtype=x.dtype, device=x.device)
+    db = torch.empty([n] if bias is not None else [0], dtype=x.dtype, device=x.device)
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device), dw, db
+
+
+def _setup(ctx, inputs, output) -> None:
+    x, weight, bias, _eps = inputs
+    ctx.save_for_backward(x, weight, bias, output[1], output[2])  # bias: only its presence is used
+    ctx.mark_non_differentiable(output[1], output[2])
+
+
+def _backward(ctx, dy, _dmean, _drstd):
+    x, weight, bias, mean, rstd = ctx.saved_tensors
+    dx, dw, db = layer_norm_bwd_op(dy.to(x.dtype), x, weight, bias, mean, rstd)
+    need = ctx.needs_input_grad
+    return dx, (dw if weight is not None and need[1] else None), (db if bias is not None and need[2] else None), None
+
+
+layer_norm_fwd_op.register_autograd(_backward, setup_context=_setup)
+
+
+# ---- public API ---------------------------------------------------------------------------------
+
+def layer_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] = None,
+               bias: Optional[torch.Tensor] = None, eps: float = 1e-5) -> torch.Tensor:
+    """LayerNorm over the trailing ``normalized_shape`` dims (like ``torch.nn.functional.layer_norm``).
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` (biased variance), fp32 math, output in x's
+    dtype. ``weight``/``bias`` must have shape ``normalized_shape`` and x's dtype. Differentiable (x,
+    weight, bias); works under ``torch.compile(fullgraph=True)``.
+    """
+    C.check_input(NAME, x)
+    ns, n = C.normalized_size(NAME, x, normalized_shape)
+    C.check_param(NAME, "weight", weight, x, ns)
+    C.check_param(NAME, "bias", bias, x, ns)
+    x2 = C.as_rows(x, n)
+    w, b = C.as_vector(weight, n), C.as_vector(bias, n)
+    grad = x2.requires_grad or (w is not None and w.requires_grad) or (b is not None and b.requires_grad)
+    if grad or torch.compiler.is_compiling():
+        y2 = layer_norm_fwd_op(x2, w, b, float(eps))[0]
+    else:  # eager inference: skip the custom-op dispatch
+        C.check_device(NAME, "input", x2)
+        y2 = _rows_fwd(x2, w, b, float(eps))[0]
+    return y2.view(x.shape)
+
+
+# ---- op contract (docs/CONTRACTS.md §1) ---------------------------------------------------------
+
+def make_inputs(shape, dtype, device):
+    """x (M, N), weight (N,), bias (N,)."""
+    m, n = shape[:2]
+    x = torch.randn((m, n), dtype=dtype, device=device)
+    w = (1.0 + 0.1 * torch.randn((n,), device=device)).to(dtype)
+    b = (0.1 * torch.randn((n,), device=device)).to(dtype)
+    return x, w, b
+
+
+def impl(x, weight, bias):
+    return layer_norm(x, (x.shape[-1],), weight, bias, 1e-5)
+
+
+def eager(x, weight, bias):
+    return torch.nn.functional.layer_norm(x, (x.shape[-1],), weight, bias, 1e-5)
+
+
+def reference(x, weight, bias):
+    """fp64 LayerNorm, returned in fp32."""
+    return torch.nn.functional.layer_norm(x.double(), (x.shape[-1],), weight.double(), bias.double(),
+                                          1e-5).float()
+
+
+def _es(dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def work(shape, dtype) -> float:
+    """Read x, weight and bias; write out."""
+    m, n = shape[:2]
+    return (2.0 * m * n + 2 * n) * _es(dtype)
+
+
+def backward_work(shape, dtype) -> float:
+    """Read x, dy, weight, mean and rstd; write dx, dweight and dbias."""
+    m, n = shape[:2]
+    return (3.0 * m * n + 3 * n) * _es(dtype) + 8.0 * m

@@ -1,0 +1,180 @@
+"""Softmax over a dimension, forward and backward, written in helion_ops.dsl.
+
+``softmax(x, dim=-1)`` matches ``torch.nn.functional.softmax``: any rank; the reduced dim is moved last
+(``movedim``), the tensor is viewed as [M, N] rows (a copy only when the last dim is strided, see
+``helion_ops._common``), one row-reduction kernel runs, and the result is moved back.
+
+Kernels (one source each; the Config chooses the variant):
+* ``softmax_fwd``: ``for tile_m in hl.tile(m): x[tile_m, :]``; max, exp, sum in fp32, stored in x's dtype.
+  Persistent (whole rows in registers, one read of x) when ``reduction_loops=[None]``; looped over chunks
+  of the row when ``reduction_loops=[chunk]`` (for rows too long for registers, N > 16K).
+* ``softmax_bwd``: ``dx = y * (dy - sum(dy * y))``, same structure.
+
+Both are ``torch.library`` custom ops (``helion_ops::softmax_fwd`` / ``softmax_bwd``) with fake
+implementations and autograd, so ``torch.compile(fullgraph=True)`` sees no graph break.
+"""
+from __future__ import annotations
+
+import torch
+
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
+from helion_ops import _common as C
+
+NAME = "softmax"
+METRIC = "GB/s"
+# Llama-like (M, N), each input <= 1 GiB in bf16; N=1000 and 4097 are the awkward (non power of two) rows.
+SHAPES = [(m, n) for m in (4096, 16384, 32768) for n in (1000, 4096, 5120, 8192, 32000, 128256)
+          if m * n * 2 <= 2**30] + [(4096, 4097)]
+SMALL_SHAPES = [(3, 1), (5, 17), (4, 1000), (2, 4097)]
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+GRAD_INPUTS = (0,)
+BASELINES: dict = {}
+
+
+# ---- kernels ------------------------------------------------------------------------------------
+
+@helion.kernel()
+def softmax_fwd(x: torch.Tensor) -> torch.Tensor:
+    m, n = x.size()
+    out = torch.empty([m, n], dtype=x.dtype, device=x.device)
+    for tile_m in hl.tile(m):
+        row = x[tile_m, :].to(torch.float32)
+        amax = torch.amax(row, dim=1, keepdim=True)
+        e = torch.exp(row - amax)
+        denom = torch.sum(e, dim=1, keepdim=True)
+        out[tile_m, :] = (e * (1.0 / denom)).to(x.dtype)
+    return out
+
+
+@helion.kernel()
+def softmax_bwd(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    m, n = y.size()
+    dx = torch.empty([m, n], dtype=y.dtype, device=y.device)
+    for tile_m in hl.tile(m):
+        yv = y[tile_m, :].to(torch.float32)
+        g = dy[tile_m, :].to(torch.float32)
+        dot = torch.sum(yv * g, dim=1, keepdim=True)
+        dx[tile_m, :] = (yv * (g - dot)).to(y.dtype)
+    return dx
+
+
+def _default(shape: tuple) -> helion.Config:
+    m, n = shape
+    return C.row_config(m, n)
+
+
+_fwd = C.Launcher(NAME, softmax_fwd, _default)
+_bwd = C.Launcher(NAME, softmax_bwd, _default)
+
+
+def _rows_fwd(x2: torch.Tensor) -> torch.Tensor:
+    if x2.numel() == 0:
+        return torch.empty(x2.shape, dtype=x2.dtype, device=x2.device)
+    return _fwd(x2)
+
+
+# ---- torch.library ops --------------------------------------------------------------------------
+
+@torch.library.custom_op("helion_ops::softmax_fwd", mutates_args=())
+def softmax_fwd_op(x: torch.Tensor) -> torch.Tensor:
+    """Row softmax of a 2-D [M, N] tensor (unit stride along N)."""
+    C.check_device(NAME, "input", x)
+    return _rows_fwd(x)
+
+
+@softmax_fwd_op.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@torch.library.custom_op("helion_ops::softmax_bwd", mutates_args=())
+def softmax_bwd_op(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """Gradient of row softmax: y * (dy - sum(dy * y, -1))."""
+    C.check_device(NAME, "grad_output", dy)
+    if y.numel() == 0:
+        return torch.empty(y.shape, dtype=y.dtype, device=y.device)
+    return _bwd(y, C.as_rows(dy, y.shape[1]))
+
+
+@softmax_bwd_op.register_fake
+def _(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    return torch.empty(y.shape, dtype=y.dtype, device=y.device)
+
+
+def _setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output)
+
+
+def _backward(ctx, dy: torch.Tensor) -> torch.Tensor:
+    (y,) = ctx.saved_tensors
+    return softmax_bwd_op(y, dy.to(y.dtype))
+
+
+softmax_fwd_op.register_autograd(_backward, setup_context=_setup)
+
+
+# ---- public API ---------------------------------------------------------------------------------
+
+def softmax(x: torch.Tensor, dim: int = -1, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Softmax of ``x`` along ``dim`` (like ``torch.nn.functional.softmax``).
+
+    fp32, fp16 and bf16 inputs; fp32 math; the result has ``x``'s dtype (or ``dtype``, to which ``x`` is
+    cast first, as in torch). Differentiable; works under ``torch.compile(fullgraph=True)``.
+    """
+    C.check_input(NAME, x)
+    if dtype is not None:
+        x = x.to(dtype)
+        C.check_input(NAME, x)
+    nd = x.dim()
+    if nd == 0:
+        return softmax(x.reshape(1), 0).reshape(())
+    if not isinstance(dim, int) or not -nd <= dim < nd:
+        raise C.InputError(f"{NAME}(): argument 'dim' = {dim!r} is out of range for a {nd}-D input")
+    dim %= nd
+    xt = x if dim == nd - 1 else x.movedim(dim, -1)
+    n = xt.shape[-1]
+    x2 = C.as_rows(xt, n)
+    if x2.requires_grad or torch.compiler.is_compiling():
+        y2 = softmax_fwd_op(x2)
+    else:  # eager inference: skip the custom-op dispatch
+        C.check_device(NAME, "input", x2)
+        y2 = _rows_fwd(x2)
+    y = y2.view(xt.shape)
+    return y if dim == nd - 1 else y.movedim(-1, dim)
+
+
+# ---- op contract (docs/CONTRACTS.md §1) ---------------------------------------------------------
+
+def make_inputs(shape, dtype, device):
+    """One random (M, N) matrix."""
+    return (torch.randn(shape, dtype=dtype, device=device),)
+
+
+def impl(x):
+    return softmax(x, dim=-1)
+
+
+def eager(x):
+    return torch.softmax(x, dim=-1)
+
+
+def reference(x):
+    """fp64 softmax, returned in fp32."""
+    return torch.softmax(x.double(), dim=-1).float()
+
+
+def _es(dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def work(shape, dtype) -> float:
+    """One read of x and one write of out."""
+    m, n = shape[:2]
+    return 2.0 * m * n * _es(dtype)
+
+
+def backward_work(shape, dtype) -> float:
+    """Read y and dy, write dx."""
+    m, n = shape[:2]
+    return 3.0 * m * n * _es(dtype)
