@@ -302,7 +302,7 @@ class Lowerer:
         else:
             raise self.err(exc.NotSupported, "hl.tile/hl.grid take (end), (begin, end) or lists of them", s)
         ids = list(self.pk.tile_block_ids.get(id(call), []))
-        for k in range(len(ids), len(ends)):  # dims only known at run time (hl.tile(x.size()))
+        for k in range(len(ids), len(ends) if not is_grid else 0):  # hl.tile(x.size()): rank known at run time
             ids.append(self.pk.extra_block_id(call, k))
         bs_node = kw.get("block_size")
         fixed = [self.expr(b) for b in bs_node.elts] if isinstance(bs_node, (ast.List, ast.Tuple)) \
