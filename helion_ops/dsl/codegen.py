@@ -379,10 +379,14 @@ class Emitter:
         return f"tl.dot({an}, {bn}{prec}, out_dtype={tl_dtype(v.type.dtype)})"
 
     def dot_operand(self, x: I.Value, axis: int) -> str:
-        """Masked contraction lanes must be zero; loads already are (other=0)."""
+        """Masked contraction lanes must be zero; loads already are (other=0, or TMA zero fill),
+        and so are transposes and casts of loads."""
         name = self.name_of(x)
         m = self.dim_mask(x.type.dims[axis])
-        if m is None or x.op == "load":
+        src = x
+        while src.op in ("permute", "cast"):
+            src = src.args[0]
+        if m is None or src.op == "load":
             return name
         return f"tl.where({self.bcast(m, axis % x.type.ndim, x.type.ndim)}, {name}, 0)"
 
