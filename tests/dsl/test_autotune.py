@@ -235,6 +235,17 @@ def test_benchmarker_dedupes_checks_accuracy_and_times():
     assert best in (base, cs[4]) and math.isfinite(t)
 
 
+def test_benchmarker_checks_in_place_outputs():
+    class InPlace(FakeBound):
+        def run(self, cfg, x, out):
+            super().run(cfg, x, out)  # writes out, returns nothing
+
+    bench = Benchmarker(InPlace(wrong=lambda c: c.num_warps == 8), _args(), reps=1)
+    assert math.isfinite(bench(SPACE.default()))
+    assert bench(SPACE.default().replace(num_warps=8)) == math.inf
+    assert bench._written == [1]  # only the written arg is compared
+
+
 def test_benchmarker_with_reference_fn():
     import torch
     fb = FakeBound(wrong=lambda c: c.num_warps == 8)
