@@ -141,32 +141,22 @@ class Kernel:
         self._bound.clear()
 
 
+_Tensor = torch.Tensor
+
+
 def spec_key(args: tuple) -> tuple:
-    out = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            out.append((a.dtype, a.shape, a.stride(), a.device.type))
-        elif isinstance(a, (int, bool, str)) or a is None:
-            out.append((type(a), a))
-        elif isinstance(a, float):
-            out.append(float)
-        else:
-            out.append(type(a))
-    return tuple(out)
+    """What a kernel specialises on: tensor dtype/shape/strides/device, int and str values."""
+    return tuple([(a.dtype, a.shape, a.stride(), a.is_cuda) if isinstance(a, _Tensor)
+                  else float if type(a) is float else (type(a), a) if isinstance(a, (int, str, type(None)))
+                  else type(a) for a in args])
 
 
 def _launch_key(values: list) -> tuple:
-    out = []
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            out.append((v.dtype, v.shape, v.stride(), v.data_ptr() % 16 == 0))
-        elif isinstance(v, float):
-            out.append(float)
-        elif isinstance(v, (list, dict, set)):
-            out.append(repr(v))
-        else:
-            out.append(v)
-    return tuple(out)
+    """What one device loop specialises on. Pointer alignment is part of it because Triton
+    compiles a 16-byte-aligned pointer into wider loads; a misaligned view needs its own binary."""
+    return tuple([(v.dtype, v.shape, v.stride(), not v.data_ptr() & 15) if isinstance(v, _Tensor)
+                  else float if type(v) is float else v if not isinstance(v, (list, dict, set)) else repr(v)
+                  for v in values])
 
 
 class Compiled:
@@ -230,6 +220,7 @@ class BoundKernel:
         self._space = None
         self._facts: dict | None = None
         self._config: Config | None = None
+        self._ctx: RunContext | None = None
         _check_devices(kernel.name, self.pk, args)
 
     # -- config selection ---------------------------------------------------------------------
@@ -291,7 +282,10 @@ class BoundKernel:
 
     # -- running ------------------------------------------------------------------------------
     def __call__(self, *args: Any) -> Any:
-        return self.run(self.config, *args)
+        ctx = self._ctx
+        if ctx is None or ctx.config is not self.config:
+            ctx = self._ctx = RunContext(self, self.config)
+        return self._exec(ctx, args)
 
     def run(self, config: Config, *args: Any) -> Any:
         """Run the whole kernel (host code and launches) under ``config``."""
@@ -325,7 +319,8 @@ class BoundKernel:
         return p
 
     def launch(self, i: int, host_locals: dict, ctx: RunContext) -> None:
-        names, hoisted, hoist_ids, _ = self.plan(i, host_locals)
+        p = self._plans.get(i) or self.plan(i, host_locals)
+        names, hoisted, hoist_ids, _ = p
         glb = self.pk._host_globals  # type: ignore[attr-defined]
         values = [host_locals[n] if n in host_locals else glb.get(n) for n in names]
         for code in hoisted:
