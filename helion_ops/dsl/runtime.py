@@ -133,6 +133,7 @@ class Kernel:
         """Search the config space on ``args``; the best Config is cached and used from then on."""
         b = self.bind(self.normalize_args(tuple(args), {}))
         from .autotune import autotune as _autotune
+        kw.setdefault("cache_key", b.cache_key())
         cfg = _autotune(b, tuple(args), effort, **kw)
         b.config = cfg
         return cfg
@@ -240,8 +241,12 @@ class BoundKernel:
         effort = os.environ.get("HELION_AUTOTUNE_EFFORT", self.kernel.autotune_effort)
         if effort != "none" and not interpret_mode():
             from .autotune import autotune as _autotune
-            return _autotune(self, self.example_args, effort)
+            return _autotune(self, self.example_args, effort, cache_key=self.cache_key())
         return self.default_config()
+
+    def cache_key(self) -> tuple:
+        """Tuning-cache identity: kernel source hash and specialization key."""
+        return (self.pk.source_hash, repr(spec_key(self.example_args)))
 
     def _pick(self, configs: list[Config]) -> Config:
         if interpret_mode() or not torch.cuda.is_available():
