@@ -95,6 +95,9 @@ def main() -> int:
         for what, _, _, cfg in rows:
             if cfg is not None:
                 lines.append(f"<!-- {name} {what}: {cfg.to_json()} -->")
+    from bench.dsl_check import dispatch
+    lines += ["", "Dispatch overhead, 16-element add, µs per call (same run):", "", "| what | µs/call |", "|---|---|"]
+    lines += [f"| {w} | {u:.1f} |" for w, u in dispatch()]
     if why and not args.no_helion:
         lines.append(f"\nHelion baseline: {why}")
     text = "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ for step in "$@"; do
   echo "=== $step $(date -u +%H:%M:%S)"
   case "$step" in
     dsl)   python3 -m bench.dsl_check --out results/H100/dsl_check.md 2>&1 | tee "$OUTDIR/dsl.log" ;;
+    tune)  python3 -m bench.tuning_report --out results/H100/tuning.md --full-limit ${FULL_LIMIT:-100} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  python3 -m pytest -q -x -m gpu tests 2>&1 | tail -30 | tee "$OUTDIR/test.log" ;;
     bench) python3 -m bench.run --op all --dtype bf16 --mode fwd,bwd --baselines eager,compile,cublas,cudnn,flash,grouped_mm,helion 2>&1 | tee "$OUTDIR/bench.log" ;;
     *) echo "unknown step $step" ;;
