@@ -1,0 +1,249 @@
+"""matmul op: interpreter numerics (fp32/fp16), transposed operands, epilogues, backward,
+custom-op registration, bad inputs, and the sm_90 compile (wgmma + TMA in the PTX)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helion_ops.dsl import Config
+from helion_ops.dsl.exc import InputError
+from helion_ops.ops import matmul as M
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.double(), ref.double()
+    return ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+
+
+def ref_mm(a, b, bias=None, activation=None):
+    z = a.double() @ b.double()
+    if bias is not None:
+        z = z + bias.double()
+    return M._act(z, activation)
+
+
+@pytest.mark.parametrize("shape", M.SMALL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_small_shapes_fp32(shape, device):
+    a, b = M.make_inputs(shape, torch.float32, device)
+    out = M.matmul(a, b)
+    assert out.shape == (shape[0], shape[1]) and out.dtype == torch.float32
+    assert rel_err(out, M.reference(a, b)) < 1e-4
+
+
+@pytest.mark.parametrize("m", [1, 130])
+def test_fp16(m, device):
+    a, b = M.make_inputs((m, 65, 33), torch.float16, device)
+    out = M.matmul(a, b)
+    assert out.dtype == torch.float16
+    assert rel_err(out, M.reference(a, b)) < M.TOLERANCE[torch.float16]
+
+
+@pytest.mark.parametrize("ta,tb", [(True, False), (False, True), (True, True)])
+def test_transposed_inputs_no_copy(ta, tb, device):
+    m, n, k = 17, 65, 33
+    a = torch.randn(k, m, device=device).t() if ta else torch.randn(m, k, device=device)
+    b = torch.randn(n, k, device=device).t() if tb else torch.randn(k, n, device=device)
+    # the op passes the stored layout with a trans flag instead of copying
+    assert M._layout(a)[1] == ta and M._layout(b)[1] == tb
+    assert M._layout(a)[0].data_ptr() == a.data_ptr()
+    assert rel_err(M.matmul(a, b), ref_mm(a, b)) < 1e-4
+
+
+def test_generic_strides(device):
+    a = torch.randn(17, 66, device=device)[:, ::2]   # no unit stride
+    b = torch.randn(33, 130, device=device)[:, ::2]
+    assert rel_err(M.matmul(a, b), ref_mm(a, b)) < 1e-4
+
+
+@pytest.mark.parametrize("activation", M.ACTIVATIONS)
+def test_bias_and_activation(activation, device):
+    a = torch.randn(17, 33, device=device)
+    b = torch.randn(33, 65, device=device)
+    bias = torch.randn(65, device=device)
+    out = M.matmul(a, b, bias, activation)
+    assert rel_err(out, ref_mm(a, b, bias, activation)) < 1e-4
+    out = M.matmul(a, b, activation=activation)
+    assert rel_err(out, ref_mm(a, b, None, activation)) < 1e-4
+
+
+def test_fp16_with_fp32_bias_and_gelu(device):
+    a = torch.randn(17, 33, device=device, dtype=torch.float16)
+    b = torch.randn(33, 65, device=device, dtype=torch.float16)
+    bias = torch.randn(65, device=device)
+    out = M.matmul(a, b, bias, "gelu")
+    assert out.dtype == torch.float16
+    assert rel_err(out, ref_mm(a, b, bias, "gelu")) < 2e-3
+
+
+def test_epilogue_resolved_at_compile_time():
+    a, b = torch.randn(17, 33), torch.randn(33, 65)
+    bound = M.matmul_kernel.bind((a, b, None, "silu", False, False))
+    code = bound.to_triton_code(bound.config_space.default())
+    assert "tl.sigmoid" in code and "tl.erf" not in code and "bias" not in code
+    bound = M.matmul_kernel.bind((a, b, torch.randn(65), None, False, False))
+    code = bound.to_triton_code(bound.config_space.default())
+    assert "tl.sigmoid" not in code and "bias" in code
+
+
+def test_leading_dims(device):
+    a = torch.randn(2, 3, 33, device=device)
+    b = torch.randn(33, 65, device=device)
+    out = M.matmul(a, b)
+    assert out.shape == (2, 3, 65)
+    assert rel_err(out, ref_mm(a.reshape(6, 33), b).reshape(2, 3, 65)) < 1e-4
+
+
+def test_zero_k(device):
+    a, b, bias = torch.randn(5, 0, device=device), torch.randn(0, 7, device=device), torch.randn(7, device=device)
+    torch.testing.assert_close(M.matmul(a, b, bias, "relu"), torch.relu(bias).expand(5, 7))
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "gelu", "silu"])
+def test_backward(activation, device):
+    a = torch.randn(17, 33, device=device, requires_grad=True)
+    b = torch.randn(33, 65, device=device, requires_grad=True)
+    bias = torch.randn(65, device=device, requires_grad=True)
+    out = M.matmul(a, b, bias, activation)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, (a, b, bias), g)
+    a64, b64, bias64 = (t.detach().double().requires_grad_() for t in (a, b, bias))
+    want = torch.autograd.grad(ref_mm(a64, b64, bias64, activation), (a64, b64, bias64), g.double())
+    for x, y in zip(got, want):
+        assert rel_err(x, y) < 1e-4
+
+
+def test_backward_transposed_and_no_bias(device):
+    w = torch.randn(65, 33, device=device, requires_grad=True)   # used as w.t(): [33, 65]
+    a = torch.randn(130, 33, device=device, requires_grad=True)
+    out = M.matmul(a, w.t())
+    g = torch.randn_like(out)
+    ga, gw = torch.autograd.grad(out, (a, w), g)
+    torch.testing.assert_close(ga, g @ w.detach(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gw, (a.detach().t() @ g).t(), rtol=1e-4, atol=1e-4)
+
+
+def test_custom_op_registration():
+    a, b, bias = torch.randn(17, 33), torch.randn(33, 65), torch.randn(65)
+    torch.library.opcheck(M._matmul_op, (a, b, bias, "relu"),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+def test_torch_compile_no_graph_break():
+    a, b = torch.randn(17, 33), torch.randn(33, 65)
+    f = torch.compile(lambda x, y: M.matmul(x, y, activation="relu") * 2, fullgraph=True, backend="eager")
+    torch.testing.assert_close(f(a, b), torch.relu(a @ b) * 2, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda: M.matmul(torch.randn(4, 5), torch.randn(6, 7)), "K mismatch"),
+    (lambda: M.matmul(torch.randn(4, 5), torch.randn(5, 7, dtype=torch.float16)), "'b' has dtype"),
+    (lambda: M.matmul(torch.randn(4, 5, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)), "'a' has dtype"),
+    (lambda: M.matmul(torch.randn(4, 5), torch.randn(5, 7), torch.randn(6)), "'bias' must have shape"),
+    (lambda: M.matmul(torch.randn(4, 5), torch.randn(5, 7), activation="tanh"), "'activation'"),
+    (lambda: M.matmul(torch.randn(5), torch.randn(5, 7)), "'a' must have at least 2 dims"),
+    (lambda: M.matmul(torch.randn(4, 5), torch.randn(2, 5, 7)), "'b' must be 2-D"),
+])
+def test_bad_inputs(bad, match):
+    with pytest.raises(InputError, match=match):
+        bad()
+
+
+def test_contract():
+    for name in ("NAME", "METRIC", "SHAPES", "SMALL_SHAPES", "make_inputs", "impl", "eager", "BASELINES",
+                 "reference", "work", "TOLERANCE", "GRAD_INPUTS", "backward_work"):
+        assert hasattr(M, name), name
+    assert M.NAME == "matmul" and M.METRIC == "TFLOP/s" and M.GRAD_INPUTS == (0, 1)
+    assert 15 <= len(M.SHAPES) <= 25 and all(len(s) == 3 for s in M.SHAPES)
+    assert M.work((2, 3, 5), torch.bfloat16) == 60 and M.backward_work((2, 3, 5), torch.bfloat16) == 120
+    assert "cublas" in M.BASELINES
+
+
+def test_chooser_configs_validate():
+    """Every benchmark shape's chosen config fits the kernel's ConfigSpace (bf16, meta tensors)."""
+    for m, n, k in M.SHAPES:
+        a = torch.empty(m, k, dtype=torch.bfloat16, device="meta")
+        b = torch.empty(k, n, dtype=torch.bfloat16, device="meta")
+        cfg = M.config_for((a, b, None, None, False, False))
+        assert cfg.get("block_sizes")[0] * cfg.get("block_sizes")[1] <= 128 * 256
+        if cfg.get("block_sizes")[:2] == [128, 256]:
+            assert cfg["num_stages"] <= 3  # 4 stages of 128x256x64 overflow H100 shared memory
+
+
+# ---- sm_90 code generation (no GPU needed) ----------------------------------------------------
+
+def _ptx(bound, cfg):
+    kernels = bound.compile_for_target(cfg, ("cuda", 90, 32))
+    assert len(kernels) == 1
+    return kernels[0]
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+def test_sm90_tma_persistent_wgmma(trans_a):
+    m = n = k = 4096
+    a = torch.empty((k, m) if trans_a else (m, k), dtype=torch.bfloat16, device="meta")
+    b = torch.empty(k, n, dtype=torch.bfloat16, device="meta")
+    bias = torch.empty(n, dtype=torch.bfloat16, device="meta")
+    bound = M.matmul_kernel.bind((a, b, bias, "relu", trans_a, False))
+    cfg = M._fit(bound, M.choose_config(m, n, k, torch.bfloat16))
+    assert cfg["pid_type"] == "persistent_interleaved" and cfg["indexing"] == "tensor_descriptor"
+    assert cfg.get("block_sizes") == [128, 256, 64] and cfg["num_stages"] == 3
+    code = bound.to_triton_code(cfg)
+    assert "tl.make_tensor_descriptor" in code and "for virtual_pid in tl.range" in code
+    ck = _ptx(bound, cfg)
+    ptx = ck.asm["ptx"]
+    assert "wgmma" in ptx
+    assert "cp.async.bulk.tensor" in ptx
+    md = ck.metadata
+    shared = md["shared"] if isinstance(md, dict) else md.shared
+    assert shared <= 232448  # H100's per-block shared memory limit
+
+
+def test_sm90_warp_specialized_and_small_m():
+    b = torch.empty(4096, 4096, dtype=torch.bfloat16, device="meta")
+    a = torch.empty(4096, 4096, dtype=torch.bfloat16, device="meta")
+    bound = M.matmul_kernel.bind((a, b, None, None, False, False))
+    cfg = M._fit(bound, M.choose_config(4096, 4096, 4096, torch.bfloat16).replace(range_warp_specializes=[True]))
+    if bound.config_space.spec.warp_specialize:
+        assert "warp_specialize=True" in bound.to_triton_code(cfg)
+    assert "wgmma" in _ptx(bound, cfg).asm["ptx"]
+    a16 = torch.empty(16, 4096, dtype=torch.bfloat16, device="meta")
+    bound = M.matmul_kernel.bind((a16, b, None, None, False, False))
+    cfg = M._fit(bound, M.choose_config(16, 4096, 4096, torch.bfloat16))
+    assert cfg.get("block_sizes")[0] == 16
+    assert "cp.async.bulk.tensor" in _ptx(bound, cfg).asm["ptx"]
+
+
+# ---- GPU ---------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(1, 4096, 4096), (130, 65, 33), (1000, 1000, 1000), (4097, 4097, 4097),
+                                   (2048, 2048, 2048)])
+def test_gpu_bf16(shape):
+    a, b = M.make_inputs(shape, torch.bfloat16, "cuda")
+    assert rel_err(M.impl(a, b), M.reference(a, b)) < M.TOLERANCE[torch.bfloat16]
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_epilogue_backward():
+    a = torch.randn(257, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(512, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    bias = torch.randn(512, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    out = M.matmul(a, w.t(), bias, "silu")
+    ref = F.silu(a.float() @ w.float().t() + bias.float())
+    assert rel_err(out, ref) < 2e-2
+    g = torch.randn_like(out)
+    ga, gw, gb = torch.autograd.grad(out, (a, w, bias), g)
+    a32, w32, b32 = (t.detach().float().requires_grad_() for t in (a, w, bias))
+    ra, rw, rb = torch.autograd.grad(F.silu(a32 @ w32.t() + b32), (a32, w32, b32), g.float())
+    for x, y in ((ga, ra), (gw, rw), (gb, rb)):
+        assert rel_err(x, y) < 3e-2
+
+
+@pytest.mark.gpu
+def test_gpu_fp32_is_ieee():
+    a, b = M.make_inputs((256, 256, 1024), torch.float32, "cuda")
+    ref = (a.double() @ b.double()).float()
+    assert rel_err(M.matmul(a, b), ref) < 1e-5
