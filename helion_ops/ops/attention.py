@@ -1,0 +1,534 @@
+"""Flash attention (forward and backward) written in helion_ops.dsl.
+
+``attention(q, k, v, causal=False, scale=None)`` has ``F.scaled_dot_product_attention`` semantics:
+
+* ``q``: ``[B, H, S_q, D]``, ``k`` and ``v``: ``[B, H_kv, S_k, D]``; grouped-query attention when
+  ``H_kv`` divides ``H`` (query head ``h`` reads kv head ``h // (H // H_kv)``, as SDPA's ``enable_gqa``).
+* ``causal``: SDPA's ``is_causal`` (top-left aligned: query ``i`` sees keys ``j <= i``).
+* ``scale``: defaults to ``1 / sqrt(D)``.
+* ``D`` in {64, 128, 256}; fp16, bf16 (fp32 is accepted too: IEEE fp32 dots, slow on GPU, used by CPU tests).
+  Accumulation, softmax statistics and the log-sum-exp are fp32; the output has the inputs' dtype.
+* Not supported, refused with ``InputError``: ``dropout_p != 0``, ``attn_mask``, head dims outside
+  {64, 128, 256} or differing between q, k and v, mixed dtypes or devices.
+
+Kernels (one DSL source each, the Config picks block sizes, warps, stages, TMA):
+
+* ``attn_fwd``: one program per (query block, batch*head): ``for tile_m, tile_bh in hl.tile([S_q, B*H],
+  block_size=[block_m, 1])`` (query blocks vary fastest, so programs running together share K/V in L2).
+  Online softmax over key blocks in base 2 (``exp2``, the scale folded into ``scale * log2(e)``),
+  running max ``m_i`` and sum ``l_i`` in fp32, ``acc = hl.dot(p, v, acc=acc)``. Causal: the key loop stops
+  at ``min(tile_m.end, S_k)`` (fully masked key blocks are never visited) and only the diagonal needs
+  the ``torch.where`` mask. Saves ``lse = m_i + log2(l_i)`` (base 2, fp32, ``[B, H, S_q]``) for backward.
+* ``attn_bwd_preprocess``: ``delta = rowsum(dO * O)`` (fp32).
+* ``attn_bwd_dkdv``: one program per (key block, batch*kv-head); loops over the query heads of its GQA
+  group (``hl.grid(group)``) and over query blocks (from the key block's start when causal), recomputes
+  ``P = exp2(q k^T * scale*log2e - lse)``; ``dV += P^T dO``, ``dK += dS^T Q`` with ``dS = P * (dO V^T -
+  delta)``. The GQA group is reduced in-kernel, so dK/dV need no host-side sum.
+* ``attn_bwd_dq``: one program per (query block, batch*head); ``dQ += dS K`` over key blocks.
+
+FLOPs (what ``work`` / ``backward_work`` count, as FlashAttention does): forward two matmuls,
+``4 * B * H * S_q * S_k * D``, halved when causal; backward five matmuls (recompute ``QK^T``, ``dV``, ``dP``,
+``dQ``, ``dK``): ``2.5x`` the forward count.
+
+Integration: the ``torch.library`` custom ops ``helion_ops::attention_fwd`` / ``attention_bwd`` have
+fake implementations and ``register_autograd``, so ``torch.compile(fullgraph=True)`` traces through
+``attention`` with no graph break.
+
+Configs: ``configs/<arch>/attention.json`` when it has an entry (nearest shape bucket), else the
+analytic defaults of ``default_config`` (per kernel, head dim, dtype); each is clamped into the bound
+kernel's ConfigSpace and cached per specialisation.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
+from helion_ops.dsl import Config
+from helion_ops.dsl.exc import InputError
+
+NAME = "attention"
+METRIC = "TFLOP/s"
+
+# (B, H, S, D, causal): D=128, B*S = 16K tokens, H=16 (B*H*S = 256K rows of q), as FlashAttention benchmarks.
+SHAPES: list[tuple] = [(16384 // s, 16, s, 128, c) for c in (False, True)
+                       for s in (1024, 2048, 4096, 8192, 16384)]
+# interpreter shapes; an optional 6th entry is H_kv (grouped-query attention)
+SMALL_SHAPES: list[tuple] = [(1, 2, 1, 64, False), (1, 2, 17, 64, True), (2, 1, 17, 128, False),
+                             (1, 1, 130, 64, True), (1, 4, 17, 64, True, 2)]
+
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+GRAD_INPUTS = (0, 1, 2)
+
+HEAD_DIMS = (64, 128, 256)
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+LOG2E = 1.4426950408889634
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+
+def _block_cap(n: int) -> int:
+    """Upper bound of a registered (inner-loop) block size: next_pow2(n) within [16, 256]."""
+    return max(16, min(256, helion.next_power_of_2(n)))
+
+
+@helion.kernel(static_shapes=True)
+def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, qk_scale: float):
+    """(out, lse): softmax(q k^T * scale) v per head; ``qk_scale = scale * log2(e)``; lse in base 2."""
+    b, h, s_q, d = q.size()
+    h_kv = k.size(1)
+    s_k = k.size(2)
+    group = h // h_kv
+    out = torch.empty_like(q)
+    lse = torch.empty([b, h, s_q], dtype=torch.float32, device=q.device)
+    block_m = hl.register_block_size(16, _block_cap(s_q))
+    block_n = hl.register_block_size(16, _block_cap(s_k))
+    for tile_m, tile_bh in hl.tile([s_q, b * h], block_size=[block_m, 1]):
+        bh = tile_bh.begin
+        ib = bh // h
+        ih = bh % h
+        ikv = ih // group
+        q_blk = q[ib, ih, tile_m, :]
+        m_i = hl.full([tile_m], float("-inf"), dtype=torch.float32)
+        l_i = hl.zeros([tile_m], dtype=torch.float32)
+        acc = hl.zeros([tile_m, d], dtype=torch.float32)
+        end_n = min(tile_m.end, s_k) if causal else s_k
+        for tile_n in hl.tile(0, end_n, block_size=block_n):
+            s = hl.dot(q_blk, k[ib, ikv, tile_n, :].T) * qk_scale
+            if causal:
+                s = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], s, float("-inf"))
+            m_new = torch.maximum(m_i, torch.amax(s, dim=1))
+            p = torch.exp2(s - m_new[:, None])
+            alpha = torch.exp2(m_i - m_new)
+            l_i = l_i * alpha + torch.sum(p, dim=1)
+            acc = acc * alpha[:, None]
+            acc = hl.dot(p.to(v.dtype), v[ib, ikv, tile_n, :], acc=acc)
+            m_i = m_new
+        out[ib, ih, tile_m, :] = acc / l_i[:, None]
+        lse[ib, ih, tile_m] = m_i + torch.log2(l_i)
+    return out, lse
+
+
+@helion.kernel(static_shapes=True)
+def attn_bwd_preprocess(out: torch.Tensor, dout: torch.Tensor) -> torch.Tensor:
+    """delta = rowsum(dO * O) in fp32, [B, H, S_q]."""
+    b, h, s_q, d = out.size()
+    delta = torch.empty([b, h, s_q], dtype=torch.float32, device=out.device)
+    for tile_m, tile_bh in hl.tile([s_q, b * h], block_size=[None, 1]):
+        bh = tile_bh.begin
+        ib = bh // h
+        ih = bh % h
+        o = out[ib, ih, tile_m, :].to(torch.float32)
+        do = dout[ib, ih, tile_m, :].to(torch.float32)
+        delta[ib, ih, tile_m] = torch.sum(o * do, dim=1)
+    return delta
+
+
+@helion.kernel(static_shapes=True)
+def attn_bwd_dkdv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor, lse: torch.Tensor,
+                  delta: torch.Tensor, causal: bool, qk_scale: float, sm_scale: float):
+    """(dk, dv): per key block, summed over the query heads of the kv head's group."""
+    b, h, s_q, d = q.size()
+    h_kv = k.size(1)
+    s_k = k.size(2)
+    group = h // h_kv
+    dk = torch.empty_like(k)
+    dv = torch.empty_like(v)
+    block_n = hl.register_block_size(16, _block_cap(s_k))
+    block_m = hl.register_block_size(16, _block_cap(s_q))
+    for tile_n, tile_bh in hl.tile([s_k, b * h_kv], block_size=[block_n, 1]):
+        bh = tile_bh.begin
+        ib = bh // h_kv
+        ikv = bh % h_kv
+        k_blk = k[ib, ikv, tile_n, :]
+        v_blk = v[ib, ikv, tile_n, :]
+        dk_acc = hl.zeros([tile_n, d], dtype=torch.float32)
+        dv_acc = hl.zeros([tile_n, d], dtype=torch.float32)
+        start_m = tile_n.begin if causal else 0
+        for g in hl.grid(group):
+            ih = ikv * group + g
+            for tile_m in hl.tile(start_m, s_q, block_size=block_m):
+                q_blk = q[ib, ih, tile_m, :]
+                do_blk = dout[ib, ih, tile_m, :]
+                p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse[ib, ih, tile_m][:, None])
+                if causal:
+                    p = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], p, 0.0)
+                dv_acc = hl.dot(p.to(q.dtype).T, do_blk, acc=dv_acc)
+                dp = hl.dot(do_blk, v_blk.T)
+                ds = p * (dp - delta[ib, ih, tile_m][:, None])
+                dk_acc = hl.dot(ds.to(q.dtype).T, q_blk, acc=dk_acc)
+        dk[ib, ikv, tile_n, :] = dk_acc * sm_scale
+        dv[ib, ikv, tile_n, :] = dv_acc
+    return dk, dv
+
+
+@helion.kernel(static_shapes=True)
+def attn_bwd_dq(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor, lse: torch.Tensor,
+                delta: torch.Tensor, causal: bool, qk_scale: float, sm_scale: float) -> torch.Tensor:
+    """dq, per query block."""
+    b, h, s_q, d = q.size()
+    h_kv = k.size(1)
+    s_k = k.size(2)
+    group = h // h_kv
+    dq = torch.empty_like(q)
+    block_m = hl.register_block_size(16, _block_cap(s_q))
+    block_n = hl.register_block_size(16, _block_cap(s_k))
+    for tile_m, tile_bh in hl.tile([s_q, b * h], block_size=[block_m, 1]):
+        bh = tile_bh.begin
+        ib = bh // h
+        ih = bh % h
+        ikv = ih // group
+        q_blk = q[ib, ih, tile_m, :]
+        do_blk = dout[ib, ih, tile_m, :]
+        lse_blk = lse[ib, ih, tile_m]
+        delta_blk = delta[ib, ih, tile_m]
+        dq_acc = hl.zeros([tile_m, d], dtype=torch.float32)
+        end_n = min(tile_m.end, s_k) if causal else s_k
+        for tile_n in hl.tile(0, end_n, block_size=block_n):
+            k_blk = k[ib, ikv, tile_n, :]
+            p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse_blk[:, None])
+            if causal:
+                p = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], p, 0.0)
+            dp = hl.dot(do_blk, v[ib, ikv, tile_n, :].T)
+            ds = p * (dp - delta_blk[:, None])
+            dq_acc = hl.dot(ds.to(q.dtype), k_blk, acc=dq_acc)
+        dq[ib, ih, tile_m, :] = dq_acc * sm_scale
+    return dq
+
+
+KERNELS = {"attn_fwd": attn_fwd, "attn_bwd_preprocess": attn_bwd_preprocess,
+           "attn_bwd_dkdv": attn_bwd_dkdv, "attn_bwd_dq": attn_bwd_dq}
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------
+
+def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False) -> Config:
+    """Analytic per-shape default (Hopper-minded; the tuner refines it). ``block_sizes`` are
+    [outer, inner]: fwd/dq [BLOCK_M, BLOCK_N], dkdv [BLOCK_N, BLOCK_M], preprocess [BLOCK_M].
+
+    * fwd: 128-row query blocks, 64/128-wide key blocks, 8 warps for D >= 128, 3 stages (2 for D=256,
+      whose K/V tiles are twice as large: 128x64x256 with 3 stages overflows shared memory).
+    * dkdv: 128-wide key blocks held in registers (two fp32 accumulators), 32/64-row query blocks
+      streamed through the pipeline (the FA2 Triton split); dq: the mirror image.
+    * fp32 (IEEE dots, CPU tests): small tiles.
+    TMA (``indexing="tensor_descriptor"``) is requested always; the DSL falls back to pointers for
+    tensors or tiles that cannot use it (unaligned strides, causal inner loops)."""
+    if kernel == "attn_bwd_preprocess":
+        return Config(block_sizes=[128], num_warps=4, num_stages=2, indexing="tensor_descriptor")
+    if dtype == torch.float32:
+        bs = [32, 32] if d <= 128 else [16, 32]
+        return Config(block_sizes=bs, num_warps=4, num_stages=2, indexing="pointer")
+    if kernel == "attn_fwd":
+        if d <= 64:
+            bs, w, st = [128, 64], 4, 3
+        elif d <= 128:
+            bs, w, st = [128, 64 if causal else 128], 8, 3
+        else:
+            bs, w, st = [64, 64], 8, 2
+    elif kernel == "attn_bwd_dkdv":
+        if d <= 64:
+            bs, w, st = [128, 32], 4, 3
+        elif d <= 128:
+            bs, w, st = [128, 32], 8, 3
+        else:
+            bs, w, st = [64, 32], 8, 2
+    elif kernel == "attn_bwd_dq":
+        if d <= 64:
+            bs, w, st = [128, 32], 4, 3
+        elif d <= 128:
+            bs, w, st = [128, 32], 8, 3
+        else:
+            bs, w, st = [64, 32], 8, 2
+    else:
+        raise KeyError(kernel)
+    return Config(block_sizes=bs, num_warps=w, num_stages=st, indexing="tensor_descriptor")
+
+
+def _fit(bound, cfg: Config) -> Config:
+    """Clamp block sizes into the bound kernel's space, drop knobs it lacks, fill the rest."""
+    space = bound.config_space
+    d = cfg.to_dict()
+    specs = space.spec.block_sizes
+    if "block_sizes" in d:
+        d["block_sizes"] = [max(s.min, min(s.max, int(v))) for v, s in zip(d["block_sizes"], specs)]
+    for key in list(d):
+        if key not in space.fragments:
+            d.pop(key)
+    return bound.normalize(Config(**d))
+
+
+def _shape_key(q: torch.Tensor, k: torch.Tensor, causal: bool) -> list[int]:
+    b, h, s_q, d = q.shape
+    return [b * h, s_q, k.shape[2], d, 2 if causal else 1]
+
+
+def _pretuned(kernel: str, q, k, causal: bool) -> Optional[Config]:
+    try:
+        from helion_ops.dsl import pretuned
+        return pretuned.lookup(NAME, kernel, q.dtype, _shape_key(q, k, causal))
+    except Exception:
+        return None
+
+
+def config_for(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causal: bool) -> Config:
+    """The Config kernel ``kernel`` runs with on ``args`` (pretuned entry, else ``default_config``)."""
+    bound = KERNELS[kernel].bind(args)
+    cfg = _pretuned(kernel, q, k, causal)
+    if cfg is not None:
+        try:
+            return _fit(bound, cfg)
+        except Exception:
+            pass
+    return _fit(bound, default_config(kernel, q.shape[-1], q.dtype, causal))
+
+
+def _launch(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causal: bool):
+    bound = KERNELS[kernel].bind(args)
+    if not getattr(bound, "_op_config_chosen", False):
+        if not bound.kernel.configs:  # a Config pinned on the kernel (tests, tuner) wins
+            bound.config = config_for(kernel, args, q, k, causal)
+        bound._op_config_chosen = True
+    return bound(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Host side
+# ---------------------------------------------------------------------------------------------
+
+def _unit_last(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
+
+
+def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float):
+    b, h, s_q, d = q.shape
+    s_k = k.shape[2]
+    if q.numel() == 0 or s_k == 0:  # SDPA: no keys -> zeros
+        return (torch.zeros_like(q),
+                torch.full((b, h, s_q), float("-inf"), dtype=torch.float32, device=q.device))
+    q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
+    return _launch("attn_fwd", (q, k, v, bool(causal), float(scale) * LOG2E), q, k, causal)
+
+
+def _backward_impl(dout, q, k, v, out, lse, causal: bool, scale: float):
+    s_k = k.shape[2]
+    if q.numel() == 0 or s_k == 0:
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    dout, q, k, v, out = (_unit_last(t) for t in (dout, q, k, v, out))
+    delta = _launch("attn_bwd_preprocess", (out, dout), q, k, causal)
+    qk_scale = float(scale) * LOG2E
+    common = (q, k, v, dout, lse, delta, bool(causal), qk_scale, float(scale))
+    dk, dv = _launch("attn_bwd_dkdv", common, q, k, causal)
+    dq = _launch("attn_bwd_dq", common, q, k, causal)
+    return dq, dk, dv
+
+
+@torch.library.custom_op("helion_ops::attention_fwd", mutates_args=())
+def attention_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                     scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out [B, H, S_q, D], lse [B, H, S_q] fp32, base 2) of validated inputs."""
+    return _forward(q, k, v, causal, scale)
+
+
+@attention_fwd_op.register_fake
+def _(q, k, v, causal, scale):
+    b, h, s_q, d = q.shape
+    return (torch.empty(q.shape, dtype=q.dtype, device=q.device),
+            torch.empty((b, h, s_q), dtype=torch.float32, device=q.device))
+
+
+@torch.library.custom_op("helion_ops::attention_bwd", mutates_args=())
+def attention_bwd_op(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                     lse: torch.Tensor, causal: bool, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) from the saved forward (FA2 scheme)."""
+    return _backward_impl(dout, q, k, v, out, lse, causal, scale)
+
+
+@attention_bwd_op.register_fake
+def _(dout, q, k, v, out, lse, causal, scale):
+    return (torch.empty(q.shape, dtype=q.dtype, device=q.device),
+            torch.empty(k.shape, dtype=k.dtype, device=k.device),
+            torch.empty(v.shape, dtype=v.dtype, device=v.device))
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, causal, scale = inputs
+    out, lse = output
+    ctx.causal, ctx.scale = causal, scale
+    ctx.mark_non_differentiable(lse)
+    ctx.save_for_backward(q, k, v, out, lse)
+
+
+def _backward(ctx, dout, dlse):
+    q, k, v, out, lse = ctx.saved_tensors
+    dq, dk, dv = attention_bwd_op(dout.to(q.dtype), q, k, v, out, lse, ctx.causal, ctx.scale)
+    return dq, dk, dv, None, None
+
+
+attention_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _check_device(name: str, t: torch.Tensor) -> None:
+    from helion_ops.dsl.runtime import interpret_mode
+    dev = t.device.type
+    if dev == "meta":
+        return
+    if dev == "cpu" and not interpret_mode():
+        raise InputError(f"attention(): argument '{name}' is a CPU tensor; helion_ops runs on CUDA tensors "
+                         f"(or on CPU tensors under the Triton interpreter, TRITON_INTERPRET=1)")
+    if dev == "cuda" and interpret_mode():
+        raise InputError(f"attention(): argument '{name}' is a CUDA tensor but TRITON_INTERPRET=1 runs on CPU")
+    if dev not in ("cpu", "cuda"):
+        raise InputError(f"attention(): argument '{name}' is on device '{t.device}', which is not supported")
+
+
+def _check(q, k, v, causal, scale, attn_mask, dropout_p) -> None:
+    if attn_mask is not None:
+        raise InputError("attention(): argument 'attn_mask' is not supported (only causal=True/False masking); "
+                         "use torch.nn.functional.scaled_dot_product_attention for arbitrary masks")
+    if dropout_p != 0:
+        raise InputError(f"attention(): argument 'dropout_p' = {dropout_p!r} is not supported (dropout must be 0)")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"attention(): argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise InputError(f"attention(): argument '{name}' must be 4-D [B, H, S, D], got shape {tuple(t.shape)}")
+        if t.dtype not in _DTYPES:
+            raise InputError(f"attention(): argument '{name}' has dtype {t.dtype}; supported: "
+                             f"float16, bfloat16, float32")
+        _check_device(name, t)
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise InputError(f"attention(): argument '{name}' has dtype {t.dtype} but 'q' has {q.dtype}; "
+                             f"q, k and v must have the same dtype")
+        if t.device != q.device:
+            raise InputError(f"attention(): argument '{name}' is on {t.device} but 'q' is on {q.device}")
+    d = q.shape[3]
+    if d not in HEAD_DIMS:
+        raise InputError(f"attention(): argument 'q' has head dim {d}; supported head dims are {HEAD_DIMS}")
+    for name, t in (("k", k), ("v", v)):
+        if t.shape[3] != d:
+            raise InputError(f"attention(): argument '{name}' has head dim {t.shape[3]} but 'q' has {d}; "
+                             f"head dims must match")
+        if t.shape[0] != q.shape[0]:
+            raise InputError(f"attention(): argument '{name}' has batch {t.shape[0]} but 'q' has {q.shape[0]}")
+    if v.shape != k.shape:
+        raise InputError(f"attention(): argument 'v' has shape {tuple(v.shape)} but 'k' has {tuple(k.shape)}; "
+                         f"k and v must have the same shape")
+    h, h_kv = q.shape[1], k.shape[1]
+    if h_kv == 0 or h % h_kv != 0:
+        raise InputError(f"attention(): argument 'k' has {h_kv} heads, which does not divide the {h} heads "
+                         f"of 'q' (grouped-query attention needs H % H_kv == 0)")
+    if not isinstance(causal, bool):
+        raise InputError(f"attention(): argument 'causal' must be a bool, got {type(causal).__name__}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not math.isfinite(scale)):
+        raise InputError(f"attention(): argument 'scale' must be a finite float or None, got {scale!r}")
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+              scale: Optional[float] = None, *, attn_mask: Optional[torch.Tensor] = None,
+              dropout_p: float = 0.0) -> torch.Tensor:
+    """Scaled dot-product attention, ``softmax(q @ k^T * scale [+ causal mask]) @ v``, as FlashAttention.
+
+    q: [B, H, S_q, D]; k, v: [B, H_kv, S_k, D] with H % H_kv == 0 (grouped-query attention);
+    D in {64, 128, 256}; fp16/bf16 (or fp32), all the same dtype. ``causal`` is SDPA's ``is_causal``
+    (query i attends keys j <= i); ``scale`` defaults to 1/sqrt(D). Returns [B, H, S_q, D] in q's dtype.
+    Differentiable in q, k and v; works under ``torch.compile(fullgraph=True)``.
+    ``attn_mask`` and ``dropout_p != 0`` are refused with InputError.
+    """
+    _check(q, k, v, causal, scale, attn_mask, dropout_p)
+    sc = float(scale) if scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)) or torch.compiler.is_compiling():
+        return attention_fwd_op(q, k, v, causal, sc)[0]
+    return _forward(q, k, v, causal, sc)[0]  # eager inference: skip the custom-op dispatch
+
+
+# ---------------------------------------------------------------------------------------------
+# Op contract (docs/CONTRACTS.md §1)
+# ---------------------------------------------------------------------------------------------
+
+def _unpack(shape: tuple) -> tuple[int, int, int, int, int, bool]:
+    b, h, s, d, causal = shape[:5]
+    h_kv = shape[5] if len(shape) > 5 else h
+    return b, h, h_kv, s, d, bool(causal)
+
+
+def make_inputs(shape, dtype, device):
+    """(q, k, v, causal): standard normal q, k, v of [B, H(_kv), S, D]."""
+    b, h, h_kv, s, d, causal = _unpack(shape)
+    q = torch.randn(b, h, s, d, dtype=dtype, device=device)
+    k = torch.randn(b, h_kv, s, d, dtype=dtype, device=device)
+    v = torch.randn(b, h_kv, s, d, dtype=dtype, device=device)
+    return q, k, v, causal
+
+
+def impl(q, k, v, causal):
+    return attention(q, k, v, causal)
+
+
+def eager(q, k, v, causal):
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=k.shape[1] != q.shape[1])
+
+
+def _sdpa_backend(backend):
+    def fn(q, k, v, causal):
+        from torch.nn.attention import sdpa_kernel
+        with sdpa_kernel(backend):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    fn.__name__ = f"sdpa_{backend.name.lower()}"
+    return fn
+
+
+def _baselines() -> dict:
+    try:
+        from torch.nn.attention import SDPBackend
+    except ImportError:  # pragma: no cover
+        return {}
+    return {"cudnn": _sdpa_backend(SDPBackend.CUDNN_ATTENTION), "flash": _sdpa_backend(SDPBackend.FLASH_ATTENTION)}
+
+
+BASELINES: dict = _baselines()
+
+
+def reference(q, k, v, causal):
+    """fp32 attention, returned in fp32: explicit math (fp32 matmuls, no TF32) when the score matrix
+    fits in 1 GiB, else SDPA on fp32 inputs (memory-efficient kernel, fp32 arithmetic)."""
+    q, k, v = q.float(), k.float(), v.float()
+    b, h, s_q, d = q.shape
+    s_k = k.shape[2]
+    if b * h * s_q * s_k <= 2**28:
+        return _math_attention(q, k, v, causal, 1.0 / math.sqrt(d))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=k.shape[1] != h)
+
+
+def _math_attention(q, k, v, causal: bool, scale: float):
+    group = q.shape[1] // k.shape[1]
+    if group > 1:
+        k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    s = torch.matmul(q, k.transpose(-1, -2)) * scale
+    if causal:
+        s_q, s_k = q.shape[2], k.shape[2]
+        keep = torch.ones(s_q, s_k, dtype=torch.bool, device=q.device).tril()
+        s = s.masked_fill(~keep, float("-inf"))
+    return torch.matmul(torch.softmax(s, dim=-1), v)
+
+
+def work(shape, dtype) -> float:
+    """Forward FLOPs: QK^T and PV, 2 * 2 * B * H * S^2 * D; halved when causal."""
+    b, h, _, s, d, causal = _unpack(shape)
+    f = 4.0 * b * h * s * s * d
+    return f / 2 if causal else f
+
+
+def backward_work(shape, dtype) -> float:
+    """Backward FLOPs: five S x S x D matmuls (QK^T recomputed, dV, dP, dQ, dK) = 2.5x the forward's
+    two, i.e. 10 * B * H * S^2 * D (halved when causal)."""
+    return 2.5 * work(shape, dtype)
