@@ -1,0 +1,147 @@
+"""Public API: both import forms, help(), robustness to missing/broken op modules, torch.compile."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import helion_ops
+from helion_ops.dsl import exc
+
+CORE = ["softmax", "layer_norm", "rms_norm"]
+
+
+def test_module_path_form():
+    import helion_ops.softmax  # noqa: F401  (the statement itself must work)
+    import helion_ops.layer_norm  # noqa: F401
+    import helion_ops.rms_norm  # noqa: F401
+    x = torch.randn(3, 17)
+    torch.testing.assert_close(helion_ops.softmax(x), torch.softmax(x, -1))
+    torch.testing.assert_close(helion_ops.layer_norm(x, (17,)), torch.nn.functional.layer_norm(x, (17,)))
+    torch.testing.assert_close(helion_ops.rms_norm(x, (17,)), torch.nn.functional.rms_norm(x, (17,)))
+
+
+def test_from_import_form():
+    from helion_ops import layer_norm, rms_norm, softmax
+    x = torch.randn(3, 17)
+    torch.testing.assert_close(softmax(x, dim=0), torch.softmax(x, 0))
+    torch.testing.assert_close(layer_norm(x, [17]), torch.nn.functional.layer_norm(x, [17]))
+    torch.testing.assert_close(rms_norm(x, 17), torch.nn.functional.rms_norm(x, [17]))
+
+
+def test_import_as_and_names_agree():
+    import helion_ops.softmax as sm
+    from helion_ops import softmax
+    assert sm is softmax is helion_ops.softmax
+    assert sys.modules["helion_ops.softmax"] is sys.modules["helion_ops.ops.softmax"]
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_exposed_ops_are_documented_functions(name):
+    fn = getattr(helion_ops, name)
+    assert callable(fn) and fn.__name__ == name
+    assert fn.__doc__ and "torch.nn.functional" in fn.__doc__
+    assert name in helion_ops.__all__ and name in dir(helion_ops)
+    assert "helion_ops.ops" in fn.__module__
+
+
+def test_every_present_op_module_is_exposed():
+    """Each op module in helion_ops/ops/ that imports and defines its function is public."""
+    import pkgutil
+
+    import helion_ops.ops as ops_pkg
+    present = {m.name for m in pkgutil.iter_modules(ops_pkg.__path__) if not m.name.startswith("_")}
+    for name in helion_ops.OPS:
+        if name in present and name not in helion_ops.import_errors():
+            assert callable(getattr(helion_ops, name)), name
+        elif name not in present:
+            assert name in helion_ops.import_errors()
+            with pytest.raises(AttributeError, match="not available"):
+                getattr(helion_ops, name)
+    assert helion_ops.dsl.kernel and helion_ops.nn.RMSNorm and helion_ops.nn.LayerNorm
+
+
+def test_broken_op_module_does_not_break_import():
+    """Block one op module (import fails) in a fresh interpreter: the others still import."""
+    code = ("import sys; sys.modules['helion_ops.ops.rms_norm'] = None\n"
+            "import helion_ops, torch\n"
+            "assert 'rms_norm' in helion_ops.import_errors(), helion_ops.import_errors()\n"
+            "assert not hasattr(helion_ops, 'rms_norm')\n"
+            "from helion_ops import softmax\n"
+            "x = torch.randn(2, 5); assert torch.allclose(softmax(x), torch.softmax(x, -1))\n"
+            "print('ok')\n")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_help_renders():
+    import pydoc
+    text = pydoc.render_doc(helion_ops.softmax, renderer=pydoc.plaintext)
+    assert "softmax(x" in text and "dim" in text
+    assert "both" in pydoc.render_doc(helion_ops, renderer=pydoc.plaintext).lower()
+
+
+def test_input_error_names_argument():
+    with pytest.raises(exc.InputError, match="'weight'"):
+        helion_ops.layer_norm(torch.randn(2, 5), (5,), torch.randn(5, dtype=torch.float16))
+    assert issubclass(exc.InputError, ValueError)
+
+
+class _Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(16, 16)
+        self.ln = helion_ops.nn.LayerNorm(16)
+        self.rn = helion_ops.nn.RMSNorm(16, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.rn(self.ln(self.lin(x)))
+        h = h + helion_ops.rms_norm(h, (16,), None, 1e-6)
+        return helion_ops.softmax(h, dim=-1) + helion_ops.softmax(h, dim=1)
+
+
+def test_torch_compile_fullgraph():
+    """fullgraph=True raises on any graph break. aot_eager traces forward and backward through the fake
+    implementations and the autograd registrations, then runs the real ops (interpreter) on CPU."""
+    torch.manual_seed(0)
+    m = _Block()
+    x = torch.randn(2, 3, 16, requires_grad=True)
+    ref = m(x)
+    ref.square().sum().backward()
+    gx, gw = x.grad.clone(), m.ln.weight.grad.clone()
+    x.grad = None
+    m.zero_grad()
+    torch._dynamo.reset()
+    c = torch.compile(m, backend="aot_eager", fullgraph=True)
+    y = c(x)
+    y.square().sum().backward()
+    torch.testing.assert_close(y, ref)
+    torch.testing.assert_close(x.grad, gx)
+    torch.testing.assert_close(m.ln.weight.grad, gw)
+
+
+def test_torch_compile_no_graph_break_count():
+    def f(x, w, b):
+        return helion_ops.layer_norm(helion_ops.softmax(x), (8,), w, b).sum()
+
+    torch._dynamo.reset()
+    x, w, b = torch.randn(4, 8), torch.randn(8), torch.randn(8)
+    explanation = torch._dynamo.explain(f)(x, w, b)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+
+
+def test_custom_ops_pass_opcheck():
+    """Schema, fake (meta) implementation, autograd registration and AOT dispatch of each custom op."""
+    from helion_ops.ops import layer_norm as L, rms_norm as R, softmax as S
+    x = torch.randn(5, 17, requires_grad=True)
+    w = torch.randn(17, requires_grad=True)
+    b = torch.randn(17, requires_grad=True)
+    cases = [(S.softmax_fwd_op, (x,)), (R.rms_norm_fwd_op, (x, w, 1e-5)), (R.rms_norm_fwd_op, (x, None, 1e-5)),
+             (L.layer_norm_fwd_op, (x, w, b, 1e-5)), (L.layer_norm_fwd_op, (x, None, b, 1e-5))]
+    for op, args in cases:
+        result = torch.library.opcheck(op, args)
+        assert all(v == "SUCCESS" for v in result.values()), (op, result)
