@@ -1,0 +1,295 @@
+"""attention op: forward and backward numerics in the interpreter (fp32/fp16) under flash-attention's rule,
+causal and not, S in {1, 17, 130}, D in {64, 128} (and one 256), GQA, S_q != S_k; custom ops, autograd and
+torch.compile; bad inputs; the sm_90 compile of every kernel; bf16 on a GPU."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helion_ops.dsl.exc import InputError
+from helion_ops.ops import attention as A
+
+
+# ---- references -----------------------------------------------------------------------------------
+
+def attention_ref(q, k, v, causal: bool, scale: float | None = None, upcast: bool = True):
+    """Math attention: in fp64 when ``upcast``, else in the inputs' dtype (the "same computation done by
+    torch at the same precision" of flash-attention's tests). Returns the inputs' dtype when not upcast."""
+    dt = q.dtype
+    if upcast:
+        q, k, v = q.double(), k.double(), v.double()
+    group = q.shape[1] // k.shape[1]
+    if group > 1:
+        k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = torch.matmul(q * scale, k.transpose(-1, -2))
+    if causal:
+        keep = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
+        s = s.masked_fill(~keep, float("-inf"))
+    p = torch.softmax(s, dim=-1)
+    return torch.matmul(p.to(v.dtype), v) if upcast else torch.matmul(p, v).to(dt)
+
+
+def fa_check(name: str, out: torch.Tensor, ref: torch.Tensor, pt: torch.Tensor) -> None:
+    """flash-attention's rule: |out - ref| <= 2 |pt - ref| + floor, floor = 2 * rounding(ref at the 0.3
+    scale) as in its tests, at least one ulp of max(1, max|ref|) (a zero gradient, S_k = 1, has none)."""
+    ref_d = ref.to(out.dtype)
+    floor = 2 * ((ref_d + 0.3 - 0.3) - ref_d).abs().max().item()
+    floor = max(floor, torch.finfo(out.dtype).eps * max(1.0, ref.abs().max().item()))
+    err = (out.double() - ref).abs().max().item()
+    err_pt = (pt.double() - ref).abs().max().item()
+    assert torch.isfinite(out).all(), name
+    assert err <= 2 * err_pt + floor, f"{name}: err {err:.3e} > 2 * torch's {err_pt:.3e} + {floor:.1e}"
+
+
+def make(b, h, h_kv, s_q, s_k, d, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mk = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype).to(device)  # noqa: E731
+    return mk(b, h, s_q, d), mk(b, h_kv, s_k, d), mk(b, h_kv, s_k, d), mk(b, h, s_q, d)
+
+
+def run_and_check(b, h, h_kv, s_q, s_k, d, causal, dtype, device, scale=None, backward=True):
+    q, k, v, do = make(b, h, h_kv, s_q, s_k, d, dtype, device)
+    leaves64 = [t.double().requires_grad_() for t in (q, k, v)]
+    ref = attention_ref(*leaves64, causal, scale)
+    leaves_pt = [t.clone().requires_grad_() for t in (q, k, v)]
+    pt = attention_ref(*leaves_pt, causal, scale, upcast=False)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = A.attention(*leaves, causal=causal, scale=scale)
+    assert out.shape == q.shape and out.dtype == dtype
+    fa_check("out", out.detach(), ref.detach(), pt.detach())
+    if not backward:
+        return
+    ref.backward(do.double())
+    pt.backward(do)
+    out.backward(do)
+    for n, a, r, p in zip("qkv", leaves, leaves64, leaves_pt):
+        assert a.grad.shape == a.shape and a.grad.dtype == dtype
+        fa_check(f"d{n}", a.grad, r.grad, p.grad)
+
+
+# ---- numerics ------------------------------------------------------------------------------------
+
+CASES = [  # (B, H, H_kv, S_q, S_k, D)
+    (1, 2, 2, 1, 1, 64),
+    (2, 1, 1, 17, 17, 64),
+    (1, 2, 2, 130, 130, 64),
+    (1, 1, 1, 17, 17, 128),
+    (1, 1, 1, 130, 130, 128),
+]
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "b{}h{}kv{}q{}k{}d{}".format(*c))
+def test_fwd_bwd_fp32(case, causal, device):
+    run_and_check(*case, causal, torch.float32, device)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("case", [(1, 2, 2, 1, 1, 64), (1, 2, 2, 17, 17, 128), (1, 1, 1, 130, 130, 64)],
+                         ids=lambda c: "b{}h{}kv{}q{}k{}d{}".format(*c))
+def test_fwd_bwd_fp16(case, causal, device):
+    run_and_check(*case, causal, torch.float16, device)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_gqa(causal, dtype, device):
+    """4 query heads share 2 kv heads; dK/dV are reduced over each group in-kernel."""
+    run_and_check(1, 4, 2, 17, 17, 64, causal, dtype, device)
+
+
+def test_gqa_multi_query(device):
+    run_and_check(2, 3, 1, 17, 17, 64, True, torch.float32, device)
+
+
+@pytest.mark.parametrize("s_q,s_k", [(17, 130), (130, 17)])
+def test_different_query_and_key_lengths(s_q, s_k, device):
+    """SDPA's causal mask is top-left aligned (query i sees keys j <= i) also when S_q != S_k."""
+    run_and_check(1, 2, 2, s_q, s_k, 64, True, torch.float32, device)
+    run_and_check(1, 1, 1, s_q, s_k, 64, False, torch.float32, device, backward=False)
+
+
+def test_head_dim_256(device):
+    run_and_check(1, 1, 1, 17, 17, 256, True, torch.float32, device)
+
+
+def test_custom_scale(device):
+    run_and_check(1, 1, 1, 17, 17, 64, True, torch.float32, device, scale=0.3)
+
+
+def test_matches_sdpa_and_contract(device):
+    """make_inputs/impl/eager/reference agree on every SMALL_SHAPE (forward)."""
+    for shape in A.SMALL_SHAPES:
+        inputs = A.make_inputs(shape, torch.float32, device)
+        out = A.impl(*inputs)
+        ref = A.reference(*inputs)
+        ref_e = A.eager(*inputs)
+        err = ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+        assert err < A.TOLERANCE[torch.float32], (shape, err)
+        assert ((ref_e - ref).abs().max() / ref.abs().max()).item() < 1e-4
+
+
+def test_strided_inputs(device):
+    """[B, S, H, D] storage viewed as [B, H, S, D] (the usual projection layout) runs without a copy."""
+    b, s, h, d = 1, 17, 2, 64
+    q, k, v = (torch.randn(b, s, h, d, device=device).transpose(1, 2) for _ in range(3))
+    assert not q.is_contiguous()
+    out = A.attention(q, k, v, causal=True)
+    torch.testing.assert_close(out, attention_ref(q, k, v, True).float(), atol=1e-5, rtol=1e-5)
+
+
+def test_inference_path_matches_autograd_path(device):
+    q, k, v, _ = make(1, 2, 1, 17, 17, 64, torch.float32, device)
+    with torch.no_grad():
+        a = A.attention(q, k, v, causal=True)
+    b = A.attention(q.requires_grad_(), k, v, causal=True)
+    assert b.requires_grad
+    torch.testing.assert_close(a, b.detach(), atol=0, rtol=0)
+
+
+def test_empty_inputs(device):
+    q = torch.randn(1, 2, 3, 64, device=device)
+    k = torch.randn(1, 2, 0, 64, device=device)
+    out = A.attention(q, k, k)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, k))
+    q0 = torch.randn(1, 2, 0, 64, device=device, requires_grad=True)
+    k0 = torch.randn(1, 2, 5, 64, device=device, requires_grad=True)
+    out = A.attention(q0, k0, k0)
+    assert out.shape == (1, 2, 0, 64)
+    out.sum().backward()
+    assert k0.grad.shape == k0.shape and (k0.grad == 0).all()
+
+
+# ---- integration ---------------------------------------------------------------------------------
+
+def test_public_api():
+    import helion_ops
+    assert helion_ops.attention is A.attention or helion_ops.import_errors().get("attention") is None
+
+
+def test_custom_ops_opcheck(device):
+    q, k, v, do = make(1, 2, 1, 17, 17, 64, torch.float32, device)
+    torch.library.opcheck(A.attention_fwd_op, (q, k, v, True, 0.125),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    out, lse = A.attention_fwd_op(q, k, v, True, 0.125)
+    torch.library.opcheck(A.attention_bwd_op, (do, q, k, v, out, lse, True, 0.125),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+def test_torch_compile_fullgraph_forward_and_backward(device):
+    q, k, v, do = make(1, 2, 1, 17, 17, 64, torch.float32, device)
+
+    def f(q, k, v):
+        return A.attention(q, k, v, causal=True) * 2
+
+    c = torch.compile(f, fullgraph=True, backend="aot_eager")
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = c(*leaves)
+    out.backward(do)
+    leaves_e = [t.clone().requires_grad_() for t in (q, k, v)]
+    out_e = f(*leaves_e)
+    out_e.backward(do)
+    torch.testing.assert_close(out, out_e)
+    for a, e in zip(leaves, leaves_e):
+        torch.testing.assert_close(a.grad, e.grad)
+
+
+def test_work_counts():
+    shape = (2, 16, 1024, 128, False)
+    assert A.work(shape, torch.bfloat16) == 4 * 2 * 16 * 1024 * 1024 * 128
+    assert A.work((2, 16, 1024, 128, True), torch.bfloat16) == A.work(shape, torch.bfloat16) / 2
+    assert A.backward_work(shape, torch.bfloat16) == 2.5 * A.work(shape, torch.bfloat16)
+    for s in A.SHAPES:
+        b, h, seq, d, causal = s
+        assert d == 128 and seq in (1024, 2048, 4096, 8192, 16384) and isinstance(causal, bool)
+        assert 64 * 1024 <= b * h * seq <= 256 * 1024
+    assert {s[2] for s in A.SMALL_SHAPES} >= {1, 17, 130} and {s[3] for s in A.SMALL_SHAPES} == {64, 128}
+    assert set(A.BASELINES) == {"cudnn", "flash"} and A.GRAD_INPUTS == (0, 1, 2)
+
+
+# ---- bad inputs ----------------------------------------------------------------------------------
+
+def _qkv(device, d=64, dtype=torch.float32, h=2, h_kv=2):
+    return (torch.randn(1, h, 5, d, dtype=dtype, device=device), torch.randn(1, h_kv, 5, d, dtype=dtype, device=device),
+            torch.randn(1, h_kv, 5, d, dtype=dtype, device=device))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda q, k, v: A.attention(q, k, v, dropout_p=0.1), "dropout_p"),
+    (lambda q, k, v: A.attention(q, k, v, attn_mask=torch.ones(5, 5, dtype=torch.bool)), "attn_mask"),
+    (lambda q, k, v: A.attention(q[..., :32], k[..., :32], v[..., :32]), "head dim 32"),
+    (lambda q, k, v: A.attention(q, k[..., :32].contiguous(), v), "'k' has head dim 32"),
+    (lambda q, k, v: A.attention(q, k, torch.randn(1, 2, 5, 128)), "'v'"),
+    (lambda q, k, v: A.attention(q, k.half(), v), "'k' has dtype"),
+    (lambda q, k, v: A.attention(q, k, v.double()), "'v' has dtype"),
+    (lambda q, k, v: A.attention(q.int(), k, v), "'q' has dtype"),
+    (lambda q, k, v: A.attention(q[0], k, v), "'q' must be 4-D"),
+    (lambda q, k, v: A.attention(q, torch.randn(1, 3, 5, 64), torch.randn(1, 3, 5, 64)), "does not divide"),
+    (lambda q, k, v: A.attention(q, torch.randn(2, 2, 5, 64), torch.randn(2, 2, 5, 64)), "batch"),
+    (lambda q, k, v: A.attention(q, k, v[:, :, :3]), "'v' has shape"),
+    (lambda q, k, v: A.attention(q.tolist(), k, v), "'q' must be a torch.Tensor"),
+    (lambda q, k, v: A.attention(q, k, v, causal="yes"), "'causal'"),
+    (lambda q, k, v: A.attention(q, k, v, scale=float("nan")), "'scale'"),
+])
+def test_bad_inputs(bad, match):
+    q, k, v = _qkv("cpu")
+    with pytest.raises(InputError, match=match):
+        bad(q, k, v)
+
+
+# ---- sm_90 code ----------------------------------------------------------------------------------
+
+def test_sm90_compile_forward_and_backward():
+    """Every kernel (fwd, preprocess, dK/dV, dQ; causal and not; D=128 and 256) with its default
+    bf16 config builds for Hopper, uses wgmma, and fits the H100's 227 KiB of shared memory;
+    the non-causal forward loads through TMA."""
+    from helion_ops.dsl.codegen_kernel import compile_specs_for_target
+
+    specs, names = [], []
+    for d in (128, 256):
+        q = torch.empty(2, 4, 1024, d, dtype=torch.bfloat16)
+        k = torch.empty(2, 2, 1024, d, dtype=torch.bfloat16)
+        lse = torch.empty(2, 4, 1024)
+        for causal in (False, True):
+            qs, s = A.LOG2E / math.sqrt(d), 1 / math.sqrt(d)
+            kernels = {"attn_fwd": (q, k, k, causal, qs), "attn_bwd_dkdv": (q, k, k, q, lse, lse, causal, qs, s),
+                       "attn_bwd_dq": (q, k, k, q, lse, lse, causal, qs, s)}
+            if not causal:
+                kernels["attn_bwd_preprocess"] = (q, q)
+            for name, args in kernels.items():
+                cfg = A.config_for(name, args, q, k, causal)
+                specs += A.KERNELS[name].bind(args).compile_specs(cfg)
+                names.append((name, d, causal))
+    built = compile_specs_for_target(specs, ("cuda", 90, 32))
+    assert len(built) == len(names)
+    for (name, d, causal), kb in zip(names, built):
+        ptx = kb.asm["ptx"]
+        assert kb.metadata["shared"] <= 232448, (name, d, causal, kb.metadata["shared"])
+        if name != "attn_bwd_preprocess":
+            assert "wgmma" in ptx, (name, d, causal)
+        if name == "attn_fwd" and not causal:
+            assert "cp.async.bulk.tensor" in ptx, (name, d)
+
+
+# ---- GPU -----------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_bf16_gpu(causal, d, device):
+    run_and_check(2, 4, 2, 1000, 1000, d, causal, torch.bfloat16, device)
+    run_and_check(1, 2, 2, 4097, 4097, d, causal, torch.bfloat16, device, backward=d != 256)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_fp16_gpu_against_tolerance(causal, device):
+    shape = (2, 8, 1024, 128, causal)
+    inputs = A.make_inputs(shape, torch.float16, device)
+    out = A.impl(*inputs)
+    ref = A.reference(*inputs)
+    assert ((out.float() - ref).abs().max() / ref.abs().max()).item() < A.TOLERANCE[torch.float16]
