@@ -49,6 +49,7 @@ import torch.nn.functional as F
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
+from helion_ops.dsl.config import BoolFragment
 from helion_ops.dsl.exc import InputError
 
 NAME = "attention"
@@ -89,6 +90,8 @@ def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, qk
     lse = torch.empty([b, h, s_q], dtype=torch.float32, device=q.device)
     block_m = hl.register_block_size(16, _block_cap(s_q))
     block_n = hl.register_block_size(16, _block_cap(s_k))
+    # causal only: visit the key blocks left of the diagonal block in a loop without the causal mask
+    split = hl.register_tunable("causal_split", BoolFragment(True)) and causal
     for tile_m, tile_bh in hl.tile([s_q, b * h], block_size=[block_m, 1]):
         bh = tile_bh.begin
         ib = bh // h
@@ -98,8 +101,20 @@ def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, qk
         m_i = hl.full([tile_m], float("-inf"), dtype=torch.float32)
         l_i = hl.zeros([tile_m], dtype=torch.float32)
         acc = hl.zeros([tile_m, d], dtype=torch.float32)
+        start_n = 0
+        if split:
+            start_n = min(tile_m.begin, s_k)
+            for tile_n in hl.tile(0, start_n, block_size=block_n):
+                s = hl.dot(q_blk, k[ib, ikv, tile_n, :].T) * qk_scale
+                m_new = torch.maximum(m_i, torch.amax(s, dim=1))
+                p = torch.exp2(s - m_new[:, None])
+                alpha = torch.exp2(m_i - m_new)
+                l_i = l_i * alpha + torch.sum(p, dim=1)
+                acc = acc * alpha[:, None]
+                acc = hl.dot(p.to(v.dtype), v[ib, ikv, tile_n, :], acc=acc)
+                m_i = m_new
         end_n = min(tile_m.end, s_k) if causal else s_k
-        for tile_n in hl.tile(0, end_n, block_size=block_n):
+        for tile_n in hl.tile(start_n, end_n, block_size=block_n):
             s = hl.dot(q_blk, k[ib, ikv, tile_n, :].T) * qk_scale
             if causal:
                 s = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], s, float("-inf"))
