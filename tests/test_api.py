@@ -10,6 +10,7 @@ import torch
 
 import helion_ops
 from helion_ops.dsl import exc
+from tests.conftest import DEVICE  # cuda on a GPU machine, else cpu (interpreter)
 
 CORE = ["softmax", "layer_norm", "rms_norm"]
 
@@ -18,7 +19,7 @@ def test_module_path_form():
     import helion_ops.softmax  # noqa: F401  (the statement itself must work)
     import helion_ops.layer_norm  # noqa: F401
     import helion_ops.rms_norm  # noqa: F401
-    x = torch.randn(3, 17)
+    x = torch.randn(3, 17, device=DEVICE)
     torch.testing.assert_close(helion_ops.softmax(x), torch.softmax(x, -1))
     torch.testing.assert_close(helion_ops.layer_norm(x, (17,)), torch.nn.functional.layer_norm(x, (17,)))
     torch.testing.assert_close(helion_ops.rms_norm(x, (17,)), torch.nn.functional.rms_norm(x, (17,)))
@@ -26,7 +27,7 @@ def test_module_path_form():
 
 def test_from_import_form():
     from helion_ops import layer_norm, rms_norm, softmax
-    x = torch.randn(3, 17)
+    x = torch.randn(3, 17, device=DEVICE)
     torch.testing.assert_close(softmax(x, dim=0), torch.softmax(x, 0))
     torch.testing.assert_close(layer_norm(x, [17]), torch.nn.functional.layer_norm(x, [17]))
     torch.testing.assert_close(rms_norm(x, 17), torch.nn.functional.rms_norm(x, [17]))
@@ -87,7 +88,7 @@ def test_help_renders():
 
 def test_input_error_names_argument():
     with pytest.raises(exc.InputError, match="'weight'"):
-        helion_ops.layer_norm(torch.randn(2, 5), (5,), torch.randn(5, dtype=torch.float16))
+        helion_ops.layer_norm(torch.randn(2, 5, device=DEVICE), (5,), torch.randn(5, dtype=torch.float16, device=DEVICE))
     assert issubclass(exc.InputError, ValueError)
 
 
@@ -108,8 +109,8 @@ def test_torch_compile_fullgraph():
     """fullgraph=True raises on any graph break. aot_eager traces forward and backward through the fake
     implementations and the autograd registrations, then runs the real ops (interpreter) on CPU."""
     torch.manual_seed(0)
-    m = _Block()
-    x = torch.randn(2, 3, 16, requires_grad=True)
+    m = _Block().to(DEVICE)
+    x = torch.randn(2, 3, 16, device=DEVICE, requires_grad=True)
     ref = m(x)
     ref.square().sum().backward()
     gx, gw = x.grad.clone(), m.ln.weight.grad.clone()
@@ -129,7 +130,7 @@ def test_torch_compile_no_graph_break_count():
         return helion_ops.layer_norm(helion_ops.softmax(x), (8,), w, b).sum()
 
     torch._dynamo.reset()
-    x, w, b = torch.randn(4, 8), torch.randn(8), torch.randn(8)
+    x, w, b = (torch.randn(*s, device=DEVICE) for s in ((4, 8), (8,), (8,)))
     explanation = torch._dynamo.explain(f)(x, w, b)
     assert explanation.graph_break_count == 0 and explanation.graph_count == 1
 
@@ -137,9 +138,9 @@ def test_torch_compile_no_graph_break_count():
 def test_custom_ops_pass_opcheck():
     """Schema, fake (meta) implementation, autograd registration and AOT dispatch of each custom op."""
     from helion_ops.ops import layer_norm as L, rms_norm as R, softmax as S
-    x = torch.randn(5, 17, requires_grad=True)
-    w = torch.randn(17, requires_grad=True)
-    b = torch.randn(17, requires_grad=True)
+    x = torch.randn(5, 17, device=DEVICE, requires_grad=True)
+    w = torch.randn(17, device=DEVICE, requires_grad=True)
+    b = torch.randn(17, device=DEVICE, requires_grad=True)
     cases = [(S.softmax_fwd_op, (x,)), (R.rms_norm_fwd_op, (x, w, 1e-5)), (R.rms_norm_fwd_op, (x, None, 1e-5)),
              (L.layer_norm_fwd_op, (x, w, b, 1e-5)), (L.layer_norm_fwd_op, (x, None, b, 1e-5))]
     for op, args in cases:

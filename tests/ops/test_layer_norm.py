@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import helion_ops
 from helion_ops import _common as C
 from helion_ops.dsl import Config, exc
+from tests.conftest import DEVICE  # cuda on a GPU machine, else cpu (interpreter)
 from helion_ops.ops import layer_norm as L
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
@@ -21,7 +22,7 @@ def rel_err(out, ref, floor: float = 1e-30) -> float:
 
 
 def rand(*shape, dtype=torch.float32):
-    return torch.randn(*shape, dtype=torch.float64).to(dtype)
+    return torch.randn(*shape, dtype=torch.float64).to(device=DEVICE, dtype=dtype)
 
 
 def run_and_check(x, weight=None, bias=None, ns=None, eps=1e-5):
@@ -105,12 +106,12 @@ def test_non_contiguous_views():
 
 
 def test_empty():
-    x = torch.empty(0, 17, requires_grad=True)
+    x = torch.empty(0, 17, device=DEVICE, requires_grad=True)
     w, b = rand(17).requires_grad_(), rand(17).requires_grad_()
     y = L.layer_norm(x, (17,), w, b)
     y.sum().backward()
     assert y.shape == (0, 17) and x.grad.shape == (0, 17)
-    assert torch.equal(w.grad, torch.zeros(17)) and torch.equal(b.grad, torch.zeros(17))
+    assert torch.equal(w.grad, torch.zeros(17, device=DEVICE)) and torch.equal(b.grad, torch.zeros(17, device=DEVICE))
 
 
 def test_bad_inputs(monkeypatch):
@@ -129,15 +130,15 @@ def test_bad_inputs(monkeypatch):
         L.layer_norm(torch.ones(3, 17, dtype=torch.int64), (17,))
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(exc.InputError, match="'input' is a CPU tensor"):
-        L.layer_norm(x, (17,))
+        L.layer_norm(x.cpu(), (17,))
 
 
 def test_nn_module_matches_torch_state_dict():
-    ref = torch.nn.LayerNorm(17, eps=1e-6)
+    ref = torch.nn.LayerNorm(17, eps=1e-6, device=DEVICE)
     with torch.no_grad():
         ref.weight.copy_(rand(17))
         ref.bias.copy_(rand(17))
-    ours = helion_ops.nn.LayerNorm(17, eps=1e-6)
+    ours = helion_ops.nn.LayerNorm(17, eps=1e-6, device=DEVICE)
     assert list(ours.state_dict()) == list(ref.state_dict()) == ["weight", "bias"]
     ours.load_state_dict(ref.state_dict())
     x = rand(2, 3, 17)
@@ -149,7 +150,7 @@ def test_nn_module_matches_torch_state_dict():
 
 def test_contract():
     for shape in L.SMALL_SHAPES:
-        inputs = L.make_inputs(shape, torch.float32, "cpu")
+        inputs = L.make_inputs(shape, torch.float32, DEVICE)
         floor = 1e-6 if shape[1] == 1 else 1e-30
         assert rel_err(L.impl(*inputs), L.reference(*inputs), floor) < L.TOLERANCE[torch.float32]
         assert rel_err(L.eager(*inputs), L.reference(*inputs), floor) < L.TOLERANCE[torch.float32]

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import helion_ops
 from helion_ops import _common as C
 from helion_ops.dsl import Config, exc
+from tests.conftest import DEVICE  # cuda on a GPU machine, else cpu (interpreter)
 from helion_ops.ops import rms_norm as R
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
@@ -21,7 +22,7 @@ def rel_err(out, ref, floor: float = 1e-30) -> float:
 
 
 def rand(*shape, dtype=torch.float32):
-    return torch.randn(*shape, dtype=torch.float64).to(dtype)
+    return torch.randn(*shape, dtype=torch.float64).to(device=DEVICE, dtype=dtype)
 
 
 def run_and_check(x, weight=None, ns=None, eps=1e-5):
@@ -108,12 +109,12 @@ def test_eps_default_and_empty():
     x, w = rand(3, 17), rand(17)
     y = R.rms_norm(x, (17,), w)
     torch.testing.assert_close(y, F.rms_norm(x, (17,), w), rtol=1e-5, atol=1e-6)
-    x = torch.empty(0, 17, requires_grad=True)
+    x = torch.empty(0, 17, device=DEVICE, requires_grad=True)
     w = rand(17).requires_grad_()
     y = R.rms_norm(x, (17,), w)
     y.sum().backward()
     assert y.shape == (0, 17) and x.grad.shape == (0, 17)
-    assert torch.equal(w.grad, torch.zeros(17))
+    assert torch.equal(w.grad, torch.zeros(17, device=DEVICE))
 
 
 def test_bad_inputs(monkeypatch):
@@ -130,14 +131,14 @@ def test_bad_inputs(monkeypatch):
         R.rms_norm(torch.ones(3, 17, dtype=torch.int32), (17,))
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(exc.InputError, match="'input' is a CPU tensor"):
-        R.rms_norm(x, (17,))
+        R.rms_norm(x.cpu(), (17,))
 
 
 def test_nn_module_matches_torch_state_dict():
-    ref = torch.nn.RMSNorm(17, eps=1e-6)
+    ref = torch.nn.RMSNorm(17, eps=1e-6, device=DEVICE)
     with torch.no_grad():
         ref.weight.copy_(rand(17))
-    ours = helion_ops.nn.RMSNorm(17, eps=1e-6)
+    ours = helion_ops.nn.RMSNorm(17, eps=1e-6, device=DEVICE)
     assert list(ours.state_dict()) == list(ref.state_dict()) == ["weight"]
     ours.load_state_dict(ref.state_dict())
     x = rand(2, 3, 17)
@@ -149,7 +150,7 @@ def test_nn_module_matches_torch_state_dict():
 
 def test_contract():
     for shape in R.SMALL_SHAPES:
-        inputs = R.make_inputs(shape, torch.float32, "cpu")
+        inputs = R.make_inputs(shape, torch.float32, DEVICE)
         assert rel_err(R.impl(*inputs), R.reference(*inputs)) < R.TOLERANCE[torch.float32]
         assert rel_err(R.eager(*inputs), R.reference(*inputs)) < R.TOLERANCE[torch.float32]
     assert R.GRAD_INPUTS == (0, 1)

@@ -6,6 +6,7 @@ import torch
 
 from helion_ops import _common as C
 from helion_ops.dsl import Config, exc
+from tests.conftest import DEVICE  # cuda on a GPU machine, else cpu (interpreter)
 from helion_ops.ops import softmax as S
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
@@ -24,7 +25,7 @@ def run_and_check(x: torch.Tensor, dim: int = -1, dtype=None) -> None:
     x = x.detach().requires_grad_()
     y = S.softmax(x, dim)
     assert y.dtype == dtype and y.shape == x.shape
-    dy = torch.randn(y.shape, dtype=torch.float64).to(dtype)
+    dy = torch.randn(y.shape, dtype=torch.float64).to(device=DEVICE, dtype=dtype)
     y.backward(dy)
     xr = x.detach().double().requires_grad_()
     yr = torch.softmax(xr, dim)
@@ -35,7 +36,7 @@ def run_and_check(x: torch.Tensor, dim: int = -1, dtype=None) -> None:
 
 
 def rand(*shape, dtype=torch.float32) -> torch.Tensor:
-    return (2 * torch.randn(*shape, dtype=torch.float64)).to(dtype)
+    return (2 * torch.randn(*shape, dtype=torch.float64)).to(device=DEVICE, dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -97,13 +98,13 @@ def test_row_slice_is_not_copied():
 
 
 def test_empty_and_scalar():
-    x = torch.empty(0, 7)
+    x = torch.empty(0, 7, device=DEVICE)
     y = S.softmax(x)
     assert y.shape == (0, 7)
-    x = torch.empty(0, 7, requires_grad=True)
+    x = torch.empty(0, 7, device=DEVICE, requires_grad=True)
     S.softmax(x).sum().backward()
     assert x.grad.shape == (0, 7)
-    assert S.softmax(torch.tensor(3.0)).item() == 1.0
+    assert S.softmax(torch.tensor(3.0, device=DEVICE)).item() == 1.0
     run_and_check(rand(4, 1))  # N = 1: all ones, zero gradient
 
 
@@ -133,7 +134,7 @@ def test_contract():
         assert S.work(shape, torch.bfloat16) <= 2 * 2**30 + 1  # inputs <= 1 GiB in bf16
     assert any(n == 1000 for _, n in S.SHAPES) and any(n == 128256 for _, n in S.SHAPES)
     for shape in S.SMALL_SHAPES:
-        (x,) = S.make_inputs(shape, torch.float32, "cpu")
+        (x,) = S.make_inputs(shape, torch.float32, DEVICE)
         assert rel_err(S.impl(x), S.reference(x)) < S.TOLERANCE[torch.float32]
         assert rel_err(S.eager(x), S.reference(x)) < S.TOLERANCE[torch.float32]
 
