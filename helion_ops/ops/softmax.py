@@ -7,7 +7,9 @@
 Kernels (one source each; the Config chooses the variant):
 * ``softmax_fwd``: ``for tile_m in hl.tile(m): x[tile_m, :]``; max, exp, sum in fp32, stored in x's dtype.
   Persistent (whole rows in registers, one read of x) when ``reduction_loops=[None]``; looped over chunks
-  of the row when ``reduction_loops=[chunk]`` (for rows too long for registers, N > 16K).
+  of the row when ``reduction_loops=[chunk]`` (three passes over the row: max, sum, output).
+* ``softmax_fwd_online``: for rows too long for registers (next_pow2(N) > ``ONLINE_ABOVE``): an online
+  softmax over column tiles, two passes (running max and rescaled sum; output).
 * ``softmax_bwd``: ``dx = y * (dy - sum(dy * y))``, same structure.
 
 Both are ``torch.library`` custom ops (``helion_ops::softmax_fwd`` / ``softmax_bwd``) with fake
@@ -48,6 +50,27 @@ def softmax_fwd(x: torch.Tensor) -> torch.Tensor:
 
 
 @helion.kernel()
+def softmax_fwd_online(x: torch.Tensor) -> torch.Tensor:
+    """Two passes over long rows (running max and rescaled sum, then the output) instead of three."""
+    m, n = x.size()
+    out = torch.empty([m, n], dtype=x.dtype, device=x.device)
+    block_n = hl.register_block_size(n)
+    for tile_m in hl.tile(m):
+        mi = hl.full([tile_m], float("-inf"), dtype=torch.float32)
+        di = hl.zeros([tile_m], dtype=torch.float32)
+        for tile_n in hl.tile(n, block_size=block_n):
+            v = x[tile_m, tile_n].to(torch.float32)
+            m_new = torch.maximum(mi, torch.amax(v, dim=1))
+            di = di * torch.exp(mi - m_new) + torch.sum(torch.exp(v - m_new[:, None]), dim=1)
+            mi = m_new
+        inv = 1.0 / di
+        for tile_n in hl.tile(n, block_size=block_n):
+            v = x[tile_m, tile_n].to(torch.float32)
+            out[tile_m, tile_n] = (torch.exp(v - mi[:, None]) * inv[:, None]).to(x.dtype)
+    return out
+
+
+@helion.kernel()
 def softmax_bwd(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     m, n = y.size()
     dx = torch.empty([m, n], dtype=y.dtype, device=y.device)
@@ -64,13 +87,25 @@ def _default(shape: tuple) -> helion.Config:
     return C.row_config(m, n)
 
 
+# Rows longer than this (next power of two) do not fit in registers: they run the two-pass online kernel.
+ONLINE_ABOVE = 16384
+
+
+def _default_online(shape: tuple) -> helion.Config:
+    m, n = shape
+    return helion.Config(block_sizes=[min(4096, C.next_pow2(n)), 1], num_warps=16, num_stages=1)
+
+
 _fwd = C.Launcher(NAME, softmax_fwd, _default)
+_fwd_online = C.Launcher(NAME, softmax_fwd_online, _default_online)
 _bwd = C.Launcher(NAME, softmax_bwd, _default)
 
 
 def _rows_fwd(x2: torch.Tensor) -> torch.Tensor:
     if x2.numel() == 0:
         return torch.empty(x2.shape, dtype=x2.dtype, device=x2.device)
+    if C.next_pow2(x2.shape[1]) > ONLINE_ABOVE:
+        return _fwd_online(x2)
     return _fwd(x2)
 
 

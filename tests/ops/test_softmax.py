@@ -59,6 +59,18 @@ def test_looped_config(n):
         run_and_check(x.half())
 
 
+@pytest.mark.parametrize("n", [17, 1000, 4097])
+def test_online_kernel_for_long_rows(n, monkeypatch):
+    """Rows above ONLINE_ABOVE run the two-pass online kernel over column tiles (partial last tile)."""
+    monkeypatch.setattr(S, "ONLINE_ABOVE", 8)
+    run_and_check(rand(3, n))
+    cfg = Config(block_sizes=[min(256, C.next_pow2(n)), 2], num_warps=4, num_stages=1)
+    with C.use_config("softmax_fwd_online", cfg):
+        assert S._fwd_online.config_for(rand(3, n))["block_sizes"][0] == min(256, C.next_pow2(n))
+        run_and_check(rand(3, n))
+        run_and_check(rand(3, n, dtype=torch.float16))
+
+
 def test_default_configs_by_shape():
     """Persistent whole rows up to 16K columns, looped beyond; warps grow with the row."""
     assert list(S._default((4096, 1000))["reduction_loops"]) == [None]
@@ -67,6 +79,7 @@ def test_default_configs_by_shape():
     assert S._default((4096, 16384))["num_warps"] == 16
     big = S._default((4096, 128256))
     assert big["reduction_loops"][0] is not None and big["num_warps"] == 16
+    assert C.next_pow2(128256) > S.ONLINE_ABOVE >= 16384  # long rows: online kernel
     assert list(S._default((3, 1000))["block_sizes"]) == [4]  # never more rows per program than M
 
 
