@@ -125,13 +125,15 @@ def _num_sms() -> int:
 
 def choose_config(g: int, m_total: int, n: int, k: int, dtype: torch.dtype) -> Config:
     """Forward config: block_sizes = [BM (rows per slot), BN, BK]. Like matmul's large-M configs
-    (TMA for w, persistent, L2-grouped), with BM 64 when groups are small on average."""
+    (TMA for w, persistent, L2-grouped), with BM 64 when groups are small on average.
+    On an H100 (bf16, 2026-11-25) 128x256x64 / 3 stages / 8 warps / persistent ran at 0.99-1.02x
+    torch._grouped_mm on three MoE shapes, 128x128x64 at 0.77-0.91x, 64x128x64 at 0.61-0.65x."""
     if dtype == torch.float32:
         return Config(block_sizes=[64, 64, 32], num_warps=4, num_stages=3, l2_groupings=[8],
                       pid_type="flat", indexing="tensor_descriptor")
     avg = m_total / max(g, 1)
     bm = 128 if avg >= 256 else 64
-    bn = 256 if (bm == 128 and n >= 2048) else 128
+    bn = 256 if (bm == 128 and n >= 1024) else 128
     stages = 3 if bn == 256 else 4
     return Config(block_sizes=[bm, bn, 64], num_warps=8 if bm * bn >= 128 * 128 else 4, num_stages=stages,
                   l2_groupings=[8], pid_type="persistent_interleaved", indexing="tensor_descriptor")
@@ -301,7 +303,20 @@ def grouped_gemm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, *, val
         offsets = offsets.to(torch.int32)
     if offsets.stride(0) != 1:
         offsets = offsets.contiguous()
+    if _direct_ok(x, w, offsets):
+        return _run_fwd(x, w, offsets)  # skips the custom op's dispatch (about 10 us)
     return _grouped_gemm_op(x, w, offsets)
+
+
+def _direct_ok(*tensors) -> bool:
+    """Plain eager inference (no autograd, no tracing, no tensor subclass or functorch transform)."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if type(t) is not torch.Tensor or (grad and t.requires_grad):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -116,38 +116,54 @@ def _num_sms() -> int:
 
 
 def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[int] = None) -> Config:
-    """Analytic config for an (M, N, K) problem, modelled on what reaches cuBLAS on H100
-    (anchors/2026-11-25-h100-triton-matmul.txt): persistent, L2-grouped (8), TMA tiles of
-    128x256x64 with 3 stages (4 stages overflow shared memory) when there are enough tiles to keep
-    every SM busy for several waves, else 128x128x64 with 4 stages; thin-M (decode-like) problems
-    use a 16/32/64-row tile and a deeper K block, since they are bandwidth-bound on B.
+    """Analytic config for an (M, N, K) problem; block_sizes = [BM, BN, BK].
+
+    Measured on an H100 (bf16, 2026-11-25; see the module notes) and matching the Triton anchors
+    (anchors/2026-11-25-h100-triton-matmul.txt):
+    - large problems: 128x256x64, 3 stages (4 overflow shared memory), 8 warps, persistent
+      (one program per SM), L2 grouping 8, TMA descriptors; warp-specialized inner loop when the
+      tile count is 2-4 waves (4096^2: +1%; it cost 4% at 8192^3);
+    - fewer than two waves of 128x256 tiles, or operands that TMA cannot read (a row stride that is
+      not 16-byte aligned, e.g. K = 4097: 128x256 ran at 0.73x cuBLAS there, 128x128 at 0.92x):
+      128x128x64, 4 stages; fewer than one wave of those: 64x128x64 (more programs);
+    - 16 < M <= 256: 64-row tiles, N block 128 or 64, whichever fills the SMs (M=128, N=4096,
+      K=14336: 64x64x128 0.95x vs 64x128x64 0.74x);
+    - M <= 16 (decode): bandwidth-bound on B: 16x64 tiles with a deep K block.
+    fp32 (IEEE, no tensor cores) uses moderate 64x64x32 tiles.
     Block sizes are clamped to the kernel's ConfigSpace by the caller."""
     sms = num_sms or _num_sms()
     if dtype == torch.float32:
-        # IEEE fp32: FMA dot products, no tensor cores; keep register tiles moderate.
         return Config(block_sizes=[64, 64, 32], num_warps=4, num_stages=3, l2_groupings=[8],
                       pid_type="flat", indexing="tensor_descriptor")
-    if m <= 64:
-        bm = 16 if m <= 16 else (32 if m <= 32 else 64)
-        # enough N tiles to cover the SMs; wide K blocks to stream B with few iterations
-        bn = 64
-        while bn > 32 and math.ceil(n / bn) < sms:
-            bn //= 2
-        return Config(block_sizes=[bm, bn, 128 if k >= 128 else 64], num_warps=4, num_stages=4,
+    cdiv = lambda x, y: -(-x // y)  # noqa: E731
+    es = torch.empty((), dtype=dtype).element_size()
+    aligned = (k * es) % 16 == 0 and (n * es) % 16 == 0 and (m * es) % 16 == 0
+    if m <= 16:
+        return Config(block_sizes=[16, 64, 256 if k >= 4096 else 128], num_warps=4, num_stages=3,
                       l2_groupings=[1], pid_type="flat", indexing="tensor_descriptor")
     if m <= 256:
-        bm = 64 if m <= 128 else 128
-        return Config(block_sizes=[bm, 128, 64], num_warps=4 if bm == 64 else 8, num_stages=4,
-                      l2_groupings=[8], pid_type="flat", indexing="tensor_descriptor")
-    tiles_big = math.ceil(m / 128) * math.ceil(n / 256)
-    if tiles_big >= 500:
-        bs, stages = [128, 256, 64], 3
+        bm = 32 if m <= 32 else 64
+        if cdiv(m, bm) * cdiv(n, 128) >= sms:
+            bs = [bm, 128, 64]
+        else:
+            bs = [bm, 64, 128]
+        return Config(block_sizes=bs, num_warps=4, num_stages=4, l2_groupings=[8], pid_type="flat",
+                      indexing="tensor_descriptor")
+    tiles_big = cdiv(m, 128) * cdiv(n, 256)
+    tiles_mid = cdiv(m, 128) * cdiv(n, 128)
+    ws = False
+    if aligned and tiles_big >= 2 * sms:
+        bs, stages, warps = [128, 256, 64], 3, 8
+        ws = tiles_big <= 4 * sms
+    elif tiles_mid >= sms:
+        bs, stages, warps = [128, 128, 64], 4, 8
     else:
-        bs, stages = [128, 128, 64], 4
-    tiles = math.ceil(m / bs[0]) * math.ceil(n / bs[1])
+        bs, stages, warps = [64, 128, 64], 4, 4
+    tiles = cdiv(m, bs[0]) * cdiv(n, bs[1])
     pid = "persistent_interleaved" if tiles > sms else "flat"
-    return Config(block_sizes=bs, num_warps=8, num_stages=stages, l2_groupings=[8], pid_type=pid,
-                  indexing="tensor_descriptor")
+    cfg = Config(block_sizes=bs, num_warps=warps, num_stages=stages, l2_groupings=[8], pid_type=pid,
+                 indexing="tensor_descriptor")
+    return cfg.replace(range_warp_specializes=[True]) if ws else cfg
 
 
 def _fit(bound, cfg: Config) -> Config:
@@ -316,6 +332,18 @@ def _check(a, b, bias, activation) -> None:
         raise InputError(f"matmul(): 'activation' must be one of {ACTIVATIONS}, got {activation!r}")
 
 
+def _direct_ok(*tensors) -> bool:
+    """Plain eager inference (no autograd, no tracing, no tensor subclass or functorch transform):
+    the kernel can be launched without going through the custom op."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is not None and (type(t) is not torch.Tensor or (grad and t.requires_grad)):
+            return False
+    return True
+
+
 def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
            activation: Optional[str] = None) -> torch.Tensor:
     """``activation(a @ b + bias)`` with fp32 accumulation; see the module docstring.
@@ -326,7 +354,10 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
     _check(a, b, bias, activation)
     lead = a.shape[:-1]
     a2 = a if a.dim() == 2 else a.reshape(-1, a.shape[-1])
-    out = _matmul_op(a2, b, bias, activation)
+    if _direct_ok(a, b, bias):
+        out = _run(a2, b, bias, activation)  # skips the custom op's dispatch (about 10 us)
+    else:
+        out = _matmul_op(a2, b, bias, activation)
     return out if a.dim() == 2 else out.reshape(*lead, b.shape[1])
 
 
