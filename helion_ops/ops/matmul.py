@@ -214,6 +214,25 @@ def _layout(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return t, False  # generic strides: pointer indexing by strides
 
 
+def _alloc(size: int, alignment: int, stream) -> torch.Tensor:
+    return torch.empty(size, device="cuda", dtype=torch.int8)
+
+
+def _ensure_tma_allocator(t: torch.Tensor) -> None:
+    """TMA descriptors built on device need Triton's scratch allocator, which Triton keeps in a
+    ContextVar: the DSL runtime sets it once, in the thread that first compiles a kernel, so it is
+    missing in autograd's backward thread. Set it in the calling context when it is missing."""
+    if t.device.type != "cuda":
+        return
+    try:
+        from triton.runtime import _allocation
+        if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
+            import triton
+            triton.set_allocator(_alloc)
+    except Exception:  # pragma: no cover - a Triton without the ContextVar: the runtime's setup applies
+        pass
+
+
 def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]) -> torch.Tensor:
     """The kernel launch for 2-D a [M, K], b [K, N] (already validated)."""
     m, k = a.shape
@@ -222,6 +241,7 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
         return _eager2d(a, b, bias, activation)
     if bias is not None and bias.stride(0) != 1:
         bias = bias.contiguous()
+    _ensure_tma_allocator(a)
     pa, ta = _layout(a)
     pb, tb = _layout(b)
     args = (pa, pb, bias, activation, ta, tb)
