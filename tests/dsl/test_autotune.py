@@ -182,6 +182,17 @@ def test_precompiler_survives_raise_hang_and_crash():
     assert sorted(done) == sorted(jobs)
 
 
+def test_precompiler_stops_at_deadline():
+    pre = Precompiler(workers=1, timeout=60.0, job=_job, initializer=None)
+    t0 = time.monotonic()
+    try:
+        res = pre.run({"a": ([("sleep",)], None), "b": ([("sleep",)], None)}, deadline=t0 + 4.0)
+    finally:
+        pre.close()
+    assert time.monotonic() - t0 < 15
+    assert all("time limit" in e for e in res.values()) and set(res) == {"a", "b"}
+
+
 # ---------------------------------------------------------------------------
 # Benchmarker on a fake BoundKernel (CONTRACTS §2)
 # ---------------------------------------------------------------------------

@@ -114,11 +114,13 @@ def _measure(bound: Any, args: Sequence[Any], space: Any, prof: Effort, fallback
     prog = Progress(progress, desc=name or "autotune")
     if prof.time_limit is not None:
         # One hung compile must not eat a quick run's whole wall-clock cap.
-        compile_timeout = min(compile_timeout, max(5.0, 0.6 * prof.time_limit))
+        compile_timeout = min(compile_timeout, max(5.0, 0.4 * prof.time_limit))
     bench = objective if objective is not None else Benchmarker(
         bound, args, reps=prof.reps, reference=reference, compile_timeout=compile_timeout,
         workers=workers, progress=prog)
     ev = Evaluator(bench, max_evals=prof.max_evals or None, time_limit=prof.time_limit, progress=prog)
+    if isinstance(bench, Benchmarker):
+        bench.deadline = ev.deadline  # lets a slow compile batch stop at the cap
     try:
         drive(ev)
         best, best_t = ev.best()

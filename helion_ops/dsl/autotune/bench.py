@@ -123,10 +123,12 @@ class Precompiler:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def run(self, jobs: dict[Hashable, Any], on_done: Optional[Callable[[Hashable, Optional[str]], None]] = None
-            ) -> dict[Hashable, Optional[str]]:
+    def run(self, jobs: dict[Hashable, Any], on_done: Optional[Callable[[Hashable, Optional[str]], None]] = None,
+            deadline: Optional[float] = None) -> dict[Hashable, Optional[str]]:
         """Run ``job(payload)`` for each item; return key -> None on success
-        or an error message. ``on_done(key, error)`` is called as each ends."""
+        or an error message. ``on_done(key, error)`` is called as each ends.
+        At ``deadline`` (``time.monotonic()`` value) whatever has not
+        finished fails, so a search's wall-clock cap holds mid-batch."""
         results: dict[Hashable, Optional[str]] = {}
         queue = deque(jobs)
         suspects: deque = deque()  # in flight when a worker died; retried alone
@@ -150,7 +152,19 @@ class Precompiler:
                 self._kill_pool()
                 return False
 
+        def expires(t0: float) -> float:
+            return t0 + self.timeout if deadline is None else min(t0 + self.timeout, deadline)
+
         while queue or suspects or inflight:
+            if deadline is not None and time.monotonic() >= deadline:
+                for k in [*queue, *suspects, *(k for k, _ in inflight.values())]:
+                    finish(k, "autotune time limit reached")
+                queue.clear()
+                suspects.clear()
+                if inflight:
+                    inflight.clear()
+                    self._kill_pool()
+                break
             if queue:
                 while queue and len(inflight) < self.workers and submit(queue):
                     pass
@@ -158,8 +172,8 @@ class Precompiler:
                 submit(suspects)
             if not inflight:
                 continue
-            first_deadline = min(t0 for _, t0 in inflight.values()) + self.timeout
-            done, _ = cf.wait(list(inflight), timeout=max(0.0, first_deadline - time.monotonic()) + 0.01,
+            first = min(expires(t0) for _, t0 in inflight.values())
+            done, _ = cf.wait(list(inflight), timeout=max(0.0, first - time.monotonic()) + 0.01,
                               return_when=cf.FIRST_COMPLETED)
             crashed = []
             for f in done:
@@ -181,7 +195,9 @@ class Precompiler:
                     suspects.extend(crashed)
                 continue
             now = time.monotonic()
-            expired = [f for f, (_, t0) in inflight.items() if now - t0 >= self.timeout]
+            if deadline is not None and now >= deadline:
+                continue  # handled at the top of the loop
+            expired = [f for f, (_, t0) in inflight.items() if now >= expires(t0)]
             if expired:
                 for f in expired:
                     finish(inflight.pop(f)[0], f"timed out after {self.timeout:.0f}s")
@@ -340,6 +356,7 @@ class Benchmarker:
         self.precompiler = Precompiler(workers, compile_timeout) if precompile else None
         self.by_code: dict[str, float] = {}     # source hash -> time
         self.code_of: dict[Config, Optional[str]] = {}
+        self.deadline: Optional[float] = None  # time.monotonic() cap, set by autotune()
         self._expected: Any = None
         self._written: list[int] = []
         self._timing_args: Optional[list] = None
@@ -411,7 +428,7 @@ class Benchmarker:
                 self.by_code[h] = INF  # type: ignore[index]
                 self._fail(new[h], f"precompile: {err}")  # type: ignore[index]
 
-        self.precompiler.run(jobs, on_done=done)  # type: ignore[union-attr]
+        self.precompiler.run(jobs, on_done=done, deadline=self.deadline)  # type: ignore[union-attr]
 
     def expected(self) -> Any:
         """The outputs every candidate must reproduce (computed once); None
@@ -457,4 +474,9 @@ class Benchmarker:
         return self.timer(lambda: self.bound.run(cfg, *args), reps)
 
     def _fail(self, cfg: Config, msg: str) -> None:
-        self.progress.log(f"candidate rejected ({msg}): {cfg!r}")
+        # Triton errors can carry whole PTX listings: one line on screen,
+        # the full text at debug level.
+        log.debug("candidate rejected: %r\n%s", cfg, msg)
+        lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+        short = lines[0] if len(lines) <= 1 else f"{lines[0]} ... {lines[-1]}"
+        self.progress.log(f"candidate rejected ({short[:240]}): {cfg!r}")
