@@ -175,7 +175,7 @@ def rms_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] =
     else:  # eager inference: skip the custom-op dispatch
         C.check_device(NAME, "input", x2)
         y2, _ = _rows_fwd(x2, w, eps)
-    return y2.view(x.shape)
+    return y2 if x2 is x else y2.view(x.shape)
 
 
 # ---- op contract (docs/CONTRACTS.md §1) ---------------------------------------------------------

@@ -175,7 +175,7 @@ def softmax(x: torch.Tensor, dim: int = -1, dtype: torch.dtype | None = None) ->
     else:  # eager inference: skip the custom-op dispatch
         C.check_device(NAME, "input", x2)
         y2 = _rows_fwd(x2)
-    y = y2.view(xt.shape)
+    y = y2 if x2 is xt else y2.view(xt.shape)
     return y if dim == nd - 1 else y.movedim(-1, dim)
 
 
