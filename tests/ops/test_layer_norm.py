@@ -65,11 +65,11 @@ def test_rows(n, dtype, affine):
 
 @pytest.mark.parametrize("n", [17, 1000, 4097])
 def test_looped_forward_and_multirow_backward(n):
-    """Forward with reduction_loops (chunks); backward with several rows per program (partial sums
-    over a partial last program)."""
+    """Forward with reduction_loops (chunks); backward with several rows per program, two per inner
+    step (partial sums over a partial last program and a partial last step)."""
     chunk = min(256, C.next_pow2(n) // 2)
     fwd = Config(block_sizes=[2], reduction_loops=[chunk], num_warps=4, num_stages=1)
-    bwd = Config(block_sizes=[4], reduction_loops=[None], num_warps=4, num_stages=1)
+    bwd = Config(block_sizes=[4, 2], reduction_loops=[None], num_warps=4, num_stages=1)
     x, w, b = rand(7, n), rand(n), rand(n)
     with C.use_config("layer_norm_fwd", fwd), C.use_config("layer_norm_bwd", bwd):
         assert "for roffset" in L._fwd.entry((x, w, b, 1e-5))[0].to_triton_code(fwd)
@@ -81,7 +81,7 @@ def test_looped_forward_and_multirow_backward(n):
 def test_partials_have_one_row_per_program():
     x, w, b = rand(7, 33), rand(33), rand(33)
     mean, rstd = x.mean(-1), torch.rsqrt(x.var(-1, unbiased=False) + 1e-5)
-    cfg = Config(block_sizes=[4], reduction_loops=[None], num_warps=4, num_stages=1)
+    cfg = Config(block_sizes=[4, 4], reduction_loops=[None], num_warps=4, num_stages=1)
     with C.use_config("layer_norm_bwd", cfg):
         dx, dwp, dbp = L._bwd(rand(7, 33), x, w, b, mean, rstd)
     assert dwp.shape == dbp.shape == (2, 33) and dwp.dtype == dbp.dtype == torch.float32
@@ -90,7 +90,7 @@ def test_partials_have_one_row_per_program():
 def test_default_configs():
     assert list(L._default_fwd((4096, 4096))["reduction_loops"]) == [None]
     assert L._default_fwd((4096, 8192))["num_warps"] == 8
-    assert list(L._default_bwd((4096, 4096))["block_sizes"]) == [16]   # 4096 rows / (2 * 132 SMs)
+    assert list(L._default_bwd((4096, 4096))["block_sizes"]) == [16, 1]   # 4096 rows / (2 * 132 SMs)
 
 
 def test_3d_and_multidim_normalized_shape():

@@ -77,9 +77,10 @@ def test_default_configs_by_shape():
     assert S._default((4096, 1000))["num_warps"] == 4
     assert S._default((4096, 8192))["num_warps"] == 8
     assert S._default((4096, 16384))["num_warps"] == 16
+    assert list(S._default((4096, 32000))["reduction_loops"]) == [None]  # 32K lanes still persistent
     big = S._default((4096, 128256))
     assert big["reduction_loops"][0] is not None and big["num_warps"] == 16
-    assert C.next_pow2(128256) > S.ONLINE_ABOVE >= 16384  # long rows: online kernel
+    assert C.next_pow2(128256) > S.ONLINE_ABOVE >= 32768  # long rows: online kernel
     assert list(S._default((3, 1000))["block_sizes"]) == [4]  # never more rows per program than M
 
 
