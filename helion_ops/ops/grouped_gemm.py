@@ -21,6 +21,11 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
 - Offsets are validated on the host (sorted, in ``[0, M_total]``, last == M_total): that reads G
   ints back from the device. Pass ``validate=False`` to skip it (e.g. inside CUDA graphs);
   ``impl`` (the benchmark entry) skips it, as ``torch._grouped_mm`` does no such check.
+
+Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, vs ``torch._grouped_mm``, 2026-11-25, on
+SHAPES): forward 0.93-1.14x (x rows are jagged, so they are read through pointers; w through TMA),
+far ahead of the Python loop on G = 64 (577 vs 352 TFLOP/s); dx 0.95-1.11x; dw 0.42-0.52x (its
+untuned config: the known gap).
 """
 from __future__ import annotations
 
