@@ -126,7 +126,8 @@ def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[
 
     Measured on an H100 (bf16, 2026-11-25; see the module notes) and matching the Triton anchors
     (anchors/2026-11-25-h100-triton-matmul.txt):
-    - large problems (about one wave or more of 128x256 tiles; 2048^3: 0.91x vs 0.83x for 128x128):
+    - large problems (two waves or more of 128x256 tiles, or about one wave when 128x128 tiles
+      would not make two; 2048^3: 0.91x vs 0.83x for 128x128):
       128x256x64, 3 stages (4 overflow shared memory), 8 warps, persistent (one program per SM),
       L2 grouping 8, TMA descriptors; warp-specialized inner loop when the tile count is 2-4 waves
       (4096^2: +1-4%; it cost 4% at 8192^3);
@@ -159,7 +160,7 @@ def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[
     tiles_big = cdiv(m, 128) * cdiv(n, 256)
     tiles_mid = cdiv(m, 128) * cdiv(n, 128)
     ws = False
-    if aligned and tiles_big >= sms - sms // 8:
+    if aligned and (tiles_big >= 2 * sms or (tiles_big >= sms - sms // 8 and tiles_mid < 2 * sms)):
         bs, stages, warps = [128, 256, 64], 3, 8
         ws = 2 * sms <= tiles_big <= 4 * sms
     elif tiles_mid >= sms:
