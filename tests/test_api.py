@@ -146,3 +146,39 @@ def test_custom_ops_pass_opcheck():
     for op, args in cases:
         result = torch.library.opcheck(op, args)
         assert all(v == "SUCCESS" for v in result.values()), (op, result)
+
+
+def _kernel_args(kernel: str, shape: list) -> tuple:
+    """Meta-tensor arguments of one of our kernels at an [M, N] shape (bf16), for binding without data."""
+    m, n = shape
+    t = lambda *s, dt=torch.bfloat16: torch.empty(*s, dtype=dt, device="meta")  # noqa: E731
+    x, v, st = t(m, n), t(n), t(m, dt=torch.float32)
+    return {"softmax_fwd": (x,), "softmax_fwd_online": (x,), "softmax_bwd": (x, t(m, n)),
+            "rms_norm_fwd": (x, v, 1e-6), "rms_norm_bwd": (t(m, n), x, v, st),
+            "layer_norm_fwd": (x, v, t(n), 1e-5), "layer_norm_bwd": (t(m, n), x, v, t(n), st, t(m, dt=torch.float32))}[kernel]
+
+
+@pytest.mark.parametrize("op", CORE)
+def test_pretuned_sm90_configs_validate_and_compile(op):
+    """Every shipped H100 entry validates against its kernel's ConfigSpace at its shape, is what the
+    lookup returns for that shape, and one entry per kernel compiles for sm_90 (no GPU needed)."""
+    import json
+
+    import helion_ops.ops as ops_pkg
+    from helion_ops.dsl import pretuned
+    path = pretuned.config_path(op, "sm90")
+    if not path.exists():
+        pytest.skip(f"no {path}")
+    data = json.loads(path.read_text())
+    assert data["gpu"].startswith("NVIDIA H100") and data["entries"]
+    mod = __import__(f"{ops_pkg.__name__}.{op}", fromlist=["_"])
+    compiled = set()
+    for e in data["entries"]:
+        kernel = getattr(mod, e["kernel"])
+        bound = kernel.bind(_kernel_args(e["kernel"], e["key"]["shape"]))
+        cfg = bound.config_space.normalize(helion_ops.dsl.Config(**e["config"]))
+        assert pretuned.lookup(op, e["kernel"], torch.bfloat16, e["key"]["shape"], arch="sm90") == \
+            helion_ops.dsl.Config(**e["config"])
+        if e["kernel"] not in compiled:
+            compiled.add(e["kernel"])
+            assert bound.compile_for_target(cfg, ("cuda", 90, 32))

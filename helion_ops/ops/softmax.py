@@ -10,7 +10,7 @@ Kernels (one source each; the Config chooses the variant):
   of the row when ``reduction_loops=[chunk]`` (three passes over the row: max, sum, output).
 * ``softmax_fwd_online``: for rows too long for registers (next_pow2(N) > ``ONLINE_ABOVE``): an online
   softmax over column tiles, two passes (running max and rescaled sum; output). On the H100 it beat
-  the three-pass looped kernel at N=128256 (1.96 vs 1.49 TB/s, bf16, counting one read and one write).
+  the three-pass looped kernel at N=128256 (2.15 vs 1.49 TB/s, bf16, counting one read and one write).
 * ``softmax_bwd``: ``dx = y * (dy - sum(dy * y))``, same structure.
 
 Both are ``torch.library`` custom ops (``helion_ops::softmax_fwd`` / ``softmax_bwd``) with fake
@@ -94,7 +94,10 @@ ONLINE_ABOVE = 32768
 
 def _default_online(shape: tuple) -> helion.Config:
     m, n = shape
-    return helion.Config(block_sizes=[min(8192, C.next_pow2(n)), 1], num_warps=16, num_stages=1)
+    # H100, bf16, N=128256: 16K-column tiles, 16 warps, first pass evict_last / second evict_first (so the
+    # re-read hits L2 more often): 2.15 TB/s, against 1.96 without the hints and 1.49 for the looped kernel.
+    return helion.Config(block_sizes=[min(16384, C.next_pow2(n)), 1], num_warps=16, num_stages=1,
+                         load_eviction_policies=["last", "first"])
 
 
 _fwd = C.Launcher(NAME, softmax_fwd, _default)
