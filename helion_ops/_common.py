@@ -230,6 +230,20 @@ def rows_per_program(m: int, programs_per_sm: int = 2) -> int:
     return max(1, min(next_pow2(-(-m // target)), 1 << 20))
 
 
+def norm_bwd_config(m: int, n: int) -> Config:
+    """Default Config of the partial-sum norm backward kernels (``block_sizes=[rows, sub]``).
+
+    From the H100 sweep (bf16, M >= 16K): about two programs per SM up to 4K columns and one above,
+    one row per inner step from 4K columns (several for short rows: ~4K elements a step), 8 warps at
+    4K columns and 16 above. The shipped sm90 table overrides this on its shapes.
+    """
+    p = next_pow2(n)
+    warps = 4 if p <= 2048 else 8 if p <= 4096 else 16
+    rows = rows_per_program(m, programs_per_sm=2 if p <= 4096 else 1)
+    sub = max(1, min(rows, 4096 // p))
+    return Config(block_sizes=[rows, sub], reduction_loops=[None], num_warps=warps, num_stages=1)
+
+
 class Launcher:
     """Runs a DSL kernel with a per-signature cached (BoundKernel, Config).
 

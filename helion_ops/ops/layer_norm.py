@@ -105,12 +105,7 @@ def _default_fwd(shape: tuple) -> helion.Config:
 
 
 def _default_bwd(shape: tuple) -> helion.Config:
-    m, n = shape
-    p = C.next_pow2(n)
-    warps = 4 if p <= 2048 else 8 if p <= 8192 else 16
-    rows = C.rows_per_program(m)
-    sub = max(1, min(rows, 4096 // p))  # ~4K elements per inner step: short rows take several at once
-    return helion.Config(block_sizes=[rows, sub], reduction_loops=[None], num_warps=warps, num_stages=1)
+    return C.norm_bwd_config(*shape)
 
 
 _fwd = C.Launcher(NAME, layer_norm_fwd, _default_fwd)

@@ -91,6 +91,8 @@ def test_default_configs():
     assert list(L._default_fwd((4096, 4096))["reduction_loops"]) == [None]
     assert L._default_fwd((4096, 8192))["num_warps"] == 8
     assert list(L._default_bwd((4096, 4096))["block_sizes"]) == [16, 1]   # 4096 rows / (2 * 132 SMs)
+    assert list(L._default_bwd((32768, 8192))["block_sizes"]) == [256, 1]  # long rows: 1 program per SM
+    assert L._default_bwd((32768, 8192))["num_warps"] == 16
 
 
 def test_3d_and_multidim_normalized_shape():

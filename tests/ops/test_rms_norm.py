@@ -90,6 +90,8 @@ def test_default_configs():
     assert list(R._default_fwd((4096, 4096))["reduction_loops"]) == [None]
     assert R._default_fwd((4096, 8192))["num_warps"] == 8
     assert list(R._default_bwd((4096, 4096))["block_sizes"]) == [16, 1]   # 4096 rows / (2 * 132 SMs)
+    assert list(R._default_bwd((32768, 8192))["block_sizes"]) == [256, 1]  # long rows: 1 program per SM
+    assert R._default_bwd((32768, 8192))["num_warps"] == 16
     assert list(R._default_bwd((32768, 4096))["block_sizes"]) == [128, 1]
     assert list(R._default_bwd((16384, 1000))["block_sizes"]) == [64, 4]  # short rows: 4 per step
 
