@@ -73,8 +73,9 @@ METRIC = "TFLOP/s"
 # (B, H, S, D, causal): D=128, B*S = 16K tokens, H=16 (B*H*S = 256K rows of q), as FlashAttention benchmarks.
 SHAPES: list[tuple] = [(16384 // s, 16, s, 128, c) for c in (False, True)
                        for s in (1024, 2048, 4096, 8192, 16384)]
-# interpreter shapes; an optional 6th entry is H_kv (grouped-query attention)
-SMALL_SHAPES: list[tuple] = [(1, 2, 1, 64, False), (1, 2, 17, 64, True), (2, 1, 17, 128, False),
+# interpreter shapes; optional 6th and 7th entries: H_kv (grouped-query attention) and S_k (keys, when
+# not S). The S=1 query attends 17 keys: with one key the exact dQ/dK are 0 and a relative error is void.
+SMALL_SHAPES: list[tuple] = [(1, 2, 1, 64, False, 2, 17), (1, 2, 17, 64, True), (2, 1, 17, 128, False),
                              (1, 1, 130, 64, True), (1, 4, 17, 64, True, 2)]
 
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
@@ -508,18 +509,20 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
 # Op contract (docs/CONTRACTS.md §1)
 # ---------------------------------------------------------------------------------------------
 
-def _unpack(shape: tuple) -> tuple[int, int, int, int, int, bool]:
+def _unpack(shape: tuple) -> tuple[int, int, int, int, int, int, bool]:
+    """(B, H, H_kv, S_q, S_k, D, causal) of a shape tuple (B, H, S, D, causal[, H_kv[, S_k]])."""
     b, h, s, d, causal = shape[:5]
     h_kv = shape[5] if len(shape) > 5 else h
-    return b, h, h_kv, s, d, bool(causal)
+    s_k = shape[6] if len(shape) > 6 else s
+    return b, h, h_kv, s, s_k, d, bool(causal)
 
 
 def make_inputs(shape, dtype, device):
-    """(q, k, v, causal): standard normal q, k, v of [B, H(_kv), S, D]."""
-    b, h, h_kv, s, d, causal = _unpack(shape)
+    """(q, k, v, causal): standard normal q [B, H, S, D] and k, v [B, H_kv, S_k, D]."""
+    b, h, h_kv, s, s_k, d, causal = _unpack(shape)
     q = torch.randn(b, h, s, d, dtype=dtype, device=device)
-    k = torch.randn(b, h_kv, s, d, dtype=dtype, device=device)
-    v = torch.randn(b, h_kv, s, d, dtype=dtype, device=device)
+    k = torch.randn(b, h_kv, s_k, d, dtype=dtype, device=device)
+    v = torch.randn(b, h_kv, s_k, d, dtype=dtype, device=device)
     return q, k, v, causal
 
 
@@ -575,9 +578,10 @@ def _math_attention(q, k, v, causal: bool, scale: float):
 
 
 def work(shape, dtype) -> float:
-    """Forward FLOPs: QK^T and PV, 2 * 2 * B * H * S^2 * D; halved when causal."""
-    b, h, _, s, d, causal = _unpack(shape)
-    f = 4.0 * b * h * s * s * d
+    """Forward FLOPs: QK^T and PV, 2 * 2 * B * H * S_q * S_k * D (S_q = S_k = S for SHAPES); halved when
+    causal (as FlashAttention counts)."""
+    b, h, _, s, s_k, d, causal = _unpack(shape)
+    f = 4.0 * b * h * s * s_k * d
     return f / 2 if causal else f
 
 
