@@ -2,8 +2,10 @@
 
 Input handling
 --------------
-* ``check_*`` validate public arguments and raise
-  :class:`helion_ops.dsl.exc.InputError` naming the offending argument.
+* ``check_*`` validate public arguments and raise a subclass of
+  :class:`helion_ops.errors.InputError` (``DtypeError``, ``DeviceError``, ``ShapeError``...)
+  naming the offending argument and what was expected. They are attribute checks only: no tensor
+  ops, no allocations.
 * :func:`as_rows` flattens an input of any rank to ``[M, N]`` rows (N = the
   normalised trailing size) with ``x.reshape(-1, N)``, which is a view, not a
   copy, whenever the layout allows it (contiguous inputs, row-sliced views,
@@ -23,12 +25,23 @@ override (:func:`use_config`), else the pretuned entry for the GPU arch
 op's own shape-based default. :class:`Launcher` caches the bound kernel and
 its Config per argument signature, so a repeated call costs a dict lookup
 plus the DSL's launch.
+
+Fallback
+--------
+When a kernel fails to compile or launch (unsupported arch, out of shared memory or registers, a
+Triton or driver error), :func:`kernel_failed` decides: bad input (``InputError``) and CUDA
+out-of-memory always propagate; with ``HELION_OPS_STRICT=1`` a :class:`LaunchError` is raised;
+otherwise one :class:`FallbackWarning` per (op, reason) is issued and the caller runs the op's eager
+PyTorch version. The failed specialisation is remembered (the Launcher cache entry, or the bound
+kernel's ``_op_config_chosen`` set to :data:`EAGER`), so later calls go straight to eager without
+retrying the compile. :func:`reset_fallbacks` forgets all that (tests).
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import os
+import warnings
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -36,8 +49,8 @@ import torch
 from .dsl import exc
 from .dsl.config import Config
 from .dsl.runtime import spec_key
-
-InputError = exc.InputError
+from .errors import (ArgumentTypeError, DeviceError, DtypeError, FallbackWarning, IndexOverflowError,
+                     InputError, LaunchError, ShapeError)
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
@@ -51,12 +64,12 @@ def interpret_mode() -> bool:
 
 def check_tensor(op: str, name: str, t: Any) -> None:
     if not isinstance(t, torch.Tensor):
-        raise InputError(f"{op}(): argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
+        raise ArgumentTypeError(f"{op}(): argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
 
 
 def check_dtype(op: str, name: str, t: torch.Tensor) -> None:
     if t.dtype not in FLOAT_DTYPES:
-        raise InputError(f"{op}(): argument '{name}' has dtype {t.dtype}; supported dtypes are "
+        raise DtypeError(f"{op}(): argument '{name}' has dtype {t.dtype}; supported dtypes are "
                          f"torch.float32, torch.float16 and torch.bfloat16")
 
 
@@ -67,17 +80,18 @@ def check_device(op: str, name: str, t: torch.Tensor) -> None:
         return
     interp = interpret_mode()
     if dev == "cpu" and not interp:
-        raise InputError(f"{op}(): argument '{name}' is a CPU tensor; helion_ops runs on CUDA tensors "
+        raise DeviceError(f"{op}(): argument '{name}' is a CPU tensor; helion_ops runs on CUDA tensors "
                          f"(or on CPU tensors under the Triton interpreter, TRITON_INTERPRET=1)")
     if dev == "cuda" and interp:
-        raise InputError(f"{op}(): argument '{name}' is a CUDA tensor but TRITON_INTERPRET=1 runs on CPU tensors")
+        raise DeviceError(f"{op}(): argument '{name}' is a CUDA tensor but TRITON_INTERPRET=1 runs on CPU tensors")
     if dev not in ("cpu", "cuda"):
-        raise InputError(f"{op}(): argument '{name}' is on device '{t.device}', which helion_ops does not support")
+        raise DeviceError(f"{op}(): argument '{name}' is on device '{t.device}', which helion_ops does not support")
 
 
 def check_same_device(op: str, ref_name: str, ref: torch.Tensor, name: str, t: torch.Tensor) -> None:
     if t.device != ref.device:
-        raise InputError(f"{op}(): argument '{name}' is on {t.device} but '{ref_name}' is on {ref.device}")
+        raise DeviceError(f"{op}(): argument '{name}' is on {t.device} but '{ref_name}' is on {ref.device}; "
+                          f"all tensors must be on one device")
 
 
 def check_input(op: str, x: Any, name: str = "input") -> None:
@@ -98,11 +112,13 @@ def normalized_size(op: str, x: torch.Tensor, normalized_shape: Any) -> tuple[tu
         try:
             ns = tuple(normalized_shape)
         except TypeError:
-            raise InputError(f"{op}(): argument 'normalized_shape' must be an int or a sequence of ints, "
+            raise ArgumentTypeError(f"{op}(): argument 'normalized_shape' must be an int or a sequence of ints, "
                              f"got {normalized_shape!r}") from None
-    if not ns or not all(isinstance(d, int) and not isinstance(d, bool) for d in ns) or \
-            x.dim() < len(ns) or tuple(x.shape[x.dim() - len(ns):]) != ns:
-        raise InputError(f"{op}(): argument 'normalized_shape' {list(ns)} does not match the trailing "
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in ns):
+        raise ArgumentTypeError(f"{op}(): argument 'normalized_shape' must be an int or a sequence of ints, "
+                                f"got {normalized_shape!r}")
+    if not ns or x.dim() < len(ns) or tuple(x.shape[x.dim() - len(ns):]) != ns:
+        raise ShapeError(f"{op}(): argument 'normalized_shape' {list(ns)} does not match the trailing "
                          f"dims of input of shape {list(x.shape)}")
     return ns, math.prod(ns)
 
@@ -113,12 +129,93 @@ def check_param(op: str, name: str, p: Any, x: torch.Tensor, ns: tuple[int, ...]
         return
     check_tensor(op, name, p)
     if tuple(p.shape) != tuple(ns):
-        raise InputError(f"{op}(): argument '{name}' has shape {list(p.shape)}; expected normalized_shape "
+        raise ShapeError(f"{op}(): argument '{name}' has shape {list(p.shape)}; expected normalized_shape "
                          f"{list(ns)}")
     if p.dtype != x.dtype:
-        raise InputError(f"{op}(): argument '{name}' has dtype {p.dtype} but input has dtype {x.dtype}; "
+        raise DtypeError(f"{op}(): argument '{name}' has dtype {p.dtype} but input has dtype {x.dtype}; "
                          f"they must match")
     check_same_device(op, "input", x, name, p)
+
+
+def check_float(op: str, name: str, v: Any) -> float:
+    """A Python number argument (eps, scale), as float."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ArgumentTypeError(f"{op}(): argument '{name}' must be a float, got {type(v).__name__}")
+    return float(v)
+
+
+# ---- fallback -----------------------------------------------------------------------------------
+
+EAGER = "eager"  # value of ``bound._op_config_chosen`` once a specialisation fell back to eager
+
+
+class UseEager(Exception):
+    """Internal: this specialisation already fell back to eager (no new warning)."""
+
+
+def strict() -> bool:
+    """``HELION_OPS_STRICT=1``: a kernel that fails to compile or launch raises instead of falling back."""
+    return os.environ.get("HELION_OPS_STRICT", "0") not in ("", "0")
+
+
+_WARNED: set = set()
+_FELL_BACK: list = []  # (object, attribute or cache key) to undo in reset_fallbacks()
+
+
+def _reason(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+
+
+def kernel_failed(op: str, kernel: str, err: BaseException, bound: Any = None) -> None:
+    """Called from an ``except`` around a kernel's bind/compile/launch; returns when the caller should run
+    its eager fallback, else raises.
+
+    Bad input (:class:`InputError`) and CUDA out-of-memory propagate unchanged (they are not fallback
+    cases); with ``HELION_OPS_STRICT=1`` a :class:`LaunchError` naming the op and the reason is raised
+    from ``err``; otherwise one :class:`FallbackWarning` per (op, reason) is issued, and ``bound`` (if
+    given) is marked so its later calls go straight to eager.
+    """
+    if isinstance(err, UseEager):
+        return
+    if isinstance(err, InputError) or isinstance(err, torch.cuda.OutOfMemoryError):
+        raise err
+    reason = _reason(err)
+    if strict():
+        raise LaunchError(f"{op}(): kernel '{kernel}' failed to compile or launch ({reason}); "
+                          f"HELION_OPS_STRICT=1 disables the eager fallback") from err
+    if bound is not None:
+        bound._op_config_chosen = EAGER
+        _FELL_BACK.append((bound, None))
+    if (op, reason) not in _WARNED:
+        _WARNED.add((op, reason))
+        warnings.warn(FallbackWarning(f"helion_ops.{op}: kernel '{kernel}' failed to compile or launch "
+                                      f"({reason}); running the eager PyTorch fallback instead "
+                                      f"(set HELION_OPS_STRICT=1 to raise)"), stacklevel=3)
+
+
+def reset_fallbacks() -> None:
+    """Forget every fallback decision and warning (kernels are tried again on the next call)."""
+    for obj, key in _FELL_BACK:
+        if key is None:
+            if getattr(obj, "_op_config_chosen", None) == EAGER:
+                obj._op_config_chosen = False
+        else:
+            obj._cache.pop(key, None)
+    _FELL_BACK.clear()
+    _WARNED.clear()
+
+
+class _EagerEntry:
+    """A Launcher cache entry standing in for a bound kernel that failed: calls the eager version."""
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
 
 
 # ---- layout -------------------------------------------------------------------------------------
@@ -249,11 +346,13 @@ class Launcher:
 
     ``default(shape)`` gives the op's default Config for the ``key_shape`` of the args; ``key_shape(args)``
     says which dims select the config (e.g. ``[M, N]``). Overrides (:func:`use_config`) bypass the cache.
+    ``eager(*args)`` computes the kernel's outputs with PyTorch: the fallback when the kernel fails to
+    compile or launch (see :func:`kernel_failed`); the failed signature then maps to it in the cache.
     """
 
     def __init__(self, op: str, kernel: Any, default: Callable[[tuple], Config],
-                 key_shape: Callable[[tuple], tuple] | None = None) -> None:
-        self.op, self.kernel, self.default = op, kernel, default
+                 key_shape: Callable[[tuple], tuple] | None = None, eager: Callable | None = None) -> None:
+        self.op, self.kernel, self.default, self.eager = op, kernel, default, eager
         self.key_shape = key_shape or (lambda args: tuple(args[0].shape))
         self.name = _kernel_name(kernel)
         self._cache: dict[tuple, tuple] = {}
@@ -281,12 +380,26 @@ class Launcher:
         return hit
 
     def __call__(self, *args: Any) -> Any:
-        if not _OVERRIDES:
-            bound = self._cache.get(spec_key(args))
-            if bound is not None:
-                return bound[0](*args)  # runs bound.config (= the cached Config), reusing its run context
-        bound, cfg = self.entry(args)
-        return bound.run(cfg, *args)
+        try:
+            if not _OVERRIDES:
+                bound = self._cache.get(spec_key(args))
+                if bound is not None:
+                    return bound[0](*args)  # runs bound.config (= the cached Config), reusing its run context
+            bound, cfg = self.entry(args)
+            return bound.run(cfg, *args)
+        except Exception as e:
+            return self._failed(e, args)
+
+    def _failed(self, err: Exception, args: tuple) -> Any:
+        key = spec_key(args)
+        hit = self._cache.get(key)
+        if self.eager is None or (hit is not None and isinstance(hit[0], _EagerEntry)):
+            raise err  # no fallback, or the fallback itself failed
+        kernel_failed(self.op, self.name, err)
+        if self.name not in _OVERRIDES:
+            self._cache[key] = (_EagerEntry(self.eager), None)
+            _FELL_BACK.append((self, key))
+        return self.eager(*args)
 
     def config_for(self, *args: Any) -> Config:
         """The Config a call with ``args`` runs with (for tests and the bench)."""

@@ -16,6 +16,9 @@ except ImportError:  # pragma: no cover
 if not _HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("HELION_AUTOTUNE_PROGRESS", "0")
+# A kernel that fails to compile or launch must fail its test, not pass through the eager fallback
+# (tests/reliability/test_fallback.py turns this off where it tests the fallback itself).
+os.environ.setdefault("HELION_OPS_STRICT", "1")
 
 DEVICE = "cuda" if _HAS_CUDA and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
 

@@ -65,7 +65,9 @@ import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
 from helion_ops.dsl.config import BoolFragment
+from helion_ops import _common as C
 from helion_ops.dsl.exc import InputError
+from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, ShapeError
 
 NAME = "attention"
 METRIC = "TFLOP/s"
@@ -346,11 +348,18 @@ def _ensure_tma_allocator(t: torch.Tensor) -> None:
 def _launch(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causal: bool):
     _ensure_tma_allocator(q)
     bound = KERNELS[kernel].bind(args)
-    if not getattr(bound, "_op_config_chosen", False):
+    chosen = getattr(bound, "_op_config_chosen", False)
+    if chosen is not True:
+        if chosen == C.EAGER:  # this specialisation failed before: the caller runs eager
+            raise C.UseEager
         if not bound.kernel.configs:  # a Config pinned on the kernel (tests, tuner) wins
             bound.config = config_for(kernel, args, q, k, causal)
         bound._op_config_chosen = True
-    return bound(*args)
+    try:
+        return bound(*args)
+    except Exception as e:
+        C.kernel_failed(NAME, kernel, e, bound)  # raises on bad input / strict mode; else marks bound
+        raise C.UseEager from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +377,39 @@ def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, sc
         return (torch.zeros_like(q),
                 torch.full((b, h, s_q), float("-inf"), dtype=torch.float32, device=q.device))
     q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
-    return _launch("attn_fwd", (q, k, v, bool(causal), float(scale) * LOG2E), q, k, causal)
+    try:
+        return _launch("attn_fwd", (q, k, v, bool(causal), float(scale) * LOG2E), q, k, causal)
+    except Exception as e:  # compile/launch failure: eager fallback or LaunchError (_common.kernel_failed)
+        C.kernel_failed(NAME, "attn_fwd", e)
+        return _eager_forward(q, k, v, causal, scale)
+
+
+def _eager_scores(q, k, causal: bool, scale: float) -> torch.Tensor:
+    group = q.shape[1] // k.shape[1]
+    kf = k.float().repeat_interleave(group, 1) if group > 1 else k.float()
+    s = torch.matmul(q.float(), kf.transpose(-1, -2)) * scale
+    if causal:
+        keep = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
+        s = s.masked_fill(~keep, float("-inf"))
+    return s
+
+
+def _eager_forward(q, k, v, causal: bool, scale: float):
+    """(out, lse in base 2) with PyTorch in fp32: the fallback when a kernel cannot compile or launch."""
+    group = q.shape[1] // k.shape[1]
+    s = _eager_scores(q, k, causal, scale)
+    vf = v.float().repeat_interleave(group, 1) if group > 1 else v.float()
+    out = torch.matmul(torch.softmax(s, dim=-1), vf).to(q.dtype)
+    return out, torch.logsumexp(s, dim=-1) * LOG2E
+
+
+def _eager_backward(dout, q, k, v, causal: bool, scale: float):
+    """(dq, dk, dv) with PyTorch autograd in fp32 (the fallback); GQA heads are summed by autograd."""
+    with torch.enable_grad():
+        qf, kf, vf = (t.detach().float().requires_grad_() for t in (q, k, v))
+        out = _eager_forward(qf, kf, vf, causal, scale)[0]
+        dq, dk, dv = torch.autograd.grad(out, (qf, kf, vf), dout.float())
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
 def _backward_impl(dout, q, k, v, out, lse, causal: bool, scale: float):
@@ -376,11 +417,15 @@ def _backward_impl(dout, q, k, v, out, lse, causal: bool, scale: float):
     if q.numel() == 0 or s_k == 0:
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     dout, q, k, v, out = (_unit_last(t) for t in (dout, q, k, v, out))
-    delta = _launch("attn_bwd_preprocess", (out, dout), q, k, causal)
-    qk_scale = float(scale) * LOG2E
-    common = (q, k, v, dout, lse, delta, bool(causal), qk_scale, float(scale))
-    dk, dv = _launch("attn_bwd_dkdv", common, q, k, causal)
-    dq = _launch("attn_bwd_dq", common, q, k, causal)
+    try:
+        delta = _launch("attn_bwd_preprocess", (out, dout), q, k, causal)
+        qk_scale = float(scale) * LOG2E
+        common = (q, k, v, dout, lse, delta, bool(causal), qk_scale, float(scale))
+        dk, dv = _launch("attn_bwd_dkdv", common, q, k, causal)
+        dq = _launch("attn_bwd_dq", common, q, k, causal)
+    except Exception as e:  # compile/launch failure: eager fallback or LaunchError (_common.kernel_failed)
+        C.kernel_failed(NAME, "attention backward", e)
+        return _eager_backward(dout, q, k, v, causal, scale)
     return dq, dk, dv
 
 
@@ -435,12 +480,12 @@ def _check_device(name: str, t: torch.Tensor) -> None:
     if dev == "meta":
         return
     if dev == "cpu" and not interpret_mode():
-        raise InputError(f"attention(): argument '{name}' is a CPU tensor; helion_ops runs on CUDA tensors "
-                         f"(or on CPU tensors under the Triton interpreter, TRITON_INTERPRET=1)")
+        raise DeviceError(f"attention(): argument '{name}' is a CPU tensor; helion_ops runs on CUDA tensors "
+                          f"(or on CPU tensors under the Triton interpreter, TRITON_INTERPRET=1)")
     if dev == "cuda" and interpret_mode():
-        raise InputError(f"attention(): argument '{name}' is a CUDA tensor but TRITON_INTERPRET=1 runs on CPU")
+        raise DeviceError(f"attention(): argument '{name}' is a CUDA tensor but TRITON_INTERPRET=1 runs on CPU")
     if dev not in ("cpu", "cuda"):
-        raise InputError(f"attention(): argument '{name}' is on device '{t.device}', which is not supported")
+        raise DeviceError(f"attention(): argument '{name}' is on device '{t.device}', which is not supported")
 
 
 def _check(q, k, v, causal, scale, attn_mask, dropout_p) -> None:
@@ -451,37 +496,37 @@ def _check(q, k, v, causal, scale, attn_mask, dropout_p) -> None:
         raise InputError(f"attention(): argument 'dropout_p' = {dropout_p!r} is not supported (dropout must be 0)")
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
-            raise InputError(f"attention(): argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
+            raise ArgumentTypeError(f"attention(): argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
-            raise InputError(f"attention(): argument '{name}' must be 4-D [B, H, S, D], got shape {tuple(t.shape)}")
+            raise ShapeError(f"attention(): argument '{name}' must be 4-D [B, H, S, D], got shape {tuple(t.shape)}")
         if t.dtype not in _DTYPES:
-            raise InputError(f"attention(): argument '{name}' has dtype {t.dtype}; supported: "
+            raise DtypeError(f"attention(): argument '{name}' has dtype {t.dtype}; supported: "
                              f"float16, bfloat16, float32")
         _check_device(name, t)
     for name, t in (("k", k), ("v", v)):
         if t.dtype != q.dtype:
-            raise InputError(f"attention(): argument '{name}' has dtype {t.dtype} but 'q' has {q.dtype}; "
+            raise DtypeError(f"attention(): argument '{name}' has dtype {t.dtype} but 'q' has {q.dtype}; "
                              f"q, k and v must have the same dtype")
         if t.device != q.device:
-            raise InputError(f"attention(): argument '{name}' is on {t.device} but 'q' is on {q.device}")
+            raise DeviceError(f"attention(): argument '{name}' is on {t.device} but 'q' is on {q.device}")
     d = q.shape[3]
     if d not in HEAD_DIMS:
-        raise InputError(f"attention(): argument 'q' has head dim {d}; supported head dims are {HEAD_DIMS}")
+        raise ShapeError(f"attention(): argument 'q' has head dim {d}; supported head dims are {HEAD_DIMS}")
     for name, t in (("k", k), ("v", v)):
         if t.shape[3] != d:
-            raise InputError(f"attention(): argument '{name}' has head dim {t.shape[3]} but 'q' has {d}; "
+            raise ShapeError(f"attention(): argument '{name}' has head dim {t.shape[3]} but 'q' has {d}; "
                              f"head dims must match")
         if t.shape[0] != q.shape[0]:
-            raise InputError(f"attention(): argument '{name}' has batch {t.shape[0]} but 'q' has {q.shape[0]}")
+            raise ShapeError(f"attention(): argument '{name}' has batch {t.shape[0]} but 'q' has {q.shape[0]}")
     if v.shape != k.shape:
-        raise InputError(f"attention(): argument 'v' has shape {tuple(v.shape)} but 'k' has {tuple(k.shape)}; "
+        raise ShapeError(f"attention(): argument 'v' has shape {tuple(v.shape)} but 'k' has {tuple(k.shape)}; "
                          f"k and v must have the same shape")
     h, h_kv = q.shape[1], k.shape[1]
     if h_kv == 0 or h % h_kv != 0:
-        raise InputError(f"attention(): argument 'k' has {h_kv} heads, which does not divide the {h} heads "
+        raise ShapeError(f"attention(): argument 'k' has {h_kv} heads, which does not divide the {h} heads "
                          f"of 'q' (grouped-query attention needs H % H_kv == 0)")
     if not isinstance(causal, bool):
-        raise InputError(f"attention(): argument 'causal' must be a bool, got {type(causal).__name__}")
+        raise ArgumentTypeError(f"attention(): argument 'causal' must be a bool, got {type(causal).__name__}")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
                               or not math.isfinite(scale)):
         raise InputError(f"attention(): argument 'scale' must be a finite float or None, got {scale!r}")

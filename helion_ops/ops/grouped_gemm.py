@@ -37,7 +37,9 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
+from helion_ops import _common as C
 from helion_ops.dsl.exc import InputError
+from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, IndexOverflowError, ShapeError
 
 NAME = "grouped_gemm"
 METRIC = "TFLOP/s"
@@ -170,6 +172,23 @@ def _pretuned(kernel_name: str, shape: list, dtype) -> Optional[Config]:
         return None
 
 
+def _launch(kernel, args: tuple, shape: list, chooser, eager):
+    """Run ``kernel`` on ``args`` with its chosen config; ``eager()`` when it fails to compile or launch
+    (see ``_common.kernel_failed``: bad input and strict mode raise)."""
+    bound = None
+    try:
+        bound = kernel.bind(args)
+        chosen = getattr(bound, "_op_config_chosen", False)
+        if chosen is not True:
+            if chosen == C.EAGER:  # failed before: eager, no new warning
+                raise C.UseEager
+            _configure(kernel, args, shape, chooser)
+        return bound(*args)
+    except Exception as e:
+        C.kernel_failed(NAME, kernel.name, e, bound)
+        return eager()
+
+
 def _configure(kernel, args: tuple, shape: list, chooser) -> "helion.BoundKernel":
     bound = kernel.bind(args)
     if not getattr(bound, "_op_config_chosen", False):
@@ -223,8 +242,8 @@ def _run_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.T
         pw, tw = w, False
     _ensure_tma_allocator(x)
     args = (x, pw, offsets, tw)
-    bound = _configure(grouped_gemm_kernel, args, [g, m_total, n, k], choose_config)
-    return bound(*args)
+    return _launch(grouped_gemm_kernel, args, [g, m_total, n, k], choose_config,
+                   lambda: _eager_fwd(x, w, offsets))
 
 
 def _run_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -235,8 +254,30 @@ def _run_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.T
         return x.new_zeros((g, k, n))
     _ensure_tma_allocator(x)
     args = (x, dy, offsets)
-    bound = _configure(grouped_gemm_dw_kernel, args, [g, m_total, n, k], choose_dw_config)
-    return bound(*args)
+    return _launch(grouped_gemm_dw_kernel, args, [g, m_total, n, k], choose_dw_config,
+                   lambda: _eager_dw(x, dy, offsets))
+
+
+def _eager_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """The forward with PyTorch (fp32 accumulation, one mm per group): the fallback."""
+    out = x.new_zeros((x.shape[0], w.shape[2]))
+    start = 0
+    for g, end in enumerate(offsets.tolist()):
+        if end > start:
+            out[start:end] = (x[start:end].float() @ w[g].float()).to(x.dtype)
+        start = end
+    return out
+
+
+def _eager_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """dw[g] = x_g^T @ dy_g with PyTorch (zero for empty groups): the fallback."""
+    dw = x.new_zeros((offsets.shape[0], x.shape[1], dy.shape[1]))
+    start = 0
+    for g, end in enumerate(offsets.tolist()):
+        if end > start:
+            dw[g] = (x[start:end].float().t() @ dy[start:end].float()).to(x.dtype)
+        start = end
+    return dw
 
 
 @torch.library.custom_op("helion_ops::grouped_gemm", mutates_args=())
@@ -278,32 +319,32 @@ torch.library.register_autograd("helion_ops::grouped_gemm", _backward, setup_con
 def _check(x, w, offsets, validate: bool) -> None:
     for name, t in (("x", x), ("w", w), ("offsets", offsets)):
         if not isinstance(t, torch.Tensor):
-            raise InputError(f"grouped_gemm(): '{name}' must be a torch.Tensor, got {type(t).__name__}")
+            raise ArgumentTypeError(f"grouped_gemm(): '{name}' must be a torch.Tensor, got {type(t).__name__}")
     if x.dim() != 2:
-        raise InputError(f"grouped_gemm(): 'x' must be 2-D [M_total, K], got shape {tuple(x.shape)}")
+        raise ShapeError(f"grouped_gemm(): 'x' must be 2-D [M_total, K], got shape {tuple(x.shape)}")
     if w.dim() != 3:
-        raise InputError(f"grouped_gemm(): 'w' must be 3-D [G, K, N], got shape {tuple(w.shape)}")
+        raise ShapeError(f"grouped_gemm(): 'w' must be 3-D [G, K, N], got shape {tuple(w.shape)}")
     if offsets.dim() != 1:
-        raise InputError(f"grouped_gemm(): 'offsets' must be 1-D [G], got shape {tuple(offsets.shape)}")
+        raise ShapeError(f"grouped_gemm(): 'offsets' must be 1-D [G], got shape {tuple(offsets.shape)}")
     if x.dtype not in _DTYPES:
-        raise InputError(f"grouped_gemm(): 'x' has dtype {x.dtype}; supported: float16, bfloat16, float32")
+        raise DtypeError(f"grouped_gemm(): 'x' has dtype {x.dtype}; supported: float16, bfloat16, float32")
     if w.dtype != x.dtype:
-        raise InputError(f"grouped_gemm(): 'w' has dtype {w.dtype} but 'x' has {x.dtype}; they must match")
+        raise DtypeError(f"grouped_gemm(): 'w' has dtype {w.dtype} but 'x' has {x.dtype}; they must match")
     if offsets.dtype not in (torch.int32, torch.int64):
-        raise InputError(f"grouped_gemm(): 'offsets' must be int32 (or int64), got {offsets.dtype}")
+        raise DtypeError(f"grouped_gemm(): 'offsets' must be int32 (or int64), got {offsets.dtype}")
     if x.shape[1] != w.shape[1]:
-        raise InputError(f"grouped_gemm(): K mismatch: 'x' is {tuple(x.shape)} (K={x.shape[1]}) but 'w' is "
+        raise ShapeError(f"grouped_gemm(): K mismatch: 'x' is {tuple(x.shape)} (K={x.shape[1]}) but 'w' is "
                          f"{tuple(w.shape)} (K={w.shape[1]})")
     if w.shape[0] == 0:
-        raise InputError("grouped_gemm(): 'w' has no groups (G = 0)")
+        raise ShapeError("grouped_gemm(): 'w' has no groups (G = 0)")
     if offsets.shape[0] != w.shape[0]:
-        raise InputError(f"grouped_gemm(): 'offsets' has {offsets.shape[0]} entries but 'w' has "
+        raise ShapeError(f"grouped_gemm(): 'offsets' has {offsets.shape[0]} entries but 'w' has "
                          f"G={w.shape[0]} groups")
     for name, t in (("w", w), ("offsets", offsets)):
         if t.device != x.device:
-            raise InputError(f"grouped_gemm(): '{name}' is on {t.device} but 'x' is on {x.device}")
+            raise DeviceError(f"grouped_gemm(): '{name}' is on {t.device} but 'x' is on {x.device}")
     if x.shape[0] >= 2**31:
-        raise InputError(f"grouped_gemm(): 'x' has {x.shape[0]} rows; at most 2**31 - 1 are supported")
+        raise IndexOverflowError(f"grouped_gemm(): 'x' has {x.shape[0]} rows; at most 2**31 - 1 are supported")
     if validate:
         m = x.shape[0]
         o = offsets.to(torch.int64)

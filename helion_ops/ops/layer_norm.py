@@ -108,8 +108,35 @@ def _default_bwd(shape: tuple) -> helion.Config:
     return C.norm_bwd_config(*shape)
 
 
-_fwd = C.Launcher(NAME, layer_norm_fwd, _default_fwd)
-_bwd = C.Launcher(NAME, layer_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape))
+def _eager_fwd(x, weight, bias, eps):
+    """``layer_norm_fwd``'s outputs with PyTorch (fp32 math): the fallback when the kernel cannot run."""
+    xf = x.float()
+    mean = xf.mean(-1)
+    xc = xf - mean[:, None]
+    rstd = torch.rsqrt((xc * xc).mean(-1) + eps)
+    y = xc * rstd[:, None]
+    if weight is not None:
+        y = y * weight.float()
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype), mean, rstd
+
+
+def _eager_bwd(dy, x, weight, bias, mean, rstd):
+    """``layer_norm_bwd``'s outputs with PyTorch; dweight/dbias as one partial-sum row ([1, N] fp32)."""
+    g = dy.float()
+    xhat = (x.float() - mean[:, None]) * rstd[:, None]
+    wg = g * weight.float() if weight is not None else g
+    c1 = (xhat * wg).mean(-1, keepdim=True)
+    c2 = wg.mean(-1, keepdim=True)
+    dx = ((wg - (xhat * c1 + c2)) * rstd[:, None]).to(x.dtype)
+    dw = (g * xhat).sum(0, keepdim=True) if weight is not None else None
+    db = g.sum(0, keepdim=True) if bias is not None else None
+    return dx, dw, db
+
+
+_fwd = C.Launcher(NAME, layer_norm_fwd, _default_fwd, eager=_eager_fwd)
+_bwd = C.Launcher(NAME, layer_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd)
 
 
 def _rows_fwd(x2, w, b, eps):
@@ -193,6 +220,8 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor]
     ns, n = C.normalized_size(NAME, x, normalized_shape)
     C.check_param(NAME, "weight", weight, x, ns)
     C.check_param(NAME, "bias", bias, x, ns)
+    if type(eps) is not float:
+        eps = C.check_float(NAME, "eps", eps)
     x2 = C.as_rows(x, n)
     w, b = C.as_vector(weight, n), C.as_vector(bias, n)
     grad = x2.requires_grad or (w is not None and w.requires_grad) or (b is not None and b.requires_grad)

@@ -36,7 +36,9 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
+from helion_ops import _common as C
 from helion_ops.dsl.exc import InputError
+from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, ShapeError
 
 NAME = "matmul"
 METRIC = "TFLOP/s"
@@ -253,11 +255,19 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
     pa, ta = _layout(a)
     pb, tb = _layout(b)
     args = (pa, pb, bias, activation, ta, tb)
-    bound = matmul_kernel.bind(args)
-    if not getattr(bound, "_op_config_chosen", False):
-        bound.config = config_for(args)
-        bound._op_config_chosen = True
-    return bound(*args)
+    bound = None
+    try:
+        bound = matmul_kernel.bind(args)
+        chosen = getattr(bound, "_op_config_chosen", False)
+        if chosen is not True:
+            if chosen == C.EAGER:  # this specialisation failed before: eager, no new warning
+                raise C.UseEager
+            bound.config = config_for(args)
+            bound._op_config_chosen = True
+        return bound(*args)
+    except Exception as e:  # compile/launch failure: eager fallback or LaunchError (_common.kernel_failed)
+        C.kernel_failed(NAME, "matmul_kernel", e, bound)
+        return _eager2d(a, b, bias, activation)
 
 
 def _eager2d(a, b, bias, activation):
@@ -331,31 +341,31 @@ torch.library.register_autograd("helion_ops::matmul", _backward, setup_context=_
 
 def _check(a, b, bias, activation) -> None:
     if not isinstance(a, torch.Tensor):
-        raise InputError(f"matmul(): 'a' must be a torch.Tensor, got {type(a).__name__}")
+        raise ArgumentTypeError(f"matmul(): 'a' must be a torch.Tensor, got {type(a).__name__}")
     if not isinstance(b, torch.Tensor):
-        raise InputError(f"matmul(): 'b' must be a torch.Tensor, got {type(b).__name__}")
+        raise ArgumentTypeError(f"matmul(): 'b' must be a torch.Tensor, got {type(b).__name__}")
     if a.dim() < 2:
-        raise InputError(f"matmul(): 'a' must have at least 2 dims [..., K], got shape {tuple(a.shape)}")
+        raise ShapeError(f"matmul(): 'a' must have at least 2 dims [..., K], got shape {tuple(a.shape)}")
     if b.dim() != 2:
-        raise InputError(f"matmul(): 'b' must be 2-D [K, N], got shape {tuple(b.shape)}")
+        raise ShapeError(f"matmul(): 'b' must be 2-D [K, N], got shape {tuple(b.shape)}")
     if a.dtype not in _DTYPES:
-        raise InputError(f"matmul(): 'a' has dtype {a.dtype}; supported: float16, bfloat16, float32")
+        raise DtypeError(f"matmul(): 'a' has dtype {a.dtype}; supported: float16, bfloat16, float32")
     if b.dtype != a.dtype:
-        raise InputError(f"matmul(): 'b' has dtype {b.dtype} but 'a' has {a.dtype}; they must match")
+        raise DtypeError(f"matmul(): 'b' has dtype {b.dtype} but 'a' has {a.dtype}; they must match")
     if a.shape[-1] != b.shape[0]:
-        raise InputError(f"matmul(): K mismatch: 'a' is {tuple(a.shape)} (K={a.shape[-1]}) but 'b' is "
+        raise ShapeError(f"matmul(): K mismatch: 'a' is {tuple(a.shape)} (K={a.shape[-1]}) but 'b' is "
                          f"{tuple(b.shape)} (K={b.shape[0]})")
     if b.device != a.device:
-        raise InputError(f"matmul(): 'b' is on {b.device} but 'a' is on {a.device}")
+        raise DeviceError(f"matmul(): 'b' is on {b.device} but 'a' is on {a.device}")
     if bias is not None:
         if not isinstance(bias, torch.Tensor):
-            raise InputError(f"matmul(): 'bias' must be a torch.Tensor or None, got {type(bias).__name__}")
+            raise ArgumentTypeError(f"matmul(): 'bias' must be a torch.Tensor or None, got {type(bias).__name__}")
         if bias.dim() != 1 or bias.shape[0] != b.shape[1]:
-            raise InputError(f"matmul(): 'bias' must have shape ({b.shape[1]},), got {tuple(bias.shape)}")
+            raise ShapeError(f"matmul(): 'bias' must have shape ({b.shape[1]},), got {tuple(bias.shape)}")
         if bias.dtype not in (a.dtype, torch.float32):
-            raise InputError(f"matmul(): 'bias' has dtype {bias.dtype}; expected {a.dtype} or float32")
+            raise DtypeError(f"matmul(): 'bias' has dtype {bias.dtype}; expected {a.dtype} or float32")
         if bias.device != a.device:
-            raise InputError(f"matmul(): 'bias' is on {bias.device} but 'a' is on {a.device}")
+            raise DeviceError(f"matmul(): 'bias' is on {bias.device} but 'a' is on {a.device}")
     if activation not in ACTIVATIONS:
         raise InputError(f"matmul(): 'activation' must be one of {ACTIVATIONS}, got {activation!r}")
 

@@ -90,8 +90,27 @@ def _default_bwd(shape: tuple) -> helion.Config:
     return C.norm_bwd_config(*shape)
 
 
-_fwd = C.Launcher(NAME, rms_norm_fwd, _default_fwd)
-_bwd = C.Launcher(NAME, rms_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape))
+def _eager_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float):
+    """``rms_norm_fwd``'s outputs with PyTorch (fp32 math): the fallback when the kernel cannot run."""
+    xf = x.float()
+    rstd = torch.rsqrt(xf.pow(2).mean(-1) + eps)
+    y = xf * rstd[:, None]
+    if weight is not None:
+        y = y * weight.float()
+    return y.to(x.dtype), rstd
+
+
+def _eager_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor], rstd: torch.Tensor):
+    """``rms_norm_bwd``'s outputs with PyTorch; dweight as one partial-sum row ([1, N] fp32)."""
+    g, xhat = dy.float(), x.float() * rstd[:, None]
+    wg = g * weight.float() if weight is not None else g
+    c = (xhat * wg).mean(-1, keepdim=True)
+    dx = ((wg - xhat * c) * rstd[:, None]).to(x.dtype)
+    return dx, ((g * xhat).sum(0, keepdim=True) if weight is not None else None)
+
+
+_fwd = C.Launcher(NAME, rms_norm_fwd, _default_fwd, eager=_eager_fwd)
+_bwd = C.Launcher(NAME, rms_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd)
 
 
 def _rows_fwd(x2: torch.Tensor, w: Optional[torch.Tensor], eps: float):
@@ -165,7 +184,7 @@ def rms_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] =
     C.check_input(NAME, x)
     ns, n = C.normalized_size(NAME, x, normalized_shape)
     C.check_param(NAME, "weight", weight, x, ns)
-    eps = float(torch.finfo(x.dtype).eps if eps is None else eps)
+    eps = float(torch.finfo(x.dtype).eps) if eps is None else C.check_float(NAME, "eps", eps)
     x2 = C.as_rows(x, n)
     w = C.as_vector(weight, n)
     if x2.requires_grad or (w is not None and w.requires_grad) or torch.compiler.is_compiling():

@@ -100,9 +100,19 @@ def _default_online(shape: tuple) -> helion.Config:
                          load_eviction_policies=["last", "first"])
 
 
-_fwd = C.Launcher(NAME, softmax_fwd, _default)
-_fwd_online = C.Launcher(NAME, softmax_fwd_online, _default_online)
-_bwd = C.Launcher(NAME, softmax_bwd, _default)
+def _eager_fwd(x: torch.Tensor) -> torch.Tensor:
+    """The kernels' result with PyTorch (fp32 math): the fallback when a kernel cannot compile or launch."""
+    return torch.softmax(x.float(), dim=-1).to(x.dtype)
+
+
+def _eager_bwd(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    yf, gf = y.float(), dy.float()
+    return (yf * (gf - (yf * gf).sum(-1, keepdim=True))).to(y.dtype)
+
+
+_fwd = C.Launcher(NAME, softmax_fwd, _default, eager=_eager_fwd)
+_fwd_online = C.Launcher(NAME, softmax_fwd_online, _default_online, eager=_eager_fwd)
+_bwd = C.Launcher(NAME, softmax_bwd, _default, eager=_eager_bwd)
 
 
 def _rows_fwd(x2: torch.Tensor) -> torch.Tensor:
@@ -163,13 +173,23 @@ def softmax(x: torch.Tensor, dim: int = -1, dtype: torch.dtype | None = None) ->
     """
     C.check_input(NAME, x)
     if dtype is not None:
+        if dtype not in C.FLOAT_DTYPES:
+            raise C.DtypeError(f"{NAME}(): argument 'dtype' is {dtype!r}; expected None, torch.float32, "
+                               f"torch.float16 or torch.bfloat16")
         x = x.to(dtype)
-        C.check_input(NAME, x)
     nd = x.dim()
+    if type(dim) is not int:
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise C.ArgumentTypeError(f"{NAME}(): argument 'dim' must be an int, got {type(dim).__name__}")
+        dim = int(dim)
     if nd == 0:
+        if dim not in (0, -1):
+            raise C.ShapeError(f"{NAME}(): argument 'dim' = {dim} is out of range for a 0-D input "
+                               f"(expected -1 or 0)")
         return softmax(x.reshape(1), 0).reshape(())
-    if not isinstance(dim, int) or not -nd <= dim < nd:
-        raise C.InputError(f"{NAME}(): argument 'dim' = {dim!r} is out of range for a {nd}-D input")
+    if not -nd <= dim < nd:
+        raise C.ShapeError(f"{NAME}(): argument 'dim' = {dim} is out of range for a {nd}-D input "
+                           f"(expected {-nd} <= dim < {nd})")
     dim %= nd
     xt = x if dim == nd - 1 else x.movedim(dim, -1)
     n = xt.shape[-1]
