@@ -9,38 +9,43 @@ BUILTIN = ("eager", "compile", "helion")
 
 
 def helion_available() -> bool:
-    """Whether upstream Helion imports (an optional baseline)."""
-    try:
-        import helion
-    except Exception:  # absent, or broken against this torch/triton
-        return False
-    return helion is not None
+    """Whether upstream Helion imports (an optional baseline); imported once, lazily."""
+    from bench import helion_baseline
+
+    return helion_baseline.available()[0]
 
 
-def impl_names(mod: ModuleType, requested: list[str] | None) -> tuple[list[str], list[str]]:
-    """Which impls to run for mod, ours first; plus notes on requested ones skipped.
+def impl_names(mod: ModuleType, requested: list[str] | None, mode: str = "fwd") -> tuple[list[str], list[str]]:
+    """Which impls to run for mod in `mode`, ours first; plus notes on requested ones skipped.
 
     requested=None means every baseline: eager, compile, all of mod.BASELINES, helion.
-    Names that don't apply to this op (e.g. "cudnn" for softmax) are dropped quietly.
+    A vendor name the op does not provide (e.g. "cudnn" for softmax) is skipped with a note;
+    helion runs forward only, when a Helion version of the op exists and `import helion` works.
     """
+    from bench import helion_baseline
+
     wanted = requested if requested is not None else ["eager", "compile", *mod.BASELINES, "helion"]
     names, notes = [OURS], []
     for name in wanted:
         if name in names or name == OURS:
             continue
         if name == "helion":
-            if not hasattr(mod, "helion_kernel"):
-                continue
-            if not helion_available():
+            if not helion_baseline.has_kernel(mod):
+                notes.append(f"{mod.NAME}: no helion baseline (no helion_kernel, no {mod.NAME}() in tests/dsl/kernels.py)")
+            elif mode != "fwd" and not hasattr(mod, "helion_kernel"):
+                notes.append(f"{mod.NAME}: helion baseline is forward only")
+            elif not helion_available():
                 notes.append(f"{mod.NAME}: helion baseline skipped (`import helion` fails)")
-                continue
-            names.append(name)
+            else:
+                names.append(name)
         elif name in ("eager", "compile") or name in mod.BASELINES:
             names.append(name)
+        elif requested is not None:
+            notes.append(f"{mod.NAME}: no {name!r} baseline for this op (has: {', '.join(mod.BASELINES) or 'none'})")
     return names, notes
 
 
-def make_fn(mod: ModuleType, name: str, mode: str = "fwd") -> Callable:
+def make_fn(mod: ModuleType, name: str, mode: str = "fwd", n_inputs: int | None = None) -> Callable:
     """A fresh callable for impl `name` of mod.
 
     "compile" gets a new torch.compile(mod.eager, dynamic=False) after resetting
@@ -52,7 +57,9 @@ def make_fn(mod: ModuleType, name: str, mode: str = "fwd") -> Callable:
     if name == "eager":
         return mod.eager
     if name == "helion":
-        return mod.helion_kernel
+        from bench import helion_baseline
+
+        return helion_baseline.kernel_for(mod, n_inputs)
     if name == "compile":
         import torch
 

@@ -95,7 +95,7 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
         r = res[name]
         result = call = calls = None
         try:
-            fn = baselines.make_fn(mod, name, mode)
+            fn = baselines.make_fn(mod, name, mode, n_inputs=len(inputs))
             secs, (result, call, ws) = timing.timed_call(lambda: prepare(fn, inputs, mode, idx, gouts))
             if name in ("compile", "helion", baselines.OURS):  # first call = compile (+ tuning)
                 r["compile_s"] = secs

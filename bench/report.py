@@ -84,6 +84,41 @@ def ceilings_of(gpu_dir: Path) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def runs_of(gpu_dir: Path) -> dict:
+    """runs.json written by bench.run (one entry per op: command, time spent, notes), or {}."""
+    p = gpu_dir / "runs.json"
+    try:
+        return json.loads(p.read_text()) if p.exists() else {}
+    except ValueError:
+        return {}
+
+
+def runs_section(runs: dict) -> list[str]:
+    """Markdown lines: how each op was last run (command, cases, seconds, first calls, notes)."""
+    if not runs:
+        return []
+    lines = ["## How these were run", "",
+             "| op | cases run | seconds | first calls (s) | do_bench warmup/rep ms | date | command |",
+             "|---|---|---|---|---|---|---|"]
+    notes, helion = [], set()
+    for op, r in sorted(runs.items()):
+        firsts = ", ".join(f"{k} {v}" for k, v in r.get("first_call_s", {}).items())
+        wr = "/".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in r.get("do_bench_ms", [])) or "?"
+        lines.append(f"| {op} | {r.get('cases_run', '?')}/{r.get('cases_planned', '?')} | {r.get('seconds', '?')} | "
+                     f"{firsts} | {wr} | {r.get('date', '')} | `{r.get('command', '')}` |")
+        notes += [f"- {n}" for n in r.get("notes", [])]
+        if r.get("cuda_error"):
+            notes.append(f"- {op}: run stopped, CUDA context broken: {r['cuda_error']}")
+        if r.get("helion"):
+            helion.add(r["helion"])
+    lines.append("")
+    if helion:
+        lines += [f"- `helion` column: {h}" for h in sorted(helion)]
+    if notes:
+        lines += notes
+    return lines + [""]
+
+
 def gpu_readme(gpu_dir: Path, df: pd.DataFrame) -> str:
     """Markdown for results/<GPU>/README.md."""
     ceil = ceilings_of(gpu_dir)
@@ -101,6 +136,7 @@ def gpu_readme(gpu_dir: Path, df: pd.DataFrame) -> str:
         lines += [f"## {op}", "", f"![{op}]({op}.png)", ""]
         for (mode, dtype), g in g_op.groupby(["mode", "dtype"], sort=False):
             lines += [f"### {op} {mode} {dtype}", "", case_table(g), ""]
+    lines += runs_section(runs_of(gpu_dir))
     return "\n".join(lines)
 
 

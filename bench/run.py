@@ -1,16 +1,21 @@
 """CLI: python -m bench.run --op <name|all> [--dtype bf16,fp16,fp32] [--shapes preset|small|FILE|AxB;CxD]
-[--baselines eager,compile,cublas,cudnn,flash,grouped_mm,helion] [--mode fwd,bwd] [--quick] [--out results]
+[--baselines eager,compile,cublas,cudnn,flash,grouped_mm,helion] [--mode fwd,bwd] [--quick]
+[--max-shapes N] [--warmup MS] [--rep MS] [--time-budget S] [--plan] [--out results]
 
-On a CUDA GPU: times every impl, writes results/<GPU>/<op>.csv and rebuilds the reports.
+On a CUDA GPU: times every impl, writes results/<GPU>/<op>.csv and rebuilds the reports from
+every CSV on disk (so ops run in separate commands end up in one report).
 Without one: checks correctness of ours (and eager) on SMALL_SHAPES in fp32/fp16 in
 Triton's interpreter, prints a table, and writes nothing.
+--plan prints the GPU plan (cases per op) and an estimate of its duration, and runs nothing.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -19,6 +24,14 @@ from bench import baselines, gpu_info, metrics, schema
 
 REPO = Path(__file__).resolve().parent.parent
 CPU_TITLE = "INTERPRETER CORRECTNESS RUN (no GPU): no timings"
+BUDGET_EXIT = 3  # the time budget ran out before every case ran
+
+# Cost model for --plan and the start-of-run estimate (seconds; H100, warm Triton/inductor caches
+# not assumed). First calls: ours compiles its Triton kernels, torch.compile runs dynamo + inductor
+# (fresh per shape), Helion compiles. Each timed impl costs warmup + rep of do_bench plus set-up.
+FIRST_CALL_S = {("compile", "fwd"): 3.0, ("compile", "bwd"): 7.0, (baselines.OURS, "fwd"): 1.0,
+                (baselines.OURS, "bwd"): 2.0, ("helion", "fwd"): 4.0}
+PER_IMPL_S = 0.15  # do_bench estimate calls, rotation sets, reference, sync
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,7 +45,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--baselines", default=None,
                    help="comma list (default: eager,compile,<op's BASELINES>,helion; no GPU: eager)")
     p.add_argument("--mode", default="fwd,bwd", help="fwd, bwd or both (bwd only for ops with GRAD_INPUTS)")
-    p.add_argument("--quick", action="store_true", help="at most 3 shapes per op, shorter timing")
+    p.add_argument("--quick", action="store_true",
+                   help="at most 3 shapes per op, shorter timing (--max-shapes 3 --warmup 10 --rep 40)")
+    p.add_argument("--max-shapes", default=None,
+                   help="at most N shapes per op, spread over the list (first, last, middle, ...); "
+                        "an int, or per op: 'matmul=5,attention=4' (ops not named: all)")
+    p.add_argument("--helion-shapes", type=int, default=None,
+                   help="run the helion baseline on at most N shapes per op (spread), to bound its compile time")
+    p.add_argument("--warmup", type=float, default=None, help="do_bench warm-up, ms (default 25; --quick 10)")
+    p.add_argument("--rep", type=float, default=None, help="do_bench repetitions, ms (default 100; --quick 40)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds for the whole run: no case starts after it, and each op gets a share "
+                        "proportional to its cases; shapes run spread-first so a cut run still covers "
+                        f"the range (exit {BUDGET_EXIT} when cases were left out)")
+    p.add_argument("--plan", action="store_true", help="print the GPU plan and its estimated duration; run nothing")
     p.add_argument("--out", default=str(REPO / "results"), help="results root (GPU only)")
     p.add_argument("--no-report", action="store_true", help="don't rebuild reports after the run")
     return p.parse_args(argv)
@@ -42,8 +68,47 @@ def _split(text: str | None) -> list[str] | None:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
-def select_shapes(mod, spec: str, gpu: bool, quick: bool) -> list[tuple]:
-    """Shapes for one op from --shapes; --quick keeps at most 3, evenly spaced."""
+def spread_order(n: int) -> list[int]:
+    """0..n-1 ordered so every prefix covers the range: first, last, middle, quarters, ..."""
+    if n <= 2:
+        return list(range(n))
+    order, seen, level = [0, n - 1], {0, n - 1}, [(0, n - 1)]
+    while level:
+        nxt = []
+        for a, b in level:
+            if b - a > 1:
+                m = (a + b) // 2
+                if m not in seen:
+                    order.append(m)
+                    seen.add(m)
+                nxt += [(a, m), (m, b)]
+        level = nxt
+    return order
+
+
+def max_shapes_for(spec, op: str) -> int | None:
+    """--max-shapes for one op: "6" -> 6; "matmul=5,attention=4" -> 5 for matmul, None for others."""
+    if spec is None or isinstance(spec, int):
+        return spec
+    spec = str(spec).strip()
+    if "=" not in spec:
+        return int(spec)
+    for part in spec.split(","):
+        name, _, n = part.partition("=")
+        if name.strip() == op:
+            return int(n)
+    return None
+
+
+def spread_subset(items: list, n: int | None) -> list:
+    """At most n items, spread over the list (first, last, middle, ...), in list order."""
+    if n is None or len(items) <= n:
+        return list(items)
+    return [items[i] for i in sorted(spread_order(len(items))[:max(n, 0)])]
+
+
+def select_shapes(mod, spec: str, gpu: bool, quick: bool, max_shapes=None) -> list[tuple]:
+    """Shapes for one op from --shapes, in list order; --max-shapes (--quick: 3) keeps a spread subset."""
     if spec == "preset":
         shapes = list(mod.SHAPES if gpu else mod.SMALL_SHAPES)
     elif spec == "small":
@@ -53,9 +118,8 @@ def select_shapes(mod, spec: str, gpu: bool, quick: bool) -> list[tuple]:
         shapes = [tuple(s) for s in (data.get(mod.NAME, []) if isinstance(data, dict) else data)]
     else:
         shapes = [schema.parse_shape(s) for s in spec.split(";") if s.strip()]
-    if quick and len(shapes) > 3:
-        shapes = [shapes[round(i * (len(shapes) - 1) / 2)] for i in range(3)]
-    return shapes
+    limit = max_shapes_for(max_shapes, mod.NAME)
+    return spread_subset(shapes, limit if limit is not None else (3 if quick else None))
 
 
 def _printer():
@@ -94,17 +158,109 @@ def has_gpu() -> bool:
 DEVICE = "cuda"  # where inputs live on the GPU path (tests swap in "cpu")
 
 
+def build_plan(mods, args, gpu: bool, dtypes, modes) -> tuple[dict, set]:
+    """{op name: (mod, [(mode, shape, dtype, helion?), ...])}, shapes spread-first; plus notes."""
+    plan, notes = {}, set()
+    for mod in mods:
+        notes.update(f"{mod.NAME}: no TOLERANCE for {schema.dtype_name(dt)}, skipped"
+                     for dt in dtypes if dt not in mod.TOLERANCE)
+        shapes = select_shapes(mod, args.shapes, gpu, args.quick, args.max_shapes)
+        helion_shapes = set(spread_subset(shapes, args.helion_shapes))
+        cases = []
+        for i in spread_order(len(shapes)):
+            for mode in modes:
+                if mode == "bwd" and not mod.GRAD_INPUTS:
+                    continue
+                cases += [(mode, shapes[i], dt, shapes[i] in helion_shapes) for dt in dtypes if dt in mod.TOLERANCE]
+        plan[mod.NAME] = (mod, cases)
+    return plan, notes
+
+
+def estimate_s(cases: list, impls_of, warmup: float, rep: float) -> float:
+    """Estimated seconds for cases [(mode, shape, dtype)] by the cost model above."""
+    total = 0.0
+    for mode, _, _, with_helion in cases:
+        for name in impls_of(mode):
+            if name == "helion" and not with_helion:
+                continue
+            total += FIRST_CALL_S.get((name, mode), 0.0) + PER_IMPL_S + (warmup + rep) / 1e3
+    return total
+
+
+def _shape_rank(mod):
+    """CSV sort key: mode (fwd first), dtype, then the shape's place in SHAPES (others after, stable)."""
+    known = {schema.format_shape(s): i for i, s in enumerate(list(mod.SHAPES) + list(mod.SMALL_SHAPES))}
+    return lambda r: (r.get("mode") != "fwd", r.get("dtype", ""), known.get(r.get("shape", ""), len(known)))
+
+
+def _cuda_broken() -> str | None:
+    """Why the CUDA context is unusable (a sticky error after an illegal access), or None."""
+    if not torch.cuda.is_available():
+        return None
+    try:
+        torch.cuda.synchronize()
+        torch.ones(1, device="cuda").add_(1).item()
+        return None
+    except Exception as e:  # e.g. "an illegal memory access was encountered"
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def _with_opt(argv: list[str], opt: str, value: str) -> list[str]:
+    """argv with option `opt` set to value (replacing `opt X` or `opt=X`)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == opt:
+            skip = True
+            continue
+        if a.startswith(opt + "="):
+            continue
+        out.append(a)
+    return out + [opt, value]
+
+
+def _restart(argv: list[str], ops: list[str], budget_left: float | None, say) -> None:
+    """Carry on with `ops` in a fresh process (the CUDA context of this one is broken)."""
+    new = _with_opt(argv, "--op", ",".join(ops))
+    if budget_left is not None:
+        new = _with_opt(new, "--time-budget", f"{max(budget_left, 1.0):.0f}")
+    say(f"restarting in a fresh process for the remaining ops: python -m bench.run {' '.join(new)}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "bench.run", *new])
+
+
+def _write_run_info(path: Path, op: str, info: dict) -> None:
+    """Merge one op's run summary into results/<GPU>/runs.json (read by bench.report)."""
+    data = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = {}
+    data[op] = info
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
+    tmp.replace(path)
+
+
 def main(argv=None) -> int:
     """Run the benchmark (GPU) or the interpreter correctness run (no GPU). Returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    gpu = has_gpu()
+    args.command = "python -m bench.run " + " ".join(argv)
+    t_start = time.perf_counter()
+    gpu = has_gpu() or args.plan
     if not gpu:
         # Must precede the first import of helion_ops: kernels pick the
         # interpreter when they are defined.
         os.environ["TRITON_INTERPRET"] = "1"
-    from bench import case, catalog, timing  # noqa: E402  (after the env var)
+    from bench import case, catalog, helion_baseline, timing  # noqa: E402  (after the env var)
 
     say = _printer()
+    elapsed = lambda: time.perf_counter() - t_start  # noqa: E731
     mods, problems = catalog.resolve(args.op)
     for name, why in problems.items():
         say(f"op {name}: not loaded: {why}")
@@ -113,48 +269,123 @@ def main(argv=None) -> int:
         return 1
 
     modes = _split(args.mode) or ["fwd"]
+    warmup = args.warmup if args.warmup is not None else (10 if args.quick else 25)
+    rep = args.rep if args.rep is not None else (40 if args.quick else 100)
+    requested = _split(args.baselines)
     if gpu:
         dtypes = [schema.parse_dtype(d) for d in (_split(args.dtype) or ["bf16"])]
-        requested = _split(args.baselines)
-        warmup, rep = (10, 40) if args.quick else (25, 100)
+    else:
+        say("no CUDA GPU: correctness only, in Triton's interpreter (TRITON_INTERPRET=1), fp32 and fp16"
+            + (f" (--dtype {args.dtype} ignored)" if args.dtype else ""))
+        dtypes = [torch.float32, torch.float16]
+        requested = requested or ["eager"]
+
+    plan, notes = build_plan(mods, args, gpu, dtypes, modes)
+    def impls_fn(mod):
+        def impls(mode):
+            names = baselines.impl_names(mod, requested, mode)[0]
+            if (args.plan and mode == "fwd" and "helion" not in names and helion_baseline.has_kernel(mod)
+                    and (requested is None or "helion" in requested)):
+                names.append("helion")  # --plan estimates for the GPU machine, where the wheel is installed
+            return names
+        return impls
+
+    impls_of = {name: impls_fn(mod) for name, (mod, _) in plan.items()}
+    n_cases = sum(len(c) for _, c in plan.values())
+    est = {name: estimate_s(cases, impls_of[name], warmup, rep) for name, (_, cases) in plan.items()}
+    if gpu:
+        for name, (mod, cases) in plan.items():
+            shapes = len({c[1] for c in cases})
+            say(f"plan {name}: {len(cases)} cases ({shapes} shapes x {','.join(sorted({c[0] for c in cases}))} x "
+                f"{','.join(sorted({schema.dtype_name(c[2]) for c in cases}))}); impls fwd: "
+                f"{','.join(impls_of[name]('fwd'))}; estimated {est[name]:.0f} s")
+        say(f"plan: {n_cases} cases, estimated {sum(est.values()):.0f} s (do_bench warmup {warmup:g} ms, rep {rep:g} ms"
+            + (f"; time budget {args.time_budget:.0f} s" if args.time_budget else "") + ")")
+    if args.plan:
+        return 0
+
+    if gpu:
         timer = lambda fn: timing.gpu_bench(fn, warmup=warmup, rep=rep)  # noqa: E731
         env = gpu_info.info()
         out_dir = Path(args.out) / env["gpu"]
         say(f"GPU {env['gpu_full']}  torch {env['torch']}  triton {env['triton']}  commit {env['commit']}")
+        if any("helion" in impls_of[n]("fwd") for n in plan):
+            say(f"helion baseline: {helion_baseline.label()}")
         ceilings = metrics.measure_ceilings(timer)
         say(f"ceilings: copy {ceilings['copy_GBps']:.0f} GB/s, cuBLAS bf16 8192^3 {ceilings['matmul_TFLOPs']:.0f} TFLOP/s")
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "ceilings.json").write_text(json.dumps({**ceilings, **env}, indent=1) + "\n")
     else:
-        say("no CUDA GPU: correctness only, in Triton's interpreter (TRITON_INTERPRET=1), fp32 and fp16"
-            + (f" (--dtype {args.dtype} ignored)" if args.dtype else ""))
-        dtypes = [torch.float32, torch.float16]
-        requested = _split(args.baselines) or ["eager"]
-        timer, env = None, {}
-
-    # (mod, mode, shape, dtype) for everything that applies; ops lacking a dtype in TOLERANCE skip it.
-    plan, notes = [], set()
-    for mod in mods:
-        notes.update(f"{mod.NAME}: no TOLERANCE for {schema.dtype_name(dt)}, skipped"
-                     for dt in dtypes if dt not in mod.TOLERANCE)
-        for mode in modes:
-            if mode == "bwd" and not mod.GRAD_INPUTS:
-                continue
-            for shape in select_shapes(mod, args.shapes, gpu, args.quick):
-                plan += [(mod, mode, shape, dt) for dt in dtypes if dt in mod.TOLERANCE]
+        timer, env, out_dir = None, {}, None
 
     all_rows: list[dict] = []
-    for i, (mod, mode, shape, dt) in enumerate(plan, 1):
-        impls, skipped = baselines.impl_names(mod, requested)
-        notes.update(skipped)
-        say(f"[{i}/{len(plan)}] {mod.NAME} {mode} {schema.format_shape(shape)} {schema.dtype_name(dt)}")
-        rows = case.run_case(mod, shape, dt, mode, impls, DEVICE if gpu else "cpu",
-                             timer=timer, env=env, log=say)
-        all_rows += rows
-        if gpu:  # write after every case, so a crash keeps what was measured
-            schema.write_rows(out_dir / f"{mod.NAME}.csv", rows)
+    skipped_budget: dict[str, int] = {}
+    done_cases, i = 0, 0
+    for op_i, (name, (mod, cases)) in enumerate(plan.items()):
+        t_op = elapsed()
+        deadline = None
+        if args.time_budget:
+            left_cases = sum(len(c) for _, c in list(plan.values())[op_i:])
+            share = (args.time_budget - t_op) * len(cases) / max(left_cases, 1)
+            deadline = t_op + max(share, 0.0)
+        say(f"== {name}: {len(cases)} cases, t={t_op:.0f}s"
+            + (f", until t={deadline:.0f}s" if deadline is not None else ""))
+        first_calls: dict[str, float] = {}
+        op_notes: set[str] = set()
+        ran = 0
+        for j, (mode, shape, dt, with_helion) in enumerate(cases):
+            i += 1
+            if deadline is not None and elapsed() >= deadline:
+                skipped_budget[name] = len(cases) - j
+                break
+            impls, skipped = baselines.impl_names(mod, requested, mode)
+            op_notes.update(skipped)
+            if "helion" in impls and not with_helion:
+                impls.remove("helion")
+            say(f"[{i}/{n_cases} t={elapsed():.0f}s] {name} {mode} {schema.format_shape(shape)} {schema.dtype_name(dt)}")
+            try:
+                rows = case.run_case(mod, shape, dt, mode, impls, DEVICE if gpu else "cpu",
+                                     timer=timer, env=env, log=say)
+            except Exception as e:  # anything run_case did not catch: record the case as errors, go on
+                say(f"    case crashed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                rows = case._rows({"op": name, "mode": mode, "shape": schema.format_shape(shape),
+                                   "dtype": schema.dtype_name(dt), "unit": mod.METRIC},
+                                  {n: {"ms": math.nan, "err": math.nan, "status": "error", "compile_s": math.nan}
+                                   for n in impls}, math.nan, env)
+            ran += 1
+            for r in rows:
+                if r["impl"] in ("compile", "helion", baselines.OURS) and math.isfinite(r.get("compile_s", math.nan)):
+                    first_calls[r["impl"]] = first_calls.get(r["impl"], 0.0) + r["compile_s"]
+            all_rows += rows
+            if gpu:  # write after every case, so a crash keeps what was measured
+                schema.write_rows(out_dir / f"{name}.csv", rows, order=_shape_rank(mod))
+                broken = _cuda_broken()
+                if broken:
+                    say(f"CUDA context broken after {name} {mode} {schema.format_shape(shape)}: {broken}; "
+                        f"{len(cases) - j - 1} cases of {name} not run")
+                    _write_run_info(out_dir / "runs.json", name, _op_info(
+                        args, ran, len(cases), elapsed() - t_op, first_calls, op_notes, warmup, rep,
+                        env, broken=broken))
+                    rest = list(plan)[op_i + 1:]
+                    if rest:
+                        _restart(argv, rest, args.time_budget - elapsed() if args.time_budget else None, say)
+                    if not args.no_report:
+                        _report(Path(args.out), say)
+                    return 1
+        done_cases += ran
+        notes.update(op_notes)
+        spent = elapsed() - t_op
+        firsts = ", ".join(f"{k} first calls {v:.1f} s" for k, v in first_calls.items())
+        say(f"== {name} done: {ran}/{len(cases)} cases in {spent:.1f} s (estimated {est[name]:.0f} s"
+            + (f"; {firsts}" if firsts else "") + f"); elapsed {elapsed():.0f} s")
+        if gpu:
+            _write_run_info(out_dir / "runs.json", name, _op_info(
+                args, ran, len(cases), spent, first_calls, op_notes, warmup, rep, env,
+                helion=helion_baseline.label() if "helion" in impls_of[name]("fwd") else None))
     for note in sorted(notes):
         say(f"note: {note}")
+    for name, n in skipped_budget.items():
+        say(f"TIME BUDGET: {name}: {n} of {len(plan[name][1])} cases not run (raise --time-budget or run the op alone)")
 
     if gpu:
         say(table(all_rows, ["op", "mode", "shape", "dtype", "impl", "ms", "metric", "unit",
@@ -171,12 +402,28 @@ def main(argv=None) -> int:
         say("nothing written under results/ (timings need a CUDA GPU)")
 
     bad = [r for r in all_rows if r["impl"] == baselines.OURS and r["status"] != "ok"]
-    say(f"{len(plan)} cases, {len(all_rows)} rows; ours not ok: {len(bad)}; ops not loaded: {len(problems)}")
-    return 1 if bad or problems or not plan else 0
+    say(f"{done_cases} of {n_cases} cases, {len(all_rows)} rows in {elapsed():.0f} s; ours not ok: {len(bad)}; "
+        f"ops not loaded: {len(problems)}")
+    if bad or problems or not n_cases:
+        return 1
+    return BUDGET_EXIT if skipped_budget else 0
+
+
+def _op_info(args, ran, total, spent, first_calls, notes, warmup, rep, env, helion=None, broken=None) -> dict:
+    """One op's entry of runs.json."""
+    info = {"command": args.command, "date": env.get("date", ""), "commit": env.get("commit", ""),
+            "cases_run": ran, "cases_planned": total,
+            "seconds": round(spent, 1), "first_call_s": {k: round(v, 1) for k, v in first_calls.items()},
+            "do_bench_ms": [warmup, rep], "notes": sorted(notes)}
+    if helion:
+        info["helion"] = helion
+    if broken:
+        info["cuda_error"] = broken
+    return info
 
 
 def _report(results: Path, say) -> None:
-    """Rebuild tables, plots and summaries; the project README only for the repo's results/."""
+    """Rebuild tables, plots and summaries from every CSV on disk; the project README only for the repo's results/."""
     try:
         from bench import report
 

@@ -69,17 +69,21 @@ def read_rows(path: str | Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def write_rows(path: str | Path, rows: list[dict], merge: bool = True) -> None:
+def write_rows(path: str | Path, rows: list[dict], merge: bool = True, order=None) -> None:
     """Write rows to a results CSV; with merge, keep old rows of cases not in `rows`.
 
     A case (op, mode, shape, dtype) is replaced as a whole, so the speedups in
-    one case always compare timings from the same run.
+    one case always compare timings from the same run. `order` (a key on a row
+    of strings) sorts the rows, stably: e.g. the op's SHAPES order, whatever
+    order the cases ran in.
     """
     path = Path(path)
     new = [{k: _fmt(v) for k, v in r.items()} for r in rows]
     if merge and path.exists():
         fresh = {tuple(r[k] for k in CASE_KEY) for r in new}
         new = [r for r in read_rows(path) if tuple(r.get(k, "") for k in CASE_KEY) not in fresh] + new
+    if order is not None:
+        new.sort(key=order)
     cols = columns_for(new)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")

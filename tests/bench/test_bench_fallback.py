@@ -1,5 +1,6 @@
 """The no-GPU path of bench.run: interpreter correctness run, no timings, nothing written."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -71,7 +72,8 @@ def test_cli_fallback_runs_a_triton_op_in_the_interpreter(tmp_path):
     p = bench_run("--op", str(op), tmp_path=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     assert run.CPU_TITLE in p.stdout
-    assert "[4/4] triton_scale fwd 3x129 fp16" in p.stdout
+    assert re.search(r"\[4/4 t=\d+s\] triton_scale fwd 3x129 fp16", p.stdout)
+    assert "== triton_scale done: 4/4 cases" in p.stdout  # per-op progress line with seconds
     assert p.stdout.count(" ok") >= 8  # 4 cases x (ours, eager)
     assert not (tmp_path / "results").exists()
 
