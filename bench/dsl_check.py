@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
 from tests.dsl import kernels as K
 
 TOL = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
@@ -69,11 +71,32 @@ def us_per_call(fn, n=2000):
     return (time.perf_counter() - t) / n * 1e6
 
 
+@helion.kernel()
+def _add_into(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    for tile in hl.tile(x.size(0)):
+        out[tile] = x[tile] + y[tile]
+    return out
+
+
+@helion.kernel()
+def _add_alloc(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(x)
+    for tile in hl.tile(x.size(0)):
+        out[tile] = x[tile] + y[tile]
+    return out
+
+
 def dispatch():
+    """Same work for each row: the first two rows differ from the bare launch only by our
+    runtime (and, for the second, the host code's own torch.empty_like)."""
     x = torch.randn(16, device="cuda")
     out = torch.empty_like(x)
-    rows = [("helion_ops.dsl kernel (cached, host code + launch)", us_per_call(lambda: K.add(x, x))),
-            ("bare Triton kernel[grid]", us_per_call(lambda: _bare_add[(1,)](x, x, out, 16, BLOCK=16))),
+    rows = [("helion_ops.dsl kernel writing into out (runtime + launch)", us_per_call(lambda: _add_into(x, x, out))),
+            ("helion_ops.dsl kernel with out = torch.empty_like(x)", us_per_call(lambda: _add_alloc(x, x))),
+            ("helion_ops.dsl broadcasting add (host: broadcast_tensors, promote_types, empty)",
+             us_per_call(lambda: K.add(x, x))),
+            ("bare Triton kernel[grid] writing into out", us_per_call(lambda: _bare_add[(1,)](x, x, out, 16, BLOCK=16))),
+            ("torch.empty_like(x) alone", us_per_call(lambda: torch.empty_like(x))),
             ("torch eager add", us_per_call(lambda: torch.add(x, x)))]
     return rows
 

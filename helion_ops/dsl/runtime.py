@@ -169,7 +169,8 @@ class Compiled:
     Our launch key already pins everything Triton specialises on (dtypes, shapes,
     strides, 16-byte pointer alignment), so the same binary is valid."""
 
-    __slots__ = ("fn", "params", "grid", "num_warps", "num_stages", "gen", "path", "arg_index", "fast", "device")
+    __slots__ = ("fn", "params", "grid", "num_warps", "num_stages", "gen", "path", "arg_index", "fast", "device",
+                 "descriptors")
 
     def __init__(self, fn, gen, path: str, names: list[str]) -> None:
         self.fn, self.gen, self.path = fn, gen, path
@@ -178,12 +179,15 @@ class Compiled:
         self.arg_index = [names.index(src) for _, _, src in gen.params]
         self.fast = None
         self.device = None
+        self.descriptors = gen.uses_descriptors
 
     def launch(self, values: list) -> None:
         args = [values[i] for i in self.arg_index]
         g = self.grid
         if g[0] == 0:
             return
+        if self.descriptors:
+            _ensure_allocator()
         k = self.fast
         if k is not None:
             k.run(g[0], g[1], g[2], _raw_stream(self.device), k.function, k.packed_metadata, None, None, None, *args)
@@ -368,8 +372,6 @@ class BoundKernel:
         if ctx.mode != "launch":
             return None  # type: ignore[return-value]
         from .codegen_kernel import load_module
-        if gen.uses_descriptors:
-            _ensure_allocator()
         mod = load_module(path, f"{gen.fn_name}_{h}")
         return Compiled(getattr(mod, gen.fn_name), gen, path, names)
 
@@ -410,21 +412,24 @@ def _meta_args(args: tuple) -> tuple:
                  if isinstance(a, torch.Tensor) else a for a in args)
 
 
-_ALLOCATOR_SET = False
+def _scratch(size: int, alignment: int, stream: Any) -> torch.Tensor:
+    return torch.empty(size, device="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.int8)
 
 
 def _ensure_allocator() -> None:
-    """Device-side tensor descriptors need scratch memory from a Triton allocator."""
-    global _ALLOCATOR_SET
-    if _ALLOCATOR_SET:
-        return
+    """Device-side tensor descriptors need scratch memory from a Triton allocator.
+
+    Triton keeps the allocator in a ContextVar, so a thread that never set one
+    (autograd's backward thread, a DataLoader worker) starts with none: check on
+    every launch of a descriptor kernel rather than once per process."""
     import triton
-
-    def alloc(size: int, alignment: int, stream: Any) -> torch.Tensor:
-        return torch.empty(size, device="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.int8)
-
-    triton.set_allocator(alloc)
-    _ALLOCATOR_SET = True
+    try:
+        from triton.runtime._allocation import _NULL_ALLOCATOR, _allocator
+        if _allocator.get() is not _NULL_ALLOCATOR:
+            return
+    except ImportError:  # another Triton layout: setting it again is harmless
+        pass
+    triton.set_allocator(_scratch)
 
 
 def _check_devices(name: str, pk: frontend.ParsedKernel, args: tuple) -> None:

@@ -28,6 +28,7 @@ def collect_facts(bound) -> dict:
     ctx.irs = []
     bound._exec(ctx, _meta_args(bound.example_args))
     nblocks = len(bound.pk.blocks)  # hl.tile(x.size()) may have added ids during the run
+    # extent None: some loop over this block has bounds known only on the device (jagged rows).
     blocks: dict[int, dict] = {i: {"extent": 1, "dot": False, "bounds": None} for i in range(nblocks)}
     for bid, bounds in getattr(ctx, "registered", {}).items():
         blocks[bid]["bounds"] = bounds
@@ -43,7 +44,7 @@ def collect_facts(bound) -> dict:
         for t in d.tiles.values():
             if t.block_id is not None:
                 b = blocks[t.block_id]
-                b["extent"] = max(b["extent"], t.static_len or 1)
+                b["extent"] = None if t.static_len is None or b["extent"] is None else max(b["extent"], t.static_len)
                 b["dot"] |= t.id in dot_tiles
         per_loop.append({"rdims": len(d.rdims), "loops": d.n_inner_loops, "loads": d.n_loads})
         rdims += [r.extent for r in sorted(d.rdims.values(), key=lambda r: r.id)]
@@ -71,11 +72,18 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
         hi = next_pow2(hi) if isinstance(hi, int) and hi else 1024
         hi = max(lo, hi)
         return BlockSpec(lo, hi, max(lo, min(hi, 64)))
-    ext = next_pow2(b["extent"])
+    # A device-side extent is unknown here: allow the usual range, default to a mid-size tile.
+    ext = next_pow2(b["extent"]) if b["extent"] is not None else 1024
     if b["dot"]:
         hi = max(16, min(ext, 256))
         return BlockSpec(16, hi, min(hi, 64))
-    hi = max(1, min(ext, 4096))
+    # Rows held next to a whole reduction dim: keep rows x row length within 64K elements
+    # (256 KB of fp32 registers per program is already past what 16 warps hold), so the
+    # search never spends its budget compiling candidates that can only spill.
+    rblock = max([next_pow2(e) for e in f["rdims"]] or [1])
+    hi = max(1, min(ext, 4096, 65536 // rblock))
+    if b["extent"] is None:
+        return BlockSpec(1, hi, min(hi, 64))
     return BlockSpec(1, hi, _default_tile(f, bid, hi))
 
 

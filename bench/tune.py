@@ -1,0 +1,140 @@
+"""Tune an op's kernels on this GPU and write the pretuned table configs/<arch>/<op>.json.
+
+    python -m bench.tune --op matmul[,grouped_gemm,...] [--effort quick] [--dtype bf16]
+                         [--shapes all|N] [--kernels name,...] [--mode fwd,bwd] [--time-limit S]
+
+For each shape of the op's SHAPES, the op runs once (forward, and backward with --mode bwd for ops
+with GRAD_INPUTS) while this script records which kernels it launched, with which arguments, and
+under which pretuned key (op, kernel, dtype, shape) each kernel looked up its config. Each recorded
+kernel is then autotuned on those exact arguments, seeded with the config the op would use today
+(pretuned entry or the op's own chooser). The winner is written only when it beats that config by
+more than the noise band (2%) in a fresh timing; otherwise the current config is written with its
+time, so the table records what was measured either way.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import sys
+import time
+
+import torch
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+NOISE = 0.02
+
+
+def record(op_mod, shape, dtype, mode: str, device: str = "cuda"):
+    """Run the op once; return {kernel name: (key shape, bound, config, args)} of what it launched."""
+    from helion_ops.dsl import pretuned, runtime
+
+    lookups, launches = {}, {}
+    real_lookup, real_exec = pretuned.lookup, runtime.BoundKernel._exec
+
+    def lookup(op, kernel_name, dt, shp, *a, **k):
+        lookups[kernel_name] = (op, list(shp))
+        return real_lookup(op, kernel_name, dt, shp, *a, **k)
+
+    def _exec(self, ctx, args):
+        if ctx.mode == "launch":
+            launches.setdefault(self.kernel.name, (self, ctx.config, args))
+        return real_exec(self, ctx, args)
+
+    inputs = op_mod.make_inputs(shape, dtype, device)
+    pretuned.lookup, runtime.BoundKernel._exec = lookup, _exec
+    try:
+        if mode == "bwd" and op_mod.GRAD_INPUTS:
+            inputs = tuple(x.detach().requires_grad_(i in op_mod.GRAD_INPUTS) if isinstance(x, torch.Tensor) else x
+                           for i, x in enumerate(inputs))
+            out = op_mod.impl(*inputs)
+            launches.clear()  # only the backward's kernels
+            out.backward(torch.randn_like(out))
+        else:
+            op_mod.impl(*inputs)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    finally:
+        pretuned.lookup, runtime.BoundKernel._exec = real_lookup, real_exec
+    return {k: (lookups[k], *launches[k]) for k in launches if k in lookups}
+
+
+def time_config(bound, cfg, args) -> float:
+    import triton.testing
+    return float(triton.testing.do_bench(lambda: bound.run(cfg, *args), warmup=10, rep=50, return_mode="median"))
+
+
+def tune_op(name: str, effort: str, dtype: torch.dtype, shapes, kernels, modes, time_limit,
+            write=lambda entry: None) -> list[dict]:
+    """Tune every recorded kernel of every shape; ``write(entry)`` is called as each one finishes, so
+    a run cut short keeps what it measured."""
+    from helion_ops.dsl.autotune import autotune
+
+    op_mod = importlib.import_module(f"helion_ops.ops.{name}")
+    entries = []
+    for shape in shapes:
+        for mode in modes:
+            if mode == "bwd" and not op_mod.GRAD_INPUTS:
+                continue
+            try:
+                rec = record(op_mod, shape, dtype, mode)
+            except Exception as e:  # one shape that fails must not stop the table
+                print(f"{name} {shape} {mode}: op failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+                continue
+            for kname, ((op, key), bound, current, args) in rec.items():
+                if kernels and kname not in kernels:
+                    continue
+                t0 = time.time()
+                try:
+                    best = autotune(bound, args, effort, seeds=[current], cache=False,
+                                    time_limit=time_limit, progress=False)
+                    t_cur, t_best = time_config(bound, current, args), time_config(bound, best, args)
+                except Exception as e:
+                    print(f"{name} {shape} {kname}: tuning failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
+                    continue
+                better = t_best < t_cur * (1 - NOISE)
+                cfg, ms = (best, t_best) if better else (current, t_cur)
+                print(f"{name} {shape} {kname}: current {t_cur:.4f} ms, tuned {t_best:.4f} ms -> "
+                      f"{'tuned' if better else 'kept'} ({time.time() - t0:.0f} s)", flush=True)
+                entries.append({"kernel": kname, "key": {"dtype": dtype, "shape": key}, "config": cfg, "ms": ms})
+                write(entries[-1])
+    return entries
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--op", required=True, help="comma-separated op names")
+    ap.add_argument("--effort", default="quick", choices=["quick", "full"])
+    ap.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
+    ap.add_argument("--shapes", default="all", help="'all' or the first N shapes of SHAPES")
+    ap.add_argument("--kernels", default="", help="only these kernel names")
+    ap.add_argument("--mode", default="fwd", help="fwd, bwd or fwd,bwd")
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds per kernel and shape")
+    ap.add_argument("--arch", default=None, help="default: this GPU's (e.g. sm90)")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench.tune needs a CUDA GPU: tuning measures real kernels (nothing written)")
+        return 2
+    import triton
+
+    from helion_ops.dsl import pretuned
+    arch = args.arch or pretuned.current_arch()
+    meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+            "date": datetime.date.today().isoformat(),
+            "method": f"python -m bench.tune --effort {args.effort} (autotune seeded with the op's own config; "
+                      f"kept unless {NOISE:.0%} faster)"}
+    kernels = set(filter(None, args.kernels.split(",")))
+    modes = args.mode.split(",")
+    for name in args.op.split(","):
+        op_mod = importlib.import_module(f"helion_ops.ops.{name}")
+        shapes = op_mod.SHAPES if args.shapes == "all" else op_mod.SHAPES[:int(args.shapes)]
+        t0 = time.time()
+        entries = tune_op(name, args.effort, DTYPES[args.dtype], shapes, kernels, modes, args.time_limit,
+                          write=lambda e, name=name: pretuned.write_entries(name, arch, [e], meta))
+        path = pretuned.config_path(name, arch)
+        print(f"{name}: {len(entries)} entries -> {path} ({time.time() - t0:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

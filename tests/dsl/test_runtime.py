@@ -1,0 +1,74 @@
+"""Runtime behaviour beyond numerics: allocator per thread, config space bounds."""
+from __future__ import annotations
+
+import threading
+
+import torch
+
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
+from helion_ops.dsl import Config
+
+from . import kernels as K
+
+
+@helion.kernel()
+def jagged_row_sum(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    m, n = x.size()
+    out = torch.empty([m], dtype=x.dtype, device=x.device)
+    for tile_m in hl.tile(m, block_size=1):
+        acc = hl.zeros([tile_m], dtype=torch.float32)
+        end = lengths[tile_m.begin]
+        for tile_n in hl.tile(0, end):
+            acc = acc + x[tile_m, tile_n].to(torch.float32).sum(-1)
+        out[tile_m] = acc.to(x.dtype)
+    return out
+
+
+def test_descriptor_launch_sets_allocator_in_a_fresh_thread():
+    # Triton keeps its scratch allocator in a ContextVar: autograd's backward runs in
+    # a thread that never saw a set_allocator call, and a TMA kernel launched there
+    # must still find one.
+    from triton.runtime._allocation import _NULL_ALLOCATOR, _allocator
+
+    x, y = torch.randn(64, 32), torch.randn(32, 48)
+    b = K.matmul.bind((x, y))
+    cfg = b.config.replace(block_sizes=[32, 16, 16], indexing="tensor_descriptor")
+    seen = {}
+
+    def worker():
+        seen["before"] = _allocator.get() is _NULL_ALLOCATOR
+        out = b.run(cfg, x, y)
+        seen["after"] = _allocator.get() is not _NULL_ALLOCATOR
+        seen["err"] = ((out.double() - x.double() @ y.double()).abs().max() /
+                       (x.double() @ y.double()).abs().max()).item()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["before"] and seen["after"]
+    assert seen["err"] < 1e-5
+
+
+def test_row_tiles_capped_next_to_a_whole_row():
+    # rows x next_pow2(N) <= 64K elements: the tuner must not spend time on
+    # candidates that can only spill registers.
+    for n, cap in [(8192, 8), (1000, 64), (17, 2048)]:
+        x = torch.randn(4096, n)
+        spec = K.softmax.bind((x,)).config_space.spec
+        assert spec.block_sizes[0].max == cap, (n, spec.block_sizes[0])
+
+
+def test_device_bounded_loop_gets_a_real_block_range():
+    # A loop whose bounds live on the device (jagged rows) has no static extent; its
+    # block must still be tunable over a normal range, not pinned to the minimum.
+    x = torch.randn(8, 100)
+    lengths = torch.randint(0, 100, (8,), dtype=torch.int32)
+    b = jagged_row_sum.bind((x, lengths))
+    spec = b.config_space.spec
+    inner = spec.block_sizes[-1]
+    assert inner.max >= 256 and inner.default >= 32, inner
+    out = b(x, lengths)
+    ref = torch.stack([x[i, :lengths[i]].double().sum() for i in range(8)])
+    assert ((out.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item() < 1e-5
+    assert isinstance(b.default_config(), Config)
