@@ -179,12 +179,15 @@ def kernel_failed(op: str, kernel: str, err: BaseException, bound: Any = None) -
     """
     if isinstance(err, UseEager):
         return
-    if isinstance(err, InputError) or isinstance(err, torch.cuda.OutOfMemoryError):
+    if isinstance(err, InputError) or isinstance(err, torch.cuda.OutOfMemoryError) or \
+            getattr(err, "_helion_ops_strict", False):  # bad input, OOM, or decided by an inner call
         raise err
     reason = _reason(err)
     if strict():
-        raise LaunchError(f"{op}(): kernel '{kernel}' failed to compile or launch ({reason}); "
-                          f"HELION_OPS_STRICT=1 disables the eager fallback") from err
+        le = LaunchError(f"{op}(): kernel '{kernel}' failed to compile or launch ({reason}); "
+                         f"HELION_OPS_STRICT=1 disables the eager fallback")
+        le._helion_ops_strict = True
+        raise le from err
     if bound is not None:
         bound._op_config_chosen = EAGER
         _FELL_BACK.append((bound, None))

@@ -349,13 +349,13 @@ def _launch(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causal: 
     _ensure_tma_allocator(q)
     bound = KERNELS[kernel].bind(args)
     chosen = getattr(bound, "_op_config_chosen", False)
-    if chosen is not True:
-        if chosen == C.EAGER:  # this specialisation failed before: the caller runs eager
-            raise C.UseEager
-        if not bound.kernel.configs:  # a Config pinned on the kernel (tests, tuner) wins
-            bound.config = config_for(kernel, args, q, k, causal)
-        bound._op_config_chosen = True
+    if chosen == C.EAGER:  # this specialisation failed before: the caller runs eager
+        raise C.UseEager
     try:
+        if chosen is not True:
+            if not bound.kernel.configs:  # a Config pinned on the kernel (tests, tuner) wins
+                bound.config = config_for(kernel, args, q, k, causal)
+            bound._op_config_chosen = True
         return bound(*args)
     except Exception as e:
         C.kernel_failed(NAME, kernel, e, bound)  # raises on bad input / strict mode; else marks bound
@@ -404,11 +404,23 @@ def _eager_forward(q, k, v, causal: bool, scale: float):
 
 
 def _eager_backward(dout, q, k, v, causal: bool, scale: float):
-    """(dq, dk, dv) with PyTorch autograd in fp32 (the fallback); GQA heads are summed by autograd."""
-    with torch.enable_grad():
-        qf, kf, vf = (t.detach().float().requires_grad_() for t in (q, k, v))
-        out = _eager_forward(qf, kf, vf, causal, scale)[0]
-        dq, dk, dv = torch.autograd.grad(out, (qf, kf, vf), dout.float())
+    """(dq, dk, dv) with PyTorch in fp32 (the fallback; explicit formulas, since autograd is off inside a
+    custom op); the GQA group's heads are summed into their kv head."""
+    b, h, s_q, d = q.shape
+    h_kv, s_k = k.shape[1], k.shape[2]
+    group = h // h_kv
+    p = torch.softmax(_eager_scores(q, k, causal, scale), dim=-1)
+    kf, vf, qf, g = k.float(), v.float(), q.float(), dout.float()
+    if group > 1:
+        kf, vf = kf.repeat_interleave(group, 1), vf.repeat_interleave(group, 1)
+    dv = torch.matmul(p.transpose(-1, -2), g)
+    dp = torch.matmul(g, vf.transpose(-1, -2))
+    ds = p * (dp - (dp * p).sum(-1, keepdim=True))
+    dq = torch.matmul(ds, kf) * scale
+    dk = torch.matmul(ds.transpose(-1, -2), qf) * scale
+    if group > 1:
+        dk = dk.reshape(b, h_kv, group, s_k, d).sum(2)
+        dv = dv.reshape(b, h_kv, group, s_k, d).sum(2)
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
