@@ -340,6 +340,8 @@ def _check(x, w, offsets, validate: bool) -> None:
     if offsets.shape[0] != w.shape[0]:
         raise ShapeError(f"grouped_gemm(): 'offsets' has {offsets.shape[0]} entries but 'w' has "
                          f"G={w.shape[0]} groups")
+    if not x.is_cuda:  # CPU only under the interpreter (one attribute check on the GPU hot path)
+        C.check_device("grouped_gemm", "x", x)
     for name, t in (("w", w), ("offsets", offsets)):
         if t.device != x.device:
             raise DeviceError(f"grouped_gemm(): '{name}' is on {t.device} but 'x' is on {x.device}")

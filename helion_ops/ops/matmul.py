@@ -355,6 +355,8 @@ def _check(a, b, bias, activation) -> None:
     if a.shape[-1] != b.shape[0]:
         raise ShapeError(f"matmul(): K mismatch: 'a' is {tuple(a.shape)} (K={a.shape[-1]}) but 'b' is "
                          f"{tuple(b.shape)} (K={b.shape[0]})")
+    if not a.is_cuda:  # CPU only under the interpreter (one attribute check on the GPU hot path)
+        C.check_device("matmul", "a", a)
     if b.device != a.device:
         raise DeviceError(f"matmul(): 'b' is on {b.device} but 'a' is on {a.device}")
     if bias is not None:
