@@ -2,6 +2,9 @@
 
 Write ``import helion_ops.dsl as helion`` and ``import helion_ops.dsl.language as hl``
 where a Helion kernel has ``import helion`` and ``import helion.language as hl``.
+``helion_ops.dsl.autotuner`` provides the fragment classes (``PowerOfTwoFragment``...)
+that ``hl.register_tunable`` takes. Helion names that are not provided raise
+``exc.NotSupportedName`` saying so.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from . import exc, language
 from .config import Config
 from .runtime import BoundKernel, Kernel
 
-__all__ = ["kernel", "Config", "Kernel", "BoundKernel", "exc", "language", "cdiv", "next_power_of_2"]
+__all__ = ["kernel", "jit", "Config", "Kernel", "BoundKernel", "Settings", "exc", "language", "cdiv",
+           "next_power_of_2"]
 
 cdiv = language.cdiv
 next_power_of_2 = language.next_power_of_2
@@ -19,13 +23,34 @@ next_power_of_2 = language.next_power_of_2
 
 def kernel(fn: Callable | None = None, *, config: Any = None, configs: Any = None,
            static_shapes: bool = True, autotune_effort: str = "none", **settings: Any) -> Any:
-    """Decorate a Helion-language function: ``@kernel`` or ``@kernel(config=Config(...))``.
+    """Decorate a Helion-language function: ``@kernel``, ``@kernel()`` or ``@kernel(config=Config(...))``.
 
     ``autotune_effort`` is ``"none"`` (pretuned or default config), ``"quick"`` or ``"full"``;
-    the ``HELION_AUTOTUNE_EFFORT`` environment variable overrides it.
+    the ``HELION_AUTOTUNE_EFFORT`` environment variable overrides it. Other Helion settings
+    (``ignore_warnings``, ``use_default_config``, ``index_dtype``...) are accepted and kept on
+    the Kernel; ``static_shapes=False`` still specialises on shapes (always correct, more compiles).
     """
     def wrap(f: Callable) -> Kernel:
         return Kernel(f, config=config, configs=configs, static_shapes=static_shapes,
                       autotune_effort=autotune_effort, **settings)
 
     return wrap(fn) if fn is not None else wrap
+
+
+jit = kernel
+
+
+class Settings(dict):
+    """Helion's ``helion.Settings``: the keyword settings of ``@kernel`` as a mapping."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    if name == "autotuner":
+        from . import autotuner
+        return autotuner
+    raise exc.NotSupportedName(f"helion.{name} is not supported by helion_ops.dsl")

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from . import exc, ir as I
+from . import codegen_ops, exc, ir as I
 from .config import Config
-from .types import ONE, BlockT, Dim, RDimInfo, TileInfo, tl_dtype, SIGNATURE_DTYPE
+from .types import ONE, BlockT, Dim, RDimInfo, TileInfo, tl_dtype, tile_dim, SIGNATURE_DTYPE
 
 UNARY_CODE = {
     "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "log": "tl.log({0})", "log2": "tl.log2({0})",
@@ -90,6 +90,8 @@ class Emitter:
             return self.d.tiles[d.id].block
         if d.kind == "rdim":
             return self.d.rdims[d.id].block
+        if d.kind == "block":
+            return self.d.blocks[d.id]
         return 1
 
     def shape(self, t: BlockT) -> str:
@@ -150,6 +152,8 @@ class Emitter:
                 raise exc.NotSupported("atan2 in device code", v.loc)
             if o == "**":
                 return f"tl.exp2({y} * tl.log2({x}))"
+            if o in ("//", "%"):
+                return self.floor_divmod(o, x, y, v)
             return f"({x} {o} {y})"
         if op == "powi":
             x, e = self.name_of(a[0]), v.attrs["exponent"]
@@ -182,12 +186,25 @@ class Emitter:
             return f"tl.reshape({self.name_of(a[0])}, {self.shape(v.type)})"
         if op == "broadcast_to":
             return f"tl.broadcast_to({self.name_of(a[0])}, {self.shape(v.type)})"
-        if op == "scan":
-            x = self.masked_input(a[0], v.attrs["axis"], "sum")
-            return f"tl.cumsum({x}, axis={v.attrs['axis']})"
+        extra = codegen_ops.expr(self, v)
+        if extra is not None:
+            return extra
         if op in ("phi", "atomic_result"):
             raise exc.CompileError(f"internal: {op} value used before definition", v.loc)
         raise exc.CompileError(f"internal: no codegen for op {op}", v.loc)
+
+    def floor_divmod(self, o: str, x: str, y: str, v: I.Value) -> str:
+        """torch's // and % round toward -inf; Triton's (like C) truncate toward 0."""
+        a, b = v.args
+        if v.type.dtype.is_floating_point:
+            return f"tl.floor({x} / {y})" if o == "//" else f"({x} - {y} * tl.floor({x} / {y}))"
+        if _nonneg(a) and _nonneg(b):
+            return f"({x} {o} {y})"
+        if o == "//":
+            return f"(({x} // {y}) - ((({x} % {y}) != 0) & (({x} < 0) != ({y} < 0))).to({tl_dtype(v.type.dtype)}))"
+        r = self.fresh("rem")
+        self.line(f"{r} = {x} % {y}")
+        return f"tl.where(({r} != 0) & (({r} < 0) != ({y} < 0)), {r} + {y}, {r})"
 
     def tile_attr(self, t: TileInfo, attr: str) -> str:
         if attr == "index":
@@ -375,7 +392,8 @@ class Emitter:
         an, bn = self.dot_operand(a, -1), self.dot_operand(b, -2)
         prec = ", input_precision='ieee'" if a.type.dtype == torch.float32 else ""
         if len(v.args) > 2:
-            return f"tl.dot({an}, {bn}, {self.name_of(v.args[2])}{prec})"
+            out = "" if v.type.dtype.is_floating_point else f", out_dtype={tl_dtype(v.type.dtype)}"
+            return f"tl.dot({an}, {bn}, {self.name_of(v.args[2])}{prec}{out})"
         return f"tl.dot({an}, {bn}{prec}, out_dtype={tl_dtype(v.type.dtype)})"
 
     def dot_operand(self, x: I.Value, axis: int) -> str:
@@ -487,6 +505,17 @@ class Emitter:
         self.last_src = None
 
 
+def _nonneg(v: I.Value) -> bool:
+    """Values known to be >= 0: non-negative constants, tile indices and offsets, aranges."""
+    if v.op == "const":
+        return isinstance(v.args[0], (int, float)) and v.args[0] >= 0
+    if v.op in ("tile_attr", "arange"):
+        return True
+    if v.op == "binary" and v.attrs["op"] in ("+", "*", "//", "%"):
+        return all(_nonneg(a) for a in v.args)
+    return v.op == "cast" and _nonneg(v.args[0])
+
+
 def _index_dims(d: I.DeviceIR, idx: I.Index) -> list[Dim]:
     dims: list[Dim] = []
     for o in idx.out:
@@ -495,7 +524,7 @@ def _index_dims(d: I.DeviceIR, idx: I.Index) -> list[Dim]:
             continue
         kind, v = idx.entries[o]
         if kind == "tile":
-            dims.append(Dim("tile", v.id))
+            dims.append(tile_dim(v))
         elif kind == "rdim":
             dims.append(Dim("rdim", v.id))
         elif kind == "block":

@@ -85,6 +85,8 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
              [(s.name, "scalar", s.name) for s in d.inputs.scalars]
     sig = {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in d.inputs.tensors}
     sig.update({s.name: SIGNATURE_DTYPE[s.dtype] for s in d.inputs.scalars})
+    from .codegen_ops import helper_source
+    helpers = "".join(helper_source(d, cfg, file, num_sms, h) for h in d.helpers)
     out = [f"@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
     out += ["    " + x for x in em.desc_lines]
     out += ["    " + x for x in rsetup]
@@ -92,7 +94,7 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
     out += body
     if len(out) == 2 or all(not l.strip() or l.strip().startswith("#") for l in out[2:]):
         out.append("    pass")
-    return Generated(fn_name, "\n".join(out) + "\n", params, sig, grid,
+    return Generated(fn_name, helpers + "\n".join(out) + "\n", params, sig, grid,
                      int(cfg.get("num_warps", 4)), int(cfg.get("num_stages", 2)), bool(em.descs))
 
 

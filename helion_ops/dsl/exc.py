@@ -49,9 +49,39 @@ class LaunchError(HelionOpsError, RuntimeError):
     """A kernel failed to compile or launch on the device."""
 
 
-# Helion spellings
+class NotSupportedName(NotSupported, AttributeError):
+    """A Helion API name (``hl.x``, ``helion.x``) that helion_ops.dsl does not provide.
+
+    It is an AttributeError too, so ``getattr(hl, name, default)`` keeps working."""
+
+
+class TensorOperationInWrapper(UserWarning):
+    """Helion warns when host code computes on tensors; here host code is plain Python (never raised)."""
+
+
+# Helion spellings: the error names Helion kernels and their callers catch or ignore.
 NotAllowedOnDevice = NotSupported
 InvalidConfig = CompileError
+NotInsideKernel = NotSupported
+InvalidAPIUsage = CompileError
+RankMismatch = ShapeMismatch
+TypeInferenceError = TypeError_
+CannotReadDeviceVariableOnHost = HostAssignInDevice
+ShapeSpecializingCall = CompileError
+AutotuneError = LaunchError
+TritonError = LaunchError
+StatementNotSupported = NotSupported
+UnsupportedPythonType = NotSupported
+
+
+def __getattr__(name: str) -> type:
+    """Any other Helion error name: a NotSupported subclass of that name, so
+    ``except helion.exc.X`` and ``ignore_warnings=[helion.exc.X]`` still work."""
+    if name.startswith("_") or not name[:1].isupper():
+        raise AttributeError(name)
+    cls = type(name, (NotSupported,), {"__doc__": f"Helion's exc.{name} (never raised by helion_ops.dsl)."})
+    globals()[name] = cls
+    return cls
 
 
 class Loc:

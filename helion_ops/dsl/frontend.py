@@ -51,6 +51,7 @@ class ParsedKernel:
     globals: dict[str, Any]
     specialized: set[str] = field(default_factory=set)  # host names bound by hl.specialize(...)
     extra_blocks: dict = field(default_factory=dict)
+    registered: dict[str, int] = field(default_factory=dict)  # host name bound to hl.register_block_size -> id
     source_hash: str = ""
 
     def loc(self, node: ast.AST) -> exc.Loc:
@@ -182,6 +183,7 @@ def _number_blocks(pk: ParsedKernel) -> None:
                 else:
                     ids.append(None)  # fixed: evaluated as an expression
             pk.tile_block_ids[id(call)] = ids
+    pk.registered = registered
 
 
 def _assign_target_of(tree: ast.AST, call: ast.Call) -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import exc
-from .types import BlockT, LaunchInputs, RDimInfo, TensorArg, TileInfo
+from .types import BlockT, LaunchInputs, RDimInfo, TensorArg, TileInfo, same_dims
 
 _ids = itertools.count()
 
@@ -112,6 +112,8 @@ class DeviceIR:
     n_inner_loops: int = 0
     n_loads: int = 0
     has_dot: bool = False
+    blocks: dict[int, int] = field(default_factory=dict)   # block id -> size, for Dim("block", id)
+    helpers: list[tuple] = field(default_factory=list)     # (name, params, body, results) jit helpers
     constexpr_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -157,7 +159,7 @@ def verify(ir: DeviceIR) -> DeviceIR:
     for s in walk(ir.body):
         if isinstance(s, For):
             for phi, init, final in s.carried:
-                if phi.type.dims != final.type.dims:
+                if not same_dims(phi.type.dims, final.type.dims):
                     raise exc.ShapeMismatch(
                         f"loop-carried value changes shape in the loop: {phi.type} -> {final.type}", s.loc)
         if isinstance(s, Store) and s.index.tensor is None:

@@ -4,7 +4,9 @@ Device functions (``tile``, ``zeros``, ``dot``...) are markers: the compiler
 recognises them by identity inside ``hl.tile`` loops and never calls them.
 Calling one from host code raises a clear error. Host functions
 (``register_block_size``, ``register_tunable``, ``specialize``) run on the
-host and read the active Config through the runtime.
+host and read the active Config through the runtime. A Helion name this
+module does not provide raises ``exc.NotSupportedName`` (an AttributeError
+that says so), instead of failing deep inside the compiler.
 """
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from typing import Any
 from . import exc
 
 __all__ = [
-    "tile", "grid", "zeros", "full", "arange", "dot", "load", "store", "atomic_add",
-    "atomic_max", "atomic_min", "register_block_size", "register_tunable", "specialize",
-    "constexpr", "cdiv", "next_power_of_2", "Tile", "reduce", "cumsum", "associative_scan",
-    "rand", "inline_triton",
+    "tile", "grid", "zeros", "full", "arange", "dot", "load", "store", "atomic_add", "atomic_and",
+    "atomic_or", "atomic_xor", "atomic_xchg", "atomic_cas", "atomic_max", "atomic_min",
+    "register_block_size", "register_tunable", "specialize", "constexpr", "cdiv", "next_power_of_2",
+    "Tile", "reduce", "cumsum", "cumprod", "associative_scan", "rand", "randint", "inline_triton",
+    "tile_index", "tile_begin", "tile_end", "tile_block_size", "tile_id", "static_range", "barrier",
+    "split", "join", "subscript", "device_print",
 ]
 
 
@@ -43,20 +47,42 @@ def _device_only(name: str, doc: str):
 
 tile = _device_only("tile", "hl.tile(end) / hl.tile(begin, end) / hl.tile([m, n], block_size=...): iterate over tiles.")
 grid = _device_only("grid", "hl.grid(n) / hl.grid([m, n]): iterate over scalar indices.")
+static_range = _device_only("static_range", "hl.static_range(n): a loop unrolled at compile time (constant bounds).")
 zeros = _device_only("zeros", "hl.zeros(shape, dtype=torch.float32): a block of zeros.")
 full = _device_only("full", "hl.full(shape, value, dtype=torch.float32): a block filled with value.")
 arange = _device_only("arange", "hl.arange(end) / hl.arange(begin, end): an int32 block of indices.")
 dot = _device_only("dot", "hl.dot(a, b, acc=None, out_dtype=None): matrix product on tiles, fp32 accumulation.")
-load = _device_only("load", "hl.load(tensor, index, extra_mask=None): explicit load.")
+load = _device_only("load", "hl.load(tensor, index, extra_mask=None, eviction_policy=None): explicit load.")
 store = _device_only("store", "hl.store(tensor, index, value, extra_mask=None): explicit store.")
-atomic_add = _device_only("atomic_add", "hl.atomic_add(tensor, index, value): atomic add; returns the old value.")
-atomic_max = _device_only("atomic_max", "hl.atomic_max(tensor, index, value).")
-atomic_min = _device_only("atomic_min", "hl.atomic_min(tensor, index, value).")
-reduce = _device_only("reduce", "hl.reduce(combine_fn, x, dim): reduction with a custom combine function.")
-cumsum = _device_only("cumsum", "hl.cumsum(x, dim): inclusive prefix sum.")
-associative_scan = _device_only("associative_scan", "hl.associative_scan(combine_fn, x, dim).")
-rand = _device_only("rand", "hl.rand(shape, seed): uniform [0, 1) Philox random numbers.")
-inline_triton = _device_only("inline_triton", "hl.inline_triton(source, args, output_like): escape hatch.")
+atomic_add = _device_only("atomic_add", "hl.atomic_add(target, index, value, sem='relaxed'): returns the old value.")
+atomic_and = _device_only("atomic_and", "hl.atomic_and(target, index, value, sem='relaxed').")
+atomic_or = _device_only("atomic_or", "hl.atomic_or(target, index, value, sem='relaxed').")
+atomic_xor = _device_only("atomic_xor", "hl.atomic_xor(target, index, value, sem='relaxed').")
+atomic_xchg = _device_only("atomic_xchg", "hl.atomic_xchg(target, index, value, sem='relaxed').")
+atomic_max = _device_only("atomic_max", "hl.atomic_max(target, index, value, sem='relaxed').")
+atomic_min = _device_only("atomic_min", "hl.atomic_min(target, index, value, sem='relaxed').")
+atomic_cas = _device_only("atomic_cas", "hl.atomic_cas(target, index, expected, value, sem='relaxed').")
+reduce = _device_only("reduce", "hl.reduce(combine_fn, x, dim=None, other=0, keep_dims=False): custom reduction.")
+cumsum = _device_only("cumsum", "hl.cumsum(x, dim, reverse=False): inclusive prefix sum.")
+cumprod = _device_only("cumprod", "hl.cumprod(x, dim, reverse=False): inclusive prefix product.")
+associative_scan = _device_only("associative_scan", "hl.associative_scan(combine_fn, x, dim, reverse=False).")
+rand = _device_only("rand", "hl.rand(shape, seed): uniform [0, 1) Philox random numbers (float32).")
+randint = _device_only("randint", "hl.randint(shape, low, high, seed): Philox random integers in [low, high).")
+inline_triton = _device_only("inline_triton", "hl.inline_triton(source, args, output_like): escape hatch to raw Triton.")
+tile_index = _device_only("tile_index", "hl.tile_index(tile): same as tile.index.")
+tile_begin = _device_only("tile_begin", "hl.tile_begin(tile): same as tile.begin.")
+tile_end = _device_only("tile_end", "hl.tile_end(tile): same as tile.end.")
+tile_block_size = _device_only("tile_block_size", "hl.tile_block_size(tile): same as tile.block_size.")
+tile_id = _device_only("tile_id", "hl.tile_id(tile): same as tile.id.")
+split = _device_only("split", "hl.split(x): split the last dim (size 2) into two blocks.")
+join = _device_only("join", "hl.join(a, b): stack two blocks along a new last dim of size 2.")
+subscript = _device_only("subscript", "hl.subscript(x, index): index a block with ':' and None.")
+device_print = _device_only("device_print", "hl.device_print(prefix, *values): print from device code.")
+
+
+def barrier() -> None:
+    """hl.barrier(): order the device loops before and after it. Host code; a no-op here,
+    because each top-level loop is its own launch and launches on a stream run in order."""
 
 
 def register_block_size(min_or_max: int, max_or_none: int | None = None) -> int:
@@ -95,3 +121,21 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
 
 
+# Helion names that exist there but not here, with the reason (docs/COVERAGE.md lists them too).
+UNSUPPORTED = {
+    "jagged_tile": "use hl.tile(0, max_len) with a mask built from per-row lengths",
+    "signal": "multi-GPU signalling is not implemented",
+    "wait": "multi-GPU signalling is not implemented",
+    "StackTensor": "symmetric-memory stack tensors are not implemented",
+    "stacktensor_like": "symmetric-memory stack tensors are not implemented",
+    "triton_kernel": "calling a @triton.jit function from device code is not implemented; use hl.inline_triton",
+    "inline_asm_elementwise": "inline PTX is not implemented; use hl.inline_triton",
+    "breakpoint": "device breakpoints are not implemented",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    why = UNSUPPORTED.get(name, "it is not implemented")
+    raise exc.NotSupportedName(f"hl.{name} is not supported by helion_ops.dsl: {why}")

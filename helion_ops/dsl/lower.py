@@ -8,6 +8,7 @@ Triton error. Torch calls are mapped by ``ops.py``.
 from __future__ import annotations
 
 import ast
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
 from .types import (ONE, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TileInfo,
-                    broadcast_dims, promote)
+                    broadcast_dims, promote, same_dims, tile_dim)
 
 
 @dataclass
@@ -31,6 +32,21 @@ class TileVar:
 @dataclass
 class TensorRef:
     arg: TensorArg
+
+
+class BlockSizeInt(int):
+    """A registered block size read in device code: an int that also names its block id,
+    so ``hl.zeros([tile_m, block_size_n])`` gets a dim that matches ``tile_n``'s lanes."""
+
+    bid: int
+
+    def __new__(cls, value: int, bid: int) -> "BlockSizeInt":
+        self = super().__new__(cls, value)
+        self.bid = bid
+        return self
+
+
+_MISSING = object()
 
 
 def next_pow2(n: int) -> int:
@@ -52,6 +68,9 @@ class Lowerer:
         self.stmts: list[Stmt] = []
         self.tiles: dict[int, TileInfo] = {}
         self.rdims: dict[int, RDimInfo] = {}
+        self.blocks: dict[int, int] = {}
+        self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
+        self.inline_free: dict[str, str] | None = None  # set while inlining a helper: free name -> hoisted id
         self.tensors: dict[str, TensorArg] = {}
         self.scalars: dict[str, ScalarArg] = {}
         self.n_loops = 0
@@ -75,7 +94,7 @@ class Lowerer:
             raise exc.NotSupported("for/else on a device loop", self.pk.loc(node))
         inputs = LaunchInputs(list(self.tensors.values()), list(self.scalars.values()))
         return DeviceIR(self.name, inputs, [t.info for t in tiles], self.tiles, self.rdims, self.stmts,
-                        self.n_loops, self.n_loads, self.has_dot)
+                        self.n_loops, self.n_loads, self.has_dot, self.blocks, self.helpers)
 
     # ---- helpers ----------------------------------------------------------------------------
     def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
@@ -233,7 +252,7 @@ class Lowerer:
         v = self.as_value(v, node, t.dtype)
         if v.type.dtype != t.dtype:
             v = self.emit("cast", [v], v.type.with_dtype(t.dtype), node)
-        if v.type.dims != t.dims:
+        if not same_dims(v.type.dims, t.dims):
             raise self.err(exc.ShapeMismatch, f"variable changes shape: {t} -> {v.type}", node)
         return v
 
@@ -366,8 +385,23 @@ class Lowerer:
     def expr_Name(self, node: ast.Name) -> Any:
         if node.id in self.env:
             return self.env[node.id]
-        if node.id in self.inputs:
-            return self.host_value(node.id, self.inputs[node.id], node)
+        if self.inline_free is not None:  # inside an inlined helper: its own globals and closure
+            if node.id in self.inline_free:
+                hid = self.inline_free[node.id]
+                return self.host_value(hid, self.inputs[hid], node)
+            val = self.pk.globals.get(node.id, _MISSING)
+            if isinstance(val, torch.Tensor):
+                raise self.err(exc.NotSupported, f"'{node.id}': a helper called from device code can read "
+                               "tensors passed to it or closed over by a kernel argument, not global tensors", node)
+            if val is not _MISSING:
+                return self.host_value(node.id, val, node)
+        elif node.id in self.inputs:
+            val = self.inputs[node.id]
+            if node.id in self.pk.registered and isinstance(val, int) and not isinstance(val, bool):
+                bid = self.pk.registered[node.id]
+                self.blocks[bid] = val
+                return BlockSizeInt(val, bid)
+            return self.host_value(node.id, val, node)
         if node.id in self.pk.globals:
             return self.host_value(node.id, self.pk.globals[node.id], node)
         import builtins
@@ -450,6 +484,10 @@ class Lowerer:
             fn = self.expr(node.func)
         if fn is None:
             raise self.err(exc.NotSupported, f"unknown function {ast.unparse(node.func)}", node)
+        if isinstance(fn, types.FunctionType) and not getattr(fn, "_hl_device", None) \
+                and not (getattr(fn, "__module__", "") or "").startswith(("torch", "triton", "helion_ops.dsl")):
+            from . import inline
+            return inline.call(self, fn, args, kwargs, node, node.func.id if isinstance(node.func, ast.Name) else None)
         return self.ops.call(self, fn, args, kwargs, node)
 
     # ---- memory -----------------------------------------------------------------------------
@@ -512,7 +550,7 @@ class Lowerer:
                 continue
             kind, v = idx.entries[o]
             if kind == "tile":
-                dims.append(Dim("tile", v.id))
+                dims.append(tile_dim(v))
             elif kind == "rdim":
                 dims.append(Dim("rdim", v.id))
             elif kind == "block":

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from . import exc, language as hl
 from .ir import Value
-from .types import ONE, BlockT, Dim, broadcast_dims
+from .types import ONE, BlockT, Dim, broadcast_dims, same_dims, tile_dim
 
 # torch unary function -> IR unary op name
 UNARY = {
@@ -249,7 +249,7 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
     lw.has_dot = True
     if acc is not None:
         acc = lw.as_value(acc, node)
-        if acc.type.dims != dims:
+        if not same_dims(acc.type.dims, dims):
             raise lw.err(exc.ShapeMismatch, f"accumulator shape {acc.type} does not match product {list(dims)}", node)
         if acc.type.dtype != acc_dtype:
             acc_in = cast(lw, acc, acc_dtype, node)
@@ -268,10 +268,14 @@ def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
     from .lower import TileVar
     if isinstance(shape, (int, TileVar)):
         shape = [shape]
+    from .lower import BlockSizeInt
     dims = []
     for s in shape:
-        if isinstance(s, TileVar):
-            dims.append(Dim("tile", s.info.id))
+        if isinstance(s, BlockSizeInt):
+            lw.blocks[s.bid] = int(s)
+            dims.append(Dim("block", s.bid, s.bid))
+        elif isinstance(s, TileVar):
+            dims.append(tile_dim(s.info))
         elif isinstance(s, int) and not isinstance(s, bool):
             dims.append(ONE if s == 1 else Dim("rdim", lw.rdim_for(s, node).id))
         else:
@@ -340,27 +344,75 @@ def permute(lw, v: Value, perm: list[int], node: ast.AST) -> Value:
 
 
 def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
+    """``x.reshape(...)`` / ``x.view(...)`` on a block.
+
+    Tile and block dims must stay, in order; between them, full (':') dims may be split or
+    merged when their extents are powers of two (no padding lanes to mix in), and size-1
+    dims may come and go."""
     shape = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
-    from .lower import TileVar
-    non_one = [d for d in v.type.dims if d != ONE]
+    from .lower import BlockSizeInt, TileVar
+    v = lw.as_value(v, node)
     new: list[Dim] = []
+    infer = None
     for s in shape:
         if isinstance(s, TileVar):
-            new.append(Dim("tile", s.info.id))
-        elif s == 1:
-            new.append(ONE)
-        elif s == -1 and len(non_one) == 1:
-            new.append(non_one[0])
-        elif isinstance(s, int):
-            match = [d for d in non_one if d.kind == "rdim" and lw.rdims[d.id].extent == s]
-            if not match:
-                raise lw.err(exc.NotSupported, f"reshape that merges or splits dims ({v.type} -> {shape})", node)
-            new.append(match[0])
+            new.append(tile_dim(s.info))
+        elif isinstance(s, BlockSizeInt):
+            lw.blocks[s.bid] = int(s)
+            new.append(Dim("block", s.bid, s.bid))
+        elif s == -1 and infer is None:
+            infer = len(new)
+            new.append(Dim("infer"))
+        elif isinstance(s, int) and s >= 1:
+            new.append(ONE if s == 1 else Dim("rdim", lw.rdim_for(s, node).id))
         else:
             raise lw.err(exc.NotSupported, f"reshape to {shape}", node)
-    if [d for d in new if d != ONE] != non_one:
-        raise lw.err(exc.NotSupported, f"reshape that reorders, merges or splits dims ({v.type} -> {shape})", node)
-    return lw.emit("reshape", [v], BlockT(tuple(new), v.type.dtype), node)
+    bad = lw.err(exc.NotSupported, f"reshape that merges or splits tile dims or padded ':' dims "
+                 f"({v.type} -> {shape})", node)
+    non_one = [d for d in v.type.dims if d != ONE]
+    if infer is not None and len(non_one) == 1 and all(d.kind in ("one", "infer") for d in new):
+        new[infer] = non_one[0]
+        infer = None
+    src_groups, dst_groups = _groups(lw, v.type.dims), _groups(lw, tuple(new))
+    if infer is not None:
+        if len(src_groups) != len(dst_groups):
+            raise bad
+        # -1 takes whatever the full dims of its group must multiply to
+        for (sk, sn), (dk, dn) in zip(src_groups, dst_groups):
+            if not isinstance(dk, Dim) and infer in dk and sn % dn == 0:
+                new[infer] = ONE if sn == dn else Dim("rdim", lw.rdim_for(sn // dn, node).id)
+        dst_groups = _groups(lw, tuple(new))
+    if [k for k, _ in src_groups if isinstance(k, Dim)] != [k for k, _ in dst_groups if isinstance(k, Dim)]:
+        raise bad
+    for (sk, sn), (dk, dn) in zip(src_groups, dst_groups):
+        if sn != dn:
+            raise bad
+    dims = tuple(new)
+    if dims == v.type.dims:
+        return v
+    padded = any(d.kind == "rdim" and lw.rdims[d.id].extent & (lw.rdims[d.id].extent - 1) for d in v.type.dims + dims)
+    if padded and [d for d in v.type.dims if d != ONE] != [d for d in dims if d != ONE]:
+        raise bad
+    return lw.emit("reshape", [v], BlockT(dims, v.type.dtype), node)
+
+
+def _groups(lw, dims: tuple[Dim, ...]) -> list:
+    """Dims as [(tile/block dim, 1) | (indices of a run of full dims, product of extents)]."""
+    out: list = []
+    run: list[int] = []
+    n = 1
+    for i, d in enumerate(dims):
+        if d.kind in ("tile", "block"):
+            if run:
+                out.append((tuple(run), n))
+            run, n = [], 1
+            out.append((d, 1))
+        elif d.kind in ("rdim", "infer"):
+            run.append(i)
+            n *= lw.rdims[d.id].extent if d.kind == "rdim" else 1
+    if run:
+        out.append((tuple(run), n))
+    return out
 
 
 def squeeze(lw, v: Value, dim: Any, node: ast.AST) -> Value:

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from . import exc, language as hl
 from . import ops as O
+from . import ops_extra as X
 from .ir import Value
-from .types import BlockT, Dim
+from .types import BlockT, Dim, tile_dim
 
 
 def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
@@ -20,10 +21,14 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
     if isinstance(base, TileVar):
         t = base.info
         if attr == "index":
-            return Value("tile_attr", [t], BlockT((Dim("tile", t.id),), torch.int32), lw.pk.loc(node), t.name, attr="index")
+            return Value("tile_attr", [t], BlockT((tile_dim(t),), torch.int32), lw.pk.loc(node), t.name, attr="index")
         if attr in ("begin", "end", "id"):
             return Value("tile_attr", [t], BlockT((), torch.int32), lw.pk.loc(node), f"{t.name}_{attr}", attr=attr)
         if attr == "block_size":
+            from .lower import BlockSizeInt
+            if t.block_id is not None:
+                lw.blocks[t.block_id] = t.block
+                return BlockSizeInt(t.block, t.block_id)
             return t.block
         raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
     if isinstance(base, TensorRef):
@@ -75,6 +80,9 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
     if isinstance(base, TileVar):
         base = attribute(lw, base, "index", node)
     v: Value = base
+    r = X.method(lw, v, name, args, kwargs, node)
+    if r is not X.NOT_HANDLED:
+        return r
     if name == "to":
         dtype = kwargs.get("dtype", args[0] if args else None)
         if isinstance(dtype, torch.device) or dtype is None:
@@ -128,8 +136,6 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
     if name in ("new_zeros", "new_ones", "new_full", "new_empty"):
         value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, args[1] if len(args) > 1 else kwargs.get("fill_value"))
         return O.full(lw, args[0], value, kwargs.get("dtype", v.type.dtype), node)
-    if name == "cumsum":
-        return _scan(lw, v, _dim_kw(args, kwargs), node)
     if name == "sigmoid":
         return O.unary(lw, "sigmoid", v, node)
     if name == "where":
@@ -158,14 +164,10 @@ def _reduce_call(lw, kind: str, v: Any, args: list, kwargs: dict, node: ast.AST,
     return O.reduce(lw, kind, v, dim, keepdim, node, correction=correction)
 
 
-def _scan(lw, v: Value, dim: int, node: ast.AST) -> Value:
-    axis = dim % v.type.ndim
-    dtype = torch.float32 if v.type.dtype in (torch.float16, torch.bfloat16) else v.type.dtype
-    v = O.cast(lw, v, dtype, node)
-    return lw.emit("scan", [v], v.type, node, op="sum", axis=axis, rdim=v.type.dims[axis])
-
-
 def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
+    r = X.call(lw, fn, args, kwargs, node)
+    if r is not X.NOT_HANDLED:
+        return r
     if fn in O.UNARY:
         r = O.unary(lw, O.UNARY[fn], args[0], node)
         return r
@@ -216,8 +218,6 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return _hl_store(lw, args, kwargs, node, None)
     if fn in (hl.atomic_add, hl.atomic_max, hl.atomic_min):
         return _hl_store(lw, args, kwargs, node, fn.__name__.split("_")[1])
-    if fn in (torch.cumsum, hl.cumsum):
-        return _scan(lw, lw.as_value(args[0], node), _dim_kw(args, kwargs, 1), node)
     if fn is torch.permute:
         return O.permute(lw, args[0], list(args[1]), node)
     if fn in (torch.transpose,):

@@ -32,7 +32,8 @@ def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
         rd = [x.id for x in v.type.dims if x.kind == "rdim"]
         if len(set(rd)) > 1:
             bad.update(rd)
-        if rd and (v.op in ("phi", "dot", "scan", "permute", "reshape", "atomic_result")
+        if rd and (v.op in ("phi", "dot", "scan", "permute", "reshape", "atomic_result", "argmax", "combine",
+                            "getitem", "rand", "inline_triton", "split", "join")
                    or (id(v) not in top_lets and v.op not in ("const", "param"))):
             bad.update(rd)
         if v.op == "dot":

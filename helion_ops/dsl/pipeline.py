@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ast
+import types
 from typing import Any
 
 import torch
@@ -87,4 +88,21 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
     visit(loop.node.iter)
     for s in loop.node.body:
         visit(s)
+    # Tensors a host function (e.g. an epilogue lambda argument) closes over reach the
+    # device loop as extra launcher values, looked up by (function name, free variable).
+    for n in names:
+        fn = host_locals.get(n, glb.get(n))
+        if not isinstance(fn, types.FunctionType) or not fn.__closure__:
+            continue
+        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__):
+            try:
+                val = cell.cell_contents
+            except ValueError:
+                continue
+            if isinstance(val, torch.Tensor):
+                src = f"{n}.__closure__[{n}.__code__.co_freevars.index({var!r})].cell_contents"
+                hid = f"_h{len(ids)}"
+                codes.append(compile(src, pk.file, "eval"))
+                ids.append(hid)
+                mapping[("free", n, var)] = hid
     return names, codes, ids, mapping

@@ -5,7 +5,10 @@ dim i of a ``BlockT`` is axis i of the generated tensor. A dim is
 - a tile dim (``Dim("tile", k)``): tile instance k, ``BLOCK`` lanes;
 - a reduction dim (``Dim("rdim", r)``): a full ``:`` dim of static extent,
   persistent (one block of next_pow2(extent)) or rolled (looped in chunks);
-- ``ONE``: size 1, from ``None``, an int index or ``keepdim``.
+- ``ONE``: size 1, from ``None``, an int index or ``keepdim``;
+- a block dim (``Dim("block", b)``): ``hl.zeros([tile, block_size_n])`` with a
+  registered block size b. It has the lanes of every tile dim whose block id
+  is b, and broadcasts with them (the tile dim wins: it carries the mask).
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ from . import exc
 
 @dataclass(frozen=True)
 class Dim:
-    kind: str  # "tile" | "rdim" | "one"
+    kind: str  # "tile" | "rdim" | "one" | "block"
     id: int = -1
+    bid: int | None = field(default=None, compare=False)  # block-size id of a tile/block dim
 
     def __repr__(self) -> str:
         return "1" if self.kind == "one" else f"{self.kind[0]}{self.id}"
@@ -190,6 +194,21 @@ def broadcast_dims(a: tuple[Dim, ...], b: tuple[Dim, ...], loc: exc.Loc | None) 
             out.append(x)
         elif x == ONE:
             out.append(y)
+        elif same_lanes(x, y):
+            out.append(y if x.kind == "block" else x)
         else:
             raise exc.ShapeMismatch(f"shapes do not broadcast: {list(a)} vs {list(b)} (dim {x} vs {y})", loc)
     return tuple(out)
+
+
+def same_lanes(x: Dim, y: Dim) -> bool:
+    """Two dims that are the same block of lanes: equal, or a tile and a block dim of one block id."""
+    return x == y or (x.bid is not None and x.bid == y.bid and "block" in (x.kind, y.kind))
+
+
+def same_dims(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> bool:
+    return len(a) == len(b) and all(same_lanes(x, y) for x, y in zip(a, b))
+
+
+def tile_dim(t: "TileInfo") -> Dim:
+    return Dim("tile", t.id, t.block_id)

@@ -1,0 +1,140 @@
+"""Codegen of the ops in ops_extra.py, and of combine-function helpers.
+
+Each function takes the Emitter and a Value and returns the Triton expression;
+prefix statements (e.g. the body of an inline_triton snippet) go out through
+``em.line`` before the value's own assignment.
+"""
+from __future__ import annotations
+
+import textwrap
+
+from . import exc, ir as I
+from .types import tl_dtype
+
+_ARG_NEUTRAL = {False: ("float('-inf')", "-2147483648"), True: ("float('inf')", "2147483647")}
+_SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
+
+
+def expr(em, v: I.Value) -> str | None:
+    """Triton code of ``v`` if it is one of this module's ops, else None."""
+    fn = _OPS.get(v.op)
+    return fn(em, v) if fn is not None else None
+
+
+def _fill(em, x: I.Value, axis: int, neutral: str) -> str:
+    name = em.name_of(x)
+    m = em.dim_mask(x.type.dims[axis])
+    return name if m is None else f"tl.where({em.bcast(m, axis, x.type.ndim)}, {name}, {neutral})"
+
+
+def _argmax(em, v: I.Value) -> str:
+    x = v.args[0]
+    fl, it = _ARG_NEUTRAL[v.attrs["is_min"]]
+    inp = _fill(em, x, v.attrs["axis"], fl if x.type.dtype.is_floating_point else it)
+    fn = "tl.argmin" if v.attrs["is_min"] else "tl.argmax"
+    return f"{fn}({inp}, {v.attrs['axis']}, keep_dims={v.attrs['keepdim']})"
+
+
+def _combine(em, v: I.Value) -> str:
+    axis = v.attrs["axis"]
+    if v.attrs["kind"] == "reduce":
+        ins = [_fill(em, x, axis, em.name_of(o) if isinstance(o, I.Value) else _lit(o))
+               for x, o in zip(v.args, v.attrs["other"])]
+    else:
+        ins = [em.name_of(x) for x in v.args]
+    tup = f"({', '.join(ins)},)" if v.attrs["multi"] else ins[0]
+    if v.attrs["kind"] == "reduce":
+        return f"tl.reduce({tup}, {axis}, {v.attrs['fn']}, keep_dims={v.attrs['keepdim']})"
+    return f"tl.associative_scan({tup}, {axis}, {v.attrs['fn']}, reverse={v.attrs['reverse']})"
+
+
+def _lit(x) -> str:
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return f"float('{x}')"
+    return repr(x)
+
+
+def _scan(em, v: I.Value) -> str:
+    op, axis, rev = v.attrs["op"], v.attrs["axis"], v.attrs.get("reverse", False)
+    x = v.args[0]
+    # forward scans never read the masked tail into valid lanes; reverse scans do
+    inp = _fill(em, x, axis, _SCAN_NEUTRAL[op]) if rev else em.name_of(x)
+    fn = "tl.cumsum" if op == "sum" else "tl.cumprod"
+    return f"{fn}({inp}, axis={axis}" + (", reverse=True)" if rev else ")")
+
+
+def _getitem(em, v: I.Value) -> str:
+    return f"{em.name_of(v.args[0])}[{v.attrs['index']}]"
+
+
+def _rand(em, v: I.Value) -> str:
+    """Philox counter = the element's linear index in the full (unpadded) index space."""
+    dims = v.type.dims
+    n = len(dims)
+    offs = "0"
+    for k, d in enumerate(dims):
+        if d.kind == "tile":
+            t = em.d.tiles[d.id]
+            idx, ext = (t.offset if t.is_grid else t.indices), t.static_len
+            if ext is None:
+                raise exc.NotSupported("hl.rand over a tile whose extent is not known at compile time", v.loc)
+        elif d.kind == "rdim":
+            r = em.d.rdims[d.id]
+            idx, ext = r.index, r.extent
+        else:
+            continue
+        term = em.bcast(idx, k, n) if not (d.kind == "tile" and em.d.tiles[d.id].is_grid) else idx
+        offs = term if offs == "0" else f"({offs}) * {ext} + {term}"
+    if offs == "0" or all(d.kind == "one" for d in dims):
+        offs = f"tl.zeros({em.shape(v.type)}, tl.int32)"
+    else:
+        offs = f"tl.broadcast_to({offs}, {em.shape(v.type)})"
+    return f"tl.rand({em.name_of(v.args[0])}, {offs})"
+
+
+def _inline_triton(em, v: I.Value) -> str:
+    it = iter(v.args)
+    subs = []
+    for kind, val in zip(v.attrs["kinds"], v.attrs["lits"]):
+        if kind == "value":
+            subs.append(em.name_of(next(it)))
+        else:
+            subs.append(str(val))
+    src = textwrap.dedent(v.attrs["source"]).strip()
+    try:
+        text = src.format(**dict(zip(v.attrs["keys"], subs))) if v.attrs["named"] else src.format(*subs)
+    except (IndexError, KeyError, ValueError) as e:
+        raise exc.CompileError(f"hl.inline_triton: cannot format the source: {e}", v.loc) from None
+    lines = text.splitlines()
+    em.src(v.loc)
+    for ln in lines[:-1]:
+        em.line(ln)
+    last = lines[-1].strip()
+    if v.attrs.get("effect"):
+        em.line(last)
+        return "None"
+    return f"({last})"
+
+
+def _split(em, v: I.Value) -> str:
+    return f"tl.split({em.name_of(v.args[0])})"
+
+
+def _join(em, v: I.Value) -> str:
+    return f"tl.join({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
+
+
+_OPS = {"argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand,
+        "inline_triton": _inline_triton, "split": _split, "join": _join}
+
+
+def helper_source(d: I.DeviceIR, cfg, file: str, num_sms: int, helper: tuple) -> str:
+    """A combine function as its own ``@triton.jit`` function."""
+    from .codegen import Emitter
+    name, params, body, results = helper
+    em = Emitter(d, cfg, file, num_sms)
+    em.ind = 1
+    em.stmts(body)
+    outs = [em.name_of(r) for r in results]
+    head = [f"@triton.jit", f"def {name}({', '.join(params)}):"]
+    return "\n".join(head + em.lines + [f"    return {', '.join(outs)}"]) + "\n\n\n"

@@ -1,0 +1,264 @@
+"""Device ops beyond the core set: combine-function reductions and scans, argmax,
+var_mean, Philox random numbers, inline Triton, hl.split / hl.join and the
+``hl.tile_*`` spellings of tile attributes.
+
+Combine functions (``hl.reduce(fn, ...)``, ``hl.associative_scan(fn, ...)``) are
+lowered like inlined helpers, on scalar parameters, into a separate IR body that
+codegen emits as its own ``@triton.jit`` function (``DeviceIR.helpers``).
+"""
+from __future__ import annotations
+
+import ast
+import operator
+import types
+from typing import Any
+
+import torch
+
+from . import exc, language as hl
+from . import ops as O
+from .ir import Value
+from .types import ONE, BlockT, Dim
+
+NOT_HANDLED = object()
+
+# combine functions that are plain reductions
+_BUILTIN_COMBINE = {torch.max: "max", torch.maximum: "max", torch.amax: "max", torch.min: "min",
+                    torch.minimum: "min", torch.amin: "min", torch.add: "sum", operator.add: "sum",
+                    torch.sum: "sum"}
+_TILE_FNS = {hl.tile_index: "index", hl.tile_begin: "begin", hl.tile_end: "end",
+             hl.tile_block_size: "block_size", hl.tile_id: "id"}
+
+
+def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
+    """Handle ``fn(*args, **kwargs)`` if it is one of this module's ops, else NOT_HANDLED."""
+    if fn in _TILE_FNS:
+        return O.attribute(lw, args[0], _TILE_FNS[fn], node)
+    if fn is torch.var_mean:
+        x = args[0]
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        keep = kwargs.get("keepdim", False)
+        corr = kwargs.get("correction", 0 if kwargs.get("unbiased", True) is False else 1)
+        return (O.reduce(lw, "var", x, dim, keep, node, correction=corr), O.reduce(lw, "mean", x, dim, keep, node))
+    if fn in (torch.argmax, torch.argmin):
+        return argmax(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None),
+                      kwargs.get("keepdim", False), node, fn is torch.argmin)
+    if fn is hl.reduce:
+        return reduce_fn(lw, args[0], args[1], kwargs.get("dim", args[2] if len(args) > 2 else None),
+                         kwargs.get("other", args[3] if len(args) > 3 else 0),
+                         kwargs.get("keep_dims", args[4] if len(args) > 4 else False), node)
+    if fn is hl.associative_scan:
+        return scan_fn(lw, args[0], args[1], kwargs.get("dim", args[2] if len(args) > 2 else None),
+                       kwargs.get("reverse", args[3] if len(args) > 3 else False), node)
+    if fn in (hl.cumsum, torch.cumsum, hl.cumprod, torch.cumprod):
+        op = "sum" if fn in (hl.cumsum, torch.cumsum) else "prod"
+        return cumulative(lw, op, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None),
+                          kwargs.get("reverse", args[2] if len(args) > 2 else False), node, kwargs.get("dtype"))
+    if fn is hl.rand:
+        return rand(lw, args[0], kwargs.get("seed", args[1] if len(args) > 1 else None), node)
+    if fn is hl.randint:
+        low = kwargs.get("low", args[1] if len(args) > 1 else 0)
+        high = kwargs.get("high", args[2] if len(args) > 2 else None)
+        seed = kwargs.get("seed", args[3] if len(args) > 3 else None)
+        r = rand(lw, args[0], seed, node)
+        span = O.binary(lw, "-", high, low, node)
+        return O.binary(lw, "+", O.cast(lw, O.unary(lw, "floor", O.binary(lw, "*", r, span, node), node),
+                                        torch.int32, node), low, node)
+    if fn is hl.inline_triton:
+        return inline_triton(lw, kwargs.get("triton_source", args[0] if args else None),
+                             kwargs.get("args", args[1] if len(args) > 1 else ()),
+                             kwargs.get("output_like", args[2] if len(args) > 2 else None), node)
+    if fn is hl.split:
+        return split(lw, args[0], node)
+    if fn is hl.join:
+        return join(lw, args[0], args[1], node)
+    if fn is hl.subscript:
+        raise lw.err(exc.NotSupported, "hl.subscript: index the block directly (x[:, None])", node)
+    return NOT_HANDLED
+
+
+def method(lw, v: Value, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
+    """Block methods handled here (``x.argmax(dim)``, ``x.cumsum(dim)``...), else NOT_HANDLED."""
+    if name in ("argmax", "argmin"):
+        return argmax(lw, v, kwargs.get("dim", args[0] if args else None), kwargs.get("keepdim", False), node,
+                      name == "argmin")
+    if name in ("cumsum", "cumprod"):
+        return cumulative(lw, name[3:], v, kwargs.get("dim", args[0] if args else None), False, node,
+                          kwargs.get("dtype"))
+    return NOT_HANDLED
+
+
+# ---- reductions and scans -------------------------------------------------------------------------
+
+def _axis(lw, v: Value, dim: Any, node: ast.AST) -> int:
+    if not isinstance(dim, int) or not -v.type.ndim <= dim < v.type.ndim:
+        raise lw.err(exc.ShapeMismatch, f"dim {dim!r} out of range for {v.type}", node)
+    return dim % v.type.ndim
+
+
+def argmax(lw, x: Any, dim: Any, keepdim: bool, node: ast.AST, is_min: bool = False) -> Value:
+    x = lw.as_value(x, node)
+    if dim is None:
+        raise lw.err(exc.NotSupported, "argmax/argmin without dim (over a flattened block)", node)
+    axis = _axis(lw, x, dim, node)
+    dims = list(x.type.dims)
+    d = dims[axis]
+    dims[axis:axis + 1] = [ONE] if keepdim else []
+    r = lw.emit("argmax", [x], BlockT(tuple(dims), torch.int32), node, axis=axis, keepdim=keepdim, is_min=is_min,
+                rdim=d)
+    if d.kind == "tile":  # Helion returns global indices along a tile dim
+        r = O.binary(lw, "+", r, O.attribute(lw, _tilevar(lw, d), "begin", node), node)
+    return O.cast(lw, r, torch.int64, node)
+
+
+def _tilevar(lw, d: Dim):
+    from .lower import TileVar
+    return TileVar(lw.tiles[d.id])
+
+
+def _inputs(lw, x: Any, node: ast.AST) -> tuple[list[Value], bool]:
+    if isinstance(x, (tuple, list)):
+        vals = [lw.as_value(v, node) for v in x]
+        n = max(v.type.ndim for v in vals)
+        vals = [O.expand_rank(lw, v, n, node) for v in vals]
+        dims = vals[0].type.dims
+        for v in vals[1:]:
+            dims = O.broadcast_dims(dims, v.type.dims, lw.pk.loc(node))
+        return [O.expand(lw, v, dims, node) if v.type.dims != dims else v for v in vals], True
+    return [lw.as_value(x, node)], False
+
+
+def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST) -> str:
+    """Lower a Python combine function ``fn(*lefts, *rights)`` into a helper @triton.jit function."""
+    from . import inline
+    name = f"{lw.name}_combine_{len(lw.helpers)}"
+    params = [Value("param", [f"{side}{i}"], BlockT((), dt), lw.pk.loc(node), f"{side}{i}")
+              for side in ("lhs", "rhs") for i, dt in enumerate(dtypes)]
+    saved, lw.stmts = lw.stmts, []
+    try:
+        if isinstance(fn, types.FunctionType) and fn.__module__ not in ("torch",):
+            res = inline.call(lw, fn, params, {}, node)
+        else:
+            raise lw.err(exc.NotSupported, f"combine function {fn!r}: pass a Python function or lambda", node)
+        res = list(res) if isinstance(res, (tuple, list)) else [res]
+        if len(res) != len(dtypes):
+            raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values for {len(dtypes)} inputs", node)
+        res = [O.cast(lw, lw.as_value(r, node, dt), dt, node) for r, dt in zip(res, dtypes)]
+        body = lw.stmts
+    finally:
+        lw.stmts = saved
+    lw.helpers.append((name, [p.args[0] for p in params], body, res))
+    return name
+
+
+def _outputs(lw, v: Value, vals: list[Value], dims: tuple, node: ast.AST, multi: bool) -> Any:
+    if not multi:
+        return v
+    return tuple(lw.emit("getitem", [v], BlockT(dims, x.type.dtype), node, index=i) for i, x in enumerate(vals))
+
+
+def reduce_fn(lw, fn: Any, x: Any, dim: Any, other: Any, keep: bool, node: ast.AST) -> Any:
+    vals, multi = _inputs(lw, x, node)
+    if not multi and fn in _BUILTIN_COMBINE:
+        return O.reduce(lw, _BUILTIN_COMBINE[fn], vals[0], dim, keep, node)
+    if dim is None:
+        raise lw.err(exc.NotSupported, "hl.reduce with a combine function needs dim=", node)
+    axis = _axis(lw, vals[0], dim, node)
+    others = list(other) if isinstance(other, (tuple, list)) else [other] * len(vals)
+    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node)
+    dims = list(vals[0].type.dims)
+    rdim = dims[axis]
+    dims[axis:axis + 1] = [ONE] if keep else []
+    v = lw.emit("combine", vals, BlockT(tuple(dims), vals[0].type.dtype), node, kind="reduce", axis=axis,
+                keepdim=keep, fn=helper, other=others, rdim=rdim, multi=multi)
+    return _outputs(lw, v, vals, tuple(dims), node, multi)
+
+
+def scan_fn(lw, fn: Any, x: Any, dim: Any, reverse: bool, node: ast.AST) -> Any:
+    vals, multi = _inputs(lw, x, node)
+    axis = _axis(lw, vals[0], dim, node)
+    if not multi and fn in _BUILTIN_COMBINE and _BUILTIN_COMBINE[fn] == "sum":
+        return cumulative(lw, "sum", vals[0], axis, reverse, node)
+    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node)
+    dims = vals[0].type.dims
+    v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, kind="scan", axis=axis, reverse=reverse,
+                fn=helper, rdim=dims[axis], multi=multi)
+    return _outputs(lw, v, vals, dims, node, multi)
+
+
+def cumulative(lw, op: str, x: Any, dim: Any, reverse: bool, node: ast.AST, dtype: Any = None) -> Value:
+    v = lw.as_value(x, node)
+    axis = _axis(lw, v, dim, node)
+    dt = dtype or (torch.float32 if v.type.dtype in (torch.float16, torch.bfloat16) else
+                   torch.int64 if not v.type.dtype.is_floating_point else v.type.dtype)
+    v = O.cast(lw, v, dt, node)
+    return lw.emit("scan", [v], v.type, node, op=op, axis=axis, rdim=v.type.dims[axis], reverse=bool(reverse))
+
+
+# ---- random numbers -------------------------------------------------------------------------------
+
+def rand(lw, shape: Any, seed: Any, node: ast.AST) -> Value:
+    """Uniform [0, 1) float32 from Philox (tl.rand), one counter per element of the full index space."""
+    if seed is None:
+        raise lw.err(exc.CompileError, "hl.rand needs seed=", node)
+    dims = O.shape_dims(lw, shape, node)
+    if isinstance(seed, Value) and seed.type.dims:
+        raise lw.err(exc.CompileError, "hl.rand seed must be a scalar", node)
+    seed_v = lw.as_value(seed, node, torch.int32) if not isinstance(seed, Value) else seed
+    return lw.emit("rand", [seed_v], BlockT(dims, torch.float32), node)
+
+
+# ---- inline Triton --------------------------------------------------------------------------------
+
+def inline_triton(lw, source: Any, args: Any, output_like: Any, node: ast.AST) -> Any:
+    from .lower import TensorRef, TileVar
+    if not isinstance(source, str):
+        raise lw.err(exc.CompileError, "hl.inline_triton: the source must be a str", node)
+    named = isinstance(args, dict)
+    items = list(args.items()) if named else list(enumerate(args))
+    vals, keys, kinds = [], [], []
+    for k, a in items:
+        keys.append(k)
+        if isinstance(a, TensorRef):
+            kinds.append("tensor")
+            vals.append(a.arg.name)
+        elif isinstance(a, (Value, TileVar)):
+            kinds.append("value")
+            vals.append(lw.as_value(a, node))
+        elif isinstance(a, (int, float, bool, str)):
+            kinds.append("lit")
+            vals.append(a)
+        else:
+            raise lw.err(exc.NotSupported, f"hl.inline_triton argument of type {type(a).__name__}", node)
+    outs = list(output_like) if isinstance(output_like, (tuple, list)) else ([] if output_like is None else [output_like])
+    out_vals = [lw.as_value(o, node) for o in outs]
+    ty = out_vals[0].type if out_vals else BlockT((), torch.int32)
+    v = lw.emit("inline_triton", [x for x in vals if isinstance(x, Value)], ty, node, source=source, keys=keys,
+                kinds=kinds, lits=vals, named=named, n_out=len(out_vals))
+    if output_like is None:
+        v.attrs["effect"] = True
+        return None
+    if isinstance(output_like, (tuple, list)):
+        return tuple(lw.emit("getitem", [v], o.type, node, index=i) for i, o in enumerate(out_vals))
+    return v
+
+
+# ---- split / join -----------------------------------------------------------------------------------
+
+def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
+    x = lw.as_value(x, node)
+    last = x.type.dims[-1] if x.type.dims else ONE
+    if last.kind != "rdim" or lw.rdims[last.id].extent != 2:
+        raise lw.err(exc.ShapeMismatch, f"hl.split needs a last dim of size 2, got {x.type}", node)
+    t = BlockT(x.type.dims[:-1], x.type.dtype)
+    v = lw.emit("split", [x], t, node)
+    return lw.emit("getitem", [v], t, node, index=0), lw.emit("getitem", [v], t, node, index=1)
+
+
+def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
+    dtype = lw.result_dtype(a, b)
+    a, b = O._align(lw, a, b, dtype, node)
+    dims = O.broadcast_dims(a.type.dims, b.type.dims, lw.pk.loc(node))
+    a, b = (O.expand(lw, x, dims, node) if x.type.dims != dims else x for x in (a, b))
+    two = Dim("rdim", lw.rdim_for(2, node).id)
+    return lw.emit("join", [a, b], BlockT(dims + (two,), dtype), node)

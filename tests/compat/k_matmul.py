@@ -1,0 +1,122 @@
+"""Compat kernels: matmul classes (split-k with atomics, bmm/baddbmm, squeeze-and-excitation,
+matmul with an epilogue, fp16 gemm, int8 gemm-like integer math)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
+from helion_ops.dsl.autotuner import PowerOfTwoFragment
+
+
+@helion.kernel(static_shapes=True)
+def matmul_split_k(x: torch.Tensor, y: torch.Tensor,
+                   epilogue: Callable = lambda acc, tile: acc) -> torch.Tensor:
+    m, k = x.size()
+    k2, n = y.size()
+    assert k == k2
+    out = torch.zeros([m, n], dtype=torch.float32, device=x.device)
+    split = hl.register_tunable("split_k", PowerOfTwoFragment(1, 64, 2))
+    kb = helion.next_power_of_2(helion.cdiv(k, split))
+    for tm, tn, tk_outer in hl.tile([m, n, k], block_size=[None, None, kb]):
+        acc = hl.zeros([tm, tn], dtype=torch.float32)
+        for tk in hl.tile(tk_outer.begin, tk_outer.end):
+            acc = torch.addmm(acc, x[tm, tk], y[tk, tn])
+        if tk_outer.begin == 0:
+            acc = epilogue(acc, [tm, tn])
+        hl.atomic_add(out, [tm, tn], acc)
+    return out
+
+
+@helion.kernel(static_shapes=True)
+def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    nb, m, k = a.size()
+    nb, k, n = b.size()
+    out = torch.empty([nb, m, n], device=a.device, dtype=torch.promote_types(a.dtype, b.dtype))
+    for tb, tm, tn in hl.tile([nb, m, n]):
+        acc = hl.zeros([tb, tm, tn], dtype=torch.float32)
+        for tk in hl.tile(k):
+            acc = torch.baddbmm(acc, a[tb, tm, tk], b[tb, tk, tn])
+        out[tb, tm, tn] = acc
+    return out
+
+
+@helion.kernel(static_shapes=True)
+def bmm_grid(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """hl.grid over the batch mixed with tiles, torch.bmm on 3-D tiles of one batch."""
+    nb, m, k = a.size()
+    _, _, n = b.size()
+    out = torch.empty([nb, m, n], device=a.device, dtype=a.dtype)
+    for bi in hl.grid(nb):
+        for tm, tn in hl.tile([m, n]):
+            acc = hl.zeros([tm, tn], dtype=torch.float32)
+            for tk in hl.tile(k):
+                acc = acc + torch.matmul(a[bi, tm, tk], b[bi, tk, tn]).float()
+            out[bi, tm, tn] = acc.to(a.dtype)
+    return out
+
+
+@helion.kernel(static_shapes=True)
+def se_net_fwd(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    m, n = x.size()
+    k = a.size(1)
+    out = torch.empty([m, n], dtype=x.dtype, device=x.device)
+    c = torch.empty([m, k], dtype=x.dtype, device=x.device)
+    d = torch.empty([m, n], dtype=x.dtype, device=x.device)
+    for tm in hl.tile(m):
+        for tk in hl.tile(k):
+            c[tm, tk] = torch.relu(x[tm, :] @ a[:, tk])
+        for tn in hl.tile(n):
+            acc = hl.zeros([tm, tn], dtype=torch.float32)
+            for tk in hl.tile(k):
+                acc = torch.addmm(acc, c[tm, tk], b[tk, tn])
+            d[tm, tn] = torch.sigmoid(acc.to(x.dtype))
+            out[tm, tn] = x[tm, tn] * d[tm, tn]
+    return out, c, d
+
+
+@helion.kernel(static_shapes=True)
+def se_net_bwd_db(grad_out: torch.Tensor, x: torch.Tensor, d: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Several top-level loops with a barrier between them; a transposed matmul operand."""
+    m, n = grad_out.size()
+    k = c.size(1)
+    g = torch.empty([m, n], dtype=torch.float32, device=x.device)
+    grad_b = torch.empty([k, n], dtype=grad_out.dtype, device=grad_out.device)
+    for pm, pn in hl.tile((m, n)):
+        g[pm, pn] = grad_out[pm, pn].float() * x[pm, pn] * d[pm, pn] * (1.0 - d[pm, pn])
+    hl.barrier()
+    for tk, tn in hl.tile([k, n]):
+        acc = hl.zeros([tk, tn], dtype=torch.float32)
+        for tm in hl.tile(m):
+            acc = torch.addmm(acc, c[tm, tk].T.float(), g[tm, tn])
+        grad_b[tk, tn] = acc
+    return grad_b
+
+
+@helion.kernel(config=helion.Config(block_sizes=[16, 16, 16]))
+def matmul_bias_relu(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    m, k = x.shape
+    _, n = w.shape
+    out = torch.empty([m, n], dtype=x.dtype, device=x.device)
+    for tm, tn in hl.tile([m, n]):
+        acc = hl.zeros([tm, tn], dtype=torch.float32)
+        for tk in hl.tile(k):
+            acc = hl.dot(x[tm, tk], w[tk, tn], acc=acc)
+        out[tm, tn] = torch.relu(acc + bias[tn]).to(out.dtype)
+    return out
+
+
+@helion.kernel()
+def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """int8 x int8 -> int32 accumulation (integer tensors through hl.dot)."""
+    m, k = a.shape
+    _, n = b.shape
+    out = torch.empty([m, n], dtype=torch.int32, device=a.device)
+    for tm, tn in hl.tile([m, n]):
+        acc = hl.zeros([tm, tn], dtype=torch.int32)
+        for tk in hl.tile(k):
+            acc = hl.dot(a[tm, tk], b[tk, tn], acc=acc)
+        out[tm, tn] = acc
+    return out

@@ -1,0 +1,132 @@
+"""Compat kernels: jagged loops, grid/tile mixes, tiles of tiles, integer tensors, view ops,
+inline Triton, helper functions called from device code."""
+from __future__ import annotations
+
+import torch
+
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
+
+
+@helion.kernel()
+def jagged_row_sum(values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Per-row device-side bounds: hl.tile(start, end) with start/end loaded from offsets."""
+    rows = offsets.size(0) - 1
+    f = values.size(1)
+    out = torch.zeros([rows, f], dtype=values.dtype, device=values.device)
+    for r in hl.grid(rows):
+        start = offsets[r]
+        end = offsets[r + 1]
+        for tf in hl.tile(f):
+            acc = hl.zeros([tf], dtype=torch.float32)
+            for tk in hl.tile(start, end):
+                acc = acc + values[tk, tf].sum(dim=0)
+            out[r, tf] = acc
+    return out
+
+
+@helion.kernel()
+def jagged_mean(values: torch.Tensor, offsets: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Row tiles over a jagged tensor: loop to the tile's longest row, mask by per-row length."""
+    rows = offsets.size(0) - 1
+    f = values.size(1)
+    flat = values.view(-1)
+    out = torch.zeros([rows, f], dtype=values.dtype, device=values.device)
+    for tb in hl.tile(rows):
+        starts = offsets[tb]
+        lens = offsets[tb.index + 1] - starts
+        longest = lens.amax()
+        for tf in hl.tile(f):
+            acc = hl.zeros([tb, tf], dtype=torch.float32)
+            for tk in hl.tile(0, longest):
+                pos = starts[:, None] + tk.index[None, :]
+                ok = tk.index[None, :] < lens[:, None]
+                idx = pos[:, :, None] * f + tf.index[None, None, :]
+                v = hl.load(flat, [idx], extra_mask=ok[:, :, None])
+                acc = acc + v.sum(dim=1)
+            denom = lens.to(torch.float32)[:, None]
+            out[tb, tf] = torch.where(denom > 0, acc / denom, 0.0).to(out.dtype)
+    return out
+
+
+@helion.kernel()
+def tiles_of_tiles(x: torch.Tensor) -> torch.Tensor:
+    """An outer tile split into inner sub-tiles (hl.tile(t.begin, t.end, block_size=...))."""
+    m, n = x.shape
+    out = torch.empty_like(x)
+    for tm in hl.tile(m, block_size=32):
+        for sub in hl.tile(tm.begin, tm.end, block_size=8):
+            for tn in hl.tile(n):
+                out[sub, tn] = x[sub, tn] * 2 + sub.index[:, None].to(x.dtype)
+    return out
+
+
+@helion.kernel()
+def int_bit_ops(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integer tensors: bitwise ops, shifts, integer division/modulo, casts, comparisons."""
+    out1 = torch.empty_like(a)
+    out2 = torch.empty_like(a)
+    out3 = torch.empty(a.shape, dtype=torch.int64, device=a.device)
+    for t in hl.tile(a.size(0)):
+        x = a[t]
+        y = b[t]
+        out1[t] = (x & 0xF) | ((y >> 4) << 8) ^ 3
+        out2[t] = torch.where(y != 0, x // torch.where(y == 0, 1, y), 0) + x % 7
+        out3[t] = x.to(torch.int64) * 65536 + (x > y).to(torch.int64)
+    return out1, out2, out3
+
+
+@helion.kernel()
+def view_ops(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """permute / transpose / unsqueeze / expand / reshape on tiles, hl.split / hl.join."""
+    b, m, n = x.shape
+    out_t = torch.empty([b, n, m], dtype=x.dtype, device=x.device)
+    out_s = torch.empty([b, m, n], dtype=x.dtype, device=x.device)
+    for tb, tm in hl.tile([b, m]):
+        blk = x[tb, tm, :]
+        out_t[tb, :, tm] = blk.permute(0, 2, 1)
+        rowmax = blk.amax(dim=-1).unsqueeze(-1).expand([tb, tm, n])
+        pairs = blk.reshape([tb, tm, n // 2, 2])
+        lo, hi = hl.split(pairs)
+        swapped = hl.join(hi, lo).reshape([tb, tm, n])
+        out_s[tb, tm, :] = swapped - rowmax + blk.transpose(1, 2).transpose(-1, -2)
+    return out_t, out_s
+
+
+@helion.kernel()
+def inline_triton_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(x)
+    for t in hl.tile(x.size(0)):
+        xv = x[t]
+        yv = y[t]
+        out[t] = hl.inline_triton(
+            "tmp = {0} * 2\ntmp + {1}",
+            args=(xv, yv),
+            output_like=xv,
+        )
+    return out
+
+
+def _rms(v, w, eps):
+    inv = torch.rsqrt(torch.mean(v * v, dim=-1, keepdim=True) + eps)
+    return v * inv * w
+
+
+@helion.kernel()
+def rms_norm_helper(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """A plain Python helper function called from device code (inlined)."""
+    m, n = x.size()
+    out = torch.empty_like(x)
+    for tm in hl.tile(m):
+        out[tm, :] = _rms(x[tm, :].float(), w[:].float(), eps).to(x.dtype)
+    return out
+
+
+@helion.kernel()
+def grid_2d_scalar(x: torch.Tensor) -> torch.Tensor:
+    """hl.grid([m, n]) scalar indices, x.amax over a ':' dim, scalar stores."""
+    m, n, k = x.shape
+    out = torch.empty([m, n], dtype=x.dtype, device=x.device)
+    for i, j in hl.grid([m, n]):
+        out[i, j] = x[i, j, :].amax() + x[i, j, 0]
+    return out
