@@ -182,24 +182,27 @@ class TargetBinary:
         self.asm, self.metadata = asm, metadata
 
 
-def compile_specs_for_target(specs: list[dict], target: tuple) -> list:
+def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool = False) -> list:
     """Compile ``specs`` for ``target`` in a fresh process without the interpreter.
 
     Under TRITON_INTERPRET=1 Triton's own library functions (tl.max, tl.sum...) are
-    interpreter objects and cannot be compiled, so the build runs in a subprocess."""
+    interpreter objects and cannot be compiled, so the build runs in a subprocess.
+    With ``keep_going`` a spec that fails gives its error text in place of a binary."""
     import json
     import os
     import subprocess
     import sys
 
-    if os.environ.get("TRITON_INTERPRET") != "1":
+    if os.environ.get("TRITON_INTERPRET") != "1" and not keep_going:
         return [compile_spec(s, target) for s in specs]
     env = dict(os.environ, TRITON_INTERPRET="0")
     r = subprocess.run([sys.executable, "-m", "helion_ops.dsl.codegen_kernel"], input=json.dumps(
-        {"specs": specs, "target": list(target)}), env=env, capture_output=True, text=True, timeout=600)
+        {"specs": specs, "target": list(target), "keep_going": keep_going}), env=env, capture_output=True,
+        text=True, timeout=600)
     if r.returncode != 0:
         raise exc.CompileError(f"compile for {target} failed:\n{r.stderr[-4000:]}")
-    return [TargetBinary(d["asm"], d["metadata"]) for d in json.loads(r.stdout.splitlines()[-1])]
+    return [d["error"] if "error" in d else TargetBinary(d["asm"], d["metadata"])
+            for d in json.loads(r.stdout.splitlines()[-1])]
 
 
 def _main() -> None:
@@ -209,7 +212,13 @@ def _main() -> None:
     job = json.load(sys.stdin)
     out = []
     for s in job["specs"]:
-        k = compile_spec(s, tuple(job["target"]))
+        try:
+            k = compile_spec(s, tuple(job["target"]))
+        except Exception as e:  # noqa: BLE001  (keep_going: report and continue)
+            if not job.get("keep_going"):
+                raise
+            out.append({"error": f"{type(e).__name__}: {e}"[-3000:]})
+            continue
         asm = {n: v for n, v in k.asm.items() if isinstance(v, str)}
         md = {n: getattr(k.metadata, n) for n in ("shared", "num_warps", "num_stages")
               if hasattr(k.metadata, n)}
