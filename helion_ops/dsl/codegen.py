@@ -233,32 +233,35 @@ class Emitter:
             kind, val = idx.entries[o]
             axis_of[o] = pos
             pos += val.type.ndim if kind == "block" else 1
+        # A tensor whose offsets may pass 2**31 (TensorArg.index64, from its sizes and strides,
+        # which are part of the launch key) gets every index widened before it is scaled.
+        wide = (lambda x: f"{x}.to(tl.int64)") if t.index64 else (lambda x: x)
         for dim, (kind, val) in enumerate(idx.entries):
             stride = t.stride_code(dim)
             mul = "" if stride == "1" else f" * {stride}"
             if kind == "tile":
                 if val.is_grid:
-                    terms.append(f"{val.offset}{mul}")
+                    terms.append(f"{wide(val.offset)}{mul}")
                     continue
                 ax = axis_of[dim]
-                terms.append(f"{self.bcast(val.indices, ax, ndim)}{mul}")
+                terms.append(f"{wide(self.bcast(val.indices, ax, ndim))}{mul}")
                 if val.masked:
                     masks.append(self.bcast(val.mask, ax, ndim))
             elif kind == "rdim":
                 ax = axis_of[dim]
-                terms.append(f"{self.bcast(val.index, ax, ndim)}{mul}")
+                terms.append(f"{wide(self.bcast(val.index, ax, ndim))}{mul}")
                 if val.masked:
                     masks.append(self.bcast(val.mask, ax, ndim))
             elif kind == "scalar":
                 s = self.name_of(val) if isinstance(val, I.Value) else str(val)
                 if s != "0":
-                    terms.append(f"{s}{mul}")
+                    terms.append(f"{wide(s) if isinstance(val, I.Value) else s}{mul}")
             else:  # block gather
                 ax, k = axis_of[dim], val.type.ndim
                 n = self.name_of(val)
                 if ndim > k:
                     n = f"{n}[{', '.join(['None'] * ax + [':'] * k + ['None'] * (ndim - ax - k))}]"
-                terms.append(f"{n}{mul}")
+                terms.append(f"{wide(n)}{mul}")
                 for j, dd in enumerate(val.type.dims):
                     m = self.dim_mask(dd)
                     if m:
@@ -266,8 +269,6 @@ class Emitter:
         if idx.extra_mask is not None:
             masks.append(self.name_of(idx.extra_mask))
         off = " + ".join(terms) if terms else "0"
-        if self.idx64 and t.index64:
-            off = f"({off}).to(tl.int64)" if terms else off
         return f"{t.name} + ({off})", (" & ".join(masks) if masks else None)
 
     def load(self, idx: I.Index, v: I.Value) -> str:
