@@ -1,7 +1,23 @@
 #!/usr/bin/env bash
 # One GPU session (device tool): everything a run needs, in one command.
-#   bash scripts/gpu_session.sh <step...>   steps: dsl, test, bench, tune, helion
-# Results land under results/<GPU>/ and are copied to $OUT for fetching.
+#   bash scripts/gpu_session.sh <step...>
+# Steps:
+#   dsl           DSL core check            -> results/<GPU>/dsl_check.md
+#   tune          tuning report              -> results/<GPU>/tuning.md
+#   test          pytest -m gpu
+#   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated ~4 min; hard cap STEP_TIMEOUT)
+#   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated ~4 min; hard cap STEP_TIMEOUT)
+#   bench_report  rebuild every report from all CSVs on disk (also run at the end of each bench step)
+#   bench         bench_norms then bench_gemm (over 600 s in total: use two device calls instead)
+#   plan          print the bench plans and their estimated durations (no GPU work)
+# <GPU> is the detected card's short name (H100, H200, ...). Every bench step writes
+# results/<GPU>/<op>.csv after each case, rebuilds results/<GPU>/README.md, the PNGs,
+# results/README.md and the project README table from every CSV on disk, and copies
+# results/ into $OUT after each step, so a killed command still returns what it measured.
+# Knobs (env): BENCH_BUDGET (s, soft, per bench step; default 420), STEP_TIMEOUT (s, hard; 560),
+#   BENCH_TIMING ("--warmup 10 --rep 40"), NORM_SHAPES (4), GEMM_SHAPES
+#   ("matmul=5,grouped_gemm=3,attention=4"), HELION_SHAPES (2), BENCH_DTYPE (bf16),
+#   HELION_BENCH_EFFORT (none: upstream Helion's default config, no tuning).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -11,14 +27,35 @@ fi
 OUTDIR=${OUT:-/tmp/out}; mkdir -p "$OUTDIR"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUTDIR/nvidia-smi.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+GPU=$(python3 -c "from bench.gpu_info import gpu_name, short_name; n = gpu_name(); print(short_name(n) if n != 'cpu' else 'cpu')")
+echo "results directory: results/$GPU"
+export HELION_BENCH_EFFORT=${HELION_BENCH_EFFORT:-none}
+BASELINES=eager,compile,cublas,cudnn,flash,grouped_mm,helion
+BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode fwd,bwd --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --helion-shapes ${HELION_SHAPES:-2} --time-budget ${BENCH_BUDGET:-420}"
+NORMS="--op softmax,rms_norm,layer_norm --max-shapes ${NORM_SHAPES:-4}"
+GEMMS="--op matmul,grouped_gemm,attention --max-shapes ${GEMM_SHAPES:-matmul=5,grouped_gemm=3,attention=4}"
+save() { tar czf "$OUTDIR/results.tgz" results 2>/dev/null; }
+bench() {  # bench <log name> <bench.run args...>: soft budget inside, hard timeout outside, reports always rebuilt
+  local log=$1; shift
+  timeout -s INT -k 20 "${STEP_TIMEOUT:-560}" $BENCH "$@" 2>&1 | tee "$OUTDIR/$log.log"
+  echo "bench.run exit ${PIPESTATUS[0]} (3: time budget left cases out; 124: killed by STEP_TIMEOUT)"
+  python3 -m bench.report 2>&1 | tail -3
+  save
+}
 for step in "$@"; do
   echo "=== $step $(date -u +%H:%M:%S)"
   case "$step" in
-    dsl)   python3 -m bench.dsl_check --out results/H100/dsl_check.md 2>&1 | tee "$OUTDIR/dsl.log" ;;
-    tune)  python3 -m bench.tuning_report --out results/H100/tuning.md --full-limit ${FULL_LIMIT:-100} 2>&1 | tee "$OUTDIR/tune.log" ;;
+    dsl)   python3 -m bench.dsl_check --out "results/$GPU/dsl_check.md" 2>&1 | tee "$OUTDIR/dsl.log" ;;
+    tune)  python3 -m bench.tuning_report --out "results/$GPU/tuning.md" --full-limit ${FULL_LIMIT:-100} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  python3 -m pytest -q -x -m gpu tests 2>&1 | tail -30 | tee "$OUTDIR/test.log" ;;
-    bench) python3 -m bench.run --op all --dtype bf16 --mode fwd,bwd --baselines eager,compile,cublas,cudnn,flash,grouped_mm,helion 2>&1 | tee "$OUTDIR/bench.log" ;;
+    plan)  $BENCH $NORMS --plan; $BENCH $GEMMS --plan ;;
+    bench_norms) bench bench_norms $NORMS ;;
+    bench_gemm)  bench bench_gemm $GEMMS ;;
+    bench) bench bench_norms $NORMS; bench bench_gemm $GEMMS ;;
+    bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
     *) echo "unknown step $step" ;;
   esac
+  save
+  echo "=== $step done $(date -u +%H:%M:%S)"
 done
-tar czf "$OUTDIR/results.tgz" results 2>/dev/null
+save
