@@ -353,6 +353,10 @@ def main(argv=None) -> int:
                                   {n: {"ms": math.nan, "err": math.nan, "status": "error", "compile_s": math.nan}
                                    for n in impls}, math.nan, env)
             ran += 1
+            if gpu:  # fraction of the ceiling measured in this run (copy GB/s or cuBLAS TFLOP/s)
+                ceiling = metrics.ceiling_for(mod.METRIC, ceilings)
+                for r in rows:
+                    r[schema.FRACTION] = r["metric"] / ceiling if ceiling else math.nan
             for r in rows:
                 if r["impl"] in ("compile", "helion", baselines.OURS) and math.isfinite(r.get("compile_s", math.nan)):
                     first_calls[r["impl"]] = first_calls.get(r["impl"], 0.0) + r["compile_s"]

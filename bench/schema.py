@@ -45,14 +45,19 @@ def parse_shape(text: str) -> tuple:
     return tuple(flags[p] if p in flags else int(p) for p in text.strip().split("x"))
 
 
+FRACTION = "frac_of_ceiling"  # metric / the ceiling of its unit measured in the same run (GPU rows)
+
+
 def columns_for(rows: list[dict]) -> list[str]:
-    """COLUMNS plus one speedup_vs_<name> per other baseline present, in order of appearance."""
+    """COLUMNS plus one speedup_vs_<name> per other baseline present, in order of appearance,
+    and frac_of_ceiling when rows carry it."""
     extra = []
     for r in rows:
         for k in r:
             if k.startswith("speedup_vs_") and k not in HEAD and k not in extra:
                 extra.append(k)
-    return HEAD + extra + TAIL
+    frac = [FRACTION] if any(FRACTION in r for r in rows) else []
+    return HEAD + extra + frac + TAIL
 
 
 def _fmt(v) -> str:

@@ -44,6 +44,7 @@ def test_gpu_run_writes_csv_ceilings_and_reports(fake_gpu, tmp_path, capsys):
     assert all(r["status"] == "ok" and float(r["ms"]) > 0 and r["gpu"] == "FAKEGPU" for r in rows)
     assert all(r["compile_s"] for r in rows if r["impl"] in ("compile", "helion_ops"))
     assert "speedup_vs_vendor" in rows[0]
+    assert all(float(r["frac_of_ceiling"]) == pytest.approx(float(r["metric"]) / 100.0, rel=1e-4) for r in rows)
     for name in ("ceilings.json", "README.md", "fake_softmax.png"):
         assert (gpu / name).exists()
     assert "fake_softmax" in (out / "README.md").read_text()

@@ -34,6 +34,7 @@ def test_build_writes_tables_plots_and_summary(results, tmp_path):
     assert "copy 3,003 GB/s" in tables and "745 TFLOP/s" in tables  # ceilings
     assert "### softmax fwd bf16" in tables and "### matmul fwd bf16" in tables
     assert "vs cublas" in tables and "2.34x" in tables  # 0.0585 / 0.025
+    assert "ours % of ceiling" in tables and "| 92%" in tables  # 687 of 745 TFLOP/s (ceilings.json)
 
     summary = (results / "README.md").read_text()
     assert "[H100](H100/README.md)" in summary and "vs compile" in summary
