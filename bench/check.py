@@ -1,5 +1,6 @@
 """Regression check of ours' timings: python -m bench.check --new DIR --old DIR [--band 0.05]
-(or --csv new.csv --baseline old.csv).
+(or --csv new.csv --baseline old.csv). `--old git:REV` compares with the CSVs committed at REV
+(e.g. `--new results/H100 --old git:HEAD`: this run against the committed one).
 
 For every (gpu, op, mode, shape, dtype) present in both runs, ours' ms may grow by at
 most `band` (relative); ours turning from ok to FAIL/error is also a regression.
@@ -30,6 +31,27 @@ def ours_rows(paths: list[Path]) -> dict[tuple, dict]:
 def csvs(path: Path) -> list[Path]:
     """A CSV file itself, or every CSV under a directory (recursively)."""
     return [path] if path.is_file() else sorted(path.rglob("*.csv"))
+
+
+def committed(rev: str, new_paths: list[Path], tmp: Path) -> list[Path]:
+    """The committed versions (at git revision rev) of the CSVs new_paths, copied under tmp."""
+    import subprocess
+
+    out = []
+    for p in new_paths:
+        p = p.resolve()
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=p.parent,
+                             capture_output=True, text=True).stdout.strip()
+        if not top:
+            continue
+        rel = p.relative_to(Path(top).resolve()).as_posix()
+        show = subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=top, capture_output=True, text=True)
+        if show.returncode == 0:
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(show.stdout)
+            out.append(dst)
+    return out
 
 
 def _ms(r: dict) -> float:
@@ -63,7 +85,7 @@ def main(argv=None) -> int:
     """CLI entry point; returns the exit code."""
     p = argparse.ArgumentParser(prog="python -m bench.check", description=__doc__.split("\n\n")[0])
     p.add_argument("--new", help="directory of the new run's CSVs")
-    p.add_argument("--old", help="directory of the committed run's CSVs")
+    p.add_argument("--old", help="directory of the committed run's CSVs, or git:REV (the CSVs of --new at REV)")
     p.add_argument("--csv", help="new CSV file")
     p.add_argument("--baseline", help="old CSV file")
     p.add_argument("--band", type=float, default=0.05, help="allowed relative slowdown (default 0.05)")
@@ -71,7 +93,14 @@ def main(argv=None) -> int:
     new_path, old_path = (args.new, args.old) if args.new or args.old else (args.csv, args.baseline)
     if not (new_path and old_path):
         p.error("give --new DIR --old DIR, or --csv NEW --baseline OLD")
-    new, old = ours_rows(csvs(Path(new_path))), ours_rows(csvs(Path(old_path)))
+    new_csvs = csvs(Path(new_path))
+    if old_path.startswith("git:"):
+        import tempfile
+
+        old_csvs = committed(old_path[4:] or "HEAD", new_csvs, Path(tempfile.mkdtemp(prefix="bench_check_")))
+    else:
+        old_csvs = csvs(Path(old_path))
+    new, old = ours_rows(new_csvs), ours_rows(old_csvs)
     problems, n = compare(new, old, args.band)
     only = len(set(new) ^ set(old))
     for msg in problems:

@@ -56,3 +56,23 @@ def test_nothing_in_common_is_not_a_pass(tmp_path):
 def test_needs_two_runs():
     with pytest.raises(SystemExit):
         check.main(["--new", str(DATA)])
+
+
+def test_against_the_committed_csvs(tmp_path, capsys):
+    """--old git:HEAD reads the committed versions of the new run's CSVs."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    shutil.copytree(DATA, repo / "results")
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("add", "results")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "run")
+    path = repo / "results" / "H100" / "softmax.csv"
+    rows = schema.read_rows(path)
+    for r in rows:
+        if r["impl"] == "helion_ops" and r["ms"]:
+            r["ms"] = str(float(r["ms"]) * 1.3)
+    schema.write_rows(path, rows, merge=False)
+    assert check.main(["--new", str(repo / "results" / "H100"), "--old", "git:HEAD"]) == 1
+    assert "REGRESSION H100 softmax fwd 4096x4096 bf16" in capsys.readouterr().out

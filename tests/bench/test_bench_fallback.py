@@ -114,3 +114,12 @@ def test_shape_selection(tmp_path):
     spec = tmp_path / "shapes.json"
     spec.write_text('{"fake_softmax": [[2, 3]], "other": [[9, 9]]}')
     assert run.select_shapes(mod, str(spec), gpu=True, quick=False) == [(2, 3)]
+
+
+def test_cli_fallback_catalog_softmax_end_to_end(tmp_path):
+    """A real catalog op (helion_ops.ops.softmax), fwd and bwd, through the interpreter."""
+    p = bench_run("--op", "softmax", tmp_path=tmp_path)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert run.CPU_TITLE in p.stdout and "ours not ok: 0" in p.stdout
+    assert re.search(r"softmax +bwd +\S+ +fp16 +helion_ops", p.stdout)
+    assert not (tmp_path / "results").exists()
