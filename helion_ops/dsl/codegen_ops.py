@@ -89,7 +89,7 @@ def _rand(em, v: I.Value) -> str:
         offs = f"tl.zeros({em.shape(v.type)}, tl.int32)"
     else:
         offs = f"tl.broadcast_to({offs}, {em.shape(v.type)})"
-    return f"tl.rand({em.name_of(v.args[0])}, {offs})"
+    return f"tl.{'randn' if v.attrs.get('normal') else 'rand'}({em.name_of(v.args[0])}, {offs})"
 
 
 def _inline_triton(em, v: I.Value) -> str:

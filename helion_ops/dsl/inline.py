@@ -15,8 +15,11 @@ import inspect
 import types
 from typing import Any
 
+import torch
+
 from . import exc
 
+CLOSURE_SLOTS = 4  # tensors a function argument may close over and use in device code
 _FILES: dict[str, ast.Module] = {}
 _FN_AST: dict[int, tuple] = {}
 
@@ -58,6 +61,27 @@ def function_ast(fn: types.FunctionType) -> tuple[ast.AST, str, list[str]]:
     return out
 
 
+def _closure_tensor_names(fn: types.FunctionType) -> list[str]:
+    out = []
+    for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        try:
+            if isinstance(cell.cell_contents, torch.Tensor):
+                out.append(var)
+        except ValueError:
+            pass
+    return out
+
+
+def closure_tensor(fn: Any, j: int) -> Any:
+    """The j-th tensor ``fn`` closes over, or None (evaluated by the launcher on each call)."""
+    if not isinstance(fn, types.FunctionType) or not fn.__closure__:
+        return None
+    names = _closure_tensor_names(fn)
+    if j >= len(names):
+        return None
+    return fn.__closure__[fn.__code__.co_freevars.index(names[j])].cell_contents
+
+
 class _Return(Exception):
     def __init__(self, value: Any) -> None:
         self.value = value
@@ -79,7 +103,8 @@ def call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, ho
                 glb[var] = cell.cell_contents
             except ValueError:
                 pass
-    free = {k[2]: hid for k, hid in lw.hoisted.items() if isinstance(k, tuple) and k[:2] == ("free", host_name)}
+    free = {var: lw.hoisted[("closure", host_name, j)] for j, var in enumerate(_closure_tensor_names(fn))
+            if ("closure", host_name, j) in lw.hoisted}
     saved = (lw.env, lw.pk, lw.inline_free)
     lw.env, lw.inline_free = env, free
     lw.pk = dataclasses.replace(lw.pk, globals=glb, file=file, lines=lines)

@@ -190,11 +190,16 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return O.softmax(lw, args[0], _dim_kw(args, kwargs, 1), node,
                          log=fn in (torch.log_softmax, F.log_softmax), dtype=kwargs.get("dtype"))
     if fn in (torch.matmul, torch.mm, torch.bmm):
-        return O.dot(lw, args[0], args[1], None, node, torch_semantics=True)
+        # torch.bmm(a, b, out_dtype) / out_dtype=: accumulate and return in that dtype
+        out_dtype = kwargs.get("out_dtype", args[2] if len(args) > 2 and isinstance(args[2], torch.dtype) else None)
+        return O.dot(lw, args[0], args[1], None, node, torch_semantics=True, out_dtype=out_dtype)
     if fn in (torch.addmm, torch.baddbmm):
-        if kwargs.get("alpha", 1) != 1 or kwargs.get("beta", 1) != 1:
-            raise lw.err(exc.NotSupported, f"{fn.__name__} with alpha/beta", node)
-        return O.dot(lw, args[1], args[2], args[0], node)
+        alpha, beta = kwargs.get("alpha", 1), kwargs.get("beta", 1)
+        if alpha == 1 and beta == 1:
+            return O.dot(lw, args[1], args[2], args[0], node)
+        prod = O.binary(lw, "*", O.dot(lw, args[1], args[2], None, node), alpha, node)
+        acc = O.binary(lw, "*", args[0], beta, node)
+        return O.cast(lw, O.binary(lw, "+", acc, prod, node), lw.as_value(args[0], node).type.dtype, node)
     if fn is hl.dot:
         acc = kwargs.get("acc", args[2] if len(args) > 2 else None)
         return O.dot(lw, args[0], args[1], acc, node, out_dtype=kwargs.get("out_dtype"))

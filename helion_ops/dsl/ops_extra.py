@@ -56,6 +56,8 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
                           kwargs.get("reverse", args[2] if len(args) > 2 else False), node, kwargs.get("dtype"))
     if fn is hl.rand:
         return rand(lw, args[0], kwargs.get("seed", args[1] if len(args) > 1 else None), node)
+    if fn in (torch.rand_like, torch.randn_like, torch.rand, torch.randn):
+        return torch_random(lw, fn, args, kwargs, node)
     if fn is hl.randint:
         low = kwargs.get("low", args[1] if len(args) > 1 else 0)
         high = kwargs.get("high", args[2] if len(args) > 2 else None)
@@ -206,6 +208,27 @@ def rand(lw, shape: Any, seed: Any, node: ast.AST) -> Value:
         raise lw.err(exc.CompileError, "hl.rand seed must be a scalar", node)
     seed_v = lw.as_value(seed, node, torch.int32) if not isinstance(seed, Value) else seed
     return lw.emit("rand", [seed_v], BlockT(dims, torch.float32), node)
+
+
+def torch_random(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Value:
+    """torch.rand_like(x) / torch.rand(shape) inside a device loop: Philox with a per-launch seed."""
+    from .lower import TensorRef
+    hid = lw.hoisted.get(("seed",))
+    seed_ref = lw.host_value(hid, lw.inputs[hid], node) if hid is not None else None
+    if not isinstance(seed_ref, TensorRef):
+        raise lw.err(exc.NotSupported, f"torch.{fn.__name__} here; use hl.rand(shape, seed=...)", node)
+    seed = lw.load(seed_ref, lw.make_index(seed_ref, [(object(), 0)], node), node)
+    if fn in (torch.rand_like, torch.randn_like):
+        like = lw.as_value(args[0], node)
+        shape_dims = like.type.dims
+        dtype = kwargs.get("dtype") or like.type.dtype
+    else:
+        shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+        shape_dims = O.shape_dims(lw, list(shape), node)
+        dtype = kwargs.get("dtype") or torch.float32
+    r = lw.emit("rand", [seed], BlockT(shape_dims, torch.float32), node,
+                normal=fn in (torch.randn_like, torch.randn))
+    return O.cast(lw, r, dtype, node)
 
 
 # ---- inline Triton --------------------------------------------------------------------------------

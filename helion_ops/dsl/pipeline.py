@@ -41,6 +41,7 @@ STAGES = [_lower, _passes, _codegen]
 
 
 _SCALAR_TYPES = (int, float, bool, torch.dtype, str, type(None))
+_RANDOM_FNS = (torch.rand_like, torch.rand, torch.randn_like, torch.randn)
 
 
 def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
@@ -88,21 +89,23 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
     visit(loop.node.iter)
     for s in loop.node.body:
         visit(s)
-    # Tensors a host function (e.g. an epilogue lambda argument) closes over reach the
-    # device loop as extra launcher values, looked up by (function name, free variable).
+    # torch.rand_like / torch.rand in device code draw a fresh seed per launch from torch's
+    # generator: a 1-element tensor (a tensor, so a new seed does not recompile).
+    if any(isinstance(n, ast.Call) and pk.resolve(n.func) in _RANDOM_FNS for s in loop.node.body for n in ast.walk(s)):
+        dev = next((n for n in names if isinstance(host_locals.get(n, glb.get(n)), torch.Tensor)), None)
+        where = f", device={dev}.device" if dev else ""
+        codes.append(compile(f"__import__('torch').randint(0, 2**31 - 1, (1,){where})", pk.file, "eval"))
+        ids.append(f"_h{len(ids)}")
+        mapping[("seed",)] = ids[-1]
+    # Tensors a host function argument (e.g. an epilogue lambda) closes over reach the device
+    # loop as launcher values: CLOSURE_SLOTS slots per function-valued name, filled per call
+    # (the plan is made once, the function may differ from call to call).
+    from .inline import CLOSURE_SLOTS
     for n in names:
-        fn = host_locals.get(n, glb.get(n))
-        if not isinstance(fn, types.FunctionType) or not fn.__closure__:
-            continue
-        for var, cell in zip(fn.__code__.co_freevars, fn.__closure__):
-            try:
-                val = cell.cell_contents
-            except ValueError:
-                continue
-            if isinstance(val, torch.Tensor):
-                src = f"{n}.__closure__[{n}.__code__.co_freevars.index({var!r})].cell_contents"
-                hid = f"_h{len(ids)}"
-                codes.append(compile(src, pk.file, "eval"))
-                ids.append(hid)
-                mapping[("free", n, var)] = hid
+        if isinstance(host_locals.get(n, glb.get(n)), types.FunctionType):
+            for j in range(CLOSURE_SLOTS):
+                codes.append(compile(f"__import__('helion_ops.dsl.inline', fromlist=['_']).closure_tensor({n}, {j})",
+                                     pk.file, "eval"))
+                ids.append(f"_h{len(ids)}")
+                mapping[("closure", n, j)] = ids[-1]
     return names, codes, ids, mapping

@@ -174,6 +174,8 @@ CASES = [
          lambda x: (x.float().cumsum(1), x.float().flip(1).cumsum(1).flip(1)), dtypes=[F32]),
     Case("split_k", MM.matmul_split_k, _split_k_inputs, lambda x, y: x.float() @ y.float(), sizes=[100],
          config={"block_sizes": [16, 16, 16], "split_k": 4}),
+    Case("split_k_bias_epilogue", MM.split_k_with_bias, lambda dt, n: _split_k_inputs(dt, n) + (rn(24, dtype=dt),),
+         lambda x, y, b: x.float() @ y.float() + b.float(), sizes=[100]),
     Case("bmm", MM.bmm, lambda dt, n: (rn(2, n, 24, dtype=dt), rn(2, 24, 20, dtype=dt)),
          lambda a, b: a.float() @ b.float(), config={"block_sizes": [16, 16, 16, 16]}),
     Case("bmm_grid", MM.bmm_grid, lambda dt, n: (rn(3, n, 40, dtype=dt), rn(3, 40, 16, dtype=dt)),
@@ -188,6 +190,14 @@ CASES = [
          lambda x, w, b: torch.relu(x.float() @ w.float() + b.float())),
     Case("int_matmul", MM.int_matmul, _i8, lambda a, b: a.int() @ b.int(), dtypes=[torch.int8], exact=True,
          config={"block_sizes": [32, 32, 32]}),
+    Case("attention", MM.attention, lambda dt, n: (rn(1, 2, n, 16, dtype=dt), rn(1, 2, 24, 16, dtype=dt),
+                                                   rn(1, 2, 24, 16, dtype=dt)),
+         lambda q, k, v: F.scaled_dot_product_attention(q.float(), k.float(), v.float()),
+         config={"block_sizes": [16, 16, 16]}),
+    Case("attention_causal", MM.attention, lambda dt, n: (rn(2, n, 16, dtype=dt), rn(2, n, 16, dtype=dt),
+                                                          rn(2, n, 16, dtype=dt), True),
+         lambda q, k, v, c: F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True),
+         dtypes=[F32], config={"block_sizes": [16, 16, 16]}),
     Case("jagged_sum", X.jagged_row_sum, _jagged, _jagged_sum_ref, sizes=[6], config={"block_sizes": [8, 4]}),
     Case("jagged_mean", X.jagged_mean, _jagged_mean_inputs, _jagged_mean_ref, sizes=[7],
          config={"block_sizes": [4, 8, 4]}),
@@ -201,6 +211,13 @@ CASES = [
          lambda x, w: x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6) * w.float()),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
+]
+
+
+# kernels whose outputs are random: checked in test_compat_random.py, compiled for sm_90 here
+COMPILE_ONLY = [
+    Case("dropout_seeded", E.dropout_seeded, lambda dt, n: (rn(n, dtype=dt), 0.3, 5), None, sizes=[1000]),
+    Case("dropout_rand_like", E.dropout_rand_like, lambda dt, n: (rn(7, n, dtype=dt), 0.3), None),
 ]
 
 

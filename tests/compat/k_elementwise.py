@@ -112,3 +112,16 @@ def dropout_seeded(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
         mask_out[t] = keep
         out[t] = torch.where(keep, x[t] / (1 - p), 0.0)
     return out, mask_out
+
+
+@helion.kernel()
+def dropout_rand_like(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.rand_like in device code (a fresh seed per call)."""
+    out = torch.empty_like(x)
+    keep_out = torch.empty_like(x, dtype=torch.bool)
+    for tm, tn in hl.tile(x.size()):
+        v = x[tm, tn]
+        keep = torch.rand_like(v) > p
+        keep_out[tm, tn] = keep
+        out[tm, tn] = torch.where(keep, v / (1 - p), torch.zeros_like(v))
+    return out, keep_out

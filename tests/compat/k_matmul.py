@@ -2,6 +2,7 @@
 matmul with an epilogue, fp16 gemm, int8 gemm-like integer math)."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -120,3 +121,37 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             acc = hl.dot(a[tm, tk], b[tk, tn], acc=acc)
         out[tm, tn] = acc
     return out
+
+
+@helion.kernel(static_shapes=True)
+def attention(q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """Online-softmax attention over [batch*heads] with exp2, torch.bmm(..., out_dtype) and an optional causal mask."""
+    m_len, d = q_in.size(-2), hl.specialize(q_in.size(-1))
+    n_len = k_in.size(-2)
+    q_all = q_in.reshape([-1, m_len, d])
+    k_all = k_in.reshape([-1, n_len, d])
+    v_all = v_in.reshape([-1, n_len, d])
+    out = torch.empty_like(q_all)
+    scale = 1.0 / math.sqrt(d) * 1.44269504
+    for tb, tm in hl.tile([q_all.size(0), m_len]):
+        row_max = hl.full([tb, tm], float("-inf"), dtype=torch.float32)
+        denom = torch.full_like(row_max, 1.0)
+        acc = hl.zeros([tb, tm, d], dtype=torch.float32)
+        q = q_all[tb, tm, :]
+        for tn in hl.tile(n_len):
+            s = torch.bmm(q * scale, k_all[tb, tn, :].transpose(1, 2), torch.float32)
+            if causal:
+                s = torch.where(tm.index[None, :, None] >= tn.index[None, None, :], s, float("-inf"))
+            new_max = torch.maximum(row_max, torch.amax(s, -1))
+            p = torch.exp2(s - new_max[:, :, None])
+            alpha = torch.exp2(row_max - new_max)
+            denom = denom * alpha + torch.sum(p, -1)
+            acc = torch.baddbmm(acc * alpha[:, :, None], p.to(v_all.dtype), v_all[tb, tn, :])
+            row_max = new_max
+        out[tb, tm, :] = (acc / denom[:, :, None]).to(out.dtype)
+    return out.view(q_in.size())
+
+
+def split_k_with_bias(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The epilogue lambda closes over a tensor: it reaches the device loop as a launcher value."""
+    return matmul_split_k(x, y, epilogue=lambda acc, tile: acc + bias[tile[1]])

@@ -26,7 +26,7 @@ def _flat(x):
 
 def _run(case: Case, args: tuple):
     k = case.kernel
-    if case.config is None:
+    if case.config is None or not hasattr(k, "bind"):
         return k(*args)
     bound = k.bind(k.normalize_args(args, {}))
     return bound.run(bound.normalize(Config(**case.config)), *args)
