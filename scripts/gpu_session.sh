@@ -7,6 +7,7 @@
 #   test          pytest -m gpu
 #   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated ~4 min; hard cap STEP_TIMEOUT)
 #   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated ~4 min; hard cap STEP_TIMEOUT)
+#                 both on the representative shapes of bench/session_shapes.json (BENCH_SHAPES)
 #   bench_report  rebuild every report from all CSVs on disk (also run at the end of each bench step)
 #   bench         bench_norms then bench_gemm (over 600 s in total: use two device calls instead)
 #   plan          print the bench plans and their estimated durations (no GPU work)
@@ -15,8 +16,8 @@
 # results/README.md and the project README table from every CSV on disk, and copies
 # results/ into $OUT after each step, so a killed command still returns what it measured.
 # Knobs (env): BENCH_BUDGET (s, soft, per bench step; default 420), STEP_TIMEOUT (s, hard; 560),
-#   BENCH_TIMING ("--warmup 10 --rep 40"), NORM_SHAPES (4), GEMM_SHAPES
-#   ("matmul=5,grouped_gemm=3,attention=4"), HELION_SHAPES (2), BENCH_DTYPE (bf16),
+#   BENCH_TIMING ("--warmup 10 --rep 40"), BENCH_SHAPES (bench/session_shapes.json; "preset" for
+#   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), HELION_SHAPES (2), BENCH_DTYPE (bf16),
 #   HELION_BENCH_EFFORT (none: upstream Helion's default config, no tuning).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -31,9 +32,9 @@ GPU=$(python3 -c "from bench.gpu_info import gpu_name, short_name; n = gpu_name(
 echo "results directory: results/$GPU"
 export HELION_BENCH_EFFORT=${HELION_BENCH_EFFORT:-none}
 BASELINES=eager,compile,cublas,cudnn,flash,grouped_mm,helion
-BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode fwd,bwd --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --helion-shapes ${HELION_SHAPES:-2} --time-budget ${BENCH_BUDGET:-420}"
-NORMS="--op softmax,rms_norm,layer_norm --max-shapes ${NORM_SHAPES:-4}"
-GEMMS="--op matmul,grouped_gemm,attention --max-shapes ${GEMM_SHAPES:-matmul=5,grouped_gemm=3,attention=4}"
+BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode fwd,bwd --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes ${BENCH_SHAPES:-bench/session_shapes.json} --helion-shapes ${HELION_SHAPES:-2} --time-budget ${BENCH_BUDGET:-420} ${BENCH_EXTRA:-}"
+NORMS="--op softmax,rms_norm,layer_norm"
+GEMMS="--op matmul,grouped_gemm,attention"
 save() { tar czf "$OUTDIR/results.tgz" results 2>/dev/null; }
 bench() {  # bench <log name> <bench.run args...>: soft budget inside, hard timeout outside, reports always rebuilt
   local log=$1; shift
