@@ -1,0 +1,45 @@
+"""Shipped GEMM tables (helion_ops/configs/sm90/{matmul,grouped_gemm}.json): every entry validates
+against its kernel's ConfigSpace at its own shape, lookup returns it for that shape, and one entry
+per kernel compiles for sm_90 (no GPU needed). The norm tables are covered in tests/test_api.py."""
+import json
+
+import pytest
+import torch
+
+from helion_ops.dsl import Config, pretuned
+from helion_ops.ops import grouped_gemm, matmul
+
+
+def _meta(*shape, dtype=torch.bfloat16):
+    return torch.empty(*shape, dtype=dtype, device="meta")
+
+
+def _args(kernel: str, shape: list) -> tuple:
+    if kernel == "matmul_kernel":
+        m, n, k = shape
+        return (_meta(m, k), _meta(k, n), None, None, False, False)
+    g, m, n, k = shape
+    offsets = _meta(g, dtype=torch.int32)
+    if kernel == "grouped_gemm_kernel":
+        return (_meta(m, k), _meta(g, k, n), offsets, False)
+    return (_meta(m, k), _meta(m, n), offsets)  # grouped_gemm_dw_kernel
+
+
+@pytest.mark.parametrize("mod", [matmul, grouped_gemm], ids=lambda m: m.NAME)
+def test_shipped_gemm_tables(mod):
+    path = pretuned.config_path(mod.NAME, "sm90")
+    if not path.exists():
+        pytest.skip(f"no {path}")
+    data = json.loads(path.read_text())
+    assert data["gpu"].startswith("NVIDIA H100") and data["entries"]
+    assert all(k in data for k in ("torch", "triton", "date"))
+    compiled = set()
+    for e in data["entries"]:
+        assert e["ms"] > 0
+        bound = getattr(mod, e["kernel"]).bind(_args(e["kernel"], e["key"]["shape"]))
+        cfg = bound.config_space.normalize(Config(**e["config"]))
+        assert pretuned.lookup(mod.NAME, e["kernel"], torch.bfloat16, e["key"]["shape"], arch="sm90") == \
+            Config(**e["config"])
+        if e["kernel"] not in compiled:
+            compiled.add(e["kernel"])
+            assert bound.compile_for_target(cfg, ("cuda", 90, 32))
