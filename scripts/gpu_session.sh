@@ -5,17 +5,18 @@
 #   dsl           DSL core check            -> results/<GPU>/dsl_check.md
 #   tune          tuning report              -> results/<GPU>/tuning.md
 #   test          pytest -m gpu
-#   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated ~4 min; hard cap STEP_TIMEOUT)
-#   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated ~4 min; hard cap STEP_TIMEOUT)
+#   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated 210 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
+#   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 185 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #                 both on the representative shapes of bench/session_shapes.json (BENCH_SHAPES)
 #   bench_report  rebuild every report from all CSVs on disk (also run at the end of each bench step)
-#   bench         bench_norms then bench_gemm (over 600 s in total: use two device calls instead)
+#   bench         all six ops in one process (estimated 395 s), soft budget BENCH_ALL_BUDGET (480 s)
+#                 shared among the ops by case count: fits one 600 s command, cutting cases if slow
 #   plan          print the bench plans and their estimated durations (no GPU work)
 # <GPU> is the detected card's short name (H100, H200, ...). Every bench step writes
 # results/<GPU>/<op>.csv after each case, rebuilds results/<GPU>/README.md, the PNGs,
 # results/README.md and the project README table from every CSV on disk, and copies
 # results/ into $OUT after each step, so a killed command still returns what it measured.
-# Knobs (env): BENCH_BUDGET (s, soft, per bench step; default 420), STEP_TIMEOUT (s, hard; 560),
+# Knobs (env): BENCH_BUDGET (s, soft, per bench step; default 420), STEP_TIMEOUT (s, hard; 540),
 #   BENCH_TIMING ("--warmup 10 --rep 40"), BENCH_SHAPES (bench/session_shapes.json; "preset" for
 #   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), HELION_SHAPES (2), BENCH_DTYPE (bf16),
 #   HELION_BENCH_EFFORT (none: upstream Helion's default config, no tuning).
@@ -38,7 +39,7 @@ GEMMS="--op matmul,grouped_gemm,attention"
 save() { tar czf "$OUTDIR/results.tgz" results 2>/dev/null; }
 bench() {  # bench <log name> <bench.run args...>: soft budget inside, hard timeout outside, reports always rebuilt
   local log=$1; shift
-  timeout -s INT -k 20 "${STEP_TIMEOUT:-560}" $BENCH "$@" 2>&1 | tee "$OUTDIR/$log.log"
+  timeout -s INT -k 20 "${STEP_TIMEOUT:-540}" $BENCH "$@" 2>&1 | tee "$OUTDIR/$log.log"
   echo "bench.run exit ${PIPESTATUS[0]} (3: time budget left cases out; 124: killed by STEP_TIMEOUT)"
   python3 -m bench.report 2>&1 | tail -3
   save
@@ -49,10 +50,11 @@ for step in "$@"; do
     dsl)   python3 -m bench.dsl_check --out "results/$GPU/dsl_check.md" 2>&1 | tee "$OUTDIR/dsl.log" ;;
     tune)  python3 -m bench.tuning_report --out "results/$GPU/tuning.md" --full-limit ${FULL_LIMIT:-100} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  python3 -m pytest -q -x -m gpu tests 2>&1 | tail -30 | tee "$OUTDIR/test.log" ;;
-    plan)  $BENCH $NORMS --plan; $BENCH $GEMMS --plan ;;
+    plan)  $BENCH $NORMS --plan; $BENCH $GEMMS --plan
+           $BENCH --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} --plan | tail -1 ;;
     bench_norms) bench bench_norms $NORMS ;;
     bench_gemm)  bench bench_gemm $GEMMS ;;
-    bench) bench bench_norms $NORMS; bench bench_gemm $GEMMS ;;
+    bench) bench bench --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
     *) echo "unknown step $step" ;;
   esac
