@@ -376,6 +376,8 @@ class Benchmarker:
         if self.precompiler is not None and new:
             self._precompile(new)
         for h, c in new.items():
+            if self.by_code and self.deadline is not None and time.monotonic() > self.deadline:
+                break  # past the run's wall-clock cap: the rest stay unmeasured (inf)
             if h not in self.by_code:
                 self.by_code[h] = self.measure(c)
         return [self.by_code.get(self.code_of[c], INF) if self.code_of[c] else INF for c in cfgs]
