@@ -332,7 +332,12 @@ class Emitter:
         m = f", {mask}" if mask else ""
         if s.atomic:
             res = self.fresh(f"old_{s.atomic}")
-            self.line(f"{res} = tl.atomic_{s.atomic}({ptr}, {val}{', mask=' + mask if mask else ''}, sem='relaxed')")
+            if s.atomic == "cas":  # tl.atomic_cas has no mask: out-of-range lanes would write
+                if mask:
+                    raise exc.NotSupported("hl.atomic_cas on a masked (partial) tile; pick block sizes that divide", s.loc)
+                self.line(f"{res} = tl.atomic_cas({ptr}, {self.name_of(s.compare)}, {val}, sem={s.sem!r})")
+            else:
+                self.line(f"{res} = tl.atomic_{s.atomic}({ptr}, {val}{', mask=' + mask if mask else ''}, sem={s.sem!r})")
             if s.result is not None:
                 self.scopes[-1][s.result.id] = res
             return

@@ -79,6 +79,8 @@ class Store(Stmt):
     atomic: str | None = None       # "add" | "max" | "min" | "xchg" | "cas" | None
     result: Value | None = None     # atomic's old value
     store_id: int = -1
+    sem: str = "relaxed"            # atomic memory order
+    compare: Value | None = None    # atomic_cas's expected value
 
 
 @dataclass
@@ -138,6 +140,8 @@ def all_values(stmts: list[Stmt]):
         elif isinstance(s, Store):
             stack.append(s.value)
             stack.extend(s.index.values())
+            if s.compare is not None:
+                stack.append(s.compare)
         elif isinstance(s, For):
             for trip in s.carried:
                 stack.extend(trip)

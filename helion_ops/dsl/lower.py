@@ -201,8 +201,9 @@ class Lowerer:
         else:
             raise self.err(exc.NotSupported, f"assignment to {type(target).__name__}", node)
 
-    def store(self, ref: TensorRef, idx: Index, val: Any, node: ast.AST, atomic: str | None = None) -> Value | None:
-        v = self.as_value(val, node)
+    def store(self, ref: TensorRef, idx: Index, val: Any, node: ast.AST, atomic: str | None = None,
+              sem: str = "relaxed", compare: Any = None) -> Value | None:
+        v = self.as_value(val, node, ref.arg.dtype)
         out_dims = self.index_dims(idx)
         try:
             broadcast_dims(out_dims, v.type.dims, None)
@@ -212,7 +213,8 @@ class Lowerer:
         if len(v.type.dims) > len(out_dims):
             raise self.err(exc.ShapeMismatch, f"value has more dims ({v.type}) than the stored slice {list(out_dims)}", node)
         result = Value("atomic_result", [], BlockT(out_dims, ref.arg.dtype), self.pk.loc(node)) if atomic else None
-        self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, self.n_stores))
+        cmp = self.as_value(compare, node, ref.arg.dtype) if compare is not None else None
+        self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, self.n_stores, sem, cmp))
         self.n_stores += 1
         return result
 

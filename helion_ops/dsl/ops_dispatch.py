@@ -221,8 +221,15 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return _hl_load(lw, args, kwargs, node)
     if fn in (hl.store,):
         return _hl_store(lw, args, kwargs, node, None)
-    if fn in (hl.atomic_add, hl.atomic_max, hl.atomic_min):
+    if fn in (hl.atomic_add, hl.atomic_max, hl.atomic_min, hl.atomic_and, hl.atomic_or, hl.atomic_xor,
+              hl.atomic_xchg):
         return _hl_store(lw, args, kwargs, node, fn.__name__.split("_")[1])
+    if fn is hl.atomic_cas:
+        ref, index = args[0], args[1]
+        expected = kwargs.get("expected", args[2] if len(args) > 2 else None)
+        value = kwargs.get("value", args[3] if len(args) > 3 else None)
+        idx = lw.make_index(ref, _index_vals(index), node)
+        return lw.store(ref, idx, value, node, atomic="cas", sem=kwargs.get("sem", "relaxed"), compare=expected)
     if fn is torch.permute:
         return O.permute(lw, args[0], list(args[1]), node)
     if fn in (torch.transpose,):
@@ -263,8 +270,11 @@ def _hl_load(lw, args: list, kwargs: dict, node: ast.AST) -> Value:
 
 def _hl_store(lw, args: list, kwargs: dict, node: ast.AST, atomic: str | None) -> Any:
     ref, index, value = args[0], args[1], args[2]
+    if atomic:  # hl.atomic_*(target, index, value, sem="relaxed")
+        idx = lw.make_index(ref, _index_vals(index), node)
+        return lw.store(ref, idx, value, node, atomic=atomic, sem=kwargs.get("sem", args[3] if len(args) > 3 else "relaxed"))
     idx = lw.make_index(ref, _index_vals(index), node, kwargs.get("extra_mask", args[3] if len(args) > 3 else None))
-    return lw.store(ref, idx, value, node, atomic=atomic)
+    return lw.store(ref, idx, value, node)
 
 
 def _index_vals(index: Any) -> list:

@@ -125,6 +125,17 @@ def _int_inputs(dt, n):
     return torch.randint(-1000, 1000, (n,), dtype=torch.int32), torch.randint(-300, 300, (n,), dtype=torch.int32)
 
 
+def _atomics_ref(x, bins):
+    b = x % bins
+    counts = torch.bincount(b, minlength=bins).int()
+    hi = torch.full([bins], -2**31, dtype=torch.int32).scatter_reduce(0, b.long(), x, "amax")
+    bits = torch.zeros(bins, dtype=torch.int32)
+    for i in range(bins):
+        for v in x[b == i].tolist():
+            bits[i] |= 1 << (v % 16)
+    return counts, hi, bits
+
+
 def _i8(dt, n):
     return (torch.randint(-8, 8, (n, 64), dtype=torch.int8), torch.randint(-8, 8, (64, 33), dtype=torch.int8))
 
@@ -204,6 +215,8 @@ CASES = [
     Case("tiles_of_tiles", X.tiles_of_tiles, lambda dt, n: (rn(n, 12, dtype=dt),),
          lambda x: x.float() * 2 + torch.arange(x.shape[0])[:, None], sizes=[70], config={"block_sizes": [16]}),
     Case("int_ops", X.int_bit_ops, _int_inputs, _int_ref, sizes=[100], dtypes=[torch.int32], exact=True),
+    Case("atomics", X.atomics, lambda dt, n: (torch.randint(0, 1000, (n,), dtype=torch.int32), 7), _atomics_ref,
+         sizes=[300], dtypes=[torch.int32], exact=True),
     Case("view_ops", X.view_ops, lambda dt, n: (rn(2, n, 8, dtype=dt),), _view_ref, config={"block_sizes": [2, 8]}),
     Case("inline_triton", X.inline_triton_add, lambda dt, n: (rn(n, dtype=dt), rn(n, dtype=dt)),
          lambda x, y: x.float() * 2 + y.float()),

@@ -130,3 +130,18 @@ def grid_2d_scalar(x: torch.Tensor) -> torch.Tensor:
     for i, j in hl.grid([m, n]):
         out[i, j] = x[i, j, :].amax() + x[i, j, 0]
     return out
+
+
+@helion.kernel()
+def atomics(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Histogram with atomic_add; per-bin max/min and bit-or with the other atomics."""
+    counts = torch.zeros([bins], dtype=torch.int32, device=x.device)
+    hi = torch.full([bins], -2**31, dtype=torch.int32, device=x.device)
+    bits = torch.zeros([bins], dtype=torch.int32, device=x.device)
+    for t in hl.tile(x.size(0)):
+        v = x[t]
+        b = v % bins
+        hl.atomic_add(counts, [b], 1, sem="relaxed")
+        hl.atomic_max(hi, [b], v)
+        hl.atomic_or(bits, [b], 1 << (v % 16))
+    return counts, hi, bits
