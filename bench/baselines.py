@@ -25,7 +25,7 @@ def impl_names(mod: ModuleType, requested: list[str] | None, mode: str = "fwd") 
     from bench import helion_baseline
 
     wanted = requested if requested is not None else ["eager", "compile", *mod.BASELINES, "helion"]
-    names, notes = [OURS], []
+    names, notes, missing = [OURS], [], []
     for name in wanted:
         if name in names or name == OURS:
             continue
@@ -41,7 +41,10 @@ def impl_names(mod: ModuleType, requested: list[str] | None, mode: str = "fwd") 
         elif name in ("eager", "compile") or name in mod.BASELINES:
             names.append(name)
         elif requested is not None:
-            notes.append(f"{mod.NAME}: no {name!r} baseline for this op (has: {', '.join(mod.BASELINES) or 'none'})")
+            missing.append(name)
+    if missing:
+        notes.append(f"{mod.NAME}: no {', '.join(missing)} baseline for this op "
+                     f"(its vendor baselines: {', '.join(mod.BASELINES) or 'none'})")
     return names, notes
 
 

@@ -120,7 +120,7 @@ def test_crashing_case_is_recorded_and_run_goes_on(fake_gpu, tmp_path, monkeypat
     assert [r["status"] for r in rows if r["shape"] == "128x256"] == ["ok", "ok"]
     text = capsys.readouterr().out
     assert "case crashed: OutOfMemoryError" in text
-    assert "note: fake_softmax: no 'cudnn' baseline for this op" in text  # a missing baseline is said
+    assert "note: fake_softmax: no cudnn baseline for this op (its vendor baselines: vendor)" in text
 
 
 def test_broken_cuda_context_restarts_with_the_other_ops(fake_gpu, tmp_path, monkeypatch):
