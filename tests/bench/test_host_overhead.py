@@ -1,8 +1,8 @@
 """Host-side cost of calling a cached helion_ops kernel (pytest-benchmark, DESIGN §6).
 
 Kept short in the normal test run (max_time 0.1 s); `--benchmark-disable` runs the
-call once. Track regressions with `--benchmark-autosave`, then
-`--benchmark-compare --benchmark-compare-fail=median:50%`.
+call once. scripts/test compares it (with test_host_costs.py) against the stored baseline
+tests/bench/data/benchmarks/baseline.json with `--benchmark-compare-fail=min:300%`.
 On CPU the kernel runs in Triton's interpreter, so the number includes interpreted
 execution of a 16-element kernel, not only dispatch; the DESIGN's <10 µs bar is for GPU.
 """
