@@ -37,10 +37,18 @@ def effort() -> str:
 @functools.lru_cache(maxsize=1)
 def available() -> tuple[bool, str]:
     """(whether `import helion` works, its version or why not). Cached: imported once per process."""
+    import torch
+
+    # Importing a second compiler stack must not change how the other impls and the references run.
+    saved = (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.allow_tf32)
     try:
         import helion
     except Exception as e:  # absent, or broken against this torch/triton
         return False, f"{type(e).__name__}: {e}"
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1], saved[2]
     return True, str(getattr(helion, "__version__", "?"))
 
 
