@@ -1,0 +1,49 @@
+"""bench.soak on CPU (interpreter): a tiny run over every op, and that a wrong result is caught."""
+from __future__ import annotations
+
+import random
+
+import torch
+
+from bench import catalog, soak
+
+
+def test_soak_cpu_tiny_run(tmp_path):
+    out = tmp_path / "soak.md"
+    rc = soak.main(["--shapes", "18", "--out", str(out), "--cpu", "--seed", "3"])  # 3 shapes per op
+    md = out.read_text()
+    assert rc == 0, md
+    assert "failures: 0**" in md and "Shapes tried: 18" in md
+    for op in soak.OPS:
+        assert f"| {op} | 3 |" in md
+    for field in ("torch ", "triton ", "date: ", "commit: ", "GPU: "):
+        assert field in md
+
+
+def test_soak_catches_a_wrong_result(monkeypatch):
+    from helion_ops.ops import softmax as S
+    monkeypatch.setattr(S, "impl", lambda x: S.softmax(x) * 1.01)
+    rows = soak.run_case("softmax", (4, 33), "float32", "cpu")
+    assert [r["ok"] for r in rows] == [False, False] and "tolerance" in rows[0]["error"]
+
+
+def test_soak_reports_kernel_errors(monkeypatch):
+    from helion_ops.ops import matmul as M
+
+    def boom(a, b):
+        raise RuntimeError("launch failed")
+    monkeypatch.setattr(M, "impl", boom)
+    rows = soak.run_case("matmul", (3, 5, 7), "float16", "cpu")
+    assert not any(r["ok"] for r in rows) and "RuntimeError: launch failed" in rows[0]["error"]
+
+
+def test_gpu_shape_distribution_is_capped():
+    """The GPU distribution stays small-to-medium (so 1,000 shapes take minutes) and valid for each op."""
+    rng = random.Random(0)
+    for op in soak.OPS:
+        mod = catalog.load(op)
+        for _ in range(200):
+            shape = soak.draw_shape(op, mod, rng, gpu=True)
+            inputs = mod.make_inputs(shape, torch.float16, "meta")  # shapes make valid inputs (no memory)
+            assert sum(t.numel() for t in inputs if isinstance(t, torch.Tensor)) < 2**28, (op, shape)
+            assert mod.work(shape, torch.float16) <= 2**35, (op, shape)
