@@ -32,6 +32,8 @@ BUDGET_EXIT = 3  # the time budget ran out before every case ran
 FIRST_CALL_S = {("compile", "fwd"): 3.0, ("compile", "bwd"): 7.0, (baselines.OURS, "fwd"): 1.0,
                 (baselines.OURS, "bwd"): 2.0, ("helion", "fwd"): 4.0}
 PER_IMPL_S = 0.15  # do_bench estimate calls, rotation sets, reference, sync
+STARTUP_S = 10.0  # per process: imports, ceilings, report
+FIRST_COMPILE_S = 15.0  # per process, once: inductor imports, compile workers, cold caches
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -299,7 +301,9 @@ def main(argv=None) -> int:
             say(f"plan {name}: {len(cases)} cases ({shapes} shapes x {','.join(sorted({c[0] for c in cases}))} x "
                 f"{','.join(sorted({schema.dtype_name(c[2]) for c in cases}))}); impls fwd: "
                 f"{','.join(impls_of[name]('fwd'))}; estimated {est[name]:.0f} s")
-        say(f"plan: {n_cases} cases, estimated {sum(est.values()):.0f} s (do_bench warmup {warmup:g} ms, rep {rep:g} ms"
+        total = sum(est.values()) + STARTUP_S + (
+            FIRST_COMPILE_S if any("compile" in impls_of[n]("fwd") for n in plan) else 0.0)
+        say(f"plan: {n_cases} cases, estimated {total:.0f} s (do_bench warmup {warmup:g} ms, rep {rep:g} ms"
             + (f"; time budget {args.time_budget:.0f} s" if args.time_budget else "") + ")")
     if args.plan:
         return 0

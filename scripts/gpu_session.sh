@@ -5,11 +5,11 @@
 #   dsl           DSL core check            -> results/<GPU>/dsl_check.md
 #   tune          tuning report              -> results/<GPU>/tuning.md
 #   test          pytest -m gpu
-#   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated 210 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
-#   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 185 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
+#   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated 235 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
+#   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 210 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #                 both on the representative shapes of bench/session_shapes.json (BENCH_SHAPES)
 #   bench_report  rebuild every report from all CSVs on disk (also run at the end of each bench step)
-#   bench         all six ops in one process (estimated 395 s), soft budget BENCH_ALL_BUDGET (480 s)
+#   bench         all six ops in one process (estimated 420 s), soft budget BENCH_ALL_BUDGET (480 s)
 #                 shared among the ops by case count: fits one 600 s command, cutting cases if slow
 #   plan          print the bench plans and their estimated durations (no GPU work)
 # <GPU> is the detected card's short name (H100, H200, ...). Every bench step writes
