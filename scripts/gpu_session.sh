@@ -9,6 +9,7 @@
 #   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 210 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #                 both on the representative shapes of bench/session_shapes.json (BENCH_SHAPES)
 #   bench_report  rebuild every report from all CSVs on disk (also run at the end of each bench step)
+#   bench:OPS     the named ops only (comma-separated), e.g. bench:softmax,rms_norm
 #   bench         all six ops in one process (estimated 420 s), soft budget BENCH_ALL_BUDGET (480 s)
 #                 shared among the ops by case count: fits one 600 s command, cutting cases if slow
 #   plan          print the bench plans and their estimated durations (no GPU work)
@@ -56,6 +57,7 @@ for step in "$@"; do
     bench_gemm)  bench bench_gemm $GEMMS ;;
     bench) bench bench --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
+    bench:*) bench "bench_${step#bench:}" --op "${step#bench:}" ;;  # e.g. bench:softmax,rms_norm
     *) echo "unknown step $step" ;;
   esac
   save
