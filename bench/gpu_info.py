@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import os
 import subprocess
 from pathlib import Path
 
@@ -43,7 +44,12 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
-    """Short commit of the repo, "+dirty" when tracked files changed; "unknown" outside git."""
+    """Short commit of the repo, "+dirty" when tracked files changed; "unknown" outside git.
+
+    ``$BENCH_COMMIT`` overrides it: a remote GPU machine may get the working tree of a commit
+    without that commit's git metadata."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                              capture_output=True, text=True, check=True).stdout.strip()
