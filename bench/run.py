@@ -253,6 +253,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.command = "python -m bench.run " + " ".join(argv)
+    # A kernel that fails must show as an error row, never as an eager fallback timed as ours.
+    os.environ["HELION_OPS_STRICT"] = "1"
     t_start = time.perf_counter()
     gpu = has_gpu() or args.plan
     if not gpu:
