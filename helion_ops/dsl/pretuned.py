@@ -19,9 +19,11 @@ sum over dims of |bucket(query) - bucket(entry)|, bucket(d) = ceil(log2 d)
 (powers-of-two buckets, so N=3000 and N=4096 share a bucket: both compile
 to a 4096-wide block), ties going to the larger entry (a config for a
 bigger shape under-fills a little; one for a smaller shape may not cover
-the row). So an unseen shape gets a good config with no autotuning, and a
-kernel with ``static_shapes=False`` can compile once per bucket instead of
-once per shape. The op decides which dims go into ``shape`` (the dims that
+the row). A shape more than one bucket above the largest tuned size of a
+dim gets no entry: the op's own chooser decides, since an extrapolated config
+can be catastrophically wrong. So an unseen shape gets a good config with no
+autotuning, and a kernel with ``static_shapes=False`` can compile once per
+bucket instead of once per shape. The op decides which dims go into ``shape`` (the dims that
 matter, e.g. [M, N] for a row-wise op, [M, N, K] for matmul).
 
 Configs are returned as stored; the runtime must ``normalize`` them against
@@ -114,9 +116,21 @@ def _entries(op: str, kernel_name: str, dtype: Any, arch: Optional[str], root: A
     return out
 
 
+# How far (in power-of-two buckets) a query may lie above the largest tuned size of a dim. Beyond
+# that, an entry's config may not fit the data at all (a whole-row persistent config tuned for 32K
+# columns spills to local memory on 128K columns, 10x slower), so the op's own chooser decides.
+MAX_EXTRAPOLATION = 1
+
+
 def nearest_entry(entries: Iterable[Mapping], shape: Sequence[int]) -> Optional[Mapping]:
-    """The entry whose ``key.shape`` is nearest ``shape`` (see module doc)."""
+    """The entry whose ``key.shape`` is nearest ``shape`` (see module doc); None when ``shape``
+    exceeds the table's largest size in some dim by more than MAX_EXTRAPOLATION buckets."""
     shape = [int(d) for d in shape]
+    entries = [e for e in entries if len(e["key"]["shape"]) == len(shape)]
+    if entries:
+        top = [max(_bucket(int(e["key"]["shape"][i])) for e in entries) for i in range(len(shape))]
+        if any(_bucket(d) > t + MAX_EXTRAPOLATION for d, t in zip(shape, top)):
+            return None
     best, best_key = None, None
     for e in entries:
         es = [int(d) for d in e["key"]["shape"]]

@@ -46,12 +46,19 @@ def test_exact_match(root):
     ((4096, 4097), 16),     # bucket 8192: one from 4096 and 16384; tie goes to the larger
     ((4096, 1000), 4),      # bucket 1024
     ((4096, 100), 4),       # far below: the smallest
-    ((4096, 10 ** 6), 16),  # far above: the largest
+    ((4096, 32768), 16),    # one bucket above the largest: still the largest
     ((1000, 2048), 8),      # M off by 2 buckets for all; N=2048 ties 1024 and 4096 -> larger
     ((8192, 8192), 16),     # N=8192 ties 4096 and 16384 -> larger
 ])
 def test_nearest_bucket(root, shape, warps):
     assert lookup(root, shape) == warps
+
+
+def test_no_extrapolation_far_above_the_table(root):
+    # A config tuned for 16K columns must not be served for 1M columns (a whole-row
+    # persistent config would spill): the op's own chooser decides there.
+    assert lookup(root, (4096, 10 ** 6)) is None
+    assert lookup(root, (2 ** 20, 4096)) is None
 
 
 def test_no_entry_for_kernel_dtype_or_rank(root):
