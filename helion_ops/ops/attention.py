@@ -252,6 +252,7 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
       D=256 halves the tiles and stages (shared memory).
     * dkdv: 64x64 tiles, 4 warps, 2 stages (1.16 ms causal vs 1.75 ms for FA2-Triton's 128x32 w8 s3, which
       also *miscompiles* dK on Triton 3.6: avoid BLOCK_M=32 with 8 warps and 3 stages there).
+      Causal: 1 stage (pipelining the diagonal-start loop gave wrong dK on Triton 3.6).
     * dq: 128x32, 8 warps (4 for D=64), 3 stages.
     * fp32 (IEEE dots, CPU tests): small tiles."""
     if kernel == "attn_bwd_preprocess":
@@ -285,6 +286,11 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
             bs, w, st = [64, 32], 8, 2
     else:
         raise KeyError(kernel)
+    if kernel == "attn_bwd_dkdv" and causal:
+        # Triton 3.6 on the H100 computes wrong dK (rel. err 0.01-0.7; dV and dQ right) when this
+        # loop, which starts at the key block's diagonal, is software-pipelined: found by the soak
+        # (results/H100/soak.md) for D=256, GQA and S_q != S_k; num_stages=1 was right in every case.
+        st = 1
     return Config(block_sizes=bs, num_warps=w, num_stages=st, indexing=ix)
 
 

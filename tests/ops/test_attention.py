@@ -286,6 +286,14 @@ def test_bf16_gpu(causal, d, device):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("b,h,h_kv,s_q,s_k,d", [(6, 4, 1, 9, 340, 128), (1, 2, 1, 2045, 347, 256),
+                                              (1, 32, 8, 1025, 512, 256), (7, 2, 2, 529, 529, 256)])
+def test_causal_backward_gpu_soak_regressions(b, h, h_kv, s_q, s_k, d, device):
+    # Shapes where the H100 soak found wrong dK in fp16 (a pipelined causal dK/dV loop).
+    run_and_check(b, h, h_kv, s_q, s_k, d, True, torch.float16, device)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 def test_fp16_gpu_against_tolerance(causal, device):
     shape = (2, 8, 1024, 128, causal)
