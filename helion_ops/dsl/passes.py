@@ -51,6 +51,8 @@ def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
         if r.rolled and not r.rollable:
             r.rolled = False
             r.block = 1 if r.extent <= 1 else 1 << (r.extent - 1).bit_length()
+            # The chunk may have divided the extent; the whole-row block (next pow2) may not.
+            r.masked = r.extent % r.block != 0
     return d
 
 

@@ -104,17 +104,11 @@ def _meta(*shape, dtype):
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
-def random_config(kernel, make_args, seed: int, persistent_rows: bool = False):
-    """``use_config`` override: a random Config of ``kernel``'s ConfigSpace for the call's key shape.
-
-    ``persistent_rows``: keep ``reduction_loops=[None]``. The norm backward kernels need it: a looped
-    reduction there drops the column mask and writes out of bounds (heap corruption in the interpreter;
-    found by this test, kept as tests/reliability/test_regressions.py::test_norm_bwd_looped_reduction_in_bounds,
-    an xfail until the DSL fix lands)."""
+def random_config(kernel, make_args, seed: int):
+    """``use_config`` override: a random Config of ``kernel``'s ConfigSpace for the call's key shape."""
     def pick(shape):
         bound = kernel.bind(make_args(shape))
-        cfg = bound.config_space.random(random.Random(seed))
-        return cfg.replace(reduction_loops=[None]) if persistent_rows else cfg
+        return bound.config_space.random(random.Random(seed))
     return pick
 
 
@@ -186,7 +180,7 @@ def test_layer_norm(m, n, dtype, layout, affine, seed):
     st32 = lambda s: _meta(s[0], dtype=torch.float32)  # noqa: E731
     cfg_f = random_config(L.layer_norm_fwd, lambda s: (_meta(*s, dtype=dtype), opt(s), opt(s), 1e-5), seed)
     cfg_b = random_config(L.layer_norm_bwd, lambda s: (_meta(*s, dtype=dtype), _meta(*s, dtype=dtype), opt(s),
-                                                       opt(s), st32(s), st32(s)), seed + 1, persistent_rows=True)
+                                                       opt(s), st32(s), st32(s)), seed + 1)
     grads = [0, 1, 2] if affine else [0]
     with C.use_config("layer_norm_fwd", cfg_f), C.use_config("layer_norm_bwd", cfg_b):
         check(lambda t, w_, b_: L.layer_norm(t, (n,), w_, b_, 1e-5),
@@ -202,8 +196,7 @@ def test_rms_norm(m, n, dtype, layout, affine, seed):
     opt = (lambda s: _meta(s[1], dtype=dtype)) if affine else (lambda s: None)
     cfg_f = random_config(R.rms_norm_fwd, lambda s: (_meta(*s, dtype=dtype), opt(s), 1e-6), seed)
     cfg_b = random_config(R.rms_norm_bwd, lambda s: (_meta(*s, dtype=dtype), _meta(*s, dtype=dtype), opt(s),
-                                                     _meta(s[0], dtype=torch.float32)), seed + 1,
-                          persistent_rows=True)
+                                                     _meta(s[0], dtype=torch.float32)), seed + 1)
 
     def ref(t, w_):
         y = t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + 1e-6)

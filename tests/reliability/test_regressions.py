@@ -65,11 +65,10 @@ def test_guard_detects_out_of_bounds_and_passes_in_bounds():
     torch.testing.assert_close(dx, ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="DSL codegen: a norm backward kernel (full-row weight load outside the "
-                   "inner row loop) with reduction_loops=[chunk], chunk dividing N (N not a power of two), "
-                   "gets no loop and no column mask: tl.arange(0, next_pow2(N)) loads/stores unmasked -> "
-                   "out-of-bounds writes of dx and dw. Shrunk from test_properties::test_rms_norm(m=38, n=288, "
-                   "fp16, transposed, affine, seed=192369354). Remove the xfail when the DSL fix lands.")
+# A norm backward kernel (full-row weight load outside the inner row loop) with reduction_loops=[chunk],
+# chunk dividing N (N not a power of two): the reduction stays whole-row (not rollable) and lost its
+# column mask, so dx and dw were written out of bounds. Shrunk from test_properties::test_rms_norm
+# (m=38, n=288, fp16, transposed, affine, seed=192369354).
 @pytest.mark.parametrize("kernel", ["rms_norm_bwd", "layer_norm_bwd"])
 def test_norm_bwd_looped_reduction_in_bounds(kernel):
     x, dy, w, rstd = _norm_args(4, 48)
