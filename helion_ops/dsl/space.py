@@ -39,7 +39,8 @@ def collect_facts(bound) -> dict:
         for v in I.all_values(d.body):
             if v.op == "dot":
                 for a in v.inputs()[:2]:
-                    dot_tiles.update(x.id for x in a.type.dims if x.kind == "tile")
+                    # Only the matrix dims need >= 16 (tensor-core tiles); a bmm's batch dim may be 1.
+                    dot_tiles.update(x.id for x in a.type.dims[-2:] if x.kind == "tile")
                 dot = True
         for t in d.tiles.values():
             if t.block_id is not None:

@@ -72,3 +72,15 @@ def test_device_bounded_loop_gets_a_real_block_range():
     ref = torch.stack([x[i, :lengths[i]].double().sum() for i in range(8)])
     assert ((out.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item() < 1e-5
     assert isinstance(b.default_config(), Config)
+
+
+def test_bmm_batch_tile_may_be_one():
+    # Tensor-core tiles need >= 16 only in the matrix dims; a bmm's batch tile of 1 is valid.
+    from tests.compat import k_matmul as MM
+
+    a, b = torch.randn(3, 17, 24), torch.randn(3, 24, 20)
+    bound = MM.bmm.bind((a, b))
+    assert bound.config_space.spec.block_sizes[0].min == 1
+    cfg = bound.normalize(Config(block_sizes=[1, 16, 16, 16]))
+    ref = a.double() @ b.double()
+    assert ((bound.run(cfg, a, b).double() - ref).abs().max() / ref.abs().max()).item() < 1e-5
