@@ -370,15 +370,21 @@ class Emitter:
         op, axis, keep = v.attrs["op"], v.attrs["axis"], v.attrs["keepdim"]
         acc = self.fresh(f"{v.hint or op}_acc")
         neutral = (NEUTRAL if x.type.dtype.is_floating_point else INT_NEUTRAL)[op]
+        # Half-precision chunks accumulate in fp32 (as torch and the persistent tl.sum do), and
+        # every update is cast back: the masked select promotes bf16 to fp32, and a loop-carried
+        # value must keep its type.
+        half = x.type.dtype in (torch.float16, torch.bfloat16)
+        acc_dt = "tl.float32" if half else tl_dtype(x.type.dtype)
         self.src(v.loc)
-        self.line(f"{acc} = tl.full({self.shape(x.type)}, {neutral}, {tl_dtype(x.type.dtype)})")
+        self.line(f"{acc} = tl.full({self.shape(x.type)}, {neutral}, {acc_dt})")
         self.open_chunk_loop(r)
         inp = self.masked_input(x, axis, op)
         comb = {"sum": f"{acc} + {inp}", "max": f"tl.maximum({acc}, {inp})", "min": f"tl.minimum({acc}, {inp})"}[op]
-        self.line(f"{acc} = {comb}")
+        self.line(f"{acc} = ({comb}).to({acc_dt})")
         self.close_chunk_loop()
         fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[op]
-        return f"{fn}({acc}, {axis}, keep_dims={keep})"
+        out = f"{fn}({acc}, {axis}, keep_dims={keep})"
+        return f"{out}.to({tl_dtype(x.type.dtype)})" if half else out
 
     def open_chunk_loop(self, r: RDimInfo) -> None:
         self.line(f"for {r.offset} in tl.range(0, {r.extent}, {r.block}):")

@@ -84,3 +84,14 @@ def test_bmm_batch_tile_may_be_one():
     cfg = bound.normalize(Config(block_sizes=[1, 16, 16, 16]))
     ref = a.double() @ b.double()
     assert ((bound.run(cfg, a, b).double() - ref).abs().max() / ref.abs().max()).item() < 1e-5
+
+
+def test_looped_half_reductions_accumulate_in_fp32():
+    # A chunked max/sum over fp16 keeps an fp32 accumulator (the loop-carried type must not change,
+    # and fp16 sums of 1000 terms lose digits); the result matches torch to fp16 precision.
+    x = torch.randn(6, 1000).to(torch.float16)
+    b = K.softmax_decomposed.bind((x,))
+    out = b.run(b.config.replace(reduction_loops=[64]), x)
+    ref = torch.softmax(x.double(), -1)
+    assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 2e-3
+    assert "tl.float32)" in b.to_triton_code(b.config.replace(reduction_loops=[64]))
