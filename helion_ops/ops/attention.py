@@ -52,6 +52,10 @@ Backward beats FA2 (1.3x); forward beats FA2 (1.26-1.45x) but is 0.70-0.80x cuDN
 inner loops with device-valued bounds (causal) use pointer loads (the DSL only uses TMA for tiles that
 span the whole tensor dim); Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3 (wrong values) and hit a
 misaligned address at 128x16 w4, so the defaults avoid those.
+
+Memory (tests/reliability/test_memory.py): forward allocates the output plus ``lse`` ([B, H, S_q] fp32,
+saved for backward); backward allocates dq, dk, dv plus ``delta`` ([B, H, S_q] fp32) and the zero
+gradient autograd materialises for ``lse`` (same size); no [S_q, S_k] buffer (the eager fallback has one).
 """
 from __future__ import annotations
 

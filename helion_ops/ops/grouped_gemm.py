@@ -26,6 +26,9 @@ Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, vs ``torch._grouped_mm``
 SHAPES): forward 0.93-1.14x (x rows are jagged, so they are read through pointers; w through TMA),
 far ahead of the Python loop on G = 64 (577 vs 352 TFLOP/s); dx 0.95-1.11x; dw 0.42-0.52x (its
 untuned config: the known gap).
+
+Memory (tests/reliability/test_memory.py): the output only; autograd saves x, w and offsets; backward
+allocates dx and dw only; no workspace beyond Triton's TMA descriptor scratch (a few KiB, on GPU).
 """
 from __future__ import annotations
 

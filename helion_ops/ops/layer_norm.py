@@ -15,6 +15,11 @@ Kernels:
   fp32 buffers, and the host reduces those with ``.sum(0)``.
 
 Custom ops ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` carry fake implementations and autograd.
+
+Memory (tests/reliability/test_memory.py): forward allocates y plus ``mean`` and ``rstd`` ([M] fp32 each,
+saved for backward); backward allocates dx, dweight, dbias plus the workspace of two ``[P, N]`` fp32
+partial-sum buffers (P = cdiv(M, rows per program), about 2 per SM) and, for fp16/bf16, their ``[N]``
+fp32 sums.
 """
 from __future__ import annotations
 

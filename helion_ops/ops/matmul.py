@@ -25,6 +25,11 @@ Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, ``impl`` with the choose
 0.96x at 4096^3, 1.04x at 8192^3, 0.99x at 4000^3, 0.89x at 4097^3, 1.01-1.11x at M = 4096 / 16384,
 0.91-0.97x at M = 1024, 0.95-0.97x at M = 16, 0.80-0.95x at M = 1, 0.77-0.95x at M = 128,
 0.68x at 1024^3 (a 9 us problem). Backward-shaped calls at 4096^3: dA 1.00x, dB 1.04x.
+
+Memory (tests/reliability/test_memory.py): the output only; autograd saves a and b (and the output with
+relu); backward allocates dA and dB only (transposed views, no copies), plus an [N] fp32 sum for dbias
+and, with gelu/silu, the recomputed pre-activation [M, N] and its fp32 temporaries; no workspace beyond
+Triton's TMA descriptor scratch (a few KiB, on GPU).
 """
 from __future__ import annotations
 

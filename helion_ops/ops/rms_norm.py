@@ -15,6 +15,10 @@ Kernels:
   host reduces that with ``.sum(0)`` (as Liger and quack do).
 
 Custom ops ``helion_ops::rms_norm_fwd`` / ``rms_norm_bwd`` carry fake implementations and autograd.
+
+Memory (tests/reliability/test_memory.py): forward allocates y plus ``rstd`` ([M] fp32, saved for
+backward); backward allocates dx, dweight plus a ``[P, N]`` fp32 partial-sum workspace (P = cdiv(M, rows
+per program), about 2 per SM) and, for fp16/bf16, its ``[N]`` fp32 sum.
 """
 from __future__ import annotations
 

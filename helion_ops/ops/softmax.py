@@ -15,6 +15,9 @@ Kernels (one source each; the Config chooses the variant):
 
 Both are ``torch.library`` custom ops (``helion_ops::softmax_fwd`` / ``softmax_bwd``) with fake
 implementations and autograd, so ``torch.compile(fullgraph=True)`` sees no graph break.
+
+Memory (tests/reliability/test_memory.py): the output only, forward and backward; autograd saves the
+output. No workspace. A copy of x only when its reduced dim is strided (``_common.as_rows``).
 """
 from __future__ import annotations
 
