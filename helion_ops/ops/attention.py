@@ -336,27 +336,7 @@ def config_for(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causa
     return _fit(bound, default_config(kernel, q.shape[-1], q.dtype, causal))
 
 
-def _alloc(size: int, alignment: int, stream) -> torch.Tensor:
-    return torch.empty(size, device="cuda", dtype=torch.int8)
-
-
-def _ensure_tma_allocator(t: torch.Tensor) -> None:
-    """Device-side TMA descriptors need Triton's scratch allocator, which Triton keeps in a ContextVar:
-    set in the thread that first compiled a kernel, it is missing in autograd's backward thread (the DSL
-    runtime sets it once per process). Set it in the calling context when it is missing."""
-    if t.device.type != "cuda":
-        return
-    try:
-        from triton.runtime import _allocation
-        if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
-            import triton
-            triton.set_allocator(_alloc)
-    except Exception:  # pragma: no cover - a Triton without the ContextVar: the runtime's own setup applies
-        pass
-
-
 def _launch(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causal: bool):
-    _ensure_tma_allocator(q)
     bound = KERNELS[kernel].bind(args)
     chosen = getattr(bound, "_op_config_chosen", False)
     if chosen == C.EAGER:  # this specialisation failed before: the caller runs eager

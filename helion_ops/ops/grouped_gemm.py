@@ -211,25 +211,6 @@ def _configure(kernel, args: tuple, shape: list, chooser) -> "helion.BoundKernel
 # Host side
 # ---------------------------------------------------------------------------------------------
 
-def _alloc(size: int, alignment: int, stream) -> torch.Tensor:
-    return torch.empty(size, device="cuda", dtype=torch.int8)
-
-
-def _ensure_tma_allocator(t: torch.Tensor) -> None:
-    """TMA descriptors built on device need Triton's scratch allocator, which Triton keeps in a
-    ContextVar: the DSL runtime sets it once, in the thread that first compiles a kernel, so it is
-    missing in autograd's backward thread. Set it in the calling context when it is missing."""
-    if t.device.type != "cuda":
-        return
-    try:
-        from triton.runtime import _allocation
-        if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
-            import triton
-            triton.set_allocator(_alloc)
-    except Exception:  # pragma: no cover - a Triton without the ContextVar: the runtime's setup applies
-        pass
-
-
 def _run_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     m_total, k = x.shape
     g, _, n = w.shape
@@ -243,7 +224,6 @@ def _run_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.T
         pw, tw = w.transpose(1, 2), True  # read w^T's storage in place
     else:
         pw, tw = w, False
-    _ensure_tma_allocator(x)
     args = (x, pw, offsets, tw)
     return _launch(grouped_gemm_kernel, args, [g, m_total, n, k], choose_config,
                    lambda: _eager_fwd(x, w, offsets))
@@ -255,7 +235,6 @@ def _run_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.T
     g = offsets.shape[0]
     if m_total == 0 or k == 0 or n == 0:
         return x.new_zeros((g, k, n))
-    _ensure_tma_allocator(x)
     args = (x, dy, offsets)
     return _launch(grouped_gemm_dw_kernel, args, [g, m_total, n, k], choose_dw_config,
                    lambda: _eager_dw(x, dy, offsets))

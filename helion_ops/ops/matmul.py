@@ -229,25 +229,6 @@ def _layout(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return t, False  # generic strides: pointer indexing by strides
 
 
-def _alloc(size: int, alignment: int, stream) -> torch.Tensor:
-    return torch.empty(size, device="cuda", dtype=torch.int8)
-
-
-def _ensure_tma_allocator(t: torch.Tensor) -> None:
-    """TMA descriptors built on device need Triton's scratch allocator, which Triton keeps in a
-    ContextVar: the DSL runtime sets it once, in the thread that first compiles a kernel, so it is
-    missing in autograd's backward thread. Set it in the calling context when it is missing."""
-    if t.device.type != "cuda":
-        return
-    try:
-        from triton.runtime import _allocation
-        if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
-            import triton
-            triton.set_allocator(_alloc)
-    except Exception:  # pragma: no cover - a Triton without the ContextVar: the runtime's setup applies
-        pass
-
-
 def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]) -> torch.Tensor:
     """The kernel launch for 2-D a [M, K], b [K, N] (already validated)."""
     m, k = a.shape
@@ -256,7 +237,6 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
         return _eager2d(a, b, bias, activation)
     if bias is not None and bias.stride(0) != 1:
         bias = bias.contiguous()
-    _ensure_tma_allocator(a)
     pa, ta = _layout(a)
     pb, tb = _layout(b)
     args = (pa, pb, bias, activation, ta, tb)
@@ -332,16 +312,39 @@ def _backward(ctx, grad):
     elif act == "relu":
         dz = grad * (out > 0).to(grad.dtype)
     else:
-        z = _matmul_op(a, b, bias, None).float()
+        z = _mm(a, b, bias, None).float()
         dz = (grad.float() * _act_grad(z, act)).to(a.dtype)
     dz = dz.to(a.dtype)
-    da = _matmul_op(dz, b.t(), None, None) if ctx.needs_input_grad[0] else None
-    db = _matmul_op(a.t(), dz, None, None) if ctx.needs_input_grad[1] else None
+    da = _mm(dz, b.t(), None, None) if ctx.needs_input_grad[0] else None
+    db = _mm(a.t(), dz, None, None) if ctx.needs_input_grad[1] else None
     dbias = dz.float().sum(0).to(ctx.bias_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
     return da, db, dbias, None
 
 
 torch.library.register_autograd("helion_ops::matmul", _backward, setup_context=_setup_context)
+
+
+def _mm(a, b, bias, activation):
+    """A GEMM inside backward: the kernel launch itself, unless the result must be differentiable
+    again (create_graph=True) or is being traced (torch.compile), which need the custom op."""
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return _matmul_op(a, b, bias, activation)
+    return _run(a, b, bias, activation)
+
+
+class _MatmulFn(torch.autograd.Function):
+    """Eager training: the custom op's kernels and backward without torch.library's per-call
+    dispatch (tens of us of host time per GEMM, longer than the GEMM itself below ~2048^3)."""
+
+    @staticmethod
+    def forward(ctx, a, b, bias, activation):
+        out = _run(a, b, bias, activation)
+        _setup_context(ctx, (a, b, bias, activation), out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _backward(ctx, grad)
 
 
 def _check(a, b, bias, activation) -> None:
@@ -389,6 +392,14 @@ def _direct_ok(*tensors) -> bool:
     return True
 
 
+def _eager_autograd_ok(*tensors) -> bool:
+    """Eager training on plain tensors: autograd.Function is enough (torch.compile and functorch
+    transforms go through the custom op)."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return False
+    return all(t is None or type(t) is torch.Tensor for t in tensors)
+
+
 def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
            activation: Optional[str] = None) -> torch.Tensor:
     """``activation(a @ b + bias)`` with fp32 accumulation; see the module docstring.
@@ -401,6 +412,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
     a2 = a if a.dim() == 2 else a.reshape(-1, a.shape[-1])
     if _direct_ok(a, b, bias):
         out = _run(a2, b, bias, activation)  # skips the custom op's dispatch (about 10 us)
+    elif _eager_autograd_ok(a, b, bias):
+        out = _MatmulFn.apply(a2, b, bias, activation)
     else:
         out = _matmul_op(a2, b, bias, activation)
     return out if a.dim() == 2 else out.reshape(*lead, b.shape[1])

@@ -247,3 +247,15 @@ def test_gpu_fp32_is_ieee():
     a, b = M.make_inputs((256, 256, 1024), torch.float32, "cuda")
     ref = (a.double() @ b.double()).float()
     assert rel_err(M.matmul(a, b), ref) < 1e-5
+
+
+def test_double_backward_through_eager_training_path(device):
+    # Eager training skips the custom op (autograd.Function), but a create_graph=True backward must
+    # stay differentiable: grad-of-grad matches torch.
+    a0, b0 = torch.randn(5, 7, device=device), torch.randn(7, 3, device=device)
+    grads = []
+    for fn in (M.matmul, torch.matmul):
+        a, b = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+        (ga,) = torch.autograd.grad((fn(a, b) ** 2).sum(), a, create_graph=True)
+        grads.append(torch.autograd.grad(ga.sum(), b)[0])
+    assert ((grads[0] - grads[1]).abs().max() / grads[1].abs().max()).item() < 1e-5
