@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import exc, frontend, lower, passes
+from . import exc, frontend
 from .config import Config
 from .pipeline import STAGES, hoist_plan
 from .space import offsets
@@ -418,20 +418,28 @@ def _scratch(size: int, alignment: int, stream: Any) -> torch.Tensor:
     return torch.empty(size, device="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.int8)
 
 
+def _allocator_var() -> tuple:
+    """Triton's allocator ContextVar and its "none set" value; (None, None) for another layout."""
+    try:
+        from triton.runtime._allocation import _NULL_ALLOCATOR, _allocator
+        return _allocator, _NULL_ALLOCATOR
+    except ImportError:
+        return None, None
+
+
+_ALLOCATOR_VAR, _NULL_ALLOCATOR = _allocator_var()
+
+
 def _ensure_allocator() -> None:
     """Device-side tensor descriptors need scratch memory from a Triton allocator.
 
     Triton keeps the allocator in a ContextVar, so a thread that never set one
     (autograd's backward thread, a DataLoader worker) starts with none: check on
-    every launch of a descriptor kernel rather than once per process."""
-    import triton
-    try:
-        from triton.runtime._allocation import _NULL_ALLOCATOR, _allocator
-        if _allocator.get() is not _NULL_ALLOCATOR:
-            return
-    except ImportError:  # another Triton layout: setting it again is harmless
-        pass
-    triton.set_allocator(_scratch)
+    every launch of a descriptor kernel rather than once per process (one
+    ContextVar read; without the ContextVar, setting it again is harmless)."""
+    if _ALLOCATOR_VAR is None or _ALLOCATOR_VAR.get() is _NULL_ALLOCATOR:
+        import triton
+        triton.set_allocator(_scratch)
 
 
 def _check_devices(name: str, pk: frontend.ParsedKernel, args: tuple) -> None:

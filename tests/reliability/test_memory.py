@@ -174,6 +174,13 @@ def _storages(ts) -> set:
     return {t.untyped_storage().data_ptr() for t in ts if isinstance(t, torch.Tensor)}
 
 
+def _forward_saving(mod, ginputs, saved: list):
+    """The op's training forward; ``saved`` receives what autograd saves for backward."""
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
+        return mod.impl(*ginputs)
+
+
 def _grad_inputs(mod, inputs):
     return tuple(t.detach().requires_grad_(i in mod.GRAD_INPUTS) if isinstance(t, torch.Tensor) else t
                  for i, t in enumerate(inputs))
@@ -200,13 +207,7 @@ def measure(name: str, dtype: torch.dtype, shape=None, device: str = "cpu") -> d
     if mod.GRAD_INPUTS:
         ginputs = _grad_inputs(mod, inputs)
         saved: list = []
-
-        def fwd():
-            saved.clear()
-            with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
-                return mod.impl(*ginputs)
-
-        c, out = count(fwd)
+        c, out = count(lambda: _forward_saving(mod, ginputs, saved))
         fresh_saved = [t for t in saved if t.untyped_storage().data_ptr() not in in_st | _storages([out])]
         res["train"] = (c.total, _bytes([out]) + _bytes(fresh_saved) + workspace(name, "train", inputs), c.allocs)
 
@@ -303,13 +304,7 @@ def test_peak_memory_within_budget_gpu(name):
         return
     ginputs = _grad_inputs(mod, inputs)
     saved: list = []
-
-    def fwd():
-        saved.clear()
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t), t)[1], lambda t: t):
-            return mod.impl(*ginputs)
-
-    got, out = peak(fwd)
+    got, out = peak(lambda: _forward_saving(mod, ginputs, saved))
     fresh = [t for t in saved if t.untyped_storage().data_ptr() not in in_st | _storages([out])]
     budget = _bytes([out]) + _bytes(fresh) + workspace(name, "train", inputs)
     assert got <= budget + GPU_SLACK, (name, "train", got, budget)
