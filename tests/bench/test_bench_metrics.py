@@ -35,6 +35,16 @@ def test_passes_rejects_nan():
     assert not metrics.passes(math.nan, 1e-2)
 
 
+def test_ill_conditioned_needs_eager_to_fail_too_and_ours_close():
+    tol = 1e-5
+    assert metrics.ill_conditioned(2e-3, tol, 1e-3)  # both off, ours within ILL_FACTOR of eager
+    assert not metrics.ill_conditioned(2e-3, tol, 1e-6)  # eager is fine: ours is simply wrong
+    assert not metrics.ill_conditioned(1e-1, tol, 1e-3)  # far worse than eager
+    assert not metrics.ill_conditioned(1e-6, tol, 1e-3)  # ours passes anyway: nothing to excuse
+    assert not metrics.ill_conditioned(math.nan, tol, 1e-3)
+    assert not metrics.ill_conditioned(math.inf, tol, math.inf)
+
+
 def test_speedup_and_geomean():
     assert metrics.speedup(2.0, 1.0) == 2.0
     assert math.isnan(metrics.speedup(math.nan, 1.0))
