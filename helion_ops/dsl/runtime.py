@@ -41,6 +41,7 @@ class RunContext:
 
     def __init__(self, bound: "BoundKernel", config: Config, mode: str = "launch") -> None:
         self.bound, self.config, self.mode = bound, config, mode
+        self._block_sizes = config.get("block_sizes") or []  # thawed once: block_size runs on every call
         self.sources: list[str] = []
         self.specs: list[dict] = []
         self.irs: list[Any] = []
@@ -49,7 +50,7 @@ class RunContext:
         if self.mode == "facts":
             self.registered = getattr(self, "registered", {})
             self.registered[bid] = (bounds[0], bounds[1]) if len(bounds) > 1 else (None, bounds[0] if bounds else None)
-        bs = self.config.get("block_sizes") or []
+        bs = self._block_sizes
         if bid < len(bs):
             return int(bs[bid])
         return self.bound.default_block(bid)
@@ -155,9 +156,18 @@ def spec_key(args: tuple) -> tuple:
 def _launch_key(values: list) -> tuple:
     """What one device loop specialises on. Pointer alignment is part of it because Triton
     compiles a 16-byte-aligned pointer into wider loads; a misaligned view needs its own binary."""
-    return tuple([(v.dtype, v.shape, v.stride(), not v.data_ptr() & 15) if isinstance(v, _Tensor)
-                  else float if type(v) is float else v if not isinstance(v, (list, dict, set)) else repr(v)
-                  for v in values])
+    key = []
+    for v in values:  # runs on every launch: exact-type tests first, isinstance only for the rare rest
+        t = type(v)
+        if t is _Tensor or (t is not int and t is not float and isinstance(v, _Tensor)):
+            key.append((v.dtype, v.shape, v.stride(), not v.data_ptr() & 15))
+        elif t is float:
+            key.append(float)
+        elif t is int or v is None or t is bool:
+            key.append(v)
+        else:
+            key.append(repr(v) if isinstance(v, (list, dict, set)) else v)
+    return tuple(key)
 
 
 class Compiled:
