@@ -17,7 +17,8 @@ from . import exc
 __all__ = [
     "tile", "grid", "zeros", "full", "arange", "dot", "load", "store", "atomic_add", "atomic_and",
     "atomic_or", "atomic_xor", "atomic_xchg", "atomic_cas", "atomic_max", "atomic_min",
-    "register_block_size", "register_tunable", "specialize", "constexpr", "cdiv", "next_power_of_2",
+    "register_block_size", "register_reduction_dim", "register_tunable", "specialize", "constexpr", "cdiv",
+    "next_power_of_2",
     "Tile", "reduce", "cumsum", "cumprod", "associative_scan", "rand", "randint", "inline_triton",
     "tile_index", "tile_begin", "tile_end", "tile_block_size", "tile_id", "static_range", "barrier",
     "split", "join", "subscript", "device_print",
@@ -93,6 +94,13 @@ def register_block_size(min_or_max: int, max_or_none: int | None = None) -> int:
     from .runtime import current_run
 
     return current_run().next_registered_block()
+
+
+def register_reduction_dim(size: int) -> int:
+    """Mark ``size`` as a dim that device code holds whole (``hl.zeros([tile, n])``); returns it.
+    Here any host int used as a block dim already is one: ':' dims are persistent or rolled as the
+    Config's ``reduction_loops`` choose."""
+    return size
 
 
 def register_tunable(name: str, fragment: Any) -> Any:

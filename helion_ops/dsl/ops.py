@@ -359,7 +359,9 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
             new.append(tile_dim(s.info))
         elif isinstance(s, BlockSizeInt):
             lw.blocks[s.bid] = int(s)
-            new.append(Dim("block", s.bid, s.bid))
+            # tile.block_size names that tile's dim when the block has it (x.view(tile.block_size, 1))
+            same = [d for d in v.type.dims if d.kind == "tile" and d.bid == s.bid and d not in new]
+            new.append(same[0] if same else Dim("block", s.bid, s.bid))
         elif s == -1 and infer is None:
             infer = len(new)
             new.append(Dim("infer"))

@@ -48,7 +48,7 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
         if attr == "ndim":
             return base.type.ndim
         if attr == "shape":
-            raise lw.err(exc.NotSupported, "block.shape in device code; use the tiles or sizes directly", node)
+            return tuple(_dim_size(lw, d) for d in base.type.dims)
         raise lw.err(exc.NotSupported, f"block attribute .{attr}", node)
     try:
         return getattr(base, attr)
@@ -62,6 +62,21 @@ def _dim_kw(args: list, kwargs: dict, pos: int = 0, default: Any = None) -> Any:
     if "axis" in kwargs:
         return kwargs["axis"]
     return args[pos] if len(args) > pos else default
+
+
+def _dim_size(lw, d: Any) -> int:
+    """Size of one block dim: the block size of a tile (tunable, so a BlockSizeInt the config
+    tracks), the extent of a ':' dim, or 1."""
+    from .lower import BlockSizeInt
+    if d.kind == "one":
+        return 1
+    if d.kind == "rdim":
+        return lw.rdims[d.id].extent
+    block = lw.tiles[d.id].block if d.kind == "tile" else lw.blocks[d.bid]
+    if d.bid is None:
+        return block
+    lw.blocks[d.bid] = block
+    return BlockSizeInt(block, d.bid)
 
 
 def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
@@ -140,6 +155,13 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
         return O.unary(lw, "sigmoid", v, node)
     if name == "where":
         return O.where(lw, args[0], v, args[1], node)
+    if name == "masked_fill":
+        return O.where(lw, args[0], args[1], v, node)
+    if name == "size":
+        sizes = tuple(_dim_size(lw, d) for d in v.type.dims)
+        return sizes if not args else sizes[args[0]]
+    if name in ("dim", "ndimension"):
+        return v.type.ndim
     if name in ("matmul", "mm", "bmm", "__matmul__"):
         return O.dot(lw, v, args[0], None, node, torch_semantics=True)
     raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks", node)

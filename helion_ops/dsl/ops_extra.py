@@ -74,6 +74,8 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return split(lw, args[0], node)
     if fn is hl.join:
         return join(lw, args[0], args[1], node)
+    if fn is torch.stack:
+        return stack(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0), node)
     if fn is hl.subscript:
         raise lw.err(exc.NotSupported, "hl.subscript: index the block directly (x[:, None])", node)
     return NOT_HANDLED
@@ -285,3 +287,20 @@ def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
     a, b = (O.expand(lw, x, dims, node) if x.type.dims != dims else x for x in (a, b))
     two = Dim("rdim", lw.rdim_for(2, node).id)
     return lw.emit("join", [a, b], BlockT(dims + (two,), dtype), node)
+
+
+def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
+    """``torch.stack([a, b], dim)`` of two blocks: ``hl.join`` (a new last dim of 2), moved to ``dim``."""
+    if not isinstance(xs, (list, tuple)) or len(xs) != 2:
+        raise lw.err(exc.NotSupported, "torch.stack of exactly two blocks (hl.join); stack more with hl.join "
+                     "of joins, or store them separately", node)
+    v = join(lw, xs[0], xs[1], node)
+    n = v.type.ndim
+    if not isinstance(dim, int) or not -n <= dim < n:
+        raise lw.err(exc.ShapeMismatch, f"torch.stack dim {dim!r} out of range for {n} result dims", node)
+    dim %= n
+    if dim == n - 1:
+        return v
+    perm = list(range(n - 1))
+    perm.insert(dim, n - 1)
+    return O.permute(lw, v, perm, node)

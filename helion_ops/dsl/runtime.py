@@ -388,10 +388,24 @@ class BoundKernel:
         return Compiled(getattr(mod, gen.fn_name), gen, path, names)
 
     # -- code inspection ----------------------------------------------------------------------
-    def _dry(self, config: Config) -> RunContext:
-        ctx = RunContext(self, config, mode="codegen")
-        self._exec(ctx, _meta_args(self.example_args))
+    def dry_run(self, config: Config, mode: str) -> RunContext:
+        """Run the host code without launching ("codegen" or "facts"): on meta tensors (no memory,
+        no device work), or on the real arguments when host code reads tensor values
+        (``n = offsets[-1].item()`` cannot run on meta)."""
+        ctx = RunContext(self, config, mode=mode)
+        try:
+            self._exec(ctx, _meta_args(self.example_args))
+        except exc.HelionOpsError:
+            raise
+        except (RuntimeError, NotImplementedError) as e:
+            if "meta" not in str(e).lower():
+                raise
+            ctx = RunContext(self, config, mode=mode)
+            self._exec(ctx, self.example_args)
         return ctx
+
+    def _dry(self, config: Config) -> RunContext:
+        return self.dry_run(config, "codegen")
 
     def to_triton_code(self, config: Config | None = None) -> str:
         """The generated Triton source of every device loop under ``config``."""
@@ -457,6 +471,9 @@ def _check_devices(name: str, pk: frontend.ParsedKernel, args: tuple) -> None:
     tensors = [(p, a) for p, a in zip(params, args) if isinstance(a, torch.Tensor)]
     interp = interpret_mode()
     for p, a in tensors:
+        if a.is_nested:  # strides of a jagged layout are symbolic: no flat index arithmetic applies
+            raise exc.InputError(f"{name}(): argument '{p}' is a nested (jagged) tensor, which helion_ops kernels "
+                                 f"do not take; pass its values() and offsets() and tile with hl.tile(begin, end)")
         if a.device.type == "cpu" and not interp:
             raise exc.InputError(f"{name}(): argument '{p}' is a CPU tensor; helion_ops kernels run on CUDA "
                                  f"tensors (or on CPU under TRITON_INTERPRET=1)")

@@ -21,12 +21,8 @@ def next_pow2(n: int) -> int:
 
 
 def collect_facts(bound) -> dict:
-    from .runtime import RunContext, _meta_args
-
     nblocks = len(bound.pk.blocks)
-    ctx = RunContext(bound, Config(block_sizes=[16] * nblocks), mode="facts")
-    ctx.irs = []
-    bound._exec(ctx, _meta_args(bound.example_args))
+    ctx = bound.dry_run(Config(block_sizes=[16] * nblocks), "facts")
     nblocks = len(bound.pk.blocks)  # hl.tile(x.size()) may have added ids during the run
     # extent None: some loop over this block has bounds known only on the device (jagged rows).
     blocks: dict[int, dict] = {i: {"extent": 1, "dot": False, "bounds": None} for i in range(nblocks)}

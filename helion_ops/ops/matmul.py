@@ -136,8 +136,9 @@ def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[
     - large problems (two waves or more of 128x256 tiles, or about one wave when 128x128 tiles
       would not make two; 2048^3: 0.91x vs 0.83x for 128x128):
       128x256x64, 3 stages (4 overflow shared memory), 8 warps, persistent (one program per SM),
-      L2 grouping 8, TMA descriptors; warp-specialized inner loop when the tile count is 2-4 waves
-      (4096^2: +1-4%; it cost 4% at 8192^3);
+      L2 grouping 8, TMA descriptors (no warp specialization: on sm_90, Triton 3.6/3.7 ignore
+      ``warp_specialize`` with 8 warps, the TTGIR has no ``ttg.warp_specialize``, so the +1-4% once
+      measured for it at 4096^2 was noise; the tuner may still pick it with 4 warps, where it is real);
     - fewer tiles, or operands that TMA cannot read (a row stride that is not 16-byte aligned,
       e.g. K = 4097: 128x256 ran at 0.73x cuBLAS there, 128x128 at 0.89-0.92x): 128x128x64,
       4 stages; fewer than one wave of those: 64x128x64 (more programs);
@@ -166,19 +167,16 @@ def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[
                       indexing="tensor_descriptor")
     tiles_big = cdiv(m, 128) * cdiv(n, 256)
     tiles_mid = cdiv(m, 128) * cdiv(n, 128)
-    ws = False
     if aligned and (tiles_big >= 2 * sms or (tiles_big >= sms - sms // 8 and tiles_mid < 2 * sms)):
         bs, stages, warps = [128, 256, 64], 3, 8
-        ws = 2 * sms <= tiles_big <= 4 * sms
     elif tiles_mid >= sms:
         bs, stages, warps = [128, 128, 64], 4, 8
     else:
         bs, stages, warps = [64, 128, 64], 4, 4
     tiles = cdiv(m, bs[0]) * cdiv(n, bs[1])
     pid = "persistent_interleaved" if tiles > sms else "flat"
-    cfg = Config(block_sizes=bs, num_warps=warps, num_stages=stages, l2_groupings=[8], pid_type=pid,
-                 indexing="tensor_descriptor")
-    return cfg.replace(range_warp_specializes=[True]) if ws else cfg
+    return Config(block_sizes=bs, num_warps=warps, num_stages=stages, l2_groupings=[8], pid_type=pid,
+                  indexing="tensor_descriptor")
 
 
 def _fit(bound, cfg: Config) -> Config:

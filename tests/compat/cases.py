@@ -32,6 +32,14 @@ def rn(*shape, dtype=F32):
     return torch.randn(*shape, dtype=dtype)
 
 
+def _slices_ref(x, v):
+    xf, vf = x.float(), v.float()
+    a = xf[:, 2:7]
+    head = a.clamp_min(0) + xf[:, -4:].sum(-1, keepdim=True) / 5
+    full = xf * vf[:, None]
+    return head, torch.stack([full, full], dim=1)
+
+
 def _rope_ref(q, cos, sin):
     h = q.shape[-1] // 2
     qf, c, s = q.float(), cos.float()[:, None, :], sin.float()[:, None, :]
@@ -222,6 +230,14 @@ CASES = [
          lambda x, y: x.float() * 2 + y.float()),
     Case("helper_fn", X.rms_norm_helper, lambda dt, n: (rn(5, n, dtype=dt), rn(n, dtype=dt)),
          lambda x, w: x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6) * w.float()),
+    Case("broadcast_bias", X.broadcast_bias,
+         lambda dt, n: (rn(n, 24, dtype=dt), rn(1, 24, dtype=dt), rn(n, 1, dtype=dt)),
+         lambda x, b, s: x.float() * s.float() + b.float(), sizes=[1, 17]),
+    Case("slices_and_methods", X.slices_and_methods, lambda dt, n: (rn(n, 12, dtype=dt), rn(n, dtype=dt)),
+         _slices_ref, sizes=[1, 17]),
+    Case("size_from_item", X.prefix_by_item,
+         lambda dt, n: (rn(n + 5, dtype=dt), torch.tensor([0, n // 2, n])), lambda x, o: x[:int(o[-1])].float() + 1,
+         sizes=[1, 17]),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
 ]

@@ -145,3 +145,41 @@ def atomics(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor, tor
         hl.atomic_max(hi, [b], v)
         hl.atomic_or(bits, [b], 1 << (v % 16))
     return counts, hi, bits
+
+
+@helion.kernel()
+def broadcast_bias(x: torch.Tensor, row_bias: torch.Tensor, col_scale: torch.Tensor) -> torch.Tensor:
+    """Tiles index size-1 dims (row_bias [1, n], col_scale [m, 1]): they broadcast, as in torch."""
+    out = torch.empty_like(x)
+    for tm, tn in hl.tile(x.size()):
+        out[tm, tn] = x[tm, tn] * col_scale[tm, tn] + row_bias[tm, tn]
+    return out
+
+
+@helion.kernel()
+def slices_and_methods(x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounded slices (x[t, 2:7], x[t, -4:]), masked_fill, block.size(), view(bs, 1).expand(...),
+    torch.stack of two blocks, hl.register_reduction_dim."""
+    m = x.size(0)
+    n = hl.register_reduction_dim(x.size(1))
+    head = torch.empty([m, 5], dtype=x.dtype, device=x.device)
+    pairs = torch.empty([m, 2, n], dtype=x.dtype, device=x.device)
+    for t in hl.tile(m):
+        a = x[t, 2:7]
+        b = x[t, -4:].sum(-1, keepdim=True)
+        c = a.masked_fill(a < 0, 0.0) + b / a.size(1)
+        head[t, :] = c
+        scale = v[t].view(t.block_size, 1).expand(t.block_size, n)
+        full = x[t, :] * scale
+        pairs[t, :, :] = torch.stack([full, full + hl.zeros([t, n], dtype=x.dtype)], dim=1)
+    return head, pairs
+
+
+@helion.kernel()
+def prefix_by_item(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Host code reads a device value (offsets[-1].item()) to size the output and the loop."""
+    n = int(offsets[-1].item())
+    out = torch.empty([n], dtype=x.dtype, device=x.device)
+    for t in hl.tile(n):
+        out[t] = x[t] + 1
+    return out

@@ -103,3 +103,49 @@ def test_bad_arguments():
 
     with pytest.raises(exc.InputError):
         k(torch.randn(8), torch.randn(8))
+
+
+def test_out_of_bounds_indexing_is_refused_with_the_line():
+    """A tile longer than the dim it indexes, a store through a size-1 dim, a strided slice: each is
+    a clear error at the line, never an out-of-bounds access."""
+    @helion.kernel()
+    def overhang(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        for t in hl.tile(x.size(0)):
+            out[t] = x[t] + y[t]
+        return out
+
+    @helion.kernel()
+    def store_unit(x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty([1, x.size(1)], dtype=x.dtype, device=x.device)
+        for tm, tn in hl.tile(x.size()):
+            out[tm, tn] = x[tm, tn]
+        return out
+
+    @helion.kernel()
+    def strided(x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty([x.size(0), 4], dtype=x.dtype, device=x.device)
+        for t in hl.tile(x.size(0)):
+            out[t, :] = x[t, 0:8:2]
+        return out
+
+    cases = [(overhang, (torch.randn(20), torch.randn(9)), exc.ShapeMismatch, "x[t] + y[t]", "has size 9"),
+             (store_unit, (torch.randn(6, 8),), exc.ShapeMismatch, "out[tm, tn] = x", "size 1"),
+             (strided, (torch.randn(5, 8),), exc.NotSupported, "0:8:2", "step")]
+    for k, args, err, needle, why in cases:
+        with pytest.raises(err) as e:
+            k(*args)
+        assert f"{HERE}:{line_of(k.fn, needle)}" in str(e.value) and why in str(e.value), str(e.value)
+
+
+def test_nested_tensor_argument_is_refused():
+    @helion.kernel()
+    def k(x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty([4], device="cpu")
+        for t in hl.tile(4):
+            out[t] = 1.0
+        return out
+
+    nt = torch.nested.nested_tensor([torch.randn(3), torch.randn(5)], layout=torch.jagged)
+    with pytest.raises(exc.InputError, match="argument 'x' is a nested"):
+        k(nt)
