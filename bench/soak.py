@@ -243,8 +243,8 @@ def summarize(rows: list[dict], cases: list[tuple], env: dict, args: argparse.Na
              f"({args.workers_used} worker{'s' if args.workers_used != 1 else ''})",
              f"- dtypes: {', '.join(dtypes)} ({'each shape in every dtype' if args.both_dtypes else 'alternating over shapes'});"
              f" HELION_OPS_STRICT=1 (an eager fallback would count as a failure)",
-             f"- check: max|out - ref| / max|ref| against the op's TOLERANCE, ref = the op's fp32/fp64 "
-             f"`reference` (backward: input gradients for one random output gradient)", ""]
+             "- check: max|out - ref| / max|ref| against the op's TOLERANCE, ref = the op's fp32/fp64 "
+             "`reference` (backward: input gradients for one random output gradient)", ""]
     fails = [r for r in rows if not r["ok"]]
     lines += [f"**Shapes tried: {len({(r['op'], r['shape']) for r in rows})}, cases: "
               f"{len({(r['op'], r['shape'], r['dtype']) for r in rows})}, checks: {len(rows)}, "

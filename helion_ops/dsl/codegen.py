@@ -8,14 +8,14 @@ per pass. Each statement group carries ``# src[file:line]``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from . import codegen_ops, exc, ir as I
 from .config import Config
-from .types import ONE, BlockT, Dim, RDimInfo, TileInfo, tl_dtype, tile_dim, SIGNATURE_DTYPE
+from .types import ONE, BlockT, Dim, RDimInfo, TileInfo, tl_dtype, tile_dim
 
 UNARY_CODE = {
     "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "log": "tl.log({0})", "log2": "tl.log2({0})",

@@ -87,7 +87,7 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
     sig.update({s.name: SIGNATURE_DTYPE[s.dtype] for s in d.inputs.scalars})
     from .codegen_ops import helper_source
     helpers = "".join(helper_source(d, cfg, file, num_sms, h) for h in d.helpers)
-    out = [f"@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
+    out = ["@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
     out += ["    " + x for x in em.desc_lines]
     out += ["    " + x for x in rsetup]
     out += ["    " + x for x in pre]

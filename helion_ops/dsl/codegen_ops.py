@@ -9,7 +9,6 @@ from __future__ import annotations
 import textwrap
 
 from . import exc, ir as I
-from .types import tl_dtype
 
 _ARG_NEUTRAL = {False: ("float('-inf')", "-2147483648"), True: ("float('inf')", "2147483647")}
 _SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
@@ -136,5 +135,5 @@ def helper_source(d: I.DeviceIR, cfg, file: str, num_sms: int, helper: tuple) ->
     em.ind = 1
     em.stmts(body)
     outs = [em.name_of(r) for r in results]
-    head = [f"@triton.jit", f"def {name}({', '.join(params)}):"]
+    head = ["@triton.jit", f"def {name}({', '.join(params)}):"]
     return "\n".join(head + em.lines + [f"    return {', '.join(outs)}"]) + "\n\n\n"

@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from . import exc, language as hl
+from . import exc, indexing as IX, language as hl
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
-from .types import (ONE, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TileInfo,
-                    broadcast_dims, promote, same_dims, tile_dim)
+from .types import (BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TileInfo, broadcast_dims,
+                    promote, same_dims)
 
 
 @dataclass
@@ -203,7 +203,7 @@ class Lowerer:
 
     def store(self, ref: TensorRef, idx: Index, val: Any, node: ast.AST, atomic: str | None = None,
               sem: str = "relaxed", compare: Any = None) -> Value | None:
-        idx = self.broadcast_unit_dims(idx, node, store=True)
+        idx = IX.broadcast_unit_dims(self, idx, node, store=True)
         v = self.as_value(val, node, ref.arg.dtype)
         out_dims = self.index_dims(idx)
         try:
@@ -494,126 +494,18 @@ class Lowerer:
         return self.ops.call(self, fn, args, kwargs, node)
 
     # ---- memory -----------------------------------------------------------------------------
+    # -- indexing (indexing.py) -----------------------------------------------------------------
     def index(self, ref: TensorRef, sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
-        items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
-        vals = []
-        for it in items:
-            v = None if isinstance(it, ast.Slice) else self.expr(it)
-            if isinstance(v, tuple) and all(isinstance(x, TileVar) for x in v):
-                vals.extend((None, x) for x in v)  # a multi-dim tile used as one index
-            else:
-                vals.append((it, v))
-        return self.make_index(ref, vals, node, extra_mask)
+        return IX.index(self, ref, sl, node, extra_mask)
 
     def make_index(self, ref: TensorRef, vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
-        t = ref.arg
-        entries: list = []
-        out: list = []
-        d = 0
-        for it, v in vals:
-            if isinstance(it, ast.Slice) or isinstance(v, slice):
-                if d >= t.ndim:
-                    raise self.err(exc.ShapeMismatch, f"too many indices for {t.host} ({t.ndim} dims)", node)
-                lo, hi = self.slice_bounds(it, v, t.sizes[d], node)
-                if (lo, hi) != (0, t.sizes[d]):  # x[t, 4:12]: gather lo + arange(hi - lo), masked past hi
-                    entries.append(("block", self.ops.arange(self, [lo, hi], None, node)))
-                    out.append(d)
-                    d += 1
-                    continue
-                entries.append(("rdim", self.rdim_for(t.sizes[d], node)))
-                out.append(d)
-                d += 1
-            elif v is None:
-                out.append(None)
-            elif isinstance(v, TileVar):
-                if d < t.ndim and extra_mask is None:  # an extra_mask may guard the overhang (concat)
-                    self.check_tile_fits(t, d, v.info, node)
-                entries.append(("tile", v.info))
-                out.append(d)
-                d += 1
-            elif isinstance(v, (int, Value)) and not isinstance(v, bool):
-                if isinstance(v, Value) and v.type.dims:
-                    if v.type.dtype.is_floating_point:
-                        raise self.err(exc.CompileError, "tensor index must be an integer block", node)
-                    entries.append(("block", v))
-                    out.append(d)
-                else:
-                    entries.append(("scalar", v))
-                d += 1
-            else:
-                raise self.err(exc.NotSupported, f"unsupported index {type(v).__name__}", node)
-        if d > t.ndim:
-            raise self.err(exc.ShapeMismatch, f"too many indices for {t.host}: it has {t.ndim} dims", node)
-        while d < t.ndim:  # missing trailing indices mean ':'
-            entries.append(("rdim", self.rdim_for(t.sizes[d], node)))
-            out.append(d)
-            d += 1
-        em = self.as_value(extra_mask, node) if extra_mask is not None else None
-        return Index(t, entries, out, em)
-
-    def slice_bounds(self, it: Any, v: Any, size: int, node: ast.AST) -> tuple[int, int]:
-        """(lo, hi) of a slice index with compile-time bounds, Python-style (negatives count from
-        the end, clamped to the dim)."""
-        if isinstance(it, ast.Slice):
-            lo, hi, step = (self.expr(e) if e is not None else None for e in (it.lower, it.upper, it.step))
-        else:
-            lo, hi, step = v.start, v.stop, v.step
-        if step not in (None, 1):
-            raise self.err(exc.NotSupported, "slices with a step; use a tile and index arithmetic", node)
-        if any(b is not None and (isinstance(b, bool) or not isinstance(b, int)) for b in (lo, hi)):
-            raise self.err(exc.NotSupported, "slice bounds must be host ints (sizes, constants); for bounds known "
-                           "only on the device use hl.tile(begin, end)", node)
-        lo, hi, _ = slice(lo, hi).indices(size)
-        if hi <= lo:
-            raise self.err(exc.ShapeMismatch, f"empty slice [{lo}:{hi}] of a dim of size {size}", node)
-        return lo, hi
-
-    def check_tile_fits(self, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> None:
-        """A tile whose static range ends past a dim (other than a size-1 dim, which loads
-        broadcast) would read or write out of bounds: say so instead."""
-        size, n = t.sizes[d], info.static_len
-        if info.is_grid or n is None or size == 1 or not isinstance(size, int):
-            return
-        begin = info.begin if isinstance(info.begin, int) else int(info.begin) if str(info.begin).isdigit() else 0
-        if begin + n > size:
-            raise self.err(exc.ShapeMismatch, f"tile '{info.name or 'tile'}' spans [{begin}, {begin + n}) but dim {d} "
-                           f"of {t.host} has size {size}", node)
-
-    def broadcast_unit_dims(self, idx: Index, node: ast.AST, store: bool) -> Index:
-        """A tile index into a size-1 dim reads element 0 and broadcasts, as torch broadcasting
-        and Helion do (``bias[tile_m, tile_n]`` with bias ``[1, N]``). A store there would write one
-        element from many lanes, so a tile longer than 1 is refused."""
-        sizes, entries, out = idx.tensor.sizes, list(idx.entries), list(idx.out)
-        if idx.extra_mask is not None:  # the user guards the lanes: index as written
-            return idx
-        for d, (kind, v) in enumerate(entries):
-            # a loop with device-valued bounds (static_len None) may well stay inside the dim: as written
-            if kind != "tile" or v.is_grid or sizes[d] != 1 or v.static_len is None or v.static_len == 1:
-                continue
-            if store:
-                raise self.err(exc.ShapeMismatch, f"store into dim {d} of {idx.tensor.host}, which has size 1, "
-                               f"with tile '{v.name or 'tile'}' of length {v.static_len}", node)
-            entries[d] = ("scalar", 0)
-            out = [None if o == d else o for o in out]
-        return Index(idx.tensor, entries, out, idx.extra_mask)
+        return IX.make_index(self, ref, vals, node, extra_mask)
 
     def index_dims(self, idx: Index) -> tuple[Dim, ...]:
-        dims: list[Dim] = []
-        for o in idx.out:
-            if o is None:
-                dims.append(ONE)
-                continue
-            kind, v = idx.entries[o]
-            if kind == "tile":
-                dims.append(tile_dim(v))
-            elif kind == "rdim":
-                dims.append(Dim("rdim", v.id))
-            elif kind == "block":
-                dims.extend(v.type.dims)
-        return tuple(dims)
+        return IX.index_dims(self, idx)
 
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
-        idx = self.broadcast_unit_dims(idx, node, store=False)
+        idx = IX.broadcast_unit_dims(self, idx, node, store=False)
         v = self.emit("load", [idx], BlockT(self.index_dims(idx), ref.arg.dtype), node,
                       load_id=self.offs["load"] + self.n_loads)
         self.n_loads += 1

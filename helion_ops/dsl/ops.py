@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from . import exc, language as hl
+from . import exc
 from .ir import Value
 from .types import ONE, BlockT, Dim, broadcast_dims, same_dims, tile_dim
 
@@ -436,4 +436,4 @@ def expand(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
     return lw.emit("broadcast_to", [v], BlockT(out, v.type.dtype), node)
 
 
-from .ops_dispatch import attribute, call, method  # noqa: E402  (dispatch tables need the handlers above)
+from .ops_dispatch import attribute, call, method  # noqa: E402,F401  (lowering calls ops.call/method/attribute)

@@ -13,7 +13,7 @@ from . import exc, language as hl
 from . import ops as O
 from . import ops_extra as X
 from .ir import Value
-from .types import BlockT, Dim, tile_dim
+from .types import BlockT, tile_dim
 
 
 def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:

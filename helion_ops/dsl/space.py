@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any
 
 import triton.language as tl
 

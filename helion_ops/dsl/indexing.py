@@ -1,0 +1,143 @@
+"""Indexing of host tensors in device code: ``x[tile, :]``, ``x[t, a:b]``, gathers, ``None`` dims.
+
+Builds the IR ``Index`` (one entry per tensor dim) that codegen turns into pointer offsets and masks
+(or a TMA descriptor access). Also the safety rules: a tile that runs past a dim is an error at the
+line, and a tile over a size-1 dim broadcasts on load (torch's rule), so no index ever leaves a tensor.
+"""
+from __future__ import annotations
+
+import ast
+from typing import TYPE_CHECKING, Any
+
+from . import exc
+from .ir import Index, Value
+from .types import ONE, Dim, TensorArg, TileInfo, tile_dim
+
+if TYPE_CHECKING:
+    from .lower import TensorRef
+
+
+def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
+    from .lower import TileVar
+    items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+    vals = []
+    for it in items:
+        v = None if isinstance(it, ast.Slice) else lw.expr(it)
+        if isinstance(v, tuple) and all(isinstance(x, TileVar) for x in v):
+            vals.extend((None, x) for x in v)  # a multi-dim tile used as one index
+        else:
+            vals.append((it, v))
+    return make_index(lw, ref, vals, node, extra_mask)
+
+
+def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
+    from .lower import TileVar
+    t = ref.arg
+    entries: list = []
+    out: list = []
+    d = 0
+    for it, v in vals:
+        if isinstance(it, ast.Slice) or isinstance(v, slice):
+            if d >= t.ndim:
+                raise lw.err(exc.ShapeMismatch, f"too many indices for {t.host} ({t.ndim} dims)", node)
+            lo, hi = slice_bounds(lw, it, v, t.sizes[d], node)
+            if (lo, hi) != (0, t.sizes[d]):  # x[t, 4:12]: gather lo + arange(hi - lo), masked past hi
+                entries.append(("block", lw.ops.arange(lw, [lo, hi], None, node)))
+                out.append(d)
+                d += 1
+                continue
+            entries.append(("rdim", lw.rdim_for(t.sizes[d], node)))
+            out.append(d)
+            d += 1
+        elif v is None:
+            out.append(None)
+        elif isinstance(v, TileVar):
+            if d < t.ndim and extra_mask is None:  # an extra_mask may guard the overhang (concat)
+                check_tile_fits(lw, t, d, v.info, node)
+            entries.append(("tile", v.info))
+            out.append(d)
+            d += 1
+        elif isinstance(v, (int, Value)) and not isinstance(v, bool):
+            if isinstance(v, Value) and v.type.dims:
+                if v.type.dtype.is_floating_point:
+                    raise lw.err(exc.CompileError, "tensor index must be an integer block", node)
+                entries.append(("block", v))
+                out.append(d)
+            else:
+                entries.append(("scalar", v))
+            d += 1
+        else:
+            raise lw.err(exc.NotSupported, f"unsupported index {type(v).__name__}", node)
+    if d > t.ndim:
+        raise lw.err(exc.ShapeMismatch, f"too many indices for {t.host}: it has {t.ndim} dims", node)
+    while d < t.ndim:  # missing trailing indices mean ':'
+        entries.append(("rdim", lw.rdim_for(t.sizes[d], node)))
+        out.append(d)
+        d += 1
+    em = lw.as_value(extra_mask, node) if extra_mask is not None else None
+    return Index(t, entries, out, em)
+
+
+def slice_bounds(lw, it: Any, v: Any, size: int, node: ast.AST) -> tuple[int, int]:
+    """(lo, hi) of a slice index with compile-time bounds, Python-style (negatives count from
+    the end, clamped to the dim)."""
+    if isinstance(it, ast.Slice):
+        lo, hi, step = (lw.expr(e) if e is not None else None for e in (it.lower, it.upper, it.step))
+    else:
+        lo, hi, step = v.start, v.stop, v.step
+    if step not in (None, 1):
+        raise lw.err(exc.NotSupported, "slices with a step; use a tile and index arithmetic", node)
+    if any(b is not None and (isinstance(b, bool) or not isinstance(b, int)) for b in (lo, hi)):
+        raise lw.err(exc.NotSupported, "slice bounds must be host ints (sizes, constants); for bounds known "
+                       "only on the device use hl.tile(begin, end)", node)
+    lo, hi, _ = slice(lo, hi).indices(size)
+    if hi <= lo:
+        raise lw.err(exc.ShapeMismatch, f"empty slice [{lo}:{hi}] of a dim of size {size}", node)
+    return lo, hi
+
+
+def check_tile_fits(lw, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> None:
+    """A tile whose static range ends past a dim (other than a size-1 dim, which loads
+    broadcast) would read or write out of bounds: say so instead."""
+    size, n = t.sizes[d], info.static_len
+    if info.is_grid or n is None or size == 1 or not isinstance(size, int):
+        return
+    begin = info.begin if isinstance(info.begin, int) else int(info.begin) if str(info.begin).isdigit() else 0
+    if begin + n > size:
+        raise lw.err(exc.ShapeMismatch, f"tile '{info.name or 'tile'}' spans [{begin}, {begin + n}) but dim {d} "
+                       f"of {t.host} has size {size}", node)
+
+
+def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
+    """A tile index into a size-1 dim reads element 0 and broadcasts, as torch broadcasting
+    and Helion do (``bias[tile_m, tile_n]`` with bias ``[1, N]``). A store there would write one
+    element from many lanes, so a tile longer than 1 is refused."""
+    sizes, entries, out = idx.tensor.sizes, list(idx.entries), list(idx.out)
+    if idx.extra_mask is not None:  # the user guards the lanes: index as written
+        return idx
+    for d, (kind, v) in enumerate(entries):
+        # a loop with device-valued bounds (static_len None) may well stay inside the dim: as written
+        if kind != "tile" or v.is_grid or sizes[d] != 1 or v.static_len is None or v.static_len == 1:
+            continue
+        if store:
+            raise lw.err(exc.ShapeMismatch, f"store into dim {d} of {idx.tensor.host}, which has size 1, "
+                           f"with tile '{v.name or 'tile'}' of length {v.static_len}", node)
+        entries[d] = ("scalar", 0)
+        out = [None if o == d else o for o in out]
+    return Index(idx.tensor, entries, out, idx.extra_mask)
+
+
+def index_dims(lw, idx: Index) -> tuple[Dim, ...]:
+    dims: list[Dim] = []
+    for o in idx.out:
+        if o is None:
+            dims.append(ONE)
+            continue
+        kind, v = idx.entries[o]
+        if kind == "tile":
+            dims.append(tile_dim(v))
+        elif kind == "rdim":
+            dims.append(Dim("rdim", v.id))
+        elif kind == "block":
+            dims.extend(v.type.dims)
+    return tuple(dims)
