@@ -202,10 +202,32 @@ class Compiled:
         if k is not None:
             k.run(g[0], g[1], g[2], _raw_stream(self.device), k.function, k.packed_metadata, None, None, None, *args)
             return
+        if interpret_mode():
+            _check_interpreter()
         k = self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
         if not interpret_mode() and _fast_launch_ok(k):
             self.fast = k
             self.device = next((a.device.index for a in args if isinstance(a, torch.Tensor)), None) or 0
+
+
+_INTERPRETER_OK: bool | None = None
+
+
+def _check_interpreter() -> None:
+    """Triton 3.6's interpreter turns loop bounds into 1-element arrays, which numpy >= 2.4 no longer
+    converts to ints: every loop over program ids would fail with an obscure TypeError. Say so once."""
+    global _INTERPRETER_OK
+    if _INTERPRETER_OK is None:
+        import numpy
+        import triton
+        tv = tuple(int(x) for x in triton.__version__.split(".")[:2])
+        nv = tuple(int(x) for x in numpy.__version__.split(".")[:2])
+        _INTERPRETER_OK = not (tv < (3, 7) and nv >= (2, 4))
+        if not _INTERPRETER_OK:
+            raise exc.InputError(f"TRITON_INTERPRET=1 with Triton {triton.__version__} needs numpy < 2.4 "
+                                 f"(found {numpy.__version__}); use Triton >= 3.7 or pip install 'numpy<2.4'")
+    elif not _INTERPRETER_OK:
+        raise exc.InputError("TRITON_INTERPRET=1 with Triton < 3.7 needs numpy < 2.4")
 
 
 def _fast_launch_ok(k: Any) -> bool:

@@ -1,7 +1,9 @@
-"""Runtime behaviour beyond numerics: allocator per thread, config space bounds."""
+"""Runtime behaviour beyond numerics: allocator per thread, config space bounds, interpreter versions."""
 from __future__ import annotations
 
 import threading
+
+import pytest
 
 import torch
 
@@ -95,3 +97,21 @@ def test_looped_half_reductions_accumulate_in_fp32():
     ref = torch.softmax(x.double(), -1)
     assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 2e-3
     assert "tl.float32)" in b.to_triton_code(b.config.replace(reduction_loops=[64]))
+
+
+def test_interpreter_version_check(monkeypatch):
+    """Triton 3.6's interpreter with numpy >= 2.4 fails on loops over program ids: a clear error instead."""
+    import numpy
+    import triton
+
+    from helion_ops.dsl import exc, runtime
+
+    for tv, nv, ok in (("3.6.0", "2.4.6", False), ("3.6.0", "2.3.5", True), ("3.7.1", "2.4.6", True)):
+        monkeypatch.setattr(runtime, "_INTERPRETER_OK", None)
+        monkeypatch.setattr(triton, "__version__", tv)
+        monkeypatch.setattr(numpy, "__version__", nv)
+        if ok:
+            runtime._check_interpreter()
+        else:
+            with pytest.raises(exc.InputError, match="numpy < 2.4"):
+                runtime._check_interpreter()
