@@ -371,6 +371,7 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
             raise lw.err(exc.NotSupported, f"reshape to {shape}", node)
     bad = lw.err(exc.NotSupported, f"reshape that merges or splits tile dims or padded ':' dims "
                  f"({v.type} -> {shape})", node)
+    v = _flatten_full_tiles(lw, v, new, node)
     non_one = [d for d in v.type.dims if d != ONE]
     if infer is not None and len(non_one) == 1 and all(d.kind in ("one", "infer") for d in new):
         new[infer] = non_one[0]
@@ -396,6 +397,26 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     if padded and [d for d in v.type.dims if d != ONE] != [d for d in dims if d != ONE]:
         raise bad
     return lw.emit("reshape", [v], BlockT(dims, v.type.dtype), node)
+
+
+def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
+    """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n]
+    blocks, reshaped to [2 * block_k, n]) when the tile never has a partial block: then its lanes carry no
+    mask, and it can be retyped as a ':' dim of extent block. A tile with a partial block would lose its
+    mask in the merge, so it stays an error."""
+    dims = list(v.type.dims)
+    changed = False
+    for i, d in enumerate(dims):
+        if d.kind != "tile" or d in new:
+            continue
+        t = lw.tiles[d.id]
+        if t.is_grid or t.static_len is None or t.static_len % t.block or t.block & (t.block - 1):
+            raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {t.block}) into other "
+                         f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the merged "
+                         f"lanes would lose its mask", node)
+        dims[i] = Dim("rdim", lw.rdim_for(t.block, node).id)
+        changed = True
+    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node) if changed else v
 
 
 def _groups(lw, dims: tuple[Dim, ...]) -> list:

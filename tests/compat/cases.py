@@ -238,6 +238,8 @@ CASES = [
     Case("size_from_item", X.prefix_by_item,
          lambda dt, n: (rn(n + 5, dtype=dt), torch.tensor([0, n // 2, n])), lambda x, o: x[:int(o[-1])].float() + 1,
          sizes=[1, 17]),
+    Case("interleave", X.interleave, lambda dt, n: (rn(n, dtype=dt), rn(n, dtype=dt)),
+         lambda a, b: torch.stack([a, b], 1).reshape(-1).float(), sizes=[64], config={"block_sizes": [16]}),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
 ]

@@ -183,3 +183,15 @@ def prefix_by_item(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     for t in hl.tile(n):
         out[t] = x[t] + 1
     return out
+
+
+@helion.kernel()
+def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """hl.join of two [tile] blocks reshaped to [2 * block] (a tile merged into plain lanes, as int4
+    unpacking does); needs the tile to divide its extent."""
+    n = a.size(0)
+    out = torch.empty([2 * n], dtype=a.dtype, device=a.device)
+    for t in hl.tile(n):
+        v = hl.join(a[t], b[t]).reshape(t.block_size * 2)
+        out[t.begin * 2 + hl.arange(t.block_size * 2)] = v
+    return out

@@ -149,3 +149,17 @@ def test_nested_tensor_argument_is_refused():
     nt = torch.nested.nested_tensor([torch.randn(3), torch.randn(5)], layout=torch.jagged)
     with pytest.raises(exc.InputError, match="argument 'x' is a nested"):
         k(nt)
+
+
+def test_merging_a_partial_tile_is_refused():
+    """Merging a tile into plain lanes drops its mask: only allowed when the tile divides its extent."""
+    @helion.kernel(config=helion.Config(block_sizes=[16]))
+    def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = torch.empty([2 * a.size(0)], dtype=a.dtype, device=a.device)
+        for t in hl.tile(a.size(0)):
+            out[t.begin * 2 + hl.arange(32)] = hl.join(a[t], b[t]).reshape(32)
+        return out
+
+    with pytest.raises(exc.NotSupported, match="divide its extent") as e:
+        k(torch.randn(24), torch.randn(24))
+    assert f"{HERE}:{line_of(k.fn, 'reshape(32)')}" in str(e.value)
