@@ -266,6 +266,8 @@ class Emitter:
                     m = self.dim_mask(dd)
                     if m:
                         masks.append(self.bcast(m, ax + j, ndim))
+                if val.attrs.get("index_bound") is not None:  # a device-started slice: stop at the dim's end
+                    masks.append(f"({n} < {val.attrs['index_bound']})")
         if idx.extra_mask is not None:
             masks.append(self.name_of(idx.extra_mask))
         off = " + ".join(terms) if terms else "0"

@@ -40,13 +40,7 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
         if isinstance(it, ast.Slice) or isinstance(v, slice):
             if d >= t.ndim:
                 raise lw.err(exc.ShapeMismatch, f"too many indices for {t.host} ({t.ndim} dims)", node)
-            lo, hi = slice_bounds(lw, it, v, t.sizes[d], node)
-            if (lo, hi) != (0, t.sizes[d]):  # x[t, 4:12]: gather lo + arange(hi - lo), masked past hi
-                entries.append(("block", lw.ops.arange(lw, [lo, hi], None, node)))
-                out.append(d)
-                d += 1
-                continue
-            entries.append(("rdim", lw.rdim_for(t.sizes[d], node)))
+            entries.append(slice_entry(lw, it, v, t, d, node))
             out.append(d)
             d += 1
         elif v is None:
@@ -78,22 +72,44 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
     return Index(t, entries, out, em)
 
 
-def slice_bounds(lw, it: Any, v: Any, size: int, node: ast.AST) -> tuple[int, int]:
-    """(lo, hi) of a slice index with compile-time bounds, Python-style (negatives count from
-    the end, clamped to the dim)."""
+def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tuple[str, Any]:
+    """The Index entry of a slice on dim d: ``:`` is a full dim; ``a:b`` with host ints is a gather of
+    ``a + arange(b - a)`` (Python semantics: negatives count from the end, clamped to the dim); ``k0:k0 + n``
+    with a device-valued k0 and a host int n is a gather of ``k0 + arange(n)`` masked to the dim."""
+    size = t.sizes[d]
     if isinstance(it, ast.Slice):
-        lo, hi, step = (lw.expr(e) if e is not None else None for e in (it.lower, it.upper, it.step))
+        lo, step = (lw.expr(e) if e is not None else None for e in (it.lower, it.step))
+        n = _slice_length(lw, it) if isinstance(lo, Value) else None
+        hi = None if n is not None or it.upper is None else lw.expr(it.upper)
     else:
-        lo, hi, step = v.start, v.stop, v.step
+        lo, hi, step, n = v.start, v.stop, v.step, None
     if step not in (None, 1):
         raise lw.err(exc.NotSupported, "slices with a step; use a tile and index arithmetic", node)
+    if isinstance(lo, Value) or isinstance(hi, Value):
+        if n is None or not isinstance(lo, Value) or lo.type.dims:
+            raise lw.err(exc.NotSupported, "a slice with a device-valued start must read `x[k0 : k0 + n]`, with n a "
+                         "host int (e.g. a block size)", node)
+        idx = lw.ops.binary(lw, "+", lo, lw.ops.arange(lw, [0, n], None, node), node)
+        idx.attrs["index_bound"] = t.size_code(d)  # codegen masks lanes at or past the dim's end
+        return ("block", idx)
     if any(b is not None and (isinstance(b, bool) or not isinstance(b, int)) for b in (lo, hi)):
-        raise lw.err(exc.NotSupported, "slice bounds must be host ints (sizes, constants); for bounds known "
-                       "only on the device use hl.tile(begin, end)", node)
+        raise lw.err(exc.NotSupported, "slice bounds must be ints (host sizes, constants, or `k0 : k0 + n`)", node)
     lo, hi, _ = slice(lo, hi).indices(size)
     if hi <= lo:
         raise lw.err(exc.ShapeMismatch, f"empty slice [{lo}:{hi}] of a dim of size {size}", node)
-    return lo, hi
+    if (lo, hi) == (0, size):
+        return ("rdim", lw.rdim_for(size, node))
+    return ("block", lw.ops.arange(lw, [lo, hi], None, node))  # masked past hi by its ':' dim
+
+
+def _slice_length(lw, it: Any) -> int | None:
+    """n of a slice written ``lo : lo + n`` (the same expression twice), n a host int; else None."""
+    if not isinstance(it, ast.Slice) or not isinstance(it.upper, ast.BinOp) or not isinstance(it.upper.op, ast.Add):
+        return None
+    if it.lower is None or ast.dump(it.upper.left) != ast.dump(it.lower):
+        return None
+    n = lw.expr(it.upper.right)
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def check_tile_fits(lw, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> None:

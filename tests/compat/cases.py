@@ -40,6 +40,19 @@ def _slices_ref(x, v):
     return head, torch.stack([full, full], dim=1)
 
 
+def _int4_inputs(dt, n):
+    w = torch.randint(-8, 8, (64, n))
+    packed = ((w[0::2] & 15) | (w[1::2] << 4)).to(torch.int8)  # low nibble: even rows
+    return rn(n + 3, 64, dtype=dt) / 8, packed
+
+
+def _int4_ref(a, packed):
+    p = packed.int()
+    lo = torch.where((p & 15) >= 8, (p & 15) - 16, p & 15)
+    w = torch.stack([lo, p >> 4], dim=1).reshape(-1, p.shape[1])
+    return a.float() @ w.float()
+
+
 def _rope_ref(q, cos, sin):
     h = q.shape[-1] // 2
     qf, c, s = q.float(), cos.float()[:, None, :], sin.float()[:, None, :]
@@ -240,6 +253,10 @@ CASES = [
          sizes=[1, 17]),
     Case("interleave", X.interleave, lambda dt, n: (rn(n, dtype=dt), rn(n, dtype=dt)),
          lambda a, b: torch.stack([a, b], 1).reshape(-1).float(), sizes=[64], config={"block_sizes": [16]}),
+    Case("int4_matmul", MM.int4_matmul, _int4_inputs, _int4_ref, sizes=[17, 48],
+         config={"block_sizes": [16, 16, 16]}),
+    Case("device_slice", X.pairs_scaled, lambda dt, n: (rn(10, n, dtype=dt),), lambda x: x.float() * 2,
+         sizes=[15, 1000], config={"block_sizes": [4, 8]}),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
 ]

@@ -155,3 +155,26 @@ def attention(q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor, causal
 def split_k_with_bias(x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """The epilogue lambda closes over a tensor: it reaches the device loop as a launcher value."""
     return matmul_split_k(x, y, epilogue=lambda acc, tile: acc + bias[tile[1]])
+
+
+@helion.kernel(static_shapes=True)
+def int4_matmul(a: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """a [M, K] @ unpack(packed [K/2, N] int8: two signed 4-bit values per byte, low nibble = even row).
+    Reads a's columns with a device-started slice ``a[tm, k0 : k0 + 2 * bk]``, unpacks with
+    torch.stack + a reshape that merges the packed tile into plain lanes, then hl.dot."""
+    m, k = a.size()
+    kp, n = packed.size()
+    out = torch.empty([m, n], dtype=a.dtype, device=a.device)
+    bk = hl.register_block_size(kp)
+    for tm, tn in hl.tile([m, n]):
+        acc = hl.zeros([tm, tn], dtype=torch.float32)
+        for tk in hl.tile(kp, block_size=bk):
+            k0 = tk.begin * 2
+            x = a[tm, k0 : k0 + bk * 2]
+            p = packed[tk, tn].to(torch.int32)
+            lo = torch.where((p & 15) >= 8, (p & 15) - 16, p & 15)
+            hi = p >> 4
+            w = torch.stack([lo.to(a.dtype), hi.to(a.dtype)], dim=1).reshape(tk.block_size * 2, tn.block_size)
+            acc = hl.dot(x, w, acc=acc)
+        out[tm, tn] = acc.to(a.dtype)
+    return out

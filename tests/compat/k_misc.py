@@ -195,3 +195,17 @@ def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         v = hl.join(a[t], b[t]).reshape(t.block_size * 2)
         out[t.begin * 2 + hl.arange(t.block_size * 2)] = v
     return out
+
+
+@helion.kernel()
+def pairs_scaled(x: torch.Tensor) -> torch.Tensor:
+    """Column pairs through device-started slices ``x[tm, k0 : k0 + 2 * bk]``, load and store; an odd
+    column count leaves the last slice past the dim, which must be masked, not read or written."""
+    m, n = x.size()
+    out = torch.zeros([m, n], dtype=x.dtype, device=x.device)
+    bk = hl.register_block_size(hl.cdiv(n, 2))
+    for tm in hl.tile(m):
+        for tk in hl.tile(hl.cdiv(n, 2), block_size=bk):
+            k0 = tk.begin * 2
+            out[tm, k0 : k0 + bk * 2] = x[tm, k0 : k0 + bk * 2] * 2
+    return out
