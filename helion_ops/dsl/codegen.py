@@ -175,6 +175,8 @@ class Emitter:
             lit = self.expr(I.Value("const", [val], v.type, v.loc)) if not isinstance(val, bool) else repr(int(val))
             return f"tl.full({self.shape(v.type)}, {lit}, {tl_dtype(v.type.dtype)})"
         if op == "arange":
+            if "block" in v.attrs:  # lanes of a registered block size
+                return f"tl.arange(0, {v.attrs['block']})"
             r: RDimInfo = v.attrs["rdim"]
             return f"({a[0]} + {r.index})" if a[0] else r.index
         if op == "view":
@@ -183,6 +185,8 @@ class Emitter:
             perm = v.attrs["perm"]
             return f"tl.trans({self.name_of(a[0])})" if perm == [1, 0] else f"tl.permute({self.name_of(a[0])}, {perm})"
         if op == "reshape":
+            if not a[0].type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
+                return f"{self.name_of(a[0])}[{', '.join(['None'] * v.type.ndim)}]"
             return f"tl.reshape({self.name_of(a[0])}, {self.shape(v.type)})"
         if op == "broadcast_to":
             return f"tl.broadcast_to({self.name_of(a[0])}, {self.shape(v.type)})"

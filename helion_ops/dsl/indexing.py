@@ -108,8 +108,8 @@ def _slice_length(lw, it: Any) -> int | None:
         return None
     if it.lower is None or ast.dump(it.upper.left) != ast.dump(it.lower):
         return None
-    n = lw.expr(it.upper.right)
-    return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+    n = lw.expr(it.upper.right)  # a BlockSizeInt stays one: k0 : k0 + tile.block_size has that tile's lanes
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def check_tile_fits(lw, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> None:

@@ -26,7 +26,13 @@ __all__ = [
 
 
 class constexpr:
-    """Annotation marking a kernel argument as a compile-time constant: ``eps: hl.constexpr``."""
+    """Marks a kernel argument as a compile-time constant: as an annotation (``eps: hl.constexpr``) or
+    around the value at the call site (``k(x, hl.constexpr(3))``, unwrapped before binding)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
 
 
 class Tile:
@@ -48,7 +54,10 @@ def _device_only(name: str, doc: str):
 
 tile = _device_only("tile", "hl.tile(end) / hl.tile(begin, end) / hl.tile([m, n], block_size=...): iterate over tiles.")
 grid = _device_only("grid", "hl.grid(n) / hl.grid([m, n]): iterate over scalar indices.")
-static_range = _device_only("static_range", "hl.static_range(n): a loop unrolled at compile time (constant bounds).")
+def static_range(*args: int) -> range:
+    """hl.static_range([begin,] end[, step]): in device code a loop unrolled at compile time (constant
+    bounds); in host code (around device loops) a plain range."""
+    return range(*args)
 zeros = _device_only("zeros", "hl.zeros(shape, dtype=torch.float32): a block of zeros.")
 full = _device_only("full", "hl.full(shape, value, dtype=torch.float32): a block filled with value.")
 arange = _device_only("arange", "hl.arange(end) / hl.arange(begin, end): an int32 block of indices.")

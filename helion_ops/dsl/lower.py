@@ -106,6 +106,16 @@ class Lowerer:
     def err(self, cls: type, msg: str, node: ast.AST) -> Exception:
         return cls(msg, self.pk.loc(node))
 
+    def lanes(self, d: Dim) -> int:
+        """Lanes of one block dim under the current config."""
+        if d.kind == "tile":
+            return self.tiles[d.id].block
+        if d.kind == "rdim":
+            return self.rdims[d.id].block
+        if d.kind == "block":
+            return self.blocks.get(d.bid, 0)
+        return 1
+
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
         if not isinstance(extent, int):
             raise self.err(exc.NotSupported, "a full (':') dim needs a size known at compile time", node)
@@ -225,6 +235,8 @@ class Lowerer:
             for b in (s.body if cond else s.orelse):
                 self.stmt(b)
             return
+        if cond.type.dims and all(self.lanes(d) == 1 for d in cond.type.dims):  # flag[t] with a tile of 1
+            cond = self.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
         if cond.type.dims:
             raise self.err(exc.NotSupported, "an if condition must be a scalar; use torch.where for blocks", s)
         before = dict(self.env)
@@ -261,7 +273,7 @@ class Lowerer:
 
     def stmt_For(self, s: ast.For) -> None:
         f = self.pk.resolve(s.iter.func) if isinstance(s.iter, ast.Call) else None
-        if f is range or (isinstance(s.iter, ast.Call) and isinstance(s.iter.func, ast.Name)
+        if f is range or f is hl.static_range or (isinstance(s.iter, ast.Call) and isinstance(s.iter.func, ast.Name)
                           and s.iter.func.id in ("range", "static_range")):
             args = [self.expr(a) for a in s.iter.args]
             if not all(isinstance(a, int) for a in args):
@@ -487,11 +499,26 @@ class Lowerer:
             fn = self.expr(node.func)
         if fn is None:
             raise self.err(exc.NotSupported, f"unknown function {ast.unparse(node.func)}", node)
-        if isinstance(fn, types.FunctionType) and not getattr(fn, "_hl_device", None) \
-                and not (getattr(fn, "__module__", "") or "").startswith(("torch", "triton", "helion_ops.dsl")):
-            from . import inline
-            return inline.call(self, fn, args, kwargs, node, node.func.id if isinstance(node.func, ast.Name) else None)
-        return self.ops.call(self, fn, args, kwargs, node)
+        from . import inline
+        host_name = node.func.id if isinstance(node.func, ast.Name) else None
+        mod = (getattr(fn, "__module__", "") or "") if isinstance(fn, types.FunctionType) else None
+        if mod is not None and not getattr(fn, "_hl_device", None) \
+                and not mod.startswith(("torch", "triton", "helion_ops.dsl")):
+            return inline.call(self, fn, args, kwargs, node, host_name)
+        if mod is None or not mod.startswith("torch"):
+            return self.ops.call(self, fn, args, kwargs, node)
+        try:
+            return self.ops.call(self, fn, args, kwargs, node)
+        except exc.NotSupported as unmapped:
+            # A plain Python function torch happens to define (flex_attention's _identity score_mod):
+            # inline it like a user helper; if that fails too, the mapping error is the clearer one.
+            mark = (len(self.stmts), self.n_loads, self.n_stores)
+            try:
+                return inline.call(self, fn, args, kwargs, node, host_name)
+            except exc.HelionOpsError:
+                del self.stmts[mark[0]:]
+                self.n_loads, self.n_stores = mark[1], mark[2]
+                raise unmapped from None
 
     # ---- memory -----------------------------------------------------------------------------
     # -- indexing (indexing.py) -----------------------------------------------------------------
@@ -511,7 +538,14 @@ class Lowerer:
         self.n_loads += 1
         return v
 
+    def scalar_of(self, v: Any, node: ast.AST) -> Any:
+        """A 0-d host tensor used as a value (``lim = torch.tensor(0.5)`` made on the host): its element."""
+        if isinstance(v, TensorRef) and v.arg.ndim == 0:
+            return self.load(v, self.make_index(v, [], node), node)
+        return v
+
     def as_value(self, v: Any, node: ast.AST, dtype: torch.dtype | None = None) -> Value:
+        v = self.scalar_of(v, node)
         if isinstance(v, Value):
             return v
         if isinstance(v, TileVar):

@@ -68,8 +68,8 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
         raise lw.err(exc.NotSupported, "unsupported binary operator", node)
     if op == "@":
         return dot(lw, a, b, None, node, torch_semantics=True)
-    a = attribute(lw, a, "index", node) if isinstance(a, TileVar) else a
-    b = attribute(lw, b, "index", node) if isinstance(b, TileVar) else b
+    a = attribute(lw, a, "index", node) if isinstance(a, TileVar) else lw.scalar_of(a, node)
+    b = attribute(lw, b, "index", node) if isinstance(b, TileVar) else lw.scalar_of(b, node)
     if _is_num(a) and _is_num(b):
         return _PY_BIN[op](a, b)
     if not (isinstance(a, Value) or _is_num(a)) or not (isinstance(b, Value) or _is_num(b)):
@@ -235,6 +235,11 @@ def softmax(lw, v: Any, dim: int, node: ast.AST, log: bool = False, dtype: torch
 def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = False,
         out_dtype: torch.dtype | None = None) -> Value:
     a, b = lw.as_value(a, node), lw.as_value(b, node)
+    if torch_semantics and sorted((a.type.ndim, b.type.ndim)) == [2, 3]:  # torch.matmul broadcasts the 2-D side
+        if a.type.ndim == 2:
+            a = expand(lw, unsqueeze(lw, a, 0, node), b.type.dims[:1] + a.type.dims, node)
+        else:
+            b = expand(lw, unsqueeze(lw, b, 0, node), a.type.dims[:1] + b.type.dims, node)
     if a.type.ndim < 2 or b.type.ndim < 2 or a.type.ndim != b.type.ndim:
         raise lw.err(exc.ShapeMismatch, f"matmul needs two 2-D (or equal-rank 3-D) blocks, got {a.type} and {b.type}", node)
     if a.type.dims[-1] != b.type.dims[-2]:
@@ -298,7 +303,14 @@ def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) 
 
 
 def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
+    from .lower import BlockSizeInt
     begin, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
+    if isinstance(end, BlockSizeInt) and begin == 0:
+        # hl.arange(tile.block_size): the lanes of that block size, so tile.begin + hl.arange(...)
+        # lines up with the tile's own dim (its mask comes from the tile where they meet)
+        lw.blocks[end.bid] = int(end)
+        v = lw.emit("arange", [0], BlockT((Dim("block", end.bid, end.bid),), torch.int32), node, block=int(end))
+        return cast(lw, v, dtype, node) if dtype is not None else v
     if not isinstance(begin, int) or not isinstance(end, int):
         raise lw.err(exc.NotSupported, "hl.arange needs compile-time bounds", node)
     r = lw.rdim_for(end - begin, node)
@@ -316,6 +328,8 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     i = 0
     for it in items:
         if isinstance(it, ast.Slice) and it.lower is None and it.upper is None and it.step is None:
+            if i >= len(src):
+                raise lw.err(exc.ShapeMismatch, f"too many ':' indices for a block of {len(src)} dims ({v.type})", node)
             dims.append(src[i])
             code.append(":")
             i += 1
@@ -327,8 +341,9 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
             dims.extend(src[i:i + rest])
             code.extend([":"] * rest)
             i += rest
-        else:
-            raise lw.err(exc.NotSupported, "blocks can be indexed only with ':', None and '...'", node)
+        else:  # Triton has no gather or slice of register blocks
+            raise lw.err(exc.NotSupported, "blocks can be indexed only with ':', None and '...'; index the host "
+                         "tensor instead (x[tile, a:b]) or use hl.split / torch.where", node)
     dims.extend(src[i:])
     code.extend([":"] * (len(src) - i))
     return lw.emit("view", [v], BlockT(tuple(dims), v.type.dtype), node, code="[" + ", ".join(code) + "]")

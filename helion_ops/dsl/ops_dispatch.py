@@ -155,6 +155,8 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
         return O.unary(lw, "sigmoid", v, node)
     if name == "where":
         return O.where(lw, args[0], v, args[1], node)
+    if name in ("isnan", "isinf", "isfinite"):
+        return _fp_class(lw, name, v, node)
     if name == "masked_fill":
         return O.where(lw, args[0], args[1], v, node)
     if name == "size":
@@ -165,6 +167,19 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
     if name in ("matmul", "mm", "bmm", "__matmul__"):
         return O.dot(lw, v, args[0], None, node, torch_semantics=True)
     raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks", node)
+
+
+def _fp_class(lw, name: str, v: Any, node: ast.AST) -> Value:
+    """torch.isnan / isinf / isfinite from comparisons (NaN is the only value unequal to itself)."""
+    v = lw.as_value(v, node)
+    if not v.type.dtype.is_floating_point:  # integers are always finite
+        return O.binary(lw, "==" if name == "isfinite" else "!=", v, v, node)
+    if name == "isnan":
+        return O.binary(lw, "!=", v, v, node)
+    big = O.binary(lw, "==", O.unary(lw, "abs", v, node), float("inf"), node)
+    if name == "isinf":
+        return big
+    return O.binary(lw, "&", O.binary(lw, "==", v, v, node), O.unary(lw, "not", big, node), node)
 
 
 def _clamp(lw, v: Value, lo: Any, hi: Any, node: ast.AST) -> Value:
@@ -252,6 +267,8 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         value = kwargs.get("value", args[3] if len(args) > 3 else None)
         idx = lw.make_index(ref, _index_vals(index), node)
         return lw.store(ref, idx, value, node, atomic="cas", sem=kwargs.get("sem", "relaxed"), compare=expected)
+    if fn in (torch.isnan, torch.isinf, torch.isfinite):
+        return _fp_class(lw, fn.__name__, args[0], node)
     if fn is torch.permute:
         return O.permute(lw, args[0], list(args[1]), node)
     if fn in (torch.transpose,):

@@ -70,7 +70,8 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, (ast.BinOp, ast.Call, ast.Attribute, ast.Subscript, ast.UnaryOp, ast.Compare,
-                             ast.BoolOp)) and host_only(node):
+                             ast.BoolOp)) and not isinstance(getattr(node, "ctx", None), (ast.Store, ast.Del)) \
+                and host_only(node):  # a store target (out[0, :] = ...) is never a value to hoist
             code = compile(ast.Expression(body=node), pk.file, "eval")
             try:
                 val = eval(code, {**glb, "__builtins__": __builtins__}, host_locals)

@@ -20,6 +20,7 @@ import torch
 
 from . import exc, frontend
 from .config import Config
+from .language import constexpr as hl_constexpr
 from .pipeline import STAGES, hoist_plan
 from .space import offsets
 
@@ -104,6 +105,9 @@ class Kernel:
         return self._parsed
 
     def normalize_args(self, args: tuple, kwargs: dict) -> tuple:
+        if any(type(a) is hl_constexpr for a in args) or any(type(a) is hl_constexpr for a in kwargs.values()):
+            args = tuple(a.value if type(a) is hl_constexpr else a for a in args)
+            kwargs = {k: v.value if type(v) is hl_constexpr else v for k, v in kwargs.items()}
         if not kwargs and len(args) == len(self.signature.parameters):
             return args
         try:
@@ -147,9 +151,11 @@ _Tensor = torch.Tensor
 
 
 def spec_key(args: tuple) -> tuple:
-    """What a kernel specialises on: tensor dtype/shape/strides/device, int and str values."""
+    """What a kernel specialises on: tensor dtype/shape/strides/device, int and str values, and the
+    code of a function argument (it is inlined: another function is another kernel)."""
     return tuple([(a.dtype, a.shape, a.stride(), a.is_cuda) if isinstance(a, _Tensor)
                   else float if type(a) is float else (type(a), a) if isinstance(a, (int, str, type(None)))
+                  else (types.FunctionType, a.__code__) if type(a) is types.FunctionType
                   else type(a) for a in args])
 
 

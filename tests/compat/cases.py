@@ -53,6 +53,21 @@ def _int4_ref(a, packed):
     return a.float() @ w.float()
 
 
+def _decode_inputs(dt, n):
+    q, kk = rn(3, n, 16, dtype=dt), rn(24, 16, dtype=dt)
+    q[0, 5, 0] = float("inf")  # a row of +-inf scores: -inf is zeroed by the isfinite guard
+    return q, kk, torch.tensor([1, 0, 1]), 2
+
+
+def _decode_ref(q, kk, flag, scale):
+    s = (q.float() @ kk.float().T).to(q.dtype).float()
+    s = torch.minimum(s * scale, torch.tensor(4.0))
+    s = torch.where(torch.isfinite(s), s, 0.0)
+    s[:, :2] = 0
+    out = s * 3 * flag[:, None, None]
+    return out, out[:, 2, :] * flag[:, None]
+
+
 def _rope_ref(q, cos, sin):
     h = q.shape[-1] // 2
     qf, c, s = q.float(), cos.float()[:, None, :], sin.float()[:, None, :]
@@ -257,6 +272,7 @@ CASES = [
          config={"block_sizes": [16, 16, 16]}),
     Case("device_slice", X.pairs_scaled, lambda dt, n: (rn(10, n, dtype=dt),), lambda x: x.float() * 2,
          sizes=[15, 1000], config={"block_sizes": [4, 8]}),
+    Case("decode_mix", X.decode_mix, _decode_inputs, _decode_ref, sizes=[17], config={"block_sizes": [16, 16]}),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
 ]

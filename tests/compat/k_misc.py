@@ -209,3 +209,35 @@ def pairs_scaled(x: torch.Tensor) -> torch.Tensor:
             k0 = tk.begin * 2
             out[tm, k0 : k0 + bk * 2] = x[tm, k0 : k0 + bk * 2] * 2
     return out
+
+
+def _torch_style_helper(score, b):
+    return score * b
+
+
+_torch_style_helper.__module__ = "torch.nn.attention.example"  # as flex_attention's _identity: plain Python in torch
+
+
+@helion.kernel()
+def decode_mix(q: torch.Tensor, kk: torch.Tensor, flag: torch.Tensor, scale: hl.constexpr) -> torch.Tensor:
+    """decoding-attention constructs: torch.matmul of a 3-D block by a 2-D one, a 0-d tensor made on the
+    host, torch.isfinite, hl.static_range around the device loop, a torch-defined Python helper, `if` on a
+    tile of block 1, tile.begin + hl.arange(tile.block_size) against the tile's dim, a store with host-only
+    indices, and .unsqueeze of a loaded scalar."""
+    b, m, d = q.size()
+    n = kk.size(0)
+    out = torch.zeros([b, m, n], dtype=torch.float32, device=q.device)
+    first = torch.zeros([b, n], dtype=torch.float32, device=q.device)
+    lim = torch.tensor(4.0, device=q.device)
+    for rep in hl.static_range(2):
+        for tb, tm, tn in hl.tile([b, m, n], block_size=[1, None, None]):
+            s = torch.matmul(q[tb, tm, :], kk[tn, :].transpose(0, 1)).to(torch.float32)
+            s = torch.minimum(_torch_style_helper(s, scale), lim)
+            s = torch.where(torch.isfinite(s), s, 0.0)
+            rows = (tm.begin + hl.arange(tm.block_size))[None, :, None]
+            if flag[tb] == 1:
+                out[tb, tm, tn] = out[tb, tm, tn] + torch.where(rows >= 2, s, 0.0) * (rep + 1)
+    for i in hl.grid(b):
+        j = flag[i].unsqueeze(0)
+        first[i, :] = out[i, 2, :] * j.to(torch.float32)
+    return out, first

@@ -163,3 +163,35 @@ def test_merging_a_partial_tile_is_refused():
     with pytest.raises(exc.NotSupported, match="divide its extent") as e:
         k(torch.randn(24), torch.randn(24))
     assert f"{HERE}:{line_of(k.fn, 'reshape(32)')}" in str(e.value)
+
+
+def test_function_arguments_are_separate_specialisations():
+    """A function argument is inlined, so each function is its own kernel: a failed one must not be
+    replayed for the next, and two working ones must not share code."""
+    @helion.kernel(config=helion.Config(block_sizes=[16]))
+    def k(x: torch.Tensor, fn) -> torch.Tensor:
+        out = torch.empty_like(x)
+        for t in hl.tile(x.size(0)):
+            out[t] = fn(x[t])
+        return out
+
+    x = torch.randn(20)
+    with pytest.raises(exc.NotSupported, match="bessel_j0"):
+        k(x, lambda v: torch.special.bessel_j0(v))
+    torch.testing.assert_close(k(x, lambda v: v * 2), x * 2)
+    torch.testing.assert_close(k(x, lambda v: v + 1), x + 1)
+
+
+def test_indexing_a_scalar_with_none_and_colon_is_located():
+    @helion.kernel()
+    def k(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        for i in hl.grid(x.size(0)):
+            n = lens[i]
+            for t in hl.tile(x.size(1)):
+                out[i, t] = torch.where(t.index < n[:, None], x[i, t], 0.0)
+        return out
+
+    with pytest.raises(exc.ShapeMismatch, match="too many ':'") as e:
+        k(torch.randn(4, 8), torch.full((4,), 5))
+    assert f"{HERE}:{line_of(k.fn, 'n[:, None]')}" in str(e.value)
