@@ -169,7 +169,7 @@ def _number_blocks(pk: ParsedKernel) -> None:
             parent_targets = _assign_target_of(pk.tree, call)
             if parent_targets:
                 registered[parent_targets] = bid
-        elif f is hl.tile:
+        elif f in (hl.tile, hl.jagged_tile):
             ndims = len(call.args[-1].elts) if call.args and isinstance(call.args[-1], (ast.List, ast.Tuple)) else 1
             bs = next((k.value for k in call.keywords if k.arg == "block_size"), None)
             per = bs.elts if isinstance(bs, (ast.List, ast.Tuple)) else [bs] * ndims

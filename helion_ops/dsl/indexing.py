@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import exc
 from .ir import Index, Value
-from .types import ONE, Dim, TensorArg, TileInfo, tile_dim
+from .types import ONE, BlockT, Dim, TensorArg, TileInfo, same_lanes, tile_dim
 
 if TYPE_CHECKING:
     from .lower import TensorRef
@@ -157,3 +157,36 @@ def index_dims(lw, idx: Index) -> tuple[Dim, ...]:
         elif kind == "block":
             dims.extend(v.type.dims)
     return tuple(dims)
+
+
+def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
+    """Inside ``hl.jagged_tile(parent)``: an access whose lanes include the jagged tile and every dim of
+    ``parent`` is masked to ``tile.index < parent`` per lane (loads read 0 there, stores skip it). An
+    access without the parent's lanes keeps the loop's own bound, ``parent.amax()``."""
+    if not lw.jagged:
+        return idx
+    from .lower import TileVar
+    dims = lw.index_dims(idx)
+    mask = idx.extra_mask
+    for tid, parent in lw.jagged.items():
+        if not any(d.kind == "tile" and d.id == tid for d in dims):
+            continue
+        if not all(any(same_lanes(p, d) for d in dims) for p in parent.type.dims):
+            continue
+        index = lw.ops.attribute(lw, TileVar(lw.tiles[tid]), "index", node)
+        m = lw.ops.binary(lw, "<", _place(lw, index, dims, node), _place(lw, parent, dims, node), node)
+        mask = m if mask is None else lw.ops.binary(lw, "&", mask, m, node)
+    return idx if mask is idx.extra_mask else Index(idx.tensor, idx.entries, idx.out, mask)
+
+
+def _place(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
+    """v (whose dims all occur in ``dims``) viewed with size-1 axes so that each of its dims sits at
+    its position in ``dims``."""
+    pos = [next(j for j, d in enumerate(dims) if same_lanes(p, d)) for p in v.type.dims]
+    order = sorted(range(len(pos)), key=lambda i: pos[i])
+    if order != list(range(len(pos))):
+        v = lw.ops.permute(lw, v, order, node)
+        pos = sorted(pos)
+    new = tuple(v.type.dims[pos.index(j)] if j in pos else ONE for j in range(len(dims)))
+    code = "[" + ", ".join(":" if j in pos else "None" for j in range(len(dims))) + "]"
+    return lw.emit("view", [v], BlockT(new, v.type.dtype), node, code=code)

@@ -15,7 +15,7 @@ from typing import Any
 from . import exc
 
 __all__ = [
-    "tile", "grid", "zeros", "full", "arange", "dot", "load", "store", "atomic_add", "atomic_and",
+    "tile", "grid", "jagged_tile", "zeros", "full", "arange", "dot", "load", "store", "atomic_add", "atomic_and",
     "atomic_or", "atomic_xor", "atomic_xchg", "atomic_cas", "atomic_max", "atomic_min",
     "register_block_size", "register_reduction_dim", "register_tunable", "specialize", "constexpr", "cdiv",
     "next_power_of_2",
@@ -53,6 +53,8 @@ def _device_only(name: str, doc: str):
 
 
 tile = _device_only("tile", "hl.tile(end) / hl.tile(begin, end) / hl.tile([m, n], block_size=...): iterate over tiles.")
+jagged_tile = _device_only("jagged_tile", "hl.jagged_tile(parent): an inner tile loop up to parent.amax(), "
+                           "where every load and store is masked to index < parent for its lane.")
 grid = _device_only("grid", "hl.grid(n) / hl.grid([m, n]): iterate over scalar indices.")
 def static_range(*args: int) -> range:
     """hl.static_range([begin,] end[, step]): in device code a loop unrolled at compile time (constant
@@ -140,7 +142,6 @@ def _is_pow2(n: int) -> bool:
 
 # Helion names that exist there but not here, with the reason (docs/COVERAGE.md lists them too).
 UNSUPPORTED = {
-    "jagged_tile": "use hl.tile(0, max_len) with a mask built from per-row lengths",
     "signal": "multi-GPU signalling is not implemented",
     "wait": "multi-GPU signalling is not implemented",
     "StackTensor": "symmetric-memory stack tensors are not implemented",

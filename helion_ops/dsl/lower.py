@@ -76,6 +76,7 @@ class Lowerer:
         self.n_loops = 0
         self.n_loads = 0
         self.n_stores = 0
+        self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
         self.has_dot = False
         self.name = kernel_name
         self.offs = offs or {"rdim": 0, "loop": 0, "load": 0}
@@ -213,7 +214,7 @@ class Lowerer:
 
     def store(self, ref: TensorRef, idx: Index, val: Any, node: ast.AST, atomic: str | None = None,
               sem: str = "relaxed", compare: Any = None) -> Value | None:
-        idx = IX.broadcast_unit_dims(self, idx, node, store=True)
+        idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=True), node)
         v = self.as_value(val, node, ref.arg.dtype)
         out_dims = self.index_dims(idx)
         try:
@@ -283,8 +284,9 @@ class Lowerer:
                 for b in s.body:
                     self.stmt(b)
             return
-        if f not in (hl.tile, hl.grid):
-            raise self.err(exc.NotSupported, "device loops iterate over hl.tile(...), hl.grid(...) or range(const)", s)
+        if f not in (hl.tile, hl.grid, hl.jagged_tile):
+            raise self.err(exc.NotSupported, "device loops iterate over hl.tile(...), hl.grid(...), "
+                           "hl.jagged_tile(...) or range(const)", s)
         tiles = self.header(s, top=False)
         loop_id = self.offs["loop"] + self.n_loops
         self.n_loops += 1
@@ -324,6 +326,13 @@ class Lowerer:
         is_grid = f is hl.grid
         kw = {k.arg: k.value for k in call.keywords}
         vals = [self.expr(a) for a in call.args]
+        parent = None
+        if f is hl.jagged_tile:  # up to the largest per-lane end; loads and stores get `index < parent`
+            parent = vals[0] if len(vals) == 1 else None
+            if not isinstance(parent, Value) or not parent.type.dims or parent.type.dtype.is_floating_point:
+                raise self.err(exc.NotSupported, "hl.jagged_tile(parent) takes one integer block of per-lane ends "
+                               "whose dims are enclosing tiles", s)
+            vals = [self.ops.method(self, parent, "amax", [], {}, s)]
         seq = (tuple, list, torch.Size)
         if len(vals) == 1 and isinstance(vals[0], seq):
             ends = [(0, e) for e in vals[0]]
@@ -354,6 +363,8 @@ class Lowerer:
                             static_len, top, is_grid)
             self.tiles[info.id] = info
             out.append(TileVar(info))
+            if parent is not None:
+                self.jagged[info.id] = parent
         return out
 
     def code_of(self, v: Any, node: ast.AST) -> "str | Value":
@@ -532,7 +543,7 @@ class Lowerer:
         return IX.index_dims(self, idx)
 
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
-        idx = IX.broadcast_unit_dims(self, idx, node, store=False)
+        idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=False), node)
         v = self.emit("load", [idx], BlockT(self.index_dims(idx), ref.arg.dtype), node,
                       load_id=self.offs["load"] + self.n_loads)
         self.n_loads += 1

@@ -68,6 +68,12 @@ def _decode_ref(q, kk, flag, scale):
     return out, out[:, 2, :] * flag[:, None]
 
 
+def _jagged_tile_ref(x, lengths):
+    keep = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    kept = torch.where(keep, x.float(), 0.0)
+    return kept.sum(1), kept
+
+
 def _rope_ref(q, cos, sin):
     h = q.shape[-1] // 2
     qf, c, s = q.float(), cos.float()[:, None, :], sin.float()[:, None, :]
@@ -273,6 +279,9 @@ CASES = [
     Case("device_slice", X.pairs_scaled, lambda dt, n: (rn(10, n, dtype=dt),), lambda x: x.float() * 2,
          sizes=[15, 1000], config={"block_sizes": [4, 8]}),
     Case("decode_mix", X.decode_mix, _decode_inputs, _decode_ref, sizes=[17], config={"block_sizes": [16, 16]}),
+    Case("jagged_tile", X.jagged_tile_rows,
+         lambda dt, n: (rn(9, n, dtype=dt), torch.tensor([0, 1, n, n // 2, 3, n - 1, 0, 2, n])),
+         _jagged_tile_ref, sizes=[17, 100], config={"block_sizes": [4, 16]}),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
 ]

@@ -241,3 +241,21 @@ def decode_mix(q: torch.Tensor, kk: torch.Tensor, flag: torch.Tensor, scale: hl.
         j = flag[i].unsqueeze(0)
         first[i, :] = out[i, 2, :] * j.to(torch.float32)
     return out, first
+
+
+@helion.kernel()
+def jagged_tile_rows(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """hl.jagged_tile: per-row sums of the first lengths[r] columns, and a copy of just those columns;
+    the loads and stores inside are masked per row (the rest of `kept` stays zero)."""
+    b = x.size(0)
+    sums = torch.empty([b], dtype=torch.float32, device=x.device)
+    kept = torch.zeros_like(x)
+    for tb in hl.tile(b):
+        n = lengths[tb]
+        acc = hl.zeros([tb], dtype=torch.float32)
+        for tk in hl.jagged_tile(n):
+            v = x[tb, tk]
+            acc = acc + v.to(torch.float32).sum(1)
+            kept[tb, tk] = v
+        sums[tb] = acc
+    return sums, kept

@@ -29,8 +29,8 @@ def test_exc_names_for_catching_and_ignoring():
 
 
 def test_unsupported_names_say_so():
-    with pytest.raises(AttributeError, match="hl.jagged_tile is not supported by helion_ops.dsl"):
-        hl.jagged_tile  # noqa: B018
+    with pytest.raises(AttributeError, match="hl.vtile is not supported by helion_ops.dsl"):
+        hl.vtile  # noqa: B018
     with pytest.raises(exc.NotSupportedName, match="helion.RefMode is not supported by helion_ops.dsl"):
         helion.RefMode  # noqa: B018
     assert getattr(hl, "no_such_thing", None) is None
