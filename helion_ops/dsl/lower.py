@@ -89,7 +89,7 @@ class Lowerer:
         node = self.loop.node
         tiles = self.header(node, top=True)
         self.bind_target(node.target, tiles)
-        for s in node.body:
+        for s in without_continue(node.body):
             self.stmt(s)
         if node.orelse:
             raise exc.NotSupported("for/else on a device loop", self.pk.loc(node))
@@ -302,7 +302,7 @@ class Lowerer:
         saved = self.stmts
         self.stmts = []
         self.bind_target(s.target, tiles)
-        for b in s.body:
+        for b in without_continue(s.body):
             self.stmt(b)
         body = self.stmts
         self.stmts = saved
@@ -579,6 +579,36 @@ def _as_load(t: ast.expr) -> ast.expr:
         if hasattr(n, "lineno"):
             n.lineno, n.end_lineno = t.lineno, t.lineno
     return t2
+
+
+def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A loop body with its `continue`s turned into branches (Triton has no continue): an `if` whose
+    branch continues gets the rest of the body, after it, in its other branch. Code after the `if` is
+    copied into each branch that falls through; nested loops keep their own continues."""
+    def has(stmts: list[ast.stmt]) -> bool:
+        return any(isinstance(n, ast.Continue) for s in stmts for n in _walk_no_loops(s))
+
+    def rw(stmts: list[ast.stmt], tail: list[ast.stmt]) -> list[ast.stmt]:
+        done: list[ast.stmt] = []
+        for i, s in enumerate(stmts):
+            if isinstance(s, ast.Continue):
+                return done
+            if isinstance(s, ast.If) and has([s]):
+                after = stmts[i + 1:] + tail
+                new = ast.If(test=s.test, body=rw(s.body, after) or [ast.Pass()], orelse=rw(s.orelse, after))
+                return done + [ast.copy_location(new, s)]
+            done.append(s)
+        return done + tail
+
+    return rw(body, []) if has(body) else body
+
+
+def _walk_no_loops(node: ast.AST):
+    yield node
+    if isinstance(node, (ast.For, ast.While)):
+        return
+    for c in ast.iter_child_nodes(node):
+        yield from _walk_no_loops(c)
 
 
 def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: dict[int, str],

@@ -74,6 +74,12 @@ def _jagged_tile_ref(x, lengths):
     return kept.sum(1), kept
 
 
+def _skip_ref(x, flag):
+    xf = x.float()
+    cols = torch.arange(x.shape[1])
+    return xf * (flag != 0)[:, None], xf[:, (cols < 8) | (cols >= 16)].sum(1)
+
+
 def _rope_ref(q, cos, sin):
     h = q.shape[-1] // 2
     qf, c, s = q.float(), cos.float()[:, None, :], sin.float()[:, None, :]
@@ -282,6 +288,8 @@ CASES = [
     Case("jagged_tile", X.jagged_tile_rows,
          lambda dt, n: (rn(9, n, dtype=dt), torch.tensor([0, 1, n, n // 2, 3, n - 1, 0, 2, n])),
          _jagged_tile_ref, sizes=[17, 100], config={"block_sizes": [4, 16]}),
+    Case("continue", X.skip_with_continue, lambda dt, n: (rn(6, n, dtype=dt), torch.tensor([1, 0, 1, 1, 0, 1])),
+         _skip_ref, sizes=[17, 100]),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
 ]

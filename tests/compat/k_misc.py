@@ -259,3 +259,24 @@ def jagged_tile_rows(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tens
             kept[tb, tk] = v
         sums[tb] = acc
     return sums, kept
+
+
+@helion.kernel()
+def skip_with_continue(x: torch.Tensor, flag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`continue` in a top-level grid loop (skip flagged rows) and in an inner tile loop with a
+    loop-carried accumulator (skip the column block starting at 8)."""
+    m, n = x.size()
+    copy = torch.zeros_like(x)
+    sums = torch.empty([m], dtype=torch.float32, device=x.device)
+    for i in hl.grid(m):
+        if flag[i] == 0:
+            continue
+        copy[i, :] = x[i, :]
+    for tb in hl.tile(m):
+        acc = hl.zeros([tb], dtype=torch.float32)
+        for tk in hl.tile(n, block_size=8):
+            if tk.begin == 8:
+                continue
+            acc = acc + x[tb, tk].to(torch.float32).sum(1)
+        sums[tb] = acc
+    return copy, sums
