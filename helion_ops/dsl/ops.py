@@ -322,6 +322,9 @@ def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
 
 def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+    if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):
+        from .ops_extra import block_half
+        return block_half(lw, v, items, node)
     dims: list[Dim] = []
     code: list[str] = []
     src = list(v.type.dims)

@@ -76,6 +76,8 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return join(lw, args[0], args[1], node)
     if fn is torch.stack:
         return stack(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0), node)
+    if fn in (torch.cat, torch.concat, torch.concatenate):
+        return cat(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0), node)
     if fn is hl.subscript:
         raise lw.err(exc.NotSupported, "hl.subscript: index the block directly (x[:, None])", node)
     return NOT_HANDLED
@@ -304,3 +306,80 @@ def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     perm = list(range(n - 1))
     perm.insert(dim, n - 1)
     return O.permute(lw, v, perm, node)
+
+
+# ---- halves of a block: x[..., :h], x[..., h:], torch.cat([a, b], dim) -------------------------------
+# Triton cannot slice a register block, but a power-of-two ':' dim reshaped to [2, h] and split gives its
+# halves (and join + reshape glues two back): enough for rotate-half RoPE and gated activations.
+
+def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
+    """``v[..., lo:hi]`` where the bounded slice is one half of a power-of-two ':' dim."""
+    bad = lw.err(exc.NotSupported, "a block can be sliced only into one half of a power-of-two ':' dim "
+                 "(x[:, :h] or x[:, h:], other indices ':'); index the host tensor instead (x[tile, a:b])", node)
+    bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
+    plain = all(isinstance(it, ast.Slice) and not (it.lower or it.upper or it.step)
+                for k, it in enumerate(items) if k not in bounded)
+    if len(bounded) != 1 or not plain or len(items) > v.type.ndim:
+        raise bad
+    axis, it = bounded[0], items[bounded[0]]
+    d = v.type.dims[axis]
+    extent = lw.rdims[d.id].extent if d.kind == "rdim" else 0
+    if extent < 2 or extent & (extent - 1) or it.step is not None:
+        raise bad
+    lo, hi = (lw.expr(e) if e is not None else None for e in (it.lower, it.upper))
+    if any(b is not None and not isinstance(b, int) for b in (lo, hi)):
+        raise bad
+    lo, hi, _ = slice(lo, hi).indices(extent)
+    h = extent // 2
+    if (lo, hi) not in ((0, h), (h, extent)):
+        raise bad
+    return _halves(lw, v, axis, node)[0 if lo == 0 else 1]
+
+
+def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
+    """``torch.cat([a, b], dim)`` of two blocks of the same shape along a power-of-two ':' dim."""
+    bad = lw.err(exc.NotSupported, "torch.cat of two blocks of one shape along a power-of-two ':' dim only; "
+                 "store the parts into slices of the output instead", node)
+    if not isinstance(xs, (list, tuple)) or len(xs) != 2:
+        raise bad
+    dtype = lw.result_dtype(xs[0], xs[1])
+    a, b = O._align(lw, xs[0], xs[1], dtype, node)
+    n = a.type.ndim
+    if a.type.dims != b.type.dims or not isinstance(dim, int) or not -n <= dim < n:
+        raise bad
+    axis = dim % n
+    d = a.type.dims[axis]
+    h = lw.rdims[d.id].extent if d.kind == "rdim" else 0
+    if h < 1 or h & (h - 1):
+        raise bad
+    j = join(lw, _to_last(lw, a, axis, node), _to_last(lw, b, axis, node), node)   # [..., h, 2]
+    j = O.permute(lw, j, list(range(n - 1)) + [n, n - 1], node)                   # [..., 2, h]
+    return _from_last(lw, _last_dims(lw, j, [2 * h], node), axis, node)
+
+
+def _halves(lw, v: Value, axis: int, node: ast.AST) -> tuple[Value, Value]:
+    n = v.type.ndim
+    x = _to_last(lw, v, axis, node)
+    h = lw.rdims[x.type.dims[-1].id].extent // 2
+    x = _last_dims(lw, x, [2, h], node)                                                    # [..., 2, h]
+    x = O.permute(lw, x, list(range(n - 1)) + [n, n - 1], node)                          # [..., h, 2]
+    lo, hi = split(lw, x, node)
+    return _from_last(lw, lo, axis, node), _from_last(lw, hi, axis, node)
+
+
+def _to_last(lw, v: Value, axis: int, node: ast.AST) -> Value:
+    n = v.type.ndim
+    return v if axis == n - 1 else O.permute(lw, v, [i for i in range(n) if i != axis] + [axis], node)
+
+
+def _from_last(lw, v: Value, axis: int, node: ast.AST) -> Value:
+    n = v.type.ndim
+    return v if axis == n - 1 else O.permute(lw, v, list(range(axis)) + [n - 1] + list(range(axis, n - 1)), node)
+
+
+def _last_dims(lw, v: Value, extents: list[int], node: ast.AST) -> Value:
+    """Reshape only the trailing power-of-two ':' dims of v (split [E] -> [2, E/2] or merge [2, h] -> [2h]):
+    row-major, so the other dims, padded or not, keep their lanes."""
+    k = 2 if len(extents) == 1 else 1
+    new = tuple(ONE if e == 1 else Dim("rdim", lw.rdim_for(e, node).id) for e in extents)
+    return lw.emit("reshape", [v], BlockT(v.type.dims[:-k] + new, v.type.dtype), node)

@@ -290,6 +290,12 @@ CASES = [
          _jagged_tile_ref, sizes=[17, 100], config={"block_sizes": [4, 16]}),
     Case("continue", X.skip_with_continue, lambda dt, n: (rn(6, n, dtype=dt), torch.tensor([1, 0, 1, 1, 0, 1])),
          _skip_ref, sizes=[17, 100]),
+    Case("rope_rotate_half", X.rope_rotate_half,
+         lambda dt, n: (rn(n, 3, 32, dtype=dt), rn(n, 32, dtype=dt), rn(n, 32, dtype=dt)),
+         lambda q, c, s: q.float() * c.float()[:, None] + torch.cat([-q.float()[..., 16:], q.float()[..., :16]], -1)
+         * s.float()[:, None]),
+    Case("packed_swiglu", X.packed_swiglu, lambda dt, n: (rn(n, 64, dtype=dt),),
+         lambda x: F.silu(x.float()[:, :32]) * x.float()[:, 32:], sizes=[1, 17]),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
 ]

@@ -280,3 +280,26 @@ def skip_with_continue(x: torch.Tensor, flag: torch.Tensor) -> tuple[torch.Tenso
             acc = acc + x[tb, tk].to(torch.float32).sum(1)
         sums[tb] = acc
     return copy, sums
+
+
+@helion.kernel()
+def rope_rotate_half(q: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE in the rotate-half form: halves of a block (x[..., :h], x[..., h:]) and torch.cat."""
+    out = torch.empty_like(q)
+    for t in hl.tile(q.size(0)):
+        x = q[t, :, :].to(torch.float32)
+        h = x.size(2) // 2
+        rot = torch.cat([-x[:, :, h:], x[:, :, :h]], dim=-1)
+        out[t, :, :] = (x * cos[t, None, :] + rot * sin[t, None, :]).to(q.dtype)
+    return out
+
+
+@helion.kernel()
+def packed_swiglu(x: torch.Tensor) -> torch.Tensor:
+    """A gate and an up projection packed in one row: silu(x[:, :h]) * x[:, h:]."""
+    m, n2 = x.size()
+    out = torch.empty([m, n2 // 2], dtype=x.dtype, device=x.device)
+    for t in hl.tile(m):
+        v = x[t, :].to(torch.float32)
+        out[t, :] = (torch.nn.functional.silu(v[:, : n2 // 2]) * v[:, n2 // 2:]).to(x.dtype)
+    return out
