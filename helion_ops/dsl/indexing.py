@@ -81,6 +81,8 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
         lo, step = (lw.expr(e) if e is not None else None for e in (it.lower, it.step))
         n = _slice_length(lw, it) if isinstance(lo, Value) else None
         hi = None if n is not None or it.upper is None else lw.expr(it.upper)
+        if n is None and isinstance(lo, Value):  # e = b + tile.block_size; x[t, b:e]
+            n = _value_length(lo, hi)
     else:
         lo, hi, step, n = v.start, v.stop, v.step, None
     if step not in (None, 1):
@@ -109,6 +111,15 @@ def _slice_length(lw, it: Any) -> int | None:
     if it.lower is None or ast.dump(it.upper.left) != ast.dump(it.lower):
         return None
     n = lw.expr(it.upper.right)  # a BlockSizeInt stays one: k0 : k0 + tile.block_size has that tile's lanes
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def _value_length(lo: Value, hi: Any) -> int | None:
+    """n when the device value hi was computed as ``lo + n`` with n a host int; else None."""
+    if not isinstance(hi, Value) or hi.op != "binary" or hi.attrs.get("op") != "+" or hi.args[0] is not lo:
+        return None
+    c = hi.args[1]
+    n = c.args[0] if isinstance(c, Value) and c.op == "const" else None
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 

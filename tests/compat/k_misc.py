@@ -207,7 +207,8 @@ def pairs_scaled(x: torch.Tensor) -> torch.Tensor:
     for tm in hl.tile(m):
         for tk in hl.tile(hl.cdiv(n, 2), block_size=bk):
             k0 = tk.begin * 2
-            out[tm, k0 : k0 + bk * 2] = x[tm, k0 : k0 + bk * 2] * 2
+            k1 = k0 + bk * 2  # the end held in a variable (e = b + n), as Helion's fused SwiGLU GEMM writes it
+            out[tm, k0:k1] = x[tm, k0 : k0 + bk * 2] * 2
     return out
 
 
