@@ -143,6 +143,10 @@ def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
     if idx.extra_mask is not None:  # the user guards the lanes: index as written
         return idx
     for d, (kind, v) in enumerate(entries):
+        if kind == "rdim" and v.extent == 1 and not store:  # x[t, :] with one column: the axis hl.zeros([t, 1]) has
+            entries[d] = ("scalar", 0)
+            out = [None if o == d else o for o in out]
+            continue
         # a loop with device-valued bounds (static_len None) may well stay inside the dim: as written
         if kind != "tile" or v.is_grid or sizes[d] != 1 or v.static_len is None or v.static_len == 1:
             continue

@@ -296,6 +296,8 @@ CASES = [
          * s.float()[:, None]),
     Case("packed_swiglu", X.packed_swiglu, lambda dt, n: (rn(n, 64, dtype=dt),),
          lambda x: F.silu(x.float()[:, :32]) * x.float()[:, 32:], sizes=[1, 17]),
+    Case("sum_over_middle", X.sum_over_middle, lambda dt, n: (rn(5, 19, n, dtype=dt),),
+         lambda x: x.float().sum(1), sizes=[1, 17]),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
 ]

@@ -304,3 +304,17 @@ def packed_swiglu(x: torch.Tensor) -> torch.Tensor:
         v = x[t, :].to(torch.float32)
         out[t, :] = (torch.nn.functional.silu(v[:, : n2 // 2]) * v[:, n2 // 2:]).to(x.dtype)
     return out
+
+
+@helion.kernel()
+def sum_over_middle(x: torch.Tensor) -> torch.Tensor:
+    """A carried hl.zeros([tile, n]) accumulator fed by x[tile, tile_m, :]: with n == 1 both must be the
+    same one-lane axis (it was a shape change across the loop)."""
+    b, m, n = x.size()
+    out = torch.empty([b, n], dtype=torch.float32, device=x.device)
+    for tb in hl.tile(b):
+        acc = hl.zeros([tb, n], dtype=torch.float32)
+        for tm in hl.tile(m):
+            acc = acc + x[tb, tm, :].to(torch.float32).sum(1)
+        out[tb, :] = acc
+    return out
