@@ -186,7 +186,9 @@ class Emitter:
             return f"tl.trans({self.name_of(a[0])})" if perm == [1, 0] else f"tl.permute({self.name_of(a[0])}, {perm})"
         if op == "reshape":
             if not a[0].type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
-                return f"{self.name_of(a[0])}[{', '.join(['None'] * v.type.ndim)}]"
+                if v.type.dtype == torch.bool:
+                    return f"(tl.zeros({self.shape(v.type)}, tl.int1) | {self.name_of(a[0])})"
+                return f"(tl.zeros({self.shape(v.type)}, {tl_dtype(v.type.dtype)}) + {self.name_of(a[0])})"
             return f"tl.reshape({self.name_of(a[0])}, {self.shape(v.type)})"
         if op == "broadcast_to":
             return f"tl.broadcast_to({self.name_of(a[0])}, {self.shape(v.type)})"
@@ -275,6 +277,12 @@ class Emitter:
         if idx.extra_mask is not None:
             masks.append(self.name_of(idx.extra_mask))
         off = " + ".join(terms) if terms else "0"
+        if ndim and any(o is None for o in idx.out) and not any(
+                idx.entries[o][0] != "scalar" and not (idx.entries[o][0] == "tile" and idx.entries[o][1].is_grid)
+                for o in idx.out if o is not None):
+            # only one-lane axes (w[:] with one element, x[i, None]): a [1, ...] pointer block, not a
+            # scalar, so the value has the rank its type says (Triton 3.9 refuses x[None] on a scalar)
+            off = f"tl.zeros({[1] * ndim}, tl.int32) + ({off})"
         return f"{t.name} + ({off})", (" & ".join(masks) if masks else None)
 
     def load(self, idx: I.Index, v: I.Value) -> str:
