@@ -70,6 +70,11 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return inline_triton(lw, kwargs.get("triton_source", args[0] if args else None),
                              kwargs.get("args", args[1] if len(args) > 1 else ()),
                              kwargs.get("output_like", args[2] if len(args) > 2 else None), node)
+    if fn is hl.device_print:  # tl.device_print through the inline_triton path (a side effect, no value)
+        if not args or not isinstance(args[0], str):
+            raise lw.err(exc.NotSupported, "hl.device_print(prefix, *values) needs a string prefix first", node)
+        source = f"tl.device_print({args[0]!r}" + "".join(f", {{{i}}}" for i in range(len(args) - 1)) + ")"
+        return inline_triton(lw, source, list(args[1:]), None, node)
     if fn is hl.split:
         return split(lw, args[0], node)
     if fn is hl.join:

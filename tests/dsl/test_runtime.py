@@ -115,3 +115,21 @@ def test_interpreter_version_check(monkeypatch):
         else:
             with pytest.raises(exc.InputError, match="numpy < 2.4"):
                 runtime._check_interpreter()
+
+
+def test_device_print(capfd):
+    """hl.device_print becomes tl.device_print (in the interpreter it prints each program's block)."""
+    @helion.kernel(config=Config(block_sizes=[4]))
+    def k(x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        for t in hl.tile(x.size(0)):
+            v = x[t] * 2
+            hl.device_print("twice:", v)
+            out[t] = v
+        return out
+
+    x = torch.arange(8, dtype=torch.float32)
+    torch.testing.assert_close(k(x), x * 2)
+    assert "tl.device_print('twice:', " in k.bind((x,)).to_triton_code()
+    printed = capfd.readouterr().out
+    assert "twice:" in printed and "14." in printed
