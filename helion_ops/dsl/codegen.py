@@ -15,7 +15,7 @@ import torch
 
 from . import codegen_ops, exc, ir as I
 from .config import Config
-from .types import ONE, BlockT, Dim, RDimInfo, TileInfo, tl_dtype, tile_dim
+from .types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
 
 UNARY_CODE = {
     "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "log": "tl.log({0})", "log2": "tl.log2({0})",
@@ -331,7 +331,7 @@ class Emitter:
 
     def store(self, s: I.Store) -> None:
         idx = s.index
-        dims = tuple(_index_dims(self.d, idx))
+        dims = idx.dims()
         val = self.name_of(s.value)
         if s.value.type.dtype != idx.tensor.dtype:
             val = f"{val}.to({tl_dtype(idx.tensor.dtype)})"
@@ -449,13 +449,13 @@ class Emitter:
                 if self.lookup(s.value) is None and self.rolled_dim(s.value.type) is None:
                     self.define(s.value)
             elif isinstance(s, I.Store):
-                r = self.rolled_dim(BlockT(tuple(_index_dims(self.d, s.index)), s.value.type.dtype))
+                r = self.rolled_dim(BlockT(s.index.dims(), s.value.type.dtype))
                 if r is not None:
                     group = [s]
                     j = i + 1
                     while j < len(body) and isinstance(body[j], (I.Store, I.Let)):
                         if isinstance(body[j], I.Store):
-                            if self.rolled_dim(BlockT(tuple(_index_dims(self.d, body[j].index)), torch.float32)) is not r:
+                            if self.rolled_dim(BlockT(body[j].index.dims(), torch.float32)) is not r:
                                 break
                             group.append(body[j])
                         elif self.rolled_dim(body[j].value.type) is None:
@@ -540,22 +540,6 @@ def _nonneg(v: I.Value) -> bool:
     if v.op == "binary" and v.attrs["op"] in ("+", "*", "//", "%"):
         return all(_nonneg(a) for a in v.args)
     return v.op == "cast" and _nonneg(v.args[0])
-
-
-def _index_dims(d: I.DeviceIR, idx: I.Index) -> list[Dim]:
-    dims: list[Dim] = []
-    for o in idx.out:
-        if o is None:
-            dims.append(ONE)
-            continue
-        kind, v = idx.entries[o]
-        if kind == "tile":
-            dims.append(tile_dim(v))
-        elif kind == "rdim":
-            dims.append(Dim("rdim", v.id))
-        elif kind == "block":
-            dims.extend(v.type.dims)
-    return dims
 
 
 from .codegen_kernel import generate, compile_spec  # noqa: E402,F401

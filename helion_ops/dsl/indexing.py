@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import exc
 from .ir import Index, Value
-from .types import ONE, BlockT, Dim, TensorArg, TileInfo, same_lanes, tile_dim
+from .types import ONE, BlockT, Dim, TensorArg, TileInfo, same_lanes
 
 if TYPE_CHECKING:
     from .lower import TensorRef
@@ -158,22 +158,6 @@ def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
     return Index(idx.tensor, entries, out, idx.extra_mask)
 
 
-def index_dims(lw, idx: Index) -> tuple[Dim, ...]:
-    dims: list[Dim] = []
-    for o in idx.out:
-        if o is None:
-            dims.append(ONE)
-            continue
-        kind, v = idx.entries[o]
-        if kind == "tile":
-            dims.append(tile_dim(v))
-        elif kind == "rdim":
-            dims.append(Dim("rdim", v.id))
-        elif kind == "block":
-            dims.extend(v.type.dims)
-    return tuple(dims)
-
-
 def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
     """Inside ``hl.jagged_tile(parent)``: an access whose lanes include the jagged tile and every dim of
     ``parent`` is masked to ``tile.index < parent`` per lane (loads read 0 there, stores skip it). An
@@ -181,7 +165,7 @@ def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
     if not lw.jagged:
         return idx
     from .lower import TileVar
-    dims = lw.index_dims(idx)
+    dims = idx.dims()
     mask = idx.extra_mask
     for tid, parent in lw.jagged.items():
         if not any(d.kind == "tile" and d.id == tid for d in dims):

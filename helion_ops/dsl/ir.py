@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import exc
-from .types import BlockT, LaunchInputs, RDimInfo, TensorArg, TileInfo, same_dims
+from .types import ONE, BlockT, Dim, LaunchInputs, RDimInfo, TensorArg, TileInfo, same_dims, tile_dim
 
 _ids = itertools.count()
 
@@ -53,6 +53,22 @@ class Index:
     out: list[int | None]
     extra_mask: "Value | None" = None
     descriptor: bool = False        # set by passes.assign_indexing
+
+    def dims(self) -> tuple[Dim, ...]:
+        """The dims of the block this index reads or writes, in result order."""
+        dims: list[Dim] = []
+        for o in self.out:
+            if o is None:
+                dims.append(ONE)
+                continue
+            kind, v = self.entries[o]
+            if kind == "tile":
+                dims.append(tile_dim(v))
+            elif kind == "rdim":
+                dims.append(Dim("rdim", v.id))
+            elif kind == "block":
+                dims.extend(v.type.dims)
+        return tuple(dims)
 
     def values(self) -> list[Value]:
         vals = [e[1] for e in self.entries if isinstance(e[1], Value)]

@@ -216,7 +216,7 @@ class Lowerer:
               sem: str = "relaxed", compare: Any = None) -> Value | None:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=True), node)
         v = self.as_value(val, node, ref.arg.dtype)
-        out_dims = self.index_dims(idx)
+        out_dims = idx.dims()
         try:
             broadcast_dims(out_dims, v.type.dims, None)
         except exc.ShapeMismatch:
@@ -539,12 +539,9 @@ class Lowerer:
     def make_index(self, ref: TensorRef, vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
         return IX.make_index(self, ref, vals, node, extra_mask)
 
-    def index_dims(self, idx: Index) -> tuple[Dim, ...]:
-        return IX.index_dims(self, idx)
-
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=False), node)
-        v = self.emit("load", [idx], BlockT(self.index_dims(idx), ref.arg.dtype), node,
+        v = self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node,
                       load_id=self.offs["load"] + self.n_loads)
         self.n_loads += 1
         return v
