@@ -26,19 +26,22 @@ NOISE = 0.02
 
 
 def record(op_mod, shape, dtype, mode: str, device: str = "cuda"):
-    """Run the op once; return {kernel name: (key shape, bound, config, args)} of what it launched."""
+    """Run the op once; return [(kernel name, (op, key shape, variant), bound, config, args)], one per
+    distinct (kernel, key) it launched: each launch is paired with the pretuned lookup that chose its
+    config (matmul's backward launches one kernel twice, dA and dB, under different keys)."""
     from helion_ops.dsl import pretuned, runtime
 
-    lookups, launches = {}, {}
+    pending, launches = {}, {}
     real_lookup, real_exec = pretuned.lookup, runtime.BoundKernel._exec
 
     def lookup(op, kernel_name, dt, shp, *a, **k):
-        lookups[kernel_name] = (op, list(shp))
+        pending[kernel_name] = (op, list(shp), k.get("variant"))
         return real_lookup(op, kernel_name, dt, shp, *a, **k)
 
     def _exec(self, ctx, args):
-        if ctx.mode == "launch":
-            launches.setdefault(self.kernel.name, (self, ctx.config, args))
+        key = pending.pop(self.kernel.name, None) if ctx.mode == "launch" else None
+        if key is not None:
+            launches.setdefault((self.kernel.name, repr(key)), (self.kernel.name, key, self, ctx.config, args))
         return real_exec(self, ctx, args)
 
     inputs = op_mod.make_inputs(shape, dtype, device)
@@ -56,7 +59,7 @@ def record(op_mod, shape, dtype, mode: str, device: str = "cuda"):
             torch.cuda.synchronize()
     finally:
         pretuned.lookup, runtime.BoundKernel._exec = real_lookup, real_exec
-    return {k: (lookups[k], *launches[k]) for k in launches if k in lookups}
+    return list(launches.values())
 
 
 def time_config(bound, cfg, args) -> float:
@@ -81,7 +84,7 @@ def tune_op(name: str, effort: str, dtype: torch.dtype, shapes, kernels, modes, 
             except Exception as e:  # one shape that fails must not stop the table
                 print(f"{name} {shape} {mode}: op failed: {type(e).__name__}: {str(e)[:200]}", flush=True)
                 continue
-            for kname, ((op, key), bound, current, args) in rec.items():
+            for kname, (op, key, variant), bound, current, args in rec:
                 if kernels and kname not in kernels:
                     continue
                 t0 = time.time()
@@ -96,7 +99,9 @@ def tune_op(name: str, effort: str, dtype: torch.dtype, shapes, kernels, modes, 
                 cfg, ms = (best, t_best) if better else (current, t_cur)
                 print(f"{name} {shape} {kname}: current {t_cur:.4f} ms, tuned {t_best:.4f} ms -> "
                       f"{'tuned' if better else 'kept'} ({time.time() - t0:.0f} s)", flush=True)
-                entries.append({"kernel": kname, "key": {"dtype": dtype, "shape": key}, "config": cfg, "ms": ms})
+                entries.append({"kernel": kname, "key": {"dtype": dtype, "shape": key,
+                                                         **({"variant": variant} if variant else {})},
+                                "config": cfg, "ms": ms})
                 write(entries[-1])
     return entries
 

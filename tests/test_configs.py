@@ -14,10 +14,11 @@ def _meta(*shape, dtype=torch.bfloat16):
     return torch.empty(*shape, dtype=dtype, device="meta")
 
 
-def _args(kernel: str, shape: list) -> tuple:
-    if kernel == "matmul_kernel":
+def _args(kernel: str, shape: list, variant=None) -> tuple:
+    if kernel == "matmul_kernel":  # variant: which operands are passed transposed ("NT", "TN")
         m, n, k = shape
-        return (_meta(m, k), _meta(k, n), None, None, False, False)
+        ta, tb = variant in ("TN", "TT"), variant in ("NT", "TT")
+        return (_meta(k, m) if ta else _meta(m, k), _meta(n, k) if tb else _meta(k, n), None, None, ta, tb)
     g, m, n, k = shape
     offsets = _meta(g, dtype=torch.int32)
     if kernel == "grouped_gemm_kernel":
@@ -36,10 +37,11 @@ def test_shipped_gemm_tables(mod):
     compiled = set()
     for e in data["entries"]:
         assert e["ms"] > 0
-        bound = getattr(mod, e["kernel"]).bind(_args(e["kernel"], e["key"]["shape"]))
+        variant = e["key"].get("variant")
+        bound = getattr(mod, e["kernel"]).bind(_args(e["kernel"], e["key"]["shape"], variant))
         cfg = bound.config_space.normalize(Config(**e["config"]))
-        assert pretuned.lookup(mod.NAME, e["kernel"], torch.bfloat16, e["key"]["shape"], arch="sm90") == \
-            Config(**e["config"])
-        if e["kernel"] not in compiled:
-            compiled.add(e["kernel"])
+        assert pretuned.lookup(mod.NAME, e["kernel"], torch.bfloat16, e["key"]["shape"], arch="sm90",
+                               variant=variant) == Config(**e["config"])
+        if (e["kernel"], variant) not in compiled:
+            compiled.add((e["kernel"], variant))
             assert bound.compile_for_target(cfg, ("cuda", 90, 32))

@@ -98,7 +98,8 @@ def _bucket(d: int) -> int:
     return 0 if d <= 1 else math.ceil(math.log2(d))
 
 
-def _entries(op: str, kernel_name: str, dtype: Any, arch: Optional[str], root: Any) -> list[dict]:
+def _entries(op: str, kernel_name: str, dtype: Any, arch: Optional[str], root: Any,
+             variant: Optional[str] = None) -> list[dict]:
     arch = arch or current_arch()
     if arch is None:
         return []
@@ -109,7 +110,8 @@ def _entries(op: str, kernel_name: str, dtype: Any, arch: Optional[str], root: A
     out = []
     for e in data["entries"]:
         try:
-            if e["kernel"] == kernel_name and (dt is None or dtype_name(e["key"]["dtype"]) == dt):
+            if e["kernel"] == kernel_name and (dt is None or dtype_name(e["key"]["dtype"]) == dt) \
+                    and e["key"].get("variant") == variant:
                 out.append(e)
         except (KeyError, TypeError):
             continue
@@ -147,11 +149,13 @@ def nearest_entry(entries: Iterable[Mapping], shape: Sequence[int]) -> Optional[
 
 
 def lookup(op: str, kernel_name: str, dtype: Any, shape: Sequence[int], arch: Optional[str] = None,
-           root: Optional[os.PathLike | str] = None) -> Optional[Config]:
+           root: Optional[os.PathLike | str] = None, variant: Optional[str] = None) -> Optional[Config]:
     """The pretuned Config for (kernel, dtype, shape): the exact entry, else
     the nearest bucket; None on CPU or when the file has no entry for this
-    kernel and dtype."""
-    e = nearest_entry(_entries(op, kernel_name, dtype, arch, root), shape)
+    kernel and dtype. ``variant`` names a layout the shape does not show (matmul's operand
+    transposes, "NT" / "TN"): only entries whose ``key.variant`` is the same are considered, so a
+    backward-shaped call never borrows a config tuned for the forward layout."""
+    e = nearest_entry(_entries(op, kernel_name, dtype, arch, root, variant), shape)
     return None if e is None else Config.from_dict(e["config"])
 
 
@@ -170,9 +174,9 @@ def configs_for(op: str, kernel_name: str, dtype: Any = None, arch: Optional[str
 
 def write_entries(op: str, arch: str, entries: Sequence[Mapping], meta: Optional[Mapping] = None,
                   root: Optional[os.PathLike | str] = None) -> Path:
-    """Merge ``entries`` ({"kernel", "key": {"dtype", "shape"}, "config",
+    """Merge ``entries`` ({"kernel", "key": {"dtype", "shape"[, "variant"]}, "config",
     "ms"}) into ``configs/<arch>/<op>.json``: an entry with the same kernel,
-    dtype and shape is replaced. ``meta`` sets gpu/torch/triton/date (date
+    dtype, shape and variant is replaced. ``meta`` sets gpu/torch/triton/date (date
     defaults to today). The write is atomic; concurrent merges are not
     serialised (last writer wins), so run one tuning job per file."""
     p = config_path(op, arch, root)
@@ -181,10 +185,11 @@ def write_entries(op: str, arch: str, entries: Sequence[Mapping], meta: Optional
     for e in [*data.get("entries", []), *entries]:
         cfg = e["config"]
         e = {"kernel": e["kernel"],
-             "key": {"dtype": dtype_name(e["key"]["dtype"]), "shape": [int(d) for d in e["key"]["shape"]]},
+             "key": {"dtype": dtype_name(e["key"]["dtype"]), "shape": [int(d) for d in e["key"]["shape"]],
+                     **({"variant": e["key"]["variant"]} if e["key"].get("variant") else {})},
              "config": cfg.to_dict() if isinstance(cfg, Config) else dict(cfg),
              **({"ms": float(e["ms"])} if e.get("ms") is not None else {})}
-        merged[(e["kernel"], e["key"]["dtype"], tuple(e["key"]["shape"]))] = e
+        merged[(e["kernel"], e["key"]["dtype"], tuple(e["key"]["shape"]), e["key"].get("variant", ""))] = e
     out = {k: v for k, v in data.items() if k != "entries"}
     out.update({"op": op, "arch": arch})
     out.update(dict(meta or {}))

@@ -17,8 +17,12 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
 - Registered as the torch.library custom op ``helion_ops::matmul`` with a fake (meta) kernel
   and autograd formula, so ``torch.compile`` traces through it without a graph break.
 
-Configs: per shape (M, N, K, dtype) from ``configs/<arch>/matmul.json`` when it has an entry for
-the GPU, else from ``choose_config`` (analytic; see there), cached per specialization.
+Configs: per shape (M, N, K, dtype) and operand layout (NN forward; NT and TN, backward's dA and dB)
+from ``configs/<arch>/matmul.json`` when it has an entry for the GPU, else from ``choose_config``
+(analytic; see there), cached per specialization. The layout is part of the key because a
+transposed operand changes which loads coalesce: backward-shaped problems on the forward's configs
+ran at 0.52-0.84x cuBLAS for 4097^3, 1024^3 and the M <= 128 shapes; on their own (bench.matmul_sweep,
+H100, 2026-11-26) at 0.93-1.19x.
 
 Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, ``impl`` with the chooser's config vs
 ``torch.matmul``, do_bench medians, 2026-11-25; run-to-run noise is about 3-5%):
@@ -191,12 +195,15 @@ def _fit(bound, cfg: Config) -> Config:
     return bound.normalize(Config(**d))
 
 
-def _pretuned(m: int, n: int, k: int, dtype: torch.dtype) -> Optional[Config]:
+def _pretuned(m: int, n: int, k: int, dtype: torch.dtype, variant: Optional[str]) -> Optional[Config]:
     try:
         from helion_ops.dsl import pretuned
-        return pretuned.lookup(NAME, "matmul_kernel", dtype, [m, n, k])
+        return pretuned.lookup(NAME, "matmul_kernel", dtype, [m, n, k], variant=variant)
     except Exception:
         return None
+
+
+LAYOUTS = {(False, False): None, (False, True): "NT", (True, False): "TN", (True, True): "TT"}
 
 
 def config_for(args: tuple) -> Config:
@@ -205,7 +212,9 @@ def config_for(args: tuple) -> Config:
     m, k = (a.shape[1], a.shape[0]) if ta else tuple(a.shape)
     n = b.shape[0] if tb else b.shape[1]
     bound = matmul_kernel.bind(args)
-    cfg = _pretuned(m, n, k, a.dtype)
+    # The table is keyed by layout too: a transposed operand changes which loads coalesce (1024^3
+    # with B transposed, backward's dA: 0.67x cuBLAS on the forward's config, 0.93x on its own).
+    cfg = _pretuned(m, n, k, a.dtype, LAYOUTS[(ta, tb)])
     if cfg is not None:
         try:
             return _fit(bound, cfg)

@@ -118,3 +118,16 @@ def test_arch_names(monkeypatch):
     assert pretuned.current_arch() == "sm100"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pretuned.current_arch() is None
+
+
+def test_variant_entries_only_match_their_variant(root):
+    """A layout variant (matmul's "NT") is its own table: its entries never serve the plain key, and
+    a variant with no entries gets None (the op's chooser), not the plain entry of that shape."""
+    nt = _entry((4096, 4096), 32)
+    nt["key"]["variant"] = "NT"
+    pretuned.write_entries("softmax", "sm90", [nt], {}, root=root)
+    get = lambda v: pretuned.lookup("softmax", "softmax_kernel", "bfloat16", [4096, 4096], arch="sm90",
+                                    root=root, variant=v)
+    assert get(None).num_warps == 8 and get("NT").num_warps == 32 and get("TN") is None
+    stored = json.loads(pretuned.config_path("softmax", "sm90", root).read_text())["entries"]
+    assert sum(e["key"]["shape"] == [4096, 4096] and e["key"]["dtype"] == "bfloat16" for e in stored) == 2
