@@ -45,3 +45,24 @@ def test_shipped_gemm_tables(mod):
         if (e["kernel"], variant) not in compiled:
             compiled.add((e["kernel"], variant))
             assert bound.compile_for_target(cfg, ("cuda", 90, 32))
+
+
+def test_shipped_attention_table():
+    """configs/sm90/attention.json: keyed [B*H, S_q, S_k, D, 1 + causal]; each entry validates for
+    its kernel at that shape (B=1 stands in for B*H heads: the config does not depend on the split)
+    and lookup returns it."""
+    from helion_ops.ops import attention
+
+    path = pretuned.config_path("attention", "sm90")
+    if not path.exists():
+        pytest.skip(f"no {path}")
+    data = json.loads(path.read_text())
+    assert data["gpu"].startswith("NVIDIA H100") and data["entries"]
+    for e in data["entries"]:
+        bh, s_q, s_k, d, c = e["key"]["shape"]
+        q, k = _meta(1, bh, s_q, d), _meta(1, bh, s_k, d)
+        assert e["kernel"] == "attn_fwd" and e["ms"] > 0
+        bound = attention.attn_fwd.bind((q, k, k, c == 2, 0.1))
+        bound.config_space.normalize(Config(**e["config"]))
+        assert pretuned.lookup("attention", "attn_fwd", torch.bfloat16, [bh, s_q, s_k, d, c], arch="sm90") == \
+            Config(**e["config"])
