@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write the measurements here (JSON)")
     ap.add_argument("--merge", nargs="*", default=None, help="sweep JSON files to write instead of sweeping")
     ap.add_argument("--write", action="store_true", help="merge the kept configs into configs/<arch>/matmul.json")
-    ap.add_argument("--arch", default="sm90")
+    ap.add_argument("--arch", default=None, help="default: this GPU's (e.g. sm90); sm90 for --merge on CPU")
     ap.add_argument("--meta", default=None, help="JSON of gpu/torch/triton/date for --merge (default: this machine)")
     args = ap.parse_args(argv)
     from helion_ops.dsl import pretuned
@@ -151,10 +151,11 @@ def main(argv=None) -> int:
                 json.dump(results, open(args.out, "w"), indent=1)
         meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
     if args.write:
+        arch = args.arch or pretuned.current_arch() or "sm90"
         meta = {**meta, "date": meta.get("date") or datetime.date.today().isoformat(),
                 "method": "python -m bench.tune (autotune) for the first entries; python -m bench.matmul_sweep "
                           "(grid per problem class and layout, kept unless 2% faster) for the entries it measured"}
-        p = pretuned.write_entries("matmul", args.arch, entries(results), meta)
+        p = pretuned.write_entries("matmul", arch, entries(results), meta)
         print(f"{len(results)} entries -> {p}")
     return 0
 

@@ -24,11 +24,13 @@ transposed operand changes which loads coalesce: backward-shaped problems on the
 ran at 0.52-0.84x cuBLAS for 4097^3, 1024^3 and the M <= 128 shapes; on their own (bench.matmul_sweep,
 H100, 2026-11-26) at 0.93-1.19x.
 
-Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, ``impl`` with the chooser's config vs
-``torch.matmul``, do_bench medians, 2026-11-25; run-to-run noise is about 3-5%):
-0.96x at 4096^3, 1.04x at 8192^3, 0.99x at 4000^3, 0.89x at 4097^3, 1.01-1.11x at M = 4096 / 16384,
-0.91-0.97x at M = 1024, 0.95-0.97x at M = 16, 0.80-0.95x at M = 1, 0.77-0.95x at M = 128,
-0.68x at 1024^3 (a 9 us problem). Backward-shaped calls at 4096^3: dA 1.00x, dB 1.04x.
+Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, the harness at commit ced9f51, 2026-11-26,
+results/H100/matmul.csv; the cuBLAS and eager columns time the same torch.matmul and differ by up
+to ~10% on large shapes, which is the run-to-run noise): forward geomean 1.01x cuBLAS over the 19
+SHAPES, lowest 0.91x (1x4096x4096 and 1024x14336x4096), 0.94x at 1024^3. Backward geomean 0.88x:
+0.93-1.12x from 128 rows up, but 0.28x / 0.44x at 1024^3 / 2048^3 and 0.61-0.65x at M = 1 / 16,
+where the two GEMMs take 8-40 us each and the time is the host's (autograd plus two launches from
+Python, about 300 us against eager's 140 us on that machine's CPU), not the kernels'.
 
 Memory (tests/reliability/test_memory.py): the output only; autograd saves a and b (and the output with
 relu); backward allocates dA and dB only (transposed views, no copies), plus an [N] fp32 sum for dbias

@@ -1,0 +1,37 @@
+"""bench.matmul_sweep's CPU side: the problems per layout, the candidate grids, and the table
+entries it writes (the timing itself needs a GPU)."""
+import json
+
+import pytest
+
+from bench import matmul_sweep as S
+from helion_ops.dsl import pretuned
+
+
+def test_problems_cover_each_layout():
+    probs = S.problems([(128, 4096, 14336), (64, 64, 64)], ["fwd", "bwd"])
+    assert (128, 4096, 14336, False, False) in probs
+    assert (128, 14336, 4096, False, True) in probs   # dA = dZ @ B^T
+    assert (14336, 4096, 128, True, False) in probs   # dB = A^T @ dZ
+    assert len(probs) == len(set(probs)) == 6
+    assert S.problems([(64, 64, 64)], ["fwd"]) == [(64, 64, 64, False, False)]
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 4096, 4096), (128, 4096, 14336), (4096, 4096, 4096)])
+def test_candidates_are_distinct_and_capped(m, n, k):
+    c = S.candidates(m, n, k, limit=12)
+    assert 0 < len(c) <= 12 and len({json.dumps(d, sort_keys=True) for d in c}) == len(c)
+    assert all(d["block_sizes"][0] == 16 for d in c) == (m <= 16)
+    assert c == S.candidates(m, n, k, limit=12)  # seeded: a rerun sweeps the same grid
+
+
+def test_entries_carry_the_layout_variant(tmp_path):
+    cfg = {"block_sizes": [64, 64, 64], "num_warps": 4}
+    rows = [dict(m=8, n=16, k=32, ta=False, tb=False, best_us=5.0, config=cfg),
+            dict(m=8, n=32, k=16, ta=False, tb=True, best_us=6.0, config=cfg),
+            dict(m=32, n=16, k=8, ta=True, tb=False, best_us=7.0, config=cfg)]
+    pretuned.write_entries("matmul", "sm90", S.entries(rows), {}, root=tmp_path)
+    stored = json.loads(pretuned.config_path("matmul", "sm90", tmp_path).read_text())["entries"]
+    assert sorted(e["key"].get("variant", "NN") for e in stored) == ["NN", "NT", "TN"]
+    assert pretuned.lookup("matmul", "matmul_kernel", "bf16", [8, 32, 16], arch="sm90", root=tmp_path,
+                           variant="NT").num_warps == 4
