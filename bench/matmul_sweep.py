@@ -13,6 +13,10 @@ Each problem is timed against torch.matmul on the same (transposed) views in the
 current config (the table's entry or the chooser) is kept unless a candidate beats it. Candidates
 whose result differs from an fp32 reference by more than 2% of its max are rejected. The problems
 are matmul.SHAPES and, for bwd, the dA and dB problems of each shape.
+
+results/H100/sweeps/matmul_sweep_2026-11-26.json was measured by this tool's prototype (the same
+grids, shuffled in another order and cut at 24-30 candidates per problem, plus split-K candidates,
+which never won) and written into the table with --merge.
 """
 from __future__ import annotations
 

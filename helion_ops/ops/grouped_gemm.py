@@ -153,11 +153,11 @@ def choose_dw_config(g: int, m_total: int, n: int, k: int, dtype: torch.dtype) -
     """dw config: block_sizes = [BM (contraction over the group's rows), BK, BN].
 
     A 128x256 output tile with a 64-row contraction step, 8 warps, 4 stages and pointer loads won on
-    all eight SHAPES in a 70-candidate grid on an H100 (bf16, 2026-11-26; the sweep is recorded in
-    results/H100/sweeps/grouped_gemm_dw_sweep_2026-11-26.json): 1.7-2.3x faster than the 128x128
-    TMA config it replaced, 0.78-0.88x torch._grouped_mm's dw. Pointer loads, because a group's rows
-    start at a device offset and end mid-tile, and the rows past the end must be masked (a TMA box
-    would read the next group's rows)."""
+    all eight SHAPES on an H100 (bf16, 2026-11-26; ``python -m bench.grouped_gemm_dw_sweep``, 63-76
+    candidates timed per shape, results/H100/sweeps/grouped_gemm_dw_sweep_2026-11-26.json): 1.7-2.3x
+    faster than the 128x128 TMA config it replaced, 0.78-0.88x torch._grouped_mm's dw. Pointer loads,
+    because a group's rows start at a device offset and end mid-tile, and the rows past the end must be
+    masked (a TMA box would read the next group's rows)."""
     if dtype == torch.float32:
         return Config(block_sizes=[32, 64, 64], num_warps=4, num_stages=3, pid_type="flat",
                       indexing="tensor_descriptor")

@@ -30,7 +30,7 @@ to ~10% on large shapes, which is the run-to-run noise): forward geomean 1.01x c
 SHAPES, lowest 0.91x (1x4096x4096 and 1024x14336x4096), 0.94x at 1024^3. Backward geomean 0.88x:
 0.93-1.12x from 128 rows up, but 0.28x / 0.44x at 1024^3 / 2048^3 and 0.61-0.65x at M = 1 / 16,
 where the two GEMMs take 8-40 us each and the time is the host's (autograd plus two launches from
-Python, about 300 us against eager's 140 us on that machine's CPU), not the kernels'.
+Python), not the kernels'.
 
 Memory (tests/reliability/test_memory.py): the output only; autograd saves a and b (and the output with
 relu); backward allocates dA and dB only (transposed views, no copies), plus an [N] fp32 sum for dbias

@@ -2,13 +2,10 @@
 custom-op registration, bad inputs, and the sm_90 compile (wgmma + TMA in the PTX)."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from helion_ops.dsl import Config
 from helion_ops.dsl.exc import InputError
 from helion_ops.ops import matmul as M
 
