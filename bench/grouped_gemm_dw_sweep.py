@@ -16,7 +16,6 @@ import itertools
 import json
 import random
 import sys
-import time
 
 import torch
 
@@ -36,39 +35,17 @@ def candidates(seed: int = 0) -> list[dict]:
 
 
 def sweep_shape(shape: tuple, per_shape: float) -> dict:
-    import triton.testing
-
-    from helion_ops.dsl import Config
+    from bench.matmul_sweep import bench_us, grid_search
     from helion_ops.ops import grouped_gemm as G
-
-    def bench(fn) -> float:
-        return float(triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")) * 1e3
 
     g, m, n, k = shape
     x, _, offs = G.make_inputs(shape, torch.bfloat16, "cuda")
     dy = torch.randn(m, n, device="cuda", dtype=torch.bfloat16)
     args = (x, dy, offs)
     ref = G._eager_dw(x, dy, offs).float()
-    t_vendor = bench(lambda: torch._grouped_mm(x.t(), dy, offs=offs))
+    t_vendor = bench_us(lambda: torch._grouped_mm(x.t(), dy, offs=offs))
     bound = G._configure(G.grouped_gemm_dw_kernel, args, [g, m, n, k], G.choose_dw_config)
-    bound(*args)
-    t_cur = bench(lambda: bound(*args))
-    best_t, best_cfg, tried, t0 = t_cur, bound.config, 0, time.time()
-    for d in candidates():
-        if time.time() - t0 > per_shape:
-            break
-        try:
-            bound.config = cfg = G._fit(bound, Config(**d, l2_groupings=[8]))
-            out = bound(*args)
-            if ((out.float() - ref).abs().max() / ref.abs().max()).item() > 2e-2:
-                print(f"  wrong result, rejected: {d}", flush=True)
-                continue
-            t = bench(lambda: bound(*args))
-            tried += 1
-        except Exception:  # out of shared memory or registers: not a candidate
-            continue
-        if t < best_t:
-            best_t, best_cfg = t, cfg
+    t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(), G._fit, per_shape)
     print(f"dw {shape}: grouped_mm {t_vendor:.0f} us, current {t_cur:.0f} us, best {best_t:.0f} us "
           f"({tried} tried) {json.dumps(best_cfg.to_dict())}", flush=True)
     return dict(shape=list(shape), grouped_mm_us=t_vendor, current_us=t_cur, best_us=best_t,

@@ -67,44 +67,55 @@ def candidates(m: int, n: int, k: int, limit: int, seed: int = 0) -> list[dict]:
     return grid[:limit]
 
 
-def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
+def bench_us(fn) -> float:
+    """Median microseconds of fn (do_bench, which clears L2 before each call)."""
     import triton.testing
 
+    return float(triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")) * 1e3
+
+
+def grid_search(bound, args: tuple, ref: torch.Tensor, grid: list[dict], fit, seconds: float):
+    """Time ``bound`` on its current config, then on each candidate of ``grid`` (``fit(bound, Config)``
+    makes it valid) until ``seconds`` pass; a result off ``ref`` by more than 2% of its max is rejected,
+    a candidate that fails to compile is skipped. Returns (current us, best us, best Config, timed)."""
     from helion_ops.dsl import Config
-    from helion_ops.ops import matmul as M
 
-    def bench(fn) -> float:
-        return float(triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")) * 1e3
-
-    m, n, k, ta, tb = prob
-    a = torch.randn((k, m) if ta else (m, k), device="cuda", dtype=torch.bfloat16)
-    b = torch.randn((n, k) if tb else (k, n), device="cuda", dtype=torch.bfloat16)
-    av, bv = (a.T if ta else a), (b.T if tb else b)
-    ref = av.float() @ bv.float()
-    t_cublas = bench(lambda: torch.matmul(av, bv))
-    args = (a, b, None, None, ta, tb)
-    bound = M.matmul_kernel.bind(args)
-    bound.config = current = M.config_for(args)
     bound(*args)
-    t_cur = bench(lambda: bound(*args))
-    best_t, best_cfg, tried = t_cur, current, 0
-    t0 = time.time()
-    for d in candidates(m, n, k, max_candidates):
-        if time.time() - t0 > per_problem:
+    t_cur = bench_us(lambda: bound(*args))
+    best_t, best_cfg, tried, t0 = t_cur, bound.config, 0, time.time()
+    for d in grid:
+        if time.time() - t0 > seconds:
             break
         try:
-            bound.config = cfg = M._fit(bound, Config(**d, l2_groupings=[8]))
+            bound.config = cfg = fit(bound, Config(**d, l2_groupings=[8]))
             out = bound(*args)
             if ((out.float() - ref).abs().max() / ref.abs().max()).item() > 2e-2:
                 print(f"  wrong result, rejected: {d}", flush=True)
                 continue
-            t = bench(lambda: bound(*args))
+            t = bench_us(lambda: bound(*args))
             tried += 1
         except Exception as e:  # out of shared memory, registers...: not a candidate
             print(f"  {d}: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}", flush=True)
             continue
         if t < best_t:
             best_t, best_cfg = t, cfg
+    return t_cur, best_t, best_cfg, tried
+
+
+def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
+    from helion_ops.ops import matmul as M
+
+    m, n, k, ta, tb = prob
+    a = torch.randn((k, m) if ta else (m, k), device="cuda", dtype=torch.bfloat16)
+    b = torch.randn((n, k) if tb else (k, n), device="cuda", dtype=torch.bfloat16)
+    av, bv = (a.T if ta else a), (b.T if tb else b)
+    ref = av.float() @ bv.float()
+    t_cublas = bench_us(lambda: torch.matmul(av, bv))
+    args = (a, b, None, None, ta, tb)
+    bound = M.matmul_kernel.bind(args)
+    bound.config = current = M.config_for(args)
+    t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(m, n, k, max_candidates), M._fit,
+                                                 per_problem)
     if best_t >= t_cur * (1 - NOISE):
         best_t, best_cfg = t_cur, current
     layout = M.LAYOUTS[(ta, tb)] or "NN"
