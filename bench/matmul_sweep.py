@@ -87,7 +87,7 @@ def grid_search(bound, args: tuple, ref: torch.Tensor, grid: list[dict], fit, se
         if time.time() - t0 > seconds:
             break
         try:
-            bound.config = cfg = fit(bound, Config(**d, l2_groupings=[8]))
+            bound.config = cfg = fit(bound, Config(**{"l2_groupings": [8], **d}))
             out = bound(*args)
             if ((out.float() - ref).abs().max() / ref.abs().max()).item() > 2e-2:
                 print(f"  wrong result, rejected: {d}", flush=True)

@@ -153,7 +153,7 @@ def choose_dw_config(g: int, m_total: int, n: int, k: int, dtype: torch.dtype) -
     """dw config: block_sizes = [BM (contraction over the group's rows), BK, BN].
 
     A 128x256 output tile with a 64-row contraction step, 8 warps, 4 stages and pointer loads won on
-    all eight SHAPES on an H100 (bf16, 2026-11-26; ``python -m bench.grouped_gemm_dw_sweep``, 63-76
+    all eight SHAPES on an H100 (bf16, 2026-11-26; ``python -m bench.grouped_gemm_sweep --kernel dw``, 63-76
     candidates timed per shape, results/H100/sweeps/grouped_gemm_dw_sweep_2026-11-26.json): 1.7-2.3x
     faster than the 128x128 TMA config it replaced, 0.78-0.88x torch._grouped_mm's dw. Pointer loads,
     because a group's rows start at a device offset and end mid-tile, and the rows past the end must be
@@ -173,12 +173,18 @@ def _fit(bound, cfg: Config) -> Config:
     return bound.normalize(Config(**d))
 
 
-def _pretuned(kernel_name: str, shape: list, dtype) -> Optional[Config]:
+def _pretuned(kernel_name: str, shape: list, dtype, variant: Optional[str] = None) -> Optional[Config]:
     try:
         from helion_ops.dsl import pretuned
-        return pretuned.lookup(NAME, kernel_name, dtype, shape)
+        return pretuned.lookup(NAME, kernel_name, dtype, shape, variant=variant)
     except Exception:
         return None
+
+
+def variant_of(args: tuple) -> Optional[str]:
+    """The table variant of a launch: "T" when the forward kernel reads w transposed (backward's dx),
+    whose loads coalesce along another dim, so it never borrows a forward entry of the same shape."""
+    return "T" if len(args) == 4 and args[3] else None
 
 
 def _launch(kernel, args: tuple, shape: list, chooser, eager):
@@ -191,18 +197,18 @@ def _launch(kernel, args: tuple, shape: list, chooser, eager):
         if chosen is not True:
             if chosen == C.EAGER:  # failed before: eager, no new warning
                 raise C.UseEager
-            _configure(kernel, args, shape, chooser)
+            _configure(kernel, args, shape, chooser, variant_of(args))
         return bound(*args)
     except Exception as e:
         C.kernel_failed(NAME, kernel.name, e, bound)
         return eager()
 
 
-def _configure(kernel, args: tuple, shape: list, chooser) -> "helion.BoundKernel":
+def _configure(kernel, args: tuple, shape: list, chooser, variant: Optional[str] = None) -> "helion.BoundKernel":
     bound = kernel.bind(args)
     if not getattr(bound, "_op_config_chosen", False):
         cfg = None
-        pre = _pretuned(kernel.name, shape, args[0].dtype)
+        pre = _pretuned(kernel.name, shape, args[0].dtype, variant)
         if pre is not None:
             try:
                 cfg = _fit(bound, pre)

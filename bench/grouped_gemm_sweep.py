@@ -1,0 +1,152 @@
+"""A grid sweep of the grouped GEMM kernels' configs over grouped_gemm.SHAPES.
+
+    python -m bench.grouped_gemm_sweep --kernel fwd|dx|dw [--per-shape 45] [--out sweep.json] [--write]
+    python -m bench.grouped_gemm_sweep --merge sweep.json ... --write   (write what a sweep measured)
+
+Three problems per shape (G, M_total, N, K), each timed beside ``torch._grouped_mm`` on the same
+operands in the same process:
+
+- ``fwd``: ``out = x @ w[g]`` (``grouped_gemm_kernel``, w read as [K, N]);
+- ``dx``: backward's ``dx = dy @ w[g]^T`` (the same kernel with ``trans_w``: w read transposed in
+  place); its table entries carry ``"variant": "T"`` so it never borrows a forward config;
+- ``dw``: backward's ``dw[g] = x_g^T @ dy_g`` (``grouped_gemm_dw_kernel``).
+
+For each, the current config (the table's entry or the op's chooser) is timed, then a shuffled grid of
+tiles, warps, stages, indexing and pid types until ``--per-shape`` seconds pass; a candidate is kept
+only if 2% faster, and one whose result is off the eager reference by more than 2% of its max is
+rejected. results/H100/sweeps/grouped_gemm_dw_sweep_2026-11-26.json is a dw run of this tool (then
+named bench.grouped_gemm_dw_sweep, with the same dw grid); its winner became ``choose_dw_config``'s
+default and the dw entries of configs/sm90/grouped_gemm.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import random
+import sys
+
+import torch
+
+NOISE = 0.02
+KERNELS = ("fwd", "dx", "dw")
+DW_TILES = ((64, 128, 128), (64, 128, 256), (64, 256, 128), (32, 128, 256), (128, 128, 128), (32, 256, 128),
+            (64, 64, 256))  # (rows per step, K tile, N tile)
+FWD_TILES = ((128, 256, 64), (128, 128, 64), (256, 128, 64), (128, 128, 128), (64, 256, 64))  # (BM, BN, BK)
+
+
+def candidates(kernel: str = "dw", seed: int = 0) -> list[dict]:
+    """The kernel's grid, shuffled with ``seed`` (a rerun sweeps the same order)."""
+    grid = []
+    if kernel == "dw":
+        for bs, w, st, ix, pid in itertools.product(DW_TILES, (4, 8), (3, 4, 5), ("pointer", "tensor_descriptor"),
+                                                    ("flat", "persistent_interleaved")):
+            if bs[1] * bs[2] >= 128 * 256 and w == 4:
+                continue  # a 128x256 fp32 accumulator spills with 4 warps
+            grid.append(dict(block_sizes=list(bs), num_warps=w, num_stages=st, indexing=ix, pid_type=pid))
+    else:
+        for bs, w, st, ix, pid, l2 in itertools.product(FWD_TILES, (4, 8), (3, 4, 5), ("tensor_descriptor", "pointer"),
+                                                        ("persistent_interleaved", "flat"), (8, 16)):
+            big = bs[0] * bs[1] >= 128 * 256
+            smem = (bs[0] + bs[1]) * bs[2] * 2 * st  # bf16 A and B tiles per stage
+            if (big and w == 4) or (bs[0] * bs[1] <= 64 * 128 and w == 8) or smem > 200 * 1024:
+                continue  # spills, too few rows per warp, or over the 227 KiB of shared memory
+            grid.append(dict(block_sizes=list(bs), num_warps=w, num_stages=st, indexing=ix, pid_type=pid,
+                             l2_groupings=[l2]))
+    random.Random(seed).shuffle(grid)
+    return grid
+
+
+def problem(kernel: str, shape: tuple):
+    """(kernel object, args, table shape, chooser, fp32 reference, vendor call) of one problem."""
+    from helion_ops.ops import grouped_gemm as G
+
+    g, m, n, k = shape
+    x, w, offs = G.make_inputs(shape, torch.bfloat16, "cuda")
+    if kernel == "fwd":
+        return (G.grouped_gemm_kernel, (x, w, offs, False), [g, m, n, k], G.choose_config,
+                G._eager_fwd(x, w, offs).float(), lambda: torch._grouped_mm(x, w, offs=offs))
+    dy = torch.randn(m, n, device="cuda", dtype=torch.bfloat16)
+    if kernel == "dx":
+        wt = w.transpose(1, 2)  # [G, N, K] view of w's storage: dx = dy @ w[g]^T
+        return (G.grouped_gemm_kernel, (dy, w, offs, True), [g, m, k, n], G.choose_config,
+                G._eager_fwd(dy, wt, offs).float(), lambda: torch._grouped_mm(dy, wt, offs=offs))
+    return (G.grouped_gemm_dw_kernel, (x, dy, offs), [g, m, n, k], G.choose_dw_config,
+            G._eager_dw(x, dy, offs).float(), lambda: torch._grouped_mm(x.t(), dy, offs=offs))
+
+
+def sweep_shape(kernel: str, shape: tuple, per_shape: float) -> dict:
+    from bench.matmul_sweep import bench_us, grid_search
+    from helion_ops.ops import grouped_gemm as G
+
+    kern, args, key, chooser, ref, vendor = problem(kernel, shape)
+    t_vendor = bench_us(vendor)
+    bound = G._configure(kern, args, key, chooser, variant=G.variant_of(args))
+    current = bound.config
+    t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(kernel), G._fit, per_shape)
+    if best_t >= t_cur * (1 - NOISE):
+        best_t, best_cfg = t_cur, current
+    print(f"{kernel} {shape}: grouped_mm {t_vendor:.0f} us, current {t_cur:.0f} us ({t_vendor / t_cur:.2f}x), "
+          f"kept {best_t:.0f} us ({t_vendor / best_t:.2f}x) after {tried} candidates {json.dumps(best_cfg.to_dict())}",
+          flush=True)
+    return dict(kernel=kernel, shape=list(shape), key=key, grouped_mm_us=t_vendor, current_us=t_cur,
+                best_us=best_t, config=best_cfg.to_dict())
+
+
+def entries(results: list[dict]) -> list[dict]:
+    """Table entries of a sweep's results (a dw-only result without "kernel"/"key" is a dw run)."""
+    out = []
+    for r in results:
+        kernel = r.get("kernel", "dw")
+        key = {"dtype": "bfloat16", "shape": r.get("key", r["shape"])}
+        if kernel == "dx":
+            key["variant"] = "T"
+        out.append({"kernel": "grouped_gemm_dw_kernel" if kernel == "dw" else "grouped_gemm_kernel",
+                    "key": key, "config": r["config"], "ms": r["best_us"] / 1e3})
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernel", default="fwd", help="comma-separated: fwd, dx, dw")
+    ap.add_argument("--per-shape", type=float, default=45.0, help="seconds of candidates per shape")
+    ap.add_argument("--out", default=None, help="write the measurements here (JSON)")
+    ap.add_argument("--merge", nargs="*", default=None, help="sweep JSON files to write instead of sweeping")
+    ap.add_argument("--write", action="store_true", help="merge the kept configs into configs/<arch>/grouped_gemm.json")
+    ap.add_argument("--arch", default=None, help="default: this GPU's (e.g. sm90); sm90 for --merge on CPU")
+    ap.add_argument("--meta", default=None, help="JSON of gpu/torch/triton/date for --merge (default: this machine)")
+    args = ap.parse_args(argv)
+    kernels = args.kernel.split(",")
+    if any(k not in KERNELS for k in kernels):
+        ap.error(f"--kernel: choose from {', '.join(KERNELS)}")
+    from helion_ops.dsl import pretuned
+    from helion_ops.ops import grouped_gemm as G
+
+    if args.merge is not None:
+        results = [r for f in args.merge for r in json.load(open(f))]
+        meta = json.loads(args.meta) if args.meta else {}
+    else:
+        if not torch.cuda.is_available():
+            print("bench.grouped_gemm_sweep needs a CUDA GPU (nothing measured)")
+            return 2
+        import triton
+        results = []
+        for kernel in kernels:
+            for shape in G.SHAPES:
+                results.append(sweep_shape(kernel, shape, args.per_shape))
+                if args.out:
+                    json.dump(results, open(args.out, "w"), indent=1)
+        meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
+    if args.write:
+        arch = args.arch or pretuned.current_arch() or "sm90"
+        meta = {**meta, "date": meta.get("date") or datetime.date.today().isoformat(),
+                "method": "python -m bench.tune --effort quick for the first entries; python -m bench.grouped_gemm_sweep "
+                          "(grid per kernel, kept unless 2% faster) for the entries it measured"}
+        p = pretuned.write_entries("grouped_gemm", arch, entries(results), meta)
+        print(f"{len(results)} entries -> {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
