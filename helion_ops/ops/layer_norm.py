@@ -11,15 +11,19 @@ Kernels:
 * ``layer_norm_bwd``: ``dx = (w*dy - (xhat * mean(xhat*w*dy) + mean(w*dy))) * rstd`` per row; dweight
   and dbias through per-program partial sums (no atomics): programs of ``rows`` rows (a registered
   block size) step through them ``sub`` rows at a time ([sub, N] tiles, so short rows still keep
-  enough loads in flight), accumulate ``sum(dy * xhat)`` and ``sum(dy)`` into rows of [programs, N]
-  fp32 buffers, and the host reduces those with ``.sum(0)``.
+  enough loads in flight), accumulate ``sum(dy * xhat)`` and ``sum(dy)`` and store them into one
+  ``[programs, K, N]`` fp32 buffer (K = how many of weight and bias are given: row 0 dweight, then
+  dbias), which the host reduces with one ``.sum(0)`` and one cast to x's dtype; dweight and dbias are
+  rows (views) of that ``[K, N]`` result (fewer host-side torch ops per backward than a buffer each).
 
-Custom ops ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` carry fake implementations and autograd.
+Custom ops ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` carry fake implementations and autograd;
+``layer_norm_bwd`` returns ``(dx, dparams)`` with dparams that ``[K, N]`` tensor (custom ops may not
+return two outputs that share a storage), and its autograd formula takes the rows.
 
 Memory (tests/reliability/test_memory.py): forward allocates y plus ``mean`` and ``rstd`` ([M] fp32 each,
-saved for backward); backward allocates dx, dweight, dbias plus the workspace of two ``[P, N]`` fp32
-partial-sum buffers (P = cdiv(M, rows per program), about 2 per SM) and, for fp16/bf16, their ``[N]``
-fp32 sums.
+saved for backward); backward allocates dx, one ``[K, N]`` tensor holding dweight and dbias (K as
+above), plus the workspace of one ``[P, K, N]`` fp32 partial-sum buffer (P = cdiv(M, rows per
+program), about 2 per SM) and, for fp16/bf16, its ``[K, N]`` fp32 sum.
 """
 from __future__ import annotations
 
@@ -73,9 +77,8 @@ def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Ten
     rows = hl.register_block_size(m)          # rows per program (one partial-sum row each)
     sub = hl.register_block_size(m)           # rows per inner step (a [sub, n] tile in registers)
     dx = torch.empty([m, n], dtype=x.dtype, device=x.device)
-    parts = hl.cdiv(m, rows)
-    dw = torch.empty([parts, n], dtype=torch.float32, device=x.device) if weight is not None else None
-    db = torch.empty([parts, n], dtype=torch.float32, device=x.device) if bias is not None else None
+    k = (weight is not None) + (bias is not None)  # rows of dwb: dweight (if weight), then dbias (if bias)
+    dwb = torch.empty([hl.cdiv(m, rows), k, n], dtype=torch.float32, device=x.device) if k else None
     for tile_m in hl.tile(m, block_size=rows):
         if weight is not None:
             w = weight[:].to(torch.float32)
@@ -98,10 +101,10 @@ def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Ten
             c2 = torch.sum(wg, dim=1) * (1.0 / n)
             dx[tile_r, :] = ((wg - (xhat * c1[:, None] + c2[:, None])) * r[:, None]).to(x.dtype)
         if weight is not None:
-            dw[tile_m.id, :] = dw_acc
+            dwb[tile_m.id, 0, :] = dw_acc
         if bias is not None:
-            db[tile_m.id, :] = db_acc
-    return dx, dw, db
+            dwb[tile_m.id, k - 1, :] = db_acc
+    return dx, dwb
 
 
 def _default_fwd(shape: tuple) -> helion.Config:
@@ -128,16 +131,15 @@ def _eager_fwd(x, weight, bias, eps):
 
 
 def _eager_bwd(dy, x, weight, bias, mean, rstd):
-    """``layer_norm_bwd``'s outputs with PyTorch; dweight/dbias as one partial-sum row ([1, N] fp32)."""
+    """``layer_norm_bwd``'s outputs with PyTorch; dweight/dbias partials as one program's ([1, K, N] fp32)."""
     g = dy.float()
     xhat = (x.float() - mean[:, None]) * rstd[:, None]
     wg = g * weight.float() if weight is not None else g
     c1 = (xhat * wg).mean(-1, keepdim=True)
     c2 = wg.mean(-1, keepdim=True)
     dx = ((wg - (xhat * c1 + c2)) * rstd[:, None]).to(x.dtype)
-    dw = (g * xhat).sum(0, keepdim=True) if weight is not None else None
-    db = g.sum(0, keepdim=True) if bias is not None else None
-    return dx, dw, db
+    parts = ([(g * xhat).sum(0)] if weight is not None else []) + ([g.sum(0)] if bias is not None else [])
+    return dx, (torch.stack(parts)[None] if parts else None)
 
 
 _fwd = C.Launcher(NAME, layer_norm_fwd, _default_fwd, eager=_eager_fwd)
@@ -173,30 +175,34 @@ def _(x, weight, bias, eps):
 @torch.library.custom_op("helion_ops::layer_norm_bwd", mutates_args=())
 def layer_norm_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor],
                       bias: Optional[torch.Tensor], mean: torch.Tensor,
-                      rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dx, dweight, dbias); dweight/dbias are empty tensors when weight/bias is None."""
+                      rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dparams): dparams is [K, N] in x's dtype, K = how many of weight and bias are given, rows
+    dweight (if weight) then dbias (if bias)."""
     return _rows_bwd(dy, x, weight, bias, mean, rstd)
 
 
 def _rows_bwd(dy, x, weight, bias, mean, rstd):
     C.check_device(NAME, "grad_output", dy)
     m, n = x.shape
+    k = (weight is not None) + (bias is not None)
     if x.numel() == 0:
-        dw = torch.zeros([n], dtype=x.dtype, device=x.device) if weight is not None else x.new_empty([0])
-        db = torch.zeros([n], dtype=x.dtype, device=x.device) if bias is not None else x.new_empty([0])
-        return torch.empty(x.shape, dtype=x.dtype, device=x.device), dw, db
-    dx, dwp, dbp = _bwd(C.as_rows(dy, n), x, weight, bias, mean, rstd)
-    dw = dwp.sum(0).to(x.dtype) if weight is not None else x.new_empty([0])
-    db = dbp.sum(0).to(x.dtype) if bias is not None else x.new_empty([0])
-    return dx, dw, db
+        dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        return dx, torch.zeros([k, n], dtype=x.dtype, device=x.device)
+    dx, dwb = _bwd(C.as_rows(dy, n), x, weight, bias, mean, rstd)
+    return dx, (dwb.sum(0).to(x.dtype) if k else x.new_empty([0, n]))  # one sum + one cast for both
+
+
+def _param_grads(dparams, weight, bias, need) -> tuple:
+    """(dweight, dbias): rows (views) of ``_rows_bwd``'s dparams; None where not given or not needed."""
+    return (dparams[0] if weight is not None and need[1] else None,
+            dparams[-1] if bias is not None and need[2] else None)
 
 
 @layer_norm_bwd_op.register_fake
 def _(dy, x, weight, bias, mean, rstd):
-    n = x.shape[1]
-    dw = torch.empty([n] if weight is not None else [0], dtype=x.dtype, device=x.device)
-    db = torch.empty([n] if bias is not None else [0], dtype=x.dtype, device=x.device)
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device), dw, db
+    k = (weight is not None) + (bias is not None)
+    return (torch.empty(x.shape, dtype=x.dtype, device=x.device),
+            torch.empty([k, x.shape[1]], dtype=x.dtype, device=x.device))
 
 
 def _setup(ctx, inputs, output) -> None:
@@ -207,9 +213,8 @@ def _setup(ctx, inputs, output) -> None:
 
 def _backward(ctx, dy, _dmean, _drstd):
     x, weight, bias, mean, rstd = ctx.saved_tensors
-    dx, dw, db = layer_norm_bwd_op(dy.to(x.dtype), x, weight, bias, mean, rstd)
-    need = ctx.needs_input_grad
-    return dx, (dw if weight is not None and need[1] else None), (db if bias is not None and need[2] else None), None
+    dx, dparams = layer_norm_bwd_op(dy.to(x.dtype), x, weight, bias, mean, rstd)
+    return (dx, *_param_grads(dparams, weight, bias, ctx.needs_input_grad), None)
 
 
 layer_norm_fwd_op.register_autograd(_backward, setup_context=_setup)
@@ -230,10 +235,8 @@ class _LayerNormFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, weight, bias, mean, rstd = ctx.saved_tensors
-        dx, dw, db = _rows_bwd(dy.to(x.dtype), x, weight, bias, mean, rstd)
-        need = ctx.needs_input_grad
-        return dx, (dw if weight is not None and need[1] else None), \
-            (db if bias is not None and need[2] else None), None
+        dx, dparams = _rows_bwd(dy.to(x.dtype), x, weight, bias, mean, rstd)
+        return (dx, *_param_grads(dparams, weight, bias, ctx.needs_input_grad), None)
 
 
 # ---- public API ---------------------------------------------------------------------------------

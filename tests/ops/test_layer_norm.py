@@ -78,13 +78,24 @@ def test_looped_forward_and_multirow_backward(n):
         run_and_check(x, None, b)
 
 
-def test_partials_have_one_row_per_program():
-    x, w, b = rand(7, 33), rand(33), rand(33)
+@pytest.mark.parametrize("affine", ["wb", "w", "b", ""])
+def test_partials_have_one_row_per_program(affine):
+    """One [P, K, N] fp32 buffer (K rows: dweight, then dbias, of those given), as the eager fallback."""
+    x, dy = rand(7, 33), rand(7, 33)
+    w = rand(33) if "w" in affine else None
+    b = rand(33) if "b" in affine else None
     mean, rstd = x.mean(-1), torch.rsqrt(x.var(-1, unbiased=False) + 1e-5)
     cfg = Config(block_sizes=[4, 4], reduction_loops=[None], num_warps=4, num_stages=1)
     with C.use_config("layer_norm_bwd", cfg):
-        dx, dwp, dbp = L._bwd(rand(7, 33), x, w, b, mean, rstd)
-    assert dwp.shape == dbp.shape == (2, 33) and dwp.dtype == dbp.dtype == torch.float32
+        dx, dwb = L._bwd(dy, x, w, b, mean, rstd)
+    ref_dx, ref = L._eager_bwd(dy, x, w, b, mean, rstd)
+    torch.testing.assert_close(dx, ref_dx, rtol=1e-5, atol=1e-5)
+    if not affine:
+        assert dwb is None and ref is None
+        return
+    assert dwb.shape == (2, len(affine), 33) and dwb.dtype == torch.float32
+    assert ref.shape == (1, len(affine), 33) and ref.dtype == torch.float32
+    torch.testing.assert_close(dwb.sum(0), ref[0], rtol=1e-5, atol=1e-5)
 
 
 def test_default_configs():

@@ -43,8 +43,8 @@ F32 = 4
 # | op           | fwd (inference)        | train | bwd                                                        |
 # |--------------|------------------------|-------|------------------------------------------------------------|
 # | softmax      | 0                      | 0     | 0                                                          |
-# | layer_norm   | mean, rstd [M] fp32    | 0 (*) | dweight, dbias partials 2 x [P, N] fp32 (+ their [N] fp32   |
-# |              |                        |       | sums when x is not fp32), P = cdiv(M, rows per program)    |
+# | layer_norm   | mean, rstd [M] fp32    | 0 (*) | dweight, dbias partials: one [P, 2, N] fp32 (+ its [2, N]  |
+# |              |                        |       | fp32 sum when x is not fp32), P = cdiv(M, rows per program) |
 # | rms_norm     | rstd [M] fp32          | 0 (*) | dweight partials [P, N] fp32 (+ [N] fp32 sum if not fp32)  |
 # | matmul       | 0                      | 0     | 0 (dA, dB by the same kernel on transposed views)          |
 # | grouped_gemm | 0                      | 0     | 0                                                          |
@@ -89,7 +89,7 @@ def workspace(name: str, kind: str, inputs: tuple) -> int:
         return 0
     if name in ("layer_norm", "rms_norm"):
         m, n = x.shape
-        stats = 2 if name == "layer_norm" else 1  # (mean, rstd) or rstd; (dweight, dbias) or dweight
+        stats = 2 if name == "layer_norm" else 1  # (mean, rstd) or rstd; [P, 2, N] or [P, N] partials
         if kind == "fwd":
             return stats * m * F32
         p = _norm_programs(MODS[name], x)
