@@ -1,6 +1,7 @@
 """A grid sweep of the grouped GEMM kernels' configs over grouped_gemm.SHAPES.
 
-    python -m bench.grouped_gemm_sweep --kernel fwd|dx|dw [--per-shape 45] [--out sweep.json] [--write]
+    python -m bench.grouped_gemm_sweep --kernel fwd|dx|dw [--per-shape 45] [--shapes 0,4] [--start 50]
+                                       [--out sweep.json] [--write]
     python -m bench.grouped_gemm_sweep --merge sweep.json ... --write   (write what a sweep measured)
 
 Three problems per shape (G, M_total, N, K), each timed beside ``torch._grouped_mm`` on the same
@@ -76,7 +77,7 @@ def problem(kernel: str, shape: tuple):
             G._eager_dw(x, dy, offs).float(), lambda: torch._grouped_mm(x.t(), dy, offs=offs))
 
 
-def sweep_shape(kernel: str, shape: tuple, per_shape: float) -> dict:
+def sweep_shape(kernel: str, shape: tuple, per_shape: float, start: int = 0) -> dict:
     from bench.matmul_sweep import bench_us, grid_search
     from helion_ops.ops import grouped_gemm as G
 
@@ -84,7 +85,8 @@ def sweep_shape(kernel: str, shape: tuple, per_shape: float) -> dict:
     t_vendor = bench_us(vendor)
     bound = G._configure(kern, args, key, chooser, variant=G.variant_of(args))
     current = bound.config
-    t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(kernel), G._fit, per_shape)
+    t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(kernel)[start:], G._fit,
+                                                 per_shape)
     if best_t >= t_cur * (1 - NOISE):
         best_t, best_cfg = t_cur, current
     print(f"{kernel} {shape}: grouped_mm {t_vendor:.0f} us, current {t_cur:.0f} us ({t_vendor / t_cur:.2f}x), "
@@ -111,6 +113,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernel", default="fwd", help="comma-separated: fwd, dx, dw")
     ap.add_argument("--per-shape", type=float, default=45.0, help="seconds of candidates per shape")
+    ap.add_argument("--shapes", default=None, help="indices into grouped_gemm.SHAPES (default: all)")
+    ap.add_argument("--start", type=int, default=0,
+                    help="skip the grid's first candidates (a follow-up run over the rest of the same grid)")
     ap.add_argument("--out", default=None, help="write the measurements here (JSON)")
     ap.add_argument("--merge", nargs="*", default=None, help="sweep JSON files to write instead of sweeping")
     ap.add_argument("--write", action="store_true", help="merge the kept configs into configs/<arch>/grouped_gemm.json")
@@ -133,8 +138,9 @@ def main(argv=None) -> int:
         import triton
         results = []
         for kernel in kernels:
-            for shape in G.SHAPES:
-                results.append(sweep_shape(kernel, shape, args.per_shape))
+            picked = [G.SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else G.SHAPES
+            for shape in picked:
+                results.append(sweep_shape(kernel, shape, args.per_shape, args.start))
                 if args.out:
                     json.dump(results, open(args.out, "w"), indent=1)
         meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
