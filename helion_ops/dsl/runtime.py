@@ -148,32 +148,46 @@ class Kernel:
 
 
 _Tensor = torch.Tensor
+# Exact types keyed by value with no further test; tensors and Parameters by layout. Both keys run on
+# every launch (several µs of host time per call on a slow host CPU), so they are one comprehension
+# over exact-type set lookups, with isinstance only for the rare rest.
+_TENSORS = {torch.Tensor, torch.nn.Parameter}
+_BY_VALUE = {int, bool, str, type(None), types.ModuleType}
 
 
 def spec_key(args: tuple) -> tuple:
     """What a kernel specialises on: tensor dtype/shape/strides/device, int and str values, and the
     code of a function argument (it is inlined: another function is another kernel)."""
-    return tuple([(a.dtype, a.shape, a.stride(), a.is_cuda) if isinstance(a, _Tensor)
-                  else float if type(a) is float else (type(a), a) if isinstance(a, (int, str, type(None)))
-                  else (types.FunctionType, a.__code__) if type(a) is types.FunctionType
-                  else type(a) for a in args])
+    return tuple([(a.dtype, a.shape, a.stride(), a.is_cuda) if type(a) in _TENSORS
+                  else float if type(a) is float
+                  else (type(a), a) if type(a) in _BY_VALUE
+                  else _spec_key_other(a) for a in args])
+
+
+def _spec_key_other(a: Any) -> Any:
+    if isinstance(a, _Tensor):
+        return (a.dtype, a.shape, a.stride(), a.is_cuda)
+    if isinstance(a, (int, str)):
+        return (type(a), a)
+    return (types.FunctionType, a.__code__) if type(a) is types.FunctionType else type(a)
 
 
 def _launch_key(values: list) -> tuple:
     """What one device loop specialises on. Pointer alignment is part of it because Triton
-    compiles a 16-byte-aligned pointer into wider loads; a misaligned view needs its own binary."""
-    key = []
-    for v in values:  # runs on every launch: exact-type tests first, isinstance only for the rare rest
-        t = type(v)
-        if t is _Tensor or (t is not int and t is not float and isinstance(v, _Tensor)):
-            key.append((v.dtype, v.shape, v.stride(), not v.data_ptr() & 15))
-        elif t is float:
-            key.append(float)
-        elif t is int or v is None or t is bool:
-            key.append(v)
-        else:
-            key.append(repr(v) if isinstance(v, (list, dict, set)) else v)
-    return tuple(key)
+    compiles a 16-byte-aligned pointer into wider loads; a misaligned view needs its own binary.
+    Floats are keyed by type only (they are runtime arguments, not constants)."""
+    return tuple([(v.dtype, v.shape, v.stride(), not v.data_ptr() & 15) if type(v) in _TENSORS
+                  else float if type(v) is float
+                  else v if type(v) in _BY_VALUE
+                  else _launch_key_other(v) for v in values])
+
+
+def _launch_key_other(v: Any) -> Any:
+    if isinstance(v, _Tensor):
+        return (v.dtype, v.shape, v.stride(), not v.data_ptr() & 15)
+    if isinstance(v, float):
+        return float
+    return repr(v) if isinstance(v, (list, dict, set)) else v
 
 
 class Compiled:
