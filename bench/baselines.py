@@ -1,4 +1,5 @@
-"""The implementations timed for one op: ours, eager, torch.compile, vendor, Helion."""
+"""The implementations timed for one op: ours, eager, torch.compile, vendor, Helion, and for
+memory-bound ops a device copy of the same bytes (the bandwidth a kernel of that size can reach)."""
 from __future__ import annotations
 
 from types import ModuleType
@@ -6,6 +7,7 @@ from typing import Callable
 
 OURS = "helion_ops"
 BUILTIN = ("eager", "compile", "helion")
+COPY = "copy"  # not an implementation of the op: a copy moving the bytes the op's work() counts
 
 
 def helion_available() -> bool:
@@ -21,6 +23,7 @@ def impl_names(mod: ModuleType, requested: list[str] | None, mode: str = "fwd") 
     requested=None means every baseline: eager, compile, all of mod.BASELINES, helion.
     A vendor name the op does not provide (e.g. "cudnn" for softmax) is skipped with a note;
     helion runs forward only, when a Helion version of the op exists and `import helion` works.
+    "copy" (only when requested) applies to memory-bound ops (METRIC GB/s).
     """
     from bench import helion_baseline
 
@@ -40,6 +43,11 @@ def impl_names(mod: ModuleType, requested: list[str] | None, mode: str = "fwd") 
                 names.append(name)
         elif name in ("eager", "compile") or name in mod.BASELINES:
             names.append(name)
+        elif name == COPY:
+            if mod.METRIC == "GB/s":
+                names.append(name)
+            else:
+                notes.append(f"{mod.NAME}: no copy baseline (compute-bound: {mod.METRIC})")
         elif requested is not None:
             missing.append(name)
     if missing:
@@ -75,3 +83,14 @@ def make_fn(mod: ModuleType, name: str, mode: str = "fwd", n_inputs: int | None 
             fconfig.donated_buffer = False
         return torch.compile(mod.eager, dynamic=False)
     return mod.BASELINES[name]
+
+
+def copy_of(work_bytes: float, device: str) -> Callable:
+    """A device-to-device copy of ``work_bytes / 2`` bytes (``work`` counts bytes read plus written):
+    timed like the op, it is the bandwidth a single pass over that many bytes reaches at that size,
+    launch and ramp included, which a large-copy ceiling overstates for small shapes."""
+    import torch
+
+    src = torch.empty(max(1, int(work_bytes // 2)), dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)

@@ -33,7 +33,7 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
 GPU=$(python3 -c "from bench.gpu_info import gpu_name, short_name; n = gpu_name(); print(short_name(n) if n != 'cpu' else 'cpu')")
 echo "results directory: results/$GPU"
 export HELION_BENCH_EFFORT=${HELION_BENCH_EFFORT:-none}
-BASELINES=eager,compile,cublas,cudnn,flash,grouped_mm,helion
+BASELINES=eager,compile,cublas,cudnn,flash,grouped_mm,helion,copy
 BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode fwd,bwd --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes ${BENCH_SHAPES:-bench/session_shapes.json} --helion-shapes ${HELION_SHAPES:-2} --time-budget ${BENCH_BUDGET:-420} ${BENCH_EXTRA:-}"
 NORMS="--op softmax,rms_norm,layer_norm"
 GEMMS="--op matmul,grouped_gemm,attention"

@@ -121,3 +121,20 @@ def test_discover_skips_private_and_helpers(tmp_path, monkeypatch):
     assert list(problems) == ["broken"]
     for name in [m for m in sys.modules if m.startswith("fakecat")]:
         monkeypatch.delitem(sys.modules, name)
+
+
+def test_copy_baseline_times_the_counted_bytes(fake, monkeypatch):
+    """"copy" (memory-bound ops only) is a device copy of work()/2 bytes, timed like the impls, with no
+    result to check; ours gets a speedup_vs_copy (its fraction of a same-size single pass)."""
+    names, notes = baselines.impl_names(fake, ["eager", "copy"])
+    assert names == [baselines.OURS, "eager", "copy"] and not notes
+    sizes = []
+    real = baselines.copy_of
+    monkeypatch.setattr(baselines, "copy_of", lambda work, dev: sizes.append(work) or real(work, dev))
+    rows = run(fake, "fwd", impls=names)
+    copy = next(r for r in rows if r["impl"] == "copy")
+    assert copy["status"] == "ok" and copy["ms"] > 0 and sizes == [fake.work((8, 32), torch.float32)]
+    assert rows[0]["speedup_vs_copy"] == pytest.approx(copy["ms"] / rows[0]["ms"])
+    fake.METRIC = "TFLOP/s"
+    names, notes = baselines.impl_names(fake, ["copy"])
+    assert names == [baselines.OURS] and "no copy baseline" in notes[0]
