@@ -1,7 +1,7 @@
 """Tune an op's kernels on this GPU and write the pretuned table configs/<arch>/<op>.json.
 
     python -m bench.tune --op matmul[,grouped_gemm,...] [--effort quick] [--dtype bf16]
-                         [--shapes all|N] [--kernels name,...] [--mode fwd,bwd] [--time-limit S]
+                         [--shapes all|N|MxN;...] [--kernels name,...] [--mode fwd,bwd] [--time-limit S]
 
 For each shape of the op's SHAPES, the op runs once (forward, and backward with --mode bwd for ops
 with GRAD_INPUTS) while this script records which kernels it launched, with which arguments, and
@@ -106,12 +106,23 @@ def tune_op(name: str, effort: str, dtype: torch.dtype, shapes, kernels, modes, 
     return entries
 
 
+def pick_shapes(shapes: list, spec: str) -> list:
+    """``spec``: "all", N (the first N), or shapes written like the results ("16384x5120;4096x4097")."""
+    if spec == "all":
+        return list(shapes)
+    if spec.isdigit():
+        return list(shapes[:int(spec)])
+    from bench.schema import parse_shape
+    return [parse_shape(t) for t in spec.split(";") if t.strip()]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--op", required=True, help="comma-separated op names")
     ap.add_argument("--effort", default="quick", choices=["quick", "full"])
     ap.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
-    ap.add_argument("--shapes", default="all", help="'all' or the first N shapes of SHAPES")
+    ap.add_argument("--shapes", default="all",
+                    help="'all', the first N shapes of SHAPES, or a ';'-separated list such as '16384x5120;4096x4097'")
     ap.add_argument("--kernels", default="", help="only these kernel names")
     ap.add_argument("--mode", default="fwd", help="fwd, bwd or fwd,bwd")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds per kernel and shape")
@@ -132,7 +143,7 @@ def main(argv=None) -> int:
     modes = args.mode.split(",")
     for name in args.op.split(","):
         op_mod = importlib.import_module(f"helion_ops.ops.{name}")
-        shapes = op_mod.SHAPES if args.shapes == "all" else op_mod.SHAPES[:int(args.shapes)]
+        shapes = pick_shapes(op_mod.SHAPES, args.shapes)
         t0 = time.time()
         entries = tune_op(name, args.effort, DTYPES[args.dtype], shapes, kernels, modes, args.time_limit,
                           write=lambda e, name=name: pretuned.write_entries(name, arch, [e], meta))

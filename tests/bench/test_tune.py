@@ -30,3 +30,11 @@ def test_record_matmul_backward_keys_each_layout():
     keys = sorted((r[1][1], r[1][2]) for r in rec)
     assert [r[0] for r in rec] == ["matmul_kernel", "matmul_kernel"]
     assert keys == sorted([([m, k, n], "NT"), ([k, n, m], "TN")]), keys
+
+
+def test_pick_shapes():
+    from bench.tune import pick_shapes
+
+    shapes = [(4096, 1000), (4096, 4096), (16384, 5120)]
+    assert pick_shapes(shapes, "all") == shapes and pick_shapes(shapes, "2") == shapes[:2]
+    assert pick_shapes(shapes, "16384x5120;4096x4097") == [(16384, 5120), (4096, 4097)]
