@@ -48,11 +48,14 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
     """Which host values a device loop needs: names it reads, and maximal host-only
     subexpressions (``x.size(0)``, ``n * 2``) evaluated per call by the launcher.
 
-    Returns (names, code objects, hoisted ids, {id(ast node): hoisted id})."""
+    Returns (names, code objects, hoisted ids, {id(ast node): hoisted id}, gather): ``gather`` is one
+    code object evaluating every name and hoisted expression into a tuple (the launcher's values in one
+    ``eval``, instead of a dict lookup per name and an ``eval`` per expression on every launch)."""
     device_names = set(loop.assigned) | {n.id for n in ast.walk(loop.node.target) if isinstance(n, ast.Name)}
     glb = pk.globals
     names = [n for n in loop.reads if n in host_locals or n in glb]
     codes, ids, mapping = [], [], {}
+    exprs: list[ast.expr] = []  # the hoisted expressions, in the order of ``codes``
 
     def host_only(node: ast.AST) -> bool:
         for n in ast.walk(node):
@@ -81,6 +84,7 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
             if ok and val is not None and not isinstance(val, (str, torch.dtype)):
                 hid = f"_h{len(ids)}"
                 codes.append(code)
+                exprs.append(node)
                 ids.append(hid)
                 mapping[id(node)] = hid
                 return
@@ -95,7 +99,9 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
     if any(isinstance(n, ast.Call) and pk.resolve(n.func) in _RANDOM_FNS for s in loop.node.body for n in ast.walk(s)):
         dev = next((n for n in names if isinstance(host_locals.get(n, glb.get(n)), torch.Tensor)), None)
         where = f", device={dev}.device" if dev else ""
-        codes.append(compile(f"__import__('torch').randint(0, 2**31 - 1, (1,){where})", pk.file, "eval"))
+        src = f"__import__('torch').randint(0, 2**31 - 1, (1,){where})"
+        codes.append(compile(src, pk.file, "eval"))
+        exprs.append(ast.parse(src, mode="eval").body)
         ids.append(f"_h{len(ids)}")
         mapping[("seed",)] = ids[-1]
     # Tensors a host function argument (e.g. an epilogue lambda) closes over reach the device
@@ -105,8 +111,11 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
     for n in names:
         if isinstance(host_locals.get(n, glb.get(n)), types.FunctionType):
             for j in range(CLOSURE_SLOTS):
-                codes.append(compile(f"__import__('helion_ops.dsl.inline', fromlist=['_']).closure_tensor({n}, {j})",
-                                     pk.file, "eval"))
+                src = f"__import__('helion_ops.dsl.inline', fromlist=['_']).closure_tensor({n}, {j})"
+                codes.append(compile(src, pk.file, "eval"))
+                exprs.append(ast.parse(src, mode="eval").body)
                 ids.append(f"_h{len(ids)}")
                 mapping[("closure", n, j)] = ids[-1]
-    return names, codes, ids, mapping
+    gather = ast.Expression(body=ast.Tuple(elts=[ast.Name(id=n, ctx=ast.Load()) for n in names] + exprs,
+                                           ctx=ast.Load()))
+    return names, codes, ids, mapping, compile(ast.fix_missing_locations(gather), pk.file, "eval")

@@ -46,6 +46,7 @@ class RunContext:
         self.sources: list[str] = []
         self.specs: list[dict] = []
         self.irs: list[Any] = []
+        self.compiled: dict[tuple, "Compiled"] = {}  # (loop, launch key) -> binary, for this Config
 
     def block_size(self, bid: int, *bounds: Any) -> int:
         if self.mode == "facts":
@@ -383,21 +384,28 @@ class BoundKernel:
 
     def launch(self, i: int, host_locals: dict, ctx: RunContext) -> None:
         p = self._plans.get(i) or self.plan(i, host_locals)
-        names, hoisted, hoist_ids, _ = p
+        names, hoisted, hoist_ids, _, gather = p
         glb = self.pk._host_globals  # type: ignore[attr-defined]
-        values = [host_locals[n] if n in host_locals else glb.get(n) for n in names]
-        for code in hoisted:
-            values.append(eval(code, glb, host_locals))
-        key = (i, ctx.config.key(), _launch_key(values))
-        c = self._compiled.get(key) if ctx.mode == "launch" else None
+        try:
+            values = list(eval(gather, glb, host_locals))
+        except NameError:  # a name this call's host code left unbound: None, as for a missing global
+            values = [host_locals[n] if n in host_locals else glb.get(n) for n in names]
+            values += [eval(code, glb, host_locals) for code in hoisted]
+        if ctx.mode != "launch":
+            self._compile(i, names + hoist_ids, values, ctx)
+            return
+        # The run context's own cache needs no Config in its key (it has one Config); the bound
+        # kernel's cache outlives contexts (bound.run with a Config builds a fresh one).
+        lk = (i, _launch_key(values))
+        c = ctx.compiled.get(lk)
         if c is None:
-            if ctx.mode == "launch":
+            key = (i, ctx.config.key(), lk[1])
+            c = self._compiled.get(key)
+            if c is None:
                 _check_launch(self.kernel.name, names, values)
-            c = self._compile(i, names + hoist_ids, values, ctx)
-            if ctx.mode == "launch":
-                self._compiled[key] = c
-        if ctx.mode == "launch":
-            c.launch(values)
+                c = self._compiled[key] = self._compile(i, names + hoist_ids, values, ctx)
+            ctx.compiled[lk] = c
+        c.launch(values)
 
     def _compile(self, i: int, names: list[str], values: list, ctx: RunContext) -> Compiled:
         inputs = dict(zip(names, values))
