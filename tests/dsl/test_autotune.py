@@ -296,6 +296,19 @@ def test_compare_tolerances(dtype, err, ok):
     assert (compare(out.to(dt), ref.to(dt)) is None) == ok
 
 
+def test_compare_partial_sum_buffers_by_their_sum():
+    """A [programs, N] partial-sum output (programs set by the config) matches by its column sums;
+    other shape changes, and wrong sums, still fail."""
+    import torch
+    torch.manual_seed(0)
+    parts = torch.randn(8, 33)
+    fewer = parts.view(4, 2, 33).sum(1)  # the same sums over half as many programs
+    assert compare(fewer, parts) is None
+    assert compare(fewer + 0.1, parts) is not None
+    assert compare(torch.randn(8, 32), parts) is not None  # trailing dims must agree
+    assert compare(parts.sum(0), parts) is not None        # so must the rank
+
+
 def test_compare_structure_nan_and_ints():
     import torch
     a = torch.tensor([1.0, float("nan"), float("inf")])
