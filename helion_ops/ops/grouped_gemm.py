@@ -22,10 +22,13 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
   ints back from the device. Pass ``validate=False`` to skip it (e.g. inside CUDA graphs);
   ``impl`` (the benchmark entry) skips it, as ``torch._grouped_mm`` does no such check.
 
-Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, vs ``torch._grouped_mm``, 2026-11-25, on
-SHAPES): forward 0.93-1.14x (x rows are jagged, so they are read through pointers; w through TMA),
-far ahead of the Python loop on G = 64 (577 vs 352 TFLOP/s); dx 0.95-1.11x; dw 0.42-0.52x on its first
-config, 0.78-0.88x on the swept one (2026-11-26, kernel times; see ``choose_dw_config``).
+Measured through the harness (results/H100/grouped_gemm.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
+bf16, commit a10b03b, 2026-11-26), against ``torch._grouped_mm`` timed in the same run: forward 1.00x
+geomean (0.94-1.03x over SHAPES; 471-708 TFLOP/s), backward (dx and dw) 0.91x (0.84-0.95x); 1.5-7.5x
+the Python loop of cuBLAS calls (``eager``) on the forward, 2.4-57x on the backward. The forward and
+dx configs come from ``bench.grouped_gemm_sweep`` (dx keyed as variant "T" in the table), dw's from
+its dw grid (see ``choose_dw_config``). The forward is left at parity by partial tiles at group ends
+(3-12% of the rows of 128-row tiles on SHAPES, most on the two 0.94x shapes) and wave quantisation.
 
 Memory (tests/reliability/test_memory.py): the output only; autograd saves x, w and offsets; backward
 allocates dx and dw only; no workspace beyond Triton's TMA descriptor scratch (a few KiB, on GPU).
