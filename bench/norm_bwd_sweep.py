@@ -1,0 +1,127 @@
+"""A short grid around the norm backwards' current configs, written to configs/<arch>/<op>.json.
+
+    python -m bench.norm_bwd_sweep [--op rms_norm,layer_norm] [--shapes all|MxN;...] [--out sweep.json] [--write]
+    python -m bench.norm_bwd_sweep --merge sweep.json ... --write
+
+Why beside bench.tune: the knob that matters here, software pipelining of the inner row loop
+(``range_num_stages``: the next rows' loads issued while this row reduces), sits in a large space
+with many configs that do not compile, and a timed search rarely reaches it. For each shape the
+backward kernel is recorded from one real backward (``bench.tune.record``), then timed on its current
+config and on that config with range_num_stages in {0, 2, 3}, num_warps in {8, 16} and half the rows
+per program. A candidate must match the current config's outputs (``autotune.compare``: dx, and the
+dweight partials by their sum) and be 2% faster to be kept.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import itertools
+import json
+import sys
+
+import torch
+
+NOISE = 0.02
+
+
+def candidates(current: dict) -> list[dict]:
+    """Variations of ``current`` (a Config dict) over the knobs above (current itself is timed apart)."""
+    rows, sub = current["block_sizes"][:2]
+    out = []
+    for stages, warps, r in itertools.product((0, 2, 3), (8, 16), (rows, max(sub, rows // 2))):
+        d = dict(current, num_warps=warps, block_sizes=[r, sub], range_num_stages=[stages])
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def sweep_shape(op: str, shape: tuple) -> dict | None:
+    from bench.matmul_sweep import bench_us
+    from bench.tune import record
+    from helion_ops.dsl import Config
+    from helion_ops.dsl.autotune.bench import compare
+
+    mod = importlib.import_module(f"helion_ops.ops.{op}")
+    rec = [r for r in record(mod, shape, torch.bfloat16, "bwd") if r[0] == f"{op}_bwd"]
+    if not rec:
+        return None
+    kname, (_, key, _), bound, current, args = rec[0]
+    ref = bound.run(current, *args)
+    t_cur = bench_us(lambda: bound.run(current, *args))
+    best_t, best = t_cur, current
+    for d in candidates(current.to_dict()):
+        try:
+            cfg = bound.normalize(Config(**d))
+            why = compare(bound.run(cfg, *args), ref)
+            if why is not None:
+                print(f"  rejected {d['block_sizes']} w{d['num_warps']} s{d['range_num_stages']}: {why}", flush=True)
+                continue
+            t = bench_us(lambda: bound.run(cfg, *args))
+        except Exception as e:  # out of registers or shared memory: not a candidate
+            print(f"  {d['block_sizes']} w{d['num_warps']} s{d['range_num_stages']}: {type(e).__name__}", flush=True)
+            continue
+        if t < best_t:
+            best_t, best = t, cfg
+    if best_t >= t_cur * (1 - NOISE):
+        best_t, best = t_cur, current
+    print(f"{op} bwd {shape}: current {t_cur:.1f} us, kept {best_t:.1f} us ({t_cur / best_t:.2f}x) "
+          f"{json.dumps({k: best.to_dict()[k] for k in ('block_sizes', 'num_warps', 'range_num_stages')})}", flush=True)
+    return dict(op=op, kernel=kname, shape=list(shape), key=key, current_us=t_cur, best_us=best_t,
+                config=best.to_dict())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--op", default="rms_norm,layer_norm")
+    ap.add_argument("--shapes", default="all", help="'all' (the op's SHAPES) or 'MxN;MxN'")
+    ap.add_argument("--out", default=None, help="write the measurements here (JSON)")
+    ap.add_argument("--merge", nargs="*", default=None, help="sweep JSON files to write instead of sweeping")
+    ap.add_argument("--write", action="store_true", help="merge the kept configs into configs/<arch>/<op>.json")
+    ap.add_argument("--arch", default=None, help="default: this GPU's (e.g. sm90); sm90 for --merge on CPU")
+    ap.add_argument("--meta", default=None, help="JSON of gpu/torch/triton/date for --merge (default: this machine)")
+    args = ap.parse_args(argv)
+    from bench.tune import pick_shapes
+    from helion_ops.dsl import pretuned
+
+    if args.merge is not None:
+        results = [r for f in args.merge for r in json.load(open(f))]
+        meta = json.loads(args.meta) if args.meta else {}
+    else:
+        if not torch.cuda.is_available():
+            print("bench.norm_bwd_sweep needs a CUDA GPU (nothing measured)")
+            return 2
+        import triton
+        results = []
+        for op in args.op.split(","):
+            mod = importlib.import_module(f"helion_ops.ops.{op}")
+            for shape in pick_shapes(mod.SHAPES, args.shapes):
+                r = sweep_shape(op, tuple(shape))
+                if r is not None:
+                    results.append(r)
+                if args.out:
+                    json.dump(results, open(args.out, "w"), indent=1)
+        meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
+    if args.write:
+        arch = args.arch or pretuned.current_arch() or "sm90"
+        meta = {**meta, "date": meta.get("date") or datetime.date.today().isoformat()}
+        for op in dict.fromkeys(r["op"] for r in results):
+            ents = [{"kernel": r["kernel"], "key": {"dtype": "bfloat16", "shape": r["key"]}, "config": r["config"],
+                     "ms": r["best_us"] / 1e3} for r in results if r["op"] == op]
+            p = pretuned.write_entries(op, arch, ents, {**meta, "method": _method(op, arch)})
+            print(f"{len(ents)} entries -> {p}")
+    return 0
+
+
+def _method(op: str, arch: str) -> str:
+    from helion_ops.dsl import pretuned
+    try:
+        old = json.loads(pretuned.config_path(op, arch).read_text()).get("method", "")
+    except (OSError, ValueError):
+        old = ""
+    note = "bwd entries it measured: python -m bench.norm_bwd_sweep (pipelining grid, kept unless 2% faster)"
+    return old if note in old else (f"{old}; {note}" if old else note)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
