@@ -149,13 +149,21 @@ def nearest_entry(entries: Iterable[Mapping], shape: Sequence[int]) -> Optional[
 
 
 def lookup(op: str, kernel_name: str, dtype: Any, shape: Sequence[int], arch: Optional[str] = None,
-           root: Optional[os.PathLike | str] = None, variant: Optional[str] = None) -> Optional[Config]:
+           root: Optional[os.PathLike | str] = None, variant: Optional[str] = None,
+           exact: Sequence[int] = ()) -> Optional[Config]:
     """The pretuned Config for (kernel, dtype, shape): the exact entry, else
     the nearest bucket; None on CPU or when the file has no entry for this
     kernel and dtype. ``variant`` names a layout the shape does not show (matmul's operand
     transposes, "NT" / "TN"): only entries whose ``key.variant`` is the same are considered, so a
-    backward-shaped call never borrows a config tuned for the forward layout."""
-    e = nearest_entry(_entries(op, kernel_name, dtype, arch, root, variant), shape)
+    backward-shaped call never borrows a config tuned for the forward layout. ``exact`` lists the
+    shape dims that must match, not just be near (attention's head dim: a config tuned for D=128
+    needs twice its shared memory at D=256; its causal flag: the causal backward must not be
+    pipelined)."""
+    entries = _entries(op, kernel_name, dtype, arch, root, variant)
+    if exact:
+        entries = [e for e in entries if len(e["key"]["shape"]) == len(shape)
+                   and all(int(e["key"]["shape"][i]) == int(shape[i]) for i in exact)]
+    e = nearest_entry(entries, shape)
     return None if e is None else Config.from_dict(e["config"])
 
 

@@ -319,7 +319,8 @@ def _shape_key(q: torch.Tensor, k: torch.Tensor, causal: bool) -> list[int]:
 def _pretuned(kernel: str, q, k, causal: bool) -> Optional[Config]:
     try:
         from helion_ops.dsl import pretuned
-        return pretuned.lookup(NAME, kernel, q.dtype, _shape_key(q, k, causal))
+        # Head dim and causal flag must match exactly (see pretuned.lookup); only the sizes are bucketed.
+        return pretuned.lookup(NAME, kernel, q.dtype, _shape_key(q, k, causal), exact=(3, 4))
     except Exception:
         return None
 

@@ -131,3 +131,14 @@ def test_variant_entries_only_match_their_variant(root):
     assert get(None).num_warps == 8 and get("NT").num_warps == 32 and get("TN") is None
     stored = json.loads(pretuned.config_path("softmax", "sm90", root).read_text())["entries"]
     assert sum(e["key"]["shape"] == [4096, 4096] and e["key"]["dtype"] == "bfloat16" for e in stored) == 2
+
+
+def test_exact_dims_must_match(root):
+    """``exact`` dims are matched, never bucketed: with only N = 1024/4096/16384 entries, N = 4097 gets
+    no entry when N is exact (attention's head dim), though bucketing would serve 16384's."""
+    get = lambda shape, exact: pretuned.lookup("softmax", "softmax_kernel", "bfloat16", shape, arch="sm90",
+                                               root=root, exact=exact)
+    assert get((4096, 4097), ()).num_warps == 16
+    assert get((4096, 4097), (1,)) is None
+    assert get((1000, 4096), (1,)).num_warps == 8   # M still bucketed
+    assert get((1000, 4096), (0, 1)) is None

@@ -301,3 +301,24 @@ def test_fp16_gpu_against_tolerance(causal, device):
     out = A.impl(*inputs)
     ref = A.reference(*inputs)
     assert ((out.float() - ref).abs().max() / ref.abs().max()).item() < A.TOLERANCE[torch.float16]
+
+
+def test_config_for_head_dim_without_a_table_entry(monkeypatch):
+    """On sm90 the shipped table holds D=128 entries only: D=256 must get the analytic default (a D=128
+    config needs twice the shared memory there: 458 KB, out of resources on the H100), D=128 its entry."""
+    import json
+
+    from helion_ops.dsl import pretuned
+    monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
+    table = json.loads(pretuned.config_path("attention", "sm90").read_text())["entries"]
+    assert {e["key"]["shape"][3] for e in table} == {128}
+    for d in (128, 256):
+        q = torch.empty(4, 16, 4096, d, dtype=torch.bfloat16, device="meta")
+        args = (q, q, q, False, 0.1)
+        cfg = A.config_for("attn_fwd", args, q, q, False)
+        want = A._fit(A.attn_fwd.bind(args), A.default_config("attn_fwd", d, torch.bfloat16, False))
+        if d == 256:
+            assert list(cfg["block_sizes"]) == list(want["block_sizes"]) == [64, 64]
+        else:
+            entry = next(e for e in table if e["key"]["shape"] == [64, 4096, 4096, 128, 1])
+            assert list(cfg["block_sizes"]) == entry["config"]["block_sizes"]
