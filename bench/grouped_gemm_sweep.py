@@ -22,7 +22,6 @@ default and the dw entries of configs/sm90/grouped_gemm.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import random
@@ -30,7 +29,8 @@ import sys
 
 import torch
 
-NOISE = 0.02
+from bench.sweep import NOISE, bench_us, grid_search, run, table_args
+
 KERNELS = ("fwd", "dx", "dw")
 DW_TILES = ((64, 128, 128), (64, 128, 256), (64, 256, 128), (32, 128, 256), (128, 128, 128), (32, 256, 128),
             (64, 64, 256))  # (rows per step, K tile, N tile)
@@ -78,7 +78,6 @@ def problem(kernel: str, shape: tuple):
 
 
 def sweep_shape(kernel: str, shape: tuple, per_shape: float, start: int = 0) -> dict:
-    from bench.matmul_sweep import bench_us, grid_search
     from helion_ops.ops import grouped_gemm as G
 
     kern, args, key, chooser, ref, vendor = problem(kernel, shape)
@@ -116,11 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default=None, help="indices into grouped_gemm.SHAPES (default: all)")
     ap.add_argument("--start", type=int, default=0,
                     help="skip the grid's first candidates (a follow-up run over the rest of the same grid)")
-    ap.add_argument("--out", default=None, help="write the measurements here (JSON)")
-    ap.add_argument("--merge", nargs="*", default=None, help="sweep JSON files to write instead of sweeping")
-    ap.add_argument("--write", action="store_true", help="merge the kept configs into configs/<arch>/grouped_gemm.json")
-    ap.add_argument("--arch", default=None, help="default: this GPU's (e.g. sm90); sm90 for --merge on CPU")
-    ap.add_argument("--meta", default=None, help="JSON of gpu/torch/triton/date for --merge (default: this machine)")
+    table_args(ap, "configs/<arch>/grouped_gemm.json")
     args = ap.parse_args(argv)
     kernels = args.kernel.split(",")
     if any(k not in KERNELS for k in kernels):
@@ -128,30 +123,19 @@ def main(argv=None) -> int:
     from helion_ops.dsl import pretuned
     from helion_ops.ops import grouped_gemm as G
 
-    if args.merge is not None:
-        results = [r for f in args.merge for r in json.load(open(f))]
-        meta = json.loads(args.meta) if args.meta else {}
-    else:
-        if not torch.cuda.is_available():
-            print("bench.grouped_gemm_sweep needs a CUDA GPU (nothing measured)")
-            return 2
-        import triton
-        results = []
+    def sweep(keep) -> None:
         for kernel in kernels:
             picked = [G.SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else G.SHAPES
             for shape in picked:
-                results.append(sweep_shape(kernel, shape, args.per_shape, args.start))
-                if args.out:
-                    json.dump(results, open(args.out, "w"), indent=1)
-        meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
-    if args.write:
-        arch = args.arch or pretuned.current_arch() or "sm90"
-        meta = {**meta, "date": meta.get("date") or datetime.date.today().isoformat(),
-                "method": "python -m bench.tune --effort quick for the first entries; python -m bench.grouped_gemm_sweep "
-                          "(grid per kernel, kept unless 2% faster) for the entries it measured"}
+                keep(sweep_shape(kernel, shape, args.per_shape, args.start))
+
+    def write(results: list, meta: dict, arch: str) -> None:
+        meta = {**meta, "method": "python -m bench.tune --effort quick for the first entries; python -m "
+                                  "bench.grouped_gemm_sweep (grid per kernel, kept unless 2% faster) for the entries it measured"}
         p = pretuned.write_entries("grouped_gemm", arch, entries(results), meta)
         print(f"{len(results)} entries -> {p}")
-    return 0
+
+    return run(args, "grouped_gemm_sweep", sweep, write)
 
 
 if __name__ == "__main__":

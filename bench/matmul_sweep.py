@@ -21,17 +21,13 @@ which never won) and written into the table with --merge.
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
-import json
 import random
 import sys
-import time
 
 import torch
 
-NOISE = 0.02
-
+from bench.sweep import NOISE, bench_us, grid_search, run, table_args
 
 def problems(shapes, modes) -> list[tuple]:
     """(m, n, k, trans_a, trans_b) for each shape's forward and/or backward GEMMs, deduplicated."""
@@ -65,41 +61,6 @@ def candidates(m: int, n: int, k: int, limit: int, seed: int = 0) -> list[dict]:
             grid.append(dict(block_sizes=[bm, bn, bk], num_warps=w, num_stages=st, indexing=ix, pid_type=pid))
     random.Random(seed).shuffle(grid)
     return grid[:limit]
-
-
-def bench_us(fn) -> float:
-    """Median microseconds of fn (do_bench, which clears L2 before each call)."""
-    import triton.testing
-
-    return float(triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")) * 1e3
-
-
-def grid_search(bound, args: tuple, ref: torch.Tensor, grid: list[dict], fit, seconds: float):
-    """Time ``bound`` on its current config, then on each candidate of ``grid`` (``fit(bound, Config)``
-    makes it valid) until ``seconds`` pass; a result off ``ref`` by more than 2% of its max is rejected,
-    a candidate that fails to compile is skipped. Returns (current us, best us, best Config, timed)."""
-    from helion_ops.dsl import Config
-
-    bound(*args)
-    t_cur = bench_us(lambda: bound(*args))
-    best_t, best_cfg, tried, t0 = t_cur, bound.config, 0, time.time()
-    for d in grid:
-        if time.time() - t0 > seconds:
-            break
-        try:
-            bound.config = cfg = fit(bound, Config(**{"l2_groupings": [8], **d}))
-            out = bound(*args)
-            if ((out.float() - ref).abs().max() / ref.abs().max()).item() > 2e-2:
-                print(f"  wrong result, rejected: {d}", flush=True)
-                continue
-            t = bench_us(lambda: bound(*args))
-            tried += 1
-        except Exception as e:  # out of shared memory, registers...: not a candidate
-            print(f"  {d}: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}", flush=True)
-            continue
-        if t < best_t:
-            best_t, best_cfg = t, cfg
-    return t_cur, best_t, best_cfg, tried
 
 
 def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
@@ -142,37 +103,22 @@ def main(argv=None) -> int:
     ap.add_argument("--problems", default="fwd,bwd")
     ap.add_argument("--per-problem", type=float, default=30.0, help="seconds of candidates per problem")
     ap.add_argument("--max-candidates", type=int, default=30)
-    ap.add_argument("--out", default=None, help="write the measurements here (JSON)")
-    ap.add_argument("--merge", nargs="*", default=None, help="sweep JSON files to write instead of sweeping")
-    ap.add_argument("--write", action="store_true", help="merge the kept configs into configs/<arch>/matmul.json")
-    ap.add_argument("--arch", default=None, help="default: this GPU's (e.g. sm90); sm90 for --merge on CPU")
-    ap.add_argument("--meta", default=None, help="JSON of gpu/torch/triton/date for --merge (default: this machine)")
+    table_args(ap, "configs/<arch>/matmul.json")
     args = ap.parse_args(argv)
     from helion_ops.dsl import pretuned
     from helion_ops.ops import matmul as M
 
-    if args.merge is not None:
-        results = [r for f in args.merge for r in json.load(open(f))]
-        meta = json.loads(args.meta) if args.meta else {}
-    else:
-        if not torch.cuda.is_available():
-            print("bench.matmul_sweep needs a CUDA GPU (nothing written)")
-            return 2
-        import triton
-        results = []
+    def sweep(keep) -> None:
         for prob in problems(M.SHAPES, args.problems.split(",")):
-            results.append(sweep_one(prob, args.per_problem, args.max_candidates))
-            if args.out:
-                json.dump(results, open(args.out, "w"), indent=1)
-        meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
-    if args.write:
-        arch = args.arch or pretuned.current_arch() or "sm90"
-        meta = {**meta, "date": meta.get("date") or datetime.date.today().isoformat(),
-                "method": "python -m bench.tune (autotune) for the first entries; python -m bench.matmul_sweep "
-                          "(grid per problem class and layout, kept unless 2% faster) for the entries it measured"}
+            keep(sweep_one(prob, args.per_problem, args.max_candidates))
+
+    def write(results: list, meta: dict, arch: str) -> None:
+        meta = {**meta, "method": "python -m bench.tune (autotune) for the first entries; python -m bench.matmul_sweep "
+                                  "(grid per problem class and layout, kept unless 2% faster) for the entries it measured"}
         p = pretuned.write_entries("matmul", arch, entries(results), meta)
         print(f"{len(results)} entries -> {p}")
-    return 0
+
+    return run(args, "matmul_sweep", sweep, write)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ dweight partials by their sum) and be 2% faster to be kept.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import itertools
 import json
@@ -22,7 +21,7 @@ import sys
 
 import torch
 
-NOISE = 0.02
+from bench.sweep import NOISE, bench_us, run, table_args
 
 
 def candidates(current: dict) -> list[dict]:
@@ -37,7 +36,6 @@ def candidates(current: dict) -> list[dict]:
 
 
 def sweep_shape(op: str, shape: tuple) -> dict | None:
-    from bench.matmul_sweep import bench_us
     from bench.tune import record
     from helion_ops.dsl import Config
     from helion_ops.dsl.autotune.bench import compare
@@ -75,42 +73,27 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--op", default="rms_norm,layer_norm")
     ap.add_argument("--shapes", default="all", help="'all' (the op's SHAPES) or 'MxN;MxN'")
-    ap.add_argument("--out", default=None, help="write the measurements here (JSON)")
-    ap.add_argument("--merge", nargs="*", default=None, help="sweep JSON files to write instead of sweeping")
-    ap.add_argument("--write", action="store_true", help="merge the kept configs into configs/<arch>/<op>.json")
-    ap.add_argument("--arch", default=None, help="default: this GPU's (e.g. sm90); sm90 for --merge on CPU")
-    ap.add_argument("--meta", default=None, help="JSON of gpu/torch/triton/date for --merge (default: this machine)")
+    table_args(ap, "configs/<arch>/<op>.json")
     args = ap.parse_args(argv)
     from bench.tune import pick_shapes
     from helion_ops.dsl import pretuned
 
-    if args.merge is not None:
-        results = [r for f in args.merge for r in json.load(open(f))]
-        meta = json.loads(args.meta) if args.meta else {}
-    else:
-        if not torch.cuda.is_available():
-            print("bench.norm_bwd_sweep needs a CUDA GPU (nothing measured)")
-            return 2
-        import triton
-        results = []
+    def sweep(keep) -> None:
         for op in args.op.split(","):
             mod = importlib.import_module(f"helion_ops.ops.{op}")
             for shape in pick_shapes(mod.SHAPES, args.shapes):
                 r = sweep_shape(op, tuple(shape))
                 if r is not None:
-                    results.append(r)
-                if args.out:
-                    json.dump(results, open(args.out, "w"), indent=1)
-        meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
-    if args.write:
-        arch = args.arch or pretuned.current_arch() or "sm90"
-        meta = {**meta, "date": meta.get("date") or datetime.date.today().isoformat()}
+                    keep(r)
+
+    def write(results: list, meta: dict, arch: str) -> None:
         for op in dict.fromkeys(r["op"] for r in results):
             ents = [{"kernel": r["kernel"], "key": {"dtype": "bfloat16", "shape": r["key"]}, "config": r["config"],
                      "ms": r["best_us"] / 1e3} for r in results if r["op"] == op]
             p = pretuned.write_entries(op, arch, ents, {**meta, "method": _method(op, arch)})
             print(f"{len(ents)} entries -> {p}")
-    return 0
+
+    return run(args, "norm_bwd_sweep", sweep, write)
 
 
 def _method(op: str, arch: str) -> str:
