@@ -39,16 +39,12 @@ analytic defaults of ``default_config`` (per kernel, head dim, dtype); each is c
 kernel's ConfigSpace and cached per specialisation. Tunables beyond the standard knobs: ``causal_split``
 (forward, causal: visit the key blocks left of the diagonal in a loop without the mask; default on).
 
-Measured on one H100 80GB HBM3 (torch 2.11, Triton 3.6, bf16, B=4, H=16, S=4096, D=128, TFLOP/s as
-counted by ``work``/``backward_work``; triton.testing.do_bench; default configs; not yet through bench/):
+Measured through the harness (results/H100/attention.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
+bf16, D=128, B*S = 16K tokens, H=16, commit a10b03b, 2026-11-26; TFLOP/s as counted by
+``work``/``backward_work``): forward 280-532 TFLOP/s, 0.65-0.87x SDPA's cuDNN backend and 1.16-1.58x
+its flash backend (FA2); backward 203-418 TFLOP/s, 1.04-1.41x FA2.
 
-    =============  ====  =====  ==========  |  ====  =====  ==========
-    case           fwd   cuDNN  flash(FA2)  |  bwd   cuDNN  flash(FA2)
-    non-causal     504   627    347         |  380   508    293
-    causal         374   532    296         |  323   444    251
-    =============  ====  =====  ==========  |  ====  =====  ==========
-
-Backward beats FA2 (1.3x); forward beats FA2 (1.26-1.45x) but is 0.70-0.80x cuDNN. Known limits:
+Known limits:
 inner loops with device-valued bounds (causal) use pointer loads (the DSL only uses TMA for tiles that
 span the whole tensor dim); Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3 (wrong values) and hit a
 misaligned address at 128x16 w4, so the defaults avoid those.
