@@ -44,10 +44,9 @@ bf16, D=128, B*S = 16K tokens, H=16, commit a10b03b, 2026-11-26; TFLOP/s as coun
 ``work``/``backward_work``): forward 280-532 TFLOP/s, 0.65-0.87x SDPA's cuDNN backend and 1.16-1.58x
 its flash backend (FA2); backward 203-418 TFLOP/s, 1.04-1.41x FA2.
 
-Known limits:
-inner loops with device-valued bounds (causal) use pointer loads (the DSL only uses TMA for tiles that
-span the whole tensor dim); Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3 (wrong values) and hit a
-misaligned address at 128x16 w4, so the defaults avoid those.
+Known limits: inner loops with device-valued bounds (causal) use pointer loads (the DSL only uses TMA
+for tiles that span the whole tensor dim); Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3 (wrong
+values) and hit a misaligned address at 128x16 w4, so the defaults avoid those.
 
 Memory (tests/reliability/test_memory.py): forward allocates the output plus ``lse`` ([B, H, S_q] fp32,
 saved for backward); backward allocates dq, dk, dv plus ``delta`` ([B, H, S_q] fp32) and the zero
