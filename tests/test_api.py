@@ -161,7 +161,8 @@ def _kernel_args(kernel: str, shape: list) -> tuple:
 @pytest.mark.parametrize("op", CORE)
 def test_pretuned_sm90_configs_validate_and_compile(op):
     """Every shipped H100 entry validates against its kernel's ConfigSpace at its shape, is what the
-    lookup returns for that shape, and one entry per kernel compiles for sm_90 (no GPU needed)."""
+    lookup returns for that shape, and one entry per kernel and inner-loop pipelining depth compiles
+    for sm_90 (no GPU needed)."""
     import json
 
     import helion_ops.ops as ops_pkg
@@ -179,6 +180,7 @@ def test_pretuned_sm90_configs_validate_and_compile(op):
         cfg = bound.config_space.normalize(helion_ops.dsl.Config(**e["config"]))
         assert pretuned.lookup(op, e["kernel"], torch.bfloat16, e["key"]["shape"], arch="sm90") == \
             helion_ops.dsl.Config(**e["config"])
-        if e["kernel"] not in compiled:
-            compiled.add(e["kernel"])
+        kind = (e["kernel"], tuple(e["config"].get("range_num_stages") or ()))
+        if kind not in compiled:
+            compiled.add(kind)
             assert bound.compile_for_target(cfg, ("cuda", 90, 32))

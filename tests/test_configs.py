@@ -21,7 +21,9 @@ def _args(kernel: str, shape: list, variant=None) -> tuple:
         return (_meta(k, m) if ta else _meta(m, k), _meta(n, k) if tb else _meta(k, n), None, None, ta, tb)
     g, m, n, k = shape
     offsets = _meta(g, dtype=torch.int32)
-    if kernel == "grouped_gemm_kernel":
+    if kernel == "grouped_gemm_kernel":  # variant "T": backward's dx, w read transposed ([G, N, K] storage)
+        if variant == "T":
+            return (_meta(m, k), _meta(g, n, k), offsets, True)
         return (_meta(m, k), _meta(g, k, n), offsets, False)
     return (_meta(m, k), _meta(m, n), offsets)  # grouped_gemm_dw_kernel
 
