@@ -29,7 +29,7 @@ import sys
 
 import torch
 
-from bench.sweep import NOISE, bench_us, grid_search, run, table_args
+from bench.sweep import bench_us, grid_search, run, table_args
 
 KERNELS = ("fwd", "dx", "dw")
 DW_TILES = ((64, 128, 128), (64, 128, 256), (64, 256, 128), (32, 128, 256), (128, 128, 128), (32, 256, 128),
@@ -83,11 +83,8 @@ def sweep_shape(kernel: str, shape: tuple, per_shape: float, start: int = 0) -> 
     kern, args, key, chooser, ref, vendor = problem(kernel, shape)
     t_vendor = bench_us(vendor)
     bound = G._configure(kern, args, key, chooser, variant=G.variant_of(args))
-    current = bound.config
     t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(kernel)[start:], G._fit,
                                                  per_shape)
-    if best_t >= t_cur * (1 - NOISE):
-        best_t, best_cfg = t_cur, current
     print(f"{kernel} {shape}: grouped_mm {t_vendor:.0f} us, current {t_cur:.0f} us ({t_vendor / t_cur:.2f}x), "
           f"kept {best_t:.0f} us ({t_vendor / best_t:.2f}x) after {tried} candidates {json.dumps(best_cfg.to_dict())}",
           flush=True)
@@ -123,9 +120,10 @@ def main(argv=None) -> int:
     from helion_ops.dsl import pretuned
     from helion_ops.ops import grouped_gemm as G
 
+    picked = [G.SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else G.SHAPES
+
     def sweep(keep) -> None:
         for kernel in kernels:
-            picked = [G.SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else G.SHAPES
             for shape in picked:
                 keep(sweep_shape(kernel, shape, args.per_shape, args.start))
 

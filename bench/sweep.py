@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-NOISE = 0.02  # a candidate is kept only when this much faster than the current config
+from bench.tune import NOISE  # a candidate is kept only when this much faster than the current config
 
 
 def bench_us(fn) -> float:
@@ -24,12 +24,14 @@ def bench_us(fn) -> float:
 def grid_search(bound, args: tuple, ref: torch.Tensor, grid: list[dict], fit, seconds: float):
     """Time ``bound`` on its current config, then on each candidate of ``grid`` (``fit(bound, Config)``
     makes it valid) until ``seconds`` pass; a result off ``ref`` by more than 2% of its max is rejected,
-    a candidate that fails to compile is skipped. Returns (current us, best us, best Config, timed)."""
+    a candidate that fails to compile is skipped, and the current config stays best unless a candidate
+    beats it by more than NOISE. Returns (current us, best us, best Config, timed)."""
     from helion_ops.dsl import Config
 
     bound(*args)
     t_cur = bench_us(lambda: bound(*args))
-    best_t, best_cfg, tried, t0 = t_cur, bound.config, 0, time.time()
+    current = bound.config
+    best_t, best_cfg, tried, t0 = t_cur, current, 0, time.time()
     for d in grid:
         if time.time() - t0 > seconds:
             break
@@ -46,6 +48,8 @@ def grid_search(bound, args: tuple, ref: torch.Tensor, grid: list[dict], fit, se
             continue
         if t < best_t:
             best_t, best_cfg = t, cfg
+    if best_t >= t_cur * (1 - NOISE):
+        best_t, best_cfg = t_cur, current
     return t_cur, best_t, best_cfg, tried
 
 
