@@ -1,7 +1,8 @@
 """Named IR passes, run in ``PIPELINE`` order. Each takes and returns a DeviceIR."""
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Any, Callable
 
 from . import ir as I
 from .config import Config
@@ -9,15 +10,50 @@ from .config import Config
 
 
 def decide_masks(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
-    """A dim gets a mask only where its block may not divide its extent."""
+    """A dim gets a mask only where its block may not divide its extent. A loop with device-valued
+    bounds is unmasked when both bounds are provably multiples of its block: causal attention's
+    ``hl.tile(0, min(tile_m.begin, s_k))`` with block_m % block_n == 0 and s_k % block_n == 0. In
+    flash attention's inner loop the masks are three selects over the [BM, BN] score tile per step,
+    on the softmax path that bounds its speed, and they keep every K/V load predicated."""
     for t in d.tiles.values():
         if t.is_grid:
             t.masked = False  # one program / iteration per index: never out of range
+        elif t.static_len is not None:
+            t.masked = t.static_len % t.block != 0
         else:
-            t.masked = t.static_len is None or t.static_len % t.block != 0
+            t.masked = math.gcd(multiple_of(t.begin), multiple_of(t.end)) % t.block != 0
     for r in d.rdims.values():
         r.masked = r.extent % r.block != 0
     return d
+
+
+def multiple_of(v: Any) -> int:
+    """The largest m known to divide the device int ``v`` (0: ``v`` is 0, a multiple of anything;
+    1: nothing known). Follows constants, tile begins and ends, +, -, *, min and max."""
+    if isinstance(v, str):
+        return abs(int(v)) if v.lstrip("-").isdigit() else 1
+    if isinstance(v, bool) or not isinstance(v, (int, I.Value)):
+        return 1
+    if isinstance(v, int):
+        return abs(v)
+    if v.op == "const":
+        c = v.args[0]
+        return abs(c) if isinstance(c, int) and not isinstance(c, bool) else 1
+    if v.op == "cast" and not v.type.dtype.is_floating_point:
+        return multiple_of(v.args[0])
+    if v.op == "tile_attr" and v.attrs["attr"] in ("begin", "end"):
+        t = v.args[0]
+        if t.is_grid:
+            return 1
+        m = math.gcd(multiple_of(t.begin), t.block)  # begin + i * block
+        return m if v.attrs["attr"] == "begin" else math.gcd(m, multiple_of(t.end))  # min(offset + block, end)
+    if v.op == "binary":
+        op, (a, b) = v.attrs["op"], v.args
+        if op in ("+", "-", "minimum", "maximum"):
+            return math.gcd(multiple_of(a), multiple_of(b))
+        if op == "*":
+            return multiple_of(a) * multiple_of(b)
+    return 1
 
 
 def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
@@ -61,7 +97,7 @@ def assign_indexing(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
 
     A descriptor needs the last stride to be 1, other strides 16-byte aligned,
     at least 16 bytes in the last block dim, and tiles that span the whole tensor
-    dim (TMA clips at the tensor's bounds, not at a tile's own end)."""
+    dim or are never partial (TMA clips at the tensor's bounds, not at a tile's own end)."""
     want = cfg.get("indexing", "pointer")
     for s in I.walk(d.body):
         idx = None
@@ -84,7 +120,10 @@ def _descriptor_ok(d: I.DeviceIR, idx: I.Index) -> bool:
         if kind == "block":
             return False
         if kind == "tile":
-            if v.is_grid or str(v.begin) != "0" or str(v.end) != str(t.sizes[dim]):
+            # TMA clips a box at the tensor's bounds, not at the loop's end: a partial tile is only
+            # safe where the loop spans the whole dim; an unmasked tile never is partial.
+            spans = str(v.begin) == "0" and str(v.end) == str(t.sizes[dim])
+            if v.is_grid or (v.masked and not spans):
                 return False
             b = v.block
         elif kind == "rdim":

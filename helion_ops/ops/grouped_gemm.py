@@ -86,7 +86,7 @@ def grouped_gemm_kernel(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor,
         ends = offsets[:]
         starts = hl.load(offsets, [gidx - 1], extra_mask=gidx > 0)
         ntiles = (ends - starts + (bm - 1)) // bm
-        cum = torch.cumsum(ntiles, 0)               # inclusive prefix sum of tiles per group
+        cum = torch.cumsum(ntiles, 0, dtype=torch.int32)  # inclusive prefix sum of tiles per group
         g = torch.sum((cum <= slot).to(torch.int32))  # this slot's group (g_count: past the end)
         if g < g_count:
             sel = gidx == g

@@ -132,3 +132,21 @@ KERNELS = {
     "softmax_two_pass": softmax_two_pass, "rms_norm": rms_norm, "layer_norm": layer_norm,
     "matmul": matmul, "row_sum": row_sum, "grid_scale_add": grid_scale_add,
 }
+
+
+@helion.kernel()
+def causal_row_sum(x: torch.Tensor) -> torch.Tensor:
+    """out[i] = sum of x[i, :min(b + bm, n)] for row i in the row block starting at b: a device-bounded
+    inner loop shaped like causal attention's (its bounds come from the outer tile)."""
+    m, n = x.size()
+    out = torch.empty([m], dtype=torch.float32, device=x.device)
+    block_n = hl.register_block_size(n)
+    for tile_m in hl.tile(m):
+        acc = hl.zeros([tile_m], dtype=torch.float32)
+        split = min(tile_m.begin, n)
+        for tile_n in hl.tile(0, split, block_size=block_n):  # left of the block's diagonal
+            acc = acc + torch.sum(x[tile_m, tile_n].to(torch.float32), dim=1)
+        for tile_n in hl.tile(split, min(tile_m.end, n), block_size=block_n):
+            acc = acc + torch.sum(x[tile_m, tile_n].to(torch.float32), dim=1)
+        out[tile_m] = acc
+    return out

@@ -135,3 +135,25 @@ def test_sampled_configs_compile_for_sm90():
     out = compile_specs_for_target(specs, ("cuda", 90, 32), keep_going=True)
     bad = [f"{lab}: {str(o)[-300:]}" for lab, o in zip(labels, out) if isinstance(o, str)]
     assert not bad, "\n".join(bad)
+
+
+def _causal_row_sum_ref(x: torch.Tensor, bm: int) -> torch.Tensor:
+    m, n = x.shape
+    ends = [min((i // bm) * bm + bm, m, n) for i in range(m)]
+    return torch.stack([x[i, :e].double().sum() for i, e in enumerate(ends)]).float()
+
+
+@pytest.mark.parametrize("m,n,bm,bn,masked", [
+    (64, 64, 32, 16, False),   # both bounds multiples of 16: no mask on either inner loop
+    (64, 96, 32, 32, False),
+    (64, 64, 16, 32, True),    # tile_m.begin is a multiple of 16 only
+    (70, 70, 32, 16, True),    # min(tile_m.end, 70): 70 is not a multiple of 16
+])
+def test_device_bounded_loop_masks_only_when_blocks_may_not_divide(m, n, bm, bn, masked):
+    x = torch.randn(m, n)
+    b = K.causal_row_sum.bind((x,))
+    cfg = Config(block_sizes=[bn, bm])  # block_n is registered first
+    code = b.to_triton_code(cfg)
+    inner = [ln for ln in code.splitlines() if "mask_1" in ln or "mask_2" in ln]
+    assert bool(inner) == masked, code
+    torch.testing.assert_close(b.run(b.normalize(cfg), x), _causal_row_sum_ref(x, bm), rtol=1e-5, atol=1e-4)
