@@ -167,12 +167,20 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
         else:
             os.environ["TRITON_INTERPRET"] = saved
     fn = getattr(mod, spec["fn"])
-    src = ASTSource(fn, dict(spec["signature"]), dict(spec.get("constexprs", {})))
+    sig = dict(spec["signature"])
     opts = {"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}
-    if target is not None:
-        from triton.backends.compiler import GPUTarget
-        return triton.compile(src, target=GPUTarget(*target), options=opts)
-    return triton.compile(src, options=opts)
+    if target is None:
+        return triton.compile(ASTSource(fn, sig, dict(spec.get("constexprs", {}))), options=opts)
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler.compiler import make_backend
+    gpu = GPUTarget(*target)
+    # At run time Triton specialises a 16-byte-aligned pointer (every fresh torch allocation) as
+    # divisible by 16, which is what lets the pipeliner use 16-byte cp.async copies; without that
+    # hint an offline build silently drops software pipelining. Build the aligned case.
+    aligned = make_backend(gpu).parse_attr("D")
+    attrs = {(i,): aligned for i, ty in enumerate(sig.values()) if str(ty).startswith("*")}
+    src = ASTSource(fn, sig, dict(spec.get("constexprs", {})), attrs)
+    return triton.compile(src, target=gpu, options=opts)
 
 
 class TargetBinary:

@@ -106,6 +106,28 @@ def test_gqa_multi_query(device):
     run_and_check(2, 3, 1, 17, 17, 64, True, torch.float32, device)
 
 
+@pytest.mark.parametrize("blocks", [(32, 16), (16, 32)], ids=["bm32bn16", "bm16bn32"])
+@pytest.mark.parametrize("s", [64, 80, 33])
+def test_causal_split_with_unequal_blocks(s, blocks, device, monkeypatch):
+    """The causal split (unmasked loops off the diagonal band, masked loops on it) with query and key
+    blocks of different sizes, where the band spans several blocks and its bounds may or may not be
+    multiples of the loop's block."""
+    from helion_ops.dsl import Config
+
+    bm, bn = blocks
+    sizes = {"attn_fwd": [bm, bn], "attn_bwd_dq": [bm, bn], "attn_bwd_dkdv": [bn, bm], "attn_bwd_preprocess": [16]}
+    monkeypatch.setattr(A, "_pretuned", lambda *a, **k: None)
+    monkeypatch.setattr(A, "default_config", lambda kernel, *a, **k: Config(
+        block_sizes=sizes[kernel], num_warps=4, num_stages=2, indexing="pointer"))
+    for kern in A.KERNELS.values():
+        kern.reset()
+    try:
+        run_and_check(1, 2, 1, s, s, 64, True, torch.float32, device)
+    finally:
+        for kern in A.KERNELS.values():
+            kern.reset()
+
+
 @pytest.mark.parametrize("s_q,s_k", [(17, 130), (130, 17)])
 def test_different_query_and_key_lengths(s_q, s_k, device):
     """SDPA's causal mask is top-left aligned (query i sees keys j <= i) also when S_q != S_k."""
@@ -246,8 +268,7 @@ def test_bad_inputs(bad, match):
 def test_sm90_compile_forward_and_backward():
     """Every kernel (fwd, preprocess, dK/dV, dQ; causal and not; D=128 and 256) with its default
     bf16 config builds for Hopper, uses wgmma, and fits the H100's 227 KiB of shared memory;
-    dQ and dK/dV load through TMA, causal too: with S a multiple of the blocks their device-bounded
-    key/query loops are never partial."""
+    non-causal dQ and dK/dV load through TMA (causal ones use pointer loads, measured faster)."""
     from helion_ops.dsl.codegen_kernel import compile_specs_for_target
 
     specs, names = [], []
@@ -272,8 +293,21 @@ def test_sm90_compile_forward_and_backward():
         assert kb.metadata["shared"] <= 232448, (name, d, causal, kb.metadata["shared"])
         if name != "attn_bwd_preprocess":
             assert "wgmma" in ptx, (name, d, causal)
-        if name in ("attn_bwd_dq", "attn_bwd_dkdv"):
-            assert "cp.async.bulk.tensor" in ptx, (name, d, causal)
+        if name in ("attn_bwd_dq", "attn_bwd_dkdv") and not causal:
+            assert "cp.async.bulk.tensor" in ptx, (name, d)
+
+
+@pytest.mark.parametrize("s,d,stages", [(1024, 128, 2), (2048, 64, 2), (1000, 128, 1), (1024, 256, 1)])
+def test_causal_dkdv_pipelined_only_without_masks(s, d, stages):
+    """Causal dK/dV is software-pipelined only where its diagonal-start loop has no partial query
+    block (S a multiple of 128) and D <= 128: the H100 soak found wrong dK with masks (D=256, odd S)."""
+    q = torch.empty(1, 2, s, d, dtype=torch.bfloat16)
+    lse = torch.empty(1, 2, s)
+    args = (q, q, q, q, lse, lse, True, 1.0, 1.0)
+    cfg = A.config_for("attn_bwd_dkdv", args, q, q, True)
+    assert cfg.get("num_stages") == stages and cfg.get("indexing") == "pointer"
+    code = A.attn_bwd_dkdv.bind(args).to_triton_code(cfg)
+    assert ("mask_" in code) == (s % 128 != 0)
 
 
 # ---- GPU -----------------------------------------------------------------------------------------
@@ -284,6 +318,15 @@ def test_sm90_compile_forward_and_backward():
 def test_bf16_gpu(causal, d, device):
     run_and_check(2, 4, 2, 1000, 1000, d, causal, torch.bfloat16, device)
     run_and_check(1, 2, 2, 4097, 4097, d, causal, torch.bfloat16, device, backward=d != 256)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("b,h,h_kv,s_q,s_k,d", [(2, 8, 2, 1024, 1024, 128), (1, 4, 1, 2048, 2048, 64),
+                                              (3, 4, 4, 512, 512, 128), (1, 8, 8, 4096, 4096, 128)])
+def test_causal_backward_pipelined_gpu(b, h, h_kv, s_q, s_k, d, device):
+    # S a multiple of 128: the causal dK/dV loop runs with 2 stages (no masks); GQA included.
+    run_and_check(b, h, h_kv, s_q, s_k, d, True, torch.float16, device)
+    run_and_check(b, h, h_kv, s_q, s_k, d, True, torch.bfloat16, device)
 
 
 @pytest.mark.gpu
