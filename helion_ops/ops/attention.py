@@ -45,9 +45,12 @@ bf16, D=128, B*S = 16K tokens, H=16, commit a10b03b, 2026-11-26; TFLOP/s as coun
 ``work``/``backward_work``): forward 280-532 TFLOP/s, 0.65-0.87x SDPA's cuDNN backend and 1.16-1.58x
 its flash backend (FA2); backward 203-418 TFLOP/s, 1.04-1.41x FA2.
 
-Known limits: inner loops with device-valued bounds (causal) use pointer loads (the DSL only uses TMA
-for tiles that span the whole tensor dim); Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3 (wrong
-values) and hit a misaligned address at 128x16 w4, so the defaults avoid those.
+Known limits: every kernel loads through pointers (pipelined cp.async); TMA descriptors, which the DSL
+emits and the tuner explores, ran slower on the H100 (forward 5-10%, backward 0-40%). Upstream Triton
+3.6 does not warp-specialize this loop on sm_90 (the forward fails to compile with 4 warps), so the
+forward cannot overlap its softmax with the next block's matmuls as cuDNN's FA3-style schedule does;
+it runs at the level of Triton's own tutorial kernel. Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3
+(wrong values) and hit a misaligned address at 128x16 w4, so the defaults avoid those.
 
 Memory (tests/reliability/test_memory.py): forward allocates the output plus ``lse`` ([B, H, S_q] fp32,
 saved for backward); backward allocates dq, dk, dv plus ``delta`` ([B, H, S_q] fp32) and the zero
@@ -278,14 +281,14 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
       Causal: 1 stage (pipelining the diagonal-start loop gave wrong dK on Triton 3.6) unless ``even``
       (both sequence lengths multiples of 128, so the loop has no masks) and D <= 128: 2 stages.
     * dq: 128x32, 8 warps (4 for D=64), 3 stages.
-    * causal dkdv and dq: pointer loads.
+    * every kernel: pointer loads. For dK/dV and dQ they ran 1.0-1.4x faster than TMA descriptors
+      (D=128, S=1K-16K, causal and not; kernel timings on the H100, 2026-11-26).
     * fp32 (IEEE dots, CPU tests): small tiles."""
     if kernel == "attn_bwd_preprocess":
         return Config(block_sizes=[128], num_warps=4, num_stages=2, indexing="pointer")
     if dtype == torch.float32:
         bs = [32, 32] if d <= 128 else [16, 32]
         return Config(block_sizes=bs, num_warps=4, num_stages=2, indexing="pointer")
-    ix = "pointer"
     if kernel == "attn_fwd":
         if d <= 64:
             bs, w, st = [128, 64], 4, 3
@@ -294,7 +297,6 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
         else:
             bs, w, st = [64, 64], 8, 2
     elif kernel == "attn_bwd_dkdv":
-        ix = "tensor_descriptor"
         if d <= 64:
             bs, w, st = [64, 64], 4, 3
         elif d <= 128:
@@ -302,7 +304,6 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
         else:
             bs, w, st = [64, 32], 8, 2
     elif kernel == "attn_bwd_dq":
-        ix = "tensor_descriptor"
         if d <= 64:
             bs, w, st = [128, 32], 4, 3
         elif d <= 128:
@@ -311,10 +312,6 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
             bs, w, st = [64, 32], 8, 2
     else:
         raise KeyError(kernel)
-    if kernel in ("attn_bwd_dkdv", "attn_bwd_dq") and causal:
-        # The causal loops start or end at the diagonal (device-valued bounds). Pointer loads there ran
-        # 1.02-1.4x faster than TMA on the H100 (bf16, D=128, S=1K-16K, kernel timings, 2026-11-26).
-        ix = "pointer"
     if kernel == "attn_bwd_dkdv" and causal:
         # Triton 3.6 on the H100 computes wrong dK (rel. err 0.01-0.7; dV and dQ right) when this
         # loop, which starts at the key block's diagonal, is software-pipelined with partial (masked)
@@ -323,7 +320,7 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
         # of 128 the loop has no masks, and 2 stages gave bitwise the same dK/dV 1.3-1.8x faster
         # (D=128, S=1K-16K); D=256 stays unpipelined, as its soak failures were there.
         st = 2 if even and d <= 128 else 1
-    return Config(block_sizes=bs, num_warps=w, num_stages=st, indexing=ix)
+    return Config(block_sizes=bs, num_warps=w, num_stages=st, indexing="pointer")
 
 
 def _fit(bound, cfg: Config) -> Config:
