@@ -41,9 +41,9 @@ kernel's ConfigSpace and cached per specialisation. Tunables beyond the standard
 below it, in a loop without the mask; default on).
 
 Measured through the harness (results/H100/attention.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
-bf16, D=128, B*S = 16K tokens, H=16, commit a10b03b, 2026-11-26; TFLOP/s as counted by
-``work``/``backward_work``): forward 280-532 TFLOP/s, 0.65-0.87x SDPA's cuDNN backend and 1.16-1.58x
-its flash backend (FA2); backward 203-418 TFLOP/s, 1.04-1.41x FA2.
+bf16, D=128, B*S = 16K tokens, H=16, commit b077da0, 2026-11-26; TFLOP/s as counted by
+``work``/``backward_work``): forward 289-528 TFLOP/s, 0.67-0.87x SDPA's cuDNN backend and 1.18-1.53x
+its flash backend (FA2); backward 258-420 TFLOP/s, 0.72-0.90x cuDNN and 1.23-1.59x FA2.
 
 Known limits: every kernel loads through pointers (pipelined cp.async); TMA descriptors, which the DSL
 emits and the tuner explores, ran slower on the H100 (forward 5-10%, backward 0-40%). Upstream Triton

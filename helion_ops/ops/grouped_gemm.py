@@ -23,12 +23,15 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
   ``impl`` (the benchmark entry) skips it, as ``torch._grouped_mm`` does no such check.
 
 Measured through the harness (results/H100/grouped_gemm.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
-bf16, commit a10b03b, 2026-11-26), against ``torch._grouped_mm`` timed in the same run: forward 1.00x
-geomean (0.94-1.03x over SHAPES; 471-708 TFLOP/s), backward (dx and dw) 0.91x (0.84-0.95x); 1.5-7.5x
-the Python loop of cuBLAS calls (``eager``) on the forward, 2.4-57x on the backward. The forward and
-dx configs come from ``bench.grouped_gemm_sweep`` (dx keyed as variant "T" in the table), dw's from
-its dw grid (see ``choose_dw_config``). The forward is left at parity by partial tiles at group ends
-(3-12% of the rows of 128-row tiles on SHAPES, most on the two 0.94x shapes) and wave quantisation.
+bf16, commit f02d7fe, 2026-11-26), against ``torch._grouped_mm`` timed in the same run: forward 1.005x
+geomean (0.92-1.06x over SHAPES; 483-736 TFLOP/s), backward (dx and dw) 0.92x (0.87-1.02x). Against the
+Python loop of cuBLAS calls (``eager``): 0.90-8.5x on the forward (the loop wins at 8 groups of ~2K rows
+with K=14336, where each group is a large, efficient cuBLAS GEMM), 2.5-59x on the backward. The forward
+and dx configs come from ``bench.grouped_gemm_sweep`` (dx keyed as variant "T" in the table), dw's from
+its dw grid (see ``choose_dw_config``). On that K=14336 shape the same kernel ran 5% faster with equal
+groups of 2048 rows than with the harness's uneven groups (a one-off kernel timing): partial tiles at
+group ends and L2 windows straddling two groups' weights cost what is left; the H100's clocks also
+drift by several percent over a long compute-bound run, so single comparisons at that size are noisy.
 
 Memory (tests/reliability/test_memory.py): the output only; autograd saves x, w and offsets; backward
 allocates dx and dw only; no workspace beyond Triton's TMA descriptor scratch (a few KiB, on GPU).
