@@ -3,7 +3,8 @@
 ``Kernel.__call__`` binds on a specialization key (dtypes, shapes, strides),
 picks a Config once per bound kernel (given, pretuned, tuned or default), then
 runs the rewritten host function; each ``__hl_launch__(i, locals())`` compiles
-device loop i on first use and launches it. Later calls do no codegen.
+device loop i on first use and launches it. Later calls do no codegen; for a ``replay_host``
+kernel they skip the host code too, replaying the first call's launches (``replay.py``).
 """
 from __future__ import annotations
 
@@ -22,9 +23,15 @@ from . import exc, frontend
 from .config import Config
 from .language import constexpr as hl_constexpr
 from .pipeline import STAGES, hoist_plan
+from .replay import MISS as _MISS
 from .space import offsets
 
 _RUN: contextvars.ContextVar = contextvars.ContextVar("helion_ops_run", default=None)
+# [bound kernel, its launches, still valid] while a replay_host kernel's run is recorded; a context
+# variable, so a first call on another thread records its own launches only.
+_TRACE: contextvars.ContextVar = contextvars.ContextVar("helion_ops_trace", default=None)
+# HELION_OPS_NO_REPLAY=1 runs every kernel's host code on every call (debugging; failure-injection tests).
+REPLAY = os.environ.get("HELION_OPS_NO_REPLAY") != "1"
 
 
 def interpret_mode() -> bool:
@@ -47,6 +54,8 @@ class RunContext:
         self.specs: list[dict] = []
         self.irs: list[Any] = []
         self.compiled: dict[tuple, "Compiled"] = {}  # (loop, launch key) -> binary, for this Config
+        self.replay: Any = None         # replay.Replay of this Config's first run (replay_host kernels)
+        self.recorded = False
 
     def block_size(self, bid: int, *bounds: Any) -> int:
         if self.mode == "facts":
@@ -349,7 +358,34 @@ class BoundKernel:
         ctx = self._ctx
         if ctx is None or ctx.config is not self.config:
             ctx = self._ctx = RunContext(self, self.config)
-        return self._exec(ctx, args)
+        outer = _TRACE.get()
+        if outer is not None:
+            outer[2] = False  # a kernel called from another's host code: that one cannot replay
+        r = ctx.replay
+        if r is not None and REPLAY:
+            out = r(args)
+            if out is not _MISS:
+                return out
+        if ctx.recorded or not REPLAY or not self.kernel.settings.get("replay_host"):
+            return self._exec(ctx, args)
+        return self._record(ctx, args)
+
+    def _record(self, ctx: RunContext, args: tuple) -> Any:
+        """Run the host code once, noting each launch, and keep a Replay of it (see replay.py)."""
+        from .replay import NotReplayable, Replay
+        trace = [self, [], True]
+        tok = _TRACE.set(trace)
+        try:
+            out = self._exec(ctx, args)
+        finally:
+            _TRACE.reset(tok)
+        ctx.recorded = True
+        if trace[2]:
+            try:
+                ctx.replay = Replay(args, trace[1], out).run
+            except NotReplayable:
+                pass
+        return out
 
     def run(self, config: Config, *args: Any) -> Any:
         """Run the whole kernel (host code and launches) under ``config``."""
@@ -405,6 +441,16 @@ class BoundKernel:
                 _check_launch(self.kernel.name, names, values)
                 c = self._compiled[key] = self._compile(i, names + hoist_ids, values, ctx)
             ctx.compiled[lk] = c
+        tr = _TRACE.get()
+        if tr is not None:
+            if tr[0] is self:
+                # A hoisted expression reading no float local (``1.0 / n``, ``float("-inf")``) is fixed
+                # by the specialization key, so a replay may keep its value even when it is a float.
+                fixed = [False] * len(names) + [not any(type(host_locals.get(n)) is float for n in code.co_names)
+                                                for code in hoisted]
+                tr[1].append((c, values, fixed))
+            else:
+                tr[2] = False
         c.launch(values)
 
     def _compile(self, i: int, names: list[str], values: list, ctx: RunContext) -> Compiled:

@@ -100,7 +100,7 @@ def _block_cap(n: int) -> int:
     return max(16, min(256, helion.next_power_of_2(n)))
 
 
-@helion.kernel(static_shapes=True)
+@helion.kernel(static_shapes=True, replay_host=True)
 def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, qk_scale: float):
     """(out, lse): softmax(q k^T * scale) v per head; ``qk_scale = scale * log2(e)``; lse in base 2."""
     b, h, s_q, d = q.size()
@@ -151,7 +151,7 @@ def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, qk
     return out, lse
 
 
-@helion.kernel(static_shapes=True)
+@helion.kernel(static_shapes=True, replay_host=True)
 def attn_bwd_preprocess(out: torch.Tensor, dout: torch.Tensor) -> torch.Tensor:
     """delta = rowsum(dO * O) in fp32, [B, H, S_q]."""
     b, h, s_q, d = out.size()
@@ -166,7 +166,7 @@ def attn_bwd_preprocess(out: torch.Tensor, dout: torch.Tensor) -> torch.Tensor:
     return delta
 
 
-@helion.kernel(static_shapes=True)
+@helion.kernel(static_shapes=True, replay_host=True)
 def attn_bwd_dkdv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor, lse: torch.Tensor,
                   delta: torch.Tensor, causal: bool, qk_scale: float, sm_scale: float):
     """(dk, dv): per key block, summed over the query heads of the kv head's group."""
@@ -216,7 +216,7 @@ def attn_bwd_dkdv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch
     return dk, dv
 
 
-@helion.kernel(static_shapes=True)
+@helion.kernel(static_shapes=True, replay_host=True)
 def attn_bwd_dq(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor, lse: torch.Tensor,
                 delta: torch.Tensor, causal: bool, qk_scale: float, sm_scale: float) -> torch.Tensor:
     """dq, per query block."""

@@ -71,7 +71,7 @@ _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 # Kernels
 # ---------------------------------------------------------------------------------------------
 
-@helion.kernel(static_shapes=True)
+@helion.kernel(static_shapes=True, replay_host=True)
 def grouped_gemm_kernel(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, trans_w: bool) -> torch.Tensor:
     """out[rows of g] = x[rows of g] @ W_g, W_g = w[g] ([K, N]) or, with trans_w, w[g].T (w is [G, N, K])."""
     m_total, k = x.size()
@@ -108,7 +108,7 @@ def grouped_gemm_kernel(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor,
     return out
 
 
-@helion.kernel(static_shapes=True)
+@helion.kernel(static_shapes=True, replay_host=True)
 def grouped_gemm_dw_kernel(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """dw[g] = x[rows of g].T @ dy[rows of g]  ([G, K, N]; zero for an empty group)."""
     m_total, k = x.size()

@@ -46,7 +46,7 @@ BASELINES: dict = {}
 
 # ---- kernels ------------------------------------------------------------------------------------
 
-@helion.kernel()
+@helion.kernel(replay_host=True)
 def layer_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], eps: float):
     m, n = x.size()
     out = torch.empty([m, n], dtype=x.dtype, device=x.device)
@@ -69,7 +69,7 @@ def layer_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Option
     return out, mean_out, rstd_out
 
 
-@helion.kernel()
+@helion.kernel(replay_host=True)
 def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor],
                    bias: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor):
     # ``bias`` is only a flag (and the shape of the dbias accumulator): its values are not needed.

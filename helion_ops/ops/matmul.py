@@ -79,7 +79,9 @@ _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 # The kernel
 # ---------------------------------------------------------------------------------------------
 
-@helion.kernel(static_shapes=True)
+# replay_host: the host code reads only sizes and allocates with torch.empty, so repeat calls replay
+# the recorded launch (helion_ops.dsl.replay) instead of running it.
+@helion.kernel(static_shapes=True, replay_host=True)
 def matmul_kernel(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str],
                   trans_a: bool, trans_b: bool) -> torch.Tensor:
     """``activation(A @ B + bias)``. ``A`` is ``a`` ([M, K]) or, with trans_a, ``a.T`` (a is [K, M]);

@@ -41,7 +41,7 @@ BASELINES: dict = {}
 
 # ---- kernels ------------------------------------------------------------------------------------
 
-@helion.kernel()
+@helion.kernel(replay_host=True)
 def rms_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float):
     m, n = x.size()
     out = torch.empty([m, n], dtype=x.dtype, device=x.device)
@@ -57,7 +57,7 @@ def rms_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float):
     return out, rstd
 
 
-@helion.kernel()
+@helion.kernel(replay_host=True)
 def rms_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor], rstd: torch.Tensor):
     m, n = x.size()
     rows = hl.register_block_size(m)          # rows per program (one partial-sum row each)

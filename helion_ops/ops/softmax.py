@@ -40,7 +40,7 @@ BASELINES: dict = {}
 
 # ---- kernels ------------------------------------------------------------------------------------
 
-@helion.kernel()
+@helion.kernel(replay_host=True)
 def softmax_fwd(x: torch.Tensor) -> torch.Tensor:
     m, n = x.size()
     out = torch.empty([m, n], dtype=x.dtype, device=x.device)
@@ -53,7 +53,7 @@ def softmax_fwd(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@helion.kernel()
+@helion.kernel(replay_host=True)
 def softmax_fwd_online(x: torch.Tensor) -> torch.Tensor:
     """Two passes over long rows (running max and rescaled sum, then the output) instead of three."""
     m, n = x.size()
@@ -74,7 +74,7 @@ def softmax_fwd_online(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@helion.kernel()
+@helion.kernel(replay_host=True)
 def softmax_bwd(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     m, n = y.size()
     dx = torch.empty([m, n], dtype=y.dtype, device=y.device)

@@ -51,6 +51,8 @@ class Broken:
         self.make_err = make_err
 
         orig = getattr(runtime.BoundKernel, where)
+        # Replayed calls skip BoundKernel.launch: run the host code so every launch meets the fault.
+        monkeypatch.setattr(runtime, "REPLAY", False)
 
         def boom(bound_self, i, names_or_locals, *rest):
             ctx = rest[-1] if rest else None
