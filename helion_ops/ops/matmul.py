@@ -24,12 +24,13 @@ transposed operand changes which loads coalesce: backward-shaped problems on the
 ran at 0.52-0.84x cuBLAS for 4097^3, 1024^3 and the M <= 128 shapes; on their own (bench.matmul_sweep,
 H100, 2026-11-26) at 0.93-1.19x.
 
-Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, the harness at commit a10b03b, 2026-11-26,
+Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, the harness at commit 3bc7377, 2026-11-26,
 results/H100/matmul.csv; the cuBLAS and eager columns time the same torch.matmul and differ by up
-to ~10% on large shapes, which is the run-to-run noise): forward geomean 1.02x cuBLAS over the 19
-SHAPES, lowest 0.87x (1024^3) and 0.90x (1x4096x4096). Backward geomean 0.95x: 0.96-1.19x from 128
-rows up, but 0.33x at 2048^3, 0.68x at M = 1 and 0.78x at 1024^3, where the two GEMMs take 8-40 us
-each and the time is the host's (autograd plus two launches from Python), not the kernels'.
+to ~10% on large shapes, which is the run-to-run noise): forward geomean 1.01x cuBLAS over the 19
+SHAPES, lowest 0.87x (1024^3) and 0.92x (1x4096x4096). Backward geomean 0.99x, lowest 0.69x (M = 1),
+0.83x (2048^3) and 0.86x (128x8192x8192): where the two GEMMs take 8-40 us each the time is the host's
+(autograd plus two launches from Python, replayed without the host code since 3bc7377, which took
+2048^3 from 0.33x to 0.83x), and those rows move by 2x between runs on that machine.
 
 Memory (tests/reliability/test_memory.py): the output only; autograd saves a and b (and the output with
 relu); backward allocates dA and dB only (transposed views, no copies), plus an [N] fp32 sum for dbias
