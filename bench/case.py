@@ -49,7 +49,7 @@ def prepare(fn: Callable, inputs: tuple, mode: str, idx: list[int], gouts=None):
     """Run fn once on inputs; return (result to check, timed call, bytes moved).
 
     fwd: the call is fn(*inputs). bwd: the forward runs once here and the call
-    is its backward (retain_graph, so it can repeat); the result is the grads.
+    is its backward (retain_graph, so it can repeat, on the calling thread); the result is the grads.
     """
     if mode == "fwd":
         out = fn(*inputs)
@@ -62,7 +62,11 @@ def prepare(fn: Callable, inputs: tuple, mode: str, idx: list[int], gouts=None):
     targets = [leaves[i] for i in idx]
 
     def call():
-        return torch.autograd.grad(outs, targets, gouts, retain_graph=True)
+        # On the calling thread, not autograd's per-device worker: waking that thread took 0-100 us
+        # on the H100 machine (idle CPU cores), which made every small backward (ours and the
+        # baselines alike) vary 2-3x between runs; on one thread the same cases repeat within a few %.
+        with torch.autograd.set_multithreading_enabled(False):
+            return torch.autograd.grad(outs, targets, gouts, retain_graph=True)
 
     grads = call()
     ws = timing.tensor_bytes(inputs) + timing.tensor_bytes(gouts) + timing.tensor_bytes(grads)
