@@ -24,13 +24,13 @@ transposed operand changes which loads coalesce: backward-shaped problems on the
 ran at 0.52-0.84x cuBLAS for 4097^3, 1024^3 and the M <= 128 shapes; on their own (bench.matmul_sweep,
 H100, 2026-11-26) at 0.93-1.19x.
 
-Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, the harness at commit 3bc7377, 2026-11-26,
+Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, the harness at commit 92807a1, 2026-11-26,
 results/H100/matmul.csv; the cuBLAS and eager columns time the same torch.matmul and differ by up
-to ~10% on large shapes, which is the run-to-run noise): forward geomean 1.01x cuBLAS over the 19
-SHAPES, lowest 0.87x (1024^3) and 0.92x (1x4096x4096). Backward geomean 0.99x, lowest 0.69x (M = 1),
-0.83x (2048^3) and 0.86x (128x8192x8192): where the two GEMMs take 8-40 us each the time is the host's
-(autograd plus two launches from Python, replayed without the host code since 3bc7377, which took
-2048^3 from 0.33x to 0.83x), and those rows move by 2x between runs on that machine.
+to ~10% on large shapes, which is the run-to-run noise): forward geomean 1.00x cuBLAS over the 19
+SHAPES, lowest 0.88x (1024^3) and 0.90x (1x4096x4096). Backward geomean 0.97x, but 0.23x at 1024^3 and
+0.76x at 128x8192x8192: there the two GEMMs take 8-40 us each and the time is our host path's (autograd
+Function, two launches from Python, replayed without the kernels' host code since 3bc7377), which
+eager's C++ autograd hides behind do_bench's L2 flush.
 
 Memory (tests/reliability/test_memory.py): the output only; autograd saves a and b (and the output with
 relu); backward allocates dA and dB only (transposed views, no copies), plus an [N] fp32 sum for dbias
