@@ -41,9 +41,9 @@ kernel's ConfigSpace and cached per specialisation. Tunables beyond the standard
 below it, in a loop without the mask; default on).
 
 Measured through the harness (results/H100/attention.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
-bf16, D=128, B*S = 16K tokens, H=16, commit b077da0, 2026-11-26; TFLOP/s as counted by
-``work``/``backward_work``): forward 289-528 TFLOP/s, 0.67-0.87x SDPA's cuDNN backend and 1.18-1.53x
-its flash backend (FA2); backward 258-420 TFLOP/s, 0.72-0.90x cuDNN and 1.23-1.59x FA2.
+bf16, D=128, B*S = 16K tokens, H=16, commit 92807a1, 2026-11-26; TFLOP/s as counted by
+``work``/``backward_work``): forward 287-521 TFLOP/s, 0.67-0.83x SDPA's cuDNN backend and 1.18-1.54x
+its flash backend (FA2); backward 255-413 TFLOP/s, 0.71-0.89x cuDNN and 1.23-1.58x FA2.
 
 Known limits: every kernel loads through pointers (pipelined cp.async); TMA descriptors, which the DSL
 emits and the tuner explores, ran slower on the H100 (forward 5-10%, backward 0-40%). Upstream Triton
