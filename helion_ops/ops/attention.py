@@ -100,6 +100,46 @@ def _block_cap(n: int) -> int:
     return max(16, min(256, helion.next_power_of_2(n)))
 
 
+def _fwd_step(q_blk, k, v, ib, ikv, tile_m, tile_n, qk_scale, m_i, l_i, acc, masked: bool):
+    """One key block of the online softmax (inlined into ``attn_fwd``): the running max ``m_i``, sum
+    ``l_i`` and output ``acc`` after it; ``masked`` applies the causal mask (diagonal blocks only)."""
+    s = hl.dot(q_blk, k[ib, ikv, tile_n, :].T) * qk_scale
+    if masked:
+        s = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], s, float("-inf"))
+    m_new = torch.maximum(m_i, torch.amax(s, dim=1))
+    p = torch.exp2(s - m_new[:, None])
+    alpha = torch.exp2(m_i - m_new)
+    l_i = l_i * alpha + torch.sum(p, dim=1)
+    acc = acc * alpha[:, None]
+    acc = hl.dot(p.to(v.dtype), v[ib, ikv, tile_n, :], acc=acc)
+    return m_new, l_i, acc
+
+
+def _dkdv_step(q, dout, lse, delta, k_blk, v_blk, ib, ih, tile_m, tile_n, qk_scale, dk_acc, dv_acc, masked: bool):
+    """One query block of dK/dV (inlined into ``attn_bwd_dkdv``): P recomputed from the saved lse."""
+    q_blk = q[ib, ih, tile_m, :]
+    do_blk = dout[ib, ih, tile_m, :]
+    p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse[ib, ih, tile_m][:, None])
+    if masked:
+        p = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], p, 0.0)
+    dv_acc = hl.dot(p.to(q.dtype).T, do_blk, acc=dv_acc)
+    dp = hl.dot(do_blk, v_blk.T)
+    ds = p * (dp - delta[ib, ih, tile_m][:, None])
+    dk_acc = hl.dot(ds.to(q.dtype).T, q_blk, acc=dk_acc)
+    return dk_acc, dv_acc
+
+
+def _dq_step(q_blk, do_blk, lse_blk, delta_blk, k, v, ib, ikv, tile_m, tile_n, qk_scale, dq_acc, masked: bool):
+    """One key block of dQ (inlined into ``attn_bwd_dq``)."""
+    k_blk = k[ib, ikv, tile_n, :]
+    p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse_blk[:, None])
+    if masked:
+        p = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], p, 0.0)
+    dp = hl.dot(do_blk, v[ib, ikv, tile_n, :].T)
+    ds = p * (dp - delta_blk[:, None])
+    return hl.dot(ds.to(q_blk.dtype), k_blk, acc=dq_acc)
+
+
 @helion.kernel(static_shapes=True, replay_host=True)
 def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, qk_scale: float):
     """(out, lse): softmax(q k^T * scale) v per head; ``qk_scale = scale * log2(e)``; lse in base 2."""
@@ -126,26 +166,10 @@ def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, qk
         if split:
             start_n = min(tile_m.begin, s_k)
             for tile_n in hl.tile(0, start_n, block_size=block_n):
-                s = hl.dot(q_blk, k[ib, ikv, tile_n, :].T) * qk_scale
-                m_new = torch.maximum(m_i, torch.amax(s, dim=1))
-                p = torch.exp2(s - m_new[:, None])
-                alpha = torch.exp2(m_i - m_new)
-                l_i = l_i * alpha + torch.sum(p, dim=1)
-                acc = acc * alpha[:, None]
-                acc = hl.dot(p.to(v.dtype), v[ib, ikv, tile_n, :], acc=acc)
-                m_i = m_new
+                m_i, l_i, acc = _fwd_step(q_blk, k, v, ib, ikv, tile_m, tile_n, qk_scale, m_i, l_i, acc, False)
         end_n = min(tile_m.end, s_k) if causal else s_k
         for tile_n in hl.tile(start_n, end_n, block_size=block_n):
-            s = hl.dot(q_blk, k[ib, ikv, tile_n, :].T) * qk_scale
-            if causal:
-                s = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], s, float("-inf"))
-            m_new = torch.maximum(m_i, torch.amax(s, dim=1))
-            p = torch.exp2(s - m_new[:, None])
-            alpha = torch.exp2(m_i - m_new)
-            l_i = l_i * alpha + torch.sum(p, dim=1)
-            acc = acc * alpha[:, None]
-            acc = hl.dot(p.to(v.dtype), v[ib, ikv, tile_n, :], acc=acc)
-            m_i = m_new
+            m_i, l_i, acc = _fwd_step(q_blk, k, v, ib, ikv, tile_m, tile_n, qk_scale, m_i, l_i, acc, causal)
         out[ib, ih, tile_m, :] = acc / l_i[:, None]
         lse[ib, ih, tile_m] = m_i + torch.log2(l_i)
     return out, lse
@@ -193,24 +217,12 @@ def attn_bwd_dkdv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch
         for g in hl.grid(group):
             ih = ikv * group + g
             for tile_m in hl.tile(start_m, end_m, block_size=block_m):
-                q_blk = q[ib, ih, tile_m, :]
-                do_blk = dout[ib, ih, tile_m, :]
-                p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse[ib, ih, tile_m][:, None])
-                if causal:
-                    p = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], p, 0.0)
-                dv_acc = hl.dot(p.to(q.dtype).T, do_blk, acc=dv_acc)
-                dp = hl.dot(do_blk, v_blk.T)
-                ds = p * (dp - delta[ib, ih, tile_m][:, None])
-                dk_acc = hl.dot(ds.to(q.dtype).T, q_blk, acc=dk_acc)
+                dk_acc, dv_acc = _dkdv_step(q, dout, lse, delta, k_blk, v_blk, ib, ih, tile_m, tile_n, qk_scale,
+                                            dk_acc, dv_acc, causal)
             if split:
                 for tile_m in hl.tile(end_m, s_q, block_size=block_m):
-                    q_blk = q[ib, ih, tile_m, :]
-                    do_blk = dout[ib, ih, tile_m, :]
-                    p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse[ib, ih, tile_m][:, None])
-                    dv_acc = hl.dot(p.to(q.dtype).T, do_blk, acc=dv_acc)
-                    dp = hl.dot(do_blk, v_blk.T)
-                    ds = p * (dp - delta[ib, ih, tile_m][:, None])
-                    dk_acc = hl.dot(ds.to(q.dtype).T, q_blk, acc=dk_acc)
+                    dk_acc, dv_acc = _dkdv_step(q, dout, lse, delta, k_blk, v_blk, ib, ih, tile_m, tile_n, qk_scale,
+                                                dk_acc, dv_acc, False)
         dk[ib, ikv, tile_n, :] = dk_acc * sm_scale
         dv[ib, ikv, tile_n, :] = dv_acc
     return dk, dv
@@ -243,20 +255,12 @@ def attn_bwd_dq(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.T
         if split:
             start_n = min(tile_m.begin, s_k)
             for tile_n in hl.tile(0, start_n, block_size=block_n):
-                k_blk = k[ib, ikv, tile_n, :]
-                p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse_blk[:, None])
-                dp = hl.dot(do_blk, v[ib, ikv, tile_n, :].T)
-                ds = p * (dp - delta_blk[:, None])
-                dq_acc = hl.dot(ds.to(q.dtype), k_blk, acc=dq_acc)
+                dq_acc = _dq_step(q_blk, do_blk, lse_blk, delta_blk, k, v, ib, ikv, tile_m, tile_n, qk_scale,
+                                  dq_acc, False)
         end_n = min(tile_m.end, s_k) if causal else s_k
         for tile_n in hl.tile(start_n, end_n, block_size=block_n):
-            k_blk = k[ib, ikv, tile_n, :]
-            p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse_blk[:, None])
-            if causal:
-                p = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], p, 0.0)
-            dp = hl.dot(do_blk, v[ib, ikv, tile_n, :].T)
-            ds = p * (dp - delta_blk[:, None])
-            dq_acc = hl.dot(ds.to(q.dtype), k_blk, acc=dq_acc)
+            dq_acc = _dq_step(q_blk, do_blk, lse_blk, delta_blk, k, v, ib, ikv, tile_m, tile_n, qk_scale, dq_acc,
+                              causal)
         dq[ib, ih, tile_m, :] = dq_acc * sm_scale
     return dq
 
