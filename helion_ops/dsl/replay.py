@@ -14,8 +14,9 @@ rebuild the values from that recipe and call the binaries directly.
 
 Recording refuses (the kernel keeps running its host code) when a value cannot be rebuilt that way:
 a float that is neither an argument nor a hoisted expression free of float locals (``1.0 / n`` is
-kept; ``alpha * 2.0`` or a host local computed from ``alpha`` may change with the argument), a list or
-other object, a tensor sharing a fresh allocation with another, a kernel called from the host code.
+kept; ``alpha * 2.0`` or a host local computed from ``alpha`` may change with the argument), a function
+inlined into device code that closes over values, a list or other object, a tensor sharing a fresh
+allocation with another, a kernel called from the host code.
 The arguments' 16-byte alignment is checked on every replay (it picks the binary); a mismatch runs
 the host code as usual.
 """
@@ -55,6 +56,10 @@ class Recorder:
         value is known not to depend on a float argument."""
         t = type(v)
         if t in _CONST or (fixed and t is float):  # ints, bools, None: fixed by the specialization key
+            return self.const(v)
+        if t is types.FunctionType:  # inlined into the device code; the key holds its code
+            if v.__closure__:  # what it closes over reaches the launch as values of its own
+                raise NotReplayable(f"function {v.__name__} closes over values")
             return self.const(v)
         for j, a in enumerate(self.args):
             if v is a:

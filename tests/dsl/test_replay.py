@@ -70,6 +70,18 @@ def add_then_double(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@helion.kernel(replay_host=True, config=Config(block_sizes=[16, 32]))
+def apply_fn(x: torch.Tensor, fn) -> torch.Tensor:
+    out = torch.empty_like(x)
+    for tile_m, tile_n in hl.tile(x.size()):
+        out[tile_m, tile_n] = fn(x[tile_m, tile_n], tile_n)
+    return out
+
+
+def _adder(bias: torch.Tensor):
+    return lambda v, t: v + bias[t][None, :]  # closes over a tensor: a launch value of its own
+
+
 @helion.kernel(config=Config(block_sizes=[16, 32]))
 def plain_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(x)
@@ -146,6 +158,13 @@ def test_a_kernel_calling_another_kernel_is_not_replayed(device):
     for _ in range(3):
         x, y = torch.randn(20, 40, device=device), torch.randn(20, 40, device=device)
         torch.testing.assert_close(add_then_double(x, y), 2 * (x + y))
+
+
+def test_functions_closing_over_tensors_are_not_replayed(device):
+    x = torch.randn(20, 40, device=device)
+    for _ in range(3):  # same code, so the same specialization; each closure holds another tensor
+        bias = torch.randn(40, device=device)
+        torch.testing.assert_close(apply_fn(x, _adder(bias)), x + bias)
 
 
 def test_kernels_without_the_setting_always_run_their_host_code(device, host_runs):
