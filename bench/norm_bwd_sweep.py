@@ -21,7 +21,7 @@ import sys
 
 import torch
 
-from bench.sweep import NOISE, bench_us, run, table_args
+from bench.sweep import bench_us, run, search, table_args
 
 
 def candidates(current: dict) -> list[dict]:
@@ -47,22 +47,8 @@ def sweep_shape(op: str, shape: tuple) -> dict | None:
     kname, (_, key, _), bound, current, args = rec[0]
     ref = bound.run(current, *args)
     t_cur = bench_us(lambda: bound.run(current, *args))
-    best_t, best = t_cur, current
-    for d in candidates(current.to_dict()):
-        try:
-            cfg = bound.normalize(Config(**d))
-            why = compare(bound.run(cfg, *args), ref)
-            if why is not None:
-                print(f"  rejected {d['block_sizes']} w{d['num_warps']} s{d['range_num_stages']}: {why}", flush=True)
-                continue
-            t = bench_us(lambda: bound.run(cfg, *args))
-        except Exception as e:  # out of registers or shared memory: not a candidate
-            print(f"  {d['block_sizes']} w{d['num_warps']} s{d['range_num_stages']}: {type(e).__name__}", flush=True)
-            continue
-        if t < best_t:
-            best_t, best = t, cfg
-    if best_t >= t_cur * (1 - NOISE):
-        best_t, best = t_cur, current
+    best_t, best, _ = search(current, t_cur, candidates(current.to_dict()), lambda d: bound.normalize(Config(**d)),
+                             lambda cfg: bound.run(cfg, *args), lambda out: compare(out, ref))
     print(f"{op} bwd {shape}: current {t_cur:.1f} us, kept {best_t:.1f} us ({t_cur / best_t:.2f}x) "
           f"{json.dumps({k: best.to_dict()[k] for k in ('block_sizes', 'num_warps', 'range_num_stages')})}", flush=True)
     return dict(op=op, kernel=kname, shape=list(shape), key=key, current_us=t_cur, best_us=best_t,

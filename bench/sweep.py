@@ -21,27 +21,23 @@ def bench_us(fn) -> float:
     return float(triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")) * 1e3
 
 
-def grid_search(bound, args: tuple, ref: torch.Tensor, grid: list[dict], fit, seconds: float):
-    """Time ``bound`` on its current config, then on each candidate of ``grid`` (``fit(bound, Config)``
-    makes it valid) until ``seconds`` pass; a result off ``ref`` by more than 2% of its max is rejected,
-    a candidate that fails to compile is skipped, and the current config stays best unless a candidate
-    beats it by more than NOISE. Returns (current us, best us, best Config, timed)."""
-    from helion_ops.dsl import Config
-
-    bound(*args)
-    t_cur = bench_us(lambda: bound(*args))
-    current = bound.config
+def search(current, t_cur: float, grid: list[dict], make: Callable, run_cfg: Callable, check: Callable,
+           seconds: float = float("inf")) -> tuple:
+    """The sweeps' loop: for each candidate dict ``d`` of ``grid`` (until ``seconds`` pass), ``cfg = make(d)``
+    and ``out = run_cfg(cfg)``; ``check(out)`` says why a wrong result is rejected (None: right), and a
+    candidate that fails to build or run is skipped. The current config (timed at ``t_cur``) stays best
+    unless a candidate beats it by more than NOISE. Returns (best us, best Config, candidates timed)."""
     best_t, best_cfg, tried, t0 = t_cur, current, 0, time.time()
     for d in grid:
         if time.time() - t0 > seconds:
             break
         try:
-            bound.config = cfg = fit(bound, Config(**{"l2_groupings": [8], **d}))
-            out = bound(*args)
-            if ((out.float() - ref).abs().max() / ref.abs().max()).item() > 2e-2:
-                print(f"  wrong result, rejected: {d}", flush=True)
+            cfg = make(d)
+            why = check(run_cfg(cfg))
+            if why is not None:
+                print(f"  rejected {d}: {why}", flush=True)
                 continue
-            t = bench_us(lambda: bound(*args))
+            t = bench_us(lambda: run_cfg(cfg))
             tried += 1
         except Exception as e:  # out of shared memory, registers...: not a candidate
             print(f"  {d}: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}", flush=True)
@@ -50,6 +46,29 @@ def grid_search(bound, args: tuple, ref: torch.Tensor, grid: list[dict], fit, se
             best_t, best_cfg = t, cfg
     if best_t >= t_cur * (1 - NOISE):
         best_t, best_cfg = t_cur, current
+    return best_t, best_cfg, tried
+
+
+def grid_search(bound, args: tuple, ref: torch.Tensor, grid: list[dict], fit, seconds: float):
+    """``search`` over a GEMM kernel's grid: ``fit(bound, Config)`` makes a candidate valid (L2 grouping 8
+    unless it says otherwise), a result off ``ref`` by more than 2% of its max is wrong. Returns
+    (current us, best us, best Config, timed)."""
+    from helion_ops.dsl import Config
+
+    bound(*args)
+    t_cur = bench_us(lambda: bound(*args))
+    current = bound.config
+
+    def run_cfg(cfg):
+        bound.config = cfg
+        return bound(*args)
+
+    def check(out):
+        err = ((out.float() - ref).abs().max() / ref.abs().max()).item()
+        return f"off the reference by {err:.1e} of its max" if err > 2e-2 else None
+
+    best_t, best_cfg, tried = search(current, t_cur, grid, lambda d: fit(bound, Config(**{"l2_groupings": [8], **d})),
+                                     run_cfg, check, seconds)
     return t_cur, best_t, best_cfg, tried
 
 
