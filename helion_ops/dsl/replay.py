@@ -78,20 +78,22 @@ class Recorder:
         if j is not None:  # a view of argument j: same storage, offset relative to the argument's
             if dtype != self.args[j].dtype:
                 raise NotReplayable("a view of an argument with another dtype")
-            rel = off - self.args[j].storage_offset()
-            key = ("view", j, shape, stride, rel)
-            src = f"args[{j}].as_strided({shape}, {stride}, args[{j}].storage_offset() + {rel})"
+            key = ("view", j, shape, stride, off - self.args[j].storage_offset())
         else:
             key = ("fresh", ptr, shape, stride, dtype, off)
+        name = self.tensors.get(key)
+        if name is not None:  # the same tensor again (an output passed to two launches, or returned)
+            return name
+        if j is not None:
+            src = f"args[{j}].as_strided({shape}, {stride}, args[{j}].storage_offset() + {key[4]})"
+        else:
             whole = off == 0 and _span(shape, stride) * v.element_size() == v.untyped_storage().nbytes()
-            if key not in self.tensors and (not whole or ptr in self.fresh):
+            if not whole or ptr in self.fresh:
                 raise NotReplayable("a fresh tensor that is part of a larger allocation")
             self.fresh.add(ptr)
             src = f"empty_strided({shape}, {stride}, dtype={self.const(dtype)}, device={self.const(v.device)})"
-        name = self.tensors.get(key)
-        if name is None:
-            name = self.tensors[key] = f"t{len(self.tensors)}"
-            self.lines.append(f"{name} = {src}")
+        name = self.tensors[key] = f"t{len(self.tensors)}"
+        self.lines.append(f"{name} = {src}")
         return name
 
 

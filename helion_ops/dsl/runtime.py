@@ -23,7 +23,7 @@ from . import exc, frontend
 from .config import Config
 from .language import constexpr as hl_constexpr
 from .pipeline import STAGES, hoist_plan
-from .replay import MISS as _MISS
+from .replay import MISS as _MISS, NotReplayable, Replay
 from .space import offsets
 
 _RUN: contextvars.ContextVar = contextvars.ContextVar("helion_ops_run", default=None)
@@ -54,7 +54,7 @@ class RunContext:
         self.specs: list[dict] = []
         self.irs: list[Any] = []
         self.compiled: dict[tuple, "Compiled"] = {}  # (loop, launch key) -> binary, for this Config
-        self.replay: Any = None         # replay.Replay of this Config's first run (replay_host kernels)
+        self.replay: Any = None         # Replay(...).run of this Config's first run (replay_host kernels)
         self.recorded = False
 
     def block_size(self, bid: int, *bounds: Any) -> int:
@@ -372,7 +372,6 @@ class BoundKernel:
 
     def _record(self, ctx: RunContext, args: tuple) -> Any:
         """Run the host code once, noting each launch, and keep a Replay of it (see replay.py)."""
-        from .replay import NotReplayable, Replay
         trace = [self, [], True]
         tok = _TRACE.set(trace)
         try:
