@@ -1,6 +1,6 @@
 """A grid sweep of matmul configs per (M, N, K, layout), written to configs/<arch>/matmul.json.
 
-    python -m bench.matmul_sweep [--problems fwd,bwd] [--per-problem 30] [--max-candidates 30]
+    python -m bench.matmul_sweep [--problems fwd,bwd] [--shapes MxNxK,...] [--per-problem 30] [--max-candidates 30]
                                  [--out sweep.json] [--write]
     python -m bench.matmul_sweep --merge sweep.json ... --write    (write what a sweep measured)
 
@@ -72,6 +72,8 @@ def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
     av, bv = (a.T if ta else a), (b.T if tb else b)
     ref = av.float() @ bv.float()
     t_cublas = bench_us(lambda: torch.matmul(av, bv))
+    if M._worth_padding(m, n, k):  # tune the operands the op passes: unaligned rows padded (matmul._run)
+        a, b = M._layout(M._padded(av))[0], M._layout(M._padded(bv))[0]
     args = (a, b, None, None, ta, tb)
     bound = M.matmul_kernel.bind(args)
     bound.config = M.config_for(args)
@@ -99,6 +101,7 @@ def entries(results: list[dict]) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", default="fwd,bwd")
+    ap.add_argument("--shapes", default=None, help="MxNxK,... (default: matmul.SHAPES)")
     ap.add_argument("--per-problem", type=float, default=30.0, help="seconds of candidates per problem")
     ap.add_argument("--max-candidates", type=int, default=30)
     table_args(ap, "configs/<arch>/matmul.json")
@@ -107,7 +110,8 @@ def main(argv=None) -> int:
     from helion_ops.ops import matmul as M
 
     def sweep(keep) -> None:
-        for prob in problems(M.SHAPES, args.problems.split(",")):
+        shapes = M.SHAPES if args.shapes is None else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+        for prob in problems(shapes, args.problems.split(",")):
             keep(sweep_one(prob, args.per_problem, args.max_candidates))
 
     def write(results: list, meta: dict, arch: str) -> None:
