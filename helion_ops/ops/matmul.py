@@ -12,6 +12,12 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
   passed to the kernel in its stored layout with a ``trans_*`` flag, and the kernel loads the
   stored tile and transposes it in registers (so TMA descriptors still apply to it). Operands with
   no unit stride are read through generic strided pointers.
+- Unaligned rows: in a large GEMM (``_worth_padding``: min(M, N) >= 256 and M*N*K >= 2^27) an operand
+  whose rows do not start 16-byte aligned (K or N odd, e.g. 4097, in fp16/bf16), or that has no unit
+  stride, is first copied into rows padded to 128 bytes (``_padded``), as torch.compile's pad_mm does:
+  TMA descriptors and 16-byte vector loads need aligned rows. At 4097^3 bf16 on the H100 the kernel
+  then took 257-265 us against 960-1304 us on the unaligned operands (bench.matmul_sweep, kernel
+  time without the copies; results/H100/sweeps/matmul_sweep_4097_padded_2026-11-26.json).
 - Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on
   transposed views (no copies), ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``.
 - Registered as the torch.library custom op ``helion_ops::matmul`` with a fake (meta) kernel
@@ -32,7 +38,8 @@ SHAPES, lowest 0.88x (1024^3) and 0.90x (1x4096x4096). Backward geomean 0.97x, b
 Function, two launches from Python, replayed without the kernels' host code since 3bc7377), which
 eager's C++ autograd hides behind do_bench's L2 flush.
 
-Memory (tests/reliability/test_memory.py): the output only; autograd saves a and b (and the output with
+Memory (tests/reliability/test_memory.py): the output only (plus, in large GEMMs, a padded copy of an
+operand with unaligned rows, see above); autograd saves a and b (and the output with
 relu); backward allocates dA and dB only (transposed views, no copies), plus an [N] fp32 sum for dbias
 and, with gelu/silu, the recomputed pre-activation [M, N] and its fp32 temporaries; no workspace beyond
 Triton's TMA descriptor scratch (a few KiB, on GPU).
@@ -149,7 +156,8 @@ def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[
       ``warp_specialize`` with 8 warps, the TTGIR has no ``ttg.warp_specialize``, so the +1-4% once
       measured for it at 4096^2 was noise; the tuner may still pick it with 4 warps, where it is real);
     - fewer tiles, or operands that TMA cannot read (a row stride that is not 16-byte aligned,
-      e.g. K = 4097: 128x256 ran at 0.73x cuBLAS there, 128x128 at 0.89-0.92x): 128x128x64,
+      e.g. K = 4097 in a GEMM too small to pad: 128x256 ran at 0.73x cuBLAS there, 128x128 at
+      0.89-0.92x): 128x128x64,
       4 stages; fewer than one wave of those: 64x128x64 (more programs);
     - 16 < M <= 256: 64-row tiles, N block 128 or 64, whichever fills the SMs (M=128, N=4096,
       K=14336: 64x64x128 0.95x vs 64x128x64 0.74x);
