@@ -267,17 +267,22 @@ PAD_MIN_MNK = 2 ** 27   # m * n * k: about 512^3
 PAD_MIN_MN = 256        # min(m, n): below it the GEMM is bound by reading one operand, as the copy is
 
 
-def _padded(t: torch.Tensor) -> torch.Tensor:
-    """``t`` itself if its rows are aligned (``_rows_aligned`` of its layout), else a copy of it in the
-    same orientation whose rows start on 128-byte boundaries (the padding columns are never read)."""
-    p, trans = _layout(t)
-    if _rows_aligned(p):
-        return t
+def _pad_rows(p: torch.Tensor) -> torch.Tensor:
+    """A copy of the 2-D ``p`` whose rows start on 128-byte boundaries (the padding is never read)."""
     rows, cols = p.shape
     step = max(1, 128 // p.element_size())
     buf = torch.empty((rows, -(-cols // step) * step), dtype=p.dtype, device=p.device)[:, :cols]
     buf.copy_(p)
-    return buf.t() if trans else buf
+    return buf
+
+
+def _padded(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself if its rows are aligned (``_rows_aligned`` of its layout), else a copy of it in the
+    same orientation with padded rows (``_pad_rows``)."""
+    p, trans = _layout(t)
+    if _rows_aligned(p):
+        return t
+    return _pad_rows(p).t() if trans else _pad_rows(p)
 
 
 def _worth_padding(m: int, n: int, k: int) -> bool:
@@ -290,12 +295,15 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
     n = b.shape[1]
     if m == 0 or n == 0 or k == 0:
         return _eager2d(a, b, bias, activation)
-    if _worth_padding(m, n, k):
-        a, b = _padded(a), _padded(b)
     if bias is not None and bias.stride(0) != 1:
         bias = bias.contiguous()
     pa, ta = _layout(a)
     pb, tb = _layout(b)
+    if _worth_padding(m, n, k):  # one layout pass: this is the host path of every GEMM
+        if not _rows_aligned(pa):
+            pa = _pad_rows(pa)
+        if not _rows_aligned(pb):
+            pb = _pad_rows(pb)
     args = (pa, pb, bias, activation, ta, tb)
     bound = None
     try:

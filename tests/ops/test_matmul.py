@@ -208,19 +208,19 @@ def test_chooser_configs_validate():
 
 
 def test_config_for_uses_the_layouts_own_table_entry(monkeypatch):
-    """On sm90 the shipped table answers per operand layout: backward's dA (B transposed) at 4097^3
-    gets its own NT entry, not the forward's NN one (which ran at 0.52x cuBLAS there)."""
+    """On sm90 the shipped table answers per operand layout: backward's dA (B transposed) at 1024^3
+    gets its own NT entry, not the forward's NN one (0.67x cuBLAS there against 0.93x)."""
     import json
 
     from helion_ops.dsl import pretuned
     monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
     table = json.loads(pretuned.config_path("matmul", "sm90").read_text())["entries"]
-    want = {e["key"].get("variant"): e["config"] for e in table if e["key"]["shape"] == [4097, 4097, 4097]}
-    assert {None, "NT", "TN"} <= set(want) and want[None] != want["NT"]
+    want = {e["key"].get("variant"): e["config"] for e in table if e["key"]["shape"] == [1024, 1024, 1024]}
+    assert {None, "NT", "TN"} <= set(want) and len({str(want[v]) for v in (None, "NT", "TN")}) == 3
     t = lambda *s: torch.empty(*s, dtype=torch.bfloat16, device="meta")  # noqa: E731
-    for variant, args in [(None, (t(4097, 4097), t(4097, 4097), None, None, False, False)),
-                          ("NT", (t(4097, 4097), t(4097, 4097), None, None, False, True)),
-                          ("TN", (t(4097, 4097), t(4097, 4097), None, None, True, False))]:
+    for variant, args in [(None, (t(1024, 1024), t(1024, 1024), None, None, False, False)),
+                          ("NT", (t(1024, 1024), t(1024, 1024), None, None, False, True)),
+                          ("TN", (t(1024, 1024), t(1024, 1024), None, None, True, False))]:
         cfg = M.config_for(args)
         assert list(cfg["block_sizes"]) == want[variant]["block_sizes"], variant
         assert cfg["num_warps"] == want[variant]["num_warps"], variant
