@@ -20,8 +20,10 @@ def _tile_count(t) -> int:
     return t.static_len if t.is_grid else _cdiv(t.static_len, t.block)
 
 
-def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, grid_ordinal: int):
-    """Emit the ``@triton.jit`` function for device loop ``d`` under ``cfg``."""
+def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, grid_ordinal: int,
+             loop_index: int = 0):
+    """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
+    loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
     from .codegen import Emitter, Generated
 
     em = Emitter(d, cfg, file, num_sms)
@@ -35,11 +37,17 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
     nprog = max(1, min(num_sms, total)) if persistent else total
     i64 = em.idx64
 
+    # grid_reverses: programs take the tiles in reverse order, so that when work grows with the tile
+    # (causal attention's later query blocks) the longest programs start first and the short ones fill
+    # the last wave, instead of leaving it to a few long ones.
+    revs = cfg.get("grid_reverses") or []
+    reverse = loop_index < len(revs) and bool(revs[loop_index])
     pre: list[str] = []
     pid0 = "tl.program_id(0).to(tl.int64)" if i64 else "tl.program_id(0)"
     if pid_type == "xyz":
         for k, t in enumerate(tiles):
-            pre.append(f"pid_{k} = tl.program_id({k})" + (".to(tl.int64)" if i64 else ""))
+            p = f"tl.program_id({k})" + (".to(tl.int64)" if i64 else "")
+            pre.append(f"pid_{k} = {counts[k] - 1} - {p}" if reverse else f"pid_{k} = {p}")
         grid: tuple[int, int, int] = tuple(counts + [1] * (3 - len(counts)))  # type: ignore[assignment]
     else:
         grid = (nprog, 1, 1)
@@ -52,10 +60,10 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
             pre.append(f"start_pid = {pid0} * {per}")
             pre.append(f"for virtual_pid in tl.range(start_pid, tl.minimum(start_pid + {per}, {total})):")
         body_ind = 2
-    decode = _decode_pids("virtual_pid" if persistent else "pid", tiles, counts, cfg, grid_ordinal) \
-        if pid_type != "xyz" else []
-    if not persistent and pid_type != "xyz":
-        decode = [f"pid = {pid0}"] + decode
+    decode = _decode_pids("pid", tiles, counts, cfg, grid_ordinal) if pid_type != "xyz" else []
+    if pid_type != "xyz":
+        p = "virtual_pid" if persistent else pid0
+        decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + decode
     setup = []
     for k, t in enumerate(tiles):
         b = em.bound(t.begin)

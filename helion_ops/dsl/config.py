@@ -27,6 +27,7 @@ FIELDS: dict[str, Any] = {
     "num_warps": 4,
     "num_stages": 2,
     "pid_type": "flat",
+    "grid_reverses": [],
     "indexing": "pointer",
     "range_num_stages": [],
     "range_unroll_factors": [],
@@ -157,6 +158,7 @@ class SpaceSpec:
     tensor_descriptor: bool = False                        # TMA indexing possible
     tunables: dict = field(default_factory=dict)           # name -> Fragment (hl.register_tunable)
     warp_specialize: bool = False                          # tl.range(warp_specialize=) available
+    uneven_grid: bool = False                              # some program's work depends on its tile
 
 
 EVICTION_POLICIES = ("", "first", "last")
@@ -294,6 +296,8 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
     if all(n <= 3 for n in spec.grid_loops):
         pids.insert(1, "xyz")
     f["pid_type"] = EnumFragment(pids, "flat")
+    if spec.uneven_grid:  # launch order only matters when programs differ in work (a triangular loop)
+        f["grid_reverses"] = ListOf(BoolFragment(False), len(spec.grid_loops))
     if spec.tensor_descriptor:
         f["indexing"] = EnumFragment(INDEXING, "pointer")
     n = spec.inner_loops

@@ -28,8 +28,9 @@ def _passes(job: tuple) -> tuple:
 def _codegen(job: tuple) -> Any:
     pk, d, config, name = job
     from .runtime import num_sms
-    ordinal = sum(1 for lp in pk.loops[: int(name.rsplit("kernel", 1)[1])] if _ndims(lp) >= 2)
-    return codegen.generate(d, config, pk.file, name, num_sms(), ordinal)
+    index = int(name.rsplit("kernel", 1)[1])
+    ordinal = sum(1 for lp in pk.loops[:index] if _ndims(lp) >= 2)
+    return codegen.generate(d, config, pk.file, name, num_sms(), ordinal, index)
 
 
 def _ndims(lp: DeviceLoop) -> int:

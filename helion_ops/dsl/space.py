@@ -27,7 +27,7 @@ def collect_facts(bound) -> dict:
     blocks: dict[int, dict] = {i: {"extent": 1, "dot": False, "bounds": None} for i in range(nblocks)}
     for bid, bounds in getattr(ctx, "registered", {}).items():
         blocks[bid]["bounds"] = bounds
-    rdims, grid_loops, inner, loads, desc, dot = [], [], 0, 0, False, False
+    rdims, grid_loops, inner, loads, desc, dot, uneven = [], [], 0, 0, False, False, False
     per_loop = []
     for d in ctx.irs:
         dot_tiles = set()
@@ -45,11 +45,13 @@ def collect_facts(bound) -> dict:
         per_loop.append({"rdims": len(d.rdims), "loops": d.n_inner_loops, "loads": d.n_loads})
         rdims += [r.extent for r in sorted(d.rdims.values(), key=lambda r: r.id)]
         grid_loops.append(len(d.grid))
+        # an inner loop with bounds known only on the device (e.g. up to the diagonal): unequal programs
+        uneven |= any(t.static_len is None for st in I.walk(d.body) if isinstance(st, I.For) for t in st.tiles)
         inner += d.n_inner_loops
         loads += d.n_loads
         desc |= any(t.descriptor_ok for t in d.inputs.tensors) and hasattr(tl, "make_tensor_descriptor")
     return {"blocks": blocks, "rdims": rdims, "grid_loops": grid_loops, "inner_loops": inner,
-            "loads": loads, "descriptor": desc, "dot": dot, "per_loop": per_loop,
+            "loads": loads, "descriptor": desc, "dot": dot, "per_loop": per_loop, "uneven_grid": uneven,
             "tunables": getattr(ctx, "tunables", {})}
 
 
@@ -106,6 +108,7 @@ def space_for(bound) -> ConfigSpace:
         tensor_descriptor=bool(f["descriptor"]),
         tunables=dict(f["tunables"]),
         warp_specialize=_warp_specialize_supported(),
+        uneven_grid=f["uneven_grid"],
     )
     space = ConfigSpace(spec)
     base = space.default()

@@ -38,7 +38,8 @@ Configs: ``configs/<arch>/attention.json`` when it has an entry (nearest shape b
 analytic defaults of ``default_config`` (per kernel, head dim, dtype); each is clamped into the bound
 kernel's ConfigSpace and cached per specialisation. Tunables beyond the standard knobs: ``causal_split``
 (causal: the forward and dQ visit the key blocks left of the diagonal band, and dK/dV the query blocks
-below it, in a loop without the mask; default on).
+below it, in a loop without the mask; default on). Causal forward and dQ also take the query blocks
+last-first (``grid_reverses``, see ``_longest_first``): the longest programs start first.
 
 Measured through the harness (results/H100/attention.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
 bf16, D=128, B*S = 16K tokens, H=16, commit 92807a1, 2026-11-26; TFLOP/s as counted by
@@ -354,17 +355,25 @@ def _pretuned(kernel: str, q, k, causal: bool) -> Optional[Config]:
         return None
 
 
+def _longest_first(kernel: str, cfg: Config, causal: bool) -> Config:
+    """Causal forward and dQ: a query block's work grows with its index (it visits the key blocks up to
+    its diagonal), so the grid takes the blocks last-first (``grid_reverses``) unless ``cfg`` says."""
+    if causal and kernel in ("attn_fwd", "attn_bwd_dq") and "grid_reverses" not in cfg:
+        return cfg.replace(grid_reverses=[True])
+    return cfg
+
+
 def config_for(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causal: bool) -> Config:
     """The Config kernel ``kernel`` runs with on ``args`` (pretuned entry, else ``default_config``)."""
     bound = KERNELS[kernel].bind(args)
     cfg = _pretuned(kernel, q, k, causal)
     if cfg is not None:
         try:
-            return _fit(bound, cfg)
+            return _fit(bound, _longest_first(kernel, cfg, causal))
         except Exception:
             pass
     even = q.shape[2] % 128 == 0 and k.shape[2] % 128 == 0  # every block (<= 128) divides both lengths
-    return _fit(bound, default_config(kernel, q.shape[-1], q.dtype, causal, even))
+    return _fit(bound, _longest_first(kernel, default_config(kernel, q.shape[-1], q.dtype, causal, even), causal))
 
 
 def _launch(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causal: bool):

@@ -157,3 +157,23 @@ def test_device_bounded_loop_masks_only_when_blocks_may_not_divide(m, n, bm, bn,
     inner = [ln for ln in code.splitlines() if "mask_1" in ln or "mask_2" in ln]
     assert bool(inner) == masked, code
     torch.testing.assert_close(b.run(b.normalize(cfg), x), _causal_row_sum_ref(x, bm), rtol=1e-5, atol=1e-4)
+
+
+def test_grid_reverses_only_where_programs_differ_in_work():
+    x = torch.randn(70, 70)
+    assert "grid_reverses" in K.causal_row_sum.bind((x,)).config_space.fragments
+    assert "grid_reverses" not in K.matmul.bind((x, x)).config_space.fragments  # every program: full K
+    assert "grid_reverses" not in K.softmax.bind((x,)).config_space.fragments
+
+
+@pytest.mark.parametrize("pid_type", ["flat", "xyz", "persistent_blocked", "persistent_interleaved"])
+def test_grid_reverses_takes_the_tiles_last_first(pid_type):
+    """70 rows in blocks of 16: five programs, tile 4 first. An off-by-one reversal would read past the
+    last tile or skip tile 0; ignoring the knob fails the code check."""
+    x = torch.randn(70, 70)
+    b = K.causal_row_sum.bind((x,))
+    cfg = b.normalize(Config(block_sizes=[16, 16], pid_type=pid_type, grid_reverses=[True]))
+    code = b.to_triton_code(cfg)
+    assert re.search(r"pid(_0)? = 4 - (tl\.program_id\(0\)|virtual_pid)", code), code
+    assert " = 4 - " not in b.to_triton_code(cfg.replace(grid_reverses=[False]))
+    torch.testing.assert_close(b.run(cfg, x), _causal_row_sum_ref(x, 16), rtol=1e-5, atol=1e-4)

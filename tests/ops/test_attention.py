@@ -310,6 +310,23 @@ def test_causal_dkdv_pipelined_only_without_masks(s, d, stages):
     assert ("mask_" in code) == (s % 128 != 0)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_causal_query_blocks_launch_longest_first(causal):
+    """Causal forward and dQ take the query blocks last-first (their work grows with the block index);
+    dK/dV's key blocks already start with the longest; without the mask every program is equal and the
+    knob does not exist."""
+    q = torch.empty(2, 2, 1024, 128, dtype=torch.bfloat16)
+    lse = torch.empty(2, 2, 1024)
+    kernels = {"attn_fwd": (q, q, q, causal, 1.0), "attn_bwd_dq": (q, q, q, q, lse, lse, causal, 1.0, 1.0),
+               "attn_bwd_dkdv": (q, q, q, q, lse, lse, causal, 1.0, 1.0)}
+    for name, args in kernels.items():
+        cfg = A.config_for(name, args, q, q, causal)
+        want = [True] if causal and name != "attn_bwd_dkdv" else ([False] if causal else None)
+        assert cfg.get("grid_reverses") == want, name
+        code = A.KERNELS[name].bind(args).to_triton_code(cfg)
+        assert (" - tl.program_id(0)" in code) == bool(want and want[0]), name
+
+
 # ---- GPU -----------------------------------------------------------------------------------------
 
 @pytest.mark.gpu
