@@ -42,9 +42,10 @@ below it, in a loop without the mask; default on). Causal forward and dQ also ta
 last-first (``grid_reverses``, see ``_longest_first``): the longest programs start first.
 
 Measured through the harness (results/H100/attention.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
-bf16, D=128, B*S = 16K tokens, H=16, commit 92807a1, 2026-11-26; TFLOP/s as counted by
-``work``/``backward_work``): forward 287-521 TFLOP/s, 0.67-0.83x SDPA's cuDNN backend and 1.18-1.54x
-its flash backend (FA2); backward 255-413 TFLOP/s, 0.71-0.89x cuDNN and 1.23-1.58x FA2.
+bf16, D=128, B*S = 16K tokens, H=16, commit 735359b, 2026-11-26; TFLOP/s as counted by
+``work``/``backward_work``): forward 290-511 TFLOP/s, 0.69-0.83x SDPA's cuDNN backend and 1.19-1.53x
+its flash backend (FA2); backward 258-411 TFLOP/s, 0.70-0.91x cuDNN and 1.23-1.59x FA2. Causal
+1x16x16384 forward: 470 TFLOP/s with the reversed grid against 447 at 6c0d39d.
 
 Known limits: every kernel loads through pointers (pipelined cp.async); TMA descriptors, which the DSL
 emits and the tuner explores, ran slower on the H100 (forward 5-10%, backward 0-40%). Upstream Triton
