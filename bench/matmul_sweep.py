@@ -72,8 +72,8 @@ def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
     av, bv = (a.T if ta else a), (b.T if tb else b)
     ref = av.float() @ bv.float()
     t_cublas = bench_us(lambda: torch.matmul(av, bv))
-    if M._worth_padding(m, n, k):  # tune the operands the op passes: unaligned rows padded (matmul._run)
-        a, b = M._layout(M._padded(av))[0], M._layout(M._padded(bv))[0]
+    if M._worth_padding(m, n, k):  # tune what the op passes (matmul._operands): unaligned rows padded
+        a, b = M._operands(av, bv)[:2]
     args = (a, b, None, None, ta, tb)
     bound = M.matmul_kernel.bind(args)
     bound.config = M.config_for(args)

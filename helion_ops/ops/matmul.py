@@ -290,6 +290,19 @@ def _worth_padding(m: int, n: int, k: int) -> bool:
     return min(m, n) >= PAD_MIN_MN and m * n * k >= PAD_MIN_MNK
 
 
+def _operands(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
+    """(pa, pb, trans_a, trans_b): what the kernel reads for ``a [M, K] @ b [K, N]``: the stored layouts
+    (``_layout``), with unaligned rows padded in large GEMMs. One layout pass: every GEMM's host path."""
+    pa, ta = _layout(a)
+    pb, tb = _layout(b)
+    if _worth_padding(a.shape[0], b.shape[1], a.shape[1]):
+        if not _rows_aligned(pa):
+            pa = _pad_rows(pa)
+        if not _rows_aligned(pb):
+            pb = _pad_rows(pb)
+    return pa, pb, ta, tb
+
+
 def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]) -> torch.Tensor:
     """The kernel launch for 2-D a [M, K], b [K, N] (already validated)."""
     m, k = a.shape
@@ -298,13 +311,7 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
         return _eager2d(a, b, bias, activation)
     if bias is not None and bias.stride(0) != 1:
         bias = bias.contiguous()
-    pa, ta = _layout(a)
-    pb, tb = _layout(b)
-    if _worth_padding(m, n, k):  # one layout pass: this is the host path of every GEMM
-        if not _rows_aligned(pa):
-            pa = _pad_rows(pa)
-        if not _rows_aligned(pb):
-            pb = _pad_rows(pb)
+    pa, pb, ta, tb = _operands(a, b)
     args = (pa, pb, bias, activation, ta, tb)
     bound = None
     try:
