@@ -8,8 +8,8 @@ Why beside bench.tune: the knob that matters here, software pipelining of the in
 with many configs that do not compile, and a timed search rarely reaches it. For each shape the
 backward kernel is recorded from one real backward (``bench.tune.record``), then timed on its current
 config and on that config with range_num_stages in {0, 2, 3}, num_warps in {8, 16} and half the rows
-per program. A candidate must match the current config's outputs (``autotune.compare``: dx, and the
-dweight partials by their sum) and be 2% faster to be kept.
+per program. A candidate must match the current config's outputs (``autotune.compare``: dx and the
+weight gradients) and be 2% faster to be kept.
 """
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ from bench.sweep import bench_us, run, search, table_args
 
 def candidates(current: dict) -> list[dict]:
     """Variations of ``current`` (a Config dict) over the knobs above (current itself is timed apart)."""
-    rows, sub = current["block_sizes"][:2]
+    rows, sub, *cols = current["block_sizes"]  # cols: the partial-sum loop's column block, kept
     out = []
     for stages, warps, r in itertools.product((0, 2, 3), (8, 16), (rows, max(sub, rows // 2))):
-        d = dict(current, num_warps=warps, block_sizes=[r, sub], range_num_stages=[stages])
+        d = dict(current, num_warps=warps, block_sizes=[r, sub, *cols], range_num_stages=[stages])
         if d not in out:
             out.append(d)
     return out

@@ -330,22 +330,38 @@ def rows_per_program(m: int, programs_per_sm: int = 2) -> int:
     return max(1, min(next_pow2(-(-m // target)), 1 << 20))
 
 
-def norm_bwd_config(m: int, n: int) -> Config:
-    """Default Config of the partial-sum norm backward kernels (``block_sizes=[rows, sub]``).
+def norm_bwd_config(m: int, n: int, partials: bool = True) -> Config:
+    """Default Config of the partial-sum norm backward kernels: ``block_sizes=[rows, sub, cols]``
+    (``partials=False``: no weight or bias, so no partial sums to reduce and ``cols`` is unused).
 
     From the H100 sweep (bf16, M >= 16K): about two programs per SM up to 4K columns and one above,
     one row per inner step from 4K columns (several for short rows: ~4K elements a step), 8 warps at
     4K columns and 16 above. From 4K columns the row loop is software-pipelined three deep
     (``range_num_stages``: the next rows' loads in flight while this row reduces), which
     ``bench.norm_bwd_sweep`` kept on 10 of the 12 H100 shapes with N >= 4096 (1.07-1.29x; neutral on
-    the other two). The shipped sm90 table overrides this on its shapes.
+    the other two). ``cols`` is the column block of the second loop, which sums the [programs, N]
+    partials: about 8K of them per program. The shipped sm90 table overrides this on its shapes.
     """
     p = next_pow2(n)
     warps = 4 if p <= 2048 else 8 if p <= 4096 else 16
     rows = rows_per_program(m, programs_per_sm=2 if p <= 4096 else 1)
     sub = max(1, min(rows, 4096 // p))
-    return Config(block_sizes=[rows, sub], reduction_loops=[None], num_warps=warps, num_stages=1,
-                  range_num_stages=[3 if p >= 4096 else 0])
+    # The column block exists in either case (blocks come from the kernel's source) but is unused
+    # without partials; the partials' row dim is then no second reduction.
+    cols = max(1, min(p, 4096, 8192 // next_pow2(-(-m // rows)))) if partials else 1
+    return Config(block_sizes=[rows, sub, cols], reduction_loops=[None, None] if partials else [None],
+                  num_warps=warps, num_stages=1, range_num_stages=[3 if p >= 4096 else 0])
+
+
+def clamp_blocks(bound: Any, cfg: Config) -> Config:
+    """``cfg`` with each block size clamped into the bound kernel's range for it (the range comes from
+    a dry run with 16-wide blocks, so an op's default, computed from the real shape, may overshoot)."""
+    blocks = cfg.get("block_sizes")
+    specs = bound.config_space.spec.block_sizes
+    if not blocks or len(blocks) != len(specs):
+        return cfg  # normalize() will say what is wrong
+    fitted = [max(s.min, min(s.max, int(v))) for v, s in zip(blocks, specs)]
+    return cfg if fitted == list(blocks) else cfg.replace(block_sizes=fitted)
 
 
 class Launcher:
@@ -372,7 +388,7 @@ class Launcher:
         bound = self.kernel.bind(args)
         shape = self.key_shape(args)
         dtype = args[0].dtype
-        dflt = self.default(shape)
+        dflt = clamp_blocks(bound, self.default(shape))
         cfg = pick_config(self.op, self.name, dtype, shape, dflt)
         try:
             cfg = bound.config_space.normalize(cfg)

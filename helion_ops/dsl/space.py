@@ -24,7 +24,7 @@ def collect_facts(bound) -> dict:
     ctx = bound.dry_run(Config(block_sizes=[16] * nblocks), "facts")
     nblocks = len(bound.pk.blocks)  # hl.tile(x.size()) may have added ids during the run
     # extent None: some loop over this block has bounds known only on the device (jagged rows).
-    blocks: dict[int, dict] = {i: {"extent": 1, "dot": False, "bounds": None} for i in range(nblocks)}
+    blocks: dict[int, dict] = {i: {"extent": 1, "dot": False, "bounds": None, "rblock": 1} for i in range(nblocks)}
     for bid, bounds in getattr(ctx, "registered", {}).items():
         blocks[bid]["bounds"] = bounds
     rdims, grid_loops, inner, loads, desc, dot, uneven = [], [], 0, 0, False, False, False
@@ -37,11 +37,13 @@ def collect_facts(bound) -> dict:
                     # Only the matrix dims need >= 16 (tensor-core tiles); a bmm's batch dim may be 1.
                     dot_tiles.update(x.id for x in a.type.dims[-2:] if x.kind == "tile")
                 dot = True
+        rblock = max([next_pow2(r.extent) for r in d.rdims.values()] or [1])
         for t in d.tiles.values():
             if t.block_id is not None:
                 b = blocks[t.block_id]
                 b["extent"] = None if t.static_len is None or b["extent"] is None else max(b["extent"], t.static_len)
                 b["dot"] |= t.id in dot_tiles
+                b["rblock"] = max(b["rblock"], rblock)  # the whole dims held beside this block's tiles
         per_loop.append({"rdims": len(d.rdims), "loops": d.n_inner_loops, "loads": d.n_loads})
         rdims += [r.extent for r in sorted(d.rdims.values(), key=lambda r: r.id)]
         grid_loops.append(len(d.grid))
@@ -75,10 +77,10 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
     if b["dot"]:
         hi = max(16, min(ext, 256))
         return BlockSpec(16, hi, min(hi, 64))
-    # Rows held next to a whole reduction dim: keep rows x row length within 64K elements
-    # (256 KB of fp32 registers per program is already past what 16 warps hold), so the
+    # Rows held next to a whole reduction dim of the same device loop: keep rows x row length within
+    # 64K elements (256 KB of fp32 registers per program is already past what 16 warps hold), so the
     # search never spends its budget compiling candidates that can only spill.
-    rblock = max([next_pow2(e) for e in f["rdims"]] or [1])
+    rblock = b.get("rblock", 1)
     hi = max(1, min(ext, 4096, 65536 // rblock))
     if b["extent"] is None:
         return BlockSpec(1, hi, min(hi, 64))
@@ -87,7 +89,7 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
 
 def _default_tile(f: dict, bid: int, hi: int) -> int:
     """Heuristic default: about 4K elements a program, a whole row per program for row reductions."""
-    rblock = max([next_pow2(e) for e in f["rdims"]] or [1])
+    rblock = f["blocks"][bid].get("rblock", 1)
     ntiles = max(1, sum(1 for b in f["blocks"].values() if b["bounds"] is None and not b["dot"]))
     per_tile = max(1, int((4096 // rblock) ** (1.0 / ntiles)))
     return max(1, min(hi, 1 << (per_tile.bit_length() - 1)))

@@ -13,8 +13,9 @@ Kernels:
   block size) step through them ``sub`` rows at a time ([sub, N] tiles, so short rows still keep
   enough loads in flight), accumulate ``sum(dy * xhat)`` and ``sum(dy)`` and store them into one
   ``[programs, K, N]`` fp32 buffer (K = how many of weight and bias are given: row 0 dweight, then
-  dbias), which the host reduces with one ``.sum(0)`` and one cast to x's dtype; dweight and dbias are
-  rows (views) of that ``[K, N]`` result (fewer host-side torch ops per backward than a buffer each).
+  dbias); a second device loop sums its programs into one ``[K, N]`` result in x's dtype, whose rows
+  (views) are dweight and dbias. Both launches come from one kernel call (replayed back to back), not a
+  launch plus torch's ``sum(0)`` and cast, which cost two more dispatches of host time per backward.
 
 Custom ops ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` carry fake implementations and autograd;
 ``layer_norm_bwd`` returns ``(dx, dparams)`` with dparams that ``[K, N]`` tensor (custom ops may not
@@ -23,7 +24,7 @@ return two outputs that share a storage), and its autograd formula takes the row
 Memory (tests/reliability/test_memory.py): forward allocates y plus ``mean`` and ``rstd`` ([M] fp32 each,
 saved for backward); backward allocates dx, one ``[K, N]`` tensor holding dweight and dbias (K as
 above), plus the workspace of one ``[P, K, N]`` fp32 partial-sum buffer (P = cdiv(M, rows per
-program), about 2 per SM) and, for fp16/bf16, its ``[K, N]`` fp32 sum.
+program), about 2 per SM).
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Ten
     sub = hl.register_block_size(m)           # rows per inner step (a [sub, n] tile in registers)
     dx = torch.empty([m, n], dtype=x.dtype, device=x.device)
     k = (weight is not None) + (bias is not None)  # rows of dwb: dweight (if weight), then dbias (if bias)
-    dwb = torch.empty([hl.cdiv(m, rows), k, n], dtype=torch.float32, device=x.device) if k else None
+    dwbp = torch.empty([hl.cdiv(m, rows), k, n], dtype=torch.float32, device=x.device) if k else None
     for tile_m in hl.tile(m, block_size=rows):
         if weight is not None:
             w = weight[:].to(torch.float32)
@@ -101,9 +102,17 @@ def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Ten
             c2 = torch.sum(wg, dim=1) * (1.0 / n)
             dx[tile_r, :] = ((wg - (xhat * c1[:, None] + c2[:, None])) * r[:, None]).to(x.dtype)
         if weight is not None:
-            dwb[tile_m.id, 0, :] = dw_acc
+            dwbp[tile_m.id, 0, :] = dw_acc
         if bias is not None:
-            dwb[tile_m.id, k - 1, :] = db_acc
+            dwbp[tile_m.id, k - 1, :] = db_acc
+    dwb = None
+    if k:
+        dwb = torch.empty([k, n], dtype=x.dtype, device=x.device)
+        for tile_n in hl.tile(n):  # the partial sums' column sums: [programs, tile_n] per program
+            if weight is not None:
+                dwb[0, tile_n] = torch.sum(dwbp[:, 0, tile_n], dim=0).to(x.dtype)
+            if bias is not None:
+                dwb[k - 1, tile_n] = torch.sum(dwbp[:, k - 1, tile_n], dim=0).to(x.dtype)
     return dx, dwb
 
 
@@ -114,6 +123,10 @@ def _default_fwd(shape: tuple) -> helion.Config:
 
 def _default_bwd(shape: tuple) -> helion.Config:
     return C.norm_bwd_config(*shape)
+
+
+def _default_bwd_no_params(shape: tuple) -> helion.Config:
+    return C.norm_bwd_config(*shape, partials=False)
 
 
 def _eager_fwd(x, weight, bias, eps):
@@ -131,7 +144,7 @@ def _eager_fwd(x, weight, bias, eps):
 
 
 def _eager_bwd(dy, x, weight, bias, mean, rstd):
-    """``layer_norm_bwd``'s outputs with PyTorch; dweight/dbias partials as one program's ([1, K, N] fp32)."""
+    """``layer_norm_bwd``'s outputs with PyTorch: dx and [K, N] dweight/dbias in x's dtype (None if K = 0)."""
     g = dy.float()
     xhat = (x.float() - mean[:, None]) * rstd[:, None]
     wg = g * weight.float() if weight is not None else g
@@ -139,11 +152,15 @@ def _eager_bwd(dy, x, weight, bias, mean, rstd):
     c2 = wg.mean(-1, keepdim=True)
     dx = ((wg - (xhat * c1 + c2)) * rstd[:, None]).to(x.dtype)
     parts = ([(g * xhat).sum(0)] if weight is not None else []) + ([g.sum(0)] if bias is not None else [])
-    return dx, (torch.stack(parts)[None] if parts else None)
+    return dx, (torch.stack(parts).to(x.dtype) if parts else None)
 
 
 _fwd = C.Launcher(NAME, layer_norm_fwd, _default_fwd, eager=_eager_fwd)
 _bwd = C.Launcher(NAME, layer_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd)
+# Without weight and bias the kernel has no partial-sum loop (one reduction dim fewer, its column block
+# unused), so the shipped table's entries do not fit it and this default applies.
+_bwd_no_params = C.Launcher(NAME, layer_norm_bwd, _default_bwd_no_params, key_shape=lambda a: tuple(a[1].shape),
+                            eager=_eager_bwd)
 
 
 def _rows_fwd(x2, w, b, eps):
@@ -188,8 +205,9 @@ def _rows_bwd(dy, x, weight, bias, mean, rstd):
     if x.numel() == 0:
         dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         return dx, torch.zeros([k, n], dtype=x.dtype, device=x.device)
-    dx, dwb = _bwd(C.as_rows(dy, n), x, weight, bias, mean, rstd)
-    return dx, (dwb.sum(0).to(x.dtype) if k else x.new_empty([0, n]))  # one sum + one cast for both
+    if not k:
+        return _bwd_no_params(C.as_rows(dy, n), x, None, None, mean, rstd)[0], x.new_empty([0, n])
+    return _bwd(C.as_rows(dy, n), x, weight, bias, mean, rstd)
 
 
 def _param_grads(dparams, weight, bias, need) -> tuple:

@@ -68,32 +68,44 @@ def test_looped_forward_and_multirow_backward(n):
     step (partial sums over a partial last program and a partial last step)."""
     chunk = min(256, C.next_pow2(n) // 2)
     fwd = Config(block_sizes=[2], reduction_loops=[chunk], num_warps=4, num_stages=1)
-    bwd = Config(block_sizes=[4, 2], reduction_loops=[None], num_warps=4, num_stages=1)
+    bwd = Config(block_sizes=[4, 2, 16], reduction_loops=[None, None], num_warps=4, num_stages=1)
     x, w = rand(7, n), rand(n)
     with C.use_config("rms_norm_fwd", fwd), C.use_config("rms_norm_bwd", bwd):
         assert "for roffset" in R._fwd.entry((x, w, 1e-5))[0].to_triton_code(fwd)
         run_and_check(x, w)
         run_and_check(x.half(), w.half())
+    # without weight the partial-sum loop does not run: one reduction dim fewer, its block unused (1)
+    nw = bwd.replace(block_sizes=[4, 2, 1], reduction_loops=[None])
+    with C.use_config("rms_norm_fwd", fwd), C.use_config("rms_norm_bwd", nw):
         run_and_check(x, None)
 
 
-def test_partials_have_one_row_per_program():
-    x, w = rand(7, 33), rand(33)
-    rstd = torch.rsqrt(x.pow(2).mean(-1) + 1e-5)
-    cfg = Config(block_sizes=[4, 4], reduction_loops=[None], num_warps=4, num_stages=1)
+@pytest.mark.parametrize("rows,cols", [(4, 16), (1, 64), (8, 1)])
+def test_weight_grad_sums_the_partials_on_device(rows, cols):
+    """dweight is the second device loop's column sums of the [programs, N] partials: several
+    programs (a partial last one), partial and whole column blocks, in x's dtype."""
+    x, w, dy = rand(7, 33, dtype=torch.float16), rand(33, dtype=torch.float16), rand(7, 33, dtype=torch.float16)
+    rstd = torch.rsqrt(x.float().pow(2).mean(-1) + 1e-5)
+    cfg = Config(block_sizes=[rows, 1, cols], reduction_loops=[None, None], num_warps=4, num_stages=1)
     with C.use_config("rms_norm_bwd", cfg):
-        dx, dwp = R._bwd(rand(7, 33), x, w, rstd)
-    assert dwp.shape == (2, 33) and dwp.dtype == torch.float32
+        code = R._bwd.entry((dy, x, w, rstd))[0].to_triton_code(cfg)
+        dx, dw = R._bwd(dy, x, w, rstd)
+    assert code.count("@triton.jit") == 2
+    ref = (dy.double() * x.double() * rstd.double()[:, None]).sum(0)
+    assert dw.shape == (33,) and dw.dtype == torch.float16
+    assert rel_err(dw, ref) < TOL[torch.float16]
 
 
 def test_default_configs():
     assert list(R._default_fwd((4096, 4096))["reduction_loops"]) == [None]
     assert R._default_fwd((4096, 8192))["num_warps"] == 8
-    assert list(R._default_bwd((4096, 4096))["block_sizes"]) == [16, 1]   # 4096 rows / (2 * 132 SMs)
-    assert list(R._default_bwd((32768, 8192))["block_sizes"]) == [256, 1]  # long rows: 1 program per SM
+    # [rows per program, rows per step, columns per program of the partials' sum (~8K partials each)]
+    assert list(R._default_bwd((4096, 4096))["block_sizes"]) == [16, 1, 32]   # 4096 rows / (2 * 132 SMs)
+    assert list(R._default_bwd((32768, 8192))["block_sizes"]) == [256, 1, 64]  # long rows: 1 program per SM
     assert R._default_bwd((32768, 8192))["num_warps"] == 16
-    assert list(R._default_bwd((32768, 4096))["block_sizes"]) == [128, 1]
-    assert list(R._default_bwd((16384, 1000))["block_sizes"]) == [64, 4]  # short rows: 4 per step
+    assert list(R._default_bwd((32768, 4096))["block_sizes"]) == [128, 1, 32]
+    assert list(R._default_bwd((16384, 1000))["block_sizes"]) == [64, 4, 32]  # short rows: 4 per step
+    assert list(R._default_bwd_no_weight((16384, 1000))["reduction_loops"]) == [None]
 
 
 def test_3d_and_multidim_normalized_shape():
