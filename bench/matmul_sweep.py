@@ -73,7 +73,7 @@ def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
     ref = av.float() @ bv.float()
     t_cublas = bench_us(lambda: torch.matmul(av, bv))
     if M._worth_padding(m, n, k):  # tune what the op passes (matmul._operands): unaligned rows padded
-        a, b = M._operands(av, bv)[:2]
+        a, b = M._operands(av, bv, m, n, k)[:2]
     args = (a, b, None, None, ta, tb)
     bound = M.matmul_kernel.bind(args)
     bound.config = M.config_for(args)

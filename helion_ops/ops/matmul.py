@@ -244,8 +244,16 @@ def config_for(args: tuple) -> Config:
 # Host side
 # ---------------------------------------------------------------------------------------------
 
-def _layout(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """(tensor to pass, transposed?) so that the passed tensor's last dim has stride 1 if possible."""
+def _layout(t: torch.Tensor, transposed: bool = False) -> tuple[torch.Tensor, bool]:
+    """(tensor to pass, transposed?) for the operand ``t`` (``t.t()`` with ``transposed``), so that the
+    passed tensor's last dim has stride 1 if possible. Backward passes ``b`` with ``transposed`` for
+    ``b^T``: a row-major ``b`` is then passed as it is, with no transposed view made twice."""
+    if transposed:
+        if t.stride(0) == 1 or t.shape[0] == 1:
+            return t.t(), False
+        if t.stride(1) == 1 or t.shape[1] == 1:
+            return t, True
+        return t.t(), False
     if t.stride(1) == 1 or t.shape[1] == 1:
         return t, False
     if t.stride(0) == 1 or t.shape[0] == 1:
@@ -290,12 +298,14 @@ def _worth_padding(m: int, n: int, k: int) -> bool:
     return min(m, n) >= PAD_MIN_MN and m * n * k >= PAD_MIN_MNK
 
 
-def _operands(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
-    """(pa, pb, trans_a, trans_b): what the kernel reads for ``a [M, K] @ b [K, N]``: the stored layouts
-    (``_layout``), with unaligned rows padded in large GEMMs. One layout pass: every GEMM's host path."""
-    pa, ta = _layout(a)
-    pb, tb = _layout(b)
-    if _worth_padding(a.shape[0], b.shape[1], a.shape[1]):
+def _operands(a: torch.Tensor, b: torch.Tensor, m: int, n: int, k: int, ta: bool = False,
+              tb: bool = False) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
+    """(pa, pb, trans_a, trans_b): what the kernel reads for ``A [M, K] @ B [K, N]`` (A = ``a``, or
+    ``a.t()`` with ``ta``; B likewise): the stored layouts (``_layout``), with unaligned rows padded in
+    large GEMMs. One layout pass: every GEMM's host path."""
+    pa, ta = _layout(a, ta)
+    pb, tb = _layout(b, tb)
+    if _worth_padding(m, n, k):
         if not _rows_aligned(pa):
             pa = _pad_rows(pa)
         if not _rows_aligned(pb):
@@ -303,15 +313,17 @@ def _operands(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return pa, pb, ta, tb
 
 
-def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]) -> torch.Tensor:
-    """The kernel launch for 2-D a [M, K], b [K, N] (already validated)."""
-    m, k = a.shape
-    n = b.shape[1]
+def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str],
+         ta: bool = False, tb: bool = False) -> torch.Tensor:
+    """The kernel launch for 2-D A [M, K] @ B [K, N] (already validated); A is ``a``, or ``a.t()`` with
+    ``ta`` (B likewise), so backward's transposed operands need no view of their own."""
+    m, k = (a.shape[1], a.shape[0]) if ta else (a.shape[0], a.shape[1])
+    n = b.shape[0] if tb else b.shape[1]
     if m == 0 or n == 0 or k == 0:
-        return _eager2d(a, b, bias, activation)
+        return _eager2d(a.t() if ta else a, b.t() if tb else b, bias, activation)
     if bias is not None and bias.stride(0) != 1:
         bias = bias.contiguous()
-    pa, pb, ta, tb = _operands(a, b)
+    pa, pb, ta, tb = _operands(a, b, m, n, k, ta, tb)
     args = (pa, pb, bias, activation, ta, tb)
     bound = None
     try:
@@ -325,7 +337,7 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
         return bound(*args)
     except Exception as e:  # compile/launch failure: eager fallback or LaunchError (_common.kernel_failed)
         C.kernel_failed(NAME, "matmul_kernel", e, bound)
-        return _eager2d(a, b, bias, activation)
+        return _eager2d(pa.t() if ta else pa, pb.t() if tb else pb, bias, activation)
 
 
 def _eager2d(a, b, bias, activation):
@@ -387,11 +399,12 @@ def _backward(ctx, grad):
     else:
         z = _mm(a, b, bias, None).float()
         dz = (grad.float() * _act_grad(z, act)).to(a.dtype)
-    dz = dz.to(a.dtype)
+    if dz.dtype != a.dtype:
+        dz = dz.to(a.dtype)
     if _worth_padding(a.shape[0], b.shape[1], a.shape[1]):
         dz = _padded(dz)  # dz is an operand of both GEMMs: pad it once here, not in each
-    da = _mm(dz, b.t(), None, None) if ctx.needs_input_grad[0] else None
-    db = _mm(a.t(), dz, None, None) if ctx.needs_input_grad[1] else None
+    da = _mm(dz, b, None, None, tb=True) if ctx.needs_input_grad[0] else None   # dZ @ B^T
+    db = _mm(a, dz, None, None, ta=True) if ctx.needs_input_grad[1] else None   # A^T @ dZ
     dbias = dz.float().sum(0).to(ctx.bias_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
     return da, db, dbias, None
 
@@ -399,12 +412,13 @@ def _backward(ctx, grad):
 torch.library.register_autograd("helion_ops::matmul", _backward, setup_context=_setup_context)
 
 
-def _mm(a, b, bias, activation):
-    """A GEMM inside backward: the kernel launch itself, unless the result must be differentiable
-    again (create_graph=True) or is being traced (torch.compile), which need the custom op."""
+def _mm(a, b, bias, activation, ta: bool = False, tb: bool = False):
+    """A GEMM inside backward (operands as in ``_run``): the kernel launch itself, unless the result must
+    be differentiable again (create_graph=True) or is being traced (torch.compile), which need the
+    custom op."""
     if torch.is_grad_enabled() or torch.compiler.is_compiling():
-        return _matmul_op(a, b, bias, activation)
-    return _run(a, b, bias, activation)
+        return _matmul_op(a.t() if ta else a, b.t() if tb else b, bias, activation)
+    return _run(a, b, bias, activation, ta, tb)
 
 
 class _MatmulFn(torch.autograd.Function):

@@ -160,6 +160,33 @@ def test_backward_transposed_and_no_bias(device):
     torch.testing.assert_close(gw, (a.detach().t() @ g).t(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("layout", ["row", "col", "strided"])
+def test_layout_of_a_transposed_operand(layout):
+    """``_layout(t, transposed=True)`` describes ``t.t()``: the passed tensor (transposed back when
+    flagged) is that operand, with unit stride in its last dim where the storage allows."""
+    base = torch.randn(12, 20)
+    t = {"row": base[:, :10], "col": base.t()[:10], "strided": base[::2, ::2]}[layout]
+    passed, trans = M._layout(t, transposed=True)
+    assert torch.equal(passed.t() if trans else passed, t.t())
+    if layout != "strided":
+        assert passed.stride(1) == 1
+
+
+def test_backward_transposed_a_and_strided_b(device):
+    """Backward's GEMMs take the forward's operands with a transposed flag (no views): a stored
+    transposed and b with no unit stride exercise both branches of ``_layout``."""
+    a_t = torch.randn(33, 17, device=device, requires_grad=True)      # a = a_t.t(): [17, 33]
+    b_big = torch.randn(66, 130, device=device, requires_grad=True)
+    a, b = a_t.t(), b_big[::2, ::2]                                    # b: [33, 65], strides (260, 2)
+    out = M.matmul(a, b)
+    g = torch.randn_like(out)
+    ga, gb = torch.autograd.grad(out, (a_t, b_big), g)
+    a64, b64 = a.detach().double(), b.detach().double()
+    assert rel_err(ga, (g.double() @ b64.t()).t()) < 1e-4
+    assert rel_err(gb[::2, ::2], a64.t() @ g.double()) < 1e-4
+    assert gb[1::2].abs().max() == 0
+
+
 def test_custom_op_registration():
     a, b, bias = torch.randn(17, 33), torch.randn(33, 65), torch.randn(65)
     torch.library.opcheck(M._matmul_op, (a, b, bias, "relu"),
