@@ -41,11 +41,13 @@ def candidates(kernel: str = "dw", seed: int = 0) -> list[dict]:
     """The kernel's grid, shuffled with ``seed`` (a rerun sweeps the same order)."""
     grid = []
     if kernel == "dw":
-        for bs, w, st, ix, pid in itertools.product(DW_TILES, (4, 8), (3, 4, 5), ("pointer", "tensor_descriptor"),
-                                                    ("flat", "persistent_interleaved")):
+        for bs, w, st, ix, pid, l2 in itertools.product(DW_TILES, (4, 8), (3, 4, 5), ("pointer", "tensor_descriptor"),
+                                                        ("flat", "persistent_interleaved"), (8, 16)):
             if bs[1] * bs[2] >= 128 * 256 and w == 4:
                 continue  # a 128x256 fp32 accumulator spills with 4 warps
-            grid.append(dict(block_sizes=list(bs), num_warps=w, num_stages=st, indexing=ix, pid_type=pid))
+            # group slowest, (K, N) tiles L2-grouped inside it (see grouped_gemm.choose_dw_config)
+            grid.append(dict(block_sizes=list(bs), num_warps=w, num_stages=st, indexing=ix, pid_type=pid,
+                             loop_orders=[[1, 2, 0]], l2_groupings=[l2]))
     else:
         for bs, w, st, ix, pid, l2 in itertools.product(FWD_TILES, (4, 8), (3, 4, 5), ("tensor_descriptor", "pointer"),
                                                         ("persistent_interleaved", "flat"), (8, 16)):

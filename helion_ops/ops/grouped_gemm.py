@@ -160,14 +160,22 @@ def choose_dw_config(g: int, m_total: int, n: int, k: int, dtype: torch.dtype) -
 
     A 128x256 output tile with a 64-row contraction step, 8 warps, 4 stages and pointer loads won on
     all eight SHAPES on an H100 (bf16, 2026-11-26; ``python -m bench.grouped_gemm_sweep --kernel dw``, 63-76
-    candidates timed per shape, results/H100/sweeps/grouped_gemm_dw_sweep_2026-11-26.json): 1.7-2.3x
-    faster than the 128x128 TMA config it replaced, 0.78-0.88x torch._grouped_mm's dw. Pointer loads,
-    because a group's rows start at a device offset and end mid-tile, and the rows past the end must be
-    masked (a TMA box would read the next group's rows)."""
+    candidates timed per shape, results/H100/sweeps/grouped_gemm_dw_sweep_2026-11-26.json), 0.78-0.88x
+    torch._grouped_mm's dw. Pointer loads, because a group's rows start at a device offset and end
+    mid-tile, and the rows past the end must be masked (a TMA box would read the next group's rows).
+
+    Grid order: ``loop_orders=[[1, 2, 0]]`` makes the group the slowest grid dim and L2-groups the (K, N)
+    tiles inside it, so the programs in flight share a few of the group's x and dy column blocks. The
+    default order grouped (group, K tile) with the N tile slowest: every N tile's programs read all of x
+    (128 MB at 16384 x 4096 bf16) while a group's dy (56 MB at N = 14336) exceeds the L2. With this order
+    and a persistent grid the dw kernel went from 0.82-0.95x to 0.96-1.11x torch._grouped_mm's dw on the
+    eight SHAPES (H100 device probe: kernel timings interleaved with _grouped_mm, median of three; not a
+    harness figure)."""
     if dtype == torch.float32:
         return Config(block_sizes=[32, 64, 64], num_warps=4, num_stages=3, pid_type="flat",
-                      indexing="tensor_descriptor")
-    return Config(block_sizes=[64, 128, 256], num_warps=8, num_stages=4, pid_type="flat", indexing="pointer")
+                      indexing="tensor_descriptor", loop_orders=[[1, 2, 0]], l2_groupings=[8])
+    return Config(block_sizes=[64, 128, 256], num_warps=8, num_stages=4, pid_type="persistent_interleaved",
+                  indexing="pointer", loop_orders=[[1, 2, 0]], l2_groupings=[8])
 
 
 def _fit(bound, cfg: Config) -> Config:

@@ -81,6 +81,22 @@ def test_dw_kernel_block_sizes(device):
     assert rel_err(dw, ref) < 1e-4
 
 
+def test_dw_grid_keeps_a_group_together():
+    """The dw default orders its grid group-slowest with the (K, N) tiles L2-grouped inside a group
+    (the swizzle's pair is pid_1/pid_2, the group id the remainder), so programs in flight share the
+    group's x and dy blocks; results match the fp64 reference under it."""
+    x, _, offsets = inputs([40, 0, 90])
+    dy = torch.randn(130, 65)
+    bound = GG.grouped_gemm_dw_kernel.bind((x, dy, offsets))
+    cfg = GG._fit(bound, GG.choose_dw_config(3, 130, 65, 33, torch.float16).replace(block_sizes=[16, 16, 16]))
+    code = bound.to_triton_code(cfg)
+    assert "pid_1 = first_pid +" in code and "pid_0 = rem %" in code
+    dw = bound.run(cfg, x, dy, offsets)
+    ref = torch.stack([x[:40].double().T @ dy[:40].double(), torch.zeros(33, 65, dtype=torch.float64),
+                       x[40:].double().T @ dy[40:].double()])
+    assert rel_err(dw, ref) < 1e-4
+
+
 def test_one_launch_no_group_loop():
     x, w, offsets = inputs([10, 31, 0, 21])
     bound = GG.grouped_gemm_kernel.bind((x, w, offsets, False))
