@@ -23,10 +23,12 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
   ``impl`` (the benchmark entry) skips it, as ``torch._grouped_mm`` does no such check.
 
 Measured through the harness (results/H100/grouped_gemm.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
-bf16, commit 92807a1, 2026-11-26), against ``torch._grouped_mm`` timed in the same run: forward 1.015x
-geomean (0.96-1.06x over SHAPES; 481-726 TFLOP/s), backward (dx and dw) 0.92x (0.86-1.01x). Against the
-Python loop of cuBLAS calls (``eager``): 0.95-7.7x on the forward (the loop wins at 8 groups of ~2K rows
-with K=14336, where each group is a large, efficient cuBLAS GEMM), 2.5-58x on the backward. The forward
+bf16, commit cb367b7, 2026-11-26), against ``torch._grouped_mm`` timed in the same run: forward 1.02x
+geomean (0.96-1.09x over SHAPES; 482-727 TFLOP/s), backward (dx and dw) 1.01x (0.92-1.12x; it was
+0.92x before dw's grid order, see ``choose_dw_config``). Against the Python loop of cuBLAS calls
+(``eager``): 0.92-12.7x on the forward (the loop wins at 8 groups of ~2K rows with N=14336, where each
+group is a large, efficient cuBLAS GEMM; which of the two large-group shapes it wins moves between
+runs), 2.5-63x on the backward. The forward
 and dx configs come from ``bench.grouped_gemm_sweep`` (dx keyed as variant "T" in the table), dw's from
 its dw grid (see ``choose_dw_config``). On that K=14336 shape the same kernel ran 5% faster with equal
 groups of 2048 rows than with the harness's uneven groups (a one-off kernel timing): partial tiles at
