@@ -332,10 +332,7 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
 def _fit(bound, cfg: Config) -> Config:
     """Clamp block sizes into the bound kernel's space, drop knobs it lacks, fill the rest."""
     space = bound.config_space
-    d = cfg.to_dict()
-    specs = space.spec.block_sizes
-    if "block_sizes" in d:
-        d["block_sizes"] = [max(s.min, min(s.max, int(v))) for v, s in zip(d["block_sizes"], specs)]
+    d = C.clamp_blocks(bound, cfg).to_dict()
     for key in list(d):
         if key not in space.fragments:
             d.pop(key)

@@ -181,12 +181,7 @@ def choose_dw_config(g: int, m_total: int, n: int, k: int, dtype: torch.dtype) -
 
 
 def _fit(bound, cfg: Config) -> Config:
-    space = bound.config_space
-    specs = space.spec.block_sizes
-    d = cfg.to_dict()
-    if "block_sizes" in d:
-        d["block_sizes"] = [max(s.min, min(s.max, int(v))) for v, s in zip(d["block_sizes"], specs)]
-    return bound.normalize(Config(**d))
+    return bound.normalize(C.clamp_blocks(bound, cfg))
 
 
 def _pretuned(kernel_name: str, shape: list, dtype, variant: Optional[str] = None) -> Optional[Config]:

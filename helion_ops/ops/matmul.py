@@ -204,10 +204,7 @@ def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[
 def _fit(bound, cfg: Config) -> Config:
     """Clamp block sizes into the bound kernel's space and drop knobs it lacks."""
     space = bound.config_space
-    specs = space.spec.block_sizes
-    d = cfg.to_dict()
-    if "block_sizes" in d:
-        d["block_sizes"] = [max(s.min, min(s.max, int(v))) for v, s in zip(d["block_sizes"], specs)]
+    d = C.clamp_blocks(bound, cfg).to_dict()
     if d.get("range_warp_specializes") and not space.spec.warp_specialize:
         d.pop("range_warp_specializes")
     return bound.normalize(Config(**d))
