@@ -93,6 +93,19 @@ def test_layer_norm(n, dtype, loop):
     check(out, ref, dtype)
 
 
+@pytest.mark.parametrize("correction", [0, 1])
+@pytest.mark.parametrize("n", [17, 1000, 4097])
+@pytest.mark.parametrize("looped", [False, True])
+def test_row_var(n, correction, looped):
+    """torch.var inside a tile loop (whole row or chunked), against float64."""
+    x = 3 + rand(5, n)  # offset mean: a naive E[x^2] - E[x]^2 would lose digits
+    b = K.row_var.bind((x, correction))
+    cfg = b.normalize(b.config.replace(reduction_loops=[(16 if n < 512 else 256) if looped else None]))
+    assert ("for roffset" in b.to_triton_code(cfg)) == looped
+    out = b.run(cfg, x, correction)
+    check(out, x.double().var(-1, correction=correction), torch.float32)
+
+
 def test_layer_norm_transposed_input():
     x = rand(17, 3).t()
     w, bias = rand(17), rand(17)
