@@ -14,7 +14,7 @@ Kernels:
   still keep enough loads in flight) and accumulate ``sum(dy * xhat)`` into one row of a
   [programs, N] fp32 buffer each; a second device loop sums those rows into dweight in x's dtype.
   Both launches come from one kernel call, so a backward is two launches replayed back to back
-  instead of a launch plus torch's ``sum(0)`` and cast (two more dispatches, 16 us of host time per
+  instead of a launch plus torch's ``sum(0)`` and cast (two more dispatches, 11-16 us of host time per
   backward on the H100 machine, while the GPU waits after a small kernel).
 
 Custom ops ``helion_ops::rms_norm_fwd`` / ``rms_norm_bwd`` carry fake implementations and autograd.
