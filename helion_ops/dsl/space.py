@@ -80,7 +80,7 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
     # Rows held next to a whole reduction dim of the same device loop: keep rows x row length within
     # 64K elements (256 KB of fp32 registers per program is already past what 16 warps hold), so the
     # search never spends its budget compiling candidates that can only spill.
-    rblock = b.get("rblock", 1)
+    rblock = b["rblock"]
     hi = max(1, min(ext, 4096, 65536 // rblock))
     if b["extent"] is None:
         return BlockSpec(1, hi, min(hi, 64))
@@ -89,7 +89,7 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
 
 def _default_tile(f: dict, bid: int, hi: int) -> int:
     """Heuristic default: about 4K elements a program, a whole row per program for row reductions."""
-    rblock = f["blocks"][bid].get("rblock", 1)
+    rblock = f["blocks"][bid]["rblock"]
     ntiles = max(1, sum(1 for b in f["blocks"].values() if b["bounds"] is None and not b["dot"]))
     per_tile = max(1, int((4096 // rblock) ** (1.0 / ntiles)))
     return max(1, min(hi, 1 << (per_tile.bit_length() - 1)))

@@ -18,8 +18,9 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
   TMA descriptors and 16-byte vector loads need aligned rows. At 4097^3 bf16 on the H100 the kernel
   then took 257-265 us against 960-1304 us on the unaligned operands (bench.matmul_sweep, kernel
   time without the copies; results/H100/sweeps/matmul_sweep_4097_padded_2026-11-26.json).
-- Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on
-  transposed views (no copies), ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``.
+- Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on the
+  stored operands read transposed (``_run``'s ``ta``/``tb``: no copies, no views),
+  ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``.
 - Registered as the torch.library custom op ``helion_ops::matmul`` with a fake (meta) kernel
   and autograd formula, so ``torch.compile`` traces through it without a graph break.
 
@@ -42,7 +43,7 @@ do_bench's L2 flush gives, as eager's own path also does in some runs (1024^3: 1
 
 Memory (tests/reliability/test_memory.py): the output only (plus, in large GEMMs, a padded copy of an
 operand with unaligned rows, see above); autograd saves a and b (and the output with
-relu); backward allocates dA and dB only (transposed views, no copies), plus an [N] fp32 sum for dbias
+relu); backward allocates dA and dB only (operands read in place, no copies), plus an [N] fp32 sum for dbias
 and, with gelu/silu, the recomputed pre-activation [M, N] and its fp32 temporaries; no workspace beyond
 Triton's TMA descriptor scratch (a few KiB, on GPU).
 """

@@ -127,8 +127,8 @@ def _eager_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor]
 
 _fwd = C.Launcher(NAME, rms_norm_fwd, _default_fwd, eager=_eager_fwd)
 _bwd = C.Launcher(NAME, rms_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd)
-# Without weight the kernel has no partial-sum loop (one block size fewer), so the shipped table's
-# entries do not fit it and this default applies.
+# Without weight the kernel has no partial-sum loop (one reduction dim fewer, its column block
+# unused), so the shipped table's entries do not fit it and this default applies.
 _bwd_no_weight = C.Launcher(NAME, rms_norm_bwd, _default_bwd_no_weight, key_shape=lambda a: tuple(a[1].shape),
                             eager=_eager_bwd)
 
