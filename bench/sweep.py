@@ -1,4 +1,4 @@
-"""What the grid sweeps share (bench.matmul_sweep, bench.grouped_gemm_sweep, bench.norm_bwd_sweep):
+"""What the grid sweeps share (bench.matmul_sweep, bench.grouped_gemm_sweep, bench.norm_sweep):
 timing, the search loop over a candidate grid, and the command line that either sweeps on a GPU or
 merges earlier sweep JSONs, then optionally writes the kept configs into configs/<arch>/<op>.json."""
 from __future__ import annotations
@@ -22,11 +22,12 @@ def bench_us(fn) -> float:
 
 
 def search(current, t_cur: float, grid: list[dict], make: Callable, run_cfg: Callable, check: Callable,
-           seconds: float = float("inf")) -> tuple:
+           seconds: float = float("inf"), noise: float = NOISE) -> tuple:
     """The sweeps' loop: for each candidate dict ``d`` of ``grid`` (until ``seconds`` pass), ``cfg = make(d)``
     and ``out = run_cfg(cfg)``; ``check(out)`` says why a wrong result is rejected (None: right), and a
     candidate that fails to build or run is skipped. The current config (timed at ``t_cur``) stays best
-    unless a candidate beats it by more than NOISE. Returns (best us, best Config, candidates timed)."""
+    unless a candidate beats it by more than ``noise`` (NOISE). Each candidate's time is printed.
+    Returns (best us, best Config, candidates timed)."""
     best_t, best_cfg, tried, t0 = t_cur, current, 0, time.time()
     for d in grid:
         if time.time() - t0 > seconds:
@@ -39,14 +40,21 @@ def search(current, t_cur: float, grid: list[dict], make: Callable, run_cfg: Cal
                 continue
             t = bench_us(lambda: run_cfg(cfg))
             tried += 1
+            print(f"  {t:.1f} us {_changes(current, d)}", flush=True)
         except Exception as e:  # out of shared memory, registers...: not a candidate
             print(f"  {d}: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}", flush=True)
             continue
         if t < best_t:
             best_t, best_cfg = t, cfg
-    if best_t >= t_cur * (1 - NOISE):
+    if best_t >= t_cur * (1 - noise):
         best_t, best_cfg = t_cur, current
     return best_t, best_cfg, tried
+
+
+def _changes(current, d: dict) -> dict:
+    """What candidate ``d`` sets differently from ``current`` (a Config), for the sweep's log."""
+    cur = current.to_dict() if hasattr(current, "to_dict") else dict(current)
+    return {k: v for k, v in d.items() if cur.get(k) != v}
 
 
 def grid_search(bound, args: tuple, ref: torch.Tensor, grid: list[dict], fit, seconds: float):

@@ -338,7 +338,7 @@ def norm_bwd_config(m: int, n: int, partials: bool = True) -> Config:
     one row per inner step from 4K columns (several for short rows: ~4K elements a step), 8 warps at
     4K columns and 16 above. From 4K columns the row loop is software-pipelined three deep
     (``range_num_stages``: the next rows' loads in flight while this row reduces), which
-    ``bench.norm_bwd_sweep`` kept on 10 of the 12 H100 shapes with N >= 4096 (1.07-1.29x; neutral on
+    ``bench.norm_sweep --mode bwd`` kept on 10 of the 12 H100 shapes with N >= 4096 (1.07-1.29x; neutral on
     the other two). ``cols`` is the column block of the second loop, which sums the [programs, N]
     partials: about 8K of them per program. The shipped sm90 table overrides this on its shapes.
     """

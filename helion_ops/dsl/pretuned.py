@@ -183,8 +183,8 @@ def configs_for(op: str, kernel_name: str, dtype: Any = None, arch: Optional[str
 def write_entries(op: str, arch: str, entries: Sequence[Mapping], meta: Optional[Mapping] = None,
                   root: Optional[os.PathLike | str] = None) -> Path:
     """Merge ``entries`` ({"kernel", "key": {"dtype", "shape"[, "variant"]}, "config",
-    "ms"}) into ``configs/<arch>/<op>.json``: an entry with the same kernel,
-    dtype, shape and variant is replaced. ``meta`` sets gpu/torch/triton/date (date
+    "ms"}, and any note fields) into ``configs/<arch>/<op>.json``: an entry with the same kernel,
+    dtype, shape and variant is replaced; the others are kept as they are, notes included. ``meta`` sets gpu/torch/triton/date (date
     defaults to today). The write is atomic; concurrent merges are not
     serialised (last writer wins), so run one tuning job per file."""
     p = config_path(op, arch, root)
@@ -196,7 +196,8 @@ def write_entries(op: str, arch: str, entries: Sequence[Mapping], meta: Optional
              "key": {"dtype": dtype_name(e["key"]["dtype"]), "shape": [int(d) for d in e["key"]["shape"]],
                      **({"variant": e["key"]["variant"]} if e["key"].get("variant") else {})},
              "config": cfg.to_dict() if isinstance(cfg, Config) else dict(cfg),
-             **({"ms": float(e["ms"])} if e.get("ms") is not None else {})}
+             **({"ms": float(e["ms"])} if e.get("ms") is not None else {}),
+             **{k: v for k, v in e.items() if k not in ("kernel", "key", "config", "ms")}}  # notes kept
         merged[(e["kernel"], e["key"]["dtype"], tuple(e["key"]["shape"]), e["key"].get("variant", ""))] = e
     out = {k: v for k, v in data.items() if k != "entries"}
     out.update({"op": op, "arch": arch})

@@ -94,6 +94,15 @@ def test_write_merges_and_replaces(root):
     assert lookup(root, (4096, 1024)) == 4
 
 
+def test_write_keeps_notes_of_entries_it_does_not_replace(root):
+    noted = {**_entry((2, 2), 1), "migrated": "why this entry's ms predates its config"}
+    pretuned.write_entries("softmax", "sm90", [noted, {**_entry((8, 8), 2), "migrated": "old"}], {}, root=root)
+    pretuned.write_entries("softmax", "sm90", [_entry((8, 8), 4)], {}, root=root)
+    ents = {tuple(e["key"]["shape"]): e for e in json.loads((root / "sm90" / "softmax.json").read_text())["entries"]}
+    assert ents[(2, 2)]["migrated"] == noted["migrated"]
+    assert "migrated" not in ents[(8, 8)] and ents[(8, 8)]["config"]["num_warps"] == 4
+
+
 def test_broken_file_is_ignored(root):
     p = root / "sm90" / "softmax.json"
     p.write_text(p.read_text()[:50])
