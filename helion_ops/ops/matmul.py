@@ -14,8 +14,9 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
   no unit stride are read through generic strided pointers.
 - Unaligned rows: in a large GEMM (``_worth_padding``: min(M, N) >= 256 and M*N*K >= 2^27) an operand
   whose rows do not start 16-byte aligned (K or N odd, e.g. 4097, in fp16/bf16), or that has no unit
-  stride, is first copied into rows padded to 128 bytes (``_padded``), as torch.compile's pad_mm does:
-  TMA descriptors and 16-byte vector loads need aligned rows. At 4097^3 bf16 on the H100 the kernel
+  stride, is first copied into rows padded to 128 bytes (``_padded``; contiguous operands through
+  ``pad_rows_kernel``), as torch.compile's pad_mm does: TMA descriptors and 16-byte vector loads need
+  aligned rows. At 4097^3 bf16 on the H100 the kernel
   then took 257-265 us against 960-1304 us on the unaligned operands (bench.matmul_sweep, kernel
   time without the copies; results/H100/sweeps/matmul_sweep_4097_padded_2026-11-26.json).
 - Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on the
@@ -275,11 +276,34 @@ PAD_MIN_MNK = 2 ** 27   # m * n * k: about 512^3
 PAD_MIN_MN = 256        # min(m, n): below it the GEMM is bound by reading one operand, as the copy is
 
 
+@helion.kernel(replay_host=True)
+def pad_rows_kernel(src: torch.Tensor, cols: int, width: int):
+    """The row-major matrix whose elements are the flat ``src`` (rows of ``cols``), as flat rows of
+    ``width`` >= ``cols`` (lanes past ``cols`` hold 0). Indexed by the output, so every store is a full,
+    aligned vector; the loads are 2-byte gathers of consecutive elements, which coalesce per warp."""
+    rows = src.size(0) // cols
+    out = torch.empty([rows * width], dtype=src.dtype, device=src.device)
+    for tile in hl.tile(rows * width):
+        i = tile.index // width
+        j = tile.index - i * width
+        out[tile] = hl.load(src, [i * cols + j], extra_mask=j < cols)
+    return out
+
+
+# H100, 4097^2 bf16 into 4160-element rows: torch's copy_ into the padded view takes 43 us (its strided
+# elementwise kernel), torch.compile's pad kernel (the same flat form as above) 24 us.
+_pad = C.Launcher(NAME, pad_rows_kernel, lambda shape: Config(block_sizes=[1024], num_warps=4),
+                  eager=lambda src, cols, width: torch.nn.functional.pad(src.view(-1, cols), (0, width - cols)).view(-1))
+
+
 def _pad_rows(p: torch.Tensor) -> torch.Tensor:
     """A copy of the 2-D ``p`` whose rows start on 128-byte boundaries (the padding is never read)."""
     rows, cols = p.shape
     step = max(1, 128 // p.element_size())
-    buf = torch.empty((rows, -(-cols // step) * step), dtype=p.dtype, device=p.device)[:, :cols]
+    width = -(-cols // step) * step
+    if p.is_contiguous():
+        return _pad(p.view(-1), cols, width).view(rows, width)[:, :cols]
+    buf = torch.empty((rows, width), dtype=p.dtype, device=p.device)[:, :cols]
     buf.copy_(p)
     return buf
 

@@ -69,6 +69,24 @@ def test_padded_copies_unaligned_rows_only(trans, device):
     assert M._padded(torch.randn(40, 66, device=device)[:, ::2]).stride(1) == 1  # no unit stride: copied
 
 
+@pytest.mark.parametrize("rows,cols", [(1, 1), (17, 17), (3, 1000), (2, 4097)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_pad_rows_kernel(rows, cols, dtype, device):
+    """The DSL copy into padded rows (contiguous operands) holds exactly the operand, rows 128-byte
+    aligned; a non-contiguous operand takes torch's copy instead, with the same result."""
+    calls = []
+    real = M._pad.__call__
+    t = torch.randn(rows, cols, device=device).to(dtype)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(M._pad), "__call__", lambda self, *a: calls.append(a) or real(*a))
+        p = M._pad_rows(t)
+        v = torch.randn(rows, cols + 3, device=device).to(dtype)[:, :cols]  # rows 3 elements apart
+        q = M._pad_rows(v)
+    assert torch.equal(p, t) and p.stride(0) * p.element_size() % 128 == 0
+    assert torch.equal(q, v) and q.stride(0) * q.element_size() % 128 == 0
+    assert len(calls) == 1 + v.is_contiguous()
+
+
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
 def test_unaligned_operands_padded_when_worth_it(ta, tb, monkeypatch, device):
     """K=33 and N=65 (fp16: 66- and 130-byte rows): large problems pad both operands before the
