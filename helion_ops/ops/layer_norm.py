@@ -54,20 +54,19 @@ def layer_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Option
     mean_out = torch.empty([m], dtype=torch.float32, device=x.device)
     rstd_out = torch.empty([m], dtype=torch.float32, device=x.device)
     for tile_m in hl.tile(m):
-        # weight and bias are loaded before the row's reductions so their latency overlaps x's load
-        # instead of following the reductions (as in rms_norm_fwd)
-        w = weight[:].to(torch.float32) if weight is not None else None
-        b = bias[:].to(torch.float32) if bias is not None else None
         xv = x[tile_m, :].to(torch.float32)
         mean = torch.sum(xv, dim=1) * (1.0 / n)
         xc = xv - mean[:, None]
         var = torch.sum(xc * xc, dim=1) * (1.0 / n)
         r = torch.rsqrt(var + eps)
         y = xc * r[:, None]
+        # weight and bias are loaded after the reductions: loaded first (as rms_norm_fwd does), two more
+        # row-length fp32 vectors stay live through them, and at N = 8192 with 8 warps the kernel ran 8%
+        # slower (H100 probe, fp16 and bf16), with no gain elsewhere
         if weight is not None:
-            y = y * w
+            y = y * weight[:].to(torch.float32)
         if bias is not None:
-            y = y + b
+            y = y + bias[:].to(torch.float32)
         out[tile_m, :] = y.to(x.dtype)
         mean_out[tile_m] = mean
         rstd_out[tile_m] = r
