@@ -23,12 +23,13 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
   ``impl`` (the benchmark entry) skips it, as ``torch._grouped_mm`` does no such check.
 
 Measured through the harness (results/H100/grouped_gemm.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
-bf16, commit cb367b7, 2026-11-26), against ``torch._grouped_mm`` timed in the same run: forward 1.02x
-geomean (0.96-1.09x over SHAPES; 482-727 TFLOP/s), backward (dx and dw) 1.01x (0.92-1.12x; it was
+bf16, commit 4122470, 2026-11-26), against ``torch._grouped_mm`` timed in the same run: forward 1.02x
+geomean (0.98-1.06x over SHAPES; 482-724 TFLOP/s), backward (dx and dw) 1.01x (0.92-1.11x; it was
 0.92x before dw's grid order, see ``choose_dw_config``). Against the Python loop of cuBLAS calls
-(``eager``): 0.92-12.7x on the forward (the loop wins at 8 groups of ~2K rows with N or K = 14336,
+(``eager``): 0.95-7.95x on the forward (the loop ties or wins at 8 groups of ~2K rows with N or K = 14336,
 where each group is a large, efficient cuBLAS GEMM; which of the two shapes it wins moves between
-runs), 2.5-63x on the backward. The forward and dx configs come from ``bench.grouped_gemm_sweep`` (dx keyed as variant "T" in the table), dw's from
+runs, and an interleaved device probe put ours, the loop and ``_grouped_mm`` within the card's clock
+drift of each other there), 2.8-64x on the backward. The forward and dx configs come from ``bench.grouped_gemm_sweep`` (dx keyed as variant "T" in the table), dw's from
 its dw grid (see ``choose_dw_config``). On the K=14336 shape the same kernel ran 5% faster with equal
 groups of 2048 rows than with the harness's uneven groups (a one-off kernel timing): partial tiles at
 group ends and L2 windows straddling two groups' weights cost what is left; the H100's clocks also

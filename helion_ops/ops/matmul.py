@@ -32,16 +32,16 @@ transposed operand changes which loads coalesce: backward-shaped problems on the
 ran at 0.52-0.84x cuBLAS for 4097^3, 1024^3 and the M <= 128 shapes; on their own (bench.matmul_sweep,
 H100, 2026-11-26) at 0.93-1.19x.
 
-Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, the harness at commit bd25164, 2026-11-26,
+Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, the harness at commit 4122470, 2026-11-26,
 results/H100/matmul.csv; the cuBLAS and eager columns time the same torch.matmul and differ by up
 to ~10% on large shapes, which is the run-to-run noise): forward geomean 1.08x cuBLAS over the 19
-SHAPES, lowest 0.84x (1024^3); 4097^3 (operands padded) 309 us against cuBLAS's 1087 us and
+SHAPES, lowest 0.88x (1024^3); 4097^3 (operands padded) 311 us against cuBLAS's 1023 us and
 torch.compile's 242 us (which pads to 4104, then calls cuBLAS: see docs/DSL_NOTES.md on the tile
-grid at 4097). Backward geomean 1.12x, lowest 0.82x at 1024^3. Small backwards are host-bound: the
+grid at 4097). Backward geomean 1.10x, lowest 0.65x at 2048^3. Small backwards are host-bound: the
 two GEMMs take 6-30 us on the GPU, and our backward's host path (Python autograd Function, two
 replayed launches; 78-112 us per backward in a tight loop on the H100 machine against eager's 59-89
 us, a device probe) is about as long as the head start that do_bench's L2 flush gives, so such rows
-move between runs (2048^3: 0.58x cuBLAS at cb367b7, 0.96x at bd25164).
+move between runs (2048^3: 0.58x cuBLAS at cb367b7, 0.96x at bd25164, 0.65x at 4122470).
 
 Memory (tests/reliability/test_memory.py): the output only (plus, in large GEMMs, a padded copy of an
 operand with unaligned rows, see above); autograd saves a and b (and the output with
