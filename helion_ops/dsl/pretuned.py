@@ -182,10 +182,10 @@ def configs_for(op: str, kernel_name: str, dtype: Any = None, arch: Optional[str
 
 def write_entries(op: str, arch: str, entries: Sequence[Mapping], meta: Optional[Mapping] = None,
                   root: Optional[os.PathLike | str] = None) -> Path:
-    """Merge ``entries`` ({"kernel", "key": {"dtype", "shape"[, "variant"]}, "config",
-    "ms"}, and any note fields) into ``configs/<arch>/<op>.json``: an entry with the same kernel,
-    dtype, shape and variant is replaced; the others are kept as they are, notes included. ``meta`` sets gpu/torch/triton/date (date
-    defaults to today). The write is atomic; concurrent merges are not
+    """Merge ``entries`` ({"kernel", "key": {"dtype", "shape"[, "variant"]}, "config", "ms"}, and any
+    note fields) into ``configs/<arch>/<op>.json``: an entry with the same kernel, dtype, shape and
+    variant is replaced; the others are kept as they are, notes included. ``meta`` sets
+    gpu/torch/triton/date (date defaults to today). The write is atomic; concurrent merges are not
     serialised (last writer wins), so run one tuning job per file."""
     p = config_path(op, arch, root)
     data = load(op, arch, root) or {}

@@ -16,9 +16,9 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
   whose rows do not start 16-byte aligned (K or N odd, e.g. 4097, in fp16/bf16), or that has no unit
   stride, is first copied into rows padded to 128 bytes (``_padded``; contiguous operands through
   ``pad_rows_kernel``), as torch.compile's pad_mm does: TMA descriptors and 16-byte vector loads need
-  aligned rows. At 4097^3 bf16 on the H100 the kernel
-  then took 257-265 us against 960-1304 us on the unaligned operands (bench.matmul_sweep, kernel
-  time without the copies; results/H100/sweeps/matmul_sweep_4097_padded_2026-11-26.json).
+  aligned rows. At 4097^3 bf16 on the H100 the kernel then took 257-265 us against 960-1304 us on the
+  unaligned operands (bench.matmul_sweep, kernel time without the copies;
+  results/H100/sweeps/matmul_sweep_4097_padded_2026-11-26.json).
 - Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on the
   stored operands read transposed (``_run``'s ``ta``/``tb``: no copies, no views),
   ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``.
@@ -291,8 +291,9 @@ def pad_rows_kernel(src: torch.Tensor, cols: int, width: int):
     return out
 
 
-# H100, 4097^2 bf16 into 4160-element rows: torch's copy_ into the padded view takes 43 us (its strided
-# elementwise kernel), torch.compile's pad kernel (the same flat form as above) 24 us.
+# H100, 4097^2 bf16 into 4160-element rows: torch's copy_ into the padded view takes 43-48 us (its strided
+# elementwise kernel), this kernel 28-30 us with 1024-4096 lanes (device probes), torch.compile's pad
+# kernel (the same flat form) 24 us.
 _pad = C.Launcher(NAME, pad_rows_kernel, lambda shape: Config(block_sizes=[1024], num_warps=4),
                   eager=lambda src, cols, width: torch.nn.functional.pad(src.view(-1, cols), (0, width - cols)).view(-1))
 
