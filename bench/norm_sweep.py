@@ -9,7 +9,8 @@ compile, and a timed search rarely reaches them. For each shape the op's kernel 
 real call (``bench.tune.record``), then timed on its current config and on a small grid around it:
 
 * ``bwd``: software pipelining of the inner row loop (``range_num_stages`` in {0, 2, 3}: the next
-  rows' loads issued while this row reduces), num_warps in {8, 16} and half the rows per program.
+  rows' loads issued while this row reduces), num_warps in {8, 16} and half the rows per program;
+  for rows under 4096 also 4 warps and twice the rows per inner step.
 * ``fwd``: num_warps halved and doubled, with and without ``evict_last`` hints, and for rows over 4096
   looped chunks (two passes over x, the second from L2, as torch.compile's kernel does; at N = 5120
   that avoids holding 8192 masked lanes). torch.compile's kernel for the same shape is timed beside
@@ -33,12 +34,18 @@ from bench.sweep import NOISE, bench_us, run, search, table_args
 FWD_NOISE = 0.01
 
 
-def candidates(current: dict) -> list[dict]:
-    """Backward: variations of ``current`` (a Config dict) over the knobs above (current itself is timed apart)."""
+def candidates(current: dict, n: int = 4096) -> list[dict]:
+    """Backward: variations of ``current`` (a Config dict) over the knobs above (current itself is timed
+    apart). Rows shorter than 4096 (``n``) also try 4 warps and twice the rows per inner step: a short
+    row leaves a [sub, n] step with little to load, and the shipped N = 1000 entries differed there
+    between the two norms (4 warps x 4 rows against 8 x 8), with layer_norm at half rms_norm's GB/s."""
     rows, sub, *cols = current["block_sizes"]  # cols: the partial-sum loop's column block, kept
+    short = n < 4096
+    warps_grid = (4, 8, 16) if short else (8, 16)
+    subs = sorted({sub, min(rows, 2 * sub)}) if short else (sub,)
     out = []
-    for stages, warps, r in itertools.product((0, 2, 3), (8, 16), (rows, max(sub, rows // 2))):
-        d = dict(current, num_warps=warps, block_sizes=[r, sub, *cols], range_num_stages=[stages])
+    for stages, warps, r, s in itertools.product((0, 2, 3), warps_grid, (rows, max(sub, rows // 2)), subs):
+        d = dict(current, num_warps=warps, block_sizes=[r, min(s, r), *cols], range_num_stages=[stages])
         if d not in out:
             out.append(d)
     return out
@@ -82,7 +89,8 @@ def sweep_shape(op: str, shape: tuple, mode: str = "bwd") -> dict | None:
     kname, (_, key, _), bound, current, args = rec[0]
     ref = bound.run(current, *args)
     t_cur = bench_us(lambda: bound.run(current, *args))
-    grid = fwd_candidates(current.to_dict(), shape[-1]) if mode == "fwd" else candidates(current.to_dict())
+    cur, n = current.to_dict(), shape[-1]
+    grid = fwd_candidates(cur, n) if mode == "fwd" else candidates(cur, n)
     # Forwards run at copy speed, where what is left against torch.compile is 1-2%; their medians
     # repeat within 0.5% on the H100 (three interleaved repeats of each), so 1% separates them there.
     best_t, best, _ = search(current, t_cur, grid, lambda d: bound.normalize(Config(**d)),

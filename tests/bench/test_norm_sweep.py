@@ -15,6 +15,16 @@ def test_grid_varies_pipelining_warps_and_rows():
     assert len(one) == 6  # halving one row per program is no new candidate
 
 
+def test_short_rows_also_vary_4_warps_and_rows_per_step():
+    cur = {"block_sizes": [256, 4, 32], "num_warps": 4, "num_stages": 1, "range_num_stages": [0]}
+    grid = S.candidates(cur, 1000)
+    assert len({json.dumps(d, sort_keys=True) for d in grid}) == len(grid) == 36
+    assert {d["num_warps"] for d in grid} == {4, 8, 16}
+    assert {tuple(d["block_sizes"]) for d in grid} == {(256, 4, 32), (256, 8, 32), (128, 4, 32), (128, 8, 32)}
+    tiny = S.candidates({"block_sizes": [4, 4, 32], "num_warps": 4, "range_num_stages": [0]}, 1000)
+    assert all(d["block_sizes"][1] <= d["block_sizes"][0] for d in tiny)  # a step never exceeds its program
+
+
 def test_fwd_grid_varies_warps_hints_and_loops():
     cur = {"block_sizes": [2], "num_warps": 8, "num_stages": 1, "reduction_loops": [None],
            "load_eviction_policies": ["", ""]}
