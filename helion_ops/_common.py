@@ -271,12 +271,13 @@ def _kernel_name(kernel: Any) -> str:
 
 
 def pick_config(op: str, kernel: Any, dtype: torch.dtype, shape: Sequence[int],
-                default: "Config | Callable[[], Config]") -> Config:
+                default: "Config | Callable[[], Config]", exact: Sequence[int] = ()) -> Config:
     """The Config for one call: override, else pretuned (nearest bucket), else ``default``.
 
     ``kernel`` is a Kernel or its name; ``default`` a Config or a no-argument callable. The pretuned
     table (``helion_ops.dsl.pretuned``) is optional: when it is missing, broken or has no entry (always
-    the case on CPU), the default is used.
+    the case on CPU), the default is used. ``exact``: the shape dims a table entry must match (see
+    ``pretuned.lookup``); with every dim listed, only the tuned shapes themselves use the table.
     """
     name = _kernel_name(kernel)
     ov = _OVERRIDES.get(name)
@@ -286,7 +287,7 @@ def pick_config(op: str, kernel: Any, dtype: torch.dtype, shape: Sequence[int],
     cfg = None
     try:
         from .dsl import pretuned
-        cfg = pretuned.lookup(op, name, dtype, list(shape))
+        cfg = pretuned.lookup(op, name, dtype, list(shape), exact=exact)
     except Exception:  # ImportError while pretuned.py is absent; a broken table must not break the op
         cfg = None
     if cfg is not None:
@@ -336,11 +337,13 @@ def norm_bwd_config(m: int, n: int, partials: bool = True) -> Config:
 
     From the H100 sweep (bf16, M >= 16K): about two programs per SM up to 4K columns and one above,
     one row per inner step from 4K columns (several for short rows: ~4K elements a step), 8 warps at
-    4K columns and 16 above. From 4K columns the row loop is software-pipelined three deep
-    (``range_num_stages``: the next rows' loads in flight while this row reduces), which
-    ``bench.norm_sweep --mode bwd`` kept on 10 of the 12 H100 shapes with N >= 4096 (1.07-1.29x; neutral on
-    the other two). ``cols`` is the column block of the second loop, which sums the [programs, N]
-    partials: about 8K of them per program. The shipped sm90 table overrides this on its shapes.
+    4K columns and 16 above. The row loop is software-pipelined three deep (``range_num_stages``: the
+    next rows' loads in flight while this row reduces), which ``bench.norm_sweep --mode bwd`` kept on
+    10 of the 12 H100 shapes with N >= 4096 (1.07-1.29x; neutral on the other two); for shorter rows
+    an H100 probe on shapes outside the table (N = 512-2048, M = 8K-64K, both norms) measured it
+    1.08-1.25x faster on 9 of 10. ``cols`` is the column block of the second loop, which sums the
+    [programs, N] partials: about 8K of them per program. The shipped sm90 table overrides this on
+    its own shapes only (the norm backwards look entries up by exact shape: see their Launchers).
     """
     p = next_pow2(n)
     warps = 4 if p <= 2048 else 8 if p <= 4096 else 16
@@ -350,7 +353,7 @@ def norm_bwd_config(m: int, n: int, partials: bool = True) -> Config:
     # without partials; the partials' row dim is then no second reduction.
     cols = max(1, min(p, 4096, 8192 // next_pow2(-(-m // rows)))) if partials else 1
     return Config(block_sizes=[rows, sub, cols], reduction_loops=[None, None] if partials else [None],
-                  num_warps=warps, num_stages=1, range_num_stages=[3 if p >= 4096 else 0])
+                  num_warps=warps, num_stages=1, range_num_stages=[3])
 
 
 def clamp_blocks(bound: Any, cfg: Config) -> Config:
@@ -371,11 +374,13 @@ class Launcher:
     says which dims select the config (e.g. ``[M, N]``). Overrides (:func:`use_config`) bypass the cache.
     ``eager(*args)`` computes the kernel's outputs with PyTorch: the fallback when the kernel fails to
     compile or launch (see :func:`kernel_failed`); the failed signature then maps to it in the cache.
+    ``exact``: the key dims a pretuned entry must match (:func:`pick_config`).
     """
 
     def __init__(self, op: str, kernel: Any, default: Callable[[tuple], Config],
-                 key_shape: Callable[[tuple], tuple] | None = None, eager: Callable | None = None) -> None:
-        self.op, self.kernel, self.default, self.eager = op, kernel, default, eager
+                 key_shape: Callable[[tuple], tuple] | None = None, eager: Callable | None = None,
+                 exact: Sequence[int] = ()) -> None:
+        self.op, self.kernel, self.default, self.eager, self.exact = op, kernel, default, eager, tuple(exact)
         self.key_shape = key_shape or (lambda args: tuple(args[0].shape))
         self.name = _kernel_name(kernel)
         self._cache: dict[tuple, tuple] = {}
@@ -389,7 +394,7 @@ class Launcher:
         shape = self.key_shape(args)
         dtype = args[0].dtype
         dflt = clamp_blocks(bound, self.default(shape))
-        cfg = pick_config(self.op, self.name, dtype, shape, dflt)
+        cfg = pick_config(self.op, self.name, dtype, shape, dflt, self.exact)
         try:
             cfg = bound.config_space.normalize(cfg)
         except Exception:

@@ -129,7 +129,11 @@ def _eager_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor]
 
 
 _fwd = C.Launcher(NAME, rms_norm_fwd, _default_fwd, eager=_eager_fwd)
-_bwd = C.Launcher(NAME, rms_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd)
+# The backward's table is used for its own shapes only: a nearby entry's rows per program was tuned to
+# fill the SMs at another M, and its rows per step to another N; served elsewhere, such entries ran
+# 1.09-2.05x slower than the default on 9 of 10 untabled shapes (H100 probe, see docs/DSL_NOTES.md).
+_bwd = C.Launcher(NAME, rms_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd,
+                  exact=(0, 1))
 # Without weight the kernel has no partial-sum loop (one reduction dim fewer, its column block
 # unused), so the shipped table's entries do not fit it and this default applies.
 _bwd_no_weight = C.Launcher(NAME, rms_norm_bwd, _default_bwd_no_weight, key_shape=lambda a: tuple(a[1].shape),
