@@ -49,9 +49,11 @@ its flash backend (FA2); backward 258-411 TFLOP/s, 0.70-0.91x cuDNN and 1.23-1.5
 
 Known limits: every kernel loads through pointers (pipelined cp.async); TMA descriptors, which the DSL
 emits and the tuner explores, ran slower on the H100 (forward 5-10%, backward 0-40%). Upstream Triton
-3.6 does not warp-specialize this loop on sm_90 (the forward fails to compile with 4 warps), so the
-forward cannot overlap its softmax with the next block's matmuls as cuDNN's FA3-style schedule does;
-it runs at the level of Triton's own tutorial kernel. Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3
+3.6 warp-specializes this loop on sm_90 only with 4 warps (one consumer warpgroup): with TMA and
+64-row query blocks it compiles and partitions, but ran at 0.49-0.55x the shipped config (H100 probe),
+and 128-row blocks fail in Triton's partitioner. So the forward cannot overlap its softmax with the
+next block's matmuls as cuDNN's FA3-style schedule (two consumer warpgroups in ping-pong) does; it
+runs at the level of Triton's own tutorial kernel. Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3
 (wrong values) and hit a misaligned address at 128x16 w4, so the defaults avoid those.
 
 Memory (tests/reliability/test_memory.py): forward allocates the output plus ``lse`` ([B, H, S_q] fp32,
