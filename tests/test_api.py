@@ -186,20 +186,22 @@ def test_pretuned_sm90_configs_validate_and_compile(op):
             assert bound.compile_for_target(cfg, ("cuda", 90, 32))
 
 
+@pytest.mark.parametrize("mode", ["fwd", "bwd"])
 @pytest.mark.parametrize("op", ["rms_norm", "layer_norm"])
-def test_norm_backward_table_serves_its_own_shapes_only(op, monkeypatch):
-    """A norm backward's table entry is used at its own [M, N] only: elsewhere the op's default runs, not
-    the nearest entry (rows per program and per step were tuned for that entry's M and N)."""
+def test_norm_table_serves_its_own_shapes_only(op, mode, monkeypatch):
+    """A norm kernel's table entry is used at its own [M, N] only: elsewhere the op's default runs, not
+    the nearest entry (rows per program, and per step, were tuned for that entry's M and N)."""
     from helion_ops import _common as C
     from helion_ops.dsl import pretuned
 
     monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
     mod = __import__(f"helion_ops.ops.{op}", fromlist=["_"])
-    kernel = f"{op}_bwd"
+    kernel = f"{op}_{mode}"
+    launcher, default = (mod._fwd, mod._default_fwd) if mode == "fwd" else (mod._bwd, mod._default_bwd)
     for shape in ([16384, 1000], [16384, 768], [8192, 1000]):
         args = _kernel_args(kernel, shape)
         bound = getattr(mod, kernel).bind(args)
         entry = pretuned.lookup(op, kernel, torch.bfloat16, shape, arch="sm90", exact=(0, 1))
         assert (entry is not None) == (shape == [16384, 1000])
-        want = entry or mod._default_bwd(tuple(shape))
-        assert mod._bwd.config_for(*args) == bound.config_space.normalize(C.clamp_blocks(bound, want))
+        want = entry or default(tuple(shape))
+        assert launcher.config_for(*args) == bound.config_space.normalize(C.clamp_blocks(bound, want))

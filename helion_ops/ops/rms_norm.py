@@ -128,10 +128,11 @@ def _eager_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor]
     return dx, ((g * xhat).sum(0).to(x.dtype) if weight is not None else None)
 
 
-_fwd = C.Launcher(NAME, rms_norm_fwd, _default_fwd, eager=_eager_fwd)
-# The backward's table is used for its own shapes only: a nearby entry's rows per program was tuned to
-# fill the SMs at another M, and its rows per step to another N; served elsewhere, such entries ran
-# 1.09-2.05x slower than the default on 9 of 10 untabled shapes (H100 probe, see docs/DSL_NOTES.md).
+# Both kernels use their table at its own shapes only: a nearby entry's rows per program (and, in the
+# backward, per step) suit that entry's M and N. Served elsewhere, such entries ran 1.03-1.23x slower
+# than the default forward on 8 of 14 untabled shapes, and 1.09-2.05x slower than the default
+# backward on 9 of 10 (H100 probes, see docs/DSL_NOTES.md).
+_fwd = C.Launcher(NAME, rms_norm_fwd, _default_fwd, eager=_eager_fwd, exact=(0, 1))
 _bwd = C.Launcher(NAME, rms_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd,
                   exact=(0, 1))
 # Without weight the kernel has no partial-sum loop (one reduction dim fewer, its column block
