@@ -180,13 +180,22 @@ def configs_for(op: str, kernel_name: str, dtype: Any = None, arch: Optional[str
     return list(out)
 
 
+def merge_method(old: str, new: str) -> str:
+    """A table's "method" line after a tool wrote into it: the old line when it already says ``new``,
+    ``new`` when that repeats the old line, else both, so the provenance of the entries kept survives."""
+    if not old or new in old:
+        return old or new
+    return new if old in new else f"{old}; {new}"
+
+
 def write_entries(op: str, arch: str, entries: Sequence[Mapping], meta: Optional[Mapping] = None,
                   root: Optional[os.PathLike | str] = None) -> Path:
     """Merge ``entries`` ({"kernel", "key": {"dtype", "shape"[, "variant"]}, "config", "ms"}, and any
     note fields) into ``configs/<arch>/<op>.json``: an entry with the same kernel, dtype, shape and
     variant is replaced; the others are kept as they are, notes included. ``meta`` sets
-    gpu/torch/triton/date (date defaults to today). The write is atomic; concurrent merges are not
-    serialised (last writer wins), so run one tuning job per file."""
+    gpu/torch/triton/date (date defaults to today); its ``method`` is added to the table's (see
+    :func:`merge_method`), since the entries kept were made the old way. The write is atomic;
+    concurrent merges are not serialised (last writer wins), so run one tuning job per file."""
     p = config_path(op, arch, root)
     data = load(op, arch, root) or {}
     merged: dict[tuple, dict] = {}
@@ -202,6 +211,8 @@ def write_entries(op: str, arch: str, entries: Sequence[Mapping], meta: Optional
     out = {k: v for k, v in data.items() if k != "entries"}
     out.update({"op": op, "arch": arch})
     out.update(dict(meta or {}))
+    if (meta or {}).get("method"):
+        out["method"] = merge_method(data.get("method", ""), meta["method"])
     out["date"] = (meta or {}).get("date") or time.strftime("%Y-%m-%d")
     out["entries"] = [merged[k] for k in sorted(merged)]
     atomic_write_json(p, out)

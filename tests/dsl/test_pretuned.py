@@ -103,6 +103,17 @@ def test_write_keeps_notes_of_entries_it_does_not_replace(root):
     assert "migrated" not in ents[(8, 8)] and ents[(8, 8)]["config"]["num_warps"] == 4
 
 
+def test_write_adds_its_method_to_the_tables(root):
+    """A tool writing some entries adds its method to the table's line: the entries it kept were made
+    the old way."""
+    pretuned.write_entries("softmax", "sm90", [_entry((2, 2), 1)], {"method": "grid sweep"}, root=root)
+    pretuned.write_entries("softmax", "sm90", [_entry((8, 8), 2)], {"method": "bench.tune"}, root=root)
+    pretuned.write_entries("softmax", "sm90", [_entry((8, 8), 4)], {"method": "bench.tune"}, root=root)
+    method = json.loads((root / "sm90" / "softmax.json").read_text())["method"]
+    assert method.endswith("grid sweep; bench.tune") and method.count("bench.tune") == 1
+    assert pretuned.merge_method("a", "a; b") == "a; b" and pretuned.merge_method("", "b") == "b"
+
+
 def test_broken_file_is_ignored(root):
     p = root / "sm90" / "softmax.json"
     p.write_text(p.read_text()[:50])
