@@ -46,6 +46,7 @@ class Generated:
     num_warps: int
     num_stages: int
     uses_descriptors: bool = False
+    interpreter_cannot: Any = None       # Loc of an op Triton's interpreter cannot run (inline PTX), else None
 
 
 class Emitter:

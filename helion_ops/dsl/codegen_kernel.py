@@ -102,8 +102,9 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
     out += body
     if len(out) == 2 or all(not l.strip() or l.strip().startswith("#") for l in out[2:]):
         out.append("    pass")
+    asm = next((v.loc for v in I.all_values(d.body) if v.op == "inline_asm"), None)
     return Generated(fn_name, helpers + "\n".join(out) + "\n", params, sig, grid,
-                     int(cfg.get("num_warps", 4)), int(cfg.get("num_stages", 2)), bool(em.descs))
+                     int(cfg.get("num_warps", 4)), int(cfg.get("num_stages", 2)), bool(em.descs), asm)
 
 
 def _decode_pids(pid: str, tiles, counts: list[int], cfg: Config, ordinal: int) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 
 from . import exc, ir as I
+from .types import tl_dtype
 
 _ARG_NEUTRAL = {False: ("float('-inf')", "-2147483648"), True: ("float('inf')", "2147483647")}
 _SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
@@ -115,6 +116,17 @@ def _inline_triton(em, v: I.Value) -> str:
     return f"({last})"
 
 
+def _inline_asm(em, v: I.Value) -> str:
+    # Each argument is broadcast to the output's shape first: the op itself takes same-shape blocks.
+    shape = em.shape(v.type)
+    args = [em.name_of(a) if a.type.dims == v.type.dims else f"tl.broadcast_to({em.name_of(a)}, {shape})"
+            for a in v.args]
+    dts = [tl_dtype(d) for d in v.attrs["dtypes"]]
+    dt = dts[0] if len(dts) == 1 else "(" + ", ".join(dts) + ",)"
+    return (f"tl.inline_asm_elementwise({v.attrs['asm']!r}, {v.attrs['constraints']!r}, [{', '.join(args)}], "
+            f"dtype={dt}, is_pure={v.attrs['is_pure']}, pack={v.attrs['pack']})")
+
+
 def _split(em, v: I.Value) -> str:
     return f"tl.split({em.name_of(v.args[0])})"
 
@@ -124,7 +136,7 @@ def _join(em, v: I.Value) -> str:
 
 
 _OPS = {"argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand,
-        "inline_triton": _inline_triton, "split": _split, "join": _join}
+        "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split, "join": _join}
 
 
 def helper_source(d: I.DeviceIR, cfg, file: str, num_sms: int, helper: tuple) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "register_block_size", "register_reduction_dim", "register_tunable", "specialize", "constexpr", "cdiv",
     "next_power_of_2",
     "Tile", "reduce", "cumsum", "cumprod", "associative_scan", "rand", "randint", "inline_triton",
+    "inline_asm_elementwise",
     "tile_index", "tile_begin", "tile_end", "tile_block_size", "tile_id", "static_range", "barrier",
     "split", "join", "subscript", "device_print",
 ]
@@ -81,6 +82,10 @@ associative_scan = _device_only("associative_scan", "hl.associative_scan(combine
 rand = _device_only("rand", "hl.rand(shape, seed): uniform [0, 1) Philox random numbers (float32).")
 randint = _device_only("randint", "hl.randint(shape, low, high, seed): Philox random integers in [low, high).")
 inline_triton = _device_only("inline_triton", "hl.inline_triton(source, args, output_like): escape hatch to raw Triton.")
+inline_asm_elementwise = _device_only(
+    "inline_asm_elementwise", "hl.inline_asm_elementwise(asm, constraints, args, dtype, is_pure, pack): inline PTX "
+    "applied elementwise to the broadcast args (tl.inline_asm_elementwise); dtype a tuple gives a tuple. CUDA only: "
+    "Triton's interpreter cannot run it.")
 tile_index = _device_only("tile_index", "hl.tile_index(tile): same as tile.index.")
 tile_begin = _device_only("tile_begin", "hl.tile_begin(tile): same as tile.begin.")
 tile_end = _device_only("tile_end", "hl.tile_end(tile): same as tile.end.")
@@ -147,7 +152,6 @@ UNSUPPORTED = {
     "StackTensor": "symmetric-memory stack tensors are not implemented",
     "stacktensor_like": "symmetric-memory stack tensors are not implemented",
     "triton_kernel": "calling a @triton.jit function from device code is not implemented; use hl.inline_triton",
-    "inline_asm_elementwise": "inline PTX is not implemented; use hl.inline_triton",
     "breakpoint": "device breakpoints are not implemented",
 }
 

@@ -18,7 +18,7 @@ import torch
 from . import exc, language as hl
 from . import ops as O
 from .ir import Value
-from .types import ONE, BlockT, Dim
+from .types import ONE, BlockT, Dim, broadcast_dims
 
 NOT_HANDLED = object()
 
@@ -70,6 +70,13 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return inline_triton(lw, kwargs.get("triton_source", args[0] if args else None),
                              kwargs.get("args", args[1] if len(args) > 1 else ()),
                              kwargs.get("output_like", args[2] if len(args) > 2 else None), node)
+    if fn is hl.inline_asm_elementwise:
+        names = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
+        given = dict(zip(names, args), **kwargs)
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise needs {', '.join(missing)}", node)
+        return inline_asm(lw, *(given[n] for n in names), node)
     if fn is hl.device_print:  # tl.device_print through the inline_triton path (a side effect, no value)
         if not args or not isinstance(args[0], str):
             raise lw.err(exc.NotSupported, "hl.device_print(prefix, *values) needs a string prefix first", node)
@@ -272,6 +279,33 @@ def inline_triton(lw, source: Any, args: Any, output_like: Any, node: ast.AST) -
         return None
     if isinstance(output_like, (tuple, list)):
         return tuple(lw.emit("getitem", [v], o.type, node, index=i) for i, o in enumerate(out_vals))
+    return v
+
+
+def inline_asm(lw, asm: Any, constraints: Any, args: Any, dtype: Any, is_pure: Any, pack: Any,
+               node: ast.AST) -> Any:
+    """``tl.inline_asm_elementwise`` over the broadcast of ``args``: one output per dtype (a tuple
+    of outputs when ``dtype`` is a tuple or list)."""
+    if not (isinstance(asm, str) and isinstance(constraints, str)):
+        raise lw.err(exc.NotSupported, "hl.inline_asm_elementwise: asm and constraints must be str literals", node)
+    if not isinstance(args, (list, tuple)) or not args:
+        raise lw.err(exc.NotSupported, "hl.inline_asm_elementwise: args must be a non-empty list of device values",
+                     node)
+    if not (isinstance(is_pure, bool) and isinstance(pack, int) and pack >= 1):
+        raise lw.err(exc.NotSupported, "hl.inline_asm_elementwise: is_pure must be a bool and pack an int >= 1", node)
+    dtypes = list(dtype) if isinstance(dtype, (list, tuple)) else [dtype]
+    if not dtypes or not all(isinstance(d, torch.dtype) for d in dtypes):
+        raise lw.err(exc.NotSupported, "hl.inline_asm_elementwise: dtype must be a torch.dtype or a tuple of them",
+                     node)
+    vals = [lw.as_value(a, node) for a in args]
+    dims: tuple[Dim, ...] = ()
+    for v in vals:
+        dims = broadcast_dims(dims, v.type.dims, lw.pk.loc(node))
+    outs = [BlockT(dims, d) for d in dtypes]
+    v = lw.emit("inline_asm", vals, outs[0], node, asm=asm, constraints=constraints, dtypes=dtypes,
+                is_pure=is_pure, pack=pack)
+    if isinstance(dtype, (list, tuple)):
+        return tuple(lw.emit("getitem", [v], t, node, index=i) for i, t in enumerate(outs))
     return v
 
 

@@ -234,6 +234,9 @@ class Compiled:
             return
         if interpret_mode():
             _check_interpreter()
+            if self.gen.interpreter_cannot is not None:
+                raise exc.NotSupported("hl.inline_asm_elementwise needs a CUDA GPU: Triton's interpreter cannot "
+                                       "run inline PTX", self.gen.interpreter_cannot)
         k = self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
         if not interpret_mode() and _fast_launch_ok(k):
             self.fast = k
