@@ -140,8 +140,11 @@ _OPS = {"argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getit
 
 
 def helper_source(d: I.DeviceIR, cfg, file: str, num_sms: int, helper: tuple) -> str:
-    """A combine function as its own ``@triton.jit`` function."""
+    """A combine function as its own ``@triton.jit`` function; or, for ``("raw", name, text)``, the text
+    that defines or imports a function for ``hl.triton_kernel``."""
     from .codegen import Emitter
+    if helper[0] == "raw":
+        return helper[2]
     name, params, body, results = helper
     em = Emitter(d, cfg, file, num_sms)
     em.ind = 1

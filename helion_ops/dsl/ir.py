@@ -131,7 +131,8 @@ class DeviceIR:
     n_loads: int = 0
     has_dot: bool = False
     blocks: dict[int, int] = field(default_factory=dict)   # block id -> size, for Dim("block", id)
-    helpers: list[tuple] = field(default_factory=list)     # (name, params, body, results) jit helpers
+    helpers: list[tuple] = field(default_factory=list)     # (name, params, body, results) jit helpers, or
+    # ("raw", name, text): module text defining or importing a function for hl.triton_kernel
     constexpr_args: dict[str, Any] = field(default_factory=dict)
 
 

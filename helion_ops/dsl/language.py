@@ -20,7 +20,7 @@ __all__ = [
     "register_block_size", "register_reduction_dim", "register_tunable", "specialize", "constexpr", "cdiv",
     "next_power_of_2",
     "Tile", "reduce", "cumsum", "cumprod", "associative_scan", "rand", "randint", "inline_triton",
-    "inline_asm_elementwise",
+    "inline_asm_elementwise", "triton_kernel",
     "tile_index", "tile_begin", "tile_end", "tile_block_size", "tile_id", "static_range", "barrier",
     "split", "join", "subscript", "device_print",
 ]
@@ -82,6 +82,9 @@ associative_scan = _device_only("associative_scan", "hl.associative_scan(combine
 rand = _device_only("rand", "hl.rand(shape, seed): uniform [0, 1) Philox random numbers (float32).")
 randint = _device_only("randint", "hl.randint(shape, low, high, seed): Philox random integers in [low, high).")
 inline_triton = _device_only("inline_triton", "hl.inline_triton(source, args, output_like): escape hatch to raw Triton.")
+triton_kernel = _device_only(
+    "triton_kernel", "hl.triton_kernel(triton_source_or_fn, args, output_like): call a @triton.jit function (a "
+    "module-level one, imported by the generated code, or the source of one as a str) from device code.")
 inline_asm_elementwise = _device_only(
     "inline_asm_elementwise", "hl.inline_asm_elementwise(asm, constraints, args, dtype, is_pure, pack): inline PTX "
     "applied elementwise to the broadcast args (tl.inline_asm_elementwise); dtype a tuple gives a tuple. CUDA only: "
@@ -151,7 +154,6 @@ UNSUPPORTED = {
     "wait": "multi-GPU signalling is not implemented",
     "StackTensor": "symmetric-memory stack tensors are not implemented",
     "stacktensor_like": "symmetric-memory stack tensors are not implemented",
-    "triton_kernel": "calling a @triton.jit function from device code is not implemented; use hl.inline_triton",
     "breakpoint": "device breakpoints are not implemented",
 }
 

@@ -440,6 +440,12 @@ class Lowerer:
 
     expr_List = expr_Tuple
 
+    def expr_Dict(self, node: ast.Dict) -> dict:
+        """A dict of str keys (named arguments of hl.inline_triton / hl.triton_kernel)."""
+        if not all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys):
+            raise self.err(exc.NotSupported, "dicts in device code need str literal keys", node)
+        return {k.value: self.expr(v) for k, v in zip(node.keys, node.values)}
+
     def expr_Attribute(self, node: ast.Attribute) -> Any:
         base = self.expr(node.value)
         return self.ops.attribute(self, base, node.attr, node)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ast
 import operator
+import sys
+import textwrap
 import types
+import zlib
 from typing import Any
 
 import torch
@@ -70,6 +73,12 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return inline_triton(lw, kwargs.get("triton_source", args[0] if args else None),
                              kwargs.get("args", args[1] if len(args) > 1 else ()),
                              kwargs.get("output_like", args[2] if len(args) > 2 else None), node)
+    if fn is hl.triton_kernel:
+        names = ("triton_source_or_fn", "args", "output_like")
+        given = dict(zip(names, args), **kwargs)
+        if "triton_source_or_fn" not in given or "args" not in given:
+            raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like)", node)
+        return triton_kernel(lw, given["triton_source_or_fn"], given["args"], given.get("output_like"), node)
     if fn is hl.inline_asm_elementwise:
         names = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
         given = dict(zip(names, args), **kwargs)
@@ -280,6 +289,51 @@ def inline_triton(lw, source: Any, args: Any, output_like: Any, node: ast.AST) -
     if isinstance(output_like, (tuple, list)):
         return tuple(lw.emit("getitem", [v], o.type, node, index=i) for i, o in enumerate(out_vals))
     return v
+
+
+def triton_kernel(lw, src_or_fn: Any, args: Any, output_like: Any, node: ast.AST) -> Any:
+    """Call a ``@triton.jit`` function: a module-level JITFunction is imported by the generated module
+    (its own calls resolve in its module, as when Triton compiles it directly); a str is the source of
+    one function definition (``@triton.jit`` added when missing), defined once in the generated module."""
+    if isinstance(src_or_fn, str):
+        name, text = _jit_source(lw, src_or_fn, node)
+    elif isinstance(getattr(src_or_fn, "fn", None), types.FunctionType):  # @triton.jit (or its interpreter twin)
+        mod, attr = src_or_fn.fn.__module__, src_or_fn.fn.__name__
+        if mod is None or getattr(sys.modules.get(mod), attr, None) is not src_or_fn:
+            raise lw.err(exc.NotSupported, f"hl.triton_kernel: {attr or src_or_fn!r} must be a module-level @triton.jit "
+                         "function (the generated code imports it), or pass its source as a str", node)
+        name = f"_tk_{attr}_{zlib.crc32(mod.encode()):08x}"
+        text = f"from {mod} import {attr} as {name}\n\n\n"
+    else:
+        raise lw.err(exc.NotSupported, "hl.triton_kernel expects a @triton.jit function or the source of one as a "
+                     f"str, got {type(src_or_fn).__name__}", node)
+    if ("raw", name, text) not in lw.helpers:
+        lw.helpers.append(("raw", name, text))
+    if isinstance(args, dict):
+        call = f"{name}(" + ", ".join(f"{k}={{{k}}}" for k in args) + ")"
+    elif isinstance(args, (list, tuple)):
+        call = f"{name}(" + ", ".join(f"{{{i}}}" for i in range(len(args))) + ")"
+    else:
+        raise lw.err(exc.NotSupported, "hl.triton_kernel: args must be a list, tuple or dict", node)
+    return inline_triton(lw, call, args, output_like, node)
+
+
+def _jit_source(lw, src: str, node: ast.AST) -> tuple[str, str]:
+    """(name, module text) of the one function definition in ``src``, decorated with ``@triton.jit``."""
+    try:
+        tree = ast.parse(textwrap.dedent(src))
+    except SyntaxError as e:
+        raise lw.err(exc.CompileError, f"hl.triton_kernel: the source does not parse: {e}", node) from None
+    defs = [s for s in tree.body if isinstance(s, ast.FunctionDef)]
+    if len(defs) != 1 or len(tree.body) != 1:
+        raise lw.err(exc.NotSupported, "hl.triton_kernel: the source must be exactly one function definition", node)
+    fd = defs[0]
+    jit = any(ast.unparse(d).split("(")[0] in ("triton.jit", "jit") for d in fd.decorator_list)
+    if not jit:
+        fd.decorator_list.insert(0, ast.parse("triton.jit", mode="eval").body)
+    name = f"_tk_{fd.name}_{zlib.crc32(src.encode()):08x}"
+    fd.name = name
+    return name, ast.unparse(tree) + "\n\n\n"
 
 
 def inline_asm(lw, asm: Any, constraints: Any, args: Any, dtype: Any, is_pure: Any, pack: Any,
