@@ -103,3 +103,15 @@ def test_nested_function_is_refused_at_the_line(tmp_path):
     with pytest.raises(exc.NotSupported, match="must be a module-level") as info:
         ns["make"]().bind((torch.randn(8),)).to_triton_code(helion.Config(block_sizes=[32]))
     assert "bad_tk.py:14" in str(info.value)
+
+
+@pytest.mark.gpu
+def test_on_gpu():
+    """The compiled path (a JITFunction imported into the generated module, not the interpreter's twin)."""
+    x, y = torch.randn(4097, device="cuda"), torch.randn(4097, device="cuda")
+    torch.testing.assert_close(use_axpy(x, y), 2.0 * x + y)
+    torch.testing.assert_close(use_source_and_keywords(x, y), 3.0 * x + y)
+    a, b = torch.randn(40, 70, device="cuda"), torch.randn(40, 70, device="cuda")
+    s, d = use_two_outputs(a, b)
+    torch.testing.assert_close(s, a + b)
+    torch.testing.assert_close(d, a - b)
