@@ -374,8 +374,6 @@ class Emitter:
         rd: Dim = v.attrs["rdim"]
         if rd.kind == "rdim" and self.d.rdims[rd.id].rolled:
             return self.rolled_reduce(v, self.d.rdims[rd.id])
-        if op == "prod":
-            raise exc.NotSupported("prod reductions", v.loc)
         fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[op]
         inp = self.masked_input(x, axis, op)
         return f"{fn}({inp}, {axis}, keep_dims={keep})"

@@ -206,6 +206,10 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     elif dtype == torch.bool:
         v = cast(lw, v, torch.int32, node)
     for a in reversed(axes):
+        if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1
+            from .ops_extra import reduce_fn
+            v = reduce_fn(lw, _mul, v, a, 1, keepdim, node)
+            continue
         dims = list(v.type.dims)
         if keepdim:
             dims[a] = ONE
@@ -216,6 +220,11 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     if v.type.dtype != dtype and kind in ("sum", "prod") and dtype in (torch.float16, torch.bfloat16):
         v = cast(lw, v, dtype, node)
     return v
+
+
+def _mul(a, b):
+    """The combine function of product reductions (inlined into a ``@triton.jit`` helper)."""
+    return a * b
 
 
 def softmax(lw, v: Any, dim: int, node: ast.AST, log: bool = False, dtype: torch.dtype | None = None) -> Value:
