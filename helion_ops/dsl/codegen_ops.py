@@ -92,6 +92,10 @@ def _rand(em, v: I.Value) -> str:
     return f"tl.{'randn' if v.attrs.get('normal') else 'rand'}({em.name_of(v.args[0])}, {offs})"
 
 
+def _rand4x(em, v: I.Value) -> str:
+    return f"tl.rand4x({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
+
+
 def _inline_triton(em, v: I.Value) -> str:
     it = iter(v.args)
     subs = []
@@ -135,7 +139,7 @@ def _join(em, v: I.Value) -> str:
     return f"tl.join({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
 
 
-_OPS = {"argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand,
+_OPS = {"argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand, "rand4x": _rand4x,
         "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split, "join": _join}
 
 

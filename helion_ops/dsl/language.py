@@ -20,7 +20,7 @@ __all__ = [
     "register_block_size", "register_reduction_dim", "register_tunable", "specialize", "constexpr", "cdiv",
     "next_power_of_2",
     "Tile", "reduce", "cumsum", "cumprod", "associative_scan", "rand", "randint", "inline_triton",
-    "inline_asm_elementwise", "triton_kernel",
+    "inline_asm_elementwise", "triton_kernel", "rand4x",
     "tile_index", "tile_begin", "tile_end", "tile_block_size", "tile_id", "static_range", "barrier",
     "split", "join", "subscript", "device_print",
 ]
@@ -80,6 +80,8 @@ cumsum = _device_only("cumsum", "hl.cumsum(x, dim, reverse=False): inclusive pre
 cumprod = _device_only("cumprod", "hl.cumprod(x, dim, reverse=False): inclusive prefix product.")
 associative_scan = _device_only("associative_scan", "hl.associative_scan(combine_fn, x, dim, reverse=False).")
 rand = _device_only("rand", "hl.rand(shape, seed): uniform [0, 1) Philox random numbers (float32).")
+rand4x = _device_only("rand4x", "hl.rand4x(seed, offsets): four independent uniform [0, 1) float32 blocks of "
+                      "offsets' shape from one Philox round (tl.rand4x).")
 randint = _device_only("randint", "hl.randint(shape, low, high, seed): Philox random integers in [low, high).")
 inline_triton = _device_only("inline_triton", "hl.inline_triton(source, args, output_like): escape hatch to raw Triton.")
 triton_kernel = _device_only(

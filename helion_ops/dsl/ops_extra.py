@@ -59,6 +59,9 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
                           kwargs.get("reverse", args[2] if len(args) > 2 else False), node, kwargs.get("dtype"))
     if fn is hl.rand:
         return rand(lw, args[0], kwargs.get("seed", args[1] if len(args) > 1 else None), node)
+    if fn is hl.rand4x:
+        return rand4x(lw, kwargs.get("seed", args[0] if args else None),
+                      kwargs.get("offsets", args[1] if len(args) > 1 else None), node)
     if fn in (torch.rand_like, torch.randn_like, torch.rand, torch.randn):
         return torch_random(lw, fn, args, kwargs, node)
     if fn is hl.randint:
@@ -233,6 +236,22 @@ def rand(lw, shape: Any, seed: Any, node: ast.AST) -> Value:
         raise lw.err(exc.CompileError, "hl.rand seed must be a scalar", node)
     seed_v = lw.as_value(seed, node, torch.int32) if not isinstance(seed, Value) else seed
     return lw.emit("rand", [seed_v], BlockT(dims, torch.float32), node)
+
+
+def rand4x(lw, seed: Any, offsets: Any, node: ast.AST) -> tuple:
+    """Four uniform [0, 1) float32 blocks from one Philox round per offset (tl.rand4x): the offsets are the
+    caller's (an integer block), so the streams are Triton's own for those offsets."""
+    if seed is None or offsets is None:
+        raise lw.err(exc.CompileError, "hl.rand4x needs seed and offsets", node)
+    offs = lw.as_value(offsets, node)
+    if offs.type.dtype.is_floating_point or offs.type.dtype == torch.bool:
+        raise lw.err(exc.CompileError, f"hl.rand4x offsets must be integers, got {offs.type.dtype}", node)
+    if isinstance(seed, Value) and seed.type.dims:
+        raise lw.err(exc.CompileError, "hl.rand4x seed must be a scalar", node)
+    seed_v = lw.as_value(seed, node, torch.int32) if not isinstance(seed, Value) else seed
+    t = BlockT(offs.type.dims, torch.float32)
+    v = lw.emit("rand4x", [seed_v, offs], t, node)
+    return tuple(lw.emit("getitem", [v], t, node, index=i) for i in range(4))
 
 
 def torch_random(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Value:

@@ -69,7 +69,7 @@ def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
         if len(set(rd)) > 1:
             bad.update(rd)
         if rd and (v.op in ("phi", "dot", "scan", "permute", "reshape", "atomic_result", "argmax", "combine",
-                            "getitem", "rand", "inline_triton", "inline_asm", "split", "join")
+                            "getitem", "rand", "rand4x", "inline_triton", "inline_asm", "split", "join")
                    or (id(v) not in top_lets and v.op not in ("const", "param"))):
             bad.update(rd)
         if v.op == "dot":
