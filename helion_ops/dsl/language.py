@@ -157,6 +157,10 @@ UNSUPPORTED = {
     "StackTensor": "symmetric-memory stack tensors are not implemented",
     "stacktensor_like": "symmetric-memory stack tensors are not implemented",
     "breakpoint": "device breakpoints are not implemented",
+    "dot_scaled": "microscaled (mx) dots are not implemented; dequantize and use hl.dot",
+    "float4_e2m1fn_x2_to_float32": "fp4 unpacking is not implemented (Helion's uses sm_100 PTX)",
+    "load_float4_e2m1fn_x16_to_float16": "fp4 unpacking is not implemented (Helion's uses sm_100 PTX)",
+    "ProcessGroupName": "distributed kernels are out of scope",
 }
 
 
