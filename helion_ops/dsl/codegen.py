@@ -470,6 +470,8 @@ class Emitter:
                 self.store(s)
             elif isinstance(s, I.For):
                 self.for_loop(s)
+            elif isinstance(s, I.While):
+                self.while_loop(s)
             elif isinstance(s, I.If):
                 self.if_stmt(s)
             i += 1
@@ -501,6 +503,19 @@ class Emitter:
             self.line(f"{n} = {self.name_of(final)}")
         self.scopes.pop()
         self.ind -= len(s.tiles)
+        self.last_src = None
+
+    def while_loop(self, s: I.While) -> None:
+        self.src(s.loc)
+        names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
+        self.line(f"while {self.name_of(s.cond)}:")
+        self.ind += 1
+        self.scopes.append({})
+        self.stmts(s.body)
+        for (_, _, final), n in zip(s.carried, names):
+            self.line(f"{n} = {self.name_of(final)}")
+        self.scopes.pop()
+        self.ind -= 1
         self.last_src = None
 
     def range_knobs(self, loop_id: int) -> str:

@@ -109,6 +109,14 @@ class For(Stmt):
 
 
 @dataclass
+class While(Stmt):
+    cond: Value                     # a loop-carried scalar: its (phi, init, final) is the last of carried
+    body: list[Stmt]
+    carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
+    loc: exc.Loc | None = None
+
+
+@dataclass
 class If(Stmt):
     cond: Value
     then: list[Stmt]
@@ -140,7 +148,7 @@ def walk(stmts: list[Stmt]):
     """Yield every statement, depth first."""
     for s in stmts:
         yield s
-        if isinstance(s, For):
+        if isinstance(s, (For, While)):
             yield from walk(s.body)
         elif isinstance(s, If):
             yield from walk(s.then)
@@ -159,7 +167,7 @@ def all_values(stmts: list[Stmt]):
             stack.extend(s.index.values())
             if s.compare is not None:
                 stack.append(s.compare)
-        elif isinstance(s, For):
+        elif isinstance(s, (For, While)):
             for trip in s.carried:
                 stack.extend(trip)
         elif isinstance(s, If):
@@ -178,7 +186,7 @@ def all_values(stmts: list[Stmt]):
 def verify(ir: DeviceIR) -> DeviceIR:
     """Check structural invariants; raises CompileError on a broken IR."""
     for s in walk(ir.body):
-        if isinstance(s, For):
+        if isinstance(s, (For, While)):
             for phi, init, final in s.carried:
                 if not same_dims(phi.type.dims, final.type.dims):
                     raise exc.ShapeMismatch(

@@ -18,6 +18,7 @@ from . import exc, indexing as IX, language as hl
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
+from .lower_loops import carry, final, lower_while
 from .types import (BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TileInfo, broadcast_dims,
                     promote, same_dims)
 
@@ -264,6 +265,9 @@ class Lowerer:
             self.env[name] = merged
         self.stmts.append(If(cond, then_stmts, else_stmts, merges, self.pk.loc(s)))
 
+    def stmt_While(self, s: ast.While) -> None:
+        lower_while(self, s)
+
     def coerce(self, v: Any, t: BlockT, node: ast.AST) -> Value:
         v = self.as_value(v, node, t.dtype)
         if v.type.dtype != t.dtype:
@@ -290,14 +294,9 @@ class Lowerer:
         tiles = self.header(s, top=False)
         loop_id = self.offs["loop"] + self.n_loops
         self.n_loops += 1
-        assigned = {n.id for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-        carried_names = sorted(n for n in assigned if isinstance(self.env.get(n), Value))
+        phis = carry(self, s, s.body)
         before = dict(self.env)
-        phis = {}
-        for n in carried_names:
-            init = before[n]
-            phi = Value("phi", [], init.type, self.pk.loc(s), n)
-            phis[n] = (phi, init)
+        for n, (phi, _) in phis.items():
             self.env[n] = phi
         saved = self.stmts
         self.stmts = []
@@ -308,10 +307,9 @@ class Lowerer:
         self.stmts = saved
         carried = []
         for n, (phi, init) in phis.items():
-            final = self.env.get(n)
             body_tail: list[Stmt] = []
             saved2, self.stmts = self.stmts, body_tail
-            final_v = self.coerce(final, phi.type, s)
+            final_v = final(self, n, phi, s)
             self.stmts = saved2
             body.extend(body_tail)
             carried.append((phi, init, final_v))

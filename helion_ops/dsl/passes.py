@@ -78,7 +78,7 @@ def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
     for s in I.walk(d.body):
         if isinstance(s, I.Store) and s.atomic:
             bad.update(x.id for x in s.value.type.dims if x.kind == "rdim")
-        if isinstance(s, (I.For, I.If)):
+        if isinstance(s, (I.For, I.While, I.If)):
             for inner in I.walk(s.then + s.orelse if isinstance(s, I.If) else s.body):
                 if isinstance(inner, I.Store):
                     bad.update(e[1].id for e in inner.index.entries if e[0] == "rdim")
