@@ -4,7 +4,6 @@ one or two outputs; numerics in the interpreter against torch, the sm_90 build, 
 import pytest
 import torch
 import triton
-import triton.language as tl
 
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
