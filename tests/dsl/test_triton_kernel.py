@@ -4,6 +4,7 @@ one or two outputs; numerics in the interpreter against torch, the sm_90 build, 
 import pytest
 import torch
 import triton
+import triton.language as tl  # noqa: F401  (Triton needs tl visible in a module of jit functions)
 
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
