@@ -18,7 +18,7 @@ from . import exc, indexing as IX, language as hl
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
-from .lower_loops import carry, final, lower_while
+from .lower_loops import carry, final, lower_while, merge_branches
 from .types import (BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TileInfo, broadcast_dims,
                     promote, same_dims)
 
@@ -252,17 +252,7 @@ class Lowerer:
             self.stmt(b)
         else_stmts, else_env = self.stmts, self.env
         self.stmts, self.env = saved, dict(before)
-        merges = []
-        for name in sorted(set(then_env) | set(else_env)):
-            tv, ev = then_env.get(name), else_env.get(name)
-            if tv is before.get(name) and ev is before.get(name):
-                continue
-            if name not in before or not isinstance(before[name], Value):
-                continue  # branch-local
-            init = before[name]
-            merged = Value("phi", [], init.type, self.pk.loc(s), name)
-            merges.append((merged, init, self.coerce(tv, init.type, s), self.coerce(ev, init.type, s)))
-            self.env[name] = merged
+        merges = merge_branches(self, s, before, (then_env, then_stmts), (else_env, else_stmts))
         self.stmts.append(If(cond, then_stmts, else_stmts, merges, self.pk.loc(s)))
 
     def stmt_While(self, s: ast.While) -> None:

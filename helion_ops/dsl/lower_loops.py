@@ -1,4 +1,11 @@
-"""Loop-carried values and ``while`` loops in device code (part of lower.py's stage, kept apart for size).
+"""Control flow on device values: loop-carried values, ``while`` loops and the merge after an ``if``
+(part of lower.py's stage, kept apart for size).
+
+After an ``if`` on a device scalar, a name bound on both paths is merged (one value per path, the
+generated ``if`` assigns it): names that held a device value before, Python numbers (``s = 0.0`` then
+``if c: s = 1.0``), and names first bound in both branches (``if c: y = a else: y = b``). Before this,
+only names holding a device value before the ``if`` were merged: a number assigned in a branch was
+dropped without an error, and a name bound in both branches was undefined after the ``if``.
 
 A name assigned in a loop body carries its value into the next iteration. ``carry`` decides which
 names are carried: those that held a device value before the loop, and those that held a Python
@@ -21,6 +28,8 @@ from typing import Any
 from . import exc
 from .ir import Value, While
 from .types import BlockT
+
+_MISSING = object()  # no binding (distinct from None, which a name may hold)
 
 
 def lower_while(lw: Any, s: ast.While) -> None:
@@ -71,9 +80,10 @@ def carry(lw: Any, loop: ast.AST, body: list[ast.stmt]) -> dict[str, tuple[Value
     return out
 
 
-def final(lw: Any, name: str, phi: Value, node: ast.AST) -> Value:
-    """The value ``name`` carries into the next iteration, in the phi's type (cast in the body's tail)."""
-    v = lw.env.get(name)
+def final(lw: Any, name: str, phi: Any, node: ast.AST, v: Any = _MISSING) -> Value:
+    """The value ``name`` carries out of a body (``v``, default its current binding) in the phi's type;
+    a cast is appended to ``lw.stmts``."""
+    v = lw.env.get(name) if v is _MISSING else v
     try:
         return lw.coerce(v, phi.type, node)
     except exc.ShapeMismatch:
@@ -92,3 +102,52 @@ def _condition(lw: Any, s: ast.While) -> Any:
     if cond.type.dims:
         raise lw.err(exc.NotSupported, "a while condition must be a scalar (reduce a block with .any() or .all())", s)
     return cond
+
+
+
+def merge_branches(lw: Any, s: ast.If, before: dict, then: tuple, orelse: tuple) -> list:
+    """The ``(merged, init, then value, else value)`` merges of an ``if``, binding each merged name in
+    ``lw.env``. ``then``/``orelse`` are (env, stmts) of each branch; a value's cast to the merged type is
+    appended to its own branch's statements (it may read values only that branch defines)."""
+    (then_env, then_stmts), (else_env, else_stmts) = then, orelse
+    merges = []
+    for name in sorted(set(then_env) | set(else_env)):
+        tv, ev, bv = then_env.get(name, _MISSING), else_env.get(name, _MISSING), before.get(name, _MISSING)
+        if (tv is bv and ev is bv) or _MISSING in (tv, ev):
+            continue  # unchanged, or bound on one path only (local to it)
+        if not all(isinstance(x, (Value, int, float)) for x in (tv, ev)):
+            if tv is ev:
+                lw.env[name] = tv
+                continue
+            raise lw.err(exc.NotSupported, f"'{name}' is bound to a {type(tv).__name__} and a {type(ev).__name__} "
+                         "on the two paths of an if on a device value; only device values and numbers can "
+                         "differ between them", s)
+        if not isinstance(tv, Value) and not isinstance(ev, Value) and type(tv) is type(ev) and tv == ev:
+            lw.env[name] = tv  # the same number on both paths
+            continue
+        ref = next((x for x in (bv, tv, ev) if isinstance(x, Value)), None)
+        t = ref.type if ref is not None else lw.as_value(tv, s).type
+        if isinstance(bv, Value):
+            init = bv
+        elif t.dims:  # a number (or nothing) before, a block on some path: start from a full block
+            init = lw.emit("full", [bv if isinstance(bv, (int, float)) else 0], t, s)
+        else:
+            init = lw.as_value(bv if isinstance(bv, (int, float)) else 0, s, t.dtype)
+        vals = []
+        for v, stmts in ((tv, then_stmts), (ev, else_stmts)):
+            saved, lw.stmts = lw.stmts, stmts
+            try:
+                vals.append(final(lw, name, _Typed(t), s, v))
+            finally:
+                lw.stmts = saved
+        merged = Value("phi", [], t, lw.pk.loc(s), name)
+        merges.append((merged, init, vals[0], vals[1]))
+        lw.env[name] = merged
+    return merges
+
+
+class _Typed:
+    """A stand-in phi for ``final``: only its type is read."""
+
+    def __init__(self, t: BlockT) -> None:
+        self.type = t

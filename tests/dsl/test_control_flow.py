@@ -1,8 +1,9 @@
-"""`while` in device code and loop-carried Python numbers: per-lane iteration to a data-dependent end
-(Collatz steps against Python), a counter that starts as a Python int, a scalar accumulator that starts as
-a Python float in a `for` loop (computed from the value before the loop until this was fixed), the sm_90
-build, and clear refusals (break, while-else, an always-true condition, a block condition, a carried
-value that changes shape)."""
+"""Control flow on device values. `while`: per-lane iteration to a data-dependent end (Collatz steps against
+Python), a counter that starts as a Python int, the sm_90 build, and clear refusals (break, while-else, an
+always-true condition, a block condition, a carried value that changes shape). Loop-carried Python numbers:
+a scalar accumulator that starts as a Python float in a `for` loop (silently the value before the loop
+until 2026-11-27). `if` on a device scalar: a number reassigned in a branch and a name first bound in
+both branches are merged (the first was silently dropped, the second undefined after the `if`)."""
 import re
 
 import pytest
@@ -51,6 +52,21 @@ def row_sums_from_a_float(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@helion.kernel(autotune_effort="none")
+def branch_merges(x: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(x)
+    for t in hl.tile(x.size(0)):
+        v = x[t]
+        s = 0.0
+        if flag[0] > 0:
+            s = 1.0             # a number reassigned in one branch
+            y = v * 2           # a name first bound in both branches
+        else:
+            y = v * 3
+        out[t] = y + s
+    return out
+
+
 def _steps(n: int) -> int:
     s = 0
     while n > 1:
@@ -76,6 +92,14 @@ def test_counter_from_a_python_int(times, device):
 def test_for_loop_accumulator_from_a_python_float(cols, device):
     x = torch.randn(5, 2 * cols, device=device)[:, ::2]
     torch.testing.assert_close(row_sums_from_a_float(x), x.double().sum(1).float(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("flag", [1, 0])
+@pytest.mark.parametrize("n", [1, 17, 1000])
+def test_if_merges_numbers_and_names_bound_in_both_branches(flag, n, device):
+    x = torch.randn(n, device=device)
+    got = branch_merges(x, torch.tensor([flag], dtype=torch.int32, device=device))
+    torch.testing.assert_close(got, x * 2 + 1 if flag else x * 3)
 
 
 def test_sm90_build_has_the_loop():
@@ -111,3 +135,23 @@ def test_refused_at_the_line(tmp_path, case):
     with pytest.raises(exc.NotSupported if case != "shape" else exc.ShapeMismatch, match=match) as info:
         ns["k"].bind((torch.ones(16, dtype=torch.int32),)).to_triton_code(helion.Config(block_sizes=[16]))
     assert re.search(r"bad_while\.py:1[0-3]\b", str(info.value))  # the loop's own lines
+
+
+def test_if_refuses_host_objects_that_differ_between_paths(tmp_path):
+    src = tmp_path / "bad_if.py"
+    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
+                   "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
+                   "def k(x: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:\n"
+                   "    out = torch.empty_like(x)\n"
+                   "    for t in hl.tile(x.size(0)):\n"
+                   "        pair = (x[t], x[t])\n"
+                   "        if flag[0] > 0:\n"
+                   "            pair = (x[t] * 2, x[t])\n"
+                   "        out[t] = pair[0]\n"
+                   "    return out\n")
+    ns: dict = {}
+    exec(compile(src.read_text(), str(src), "exec"), ns)
+    with pytest.raises(exc.NotSupported, match="'pair' is bound to a tuple and a tuple") as info:
+        ns["k"].bind((torch.ones(16), torch.ones(1, dtype=torch.int32))).to_triton_code(
+            helion.Config(block_sizes=[16]))
+    assert "bad_if.py:10" in str(info.value)
