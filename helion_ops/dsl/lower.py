@@ -428,6 +428,38 @@ class Lowerer:
 
     expr_List = expr_Tuple
 
+    def expr_ListComp(self, node: ast.ListComp) -> list:
+        """``[elt for name in range(const) | a host list/tuple if const-cond]``, unrolled at compile time."""
+        gen = node.generators[0] if len(node.generators) == 1 else None
+        if gen is None or not isinstance(gen.target, ast.Name) or gen.is_async:
+            raise self.err(exc.NotSupported, "list comprehensions in device code take one 'for name in ...'", node)
+        it = gen.iter
+        f = self.pk.resolve(it.func) if isinstance(it, ast.Call) else None
+        if f in (range, hl.static_range):
+            bounds = [self.expr(a) for a in it.args]
+            items = range(*bounds) if all(isinstance(b, int) for b in bounds) else None
+        else:
+            items = self.expr(it)
+        if not isinstance(items, (range, list, tuple)):
+            raise self.err(exc.NotSupported, "a device-code list comprehension iterates over range(const) or a "
+                           "list/tuple known at compile time", node)
+        name, had, old = gen.target.id, gen.target.id in self.env, self.env.get(gen.target.id)
+        out = []
+        try:
+            for item in items:
+                self.env[name] = item
+                conds = [self.expr(c) for c in gen.ifs]
+                if any(isinstance(c, Value) for c in conds):
+                    raise self.err(exc.NotSupported, "a list comprehension's if must be known at compile time", node)
+                if all(conds):
+                    out.append(self.expr(node.elt))
+        finally:
+            if had:
+                self.env[name] = old
+            else:
+                self.env.pop(name, None)
+        return out
+
     def expr_Dict(self, node: ast.Dict) -> dict:
         """A dict of str keys (named arguments of hl.inline_triton / hl.triton_kernel)."""
         if not all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys):

@@ -403,11 +403,18 @@ def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
     return lw.emit("join", [a, b], BlockT(dims + (two,), dtype), node)
 
 
+def _pow2_count(xs: Any) -> bool:
+    return isinstance(xs, (list, tuple)) and len(xs) >= 2 and not len(xs) & (len(xs) - 1)
+
+
 def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
-    """``torch.stack([a, b], dim)`` of two blocks: ``hl.join`` (a new last dim of 2), moved to ``dim``."""
-    if not isinstance(xs, (list, tuple)) or len(xs) != 2:
-        raise lw.err(exc.NotSupported, "torch.stack of exactly two blocks (hl.join); stack more with hl.join "
-                     "of joins, or store them separately", node)
+    """``torch.stack(xs, dim)`` of 2, 4, 8... blocks: ``hl.join`` of a pair (a new last dim of 2, moved to
+    ``dim``); more are stacked in pairs and the pairs concatenated along ``dim``."""
+    if not _pow2_count(xs):
+        raise lw.err(exc.NotSupported, "torch.stack of 2, 4, 8... blocks (a power of two: pairs of hl.join); "
+                     "store other counts separately", node)
+    if len(xs) > 2:
+        return cat(lw, [stack(lw, xs[i:i + 2], dim, node) for i in range(0, len(xs), 2)], dim, node)
     v = join(lw, xs[0], xs[1], node)
     n = v.type.ndim
     if not isinstance(dim, int) or not -n <= dim < n:
@@ -449,11 +456,15 @@ def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
 
 
 def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
-    """``torch.cat([a, b], dim)`` of two blocks of the same shape along a power-of-two ':' dim."""
-    bad = lw.err(exc.NotSupported, "torch.cat of two blocks of one shape along a power-of-two ':' dim only; "
-                 "store the parts into slices of the output instead", node)
-    if not isinstance(xs, (list, tuple)) or len(xs) != 2:
+    """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of the same shape along a power-of-two ':' dim (more than
+    two are joined in halves, so every intermediate dim stays a power of two)."""
+    bad = lw.err(exc.NotSupported, "torch.cat of 2, 4, 8... blocks of one shape along a power-of-two ':' dim "
+                 "only; store the parts into slices of the output instead", node)
+    if not _pow2_count(xs):
         raise bad
+    if len(xs) > 2:
+        k = len(xs) // 2
+        return cat(lw, [cat(lw, xs[:k], dim, node), cat(lw, xs[k:], dim, node)], dim, node)
     dtype = lw.result_dtype(xs[0], xs[1])
     a, b = O._align(lw, xs[0], xs[1], dtype, node)
     n = a.type.ndim
