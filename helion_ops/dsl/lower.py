@@ -18,7 +18,7 @@ from . import exc, indexing as IX, language as hl
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
-from .lower_loops import carry, final, lower_while, merge_branches
+from .lower_loops import carry, final, lower_while, merge_branches, without_continue
 from .types import (BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TileInfo, broadcast_dims,
                     promote, same_dims)
 
@@ -602,36 +602,6 @@ def _as_load(t: ast.expr) -> ast.expr:
         if hasattr(n, "lineno"):
             n.lineno, n.end_lineno = t.lineno, t.lineno
     return t2
-
-
-def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:
-    """A loop body with its `continue`s turned into branches (Triton has no continue): an `if` whose
-    branch continues gets the rest of the body, after it, in its other branch. Code after the `if` is
-    copied into each branch that falls through; nested loops keep their own continues."""
-    def has(stmts: list[ast.stmt]) -> bool:
-        return any(isinstance(n, ast.Continue) for s in stmts for n in _walk_no_loops(s))
-
-    def rw(stmts: list[ast.stmt], tail: list[ast.stmt]) -> list[ast.stmt]:
-        done: list[ast.stmt] = []
-        for i, s in enumerate(stmts):
-            if isinstance(s, ast.Continue):
-                return done
-            if isinstance(s, ast.If) and has([s]):
-                after = stmts[i + 1:] + tail
-                new = ast.If(test=s.test, body=rw(s.body, after) or [ast.Pass()], orelse=rw(s.orelse, after))
-                return done + [ast.copy_location(new, s)]
-            done.append(s)
-        return done + tail
-
-    return rw(body, []) if has(body) else body
-
-
-def _walk_no_loops(node: ast.AST):
-    yield node
-    if isinstance(node, (ast.For, ast.While)):
-        return
-    for c in ast.iter_child_nodes(node):
-        yield from _walk_no_loops(c)
 
 
 def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: dict[int, str],

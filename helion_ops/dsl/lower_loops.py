@@ -33,7 +33,6 @@ _MISSING = object()  # no binding (distinct from None, which a name may hold)
 
 
 def lower_while(lw: Any, s: ast.While) -> None:
-    from .lower import _walk_no_loops, without_continue
     if s.orelse:
         raise lw.err(exc.NotSupported, "while ... else in device code", s)
     if any(isinstance(n, ast.Break) for b in s.body for n in _walk_no_loops(b)):
@@ -151,3 +150,33 @@ class _Typed:
 
     def __init__(self, t: BlockT) -> None:
         self.type = t
+
+
+def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A loop body with its `continue`s turned into branches (Triton has no continue): an `if` whose
+    branch continues gets the rest of the body, after it, in its other branch. Code after the `if` is
+    copied into each branch that falls through; nested loops keep their own continues."""
+    def has(stmts: list[ast.stmt]) -> bool:
+        return any(isinstance(n, ast.Continue) for s in stmts for n in _walk_no_loops(s))
+
+    def rw(stmts: list[ast.stmt], tail: list[ast.stmt]) -> list[ast.stmt]:
+        done: list[ast.stmt] = []
+        for i, s in enumerate(stmts):
+            if isinstance(s, ast.Continue):
+                return done
+            if isinstance(s, ast.If) and has([s]):
+                after = stmts[i + 1:] + tail
+                new = ast.If(test=s.test, body=rw(s.body, after) or [ast.Pass()], orelse=rw(s.orelse, after))
+                return done + [ast.copy_location(new, s)]
+            done.append(s)
+        return done + tail
+
+    return rw(body, []) if has(body) else body
+
+
+def _walk_no_loops(node: ast.AST):
+    yield node
+    if isinstance(node, (ast.For, ast.While)):
+        return
+    for c in ast.iter_child_nodes(node):
+        yield from _walk_no_loops(c)
