@@ -29,6 +29,11 @@ UNARY_CODE = {
     "softplus": "tl.where({0} > 20, {0}, tl.log(1 + tl.exp(tl.minimum({0}, 20))))",
     "isnan": "({0} != {0})", "isinf": "(tl.abs({0}) == float('inf'))",
     "trunc": "tl.where({0} < 0, tl.ceil({0}), tl.floor({0}))",
+    # torch.sign is (x > 0) - (x < 0), ints and floats alike (so NaN gives 0, as torch's does).
+    "sign": "(({0} > 0).to({0}.dtype) - ({0} < 0).to({0}.dtype))",
+    # torch.round rounds half to even: x - floor(x) is exact, so the tie test is too.
+    "round": "(tl.floor({0}) + (({0} - tl.floor({0}) > 0.5) | (({0} - tl.floor({0}) == 0.5) & "
+             "(tl.floor({0}) - 2 * tl.floor(tl.floor({0}) * 0.5) != 0))).to({0}.dtype))",
 }
 NEUTRAL = {"sum": "0", "max": "float('-inf')", "min": "float('inf')"}
 INT_NEUTRAL = {"sum": "0", "max": "-2147483648", "min": "2147483647"}
@@ -137,6 +142,8 @@ class Emitter:
             x = a[0]
             if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
                 return f"float('{x}')"
+            if v.type.dtype.is_floating_point and isinstance(x, int) and not isinstance(x, bool):
+                return repr(float(x))  # an int literal would make Triton compute in int32 (2 ** y)
             return repr(x)
         if op == "param":
             return a[0]
@@ -152,13 +159,20 @@ class Emitter:
             if o == "atan2":
                 raise exc.NotSupported("atan2 in device code", v.loc)
             if o == "**":
-                return f"tl.exp2({y} * tl.log2({x}))"
+                return self.pow(x, y, v)
+            if o == "fmod":  # torch.fmod truncates like C, which is Triton's own % for ints and floats
+                return f"({x} % {y})"
             if o in ("//", "%"):
                 return self.floor_divmod(o, x, y, v)
             return f"({x} {o} {y})"
         if op == "powi":
             x, e = self.name_of(a[0]), v.attrs["exponent"]
-            return {2: f"({x} * {x})", 3: f"({x} * {x} * {x})", 1: x, 0.5: f"tl.sqrt({x})", -1: f"(1 / {x})"}[e]
+            if e == 0.5:
+                return f"tl.sqrt({x})"
+            if e == 0:
+                return f"tl.full({self.shape(v.type)}, 1, {tl_dtype(v.type.dtype)})"
+            prod = " * ".join([x] * abs(e))
+            return f"(1 / ({prod}))" if e < 0 else f"({prod})"
         if op == "unary":
             return UNARY_CODE[v.attrs["op"]].format(self.name_of(a[0]))
         if op == "cast":
@@ -199,6 +213,16 @@ class Emitter:
         if op in ("phi", "atomic_result"):
             raise exc.CompileError(f"internal: {op} value used before definition", v.loc)
         raise exc.CompileError(f"internal: no codegen for op {op}", v.loc)
+
+    def pow(self, x: str, y: str, v: I.Value) -> str:
+        """torch.pow for float operands: |x| ** y via exp2/log2, negated for a negative base and an odd
+        integral exponent, NaN for a negative base and a fractional one, 1 for a zero exponent."""
+        r, yi = self.fresh("pow"), self.fresh("integral")
+        self.line(f"{r} = tl.exp2({y} * tl.log2(tl.abs({x})))")
+        self.line(f"{yi} = {y} == tl.floor({y})")
+        odd = f"({yi} & (tl.floor({y} * 0.5) * 2 != {y}))"
+        neg = f"tl.where({yi}, tl.where({odd}, -{r}, {r}), float('nan'))"
+        return f"tl.where({y} == 0, 1.0, tl.where({x} < 0, {neg}, {r}))"
 
     def floor_divmod(self, o: str, x: str, y: str, v: I.Value) -> str:
         """torch's // and % round toward -inf; Triton's (like C) truncate toward 0."""

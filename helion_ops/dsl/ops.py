@@ -25,7 +25,7 @@ UNARY = {
     torch.floor: "floor", torch.ceil: "ceil", torch.log1p: "log1p", torch.expm1: "expm1",
     torch.reciprocal: "reciprocal", torch.square: "square", torch.logical_not: "not",
     F.relu: "relu", F.silu: "silu", F.sigmoid: "sigmoid", F.tanh: "tanh", F.softplus: "softplus",
-    torch.isnan: "isnan", torch.isinf: "isinf", torch.trunc: "trunc",
+    torch.isnan: "isnan", torch.isinf: "isinf", torch.trunc: "trunc", torch.sign: "sign", torch.round: "round",
 }
 # unary ops whose fp16/bf16 inputs compute in fp32 (transcendentals)
 FP32_MATH = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh", "sin", "cos", "erf",
@@ -33,9 +33,10 @@ FP32_MATH = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh", "
 BOOL_RESULT = {"not", "isnan", "isinf"}
 METHOD_UNARY = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh", "relu", "abs", "neg",
                 "sin", "cos", "erf", "floor", "ceil", "log1p", "expm1", "reciprocal", "square", "trunc",
-                "isnan", "isinf", "logical_not"}
+                "isnan", "isinf", "logical_not", "sign", "round"}
 BINARY_FN = {torch.maximum: "maximum", torch.minimum: "minimum", torch.add: "+", torch.sub: "-",
-             torch.mul: "*", torch.div: "/", torch.pow: "**", torch.fmod: "%", torch.eq: "==",
+             torch.mul: "*", torch.div: "/", torch.pow: "**", torch.fmod: "fmod", torch.remainder: "%",
+             torch.eq: "==",
              torch.ne: "!=", torch.lt: "<", torch.le: "<=", torch.gt: ">", torch.ge: ">=",
              torch.logical_and: "&", torch.logical_or: "|", torch.bitwise_and: "&", torch.bitwise_or: "|",
              torch.bitwise_xor: "^", torch.atan2: "atan2"}
@@ -53,6 +54,7 @@ _PY_BIN: dict[str, Callable] = {
     "|": lambda a, b: a | b, "^": lambda a, b: a ^ b, "<<": lambda a, b: a << b, ">>": lambda a, b: a >> b,
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "maximum": max, "minimum": min,
+    "fmod": math.fmod,
 }
 
 
@@ -82,8 +84,13 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     a, b = _align(lw, a, b, dtype, node)
     dims = broadcast_dims(a.type.dims, b.type.dims, lw.pk.loc(node))
     out_dtype = torch.bool if op in CMP else dtype
-    if op == "**" and b.op == "const" and b.args[0] in (2, 2.0, 0.5, 1, 1.0, -1, -1.0, 3, 3.0):
-        return lw.emit("powi", [a], BlockT(dims, out_dtype), node, exponent=b.args[0])
+    if op == "**" and b.op == "const" and (b.args[0] == 0.5 or float(b.args[0]).is_integer() and
+                                           (0 <= b.args[0] <= 16 or dtype.is_floating_point and b.args[0] >= -16)):
+        e = b.args[0] if b.args[0] == 0.5 else int(b.args[0])
+        return lw.emit("powi", [a], BlockT(dims, out_dtype), node, exponent=e)
+    if op == "**" and not dtype.is_floating_point:
+        raise lw.err(exc.NotSupported, "an integer power needs a constant exponent in [0, 16] (or float operands)",
+                     node)
     return lw.emit("binary", [a, b], BlockT(dims, out_dtype), node, op=op)
 
 

@@ -283,6 +283,18 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return O.binary(lw, "//", O.binary(lw, "+", args[0], O.binary(lw, "-", args[1], 1, node), node), args[1], node)
     if fn in (hl.specialize,):
         return args[0]
+    if fn is builtins.abs and args and isinstance(args[0], Value):
+        return O.unary(lw, "abs", args[0], node)
+    if fn is torch.lerp:  # torch's two-sided form: exact at both ends
+        a, b, w = args[0], args[1], args[2]
+        d = O.binary(lw, "-", b, a, node)
+        lo = O.binary(lw, "+", a, O.binary(lw, "*", w, d, node), node)
+        hi = O.binary(lw, "-", b, O.binary(lw, "*", d, O.binary(lw, "-", 1, w, node), node), node)
+        return O.where(lw, O.binary(lw, "<", w, 0.5, node), lo, hi, node)
+    if fn is torch.hypot:
+        x, y = args[0], args[1]
+        return O.unary(lw, "sqrt", O.binary(lw, "+", O.binary(lw, "*", x, x, node), O.binary(lw, "*", y, y, node),
+                                            node), node)
     if fn in (builtins.min, builtins.max) and len(args) == 2:
         return O.binary(lw, "minimum" if fn is builtins.min else "maximum", args[0], args[1], node)
     if fn in (builtins.int, builtins.float, builtins.len, builtins.abs, builtins.range, builtins.tuple,

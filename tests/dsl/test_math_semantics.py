@@ -1,0 +1,88 @@
+"""Elementwise math against torch's semantics on inputs that tell them apart: pow with negative bases,
+integral and fractional exponents and zero (exp2/log2 alone gives NaN there), integer and negative constant
+powers, fmod (truncated, like C) against remainder (floored), round half to even, sign (0 for NaN, as
+torch's), lerp,
+hypot, the abs builtin; each also builds for sm_90."""
+import pytest
+import torch
+
+import helion_ops.dsl as helion
+
+CASES = {  # name: (device expression over x, y; torch reference; operand kind)
+    "pow": ("x ** y", lambda x, y: x ** y, "pow"),
+    "pow_int_const": ("x ** 4", lambda x, y: x ** 4, "int"),
+    "pow_neg_const": ("x ** -3", lambda x, y: x ** -3, "float"),
+    "pow_scalar_base": ("2 ** y", lambda x, y: 2 ** y, "float"),
+    "fmod_float": ("torch.fmod(x, y)", torch.fmod, "float"),
+    "fmod_int": ("torch.fmod(x, y)", torch.fmod, "int"),
+    "remainder_float": ("torch.remainder(x, y)", torch.remainder, "float"),
+    "round_ties": ("torch.round(x)", lambda x, y: torch.round(x), "ties"),
+    "round_method": ("(x * 1.5).round()", lambda x, y: (x * 1.5).round(), "float"),
+    "sign_float": ("torch.sign(x)", lambda x, y: torch.sign(x), "nan"),
+    "sign_int": ("torch.sign(x)", lambda x, y: torch.sign(x), "int"),
+    "lerp": ("torch.lerp(x, y, 0.75)", lambda x, y: torch.lerp(x, y, 0.75), "float"),
+    "hypot": ("torch.hypot(x, y)", torch.hypot, "float"),
+    "abs_builtin": ("abs(x)", lambda x, y: x.abs(), "int"),
+}
+
+
+def _operands(kind: str, n: int):
+    g = torch.Generator().manual_seed(n)
+    if kind == "int":
+        x = torch.randint(-9, 10, (n,), generator=g, dtype=torch.int32)
+        y = torch.randint(1, 5, (n,), generator=g, dtype=torch.int32) * (1 - 2 * (torch.arange(n) % 2)).int()
+        return x, y
+    x = torch.randn(n, generator=g) * 4
+    y = torch.randn(n, generator=g) * 2
+    if kind == "pow":  # negative bases with integral exponents, a fractional one, and zero exponents
+        y = torch.randint(-3, 4, (n,), generator=g).float()
+        y[::5] = 0.5
+        x[::7] = 0.0
+    elif kind == "ties":
+        x = torch.randint(-8, 8, (n,), generator=g).float() / 2  # ..., -0.5, 0.5, 1.5, 2.5, ...
+    elif kind == "nan":
+        x[::4] = float("nan")
+        x[1::4] = 0.0
+    return x, y
+
+
+def _kernel(tmp_path, name: str, expr: str, out_dtype: torch.dtype):
+    src = tmp_path / f"k_{name}.py"
+    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
+                   "@helion.kernel(autotune_effort='none')\n"
+                   "def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:\n"
+                   f"    out = torch.empty(a.shape, dtype={out_dtype}, device=a.device)\n"
+                   "    for t in hl.tile(a.size(0)):\n"
+                   "        x, y = a[t], b[t]\n"
+                   f"        out[t] = {expr}\n"
+                   "    return out\n")
+    ns: dict = {}
+    exec(compile(src.read_text(), str(src), "exec"), ns)
+    return ns["k"]
+
+
+@pytest.mark.parametrize("n", [17, 1000])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_matches_torch(tmp_path, name, n, device):
+    expr, ref, kind = CASES[name]
+    x, y = _operands(kind, n)
+    want = ref(x, y)
+    k = _kernel(tmp_path, name, expr, want.dtype)
+    got = k(x.to(device), y.to(device)).cpu()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["pow", "round_ties", "sign_float", "fmod_int", "pow_int_const"])
+def test_builds_for_sm90(tmp_path, name):
+    expr, ref, kind = CASES[name]
+    x, y = _operands(kind, 64)
+    k = _kernel(tmp_path, name, expr, ref(x, y).dtype)
+    b = k.bind((x, y))
+    assert b.compile_for_target(b.config, ("cuda", 90, 32))
+
+
+def test_integer_power_needs_a_small_constant(tmp_path):
+    from helion_ops.dsl import exc
+    x, y = _operands("int", 16)
+    with pytest.raises(exc.NotSupported, match="integer power"):
+        _kernel(tmp_path, "bad_pow", "x ** y", torch.int32)(x, y)
