@@ -58,6 +58,12 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
                 entries.append(("block", v))
                 out.append(d)
             else:
+                if isinstance(v, int) and d < t.ndim and isinstance(t.sizes[d], int):
+                    size = t.sizes[d]
+                    if not -size <= v < size:  # as torch: an IndexError, not a read out of bounds
+                        raise lw.err(exc.ShapeMismatch, f"index {v} is out of bounds for dim {d} of {t.host} "
+                                     f"(size {size})", node)
+                    v += size if v < 0 else 0  # a negative index counts from the end, as in torch
                 entries.append(("scalar", v))
             d += 1
         else:
