@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import math
 from typing import Any
 
@@ -119,6 +120,10 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
         return O.binary(lw, "maximum" if name == "max" else "minimum", v, args[0], node)
     if name in ("max", "min"):
         return _reduce_call(lw, name, v, args, kwargs, node, values_only=False)
+    if name == "count_nonzero":
+        return O.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), _dim_kw(args, kwargs), False, node)
+    if name == "nansum":
+        return _reduce_call(lw, "sum", O.where(lw, O.unary(lw, "isnan", v, node), 0, v, node), args, kwargs, node)
     if name in ("softmax", "log_softmax"):
         return O.softmax(lw, v, _dim_kw(args, kwargs), node, log=name == "log_softmax", dtype=kwargs.get("dtype"))
     if name in ("clamp", "clip", "clamp_min", "clamp_max"):
@@ -197,8 +202,12 @@ def _reduce_call(lw, kind: str, v: Any, args: list, kwargs: dict, node: ast.AST,
     if not values_only:
         if dim is None:
             return O.reduce(lw, kind, v, None, False, node)
-        raise lw.err(exc.NotSupported, f"torch.{kind}(x, dim) returns (values, indices); use torch.a{kind}", node)
+        values = O.reduce(lw, kind, v, dim, keepdim, node)
+        return _MinMax(values, X.argmax(lw, v, dim, keepdim, node, kind == "min"))  # (values, indices), as torch
     return O.reduce(lw, kind, v, dim, keepdim, node, correction=correction)
+
+
+_MinMax = collections.namedtuple("_MinMax", ["values", "indices"])
 
 
 def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
@@ -220,6 +229,16 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return _reduce_call(lw, "max" if fn is torch.max else "min", args[0], args[1:], kwargs, node, values_only=False)
     if fn is torch.where:
         return O.where(lw, args[0], args[1], args[2], node)
+    if fn is torch.logsumexp:  # max-shifted; a row whose max is -inf (all -inf) gives -inf, as torch
+        x, dim = lw.as_value(args[0], node), _dim_kw(args[1:], kwargs)
+        keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+        xf = O.cast(lw, x, torch.float32, node) if x.type.dtype in (torch.float16, torch.bfloat16) else x
+        m = O.reduce(lw, "max", xf, dim, True, node)
+        m = O.where(lw, O.unary(lw, "isinf", m, node), 0.0, m, node)
+        s = O.reduce(lw, "sum", O.unary(lw, "exp", O.binary(lw, "-", xf, m, node), node), dim, True, node)
+        r = O.binary(lw, "+", O.unary(lw, "log", s, node), m, node)
+        r = O.squeeze(lw, r, dim, node) if not keep else r
+        return O.cast(lw, r, x.type.dtype, node)
     if fn in (torch.clamp, torch.clip):
         return _clamp(lw, lw.as_value(args[0], node), kwargs.get("min", args[1] if len(args) > 1 else None),
                       kwargs.get("max", args[2] if len(args) > 2 else None), node)
