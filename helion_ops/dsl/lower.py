@@ -170,7 +170,10 @@ class Lowerer:
     def stmt(self, s: ast.stmt) -> None:
         m = getattr(self, f"stmt_{type(s).__name__}", None)
         if m is None:
-            raise self.err(exc.NotSupported, f"'{type(s).__name__}' statements are not supported inside a device loop", s)
+            hint = {"FunctionDef": "; define the function outside the kernel (calls to it are inlined)",
+                    "Import": "; import at module level", "ImportFrom": "; import at module level"}
+            raise self.err(exc.NotSupported, f"'{type(s).__name__}' statements are not supported inside a device loop"
+                           + hint.get(type(s).__name__, ""), s)
         m(s)
 
     def stmt_Expr(self, s: ast.Expr) -> None:

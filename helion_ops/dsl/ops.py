@@ -75,6 +75,11 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     if _is_num(a) and _is_num(b):
         return _PY_BIN[op](a, b)
     if not (isinstance(a, Value) or _is_num(a)) or not (isinstance(b, Value) or _is_num(b)):
+        from .lower import TensorRef
+        ref = next((x for x in (a, b) if isinstance(x, TensorRef)), None)
+        if ref is not None:
+            raise lw.err(exc.NotSupported, f"'{ref.arg.host}' is a whole tensor: index it in device code "
+                         f"(e.g. {ref.arg.host}[tile])", node)
         raise lw.err(exc.NotSupported, f"operator {op} on {type(a).__name__} and {type(b).__name__}", node)
     dtype = lw.result_dtype(a, b)
     if op == "/" and not dtype.is_floating_point:

@@ -171,7 +171,8 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
         return v.type.ndim
     if name in ("matmul", "mm", "bmm", "__matmul__"):
         return O.dot(lw, v, args[0], None, node, torch_semantics=True)
-    raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks", node)
+    hint = "; a loaded element is already a device scalar: drop .item()" if name == "item" else ""
+    raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks{hint}", node)
 
 
 def _fp_class(lw, name: str, v: Any, node: ast.AST) -> Value:
@@ -329,7 +330,10 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         raise lw.err(exc.NotSupported, f"hl.{fn._hl_device} is not supported by helion_ops.dsl yet", node)
     name = getattr(fn, "__qualname__", None) or repr(fn)
     mod = getattr(fn, "__module__", "") or ""
-    raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} inside a device loop", node)
+    hint = {builtins.print: "; use hl.device_print(prefix, *values)",
+            torch.tensor: "; use a Python number or hl.full(shape, value, dtype)"}.get(fn, "")
+    raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} inside a device loop{hint}",
+                 node)
 
 
 def _hl_load(lw, args: list, kwargs: dict, node: ast.AST) -> Value:

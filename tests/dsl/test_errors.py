@@ -1,6 +1,8 @@
 """Errors name the kernel's file and line and say what is unsupported."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -195,3 +197,26 @@ def test_indexing_a_scalar_with_none_and_colon_is_located():
     with pytest.raises(exc.ShapeMismatch, match="too many ':'") as e:
         k(torch.randn(4, 8), torch.full((4,), 5))
     assert f"{HERE}:{line_of(k.fn, 'n[:, None]')}" in str(e.value)
+
+
+@pytest.mark.parametrize("stmt,hint", [
+    ("out[t] = x[t] + y", "'y' is a whole tensor: index it in device code"),
+    ("print(x[t])", "use hl.device_print"),
+    ("out[t] = x[t] + y[0].item()", "drop .item()"),
+    ("out[t] = x[t] + torch.tensor(1.0)", "use a Python number or hl.full"),
+    ("def f(a):\n            return a", "define the function outside the kernel"),
+])
+def test_common_mistakes_get_a_hint(tmp_path, stmt, hint):
+    src = tmp_path / "mistake.py"
+    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
+                   "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
+                   "def k(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:\n"
+                   "    out = torch.empty_like(x)\n"
+                   "    for t in hl.tile(x.size(0)):\n"
+                   f"        {stmt}\n"
+                   "    return out\n")
+    ns: dict = {}
+    exec(compile(src.read_text(), str(src), "exec"), ns)
+    with pytest.raises(exc.NotSupported, match=re.escape(hint)) as info:
+        ns["k"](torch.randn(16), torch.randn(16))
+    assert "mistake.py:9" in str(info.value)
