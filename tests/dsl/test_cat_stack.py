@@ -6,6 +6,7 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import exc
+from tests.dsl.source_kernels import kernel_from_source
 
 
 @helion.kernel(autotune_effort="none")
@@ -43,35 +44,31 @@ def test_stack_of_four_and_eight_on_a_view(rows, device):
 
 
 def test_three_blocks_are_refused(tmp_path):
-    src = tmp_path / "bad_cat.py"
-    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
-                   "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
-                   "def k(x: torch.Tensor) -> torch.Tensor:\n"
-                   "    out = torch.empty([x.size(0), 3 * x.size(1)], dtype=x.dtype)\n"
-                   "    for t in hl.tile(x.size(0)):\n"
-                   "        v = x[t, :]\n"
-                   "        out[t, :] = torch.cat([v, v, v], dim=1)\n"
-                   "    return out\n")
-    ns: dict = {}
-    exec(compile(src.read_text(), str(src), "exec"), ns)
+    k = kernel_from_source(
+        tmp_path / "bad_cat.py",
+        "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
+        "def k(x: torch.Tensor) -> torch.Tensor:\n"
+        "    out = torch.empty([x.size(0), 3 * x.size(1)], dtype=x.dtype)\n"
+        "    for t in hl.tile(x.size(0)):\n"
+        "        v = x[t, :]\n"
+        "        out[t, :] = torch.cat([v, v, v], dim=1)\n"
+        "    return out\n")
     with pytest.raises(exc.NotSupported, match="2, 4, 8") as info:
-        ns["k"].bind((torch.ones(16, 16),)).to_triton_code(helion.Config(block_sizes=[16]))
+        k.bind((torch.ones(16, 16),)).to_triton_code(helion.Config(block_sizes=[16]))
     assert "bad_cat.py:10" in str(info.value)
 
 
 def test_list_comprehension_needs_compile_time_items(tmp_path):
-    src = tmp_path / "bad_comp.py"
-    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
-                   "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
-                   "def k(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:\n"
-                   "    out = torch.empty_like(x)\n"
-                   "    for t in hl.tile(x.size(0)):\n"
-                   "        v = x[t, :]\n"
-                   "        out[t, :] = torch.stack([v for i in range(n[0])], dim=1).sum(1)\n"
-                   "    return out\n")
-    ns: dict = {}
-    exec(compile(src.read_text(), str(src), "exec"), ns)
+    k = kernel_from_source(
+        tmp_path / "bad_comp.py",
+        "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
+        "def k(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:\n"
+        "    out = torch.empty_like(x)\n"
+        "    for t in hl.tile(x.size(0)):\n"
+        "        v = x[t, :]\n"
+        "        out[t, :] = torch.stack([v for i in range(n[0])], dim=1).sum(1)\n"
+        "    return out\n")
     with pytest.raises(exc.NotSupported, match="known at compile time") as info:
-        ns["k"].bind((torch.ones(16, 16), torch.ones(1, dtype=torch.int32))).to_triton_code(
+        k.bind((torch.ones(16, 16), torch.ones(1, dtype=torch.int32))).to_triton_code(
             helion.Config(block_sizes=[16]))
     assert "bad_comp.py:10" in str(info.value)

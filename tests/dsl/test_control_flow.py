@@ -12,6 +12,7 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import exc
+from tests.dsl.source_kernels import kernel_from_source
 
 
 @helion.kernel(autotune_effort="none")
@@ -113,45 +114,42 @@ BAD = {
     "else": ("while (v > 0).any():\n            v = v - 1\n        else:\n            v = v + 1", "while ... else"),
     "true": ("while True:\n            v = v - 1", "always true"),
     "block": ("while v > 0:\n            v = v - 1", "must be a scalar"),
-    "shape": ("s = 0.0\n        while (v > 0).any():\n            s = s + v\n            v = v - 1", "'s' changes shape"),
+    "shape": ("s = 0.0\n        while (v > 0).any():\n            s = s + v\n            v = v - 1",
+              "'s' changes shape"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_refused_at_the_line(tmp_path, case):
     body, match = BAD[case]
-    src = tmp_path / "bad_while.py"
-    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
-                   "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
-                   "def k(x: torch.Tensor) -> torch.Tensor:\n"
-                   "    out = torch.empty_like(x)\n"
-                   "    for t in hl.tile(x.size(0)):\n"
-                   "        v = x[t]\n"
-                   f"        {body}\n"
-                   "        out[t] = v\n"
-                   "    return out\n")
-    ns: dict = {}
-    exec(compile(src.read_text(), str(src), "exec"), ns)
+    k = kernel_from_source(
+        tmp_path / "bad_while.py",
+        "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
+        "def k(x: torch.Tensor) -> torch.Tensor:\n"
+        "    out = torch.empty_like(x)\n"
+        "    for t in hl.tile(x.size(0)):\n"
+        "        v = x[t]\n"
+        f"        {body}\n"
+        "        out[t] = v\n"
+        "    return out\n")
     with pytest.raises(exc.NotSupported if case != "shape" else exc.ShapeMismatch, match=match) as info:
-        ns["k"].bind((torch.ones(16, dtype=torch.int32),)).to_triton_code(helion.Config(block_sizes=[16]))
+        k.bind((torch.ones(16, dtype=torch.int32),)).to_triton_code(helion.Config(block_sizes=[16]))
     assert re.search(r"bad_while\.py:1[0-3]\b", str(info.value))  # the loop's own lines
 
 
 def test_if_refuses_host_objects_that_differ_between_paths(tmp_path):
-    src = tmp_path / "bad_if.py"
-    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
-                   "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
-                   "def k(x: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:\n"
-                   "    out = torch.empty_like(x)\n"
-                   "    for t in hl.tile(x.size(0)):\n"
-                   "        pair = (x[t], x[t])\n"
-                   "        if flag[0] > 0:\n"
-                   "            pair = (x[t] * 2, x[t])\n"
-                   "        out[t] = pair[0]\n"
-                   "    return out\n")
-    ns: dict = {}
-    exec(compile(src.read_text(), str(src), "exec"), ns)
+    k = kernel_from_source(
+        tmp_path / "bad_if.py",
+        "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
+        "def k(x: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:\n"
+        "    out = torch.empty_like(x)\n"
+        "    for t in hl.tile(x.size(0)):\n"
+        "        pair = (x[t], x[t])\n"
+        "        if flag[0] > 0:\n"
+        "            pair = (x[t] * 2, x[t])\n"
+        "        out[t] = pair[0]\n"
+        "    return out\n")
     with pytest.raises(exc.NotSupported, match="'pair' is bound to a tuple and a tuple") as info:
-        ns["k"].bind((torch.ones(16), torch.ones(1, dtype=torch.int32))).to_triton_code(
+        k.bind((torch.ones(16), torch.ones(1, dtype=torch.int32))).to_triton_code(
             helion.Config(block_sizes=[16]))
     assert "bad_if.py:10" in str(info.value)

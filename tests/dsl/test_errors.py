@@ -9,6 +9,7 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import exc
+from tests.dsl.source_kernels import one_loop_kernel
 
 HERE = __file__.rsplit("/", 1)[1]
 
@@ -207,16 +208,7 @@ def test_indexing_a_scalar_with_none_and_colon_is_located():
     ("def f(a):\n            return a", "define the function outside the kernel"),
 ])
 def test_common_mistakes_get_a_hint(tmp_path, stmt, hint):
-    src = tmp_path / "mistake.py"
-    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
-                   "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
-                   "def k(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:\n"
-                   "    out = torch.empty_like(x)\n"
-                   "    for t in hl.tile(x.size(0)):\n"
-                   f"        {stmt}\n"
-                   "    return out\n")
-    ns: dict = {}
-    exec(compile(src.read_text(), str(src), "exec"), ns)
+    k = one_loop_kernel(tmp_path / "mistake.py", stmt, "x: torch.Tensor, y: torch.Tensor")
     with pytest.raises(exc.NotSupported, match=re.escape(hint)) as info:
-        ns["k"](torch.randn(16), torch.randn(16))
+        k(torch.randn(16), torch.randn(16))
     assert "mistake.py:9" in str(info.value)

@@ -7,6 +7,7 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import exc
+from tests.dsl.source_kernels import one_loop_kernel
 
 
 @helion.kernel(config=helion.Config(block_sizes=[32]))
@@ -56,18 +57,9 @@ def test_broadcast_args_and_tuple_outputs():
     ('hl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x[t]], "int32", True, 1)', "torch.dtype"),
 ])
 def test_malformed_calls_are_refused_at_the_line(tmp_path, call, match):
-    src = tmp_path / "bad_asm.py"
-    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
-                   "@helion.kernel(config=helion.Config(block_sizes=[32]))\n"
-                   "def k(x: torch.Tensor) -> torch.Tensor:\n"
-                   "    out = torch.empty_like(x)\n"
-                   "    for t in hl.tile(x.size(0)):\n"
-                   f"        out[t] = {call}\n"
-                   "    return out\n")
-    ns: dict = {}
-    exec(compile(src.read_text(), str(src), "exec"), ns)
+    k = one_loop_kernel(tmp_path / "bad_asm.py", f"out[t] = {call}", block=32)
     with pytest.raises(exc.NotSupported, match=match) as info:
-        ns["k"].bind((_ints(64),)).to_triton_code(helion.Config(block_sizes=[32]))
+        k.bind((_ints(64),)).to_triton_code(helion.Config(block_sizes=[32]))
     assert "bad_asm.py:9" in str(info.value)
 
 
@@ -87,4 +79,5 @@ def test_interpreter_says_it_cannot_run_it():
         pytest.skip("runs on the GPU there")
     with pytest.raises(exc.NotSupported, match="needs a CUDA GPU") as info:
         shift_left_3(_ints(100))
-    assert "test_inline_asm.py:16" in str(info.value)
+    line = next(i for i, ln in enumerate(open(__file__).read().splitlines(), 1) if '"shl.b32 $0, $1, 3;"' in ln)
+    assert f"test_inline_asm.py:{line}" in str(info.value)

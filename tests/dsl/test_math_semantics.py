@@ -1,12 +1,12 @@
 """Elementwise math against torch's semantics on inputs that tell them apart: pow with negative bases,
 integral and fractional exponents and zero (exp2/log2 alone gives NaN there), integer and negative constant
 powers, fmod (truncated, like C) against remainder (floored), round half to even, sign (0 for NaN, as
-torch's), lerp,
-hypot, the abs builtin; each also builds for sm_90."""
+torch's), lerp, hypot, the abs builtin; each also builds for sm_90."""
 import pytest
 import torch
 
 import helion_ops.dsl as helion
+from tests.dsl.source_kernels import kernel_from_source
 
 CASES = {  # name: (device expression over x, y; torch reference; operand kind)
     "pow": ("x ** y", lambda x, y: x ** y, "pow"),
@@ -47,18 +47,15 @@ def _operands(kind: str, n: int):
 
 
 def _kernel(tmp_path, name: str, expr: str, out_dtype: torch.dtype):
-    src = tmp_path / f"k_{name}.py"
-    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
-                   "@helion.kernel(autotune_effort='none')\n"
-                   "def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:\n"
-                   f"    out = torch.empty(a.shape, dtype={out_dtype}, device=a.device)\n"
-                   "    for t in hl.tile(a.size(0)):\n"
-                   "        x, y = a[t], b[t]\n"
-                   f"        out[t] = {expr}\n"
-                   "    return out\n")
-    ns: dict = {}
-    exec(compile(src.read_text(), str(src), "exec"), ns)
-    return ns["k"]
+    return kernel_from_source(
+        tmp_path / f"k_{name}.py",
+        "@helion.kernel(autotune_effort='none')\n"
+        "def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:\n"
+        f"    out = torch.empty(a.shape, dtype={out_dtype}, device=a.device)\n"
+        "    for t in hl.tile(a.size(0)):\n"
+        "        x, y = a[t], b[t]\n"
+        f"        out[t] = {expr}\n"
+        "    return out\n")
 
 
 @pytest.mark.parametrize("n", [17, 1000])

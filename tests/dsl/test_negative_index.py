@@ -7,6 +7,7 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import exc
+from tests.dsl.source_kernels import kernel_from_source
 
 
 @helion.kernel(autotune_effort="none")
@@ -27,16 +28,14 @@ def test_negative_indices(rows, cols, device):
 
 
 def test_out_of_range_index_is_refused(tmp_path):
-    src = tmp_path / "bad_index.py"
-    src.write_text("import torch\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
-                   "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
-                   "def k(x: torch.Tensor) -> torch.Tensor:\n"
-                   "    out = torch.empty(x.size(0), dtype=x.dtype)\n"
-                   "    for t in hl.tile(x.size(0)):\n"
-                   "        out[t] = x[t, -5]\n"
-                   "    return out\n")
-    ns: dict = {}
-    exec(compile(src.read_text(), str(src), "exec"), ns)
+    k = kernel_from_source(
+        tmp_path / "bad_index.py",
+        "@helion.kernel(config=helion.Config(block_sizes=[16]))\n"
+        "def k(x: torch.Tensor) -> torch.Tensor:\n"
+        "    out = torch.empty(x.size(0), dtype=x.dtype)\n"
+        "    for t in hl.tile(x.size(0)):\n"
+        "        out[t] = x[t, -5]\n"
+        "    return out\n")
     with pytest.raises(exc.ShapeMismatch, match="index -5 is out of bounds for dim 1") as info:
-        ns["k"](torch.ones(16, 4))
+        k(torch.ones(16, 4))
     assert "bad_index.py:9" in str(info.value)

@@ -9,6 +9,7 @@ import triton.language as tl  # noqa: F401  (Triton needs tl visible in a module
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import exc
+from tests.dsl.source_kernels import kernel_from_source
 
 
 @triton.jit
@@ -85,24 +86,23 @@ def test_generated_code_and_sm90_build():
 
 
 def test_nested_function_is_refused_at_the_line(tmp_path):
-    src = tmp_path / "bad_tk.py"
-    src.write_text("import torch, triton\nimport helion_ops.dsl as helion\nimport helion_ops.dsl.language as hl\n\n"
-                   "def make():\n"
-                   "    @triton.jit\n"
-                   "    def local(v):\n"
-                   "        return v\n\n"
-                   "    @helion.kernel(config=helion.Config(block_sizes=[32]))\n"
-                   "    def k(x: torch.Tensor) -> torch.Tensor:\n"
-                   "        out = torch.empty_like(x)\n"
-                   "        for t in hl.tile(x.size(0)):\n"
-                   "            out[t] = hl.triton_kernel(local, [x[t]], output_like=x[t])\n"
-                   "        return out\n"
-                   "    return k\n")
-    ns: dict = {}
-    exec(compile(src.read_text(), str(src), "exec"), ns)
+    make = kernel_from_source(
+        tmp_path / "bad_tk.py",
+        "import triton\n"
+        "def make():\n"
+        "    @triton.jit\n"
+        "    def local(v):\n"
+        "        return v\n\n"
+        "    @helion.kernel(config=helion.Config(block_sizes=[32]))\n"
+        "    def k(x: torch.Tensor) -> torch.Tensor:\n"
+        "        out = torch.empty_like(x)\n"
+        "        for t in hl.tile(x.size(0)):\n"
+        "            out[t] = hl.triton_kernel(local, [x[t]], output_like=x[t])\n"
+        "        return out\n"
+        "    return k\n", "make")
     with pytest.raises(exc.NotSupported, match="must be a module-level") as info:
-        ns["make"]().bind((torch.randn(8),)).to_triton_code(helion.Config(block_sizes=[32]))
-    assert "bad_tk.py:14" in str(info.value)
+        make().bind((torch.randn(8),)).to_triton_code(helion.Config(block_sizes=[32]))
+    assert "bad_tk.py:15" in str(info.value)
 
 
 @pytest.mark.gpu
