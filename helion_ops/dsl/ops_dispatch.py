@@ -211,6 +211,24 @@ def _reduce_call(lw, kind: str, v: Any, args: list, kwargs: dict, node: ast.AST,
 _MinMax = collections.namedtuple("_MinMax", ["values", "indices"])
 
 
+def _vector_norm(lw, args: list, kwargs: dict, node: ast.AST, pname: str) -> Any:
+    """torch.norm / linalg.vector_norm over ``dim`` for p = 2 (default) or 1, as int literals (a float such
+    as inf reaches device code as a runtime argument, so it cannot pick the code); fp16/bf16 in fp32."""
+    x = lw.as_value(args[0], node)
+    p = kwargs.get(pname, args[1] if len(args) > 1 else 2)
+    dim = kwargs.get("dim", args[2] if len(args) > 2 else None)
+    keep = kwargs.get("keepdim", args[3] if len(args) > 3 else False)
+    if isinstance(p, Value) or p not in (1, 2, "fro"):
+        raise lw.err(exc.NotSupported, f"a vector norm in device code takes {pname}=1 or 2 as an int literal; "
+                     "for inf use x.abs().amax(dim)", node)
+    xf = O.cast(lw, x, torch.float32, node) if x.type.dtype in (torch.float16, torch.bfloat16) else x
+    if p == 1:
+        r = O.reduce(lw, "sum", O.unary(lw, "abs", xf, node), dim, keep, node)
+    else:
+        r = O.unary(lw, "sqrt", O.reduce(lw, "sum", O.binary(lw, "*", xf, xf, node), dim, keep, node), node)
+    return O.cast(lw, r, x.type.dtype, node)
+
+
 def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
     r = X.call(lw, fn, args, kwargs, node)
     if r is not X.NOT_HANDLED:
@@ -230,6 +248,8 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return _reduce_call(lw, "max" if fn is torch.max else "min", args[0], args[1:], kwargs, node, values_only=False)
     if fn is torch.where:
         return O.where(lw, args[0], args[1], args[2], node)
+    if fn in (torch.norm, torch.linalg.vector_norm):  # p in {2, 1, inf}; ord for vector_norm
+        return _vector_norm(lw, args, kwargs, node, "ord" if fn is torch.linalg.vector_norm else "p")
     if fn is torch.logsumexp:  # max-shifted; a row whose max is -inf (all -inf) gives -inf, as torch
         x, dim = lw.as_value(args[0], node), _dim_kw(args[1:], kwargs)
         keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)

@@ -1,5 +1,6 @@
 """torch.max/min(x, dim) as a (values, indices) pair, torch.logsumexp (max-shifted; an all -inf row gives -inf),
-count_nonzero and nansum in device code, against torch on odd row lengths and a strided view."""
+count_nonzero, nansum and vector norms (p = 1, 2) in device code, against torch on odd row lengths and a
+strided view."""
 import pytest
 import torch
 
@@ -36,3 +37,22 @@ def test_row_stats(cols, device):
     x[:, ::3] = 0.0  # zeros for count_nonzero, ties for argmax/argmin
     x[4] = float("-inf")  # logsumexp of an all -inf row is -inf; max/min of it -inf
     torch.testing.assert_close(row_stats(x), _ref(x), rtol=1e-5, atol=1e-5)
+
+
+@helion.kernel(autotune_effort="none")
+def row_norms(x: torch.Tensor) -> torch.Tensor:
+    out = torch.empty([x.size(0), 4], dtype=torch.float32, device=x.device)
+    for t in hl.tile(x.size(0)):
+        v = x[t, :]
+        out[t, 0] = torch.norm(v, dim=1)
+        out[t, 1] = torch.linalg.vector_norm(v, ord=1, dim=1)
+        out[t, 2] = torch.linalg.vector_norm(v, 2, 1)
+        out[t, 3] = torch.norm(v, 2, 1, keepdim=True).sum(1)
+    return out
+
+
+@pytest.mark.parametrize("cols", [1, 17, 1000])
+def test_vector_norms(cols, device):
+    x = torch.randn(9, 2 * cols, device=device)[:, ::2]
+    want = torch.stack([x.norm(dim=1), x.abs().sum(1), x.norm(dim=1), x.norm(dim=1)], dim=1)
+    torch.testing.assert_close(row_norms(x), want, rtol=1e-5, atol=1e-5)
