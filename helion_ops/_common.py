@@ -22,9 +22,9 @@ Configs
 :func:`pick_config` returns the Config a kernel runs with: a test/benchmark
 override (:func:`use_config`), else the pretuned entry for the GPU arch
 (``helion_ops.dsl.pretuned.lookup``, nearest power-of-two bucket, or the exact
-shape where a :class:`Launcher` says ``exact``), else the op's own shape-based default. :class:`Launcher` caches the bound kernel and
-its Config per argument signature, so a repeated call costs a dict lookup
-plus the DSL's launch.
+shape where a :class:`Launcher` says ``exact``), else the op's own shape-based
+default. :class:`Launcher` caches the bound kernel and its Config per argument
+signature, so a repeated call costs a dict lookup plus the DSL's launch.
 
 Fallback
 --------

@@ -521,24 +521,24 @@ class Emitter:
                 self.line(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
                 if t.masked:
                     self.line(f"{t.mask} = {t.indices} < {end}")
-        self.scopes.append({})
-        self.stmts(s.body)
-        for (phi, _, final), n in zip(s.carried, names):
-            self.line(f"{n} = {self.name_of(final)}")
-        self.scopes.pop()
+        self.loop_body(s, names)
         self.ind -= len(s.tiles)
         self.last_src = None
+
+    def loop_body(self, s: "I.For | I.While", names: list[str]) -> None:
+        """A loop's body in its own scope, then each carried value's next-iteration assignment."""
+        self.scopes.append({})
+        self.stmts(s.body)
+        for (_, _, final), n in zip(s.carried, names):
+            self.line(f"{n} = {self.name_of(final)}")
+        self.scopes.pop()
 
     def while_loop(self, s: I.While) -> None:
         self.src(s.loc)
         names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
         self.line(f"while {self.name_of(s.cond)}:")
         self.ind += 1
-        self.scopes.append({})
-        self.stmts(s.body)
-        for (_, _, final), n in zip(s.carried, names):
-            self.line(f"{n} = {self.name_of(final)}")
-        self.scopes.pop()
+        self.loop_body(s, names)
         self.ind -= 1
         self.last_src = None
 

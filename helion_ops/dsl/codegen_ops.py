@@ -139,8 +139,9 @@ def _join(em, v: I.Value) -> str:
     return f"tl.join({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
 
 
-_OPS = {"argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand, "rand4x": _rand4x,
-        "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split, "join": _join}
+_OPS = {"argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand,
+        "rand4x": _rand4x, "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split,
+        "join": _join}
 
 
 def helper_source(d: I.DeviceIR, cfg, file: str, num_sms: int, helper: tuple) -> str:

@@ -302,7 +302,7 @@ class Lowerer:
         for n, (phi, init) in phis.items():
             body_tail: list[Stmt] = []
             saved2, self.stmts = self.stmts, body_tail
-            final_v = final(self, n, phi, s)
+            final_v = final(self, n, phi.type, s)
             self.stmts = saved2
             body.extend(body_tail)
             carried.append((phi, init, final_v))

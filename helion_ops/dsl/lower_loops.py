@@ -16,8 +16,8 @@ the value before the loop (found wrong, silently, for ``for`` loops before this 
 Triton compiles ``while cond:`` with a scalar condition, re-evaluated before each iteration. The loop
 becomes an ``ir.While`` whose condition is itself loop-carried: evaluated once from the values on
 entry (before the loop) and again from the values at the end of each iteration (the body's tail),
-so the generated loop reads ``while cond_carried:``. Names assigned in the body that already held a
-device value are carried as in ``for`` loops; names first bound in the body stay local to it.
+so the generated loop reads ``while cond_carried:``. Names assigned in the body are carried as in
+``for`` loops (``carry``); names first bound in the body stay local to it.
 ``break`` and ``while ... else`` are refused (Triton has no structured break).
 """
 from __future__ import annotations
@@ -53,11 +53,9 @@ def lower_while(lw: Any, s: ast.While) -> None:
     saved, lw.stmts = lw.stmts, []
     for b in without_continue(s.body):
         lw.stmt(b)
-    carried = [(phi, init, final(lw, n, phi, s)) for n, (phi, init) in phis.items()]
-    cond1 = _condition(lw, s)  # from the values at the end of this iteration, in the body's tail
-    if not isinstance(cond1, Value) or cond1.type.dtype != cond0.type.dtype:
-        cond1 = lw.coerce(cond1, cond0.type, s)
-    carried.append((cond_phi, cond0, cond1))
+    carried = [(phi, init, final(lw, n, phi.type, s)) for n, (phi, init) in phis.items()]
+    # The condition again, from the values at the end of this iteration (in the body's tail).
+    carried.append((cond_phi, cond0, lw.coerce(_condition(lw, s), cond0.type, s)))
     body, lw.stmts = lw.stmts, saved
     lw.env = {k: (phis[k][0] if k in phis else v) for k, v in before.items()}
     lw.stmts.append(While(cond_phi, body, carried, loc))
@@ -79,15 +77,15 @@ def carry(lw: Any, loop: ast.AST, body: list[ast.stmt]) -> dict[str, tuple[Value
     return out
 
 
-def final(lw: Any, name: str, phi: Any, node: ast.AST, v: Any = _MISSING) -> Value:
-    """The value ``name`` carries out of a body (``v``, default its current binding) in the phi's type;
-    a cast is appended to ``lw.stmts``."""
+def final(lw: Any, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING) -> Value:
+    """The value ``name`` carries out of a body (``v``, default its current binding) in the carried
+    type ``t``; a cast is appended to ``lw.stmts``."""
     v = lw.env.get(name) if v is _MISSING else v
     try:
-        return lw.coerce(v, phi.type, node)
+        return lw.coerce(v, t, node)
     except exc.ShapeMismatch:
         got = v.type if isinstance(v, Value) else type(v).__name__
-        raise lw.err(exc.ShapeMismatch, f"'{name}' changes shape in the loop ({phi.type} -> {got}): a loop-carried "
+        raise lw.err(exc.ShapeMismatch, f"'{name}' changes shape in the loop ({t} -> {got}): a loop-carried "
                      "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))", node) from None
 
 
@@ -101,7 +99,6 @@ def _condition(lw: Any, s: ast.While) -> Any:
     if cond.type.dims:
         raise lw.err(exc.NotSupported, "a while condition must be a scalar (reduce a block with .any() or .all())", s)
     return cond
-
 
 
 def merge_branches(lw: Any, s: ast.If, before: dict, then: tuple, orelse: tuple) -> list:
@@ -136,20 +133,13 @@ def merge_branches(lw: Any, s: ast.If, before: dict, then: tuple, orelse: tuple)
         for v, stmts in ((tv, then_stmts), (ev, else_stmts)):
             saved, lw.stmts = lw.stmts, stmts
             try:
-                vals.append(final(lw, name, _Typed(t), s, v))
+                vals.append(final(lw, name, t, s, v))
             finally:
                 lw.stmts = saved
         merged = Value("phi", [], t, lw.pk.loc(s), name)
         merges.append((merged, init, vals[0], vals[1]))
         lw.env[name] = merged
     return merges
-
-
-class _Typed:
-    """A stand-in phi for ``final``: only its type is read."""
-
-    def __init__(self, t: BlockT) -> None:
-        self.type = t
 
 
 def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:

@@ -36,8 +36,7 @@ METHOD_UNARY = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh"
                 "isnan", "isinf", "logical_not", "sign", "round"}
 BINARY_FN = {torch.maximum: "maximum", torch.minimum: "minimum", torch.add: "+", torch.sub: "-",
              torch.mul: "*", torch.div: "/", torch.pow: "**", torch.fmod: "fmod", torch.remainder: "%",
-             torch.eq: "==",
-             torch.ne: "!=", torch.lt: "<", torch.le: "<=", torch.gt: ">", torch.ge: ">=",
+             torch.eq: "==", torch.ne: "!=", torch.lt: "<", torch.le: "<=", torch.gt: ">", torch.ge: ">=",
              torch.logical_and: "&", torch.logical_or: "|", torch.bitwise_and: "&", torch.bitwise_or: "|",
              torch.bitwise_xor: "^", torch.atan2: "atan2"}
 METHOD_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "maximum": "maximum",

@@ -211,6 +211,11 @@ def _reduce_call(lw, kind: str, v: Any, args: list, kwargs: dict, node: ast.AST,
 _MinMax = collections.namedtuple("_MinMax", ["values", "indices"])
 
 
+def _fp32(lw, x: Value, node: ast.AST) -> Value:
+    """fp16/bf16 ``x`` in fp32 (a reduction's accumulation type, as torch's); other dtypes as they are."""
+    return O.cast(lw, x, torch.float32, node) if x.type.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _vector_norm(lw, args: list, kwargs: dict, node: ast.AST, pname: str) -> Any:
     """torch.norm / linalg.vector_norm over ``dim`` for p = 2 (default) or 1, as int literals (a float such
     as inf reaches device code as a runtime argument, so it cannot pick the code); fp16/bf16 in fp32."""
@@ -221,7 +226,7 @@ def _vector_norm(lw, args: list, kwargs: dict, node: ast.AST, pname: str) -> Any
     if isinstance(p, Value) or p not in (1, 2, "fro"):
         raise lw.err(exc.NotSupported, f"a vector norm in device code takes {pname}=1 or 2 as an int literal; "
                      "for inf use x.abs().amax(dim)", node)
-    xf = O.cast(lw, x, torch.float32, node) if x.type.dtype in (torch.float16, torch.bfloat16) else x
+    xf = _fp32(lw, x, node)
     if p == 1:
         r = O.reduce(lw, "sum", O.unary(lw, "abs", xf, node), dim, keep, node)
     else:
@@ -248,12 +253,12 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return _reduce_call(lw, "max" if fn is torch.max else "min", args[0], args[1:], kwargs, node, values_only=False)
     if fn is torch.where:
         return O.where(lw, args[0], args[1], args[2], node)
-    if fn in (torch.norm, torch.linalg.vector_norm):  # p in {2, 1, inf}; ord for vector_norm
+    if fn in (torch.norm, torch.linalg.vector_norm):  # p (torch.norm) or ord (vector_norm) = 1 or 2
         return _vector_norm(lw, args, kwargs, node, "ord" if fn is torch.linalg.vector_norm else "p")
     if fn is torch.logsumexp:  # max-shifted; a row whose max is -inf (all -inf) gives -inf, as torch
         x, dim = lw.as_value(args[0], node), _dim_kw(args[1:], kwargs)
         keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
-        xf = O.cast(lw, x, torch.float32, node) if x.type.dtype in (torch.float16, torch.bfloat16) else x
+        xf = _fp32(lw, x, node)
         m = O.reduce(lw, "max", xf, dim, True, node)
         m = O.where(lw, O.unary(lw, "isinf", m, node), 0.0, m, node)
         s = O.reduce(lw, "sum", O.unary(lw, "exp", O.binary(lw, "-", xf, m, node), node), dim, True, node)

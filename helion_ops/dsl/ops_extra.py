@@ -319,8 +319,8 @@ def triton_kernel(lw, src_or_fn: Any, args: Any, output_like: Any, node: ast.AST
     elif isinstance(getattr(src_or_fn, "fn", None), types.FunctionType):  # @triton.jit (or its interpreter twin)
         mod, attr = src_or_fn.fn.__module__, src_or_fn.fn.__name__
         if mod is None or getattr(sys.modules.get(mod), attr, None) is not src_or_fn:
-            raise lw.err(exc.NotSupported, f"hl.triton_kernel: {attr or src_or_fn!r} must be a module-level @triton.jit "
-                         "function (the generated code imports it), or pass its source as a str", node)
+            raise lw.err(exc.NotSupported, f"hl.triton_kernel: {attr} must be a module-level @triton.jit function "
+                         "(the generated code imports it), or pass its source as a str", node)
         name = f"_tk_{attr}_{zlib.crc32(mod.encode()):08x}"
         text = f"from {mod} import {attr} as {name}\n\n\n"
     else:
