@@ -153,7 +153,7 @@ def _kernel_args(kernel: str, shape: list) -> tuple:
     m, n = shape
     t = lambda *s, dt=torch.bfloat16: torch.empty(*s, dtype=dt, device="meta")  # noqa: E731
     x, v, st = t(m, n), t(n), t(m, dt=torch.float32)
-    return {"softmax_fwd": (x,), "softmax_fwd_online": (x,), "softmax_bwd": (x, t(m, n)),
+    return {"softmax_fwd": (x,), "softmax_fwd_online": (x,), "softmax_bwd": (x, t(m, n)), "softmax_bwd_looped": (x, t(m, n)),
             "rms_norm_fwd": (x, v, 1e-6), "rms_norm_bwd": (t(m, n), x, v, st),
             "layer_norm_fwd": (x, v, t(n), 1e-5), "layer_norm_bwd": (t(m, n), x, v, t(n), st, t(m, dt=torch.float32))}[kernel]
 
@@ -180,7 +180,8 @@ def test_pretuned_sm90_configs_validate_and_compile(op):
         cfg = bound.config_space.normalize(helion_ops.dsl.Config(**e["config"]))
         assert pretuned.lookup(op, e["kernel"], torch.bfloat16, e["key"]["shape"], arch="sm90") == \
             helion_ops.dsl.Config(**e["config"])
-        kind = (e["kernel"], tuple(e["config"].get("range_num_stages") or ()))
+        kind = (e["kernel"], tuple(e["config"].get("range_num_stages") or ()),
+                tuple(e["config"].get("range_reverses") or ()))
         if kind not in compiled:
             compiled.add(kind)
             assert bound.compile_for_target(cfg, ("cuda", 90, 32))

@@ -512,12 +512,18 @@ class Emitter:
         for k, t in enumerate(s.tiles):
             knobs = self.range_knobs(s.loop_id) if k == 0 else ""
             begin, end = self.bound(t.begin), self.bound(t.end)
-            if t.is_grid:
-                self.line(f"for {t.offset} in tl.range({begin}, {end}{knobs}):")
+            step = 1 if t.is_grid else t.block
+            if s.reverse:
+                # the same tiles, last first: offset = begin + (trips - 1 - r) * step
+                trips = _trips(begin, end, step)
+                self.line(f"for {t.offset}_r in tl.range(0, {trips}{knobs}):")
                 self.ind += 1
+                start = "" if begin == "0" else f"{_paren(begin)} + "
+                self.line(f"{t.offset} = {start}({trips} - 1 - {t.offset}_r) * {step}")
             else:
-                self.line(f"for {t.offset} in tl.range({begin}, {end}, {t.block}{knobs}):")
+                self.line(f"for {t.offset} in tl.range({begin}, {end}{'' if t.is_grid else f', {step}'}{knobs}):")
                 self.ind += 1
+            if not t.is_grid:
                 self.line(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
                 if t.masked:
                     self.line(f"{t.mask} = {t.indices} < {end}")
@@ -567,6 +573,18 @@ class Emitter:
             self.scopes.pop()
             self.ind -= 1
         self.last_src = None
+
+
+def _trips(begin: str, end: str, step: int) -> str:
+    """Iterations of ``tl.range(begin, end, step)``, as a literal when both bounds are."""
+    if begin.lstrip("-").isdigit() and end.lstrip("-").isdigit():
+        return str(max(0, -(-(int(end) - int(begin)) // step)))
+    span = _paren(end) if begin == "0" else f"{_paren(end)} - {_paren(begin)}"
+    return f"tl.cdiv({span}, {step})" if step > 1 else f"({span})"
+
+
+def _paren(e: str) -> str:
+    return e if e.isidentifier() or e.lstrip("-").isdigit() else f"({e})"
 
 
 def _nonneg(v: I.Value) -> bool:

@@ -14,8 +14,8 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 # Fragments live in fragments.py; the names are importable from here too.
 from .fragments import (  # noqa: F401
-    BoolFragment, EnumFragment, Fragment, IntegerFragment, ListOf, PermutationFragment, PowerOfTwoFragment,
-    ReductionLoopFragment, _clip, next_pow2)
+    BoolFragment, EnumFragment, FixedFragment, Fragment, IntegerFragment, ListOf, PermutationFragment,
+    PowerOfTwoFragment, ReductionLoopFragment, _clip, next_pow2)
 
 # name -> default when a Config omits it. Lists default to "empty": the
 # compiler fills per-kernel defaults (see ConfigSpace.default()).
@@ -33,6 +33,7 @@ FIELDS: dict[str, Any] = {
     "range_unroll_factors": [],
     "range_warp_specializes": [],
     "range_flattens": [],
+    "range_reverses": [],
     "load_eviction_policies": [],
 }
 
@@ -159,6 +160,7 @@ class SpaceSpec:
     tunables: dict = field(default_factory=dict)           # name -> Fragment (hl.register_tunable)
     warp_specialize: bool = False                          # tl.range(warp_specialize=) available
     uneven_grid: bool = False                              # some program's work depends on its tile
+    reversible_loops: tuple = ()                           # inner loop ids that may run last to first
 
 
 EVICTION_POLICIES = ("", "first", "last")
@@ -307,6 +309,12 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
         if spec.warp_specialize:
             f["range_warp_specializes"] = ListOf(BoolFragment(False), n)
         f["range_flattens"] = ListOf(EnumFragment([None, False, True], None), n)
+        if spec.reversible_loops:  # only loops whose iterations are independent (passes.reversible)
+            f["range_reverses"] = ListOf([
+                BoolFragment(False) if i in spec.reversible_loops else
+                FixedFragment(False, "this loop cannot run in reverse (it carries values between iterations, "
+                                     "reads a tensor it writes elsewhere, or makes atomic updates)")
+                for i in range(n)])
     if spec.loads:
         f["load_eviction_policies"] = ListOf(EnumFragment(EVICTION_POLICIES, ""), spec.loads)
     for name, frag in spec.tunables.items():

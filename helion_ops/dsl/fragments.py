@@ -209,6 +209,18 @@ class EnumFragment(Fragment):
         return f"EnumFragment({self.choices!r}, {self._default!r})"
 
 
+class FixedFragment(EnumFragment):
+    """A knob pinned to one value at this position, with the reason given when another is asked for."""
+
+    def __init__(self, value: Any, why: str) -> None:
+        super().__init__([value], value)
+        self.why = why
+
+    def validate(self, value: Any) -> None:
+        if not _same(value, self._default):
+            raise ValueError(f"{value!r}: {self.why}")
+
+
 class BoolFragment(EnumFragment):
     """False or True."""
 

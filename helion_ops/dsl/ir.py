@@ -106,6 +106,7 @@ class For(Stmt):
     carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
     loop_id: int = -1               # index into range_* config lists
     loc: exc.Loc | None = None
+    reverse: bool = False           # tiles last to first (passes.decide_reverses)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from . import exc
 from . import ir as I
 from .config import Config
 
@@ -137,10 +138,58 @@ def _descriptor_ok(d: I.DeviceIR, idx: I.Index) -> bool:
     return last_block * t.dtype.itemsize >= 16
 
 
+def reversible(loop: I.For) -> bool:
+    """Whether a device loop may take its tiles last to first (``Config.range_reverses``) without
+    changing what it computes: no iteration can see another's effects. Nothing is carried from one
+    iteration to the next; a tensor it writes is read in it only where the same iteration writes it
+    (``x[t] = x[t] * 2``); it makes no atomic updates (their old values depend on order) and calls no
+    Triton code or impure asm (effects unknown)."""
+    if loop.carried:
+        return False
+    written: dict[str, list] = {}
+    for s in I.walk(loop.body):
+        if isinstance(s, I.Store):
+            if s.atomic:
+                return False
+            written.setdefault(s.index.tensor.name, []).append(s.index.entries)
+    for v in I.all_values(loop.body):
+        if v.op == "inline_triton" or (v.op == "inline_asm" and not v.attrs["is_pure"]):
+            return False
+        if v.op == "load" and v.args[0].tensor.name in written:
+            if any(not _same_place(v.args[0].entries, w) for w in written[v.args[0].tensor.name]):
+                return False
+    return True
+
+
+def _same_place(a: list, b: list) -> bool:
+    """Two indexings of one tensor that address the same elements in every iteration: the same tiles,
+    whole dims or scalars (a gather's index block could point anywhere)."""
+    return len(a) == len(b) and all(
+        ka == kb and ka != "block" and (va is vb or (not isinstance(va, I.Value) and va == vb))
+        for (ka, va), (kb, vb) in zip(a, b))
+
+
+def decide_reverses(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+    """Mark the device loops that ``range_reverses`` turns around. A long row re-read in a second
+    pass (softmax over a 128K vocabulary: 256 KB a row in bf16, more than an SM's share of L2 once
+    every SM streams its own row) finds its most recently read tiles still in L2 when it starts
+    from the end. A loop whose result could depend on its order is refused, at its source line."""
+    revs = cfg.get("range_reverses") or []
+    for s in I.walk(d.body):
+        if isinstance(s, I.For):
+            s.reverse = 0 <= s.loop_id < len(revs) and bool(revs[s.loop_id])
+            if s.reverse and not reversible(s):
+                raise exc.NotSupported("range_reverses: this loop cannot run in reverse (it carries values "
+                                       "between iterations, reads a tensor it writes elsewhere, or makes "
+                                       "atomic updates)", s.loc)
+    return d
+
+
 PIPELINE: list[Callable[[I.DeviceIR, Config], I.DeviceIR]] = [
     decide_masks,
     decide_rolled,
     assign_indexing,
+    decide_reverses,
 ]
 
 

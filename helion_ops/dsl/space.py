@@ -12,6 +12,7 @@ import math
 import triton.language as tl
 
 from . import ir as I
+from . import passes
 from .config import BlockSpec, Config, ConfigSpace, SpaceSpec
 
 
@@ -28,7 +29,7 @@ def collect_facts(bound) -> dict:
     for bid, bounds in getattr(ctx, "registered", {}).items():
         blocks[bid]["bounds"] = bounds
     rdims, grid_loops, inner, loads, desc, dot, uneven = [], [], 0, 0, False, False, False
-    per_loop = []
+    per_loop, reversible = [], []
     for d in ctx.irs:
         dot_tiles = set()
         for v in I.all_values(d.body):
@@ -49,12 +50,14 @@ def collect_facts(bound) -> dict:
         grid_loops.append(len(d.grid))
         # an inner loop with bounds known only on the device (e.g. up to the diagonal): unequal programs
         uneven |= any(t.static_len is None for st in I.walk(d.body) if isinstance(st, I.For) for t in st.tiles)
+        # ids are per device loop here (offsets() gives 0 while collecting): shift them past earlier loops'
+        reversible += [inner + s.loop_id for s in I.walk(d.body) if isinstance(s, I.For) and passes.reversible(s)]
         inner += d.n_inner_loops
         loads += d.n_loads
         desc |= any(t.descriptor_ok for t in d.inputs.tensors) and hasattr(tl, "make_tensor_descriptor")
     return {"blocks": blocks, "rdims": rdims, "grid_loops": grid_loops, "inner_loops": inner,
             "loads": loads, "descriptor": desc, "dot": dot, "per_loop": per_loop, "uneven_grid": uneven,
-            "tunables": getattr(ctx, "tunables", {})}
+            "reversible": tuple(sorted(reversible)), "tunables": getattr(ctx, "tunables", {})}
 
 
 def _warp_specialize_supported() -> bool:
@@ -111,6 +114,7 @@ def space_for(bound) -> ConfigSpace:
         tunables=dict(f["tunables"]),
         warp_specialize=_warp_specialize_supported(),
         uneven_grid=f["uneven_grid"],
+        reversible_loops=f["reversible"],
     )
     space = ConfigSpace(spec)
     base = space.default()

@@ -177,3 +177,75 @@ def test_grid_reverses_takes_the_tiles_last_first(pid_type):
     assert re.search(r"pid(_0)? = 4 - (tl\.program_id\(0\)|virtual_pid)", code), code
     assert " = 4 - " not in b.to_triton_code(cfg.replace(grid_reverses=[False]))
     torch.testing.assert_close(b.run(cfg, x), _causal_row_sum_ref(x, 16), rtol=1e-5, atol=1e-4)
+
+
+_TWO_PASS = """@helion.kernel
+def k(x: torch.Tensor) -> torch.Tensor:
+    m, n = x.size()
+    out = torch.zeros_like(x)
+    bn = hl.register_block_size(n)
+    for tm in hl.tile(m):
+        acc = hl.zeros([tm], dtype=torch.float32)
+        for tn in hl.tile(n, block_size=bn):
+            acc = acc + torch.sum(x[tm, tn], dim=1)
+        for tn in hl.tile(n, block_size=bn):
+            out[tm, tn] = x[tm, tn] - acc[:, None]
+        for tn in hl.tile(tm.begin, n, block_size=bn):
+            out[tm, tn] = out[tm, tn] * 2.0
+        for tn in hl.tile(tm.begin, n, block_size=bn):
+            hl.atomic_add(out, [tm, tn], x[tm, tn])
+    return out
+"""
+
+
+def _two_pass_ref(x: torch.Tensor, bm: int) -> torch.Tensor:
+    out = x.double() - x.double().sum(1, keepdim=True)
+    for i in range(x.shape[0]):
+        out[i, (i // bm) * bm:] *= 2
+    return out.float()
+
+
+def test_range_reverses_only_for_loops_whose_iterations_are_independent(tmp_path):
+    """The sum loop carries acc and the last loop adds atomically: neither may turn around. The output
+    loop and the device-bounded rescale loop (it reads out only where it writes it) may."""
+    from .source_kernels import kernel_from_source
+    x = torch.randn(70, 70)
+    space = kernel_from_source(tmp_path / "k.py", _TWO_PASS).bind((x,)).config_space
+    assert [f.choices for f in space.fragments["range_reverses"].items] == [[False], [False, True],
+                                                                           [False, True], [False]]
+    assert "range_reverses" not in K.matmul.bind((x, x)).config_space.fragments  # carries its accumulator
+
+
+@pytest.mark.parametrize("bn", [16, 32, 128])
+def test_range_reverses_takes_the_tiles_last_first(tmp_path, bn):
+    """70 columns in tiles of 16 (five, the first partial), 32 (three) or 128 (one): the same result,
+    and the loop counts down from the last tile; the device-bounded loop's trip count is computed on
+    the device. Also built for sm_90."""
+    from .source_kernels import kernel_from_source
+    x = torch.randn(70, 70)
+    fixed = _TWO_PASS.replace("        for tn in hl.tile(tm.begin, n, block_size=bn):\n"
+                              "            hl.atomic_add(out, [tm, tn], x[tm, tn])\n", "")
+    b = kernel_from_source(tmp_path / "k.py", fixed).bind((x,))
+    cfg = b.normalize(Config(block_sizes=[bn, 16], range_reverses=[False, True, True]))
+    code = b.to_triton_code(cfg)
+    trips = -(-70 // bn)
+    assert f"_r in tl.range(0, {trips}):" in code and f"({trips} - 1 - offset_" in code, code
+    assert re.search(rf"_r in tl\.range\(0, tl\.cdiv\(70 - offset_0, {bn}\)\)", code), code
+    assert "_r in" not in b.to_triton_code(cfg.replace(range_reverses=[False, False, False]))
+    torch.testing.assert_close(b.run(cfg, x.clone()), _two_pass_ref(x, 16), rtol=1e-5, atol=1e-4)
+    assert b.compile_for_target(cfg, ("cuda", 90, 32))
+
+
+@pytest.mark.parametrize("loop,line", [(0, 12), (3, 18)])
+def test_range_reverses_refuses_order_dependent_loops(tmp_path, loop, line):
+    """Refused by the Config check (which loop, and why), and by the pass itself at the loop's line."""
+    from helion_ops.dsl import exc, passes
+    from .source_kernels import kernel_from_source
+    x = torch.randn(20, 20)
+    b = kernel_from_source(tmp_path / "k.py", _TWO_PASS).bind((x,))
+    cfg = Config(block_sizes=[16, 16], range_reverses=[i == loop for i in range(4)])
+    with pytest.raises(ValueError, match=rf"range_reverses: \[{loop}\]: True: this loop cannot run in reverse"):
+        b.to_triton_code(cfg)
+    d = b.dry_run(Config(block_sizes=[16, 16]), "facts").irs[0]
+    with pytest.raises(exc.NotSupported, match=rf"k\.py:{line}: range_reverses: this loop cannot run in reverse"):
+        passes.decide_reverses(d, cfg)

@@ -59,16 +59,27 @@ def test_looped_config(n):
         run_and_check(x.half())
 
 
+@pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("n", [17, 1000, 4097])
-def test_online_kernel_for_long_rows(n, monkeypatch):
-    """Rows above ONLINE_ABOVE run the two-pass online kernel over column tiles (partial last tile)."""
+def test_online_kernel_for_long_rows(n, reverse, monkeypatch):
+    """Rows above ONLINE_ABOVE run the two-pass online forward and the two-loop backward over column
+    tiles (partial last tile), with their second pass in either order."""
     monkeypatch.setattr(S, "ONLINE_ABOVE", 8)
-    run_and_check(rand(3, n))
-    cfg = Config(block_sizes=[min(256, C.next_pow2(n)), 2], num_warps=4, num_stages=1)
-    with C.use_config("softmax_fwd_online", cfg):
-        assert S._fwd_online.config_for(rand(3, n))["block_sizes"][0] == min(256, C.next_pow2(n))
+    run_and_check(rand(3, n))  # the default configs (second pass reversed)
+    cfg = Config(block_sizes=[min(256, C.next_pow2(n)), 2], num_warps=4, num_stages=1,
+                 range_reverses=[False, reverse])
+    with C.use_config("softmax_fwd_online", cfg), C.use_config("softmax_bwd_looped", cfg):
+        x = rand(3, n)
+        assert S._fwd_online.config_for(x)["block_sizes"][0] == min(256, C.next_pow2(n))
+        code = S._bwd_looped.entry((x, x))[0].to_triton_code(cfg)
+        assert ("_r in tl.range" in code) == reverse
         run_and_check(rand(3, n))
         run_and_check(rand(3, n, dtype=torch.float16))
+
+
+def test_long_row_defaults_reverse_the_second_pass():
+    for cfg in (S._default_online((4096, 128256)), S._default_bwd_looped((4096, 128256))):
+        assert list(cfg["range_reverses"]) == [False, True] and cfg["block_sizes"][0] == 16384
 
 
 def test_default_configs_by_shape():
@@ -159,7 +170,7 @@ def test_eager_fast_path_matches_custom_op():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("n", COLS + [32000])
+@pytest.mark.parametrize("n", COLS + [32000, 128256])
 def test_bf16_gpu(n, device):
     x = torch.randn(64, n, device=device, dtype=torch.bfloat16).requires_grad_()
     y = S.softmax(x)

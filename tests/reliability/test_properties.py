@@ -152,12 +152,13 @@ def test_softmax(m, n, dtype, layout, dim_last, online, seed):
     dim = -1 if dim_last or x.dim() == 2 else 1
     cfg_f = random_config(S.softmax_fwd_online if online else S.softmax_fwd,
                           (lambda s: (_meta(*s, dtype=dtype),)), seed)
-    cfg_b = random_config(S.softmax_bwd, lambda s: (_meta(*s, dtype=dtype), _meta(*s, dtype=dtype)), seed + 1)
+    cfg_b = random_config(S.softmax_bwd_looped if online else S.softmax_bwd,
+                          lambda s: (_meta(*s, dtype=dtype), _meta(*s, dtype=dtype)), seed + 1)
     old = S.ONLINE_ABOVE
     try:
         S.ONLINE_ABOVE = 8 if online else old
         with C.use_config("softmax_fwd_online" if online else "softmax_fwd", cfg_f), \
-                C.use_config("softmax_bwd", cfg_b):
+                C.use_config("softmax_bwd_looped" if online else "softmax_bwd", cfg_b):
             check(lambda t: S.softmax(t, dim), lambda t: torch.softmax(t, dim), [x], [0],
                   S.TOLERANCE[dtype], gen)
     finally:
