@@ -10,7 +10,8 @@ Kernels (one source each; the Config chooses the variant):
   of the row when ``reduction_loops=[chunk]`` (three passes over the row: max, sum, output).
 * ``softmax_fwd_online``: for rows too long for registers (next_pow2(N) > ``ONLINE_ABOVE``): an online
   softmax over column tiles, two passes (running max and rescaled sum; output). On the H100 it beat
-  the three-pass looped kernel at N=128256 (2.15 vs 1.49 TB/s, bf16, counting one read and one write).
+  the three-pass looped kernel at N=128256 (2.15 vs 1.49 TB/s, bf16, counting one read and one write;
+  2.31 TB/s in the harness once its second pass ran reversed, see below).
 * ``softmax_bwd``: ``dx = y * (dy - sum(dy * y))``, same structure.
 * ``softmax_bwd_looped``: the backward for the same long rows, as two explicit loops over column tiles
   (``sum(y * dy)``, then dx).
