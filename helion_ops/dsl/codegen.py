@@ -17,6 +17,14 @@ from . import codegen_ops, exc, ir as I
 from .config import Config
 from .types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
 
+# torch's maximum/minimum/amax/relu/clamp propagate NaN; Triton's defaults return the other operand.
+NAN = ", propagate_nan=tl.PropagateNan.ALL"
+
+# NaN-propagating combine functions for float max/min reductions (Emitter.reduce_fn).
+# (Triton computes a bf16 maximum in fp32; a combine must return its operands' type.)
+NAN_REDUCE_HELPERS = {op: f"@triton.jit\ndef _hl_{op}_nan(a, b):\n    return tl.{fn}(a, b{NAN}).to(a.dtype)\n\n\n"
+                      for op, fn in (("max", "maximum"), ("min", "minimum"))}
+
 UNARY_CODE = {
     "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "log": "tl.log({0})", "log2": "tl.log2({0})",
     "sqrt": "tl.sqrt({0})", "rsqrt": "tl.rsqrt({0})", "sigmoid": "tl.sigmoid({0})",
@@ -66,6 +74,7 @@ class Emitter:
         self.desc_lines: list[str] = []
         self.idx64 = any(t.index64 for t in d.inputs.tensors)
         self.pending_rolled: list = []
+        self.nan_helpers: set[str] = set()  # "max" / "min": NaN-propagating reductions used
 
     # ---- text -----------------------------------------------------------------------------
     def line(self, s: str) -> None:
@@ -155,7 +164,7 @@ class Emitter:
             x, y = self.name_of(a[0]), self.name_of(a[1])
             o = v.attrs["op"]
             if o in ("maximum", "minimum"):
-                return f"tl.{o}({x}, {y})"
+                return f"tl.{o}({x}, {y}{NAN if v.type.dtype.is_floating_point else ''})"
             if o == "atan2":
                 raise exc.NotSupported("atan2 in device code", v.loc)
             if o == "**":
@@ -174,7 +183,10 @@ class Emitter:
             prod = " * ".join([x] * abs(e))
             return f"(1 / ({prod}))" if e < 0 else f"({prod})"
         if op == "unary":
-            return UNARY_CODE[v.attrs["op"]].format(self.name_of(a[0]))
+            code = UNARY_CODE[v.attrs["op"]]
+            if v.type.dtype.is_floating_point:  # relu(nan) and softplus(nan) are nan in torch
+                code = code.replace(", 0)", ", 0" + NAN + ")").replace(", 20)", ", 20" + NAN + ")")
+            return code.format(self.name_of(a[0]))
         if op == "cast":
             return f"{self.name_of(a[0])}.to({tl_dtype(v.type.dtype)})"
         if op == "where":
@@ -398,9 +410,16 @@ class Emitter:
         rd: Dim = v.attrs["rdim"]
         if rd.kind == "rdim" and self.d.rdims[rd.id].rolled:
             return self.rolled_reduce(v, self.d.rdims[rd.id])
-        fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[op]
         inp = self.masked_input(x, axis, op)
-        return f"{fn}({inp}, {axis}, keep_dims={keep})"
+        return self.reduce_call(op, x.type.dtype, inp, axis, keep)
+
+    def reduce_call(self, op: str, dtype: torch.dtype, inp: str, axis: int, keep: bool) -> str:
+        """Triton's tl.max/tl.min drop NaN on the GPU (PTX max.f32); torch's amax/amin propagate it, so
+        float max/min reduce with max.NaN/min.NaN (``tl.reduce`` with a helper: the same shuffle tree)."""
+        if op in ("max", "min") and dtype.is_floating_point:
+            self.nan_helpers.add(op)
+            return f"tl.reduce({inp}, {axis}, _hl_{op}_nan, keep_dims={keep})"
+        return f"{ {'sum': 'tl.sum', 'max': 'tl.max', 'min': 'tl.min'}[op]}({inp}, {axis}, keep_dims={keep})"
 
     def rolled_reduce(self, v: I.Value, r: RDimInfo) -> str:
         x = v.args[0]
@@ -416,11 +435,12 @@ class Emitter:
         self.line(f"{acc} = tl.full({self.shape(x.type)}, {neutral}, {acc_dt})")
         self.open_chunk_loop(r)
         inp = self.masked_input(x, axis, op)
-        comb = {"sum": f"{acc} + {inp}", "max": f"tl.maximum({acc}, {inp})", "min": f"tl.minimum({acc}, {inp})"}[op]
+        nan = NAN if x.type.dtype.is_floating_point else ""
+        comb = {"sum": f"{acc} + {inp}", "max": f"tl.maximum({acc}, {inp}{nan})",
+                "min": f"tl.minimum({acc}, {inp}{nan})"}[op]
         self.line(f"{acc} = ({comb}).to({acc_dt})")
         self.close_chunk_loop()
-        fn = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}[op]
-        out = f"{fn}({acc}, {axis}, keep_dims={keep})"
+        out = self.reduce_call(op, x.type.dtype, acc, axis, keep)
         return f"{out}.to({tl_dtype(x.type.dtype)})" if half else out
 
     def open_chunk_loop(self, r: RDimInfo) -> None:

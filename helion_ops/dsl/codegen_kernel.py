@@ -24,7 +24,7 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
              loop_index: int = 0):
     """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
     loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
-    from .codegen import Emitter, Generated
+    from .codegen import NAN_REDUCE_HELPERS, Emitter, Generated
 
     em = Emitter(d, cfg, file, num_sms)
     tiles = d.grid
@@ -95,6 +95,7 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
     sig.update({s.name: SIGNATURE_DTYPE[s.dtype] for s in d.inputs.scalars})
     from .codegen_ops import helper_source
     helpers = "".join(helper_source(d, cfg, file, num_sms, h) for h in d.helpers)
+    helpers = "".join(NAN_REDUCE_HELPERS[op] for op in sorted(em.nan_helpers)) + helpers
     out = ["@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
     out += ["    " + x for x in em.desc_lines]
     out += ["    " + x for x in rsetup]

@@ -189,9 +189,16 @@ def extent_of(lw, d: Dim, node: ast.AST) -> int:
     raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum", node)
 
 
-def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correction: float = 1) -> Any:
+def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correction: float = 1,
+           dtype: torch.dtype | None = None) -> Any:
+    """torch's reductions: ``dtype`` (torch's argument) casts the input first; without it integer and bool
+    sums and products accumulate in int64, fp16/bf16 ones in fp32 (returned in the input's dtype)."""
     v = lw.as_value(v, node)
     axes = _axes(lw, v, dim, node)
+    if dtype is not None:
+        v = cast(lw, v, dtype, node)
+    elif kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
+        v = cast(lw, v, torch.int64, node)  # int32 would overflow where torch's int64 does not
     if kind in ("mean", "var", "std"):
         n = 1
         for a in axes:
@@ -214,7 +221,7 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     dtype = v.type.dtype
     if dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod"):
         v = cast(lw, v, torch.float32, node)  # accumulate in fp32, as torch does
-    elif dtype == torch.bool:
+    elif dtype == torch.bool:  # max/min of bools
         v = cast(lw, v, torch.int32, node)
     for a in reversed(axes):
         if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1

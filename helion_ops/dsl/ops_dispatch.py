@@ -205,7 +205,11 @@ def _reduce_call(lw, kind: str, v: Any, args: list, kwargs: dict, node: ast.AST,
             return O.reduce(lw, kind, v, None, False, node)
         values = O.reduce(lw, kind, v, dim, keepdim, node)
         return _MinMax(values, X.argmax(lw, v, dim, keepdim, node, kind == "min"))  # (values, indices), as torch
-    return O.reduce(lw, kind, v, dim, keepdim, node, correction=correction)
+    dtype = kwargs.get("dtype")
+    if dtype is not None and kind not in ("sum", "prod", "mean"):
+        raise lw.err(exc.NotSupported, f"dtype= of a {kind} reduction (torch takes it for sum, prod and mean)",
+                     node)
+    return O.reduce(lw, kind, v, dim, keepdim, node, correction=correction, dtype=dtype)
 
 
 _MinMax = collections.namedtuple("_MinMax", ["values", "indices"])

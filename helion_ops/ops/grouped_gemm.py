@@ -92,12 +92,13 @@ def grouped_gemm_kernel(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor,
         starts = hl.load(offsets, [gidx - 1], extra_mask=gidx > 0)
         ntiles = (ends - starts + (bm - 1)) // bm
         cum = torch.cumsum(ntiles, 0, dtype=torch.int32)  # inclusive prefix sum of tiles per group
-        g = torch.sum((cum <= slot).to(torch.int32))  # this slot's group (g_count: past the end)
+        # int32 scheduling arithmetic (torch would sum in int64): offsets are int32, rows < 2**31
+        g = torch.sum(cum <= slot, dtype=torch.int32)  # this slot's group (g_count: past the end)
         if g < g_count:
             sel = gidx == g
-            first_slot = torch.sum(torch.where(sel, cum - ntiles, 0))
-            row_start = torch.sum(torch.where(sel, starts, 0)) + (slot - first_slot) * bm
-            row_end = torch.minimum(torch.sum(torch.where(sel, ends, 0)), row_start + bm)
+            first_slot = torch.sum(torch.where(sel, cum - ntiles, 0), dtype=torch.int32)
+            row_start = torch.sum(torch.where(sel, starts, 0), dtype=torch.int32) + (slot - first_slot) * bm
+            row_end = torch.minimum(torch.sum(torch.where(sel, ends, 0), dtype=torch.int32), row_start + bm)
             for tile_m in hl.tile(row_start, row_end, block_size=bm):  # exactly one tile
                 acc = hl.zeros([tile_m, tile_n], dtype=torch.float32)
                 for tile_k in hl.tile(k):
