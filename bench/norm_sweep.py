@@ -53,8 +53,11 @@ def candidates(current: dict, n: int = 4096) -> list[dict]:
 
 def fwd_candidates(current: dict, n: int) -> list[dict]:
     """Forward: ``current`` with no eviction hints and with every load ``evict_last``, each at half and
-    twice its num_warps; and for rows longer than 4096, looped chunks of 2048 and 4096 (8 and 16 warps,
-    loads ``evict_last``: the second pass rereads x from L2, as torch.compile's kernel does)."""
+    twice its num_warps; for rows longer than 4096, looped chunks of 2048 and 4096 (8 and 16 warps,
+    loads ``evict_last``: the second pass rereads x from L2, as torch.compile's kernel does); and
+    ``current`` with TMA loads and stores, on a persistent grid whose row loop Triton pipelines 2 or 3
+    deep (the next rows' loads in flight while this one reduces, as quack's norms do), and both. Where
+    rows are not 16-byte aligned there is no TMA knob: those candidates fail to normalize and are skipped."""
     w = current["num_warps"]
     loads = len(current.get("load_eviction_policies") or [])
     out = []
@@ -64,6 +67,11 @@ def fwd_candidates(current: dict, n: int) -> list[dict]:
         for chunk, warps in itertools.product((2048, 4096), (8, 16)):
             out.append(dict(current, block_sizes=[1], num_warps=warps, reduction_loops=[chunk],
                             load_eviction_policies=["last"] * loads))
+    for extra in ({"indexing": "tensor_descriptor"},
+                  {"pid_type": "persistent_interleaved", "num_stages": 2},
+                  {"pid_type": "persistent_interleaved", "num_stages": 3},
+                  {"pid_type": "persistent_interleaved", "num_stages": 2, "indexing": "tensor_descriptor"}):
+        out.append(dict(current, **extra))
     return [d for i, d in enumerate(out) if d not in out[:i]]
 
 

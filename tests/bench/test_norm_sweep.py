@@ -29,12 +29,15 @@ def test_fwd_grid_varies_warps_hints_and_loops():
     cur = {"block_sizes": [2], "num_warps": 8, "num_stages": 1, "reduction_loops": [None],
            "load_eviction_policies": ["", ""]}
     short = S.fwd_candidates(cur, 4096)
-    assert len(short) == 6 and {d["num_warps"] for d in short} == {4, 8, 16}
+    assert len(short) == 10 and {d["num_warps"] for d in short} == {4, 8, 16}
     assert {tuple(d["load_eviction_policies"]) for d in short} == {("", ""), ("last", "last")}
     assert all(d["reduction_loops"] == [None] and d["block_sizes"] == [2] for d in short)
+    layouts = [(d.get("indexing", "pointer"), d.get("pid_type", "flat"), d["num_stages"]) for d in short[-4:]]
+    assert layouts == [("tensor_descriptor", "flat", 1), ("pointer", "persistent_interleaved", 2),
+                       ("pointer", "persistent_interleaved", 3), ("tensor_descriptor", "persistent_interleaved", 2)]
     long = S.fwd_candidates(cur, 5120)
     looped = [d for d in long if d["reduction_loops"] != [None]]
-    assert len(long) == 10 and {d["reduction_loops"][0] for d in looped} == {2048, 4096}
+    assert len(long) == 14 and {d["reduction_loops"][0] for d in looped} == {2048, 4096}
     assert all(d["block_sizes"] == [1] and d["load_eviction_policies"] == ["last", "last"] for d in looped)
 
 
