@@ -24,7 +24,8 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
              loop_index: int = 0):
     """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
     loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
-    from .codegen import NAN_REDUCE_HELPERS, Emitter, Generated
+    from .codegen import Emitter, Generated
+    from .codegen_ops import NAN_REDUCE_HELPERS
 
     em = Emitter(d, cfg, file, num_sms)
     tiles = d.grid

@@ -1,4 +1,5 @@
-"""Codegen of the ops in ops_extra.py, and of combine-function helpers.
+"""Codegen of the ops in ops_extra.py, of combine-function helpers, and the code tables of the core ops
+(unary ops, reduction neutrals, NaN-propagating max/min) that codegen.Emitter uses.
 
 Each function takes the Emitter and a Value and returns the Triton expression;
 prefix statements (e.g. the body of an inline_triton snippet) go out through
@@ -11,6 +12,34 @@ import textwrap
 from . import exc, ir as I
 from .types import tl_dtype
 
+# torch's maximum/minimum/amax/relu/clamp propagate NaN; Triton's defaults return the other operand.
+NAN = ", propagate_nan=tl.PropagateNan.ALL"
+
+# NaN-propagating combine functions for float max/min reductions (Emitter.reduce_call).
+# (Triton computes a bf16 maximum in fp32; a combine must return its operands' type.)
+NAN_REDUCE_HELPERS = {op: f"@triton.jit\ndef _hl_{op}_nan(a, b):\n    return tl.{fn}(a, b{NAN}).to(a.dtype)\n\n\n"
+                      for op, fn in (("max", "maximum"), ("min", "minimum"))}
+
+UNARY_CODE = {
+    "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "log": "tl.log({0})", "log2": "tl.log2({0})",
+    "sqrt": "tl.sqrt({0})", "rsqrt": "tl.rsqrt({0})", "sigmoid": "tl.sigmoid({0})",
+    "tanh": "(2 * tl.sigmoid(2 * {0}) - 1)", "relu": "tl.maximum({0}, 0)", "abs": "tl.abs({0})",
+    "neg": "(-{0})", "sin": "tl.sin({0})", "cos": "tl.cos({0})", "erf": "tl.erf({0})",
+    "floor": "tl.floor({0})", "ceil": "tl.ceil({0})", "log1p": "tl.log(1 + {0})", "expm1": "(tl.exp({0}) - 1)",
+    "reciprocal": "(1 / {0})", "square": "({0} * {0})", "not": "({0} == 0)", "invert": "(~{0})",
+    "silu": "({0} * tl.sigmoid({0}))", "gelu": "({0} * 0.5 * (1 + tl.erf({0} * 0.7071067811865476)))",
+    "gelu_tanh": "({0} * tl.sigmoid(1.5957691216057308 * ({0} + 0.044715 * {0} * {0} * {0})))",
+    "softplus": "tl.where({0} > 20, {0}, tl.log(1 + tl.exp(tl.minimum({0}, 20))))",
+    "isnan": "({0} != {0})", "isinf": "(tl.abs({0}) == float('inf'))",
+    "trunc": "tl.where({0} < 0, tl.ceil({0}), tl.floor({0}))",
+    # torch.sign is (x > 0) - (x < 0), ints and floats alike (so NaN gives 0, as torch's does).
+    "sign": "(({0} > 0).to({0}.dtype) - ({0} < 0).to({0}.dtype))",
+    # torch.round rounds half to even: x - floor(x) is exact, so the tie test is too.
+    "round": "(tl.floor({0}) + (({0} - tl.floor({0}) > 0.5) | (({0} - tl.floor({0}) == 0.5) & "
+             "(tl.floor({0}) - 2 * tl.floor(tl.floor({0}) * 0.5) != 0))).to({0}.dtype))",
+}
+NEUTRAL = {"sum": "0", "max": "float('-inf')", "min": "float('inf')"}
+INT_NEUTRAL = {"sum": "0", "max": "-2147483648", "min": "2147483647"}
 _ARG_NEUTRAL = {False: ("float('-inf')", "-2147483648"), True: ("float('inf')", "2147483647")}
 _SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
 
