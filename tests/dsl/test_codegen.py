@@ -249,3 +249,28 @@ def test_range_reverses_refuses_order_dependent_loops(tmp_path, loop, line):
     d = b.dry_run(Config(block_sizes=[16, 16]), "facts").irs[0]
     with pytest.raises(exc.NotSupported, match=rf"k\.py:{line}: range_reverses: this loop cannot run in reverse"):
         passes.decide_reverses(d, cfg)
+
+
+_INNER_GRID_AND_2D = """@helion.kernel
+def k(x: torch.Tensor) -> torch.Tensor:
+    b, m, n = x.size()
+    out = torch.empty_like(x)
+    for tb in hl.tile(b):
+        for i in hl.grid(m):
+            out[tb, i, :] = x[tb, i, :] * 2.0
+        for tm, tn in hl.tile([m, n]):
+            out[tb, tm, tn] = out[tb, tm, tn] + 1.0
+    return out
+"""
+
+
+def test_range_reverses_on_inner_grid_and_2d_tile_loops(tmp_path):
+    """An hl.grid loop counts its indices down; a 2-D tile loop turns both of its dims around."""
+    from .source_kernels import kernel_from_source
+    x = torch.randn(3, 7, 37)
+    b = kernel_from_source(tmp_path / "k.py", _INNER_GRID_AND_2D).bind((x,))
+    assert [f.choices for f in b.config_space.fragments["range_reverses"].items] == [[False, True]] * 2
+    cfg = b.normalize(Config(block_sizes=[2, 4, 16], range_reverses=[True, True]))
+    code = b.to_triton_code(cfg)
+    assert code.count("_r in tl.range(0, ") == 3, code
+    torch.testing.assert_close(b.run(cfg, x), x * 2 + 1)
