@@ -49,7 +49,16 @@ def available() -> tuple[bool, str]:
     finally:
         torch.set_float32_matmul_precision(saved[0])
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1], saved[2]
-    return True, str(getattr(helion, "__version__", "?"))
+    return True, str(getattr(helion, "__version__", None) or _dist_version("helion"))
+
+
+def _dist_version(name: str) -> str:
+    """The installed distribution's version (the 1.4 wheel's package has no ``__version__``)."""
+    from importlib import metadata
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"
 
 
 def label() -> str:
