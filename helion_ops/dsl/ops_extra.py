@@ -189,8 +189,10 @@ def _outputs(lw, v: Value, vals: list[Value], dims: tuple, node: ast.AST, multi:
 
 def reduce_fn(lw, fn: Any, x: Any, dim: Any, other: Any, keep: bool, node: ast.AST) -> Any:
     vals, multi = _inputs(lw, x, node)
-    if not multi and fn in _BUILTIN_COMBINE:
-        return O.reduce(lw, _BUILTIN_COMBINE[fn], vals[0], dim, keep, node)
+    if not multi and fn in _BUILTIN_COMBINE:  # in the input's dtype, as tl.reduce (an int32 sum stays int32)
+        kind = _BUILTIN_COMBINE[fn]
+        keep_dt = vals[0].type.dtype if kind == "sum" and not vals[0].type.dtype.is_floating_point else None
+        return O.reduce(lw, kind, vals[0], dim, keep, node, dtype=keep_dt)
     if dim is None:
         raise lw.err(exc.NotSupported, "hl.reduce with a combine function needs dim=", node)
     axis = _axis(lw, vals[0], dim, node)

@@ -107,3 +107,17 @@ def test_dtype_argument_where_torch_has_none(tmp_path):
     k = one_loop_kernel(tmp_path / "k.py", "out[t, 0] = torch.amax(x[t, :], 1, dtype=torch.float32)")
     with pytest.raises(exc.NotSupported, match=r"k\.py:9: .*dtype= of a max reduction"):
         k(torch.randn(4, 8))
+
+
+@helion.kernel(autotune_effort="none")
+def hl_reduce_add(x: torch.Tensor) -> torch.Tensor:
+    out = torch.empty([x.size(0)], dtype=x.dtype, device=x.device)
+    for t in hl.tile(x.size(0)):
+        out[t] = hl.reduce(torch.add, x[t, :], dim=1)
+    return out
+
+
+def test_hl_reduce_keeps_the_input_dtype(device):
+    """hl.reduce is tl.reduce: an int32 sum stays int32 (and wraps as torch's int32 sum does)."""
+    x = torch.randint(2**29, 2**30, (5, 17), dtype=torch.int32, device=device)
+    torch.testing.assert_close(hl_reduce_add(x), x.sum(1, dtype=torch.int32))
