@@ -58,10 +58,19 @@ def _fill(em, x: I.Value, axis: int, neutral: str) -> str:
 
 def _argmax(em, v: I.Value) -> str:
     x = v.args[0]
+    axis, keep = v.attrs["axis"], v.attrs["keepdim"]
     fl, it = _ARG_NEUTRAL[v.attrs["is_min"]]
-    inp = _fill(em, x, v.attrs["axis"], fl if x.type.dtype.is_floating_point else it)
+    inp = _fill(em, x, axis, fl if x.type.dtype.is_floating_point else it)
     fn = "tl.argmin" if v.attrs["is_min"] else "tl.argmax"
-    return f"{fn}({inp}, {v.attrs['axis']}, keep_dims={v.attrs['keepdim']})"
+    if not x.type.dtype.is_floating_point:
+        return f"{fn}({inp}, {axis}, keep_dims={keep})"
+    # torch takes NaN as the extreme (its first NaN wins, as its max/min propagate NaN); Triton's
+    # argmax/argmin compare with max.f32 and skip NaN on the GPU: the first NaN's index where a row has one
+    vals, nan = em.fresh("arg_in"), em.fresh("arg_nan")
+    em.line(f"{vals} = {inp}")
+    em.line(f"{nan} = ({vals} != {vals}).to(tl.int32)")
+    return (f"tl.where(tl.max({nan}, {axis}, keep_dims={keep}) > 0, tl.argmax({nan}, {axis}, keep_dims={keep}), "
+            f"{fn}({vals}, {axis}, keep_dims={keep}))")
 
 
 def _combine(em, v: I.Value) -> str:

@@ -121,3 +121,19 @@ def test_hl_reduce_keeps_the_input_dtype(device):
     """hl.reduce is tl.reduce: an int32 sum stays int32 (and wraps as torch's int32 sum does)."""
     x = torch.randint(2**29, 2**30, (5, 17), dtype=torch.int32, device=device)
     torch.testing.assert_close(hl_reduce_add(x), x.sum(1, dtype=torch.int32))
+
+
+def test_argmax_takes_nan_as_the_extreme(device):
+    """torch.max/min(x, dim) and argmax/argmin: a row with NaN gives NaN and the first NaN's index, as
+    torch (Triton's own argmax skips NaN on the GPU; the interpreter, on numpy, does not show that, so
+    the generated code is checked for the NaN pick as well)."""
+    x = torch.randn(9, 34, device=device)[:, ::2]
+    x[2, 5] = float("nan")
+    x[2, 11] = float("nan")
+    x[6, 0] = float("nan")
+    x[4] = float("-inf")
+    torch.testing.assert_close(row_stats(x)[:, :4], _ref(x)[:, :4], rtol=1e-5, atol=1e-5, equal_nan=True)
+    b = row_stats.bind((x,))
+    code = b.to_triton_code(b.config)
+    assert code.count("arg_nan") >= 4, code  # both argmax and argmin pick NaN first
+    assert b.compile_for_target(b.config, ("cuda", 90, 32))
