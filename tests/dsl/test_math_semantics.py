@@ -81,17 +81,17 @@ def test_matches_torch(tmp_path, name, n, device):
 
 
 @pytest.mark.parametrize("name", ["pow", "round_ties", "sign_float", "fmod_int", "pow_int_const"])
-def test_builds_for_sm90(tmp_path, name):
+def test_builds_for_sm90(tmp_path, name, device):
     expr, ref, kind = CASES[name]
-    x, y = _operands(kind, 64)
+    x, y = (t.to(device) for t in _operands(kind, 64))
     k = _kernel(tmp_path, name, expr, ref(x, y).dtype)
     b = k.bind((x, y))
     assert b.compile_for_target(b.config, ("cuda", 90, 32))
 
 
-def test_integer_power_needs_a_small_constant(tmp_path):
+def test_integer_power_needs_a_small_constant(tmp_path, device):
     from helion_ops.dsl import exc
-    x, y = _operands("int", 16)
+    x, y = (t.to(device) for t in _operands("int", 16))
     with pytest.raises(exc.NotSupported, match="integer power"):
         _kernel(tmp_path, "bad_pow", "x ** y", torch.int32)(x, y)
 
@@ -132,15 +132,15 @@ def test_row_max_min_propagate_nan(tmp_path, n, device):
     _check_row_reduce(tmp_path, n, device)
 
 
-def test_float_max_min_build_nan_propagating_ptx(tmp_path):
+def test_float_max_min_build_nan_propagating_ptx(tmp_path, device):
     """Every float max and min, elementwise or reduced (whole rows or chunked), is max.NaN / min.NaN in
     the sm_90 PTX; fails on code that uses Triton's defaults (max.f32 drops NaN on the GPU)."""
-    x, y = _operands("nan", 64)
+    x, y = (t.to(device) for t in _operands("nan", 64))
     ptx = []
     for name in NAN_CASES:
         b = _kernel(tmp_path, name, CASES[name][0], torch.float32).bind((x, y))
         ptx += [r.asm["ptx"] for r in b.compile_for_target(b.config, ("cuda", 90, 32))]
-    rows = torch.randn(6, 100)
+    rows = torch.randn(6, 100, device=device)
     b = kernel_from_source(tmp_path / "k_rows.py", _ROW_REDUCE).bind((rows,))
     for cfg in _reduce_configs():
         ptx += [r.asm["ptx"] for r in b.compile_for_target(b.normalize(cfg), ("cuda", 90, 32))]

@@ -101,12 +101,12 @@ def test_dtype_argument_of_float_reductions(device):
     torch.testing.assert_close(half_sums(x), want, rtol=1e-5, atol=1e-3)
 
 
-def test_dtype_argument_where_torch_has_none(tmp_path):
+def test_dtype_argument_where_torch_has_none(tmp_path, device):
     from helion_ops.dsl import exc
     from tests.dsl.source_kernels import one_loop_kernel
     k = one_loop_kernel(tmp_path / "k.py", "out[t, 0] = torch.amax(x[t, :], 1, dtype=torch.float32)")
     with pytest.raises(exc.NotSupported, match=r"k\.py:9: .*dtype= of a max reduction"):
-        k(torch.randn(4, 8))
+        k(torch.randn(4, 8, device=device))
 
 
 @helion.kernel(autotune_effort="none")
