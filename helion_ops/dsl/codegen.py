@@ -15,7 +15,7 @@ import torch
 
 from . import codegen_ops, exc, ir as I
 from .config import Config
-from .codegen_ops import INT_NEUTRAL, NAN, NEUTRAL, UNARY_CODE
+from .codegen_ops import INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN, UNARY_CODE, UNARY_FLOAT_CODE
 from .types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
 
 
@@ -155,10 +155,9 @@ class Emitter:
             prod = " * ".join([x] * abs(e))
             return f"(1 / ({prod}))" if e < 0 else f"({prod})"
         if op == "unary":
-            code = UNARY_CODE[v.attrs["op"]]
-            if v.type.dtype.is_floating_point:  # relu(nan) and softplus(nan) are nan in torch
-                code = code.replace(", 0)", ", 0" + NAN + ")").replace(", 20)", ", 20" + NAN + ")")
-            return code.format(self.name_of(a[0]))
+            o = v.attrs["op"]
+            code = UNARY_FLOAT_CODE.get(o) if v.type.dtype.is_floating_point else None
+            return (code or UNARY_CODE[o]).format(self.name_of(a[0]))
         if op == "cast":
             return f"{self.name_of(a[0])}.to({tl_dtype(v.type.dtype)})"
         if op == "where":
@@ -391,7 +390,7 @@ class Emitter:
         if op in ("max", "min") and dtype.is_floating_point:
             self.nan_helpers.add(op)
             return f"tl.reduce({inp}, {axis}, _hl_{op}_nan, keep_dims={keep})"
-        return f"{ {'sum': 'tl.sum', 'max': 'tl.max', 'min': 'tl.min'}[op]}({inp}, {axis}, keep_dims={keep})"
+        return f"{REDUCE_FN[op]}({inp}, {axis}, keep_dims={keep})"
 
     def rolled_reduce(self, v: I.Value, r: RDimInfo) -> str:
         x = v.args[0]

@@ -164,6 +164,8 @@ class SpaceSpec:
 
 
 EVICTION_POLICIES = ("", "first", "last")
+NOT_REVERSIBLE = ("this loop cannot run in reverse (it carries values between iterations, reads a tensor it "
+                  "writes elsewhere, or makes atomic updates)")
 
 
 class ConfigSpace:
@@ -312,8 +314,7 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
         if spec.reversible_loops:  # only loops whose iterations are independent (passes.reversible)
             f["range_reverses"] = ListOf([
                 BoolFragment(False) if i in spec.reversible_loops else
-                FixedFragment(False, "this loop cannot run in reverse (it carries values between iterations, "
-                                     "reads a tensor it writes elsewhere, or makes atomic updates)")
+                FixedFragment(False, NOT_REVERSIBLE)
                 for i in range(n)])
     if spec.loads:
         f["load_eviction_policies"] = ListOf(EnumFragment(EVICTION_POLICIES, ""), spec.loads)

@@ -218,10 +218,10 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
         v = cast(lw, v, torch.int32, node)
         r = reduce(lw, "min" if kind == "all" else "max", v, axes, keepdim, node)
         return binary(lw, "!=", r, 0, node)
-    dtype = v.type.dtype
-    if dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod"):
+    in_dtype = v.type.dtype
+    if in_dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod"):
         v = cast(lw, v, torch.float32, node)  # accumulate in fp32, as torch does
-    elif dtype == torch.bool:  # max/min of bools
+    elif in_dtype == torch.bool:  # max/min of bools
         v = cast(lw, v, torch.int32, node)
     for a in reversed(axes):
         if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1
@@ -235,8 +235,8 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
             dims.pop(a)
         v = lw.emit("reduce", [v], BlockT(tuple(dims), v.type.dtype), node, op=kind, axis=a,
                     keepdim=keepdim, rdim=v.type.dims[a])
-    if v.type.dtype != dtype and kind in ("sum", "prod") and dtype in (torch.float16, torch.bfloat16):
-        v = cast(lw, v, dtype, node)
+    if v.type.dtype != in_dtype and kind in ("sum", "prod") and in_dtype in (torch.float16, torch.bfloat16):
+        v = cast(lw, v, in_dtype, node)
     return v
 
 

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from . import exc
 from . import ir as I
-from .config import Config
+from .config import NOT_REVERSIBLE, Config
 
 
 
@@ -179,9 +179,7 @@ def decide_reverses(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
         if isinstance(s, I.For):
             s.reverse = 0 <= s.loop_id < len(revs) and bool(revs[s.loop_id])
             if s.reverse and not reversible(s):
-                raise exc.NotSupported("range_reverses: this loop cannot run in reverse (it carries values "
-                                       "between iterations, reads a tensor it writes elsewhere, or makes "
-                                       "atomic updates)", s.loc)
+                raise exc.NotSupported(f"range_reverses: {NOT_REVERSIBLE}", s.loc)
     return d
 
 

@@ -118,23 +118,24 @@ def _default(shape: tuple) -> helion.Config:
 ONLINE_ABOVE = 32768
 
 
-def _default_online(shape: tuple) -> helion.Config:
-    m, n = shape
-    # H100, bf16, N=128256: 16K-column tiles, 16 warps, first pass evict_last / second evict_first (so the
-    # re-read hits L2 more often): 2.15 TB/s, against 1.96 without the hints and 1.49 for the looped kernel.
-    # The second pass last tile first: 908 against 979 us (device probe, 2026-11-27; DSL_NOTES).
+def _long_rows(n: int, loads_per_pass: int) -> helion.Config:
+    """The two long-row kernels' default: 16K-column tiles, 16 warps; the first pass keeps the row in L2
+    (evict_last), the second releases it (evict_first) and runs last tile first, so it starts on the
+    tiles most likely still there. H100, bf16, N=128256 (device probes; DSL_NOTES): forward 908 us,
+    against 979 without the reversal and 998 reversed without the hints (an earlier probe: 2.15 TB/s
+    with the hints, 1.96 without, 1.49 for the looped three-pass kernel); backward 1478 us, against 1590
+    without the reversal and 1750 for the chunked ``softmax_bwd`` (reduction_loops=[8192])."""
     return helion.Config(block_sizes=[min(16384, C.next_pow2(n)), 1], num_warps=16, num_stages=1,
-                         load_eviction_policies=["last", "first"], range_reverses=[False, True])
+                         load_eviction_policies=["last"] * loads_per_pass + ["first"] * loads_per_pass,
+                         range_reverses=[False, True])
+
+
+def _default_online(shape: tuple) -> helion.Config:
+    return _long_rows(shape[1], 1)  # x in each pass
 
 
 def _default_bwd_looped(shape: tuple) -> helion.Config:
-    m, n = shape
-    # The forward's layout: y and dy kept in L2 by the first pass (evict_last), released by the second
-    # (evict_first), which runs last tile first. H100 probe at 4096x128256 bf16: 1478 us, against 1750
-    # for the chunked ``softmax_bwd`` (reduction_loops=[8192]) and 1590 without the reversal.
-    return helion.Config(block_sizes=[min(16384, C.next_pow2(n)), 1], num_warps=16, num_stages=1,
-                         load_eviction_policies=["last", "last", "first", "first"],
-                         range_reverses=[False, True])
+    return _long_rows(shape[1], 2)  # y and dy in each pass
 
 
 def _eager_fwd(x: torch.Tensor) -> torch.Tensor:
