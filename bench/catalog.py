@@ -1,4 +1,4 @@
-"""Finding op modules that follow the op contract (docs/CONTRACTS.md §1)."""
+"""Finding the ops' benchmark specs (``bench/specs/<op>.py``, docs/CONTRACTS.md §1)."""
 from __future__ import annotations
 
 import importlib
@@ -20,8 +20,11 @@ def missing_names(mod: ModuleType) -> list[str]:
     return missing
 
 
-def discover(package: str = "helion_ops.ops") -> tuple[dict[str, ModuleType], dict[str, str]]:
-    """All contract-following modules under `package`, by NAME.
+SPECS = "bench.specs"
+
+
+def discover(package: str = SPECS) -> tuple[dict[str, ModuleType], dict[str, str]]:
+    """All contract-following spec modules under `package`, by NAME.
 
     Returns (ops, problems): problems maps a module name to why it was not
     used (import error). Modules starting with "_" and helpers lacking
@@ -47,7 +50,7 @@ def discover(package: str = "helion_ops.ops") -> tuple[dict[str, ModuleType], di
 
 
 def load(spec: str) -> ModuleType:
-    """One op module from a catalog name ("softmax"), a dotted module path, or a .py file.
+    """One op spec from a catalog name ("softmax"), a dotted module path, or a .py file.
 
     Raises LookupError when it is not found, ValueError when it breaks the contract.
     """
@@ -64,17 +67,17 @@ def load(spec: str) -> ModuleType:
         mod = importlib.import_module(spec)
     else:
         try:
-            mod = importlib.import_module(f"helion_ops.ops.{spec}")
+            mod = importlib.import_module(f"{SPECS}.{spec}")
         except ModuleNotFoundError as e:
-            if e.name not in (f"helion_ops.ops.{spec}", "helion_ops.ops", "helion_ops"):
-                raise  # the op exists but one of its imports is missing
+            if e.name not in (f"{SPECS}.{spec}", SPECS, "bench"):
+                raise  # the spec exists but one of its imports is missing
             ops, _ = discover()  # maybe NAME differs from the file name
             if spec not in ops:
-                raise LookupError(f"no op named {spec!r} in helion_ops.ops (found: {sorted(ops)})") from None
+                raise LookupError(f"no op named {spec!r} in {SPECS} (found: {sorted(ops)})") from None
             return ops[spec]
     missing = missing_names(mod)
     if missing:
-        raise ValueError(f"{spec}: not an op module, missing {', '.join(missing)}")
+        raise ValueError(f"{spec}: not an op spec, missing {', '.join(missing)}")
     return mod
 
 

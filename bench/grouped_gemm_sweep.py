@@ -63,10 +63,11 @@ def candidates(kernel: str = "dw", seed: int = 0) -> list[dict]:
 
 def problem(kernel: str, shape: tuple):
     """(kernel object, args, table shape, chooser, fp32 reference, vendor call) of one problem."""
+    from bench.specs import grouped_gemm as spec
     from helion_ops.ops import grouped_gemm as G
 
     g, m, n, k = shape
-    x, w, offs = G.make_inputs(shape, torch.bfloat16, "cuda")
+    x, w, offs = spec.make_inputs(shape, torch.bfloat16, "cuda")
     if kernel == "fwd":
         return (G.grouped_gemm_kernel, (x, w, offs, False), [g, m, n, k], G.choose_config,
                 G._eager_fwd(x, w, offs).float(), lambda: torch._grouped_mm(x, w, offs=offs))
@@ -80,12 +81,14 @@ def problem(kernel: str, shape: tuple):
 
 
 def sweep_shape(kernel: str, shape: tuple, per_shape: float, start: int = 0) -> dict:
+    from helion_ops._oplib import fit
     from helion_ops.ops import grouped_gemm as G
 
     kern, args, key, chooser, ref, vendor = problem(kernel, shape)
     t_vendor = bench_us(vendor)
-    bound = G._configure(kern, args, key, chooser, variant=G.variant_of(args))
-    t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(kernel)[start:], G._fit,
+    bound = kern.bind(args)
+    bound.config = (G._dw if kernel == "dw" else G._fwd).config_for(*args)  # the op layer's choice
+    t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(kernel)[start:], fit,
                                                  per_shape)
     print(f"{kernel} {shape}: grouped_mm {t_vendor:.0f} us, current {t_cur:.0f} us ({t_vendor / t_cur:.2f}x), "
           f"kept {best_t:.0f} us ({t_vendor / best_t:.2f}x) after {tried} candidates {json.dumps(best_cfg.to_dict())}",
@@ -119,10 +122,10 @@ def main(argv=None) -> int:
     kernels = args.kernel.split(",")
     if any(k not in KERNELS for k in kernels):
         ap.error(f"--kernel: choose from {', '.join(KERNELS)}")
+    from bench.specs import grouped_gemm as spec
     from helion_ops.dsl import pretuned
-    from helion_ops.ops import grouped_gemm as G
 
-    picked = [G.SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else G.SHAPES
+    picked = [spec.SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else spec.SHAPES
 
     def sweep(keep) -> None:
         for kernel in kernels:

@@ -64,6 +64,7 @@ def candidates(m: int, n: int, k: int, limit: int, seed: int = 0) -> list[dict]:
 
 
 def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
+    from helion_ops._oplib import fit
     from helion_ops.ops import matmul as M
 
     m, n, k, ta, tb = prob
@@ -77,7 +78,7 @@ def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
     args = (a, b, None, None, ta, tb)
     bound = M.matmul_kernel.bind(args)
     bound.config = M.config_for(args)
-    t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(m, n, k, max_candidates), M._fit,
+    t_cur, best_t, best_cfg, tried = grid_search(bound, args, ref, candidates(m, n, k, max_candidates), fit,
                                                  per_problem)
     layout = M.LAYOUTS[(ta, tb)] or "NN"
     print(f"{m}x{n}x{k} {layout}: cuBLAS {t_cublas:.1f} us, current {t_cur:.1f} us ({t_cublas / t_cur:.2f}x), "
@@ -106,11 +107,11 @@ def main(argv=None) -> int:
     ap.add_argument("--max-candidates", type=int, default=30)
     table_args(ap, "configs/<arch>/matmul.json")
     args = ap.parse_args(argv)
+    from bench.specs import matmul as spec
     from helion_ops.dsl import pretuned
-    from helion_ops.ops import matmul as M
 
     def sweep(keep) -> None:
-        shapes = M.SHAPES if args.shapes is None else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+        shapes = spec.SHAPES if args.shapes is None else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
         for prob in problems(shapes, args.problems.split(",")):
             keep(sweep_one(prob, args.per_problem, args.max_candidates))
 

@@ -22,12 +22,13 @@ A candidate must match the current config's outputs (``autotune.compare``) and b
 from __future__ import annotations
 
 import argparse
-import importlib
 import itertools
 import json
 import sys
 
 import torch
+
+from bench import catalog
 
 from bench.sweep import NOISE, bench_us, run, search, table_args
 
@@ -90,7 +91,7 @@ def sweep_shape(op: str, shape: tuple, mode: str = "bwd") -> dict | None:
     from helion_ops.dsl import Config
     from helion_ops.dsl.autotune.bench import compare
 
-    mod = importlib.import_module(f"helion_ops.ops.{op}")
+    mod = catalog.load(op)
     rec = [r for r in record(mod, shape, torch.bfloat16, mode) if r[0] == f"{op}_{mode}"]
     if not rec:
         return None
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
 
     def sweep(keep) -> None:
         for op in args.op.split(","):
-            mod = importlib.import_module(f"helion_ops.ops.{op}")
+            mod = catalog.load(op)
             for shape in pick_shapes(mod.SHAPES, args.shapes):
                 r = sweep_shape(op, tuple(shape), args.mode)
                 if r is not None:

@@ -269,7 +269,7 @@ def main(argv=None) -> int:
     for name, why in problems.items():
         say(f"op {name}: not loaded: {why}")
     if not mods:
-        say("no op modules to run" + ("" if args.op != "all" else " (none found in helion_ops.ops)"))
+        say("no op modules to run" + ("" if args.op != "all" else " (none found in bench.specs)"))
         return 1
 
     modes = _split(args.mode) or ["fwd"]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import sys
 import time
 
 import torch
+
+from bench import catalog
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 NOISE = 0.02
@@ -73,7 +74,7 @@ def tune_op(name: str, effort: str, dtype: torch.dtype, shapes, kernels, modes, 
     a run cut short keeps what it measured."""
     from helion_ops.dsl.autotune import autotune
 
-    op_mod = importlib.import_module(f"helion_ops.ops.{name}")
+    op_mod = catalog.load(name)
     entries = []
     for shape in shapes:
         for mode in modes:
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
     kernels = set(filter(None, args.kernels.split(",")))
     modes = args.mode.split(",")
     for name in args.op.split(","):
-        op_mod = importlib.import_module(f"helion_ops.ops.{name}")
+        op_mod = catalog.load(name)
         shapes = pick_shapes(op_mod.SHAPES, args.shapes)
         t0 = time.time()
         entries = tune_op(name, args.effort, DTYPES[args.dtype], shapes, kernels, modes, args.time_limit,

@@ -16,7 +16,7 @@ what was expected; each also subclasses the builtin a torch user would catch for
 
 Bad input always raises. A kernel that fails to compile or launch (unsupported arch, out of
 resources) makes the op fall back to its eager PyTorch reference with one :class:`FallbackWarning`,
-unless ``HELION_OPS_STRICT=1``, where it raises :class:`LaunchError` (see ``helion_ops._common``).
+unless ``HELION_OPS_STRICT=1``, where it raises :class:`LaunchError` (see ``helion_ops._oplib``).
 """
 from __future__ import annotations
 

@@ -141,8 +141,9 @@ def test_custom_ops_pass_opcheck():
     x = torch.randn(5, 17, device=DEVICE, requires_grad=True)
     w = torch.randn(17, device=DEVICE, requires_grad=True)
     b = torch.randn(17, device=DEVICE, requires_grad=True)
-    cases = [(S.softmax_fwd_op, (x,)), (R.rms_norm_fwd_op, (x, w, 1e-5)), (R.rms_norm_fwd_op, (x, None, 1e-5)),
-             (L.layer_norm_fwd_op, (x, w, b, 1e-5)), (L.layer_norm_fwd_op, (x, None, b, 1e-5))]
+    cases = [(S.softmax_fwd_op.custom, (x,)), (R.rms_norm_fwd_op.custom, (x, w, 1e-5)),
+             (R.rms_norm_fwd_op.custom, (x, None, 1e-5)),
+             (L.layer_norm_fwd_op.custom, (x, w, b, 1e-5)), (L.layer_norm_fwd_op.custom, (x, None, b, 1e-5))]
     for op, args in cases:
         result = torch.library.opcheck(op, args)
         assert all(v == "SUCCESS" for v in result.values()), (op, result)
@@ -192,7 +193,7 @@ def test_pretuned_sm90_configs_validate_and_compile(op):
 def test_norm_table_serves_its_own_shapes_only(op, mode, monkeypatch):
     """A norm kernel's table entry is used at its own [M, N] only: elsewhere the op's default runs, not
     the nearest entry (rows per program, and per step, were tuned for that entry's M and N)."""
-    from helion_ops import _common as C
+    from helion_ops import _oplib as C
     from helion_ops.dsl import pretuned
 
     monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
@@ -205,4 +206,4 @@ def test_norm_table_serves_its_own_shapes_only(op, mode, monkeypatch):
         entry = pretuned.lookup(op, kernel, torch.bfloat16, shape, arch="sm90", exact=(0, 1))
         assert (entry is not None) == (shape == [16384, 1000])
         want = entry or default(tuple(shape))
-        assert launcher.config_for(*args) == bound.config_space.normalize(C.clamp_blocks(bound, want))
+        assert launcher.config_for(*args) == C.fit(bound, want)

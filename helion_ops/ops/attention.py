@@ -30,28 +30,24 @@ FLOPs (what ``work`` / ``backward_work`` count, as FlashAttention does): forward
 ``4 * B * H * S_q * S_k * D``, halved when causal; backward five matmuls (recompute ``QK^T``, ``dV``, ``dP``,
 ``dQ``, ``dK``): ``2.5x`` the forward count.
 
-Integration: the ``torch.library`` custom ops ``helion_ops::attention_fwd`` / ``attention_bwd`` have
-fake implementations and ``register_autograd``, so ``torch.compile(fullgraph=True)`` traces through
-``attention`` with no graph break.
+Integration: the op layer (``helion_ops._oplib``) makes ``helion_ops::attention_fwd`` / ``attention_bwd``
+custom ops with fakes and autograd, so ``torch.compile(fullgraph=True)`` traces through ``attention``
+with no graph break.
 
-Configs: ``configs/<arch>/attention.json`` when it has an entry (nearest shape bucket), else the
-analytic defaults of ``default_config`` (per kernel, head dim, dtype); each is clamped into the bound
-kernel's ConfigSpace and cached per specialisation. Tunables beyond the standard knobs: ``causal_split``
+Configs: the op layer's policy: ``configs/<arch>/attention.json`` when it has an entry (nearest
+shape bucket; head dim and causal flag exact), else the analytic defaults of ``default_config`` (per
+kernel, head dim, dtype). Tunables beyond the standard knobs: ``causal_split``
 (causal: the forward and dQ visit the key blocks left of the diagonal band, and dK/dV the query blocks
 below it, in a loop without the mask; default on). Causal forward and dQ also take the query blocks
 last-first (``grid_reverses``, see ``_longest_first``): the longest programs start first.
 
-Measured through the harness (results/H100/attention.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
-bf16, D=128, B*S = 16K tokens, H=16, commit 735359b, 2026-11-26; TFLOP/s as counted by
-``work``/``backward_work``): forward 290-511 TFLOP/s, 0.69-0.83x SDPA's cuDNN backend and 1.19-1.53x
-its flash backend (FA2); backward 258-411 TFLOP/s, 0.70-0.91x cuDNN and 1.23-1.59x FA2. Causal
-1x16x16384 forward: 470 TFLOP/s with the reversed grid against 447 at 6c0d39d.
+Figures: results/<GPU>/attention.md (the harness, against SDPA's cuDNN and flash backends).
 
 Known limits: every kernel loads through pointers (pipelined cp.async); TMA descriptors, which the DSL
-emits and the tuner explores, ran slower on the H100 (forward 5-10%, backward 0-40%). Upstream Triton
-3.6 warp-specializes this loop on sm_90 only with 4 warps (one consumer warpgroup): with TMA and
-64-row query blocks it compiles and partitions, but ran at 0.49-0.55x the shipped config (H100 probe),
-and 128-row blocks fail in Triton's partitioner. So the forward cannot overlap its softmax with the
+emits and the tuner explores, ran slower on the H100. Upstream Triton 3.6 warp-specializes this loop
+on sm_90 only with 4 warps (one consumer warpgroup): with TMA and 64-row query blocks it compiles and
+partitions but ran slower than the shipped config (H100 probe), and 128-row blocks fail in Triton's
+partitioner. So the forward cannot overlap its softmax with the
 next block's matmuls as cuDNN's FA3-style schedule (two consumer warpgroups in ping-pong) does; it
 runs at the level of Triton's own tutorial kernel. Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3
 (wrong values) and hit a misaligned address at 128x16 w4, so the defaults avoid those.
@@ -66,30 +62,16 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
 from helion_ops.dsl.config import BoolFragment
-from helion_ops import _common as C
+from helion_ops import _oplib as C
 from helion_ops.dsl.exc import InputError
 from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, ShapeError
 
 NAME = "attention"
-METRIC = "TFLOP/s"
-
-# (B, H, S, D, causal): D=128, B*S = 16K tokens, H=16 (B*H*S = 256K rows of q), as FlashAttention benchmarks.
-SHAPES: list[tuple] = [(16384 // s, 16, s, 128, c) for c in (False, True)
-                       for s in (1024, 2048, 4096, 8192, 16384)]
-# interpreter shapes; optional 6th and 7th entries: H_kv (grouped-query attention) and S_k (keys, when
-# not S). The S=1 query attends 17 keys: with one key the exact dQ/dK are 0 and a relative error is void.
-SMALL_SHAPES: list[tuple] = [(1, 2, 1, 64, False, 2, 17), (1, 2, 17, 64, True), (2, 1, 17, 128, False),
-                             (1, 1, 130, 64, True), (1, 4, 17, 64, True, 2)]
-
-TOLERANCE = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
-GRAD_INPUTS = (0, 1, 2)
-
 HEAD_DIMS = (64, 128, 256)
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 LOG2E = 1.4426950408889634
@@ -284,13 +266,12 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
     Measured on H100 (bf16, B=4, H=16, S=4096, D=128; Triton 3.6), see the module notes:
     * fwd: 128x128 tiles, 8 warps, 3 stages, pointer loads (TMA descriptors were 5-10% slower);
       D=256 halves the tiles and stages (shared memory).
-    * dkdv: 64x64 tiles, 4 warps, 2 stages (1.16 ms causal vs 1.75 ms for FA2-Triton's 128x32 w8 s3, which
-      also *miscompiles* dK on Triton 3.6: avoid BLOCK_M=32 with 8 warps and 3 stages there).
+    * dkdv: 64x64 tiles, 4 warps, 2 stages (FA2-Triton's 128x32 w8 s3 was slower and *miscompiles* dK
+      on Triton 3.6: avoid BLOCK_M=32 with 8 warps and 3 stages there).
       Causal: 1 stage (pipelining the diagonal-start loop gave wrong dK on Triton 3.6) unless ``even``
       (both sequence lengths multiples of 128, so the loop has no masks) and D <= 128: 2 stages.
     * dq: 128x32, 8 warps (4 for D=64), 3 stages.
-    * every kernel: pointer loads. For dK/dV and dQ they ran 1.0-1.4x faster than TMA descriptors
-      (D=128, S=1K-16K, causal and not; kernel timings on the H100, 2026-11-26).
+    * every kernel: pointer loads (faster than TMA descriptors for dK/dV and dQ on the H100).
     * fp32 (IEEE dots, CPU tests): small tiles."""
     if kernel == "attn_bwd_preprocess":
         return Config(block_sizes=[128], num_warps=4, num_stages=2, indexing="pointer")
@@ -321,24 +302,20 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
     else:
         raise KeyError(kernel)
     if kernel == "attn_bwd_dkdv" and causal:
-        # Triton 3.6 on the H100 computes wrong dK (rel. err 0.01-0.7; dV and dQ right) when this
-        # loop, which starts at the key block's diagonal, is software-pipelined with partial (masked)
-        # query blocks: found by the soak (results/H100/soak.md) for D=256, GQA and S_q != S_k, all
-        # with S not a multiple of the blocks; num_stages=1 was right in every case. With S a multiple
-        # of 128 the loop has no masks, and 2 stages gave bitwise the same dK/dV 1.3-1.8x faster
-        # (D=128, S=1K-16K); D=256 stays unpipelined, as its soak failures were there.
+        # Triton 3.6 on the H100 computes wrong dK (dV and dQ right) when this loop, which starts at
+        # the key block's diagonal, is software-pipelined with partial (masked) query blocks: found by
+        # the soak (results/H100/soak.md) for D=256, GQA and S_q != S_k, all with S not a multiple of
+        # the blocks; num_stages=1 was right in every case. With S a multiple of 128 the loop has no
+        # masks, and 2 stages gave bitwise the same dK/dV, faster; D=256 stays unpipelined.
         st = 2 if even and d <= 128 else 1
     return Config(block_sizes=bs, num_warps=w, num_stages=st, indexing="pointer")
 
 
-def _fit(bound, cfg: Config) -> Config:
-    """Clamp block sizes into the bound kernel's space, drop knobs it lacks, fill the rest."""
-    space = bound.config_space
-    d = C.clamp_blocks(bound, cfg).to_dict()
-    for key in list(d):
-        if key not in space.fragments:
-            d.pop(key)
-    return bound.normalize(Config(**d))
+def _fit_attn(kernel: str):
+    def adjust(cfg: Config, args: tuple) -> Config:
+        return _longest_first(kernel, cfg, args[3] if kernel == "attn_fwd" else args[6]) if kernel != \
+            "attn_bwd_preprocess" else cfg
+    return adjust
 
 
 def _shape_key(q: torch.Tensor, k: torch.Tensor, causal: bool) -> list[int]:
@@ -346,13 +323,23 @@ def _shape_key(q: torch.Tensor, k: torch.Tensor, causal: bool) -> list[int]:
     return [b * h, s_q, k.shape[2], d, 2 if causal else 1]
 
 
-def _pretuned(kernel: str, q, k, causal: bool) -> Optional[Config]:
-    try:
-        from helion_ops.dsl import pretuned
-        # Head dim and causal flag must match exactly (see pretuned.lookup); only the sizes are bucketed.
-        return pretuned.lookup(NAME, kernel, q.dtype, _shape_key(q, k, causal), exact=(3, 4))
-    except Exception:
-        return None
+def _qkc(kernel: str, args: tuple) -> tuple:
+    """(q, k, causal) of a kernel's arguments (the preprocess kernel has no k: its shape stands in)."""
+    if kernel == "attn_fwd":
+        return args[0], args[1], args[3]
+    if kernel == "attn_bwd_preprocess":
+        return args[0], args[0], False
+    return args[0], args[1], args[6]
+
+
+def _kern(kernel: str, eager) -> C.Kern:
+    def default(args: tuple) -> Config:
+        q, k, causal = _qkc(kernel, args)
+        even = q.shape[2] % 128 == 0 and k.shape[2] % 128 == 0  # every block (<= 128) divides both lengths
+        return default_config(kernel, q.shape[-1], q.dtype, causal, even)
+    # Head dim and causal flag must match a table entry exactly; only the sizes are bucketed.
+    return C.Kern(NAME, KERNELS[kernel], default, key=lambda a: _shape_key(*_qkc(kernel, a)), exact=(3, 4),
+                  adjust=_fit_attn(kernel), eager=eager)
 
 
 def _longest_first(kernel: str, cfg: Config, causal: bool) -> Config:
@@ -363,61 +350,20 @@ def _longest_first(kernel: str, cfg: Config, causal: bool) -> Config:
     return cfg
 
 
-def config_for(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causal: bool) -> Config:
-    """The Config kernel ``kernel`` runs with on ``args`` (pretuned entry, else ``default_config``)."""
-    bound = KERNELS[kernel].bind(args)
-    cfg = _pretuned(kernel, q, k, causal)
-    if cfg is not None:
-        try:
-            return _fit(bound, _longest_first(kernel, cfg, causal))
-        except Exception:
-            pass
-    even = q.shape[2] % 128 == 0 and k.shape[2] % 128 == 0  # every block (<= 128) divides both lengths
-    return _fit(bound, _longest_first(kernel, default_config(kernel, q.shape[-1], q.dtype, causal, even), causal))
-
-
-def _launch(kernel: str, args: tuple, q: torch.Tensor, k: torch.Tensor, causal: bool):
-    bound = KERNELS[kernel].bind(args)
-    chosen = getattr(bound, "_op_config_chosen", False)
-    if chosen == C.EAGER:  # this specialisation failed before: the caller runs eager
-        raise C.UseEager
-    try:
-        if chosen is not True:
-            if not bound.kernel.configs:  # a Config pinned on the kernel (tests, tuner) wins
-                bound.config = config_for(kernel, args, q, k, causal)
-            bound._op_config_chosen = True
-        return bound(*args)
-    except Exception as e:
-        C.kernel_failed(NAME, kernel, e, bound)  # raises on bad input / strict mode; else marks bound
-        raise C.UseEager from e
+def config_for(kernel: str, args: tuple, q: torch.Tensor = None, k: torch.Tensor = None,
+               causal: bool = False) -> Config:
+    """The Config kernel ``kernel`` runs with on ``args`` (the op layer's policy)."""
+    return _KERNS[kernel].config_for(*args)
 
 
 # ---------------------------------------------------------------------------------------------
 # Host side
 # ---------------------------------------------------------------------------------------------
 
-def _unit_last(t: torch.Tensor) -> torch.Tensor:
-    return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
-
-
-def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float):
-    b, h, s_q, d = q.shape
-    s_k = k.shape[2]
-    if q.numel() == 0 or s_k == 0:  # SDPA: no keys -> zeros
-        return (torch.zeros_like(q),
-                torch.full((b, h, s_q), float("-inf"), dtype=torch.float32, device=q.device))
-    q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
-    try:
-        return _launch("attn_fwd", (q, k, v, bool(causal), float(scale) * LOG2E), q, k, causal)
-    except Exception as e:  # compile/launch failure: eager fallback or LaunchError (_common.kernel_failed)
-        C.kernel_failed(NAME, "attn_fwd", e)
-        return _eager_forward(q, k, v, causal, scale)
-
-
 def _eager_scores(q, k, causal: bool, scale: float) -> torch.Tensor:
     group = q.shape[1] // k.shape[1]
-    kf = k.float().repeat_interleave(group, 1) if group > 1 else k.float()
-    s = torch.matmul(q.float(), kf.transpose(-1, -2)) * scale
+    kf = C.acc(k).repeat_interleave(group, 1) if group > 1 else C.acc(k)
+    s = torch.matmul(C.acc(q), kf.transpose(-1, -2)) * scale
     if causal:
         keep = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
         s = s.masked_fill(~keep, float("-inf"))
@@ -428,7 +374,7 @@ def _eager_forward(q, k, v, causal: bool, scale: float):
     """(out, lse in base 2) with PyTorch in fp32: the fallback when a kernel cannot compile or launch."""
     group = q.shape[1] // k.shape[1]
     s = _eager_scores(q, k, causal, scale)
-    vf = v.float().repeat_interleave(group, 1) if group > 1 else v.float()
+    vf = C.acc(v).repeat_interleave(group, 1) if group > 1 else C.acc(v)
     out = torch.matmul(torch.softmax(s, dim=-1), vf).to(q.dtype)
     return out, torch.logsumexp(s, dim=-1) * LOG2E
 
@@ -440,7 +386,7 @@ def _eager_backward(dout, q, k, v, causal: bool, scale: float):
     h_kv, s_k = k.shape[1], k.shape[2]
     group = h // h_kv
     p = torch.softmax(_eager_scores(q, k, causal, scale), dim=-1)
-    kf, vf, qf, g = k.float(), v.float(), q.float(), dout.float()
+    kf, vf, qf, g = C.acc(k), C.acc(v), C.acc(q), C.acc(dout)
     if group > 1:
         kf, vf = kf.repeat_interleave(group, 1), vf.repeat_interleave(group, 1)
     dv = torch.matmul(p.transpose(-1, -2), g)
@@ -454,80 +400,58 @@ def _eager_backward(dout, q, k, v, causal: bool, scale: float):
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
-def _backward_impl(dout, q, k, v, out, lse, causal: bool, scale: float):
-    s_k = k.shape[2]
-    if q.numel() == 0 or s_k == 0:
-        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-    dout, q, k, v, out = (_unit_last(t) for t in (dout, q, k, v, out))
-    try:
-        delta = _launch("attn_bwd_preprocess", (out, dout), q, k, causal)
-        qk_scale = float(scale) * LOG2E
-        common = (q, k, v, dout, lse, delta, bool(causal), qk_scale, float(scale))
-        dk, dv = _launch("attn_bwd_dkdv", common, q, k, causal)
-        dq = _launch("attn_bwd_dq", common, q, k, causal)
-    except Exception as e:  # compile/launch failure: eager fallback or LaunchError (_common.kernel_failed)
-        C.kernel_failed(NAME, "attention backward", e)
-        return _eager_backward(dout, q, k, v, causal, scale)
-    return dq, dk, dv
+def _eager_delta(out, dout):
+    return (C.acc(out) * C.acc(dout)).sum(-1)
 
 
-@torch.library.custom_op("helion_ops::attention_fwd", mutates_args=())
-def attention_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-                     scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out [B, H, S_q, D], lse [B, H, S_q] fp32, base 2) of validated inputs."""
-    return _forward(q, k, v, causal, scale)
+def _eager_dkdv(q, k, v, dout, lse, delta, causal, qk_scale, sm_scale):
+    return _eager_backward(dout, q, k, v, causal, sm_scale)[1:]
 
 
-@attention_fwd_op.register_fake
-def _(q, k, v, causal, scale):
-    b, h, s_q, d = q.shape
-    return (torch.empty(q.shape, dtype=q.dtype, device=q.device),
-            torch.empty((b, h, s_q), dtype=torch.float32, device=q.device))
+def _eager_dq(q, k, v, dout, lse, delta, causal, qk_scale, sm_scale):
+    return _eager_backward(dout, q, k, v, causal, sm_scale)[0]
 
 
-@torch.library.custom_op("helion_ops::attention_bwd", mutates_args=())
+_KERNS = {"attn_fwd": _kern("attn_fwd", lambda q, k, v, causal, qs: _eager_forward(q, k, v, causal, qs / LOG2E)),
+          "attn_bwd_preprocess": _kern("attn_bwd_preprocess", _eager_delta),
+          "attn_bwd_dkdv": _kern("attn_bwd_dkdv", _eager_dkdv), "attn_bwd_dq": _kern("attn_bwd_dq", _eager_dq)}
+
+
+def _fake_fwd(q, k, v, causal, scale):
+    return torch.empty_like(q), q.new_empty(q.shape[:3], dtype=torch.float32)
+
+
+def _fake_bwd(dout, q, k, v, out, lse, causal, scale):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+@C.op("attention_bwd", fake=_fake_bwd)
 def attention_bwd_op(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                      lse: torch.Tensor, causal: bool, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) from the saved forward (FA2 scheme)."""
-    return _backward_impl(dout, q, k, v, out, lse, causal, scale)
+    if q.numel() == 0 or k.shape[2] == 0:
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    dout, q, k, v, out = (C.unit_last(t.to(q.dtype) if t is dout else t) for t in (dout, q, k, v, out))
+    delta = _KERNS["attn_bwd_preprocess"](out, dout)
+    common = (q, k, v, dout, lse, delta, bool(causal), float(scale) * LOG2E, float(scale))
+    dk, dv = _KERNS["attn_bwd_dkdv"](*common)
+    return _KERNS["attn_bwd_dq"](*common), dk, dv
 
 
-@attention_bwd_op.register_fake
-def _(dout, q, k, v, out, lse, causal, scale):
-    return (torch.empty(q.shape, dtype=q.dtype, device=q.device),
-            torch.empty(k.shape, dtype=k.dtype, device=k.device),
-            torch.empty(v.shape, dtype=v.dtype, device=v.device))
-
-
-def _setup_context(ctx, inputs, output):
+def _backward(inputs, saved, needs, dout, _dlse):
     q, k, v, causal, scale = inputs
-    out, lse = output
-    ctx.causal, ctx.scale = causal, scale
-    ctx.mark_non_differentiable(lse)
-    ctx.save_for_backward(q, k, v, out, lse)
+    return (*attention_bwd_op(dout, q, k, v, saved[0], saved[1], causal, scale), None, None)
 
 
-def _backward(ctx, dout, dlse):
-    q, k, v, out, lse = ctx.saved_tensors
-    dq, dk, dv = attention_bwd_op(dout.to(q.dtype), q, k, v, out, lse, ctx.causal, ctx.scale)
-    return dq, dk, dv, None, None
-
-
-attention_fwd_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-def _check_device(name: str, t: torch.Tensor) -> None:
-    from helion_ops.dsl.runtime import interpret_mode
-    dev = t.device.type
-    if dev == "meta":
-        return
-    if dev == "cpu" and not interpret_mode():
-        raise DeviceError(f"attention(): argument '{name}' is a CPU tensor; helion_ops runs on CUDA tensors "
-                          f"(or on CPU tensors under the Triton interpreter, TRITON_INTERPRET=1)")
-    if dev == "cuda" and interpret_mode():
-        raise DeviceError(f"attention(): argument '{name}' is a CUDA tensor but TRITON_INTERPRET=1 runs on CPU")
-    if dev not in ("cpu", "cuda"):
-        raise DeviceError(f"attention(): argument '{name}' is on device '{t.device}', which is not supported")
+@C.op("attention_fwd", eager=lambda q, k, v, causal, scale: _eager_forward(q, k, v, causal, scale),
+      fake=_fake_fwd, backward=_backward, save_outputs=(0, 1), nondiff_outputs=(1,))
+def attention_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                     scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out [B, H, S_q, D], lse [B, H, S_q] fp32, base 2) of validated inputs."""
+    if q.numel() == 0 or k.shape[2] == 0:  # SDPA: no keys -> zeros
+        return torch.zeros_like(q), torch.full(q.shape[:3], float("-inf"), dtype=torch.float32, device=q.device)
+    q, k, v = C.unit_last(q), C.unit_last(k), C.unit_last(v)
+    return _KERNS["attn_fwd"](q, k, v, bool(causal), float(scale) * LOG2E)
 
 
 def _check(q, k, v, causal, scale, attn_mask, dropout_p) -> None:
@@ -544,7 +468,7 @@ def _check(q, k, v, causal, scale, attn_mask, dropout_p) -> None:
         if t.dtype not in _DTYPES:
             raise DtypeError(f"attention(): argument '{name}' has dtype {t.dtype}; supported: "
                              f"float16, bfloat16, float32")
-        _check_device(name, t)
+        C.check_device("attention", name, t)
     for name, t in (("k", k), ("v", v)):
         if t.dtype != q.dtype:
             raise DtypeError(f"attention(): argument '{name}' has dtype {t.dtype} but 'q' has {q.dtype}; "
@@ -582,97 +506,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
     q: [B, H, S_q, D]; k, v: [B, H_kv, S_k, D] with H % H_kv == 0 (grouped-query attention);
     D in {64, 128, 256}; fp16/bf16 (or fp32), all the same dtype. ``causal`` is SDPA's ``is_causal``
     (query i attends keys j <= i); ``scale`` defaults to 1/sqrt(D). Returns [B, H, S_q, D] in q's dtype.
-    Differentiable in q, k and v; works under ``torch.compile(fullgraph=True)``.
+    Differentiable in q, k and v (to any order); works under ``torch.compile(fullgraph=True)``,
+    ``torch.func`` and on meta tensors.
     ``attn_mask`` and ``dropout_p != 0`` are refused with InputError.
     """
     _check(q, k, v, causal, scale, attn_mask, dropout_p)
     sc = float(scale) if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)) or torch.compiler.is_compiling():
-        return attention_fwd_op(q, k, v, causal, sc)[0]
-    return _forward(q, k, v, causal, sc)[0]  # eager inference: skip the custom-op dispatch
+    return attention_fwd_op(q, k, v, causal, sc)[0]
 
 
-# ---------------------------------------------------------------------------------------------
-# Op contract (docs/CONTRACTS.md §1)
-# ---------------------------------------------------------------------------------------------
-
-def _unpack(shape: tuple) -> tuple[int, int, int, int, int, int, bool]:
-    """(B, H, H_kv, S_q, S_k, D, causal) of a shape tuple (B, H, S, D, causal[, H_kv[, S_k]])."""
-    b, h, s, d, causal = shape[:5]
-    h_kv = shape[5] if len(shape) > 5 else h
-    s_k = shape[6] if len(shape) > 6 else s
-    return b, h, h_kv, s, s_k, d, bool(causal)
-
-
-def make_inputs(shape, dtype, device):
-    """(q, k, v, causal): standard normal q [B, H, S, D] and k, v [B, H_kv, S_k, D]."""
-    b, h, h_kv, s, s_k, d, causal = _unpack(shape)
-    q = torch.randn(b, h, s, d, dtype=dtype, device=device)
-    k = torch.randn(b, h_kv, s_k, d, dtype=dtype, device=device)
-    v = torch.randn(b, h_kv, s_k, d, dtype=dtype, device=device)
-    return q, k, v, causal
-
-
-def impl(q, k, v, causal):
-    return attention(q, k, v, causal)
-
-
-def eager(q, k, v, causal):
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=k.shape[1] != q.shape[1])
-
-
-def _sdpa_backend(backend):
-    def fn(q, k, v, causal):
-        from torch.nn.attention import sdpa_kernel
-        with sdpa_kernel(backend):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    fn.__name__ = f"sdpa_{backend.name.lower()}"
-    return fn
-
-
-def _baselines() -> dict:
-    try:
-        from torch.nn.attention import SDPBackend
-    except ImportError:  # pragma: no cover
-        return {}
-    return {"cudnn": _sdpa_backend(SDPBackend.CUDNN_ATTENTION), "flash": _sdpa_backend(SDPBackend.FLASH_ATTENTION)}
-
-
-BASELINES: dict = _baselines()
-
-
-def reference(q, k, v, causal):
-    """fp32 attention, returned in fp32: explicit math (fp32 matmuls, no TF32) when the score matrix
-    fits in 1 GiB, else SDPA on fp32 inputs (memory-efficient kernel, fp32 arithmetic)."""
-    q, k, v = q.float(), k.float(), v.float()
-    b, h, s_q, d = q.shape
-    s_k = k.shape[2]
-    if b * h * s_q * s_k <= 2**28:
-        return _math_attention(q, k, v, causal, 1.0 / math.sqrt(d))
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=k.shape[1] != h)
-
-
-def _math_attention(q, k, v, causal: bool, scale: float):
-    group = q.shape[1] // k.shape[1]
-    if group > 1:
-        k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
-    s = torch.matmul(q, k.transpose(-1, -2)) * scale
-    if causal:
-        s_q, s_k = q.shape[2], k.shape[2]
-        keep = torch.ones(s_q, s_k, dtype=torch.bool, device=q.device).tril()
-        s = s.masked_fill(~keep, float("-inf"))
-    return torch.matmul(torch.softmax(s, dim=-1), v)
-
-
-def work(shape, dtype) -> float:
-    """Forward FLOPs: QK^T and PV, 2 * 2 * B * H * S_q * S_k * D (S_q = S_k = S for SHAPES); halved when
-    causal (as FlashAttention counts)."""
-    b, h, _, s, s_k, d, causal = _unpack(shape)
-    f = 4.0 * b * h * s * s_k * d
-    return f / 2 if causal else f
-
-
-def backward_work(shape, dtype) -> float:
-    """Backward FLOPs: five S x S x D matmuls (QK^T recomputed, dV, dP, dQ, dK) = 2.5x the forward's
-    two, i.e. 10 * B * H * S^2 * D (halved when causal)."""
-    return 2.5 * work(shape, dtype)

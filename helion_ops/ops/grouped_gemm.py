@@ -16,31 +16,21 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
 - Backward through autograd: ``dx = grouped_gemm(dy, w^T)`` (the same kernel; ``w^T`` is read in
   place, transposed in registers) and ``dw[g] = x_g^T @ dy_g`` (one DSL kernel over
   (group, K-tile, N-tile), with a device-bounded loop over the group's rows; empty groups give 0).
-- Registered as torch.library custom ops ``helion_ops::grouped_gemm`` / ``grouped_gemm_dw`` with
-  fake kernels and autograd, so ``torch.compile`` traces through without a graph break.
+- The op layer (``helion_ops._oplib``) makes ``helion_ops::grouped_gemm`` / ``grouped_gemm_bwd`` custom
+  ops with fakes and autograd, so ``torch.compile`` traces through without a graph break.
 - Offsets are validated on the host (sorted, in ``[0, M_total]``, last == M_total): that reads G
-  ints back from the device. Pass ``validate=False`` to skip it (e.g. inside CUDA graphs);
-  ``impl`` (the benchmark entry) skips it, as ``torch._grouped_mm`` does no such check.
+  ints back from the device. Pass ``validate=False`` to skip it (e.g. inside CUDA graphs; the
+  benchmark skips it, as ``torch._grouped_mm`` does no such check). Meta tensors are not validated.
 
-Measured through the harness (results/H100/grouped_gemm.csv; H100 80GB HBM3, torch 2.11, Triton 3.6,
-bf16, commit 4122470, 2026-11-26), against ``torch._grouped_mm`` timed in the same run: forward 1.02x
-geomean (0.98-1.06x over SHAPES; 482-724 TFLOP/s), backward (dx and dw) 1.01x (0.92-1.11x; it was
-0.92x before dw's grid order, see ``choose_dw_config``). Against the Python loop of cuBLAS calls
-(``eager``): 0.95-7.95x on the forward (the loop ties or wins at 8 groups of ~2K rows with N or K = 14336,
-where each group is a large, efficient cuBLAS GEMM; which of the two shapes it wins moves between
-runs, and an interleaved device probe put ours, the loop and ``_grouped_mm`` within the card's clock
-drift of each other there), 2.8-64x on the backward. The forward and dx configs come from ``bench.grouped_gemm_sweep`` (dx keyed as variant "T" in the table), dw's from
-its dw grid (see ``choose_dw_config``). On the K=14336 shape the same kernel ran 5% faster with equal
-groups of 2048 rows than with the harness's uneven groups (a one-off kernel timing): partial tiles at
-group ends and L2 windows straddling two groups' weights cost what is left; the H100's clocks also
-drift by several percent over a long compute-bound run, so single comparisons at that size are noisy.
+Figures: results/<GPU>/grouped_gemm.md (the harness, against ``torch._grouped_mm`` and a Python loop of
+cuBLAS calls in the same run). The forward and dx configs come from ``bench.grouped_gemm_sweep`` (dx
+keyed as variant "T" in the table), dw's from its dw grid (see ``choose_dw_config``).
 
 Memory (tests/reliability/test_memory.py): the output only; autograd saves x, w and offsets; backward
 allocates dx and dw only; no workspace beyond Triton's TMA descriptor scratch (a few KiB, on GPU).
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -48,24 +38,11 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
-from helion_ops import _common as C
+from helion_ops import _oplib as C
 from helion_ops.dsl.exc import InputError
 from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, IndexOverflowError, ShapeError
 
 NAME = "grouped_gemm"
-METRIC = "TFLOP/s"
-
-# (G, M_total, N, K): MoE expert shapes (Mixtral/DeepSeek/Llama-like d_model and expert widths).
-SHAPES: list[tuple] = [
-    (8, 8192, 4096, 4096), (8, 16384, 14336, 4096), (8, 16384, 4096, 14336),
-    (16, 32768, 2048, 4096), (16, 16384, 4096, 2048),
-    (64, 65536, 1408, 2048), (64, 65536, 2048, 1408), (64, 32768, 1024, 1024),
-]
-SMALL_SHAPES: list[tuple] = [(4, 62, 65, 33), (3, 17, 65, 33), (5, 130, 65, 33)]
-
-TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
-GRAD_INPUTS = (0, 1)
-
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
@@ -134,19 +111,10 @@ def grouped_gemm_dw_kernel(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Ten
 # Configs
 # ---------------------------------------------------------------------------------------------
 
-def _num_sms() -> int:
-    from helion_ops.dsl.runtime import num_sms
-    try:
-        return num_sms()
-    except Exception:  # pragma: no cover
-        return 132
-
-
 def choose_config(g: int, m_total: int, n: int, k: int, dtype: torch.dtype) -> Config:
     """Forward config: block_sizes = [BM (rows per slot), BN, BK]. Like matmul's large-M configs
-    (TMA for w, persistent, L2-grouped), with BM 64 when groups are small on average.
-    On an H100 (bf16, 2026-11-25) 128x256x64 / 3 stages / 8 warps / persistent ran at 0.99-1.02x
-    torch._grouped_mm on three MoE shapes, 128x128x64 at 0.77-0.91x, 64x128x64 at 0.61-0.65x."""
+    (TMA for w, persistent, L2-grouped), with BM 64 when groups are small on average; 128x256x64 /
+    3 stages / 8 warps / persistent was the fastest of the tiles tried on MoE shapes (H100 sweeps)."""
     if dtype == torch.float32:
         return Config(block_sizes=[64, 64, 32], num_warps=4, num_stages=3, l2_groupings=[8],
                       pid_type="flat", indexing="tensor_descriptor")
@@ -162,35 +130,20 @@ def choose_dw_config(g: int, m_total: int, n: int, k: int, dtype: torch.dtype) -
     """dw config: block_sizes = [BM (contraction over the group's rows), BK, BN].
 
     A 128x256 output tile with a 64-row contraction step, 8 warps, 4 stages and pointer loads won on
-    all eight SHAPES on an H100 (bf16, 2026-11-26; ``python -m bench.grouped_gemm_sweep --kernel dw``, 63-76
-    candidates timed per shape, results/H100/sweeps/grouped_gemm_dw_sweep_2026-11-26.json), 0.78-0.88x
-    torch._grouped_mm's dw. Pointer loads, because a group's rows start at a device offset and end
+    every benchmark shape on an H100 (``python -m bench.grouped_gemm_sweep --kernel dw``,
+    results/H100/sweeps/). Pointer loads, because a group's rows start at a device offset and end
     mid-tile, and the rows past the end must be masked (a TMA box would read the next group's rows).
 
     Grid order: ``loop_orders=[[1, 2, 0]]`` makes the group the slowest grid dim and L2-groups the (K, N)
     tiles inside it, so the programs in flight share a few of the group's x and dy column blocks. The
     default order grouped (group, K tile) with the N tile slowest: every N tile's programs read all of x
-    (128 MB at 16384 x 4096 bf16) while a group's dy (56 MB at N = 14336) exceeds the L2. With this order
-    and a persistent grid the dw kernel went from 0.82-0.95x to 0.96-1.11x torch._grouped_mm's dw on the
-    eight SHAPES (H100 device probe: kernel timings interleaved with _grouped_mm, median of three; not a
-    harness figure)."""
+    (128 MB at 16384 x 4096 bf16) while a group's dy (56 MB at N = 14336) exceeds the L2; this order
+    with a persistent grid ran faster on every benchmark shape (H100 device probe)."""
     if dtype == torch.float32:
         return Config(block_sizes=[32, 64, 64], num_warps=4, num_stages=3, pid_type="flat",
                       indexing="tensor_descriptor", loop_orders=[[1, 2, 0]], l2_groupings=[8])
     return Config(block_sizes=[64, 128, 256], num_warps=8, num_stages=4, pid_type="persistent_interleaved",
                   indexing="pointer", loop_orders=[[1, 2, 0]], l2_groupings=[8])
-
-
-def _fit(bound, cfg: Config) -> Config:
-    return bound.normalize(C.clamp_blocks(bound, cfg))
-
-
-def _pretuned(kernel_name: str, shape: list, dtype, variant: Optional[str] = None) -> Optional[Config]:
-    try:
-        from helion_ops.dsl import pretuned
-        return pretuned.lookup(NAME, kernel_name, dtype, shape, variant=variant)
-    except Exception:
-        return None
 
 
 def variant_of(args: tuple) -> Optional[str]:
@@ -199,36 +152,23 @@ def variant_of(args: tuple) -> Optional[str]:
     return "T" if len(args) == 4 and args[3] else None
 
 
-def _launch(kernel, args: tuple, shape: list, chooser, eager):
-    """Run ``kernel`` on ``args`` with its chosen config; ``eager()`` when it fails to compile or launch
-    (see ``_common.kernel_failed``: bad input and strict mode raise)."""
-    bound = None
-    try:
-        bound = kernel.bind(args)
-        chosen = getattr(bound, "_op_config_chosen", False)
-        if chosen is not True:
-            if chosen == C.EAGER:  # failed before: eager, no new warning
-                raise C.UseEager
-            _configure(kernel, args, shape, chooser, variant_of(args))
-        return bound(*args)
-    except Exception as e:
-        C.kernel_failed(NAME, kernel.name, e, bound)
-        return eager()
+def _key(args: tuple) -> list:
+    """[G, M_total, N, K] of a forward (or dx) launch, or of a dw launch."""
+    if len(args) == 4:
+        x, w, offsets, tw = args
+        return [w.shape[0], x.shape[0], w.shape[1] if tw else w.shape[2], x.shape[1]]
+    x, dy, offsets = args
+    return [offsets.shape[0], x.shape[0], dy.shape[1], x.shape[1]]
 
 
-def _configure(kernel, args: tuple, shape: list, chooser, variant: Optional[str] = None) -> "helion.BoundKernel":
-    bound = kernel.bind(args)
-    if not getattr(bound, "_op_config_chosen", False):
-        cfg = None
-        pre = _pretuned(kernel.name, shape, args[0].dtype, variant)
-        if pre is not None:
-            try:
-                cfg = _fit(bound, pre)
-            except Exception:
-                cfg = None
-        bound.config = cfg if cfg is not None else _fit(bound, chooser(*shape, args[0].dtype))
-        bound._op_config_chosen = True
-    return bound
+def _eager_kernel(x, w, offsets, tw):
+    return _eager_fwd(x, w.transpose(1, 2) if tw else w, offsets)
+
+
+_fwd = C.Kern(NAME, grouped_gemm_kernel, lambda a: choose_config(*_key(a), a[0].dtype), key=_key,
+              variant=variant_of, eager=_eager_kernel)
+_dw = C.Kern(NAME, grouped_gemm_dw_kernel, lambda a: choose_dw_config(*_key(a), a[0].dtype), key=_key,
+             eager=lambda x, dy, offsets: _eager_dw(x, dy, offsets))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,32 +176,9 @@ def _configure(kernel, args: tuple, shape: list, chooser, variant: Optional[str]
 # ---------------------------------------------------------------------------------------------
 
 def _run_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    m_total, k = x.shape
-    g, _, n = w.shape
-    if m_total == 0 or n == 0:
-        return x.new_empty((m_total, n))
-    if k == 0:
-        return x.new_zeros((m_total, n))
-    if w.stride(2) == 1 or n == 1:
-        pw, tw = w, False
-    elif w.stride(1) == 1:
-        pw, tw = w.transpose(1, 2), True  # read w^T's storage in place
-    else:
-        pw, tw = w, False
-    args = (x, pw, offsets, tw)
-    return _launch(grouped_gemm_kernel, args, [g, m_total, n, k], choose_config,
-                   lambda: _eager_fwd(x, w, offsets))
-
-
-def _run_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    m_total, k = x.shape
-    n = dy.shape[1]
-    g = offsets.shape[0]
-    if m_total == 0 or k == 0 or n == 0:
-        return x.new_zeros((g, k, n))
-    args = (x, dy, offsets)
-    return _launch(grouped_gemm_dw_kernel, args, [g, m_total, n, k], choose_dw_config,
-                   lambda: _eager_dw(x, dy, offsets))
+    if w.stride(2) == 1 or w.shape[2] == 1 or w.stride(1) != 1:
+        return _fwd(x, w, offsets, False)
+    return _fwd(x, w.transpose(1, 2), offsets, True)  # read w^T's storage in place
 
 
 def _eager_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -270,7 +187,7 @@ def _eager_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch
     start = 0
     for g, end in enumerate(offsets.tolist()):
         if end > start:
-            out[start:end] = (x[start:end].float() @ w[g].float()).to(x.dtype)
+            out[start:end] = (C.acc(x[start:end]) @ C.acc(w[g])).to(x.dtype)
         start = end
     return out
 
@@ -281,45 +198,35 @@ def _eager_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch
     start = 0
     for g, end in enumerate(offsets.tolist()):
         if end > start:
-            dw[g] = (x[start:end].float().t() @ dy[start:end].float()).to(x.dtype)
+            dw[g] = (C.acc(x[start:end]).t() @ C.acc(dy[start:end])).to(x.dtype)
         start = end
     return dw
 
 
-@torch.library.custom_op("helion_ops::grouped_gemm", mutates_args=())
-def _grouped_gemm_op(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    return _run_fwd(x, w, offsets)
+def _fake_bwd(dy, x, w, offsets, need_x, need_w):
+    return x.new_empty(x.shape if need_x else [0]), w.new_empty(w.shape if need_w else [0])
 
 
-@_grouped_gemm_op.register_fake
-def _grouped_gemm_fake(x, w, offsets):
-    return x.new_empty((x.shape[0], w.shape[2]))
+@C.op("grouped_gemm_bwd", fake=_fake_bwd)
+def grouped_gemm_bwd_op(dy: torch.Tensor, x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, need_x: bool,
+                        need_w: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dw): dx = grouped_gemm(dy, w^T) (w^T read in place), dw[g] = x_g^T @ dy_g; empty where not needed."""
+    dy = dy.to(x.dtype)
+    dx = _run_fwd(dy, w.transpose(1, 2), offsets) if need_x else x.new_empty([0])
+    return dx, (_dw(x, dy, offsets) if need_w else w.new_empty([0]))
 
 
-@torch.library.custom_op("helion_ops::grouped_gemm_dw", mutates_args=())
-def _grouped_gemm_dw_op(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    return _run_dw(x, dy, offsets)
-
-
-@_grouped_gemm_dw_op.register_fake
-def _grouped_gemm_dw_fake(x, dy, offsets):
-    return x.new_empty((offsets.shape[0], x.shape[1], dy.shape[1]))
-
-
-def _setup_context(ctx, inputs, output):
+def _backward(inputs, saved, needs, dy):
     x, w, offsets = inputs
-    ctx.save_for_backward(x, w, offsets)
+    dx, dw = grouped_gemm_bwd_op(dy, x, w, offsets, needs[0], needs[1])
+    return dx if needs[0] else None, dw if needs[1] else None, None
 
 
-def _backward(ctx, grad):
-    x, w, offsets = ctx.saved_tensors
-    grad = grad.to(x.dtype)
-    dx = _grouped_gemm_op(grad, w.transpose(1, 2), offsets) if ctx.needs_input_grad[0] else None
-    dw = _grouped_gemm_dw_op(x, grad, offsets) if ctx.needs_input_grad[1] else None
-    return dx, dw, None
-
-
-torch.library.register_autograd("helion_ops::grouped_gemm", _backward, setup_context=_setup_context)
+@C.op("grouped_gemm", eager=_eager_fwd, fake=lambda x, w, offsets: x.new_empty((x.shape[0], w.shape[2])),
+      backward=_backward)
+def grouped_gemm_op(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``out[rows of g] = x[rows of g] @ w[g]`` of validated inputs (offsets int32, unit stride)."""
+    return _run_fwd(x, w, offsets)
 
 
 def _check(x, w, offsets, validate: bool) -> None:
@@ -346,14 +253,13 @@ def _check(x, w, offsets, validate: bool) -> None:
     if offsets.shape[0] != w.shape[0]:
         raise ShapeError(f"grouped_gemm(): 'offsets' has {offsets.shape[0]} entries but 'w' has "
                          f"G={w.shape[0]} groups")
-    if not x.is_cuda:  # CPU only under the interpreter (one attribute check on the GPU hot path)
-        C.check_device("grouped_gemm", "x", x)
+    C.check_device("grouped_gemm", "x", x)
     for name, t in (("w", w), ("offsets", offsets)):
         if t.device != x.device:
             raise DeviceError(f"grouped_gemm(): '{name}' is on {t.device} but 'x' is on {x.device}")
     if x.shape[0] >= 2**31:
         raise IndexOverflowError(f"grouped_gemm(): 'x' has {x.shape[0]} rows; at most 2**31 - 1 are supported")
-    if validate:
+    if validate and x.device.type != "meta":
         m = x.shape[0]
         o = offsets.to(torch.int64)
         prev = torch.cat([o.new_zeros(1), o[:-1]])
@@ -372,95 +278,10 @@ def grouped_gemm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, *, val
 
     x: [M_total, K], w: [G, K, N] (same dtype: fp16/bf16/fp32), offsets: [G] cumulative group ends
     (int32; int64 is converted), offsets[-1] == M_total, empty groups allowed. Returns [M_total, N].
-    Differentiable in x and w. ``validate=False`` skips the host-side check of the offsets."""
+    Differentiable in x and w (to any order). ``validate=False`` skips the host-side check of the offsets."""
     _check(x, w, offsets, validate)
     if offsets.dtype != torch.int32:
         offsets = offsets.to(torch.int32)
     if offsets.stride(0) != 1:
         offsets = offsets.contiguous()
-    if _direct_ok(x, w, offsets):
-        return _run_fwd(x, w, offsets)  # skips the custom op's dispatch (about 10 us)
-    return _grouped_gemm_op(x, w, offsets)
-
-
-def _direct_ok(*tensors) -> bool:
-    """Plain eager inference (no autograd, no tracing, no tensor subclass or functorch transform)."""
-    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
-        return False
-    grad = torch.is_grad_enabled()
-    for t in tensors:
-        if type(t) is not torch.Tensor or (grad and t.requires_grad):
-            return False
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# Op contract (docs/CONTRACTS.md §1)
-# ---------------------------------------------------------------------------------------------
-
-def group_sizes(g: int, m_total: int, seed: int = 0) -> list[int]:
-    """Deterministic, unequal group sizes summing to m_total, with one empty group (when g > 1)."""
-    gen = torch.Generator().manual_seed(seed * 1000003 + g * 7919 + m_total)
-    p = torch.rand(g, generator=gen, dtype=torch.float64) + 0.25
-    if g > 1:
-        p[g // 2] = 0.0
-    sizes = torch.floor(p / p.sum() * m_total).to(torch.int64)
-    sizes[0] += m_total - int(sizes.sum())
-    return [int(s) for s in sizes]
-
-
-def make_inputs(shape: tuple, dtype: torch.dtype, device) -> tuple:
-    g, m_total, n, k = shape[:4]
-    x = torch.randn(m_total, k, dtype=dtype, device=device)
-    w = torch.randn(g, k, n, dtype=dtype, device=device) / math.sqrt(k)
-    sizes = group_sizes(g, m_total)
-    offsets = torch.tensor(sizes, dtype=torch.int64).cumsum(0).to(device=device, dtype=torch.int32)
-    return x, w, offsets
-
-
-def impl(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    return grouped_gemm(x, w, offsets, validate=False)
-
-
-def _loop(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, dtype=None) -> torch.Tensor:
-    """A Python loop of torch.mm per group (differentiable when x or w requires grad)."""
-    ends = offsets.tolist()
-    if dtype is not None:
-        x, w = x.to(dtype), w.to(dtype)
-    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
-        starts = [0] + ends[:-1]
-        return torch.cat([x[s:e] @ w[g] for g, (s, e) in enumerate(zip(starts, ends))])
-    out = x.new_empty((x.shape[0], w.shape[2]))
-    start = 0
-    for g, end in enumerate(ends):
-        if end > start:
-            torch.mm(x[start:end], w[g], out=out[start:end])
-        start = end
-    return out
-
-
-def eager(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    return _loop(x, w, offsets)
-
-
-def _grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    return torch._grouped_mm(x, w, offs=offsets)
-
-
-BASELINES = {"loop_cublas": _loop}
-if hasattr(torch, "_grouped_mm"):
-    BASELINES = {"grouped_mm": _grouped_mm, **BASELINES}
-
-
-def reference(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    return _loop(x, w, offsets, dtype=torch.float64 if x.device.type == "cpu" else torch.float32).float()
-
-
-def work(shape: tuple, dtype) -> float:
-    g, m_total, n, k = shape[:4]
-    return 2.0 * m_total * n * k
-
-
-def backward_work(shape: tuple, dtype) -> float:
-    g, m_total, n, k = shape[:4]
-    return 4.0 * m_total * n * k
+    return grouped_gemm_op(x, w, offsets)

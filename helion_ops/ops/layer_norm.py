@@ -2,7 +2,7 @@
 
 ``layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5)`` matches
 ``torch.nn.functional.layer_norm``: any rank; the trailing ``normalized_shape`` dims are flattened
-into rows of N (a view when possible, see ``helion_ops._common``).
+into rows of N (a view when possible, see ``helion_ops._oplib.as_rows``).
 
 Kernels:
 * ``layer_norm_fwd``: one row-reduction kernel, ``for tile_m in hl.tile(m): x[tile_m, :]``; mean, then
@@ -17,9 +17,9 @@ Kernels:
   (views) are dweight and dbias. Both launches come from one kernel call (replayed back to back), not a
   launch plus torch's ``sum(0)`` and cast, which cost two more dispatches of host time per backward.
 
-Custom ops ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` carry fake implementations and autograd;
-``layer_norm_bwd`` returns ``(dx, dparams)`` with dparams that ``[K, N]`` tensor (custom ops may not
-return two outputs that share a storage), and its autograd formula takes the rows.
+The op layer (``helion_ops._oplib``) makes ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` custom ops
+with fakes and autograd; ``layer_norm_bwd`` returns ``(dx, dparams)`` with dparams that ``[K, N]`` tensor
+(custom ops may not return two outputs that share a storage), and the autograd formula takes its rows.
 
 Memory (tests/reliability/test_memory.py): forward allocates y plus ``mean`` and ``rstd`` ([M] fp32 each,
 saved for backward); backward allocates dx, one ``[K, N]`` tensor holding dweight and dbias (K as
@@ -34,15 +34,10 @@ import torch
 
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
-from helion_ops import _common as C
+from helion_ops import _oplib as C
+from helion_ops.ops._rows import norm_bwd_config, row_config
 
 NAME = "layer_norm"
-METRIC = "GB/s"
-SHAPES = [(m, n) for m in (4096, 16384, 32768) for n in (1000, 4096, 5120, 8192)] + [(4096, 4097)]
-SMALL_SHAPES = [(3, 1), (5, 17), (4, 1000), (2, 4097)]
-TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
-GRAD_INPUTS = (0, 1, 2)
-BASELINES: dict = {}
 
 
 # ---- kernels ------------------------------------------------------------------------------------
@@ -61,8 +56,7 @@ def layer_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Option
         r = torch.rsqrt(var + eps)
         y = xc * r[:, None]
         # weight and bias are loaded after the reductions: loaded first (as rms_norm_fwd does), two more
-        # row-length fp32 vectors stay live through them, and at N = 8192 with 8 warps the kernel ran 8%
-        # slower (H100 probe, fp16 and bf16), with no gain elsewhere
+        # row-length fp32 vectors stay live through them, which ran slower at N = 8192 (docs/DSL_NOTES.md)
         if weight is not None:
             y = y * weight[:].to(torch.float32)
         if bias is not None:
@@ -120,37 +114,35 @@ def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Ten
 
 
 def _default_fwd(shape: tuple) -> helion.Config:
-    m, n = shape
-    return C.row_config(m, n)
+    return row_config(*shape)
 
 
 def _default_bwd(shape: tuple) -> helion.Config:
-    return C.norm_bwd_config(*shape)
+    return norm_bwd_config(*shape)
 
 
 def _default_bwd_no_params(shape: tuple) -> helion.Config:
-    return C.norm_bwd_config(*shape, partials=False)
+    return norm_bwd_config(*shape, partials=False)
 
 
 def _eager_fwd(x, weight, bias, eps):
-    """``layer_norm_fwd``'s outputs with PyTorch (fp32 math): the fallback when the kernel cannot run."""
-    xf = x.float()
+    xf = C.acc(x)
     mean = xf.mean(-1)
     xc = xf - mean[:, None]
     rstd = torch.rsqrt((xc * xc).mean(-1) + eps)
     y = xc * rstd[:, None]
     if weight is not None:
-        y = y * weight.float()
+        y = y * C.acc(weight)
     if bias is not None:
-        y = y + bias.float()
+        y = y + C.acc(bias)
     return y.to(x.dtype), mean, rstd
 
 
 def _eager_bwd(dy, x, weight, bias, mean, rstd):
-    """``layer_norm_bwd``'s outputs with PyTorch: dx and [K, N] dweight/dbias in x's dtype (None if K = 0)."""
-    g = dy.float()
-    xhat = (x.float() - mean[:, None]) * rstd[:, None]
-    wg = g * weight.float() if weight is not None else g
+    """dx and the [K, N] dweight/dbias rows in x's dtype (None if K = 0)."""
+    g = C.acc(dy)
+    xhat = (C.acc(x) - mean[:, None]) * rstd[:, None]
+    wg = g * C.acc(weight) if weight is not None else g
     c1 = (xhat * wg).mean(-1, keepdim=True)
     c2 = wg.mean(-1, keepdim=True)
     dx = ((wg - (xhat * c1 + c2)) * rstd[:, None]).to(x.dtype)
@@ -158,111 +150,45 @@ def _eager_bwd(dy, x, weight, bias, mean, rstd):
     return dx, (torch.stack(parts).to(x.dtype) if parts else None)
 
 
-# Both kernels use their table at its own shapes only: a nearby entry's rows per program (and, in the
-# backward, per step) suit that entry's M and N. Served elsewhere, such entries ran 1.03-1.23x slower
-# than the default forward on 8 of 14 untabled shapes, and 1.09-2.05x slower than the default
-# backward on 9 of 10 (H100 probes, see docs/DSL_NOTES.md).
-_fwd = C.Launcher(NAME, layer_norm_fwd, _default_fwd, eager=_eager_fwd, exact=(0, 1))
-_bwd = C.Launcher(NAME, layer_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd,
-                  exact=(0, 1))
-# Without weight and bias the kernel has no partial-sum loop (one reduction dim fewer, its column block
-# unused), so the shipped table's entries do not fit it and this default applies.
-_bwd_no_params = C.Launcher(NAME, layer_norm_bwd, _default_bwd_no_params, key_shape=lambda a: tuple(a[1].shape),
-                            eager=_eager_bwd)
+# Both kernels use their table at its own shapes only (exact): a nearby entry's rows per program suit
+# that entry's M and N, and served elsewhere such entries ran slower than the default (docs/DSL_NOTES.md).
+_fwd = C.Kern(NAME, layer_norm_fwd, lambda a: _default_fwd(tuple(a[0].shape)), eager=_eager_fwd, exact=(0, 1))
+_bwd = C.Kern(NAME, layer_norm_bwd, lambda a: _default_bwd(tuple(a[1].shape)), eager=_eager_bwd, exact=(0, 1),
+              key=lambda a: tuple(a[1].shape))
+# Without weight and bias the kernel has no partial-sum loop, so the table's entries do not fit it.
+_bwd_no_params = C.Kern(NAME, layer_norm_bwd, lambda a: _default_bwd_no_params(tuple(a[1].shape)),
+                        eager=_eager_bwd, key=lambda a: tuple(a[1].shape))
 
 
-def _rows_fwd(x2, w, b, eps):
-    m = x2.shape[0]
-    if x2.numel() == 0:
-        stats = torch.empty([m], dtype=torch.float32, device=x2.device)
-        return torch.empty(x2.shape, dtype=x2.dtype, device=x2.device), stats, stats.clone()
-    return _fwd(x2, w, b, eps)
+def _fake_bwd(dy, x, weight, bias, mean, rstd):
+    k = (weight is not None) + (bias is not None)
+    return torch.empty_like(x), x.new_empty([k, x.shape[1]])
 
 
-# ---- torch.library ops --------------------------------------------------------------------------
-
-@torch.library.custom_op("helion_ops::layer_norm_fwd", mutates_args=())
-def layer_norm_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
-                      eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """LayerNorm of [M, N] rows; returns (y, mean[M], rstd[M]), the statistics in fp32."""
-    C.check_device(NAME, "input", x)
-    return _rows_fwd(x, weight, bias, eps)
-
-
-@layer_norm_fwd_op.register_fake
-def _(x, weight, bias, eps):
-    m = x.shape[0]
-    return (torch.empty(x.shape, dtype=x.dtype, device=x.device),
-            torch.empty([m], dtype=torch.float32, device=x.device),
-            torch.empty([m], dtype=torch.float32, device=x.device))
-
-
-@torch.library.custom_op("helion_ops::layer_norm_bwd", mutates_args=())
+@C.op("layer_norm_bwd", fake=_fake_bwd)
 def layer_norm_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor],
                       bias: Optional[torch.Tensor], mean: torch.Tensor,
                       rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(dx, dparams): dparams is [K, N] in x's dtype, K = how many of weight and bias are given, rows
     dweight (if weight) then dbias (if bias)."""
-    return _rows_bwd(dy, x, weight, bias, mean, rstd)
+    dy = C.as_rows(dy.to(x.dtype), x.shape[1])
+    if weight is None and bias is None:
+        return _bwd_no_params(dy, x, None, None, mean, rstd)[0], x.new_empty([0, x.shape[1]])
+    return _bwd(dy, x, weight, bias, mean, rstd)
 
 
-def _rows_bwd(dy, x, weight, bias, mean, rstd):
-    C.check_device(NAME, "grad_output", dy)
-    m, n = x.shape
-    k = (weight is not None) + (bias is not None)
-    if x.numel() == 0:
-        dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        return dx, torch.zeros([k, n], dtype=x.dtype, device=x.device)
-    if not k:
-        return _bwd_no_params(C.as_rows(dy, n), x, None, None, mean, rstd)[0], x.new_empty([0, n])
-    return _bwd(C.as_rows(dy, n), x, weight, bias, mean, rstd)
-
-
-def _param_grads(dparams, weight, bias, need) -> tuple:
-    """(dweight, dbias): rows (views) of ``_rows_bwd``'s dparams; None where not given or not needed."""
-    return (dparams[0] if weight is not None and need[1] else None,
-            dparams[-1] if bias is not None and need[2] else None)
-
-
-@layer_norm_bwd_op.register_fake
-def _(dy, x, weight, bias, mean, rstd):
-    k = (weight is not None) + (bias is not None)
-    return (torch.empty(x.shape, dtype=x.dtype, device=x.device),
-            torch.empty([k, x.shape[1]], dtype=x.dtype, device=x.device))
-
-
-def _setup(ctx, inputs, output) -> None:
+def _backward(inputs, saved, needs, dy, _dmean, _drstd):
     x, weight, bias, _eps = inputs
-    ctx.save_for_backward(x, weight, bias, output[1], output[2])  # bias: only its presence is used
-    ctx.mark_non_differentiable(output[1], output[2])
+    dx, dparams = layer_norm_bwd_op(dy, x, weight, bias, *saved)
+    return (dx, dparams[0] if weight is not None and needs[1] else None,
+            dparams[-1] if bias is not None and needs[2] else None, None)
 
 
-def _backward(ctx, dy, _dmean, _drstd):
-    x, weight, bias, mean, rstd = ctx.saved_tensors
-    dx, dparams = layer_norm_bwd_op(dy.to(x.dtype), x, weight, bias, mean, rstd)
-    return (dx, *_param_grads(dparams, weight, bias, ctx.needs_input_grad), None)
-
-
-layer_norm_fwd_op.register_autograd(_backward, setup_context=_setup)
-
-
-class _LayerNormFn(torch.autograd.Function):
-    """Eager training: the custom ops' kernels without torch.library's per-call dispatch (about
-    20 us forward and 35 us backward of host time, longer than the kernels on small inputs).
-    torch.compile traces the custom ops instead."""
-
-    @staticmethod
-    def forward(ctx, x2, weight, bias, eps):
-        C.check_device(NAME, "input", x2)
-        y, mean, rstd = _rows_fwd(x2, weight, bias, eps)
-        ctx.save_for_backward(x2, weight, bias, mean, rstd)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, weight, bias, mean, rstd = ctx.saved_tensors
-        dx, dparams = _rows_bwd(dy.to(x.dtype), x, weight, bias, mean, rstd)
-        return (dx, *_param_grads(dparams, weight, bias, ctx.needs_input_grad), None)
+@C.op("layer_norm_fwd", eager=_eager_fwd, backward=_backward, save_outputs=(1, 2), nondiff_outputs=(1, 2))
+def layer_norm_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+                      eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """LayerNorm of [M, N] rows; returns (y, mean[M], rstd[M]), the statistics in fp32."""
+    return _fwd(x, weight, bias, eps)
 
 
 # ---- public API ---------------------------------------------------------------------------------
@@ -273,7 +199,8 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor]
 
     ``y = (x - mean) / sqrt(var + eps) * weight + bias`` (biased variance), fp32 math, output in x's
     dtype. ``weight``/``bias`` must have shape ``normalized_shape`` and x's dtype. Differentiable (x,
-    weight, bias); works under ``torch.compile(fullgraph=True)``.
+    weight, bias, to any order); works under ``torch.compile(fullgraph=True)``, ``torch.func`` and on
+    meta tensors.
     """
     C.check_input(NAME, x)
     ns, n = C.normalized_size(NAME, x, normalized_shape)
@@ -282,54 +209,5 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor]
     if type(eps) is not float:
         eps = C.check_float(NAME, "eps", eps)
     x2 = C.as_rows(x, n)
-    w, b = C.as_vector(weight, n), C.as_vector(bias, n)
-    grad = x2.requires_grad or (w is not None and w.requires_grad) or (b is not None and b.requires_grad)
-    if torch.compiler.is_compiling():
-        y2 = layer_norm_fwd_op(x2, w, b, float(eps))[0]
-    elif grad:
-        y2 = _LayerNormFn.apply(x2, w, b, float(eps))
-    else:  # eager inference: skip the custom-op dispatch
-        C.check_device(NAME, "input", x2)
-        y2 = _rows_fwd(x2, w, b, float(eps))[0]
+    y2 = layer_norm_fwd_op(x2, C.as_vector(weight, n), C.as_vector(bias, n), eps)[0]
     return y2 if x2 is x else y2.view(x.shape)
-
-
-# ---- op contract (docs/CONTRACTS.md §1) ---------------------------------------------------------
-
-def make_inputs(shape, dtype, device):
-    """x (M, N), weight (N,), bias (N,)."""
-    m, n = shape[:2]
-    x = torch.randn((m, n), dtype=dtype, device=device)
-    w = (1.0 + 0.1 * torch.randn((n,), device=device)).to(dtype)
-    b = (0.1 * torch.randn((n,), device=device)).to(dtype)
-    return x, w, b
-
-
-def impl(x, weight, bias):
-    return layer_norm(x, (x.shape[-1],), weight, bias, 1e-5)
-
-
-def eager(x, weight, bias):
-    return torch.nn.functional.layer_norm(x, (x.shape[-1],), weight, bias, 1e-5)
-
-
-def reference(x, weight, bias):
-    """fp64 LayerNorm, returned in fp32."""
-    return torch.nn.functional.layer_norm(x.double(), (x.shape[-1],), weight.double(), bias.double(),
-                                          1e-5).float()
-
-
-def _es(dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
-
-
-def work(shape, dtype) -> float:
-    """Read x, weight and bias; write out."""
-    m, n = shape[:2]
-    return (2.0 * m * n + 2 * n) * _es(dtype)
-
-
-def backward_work(shape, dtype) -> float:
-    """Read x, dy, weight, mean and rstd; write dx, dweight and dbias."""
-    m, n = shape[:2]
-    return (3.0 * m * n + 3 * n) * _es(dtype) + 8.0 * m

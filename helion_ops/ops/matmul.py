@@ -16,32 +16,21 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
   whose rows do not start 16-byte aligned (K or N odd, e.g. 4097, in fp16/bf16), or that has no unit
   stride, is first copied into rows padded to 128 bytes (``_padded``; contiguous operands through
   ``pad_rows_kernel``), as torch.compile's pad_mm does: TMA descriptors and 16-byte vector loads need
-  aligned rows. At 4097^3 bf16 on the H100 the kernel then took 257-265 us against 960-1304 us on the
-  unaligned operands (bench.matmul_sweep, kernel time without the copies;
-  results/H100/sweeps/matmul_sweep_4097_padded_2026-11-26.json).
+  aligned rows (results/H100/sweeps/ has the 4097^3 sweep with and without padding).
 - Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on the
   stored operands read transposed (``_run``'s ``ta``/``tb``: no copies, no views),
   ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``.
-- Registered as the torch.library custom op ``helion_ops::matmul`` with a fake (meta) kernel
-  and autograd formula, so ``torch.compile`` traces through it without a graph break.
+- The op layer (``helion_ops._oplib``) makes ``helion_ops::matmul`` / ``matmul_bwd`` custom ops with
+  fakes and autograd, so ``torch.compile`` traces through it without a graph break.
 
 Configs: per shape (M, N, K, dtype) and operand layout (NN forward; NT and TN, backward's dA and dB)
 from ``configs/<arch>/matmul.json`` when it has an entry for the GPU, else from ``choose_config``
 (analytic; see there), cached per specialization. The layout is part of the key because a
-transposed operand changes which loads coalesce: backward-shaped problems on the forward's configs
-ran at 0.52-0.84x cuBLAS for 4097^3, 1024^3 and the M <= 128 shapes; on their own (bench.matmul_sweep,
-H100, 2026-11-26) at 0.93-1.19x.
+transposed operand changes which loads coalesce (backward-shaped problems ran far slower on the
+forward's configs than on their own: bench.matmul_sweep).
 
-Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, the harness at commit 4122470, 2026-11-26,
-results/H100/matmul.csv; the cuBLAS and eager columns time the same torch.matmul and differ by up
-to ~10% on large shapes, which is the run-to-run noise): forward geomean 1.08x cuBLAS over the 19
-SHAPES, lowest 0.88x (1024^3); 4097^3 (operands padded) 311 us against cuBLAS's 1023 us and
-torch.compile's 242 us (which pads to 4104, then calls cuBLAS: see docs/DSL_NOTES.md on the tile
-grid at 4097). Backward geomean 1.10x, lowest 0.65x at 2048^3. Small backwards are host-bound: the
-two GEMMs take 6-30 us on the GPU, and our backward's host path (Python autograd Function, two
-replayed launches; 78-112 us per backward in a tight loop on the H100 machine against eager's 59-89
-us, a device probe) is about as long as the head start that do_bench's L2 flush gives, so such rows
-move between runs (2048^3: 0.58x cuBLAS at cb367b7, 0.96x at bd25164, 0.65x at 4122470).
+Figures: results/<GPU>/matmul.md (the harness, against cuBLAS and torch.compile in the same run).
+Small backwards are host-bound (two GEMMs of a few us each on the GPU): see results/<GPU>/host.md.
 
 Memory (tests/reliability/test_memory.py): the output only (plus, in large GEMMs, a padded copy of an
 operand with unaligned rows, see above); autograd saves a and b (and the output with
@@ -51,7 +40,6 @@ Triton's TMA descriptor scratch (a few KiB, on GPU).
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -59,31 +47,11 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
-from helion_ops import _common as C
+from helion_ops import _oplib as C
 from helion_ops.dsl.exc import InputError
 from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, ShapeError
 
 NAME = "matmul"
-METRIC = "TFLOP/s"
-
-# (M, N, K). Square sizes, Llama-3 8B/70B projection shapes (N, K) for several token counts M,
-# and awkward sizes.
-SHAPES: list[tuple] = [
-    (1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096), (8192, 8192, 8192),
-    # Llama-3 8B: qkv/o (4096, 4096), up/gate (14336, 4096), down (4096, 14336)
-    (1, 4096, 4096), (16, 14336, 4096), (128, 4096, 14336),
-    (1024, 14336, 4096), (4096, 4096, 14336), (4096, 14336, 4096), (16384, 4096, 4096),
-    # Llama-3 70B: qkv/o (8192, 8192), up/gate (28672, 8192), down (8192, 28672)
-    (1, 8192, 8192), (16, 28672, 8192), (128, 8192, 8192), (1024, 8192, 28672),
-    (4096, 28672, 8192), (16384, 8192, 8192),
-    # awkward
-    (4000, 4000, 4000), (4097, 4097, 4097),
-]
-SMALL_SHAPES: list[tuple] = [(1, 65, 33), (17, 65, 33), (130, 65, 33)]
-
-TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
-GRAD_INPUTS = (0, 1)
-
 ACTIVATIONS = (None, "relu", "gelu", "silu")
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -137,41 +105,27 @@ def matmul_kernel(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]
 # Configs
 # ---------------------------------------------------------------------------------------------
 
-_NUM_SMS_DEFAULT = 132  # H100 SXM
-
-
-def _num_sms() -> int:
-    from helion_ops.dsl.runtime import num_sms
-    try:
-        return num_sms()
-    except Exception:  # pragma: no cover
-        return _NUM_SMS_DEFAULT
-
-
 def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[int] = None,
                   aligned: Optional[bool] = None) -> Config:
     """Analytic config for an (M, N, K) problem; block_sizes = [BM, BN, BK].
 
-    Measured on an H100 (bf16, 2026-11-25; see the module notes) and matching the Triton anchors
-    (anchors/2026-11-25-h100-triton-matmul.txt):
+    From H100 sweeps (bench.matmul_sweep) and the Triton anchors (anchors/):
     - large problems (two waves or more of 128x256 tiles, or about one wave when 128x128 tiles
-      would not make two; 2048^3: 0.91x vs 0.83x for 128x128):
+      would not make two):
       128x256x64, 3 stages (4 overflow shared memory), 8 warps, persistent (one program per SM),
       L2 grouping 8, TMA descriptors (no warp specialization: on sm_90, Triton 3.6/3.7 ignore
-      ``warp_specialize`` with 8 warps, the TTGIR has no ``ttg.warp_specialize``, so the +1-4% once
-      measured for it at 4096^2 was noise; the tuner may still pick it with 4 warps, where it is real);
+      ``warp_specialize`` with 8 warps: the TTGIR has no ``ttg.warp_specialize``; the tuner may still
+      pick it with 4 warps, where it is real);
     - fewer tiles, or operands that TMA cannot read (a row stride that is not 16-byte aligned,
-      e.g. K = 4097 in a GEMM too small to pad: 128x256 ran at 0.73x cuBLAS there, 128x128 at
-      0.89-0.92x): 128x128x64,
+      e.g. K = 4097 in a GEMM too small to pad, where 128x128 beat 128x256): 128x128x64,
       4 stages; fewer than one wave of those: 64x128x64 (more programs);
-    - 16 < M <= 256: 64-row tiles, N block 128 or 64, whichever fills the SMs (M=128, N=4096,
-      K=14336: 64x64x128 0.95x vs 64x128x64 0.74x);
+    - 16 < M <= 256: 64-row tiles, N block 128 or 64, whichever fills the SMs;
     - M <= 16 (decode): bandwidth-bound on B: 16x64 tiles with a deep K block.
     fp32 (IEEE, no tensor cores) uses moderate 64x64x32 tiles.
     ``aligned``: whether every operand row starts 16-byte aligned (TMA-readable); None infers it from
     contiguous operands of these dims.
     Block sizes are clamped to the kernel's ConfigSpace by the caller."""
-    sms = num_sms or _num_sms()
+    sms = num_sms or C.num_sms()
     if dtype == torch.float32:
         return Config(block_sizes=[64, 64, 32], num_warps=4, num_stages=3, l2_groupings=[8],
                       pid_type="flat", indexing="tensor_descriptor")
@@ -204,41 +158,30 @@ def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[
                   indexing="tensor_descriptor")
 
 
-def _fit(bound, cfg: Config) -> Config:
-    """Clamp block sizes into the bound kernel's space and drop knobs it lacks."""
-    space = bound.config_space
-    d = C.clamp_blocks(bound, cfg).to_dict()
-    if d.get("range_warp_specializes") and not space.spec.warp_specialize:
-        d.pop("range_warp_specializes")
-    return bound.normalize(Config(**d))
-
-
-def _pretuned(m: int, n: int, k: int, dtype: torch.dtype, variant: Optional[str]) -> Optional[Config]:
-    try:
-        from helion_ops.dsl import pretuned
-        return pretuned.lookup(NAME, "matmul_kernel", dtype, [m, n, k], variant=variant)
-    except Exception:
-        return None
-
-
 LAYOUTS = {(False, False): None, (False, True): "NT", (True, False): "TN", (True, True): "TT"}
 
 
-def config_for(args: tuple) -> Config:
-    """The Config used for kernel ``args`` (pretuned entry, else ``choose_config``)."""
+def _dims(args: tuple) -> tuple[int, int, int]:
     a, b, _, _, ta, tb = args
     m, k = (a.shape[1], a.shape[0]) if ta else tuple(a.shape)
-    n = b.shape[0] if tb else b.shape[1]
-    bound = matmul_kernel.bind(args)
-    # The table is keyed by layout too: a transposed operand changes which loads coalesce (1024^3
-    # with B transposed, backward's dA: 0.67x cuBLAS on the forward's config, 0.93x on its own).
-    cfg = _pretuned(m, n, k, a.dtype, LAYOUTS[(ta, tb)])
-    if cfg is not None:
-        try:
-            return _fit(bound, cfg)
-        except Exception:
-            pass
-    return _fit(bound, choose_config(m, n, k, a.dtype, aligned=_rows_aligned(a) and _rows_aligned(b)))
+    return m, (b.shape[0] if tb else b.shape[1]), k
+
+
+def _default(args: tuple) -> Config:
+    return choose_config(*_dims(args), args[0].dtype, aligned=_rows_aligned(args[0]) and _rows_aligned(args[1]))
+
+
+def _eager_kernel(a, b, bias, activation, ta, tb):
+    return _eager2d(a.t() if ta else a, b.t() if tb else b, bias, activation)
+
+
+# The table is keyed by layout too: a transposed operand changes which loads coalesce.
+_mm = C.Kern(NAME, matmul_kernel, _default, key=_dims, variant=lambda a: LAYOUTS[(a[4], a[5])], eager=_eager_kernel)
+
+
+def config_for(args: tuple) -> Config:
+    """The Config used for kernel ``args`` (the op layer's policy: table, else ``choose_config``)."""
+    return _mm.config_for(*args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,8 +214,7 @@ def _rows_aligned(t: torch.Tensor) -> bool:
 
 
 # Padding an operand whose rows are not 16-byte aligned (K or N = 4097 in bf16) costs one copy of it;
-# it pays once the GEMM is compute-bound and large: unaligned rows rule out TMA and vector loads, and
-# the kernel then ran 4-5x slower than on the same data with padded rows (4097^3 bf16 on the H100).
+# it pays once the GEMM is compute-bound and large: unaligned rows rule out TMA and vector loads.
 PAD_MIN_MNK = 2 ** 27   # m * n * k: about 512^3
 PAD_MIN_MN = 256        # min(m, n): below it the GEMM is bound by reading one operand, as the copy is
 
@@ -291,11 +233,9 @@ def pad_rows_kernel(src: torch.Tensor, cols: int, width: int):
     return out
 
 
-# H100, 4097^2 bf16 into 4160-element rows: torch's copy_ into the padded view takes 43-48 us (its strided
-# elementwise kernel), this kernel 28-30 us with 1024-4096 lanes (device probes), torch.compile's pad
-# kernel (the same flat form) 24 us.
-_pad = C.Launcher(NAME, pad_rows_kernel, lambda shape: Config(block_sizes=[1024], num_warps=4),
-                  eager=lambda src, cols, width: torch.nn.functional.pad(src.view(-1, cols), (0, width - cols)).view(-1))
+# Faster than torch's copy_ into the padded view (a strided elementwise kernel; device probes).
+_pad = C.Kern(NAME, pad_rows_kernel, lambda args: Config(block_sizes=[1024], num_warps=4),
+              eager=lambda src, cols, width: torch.nn.functional.pad(src.view(-1, cols), (0, width - cols)).view(-1))
 
 
 def _pad_rows(p: torch.Tensor) -> torch.Tensor:
@@ -344,31 +284,18 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
     ``ta`` (B likewise), so backward's transposed operands need no view of their own."""
     m, k = (a.shape[1], a.shape[0]) if ta else (a.shape[0], a.shape[1])
     n = b.shape[0] if tb else b.shape[1]
-    if m == 0 or n == 0 or k == 0:
-        return _eager2d(a.t() if ta else a, b.t() if tb else b, bias, activation)
     if bias is not None and bias.stride(0) != 1:
         bias = bias.contiguous()
+    if m == 0 or n == 0 or k == 0:
+        return _eager_kernel(a, b, bias, activation, ta, tb)
     pa, pb, ta, tb = _operands(a, b, m, n, k, ta, tb)
-    args = (pa, pb, bias, activation, ta, tb)
-    bound = None
-    try:
-        bound = matmul_kernel.bind(args)
-        chosen = getattr(bound, "_op_config_chosen", False)
-        if chosen is not True:
-            if chosen == C.EAGER:  # this specialisation failed before: eager, no new warning
-                raise C.UseEager
-            bound.config = config_for(args)
-            bound._op_config_chosen = True
-        return bound(*args)
-    except Exception as e:  # compile/launch failure: eager fallback or LaunchError (_common.kernel_failed)
-        C.kernel_failed(NAME, "matmul_kernel", e, bound)
-        return _eager2d(pa.t() if ta else pa, pb.t() if tb else pb, bias, activation)
+    return _mm(pa, pb, bias, activation, ta, tb)
 
 
 def _eager2d(a, b, bias, activation):
-    z = torch.matmul(a.float(), b.float())
+    z = torch.matmul(C.acc(a), C.acc(b))
     if bias is not None:
-        z = z + bias.float()
+        z = z + C.acc(bias)
     return _act(z, activation).to(a.dtype)
 
 
@@ -396,69 +323,46 @@ def _act_grad(z: torch.Tensor, activation: str) -> torch.Tensor:
     raise AssertionError(activation)
 
 
-@torch.library.custom_op("helion_ops::matmul", mutates_args=())
-def _matmul_op(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]) -> torch.Tensor:
-    return _run(a, b, bias, activation)
+def _fake_bwd(grad, a, b, bias, out, activation, need_a, need_b):
+    return (a.new_empty(a.shape if need_a else [0]), b.new_empty(b.shape if need_b else [0]),
+            a.new_empty([0]) if bias is None else bias.new_empty(bias.shape))
 
 
-@_matmul_op.register_fake
-def _matmul_fake(a, b, bias, activation):
-    return a.new_empty((a.shape[0], b.shape[1]))
-
-
-def _setup_context(ctx, inputs, output):
-    a, b, bias, activation = inputs
-    ctx.activation = activation
-    ctx.has_bias = bias is not None
-    ctx.bias_dtype = bias.dtype if bias is not None else None
-    ctx.save_for_backward(a, b, bias, output if activation == "relu" else None)
-
-
-def _backward(ctx, grad):
-    a, b, bias, out = ctx.saved_tensors
-    act = ctx.activation
-    if act is None:
+@C.op("matmul_bwd", fake=_fake_bwd)
+def matmul_bwd_op(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor],
+                  out: Optional[torch.Tensor], activation: Optional[str], need_a: bool,
+                  need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dA, dB, dbias) of ``activation(a @ b + bias)``: ``dZ = grad * act'(z)``, dA = dZ @ B^T, dB = A^T @ dZ
+    (the forward's kernel on the stored operands read transposed); empty where not needed."""
+    if activation is None:
         dz = grad
-    elif act == "relu":
+    elif activation == "relu":
         dz = grad * (out > 0).to(grad.dtype)
     else:
-        z = _mm(a, b, bias, None).float()
-        dz = (grad.float() * _act_grad(z, act)).to(a.dtype)
-    if dz.dtype != a.dtype:
-        dz = dz.to(a.dtype)
+        z = _run(a, b, bias, None).float()
+        dz = grad.float() * _act_grad(z, activation)
+    dz = dz.to(a.dtype)
     if _worth_padding(a.shape[0], b.shape[1], a.shape[1]):
-        dz = _padded(dz)  # dz is an operand of both GEMMs: pad it once here, not in each
-    da = _mm(dz, b, None, None, tb=True) if ctx.needs_input_grad[0] else None   # dZ @ B^T
-    db = _mm(a, dz, None, None, ta=True) if ctx.needs_input_grad[1] else None   # A^T @ dZ
-    dbias = dz.float().sum(0).to(ctx.bias_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
-    return da, db, dbias, None
+        dz = _padded(dz)  # an operand of both GEMMs: padded once here, not in each
+    da = _run(dz, b, None, None, tb=True) if need_a else a.new_empty([0])
+    db = _run(a, dz, None, None, ta=True) if need_b else b.new_empty([0])
+    dbias = dz.float().sum(0).to(bias.dtype) if bias is not None else a.new_empty([0])
+    return da, db, dbias
 
 
-torch.library.register_autograd("helion_ops::matmul", _backward, setup_context=_setup_context)
+def _backward(inputs, saved, needs, grad):
+    a, b, bias, activation = inputs
+    da, db, dbias = matmul_bwd_op(grad.to(a.dtype), a, b, bias, saved[0] if activation == "relu" else None,
+                                  activation, needs[0], needs[1])
+    return (da if needs[0] else None, db if needs[1] else None,
+            dbias if bias is not None and needs[2] else None, None)
 
 
-def _mm(a, b, bias, activation, ta: bool = False, tb: bool = False):
-    """A GEMM inside backward (operands as in ``_run``): the kernel launch itself, unless the result must
-    be differentiable again (create_graph=True) or is being traced (torch.compile), which need the
-    custom op."""
-    if torch.is_grad_enabled() or torch.compiler.is_compiling():
-        return _matmul_op(a.t() if ta else a, b.t() if tb else b, bias, activation)
-    return _run(a, b, bias, activation, ta, tb)
-
-
-class _MatmulFn(torch.autograd.Function):
-    """Eager training: the custom op's kernels and backward without torch.library's per-call
-    dispatch (tens of us of host time per GEMM, longer than the GEMM itself below ~2048^3)."""
-
-    @staticmethod
-    def forward(ctx, a, b, bias, activation):
-        out = _run(a, b, bias, activation)
-        _setup_context(ctx, (a, b, bias, activation), out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _backward(ctx, grad)
+@C.op("matmul", eager=_eager2d, backward=_backward, save_outputs=(0,))
+def matmul_op(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor],
+              activation: Optional[str]) -> torch.Tensor:
+    """``activation(a @ b + bias)`` of a 2-D ``a`` [M, K] and ``b`` [K, N]."""
+    return _run(a, b, bias, activation)
 
 
 def _check(a, b, bias, activation) -> None:
@@ -494,78 +398,15 @@ def _check(a, b, bias, activation) -> None:
         raise InputError(f"matmul(): 'activation' must be one of {ACTIVATIONS}, got {activation!r}")
 
 
-def _direct_ok(*tensors) -> bool:
-    """Plain eager inference (no autograd, no tracing, no tensor subclass or functorch transform):
-    the kernel can be launched without going through the custom op."""
-    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
-        return False
-    grad = torch.is_grad_enabled()
-    for t in tensors:
-        if t is not None and (type(t) is not torch.Tensor or (grad and t.requires_grad)):
-            return False
-    return True
-
-
-def _eager_autograd_ok(*tensors) -> bool:
-    """Eager training on plain tensors: autograd.Function is enough (torch.compile and functorch
-    transforms go through the custom op)."""
-    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
-        return False
-    return all(t is None or type(t) is torch.Tensor for t in tensors)
-
-
 def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
            activation: Optional[str] = None) -> torch.Tensor:
     """``activation(a @ b + bias)`` with fp32 accumulation; see the module docstring.
 
     a: [..., K] (fp16/bf16/fp32), b: [K, N] (same dtype), bias: [N] or None,
     activation: None | "relu" | "gelu" | "silu". Returns [..., N] in a's dtype.
-    Differentiable in a, b and bias."""
+    Differentiable in a, b and bias (to any order); works under torch.compile, torch.func and on
+    meta tensors."""
     _check(a, b, bias, activation)
-    lead = a.shape[:-1]
     a2 = a if a.dim() == 2 else a.reshape(-1, a.shape[-1])
-    if _direct_ok(a, b, bias):
-        out = _run(a2, b, bias, activation)  # skips the custom op's dispatch (about 10 us)
-    elif _eager_autograd_ok(a, b, bias):
-        out = _MatmulFn.apply(a2, b, bias, activation)
-    else:
-        out = _matmul_op(a2, b, bias, activation)
-    return out if a.dim() == 2 else out.reshape(*lead, b.shape[1])
-
-
-# ---------------------------------------------------------------------------------------------
-# Op contract (docs/CONTRACTS.md §1)
-# ---------------------------------------------------------------------------------------------
-
-def make_inputs(shape: tuple, dtype: torch.dtype, device) -> tuple:
-    m, n, k = shape[:3]
-    a = torch.randn(m, k, dtype=dtype, device=device)
-    b = torch.randn(k, n, dtype=dtype, device=device) / math.sqrt(k)
-    return a, b
-
-
-def impl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return matmul(a, b)
-
-
-def eager(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.matmul(a, b)
-
-
-BASELINES = {"cublas": torch.matmul}
-
-
-def reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.device.type == "cpu":
-        return torch.matmul(a.double(), b.double()).float()
-    return torch.matmul(a.float(), b.float())
-
-
-def work(shape: tuple, dtype) -> float:
-    m, n, k = shape[:3]
-    return 2.0 * m * n * k
-
-
-def backward_work(shape: tuple, dtype) -> float:
-    m, n, k = shape[:3]
-    return 4.0 * m * n * k
+    out = matmul_op(a2, b, bias, activation)
+    return out if a.dim() == 2 else out.reshape(*a.shape[:-1], b.shape[1])

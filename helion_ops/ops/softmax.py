@@ -2,16 +2,15 @@
 
 ``softmax(x, dim=-1)`` matches ``torch.nn.functional.softmax``: any rank; the reduced dim is moved last
 (``movedim``), the tensor is viewed as [M, N] rows (a copy only when the last dim is strided, see
-``helion_ops._common``), one row-reduction kernel runs, and the result is moved back.
+``helion_ops._oplib.as_rows``), one row-reduction kernel runs, and the result is moved back.
 
 Kernels (one source each; the Config chooses the variant):
 * ``softmax_fwd``: ``for tile_m in hl.tile(m): x[tile_m, :]``; max, exp, sum in fp32, stored in x's dtype.
   Persistent (whole rows in registers, one read of x) when ``reduction_loops=[None]``; looped over chunks
   of the row when ``reduction_loops=[chunk]`` (three passes over the row: max, sum, output).
 * ``softmax_fwd_online``: for rows too long for registers (next_pow2(N) > ``ONLINE_ABOVE``): an online
-  softmax over column tiles, two passes (running max and rescaled sum; output). On the H100 it beat
-  the three-pass looped kernel at N=128256 (2.15 vs 1.49 TB/s, bf16, counting one read and one write;
-  2.31 TB/s in the harness once its second pass ran reversed, see below).
+  softmax over column tiles, two passes (running max and rescaled sum; output) instead of the looped
+  kernel's three (measured in results/<GPU>/softmax.md and docs/DSL_NOTES.md).
 * ``softmax_bwd``: ``dx = y * (dy - sum(dy * y))``, same structure.
 * ``softmax_bwd_looped``: the backward for the same long rows, as two explicit loops over column tiles
   (``sum(y * dy)``, then dx).
@@ -19,11 +18,11 @@ Kernels (one source each; the Config chooses the variant):
 Long rows take their second pass last tile first (``range_reverses``): with every SM streaming its own
 256 KB row, only the most recently read part of a row is still in L2 when the second pass begins.
 
-Both are ``torch.library`` custom ops (``helion_ops::softmax_fwd`` / ``softmax_bwd``) with fake
-implementations and autograd, so ``torch.compile(fullgraph=True)`` sees no graph break.
+The op layer (``helion_ops._oplib``) makes ``helion_ops::softmax_fwd`` / ``softmax_bwd`` custom ops with
+fakes and autograd, so ``torch.compile(fullgraph=True)`` sees no graph break.
 
 Memory (tests/reliability/test_memory.py): the output only, forward and backward; autograd saves the
-output. No workspace. A copy of x only when its reduced dim is strided (``_common.as_rows``).
+output (and references x). No workspace. A copy of x only when its reduced dim is strided (``as_rows``).
 """
 from __future__ import annotations
 
@@ -31,17 +30,10 @@ import torch
 
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
-from helion_ops import _common as C
+from helion_ops import _oplib as C
+from helion_ops.ops._rows import row_config
 
 NAME = "softmax"
-METRIC = "GB/s"
-# Llama-like (M, N), each input <= 1 GiB in bf16; N=1000 and 4097 are the awkward (non power of two) rows.
-SHAPES = [(m, n) for m in (4096, 16384, 32768) for n in (1000, 4096, 5120, 8192, 32000, 128256)
-          if m * n * 2 <= 2**30] + [(4096, 4097)]
-SMALL_SHAPES = [(3, 1), (5, 17), (4, 1000), (2, 4097)]
-TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
-GRAD_INPUTS = (0,)
-BASELINES: dict = {}
 
 
 # ---- kernels ------------------------------------------------------------------------------------
@@ -110,8 +102,7 @@ def softmax_bwd(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
 
 
 def _default(shape: tuple) -> helion.Config:
-    m, n = shape
-    return C.row_config(m, n)
+    return row_config(*shape)
 
 
 # Rows longer than this (next power of two) do not fit in registers: they run the two-pass online kernel.
@@ -121,10 +112,7 @@ ONLINE_ABOVE = 32768
 def _long_rows(n: int, loads_per_pass: int) -> helion.Config:
     """The two long-row kernels' default: 16K-column tiles, 16 warps; the first pass keeps the row in L2
     (evict_last), the second releases it (evict_first) and runs last tile first, so it starts on the
-    tiles most likely still there. H100, bf16, N=128256 (device probes; DSL_NOTES): forward 908 us,
-    against 979 without the reversal and 998 reversed without the hints (an earlier probe: 2.15 TB/s
-    with the hints, 1.96 without, 1.49 for the looped three-pass kernel); backward 1478 us, against 1590
-    without the reversal and 1750 for the chunked ``softmax_bwd`` (reduction_loops=[8192])."""
+    tiles most likely still there (device probes in docs/DSL_NOTES.md)."""
     return helion.Config(block_sizes=[min(16384, C.next_pow2(n)), 1], num_warps=16, num_stages=1,
                          load_eviction_policies=["last"] * loads_per_pass + ["first"] * loads_per_pass,
                          range_reverses=[False, True])
@@ -139,92 +127,37 @@ def _default_bwd_looped(shape: tuple) -> helion.Config:
 
 
 def _eager_fwd(x: torch.Tensor) -> torch.Tensor:
-    """The kernels' result with PyTorch (fp32 math): the fallback when a kernel cannot compile or launch."""
-    return torch.softmax(x.float(), dim=-1).to(x.dtype)
+    return torch.softmax(C.acc(x), dim=-1).to(x.dtype)
 
 
 def _eager_bwd(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    yf, gf = y.float(), dy.float()
+    yf, gf = C.acc(y), C.acc(dy)
     return (yf * (gf - (yf * gf).sum(-1, keepdim=True))).to(y.dtype)
 
 
-_fwd = C.Launcher(NAME, softmax_fwd, _default, eager=_eager_fwd)
-_fwd_online = C.Launcher(NAME, softmax_fwd_online, _default_online, eager=_eager_fwd)
-_bwd = C.Launcher(NAME, softmax_bwd, _default, eager=_eager_bwd)
-_bwd_looped = C.Launcher(NAME, softmax_bwd_looped, _default_bwd_looped, eager=_eager_bwd)
+def _kern(kernel, default, eager):
+    return C.Kern(NAME, kernel, lambda a: default(tuple(a[0].shape)), eager=eager)
 
 
-def _rows_fwd(x2: torch.Tensor) -> torch.Tensor:
-    if x2.numel() == 0:
-        return torch.empty(x2.shape, dtype=x2.dtype, device=x2.device)
-    if C.next_pow2(x2.shape[1]) > ONLINE_ABOVE:
-        return _fwd_online(x2)
-    return _fwd(x2)
+_fwd, _fwd_online = _kern(softmax_fwd, _default, _eager_fwd), _kern(softmax_fwd_online, _default_online, _eager_fwd)
+_bwd, _bwd_looped = _kern(softmax_bwd, _default, _eager_bwd), _kern(softmax_bwd_looped, _default_bwd_looped, _eager_bwd)
 
 
-# ---- torch.library ops --------------------------------------------------------------------------
-
-@torch.library.custom_op("helion_ops::softmax_fwd", mutates_args=())
-def softmax_fwd_op(x: torch.Tensor) -> torch.Tensor:
-    """Row softmax of a 2-D [M, N] tensor (unit stride along N)."""
-    C.check_device(NAME, "input", x)
-    return _rows_fwd(x)
-
-
-@softmax_fwd_op.register_fake
-def _(x: torch.Tensor) -> torch.Tensor:
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
-
-
-@torch.library.custom_op("helion_ops::softmax_bwd", mutates_args=())
+@C.op("softmax_bwd", eager=_eager_bwd)
 def softmax_bwd_op(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """Gradient of row softmax: y * (dy - sum(dy * y, -1))."""
-    return _rows_bwd(y, dy)
+    dy = C.as_rows(dy.to(y.dtype), y.shape[1])
+    return (_bwd_looped if C.next_pow2(y.shape[1]) > ONLINE_ABOVE else _bwd)(y, dy)
 
 
-def _rows_bwd(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    C.check_device(NAME, "grad_output", dy)
-    if y.numel() == 0:
-        return torch.empty(y.shape, dtype=y.dtype, device=y.device)
-    dy = C.as_rows(dy, y.shape[1])
-    if C.next_pow2(y.shape[1]) > ONLINE_ABOVE:
-        return _bwd_looped(y, dy)
-    return _bwd(y, dy)
+def _backward(inputs, saved, needs, dy):
+    return (softmax_bwd_op(saved[0], dy),)
 
 
-@softmax_bwd_op.register_fake
-def _(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    return torch.empty(y.shape, dtype=y.dtype, device=y.device)
-
-
-def _setup(ctx, inputs, output) -> None:
-    ctx.save_for_backward(output)
-
-
-def _backward(ctx, dy: torch.Tensor) -> torch.Tensor:
-    (y,) = ctx.saved_tensors
-    return softmax_bwd_op(y, dy.to(y.dtype))
-
-
-softmax_fwd_op.register_autograd(_backward, setup_context=_setup)
-
-
-class _SoftmaxFn(torch.autograd.Function):
-    """Eager training: the same kernels as the custom ops, without torch.library's per-call
-    dispatch (about 20 us forward and 35 us backward of host time, which is longer than the
-    kernels on small inputs). torch.compile traces the custom ops instead."""
-
-    @staticmethod
-    def forward(ctx, x2: torch.Tensor) -> torch.Tensor:
-        C.check_device(NAME, "input", x2)
-        y = _rows_fwd(x2)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return _rows_bwd(y, dy.to(y.dtype))
+@C.op("softmax_fwd", eager=_eager_fwd, backward=_backward, save_outputs=(0,))
+def softmax_fwd_op(x: torch.Tensor) -> torch.Tensor:
+    """Row softmax of a 2-D [M, N] tensor (unit stride along N)."""
+    return (_fwd_online if C.next_pow2(x.shape[1]) > ONLINE_ABOVE else _fwd)(x)
 
 
 # ---- public API ---------------------------------------------------------------------------------
@@ -233,7 +166,8 @@ def softmax(x: torch.Tensor, dim: int = -1, dtype: torch.dtype | None = None) ->
     """Softmax of ``x`` along ``dim`` (like ``torch.nn.functional.softmax``).
 
     fp32, fp16 and bf16 inputs; fp32 math; the result has ``x``'s dtype (or ``dtype``, to which ``x`` is
-    cast first, as in torch). Differentiable; works under ``torch.compile(fullgraph=True)``.
+    cast first, as in torch). Differentiable (to any order); works under ``torch.compile(fullgraph=True)``,
+    ``torch.func`` and on meta tensors.
     """
     C.check_input(NAME, x)
     if dtype is not None:
@@ -256,50 +190,7 @@ def softmax(x: torch.Tensor, dim: int = -1, dtype: torch.dtype | None = None) ->
                            f"(expected {-nd} <= dim < {nd})")
     dim %= nd
     xt = x if dim == nd - 1 else x.movedim(dim, -1)
-    n = xt.shape[-1]
-    x2 = C.as_rows(xt, n)
-    if torch.compiler.is_compiling():
-        y2 = softmax_fwd_op(x2)
-    elif x2.requires_grad:
-        y2 = _SoftmaxFn.apply(x2)
-    else:  # eager inference: skip the custom-op dispatch
-        C.check_device(NAME, "input", x2)
-        y2 = _rows_fwd(x2)
+    x2 = C.as_rows(xt, xt.shape[-1])
+    y2 = softmax_fwd_op(x2)
     y = y2 if x2 is xt else y2.view(xt.shape)
     return y if dim == nd - 1 else y.movedim(-1, dim)
-
-
-# ---- op contract (docs/CONTRACTS.md §1) ---------------------------------------------------------
-
-def make_inputs(shape, dtype, device):
-    """One random (M, N) matrix."""
-    return (torch.randn(shape, dtype=dtype, device=device),)
-
-
-def impl(x):
-    return softmax(x, dim=-1)
-
-
-def eager(x):
-    return torch.softmax(x, dim=-1)
-
-
-def reference(x):
-    """fp64 softmax, returned in fp32."""
-    return torch.softmax(x.double(), dim=-1).float()
-
-
-def _es(dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
-
-
-def work(shape, dtype) -> float:
-    """One read of x and one write of out."""
-    m, n = shape[:2]
-    return 2.0 * m * n * _es(dtype)
-
-
-def backward_work(shape, dtype) -> float:
-    """Read y and dy, write dx."""
-    m, n = shape[:2]
-    return 3.0 * m * n * _es(dtype)

@@ -3,7 +3,7 @@ the autotuner's per-candidate overhead. `pytest --benchmark-only tests/bench/` r
 dispatch benchmark of test_host_overhead.py; scripts/test compares them with the stored baseline
 tests/bench/data/benchmarks/baseline.json (see the README).
 
-Codegen: each catalog kernel (every helion_ops.dsl kernel object in an op module) is bound to the
+Codegen: each catalog kernel (every helion_ops.dsl kernel object in ``helion_ops.ops.<op>``) is bound to the
 arguments the op itself passes it on its first SMALL_SHAPES case (forward, and backward for ops with
 gradients), then a fresh copy of the kernel (nothing parsed or bound yet) generates its Triton source
 for the default config: parse + specialise + lower + emit, no Triton compile.
@@ -26,16 +26,21 @@ ROUNDS = dict(rounds=5, iterations=1, warmup_rounds=1)
 def _discover():
     """(ops by NAME, [(op, kernel attribute name)]) for the catalog; empty while it does not import."""
     try:
+        import importlib
+
         from bench import catalog
         from helion_ops.dsl.runtime import Kernel
 
         ops, _ = catalog.discover()
+        kernels = {op: importlib.import_module(f"helion_ops.ops.{op}") for op in ops}
     except Exception:
-        return {}, []
-    return ops, [(op, name) for op, mod in ops.items() for name, k in vars(mod).items() if isinstance(k, Kernel)]
+        return {}, [], {}
+    return ops, [(op, name) for op, mod in kernels.items() for name, k in vars(mod).items()
+                 if isinstance(k, Kernel)], kernels
 
 
-OPS, KERNELS = _discover()
+OPS, KERNELS, OP_MODS = _discover()
+
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,7 +84,7 @@ def _fresh(kernel):
 @pytest.mark.parametrize("op,name", KERNELS or [(None, None)], ids=[f"{o}.{n}" for o, n in KERNELS] or ["none"])
 @pytest.mark.benchmark(group="codegen")
 def test_codegen_time(benchmark, op, name):
-    kernel = getattr(OPS[op], name)
+    kernel = getattr(OP_MODS[op], name)
     args = _bound_args(op, kernel)
 
     def codegen():
@@ -95,7 +100,7 @@ def test_codegen_time(benchmark, op, name):
 def test_autotuner_overhead_per_candidate(benchmark):
     from helion_ops.dsl.autotune import Effort, autotune
 
-    kernel = next(getattr(OPS[o], n) for o, n in KERNELS if o == "matmul")
+    kernel = next(getattr(OP_MODS[o], n) for o, n in KERNELS if o == "matmul")
     bound = _fresh(kernel).bind(_bound_args("matmul", kernel))
     seen = []
 

@@ -21,14 +21,14 @@ def test_soak_cpu_tiny_run(tmp_path):
 
 
 def test_soak_catches_a_wrong_result(monkeypatch):
-    from helion_ops.ops import softmax as S
+    from bench.specs import softmax as S
     monkeypatch.setattr(S, "impl", lambda x: S.softmax(x) * 1.01)
     rows = soak.run_case("softmax", (4, 33), "float32", "cpu")
     assert [r["ok"] for r in rows] == [False, False] and "tolerance" in rows[0]["error"]
 
 
 def test_soak_reports_kernel_errors(monkeypatch):
-    from helion_ops.ops import matmul as M
+    from bench.specs import matmul as M
 
     def boom(a, b):
         raise RuntimeError("launch failed")

@@ -10,17 +10,18 @@ from bench import sweep
 def test_grid_search_keeps_the_fastest_valid_candidate(monkeypatch):
     """The shared search loop (interpreter, a fake timer): a candidate that cannot be built is skipped,
     the fastest valid one wins, and the timer never sees a rejected config."""
+    from helion_ops import _oplib as C
     from helion_ops.ops import matmul as M
 
     a, b = torch.randn(17, 33), torch.randn(33, 65)
     args = (a, b, None, None, False, False)
     bound = M.matmul_kernel.bind(args)
-    bound.config = M._fit(bound, M.Config(block_sizes=[16, 16, 16], num_warps=4, num_stages=1))
+    bound.config = C.fit(bound, M.Config(block_sizes=[16, 16, 16], num_warps=4, num_stages=1))
     monkeypatch.setattr(sweep, "bench_us", lambda fn: 100.0 / bound.config["block_sizes"][1])
     grid = [dict(block_sizes=[16, 32, 16], num_warps=4, num_stages=1),
             dict(block_sizes=[16, 32, 16], num_warps=4, num_stages=1, no_such_knob=1),
             dict(block_sizes=[16, 64, 16], num_warps=4, num_stages=1)]
-    t_cur, best_t, best_cfg, tried = sweep.grid_search(bound, args, a @ b, grid, M._fit, seconds=60)
+    t_cur, best_t, best_cfg, tried = sweep.grid_search(bound, args, a @ b, grid, C.fit, seconds=60)
     assert (t_cur, best_t, tried) == (100.0 / 16, 100.0 / 64, 2)
     assert list(best_cfg["block_sizes"]) == [16, 64, 16]
 

@@ -2,7 +2,7 @@
 import torch
 
 from bench import tune
-from helion_ops.ops import matmul, rms_norm, softmax
+from bench.specs import matmul, rms_norm, softmax
 
 
 def test_record_forward_kernels_and_keys():

@@ -7,10 +7,13 @@ import math
 
 import pytest
 import torch
+
+from helion_ops import _oplib as C
 import torch.nn.functional as F
 
 from helion_ops.dsl.exc import InputError
 from helion_ops.ops import attention as A
+from bench.specs import attention as A_spec
 
 
 # ---- references -----------------------------------------------------------------------------------
@@ -130,16 +133,13 @@ def test_causal_split_with_unequal_blocks(s, blocks, device, monkeypatch):
 
     bm, bn = blocks
     sizes = {"attn_fwd": [bm, bn], "attn_bwd_dq": [bm, bn], "attn_bwd_dkdv": [bn, bm], "attn_bwd_preprocess": [16]}
-    monkeypatch.setattr(A, "_pretuned", lambda *a, **k: None)
     monkeypatch.setattr(A, "default_config", lambda kernel, *a, **k: Config(
         block_sizes=sizes[kernel], num_warps=4, num_stages=2, indexing="pointer"))
-    for kern in A.KERNELS.values():
-        kern.reset()
+    C.reset_caches()
     try:
         run_and_check(1, 2, 1, s, s, 64, True, torch.float32, device)
     finally:
-        for kern in A.KERNELS.values():
-            kern.reset()
+        C.reset_caches()
 
 
 @pytest.mark.parametrize("s_q,s_k", [(17, 130), (130, 17)])
@@ -159,13 +159,13 @@ def test_custom_scale(device):
 
 def test_matches_sdpa_and_contract(device):
     """make_inputs/impl/eager/reference agree on every SMALL_SHAPE (forward)."""
-    for shape in A.SMALL_SHAPES:
-        inputs = A.make_inputs(shape, torch.float32, device)
-        out = A.impl(*inputs)
-        ref = A.reference(*inputs)
-        ref_e = A.eager(*inputs)
+    for shape in A_spec.SMALL_SHAPES:
+        inputs = A_spec.make_inputs(shape, torch.float32, device)
+        out = A_spec.impl(*inputs)
+        ref = A_spec.reference(*inputs)
+        ref_e = A_spec.eager(*inputs)
         err = ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
-        assert err < A.TOLERANCE[torch.float32], (shape, err)
+        assert err < A_spec.TOLERANCE[torch.float32], (shape, err)
         assert ((ref_e - ref).abs().max() / ref.abs().max()).item() < 1e-4
 
 
@@ -209,10 +209,10 @@ def test_public_api():
 
 def test_custom_ops_opcheck(device):
     q, k, v, do = make(1, 2, 1, 17, 17, 64, torch.float32, device)
-    torch.library.opcheck(A.attention_fwd_op, (q, k, v, True, 0.125),
+    torch.library.opcheck(A.attention_fwd_op.custom, (q, k, v, True, 0.125),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     out, lse = A.attention_fwd_op(q, k, v, True, 0.125)
-    torch.library.opcheck(A.attention_bwd_op, (do, q, k, v, out, lse, True, 0.125),
+    torch.library.opcheck(A.attention_bwd_op.custom, (do, q, k, v, out, lse, True, 0.125),
                           test_utils=("test_schema", "test_faketensor"))
 
 
@@ -236,15 +236,15 @@ def test_torch_compile_fullgraph_forward_and_backward(device):
 
 def test_work_counts():
     shape = (2, 16, 1024, 128, False)
-    assert A.work(shape, torch.bfloat16) == 4 * 2 * 16 * 1024 * 1024 * 128
-    assert A.work((2, 16, 1024, 128, True), torch.bfloat16) == A.work(shape, torch.bfloat16) / 2
-    assert A.backward_work(shape, torch.bfloat16) == 2.5 * A.work(shape, torch.bfloat16)
-    for s in A.SHAPES:
+    assert A_spec.work(shape, torch.bfloat16) == 4 * 2 * 16 * 1024 * 1024 * 128
+    assert A_spec.work((2, 16, 1024, 128, True), torch.bfloat16) == A_spec.work(shape, torch.bfloat16) / 2
+    assert A_spec.backward_work(shape, torch.bfloat16) == 2.5 * A_spec.work(shape, torch.bfloat16)
+    for s in A_spec.SHAPES:
         b, h, seq, d, causal = s
         assert d == 128 and seq in (1024, 2048, 4096, 8192, 16384) and isinstance(causal, bool)
         assert 64 * 1024 <= b * h * seq <= 256 * 1024
-    assert {s[2] for s in A.SMALL_SHAPES} >= {1, 17, 130} and {s[3] for s in A.SMALL_SHAPES} == {64, 128}
-    assert set(A.BASELINES) == {"cudnn", "flash"} and A.GRAD_INPUTS == (0, 1, 2)
+    assert {s[2] for s in A_spec.SMALL_SHAPES} >= {1, 17, 130} and {s[3] for s in A_spec.SMALL_SHAPES} == {64, 128}
+    assert set(A_spec.BASELINES) == {"cudnn", "flash"} and A_spec.GRAD_INPUTS == (0, 1, 2)
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------
@@ -372,10 +372,10 @@ def test_causal_backward_gpu_soak_regressions(b, h, h_kv, s_q, s_k, d, device):
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 def test_fp16_gpu_against_tolerance(causal, device):
     shape = (2, 8, 1024, 128, causal)
-    inputs = A.make_inputs(shape, torch.float16, device)
-    out = A.impl(*inputs)
-    ref = A.reference(*inputs)
-    assert ((out.float() - ref).abs().max() / ref.abs().max()).item() < A.TOLERANCE[torch.float16]
+    inputs = A_spec.make_inputs(shape, torch.float16, device)
+    out = A_spec.impl(*inputs)
+    ref = A_spec.reference(*inputs)
+    assert ((out.float() - ref).abs().max() / ref.abs().max()).item() < A_spec.TOLERANCE[torch.float16]
 
 
 def test_config_for_head_dim_without_a_table_entry(monkeypatch):
@@ -391,7 +391,7 @@ def test_config_for_head_dim_without_a_table_entry(monkeypatch):
         q = torch.empty(4, 16, 4096, d, dtype=torch.bfloat16, device="meta")
         args = (q, q, q, False, 0.1)
         cfg = A.config_for("attn_fwd", args, q, q, False)
-        want = A._fit(A.attn_fwd.bind(args), A.default_config("attn_fwd", d, torch.bfloat16, False))
+        want = C.fit(A.attn_fwd.bind(args), A.default_config("attn_fwd", d, torch.bfloat16, False))
         if d == 256:
             assert list(cfg["block_sizes"]) == list(want["block_sizes"]) == [64, 64]
         else:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helion_ops import _oplib as C
+
 from helion_ops.dsl.exc import InputError
 from helion_ops.ops import grouped_gemm as GG
+from bench.specs import grouped_gemm as GG_spec
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -22,17 +25,17 @@ def inputs(sizes, n=65, k=33, dtype=torch.float32, device="cpu"):
 
 
 def ref_gg(x, w, offsets):
-    return GG._loop(x.double(), w.double(), offsets)
+    return GG_spec._loop(x.double(), w.double(), offsets)
 
 
-@pytest.mark.parametrize("shape", GG.SMALL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", GG_spec.SMALL_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_small_shapes_fp32(shape, device):
-    x, w, offsets = GG.make_inputs(shape, torch.float32, device)
-    sizes = GG.group_sizes(shape[0], shape[1])
+    x, w, offsets = GG_spec.make_inputs(shape, torch.float32, device)
+    sizes = GG_spec.group_sizes(shape[0], shape[1])
     assert 0 in sizes and len(set(sizes)) > 2  # an empty group, unequal groups
     out = GG.grouped_gemm(x, w, offsets)
     assert out.shape == (shape[1], shape[2])
-    assert rel_err(out, GG.reference(x, w, offsets)) < 1e-4
+    assert rel_err(out, GG_spec.reference(x, w, offsets)) < 1e-4
 
 
 @pytest.mark.parametrize("sizes", [[0, 17, 0, 1], [130], [1, 0, 0, 129, 0]], ids=str)
@@ -64,7 +67,7 @@ def test_backward(device):
     g = torch.randn_like(out)
     gx, gw = torch.autograd.grad(out, (x, w), g)
     x64, w64 = (t.detach().double().requires_grad_() for t in (x, w))
-    rx, rw = torch.autograd.grad(GG._loop(x64, w64, offsets), (x64, w64), g.double())
+    rx, rw = torch.autograd.grad(GG_spec._loop(x64, w64, offsets), (x64, w64), g.double())
     assert rel_err(gx, rx) < 1e-4
     assert rel_err(gw, rw) < 1e-4
     assert gw[2].abs().max() == 0  # empty group: zero weight gradient
@@ -88,7 +91,7 @@ def test_dw_grid_keeps_a_group_together():
     x, _, offsets = inputs([40, 0, 90])
     dy = torch.randn(130, 65)
     bound = GG.grouped_gemm_dw_kernel.bind((x, dy, offsets))
-    cfg = GG._fit(bound, GG.choose_dw_config(3, 130, 65, 33, torch.float16).replace(block_sizes=[16, 16, 16]))
+    cfg = C.fit(bound, GG.choose_dw_config(3, 130, 65, 33, torch.float16).replace(block_sizes=[16, 16, 16]))
     code = bound.to_triton_code(cfg)
     assert "pid_1 = first_pid +" in code and "pid_0 = rem %" in code
     dw = bound.run(cfg, x, dy, offsets)
@@ -107,9 +110,9 @@ def test_one_launch_no_group_loop():
 
 def test_custom_op_registration():
     x, w, offsets = inputs([10, 31, 0, 21])
-    torch.library.opcheck(GG._grouped_gemm_op, (x, w, offsets),
+    torch.library.opcheck(GG.grouped_gemm_op.custom, (x, w, offsets),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
-    torch.library.opcheck(GG._grouped_gemm_dw_op, (x, torch.randn(62, 65), offsets),
+    torch.library.opcheck(GG.grouped_gemm_bwd_op.custom, (torch.randn(62, 65), x, w, offsets, True, True),
                           test_utils=("test_schema", "test_faketensor"))
 
 
@@ -146,14 +149,14 @@ def test_bad_inputs(bad, match):
 def test_contract():
     for name in ("NAME", "METRIC", "SHAPES", "SMALL_SHAPES", "make_inputs", "impl", "eager", "BASELINES",
                  "reference", "work", "TOLERANCE", "GRAD_INPUTS", "backward_work"):
-        assert hasattr(GG, name), name
-    assert GG.NAME == "grouped_gemm" and GG.METRIC == "TFLOP/s"
-    assert {s[0] for s in GG.SHAPES} == {8, 16, 64}
-    assert all(8192 <= s[1] <= 65536 and 1024 <= s[2] <= 14336 and 1024 <= s[3] <= 14336 for s in GG.SHAPES)
-    assert "loop_cublas" in GG.BASELINES
-    assert ("grouped_mm" in GG.BASELINES) == hasattr(torch, "_grouped_mm")
+        assert hasattr(GG_spec, name), name
+    assert GG.NAME == "grouped_gemm" and GG_spec.METRIC == "TFLOP/s"
+    assert {s[0] for s in GG_spec.SHAPES} == {8, 16, 64}
+    assert all(8192 <= s[1] <= 65536 and 1024 <= s[2] <= 14336 and 1024 <= s[3] <= 14336 for s in GG_spec.SHAPES)
+    assert "loop_cublas" in GG_spec.BASELINES
+    assert ("grouped_mm" in GG_spec.BASELINES) == hasattr(torch, "_grouped_mm")
     for g, m in [(8, 8192), (64, 65536)]:
-        sizes = GG.group_sizes(g, m)
+        sizes = GG_spec.group_sizes(g, m)
         assert sum(sizes) == m and 0 in sizes and min(sizes) >= 0
 
 
@@ -171,13 +174,13 @@ def test_sm90_forward_and_dw_wgmma():
     w = torch.empty(g, k, n, dtype=torch.bfloat16, device="meta")
     offsets = torch.empty(g, dtype=torch.int32, device="meta")
     bound = GG.grouped_gemm_kernel.bind((x, w, offsets, False))
-    cfg = GG._fit(bound, GG.choose_config(g, m, n, k, torch.bfloat16))
+    cfg = C.fit(bound, GG.choose_config(g, m, n, k, torch.bfloat16))
     assert cfg["pid_type"] == "persistent_interleaved" and cfg["indexing"] == "tensor_descriptor"
     ptx = _compile(bound, cfg)
     assert "wgmma" in ptx and "cp.async.bulk.tensor" in ptx  # TMA for w (x rows are jagged: pointers)
     dy = torch.empty(m, n, dtype=torch.bfloat16, device="meta")
     bound = GG.grouped_gemm_dw_kernel.bind((x, dy, offsets))
-    ptx = _compile(bound, GG._fit(bound, GG.choose_dw_config(g, m, n, k, torch.bfloat16)))
+    ptx = _compile(bound, C.fit(bound, GG.choose_dw_config(g, m, n, k, torch.bfloat16)))
     assert "wgmma" in ptx
 
 
@@ -186,21 +189,21 @@ def test_sm90_forward_and_dw_wgmma():
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(8, 8192, 4096, 4096), (64, 32768, 1024, 1024), (5, 130, 65, 33)])
 def test_gpu_bf16(shape):
-    x, w, offsets = GG.make_inputs(shape, torch.bfloat16, "cuda")
-    out = GG.impl(x, w, offsets)
-    assert rel_err(out, GG.reference(x, w, offsets)) < GG.TOLERANCE[torch.bfloat16]
+    x, w, offsets = GG_spec.make_inputs(shape, torch.bfloat16, "cuda")
+    out = GG_spec.impl(x, w, offsets)
+    assert rel_err(out, GG_spec.reference(x, w, offsets)) < GG_spec.TOLERANCE[torch.bfloat16]
     if hasattr(torch, "_grouped_mm") and shape[2] % 8 == 0 and shape[3] % 8 == 0:
-        assert rel_err(out, GG._grouped_mm(x, w, offsets)) < GG.TOLERANCE[torch.bfloat16]
+        assert rel_err(out, GG_spec._grouped_mm(x, w, offsets)) < GG_spec.TOLERANCE[torch.bfloat16]
 
 
 @pytest.mark.gpu
 def test_gpu_bf16_backward():
-    x, w, offsets = GG.make_inputs((8, 4096, 512, 1024), torch.bfloat16, "cuda")
+    x, w, offsets = GG_spec.make_inputs((8, 4096, 512, 1024), torch.bfloat16, "cuda")
     x.requires_grad_(True)
     w.requires_grad_(True)
     out = GG.grouped_gemm(x, w, offsets)
     g = torch.randn_like(out)
     gx, gw = torch.autograd.grad(out, (x, w), g)
     x32, w32 = (t.detach().float().requires_grad_() for t in (x, w))
-    rx, rw = torch.autograd.grad(GG._loop(x32, w32, offsets), (x32, w32), g.float())
+    rx, rw = torch.autograd.grad(GG_spec._loop(x32, w32, offsets), (x32, w32), g.float())
     assert rel_err(gx, rx) < 2e-2 and rel_err(gw, rw) < 2e-2

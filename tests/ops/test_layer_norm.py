@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 
 import helion_ops
-from helion_ops import _common as C
+from helion_ops import _oplib as C
 from helion_ops.dsl import Config, exc
 from tests.conftest import DEVICE  # cuda on a GPU machine, else cpu (interpreter)
 from helion_ops.ops import layer_norm as L
+from bench.specs import layer_norm as L_spec
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 COLS = [1, 17, 1000, 4097]
@@ -72,7 +73,7 @@ def test_looped_forward_and_multirow_backward(n):
     bwd = Config(block_sizes=[4, 2, 16], reduction_loops=[None, None], num_warps=4, num_stages=1)
     x, w, b = rand(7, n), rand(n), rand(n)
     with C.use_config("layer_norm_fwd", fwd), C.use_config("layer_norm_bwd", bwd):
-        assert "for roffset" in L._fwd.entry((x, w, b, 1e-5))[0].to_triton_code(fwd)
+        assert "for roffset" in L._fwd.bound(x, w, b, 1e-5).to_triton_code(fwd)
         run_and_check(x, w, b)
         run_and_check(x.half(), w.half(), b.half())
         run_and_check(x, None, b)
@@ -172,13 +173,13 @@ def test_nn_module_matches_torch_state_dict():
 
 
 def test_contract():
-    for shape in L.SMALL_SHAPES:
-        inputs = L.make_inputs(shape, torch.float32, DEVICE)
+    for shape in L_spec.SMALL_SHAPES:
+        inputs = L_spec.make_inputs(shape, torch.float32, DEVICE)
         floor = 1e-6 if shape[1] == 1 else 1e-30
-        assert rel_err(L.impl(*inputs), L.reference(*inputs), floor) < L.TOLERANCE[torch.float32]
-        assert rel_err(L.eager(*inputs), L.reference(*inputs), floor) < L.TOLERANCE[torch.float32]
-    assert L.GRAD_INPUTS == (0, 1, 2)
-    assert L.backward_work((4096, 4096), torch.bfloat16) > L.work((4096, 4096), torch.bfloat16)
+        assert rel_err(L_spec.impl(*inputs), L_spec.reference(*inputs), floor) < L_spec.TOLERANCE[torch.float32]
+        assert rel_err(L_spec.eager(*inputs), L_spec.reference(*inputs), floor) < L_spec.TOLERANCE[torch.float32]
+    assert L_spec.GRAD_INPUTS == (0, 1, 2)
+    assert L_spec.backward_work((4096, 4096), torch.bfloat16) > L_spec.work((4096, 4096), torch.bfloat16)
 
 
 @pytest.mark.gpu

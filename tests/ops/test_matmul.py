@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from helion_ops import _oplib as C
 import torch.nn.functional as F
 
 from helion_ops.dsl.exc import InputError
 from helion_ops.ops import matmul as M
+from bench.specs import matmul as M_spec
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -22,20 +25,20 @@ def ref_mm(a, b, bias=None, activation=None):
     return M._act(z, activation)
 
 
-@pytest.mark.parametrize("shape", M.SMALL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", M_spec.SMALL_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_small_shapes_fp32(shape, device):
-    a, b = M.make_inputs(shape, torch.float32, device)
+    a, b = M_spec.make_inputs(shape, torch.float32, device)
     out = M.matmul(a, b)
     assert out.shape == (shape[0], shape[1]) and out.dtype == torch.float32
-    assert rel_err(out, M.reference(a, b)) < 1e-4
+    assert rel_err(out, M_spec.reference(a, b)) < 1e-4
 
 
 @pytest.mark.parametrize("m", [1, 130])
 def test_fp16(m, device):
-    a, b = M.make_inputs((m, 65, 33), torch.float16, device)
+    a, b = M_spec.make_inputs((m, 65, 33), torch.float16, device)
     out = M.matmul(a, b)
     assert out.dtype == torch.float16
-    assert rel_err(out, M.reference(a, b)) < M.TOLERANCE[torch.float16]
+    assert rel_err(out, M_spec.reference(a, b)) < M_spec.TOLERANCE[torch.float16]
 
 
 @pytest.mark.parametrize("ta,tb", [(True, False), (False, True), (True, True)])
@@ -94,8 +97,8 @@ def test_unaligned_operands_padded_when_worth_it(ta, tb, monkeypatch, device):
     monkeypatch.setattr(M, "PAD_MIN_MNK", 0)
     monkeypatch.setattr(M, "PAD_MIN_MN", 0)
     seen = []
-    real = M.config_for
-    monkeypatch.setattr(M, "config_for", lambda args: seen.append(args[:2]) or real(args))
+    real = M._mm
+    monkeypatch.setattr(M, "_mm", lambda *args: seen.append(args[:2]) or real(*args))
     m, n, k = 17, 65, 33
     a = torch.randn(k, m, device=device).t() if ta else torch.randn(m, k, device=device)
     b = torch.randn(n, k, device=device).t() if tb else torch.randn(k, n, device=device)
@@ -207,7 +210,7 @@ def test_backward_transposed_a_and_strided_b(device):
 
 def test_custom_op_registration():
     a, b, bias = torch.randn(17, 33), torch.randn(33, 65), torch.randn(65)
-    torch.library.opcheck(M._matmul_op, (a, b, bias, "relu"),
+    torch.library.opcheck(M.matmul_op.custom, (a, b, bias, "relu"),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
@@ -234,16 +237,16 @@ def test_bad_inputs(bad, match):
 def test_contract():
     for name in ("NAME", "METRIC", "SHAPES", "SMALL_SHAPES", "make_inputs", "impl", "eager", "BASELINES",
                  "reference", "work", "TOLERANCE", "GRAD_INPUTS", "backward_work"):
-        assert hasattr(M, name), name
-    assert M.NAME == "matmul" and M.METRIC == "TFLOP/s" and M.GRAD_INPUTS == (0, 1)
-    assert 15 <= len(M.SHAPES) <= 25 and all(len(s) == 3 for s in M.SHAPES)
-    assert M.work((2, 3, 5), torch.bfloat16) == 60 and M.backward_work((2, 3, 5), torch.bfloat16) == 120
-    assert "cublas" in M.BASELINES
+        assert hasattr(M_spec, name), name
+    assert M.NAME == "matmul" and M_spec.METRIC == "TFLOP/s" and M_spec.GRAD_INPUTS == (0, 1)
+    assert 15 <= len(M_spec.SHAPES) <= 25 and all(len(s) == 3 for s in M_spec.SHAPES)
+    assert M_spec.work((2, 3, 5), torch.bfloat16) == 60 and M_spec.backward_work((2, 3, 5), torch.bfloat16) == 120
+    assert "cublas" in M_spec.BASELINES
 
 
 def test_chooser_configs_validate():
     """Every benchmark shape's chosen config fits the kernel's ConfigSpace (bf16, meta tensors)."""
-    for m, n, k in M.SHAPES:
+    for m, n, k in M_spec.SHAPES:
         a = torch.empty(m, k, dtype=torch.bfloat16, device="meta")
         b = torch.empty(k, n, dtype=torch.bfloat16, device="meta")
         cfg = M.config_for((a, b, None, None, False, False))
@@ -286,7 +289,7 @@ def test_sm90_tma_persistent_wgmma(trans_a):
     b = torch.empty(k, n, dtype=torch.bfloat16, device="meta")
     bias = torch.empty(n, dtype=torch.bfloat16, device="meta")
     bound = M.matmul_kernel.bind((a, b, bias, "relu", trans_a, False))
-    cfg = M._fit(bound, M.choose_config(m, n, k, torch.bfloat16))
+    cfg = C.fit(bound, M.choose_config(m, n, k, torch.bfloat16))
     assert cfg["pid_type"] == "persistent_interleaved" and cfg["indexing"] == "tensor_descriptor"
     assert cfg.get("block_sizes") == [128, 256, 64] and cfg["num_stages"] == 3
     code = bound.to_triton_code(cfg)
@@ -305,7 +308,7 @@ def test_sm90_warp_specialized_and_small_m():
     a = torch.empty(4096, 4096, dtype=torch.bfloat16, device="meta")
     bound = M.matmul_kernel.bind((a, b, None, None, False, False))
     # 4 warps: on sm_90 Triton (3.6, 3.7) only warp-specializes then; with 8 it ignores the flag.
-    cfg = M._fit(bound, M.choose_config(4096, 4096, 4096, torch.bfloat16).replace(range_warp_specializes=[True],
+    cfg = C.fit(bound, M.choose_config(4096, 4096, 4096, torch.bfloat16).replace(range_warp_specializes=[True],
                                                                                   num_warps=4))
     ck = _ptx(bound, cfg)
     if bound.config_space.spec.warp_specialize:
@@ -314,7 +317,7 @@ def test_sm90_warp_specialized_and_small_m():
     assert "wgmma" in ck.asm["ptx"]
     a16 = torch.empty(16, 4096, dtype=torch.bfloat16, device="meta")
     bound = M.matmul_kernel.bind((a16, b, None, None, False, False))
-    cfg = M._fit(bound, M.choose_config(16, 4096, 4096, torch.bfloat16))
+    cfg = C.fit(bound, M.choose_config(16, 4096, 4096, torch.bfloat16))
     assert cfg.get("block_sizes")[0] == 16
     assert "cp.async.bulk.tensor" in _ptx(bound, cfg).asm["ptx"]
 
@@ -325,8 +328,8 @@ def test_sm90_warp_specialized_and_small_m():
 @pytest.mark.parametrize("shape", [(1, 4096, 4096), (130, 65, 33), (1000, 1000, 1000), (4097, 4097, 4097),
                                    (2048, 2048, 2048)])
 def test_gpu_bf16(shape):
-    a, b = M.make_inputs(shape, torch.bfloat16, "cuda")
-    assert rel_err(M.impl(a, b), M.reference(a, b)) < M.TOLERANCE[torch.bfloat16]
+    a, b = M_spec.make_inputs(shape, torch.bfloat16, "cuda")
+    assert rel_err(M_spec.impl(a, b), M_spec.reference(a, b)) < M_spec.TOLERANCE[torch.bfloat16]
 
 
 @pytest.mark.gpu
@@ -347,7 +350,7 @@ def test_gpu_bf16_epilogue_backward():
 
 @pytest.mark.gpu
 def test_gpu_fp32_is_ieee():
-    a, b = M.make_inputs((256, 256, 1024), torch.float32, "cuda")
+    a, b = M_spec.make_inputs((256, 256, 1024), torch.float32, "cuda")
     ref = (a.double() @ b.double()).float()
     assert rel_err(M.matmul(a, b), ref) < 1e-5
 

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 
 import helion_ops
-from helion_ops import _common as C
+from helion_ops import _oplib as C
 from helion_ops.dsl import Config, exc
 from tests.conftest import DEVICE  # cuda on a GPU machine, else cpu (interpreter)
 from helion_ops.ops import rms_norm as R
+from bench.specs import rms_norm as R_spec
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 COLS = [1, 17, 1000, 4097]
@@ -71,7 +72,7 @@ def test_looped_forward_and_multirow_backward(n):
     bwd = Config(block_sizes=[4, 2, 16], reduction_loops=[None, None], num_warps=4, num_stages=1)
     x, w = rand(7, n), rand(n)
     with C.use_config("rms_norm_fwd", fwd), C.use_config("rms_norm_bwd", bwd):
-        assert "for roffset" in R._fwd.entry((x, w, 1e-5))[0].to_triton_code(fwd)
+        assert "for roffset" in R._fwd.bound(x, w, 1e-5).to_triton_code(fwd)
         run_and_check(x, w)
         run_and_check(x.half(), w.half())
     # without weight the partial-sum loop does not run: one reduction dim fewer, its block unused (1)
@@ -88,7 +89,7 @@ def test_weight_grad_sums_the_partials_on_device(rows, cols):
     rstd = torch.rsqrt(x.float().pow(2).mean(-1) + 1e-5)
     cfg = Config(block_sizes=[rows, 1, cols], reduction_loops=[None, None], num_warps=4, num_stages=1)
     with C.use_config("rms_norm_bwd", cfg):
-        code = R._bwd.entry((dy, x, w, rstd))[0].to_triton_code(cfg)
+        code = R._bwd.bound(dy, x, w, rstd).to_triton_code(cfg)
         dx, dw = R._bwd(dy, x, w, rstd)
     assert code.count("@triton.jit") == 2
     ref = (dy.double() * x.double() * rstd.double()[:, None]).sum(0)
@@ -164,12 +165,12 @@ def test_nn_module_matches_torch_state_dict():
 
 
 def test_contract():
-    for shape in R.SMALL_SHAPES:
-        inputs = R.make_inputs(shape, torch.float32, DEVICE)
-        assert rel_err(R.impl(*inputs), R.reference(*inputs)) < R.TOLERANCE[torch.float32]
-        assert rel_err(R.eager(*inputs), R.reference(*inputs)) < R.TOLERANCE[torch.float32]
-    assert R.GRAD_INPUTS == (0, 1)
-    assert R.backward_work((4096, 4096), torch.bfloat16) > R.work((4096, 4096), torch.bfloat16)
+    for shape in R_spec.SMALL_SHAPES:
+        inputs = R_spec.make_inputs(shape, torch.float32, DEVICE)
+        assert rel_err(R_spec.impl(*inputs), R_spec.reference(*inputs)) < R_spec.TOLERANCE[torch.float32]
+        assert rel_err(R_spec.eager(*inputs), R_spec.reference(*inputs)) < R_spec.TOLERANCE[torch.float32]
+    assert R_spec.GRAD_INPUTS == (0, 1)
+    assert R_spec.backward_work((4096, 4096), torch.bfloat16) > R_spec.work((4096, 4096), torch.bfloat16)
 
 
 @pytest.mark.gpu

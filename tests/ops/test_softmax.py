@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helion_ops import _common as C
+from helion_ops import _oplib as C
 from helion_ops.dsl import Config, exc
 from tests.conftest import DEVICE  # cuda on a GPU machine, else cpu (interpreter)
 from helion_ops.ops import softmax as S
+from bench.specs import softmax as S_spec
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 COLS = [1, 17, 1000, 4097]
@@ -53,7 +54,7 @@ def test_looped_config(n):
     x = rand(3, n)
     with C.use_config("softmax_fwd", cfg), C.use_config("softmax_bwd", cfg):
         assert list(S._fwd.config_for(x)["reduction_loops"]) == [chunk]
-        code = S._fwd.entry((x,))[0].to_triton_code(cfg)
+        code = S._fwd.bound(x,).to_triton_code(cfg)
         assert "for roffset" in code  # looped
         run_and_check(x)
         run_and_check(x.half())
@@ -71,7 +72,7 @@ def test_online_kernel_for_long_rows(n, reverse, monkeypatch):
     with C.use_config("softmax_fwd_online", cfg), C.use_config("softmax_bwd_looped", cfg):
         x = rand(3, n)
         assert S._fwd_online.config_for(x)["block_sizes"][0] == min(256, C.next_pow2(n))
-        code = S._bwd_looped.entry((x, x))[0].to_triton_code(cfg)
+        code = S._bwd_looped.bound(x, x).to_triton_code(cfg)
         assert ("_r in tl.range" in code) == reverse
         run_and_check(rand(3, n))
         run_and_check(rand(3, n, dtype=torch.float16))
@@ -155,13 +156,13 @@ def test_bad_inputs(monkeypatch):
 
 
 def test_contract():
-    for shape in S.SHAPES:
-        assert S.work(shape, torch.bfloat16) <= 2 * 2**30 + 1  # inputs <= 1 GiB in bf16
-    assert any(n == 1000 for _, n in S.SHAPES) and any(n == 128256 for _, n in S.SHAPES)
-    for shape in S.SMALL_SHAPES:
-        (x,) = S.make_inputs(shape, torch.float32, DEVICE)
-        assert rel_err(S.impl(x), S.reference(x)) < S.TOLERANCE[torch.float32]
-        assert rel_err(S.eager(x), S.reference(x)) < S.TOLERANCE[torch.float32]
+    for shape in S_spec.SHAPES:
+        assert S_spec.work(shape, torch.bfloat16) <= 2 * 2**30 + 1  # inputs <= 1 GiB in bf16
+    assert any(n == 1000 for _, n in S_spec.SHAPES) and any(n == 128256 for _, n in S_spec.SHAPES)
+    for shape in S_spec.SMALL_SHAPES:
+        (x,) = S_spec.make_inputs(shape, torch.float32, DEVICE)
+        assert rel_err(S_spec.impl(x), S_spec.reference(x)) < S_spec.TOLERANCE[torch.float32]
+        assert rel_err(S_spec.eager(x), S_spec.reference(x)) < S_spec.TOLERANCE[torch.float32]
 
 
 def test_eager_fast_path_matches_custom_op():

@@ -6,10 +6,11 @@ import importlib
 import torch
 
 from bench import case, metrics
-from helion_ops import _common as C
+from helion_ops import _oplib as C
 
 OPS = ("softmax", "layer_norm", "rms_norm", "matmul", "grouped_gemm", "attention")
-MODS = {name: importlib.import_module(f"helion_ops.ops.{name}") for name in OPS}
+MODS = {name: importlib.import_module(f"bench.specs.{name}") for name in OPS}  # the benchmark specs
+OP_MODS = {name: importlib.import_module(f"helion_ops.ops.{name}") for name in OPS}  # kernels, op layer
 
 
 def check_against_reference(mod, inputs: tuple, dtype: torch.dtype, fn=None, backward: bool = True) -> dict:

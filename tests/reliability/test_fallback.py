@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import helion_ops
-from helion_ops import _common as C
+from helion_ops import _oplib as C
 from helion_ops.dsl import runtime
 from helion_ops.errors import FallbackWarning, InputError, LaunchError
 

@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from helion_ops import _common as C
+from helion_ops import _oplib as C
+from bench.specs import attention as A_spec, grouped_gemm as G_spec, layer_norm as L_spec, matmul as M_spec, \
+    rms_norm as R_spec, softmax as S_spec
 from helion_ops.ops import attention as A, grouped_gemm as G, layer_norm as L, matmul as M, rms_norm as R, \
     softmax as S
 
@@ -114,16 +116,13 @@ def random_config(kernel, make_args, seed: int):
 
 @contextlib.contextmanager
 def pinned(kernel, args: tuple, seed: int):
-    """Pin a random Config of ``kernel`` (bound on ``args``, exactly as the op will bind it) for the block:
-    for ops that choose their config per bound kernel (matmul, grouped_gemm, attention)."""
-    bound = kernel.bind(args)
-    old = (bound._config, getattr(bound, "_op_config_chosen", False))
-    bound.config = bound.config_space.random(random.Random(seed))
-    bound._op_config_chosen = True
-    try:
-        yield bound.config
-    finally:
-        bound.config, bound._op_config_chosen = old
+    """Pin a random Config of ``kernel`` for calls with ``args``' key shape (as the op will launch it) for
+    the block; other calls of the kernel (the backward's) keep the op's policy."""
+    kern = next(k for k in C._KERNS if k.kernel is kernel)
+    want = tuple(kern.key(args))
+    cfg = kern.bound(*args).config_space.random(random.Random(seed))
+    with C.use_config(kernel.name, lambda key: cfg if tuple(key) == want else None):
+        yield cfg
 
 
 @pytest.fixture(autouse=True)
@@ -160,7 +159,7 @@ def test_softmax(m, n, dtype, layout, dim_last, online, seed):
         with C.use_config("softmax_fwd_online" if online else "softmax_fwd", cfg_f), \
                 C.use_config("softmax_bwd_looped" if online else "softmax_bwd", cfg_b):
             check(lambda t: S.softmax(t, dim), lambda t: torch.softmax(t, dim), [x], [0],
-                  S.TOLERANCE[dtype], gen)
+                  S_spec.TOLERANCE[dtype], gen)
     finally:
         S.ONLINE_ABOVE = old
 
@@ -185,7 +184,7 @@ def test_layer_norm(m, n, dtype, layout, affine, seed):
     grads = [0, 1, 2] if affine else [0]
     with C.use_config("layer_norm_fwd", cfg_f), C.use_config("layer_norm_bwd", cfg_b):
         check(lambda t, w_, b_: L.layer_norm(t, (n,), w_, b_, 1e-5),
-              lambda t, w_, b_: F.layer_norm(t, (n,), w_, b_, 1e-5), [x, w, b], grads, L.TOLERANCE[dtype], gen)
+              lambda t, w_, b_: F.layer_norm(t, (n,), w_, b_, 1e-5), [x, w, b], grads, L_spec.TOLERANCE[dtype], gen)
 
 
 @settings(PROFILE)
@@ -205,7 +204,7 @@ def test_rms_norm(m, n, dtype, layout, affine, seed):
 
     with C.use_config("rms_norm_fwd", cfg_f), C.use_config("rms_norm_bwd", cfg_b):
         check(lambda t, w_: R.rms_norm(t, (n,), w_, 1e-6), ref, [x, w], [0, 1] if affine else [0],
-              R.TOLERANCE[dtype], gen)
+              R_spec.TOLERANCE[dtype], gen)
 
 
 # ---- matmul ------------------------------------------------------------------------------------
@@ -234,7 +233,7 @@ def test_matmul(m, n, k, dtype, la, lb, bias, act, seed):
     ctx = pinned(M.matmul_kernel, (pa, pb, bb, act, ta, tb), seed) if m and n and k else contextlib.nullcontext()
     with ctx:
         check(lambda a_, b_, c_: M.matmul(a_, b_, c_, act), ref, [a, b, bb], [0, 1, 2] if bias else [0, 1],
-              M.TOLERANCE[dtype], gen)
+              M_spec.TOLERANCE[dtype], gen)
 
 
 # ---- grouped_gemm ------------------------------------------------------------------------------
@@ -266,7 +265,7 @@ def test_grouped_gemm(sizes, n, k, dtype, lx, lw, seed):
         pw, tw = w, False
     ctx = pinned(G.grouped_gemm_kernel, (x, pw, offsets, tw), seed) if m and n else contextlib.nullcontext()
     with ctx:
-        check(lambda x_, w_: G.grouped_gemm(x_, w_, offsets), ref, [x, w], [0, 1], G.TOLERANCE[dtype], gen)
+        check(lambda x_, w_: G.grouped_gemm(x_, w_, offsets), ref, [x, w], [0, 1], G_spec.TOLERANCE[dtype], gen)
 
 
 # ---- attention ---------------------------------------------------------------------------------
@@ -291,12 +290,12 @@ def test_attention(b, h_kv, group, s_q, s_k, d, causal, dtype, layout, seed):
     scale = 1.0 / math.sqrt(d)
 
     def ref(q_, k_, v_):
-        return A._math_attention(q_, k_, v_, causal, scale)
+        return A_spec._math_attention(q_, k_, v_, causal, scale)
 
-    uq, uk, uv = A._unit_last(q), A._unit_last(k), A._unit_last(v)
+    uq, uk, uv = C.unit_last(q), C.unit_last(k), C.unit_last(v)
     with pinned(A.attn_fwd, (uq, uk, uv, causal, scale * A.LOG2E), seed):
         check(lambda q_, k_, v_: A.attention(q_, k_, v_, causal), ref, [q, k, v], [0, 1, 2],
-              A.TOLERANCE[dtype], gen)
+              A_spec.TOLERANCE[dtype], gen)
 
 
 def test_every_catalog_op_has_a_property_test():

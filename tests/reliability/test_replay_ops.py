@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helion_ops import _common as C
+from helion_ops import _oplib as C
 from helion_ops.dsl import runtime
 
-from ._util import MODS, OPS, check_against_reference
+from ._util import MODS, OP_MODS, OPS, check_against_reference
 
 DTYPE = torch.float32
 
@@ -18,15 +18,15 @@ DTYPE = torch.float32
 def test_catalog_kernels_replay_and_stay_right(op, device):
     mod = MODS[op]
     shape = mod.SMALL_SHAPES[-1]
-    for v in vars(mod).values():  # start from unbound kernels: earlier tests may have run with replay off
+    for v in vars(OP_MODS[op]).values():  # start from unbound kernels: earlier tests may have run with replay off
         if isinstance(v, runtime.Kernel):
             v.reset()
-        elif isinstance(v, C.Launcher):
+        elif isinstance(v, C.Kern):
             v._cache.clear()
     for seed in range(3):  # the first call records, the later ones replay: each on fresh inputs
         torch.manual_seed(seed)
         check_against_reference(mod, mod.make_inputs(shape, DTYPE, device), DTYPE)
-    kernels = [k for k in vars(mod).values() if isinstance(k, runtime.Kernel)]
+    kernels = [k for k in vars(OP_MODS[op]).values() if isinstance(k, runtime.Kernel)]
     assert kernels and all(k.settings.get("replay_host") for k in kernels), op
     called = [(k.name, b) for k in kernels for b in k._bound.values() if b._ctx is not None]
     assert called, op
