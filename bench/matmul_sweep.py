@@ -65,7 +65,7 @@ def candidates(m: int, n: int, k: int, limit: int, seed: int = 0) -> list[dict]:
 
 def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
     from helion_ops._oplib import fit
-    from helion_ops.ops import matmul as M
+    from helion_ops.ops import _gemm as GE, matmul as M
 
     m, n, k, ta, tb = prob
     a = torch.randn((k, m) if ta else (m, k), device="cuda", dtype=torch.bfloat16)
@@ -73,8 +73,8 @@ def sweep_one(prob: tuple, per_problem: float, max_candidates: int) -> dict:
     av, bv = (a.T if ta else a), (b.T if tb else b)
     ref = av.float() @ bv.float()
     t_cublas = bench_us(lambda: torch.matmul(av, bv))
-    if M._worth_padding(m, n, k):  # tune what the op passes (matmul._operands): unaligned rows padded
-        a, b = M._operands(av, bv, m, n, k)[:2]
+    if GE.worth_padding(m, n, k):  # tune what the op passes (_gemm.operands): unaligned rows padded
+        a, b = GE.operands(av, bv, m, n, k)[:2]
     args = (a, b, None, None, ta, tb)
     bound = M.matmul_kernel.bind(args)
     bound.config = M.config_for(args)

@@ -73,7 +73,6 @@ from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, ShapeE
 
 NAME = "attention"
 HEAD_DIMS = (64, 128, 256)
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 LOG2E = 1.4426950408889634
 
 
@@ -465,9 +464,7 @@ def _check(q, k, v, causal, scale, attn_mask, dropout_p) -> None:
             raise ArgumentTypeError(f"attention(): argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
             raise ShapeError(f"attention(): argument '{name}' must be 4-D [B, H, S, D], got shape {tuple(t.shape)}")
-        if t.dtype not in _DTYPES:
-            raise DtypeError(f"attention(): argument '{name}' has dtype {t.dtype}; supported: "
-                             f"float16, bfloat16, float32")
+        C.check_dtype(NAME, name, t)
         C.check_device("attention", name, t)
     for name, t in (("k", k), ("v", v)):
         if t.dtype != q.dtype:

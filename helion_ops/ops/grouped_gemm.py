@@ -43,7 +43,6 @@ from helion_ops.dsl.exc import InputError
 from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, IndexOverflowError, ShapeError
 
 NAME = "grouped_gemm"
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,8 +238,7 @@ def _check(x, w, offsets, validate: bool) -> None:
         raise ShapeError(f"grouped_gemm(): 'w' must be 3-D [G, K, N], got shape {tuple(w.shape)}")
     if offsets.dim() != 1:
         raise ShapeError(f"grouped_gemm(): 'offsets' must be 1-D [G], got shape {tuple(offsets.shape)}")
-    if x.dtype not in _DTYPES:
-        raise DtypeError(f"grouped_gemm(): 'x' has dtype {x.dtype}; supported: float16, bfloat16, float32")
+    C.check_dtype(NAME, "x", x)
     if w.dtype != x.dtype:
         raise DtypeError(f"grouped_gemm(): 'w' has dtype {w.dtype} but 'x' has {x.dtype}; they must match")
     if offsets.dtype not in (torch.int32, torch.int64):

@@ -193,6 +193,15 @@ def layer_norm_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Opt
 
 # ---- public API ---------------------------------------------------------------------------------
 
+def _check(x, normalized_shape, weight, bias, eps) -> tuple[int, float]:
+    """(N, eps as a float) of valid arguments."""
+    C.check_input(NAME, x)
+    ns, n = C.normalized_size(NAME, x, normalized_shape)
+    C.check_param(NAME, "weight", weight, x, ns)
+    C.check_param(NAME, "bias", bias, x, ns)
+    return n, eps if type(eps) is float else C.check_float(NAME, "eps", eps)
+
+
 def layer_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] = None,
                bias: Optional[torch.Tensor] = None, eps: float = 1e-5) -> torch.Tensor:
     """LayerNorm over the trailing ``normalized_shape`` dims (like ``torch.nn.functional.layer_norm``).
@@ -202,12 +211,7 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor]
     weight, bias, to any order); works under ``torch.compile(fullgraph=True)``, ``torch.func`` and on
     meta tensors.
     """
-    C.check_input(NAME, x)
-    ns, n = C.normalized_size(NAME, x, normalized_shape)
-    C.check_param(NAME, "weight", weight, x, ns)
-    C.check_param(NAME, "bias", bias, x, ns)
-    if type(eps) is not float:
-        eps = C.check_float(NAME, "eps", eps)
+    n, eps = _check(x, normalized_shape, weight, bias, eps)
     x2 = C.as_rows(x, n)
     y2 = layer_norm_fwd_op(x2, C.as_vector(weight, n), C.as_vector(bias, n), eps)[0]
     return y2 if x2 is x else y2.view(x.shape)

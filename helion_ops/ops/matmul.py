@@ -12,9 +12,9 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
   passed to the kernel in its stored layout with a ``trans_*`` flag, and the kernel loads the
   stored tile and transposes it in registers (so TMA descriptors still apply to it). Operands with
   no unit stride are read through generic strided pointers.
-- Unaligned rows: in a large GEMM (``_worth_padding``: min(M, N) >= 256 and M*N*K >= 2^27) an operand
+- Unaligned rows: in a large GEMM (``_gemm.worth_padding``: min(M, N) >= 256 and M*N*K >= 2^27) an operand
   whose rows do not start 16-byte aligned (K or N odd, e.g. 4097, in fp16/bf16), or that has no unit
-  stride, is first copied into rows padded to 128 bytes (``_padded``; contiguous operands through
+  stride, is first copied into rows padded to 128 bytes (``_gemm.padded``; contiguous operands through
   ``pad_rows_kernel``), as torch.compile's pad_mm does: TMA descriptors and 16-byte vector loads need
   aligned rows (results/H100/sweeps/ has the 4097^3 sweep with and without padding).
 - Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on the
@@ -48,12 +48,12 @@ import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
 from helion_ops import _oplib as C
+from helion_ops.ops import _gemm as GE
 from helion_ops.dsl.exc import InputError
-from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, ShapeError
+from helion_ops.errors import ShapeError
 
 NAME = "matmul"
 ACTIVATIONS = (None, "relu", "gelu", "silu")
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def _dims(args: tuple) -> tuple[int, int, int]:
 
 
 def _default(args: tuple) -> Config:
-    return choose_config(*_dims(args), args[0].dtype, aligned=_rows_aligned(args[0]) and _rows_aligned(args[1]))
+    return choose_config(*_dims(args), args[0].dtype, aligned=GE.rows_aligned(args[0]) and GE.rows_aligned(args[1]))
 
 
 def _eager_kernel(a, b, bias, activation, ta, tb):
@@ -188,96 +188,6 @@ def config_for(args: tuple) -> Config:
 # Host side
 # ---------------------------------------------------------------------------------------------
 
-def _layout(t: torch.Tensor, transposed: bool = False) -> tuple[torch.Tensor, bool]:
-    """(tensor to pass, transposed?) for the operand ``t`` (``t.t()`` with ``transposed``), so that the
-    passed tensor's last dim has stride 1 if possible. Backward passes ``b`` with ``transposed`` for
-    ``b^T``: a row-major ``b`` is then passed as it is, with no transposed view made twice."""
-    if transposed:
-        if t.stride(0) == 1 or t.shape[0] == 1:
-            return t.t(), False
-        if t.stride(1) == 1 or t.shape[1] == 1:
-            return t, True
-        return t.t(), False
-    if t.stride(1) == 1 or t.shape[1] == 1:
-        return t, False
-    if t.stride(0) == 1 or t.shape[0] == 1:
-        return t.t(), True
-    return t, False  # generic strides: pointer indexing by strides
-
-
-def _rows_aligned(t: torch.Tensor) -> bool:
-    """Every row of the (layout-normalised, see ``_layout``) 2-D operand ``t`` starts 16-byte aligned
-    and has unit stride: what TMA descriptors and 16-byte vector loads need."""
-    if t.stride(1) != 1 and t.shape[1] != 1:
-        return False
-    return t.data_ptr() % 16 == 0 and (t.shape[0] == 1 or (t.stride(0) * t.element_size()) % 16 == 0)
-
-
-# Padding an operand whose rows are not 16-byte aligned (K or N = 4097 in bf16) costs one copy of it;
-# it pays once the GEMM is compute-bound and large: unaligned rows rule out TMA and vector loads.
-PAD_MIN_MNK = 2 ** 27   # m * n * k: about 512^3
-PAD_MIN_MN = 256        # min(m, n): below it the GEMM is bound by reading one operand, as the copy is
-
-
-@helion.kernel(replay_host=True)
-def pad_rows_kernel(src: torch.Tensor, cols: int, width: int):
-    """The row-major matrix whose elements are the flat ``src`` (rows of ``cols``), as flat rows of
-    ``width`` >= ``cols`` (lanes past ``cols`` hold 0). Indexed by the output, so every store is a full,
-    aligned vector; the loads are 2-byte gathers of consecutive elements, which coalesce per warp."""
-    rows = src.size(0) // cols
-    out = torch.empty([rows * width], dtype=src.dtype, device=src.device)
-    for tile in hl.tile(rows * width):
-        i = tile.index // width
-        j = tile.index - i * width
-        out[tile] = hl.load(src, [i * cols + j], extra_mask=j < cols)
-    return out
-
-
-# Faster than torch's copy_ into the padded view (a strided elementwise kernel; device probes).
-_pad = C.Kern(NAME, pad_rows_kernel, lambda args: Config(block_sizes=[1024], num_warps=4),
-              eager=lambda src, cols, width: torch.nn.functional.pad(src.view(-1, cols), (0, width - cols)).view(-1))
-
-
-def _pad_rows(p: torch.Tensor) -> torch.Tensor:
-    """A copy of the 2-D ``p`` whose rows start on 128-byte boundaries (the padding is never read)."""
-    rows, cols = p.shape
-    step = max(1, 128 // p.element_size())
-    width = -(-cols // step) * step
-    if p.is_contiguous():
-        return _pad(p.view(-1), cols, width).view(rows, width)[:, :cols]
-    buf = torch.empty((rows, width), dtype=p.dtype, device=p.device)[:, :cols]
-    buf.copy_(p)
-    return buf
-
-
-def _padded(t: torch.Tensor) -> torch.Tensor:
-    """``t`` itself if its rows are aligned (``_rows_aligned`` of its layout), else a copy of it in the
-    same orientation with padded rows (``_pad_rows``)."""
-    p, trans = _layout(t)
-    if _rows_aligned(p):
-        return t
-    return _pad_rows(p).t() if trans else _pad_rows(p)
-
-
-def _worth_padding(m: int, n: int, k: int) -> bool:
-    return min(m, n) >= PAD_MIN_MN and m * n * k >= PAD_MIN_MNK
-
-
-def _operands(a: torch.Tensor, b: torch.Tensor, m: int, n: int, k: int, ta: bool = False,
-              tb: bool = False) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
-    """(pa, pb, trans_a, trans_b): what the kernel reads for ``A [M, K] @ B [K, N]`` (A = ``a``, or
-    ``a.t()`` with ``ta``; B likewise): the stored layouts (``_layout``), with unaligned rows padded in
-    large GEMMs. One layout pass: every GEMM's host path."""
-    pa, ta = _layout(a, ta)
-    pb, tb = _layout(b, tb)
-    if _worth_padding(m, n, k):
-        if not _rows_aligned(pa):
-            pa = _pad_rows(pa)
-        if not _rows_aligned(pb):
-            pb = _pad_rows(pb)
-    return pa, pb, ta, tb
-
-
 def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str],
          ta: bool = False, tb: bool = False) -> torch.Tensor:
     """The kernel launch for 2-D A [M, K] @ B [K, N] (already validated); A is ``a``, or ``a.t()`` with
@@ -288,7 +198,7 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
         bias = bias.contiguous()
     if m == 0 or n == 0 or k == 0:
         return _eager_kernel(a, b, bias, activation, ta, tb)
-    pa, pb, ta, tb = _operands(a, b, m, n, k, ta, tb)
+    pa, pb, ta, tb = GE.operands(a, b, m, n, k, ta, tb)
     return _mm(pa, pb, bias, activation, ta, tb)
 
 
@@ -296,10 +206,10 @@ def _eager2d(a, b, bias, activation):
     z = torch.matmul(C.acc(a), C.acc(b))
     if bias is not None:
         z = z + C.acc(bias)
-    return _act(z, activation).to(a.dtype)
+    return _eager_act(z, activation).to(a.dtype)
 
 
-def _act(z: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
+def _eager_act(z: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
     if activation == "relu":
         return torch.relu(z)
     if activation == "gelu":
@@ -309,7 +219,7 @@ def _act(z: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
     return z
 
 
-def _act_grad(z: torch.Tensor, activation: str) -> torch.Tensor:
+def _eager_act_grad(z: torch.Tensor, activation: str) -> torch.Tensor:
     """d act / d z, in fp32."""
     if activation == "relu":
         return (z > 0).to(z.dtype)
@@ -340,10 +250,10 @@ def matmul_bwd_op(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, bias: Op
         dz = grad * (out > 0).to(grad.dtype)
     else:
         z = _run(a, b, bias, None).float()
-        dz = grad.float() * _act_grad(z, activation)
+        dz = grad.float() * _eager_act_grad(z, activation)
     dz = dz.to(a.dtype)
-    if _worth_padding(a.shape[0], b.shape[1], a.shape[1]):
-        dz = _padded(dz)  # an operand of both GEMMs: padded once here, not in each
+    if GE.worth_padding(a.shape[0], b.shape[1], a.shape[1]):
+        dz = GE.padded(dz)  # an operand of both GEMMs: padded once here, not in each
     da = _run(dz, b, None, None, tb=True) if need_a else a.new_empty([0])
     db = _run(a, dz, None, None, ta=True) if need_b else b.new_empty([0])
     dbias = dz.float().sum(0).to(bias.dtype) if bias is not None else a.new_empty([0])
@@ -366,34 +276,22 @@ def matmul_op(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor],
 
 
 def _check(a, b, bias, activation) -> None:
-    if not isinstance(a, torch.Tensor):
-        raise ArgumentTypeError(f"matmul(): 'a' must be a torch.Tensor, got {type(a).__name__}")
-    if not isinstance(b, torch.Tensor):
-        raise ArgumentTypeError(f"matmul(): 'b' must be a torch.Tensor, got {type(b).__name__}")
+    C.check_input(NAME, a, "a")
+    C.check_tensor(NAME, "b", b)
     if a.dim() < 2:
         raise ShapeError(f"matmul(): 'a' must have at least 2 dims [..., K], got shape {tuple(a.shape)}")
     if b.dim() != 2:
         raise ShapeError(f"matmul(): 'b' must be 2-D [K, N], got shape {tuple(b.shape)}")
-    if a.dtype not in _DTYPES:
-        raise DtypeError(f"matmul(): 'a' has dtype {a.dtype}; supported: float16, bfloat16, float32")
-    if b.dtype != a.dtype:
-        raise DtypeError(f"matmul(): 'b' has dtype {b.dtype} but 'a' has {a.dtype}; they must match")
+    C.check_same(NAME, "a", a, "b", b)
     if a.shape[-1] != b.shape[0]:
         raise ShapeError(f"matmul(): K mismatch: 'a' is {tuple(a.shape)} (K={a.shape[-1]}) but 'b' is "
                          f"{tuple(b.shape)} (K={b.shape[0]})")
-    if not a.is_cuda:  # CPU only under the interpreter (one attribute check on the GPU hot path)
-        C.check_device("matmul", "a", a)
-    if b.device != a.device:
-        raise DeviceError(f"matmul(): 'b' is on {b.device} but 'a' is on {a.device}")
     if bias is not None:
-        if not isinstance(bias, torch.Tensor):
-            raise ArgumentTypeError(f"matmul(): 'bias' must be a torch.Tensor or None, got {type(bias).__name__}")
+        C.check_tensor(NAME, "bias", bias)
         if bias.dim() != 1 or bias.shape[0] != b.shape[1]:
             raise ShapeError(f"matmul(): 'bias' must have shape ({b.shape[1]},), got {tuple(bias.shape)}")
-        if bias.dtype not in (a.dtype, torch.float32):
-            raise DtypeError(f"matmul(): 'bias' has dtype {bias.dtype}; expected {a.dtype} or float32")
-        if bias.device != a.device:
-            raise DeviceError(f"matmul(): 'bias' is on {bias.device} but 'a' is on {a.device}")
+        C.check_dtype(NAME, "bias", bias, (a.dtype, torch.float32))
+        C.check_same(NAME, "a", a, "bias", bias, dtype=False)
     if activation not in ACTIVATIONS:
         raise InputError(f"matmul(): 'activation' must be one of {ACTIVATIONS}, got {activation!r}")
 

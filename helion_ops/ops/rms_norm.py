@@ -159,6 +159,14 @@ def rms_norm_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float)
 
 # ---- public API ---------------------------------------------------------------------------------
 
+def _check(x, normalized_shape, weight, eps) -> tuple[int, float]:
+    """(N, eps as a float) of valid arguments."""
+    C.check_input(NAME, x)
+    ns, n = C.normalized_size(NAME, x, normalized_shape)
+    C.check_param(NAME, "weight", weight, x, ns)
+    return n, float(torch.finfo(x.dtype).eps) if eps is None else C.check_float(NAME, "eps", eps)
+
+
 def rms_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] = None,
              eps: Optional[float] = None) -> torch.Tensor:
     """RMSNorm over the trailing ``normalized_shape`` dims (like ``torch.nn.functional.rms_norm``).
@@ -167,10 +175,7 @@ def rms_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] =
     shape ``normalized_shape`` and x's dtype. Differentiable (x and weight, to any order); works under
     ``torch.compile(fullgraph=True)``, ``torch.func`` and on meta tensors.
     """
-    C.check_input(NAME, x)
-    ns, n = C.normalized_size(NAME, x, normalized_shape)
-    C.check_param(NAME, "weight", weight, x, ns)
-    eps = float(torch.finfo(x.dtype).eps) if eps is None else C.check_float(NAME, "eps", eps)
+    n, eps = _check(x, normalized_shape, weight, eps)
     x2 = C.as_rows(x, n)
     y2 = rms_norm_fwd_op(x2, C.as_vector(weight, n), eps)[0]
     return y2 if x2 is x else y2.view(x.shape)

@@ -162,6 +162,19 @@ def softmax_fwd_op(x: torch.Tensor) -> torch.Tensor:
 
 # ---- public API ---------------------------------------------------------------------------------
 
+def _check(x, dim, dtype) -> None:
+    C.check_input(NAME, x)
+    if dtype is not None and dtype not in C.FLOAT_DTYPES:
+        raise C.DtypeError(f"{NAME}(): argument 'dtype' is {dtype!r}; expected None, torch.float32, "
+                           f"torch.float16 or torch.bfloat16")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise C.ArgumentTypeError(f"{NAME}(): argument 'dim' must be an int, got {type(dim).__name__}")
+    nd = max(x.dim(), 1)
+    if not -nd <= dim < nd:
+        raise C.ShapeError(f"{NAME}(): argument 'dim' = {dim} is out of range for a {x.dim()}-D input "
+                           f"(expected {-nd} <= dim < {nd})")
+
+
 def softmax(x: torch.Tensor, dim: int = -1, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Softmax of ``x`` along ``dim`` (like ``torch.nn.functional.softmax``).
 
@@ -169,26 +182,12 @@ def softmax(x: torch.Tensor, dim: int = -1, dtype: torch.dtype | None = None) ->
     cast first, as in torch). Differentiable (to any order); works under ``torch.compile(fullgraph=True)``,
     ``torch.func`` and on meta tensors.
     """
-    C.check_input(NAME, x)
+    _check(x, dim, dtype)
     if dtype is not None:
-        if dtype not in C.FLOAT_DTYPES:
-            raise C.DtypeError(f"{NAME}(): argument 'dtype' is {dtype!r}; expected None, torch.float32, "
-                               f"torch.float16 or torch.bfloat16")
         x = x.to(dtype)
-    nd = x.dim()
-    if type(dim) is not int:
-        if isinstance(dim, bool) or not isinstance(dim, int):
-            raise C.ArgumentTypeError(f"{NAME}(): argument 'dim' must be an int, got {type(dim).__name__}")
-        dim = int(dim)
-    if nd == 0:
-        if dim not in (0, -1):
-            raise C.ShapeError(f"{NAME}(): argument 'dim' = {dim} is out of range for a 0-D input "
-                               f"(expected -1 or 0)")
+    if x.dim() == 0:
         return softmax(x.reshape(1), 0).reshape(())
-    if not -nd <= dim < nd:
-        raise C.ShapeError(f"{NAME}(): argument 'dim' = {dim} is out of range for a {nd}-D input "
-                           f"(expected {-nd} <= dim < {nd})")
-    dim %= nd
+    nd, dim = x.dim(), int(dim) % x.dim()
     xt = x if dim == nd - 1 else x.movedim(dim, -1)
     x2 = C.as_rows(xt, xt.shape[-1])
     y2 = softmax_fwd_op(x2)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from helion_ops.dsl.exc import InputError
 from helion_ops.ops import matmul as M
+from helion_ops.ops import _gemm as GE
 from bench.specs import matmul as M_spec
 
 
@@ -22,7 +23,7 @@ def ref_mm(a, b, bias=None, activation=None):
     z = a.double() @ b.double()
     if bias is not None:
         z = z + bias.double()
-    return M._act(z, activation)
+    return M._eager_act(z, activation)
 
 
 @pytest.mark.parametrize("shape", M_spec.SMALL_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -47,8 +48,8 @@ def test_transposed_inputs_no_copy(ta, tb, device):
     a = torch.randn(k, m, device=device).t() if ta else torch.randn(m, k, device=device)
     b = torch.randn(n, k, device=device).t() if tb else torch.randn(k, n, device=device)
     # the op passes the stored layout with a trans flag instead of copying
-    assert M._layout(a)[1] == ta and M._layout(b)[1] == tb
-    assert M._layout(a)[0].data_ptr() == a.data_ptr()
+    assert GE.layout(a)[1] == ta and GE.layout(b)[1] == tb
+    assert GE.layout(a)[0].data_ptr() == a.data_ptr()
     assert rel_err(M.matmul(a, b), ref_mm(a, b)) < 1e-4
 
 
@@ -62,14 +63,14 @@ def test_generic_strides(device):
 def test_padded_copies_unaligned_rows_only(trans, device):
     t = torch.randn(33, 17, device=device, dtype=torch.float16)  # rows of 34 bytes
     t = t.t() if trans else t
-    p = M._padded(t)
+    p = GE.padded(t)
     assert torch.equal(p, t) and p.dtype == t.dtype
-    stored, tr = M._layout(p)
-    assert tr == trans and M._rows_aligned(stored) and stored.stride(0) * 2 % 128 == 0
+    stored, tr = GE.layout(p)
+    assert tr == trans and GE.rows_aligned(stored) and stored.stride(0) * 2 % 128 == 0
     assert p.data_ptr() != t.data_ptr()
     aligned = torch.randn(33, 64, device=device, dtype=torch.float16)
-    assert M._padded(aligned) is aligned and M._padded(aligned.t()).data_ptr() == aligned.data_ptr()
-    assert M._padded(torch.randn(40, 66, device=device)[:, ::2]).stride(1) == 1  # no unit stride: copied
+    assert GE.padded(aligned) is aligned and GE.padded(aligned.t()).data_ptr() == aligned.data_ptr()
+    assert GE.padded(torch.randn(40, 66, device=device)[:, ::2]).stride(1) == 1  # no unit stride: copied
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 1), (17, 17), (3, 1000), (2, 4097)])
@@ -78,13 +79,13 @@ def test_pad_rows_kernel(rows, cols, dtype, device):
     """The DSL copy into padded rows (contiguous operands) holds exactly the operand, rows 128-byte
     aligned; a non-contiguous operand takes torch's copy instead, with the same result."""
     calls = []
-    real = M._pad.__call__
+    real = GE._pad.__call__
     t = torch.randn(rows, cols, device=device).to(dtype)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(type(M._pad), "__call__", lambda self, *a: calls.append(a) or real(*a))
-        p = M._pad_rows(t)
+        mp.setattr(type(GE._pad), "__call__", lambda self, *a: calls.append(a) or real(*a))
+        p = GE.pad_rows(t)
         v = torch.randn(rows, cols + 3, device=device).to(dtype)[:, :cols]  # rows 3 elements apart
-        q = M._pad_rows(v)
+        q = GE.pad_rows(v)
     assert torch.equal(p, t) and p.stride(0) * p.element_size() % 128 == 0
     assert torch.equal(q, v) and q.stride(0) * q.element_size() % 128 == 0
     assert len(calls) == 1 + v.is_contiguous()
@@ -94,8 +95,8 @@ def test_pad_rows_kernel(rows, cols, dtype, device):
 def test_unaligned_operands_padded_when_worth_it(ta, tb, monkeypatch, device):
     """K=33 and N=65 (fp16: 66- and 130-byte rows): large problems pad both operands before the
     kernel (TMA and vector loads need 16-byte aligned rows); the results match, forward and backward."""
-    monkeypatch.setattr(M, "PAD_MIN_MNK", 0)
-    monkeypatch.setattr(M, "PAD_MIN_MN", 0)
+    monkeypatch.setattr(GE, "PAD_MIN_MNK", 0)
+    monkeypatch.setattr(GE, "PAD_MIN_MN", 0)
     seen = []
     real = M._mm
     monkeypatch.setattr(M, "_mm", lambda *args: seen.append(args[:2]) or real(*args))
@@ -104,14 +105,14 @@ def test_unaligned_operands_padded_when_worth_it(ta, tb, monkeypatch, device):
     b = torch.randn(n, k, device=device).t() if tb else torch.randn(k, n, device=device)
     a, b = a.half().requires_grad_(), b.half().requires_grad_()
     out = M.matmul(a, b)
-    assert seen and all(M._rows_aligned(x) for x in seen[0])
+    assert seen and all(GE.rows_aligned(x) for x in seen[0])
     assert rel_err(out, ref_mm(a, b)) < 2e-3
     g = torch.randn_like(out)
     out.backward(g)
     ad, bd = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
     (ad @ bd).backward(g.double())
     assert rel_err(a.grad, ad.grad) < 2e-3 and rel_err(b.grad, bd.grad) < 2e-3
-    assert len(seen) == 3 and all(M._rows_aligned(x) for args in seen[1:] for x in args)  # dA, dB
+    assert len(seen) == 3 and all(GE.rows_aligned(x) for args in seen[1:] for x in args)  # dA, dB
 
 
 @pytest.mark.parametrize("activation", M.ACTIVATIONS)
@@ -187,7 +188,7 @@ def test_layout_of_a_transposed_operand(layout):
     flagged) is that operand, with unit stride in its last dim where the storage allows."""
     base = torch.randn(12, 20)
     t = {"row": base[:, :10], "col": base.t()[:10], "strided": base[::2, ::2]}[layout]
-    passed, trans = M._layout(t, transposed=True)
+    passed, trans = GE.layout(t, transposed=True)
     assert torch.equal(passed.t() if trans else passed, t.t())
     if layout != "strided":
         assert passed.stride(1) == 1

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from helion_ops import _oplib as C
 from bench.specs import attention as A_spec, grouped_gemm as G_spec, layer_norm as L_spec, matmul as M_spec, \
     rms_norm as R_spec, softmax as S_spec
-from helion_ops.ops import attention as A, grouped_gemm as G, layer_norm as L, matmul as M, rms_norm as R, \
-    softmax as S
+from helion_ops.ops import _gemm as GE, attention as A, grouped_gemm as G, layer_norm as L, matmul as M, \
+    rms_norm as R, softmax as S
 
 from ._util import MODS
 
@@ -226,10 +226,10 @@ def test_matmul(m, n, k, dtype, la, lb, bias, act, seed):
 
     def ref(a_, b_, c_):
         z = a_ @ b_ + (c_ if c_ is not None else 0)
-        return M._act(z, act)
+        return M._eager_act(z, act)
 
-    pa, ta = M._layout(a)
-    pb, tb = M._layout(b)
+    pa, ta = GE.layout(a)
+    pb, tb = GE.layout(b)
     ctx = pinned(M.matmul_kernel, (pa, pb, bb, act, ta, tb), seed) if m and n and k else contextlib.nullcontext()
     with ctx:
         check(lambda a_, b_, c_: M.matmul(a_, b_, c_, act), ref, [a, b, bb], [0, 1, 2] if bias else [0, 1],
