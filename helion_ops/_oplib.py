@@ -423,6 +423,7 @@ class Kern:
 # ---- ops ----------------------------------------------------------------------------------------
 
 _SLOT = object()  # where a saved tensor input goes back
+_Parameter = torch.nn.Parameter
 
 
 def _is_tensor(a: Any) -> bool:
@@ -439,11 +440,10 @@ class Op:
     (eager inference: no dispatcher, no autograd node)."""
 
     def __init__(self, name: str, forward: Callable, *, eager: Optional[Callable] = None, fake: Optional[Callable] = None,
-                 backward: Optional[Callable] = None, save_outputs: Sequence[int] = (),
-                 nondiff_outputs: Sequence[int] = ()) -> None:
+                 backward: Optional[Callable] = None, save_outputs: Sequence[int] = ()) -> None:
         self.name, self.forward, self.eager = name, forward, eager
         self.fake = fake or (lambda *a: eager(*a))
-        self.backward, self.save_outputs, self.nondiff = backward, tuple(save_outputs), tuple(nondiff_outputs)
+        self.backward, self.save_outputs = backward, tuple(save_outputs)
         schema = torch.library.infer_schema(forward, mutates_args=())
         self.n_out = schema.split("->")[1].count("Tensor")
         self.custom = torch.library.custom_op(f"helion_ops::{name}", self.impl, mutates_args=(), schema=schema)
@@ -462,48 +462,61 @@ class Op:
         return self.forward(*args)
 
     def __call__(self, *args: Any) -> Any:
+        # The hot path of every call: attribute and type tests only, no allocation.
         if torch.compiler.is_compiling():
             return self.custom(*args)
-        if self.Function is not None and (torch._C._are_functorch_transforms_active() or (
-                torch.is_grad_enabled() and any(_is_tensor(a) and a.requires_grad for a in args))):
-            return self.Function.apply(*args)
+        fn = self.Function
+        grad = fn is not None and torch.is_grad_enabled()
         for a in args:
-            if _is_tensor(a) and type(a) is not torch.Tensor and type(a) is not torch.nn.Parameter:
+            t = type(a)
+            if t is torch.Tensor or t is _Parameter:
+                if grad and a.requires_grad:
+                    return fn.apply(*args)
+            elif isinstance(a, torch.Tensor):
                 return self.custom(*args)  # a tensor subclass: let it dispatch
+        if fn is not None and torch._C._are_functorch_transforms_active():
+            return fn.apply(*args)
         return self.impl(*args)
 
     # -- autograd ---------------------------------------------------------------------------------
     def _setup(self, ctx: Any, inputs: tuple, output: Any) -> None:
-        outs = _tuple(output)
-        tensors = [a for a in inputs if _is_tensor(a)]
-        ctx.save_for_backward(*tensors, *(outs[i] for i in self.save_outputs))
-        ctx.template = tuple(_SLOT if _is_tensor(a) else a for a in inputs)
+        tensors, template = [], []
+        for a in inputs:
+            if isinstance(a, torch.Tensor):
+                tensors.append(a)
+                template.append(_SLOT)
+            else:
+                template.append(a)
         ctx.n_in = len(tensors)
-        if self.nondiff:  # statistics: no gradient flows to them, and none is materialised for them
-            ctx.mark_non_differentiable(*(outs[i] for i in self.nondiff))
-            ctx.set_materialize_grads(False)
+        ctx.template = template
+        if self.n_out == 1:
+            ctx.save_for_backward(*tensors, *((output,) if self.save_outputs else ()))
+            return
+        ctx.save_for_backward(*tensors, *(output[i] for i in self.save_outputs))
+        # The outputs after the first are statistics: no gradient flows to them, none is materialised.
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)
 
     def _backward(self, ctx: Any, *grads: Any) -> tuple:
         saved = ctx.saved_tensors
-        it = iter(saved[:ctx.n_in])
-        inputs = tuple(next(it) if a is _SLOT else a for a in ctx.template)
-        needs = ctx.needs_input_grad
-        if self.nondiff:
-            if all(g is None for j, g in enumerate(grads) if j not in self.nondiff):
-                return (None,) * len(inputs)
-            outs = [g for j, g in enumerate(grads) if j not in self.nondiff]
-            if any(g is None for g in outs):  # only with several differentiable outputs: zeros for the unused
-                raise NotImplementedError(f"{self.name}: a gradient for only some outputs")
+        n = ctx.n_in
+        inputs = list(ctx.template)
+        j = 0
+        for i, a in enumerate(inputs):
+            if a is _SLOT:
+                inputs[i] = saved[j]
+                j += 1
+        if grads[0] is None:  # the output was not used (only its statistics)
+            return (None,) * len(inputs)
         if torch.is_grad_enabled():  # create_graph=True or torch.func: a differentiable gradient
-            return self._graph_backward(inputs, grads, needs)
-        return tuple(self.backward(inputs, saved[ctx.n_in:], needs, *grads))
+            return self._graph_backward(inputs, grads[:1], ctx.needs_input_grad)
+        return tuple(self.backward(inputs, saved[n:], ctx.needs_input_grad, *grads))
 
     def _graph_backward(self, inputs: tuple, grads: tuple, needs: Sequence[bool]) -> tuple:
         """The gradient through the eager definition under autograd (see the module docstring)."""
         wrt = [i for i, a in enumerate(inputs) if needs[i] and _is_tensor(a)]
         outs = _tuple(self.eager(*inputs))
-        pairs = [(o, g) for j, (o, g) in enumerate(zip(outs, grads))
-                 if j not in self.nondiff and g is not None and o.requires_grad]
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
         got = torch.autograd.grad([o for o, _ in pairs], [inputs[i] for i in wrt], [g for _, g in pairs],
                                   create_graph=True, allow_unused=True) if pairs and wrt else [None] * len(wrt)
         res: list = [None] * len(inputs)
@@ -520,7 +533,7 @@ class Op:
 
 
 def op(name: str, *, eager: Optional[Callable] = None, fake: Optional[Callable] = None, backward: Optional[Callable] = None,
-       save_outputs: Sequence[int] = (), nondiff_outputs: Sequence[int] = ()) -> Callable[[Callable], Op]:
+       save_outputs: Sequence[int] = ()) -> Callable[[Callable], Op]:
     """Decorator: the :class:`Op` ``helion_ops::<name>`` whose forward is the decorated function.
 
     The function takes validated tensors (and ints, floats, bools, strings), is annotated (the custom
@@ -529,8 +542,8 @@ def op(name: str, *, eager: Optional[Callable] = None, fake: Optional[Callable] 
     backward, the definition its higher-order gradients differentiate. One of the two is required.
     ``backward(inputs, saved_outputs, needs_input_grad, *grads)``: one gradient per input (None where
     not needed), from the backward's own Ops; ``save_outputs``: the outputs it needs (the tensor
-    inputs are always saved); ``nondiff_outputs``: outputs with no gradient (statistics)."""
+    inputs are always saved). The first output is the differentiable one; any others are statistics
+    (saved for the backward, no gradient)."""
     def wrap(fn: Callable) -> Op:
-        return Op(name, fn, eager=eager, fake=fake, backward=backward, save_outputs=save_outputs,
-                  nondiff_outputs=nondiff_outputs)
+        return Op(name, fn, eager=eager, fake=fake, backward=backward, save_outputs=save_outputs)
     return wrap

@@ -443,7 +443,7 @@ def _backward(inputs, saved, needs, dout, _dlse):
 
 
 @C.op("attention_fwd", eager=lambda q, k, v, causal, scale: _eager_forward(q, k, v, causal, scale),
-      fake=_fake_fwd, backward=_backward, save_outputs=(0, 1), nondiff_outputs=(1,))
+      fake=_fake_fwd, backward=_backward, save_outputs=(0, 1))
 def attention_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                      scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(out [B, H, S_q, D], lse [B, H, S_q] fp32, base 2) of validated inputs."""

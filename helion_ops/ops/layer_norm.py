@@ -184,7 +184,7 @@ def _backward(inputs, saved, needs, dy, _dmean, _drstd):
             dparams[-1] if bias is not None and needs[2] else None, None)
 
 
-@C.op("layer_norm_fwd", eager=_eager_fwd, backward=_backward, save_outputs=(1, 2), nondiff_outputs=(1, 2))
+@C.op("layer_norm_fwd", eager=_eager_fwd, backward=_backward, save_outputs=(1, 2))
 def layer_norm_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
                       eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """LayerNorm of [M, N] rows; returns (y, mean[M], rstd[M]), the statistics in fp32."""

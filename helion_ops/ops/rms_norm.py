@@ -151,7 +151,7 @@ def _backward(inputs, saved, needs, dy, _drstd):
     return dx, (dw if weight is not None and needs[1] else None), None
 
 
-@C.op("rms_norm_fwd", eager=_eager_fwd, backward=_backward, save_outputs=(1,), nondiff_outputs=(1,))
+@C.op("rms_norm_fwd", eager=_eager_fwd, backward=_backward, save_outputs=(1,))
 def rms_norm_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """RMSNorm of [M, N] rows; returns (y, rstd[M] in fp32)."""
     return _fwd(x, weight, eps)

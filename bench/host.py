@@ -1,0 +1,138 @@
+"""Host time per op call, ours against eager: ``python -m bench.host [--op all] [--out results]``.
+
+For every op spec (bench/specs), at a small shape where the GPU work is a few microseconds, the time
+per call of ``impl`` and of ``eager`` in a tight loop (``--iters`` calls, one CUDA synchronize at the
+end, so the host stays ahead of an idle GPU), best of ``--repeats`` loops: forward (inference, no
+autograd) and forward + backward (inputs requiring grad, ``out.backward(g)``). The loop measures what
+the host spends per call, as long as it is longer than the kernels; the table also gives each op's
+GPU time from CUDA events, so a row where the GPU decides says so. Writes results/<GPU>/host.md.
+
+Needs a CUDA GPU (the interpreter's timings say nothing about host cost): without one it refuses.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench import catalog, gpu_info
+
+REPO = Path(__file__).resolve().parent.parent
+DTYPE = torch.bfloat16
+# A small shape per op (its GPU work a few microseconds); ops not listed use their first SMALL_SHAPES.
+SHAPES = {"softmax": (16, 1024), "rms_norm": (16, 1024), "layer_norm": (16, 1024), "matmul": (16, 256, 256),
+          "grouped_gemm": (4, 64, 256, 256), "attention": (1, 4, 64, 64, False)}
+
+
+def _grad_inputs(spec, inputs: tuple) -> tuple:
+    return tuple(t.detach().requires_grad_(i in spec.GRAD_INPUTS and t.is_floating_point())
+                 if isinstance(t, torch.Tensor) else t for i, t in enumerate(inputs))
+
+
+def per_call_us(fn, iters: int, repeats: int) -> float:
+    """Best of ``repeats`` tight loops of ``iters`` calls, synchronized once at the end of each (µs/call)."""
+    best = float("inf")
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - t0) / iters * 1e6)
+    return best
+
+
+def gpu_us(fn, iters: int = 50) -> float:
+    """GPU time per call from CUDA events over a loop (µs): what a host loop cannot go below."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    fn()
+    start.record()
+    for _ in range(iters):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / iters * 1e3
+
+
+def calls(spec, fn, shape, device: str = "cuda", dtype: torch.dtype = DTYPE) -> dict:
+    """The timed calls of ``fn`` (impl or eager) at ``shape``: fwd, and fwd+bwd for an op with gradients."""
+    inputs = spec.make_inputs(shape, dtype, device)
+    ginputs = _grad_inputs(spec, inputs)
+    out = {"fwd": lambda: fn(*inputs)}
+    if spec.GRAD_INPUTS:
+        g = torch.randn_like(fn(*ginputs))
+
+        def fwd_bwd():
+            fn(*ginputs).backward(g)
+        out["fwd+bwd"] = fwd_bwd
+    return out
+
+
+def measure(spec, iters: int, repeats: int) -> list[dict]:
+    shape = SHAPES.get(spec.NAME, spec.SMALL_SHAPES[0])
+    rows = []
+    ours, theirs = calls(spec, spec.impl, shape), calls(spec, spec.eager, shape)
+    for mode in ours:
+        for fn in (ours[mode], theirs[mode]):
+            for _ in range(3):
+                fn()  # compile, record, warm the caches
+        with torch.no_grad() if mode == "fwd" else torch.enable_grad():
+            o, e = per_call_us(ours[mode], iters, repeats), per_call_us(theirs[mode], iters, repeats)
+            g = gpu_us(ours[mode])
+        rows.append({"op": spec.NAME, "shape": "x".join(map(str, shape)), "mode": mode, "ours_us": o,
+                     "eager_us": e, "ratio": o / e, "ours_gpu_us": g})
+    return rows
+
+
+def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
+    lines = [f"# Host time per call: helion_ops against eager ({info['gpu_full']})", "",
+             f"torch {info['torch']}, triton {info['triton']}, commit {info['commit']}, {info['date']}; "
+             f"`python -m bench.host`: {DTYPE} inputs, a tight loop of {iters} calls synchronized at the end, "
+             f"best of {repeats}. `ratio` = ours / eager (lower is better; issue 30's bars: fwd <= 1.0, "
+             f"fwd+bwd <= 1.2). `ours GPU` is the kernels' own time (CUDA events): a row whose time per "
+             f"call is close to it is bound by the GPU, not the host.", "",
+             "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['op']} | {r['shape']} | {r['mode']} | {r['ours_us']:.1f} | {r['eager_us']:.1f} | "
+                     f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--op", default="all", help="'all' or a comma list of op names")
+    ap.add_argument("--iters", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(REPO / "results"), help="results root: writes <out>/<GPU>/host.md")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench.host measures host time per call against eager on a CUDA GPU; none is visible here, so "
+              "nothing was measured or written (the interpreter's timings say nothing about host cost)")
+        return 2
+    mods, problems = catalog.resolve(args.op)
+    for name, why in problems.items():
+        print(f"{name}: not loaded ({why})")
+    rows = []
+    for spec in mods:
+        try:
+            rows += measure(spec, args.iters, args.repeats)
+        except Exception as e:  # one broken op must not cost the others' rows
+            print(f"{spec.NAME}: failed: {type(e).__name__}: {str(e)[:300]}")
+            continue
+        for r in rows[-2:]:
+            print(f"{r['op']:13s} {r['mode']:8s} ours {r['ours_us']:7.1f} us  eager {r['eager_us']:7.1f} us  "
+                  f"{r['ratio']:.2f}x  (GPU {r['ours_gpu_us']:.1f} us)", flush=True)
+    info = {**gpu_info.info(), "commit": gpu_info.git_commit(), "date": gpu_info.utc_date()}
+    path = Path(args.out) / info["gpu"] / "host.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(rows, info, args.iters, args.repeats))
+    print(f"wrote {path}")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""bench.host (host time per call against eager): refuses without a GPU; its calls and table."""
+import torch
+
+from bench import catalog, host
+
+
+def test_refuses_without_a_gpu(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert host.main(["--out", str(tmp_path)]) == 2
+    assert "CUDA GPU" in capsys.readouterr().out and not list(tmp_path.iterdir())
+
+
+def test_calls_run_forward_and_backward_of_every_op():
+    specs, _ = catalog.discover()
+    for name, spec in specs.items():
+        fns = host.calls(spec, spec.impl, spec.SMALL_SHAPES[0], device="cpu", dtype=torch.float32)
+        assert set(fns) == ({"fwd", "fwd+bwd"} if spec.GRAD_INPUTS else {"fwd"}), name
+        for fn in fns.values():
+            fn()
+
+
+def test_markdown_table():
+    rows = [{"op": "softmax", "shape": "16x1024", "mode": "fwd", "ours_us": 6.0, "eager_us": 6.2, "ratio": 6 / 6.2,
+             "ours_gpu_us": 2.0}]
+    info = {"gpu_full": "NVIDIA H100 80GB HBM3", "torch": "2.11", "triton": "3.6", "commit": "abc", "date": "d"}
+    md = host.markdown(rows, info, 1000, 3)
+    assert "| softmax | 16x1024 | fwd | 6.0 | 6.2 | 0.97x | 2.0 |" in md and "H100" in md
