@@ -448,12 +448,22 @@ class Op:
         self.n_out = schema.split("->")[1].count("Tensor")
         self.custom = torch.library.custom_op(f"helion_ops::{name}", self.impl, mutates_args=(), schema=schema)
         self.custom.register_fake(self.fake)
-        self.Function = None
+        self.Function = self.EagerFunction = None
         if backward is not None:
             self.custom.register_autograd(self._backward, setup_context=self._setup)
+            # torch.func needs a separate setup_context (and a vmap rule) ...
             self.Function = type(f"{name}_function", (torch.autograd.Function,), {
                 "forward": staticmethod(self.impl), "setup_context": staticmethod(self._setup),
                 "backward": staticmethod(self._backward), "vmap": staticmethod(self._vmap)})
+            # ... which makes every apply() bind its arguments through inspect.signature (tens of us of
+            # host time); plain eager training takes the same formula in the one-step form.
+            self.EagerFunction = type(f"{name}_eager_function", (torch.autograd.Function,), {
+                "forward": staticmethod(self._forward_with_ctx), "backward": staticmethod(self._backward)})
+
+    def _forward_with_ctx(self, ctx: Any, *args: Any) -> Any:
+        out = self.impl(*args)
+        self._setup(ctx, args, out)
+        return out
 
     def impl(self, *args: Any) -> Any:
         """The forward on validated inputs: shapes only on meta tensors, else the kernels."""
@@ -466,16 +476,16 @@ class Op:
         if torch.compiler.is_compiling():
             return self.custom(*args)
         fn = self.Function
+        if fn is not None and torch._C._are_functorch_transforms_active():
+            return fn.apply(*args)
         grad = fn is not None and torch.is_grad_enabled()
         for a in args:
             t = type(a)
             if t is torch.Tensor or t is _Parameter:
                 if grad and a.requires_grad:
-                    return fn.apply(*args)
+                    return self.EagerFunction.apply(*args)
             elif isinstance(a, torch.Tensor):
                 return self.custom(*args)  # a tensor subclass: let it dispatch
-        if fn is not None and torch._C._are_functorch_transforms_active():
-            return fn.apply(*args)
         return self.impl(*args)
 
     # -- autograd ---------------------------------------------------------------------------------

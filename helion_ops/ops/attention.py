@@ -53,8 +53,8 @@ runs at the level of Triton's own tutorial kernel. Triton 3.6 miscompiled dK for
 (wrong values) and hit a misaligned address at 128x16 w4, so the defaults avoid those.
 
 Memory (tests/reliability/test_memory.py): forward allocates the output plus ``lse`` ([B, H, S_q] fp32,
-saved for backward); backward allocates dq, dk, dv plus ``delta`` ([B, H, S_q] fp32) and the zero
-gradient autograd materialises for ``lse`` (same size); no [S_q, S_k] buffer (the eager fallback has one).
+saved for backward); backward allocates dq, dk, dv plus ``delta`` ([B, H, S_q] fp32; no zero gradient
+is materialised for ``lse``); no [S_q, S_k] buffer (the eager fallback has one).
 """
 from __future__ import annotations
 
@@ -263,7 +263,7 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
     fwd/dq [BLOCK_M, BLOCK_N], dkdv [BLOCK_N, BLOCK_M], preprocess [BLOCK_M].
 
     Measured on H100 (bf16, B=4, H=16, S=4096, D=128; Triton 3.6), see the module notes:
-    * fwd: 128x128 tiles, 8 warps, 3 stages, pointer loads (TMA descriptors were 5-10% slower);
+    * fwd: 128x128 tiles, 8 warps, 3 stages, pointer loads (TMA descriptors were slower);
       D=256 halves the tiles and stages (shared memory).
     * dkdv: 64x64 tiles, 4 warps, 2 stages (FA2-Triton's 128x32 w8 s3 was slower and *miscompiles* dK
       on Triton 3.6: avoid BLOCK_M=32 with 8 warps and 3 stages there).

@@ -48,8 +48,7 @@ F32 = 4
 # | rms_norm     | rstd [M] fp32          | 0 (*) | dweight partials [P, N] fp32 (+ [N] fp32 sum if not fp32)  |
 # | matmul       | 0                      | 0     | 0 (dA, dB by the same kernel on transposed views)          |
 # | grouped_gemm | 0                      | 0     | 0                                                          |
-# | attention    | lse [B, H, S_q] fp32   | 0 (*) | delta [B, H, S_q] fp32 + the zero grad of lse that autograd |
-# |              |                        |       | materialises [B, H, S_q] fp32                              |
+# | attention    | lse [B, H, S_q] fp32   | 0 (*) | delta [B, H, S_q] fp32 (no zero grad materialised for lse)  |
 # (*) the statistics are saved for backward, so they are counted as saved tensors there.
 # ---------------------------------------------------------------------------------------------
 
@@ -96,7 +95,7 @@ def workspace(name: str, kind: str, inputs: tuple) -> int:
         return stats * (p * n * F32 + (n * F32 if x.dtype != torch.float32 else 0))
     if name == "attention":
         b, h, s_q, _ = x.shape
-        return b * h * s_q * F32 * (1 if kind == "fwd" else 2)
+        return b * h * s_q * F32
     return 0
 
 
