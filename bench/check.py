@@ -119,8 +119,6 @@ def main(argv=None) -> int:
     if not Path(new_path).exists():
         p.error(f"argument {new_opt}: no such file or directory: {new_path}")
     new_csvs = csvs(Path(new_path))
-    if not new_csvs:
-        p.error(f"argument {new_opt}: no CSV under {new_path}")
     if old_path.startswith("git:"):
         import tempfile
 
@@ -129,7 +127,7 @@ def main(argv=None) -> int:
         if why:
             p.error(f"argument {old_opt}: {why} (want git:REV, e.g. git:HEAD or git:HEAD~3)")
         old_csvs = committed(rev, new_csvs, Path(tempfile.mkdtemp(prefix="bench_check_")))
-        if not old_csvs:
+        if new_csvs and not old_csvs:
             p.error(f"argument {old_opt}: none of the CSVs under {new_path} exists at {rev}")
     else:
         if not Path(old_path).exists():

@@ -318,6 +318,12 @@ def summary_cell(g: pd.DataFrame, b: str) -> str:
     return f"{geomean([v for _, _, v in pairs]):.2f}x (n={n}{state}){FEW if n < FEW_SHAPES else ''}"
 
 
+def _lead(cell: str) -> float:
+    """The speedup at the start of a summary cell ('0.93x (n=5)' -> 0.93; NaN when none)."""
+    m = re.match(r"([0-9.]+)x", cell)
+    return float(m.group(1)) if m else math.nan
+
+
 def summary(results: Path, link_prefix: str = "") -> str:
     """Markdown: geomean speedup of ours vs each baseline per GPU, op and mode (with its shape count), then
     each baseline's version and tuning state per GPU."""
@@ -340,11 +346,19 @@ def summary(results: Path, link_prefix: str = "") -> str:
     lines = [table, "",
              f"`vs X`: geomean over cases of X's ms / ours' ms (> 1: ours faster); `(n=K)`: the number of shapes "
              f"it rests on; {FEW} fewer than {FEW_SHAPES} shapes, too few for a geomean to mean much. "
-             "`helion`: over its tuned cases where it has any.", "",
-             "Baselines (version; tuning state):"]
-    for gpu, impls in info.items():
-        parts = [f"`{k}` {v['version']}; {v['tuning']}" for k, v in impls.items()]
-        lines.append(f"- {gpu}: " + " · ".join(parts))
+             "`helion`: over its tuned cases where it has any.", ""]
+    gaps = []
+    for gpu, op, mode, c, _, _ in rows:
+        behind = [f"{c[b]} vs {b}" for b in vs_all if b != COPY and _lead(c.get(b, "")) < 1.0]
+        if behind:
+            gaps.append(f"- {gpu.split(']')[0].lstrip('[')} {op} {mode}: " + "; ".join(behind))
+    if gaps:
+        lines += ["Where ours trails a baseline on geomean (one line per op and mode; the copy ceiling aside):"]
+        lines += gaps + [""]
+    body = [[gpu, f"`{k}`", v["version"], v["tuning"], v["cases"]] for gpu, impls in info.items() for k, v in impls.items()]
+    lines += ["Baselines: version and tuning state", "",
+              tabulate(body, headers=["GPU", "baseline", "version", "tuning", "cases"], tablefmt="github",
+                       disable_numparse=True)]
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ td:first-child,th:first-child,table.text td,table.text th{text-align:left;white-
 tr:nth-child(even) td{background:#fafbfc}td.ours{font-weight:600}td.fail{color:#b42318;font-weight:600}
 img.plot{max-width:100%;border:1px solid #d0d7de;margin:6px 0}
 nav a{margin-right:12px}.muted{color:#57606a}code{background:#f3f5f7;padding:0 3px;border-radius:3px}
-#js-errors{color:#b42318}.wrap{overflow-x:auto}
+#js-errors{color:#b42318}.wrap{overflow-x:auto}#summary td:nth-child(-n+3){text-align:left}
 """
 
 JS = r"""
