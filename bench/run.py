@@ -84,11 +84,15 @@ def _shapes_arg(text: str) -> str:
 
 
 def _max_shapes_arg(text: str) -> str:
-    """--max-shapes: N, or op=N pairs 'matmul=5,attention=4' (N >= 1)."""
-    parts = [p.partition("=") for p in text.split(",")] if "=" in text else [("", "", text)]
-    for name, _, n in parts:
-        if ("=" in text and not name.strip()) or not n.strip().isdigit() or int(n) < 1:
-            raise argparse.ArgumentTypeError(f"{text!r}: want N or op=N pairs like 'matmul=5,attention=4' (N >= 1)")
+    """--max-shapes / --tuned-shapes: N, op=N pairs 'matmul=5,attention=4', or both '2,grouped_gemm=1'
+    (a bare N: the ops not named; N >= 1)."""
+    bare = 0
+    for part in text.split(","):
+        name, eq, n = part.rpartition("=") if "=" in part else ("", "", part)
+        bare += not eq
+        if (eq and not name.strip()) or not n.strip().isdigit() or int(n) < 1 or bare > 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: want N, op=N pairs like 'matmul=5,attention=4', "
+                                             "or both ('2,grouped_gemm=1'), N >= 1")
     return text
 
 
@@ -124,8 +128,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "an int, or per op: 'matmul=5,attention=4' (ops not named: all)")
     p.add_argument("--tuned-shapes", type=_max_shapes_arg, default=None,
                    help="run the tuned baselines (helion, compile_max: their first call searches configs) on at "
-                        "most N shapes per op (spread), to bound their tuning time; N or 'matmul=2,grouped_gemm=1' "
-                        "(ops not named: all)")
+                        "most N shapes per op (spread), to bound their tuning time; N, 'matmul=2,grouped_gemm=1' "
+                        "(ops not named: all), or '2,grouped_gemm=1' (ops not named: 2)")
     p.add_argument("--warmup", type=_positive(float), default=None, help="do_bench warm-up, ms (default 25; --quick 10)")
     p.add_argument("--rep", type=_positive(float), default=None, help="do_bench repetitions, ms (default 100; --quick 40)")
     p.add_argument("--time-budget", type=_positive(float), default=None,
@@ -161,17 +165,18 @@ def spread_order(n: int) -> list[int]:
 
 
 def max_shapes_for(spec, op: str) -> int | None:
-    """--max-shapes for one op: "6" -> 6; "matmul=5,attention=4" -> 5 for matmul, None for others."""
+    """--max-shapes for one op: "6" -> 6; "matmul=5,attention=4" -> 5 for matmul, None (all) for others;
+    "2,matmul=5" -> 5 for matmul, 2 for others."""
     if spec is None or isinstance(spec, int):
         return spec
-    spec = str(spec).strip()
-    if "=" not in spec:
-        return int(spec)
-    for part in spec.split(","):
-        name, _, n = part.partition("=")
-        if name.strip() == op:
+    default = None
+    for part in str(spec).split(","):
+        name, eq, n = part.rpartition("=") if "=" in part else ("", "", part)
+        if not eq:
+            default = int(n)
+        elif name.strip() == op:
             return int(n)
-    return None
+    return default
 
 
 def spread_subset(items: list, n: int | None) -> list:

@@ -26,7 +26,7 @@
 # helion wheels in .whl/ (installed below with --no-deps).
 # Knobs (env): BENCH_BUDGET (s, soft, per bench step; default 420), STEP_TIMEOUT (s, hard; 540),
 #   BENCH_TIMING ("--warmup 10 --rep 40"), BENCH_SHAPES (bench/session_shapes.json; "preset" for
-#   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), TUNED_SHAPES (2, or per op 'matmul=2,grouped_gemm=1':
+#   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), TUNED_SHAPES ("2,grouped_gemm=1": 2 per op, 1 for grouped GEMM;
 #   shapes per op for helion and compile_max, whose first calls search configs), BENCH_DTYPE (bf16),
 #   HELION_BENCH_EFFORT (quick; none: Helion's default config, untuned), HELION_BENCH_TUNE_S (20),
 #   TUNE_TIMEOUT (s, hard, helion_tune; 240), TUNE_EXTRA (e.g. "--max-shapes 6", as BENCH_EXTRA),
@@ -46,7 +46,7 @@ export HELION_BENCH_EFFORT=${HELION_BENCH_EFFORT:-quick} HELION_BENCH_TUNE_S=${H
 export HELION_AUTOTUNE_PROGRESS_BAR=0 HELION_AUTOTUNE_LOG_LEVEL=${HELION_AUTOTUNE_LOG_LEVEL:-WARNING}
 BASELINES=eager,compile,compile_max,cublas,cudnn,flash,grouped_mm,liger,helion,copy
 SHAPES=${BENCH_SHAPES:-bench/session_shapes.json}
-BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2} --time-budget ${BENCH_BUDGET:-420} ${BENCH_EXTRA:-}"
+BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} --time-budget ${BENCH_BUDGET:-420} ${BENCH_EXTRA:-}"
 NORMS="--op softmax,rms_norm,layer_norm"
 GEMMS="--op matmul,grouped_gemm,attention"
 save() { tar czf "$OUTDIR/results.tgz" results 2>/dev/null; }
@@ -64,7 +64,7 @@ for step in "$@"; do
     tune)  python3 -m bench.tuning_report --out "results/$GPU/tuning.md" --full-limit ${FULL_LIMIT:-100} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  python3 -m pytest -q -x -m gpu tests 2>&1 | tail -30 | tee "$OUTDIR/test.log" ;;
     helion_tune) timeout -s INT -k 20 "${TUNE_TIMEOUT:-240}" python3 -m bench.helion_baseline \
-             --op softmax,rms_norm,layer_norm,matmul --shapes "$SHAPES" --tuned-shapes ${TUNED_SHAPES:-2} \
+             --op softmax,rms_norm,layer_norm,matmul --shapes "$SHAPES" --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} \
              --dtype ${BENCH_DTYPE:-bf16} ${TUNE_EXTRA:-} 2>&1 | tee "$OUTDIR/helion_tune.log" ;;
     soak)  timeout -s INT -k 20 $(( ${SOAK_BUDGET:-90} + 120 )) python3 -m bench.soak --shapes ${SOAK_SHAPES:-120} \
              --seconds-budget ${SOAK_BUDGET:-90} --out "results/$GPU/soak.md" ${SOAK_EXTRA:-} 2>&1 | tail -40 | tee "$OUTDIR/soak.log" ;;

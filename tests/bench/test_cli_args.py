@@ -19,9 +19,9 @@ DATA = Path(__file__).parent / "data"
     (["--shapes", "4096x;"], "--shapes", "is not 'preset'"),
     (["--shapes", "no/such/file.json"], "--shapes", "no such file: no/such/file.json"),
     (["--dtype", "bf17"], "--dtype", "unknown dtype 'bf17'"),
-    (["--max-shapes", "many"], "--max-shapes", "want N or op=N pairs"),
-    (["--max-shapes", "matmul=0"], "--max-shapes", "want N or op=N pairs"),
-    (["--tuned-shapes", "x"], "--tuned-shapes", "want N or op=N pairs"),
+    (["--max-shapes", "many"], "--max-shapes", "want N, op=N pairs"),
+    (["--max-shapes", "matmul=0"], "--max-shapes", "want N, op=N pairs"),
+    (["--tuned-shapes", "x"], "--tuned-shapes", "want N, op=N pairs"),
     (["--warmup", "-5"], "--warmup", "want a value > 0"),
     (["--time-budget", "soon"], "--time-budget", "'soon' is not a number"),
 ])
@@ -45,6 +45,11 @@ def test_good_arguments_parse():
     a = run.parse_args(["--mode", "both", "--shapes", "4x8;16x32", "--dtype", "bf16,float16",
                         "--max-shapes", "matmul=5,attention=4", "--tuned-shapes", "2"])
     assert run.MODES[a.mode] == ["fwd", "bwd"] and a.dtype == ["bf16", "float16"]
+    t = run.parse_args(["--tuned-shapes", "2,grouped_gemm=1"]).tuned_shapes
+    assert run.max_shapes_for(t, "grouped_gemm") == 1 and run.max_shapes_for(t, "softmax") == 2
+    for bad in ("2,3", "=2", "matmul=x"):
+        with pytest.raises(SystemExit):
+            run.parse_args(["--max-shapes", bad])
     assert run.parse_args([]).mode == "both"
 
 
