@@ -247,7 +247,7 @@ def gpu_readme(gpu_dir: Path, df: pd.DataFrame) -> str:
 
 
 def plot(df: pd.DataFrame, op: str, path: Path, ceilings: dict) -> None:
-    """PNG of throughput per shape for one op, a panel per (mode, dtype): shapes are categories (grouped
+    """PNG of throughput per shape for one op, a panel per (mode, dtype), stacked: shapes are categories (grouped
     bars, one per impl; no lines joining unrelated shapes), log scale where values span a decade or more."""
     import matplotlib
 
@@ -256,11 +256,11 @@ def plot(df: pd.DataFrame, op: str, path: Path, ceilings: dict) -> None:
 
     panels = list(df.groupby(["mode", "dtype"], sort=False))
     widest = max(len(set(g["shape"])) for _, g in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.5, 0.9 * widest + 2) * len(panels), 4.6),
+    fig, axes = plt.subplots(len(panels), 1, figsize=(min(max(6.0, 0.75 * widest + 2), 16), 4.2 * len(panels)),
                              squeeze=False)
     unit = df["unit"].iloc[0]
     ceiling = ceilings.get({"GB/s": "copy_GBps", "TFLOP/s": "matmul_TFLOPs"}.get(unit, ""))
-    for ax, ((mode, dtype), g) in zip(axes[0], panels):
+    for ax, ((mode, dtype), g) in zip(axes[:, 0], panels):
         shapes = list(dict.fromkeys(g["shape"]))
         impls = impl_order(g)
         width = 0.8 / max(len(impls), 1)
@@ -286,7 +286,7 @@ def plot(df: pd.DataFrame, op: str, path: Path, ceilings: dict) -> None:
         ax.set_xlim(-0.6, len(shapes) - 0.4)
         ax.set_title(f"{op} {mode} {dtype}")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
