@@ -137,3 +137,46 @@ def test_softmax_special_rows(variant, dtype):
     x = special_softmax_rows(100, dtype)
     with softmax_pinned(variant):
         check_vs_torch(lambda t: S.softmax(t, -1), lambda t: torch.softmax(t, -1), [x], [0], S.TOLERANCE[dtype])
+
+
+# ---- attention: the online softmax over key blocks ---------------------------------------------
+
+def neg_inf_key_prefix(s_q: int, s_k: int, prefix: int, d: int = 64, h: int = 2, h_kv: int = 1, seed: int = 0):
+    """(q, k, v): every query scores the first ``prefix`` keys -inf (the fp32 dot q.k overflows:
+    |q|, |k| ~ 1e20) and the others exactly 0 (k = 0), so softmax is uniform over the rest."""
+    g = torch.Generator().manual_seed(seed)
+    q = 1e20 * (1 + torch.rand(1, h, s_q, d, generator=g))
+    k = torch.zeros(1, h_kv, s_k, d)
+    k[:, :, :prefix] = -1e20 * (1 + torch.rand(1, h_kv, prefix, d, generator=g))
+    v = torch.randn(1, h_kv, s_k, d, generator=g)
+    return q, k, v
+
+
+def test_attention_first_key_block_all_neg_inf():
+    """The first 256 keys (the first key block at any block size the kernel allows) score -inf for
+    every query: was NaN, forward and backward (the NaN lse). GQA (2 query heads on one kv head)."""
+    q, k, v = neg_inf_key_prefix(s_q=5, s_k=300, prefix=256)
+    scale = 1 / 8
+
+    def ref(q_, k_, v_):
+        return A._math_attention(q_, k_, v_, False, scale)
+
+    check_vs_torch(lambda *t: A.attention(*t), ref, [q, k, v], [0, 1, 2], A.TOLERANCE[torch.float32])
+
+
+def sdpa(q, k, v, causal=False):
+    """torch's SDPA (GQA expanded): a query whose every score is -inf gets 0 and zero gradients."""
+    group = q.shape[1] // k.shape[1]
+    if group > 1:
+        k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+def test_attention_fully_masked_rows_are_zero_as_torch():
+    """Causal: queries 0..255 see only keys scoring -inf (the fp32 dots overflow, in torch's SDPA too):
+    0 there, as torch's SDPA, and zero gradients from them (lse = +inf), not NaN."""
+    q, k, v = neg_inf_key_prefix(s_q=300, s_k=300, prefix=256, h=1)
+    out = A.attention(q, k, v, causal=True)
+    assert (out[..., :256, :] == 0).all() and out[..., 256:, :].isfinite().all()
+    check_vs_torch(lambda *t: A.attention(*t, causal=True), lambda *t: sdpa(*[x.float() for x in t], True),
+                   [q, k, v], [0, 1, 2], A.TOLERANCE[torch.float32])
