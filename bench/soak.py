@@ -12,7 +12,7 @@ run with ``HELION_OPS_STRICT=1``: a kernel that fails to compile or launch is a 
 fallback. The markdown summary (GPU, torch/triton versions, date, commit; per op: shapes tried, failures,
 max error per mode and dtype) goes to ``--out``; the exit status is 1 when anything failed.
 
-Without a GPU it runs in Triton's interpreter on tiny shapes in fp32/fp16 (``--shapes 18`` is ~3 per op).
+Without a GPU it runs in Triton's interpreter on tiny shapes in fp32/fp16/bf16 (``--shapes 18`` is ~3 per op).
 """
 from __future__ import annotations
 
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     _setup_env(not gpu)
     from bench import gpu_info
     device = "cuda" if gpu else "cpu"
-    dtypes = ["bfloat16", "float16"] if gpu else ["float32", "float16"]  # bf16 math is wrong in the CPU interpreter
+    dtypes = ["bfloat16", "float16"] if gpu else ["float32", "float16", "bfloat16"]
     args.ops_list = [o for o in args.ops.split(",") if o]
     cases = plan(args.ops_list, args.shapes, args.seed, gpu, dtypes, args.both_dtypes)
     workers = args.workers if args.workers is not None else (max(1, min(12, (os.cpu_count() or 4) - 2)) if gpu else 1)

@@ -6,7 +6,8 @@
   ``H_kv`` divides ``H`` (query head ``h`` reads kv head ``h // (H // H_kv)``, as SDPA's ``enable_gqa``).
 * ``causal``: SDPA's ``is_causal`` (top-left aligned: query ``i`` sees keys ``j <= i``).
 * ``scale``: defaults to ``1 / sqrt(D)``.
-* ``D`` in {64, 128, 256}; fp16, bf16 (fp32 is accepted too: IEEE fp32 dots, slow on GPU, used by CPU tests).
+* ``D`` in {64, 128, 256}; fp16, bf16 (fp32 is accepted too: IEEE fp32 dots, slow on GPU, used by CPU tests;
+  under Triton's interpreter, whose bf16 dots are wrong, bf16 runs on fp32 copies, rounded once).
   Accumulation, softmax statistics and the log-sum-exp are fp32; the output has the inputs' dtype.
 * Not supported, refused with ``InputError``: ``dropout_p != 0``, ``attn_mask``, head dims outside
   {64, 128, 256} or differing between q, k and v, mixed dtypes or devices.
@@ -416,6 +417,11 @@ def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, sc
     if q.numel() == 0 or s_k == 0:  # SDPA: no keys -> zeros
         return (torch.zeros_like(q),
                 torch.full((b, h, s_q), float("-inf"), dtype=torch.float32, device=q.device))
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        # CPU means Triton's interpreter, whose dots multiply bf16 bit patterns (garbage): fp32 copies hold
+        # every bf16 product exactly and accumulate in fp32 as the GPU kernel does; rounded to bf16 once.
+        out, lse = _forward(q.float(), k.float(), v.float(), causal, scale)
+        return out.to(q.dtype), lse
     q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
     try:
         return _launch("attn_fwd", (q, k, v, bool(causal), float(scale) * LOG2E), q, k, causal)
@@ -474,6 +480,9 @@ def _backward_impl(dout, q, k, v, out, lse, causal: bool, scale: float):
     s_k = k.shape[2]
     if q.numel() == 0 or s_k == 0:
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu":  # the interpreter: see _forward
+        grads = _backward_impl(dout.float(), q.float(), k.float(), v.float(), out.float(), lse, causal, scale)
+        return tuple(t.to(q.dtype) for t in grads)
     dout, q, k, v, out = (_unit_last(t) for t in (dout, q, k, v, out))
     try:
         delta = _launch("attn_bwd_preprocess", (out, dout), q, k, causal)

@@ -6,7 +6,8 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
   ``offsets[g]`` being the end row of group g (cumulative, int32 or int64, ``offsets[-1] == M_total``);
   group g spans rows ``[offsets[g-1], offsets[g])`` (``offsets[-1]`` taken as 0 for g = 0), so
   empty groups are allowed. ``w``: ``[G, K, N]``. Returns ``out[M_total, N]`` with
-  ``out[rows of g] = x[rows of g] @ w[g]``. fp16, bf16 or fp32 (IEEE, not TF32), fp32 accumulation.
+  ``out[rows of g] = x[rows of g] @ w[g]``. fp16, bf16 or fp32 (IEEE, not TF32), fp32 accumulation
+  (under Triton's interpreter, whose bf16 dots are wrong, bf16 runs on fp32 copies, rounded once).
 - One launch, persistent over (group, M-tile) x N-tile pairs, reading the offsets on device:
   the launch grid has ``cdiv(M_total, BM) + G`` M-slots (an upper bound on
   ``sum_g cdiv(M_g, BM)``) times ``cdiv(N, BN)`` N-tiles. Each program loads the G offsets, derives
@@ -242,6 +243,10 @@ def _run_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.T
         return x.new_empty((m_total, n))
     if k == 0:
         return x.new_zeros((m_total, n))
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+        # CPU means Triton's interpreter, whose dots multiply bf16 bit patterns (garbage): fp32 copies hold
+        # every bf16 product exactly and accumulate in fp32 as the GPU kernel does; rounded to bf16 once.
+        return _run_fwd(x.float(), w.float(), offsets).to(x.dtype)
     if w.stride(2) == 1 or n == 1:
         pw, tw = w, False
     elif w.stride(1) == 1:
@@ -259,6 +264,8 @@ def _run_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.T
     g = offsets.shape[0]
     if m_total == 0 or k == 0 or n == 0:
         return x.new_zeros((g, k, n))
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu":  # the interpreter: see _run_fwd
+        return _run_dw(x.float(), dy.float(), offsets).to(x.dtype)
     args = (x, dy, offsets)
     return _launch(grouped_gemm_dw_kernel, args, [g, m_total, n, k], choose_dw_config,
                    lambda: _eager_dw(x, dy, offsets))

@@ -180,3 +180,39 @@ def test_attention_fully_masked_rows_are_zero_as_torch():
     assert (out[..., :256, :] == 0).all() and out[..., 256:, :].isfinite().all()
     check_vs_torch(lambda *t: A.attention(*t, causal=True), lambda *t: sdpa(*[x.float() for x in t], True),
                    [q, k, v], [0, 1, 2], A.TOLERANCE[torch.float32])
+
+
+# ---- bf16 in the interpreter ---------------------------------------------------------------------
+
+def _bf(*shape, scale=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed + sum(shape))
+    return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(torch.bfloat16)
+
+
+def test_bf16_matmul_in_interpreter():
+    """Triton's interpreter multiplies bf16 bit patterns: was off by 1e8-1e10."""
+    a, b, bias = _bf(33, 40), _bf(40, 17, scale=40 ** -0.5), _bf(17, scale=0.1)
+    check_vs_torch(lambda a_, b_, c_: M.matmul(a_, b_, c_, "gelu"),
+                   lambda a_, b_, c_: M._act(a_ @ b_ + c_, "gelu"), [a, b, bias], [0, 1, 2],
+                   M.TOLERANCE[torch.bfloat16])
+    check_vs_torch(lambda a_, b_: M.matmul(a_, b_), lambda a_, b_: a_ @ b_, [a, b.t().contiguous().t()], [0, 1],
+                   M.TOLERANCE[torch.bfloat16])
+
+
+def test_bf16_grouped_gemm_in_interpreter():
+    x, w = _bf(40, 16), _bf(3, 16, 24, scale=0.25)
+    offsets = torch.tensor([7, 7, 40], dtype=torch.int32)
+
+    def ref(x_, w_):
+        return torch.cat([x_[:7] @ w_[0], x_[7:] @ w_[2]])
+
+    check_vs_torch(lambda x_, w_: G.grouped_gemm(x_, w_, offsets), ref, [x, w], [0, 1],
+                   G.TOLERANCE[torch.bfloat16])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bf16_attention_in_interpreter(causal):
+    q, k, v = _bf(1, 2, 17, 64), _bf(1, 1, 20, 64, seed=1), _bf(1, 1, 20, 64, seed=2)
+    check_vs_torch(lambda *t: A.attention(*t, causal=causal),
+                   lambda *t: A._math_attention(*t, causal, 1 / 8), [q, k, v], [0, 1, 2],
+                   A.TOLERANCE[torch.bfloat16])
