@@ -216,3 +216,49 @@ def test_bf16_attention_in_interpreter(causal):
     check_vs_torch(lambda *t: A.attention(*t, causal=causal),
                    lambda *t: A._math_attention(*t, causal, 1 / 8), [q, k, v], [0, 1, 2],
                    A.TOLERANCE[torch.bfloat16])
+
+
+# ---- grouped_gemm: unchecked offsets stay in bounds ---------------------------------------------
+
+def _padded_rows(m: int, cols: int, seed: int) -> torch.Tensor:
+    """An [m, cols] view of a buffer whose 200 rows after it are NaN (an out-of-bounds read shows)."""
+    buf = torch.full((m + 200, cols), float("nan"))
+    buf[:m] = torch.randn(m, cols, generator=torch.Generator().manual_seed(seed))
+    return buf[:m]
+
+
+@pytest.mark.parametrize("offsets", [[20, 100], [20, 100000], [-8, 40], [30, 10, 40]],
+                         ids=["past-M", "far-past-M", "negative", "unsorted"])
+def test_grouped_gemm_unchecked_offsets_stay_in_bounds(offsets):
+    """validate=False with offsets past M (or negative, or unsorted): the kernels clamp each tile's rows
+    to [0, M). Before, the forward stored past ``out`` (heap corruption: the interpreter process
+    aborted) and dw read past x and dy. Rows inside [0, M) that one group covers are still right."""
+    m, k, n = 40, 16, 24
+    x, dy = _padded_rows(m, k, 0), _padded_rows(m, n, 1)
+    off = torch.tensor(offsets, dtype=torch.int32)
+    w = torch.randn(len(offsets), k, n, generator=torch.Generator().manual_seed(2))
+    rows = [(max(s, 0), min(e, m)) for s, e in zip([0] + offsets[:-1], offsets)]  # each group's rows, clamped
+    cover = torch.zeros(m, dtype=torch.int64)
+    for s, e in rows:
+        cover[s:max(s, e)] += 1
+    cfg = Config(block_sizes=[16, 16, 16], num_warps=4, num_stages=1, pid_type="flat", indexing="pointer")
+
+    bound = G.grouped_gemm_kernel.bind((x, w, off, False))
+    with guarded_outputs(bound) as intact:
+        out = bound.run(bound.normalize(cfg), x, w, off, False)
+    assert intact(), "grouped_gemm_kernel stored past the end of out"
+    for g, (s, e) in enumerate(rows):
+        once = torch.arange(s, max(s, e))[cover[s:max(s, e)] == 1]  # rows two groups claim: either result
+        torch.testing.assert_close(out[once], x[once] @ w[g], rtol=1e-5, atol=1e-5)
+
+    bound = G.grouped_gemm_dw_kernel.bind((x, dy, off))
+    with guarded_outputs(bound) as intact:
+        dw = bound.run(bound.normalize(cfg), x, dy, off)
+    assert intact(), "grouped_gemm_dw_kernel stored past the end of dw"
+    assert not dw.isnan().any(), "grouped_gemm_dw_kernel read x or dy past row M"
+    for g, (s, e) in enumerate(rows):
+        want = x[s:e].t() @ dy[s:e] if e > s else torch.zeros(k, n)
+        torch.testing.assert_close(dw[g], want, rtol=1e-5, atol=1e-4)
+
+    out = G.grouped_gemm(x, w, off, validate=False)  # the op itself, at its default config
+    assert out.shape == (m, n)
