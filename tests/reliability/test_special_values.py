@@ -79,13 +79,15 @@ def check_vs_torch(ours, ref, inputs: list, grad_idx: list[int], tol: float, see
 
 # ---- softmax: the online kernel's running max ----------------------------------------------------
 
-SOFTMAX_CONFIGS = {  # kernel variant -> (fwd kernel, bwd kernel, Config): small tiles, so short rows loop
+SOFTMAX_CONFIGS = {  # variant -> (fwd kernel, bwd kernel, Config of the [M, N] shape): 16-column tiles
     "online": ("softmax_fwd_online", "softmax_bwd_looped",
-               Config(block_sizes=[16, 1], num_warps=4, num_stages=1, range_reverses=[False, True])),
-    "looped": ("softmax_fwd", "softmax_bwd", Config(block_sizes=[1], reduction_loops=[16], num_warps=4,
-                                                     num_stages=1)),
-    "persistent": ("softmax_fwd", "softmax_bwd", Config(block_sizes=[2], reduction_loops=[None], num_warps=4,
-                                                         num_stages=1)),
+               lambda s: Config(block_sizes=[min(16, C.next_pow2(s[1])), 1], num_warps=4, num_stages=1,
+                                range_reverses=[False, True])),
+    "looped": ("softmax_fwd", "softmax_bwd",
+               lambda s: Config(block_sizes=[1], reduction_loops=[16 if s[1] > 16 else None], num_warps=4,
+                                num_stages=1)),
+    "persistent": ("softmax_fwd", "softmax_bwd",
+                   lambda s: Config(block_sizes=[2], reduction_loops=[None], num_warps=4, num_stages=1)),
 }
 
 
@@ -262,3 +264,104 @@ def test_grouped_gemm_unchecked_offsets_stay_in_bounds(offsets):
 
     out = G.grouped_gemm(x, w, off, validate=False)  # the op itself, at its default config
     assert out.shape == (m, n)
+
+
+# ---- hypothesis: special values ------------------------------------------------------------------
+# Each row (or key sequence) draws a kind; the values are made from a seeded generator, so a failing
+# example replays from its printed arguments.
+
+ROW_KINDS = ["randn", "prefix", "all_neg_inf", "neg_inf_runs", "nan", "pos_inf", "huge", "tiny", "mixed"]
+NORM_KINDS = ["randn", "nan", "huge", "tiny", "mixed"]  # norms of +-inf rows are NaN / 0 by formula choice
+
+
+def special_rows(kinds: list[str], n: int, dtype, seed: int) -> torch.Tensor:
+    """[len(kinds), n] in ``dtype``, row i of kind ``kinds[i]``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(kinds), n, generator=g, dtype=torch.float64)
+    big, small = (1e15, 1e-15) if dtype == torch.float32 else (3e4, 1e-3)  # squares stay finite in fp32
+    for i, kind in enumerate(kinds):
+        j = int(torch.randint(0, n, (), generator=g))
+        if kind == "prefix":  # a masked prefix: often whole column tiles
+            x[i, :j + 1] = NEG_INF
+        elif kind == "all_neg_inf":
+            x[i] = NEG_INF
+        elif kind == "neg_inf_runs":
+            x[i, torch.rand(n, generator=g) < 0.3] = NEG_INF
+            x[i, j:j + 20] = NEG_INF
+        elif kind == "nan":
+            x[i, j] = float("nan")
+        elif kind == "pos_inf":
+            x[i, j] = float("inf")
+        elif kind == "huge":
+            x[i] *= big
+        elif kind == "tiny":
+            x[i] *= small
+        elif kind == "mixed":
+            x[i, torch.rand(n, generator=g) < 0.5] *= big
+    return x.to(dtype)
+
+
+SPECIAL_N = st.one_of(st.sampled_from([1, 2, 16, 17, 31, 33, 64, 65, 100]), st.integers(1, 200))
+SPECIAL_DTYPES = st.sampled_from([torch.float32, torch.float16, torch.bfloat16])
+
+
+@settings(PROFILE)
+@given(kinds=st.lists(st.sampled_from(ROW_KINDS), min_size=1, max_size=6), n=SPECIAL_N, dtype=SPECIAL_DTYPES,
+       variant=st.sampled_from(list(SOFTMAX_CONFIGS)), seed=st.integers(0, 2**31 - 1))
+def test_softmax_special_values(kinds, n, dtype, variant, seed):
+    x = special_rows(kinds, n, dtype, seed)
+    with softmax_pinned(variant):
+        check_vs_torch(lambda t: S.softmax(t, -1), lambda t: torch.softmax(t, -1), [x], [0], S.TOLERANCE[dtype],
+                       seed)
+
+
+@settings(PROFILE)
+@given(kinds=st.lists(st.sampled_from(NORM_KINDS), min_size=1, max_size=6), n=SPECIAL_N,
+       dtype=SPECIAL_DTYPES, op=st.sampled_from(["layer_norm", "rms_norm"]), seed=st.integers(0, 2**31 - 1))
+def test_norms_special_values(kinds, n, dtype, op, seed):
+    x = special_rows(kinds, n, dtype, seed)
+    w = (1 + 0.1 * torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).to(dtype)
+    if op == "layer_norm":
+        ours = lambda t, w_: L.layer_norm(t, (n,), w_, None, 1e-5)  # noqa: E731
+        ref = lambda t, w_: torch.nn.functional.layer_norm(t, (n,), w_, None, 1e-5)  # noqa: E731
+        tol = L.TOLERANCE[dtype]
+    else:
+        ours = lambda t, w_: R.rms_norm(t, (n,), w_, 1e-6)  # noqa: E731
+        ref = lambda t, w_: t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + 1e-6) * w_  # noqa: E731
+        tol = R.TOLERANCE[dtype]
+    # forward only where a row is NaN: which dweight columns a NaN row poisons is torch's formula's choice
+    check_vs_torch(ours, ref, [x, w], [0, 1], tol, seed, backward="nan" not in kinds and n > 1)
+
+
+KEY_KINDS = ["prefix", "all", "runs", "random", "none"]
+
+
+@settings(PROFILE)
+@given(s_q=st.integers(1, 40), s_k=st.integers(1, 80), keys=st.sampled_from(KEY_KINDS), causal=st.booleans(),
+       group=st.sampled_from([1, 2]), nan_v=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_attention_special_values(s_q, s_k, keys, causal, group, nan_v, seed):
+    """Keys scoring -inf (fp32 dots overflowing: |q|, |k| ~ 1e20) as a prefix, all of them, runs or at
+    random, the others moderate; optionally a NaN in v. Against torch's SDPA in fp32, where the
+    same scores overflow: fully masked queries give 0."""
+    g = torch.Generator().manual_seed(seed)
+    d = 64
+    q = 1e20 * (1 + torch.rand(1, group, s_q, d, generator=g))
+    neg = torch.zeros(s_k, dtype=torch.bool)
+    j = int(torch.randint(0, s_k, (), generator=g))
+    if keys == "prefix":
+        neg[:j + 1] = True
+    elif keys == "all":
+        neg[:] = True
+    elif keys == "runs":
+        neg[j:j + 17] = True
+        neg[torch.rand(s_k, generator=g) < 0.2] = True
+    elif keys == "random":
+        neg[torch.rand(s_k, generator=g) < 0.5] = True
+    k = 1e-20 * torch.randn(1, 1, s_k, d, generator=g)  # scores q.k of order 1..10: a non-trivial softmax
+    k[:, :, neg] = -1e20 * (1 + torch.rand(1, 1, int(neg.sum()), d, generator=g))
+    v = torch.randn(1, 1, s_k, d, generator=g)
+    if nan_v:  # in key 0, which every query visits (a causal kernel never reads the keys it masks whole,
+        # where torch's 0 * NaN makes NaN: FlashAttention's behaviour, kept)
+        v[0, 0, 0, int(torch.randint(0, d, (), generator=g))] = float("nan")
+    check_vs_torch(lambda *t: A.attention(*t, causal=causal), lambda *t: sdpa(*[x.float() for x in t], causal),
+                   [q, k, v], [0, 1, 2], A.TOLERANCE[torch.float32], seed, backward=not nan_v)
