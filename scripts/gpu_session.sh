@@ -66,7 +66,7 @@ for step in "$@"; do
     helion_tune) timeout -s INT -k 20 "${TUNE_TIMEOUT:-240}" python3 -m bench.helion_baseline \
              --op softmax,rms_norm,layer_norm,matmul --shapes "$SHAPES" --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} \
              --dtype ${BENCH_DTYPE:-bf16} ${TUNE_EXTRA:-} 2>&1 | tee "$OUTDIR/helion_tune.log" ;;
-    soak)  timeout -s INT -k 20 $(( ${SOAK_BUDGET:-90} + 120 )) python3 -m bench.soak --shapes ${SOAK_SHAPES:-120} \
+    soak)  timeout -s INT -k 20 $(( ${SOAK_BUDGET:-90} + 60 )) python3 -m bench.soak --shapes ${SOAK_SHAPES:-120} \
              --seconds-budget ${SOAK_BUDGET:-90} --out "results/$GPU/soak.md" ${SOAK_EXTRA:-} 2>&1 | tail -40 | tee "$OUTDIR/soak.log" ;;
     plan)  $BENCH $NORMS --plan; $BENCH $GEMMS --plan
            $BENCH --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} --plan | tail -1 ;;
