@@ -33,6 +33,27 @@ def csvs(path: Path) -> list[Path]:
     return [path] if path.is_file() else sorted(path.rglob("*.csv"))
 
 
+def git_top(path: Path) -> str:
+    """The git work tree holding path ("" outside git)."""
+    import subprocess
+
+    where = path if path.is_dir() else path.parent
+    return subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def bad_revision(rev: str, where: Path) -> str | None:
+    """Why `rev` names no commit of the repository at `where`, or None when it does."""
+    import subprocess
+
+    top = git_top(where)
+    if not top:
+        return f"{where} is not inside a git repository"
+    ok = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=top,
+                        capture_output=True, text=True).returncode == 0
+    return None if ok else f"git revision {rev!r} not found in {top}"
+
+
 def committed(rev: str, new_paths: list[Path], tmp: Path) -> list[Path]:
     """The committed versions (at git revision rev) of the CSVs new_paths, copied under tmp."""
     import subprocess
@@ -40,8 +61,7 @@ def committed(rev: str, new_paths: list[Path], tmp: Path) -> list[Path]:
     out = []
     for p in new_paths:
         p = p.resolve()
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=p.parent,
-                             capture_output=True, text=True).stdout.strip()
+        top = git_top(p)
         if not top:
             continue
         rel = p.relative_to(Path(top).resolve()).as_posix()
@@ -91,14 +111,27 @@ def main(argv=None) -> int:
     p.add_argument("--band", type=float, default=0.05, help="allowed relative slowdown (default 0.05)")
     args = p.parse_args(argv)
     new_path, old_path = (args.new, args.old) if args.new or args.old else (args.csv, args.baseline)
+    new_opt, old_opt = ("--new", "--old") if args.new or args.old else ("--csv", "--baseline")
     if not (new_path and old_path):
         p.error("give --new DIR --old DIR, or --csv NEW --baseline OLD")
+    if args.band < 0:
+        p.error(f"argument --band: {args.band} is negative (want a relative slowdown such as 0.05)")
+    if not Path(new_path).exists():
+        p.error(f"argument {new_opt}: no such file or directory: {new_path}")
     new_csvs = csvs(Path(new_path))
     if old_path.startswith("git:"):
         import tempfile
 
-        old_csvs = committed(old_path[4:] or "HEAD", new_csvs, Path(tempfile.mkdtemp(prefix="bench_check_")))
+        rev = old_path[4:] or "HEAD"
+        why = bad_revision(rev, Path(new_path).resolve())
+        if why:
+            p.error(f"argument {old_opt}: {why} (want git:REV, e.g. git:HEAD or git:HEAD~3)")
+        old_csvs = committed(rev, new_csvs, Path(tempfile.mkdtemp(prefix="bench_check_")))
+        if new_csvs and not old_csvs:
+            p.error(f"argument {old_opt}: none of the CSVs under {new_path} exists at {rev}")
     else:
+        if not Path(old_path).exists():
+            p.error(f"argument {old_opt}: no such file or directory: {old_path}")
         old_csvs = csvs(Path(old_path))
     new, old = ours_rows(new_csvs), ours_rows(old_csvs)
     problems, n = compare(new, old, args.band)

@@ -7,19 +7,30 @@ Where the kernel comes from, in order:
    ``import helion.language as hl``): same source, two compilers. It is used only when it takes exactly
    the op's inputs (same number of positional parameters without defaults, or fewer with defaults).
 
-It is forward only (upstream kernels carry no autograd). Upstream Helion gets ``autotune_effort`` from
-``$HELION_BENCH_EFFORT`` (default ``"none"``: Helion's own default config, no tuning), so its tuning
-never eats the benchmark's time budget; the first call per shape (Helion's compile, plus tuning when
-the effort is not "none") is reported as ``compile_s``. Nothing here imports ``helion`` until the
-baseline is requested.
+It is forward only (upstream kernels carry no autograd).
+
+**Tuning.** A user who adopts Helion tunes it, so the baseline does too: ``$HELION_BENCH_EFFORT``
+(default ``"quick"``) is Helion's own ``autotune_effort``, capped at ``$HELION_BENCH_TUNE_S`` seconds
+per kernel and shape (Helion's ``autotune_budget_seconds``; default 30). Each search's result is stored
+under ``results/<GPU>/helion_configs/<op>.json`` (config, effort, cap, seconds spent, Helion version,
+date), keyed by the inputs' dtype and shapes, and reused by later runs instead of tuning again
+(``python -m bench.helion_baseline --op ...`` tunes ahead of a run). ``HELION_BENCH_EFFORT=none``
+runs Helion's default config, untuned. Each helion row says which (``tuning``: ``quick``,
+``quick (stored)`` or ``none``) and carries the search's seconds in ``tune_s``, apart from the
+first call's compile time (``compile_s``). Nothing here imports ``helion`` until the baseline is requested.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import importlib.util
 import inspect
+import json
+import math
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Optional
@@ -27,11 +38,25 @@ from typing import Callable, Optional
 REPO = Path(__file__).resolve().parent.parent
 KERNELS = REPO / "tests" / "dsl" / "kernels.py"
 EFFORT_ENV = "HELION_BENCH_EFFORT"
+TUNE_S_ENV = "HELION_BENCH_TUNE_S"
+EFFORTS = ("none", "quick", "full")
+STORE_DIR = "helion_configs"  # under results/<GPU>/
+
+# Where tuned configs are read and written (results/<GPU>/helion_configs); bench.run sets it. None: no store.
+store: Optional[Path] = None
 
 
 def effort() -> str:
     """Upstream Helion's autotune effort for the baseline ("none", "quick" or "full")."""
-    return os.environ.get(EFFORT_ENV, "none").strip() or "none"
+    value = os.environ.get(EFFORT_ENV, "quick").strip() or "quick"
+    if value not in EFFORTS:
+        raise ValueError(f"${EFFORT_ENV}={value!r}: want one of {', '.join(EFFORTS)}")
+    return value
+
+
+def tune_cap_s() -> int:
+    """Seconds Helion may search per kernel and shape (its autotune_budget_seconds)."""
+    return int(float(os.environ.get(TUNE_S_ENV, "30")))
 
 
 @functools.lru_cache(maxsize=1)
@@ -61,27 +86,39 @@ def _dist_version(name: str) -> str:
         return "?"
 
 
+def version() -> str:
+    """'helion 1.4.0', or '' when it does not import."""
+    ok, ver = available()
+    return f"helion {ver}" if ok else ""
+
+
 def label() -> str:
     """How the helion rows were produced, for logs and reports."""
     ok, ver = available()
     if not ok:
         return f"upstream Helion not importable ({ver})"
-    return (f"upstream Helion {ver}, same-language kernel (tests/dsl/kernels.py or the op's helion_kernel), "
-            f"autotune_effort={effort()!r}, forward only")
+    tuned = (f"tuned: autotune_effort={effort()!r}, at most {tune_cap_s()} s per shape, configs stored under "
+             f"results/<GPU>/{STORE_DIR}/" if effort() != "none" else "untuned: autotune_effort='none' (default config)")
+    return f"upstream Helion {ver}, same-language kernel (tests/dsl/kernels.py or the op's helion_kernel), {tuned}, forward only"
 
 
-@functools.lru_cache(maxsize=1)
-def _upstream_kernels() -> Optional[ModuleType]:
-    """tests/dsl/kernels.py compiled by upstream Helion, or None when helion does not import."""
+def _decorator_args(eff: str) -> str:
+    args = f"autotune_effort={eff!r}"
+    return args + (f", autotune_budget_seconds={tune_cap_s()}" if eff != "none" else "")
+
+
+@functools.lru_cache(maxsize=4)
+def _upstream_kernels(eff: str = "none") -> Optional[ModuleType]:
+    """tests/dsl/kernels.py compiled by upstream Helion at effort `eff`, or None when helion does not import."""
     if not available()[0] or not KERNELS.is_file():
         return None
     src = KERNELS.read_text()
     src = src.replace("import helion_ops.dsl as helion", "import helion").replace(
         "import helion_ops.dsl.language as hl", "import helion.language as hl")
-    src = src.replace("@helion.kernel()", f"@helion.kernel(autotune_effort={effort()!r})")
+    src = src.replace("@helion.kernel()", f"@helion.kernel({_decorator_args(eff)})")
     path = Path(tempfile.mkdtemp(prefix="helion_baseline_")) / "helion_kernels.py"
     path.write_text(src)  # Helion reads kernel source from the file
-    spec = importlib.util.spec_from_file_location("helion_baseline_kernels", path)
+    spec = importlib.util.spec_from_file_location(f"helion_baseline_kernels_{eff}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -110,18 +147,152 @@ def has_kernel(mod: ModuleType) -> bool:
 
 
 def kernel_for(mod: ModuleType, n_inputs: Optional[int] = None) -> Callable:
-    """The upstream-Helion callable for mod; raises LookupError when there is none."""
+    """The upstream-Helion callable for mod, wrapped to pick its config (see Tuned); LookupError when none."""
     own = getattr(mod, "helion_kernel", None)
-    if own is not None:
-        return own
+    if own is None:
+        ok, why = available()
+        if not ok:
+            raise LookupError(f"`import helion` fails: {why}")
+        name = _source_kernel_name(mod)
+        kernels = _upstream_kernels(effort()) if name else None
+        own = getattr(kernels, name, None) if kernels is not None else None
+        if own is None:
+            raise LookupError(f"no Helion kernel named {mod.NAME!r} in {KERNELS.relative_to(REPO)}")
+        if n_inputs is not None and not _takes(own, n_inputs):
+            raise LookupError(f"tests/dsl/kernels.py:{name} does not take the op's {n_inputs} inputs")
+    return Tuned(own, mod.NAME) if hasattr(own, "bind") else own
+
+
+# ---- tuned configs: search once, store, reuse ----------------------------------------------------
+
+def input_key(inputs: tuple) -> str:
+    """'bf16 4096x4096 4096': the first tensor's dtype and every tensor's shape (what a config is tuned for)."""
+    import torch
+
+    from bench.schema import dtype_name
+
+    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    dt = dtype_name(tensors[0].dtype) if tensors else "-"
+    return " ".join([dt] + ["x".join(map(str, t.shape)) or "scalar" for t in tensors])
+
+
+def _store_path(op: str) -> Optional[Path]:
+    return store / f"{op}.json" if store is not None else None
+
+
+def load_entries(op: str) -> dict:
+    """{input key: entry} stored for op ({} when there is no store or the file is unreadable)."""
+    path = _store_path(op)
+    try:
+        return json.loads(path.read_text()) if path is not None and path.exists() else {}
+    except ValueError:
+        return {}
+
+
+def save_entry(op: str, key: str, entry: dict) -> None:
+    """Merge one entry into results/<GPU>/helion_configs/<op>.json (atomic replace)."""
+    path = _store_path(op)
+    if path is None:
+        return
+    data = load_entries(op)
+    data[key] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
+    tmp.replace(path)
+
+
+class Tuned:
+    """An upstream Helion kernel whose config for the inputs it first sees is, in order: the stored
+    tuned config (effort not "none"), a search run now and stored, or Helion's default (effort "none").
+
+    ``tuning`` and ``tune_s`` say which, for the row (tune_s: the search's seconds, also when stored)."""
+
+    def __init__(self, kernel, op: str):
+        self.kernel, self.op = kernel, op
+        self.tuning, self.tune_s = "", math.nan
+
+    def __call__(self, *inputs):
+        if not self.tuning:
+            self._configure(inputs)
+        return self.kernel(*inputs)
+
+    def _configure(self, inputs: tuple) -> None:
+        eff = effort()
+        if eff == "none":
+            self.tuning = "none"
+            return
+        key = input_key(inputs)
+        entry = load_entries(self.op).get(key)
+        bound = self.kernel.bind(inputs)
+        if entry is not None and entry.get("config") is not None:
+            import helion
+
+            bound.set_config(helion.Config.from_json(json.dumps(entry["config"])))
+            self.tuning, self.tune_s = f"{entry.get('effort', eff)} (stored)", float(entry.get("tune_s", math.nan))
+            return
+        t0 = time.perf_counter()
+        config = self.kernel.autotune(inputs, force=True)
+        self.tune_s = time.perf_counter() - t0
+        self.tuning = eff
+        from bench.gpu_info import utc_date
+
+        save_entry(self.op, key, {"config": json.loads(config.to_json()), "effort": eff, "cap_s": tune_cap_s(),
+                                  "tune_s": round(self.tune_s, 1), "helion": available()[1], "date": utc_date()})
+
+
+# ---- CLI: tune ahead of a run ----------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    """Tune the helion baseline on the run's shapes and store the configs (GPU only)."""
+    p = argparse.ArgumentParser(prog="python -m bench.helion_baseline",
+                                description="Tune upstream Helion (quick effort, capped) on the bench shapes; "
+                                            "store the configs under results/<GPU>/helion_configs/.")
+    p.add_argument("--op", default="softmax,rms_norm,layer_norm,matmul", help="comma list of op names")
+    p.add_argument("--shapes", default="preset", help="as bench.run --shapes")
+    p.add_argument("--max-shapes", default=None, help="as bench.run --max-shapes")
+    p.add_argument("--tuned-shapes", default="2", help="at most N of those shapes per op, spread (as bench.run)")
+    p.add_argument("--dtype", default="bf16", help="one dtype (bf16, fp16, fp32)")
+    p.add_argument("--out", default=str(REPO / "results"), help="results root")
+    args = p.parse_args(argv)
+    import torch
+
+    from bench import catalog, gpu_info, run, schema
+
+    if not torch.cuda.is_available():
+        print("note: no CUDA GPU: nothing tuned (Helion tunes on the device)")
+        return 0
+    if effort() == "none":
+        print(f"note: ${EFFORT_ENV}=none: nothing tuned")
+        return 0
     ok, why = available()
     if not ok:
-        raise LookupError(f"`import helion` fails: {why}")
-    name = _source_kernel_name(mod)
-    kernels = _upstream_kernels() if name else None
-    fn = getattr(kernels, name, None) if kernels is not None else None
-    if fn is None:
-        raise LookupError(f"no Helion kernel named {mod.NAME!r} in {KERNELS.relative_to(REPO)}")
-    if n_inputs is not None and not _takes(fn, n_inputs):
-        raise LookupError(f"tests/dsl/kernels.py:{name} does not take the op's {n_inputs} inputs")
-    return fn
+        print(f"note: `import helion` fails ({why}): nothing tuned")
+        return 0
+    global store
+    store = Path(args.out) / gpu_info.short_name(gpu_info.gpu_name()) / STORE_DIR
+    dtype = schema.parse_dtype(args.dtype)
+    mods, problems = catalog.resolve(args.op)
+    for name, why in problems.items():
+        print(f"op {name}: not loaded: {why}")
+    for mod in mods:
+        if not has_kernel(mod):
+            print(f"{mod.NAME}: no helion kernel")
+            continue
+        shapes = run.select_shapes(mod, args.shapes, True, False, args.max_shapes)
+        for shape in run.spread_subset(shapes, run.max_shapes_for(args.tuned_shapes, mod.NAME)):
+            inputs = mod.make_inputs(shape, dtype, "cuda")
+            try:
+                fn = kernel_for(mod, len(inputs))
+                fn(*inputs)
+                torch.cuda.synchronize()
+                print(f"{mod.NAME} {schema.format_shape(shape)}: {getattr(fn, 'tuning', '?')} "
+                      f"{getattr(fn, 'tune_s', math.nan):.1f} s", flush=True)
+            except Exception as e:
+                print(f"{mod.NAME} {schema.format_shape(shape)}: error: {type(e).__name__}: "
+                      f"{str(e).splitlines()[0] if str(e) else ''}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

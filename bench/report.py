@@ -1,8 +1,10 @@
 """Rebuild reports from the results CSVs: python -m bench.report [--results DIR] [--readme FILE].
 
 Writes results/<GPU>/README.md (tables per op/mode/dtype), results/<GPU>/<op>.png
-(throughput vs shape), results/README.md (geomean speedups of ours per op and GPU),
-and copies that summary into the project README between the results markers.
+(throughput per shape), results/README.md (geomean speedups of ours per op and GPU, each with the
+number of shapes it rests on, and every baseline's version and tuning state), results/index.html
+(one static page over every GPU: bench.site), and copies the summary into the project README
+between the results markers.
 """
 from __future__ import annotations
 
@@ -15,19 +17,40 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.baselines import OURS
+from bench.baselines import COMPILE_MAX, COPY, LIGER, MAX_MODE, OURS
 from bench.metrics import geomean
 
 REPO = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 NO_RESULTS = "*No GPU results committed yet.*"
+FEW_SHAPES = 4  # a geomean over fewer shapes is marked FEW
+FEW = "†"
+TEXT_COLS = ("shape", "commit", "date", "tuning", "version", "note", "status", "impl", "op", "mode", "dtype")
 
 
 def load(gpu_dir: Path) -> pd.DataFrame:
-    """All <op>.csv rows of one GPU directory, in file order."""
-    frames = [pd.read_csv(p, dtype={"shape": str, "commit": str, "date": str})
+    """All <op>.csv rows of one GPU directory, in file order (text columns "" where a row has none)."""
+    frames = [pd.read_csv(p, dtype={c: str for c in TEXT_COLS}, keep_default_na=False,
+                          na_values={c: [""] for c in ("ms", "metric", "err", "compile_s", "tune_s")})
               for p in sorted(gpu_dir.glob("*.csv"))]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    for c in ("tuning", "version", "note"):
+        if not df.empty and c not in df:
+            df[c] = ""
+    for c in df.columns:
+        if c.startswith("speedup_vs_") or c in ("ms", "metric", "err", "compile_s", "tune_s", "frac_of_ceiling"):
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
+
+
+def is_tuned(tuning: str) -> bool:
+    """Whether a row's tuning state is a search (helion "quick", "quick (stored)"; compile_max's mode)."""
+    return bool(tuning) and tuning != "none"
+
+
+def tuning_word(tuning: str) -> str:
+    """'tuned' or 'untuned', for a cell."""
+    return "tuned" if is_tuned(tuning) else "untuned"
 
 
 def gpu_dirs(results: Path) -> list[Path]:
@@ -65,8 +88,9 @@ def _fraction(r, ceiling: float | None) -> float:
     return r.metric / ceiling if ceiling and math.isfinite(r.metric) else math.nan
 
 
-def case_table(df: pd.DataFrame, ceiling: float | None = None) -> str:
-    """Markdown table for one (op, mode, dtype): throughput per impl, ours' % of the ceiling, speedups of ours."""
+def case_rows(df: pd.DataFrame, ceiling: float | None = None) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) for one (op, mode, dtype): throughput per impl (helion's marked tuned/untuned),
+    ours' % of the ceiling, speedups of ours."""
     impls = impl_order(df)
     unit = df["unit"].iloc[0]
     vs = [b for b in baselines_of(df) if b in impls]
@@ -76,7 +100,10 @@ def case_table(df: pd.DataFrame, ceiling: float | None = None) -> str:
         row = [shape]
         for n in impls:
             r = by.get(n)
-            row.append("" if r is None else (_num(r.metric) if r.status == "ok" else r.status))
+            cell = "" if r is None else (_num(r.metric) if r.status == "ok" else r.status)
+            if r is not None and n == "helion":  # say beside each Helion figure whether it was tuned
+                cell += f" ({tuning_word(getattr(r, 'tuning', ''))})"
+            row.append(cell)
         ours = by.get(OURS)
         frac = _fraction(ours, ceiling) if ours is not None and ours.status == "ok" else math.nan
         row.append("—" if not math.isfinite(frac) else f"{100 * frac:.0f}%")
@@ -85,6 +112,12 @@ def case_table(df: pd.DataFrame, ceiling: float | None = None) -> str:
                        else _x(getattr(ours, f"speedup_vs_{b}", math.nan) if ours is not None else math.nan))
         rows.append(row)
     headers = ["shape"] + [f"{n} ({unit})" for n in impls] + ["ours % of ceiling"] + [f"vs {b}" for b in vs]
+    return headers, rows
+
+
+def case_table(df: pd.DataFrame, ceiling: float | None = None) -> str:
+    """Markdown table for one (op, mode, dtype) (see case_rows)."""
+    headers, rows = case_rows(df, ceiling)
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -129,6 +162,65 @@ def runs_section(runs: dict) -> list[str]:
     return lines + [""]
 
 
+def tuned_section(df: pd.DataFrame) -> list[str]:
+    """Markdown lines: every tuned baseline's search per case (state and seconds; never in ms)."""
+    t = df[df["tuning"].map(is_tuned)] if "tuning" in df else df.iloc[0:0]
+    if t.empty:
+        return []
+    lines = ["## Tuned baselines: search time per case", "",
+             "Seconds of each search (compile_max: its first call, inductor's autotuning with compile; helion: "
+             "Helion's own search, done once and stored under `helion_configs/`, then reused: `(stored)`).", "",
+             "| op | mode | shape | dtype | impl | tuning | tune s |", "|---|---|---|---|---|---|---|"]
+    for r in t.itertuples():
+        lines.append(f"| {r.op} | {r.mode} | {r.shape} | {r.dtype} | {r.impl} | {r.tuning} | {_num(r.tune_s)} |")
+    return lines + [""]
+
+
+def baseline_info(df: pd.DataFrame, runs: dict | None = None) -> dict[str, dict]:
+    """{impl: {"what", "version", "tuning", "cases"}} for every impl but ours in df: what it is, its library
+    version(s), and its tuning state (with the tuned share of its cases where that varies)."""
+    runs = runs or {}
+    info = {}
+    for impl, g in df[df["impl"] != OURS].groupby("impl", sort=False):
+        versions = sorted({v for v in g["version"] if v}) if "version" in g else []
+        if not versions and impl not in (COPY, "helion", LIGER):
+            versions = sorted({f"torch {v}" for v in g["torch"].astype(str) if v and v != "nan"})
+        if impl == "helion" and not versions:  # rows from before the version column: runs.json's label
+            versions = sorted({f"helion {m.group(1)}" for r in runs.values() if isinstance(r.get("helion"), str)
+                               for m in [re.search(r"Helion (\d[\w.+-]*)", r["helion"])] if m})
+        tuned = int(g["tuning"].map(is_tuned).sum()) if "tuning" in g else 0
+        if impl == "helion":
+            efforts = sorted({t.replace(" (stored)", "") for t in g["tuning"] if is_tuned(t)})
+            state = (f"tuned ({', '.join(efforts)} effort, Helion's own search) in {tuned} of {len(g)} cases"
+                     + ("; default config (untuned) in the rest" if tuned < len(g) else "")) if tuned else \
+                "untuned (Helion's default config)"
+        elif impl == COMPILE_MAX:
+            state = f"tuned per shape by inductor ({MAX_MODE})"
+        elif impl == COPY:
+            state = "not an implementation: a device copy of the op's bytes (the bandwidth reachable at that size)"
+        elif impl == "compile":
+            state = "untuned: default mode (no autotuning)"
+        elif impl == "eager":
+            state = "untuned: PyTorch's eager kernels"
+        elif impl == LIGER:
+            state = "untuned: Liger's built-in block-size heuristics"
+        else:
+            state = "untuned: the vendor library's own heuristics, called through torch"
+        info[impl] = {"version": ", ".join(versions) or ("—" if impl == COPY else "?"), "tuning": state,
+                      "cases": len(g)}
+    return info
+
+
+def baselines_section(df: pd.DataFrame, runs: dict) -> list[str]:
+    """Markdown lines: a table of each baseline's version and tuning state."""
+    info = baseline_info(df, runs)
+    if not info:
+        return []
+    lines = ["## Baselines", "", "| impl | version | tuning | cases |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['version']} | {v['tuning']} | {v['cases']} |" for k, v in info.items()]
+    return lines + [""]
+
+
 def gpu_readme(gpu_dir: Path, df: pd.DataFrame) -> str:
     """Markdown for results/<GPU>/README.md."""
     ceil = ceilings_of(gpu_dir)
@@ -149,58 +241,125 @@ def gpu_readme(gpu_dir: Path, df: pd.DataFrame) -> str:
             unit = g["unit"].iloc[0]
             ceiling = ceil.get({"GB/s": "copy_GBps", "TFLOP/s": "matmul_TFLOPs"}.get(unit, ""))
             lines += [f"### {op} {mode} {dtype}", "", case_table(g, ceiling), ""]
-    lines += runs_section(runs_of(gpu_dir))
+    runs = runs_of(gpu_dir)
+    lines += baselines_section(df, runs) + tuned_section(df) + runs_section(runs)
     return "\n".join(lines)
 
 
 def plot(df: pd.DataFrame, op: str, path: Path, ceilings: dict) -> None:
-    """PNG of throughput vs shape for one op, a panel per (mode, dtype), a line per impl."""
+    """PNG of throughput per shape for one op, a panel per (mode, dtype), stacked: shapes are categories (grouped
+    bars, one per impl; no lines joining unrelated shapes), log scale where values span a decade or more."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = list(df.groupby(["mode", "dtype"], sort=False))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    widest = max(len(set(g["shape"])) for _, g in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(min(max(6.0, 0.75 * widest + 2), 16), 4.2 * len(panels)),
+                             squeeze=False)
     unit = df["unit"].iloc[0]
     ceiling = ceilings.get({"GB/s": "copy_GBps", "TFLOP/s": "matmul_TFLOPs"}.get(unit, ""))
-    for ax, ((mode, dtype), g) in zip(axes[0], panels):
+    for ax, ((mode, dtype), g) in zip(axes[:, 0], panels):
         shapes = list(dict.fromkeys(g["shape"]))
-        for n in impl_order(g):
+        impls = impl_order(g)
+        width = 0.8 / max(len(impls), 1)
+        values = []
+        for i, n in enumerate(impls):
             sub = g[(g["impl"] == n) & (g["status"] == "ok")]
             ys = [sub[sub["shape"] == s]["metric"].max() if s in set(sub["shape"]) else math.nan for s in shapes]
-            ax.plot(range(len(shapes)), ys, marker="o", label=n, linewidth=2.5 if n == OURS else 1.2)
+            values += [y for y in ys if math.isfinite(y) and y > 0]
+            xs = [k - 0.4 + width * (i + 0.5) for k in range(len(shapes))]
+            ax.bar(xs, ys, width=width, label=n, edgecolor="black" if n == OURS else "none",
+                   linewidth=1.2 if n == OURS else 0)
         if ceiling:
-            ax.axhline(ceiling, color="gray", linestyle="--", label=f"ceiling {ceiling:,.0f} {unit}")
+            ax.axhline(ceiling, color="gray", linestyle="--", linewidth=1, label=f"ceiling {ceiling:,.0f} {unit}")
+            values.append(ceiling)
+        if values and max(values) / min(values) >= 10:
+            ax.set_yscale("log")
+            ax.set_ylabel(f"{unit} (log scale)")
+        else:
+            ax.set_ylim(bottom=0)
+            ax.set_ylabel(unit)
         ax.set_xticks(range(len(shapes)))
         ax.set_xticklabels(shapes, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(shapes) - 0.4)
         ax.set_title(f"{op} {mode} {dtype}")
-        ax.set_ylabel(unit)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
+def _tuning_of(g: pd.DataFrame, b: str) -> dict:
+    """{(shape, dtype): tuning} of baseline b's rows in one (op, mode) group."""
+    rows = g[g["impl"] == b]
+    return {(r.shape, r.dtype): getattr(r, "tuning", "") for r in rows.itertuples()}
+
+
+def summary_cell(g: pd.DataFrame, b: str) -> str:
+    """Geomean of ours' speedup vs b over the group's cases, with the shapes it rests on: '1.23x (n=5)';
+    marked FEW when under FEW_SHAPES shapes; for helion, over its tuned cases when it has any."""
+    ours = g[g["impl"] == OURS]
+    col = f"speedup_vs_{b}"
+    if col not in ours:
+        return ""
+    tuning = _tuning_of(g, b)
+    pairs = [(r.shape, r.dtype, getattr(r, col)) for r in ours.itertuples()]
+    pairs = [(s, d, v) for s, d, v in pairs if isinstance(v, float) and math.isfinite(v) and v > 0]
+    state = ""
+    if b == "helion" and pairs:
+        tuned = [p for p in pairs if is_tuned(tuning.get(p[:2], ""))]
+        pairs, state = (tuned, ", tuned") if tuned else (pairs, ", untuned")
+    if not pairs:
+        return "—"
+    n = len({s for s, _, _ in pairs})
+    return f"{geomean([v for _, _, v in pairs]):.2f}x (n={n}{state}){FEW if n < FEW_SHAPES else ''}"
+
+
+def _lead(cell: str) -> float:
+    """The speedup at the start of a summary cell ('0.93x (n=5)' -> 0.93; NaN when none)."""
+    m = re.match(r"([0-9.]+)x", cell)
+    return float(m.group(1)) if m else math.nan
+
+
 def summary(results: Path, link_prefix: str = "") -> str:
-    """Markdown table: geomean speedup of ours vs each baseline, per GPU, op and mode."""
-    rows, vs_all = [], []
+    """Markdown: geomean speedup of ours vs each baseline per GPU, op and mode (with its shape count), then
+    each baseline's version and tuning state per GPU."""
+    rows, vs_all, info = [], [], {}
     for d in gpu_dirs(results):
         df = load(d)
+        info[d.name] = baseline_info(df, runs_of(d))
         for (op, mode), g in df.groupby(["op", "mode"], sort=True):
             ours = g[g["impl"] == OURS]
             vs = baselines_of(g)
             vs_all += [b for b in vs if b not in vs_all]
-            cell = {b: _x(geomean(ours[f"speedup_vs_{b}"].tolist())) for b in vs}
+            cell = {b: summary_cell(g, b) for b in vs}
             fails = int((ours["status"] != "ok").sum())
             rows.append((f"[{d.name}]({link_prefix}{d.name}/README.md)", op, mode, cell, len(ours), fails))
     if not rows:
         return NO_RESULTS
     body = [[gpu, op, mode] + [c.get(b, "") for b in vs_all] + [n, f] for gpu, op, mode, c, n, f in rows]
-    return tabulate(body, headers=["GPU", "op", "mode"] + [f"vs {b}" for b in vs_all] + ["cases", "ours not ok"],
-                    tablefmt="github", disable_numparse=True)
+    table = tabulate(body, headers=["GPU", "op", "mode"] + [f"vs {b}" for b in vs_all] + ["cases", "ours not ok"],
+                     tablefmt="github", disable_numparse=True)
+    lines = [table, "",
+             f"`vs X`: geomean over cases of X's ms / ours' ms (> 1: ours faster); `(n=K)`: the number of shapes "
+             f"it rests on; {FEW} fewer than {FEW_SHAPES} shapes, too few for a geomean to mean much. "
+             "`helion`: over its tuned cases where it has any.", ""]
+    gaps = []
+    for gpu, op, mode, c, _, _ in rows:
+        behind = [f"{c[b]} vs {b}" for b in vs_all if b != COPY and _lead(c.get(b, "")) < 1.0]
+        if behind:
+            gaps.append(f"- {gpu.split(']')[0].lstrip('[')} {op} {mode}: " + "; ".join(behind))
+    if gaps:
+        lines += ["Where ours trails a baseline on geomean (one line per op and mode; the copy ceiling aside):"]
+        lines += gaps + [""]
+    body = [[gpu, f"`{k}`", v["version"], v["tuning"], v["cases"]] for gpu, impls in info.items() for k, v in impls.items()]
+    lines += ["Baselines: version and tuning state", "",
+              tabulate(body, headers=["GPU", "baseline", "version", "tuning", "cases"], tablefmt="github",
+                       disable_numparse=True)]
+    return "\n".join(lines)
 
 
 def results_readme(results: Path) -> str:
@@ -210,7 +369,8 @@ def results_readme(results: Path) -> str:
         "Geomean over shapes and dtypes of `X ms / helion_ops ms` (> 1: helion_ops faster). "
         "Cases where either side failed its accuracy check or errored are left out of the geomean; "
         "`ours not ok` counts those where helion_ops did. One directory per GPU holds the CSVs (`<op>.csv`), tables "
-        "(`README.md`), plots (`<op>.png`) and the measured ceilings (`ceilings.json`).", "",
+        "(`README.md`), plots (`<op>.png`) and the measured ceilings (`ceilings.json`); "
+        "[index.html](index.html) shows them all on one page.", "",
         summary(results), "",
         "Regenerate with `python -m bench.report`; produce with `scripts/run` on a GPU; "
         "compare two runs with `python -m bench.check --new DIR --old DIR`.", ""])
@@ -240,6 +400,9 @@ def build(results: Path, readme: Path | None = None) -> list[Path]:
     results.mkdir(parents=True, exist_ok=True)
     (results / "README.md").write_text(results_readme(results))
     written.append(results / "README.md")
+    from bench import site
+
+    written.append(site.write(results))
     if readme is not None and update_readme(Path(readme), summary(results, link_prefix=f"{results.name}/")):
         written.append(Path(readme))
     return written

@@ -1,6 +1,6 @@
 """CLI: python -m bench.run --op <name|all> [--dtype bf16,fp16,fp32] [--shapes preset|small|FILE|AxB;CxD]
-[--baselines eager,compile,cublas,cudnn,flash,grouped_mm,helion] [--mode fwd,bwd] [--quick]
-[--max-shapes N] [--warmup MS] [--rep MS] [--time-budget S] [--plan] [--out results]
+[--baselines eager,compile,compile_max,cublas,cudnn,flash,grouped_mm,liger,helion,copy] [--mode fwd|bwd|both]
+[--quick] [--max-shapes N] [--tuned-shapes N] [--warmup MS] [--rep MS] [--time-budget S] [--plan] [--out results]
 
 On a CUDA GPU: times every impl, writes results/<GPU>/<op>.csv and rebuilds the reports from
 every CSV on disk (so ops run in separate commands end up in one report).
@@ -26,37 +26,113 @@ REPO = Path(__file__).resolve().parent.parent
 CPU_TITLE = "INTERPRETER CORRECTNESS RUN (no GPU): no timings"
 BUDGET_EXIT = 3  # the time budget ran out before every case ran
 
-# Cost model for --plan and the start-of-run estimate (seconds; H100, warm Triton/inductor caches
-# not assumed). First calls: ours compiles its Triton kernels, torch.compile runs dynamo + inductor
-# (fresh per shape), Helion compiles. Each timed impl costs warmup + rep of do_bench plus set-up.
-FIRST_CALL_S = {("compile", "fwd"): 3.0, ("compile", "bwd"): 7.0, (baselines.OURS, "fwd"): 1.0,
-                (baselines.OURS, "bwd"): 2.0, ("helion", "fwd"): 4.0}
+# Cost model for --plan and the start-of-run estimate (seconds; H100). First calls: ours compiles its
+# Triton kernels, torch.compile runs dynamo + inductor (fresh per shape), Helion compiles (with a stored
+# config), Liger JIT-compiles its kernels; compile_max's first call runs inductor's autotuning. Each timed
+# impl costs warmup + rep of do_bench plus set-up. The H100 run of 2026-11-27 (results/H100/runs.json)
+# measured first calls per case of 1.0-1.3 s for compile on the norms (5.5 s on grouped GEMM) and
+# 0.3-1.8 s for ours; the figures below round those up.
+FIRST_CALL_S = {("compile", "fwd"): 1.5, ("compile", "bwd"): 3.0, (baselines.OURS, "fwd"): 1.0,
+                (baselines.OURS, "bwd"): 1.5, ("helion", "fwd"): 2.0, (baselines.LIGER, "fwd"): 0.5,
+                (baselines.LIGER, "bwd"): 1.0, (baselines.COMPILE_MAX, "fwd"): 30.0,
+                (baselines.COMPILE_MAX, "bwd"): 60.0}
 PER_IMPL_S = 0.15  # do_bench estimate calls, rotation sets, reference, sync
 STARTUP_S = 10.0  # per process: imports, ceilings, report
 FIRST_COMPILE_S = 15.0  # per process, once: inductor imports, compile workers, cold caches
 
 
+MODES = {"fwd": ["fwd"], "bwd": ["bwd"], "both": ["fwd", "bwd"]}
+
+
+def _dtypes_arg(text: str) -> list[str]:
+    """--dtype: a comma list of bf16, fp16, fp32 (or their long names)."""
+    names = _split(text)
+    if not names:
+        raise argparse.ArgumentTypeError("empty (want a comma list of bf16, fp16, fp32)")
+    for n in names:
+        try:
+            schema.parse_dtype(n)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return names
+
+
+def _shapes_arg(text: str) -> str:
+    """--shapes: 'preset', 'small', a JSON file, or inline shapes 'AxB;CxD' (checked here, used per op)."""
+    if text in ("preset", "small"):
+        return text
+    path = Path(text)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{text}: not JSON ({e})") from None
+        if not isinstance(data, (dict, list)):
+            raise argparse.ArgumentTypeError(f"{text}: want {{op: [[...], ...]}} or [[...], ...]")
+        return text
+    if text.endswith(".json") or "/" in text:
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    try:
+        shapes = [schema.parse_shape(s) for s in text.split(";") if s.strip()]
+    except (KeyError, ValueError):
+        shapes = []
+    if not shapes:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not 'preset', 'small', a JSON file, or shapes like '4096x4096;8192x1000' "
+            "(integers and True/False joined by x, shapes separated by ;)")
+    return text
+
+
+def _max_shapes_arg(text: str) -> str:
+    """--max-shapes / --tuned-shapes: N, op=N pairs 'matmul=5,attention=4', or both '2,grouped_gemm=1'
+    (a bare N: the ops not named; N >= 1)."""
+    bare = 0
+    for part in text.split(","):
+        name, eq, n = part.rpartition("=") if "=" in part else ("", "", part)
+        bare += not eq
+        if (eq and not name.strip()) or not n.strip().isdigit() or int(n) < 1 or bare > 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: want N, op=N pairs like 'matmul=5,attention=4', "
+                                             "or both ('2,grouped_gemm=1'), N >= 1")
+    return text
+
+
+def _positive(kind):
+    def check(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'number' if kind is float else 'whole number'}") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: want a value > 0")
+        return v
+    return check
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    """Command-line options (see the module docstring)."""
+    """Command-line options (see the module docstring); a bad value exits 2 naming its option."""
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[1])
     p.add_argument("--op", default="all", help="'all', op names, module paths or .py files (comma-separated)")
-    p.add_argument("--dtype", default=None, help="comma list of bf16,fp16,fp32 (GPU default: bf16)")
-    p.add_argument("--shapes", default="preset",
+    p.add_argument("--dtype", default=None, type=_dtypes_arg, help="comma list of bf16,fp16,fp32 (GPU default: bf16)")
+    p.add_argument("--shapes", default="preset", type=_shapes_arg,
                    help="'preset' (SHAPES; SMALL_SHAPES without GPU), 'small', a JSON file "
                         "({op: [[...]]} or [[...]]), or inline '4096x4096;8192x1000'")
     p.add_argument("--baselines", default=None,
-                   help="comma list (default: eager,compile,<op's BASELINES>,helion; no GPU: eager)")
-    p.add_argument("--mode", default="fwd,bwd", help="fwd, bwd or both (bwd only for ops with GRAD_INPUTS)")
+                   help="comma list (default: every one that applies: eager,compile,compile_max,<op's BASELINES>,"
+                        "liger,helion; no GPU: eager)")
+    p.add_argument("--mode", default="both", choices=list(MODES),
+                   help="fwd, bwd, or both (forward and backward; bwd only for ops with GRAD_INPUTS)")
     p.add_argument("--quick", action="store_true",
                    help="at most 3 shapes per op, shorter timing (--max-shapes 3 --warmup 10 --rep 40)")
-    p.add_argument("--max-shapes", default=None,
+    p.add_argument("--max-shapes", default=None, type=_max_shapes_arg,
                    help="at most N shapes per op, spread over the list (first, last, middle, ...); "
                         "an int, or per op: 'matmul=5,attention=4' (ops not named: all)")
-    p.add_argument("--helion-shapes", type=int, default=None,
-                   help="run the helion baseline on at most N shapes per op (spread), to bound its compile time")
-    p.add_argument("--warmup", type=float, default=None, help="do_bench warm-up, ms (default 25; --quick 10)")
-    p.add_argument("--rep", type=float, default=None, help="do_bench repetitions, ms (default 100; --quick 40)")
-    p.add_argument("--time-budget", type=float, default=None,
+    p.add_argument("--tuned-shapes", type=_max_shapes_arg, default=None,
+                   help="run the tuned baselines (helion, compile_max: their first call searches configs) on at "
+                        "most N shapes per op (spread), to bound their tuning time; N, 'matmul=2,grouped_gemm=1' "
+                        "(ops not named: all), or '2,grouped_gemm=1' (ops not named: 2)")
+    p.add_argument("--warmup", type=_positive(float), default=None, help="do_bench warm-up, ms (default 25; --quick 10)")
+    p.add_argument("--rep", type=_positive(float), default=None, help="do_bench repetitions, ms (default 100; --quick 40)")
+    p.add_argument("--time-budget", type=_positive(float), default=None,
                    help="seconds for the whole run: no case starts after it, and each op gets a share "
                         "proportional to its cases; shapes run spread-first so a cut run still covers "
                         f"the range (exit {BUDGET_EXIT} when cases were left out)")
@@ -89,17 +165,18 @@ def spread_order(n: int) -> list[int]:
 
 
 def max_shapes_for(spec, op: str) -> int | None:
-    """--max-shapes for one op: "6" -> 6; "matmul=5,attention=4" -> 5 for matmul, None for others."""
+    """--max-shapes for one op: "6" -> 6; "matmul=5,attention=4" -> 5 for matmul, None (all) for others;
+    "2,matmul=5" -> 5 for matmul, 2 for others."""
     if spec is None or isinstance(spec, int):
         return spec
-    spec = str(spec).strip()
-    if "=" not in spec:
-        return int(spec)
-    for part in spec.split(","):
-        name, _, n = part.partition("=")
-        if name.strip() == op:
+    default = None
+    for part in str(spec).split(","):
+        name, eq, n = part.rpartition("=") if "=" in part else ("", "", part)
+        if not eq:
+            default = int(n)
+        elif name.strip() == op:
             return int(n)
-    return None
+    return default
 
 
 def spread_subset(items: list, n: int | None) -> list:
@@ -161,32 +238,45 @@ DEVICE = "cuda"  # where inputs live on the GPU path (tests swap in "cpu")
 
 
 def build_plan(mods, args, gpu: bool, dtypes, modes) -> tuple[dict, set]:
-    """{op name: (mod, [(mode, shape, dtype, helion?), ...])}, shapes spread-first; plus notes."""
+    """{op name: (mod, [(mode, shape, dtype, tuned?), ...])}, shapes spread-first; plus notes.
+    tuned?: whether the tuned baselines (helion, compile_max) run on this shape (--tuned-shapes)."""
     plan, notes = {}, set()
     for mod in mods:
         notes.update(f"{mod.NAME}: no TOLERANCE for {schema.dtype_name(dt)}, skipped"
                      for dt in dtypes if dt not in mod.TOLERANCE)
         shapes = select_shapes(mod, args.shapes, gpu, args.quick, args.max_shapes)
-        helion_shapes = set(spread_subset(shapes, args.helion_shapes))
+        tuned_shapes = set(spread_subset(shapes, max_shapes_for(args.tuned_shapes, mod.NAME)))
         cases = []
         for i in spread_order(len(shapes)):
             for mode in modes:
                 if mode == "bwd" and not mod.GRAD_INPUTS:
                     continue
-                cases += [(mode, shapes[i], dt, shapes[i] in helion_shapes) for dt in dtypes if dt in mod.TOLERANCE]
+                cases += [(mode, shapes[i], dt, shapes[i] in tuned_shapes) for dt in dtypes if dt in mod.TOLERANCE]
         plan[mod.NAME] = (mod, cases)
     return plan, notes
 
 
-def estimate_s(cases: list, impls_of, warmup: float, rep: float) -> float:
-    """Estimated seconds for cases [(mode, shape, dtype)] by the cost model above."""
+def estimate_s(cases: list, impls_of, warmup: float, rep: float, helion_tune_s: float = 0.0) -> float:
+    """Estimated seconds for cases [(mode, shape, dtype, tuned?)] by the cost model above, plus
+    helion_tune_s per helion case (its search, when no config is stored)."""
     total = 0.0
-    for mode, _, _, with_helion in cases:
+    for mode, _, _, tuned in cases:
         for name in impls_of(mode):
-            if name == "helion" and not with_helion:
+            if name in baselines.TUNED and not tuned:
                 continue
             total += FIRST_CALL_S.get((name, mode), 0.0) + PER_IMPL_S + (warmup + rep) / 1e3
+            total += helion_tune_s if name == "helion" else 0.0
     return total
+
+
+def helion_tune_s(op: str) -> float:
+    """Estimated seconds of the helion search per shape: none when the effort is "none" or the op's configs
+    are stored (helion_baseline.store), else the cap plus the candidates' compile overrun."""
+    from bench import helion_baseline
+
+    if helion_baseline.effort() == "none" or helion_baseline.load_entries(op):
+        return 0.0
+    return helion_baseline.tune_cap_s() + 10.0
 
 
 def _shape_rank(mod):
@@ -261,7 +351,7 @@ def main(argv=None) -> int:
         # Must precede the first import of helion_ops: kernels pick the
         # interpreter when they are defined.
         os.environ["TRITON_INTERPRET"] = "1"
-    from bench import case, catalog, helion_baseline, timing  # noqa: E402  (after the env var)
+    from bench import case, catalog, helion_baseline, liger_baseline, timing  # noqa: E402  (after the env var)
 
     say = _printer()
     elapsed = lambda: time.perf_counter() - t_start  # noqa: E731
@@ -272,31 +362,37 @@ def main(argv=None) -> int:
         say("no op modules to run" + ("" if args.op != "all" else " (none found in bench.specs)"))
         return 1
 
-    modes = _split(args.mode) or ["fwd"]
+    modes = MODES[args.mode]
     warmup = args.warmup if args.warmup is not None else (10 if args.quick else 25)
     rep = args.rep if args.rep is not None else (40 if args.quick else 100)
     requested = _split(args.baselines)
     if gpu:
-        dtypes = [schema.parse_dtype(d) for d in (_split(args.dtype) or ["bf16"])]
+        dtypes = [schema.parse_dtype(d) for d in (args.dtype or ["bf16"])]
     else:
         say("no CUDA GPU: correctness only, in Triton's interpreter (TRITON_INTERPRET=1), fp32 and fp16"
-            + (f" (--dtype {args.dtype} ignored)" if args.dtype else ""))
+            + (f" (--dtype {','.join(args.dtype)} ignored)" if args.dtype else ""))
         dtypes = [torch.float32, torch.float16]
         requested = requested or ["eager"]
 
     plan, notes = build_plan(mods, args, gpu, dtypes, modes)
+    if gpu and not args.plan:
+        helion_baseline.store = Path(args.out) / gpu_info.short_name(gpu_info.gpu_name()) / helion_baseline.STORE_DIR
+
     def impls_fn(mod):
         def impls(mode):
-            names = baselines.impl_names(mod, requested, mode)[0]
-            if (args.plan and mode == "fwd" and "helion" not in names and helion_baseline.has_kernel(mod)
-                    and (requested is None or "helion" in requested)):
-                names.append("helion")  # --plan estimates for the GPU machine, where the wheel is installed
+            names = baselines.impl_names(mod, requested, mode, gpu=gpu)[0]
+            if args.plan:  # --plan estimates for the GPU machine, where the wheels are installed
+                for extra, applies in (("helion", mode == "fwd" and helion_baseline.has_kernel(mod)),
+                                       (baselines.LIGER, liger_baseline.has_op(mod))):
+                    if applies and extra not in names and (requested is None or extra in requested):
+                        names.append(extra)
             return names
         return impls
 
     impls_of = {name: impls_fn(mod) for name, (mod, _) in plan.items()}
     n_cases = sum(len(c) for _, c in plan.values())
-    est = {name: estimate_s(cases, impls_of[name], warmup, rep) for name, (_, cases) in plan.items()}
+    est = {name: estimate_s(cases, impls_of[name], warmup, rep, helion_tune_s(name) if gpu else 0.0)
+           for name, (_, cases) in plan.items()}
     if gpu:
         for name, (mod, cases) in plan.items():
             shapes = len({c[1] for c in cases})
@@ -314,9 +410,12 @@ def main(argv=None) -> int:
         timer = lambda fn: timing.gpu_bench(fn, warmup=warmup, rep=rep)  # noqa: E731
         env = gpu_info.info()
         out_dir = Path(args.out) / env["gpu"]
+        helion_baseline.store = out_dir / helion_baseline.STORE_DIR
         say(f"GPU {env['gpu_full']}  torch {env['torch']}  triton {env['triton']}  commit {env['commit']}")
         if any("helion" in impls_of[n]("fwd") for n in plan):
             say(f"helion baseline: {helion_baseline.label()}")
+        if any(baselines.LIGER in impls_of[n]("fwd") for n in plan):
+            say(f"liger baseline: {liger_baseline.version()}")
         ceilings = metrics.measure_ceilings(timer)
         say(f"ceilings: copy {ceilings['copy_GBps']:.0f} GB/s, cuBLAS bf16 8192^3 {ceilings['matmul_TFLOPs']:.0f} TFLOP/s")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -337,17 +436,18 @@ def main(argv=None) -> int:
         say(f"== {name}: {len(cases)} cases, t={t_op:.0f}s"
             + (f", until t={deadline:.0f}s" if deadline is not None else ""))
         first_calls: dict[str, float] = {}
+        impl_info: dict[str, dict] = {}  # impl -> version and tuning states seen (runs.json "baselines")
         op_notes: set[str] = set()
         ran = 0
-        for j, (mode, shape, dt, with_helion) in enumerate(cases):
+        for j, (mode, shape, dt, tuned) in enumerate(cases):
             i += 1
             if deadline is not None and elapsed() >= deadline:
                 skipped_budget[name] = len(cases) - j
                 break
-            impls, skipped = baselines.impl_names(mod, requested, mode)
+            impls, skipped = baselines.impl_names(mod, requested, mode, gpu=gpu)
             op_notes.update(skipped)
-            if "helion" in impls and not with_helion:
-                impls.remove("helion")
+            if not tuned:
+                impls = [n for n in impls if n not in baselines.TUNED]
             say(f"[{i}/{n_cases} t={elapsed():.0f}s] {name} {mode} {schema.format_shape(shape)} {schema.dtype_name(dt)}")
             try:
                 rows = case.run_case(mod, shape, dt, mode, impls, DEVICE if gpu else "cpu",
@@ -356,16 +456,21 @@ def main(argv=None) -> int:
                 say(f"    case crashed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 rows = case._rows({"op": name, "mode": mode, "shape": schema.format_shape(shape),
                                    "dtype": schema.dtype_name(dt), "unit": mod.METRIC},
-                                  {n: {"ms": math.nan, "err": math.nan, "status": "error", "compile_s": math.nan}
-                                   for n in impls}, math.nan, env)
+                                  {n: {**case.blank(), "note": f"case crashed: {case._why(e)}"} for n in impls},
+                                  math.nan, env)
             ran += 1
             if gpu:  # fraction of the ceiling measured in this run (copy GB/s or cuBLAS TFLOP/s)
                 ceiling = metrics.ceiling_for(mod.METRIC, ceilings)
                 for r in rows:
                     r[schema.FRACTION] = r["metric"] / ceiling if ceiling else math.nan
             for r in rows:
-                if r["impl"] in ("compile", "helion", baselines.OURS) and math.isfinite(r.get("compile_s", math.nan)):
+                if math.isfinite(r.get("compile_s", math.nan)):
                     first_calls[r["impl"]] = first_calls.get(r["impl"], 0.0) + r["compile_s"]
+                if r.get("tuning"):
+                    impl_info.setdefault(r["impl"], {"version": r.get("version", ""), "tuning": set()})
+                    impl_info[r["impl"]]["tuning"].add(r["tuning"])
+                elif r.get("version") and r["impl"] not in impl_info:
+                    impl_info[r["impl"]] = {"version": r["version"], "tuning": set()}
             all_rows += rows
             if gpu:  # write after every case, so a crash keeps what was measured
                 schema.write_rows(out_dir / f"{name}.csv", rows, order=_shape_rank(mod))
@@ -375,7 +480,7 @@ def main(argv=None) -> int:
                         f"{len(cases) - j - 1} cases of {name} not run")
                     _write_run_info(out_dir / "runs.json", name, _op_info(
                         args, ran, len(cases), elapsed() - t_op, first_calls, op_notes, warmup, rep,
-                        env, broken=broken))
+                        env, impl_info, broken=broken))
                     rest = list(plan)[op_i + 1:]
                     if rest:
                         _restart(argv, rest, args.time_budget - elapsed() if args.time_budget else None, say)
@@ -390,7 +495,7 @@ def main(argv=None) -> int:
             + (f"; {firsts}" if firsts else "") + f"); elapsed {elapsed():.0f} s")
         if gpu:
             _write_run_info(out_dir / "runs.json", name, _op_info(
-                args, ran, len(cases), spent, first_calls, op_notes, warmup, rep, env,
+                args, ran, len(cases), spent, first_calls, op_notes, warmup, rep, env, impl_info,
                 helion=helion_baseline.label() if "helion" in impls_of[name]("fwd") else None))
     for note in sorted(notes):
         say(f"note: {note}")
@@ -406,9 +511,11 @@ def main(argv=None) -> int:
         tols = {m.NAME: m.TOLERANCE for m in mods}
         for r in all_rows:
             r["tol"] = tols[r["op"]][schema.DTYPES[r["dtype"]]]
+        for r in all_rows:  # explain each non-ok row (and each ok one that needed an explanation) in place
+            r["why"] = r.get("note", "") if (r["status"] != "ok" or r.get("note")) else ""
         say("")
         say(CPU_TITLE)
-        say(table(all_rows, ["op", "mode", "shape", "dtype", "impl", "err", "tol", "status"]))
+        say(table(all_rows, ["op", "mode", "shape", "dtype", "impl", "err", "tol", "status", "why"]))
         say("nothing written under results/ (timings need a CUDA GPU)")
 
     bad = [r for r in all_rows if r["impl"] == baselines.OURS and r["status"] != "ok"]
@@ -419,12 +526,15 @@ def main(argv=None) -> int:
     return BUDGET_EXIT if skipped_budget else 0
 
 
-def _op_info(args, ran, total, spent, first_calls, notes, warmup, rep, env, helion=None, broken=None) -> dict:
-    """One op's entry of runs.json."""
+def _op_info(args, ran, total, spent, first_calls, notes, warmup, rep, env, impl_info=None, helion=None,
+             broken=None) -> dict:
+    """One op's entry of runs.json; "baselines": each impl's library version and tuning states in this run."""
     info = {"command": args.command, "date": env.get("date", ""), "commit": env.get("commit", ""),
             "cases_run": ran, "cases_planned": total,
             "seconds": round(spent, 1), "first_call_s": {k: round(v, 1) for k, v in first_calls.items()},
-            "do_bench_ms": [warmup, rep], "notes": sorted(notes)}
+            "do_bench_ms": [warmup, rep], "notes": sorted(notes),
+            "baselines": {k: {"version": v["version"], "tuning": sorted(v["tuning"])}
+                          for k, v in sorted((impl_info or {}).items())}}
     if helion:
         info["helion"] = helion
     if broken:

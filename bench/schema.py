@@ -10,7 +10,11 @@ import torch
 # speedup_vs_<vendor> columns go right after speedup_vs_compile.
 HEAD = ["op", "mode", "impl", "shape", "dtype", "ms", "metric", "unit",
         "speedup_vs_eager", "speedup_vs_compile"]
-TAIL = ["err", "status", "compile_s", "gpu", "torch", "triton", "commit", "date"]
+# tuning: how a tuned baseline got its config ("quick", "quick (stored)", "none" for helion;
+# "max-autotune-no-cudagraphs" for compile_max); tune_s: that search's seconds; version: the library
+# behind the impl; note: why a row is not ok (or why an ill-conditioned one still is).
+TAIL = ["err", "status", "compile_s", "tuning", "tune_s", "version", "note",
+        "gpu", "torch", "triton", "commit", "date"]
 COLUMNS = HEAD + TAIL
 CASE_KEY = ("op", "mode", "shape", "dtype")  # rows of one case come from one run
 

@@ -5,6 +5,10 @@
 #   dsl           DSL core check            -> results/<GPU>/dsl_check.md
 #   tune          tuning report              -> results/<GPU>/tuning.md
 #   test          pytest -m gpu
+#   helion_tune   tune upstream Helion (quick effort, at most HELION_BENCH_TUNE_S s per shape) on the
+#                 TUNED_SHAPES shapes each op's bench step runs it on -> results/<GPU>/helion_configs/
+#                 (the bench steps reuse them; a missing one is tuned in the run, inside its budget)
+#   soak          bench.soak, random shapes (SOAK_SHAPES, budget SOAK_BUDGET s) -> results/<GPU>/soak.md
 #   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated 235 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 210 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #                 both on the representative shapes of bench/session_shapes.json (BENCH_SHAPES)
@@ -17,10 +21,16 @@
 # results/<GPU>/<op>.csv after each case, rebuilds results/<GPU>/README.md, the PNGs,
 # results/README.md and the project README table from every CSV on disk, and copies
 # results/ into $OUT after each step, so a killed command still returns what it measured.
+# Baselines: eager, compile, compile_max (max-autotune-no-cudagraphs; GEMMs), the vendor libraries,
+# liger (Liger-Kernel; norms, softmax), helion (tuned, stored configs) and copy; carry the liger and
+# helion wheels in .whl/ (installed below with --no-deps).
 # Knobs (env): BENCH_BUDGET (s, soft, per bench step; default 420), STEP_TIMEOUT (s, hard; 540),
 #   BENCH_TIMING ("--warmup 10 --rep 40"), BENCH_SHAPES (bench/session_shapes.json; "preset" for
-#   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), HELION_SHAPES (2), BENCH_DTYPE (bf16),
-#   HELION_BENCH_EFFORT (none: upstream Helion's default config, no tuning).
+#   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), TUNED_SHAPES ("2,grouped_gemm=1": 2 per op, 1 for grouped GEMM;
+#   shapes per op for helion and compile_max, whose first calls search configs), BENCH_DTYPE (bf16),
+#   HELION_BENCH_EFFORT (quick; none: Helion's default config, untuned), HELION_BENCH_TUNE_S (20),
+#   TUNE_TIMEOUT (s, hard, helion_tune; 240), TUNE_EXTRA (e.g. "--max-shapes 6", as BENCH_EXTRA),
+#   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -32,9 +42,11 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | t
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 GPU=$(python3 -c "from bench.gpu_info import gpu_name, short_name; n = gpu_name(); print(short_name(n) if n != 'cpu' else 'cpu')")
 echo "results directory: results/$GPU"
-export HELION_BENCH_EFFORT=${HELION_BENCH_EFFORT:-none}
-BASELINES=eager,compile,cublas,cudnn,flash,grouped_mm,helion,copy
-BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode fwd,bwd --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes ${BENCH_SHAPES:-bench/session_shapes.json} --helion-shapes ${HELION_SHAPES:-2} --time-budget ${BENCH_BUDGET:-420} ${BENCH_EXTRA:-}"
+export HELION_BENCH_EFFORT=${HELION_BENCH_EFFORT:-quick} HELION_BENCH_TUNE_S=${HELION_BENCH_TUNE_S:-20}
+export HELION_AUTOTUNE_PROGRESS_BAR=0 HELION_AUTOTUNE_LOG_LEVEL=${HELION_AUTOTUNE_LOG_LEVEL:-WARNING}
+BASELINES=eager,compile,compile_max,cublas,cudnn,flash,grouped_mm,liger,helion,copy
+SHAPES=${BENCH_SHAPES:-bench/session_shapes.json}
+BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} --time-budget ${BENCH_BUDGET:-420} ${BENCH_EXTRA:-}"
 NORMS="--op softmax,rms_norm,layer_norm"
 GEMMS="--op matmul,grouped_gemm,attention"
 save() { tar czf "$OUTDIR/results.tgz" results 2>/dev/null; }
@@ -51,6 +63,11 @@ for step in "$@"; do
     dsl)   python3 -m bench.dsl_check --out "results/$GPU/dsl_check.md" 2>&1 | tee "$OUTDIR/dsl.log" ;;
     tune)  python3 -m bench.tuning_report --out "results/$GPU/tuning.md" --full-limit ${FULL_LIMIT:-100} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  python3 -m pytest -q -x -m gpu tests 2>&1 | tail -30 | tee "$OUTDIR/test.log" ;;
+    helion_tune) timeout -s INT -k 20 "${TUNE_TIMEOUT:-240}" python3 -m bench.helion_baseline \
+             --op softmax,rms_norm,layer_norm,matmul --shapes "$SHAPES" --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} \
+             --dtype ${BENCH_DTYPE:-bf16} ${TUNE_EXTRA:-} 2>&1 | tee "$OUTDIR/helion_tune.log" ;;
+    soak)  timeout -s INT -k 20 $(( ${SOAK_BUDGET:-90} + 60 )) python3 -m bench.soak --shapes ${SOAK_SHAPES:-120} \
+             --seconds-budget ${SOAK_BUDGET:-90} --out "results/$GPU/soak.md" ${SOAK_EXTRA:-} 2>&1 | tail -40 | tee "$OUTDIR/soak.log" ;;
     plan)  $BENCH $NORMS --plan; $BENCH $GEMMS --plan
            $BENCH --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} --plan | tail -1 ;;
     bench_norms) bench bench_norms $NORMS ;;

@@ -6,7 +6,8 @@
   ``H_kv`` divides ``H`` (query head ``h`` reads kv head ``h // (H // H_kv)``, as SDPA's ``enable_gqa``).
 * ``causal``: SDPA's ``is_causal`` (top-left aligned: query ``i`` sees keys ``j <= i``).
 * ``scale``: defaults to ``1 / sqrt(D)``.
-* ``D`` in {64, 128, 256}; fp16, bf16 (fp32 is accepted too: IEEE fp32 dots, slow on GPU, used by CPU tests).
+* ``D`` in {64, 128, 256}; fp16, bf16 (fp32 is accepted too: IEEE fp32 dots, slow on GPU, used by CPU tests;
+  under Triton's interpreter, whose bf16 dots are wrong, bf16 runs on fp32 copies, rounded once).
   Accumulation, softmax statistics and the log-sum-exp are fp32; the output has the inputs' dtype.
 * Not supported, refused with ``InputError``: ``dropout_p != 0``, ``attn_mask``, head dims outside
   {64, 128, 256} or differing between q, k and v, mixed dtypes or devices.
@@ -19,6 +20,9 @@ Kernels (one DSL source each, the Config picks block sizes, warps, stages, TMA):
   running max ``m_i`` and sum ``l_i`` in fp32, ``acc = hl.dot(p, v, acc=acc)``. Causal: the key loop stops
   at ``min(tile_m.end, S_k)`` (fully masked key blocks are never visited) and only the diagonal needs
   the ``torch.where`` mask. Saves ``lse = m_i + log2(l_i)`` (base 2, fp32, ``[B, H, S_q]``) for backward.
+  While a query's scores are all -inf the rescaling runs against 0 (not ``-inf - -inf``, NaN); a query
+  whose every score is -inf (scores overflowing fp32) gets a zero output and ``lse = +inf``, hence zero
+  gradients, as torch's SDPA (FlashAttention's convention).
 * ``attn_bwd_preprocess``: ``delta = rowsum(dO * O)`` (fp32).
 * ``attn_bwd_dkdv``: one program per (key block, batch*kv-head); loops over the query heads of its GQA
   group (``hl.grid(group)``) and over query blocks (from the key block's start when causal), recomputes
@@ -92,8 +96,11 @@ def _fwd_step(q_blk, k, v, ib, ikv, tile_m, tile_n, qk_scale, m_i, l_i, acc, mas
     if masked:
         s = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], s, float("-inf"))
     m_new = torch.maximum(m_i, torch.amax(s, dim=1))
-    p = torch.exp2(s - m_new[:, None])
-    alpha = torch.exp2(m_i - m_new)
+    # A row whose scores so far are all -inf rescales against 0: exp2(-inf - -inf) would be NaN and poison
+    # l_i and acc for good; exp2(-inf - 0) is the 0 it should be (see attn_fwd for rows that stay -inf).
+    m_ref = torch.where(m_new == float("-inf"), 0.0, m_new)
+    p = torch.exp2(s - m_ref[:, None])
+    alpha = torch.exp2(m_i - m_ref)
     l_i = l_i * alpha + torch.sum(p, dim=1)
     acc = acc * alpha[:, None]
     acc = hl.dot(p.to(v.dtype), v[ib, ikv, tile_n, :], acc=acc)
@@ -155,8 +162,12 @@ def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, qk
         end_n = min(tile_m.end, s_k) if causal else s_k
         for tile_n in hl.tile(start_n, end_n, block_size=block_n):
             m_i, l_i, acc = _fwd_step(q_blk, k, v, ib, ikv, tile_m, tile_n, qk_scale, m_i, l_i, acc, causal)
-        out[ib, ih, tile_m, :] = acc / l_i[:, None]
-        lse[ib, ih, tile_m] = m_i + torch.log2(l_i)
+        # l_i is >= 1 once a score is finite; 0 only for a query whose every score is -inf. Such a row
+        # gives 0, as torch's SDPA (acc is 0), and lse = +inf, so backward's P = exp2(S - lse) is 0 there
+        # (FlashAttention's convention) and its gradients are 0, not NaN.
+        empty = l_i == 0.0
+        out[ib, ih, tile_m, :] = acc / torch.where(empty, 1.0, l_i)[:, None]
+        lse[ib, ih, tile_m] = torch.where(empty, float("inf"), m_i + torch.log2(l_i))
     return out, lse
 
 
@@ -374,8 +385,14 @@ def _eager_forward(q, k, v, causal: bool, scale: float):
     group = q.shape[1] // k.shape[1]
     s = _eager_scores(q, k, causal, scale)
     vf = C.acc(v).repeat_interleave(group, 1) if group > 1 else C.acc(v)
-    out = torch.matmul(torch.softmax(s, dim=-1), vf).to(q.dtype)
-    return out, torch.logsumexp(s, dim=-1) * LOG2E
+    out = torch.matmul(_softmax0(s), vf).to(q.dtype)
+    lse = torch.logsumexp(s, dim=-1)
+    return out, lse.masked_fill(lse == float("-inf"), float("inf")) * LOG2E  # as attn_fwd's
+
+
+def _softmax0(s: torch.Tensor) -> torch.Tensor:
+    """Softmax over keys with 0 (torch's SDPA, the kernels) for a query whose every score is -inf."""
+    return torch.softmax(s, dim=-1).masked_fill((s == float("-inf")).all(-1, keepdim=True), 0.0)
 
 
 def _eager_backward(dout, q, k, v, causal: bool, scale: float):
@@ -384,7 +401,7 @@ def _eager_backward(dout, q, k, v, causal: bool, scale: float):
     b, h, s_q, d = q.shape
     h_kv, s_k = k.shape[1], k.shape[2]
     group = h // h_kv
-    p = torch.softmax(_eager_scores(q, k, causal, scale), dim=-1)
+    p = _softmax0(_eager_scores(q, k, causal, scale))
     kf, vf, qf, g = C.acc(k), C.acc(v), C.acc(q), C.acc(dout)
     if group > 1:
         kf, vf = kf.repeat_interleave(group, 1), vf.repeat_interleave(group, 1)
@@ -430,6 +447,9 @@ def attention_bwd_op(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: to
     """(dq, dk, dv) from the saved forward (FA2 scheme)."""
     if q.numel() == 0 or k.shape[2] == 0:
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu":  # the interpreter: see attention_fwd_op
+        grads = attention_bwd_op.forward(dout.float(), q.float(), k.float(), v.float(), out.float(), lse, causal, scale)
+        return tuple(t.to(q.dtype) for t in grads)
     dout, q, k, v, out = (C.unit_last(t.to(q.dtype) if t is dout else t) for t in (dout, q, k, v, out))
     delta = _KERNS["attn_bwd_preprocess"](out, dout)
     common = (q, k, v, dout, lse, delta, bool(causal), float(scale) * LOG2E, float(scale))
@@ -449,6 +469,11 @@ def attention_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: 
     """(out [B, H, S_q, D], lse [B, H, S_q] fp32, base 2) of validated inputs."""
     if q.numel() == 0 or k.shape[2] == 0:  # SDPA: no keys -> zeros
         return torch.zeros_like(q), torch.full(q.shape[:3], float("-inf"), dtype=torch.float32, device=q.device)
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        # CPU means Triton's interpreter, whose dots multiply bf16 bit patterns (garbage): fp32 copies hold
+        # every bf16 product exactly and accumulate in fp32 as the GPU kernel does; rounded to bf16 once.
+        out, lse = attention_fwd_op.forward(q.float(), k.float(), v.float(), causal, scale)
+        return out.to(q.dtype), lse
     q, k, v = C.unit_last(q), C.unit_last(k), C.unit_last(v)
     return _KERNS["attn_fwd"](q, k, v, bool(causal), float(scale) * LOG2E)
 

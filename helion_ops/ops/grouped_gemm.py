@@ -6,7 +6,8 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
   ``offsets[g]`` being the end row of group g (cumulative, int32 or int64, ``offsets[-1] == M_total``);
   group g spans rows ``[offsets[g-1], offsets[g])`` (``offsets[-1]`` taken as 0 for g = 0), so
   empty groups are allowed. ``w``: ``[G, K, N]``. Returns ``out[M_total, N]`` with
-  ``out[rows of g] = x[rows of g] @ w[g]``. fp16, bf16 or fp32 (IEEE, not TF32), fp32 accumulation.
+  ``out[rows of g] = x[rows of g] @ w[g]``. fp16, bf16 or fp32 (IEEE, not TF32), fp32 accumulation
+  (under Triton's interpreter, whose bf16 dots are wrong, bf16 runs on fp32 copies, rounded once).
 - One launch, persistent over (group, M-tile) x N-tile pairs, reading the offsets on device:
   the launch grid has ``cdiv(M_total, BM) + G`` M-slots (an upper bound on
   ``sum_g cdiv(M_g, BM)``) times ``cdiv(N, BN)`` N-tiles. Each program loads the G offsets, derives
@@ -21,6 +22,10 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
 - Offsets are validated on the host (sorted, in ``[0, M_total]``, last == M_total): that reads G
   ints back from the device. Pass ``validate=False`` to skip it (e.g. inside CUDA graphs; the
   benchmark skips it, as ``torch._grouped_mm`` does no such check). Meta tensors are not validated.
+  Unchecked offsets cannot reach memory outside the tensors: both kernels clamp each group's (each
+  tile's) row range to ``[0, M_total)`` (a scalar min and max per tile, nothing per element), so rows
+  a bad offset points past M are dropped and rows no group covers are left unwritten (``torch.empty``:
+  undefined), but x and dy are never read, nor out written, out of bounds.
 
 Figures: results/<GPU>/grouped_gemm.md (the harness, against ``torch._grouped_mm`` and a Python loop of
 cuBLAS calls in the same run). The forward and dx configs come from ``bench.grouped_gemm_sweep`` (dx
@@ -75,6 +80,10 @@ def grouped_gemm_kernel(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor,
             first_slot = torch.sum(torch.where(sel, cum - ntiles, 0), dtype=torch.int32)
             row_start = torch.sum(torch.where(sel, starts, 0), dtype=torch.int32) + (slot - first_slot) * bm
             row_end = torch.minimum(torch.sum(torch.where(sel, ends, 0), dtype=torch.int32), row_start + bm)
+            # Unchecked offsets (validate=False) past M or negative: the tile's rows are clamped to
+            # [0, M), so x is never read nor out written outside its rows (two scalar ops per tile).
+            row_end = torch.minimum(row_end, m_total)
+            row_start = torch.maximum(row_start, 0)
             for tile_m in hl.tile(row_start, row_end, block_size=bm):  # exactly one tile
                 acc = hl.zeros([tile_m, tile_n], dtype=torch.float32)
                 for tile_k in hl.tile(k):
@@ -97,8 +106,9 @@ def grouped_gemm_dw_kernel(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Ten
     bm = hl.register_block_size(16, 256)
     for tile_g, tile_k, tile_n in hl.tile([g_count, k, n], block_size=[1, None, None]):
         g = tile_g.begin
-        end = hl.load(offsets, [g])
-        start = hl.load(offsets, [g - 1], extra_mask=g > 0)
+        # clamped to [0, M) as in the forward: unchecked offsets never read x or dy outside its rows
+        end = torch.minimum(hl.load(offsets, [g]), m_total)
+        start = torch.maximum(hl.load(offsets, [g - 1], extra_mask=g > 0), 0)
         acc = hl.zeros([tile_k, tile_n], dtype=torch.float32)
         for tile_m in hl.tile(start, end, block_size=bm):
             acc = torch.addmm(acc, x[tile_m, tile_k].T, dy[tile_m, tile_n])
@@ -175,9 +185,19 @@ _dw = C.Kern(NAME, grouped_gemm_dw_kernel, lambda a: choose_dw_config(*_key(a), 
 # ---------------------------------------------------------------------------------------------
 
 def _run_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.numel() and w.numel():
+        # CPU means Triton's interpreter, whose dots multiply bf16 bit patterns (garbage): fp32 copies hold
+        # every bf16 product exactly and accumulate in fp32 as the GPU kernel does; rounded to bf16 once.
+        return _run_fwd(x.float(), w.float(), offsets).to(x.dtype)
     if w.stride(2) == 1 or w.shape[2] == 1 or w.stride(1) != 1:
         return _fwd(x, w, offsets, False)
     return _fwd(x, w.transpose(1, 2), offsets, True)  # read w^T's storage in place
+
+
+def _run_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.numel() and dy.numel():  # see _run_fwd
+        return _run_dw(x.float(), dy.float(), offsets).to(x.dtype)
+    return _dw(x, dy, offsets)
 
 
 def _eager_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -212,7 +232,7 @@ def grouped_gemm_bwd_op(dy: torch.Tensor, x: torch.Tensor, w: torch.Tensor, offs
     """(dx, dw): dx = grouped_gemm(dy, w^T) (w^T read in place), dw[g] = x_g^T @ dy_g; empty where not needed."""
     dy = dy.to(x.dtype)
     dx = _run_fwd(dy, w.transpose(1, 2), offsets) if need_x else x.new_empty([0])
-    return dx, (_dw(x, dy, offsets) if need_w else w.new_empty([0]))
+    return dx, (_run_dw(x, dy, offsets) if need_w else w.new_empty([0]))
 
 
 def _backward(inputs, saved, needs, dy):

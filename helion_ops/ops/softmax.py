@@ -11,6 +11,9 @@ Kernels (one source each; the Config chooses the variant):
 * ``softmax_fwd_online``: for rows too long for registers (next_pow2(N) > ``ONLINE_ABOVE``): an online
   softmax over column tiles, two passes (running max and rescaled sum; output) instead of the looped
   kernel's three (measured in results/<GPU>/softmax.md and docs/DSL_NOTES.md).
+  The running max is taken as 0 while every column so far is -inf (a masked prefix), so a first tile
+  of -inf does not make ``exp(-inf - -inf)`` NaN. As ``torch.softmax``: -inf columns give 0; a row of
+  all -inf, or one holding NaN or +inf, gives NaN.
 * ``softmax_bwd``: ``dx = y * (dy - sum(dy * y))``, same structure.
 * ``softmax_bwd_looped``: the backward for the same long rows, as two explicit loops over column tiles
   (``sum(y * dy)``, then dx).
@@ -63,7 +66,10 @@ def softmax_fwd_online(x: torch.Tensor) -> torch.Tensor:
         for tile_n in hl.tile(n, block_size=block_n):
             v = x[tile_m, tile_n].to(torch.float32)
             m_new = torch.maximum(mi, torch.amax(v, dim=1))
-            di = di * torch.exp(mi - m_new) + torch.sum(torch.exp(v - m_new[:, None]), dim=1)
+            # While every column so far is -inf, rescale against 0, not -inf: exp(-inf - -inf) is NaN,
+            # exp(-inf - 0) the wanted 0. A row that stays all -inf still ends NaN, as torch's.
+            m_ref = torch.where(m_new == float("-inf"), 0.0, m_new)
+            di = di * torch.exp(mi - m_ref) + torch.sum(torch.exp(v - m_ref[:, None]), dim=1)
             mi = m_new
         inv = 1.0 / di
         for tile_n in hl.tile(n, block_size=block_n):

@@ -59,7 +59,8 @@ def test_rows_schema_and_values(fake, mode, tmp_path):
     assert header == schema.HEAD + ["speedup_vs_vendor"] + schema.TAIL
     assert header[:10] == ["op", "mode", "impl", "shape", "dtype", "ms", "metric", "unit",
                            "speedup_vs_eager", "speedup_vs_compile"]
-    assert header[-8:] == ["err", "status", "compile_s", "gpu", "torch", "triton", "commit", "date"]
+    assert header[-12:] == ["err", "status", "compile_s", "tuning", "tune_s", "version", "note",
+                            "gpu", "torch", "triton", "commit", "date"]
     back = schema.read_rows(path)
     assert back[0]["commit"] == "c0ffee" and back[0]["speedup_vs_compile"] == ""
 

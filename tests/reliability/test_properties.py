@@ -1,8 +1,9 @@
 """Property tests (hypothesis) over every catalog op, in the interpreter, against fp64 torch.
 
-Drawn per example: shapes (0, 1, primes, sizes just over powers of two), dtype (fp32/fp16; bf16 math is
-wrong in the CPU interpreter), layouts (contiguous, transposed, sliced, expanded where the op allows),
-and a random Config from the kernel's own ConfigSpace (``space.random``), pinned for that call.
+Drawn per example: shapes (0, 1, primes, sizes just over powers of two), dtype (fp32, fp16, bf16: in the
+interpreter, whose bf16 dots are wrong, the GEMM ops run bf16 on fp32 copies, so their random Config
+applies to fp32/fp16 only), layouts (contiguous, transposed, sliced, expanded where the op allows), and
+a random Config from the kernel's own ConfigSpace (``space.random``), pinned for that call.
 Forward and, for ops with GRAD_INPUTS, backward are checked with the op's TOLERANCE.
 
 Budget: the hypothesis profile comes from ``HELION_OPS_HYPOTHESIS_PROFILE``:
@@ -25,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from helion_ops import _oplib as C
+from bench import metrics
 from bench.specs import attention as A_spec, grouped_gemm as G_spec, layer_norm as L_spec, matmul as M_spec, \
     rms_norm as R_spec, softmax as S_spec
+from helion_ops import _oplib as C
 from helion_ops.ops import _gemm as GE, attention as A, grouped_gemm as G, layer_norm as L, matmul as M, \
     rms_norm as R, softmax as S
 
@@ -43,7 +45,7 @@ settings.register_profile("soak", max_examples=1000, deadline=None, print_blob=T
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 PROFILE = settings.get_profile(os.environ.get("HELION_OPS_HYPOTHESIS_PROFILE", "ci"))
 
-DTYPES = st.sampled_from([torch.float32, torch.float16])
+DTYPES = st.sampled_from([torch.float32, torch.float16, torch.bfloat16])
 # sizes: 0 and 1, primes, just over powers of two, plus any small int
 EDGE = [1, 2, 3, 5, 7, 13, 17, 31, 33, 61, 65, 127, 129, 257, 1031]
 SIZE = st.one_of(st.sampled_from(EDGE), st.integers(1, 300))
@@ -80,26 +82,63 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out.double() - ref.double()).abs().max() / scale).item()
 
 
+def _leaves(inputs: list, grad_idx: list[int], dtype=None) -> list:
+    return [(t.detach().to(dtype) if dtype else t.detach()).requires_grad_(i in grad_idx)
+            if isinstance(t, torch.Tensor) and t.is_floating_point() else t for i, t in enumerate(inputs)]
+
+
+def _torch32(ref, inputs: list, grad_idx: list[int], g, expected: list) -> list:
+    """Per result (output, grads...), torch's own error computing ``ref`` in fp32 (rounded to the inputs'
+    dtype, as ours): the largest over the inputs as given and two copies moved by one fp32 ulp (random
+    signs), since one evaluation's rounding can be lucky on an ill-conditioned element."""
+    worst = [0.0] * len(expected)
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(3):
+        ins = [t.float() * (1 + (2 * torch.randint(0, 2, t.shape, generator=gen) - 1) * 2.0 ** -24 * trial)
+               if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in inputs]
+        leaves = _leaves(ins, grad_idx)
+        out = ref(*leaves)
+        res = [out.detach()]
+        if g is not None:
+            res += list(torch.autograd.grad(out, [leaves[i] for i in grad_idx], g.float()))
+        worst = [max(w, rel_err(r.to(inputs[0].dtype), e)) for w, r, e in zip(worst, res, expected)]
+    return worst
+
+
 def check(ours, ref, inputs: list, grad_idx: list[int], tol: float, gen) -> None:
     """ours(*inputs) vs ref(*inputs in fp64): the output, then the grads of ``grad_idx`` for one random
-    output gradient (drawn in the inputs' dtype, so both sides see the same values)."""
-    leaves = [t.detach().requires_grad_(i in grad_idx) if isinstance(t, torch.Tensor) and t.is_floating_point()
-              else t for i, t in enumerate(inputs)]
-    rleaves = [t.detach().double().requires_grad_(i in grad_idx)
-               if isinstance(t, torch.Tensor) and t.is_floating_point() else t for i, t in enumerate(inputs)]
+    output gradient (drawn in the inputs' dtype, so both sides see the same values).
+
+    An error over ``tol`` passes when within ILL_FACTOR of torch's own error computing ``ref`` in fp32
+    (our kernels' precision): an ill-conditioned case, e.g. rms_norm's dx at N=1, where w*g*(1 - xhat^2)
+    cancels to rounding and any fp32 computation is that far from fp64 (bench.metrics.ill_conditioned)."""
+    leaves = _leaves(inputs, grad_idx)
+    rleaves = _leaves(inputs, grad_idx, torch.float64)
     out = ours(*leaves)
     exp = ref(*rleaves)
     assert out.dtype == inputs[0].dtype
+    has_grads = bool(grad_idx) and out.numel() > 0
+    g = rand(tuple(out.shape), out.dtype, gen) if has_grads else None
+    rgrads = torch.autograd.grad(exp, [rleaves[i] for i in grad_idx], g.double(), retain_graph=True) \
+        if has_grads else ()
+    errs32: list = []
+
+    def ok(e: float, j: int) -> bool:
+        if e <= tol:
+            return True
+        if not errs32:
+            errs32.extend(_torch32(ref, inputs, grad_idx, g, [exp.detach(), *rgrads]))
+        return math.isfinite(e) and e <= metrics.ILL_FACTOR * errs32[j]
+
     e = rel_err(out, exp)
-    assert e <= tol, f"forward error {e:.3g} > {tol:g}"
-    if not grad_idx or out.numel() == 0:
+    assert ok(e, 0), f"forward error {e:.3g} > {tol:g} (and > {metrics.ILL_FACTOR:g}x torch's fp32 error)"
+    if not has_grads:
         return
-    g = rand(tuple(out.shape), out.dtype, gen)
     grads = torch.autograd.grad(out, [leaves[i] for i in grad_idx], g)
-    rgrads = torch.autograd.grad(exp, [rleaves[i] for i in grad_idx], g.double())
-    for i, a, b in zip(grad_idx, grads, rgrads):
+    for j, (i, a, b) in enumerate(zip(grad_idx, grads, rgrads)):
         e = rel_err(a, b)
-        assert e <= tol, f"backward error {e:.3g} > {tol:g} (input {i})"
+        assert ok(e, j + 1), f"backward error {e:.3g} > {tol:g} (and > {metrics.ILL_FACTOR:g}x torch's fp32 " \
+                             f"error) (input {i})"
 
 
 def _meta(*shape, dtype):
@@ -189,6 +228,10 @@ def test_layer_norm(m, n, dtype, layout, affine, seed):
 
 @settings(PROFILE)
 @given(m=ROWS, n=SIZE, dtype=DTYPES, layout=ROW_LAYOUTS, affine=st.booleans(), seed=SEED)
+# The dev profile's N=1 failures: dx = w*g*(1 - xhat^2)*rstd cancels to rounding; torch's own fp32 misses
+# the fp64 reference as far (check's tolerance relative to it). Failed with the fixed tolerance alone.
+@example(m=7, n=1, dtype=torch.float32, layout="contiguous", affine=True, seed=0)
+@example(m=7, n=1, dtype=torch.float16, layout="contiguous", affine=True, seed=2)
 def test_rms_norm(m, n, dtype, layout, affine, seed):
     gen = torch.Generator().manual_seed(seed)
     x = row_input(m, n, layout, dtype, gen)

@@ -1,0 +1,67 @@
+"""The Gluon attention probe (bench/gluon_attention.py) builds real sm_90 code without a GPU.
+
+Each schedule compiles for GPUTarget("cuda", 90, 32); its TTGIR shows wgmma (ttng.warp_group_dot) and,
+where the schedule is warp-specialized, the partitions (ttg.warp_specialize) and the register moves
+between them (setmaxnreg in the PTX). The GPU half (numbers and timings) runs on the device only.
+"""
+import pytest
+
+pytest.importorskip("triton.experimental.gluon.language.nvidia.hopper",
+                    reason="this Triton has no Gluon Hopper module (triton.experimental.gluon)")
+_runtime = pytest.importorskip("triton.experimental.gluon._runtime", reason="this Triton has no Gluon runtime")
+if not hasattr(_runtime, "GluonASTSource"):
+    pytest.skip("this Triton's Gluon has no GluonASTSource to compile without a GPU", allow_module_level=True)
+
+import torch  # noqa: E402
+
+from bench import gluon_attention as ga  # noqa: E402
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("variant", ["a_single", "b_producer", "d_pingpong_overlap"])
+def test_compiles_for_sm90(variant, causal):
+    var = ga.VARIANTS[variant]
+    kernel = ga.compile_sm90(variant, causal)
+    ttgir, ptx = kernel.asm["ttgir"], kernel.asm["ptx"]
+    assert "ttng.warp_group_dot" in ttgir
+    assert "wgmma.mma_async" in ptx
+    assert "cp.async.bulk.tensor" in ptx  # K/V arrive through TMA
+    assert ("ttg.warp_specialize" in ttgir) == var.ws
+    if var.ws:
+        # the producer gives registers up, the consumers take them (worker_num_regs)
+        assert f"setmaxnreg.dec.sync.aligned.u32 \t{var.producer_regs};" in ptx
+        assert f"setmaxnreg.inc.sync.aligned.u32 \t{var.consumer_regs};" in ptx
+    # the K/V ring and Q fit Hopper's 227 KB of shared memory per block
+    assert kernel.metadata.shared <= 227 * 1024
+
+
+def test_pingpong_partitions():
+    """Two consumer warpgroups (4 warps each) beside a 1-warp producer: three partitions, 12 warps."""
+    kernel = ga.compile_sm90("c_pingpong", False)
+    ttgir = kernel.asm["ttgir"]
+    assert "ttg.warp_specialize" in ttgir
+    assert "partition0" in ttgir and "partition1" in ttgir
+    assert kernel.metadata.num_warps == 12
+
+
+def test_work_counts_half_when_causal():
+    assert ga.work(4, 16, 4096, 128, False) == 4.0 * 4 * 16 * 4096 * 4096 * 128
+    assert ga.work(1, 16, 16384, 128, True) == 2.0 * 16 * 16384 * 16384 * 128
+
+
+@pytest.mark.parametrize("bad, arg", [
+    (dict(dtype=torch.float16), "q"),
+    (dict(shape=(1, 2, 100, 128)), "q"),
+    (dict(shape=(1, 2, 128, 64)), "q"),
+])
+def test_bad_input_names_the_argument(bad, arg):
+    shape = bad.get("shape", (1, 2, 128, 128))
+    dtype = bad.get("dtype", torch.bfloat16)
+    q, k, v = (torch.zeros(shape, dtype=dtype) for _ in range(3))
+    with pytest.raises(ValueError, match=f"^{arg}"):
+        ga.attention(q, k, v, causal=False)
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(SystemExit):
+        ga.main(["--variants", "nope"])
