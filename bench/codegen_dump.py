@@ -25,6 +25,7 @@ import sys
 import warnings
 
 os.environ.setdefault("HELION_OPS_NO_REPLAY", "1")  # every call runs the host code (and so records)
+os.environ.setdefault("HELION_OPS_STRICT", "1")  # a kernel that fails raises (no silent eager fallback)
 
 import torch  # noqa: E402
 

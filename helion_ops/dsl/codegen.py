@@ -173,8 +173,8 @@ class Emitter:
             lit = self.expr(I.Value("const", [val], v.type, v.loc)) if not isinstance(val, bool) else repr(int(val))
             return f"tl.full({self.shape(v.type)}, {lit}, {tl_dtype(v.type.dtype)})"
         if op == "arange":
-            if "block" in v.attrs:  # lanes of a registered block size
-                return f"tl.arange(0, {v.attrs['block']})"
+            if "block" in v.attrs:  # lanes of a registered block size (its id)
+                return f"tl.arange(0, {self.d.blocks[v.attrs['block']]})"
             r: RDimInfo = v.attrs["rdim"]
             return f"({a[0]} + {r.index})" if a[0] else r.index
         if op == "view":
@@ -298,7 +298,7 @@ class Emitter:
             return self.desc_access(idx, v.type, None)
         ptr, mask = self.pointer_parts(idx, v.type.ndim)
         pol = (self.cfg.get("load_eviction_policies") or [])
-        lid = v.attrs.get("load_id", -1)
+        lid = self.d.load_base + v.attrs["load_id"] if "load_id" in v.attrs else -1
         ev = pol[lid] if 0 <= lid < len(pol) and pol[lid] else ""
         extra = f", eviction_policy='evict_{ev}'" if ev else ""
         if mask:
@@ -501,7 +501,7 @@ class Emitter:
         self.src(s.loc)
         names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
         for k, t in enumerate(s.tiles):
-            knobs = self.range_knobs(s.loop_id) if k == 0 else ""
+            knobs = self.range_knobs(self.d.loop_base + s.loop_id) if k == 0 else ""
             begin, end = self.bound(t.begin), self.bound(t.end)
             step = 1 if t.is_grid else t.block
             if s.reverse:
@@ -589,4 +589,3 @@ def _nonneg(v: I.Value) -> bool:
     return v.op == "cast" and _nonneg(v.args[0])
 
 
-from .codegen_kernel import generate, compile_spec  # noqa: E402,F401

@@ -7,6 +7,8 @@ from typing import Any
 
 from . import exc, ir as I
 from .config import Config
+from .codegen import Emitter, Generated
+from .codegen_ops import NAN_REDUCE_HELPERS
 from .types import SIGNATURE_DTYPE
 
 
@@ -24,8 +26,6 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
              loop_index: int = 0):
     """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
     loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
-    from .codegen import Emitter, Generated
-    from .codegen_ops import NAN_REDUCE_HELPERS
 
     em = Emitter(d, cfg, file, num_sms)
     tiles = d.grid
@@ -94,7 +94,6 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
              [(s.name, "scalar", s.name) for s in d.inputs.scalars]
     sig = {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in d.inputs.tensors}
     sig.update({s.name: SIGNATURE_DTYPE[s.dtype] for s in d.inputs.scalars})
-    from .codegen_ops import helper_source
     helpers = "".join(helper_source(d, cfg, file, num_sms, h) for h in d.helpers)
     helpers = "".join(NAN_REDUCE_HELPERS[op] for op in sorted(em.nan_helpers)) + helpers
     out = ["@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
@@ -247,3 +246,17 @@ def _main() -> None:
 
 if __name__ == "__main__":
     _main()
+
+
+def helper_source(d: I.DeviceIR, cfg, file: str, num_sms: int, helper: tuple) -> str:
+    """A combine function as its own ``@triton.jit`` function; or, for ``("raw", name, text)``, the text
+    that defines or imports a function for ``hl.triton_kernel``."""
+    if helper[0] == "raw":
+        return helper[2]
+    name, params, body, results = helper
+    em = Emitter(d, cfg, file, num_sms)
+    em.ind = 1
+    em.stmts(body)
+    outs = [em.name_of(r) for r in results]
+    head = ["@triton.jit", f"def {name}({', '.join(params)}):"]
+    return "\n".join(head + em.lines + [f"    return {', '.join(outs)}"]) + "\n\n\n"

@@ -186,18 +186,3 @@ def _join(em, v: I.Value) -> str:
 _OPS = {"argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand,
         "rand4x": _rand4x, "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split,
         "join": _join}
-
-
-def helper_source(d: I.DeviceIR, cfg, file: str, num_sms: int, helper: tuple) -> str:
-    """A combine function as its own ``@triton.jit`` function; or, for ``("raw", name, text)``, the text
-    that defines or imports a function for ``hl.triton_kernel``."""
-    from .codegen import Emitter
-    if helper[0] == "raw":
-        return helper[2]
-    name, params, body, results = helper
-    em = Emitter(d, cfg, file, num_sms)
-    em.ind = 1
-    em.stmts(body)
-    outs = [em.name_of(r) for r in results]
-    head = ["@triton.jit", f"def {name}({', '.join(params)}):"]
-    return "\n".join(head + em.lines + [f"    return {', '.join(outs)}"]) + "\n\n\n"

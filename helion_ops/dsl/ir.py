@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import exc
+from .plan import planned
 from .types import ONE, BlockT, Dim, LaunchInputs, RDimInfo, TensorArg, TileInfo, same_dims, tile_dim
 
 _ids = itertools.count()
@@ -52,7 +53,7 @@ class Index:
     entries: list[tuple[str, Any]]
     out: list[int | None]
     extra_mask: "Value | None" = None
-    descriptor: bool = False        # set by passes.assign_indexing
+    descriptor = planned(False)     # through a TMA descriptor under this Config (passes.assign_indexing)
 
     def dims(self) -> tuple[Dim, ...]:
         """The dims of the block this index reads or writes, in result order."""
@@ -106,7 +107,7 @@ class For(Stmt):
     carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
     loop_id: int = -1               # index into range_* config lists
     loc: exc.Loc | None = None
-    reverse: bool = False           # tiles last to first (passes.decide_reverses)
+    reverse = planned(False)        # tiles last to first under this Config (passes.decide_reverses)
 
 
 @dataclass
@@ -139,10 +140,15 @@ class DeviceIR:
     n_inner_loops: int = 0
     n_loads: int = 0
     has_dot: bool = False
-    blocks: dict[int, int] = field(default_factory=dict)   # block id -> size, for Dim("block", id)
+    block_ids: set[int] = field(default_factory=set)     # block ids used as Dim("block", id)
     helpers: list[tuple] = field(default_factory=list)     # (name, params, body, results) jit helpers, or
     # ("raw", name, text): module text defining or importing a function for hl.triton_kernel
     constexpr_args: dict[str, Any] = field(default_factory=dict)
+    deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (lower.note_block)
+    blocks = planned()              # block id -> size under this Config, for Dim("block", id)
+    load_base = planned(0)          # where this loop's loads, inner loops and reductions start in the
+    loop_base = planned(0)          # Config's per-load / per-loop / per-reduction lists (earlier loops' counts)
+    rdim_base = planned(0)
 
 
 def walk(stmts: list[Stmt]):

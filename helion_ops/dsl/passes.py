@@ -1,7 +1,13 @@
-"""Named IR passes, run in ``PIPELINE`` order. Each takes and returns a DeviceIR."""
+"""Named IR passes, run in ``PIPELINE`` order on a lowered device loop under one Config.
+
+The lowered IR is shared by every Config of a specialization; these passes write what the Config
+decides (block sizes, masks, rolled reductions, descriptors, reversed loops) into the active Plan
+(``plan.py``), never into the IR itself. Each takes (IR, Config, Layout) and returns the IR;
+``run`` verifies it at the end."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import exc
@@ -9,8 +15,45 @@ from . import ir as I
 from .config import NOT_REVERSIBLE, Config
 
 
+from .types import next_pow2
 
-def decide_masks(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one device loop's entries start in the Config's per-load, per-inner-loop and
+    per-reduction lists (the counts of the kernel's earlier loops), and the default size of a block
+    id the Config leaves out."""
+
+    load: int = 0
+    loop: int = 0
+    rdim: int = 0
+    default_block: Callable[[int], int] = lambda bid: 64
+
+
+def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
+    """Size every tile, reduction and registered block under ``cfg``: a tile's block from
+    ``block_sizes`` (fixed tiles keep theirs), a reduction rolled in chunks where ``reduction_loops``
+    gives one smaller than the whole row."""
+    d.load_base, d.loop_base, d.rdim_base = at.load, at.loop, at.rdim
+    bs = cfg.get("block_sizes") or []
+    for t in d.tiles.values():
+        if t.fixed is not None:
+            t.block = t.fixed
+        elif t.block_id < len(bs):
+            t.block = int(bs[t.block_id])
+        else:
+            t.block = max(1, min(64, next_pow2(t.static_len))) if t.static_len is not None else 64
+    rl = cfg.get("reduction_loops") or []
+    for r in d.rdims.values():
+        k = at.rdim + r.id
+        chunk = rl[k] if k < len(rl) else None
+        r.rolled = chunk is not None and chunk < next_pow2(r.extent)
+        r.block = int(chunk) if r.rolled else next_pow2(r.extent)
+    d.blocks = {bid: int(bs[bid]) if bid < len(bs) else at.default_block(bid) for bid in d.block_ids}
+    return d
+
+
+def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """A dim gets a mask only where its block may not divide its extent. A loop with device-valued
     bounds is unmasked when both bounds are provably multiples of its block: causal attention's
     ``hl.tile(0, min(tile_m.begin, s_k))`` with block_m % block_n == 0 and s_k % block_n == 0. In
@@ -57,7 +100,7 @@ def multiple_of(v: Any) -> int:
     return 1
 
 
-def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+def decide_rolled(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Keep a reduction dim rolled (looped in chunks) only where codegen can split the dataflow:
     its values live in the top-level body, are not loop-carried, not matmul operands, not scanned,
     and no value has two rolled dims."""
@@ -93,7 +136,7 @@ def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
     return d
 
 
-def assign_indexing(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+def assign_indexing(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Mark loads/stores that may use TMA tensor descriptors (Hopper+).
 
     A descriptor needs the last stride to be 1, other strides 16-byte aligned,
@@ -169,7 +212,7 @@ def _same_place(a: list, b: list) -> bool:
         for (ka, va), (kb, vb) in zip(a, b))
 
 
-def decide_reverses(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+def decide_reverses(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Mark the device loops that ``range_reverses`` turns around. A long row re-read in a second
     pass (softmax over a 128K vocabulary: 256 KB a row in bf16, more than an SM's share of L2 once
     every SM streams its own row) finds its most recently read tiles still in L2 when it starts
@@ -177,13 +220,15 @@ def decide_reverses(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
     revs = cfg.get("range_reverses") or []
     for s in I.walk(d.body):
         if isinstance(s, I.For):
-            s.reverse = 0 <= s.loop_id < len(revs) and bool(revs[s.loop_id])
+            k = d.loop_base + s.loop_id
+            s.reverse = 0 <= k < len(revs) and bool(revs[k])
             if s.reverse and not reversible(s):
                 raise exc.NotSupported(f"range_reverses: {NOT_REVERSIBLE}", s.loc)
     return d
 
 
-PIPELINE: list[Callable[[I.DeviceIR, Config], I.DeviceIR]] = [
+PIPELINE: list[Callable[[I.DeviceIR, Config, Layout], I.DeviceIR]] = [
+    apply_config,
     decide_masks,
     decide_rolled,
     assign_indexing,
@@ -191,9 +236,10 @@ PIPELINE: list[Callable[[I.DeviceIR, Config], I.DeviceIR]] = [
 ]
 
 
-def run(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+def run(d: I.DeviceIR, cfg: Config, at: Layout = Layout()) -> I.DeviceIR:
+    """Every pass in order, under the active Plan (``plan.planning()``), then the verifier."""
     for p in PIPELINE:
-        d = p(d, cfg)
+        d = p(d, cfg, at)
     return I.verify(d)
 
 

@@ -19,14 +19,16 @@ from typing import Any, Callable
 
 import torch
 
-from . import exc, frontend
+from . import exc, frontend, passes, pipeline
+from .codegen_kernel import compile_specs_for_target, load_module
 from .config import Config
-from .language import constexpr as hl_constexpr
-from .pipeline import STAGES, hoist_plan
+from .language import _RUN, current_run, constexpr as hl_constexpr
+from .lower import config_block
+from .pipeline import hoist_plan
 from .replay import MISS as _MISS, NotReplayable, Replay
 from .space import offsets
+from .target import Target
 
-_RUN: contextvars.ContextVar = contextvars.ContextVar("helion_ops_run", default=None)
 # [bound kernel, its launches, still valid] while a replay_host kernel's run is recorded; a context
 # variable, so a first call on another thread records its own launches only.
 _TRACE: contextvars.ContextVar = contextvars.ContextVar("helion_ops_trace", default=None)
@@ -73,13 +75,6 @@ class RunContext:
         if name in self.config:
             return self.config[name]
         return fragment.default() if hasattr(fragment, "default") else fragment
-
-
-def current_run() -> RunContext:
-    ctx = _RUN.get()
-    if ctx is None:
-        raise exc.NotSupported("hl.register_block_size/register_tunable are only valid inside a @kernel's host code")
-    return ctx
 
 
 def _launch_hook(i: int, host_locals: dict) -> None:
@@ -288,6 +283,7 @@ class BoundKernel:
         self.pk = kernel.parsed
         self.example_args = args
         self._plans: dict[int, tuple] = {}
+        self._lowered: dict[tuple, list] = {}  # (loop, lowering key) -> lowered IRs (see _lower)
         self._compiled: dict[tuple, Compiled] = {}
         self._space = None
         self._facts: dict | None = None
@@ -455,17 +451,28 @@ class BoundKernel:
                 tr[2] = False
         c.launch(values)
 
+    def _lower(self, i: int, names: list[str], values: list, config: Config) -> Any:
+        """Device loop i's IR for these host values: lowered once per specialization (the loop's launch key,
+        with registered block sizes left out), for every Config that agrees on the block sizes the lowering
+        read as numbers (``DeviceIR.deps``; none for most kernels)."""
+        reg = self.pk.registered
+        key = (i, tuple("block" if n in reg else k for n, k in zip(names, _launch_key(values))))
+        irs = self._lowered.setdefault(key, [])
+        for ir in irs:
+            if all(config_block(config, bid) == v for bid, v in ir.deps.items()):
+                return ir
+        ir = pipeline.lower(self.pk, i, dict(zip(names, values)), self._plans[i][3], config)
+        irs.append(ir)
+        return ir
+
     def _compile(self, i: int, names: list[str], values: list, ctx: RunContext) -> Compiled:
-        inputs = dict(zip(names, values))
-        hoisted_map = self._plans[i][3]
-        out: Any = (self.pk, self.pk.loops[i], inputs, hoisted_map, ctx.config, f"_{self.pk.name}_kernel{i}",
-                    offsets(self, i))
-        for stage in STAGES:
-            out = stage(out)
-            if ctx.mode == "facts" and isinstance(out, tuple) and len(out) == 4:
-                ctx.irs.append(out[1])
-                return None  # type: ignore[return-value]
-        gen = out
+        ir = self._lower(i, names, values, ctx.config)
+        if ctx.mode == "facts":
+            ctx.irs.append(ir)
+            return None  # type: ignore[return-value]
+        o = offsets(self, i)
+        layout = passes.Layout(o["load"], o["loop"], o["rdim"], self.default_block)
+        gen = pipeline.generate(self.pk, ir, i, ctx.config, target(), layout)
         src = "import triton\nimport triton.language as tl\n\n\n" + gen.source
         h = hashlib.sha256(src.encode()).hexdigest()[:20]
         path = os.path.join(cache_dir(), "code", f"{gen.fn_name}_{h}.py")
@@ -481,7 +488,6 @@ class BoundKernel:
                           "num_warps": gen.num_warps, "num_stages": gen.num_stages})
         if ctx.mode != "launch":
             return None  # type: ignore[return-value]
-        from .codegen_kernel import load_module
         mod = load_module(path, f"{gen.fn_name}_{h}")
         return Compiled(getattr(mod, gen.fn_name), gen, path, names)
 
@@ -515,20 +521,29 @@ class BoundKernel:
 
     def compile_for_target(self, config: Config, target: tuple = ("cuda", 90, 32)) -> list:
         """Compile every device loop for ``target`` (no GPU needed); returns CompiledKernels."""
-        from .codegen_kernel import compile_specs_for_target
         return compile_specs_for_target(self.compile_specs(config), target)
+
+
+def target() -> Target:
+    """What this process generates code for, built once: the current GPU's arch and SM count (Hopper's
+    132 SMs without a GPU), and whether Triton's interpreter runs it."""
+    global _TARGET
+    if _TARGET is None:
+        interp = interpret_mode()
+        if torch.cuda.is_available() and not interp:
+            p = torch.cuda.get_device_properties(0)
+            _TARGET = Target("cuda", p.major * 10 + p.minor, p.multi_processor_count, False)
+        else:
+            _TARGET = Target(num_sms=132, interpreter=interp)
+    return _TARGET
 
 
 def num_sms() -> int:
     """Streaming multiprocessors of the current GPU (persistent grids launch one program each)."""
-    global _NUM_SMS
-    if _NUM_SMS is None:
-        _NUM_SMS = torch.cuda.get_device_properties(0).multi_processor_count \
-            if torch.cuda.is_available() and not interpret_mode() else 132
-    return _NUM_SMS
+    return target().num_sms
 
 
-_NUM_SMS: int | None = None
+_TARGET: Target | None = None
 
 
 def _meta_args(args: tuple) -> tuple:
