@@ -151,6 +151,8 @@ class Lowerer:
         return Value("param", [name], BlockT((), dtype), self.loc, name)
 
     def host_value(self, name: str, value: Any, node: ast.AST) -> Any:
+        if type(value) is hl.constexpr:  # small = hl.constexpr(bs < 64) in host code: its value
+            value = value.value
         if isinstance(value, torch.Tensor):
             return self.tensor(name, value)
         if isinstance(value, float):

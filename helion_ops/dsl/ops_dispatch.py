@@ -276,6 +276,11 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return O.binary(lw, "//", O.binary(lw, "+", args[0], O.binary(lw, "-", args[1], 1, node), node), args[1], node)
     if fn in (hl.specialize,):
         return args[0]
+    if fn is hl.constexpr:  # if hl.constexpr(bs < 64): a host value, decided per specialization
+        if len(args) != 1 or isinstance(args[0], Value):
+            raise lw.err(exc.NotSupported, "hl.constexpr(value) in device code takes one value known on the host "
+                         "(sizes, block sizes, flags); a device value cannot decide code at compile time", node)
+        return args[0].value if type(args[0]) is hl.constexpr else args[0]
     if fn is builtins.abs and args and isinstance(args[0], Value):
         return O.unary(lw, "abs", args[0], node)
     if fn is torch.lerp:  # torch's two-sided form: exact at both ends

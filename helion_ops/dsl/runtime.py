@@ -192,6 +192,8 @@ def _launch_key_other(v: Any) -> Any:
         return (v.dtype, v.shape, v.stride(), not v.data_ptr() & 15)
     if isinstance(v, float):
         return float
+    if type(v) is hl_constexpr:  # keyed by the value it wraps (the device loop branches on it)
+        return (hl_constexpr, _launch_key([v.value]))
     return repr(v) if isinstance(v, (list, dict, set)) else v
 
 
