@@ -7,6 +7,8 @@ decides (block sizes, masks, rolled reductions, descriptors, reversed loops) int
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -236,10 +238,18 @@ PIPELINE: list[Callable[[I.DeviceIR, Config, Layout], I.DeviceIR]] = [
 ]
 
 
-def run(d: I.DeviceIR, cfg: Config, at: Layout = Layout()) -> I.DeviceIR:
-    """Every pass in order, under the active Plan (``plan.planning()``), then the verifier."""
+def run(d: I.DeviceIR, cfg: Config, at: Layout = Layout(), dump: str | None = None) -> I.DeviceIR:
+    """Every pass in order under the active Plan (``plan.planning()``), the verifier after each.
+    ``dump`` (default: ``$HELION_OPS_DUMP_IR``) names passes, comma-separated, or ``all``, after which
+    the IR is printed to stderr (``lower`` for the IR as lowered)."""
+    dump = os.environ.get("HELION_OPS_DUMP_IR", "") if dump is None else dump
+    want = set(dump.split(",")) if dump else set()
+    if want & {"all", "lower"}:
+        print(f"# after lower\n{I.format_ir(d, plan=False)}", file=sys.stderr)
     for p in PIPELINE:
-        d = p(d, cfg, at)
-    return I.verify(d)
+        d = I.verify(p(d, cfg, at))
+        if want & {"all", p.__name__}:
+            print(f"# after {p.__name__}\n{I.format_ir(d)}", file=sys.stderr)
+    return d
 
 

@@ -47,6 +47,11 @@ class planned:
         plan[(id(obj), self.name)] = value
 
 
+def current_plan() -> dict | None:
+    """The active Plan, or None outside codegen."""
+    return _PLAN.get()
+
+
 @contextlib.contextmanager
 def planning() -> Iterator[dict]:
     """Make a fresh Plan active for the passes and the codegen of one (IR, Config)."""

@@ -19,11 +19,12 @@ from typing import Any, Callable
 
 import torch
 
-from . import exc, frontend, passes, pipeline
+from . import exc, frontend, ir as I, passes, pipeline
 from .codegen_kernel import compile_specs_for_target, load_module
 from .config import Config
 from .language import _RUN, current_run, constexpr as hl_constexpr
 from .lower import config_block
+from .plan import planning
 from .pipeline import hoist_plan
 from .replay import MISS as _MISS, NotReplayable, Replay
 from .space import offsets
@@ -474,6 +475,7 @@ class BoundKernel:
             return None  # type: ignore[return-value]
         o = offsets(self, i)
         layout = passes.Layout(o["load"], o["loop"], o["rdim"], self.default_block)
+        ctx.irs.append((ir, layout))
         gen = pipeline.generate(self.pk, ir, i, ctx.config, target(), layout)
         src = "import triton\nimport triton.language as tl\n\n\n" + gen.source
         h = hashlib.sha256(src.encode()).hexdigest()[:20]
@@ -517,6 +519,19 @@ class BoundKernel:
         """The generated Triton source of every device loop under ``config``."""
         ctx = self._dry(self.normalize(config) if config is not None else self.config)
         return "import triton\nimport triton.language as tl\n\n\n" + "\n\n".join(ctx.sources)
+
+    def explain(self, config: Config | None = None) -> str:
+        """Each device loop as lowered (shared by every Config), its Plan under ``config`` (block sizes,
+        masks, rolled reductions, descriptors), and the generated source."""
+        cfg = self.normalize(config) if config is not None else self.config
+        ctx = self._dry(cfg)
+        parts = [f"# {self.kernel.name} under {cfg}"]
+        for (ir, layout), src in zip(ctx.irs, ctx.sources):
+            with planning():
+                passes.run(ir, cfg, layout, dump="")
+                planned = I.format_ir(ir)
+            parts += ["# lowered", I.format_ir(ir), "# planned", planned, "# generated", src]
+        return "\n".join(parts)
 
     def compile_specs(self, config: Config) -> list[dict]:
         return self._dry(self.normalize(config)).specs

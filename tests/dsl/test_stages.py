@@ -151,3 +151,21 @@ def test_no_module_imports_a_later_stage():
 
 def test_language_imports_nothing_of_the_compiler():
     assert _imports()["language"] <= {"exc"}
+
+
+def test_explain_shows_the_lowered_ir_the_plan_and_the_source():
+    x = torch.randn(5, 300)
+    text = K.softmax.bind((x,)).explain(Config(block_sizes=[2], reduction_loops=[64]))
+    lowered, planned = text.split("# lowered")[1].split("# planned")
+    assert "block_sizes[0]" in lowered and "r0: extent 300\n" in lowered  # no Config in the lowered IR
+    assert "block 2, masked" in planned and "rolled in 64" in planned.split("# generated")[0]
+    assert "tl.range(0, 300, 64)" in text
+
+
+def test_dump_ir_after_a_named_pass(monkeypatch, capfd):
+    monkeypatch.setenv("HELION_OPS_DUMP_IR", "lower,decide_masks")
+    x = torch.randn(3, 17)
+    K.softmax.bind((x,)).to_triton_code(Config(block_sizes=[4]))
+    err = capfd.readouterr().err
+    assert "# after lower" in err and "# after decide_masks" in err and "# after assign_indexing" not in err
+    assert "block 4, masked" in err.split("# after decide_masks")[1]
