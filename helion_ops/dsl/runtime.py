@@ -15,7 +15,7 @@ import inspect
 import os
 import sys
 import types
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -33,6 +33,8 @@ from .target import Target
 # [bound kernel, its launches, still valid] while a replay_host kernel's run is recorded; a context
 # variable, so a first call on another thread records its own launches only.
 _TRACE: contextvars.ContextVar = contextvars.ContextVar("helion_ops_trace", default=None)
+# The launches being recorded by record_launches(), or None (one context-variable read per call).
+_RECORD: contextvars.ContextVar = contextvars.ContextVar("helion_ops_record", default=None)
 # HELION_OPS_NO_REPLAY=1 runs every kernel's host code on every call (debugging; failure-injection tests).
 REPLAY = os.environ.get("HELION_OPS_NO_REPLAY") != "1"
 
@@ -45,6 +47,18 @@ def cache_dir() -> str:
     d = os.environ.get("HELION_OPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "helion_ops")
     os.makedirs(os.path.join(d, "code"), exist_ok=True)
     return d
+
+
+@contextlib.contextmanager
+def record_launches() -> Iterator[list]:
+    """Within the block, every kernel call appends (BoundKernel, Config, args) to the yielded list: how
+    a caller (bench.tune) learns which kernels an op ran, on what, under which Config."""
+    log: list = []
+    tok = _RECORD.set(log)
+    try:
+        yield log
+    finally:
+        _RECORD.reset(tok)
 
 
 class RunContext:
@@ -363,6 +377,9 @@ class BoundKernel:
         outer = _TRACE.get()
         if outer is not None:
             outer[2] = False  # a kernel called from another's host code: that one cannot replay
+        rec = _RECORD.get()
+        if rec is not None:
+            rec.append((self, self.config, args))
         r = ctx.replay
         if r is not None and REPLAY:
             out = r(args)
@@ -390,7 +407,14 @@ class BoundKernel:
 
     def run(self, config: Config, *args: Any) -> Any:
         """Run the whole kernel (host code and launches) under ``config``."""
+        rec = _RECORD.get()
+        if rec is not None:
+            rec.append((self, config, args))
         return self._exec(RunContext(self, config), args)
+
+    @property
+    def name(self) -> str:
+        return self.kernel.name
 
     def _exec(self, ctx: RunContext, args: tuple) -> Any:
         fn = self._host_fn()

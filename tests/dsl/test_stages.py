@@ -169,3 +169,18 @@ def test_dump_ir_after_a_named_pass(monkeypatch, capfd):
     err = capfd.readouterr().err
     assert "# after lower" in err and "# after decide_masks" in err and "# after assign_indexing" not in err
     assert "block 4, masked" in err.split("# after decide_masks")[1]
+
+
+def test_bound_kernels_implement_the_tuner_protocol_and_launches_can_be_recorded():
+    from helion_ops.dsl.autotune import Tunable
+    from helion_ops.dsl.runtime import record_launches
+
+    x = torch.randn(3, 17)
+    bound = K.softmax.bind((x,))
+    for name in [n for n in vars(Tunable) if not n.startswith("_")] + list(Tunable.__annotations__):
+        assert hasattr(bound, name), name
+    with record_launches() as log:
+        K.softmax(x)
+        K.softmax(x)  # a replayed call is recorded too
+    assert [(b.name, type(c).__name__) for b, c, _ in log] == [("softmax", "Config")] * 2
+    assert log[0][2][0] is x
