@@ -6,7 +6,7 @@
                                                    AST + host values -> typed DeviceIR
     passes.PIPELINE         per Config             block sizes, masks, rolled reductions,
                                                    descriptors, reversed loops (into a Plan)
-    codegen.generate        per Config and Target  DeviceIR + Plan -> Triton source
+    backends.<name>.generate  per Config and Target  DeviceIR + Plan -> source (backends/triton/)
 
 ``runtime.BoundKernel`` caches each product and launches the result.
 """
@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from . import codegen_kernel, language as hl, lower as lower_mod, passes
+from . import language as hl, lower as lower_mod, passes
+from .backends import BACKENDS
 from .frontend import DeviceLoop, ParsedKernel
 from .plan import planning
 from .target import Target
@@ -32,12 +33,13 @@ def lower(pk: ParsedKernel, index: int, inputs: dict, hoisted: dict, config: Any
     return lower_mod.lower(pk, pk.loops[index], inputs, hoisted, config, f"_{pk.name}_kernel{index}")
 
 
-def generate(pk: ParsedKernel, ir: Any, index: int, config: Any, target: Target, layout: passes.Layout) -> Any:
-    """The per-Config passes and codegen of one lowered device loop, under a fresh Plan."""
+def generate(pk: ParsedKernel, ir: Any, index: int, config: Any, target: Target, layout: passes.Layout,
+             backend: str = "triton") -> Any:
+    """The per-Config passes and a backend's codegen of one lowered device loop, under a fresh Plan."""
     ordinal = sum(1 for lp in pk.loops[:index] if _ndims(lp) >= 2)
     with planning():
         passes.run(ir, config, layout)
-        return codegen_kernel.generate(ir, config, pk.file, ir.name, target.num_sms, ordinal, index)
+        return BACKENDS[backend].generate(ir, config, pk.file, ir.name, target.num_sms, ordinal, index)
 
 
 def _ndims(lp: DeviceLoop) -> int:

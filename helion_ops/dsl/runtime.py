@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from . import exc, frontend, ir as I, passes, pipeline
-from .codegen_kernel import compile_specs_for_target, load_module
+from .backends.triton import compile_specs_for_target, load_module
 from .config import Config
 from .language import _RUN, current_run, constexpr as hl_constexpr
 from .lower import config_block

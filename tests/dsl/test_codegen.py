@@ -120,7 +120,7 @@ def test_sampled_configs_compile_for_sm90():
     subprocess compiles them all; a failure names the kernel and config."""
     import random
 
-    from helion_ops.dsl.codegen_kernel import compile_specs_for_target
+    from helion_ops.dsl.backends.triton import compile_specs_for_target
 
     rng = random.Random(0)
     specs, labels = [], []

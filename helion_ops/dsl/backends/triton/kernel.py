@@ -1,15 +1,15 @@
-"""Kernel-level codegen: signature, launch grid and PID mapping around the body."""
+"""Triton backend, the kernel: signature, launch grid and PID mapping around the body; compiling and loading."""
 from __future__ import annotations
 
 import importlib.util
 import math
 from typing import Any
 
-from . import exc, ir as I
-from .config import Config
-from .codegen import Emitter, Generated
-from .codegen_ops import NAN_REDUCE_HELPERS
-from .types import SIGNATURE_DTYPE
+from ... import exc, ir as I
+from ...config import Config
+from ...types import SIGNATURE_DTYPE
+from .emitter import Emitter, Generated
+from .ops import NAN_REDUCE_HELPERS
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -214,7 +214,7 @@ def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool 
     if os.environ.get("TRITON_INTERPRET") != "1" and not keep_going:
         return [compile_spec(s, target) for s in specs]
     env = dict(os.environ, TRITON_INTERPRET="0")
-    r = subprocess.run([sys.executable, "-m", "helion_ops.dsl.codegen_kernel"], input=json.dumps(
+    r = subprocess.run([sys.executable, "-m", "helion_ops.dsl.backends.triton.kernel"], input=json.dumps(
         {"specs": specs, "target": list(target), "keep_going": keep_going}), env=env, capture_output=True,
         text=True, timeout=600)
     if r.returncode != 0:

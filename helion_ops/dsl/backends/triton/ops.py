@@ -1,4 +1,4 @@
-"""Codegen of the ops in ops_extra.py, of combine-function helpers, and the code tables of the core ops
+"""Triton backend: codegen of the ops in ops_extra.py, of combine-function helpers, and the code tables of the core ops
 (unary ops, reduction neutrals, NaN-propagating max/min) that codegen.Emitter uses.
 
 Each function takes the Emitter and a Value and returns the Triton expression;
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import textwrap
 
-from . import exc, ir as I
-from .types import tl_dtype
+from ... import exc, ir as I
+from ...types import tl_dtype
 
 # torch's maximum/minimum/amax/relu/clamp propagate NaN; Triton's defaults return the other operand.
 NAN = ", propagate_nan=tl.PropagateNan.ALL"

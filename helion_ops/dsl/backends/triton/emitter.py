@@ -1,4 +1,4 @@
-"""Codegen: DeviceIR + Config -> Triton source text (one @triton.jit per device loop).
+"""Triton backend, the body: DeviceIR + Plan + Config -> Triton source text (one @triton.jit per device loop).
 
 Values are emitted where the source defines them (``Let``), except values with
 a rolled reduction dim: those are emitted lazily inside the chunk loop of the
@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
-from . import codegen_ops, exc, ir as I
-from .config import Config
-from .codegen_ops import INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN, UNARY_CODE, UNARY_FLOAT_CODE
-from .types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
+from ... import exc, ir as I
+from ...config import Config
+from ...types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
+from . import ops as codegen_ops
+from .ops import INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN, UNARY_CODE, UNARY_FLOAT_CODE
 
 
 @dataclass
