@@ -187,5 +187,4 @@ def _place(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
         v = O.permute(lw, v, order, node)
         pos = sorted(pos)
     new = tuple(v.type.dims[pos.index(j)] if j in pos else ONE for j in range(len(dims)))
-    code = "[" + ", ".join(":" if j in pos else "None" for j in range(len(dims))) + "]"
-    return lw.emit("view", [v], BlockT(new, v.type.dtype), node, code=code)
+    return lw.emit("view", [v], BlockT(new, v.type.dtype), node, axes=tuple(j in pos for j in range(len(dims))))

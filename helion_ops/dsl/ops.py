@@ -115,7 +115,7 @@ def expand_rank(lw, v: Value, n: int, node: ast.AST) -> Value:
         return v
     k = n - v.type.ndim
     return lw.emit("view", [v], BlockT((ONE,) * k + v.type.dims, v.type.dtype), node,
-                   code="[" + ", ".join(["None"] * k + [":"] * v.type.ndim) + "]")
+                   axes=(False,) * k + (True,) * v.type.ndim)
 
 
 def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:

@@ -117,7 +117,7 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):
         return block_half(lw, v, items, node)
     dims: list[Dim] = []
-    code: list[str] = []
+    axes: list[bool] = []  # True: an axis of v, False: a new size-1 axis
     src = list(v.type.dims)
     i = 0
     for it in items:
@@ -125,22 +125,22 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
             if i >= len(src):
                 raise lw.err(exc.ShapeMismatch, f"too many ':' indices for a block of {len(src)} dims ({v.type})", node)
             dims.append(src[i])
-            code.append(":")
+            axes.append(True)
             i += 1
         elif isinstance(it, ast.Constant) and it.value is None:
             dims.append(ONE)
-            code.append("None")
+            axes.append(False)
         elif isinstance(it, ast.Constant) and it.value is Ellipsis:
             rest = len(src) - i - sum(1 for x in items if not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)))
             dims.extend(src[i:i + rest])
-            code.extend([":"] * rest)
+            axes.extend([True] * rest)
             i += rest
         else:  # Triton has no gather or slice of register blocks
             raise lw.err(exc.NotSupported, "blocks can be indexed only with ':', None and '...'; index the host "
                          "tensor instead (x[tile, a:b]) or use hl.split / torch.where", node)
     dims.extend(src[i:])
-    code.extend([":"] * (len(src) - i))
-    return lw.emit("view", [v], BlockT(tuple(dims), v.type.dtype), node, code="[" + ", ".join(code) + "]")
+    axes.extend([True] * (len(src) - i))
+    return lw.emit("view", [v], BlockT(tuple(dims), v.type.dtype), node, axes=tuple(axes))
 
 
 NOT_HANDLED = object()

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from . import exc
 from . import ir as I
 from .config import NOT_REVERSIBLE, Config
+from .opdefs import OPS
 
 
 from .types import next_pow2
@@ -114,9 +115,8 @@ def decide_rolled(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
         rd = [x.id for x in v.type.dims if x.kind == "rdim"]
         if len(set(rd)) > 1:
             bad.update(rd)
-        if rd and (v.op in ("phi", "dot", "scan", "permute", "reshape", "atomic_result", "argmax", "combine",
-                            "getitem", "rand", "rand4x", "inline_triton", "inline_asm", "split", "join")
-                   or (id(v) not in top_lets and v.op not in ("const", "param"))):
+        op = OPS[v.op]
+        if rd and (not op.chunkable or (id(v) not in top_lets and not op.constant)):
             bad.update(rd)
         if v.op == "dot":
             for a in v.inputs():
@@ -198,7 +198,7 @@ def reversible(loop: I.For) -> bool:
                 return False
             written.setdefault(s.index.tensor.name, []).append(s.index.entries)
     for v in I.all_values(loop.body):
-        if v.op == "inline_triton" or (v.op == "inline_asm" and not v.attrs["is_pure"]):
+        if OPS[v.op].flag("effects", v):
             return False
         if v.op == "load" and v.args[0].tensor.name in written:
             if any(not _same_place(v.args[0].entries, w) for w in written[v.args[0].tensor.name]):

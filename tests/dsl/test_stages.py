@@ -184,3 +184,15 @@ def test_bound_kernels_implement_the_tuner_protocol_and_launches_can_be_recorded
         K.softmax(x)  # a replayed call is recorded too
     assert [(b.name, type(c).__name__) for b, c, _ in log] == [("softmax", "Config")] * 2
     assert log[0][2][0] is x
+
+
+def test_every_op_lowering_emits_is_declared_and_has_triton_code():
+    import re
+    from helion_ops.dsl.backends.triton.ops import EMIT
+    from helion_ops.dsl.opdefs import OPS
+
+    emitted = set()
+    for p in DSL.glob("*.py"):
+        emitted |= set(re.findall(r'(?:emit|Value)\("([a-z_0-9]+)"', p.read_text()))
+    assert emitted and emitted <= set(OPS), sorted(emitted - set(OPS))
+    assert set(OPS) <= set(EMIT) | {"phi", "atomic_result"}, sorted(set(OPS) - set(EMIT))  # those two are named, never emitted

@@ -16,8 +16,8 @@ import torch
 from ... import exc, ir as I
 from ...config import Config
 from ...types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
-from . import ops as codegen_ops
-from .ops import INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN, UNARY_CODE, UNARY_FLOAT_CODE
+from ...opdefs import OPS
+from .ops import EMIT, INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN
 
 
 @dataclass
@@ -109,7 +109,7 @@ class Emitter:
 
     def define(self, v: I.Value) -> str:
         expr = self.expr(v)
-        if v.op in ("const", "param", "tile_attr") and v.op != "tile_attr" or (v.op == "tile_attr" and v.attrs["attr"] in ("index", "begin")):
+        if OPS[v.op].flag("inline", v):
             self.scopes[-1][v.id] = expr
             return expr
         name = self.fresh(v.hint or v.op)
@@ -119,84 +119,13 @@ class Emitter:
         return name
 
     def expr(self, v: I.Value) -> str:
-        op, a = v.op, v.args
-        if op == "const":
-            x = a[0]
-            if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
-                return f"float('{x}')"
-            if v.type.dtype.is_floating_point and isinstance(x, int) and not isinstance(x, bool):
-                return repr(float(x))  # an int literal would make Triton compute in int32 (2 ** y)
-            return repr(x)
-        if op == "param":
-            return a[0]
-        if op == "tile_attr":
-            return self.tile_attr(a[0], v.attrs["attr"])
-        if op == "load":
-            return self.load(a[0], v)
-        if op == "binary":
-            x, y = self.name_of(a[0]), self.name_of(a[1])
-            o = v.attrs["op"]
-            if o in ("maximum", "minimum"):
-                return f"tl.{o}({x}, {y}{NAN if v.type.dtype.is_floating_point else ''})"
-            if o == "atan2":
-                raise exc.NotSupported("atan2 in device code", v.loc)
-            if o == "**":
-                return self.pow(x, y, v)
-            if o == "fmod":  # torch.fmod truncates like C, which is Triton's own % for ints and floats
-                return f"({x} % {y})"
-            if o in ("//", "%"):
-                return self.floor_divmod(o, x, y, v)
-            return f"({x} {o} {y})"
-        if op == "powi":
-            x, e = self.name_of(a[0]), v.attrs["exponent"]
-            if e == 0.5:
-                return f"tl.sqrt({x})"
-            if e == 0:
-                return f"tl.full({self.shape(v.type)}, 1, {tl_dtype(v.type.dtype)})"
-            prod = " * ".join([x] * abs(e))
-            return f"(1 / ({prod}))" if e < 0 else f"({prod})"
-        if op == "unary":
-            o = v.attrs["op"]
-            code = UNARY_FLOAT_CODE.get(o) if v.type.dtype.is_floating_point else None
-            return (code or UNARY_CODE[o]).format(self.name_of(a[0]))
-        if op == "cast":
-            return f"{self.name_of(a[0])}.to({tl_dtype(v.type.dtype)})"
-        if op == "where":
-            return f"tl.where({self.name_of(a[0])}, {self.name_of(a[1])}, {self.name_of(a[2])})"
-        if op == "reduce":
-            return self.reduce(v)
-        if op == "dot":
-            return self.dot(v)
-        if op == "full":
-            val = a[0]
-            if isinstance(val, I.Value):
-                return f"tl.full({self.shape(v.type)}, 0, {tl_dtype(v.type.dtype)}) + {self.name_of(val)}"
-            lit = self.expr(I.Value("const", [val], v.type, v.loc)) if not isinstance(val, bool) else repr(int(val))
-            return f"tl.full({self.shape(v.type)}, {lit}, {tl_dtype(v.type.dtype)})"
-        if op == "arange":
-            if "block" in v.attrs:  # lanes of a registered block size (its id)
-                return f"tl.arange(0, {self.d.blocks[v.attrs['block']]})"
-            r: RDimInfo = v.attrs["rdim"]
-            return f"({a[0]} + {r.index})" if a[0] else r.index
-        if op == "view":
-            return f"{self.name_of(a[0])}{v.attrs['code']}"
-        if op == "permute":
-            perm = v.attrs["perm"]
-            return f"tl.trans({self.name_of(a[0])})" if perm == [1, 0] else f"tl.permute({self.name_of(a[0])}, {perm})"
-        if op == "reshape":
-            if not a[0].type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
-                if v.type.dtype == torch.bool:
-                    return f"(tl.zeros({self.shape(v.type)}, tl.int1) | {self.name_of(a[0])})"
-                return f"(tl.zeros({self.shape(v.type)}, {tl_dtype(v.type.dtype)}) + {self.name_of(a[0])})"
-            return f"tl.reshape({self.name_of(a[0])}, {self.shape(v.type)})"
-        if op == "broadcast_to":
-            return f"tl.broadcast_to({self.name_of(a[0])}, {self.shape(v.type)})"
-        extra = codegen_ops.expr(self, v)
-        if extra is not None:
-            return extra
-        if op in ("phi", "atomic_result"):
-            raise exc.CompileError(f"internal: {op} value used before definition", v.loc)
-        raise exc.CompileError(f"internal: no codegen for op {op}", v.loc)
+        """The Triton expression of ``v`` (statements it needs first go out through ``line``)."""
+        fn = EMIT.get(v.op)
+        if fn is None:
+            if v.op in ("phi", "atomic_result"):
+                raise exc.CompileError(f"internal: {v.op} value used before definition", v.loc)
+            raise exc.CompileError(f"internal: no Triton code for op {v.op}", v.loc)
+        return fn(self, v)
 
     def pow(self, x: str, y: str, v: I.Value) -> str:
         """torch.pow for float operands: |x| ** y via exp2/log2, negated for a negative base and an odd
