@@ -18,6 +18,7 @@ from ...config import Config
 from ...types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
 from ...opdefs import OPS
 from .ops import EMIT, INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN
+from .strategies import range_knobs
 
 
 @dataclass
@@ -431,7 +432,7 @@ class Emitter:
         self.src(s.loc)
         names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
         for k, t in enumerate(s.tiles):
-            knobs = self.range_knobs(self.d.loop_base + s.loop_id) if k == 0 else ""
+            knobs = range_knobs(self.cfg, self.d.loop_base + s.loop_id) if k == 0 else ""
             begin, end = self.bound(t.begin), self.bound(t.end)
             step = 1 if t.is_grid else t.block
             if s.reverse:
@@ -468,15 +469,6 @@ class Emitter:
         self.loop_body(s, names)
         self.ind -= 1
         self.last_src = None
-
-    def range_knobs(self, loop_id: int) -> str:
-        out = []
-        for field_, arg in (("range_num_stages", "num_stages"), ("range_unroll_factors", "loop_unroll_factor"),
-                            ("range_warp_specializes", "warp_specialize"), ("range_flattens", "flatten")):
-            vals = self.cfg.get(field_) or []
-            if loop_id < len(vals) and vals[loop_id] not in (None, 0, False):
-                out.append(f"{arg}={vals[loop_id]!r}")
-        return (", " + ", ".join(out)) if out else ""
 
     def if_stmt(self, s: I.If) -> None:
         self.src(s.loc)

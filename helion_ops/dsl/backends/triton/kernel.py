@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-import math
 from typing import Any
 
 from ... import exc, ir as I
@@ -10,6 +9,7 @@ from ...config import Config
 from ...types import SIGNATURE_DTYPE
 from .emitter import Emitter, Generated
 from .ops import NAN_REDUCE_HELPERS
+from .strategies import program_ids
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -30,41 +30,9 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
     em = Emitter(d, cfg, file, num_sms)
     tiles = d.grid
     counts = [max(_tile_count(t), 0) for t in tiles]
-    total = math.prod(counts)
-    pid_type = cfg.get("pid_type", "flat")
-    if pid_type == "xyz" and (len(tiles) > 3 or any(c > 65535 for c in counts[1:])):
-        pid_type = "flat"
-    persistent = pid_type.startswith("persistent")
-    nprog = max(1, min(num_sms, total)) if persistent else total
+    pids = program_ids(cfg, counts, num_sms, loop_index, grid_ordinal, em.idx64)
     i64 = em.idx64
-
-    # grid_reverses: programs take the tiles in reverse order, so that when work grows with the tile
-    # (causal attention's later query blocks) the longest programs start first and the short ones fill
-    # the last wave, instead of leaving it to a few long ones.
-    revs = cfg.get("grid_reverses") or []
-    reverse = loop_index < len(revs) and bool(revs[loop_index])
-    pre: list[str] = []
-    pid0 = "tl.program_id(0).to(tl.int64)" if i64 else "tl.program_id(0)"
-    if pid_type == "xyz":
-        for k, t in enumerate(tiles):
-            p = f"tl.program_id({k})" + (".to(tl.int64)" if i64 else "")
-            pre.append(f"pid_{k} = {counts[k] - 1} - {p}" if reverse else f"pid_{k} = {p}")
-        grid: tuple[int, int, int] = tuple(counts + [1] * (3 - len(counts)))  # type: ignore[assignment]
-    else:
-        grid = (nprog, 1, 1)
-    body_ind = 1
-    if persistent:
-        if pid_type == "persistent_interleaved":
-            pre.append(f"for virtual_pid in tl.range({pid0}, {total}, {nprog}):")
-        else:
-            per = _cdiv(total, nprog)
-            pre.append(f"start_pid = {pid0} * {per}")
-            pre.append(f"for virtual_pid in tl.range(start_pid, tl.minimum(start_pid + {per}, {total})):")
-        body_ind = 2
-    decode = _decode_pids("pid", tiles, counts, cfg, grid_ordinal) if pid_type != "xyz" else []
-    if pid_type != "xyz":
-        p = "virtual_pid" if persistent else pid0
-        decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + decode
+    pre, decode, grid, body_ind = pids.prologue, pids.decode, pids.grid, pids.indent
     setup = []
     for k, t in enumerate(tiles):
         b = em.bound(t.begin)
@@ -106,47 +74,6 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
     asm = next((v.loc for v in I.all_values(d.body) if v.op == "inline_asm"), None)
     return Generated(fn_name, helpers + "\n".join(out) + "\n", params, sig, grid,
                      int(cfg.get("num_warps", 4)), int(cfg.get("num_stages", 2)), bool(em.descs), asm)
-
-
-def _decode_pids(pid: str, tiles, counts: list[int], cfg: Config, ordinal: int) -> list[str]:
-    n = len(tiles)
-    if n == 1:
-        return [f"pid_0 = {pid}"]
-    orders = cfg.get("loop_orders") or []
-    order = list(orders[ordinal]) if ordinal < len(orders) and len(orders[ordinal]) == n else list(range(n))
-    groups = cfg.get("l2_groupings") or []
-    g = int(groups[ordinal]) if ordinal < len(groups) else 1
-    lines = []
-    if g > 1:
-        a, b = order[0], order[1]
-        rest = order[2:]
-        lines.append(f"rem = {pid}")
-        inner = counts[a] * counts[b]
-        if rest:
-            lines.append(f"inner_pid = rem % {inner}")
-            lines.append(f"rem = rem // {inner}")
-            for k in rest:
-                lines.append(f"pid_{k} = rem % {counts[k]}")
-                lines.append(f"rem = rem // {counts[k]}")
-        else:
-            lines.append("inner_pid = rem")
-        lines += [
-            f"num_pid_in_group = {g * counts[b]}",
-            "group_id = inner_pid // num_pid_in_group",
-            f"first_pid = group_id * {g}",
-            f"group_size = tl.minimum({counts[a]} - first_pid, {g})",
-            f"pid_{a} = first_pid + (inner_pid % num_pid_in_group) % group_size",
-            f"pid_{b} = (inner_pid % num_pid_in_group) // group_size",
-        ]
-        return lines
-    lines.append(f"rem = {pid}")
-    for j, k in enumerate(order):
-        if j == n - 1:
-            lines.append(f"pid_{k} = rem")
-        else:
-            lines.append(f"pid_{k} = rem % {counts[k]}")
-            lines.append(f"rem = rem // {counts[k]}")
-    return lines
 
 
 def load_module(path: str, name: str):
