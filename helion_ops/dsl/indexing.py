@@ -165,17 +165,26 @@ def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
     access without the parent's lanes keeps the loop's own bound, ``parent.amax()``."""
     if not lw.jagged:
         return idx
-    dims = idx.dims()
-    mask = idx.extra_mask
+    m = jagged_lanes(lw, idx.dims(), node)
+    if m is None:
+        return idx
+    mask = m if idx.extra_mask is None else O.binary(lw, "&", idx.extra_mask, m, node)
+    return Index(idx.tensor, idx.entries, idx.out, mask)
+
+
+def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = None) -> Value | None:
+    """The lanes of a block of ``dims`` inside each row's own length, ``tile.index < parent``, for every
+    jagged tile among ``dims`` (or tile ``only``) whose parent's dims are all there; None where none is."""
+    mask = None
     for tid, parent in lw.jagged.items():
-        if not any(d.kind == "tile" and d.id == tid for d in dims):
+        if (only is not None and tid != only) or not any(d.kind == "tile" and d.id == tid for d in dims):
             continue
         if not all(any(same_lanes(p, d) for d in dims) for p in parent.type.dims):
             continue
         index = O.attribute(lw, TileVar(lw.tiles[tid]), "index", node)
         m = O.binary(lw, "<", _place(lw, index, dims, node), _place(lw, parent, dims, node), node)
         mask = m if mask is None else O.binary(lw, "&", mask, m, node)
-    return idx if mask is idx.extra_mask else Index(idx.tensor, idx.entries, idx.out, mask)
+    return mask
 
 
 def _place(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:

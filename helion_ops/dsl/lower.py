@@ -317,6 +317,9 @@ class Lowerer:
                 raise self.err(exc.NotSupported, "hl.jagged_tile(parent) takes one integer block of per-lane ends "
                                "whose dims are enclosing tiles", s)
             vals = [D.method(self, parent, "amax", [], {}, s)]
+        if any(isinstance(v, TileVar) for x in vals for v in (x if isinstance(x, (tuple, list)) else [x])):
+            raise self.err(exc.TileOfTile, "hl.tile/hl.grid of a tile: iterate over its range instead, "
+                           "hl.tile(t.begin, t.end)", s)
         seq = (tuple, list, torch.Size)
         if len(vals) == 1 and isinstance(vals[0], seq):
             ends = [(0, e) for e in vals[0]]

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from . import exc, language as hl
+from . import exc, indexing as IX, language as hl
 from . import ops as O
 from .ir import Value
 from .types import ONE, BlockT, Dim, TensorRef, TileVar, broadcast_dims
@@ -80,6 +80,11 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     elif in_dtype == torch.bool:  # max/min of bools
         v = O.cast(lw, v, torch.int32, node)
     for a in reversed(axes):
+        d = v.type.dims[a]
+        if d.kind == "tile" and d.id in lw.jagged:  # lanes past a row's own length hold no data: neutral
+            m = IX.jagged_lanes(lw, v.type.dims, node, only=d.id)
+            if m is not None:
+                v = O.where(lw, m, v, _neutral(kind, v.type.dtype), node)
         if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1
             v = reduce_fn(lw, _mul, v, a, 1, keepdim, node)
             continue
@@ -93,6 +98,17 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     if v.type.dtype != in_dtype and kind in ("sum", "prod") and in_dtype in (torch.float16, torch.bfloat16):
         v = O.cast(lw, v, in_dtype, node)
     return v
+
+
+def _neutral(kind: str, dtype: torch.dtype) -> Any:
+    if kind in ("sum", "prod"):
+        return 1 if kind == "prod" else 0
+    lo = kind == "max"  # the identity of max is the lowest value
+    if dtype.is_floating_point:
+        return float("-inf") if lo else float("inf")
+    if dtype == torch.bool:
+        return not lo
+    return torch.iinfo(dtype).min if lo else torch.iinfo(dtype).max
 
 
 def _mul(a, b):
