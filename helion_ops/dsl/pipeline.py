@@ -39,7 +39,7 @@ def generate(pk: ParsedKernel, ir: Any, index: int, config: Any, target: Target,
     ordinal = sum(1 for lp in pk.loops[:index] if _ndims(lp) >= 2)
     with planning():
         passes.run(ir, config, layout)
-        return BACKENDS[backend].generate(ir, config, pk.file, ir.name, target.num_sms, ordinal, index)
+        return BACKENDS[backend].generate(ir, config, target, pk.file, ir.name, ordinal, index)
 
 
 def _ndims(lp: DeviceLoop) -> int:

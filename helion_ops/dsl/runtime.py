@@ -14,7 +14,10 @@ import hashlib
 import inspect
 import os
 import sys
+import tempfile
+import threading
 import types
+import warnings
 from typing import Any, Callable, Iterator
 
 import torch
@@ -43,10 +46,56 @@ def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def cache_dir() -> str:
-    d = os.environ.get("HELION_OPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "helion_ops")
-    os.makedirs(os.path.join(d, "code"), exist_ok=True)
+class CacheWarning(UserWarning):
+    """The code cache directory cannot be used; generated code goes to a temporary directory."""
+
+
+_CODE_DIRS: dict[str, str] = {}
+
+
+def code_dir() -> str:
+    """Where generated modules are written: ``$HELION_OPS_CACHE_DIR/code`` (``~/.cache/helion_ops/code``).
+    When it cannot be created or written (a read-only home, a path that is a file), a private temporary
+    directory instead, with one CacheWarning: kernels still compile and run."""
+    want = os.path.join(os.environ.get("HELION_OPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                               "helion_ops"), "code")
+    d = _CODE_DIRS.get(want)
+    if d is None:
+        try:
+            os.makedirs(want, exist_ok=True)
+            if not os.access(want, os.W_OK | os.X_OK):
+                raise PermissionError(f"not writable: {want}")
+            d = want
+        except OSError as e:
+            d = tempfile.mkdtemp(prefix="helion_ops-code-")
+            warnings.warn(f"helion_ops: cannot use the code cache {want} ({e}); writing generated code to {d} "
+                          "for this process (set HELION_OPS_CACHE_DIR to a writable directory)", CacheWarning, 2)
+        _CODE_DIRS[want] = d
     return d
+
+
+def write_code(name: str, src: str) -> str:
+    """The path of a module holding ``src``, named by its hash: written once, through a private temporary
+    file (threads and processes never see a half-written module), and rewritten when what is on disk is
+    not ``src`` (a corrupt or truncated file would otherwise fail every later process)."""
+    h = hashlib.sha256(src.encode()).hexdigest()[:20]
+    path = os.path.join(code_dir(), f"{name}_{h}.py")
+    try:
+        with open(path) as f:
+            if f.read() == src:
+                return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{name}_", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(src)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 @contextlib.contextmanager
@@ -59,6 +108,9 @@ def record_launches() -> Iterator[list]:
         yield log
     finally:
         _RECORD.reset(tok)
+
+
+_BIND_LOCK = threading.RLock()  # binding parses and dry-runs: rare, so one lock for every kernel
 
 
 class RunContext:
@@ -138,12 +190,15 @@ class Kernel:
         return tuple(ba.arguments.values())
 
     def bind(self, args: tuple) -> "BoundKernel":
-        """Specialise on ``args``; returns the cached BoundKernel for their key."""
+        """Specialise on ``args``; returns the cached BoundKernel for their key (one per key, whatever
+        the threads)."""
         key = spec_key(args)
         b = self._bound.get(key)
         if b is None:
-            b = BoundKernel(self, args)
-            self._bound[key] = b
+            with _BIND_LOCK:
+                b = self._bound.get(key)
+                if b is None:
+                    b = self._bound[key] = BoundKernel(self, args)
         return b
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -249,6 +304,9 @@ class Compiled:
             if self.gen.interpreter_cannot is not None:
                 raise exc.NotSupported("hl.inline_asm_elementwise needs a CUDA GPU: Triton's interpreter cannot "
                                        "run inline PTX", self.gen.interpreter_cannot)
+            with _INTERPRETER_LOCK:  # it patches triton.language while a kernel runs: one at a time
+                self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
+            return
         k = self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
         if not interpret_mode() and _fast_launch_ok(k):
             self.fast = k
@@ -256,6 +314,7 @@ class Compiled:
 
 
 _INTERPRETER_OK: bool | None = None
+_INTERPRETER_LOCK = threading.Lock()
 
 
 def _check_interpreter() -> None:
@@ -301,6 +360,7 @@ class BoundKernel:
         self.example_args = args
         self._plans: dict[int, tuple] = {}
         self._lowered: dict[tuple, list] = {}  # (loop, lowering key) -> lowered IRs (see _lower)
+        self._lock = threading.RLock()  # lowering and compiling: once per key, whatever the threads
         self._compiled: dict[tuple, Compiled] = {}
         self._space = None
         self._facts: dict | None = None
@@ -463,8 +523,11 @@ class BoundKernel:
             key = (i, ctx.config.key(), lk[1])
             c = self._compiled.get(key)
             if c is None:
-                _check_launch(self.kernel.name, names, values)
-                c = self._compiled[key] = self._compile(i, names + hoist_ids, values, ctx)
+                with self._lock:  # one compile per key: a second thread waits for the first's
+                    c = self._compiled.get(key)
+                    if c is None:
+                        _check_launch(self.kernel.name, names, values)
+                        c = self._compiled[key] = self._compile(i, names + hoist_ids, values, ctx)
             ctx.compiled[lk] = c
         tr = _TRACE.get()
         if tr is not None:
@@ -479,6 +542,10 @@ class BoundKernel:
         c.launch(values)
 
     def _lower(self, i: int, names: list[str], values: list, config: Config) -> Any:
+        with self._lock:
+            return self._lower_locked(i, names, values, config)
+
+    def _lower_locked(self, i: int, names: list[str], values: list, config: Config) -> Any:
         """Device loop i's IR for these host values: lowered once per specialization (the loop's launch key,
         with registered block sizes left out), for every Config that agrees on the block sizes the lowering
         read as numbers (``DeviceIR.deps``; none for most kernels)."""
@@ -502,13 +569,7 @@ class BoundKernel:
         ctx.irs.append((ir, layout))
         gen = pipeline.generate(self.pk, ir, i, ctx.config, target(), layout)
         src = "import triton\nimport triton.language as tl\n\n\n" + gen.source
-        h = hashlib.sha256(src.encode()).hexdigest()[:20]
-        path = os.path.join(cache_dir(), "code", f"{gen.fn_name}_{h}.py")
-        if not os.path.exists(path):
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                f.write(src)
-            os.replace(tmp, path)
+        path = write_code(gen.fn_name, src)
         if os.environ.get("HELION_PRINT_OUTPUT_CODE") == "1":
             print(f"# helion_ops generated code: {path}\n{src}", file=sys.stderr)
         ctx.sources.append(gen.source)
@@ -516,7 +577,7 @@ class BoundKernel:
                           "num_warps": gen.num_warps, "num_stages": gen.num_stages})
         if ctx.mode != "launch":
             return None  # type: ignore[return-value]
-        mod = load_module(path, f"{gen.fn_name}_{h}")
+        mod = load_module(path, os.path.basename(path)[:-3])
         return Compiled(getattr(mod, gen.fn_name), gen, path, names)
 
     # -- code inspection ----------------------------------------------------------------------

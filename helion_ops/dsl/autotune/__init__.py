@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import replace
 from typing import Any, Callable, Optional, Protocol, Sequence
 
@@ -115,7 +116,11 @@ def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
     best, best_t, n = _measure(bound, args, space, prof, default, reference, progress, objective,
                                compile_timeout, workers, run_search)
     if store is not None and key is not None and math.isfinite(best_t):
-        store.put(key, best, time_s=best_t, evaluated=n, effort=prof.name)
+        try:
+            store.put(key, best, time_s=best_t, evaluated=n, effort=prof.name)
+        except OSError as e:  # an unwritable cache must not lose a finished search
+            warnings.warn(f"helion_ops: could not save the tuned config to the autotune cache ({e}); "
+                          "it is used for this process only", RuntimeWarning, 2)
     return best
 
 

@@ -15,6 +15,7 @@ import torch
 
 from ... import exc, ir as I
 from ...config import Config
+from ...target import Target
 from ...types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
 from ...opdefs import OPS
 from .ops import EMIT, INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN
@@ -37,8 +38,8 @@ class Generated:
 
 
 class Emitter:
-    def __init__(self, d: I.DeviceIR, cfg: Config, pk_file: str, num_sms: int) -> None:
-        self.d, self.cfg, self.file, self.num_sms = d, cfg, os.path.basename(pk_file), num_sms
+    def __init__(self, d: I.DeviceIR, cfg: Config, pk_file: str, target: Target) -> None:
+        self.d, self.cfg, self.file, self.target = d, cfg, os.path.basename(pk_file), target
         self.lines: list[str] = []
         self.ind = 1
         self.scopes: list[dict[int, str]] = [{}]
@@ -361,7 +362,12 @@ class Emitter:
     def dot(self, v: I.Value) -> str:
         a, b = v.args[0], v.args[1]
         an, bn = self.dot_operand(a, -1), self.dot_operand(b, -2)
-        prec = ", input_precision='ieee'" if a.type.dtype == torch.float32 else ""
+        fp32 = a.type.dtype == torch.float32
+        if self.target.interpreter and torch.bfloat16 in (a.type.dtype, b.type.dtype):
+            # Triton's interpreter multiplies bf16 bit patterns as if they were numbers (1e8-1e10 results):
+            # there, a bf16 dot runs on fp32 copies of its operands, which is exact for bf16 inputs.
+            an, bn, fp32 = f"{an}.to(tl.float32)", f"{bn}.to(tl.float32)", True
+        prec = ", input_precision='ieee'" if fp32 else ""
         if len(v.args) > 2:
             out = "" if v.type.dtype.is_floating_point else f", out_dtype={tl_dtype(v.type.dtype)}"
             return f"tl.dot({an}, {bn}, {self.name_of(v.args[2])}{prec}{out})"

@@ -6,6 +6,7 @@ from typing import Any
 
 from ... import exc, ir as I
 from ...config import Config
+from ...target import Target
 from ...types import SIGNATURE_DTYPE
 from .emitter import Emitter, Generated
 from .ops import NAN_REDUCE_HELPERS
@@ -22,15 +23,15 @@ def _tile_count(t) -> int:
     return t.static_len if t.is_grid else _cdiv(t.static_len, t.block)
 
 
-def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, grid_ordinal: int,
+def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
              loop_index: int = 0):
     """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
     loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
 
-    em = Emitter(d, cfg, file, num_sms)
+    em = Emitter(d, cfg, file, target)
     tiles = d.grid
     counts = [max(_tile_count(t), 0) for t in tiles]
-    pids = program_ids(cfg, counts, num_sms, loop_index, grid_ordinal, em.idx64)
+    pids = program_ids(cfg, counts, target.num_sms, loop_index, grid_ordinal, em.idx64)
     i64 = em.idx64
     pre, decode, grid, body_ind = pids.prologue, pids.decode, pids.grid, pids.indent
     setup = []
@@ -62,7 +63,7 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
              [(s.name, "scalar", s.name) for s in d.inputs.scalars]
     sig = {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in d.inputs.tensors}
     sig.update({s.name: SIGNATURE_DTYPE[s.dtype] for s in d.inputs.scalars})
-    helpers = "".join(helper_source(d, cfg, file, num_sms, h) for h in d.helpers)
+    helpers = "".join(helper_source(d, cfg, file, target, h) for h in d.helpers)
     helpers = "".join(NAN_REDUCE_HELPERS[op] for op in sorted(em.nan_helpers)) + helpers
     out = ["@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
     out += ["    " + x for x in em.desc_lines]
@@ -175,13 +176,13 @@ if __name__ == "__main__":
     _main()
 
 
-def helper_source(d: I.DeviceIR, cfg, file: str, num_sms: int, helper: tuple) -> str:
+def helper_source(d: I.DeviceIR, cfg, file: str, target: Target, helper: tuple) -> str:
     """A combine function as its own ``@triton.jit`` function; or, for ``("raw", name, text)``, the text
     that defines or imports a function for ``hl.triton_kernel``."""
     if helper[0] == "raw":
         return helper[2]
     name, params, body, results = helper
-    em = Emitter(d, cfg, file, num_sms)
+    em = Emitter(d, cfg, file, target)
     em.ind = 1
     em.stmts(body)
     outs = [em.name_of(r) for r in results]
