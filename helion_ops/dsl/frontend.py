@@ -201,7 +201,9 @@ def _check_host_reads(pk: ParsedKernel) -> None:
     loop_nodes = {id(lp.node) for lp in pk.loops}
     host = _host_assigned(pk.tree, loop_nodes)
     for lp in pk.loops:
-        before = {a.arg for a in ast.walk(pk.tree.args) if isinstance(a, ast.arg)} | {
+        fa = pk.tree.args
+        params = fa.posonlyargs + fa.args + fa.kwonlyargs + [x for x in (fa.vararg, fa.kwarg) if x is not None]
+        before = {a.arg for a in params} | {
             n.id for n in ast.walk(pk.tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
             and n.lineno < lp.node.lineno and not _inside_any(pk, n, loop_nodes)}
         targets = {n.id for n in ast.walk(lp.node.target) if isinstance(n, ast.Name)}
