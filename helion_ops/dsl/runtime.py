@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import inspect
 import os
@@ -567,7 +568,12 @@ class BoundKernel:
         o = offsets(self, i)
         layout = passes.Layout(o["load"], o["loop"], o["rdim"], self.default_block)
         ctx.irs.append((ir, layout))
-        gen = pipeline.generate(self.pk, ir, i, ctx.config, target(), layout)
+        # Code that will run under Triton's interpreter is written for it; code only shown or built for
+        # a GPU (to_triton_code, compile_specs, the tuner's precompile) is the GPU's.
+        t = target()
+        if t.interpreter and ctx.mode != "launch":
+            t = dataclasses.replace(t, interpreter=False)
+        gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout)
         src = "import triton\nimport triton.language as tl\n\n\n" + gen.source
         path = write_code(gen.fn_name, src)
         if os.environ.get("HELION_PRINT_OUTPUT_CODE") == "1":
