@@ -161,7 +161,7 @@ def _eager_bwd(dy, x, weight, bias, mean, rstd):
 # Both kernels use their table at its own shapes only: a nearby entry's rows per program (and, in the
 # backward, per step) suit that entry's M and N. Served elsewhere, such entries ran 1.03-1.23x slower
 # than the default forward on 8 of 14 untabled shapes, and 1.09-2.05x slower than the default
-# backward on 9 of 10 (H100 probes, see docs/DSL_NOTES.md).
+# backward on 9 of 10 (H100 probes, see docs/decisions/pretuned-lookup.md).
 _fwd = C.Launcher(NAME, layer_norm_fwd, _default_fwd, eager=_eager_fwd, exact=(0, 1))
 _bwd = C.Launcher(NAME, layer_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd,
                   exact=(0, 1))

@@ -38,7 +38,7 @@ Measured (H100 80GB HBM3, torch 2.11, Triton 3.6, bf16, the harness at commit 41
 results/H100/matmul.csv; the cuBLAS and eager columns time the same torch.matmul and differ by up
 to ~10% on large shapes, which is the run-to-run noise): forward geomean 1.08x cuBLAS over the 19
 SHAPES, lowest 0.88x (1024^3); 4097^3 (operands padded) 311 us against cuBLAS's 1023 us and
-torch.compile's 242 us (which pads to 4104, then calls cuBLAS: see docs/DSL_NOTES.md on the tile
+torch.compile's 242 us (which pads to 4104, then calls cuBLAS: docs/decisions/matmul-unaligned-padding.md, the tile
 grid at 4097). Backward geomean 1.10x, lowest 0.65x at 2048^3. Small backwards are host-bound: the
 two GEMMs take 6-30 us on the GPU, and our backward's host path (Python autograd Function, two
 replayed launches; 78-112 us per backward in a tight loop on the H100 machine against eager's 59-89

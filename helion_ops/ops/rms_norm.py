@@ -51,7 +51,7 @@ def rms_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float):
     rstd = torch.empty([m], dtype=torch.float32, device=x.device)
     for tile_m in hl.tile(m):
         # weight is loaded before the row's reduction so its latency overlaps x's load instead of
-        # following the reduction (H100 probes: 7-8% at 4096x4097, neutral elsewhere; see DSL_NOTES)
+        # following the reduction (H100 probes: 7-8% at 4096x4097, neutral elsewhere; docs/decisions/norm-forwards.md)
         w = weight[:].to(torch.float32) if weight is not None else None
         xv = x[tile_m, :].to(torch.float32)
         r = torch.rsqrt(torch.sum(xv * xv, dim=1) * (1.0 / n) + eps)
@@ -131,7 +131,7 @@ def _eager_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor]
 # Both kernels use their table at its own shapes only: a nearby entry's rows per program (and, in the
 # backward, per step) suit that entry's M and N. Served elsewhere, such entries ran 1.03-1.23x slower
 # than the default forward on 8 of 14 untabled shapes, and 1.09-2.05x slower than the default
-# backward on 9 of 10 (H100 probes, see docs/DSL_NOTES.md).
+# backward on 9 of 10 (H100 probes, see docs/decisions/pretuned-lookup.md).
 _fwd = C.Launcher(NAME, rms_norm_fwd, _default_fwd, eager=_eager_fwd, exact=(0, 1))
 _bwd = C.Launcher(NAME, rms_norm_bwd, _default_bwd, key_shape=lambda a: tuple(a[1].shape), eager=_eager_bwd,
                   exact=(0, 1))

@@ -127,7 +127,7 @@ ONLINE_ABOVE = 32768
 def _long_rows(n: int, loads_per_pass: int) -> helion.Config:
     """The two long-row kernels' default: 16K-column tiles, 16 warps; the first pass keeps the row in L2
     (evict_last), the second releases it (evict_first) and runs last tile first, so it starts on the
-    tiles most likely still there. H100, bf16, N=128256 (device probes; DSL_NOTES): forward 908 us,
+    tiles most likely still there. H100, bf16, N=128256 (probes: docs/decisions/softmax-long-rows.md): forward 908 us,
     against 979 without the reversal and 998 reversed without the hints (an earlier probe: 2.15 TB/s
     with the hints, 1.96 without, 1.49 for the looped three-pass kernel); backward 1478 us, against 1590
     without the reversal and 1750 for the chunked ``softmax_bwd`` (reduction_loops=[8192])."""
