@@ -49,8 +49,8 @@ def is_tuned(tuning: str) -> bool:
 
 
 def tuning_word(tuning: str) -> str:
-    """'tuned' or 'untuned', for a cell."""
-    return "tuned" if is_tuned(tuning) else "untuned"
+    """'tuned: quick, cap 30 s' or 'untuned', for a cell (the search's effort and cap, stored or not)."""
+    return f"tuned: {tuning.replace(' (stored)', '')}" if is_tuned(tuning) else "untuned"
 
 
 def gpu_dirs(results: Path) -> list[Path]:
@@ -191,7 +191,7 @@ def baseline_info(df: pd.DataFrame, runs: dict | None = None) -> dict[str, dict]
         tuned = int(g["tuning"].map(is_tuned).sum()) if "tuning" in g else 0
         if impl == "helion":
             efforts = sorted({t.replace(" (stored)", "") for t in g["tuning"] if is_tuned(t)})
-            state = (f"tuned ({', '.join(efforts)} effort, Helion's own search) in {tuned} of {len(g)} cases"
+            state = (f"tuned by Helion's own search ({'; '.join(efforts)}) in {tuned} of {len(g)} cases"
                      + ("; default config (untuned) in the rest" if tuned < len(g) else "")) if tuned else \
                 "untuned (Helion's default config)"
         elif impl == COMPILE_MAX:
@@ -311,7 +311,8 @@ def summary_cell(g: pd.DataFrame, b: str) -> str:
     state = ""
     if b == "helion" and pairs:
         tuned = [p for p in pairs if is_tuned(tuning.get(p[:2], ""))]
-        pairs, state = (tuned, ", tuned") if tuned else (pairs, ", untuned")
+        states = sorted({tuning_word(tuning.get(p[:2], "")) for p in tuned})
+        pairs, state = (tuned, ", " + "; ".join(states)) if tuned else (pairs, ", untuned")
     if not pairs:
         return "—"
     n = len({s for s, _, _ in pairs})
