@@ -265,3 +265,9 @@ def test_plan_counts_compile_max(fake_gpu, capsys):
                 .rsplit("estimated ", 1)[1].split()[0])
     assert est >= 2 * run.FIRST_CALL_S[(baselines.COMPILE_MAX, "fwd")]
     assert math.isfinite(est)
+
+
+def test_tune_cli_without_a_gpu_is_a_note(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert helion_baseline.main(["--op", "softmax", "--tuned-shapes", "2,matmul=1"]) == 0
+    assert "note: no CUDA GPU: nothing tuned" in capsys.readouterr().out
