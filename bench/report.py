@@ -176,6 +176,18 @@ def tuned_section(df: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def not_ok_section(df: pd.DataFrame) -> list[str]:
+    """Markdown lines: every row that is not ok (FAIL or error), with the note saying why."""
+    bad = df[df["status"] != "ok"]
+    if bad.empty:
+        return []
+    lines = ["## Rows not ok, and why", "", "| op | mode | shape | dtype | impl | status | why |", "|---|---|---|---|---|---|---|"]
+    for r in bad.itertuples():
+        why = (getattr(r, "note", "") or "(no note: a run before the note column)").replace("|", "\\|")
+        lines.append(f"| {r.op} | {r.mode} | {r.shape} | {r.dtype} | {r.impl} | {r.status} | {why} |")
+    return lines + [""]
+
+
 def baseline_info(df: pd.DataFrame, runs: dict | None = None) -> dict[str, dict]:
     """{impl: {"what", "version", "tuning", "cases"}} for every impl but ours in df: what it is, its library
     version(s), and its tuning state (with the tuned share of its cases where that varies)."""
@@ -242,7 +254,7 @@ def gpu_readme(gpu_dir: Path, df: pd.DataFrame) -> str:
             ceiling = ceil.get({"GB/s": "copy_GBps", "TFLOP/s": "matmul_TFLOPs"}.get(unit, ""))
             lines += [f"### {op} {mode} {dtype}", "", case_table(g, ceiling), ""]
     runs = runs_of(gpu_dir)
-    lines += baselines_section(df, runs) + tuned_section(df) + runs_section(runs)
+    lines += baselines_section(df, runs) + not_ok_section(df) + tuned_section(df) + runs_section(runs)
     return "\n".join(lines)
 
 
