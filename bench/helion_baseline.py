@@ -13,10 +13,11 @@ It is forward only (upstream kernels carry no autograd).
 (default ``"quick"``) is Helion's own ``autotune_effort``, capped at ``$HELION_BENCH_TUNE_S`` seconds
 per kernel and shape (Helion's ``autotune_budget_seconds``; default 30). Each search's result is stored
 under ``results/<GPU>/helion_configs/<op>.json`` (config, effort, cap, seconds spent, Helion version,
-date), keyed by the inputs' dtype and shapes, and reused by later runs instead of tuning again
-(``python -m bench.helion_baseline --op ...`` tunes ahead of a run). ``HELION_BENCH_EFFORT=none``
-runs Helion's default config, untuned. Each helion row says which (``tuning``: ``quick``,
-``quick (stored)`` or ``none``) and carries the search's seconds in ``tune_s``, apart from the
+date), keyed by the inputs' dtype and shapes, and reused by later runs at the same effort and a cap no
+longer than the stored one's (``python -m bench.helion_baseline --op ...`` tunes ahead of a run).
+A capped search returns its best-so-far: a short cap can leave Helion far from its tuned speed, so the
+cap is part of the label. ``HELION_BENCH_EFFORT=none`` runs Helion's default config, untuned. Each helion
+row says which (``tuning``: ``quick, cap 30 s``, ``quick, cap 30 s (stored)`` or ``none``) and carries the search's seconds in ``tune_s``, apart from the
 first call's compile time (``compile_s``). Nothing here imports ``helion`` until the baseline is requested.
 """
 from __future__ import annotations
@@ -202,9 +203,24 @@ def save_entry(op: str, key: str, entry: dict) -> None:
     tmp.replace(path)
 
 
+def state(eff: str, cap_s, stored: bool = False) -> str:
+    """A helion row's tuning state: 'quick, cap 30 s' (searched in this run) or '... (stored)'. The cap
+    matters: a search stopped early returns its best-so-far, which can be far from what Helion finds
+    given its time."""
+    return f"{eff}, cap {cap_s:g} s" + (" (stored)" if stored else "")
+
+
+def reusable(entry: dict | None, eff: str) -> bool:
+    """Whether a stored entry serves a run at effort `eff`: same effort, searched for at least as long as
+    this run would (a config from a shorter cap is searched again)."""
+    return (entry is not None and entry.get("config") is not None and entry.get("effort") == eff
+            and float(entry.get("cap_s", 0)) >= tune_cap_s())
+
+
 class Tuned:
     """An upstream Helion kernel whose config for the inputs it first sees is, in order: the stored
-    tuned config (effort not "none"), a search run now and stored, or Helion's default (effort "none").
+    tuned config (effort not "none", see reusable), a search run now and stored, or Helion's default
+    (effort "none").
 
     ``tuning`` and ``tune_s`` say which, for the row (tune_s: the search's seconds, also when stored)."""
 
@@ -225,16 +241,17 @@ class Tuned:
         key = input_key(inputs)
         entry = load_entries(self.op).get(key)
         bound = self.kernel.bind(inputs)
-        if entry is not None and entry.get("config") is not None:
+        if reusable(entry, eff):
             import helion
 
             bound.set_config(helion.Config.from_json(json.dumps(entry["config"])))
-            self.tuning, self.tune_s = f"{entry.get('effort', eff)} (stored)", float(entry.get("tune_s", math.nan))
+            self.tuning = state(entry["effort"], entry["cap_s"], stored=True)
+            self.tune_s = float(entry.get("tune_s", math.nan))
             return
         t0 = time.perf_counter()
         config = self.kernel.autotune(inputs, force=True)
         self.tune_s = time.perf_counter() - t0
-        self.tuning = eff
+        self.tuning = state(eff, tune_cap_s())
         from bench.gpu_info import utc_date
 
         save_entry(self.op, key, {"config": json.loads(config.to_json()), "effort": eff, "cap_s": tune_cap_s(),

@@ -49,8 +49,8 @@ def is_tuned(tuning: str) -> bool:
 
 
 def tuning_word(tuning: str) -> str:
-    """'tuned' or 'untuned', for a cell."""
-    return "tuned" if is_tuned(tuning) else "untuned"
+    """'tuned: quick, cap 30 s' or 'untuned', for a cell (the search's effort and cap, stored or not)."""
+    return f"tuned: {tuning.replace(' (stored)', '')}" if is_tuned(tuning) else "untuned"
 
 
 def gpu_dirs(results: Path) -> list[Path]:
@@ -176,6 +176,18 @@ def tuned_section(df: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def not_ok_section(df: pd.DataFrame) -> list[str]:
+    """Markdown lines: every row that is not ok (FAIL or error), with the note saying why."""
+    bad = df[df["status"] != "ok"]
+    if bad.empty:
+        return []
+    lines = ["## Rows not ok, and why", "", "| op | mode | shape | dtype | impl | status | why |", "|---|---|---|---|---|---|---|"]
+    for r in bad.itertuples():
+        why = (getattr(r, "note", "") or "(no note: a run before the note column)").replace("|", "\\|")
+        lines.append(f"| {r.op} | {r.mode} | {r.shape} | {r.dtype} | {r.impl} | {r.status} | {why} |")
+    return lines + [""]
+
+
 def baseline_info(df: pd.DataFrame, runs: dict | None = None) -> dict[str, dict]:
     """{impl: {"what", "version", "tuning", "cases"}} for every impl but ours in df: what it is, its library
     version(s), and its tuning state (with the tuned share of its cases where that varies)."""
@@ -191,7 +203,7 @@ def baseline_info(df: pd.DataFrame, runs: dict | None = None) -> dict[str, dict]
         tuned = int(g["tuning"].map(is_tuned).sum()) if "tuning" in g else 0
         if impl == "helion":
             efforts = sorted({t.replace(" (stored)", "") for t in g["tuning"] if is_tuned(t)})
-            state = (f"tuned ({', '.join(efforts)} effort, Helion's own search) in {tuned} of {len(g)} cases"
+            state = (f"tuned by Helion's own search ({'; '.join(efforts)}) in {tuned} of {len(g)} cases"
                      + ("; default config (untuned) in the rest" if tuned < len(g) else "")) if tuned else \
                 "untuned (Helion's default config)"
         elif impl == COMPILE_MAX:
@@ -242,7 +254,7 @@ def gpu_readme(gpu_dir: Path, df: pd.DataFrame) -> str:
             ceiling = ceil.get({"GB/s": "copy_GBps", "TFLOP/s": "matmul_TFLOPs"}.get(unit, ""))
             lines += [f"### {op} {mode} {dtype}", "", case_table(g, ceiling), ""]
     runs = runs_of(gpu_dir)
-    lines += baselines_section(df, runs) + tuned_section(df) + runs_section(runs)
+    lines += baselines_section(df, runs) + not_ok_section(df) + tuned_section(df) + runs_section(runs)
     return "\n".join(lines)
 
 
@@ -311,7 +323,8 @@ def summary_cell(g: pd.DataFrame, b: str) -> str:
     state = ""
     if b == "helion" and pairs:
         tuned = [p for p in pairs if is_tuned(tuning.get(p[:2], ""))]
-        pairs, state = (tuned, ", tuned") if tuned else (pairs, ", untuned")
+        states = sorted({tuning_word(tuning.get(p[:2], "")) for p in tuned})
+        pairs, state = (tuned, ", " + "; ".join(states)) if tuned else (pairs, ", untuned")
     if not pairs:
         return "—"
     n = len({s for s, _, _ in pairs})

@@ -178,6 +178,12 @@ def gpu_section(gpu_dir: Path) -> tuple[str, list[str]]:
             headers, rows = report.case_rows(g, ceiling)
             parts.append(f"<h4>{_e(op)} {_e(mode)} {_e(dtype)}</h4>"
                          + _table(headers, rows, table_id=_slug("t", gpu, op, mode, dtype)))
+        bad = g_op[g_op["status"] != "ok"]
+        if not bad.empty:
+            parts.append("<h4>rows not ok, and why</h4>" + _table(
+                ["mode", "shape", "dtype", "impl", "status", "why"],
+                [[r.mode, r.shape, r.dtype, r.impl, r.status, getattr(r, "note", "") or "(no note recorded)"]
+                 for r in bad.itertuples()], table_id=_slug("notok", gpu, op), cls="text"))
         tuned = g_op[g_op["tuning"].map(report.is_tuned)]
         if not tuned.empty:
             parts.append("<h4>tuned baselines: search seconds per case</h4>" + _table(

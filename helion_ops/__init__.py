@@ -20,9 +20,15 @@ from __future__ import annotations
 
 import importlib
 import sys
+from importlib import metadata as _metadata
 from typing import Any
 
 from . import dsl
+
+try:
+    __version__ = _metadata.version("helion_ops")  # pyproject.toml's version, as installed
+except _metadata.PackageNotFoundError:  # a source tree on sys.path that pip never installed
+    __version__ = "0+unknown"
 
 OPS = ("softmax", "layer_norm", "rms_norm", "matmul", "attention", "grouped_gemm")
 

@@ -9,9 +9,10 @@
 #                 TUNED_SHAPES shapes each op's bench step runs it on -> results/<GPU>/helion_configs/
 #                 (the bench steps reuse them; a missing one is tuned in the run, inside its budget)
 #   soak          bench.soak, random shapes (SOAK_SHAPES, budget SOAK_BUDGET s) -> results/<GPU>/soak.md
-#   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated 235 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
-#   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 210 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
-#                 both on the representative shapes of bench/session_shapes.json (BENCH_SHAPES)
+#   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated 175 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
+#   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 270 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
+#                 both on the representative shapes of bench/session_shapes.json (BENCH_SHAPES), helion's
+#                 configs stored by helion_tune (each missing one adds its search: HELION_BENCH_TUNE_S + ~17 s)
 #   bench_report  rebuild every report from all CSVs on disk (also run at the end of each bench step)
 #   bench:OPS     the named ops only (comma-separated), e.g. bench:softmax,rms_norm
 #   bench         all six ops in one process (estimated 420 s), soft budget BENCH_ALL_BUDGET (480 s)
@@ -24,7 +25,7 @@
 # Baselines: eager, compile, compile_max (max-autotune-no-cudagraphs; GEMMs), the vendor libraries,
 # liger (Liger-Kernel; norms, softmax), helion (tuned, stored configs) and copy; carry the liger and
 # helion wheels in .whl/ (installed below with --no-deps).
-# Knobs (env): BENCH_BUDGET (s, soft, per bench step; default 420), STEP_TIMEOUT (s, hard; 540),
+# Knobs (env): BENCH_BUDGET (s, soft, per bench step; default 480), STEP_TIMEOUT (s, hard; 540),
 #   BENCH_TIMING ("--warmup 10 --rep 40"), BENCH_SHAPES (bench/session_shapes.json; "preset" for
 #   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), TUNED_SHAPES ("2,grouped_gemm=1": 2 per op, 1 for grouped GEMM;
 #   shapes per op for helion and compile_max, whose first calls search configs), BENCH_DTYPE (bf16),
@@ -46,7 +47,7 @@ export HELION_BENCH_EFFORT=${HELION_BENCH_EFFORT:-quick} HELION_BENCH_TUNE_S=${H
 export HELION_AUTOTUNE_PROGRESS_BAR=0 HELION_AUTOTUNE_LOG_LEVEL=${HELION_AUTOTUNE_LOG_LEVEL:-WARNING}
 BASELINES=eager,compile,compile_max,cublas,cudnn,flash,grouped_mm,liger,helion,copy
 SHAPES=${BENCH_SHAPES:-bench/session_shapes.json}
-BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} --time-budget ${BENCH_BUDGET:-420} ${BENCH_EXTRA:-}"
+BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} --time-budget ${BENCH_BUDGET:-480} ${BENCH_EXTRA:-}"
 NORMS="--op softmax,rms_norm,layer_norm"
 GEMMS="--op matmul,grouped_gemm,attention"
 save() { tar czf "$OUTDIR/results.tgz" results 2>/dev/null; }

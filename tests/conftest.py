@@ -35,3 +35,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def _host(info: dict) -> str:
+    cpu = info.get("cpu", {})
+    return (f"{cpu.get('brand_raw', '?')} x{cpu.get('count', '?')}, "
+            f"{info.get('python_implementation', '?')} {info.get('python_version', '?')}")
+
+
+def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
+    """Name, in one line, a difference in what bears on host-cost timings: CPU model and count, Python.
+
+    pytest-benchmark's own check warns with both machines' whole machine_info (6,000 characters: CPU
+    flags, clock, kernel release...) whenever anything differs; pyproject.toml filters that warning.
+    The comparison's margin (scripts/test: min:300%) is what absorbs machine differences."""
+    now, then = _host(machine_info), _host(compared_benchmark.get("machine_info", {}))
+    if now != then:
+        benchmarksession.logger.info(f"Host-cost baseline recorded on {then}; this machine: {now}.")

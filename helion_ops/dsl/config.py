@@ -53,6 +53,7 @@ class Config(Mapping[str, Any]):
     __slots__ = ("_data", "_key")
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs = _helion_spellings(kwargs)
         data = {}
         for k, v in kwargs.items():
             if v is None and k in FIELDS:
@@ -121,6 +122,36 @@ class Config(Mapping[str, Any]):
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={_thaw(v)!r}" for k, v in sorted(self._data.items()))
         return f"Config({body})"
+
+
+# Helion's singular spellings of list knobs (Config(block_size=32) is block_sizes=[32]).
+_SINGULAR = {"block_size": "block_sizes", "reduction_loop": "reduction_loops", "loop_order": "loop_orders",
+             "l2_grouping": "l2_groupings", "range_num_stage": "range_num_stages",
+             "range_unroll_factor": "range_unroll_factors", "load_eviction_policy": "load_eviction_policies"}
+
+
+def _helion_spellings(kw: dict[str, Any]) -> dict[str, Any]:
+    """What Helion's Config accepts beyond our canonical form: singular keys, nested block sizes
+    (``[[32, 32], 32]``, one list per tile statement), ``indexing="block_ptr"`` or a per-load list
+    (served through pointers, or descriptors where every entry asks for them)."""
+    out = dict(kw)
+    for one, many in _SINGULAR.items():
+        if one in out:
+            v = out.pop(one)
+            if many in out:
+                raise ValueError(f"Config: both {one}= and {many}= given")
+            out[many] = list(v) if isinstance(v, (list, tuple)) else [v]
+    bs = out.get("block_sizes")
+    if isinstance(bs, (list, tuple)) and any(isinstance(b, (list, tuple)) for b in bs):
+        out["block_sizes"] = [x for b in bs for x in (b if isinstance(b, (list, tuple)) else [b])]
+    ix = out.get("indexing")
+    if isinstance(ix, (list, tuple)):
+        ix = "tensor_descriptor" if ix and all(i == "tensor_descriptor" for i in ix) else "pointer"
+    if ix == "block_ptr":
+        ix = "pointer"
+    if ix is not None:
+        out["indexing"] = ix
+    return out
 
 
 def _freeze(v: Any) -> Any:
@@ -246,13 +277,33 @@ class ConfigSpace:
         """Fill missing knobs with defaults and drop standard fields this
         kernel does not have (e.g. ``l2_groupings`` on a 1-D grid), then
         validate. Accepts a Config, a dict or None."""
-        d = {} if cfg is None else {k: _thaw(_freeze(v)) for k, v in dict(cfg).items()}
+        d = {} if cfg is None else {k: _thaw(_freeze(v)) for k, v in dict(_helion_spellings(dict(cfg))).items()}
         for k in list(d):
             if k in FIELDS and (k not in self.fragments or d[k] is None):
                 del d[k]
+        self._clamp(d)
         out = Config(**self._values(d))
         self.validate(out)
         return out
+
+    def _clamp(self, d: dict[str, Any]) -> None:
+        """Helion's leniency with sizes, in place: a power-of-two block size outside its range is clamped
+        into it (past the extent's next power of two it is the whole extent), a reduction chunk at least
+        the row's next power of two means the whole row (None), a smaller one is raised to the smallest
+        chunk (the same numbers). Anything else is left for ``validate`` to name."""
+        for k in ("block_sizes", "reduction_loops"):
+            f, v = self.fragments.get(k), d.get(k)
+            if not isinstance(f, ListOf) or not isinstance(v, list) or len(v) != len(f.items):
+                continue
+            out = []
+            for x, fr in zip(v, f.items):
+                if isinstance(x, int) and not isinstance(x, bool) and x > 0 and x & (x - 1) == 0:
+                    if isinstance(fr, ReductionLoopFragment):
+                        x = None if x >= next_pow2(fr.extent) or fr.min is None else max(x, fr.min)
+                    else:
+                        x = min(max(x, fr.min), fr.max)
+                out.append(x)
+            d[k] = out
 
     def validate(self, cfg: Mapping[str, Any]) -> None:
         """Raise ValueError naming the first bad field. ``cfg`` must be

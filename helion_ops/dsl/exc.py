@@ -45,6 +45,15 @@ class HostAssignInDevice(BaseError):
     """A device loop assigned a variable that host code reads afterwards."""
 
 
+class CannotModifyHostVariableOnDevice(HostAssignInDevice):
+    """A device loop assigned a name that host code bound before the loop (Helion's error of that name):
+    the assignment would not reach the host, so host code would keep the old value."""
+
+
+class TileOfTile(CompileError):
+    """``hl.tile(t)`` of a tile ``t`` (Helion's error of that name): iterate over ``t``'s range instead."""
+
+
 class LaunchError(HelionOpsError, RuntimeError):
     """A kernel failed to compile or launch on the device."""
 

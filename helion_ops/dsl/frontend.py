@@ -195,16 +195,46 @@ def _assign_target_of(tree: ast.AST, call: ast.Call) -> str | None:
 
 
 def _check_host_reads(pk: ParsedKernel) -> None:
-    """A value assigned inside a device loop cannot flow back to host code."""
+    """Device loops and host variables: a value assigned inside a device loop cannot flow back to host
+    code, and a device loop may not rebind a name host code bound before it (the host would silently
+    keep the old value; Helion raises CannotModifyHostVariableOnDevice)."""
     loop_nodes = {id(lp.node) for lp in pk.loops}
+    host = _host_assigned(pk.tree, loop_nodes)
     for lp in pk.loops:
-        leaked = lp.assigned - _host_assigned(pk.tree, loop_nodes)
+        fa = pk.tree.args
+        params = fa.posonlyargs + fa.args + fa.kwonlyargs + [x for x in (fa.vararg, fa.kwarg) if x is not None]
+        before = {a.arg for a in params} | {
+            n.id for n in ast.walk(pk.tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            and n.lineno < lp.node.lineno and not _inside_any(pk, n, loop_nodes)}
+        targets = {n.id for n in ast.walk(lp.node.target) if isinstance(n, ast.Name)}
+        for n in _device_stores(lp.node):
+            if n.id in before and n.id not in targets:
+                raise exc.CannotModifyHostVariableOnDevice(
+                    f"'{n.id}' is a host variable (bound before this device loop); a device loop cannot assign "
+                    f"it: use a new name, or store into a tensor (out[tile] = v)", pk.loc(n))
+        leaked = lp.assigned - host
         for n in ast.walk(pk.tree):
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in leaked \
                     and not _inside_any(pk, n, loop_nodes) and n.lineno > lp.node.end_lineno:
                 raise exc.HostAssignInDevice(
                     f"'{n.id}' is assigned inside a device loop and read by host code; only stores "
                     f"into tensors (out[...] = v) leave a device loop", pk.loc(n))
+
+
+def _device_stores(loop: ast.For) -> list[ast.Name]:
+    """Names a device loop body binds (comprehension variables have their own scope)."""
+    out: list[ast.Name] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda)):
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.append(node)
+        for c in ast.iter_child_nodes(node):
+            visit(c)
+    for s in loop.body:
+        visit(s)
+    return out
 
 
 def _host_assigned(tree: ast.AST, loop_nodes: set[int]) -> set[str]:

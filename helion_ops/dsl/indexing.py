@@ -7,18 +7,14 @@ line, and a tile over a size-1 dim broadcasts on load (torch's rule), so no inde
 from __future__ import annotations
 
 import ast
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import exc
+from . import exc, ops as O
 from .ir import Index, Value
-from .types import ONE, BlockT, Dim, TensorArg, TileInfo, same_lanes
-
-if TYPE_CHECKING:
-    from .lower import TensorRef
+from .types import ONE, BlockT, Dim, TensorArg, TensorRef, TileInfo, TileVar, same_lanes
 
 
 def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
-    from .lower import TileVar
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
     vals = []
     for it in items:
@@ -31,7 +27,6 @@ def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = N
 
 
 def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
-    from .lower import TileVar
     t = ref.arg
     entries: list = []
     out: list = []
@@ -97,7 +92,7 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
         if n is None or not isinstance(lo, Value) or lo.type.dims:
             raise lw.err(exc.NotSupported, "a slice with a device-valued start must read `x[k0 : k0 + n]`, with n a "
                          "host int (e.g. a block size)", node)
-        idx = lw.ops.binary(lw, "+", lo, lw.ops.arange(lw, [0, n], None, node), node)
+        idx = O.binary(lw, "+", lo, O.arange(lw, [0, n], None, node), node)
         idx.attrs["index_bound"] = t.size_code(d)  # codegen masks lanes at or past the dim's end
         return ("block", idx)
     if any(b is not None and (isinstance(b, bool) or not isinstance(b, int)) for b in (lo, hi)):
@@ -107,7 +102,7 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
         raise lw.err(exc.ShapeMismatch, f"empty slice [{lo}:{hi}] of a dim of size {size}", node)
     if (lo, hi) == (0, size):
         return ("rdim", lw.rdim_for(size, node))
-    return ("block", lw.ops.arange(lw, [lo, hi], None, node))  # masked past hi by its ':' dim
+    return ("block", O.arange(lw, [lo, hi], None, node))  # masked past hi by its ':' dim
 
 
 def _slice_length(lw, it: Any) -> int | None:
@@ -170,18 +165,26 @@ def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
     access without the parent's lanes keeps the loop's own bound, ``parent.amax()``."""
     if not lw.jagged:
         return idx
-    from .lower import TileVar
-    dims = idx.dims()
-    mask = idx.extra_mask
+    m = jagged_lanes(lw, idx.dims(), node)
+    if m is None:
+        return idx
+    mask = m if idx.extra_mask is None else O.binary(lw, "&", idx.extra_mask, m, node)
+    return Index(idx.tensor, idx.entries, idx.out, mask)
+
+
+def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = None) -> Value | None:
+    """The lanes of a block of ``dims`` inside each row's own length, ``tile.index < parent``, for every
+    jagged tile among ``dims`` (or tile ``only``) whose parent's dims are all there; None where none is."""
+    mask = None
     for tid, parent in lw.jagged.items():
-        if not any(d.kind == "tile" and d.id == tid for d in dims):
+        if (only is not None and tid != only) or not any(d.kind == "tile" and d.id == tid for d in dims):
             continue
         if not all(any(same_lanes(p, d) for d in dims) for p in parent.type.dims):
             continue
-        index = lw.ops.attribute(lw, TileVar(lw.tiles[tid]), "index", node)
-        m = lw.ops.binary(lw, "<", _place(lw, index, dims, node), _place(lw, parent, dims, node), node)
-        mask = m if mask is None else lw.ops.binary(lw, "&", mask, m, node)
-    return idx if mask is idx.extra_mask else Index(idx.tensor, idx.entries, idx.out, mask)
+        index = O.attribute(lw, TileVar(lw.tiles[tid]), "index", node)
+        m = O.binary(lw, "<", _place(lw, index, dims, node), _place(lw, parent, dims, node), node)
+        mask = m if mask is None else O.binary(lw, "&", mask, m, node)
+    return mask
 
 
 def _place(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
@@ -190,8 +193,7 @@ def _place(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
     pos = [next(j for j, d in enumerate(dims) if same_lanes(p, d)) for p in v.type.dims]
     order = sorted(range(len(pos)), key=lambda i: pos[i])
     if order != list(range(len(pos))):
-        v = lw.ops.permute(lw, v, order, node)
+        v = O.permute(lw, v, order, node)
         pos = sorted(pos)
     new = tuple(v.type.dims[pos.index(j)] if j in pos else ONE for j in range(len(dims)))
-    code = "[" + ", ".join(":" if j in pos else "None" for j in range(len(dims))) + "]"
-    return lw.emit("view", [v], BlockT(new, v.type.dtype), node, code=code)
+    return lw.emit("view", [v], BlockT(new, v.type.dtype), node, axes=tuple(j in pos for j in range(len(dims))))

@@ -20,6 +20,7 @@ import torch
 from . import exc
 
 CLOSURE_SLOTS = 4  # tensors a function argument may close over and use in device code
+MAX_DEPTH = 32     # nested helper calls (each is inlined)
 _FILES: dict[str, ast.Module] = {}
 _FN_AST: dict[int, tuple] = {}
 
@@ -88,7 +89,20 @@ class _Return(Exception):
 
 
 def call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, host_name: str | None = None) -> Any:
-    """Inline ``fn(*args, **kwargs)`` into the device code being lowered by ``lw``."""
+    """Inline ``fn(*args, **kwargs)`` into the device code being lowered by ``lw``. Helpers nest at most
+    MAX_DEPTH deep: device code has no call stack, so a recursive helper is refused at the call."""
+    depth = getattr(lw, "inline_depth", 0)
+    if depth >= MAX_DEPTH:
+        raise lw.err(exc.NotSupported, f"{fn.__qualname__}() calls helpers {MAX_DEPTH} deep: device helpers are "
+                     "inlined, so recursion cannot be compiled; write it as a loop", node)
+    lw.inline_depth = depth + 1
+    try:
+        return _call(lw, fn, args, kwargs, node, host_name)
+    finally:
+        lw.inline_depth = depth
+
+
+def _call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, host_name: str | None) -> Any:
     fnode, file, lines = function_ast(fn)
     try:
         bound = inspect.signature(fn).bind(*args, **kwargs)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import exc
+from .plan import current_plan, planned
 from .types import ONE, BlockT, Dim, LaunchInputs, RDimInfo, TensorArg, TileInfo, same_dims, tile_dim
 
 _ids = itertools.count()
@@ -52,7 +53,7 @@ class Index:
     entries: list[tuple[str, Any]]
     out: list[int | None]
     extra_mask: "Value | None" = None
-    descriptor: bool = False        # set by passes.assign_indexing
+    descriptor = planned(False)     # through a TMA descriptor under this Config (passes.assign_indexing)
 
     def dims(self) -> tuple[Dim, ...]:
         """The dims of the block this index reads or writes, in result order."""
@@ -106,7 +107,7 @@ class For(Stmt):
     carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
     loop_id: int = -1               # index into range_* config lists
     loc: exc.Loc | None = None
-    reverse: bool = False           # tiles last to first (passes.decide_reverses)
+    reverse = planned(False)        # tiles last to first under this Config (passes.decide_reverses)
 
 
 @dataclass
@@ -139,10 +140,15 @@ class DeviceIR:
     n_inner_loops: int = 0
     n_loads: int = 0
     has_dot: bool = False
-    blocks: dict[int, int] = field(default_factory=dict)   # block id -> size, for Dim("block", id)
+    block_ids: set[int] = field(default_factory=set)     # block ids used as Dim("block", id)
     helpers: list[tuple] = field(default_factory=list)     # (name, params, body, results) jit helpers, or
     # ("raw", name, text): module text defining or importing a function for hl.triton_kernel
     constexpr_args: dict[str, Any] = field(default_factory=dict)
+    deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (lower.note_block)
+    blocks = planned()              # block id -> size under this Config, for Dim("block", id)
+    load_base = planned(0)          # where this loop's loads, inner loops and reductions start in the
+    loop_base = planned(0)          # Config's per-load / per-loop / per-reduction lists (earlier loops' counts)
+    rdim_base = planned(0)
 
 
 def walk(stmts: list[Stmt]):
@@ -185,7 +191,9 @@ def all_values(stmts: list[Stmt]):
 
 
 def verify(ir: DeviceIR) -> DeviceIR:
-    """Check structural invariants; raises CompileError on a broken IR."""
+    """Check structural invariants; raises CompileError on a broken IR. Inside a Plan (after the
+    per-Config passes) it also checks the Plan: power-of-two blocks, a rolled reduction only where
+    codegen can roll it, descriptors only on unmasked tiles that need no extra mask."""
     for s in walk(ir.body):
         if isinstance(s, (For, While)):
             for phi, init, final in s.carried:
@@ -194,4 +202,81 @@ def verify(ir: DeviceIR) -> DeviceIR:
                         f"loop-carried value changes shape in the loop: {phi.type} -> {final.type}", s.loc)
         if isinstance(s, Store) and s.index.tensor is None:
             raise exc.CompileError("store without a tensor", s.loc)
+    if current_plan() is None:
+        return ir
+    for t in ir.tiles.values():
+        if not (t.block >= 1 and t.block & (t.block - 1) == 0):
+            raise exc.CompileError(f"internal: tile {t.name or t.id} got block {t.block}, not a power of two")
+    for r in ir.rdims.values():
+        if r.rolled and not r.rollable:
+            raise exc.CompileError(f"internal: reduction r{r.id} rolled where codegen cannot roll it")
+    for v in all_values(ir.body):
+        if v.op == "load" and v.args[0].descriptor and v.args[0].extra_mask is not None:
+            raise exc.CompileError("internal: a masked load was given a TMA descriptor", v.loc)
     return ir
+
+
+def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
+    """The IR as text, one statement a line (``HELION_OPS_DUMP_IR``, ``BoundKernel.explain``). With
+    ``plan`` (default: inside a Plan), tiles and reductions show what the Config decided for them."""
+    names: dict[int, str] = {}
+    plan = current_plan() is not None if plan is None else plan
+
+    def val(a: Any) -> str:
+        if isinstance(a, Value):
+            return names.setdefault(a.id, f"%{len(names)}")
+        if isinstance(a, Index):
+            ents = ", ".join(f"t{e.id}" if k == "tile" else f"r{e.id}" if k == "rdim" else val(e) for k, e in a.entries)
+            extra = f" if {val(a.extra_mask)}" if a.extra_mask is not None else ""
+            return f"{a.tensor.name}[{ents}]{extra}" + (" (tma)" if plan and a.descriptor else "")
+        if isinstance(a, TileInfo):
+            return f"t{a.id}"
+        return repr(a)
+
+    def attrs(v: Value) -> str:
+        shown = {k: x for k, x in v.attrs.items() if not isinstance(x, (RDimInfo, TileInfo, Dim))}
+        return (" {" + ", ".join(f"{k}={x!r}" for k, x in shown.items()) + "}") if shown else ""
+
+    lines = [f"device loop {ir.name}: " + ", ".join(f"{t.name}: {str(t.dtype)[6:]}{list(t.sizes)}"
+                                                     for t in ir.inputs.tensors)]
+    for t in ir.tiles.values():
+        size = f"block {t.block}" + (", masked" if t.masked else "") if plan else \
+            (f"block {t.fixed}" if t.fixed is not None else f"block_sizes[{t.block_id}]")
+        lines.append(f"  t{t.id} {t.name or ''}: {'grid' if t.top else 'loop'} {val(t.begin)}..{val(t.end)}, {size}")
+    for r in ir.rdims.values():
+        if plan:
+            how = (f", rolled in {r.block}" if r.rolled else f", whole ({r.block})") + (", masked" if r.masked else "")
+        else:
+            how = "" if r.rollable else ", not rollable"
+        lines.append(f"  r{r.id}: extent {r.extent}{how}")
+
+    def block(stmts: list, ind: str) -> None:
+        for s in stmts:
+            if isinstance(s, Let):
+                v = s.value
+                args = ", ".join(val(a) for a in v.args)
+                lines.append(f"{ind}{val(v)} = {v.op}({args}){attrs(v)} : {v.type}")
+            elif isinstance(s, Store):
+                kind = f"atomic_{s.atomic}" if s.atomic else "store"
+                lines.append(f"{ind}{kind} {val(s.index)} <- {val(s.value)}")
+            elif isinstance(s, For):
+                rev = " reversed" if plan and s.reverse else ""
+                lines.append(f"{ind}for {', '.join(f't{t.id}' for t in s.tiles)}{rev}  # inner loop {s.loop_id}")
+                for phi, init, _ in s.carried:
+                    lines.append(f"{ind}  {val(phi)} = carried({val(init)}) : {phi.type}")
+                block(s.body, ind + "  ")
+                for phi, _, fin in s.carried:
+                    lines.append(f"{ind}  yield {val(phi)} <- {val(fin)}")
+            elif isinstance(s, While):
+                lines.append(f"{ind}while {val(s.cond)}")
+                block(s.body, ind + "  ")
+            elif isinstance(s, If):
+                lines.append(f"{ind}if {val(s.cond)}")
+                block(s.then, ind + "  ")
+                if s.orelse:
+                    lines.append(f"{ind}else")
+                    block(s.orelse, ind + "  ")
+                for m, _, a, b in s.merges:
+                    lines.append(f"{ind}{val(m)} = merge({val(a)}, {val(b)}) : {m.type}")
+    block(ir.body, "  ")
+    return "\n".join(lines) + "\n"

@@ -10,9 +10,21 @@ that says so), instead of failing deep inside the compiler.
 """
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from . import exc
+
+# The run of a kernel's host code in progress (a runtime.RunContext), for register_block_size and
+# register_tunable; the runtime sets it around each run.
+_RUN: contextvars.ContextVar = contextvars.ContextVar("helion_ops_run", default=None)
+
+
+def current_run() -> Any:
+    ctx = _RUN.get()
+    if ctx is None:
+        raise exc.NotSupported("hl.register_block_size/register_tunable are only valid inside a @kernel's host code")
+    return ctx
 
 __all__ = [
     "tile", "grid", "jagged_tile", "zeros", "full", "arange", "dot", "load", "store", "atomic_add", "atomic_and",
@@ -112,8 +124,6 @@ def register_block_size(min_or_max: int, max_or_none: int | None = None) -> int:
 
     ``hl.register_block_size(n)`` bounds it by ``n``; ``(lo, hi)`` gives both bounds.
     """
-    from .runtime import current_run
-
     return current_run().next_registered_block()
 
 
@@ -126,8 +136,6 @@ def register_reduction_dim(size: int) -> int:
 
 def register_tunable(name: str, fragment: Any) -> Any:
     """Register a user tunable (host code). Returns its value in the active Config."""
-    from .runtime import current_run
-
     return current_run().tunable(name, fragment)
 
 

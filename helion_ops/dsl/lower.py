@@ -1,7 +1,8 @@
 """Lowering: abstract interpretation of a device loop's AST into typed IR.
 
-Runs once per (launch key, config). Host values arrive concrete (tensors,
-ints, floats); every expression is given a ``BlockT`` and shape rules are
+Runs once per specialization (the device loop's launch key), for every Config:
+tunable block sizes and reduction chunks stay symbols (ids) that passes.apply_config
+sizes per Config. Host values arrive concrete (tensors, ints, floats); every expression is given a ``BlockT`` and shape rules are
 checked here, so a mismatch is a user error at the source line, never a
 Triton error. Torch calls are mapped by ``ops.py``.
 """
@@ -9,42 +10,17 @@ from __future__ import annotations
 
 import ast
 import types
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from . import exc, indexing as IX, language as hl
+from . import exc, indexing as IX, language as hl, ops as O, ops_dispatch as D, ops_extra as X
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
 from .lower_loops import carry, final, lower_while, merge_branches, without_continue
-from .types import (BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TileInfo, broadcast_dims,
-                    promote, same_dims)
-
-
-@dataclass
-class TileVar:
-    """A tile loop variable (one dim of an hl.tile header)."""
-
-    info: TileInfo
-
-
-@dataclass
-class TensorRef:
-    arg: TensorArg
-
-
-class BlockSizeInt(int):
-    """A registered block size read in device code: an int that also names its block id,
-    so ``hl.zeros([tile_m, block_size_n])`` gets a dim that matches ``tile_n``'s lanes."""
-
-    bid: int
-
-    def __new__(cls, value: int, bid: int) -> "BlockSizeInt":
-        self = super().__new__(cls, value)
-        self.bid = bid
-        return self
+from .types import (BlockSizeInt, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo,
+                    TileVar, broadcast_dims, promote, same_dims)
 
 
 _MISSING = object()
@@ -62,14 +38,14 @@ _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
 
 class Lowerer:
     def __init__(self, pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any],
-                 hoisted: dict[int, str], config: Config, kernel_name: str,
-                 offs: dict[str, int] | None = None) -> None:
+                 hoisted: dict[int, str], config: Config, kernel_name: str) -> None:
         self.pk, self.loop, self.inputs, self.hoisted, self.config = pk, loop, inputs, hoisted, config
         self.env: dict[str, Any] = {}
         self.stmts: list[Stmt] = []
         self.tiles: dict[int, TileInfo] = {}
         self.rdims: dict[int, RDimInfo] = {}
-        self.blocks: dict[int, int] = {}
+        self.block_ids: set[int] = set()  # block ids used as Dim("block", id)
+        self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see note_block)
         self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
         self.inline_free: dict[str, str] | None = None  # set while inlining a helper: free name -> hoisted id
         self.tensors: dict[str, TensorArg] = {}
@@ -80,10 +56,7 @@ class Lowerer:
         self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
         self.has_dot = False
         self.name = kernel_name
-        self.offs = offs or {"rdim": 0, "loop": 0, "load": 0}
         self.loc = pk.loc(loop.node)
-        from . import ops
-        self.ops = ops
 
     # ---- entry ------------------------------------------------------------------------------
     def lower(self) -> DeviceIR:
@@ -96,7 +69,7 @@ class Lowerer:
             raise exc.NotSupported("for/else on a device loop", self.pk.loc(node))
         inputs = LaunchInputs(list(self.tensors.values()), list(self.scalars.values()))
         return DeviceIR(self.name, inputs, [t.info for t in tiles], self.tiles, self.rdims, self.stmts,
-                        self.n_loops, self.n_loads, self.has_dot, self.blocks, self.helpers)
+                        self.n_loops, self.n_loads, self.has_dot, self.block_ids, self.helpers, deps=self.deps)
 
     # ---- helpers ----------------------------------------------------------------------------
     def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
@@ -109,14 +82,42 @@ class Lowerer:
         return cls(msg, self.pk.loc(node))
 
     def lanes(self, d: Dim) -> int:
-        """Lanes of one block dim under the current config."""
+        """Lanes of one block dim under the lowering's Config (a read noted in ``deps``)."""
         if d.kind == "tile":
-            return self.tiles[d.id].block
+            return self.tile_block(self.tiles[d.id])
         if d.kind == "rdim":
-            return self.rdims[d.id].block
+            return next_pow2(self.rdims[d.id].extent)  # 1 only for a one-element dim, whatever the Config
         if d.kind == "block":
-            return self.blocks.get(d.bid, 0)
+            self.note_block(d.bid)
+            return self.block_value(d.bid)
         return 1
+
+    # Lowering is shared by every Config of a specialization: a tunable block size is a symbol (its id)
+    # in the IR, given a size by passes.apply_config. Where lowering itself must know the size (a
+    # reshape that merges a tile, a registered block size used as a number), it reads the size of the
+    # Config it lowers under and notes the read; the runtime reuses this IR only for Configs that give
+    # the noted block ids the same sizes.
+    def note_block(self, bid: int) -> None:
+        self.deps[bid] = config_block(self.config, bid)
+
+    def block_value(self, bid: int, extent: Any = None) -> int:
+        """A tunable block's size under the lowering's Config (not noted: the caller decides)."""
+        bs = self.config.get("block_sizes") or []
+        if bid < len(bs):
+            return int(bs[bid])
+        return max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
+
+    def tile_block(self, t: TileInfo, note: bool = True) -> int:
+        if t.fixed is not None:
+            return t.fixed
+        if note:
+            self.note_block(t.block_id)
+        return self.block_value(t.block_id, t.static_len)
+
+    def block_int(self, bid: int, value: int) -> BlockSizeInt:
+        """A block size as device code sees it: an int that notes its Config dependency when used as one."""
+        self.block_ids.add(bid)
+        return BlockSizeInt(value, bid, self.note_block)
 
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
         if not isinstance(extent, int):
@@ -124,24 +125,14 @@ class Lowerer:
         for r in self.rdims.values():
             if r.extent == extent:
                 return r
-        r = RDimInfo(len(self.rdims), extent)
-        rl = self.config.get("reduction_loops") or []
-        k = self.offs["rdim"] + r.id
-        chunk = rl[k] if k < len(rl) else None
-        r.rolled = chunk is not None and chunk < next_pow2(extent)
-        r.block = int(chunk) if r.rolled else next_pow2(extent)
+        r = RDimInfo(len(self.rdims), int(extent))
         self.rdims[r.id] = r
         return r
 
-    def block_size(self, bid: int | None, fixed: Any, extent: Any, node: ast.AST) -> int:
-        if bid is None:
-            if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
-                raise self.err(exc.CompileError, f"block_size must be a power of two int, got {fixed!r}", node)
-            return fixed
-        bs = self.config.get("block_sizes") or []
-        if bid < len(bs):
-            return int(bs[bid])
-        return max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
+    def fixed_block(self, fixed: Any, node: ast.AST) -> int:
+        if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
+            raise self.err(exc.CompileError, f"block_size must be a power of two int, got {fixed!r}", node)
+        return int(fixed)
 
     def tensor(self, name: str, t: torch.Tensor) -> TensorRef:
         if name not in self.tensors:
@@ -160,6 +151,8 @@ class Lowerer:
         return Value("param", [name], BlockT((), dtype), self.loc, name)
 
     def host_value(self, name: str, value: Any, node: ast.AST) -> Any:
+        if type(value) is hl.constexpr:  # small = hl.constexpr(bs < 64) in host code: its value
+            value = value.value
         if isinstance(value, torch.Tensor):
             return self.tensor(name, value)
         if isinstance(value, float):
@@ -285,7 +278,7 @@ class Lowerer:
             raise self.err(exc.NotSupported, "device loops iterate over hl.tile(...), hl.grid(...), "
                            "hl.jagged_tile(...) or range(const)", s)
         tiles = self.header(s, top=False)
-        loop_id = self.offs["loop"] + self.n_loops
+        loop_id = self.n_loops
         self.n_loops += 1
         phis = carry(self, s, s.body)
         before = dict(self.env)
@@ -323,7 +316,10 @@ class Lowerer:
             if not isinstance(parent, Value) or not parent.type.dims or parent.type.dtype.is_floating_point:
                 raise self.err(exc.NotSupported, "hl.jagged_tile(parent) takes one integer block of per-lane ends "
                                "whose dims are enclosing tiles", s)
-            vals = [self.ops.method(self, parent, "amax", [], {}, s)]
+            vals = [D.method(self, parent, "amax", [], {}, s)]
+        if any(isinstance(v, TileVar) for x in vals for v in (x if isinstance(x, (tuple, list)) else [x])):
+            raise self.err(exc.TileOfTile, "hl.tile/hl.grid of a tile: iterate over its range instead, "
+                           "hl.tile(t.begin, t.end)", s)
         seq = (tuple, list, torch.Size)
         if len(vals) == 1 and isinstance(vals[0], seq):
             ends = [(0, e) for e in vals[0]]
@@ -339,18 +335,23 @@ class Lowerer:
         for k in range(len(ids), len(ends) if not is_grid else 0):  # hl.tile(x.size()): rank known at run time
             ids.append(self.pk.extra_block_id(call, k))
         bs_node = kw.get("block_size")
-        fixed = [self.expr(b) for b in bs_node.elts] if isinstance(bs_node, (ast.List, ast.Tuple)) \
-            else [self.expr(bs_node) if bs_node is not None else None] * len(ends)
+        per = bs_node.elts if isinstance(bs_node, (ast.List, ast.Tuple)) else [bs_node] * len(ends)
+        one = {}  # a single block_size expression is evaluated once
         out = []
         for k, (b, e) in enumerate(ends):
             begin, end = b, e
             static_len = end - begin if isinstance(begin, int) and isinstance(end, int) else None
+            bid = None if is_grid else (ids[k] if k < len(ids) else None)
             if is_grid:
-                block, bid = 1, None
+                fixed = 1
+            elif bid is None:  # a fixed size (a registered one has an id and is never evaluated here)
+                node_k = per[k] if k < len(per) else None
+                if id(node_k) not in one:
+                    one[id(node_k)] = self.expr(node_k) if node_k is not None else None
+                fixed = self.fixed_block(one[id(node_k)], s)
             else:
-                bid = ids[k] if k < len(ids) else None
-                block = self.block_size(bid, fixed[k], static_len, s)
-            info = TileInfo(len(self.tiles), bid, block, self.code_of(begin, s), self.code_of(end, s),
+                fixed = None
+            info = TileInfo(len(self.tiles), bid, fixed, self.code_of(begin, s), self.code_of(end, s),
                             static_len, top, is_grid)
             self.tiles[info.id] = info
             out.append(TileVar(info))
@@ -415,9 +416,7 @@ class Lowerer:
         elif node.id in self.inputs:
             val = self.inputs[node.id]
             if node.id in self.pk.registered and isinstance(val, int) and not isinstance(val, bool):
-                bid = self.pk.registered[node.id]
-                self.blocks[bid] = val
-                return BlockSizeInt(val, bid)
+                return self.block_int(self.pk.registered[node.id], val)
             return self.host_value(node.id, val, node)
         if node.id in self.pk.globals:
             return self.host_value(node.id, self.pk.globals[node.id], node)
@@ -471,26 +470,26 @@ class Lowerer:
 
     def expr_Attribute(self, node: ast.Attribute) -> Any:
         base = self.expr(node.value)
-        return self.ops.attribute(self, base, node.attr, node)
+        return O.attribute(self, base, node.attr, node)
 
     def expr_Subscript(self, node: ast.Subscript) -> Any:
         base = self.expr(node.value)
         if isinstance(base, TensorRef):
             return self.load(base, self.index(base, node.slice, node), node)
         if isinstance(base, Value):
-            return self.ops.subscript_value(self, base, node.slice, node)
+            return X.subscript_value(self, base, node.slice, node)
         if isinstance(base, (tuple, list, torch.Size)):
             return base[self.expr(node.slice)]
         raise self.err(exc.NotSupported, f"cannot index a {type(base).__name__} in device code", node)
 
     def expr_BinOp(self, node: ast.BinOp) -> Any:
         op = _BINOPS.get(type(node.op))
-        return self.ops.binary(self, op, self.expr(node.left), self.expr(node.right), node)
+        return O.binary(self, op, self.expr(node.left), self.expr(node.right), node)
 
     def expr_UnaryOp(self, node: ast.UnaryOp) -> Any:
         v = self.expr(node.operand)
         name = {ast.USub: "neg", ast.UAdd: "pos", ast.Not: "not", ast.Invert: "invert"}[type(node.op)]
-        return self.ops.unary(self, name, v, node)
+        return O.unary(self, name, v, node)
 
     def expr_Compare(self, node: ast.Compare) -> Any:
         left = self.expr(node.left)
@@ -502,8 +501,8 @@ class Lowerer:
                     raise self.err(exc.NotSupported, "'is' on device values", node)
                 r = (left is right) if isinstance(op, ast.Is) else (left is not right)
             else:
-                r = self.ops.binary(self, _CMPOPS[type(op)], left, right, node)
-            out = r if out is None else self.ops.binary(self, "&", out, r, node)
+                r = O.binary(self, _CMPOPS[type(op)], left, right, node)
+            out = r if out is None else O.binary(self, "&", out, r, node)
             left = right
         return out
 
@@ -514,14 +513,14 @@ class Lowerer:
             return all(vals) if op == "&" else any(vals)
         out = vals[0]
         for v in vals[1:]:
-            out = self.ops.binary(self, op, out, v, node)
+            out = O.binary(self, op, out, v, node)
         return out
 
     def expr_IfExp(self, node: ast.IfExp) -> Any:
         c = self.expr(node.test)
         if not isinstance(c, Value):
             return self.expr(node.body) if c else self.expr(node.orelse)
-        return self.ops.where(self, c, self.expr(node.body), self.expr(node.orelse), node)
+        return O.where(self, c, self.expr(node.body), self.expr(node.orelse), node)
 
     def expr_Call(self, node: ast.Call) -> Any:
         args = [self.expr(a) for a in node.args if not isinstance(a, ast.Starred)]
@@ -533,7 +532,7 @@ class Lowerer:
         if isinstance(node.func, ast.Attribute):
             base = self.expr(node.func.value)
             if isinstance(base, (Value, TileVar, TensorRef)):
-                return self.ops.method(self, base, node.func.attr, args, kwargs, node)
+                return D.method(self, base, node.func.attr, args, kwargs, node)
             fn = getattr(base, node.func.attr, None)
         else:
             fn = self.expr(node.func)
@@ -546,9 +545,9 @@ class Lowerer:
                 and not mod.startswith(("torch", "triton", "helion_ops.dsl")):
             return inline.call(self, fn, args, kwargs, node, host_name)
         if mod is None or not mod.startswith("torch"):
-            return self.ops.call(self, fn, args, kwargs, node)
+            return D.call(self, fn, args, kwargs, node)
         try:
-            return self.ops.call(self, fn, args, kwargs, node)
+            return D.call(self, fn, args, kwargs, node)
         except exc.NotSupported as unmapped:
             # A plain Python function torch happens to define (flex_attention's _identity score_mod):
             # inline it like a user helper; if that fails too, the mapping error is the clearer one.
@@ -571,7 +570,7 @@ class Lowerer:
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=False), node)
         v = self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node,
-                      load_id=self.offs["load"] + self.n_loads)
+                      load_id=self.n_loads)
         self.n_loads += 1
         return v
 
@@ -586,7 +585,7 @@ class Lowerer:
         if isinstance(v, Value):
             return v
         if isinstance(v, TileVar):
-            return self.ops.attribute(self, v, "index", node)
+            return O.attribute(self, v, "index", node)
         if isinstance(v, (bool, int, float)):
             dt = dtype or (torch.bool if isinstance(v, bool) else torch.int32 if isinstance(v, int) else torch.float32)
             return Value("const", [v], BlockT((), dt), self.pk.loc(node))
@@ -607,7 +606,15 @@ def _as_load(t: ast.expr) -> ast.expr:
     return t2
 
 
+def config_block(config: Config, bid: int) -> int | None:
+    """The size ``config`` gives block id ``bid`` (None: not given; the default then depends only on
+    the specialization)."""
+    bs = config.get("block_sizes") or []
+    return int(bs[bid]) if bid < len(bs) else None
+
+
 def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: dict[int, str],
-          config: Config, name: str, offs: dict[str, int] | None = None) -> DeviceIR:
-    """Lower device loop ``loop`` under ``config`` with concrete host ``inputs``."""
-    return Lowerer(pk, loop, inputs, hoisted, config, name, offs).lower()
+          config: Config, name: str) -> DeviceIR:
+    """Lower device loop ``loop`` with concrete host ``inputs``: the IR holds for every Config that
+    agrees with ``config`` on the block sizes listed in its ``deps`` (usually none)."""
+    return Lowerer(pk, loop, inputs, hoisted, config, name).lower()

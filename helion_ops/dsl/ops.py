@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from . import exc
 from .ir import Value
-from .types import ONE, BlockT, Dim, broadcast_dims, same_dims, tile_dim
+from .types import ONE, BlockSizeInt, BlockT, Dim, TensorRef, TileVar, broadcast_dims, same_dims, tile_dim
 
 # torch unary function -> IR unary op name
 UNARY = {
@@ -64,7 +64,6 @@ def _is_num(x: Any) -> bool:
 # ---- elementwise --------------------------------------------------------------------------------
 
 def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
-    from .lower import TileVar
     if op is None:
         raise lw.err(exc.NotSupported, "unsupported binary operator", node)
     if op == "@":
@@ -74,7 +73,6 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     if _is_num(a) and _is_num(b):
         return _PY_BIN[op](a, b)
     if not (isinstance(a, Value) or _is_num(a)) or not (isinstance(b, Value) or _is_num(b)):
-        from .lower import TensorRef
         ref = next((x for x in (a, b) if isinstance(x, TensorRef)), None)
         if ref is not None:
             raise lw.err(exc.NotSupported, f"'{ref.arg.host}' is a whole tensor: index it in device code "
@@ -117,11 +115,10 @@ def expand_rank(lw, v: Value, n: int, node: ast.AST) -> Value:
         return v
     k = n - v.type.ndim
     return lw.emit("view", [v], BlockT((ONE,) * k + v.type.dims, v.type.dtype), node,
-                   code="[" + ", ".join(["None"] * k + [":"] * v.type.ndim) + "]")
+                   axes=(False,) * k + (True,) * v.type.ndim)
 
 
 def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
-    from .lower import TileVar
     if isinstance(v, TileVar):
         v = attribute(lw, v, "index", node)
     if _is_num(v):
@@ -169,94 +166,6 @@ def cast(lw, v: Any, dtype: torch.dtype, node: ast.AST) -> Any:
 
 # ---- reductions ---------------------------------------------------------------------------------
 
-def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
-    if dim is None:
-        return list(range(v.type.ndim))
-    dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
-    out = []
-    for d in dims:
-        if not isinstance(d, int) or not -v.type.ndim <= d < v.type.ndim:
-            raise lw.err(exc.ShapeMismatch, f"reduction dim {d} out of range for {v.type}", node)
-        out.append(d % v.type.ndim)
-    return sorted(out)
-
-
-def extent_of(lw, d: Dim, node: ast.AST) -> int:
-    if d.kind == "rdim":
-        return lw.rdims[d.id].extent
-    if d.kind == "one":
-        return 1
-    raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum", node)
-
-
-def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correction: float = 1,
-           dtype: torch.dtype | None = None) -> Any:
-    """torch's reductions: ``dtype`` (torch's argument) casts the input first; without it integer and bool
-    sums and products accumulate in int64, fp16/bf16 ones in fp32 (returned in the input's dtype)."""
-    v = lw.as_value(v, node)
-    axes = _axes(lw, v, dim, node)
-    if dtype is not None:
-        v = cast(lw, v, dtype, node)
-    elif kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
-        v = cast(lw, v, torch.int64, node)  # int32 would overflow where torch's int64 does not
-    if kind in ("mean", "var", "std"):
-        n = 1
-        for a in axes:
-            n *= extent_of(lw, v.type.dims[a], node)
-        if not v.type.dtype.is_floating_point:
-            v = cast(lw, v, torch.float32, node)
-        if kind == "mean":
-            s = reduce(lw, "sum", v, axes, keepdim, node)
-            return binary(lw, "*", s, 1.0 / n, node)
-        m = reduce(lw, "mean", v, axes, True, node)
-        d = binary(lw, "-", v, m, node)
-        ss = reduce(lw, "sum", binary(lw, "*", d, d, node), axes, keepdim, node)
-        var = binary(lw, "/", ss, float(max(n - correction, 0)) or float("nan"), node)
-        return unary(lw, "sqrt", var, node) if kind == "std" else var
-    if kind in ("all", "any"):
-        v = v if v.type.dtype == torch.bool else binary(lw, "!=", v, 0, node)
-        v = cast(lw, v, torch.int32, node)
-        r = reduce(lw, "min" if kind == "all" else "max", v, axes, keepdim, node)
-        return binary(lw, "!=", r, 0, node)
-    in_dtype = v.type.dtype
-    if in_dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod"):
-        v = cast(lw, v, torch.float32, node)  # accumulate in fp32, as torch does
-    elif in_dtype == torch.bool:  # max/min of bools
-        v = cast(lw, v, torch.int32, node)
-    for a in reversed(axes):
-        if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1
-            from .ops_extra import reduce_fn
-            v = reduce_fn(lw, _mul, v, a, 1, keepdim, node)
-            continue
-        dims = list(v.type.dims)
-        if keepdim:
-            dims[a] = ONE
-        else:
-            dims.pop(a)
-        v = lw.emit("reduce", [v], BlockT(tuple(dims), v.type.dtype), node, op=kind, axis=a,
-                    keepdim=keepdim, rdim=v.type.dims[a])
-    if v.type.dtype != in_dtype and kind in ("sum", "prod") and in_dtype in (torch.float16, torch.bfloat16):
-        v = cast(lw, v, in_dtype, node)
-    return v
-
-
-def _mul(a, b):
-    """The combine function of product reductions (inlined into a ``@triton.jit`` helper)."""
-    return a * b
-
-
-def softmax(lw, v: Any, dim: int, node: ast.AST, log: bool = False, dtype: torch.dtype | None = None) -> Value:
-    v = lw.as_value(v, node)
-    out_dtype = dtype or v.type.dtype
-    x = cast(lw, v, torch.float32, node) if v.type.dtype != torch.float64 else v
-    m = reduce(lw, "max", x, dim, True, node)
-    shifted = binary(lw, "-", x, m, node)
-    e = unary(lw, "exp", shifted, node)
-    s = reduce(lw, "sum", e, dim, True, node)
-    out = binary(lw, "-", shifted, unary(lw, "log", s, node), node) if log else binary(lw, "/", e, s, node)
-    return cast(lw, out, out_dtype, node)
-
-
 # ---- matmul -------------------------------------------------------------------------------------
 
 def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = False,
@@ -297,14 +206,13 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
 # ---- creation -----------------------------------------------------------------------------------
 
 def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
-    from .lower import TileVar
     if isinstance(shape, (int, TileVar)):
         shape = [shape]
-    from .lower import BlockSizeInt
+
     dims = []
     for s in shape:
         if isinstance(s, BlockSizeInt):
-            lw.blocks[s.bid] = int(s)
+            lw.block_ids.add(s.bid)
             dims.append(Dim("block", s.bid, s.bid))
         elif isinstance(s, TileVar):
             dims.append(tile_dim(s.info))
@@ -330,13 +238,12 @@ def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) 
 
 
 def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
-    from .lower import BlockSizeInt
     begin, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
     if isinstance(end, BlockSizeInt) and begin == 0:
         # hl.arange(tile.block_size): the lanes of that block size, so tile.begin + hl.arange(...)
         # lines up with the tile's own dim (its mask comes from the tile where they meet)
-        lw.blocks[end.bid] = int(end)
-        v = lw.emit("arange", [0], BlockT((Dim("block", end.bid, end.bid),), torch.int32), node, block=int(end))
+        lw.block_ids.add(end.bid)
+        v = lw.emit("arange", [0], BlockT((Dim("block", end.bid, end.bid),), torch.int32), node, block=end.bid)
         return cast(lw, v, dtype, node) if dtype is not None else v
     if not isinstance(begin, int) or not isinstance(end, int):
         raise lw.err(exc.NotSupported, "hl.arange needs compile-time bounds", node)
@@ -346,38 +253,6 @@ def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
 
 
 # ---- views --------------------------------------------------------------------------------------
-
-def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
-    items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
-    if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):
-        from .ops_extra import block_half
-        return block_half(lw, v, items, node)
-    dims: list[Dim] = []
-    code: list[str] = []
-    src = list(v.type.dims)
-    i = 0
-    for it in items:
-        if isinstance(it, ast.Slice) and it.lower is None and it.upper is None and it.step is None:
-            if i >= len(src):
-                raise lw.err(exc.ShapeMismatch, f"too many ':' indices for a block of {len(src)} dims ({v.type})", node)
-            dims.append(src[i])
-            code.append(":")
-            i += 1
-        elif isinstance(it, ast.Constant) and it.value is None:
-            dims.append(ONE)
-            code.append("None")
-        elif isinstance(it, ast.Constant) and it.value is Ellipsis:
-            rest = len(src) - i - sum(1 for x in items if not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)))
-            dims.extend(src[i:i + rest])
-            code.extend([":"] * rest)
-            i += rest
-        else:  # Triton has no gather or slice of register blocks
-            raise lw.err(exc.NotSupported, "blocks can be indexed only with ':', None and '...'; index the host "
-                         "tensor instead (x[tile, a:b]) or use hl.split / torch.where", node)
-    dims.extend(src[i:])
-    code.extend([":"] * (len(src) - i))
-    return lw.emit("view", [v], BlockT(tuple(dims), v.type.dtype), node, code="[" + ", ".join(code) + "]")
-
 
 def permute(lw, v: Value, perm: list[int], node: ast.AST) -> Value:
     perm = [p % v.type.ndim for p in perm]
@@ -395,7 +270,7 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     merged when their extents are powers of two (no padding lanes to mix in), and size-1
     dims may come and go."""
     shape = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
-    from .lower import BlockSizeInt, TileVar
+
     v = lw.as_value(v, node)
     new: list[Dim] = []
     infer = None
@@ -403,7 +278,7 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
         if isinstance(s, TileVar):
             new.append(tile_dim(s.info))
         elif isinstance(s, BlockSizeInt):
-            lw.blocks[s.bid] = int(s)
+            lw.block_ids.add(s.bid)
             # tile.block_size names that tile's dim when the block has it (x.view(tile.block_size, 1))
             same = [d for d in v.type.dims if d.kind == "tile" and d.bid == s.bid and d not in new]
             new.append(same[0] if same else Dim("block", s.bid, s.bid))
@@ -455,11 +330,12 @@ def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
         if d.kind != "tile" or d in new:
             continue
         t = lw.tiles[d.id]
-        if t.is_grid or t.static_len is None or t.static_len % t.block or t.block & (t.block - 1):
-            raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {t.block}) into other "
+        block = lw.tile_block(t)
+        if t.is_grid or t.static_len is None or t.static_len % block or block & (block - 1):
+            raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {block}) into other "
                          f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the merged "
                          f"lanes would lose its mask", node)
-        dims[i] = Dim("rdim", lw.rdim_for(t.block, node).id)
+        dims[i] = Dim("rdim", lw.rdim_for(block, node).id)
         changed = True
     return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node) if changed else v
 
@@ -502,4 +378,53 @@ def expand(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
     return lw.emit("broadcast_to", [v], BlockT(out, v.type.dtype), node)
 
 
-from .ops_dispatch import attribute, call, method  # noqa: E402,F401  (lowering calls ops.call/method/attribute)
+# ---- attributes -------------------------------------------------------------------------------
+
+def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
+    if isinstance(base, TileVar):
+        t = base.info
+        if attr == "index":
+            return Value("tile_attr", [t], BlockT((tile_dim(t),), torch.int32), lw.pk.loc(node), t.name, attr="index")
+        if attr in ("begin", "end", "id"):
+            return Value("tile_attr", [t], BlockT((), torch.int32), lw.pk.loc(node), f"{t.name}_{attr}", attr=attr)
+        if attr == "block_size":
+            if t.block_id is not None:
+                return lw.block_int(t.block_id, lw.tile_block(t, note=False))
+            return t.fixed
+        raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
+    if isinstance(base, TensorRef):
+        a = base.arg
+        if attr == "shape":
+            return torch.Size(a.sizes)
+        if attr == "dtype":
+            return a.dtype
+        if attr == "ndim":
+            return a.ndim
+        raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code", node)
+    if isinstance(base, Value):
+        if attr == "dtype":
+            return base.type.dtype
+        if attr == "T":
+            return permute(lw, base, list(range(base.type.ndim))[::-1], node)
+        if attr == "ndim":
+            return base.type.ndim
+        if attr == "shape":
+            return tuple(dim_size(lw, d) for d in base.type.dims)
+        raise lw.err(exc.NotSupported, f"block attribute .{attr}", node)
+    try:
+        return getattr(base, attr)
+    except AttributeError:
+        raise lw.err(exc.NotSupported, f"{type(base).__name__} has no attribute {attr}", node) from None
+
+
+def dim_size(lw, d: Any) -> int:
+    """Size of one block dim: the block size of a tile (tunable, so a BlockSizeInt that notes its use),
+    the extent of a ':' dim, or 1."""
+    if d.kind == "one":
+        return 1
+    if d.kind == "rdim":
+        return lw.rdims[d.id].extent
+    if d.kind == "tile":
+        t = lw.tiles[d.id]
+        return t.fixed if d.bid is None else lw.block_int(d.bid, lw.tile_block(t, note=False))
+    return lw.block_int(d.bid, lw.block_value(d.bid))

@@ -1,4 +1,4 @@
-"""Dispatch of attributes, methods and calls in device code to the handlers in ops.py."""
+"""Dispatch of methods and calls in device code to the handlers in ops.py and ops_extra.py."""
 from __future__ import annotations
 
 import ast
@@ -14,47 +14,7 @@ from . import exc, language as hl
 from . import ops as O
 from . import ops_extra as X
 from .ir import Value
-from .types import BlockT, tile_dim
-
-
-def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
-    from .lower import TensorRef, TileVar
-    if isinstance(base, TileVar):
-        t = base.info
-        if attr == "index":
-            return Value("tile_attr", [t], BlockT((tile_dim(t),), torch.int32), lw.pk.loc(node), t.name, attr="index")
-        if attr in ("begin", "end", "id"):
-            return Value("tile_attr", [t], BlockT((), torch.int32), lw.pk.loc(node), f"{t.name}_{attr}", attr=attr)
-        if attr == "block_size":
-            from .lower import BlockSizeInt
-            if t.block_id is not None:
-                lw.blocks[t.block_id] = t.block
-                return BlockSizeInt(t.block, t.block_id)
-            return t.block
-        raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
-    if isinstance(base, TensorRef):
-        a = base.arg
-        if attr == "shape":
-            return torch.Size(a.sizes)
-        if attr == "dtype":
-            return a.dtype
-        if attr == "ndim":
-            return a.ndim
-        raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code", node)
-    if isinstance(base, Value):
-        if attr == "dtype":
-            return base.type.dtype
-        if attr == "T":
-            return O.permute(lw, base, list(range(base.type.ndim))[::-1], node)
-        if attr == "ndim":
-            return base.type.ndim
-        if attr == "shape":
-            return tuple(_dim_size(lw, d) for d in base.type.dims)
-        raise lw.err(exc.NotSupported, f"block attribute .{attr}", node)
-    try:
-        return getattr(base, attr)
-    except AttributeError:
-        raise lw.err(exc.NotSupported, f"{type(base).__name__} has no attribute {attr}", node) from None
+from .types import TensorRef, TileVar
 
 
 def _dim_kw(args: list, kwargs: dict, pos: int = 0, default: Any = None) -> Any:
@@ -65,23 +25,7 @@ def _dim_kw(args: list, kwargs: dict, pos: int = 0, default: Any = None) -> Any:
     return args[pos] if len(args) > pos else default
 
 
-def _dim_size(lw, d: Any) -> int:
-    """Size of one block dim: the block size of a tile (tunable, so a BlockSizeInt the config
-    tracks), the extent of a ':' dim, or 1."""
-    from .lower import BlockSizeInt
-    if d.kind == "one":
-        return 1
-    if d.kind == "rdim":
-        return lw.rdims[d.id].extent
-    block = lw.tiles[d.id].block if d.kind == "tile" else lw.blocks[d.bid]
-    if d.bid is None:
-        return block
-    lw.blocks[d.bid] = block
-    return BlockSizeInt(block, d.bid)
-
-
 def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
-    from .lower import TensorRef, TileVar
     if isinstance(base, TensorRef):
         a = base.arg
         if name == "size":
@@ -94,7 +38,7 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
             return math.prod(a.sizes)
         raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
     if isinstance(base, TileVar):
-        base = attribute(lw, base, "index", node)
+        base = O.attribute(lw, base, "index", node)
     v: Value = base
     r = X.method(lw, v, name, args, kwargs, node)
     if r is not X.NOT_HANDLED:
@@ -121,11 +65,11 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
     if name in ("max", "min"):
         return _reduce_call(lw, name, v, args, kwargs, node, values_only=False)
     if name == "count_nonzero":
-        return O.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), _dim_kw(args, kwargs), False, node)
+        return X.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), _dim_kw(args, kwargs), False, node)
     if name == "nansum":
         return _reduce_call(lw, "sum", O.where(lw, O.unary(lw, "isnan", v, node), 0, v, node), args, kwargs, node)
     if name in ("softmax", "log_softmax"):
-        return O.softmax(lw, v, _dim_kw(args, kwargs), node, log=name == "log_softmax", dtype=kwargs.get("dtype"))
+        return X.softmax(lw, v, _dim_kw(args, kwargs), node, log=name == "log_softmax", dtype=kwargs.get("dtype"))
     if name in ("clamp", "clip", "clamp_min", "clamp_max"):
         lo = kwargs.get("min", args[0] if args and name != "clamp_max" else None)
         hi = kwargs.get("max", args[1] if len(args) > 1 else (args[0] if name == "clamp_max" and args else None))
@@ -165,7 +109,7 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
     if name == "masked_fill":
         return O.where(lw, args[0], args[1], v, node)
     if name == "size":
-        sizes = tuple(_dim_size(lw, d) for d in v.type.dims)
+        sizes = tuple(O.dim_size(lw, d) for d in v.type.dims)
         return sizes if not args else sizes[args[0]]
     if name in ("dim", "ndimension"):
         return v.type.ndim
@@ -202,14 +146,14 @@ def _reduce_call(lw, kind: str, v: Any, args: list, kwargs: dict, node: ast.AST,
     correction = kwargs.get("correction", 0 if kwargs.get("unbiased", True) is False else 1)
     if not values_only:
         if dim is None:
-            return O.reduce(lw, kind, v, None, False, node)
-        values = O.reduce(lw, kind, v, dim, keepdim, node)
+            return X.reduce(lw, kind, v, None, False, node)
+        values = X.reduce(lw, kind, v, dim, keepdim, node)
         return _MinMax(values, X.argmax(lw, v, dim, keepdim, node, kind == "min"))  # (values, indices), as torch
     dtype = kwargs.get("dtype")
     if dtype is not None and kind not in ("sum", "prod", "mean"):
         raise lw.err(exc.NotSupported, f"dtype= of a {kind} reduction (torch takes it for sum, prod and mean)",
                      node)
-    return O.reduce(lw, kind, v, dim, keepdim, node, correction=correction, dtype=dtype)
+    return X.reduce(lw, kind, v, dim, keepdim, node, correction=correction, dtype=dtype)
 
 
 _MinMax = collections.namedtuple("_MinMax", ["values", "indices"])
@@ -232,9 +176,9 @@ def _vector_norm(lw, args: list, kwargs: dict, node: ast.AST, pname: str) -> Any
                      "for inf use x.abs().amax(dim)", node)
     xf = _fp32(lw, x, node)
     if p == 1:
-        r = O.reduce(lw, "sum", O.unary(lw, "abs", xf, node), dim, keep, node)
+        r = X.reduce(lw, "sum", O.unary(lw, "abs", xf, node), dim, keep, node)
     else:
-        r = O.unary(lw, "sqrt", O.reduce(lw, "sum", O.binary(lw, "*", xf, xf, node), dim, keep, node), node)
+        r = O.unary(lw, "sqrt", X.reduce(lw, "sum", O.binary(lw, "*", xf, xf, node), dim, keep, node), node)
     return O.cast(lw, r, x.type.dtype, node)
 
 
@@ -263,9 +207,9 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         x, dim = lw.as_value(args[0], node), _dim_kw(args[1:], kwargs)
         keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
         xf = _fp32(lw, x, node)
-        m = O.reduce(lw, "max", xf, dim, True, node)
+        m = X.reduce(lw, "max", xf, dim, True, node)
         m = O.where(lw, O.unary(lw, "isinf", m, node), 0.0, m, node)
-        s = O.reduce(lw, "sum", O.unary(lw, "exp", O.binary(lw, "-", xf, m, node), node), dim, True, node)
+        s = X.reduce(lw, "sum", O.unary(lw, "exp", O.binary(lw, "-", xf, m, node), node), dim, True, node)
         r = O.binary(lw, "+", O.unary(lw, "log", s, node), m, node)
         r = O.squeeze(lw, r, dim, node) if not keep else r
         return O.cast(lw, r, x.type.dtype, node)
@@ -273,7 +217,7 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return _clamp(lw, lw.as_value(args[0], node), kwargs.get("min", args[1] if len(args) > 1 else None),
                       kwargs.get("max", args[2] if len(args) > 2 else None), node)
     if fn in (torch.softmax, F.softmax, torch.log_softmax, F.log_softmax):
-        return O.softmax(lw, args[0], _dim_kw(args, kwargs, 1), node,
+        return X.softmax(lw, args[0], _dim_kw(args, kwargs, 1), node,
                          log=fn in (torch.log_softmax, F.log_softmax), dtype=kwargs.get("dtype"))
     if fn in (torch.matmul, torch.mm, torch.bmm):
         # torch.bmm(a, b, out_dtype) / out_dtype=: accumulate and return in that dtype
@@ -332,6 +276,11 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         return O.binary(lw, "//", O.binary(lw, "+", args[0], O.binary(lw, "-", args[1], 1, node), node), args[1], node)
     if fn in (hl.specialize,):
         return args[0]
+    if fn is hl.constexpr:  # if hl.constexpr(bs < 64): a host value, decided per specialization
+        if len(args) != 1 or isinstance(args[0], Value):
+            raise lw.err(exc.NotSupported, "hl.constexpr(value) in device code takes one value known on the host "
+                         "(sizes, block sizes, flags); a device value cannot decide code at compile time", node)
+        return args[0].value if type(args[0]) is hl.constexpr else args[0]
     if fn is builtins.abs and args and isinstance(args[0], Value):
         return O.unary(lw, "abs", args[0], node)
     if fn is torch.lerp:  # torch's two-sided form: exact at both ends

@@ -18,10 +18,146 @@ from typing import Any
 
 import torch
 
-from . import exc, language as hl
+from . import exc, indexing as IX, language as hl
 from . import ops as O
 from .ir import Value
-from .types import ONE, BlockT, Dim, broadcast_dims
+from .types import ONE, BlockT, Dim, TensorRef, TileVar, broadcast_dims
+
+# ---- reductions and views over block dims ------------------------------------------------------
+
+def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
+    if dim is None:
+        return list(range(v.type.ndim))
+    dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
+    out = []
+    for d in dims:
+        if not isinstance(d, int) or not -v.type.ndim <= d < v.type.ndim:
+            raise lw.err(exc.ShapeMismatch, f"reduction dim {d} out of range for {v.type}", node)
+        out.append(d % v.type.ndim)
+    return sorted(out)
+
+
+def extent_of(lw, d: Dim, node: ast.AST) -> int:
+    if d.kind == "rdim":
+        return lw.rdims[d.id].extent
+    if d.kind == "one":
+        return 1
+    raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum", node)
+
+
+def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correction: float = 1,
+           dtype: torch.dtype | None = None) -> Any:
+    """torch's reductions: ``dtype`` (torch's argument) casts the input first; without it integer and bool
+    sums and products accumulate in int64, fp16/bf16 ones in fp32 (returned in the input's dtype)."""
+    v = lw.as_value(v, node)
+    axes = _axes(lw, v, dim, node)
+    if dtype is not None:
+        v = O.cast(lw, v, dtype, node)
+    elif kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
+        v = O.cast(lw, v, torch.int64, node)  # int32 would overflow where torch's int64 does not
+    if kind in ("mean", "var", "std"):
+        n = 1
+        for a in axes:
+            n *= extent_of(lw, v.type.dims[a], node)
+        if not v.type.dtype.is_floating_point:
+            v = O.cast(lw, v, torch.float32, node)
+        if kind == "mean":
+            s = reduce(lw, "sum", v, axes, keepdim, node)
+            return O.binary(lw, "*", s, 1.0 / n, node)
+        m = reduce(lw, "mean", v, axes, True, node)
+        d = O.binary(lw, "-", v, m, node)
+        ss = reduce(lw, "sum", O.binary(lw, "*", d, d, node), axes, keepdim, node)
+        var = O.binary(lw, "/", ss, float(max(n - correction, 0)) or float("nan"), node)
+        return O.unary(lw, "sqrt", var, node) if kind == "std" else var
+    if kind in ("all", "any"):
+        v = v if v.type.dtype == torch.bool else O.binary(lw, "!=", v, 0, node)
+        v = O.cast(lw, v, torch.int32, node)
+        r = reduce(lw, "min" if kind == "all" else "max", v, axes, keepdim, node)
+        return O.binary(lw, "!=", r, 0, node)
+    in_dtype = v.type.dtype
+    if in_dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod"):
+        v = O.cast(lw, v, torch.float32, node)  # accumulate in fp32, as torch does
+    elif in_dtype == torch.bool:  # max/min of bools
+        v = O.cast(lw, v, torch.int32, node)
+    for a in reversed(axes):
+        d = v.type.dims[a]
+        if d.kind == "tile" and d.id in lw.jagged:  # lanes past a row's own length hold no data: neutral
+            m = IX.jagged_lanes(lw, v.type.dims, node, only=d.id)
+            if m is not None:
+                v = O.where(lw, m, v, _neutral(kind, v.type.dtype), node)
+        if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1
+            v = reduce_fn(lw, _mul, v, a, 1, keepdim, node)
+            continue
+        dims = list(v.type.dims)
+        if keepdim:
+            dims[a] = ONE
+        else:
+            dims.pop(a)
+        v = lw.emit("reduce", [v], BlockT(tuple(dims), v.type.dtype), node, op=kind, axis=a,
+                    keepdim=keepdim, rdim=v.type.dims[a])
+    if v.type.dtype != in_dtype and kind in ("sum", "prod") and in_dtype in (torch.float16, torch.bfloat16):
+        v = O.cast(lw, v, in_dtype, node)
+    return v
+
+
+def _neutral(kind: str, dtype: torch.dtype) -> Any:
+    if kind in ("sum", "prod"):
+        return 1 if kind == "prod" else 0
+    lo = kind == "max"  # the identity of max is the lowest value
+    if dtype.is_floating_point:
+        return float("-inf") if lo else float("inf")
+    if dtype == torch.bool:
+        return not lo
+    return torch.iinfo(dtype).min if lo else torch.iinfo(dtype).max
+
+
+def _mul(a, b):
+    """The combine function of product reductions (inlined into a ``@triton.jit`` helper)."""
+    return a * b
+
+
+def softmax(lw, v: Any, dim: int, node: ast.AST, log: bool = False, dtype: torch.dtype | None = None) -> Value:
+    v = lw.as_value(v, node)
+    out_dtype = dtype or v.type.dtype
+    x = O.cast(lw, v, torch.float32, node) if v.type.dtype != torch.float64 else v
+    m = reduce(lw, "max", x, dim, True, node)
+    shifted = O.binary(lw, "-", x, m, node)
+    e = O.unary(lw, "exp", shifted, node)
+    s = reduce(lw, "sum", e, dim, True, node)
+    out = O.binary(lw, "-", shifted, O.unary(lw, "log", s, node), node) if log else O.binary(lw, "/", e, s, node)
+    return O.cast(lw, out, out_dtype, node)
+
+
+def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
+    items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+    if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):
+        return block_half(lw, v, items, node)
+    dims: list[Dim] = []
+    axes: list[bool] = []  # True: an axis of v, False: a new size-1 axis
+    src = list(v.type.dims)
+    i = 0
+    for it in items:
+        if isinstance(it, ast.Slice) and it.lower is None and it.upper is None and it.step is None:
+            if i >= len(src):
+                raise lw.err(exc.ShapeMismatch, f"too many ':' indices for a block of {len(src)} dims ({v.type})", node)
+            dims.append(src[i])
+            axes.append(True)
+            i += 1
+        elif isinstance(it, ast.Constant) and it.value is None:
+            dims.append(ONE)
+            axes.append(False)
+        elif isinstance(it, ast.Constant) and it.value is Ellipsis:
+            rest = len(src) - i - sum(1 for x in items if not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)))
+            dims.extend(src[i:i + rest])
+            axes.extend([True] * rest)
+            i += rest
+        else:  # Triton has no gather or slice of register blocks
+            raise lw.err(exc.NotSupported, "blocks can be indexed only with ':', None and '...'; index the host "
+                         "tensor instead (x[tile, a:b]) or use hl.split / torch.where", node)
+    dims.extend(src[i:])
+    axes.extend([True] * (len(src) - i))
+    return lw.emit("view", [v], BlockT(tuple(dims), v.type.dtype), node, axes=tuple(axes))
+
 
 NOT_HANDLED = object()
 
@@ -42,7 +178,7 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
         keep = kwargs.get("keepdim", False)
         corr = kwargs.get("correction", 0 if kwargs.get("unbiased", True) is False else 1)
-        return (O.reduce(lw, "var", x, dim, keep, node, correction=corr), O.reduce(lw, "mean", x, dim, keep, node))
+        return (reduce(lw, "var", x, dim, keep, node, correction=corr), reduce(lw, "mean", x, dim, keep, node))
     if fn in (torch.argmax, torch.argmin):
         return argmax(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None),
                       kwargs.get("keepdim", False), node, fn is torch.argmin)
@@ -142,7 +278,6 @@ def argmax(lw, x: Any, dim: Any, keepdim: bool, node: ast.AST, is_min: bool = Fa
 
 
 def _tilevar(lw, d: Dim):
-    from .lower import TileVar
     return TileVar(lw.tiles[d.id])
 
 
@@ -192,7 +327,7 @@ def reduce_fn(lw, fn: Any, x: Any, dim: Any, other: Any, keep: bool, node: ast.A
     if not multi and fn in _BUILTIN_COMBINE:  # in the input's dtype, as tl.reduce (an int32 sum stays int32)
         kind = _BUILTIN_COMBINE[fn]
         keep_dt = vals[0].type.dtype if kind == "sum" and not vals[0].type.dtype.is_floating_point else None
-        return O.reduce(lw, kind, vals[0], dim, keep, node, dtype=keep_dt)
+        return reduce(lw, kind, vals[0], dim, keep, node, dtype=keep_dt)
     if dim is None:
         raise lw.err(exc.NotSupported, "hl.reduce with a combine function needs dim=", node)
     axis = _axis(lw, vals[0], dim, node)
@@ -258,7 +393,7 @@ def rand4x(lw, seed: Any, offsets: Any, node: ast.AST) -> tuple:
 
 def torch_random(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Value:
     """torch.rand_like(x) / torch.rand(shape) inside a device loop: Philox with a per-launch seed."""
-    from .lower import TensorRef
+
     hid = lw.hoisted.get(("seed",))
     seed_ref = lw.host_value(hid, lw.inputs[hid], node) if hid is not None else None
     if not isinstance(seed_ref, TensorRef):
@@ -280,7 +415,6 @@ def torch_random(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Value:
 # ---- inline Triton --------------------------------------------------------------------------------
 
 def inline_triton(lw, source: Any, args: Any, output_like: Any, node: ast.AST) -> Any:
-    from .lower import TensorRef, TileVar
     if not isinstance(source, str):
         raise lw.err(exc.CompileError, "hl.inline_triton: the source must be a str", node)
     named = isinstance(args, dict)

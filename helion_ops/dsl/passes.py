@@ -1,16 +1,62 @@
-"""Named IR passes, run in ``PIPELINE`` order. Each takes and returns a DeviceIR."""
+"""Named IR passes, run in ``PIPELINE`` order on a lowered device loop under one Config.
+
+The lowered IR is shared by every Config of a specialization; these passes write what the Config
+decides (block sizes, masks, rolled reductions, descriptors, reversed loops) into the active Plan
+(``plan.py``), never into the IR itself. Each takes (IR, Config, Layout) and returns the IR;
+``run`` verifies it at the end."""
 from __future__ import annotations
 
 import math
+import os
+import sys
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import exc
 from . import ir as I
 from .config import NOT_REVERSIBLE, Config
+from .opdefs import OPS
 
 
+from .types import next_pow2
 
-def decide_masks(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one device loop's entries start in the Config's per-load, per-inner-loop and
+    per-reduction lists (the counts of the kernel's earlier loops), and the default size of a block
+    id the Config leaves out."""
+
+    load: int = 0
+    loop: int = 0
+    rdim: int = 0
+    default_block: Callable[[int], int] = lambda bid: 64
+
+
+def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
+    """Size every tile, reduction and registered block under ``cfg``: a tile's block from
+    ``block_sizes`` (fixed tiles keep theirs), a reduction rolled in chunks where ``reduction_loops``
+    gives one smaller than the whole row."""
+    d.load_base, d.loop_base, d.rdim_base = at.load, at.loop, at.rdim
+    bs = cfg.get("block_sizes") or []
+    for t in d.tiles.values():
+        if t.fixed is not None:
+            t.block = t.fixed
+        elif t.block_id < len(bs):
+            t.block = int(bs[t.block_id])
+        else:
+            t.block = max(1, min(64, next_pow2(t.static_len))) if t.static_len is not None else 64
+    rl = cfg.get("reduction_loops") or []
+    for r in d.rdims.values():
+        k = at.rdim + r.id
+        chunk = rl[k] if k < len(rl) else None
+        r.rolled = chunk is not None and chunk < next_pow2(r.extent)
+        r.block = int(chunk) if r.rolled else next_pow2(r.extent)
+    d.blocks = {bid: int(bs[bid]) if bid < len(bs) else at.default_block(bid) for bid in d.block_ids}
+    return d
+
+
+def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """A dim gets a mask only where its block may not divide its extent. A loop with device-valued
     bounds is unmasked when both bounds are provably multiples of its block: causal attention's
     ``hl.tile(0, min(tile_m.begin, s_k))`` with block_m % block_n == 0 and s_k % block_n == 0. In
@@ -57,7 +103,7 @@ def multiple_of(v: Any) -> int:
     return 1
 
 
-def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+def decide_rolled(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Keep a reduction dim rolled (looped in chunks) only where codegen can split the dataflow:
     its values live in the top-level body, are not loop-carried, not matmul operands, not scanned,
     and no value has two rolled dims."""
@@ -69,9 +115,8 @@ def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
         rd = [x.id for x in v.type.dims if x.kind == "rdim"]
         if len(set(rd)) > 1:
             bad.update(rd)
-        if rd and (v.op in ("phi", "dot", "scan", "permute", "reshape", "atomic_result", "argmax", "combine",
-                            "getitem", "rand", "rand4x", "inline_triton", "inline_asm", "split", "join")
-                   or (id(v) not in top_lets and v.op not in ("const", "param"))):
+        op = OPS[v.op]
+        if rd and (not op.chunkable or (id(v) not in top_lets and not op.constant)):
             bad.update(rd)
         if v.op == "dot":
             for a in v.inputs():
@@ -93,7 +138,7 @@ def decide_rolled(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
     return d
 
 
-def assign_indexing(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+def assign_indexing(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Mark loads/stores that may use TMA tensor descriptors (Hopper+).
 
     A descriptor needs the last stride to be 1, other strides 16-byte aligned,
@@ -153,7 +198,7 @@ def reversible(loop: I.For) -> bool:
                 return False
             written.setdefault(s.index.tensor.name, []).append(s.index.entries)
     for v in I.all_values(loop.body):
-        if v.op == "inline_triton" or (v.op == "inline_asm" and not v.attrs["is_pure"]):
+        if OPS[v.op].flag("effects", v):
             return False
         if v.op == "load" and v.args[0].tensor.name in written:
             if any(not _same_place(v.args[0].entries, w) for w in written[v.args[0].tensor.name]):
@@ -169,7 +214,7 @@ def _same_place(a: list, b: list) -> bool:
         for (ka, va), (kb, vb) in zip(a, b))
 
 
-def decide_reverses(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+def decide_reverses(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Mark the device loops that ``range_reverses`` turns around. A long row re-read in a second
     pass (softmax over a 128K vocabulary: 256 KB a row in bf16, more than an SM's share of L2 once
     every SM streams its own row) finds its most recently read tiles still in L2 when it starts
@@ -177,13 +222,15 @@ def decide_reverses(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
     revs = cfg.get("range_reverses") or []
     for s in I.walk(d.body):
         if isinstance(s, I.For):
-            s.reverse = 0 <= s.loop_id < len(revs) and bool(revs[s.loop_id])
+            k = d.loop_base + s.loop_id
+            s.reverse = 0 <= k < len(revs) and bool(revs[k])
             if s.reverse and not reversible(s):
                 raise exc.NotSupported(f"range_reverses: {NOT_REVERSIBLE}", s.loc)
     return d
 
 
-PIPELINE: list[Callable[[I.DeviceIR, Config], I.DeviceIR]] = [
+PIPELINE: list[Callable[[I.DeviceIR, Config, Layout], I.DeviceIR]] = [
+    apply_config,
     decide_masks,
     decide_rolled,
     assign_indexing,
@@ -191,9 +238,18 @@ PIPELINE: list[Callable[[I.DeviceIR, Config], I.DeviceIR]] = [
 ]
 
 
-def run(d: I.DeviceIR, cfg: Config) -> I.DeviceIR:
+def run(d: I.DeviceIR, cfg: Config, at: Layout = Layout(), dump: str | None = None) -> I.DeviceIR:
+    """Every pass in order under the active Plan (``plan.planning()``), the verifier after each.
+    ``dump`` (default: ``$HELION_OPS_DUMP_IR``) names passes, comma-separated, or ``all``, after which
+    the IR is printed to stderr (``lower`` for the IR as lowered)."""
+    dump = os.environ.get("HELION_OPS_DUMP_IR", "") if dump is None else dump
+    want = set(dump.split(",")) if dump else set()
+    if want & {"all", "lower"}:
+        print(f"# after lower\n{I.format_ir(d, plan=False)}", file=sys.stderr)
     for p in PIPELINE:
-        d = p(d, cfg)
-    return I.verify(d)
+        d = I.verify(p(d, cfg, at))
+        if want & {"all", p.__name__}:
+            print(f"# after {p.__name__}\n{I.format_ir(d)}", file=sys.stderr)
+    return d
 
 

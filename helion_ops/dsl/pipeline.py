@@ -1,7 +1,14 @@
-"""The compiler's stage order, written down in one place.
+"""The compiler's stages, in the order they run.
 
-    frontend.parse (once per kernel)  ->  hoist_plan (once per device loop)
-    -> lower.lower -> passes.PIPELINE -> codegen.generate      (per launch key and Config)
+    frontend.parse          once per kernel        AST -> host code + device loops
+    hoist_plan              once per device loop   which host values the loop reads
+    lower                   once per specialization of a loop (its launch key), for every Config:
+                                                   AST + host values -> typed DeviceIR
+    passes.PIPELINE         per Config             block sizes, masks, rolled reductions,
+                                                   descriptors, reversed loops (into a Plan)
+    backends.<name>.generate  per Config and Target  DeviceIR + Plan -> source (backends/triton/)
+
+``runtime.BoundKernel`` caches each product and launches the result.
 """
 from __future__ import annotations
 
@@ -11,34 +18,33 @@ from typing import Any
 
 import torch
 
-from . import codegen, language as hl, lower as lower_mod, passes
+from . import language as hl, lower as lower_mod, passes
+from .backends import BACKENDS
 from .frontend import DeviceLoop, ParsedKernel
+from .plan import planning
+from .target import Target
+
+LOWERINGS = [0]  # device loops lowered in this process (a test counts them)
 
 
-def _lower(job: tuple) -> tuple:
-    pk, loop, inputs, hoisted, config, name, offs = job
-    return (pk, lower_mod.lower(pk, loop, inputs, hoisted, config, name, offs), config, name)
+def lower(pk: ParsedKernel, index: int, inputs: dict, hoisted: dict, config: Any):
+    """Lower device loop ``index`` of ``pk`` with its host ``inputs`` (see lower.lower)."""
+    LOWERINGS[0] += 1
+    return lower_mod.lower(pk, pk.loops[index], inputs, hoisted, config, f"_{pk.name}_kernel{index}")
 
 
-def _passes(job: tuple) -> tuple:
-    pk, d, config, name = job
-    return (pk, passes.run(d, config), config, name)
-
-
-def _codegen(job: tuple) -> Any:
-    pk, d, config, name = job
-    from .runtime import num_sms
-    index = int(name.rsplit("kernel", 1)[1])
+def generate(pk: ParsedKernel, ir: Any, index: int, config: Any, target: Target, layout: passes.Layout,
+             backend: str = "triton") -> Any:
+    """The per-Config passes and a backend's codegen of one lowered device loop, under a fresh Plan."""
     ordinal = sum(1 for lp in pk.loops[:index] if _ndims(lp) >= 2)
-    return codegen.generate(d, config, pk.file, name, num_sms(), ordinal, index)
+    with planning():
+        passes.run(ir, config, layout)
+        return BACKENDS[backend].generate(ir, config, target, pk.file, ir.name, ordinal, index)
 
 
 def _ndims(lp: DeviceLoop) -> int:
     a = lp.node.iter.args
     return len(a[-1].elts) if a and isinstance(a[-1], (ast.List, ast.Tuple)) else 1
-
-
-STAGES = [_lower, _passes, _codegen]
 
 
 _SCALAR_TYPES = (int, float, bool, torch.dtype, str, type(None))

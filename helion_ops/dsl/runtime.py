@@ -10,26 +10,35 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import inspect
 import os
 import sys
+import tempfile
+import threading
 import types
-from typing import Any, Callable
+import warnings
+from typing import Any, Callable, Iterator
 
 import torch
 
-from . import exc, frontend
+from . import exc, frontend, ir as I, passes, pipeline
+from .backends.triton import compile_specs_for_target, load_module
 from .config import Config
-from .language import constexpr as hl_constexpr
-from .pipeline import STAGES, hoist_plan
+from .language import _RUN, current_run, constexpr as hl_constexpr
+from .lower import config_block
+from .plan import planning
+from .pipeline import hoist_plan
 from .replay import MISS as _MISS, NotReplayable, Replay
 from .space import offsets
+from .target import Target
 
-_RUN: contextvars.ContextVar = contextvars.ContextVar("helion_ops_run", default=None)
 # [bound kernel, its launches, still valid] while a replay_host kernel's run is recorded; a context
 # variable, so a first call on another thread records its own launches only.
 _TRACE: contextvars.ContextVar = contextvars.ContextVar("helion_ops_trace", default=None)
+# The launches being recorded by record_launches(), or None (one context-variable read per call).
+_RECORD: contextvars.ContextVar = contextvars.ContextVar("helion_ops_record", default=None)
 # HELION_OPS_NO_REPLAY=1 runs every kernel's host code on every call (debugging; failure-injection tests).
 REPLAY = os.environ.get("HELION_OPS_NO_REPLAY") != "1"
 
@@ -38,10 +47,71 @@ def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def cache_dir() -> str:
-    d = os.environ.get("HELION_OPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "helion_ops")
-    os.makedirs(os.path.join(d, "code"), exist_ok=True)
+class CacheWarning(UserWarning):
+    """The code cache directory cannot be used; generated code goes to a temporary directory."""
+
+
+_CODE_DIRS: dict[str, str] = {}
+
+
+def code_dir() -> str:
+    """Where generated modules are written: ``$HELION_OPS_CACHE_DIR/code`` (``~/.cache/helion_ops/code``).
+    When it cannot be created or written (a read-only home, a path that is a file), a private temporary
+    directory instead, with one CacheWarning: kernels still compile and run."""
+    want = os.path.join(os.environ.get("HELION_OPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                               "helion_ops"), "code")
+    d = _CODE_DIRS.get(want)
+    if d is None:
+        try:
+            os.makedirs(want, exist_ok=True)
+            if not os.access(want, os.W_OK | os.X_OK):
+                raise PermissionError(f"not writable: {want}")
+            d = want
+        except OSError as e:
+            d = tempfile.mkdtemp(prefix="helion_ops-code-")
+            warnings.warn(f"helion_ops: cannot use the code cache {want} ({e}); writing generated code to {d} "
+                          "for this process (set HELION_OPS_CACHE_DIR to a writable directory)", CacheWarning, 2)
+        _CODE_DIRS[want] = d
     return d
+
+
+def write_code(name: str, src: str) -> str:
+    """The path of a module holding ``src``, named by its hash: written once, through a private temporary
+    file (threads and processes never see a half-written module), and rewritten when what is on disk is
+    not ``src`` (a corrupt or truncated file would otherwise fail every later process)."""
+    h = hashlib.sha256(src.encode()).hexdigest()[:20]
+    path = os.path.join(code_dir(), f"{name}_{h}.py")
+    try:
+        with open(path) as f:
+            if f.read() == src:
+                return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{name}_", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(src)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def record_launches() -> Iterator[list]:
+    """Within the block, every kernel call appends (BoundKernel, Config, args) to the yielded list: how
+    a caller (bench.tune) learns which kernels an op ran, on what, under which Config."""
+    log: list = []
+    tok = _RECORD.set(log)
+    try:
+        yield log
+    finally:
+        _RECORD.reset(tok)
+
+
+_BIND_LOCK = threading.RLock()  # binding parses and dry-runs: rare, so one lock for every kernel
 
 
 class RunContext:
@@ -73,13 +143,6 @@ class RunContext:
         if name in self.config:
             return self.config[name]
         return fragment.default() if hasattr(fragment, "default") else fragment
-
-
-def current_run() -> RunContext:
-    ctx = _RUN.get()
-    if ctx is None:
-        raise exc.NotSupported("hl.register_block_size/register_tunable are only valid inside a @kernel's host code")
-    return ctx
 
 
 def _launch_hook(i: int, host_locals: dict) -> None:
@@ -128,12 +191,15 @@ class Kernel:
         return tuple(ba.arguments.values())
 
     def bind(self, args: tuple) -> "BoundKernel":
-        """Specialise on ``args``; returns the cached BoundKernel for their key."""
+        """Specialise on ``args``; returns the cached BoundKernel for their key (one per key, whatever
+        the threads)."""
         key = spec_key(args)
         b = self._bound.get(key)
         if b is None:
-            b = BoundKernel(self, args)
-            self._bound[key] = b
+            with _BIND_LOCK:
+                b = self._bound.get(key)
+                if b is None:
+                    b = self._bound[key] = BoundKernel(self, args)
         return b
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -197,6 +263,8 @@ def _launch_key_other(v: Any) -> Any:
         return (v.dtype, v.shape, v.stride(), not v.data_ptr() & 15)
     if isinstance(v, float):
         return float
+    if type(v) is hl_constexpr:  # keyed by the value it wraps (the device loop branches on it)
+        return (hl_constexpr, _launch_key([v.value]))
     return repr(v) if isinstance(v, (list, dict, set)) else v
 
 
@@ -237,6 +305,9 @@ class Compiled:
             if self.gen.interpreter_cannot is not None:
                 raise exc.NotSupported("hl.inline_asm_elementwise needs a CUDA GPU: Triton's interpreter cannot "
                                        "run inline PTX", self.gen.interpreter_cannot)
+            with _INTERPRETER_LOCK:  # it patches triton.language while a kernel runs: one at a time
+                self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
+            return
         k = self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
         if not interpret_mode() and _fast_launch_ok(k):
             self.fast = k
@@ -244,6 +315,7 @@ class Compiled:
 
 
 _INTERPRETER_OK: bool | None = None
+_INTERPRETER_LOCK = threading.Lock()
 
 
 def _check_interpreter() -> None:
@@ -288,6 +360,8 @@ class BoundKernel:
         self.pk = kernel.parsed
         self.example_args = args
         self._plans: dict[int, tuple] = {}
+        self._lowered: dict[tuple, list] = {}  # (loop, lowering key) -> lowered IRs (see _lower)
+        self._lock = threading.RLock()  # lowering and compiling: once per key, whatever the threads
         self._compiled: dict[tuple, Compiled] = {}
         self._space = None
         self._facts: dict | None = None
@@ -364,6 +438,9 @@ class BoundKernel:
         outer = _TRACE.get()
         if outer is not None:
             outer[2] = False  # a kernel called from another's host code: that one cannot replay
+        rec = _RECORD.get()
+        if rec is not None:
+            rec.append((self, self.config, args))
         r = ctx.replay
         if r is not None and REPLAY:
             out = r(args)
@@ -391,7 +468,14 @@ class BoundKernel:
 
     def run(self, config: Config, *args: Any) -> Any:
         """Run the whole kernel (host code and launches) under ``config``."""
+        rec = _RECORD.get()
+        if rec is not None:
+            rec.append((self, config, args))
         return self._exec(RunContext(self, config), args)
+
+    @property
+    def name(self) -> str:
+        return self.kernel.name
 
     def _exec(self, ctx: RunContext, args: tuple) -> Any:
         fn = self._host_fn()
@@ -440,8 +524,11 @@ class BoundKernel:
             key = (i, ctx.config.key(), lk[1])
             c = self._compiled.get(key)
             if c is None:
-                _check_launch(self.kernel.name, names, values)
-                c = self._compiled[key] = self._compile(i, names + hoist_ids, values, ctx)
+                with self._lock:  # one compile per key: a second thread waits for the first's
+                    c = self._compiled.get(key)
+                    if c is None:
+                        _check_launch(self.kernel.name, names, values)
+                        c = self._compiled[key] = self._compile(i, names + hoist_ids, values, ctx)
             ctx.compiled[lk] = c
         tr = _TRACE.get()
         if tr is not None:
@@ -455,25 +542,40 @@ class BoundKernel:
                 tr[2] = False
         c.launch(values)
 
+    def _lower(self, i: int, names: list[str], values: list, config: Config) -> Any:
+        with self._lock:
+            return self._lower_locked(i, names, values, config)
+
+    def _lower_locked(self, i: int, names: list[str], values: list, config: Config) -> Any:
+        """Device loop i's IR for these host values: lowered once per specialization (the loop's launch key,
+        with registered block sizes left out), for every Config that agrees on the block sizes the lowering
+        read as numbers (``DeviceIR.deps``; none for most kernels)."""
+        reg = self.pk.registered
+        key = (i, tuple("block" if n in reg else k for n, k in zip(names, _launch_key(values))))
+        irs = self._lowered.setdefault(key, [])
+        for ir in irs:
+            if all(config_block(config, bid) == v for bid, v in ir.deps.items()):
+                return ir
+        ir = pipeline.lower(self.pk, i, dict(zip(names, values)), self._plans[i][3], config)
+        irs.append(ir)
+        return ir
+
     def _compile(self, i: int, names: list[str], values: list, ctx: RunContext) -> Compiled:
-        inputs = dict(zip(names, values))
-        hoisted_map = self._plans[i][3]
-        out: Any = (self.pk, self.pk.loops[i], inputs, hoisted_map, ctx.config, f"_{self.pk.name}_kernel{i}",
-                    offsets(self, i))
-        for stage in STAGES:
-            out = stage(out)
-            if ctx.mode == "facts" and isinstance(out, tuple) and len(out) == 4:
-                ctx.irs.append(out[1])
-                return None  # type: ignore[return-value]
-        gen = out
+        ir = self._lower(i, names, values, ctx.config)
+        if ctx.mode == "facts":
+            ctx.irs.append(ir)
+            return None  # type: ignore[return-value]
+        o = offsets(self, i)
+        layout = passes.Layout(o["load"], o["loop"], o["rdim"], self.default_block)
+        ctx.irs.append((ir, layout))
+        # Code that will run under Triton's interpreter is written for it; code only shown or built for
+        # a GPU (to_triton_code, compile_specs, the tuner's precompile) is the GPU's.
+        t = target()
+        if t.interpreter and ctx.mode != "launch":
+            t = dataclasses.replace(t, interpreter=False)
+        gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout)
         src = "import triton\nimport triton.language as tl\n\n\n" + gen.source
-        h = hashlib.sha256(src.encode()).hexdigest()[:20]
-        path = os.path.join(cache_dir(), "code", f"{gen.fn_name}_{h}.py")
-        if not os.path.exists(path):
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                f.write(src)
-            os.replace(tmp, path)
+        path = write_code(gen.fn_name, src)
         if os.environ.get("HELION_PRINT_OUTPUT_CODE") == "1":
             print(f"# helion_ops generated code: {path}\n{src}", file=sys.stderr)
         ctx.sources.append(gen.source)
@@ -481,8 +583,7 @@ class BoundKernel:
                           "num_warps": gen.num_warps, "num_stages": gen.num_stages})
         if ctx.mode != "launch":
             return None  # type: ignore[return-value]
-        from .codegen_kernel import load_module
-        mod = load_module(path, f"{gen.fn_name}_{h}")
+        mod = load_module(path, os.path.basename(path)[:-3])
         return Compiled(getattr(mod, gen.fn_name), gen, path, names)
 
     # -- code inspection ----------------------------------------------------------------------
@@ -510,25 +611,47 @@ class BoundKernel:
         ctx = self._dry(self.normalize(config) if config is not None else self.config)
         return "import triton\nimport triton.language as tl\n\n\n" + "\n\n".join(ctx.sources)
 
+    def explain(self, config: Config | None = None) -> str:
+        """Each device loop as lowered (shared by every Config), its Plan under ``config`` (block sizes,
+        masks, rolled reductions, descriptors), and the generated source."""
+        cfg = self.normalize(config) if config is not None else self.config
+        ctx = self._dry(cfg)
+        parts = [f"# {self.kernel.name} under {cfg}"]
+        for (ir, layout), src in zip(ctx.irs, ctx.sources):
+            with planning():
+                passes.run(ir, cfg, layout, dump="")
+                planned = I.format_ir(ir)
+            parts += ["# lowered", I.format_ir(ir), "# planned", planned, "# generated", src]
+        return "\n".join(parts)
+
     def compile_specs(self, config: Config) -> list[dict]:
         return self._dry(self.normalize(config)).specs
 
     def compile_for_target(self, config: Config, target: tuple = ("cuda", 90, 32)) -> list:
         """Compile every device loop for ``target`` (no GPU needed); returns CompiledKernels."""
-        from .codegen_kernel import compile_specs_for_target
         return compile_specs_for_target(self.compile_specs(config), target)
+
+
+def target() -> Target:
+    """What this process generates code for, built once: the current GPU's arch and SM count (Hopper's
+    132 SMs without a GPU), and whether Triton's interpreter runs it."""
+    global _TARGET
+    if _TARGET is None:
+        interp = interpret_mode()
+        if torch.cuda.is_available() and not interp:
+            p = torch.cuda.get_device_properties(0)
+            _TARGET = Target("cuda", p.major * 10 + p.minor, p.multi_processor_count, False)
+        else:
+            _TARGET = Target(num_sms=132, interpreter=interp)
+    return _TARGET
 
 
 def num_sms() -> int:
     """Streaming multiprocessors of the current GPU (persistent grids launch one program each)."""
-    global _NUM_SMS
-    if _NUM_SMS is None:
-        _NUM_SMS = torch.cuda.get_device_properties(0).multi_processor_count \
-            if torch.cuda.is_available() and not interpret_mode() else 132
-    return _NUM_SMS
+    return target().num_sms
 
 
-_NUM_SMS: int | None = None
+_TARGET: Target | None = None
 
 
 def _meta_args(args: tuple) -> tuple:

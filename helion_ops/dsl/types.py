@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from . import exc
+from .plan import planned
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,15 @@ class TileInfo:
 
     id: int                     # tile instance id (Dim("tile", id))
     block_id: int | None        # config block_sizes index; None when fixed
-    block: int                  # concrete block size under the current config
+    fixed: int | None           # the block size when it is fixed (hl.grid: 1, block_size=16), else None
     begin: Any                  # first index: code ("0", a param name) or a device int Value
     end: Any                    # exclusive end: code or a device int Value
     static_len: int | None      # end - begin when known at compile time
     top: bool                   # part of the launch grid
     is_grid: bool = False       # hl.grid: scalar index, block 1
-    masked: bool = True         # set by the mask pass
     name: str = ""              # user's loop variable name (for readable code)
+    block = planned()           # block size under the Config (passes.apply_config)
+    masked = planned(True)      # whether its lanes need a mask (passes.decide_masks)
 
     @property
     def offset(self) -> str:
@@ -81,14 +83,14 @@ class TileInfo:
 
 @dataclass
 class RDimInfo:
-    """A full (``:``) dim of static extent; persistent or rolled."""
+    """A full (``:``) dim of static extent; persistent or rolled, as the Config says."""
 
     id: int
     extent: int
-    block: int = 0              # next_pow2(extent) when persistent, the chunk when rolled
-    rolled: bool = False
-    rollable: bool = True
-    masked: bool = True
+    rollable: bool = True       # codegen can loop over it in chunks (passes.decide_rolled)
+    block = planned()           # next_pow2(extent) when persistent, the chunk when rolled
+    rolled = planned(False)
+    masked = planned(True)
 
     @property
     def index(self) -> str:
@@ -143,6 +145,65 @@ class LaunchInputs:
 
     tensors: list[TensorArg] = field(default_factory=list)
     scalars: list[ScalarArg] = field(default_factory=list)
+
+
+# ---- lowering-time host objects ----------------------------------------------
+
+@dataclass
+class TileVar:
+    """A tile loop variable (one dim of an hl.tile header)."""
+
+    info: TileInfo
+
+
+@dataclass
+class TensorRef:
+    arg: TensorArg
+
+
+class BlockSizeInt(int):
+    """A tunable block size read in device code: an int that also names its block id, so
+    ``hl.zeros([tile_m, block_size_n])`` gets a dim that matches ``tile_n``'s lanes. Used as a number
+    (arithmetic, comparisons, a constant) it calls ``note(bid)``: the lowered IR then holds only for
+    Configs that give this block the same size."""
+
+    bid: int
+
+    def __new__(cls, value: int, bid: int, note: Any = None) -> "BlockSizeInt":
+        self = super().__new__(cls, value)
+        self.bid = bid
+        self.note = note
+        return self
+
+    def value(self) -> int:
+        """The number (noting the dependency)."""
+        if self.note is not None:
+            self.note(self.bid)
+        return int.__int__(self)
+
+
+def _noting(name: str) -> Any:
+    op = getattr(int, name)
+
+    def f(self: BlockSizeInt, *args: Any) -> Any:
+        return op(self.value(), *[a.value() if isinstance(a, BlockSizeInt) else a for a in args])
+    f.__name__ = name
+    return f
+
+
+for _n in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__floordiv__", "__rfloordiv__",
+           "__truediv__", "__rtruediv__", "__mod__", "__rmod__", "__pow__", "__rpow__", "__lshift__", "__rlshift__",
+           "__rshift__", "__rrshift__", "__and__", "__rand__", "__or__", "__ror__", "__xor__", "__rxor__",
+           "__neg__", "__pos__", "__abs__", "__invert__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__",
+           "__bool__", "__int__", "__index__", "__float__", "__str__", "__repr__", "__format__", "__round__",
+           "__trunc__", "__floor__", "__ceil__", "__divmod__", "__rdivmod__"):
+    setattr(BlockSizeInt, _n, _noting(_n))
+BlockSizeInt.__hash__ = int.__hash__  # type: ignore[method-assign]
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= n (1 for n <= 1)."""
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
 # ---- dtypes -----------------------------------------------------------------

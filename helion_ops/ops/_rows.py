@@ -1,7 +1,7 @@
 """Analytic default Configs shared by the row-reduction ops (softmax, rms_norm, layer_norm).
 
 The numbers behind these rules come from the H100 sweeps (``bench.norm_sweep``; results/H100/ and
-docs/DSL_NOTES.md); the pretuned tables override them on the shapes they cover.
+docs/decisions/norm-forwards.md, norm-backwards.md); the pretuned tables override them on the shapes they cover.
 """
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def layer_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Option
         r = torch.rsqrt(var + eps)
         y = xc * r[:, None]
         # weight and bias are loaded after the reductions: loaded first (as rms_norm_fwd does), two more
-        # row-length fp32 vectors stay live through them, which ran slower at N = 8192 (docs/DSL_NOTES.md)
+        # row-length fp32 vectors stay live through them, which ran slower at N = 8192 (docs/decisions/norm-forwards.md)
         if weight is not None:
             y = y * weight[:].to(torch.float32)
         if bias is not None:
@@ -151,7 +151,7 @@ def _eager_bwd(dy, x, weight, bias, mean, rstd):
 
 
 # Both kernels use their table at its own shapes only (exact): a nearby entry's rows per program suit
-# that entry's M and N, and served elsewhere such entries ran slower than the default (docs/DSL_NOTES.md).
+# that entry's M and N, and served elsewhere such entries ran slower than the default (docs/decisions/pretuned-lookup.md).
 _fwd = C.Kern(NAME, layer_norm_fwd, lambda a: _default_fwd(tuple(a[0].shape)), eager=_eager_fwd, exact=(0, 1))
 _bwd = C.Kern(NAME, layer_norm_bwd, lambda a: _default_bwd(tuple(a[1].shape)), eager=_eager_bwd, exact=(0, 1),
               key=lambda a: tuple(a[1].shape))

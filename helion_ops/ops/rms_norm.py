@@ -46,7 +46,7 @@ def rms_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float):
     rstd = torch.empty([m], dtype=torch.float32, device=x.device)
     for tile_m in hl.tile(m):
         # weight is loaded before the row's reduction so its latency overlaps x's load instead of
-        # following the reduction (H100 probes in docs/DSL_NOTES.md)
+        # following the reduction (H100 probes: docs/decisions/norm-forwards.md)
         w = weight[:].to(torch.float32) if weight is not None else None
         xv = x[tile_m, :].to(torch.float32)
         r = torch.rsqrt(torch.sum(xv * xv, dim=1) * (1.0 / n) + eps)
@@ -122,7 +122,7 @@ def _eager_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor]
 
 
 # Both kernels use their table at its own shapes only (exact): a nearby entry's rows per program suit
-# that entry's M and N, and served elsewhere such entries ran slower than the default (docs/DSL_NOTES.md).
+# that entry's M and N, and served elsewhere such entries ran slower than the default (docs/decisions/pretuned-lookup.md).
 _fwd = C.Kern(NAME, rms_norm_fwd, lambda a: _default_fwd(tuple(a[0].shape)), eager=_eager_fwd, exact=(0, 1))
 _bwd = C.Kern(NAME, rms_norm_bwd, lambda a: _default_bwd(tuple(a[1].shape)), eager=_eager_bwd, exact=(0, 1),
               key=lambda a: tuple(a[1].shape))

@@ -10,7 +10,7 @@ Kernels (one source each; the Config chooses the variant):
   of the row when ``reduction_loops=[chunk]`` (three passes over the row: max, sum, output).
 * ``softmax_fwd_online``: for rows too long for registers (next_pow2(N) > ``ONLINE_ABOVE``): an online
   softmax over column tiles, two passes (running max and rescaled sum; output) instead of the looped
-  kernel's three (measured in results/<GPU>/softmax.md and docs/DSL_NOTES.md).
+  kernel's three (results/<GPU>/softmax.md, docs/decisions/softmax-long-rows.md).
   The running max is taken as 0 while every column so far is -inf (a masked prefix), so a first tile
   of -inf does not make ``exp(-inf - -inf)`` NaN. As ``torch.softmax``: -inf columns give 0; a row of
   all -inf, or one holding NaN or +inf, gives NaN.
@@ -118,7 +118,7 @@ ONLINE_ABOVE = 32768
 def _long_rows(n: int, loads_per_pass: int) -> helion.Config:
     """The two long-row kernels' default: 16K-column tiles, 16 warps; the first pass keeps the row in L2
     (evict_last), the second releases it (evict_first) and runs last tile first, so it starts on the
-    tiles most likely still there (device probes in docs/DSL_NOTES.md)."""
+    tiles most likely still there (device probes: docs/decisions/softmax-long-rows.md)."""
     return helion.Config(block_sizes=[min(16384, C.next_pow2(n)), 1], num_warps=16, num_stages=1,
                          load_eviction_policies=["last"] * loads_per_pass + ["first"] * loads_per_pass,
                          range_reverses=[False, True])

@@ -50,6 +50,8 @@ def test_fail_rows_show_fail_not_speedup(results):
     row = next(line for line in (results / "H100" / "README.md").read_text().splitlines()
                if line.startswith("| 8192x1000"))
     assert row.count("FAIL") == 3 and "x " not in row.replace("8192x1000", "")
+    tables = (results / "H100" / "README.md").read_text()
+    assert "## Rows not ok, and why" in tables and "| 8192x1000 | bf16 | helion_ops | FAIL |" in tables
 
 
 def test_empty_results_say_so(tmp_path):

@@ -41,8 +41,9 @@ def test_each_bench_step_is_estimated_within_its_budget(ops, capsys, monkeypatch
     monkeypatch.setattr(helion_baseline, "load_entries", lambda op: {"stored": {}})
     budget = float(re.search(r"BENCH_BUDGET:-(\d+)", SCRIPT.read_text()).group(1))
     baselines = re.search(r"^BASELINES=(\S+)", SCRIPT.read_text(), re.M).group(1)
+    tuned = re.search(r"TUNED_SHAPES:-([^}]+)}", SCRIPT.read_text()).group(1)
     code = run.main(["--op", ops, "--dtype", "bf16", "--mode", "both", "--warmup", "10", "--rep", "40",
-                     "--baselines", baselines, "--shapes", str(SESSION), "--tuned-shapes", "2", "--plan"])
+                     "--baselines", baselines, "--shapes", str(SESSION), "--tuned-shapes", tuned, "--plan"])
     out = capsys.readouterr().out
     if code != 0 or "not loaded" in out:
         pytest.skip(f"catalog incomplete: {out[-500:]}")

@@ -161,6 +161,7 @@ def test_helion_tunes_once_stores_and_reuses(fake_gpu, fake_helion, tmp_path, mo
     kernel = FakeKernel()
     monkeypatch.setattr(fake_gpu, "helion_kernel", kernel, raising=False)
     monkeypatch.setenv(helion_baseline.EFFORT_ENV, "quick")
+    monkeypatch.setenv(helion_baseline.TUNE_S_ENV, "30")
     out = tmp_path / "results"
     args = ["--op", "fake", "--dtype", "fp32", "--mode", "fwd", "--baselines", "eager,helion", "--out", str(out)]
     assert run.main(args) == 0
@@ -169,7 +170,7 @@ def test_helion_tunes_once_stores_and_reuses(fake_gpu, fake_helion, tmp_path, mo
     assert set(store) == {"fp32 64x128", "fp32 128x256"}
     assert all(e["config"] == {"block_sizes": [32], "num_warps": 4} and e["effort"] == "quick" for e in store.values())
     first = _rows(out, "helion")
-    assert [r["tuning"] for r in first] == ["quick", "quick"] and all(float(r["tune_s"]) >= 0 for r in first)
+    assert [r["tuning"] for r in first] == ["quick, cap 30 s"] * 2 and all(float(r["tune_s"]) >= 0 for r in first)
     assert all(r["version"] == "helion 9.9-fake" for r in first)
 
     kernel2 = FakeKernel()  # a later run (fresh process): the stored configs, no search
@@ -177,12 +178,18 @@ def test_helion_tunes_once_stores_and_reuses(fake_gpu, fake_helion, tmp_path, mo
     assert run.main(args) == 0
     assert kernel2.tunes == 0 and kernel2.set_configs == [FakeConfig(block_sizes=[32], num_warps=4)] * 2
     again = _rows(out, "helion")
-    assert [r["tuning"] for r in again] == ["quick (stored)"] * 2
+    assert [r["tuning"] for r in again] == ["quick, cap 30 s (stored)"] * 2
     assert [float(r["tune_s"]) for r in again] == [store[k]["tune_s"] for k in ("fp32 64x128", "fp32 128x256")]
     tables = (out / "FAKEGPU" / "README.md").read_text()
-    assert "(tuned)" in tables and "(untuned)" not in tables
+    assert "(tuned: quick, cap 30 s)" in tables and "(untuned)" not in tables
+
+    monkeypatch.setenv(helion_baseline.TUNE_S_ENV, "60")  # a longer cap than the stored searches had: search again
+    kernel3 = FakeKernel()
+    monkeypatch.setattr(fake_gpu, "helion_kernel", kernel3)
+    assert run.main(args) == 0
+    assert kernel3.tunes == 2 and {r["tuning"] for r in _rows(out, "helion")} == {"quick, cap 60 s"}
     summary = (out / "README.md").read_text()
-    assert "(n=2, tuned)†" in summary  # two shapes: marked as too few for a geomean
+    assert "(n=2, tuned: quick, cap 60 s)†" in summary  # two shapes: marked as too few for a geomean
 
 
 def test_helion_effort_none_is_untuned_and_stores_nothing(fake_gpu, fake_helion, tmp_path, monkeypatch):
@@ -258,3 +265,9 @@ def test_plan_counts_compile_max(fake_gpu, capsys):
                 .rsplit("estimated ", 1)[1].split()[0])
     assert est >= 2 * run.FIRST_CALL_S[(baselines.COMPILE_MAX, "fwd")]
     assert math.isfinite(est)
+
+
+def test_tune_cli_without_a_gpu_is_a_note(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert helion_baseline.main(["--op", "softmax", "--tuned-shapes", "2,matmul=1"]) == 0
+    assert "note: no CUDA GPU: nothing tuned" in capsys.readouterr().out

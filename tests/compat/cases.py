@@ -74,6 +74,12 @@ def _jagged_tile_ref(x, lengths):
     return kept.sum(1), kept
 
 
+def _jagged_stats_ref(x, lengths):
+    keep = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    xf = x.float()
+    return torch.where(keep, xf + 1, 0.0).sum(1), torch.where(keep, xf, -100.0).amax(1)
+
+
 def _skip_ref(x, flag):
     xf = x.float()
     cols = torch.arange(x.shape[1])
@@ -288,6 +294,9 @@ CASES = [
     Case("jagged_tile", X.jagged_tile_rows,
          lambda dt, n: (rn(9, n, dtype=dt), torch.tensor([0, 1, n, n // 2, 3, n - 1, 0, 2, n])),
          _jagged_tile_ref, sizes=[17, 100], config={"block_sizes": [4, 16]}),
+    Case("jagged_tile_stats", X.jagged_tile_stats,
+         lambda dt, n: (-rn(9, n, dtype=dt).abs() - 1, torch.tensor([0, 1, n, n // 2, 3, n - 1, 0, 2, n]).clamp(max=n)),
+         _jagged_stats_ref, sizes=[1, 17, 100], config={"block_sizes": [4, 16]}),
     Case("continue", X.skip_with_continue, lambda dt, n: (rn(6, n, dtype=dt), torch.tensor([1, 0, 1, 1, 0, 1])),
          _skip_ref, sizes=[17, 100]),
     Case("rope_rotate_half", X.rope_rotate_half,

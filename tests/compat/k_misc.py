@@ -263,6 +263,26 @@ def jagged_tile_rows(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tens
 
 
 @helion.kernel()
+def jagged_tile_stats(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reductions inside hl.jagged_tile: the lanes past a row's own length stay out of a sum of a
+    computed value ((x + 1).sum) and out of a maximum (rows of negative values)."""
+    b = x.size(0)
+    sums = torch.empty([b], dtype=torch.float32, device=x.device)
+    maxes = torch.empty([b], dtype=torch.float32, device=x.device)
+    for tb in hl.tile(b):
+        n = lengths[tb]
+        acc = hl.zeros([tb], dtype=torch.float32)
+        mx = hl.full([tb], -100.0, dtype=torch.float32)  # below every value: an empty row keeps it
+        for tk in hl.jagged_tile(n):
+            v = x[tb, tk].to(torch.float32)
+            acc = acc + (v + 1).sum(1)
+            mx = torch.maximum(mx, v.amax(1))
+        sums[tb] = acc
+        maxes[tb] = mx
+    return sums, maxes
+
+
+@helion.kernel()
 def skip_with_continue(x: torch.Tensor, flag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`continue` in a top-level grid loop (skip flagged rows) and in an inner tile loop with a
     loop-carried accumulator (skip the column block starting at 8)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helion_ops.dsl.codegen_kernel import compile_specs_for_target
+from helion_ops.dsl.backends.triton import compile_specs_for_target
 
 from .cases import CASES, COMPILE_ONLY
 

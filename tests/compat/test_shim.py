@@ -61,3 +61,32 @@ def test_kernel_settings_accepted():
 def test_device_function_on_host_is_clear():
     with pytest.raises(exc.NotSupported, match="only valid inside an hl.tile"):
         hl.zeros([4])
+
+
+def test_helion_config_spellings():
+    """Config as Helion users write it: singular keys, nested block sizes, block_ptr indexing, and sizes
+    outside our search caps, clamped or mapped to what they mean, with the same numbers."""
+    import torch
+    from helion_ops.dsl import Config
+    from tests.dsl import kernels as K
+
+    assert Config(block_size=32) == Config(block_sizes=[32])
+    assert Config(reduction_loop=16).reduction_loops == [16]
+    assert Config(block_sizes=[[32, 32], 16]).block_sizes == [32, 32, 16]
+    assert Config(indexing="block_ptr").indexing == "pointer"
+    assert Config(indexing=["tensor_descriptor", "tensor_descriptor"]).indexing == "tensor_descriptor"
+    with pytest.raises(ValueError, match="both block_size= and block_sizes="):
+        Config(block_size=16, block_sizes=[16])
+
+    x = torch.randn(5, 1000)
+    b = K.softmax.bind((x,))
+    space = b.config_space
+    cfg = space.normalize(Config(block_size=64, reduction_loop=4096))  # past the 5 rows; a whole 1000-row
+    assert cfg.block_sizes == [space.spec.block_sizes[0].max] and cfg.reduction_loops == [None]
+    assert space.normalize(Config(block_sizes=[2], reduction_loops=[4])).reduction_loops == [16]
+    ref = torch.softmax(x.double(), 1).float()
+    for c in (Config(block_size=64, reduction_loop=4096), Config(block_sizes=[[2]], reduction_loop=4),
+              Config(block_size=1, indexing="block_ptr")):
+        torch.testing.assert_close(b.run(space.normalize(c), x), ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"Config.block_sizes: \[0\]: 3 is not"):
+        space.normalize(Config(block_sizes=[3]))

@@ -120,7 +120,7 @@ def test_sampled_configs_compile_for_sm90():
     subprocess compiles them all; a failure names the kernel and config."""
     import random
 
-    from helion_ops.dsl.codegen_kernel import compile_specs_for_target
+    from helion_ops.dsl.backends.triton import compile_specs_for_target
 
     rng = random.Random(0)
     specs, labels = [], []
@@ -240,6 +240,7 @@ def test_range_reverses_takes_the_tiles_last_first(tmp_path, bn):
 def test_range_reverses_refuses_order_dependent_loops(tmp_path, loop, line):
     """Refused by the Config check (which loop, and why), and by the pass itself at the loop's line."""
     from helion_ops.dsl import exc, passes
+    from helion_ops.dsl.plan import planning
     from .source_kernels import kernel_from_source
     x = torch.randn(20, 20)
     b = kernel_from_source(tmp_path / "k.py", _TWO_PASS).bind((x,))
@@ -247,8 +248,8 @@ def test_range_reverses_refuses_order_dependent_loops(tmp_path, loop, line):
     with pytest.raises(ValueError, match=rf"range_reverses: \[{loop}\]: True: this loop cannot run in reverse"):
         b.to_triton_code(cfg)
     d = b.dry_run(Config(block_sizes=[16, 16]), "facts").irs[0]
-    with pytest.raises(exc.NotSupported, match=rf"k\.py:{line}: range_reverses: this loop cannot run in reverse"):
-        passes.decide_reverses(d, cfg)
+    with planning(), pytest.raises(exc.NotSupported, match=rf"k\.py:{line}: range_reverses: this loop cannot run in reverse"):
+        passes.decide_reverses(d, cfg, passes.Layout())
 
 
 _INNER_GRID_AND_2D = """@helion.kernel

@@ -212,3 +212,43 @@ def test_common_mistakes_get_a_hint(tmp_path, stmt, hint):
     with pytest.raises(exc.NotSupported, match=re.escape(hint)) as info:
         k(torch.randn(16), torch.randn(16))
     assert "mistake.py:9" in str(info.value)
+
+
+def test_a_device_loop_cannot_rebind_a_host_variable():
+    """Assigned before the loop and inside it: the host would keep the old value (it returned the
+    uninitialised buffer / zeros); Helion raises CannotModifyHostVariableOnDevice, and so do we."""
+    @helion.kernel()
+    def rebinds_tensor(x: torch.Tensor) -> torch.Tensor:
+        result = torch.empty_like(x)
+        for tile in hl.tile(x.size(0)):
+            result = x[tile] * 2
+        return result
+
+    @helion.kernel()
+    def rebinds_number(x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros([1], dtype=x.dtype, device=x.device)
+        total = 0.0
+        for tile in hl.tile(x.size(0)):
+            total = x[tile].sum()
+            out[0] = total
+        return out
+
+    for k, needle in ((rebinds_tensor, "result = x[tile] * 2"), (rebinds_number, "total = x[tile].sum()")):
+        with pytest.raises(exc.CannotModifyHostVariableOnDevice) as e:
+            k(torch.randn(8))
+        assert f"{HERE}:{line_of(k.fn, needle)}" in str(e.value)
+    assert issubclass(exc.CannotModifyHostVariableOnDevice, exc.HostAssignInDevice)
+
+
+def test_a_tile_of_a_tile_raises_helions_error_at_its_line():
+    @helion.kernel()
+    def k(x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        for t in hl.tile(x.size(0)):
+            for t2 in hl.tile(t):
+                out[t2] = x[t2]
+        return out
+
+    with pytest.raises(exc.TileOfTile, match=r"t\.begin, t\.end") as e:
+        k(torch.randn(8))
+    assert f"{HERE}:{line_of(k.fn, 'hl.tile(t)')}" in str(e.value)

@@ -283,7 +283,7 @@ def test_sm90_compile_forward_and_backward():
     """Every kernel (fwd, preprocess, dK/dV, dQ; causal and not; D=128 and 256) with its default
     bf16 config builds for Hopper, uses wgmma, and fits the H100's 227 KiB of shared memory;
     dQ and dK/dV loads are software-pipelined (cp.async), except causal dK/dV at D=256."""
-    from helion_ops.dsl.codegen_kernel import compile_specs_for_target
+    from helion_ops.dsl.backends.triton import compile_specs_for_target
 
     specs, names = [], []
     for d in (128, 256):

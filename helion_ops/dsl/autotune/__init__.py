@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import replace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 from ..config import Config, heuristic_configs
 from .bench import Benchmarker, Precompiler, compare
@@ -23,8 +24,22 @@ from .search import (EFFORT_ENV, EFFORTS, Effort, Evaluator, unique_configs, dif
 __all__ = [
     "autotune", "search", "differential_evolution", "pattern_search", "resolve_effort", "Effort", "EFFORTS",
     "EFFORT_ENV", "Evaluator", "Benchmarker", "Precompiler", "compare", "AutotuneCache", "atomic_write_json",
-    "environment", "source_hash", "Progress", "progress_enabled", "args_key", "unique_configs",
+    "environment", "source_hash", "Progress", "progress_enabled", "args_key", "unique_configs", "Tunable",
 ]
+
+
+class Tunable(Protocol):
+    """What the tuner needs of a kernel (runtime.BoundKernel implements it): its space, the source and
+    compile specs of a Config (to deduplicate and precompile candidates), and a run under a Config
+    (to time it and check its outputs)."""
+
+    name: str
+    config_space: Any
+
+    def default_config(self) -> Config: ...
+    def to_triton_code(self, config: Config) -> str: ...
+    def compile_specs(self, config: Config) -> list[dict]: ...
+    def run(self, config: Config, *args: Any) -> Any: ...
 
 
 def args_key(args: Sequence[Any]) -> tuple:
@@ -40,7 +55,7 @@ def args_key(args: Sequence[Any]) -> tuple:
     return tuple(out)
 
 
-def autotune(bound: Any, args: Sequence[Any], effort: Any = "quick", *,
+def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
              reference: Optional[Callable[..., Any]] = None, progress: bool = True,
              seeds: Sequence[Any] = (), candidates: Optional[Sequence[Any]] = None,
              cache: Any = None, cache_key: Optional[tuple] = None,
@@ -101,17 +116,20 @@ def autotune(bound: Any, args: Sequence[Any], effort: Any = "quick", *,
     best, best_t, n = _measure(bound, args, space, prof, default, reference, progress, objective,
                                compile_timeout, workers, run_search)
     if store is not None and key is not None and math.isfinite(best_t):
-        store.put(key, best, time_s=best_t, evaluated=n, effort=prof.name)
+        try:
+            store.put(key, best, time_s=best_t, evaluated=n, effort=prof.name)
+        except OSError as e:  # an unwritable cache must not lose a finished search
+            warnings.warn(f"helion_ops: could not save the tuned config to the autotune cache ({e}); "
+                          "it is used for this process only", RuntimeWarning, 2)
     return best
 
 
-def _measure(bound: Any, args: Sequence[Any], space: Any, prof: Effort, fallback: Config,
+def _measure(bound: Tunable, args: Sequence[Any], space: Any, prof: Effort, fallback: Config,
              reference: Any, progress: bool, objective: Any, compile_timeout: float, workers: Optional[int],
              drive: Callable[[Evaluator], Any]) -> tuple[Config, float, int]:
     """Set up progress + objective, let ``drive(evaluator)`` evaluate
     configs, re-time the top few; return (best, time, evaluated)."""
-    name = getattr(getattr(bound, "kernel", None), "name", None) or getattr(bound, "name", None)
-    prog = Progress(progress, desc=name or "autotune")
+    prog = Progress(progress, desc=getattr(bound, "name", None) or "autotune")
     if prof.time_limit is not None:
         # One hung compile must not eat a quick run's whole wall-clock cap.
         compile_timeout = min(compile_timeout, max(5.0, 0.4 * prof.time_limit))

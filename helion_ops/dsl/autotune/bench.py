@@ -46,7 +46,7 @@ def _worker_init() -> None:
     # Pay the import of triton + codegen while the pool starts, not inside
     # the first job's timeout.
     try:
-        import helion_ops.dsl.codegen  # noqa: F401
+        import helion_ops.dsl.backends.triton  # noqa: F401
     except Exception:
         pass
 
@@ -60,7 +60,7 @@ def compile_job(payload: tuple) -> bool:
     """Worker job: ``triton.compile`` every spec of one candidate (this warms
     Triton's on-disk cache, so the parent's first launch is cheap)."""
     specs, target = payload
-    from helion_ops.dsl.codegen import compile_spec
+    from helion_ops.dsl.backends.triton import compile_spec
     for spec in specs:
         compile_spec(spec, target=target)
     return True

@@ -1,4 +1,4 @@
-"""Codegen: DeviceIR + Config -> Triton source text (one @triton.jit per device loop).
+"""Triton backend, the body: DeviceIR + Plan + Config -> Triton source text (one @triton.jit per device loop).
 
 Values are emitted where the source defines them (``Let``), except values with
 a rolled reduction dim: those are emitted lazily inside the chunk loop of the
@@ -13,10 +13,13 @@ from typing import Any
 
 import torch
 
-from . import codegen_ops, exc, ir as I
-from .config import Config
-from .codegen_ops import INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN, UNARY_CODE, UNARY_FLOAT_CODE
-from .types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
+from ... import exc, ir as I
+from ...config import Config
+from ...target import Target
+from ...types import BlockT, Dim, RDimInfo, TileInfo, tl_dtype
+from ...opdefs import OPS
+from .ops import EMIT, INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN
+from .strategies import range_knobs
 
 
 @dataclass
@@ -35,8 +38,8 @@ class Generated:
 
 
 class Emitter:
-    def __init__(self, d: I.DeviceIR, cfg: Config, pk_file: str, num_sms: int) -> None:
-        self.d, self.cfg, self.file, self.num_sms = d, cfg, os.path.basename(pk_file), num_sms
+    def __init__(self, d: I.DeviceIR, cfg: Config, pk_file: str, target: Target) -> None:
+        self.d, self.cfg, self.file, self.target = d, cfg, os.path.basename(pk_file), target
         self.lines: list[str] = []
         self.ind = 1
         self.scopes: list[dict[int, str]] = [{}]
@@ -108,7 +111,7 @@ class Emitter:
 
     def define(self, v: I.Value) -> str:
         expr = self.expr(v)
-        if v.op in ("const", "param", "tile_attr") and v.op != "tile_attr" or (v.op == "tile_attr" and v.attrs["attr"] in ("index", "begin")):
+        if OPS[v.op].flag("inline", v):
             self.scopes[-1][v.id] = expr
             return expr
         name = self.fresh(v.hint or v.op)
@@ -118,84 +121,13 @@ class Emitter:
         return name
 
     def expr(self, v: I.Value) -> str:
-        op, a = v.op, v.args
-        if op == "const":
-            x = a[0]
-            if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
-                return f"float('{x}')"
-            if v.type.dtype.is_floating_point and isinstance(x, int) and not isinstance(x, bool):
-                return repr(float(x))  # an int literal would make Triton compute in int32 (2 ** y)
-            return repr(x)
-        if op == "param":
-            return a[0]
-        if op == "tile_attr":
-            return self.tile_attr(a[0], v.attrs["attr"])
-        if op == "load":
-            return self.load(a[0], v)
-        if op == "binary":
-            x, y = self.name_of(a[0]), self.name_of(a[1])
-            o = v.attrs["op"]
-            if o in ("maximum", "minimum"):
-                return f"tl.{o}({x}, {y}{NAN if v.type.dtype.is_floating_point else ''})"
-            if o == "atan2":
-                raise exc.NotSupported("atan2 in device code", v.loc)
-            if o == "**":
-                return self.pow(x, y, v)
-            if o == "fmod":  # torch.fmod truncates like C, which is Triton's own % for ints and floats
-                return f"({x} % {y})"
-            if o in ("//", "%"):
-                return self.floor_divmod(o, x, y, v)
-            return f"({x} {o} {y})"
-        if op == "powi":
-            x, e = self.name_of(a[0]), v.attrs["exponent"]
-            if e == 0.5:
-                return f"tl.sqrt({x})"
-            if e == 0:
-                return f"tl.full({self.shape(v.type)}, 1, {tl_dtype(v.type.dtype)})"
-            prod = " * ".join([x] * abs(e))
-            return f"(1 / ({prod}))" if e < 0 else f"({prod})"
-        if op == "unary":
-            o = v.attrs["op"]
-            code = UNARY_FLOAT_CODE.get(o) if v.type.dtype.is_floating_point else None
-            return (code or UNARY_CODE[o]).format(self.name_of(a[0]))
-        if op == "cast":
-            return f"{self.name_of(a[0])}.to({tl_dtype(v.type.dtype)})"
-        if op == "where":
-            return f"tl.where({self.name_of(a[0])}, {self.name_of(a[1])}, {self.name_of(a[2])})"
-        if op == "reduce":
-            return self.reduce(v)
-        if op == "dot":
-            return self.dot(v)
-        if op == "full":
-            val = a[0]
-            if isinstance(val, I.Value):
-                return f"tl.full({self.shape(v.type)}, 0, {tl_dtype(v.type.dtype)}) + {self.name_of(val)}"
-            lit = self.expr(I.Value("const", [val], v.type, v.loc)) if not isinstance(val, bool) else repr(int(val))
-            return f"tl.full({self.shape(v.type)}, {lit}, {tl_dtype(v.type.dtype)})"
-        if op == "arange":
-            if "block" in v.attrs:  # lanes of a registered block size
-                return f"tl.arange(0, {v.attrs['block']})"
-            r: RDimInfo = v.attrs["rdim"]
-            return f"({a[0]} + {r.index})" if a[0] else r.index
-        if op == "view":
-            return f"{self.name_of(a[0])}{v.attrs['code']}"
-        if op == "permute":
-            perm = v.attrs["perm"]
-            return f"tl.trans({self.name_of(a[0])})" if perm == [1, 0] else f"tl.permute({self.name_of(a[0])}, {perm})"
-        if op == "reshape":
-            if not a[0].type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
-                if v.type.dtype == torch.bool:
-                    return f"(tl.zeros({self.shape(v.type)}, tl.int1) | {self.name_of(a[0])})"
-                return f"(tl.zeros({self.shape(v.type)}, {tl_dtype(v.type.dtype)}) + {self.name_of(a[0])})"
-            return f"tl.reshape({self.name_of(a[0])}, {self.shape(v.type)})"
-        if op == "broadcast_to":
-            return f"tl.broadcast_to({self.name_of(a[0])}, {self.shape(v.type)})"
-        extra = codegen_ops.expr(self, v)
-        if extra is not None:
-            return extra
-        if op in ("phi", "atomic_result"):
-            raise exc.CompileError(f"internal: {op} value used before definition", v.loc)
-        raise exc.CompileError(f"internal: no codegen for op {op}", v.loc)
+        """The Triton expression of ``v`` (statements it needs first go out through ``line``)."""
+        fn = EMIT.get(v.op)
+        if fn is None:
+            if v.op in ("phi", "atomic_result"):
+                raise exc.CompileError(f"internal: {v.op} value used before definition", v.loc)
+            raise exc.CompileError(f"internal: no Triton code for op {v.op}", v.loc)
+        return fn(self, v)
 
     def pow(self, x: str, y: str, v: I.Value) -> str:
         """torch.pow for float operands: |x| ** y via exp2/log2, negated for a negative base and an odd
@@ -298,7 +230,7 @@ class Emitter:
             return self.desc_access(idx, v.type, None)
         ptr, mask = self.pointer_parts(idx, v.type.ndim)
         pol = (self.cfg.get("load_eviction_policies") or [])
-        lid = v.attrs.get("load_id", -1)
+        lid = self.d.load_base + v.attrs["load_id"] if "load_id" in v.attrs else -1
         ev = pol[lid] if 0 <= lid < len(pol) and pol[lid] else ""
         extra = f", eviction_policy='evict_{ev}'" if ev else ""
         if mask:
@@ -430,7 +362,12 @@ class Emitter:
     def dot(self, v: I.Value) -> str:
         a, b = v.args[0], v.args[1]
         an, bn = self.dot_operand(a, -1), self.dot_operand(b, -2)
-        prec = ", input_precision='ieee'" if a.type.dtype == torch.float32 else ""
+        fp32 = a.type.dtype == torch.float32
+        if self.target.interpreter and torch.bfloat16 in (a.type.dtype, b.type.dtype):
+            # Triton's interpreter multiplies bf16 bit patterns as if they were numbers (1e8-1e10 results):
+            # there, a bf16 dot runs on fp32 copies of its operands, which is exact for bf16 inputs.
+            an, bn, fp32 = f"{an}.to(tl.float32)", f"{bn}.to(tl.float32)", True
+        prec = ", input_precision='ieee'" if fp32 else ""
         if len(v.args) > 2:
             out = "" if v.type.dtype.is_floating_point else f", out_dtype={tl_dtype(v.type.dtype)}"
             return f"tl.dot({an}, {bn}, {self.name_of(v.args[2])}{prec}{out})"
@@ -501,7 +438,7 @@ class Emitter:
         self.src(s.loc)
         names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
         for k, t in enumerate(s.tiles):
-            knobs = self.range_knobs(s.loop_id) if k == 0 else ""
+            knobs = range_knobs(self.cfg, self.d.loop_base + s.loop_id) if k == 0 else ""
             begin, end = self.bound(t.begin), self.bound(t.end)
             step = 1 if t.is_grid else t.block
             if s.reverse:
@@ -538,15 +475,6 @@ class Emitter:
         self.loop_body(s, names)
         self.ind -= 1
         self.last_src = None
-
-    def range_knobs(self, loop_id: int) -> str:
-        out = []
-        for field_, arg in (("range_num_stages", "num_stages"), ("range_unroll_factors", "loop_unroll_factor"),
-                            ("range_warp_specializes", "warp_specialize"), ("range_flattens", "flatten")):
-            vals = self.cfg.get(field_) or []
-            if loop_id < len(vals) and vals[loop_id] not in (None, 0, False):
-                out.append(f"{arg}={vals[loop_id]!r}")
-        return (", " + ", ".join(out)) if out else ""
 
     def if_stmt(self, s: I.If) -> None:
         self.src(s.loc)
@@ -589,4 +517,3 @@ def _nonneg(v: I.Value) -> bool:
     return v.op == "cast" and _nonneg(v.args[0])
 
 
-from .codegen_kernel import generate, compile_spec  # noqa: E402,F401

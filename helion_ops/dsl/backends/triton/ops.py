@@ -1,5 +1,6 @@
-"""Codegen of the ops in ops_extra.py, of combine-function helpers, and the code tables of the core ops
-(unary ops, reduction neutrals, NaN-propagating max/min) that codegen.Emitter uses.
+"""Triton backend: the code of each IR op (``EMIT``: op name -> function of the Emitter and the Value),
+with the tables it reads (unary ops, reduction neutrals, NaN-propagating max/min). ``opdefs.OPS`` declares
+the ops; every one has an entry here.
 
 Each function takes the Emitter and a Value and returns the Triton expression;
 prefix statements (e.g. the body of an inline_triton snippet) go out through
@@ -9,8 +10,12 @@ from __future__ import annotations
 
 import textwrap
 
-from . import exc, ir as I
-from .types import tl_dtype
+from typing import Callable
+
+import torch
+
+from ... import exc, ir as I
+from ...types import tl_dtype
 
 # torch's maximum/minimum/amax/relu/clamp propagate NaN; Triton's defaults return the other operand.
 NAN = ", propagate_nan=tl.PropagateNan.ALL"
@@ -50,10 +55,74 @@ _ARG_NEUTRAL = {False: ("float('-inf')", "-2147483648"), True: ("float('inf')", 
 _SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
 
 
-def expr(em, v: I.Value) -> str | None:
-    """Triton code of ``v`` if it is one of this module's ops, else None."""
-    fn = _OPS.get(v.op)
-    return fn(em, v) if fn is not None else None
+def _const(em, v: I.Value) -> str:
+    x = v.args[0]
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return f"float('{x}')"
+    if v.type.dtype.is_floating_point and isinstance(x, int) and not isinstance(x, bool):
+        return repr(float(x))  # an int literal would make Triton compute in int32 (2 ** y)
+    return repr(x)
+
+
+def _binary(em, v: I.Value) -> str:
+    x, y = em.name_of(v.args[0]), em.name_of(v.args[1])
+    o = v.attrs["op"]
+    if o in ("maximum", "minimum"):
+        return f"tl.{o}({x}, {y}{NAN if v.type.dtype.is_floating_point else ''})"
+    if o == "atan2":
+        raise exc.NotSupported("atan2 in device code", v.loc)
+    if o == "**":
+        return em.pow(x, y, v)
+    if o == "fmod":  # torch.fmod truncates like C, which is Triton's own % for ints and floats
+        return f"({x} % {y})"
+    if o in ("//", "%"):
+        return em.floor_divmod(o, x, y, v)
+    return f"({x} {o} {y})"
+
+
+def _powi(em, v: I.Value) -> str:
+    x, e = em.name_of(v.args[0]), v.attrs["exponent"]
+    if e == 0.5:
+        return f"tl.sqrt({x})"
+    if e == 0:
+        return f"tl.full({em.shape(v.type)}, 1, {tl_dtype(v.type.dtype)})"
+    prod = " * ".join([x] * abs(e))
+    return f"(1 / ({prod}))" if e < 0 else f"({prod})"
+
+
+def _unary(em, v: I.Value) -> str:
+    o = v.attrs["op"]
+    code = UNARY_FLOAT_CODE.get(o) if v.type.dtype.is_floating_point else None
+    return (code or UNARY_CODE[o]).format(em.name_of(v.args[0]))
+
+
+def _full(em, v: I.Value) -> str:
+    val = v.args[0]
+    if isinstance(val, I.Value):
+        return f"tl.full({em.shape(v.type)}, 0, {tl_dtype(v.type.dtype)}) + {em.name_of(val)}"
+    lit = _const(em, I.Value("const", [val], v.type, v.loc)) if not isinstance(val, bool) else repr(int(val))
+    return f"tl.full({em.shape(v.type)}, {lit}, {tl_dtype(v.type.dtype)})"
+
+
+def _arange(em, v: I.Value) -> str:
+    if "block" in v.attrs:  # lanes of a registered block size (its id)
+        return f"tl.arange(0, {em.d.blocks[v.attrs['block']]})"
+    r = v.attrs["rdim"]
+    return f"({v.args[0]} + {r.index})" if v.args[0] else r.index
+
+
+def _permute(em, v: I.Value) -> str:
+    perm = v.attrs["perm"]
+    return f"tl.trans({em.name_of(v.args[0])})" if perm == [1, 0] else f"tl.permute({em.name_of(v.args[0])}, {perm})"
+
+
+def _reshape(em, v: I.Value) -> str:
+    a = v.args
+    if not a[0].type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
+        if v.type.dtype == torch.bool:
+            return f"(tl.zeros({em.shape(v.type)}, tl.int1) | {em.name_of(a[0])})"
+        return f"(tl.zeros({em.shape(v.type)}, {tl_dtype(v.type.dtype)}) + {em.name_of(a[0])})"
+    return f"tl.reshape({em.name_of(a[0])}, {em.shape(v.type)})"
 
 
 def _fill(em, x: I.Value, axis: int, neutral: str) -> str:
@@ -183,21 +252,24 @@ def _join(em, v: I.Value) -> str:
     return f"tl.join({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
 
 
-_OPS = {"argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand,
-        "rand4x": _rand4x, "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split,
-        "join": _join}
-
-
-def helper_source(d: I.DeviceIR, cfg, file: str, num_sms: int, helper: tuple) -> str:
-    """A combine function as its own ``@triton.jit`` function; or, for ``("raw", name, text)``, the text
-    that defines or imports a function for ``hl.triton_kernel``."""
-    from .codegen import Emitter
-    if helper[0] == "raw":
-        return helper[2]
-    name, params, body, results = helper
-    em = Emitter(d, cfg, file, num_sms)
-    em.ind = 1
-    em.stmts(body)
-    outs = [em.name_of(r) for r in results]
-    head = ["@triton.jit", f"def {name}({', '.join(params)}):"]
-    return "\n".join(head + em.lines + [f"    return {', '.join(outs)}"]) + "\n\n\n"
+EMIT: dict[str, Callable[..., str]] = {
+    "const": _const,
+    "param": lambda em, v: v.args[0],
+    "tile_attr": lambda em, v: em.tile_attr(v.args[0], v.attrs["attr"]),
+    "load": lambda em, v: em.load(v.args[0], v),
+    "binary": _binary,
+    "powi": _powi,
+    "unary": _unary,
+    "cast": lambda em, v: f"{em.name_of(v.args[0])}.to({tl_dtype(v.type.dtype)})",
+    "where": lambda em, v: f"tl.where({em.name_of(v.args[0])}, {em.name_of(v.args[1])}, {em.name_of(v.args[2])})",
+    "reduce": lambda em, v: em.reduce(v),
+    "dot": lambda em, v: em.dot(v),
+    "full": _full,
+    "arange": _arange,
+    "view": lambda em, v: em.name_of(v.args[0]) + "[" + ", ".join(":" if a else "None" for a in v.attrs["axes"]) + "]",
+    "permute": _permute,
+    "reshape": _reshape,
+    "broadcast_to": lambda em, v: f"tl.broadcast_to({em.name_of(v.args[0])}, {em.shape(v.type)})",
+    "argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand, "rand4x": _rand4x,
+    "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split, "join": _join,
+}

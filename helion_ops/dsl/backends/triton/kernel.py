@@ -1,13 +1,16 @@
-"""Kernel-level codegen: signature, launch grid and PID mapping around the body."""
+"""Triton backend, the kernel: signature, launch grid and PID mapping around the body; compiling and loading."""
 from __future__ import annotations
 
 import importlib.util
-import math
 from typing import Any
 
-from . import exc, ir as I
-from .config import Config
-from .types import SIGNATURE_DTYPE
+from ... import exc, ir as I
+from ...config import Config
+from ...target import Target
+from ...types import SIGNATURE_DTYPE
+from .emitter import Emitter, Generated
+from .ops import NAN_REDUCE_HELPERS
+from .strategies import program_ids
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -20,51 +23,17 @@ def _tile_count(t) -> int:
     return t.static_len if t.is_grid else _cdiv(t.static_len, t.block)
 
 
-def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, grid_ordinal: int,
+def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
              loop_index: int = 0):
     """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
     loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
-    from .codegen import Emitter, Generated
-    from .codegen_ops import NAN_REDUCE_HELPERS
 
-    em = Emitter(d, cfg, file, num_sms)
+    em = Emitter(d, cfg, file, target)
     tiles = d.grid
     counts = [max(_tile_count(t), 0) for t in tiles]
-    total = math.prod(counts)
-    pid_type = cfg.get("pid_type", "flat")
-    if pid_type == "xyz" and (len(tiles) > 3 or any(c > 65535 for c in counts[1:])):
-        pid_type = "flat"
-    persistent = pid_type.startswith("persistent")
-    nprog = max(1, min(num_sms, total)) if persistent else total
+    pids = program_ids(cfg, counts, target.num_sms, loop_index, grid_ordinal, em.idx64)
     i64 = em.idx64
-
-    # grid_reverses: programs take the tiles in reverse order, so that when work grows with the tile
-    # (causal attention's later query blocks) the longest programs start first and the short ones fill
-    # the last wave, instead of leaving it to a few long ones.
-    revs = cfg.get("grid_reverses") or []
-    reverse = loop_index < len(revs) and bool(revs[loop_index])
-    pre: list[str] = []
-    pid0 = "tl.program_id(0).to(tl.int64)" if i64 else "tl.program_id(0)"
-    if pid_type == "xyz":
-        for k, t in enumerate(tiles):
-            p = f"tl.program_id({k})" + (".to(tl.int64)" if i64 else "")
-            pre.append(f"pid_{k} = {counts[k] - 1} - {p}" if reverse else f"pid_{k} = {p}")
-        grid: tuple[int, int, int] = tuple(counts + [1] * (3 - len(counts)))  # type: ignore[assignment]
-    else:
-        grid = (nprog, 1, 1)
-    body_ind = 1
-    if persistent:
-        if pid_type == "persistent_interleaved":
-            pre.append(f"for virtual_pid in tl.range({pid0}, {total}, {nprog}):")
-        else:
-            per = _cdiv(total, nprog)
-            pre.append(f"start_pid = {pid0} * {per}")
-            pre.append(f"for virtual_pid in tl.range(start_pid, tl.minimum(start_pid + {per}, {total})):")
-        body_ind = 2
-    decode = _decode_pids("pid", tiles, counts, cfg, grid_ordinal) if pid_type != "xyz" else []
-    if pid_type != "xyz":
-        p = "virtual_pid" if persistent else pid0
-        decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + decode
+    pre, decode, grid, body_ind = pids.prologue, pids.decode, pids.grid, pids.indent
     setup = []
     for k, t in enumerate(tiles):
         b = em.bound(t.begin)
@@ -94,8 +63,7 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
              [(s.name, "scalar", s.name) for s in d.inputs.scalars]
     sig = {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in d.inputs.tensors}
     sig.update({s.name: SIGNATURE_DTYPE[s.dtype] for s in d.inputs.scalars})
-    from .codegen_ops import helper_source
-    helpers = "".join(helper_source(d, cfg, file, num_sms, h) for h in d.helpers)
+    helpers = "".join(helper_source(d, cfg, file, target, h) for h in d.helpers)
     helpers = "".join(NAN_REDUCE_HELPERS[op] for op in sorted(em.nan_helpers)) + helpers
     out = ["@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
     out += ["    " + x for x in em.desc_lines]
@@ -107,47 +75,6 @@ def generate(d: I.DeviceIR, cfg: Config, file: str, fn_name: str, num_sms: int, 
     asm = next((v.loc for v in I.all_values(d.body) if v.op == "inline_asm"), None)
     return Generated(fn_name, helpers + "\n".join(out) + "\n", params, sig, grid,
                      int(cfg.get("num_warps", 4)), int(cfg.get("num_stages", 2)), bool(em.descs), asm)
-
-
-def _decode_pids(pid: str, tiles, counts: list[int], cfg: Config, ordinal: int) -> list[str]:
-    n = len(tiles)
-    if n == 1:
-        return [f"pid_0 = {pid}"]
-    orders = cfg.get("loop_orders") or []
-    order = list(orders[ordinal]) if ordinal < len(orders) and len(orders[ordinal]) == n else list(range(n))
-    groups = cfg.get("l2_groupings") or []
-    g = int(groups[ordinal]) if ordinal < len(groups) else 1
-    lines = []
-    if g > 1:
-        a, b = order[0], order[1]
-        rest = order[2:]
-        lines.append(f"rem = {pid}")
-        inner = counts[a] * counts[b]
-        if rest:
-            lines.append(f"inner_pid = rem % {inner}")
-            lines.append(f"rem = rem // {inner}")
-            for k in rest:
-                lines.append(f"pid_{k} = rem % {counts[k]}")
-                lines.append(f"rem = rem // {counts[k]}")
-        else:
-            lines.append("inner_pid = rem")
-        lines += [
-            f"num_pid_in_group = {g * counts[b]}",
-            "group_id = inner_pid // num_pid_in_group",
-            f"first_pid = group_id * {g}",
-            f"group_size = tl.minimum({counts[a]} - first_pid, {g})",
-            f"pid_{a} = first_pid + (inner_pid % num_pid_in_group) % group_size",
-            f"pid_{b} = (inner_pid % num_pid_in_group) // group_size",
-        ]
-        return lines
-    lines.append(f"rem = {pid}")
-    for j, k in enumerate(order):
-        if j == n - 1:
-            lines.append(f"pid_{k} = rem")
-        else:
-            lines.append(f"pid_{k} = rem % {counts[k]}")
-            lines.append(f"rem = rem // {counts[k]}")
-    return lines
 
 
 def load_module(path: str, name: str):
@@ -215,7 +142,7 @@ def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool 
     if os.environ.get("TRITON_INTERPRET") != "1" and not keep_going:
         return [compile_spec(s, target) for s in specs]
     env = dict(os.environ, TRITON_INTERPRET="0")
-    r = subprocess.run([sys.executable, "-m", "helion_ops.dsl.codegen_kernel"], input=json.dumps(
+    r = subprocess.run([sys.executable, "-m", "helion_ops.dsl.backends.triton.kernel"], input=json.dumps(
         {"specs": specs, "target": list(target), "keep_going": keep_going}), env=env, capture_output=True,
         text=True, timeout=600)
     if r.returncode != 0:
@@ -247,3 +174,17 @@ def _main() -> None:
 
 if __name__ == "__main__":
     _main()
+
+
+def helper_source(d: I.DeviceIR, cfg, file: str, target: Target, helper: tuple) -> str:
+    """A combine function as its own ``@triton.jit`` function; or, for ``("raw", name, text)``, the text
+    that defines or imports a function for ``hl.triton_kernel``."""
+    if helper[0] == "raw":
+        return helper[2]
+    name, params, body, results = helper
+    em = Emitter(d, cfg, file, target)
+    em.ind = 1
+    em.stmts(body)
+    outs = [em.name_of(r) for r in results]
+    head = ["@triton.jit", f"def {name}({', '.join(params)}):"]
+    return "\n".join(head + em.lines + [f"    return {', '.join(outs)}"]) + "\n\n\n"

@@ -1,0 +1,4 @@
+"""The Triton backend: a lowered device loop and its Plan -> a ``@triton.jit`` function and its launch."""
+from .kernel import compile_spec, compile_specs_for_target, generate, load_module
+
+__all__ = ["generate", "compile_spec", "compile_specs_for_target", "load_module"]

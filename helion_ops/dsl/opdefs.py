@@ -1,0 +1,61 @@
+"""Every op of the device IR, declared once, with the flags the passes and backends read.
+
+An op's type rule is the lowering handler that emits it (``ops.py``, ``ops_extra.py``: each computes its
+result's ``BlockT`` and checks its operands at the user's line); its code is one entry per backend
+(``backends/triton/ops.py``: ``EMIT``). A new op is one ``OpDef`` here, one handler and one entry per
+backend; ``tests/dsl/test_stages.py`` checks that every op lowering can emit has all three.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+Flag = Union[bool, Callable[[Any], bool]]  # a flag, or a function of the Value when it depends on attrs
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    doc: str
+    constant: bool = False      # a literal or a kernel parameter: the same wherever it is read
+    inline: Flag = False        # codegen writes it where it is used instead of naming it
+    chunkable: bool = True      # with a rolled reduction dim, recomputable chunk by chunk (passes.decide_rolled)
+    effects: Flag = False       # its result or effect depends on the order it runs in (passes.reversible)
+
+    def flag(self, name: str, v: Any) -> bool:
+        f = getattr(self, name)
+        return f(v) if callable(f) else f
+
+
+_OPS = [
+    OpDef("const", "a Python number", constant=True, inline=True),
+    OpDef("param", "a scalar kernel argument", constant=True, inline=True),
+    OpDef("tile_attr", "a tile's index, begin, end or id", inline=lambda v: v.attrs["attr"] in ("index", "begin")),
+    OpDef("phi", "a loop-carried or merged value", chunkable=False),
+    OpDef("atomic_result", "the old values an atomic update returns", chunkable=False),
+    OpDef("load", "a block read from a tensor (structured Index)"),
+    OpDef("binary", "an arithmetic, comparison or logical operator"),
+    OpDef("powi", "x ** n for a small integer (or 0.5) constant n"),
+    OpDef("unary", "an elementwise math function"),
+    OpDef("cast", "a dtype conversion"),
+    OpDef("where", "an elementwise select"),
+    OpDef("reduce", "sum / max / min over one dim (persistent or rolled)"),
+    OpDef("dot", "a matrix product with fp32 (or int32) accumulation", chunkable=False),
+    OpDef("full", "a block filled with a value"),
+    OpDef("arange", "lanes of a reduction dim or a registered block size"),
+    OpDef("view", "indexing a block with ':' and None (attrs axes: True an axis kept, False a new one)"),
+    OpDef("permute", "a transpose", chunkable=False),
+    OpDef("reshape", "a reshape that keeps the lanes", chunkable=False),
+    OpDef("broadcast_to", "an explicit broadcast"),
+    OpDef("argmax", "argmax / argmin over one dim", chunkable=False),
+    OpDef("combine", "hl.reduce / associative_scan with a combine function", chunkable=False),
+    OpDef("scan", "cumsum / cumprod", chunkable=False),
+    OpDef("getitem", "one value of a tuple result", chunkable=False),
+    OpDef("rand", "Philox uniform or normal numbers", chunkable=False),
+    OpDef("rand4x", "four Philox uniform blocks", chunkable=False),
+    OpDef("inline_triton", "a Triton snippet or @triton.jit call", chunkable=False, effects=True),
+    OpDef("inline_asm", "inline PTX, elementwise", chunkable=False, effects=lambda v: not v.attrs["is_pure"]),
+    OpDef("split", "the two halves of a last dim of 2", chunkable=False),
+    OpDef("join", "two blocks stacked on a new last dim", chunkable=False),
+]
+OPS: dict[str, OpDef] = {d.name: d for d in _OPS}
