@@ -5,7 +5,7 @@ import ast
 import builtins
 import collections
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,84 +39,116 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
         raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
     if isinstance(base, TileVar):
         base = O.attribute(lw, base, "index", node)
-    v: Value = base
-    r = X.method(lw, v, name, args, kwargs, node)
+    r = X.method(lw, base, name, args, kwargs, node)
     if r is not X.NOT_HANDLED:
         return r
-    if name == "to":
-        dtype = kwargs.get("dtype", args[0] if args else None)
-        if isinstance(dtype, torch.device) or dtype is None:
-            return v
-        return O.cast(lw, v, dtype, node)
-    casts = {"float": torch.float32, "half": torch.float16, "bfloat16": torch.bfloat16, "double": torch.float64,
-             "int": torch.int32, "long": torch.int64, "bool": torch.bool}
-    if name in casts:
-        return O.cast(lw, v, casts[name], node)
-    if name == "type_as":
-        return O.cast(lw, v, args[0].type.dtype, node)
-    if name in O.METHOD_UNARY:
-        return O.unary(lw, name, v, node)
-    if name in O.METHOD_BINARY:
-        return O.binary(lw, O.METHOD_BINARY[name], v, args[0], node)
-    if name in O.METHOD_REDUCE:
-        return _reduce_call(lw, O.METHOD_REDUCE[name], v, args, kwargs, node)
-    if name in ("max", "min") and args and isinstance(args[0], Value):
+    rule = METHODS.get(name)
+    if rule is None:
+        hint = "; a loaded element is already a device scalar: drop .item()" if name == "item" else ""
+        raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks{hint}", node)
+    return rule(lw, base, name, args, kwargs, node)
+
+
+# Methods of device blocks: name -> rule(lw, block, name, args, kwargs, node). Declared next to each other, one
+# entry per torch method (or group of spellings); ops_extra.method takes the few it owns first.
+METHODS: dict[str, Callable[..., Any]] = {}
+
+
+def _rule(*names: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        for n in names:
+            METHODS.setdefault(n, fn)
+        return fn
+    return deco
+
+
+@_rule("to")
+def _to(lw, v, name, args, kwargs, node):
+    dtype = kwargs.get("dtype", args[0] if args else None)
+    return v if isinstance(dtype, torch.device) or dtype is None else O.cast(lw, v, dtype, node)
+
+
+_CASTS = {"float": torch.float32, "half": torch.float16, "bfloat16": torch.bfloat16, "double": torch.float64,
+          "int": torch.int32, "long": torch.int64, "bool": torch.bool}
+_rule(*_CASTS)(lambda lw, v, name, args, kwargs, node: O.cast(lw, v, _CASTS[name], node))
+_rule("type_as")(lambda lw, v, name, args, kwargs, node: O.cast(lw, v, args[0].type.dtype, node))
+_rule(*O.METHOD_UNARY)(lambda lw, v, name, args, kwargs, node: O.unary(lw, name, v, node))
+_rule(*O.METHOD_BINARY)(lambda lw, v, name, args, kwargs, node: O.binary(lw, O.METHOD_BINARY[name], v, args[0], node))
+_rule(*O.METHOD_REDUCE)(lambda lw, v, name, args, kwargs, node:
+                        _reduce_call(lw, O.METHOD_REDUCE[name], v, args, kwargs, node))
+
+
+@_rule("max", "min")
+def _max_min(lw, v, name, args, kwargs, node):
+    if args and isinstance(args[0], Value):  # x.max(y): elementwise
         return O.binary(lw, "maximum" if name == "max" else "minimum", v, args[0], node)
-    if name in ("max", "min"):
-        return _reduce_call(lw, name, v, args, kwargs, node, values_only=False)
-    if name == "count_nonzero":
-        return X.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), _dim_kw(args, kwargs), False, node)
-    if name == "nansum":
-        return _reduce_call(lw, "sum", O.where(lw, O.unary(lw, "isnan", v, node), 0, v, node), args, kwargs, node)
-    if name in ("softmax", "log_softmax"):
-        return X.softmax(lw, v, _dim_kw(args, kwargs), node, log=name == "log_softmax", dtype=kwargs.get("dtype"))
-    if name in ("clamp", "clip", "clamp_min", "clamp_max"):
-        lo = kwargs.get("min", args[0] if args and name != "clamp_max" else None)
-        hi = kwargs.get("max", args[1] if len(args) > 1 else (args[0] if name == "clamp_max" and args else None))
-        return _clamp(lw, v, lo, hi, node)
-    if name in ("permute",):
-        return O.permute(lw, v, list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args), node)
-    if name in ("transpose", "swapaxes"):
-        perm = list(range(v.type.ndim))
-        i, j = args[0] % v.type.ndim, args[1] % v.type.ndim
-        perm[i], perm[j] = perm[j], perm[i]
-        return O.permute(lw, v, perm, node)
-    if name == "t":
-        return O.permute(lw, v, [1, 0], node)
-    if name in ("reshape", "view"):
-        return O.reshape(lw, v, args, node)
-    if name == "unsqueeze":
-        return O.unsqueeze(lw, v, _dim_kw(args, kwargs), node)
-    if name == "squeeze":
-        return O.squeeze(lw, v, _dim_kw(args, kwargs), node)
-    if name in ("expand", "broadcast_to"):
-        shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
-        return O.expand(lw, v, O.shape_dims(lw, [s for s in shape if s != -1], node) if -1 not in shape
-                        else v.type.dims, node)
-    if name == "expand_as":
-        return O.expand(lw, v, args[0].type.dims, node)
-    if name in ("contiguous", "clone", "detach"):
-        return v
-    if name in ("new_zeros", "new_ones", "new_full", "new_empty"):
-        value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, args[1] if len(args) > 1 else kwargs.get("fill_value"))
-        return O.full(lw, args[0], value, kwargs.get("dtype", v.type.dtype), node)
-    if name == "sigmoid":
-        return O.unary(lw, "sigmoid", v, node)
-    if name == "where":
-        return O.where(lw, args[0], v, args[1], node)
-    if name in ("isnan", "isinf", "isfinite"):
-        return _fp_class(lw, name, v, node)
-    if name == "masked_fill":
-        return O.where(lw, args[0], args[1], v, node)
-    if name == "size":
-        sizes = tuple(O.dim_size(lw, d) for d in v.type.dims)
-        return sizes if not args else sizes[args[0]]
-    if name in ("dim", "ndimension"):
-        return v.type.ndim
-    if name in ("matmul", "mm", "bmm", "__matmul__"):
-        return O.dot(lw, v, args[0], None, node, torch_semantics=True)
-    hint = "; a loaded element is already a device scalar: drop .item()" if name == "item" else ""
-    raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks{hint}", node)
+    return _reduce_call(lw, name, v, args, kwargs, node, values_only=False)
+
+
+_rule("count_nonzero")(lambda lw, v, name, args, kwargs, node:
+                       X.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), _dim_kw(args, kwargs), False, node))
+_rule("nansum")(lambda lw, v, name, args, kwargs, node: _reduce_call(
+    lw, "sum", O.where(lw, O.unary(lw, "isnan", v, node), 0, v, node), args, kwargs, node))
+_rule("softmax", "log_softmax")(lambda lw, v, name, args, kwargs, node: X.softmax(
+    lw, v, _dim_kw(args, kwargs), node, log=name == "log_softmax", dtype=kwargs.get("dtype")))
+
+
+@_rule("clamp", "clip", "clamp_min", "clamp_max")
+def _clamp_method(lw, v, name, args, kwargs, node):
+    lo = kwargs.get("min", args[0] if args and name != "clamp_max" else None)
+    hi = kwargs.get("max", args[1] if len(args) > 1 else (args[0] if name == "clamp_max" and args else None))
+    return _clamp(lw, v, lo, hi, node)
+
+
+_rule("permute")(lambda lw, v, name, args, kwargs, node: O.permute(
+    lw, v, list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args), node))
+
+
+@_rule("transpose", "swapaxes")
+def _transpose(lw, v, name, args, kwargs, node):
+    perm = list(range(v.type.ndim))
+    i, j = args[0] % v.type.ndim, args[1] % v.type.ndim
+    perm[i], perm[j] = perm[j], perm[i]
+    return O.permute(lw, v, perm, node)
+
+
+_rule("t")(lambda lw, v, name, args, kwargs, node: O.permute(lw, v, [1, 0], node))
+_rule("reshape", "view")(lambda lw, v, name, args, kwargs, node: O.reshape(lw, v, args, node))
+_rule("unsqueeze")(lambda lw, v, name, args, kwargs, node: O.unsqueeze(lw, v, _dim_kw(args, kwargs), node))
+_rule("squeeze")(lambda lw, v, name, args, kwargs, node: O.squeeze(lw, v, _dim_kw(args, kwargs), node))
+
+
+@_rule("expand", "broadcast_to")
+def _expand(lw, v, name, args, kwargs, node):
+    shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+    return O.expand(lw, v, O.shape_dims(lw, [s for s in shape if s != -1], node) if -1 not in shape
+                    else v.type.dims, node)
+
+
+_rule("expand_as")(lambda lw, v, name, args, kwargs, node: O.expand(lw, v, args[0].type.dims, node))
+_rule("contiguous", "clone", "detach")(lambda lw, v, name, args, kwargs, node: v)
+
+
+@_rule("new_zeros", "new_ones", "new_full", "new_empty")
+def _new(lw, v, name, args, kwargs, node):
+    value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, args[1] if len(args) > 1 else kwargs.get("fill_value"))
+    return O.full(lw, args[0], value, kwargs.get("dtype", v.type.dtype), node)
+
+
+_rule("where")(lambda lw, v, name, args, kwargs, node: O.where(lw, args[0], v, args[1], node))
+_rule("isnan", "isinf", "isfinite")(lambda lw, v, name, args, kwargs, node: _fp_class(lw, name, v, node))
+_rule("masked_fill")(lambda lw, v, name, args, kwargs, node: O.where(lw, args[0], args[1], v, node))
+
+
+@_rule("size")
+def _size(lw, v, name, args, kwargs, node):
+    sizes = tuple(O.dim_size(lw, d) for d in v.type.dims)
+    return sizes if not args else sizes[args[0]]
+
+
+_rule("dim", "ndimension")(lambda lw, v, name, args, kwargs, node: v.type.ndim)
+_rule("matmul", "mm", "bmm", "__matmul__")(lambda lw, v, name, args, kwargs, node:
+                                           O.dot(lw, v, args[0], None, node, torch_semantics=True))
 
 
 def _fp_class(lw, name: str, v: Any, node: ast.AST) -> Value:
