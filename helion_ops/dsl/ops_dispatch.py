@@ -5,7 +5,7 @@ import ast
 import builtins
 import collections
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,7 @@ from . import exc, language as hl
 from . import ops as O
 from . import ops_extra as X
 from .ir import Value
+from .opdefs import CALLS, DECLINE, METHODS, calls, methods
 from .types import TensorRef, TileVar
 
 
@@ -39,9 +40,6 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
         raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
     if isinstance(base, TileVar):
         base = O.attribute(lw, base, "index", node)
-    r = X.method(lw, base, name, args, kwargs, node)
-    if r is not X.NOT_HANDLED:
-        return r
     rule = METHODS.get(name)
     if rule is None:
         hint = "; a loaded element is already a device scalar: drop .item()" if name == "item" else ""
@@ -49,17 +47,9 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
     return rule(lw, base, name, args, kwargs, node)
 
 
-# Methods of device blocks: name -> rule(lw, block, name, args, kwargs, node). Declared next to each other, one
-# entry per torch method (or group of spellings); ops_extra.method takes the few it owns first.
-METHODS: dict[str, Callable[..., Any]] = {}
-
-
-def _rule(*names: str) -> Callable:
-    def deco(fn: Callable) -> Callable:
-        for n in names:
-            METHODS.setdefault(n, fn)
-        return fn
-    return deco
+# Methods of device blocks: rule(lw, block, name, args, kwargs, node), one per method or group of spellings
+# (ops_extra.py registers its own first: it is imported first).
+_rule = methods
 
 
 @_rule("to")
@@ -215,16 +205,13 @@ def _vector_norm(lw, args: list, kwargs: dict, node: ast.AST, pname: str) -> Any
 
 
 def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
-    r = X.call(lw, fn, args, kwargs, node)
-    if r is not X.NOT_HANDLED:
-        return r
     try:
         rule = CALLS.get(fn)
     except TypeError:  # an unhashable callable
         rule = None
     if rule is not None:
         r = rule(lw, fn, args, kwargs, node)
-        if r is not X.NOT_HANDLED:
+        if r is not DECLINE:
             return r
     if fn in (builtins.int, builtins.float, builtins.len, builtins.abs, builtins.range, builtins.tuple,
               builtins.list) and not any(isinstance(a, Value) for a in args):
@@ -245,18 +232,10 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
                  node)
 
 
-# Functions called in device code: the function -> rule(lw, fn, args, kwargs, node), which may return
-# X.NOT_HANDLED to let the generic handling above decide (builtins on host values). ops_extra.call takes the
-# functions it owns first.
-CALLS: dict[Any, Callable[..., Any]] = {}
-
-
-def _fn(*fns: Any) -> Callable:
-    def deco(rule: Callable) -> Callable:
-        for f in fns:
-            CALLS.setdefault(f, rule)
-        return rule
-    return deco
+# Functions called in device code: rule(lw, fn, args, kwargs, node), one per function or group; a rule may
+# return DECLINE to let the generic handling above decide (builtins on host values). ops_extra.py registers
+# its own first.
+_fn = calls
 
 
 _fn(*O.UNARY)(lambda lw, fn, args, kwargs, node: O.unary(lw, O.UNARY[fn], args[0], node))
@@ -372,7 +351,7 @@ def _constexpr(lw, fn, args, kwargs, node):
 
 
 _fn(builtins.abs)(lambda lw, fn, args, kwargs, node: O.unary(lw, "abs", args[0], node)
-                  if args and isinstance(args[0], Value) else X.NOT_HANDLED)
+                  if args and isinstance(args[0], Value) else DECLINE)
 
 
 @_fn(torch.lerp)
@@ -388,7 +367,7 @@ def _lerp(lw, fn, args, kwargs, node):
 _fn(torch.hypot)(lambda lw, fn, args, kwargs, node: O.unary(lw, "sqrt", O.binary(
     lw, "+", O.binary(lw, "*", args[0], args[0], node), O.binary(lw, "*", args[1], args[1], node), node), node))
 _fn(builtins.min, builtins.max)(lambda lw, fn, args, kwargs, node: O.binary(
-    lw, "minimum" if fn is builtins.min else "maximum", args[0], args[1], node) if len(args) == 2 else X.NOT_HANDLED)
+    lw, "minimum" if fn is builtins.min else "maximum", args[0], args[1], node) if len(args) == 2 else DECLINE)
 
 
 def _hl_load(lw, args: list, kwargs: dict, node: ast.AST) -> Value:
