@@ -49,7 +49,6 @@ class ParsedKernel:
     tile_block_ids: dict[int, list]  # id(hl.tile Call node) -> per-dim block id | None
     host_code: Any                   # code object of the rewritten host function
     globals: dict[str, Any]
-    specialized: set[str] = field(default_factory=set)  # host names bound by hl.specialize(...)
     extra_blocks: dict = field(default_factory=dict)
     registered: dict[str, int] = field(default_factory=dict)  # host name bound to hl.register_block_size -> id
     source_hash: str = ""
@@ -132,10 +131,6 @@ def _find_loops(pk: ParsedKernel) -> None:
                     visit(getattr(s, fld, []) or [])
                 for h in getattr(s, "handlers", []) or []:
                     visit(h.body)
-            if isinstance(s, ast.Assign) and isinstance(s.value, ast.Call) \
-                    and pk.resolve(s.value.func) is hl.specialize:
-                for t in s.targets:
-                    pk.specialized |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
     visit(pk.tree.body)
     if not pk.loops:
         raise exc.CompileError(f"kernel {pk.name} has no hl.tile/hl.grid loop", pk.loc(pk.tree))
@@ -304,13 +299,3 @@ def _strip_annotations(args: ast.arguments) -> ast.arguments:
     for a in args.args + args.kwonlyargs + args.posonlyargs:
         a.annotation = None
     return args
-
-
-def constexpr_params(fn: Callable) -> set[str]:
-    """Parameters annotated ``hl.constexpr``."""
-    out = set()
-    for name, p in inspect.signature(fn).parameters.items():
-        ann = p.annotation
-        if ann is hl.constexpr or (isinstance(ann, str) and ann.endswith("constexpr")):
-            out.add(name)
-    return out

@@ -95,7 +95,6 @@ class Store(Stmt):
     loc: exc.Loc | None = None
     atomic: str | None = None       # "add" | "max" | "min" | "xchg" | "cas" | None
     result: Value | None = None     # atomic's old value
-    store_id: int = -1
     sem: str = "relaxed"            # atomic memory order
     compare: Value | None = None    # atomic_cas's expected value
 
@@ -143,12 +142,10 @@ class DeviceIR:
     block_ids: set[int] = field(default_factory=set)     # block ids used as Dim("block", id)
     helpers: list[tuple] = field(default_factory=list)     # (name, params, body, results) jit helpers, or
     # ("raw", name, text): module text defining or importing a function for hl.triton_kernel
-    constexpr_args: dict[str, Any] = field(default_factory=dict)
     deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (lower.note_block)
     blocks = planned()              # block id -> size under this Config, for Dim("block", id)
     load_base = planned(0)          # where this loop's loads, inner loops and reductions start in the
-    loop_base = planned(0)          # Config's per-load / per-loop / per-reduction lists (earlier loops' counts)
-    rdim_base = planned(0)
+    loop_base = planned(0)          # Config's per-load and per-inner-loop lists (the earlier loops' counts)
 
 
 def walk(stmts: list[Stmt]):

@@ -223,7 +223,7 @@ class Lowerer:
             raise self.err(exc.ShapeMismatch, f"value has more dims ({v.type}) than the stored slice {list(out_dims)}", node)
         result = Value("atomic_result", [], BlockT(out_dims, ref.arg.dtype), self.pk.loc(node)) if atomic else None
         cmp = self.as_value(compare, node, ref.arg.dtype) if compare is not None else None
-        self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, self.n_stores, sem, cmp))
+        self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, sem, cmp))
         self.n_stores += 1
         return result
 

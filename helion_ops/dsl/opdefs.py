@@ -1,4 +1,5 @@
-"""Every op of the device IR, declared once, with the flags the passes and backends read.
+"""The device ops, declared once: what device code may call (``CALLS``, ``METHODS``: a torch function or block
+method -> its lowering rule) and every op of the IR (``OPS``, with the flags the passes and backends read).
 
 An op's type rule is the lowering handler that emits it (``ops.py``, ``ops_extra.py``: each computes its
 result's ``BlockT`` and checks its operands at the user's line); its code is one entry per backend
@@ -59,3 +60,28 @@ _OPS = [
     OpDef("join", "two blocks stacked on a new last dim", chunkable=False),
 ]
 OPS: dict[str, OpDef] = {d.name: d for d in _OPS}
+
+
+# Functions called in device code (the function object) and methods of device blocks (the name) -> their
+# lowering rule, rule(lw, fn_or_name, ...). Rules live with the handlers they call (ops_extra.py,
+# ops_dispatch.py) and register with ``calls``/``methods``; the first registration of a key wins. A rule may
+# return DECLINE to leave the call to ops_dispatch's generic handling (builtins on host values).
+CALLS: dict[Any, Callable[..., Any]] = {}
+METHODS: dict[str, Callable[..., Any]] = {}
+DECLINE = object()
+
+
+def calls(*fns: Any) -> Callable:
+    def deco(rule: Callable) -> Callable:
+        for f in fns:
+            CALLS.setdefault(f, rule)
+        return rule
+    return deco
+
+
+def methods(*names: str) -> Callable:
+    def deco(rule: Callable) -> Callable:
+        for n in names:
+            METHODS.setdefault(n, rule)
+        return rule
+    return deco

@@ -14,6 +14,7 @@ from . import exc, language as hl
 from . import ops as O
 from . import ops_extra as X
 from .ir import Value
+from .opdefs import CALLS, DECLINE, METHODS, calls, methods
 from .types import TensorRef, TileVar
 
 
@@ -39,84 +40,105 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
         raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
     if isinstance(base, TileVar):
         base = O.attribute(lw, base, "index", node)
-    v: Value = base
-    r = X.method(lw, v, name, args, kwargs, node)
-    if r is not X.NOT_HANDLED:
-        return r
-    if name == "to":
-        dtype = kwargs.get("dtype", args[0] if args else None)
-        if isinstance(dtype, torch.device) or dtype is None:
-            return v
-        return O.cast(lw, v, dtype, node)
-    casts = {"float": torch.float32, "half": torch.float16, "bfloat16": torch.bfloat16, "double": torch.float64,
-             "int": torch.int32, "long": torch.int64, "bool": torch.bool}
-    if name in casts:
-        return O.cast(lw, v, casts[name], node)
-    if name == "type_as":
-        return O.cast(lw, v, args[0].type.dtype, node)
-    if name in O.METHOD_UNARY:
-        return O.unary(lw, name, v, node)
-    if name in O.METHOD_BINARY:
-        return O.binary(lw, O.METHOD_BINARY[name], v, args[0], node)
-    if name in O.METHOD_REDUCE:
-        return _reduce_call(lw, O.METHOD_REDUCE[name], v, args, kwargs, node)
-    if name in ("max", "min") and args and isinstance(args[0], Value):
+    rule = METHODS.get(name)
+    if rule is None:
+        hint = "; a loaded element is already a device scalar: drop .item()" if name == "item" else ""
+        raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks{hint}", node)
+    return rule(lw, base, name, args, kwargs, node)
+
+
+# Methods of device blocks: rule(lw, block, name, args, kwargs, node), one per method or group of spellings
+# (ops_extra.py registers its own first: it is imported first).
+_rule = methods
+
+
+@_rule("to")
+def _to(lw, v, name, args, kwargs, node):
+    dtype = kwargs.get("dtype", args[0] if args else None)
+    return v if isinstance(dtype, torch.device) or dtype is None else O.cast(lw, v, dtype, node)
+
+
+_CASTS = {"float": torch.float32, "half": torch.float16, "bfloat16": torch.bfloat16, "double": torch.float64,
+          "int": torch.int32, "long": torch.int64, "bool": torch.bool}
+_rule(*_CASTS)(lambda lw, v, name, args, kwargs, node: O.cast(lw, v, _CASTS[name], node))
+_rule("type_as")(lambda lw, v, name, args, kwargs, node: O.cast(lw, v, args[0].type.dtype, node))
+_rule(*O.METHOD_UNARY)(lambda lw, v, name, args, kwargs, node: O.unary(lw, name, v, node))
+_rule(*O.METHOD_BINARY)(lambda lw, v, name, args, kwargs, node: O.binary(lw, O.METHOD_BINARY[name], v, args[0], node))
+_rule(*O.METHOD_REDUCE)(lambda lw, v, name, args, kwargs, node:
+                        _reduce_call(lw, O.METHOD_REDUCE[name], v, args, kwargs, node))
+
+
+@_rule("max", "min")
+def _max_min(lw, v, name, args, kwargs, node):
+    if args and isinstance(args[0], Value):  # x.max(y): elementwise
         return O.binary(lw, "maximum" if name == "max" else "minimum", v, args[0], node)
-    if name in ("max", "min"):
-        return _reduce_call(lw, name, v, args, kwargs, node, values_only=False)
-    if name == "count_nonzero":
-        return X.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), _dim_kw(args, kwargs), False, node)
-    if name == "nansum":
-        return _reduce_call(lw, "sum", O.where(lw, O.unary(lw, "isnan", v, node), 0, v, node), args, kwargs, node)
-    if name in ("softmax", "log_softmax"):
-        return X.softmax(lw, v, _dim_kw(args, kwargs), node, log=name == "log_softmax", dtype=kwargs.get("dtype"))
-    if name in ("clamp", "clip", "clamp_min", "clamp_max"):
-        lo = kwargs.get("min", args[0] if args and name != "clamp_max" else None)
-        hi = kwargs.get("max", args[1] if len(args) > 1 else (args[0] if name == "clamp_max" and args else None))
-        return _clamp(lw, v, lo, hi, node)
-    if name in ("permute",):
-        return O.permute(lw, v, list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args), node)
-    if name in ("transpose", "swapaxes"):
-        perm = list(range(v.type.ndim))
-        i, j = args[0] % v.type.ndim, args[1] % v.type.ndim
-        perm[i], perm[j] = perm[j], perm[i]
-        return O.permute(lw, v, perm, node)
-    if name == "t":
-        return O.permute(lw, v, [1, 0], node)
-    if name in ("reshape", "view"):
-        return O.reshape(lw, v, args, node)
-    if name == "unsqueeze":
-        return O.unsqueeze(lw, v, _dim_kw(args, kwargs), node)
-    if name == "squeeze":
-        return O.squeeze(lw, v, _dim_kw(args, kwargs), node)
-    if name in ("expand", "broadcast_to"):
-        shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
-        return O.expand(lw, v, O.shape_dims(lw, [s for s in shape if s != -1], node) if -1 not in shape
-                        else v.type.dims, node)
-    if name == "expand_as":
-        return O.expand(lw, v, args[0].type.dims, node)
-    if name in ("contiguous", "clone", "detach"):
-        return v
-    if name in ("new_zeros", "new_ones", "new_full", "new_empty"):
-        value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, args[1] if len(args) > 1 else kwargs.get("fill_value"))
-        return O.full(lw, args[0], value, kwargs.get("dtype", v.type.dtype), node)
-    if name == "sigmoid":
-        return O.unary(lw, "sigmoid", v, node)
-    if name == "where":
-        return O.where(lw, args[0], v, args[1], node)
-    if name in ("isnan", "isinf", "isfinite"):
-        return _fp_class(lw, name, v, node)
-    if name == "masked_fill":
-        return O.where(lw, args[0], args[1], v, node)
-    if name == "size":
-        sizes = tuple(O.dim_size(lw, d) for d in v.type.dims)
-        return sizes if not args else sizes[args[0]]
-    if name in ("dim", "ndimension"):
-        return v.type.ndim
-    if name in ("matmul", "mm", "bmm", "__matmul__"):
-        return O.dot(lw, v, args[0], None, node, torch_semantics=True)
-    hint = "; a loaded element is already a device scalar: drop .item()" if name == "item" else ""
-    raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks{hint}", node)
+    return _reduce_call(lw, name, v, args, kwargs, node, values_only=False)
+
+
+_rule("count_nonzero")(lambda lw, v, name, args, kwargs, node:
+                       X.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), _dim_kw(args, kwargs), False, node))
+_rule("nansum")(lambda lw, v, name, args, kwargs, node: _reduce_call(
+    lw, "sum", O.where(lw, O.unary(lw, "isnan", v, node), 0, v, node), args, kwargs, node))
+_rule("softmax", "log_softmax")(lambda lw, v, name, args, kwargs, node: X.softmax(
+    lw, v, _dim_kw(args, kwargs), node, log=name == "log_softmax", dtype=kwargs.get("dtype")))
+
+
+@_rule("clamp", "clip", "clamp_min", "clamp_max")
+def _clamp_method(lw, v, name, args, kwargs, node):
+    lo = kwargs.get("min", args[0] if args and name != "clamp_max" else None)
+    hi = kwargs.get("max", args[1] if len(args) > 1 else (args[0] if name == "clamp_max" and args else None))
+    return _clamp(lw, v, lo, hi, node)
+
+
+_rule("permute")(lambda lw, v, name, args, kwargs, node: O.permute(
+    lw, v, list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args), node))
+
+
+@_rule("transpose", "swapaxes")
+def _transpose(lw, v, name, args, kwargs, node):
+    perm = list(range(v.type.ndim))
+    i, j = args[0] % v.type.ndim, args[1] % v.type.ndim
+    perm[i], perm[j] = perm[j], perm[i]
+    return O.permute(lw, v, perm, node)
+
+
+_rule("t")(lambda lw, v, name, args, kwargs, node: O.permute(lw, v, [1, 0], node))
+_rule("reshape", "view")(lambda lw, v, name, args, kwargs, node: O.reshape(lw, v, args, node))
+_rule("unsqueeze")(lambda lw, v, name, args, kwargs, node: O.unsqueeze(lw, v, _dim_kw(args, kwargs), node))
+_rule("squeeze")(lambda lw, v, name, args, kwargs, node: O.squeeze(lw, v, _dim_kw(args, kwargs), node))
+
+
+@_rule("expand", "broadcast_to")
+def _expand(lw, v, name, args, kwargs, node):
+    shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+    return O.expand(lw, v, O.shape_dims(lw, [s for s in shape if s != -1], node) if -1 not in shape
+                    else v.type.dims, node)
+
+
+_rule("expand_as")(lambda lw, v, name, args, kwargs, node: O.expand(lw, v, args[0].type.dims, node))
+_rule("contiguous", "clone", "detach")(lambda lw, v, name, args, kwargs, node: v)
+
+
+@_rule("new_zeros", "new_ones", "new_full", "new_empty")
+def _new(lw, v, name, args, kwargs, node):
+    value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, args[1] if len(args) > 1 else kwargs.get("fill_value"))
+    return O.full(lw, args[0], value, kwargs.get("dtype", v.type.dtype), node)
+
+
+_rule("where")(lambda lw, v, name, args, kwargs, node: O.where(lw, args[0], v, args[1], node))
+_rule("isnan", "isinf", "isfinite")(lambda lw, v, name, args, kwargs, node: _fp_class(lw, name, v, node))
+_rule("masked_fill")(lambda lw, v, name, args, kwargs, node: O.where(lw, args[0], args[1], v, node))
+
+
+@_rule("size")
+def _size(lw, v, name, args, kwargs, node):
+    sizes = tuple(O.dim_size(lw, d) for d in v.type.dims)
+    return sizes if not args else sizes[args[0]]
+
+
+_rule("dim", "ndimension")(lambda lw, v, name, args, kwargs, node: v.type.ndim)
+_rule("matmul", "mm", "bmm", "__matmul__")(lambda lw, v, name, args, kwargs, node:
+                                           O.dot(lw, v, args[0], None, node, torch_semantics=True))
 
 
 def _fp_class(lw, name: str, v: Any, node: ast.AST) -> Value:
@@ -183,121 +205,17 @@ def _vector_norm(lw, args: list, kwargs: dict, node: ast.AST, pname: str) -> Any
 
 
 def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
-    r = X.call(lw, fn, args, kwargs, node)
-    if r is not X.NOT_HANDLED:
-        return r
-    if fn in O.UNARY:
-        r = O.unary(lw, O.UNARY[fn], args[0], node)
-        return r
-    if fn is F.gelu:
-        return O.unary(lw, "gelu_tanh" if kwargs.get("approximate", "none") == "tanh" else "gelu", args[0], node)
-    if fn in O.BINARY_FN:
-        return O.binary(lw, O.BINARY_FN[fn], args[0], args[1], node)
-    if fn in O.REDUCE:
-        return _reduce_call(lw, O.REDUCE[fn], args[0], args[1:], kwargs, node)
-    if fn in (torch.max, torch.min):
-        if len(args) > 1 and isinstance(args[1], (Value, float)) and not isinstance(args[1], bool):
-            return O.binary(lw, "maximum" if fn is torch.max else "minimum", args[0], args[1], node)
-        return _reduce_call(lw, "max" if fn is torch.max else "min", args[0], args[1:], kwargs, node, values_only=False)
-    if fn is torch.where:
-        return O.where(lw, args[0], args[1], args[2], node)
-    if fn in (torch.norm, torch.linalg.vector_norm):  # p (torch.norm) or ord (vector_norm) = 1 or 2
-        return _vector_norm(lw, args, kwargs, node, "ord" if fn is torch.linalg.vector_norm else "p")
-    if fn is torch.logsumexp:  # max-shifted; a row whose max is -inf (all -inf) gives -inf, as torch
-        x, dim = lw.as_value(args[0], node), _dim_kw(args[1:], kwargs)
-        keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
-        xf = _fp32(lw, x, node)
-        m = X.reduce(lw, "max", xf, dim, True, node)
-        m = O.where(lw, O.unary(lw, "isinf", m, node), 0.0, m, node)
-        s = X.reduce(lw, "sum", O.unary(lw, "exp", O.binary(lw, "-", xf, m, node), node), dim, True, node)
-        r = O.binary(lw, "+", O.unary(lw, "log", s, node), m, node)
-        r = O.squeeze(lw, r, dim, node) if not keep else r
-        return O.cast(lw, r, x.type.dtype, node)
-    if fn in (torch.clamp, torch.clip):
-        return _clamp(lw, lw.as_value(args[0], node), kwargs.get("min", args[1] if len(args) > 1 else None),
-                      kwargs.get("max", args[2] if len(args) > 2 else None), node)
-    if fn in (torch.softmax, F.softmax, torch.log_softmax, F.log_softmax):
-        return X.softmax(lw, args[0], _dim_kw(args, kwargs, 1), node,
-                         log=fn in (torch.log_softmax, F.log_softmax), dtype=kwargs.get("dtype"))
-    if fn in (torch.matmul, torch.mm, torch.bmm):
-        # torch.bmm(a, b, out_dtype) / out_dtype=: accumulate and return in that dtype
-        out_dtype = kwargs.get("out_dtype", args[2] if len(args) > 2 and isinstance(args[2], torch.dtype) else None)
-        return O.dot(lw, args[0], args[1], None, node, torch_semantics=True, out_dtype=out_dtype)
-    if fn in (torch.addmm, torch.baddbmm):
-        alpha, beta = kwargs.get("alpha", 1), kwargs.get("beta", 1)
-        if alpha == 1 and beta == 1:
-            return O.dot(lw, args[1], args[2], args[0], node)
-        prod = O.binary(lw, "*", O.dot(lw, args[1], args[2], None, node), alpha, node)
-        acc = O.binary(lw, "*", args[0], beta, node)
-        return O.cast(lw, O.binary(lw, "+", acc, prod, node), lw.as_value(args[0], node).type.dtype, node)
-    if fn is hl.dot:
-        acc = kwargs.get("acc", args[2] if len(args) > 2 else None)
-        return O.dot(lw, args[0], args[1], acc, node, out_dtype=kwargs.get("out_dtype"))
-    if fn is hl.zeros:
-        return O.full(lw, args[0], 0, kwargs.get("dtype", args[1] if len(args) > 1 else torch.float32), node)
-    if fn is hl.full:
-        return O.full(lw, args[0], args[1], kwargs.get("dtype", args[2] if len(args) > 2 else torch.float32), node)
-    if fn in (torch.zeros_like, torch.ones_like, torch.empty_like):
-        return O.full_like(lw, args[0], 1 if fn is torch.ones_like else 0, kwargs.get("dtype"), node)
-    if fn is torch.full_like:
-        return O.full_like(lw, args[0], args[1], kwargs.get("dtype"), node)
-    if fn in (torch.zeros, torch.ones, torch.full, torch.empty):
-        shape = args[0] if args and isinstance(args[0], (list, tuple)) else [a for a in args if not isinstance(a, float)]
-        value = {torch.zeros: 0, torch.ones: 1, torch.empty: 0}.get(fn, args[1] if len(args) > 1 else kwargs.get("fill_value"))
-        return O.full(lw, shape, value, kwargs.get("dtype", torch.float32), node)
-    if fn is hl.arange:
-        return O.arange(lw, args, kwargs.get("dtype"), node)
-    if fn in (hl.load,):
-        return _hl_load(lw, args, kwargs, node)
-    if fn in (hl.store,):
-        return _hl_store(lw, args, kwargs, node, None)
-    if fn in (hl.atomic_add, hl.atomic_max, hl.atomic_min, hl.atomic_and, hl.atomic_or, hl.atomic_xor,
-              hl.atomic_xchg):
-        return _hl_store(lw, args, kwargs, node, fn.__name__.split("_")[1])
-    if fn is hl.atomic_cas:
-        ref, index = args[0], args[1]
-        expected = kwargs.get("expected", args[2] if len(args) > 2 else None)
-        value = kwargs.get("value", args[3] if len(args) > 3 else None)
-        idx = lw.make_index(ref, _index_vals(index), node)
-        return lw.store(ref, idx, value, node, atomic="cas", sem=kwargs.get("sem", "relaxed"), compare=expected)
-    if fn in (torch.isnan, torch.isinf, torch.isfinite):
-        return _fp_class(lw, fn.__name__, args[0], node)
-    if fn is torch.permute:
-        return O.permute(lw, args[0], list(args[1]), node)
-    if fn in (torch.transpose,):
-        return method(lw, args[0], "transpose", args[1:], kwargs, node)
-    if fn in (torch.reshape,):
-        return O.reshape(lw, args[0], [args[1]], node)
-    if fn is torch.unsqueeze:
-        return O.unsqueeze(lw, args[0], args[1], node)
-    if fn is torch.squeeze:
-        return O.squeeze(lw, args[0], args[1] if len(args) > 1 else None, node)
-    if fn in (hl.cdiv,):
-        return O.binary(lw, "//", O.binary(lw, "+", args[0], O.binary(lw, "-", args[1], 1, node), node), args[1], node)
-    if fn in (hl.specialize,):
-        return args[0]
-    if fn is hl.constexpr:  # if hl.constexpr(bs < 64): a host value, decided per specialization
-        if len(args) != 1 or isinstance(args[0], Value):
-            raise lw.err(exc.NotSupported, "hl.constexpr(value) in device code takes one value known on the host "
-                         "(sizes, block sizes, flags); a device value cannot decide code at compile time", node)
-        return args[0].value if type(args[0]) is hl.constexpr else args[0]
-    if fn is builtins.abs and args and isinstance(args[0], Value):
-        return O.unary(lw, "abs", args[0], node)
-    if fn is torch.lerp:  # torch's two-sided form: exact at both ends
-        a, b, w = args[0], args[1], args[2]
-        d = O.binary(lw, "-", b, a, node)
-        lo = O.binary(lw, "+", a, O.binary(lw, "*", w, d, node), node)
-        hi = O.binary(lw, "-", b, O.binary(lw, "*", d, O.binary(lw, "-", 1, w, node), node), node)
-        return O.where(lw, O.binary(lw, "<", w, 0.5, node), lo, hi, node)
-    if fn is torch.hypot:
-        x, y = args[0], args[1]
-        return O.unary(lw, "sqrt", O.binary(lw, "+", O.binary(lw, "*", x, x, node), O.binary(lw, "*", y, y, node),
-                                            node), node)
-    if fn in (builtins.min, builtins.max) and len(args) == 2:
-        return O.binary(lw, "minimum" if fn is builtins.min else "maximum", args[0], args[1], node)
+    try:
+        rule = CALLS.get(fn)
+    except TypeError:  # an unhashable callable
+        rule = None
+    if rule is not None:
+        r = rule(lw, fn, args, kwargs, node)
+        if r is not DECLINE:
+            return r
     if fn in (builtins.int, builtins.float, builtins.len, builtins.abs, builtins.range, builtins.tuple,
               builtins.list) and not any(isinstance(a, Value) for a in args):
-        return fn(*args, **kwargs)
+        return fn(*args, **kwargs)  # host values: plain Python
     if fn is builtins.float and args and isinstance(args[0], Value):
         return O.cast(lw, args[0], torch.float32, node)
     if getattr(fn, "__module__", None) == "math" and not any(isinstance(a, Value) for a in args):
@@ -312,6 +230,144 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
             torch.tensor: "; use a Python number or hl.full(shape, value, dtype)"}.get(fn, "")
     raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} inside a device loop{hint}",
                  node)
+
+
+# Functions called in device code: rule(lw, fn, args, kwargs, node), one per function or group; a rule may
+# return DECLINE to let the generic handling above decide (builtins on host values). ops_extra.py registers
+# its own first.
+_fn = calls
+
+
+_fn(*O.UNARY)(lambda lw, fn, args, kwargs, node: O.unary(lw, O.UNARY[fn], args[0], node))
+_fn(F.gelu)(lambda lw, fn, args, kwargs, node: O.unary(
+    lw, "gelu_tanh" if kwargs.get("approximate", "none") == "tanh" else "gelu", args[0], node))
+_fn(*O.BINARY_FN)(lambda lw, fn, args, kwargs, node: O.binary(lw, O.BINARY_FN[fn], args[0], args[1], node))
+_fn(*O.REDUCE)(lambda lw, fn, args, kwargs, node: _reduce_call(lw, O.REDUCE[fn], args[0], args[1:], kwargs, node))
+
+
+@_fn(torch.max, torch.min)
+def _torch_max_min(lw, fn, args, kwargs, node):
+    if len(args) > 1 and isinstance(args[1], (Value, float)) and not isinstance(args[1], bool):
+        return O.binary(lw, "maximum" if fn is torch.max else "minimum", args[0], args[1], node)
+    return _reduce_call(lw, "max" if fn is torch.max else "min", args[0], args[1:], kwargs, node, values_only=False)
+
+
+_fn(torch.where)(lambda lw, fn, args, kwargs, node: O.where(lw, args[0], args[1], args[2], node))
+_fn(torch.norm, torch.linalg.vector_norm)(lambda lw, fn, args, kwargs, node: _vector_norm(  # p = 1 or 2
+    lw, args, kwargs, node, "ord" if fn is torch.linalg.vector_norm else "p"))
+
+
+@_fn(torch.logsumexp)
+def _logsumexp(lw, fn, args, kwargs, node):
+    """Max-shifted; a row whose max is -inf (all -inf) gives -inf, as torch."""
+    x, dim = lw.as_value(args[0], node), _dim_kw(args[1:], kwargs)
+    keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+    xf = _fp32(lw, x, node)
+    m = X.reduce(lw, "max", xf, dim, True, node)
+    m = O.where(lw, O.unary(lw, "isinf", m, node), 0.0, m, node)
+    s = X.reduce(lw, "sum", O.unary(lw, "exp", O.binary(lw, "-", xf, m, node), node), dim, True, node)
+    r = O.binary(lw, "+", O.unary(lw, "log", s, node), m, node)
+    r = O.squeeze(lw, r, dim, node) if not keep else r
+    return O.cast(lw, r, x.type.dtype, node)
+
+
+_fn(torch.clamp, torch.clip)(lambda lw, fn, args, kwargs, node: _clamp(
+    lw, lw.as_value(args[0], node), kwargs.get("min", args[1] if len(args) > 1 else None),
+    kwargs.get("max", args[2] if len(args) > 2 else None), node))
+_fn(torch.softmax, F.softmax, torch.log_softmax, F.log_softmax)(lambda lw, fn, args, kwargs, node: X.softmax(
+    lw, args[0], _dim_kw(args, kwargs, 1), node, log=fn in (torch.log_softmax, F.log_softmax),
+    dtype=kwargs.get("dtype")))
+
+
+@_fn(torch.matmul, torch.mm, torch.bmm)
+def _matmul(lw, fn, args, kwargs, node):
+    # torch.bmm(a, b, out_dtype) / out_dtype=: accumulate and return in that dtype
+    out_dtype = kwargs.get("out_dtype", args[2] if len(args) > 2 and isinstance(args[2], torch.dtype) else None)
+    return O.dot(lw, args[0], args[1], None, node, torch_semantics=True, out_dtype=out_dtype)
+
+
+@_fn(torch.addmm, torch.baddbmm)
+def _addmm(lw, fn, args, kwargs, node):
+    alpha, beta = kwargs.get("alpha", 1), kwargs.get("beta", 1)
+    if alpha == 1 and beta == 1:
+        return O.dot(lw, args[1], args[2], args[0], node)
+    prod = O.binary(lw, "*", O.dot(lw, args[1], args[2], None, node), alpha, node)
+    acc = O.binary(lw, "*", args[0], beta, node)
+    return O.cast(lw, O.binary(lw, "+", acc, prod, node), lw.as_value(args[0], node).type.dtype, node)
+
+
+_fn(hl.dot)(lambda lw, fn, args, kwargs, node: O.dot(
+    lw, args[0], args[1], kwargs.get("acc", args[2] if len(args) > 2 else None), node, out_dtype=kwargs.get("out_dtype")))
+_fn(hl.zeros)(lambda lw, fn, args, kwargs, node: O.full(
+    lw, args[0], 0, kwargs.get("dtype", args[1] if len(args) > 1 else torch.float32), node))
+_fn(hl.full)(lambda lw, fn, args, kwargs, node: O.full(
+    lw, args[0], args[1], kwargs.get("dtype", args[2] if len(args) > 2 else torch.float32), node))
+_fn(torch.zeros_like, torch.ones_like, torch.empty_like)(lambda lw, fn, args, kwargs, node: O.full_like(
+    lw, args[0], 1 if fn is torch.ones_like else 0, kwargs.get("dtype"), node))
+_fn(torch.full_like)(lambda lw, fn, args, kwargs, node: O.full_like(lw, args[0], args[1], kwargs.get("dtype"), node))
+
+
+@_fn(torch.zeros, torch.ones, torch.full, torch.empty)
+def _torch_full(lw, fn, args, kwargs, node):
+    shape = args[0] if args and isinstance(args[0], (list, tuple)) else [a for a in args if not isinstance(a, float)]
+    value = {torch.zeros: 0, torch.ones: 1, torch.empty: 0}.get(fn, args[1] if len(args) > 1 else kwargs.get("fill_value"))
+    return O.full(lw, shape, value, kwargs.get("dtype", torch.float32), node)
+
+
+_fn(hl.arange)(lambda lw, fn, args, kwargs, node: O.arange(lw, args, kwargs.get("dtype"), node))
+_fn(hl.load)(lambda lw, fn, args, kwargs, node: _hl_load(lw, args, kwargs, node))
+_fn(hl.store)(lambda lw, fn, args, kwargs, node: _hl_store(lw, args, kwargs, node, None))
+_fn(hl.atomic_add, hl.atomic_max, hl.atomic_min, hl.atomic_and, hl.atomic_or, hl.atomic_xor, hl.atomic_xchg)(
+    lambda lw, fn, args, kwargs, node: _hl_store(lw, args, kwargs, node, fn.__name__.split("_")[1]))
+
+
+@_fn(hl.atomic_cas)
+def _atomic_cas(lw, fn, args, kwargs, node):
+    ref, index = args[0], args[1]
+    expected = kwargs.get("expected", args[2] if len(args) > 2 else None)
+    value = kwargs.get("value", args[3] if len(args) > 3 else None)
+    idx = lw.make_index(ref, _index_vals(index), node)
+    return lw.store(ref, idx, value, node, atomic="cas", sem=kwargs.get("sem", "relaxed"), compare=expected)
+
+
+_fn(torch.isnan, torch.isinf, torch.isfinite)(lambda lw, fn, args, kwargs, node: _fp_class(lw, fn.__name__, args[0], node))
+_fn(torch.permute)(lambda lw, fn, args, kwargs, node: O.permute(lw, args[0], list(args[1]), node))
+_fn(torch.transpose)(lambda lw, fn, args, kwargs, node: method(lw, args[0], "transpose", args[1:], kwargs, node))
+_fn(torch.reshape)(lambda lw, fn, args, kwargs, node: O.reshape(lw, args[0], [args[1]], node))
+_fn(torch.unsqueeze)(lambda lw, fn, args, kwargs, node: O.unsqueeze(lw, args[0], args[1], node))
+_fn(torch.squeeze)(lambda lw, fn, args, kwargs, node: O.squeeze(lw, args[0], args[1] if len(args) > 1 else None, node))
+_fn(hl.cdiv)(lambda lw, fn, args, kwargs, node: O.binary(
+    lw, "//", O.binary(lw, "+", args[0], O.binary(lw, "-", args[1], 1, node), node), args[1], node))
+_fn(hl.specialize)(lambda lw, fn, args, kwargs, node: args[0])
+
+
+@_fn(hl.constexpr)
+def _constexpr(lw, fn, args, kwargs, node):
+    """if hl.constexpr(bs < 64): a host value, decided per specialization."""
+    if len(args) != 1 or isinstance(args[0], Value):
+        raise lw.err(exc.NotSupported, "hl.constexpr(value) in device code takes one value known on the host "
+                     "(sizes, block sizes, flags); a device value cannot decide code at compile time", node)
+    return args[0].value if type(args[0]) is hl.constexpr else args[0]
+
+
+_fn(builtins.abs)(lambda lw, fn, args, kwargs, node: O.unary(lw, "abs", args[0], node)
+                  if args and isinstance(args[0], Value) else DECLINE)
+
+
+@_fn(torch.lerp)
+def _lerp(lw, fn, args, kwargs, node):
+    """torch's two-sided form: exact at both ends."""
+    a, b, w = args[0], args[1], args[2]
+    d = O.binary(lw, "-", b, a, node)
+    lo = O.binary(lw, "+", a, O.binary(lw, "*", w, d, node), node)
+    hi = O.binary(lw, "-", b, O.binary(lw, "*", d, O.binary(lw, "-", 1, w, node), node), node)
+    return O.where(lw, O.binary(lw, "<", w, 0.5, node), lo, hi, node)
+
+
+_fn(torch.hypot)(lambda lw, fn, args, kwargs, node: O.unary(lw, "sqrt", O.binary(
+    lw, "+", O.binary(lw, "*", args[0], args[0], node), O.binary(lw, "*", args[1], args[1], node), node), node))
+_fn(builtins.min, builtins.max)(lambda lw, fn, args, kwargs, node: O.binary(
+    lw, "minimum" if fn is builtins.min else "maximum", args[0], args[1], node) if len(args) == 2 else DECLINE)
 
 
 def _hl_load(lw, args: list, kwargs: dict, node: ast.AST) -> Value:

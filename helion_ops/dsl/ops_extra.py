@@ -21,6 +21,7 @@ import torch
 from . import exc, indexing as IX, language as hl
 from . import ops as O
 from .ir import Value
+from .opdefs import calls as _calls, methods as _methods
 from .types import ONE, BlockT, Dim, TensorRef, TileVar, broadcast_dims
 
 # ---- reductions and views over block dims ------------------------------------------------------
@@ -159,7 +160,6 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     return lw.emit("view", [v], BlockT(tuple(dims), v.type.dtype), node, axes=tuple(axes))
 
 
-NOT_HANDLED = object()
 
 # combine functions that are plain reductions
 _BUILTIN_COMBINE = {torch.max: "max", torch.maximum: "max", torch.amax: "max", torch.min: "min",
@@ -169,89 +169,101 @@ _TILE_FNS = {hl.tile_index: "index", hl.tile_begin: "begin", hl.tile_end: "end",
              hl.tile_block_size: "block_size", hl.tile_id: "id"}
 
 
-def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
-    """Handle ``fn(*args, **kwargs)`` if it is one of this module's ops, else NOT_HANDLED."""
-    if fn in _TILE_FNS:
-        return O.attribute(lw, args[0], _TILE_FNS[fn], node)
-    if fn is torch.var_mean:
-        x = args[0]
-        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        keep = kwargs.get("keepdim", False)
-        corr = kwargs.get("correction", 0 if kwargs.get("unbiased", True) is False else 1)
-        return (reduce(lw, "var", x, dim, keep, node, correction=corr), reduce(lw, "mean", x, dim, keep, node))
-    if fn in (torch.argmax, torch.argmin):
-        return argmax(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None),
-                      kwargs.get("keepdim", False), node, fn is torch.argmin)
-    if fn is hl.reduce:
-        return reduce_fn(lw, args[0], args[1], kwargs.get("dim", args[2] if len(args) > 2 else None),
-                         kwargs.get("other", args[3] if len(args) > 3 else 0),
-                         kwargs.get("keep_dims", args[4] if len(args) > 4 else False), node)
-    if fn is hl.associative_scan:
-        return scan_fn(lw, args[0], args[1], kwargs.get("dim", args[2] if len(args) > 2 else None),
-                       kwargs.get("reverse", args[3] if len(args) > 3 else False), node)
-    if fn in (hl.cumsum, torch.cumsum, hl.cumprod, torch.cumprod):
-        op = "sum" if fn in (hl.cumsum, torch.cumsum) else "prod"
-        return cumulative(lw, op, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None),
-                          kwargs.get("reverse", args[2] if len(args) > 2 else False), node, kwargs.get("dtype"))
-    if fn is hl.rand:
-        return rand(lw, args[0], kwargs.get("seed", args[1] if len(args) > 1 else None), node)
-    if fn is hl.rand4x:
-        return rand4x(lw, kwargs.get("seed", args[0] if args else None),
-                      kwargs.get("offsets", args[1] if len(args) > 1 else None), node)
-    if fn in (torch.rand_like, torch.randn_like, torch.rand, torch.randn):
-        return torch_random(lw, fn, args, kwargs, node)
-    if fn is hl.randint:
-        low = kwargs.get("low", args[1] if len(args) > 1 else 0)
-        high = kwargs.get("high", args[2] if len(args) > 2 else None)
-        seed = kwargs.get("seed", args[3] if len(args) > 3 else None)
-        r = rand(lw, args[0], seed, node)
-        span = O.binary(lw, "-", high, low, node)
-        return O.binary(lw, "+", O.cast(lw, O.unary(lw, "floor", O.binary(lw, "*", r, span, node), node),
-                                        torch.int32, node), low, node)
-    if fn is hl.inline_triton:
-        return inline_triton(lw, kwargs.get("triton_source", args[0] if args else None),
-                             kwargs.get("args", args[1] if len(args) > 1 else ()),
-                             kwargs.get("output_like", args[2] if len(args) > 2 else None), node)
-    if fn is hl.triton_kernel:
-        names = ("triton_source_or_fn", "args", "output_like")
-        given = dict(zip(names, args), **kwargs)
-        if "triton_source_or_fn" not in given or "args" not in given:
-            raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like)", node)
-        return triton_kernel(lw, given["triton_source_or_fn"], given["args"], given.get("output_like"), node)
-    if fn is hl.inline_asm_elementwise:
-        names = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
-        given = dict(zip(names, args), **kwargs)
-        missing = [n for n in names if n not in given]
-        if missing:
-            raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise needs {', '.join(missing)}", node)
-        return inline_asm(lw, *(given[n] for n in names), node)
-    if fn is hl.device_print:  # tl.device_print through the inline_triton path (a side effect, no value)
-        if not args or not isinstance(args[0], str):
-            raise lw.err(exc.NotSupported, "hl.device_print(prefix, *values) needs a string prefix first", node)
-        source = f"tl.device_print({args[0]!r}" + "".join(f", {{{i}}}" for i in range(len(args) - 1)) + ")"
-        return inline_triton(lw, source, list(args[1:]), None, node)
-    if fn is hl.split:
-        return split(lw, args[0], node)
-    if fn is hl.join:
-        return join(lw, args[0], args[1], node)
-    if fn is torch.stack:
-        return stack(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0), node)
-    if fn in (torch.cat, torch.concat, torch.concatenate):
-        return cat(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0), node)
-    if fn is hl.subscript:
-        raise lw.err(exc.NotSupported, "hl.subscript: index the block directly (x[:, None])", node)
-    return NOT_HANDLED
+_calls(*_TILE_FNS)(lambda lw, fn, args, kwargs, node: O.attribute(lw, args[0], _TILE_FNS[fn], node))
 
 
-def method(lw, v: Value, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
-    """Block methods handled here (``x.argmax(dim)``, ``x.cumsum(dim)``...), else NOT_HANDLED."""
-    if name in ("argmax", "argmin"):
-        return argmax(lw, v, kwargs.get("dim", args[0] if args else None), kwargs.get("keepdim", False), node,
-                      name == "argmin")
-    if name in ("cumsum", "cumprod"):
-        return cumulative(lw, name[3:], v, kwargs.get("dim", args[0] if args else None), False, node,
-                          kwargs.get("dtype"))
-    return NOT_HANDLED
+@_calls(torch.var_mean)
+def _var_mean(lw, fn, args, kwargs, node):
+    x = args[0]
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    keep = kwargs.get("keepdim", False)
+    corr = kwargs.get("correction", 0 if kwargs.get("unbiased", True) is False else 1)
+    return (reduce(lw, "var", x, dim, keep, node, correction=corr), reduce(lw, "mean", x, dim, keep, node))
+
+
+_calls(torch.argmax, torch.argmin)(lambda lw, fn, args, kwargs, node: argmax(
+    lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None), kwargs.get("keepdim", False), node,
+    fn is torch.argmin))
+_calls(hl.reduce)(lambda lw, fn, args, kwargs, node: reduce_fn(
+    lw, args[0], args[1], kwargs.get("dim", args[2] if len(args) > 2 else None),
+    kwargs.get("other", args[3] if len(args) > 3 else 0), kwargs.get("keep_dims", args[4] if len(args) > 4 else False),
+    node))
+_calls(hl.associative_scan)(lambda lw, fn, args, kwargs, node: scan_fn(
+    lw, args[0], args[1], kwargs.get("dim", args[2] if len(args) > 2 else None),
+    kwargs.get("reverse", args[3] if len(args) > 3 else False), node))
+_calls(hl.cumsum, torch.cumsum, hl.cumprod, torch.cumprod)(lambda lw, fn, args, kwargs, node: cumulative(
+    lw, "sum" if fn in (hl.cumsum, torch.cumsum) else "prod", args[0],
+    kwargs.get("dim", args[1] if len(args) > 1 else None), kwargs.get("reverse", args[2] if len(args) > 2 else False),
+    node, kwargs.get("dtype")))
+_calls(hl.rand)(lambda lw, fn, args, kwargs, node: rand(lw, args[0], kwargs.get("seed", args[1] if len(args) > 1 else None),
+                                                         node))
+_calls(hl.rand4x)(lambda lw, fn, args, kwargs, node: rand4x(
+    lw, kwargs.get("seed", args[0] if args else None), kwargs.get("offsets", args[1] if len(args) > 1 else None), node))
+_calls(torch.rand_like, torch.randn_like, torch.rand, torch.randn)(
+    lambda lw, fn, args, kwargs, node: torch_random(lw, fn, args, kwargs, node))
+
+
+@_calls(hl.randint)
+def _randint(lw, fn, args, kwargs, node):
+    low = kwargs.get("low", args[1] if len(args) > 1 else 0)
+    high = kwargs.get("high", args[2] if len(args) > 2 else None)
+    seed = kwargs.get("seed", args[3] if len(args) > 3 else None)
+    r = rand(lw, args[0], seed, node)
+    span = O.binary(lw, "-", high, low, node)
+    return O.binary(lw, "+", O.cast(lw, O.unary(lw, "floor", O.binary(lw, "*", r, span, node), node),
+                                    torch.int32, node), low, node)
+
+
+_calls(hl.inline_triton)(lambda lw, fn, args, kwargs, node: inline_triton(
+    lw, kwargs.get("triton_source", args[0] if args else None), kwargs.get("args", args[1] if len(args) > 1 else ()),
+    kwargs.get("output_like", args[2] if len(args) > 2 else None), node))
+
+
+@_calls(hl.triton_kernel)
+def _triton_kernel(lw, fn, args, kwargs, node):
+    names = ("triton_source_or_fn", "args", "output_like")
+    given = dict(zip(names, args), **kwargs)
+    if "triton_source_or_fn" not in given or "args" not in given:
+        raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like)", node)
+    return triton_kernel(lw, given["triton_source_or_fn"], given["args"], given.get("output_like"), node)
+
+
+@_calls(hl.inline_asm_elementwise)
+def _inline_asm(lw, fn, args, kwargs, node):
+    names = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
+    given = dict(zip(names, args), **kwargs)
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise needs {', '.join(missing)}", node)
+    return inline_asm(lw, *(given[n] for n in names), node)
+
+
+@_calls(hl.device_print)
+def _device_print(lw, fn, args, kwargs, node):
+    """tl.device_print through the inline_triton path (a side effect, no value)."""
+    if not args or not isinstance(args[0], str):
+        raise lw.err(exc.NotSupported, "hl.device_print(prefix, *values) needs a string prefix first", node)
+    source = f"tl.device_print({args[0]!r}" + "".join(f", {{{i}}}" for i in range(len(args) - 1)) + ")"
+    return inline_triton(lw, source, list(args[1:]), None, node)
+
+
+_calls(hl.split)(lambda lw, fn, args, kwargs, node: split(lw, args[0], node))
+_calls(hl.join)(lambda lw, fn, args, kwargs, node: join(lw, args[0], args[1], node))
+_calls(torch.stack)(lambda lw, fn, args, kwargs, node: stack(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0),
+                                                              node))
+_calls(torch.cat, torch.concat, torch.concatenate)(lambda lw, fn, args, kwargs, node: cat(
+    lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0), node))
+
+
+@_calls(hl.subscript)
+def _subscript(lw, fn, args, kwargs, node):
+    raise lw.err(exc.NotSupported, "hl.subscript: index the block directly (x[:, None])", node)
+
+
+_methods("argmax", "argmin")(lambda lw, v, name, args, kwargs, node: argmax(
+    lw, v, kwargs.get("dim", args[0] if args else None), kwargs.get("keepdim", False), node, name == "argmin"))
+_methods("cumsum", "cumprod")(lambda lw, v, name, args, kwargs, node: cumulative(
+    lw, name[3:], v, kwargs.get("dim", args[0] if args else None), False, node, kwargs.get("dtype")))
 
 
 # ---- reductions and scans -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Size every tile, reduction and registered block under ``cfg``: a tile's block from
     ``block_sizes`` (fixed tiles keep theirs), a reduction rolled in chunks where ``reduction_loops``
     gives one smaller than the whole row."""
-    d.load_base, d.loop_base, d.rdim_base = at.load, at.loop, at.rdim
+    d.load_base, d.loop_base = at.load, at.loop
     bs = cfg.get("block_sizes") or []
     for t in d.tiles.values():
         if t.fixed is not None:

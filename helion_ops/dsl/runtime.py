@@ -710,8 +710,3 @@ def _check_launch(name: str, names: list[str], values: list) -> None:
     devs = {v.device for v in values if isinstance(v, torch.Tensor)}
     if len(devs) > 1:
         raise exc.InputError(f"{name}(): device loop reads tensors on different devices: {sorted(map(str, devs))}")
-
-
-@contextlib.contextmanager
-def _nullctx():
-    yield

@@ -48,7 +48,6 @@ class Emitter:
         self.descs: dict[tuple, str] = {}
         self.desc_lines: list[str] = []
         self.idx64 = any(t.index64 for t in d.inputs.tensors)
-        self.pending_rolled: list = []
         self.nan_helpers: set[str] = set()  # "max" / "min": NaN-propagating reductions used
 
     # ---- text -----------------------------------------------------------------------------
