@@ -117,7 +117,9 @@ class Lowerer:
     def block_int(self, bid: int, value: int) -> BlockSizeInt:
         """A block size as device code sees it: an int that notes its Config dependency when used as one."""
         self.block_ids.add(bid)
-        return BlockSizeInt(value, bid, self.note_block)
+        # the note is the IR's own deps dict and this Config's size, not the Lowerer: the cached IR must not
+        # keep the lowering's inputs (the first launch's tensors) alive
+        return BlockSizeInt(value, bid, (self.deps, config_block(self.config, bid)))
 
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
         if not isinstance(extent, int):
@@ -586,6 +588,8 @@ class Lowerer:
             return v
         if isinstance(v, TileVar):
             return O.attribute(self, v, "index", node)
+        if isinstance(v, BlockSizeInt):  # a block size used as a number: this IR holds for its size only
+            v = v.value()
         if isinstance(v, (bool, int, float)):
             dt = dtype or (torch.bool if isinstance(v, bool) else torch.int32 if isinstance(v, int) else torch.float32)
             return Value("const", [v], BlockT((), dt), self.pk.loc(node))

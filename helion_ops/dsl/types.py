@@ -164,8 +164,8 @@ class TensorRef:
 class BlockSizeInt(int):
     """A tunable block size read in device code: an int that also names its block id, so
     ``hl.zeros([tile_m, block_size_n])`` gets a dim that matches ``tile_n``'s lanes. Used as a number
-    (arithmetic, comparisons, a constant) it calls ``note(bid)``: the lowered IR then holds only for
-    Configs that give this block the same size."""
+    (arithmetic, comparisons, a constant) it records its size in ``note = (deps, size)``: the lowered IR
+    then holds only for Configs that give this block that size."""
 
     bid: int
 
@@ -178,7 +178,8 @@ class BlockSizeInt(int):
     def value(self) -> int:
         """The number (noting the dependency)."""
         if self.note is not None:
-            self.note(self.bid)
+            deps, size = self.note
+            deps[self.bid] = size
         return int.__int__(self)
 
 

@@ -64,9 +64,7 @@ def test_cuda_graph_capture_forward_and_backward(op):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("op", [pytest.param(o, marks=pytest.mark.xfail(
-    reason="the DSL's lowering cache keeps grouped_gemm's first launch's tensors (see test_op_layer)"))
-    if o == "grouped_gemm" else o for o in sorted(SPECS)])
+@pytest.mark.parametrize("op", sorted(SPECS))
 def test_reduce_overhead_compile_forward_and_backward(op):
     spec = SPECS[op]
     torch._dynamo.reset()

@@ -230,13 +230,7 @@ def test_meta_tensors_forward_and_backward(op):
     assert [g.shape for g in grads] == [t.shape for t in _diff(inputs)]
 
 
-# The DSL's lowering cache keeps grouped_gemm's first launch's tensors: host ints from a registered block
-# size (BlockSizeInt) hold Lowerer.note_block, so BoundKernel._lowered -> IR -> Lowerer.inputs. A DSL fix
-# (helion_ops/dsl is not this layer's); strict, so the fix shows up here.
-DSL_KEEPS_TENSORS = pytest.mark.xfail(strict=True, reason="DSL: BlockSizeInt -> Lowerer.inputs (lowering cache)")
-
-
-@pytest.mark.parametrize("op", [pytest.param(o, marks=DSL_KEEPS_TENSORS) if o == "grouped_gemm" else o for o in OPS])
+@pytest.mark.parametrize("op", OPS)
 def test_no_call_keeps_its_tensors_alive(op):
     """After a first call (bind, compile, record) and its backward, nothing of the op layer or the DSL
     holds the call's tensors: a CUDA graph pool would see them as untracked (torch.compile's
