@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     if any(k not in KERNELS for k in kernels):
         ap.error(f"--kernel: choose from {', '.join(KERNELS)}")
     from bench.specs import grouped_gemm as spec
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
 
     picked = [spec.SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else spec.SHAPES
 

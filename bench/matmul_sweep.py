@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     table_args(ap, "configs/<arch>/matmul.json")
     args = ap.parse_args(argv)
     from bench.specs import matmul as spec
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
 
     def sweep(keep) -> None:
         shapes = spec.SHAPES if args.shapes is None else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]

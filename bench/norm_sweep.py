@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     table_args(ap, "configs/<arch>/<op>.json")
     args = ap.parse_args(argv)
     from bench.tune import pick_shapes
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
 
     def sweep(keep) -> None:
         for op in args.op.split(","):
@@ -153,7 +153,7 @@ NOTES = {"bwd": "bwd entries it measured: python -m bench.norm_sweep --mode bwd 
 
 def _method(op: str, arch: str, modes) -> str:
     """The table's "method" line, with a note for each sweep mode that wrote entries into it."""
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
     try:
         method = json.loads(pretuned.config_path(op, arch).read_text()).get("method", "")
     except (OSError, ValueError):

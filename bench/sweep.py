@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, tool: str, sweep: Callable[[Callable[[dict], N
     """Measure (``sweep(keep)`` calls ``keep(result)`` per result; --out is rewritten after each, so a
     cut run keeps what it measured) or read --merge files; then with --write, ``write(results, meta,
     arch)``. Returns the exit code: 2 when a sweep needs a GPU this machine lacks."""
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
 
     if args.merge is not None:
         results = [r for f in args.merge for r in json.load(open(f))]

@@ -30,7 +30,8 @@ def record(op_mod, shape, dtype, mode: str, device: str = "cuda"):
     """Run the op once; return [(kernel name, (op, key shape, variant), bound, config, args)], one per
     distinct (kernel, key) it launched: each launch is paired with the pretuned lookup that chose its
     config (matmul's backward launches one kernel twice, dA and dB, under different keys)."""
-    from helion_ops.dsl import pretuned, runtime
+    from helion_ops import pretuned
+    from helion_ops.dsl import runtime
 
     pending, launches = {}, {}
     real_lookup, real_exec = pretuned.lookup, runtime.BoundKernel._exec
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
         return 2
     import triton
 
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
     arch = args.arch or pretuned.current_arch()
     meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
             "date": datetime.date.today().isoformat(),

@@ -356,7 +356,7 @@ class Kern:
         adj = self.adjust or (lambda c, a: c)
         cfg = None
         try:
-            from .dsl import pretuned
+            from . import pretuned
             cfg = pretuned.lookup(self.op, self.name, args[0].dtype, [int(d) for d in self.key(args)],
                                   variant=self.variant(args) if self.variant else None, exact=self.exact)
         except Exception:  # no table, or a broken one: it must not break the op

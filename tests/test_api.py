@@ -167,7 +167,7 @@ def test_pretuned_sm90_configs_validate_and_compile(op):
     import json
 
     import helion_ops.ops as ops_pkg
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
     path = pretuned.config_path(op, "sm90")
     if not path.exists():
         pytest.skip(f"no {path}")
@@ -194,7 +194,7 @@ def test_norm_table_serves_its_own_shapes_only(op, mode, monkeypatch):
     """A norm kernel's table entry is used at its own [M, N] only: elsewhere the op's default runs, not
     the nearest entry (rows per program, and per step, were tuned for that entry's M and N)."""
     from helion_ops import _oplib as C
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
 
     monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
     mod = __import__(f"helion_ops.ops.{op}", fromlist=["_"])

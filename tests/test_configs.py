@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from helion_ops.dsl import Config, pretuned
+from helion_ops import pretuned
+from helion_ops.dsl import Config
 from helion_ops.ops import grouped_gemm, matmul
 
 

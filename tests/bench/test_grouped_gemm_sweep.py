@@ -4,7 +4,7 @@ import json
 import pytest
 
 from bench import grouped_gemm_sweep as S
-from helion_ops.dsl import pretuned
+from helion_ops import pretuned
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "dw"])

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bench import matmul_sweep as S
-from helion_ops.dsl import pretuned
+from helion_ops import pretuned
 
 
 def test_problems_cover_each_layout():

@@ -383,7 +383,7 @@ def test_config_for_head_dim_without_a_table_entry(monkeypatch):
     config needs twice the shared memory there: 458 KB, out of resources on the H100), D=128 its entry."""
     import json
 
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
     monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
     table = json.loads(pretuned.config_path("attention", "sm90").read_text())["entries"]
     assert {e["key"]["shape"][3] for e in table} == {128}

@@ -261,7 +261,7 @@ def test_config_for_uses_the_layouts_own_table_entry(monkeypatch):
     gets its own NT entry, not the forward's NN one (0.67x cuBLAS there against 0.93x)."""
     import json
 
-    from helion_ops.dsl import pretuned
+    from helion_ops import pretuned
     monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
     table = json.loads(pretuned.config_path("matmul", "sm90").read_text())["entries"]
     want = {e["key"].get("variant"): e["config"] for e in table if e["key"]["shape"] == [1024, 1024, 1024]}

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helion_ops.dsl import pretuned
+from helion_ops import pretuned
 from helion_ops.dsl.config import Config
 
 
