@@ -71,17 +71,15 @@ METHODS: dict[str, Callable[..., Any]] = {}
 DECLINE = object()
 
 
-def calls(*fns: Any) -> Callable:
-    def deco(rule: Callable) -> Callable:
-        for f in fns:
-            CALLS.setdefault(f, rule)
-        return rule
-    return deco
+def _registrar(table: dict) -> Callable:
+    def register(*keys: Any) -> Callable:
+        def deco(rule: Callable) -> Callable:
+            for k in keys:
+                table.setdefault(k, rule)
+            return rule
+        return deco
+    return register
 
 
-def methods(*names: str) -> Callable:
-    def deco(rule: Callable) -> Callable:
-        for n in names:
-            METHODS.setdefault(n, rule)
-        return rule
-    return deco
+calls = _registrar(CALLS)      # @calls(torch.exp, ...): rule(lw, fn, args, kwargs, node)
+methods = _registrar(METHODS)  # @methods("exp", ...): rule(lw, block, name, args, kwargs, node)

@@ -107,24 +107,12 @@ def test_a_recursive_device_helper_is_refused_at_its_call():
     assert "test_dsl_runtime.py" in str(e.value) and "_recurse(x, n - 1)" in str(e.value)
 
 
-@helion.kernel(config=helion.Config(block_sizes=[16, 16, 16]))
-def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    m, k = a.size()
-    _, n = b.size()
-    out = torch.empty([m, n], dtype=a.dtype, device=a.device)
-    for tm, tn in hl.tile([m, n]):
-        acc = hl.zeros([tm, tn], dtype=torch.float32)
-        for tk in hl.tile(k):
-            acc = torch.addmm(acc, a[tm, tk], b[tk, tn])
-        out[tm, tn] = acc.to(a.dtype)
-    return out
-
-
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the interpreter's bf16 dot")
 def test_bf16_dot_is_right_in_the_interpreter():
     """Triton's interpreter multiplies bf16 bit patterns (1e8-1e10 results): the DSL's dots run on fp32
     copies there, so a user's bf16 matmul gives the right numbers on CPU too."""
     a, b = torch.randn(33, 40, dtype=torch.bfloat16), torch.randn(40, 17, dtype=torch.bfloat16)
     ref = a.double() @ b.double()
-    err = (_mm(a, b).double() - ref).abs().max().item()
+    out = K.matmul.bind((a, b)).run(helion.Config(block_sizes=[16, 16, 16]), a, b)
+    err = (out.double() - ref).abs().max().item()
     assert err <= 2 ** -7 * ref.abs().max().item() and math.isfinite(err)
