@@ -116,3 +116,73 @@ def test_bf16_dot_is_right_in_the_interpreter():
     out = K.matmul.bind((a, b)).run(helion.Config(block_sizes=[16, 16, 16]), a, b)
     err = (out.double() - ref).abs().max().item()
     assert err <= 2 ** -7 * ref.abs().max().item() and math.isfinite(err)
+
+
+def _first_call_from_threads(op: str, device: str, n: int = 8) -> None:
+    """n threads make the first call of ``op`` (fresh caches: bind, lower, compile, record) on the same
+    inputs at once, forward and backward; every result matches a single-threaded one and each of the op's
+    kernels was compiled once per key."""
+    import importlib
+    from bench import catalog
+    from helion_ops import _oplib as C
+
+    spec = catalog.discover()[0][op]
+    mod = importlib.import_module(f"helion_ops.ops.{op}")
+    kernels = [k for k in vars(mod).values() if isinstance(k, runtime.Kernel)]
+    shape = spec.SMALL_SHAPES[1 % len(spec.SMALL_SHAPES)]
+    torch.manual_seed(0)
+    base = spec.make_inputs(shape, torch.float32, device)
+
+    def run():
+        xs = tuple(t.detach().clone().requires_grad_(i in spec.GRAD_INPUTS and t.is_floating_point())
+                   if isinstance(t, torch.Tensor) else t for i, t in enumerate(base))
+        out = spec.impl(*xs)
+        grads = ()
+        if spec.GRAD_INPUTS:
+            diff = [t for t in xs if isinstance(t, torch.Tensor) and t.requires_grad]
+            grads = torch.autograd.grad(out, diff, torch.ones_like(out))
+        return out.detach(), grads
+
+    C.reset_caches()
+    for k in kernels:
+        k.reset()
+    start, results, errors = threading.Barrier(n), [None] * n, []
+
+    def worker(i: int) -> None:
+        try:
+            start.wait()
+            results[i] = run()
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    want = run()
+    for out, grads in results:
+        torch.testing.assert_close(out, want[0])
+        for g, w in zip(grads, want[1]):
+            torch.testing.assert_close(g, w)
+    for k in kernels:
+        for b in k._bound.values():
+            keys = [key[0::2] for key in b._compiled]  # (loop, launch key): one binary each, whatever the threads
+            assert len(keys) == len(set(keys)), (op, k.name)
+
+
+OPS = ("softmax", "rms_norm", "layer_norm", "matmul", "grouped_gemm", "attention")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_eight_threads_make_the_first_call_of_every_op(op, tmp_path, monkeypatch):
+    monkeypatch.setenv("HELION_OPS_CACHE_DIR", str(tmp_path))
+    _first_call_from_threads(op, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("op", OPS)
+def test_eight_threads_make_the_first_call_of_every_op_on_the_gpu(op, tmp_path, monkeypatch):
+    monkeypatch.setenv("HELION_OPS_CACHE_DIR", str(tmp_path))
+    _first_call_from_threads(op, "cuda")
