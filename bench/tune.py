@@ -30,37 +30,32 @@ def record(op_mod, shape, dtype, mode: str, device: str = "cuda"):
     """Run the op once; return [(kernel name, (op, key shape, variant), bound, config, args)], one per
     distinct (kernel, key) it launched: each launch is paired with the pretuned lookup that chose its
     config (matmul's backward launches one kernel twice, dA and dB, under different keys)."""
-    from helion_ops import pretuned
-    from helion_ops.dsl import runtime
-
-    pending, launches = {}, {}
-    real_lookup, real_exec = pretuned.lookup, runtime.BoundKernel._exec
-
-    def lookup(op, kernel_name, dt, shp, *a, **k):
-        pending[kernel_name] = (op, list(shp), k.get("variant"))
-        return real_lookup(op, kernel_name, dt, shp, *a, **k)
-
-    def _exec(self, ctx, args):
-        key = pending.pop(self.kernel.name, None) if ctx.mode == "launch" else None
-        if key is not None:
-            launches.setdefault((self.kernel.name, repr(key)), (self.kernel.name, key, self, ctx.config, args))
-        return real_exec(self, ctx, args)
+    from helion_ops._oplib import record_choices
+    from helion_ops.dsl.runtime import record_launches
 
     inputs = op_mod.make_inputs(shape, dtype, device)
-    pretuned.lookup, runtime.BoundKernel._exec = lookup, _exec
-    try:
+    with record_choices() as choices, record_launches() as runs:
         if mode == "bwd" and op_mod.GRAD_INPUTS:
             inputs = tuple(x.detach().requires_grad_(i in op_mod.GRAD_INPUTS) if isinstance(x, torch.Tensor) else x
                            for i, x in enumerate(inputs))
             out = op_mod.impl(*inputs)
-            launches.clear()  # only the backward's kernels
+            choices.clear()  # only the backward's kernels
+            runs.clear()
             out.backward(torch.randn_like(out))
         else:
             op_mod.impl(*inputs)
         if device == "cuda":
             torch.cuda.synchronize()
-    finally:
-        pretuned.lookup, runtime.BoundKernel._exec = real_lookup, real_exec
+    # Each kernel's launches follow its choices in order (a choice, then the launch it chose for).
+    keys: dict[str, list] = {}
+    for name, key in choices:
+        keys.setdefault(name, []).append(key)
+    launches: dict = {}
+    for bound, cfg, args in runs:
+        pending = keys.get(bound.kernel.name)
+        if pending:
+            key = pending.pop(0)
+            launches.setdefault((bound.kernel.name, repr(key)), (bound.kernel.name, key, bound, cfg, args))
     return list(launches.values())
 
 

@@ -36,6 +36,7 @@ or driver error) makes the op run its eager version with one :class:`FallbackWar
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import threading
@@ -259,6 +260,20 @@ class _Eager:
 # ---- configs ------------------------------------------------------------------------------------
 
 _OVERRIDES: dict[str, Any] = {}
+# The config choices being recorded by record_choices(), or None.
+_CHOICES: contextvars.ContextVar = contextvars.ContextVar("helion_ops_choices", default=None)
+
+
+@contextlib.contextmanager
+def record_choices() -> Iterator[list]:
+    """Within the block, each config choice an op makes appends (kernel name, (op, key shape, variant)): the
+    pretuned key it looked up (bench.tune pairs them with ``helion_ops.dsl.runtime.record_launches()``)."""
+    log: list = []
+    tok = _CHOICES.set(log)
+    try:
+        yield log
+    finally:
+        _CHOICES.reset(tok)
 _MISSING = object()
 
 
@@ -355,10 +370,14 @@ class Kern:
             return fit(bound, self.kernel.configs[0])
         adj = self.adjust or (lambda c, a: c)
         cfg = None
+        key = [int(d) for d in self.key(args)]
+        variant = self.variant(args) if self.variant else None
+        log = _CHOICES.get()
+        if log is not None:
+            log.append((self.name, (self.op, key, variant)))
         try:
             from . import pretuned
-            cfg = pretuned.lookup(self.op, self.name, args[0].dtype, [int(d) for d in self.key(args)],
-                                  variant=self.variant(args) if self.variant else None, exact=self.exact)
+            cfg = pretuned.lookup(self.op, self.name, args[0].dtype, key, variant=variant, exact=self.exact)
         except Exception:  # no table, or a broken one: it must not break the op
             cfg = None
         if cfg is not None:
