@@ -7,7 +7,7 @@
 * ``causal``: SDPA's ``is_causal`` (top-left aligned: query ``i`` sees keys ``j <= i``).
 * ``scale``: defaults to ``1 / sqrt(D)``.
 * ``D`` in {64, 128, 256}; fp16, bf16 (fp32 is accepted too: IEEE fp32 dots, slow on GPU, used by CPU tests;
-  under Triton's interpreter, whose bf16 dots are wrong, bf16 runs on fp32 copies, rounded once).
+  under Triton's interpreter the DSL runs bf16 dots on fp32 copies of their operands, which is exact).
   Accumulation, softmax statistics and the log-sum-exp are fp32; the output has the inputs' dtype.
 * Not supported, refused with ``InputError``: ``dropout_p != 0``, ``attn_mask``, head dims outside
   {64, 128, 256} or differing between q, k and v, mixed dtypes or devices.
@@ -447,9 +447,6 @@ def attention_bwd_op(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: to
     """(dq, dk, dv) from the saved forward (FA2 scheme)."""
     if q.numel() == 0 or k.shape[2] == 0:
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-    if q.dtype == torch.bfloat16 and q.device.type == "cpu":  # the interpreter: see attention_fwd_op
-        grads = attention_bwd_op.forward(dout.float(), q.float(), k.float(), v.float(), out.float(), lse, causal, scale)
-        return tuple(t.to(q.dtype) for t in grads)
     dout, q, k, v, out = (C.unit_last(t.to(q.dtype) if t is dout else t) for t in (dout, q, k, v, out))
     delta = _KERNS["attn_bwd_preprocess"](out, dout)
     common = (q, k, v, dout, lse, delta, bool(causal), float(scale) * LOG2E, float(scale))
@@ -469,11 +466,6 @@ def attention_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: 
     """(out [B, H, S_q, D], lse [B, H, S_q] fp32, base 2) of validated inputs."""
     if q.numel() == 0 or k.shape[2] == 0:  # SDPA: no keys -> zeros
         return torch.zeros_like(q), torch.full(q.shape[:3], float("-inf"), dtype=torch.float32, device=q.device)
-    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
-        # CPU means Triton's interpreter, whose dots multiply bf16 bit patterns (garbage): fp32 copies hold
-        # every bf16 product exactly and accumulate in fp32 as the GPU kernel does; rounded to bf16 once.
-        out, lse = attention_fwd_op.forward(q.float(), k.float(), v.float(), causal, scale)
-        return out.to(q.dtype), lse
     q, k, v = C.unit_last(q), C.unit_last(k), C.unit_last(v)
     return _KERNS["attn_fwd"](q, k, v, bool(causal), float(scale) * LOG2E)
 

@@ -7,7 +7,7 @@ Public entry point: ``grouped_gemm(x, w, offsets)``.
   group g spans rows ``[offsets[g-1], offsets[g])`` (``offsets[-1]`` taken as 0 for g = 0), so
   empty groups are allowed. ``w``: ``[G, K, N]``. Returns ``out[M_total, N]`` with
   ``out[rows of g] = x[rows of g] @ w[g]``. fp16, bf16 or fp32 (IEEE, not TF32), fp32 accumulation
-  (under Triton's interpreter, whose bf16 dots are wrong, bf16 runs on fp32 copies, rounded once).
+  (under Triton's interpreter the DSL runs bf16 dots on fp32 copies of their operands, which is exact).
 - One launch, persistent over (group, M-tile) x N-tile pairs, reading the offsets on device:
   the launch grid has ``cdiv(M_total, BM) + G`` M-slots (an upper bound on
   ``sum_g cdiv(M_g, BM)``) times ``cdiv(N, BN)`` N-tiles. Each program loads the G offsets, derives
@@ -185,18 +185,12 @@ _dw = C.Kern(NAME, grouped_gemm_dw_kernel, lambda a: choose_dw_config(*_key(a), 
 # ---------------------------------------------------------------------------------------------
 
 def _run_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.numel() and w.numel():
-        # CPU means Triton's interpreter, whose dots multiply bf16 bit patterns (garbage): fp32 copies hold
-        # every bf16 product exactly and accumulate in fp32 as the GPU kernel does; rounded to bf16 once.
-        return _run_fwd(x.float(), w.float(), offsets).to(x.dtype)
     if w.stride(2) == 1 or w.shape[2] == 1 or w.stride(1) != 1:
         return _fwd(x, w, offsets, False)
     return _fwd(x, w.transpose(1, 2), offsets, True)  # read w^T's storage in place
 
 
 def _run_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.numel() and dy.numel():  # see _run_fwd
-        return _run_dw(x.float(), dy.float(), offsets).to(x.dtype)
     return _dw(x, dy, offsets)
 
 

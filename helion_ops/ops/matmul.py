@@ -8,8 +8,8 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
 - dtypes: fp16, bf16 and fp32 (``a`` and ``b`` alike; bias may also be fp32). Accumulation is
   always fp32. fp32 inputs use IEEE fp32 dot products (the DSL emits ``input_precision='ieee'``),
   *not* TF32: exact, but far below tensor-core speed; use fp16/bf16 for speed. Under Triton's
-  interpreter (CPU tensors), whose bf16 dots are wrong, bf16 GEMMs run on fp32 copies of the operands
-  (exact bf16 products, fp32 accumulation, one rounding to bf16, as on the GPU).
+  interpreter (CPU tensors) the DSL runs bf16 dots on fp32 copies of their operands (exact bf16
+  products, fp32 accumulation, as on the GPU).
 - Transposed operands cost no copy: an operand whose *first* dim has stride 1 (``b = w.t()``) is
   passed to the kernel in its stored layout with a ``trans_*`` flag, and the kernel loads the
   stored tile and transposes it in registers (so TMA descriptors still apply to it). Operands with
@@ -200,10 +200,6 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
         bias = bias.contiguous()
     if m == 0 or n == 0 or k == 0:
         return _eager_kernel(a, b, bias, activation, ta, tb)
-    if a.dtype == torch.bfloat16 and a.device.type == "cpu":
-        # CPU means Triton's interpreter, whose dots multiply bf16 bit patterns (garbage): fp32 copies hold
-        # every bf16 product exactly and accumulate in fp32 as the GPU kernel does; rounded to bf16 once.
-        return _run(a.float(), b.float(), None if bias is None else bias.float(), activation, ta, tb).to(a.dtype)
     pa, pb, ta, tb = GE.operands(a, b, m, n, k, ta, tb)
     return _mm(pa, pb, bias, activation, ta, tb)
 
