@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 
 from .dsl.config import Config
-from .dsl.runtime import spec_key
+from .dsl.runtime import recording, spec_key
 from .errors import (ArgumentTypeError, DeviceError, DtypeError, FallbackWarning, InputError, LaunchError,
                      ShapeError)
 
@@ -264,16 +264,10 @@ _OVERRIDES: dict[str, Any] = {}
 _CHOICES: contextvars.ContextVar = contextvars.ContextVar("helion_ops_choices", default=None)
 
 
-@contextlib.contextmanager
-def record_choices() -> Iterator[list]:
+def record_choices() -> Any:
     """Within the block, each config choice an op makes appends (kernel name, (op, key shape, variant)): the
     pretuned key it looked up (bench.tune pairs them with ``helion_ops.dsl.runtime.record_launches()``)."""
-    log: list = []
-    tok = _CHOICES.set(log)
-    try:
-        yield log
-    finally:
-        _CHOICES.reset(tok)
+    return recording(_CHOICES)
 _MISSING = object()
 
 

@@ -20,14 +20,10 @@ from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
 from .lower_loops import carry, final, lower_while, merge_branches, without_continue
 from .types import (BlockSizeInt, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo,
-                    TileVar, broadcast_dims, promote, same_dims)
+                    TileVar, broadcast_dims, next_pow2, promote, same_dims)
 
 
 _MISSING = object()
-
-
-def next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",

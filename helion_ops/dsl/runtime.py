@@ -100,15 +100,20 @@ def write_code(name: str, src: str) -> str:
 
 
 @contextlib.contextmanager
-def record_launches() -> Iterator[list]:
-    """Within the block, every kernel call appends (BoundKernel, Config, args) to the yielded list: how
-    a caller (bench.tune) learns which kernels an op ran, on what, under which Config."""
+def recording(var: contextvars.ContextVar) -> Iterator[list]:
+    """Set ``var`` to a fresh list for the block and yield it (what the code under it appends)."""
     log: list = []
-    tok = _RECORD.set(log)
+    tok = var.set(log)
     try:
         yield log
     finally:
-        _RECORD.reset(tok)
+        var.reset(tok)
+
+
+def record_launches() -> Any:
+    """Within the block, every kernel call appends (BoundKernel, Config, args) to the yielded list: how
+    a caller (bench.tune) learns which kernels an op ran, on what, under which Config."""
+    return recording(_RECORD)
 
 
 _BIND_LOCK = threading.RLock()  # binding parses and dry-runs: rare, so one lock for every kernel

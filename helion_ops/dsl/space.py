@@ -14,10 +14,7 @@ import triton.language as tl
 from . import ir as I
 from . import passes
 from .config import BlockSpec, Config, ConfigSpace, SpaceSpec
-
-
-def next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+from .types import next_pow2
 
 
 def collect_facts(bound) -> dict:

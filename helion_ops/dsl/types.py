@@ -19,6 +19,7 @@ import torch
 
 from . import exc
 from .plan import planned
+from .fragments import next_pow2  # noqa: F401 (one definition, used by lowering and passes)
 
 
 @dataclass(frozen=True)
@@ -200,11 +201,6 @@ for _n in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", 
            "__trunc__", "__floor__", "__ceil__", "__divmod__", "__rdivmod__"):
     setattr(BlockSizeInt, _n, _noting(_n))
 BlockSizeInt.__hash__ = int.__hash__  # type: ignore[method-assign]
-
-
-def next_pow2(n: int) -> int:
-    """Smallest power of two >= n (1 for n <= 1)."""
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
 # ---- dtypes -----------------------------------------------------------------
