@@ -5,6 +5,7 @@
 #   dsl           DSL core check            -> results/<GPU>/dsl_check.md
 #   tune          tuning report              -> results/<GPU>/tuning.md
 #   test          pytest -m gpu
+#   host          host time per call, ours against eager  -> results/<GPU>/host.md
 #   helion_tune   tune upstream Helion (quick effort, at most HELION_BENCH_TUNE_S s per shape) on the
 #                 TUNED_SHAPES shapes each op's bench step runs it on -> results/<GPU>/helion_configs/
 #                 (the bench steps reuse them; a missing one is tuned in the run, inside its budget)
@@ -63,7 +64,8 @@ for step in "$@"; do
   case "$step" in
     dsl)   python3 -m bench.dsl_check --out "results/$GPU/dsl_check.md" 2>&1 | tee "$OUTDIR/dsl.log" ;;
     tune)  python3 -m bench.tuning_report --out "results/$GPU/tuning.md" --full-limit ${FULL_LIMIT:-100} 2>&1 | tee "$OUTDIR/tune.log" ;;
-    test)  python3 -m pytest -q -x -m gpu tests 2>&1 | tail -30 | tee "$OUTDIR/test.log" ;;
+    test)  python3 -m pytest -q -m gpu tests 2>&1 | tail -40 | tee "$OUTDIR/test.log" ;;
+    host)  python3 -m bench.host --out results 2>&1 | tee "$OUTDIR/host.log" ;;
     helion_tune) timeout -s INT -k 20 "${TUNE_TIMEOUT:-240}" python3 -m bench.helion_baseline \
              --op softmax,rms_norm,layer_norm,matmul --shapes "$SHAPES" --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} \
              --dtype ${BENCH_DTYPE:-bf16} ${TUNE_EXTRA:-} 2>&1 | tee "$OUTDIR/helion_tune.log" ;;
