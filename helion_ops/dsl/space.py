@@ -118,7 +118,7 @@ def space_for(bound) -> ConfigSpace:
     blocks = [s.default for s in spec.block_sizes]
     elems = math.prod(blocks) * max([next_pow2(e) for e in f["rdims"]] or [1]) if not f["dot"] else 0
     warps = 4 if f["dot"] else max(1, min(16, next_pow2(max(1, elems // 512))))
-    default = base.replace(block_sizes=blocks, num_warps=warps)
+    default = base.replace(num_warps=warps, **({"block_sizes": blocks} if blocks else {}))
     space.default = lambda: default  # type: ignore[method-assign]
     return space
 
