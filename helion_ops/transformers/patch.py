@@ -207,12 +207,13 @@ def _head_dim_reason(layers, dtype: torch.dtype) -> Optional[str]:
 def _patch_attention(model: torch.nn.Module, report: Report) -> None:
     config = getattr(model, "config", None)
     layers = _attention_modules(model)
-    if config is None or not hasattr(model, "set_attn_implementation"):
+    if config is None or not hasattr(config, "_attn_implementation"):
         report.left_alone.append(Entry("", "attention", type(model).__name__,
-                                       "not a transformers PreTrainedModel (no attention implementation to set)"))
+                                       "not a transformers model (no attention implementation to set)"))
         return
     before = config._attn_implementation
-    if not type(model)._can_set_attn_implementation():
+    can_set = getattr(type(model), "_can_set_attn_implementation", None)
+    if can_set is not None and not can_set():
         report.left_alone.append(Entry("", "attention", type(model).__name__,
                                        "its attention does not dispatch through transformers' attention interface"))
         return
@@ -223,7 +224,10 @@ def _patch_attention(model: torch.nn.Module, report: Report) -> None:
             report.left_alone.append(Entry(name, "attention", type(m).__name__, f"{why}; stays on {before!r}"))
         return
     if before != "helion_ops":
-        model.set_attn_implementation("helion_ops")
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation("helion_ops")
+        else:  # older transformers: the config attribute is what the layers read
+            config._attn_implementation = "helion_ops"
     for name, m in layers:
         report.patched.append(Entry(name, "attention", type(m).__name__,
                                     f"attn_implementation {before!r} -> 'helion_ops'"))
@@ -247,8 +251,8 @@ def _patch_experts(model: torch.nn.Module, report: Report) -> None:
     if not stacked:
         return
     config = getattr(model, "config", None)
-    if config is None or not hasattr(model, "set_experts_implementation") \
-            or not type(model)._can_set_experts_implementation():
+    can_set = getattr(type(model), "_can_set_experts_implementation", None)
+    if config is None or not hasattr(model, "set_experts_implementation") or (can_set is not None and not can_set()):
         for name, m in stacked:
             report.left_alone.append(Entry(name, "experts", type(m).__name__,
                                            "the model does not dispatch experts through transformers' experts interface"))
