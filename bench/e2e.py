@@ -4,8 +4,9 @@
 
 One GPU: for each model, training steps (forward, backward, AdamW) of the same initial weights on
 the same batches, once per variant: ``eager`` (transformers as loaded: SDPA attention, its RMSNorm,
-its default ``grouped_mm`` experts), ``patched`` (``helion_ops.transformers.apply``), ``compile``
-(``torch.compile`` of the unpatched model) and, on request, ``patched_compile``. Tokens/s over the
+its default ``grouped_mm`` experts), ``patched`` (``helion_ops.transformers.apply``),
+``patched_no_attn`` (the same with ``attention=False``: what the norms and experts give alone),
+``compile`` (``torch.compile`` of the unpatched model) and, on request, ``patched_compile``. Tokens/s over the
 steps after ``--warmup``, peak memory, the first step's time (kernel compiles), the loss of every
 step and its largest gap to the eager run. Writes ``results/<GPU>/e2e.md`` and
 ``results/<GPU>/e2e/{runs,losses}.csv`` (a subdirectory: ``bench.report`` reads the op CSVs beside it).
@@ -44,13 +45,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VARIANTS = ("eager", "patched", "compile", "patched_compile")
+VARIANTS = ("eager", "patched", "patched_no_attn", "compile", "patched_compile")
+DEFAULT_VARIANTS = ["eager", "patched", "patched_no_attn", "compile"]
 MODELS = ("llama", "moe")
 
 
 # ---- models and data ------------------------------------------------------------------------------
 
-def model_config(name: str, tiny: bool):
+def model_config(name: str, tiny: bool, layers: int | None = None):
     import transformers
 
     if tiny:
@@ -59,6 +61,8 @@ def model_config(name: str, tiny: bool):
     else:
         common = dict(vocab_size=32000, hidden_size=2048, num_hidden_layers=8, num_attention_heads=16,
                       num_key_value_heads=8, head_dim=128, max_position_embeddings=4096, tie_word_embeddings=False)
+    if layers:
+        common["num_hidden_layers"] = layers
     if name == "llama":
         return transformers.LlamaConfig(**{"intermediate_size": 5632, **common})
     if name == "moe":
@@ -68,14 +72,14 @@ def model_config(name: str, tiny: bool):
     raise ValueError(f"--model: unknown model {name!r}; choose from {MODELS}")
 
 
-def build(name: str, tiny: bool, device: str, dtype, seed: int = 0):
+def build(name: str, tiny: bool, device: str, dtype, seed: int = 0, layers: int | None = None):
     """The model with weights from ``seed`` (the same for every variant), in training mode."""
     import torch
     import transformers
 
     torch.manual_seed(seed)
     with torch.device(device):
-        model = transformers.AutoModelForCausalLM.from_config(model_config(name, tiny), dtype=dtype)
+        model = transformers.AutoModelForCausalLM.from_config(model_config(name, tiny, layers), dtype=dtype)
     model.config.use_cache = False
     return model.train()
 
@@ -99,7 +103,7 @@ def patch(model, variant: str) -> dict:
     if variant.startswith("patched"):
         import helion_ops.transformers as hot
 
-        report = hot.apply(model)
+        report = hot.apply(model, attention=variant != "patched_no_attn")
         return {"patched": ", ".join(f"{k} {report.count(k)}" for k in ("rms_norm", "attention", "experts")
                                      if report.count(k)),
                 "left_alone": len(report.left_alone)}
@@ -167,7 +171,7 @@ def run_variant(name: str, variant: str, args, dtype) -> dict:
     row = {"model": name, "variant": variant, "batch": args.batch, "seq": args.seq, "status": "ok"}
     model = None
     try:
-        model = build(name, args.tiny, args.device, dtype)
+        model = build(name, args.tiny, args.device, dtype, layers=args.layers)
         row.update(patch(model, variant))
         data = batches(4, args.batch, args.seq, model.config.vocab_size)
         row.update(_counting_fallbacks(variant, lambda: train(model, data, args.steps, args.warmup, args.device,
@@ -178,6 +182,8 @@ def run_variant(name: str, variant: str, args, dtype) -> dict:
         row["status"] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
     finally:
         del model
+        if variant.endswith("compile"):
+            torch._dynamo.reset()  # drop the compiled graphs and their memory before the next run
         _free()
     return row
 
@@ -191,9 +197,9 @@ def _grad_check(name: str, args, dtype, mode: str, rank: int, world: int, device
     import torch.distributed as dist
 
     ids = batches(1, args.batch, args.seq, model_config(name, args.tiny).vocab_size, seed=7)[0].to(device)
-    ref = build(name, args.tiny, device, dtype)
+    ref = build(name, args.tiny, device, dtype, layers=args.layers)
     ref(input_ids=ids, labels=ids).loss.backward()
-    model, _ = _wrap(build(name, args.tiny, device, dtype), mode, rank, device, patched=True)
+    model, _ = _wrap(build(name, args.tiny, device, dtype, layers=args.layers), mode, rank, device, patched=True)
     shard = ids.chunk(world)[rank]
     model(input_ids=shard, labels=shard).loss.backward()
     worst = 0.0
@@ -231,6 +237,8 @@ def _worker(rank: int, world: int, args, port: int, outfile: str) -> None:
     device = f"cuda:{rank}" if cuda else "cpu"
     if cuda:
         torch.cuda.set_device(rank)
+    else:
+        torch.set_num_threads(1)  # the ranks share the machine's cores
     dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world)
     dtype = _dtype(args)
@@ -241,8 +249,8 @@ def _worker(rank: int, world: int, args, port: int, outfile: str) -> None:
             for variant in args.variants:
                 row = {"model": name, "variant": variant, "mode": args.distributed, "nproc": world,
                        "batch": args.batch, "seq": args.seq, "grad_rel_err": err, "status": "ok"}
-                model, done = _wrap(build(name, args.tiny, device, dtype), args.distributed, rank, device,
-                                    patched=variant == "patched")
+                model = build(name, args.tiny, device, dtype, layers=args.layers)
+                model, done = _wrap(model, args.distributed, rank, device, patched=variant == "patched")
                 row.update(done)
                 vocab = model_config(name, args.tiny).vocab_size
                 data = [b.chunk(world)[rank] for b in batches(4, args.batch, args.seq, vocab)]
@@ -268,14 +276,22 @@ def _worker(rank: int, world: int, args, port: int, outfile: str) -> None:
 def run_distributed(args) -> list[dict]:
     import torch.multiprocessing as mp
 
-    if args.batch % args.nproc:
-        raise SystemExit(f"--batch {args.batch} must be a multiple of --nproc {args.nproc}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "rows.json")
-        mp.spawn(_worker, args=(args.nproc, args, port, out), nprocs=args.nproc, join=True)
+        # CPU (dry runs): fork, so the ranks share the parent's imports and compiled kernels instead of
+        # paying them again; CUDA cannot be forked once initialised.
+        method = "fork" if args.device == "cpu" and "fork" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.start_processes(_worker, args=(args.nproc, args, port, out), nprocs=args.nproc, join=False,
+                                 start_method=method)
+        deadline = time.monotonic() + args.timeout if args.timeout else None
+        while not ctx.join(timeout=5):
+            if deadline is not None and time.monotonic() > deadline:
+                for p in ctx.processes:
+                    p.kill()
+                raise TimeoutError(f"bench.e2e: the {args.nproc} ranks did not finish in --timeout {args.timeout} s")
         return json.loads(Path(out).read_text())
 
 
@@ -376,17 +392,19 @@ def parse_args(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=_list(MODELS), default=list(MODELS), help="comma list of llama, moe")
     ap.add_argument("--variants", type=_list(VARIANTS), default=None,
-                    help="comma list of " + ", ".join(VARIANTS) + " (default eager,patched,compile; "
+                    help="comma list of " + ", ".join(VARIANTS) + " (default " + ",".join(DEFAULT_VARIANTS) + "; "
                     "distributed: eager,patched, the only two it runs)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20; distributed 200; tiny 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 3; tiny 1)")
     ap.add_argument("--batch", type=int, default=None, help="global batch (default 4; tiny 2)")
     ap.add_argument("--seq", type=int, default=None, help="sequence length (default 4096; tiny 8)")
+    ap.add_argument("--layers", type=int, default=None, help="decoder layers (default 8; tiny 2)")
     ap.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default=None, help="default bf16 (cpu: fp32)")
     ap.add_argument("--distributed", choices=("ddp", "fsdp2"), default=None)
     ap.add_argument("--nproc", type=int, default=2, help="processes (GPUs) with --distributed")
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--tiny", action="store_true", help="tiny models for a CPU dry run")
+    ap.add_argument("--timeout", type=float, default=None, help="distributed: kill the ranks after this many s")
     ap.add_argument("--out", default=None, help="directory of e2e.md (default results/<GPU>[x<N>]; cpu: a temp dir)")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -395,14 +413,18 @@ def parse_args(argv=None):
             setattr(args, name, small if args.tiny else (dist_full if args.distributed else full))
         if getattr(args, name) < (0 if name == "steps" else 1):
             ap.error(f"argument --{name}: must be positive, got {getattr(args, name)}")
+    if args.layers is not None and args.layers < 1:
+        ap.error(f"argument --layers: must be at least 1, got {args.layers}")
     if args.variants is None:
-        args.variants = ["eager", "patched"] if args.distributed else ["eager", "patched", "compile"]
+        args.variants = ["eager", "patched"] if args.distributed else list(DEFAULT_VARIANTS)
     elif args.distributed and not set(args.variants) <= {"eager", "patched"}:
         ap.error("argument --variants: with --distributed only eager and patched run")
     if args.warmup < 1:
         ap.error("argument --warmup: must be at least 1")
     if args.distributed and args.nproc < 1:
         ap.error(f"argument --nproc: must be at least 1, got {args.nproc}")
+    if args.distributed and args.batch % args.nproc:
+        ap.error(f"argument --batch: {args.batch} must be a multiple of --nproc {args.nproc}")
     return args
 
 
@@ -424,6 +446,9 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     info = {**gpu_info.info(), "transformers": transformers.__version__}
+    gpu = info["gpu"] + (f"x{args.nproc}" if args.distributed else "")
+    out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="e2e_")) if args.device == "cpu"
+                                           else REPO / "results" / gpu)
     if args.distributed:
         rows = run_distributed(args)
     else:
@@ -431,14 +456,12 @@ def main(argv=None) -> int:
         for name in args.model:
             for variant in args.variants:
                 rows.append(run_variant(name, variant, args, _dtype(args)))
+                write(rows, out, args, info)  # after every run: a killed session keeps what it measured
                 r = rows[-1]
                 print(f"{name:6s} {variant:16s} {r['status']:6s} tokens/s {_fmt(r.get('tokens_per_s'))} "
                       f"peak {_fmt(r.get('peak_gb'), '.1f')} GB first step {_fmt(r.get('first_step_s'), '.1f')} s "
                       f"loss {' '.join(f'{x:.3f}' for x in (r.get('losses') or [])[:1] + (r.get('losses') or [])[-1:])}",
                       flush=True)
-    gpu = info["gpu"] + (f"x{args.nproc}" if args.distributed else "")
-    out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="e2e_")) if args.device == "cpu"
-                                           else REPO / "results" / gpu)
     page = write(rows, out, args, info)
     print(page.read_text())
     print(f"wrote {page}")
