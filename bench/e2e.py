@@ -154,12 +154,12 @@ def _free():
         torch.cuda.empty_cache()
 
 
-def _counting_fallbacks(variant: str, fn) -> dict:
-    """``fn()``'s dict, with the run-time fallbacks of a patched run as "fallbacks" (text)."""
+def _train_counting_fallbacks(variant: str, *args, **kwargs) -> dict:
+    """``train(*args, **kwargs)``, with the run-time fallbacks of a patched run as "fallbacks" (text)."""
     import helion_ops.transformers as hot
 
     hot.reset_fallbacks()
-    row = fn()
+    row = train(*args, **kwargs)
     if variant.startswith("patched"):
         row["fallbacks"] = "; ".join(f"{c}: {n} calls ({why})" for (c, why), n in hot.fallbacks().items()) or "none"
     return row
@@ -174,8 +174,8 @@ def run_variant(name: str, variant: str, args, dtype) -> dict:
         model = build(name, args.tiny, args.device, dtype, layers=args.layers)
         row.update(patch(model, variant))
         data = batches(4, args.batch, args.seq, model.config.vocab_size)
-        row.update(_counting_fallbacks(variant, lambda: train(model, data, args.steps, args.warmup, args.device,
-                                                              compiled=variant.endswith("compile"))))
+        row.update(_train_counting_fallbacks(variant, model, data, args.steps, args.warmup, args.device,
+                                             compiled=variant.endswith("compile")))
     except torch.cuda.OutOfMemoryError:
         row["status"] = "OOM"
     except Exception as e:  # noqa: BLE001  (one failed variant must not lose the others' figures)
@@ -259,8 +259,8 @@ def _worker(rank: int, world: int, args, port: int, outfile: str) -> None:
                     dist.all_reduce(t)
                     return t / world
 
-                row.update(_counting_fallbacks(variant, lambda: train(model, data, args.steps, args.warmup, device,
-                                                                      reduce_loss=mean)))
+                row.update(_train_counting_fallbacks(variant, model, data, args.steps, args.warmup, device,
+                                                     reduce_loss=mean))
                 peak = torch.tensor([row["peak_gb"] if cuda else 0.0], device=device)
                 dist.all_reduce(peak, op=dist.ReduceOp.MAX)
                 row["peak_gb"] = peak.item() if cuda else float("nan")
@@ -312,7 +312,8 @@ def write(rows: list[dict], out: Path, args, info: dict) -> Path:
         w = csv.DictWriter(f, fieldnames=cols + ["loss_first", "loss_last"], extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({**r, "loss_first": (r.get("losses") or [None])[0], "loss_last": (r.get("losses") or [None])[-1]})
+            curve = r.get("losses") or [None]
+            w.writerow({**r, "loss_first": curve[0], "loss_last": curve[-1]})
     with open(out / "e2e" / "losses.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "variant", "step", "loss"])
@@ -342,7 +343,8 @@ def write(rows: list[dict], out: Path, args, info: dict) -> Path:
             gap = (max(abs(a - b) for a, b in zip(r["losses"], base["eager"]["losses"]))
                    if ok and "eager" in base else None)
             loss = f"{r['losses'][0]:.3f} → {r['losses'][-1]:.3f}" if ok and r.get("losses") else "—"
-            lines.append(f"| {r['variant']} | {_fmt(tps)} | {_fmt(rel['eager'], '.2f', 'x')} | {_fmt(rel['compile'], '.2f', 'x')} "
+            lines.append(f"| {r['variant']} | {_fmt(tps)} | {_fmt(rel['eager'], '.2f', 'x')} "
+                         f"| {_fmt(rel['compile'], '.2f', 'x')} "
                          f"| {_fmt(r.get('peak_gb'), '.1f')} | {_fmt(r.get('first_step_s'), '.1f')} | {loss} "
                          f"| {_fmt(gap, '.4f')} | {r['status']} |")
         for r in mine:
@@ -408,7 +410,8 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=None, help="directory of e2e.md (default results/<GPU>[x<N>]; cpu: a temp dir)")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    for name, small, full, dist_full in (("steps", 2, 20, 200), ("warmup", 1, 3, 3), ("batch", 2, 4, 4), ("seq", 8, 4096, 4096)):
+    defaults = (("steps", 2, 20, 200), ("warmup", 1, 3, 3), ("batch", 2, 4, 4), ("seq", 8, 4096, 4096))
+    for name, small, full, dist_full in defaults:
         if getattr(args, name) is None:
             setattr(args, name, small if args.tiny else (dist_full if args.distributed else full))
         if getattr(args, name) < (0 if name == "steps" else 1):
@@ -457,11 +460,10 @@ def main(argv=None) -> int:
             for variant in args.variants:
                 rows.append(run_variant(name, variant, args, _dtype(args)))
                 write(rows, out, args, info)  # after every run: a killed session keeps what it measured
-                r = rows[-1]
+                r, curve = rows[-1], rows[-1].get("losses") or []
                 print(f"{name:6s} {variant:16s} {r['status']:6s} tokens/s {_fmt(r.get('tokens_per_s'))} "
                       f"peak {_fmt(r.get('peak_gb'), '.1f')} GB first step {_fmt(r.get('first_step_s'), '.1f')} s "
-                      f"loss {' '.join(f'{x:.3f}' for x in (r.get('losses') or [])[:1] + (r.get('losses') or [])[-1:])}",
-                      flush=True)
+                      f"loss {' -> '.join(f'{x:.3f}' for x in curve[:1] + curve[-1:])}", flush=True)
     page = write(rows, out, args, info)
     print(page.read_text())
     print(f"wrote {page}")

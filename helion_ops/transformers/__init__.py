@@ -16,7 +16,9 @@ Per-family helpers (``apply_llama``, ``apply_mistral``, ``apply_mixtral``, ``app
 What is covered and what is not: docs/COVERAGE.md ("Hugging Face models"); modules:
 :mod:`.patch` (``apply``, the report, the norms), :mod:`.attention`, :mod:`.experts`,
 :mod:`._fallback` (run-time fallbacks, counted and warned about once).
-Needs ``transformers`` (``pip install -e ".[hf]"``); tested with transformers 5.17.
+Needs ``transformers`` >= 5.0 (``pip install -e ".[hf]"``; tested with 5.0 and 5.17): the attention,
+mask and experts interfaces. transformers 5.0 to at least 5.3 accept only their own names for
+``experts_implementation`` in ``from_pretrained``; ``apply`` sets ours on them all the same.
 """
 from __future__ import annotations
 
@@ -44,10 +46,8 @@ def register() -> None:
 
     AttentionInterface.register(NAME, attention_forward)
     AttentionMaskInterface.register(NAME, sdpa_mask)
-    try:
-        from transformers.integrations.moe import ExpertsInterface
-    except ImportError:  # transformers 4.x: experts are per-expert modules, which apply() leaves alone
-        return
+    from transformers.integrations.moe import ExpertsInterface
+
     ExpertsInterface.register(NAME, experts_forward)
 
 

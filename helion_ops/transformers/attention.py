@@ -53,7 +53,8 @@ def _sdpa():
 def _own_check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, dropout: float) -> Optional[str]:
     """Why today's op (no mask, no dropout, head dims 64/128/256) cannot take this call, or None."""
     if mask is not None:
-        return "the call has an attention mask (padding, sliding window, packed sequences or a chunked prefill)"
+        return ("the call has an attention mask (padding, sliding window, packed sequences, a chunked prefill "
+                "or a static cache)")
     if dropout:
         return "attention dropout is on"
     return _static_check(q, k, v)

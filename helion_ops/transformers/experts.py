@@ -37,8 +37,12 @@ def _hf_forward():
     return grouped_mm_experts_forward
 
 
+def _gated(module: torch.nn.Module) -> bool:
+    return getattr(module, "has_gate", True)  # transformers 5.0 has no has_gate: every class was gated
+
+
 def unsupported_reason(module: torch.nn.Module, hidden_states: torch.Tensor) -> Optional[str]:
-    w = module.gate_up_proj if module.has_gate else module.up_proj
+    w = module.gate_up_proj if _gated(module) else module.up_proj
     reason = _fallback.device_reason(hidden_states) or _fallback.device_reason(w)
     if reason:
         return reason
@@ -71,14 +75,15 @@ def experts_forward(self: torch.nn.Module, hidden_states: torch.Tensor, top_k_in
     counts.scatter_add_(0, ids, torch.ones_like(ids, dtype=torch.int32))
     offsets = torch.cumsum(counts, 0, dtype=torch.int32)
 
-    w_up = _as_kn(self.gate_up_proj if self.has_gate else self.up_proj, self.is_transposed)
+    gated, bias = _gated(self), getattr(self, "has_bias", False)
+    w_up = _as_kn(self.gate_up_proj if gated else self.up_proj, self.is_transposed)
     x = hidden_states[order // top_k].to(w_up.dtype)
     h = grouped_gemm(x, w_up, offsets, validate=False)
-    if self.has_bias:
-        h = h + (self.gate_up_proj_bias if self.has_gate else self.up_proj_bias)[ids]
-    h = self._apply_gate(h) if self.has_gate else self.act_fn(h)
+    if bias:
+        h = h + (self.gate_up_proj_bias if gated else self.up_proj_bias)[ids]
+    h = self._apply_gate(h) if gated else self.act_fn(h)
     y = grouped_gemm(h.to(w_up.dtype), _as_kn(self.down_proj, self.is_transposed), offsets, validate=False)
-    if self.has_bias:
+    if bias:
         y = y + self.down_proj_bias[ids]
     y = y * top_k_weights.reshape(-1)[order].unsqueeze(-1)
     y = torch.empty_like(y).index_copy_(0, order, y)                 # back to (token, slot) order

@@ -207,13 +207,12 @@ def _head_dim_reason(layers, dtype: torch.dtype) -> Optional[str]:
 def _patch_attention(model: torch.nn.Module, report: Report) -> None:
     config = getattr(model, "config", None)
     layers = _attention_modules(model)
-    if config is None or not hasattr(config, "_attn_implementation"):
+    if config is None or not hasattr(model, "set_attn_implementation"):
         report.left_alone.append(Entry("", "attention", type(model).__name__,
                                        "not a transformers model (no attention implementation to set)"))
         return
     before = config._attn_implementation
-    can_set = getattr(type(model), "_can_set_attn_implementation", None)
-    if can_set is not None and not can_set():
+    if not type(model)._can_set_attn_implementation():
         report.left_alone.append(Entry("", "attention", type(model).__name__,
                                        "its attention does not dispatch through transformers' attention interface"))
         return
@@ -224,17 +223,16 @@ def _patch_attention(model: torch.nn.Module, report: Report) -> None:
             report.left_alone.append(Entry(name, "attention", type(m).__name__, f"{why}; stays on {before!r}"))
         return
     if before != "helion_ops":
-        if hasattr(model, "set_attn_implementation"):
-            model.set_attn_implementation("helion_ops")
-        else:  # older transformers: the config attribute is what the layers read
-            config._attn_implementation = "helion_ops"
+        model.set_attn_implementation("helion_ops")
     for name, m in layers:
         report.patched.append(Entry(name, "attention", type(m).__name__,
                                     f"attn_implementation {before!r} -> 'helion_ops'"))
 
 
 def _is_stacked_experts(m: torch.nn.Module) -> bool:
-    return all(hasattr(m, a) for a in ("has_gate", "has_bias", "is_transposed", "num_experts", "down_proj")) \
+    """An experts module of transformers' experts interface (5.x: ``is_transposed`` set by its decorator;
+    ``has_gate`` / ``has_bias`` since 5.1, before which every such class was gated, without biases)."""
+    return all(hasattr(m, a) for a in ("is_transposed", "num_experts", "down_proj")) \
         and isinstance(getattr(m, "down_proj"), torch.Tensor) and m.down_proj.dim() == 3
 
 
@@ -251,15 +249,19 @@ def _patch_experts(model: torch.nn.Module, report: Report) -> None:
     if not stacked:
         return
     config = getattr(model, "config", None)
-    can_set = getattr(type(model), "_can_set_experts_implementation", None)
-    if config is None or not hasattr(model, "set_experts_implementation") or (can_set is not None and not can_set()):
+    if config is None or not hasattr(model, "set_experts_implementation") \
+            or not type(model)._can_set_experts_implementation():
         for name, m in stacked:
-            report.left_alone.append(Entry(name, "experts", type(m).__name__,
-                                           "the model does not dispatch experts through transformers' experts interface"))
+            report.left_alone.append(Entry(name, "experts", type(m).__name__, "the model does not dispatch "
+                                           "experts through transformers' experts interface"))
         return
     before = config._experts_implementation
     if before != "helion_ops":
-        model.set_experts_implementation("helion_ops")
+        try:
+            model.set_experts_implementation("helion_ops")
+        except ValueError:  # transformers 5.0 checks against a fixed list; its experts read the config's name
+            for _, m in stacked:
+                m.config._experts_implementation_internal = "helion_ops"
     for name, m in stacked:
         report.patched.append(Entry(name, "experts", type(m).__name__,
                                     f"experts_implementation {before!r} -> 'helion_ops'"))

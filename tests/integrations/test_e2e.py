@@ -12,7 +12,7 @@ import csv
 import pytest
 import torch
 
-pytest.importorskip("transformers", minversion="4.53")
+pytest.importorskip("transformers", minversion="5.0")
 
 from bench import e2e  # noqa: E402
 
