@@ -112,11 +112,13 @@ def patch(model, variant: str) -> dict:
 
 def train(model, data: list, steps: int, warmup: int, device: str, compiled: bool = False, lr: float = 3e-4,
           reduce_loss=None) -> dict:
-    """``warmup + steps`` AdamW steps over ``data`` (cycled): per-step losses, timing, peak memory."""
+    """``warmup + steps`` AdamW steps over ``data`` (cycled): per-step losses, timing, peak memory.
+    ``reduce_loss`` (distributed) turns a rank's loss into the global batch's."""
     import torch
 
     cuda = device.startswith("cuda")
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=cuda or None)
+    # fused AdamW on one GPU; the foreach default under DDP / FSDP2 (sharded DTensor parameters)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=(cuda and reduce_loss is None) or None)
     fwd = torch.compile(model) if compiled else model
     if cuda:
         torch.cuda.synchronize()
