@@ -39,7 +39,7 @@ __all__ = ["Report", "apply", "apply_llama", "apply_mistral", "apply_mixtral", "
 
 # *RMSNorm classes known to compute Llama's RMSNorm (variance in fp32, ``weight * x_normed.to(dtype)``)
 KNOWN_RMS_NORMS = {"LlamaRMSNorm", "MistralRMSNorm", "MixtralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm",
-                   "Qwen3MoeRMSNorm", "Qwen2MoeRMSNorm", "RMSNorm"}
+                   "Qwen3MoeRMSNorm", "Qwen2MoeRMSNorm"}
 
 
 @dataclasses.dataclass
@@ -97,8 +97,9 @@ def _rms_forward(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         _fallback.record("rms_norm", reason)
         return self._helion_ops_original_forward(x)
     w = self.weight
-    eps = self.variance_epsilon if hasattr(self, "variance_epsilon") else self.eps
-    y = rms_norm(x, tuple(w.shape), w if w.dtype == x.dtype else w.to(x.dtype), eps)
+    if isinstance(self, torch.nn.RMSNorm):  # torch's: weight optional, eps=None is finfo(x.dtype).eps
+        return rms_norm(x, self.normalized_shape, w if w is None or w.dtype == x.dtype else w.to(x.dtype), self.eps)
+    y = rms_norm(x, tuple(w.shape), w if w.dtype == x.dtype else w.to(x.dtype), self.variance_epsilon)
     out_dtype = torch.promote_types(w.dtype, x.dtype)  # transformers: weight * x_normed.to(x.dtype)
     return y if y.dtype == out_dtype else y.to(out_dtype)
 
@@ -118,11 +119,8 @@ def _layer_norm_forward(self: torch.nn.LayerNorm, x: torch.Tensor) -> torch.Tens
 def _is_rms_norm(m: torch.nn.Module) -> Optional[str]:
     """None when ``m`` looks like an RMSNorm we can patch, else why not; "" when it is no RMSNorm."""
     if isinstance(m, torch.nn.RMSNorm):
-        if type(m).forward is not torch.nn.RMSNorm.forward:
-            return "a torch.nn.RMSNorm subclass with its own forward"
-        if m.weight is None:
-            return "no weight (elementwise_affine=False)"
-        return None if m.eps is not None else "eps=None (torch's dtype-dependent default)"
+        return "a torch.nn.RMSNorm subclass with its own forward" if type(m).forward is not torch.nn.RMSNorm.forward \
+            else None
     if not type(m).__name__.endswith("RMSNorm"):
         return ""
     w = getattr(m, "weight", None)

@@ -234,20 +234,20 @@ class LlamaStyleRMSNorm(GemmaStyleRMSNorm):
 def test_norms_of_any_module_and_what_is_left_alone():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.LayerNorm(33), GemmaStyleRMSNorm(33), LlamaStyleRMSNorm(33),
-                              torch.nn.RMSNorm(33, eps=1e-5))
+                              torch.nn.RMSNorm(33, eps=1e-5), torch.nn.RMSNorm(33, elementwise_affine=False))
     for m in net:
-        if isinstance(m, (torch.nn.LayerNorm, torch.nn.RMSNorm)):
+        if isinstance(m, (torch.nn.LayerNorm, torch.nn.RMSNorm)) and m.weight is not None:
             torch.nn.init.normal_(m.weight)
     x = torch.randn(5, 7, 33)[:, ::2]  # odd sizes, a non-contiguous view
     want = net(x)
     patched = copy.deepcopy(net)
     report = hot.apply(patched)
-    assert report.names("layer_norm") == ["0"] and report.names("rms_norm") == ["2", "3"]
+    assert report.names("layer_norm") == ["0"] and report.names("rms_norm") == ["2", "3", "4"]
     assert [(e.name, e.cls) for e in report.left_alone] == [("1", "GemmaStyleRMSNorm"), ("", "Sequential")]
     assert "does not compute Llama's RMSNorm" in str(report)
     close(patched(x), want, 1e-5)
     assert [k for k in patched.state_dict()] == [k for k in net.state_dict()]
-    assert hot.apply(patched).count("rms_norm") == 2  # again: harmless
+    assert hot.apply(patched).count("rms_norm") == 3  # again: harmless
 
 
 def test_family_helpers_check_the_model_type():
