@@ -35,8 +35,8 @@
 #   shapes per op for helion and compile_max, whose first calls search configs), BENCH_DTYPE (bf16),
 #   HELION_BENCH_EFFORT (quick; none: Helion's default config, untuned), HELION_BENCH_TUNE_S (20),
 #   TUNE_TIMEOUT (s, hard, helion_tune; 240), TUNE_EXTRA (e.g. "--max-shapes 6", as BENCH_EXTRA),
-#   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA, E2E_STEPS (20), E2E_EXTRA (e.g. "--model llama"),
-#   E2E_TIMEOUT (s, hard; 330; e2e writes its page after every run, so a killed step keeps what it measured).
+#   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA, E2E_STEPS (10), E2E_EXTRA (e.g. "--model llama"),
+#   E2E_TIMEOUT (s, hard; 420; e2e writes its page after every run, so a killed step keeps what it measured).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -80,10 +80,10 @@ for step in "$@"; do
     bench_gemm)  bench bench_gemm $GEMMS ;;
     bench) bench bench --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
-    e2e)   timeout -s INT -k 20 "${E2E_TIMEOUT:-330}" python3 -m bench.e2e --steps ${E2E_STEPS:-20} ${E2E_EXTRA:-} \
+    e2e)   timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --steps ${E2E_STEPS:-10} ${E2E_EXTRA:-} \
              2>&1 | tee "$OUTDIR/e2e.log" ;;
-    e2e_x2) timeout -s INT -k 20 "${E2E_TIMEOUT:-330}" python3 -m bench.e2e --distributed fsdp2 --nproc 2 \
-             --steps ${E2E_X2_STEPS:-200} --timeout $(( ${E2E_TIMEOUT:-330} - 30 )) ${E2E_EXTRA:-} 2>&1 | tee "$OUTDIR/e2e_x2.log" ;;
+    e2e_x2) timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --distributed fsdp2 --nproc 2 \
+             --steps ${E2E_X2_STEPS:-200} --timeout $(( ${E2E_TIMEOUT:-420} - 30 )) ${E2E_EXTRA:-} 2>&1 | tee "$OUTDIR/e2e_x2.log" ;;
     bench:*) bench "bench_${step#bench:}" --op "${step#bench:}" ;;  # e.g. bench:softmax,rms_norm
     *) echo "unknown step $step" ;;
   esac
