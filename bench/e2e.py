@@ -174,6 +174,7 @@ def run_variant(name: str, variant: str, args, dtype) -> dict:
     model = None
     try:
         model = build(name, args.tiny, args.device, dtype, layers=args.layers)
+        row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
         row.update(patch(model, variant))
         data = batches(4, args.batch, args.seq, model.config.vocab_size)
         row.update(_train_counting_fallbacks(variant, model, data, args.steps, args.warmup, args.device,
@@ -330,13 +331,21 @@ def write(rows: list[dict], out: Path, args, info: dict) -> Path:
              f"Command: `python -m bench.e2e {' '.join(args.argv)}`. Each step: forward, backward and AdamW "
              f"over batch {args.batch} x seq {args.seq} ({args.batch * args.seq} tokens"
              f"{', split over the ranks' if dist else ''}), {_dtype_name(args)} weights; tokens/s over "
-             f"{args.steps} steps after {args.warmup} warmup steps. Models: see `bench/e2e.py`.", ""]
+             f"{args.steps} steps after {args.warmup} warmup steps. Data: arithmetic progressions modulo the "
+             f"vocabulary (the loss falls); every variant starts from the same weights.", ""]
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]
         base = {r["variant"]: r for r in mine if r["status"] == "ok"}
-        lines += [f"## {name}", "", "| variant | tokens/s" + (f" {per}" if per else "") + " | vs eager | vs compile "
-                  "| peak GB | first step s | loss first → last | max abs Δloss vs eager | status |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        cfg = model_config(name, args.tiny, args.layers)
+        desc = (f"{cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, {cfg.num_attention_heads} heads "
+                f"({cfg.num_key_value_heads} kv) of {cfg.head_dim}, vocab {cfg.vocab_size}"
+                + (f", {cfg.num_local_experts} experts of {cfg.intermediate_size} (top-{cfg.num_experts_per_tok})"
+                   if hasattr(cfg, "num_local_experts") else f", MLP {cfg.intermediate_size}"))
+        params = next((r["params_m"] for r in mine if r.get("params_m")), None)
+        head = "| variant | tokens/s" + (f" {per}" if per else "") + " | vs eager | vs compile | peak GB " \
+               "| first step s | loss first → last | max abs Δloss vs eager | status |"
+        lines += [f"## {name}", "", f"{type(cfg).__name__.replace('Config', '')}: {desc}"
+                  + (f"; {params:.1f}M parameters." if params else "."), "", head, "|---" * 9 + "|"]
         for r in mine:
             ok = r["status"] == "ok"
             tps = r.get("tokens_per_s") if ok else None
