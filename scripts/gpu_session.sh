@@ -19,6 +19,10 @@
 #   bench         all six ops in one process (estimated 420 s), soft budget BENCH_ALL_BUDGET (480 s)
 #                 shared among the ops by case count: fits one 600 s command, cutting cases if slow
 #   plan          print the bench plans and their estimated durations (no GPU work)
+#   e2e           training step of a small Llama and a small Mixtral (Hugging Face), helion_ops-patched vs
+#                 eager vs torch.compile (bench.e2e)     -> results/<GPU>/e2e.md  (estimated 250 s; hard E2E_TIMEOUT)
+#   e2e_x2        the same under FSDP2 on 2 GPUs (needs a 2-GPU machine), patched and unpatched, E2E_X2_STEPS
+#                 steps (200)                            -> results/<GPU>x2/e2e.md (hard E2E_TIMEOUT)
 # <GPU> is the detected card's short name (H100, H200, ...). Every bench step writes
 # results/<GPU>/<op>.csv after each case, rebuilds results/<GPU>/README.md, the PNGs,
 # results/README.md and the project README table from every CSV on disk, and copies
@@ -32,7 +36,8 @@
 #   shapes per op for helion and compile_max, whose first calls search configs), BENCH_DTYPE (bf16),
 #   HELION_BENCH_EFFORT (quick; none: Helion's default config, untuned), HELION_BENCH_TUNE_S (20),
 #   TUNE_TIMEOUT (s, hard, helion_tune; 240), TUNE_EXTRA (e.g. "--max-shapes 6", as BENCH_EXTRA),
-#   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA.
+#   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA, E2E_STEPS (10), E2E_EXTRA (e.g. "--model llama"),
+#   E2E_TIMEOUT (s, hard; 420; e2e writes its page after every run, so a killed step keeps what it measured).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -77,6 +82,10 @@ for step in "$@"; do
     bench_gemm)  bench bench_gemm $GEMMS ;;
     bench) bench bench --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
+    e2e)   timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --steps ${E2E_STEPS:-10} ${E2E_EXTRA:-} \
+             2>&1 | tee "$OUTDIR/e2e.log" ;;
+    e2e_x2) timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --distributed fsdp2 --nproc 2 \
+             --steps ${E2E_X2_STEPS:-200} --timeout $(( ${E2E_TIMEOUT:-420} - 30 )) ${E2E_EXTRA:-} 2>&1 | tee "$OUTDIR/e2e_x2.log" ;;
     bench:*) bench "bench_${step#bench:}" --op "${step#bench:}" ;;  # e.g. bench:softmax,rms_norm
     *) echo "unknown step $step" ;;
   esac
