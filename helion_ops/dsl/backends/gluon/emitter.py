@@ -65,17 +65,16 @@ def _refuse(what: str, loc) -> exc.NotSupported:
 class Smem:
     """A load served from shared memory: its TMA descriptor, buffer and barriers."""
 
-    def __init__(self, v: I.Value, k: int, ring: bool, split: bool, em: "GluonEmitter") -> None:
+    def __init__(self, v: I.Value, ring: bool, split: bool, em: "GluonEmitter") -> None:
         self.v, self.idx, self.ring, self.split = v, v.args[0], ring, split
         t = self.idx.tensor
-        self.name = f"{t.name}_{'ring' if ring else 'tile'}{k}"
         self.block = [em.full_dim(e) for e in self.idx.entries]
         self.rows = None
         if split:   # the row tile's block goes to the consumers in equal parts
             self.rows = next(i for i, (kind, x) in enumerate(self.idx.entries) if kind == "tile" and x is em.row)
             self.block[self.rows] //= em.nc
         self.nbytes = math.prod(self.block) * t.dtype.itemsize * (em.nc if split else 1)
-        self.shape2 = [b for b in self.block if b != 1] if len([b for b in self.block if b != 1]) == 2 else None
+        self.name = ""
 
 
 class GluonEmitter(Emitter):
@@ -117,7 +116,9 @@ class GluonEmitter(Emitter):
                 raise _refuse(f"atomic_{s.atomic}", s.loc)
             if isinstance(s, I.For):
                 if len(s.tiles) != 1 or s.tiles[0].is_grid or s.reverse:
-                    raise _refuse("an inner loop other than one hl.tile over a range, first to last", s.loc)
+                    what = "an inner hl.grid loop" if s.tiles[0].is_grid else "an inner loop over several tiles" \
+                        if len(s.tiles) != 1 else "an inner loop run last to first (range_reverses)"
+                    raise _refuse(what, s.loc)
                 if any(isinstance(x, I.For) for x in I.walk(s.body)):
                     raise _refuse("nested inner loops", s.loc)
         for v in I.all_values(self.d.body):
@@ -143,17 +144,22 @@ class GluonEmitter(Emitter):
                     and None not in idx.out and v.type.ndim == 2 and dot_only(v)
                     and all(x.block * idx.tensor.dtype.itemsize >= 16 for k, x in idx.entries if k == "tile"
                             and x is idx.entries[-1][1]))
-        k = 0
+        names: dict[tuple, str] = {}
         for s in self.d.body:
             vals = [s.value] if isinstance(s, I.Let) else []
             if isinstance(s, I.For):
                 vals = [x.value for x in s.body if isinstance(x, I.Let)]
+            seen: dict[str, int] = {}
             for v in vals:
                 tile = s.tiles[0] if isinstance(s, I.For) else self.row
                 if v.op == "load" and tma_ok(v, tile):
                     split = any(kd == "tile" and x is self.row for kd, x in v.args[0].entries)
-                    self.smem[v.id] = Smem(v, k, isinstance(s, I.For), split, self)
-                    k += 1
+                    m = self.smem[v.id] = Smem(v, isinstance(s, I.For), split, self)
+                    # the loops of one kernel (causal attention's two) share a ring per tensor and block
+                    t = m.idx.tensor.name
+                    seen[t] = seen.get(t, -1) + 1
+                    key = (t, tuple(m.block), m.ring, split, seen[t] if m.ring else len(names))
+                    m.name = names.setdefault(key, f"{t}_{'ring' if m.ring else 'tile'}{len(names)}")
         if not any(m.ring for m in self.smem.values()):
             raise _refuse("a kernel without an inner tile loop whose hl.dot operands it can load with TMA "
                           "(16-bit tensors, last stride 1)", self.d.body[0].loc if self.d.body else None)
@@ -288,11 +294,10 @@ class GluonEmitter(Emitter):
         self.last_src = None
 
     def ref(self, m: Smem, slot: str | None) -> str:
-        r = m.name + (f".index({slot})" if slot else "")
-        if m.split:
-            r += ".index(WG)"
-        elif not m.ring:
-            r += ".index(0)"
+        """The consumer's view of a load's buffer: ring slots x parts (one per consumer when split)."""
+        part = "WG" if m.split else "0"
+        r = m.name + (f".index({slot} * {self.nc} + {part})" if slot and m.split else f".index({slot})" if slot
+                      else f".index({part})")
         shape = [b for b in m.block if b != 1]
         return r + (f".reshape({shape})" if len(m.block) != 2 else "")
 
@@ -321,7 +326,7 @@ class GluonEmitter(Emitter):
 
     def issue(self, m: Smem, slot: str | None) -> None:
         bar = f"{m.name}_ready" + (f".index({slot})" if slot else "")
-        buf = m.name + (f".index({slot})" if slot else "")
+        buf = f"{m.name}.index({slot})"
         self.line(f"mbarrier.expect({bar}, {m.nbytes})")
         for c in range(self.nc if m.split else 1):
             coords = []
@@ -332,7 +337,8 @@ class GluonEmitter(Emitter):
                     coords.append("0")
                 else:
                     coords.append(self.name_of(x) if isinstance(x, I.Value) else str(x))
-            dst = f"{buf}.index({c})" if m.split or not m.ring else buf
+            dst = f"{m.name}.index({slot} * {self.nc} + {c})" if slot and m.split else buf if slot else \
+                f"{m.name}.index({c})"
             self.line(f"tma.async_copy_global_to_shared({m.name}_desc, [{', '.join(coords)}], {bar}, {dst})")
 
 
@@ -407,7 +413,7 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
     pnames = [p[0] for p in params]
     shared = []
     setup = []
-    for m in em.smem.values():
+    for m in {m.name: m for m in em.smem.values()}.values():
         t = m.idx.tensor
         rank = t.ndim
         lay = f"gl.NVMMASharedLayout.get_default_for({m.block}, {tl_dtype(t.dtype).replace('tl.', 'gl.')})"
@@ -415,8 +421,7 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
         strides = ", ".join(t.stride_code(i) for i in range(rank))
         setup.append(f"{m.name}_desc = tma.make_tensor_descriptor({t.name}, shape=[{shape}], strides=[{strides}], "
                      f"block_shape={m.block}, layout={lay})")
-        lead = [NUM_BUF] if m.ring else []
-        lead += [em.nc] if m.split else ([] if m.ring else [1])
+        lead = [(NUM_BUF if m.ring else 1) * (em.nc if m.split else 1)]
         setup.append(f"{m.name} = gl.allocate_shared_memory({tl_dtype(t.dtype).replace('tl.', 'gl.')}, "
                      f"{lead + m.block}, {m.name}_desc.layout)")
         bars = [f"{m.name}_ready", f"{m.name}_empty"] if m.ring else [f"{m.name}_ready"]
