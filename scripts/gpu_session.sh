@@ -18,6 +18,10 @@
 #   bench         all six ops in one process (estimated 420 s), soft budget BENCH_ALL_BUDGET (480 s)
 #                 shared among the ops by case count: fits one 600 s command, cutting cases if slow
 #   plan          print the bench plans and their estimated durations (no GPU work)
+#   gluon         the DSL's Gluon backend (issue 22): its -m gpu tests, then attn_fwd through it against
+#                 SDPA-cuDNN/flash, the probe's d_pingpong_overlap and the DSL's Triton path at 4x16x4096x128
+#                 and 1x16x16384x128, causal and not (bench.gluon_attention --dsl) -> $OUT/gluon_dsl.json
+#                 (estimated 120-150 s; hard GLUON_TIMEOUT per command, 200 s)
 # <GPU> is the detected card's short name (H100, H200, ...). Every bench step writes
 # results/<GPU>/<op>.csv after each case, rebuilds results/<GPU>/README.md, the PNGs,
 # results/README.md and the project README table from every CSV on disk, and copies
@@ -74,6 +78,10 @@ for step in "$@"; do
     bench_norms) bench bench_norms $NORMS ;;
     bench_gemm)  bench bench_gemm $GEMMS ;;
     bench) bench bench --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} ;;
+    gluon) timeout -k 20 "${GLUON_TIMEOUT:-200}" python3 -m pytest -q -m gpu tests/dsl/test_gluon_backend.py 2>&1 \
+             | tail -30 | tee "$OUTDIR/gluon_test.log"
+           timeout -s INT -k 20 "${GLUON_TIMEOUT:-200}" python3 -m bench.gluon_attention --variants d_pingpong_overlap \
+             --dsl --out "$OUTDIR/gluon_dsl.json" 2>&1 | tail -40 | tee "$OUTDIR/gluon_bench.log" ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
     bench:*) bench "bench_${step#bench:}" --op "${step#bench:}" ;;  # e.g. bench:softmax,rms_norm
     *) echo "unknown step $step" ;;

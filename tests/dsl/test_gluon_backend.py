@@ -148,7 +148,7 @@ def test_knob_values_and_the_interpreter(device):
     # no sm_90 GPU: the tuner never searches the backend, and a launch under the interpreter refuses it
     assert "backend" not in bound.config_space.fragments
     with pytest.raises(NotSupported, match="interpreter cannot run Gluon"):
-        bound.run(Config(block_sizes=[128, 64, 64], backend="gluon"), x, x.T.contiguous())
+        bound.run(bound.normalize(Config(block_sizes=[128, 64, 64], backend="gluon")), x, x.T.contiguous())
 
 
 # ---- GPU: numbers --------------------------------------------------------------------------------
@@ -164,18 +164,22 @@ def _ref(q, k, v, causal, scale):
     return torch.softmax(s, -1) @ v, lse
 
 
+GPU_CASES = [(s, 128, 2) for s in (1, 17, 1000, 4097)] + [(1000, 128, 1), (1000, 64, 1)]
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("s", [1, 17, 1000, 4097])
+@pytest.mark.parametrize("s,d,consumers", GPU_CASES)
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
-@pytest.mark.parametrize("consumers", [1, 2])
-def test_attention_forward_gpu(s, causal, consumers):
-    torch.manual_seed(s + 7 * causal + consumers)
-    b, h, h_kv, d = 2, 4, 2, 128   # GQA: two query heads per kv head
+def test_attention_forward_gpu(s, d, consumers, causal):
+    torch.manual_seed(s + d + 7 * causal + consumers)
+    b, h, h_kv = 2, 4, 2   # GQA: two query heads per kv head
     q = torch.randn(b, h, s, d, device="cuda", dtype=torch.bfloat16)
     k, v = (torch.randn(b, h_kv, s, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     scale = 1 / math.sqrt(d)
     args = (q, k, v, causal, scale * A.LOG2E)
-    out, lse = A.attn_fwd.bind(args).run(gluon_config(consumers=consumers, causal=causal), *args)
+    bound = A.attn_fwd.bind(args)
+    cfg = gluon_config(block_n=min(d, 128), consumers=consumers, causal=causal)
+    out, lse = bound.run(bound.normalize(cfg), *args)
     ref, ref_lse = _ref(q, k, v, causal, scale)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
@@ -187,5 +191,6 @@ def test_attention_forward_gpu(s, causal, consumers):
 def test_matmul_gpu(m, k, n):
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     y = torch.randn(k, n, device="cuda", dtype=torch.bfloat16)
-    out = matmul.bind((x, y)).run(Config(block_sizes=[128, 128, 64], backend="gluon"), x, y)
+    bound = matmul.bind((x, y))
+    out = bound.run(bound.normalize(Config(block_sizes=[128, 128, 64], backend="gluon")), x, y)
     torch.testing.assert_close(out.float(), x.float() @ y.float(), atol=0.25, rtol=2e-2)
