@@ -37,14 +37,16 @@ FIELDS: dict[str, Any] = {
     "load_eviction_policies": [],
     "backend": "triton",
     "gluon_consumers": 2,
+    "gluon_overlap": False,
 }
 
 PID_TYPES = ("flat", "xyz", "persistent_blocked", "persistent_interleaved")
 INDEXING = ("pointer", "tensor_descriptor")
-# Code generation: "gluon" (backends/gluon, sm_90) with 1 or 2 consumer warpgroups. Searched only where the
+# Code generation: "gluon" (backends/gluon, sm_90) with 1 or 2 consumer warpgroups, the softmax overlapping
+# the next GEMM or not. Searched only where the
 # space offers it (an sm_90 GPU, not the interpreter); elsewhere a Config may still name it for codegen
 # (to_triton_code, compile_for_target), and a launch refuses it.
-BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2)}
+BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "gluon_overlap": (False, True)}
 
 
 class Config(Mapping[str, Any]):
@@ -286,7 +288,7 @@ class ConfigSpace:
         validate. Accepts a Config, a dict or None."""
         d = {} if cfg is None else {k: _thaw(_freeze(v)) for k, v in dict(_helion_spellings(dict(cfg))).items()}
         for k in list(d):
-            if k in FIELDS and (k not in self.fragments or d[k] is None) and not (k in BACKEND_CHOICES and d[k]):
+            if k in FIELDS and (k not in self.fragments or d[k] is None) and not (k in BACKEND_CHOICES and d[k] is not None):
                 del d[k]
         self._clamp(d)
         out = Config(**self._values(d))
@@ -381,6 +383,7 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
     if spec.gluon:
         f["backend"] = EnumFragment(BACKEND_CHOICES["backend"], "triton")
         f["gluon_consumers"] = EnumFragment(BACKEND_CHOICES["gluon_consumers"], 2)
+        f["gluon_overlap"] = BoolFragment(False)
     if spec.loads:
         f["load_eviction_policies"] = ListOf(EnumFragment(EVICTION_POLICIES, ""), spec.loads)
     for name, frag in spec.tunables.items():

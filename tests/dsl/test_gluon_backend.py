@@ -23,9 +23,9 @@ from helion_ops.dsl.exc import NotSupported  # noqa: E402
 from helion_ops.ops import attention as A  # noqa: E402
 
 
-def gluon_config(block_m=128, block_n=128, consumers=2, causal=False) -> Config:
+def gluon_config(block_m=128, block_n=128, consumers=2, causal=False, overlap=False) -> Config:
     return Config(block_sizes=[block_m, block_n], backend="gluon", gluon_consumers=consumers,
-                  grid_reverses=[causal])
+                  gluon_overlap=overlap, grid_reverses=[causal])
 
 
 @helion.kernel(static_shapes=True)
@@ -50,9 +50,11 @@ def _attn_args(b, h, h_kv, s, d, causal, device="meta", dtype=torch.bfloat16):
 # ---- CPU: code that builds for sm_90 --------------------------------------------------------------
 
 def test_attention_forward_and_matmul_build_for_sm90():
-    """Causal and not, 1 and 2 consumers, GQA, S not a multiple of the blocks (1000, 17), D 64 and 128."""
+    """Causal and not, 1 and 2 consumers, overlap or not, GQA, S not a multiple of the blocks (1000, 17),
+    D 64 and 128."""
     cases = [(dict(b=2, h=4, h_kv=2, s=1000, d=128, causal=False), gluon_config(consumers=2)),
              (dict(b=2, h=4, h_kv=2, s=1000, d=128, causal=True), gluon_config(consumers=2, causal=True)),
+             (dict(b=2, h=4, h_kv=2, s=4096, d=128, causal=True), gluon_config(causal=True, overlap=True)),
              (dict(b=1, h=2, h_kv=1, s=17, d=64, causal=True), gluon_config(consumers=1, block_n=64, causal=True))]
     specs, want = [], []
     for kw, cfg in cases:
@@ -63,6 +65,7 @@ def test_attention_forward_and_matmul_build_for_sm90():
     y = torch.empty(520, 296, dtype=torch.float16, device="meta")
     specs += matmul.bind((x, y)).compile_specs(Config(block_sizes=[128, 128, 64], backend="gluon"))
     want.append(2)
+    assert len(specs) == len(want)
     built = compile_specs_for_target(specs, ("cuda", 90, 32))
     for kb, consumers in zip(built, want):
         ttgir, ptx = kb.asm["ttgir"], kb.asm["ptx"]
@@ -82,7 +85,13 @@ def test_partitions_in_the_source():
     assert re.search(r"tma\.async_copy_global_to_shared\(v_ring\d+_desc", src)
     assert re.search(r"mbarrier\.init\(k_ring\d+_empty\.index\(i\), count=2\)", src)
     assert "WG * 64 + gl.arange(0, 64, layout=ROW)" in src
-    assert src.count("warpgroup_mma(") == 2
+    assert src.count("warpgroup_mma(") == 2 and "warpgroup_mma_wait(1," not in src
+    # gluon_overlap: the next block's S = Q K^T is issued before this block's P V, and only it is waited for
+    # before the softmax (the loop's first block is peeled off, its last P V follows the loop)
+    over = A.attn_fwd.bind(_attn_args(2, 4, 2, 1000, 128, False)).to_triton_code(gluon_config(overlap=True))
+    loop = over[over.index("for offset_"):]
+    assert loop.index("use_acc=False, is_async=True") < loop.index("v_ring") < loop.index("warpgroup_mma_wait(1,")
+    assert over.count("warpgroup_mma(") == 4
     # the Triton backend's code is unchanged by the knob
     triton_src = A.attn_fwd.bind(_attn_args(2, 4, 2, 1000, 128, False)).to_triton_code(
         Config(block_sizes=[128, 128]))
@@ -164,21 +173,22 @@ def _ref(q, k, v, causal, scale):
     return torch.softmax(s, -1) @ v, lse
 
 
-GPU_CASES = [(s, 128, 2) for s in (1, 17, 1000, 4097)] + [(1000, 128, 1), (1000, 64, 1)]
+GPU_CASES = [(s, 128, 2, True) for s in (1, 17, 1000, 4097)] + \
+    [(1000, 128, 2, False), (4097, 128, 2, False), (1000, 128, 1, False), (1000, 64, 1, True)]
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("s,d,consumers", GPU_CASES)
+@pytest.mark.parametrize("s,d,consumers,overlap", GPU_CASES)
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
-def test_attention_forward_gpu(s, d, consumers, causal):
-    torch.manual_seed(s + d + 7 * causal + consumers)
+def test_attention_forward_gpu(s, d, consumers, overlap, causal):
+    torch.manual_seed(s + d + 7 * causal + consumers + 3 * overlap)
     b, h, h_kv = 2, 4, 2   # GQA: two query heads per kv head
     q = torch.randn(b, h, s, d, device="cuda", dtype=torch.bfloat16)
     k, v = (torch.randn(b, h_kv, s, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     scale = 1 / math.sqrt(d)
     args = (q, k, v, causal, scale * A.LOG2E)
     bound = A.attn_fwd.bind(args)
-    cfg = gluon_config(block_n=min(d, 128), consumers=consumers, causal=causal)
+    cfg = gluon_config(block_n=min(d, 128), consumers=consumers, causal=causal, overlap=overlap)
     out, lse = bound.run(bound.normalize(cfg), *args)
     ref, ref_lse = _ref(q, k, v, causal, scale)
     assert torch.isfinite(out).all()

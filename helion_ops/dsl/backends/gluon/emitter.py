@@ -33,6 +33,7 @@ from ..triton.emitter import Emitter, Generated
 from ..triton.kernel import _tile_count
 from ..triton.ops import NAN_REDUCE_HELPERS
 from ..triton.strategies import program_ids
+from . import overlap
 
 PRELUDE = """import types
 
@@ -78,6 +79,9 @@ class Smem:
 
 
 class GluonEmitter(Emitter):
+    NUM_BUF = NUM_BUF
+    DOT_A = f"gl.DotOperandLayout(operand_index=0, parent={_L}, k_width=2)"
+
     def __init__(self, d: I.DeviceIR, cfg: Config, file: str, target: Target) -> None:
         super().__init__(d, cfg, file, target)
         self.nc = int(cfg.get("gluon_consumers", 2))
@@ -92,6 +96,7 @@ class GluonEmitter(Emitter):
         self.smem: dict[int, Smem] = {}
         self.pending: dict[int, tuple[list[str], str]] = {}  # value id -> (wait lines, shared-memory ref)
         self.lay1d: dict[str, int] = {}     # tile index and mask names -> their SliceLayout dim
+        self.overlap = bool(cfg.get("gluon_overlap", False))
 
     # ---- partitions ---------------------------------------------------------------------------
     def full_dim(self, e: tuple) -> int:
@@ -249,8 +254,7 @@ class GluonEmitter(Emitter):
         reg = src.id not in self.smem
         if reg:
             an = self.fresh("dot_a")
-            self.line(f"{an} = gl.convert_layout({self.dot_operand(a, -1)}, "
-                      f"gl.DotOperandLayout(operand_index=0, parent={_L}, k_width=2))")
+            self.line(f"{an} = gl.convert_layout({self.dot_operand(a, -1)}, {self.DOT_A})")
         shape = self.shape(v.type)
         if len(v.args) > 2:
             acc, use = self.name_of(v.args[2]), ""
@@ -271,15 +275,15 @@ class GluonEmitter(Emitter):
     def for_loop(self, s: I.For) -> None:
         t = s.tiles[0]
         rings = [m for m in self.smem.values() if m.ring and any(x is m.v for x in I.all_values(s.body))]
+        p = overlap.plan(self, s, rings) if self.overlap and rings else None
+        if p is not None:
+            overlap.emit(self, s, rings, p)
+            return
         self.src(s.loc)
         names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
         self.line(f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}, {t.block}):")
         self.ind += 1
-        self.line(f"{t.indices} = {t.offset} + gl.arange(0, {t.block}, layout=COL)")
-        self.lay1d[t.indices] = 0
-        if t.masked:
-            self.line(f"{t.mask} = {t.indices} < {self.bound(t.end)}")
-            self.lay1d[t.mask] = 0
+        self.tile_lines(t)
         if rings:
             self.line(f"slot = ring_it % {NUM_BUF}")
             self.line(f"phase = (ring_it // {NUM_BUF}) & 1")
@@ -292,6 +296,14 @@ class GluonEmitter(Emitter):
             self.line("ring_it += 1")
         self.ind -= 1
         self.last_src = None
+
+    def tile_lines(self, t) -> None:
+        """An inner loop tile's indices (one per column) and mask, at its offset."""
+        self.line(f"{t.indices} = {t.offset} + gl.arange(0, {t.block}, layout=COL)")
+        self.lay1d[t.indices] = 0
+        if t.masked:
+            self.line(f"{t.mask} = {t.indices} < {self.bound(t.end)}")
+            self.lay1d[t.mask] = 0
 
     def ref(self, m: Smem, slot: str | None) -> str:
         """The consumer's view of a load's buffer: ring slots x parts (one per consumer when split)."""
