@@ -18,7 +18,8 @@
 #   bench         all six ops in one process (estimated 420 s), soft budget BENCH_ALL_BUDGET (480 s)
 #                 shared among the ops by case count: fits one 600 s command, cutting cases if slow
 #   plan          print the bench plans and their estimated durations (no GPU work)
-#   gluon         the DSL's Gluon backend (issue 22): its -m gpu tests, then attn_fwd through it against
+#   gluon         the DSL's Gluon backend (issue 22): its -m gpu tests, then attn_fwd through it (with and
+#                 without gluon_overlap) against
 #                 SDPA-cuDNN/flash, the probe's d_pingpong_overlap and the DSL's Triton path at 4x16x4096x128
 #                 and 1x16x16384x128, causal and not (bench.gluon_attention --dsl) -> $OUT/gluon_dsl.json
 #                 (estimated 120-150 s; hard GLUON_TIMEOUT per command, 200 s)
