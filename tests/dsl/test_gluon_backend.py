@@ -113,6 +113,19 @@ def cumsum_rows(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@helion.kernel(static_shapes=True)
+def centered_matmul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    m, k = x.size()
+    _, n = y.size()
+    out = torch.empty([m, n], dtype=torch.float32, device=x.device)
+    for tile_m, tile_n in hl.tile([m, n]):
+        acc = hl.zeros([tile_m, tile_n], dtype=torch.float32)
+        for tile_k in hl.tile(k):
+            acc = hl.dot(x[tile_m, tile_k], y[tile_k, tile_n], acc=acc)
+        out[tile_m, tile_n] = acc - torch.sum(acc, dim=0)[None, :]
+    return out
+
+
 def _line_of(fn, text: str) -> int:
     import inspect
     lines, start = inspect.getsourcelines(fn.fn if hasattr(fn, "fn") else fn)
@@ -124,6 +137,18 @@ def test_construct_outside_the_subset_is_refused_at_its_line():
     with pytest.raises(NotSupported, match=r"Gluon backend .* does not cover the op 'scan'") as e:
         cumsum_rows.bind((x, x)).to_triton_code(Config(block_sizes=[128, 128, 64], backend="gluon"))
     assert f":{_line_of(cumsum_rows, 'torch.cumsum')}" in str(e.value)
+
+
+def test_reduction_over_rows_needs_one_consumer():
+    """Two consumers each hold half of the row block: a sum over its rows is refused at its line; with
+    one consumer it is generated."""
+    x = torch.empty(256, 128, dtype=torch.float16, device="meta")
+    bound = centered_matmul.bind((x, torch.empty(128, 256, dtype=torch.float16, device="meta")))
+    with pytest.raises(NotSupported, match="reduction over the row tile with gluon_consumers=2") as e:
+        bound.to_triton_code(Config(block_sizes=[128, 128, 64], backend="gluon", gluon_consumers=2))
+    assert f":{_line_of(centered_matmul, 'torch.sum(acc, dim=0)')}" in str(e.value)
+    src = bound.to_triton_code(Config(block_sizes=[128, 128, 64], backend="gluon", gluon_consumers=1))
+    assert "gl.warp_specialize(" in src
 
 
 def test_fp32_dot_and_untma_able_operand_are_refused():

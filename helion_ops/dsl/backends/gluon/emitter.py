@@ -126,7 +126,13 @@ class GluonEmitter(Emitter):
                     raise _refuse(what, s.loc)
                 if any(isinstance(x, I.For) for x in I.walk(s.body)):
                     raise _refuse("nested inner loops", s.loc)
+        rows = lambda d: d.kind == "tile" and d.id == self.row.id  # noqa: E731
         for v in I.all_values(self.d.body):
+            # each consumer holds its own rows: nothing may combine rows of the block
+            if self.nc > 1 and ((v.op == "reduce" and rows(v.args[0].type.dims[v.attrs["axis"]]))
+                                or (v.op == "dot" and rows(v.args[0].type.dims[-1]))):
+                raise _refuse(f"{'a reduction' if v.op == 'reduce' else 'an hl.dot contracting'} over the row "
+                              f"tile with gluon_consumers=2 (each consumer holds half of its rows)", v.loc)
             if v.op == "dot":
                 for a in v.args[:2]:
                     if a.type.dtype not in (torch.float16, torch.bfloat16):
@@ -134,11 +140,13 @@ class GluonEmitter(Emitter):
                 if not v.type.dtype.is_floating_point:
                     raise _refuse("an integer hl.dot", v.loc)
 
-        def dot_only(v: I.Value) -> bool:
+        def dot_only(v: I.Value, left: bool = False) -> bool:
+            """Used only as an hl.dot operand (only as the left one: ``left``), directly or transposed."""
             us = users.get(v.id, [])
-            return bool(us) and all((u.op == "dot" and u.args[0] is not v and u.args[1] is v)
-                                    or (u.op == "dot" and u.args[0] is v and u.args[1] is not v)
-                                    or (u.op == "permute" and dot_only(u)) for u in us)
+            return bool(us) and all((u.op == "dot" and u.args[0] is v and u.args[1] is not v and v not in u.args[2:])
+                                    or (u.op == "dot" and u.args[1] is v and u.args[0] is not v and not left
+                                        and v not in u.args[2:])
+                                    or (u.op == "permute" and dot_only(u, left)) for u in us)
 
         def tma_ok(v: I.Value, tile) -> bool:
             idx = v.args[0]
@@ -146,7 +154,9 @@ class GluonEmitter(Emitter):
             return (idx.tensor.descriptor_ok and idx.tensor.dtype.itemsize == 2 and idx.extra_mask is None
                     and "block" not in kinds and ("tile", tile) in [(k, x) for k, x in idx.entries]
                     and [o for o in idx.out if o is not None] == [i for i, k in enumerate(kinds) if k != "scalar"]
-                    and None not in idx.out and v.type.ndim == 2 and dot_only(v)
+                    and None not in idx.out and v.type.ndim == 2
+                    # a tile of the row block is split between the consumers: only a left operand may be
+                    and dot_only(v, left=any(k == "tile" and x is self.row for k, x in idx.entries))
                     and all(x.block * idx.tensor.dtype.itemsize >= 16 for k, x in idx.entries if k == "tile"
                             and x is idx.entries[-1][1]))
         names: dict[tuple, str] = {}
