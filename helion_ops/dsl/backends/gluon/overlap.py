@@ -13,6 +13,8 @@ so the softmax hides behind a GEMM. Loops of another shape keep the plain schedu
 """
 from __future__ import annotations
 
+import torch
+
 from ... import ir as I
 
 
@@ -25,6 +27,8 @@ def plan(em, s: I.For, rings: list):
     if len(dots) != 2 or len(dots[0].args) != 2 or len(dots[1].args) != 3:
         return None
     d1, d2 = dots
+    if d1.type.dtype != torch.float32 or d2.type.dtype != torch.float32:
+        return None
     acc_i = next((i for i, (_, _, fin) in enumerate(s.carried) if fin is d2), None)
     if acc_i is None:
         return None
