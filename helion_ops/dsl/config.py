@@ -43,9 +43,9 @@ FIELDS: dict[str, Any] = {
 PID_TYPES = ("flat", "xyz", "persistent_blocked", "persistent_interleaved")
 INDEXING = ("pointer", "tensor_descriptor")
 # Code generation: "gluon" (backends/gluon, sm_90) with 1 or 2 consumer warpgroups, the softmax overlapping
-# the next GEMM or not. Searched only where the
-# space offers it (an sm_90 GPU, not the interpreter); elsewhere a Config may still name it for codegen
-# (to_triton_code, compile_for_target), and a launch refuses it.
+# the next GEMM or not. Searched only where the space offers them (an sm_90 GPU, not the interpreter);
+# elsewhere a Config may still name them for codegen (to_triton_code, compile_for_target); a launch under
+# the interpreter refuses backend="gluon".
 BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "gluon_overlap": (False, True)}
 
 
@@ -288,7 +288,8 @@ class ConfigSpace:
         validate. Accepts a Config, a dict or None."""
         d = {} if cfg is None else {k: _thaw(_freeze(v)) for k, v in dict(_helion_spellings(dict(cfg))).items()}
         for k in list(d):
-            if k in FIELDS and (k not in self.fragments or d[k] is None) and not (k in BACKEND_CHOICES and d[k] is not None):
+            kept = k in BACKEND_CHOICES and d[k] is not None   # a backend named for codegen (see BACKEND_CHOICES)
+            if k in FIELDS and (k not in self.fragments or d[k] is None) and not kept:
                 del d[k]
         self._clamp(d)
         out = Config(**self._values(d))
