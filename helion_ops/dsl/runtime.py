@@ -578,7 +578,7 @@ class BoundKernel:
         t = target()
         if t.interpreter and ctx.mode != "launch":
             t = dataclasses.replace(t, interpreter=False)
-        gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout)
+        gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout, ctx.config.get("backend") or "triton")
         src = "import triton\nimport triton.language as tl\n\n\n" + gen.source
         path = write_code(gen.fn_name, src)
         if os.environ.get("HELION_PRINT_OUTPUT_CODE") == "1":

@@ -64,6 +64,20 @@ def _warp_specialize_supported() -> bool:
         return False
 
 
+def _gluon_searchable() -> bool:
+    """The tuner tries the Gluon backend (sm_90 only) on a Hopper GPU, never under Triton's interpreter."""
+    import os
+
+    import torch
+    if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available():
+        return False
+    try:
+        from triton.experimental.gluon.language.nvidia.hopper import tma
+    except ImportError:
+        return False
+    return torch.cuda.get_device_capability() == (9, 0) and hasattr(tma, "make_tensor_descriptor")
+
+
 def block_spec(f: dict, bid: int) -> BlockSpec:
     b = f["blocks"][bid]
     if b["bounds"] is not None:
@@ -112,6 +126,7 @@ def space_for(bound) -> ConfigSpace:
         warp_specialize=_warp_specialize_supported(),
         uneven_grid=f["uneven_grid"],
         reversible_loops=f["reversible"],
+        gluon=bool(f["dot"]) and _gluon_searchable(),
     )
     space = ConfigSpace(spec)
     base = space.default()
