@@ -11,7 +11,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl import compile_op, exc
-from tests.conftest import DEVICE
+from tests.conftest import DEVICE  # cuda on a GPU machine, else cpu (interpreter)
 
 
 @helion.kernel()
@@ -171,7 +171,7 @@ def test_backward_through_user_autograd_function():
     _compiled(f)(x, y).backward()
     gx, gy = x.grad, y.grad
     x.grad = y.grad = None
-    (x * y * torch.arange(33)).sum().backward()
+    (x * y * torch.arange(33, device=DEVICE)).sum().backward()
     torch.testing.assert_close(gx, x.grad)
     torch.testing.assert_close(gy, y.grad)
 
