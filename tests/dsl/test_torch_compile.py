@@ -13,6 +13,9 @@ import helion_ops.dsl.language as hl
 from helion_ops.dsl import compile_op, exc
 from tests.conftest import DEVICE  # cuda on a GPU machine, else cpu (interpreter)
 
+# torch's own compile path calls its deprecated torch.jit.script_method (torch 2.13); not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
 
 @helion.kernel()
 def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
