@@ -9,6 +9,8 @@
 #                 TUNED_SHAPES shapes each op's bench step runs it on -> results/<GPU>/helion_configs/
 #                 (the bench steps reuse them; a missing one is tuned in the run, inside its budget)
 #   soak          bench.soak, random shapes (SOAK_SHAPES, budget SOAK_BUDGET s) -> results/<GPU>/soak.md
+#   host          bench.host: host time per call of every op against eager -> results/<GPU>/host.md
+#   host_dispatch bench.host --dispatch --profile 12: the op layer's host path with launches stubbed, profiled (log only)
 #   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated 175 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 270 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #                 both on the representative shapes of bench/session_shapes.json (BENCH_SHAPES), helion's
@@ -29,6 +31,8 @@
 #   BENCH_TIMING ("--warmup 10 --rep 40"), BENCH_SHAPES (bench/session_shapes.json; "preset" for
 #   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), TUNED_SHAPES ("2,grouped_gemm=1": 2 per op, 1 for grouped GEMM;
 #   shapes per op for helion and compile_max, whose first calls search configs), BENCH_DTYPE (bf16),
+#   BENCH_GRAPH_TIMING ("plain,graph:bwd": backward rows also timed captured in a CUDA graph and replayed,
+#   the ms_graph column; "plain" to leave it out, "plain,graph" for every row),
 #   HELION_BENCH_EFFORT (quick; none: Helion's default config, untuned), HELION_BENCH_TUNE_S (20),
 #   TUNE_TIMEOUT (s, hard, helion_tune; 240), TUNE_EXTRA (e.g. "--max-shapes 6", as BENCH_EXTRA),
 #   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA.
@@ -47,7 +51,7 @@ export HELION_BENCH_EFFORT=${HELION_BENCH_EFFORT:-quick} HELION_BENCH_TUNE_S=${H
 export HELION_AUTOTUNE_PROGRESS_BAR=0 HELION_AUTOTUNE_LOG_LEVEL=${HELION_AUTOTUNE_LOG_LEVEL:-WARNING}
 BASELINES=eager,compile,compile_max,cublas,cudnn,flash,grouped_mm,liger,helion,copy
 SHAPES=${BENCH_SHAPES:-bench/session_shapes.json}
-BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} --time-budget ${BENCH_BUDGET:-480} ${BENCH_EXTRA:-}"
+BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --timing ${BENCH_GRAPH_TIMING:-plain,graph:bwd} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} --time-budget ${BENCH_BUDGET:-480} ${BENCH_EXTRA:-}"
 NORMS="--op softmax,rms_norm,layer_norm"
 GEMMS="--op matmul,grouped_gemm,attention"
 save() { tar czf "$OUTDIR/results.tgz" results 2>/dev/null; }
@@ -75,6 +79,8 @@ for step in "$@"; do
     bench_gemm)  bench bench_gemm $GEMMS ;;
     bench) bench bench --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
+    host)  python3 -m bench.host 2>&1 | tee "$OUTDIR/host.log" ;;
+    host_dispatch) python3 -m bench.host --dispatch --profile 12 2>&1 | tee "$OUTDIR/host_dispatch.log" ;;
     bench:*) bench "bench_${step#bench:}" --op "${step#bench:}" ;;  # e.g. bench:softmax,rms_norm
     *) echo "unknown step $step" ;;
   esac
