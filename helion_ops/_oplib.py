@@ -453,6 +453,7 @@ class Kern:
 
 _SLOT = object()  # where a saved tensor input goes back
 _C_APPLY = torch._C._FunctionBase.__dict__["apply"]  # autograd.Function.apply without its Python wrapper
+_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 _Parameter = torch.nn.Parameter
 
 
@@ -518,7 +519,10 @@ class Op:
             t = type(a)
             if t is torch.Tensor or t is _Parameter:
                 if grad and a.requires_grad:
-                    return self._apply(*args)
+                    # A tensor leaked out of a torch.func transform ("dead wrapper") needs Function.apply's
+                    # unwrapping; everything else takes the C entry point.
+                    dead = any(_wrapped(b) for b in args if isinstance(b, torch.Tensor))
+                    return (self.EagerFunction.apply if dead else self._apply)(*args)
             elif isinstance(a, torch.Tensor):
                 return self.custom(*args)  # a tensor subclass: let it dispatch
         return self.impl(*args)

@@ -195,6 +195,25 @@ def test_torch_func_grad_matches_autograd(op):
 
 
 @pytest.mark.parametrize("op", OPS)
+def test_a_tensor_leaked_from_a_transform_runs_the_kernels(op):
+    """A tensor kept from inside torch.func.grad (a "dead wrapper", requiring grad) passed to an op with
+    grad enabled is unwrapped as autograd.Function.apply does, and runs the kernels (HELION_OPS_STRICT=1
+    here: a kernel handed the wrapper itself would raise)."""
+    spec = SPECS[op]
+    inputs = _inputs(spec, spec.SMALL_SHAPES[0], torch.float32, grad=False)
+    leaked = []
+
+    def f(t):
+        leaked.append(t * 1)
+        return (t * t).sum()
+
+    torch.func.grad(f)(inputs[0])
+    assert torch._C._functorch.is_functorch_wrapped_tensor(leaked[0]) and leaked[0].requires_grad
+    got = spec.impl(leaked[0], *inputs[1:])
+    torch.testing.assert_close(got, spec.impl(*inputs))
+
+
+@pytest.mark.parametrize("op", OPS)
 def test_vmap_over_a_batch_dim(op):
     spec = SPECS[op]
     batch = [_inputs(spec, spec.SMALL_SHAPES[0], torch.float32, grad=False, seed=s) for s in range(3)]
