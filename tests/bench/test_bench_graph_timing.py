@@ -131,3 +131,55 @@ def test_graph_bench_needs_cuda():
         pytest.skip("a GPU is present: tests/ops/test_cuda_graphs.py covers capture")
     with pytest.raises(Exception):
         timing.graph_bench(lambda: [lambda: None])
+
+
+def test_gpu_flow_with_graph_timing_on_backward_rows(monkeypatch, tmp_path, capsys):
+    """bench.run's GPU path end to end (CPU stand-ins for the device, as in test_bench_gpu_flow.py) with
+    --timing plain,graph:bwd: backward rows carry ms_graph, forward rows leave it empty, and the
+    GPU README has the graph columns and section."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("matplotlib")
+    from bench import gpu_info, metrics
+    from tests.bench.test_bench_gpu_flow import ENV as GPU_ENV, FAKE
+
+    monkeypatch.setattr(run, "has_gpu", lambda: True)
+    monkeypatch.setattr(run, "DEVICE", "cpu")
+    monkeypatch.setattr(timing, "gpu_bench", lambda fn, warmup=25, rep=100: timing.cpu_bench(fn, 1, 3))
+    built = []
+
+    def graph_bench(build, warmup=25, rep=100):
+        calls = build()
+        built.append(len(calls))
+        return timing.cpu_bench(lambda: [c() for c in calls], 1, 3) / len(calls)
+
+    monkeypatch.setattr(timing, "graph_bench", graph_bench)
+    monkeypatch.setattr(metrics, "measure_ceilings",
+                        lambda bench_fn=None: {"copy_GBps": 100.0, "matmul_TFLOPs": 1.0, "copy_ms": 1.0, "matmul_ms": 1.0})
+    monkeypatch.setattr(gpu_info, "info", lambda: dict(GPU_ENV))
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
+    mod = catalog.load(FAKE)
+    monkeypatch.setattr(catalog, "resolve", lambda arg: ([mod], {}))
+    out = tmp_path / "results"
+    assert run.main(["--op", "fake", "--dtype", "fp32", "--baselines", "eager", "--timing", "plain,graph:bwd",
+                     "--out", str(out)]) == 0
+    rows = schema.read_rows(out / "FAKEGPU" / "fake_softmax.csv")
+    assert built and all(float(r["ms_graph"]) > 0 for r in rows if r["mode"] == "bwd")
+    assert all(r["ms_graph"] == "" for r in rows if r["mode"] == "fwd")
+    tables = (out / "FAKEGPU" / "README.md").read_text()
+    assert "ours graph (GB/s)" in tables and "vs eager (graph)" in tables and "## Graph timing" in tables
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["fwd", "bwd"])
+def test_graph_bench_captures_ours_and_eager_on_the_gpu(mode):
+    """timing.graph_bench on every op's smallest case: ours and eager are captured and replayed (ours
+    must be capturable: issue 30), and the replayed figure is a positive time."""
+    specs, _ = catalog.discover()
+    for op, spec in specs.items():
+        if mode == "bwd" and not spec.GRAD_INPUTS:
+            continue
+        rows = case.run_case(spec, spec.SMALL_SHAPES[-1], torch.float16, mode, [baselines.OURS, "eager"], "cuda",
+                             timer=lambda fn: timing.gpu_bench(fn, 5, 20), env=ENV, log=lambda m: None,
+                             graph_timer=lambda build: timing.graph_bench(build, 5, 20))
+        for r in rows:
+            assert r["status"] == "ok" and r["graph_note"] == "" and r["ms_graph"] > 0, (op, r)
