@@ -69,10 +69,9 @@ def interpret_mode() -> bool:
 
 
 def _interpreting() -> bool:
-    """Whether this process's kernels run in Triton's interpreter, as the DSL fixed it at its first
-    launch (``runtime.target()``); before any launch, the environment."""
-    t = _runtime._TARGET
-    return interpret_mode() if t is None else t.interpreter
+    """Whether this process's kernels run in Triton's interpreter, as the DSL fixed it once for the
+    process (``runtime.target()``, cached: no environment read)."""
+    return _runtime.target().interpreter
 
 
 def num_sms() -> int:
@@ -457,6 +456,14 @@ _wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 _Parameter = torch.nn.Parameter
 
 
+def _dead_wrapper(args: tuple) -> bool:
+    """Whether a tensor argument is a functorch wrapper outside its transform (kept from torch.func.grad)."""
+    for a in args:
+        if isinstance(a, torch.Tensor) and _wrapped(a):
+            return True
+    return False
+
+
 def _is_tensor(a: Any) -> bool:
     return isinstance(a, torch.Tensor)
 
@@ -521,8 +528,7 @@ class Op:
                 if grad and a.requires_grad:
                     # A tensor leaked out of a torch.func transform ("dead wrapper") needs Function.apply's
                     # unwrapping; everything else takes the C entry point.
-                    dead = any(_wrapped(b) for b in args if isinstance(b, torch.Tensor))
-                    return (self.EagerFunction.apply if dead else self._apply)(*args)
+                    return (self.EagerFunction.apply if _dead_wrapper(args) else self._apply)(*args)
             elif isinstance(a, torch.Tensor):
                 return self.custom(*args)  # a tensor subclass: let it dispatch
         return self.impl(*args)
