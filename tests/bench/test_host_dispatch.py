@@ -5,11 +5,13 @@ Per op and mode (forward under no_grad; forward + backward with inputs requiring
 config lookup, output allocation and the replayed host code, down to the launch, which returns at
 once. CPU numbers, compared by scripts/test with the stored baseline like the other host-cost
 benchmarks (a minimum past 4x the baseline's fails); ops missing from the baseline are only reported.
+On a GPU machine the same calls run on CUDA tensors (the host path the H100's bench.host measures).
 """
 import pytest
 import torch
 
 from bench import catalog, host
+from tests.conftest import DEVICE
 
 SPECS, _ = catalog.discover()
 CASES = [(op, mode) for op, spec in SPECS.items() for mode in (("fwd", "fwd+bwd") if spec.GRAD_INPUTS else ("fwd",))]
@@ -18,7 +20,7 @@ CASES = [(op, mode) for op, spec in SPECS.items() for mode in (("fwd", "fwd+bwd"
 @pytest.fixture(scope="module")
 def warm_calls():
     """Every op's calls, compiled and recorded once for the whole module (the interpreter is slow)."""
-    return {op: host.dispatch_calls(spec, "cpu", torch.float32)[0] for op, spec in SPECS.items()}
+    return {op: host.dispatch_calls(spec, DEVICE, torch.float32)[0] for op, spec in SPECS.items()}
 
 
 @pytest.mark.parametrize("op,mode", CASES, ids=[f"{o}-{m}" for o, m in CASES])
@@ -34,8 +36,8 @@ def test_stubbed_launches_stub_every_launch_and_restore():
     real launch is back and the result is right."""
     from helion_ops.dsl import runtime
     spec = SPECS["softmax"]
-    ours, _ = host.dispatch_calls(spec, "cpu", torch.float32)
-    x = torch.randn(host.DISPATCH_SHAPES["softmax"])
+    ours, _ = host.dispatch_calls(spec, DEVICE, torch.float32)
+    x = torch.randn(host.DISPATCH_SHAPES["softmax"], device=DEVICE)
     spec.impl(x)
     real = runtime.Compiled.launch
     launched = []
