@@ -73,13 +73,19 @@ def prepare(fn: Callable, inputs: tuple, mode: str, idx: list[int], gouts=None):
     return list(grads), call, ws
 
 
+GraphTimer = Callable[[Callable[[], list]], float]
+
+
 def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls: list[str],
              device: str, timer: Timer | None = None, env: dict | None = None,
-             log: Callable[[str], None] = print, rotate: bool = True) -> list[dict]:
+             log: Callable[[str], None] = print, rotate: bool = True,
+             graph_timer: GraphTimer | None = None) -> list[dict]:
     """Check (and with a timer, time) every impl on one case; return tidy rows.
 
     Without a timer only correctness is checked (ms, metric and speedups NaN).
     An impl that raises becomes an "error" row; the others still run.
+    With ``graph_timer`` (timing.graph_bench) each timed impl is also timed captured in a CUDA graph
+    and replayed: ``ms_graph``; an impl that cannot be captured gets NaN and says why in ``graph_note``.
     """
     env = env or {}
     tol = mod.TOLERANCE[dtype]
@@ -87,6 +93,9 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
     base = {"op": mod.NAME, "mode": mode, "shape": schema.format_shape(shape),
             "dtype": schema.dtype_name(dtype), "unit": mod.METRIC}
     res = {n: blank() for n in impls}
+    if timer is not None and graph_timer is not None:
+        for r in res.values():
+            r["ms_graph"] = math.nan
     try:
         work = mod.work(shape, dtype) if mode == "fwd" else mod.backward_work(shape, dtype)
         # Seeded per case (crc32: str hash() is salted per process), so a failing row replays.
@@ -107,6 +116,8 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
             try:
                 r["ms"] = timer(baselines.copy_of(work, device)) if timer is not None else math.nan
                 r["status"] = "ok"
+                if timer is not None and graph_timer is not None:
+                    _graph_time(r, graph_timer, lambda: [baselines.copy_of(work, device)], log, name)
             except Exception as e:
                 r["note"] = _why(e)
                 log(f"    {name}: error: {r['note']}")
@@ -130,6 +141,9 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
                     extra_sets.append(mod.make_inputs(shape, dtype, device))
                 calls = [call] + [prepare(fn, s, mode, idx)[1] for s in extra_sets[:k - 1]]
                 r["ms"] = timer(timing.rotating(calls))
+                if graph_timer is not None:
+                    _graph_time(r, graph_timer, lambda: [prepare(fn, s, mode, idx, gouts)[1]
+                                                         for s in [inputs, *extra_sets[:k - 1]]], log, name)
         except Exception as e:
             r["status"], r["note"] = "error", _why(e)
             log(f"    {name}: error: {r['note']}")
@@ -142,7 +156,8 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
                     pass
         log(f"    {name:<12} {r['status']:<5} err={r['err']:.2e} (tol {tol:.0e})"
             + (f"  {r['ms']:.4f} ms  {metrics.throughput(work, r['ms'], mod.METRIC):.1f} {mod.METRIC}"
-               if timer is not None and math.isfinite(r["ms"]) else ""))
+               if timer is not None and math.isfinite(r["ms"]) else "")
+            + (f"  graph {r['ms_graph']:.4f} ms" if math.isfinite(r.get("ms_graph", math.nan)) else ""))
     ours, eager = res.get(baselines.OURS), res.get("eager")
     if ours and eager and metrics.ill_conditioned(ours["err"], tol, eager["err"]):
         ours["status"] = "ok"
@@ -155,6 +170,20 @@ def run_case(mod: ModuleType, shape: tuple, dtype: torch.dtype, mode: str, impls
             if r["status"] == "FAIL" and not r["note"].startswith("ill-conditioned"):
                 r["note"] += f": {n}'s {base['dtype']} rounding; ours passes"
     return _rows(base, res, work, env)
+
+
+def _graph_time(r: dict, graph_timer: GraphTimer, build: Callable[[], list], log, name: str) -> None:
+    """r["ms_graph"] from graph_timer(build), or NaN and r["graph_note"] when the impl cannot be captured."""
+    try:
+        r["ms_graph"] = graph_timer(build)
+    except Exception as e:  # not capturable (a host sync, a CPU tensor, an allocation it cannot replay)
+        r["ms_graph"], r["graph_note"] = math.nan, f"not capturable: {_why(e)}"
+        log(f"    {name}: {r['graph_note']}")
+        if torch.cuda.is_available():
+            try:
+                torch.cuda.synchronize()
+            except Exception:  # a broken context shows in the next impl's row
+                pass
 
 
 FIRST_CALL_TIMED = (baselines.OURS, "compile", baselines.COMPILE_MAX, "helion", baselines.LIGER)
@@ -184,6 +213,8 @@ def _rows(base: dict, res: dict, work: float, env: dict) -> list[dict]:
         for b in others:
             ok = r["status"] == "ok" and res[b]["status"] == "ok"
             row[f"speedup_vs_{b}"] = metrics.speedup(res[b]["ms"], r["ms"]) if ok else math.nan
+        if "ms_graph" in r:  # graph timing was asked for this case (its own columns)
+            row["ms_graph"], row["graph_note"] = r["ms_graph"], r.get("graph_note", "")
         row.update(err=r["err"], status=r["status"], compile_s=r["compile_s"], tuning=r.get("tuning", ""),
                    tune_s=r.get("tune_s", math.nan), version=baselines.version_of(n, env) if env else "",
                    note=r.get("note", ""))

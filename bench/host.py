@@ -8,10 +8,22 @@ the host spends per call, as long as it is longer than the kernels; the table al
 GPU time from CUDA events, so a row where the GPU decides says so. Writes results/<GPU>/host.md.
 
 Needs a CUDA GPU (the interpreter's timings say nothing about host cost): without one it refuses.
+
+``--dispatch`` times the op layer's Python path alone, on any machine: every kernel launch is stubbed
+out (``stubbed_launches``) after warm-up calls, so what remains is the checks, the op layer, autograd,
+config lookup, allocation and the replayed host code down to the launch; ``--profile N`` adds a
+cProfile of ours (the N most expensive functions). On CPU the kernels run in Triton's interpreter for
+the warm-up and ``eager`` is torch's CPU kernels, so the ratio is indicative only; nothing is written.
+tests/bench/test_host_dispatch.py runs the same calls under pytest-benchmark, so CI watches them.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -25,6 +37,25 @@ DTYPE = torch.bfloat16
 # A small shape per op (its GPU work a few microseconds); ops not listed use their first SMALL_SHAPES.
 SHAPES = {"softmax": (16, 1024), "rms_norm": (16, 1024), "layer_norm": (16, 1024), "matmul": (16, 256, 256),
           "grouped_gemm": (4, 64, 256, 256), "attention": (1, 4, 64, 64, False)}
+
+
+# Dispatch mode's shapes: the smallest each op takes (the launch is stubbed; the interpreter runs warm-up).
+DISPATCH_SHAPES = {"softmax": (16, 64), "rms_norm": (16, 64), "layer_norm": (16, 64), "matmul": (16, 32, 32),
+                   "grouped_gemm": (2, 16, 32, 32), "attention": (1, 2, 16, 64, False)}
+
+
+@contextlib.contextmanager
+def stubbed_launches():
+    """Inside the block every compiled DSL kernel launch returns at once (outputs stay uninitialised): what
+    a call costs is the host path above the launch. Binding, compiling and recording are not stubbed, so
+    warm each call up before entering the block."""
+    from helion_ops.dsl import runtime
+    real = runtime.Compiled.launch
+    runtime.Compiled.launch = lambda self, values: None
+    try:
+        yield
+    finally:
+        runtime.Compiled.launch = real
 
 
 def _grad_inputs(spec, inputs: tuple) -> tuple:
@@ -71,6 +102,55 @@ def calls(spec, fn, shape, device: str = "cuda", dtype: torch.dtype = DTYPE) -> 
     return out
 
 
+def per_call_cpu_us(fn, iters: int, repeats: int) -> float:
+    """Best of ``repeats`` loops of ``iters`` calls of ``fn`` (µs/call of this thread's CPU time: with no
+    device to wait for, that is the host cost, and a loaded machine's preemptions stay out of it)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.thread_time_ns()
+        for _ in range(iters):
+            fn()
+        best = min(best, (time.thread_time_ns() - t0) / iters / 1e3)
+    return best
+
+
+def _grad_mode(mode: str):
+    return torch.no_grad() if mode == "fwd" else torch.enable_grad()
+
+
+def dispatch_calls(spec, device: str, dtype: torch.dtype) -> tuple[dict, dict]:
+    """(ours, eager) calls of ``spec`` at its DISPATCH_SHAPES shape, each run twice (compile, record)."""
+    shape = DISPATCH_SHAPES.get(spec.NAME, spec.SMALL_SHAPES[0])
+    ours, theirs = calls(spec, spec.impl, shape, device, dtype), calls(spec, spec.eager, shape, device, dtype)
+    for mode, fn in (*ours.items(), *theirs.items()):
+        with _grad_mode(mode):
+            fn()
+            fn()
+    return ours, theirs
+
+
+def dispatch(spec, iters: int, repeats: int, profile: int = 0) -> list[dict]:
+    """Host time per call of ours and eager with every DSL launch stubbed out (see the module docstring)."""
+    device = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+    dtype = DTYPE if device == "cuda" else torch.float32
+    ours, theirs = dispatch_calls(spec, device, dtype)
+    rows = []
+    with stubbed_launches():
+        for mode in ours:
+            with _grad_mode(mode):
+                o = per_call_cpu_us(ours[mode], iters, repeats)
+                e = per_call_cpu_us(theirs[mode], iters, repeats)
+                row = {"op": spec.NAME, "mode": mode, "ours_us": o, "eager_us": e, "ratio": o / e}
+                if profile:
+                    prof = cProfile.Profile(time.thread_time)
+                    prof.runcall(lambda: [ours[mode]() for _ in range(iters)])
+                    out = io.StringIO()
+                    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(profile)
+                    row["profile"] = out.getvalue()
+            rows.append(row)
+    return rows
+
+
 def measure(spec, iters: int, repeats: int) -> list[dict]:
     shape = SHAPES.get(spec.NAME, spec.SMALL_SHAPES[0])
     rows = []
@@ -108,7 +188,13 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(REPO / "results"), help="results root: writes <out>/<GPU>/host.md")
+    ap.add_argument("--dispatch", action="store_true",
+                    help="time the host path with every kernel launch stubbed out (any machine; writes nothing)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="with --dispatch: a cProfile of ours, its N most expensive functions")
     args = ap.parse_args(argv)
+    if args.dispatch:
+        return main_dispatch(args)
     if not torch.cuda.is_available():
         print("bench.host measures host time per call against eager on a CUDA GPU; none is visible here, so "
               "nothing was measured or written (the interpreter's timings say nothing about host cost)")
@@ -132,6 +218,31 @@ def main(argv=None) -> int:
     path.write_text(markdown(rows, info, args.iters, args.repeats))
     print(f"wrote {path}")
     return 0 if rows else 1
+
+
+def main_dispatch(args) -> int:
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # the warm-up calls run in the interpreter
+    mods, problems = catalog.resolve(args.op)
+    for name, why in problems.items():
+        print(f"{name}: not loaded ({why})")
+    iters = min(args.iters, 500) if not torch.cuda.is_available() else args.iters
+    print(f"host path per call with kernel launches stubbed out ({'GPU' if torch.cuda.is_available() else 'CPU'}; "
+          f"eager is torch's own kernels, launched): best of {args.repeats} loops of {iters} calls")
+    ok = True
+    for spec in mods:
+        try:
+            rows = dispatch(spec, iters, args.repeats, args.profile)
+        except Exception as e:  # one broken op must not cost the others' rows
+            print(f"{spec.NAME}: failed: {type(e).__name__}: {str(e)[:300]}")
+            ok = False
+            continue
+        for r in rows:
+            print(f"{r['op']:13s} {r['mode']:8s} ours {r['ours_us']:7.1f} us  eager {r['eager_us']:7.1f} us  "
+                  f"{r['ratio']:.2f}x", flush=True)
+            if "profile" in r:
+                print(r["profile"])
+    return 0 if ok and mods else 1
 
 
 if __name__ == "__main__":

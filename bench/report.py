@@ -25,20 +25,25 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 NO_RESULTS = "*No GPU results committed yet.*"
 FEW_SHAPES = 4  # a geomean over fewer shapes is marked FEW
 FEW = "†"
-TEXT_COLS = ("shape", "commit", "date", "tuning", "version", "note", "status", "impl", "op", "mode", "dtype")
+TEXT_COLS = ("shape", "commit", "date", "tuning", "version", "note", "status", "impl", "op", "mode", "dtype",
+             "graph_note")
+NUM_COLS = ("ms", "metric", "err", "compile_s", "tune_s", "ms_graph")
 
 
 def load(gpu_dir: Path) -> pd.DataFrame:
     """All <op>.csv rows of one GPU directory, in file order (text columns "" where a row has none)."""
     frames = [pd.read_csv(p, dtype={c: str for c in TEXT_COLS}, keep_default_na=False,
-                          na_values={c: [""] for c in ("ms", "metric", "err", "compile_s", "tune_s")})
+                          na_values={c: [""] for c in NUM_COLS})
               for p in sorted(gpu_dir.glob("*.csv"))]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     for c in ("tuning", "version", "note"):
         if not df.empty and c not in df:
             df[c] = ""
+    for c in TEXT_COLS:  # a column some CSVs lack (graph_note: runs without graph timing) is NaN there
+        if c in df:
+            df[c] = df[c].fillna("")
     for c in df.columns:
-        if c.startswith("speedup_vs_") or c in ("ms", "metric", "err", "compile_s", "tune_s", "frac_of_ceiling"):
+        if c.startswith("speedup_vs_") or c in NUM_COLS or c == "frac_of_ceiling":
             df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
 
@@ -112,7 +117,55 @@ def case_rows(df: pd.DataFrame, ceiling: float | None = None) -> tuple[list[str]
                        else _x(getattr(ours, f"speedup_vs_{b}", math.nan) if ours is not None else math.nan))
         rows.append(row)
     headers = ["shape"] + [f"{n} ({unit})" for n in impls] + ["ours % of ceiling"] + [f"vs {b}" for b in vs]
+    gvs = graph_baselines(df)
+    if gvs is not None:  # the graph columns: ours' throughput and speedups, every impl captured and replayed
+        for row, (shape, g) in zip(rows, df.groupby("shape", sort=False)):
+            by = {r.impl: r for r in g.itertuples()}
+            ours = by.get(OURS)
+            ours_ms = _graph_ms(ours)
+            row.append(_num(ours.metric * ours.ms / ours_ms) if math.isfinite(ours_ms) else _graph_why(ours))
+            for b in gvs:
+                b_ms = _graph_ms(by.get(b))
+                row.append(_x(b_ms / ours_ms) if math.isfinite(b_ms) and math.isfinite(ours_ms)
+                           else _graph_why(by.get(b)) if math.isfinite(ours_ms) else "—")
+        headers += [f"ours graph ({unit})"] + [f"vs {b} (graph)" for b in gvs]
     return headers, rows
+
+
+def graph_baselines(df: pd.DataFrame) -> list[str] | None:
+    """The impls other than ours with a graph timing column in df (None: no row of df was graph-timed)."""
+    if "ms_graph" not in df or not df["ms_graph"].notna().any():
+        return None
+    timed = df[df["ms_graph"].notna() | (df.get("graph_note", "") != "")]
+    return [n for n in impl_order(df) if n != OURS and n in set(timed["impl"])]
+
+
+def _graph_ms(r) -> float:
+    """A row's graph-replayed ms when it passed its check, else NaN."""
+    v = getattr(r, "ms_graph", math.nan) if r is not None and r.status == "ok" else math.nan
+    return float(v) if isinstance(v, (int, float)) else math.nan
+
+
+def _graph_why(r) -> str:
+    """The cell of a missing graph timing: "n/c" (not capturable, see the graph section), else "—"."""
+    return "n/c" if r is not None and getattr(r, "graph_note", "") else "—"
+
+
+def graph_section(df: pd.DataFrame) -> list[str]:
+    """Markdown lines: what the graph columns are, and every impl that could not be captured, with why."""
+    if graph_baselines(df) is None:
+        return []
+    lines = ["## Graph timing", "",
+             "`graph` columns: each impl's calls captured once in a `torch.cuda.CUDAGraph` and replayed "
+             "(`bench.run --timing plain,graph`), so host time per call is out of the figure; `vs X (graph)` = "
+             "X's graph ms / ours' graph ms. `n/c`: the impl could not be captured (below); `—`: not graph-timed.",
+             ""]
+    nc = df[df.get("graph_note", "") != ""] if "graph_note" in df else df.iloc[0:0]
+    if not nc.empty:
+        lines += ["| op | mode | shape | dtype | impl | why |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r.op} | {r.mode} | {r.shape} | {r.dtype} | {r.impl} | {r.graph_note.replace('|', '/')} |"
+                  for r in nc.itertuples()]
+    return lines + [""]
 
 
 def case_table(df: pd.DataFrame, ceiling: float | None = None) -> str:
@@ -254,7 +307,8 @@ def gpu_readme(gpu_dir: Path, df: pd.DataFrame) -> str:
             ceiling = ceil.get({"GB/s": "copy_GBps", "TFLOP/s": "matmul_TFLOPs"}.get(unit, ""))
             lines += [f"### {op} {mode} {dtype}", "", case_table(g, ceiling), ""]
     runs = runs_of(gpu_dir)
-    lines += baselines_section(df, runs) + not_ok_section(df) + tuned_section(df) + runs_section(runs)
+    lines += (baselines_section(df, runs) + graph_section(df) + not_ok_section(df) + tuned_section(df)
+              + runs_section(runs))
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """CLI: python -m bench.run --op <name|all> [--dtype bf16,fp16,fp32] [--shapes preset|small|FILE|AxB;CxD]
 [--baselines eager,compile,compile_max,cublas,cudnn,flash,grouped_mm,liger,helion,copy] [--mode fwd|bwd|both]
-[--quick] [--max-shapes N] [--tuned-shapes N] [--warmup MS] [--rep MS] [--time-budget S] [--plan] [--out results]
+[--quick] [--max-shapes N] [--tuned-shapes N] [--warmup MS] [--rep MS] [--timing plain,graph] [--time-budget S]
+[--plan] [--out results]
 
 On a CUDA GPU: times every impl, writes results/<GPU>/<op>.csv and rebuilds the reports from
 every CSV on disk (so ops run in separate commands end up in one report).
@@ -44,6 +45,20 @@ FIRST_COMPILE_S = 15.0  # per process, once: inductor imports, compile workers, 
 
 
 MODES = {"fwd": ["fwd"], "bwd": ["bwd"], "both": ["fwd", "bwd"]}
+
+
+def _timing_arg(text: str) -> set:
+    """--timing: 'plain' (every row, always), plus 'graph' (every mode) or 'graph:fwd' / 'graph:bwd' (those
+    rows only): the impls captured once in a CUDA graph and replayed. Returns the modes graph-timed."""
+    graph: set = set()
+    for part in _split(text) or ["?"]:
+        if part == "plain":
+            continue
+        name, _, mode = part.partition(":")
+        if name != "graph" or mode not in ("", "fwd", "bwd"):
+            raise argparse.ArgumentTypeError(f"{part!r}: want plain, graph, graph:fwd or graph:bwd (comma-separated)")
+        graph |= {mode} if mode else {"fwd", "bwd"}
+    return graph
 
 
 def _dtypes_arg(text: str) -> list[str]:
@@ -134,6 +149,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(ops not named: all), or '2,grouped_gemm=1' (ops not named: 2)")
     p.add_argument("--warmup", type=_positive(float), default=None, help="do_bench warm-up, ms (default 25; --quick 10)")
     p.add_argument("--rep", type=_positive(float), default=None, help="do_bench repetitions, ms (default 100; --quick 40)")
+    p.add_argument("--timing", default=set(), type=_timing_arg, metavar="plain[,graph[:fwd|:bwd]]",
+                   help="plain (default: each call launched from Python, do_bench) and, with graph, also each impl "
+                        "captured once in a CUDA graph and replayed (ms_graph; GPU only), on every row or only "
+                        "the fwd or bwd ones")
     p.add_argument("--time-budget", type=_positive(float), default=None,
                    help="seconds for the whole run: no case starts after it, and each op gets a share "
                         "proportional to its cases; shapes run spread-first so a cut run still covers "
@@ -258,15 +277,19 @@ def build_plan(mods, args, gpu: bool, dtypes, modes) -> tuple[dict, set]:
     return plan, notes
 
 
-def estimate_s(cases: list, impls_of, warmup: float, rep: float, helion_tune_s: float = 0.0) -> float:
+def estimate_s(cases: list, impls_of, warmup: float, rep: float, helion_tune_s: float = 0.0,
+               graph_modes: set = frozenset()) -> float:
     """Estimated seconds for cases [(mode, shape, dtype, tuned?)] by the cost model above, plus
-    helion_tune_s per helion case (its search, when no config is stored)."""
+    helion_tune_s per helion case (its search, when no config is stored); a graph-timed mode costs each
+    impl a second do_bench and a capture."""
     total = 0.0
     for mode, _, _, tuned in cases:
         for name in impls_of(mode):
             if name in baselines.TUNED and not tuned:
                 continue
             total += FIRST_CALL_S.get((name, mode), 0.0) + PER_IMPL_S + (warmup + rep) / 1e3
+            if mode in graph_modes:
+                total += PER_IMPL_S + (warmup + rep) / 1e3
             total += helion_tune_s if name == "helion" else 0.0
     return total
 
@@ -394,7 +417,10 @@ def main(argv=None) -> int:
 
     impls_of = {name: impls_fn(mod) for name, (mod, _) in plan.items()}
     n_cases = sum(len(c) for _, c in plan.values())
-    est = {name: estimate_s(cases, impls_of[name], warmup, rep, helion_tune_s(name) if gpu else 0.0)
+    graph_modes = args.timing if gpu else set()
+    if args.timing and not gpu:
+        say("note: --timing graph ignored: CPU runs check correctness only, with no timings (plain or graph)")
+    est = {name: estimate_s(cases, impls_of[name], warmup, rep, helion_tune_s(name) if gpu else 0.0, graph_modes)
            for name, (_, cases) in plan.items()}
     if gpu:
         for name, (mod, cases) in plan.items():
@@ -409,6 +435,7 @@ def main(argv=None) -> int:
     if args.plan:
         return 0
 
+    graph_timer = lambda build: timing.graph_bench(build, warmup=warmup, rep=rep)  # noqa: E731
     if gpu:
         timer = lambda fn: timing.gpu_bench(fn, warmup=warmup, rep=rep)  # noqa: E731
         env = gpu_info.info()
@@ -454,7 +481,8 @@ def main(argv=None) -> int:
             say(f"[{i}/{n_cases} t={elapsed():.0f}s] {name} {mode} {schema.format_shape(shape)} {schema.dtype_name(dt)}")
             try:
                 rows = case.run_case(mod, shape, dt, mode, impls, DEVICE if gpu else "cpu",
-                                     timer=timer, env=env, log=say)
+                                     timer=timer, env=env, log=say,
+                                     graph_timer=graph_timer if mode in graph_modes else None)
             except Exception as e:  # anything run_case did not catch: record the case as errors, go on
                 say(f"    case crashed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 rows = case._rows({"op": name, "mode": mode, "shape": schema.format_shape(shape),
@@ -506,8 +534,8 @@ def main(argv=None) -> int:
         say(f"TIME BUDGET: {name}: {n} of {len(plan[name][1])} cases not run (raise --time-budget or run the op alone)")
 
     if gpu:
-        say(table(all_rows, ["op", "mode", "shape", "dtype", "impl", "ms", "metric", "unit",
-                             "speedup_vs_eager", "speedup_vs_compile", "err", "status"]))
+        say(table(all_rows, ["op", "mode", "shape", "dtype", "impl", "ms", *(["ms_graph"] if graph_modes else []),
+                             "metric", "unit", "speedup_vs_eager", "speedup_vs_compile", "err", "status"]))
         if not args.no_report:
             _report(Path(args.out), say)
     else:

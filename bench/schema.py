@@ -50,18 +50,22 @@ def parse_shape(text: str) -> tuple:
 
 
 FRACTION = "frac_of_ceiling"  # metric / the ceiling of its unit measured in the same run (GPU rows)
+# bench.run --timing ...,graph: ms per call captured in a CUDA graph and replayed; why not, for an impl
+# that cannot be captured. Only in rows of cases run with graph timing.
+GRAPH = ["ms_graph", "graph_note"]
 
 
 def columns_for(rows: list[dict]) -> list[str]:
     """COLUMNS plus one speedup_vs_<name> per other baseline present, in order of appearance,
-    and frac_of_ceiling when rows carry it."""
+    frac_of_ceiling and the graph columns (GRAPH) when rows carry them."""
     extra = []
     for r in rows:
         for k in r:
             if k.startswith("speedup_vs_") and k not in HEAD and k not in extra:
                 extra.append(k)
     frac = [FRACTION] if any(FRACTION in r for r in rows) else []
-    return HEAD + extra + frac + TAIL
+    graph = GRAPH if any(GRAPH[0] in r for r in rows) else []
+    return HEAD + extra + frac + graph + TAIL
 
 
 def _fmt(v) -> str:

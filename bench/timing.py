@@ -1,4 +1,6 @@
-"""Timing: triton's do_bench on GPU, input rotation against L2 hits, first-call cost."""
+"""Timing: triton's do_bench on GPU (plain: each call launched from Python; graph: the calls captured once
+in a CUDA graph and replayed, so no host time is in the figure), input rotation against L2 hits,
+first-call cost."""
 from __future__ import annotations
 
 import math
@@ -17,6 +19,34 @@ def gpu_bench(fn: Callable[[], object], warmup: int = 25, rep: int = 100) -> flo
     import triton.testing
 
     return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+
+
+def graph_bench(build: Callable[[], Sequence[Callable[[], object]]], warmup: int = 25, rep: int = 100) -> float:
+    """Median ms per call of the calls ``build()`` returns (one per rotated input set), captured together
+    in one torch.cuda.CUDAGraph and replayed (do_bench over ``graph.replay``), divided by their number.
+
+    ``build`` runs on the capture stream, so what it sets up there (a forward whose backward is the
+    timed call) runs its backward on that stream too, inside the capture (autograd runs a backward op on
+    its forward's stream). The calls are warmed up on that stream before the capture. A call that cannot
+    be captured raises (the caller reports it as not capturable)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        calls = list(build())
+        for _ in range(2):
+            for call in calls:
+                call()
+    stream.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph, stream=stream):
+            for call in calls:
+                call()
+        torch.cuda.current_stream().wait_stream(stream)
+        return gpu_bench(graph.replay, warmup=warmup, rep=rep) / len(calls)
+    finally:
+        del graph, calls
+        torch.cuda.synchronize()
 
 
 def cpu_bench(fn: Callable[[], object], warmup: int = 2, rep: int = 10) -> float:

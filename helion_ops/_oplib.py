@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
+from .dsl import runtime as _runtime
 from .dsl.config import Config
 from .dsl.runtime import recording, spec_key
 from .errors import (ArgumentTypeError, DeviceError, DtypeError, FallbackWarning, InputError, LaunchError,
@@ -65,6 +66,12 @@ def cdiv(a: int, b: int) -> int:
 
 def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _interpreting() -> bool:
+    """Whether this process's kernels run in Triton's interpreter, as the DSL fixed it once for the
+    process (``runtime.target()``, cached: no environment read)."""
+    return _runtime.target().interpreter
 
 
 def num_sms() -> int:
@@ -100,6 +107,8 @@ def check_dtype(op: str, name: str, t: torch.Tensor, dtypes: Sequence[torch.dtyp
 def check_device(op: str, name: str, t: torch.Tensor) -> None:
     """CUDA tensors normally; CPU tensors only under the Triton interpreter (TRITON_INTERPRET=1);
     meta tensors always (shapes only)."""
+    if t.is_cuda and not _interpreting():  # the hot path: no environment read (~1 us a call)
+        return
     dev = t.device.type
     if dev == "cuda" and not interpret_mode():
         return
@@ -191,6 +200,12 @@ def unview(y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     own ops return after reshaping a result, ``aten._unsafe_view``): an in-place op on a view goes around
     the backward hooks of the module that returned it, which FSDP2 needs (it warns on such outputs)."""
     return torch.ops.aten._unsafe_view(y, shape)
+
+
+def grad_rows(dy: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """An incoming gradient as ``like``'s [M, N] rows in its dtype (``as_rows``); ``.to`` only when the
+    dtype differs (a no-op ``.to`` still costs a dispatch)."""
+    return as_rows(dy if dy.dtype == like.dtype else dy.to(like.dtype), like.shape[1])
 
 
 def as_vector(p: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
@@ -443,7 +458,17 @@ class Kern:
 # ---- ops ----------------------------------------------------------------------------------------
 
 _SLOT = object()  # where a saved tensor input goes back
+_C_APPLY = torch._C._FunctionBase.__dict__["apply"]  # autograd.Function.apply without its Python wrapper
+_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 _Parameter = torch.nn.Parameter
+
+
+def _dead_wrapper(args: tuple) -> bool:
+    """Whether a tensor argument is a functorch wrapper outside its transform (kept from torch.func.grad)."""
+    for a in args:
+        if isinstance(a, torch.Tensor) and _wrapped(a):
+            return True
+    return False
 
 
 def _is_tensor(a: Any) -> bool:
@@ -476,9 +501,14 @@ class Op:
                 "forward": staticmethod(self.impl), "setup_context": staticmethod(self._setup),
                 "backward": staticmethod(self._backward), "vmap": staticmethod(self._vmap)})
             # ... which makes every apply() bind its arguments through inspect.signature (tens of us of
-            # host time); plain eager training takes the same formula in the one-step form.
-            self.EagerFunction = type(f"{name}_eager_function", (torch.autograd.Function,), {
+            # host time); plain eager training takes the same formula in the one-step form, applied
+            # through the C entry point (Function.apply's Python wrapper only serves torch.func, which
+            # takes self.Function), and its backward node calls _backward without the generic lookup.
+            eager_fn = type(f"{name}_eager_function", (torch.autograd.Function,), {
                 "forward": staticmethod(self._forward_with_ctx), "backward": staticmethod(self._backward)})
+            eager_fn._backward_cls.apply = lambda node, *grads: self._backward(node, *grads)
+            self.EagerFunction = eager_fn
+            self._apply = _C_APPLY.__get__(None, eager_fn)
 
     def _forward_with_ctx(self, ctx: Any, *args: Any) -> Any:
         out = self.impl(*args)
@@ -487,7 +517,7 @@ class Op:
 
     def impl(self, *args: Any) -> Any:
         """The forward on validated inputs: shapes only on meta tensors, else the kernels."""
-        if args[0].device.type == "meta":
+        if args[0].is_meta:
             return self.fake(*args)
         return self.forward(*args)
 
@@ -503,7 +533,9 @@ class Op:
             t = type(a)
             if t is torch.Tensor or t is _Parameter:
                 if grad and a.requires_grad:
-                    return self.EagerFunction.apply(*args)
+                    # A tensor leaked out of a torch.func transform ("dead wrapper") needs Function.apply's
+                    # unwrapping; everything else takes the C entry point.
+                    return (self.EagerFunction.apply if _dead_wrapper(args) else self._apply)(*args)
             elif isinstance(a, torch.Tensor):
                 return self.custom(*args)  # a tensor subclass: let it dispatch
         return self.impl(*args)

@@ -5,11 +5,12 @@
 #   dsl           DSL core check            -> results/<GPU>/dsl_check.md
 #   tune          tuning report              -> results/<GPU>/tuning.md
 #   test          pytest -m gpu
-#   host          host time per call, ours against eager  -> results/<GPU>/host.md
 #   helion_tune   tune upstream Helion (quick effort, at most HELION_BENCH_TUNE_S s per shape) on the
 #                 TUNED_SHAPES shapes each op's bench step runs it on -> results/<GPU>/helion_configs/
 #                 (the bench steps reuse them; a missing one is tuned in the run, inside its budget)
 #   soak          bench.soak, random shapes (SOAK_SHAPES, budget SOAK_BUDGET s) -> results/<GPU>/soak.md
+#   host          bench.host: host time per call of every op against eager -> results/<GPU>/host.md
+#   host_dispatch bench.host --dispatch --profile 12: the op layer's host path with launches stubbed, profiled (log only)
 #   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated 175 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 270 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #                 both on the representative shapes of bench/session_shapes.json (BENCH_SHAPES), helion's
@@ -39,6 +40,8 @@
 #   BENCH_TIMING ("--warmup 10 --rep 40"), BENCH_SHAPES (bench/session_shapes.json; "preset" for
 #   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), TUNED_SHAPES ("2,grouped_gemm=1": 2 per op, 1 for grouped GEMM;
 #   shapes per op for helion and compile_max, whose first calls search configs), BENCH_DTYPE (bf16),
+#   BENCH_GRAPH_TIMING ("plain,graph:bwd": backward rows also timed captured in a CUDA graph and replayed,
+#   the ms_graph column; "plain" to leave it out, "plain,graph" for every row),
 #   HELION_BENCH_EFFORT (quick; none: Helion's default config, untuned), HELION_BENCH_TUNE_S (20),
 #   TUNE_TIMEOUT (s, hard, helion_tune; 240), TUNE_EXTRA (e.g. "--max-shapes 6", as BENCH_EXTRA),
 #   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA, E2E_STEPS (10), E2E_EXTRA (e.g. "--model llama"),
@@ -58,7 +61,7 @@ export HELION_BENCH_EFFORT=${HELION_BENCH_EFFORT:-quick} HELION_BENCH_TUNE_S=${H
 export HELION_AUTOTUNE_PROGRESS_BAR=0 HELION_AUTOTUNE_LOG_LEVEL=${HELION_AUTOTUNE_LOG_LEVEL:-WARNING}
 BASELINES=eager,compile,compile_max,cublas,cudnn,flash,grouped_mm,liger,helion,copy
 SHAPES=${BENCH_SHAPES:-bench/session_shapes.json}
-BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} --time-budget ${BENCH_BUDGET:-480} ${BENCH_EXTRA:-}"
+BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --timing ${BENCH_GRAPH_TIMING:-plain,graph:bwd} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} --time-budget ${BENCH_BUDGET:-480} ${BENCH_EXTRA:-}"
 NORMS="--op softmax,rms_norm,layer_norm"
 GEMMS="--op matmul,grouped_gemm,attention"
 save() { tar czf "$OUTDIR/results.tgz" results 2>/dev/null; }
@@ -95,6 +98,7 @@ for step in "$@"; do
              2>&1 | tee "$OUTDIR/e2e.log" ;;
     e2e_x2) timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --distributed fsdp2 --nproc 2 \
              --steps ${E2E_X2_STEPS:-200} --timeout $(( ${E2E_TIMEOUT:-420} - 30 )) ${E2E_EXTRA:-} 2>&1 | tee "$OUTDIR/e2e_x2.log" ;;
+    host_dispatch) python3 -m bench.host --dispatch --profile 12 2>&1 | tee "$OUTDIR/host_dispatch.log" ;;
     bench:*) bench "bench_${step#bench:}" --op "${step#bench:}" ;;  # e.g. bench:softmax,rms_norm
     *) echo "unknown step $step" ;;
   esac

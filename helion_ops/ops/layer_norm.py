@@ -171,7 +171,7 @@ def layer_norm_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.
                       rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(dx, dparams): dparams is [K, N] in x's dtype, K = how many of weight and bias are given, rows
     dweight (if weight) then dbias (if bias)."""
-    dy = C.as_rows(dy.to(x.dtype), x.shape[1])
+    dy = C.grad_rows(dy, x)
     if weight is None and bias is None:
         return _bwd_no_params(dy, x, None, None, mean, rstd)[0], x.new_empty([0, x.shape[1]])
     return _bwd(dy, x, weight, bias, mean, rstd)

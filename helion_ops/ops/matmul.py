@@ -253,7 +253,7 @@ def matmul_bwd_op(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, bias: Op
     else:
         z = _run(a, b, bias, None).float()
         dz = grad.float() * _eager_act_grad(z, activation)
-    dz = dz.to(a.dtype)
+    dz = dz if dz.dtype == a.dtype else dz.to(a.dtype)
     if GE.worth_padding(a.shape[0], b.shape[1], a.shape[1]):
         dz = GE.padded(dz)  # an operand of both GEMMs: padded once here, not in each
     da = _run(dz, b, None, None, tb=True) if need_a else a.new_empty([0])
@@ -264,7 +264,8 @@ def matmul_bwd_op(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, bias: Op
 
 def _backward(inputs, saved, needs, grad):
     a, b, bias, activation = inputs
-    da, db, dbias = matmul_bwd_op(grad.to(a.dtype), a, b, bias, saved[0] if activation == "relu" else None,
+    grad = grad if grad.dtype == a.dtype else grad.to(a.dtype)
+    da, db, dbias = matmul_bwd_op(grad, a, b, bias, saved[0] if activation == "relu" else None,
                                   activation, needs[0], needs[1])
     return (da if needs[0] else None, db if needs[1] else None,
             dbias if bias is not None and needs[2] else None, None)

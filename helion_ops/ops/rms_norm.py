@@ -139,7 +139,7 @@ def _fake_bwd(dy, x, weight, rstd):
 def rms_norm_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor],
                     rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(dx, dweight); dweight is an empty tensor when weight is None."""
-    dy = C.as_rows(dy.to(x.dtype), x.shape[1])
+    dy = C.grad_rows(dy, x)
     if weight is None:
         return _bwd_no_weight(dy, x, None, rstd)[0], x.new_empty([0])
     return _bwd(dy, x, weight, rstd)

@@ -152,7 +152,7 @@ _bwd, _bwd_looped = _kern(softmax_bwd, _default, _eager_bwd), _kern(softmax_bwd_
 @C.op("softmax_bwd", eager=_eager_bwd)
 def softmax_bwd_op(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """Gradient of row softmax: y * (dy - sum(dy * y, -1))."""
-    dy = C.as_rows(dy.to(y.dtype), y.shape[1])
+    dy = C.grad_rows(dy, y)
     return (_bwd_looped if C.next_pow2(y.shape[1]) > ONLINE_ABOVE else _bwd)(y, dy)
 
 

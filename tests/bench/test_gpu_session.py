@@ -18,7 +18,7 @@ def test_script_parses_and_names_the_steps():
     assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
     text = SCRIPT.read_text()
     for step in ("bench_norms)", "bench_gemm)", "bench_report)", "plan)", "dsl)", "tune)", "test)", "helion_tune)",
-                 "soak)"):
+                 "soak)", "host)", "host_dispatch)"):
         assert step in text
     assert "results/H100" not in text  # the results directory follows the detected card
 
@@ -42,8 +42,11 @@ def test_each_bench_step_is_estimated_within_its_budget(ops, capsys, monkeypatch
     budget = float(re.search(r"BENCH_BUDGET:-(\d+)", SCRIPT.read_text()).group(1))
     baselines = re.search(r"^BASELINES=(\S+)", SCRIPT.read_text(), re.M).group(1)
     tuned = re.search(r"TUNED_SHAPES:-([^}]+)}", SCRIPT.read_text()).group(1)
+    graph = re.search(r"BENCH_GRAPH_TIMING:-([^}]+)}", SCRIPT.read_text()).group(1)
+    assert "graph:bwd" in graph or graph.endswith(",graph")  # backward rows get the graph column by default
     code = run.main(["--op", ops, "--dtype", "bf16", "--mode", "both", "--warmup", "10", "--rep", "40",
-                     "--baselines", baselines, "--shapes", str(SESSION), "--tuned-shapes", tuned, "--plan"])
+                     "--baselines", baselines, "--shapes", str(SESSION), "--tuned-shapes", tuned,
+                     "--timing", graph, "--plan"])
     out = capsys.readouterr().out
     if code != 0 or "not loaded" in out:
         pytest.skip(f"catalog incomplete: {out[-500:]}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import catalog
 from bench.specs import softmax as softmax_spec
@@ -194,6 +195,25 @@ def test_torch_func_grad_matches_autograd(op):
 
 
 @pytest.mark.parametrize("op", OPS)
+def test_a_tensor_leaked_from_a_transform_runs_the_kernels(op):
+    """A tensor kept from inside torch.func.grad (a "dead wrapper", requiring grad) passed to an op with
+    grad enabled is unwrapped as autograd.Function.apply does, and runs the kernels (HELION_OPS_STRICT=1
+    here: a kernel handed the wrapper itself would raise)."""
+    spec = SPECS[op]
+    inputs = _inputs(spec, spec.SMALL_SHAPES[0], torch.float32, grad=False)
+    leaked = []
+
+    def f(t):
+        leaked.append(t * 1)
+        return (t * t).sum()
+
+    torch.func.grad(f)(inputs[0])
+    assert torch._C._functorch.is_functorch_wrapped_tensor(leaked[0]) and leaked[0].requires_grad
+    got = spec.impl(leaked[0], *inputs[1:])
+    torch.testing.assert_close(got, spec.impl(*inputs))
+
+
+@pytest.mark.parametrize("op", OPS)
 def test_vmap_over_a_batch_dim(op):
     spec = SPECS[op]
     batch = [_inputs(spec, spec.SMALL_SHAPES[0], torch.float32, grad=False, seed=s) for s in range(3)]
@@ -230,11 +250,29 @@ def test_meta_tensors_forward_and_backward(op):
     assert [g.shape for g in grads] == [t.shape for t in _diff(inputs)]
 
 
+class _Allocations(TorchDispatchMode):
+    """Weak references to every tensor an op call creates on a real device (outputs, workspaces,
+    statistics, the interpreter's temporaries); the meta copies kernels are bound on are left out."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and not t.is_meta:
+                self.refs.append((f"{func}{list(t.shape)}", weakref.ref(t)))
+        return out
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_no_call_keeps_its_tensors_alive(op):
-    """After a first call (bind, compile, record) and its backward, nothing of the op layer or the DSL
-    holds the call's tensors: a CUDA graph pool would see them as untracked (torch.compile's
-    reduce-overhead refused rms_norm(softmax(x)) for it)."""
+    """After a first call (bind, compile, record the replay) and its backward, nothing of the op layer or
+    the DSL holds a tensor of the call: neither its inputs and output nor anything allocated during it
+    (a workspace kept by a replay record or a lowered IR, an output cached by a launch). In a CUDA graph
+    pool such a tensor is untracked: torch.compile's reduce-overhead refused rms_norm(softmax(x)) for it
+    (tests/ops/test_cuda_graphs.py, -m gpu)."""
     spec = SPECS[op]
     C.reset_caches()
     for k in vars(_op_module(op)).values():
@@ -243,13 +281,16 @@ def test_no_call_keeps_its_tensors_alive(op):
     refs = []
     for grad in (False, True):
         inputs = _inputs(spec, spec.SMALL_SHAPES[1 % len(spec.SMALL_SHAPES)], torch.float32, grad=grad)
-        out = spec.impl(*inputs)
-        if grad:
-            out.backward(torch.ones_like(out))
-        refs += [weakref.ref(t) for t in inputs if isinstance(t, torch.Tensor)] + [weakref.ref(out)]
-        del inputs, out
+        with _Allocations() as allocs:
+            out = spec.impl(*inputs)
+            if grad:
+                out.backward(torch.ones_like(out))
+        assert len(allocs.refs) > 2, op  # the mode saw the call's allocations
+        refs += [("input", weakref.ref(t)) for t in inputs if isinstance(t, torch.Tensor)]
+        refs += [("output", weakref.ref(out))] + allocs.refs
+        del inputs, out, allocs
     gc.collect()
-    assert not [r for r in refs if r() is not None], op
+    assert not [what for what, r in refs if r() is not None], op
 
 
 # ---- threads -------------------------------------------------------------------------------------
