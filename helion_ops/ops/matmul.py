@@ -48,8 +48,7 @@ import torch
 
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
-from helion_ops.dsl import Config
-from helion_ops.dsl.autotuner import PowerOfTwoFragment
+from helion_ops.dsl.config import Config, PowerOfTwoFragment
 from helion_ops import _oplib as C
 from helion_ops.ops import _gemm as GE
 from helion_ops.dsl.exc import InputError
@@ -221,8 +220,9 @@ def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[
 
 # Split-K only pays where the output has too few tiles to fill the GPU and every K slice stays deep.
 # Conservative until bench.matmul_sweep has measured it (table entries then decide, see _route):
-# a quarter wave of tiles at most, K >= 4 slices of SPLIT_MIN_SLICE, and the fp32 partials'
-# round trip at most a quarter of the operands' bytes.
+# M <= 64 (decode and skinny rows, backward's dB of few columns), a quarter wave of tiles at most,
+# K >= 4 slices of SPLIT_MIN_SLICE, and the fp32 partials' round trip at most a quarter of the
+# operands' bytes.
 SPLIT_MIN_SLICE = 1024
 
 
@@ -239,7 +239,7 @@ def split_factor(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[i
     sms = num_sms or C.num_sms()
     bm, bn, _ = split_k_tiles(m, dtype)
     tiles = C.cdiv(m, bm) * C.cdiv(n, bn)
-    if 4 * tiles > sms or k < 4 * SPLIT_MIN_SLICE:
+    if m > 64 or 4 * tiles > sms or k < 4 * SPLIT_MIN_SLICE:
         return 1
     s = 1
     while 2 * s * tiles <= 2 * sms and k // (2 * s) >= SPLIT_MIN_SLICE:

@@ -423,8 +423,12 @@ def test_split_k_backward_db_reduces_over_rows(device):
 def test_split_k_heuristic_is_conservative():
     """No benchmark shape, none of their backward problems and no small shape takes split-K by heuristic
     (their table entries, or the sweep, decide); a decode GEMV with a narrow output does."""
+    import json
+
     from bench.matmul_sweep import problems
-    for m, n, k, _, _ in problems(M_spec.SHAPES + M_spec.SMALL_SHAPES, ["fwd", "bwd"]):
+    from helion_ops import pretuned
+    table = [tuple(e["key"]["shape"]) for e in json.loads(pretuned.config_path("matmul", "sm90").read_text())["entries"]]
+    for m, n, k, _, _ in problems(M_spec.SHAPES + M_spec.SMALL_SHAPES + table, ["fwd", "bwd"]):
         assert M.split_factor(m, n, k, torch.bfloat16, 132) == 1, (m, n, k)
     assert M.split_factor(1, 1024, 8192, torch.bfloat16, 132) == 8
     assert M.split_factor(16, 2048, 14336, torch.bfloat16, 132) == 8  # 32 tiles x 8: two waves
