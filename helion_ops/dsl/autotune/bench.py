@@ -25,6 +25,7 @@ import math
 import multiprocessing as mp
 import os
 import statistics
+import threading
 import time
 from collections import deque
 from concurrent.futures.process import BrokenProcessPool
@@ -85,8 +86,21 @@ class Precompiler:
         self.job = job
         self.initializer = initializer
         self._pool: Optional[cf.ProcessPoolExecutor] = None
+        self._warming: Optional[threading.Thread] = None
+
+    def warm(self) -> None:
+        """Start the workers in the background (they import Triton for seconds), while the caller
+        computes the reference output and the candidates' code."""
+        self._warming = threading.Thread(target=self._start, daemon=True)
+        self._warming.start()
 
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+        return self._start()
+
+    def _start(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                           initializer=self.initializer)
@@ -119,6 +133,7 @@ class Precompiler:
 
     def close(self) -> None:
         """Shut the worker pool down."""
+        self._ensure_pool() if self._warming is not None else None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -359,6 +374,8 @@ class Benchmarker:
         self.target = target
         precompile = _on_gpu(self.device) if precompile is None else precompile
         self.precompiler = Precompiler(workers, compile_timeout) if precompile else None
+        if self.precompiler is not None:
+            self.precompiler.warm()
         self.by_code: dict[str, float] = {}     # source hash -> time
         self.code_of: dict[Config, Optional[str]] = {}
         self.deadline: Optional[float] = None  # time.monotonic() cap, set by autotune()
