@@ -1,13 +1,10 @@
 """Generic searches over a ConfigSpace.
 
-The searches know nothing about kernels: they see a ``ConfigSpace`` (typed
-fragments) and an ``objective(config) -> seconds`` (``inf`` for a failed
-candidate). An objective may also offer ``evaluate_batch(configs) ->
-list[float]``; the searches hand it whole generations so a benchmarker can
-precompile them in parallel (see bench.py).
-
-Both searches return ``(best_config, best_time, history)`` with ``history``
-the list of ``(config, time)`` actually evaluated, in order.
+The searches know nothing about kernels: they see a ``ConfigSpace`` (typed fragments) and an
+``objective(config) -> seconds`` (``inf`` for a failed candidate). An objective may also offer
+``evaluate_batch(configs) -> list[float]``; the searches hand it whole rounds or generations so a
+benchmarker can precompile them in parallel (see bench.py). The searches return ``(best_config,
+best_time, history)`` with ``history`` the list of ``(config, time)`` actually evaluated, in order.
 """
 from __future__ import annotations
 
@@ -32,9 +29,8 @@ INF = math.inf
 
 @dataclass(frozen=True)
 class Effort:
-    """How hard ``autotune`` searches. ``max_evals`` and ``time_limit``
-    (seconds, None = unbounded) cap the whole run; ``reps`` is the number of
-    timed repetitions per candidate."""
+    """How hard ``autotune`` searches. ``max_evals`` and ``time_limit`` (seconds, None = unbounded)
+    cap the whole run; ``reps`` is the number of timed repetitions per candidate."""
     name: str
     population: int = 0
     generations: int = 0
@@ -60,9 +56,8 @@ TIME_LIMIT_ENV = "HELION_AUTOTUNE_TIME_LIMIT"
 
 
 def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) -> Effort:
-    """The Effort to use: ``$HELION_AUTOTUNE_EFFORT`` (when set) overrides
-    ``effort`` (a name or an Effort); ``time_limit`` or
-    ``$HELION_AUTOTUNE_TIME_LIMIT`` overrides the preset's wall cap."""
+    """The Effort to use: ``$HELION_AUTOTUNE_EFFORT`` (when set) overrides ``effort`` (a name or an
+    Effort); ``time_limit`` or ``$HELION_AUTOTUNE_TIME_LIMIT`` overrides the preset's wall cap."""
     env = os.environ.get(EFFORT_ENV, "").strip().lower()
     if env:
         effort = env
@@ -86,13 +81,10 @@ def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) ->
 # ---------------------------------------------------------------------------
 
 class Evaluator:
-    """Memoises an objective by Config key and enforces the run's budget
-    (``max_evals`` new evaluations, ``time_limit`` seconds of wall clock).
-
-    ``evaluate(configs, limit=None)`` returns one time per config; configs
-    left over when the budget (or ``limit`` new evaluations) runs out get
-    ``inf``. Re-asking for a known config is free.
-    """
+    """Memoises an objective by Config key and enforces the run's budget (``max_evals`` new
+    evaluations, ``time_limit`` seconds of wall clock). ``evaluate(configs, limit=None)`` returns one
+    time per config; configs left over when the budget (or ``limit`` new evaluations) runs out get
+    ``inf``. Re-asking for a known config is free."""
 
     def __init__(self, objective: Objective, *, max_evals: Optional[int] = None,
                  time_limit: Optional[float] = None, progress: Any = None, batch_size: int = 16) -> None:
@@ -175,16 +167,11 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
                            seeds: Sequence[Any] = (), progress: Any = None, cr: float = 0.7,
                            max_evals: Optional[int] = None, time_limit: Optional[float] = None,
                            evaluator: Optional[Evaluator] = None):
-    """DE/rand/1/bin over the fragments.
-
-    The initial population is the (normalised, deduplicated) seeds plus
-    random points up to ``population``. Each generation builds one trial per
-    member x: knobs come from ``a + (b - c)`` (three other random members,
-    fragment-wise, see ``Fragment.differential``) with probability ``cr``,
-    else from x; a trial already evaluated gets a fragment mutation instead,
-    so no evaluation is spent twice. A trial replaces x when not slower.
-    Returns ``(best_config, best_time, history)``.
-    """
+    """DE/rand/1/bin over the fragments. The initial population is the (normalised, deduplicated)
+    seeds plus random points up to ``population``. Each generation builds one trial per member x: knobs
+    come from ``a + (b - c)`` (three other random members, fragment-wise, see ``Fragment.differential``)
+    with probability ``cr``, else from x; a trial already evaluated gets a fragment mutation instead,
+    so no evaluation is spent twice. A trial replaces x when not slower."""
     rng = rng or random.Random()
     ev = evaluator or Evaluator(objective, max_evals=max_evals, time_limit=time_limit, progress=progress)
     pop = unique_configs(space, seeds)
@@ -234,12 +221,9 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
 def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_evals: Optional[int] = 50,
                    time_limit: Optional[float] = None, progress: Any = None, min_improvement: float = 0.0,
                    evaluator: Optional[Evaluator] = None):
-    """Greedy local search: evaluate all one-step neighbours of the current
-    point (one batch), move to the best one when it beats the current by
-    more than ``min_improvement`` (relative), stop at a local optimum or when
-    the budget runs out. ``max_evals`` counts new evaluations of this call.
-    Returns ``(best_config, best_time, history)``.
-    """
+    """Greedy local search: evaluate all one-step neighbours of the current point (one batch), move to
+    the best one when it beats the current by more than ``min_improvement`` (relative), stop at a local
+    optimum or when the budget runs out. ``max_evals`` counts new evaluations of this call."""
     ev = evaluator or Evaluator(objective, time_limit=time_limit, progress=progress)
     # max_evals counts this call's evaluations, also on a shared evaluator.
     stop_at = None if max_evals is None else len(ev.history) + max_evals
