@@ -3,7 +3,9 @@
 #   bash scripts/gpu_session.sh <step...>
 # Steps:
 #   dsl           DSL core check            -> results/<GPU>/dsl_check.md
-#   tune          tuning report              -> results/<GPU>/tuning.md
+#   tune          tuning report: quick and full (<= FULL_LIMIT s) of softmax, rms_norm, layer_norm, matmul,
+#                 then Helion's quick where TUNE_BUDGET (soft, 200 s) leaves ~90 s a kernel (TUNE_BUDGET=560:
+#                 all four) -> results/<GPU>/tuning.md (estimated 230 s; `python -m bench.tuning_report --dry`)
 #   test          pytest -m gpu
 #   host          host time per call, ours against eager  -> results/<GPU>/host.md
 #   helion_tune   tune upstream Helion (quick effort, at most HELION_BENCH_TUNE_S s per shape) on the
@@ -77,7 +79,8 @@ for step in "$@"; do
   echo "=== $step $(date -u +%H:%M:%S)"
   case "$step" in
     dsl)   python3 -m bench.dsl_check --out "results/$GPU/dsl_check.md" 2>&1 | tee "$OUTDIR/dsl.log" ;;
-    tune)  python3 -m bench.tuning_report --out "results/$GPU/tuning.md" --full-limit ${FULL_LIMIT:-100} 2>&1 | tee "$OUTDIR/tune.log" ;;
+    tune)  timeout -s INT -k 20 $(( ${TUNE_BUDGET:-200} + 100 )) python3 -m bench.tuning_report --out "results/$GPU/tuning.md" \
+             --full-limit ${FULL_LIMIT:-35} --budget ${TUNE_BUDGET:-200} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  python3 -m pytest -q -m gpu tests 2>&1 | tail -40 | tee "$OUTDIR/test.log" ;;
     host)  python3 -m bench.host --out results 2>&1 | tee "$OUTDIR/host.log" ;;
     helion_tune) timeout -s INT -k 20 "${TUNE_TIMEOUT:-240}" python3 -m bench.helion_baseline \
