@@ -439,17 +439,19 @@ class Route:
     as Configs: a ``use_config`` override of an alternative forces it; else, among the alternatives
     with a pretuned entry for exactly this shape (and layout), the one with the lowest measured ms
     (a sweep that measured both writes both); else ``heuristic(args)``, the op's index. Chosen once
-    per argument signature (cleared with the Configs by ``reset_caches``)."""
+    per ``key(args)`` (default: the argument signature; cleared with the Configs by ``reset_caches``),
+    which must hold everything the tables and the heuristic read (it runs on every call)."""
 
-    def __init__(self, kerns: Sequence["Kern"], heuristic: Callable[[tuple], int]) -> None:
-        self.kerns, self.heuristic = list(kerns), heuristic
+    def __init__(self, kerns: Sequence["Kern"], heuristic: Callable[[tuple], int],
+                 key: Callable[[tuple], Any] = spec_key) -> None:
+        self.kerns, self.heuristic, self.key = list(kerns), heuristic, key
         self._cache: dict[tuple, int] = {}
         _ROUTES.append(self)
 
     def __call__(self, args: tuple, alt_args: Callable[[], Sequence[tuple]]) -> int:
         """The index of the kernel to run; ``args`` key the cache, ``alt_args()`` gives the arguments
         each alternative would get (only computed on a cache miss)."""
-        key = spec_key(args)
+        key = self.key(args)
         hit = None if _OVERRIDES else self._cache.get(key)
         if hit is not None:
             return hit

@@ -27,9 +27,9 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
 
 Configs: per shape (M, N, K, dtype) and operand layout (NN forward; NT and TN, backward's dA and dB)
 from ``configs/<arch>/matmul.json`` when it has an entry for the GPU, else from ``choose_config``
-(analytic; see there), cached per specialization. The layout is part of the key because a
-transposed operand changes which loads coalesce (backward-shaped problems ran far slower on the
-forward's configs than on their own: bench.matmul_sweep).
+(analytic; see there), cached per specialization; split-K (below) is chosen per shape. The layout is
+part of the key because a transposed operand changes which loads coalesce (backward-shaped problems
+ran far slower on the forward's configs than on their own: bench.matmul_sweep).
 
 Figures: results/<GPU>/matmul.md (the harness, against cuBLAS and torch.compile in the same run).
 Small backwards are host-bound (two GEMMs of a few us each on the GPU): see results/<GPU>/host.md.
@@ -38,7 +38,7 @@ Memory (tests/reliability/test_memory.py): the output only (plus, in large GEMMs
 operand with unaligned rows, see above); autograd saves a and b (and the output with
 relu); backward allocates dA and dB only (operands read in place, no copies), plus an [N] fp32 sum for dbias
 and, with gelu/silu, the recomputed pre-activation [M, N] and its fp32 temporaries; no workspace beyond
-Triton's TMA descriptor scratch (a few KiB, on GPU).
+Triton's TMA descriptor scratch (a few KiB, on GPU), or split-K's fp32 partials [S, M, N] (small outputs).
 """
 from __future__ import annotations
 
@@ -107,6 +107,8 @@ def matmul_kernel(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]
 # K slice of one tile into an fp32 partial (plain stores: no memset, no atomics, deterministic),
 # and a second launch sums the partials with the epilogue. With 16-row tiles and a deep K block this
 # is also the GEMV path for M <= 16: many programs stream B, where one pass has one per N tile.
+# Which kernel runs (forward and both backward products alike): _route, below: the table's faster
+# entry for the shape, else split_factor's conservative heuristic; configs: choose_split_k_config.
 @helion.kernel(static_shapes=True, replay_host=True)
 def matmul_split_k_kernel(a: torch.Tensor, b: torch.Tensor, trans_a: bool, trans_b: bool) -> torch.Tensor:
     """fp32 partials ``[S, M, N]``: ``parts[s] = A[:, K_s] @ B[K_s, :]`` over ``S = cdiv(K, kb)`` slices of
@@ -310,7 +312,9 @@ _sk = C.Kern(NAME, matmul_split_k_kernel, _default_sk, key=_dims_sk, variant=lam
 _skr = C.Kern(NAME, matmul_split_k_reduce_kernel, lambda a: reduce_config(*a[0].shape), key=lambda a: a[0].shape,
               eager=_eager_reduce)
 # One pass (0) or split-K (1): the table's measured times where it has both, else split_factor.
-_route = C.Route([_mm, _sk], lambda args: int(split_factor(*_dims(args), args[0].dtype) > 1))
+# Keyed by what the tables and split_factor read (shapes, dtype, layout): cheaper than the full signature.
+_route = C.Route([_mm, _sk], lambda args: int(split_factor(*_dims(args), args[0].dtype) > 1),
+                 key=lambda a: (a[0].shape, a[1].shape, a[0].dtype, a[4], a[5]))
 
 
 def config_for(args: tuple) -> Config:
