@@ -102,6 +102,8 @@ def _precompile(jobs: list, seconds: float) -> list[bool]:
     timing loop's first launches are cheap); True where it built."""
     from helion_ops.dsl.autotune import Precompiler
 
+    if not torch.cuda.is_available():  # the interpreter (CPU smoke tests): nothing to compile ahead
+        return [True] * len(jobs)
     if not _POOL:
         _POOL.append(Precompiler(workers=os.cpu_count(), timeout=60.0))
         _POOL[0]._ensure_pool()  # workers started before the deadline's clock
@@ -116,15 +118,16 @@ def _precompile(jobs: list, seconds: float) -> list[bool]:
     return ok
 
 
-def sweep_one(prob: tuple, per_problem: float, max_candidates: int, kernels=("one_pass", "split_k")) -> dict:
+def sweep_one(prob: tuple, per_problem: float, max_candidates: int, kernels=("one_pass", "split_k"),
+              device: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> dict:
     from helion_ops._oplib import fit, num_sms
     from helion_ops.dsl import Config
     from helion_ops.ops import _gemm as GE, matmul as M
 
     t0 = time.time()
     m, n, k, ta, tb = prob
-    a = torch.randn((k, m) if ta else (m, k), device="cuda", dtype=torch.bfloat16)
-    b = torch.randn((n, k) if tb else (k, n), device="cuda", dtype=torch.bfloat16)
+    a = torch.randn((k, m) if ta else (m, k), device=device, dtype=dtype)
+    b = torch.randn((n, k) if tb else (k, n), device=device, dtype=dtype)
     av, bv = (a.T if ta else a), (b.T if tb else b)
     ref = av.float() @ bv.float()
     t_cublas = bench_us(lambda: torch.matmul(av, bv))
@@ -133,7 +136,7 @@ def sweep_one(prob: tuple, per_problem: float, max_candidates: int, kernels=("on
     args = (a, b, None, None, ta, tb)
     one = M.matmul_kernel.bind(args)
     one_cur = M.config_for(args)
-    out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+    out = torch.empty(m, n, device=device, dtype=dtype)
     sk = M.matmul_split_k_kernel.bind((a, b, ta, tb))
     reducers: dict = {}
 
@@ -154,7 +157,7 @@ def sweep_one(prob: tuple, per_problem: float, max_candidates: int, kernels=("on
     cands = [(one, run_one, one_cur)]
     if "one_pass" in kernels:
         cands += [(one, run_one, fit(one, Config(**{"l2_groupings": [8], **d}))) for d in candidates(m, n, k, max_candidates)]
-    sk_cur = fit(sk, M._default_sk((a, b, ta, tb))) if M.split_factor(m, n, k, torch.bfloat16) > 1 else None
+    sk_cur = fit(sk, M._default_sk((a, b, ta, tb))) if M.split_factor(m, n, k, dtype) > 1 else None
     if "split_k" in kernels:
         grid = split_k_candidates(m, n, k, max_candidates, sms=num_sms())
         cands += [(sk, run_sk, fit(sk, Config(**{"l2_groupings": [1], **d}))) for d in grid]

@@ -65,3 +65,23 @@ def test_entries_write_split_k_only_where_it_wins(tmp_path):
     pretuned.write_entries("matmul", "sm90", es, {}, root=tmp_path)
     assert pretuned.exact_ms("matmul", "matmul_split_k_kernel", "bf16", [3, 1024, 8192], arch="sm90",
                              root=tmp_path) == pytest.approx(0.01)
+
+
+def test_sweep_one_runs_both_kernels_in_the_interpreter(monkeypatch, device):
+    """The sweep's path on a tiny split-K problem (the interpreter, a fake timer: candidates' times are
+    their index, so the result says which candidates were timed and kept; nothing is tuned on CPU)."""
+    if device != "cpu":
+        pytest.skip("CPU smoke; the GPU runs the real sweep")
+    import torch
+
+    calls = []
+    monkeypatch.setattr(S, "bench_us", lambda fn: (fn(), calls.append(1), 100.0 - len(calls))[2])
+    monkeypatch.setattr(S, "candidates", lambda *a, **k: [])
+    monkeypatch.setattr(S, "split_k_candidates", lambda *a, **k: [
+        dict(block_sizes=[16, 16, 64], split_k=2, num_warps=4, num_stages=3, indexing="pointer")])
+    r = S.sweep_one((1, 24, 4097, False, False), 60.0, 4, device="cpu", dtype=torch.float32)
+    # cuBLAS, the one-pass current config, the heuristic's split-K config, the split-K candidate
+    assert len(calls) == 4 and r["tried"] == 3
+    assert set(r["kernels"]) == {"matmul_kernel", "matmul_split_k_kernel"}
+    assert r["kernels"]["matmul_split_k_kernel"]["config"]["split_k"] == 2  # timed last: fastest here
+    assert [e["kernel"] for e in S.entries([r])] == ["matmul_kernel", "matmul_split_k_kernel"]
