@@ -2,6 +2,8 @@
 custom-op registration, bad inputs, and the sm_90 compile (wgmma + TMA in the PTX)."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -477,3 +479,15 @@ def test_sm90_split_k_compiles(m, n, k):
     bias = torch.empty(n, dtype=torch.bfloat16, device="meta")
     red = M.matmul_split_k_reduce_kernel.bind((parts, bias, "gelu", out))
     _ptx(red, C.fit(red, M.reduce_config(4, m, n)))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,split", [((1, 1024, 8192), None), ((16, 8192, 8192), 4), ((1024, 1024, 1024), 2)])
+def test_gpu_split_k_bf16(shape, split):
+    """Split-K on the GPU: by the heuristic (decode, narrow output) or pinned (shapes the sweep tries)."""
+    a, b = M_spec.make_inputs(shape, torch.bfloat16, "cuda")
+    pin = None if split is None else M.choose_split_k_config(*shape, torch.bfloat16, split=split)
+    with C.use_config("matmul_split_k_kernel", pin) if pin is not None else contextlib.nullcontext():
+        out, names = _launched(lambda: M_spec.impl(a, b))
+    assert names == ["matmul_split_k_kernel", "matmul_split_k_reduce_kernel"]
+    assert rel_err(out, M_spec.reference(a, b)) < M_spec.TOLERANCE[torch.bfloat16]
