@@ -229,6 +229,7 @@ def strict() -> bool:
 
 _WARNED: set = set()
 _KERNS: list["Kern"] = []
+_ROUTES: list["Route"] = []
 
 
 def _reason(err: BaseException) -> str:
@@ -255,7 +256,7 @@ def kernel_failed(op: str, kernel: str, err: BaseException) -> None:
 
 def reset_caches() -> None:
     """Forget every choice of every op's kernels (Configs and fallbacks): the next call chooses again."""
-    for k in _KERNS:
+    for k in [*_KERNS, *_ROUTES]:
         k._cache.clear()
     _WARNED.clear()
 
@@ -453,6 +454,45 @@ class Kern:
             with self._lock:
                 self._cache[spec_key(args)] = _Eager(self.eager)
         return self.eager(*args)
+
+
+class Route:
+    """Which of an op's alternative kernels runs a call (matmul: one pass or split-K), by the same policy
+    as Configs: a ``use_config`` override of an alternative forces it; else, among the alternatives
+    with a pretuned entry for exactly this shape (and layout), the one with the lowest measured ms
+    (a sweep that measured both writes both); else ``heuristic(args)``, the op's index. Chosen once
+    per ``key(args)`` (default: the argument signature; cleared with the Configs by ``reset_caches``),
+    which must hold everything the tables and the heuristic read (it runs on every call)."""
+
+    def __init__(self, kerns: Sequence["Kern"], heuristic: Callable[[tuple], int],
+                 key: Callable[[tuple], Any] = spec_key) -> None:
+        self.kerns, self.heuristic, self.key = list(kerns), heuristic, key
+        self._cache: dict[tuple, int] = {}
+        _ROUTES.append(self)
+
+    def __call__(self, args: tuple, alt_args: Callable[[], Sequence[tuple]]) -> int:
+        """The index of the kernel to run; ``args`` key the cache, ``alt_args()`` gives the arguments
+        each alternative would get (only computed on a cache miss)."""
+        key = self.key(args)
+        hit = None if _OVERRIDES else self._cache.get(key)
+        if hit is not None:
+            return hit
+        for i, k in enumerate(self.kerns):
+            if _OVERRIDES.get(k.name) not in (None, EAGER):
+                return i
+        ms = []
+        for i, (k, a) in enumerate(zip(self.kerns, alt_args())):
+            try:
+                from . import pretuned
+                t = pretuned.exact_ms(k.op, k.name, a[0].dtype, [int(d) for d in k.key(a)],
+                                      variant=k.variant(a) if k.variant else None)
+            except Exception:  # a broken table must not break the op
+                t = None
+            if t is not None:
+                ms.append((t, i))
+        choice = min(ms)[1] if ms else self.heuristic(args)
+        self._cache[key] = choice
+        return choice
 
 
 # ---- ops ----------------------------------------------------------------------------------------

@@ -167,6 +167,16 @@ def lookup(op: str, kernel_name: str, dtype: Any, shape: Sequence[int], arch: Op
     return None if e is None else Config.from_dict(e["config"])
 
 
+def exact_ms(op: str, kernel_name: str, dtype: Any, shape: Sequence[int], arch: Optional[str] = None,
+             root: Optional[os.PathLike | str] = None, variant: Optional[str] = None) -> Optional[float]:
+    """The measured ms of the entry for exactly (kernel, dtype, shape, variant); None when there is
+    none (or it has no time): how an op with alternative kernels compares them for a tuned shape."""
+    for e in _entries(op, kernel_name, dtype, arch, root, variant):
+        if [int(d) for d in e["key"]["shape"]] == [int(d) for d in shape] and e.get("ms") is not None:
+            return float(e["ms"])
+    return None
+
+
 def configs_for(op: str, kernel_name: str, dtype: Any = None, arch: Optional[str] = None,
                 root: Optional[os.PathLike | str] = None) -> list[Config]:
     """Every pretuned Config of a kernel (optionally one dtype): autotuner

@@ -3,7 +3,9 @@
 #   bash scripts/gpu_session.sh <step...>
 # Steps:
 #   dsl           DSL core check            -> results/<GPU>/dsl_check.md
-#   tune          tuning report              -> results/<GPU>/tuning.md
+#   tune          tuning report: quick and full (<= FULL_LIMIT s) of softmax, rms_norm, layer_norm, matmul,
+#                 then Helion's quick where TUNE_BUDGET (soft, 200 s) leaves ~90 s a kernel (TUNE_BUDGET=560:
+#                 all four) -> results/<GPU>/tuning.md (estimated 230 s; `python -m bench.tuning_report --dry`)
 #   test          pytest -m gpu
 #   helion_tune   tune upstream Helion (quick effort, at most HELION_BENCH_TUNE_S s per shape) on the
 #                 TUNED_SHAPES shapes each op's bench step runs it on -> results/<GPU>/helion_configs/
@@ -29,6 +31,10 @@
 #                 SDPA-cuDNN/flash, the probe's d_pingpong_overlap and the DSL's Triton path at 4x16x4096x128
 #                 and 1x16x16384x128, causal and not (bench.gluon_attention --dsl) -> $OUT/gluon_dsl.json
 #                 (estimated 120-150 s; hard GLUON_TIMEOUT per command, 200 s)
+#   matmul_sweep  bench.matmul_sweep on SWEEP_SHAPES (decode, skinny, small squares, 4097^3; fwd+bwd) for
+#                 the one-pass and split-K kernels against cuBLAS, soft budget SWEEP_BUDGET (170 s), hard
+#                 SWEEP_TIMEOUT (240 s); winners written into helion_ops/configs/<arch>/matmul.json,
+#                 measurements into results/<GPU>/sweeps/matmul_split_k_sweep_<date>.json (estimated 200 s)
 # <GPU> is the detected card's short name (H100, H200, ...). Every bench step writes
 # results/<GPU>/<op>.csv after each case, rebuilds results/<GPU>/README.md, the PNGs,
 # results/README.md and the project README table from every CSV on disk, and copies
@@ -76,7 +82,8 @@ for step in "$@"; do
   echo "=== $step $(date -u +%H:%M:%S)"
   case "$step" in
     dsl)   python3 -m bench.dsl_check --out "results/$GPU/dsl_check.md" 2>&1 | tee "$OUTDIR/dsl.log" ;;
-    tune)  python3 -m bench.tuning_report --out "results/$GPU/tuning.md" --full-limit ${FULL_LIMIT:-100} 2>&1 | tee "$OUTDIR/tune.log" ;;
+    tune)  timeout -s INT -k 20 $(( ${TUNE_BUDGET:-200} + 100 )) python3 -m bench.tuning_report --out "results/$GPU/tuning.md" \
+             --full-limit ${FULL_LIMIT:-35} --budget ${TUNE_BUDGET:-200} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  python3 -m pytest -q -m gpu tests 2>&1 | tail -40 | tee "$OUTDIR/test.log" ;;
     host)  python3 -m bench.host --out results 2>&1 | tee "$OUTDIR/host.log" ;;
     helion_tune) timeout -s INT -k 20 "${TUNE_TIMEOUT:-240}" python3 -m bench.helion_baseline \
@@ -99,6 +106,12 @@ for step in "$@"; do
     e2e_x2) timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --distributed fsdp2 --nproc 2 \
              --steps ${E2E_X2_STEPS:-200} --timeout $(( ${E2E_TIMEOUT:-420} - 30 )) ${E2E_EXTRA:-} 2>&1 | tee "$OUTDIR/e2e_x2.log" ;;
     host_dispatch) python3 -m bench.host --dispatch --profile 12 2>&1 | tee "$OUTDIR/host_dispatch.log" ;;
+    matmul_sweep) mkdir -p "results/$GPU/sweeps"
+           timeout -s INT -k 20 "${SWEEP_TIMEOUT:-240}" python3 -m bench.matmul_sweep --write --budget ${SWEEP_BUDGET:-170} \
+             --shapes ${SWEEP_SHAPES:-1x8192x8192,16x8192x8192,1024x1024x1024,2048x2048x2048,4097x4097x4097} \
+             --kernels one_pass,split_k --max-candidates ${SWEEP_CANDIDATES:-16} \
+             --out "results/$GPU/sweeps/matmul_split_k_sweep_$(date -u +%F).json" 2>&1 | tee "$OUTDIR/matmul_sweep.log"
+           cp helion_ops/configs/sm90/matmul.json "$OUTDIR/" 2>/dev/null ;;
     bench:*) bench "bench_${step#bench:}" --op "${step#bench:}" ;;  # e.g. bench:softmax,rms_norm
     *) echo "unknown step $step" ;;
   esac

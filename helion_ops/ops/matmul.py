@@ -27,9 +27,9 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
 
 Configs: per shape (M, N, K, dtype) and operand layout (NN forward; NT and TN, backward's dA and dB)
 from ``configs/<arch>/matmul.json`` when it has an entry for the GPU, else from ``choose_config``
-(analytic; see there), cached per specialization. The layout is part of the key because a
-transposed operand changes which loads coalesce (backward-shaped problems ran far slower on the
-forward's configs than on their own: bench.matmul_sweep).
+(analytic; see there), cached per specialization; split-K (below) is chosen per shape. The layout is
+part of the key because a transposed operand changes which loads coalesce (backward-shaped problems
+ran far slower on the forward's configs than on their own: bench.matmul_sweep).
 
 Figures: results/<GPU>/matmul.md (the harness, against cuBLAS and torch.compile in the same run).
 Small backwards are host-bound (two GEMMs of a few us each on the GPU): see results/<GPU>/host.md.
@@ -38,7 +38,7 @@ Memory (tests/reliability/test_memory.py): the output only (plus, in large GEMMs
 operand with unaligned rows, see above); autograd saves a and b (and the output with
 relu); backward allocates dA and dB only (operands read in place, no copies), plus an [N] fp32 sum for dbias
 and, with gelu/silu, the recomputed pre-activation [M, N] and its fp32 temporaries; no workspace beyond
-Triton's TMA descriptor scratch (a few KiB, on GPU).
+Triton's TMA descriptor scratch (a few KiB, on GPU), or split-K's fp32 partials [S, M, N] (small outputs).
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ import torch
 
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
-from helion_ops.dsl import Config
+from helion_ops.dsl.config import Config, PowerOfTwoFragment
 from helion_ops import _oplib as C
 from helion_ops.ops import _gemm as GE
 from helion_ops.dsl.exc import InputError
@@ -101,6 +101,66 @@ def matmul_kernel(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]
             acc = torch.nn.functional.silu(acc)
         out[tile_m, tile_n] = acc
     return out
+
+
+# Split-K (small M*N, large K): too few output tiles to fill the SMs, so each program reduces one
+# K slice of one tile into an fp32 partial (plain stores: no memset, no atomics, deterministic),
+# and a second launch sums the partials with the epilogue. With 16-row tiles and a deep K block this
+# is also the GEMV path for M <= 16: many programs stream B, where one pass has one per N tile.
+# Which kernel runs (forward and both backward products alike): _route, below: the table's faster
+# entry for the shape, else split_factor's conservative heuristic; configs: choose_split_k_config.
+@helion.kernel(static_shapes=True, replay_host=True)
+def matmul_split_k_kernel(a: torch.Tensor, b: torch.Tensor, trans_a: bool, trans_b: bool) -> torch.Tensor:
+    """fp32 partials ``[S, M, N]``: ``parts[s] = A[:, K_s] @ B[K_s, :]`` over ``S = cdiv(K, kb)`` slices of
+    ``kb`` (the ``split_k`` knob's share of K, rounded up to the K block); A, B as in ``matmul_kernel``."""
+    if trans_a:
+        k, m = a.size()
+    else:
+        m, k = a.size()
+    if trans_b:
+        n, k2 = b.size()
+    else:
+        k2, n = b.size()
+    assert k == k2, f"matmul: K mismatch {k} != {k2}"
+    bm = hl.register_block_size(m)
+    bn = hl.register_block_size(n)
+    bk = hl.register_block_size(k)
+    split = hl.register_tunable("split_k", PowerOfTwoFragment(1, 64, 4))
+    kb = hl.cdiv(hl.cdiv(k, split), bk) * bk
+    parts = torch.empty([hl.cdiv(k, kb), m, n], dtype=torch.float32, device=a.device)
+    for tile_s, tile_m, tile_n in hl.tile([parts.size(0), m, n], block_size=[1, bm, bn]):
+        s = tile_s.begin
+        acc = hl.zeros([tile_m, tile_n], dtype=torch.float32)
+        for tile_k in hl.tile(s * kb, min(s * kb + kb, k), block_size=bk):
+            if trans_a:
+                x = a[tile_k, tile_m].T
+            else:
+                x = a[tile_m, tile_k]
+            if trans_b:
+                y = b[tile_n, tile_k].T
+            else:
+                y = b[tile_k, tile_n]
+            acc = torch.addmm(acc, x, y)
+        parts[s, tile_m, tile_n] = acc
+    return parts
+
+
+@helion.kernel(static_shapes=True, replay_host=True)
+def matmul_split_k_reduce_kernel(parts: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str],
+                                 out: torch.Tensor) -> None:
+    """``out = activation(parts.sum(0) + bias)`` in ``out``'s dtype (the split-K epilogue)."""
+    m, n = out.size()
+    for tile_m, tile_n in hl.tile([m, n]):
+        acc = parts[:, tile_m, tile_n].sum(0)
+        if bias is not None:
+            acc = acc + bias[tile_n].to(torch.float32)[None, :]
+        if activation == "relu":
+            acc = torch.relu(acc)
+        elif activation == "gelu":
+            acc = torch.nn.functional.gelu(acc)
+        elif activation == "silu":
+            acc = torch.nn.functional.silu(acc)
+        out[tile_m, tile_n] = acc.to(out.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +220,54 @@ def choose_config(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[
                   indexing="tensor_descriptor")
 
 
+# Split-K only pays where the output has too few tiles to fill the GPU and every K slice stays deep.
+# Conservative until bench.matmul_sweep has measured it (table entries then decide, see _route):
+# M <= 64 (decode and skinny rows, backward's dB of few columns), a quarter wave of tiles at most,
+# K >= 4 slices of SPLIT_MIN_SLICE, and the fp32 partials' round trip at most a quarter of the
+# operands' bytes.
+SPLIT_MIN_SLICE = 1024
+
+
+def split_k_tiles(m: int, dtype: torch.dtype) -> tuple[int, int, int]:
+    """The split-K kernel's analytic [BM, BN, BK]: 16-row tiles with a deep K block for M <= 16 (the
+    GEMV path: bandwidth-bound on B), 64x128 up to M = 128, 128x128 above; fp32 (IEEE) smaller."""
+    if dtype == torch.float32:
+        return (16, 64, 64) if m <= 16 else (64, 64, 32)
+    return (16, 64, 256) if m <= 16 else (64, 128, 64) if m <= 128 else (128, 128, 64)
+
+
+def split_factor(m: int, n: int, k: int, dtype: torch.dtype, num_sms: Optional[int] = None) -> int:
+    """How many K slices the heuristic gives an (M, N, K) problem: 1 means one pass (matmul_kernel)."""
+    sms = num_sms or C.num_sms()
+    bm, bn, _ = split_k_tiles(m, dtype)
+    tiles = C.cdiv(m, bm) * C.cdiv(n, bn)
+    if m > 64 or 4 * tiles > sms or k < 4 * SPLIT_MIN_SLICE:
+        return 1
+    s = 1
+    while 2 * s * tiles <= 2 * sms and k // (2 * s) >= SPLIT_MIN_SLICE:
+        s *= 2
+    while s > 1 and 8 * s * m * n > (m + n) * k * C.element_size(dtype) // 4:
+        s //= 2
+    return s
+
+
+def choose_split_k_config(m: int, n: int, k: int, dtype: torch.dtype, aligned: bool = True,
+                          split: Optional[int] = None) -> Config:
+    """Analytic config of matmul_split_k_kernel: block_sizes [BM, BN, BK] (split_k_tiles), split_k from
+    ``split`` or split_factor (at least 2: a split-K launch with one slice is a one-pass GEMM plus a cast)."""
+    bs = list(split_k_tiles(m, dtype))
+    return Config(block_sizes=bs, split_k=max(2, split or split_factor(m, n, k, dtype)),
+                  num_warps=8 if bs[0] >= 128 else 4, num_stages=3 if bs[2] >= 256 else 4, l2_groupings=[1],
+                  pid_type="flat", indexing="tensor_descriptor" if aligned and dtype != torch.float32 else "pointer")
+
+
+def reduce_config(s: int, m: int, n: int) -> Config:
+    """The split-K epilogue: tiles of at most 8K partial elements (S x BM x BN fp32 in registers)."""
+    bm = min(C.next_pow2(m), 16)
+    bn = max(16, min(1024, 8192 // (C.next_pow2(s) * bm)))
+    return Config(block_sizes=[bm, bn], num_warps=4, reduction_loops=[None])
+
+
 LAYOUTS = {(False, False): None, (False, True): "NT", (True, False): "TN", (True, True): "TT"}
 
 
@@ -179,6 +287,34 @@ def _eager_kernel(a, b, bias, activation, ta, tb):
 
 # The table is keyed by layout too: a transposed operand changes which loads coalesce.
 _mm = C.Kern(NAME, matmul_kernel, _default, key=_dims, variant=lambda a: LAYOUTS[(a[4], a[5])], eager=_eager_kernel)
+
+
+def _dims_sk(args: tuple) -> tuple[int, int, int]:
+    return _dims((args[0], args[1], None, None, args[2], args[3]))
+
+
+def _default_sk(args: tuple) -> Config:
+    return choose_split_k_config(*_dims_sk(args), args[0].dtype,
+                                 aligned=GE.rows_aligned(args[0]) and GE.rows_aligned(args[1]))
+
+
+def _eager_sk(a, b, ta, tb):
+    return torch.matmul(C.acc(a.t() if ta else a), C.acc(b.t() if tb else b))[None]
+
+
+def _eager_reduce(parts, bias, activation, out):
+    z = parts.sum(0)
+    out.copy_(_eager_act(z if bias is None else z + C.acc(bias), activation))
+
+
+_sk = C.Kern(NAME, matmul_split_k_kernel, _default_sk, key=_dims_sk, variant=lambda a: LAYOUTS[(a[2], a[3])],
+             eager=_eager_sk)
+_skr = C.Kern(NAME, matmul_split_k_reduce_kernel, lambda a: reduce_config(*a[0].shape), key=lambda a: a[0].shape,
+              eager=_eager_reduce)
+# One pass (0) or split-K (1): the table's measured times where it has both, else split_factor.
+# Keyed by what the tables and split_factor read (shapes, dtype, layout): cheaper than the full signature.
+_route = C.Route([_mm, _sk], lambda args: int(split_factor(*_dims(args), args[0].dtype) > 1),
+                 key=lambda a: (a[0].shape, a[1].shape, a[0].dtype, a[4], a[5]))
 
 
 def config_for(args: tuple) -> Config:
@@ -201,7 +337,12 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
     if m == 0 or n == 0 or k == 0:
         return _eager_kernel(a, b, bias, activation, ta, tb)
     pa, pb, ta, tb = GE.operands(a, b, m, n, k, ta, tb)
-    return _mm(pa, pb, bias, activation, ta, tb)
+    args = (pa, pb, bias, activation, ta, tb)
+    if _route(args, lambda: (args, (pa, pb, ta, tb))) == 0:
+        return _mm(*args)
+    out = torch.empty((m, n), dtype=a.dtype, device=a.device)
+    _skr(_sk(pa, pb, ta, tb), bias, activation, out)
+    return out
 
 
 def _eager2d(a, b, bias, activation):

@@ -18,7 +18,7 @@ def test_script_parses_and_names_the_steps():
     assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
     text = SCRIPT.read_text()
     for step in ("bench_norms)", "bench_gemm)", "bench_report)", "plan)", "dsl)", "tune)", "test)", "helion_tune)",
-                 "soak)", "host)", "host_dispatch)"):
+                 "soak)", "host)", "host_dispatch)", "matmul_sweep)"):
         assert step in text
     assert "results/H100" not in text  # the results directory follows the detected card
 

@@ -17,10 +17,12 @@ import time
 import pytest
 
 from helion_ops.dsl.autotune import (
-    AutotuneCache, Benchmarker, Effort, Evaluator, Precompiler, Progress, autotune, compare,
+    EFFORTS, AutotuneCache, Benchmarker, Effort, Evaluator, Precompiler, Progress, autotune, compare,
     differential_evolution, pattern_search, resolve_effort, search,
 )
 from helion_ops.dsl.config import BlockSpec, Config, ConfigSpace, SpaceSpec
+
+search_mod = sys.modules["helion_ops.dsl.autotune.search"]  # the module (the package's `search` is the function)
 
 SPEC = SpaceSpec(block_sizes=[BlockSpec(16, 256, 32), BlockSpec(16, 256, 32)], grid_loops=[2], loads=1)
 SPACE = ConfigSpace(SPEC)
@@ -84,7 +86,7 @@ def test_search_presets_and_budget():
         return cost(c)
 
     best, t, hist = search(SPACE, obj, "quick", rng=random.Random(0))
-    assert 30 <= len(hist) <= 80 and len(calls) == len(hist)
+    assert 16 <= len(hist) <= 48 and len(calls) == len(hist)
     assert t == min(x for _, x in hist) and t < cost(SPACE.default())
     best, t, hist = search(SPACE, obj, "none", seeds=[OPTIMUM])
     assert best == OPTIMUM and hist == []
@@ -145,6 +147,86 @@ def test_effort_env_override(monkeypatch):
     monkeypatch.delenv("HELION_AUTOTUNE_EFFORT")
     assert resolve_effort("quick", time_limit=3).time_limit == 3.0
     assert resolve_effort(None).name == "none"
+
+
+# ---------------------------------------------------------------------------
+# Quick: the prior, rounds of one compile batch, early stop, the 10 s budget
+# ---------------------------------------------------------------------------
+
+MM_SPACE = ConfigSpace(SpaceSpec(block_sizes=[BlockSpec(16, 256, 64), BlockSpec(16, 256, 64), BlockSpec(16, 256, 32)],
+                                 grid_loops=[2], inner_loops=1, loads=2))
+
+
+def test_prior_distance_and_resource_rules():
+    anchor = MM_SPACE.normalize({"block_sizes": [128, 128, 64], "num_warps": 8, "num_stages": 3})
+    p = lambda d: search_mod.prior(MM_SPACE, MM_SPACE.normalize(d), [anchor])  # noqa: E731
+    assert p(anchor) == 0
+    assert p({"block_sizes": [128, 64, 64], "num_warps": 8, "num_stages": 3}) == 1  # one power of two
+    assert p({"block_sizes": [128, 128, 64], "num_warps": 8, "num_stages": 3, "pid_type": "persistent_blocked"}) == 1
+    assert p({"block_sizes": [256, 256, 128], "num_warps": 8, "num_stages": 4}) >= 100  # 512 KB of shared memory
+    assert p({"block_sizes": [256, 256, 32], "num_warps": 4, "num_stages": 2}) >= 100  # 512 fp32 regs a thread
+    assert p({"block_sizes": [64, 32, 64], "num_warps": 8, "num_stages": 3}) == 4  # 3 steps + idle warps
+
+
+class FakeClock:
+    """Stands in for search.time: compiling a batch costs ``per_batch`` fake seconds."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+
+def _batched(clock, per_batch, calls):
+    class Obj:
+        def __call__(self, c):
+            return self.evaluate_batch([c])[0]
+
+        def evaluate_batch(self, cs):
+            calls.append(len(cs))
+            clock.now += per_batch  # one parallel compile batch, then timing
+            return [cost(c) for c in cs]
+    return Obj()
+
+
+def test_quick_rounds_stop_when_the_leaders_agree(monkeypatch):
+    clock, calls = FakeClock(), []
+    monkeypatch.setattr(search_mod, "time", clock)
+    near = OPTIMUM.replace(num_warps=4, block_sizes=[128, 32])  # a pretuned-like seed, 3 steps off
+    best, t, hist = search(SPACE, _batched(clock, 2.5, calls), "quick", seeds=[near], rng=random.Random(0))
+    assert calls and all(n <= 16 for n in calls)  # one compile batch (16 cores) per round
+    assert len(calls) <= EFFORTS["quick"].rounds and clock.now <= EFFORTS["quick"].time_limit + 2.5
+    assert t <= cost(near) - 2  # the rounds walk from the seed towards the optimum
+    assert len({c for c, _ in hist}) == len(hist)
+    calls.clear()
+    best, t, hist = search(SPACE, _batched(clock, 2.5, calls), "quick", seeds=[OPTIMUM], rng=random.Random(0))
+    assert best == OPTIMUM and len(calls) == 2  # round 2 found nothing faster: stop
+
+
+def test_quick_is_within_3_percent_of_full_on_a_fake_timer(monkeypatch):
+    """Quick (<= 8 fake seconds of 2.5 s compile batches) against full on the same landscape, both seeded
+    with a config two steps from the optimum, as the op layer's pretuned entry would be."""
+    clock = FakeClock()
+    monkeypatch.setattr(search_mod, "time", clock)
+    seed = OPTIMUM.replace(num_stages=2, l2_groupings=[4])
+    quick = search(SPACE, _batched(clock, 2.5, []), "quick", seeds=[seed], rng=random.Random(1))
+    assert clock.now <= 10.0
+    full = search(SPACE, cost, "full", seeds=[seed], rng=random.Random(1))
+    assert quick[1] <= 1.03 * full[1]
+
+
+def test_precompiler_warm_start_then_run():
+    pre = Precompiler(workers=1, timeout=60.0, job=_job, initializer=None)
+    pre.warm()
+    try:
+        assert pre.run({"a": ([("ok",)], None)}) == {"a": None}
+    finally:
+        pre.close()
+    pre = Precompiler(workers=1, job=_job, initializer=None)
+    pre.warm()
+    pre.close()  # closing while the workers start waits for them, then shuts them down
+    assert pre._pool is None and pre._warming is None
 
 
 # ---------------------------------------------------------------------------
@@ -451,33 +533,21 @@ def test_cache_concurrent_writers(tmp_path):
 # ---------------------------------------------------------------------------
 
 def test_progress_plain_and_quiet(monkeypatch):
-    monkeypatch.setitem(sys.modules, "rich", None)  # rich missing: plain lines
-    monkeypatch.setitem(sys.modules, "rich.progress", None)
     buf = io.StringIO()
     p = Progress(True, desc="k", stream=buf)
-    p.phase("generation 1/3", 4)
+    p.phase("round 1/3", 4)
     p.record(2e-3)
     p.record(math.inf)
     p.compiled(False)
-    p.phase("generation 2/3", 4)
+    p.phase("round 2/3", 4)
     p.close("done")
     out = buf.getvalue()
-    assert "generation 1/3" in out and "failed 1" in out and "2.0000 ms" in out and "done" in out
+    assert "round 1/3" in out and "failed 1" in out and "2.0000 ms" in out and "done" in out
     monkeypatch.setenv("HELION_AUTOTUNE_PROGRESS", "0")
     buf = io.StringIO()
-    q = Progress(True, stream=buf)
-    q.phase("x")
-    q.record(1.0)
-    q.log("hello")
+    with Progress(True, stream=buf) as q:
+        q.phase("x")
+        q.record(1.0)
+        q.log("hello")
     q.close("bye")
     assert buf.getvalue() == "" and q.evaluated == 1
-
-
-def test_progress_rich_if_available():
-    pytest.importorskip("rich")
-    buf = io.StringIO()
-    with Progress(True, desc="k", stream=buf) as p:
-        p.phase("generation 1/1", 2)
-        p.record(1e-3)
-        p.log("a message")
-    assert "a message" in buf.getvalue()

@@ -2,6 +2,8 @@
 custom-op registration, bad inputs, and the sm_90 compile (wgmma + TMA in the PTX)."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from helion_ops import _oplib as C
 import torch.nn.functional as F
 
 from helion_ops.dsl.exc import InputError
+from helion_ops.dsl import Config
 from helion_ops.ops import matmul as M
 from helion_ops.ops import _gemm as GE
 from bench.specs import matmul as M_spec
@@ -366,3 +369,125 @@ def test_double_backward_through_eager_training_path(device):
         (ga,) = torch.autograd.grad((fn(a, b) ** 2).sum(), a, create_graph=True)
         grads.append(torch.autograd.grad(ga.sum(), b)[0])
     assert ((grads[0] - grads[1]).abs().max() / grads[1].abs().max()).item() < 1e-5
+
+
+# ---- split-K (small M*N, large K) and its GEMV path (M <= 16) -----------------------------------
+
+def _launched(fn):
+    from helion_ops.dsl import runtime
+    with runtime.record_launches() as rec:
+        out = fn()
+    return out, [r[0].kernel.name for r in rec]
+
+
+@pytest.mark.parametrize("m,n,k,dtype,bias,act", [
+    (1, 17, 4097, torch.float32, False, None), (16, 40, 4097, torch.float16, True, "gelu"),
+    (17, 33, 4097, torch.float32, True, "silu"), (1, 1000, 4097, torch.float16, False, "relu")])
+def test_split_k_heuristic_path(m, n, k, dtype, bias, act, device):
+    """Narrow outputs with K >= 4096 take split-K (partials + epilogue kernel) and match an fp64 reference."""
+    assert M.split_factor(m, n, k, dtype) > 1
+    a = torch.randn(m, k, dtype=dtype, device=device)
+    b = (torch.randn(k, n, device=device) / k ** 0.5).to(dtype)
+    bv = torch.randn(n, dtype=dtype, device=device) if bias else None
+    out, names = _launched(lambda: M.matmul(a, b, bv, act))
+    assert names == ["matmul_split_k_kernel", "matmul_split_k_reduce_kernel"]
+    assert out.dtype == dtype and out.shape == (m, n)
+    assert rel_err(out, ref_mm(a, b, bv, act)) < (1e-5 if dtype == torch.float32 else 2e-3)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("split,bk", [(2, 64), (4, 512), (64, 16)])  # 4 x 512 on K=4097: 3 uneven slices
+def test_split_k_pinned_configs_layouts(ta, tb, split, bk, device):
+    m, n, k = 17, 24, 4097
+    a = torch.randn((k, m) if ta else (m, k), device=device)
+    b = torch.randn((n, k) if tb else (k, n), device=device) / k ** 0.5
+    av, bvw = (a.t() if ta else a), (b.t() if tb else b)
+    cfg = Config(block_sizes=[16, 16, bk], split_k=split)
+    with C.use_config("matmul_split_k_kernel", cfg):
+        out, names = _launched(lambda: M.matmul(av, bvw))
+    assert names[0] == "matmul_split_k_kernel"
+    assert rel_err(out, ref_mm(av, bvw)) < 1e-5
+
+
+def test_split_k_backward_db_reduces_over_rows(device):
+    """dB = A^T @ dZ reduces over M rows: with M = 4100 and N, K small it is a split-K problem."""
+    a = torch.randn(4100, 16, device=device, requires_grad=True)
+    b = torch.randn(16, 17, device=device, requires_grad=True)
+    assert M.split_factor(16, 17, 4100, torch.float32) > 1
+    g = torch.randn(4100, 17, device=device)
+    out = M.matmul(a, b)
+    _, names = _launched(lambda: out.backward(g))
+    assert "matmul_split_k_kernel" in names
+    assert rel_err(b.grad, a.detach().double().T @ g.double()) < 1e-5
+    assert rel_err(a.grad, g.double() @ b.detach().double().T) < 1e-5
+
+
+def test_split_k_heuristic_is_conservative():
+    """No benchmark shape, none of their backward problems and no small shape takes split-K by heuristic
+    (their table entries, or the sweep, decide); a decode GEMV with a narrow output does."""
+    import json
+
+    from bench.matmul_sweep import problems
+    from helion_ops import pretuned
+    table = [tuple(e["key"]["shape"]) for e in json.loads(pretuned.config_path("matmul", "sm90").read_text())["entries"]]
+    for m, n, k, _, _ in problems(M_spec.SHAPES + M_spec.SMALL_SHAPES + table, ["fwd", "bwd"]):
+        assert M.split_factor(m, n, k, torch.bfloat16, 132) == 1, (m, n, k)
+    assert M.split_factor(1, 1024, 8192, torch.bfloat16, 132) == 8
+    assert M.split_factor(16, 2048, 14336, torch.bfloat16, 132) == 8  # 32 tiles x 8: two waves
+
+
+def test_route_keeps_table_shapes_and_compares_measured_times(monkeypatch, tmp_path):
+    """Every shape of the shipped sm90 table keeps matmul_kernel; a shape where the table times both
+    kernels runs the faster one."""
+    import json
+
+    from helion_ops import pretuned
+    monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
+    t = lambda *s: torch.empty(*s, dtype=torch.bfloat16, device="meta")  # noqa: E731
+    for e in json.loads(pretuned.config_path("matmul", "sm90").read_text())["entries"]:
+        m, n, k = e["key"]["shape"]
+        ta, tb = {None: (False, False), "NT": (False, True), "TN": (True, False)}[e["key"].get("variant")]
+        args = (t(*((k, m) if ta else (m, k))), t(*((n, k) if tb else (k, n))), None, None, ta, tb)
+        assert M._route(args, lambda: (args, (args[0], args[1], ta, tb))) == 0, e["key"]
+    C.reset_caches()
+    sk = {"block_sizes": [16, 64, 256], "split_k": 4}
+    entries = [{"kernel": "matmul_kernel", "key": {"dtype": "bf16", "shape": [1, 1024, 8192]},
+                "config": {"block_sizes": [16, 64, 256]}, "ms": 0.02},
+               {"kernel": "matmul_split_k_kernel", "key": {"dtype": "bf16", "shape": [1, 1024, 8192]},
+                "config": sk, "ms": 0.01}]
+    pretuned.write_entries("matmul", "sm90", entries, root=tmp_path)
+    monkeypatch.setattr(pretuned, "CONFIG_ROOT", tmp_path)
+    args = (t(1, 8192), t(8192, 1024), None, None, False, False)
+    assert M._route(args, lambda: (args, (args[0], args[1], False, False))) == 1
+    assert M._sk.config_for(args[0], args[1], False, False)["split_k"] == 4
+    args2 = (t(1, 8192), t(8192, 4096), None, None, False, False)  # not in the table: heuristic (64 tiles)
+    assert M._route(args2, lambda: (args2, (args2[0], args2[1], False, False))) == 0
+    C.reset_caches()
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 8192, 8192), (16, 4096, 14336), (128, 4096, 14336)])
+def test_sm90_split_k_compiles(m, n, k):
+    a = torch.empty(m, k, dtype=torch.bfloat16, device="meta")
+    b = torch.empty(k, n, dtype=torch.bfloat16, device="meta")
+    bound = M.matmul_split_k_kernel.bind((a, b, False, False))
+    cfg = C.fit(bound, M.choose_split_k_config(m, n, k, torch.bfloat16, split=4))
+    assert cfg["split_k"] == 4 and cfg["indexing"] == "tensor_descriptor"
+    ptx = _ptx(bound, cfg).asm["ptx"]
+    assert "cp.async.bulk.tensor" in ptx and ("wgmma" in ptx or "mma.sync" in ptx)
+    parts = torch.empty(4, m, n, dtype=torch.float32, device="meta")
+    out = torch.empty(m, n, dtype=torch.bfloat16, device="meta")
+    bias = torch.empty(n, dtype=torch.bfloat16, device="meta")
+    red = M.matmul_split_k_reduce_kernel.bind((parts, bias, "gelu", out))
+    _ptx(red, C.fit(red, M.reduce_config(4, m, n)))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,split", [((1, 1024, 8192), None), ((16, 8192, 8192), 4), ((1024, 1024, 1024), 2)])
+def test_gpu_split_k_bf16(shape, split):
+    """Split-K on the GPU: by the heuristic (decode, narrow output) or pinned (shapes the sweep tries)."""
+    a, b = M_spec.make_inputs(shape, torch.bfloat16, "cuda")
+    pin = None if split is None else M.choose_split_k_config(*shape, torch.bfloat16, split=split)
+    with C.use_config("matmul_split_k_kernel", pin) if pin is not None else contextlib.nullcontext():
+        out, names = _launched(lambda: M_spec.impl(a, b))
+    assert names == ["matmul_split_k_kernel", "matmul_split_k_reduce_kernel"]
+    assert rel_err(out, M_spec.reference(a, b)) < M_spec.TOLERANCE[torch.bfloat16]

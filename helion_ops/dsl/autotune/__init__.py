@@ -1,10 +1,7 @@
-"""The autotuner: search (search.py) x measurement (bench.py) x disk cache
-(cache.py), tied together by ``autotune``.
+"""The autotuner: search (search.py) x measurement (bench.py) x disk cache (cache.py), tied together
+by ``autotune``. Typical use from the runtime::
 
-Typical use from the runtime::
-
-    cfg = autotune(bound, args, kernel.autotune_effort,
-                   seeds=pretuned_configs, cache_key=(source_hash, spec_key))
+    cfg = autotune(bound, args, kernel.autotune_effort, seeds=pretuned_configs, cache_key=(source_hash, spec_key))
 """
 from __future__ import annotations
 
@@ -43,16 +40,10 @@ class Tunable(Protocol):
 
 
 def args_key(args: Sequence[Any]) -> tuple:
-    """A fallback specialization key: dtype/shape/stride/device of tensor
-    args, repr of the rest."""
+    """A fallback specialization key: dtype/shape/stride/device of tensor args, repr of the rest."""
     import torch
-    out = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            out.append((str(a.dtype), tuple(a.shape), tuple(a.stride()), a.device.type))
-        else:
-            out.append(repr(a))
-    return tuple(out)
+    return tuple((str(a.dtype), tuple(a.shape), tuple(a.stride()), a.device.type) if isinstance(a, torch.Tensor)
+                 else repr(a) for a in args)
 
 
 def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
@@ -64,23 +55,18 @@ def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
              workers: Optional[int] = None) -> Config:
     """Find a fast, correct Config for ``bound`` on ``args``.
 
-    - ``effort``: "none" | "quick" | "full" (or an Effort);
-      ``$HELION_AUTOTUNE_EFFORT`` overrides it. "none" returns the first
-      valid seed, else the default config, without measuring anything.
-    - ``seeds``: configs to start from (pretuned entries); the default and
-      ``heuristic_configs`` are added.
-    - ``candidates``: measure exactly these configs (a kernel's
-      ``configs=[...]``) and return the fastest correct one, whatever the
-      effort; no search, no disk cache.
-    - ``cache``: an AutotuneCache, None for the default one, False for none.
-      ``cache_key=(kernel_source_hash, specialization_key)``; without it the
-      key hashes the default config's generated code and ``args_key(args)``.
+    - ``effort``: "none" | "quick" | "full" (or an Effort); ``$HELION_AUTOTUNE_EFFORT`` overrides it.
+      "none" returns the first valid seed, else the default config, without measuring anything.
+    - ``seeds``: configs to start from (pretuned entries: quick ranks candidates by their distance to
+      the seeds); the default and ``heuristic_configs`` are added.
+    - ``candidates``: measure exactly these configs (a kernel's ``configs=[...]``) and return the
+      fastest correct one, whatever the effort; no search, no disk cache.
+    - ``cache``: an AutotuneCache, None for the default one, False for none. ``cache_key=(kernel_source_hash,
+      specialization_key)``; without it the key hashes the default config's code and ``args_key(args)``.
     - ``objective``: replaces the Benchmarker (tests, custom timing).
-    - ``reference``: expected outputs come from ``reference(*args)`` instead
-      of the default config.
-    Returns a complete Config (``bound.config_space.normalize``d). A run
-    where every candidate failed returns the default (or the first
-    candidate) and caches nothing.
+    - ``reference``: expected outputs come from ``reference(*args)`` instead of the default config.
+    Returns a complete Config (``bound.config_space.normalize``d). A run where every candidate failed
+    returns the default (or the first candidate) and caches nothing.
     """
     prof = resolve_effort(effort, time_limit)
     space = bound.config_space
@@ -127,8 +113,8 @@ def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
 def _measure(bound: Tunable, args: Sequence[Any], space: Any, prof: Effort, fallback: Config,
              reference: Any, progress: bool, objective: Any, compile_timeout: float, workers: Optional[int],
              drive: Callable[[Evaluator], Any]) -> tuple[Config, float, int]:
-    """Set up progress + objective, let ``drive(evaluator)`` evaluate
-    configs, re-time the top few; return (best, time, evaluated)."""
+    """Set up progress + objective, let ``drive(evaluator)`` evaluate configs, re-time the top few;
+    return (best, time, evaluated)."""
     prog = Progress(progress, desc=getattr(bound, "name", None) or "autotune")
     if prof.time_limit is not None:
         # One hung compile must not eat a quick run's whole wall-clock cap.
@@ -139,6 +125,8 @@ def _measure(bound: Tunable, args: Sequence[Any], space: Any, prof: Effort, fall
     ev = Evaluator(bench, max_evals=prof.max_evals or None, time_limit=prof.time_limit, progress=prog)
     if isinstance(bench, Benchmarker):
         bench.deadline = ev.deadline  # lets a slow compile batch stop at the cap
+        if bench.precompiler is not None:
+            bench.precompiler.warm()  # the workers start while the reference runs and code is generated
     try:
         drive(ev)
         best, best_t = ev.best()

@@ -1,21 +1,17 @@
-"""Benchmarking candidates of a BoundKernel (docs/CONTRACTS.md §2).
+"""Benchmarking candidates of a BoundKernel (docs/CONTRACTS.md §2). Per batch of candidate configs:
 
-Per batch of candidate configs:
+1. dedupe by the sha256 of ``bound.to_triton_code(cfg)`` (configs that generate the same source share
+   one measurement);
+2. precompile new sources in parallel spawn workers (``Precompiler``): a job that raises, crashes its
+   worker or outlives the timeout fails only its candidate; the pool is rebuilt and the batch goes on.
+   Skipped on CPU and in the interpreter, where there is nothing to warm;
+3. run each candidate on fresh clones of the args and compare every output with the default config's
+   (or ``reference``'s) outputs; a wrong candidate gets ``inf``;
+4. time it: CUDA events around each rep, L2 flushed by writing a 256 MB buffer before each, median of
+   ``reps``.
 
-1. dedupe by the sha256 of ``bound.to_triton_code(cfg)`` (configs that
-   generate the same source share one measurement);
-2. precompile new sources in parallel spawn workers (``Precompiler``): a job
-   that raises, crashes its worker or outlives the timeout fails only its
-   candidate; the pool is rebuilt and the batch goes on. Skipped on CPU and
-   in the interpreter, where there is nothing to warm;
-3. run each candidate on fresh clones of the args and compare every output
-   with the default config's (or ``reference``'s) outputs; a wrong candidate
-   gets ``inf``;
-4. time it: CUDA events around each rep, L2 flushed by writing a 256 MB
-   buffer before each, median of ``reps``.
-
-``Benchmarker`` is the objective the searches call; ``confirm`` re-times the
-top few at the end so a lucky measurement does not pick the winner.
+``Benchmarker`` is the objective the searches call; ``confirm`` re-times the top few at the end so a
+lucky measurement does not pick the winner.
 """
 from __future__ import annotations
 
@@ -25,6 +21,7 @@ import math
 import multiprocessing as mp
 import os
 import statistics
+import threading
 import time
 from collections import deque
 from concurrent.futures.process import BrokenProcessPool
@@ -57,8 +54,8 @@ def _ping() -> int:
 
 
 def compile_job(payload: tuple) -> bool:
-    """Worker job: ``triton.compile`` every spec of one candidate (this warms
-    Triton's on-disk cache, so the parent's first launch is cheap)."""
+    """Worker job: ``triton.compile`` every spec of one candidate (warms Triton's on-disk cache, so the
+    parent's first launch is cheap)."""
     specs, target = payload
     from helion_ops.dsl.backends.triton import compile_spec
     for spec in specs:
@@ -67,15 +64,12 @@ def compile_job(payload: tuple) -> bool:
 
 
 class Precompiler:
-    """Runs picklable jobs in a spawn ``ProcessPoolExecutor`` with one
-    timeout per job.
+    """Runs picklable jobs in a spawn ``ProcessPoolExecutor`` with one timeout per job.
 
-    At most ``workers`` jobs are in flight, so every submitted job is
-    running and a timeout is the job's own. On a timeout the pool is killed
-    (a hung ``triton.compile`` cannot be cancelled), the job fails, and the
-    other in-flight jobs are requeued. When a worker dies the executor
-    cannot say whose job killed it: the in-flight jobs are retried one at a
-    time, which pins the crash on the right one.
+    At most ``workers`` jobs are in flight, so every submitted job is running and a timeout is the
+    job's own. On a timeout the pool is killed (a hung ``triton.compile`` cannot be cancelled), the job
+    fails, and the other in-flight jobs are requeued. When a worker dies the executor cannot say whose
+    job killed it: the in-flight jobs are retried one at a time, which pins the crash on the right one.
     """
 
     def __init__(self, workers: Optional[int] = None, timeout: float = DEFAULT_COMPILE_TIMEOUT,
@@ -85,8 +79,20 @@ class Precompiler:
         self.job = job
         self.initializer = initializer
         self._pool: Optional[cf.ProcessPoolExecutor] = None
+        self._warming: Optional[threading.Thread] = None
+
+    def warm(self) -> None:
+        """Start the workers in the background (they import Triton for seconds)."""
+        self._warming = threading.Thread(target=self._start, daemon=True)
+        self._warming.start()
 
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+        return self._start()
+
+    def _start(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                           initializer=self.initializer)
@@ -119,16 +125,17 @@ class Precompiler:
 
     def close(self) -> None:
         """Shut the worker pool down."""
+        if self._warming is not None:
+            self._ensure_pool()  # let a starting pool finish, then shut it down
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def run(self, jobs: dict[Hashable, Any], on_done: Optional[Callable[[Hashable, Optional[str]], None]] = None,
             deadline: Optional[float] = None) -> dict[Hashable, Optional[str]]:
-        """Run ``job(payload)`` for each item; return key -> None on success
-        or an error message. ``on_done(key, error)`` is called as each ends.
-        At ``deadline`` (``time.monotonic()`` value) whatever has not
-        finished fails, so a search's wall-clock cap holds mid-batch."""
+        """Run ``job(payload)`` for each item; return key -> None on success or an error message.
+        ``on_done(key, error)`` is called as each ends. At ``deadline`` (``time.monotonic()`` value)
+        whatever has not finished fails, so a search's wall-clock cap holds mid-batch."""
         results: dict[Hashable, Optional[str]] = {}
         queue = deque(jobs)
         suspects: deque = deque()  # in flight when a worker died; retried alone
@@ -230,10 +237,9 @@ def tensors_of(obj: Any) -> list:
 
 
 def compare(out: Any, ref: Any) -> Optional[str]:
-    """None when ``out`` matches ``ref`` (tensor or nested), else why not.
-    Floats pass when ``|out - ref| <= tol * (max|ref| + |ref|)``, tol by
-    the reference's dtype (fp32 1e-4, fp16 1e-2, bf16 2e-2); NaN/inf
-    positions must agree; everything else must be equal. A float output whose shape differs from
+    """None when ``out`` matches ``ref`` (tensor or nested), else why not. Floats pass when ``|out - ref|
+    <= tol * (max|ref| + |ref|)``, tol by the reference's dtype (fp32 1e-4, fp16 1e-2, bf16 2e-2);
+    NaN/inf positions must agree; everything else must be equal. A float output whose shape differs from
     the reference's in the leading dim only is a per-program partial-sum buffer (its row count is
     the number of programs, which the config sets, e.g. a norm backward's dweight partials): it is
     compared by its sum over that dim, which is what the host reduces it to."""
@@ -293,9 +299,8 @@ def _on_gpu(device: Any) -> bool:
 
 
 class Timer:
-    """Median-of-reps timing. On CUDA: events around each rep with a 256 MB
-    write before it, so each rep starts with a cold L2. Elsewhere (CPU,
-    interpreter): wall clock, which only orders candidates roughly."""
+    """Median-of-reps timing. On CUDA: events around each rep with a 256 MB write before it, so each
+    rep starts with a cold L2. Elsewhere (CPU, interpreter): wall clock, which only orders roughly."""
 
     def __init__(self, device: Any) -> None:
         self.device = device
@@ -340,13 +345,10 @@ class Timer:
 # ---------------------------------------------------------------------------
 
 class Benchmarker:
-    """Objective over a BoundKernel: ``bench(cfg) -> seconds`` and
-    ``bench.evaluate_batch(cfgs)`` (precompiles the batch in parallel).
-
-    ``reference(*args)`` gives expected outputs; without it the default
-    config's outputs (and its in-place writes to the args) are expected.
-    ``precompile=None`` means "on GPU only".
-    """
+    """Objective over a BoundKernel: ``bench(cfg) -> seconds`` and ``bench.evaluate_batch(cfgs)``
+    (precompiles the batch in parallel). ``reference(*args)`` gives expected outputs; without it the
+    default config's outputs (and its in-place writes to the args) are expected. ``precompile=None``
+    means "on GPU only"."""
 
     def __init__(self, bound: Any, args: Sequence[Any], *, reps: int = 10,
                  reference: Optional[Callable[..., Any]] = None, compile_timeout: float = DEFAULT_COMPILE_TIMEOUT,
@@ -371,14 +373,14 @@ class Benchmarker:
         return self.evaluate_batch([cfg])[0]
 
     def evaluate_batch(self, cfgs: Sequence[Config]) -> list[float]:
-        """Times for ``cfgs`` (inf for failures), measuring each distinct
-        generated source once."""
+        """Times for ``cfgs`` (inf for failures), measuring each distinct generated source once."""
         new: dict[str, Config] = {}
         for c in cfgs:
             h = self._code_hash(c)
             if h is not None and h not in self.by_code and h not in new:
                 new[h] = c
         if self.precompiler is not None and new:
+            self.expected()  # the default's run compiles in this process while the workers start
             self._precompile(new)
         for h, c in new.items():
             if self.by_code and self.deadline is not None and time.monotonic() > self.deadline:
@@ -388,8 +390,8 @@ class Benchmarker:
         return [self.by_code.get(self.code_of[c], INF) if self.code_of[c] else INF for c in cfgs]
 
     def confirm(self, history: Sequence[tuple[Config, float]], k: int = 3) -> tuple[Optional[Config], float]:
-        """Re-time the ``k`` fastest distinct sources of ``history`` with
-        twice the reps; return the winner and its new time."""
+        """Re-time the ``k`` fastest distinct sources of ``history`` with twice the reps; return the
+        winner and its new time."""
         best: dict[str, tuple[Config, float]] = {}
         for c, t in history:
             h = self.code_of.get(c)
@@ -438,8 +440,8 @@ class Benchmarker:
         self.precompiler.run(jobs, on_done=done, deadline=self.deadline)  # type: ignore[union-attr]
 
     def expected(self) -> Any:
-        """The outputs every candidate must reproduce (computed once); None
-        when neither a reference nor the default config can produce them."""
+        """The outputs every candidate must reproduce (computed once); None when neither a reference
+        nor the default config can produce them."""
         if self._expected is None:
             import torch
             args = _clone(self.args)

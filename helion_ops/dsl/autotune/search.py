@@ -1,13 +1,10 @@
 """Generic searches over a ConfigSpace.
 
-The searches know nothing about kernels: they see a ``ConfigSpace`` (typed
-fragments) and an ``objective(config) -> seconds`` (``inf`` for a failed
-candidate). An objective may also offer ``evaluate_batch(configs) ->
-list[float]``; the searches hand it whole generations so a benchmarker can
-precompile them in parallel (see bench.py).
-
-Both searches return ``(best_config, best_time, history)`` with ``history``
-the list of ``(config, time)`` actually evaluated, in order.
+The searches know nothing about kernels: they see a ``ConfigSpace`` (typed fragments) and an
+``objective(config) -> seconds`` (``inf`` for a failed candidate). An objective may also offer
+``evaluate_batch(configs) -> list[float]``; the searches hand it whole rounds or generations so a
+benchmarker can precompile them in parallel (see bench.py). The searches return ``(best_config,
+best_time, history)`` with ``history`` the list of ``(config, time)`` actually evaluated, in order.
 """
 from __future__ import annotations
 
@@ -32,9 +29,8 @@ INF = math.inf
 
 @dataclass(frozen=True)
 class Effort:
-    """How hard ``autotune`` searches. ``max_evals`` and ``time_limit``
-    (seconds, None = unbounded) cap the whole run; ``reps`` is the number of
-    timed repetitions per candidate."""
+    """How hard ``autotune`` searches. ``max_evals`` and ``time_limit`` (seconds, None = unbounded)
+    cap the whole run; ``reps`` is the number of timed repetitions per candidate."""
     name: str
     population: int = 0
     generations: int = 0
@@ -43,17 +39,14 @@ class Effort:
     time_limit: Optional[float] = None
     reps: int = 10
     confirm_top: int = 3
+    rounds: int = 0  # > 0: ranked_search, ``population`` candidates a round, instead of DE + pattern
 
 
 EFFORTS = {
     "none": Effort("none"),
-    # ~8 seeds + 12 + 3x12 DE trials + up to 24 pattern steps = ~80 evals;
-    # on an H100 with 16 compile workers that fits the 30 s promise, and the
-    # 25 s wall cap enforces it when compiles are slow.
-    # quick's cap leaves ~8 s of the 30 s target for the reference run, pool start-up and the
-    # confirming re-timing, which happen outside the search loop.
-    "quick": Effort("quick", population=12, generations=3, pattern_evals=24, max_evals=80,
-                    time_limit=20.0, reps=10),
+    # quick: at most 3 rounds of one compile batch each (16 = the GPU machine's cores), ranked by the
+    # prior; 8 s of search leaves ~2 s of the 10 s target for the reference run and the re-timing.
+    "quick": Effort("quick", population=16, rounds=3, max_evals=48, time_limit=8.0, reps=10, confirm_top=2),
     "full": Effort("full", population=40, generations=20, pattern_evals=200, max_evals=1200,
                    time_limit=1800.0, reps=30),
 }
@@ -63,9 +56,8 @@ TIME_LIMIT_ENV = "HELION_AUTOTUNE_TIME_LIMIT"
 
 
 def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) -> Effort:
-    """The Effort to use: ``$HELION_AUTOTUNE_EFFORT`` (when set) overrides
-    ``effort`` (a name or an Effort); ``time_limit`` or
-    ``$HELION_AUTOTUNE_TIME_LIMIT`` overrides the preset's wall cap."""
+    """The Effort to use: ``$HELION_AUTOTUNE_EFFORT`` (when set) overrides ``effort`` (a name or an
+    Effort); ``time_limit`` or ``$HELION_AUTOTUNE_TIME_LIMIT`` overrides the preset's wall cap."""
     env = os.environ.get(EFFORT_ENV, "").strip().lower()
     if env:
         effort = env
@@ -89,13 +81,10 @@ def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) ->
 # ---------------------------------------------------------------------------
 
 class Evaluator:
-    """Memoises an objective by Config key and enforces the run's budget
-    (``max_evals`` new evaluations, ``time_limit`` seconds of wall clock).
-
-    ``evaluate(configs, limit=None)`` returns one time per config; configs
-    left over when the budget (or ``limit`` new evaluations) runs out get
-    ``inf``. Re-asking for a known config is free.
-    """
+    """Memoises an objective by Config key and enforces the run's budget (``max_evals`` new
+    evaluations, ``time_limit`` seconds of wall clock). ``evaluate(configs, limit=None)`` returns one
+    time per config; configs left over when the budget (or ``limit`` new evaluations) runs out get
+    ``inf``. Re-asking for a known config is free."""
 
     def __init__(self, objective: Objective, *, max_evals: Optional[int] = None,
                  time_limit: Optional[float] = None, progress: Any = None, batch_size: int = 16) -> None:
@@ -178,16 +167,11 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
                            seeds: Sequence[Any] = (), progress: Any = None, cr: float = 0.7,
                            max_evals: Optional[int] = None, time_limit: Optional[float] = None,
                            evaluator: Optional[Evaluator] = None):
-    """DE/rand/1/bin over the fragments.
-
-    The initial population is the (normalised, deduplicated) seeds plus
-    random points up to ``population``. Each generation builds one trial per
-    member x: knobs come from ``a + (b - c)`` (three other random members,
-    fragment-wise, see ``Fragment.differential``) with probability ``cr``,
-    else from x; a trial already evaluated gets a fragment mutation instead,
-    so no evaluation is spent twice. A trial replaces x when not slower.
-    Returns ``(best_config, best_time, history)``.
-    """
+    """DE/rand/1/bin over the fragments. The initial population is the (normalised, deduplicated)
+    seeds plus random points up to ``population``. Each generation builds one trial per member x: knobs
+    come from ``a + (b - c)`` (three other random members, fragment-wise, see ``Fragment.differential``)
+    with probability ``cr``, else from x; a trial already evaluated gets a fragment mutation instead,
+    so no evaluation is spent twice. A trial replaces x when not slower."""
     rng = rng or random.Random()
     ev = evaluator or Evaluator(objective, max_evals=max_evals, time_limit=time_limit, progress=progress)
     pop = unique_configs(space, seeds)
@@ -237,12 +221,9 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
 def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_evals: Optional[int] = 50,
                    time_limit: Optional[float] = None, progress: Any = None, min_improvement: float = 0.0,
                    evaluator: Optional[Evaluator] = None):
-    """Greedy local search: evaluate all one-step neighbours of the current
-    point (one batch), move to the best one when it beats the current by
-    more than ``min_improvement`` (relative), stop at a local optimum or when
-    the budget runs out. ``max_evals`` counts new evaluations of this call.
-    Returns ``(best_config, best_time, history)``.
-    """
+    """Greedy local search: evaluate all one-step neighbours of the current point (one batch), move to
+    the best one when it beats the current by more than ``min_improvement`` (relative), stop at a local
+    optimum or when the budget runs out. ``max_evals`` counts new evaluations of this call."""
     ev = evaluator or Evaluator(objective, time_limit=time_limit, progress=progress)
     # max_evals counts this call's evaluations, also on a shared evaluator.
     stop_at = None if max_evals is None else len(ev.history) + max_evals
@@ -270,15 +251,71 @@ def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_
 
 
 # ---------------------------------------------------------------------------
+# Ranked search (quick): a prior orders candidates before any is compiled
+# ---------------------------------------------------------------------------
+
+SMEM_BYTES = 232448  # Hopper's shared memory per block; Ampere's 166 KB only rejects more at compile
+
+
+def prior(space: ConfigSpace, cfg: Config, anchors: Sequence[Config]) -> float:
+    """A cheap rank of an unmeasured candidate, lower first: how far it lies from the nearest anchor
+    (seeds such as pretuned configs, the default, the analytic tiles; a knob that differs costs 1, a
+    block size 1 per power of two) plus resource rules. Dot kernels (3+ block sizes and an inner
+    loop: [M, N, K] tiles) whose pipelined 16-bit tiles overflow shared memory, or whose fp32
+    accumulator needs over 256 registers a thread, cost 100 (spills, launch failures); one with under
+    16 accumulator values a thread costs 1 (idle warps)."""
+    d = cfg.to_dict()
+    dist = min((sum(abs(math.log2(max(x, 1)) - math.log2(max(y, 1))) if isinstance(x, int) else float(x != y)
+                    for k, v in d.items() if k in a for x, y in _pairs(v, a[k]))
+                for a in (x.to_dict() for x in anchors)), default=0.0)
+    bs, spec = d.get("block_sizes") or [], space.spec
+    if len(bs) >= 3 and spec.inner_loops:
+        acc = bs[0] * bs[1] / (32 * d.get("num_warps", 4))
+        smem = max(1, d.get("num_stages", 1)) * (bs[0] + bs[1]) * bs[2] * 2
+        dist += 100.0 * (smem > SMEM_BYTES or acc > 256) + (acc < 16)
+    return dist
+
+
+def _pairs(a: Any, b: Any) -> list:
+    """Matching scalars of two knob values (lists knob-wise; ints compared in log2 by ``prior``)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        return [p for x, y in zip(a, b) for p in _pairs(x, y)]
+    both_int = type(a) is int and type(b) is int and a > 0 and b > 0
+    return [(a, b)] if both_int else [(repr(a), repr(b))]
+
+
+def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Evaluator, rng: random.Random,
+                  progress: Any = None) -> None:
+    """Quick's search: round 1 measures the ``population`` best of the seeds, their neighbours and some
+    random points by ``prior``; each later round the best-ranked unmeasured neighbours of the two
+    fastest so far. One round is one parallel compile batch. Stops when a round leaves the fastest
+    unchanged (the leaders agree), after ``rounds`` rounds, or when the budget ends."""
+    anchors = unique_configs(space, seeds)
+    pool = dict.fromkeys([*anchors, *(n for a in anchors for n in space.neighbors(a)),
+                          *(space.random(rng) for _ in range(4 * prof.population))])
+    batch = sorted(pool, key=lambda c: prior(space, c, anchors))[:prof.population]
+    leader = None
+    for r in range(prof.rounds):
+        _phase(progress, f"round {r + 1}/{prof.rounds}", len(batch))
+        ev.evaluate(batch)
+        fastest = [c for c, t in sorted(ev.memo.items(), key=lambda ct: ct[1]) if math.isfinite(t)][:2]
+        if not fastest or fastest[0] == leader or ev.budget_left() == 0:
+            return
+        leader = fastest[0]
+        near = dict.fromkeys(n for c in fastest for n in space.neighbors(c) if n not in ev.memo)
+        batch = sorted(near, key=lambda c: prior(space, c, fastest))[:prof.population]
+
+
+# ---------------------------------------------------------------------------
 # The effort-driven combination used by autotune()
 # ---------------------------------------------------------------------------
 
 def search(space: ConfigSpace, objective: Objective, effort: Any = "quick", *,
            seeds: Sequence[Any] = (), rng: Optional[random.Random] = None, progress: Any = None,
            time_limit: Optional[float] = None, evaluator: Optional[Evaluator] = None):
-    """Run the preset: DE from the seeds, then pattern search from DE's best,
-    sharing one memo, evaluation budget and wall-clock deadline (those of
-    ``evaluator`` when given). With effort "none" nothing is evaluated: the
+    """Run the preset: ``ranked_search`` when it has rounds (quick), else DE from the seeds, then
+    pattern search from DE's best, sharing one memo, evaluation budget and wall-clock deadline (those
+    of ``evaluator`` when given). With effort "none" nothing is evaluated: the
     first valid seed (or the default) comes back with time ``nan``.
     Returns ``(best_config, best_time, history)``.
     """
@@ -289,6 +326,9 @@ def search(space: ConfigSpace, objective: Objective, effort: Any = "quick", *,
     rng = rng or random.Random()
     ev = evaluator or Evaluator(objective, max_evals=prof.max_evals, time_limit=prof.time_limit,
                                 progress=progress)
+    if prof.rounds:
+        ranked_search(space, prof, seeds, ev, rng, progress)
+        return (*ev.best(), ev.history)
     best, best_t, _ = differential_evolution(space, objective, population=prof.population,
                                              generations=prof.generations, rng=rng, seeds=seeds,
                                              progress=progress, evaluator=ev)
