@@ -55,7 +55,7 @@ class Settings(dict):
 def __getattr__(name: str) -> Any:
     if name.startswith("__"):
         raise AttributeError(name)
-    if name == "autotuner":
-        from . import autotuner
-        return autotuner
+    if name == "autotuner":  # import_module: `from . import autotuner` would come back here first
+        import importlib
+        return importlib.import_module(__name__ + ".autotuner")
     raise exc.NotSupportedName(f"helion.{name} is not supported by helion_ops.dsl")
