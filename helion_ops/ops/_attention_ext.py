@@ -1,0 +1,579 @@
+"""Attention with an ``attn_mask`` or packed variable-length sequences: the kernels behind
+``helion_ops.attention(q, k, v, attn_mask=...)`` and ``attention(q, k, v, cu_seqlens_q=..., cu_seqlens_k=...)``
+(the public function, its checks and its docs are in ``attention.py``; the plain path there is untouched).
+
+* ``attn_fwd_mask`` / ``attn_bwd_dkdv_mask`` / ``attn_bwd_dq_mask``: ``[B, H, S, D]`` inputs and a mask
+  expanded (stride 0, never materialised) to ``[B, H, S_q, S_k]``, read tile by tile next to the scores.
+  Boolean (True = attend) or additive (any float dtype, read in fp32), combinable with ``causal``
+  (top-left, as SDPA's ``is_causal``).
+* ``attn_fwd_varlen`` / ``attn_bwd_dkdv_varlen`` / ``attn_bwd_dq_varlen``: FlashAttention's varlen layout,
+  q ``[total_q, H, D]``, k/v ``[total_k, H_kv, D]`` viewed as ``[1, H, total, D]`` (no copy), one program per
+  (query block of a sequence, sequence * head); a sequence's rows are ``cu_seqlens[i] : cu_seqlens[i + 1]``,
+  read through an inner tile loop over exactly that range (masked at the sequence's end), so no program
+  reads another sequence's keys. ``causal`` is bottom-right aligned per sequence (FlashAttention >= 2.1):
+  query ``i`` of a sequence sees keys ``j <= i + len_k - len_q``.
+
+Scores are kept in natural units, ``s = q k^T * scale + mask``, and exponentiated as ``exp2((s - m) *
+log2(e))``: folding log2(e) into the scale (as the plain kernels do) would overflow an additive mask of
+``finfo(float32).min`` (what Hugging Face uses) to -inf, where SDPA gives a uniform row. The forward saves
+the row max ``m`` and ``log2(l)`` apart (not their sum, which loses ``log(l)`` next to a huge ``m``), so the
+backward's ``P = exp2((s - m) * log2e - log2(l))`` is exact for such rows too. A row that attends to no key
+(every score -inf) gives a zero output and zero gradients (``m = +inf``), as FlashAttention; SDPA gives NaN
+there for a boolean mask.
+
+The backward's dK/dV loops carry masks (partial and per-sequence blocks), so they run unpipelined when
+causal (Triton 3.6 miscompiled a pipelined causal dK/dV loop with partial blocks; see attention.py).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+import helion_ops.dsl as helion
+import helion_ops.dsl.language as hl
+from helion_ops import _oplib as C
+from helion_ops.dsl import Config
+
+NAME = "attention"
+LOG2E = 1.4426950408889634
+
+
+def _block_cap(n: int) -> int:
+    return max(16, min(256, helion.next_power_of_2(n)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+
+def _mask_scores(s, mb, additive: bool):
+    """Scores with one mask tile applied (natural units; -inf where a boolean mask says False)."""
+    if additive:
+        return s + mb.to(torch.float32)
+    return torch.where(mb, s, float("-inf"))
+
+
+def _causal(s, tile_m, tile_n, off):
+    """Query row r sees key c <= r + off (off = 0: SDPA's top-left; len_k - len_q: bottom-right)."""
+    return torch.where(tile_m.index[:, None] + off >= tile_n.index[None, :], s, float("-inf"))
+
+
+def _online(s, v_blk, m_i, l_i, acc):
+    """One key block of the online softmax over natural-unit scores ``s``."""
+    m_new = torch.maximum(m_i, torch.amax(s, dim=1))
+    m_ref = torch.where(m_new == float("-inf"), 0.0, m_new)  # an all -inf row so far rescales against 0
+    p = torch.exp2((s - m_ref[:, None]) * 1.4426950408889634)
+    alpha = torch.exp2((m_i - m_ref) * 1.4426950408889634)
+    l_i = l_i * alpha + torch.sum(p, dim=1)
+    acc = hl.dot(p.to(v_blk.dtype), v_blk, acc=acc * alpha[:, None])
+    return m_new, l_i, acc
+
+
+def _finish(m_i, l_i, acc):
+    """(output block, saved m, saved log2(l)); a row with no finite score: 0, m = +inf (P = 0 in backward)."""
+    empty = l_i == 0.0
+    o = acc / torch.where(empty, 1.0, l_i)[:, None]
+    return o, torch.where(empty, float("inf"), m_i), torch.log2(torch.where(empty, 1.0, l_i))
+
+
+def _grads(s, q_blk, k_blk, v_blk, do_blk, m_blk, ll_blk, dl_blk):
+    """(P, dS) of one block from the saved statistics."""
+    p = torch.exp2((s - m_blk[:, None]) * 1.4426950408889634 - ll_blk[:, None])
+    dp = hl.dot(do_blk, v_blk.T)
+    return p, p * (dp - dl_blk[:, None])
+
+
+@helion.kernel(static_shapes=True, replay_host=True)
+def attn_fwd_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, causal: bool,
+                  scale: float):
+    """(out, m, log2 l) with a [B, H, S_q, S_k] (broadcast) mask."""
+    b, h, s_q, d = q.size()
+    h_kv = k.size(1)
+    s_k = k.size(2)
+    group = h // h_kv
+    additive = mask.dtype != torch.bool
+    out = torch.empty_like(q)
+    mx = torch.empty([b, h, s_q], dtype=torch.float32, device=q.device)
+    ll = torch.empty([b, h, s_q], dtype=torch.float32, device=q.device)
+    block_m = hl.register_block_size(16, _block_cap(s_q))
+    block_n = hl.register_block_size(16, _block_cap(s_k))
+    for tile_m, tile_bh in hl.tile([s_q, b * h], block_size=[block_m, 1]):
+        bh = tile_bh.begin
+        ib = bh // h
+        ih = bh % h
+        ikv = ih // group
+        q_blk = q[ib, ih, tile_m, :]
+        m_i = hl.full([tile_m], float("-inf"), dtype=torch.float32)
+        l_i = hl.zeros([tile_m], dtype=torch.float32)
+        acc = hl.zeros([tile_m, d], dtype=torch.float32)
+        end_n = min(tile_m.end, s_k) if causal else s_k
+        for tile_n in hl.tile(0, end_n, block_size=block_n):
+            s = _mask_scores(hl.dot(q_blk, k[ib, ikv, tile_n, :].T) * scale, mask[ib, ih, tile_m, tile_n], additive)
+            if causal:
+                s = _causal(s, tile_m, tile_n, 0)
+            m_i, l_i, acc = _online(s, v[ib, ikv, tile_n, :], m_i, l_i, acc)
+        o, m_s, ll_s = _finish(m_i, l_i, acc)
+        out[ib, ih, tile_m, :] = o
+        mx[ib, ih, tile_m] = m_s
+        ll[ib, ih, tile_m] = ll_s
+    return out, mx, ll
+
+
+@helion.kernel(static_shapes=True, replay_host=True)
+def attn_bwd_dkdv_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dout: torch.Tensor,
+                       mx: torch.Tensor, ll: torch.Tensor, delta: torch.Tensor, causal: bool, scale: float):
+    """(dk, dv) with the mask; the GQA group's query heads are summed in-kernel."""
+    b, h, s_q, d = q.size()
+    h_kv = k.size(1)
+    s_k = k.size(2)
+    group = h // h_kv
+    additive = mask.dtype != torch.bool
+    dk = torch.empty_like(k)
+    dv = torch.empty_like(v)
+    block_n = hl.register_block_size(16, _block_cap(s_k))
+    block_m = hl.register_block_size(16, _block_cap(s_q))
+    for tile_n, tile_bh in hl.tile([s_k, b * h_kv], block_size=[block_n, 1]):
+        bh = tile_bh.begin
+        ib = bh // h_kv
+        ikv = bh % h_kv
+        k_blk = k[ib, ikv, tile_n, :]
+        v_blk = v[ib, ikv, tile_n, :]
+        dk_acc = hl.zeros([tile_n, d], dtype=torch.float32)
+        dv_acc = hl.zeros([tile_n, d], dtype=torch.float32)
+        start_m = tile_n.begin if causal else 0
+        for g in hl.grid(group):
+            ih = ikv * group + g
+            for tile_m in hl.tile(start_m, s_q, block_size=block_m):
+                q_blk = q[ib, ih, tile_m, :]
+                do_blk = dout[ib, ih, tile_m, :]
+                s = _mask_scores(hl.dot(q_blk, k_blk.T) * scale, mask[ib, ih, tile_m, tile_n], additive)
+                if causal:
+                    s = _causal(s, tile_m, tile_n, 0)
+                p, ds = _grads(s, q_blk, k_blk, v_blk, do_blk, mx[ib, ih, tile_m], ll[ib, ih, tile_m],
+                               delta[ib, ih, tile_m])
+                dv_acc = hl.dot(p.to(q.dtype).T, do_blk, acc=dv_acc)
+                dk_acc = hl.dot(ds.to(q.dtype).T, q_blk, acc=dk_acc)
+        dk[ib, ikv, tile_n, :] = dk_acc * scale
+        dv[ib, ikv, tile_n, :] = dv_acc
+    return dk, dv
+
+
+@helion.kernel(static_shapes=True, replay_host=True)
+def attn_bwd_dq_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dout: torch.Tensor,
+                     mx: torch.Tensor, ll: torch.Tensor, delta: torch.Tensor, causal: bool,
+                     scale: float) -> torch.Tensor:
+    """dq with the mask."""
+    b, h, s_q, d = q.size()
+    h_kv = k.size(1)
+    s_k = k.size(2)
+    group = h // h_kv
+    additive = mask.dtype != torch.bool
+    dq = torch.empty_like(q)
+    block_m = hl.register_block_size(16, _block_cap(s_q))
+    block_n = hl.register_block_size(16, _block_cap(s_k))
+    for tile_m, tile_bh in hl.tile([s_q, b * h], block_size=[block_m, 1]):
+        bh = tile_bh.begin
+        ib = bh // h
+        ih = bh % h
+        ikv = ih // group
+        q_blk = q[ib, ih, tile_m, :]
+        do_blk = dout[ib, ih, tile_m, :]
+        m_blk = mx[ib, ih, tile_m]
+        ll_blk = ll[ib, ih, tile_m]
+        dl_blk = delta[ib, ih, tile_m]
+        dq_acc = hl.zeros([tile_m, d], dtype=torch.float32)
+        end_n = min(tile_m.end, s_k) if causal else s_k
+        for tile_n in hl.tile(0, end_n, block_size=block_n):
+            k_blk = k[ib, ikv, tile_n, :]
+            s = _mask_scores(hl.dot(q_blk, k_blk.T) * scale, mask[ib, ih, tile_m, tile_n], additive)
+            if causal:
+                s = _causal(s, tile_m, tile_n, 0)
+            p, ds = _grads(s, q_blk, k_blk, v[ib, ikv, tile_n, :], do_blk, m_blk, ll_blk, dl_blk)
+            dq_acc = hl.dot(ds.to(q.dtype), k_blk, acc=dq_acc)
+        dq[ib, ih, tile_m, :] = dq_acc * scale
+    return dq
+
+
+@helion.kernel(static_shapes=True, replay_host=True)
+def attn_fwd_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor,
+                    max_q: int, max_k: int, causal: bool, scale: float):
+    """(out, m, log2 l) of packed sequences; q [1, H, total_q, D], k/v [1, H_kv, total_k, D] (views)."""
+    _, h, t_q, d = q.size()
+    h_kv = k.size(1)
+    group = h // h_kv
+    n_seq = cu_q.size(0) - 1
+    out = torch.empty_like(q)
+    mx = torch.empty([1, h, t_q], dtype=torch.float32, device=q.device)
+    ll = torch.empty([1, h, t_q], dtype=torch.float32, device=q.device)
+    block_m = hl.register_block_size(16, _block_cap(max_q))
+    block_n = hl.register_block_size(16, _block_cap(max_k))
+    for tile_i, tile_bh in hl.tile([max_q, n_seq * h], block_size=[block_m, 1]):
+        bh = tile_bh.begin
+        ib = bh // h
+        ih = bh % h
+        ikv = ih // group
+        q0 = cu_q[ib]
+        q1 = cu_q[ib + 1]
+        k0 = cu_k[ib]
+        k1 = cu_k[ib + 1]
+        off = k1 - q1  # bottom-right causal: row r sees key c <= r + off
+        # at most one iteration: this program's query rows of sequence ib, masked at its end
+        for tile_m in hl.tile(q0 + tile_i.begin, min(q0 + tile_i.end, q1), block_size=block_m):
+            q_blk = q[0, ih, tile_m, :]
+            m_i = hl.full([tile_m], float("-inf"), dtype=torch.float32)
+            l_i = hl.zeros([tile_m], dtype=torch.float32)
+            acc = hl.zeros([tile_m, d], dtype=torch.float32)
+            end_n = max(min(tile_m.end + off, k1), k0) if causal else k1
+            for tile_n in hl.tile(k0, end_n, block_size=block_n):
+                s = hl.dot(q_blk, k[0, ikv, tile_n, :].T) * scale
+                if causal:
+                    s = _causal(s, tile_m, tile_n, off)
+                m_i, l_i, acc = _online(s, v[0, ikv, tile_n, :], m_i, l_i, acc)
+            o, m_s, ll_s = _finish(m_i, l_i, acc)
+            out[0, ih, tile_m, :] = o
+            mx[0, ih, tile_m] = m_s
+            ll[0, ih, tile_m] = ll_s
+    return out, mx, ll
+
+
+@helion.kernel(static_shapes=True, replay_host=True)
+def attn_bwd_dkdv_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor, mx: torch.Tensor,
+                         ll: torch.Tensor, delta: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor, max_q: int,
+                         max_k: int, causal: bool, scale: float):
+    """(dk, dv) of packed sequences."""
+    _, h, t_q, d = q.size()
+    h_kv = k.size(1)
+    group = h // h_kv
+    n_seq = cu_q.size(0) - 1
+    dk = torch.empty_like(k)
+    dv = torch.empty_like(v)
+    block_n = hl.register_block_size(16, _block_cap(max_k))
+    block_m = hl.register_block_size(16, _block_cap(max_q))
+    for tile_j, tile_bh in hl.tile([max_k, n_seq * h_kv], block_size=[block_n, 1]):
+        bh = tile_bh.begin
+        ib = bh // h_kv
+        ikv = bh % h_kv
+        q0 = cu_q[ib]
+        q1 = cu_q[ib + 1]
+        k0 = cu_k[ib]
+        k1 = cu_k[ib + 1]
+        off = k1 - q1
+        for tile_n in hl.tile(k0 + tile_j.begin, min(k0 + tile_j.end, k1), block_size=block_n):
+            k_blk = k[0, ikv, tile_n, :]
+            v_blk = v[0, ikv, tile_n, :]
+            dk_acc = hl.zeros([tile_n, d], dtype=torch.float32)
+            dv_acc = hl.zeros([tile_n, d], dtype=torch.float32)
+            start_m = min(max(tile_n.begin - off, q0), q1) if causal else q0
+            for g in hl.grid(group):
+                ih = ikv * group + g
+                for tile_m in hl.tile(start_m, q1, block_size=block_m):
+                    q_blk = q[0, ih, tile_m, :]
+                    do_blk = dout[0, ih, tile_m, :]
+                    s = hl.dot(q_blk, k_blk.T) * scale
+                    if causal:
+                        s = _causal(s, tile_m, tile_n, off)
+                    p, ds = _grads(s, q_blk, k_blk, v_blk, do_blk, mx[0, ih, tile_m], ll[0, ih, tile_m],
+                                   delta[0, ih, tile_m])
+                    dv_acc = hl.dot(p.to(q.dtype).T, do_blk, acc=dv_acc)
+                    dk_acc = hl.dot(ds.to(q.dtype).T, q_blk, acc=dk_acc)
+            dk[0, ikv, tile_n, :] = dk_acc * scale
+            dv[0, ikv, tile_n, :] = dv_acc
+    return dk, dv
+
+
+@helion.kernel(static_shapes=True, replay_host=True)
+def attn_bwd_dq_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor, mx: torch.Tensor,
+                       ll: torch.Tensor, delta: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor, max_q: int,
+                       max_k: int, causal: bool, scale: float) -> torch.Tensor:
+    """dq of packed sequences."""
+    _, h, t_q, d = q.size()
+    h_kv = k.size(1)
+    group = h // h_kv
+    n_seq = cu_q.size(0) - 1
+    dq = torch.empty_like(q)
+    block_m = hl.register_block_size(16, _block_cap(max_q))
+    block_n = hl.register_block_size(16, _block_cap(max_k))
+    for tile_i, tile_bh in hl.tile([max_q, n_seq * h], block_size=[block_m, 1]):
+        bh = tile_bh.begin
+        ib = bh // h
+        ih = bh % h
+        ikv = ih // group
+        q0 = cu_q[ib]
+        q1 = cu_q[ib + 1]
+        k0 = cu_k[ib]
+        k1 = cu_k[ib + 1]
+        off = k1 - q1
+        for tile_m in hl.tile(q0 + tile_i.begin, min(q0 + tile_i.end, q1), block_size=block_m):
+            q_blk = q[0, ih, tile_m, :]
+            do_blk = dout[0, ih, tile_m, :]
+            m_blk = mx[0, ih, tile_m]
+            ll_blk = ll[0, ih, tile_m]
+            dl_blk = delta[0, ih, tile_m]
+            dq_acc = hl.zeros([tile_m, d], dtype=torch.float32)
+            end_n = max(min(tile_m.end + off, k1), k0) if causal else k1
+            for tile_n in hl.tile(k0, end_n, block_size=block_n):
+                k_blk = k[0, ikv, tile_n, :]
+                s = hl.dot(q_blk, k_blk.T) * scale
+                if causal:
+                    s = _causal(s, tile_m, tile_n, off)
+                p, ds = _grads(s, q_blk, k_blk, v[0, ikv, tile_n, :], do_blk, m_blk, ll_blk, dl_blk)
+                dq_acc = hl.dot(ds.to(q.dtype), k_blk, acc=dq_acc)
+            dq[0, ih, tile_m, :] = dq_acc * scale
+    return dq
+
+
+KERNELS = {"attn_fwd_mask": attn_fwd_mask, "attn_bwd_dkdv_mask": attn_bwd_dkdv_mask,
+           "attn_bwd_dq_mask": attn_bwd_dq_mask, "attn_fwd_varlen": attn_fwd_varlen,
+           "attn_bwd_dkdv_varlen": attn_bwd_dkdv_varlen, "attn_bwd_dq_varlen": attn_bwd_dq_varlen}
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------
+
+def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool) -> Config:
+    """The plain kernel's analytic default (``attention.default_config``) for the same role; dK/dV
+    unpipelined when causal (its loops carry masks: see the module docstring). Not tuned on a GPU."""
+    from helion_ops.ops import attention as A
+    base = kernel.replace("_mask", "").replace("_varlen", "")
+    cfg = A.default_config(base, d, dtype, causal=False)
+    if base == "attn_bwd_dkdv" and causal:
+        cfg = cfg.replace(num_stages=1)
+    return cfg
+
+
+def _kern(kernel: str, eager, qkc) -> C.Kern:
+    """``qkc(args)``: (q, rows, keys, causal) the config depends on (varlen: its max lengths)."""
+    def default(args: tuple) -> Config:
+        q, _, _, causal = qkc(args)
+        return default_config(kernel, q.shape[-1], q.dtype, causal)
+
+    def key(args: tuple) -> list[int]:
+        q, rows, keys, causal = qkc(args)
+        return [q.shape[0] * q.shape[1], rows, keys, q.shape[-1], 2 if causal else 1]
+    return C.Kern(NAME, KERNELS[kernel], default, key=key, exact=(3, 4), eager=eager)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eager twins (fallback, fake-free reference, higher-order gradients)
+# ---------------------------------------------------------------------------------------------
+
+def _eager_scores_mask(q, k, mask, causal: bool, scale: float, off: int = 0) -> torch.Tensor:
+    """Natural-unit scores [B, H, S_q, S_k] with the mask and the causal band (row r sees c <= r + off)."""
+    group = q.shape[1] // k.shape[1]
+    kf = C.acc(k).repeat_interleave(group, 1) if group > 1 else C.acc(k)
+    s = torch.matmul(C.acc(q), kf.transpose(-1, -2)) * scale
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else s + mask.to(s.dtype)
+    if causal:
+        keep = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril(off)
+        s = s.masked_fill(~keep, float("-inf"))
+    return s
+
+
+def _eager_stats(s: torch.Tensor, vf: torch.Tensor, dtype: torch.dtype):
+    """(out, m, log2 l) of natural-unit scores, with the kernels' convention for rows with no finite score."""
+    m = s.amax(-1)
+    empty = m == float("-inf")
+    m = m.masked_fill(empty, float("inf"))
+    p = torch.exp(s - m.masked_fill(empty, 0.0)[..., None])
+    l = p.sum(-1)
+    out = torch.matmul(p / l.masked_fill(empty, 1.0)[..., None], vf).to(dtype)
+    return out, m.float(), torch.log2(l.masked_fill(empty, 1.0)).float()
+
+
+def _eager_fwd_mask(q, k, v, mask, causal: bool, scale: float):
+    group = q.shape[1] // k.shape[1]
+    vf = C.acc(v).repeat_interleave(group, 1) if group > 1 else C.acc(v)
+    return _eager_stats(_eager_scores_mask(q, k, mask, causal, scale), vf, q.dtype)
+
+
+def _eager_bwd_mask(dout, q, k, v, mask, causal: bool, scale: float, off: int = 0):
+    """(dq, dk, dv) with PyTorch (explicit formulas); GQA heads summed into their kv head."""
+    from helion_ops.ops import attention as A
+    b, h, s_q, d = q.shape
+    h_kv, s_k = k.shape[1], k.shape[2]
+    group = h // h_kv
+    p = A._softmax0(_eager_scores_mask(q, k, mask, causal, scale, off))
+    kf, vf, qf, g = C.acc(k), C.acc(v), C.acc(q), C.acc(dout)
+    if group > 1:
+        kf, vf = kf.repeat_interleave(group, 1), vf.repeat_interleave(group, 1)
+    dv = torch.matmul(p.transpose(-1, -2), g)
+    dp = torch.matmul(g, vf.transpose(-1, -2))
+    ds = p * (dp - (dp * p).sum(-1, keepdim=True))
+    dq = torch.matmul(ds, kf) * scale
+    dk = torch.matmul(ds.transpose(-1, -2), qf) * scale
+    if group > 1:
+        dk = dk.reshape(b, h_kv, group, s_k, d).sum(2)
+        dv = dv.reshape(b, h_kv, group, s_k, d).sum(2)
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
+
+
+def _seqs(cu_q, cu_k):
+    """[(q0, q1, k0, k1)] per sequence (host sync: eager paths only)."""
+    a, b = cu_q.tolist(), cu_k.tolist()
+    return [(a[i], a[i + 1], b[i], b[i + 1]) for i in range(len(a) - 1)]
+
+
+def _eager_fwd_varlen(q, k, v, cu_q, cu_k, max_q, max_k, causal: bool, scale: float):
+    """Per sequence on the [1, H, total, D] views: (out, m, log2 l) as attn_fwd_varlen's."""
+    out, mx, ll = torch.zeros_like(q), q.new_full(q.shape[:3], float("inf"), dtype=torch.float32), \
+        q.new_zeros(q.shape[:3], dtype=torch.float32)
+    for q0, q1, k0, k1 in _seqs(cu_q, cu_k):
+        if q1 == q0 or k1 == k0:  # no queries, or no keys: zeros (the defaults)
+            continue
+        qs, ks, vs = q[:, :, q0:q1], k[:, :, k0:k1], v[:, :, k0:k1]
+        group = qs.shape[1] // ks.shape[1]
+        vf = C.acc(vs).repeat_interleave(group, 1) if group > 1 else C.acc(vs)
+        o, m, l2 = _eager_stats(_eager_scores_mask(qs, ks, None, causal, scale, (k1 - k0) - (q1 - q0)), vf, q.dtype)
+        out, mx, ll = (t.index_copy(2, torch.arange(q0, q1, device=q.device), x) for t, x in ((out, o), (mx, m), (ll, l2)))
+    return out, mx, ll
+
+
+def _eager_bwd_varlen(dout, q, k, v, cu_q, cu_k, causal: bool, scale: float):
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for q0, q1, k0, k1 in _seqs(cu_q, cu_k):
+        if q1 == q0 or k1 == k0:
+            continue
+        g = _eager_bwd_mask(dout[:, :, q0:q1], q[:, :, q0:q1], k[:, :, k0:k1], v[:, :, k0:k1], None, causal, scale,
+                            (k1 - k0) - (q1 - q0))
+        dq[:, :, q0:q1], dk[:, :, k0:k1], dv[:, :, k0:k1] = g
+    return dq, dk, dv
+
+
+def _qkc_mask(args):  # (q, k, v, mask, [dout, mx, ll, delta,] causal, scale)
+    return args[0], args[0].shape[2], args[1].shape[2], args[-2]
+
+
+def _qkc_varlen(args):  # (..., max_q, max_k, causal, scale)
+    return args[0], args[-4], args[-3], args[-2]
+
+
+_KERNS = {
+    "attn_fwd_mask": _kern("attn_fwd_mask", _eager_fwd_mask, _qkc_mask),
+    "attn_bwd_dkdv_mask": _kern("attn_bwd_dkdv_mask", lambda q, k, v, mask, do, mx, ll, dl, c, sc:
+                                _eager_bwd_mask(do, q, k, v, mask, c, sc)[1:], _qkc_mask),
+    "attn_bwd_dq_mask": _kern("attn_bwd_dq_mask", lambda q, k, v, mask, do, mx, ll, dl, c, sc:
+                              _eager_bwd_mask(do, q, k, v, mask, c, sc)[0], _qkc_mask),
+    "attn_fwd_varlen": _kern("attn_fwd_varlen", _eager_fwd_varlen, _qkc_varlen),
+    "attn_bwd_dkdv_varlen": _kern("attn_bwd_dkdv_varlen", lambda q, k, v, do, mx, ll, dl, cq, ck, mq, mk, c, sc:
+                                  _eager_bwd_varlen(do, q, k, v, cq, ck, c, sc)[1:], _qkc_varlen),
+    "attn_bwd_dq_varlen": _kern("attn_bwd_dq_varlen", lambda q, k, v, do, mx, ll, dl, cq, ck, mq, mk, c, sc:
+                                _eager_bwd_varlen(do, q, k, v, cq, ck, c, sc)[0], _qkc_varlen),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Ops
+# ---------------------------------------------------------------------------------------------
+
+def _expand(mask: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The (already 4-D) mask as a [B, H, S_q, S_k] view: stride 0 along broadcast dims, nothing copied."""
+    return mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+
+
+def _stats_like(q: torch.Tensor, *lead: int):
+    shape = lead or tuple(q.shape[:3])
+    return q.new_empty(shape, dtype=torch.float32), q.new_empty(shape, dtype=torch.float32)
+
+
+def _fake_mask_fwd(q, k, v, mask, causal, scale):
+    return (torch.empty_like(q), *_stats_like(q))
+
+
+def _fake_bwd(dout, q, k, v, *rest):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+@C.op("attention_mask_bwd", fake=_fake_bwd)
+def attention_mask_bwd_op(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          mask: torch.Tensor, out: torch.Tensor, mx: torch.Tensor, ll: torch.Tensor, causal: bool,
+                          scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from helion_ops.ops import attention as A
+    if q.numel() == 0 or k.shape[2] == 0:
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    dout, q, k, v, out = (C.unit_last(t.to(q.dtype) if t is dout else t) for t in (dout, q, k, v, out))
+    delta = A._KERNS["attn_bwd_preprocess"](out, dout)
+    common = (q, k, v, _expand(mask, q, k), dout, mx, ll, delta, bool(causal), float(scale))
+    dk, dv = _KERNS["attn_bwd_dkdv_mask"](*common)
+    return _KERNS["attn_bwd_dq_mask"](*common), dk, dv
+
+
+def _backward_mask(inputs, saved, needs, dout, _dm, _dll):
+    q, k, v, mask, causal, scale = inputs
+    return (*attention_mask_bwd_op(dout, q, k, v, mask, *saved, causal, scale), None, None, None)
+
+
+def _eager_mask_op(q, k, v, mask, causal, scale):
+    return _eager_fwd_mask(q, k, v, _expand(mask, q, k), causal, scale)
+
+
+@C.op("attention_mask_fwd", eager=_eager_mask_op, fake=_fake_mask_fwd, backward=_backward_mask,
+      save_outputs=(0, 1, 2))
+def attention_mask_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, causal: bool,
+                          scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out [B, H, S_q, D], row max m, log2 of the row sum) of validated inputs; ``mask`` 4-D, broadcastable."""
+    if q.numel() == 0 or k.shape[2] == 0:  # SDPA: no keys -> zeros
+        mx, ll = _stats_like(q)
+        return torch.zeros_like(q), mx.fill_(float("inf")), ll.zero_()
+    q, k, v = C.unit_last(q), C.unit_last(k), C.unit_last(v)
+    return _KERNS["attn_fwd_mask"](q, k, v, _expand(mask, q, k), bool(causal), float(scale))
+
+
+def _as4(t: torch.Tensor) -> torch.Tensor:
+    """[total, H, D] as the [1, H, total, D] view the kernels index."""
+    return C.unit_last(t).unsqueeze(0).transpose(1, 2)
+
+
+def _as3(t: torch.Tensor) -> torch.Tensor:
+    return t[0].transpose(0, 1).contiguous()
+
+
+def _fake_varlen_fwd(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
+    return (q.new_empty(q.shape), *_stats_like(q, q.shape[1], q.shape[0]))
+
+
+def _fake_varlen_bwd(dout, q, k, v, *rest):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+@C.op("attention_varlen_bwd", fake=_fake_varlen_bwd)
+def attention_varlen_bwd_op(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            out: torch.Tensor, mx: torch.Tensor, ll: torch.Tensor, cu_q: torch.Tensor,
+                            cu_k: torch.Tensor, max_q: int, max_k: int, causal: bool,
+                            scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from helion_ops.ops import attention as A
+    if q.numel() == 0 or k.shape[0] == 0:
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    q4, k4, v4, o4, do4 = (_as4(t) for t in (q, k, v, out, dout.to(q.dtype)))
+    mx4, ll4 = mx.unsqueeze(0), ll.unsqueeze(0)
+    delta = A._KERNS["attn_bwd_preprocess"](o4, do4)
+    common = (q4, k4, v4, do4, mx4, ll4, delta, cu_q, cu_k, max_q, max_k, bool(causal), float(scale))
+    dk, dv = _KERNS["attn_bwd_dkdv_varlen"](*common)
+    return _as3(_KERNS["attn_bwd_dq_varlen"](*common)), _as3(dk), _as3(dv)
+
+
+def _backward_varlen(inputs, saved, needs, dout, _dm, _dll):
+    q, k, v, cu_q, cu_k, max_q, max_k, causal, scale = inputs
+    return (*attention_varlen_bwd_op(dout, q, k, v, *saved, cu_q, cu_k, max_q, max_k, causal, scale),
+            None, None, None, None, None, None)
+
+
+def _eager_varlen_op(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
+    out, mx, ll = _eager_fwd_varlen(_as4(q), _as4(k), _as4(v), cu_q, cu_k, max_q, max_k, causal, scale)
+    return _as3(out), mx[0], ll[0]
+
+
+@C.op("attention_varlen_fwd", eager=_eager_varlen_op, fake=_fake_varlen_fwd, backward=_backward_varlen,
+      save_outputs=(0, 1, 2))
+def attention_varlen_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor,
+                            cu_k: torch.Tensor, max_q: int, max_k: int, causal: bool,
+                            scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out [total_q, H, D], m [H, total_q], log2 l [H, total_q]) of validated packed sequences."""
+    if q.numel() == 0 or k.shape[0] == 0 or cu_q.shape[0] < 2:
+        mx, ll = _stats_like(q, q.shape[1], q.shape[0])
+        return torch.zeros_like(q), mx.fill_(float("inf")), ll.zero_()
+    out, mx, ll = _KERNS["attn_fwd_varlen"](_as4(q), _as4(k), _as4(v), cu_q, cu_k, max_q, max_k, bool(causal),
+                                            float(scale))
+    return _as3(out), mx[0], ll[0]
