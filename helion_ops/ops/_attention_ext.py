@@ -333,11 +333,15 @@ KERNELS = {"attn_fwd_mask": attn_fwd_mask, "attn_bwd_dkdv_mask": attn_bwd_dkdv_m
 # ---------------------------------------------------------------------------------------------
 
 def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool) -> Config:
-    """The plain kernel's analytic default (``attention.default_config``) for the same role; dK/dV
-    unpipelined when causal (its loops carry masks: see the module docstring). Not tuned on a GPU."""
+    """The plain kernel's analytic default (``attention.default_config``) for the same role, except: the
+    masked forward takes 64-key blocks (shared memory), dK/dV runs unpipelined when causal (its loops
+    carry masks: see the module docstring). Sized by the sm_90 build (shared memory), not tuned on a GPU."""
     from helion_ops.ops import attention as A
     base = kernel.replace("_mask", "").replace("_varlen", "")
     cfg = A.default_config(base, d, dtype, causal=False)
+    if kernel == "attn_fwd_mask" and dtype != torch.float32 and d <= 128:
+        # the mask tile is pipelined with K and V: 128x128 x 3 stages needs 256-288 KiB of shared memory
+        cfg = cfg.replace(block_sizes=[128, 64])
     if base == "attn_bwd_dkdv" and causal:
         cfg = cfg.replace(num_stages=1)
     return cfg
@@ -427,7 +431,8 @@ def _eager_fwd_varlen(q, k, v, cu_q, cu_k, max_q, max_k, causal: bool, scale: fl
         group = qs.shape[1] // ks.shape[1]
         vf = C.acc(vs).repeat_interleave(group, 1) if group > 1 else C.acc(vs)
         o, m, l2 = _eager_stats(_eager_scores_mask(qs, ks, None, causal, scale, (k1 - k0) - (q1 - q0)), vf, q.dtype)
-        out, mx, ll = (t.index_copy(2, torch.arange(q0, q1, device=q.device), x) for t, x in ((out, o), (mx, m), (ll, l2)))
+        rows = torch.arange(q0, q1, device=q.device)
+        out, mx, ll = (t.index_copy(2, rows, x) for t, x in ((out, o), (mx, m), (ll, l2)))
     return out, mx, ll
 
 
@@ -519,6 +524,22 @@ def attention_mask_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mas
         return torch.zeros_like(q), mx.fill_(float("inf")), ll.zero_()
     q, k, v = C.unit_last(q), C.unit_last(k), C.unit_last(v)
     return _KERNS["attn_fwd_mask"](q, k, v, _expand(mask, q, k), bool(causal), float(scale))
+
+
+def check_cu_seqlens(q, k, cu_q, cu_k, max_q, max_k) -> None:
+    """cu_seqlens start at 0, never decrease and end at the packed length; no sequence is longer than a
+    given max_seqlen. The kernels trust these (a wrong entry would read or write past a sequence), so they
+    are asserted on the device, without a host sync (``torch._assert_async``: a failure surfaces as a
+    device-side assert at the next synchronisation)."""
+    if cu_q.device.type == "meta":
+        return
+    for cu, t, m in ((cu_q, q, max_q), (cu_k, k, max_k)):
+        lens = cu[1:] - cu[:-1]
+        ok = (cu[0] == 0) & (cu[-1] == t.shape[0]) & (lens >= 0).all()
+        if m is not None:
+            ok = ok & (lens <= m).all()
+        torch._assert_async(ok, "attention(): cu_seqlens must start at 0, never decrease, end at the packed "
+                                "length (q.shape[0] / k.shape[0]) and hold no sequence longer than max_seqlen")
 
 
 def _as4(t: torch.Tensor) -> torch.Tensor:

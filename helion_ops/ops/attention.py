@@ -1,17 +1,17 @@
 """Flash attention (forward and backward) written in helion_ops.dsl.
 
-``attention(q, k, v, causal=False, scale=None)`` has ``F.scaled_dot_product_attention`` semantics:
-
-* ``q``: ``[B, H, S_q, D]``, ``k`` and ``v``: ``[B, H_kv, S_k, D]``; grouped-query attention when
-  ``H_kv`` divides ``H`` (query head ``h`` reads kv head ``h // (H // H_kv)``, as SDPA's ``enable_gqa``).
-* ``causal``: SDPA's ``is_causal`` (top-left aligned: query ``i`` sees keys ``j <= i``).
-* ``scale``: defaults to ``1 / sqrt(D)``.
-* ``D`` in {64, 128, 256}; fp16, bf16 (fp32 is accepted too: IEEE fp32 dots, slow on GPU, used by CPU tests;
-  under Triton's interpreter the DSL runs bf16 dots on fp32 copies of their operands, which is exact).
-  Accumulation, softmax statistics and the log-sum-exp are fp32; the output has the inputs' dtype.
-* Not supported, refused with ``InputError``: ``dropout_p != 0``, ``attn_mask``, head dims outside
-  {64, 128, 256} or differing between q, k and v, mixed dtypes or devices.
-
+``attention(q, k, v, causal=False, scale=None, *, attn_mask=None, dropout_p=0.0, cu_seqlens_q=None, ...)``
+has ``F.scaled_dot_product_attention`` semantics (the public function's docstring holds the contract):
+* ``q``: ``[B, H, S_q, D]``, ``k`` and ``v``: ``[B, H_kv, S_k, D]``; grouped-query attention when ``H_kv``
+  divides ``H`` (query head ``h`` reads kv head ``h // (H // H_kv)``, as SDPA's ``enable_gqa``). ``causal``:
+  SDPA's ``is_causal`` (top-left aligned: query ``i`` sees keys ``j <= i``); ``scale``: ``1 / sqrt(D)``.
+* Any ``D`` in 1..256: the kernels pad it to a power of two (masked loads; below 16 the host pads to 16).
+  fp16, bf16 (fp32 too: IEEE fp32 dots, slow on GPU, used by CPU tests). Accumulation, softmax statistics
+  and the log-sum-exp are fp32; the output has the inputs' dtype.
+* ``attn_mask`` and packed variable-length sequences (``cu_seqlens_q/k``) run the kernels of
+  ``_attention_ext.py``; here: the plain path, whose kernels (below) have no mask argument. A single
+  decode query with GQA runs them with the group's query heads as rows (``_decode``). Refused with
+  ``InputError`` (``supports()`` says so first): ``dropout_p != 0``, a mask that requires grad, a mask with cu_seqlens.
 Kernels (one DSL source each, the Config picks block sizes, warps, stages, TMA):
 
 * ``attn_fwd``: one program per (query block, batch*head): ``for tile_m, tile_bh in hl.tile([S_q, B*H],
@@ -635,6 +635,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
         return _decode(q, k, v, mask, sc)
     if lens is not None:
         from helion_ops.ops import _attention_ext as X
+        X.check_cu_seqlens(q, k, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
         return X.attention_varlen_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, *lens, causal, sc)[0]
     if mask is not None:
         from helion_ops.ops import _attention_ext as X
