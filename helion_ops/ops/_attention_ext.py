@@ -323,9 +323,69 @@ def attn_bwd_dq_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: 
     return dq
 
 
+@helion.kernel(static_shapes=True, replay_host=True)
+def attn_fwd_split(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, n_split: int,
+                   scale: float):
+    """Decode, split over the keys (flash-decoding): per (query block, head, split), the normalised
+    partial output over keys ``[split * chunk, (split + 1) * chunk)`` with its max ``m`` and sum ``l``."""
+    b, h, s_q, d = q.size()
+    h_kv = k.size(1)
+    s_k = k.size(2)
+    group = h // h_kv
+    chunk = helion.cdiv(s_k, n_split)
+    additive = mask.dtype != torch.bool
+    o_part = torch.empty([b, h, s_q, n_split, d], dtype=torch.float32, device=q.device)
+    m_part = torch.empty([b, h, s_q, n_split], dtype=torch.float32, device=q.device)
+    l_part = torch.empty([b, h, s_q, n_split], dtype=torch.float32, device=q.device)
+    block_m = hl.register_block_size(16, _block_cap(s_q))
+    block_n = hl.register_block_size(16, _block_cap(chunk))
+    for tile_m, tile_bh, tile_s in hl.tile([s_q, b * h, n_split], block_size=[block_m, 1, 1]):
+        bh = tile_bh.begin
+        sp = tile_s.begin
+        ib = bh // h
+        ih = bh % h
+        ikv = ih // group
+        q_blk = q[ib, ih, tile_m, :]
+        m_i = hl.full([tile_m], float("-inf"), dtype=torch.float32)
+        l_i = hl.zeros([tile_m], dtype=torch.float32)
+        acc = hl.zeros([tile_m, d], dtype=torch.float32)
+        for tile_n in hl.tile(sp * chunk, min(sp * chunk + chunk, s_k), block_size=block_n):
+            s = _mask_scores(hl.dot(q_blk, k[ib, ikv, tile_n, :].T) * scale, mask[ib, ih, tile_m, tile_n], additive)
+            m_i, l_i, acc = _online(s, v[ib, ikv, tile_n, :], m_i, l_i, acc)
+        o_part[ib, ih, tile_m, sp, :] = acc / torch.where(l_i == 0.0, 1.0, l_i)[:, None]
+        m_part[ib, ih, tile_m, sp] = m_i
+        l_part[ib, ih, tile_m, sp] = l_i
+    return o_part, m_part, l_part
+
+
+@helion.kernel(static_shapes=True, replay_host=True)
+def attn_split_combine(o_part: torch.Tensor, m_part: torch.Tensor, l_part: torch.Tensor, like: torch.Tensor):
+    """(out in ``like``'s dtype, m, log2 l) from the splits: each weighted by ``l * exp(m - max m)``."""
+    b, h, s_q, n_split, d = o_part.size()
+    out = torch.empty([b, h, s_q, d], dtype=like.dtype, device=like.device)
+    mx = torch.empty([b, h, s_q], dtype=torch.float32, device=like.device)
+    ll = torch.empty([b, h, s_q], dtype=torch.float32, device=like.device)
+    for tile_m, tile_bh in hl.tile([s_q, b * h], block_size=[None, 1]):
+        bh = tile_bh.begin
+        ib = bh // h
+        ih = bh % h
+        mp = m_part[ib, ih, tile_m, :]
+        m_all = torch.amax(mp, dim=1)
+        m_ref = torch.where(m_all == float("-inf"), 0.0, m_all)
+        w = l_part[ib, ih, tile_m, :] * torch.exp2((mp - m_ref[:, None]) * 1.4426950408889634)
+        l_all = torch.sum(w, dim=1)
+        o = torch.sum(o_part[ib, ih, tile_m, :, :] * w[:, :, None], dim=1)
+        o_b, m_s, ll_s = _finish(m_all, l_all, o)
+        out[ib, ih, tile_m, :] = o_b
+        mx[ib, ih, tile_m] = m_s
+        ll[ib, ih, tile_m] = ll_s
+    return out, mx, ll
+
+
 KERNELS = {"attn_fwd_mask": attn_fwd_mask, "attn_bwd_dkdv_mask": attn_bwd_dkdv_mask,
            "attn_bwd_dq_mask": attn_bwd_dq_mask, "attn_fwd_varlen": attn_fwd_varlen,
-           "attn_bwd_dkdv_varlen": attn_bwd_dkdv_varlen, "attn_bwd_dq_varlen": attn_bwd_dq_varlen}
+           "attn_bwd_dkdv_varlen": attn_bwd_dkdv_varlen, "attn_bwd_dq_varlen": attn_bwd_dq_varlen,
+           "attn_fwd_split": attn_fwd_split, "attn_split_combine": attn_split_combine}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +397,12 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool) -> Con
     masked forward takes 64-key blocks (shared memory), dK/dV runs unpipelined when causal (its loops
     carry masks: see the module docstring). Sized by the sm_90 build (shared memory), not tuned on a GPU."""
     from helion_ops.ops import attention as A
+    if kernel == "attn_split_combine":
+        return Config(block_sizes=[16], num_warps=4, num_stages=1, indexing="pointer")
+    if kernel == "attn_fwd_split":  # decode: memory-bound, a few query rows against long key chunks
+        if dtype == torch.float32:
+            return Config(block_sizes=[16, 32], num_warps=4, num_stages=2, indexing="pointer")
+        return Config(block_sizes=[16, 128 if d <= 128 else 64], num_warps=4, num_stages=3, indexing="pointer")
     base = kernel.replace("_mask", "").replace("_varlen", "")
     cfg = A.default_config(base, d, dtype, causal=False)
     if kernel == "attn_fwd_mask" and dtype != torch.float32 and d <= 128:
@@ -447,6 +513,39 @@ def _eager_bwd_varlen(dout, q, k, v, cu_q, cu_k, causal: bool, scale: float):
     return dq, dk, dv
 
 
+def _eager_split(q, k, v, mask, n_split: int, scale: float):
+    """(o_part, m_part, l_part) as attn_fwd_split's: per key chunk, normalised output, raw max and sum."""
+    s_k = k.shape[2]
+    chunk = C.cdiv(s_k, n_split)
+    group = q.shape[1] // k.shape[1]
+    o, m, l = [], [], []
+    for i in range(n_split):
+        a, b = min(i * chunk, s_k), min(i * chunk + chunk, s_k)
+        s = _eager_scores_mask(q, k[:, :, a:b], mask[..., a:b], False, scale) if b > a else None
+        if s is None:
+            o.append(C.acc(q).new_zeros(q.shape))
+            m.append(C.acc(q).new_full(q.shape[:3], float("-inf")))
+            l.append(C.acc(q).new_zeros(q.shape[:3]))
+            continue
+        mi = s.amax(-1)
+        p = torch.exp(s - mi.masked_fill(mi == float("-inf"), 0.0)[..., None])
+        li = p.sum(-1)
+        vf = C.acc(v[:, :, a:b]).repeat_interleave(group, 1) if group > 1 else C.acc(v[:, :, a:b])
+        o.append(torch.matmul(p, vf) / li.masked_fill(li == 0, 1.0)[..., None])
+        m.append(mi)
+        l.append(li)
+    return torch.stack(o, 3).float(), torch.stack(m, 3).float(), torch.stack(l, 3).float()
+
+
+def _eager_combine(o_part, m_part, l_part, like):
+    m_all = m_part.amax(-1)
+    w = l_part * torch.exp(m_part - m_all.masked_fill(m_all == float("-inf"), 0.0)[..., None])
+    l_all = w.sum(-1)
+    empty = l_all == 0
+    out = (o_part * w[..., None]).sum(3) / l_all.masked_fill(empty, 1.0)[..., None]
+    return out.to(like.dtype), m_all.masked_fill(empty, float("inf")), torch.log2(l_all.masked_fill(empty, 1.0))
+
+
 def _qkc_mask(args):  # (q, k, v, mask, [dout, mx, ll, delta,] causal, scale)
     return args[0], args[0].shape[2], args[1].shape[2], args[-2]
 
@@ -464,6 +563,9 @@ _KERNS = {
     "attn_fwd_varlen": _kern("attn_fwd_varlen", _eager_fwd_varlen, _qkc_varlen),
     "attn_bwd_dkdv_varlen": _kern("attn_bwd_dkdv_varlen", lambda q, k, v, do, mx, ll, dl, cq, ck, mq, mk, c, sc:
                                   _eager_bwd_varlen(do, q, k, v, cq, ck, c, sc)[1:], _qkc_varlen),
+    "attn_fwd_split": _kern("attn_fwd_split", _eager_split, lambda a: (a[0], a[0].shape[2], a[1].shape[2], False)),
+    "attn_split_combine": _kern("attn_split_combine", _eager_combine,
+                                lambda a: (a[0][:, :, :, 0], a[0].shape[2], a[0].shape[3], False)),
     "attn_bwd_dq_varlen": _kern("attn_bwd_dq_varlen", lambda q, k, v, do, mx, ll, dl, cq, ck, mq, mk, c, sc:
                                 _eager_bwd_varlen(do, q, k, v, cq, ck, c, sc)[0], _qkc_varlen),
 }
@@ -598,3 +700,43 @@ def attention_varlen_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c
     out, mx, ll = _KERNS["attn_fwd_varlen"](_as4(q), _as4(k), _as4(v), cu_q, cu_k, max_q, max_k, bool(causal),
                                             float(scale))
     return _as3(out), mx[0], ll[0]
+
+
+
+def decode_splits(b: int, h: int, rows: int, s_k: int) -> int:
+    """Key splits for a decode problem of ``b * h`` heads of ``rows`` query rows: enough programs to fill
+    the GPU twice over when ``b * h`` alone does not, each over at least 256 keys; a power of two (the
+    kernel specialises on it). 1: the plain (or masked) kernel."""
+    programs = b * h * C.cdiv(rows, 16)
+    sms = C.num_sms()
+    if s_k < 512 or programs >= sms:
+        return 1
+    n = min(C.cdiv(2 * sms, programs), s_k // 256, 64)
+    return 1 << (n.bit_length() - 1)
+
+
+def _backward_decode(inputs, saved, needs, dout, _dm, _dll):
+    q, k, v, mask, n_split, scale = inputs
+    return (*attention_mask_bwd_op(dout, q, k, v, mask, *saved, False, scale), None, None, None)
+
+
+def _eager_decode_op(q, k, v, mask, n_split, scale):
+    return _eager_fwd_mask(q, k, v, _expand(mask, q, k), False, scale)
+
+
+def _fake_decode_fwd(q, k, v, mask, n_split, scale):
+    return (torch.empty_like(q), *_stats_like(q))
+
+
+@C.op("attention_decode_fwd", eager=_eager_decode_op, fake=_fake_decode_fwd, backward=_backward_decode,
+      save_outputs=(0, 1, 2))
+def attention_decode_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, n_split: int,
+                            scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, m, log2 l) of a few query rows against long keys, split ``n_split`` ways over the keys and
+    combined (its backward is the masked one's). ``mask`` 4-D, broadcastable (all-True [1, 1, 1, 1] for none)."""
+    if q.numel() == 0 or k.shape[2] == 0:
+        mx, ll = _stats_like(q)
+        return torch.zeros_like(q), mx.fill_(float("inf")), ll.zero_()
+    q, k, v = C.unit_last(q), C.unit_last(k), C.unit_last(v)
+    parts = _KERNS["attn_fwd_split"](q, k, v, _expand(mask, q, k), int(n_split), float(scale))
+    return _KERNS["attn_split_combine"](*parts, q)

@@ -631,7 +631,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
         pad = lambda t: torch.nn.functional.pad(t, (0, 16 - d))  # noqa: E731
         return attention(pad(q), pad(k), pad(v), causal, sc, attn_mask=attn_mask, cu_seqlens_q=cu_seqlens_q,
                          cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)[..., :d]
-    if lens is None and q.shape[2] == 1 and k.shape[1] < q.shape[1] and not causal:
+    if lens is None and q.shape[2] == 1 and not causal:
         return _decode(q, k, v, mask, sc)
     if lens is not None:
         from helion_ops.ops import _attention_ext as X
@@ -645,14 +645,20 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
 
 def _decode(q, k, v, mask, sc):
     """One query per head against the cache: the G = H / H_kv query heads of a kv head become G rows of one
-    [B, H_kv, G, D] problem (views, no copy), so each kv head's keys and values are read once."""
+    [B, H_kv, G, D] problem (views, no copy), so each kv head's keys and values are read once; where that
+    leaves the GPU short of programs, the keys are split too (``_attention_ext.decode_splits``)."""
+    from helion_ops.ops import _attention_ext as X
     b, h, _, d = q.shape
     h_kv, s_k = k.shape[1], k.shape[2]
     qp = q.reshape(b, h_kv, h // h_kv, d)
-    if mask is None:
+    mp = None if mask is None else mask.expand(b, h, 1, s_k).reshape(b, h_kv, h // h_kv, s_k)
+    n_split = X.decode_splits(b, h_kv, h // h_kv, s_k)
+    if n_split > 1:
+        if mp is None:
+            mp = torch.ones((1, 1, 1, 1), dtype=torch.bool, device=q.device)
+        out = X.attention_decode_fwd_op(qp, k, v, mp, n_split, sc)[0]
+    elif mp is None:
         out = attention_fwd_op(qp, k, v, False, sc)[0]
     else:
-        from helion_ops.ops import _attention_ext as X
-        mp = mask.expand(b, h, 1, s_k).reshape(b, h_kv, h // h_kv, s_k)
         out = X.attention_mask_fwd_op(qp, k, v, mp, False, sc)[0]
     return out.reshape(b, h, 1, d)

@@ -278,6 +278,30 @@ def test_decode_single_query(h, h_kv, s_k, d, masked, device):
             (q, k, v))
 
 
+@pytest.mark.parametrize("n_split,s_k", [(3, 100), (4, 5), (2, 37)])
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_decode_split_keys(n_split, s_k, masked, device, monkeypatch):
+    """Flash-decoding: the keys split n ways (uneven chunks; with 5 keys in 4 splits of 2 the last is
+    empty), partial outputs combined by their max and sum; the backward is the masked kernels'."""
+    monkeypatch.setattr(X, "decode_splits", lambda *a: n_split)
+    b, h, h_kv, d = 2, 4, 2, 80
+    q, k, v = rand(b, h, 1, d, device=device), rand(b, h_kv, s_k, d, device=device, seed=1), \
+        rand(b, h_kv, s_k, d, device=device, seed=2)
+    mask = _mask("pad", b, h, 1, s_k, torch.float32, device) if masked else None
+    if masked:
+        mask[1, ..., : s_k // 2] = False  # a whole split of batch 1 masked out
+    compare(lambda *t: A.attention(*t, attn_mask=mask), lambda *t: ref_attention(*t[:3], False, mask, upcast=t[3]),
+            (q, k, v))
+
+
+def test_decode_splits_policy():
+    """Split only where the heads leave the GPU short of programs and the cache is long; a power of two."""
+    assert X.decode_splits(64, 8, 4, 4096) == 1  # 512 programs already
+    assert X.decode_splits(1, 8, 4, 256) == 1  # short cache
+    n = X.decode_splits(1, 8, 4, 32768)
+    assert n > 1 and n & (n - 1) == 0 and 8 * n >= C.num_sms()
+
+
 def test_decode_causal_is_sdpa_top_left(device):
     """causal=True with S_q != S_k keeps SDPA's top-left alignment (a single query sees key 0 only)."""
     q, k = rand(1, 2, 1, 32, device=device), rand(1, 2, 9, 32, device=device, seed=1)
@@ -422,7 +446,10 @@ def test_sm90_compile_mask_and_varlen_kernels():
                    "attn_bwd_dq_mask": (q, k, k, mask, q, st, st, st, causal, 0.1),
                    "attn_fwd_varlen": (q4, k4, k4, cu, cu, 1024, 1024, causal, 0.1),
                    "attn_bwd_dkdv_varlen": (q4, k4, k4, q4, st4, st4, st4, cu, cu, 1024, 1024, causal, 0.1),
-                   "attn_bwd_dq_varlen": (q4, k4, k4, q4, st4, st4, st4, cu, cu, 1024, 1024, causal, 0.1)}
+                   "attn_bwd_dq_varlen": (q4, k4, k4, q4, st4, st4, st4, cu, cu, 1024, 1024, causal, 0.1),
+                   "attn_fwd_split": (q[:, :2, :4], k, k, mask[:, :2, :4], 8, 0.1),
+                   "attn_split_combine": (torch.empty(2, 2, 4, 8, d), torch.empty(2, 2, 4, 8),
+                                          torch.empty(2, 2, 4, 8), q[:, :2, :4])}
         for name, args in kernels.items():
             cfg = X._KERNS[name].config_for(*args)
             specs += X.KERNELS[name].bind(args).compile_specs(cfg)
@@ -431,7 +458,8 @@ def test_sm90_compile_mask_and_varlen_kernels():
     assert len(built) == len(names)
     for name, kb in zip(names, built):
         assert kb.metadata["shared"] <= 232448, (name, kb.metadata["shared"])
-        assert "wgmma" in kb.asm["ptx"], name
+        if name[0] not in ("attn_fwd_split", "attn_split_combine"):  # decode's 16-row blocks: mma.sync
+            assert "wgmma" in kb.asm["ptx"], name
 
 
 def test_plain_path_runs_the_plain_kernels(device, monkeypatch):
