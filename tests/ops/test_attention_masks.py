@@ -264,6 +264,19 @@ def test_varlen_matches_padded_batch(device):
         torch.testing.assert_close(out[a:b], dense[i, :, : b - a].transpose(0, 1), atol=1e-5, rtol=1e-5)
 
 
+def test_varlen_bad_cu_seqlens_fail_loudly(device):
+    """cu_seqlens the kernels cannot trust (not ending at the packed length, decreasing, a sequence longer
+    than max_seqlen) fail a device-side assert instead of reading past a sequence (CPU only: on a GPU the
+    assert would poison the CUDA context for the tests after it)."""
+    if device == "cuda":
+        pytest.skip("a device-side assert poisons the CUDA context")
+    q = rand(10, 2, 32, device=device)
+    for cu, mx in (([0, 4, 9], None), ([0, 6, 4, 10], None), ([0, 4, 10], 4)):
+        c = torch.tensor(cu, dtype=torch.int32, device=device)
+        with pytest.raises(RuntimeError, match="cu_seqlens"):
+            A.attention(q, q, q, cu_seqlens_q=c, cu_seqlens_k=c, max_seqlen_q=mx, max_seqlen_k=mx)
+
+
 # ---- decode and head dims -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("h,h_kv,s_k,d,masked", [(8, 2, 100, 32, False), (4, 4, 17, 80, True), (6, 2, 100, 96, True),
