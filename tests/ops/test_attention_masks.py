@@ -342,16 +342,16 @@ def test_head_dim_fp16(device):
 def test_gradcheck_fp64_mask_and_varlen():
     """fp64 finite differences through the op layer with the kernels' eager twins (the kernels themselves
     are fp32: their gradients are checked against fp64 autograd above); first and second order."""
-    q, k, v = (rand(1, 2, s, 8, dtype=torch.float64, seed=i).requires_grad_() for i, s in enumerate((3, 5, 5)))
-    keep = torch.tensor([[1, 1, 0, 1, 0], [1, 0, 0, 0, 0], [0, 1, 1, 1, 1]], dtype=torch.bool)
-    bias = rand(2, 3, 5, dtype=torch.float64, seed=7)
+    q, k, v = (rand(1, 1, s, 4, dtype=torch.float64, seed=i).requires_grad_() for i, s in enumerate((3, 4, 4)))
+    keep = torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
+    bias = rand(3, 4, dtype=torch.float64, seed=7)
     cu = torch.tensor([0, 2, 5], dtype=torch.int32)
     with C.eager_kernels():
         for mask in (keep, bias):
             f = lambda *t: A.attention(*t, causal=True, attn_mask=mask)  # noqa: E731
             assert torch.autograd.gradcheck(f, (q, k, v))
             assert torch.autograd.gradgradcheck(f, (q, k, v))
-        qv, kv, vv = (rand(5, 2, 8, dtype=torch.float64, seed=10 + i).requires_grad_() for i in range(3))
+        qv, kv, vv = (rand(5, 2, 4, dtype=torch.float64, seed=10 + i).requires_grad_() for i in range(3))
         f = lambda *t: A.attention(*t, causal=True, cu_seqlens_q=cu, cu_seqlens_k=cu)  # noqa: E731
         assert torch.autograd.gradcheck(f, (qv, kv, vv))
 
