@@ -8,10 +8,10 @@ has ``F.scaled_dot_product_attention`` semantics (the public function's docstrin
 * Any ``D`` in 1..256: the kernels pad it to a power of two (masked loads; below 16 the host pads to 16).
   fp16, bf16 (fp32 too: IEEE fp32 dots, slow on GPU, used by CPU tests). Accumulation, softmax statistics
   and the log-sum-exp are fp32; the output has the inputs' dtype.
-* ``attn_mask`` and packed variable-length sequences (``cu_seqlens_q/k``) run the kernels of
-  ``_attention_ext.py``; here: the plain path, whose kernels (below) have no mask argument. A single
-  decode query with GQA runs them with the group's query heads as rows (``_decode``). Refused with
-  ``InputError`` (``supports()`` says so first): ``dropout_p != 0``, a mask that requires grad, a mask with cu_seqlens.
+* ``attn_mask`` and packed sequences (``cu_seqlens_q/k``) run the kernels of ``_attention_masked.py``
+  and ``_attention_varlen.py``; decode (S_q = 1) packs a GQA group's heads as rows and splits the keys
+  when the heads leave SMs idle (``_attention_masked.decode``). The plain path's kernels (below) take no
+  mask. Refused with ``InputError`` (``supports()`` first): dropout, a mask needing grad, mask + cu_seqlens.
 Kernels (one DSL source each, the Config picks block sizes, warps, stages, TMA):
 
 * ``attn_fwd``: one program per (query block, batch*head): ``for tile_m, tile_bh in hl.tile([S_q, B*H],
@@ -510,52 +510,6 @@ def _check_qkv(q, k, v, causal, scale, rank: int) -> None:
         raise InputError(f"attention(): argument 'scale' must be a finite float or None, got {scale!r}")
 
 
-def _check_mask(q, k, mask) -> torch.Tensor:
-    """``attn_mask`` as SDPA takes it, returned 4-D (size-1 dims where it broadcasts)."""
-    if not isinstance(mask, torch.Tensor):
-        raise ArgumentTypeError(f"attention(): argument 'attn_mask' must be a torch.Tensor or None, "
-                                f"got {type(mask).__name__}")
-    if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise DtypeError(f"attention(): argument 'attn_mask' has dtype {mask.dtype}; it must be bool (True = "
-                         f"attend) or floating point (added to the scores)")
-    if mask.device != q.device:
-        raise DeviceError(f"attention(): argument 'attn_mask' is on {mask.device} but 'q' is on {q.device}")
-    want = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-    if mask.dim() > 4 or any(m not in (1, w) for m, w in zip(mask.shape[::-1], want[::-1])):
-        raise ShapeError(f"attention(): argument 'attn_mask' has shape {tuple(mask.shape)}, which does not "
-                         f"broadcast to [B, H, S_q, S_k] = {list(want)}")
-    if mask.requires_grad and torch.is_grad_enabled():
-        raise InputError("attention(): argument 'attn_mask' requires grad; gradients with respect to the mask "
-                         "are not supported (detach it, or use torch.nn.functional.scaled_dot_product_attention)")
-    return mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape)) if mask.dim() < 4 else mask
-
-
-def _check_varlen(q, k, cu_q, cu_k, max_q, max_k) -> tuple[int, int]:
-    """cu_seqlens as FlashAttention's varlen API: int32 1-D, one more entry than sequences, on q's device.
-    Returns (max_q, max_k) (computed from them, with a host sync, when None)."""
-    for name, cu in (("cu_seqlens_q", cu_q), ("cu_seqlens_k", cu_k)):
-        if not isinstance(cu, torch.Tensor):
-            raise ArgumentTypeError(f"attention(): argument '{name}' must be a torch.Tensor (int32 cumulative "
-                                    f"sequence lengths) when the other cu_seqlens is given, got {type(cu).__name__}")
-        if cu.dim() != 1 or cu.shape[0] < 1 or cu.dtype != torch.int32:
-            raise ShapeError(f"attention(): argument '{name}' must be a 1-D int32 tensor [num_seqs + 1], got "
-                             f"{cu.dtype} of shape {tuple(cu.shape)}")
-        if cu.device != q.device:
-            raise DeviceError(f"attention(): argument '{name}' is on {cu.device} but 'q' is on {q.device}")
-    if cu_q.shape != cu_k.shape:
-        raise ShapeError(f"attention(): arguments 'cu_seqlens_q' {tuple(cu_q.shape)} and 'cu_seqlens_k' "
-                         f"{tuple(cu_k.shape)} must have the same length (one entry per sequence, plus one)")
-    out = []
-    for name, m, cu, t in (("max_seqlen_q", max_q, cu_q, q), ("max_seqlen_k", max_k, cu_k, k)):
-        if m is None:
-            m = t.shape[0] if cu.device.type == "meta" or cu.shape[0] < 2 else int((cu[1:] - cu[:-1]).max())
-        elif isinstance(m, bool) or not isinstance(m, int) or m < 0:
-            raise ArgumentTypeError(f"attention(): argument '{name}' must be a non-negative int or None, got {m!r}")
-        # Rounded up to a power of two: the kernels specialise on it, so this bounds the recompiles.
-        out.append(max(16, C.next_pow2(m)))
-    return out[0], out[1]
-
-
 def supports(q, k, v, causal: bool = False, scale: Optional[float] = None, *, attn_mask=None, dropout_p: float = 0.0,
              cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None) -> tuple[bool, str]:
     """Whether :func:`attention` takes these arguments: ``(True, "")``, or ``(False, reason)`` naming the
@@ -581,12 +535,16 @@ def _check(q, k, v, causal, scale, attn_mask, dropout_p, cu_q, cu_k, max_q, max_
             if m is not None:
                 raise InputError(f"attention(): argument '{name}' is given without cu_seqlens_q/cu_seqlens_k")
         _check_qkv(q, k, v, causal, scale, 4)
-        return None if attn_mask is None else _check_mask(q, k, attn_mask), None
+        if attn_mask is None:
+            return None, None
+        from helion_ops.ops import _attention_masked as M
+        return M.check_mask(q, k, attn_mask), None
     if attn_mask is not None:
         raise InputError("attention(): argument 'attn_mask' is not supported together with cu_seqlens "
                          "(variable-length sequences are masked by their lengths)")
     _check_qkv(q, k, v, causal, scale, 3)
-    return None, _check_varlen(q, k, cu_q, cu_k, max_q, max_k)
+    from helion_ops.ops import _attention_varlen as V
+    return None, V.check_varlen(q, k, cu_q, cu_k, max_q, max_k)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
@@ -631,34 +589,14 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
         pad = lambda t: torch.nn.functional.pad(t, (0, 16 - d))  # noqa: E731
         return attention(pad(q), pad(k), pad(v), causal, sc, attn_mask=attn_mask, cu_seqlens_q=cu_seqlens_q,
                          cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)[..., :d]
-    if lens is None and q.shape[2] == 1 and not causal:
-        return _decode(q, k, v, mask, sc)
     if lens is not None:
-        from helion_ops.ops import _attention_ext as X
-        X.check_cu_seqlens(q, k, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
-        return X.attention_varlen_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, *lens, causal, sc)[0]
-    if mask is not None:
-        from helion_ops.ops import _attention_ext as X
-        return X.attention_mask_fwd_op(q, k, v, mask, causal, sc)[0]
-    return attention_fwd_op(q, k, v, causal, sc)[0]
+        from helion_ops.ops import _attention_varlen as V
+        V.check_cu_seqlens(q, k, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+        return V.attention_varlen_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, *lens, causal, sc)[0]
+    if mask is None and (q.shape[2] != 1 or causal):  # the plain path
+        return attention_fwd_op(q, k, v, causal, sc)[0]
+    from helion_ops.ops import _attention_masked as M
+    if q.shape[2] == 1 and not causal:
+        return M.decode(q, k, v, mask, sc, attention_fwd_op)
+    return M.attention_mask_fwd_op(q, k, v, mask, causal, sc)[0]
 
-
-def _decode(q, k, v, mask, sc):
-    """One query per head against the cache: the G = H / H_kv query heads of a kv head become G rows of one
-    [B, H_kv, G, D] problem (views, no copy), so each kv head's keys and values are read once; where that
-    leaves the GPU short of programs, the keys are split too (``_attention_ext.decode_splits``)."""
-    from helion_ops.ops import _attention_ext as X
-    b, h, _, d = q.shape
-    h_kv, s_k = k.shape[1], k.shape[2]
-    qp = q.reshape(b, h_kv, h // h_kv, d)
-    mp = None if mask is None else mask.expand(b, h, 1, s_k).reshape(b, h_kv, h // h_kv, s_k)
-    n_split = X.decode_splits(b, h_kv, h // h_kv, s_k)
-    if n_split > 1:
-        if mp is None:
-            mp = torch.ones((1, 1, 1, 1), dtype=torch.bool, device=q.device)
-        out = X.attention_decode_fwd_op(qp, k, v, mp, n_split, sc)[0]
-    elif mp is None:
-        out = attention_fwd_op(qp, k, v, False, sc)[0]
-    else:
-        out = X.attention_mask_fwd_op(qp, k, v, mp, False, sc)[0]
-    return out.reshape(b, h, 1, d)

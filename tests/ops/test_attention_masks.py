@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from helion_ops import _oplib as C
 from helion_ops.dsl.exc import InputError
-from helion_ops.ops import _attention_ext as X
+from helion_ops.ops import _attention_masked as X
+from helion_ops.ops import _attention_varlen as V
 from helion_ops.ops import attention as A
 
 # finfo.min masks overflow exp2's argument to -inf on purpose (exp2(-inf) = 0): numpy warns in the interpreter
@@ -375,7 +376,7 @@ def test_custom_ops_opcheck(device):
     torch.library.opcheck(X.attention_mask_fwd_op.custom, (q, k, v, mask, True, 0.2),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     qv, kv, vv, cu, _ = _packed([5, 12], [5, 12], 2, 1, 32, torch.float32, device)
-    torch.library.opcheck(X.attention_varlen_fwd_op.custom, (qv, kv, vv, cu, cu, 16, 16, True, 0.2),
+    torch.library.opcheck(V.attention_varlen_fwd_op.custom, (qv, kv, vv, cu, cu, 16, 16, True, 0.2),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
@@ -464,8 +465,9 @@ def test_sm90_compile_mask_and_varlen_kernels():
                    "attn_split_combine": (torch.empty(2, 2, 4, 8, d), torch.empty(2, 2, 4, 8),
                                           torch.empty(2, 2, 4, 8), q[:, :2, :4])}
         for name, args in kernels.items():
-            cfg = X._KERNS[name].config_for(*args)
-            specs += X.KERNELS[name].bind(args).compile_specs(cfg)
+            mod = V if "varlen" in name else X
+            cfg = mod._KERNS[name].config_for(*args)
+            specs += mod.KERNELS[name].bind(args).compile_specs(cfg)
             names.append((name, d, causal))
     built = compile_specs_for_target(specs, ("cuda", 90, 32))
     assert len(built) == len(names)
@@ -476,13 +478,14 @@ def test_sm90_compile_mask_and_varlen_kernels():
 
 
 def test_plain_path_runs_the_plain_kernels(device, monkeypatch):
-    """Without a mask or cu_seqlens (decode included) no kernel of _attention_ext runs: the plain kernels,
-    their tuned table and their generated code are what they were."""
+    """Without a mask or cu_seqlens (decode against a short cache included) no kernel of _attention_masked or
+    _attention_varlen runs: the plain kernels, their tuned table and their generated code are what they were."""
     def boom(*args):
-        raise AssertionError("an _attention_ext kernel ran on the plain path")
+        raise AssertionError("a mask or varlen kernel ran on the plain path")
 
-    for name in X._KERNS:
-        monkeypatch.setitem(X._KERNS, name, boom)
+    for kerns in (X._KERNS, V._KERNS):
+        for name in kerns:
+            monkeypatch.setitem(kerns, name, boom)
     q, k = rand(1, 4, 17, 80, device=device), rand(1, 2, 17, 80, device=device, seed=1)
     A.attention(q, k, k, causal=True)
     A.attention(q[:, :, :1], k, k)
@@ -501,20 +504,23 @@ def _sdpa_check(out, want, ref):
 @pytest.mark.gpu
 @pytest.mark.parametrize("s", [1, 17, 1000, 4097])
 @pytest.mark.parametrize("d", [80, 96])
-@pytest.mark.parametrize("kind", ["pad", "hf", "add4d"])
+@pytest.mark.parametrize("kind", ["none", "pad", "hf", "add4d"])
 def test_mask_bf16_gpu(kind, d, s, device):
+    """bf16 against SDPA, forward and backward: head dims 80 and 96, GQA, S 1 (decode) to 4097."""
     b, h, h_kv = 2, 8, 2
     q, k, v = (rand(b, hh, s, d, dtype=torch.bfloat16, device=device, seed=i).requires_grad_()
                for i, hh in enumerate((h, h_kv, h_kv)))
-    mask = _mask(kind, b, h, s, s, torch.bfloat16, device)
-    if mask.dtype == torch.bool:
+    mask = None if kind == "none" else _mask(kind, b, h, s, s, torch.bfloat16, device)
+    if mask is not None and mask.dtype == torch.bool:
         mask[..., 0] = True  # SDPA is NaN on a row with no key
-    else:
+    elif mask is not None:
         mask[..., 0] = 0.0
-    out = A.attention(q, k, v, attn_mask=mask)
-    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    causal = kind == "none" and s > 1
+    out = A.attention(q, k, v, causal=causal, attn_mask=mask)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
     ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask.float()
-                                         if mask.is_floating_point() else mask, enable_gqa=True)
+                                         if mask is not None and mask.is_floating_point() else mask,
+                                         is_causal=causal, enable_gqa=True)
     _sdpa_check(out, want, ref)
     do = torch.randn_like(out)
     for g, gw, gr in zip(torch.autograd.grad(out, (q, k, v), do), torch.autograd.grad(want, (q, k, v), do),

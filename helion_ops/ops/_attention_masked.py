@@ -1,17 +1,16 @@
-"""Attention with an ``attn_mask`` or packed variable-length sequences: the kernels behind
-``helion_ops.attention(q, k, v, attn_mask=...)`` and ``attention(q, k, v, cu_seqlens_q=..., cu_seqlens_k=...)``
-(the public function, its checks and its docs are in ``attention.py``; the plain path there is untouched).
+"""Attention with an ``attn_mask``, and decode: the kernels behind ``helion_ops.attention(q, k, v,
+attn_mask=...)`` and a single query against a long cache (the public function, its checks and its docs
+are in ``attention.py``, whose plain-path kernels take no mask and are untouched; the packed
+variable-length kernels, which share this module's device helpers, are in ``_attention_varlen.py``).
 
 * ``attn_fwd_mask`` / ``attn_bwd_dkdv_mask`` / ``attn_bwd_dq_mask``: ``[B, H, S, D]`` inputs and a mask
   expanded (stride 0, never materialised) to ``[B, H, S_q, S_k]``, read tile by tile next to the scores.
   Boolean (True = attend) or additive (any float dtype, read in fp32), combinable with ``causal``
   (top-left, as SDPA's ``is_causal``).
-* ``attn_fwd_varlen`` / ``attn_bwd_dkdv_varlen`` / ``attn_bwd_dq_varlen``: FlashAttention's varlen layout,
-  q ``[total_q, H, D]``, k/v ``[total_k, H_kv, D]`` viewed as ``[1, H, total, D]`` (no copy), one program per
-  (query block of a sequence, sequence * head); a sequence's rows are ``cu_seqlens[i] : cu_seqlens[i + 1]``,
-  read through an inner tile loop over exactly that range (masked at the sequence's end), so no program
-  reads another sequence's keys. ``causal`` is bottom-right aligned per sequence (FlashAttention >= 2.1):
-  query ``i`` of a sequence sees keys ``j <= i + len_k - len_q``.
+* ``attn_fwd_split`` + ``attn_split_combine`` (flash-decoding): a few query rows (decode packs a GQA
+  group's heads as rows) against long keys, split over the keys when the heads alone leave SMs idle;
+  each split's output is normalised by its own max and sum, and the combine weighs them. The backward
+  is the masked one's (an all-True [1, 1, 1, 1] mask stands in for none).
 
 Scores are kept in natural units, ``s = q k^T * scale + mask``, and exponentiated as ``exp2((s - m) *
 log2(e))``: folding log2(e) into the scale (as the plain kernels do) would overflow an additive mask of
@@ -21,12 +20,10 @@ backward's ``P = exp2((s - m) * log2e - log2(l))`` is exact for such rows too. A
 (every score -inf) gives a zero output and zero gradients (``m = +inf``), as FlashAttention; SDPA gives NaN
 there for a boolean mask.
 
-The backward's dK/dV loops carry masks (partial and per-sequence blocks), so they run unpipelined when
-causal (Triton 3.6 miscompiled a pipelined causal dK/dV loop with partial blocks; see attention.py).
+The backward's dK/dV loops carry masks, so they run unpipelined when causal (Triton 3.6 miscompiled a
+pipelined causal dK/dV loop with partial blocks; see attention.py).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -34,6 +31,7 @@ import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops import _oplib as C
 from helion_ops.dsl import Config
+from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, InputError, ShapeError
 
 NAME = "attention"
 LOG2E = 1.4426950408889634
@@ -196,134 +194,6 @@ def attn_bwd_dq_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
 
 
 @helion.kernel(static_shapes=True, replay_host=True)
-def attn_fwd_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor,
-                    max_q: int, max_k: int, causal: bool, scale: float):
-    """(out, m, log2 l) of packed sequences; q [1, H, total_q, D], k/v [1, H_kv, total_k, D] (views)."""
-    _, h, t_q, d = q.size()
-    h_kv = k.size(1)
-    group = h // h_kv
-    n_seq = cu_q.size(0) - 1
-    out = torch.empty_like(q)
-    mx = torch.empty([1, h, t_q], dtype=torch.float32, device=q.device)
-    ll = torch.empty([1, h, t_q], dtype=torch.float32, device=q.device)
-    block_m = hl.register_block_size(16, _block_cap(max_q))
-    block_n = hl.register_block_size(16, _block_cap(max_k))
-    for tile_i, tile_bh in hl.tile([max_q, n_seq * h], block_size=[block_m, 1]):
-        bh = tile_bh.begin
-        ib = bh // h
-        ih = bh % h
-        ikv = ih // group
-        q0 = cu_q[ib]
-        q1 = cu_q[ib + 1]
-        k0 = cu_k[ib]
-        k1 = cu_k[ib + 1]
-        off = k1 - q1  # bottom-right causal: row r sees key c <= r + off
-        # at most one iteration: this program's query rows of sequence ib, masked at its end
-        for tile_m in hl.tile(q0 + tile_i.begin, min(q0 + tile_i.end, q1), block_size=block_m):
-            q_blk = q[0, ih, tile_m, :]
-            m_i = hl.full([tile_m], float("-inf"), dtype=torch.float32)
-            l_i = hl.zeros([tile_m], dtype=torch.float32)
-            acc = hl.zeros([tile_m, d], dtype=torch.float32)
-            end_n = max(min(tile_m.end + off, k1), k0) if causal else k1
-            for tile_n in hl.tile(k0, end_n, block_size=block_n):
-                s = hl.dot(q_blk, k[0, ikv, tile_n, :].T) * scale
-                if causal:
-                    s = _causal(s, tile_m, tile_n, off)
-                m_i, l_i, acc = _online(s, v[0, ikv, tile_n, :], m_i, l_i, acc)
-            o, m_s, ll_s = _finish(m_i, l_i, acc)
-            out[0, ih, tile_m, :] = o
-            mx[0, ih, tile_m] = m_s
-            ll[0, ih, tile_m] = ll_s
-    return out, mx, ll
-
-
-@helion.kernel(static_shapes=True, replay_host=True)
-def attn_bwd_dkdv_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor, mx: torch.Tensor,
-                         ll: torch.Tensor, delta: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor, max_q: int,
-                         max_k: int, causal: bool, scale: float):
-    """(dk, dv) of packed sequences."""
-    _, h, t_q, d = q.size()
-    h_kv = k.size(1)
-    group = h // h_kv
-    n_seq = cu_q.size(0) - 1
-    dk = torch.empty_like(k)
-    dv = torch.empty_like(v)
-    block_n = hl.register_block_size(16, _block_cap(max_k))
-    block_m = hl.register_block_size(16, _block_cap(max_q))
-    for tile_j, tile_bh in hl.tile([max_k, n_seq * h_kv], block_size=[block_n, 1]):
-        bh = tile_bh.begin
-        ib = bh // h_kv
-        ikv = bh % h_kv
-        q0 = cu_q[ib]
-        q1 = cu_q[ib + 1]
-        k0 = cu_k[ib]
-        k1 = cu_k[ib + 1]
-        off = k1 - q1
-        for tile_n in hl.tile(k0 + tile_j.begin, min(k0 + tile_j.end, k1), block_size=block_n):
-            k_blk = k[0, ikv, tile_n, :]
-            v_blk = v[0, ikv, tile_n, :]
-            dk_acc = hl.zeros([tile_n, d], dtype=torch.float32)
-            dv_acc = hl.zeros([tile_n, d], dtype=torch.float32)
-            start_m = min(max(tile_n.begin - off, q0), q1) if causal else q0
-            for g in hl.grid(group):
-                ih = ikv * group + g
-                for tile_m in hl.tile(start_m, q1, block_size=block_m):
-                    q_blk = q[0, ih, tile_m, :]
-                    do_blk = dout[0, ih, tile_m, :]
-                    s = hl.dot(q_blk, k_blk.T) * scale
-                    if causal:
-                        s = _causal(s, tile_m, tile_n, off)
-                    p, ds = _grads(s, q_blk, k_blk, v_blk, do_blk, mx[0, ih, tile_m], ll[0, ih, tile_m],
-                                   delta[0, ih, tile_m])
-                    dv_acc = hl.dot(p.to(q.dtype).T, do_blk, acc=dv_acc)
-                    dk_acc = hl.dot(ds.to(q.dtype).T, q_blk, acc=dk_acc)
-            dk[0, ikv, tile_n, :] = dk_acc * scale
-            dv[0, ikv, tile_n, :] = dv_acc
-    return dk, dv
-
-
-@helion.kernel(static_shapes=True, replay_host=True)
-def attn_bwd_dq_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor, mx: torch.Tensor,
-                       ll: torch.Tensor, delta: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor, max_q: int,
-                       max_k: int, causal: bool, scale: float) -> torch.Tensor:
-    """dq of packed sequences."""
-    _, h, t_q, d = q.size()
-    h_kv = k.size(1)
-    group = h // h_kv
-    n_seq = cu_q.size(0) - 1
-    dq = torch.empty_like(q)
-    block_m = hl.register_block_size(16, _block_cap(max_q))
-    block_n = hl.register_block_size(16, _block_cap(max_k))
-    for tile_i, tile_bh in hl.tile([max_q, n_seq * h], block_size=[block_m, 1]):
-        bh = tile_bh.begin
-        ib = bh // h
-        ih = bh % h
-        ikv = ih // group
-        q0 = cu_q[ib]
-        q1 = cu_q[ib + 1]
-        k0 = cu_k[ib]
-        k1 = cu_k[ib + 1]
-        off = k1 - q1
-        for tile_m in hl.tile(q0 + tile_i.begin, min(q0 + tile_i.end, q1), block_size=block_m):
-            q_blk = q[0, ih, tile_m, :]
-            do_blk = dout[0, ih, tile_m, :]
-            m_blk = mx[0, ih, tile_m]
-            ll_blk = ll[0, ih, tile_m]
-            dl_blk = delta[0, ih, tile_m]
-            dq_acc = hl.zeros([tile_m, d], dtype=torch.float32)
-            end_n = max(min(tile_m.end + off, k1), k0) if causal else k1
-            for tile_n in hl.tile(k0, end_n, block_size=block_n):
-                k_blk = k[0, ikv, tile_n, :]
-                s = hl.dot(q_blk, k_blk.T) * scale
-                if causal:
-                    s = _causal(s, tile_m, tile_n, off)
-                p, ds = _grads(s, q_blk, k_blk, v[0, ikv, tile_n, :], do_blk, m_blk, ll_blk, dl_blk)
-                dq_acc = hl.dot(ds.to(q.dtype), k_blk, acc=dq_acc)
-            dq[0, ih, tile_m, :] = dq_acc * scale
-    return dq
-
-
-@helion.kernel(static_shapes=True, replay_host=True)
 def attn_fwd_split(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, n_split: int,
                    scale: float):
     """Decode, split over the keys (flash-decoding): per (query block, head, split), the normalised
@@ -383,9 +253,8 @@ def attn_split_combine(o_part: torch.Tensor, m_part: torch.Tensor, l_part: torch
 
 
 KERNELS = {"attn_fwd_mask": attn_fwd_mask, "attn_bwd_dkdv_mask": attn_bwd_dkdv_mask,
-           "attn_bwd_dq_mask": attn_bwd_dq_mask, "attn_fwd_varlen": attn_fwd_varlen,
-           "attn_bwd_dkdv_varlen": attn_bwd_dkdv_varlen, "attn_bwd_dq_varlen": attn_bwd_dq_varlen,
-           "attn_fwd_split": attn_fwd_split, "attn_split_combine": attn_split_combine}
+           "attn_bwd_dq_mask": attn_bwd_dq_mask, "attn_fwd_split": attn_fwd_split,
+           "attn_split_combine": attn_split_combine}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,7 +262,8 @@ KERNELS = {"attn_fwd_mask": attn_fwd_mask, "attn_bwd_dkdv_mask": attn_bwd_dkdv_m
 # ---------------------------------------------------------------------------------------------
 
 def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool) -> Config:
-    """The plain kernel's analytic default (``attention.default_config``) for the same role, except: the
+    """The plain kernel's analytic default (``attention.default_config``) for the same role (masked and
+    varlen kernels alike), except: the
     masked forward takes 64-key blocks (shared memory), dK/dV runs unpipelined when causal (its loops
     carry masks: see the module docstring). Sized by the sm_90 build (shared memory), not tuned on a GPU."""
     from helion_ops.ops import attention as A
@@ -413,16 +283,17 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool) -> Con
     return cfg
 
 
-def _kern(kernel: str, eager, qkc) -> C.Kern:
-    """``qkc(args)``: (q, rows, keys, causal) the config depends on (varlen: its max lengths)."""
+def kern(kernel, eager, qkc) -> C.Kern:
+    """The Kern of DSL kernel ``kernel`` (this module's or the varlen one's); ``qkc(args)``: (q, rows, keys,
+    causal) the config depends on (varlen: its max lengths)."""
     def default(args: tuple) -> Config:
         q, _, _, causal = qkc(args)
-        return default_config(kernel, q.shape[-1], q.dtype, causal)
+        return default_config(kernel.name, q.shape[-1], q.dtype, causal)
 
     def key(args: tuple) -> list[int]:
         q, rows, keys, causal = qkc(args)
         return [q.shape[0] * q.shape[1], rows, keys, q.shape[-1], 2 if causal else 1]
-    return C.Kern(NAME, KERNELS[kernel], default, key=key, exact=(3, 4), eager=eager)
+    return C.Kern(NAME, kernel, default, key=key, exact=(3, 4), eager=eager)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,39 +351,6 @@ def _eager_bwd_mask(dout, q, k, v, mask, causal: bool, scale: float, off: int = 
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
-def _seqs(cu_q, cu_k):
-    """[(q0, q1, k0, k1)] per sequence (host sync: eager paths only)."""
-    a, b = cu_q.tolist(), cu_k.tolist()
-    return [(a[i], a[i + 1], b[i], b[i + 1]) for i in range(len(a) - 1)]
-
-
-def _eager_fwd_varlen(q, k, v, cu_q, cu_k, max_q, max_k, causal: bool, scale: float):
-    """Per sequence on the [1, H, total, D] views: (out, m, log2 l) as attn_fwd_varlen's."""
-    out, mx, ll = torch.zeros_like(q), q.new_full(q.shape[:3], float("inf"), dtype=torch.float32), \
-        q.new_zeros(q.shape[:3], dtype=torch.float32)
-    for q0, q1, k0, k1 in _seqs(cu_q, cu_k):
-        if q1 == q0 or k1 == k0:  # no queries, or no keys: zeros (the defaults)
-            continue
-        qs, ks, vs = q[:, :, q0:q1], k[:, :, k0:k1], v[:, :, k0:k1]
-        group = qs.shape[1] // ks.shape[1]
-        vf = C.acc(vs).repeat_interleave(group, 1) if group > 1 else C.acc(vs)
-        o, m, l2 = _eager_stats(_eager_scores_mask(qs, ks, None, causal, scale, (k1 - k0) - (q1 - q0)), vf, q.dtype)
-        rows = torch.arange(q0, q1, device=q.device)
-        out, mx, ll = (t.index_copy(2, rows, x) for t, x in ((out, o), (mx, m), (ll, l2)))
-    return out, mx, ll
-
-
-def _eager_bwd_varlen(dout, q, k, v, cu_q, cu_k, causal: bool, scale: float):
-    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-    for q0, q1, k0, k1 in _seqs(cu_q, cu_k):
-        if q1 == q0 or k1 == k0:
-            continue
-        g = _eager_bwd_mask(dout[:, :, q0:q1], q[:, :, q0:q1], k[:, :, k0:k1], v[:, :, k0:k1], None, causal, scale,
-                            (k1 - k0) - (q1 - q0))
-        dq[:, :, q0:q1], dk[:, :, k0:k1], dv[:, :, k0:k1] = g
-    return dq, dk, dv
-
-
 def _eager_split(q, k, v, mask, n_split: int, scale: float):
     """(o_part, m_part, l_part) as attn_fwd_split's: per key chunk, normalised output, raw max and sum."""
     s_k = k.shape[2]
@@ -550,24 +388,15 @@ def _qkc_mask(args):  # (q, k, v, mask, [dout, mx, ll, delta,] causal, scale)
     return args[0], args[0].shape[2], args[1].shape[2], args[-2]
 
 
-def _qkc_varlen(args):  # (..., max_q, max_k, causal, scale)
-    return args[0], args[-4], args[-3], args[-2]
-
-
 _KERNS = {
-    "attn_fwd_mask": _kern("attn_fwd_mask", _eager_fwd_mask, _qkc_mask),
-    "attn_bwd_dkdv_mask": _kern("attn_bwd_dkdv_mask", lambda q, k, v, mask, do, mx, ll, dl, c, sc:
-                                _eager_bwd_mask(do, q, k, v, mask, c, sc)[1:], _qkc_mask),
-    "attn_bwd_dq_mask": _kern("attn_bwd_dq_mask", lambda q, k, v, mask, do, mx, ll, dl, c, sc:
-                              _eager_bwd_mask(do, q, k, v, mask, c, sc)[0], _qkc_mask),
-    "attn_fwd_varlen": _kern("attn_fwd_varlen", _eager_fwd_varlen, _qkc_varlen),
-    "attn_bwd_dkdv_varlen": _kern("attn_bwd_dkdv_varlen", lambda q, k, v, do, mx, ll, dl, cq, ck, mq, mk, c, sc:
-                                  _eager_bwd_varlen(do, q, k, v, cq, ck, c, sc)[1:], _qkc_varlen),
-    "attn_fwd_split": _kern("attn_fwd_split", _eager_split, lambda a: (a[0], a[0].shape[2], a[1].shape[2], False)),
-    "attn_split_combine": _kern("attn_split_combine", _eager_combine,
-                                lambda a: (a[0][:, :, :, 0], a[0].shape[2], a[0].shape[3], False)),
-    "attn_bwd_dq_varlen": _kern("attn_bwd_dq_varlen", lambda q, k, v, do, mx, ll, dl, cq, ck, mq, mk, c, sc:
-                                _eager_bwd_varlen(do, q, k, v, cq, ck, c, sc)[0], _qkc_varlen),
+    "attn_fwd_mask": kern(attn_fwd_mask, _eager_fwd_mask, _qkc_mask),
+    "attn_bwd_dkdv_mask": kern(attn_bwd_dkdv_mask, lambda q, k, v, mask, do, mx, ll, dl, c, sc:
+                               _eager_bwd_mask(do, q, k, v, mask, c, sc)[1:], _qkc_mask),
+    "attn_bwd_dq_mask": kern(attn_bwd_dq_mask, lambda q, k, v, mask, do, mx, ll, dl, c, sc:
+                             _eager_bwd_mask(do, q, k, v, mask, c, sc)[0], _qkc_mask),
+    "attn_fwd_split": kern(attn_fwd_split, _eager_split, lambda a: (a[0], a[0].shape[2], a[1].shape[2], False)),
+    "attn_split_combine": kern(attn_split_combine, _eager_combine,
+                               lambda a: (a[0][:, :, :, 0], a[0].shape[2], a[0].shape[3], False)),
 }
 
 
@@ -628,81 +457,6 @@ def attention_mask_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mas
     return _KERNS["attn_fwd_mask"](q, k, v, _expand(mask, q, k), bool(causal), float(scale))
 
 
-def check_cu_seqlens(q, k, cu_q, cu_k, max_q, max_k) -> None:
-    """cu_seqlens start at 0, never decrease and end at the packed length; no sequence is longer than a
-    given max_seqlen. The kernels trust these (a wrong entry would read or write past a sequence), so they
-    are asserted on the device, without a host sync (``torch._assert_async``: a failure surfaces as a
-    device-side assert at the next synchronisation)."""
-    if cu_q.device.type == "meta":
-        return
-    for cu, t, m in ((cu_q, q, max_q), (cu_k, k, max_k)):
-        lens = cu[1:] - cu[:-1]
-        ok = (cu[0] == 0) & (cu[-1] == t.shape[0]) & (lens >= 0).all()
-        if m is not None:
-            ok = ok & (lens <= m).all()
-        torch._assert_async(ok, "attention(): cu_seqlens must start at 0, never decrease, end at the packed "
-                                "length (q.shape[0] / k.shape[0]) and hold no sequence longer than max_seqlen")
-
-
-def _as4(t: torch.Tensor) -> torch.Tensor:
-    """[total, H, D] as the [1, H, total, D] view the kernels index."""
-    return C.unit_last(t).unsqueeze(0).transpose(1, 2)
-
-
-def _as3(t: torch.Tensor) -> torch.Tensor:
-    return t[0].transpose(0, 1).contiguous()
-
-
-def _fake_varlen_fwd(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
-    return (q.new_empty(q.shape), *_stats_like(q, q.shape[1], q.shape[0]))
-
-
-def _fake_varlen_bwd(dout, q, k, v, *rest):
-    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
-
-
-@C.op("attention_varlen_bwd", fake=_fake_varlen_bwd)
-def attention_varlen_bwd_op(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                            out: torch.Tensor, mx: torch.Tensor, ll: torch.Tensor, cu_q: torch.Tensor,
-                            cu_k: torch.Tensor, max_q: int, max_k: int, causal: bool,
-                            scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from helion_ops.ops import attention as A
-    if q.numel() == 0 or k.shape[0] == 0:
-        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-    q4, k4, v4, o4, do4 = (_as4(t) for t in (q, k, v, out, dout.to(q.dtype)))
-    mx4, ll4 = mx.unsqueeze(0), ll.unsqueeze(0)
-    delta = A._KERNS["attn_bwd_preprocess"](o4, do4)
-    common = (q4, k4, v4, do4, mx4, ll4, delta, cu_q, cu_k, max_q, max_k, bool(causal), float(scale))
-    dk, dv = _KERNS["attn_bwd_dkdv_varlen"](*common)
-    return _as3(_KERNS["attn_bwd_dq_varlen"](*common)), _as3(dk), _as3(dv)
-
-
-def _backward_varlen(inputs, saved, needs, dout, _dm, _dll):
-    q, k, v, cu_q, cu_k, max_q, max_k, causal, scale = inputs
-    return (*attention_varlen_bwd_op(dout, q, k, v, *saved, cu_q, cu_k, max_q, max_k, causal, scale),
-            None, None, None, None, None, None)
-
-
-def _eager_varlen_op(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
-    out, mx, ll = _eager_fwd_varlen(_as4(q), _as4(k), _as4(v), cu_q, cu_k, max_q, max_k, causal, scale)
-    return _as3(out), mx[0], ll[0]
-
-
-@C.op("attention_varlen_fwd", eager=_eager_varlen_op, fake=_fake_varlen_fwd, backward=_backward_varlen,
-      save_outputs=(0, 1, 2))
-def attention_varlen_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor,
-                            cu_k: torch.Tensor, max_q: int, max_k: int, causal: bool,
-                            scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(out [total_q, H, D], m [H, total_q], log2 l [H, total_q]) of validated packed sequences."""
-    if q.numel() == 0 or k.shape[0] == 0 or cu_q.shape[0] < 2:
-        mx, ll = _stats_like(q, q.shape[1], q.shape[0])
-        return torch.zeros_like(q), mx.fill_(float("inf")), ll.zero_()
-    out, mx, ll = _KERNS["attn_fwd_varlen"](_as4(q), _as4(k), _as4(v), cu_q, cu_k, max_q, max_k, bool(causal),
-                                            float(scale))
-    return _as3(out), mx[0], ll[0]
-
-
-
 def decode_splits(b: int, h: int, rows: int, s_k: int) -> int:
     """Key splits for a decode problem of ``b * h`` heads of ``rows`` query rows: enough programs to fill
     the GPU twice over when ``b * h`` alone does not, each over at least 256 keys; a power of two (the
@@ -740,3 +494,44 @@ def attention_decode_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m
     q, k, v = C.unit_last(q), C.unit_last(k), C.unit_last(v)
     parts = _KERNS["attn_fwd_split"](q, k, v, _expand(mask, q, k), int(n_split), float(scale))
     return _KERNS["attn_split_combine"](*parts, q)
+
+
+def decode(q, k, v, mask, sc, plain):
+    """One query per head against the cache: the G = H / H_kv query heads of a kv head become G rows of one
+    [B, H_kv, G, D] problem (views, no copy), so each kv head's keys and values are read once; where that
+    leaves the GPU short of programs, the keys are split too (``decode_splits``). ``plain``: the plain
+    path's forward op (no mask, no split)."""
+    b, h, _, d = q.shape
+    h_kv, s_k = k.shape[1], k.shape[2]
+    qp = q.reshape(b, h_kv, h // h_kv, d)
+    mp = None if mask is None else mask.expand(b, h, 1, s_k).reshape(b, h_kv, h // h_kv, s_k)
+    n_split = decode_splits(b, h_kv, h // h_kv, s_k)
+    if n_split > 1:
+        if mp is None:
+            mp = torch.ones((1, 1, 1, 1), dtype=torch.bool, device=q.device)
+        out = attention_decode_fwd_op(qp, k, v, mp, n_split, sc)[0]
+    elif mp is None:
+        out = plain(qp, k, v, False, sc)[0]
+    else:
+        out = attention_mask_fwd_op(qp, k, v, mp, False, sc)[0]
+    return out.reshape(b, h, 1, d)
+
+
+def check_mask(q, k, mask) -> torch.Tensor:
+    """``attn_mask`` as SDPA takes it, returned 4-D (size-1 dims where it broadcasts)."""
+    if not isinstance(mask, torch.Tensor):
+        raise ArgumentTypeError(f"attention(): argument 'attn_mask' must be a torch.Tensor or None, "
+                                f"got {type(mask).__name__}")
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise DtypeError(f"attention(): argument 'attn_mask' has dtype {mask.dtype}; it must be bool (True = "
+                         f"attend) or floating point (added to the scores)")
+    if mask.device != q.device:
+        raise DeviceError(f"attention(): argument 'attn_mask' is on {mask.device} but 'q' is on {q.device}")
+    want = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    if mask.dim() > 4 or any(m not in (1, w) for m, w in zip(mask.shape[::-1], want[::-1])):
+        raise ShapeError(f"attention(): argument 'attn_mask' has shape {tuple(mask.shape)}, which does not "
+                         f"broadcast to [B, H, S_q, S_k] = {list(want)}")
+    if mask.requires_grad and torch.is_grad_enabled():
+        raise InputError("attention(): argument 'attn_mask' requires grad; gradients with respect to the mask "
+                         "are not supported (detach it, or use torch.nn.functional.scaled_dot_product_attention)")
+    return mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape)) if mask.dim() < 4 else mask
