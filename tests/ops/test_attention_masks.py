@@ -507,6 +507,8 @@ def _sdpa_check(out, want, ref):
 @pytest.mark.parametrize("kind", ["none", "pad", "hf", "add4d"])
 def test_mask_bf16_gpu(kind, d, s, device):
     """bf16 against SDPA, forward and backward: head dims 80 and 96, GQA, S 1 (decode) to 4097."""
+    if kind == "add4d" and s > 1000:
+        pytest.skip("a [B, H, S, S] bias at S=4097 adds 0.5 GB and minutes of fp32 reference for no new path")
     b, h, h_kv = 2, 8, 2
     q, k, v = (rand(b, hh, s, d, dtype=torch.bfloat16, device=device, seed=i).requires_grad_()
                for i, hh in enumerate((h, h_kv, h_kv)))
