@@ -455,7 +455,30 @@ def _check(fn, causal, gen, b=2, h=4, s=1024) -> dict:
     return {"max_abs_err": err, "rel_err": rel, "ok": ok, "check_shape": [b, h, s, HEAD_D]}
 
 
-def run_session(variants, quick: bool = False) -> dict:
+def dsl_attention(backend: str):
+    """The DSL catalog's forward kernel (``helion_ops.ops.attention.attn_fwd``, as it is) under a code
+    generation backend: "gluon" (Config backend="gluon", two consumer warpgroups of 64 rows, 128x128
+    tiles), "gluon_overlap" (the same with gluon_overlap) or "triton" (the op's own config policy).
+    Same call shape as the probe's variants."""
+    from helion_ops.dsl import Config
+    from helion_ops.ops import attention as A
+
+    def run(q, k, v, causal, out=None):
+        args = (q, k, v, causal, LOG2E / math.sqrt(q.shape[-1]))
+        bound = A.attn_fwd.bind(args)
+        if backend.startswith("gluon"):
+            cfg = Config(block_sizes=[128, 128], backend="gluon", gluon_consumers=2, grid_reverses=[causal],
+                         gluon_overlap=backend == "gluon_overlap")
+        else:
+            cfg = A.config_for("attn_fwd", args)
+        return bound.run(bound.normalize(cfg), *args)[0]
+    return run
+
+
+DSL_IMPLS = ("dsl_gluon", "dsl_gluon_overlap", "dsl_triton")
+
+
+def run_session(variants, quick: bool = False, dsl: bool = False) -> dict:
     from torch.nn.attention import SDPBackend
 
     from bench.timing import gpu_bench
@@ -466,6 +489,8 @@ def run_session(variants, quick: bool = False) -> dict:
     impls = dict(baselines)
     for name in variants:
         impls[name] = (lambda n: (lambda q, k, v, c, out=None: attention(q, k, v, c, n, out=out)))(name)
+    if dsl:
+        impls.update({name: dsl_attention(name[4:]) for name in DSL_IMPLS})
 
     checks, rows = {}, []
     for name, fn in impls.items():
@@ -526,6 +551,8 @@ def main(argv=None) -> int:
                     "an existing file gains this run under 'runs'")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     ap.add_argument("--quick", action="store_true", help="time the first shape only")
+    ap.add_argument("--dsl", action="store_true", help="also the DSL's attn_fwd through its Gluon backend "
+                    "(dsl_gluon, dsl_gluon_overlap) and its Triton backend (dsl_triton)")
     args = ap.parse_args(argv)
     names = [n for n in args.variants.split(",") if n]
     bad = [n for n in names if n not in VARIANTS]
@@ -535,7 +562,7 @@ def main(argv=None) -> int:
         print("gluon_attention: needs a CUDA GPU (use compile_sm90 on CPU)", file=sys.stderr)
         return 2
     run = {"env": _env(), "variants": {n: dataclasses.asdict(VARIANTS[n]) for n in names}}
-    run.update(run_session(names, quick=args.quick))
+    run.update(run_session(names, quick=args.quick, dsl=args.dsl))
     out = args.out or os.path.join(os.environ.get("OUT", "."), "gluon_attention.json")
     doc = {"runs": []}
     if os.path.exists(out):

@@ -186,6 +186,13 @@ def as_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     return x2
 
 
+def unview(y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """``y.view(shape)`` for an output the op just allocated, as a tensor that is not a view (what torch's
+    own ops return after reshaping a result, ``aten._unsafe_view``): an in-place op on a view goes around
+    the backward hooks of the module that returned it, which FSDP2 needs (it warns on such outputs)."""
+    return torch.ops.aten._unsafe_view(y, shape)
+
+
 def as_vector(p: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
     """A weight/bias as a unit-stride vector of length n."""
     if p is None or (p.dim() == 1 and (n <= 1 or p.stride(0) == 1)):

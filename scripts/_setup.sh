@@ -1,10 +1,12 @@
 # Sourced by scripts/test and scripts/run (from the repo root).
-# Usage: . scripts/_setup.sh EXTRAS   e.g. "test" or "test,bench"
+# Usage: . scripts/_setup.sh EXTRAS   e.g. "test", "test,hf" or "test,bench"
 # Makes sure the current python has torch + triton (else creates and activates
 # ./.venv and installs them), then installs this package with EXTRAS when it or
 # any of its extra modules is missing. pip runs with -qq: one line per step here,
-# pip's errors still show.
-_extras="$1"
+# pip's errors still show. The "hf" extra (transformers) is optional: when it
+# cannot be installed (no index), one line says so and its tests skip.
+_extras="${1//,hf/}"
+case ",$1," in *,hf,*) _hf=1 ;; *) _hf= ;; esac
 _py="$(command -v python || command -v python3)"
 if ! "$_py" -c "import torch, triton" >/dev/null 2>&1; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -39,4 +41,9 @@ if ! python -c "import importlib.metadata as m; m.version('helion_ops'); import 
     echo "setup: installing helion_ops[$_extras] (editable)"
     pip install -qq -e ".[$_extras]"
 fi
-unset _extras _py _mods
+if [ -n "$_hf" ] && ! python -c "import transformers" >/dev/null 2>&1; then
+    echo "setup: installing helion_ops[hf] (transformers)"
+    pip install -qq --retries 1 --timeout 20 -e ".[hf]" >/dev/null 2>&1 \
+        || echo "setup: transformers could not be installed (index unreachable?); tests/integrations skip"
+fi
+unset _extras _py _mods _hf

@@ -19,6 +19,15 @@
 #   bench         all six ops in one process (estimated 420 s), soft budget BENCH_ALL_BUDGET (480 s)
 #                 shared among the ops by case count: fits one 600 s command, cutting cases if slow
 #   plan          print the bench plans and their estimated durations (no GPU work)
+#   e2e           training step of a small Llama and a small Mixtral (Hugging Face), helion_ops-patched vs
+#                 eager vs torch.compile (bench.e2e)     -> results/<GPU>/e2e.md  (estimated 250 s; hard E2E_TIMEOUT)
+#   e2e_x2        the same under FSDP2 on 2 GPUs (needs a 2-GPU machine), patched and unpatched, E2E_X2_STEPS
+#                 steps (200)                            -> results/<GPU>x2/e2e.md (hard E2E_TIMEOUT)
+#   gluon         the DSL's Gluon backend (issue 22): its -m gpu tests, then attn_fwd through it (with and
+#                 without gluon_overlap) against
+#                 SDPA-cuDNN/flash, the probe's d_pingpong_overlap and the DSL's Triton path at 4x16x4096x128
+#                 and 1x16x16384x128, causal and not (bench.gluon_attention --dsl) -> $OUT/gluon_dsl.json
+#                 (estimated 120-150 s; hard GLUON_TIMEOUT per command, 200 s)
 # <GPU> is the detected card's short name (H100, H200, ...). Every bench step writes
 # results/<GPU>/<op>.csv after each case, rebuilds results/<GPU>/README.md, the PNGs,
 # results/README.md and the project README table from every CSV on disk, and copies
@@ -32,7 +41,8 @@
 #   shapes per op for helion and compile_max, whose first calls search configs), BENCH_DTYPE (bf16),
 #   HELION_BENCH_EFFORT (quick; none: Helion's default config, untuned), HELION_BENCH_TUNE_S (20),
 #   TUNE_TIMEOUT (s, hard, helion_tune; 240), TUNE_EXTRA (e.g. "--max-shapes 6", as BENCH_EXTRA),
-#   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA.
+#   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA, E2E_STEPS (10), E2E_EXTRA (e.g. "--model llama"),
+#   E2E_TIMEOUT (s, hard; 420; e2e writes its page after every run, so a killed step keeps what it measured).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -76,7 +86,15 @@ for step in "$@"; do
     bench_norms) bench bench_norms $NORMS ;;
     bench_gemm)  bench bench_gemm $GEMMS ;;
     bench) bench bench --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} ;;
+    gluon) timeout -k 20 "${GLUON_TIMEOUT:-200}" python3 -m pytest -q -m gpu tests/dsl/test_gluon_backend.py 2>&1 \
+             | tail -30 | tee "$OUTDIR/gluon_test.log"
+           timeout -s INT -k 20 "${GLUON_TIMEOUT:-200}" python3 -m bench.gluon_attention --variants d_pingpong_overlap \
+             --dsl --out "$OUTDIR/gluon_dsl.json" 2>&1 | tail -40 | tee "$OUTDIR/gluon_bench.log" ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
+    e2e)   timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --steps ${E2E_STEPS:-10} ${E2E_EXTRA:-} \
+             2>&1 | tee "$OUTDIR/e2e.log" ;;
+    e2e_x2) timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --distributed fsdp2 --nproc 2 \
+             --steps ${E2E_X2_STEPS:-200} --timeout $(( ${E2E_TIMEOUT:-420} - 30 )) ${E2E_EXTRA:-} 2>&1 | tee "$OUTDIR/e2e_x2.log" ;;
     bench:*) bench "bench_${step#bench:}" --op "${step#bench:}" ;;  # e.g. bench:softmax,rms_norm
     *) echo "unknown step $step" ;;
   esac

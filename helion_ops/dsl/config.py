@@ -35,10 +35,18 @@ FIELDS: dict[str, Any] = {
     "range_flattens": [],
     "range_reverses": [],
     "load_eviction_policies": [],
+    "backend": "triton",
+    "gluon_consumers": 2,
+    "gluon_overlap": False,
 }
 
 PID_TYPES = ("flat", "xyz", "persistent_blocked", "persistent_interleaved")
 INDEXING = ("pointer", "tensor_descriptor")
+# Code generation: "gluon" (backends/gluon, sm_90) with 1 or 2 consumer warpgroups, the softmax overlapping
+# the next GEMM or not. Searched only where the space offers them (an sm_90 GPU, not the interpreter);
+# elsewhere a Config may still name them for codegen (to_triton_code, compile_for_target); a launch under
+# the interpreter refuses backend="gluon".
+BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "gluon_overlap": (False, True)}
 
 
 class Config(Mapping[str, Any]):
@@ -192,6 +200,7 @@ class SpaceSpec:
     warp_specialize: bool = False                          # tl.range(warp_specialize=) available
     uneven_grid: bool = False                              # some program's work depends on its tile
     reversible_loops: tuple = ()                           # inner loop ids that may run last to first
+    gluon: bool = False                                    # the Gluon backend is searchable (sm_90 GPU)
 
 
 EVICTION_POLICIES = ("", "first", "last")
@@ -279,7 +288,8 @@ class ConfigSpace:
         validate. Accepts a Config, a dict or None."""
         d = {} if cfg is None else {k: _thaw(_freeze(v)) for k, v in dict(_helion_spellings(dict(cfg))).items()}
         for k in list(d):
-            if k in FIELDS and (k not in self.fragments or d[k] is None):
+            kept = k in BACKEND_CHOICES and d[k] is not None   # a backend named for codegen (see BACKEND_CHOICES)
+            if k in FIELDS and (k not in self.fragments or d[k] is None) and not kept:
                 del d[k]
         self._clamp(d)
         out = Config(**self._values(d))
@@ -309,6 +319,10 @@ class ConfigSpace:
         """Raise ValueError naming the first bad field. ``cfg`` must be
         complete (see ``normalize``)."""
         for k in cfg:
+            if k in BACKEND_CHOICES and k not in self.fragments:
+                if cfg[k] not in BACKEND_CHOICES[k]:
+                    raise ValueError(f"Config.{k}: {cfg[k]!r} is not one of {BACKEND_CHOICES[k]}")
+                continue
             if k not in self.fragments:
                 what = "not a knob of this kernel" if k in FIELDS else "unknown field"
                 raise ValueError(f"Config.{k}: {what} (knobs: {', '.join(self.fragments)})")
@@ -367,6 +381,10 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
                 BoolFragment(False) if i in spec.reversible_loops else
                 FixedFragment(False, NOT_REVERSIBLE)
                 for i in range(n)])
+    if spec.gluon:
+        f["backend"] = EnumFragment(BACKEND_CHOICES["backend"], "triton")
+        f["gluon_consumers"] = EnumFragment(BACKEND_CHOICES["gluon_consumers"], 2)
+        f["gluon_overlap"] = BoolFragment(False)
     if spec.loads:
         f["load_eviction_policies"] = ListOf(EnumFragment(EVICTION_POLICIES, ""), spec.loads)
     for name, frag in spec.tunables.items():

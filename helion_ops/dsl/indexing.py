@@ -11,7 +11,7 @@ from typing import Any
 
 from . import exc, ops as O
 from .ir import Index, Value
-from .types import ONE, BlockT, Dim, TensorArg, TensorRef, TileInfo, TileVar, same_lanes
+from .types import ONE, BlockT, Dim, TensorArg, TensorRef, TileInfo, TileVar, broadcast_dims, same_lanes
 
 
 def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
@@ -30,6 +30,7 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
     t = ref.arg
     entries: list = []
     out: list = []
+    adv: list = []  # dims indexed by integer blocks (torch's advanced indices)
     d = 0
     for it, v in vals:
         if isinstance(it, ast.Slice) or isinstance(v, slice):
@@ -52,6 +53,7 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
                     raise lw.err(exc.CompileError, "tensor index must be an integer block", node)
                 entries.append(("block", v))
                 out.append(d)
+                adv.append(d)
             else:
                 if isinstance(v, int) and d < t.ndim and isinstance(t.sizes[d], int):
                     size = t.sizes[d]
@@ -70,7 +72,22 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
         out.append(d)
         d += 1
     em = lw.as_value(extra_mask, node) if extra_mask is not None else None
-    return Index(t, entries, out, em)
+    if len(adv) < 2:
+        return Index(t, entries, out, em)
+    # Several integer blocks index jointly, as in torch: they broadcast to one shape, which stands once in
+    # the result (B[rows[:, :, None], cols[None, None, :]] is [rows dims..., cols dim]).
+    pos = [out.index(a) for a in adv]
+    if pos != list(range(pos[0], pos[0] + len(pos))):
+        raise lw.err(exc.NotSupported, "integer-block indices separated by a slice or tile (torch moves their "
+                     "dims first); index with adjacent blocks", node)
+    dims: tuple = ()
+    for a in adv:
+        dims = broadcast_dims(dims, entries[a][1].type.dims, lw.pk.loc(node))
+    for a in adv:
+        v = entries[a][1]
+        if v.type.dims != dims:
+            entries[a] = ("block", O.expand(lw, v, dims, node))
+    return Index(t, entries, out, em, joint=tuple(adv))
 
 
 def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tuple[str, Any]:
@@ -86,8 +103,10 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
             n = _value_length(lo, hi)
     else:
         lo, hi, step, n = v.start, v.stop, v.step, None
-    if step not in (None, 1):
-        raise lw.err(exc.NotSupported, "slices with a step; use a tile and index arithmetic", node)
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
+        raise lw.err(exc.NotSupported, "a slice step must be a positive host int (as in torch)", node)
+    if step not in (None, 1) and (isinstance(lo, Value) or isinstance(hi, Value)):
+        raise lw.err(exc.NotSupported, "a slice with a step takes host-int bounds", node)
     if isinstance(lo, Value) or isinstance(hi, Value):
         if n is None or not isinstance(lo, Value) or lo.type.dims:
             raise lw.err(exc.NotSupported, "a slice with a device-valued start must read `x[k0 : k0 + n]`, with n a "
@@ -97,9 +116,14 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
         return ("block", idx)
     if any(b is not None and (isinstance(b, bool) or not isinstance(b, int)) for b in (lo, hi)):
         raise lw.err(exc.NotSupported, "slice bounds must be ints (host sizes, constants, or `k0 : k0 + n`)", node)
-    lo, hi, _ = slice(lo, hi).indices(size)
+    lo, hi, step = slice(lo, hi, step).indices(size)
+    if (lo, hi, size) == (0, 0, 0):  # a whole dim of size 0: every lane masked (a sum over it is 0)
+        return ("rdim", lw.rdim_for(size, node))
     if hi <= lo:
         raise lw.err(exc.ShapeMismatch, f"empty slice [{lo}:{hi}] of a dim of size {size}", node)
+    if step != 1:  # x[::2]: a gather of lo + step * arange(n)
+        n = len(range(lo, hi, step))
+        return ("block", O.binary(lw, "+", O.binary(lw, "*", O.arange(lw, [0, n], None, node), step, node), lo, node))
     if (lo, hi) == (0, size):
         return ("rdim", lw.rdim_for(size, node))
     return ("block", O.arange(lw, [lo, hi], None, node))  # masked past hi by its ':' dim
@@ -156,7 +180,7 @@ def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
                            f"with tile '{v.name or 'tile'}' of length {v.static_len}", node)
         entries[d] = ("scalar", 0)
         out = [None if o == d else o for o in out]
-    return Index(idx.tensor, entries, out, idx.extra_mask)
+    return Index(idx.tensor, entries, out, idx.extra_mask, idx.joint)
 
 
 def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
@@ -169,7 +193,7 @@ def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
     if m is None:
         return idx
     mask = m if idx.extra_mask is None else O.binary(lw, "&", idx.extra_mask, m, node)
-    return Index(idx.tensor, idx.entries, idx.out, mask)
+    return Index(idx.tensor, idx.entries, idx.out, mask, idx.joint)
 
 
 def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = None) -> Value | None:

@@ -119,6 +119,8 @@ def _call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, h
                 pass
     free = {var: lw.hoisted[("closure", host_name, j)] for j, var in enumerate(_closure_tensor_names(fn))
             if ("closure", host_name, j) in lw.hoisted}
+    free.update({g: lw.hoisted[("global", host_name, g)] for g in fn.__code__.co_names
+                 if ("global", host_name, g) in lw.hoisted and g not in env})
     saved = (lw.env, lw.pk, lw.inline_free)
     lw.env, lw.inline_free = env, free
     lw.pk = dataclasses.replace(lw.pk, globals=glb, file=file, lines=lines)

@@ -53,6 +53,7 @@ class Index:
     entries: list[tuple[str, Any]]
     out: list[int | None]
     extra_mask: "Value | None" = None
+    joint: tuple = ()               # tensor dims of integer blocks that index together (one broadcast shape)
     descriptor = planned(False)     # through a TMA descriptor under this Config (passes.assign_indexing)
 
     def dims(self) -> tuple[Dim, ...]:
@@ -67,7 +68,7 @@ class Index:
                 dims.append(tile_dim(v))
             elif kind == "rdim":
                 dims.append(Dim("rdim", v.id))
-            elif kind == "block":
+            elif kind == "block" and (o not in self.joint or o == self.joint[0]):
                 dims.extend(v.type.dims)
         return tuple(dims)
 

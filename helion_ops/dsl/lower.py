@@ -18,7 +18,7 @@ from . import exc, indexing as IX, language as hl, ops as O, ops_dispatch as D, 
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
-from .lower_loops import carry, final, lower_while, merge_branches, without_continue
+from .lower_loops import bind, carry, final, lower_while, merge_branches, without_continue
 from .types import (BlockSizeInt, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo,
                     TileVar, broadcast_dims, next_pow2, promote, same_dims)
 
@@ -50,6 +50,7 @@ class Lowerer:
         self.n_loads = 0
         self.n_stores = 0
         self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
+        self.grid_steps: dict[int, tuple] = {}  # hl.grid(b, e, step) dim's tile id -> (b, step)
         self.has_dot = False
         self.name = kernel_name
         self.loc = pk.loc(loop.node)
@@ -201,6 +202,13 @@ class Lowerer:
                 self.assign(t, v, node)
         elif isinstance(target, ast.Subscript):
             base = self.expr(target.value)
+            if isinstance(base, (list, tuple)) and isinstance(target.value, ast.Name):  # accs[i] = v: a new list
+                i = self.expr(target.slice)
+                if not isinstance(i, int) or not -len(base) <= i < len(base):
+                    raise self.err(exc.NotSupported, "a list in device code is indexed by a constant in range", node)
+                new = list(base)
+                new[i] = val
+                return self.assign(target.value, new, node)
             if not isinstance(base, TensorRef):
                 raise self.err(exc.NotSupported, "only host tensors can be stored into (out[tile] = value)", node)
             self.store(base, self.index(base, target.slice, node), val, node)
@@ -280,8 +288,7 @@ class Lowerer:
         self.n_loops += 1
         phis = carry(self, s, s.body)
         before = dict(self.env)
-        for n, (phi, _) in phis.items():
-            self.env[n] = phi
+        bind(self.env, phis)
         saved = self.stmts
         self.stmts = []
         self.bind_target(s.target, tiles)
@@ -298,7 +305,7 @@ class Lowerer:
             body.extend(body_tail)
             carried.append((phi, init, final_v))
         # names first bound inside the loop stay local to it
-        self.env = {k: (phis[k][0] if k in phis else v) for k, v in before.items()}
+        self.env = bind(dict(before), phis)
         self.stmts.append(For([t.info for t in tiles], body, carried, loop_id, self.pk.loc(s)))
 
     # ---- loop headers -----------------------------------------------------------------------
@@ -319,6 +326,7 @@ class Lowerer:
             raise self.err(exc.TileOfTile, "hl.tile/hl.grid of a tile: iterate over its range instead, "
                            "hl.tile(t.begin, t.end)", s)
         seq = (tuple, list, torch.Size)
+        steps = vals.pop() if is_grid and len(vals) == 3 else self.expr(kw["step"]) if is_grid and "step" in kw else 1
         if len(vals) == 1 and isinstance(vals[0], seq):
             ends = [(0, e) for e in vals[0]]
         elif len(vals) == 2 and all(isinstance(v, seq) for v in vals):
@@ -329,6 +337,15 @@ class Lowerer:
             ends = [(vals[0], vals[1])]
         else:
             raise self.err(exc.NotSupported, "hl.tile/hl.grid take (end), (begin, end) or lists of them", s)
+        steps = list(steps) if isinstance(steps, seq) else [steps] * len(ends)
+        if len(steps) != len(ends) or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in steps):
+            raise self.err(exc.NotSupported, "hl.grid steps are positive ints, one per dim", s)
+        affine = {}  # dim -> (begin, step): hl.grid(b, e, step) runs 0..cdiv(e - b, step), index b + i * step
+        for k, ((b, e), st) in enumerate(zip(ends, steps)):
+            if st != 1:
+                affine[k] = (b, st)
+                n = O.binary(self, "-", O.binary(self, "+", e, st - 1, s), b, s)
+                ends[k] = (0, O.binary(self, "//", n, st, s))
         ids = list(self.pk.tile_block_ids.get(id(call), []))
         for k in range(len(ids), len(ends) if not is_grid else 0):  # hl.tile(x.size()): rank known at run time
             ids.append(self.pk.extra_block_id(call, k))
@@ -355,6 +372,8 @@ class Lowerer:
             out.append(TileVar(info))
             if parent is not None:
                 self.jagged[info.id] = parent
+            if k in affine:
+                self.grid_steps[info.id] = affine[k]
         return out
 
     def code_of(self, v: Any, node: ast.AST) -> "str | Value":
@@ -368,7 +387,7 @@ class Lowerer:
         raise self.err(exc.CompileError, f"loop bounds must be ints or device ints, got {type(v).__name__}", node)
 
     def bind_target(self, target: ast.expr, tiles: list[TileVar]) -> None:
-        vals: list[Any] = [self.grid_index(t) if t.info.is_grid else t for t in tiles]
+        vals: list[Any] = [self.grid_index(t, target) if t.info.is_grid else t for t in tiles]
         if isinstance(target, ast.Name):
             self.env[target.id] = vals[0] if len(vals) == 1 else tuple(vals)
             for k, t in enumerate(tiles):
@@ -382,8 +401,12 @@ class Lowerer:
         else:
             raise self.err(exc.NotSupported, "loop target does not match the number of tile dims", target)
 
-    def grid_index(self, t: TileVar) -> Value:
-        return Value("tile_attr", [t.info], BlockT((), torch.int32), self.loc, t.info.name or "i", attr="begin")
+    def grid_index(self, t: TileVar, node: ast.AST) -> Value:
+        i = Value("tile_attr", [t.info], BlockT((), torch.int32), self.loc, t.info.name or "i", attr="begin")
+        if t.info.id not in self.grid_steps:
+            return i
+        begin, step = self.grid_steps[t.info.id]
+        return O.binary(self, "+", O.binary(self, "*", i, step, node), begin, node)
 
     # ---- expressions ------------------------------------------------------------------------
     def expr(self, node: ast.expr) -> Any:
@@ -407,8 +430,9 @@ class Lowerer:
                 return self.host_value(hid, self.inputs[hid], node)
             val = self.pk.globals.get(node.id, _MISSING)
             if isinstance(val, torch.Tensor):
-                raise self.err(exc.NotSupported, f"'{node.id}': a helper called from device code can read "
-                               "tensors passed to it or closed over by a kernel argument, not global tensors", node)
+                raise self.err(exc.NotSupported, f"'{node.id}': a module-level tensor is read by a helper called "
+                               "by name from the kernel; one called from another helper (or through an expression) "
+                               "takes it as an argument", node)
             if val is not _MISSING:
                 return self.host_value(node.id, val, node)
         elif node.id in self.inputs:

@@ -48,8 +48,7 @@ def lower_while(lw: Any, s: ast.While) -> None:
     before = dict(lw.env)
     loc = lw.pk.loc(s)
     cond_phi = Value("phi", [], cond0.type, loc, "cond")
-    for n, (phi, _) in phis.items():
-        lw.env[n] = phi
+    bind(lw.env, phis)
     saved, lw.stmts = lw.stmts, []
     for b in without_continue(s.body):
         lw.stmt(b)
@@ -57,14 +56,17 @@ def lower_while(lw: Any, s: ast.While) -> None:
     # The condition again, from the values at the end of this iteration (in the body's tail).
     carried.append((cond_phi, cond0, lw.coerce(_condition(lw, s), cond0.type, s)))
     body, lw.stmts = lw.stmts, saved
-    lw.env = {k: (phis[k][0] if k in phis else v) for k, v in before.items()}
+    lw.env = bind(dict(before), phis)
     lw.stmts.append(While(cond_phi, body, carried, loc))
 
 
 def carry(lw: Any, loop: ast.AST, body: list[ast.stmt]) -> dict[str, tuple[Value, Value]]:
     """{name: (phi, init)} for the names ``loop`` carries (see the module doc). Python numbers that
-    are carried are made device scalars here, before the loop."""
+    are carried are made device scalars here, before the loop. A list of device values (``accs[i] = ...``)
+    is carried element by element, under the names ``accs[0]``, ``accs[1]``, ..."""
     assigned = {n.id for b in body for n in ast.walk(b) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    assigned |= {n.value.id for b in body for n in ast.walk(b)
+                 if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store) and isinstance(n.value, ast.Name)}
     read = {n.id for n in ast.walk(loop) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     loc = lw.pk.loc(loop)
     out = {}
@@ -74,13 +76,34 @@ def carry(lw: Any, loop: ast.AST, body: list[ast.stmt]) -> dict[str, tuple[Value
             v = lw.env[n] = lw.as_value(v, loop)
         if isinstance(v, Value):
             out[n] = (Value("phi", [], v.type, loc, n), v)
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, Value) for x in v):
+            out.update({f"{n}[{i}]": (Value("phi", [], x.type, loc, f"{n}_{i}"), x) for i, x in enumerate(v)})
     return out
+
+
+def bind(env: dict, phis: dict) -> dict:
+    """``env`` with each carried name (or list element, ``accs[1]``) bound to its phi."""
+    for key, (phi, _) in phis.items():
+        name, _, i = key[:-1].partition("[") if key.endswith("]") else (key, "", "")
+        if i:
+            env[name] = [phi if j == int(i) else x for j, x in enumerate(env[name])]
+        else:
+            env[key] = phi
+    return env
+
+
+def _lookup(env: dict, key: str) -> Any:
+    if not key.endswith("]"):
+        return env.get(key)
+    name, _, i = key[:-1].partition("[")
+    seq = env.get(name)
+    return seq[int(i)] if isinstance(seq, (list, tuple)) and int(i) < len(seq) else None
 
 
 def final(lw: Any, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING) -> Value:
     """The value ``name`` carries out of a body (``v``, default its current binding) in the carried
     type ``t``; a cast is appended to ``lw.stmts``."""
-    v = lw.env.get(name) if v is _MISSING else v
+    v = _lookup(lw.env, name) if v is _MISSING else v
     try:
         return lw.coerce(v, t, node)
     except exc.ShapeMismatch:

@@ -58,6 +58,7 @@ _OPS = [
     OpDef("inline_asm", "inline PTX, elementwise", chunkable=False, effects=lambda v: not v.attrs["is_pure"]),
     OpDef("split", "the two halves of a last dim of 2", chunkable=False),
     OpDef("join", "two blocks stacked on a new last dim", chunkable=False),
+    OpDef("gather", "a block's values picked along one dim by an index block", chunkable=False),
 ]
 OPS: dict[str, OpDef] = {d.name: d for d in _OPS}
 

@@ -72,6 +72,11 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     b = attribute(lw, b, "index", node) if isinstance(b, TileVar) else lw.scalar_of(b, node)
     if _is_num(a) and _is_num(b):
         return _PY_BIN[op](a, b)
+    seq = (list, tuple)
+    if op == "*" and (isinstance(a, seq) and isinstance(b, int) or isinstance(b, seq) and isinstance(a, int)):
+        return _PY_BIN[op](a, b)  # [hl.zeros(...)] * G: G names of one value (values are immutable)
+    if op == "+" and isinstance(a, seq) and isinstance(b, seq):
+        return type(a)(a) + type(a)(b)
     if not (isinstance(a, Value) or _is_num(a)) or not (isinstance(b, Value) or _is_num(b)):
         ref = next((x for x in (a, b) if isinstance(x, TensorRef)), None)
         if ref is not None:
@@ -291,11 +296,11 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
             raise lw.err(exc.NotSupported, f"reshape to {shape}", node)
     bad = lw.err(exc.NotSupported, f"reshape that merges or splits tile dims or padded ':' dims "
                  f"({v.type} -> {shape})", node)
-    v = _flatten_full_tiles(lw, v, new, node)
     non_one = [d for d in v.type.dims if d != ONE]
     if infer is not None and len(non_one) == 1 and all(d.kind in ("one", "infer") for d in new):
-        new[infer] = non_one[0]
+        new[infer] = non_one[0]  # x[tile].view(-1, 1): the one dim that is not 1 keeps its identity
         infer = None
+    v = _flatten_full_tiles(lw, v, new, node)
     src_groups, dst_groups = _groups(lw, v.type.dims), _groups(lw, tuple(new))
     if infer is not None:
         if len(src_groups) != len(dst_groups):
@@ -380,6 +385,9 @@ def expand(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
 
 # ---- attributes -------------------------------------------------------------------------------
 
+_DEVICE = torch.device("cpu")  # x.device in device code: only passed on (device=, .to()), where it is ignored
+
+
 def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
     if isinstance(base, TileVar):
         t = base.info
@@ -400,6 +408,8 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
             return a.dtype
         if attr == "ndim":
             return a.ndim
+        if attr == "device":
+            return _DEVICE
         raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code", node)
     if isinstance(base, Value):
         if attr == "dtype":
@@ -408,6 +418,8 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
             return permute(lw, base, list(range(base.type.ndim))[::-1], node)
         if attr == "ndim":
             return base.type.ndim
+        if attr == "device":
+            return _DEVICE
         if attr == "shape":
             return tuple(dim_size(lw, d) for d in base.type.dims)
         raise lw.err(exc.NotSupported, f"block attribute .{attr}", node)

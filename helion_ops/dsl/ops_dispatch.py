@@ -37,6 +37,8 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
             return a.ndim
         if name == "numel":
             return math.prod(a.sizes)
+        if name in ("new_zeros", "new_ones", "new_full", "new_empty"):  # a block of the host tensor's dtype
+            return _new_block(lw, a.dtype, name, args, kwargs, node)
         raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
     if isinstance(base, TileVar):
         base = O.attribute(lw, base, "index", node)
@@ -119,10 +121,13 @@ _rule("expand_as")(lambda lw, v, name, args, kwargs, node: O.expand(lw, v, args[
 _rule("contiguous", "clone", "detach")(lambda lw, v, name, args, kwargs, node: v)
 
 
-@_rule("new_zeros", "new_ones", "new_full", "new_empty")
-def _new(lw, v, name, args, kwargs, node):
+def _new_block(lw, dtype, name, args, kwargs, node):
     value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, args[1] if len(args) > 1 else kwargs.get("fill_value"))
-    return O.full(lw, args[0], value, kwargs.get("dtype", v.type.dtype), node)
+    return O.full(lw, args[0], value, kwargs.get("dtype", dtype), node)
+
+
+_rule("new_zeros", "new_ones", "new_full", "new_empty")(
+    lambda lw, v, name, args, kwargs, node: _new_block(lw, v.type.dtype, name, args, kwargs, node))
 
 
 _rule("where")(lambda lw, v, name, args, kwargs, node: O.where(lw, args[0], v, args[1], node))

@@ -191,6 +191,13 @@ _calls(hl.reduce)(lambda lw, fn, args, kwargs, node: reduce_fn(
 _calls(hl.associative_scan)(lambda lw, fn, args, kwargs, node: scan_fn(
     lw, args[0], args[1], kwargs.get("dim", args[2] if len(args) > 2 else None),
     kwargs.get("reverse", args[3] if len(args) > 3 else False), node))
+try:  # torch's higher-order op: combine_fn(lefts, rights) takes tuples when xs is one
+    from torch._higher_order_ops import associative_scan as _torch_scan
+    _calls(_torch_scan)(lambda lw, fn, args, kwargs, node: scan_fn(
+        lw, args[0], args[1] if len(args) > 1 else kwargs["xs"], kwargs.get("dim", args[2] if len(args) > 2 else None),
+        kwargs.get("reverse", args[3] if len(args) > 3 else False), node, grouped=True))
+except ImportError:  # pragma: no cover (older torch)
+    pass
 _calls(hl.cumsum, torch.cumsum, hl.cumprod, torch.cumprod)(lambda lw, fn, args, kwargs, node: cumulative(
     lw, "sum" if fn in (hl.cumsum, torch.cumsum) else "prod", args[0],
     kwargs.get("dim", args[1] if len(args) > 1 else None), kwargs.get("reverse", args[2] if len(args) > 2 else False),
@@ -305,8 +312,9 @@ def _inputs(lw, x: Any, node: ast.AST) -> tuple[list[Value], bool]:
     return [lw.as_value(x, node)], False
 
 
-def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST) -> str:
-    """Lower a Python combine function ``fn(*lefts, *rights)`` into a helper @triton.jit function."""
+def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, grouped: bool = False) -> str:
+    """Lower a Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)``, tuples, when
+    ``grouped``: torch's associative_scan) into a helper @triton.jit function."""
     from . import inline
     name = f"{lw.name}_combine_{len(lw.helpers)}"
     params = [Value("param", [f"{side}{i}"], BlockT((), dt), lw.pk.loc(node), f"{side}{i}")
@@ -314,7 +322,9 @@ def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST) -> str
     saved, lw.stmts = lw.stmts, []
     try:
         if isinstance(fn, types.FunctionType) and fn.__module__ not in ("torch",):
-            res = inline.call(lw, fn, params, {}, node)
+            n = len(dtypes)
+            args = [tuple(params[:n]), tuple(params[n:])] if grouped and n > 1 else params
+            res = inline.call(lw, fn, args, {}, node)
         else:
             raise lw.err(exc.NotSupported, f"combine function {fn!r}: pass a Python function or lambda", node)
         res = list(res) if isinstance(res, (tuple, list)) else [res]
@@ -353,12 +363,12 @@ def reduce_fn(lw, fn: Any, x: Any, dim: Any, other: Any, keep: bool, node: ast.A
     return _outputs(lw, v, vals, tuple(dims), node, multi)
 
 
-def scan_fn(lw, fn: Any, x: Any, dim: Any, reverse: bool, node: ast.AST) -> Any:
+def scan_fn(lw, fn: Any, x: Any, dim: Any, reverse: bool, node: ast.AST, grouped: bool = False) -> Any:
     vals, multi = _inputs(lw, x, node)
     axis = _axis(lw, vals[0], dim, node)
     if not multi and fn in _BUILTIN_COMBINE and _BUILTIN_COMBINE[fn] == "sum":
         return cumulative(lw, "sum", vals[0], axis, reverse, node)
-    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node)
+    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node, grouped)
     dims = vals[0].type.dims
     v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, kind="scan", axis=axis, reverse=reverse,
                 fn=helper, rdim=dims[axis], multi=multi)
@@ -549,6 +559,24 @@ def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
     a, b = (O.expand(lw, x, dims, node) if x.type.dims != dims else x for x in (a, b))
     two = Dim("rdim", lw.rdim_for(2, node).id)
     return lw.emit("join", [a, b], BlockT(dims + (two,), dtype), node)
+
+
+def gather(lw, x: Any, dim: int, index: Any, node: ast.AST) -> Value:
+    """``torch.gather(x, dim, index)`` of two blocks: Triton's ``tl.gather`` along one axis."""
+    x, index = lw.as_value(x, node), lw.as_value(index, node)
+    nd = x.type.ndim
+    d = dim % nd if isinstance(dim, int) and nd else dim
+    if (not isinstance(d, int) or index.type.ndim != nd or index.type.dtype.is_floating_point
+            or any(a != b for i, (a, b) in enumerate(zip(x.type.dims, index.type.dims)) if i != d)):
+        raise lw.err(exc.ShapeMismatch, f"torch.gather in device code takes an integer index block of the input's "
+                     f"dims except along dim (input {x.type}, index {index.type}, dim {dim})", node)
+    return lw.emit("gather", [x, index], BlockT(index.type.dims, x.type.dtype), node, axis=d)
+
+
+_calls(torch.gather)(lambda lw, fn, args, kwargs, node: gather(
+    lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None), kwargs.get("index", args[2] if len(args) > 2 else None), node))
+_methods("gather")(lambda lw, v, name, args, kwargs, node: gather(
+    lw, v, kwargs.get("dim", args[0] if args else None), kwargs.get("index", args[1] if len(args) > 1 else None), node))
 
 
 def _pow2_count(xs: Any) -> bool:

@@ -70,7 +70,7 @@ def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
         else:
             t.masked = math.gcd(multiple_of(t.begin), multiple_of(t.end)) % t.block != 0
     for r in d.rdims.values():
-        r.masked = r.extent % r.block != 0
+        r.masked = r.extent % r.block != 0 or r.extent == 0
     return d
 
 
@@ -134,7 +134,7 @@ def decide_rolled(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
             r.rolled = False
             r.block = 1 if r.extent <= 1 else 1 << (r.extent - 1).bit_length()
             # The chunk may have divided the extent; the whole-row block (next pow2) may not.
-            r.masked = r.extent % r.block != 0
+            r.masked = r.extent % r.block != 0 or r.extent == 0
     return d
 
 

@@ -115,14 +115,19 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
     # loop as launcher values: CLOSURE_SLOTS slots per function-valued name, filled per call
     # (the plan is made once, the function may differ from call to call).
     from .inline import CLOSURE_SLOTS
+    # A helper's module-level tensors arrive the same way, read from its globals on each call.
     for n in names:
-        if isinstance(host_locals.get(n, glb.get(n)), types.FunctionType):
-            for j in range(CLOSURE_SLOTS):
-                src = f"__import__('helion_ops.dsl.inline', fromlist=['_']).closure_tensor({n}, {j})"
+        fn = host_locals.get(n, glb.get(n))
+        if isinstance(fn, types.FunctionType):
+            srcs = {("closure", n, j): f"__import__('helion_ops.dsl.inline', fromlist=['_']).closure_tensor({n}, {j})"
+                    for j in range(CLOSURE_SLOTS)}
+            srcs.update({("global", n, g): f"{n}.__globals__[{g!r}]" for g in fn.__code__.co_names
+                         if isinstance(fn.__globals__.get(g), torch.Tensor)})
+            for key, src in srcs.items():
                 codes.append(compile(src, pk.file, "eval"))
                 exprs.append(ast.parse(src, mode="eval").body)
                 ids.append(f"_h{len(ids)}")
-                mapping[("closure", n, j)] = ids[-1]
+                mapping[key] = ids[-1]
     gather = ast.Expression(body=ast.Tuple(elts=[ast.Name(id=n, ctx=ast.Load()) for n in names] + exprs,
                                            ctx=ast.Load()))
     return names, codes, ids, mapping, compile(ast.fix_missing_locations(gather), pk.file, "eval")

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from . import exc, frontend, ir as I, passes, pipeline
+from . import compile_op, exc, frontend, ir as I, passes, pipeline
 from .backends.triton import compile_specs_for_target, load_module
 from .config import Config
 from .language import _RUN, current_run, constexpr as hl_constexpr
@@ -208,6 +208,8 @@ class Kernel:
         return b
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if torch.compiler.is_compiling():  # traced as one custom op (compile_op.py)
+            return compile_op.call(self, args, kwargs)
         args = self.normalize_args(args, kwargs)
         key = spec_key(args)
         b = self._bound.get(key)
@@ -578,7 +580,7 @@ class BoundKernel:
         t = target()
         if t.interpreter and ctx.mode != "launch":
             t = dataclasses.replace(t, interpreter=False)
-        gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout)
+        gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout, ctx.config.get("backend") or "triton")
         src = "import triton\nimport triton.language as tl\n\n\n" + gen.source
         path = write_code(gen.fn_name, src)
         if os.environ.get("HELION_PRINT_OUTPUT_CODE") == "1":

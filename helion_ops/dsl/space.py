@@ -64,6 +64,20 @@ def _warp_specialize_supported() -> bool:
         return False
 
 
+def _gluon_searchable() -> bool:
+    """The tuner tries the Gluon backend (sm_90 only) on a Hopper GPU, never under Triton's interpreter."""
+    import os
+
+    import torch
+    if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available():
+        return False
+    try:
+        from triton.experimental.gluon.language.nvidia.hopper import tma
+    except ImportError:
+        return False
+    return torch.cuda.get_device_capability() == (9, 0) and hasattr(tma, "make_tensor_descriptor")
+
+
 def block_spec(f: dict, bid: int) -> BlockSpec:
     b = f["blocks"][bid]
     if b["bounds"] is not None:
@@ -112,13 +126,14 @@ def space_for(bound) -> ConfigSpace:
         warp_specialize=_warp_specialize_supported(),
         uneven_grid=f["uneven_grid"],
         reversible_loops=f["reversible"],
+        gluon=bool(f["dot"]) and _gluon_searchable(),
     )
     space = ConfigSpace(spec)
     base = space.default()
     blocks = [s.default for s in spec.block_sizes]
     elems = math.prod(blocks) * max([next_pow2(e) for e in f["rdims"]] or [1]) if not f["dot"] else 0
     warps = 4 if f["dot"] else max(1, min(16, next_pow2(max(1, elems // 512))))
-    default = base.replace(block_sizes=blocks, num_warps=warps)
+    default = base.replace(num_warps=warps, **({"block_sizes": blocks} if blocks else {}))
     space.default = lambda: default  # type: ignore[method-assign]
     return space
 

@@ -309,4 +309,4 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None
     _check(a, b, bias, activation)
     a2 = a if a.dim() == 2 else a.reshape(-1, a.shape[-1])
     out = matmul_op(a2, b, bias, activation)
-    return out if a.dim() == 2 else out.reshape(*a.shape[:-1], b.shape[1])
+    return out if a.dim() == 2 else C.unview(out, (*a.shape[:-1], b.shape[1]))

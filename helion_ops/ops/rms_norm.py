@@ -178,4 +178,4 @@ def rms_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] =
     n, eps = _check(x, normalized_shape, weight, eps)
     x2 = C.as_rows(x, n)
     y2 = rms_norm_fwd_op(x2, C.as_vector(weight, n), eps)[0]
-    return y2 if x2 is x else y2.view(x.shape)
+    return y2 if x2 is x else C.unview(y2, x.shape)

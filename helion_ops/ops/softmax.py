@@ -197,5 +197,5 @@ def softmax(x: torch.Tensor, dim: int = -1, dtype: torch.dtype | None = None) ->
     xt = x if dim == nd - 1 else x.movedim(dim, -1)
     x2 = C.as_rows(xt, xt.shape[-1])
     y2 = softmax_fwd_op(x2)
-    y = y2 if x2 is xt else y2.view(xt.shape)
+    y = y2 if x2 is xt else C.unview(y2, xt.shape)
     return y if dim == nd - 1 else y.movedim(-1, dim)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from . import k_elementwise as E, k_matmul as MM, k_misc as X, k_reduce as R
+from . import k_breadth as B, k_elementwise as E, k_matmul as MM, k_misc as X, k_reduce as R
 
 F32, F16 = torch.float32, torch.float16
 
@@ -30,6 +30,18 @@ class Case:
 
 def rn(*shape, dtype=F32):
     return torch.randn(*shape, dtype=dtype)
+
+
+def nc(m, n, dtype):
+    """A non-contiguous [m, n] view (every other column of a wider tensor)."""
+    return torch.randn(m, 2 * n, dtype=dtype)[:, ::2]
+
+
+def _stepped_ref(x):
+    out = torch.zeros_like(x.float())
+    out[0::2, 1::3] = x.float()[0::2, 1::3] * 2
+    out[:, 2::4] = x.float()[:, 2::4] - 1
+    return out
 
 
 def _slices_ref(x, v):
@@ -309,6 +321,29 @@ CASES = [
          lambda x: x.float().sum(1), sizes=[1, 17]),
     Case("grid_2d", X.grid_2d_scalar, lambda dt, n: (rn(3, 4, n, dtype=dt),),
          lambda x: x.float().amax(-1) + x.float()[..., 0]),
+    # language breadth, round two; the ``nc`` inputs are non-contiguous views
+    Case("new_zeros_accumulate", B.new_zeros_accumulate, lambda dt, n: (nc(n, 37, dt),),
+         lambda x: x.float().sum(1) + (x.float() ** 2).sum(1), sizes=[1, 17, 1000], config={"block_sizes": [16, 16]}),
+    Case("gather_rows", B.gather_rows, lambda dt, n: (nc(n, 8, dt), torch.randint(0, 8, (n, 8))),
+         lambda x, i: torch.gather(x.float(), 1, i), sizes=[1, 17, 1000], config={"block_sizes": [16]}),
+    Case("strided_columns", B.strided_columns, lambda dt, n: (nc(n, 11, dt),),
+         lambda x: (x.float()[:, ::2] * 2, x.float()[:, 1::3]), sizes=[1, 17, 1000], config={"block_sizes": [16]}),
+    Case("stepped_grid", B.stepped_grid, lambda dt, n: (nc(n, 10, dt),), _stepped_ref, sizes=[1, 17],
+         config={"block_sizes": [8]}),
+    Case("torch_associative_scan", B.torch_associative_scan, lambda dt, n: (nc(n, 9, dt),),
+         lambda x: (x.float().cumsum(1), x.float().cummax(1).values, (2 * x.float()).cumsum(1)),
+         sizes=[1, 17, 1000], config={"block_sizes": [16]}),
+    Case("list_of_accumulators", B.list_of_accumulators, lambda dt, n: (nc(n, 23, dt),),
+         lambda x: torch.stack([x.float().sum(1), x.float().amax(1).clamp_min(0), (x.float() ** 2).sum(1)], 1),
+         sizes=[1, 17, 1000], config={"block_sizes": [16, 8]}),
+    Case("module_tensor_helper", B.module_tensor_helper, lambda dt, n: (nc(n, 8, dt),),
+         lambda x: x.float() * B.SCALE, sizes=[1, 17, 1000], config={"block_sizes": [16]}),
+    Case("gather_sum", B.gather_sum, lambda dt, n: (nc(10, n, dt), torch.randint(0, 10, (n, 5))),
+         lambda b, c: b.float()[c].sum(1), sizes=[1, 17, 1000], config={"block_sizes": [8, 16]}),
+    Case("row_bias_expand", B.row_bias_expand, lambda dt, n: (rn(2 * n, dtype=dt)[::2], nc(n, 12, dt)),
+         lambda x, y: y.float() + x.float()[:, None], sizes=[1, 17, 1000], config={"block_sizes": [16, 8]}),
+    Case("row_sums_empty_dim", B.row_sums, lambda dt, n: (rn(n, 0, dtype=dt),), lambda x: x.float().sum(1),
+         sizes=[1, 17], config={"block_sizes": [16]}),
 ]
 
 

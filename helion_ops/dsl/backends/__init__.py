@@ -7,8 +7,9 @@ A backend is a module with
         build generated code without launching it (a GPU target on a CPU machine);
     load_module(path, name)
         import the generated module (tracebacks and ``inspect`` see the file).
-Everything before codegen (parse, lower, passes) is shared; ``BACKENDS`` maps a name to its module.
+Everything before codegen (parse, lower, passes) is shared; ``BACKENDS`` maps a name to its module
+(the Config's ``backend`` knob picks one: "triton", or "gluon" on sm_90).
 """
-from . import triton
+from . import gluon, triton
 
-BACKENDS = {"triton": triton}
+BACKENDS = {"triton": triton, "gluon": gluon}

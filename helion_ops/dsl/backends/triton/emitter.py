@@ -176,6 +176,9 @@ class Emitter:
                 pos += 1
                 continue
             kind, val = idx.entries[o]
+            if o in idx.joint[1:]:  # indexes jointly with the first: the same axes
+                axis_of[o] = axis_of[idx.joint[0]]
+                continue
             axis_of[o] = pos
             pos += val.type.ndim if kind == "block" else 1
         # A tensor whose offsets may pass 2**31 (TensorArg.index64, from its sizes and strides,

@@ -105,6 +105,8 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
         else:
             os.environ["TRITON_INTERPRET"] = saved
     fn = getattr(mod, spec["fn"])
+    if type(fn).__name__ == "GluonJITFunction":  # the Gluon backend's kernels build from Gluon's AST
+        from triton.experimental.gluon._runtime import GluonASTSource as ASTSource
     sig = dict(spec["signature"])
     opts = {"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}
     if target is None:

@@ -272,4 +272,5 @@ EMIT: dict[str, Callable[..., str]] = {
     "broadcast_to": lambda em, v: f"tl.broadcast_to({em.name_of(v.args[0])}, {em.shape(v.type)})",
     "argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand, "rand4x": _rand4x,
     "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split, "join": _join,
+    "gather": lambda em, v: f"tl.gather({em.name_of(v.args[0])}, {em.name_of(v.args[1])}, {v.attrs['axis']})",
 }
