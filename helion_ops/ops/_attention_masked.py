@@ -514,7 +514,7 @@ def decode(q, k, v, mask, sc, plain):
         out = plain(qp, k, v, False, sc)[0]
     else:
         out = attention_mask_fwd_op(qp, k, v, mp, False, sc)[0]
-    return out.reshape(b, h, 1, d)
+    return C.unview(out, (b, h, 1, d))
 
 
 def check_mask(q, k, mask) -> torch.Tensor:

@@ -218,7 +218,9 @@ def _as4(t: torch.Tensor) -> torch.Tensor:
 
 
 def _as3(t: torch.Tensor) -> torch.Tensor:
-    return t[0].transpose(0, 1).contiguous()
+    """A kernel's [1, H, total, D] output as [total, H, D], not a view (see ``C.unview``)."""
+    t3 = t[0].transpose(0, 1)
+    return C.unview(t3, t3.shape) if t3.is_contiguous() else t3.contiguous()
 
 
 def _fake_varlen_fwd(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):

@@ -587,8 +587,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
     sc = float(scale) if scale is not None else 1.0 / math.sqrt(d)
     if d < 16:  # tensor-core dots need K >= 16: zero columns change neither q.k nor the kept columns of p.v
         pad = lambda t: torch.nn.functional.pad(t, (0, 16 - d))  # noqa: E731
-        return attention(pad(q), pad(k), pad(v), causal, sc, attn_mask=attn_mask, cu_seqlens_q=cu_seqlens_q,
-                         cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)[..., :d]
+        out = attention(pad(q), pad(k), pad(v), causal, sc, attn_mask=attn_mask, cu_seqlens_q=cu_seqlens_q,
+                        cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)
+        return out[..., :d].contiguous()
     if lens is not None:
         from helion_ops.ops import _attention_varlen as V
         V.check_cu_seqlens(q, k, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
