@@ -1,17 +1,17 @@
 """Flash attention (forward and backward) written in helion_ops.dsl.
 
-``attention(q, k, v, causal=False, scale=None)`` has ``F.scaled_dot_product_attention`` semantics:
-
-* ``q``: ``[B, H, S_q, D]``, ``k`` and ``v``: ``[B, H_kv, S_k, D]``; grouped-query attention when
-  ``H_kv`` divides ``H`` (query head ``h`` reads kv head ``h // (H // H_kv)``, as SDPA's ``enable_gqa``).
-* ``causal``: SDPA's ``is_causal`` (top-left aligned: query ``i`` sees keys ``j <= i``).
-* ``scale``: defaults to ``1 / sqrt(D)``.
-* ``D`` in {64, 128, 256}; fp16, bf16 (fp32 is accepted too: IEEE fp32 dots, slow on GPU, used by CPU tests;
-  under Triton's interpreter the DSL runs bf16 dots on fp32 copies of their operands, which is exact).
-  Accumulation, softmax statistics and the log-sum-exp are fp32; the output has the inputs' dtype.
-* Not supported, refused with ``InputError``: ``dropout_p != 0``, ``attn_mask``, head dims outside
-  {64, 128, 256} or differing between q, k and v, mixed dtypes or devices.
-
+``attention(q, k, v, causal=False, scale=None, *, attn_mask=None, dropout_p=0.0, cu_seqlens_q=None, ...)``
+has ``F.scaled_dot_product_attention`` semantics (the public function's docstring holds the contract):
+* ``q``: ``[B, H, S_q, D]``, ``k`` and ``v``: ``[B, H_kv, S_k, D]``; grouped-query attention when ``H_kv``
+  divides ``H`` (query head ``h`` reads kv head ``h // (H // H_kv)``, as SDPA's ``enable_gqa``). ``causal``:
+  SDPA's ``is_causal`` (top-left aligned: query ``i`` sees keys ``j <= i``); ``scale``: ``1 / sqrt(D)``.
+* Any ``D`` in 1..256: the kernels pad it to a power of two (masked loads; below 16 the host pads to 16).
+  fp16, bf16 (fp32 too: IEEE fp32 dots, slow on GPU, used by CPU tests). Accumulation, softmax statistics
+  and the log-sum-exp are fp32; the output has the inputs' dtype.
+* ``attn_mask`` and packed sequences (``cu_seqlens_q/k``) run the kernels of ``_attention_masked.py``
+  and ``_attention_varlen.py``; decode (S_q = 1) packs a GQA group's heads as rows and splits the keys
+  when the heads leave SMs idle (``_attention_masked.decode``). The plain path's kernels (below) take no
+  mask. Refused with ``InputError`` (``supports()`` first): dropout, a mask needing grad, mask + cu_seqlens.
 Kernels (one DSL source each, the Config picks block sizes, warps, stages, TMA):
 
 * ``attn_fwd``: one program per (query block, batch*head): ``for tile_m, tile_bh in hl.tile([S_q, B*H],
@@ -76,7 +76,7 @@ from helion_ops.dsl.exc import InputError
 from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, ShapeError
 
 NAME = "attention"
-HEAD_DIMS = (64, 128, 256)
+MAX_HEAD_DIM = 256  # any head dim 1..256: the kernels pad it to a power of two (>= 16) with masked loads
 LOG2E = 1.4426950408889634
 
 
@@ -470,17 +470,15 @@ def attention_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: 
     return _KERNS["attn_fwd"](q, k, v, bool(causal), float(scale) * LOG2E)
 
 
-def _check(q, k, v, causal, scale, attn_mask, dropout_p) -> None:
-    if attn_mask is not None:
-        raise InputError("attention(): argument 'attn_mask' is not supported (only causal=True/False masking); "
-                         "use torch.nn.functional.scaled_dot_product_attention for arbitrary masks")
-    if dropout_p != 0:
-        raise InputError(f"attention(): argument 'dropout_p' = {dropout_p!r} is not supported (dropout must be 0)")
+def _check_qkv(q, k, v, causal, scale, rank: int) -> None:
+    """q, k, v: tensors of ``rank`` dims ([B, H, S, D] or varlen [total, H, D]), one dtype and device, one
+    head dim in 1..256, GQA heads; ``causal`` a bool, ``scale`` finite or None."""
+    layout = "[B, H, S, D]" if rank == 4 else "[total, H, D] (cu_seqlens given)"
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise ArgumentTypeError(f"attention(): argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ShapeError(f"attention(): argument '{name}' must be 4-D [B, H, S, D], got shape {tuple(t.shape)}")
+        if t.dim() != rank:
+            raise ShapeError(f"attention(): argument '{name}' must be {rank}-D {layout}, got shape {tuple(t.shape)}")
         C.check_dtype(NAME, name, t)
         C.check_device("attention", name, t)
     for name, t in (("k", k), ("v", v)):
@@ -489,19 +487,19 @@ def _check(q, k, v, causal, scale, attn_mask, dropout_p) -> None:
                              f"q, k and v must have the same dtype")
         if t.device != q.device:
             raise DeviceError(f"attention(): argument '{name}' is on {t.device} but 'q' is on {q.device}")
-    d = q.shape[3]
-    if d not in HEAD_DIMS:
-        raise ShapeError(f"attention(): argument 'q' has head dim {d}; supported head dims are {HEAD_DIMS}")
+    d = q.shape[-1]
+    if not 1 <= d <= MAX_HEAD_DIM:
+        raise ShapeError(f"attention(): argument 'q' has head dim {d}; supported head dims are 1..{MAX_HEAD_DIM}")
     for name, t in (("k", k), ("v", v)):
-        if t.shape[3] != d:
-            raise ShapeError(f"attention(): argument '{name}' has head dim {t.shape[3]} but 'q' has {d}; "
+        if t.shape[-1] != d:
+            raise ShapeError(f"attention(): argument '{name}' has head dim {t.shape[-1]} but 'q' has {d}; "
                              f"head dims must match")
-        if t.shape[0] != q.shape[0]:
+        if rank == 4 and t.shape[0] != q.shape[0]:
             raise ShapeError(f"attention(): argument '{name}' has batch {t.shape[0]} but 'q' has {q.shape[0]}")
     if v.shape != k.shape:
         raise ShapeError(f"attention(): argument 'v' has shape {tuple(v.shape)} but 'k' has {tuple(k.shape)}; "
                          f"k and v must have the same shape")
-    h, h_kv = q.shape[1], k.shape[1]
+    h, h_kv = q.shape[1], k.shape[1]  # [B, H, S, D] and [total, H, D] both keep the heads at dim 1
     if h_kv == 0 or h % h_kv != 0:
         raise ShapeError(f"attention(): argument 'k' has {h_kv} heads, which does not divide the {h} heads "
                          f"of 'q' (grouped-query attention needs H % H_kv == 0)")
@@ -512,20 +510,94 @@ def _check(q, k, v, causal, scale, attn_mask, dropout_p) -> None:
         raise InputError(f"attention(): argument 'scale' must be a finite float or None, got {scale!r}")
 
 
+def supports(q, k, v, causal: bool = False, scale: Optional[float] = None, *, attn_mask=None, dropout_p: float = 0.0,
+             cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None) -> tuple[bool, str]:
+    """Whether :func:`attention` takes these arguments: ``(True, "")``, or ``(False, reason)`` naming the
+    argument it refuses (the message of the ``InputError`` that ``attention`` would raise). Checks
+    attributes only (dtypes, shapes, devices; no kernel runs) except that ``cu_seqlens`` without
+    ``max_seqlen`` costs one host sync, as in ``attention``."""
+    try:
+        _check(q, k, v, causal, scale, attn_mask, dropout_p, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    except InputError as e:
+        return False, str(e)
+    return True, ""
+
+
+def _check(q, k, v, causal, scale, attn_mask, dropout_p, cu_q, cu_k, max_q, max_k):
+    """Validated arguments: (mask as 4-D or None, (max_q, max_k) or None)."""
+    if not (isinstance(dropout_p, (int, float)) and dropout_p == 0):
+        raise InputError(f"attention(): argument 'dropout_p' = {dropout_p!r} is not supported (dropout must be 0)")
+    if (cu_q is None) != (cu_k is None):
+        missing = "cu_seqlens_k" if cu_k is None else "cu_seqlens_q"
+        raise InputError(f"attention(): argument '{missing}' is missing: varlen attention needs both cu_seqlens")
+    if cu_q is None:
+        for name, m in (("max_seqlen_q", max_q), ("max_seqlen_k", max_k)):
+            if m is not None:
+                raise InputError(f"attention(): argument '{name}' is given without cu_seqlens_q/cu_seqlens_k")
+        _check_qkv(q, k, v, causal, scale, 4)
+        if attn_mask is None:
+            return None, None
+        from helion_ops.ops import _attention_masked as M
+        return M.check_mask(q, k, attn_mask), None
+    if attn_mask is not None:
+        raise InputError("attention(): argument 'attn_mask' is not supported together with cu_seqlens "
+                         "(variable-length sequences are masked by their lengths)")
+    _check_qkv(q, k, v, causal, scale, 3)
+    from helion_ops.ops import _attention_varlen as V
+    return None, V.check_varlen(q, k, cu_q, cu_k, max_q, max_k)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
               scale: Optional[float] = None, *, attn_mask: Optional[torch.Tensor] = None,
-              dropout_p: float = 0.0) -> torch.Tensor:
-    """Scaled dot-product attention, ``softmax(q @ k^T * scale [+ causal mask]) @ v``, as FlashAttention.
+              dropout_p: float = 0.0, cu_seqlens_q: Optional[torch.Tensor] = None,
+              cu_seqlens_k: Optional[torch.Tensor] = None, max_seqlen_q: Optional[int] = None,
+              max_seqlen_k: Optional[int] = None) -> torch.Tensor:
+    """Scaled dot-product attention, ``softmax(q @ k^T * scale + mask) @ v``, as SDPA / FlashAttention.
 
-    q: [B, H, S_q, D]; k, v: [B, H_kv, S_k, D] with H % H_kv == 0 (grouped-query attention);
-    D in {64, 128, 256}; fp16/bf16 (or fp32), all the same dtype. ``causal`` is SDPA's ``is_causal``
-    (query i attends keys j <= i); ``scale`` defaults to 1/sqrt(D). Returns [B, H, S_q, D] in q's dtype.
+    Batched: q ``[B, H, S_q, D]``; k, v ``[B, H_kv, S_k, D]`` with ``H % H_kv == 0`` (grouped-query
+    attention). ``causal`` is SDPA's ``is_causal``: top-left aligned, query i attends keys j <= i, also
+    when S_q != S_k (so a single decode query with ``causal=True`` sees key 0 only: pass ``causal=False``
+    at decode, or a mask). ``attn_mask``: as SDPA's, boolean (True = attend) or floating point (added to
+    the scores), broadcastable to ``[B, H, S_q, S_k]`` (``[B, 1, 1, S_k]`` padding masks, ``[S_q, S_k]``,
+    ...); read tile by tile, never expanded in memory; may be combined with ``causal`` (SDPA refuses the
+    combination). A query row that attends to no key (an all-False boolean row, an all ``-inf`` additive
+    row) returns **zeros** and zero gradients, as FlashAttention (SDPA returns NaN there).
+
+    Variable length (FlashAttention's varlen API): with ``cu_seqlens_q`` / ``cu_seqlens_k`` (1-D int32,
+    ``[num_seqs + 1]`` cumulative lengths), q is ``[total_q, H, D]`` and k, v ``[total_k, H_kv, D]``; sequence
+    i is rows ``cu[i]:cu[i + 1]`` and attends only within itself; returns ``[total_q, H, D]``. ``causal`` is
+    **bottom-right** aligned per sequence there (FlashAttention >= 2.1): query i sees keys
+    ``j <= i + len_k - len_q``. ``max_seqlen_q/k`` (ints, at least the longest sequence: a smaller value
+    leaves rows uncomputed) are computed from ``cu_seqlens`` with a host sync when None.
+
+    Decode (S_q = 1 against a KV cache, no causal flag): the query heads of a GQA group are packed as the
+    rows of one program, so each kv head's cache is read once. The kernels specialise on shapes, so a
+    cache that grows by one key per step compiles once per length: use a static (fixed-length) cache
+    with a padding mask for generation on a GPU.
+
+    D: any head dim 1..256 (the kernels pad it to a power of two, at least 16, with masked loads);
+    fp16/bf16 (or fp32), all one dtype. ``scale`` defaults to 1/sqrt(D). Returns q's shape and dtype.
     Differentiable in q, k and v (to any order); works under ``torch.compile(fullgraph=True)``,
-    ``torch.func`` and on meta tensors.
-    ``attn_mask`` and ``dropout_p != 0`` are refused with InputError.
+    ``torch.func`` and on meta tensors. Refused with ``InputError`` (see :func:`supports`): ``dropout_p !=
+    0``, a mask that requires grad, a mask together with cu_seqlens.
     """
-    _check(q, k, v, causal, scale, attn_mask, dropout_p)
-    sc = float(scale) if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    return attention_fwd_op(q, k, v, causal, sc)[0]
-
+    mask, lens = _check(q, k, v, causal, scale, attn_mask, dropout_p, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                        max_seqlen_k)
+    d = q.shape[-1]
+    sc = float(scale) if scale is not None else 1.0 / math.sqrt(d)
+    if d < 16:  # tensor-core dots need K >= 16: zero columns change neither q.k nor the kept columns of p.v
+        pad = lambda t: torch.nn.functional.pad(t, (0, 16 - d))  # noqa: E731
+        out = attention(pad(q), pad(k), pad(v), causal, sc, attn_mask=attn_mask, cu_seqlens_q=cu_seqlens_q,
+                        cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)
+        return out[..., :d].contiguous()
+    if lens is not None:
+        from helion_ops.ops import _attention_varlen as V
+        V.check_cu_seqlens(q, k, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+        return V.attention_varlen_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, *lens, causal, sc)[0]
+    if mask is None and (q.shape[2] != 1 or causal):  # the plain path
+        return attention_fwd_op(q, k, v, causal, sc)[0]
+    from helion_ops.ops import _attention_masked as M
+    if q.shape[2] == 1 and not causal:
+        return M.decode(q, k, v, mask, sc, attention_fwd_op)
+    return M.attention_mask_fwd_op(q, k, v, mask, causal, sc)[0]
 

@@ -13,10 +13,10 @@ and the semantics of its ``sdpa`` entry, which it falls back to call by call:
   the keys are cut to ``S_q`` as sdpa does, since SDPA's causal mask is top-left aligned.
 * Grouped-query attention runs natively (``H_kv`` divides ``H``): no ``repeat_kv`` copy.
 
-A call our op does not support (today: a mask, dropout, head dims other than 64/128/256, CPU tensors
-without the interpreter, ``output_attentions``, an additive position bias or attention sinks) runs
-transformers' ``sdpa_attention_forward`` instead and is counted by :mod:`._fallback` (one warning
-per reason). Where the op module offers ``supports(q, k, v, ...) -> (ok, reason)``, that decides
+A call our op does not support (today: dropout, head dims over 256, a mask that does not broadcast to
+the keys, CPU tensors without the interpreter, ``output_attentions``, an additive position bias or
+attention sinks) runs transformers' ``sdpa_attention_forward`` instead and is counted by
+:mod:`._fallback` (one warning per reason); masks run on the op. Where the op module offers ``supports(q, k, v, ...) -> (ok, reason)``, that decides
 what the op takes and masks and dropout are passed to it; otherwise the conservative check here.
 """
 from __future__ import annotations

@@ -256,8 +256,8 @@ def _qkv(device, d=64, dtype=torch.float32, h=2, h_kv=2):
 
 @pytest.mark.parametrize("bad,match", [
     (lambda q, k, v: A.attention(q, k, v, dropout_p=0.1), "dropout_p"),
-    (lambda q, k, v: A.attention(q, k, v, attn_mask=torch.ones(5, 5, dtype=torch.bool)), "attn_mask"),
-    (lambda q, k, v: A.attention(q[..., :32], k[..., :32], v[..., :32]), "head dim 32"),
+    (lambda q, k, v: A.attention(q, k, v, attn_mask=torch.zeros(5, 5, requires_grad=True)), "attn_mask"),
+    (lambda q, k, v: A.attention(*(torch.randn(1, 2, 5, 264),) * 3), "head dim 264"),
     (lambda q, k, v: A.attention(q, k[..., :32].contiguous(), v), "'k' has head dim 32"),
     (lambda q, k, v: A.attention(q, k, torch.randn(1, 2, 5, 128)), "'v'"),
     (lambda q, k, v: A.attention(q, k.half(), v), "'k' has dtype"),
