@@ -143,11 +143,6 @@ def _split(name: str, out: Any, args: tuple) -> tuple[list, list]:
 
 
 @torch._dynamo.assume_constant_result
-def _params(kernel: Any) -> tuple:
-    return tuple((p.name, p.default) for p in kernel.signature.parameters.values())
-
-
-@torch._dynamo.assume_constant_result
 def _op_for(kernel: Any, kinds: tuple) -> str:
     if (kernel, kinds) in _OPS:
         return _OPS[kernel, kinds]
@@ -198,8 +193,9 @@ def _spec(name: str) -> tuple:
 
 def call(kernel: Any, args: tuple, kwargs: dict) -> Any:
     """``kernel(*args, **kwargs)`` as traced by torch.compile: one call of its op."""
-    args = list(args) + [kwargs[n] if n in kwargs else d for n, d in _params(kernel)[len(args):]]
-    args = [a.value if type(a) is constexpr else a for a in args]
+    # kernel.param_defaults: a plain tuple Dynamo reads as a constant (an inspect.Signature it cannot)
+    args = list(args) + [kwargs[n] if n in kwargs else d for n, d in kernel.param_defaults[len(args):]]
+    args = [a.value if isinstance(a, constexpr) else a for a in args]
     kinds = tuple("Tensor" if isinstance(a, torch.Tensor) else "float" if isinstance(a, (float, torch.SymFloat))
                   else "SymInt" if isinstance(a, (int, torch.SymInt)) and not isinstance(a, bool) else ("c", a)
                   for a in args)

@@ -170,6 +170,7 @@ class Kernel:
         self.autotune_effort = autotune_effort
         self.settings = settings
         self.signature = inspect.signature(fn)
+        self.param_defaults = tuple((p.name, p.default) for p in self.signature.parameters.values())  # Dynamo reads it
         self._parsed: frontend.ParsedKernel | None = None
         self._bound: dict[Any, BoundKernel] = {}
         self.__doc__ = fn.__doc__

@@ -172,8 +172,9 @@ def test_gpu_flow_with_graph_timing_on_backward_rows(monkeypatch, tmp_path, caps
 @pytest.mark.gpu
 @pytest.mark.parametrize("mode", ["fwd", "bwd"])
 def test_graph_bench_captures_ours_and_eager_on_the_gpu(mode):
-    """timing.graph_bench on every op's smallest case: ours and eager are captured and replayed (ours
-    must be capturable: issue 30), and the replayed figure is a positive time."""
+    """timing.graph_bench on every op's smallest case: ours is captured and replayed (it must be
+    capturable: issue 30) with a positive time; eager too, except where it reads the device from the host
+    (grouped GEMM's loop over offsets.tolist()), which the row must then say."""
     specs, _ = catalog.discover()
     for op, spec in specs.items():
         if mode == "bwd" and not spec.GRAD_INPUTS:
@@ -182,4 +183,8 @@ def test_graph_bench_captures_ours_and_eager_on_the_gpu(mode):
                              timer=lambda fn: timing.gpu_bench(fn, 5, 20), env=ENV, log=lambda m: None,
                              graph_timer=lambda build: timing.graph_bench(build, 5, 20))
         for r in rows:
-            assert r["status"] == "ok" and r["graph_note"] == "" and r["ms_graph"] > 0, (op, r)
+            assert r["status"] == "ok", (op, r)
+            if r["impl"] == "eager" and op == "grouped_gemm":
+                assert r["graph_note"].startswith("not capturable") or r["ms_graph"] > 0, (op, r)
+                continue
+            assert r["graph_note"] == "" and r["ms_graph"] > 0, (op, r)

@@ -218,6 +218,16 @@ def test_inductor():
     torch.testing.assert_close(f(x, y), (x.sin() + y) * 2)
 
 
+def test_default_argument_and_chained_kernels():
+    """A kernel called without its defaulted argument (rms_norm's eps), fed by another kernel: Dynamo
+    must read the defaults as constants (it failed on an inspect.Signature and on `type(a) is ...`)."""
+    x, y, w = torch.randn(17, 100, device=DEVICE), torch.randn(17, 100, device=DEVICE), torch.randn(100, device=DEVICE)
+    f = torch.compile(lambda x, y, w: rms_norm(add(x, y), w) * 2, fullgraph=True, backend="aot_eager")
+    s = x + y
+    torch.testing.assert_close(f(x, y, w), s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + 1e-5) * w * 2,
+                               rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.gpu
 def test_compiled_on_cuda():
     x, y = torch.randn(4097, 1000, device="cuda"), torch.randn(4097, 1000, device="cuda")
