@@ -92,7 +92,9 @@ def test_reduce_overhead_rms_norm_of_softmax():
         x = torch.randn(64, 512, device="cuda", dtype=torch.float16, requires_grad=True)
         got = compiled(x)
         gx, gw = torch.autograd.grad(got, (x, w), torch.ones_like(got))
-        want = torch.nn.functional.rms_norm(torch.softmax(x.float(), -1), (512,), w.float())
+        # eps=None means the input dtype's eps, as in torch: fp16's here (the fp32 reference must not take fp32's)
+        want = torch.nn.functional.rms_norm(torch.softmax(x.float(), -1), (512,), w.float(),
+                                            eps=torch.finfo(torch.float16).eps)
         wx, ww = torch.autograd.grad(want, (x, w), torch.ones_like(want))
         _close(got, want)
         _close(gx, wx)
