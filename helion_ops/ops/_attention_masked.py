@@ -333,22 +333,7 @@ def _eager_fwd_mask(q, k, v, mask, causal: bool, scale: float):
 def _eager_bwd_mask(dout, q, k, v, mask, causal: bool, scale: float, off: int = 0):
     """(dq, dk, dv) with PyTorch (explicit formulas); GQA heads summed into their kv head."""
     from helion_ops.ops import attention as A
-    b, h, s_q, d = q.shape
-    h_kv, s_k = k.shape[1], k.shape[2]
-    group = h // h_kv
-    p = A._softmax0(_eager_scores_mask(q, k, mask, causal, scale, off))
-    kf, vf, qf, g = C.acc(k), C.acc(v), C.acc(q), C.acc(dout)
-    if group > 1:
-        kf, vf = kf.repeat_interleave(group, 1), vf.repeat_interleave(group, 1)
-    dv = torch.matmul(p.transpose(-1, -2), g)
-    dp = torch.matmul(g, vf.transpose(-1, -2))
-    ds = p * (dp - (dp * p).sum(-1, keepdim=True))
-    dq = torch.matmul(ds, kf) * scale
-    dk = torch.matmul(ds.transpose(-1, -2), qf) * scale
-    if group > 1:
-        dk = dk.reshape(b, h_kv, group, s_k, d).sum(2)
-        dv = dv.reshape(b, h_kv, group, s_k, d).sum(2)
-    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
+    return A._eager_backward_p(A._softmax0(_eager_scores_mask(q, k, mask, causal, scale, off)), dout, q, k, v, scale)
 
 
 def _eager_split(q, k, v, mask, n_split: int, scale: float):

@@ -398,10 +398,15 @@ def _softmax0(s: torch.Tensor) -> torch.Tensor:
 def _eager_backward(dout, q, k, v, causal: bool, scale: float):
     """(dq, dk, dv) with PyTorch in fp32 (the fallback; explicit formulas, since autograd is off inside a
     custom op); the GQA group's heads are summed into their kv head."""
+    return _eager_backward_p(_softmax0(_eager_scores(q, k, causal, scale)), dout, q, k, v, scale)
+
+
+def _eager_backward_p(p, dout, q, k, v, scale: float):
+    """(dq, dk, dv) from the probabilities ``p`` [B, H, S_q, S_k] (fp32): the formulas every eager
+    attention backward shares (plain, masked)."""
     b, h, s_q, d = q.shape
     h_kv, s_k = k.shape[1], k.shape[2]
     group = h // h_kv
-    p = _softmax0(_eager_scores(q, k, causal, scale))
     kf, vf, qf, g = C.acc(k), C.acc(v), C.acc(q), C.acc(dout)
     if group > 1:
         kf, vf = kf.repeat_interleave(group, 1), vf.repeat_interleave(group, 1)
