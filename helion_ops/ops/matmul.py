@@ -62,6 +62,14 @@ ACTIVATIONS = (None, "relu", "gelu", "silu")
 # The kernel
 # ---------------------------------------------------------------------------------------------
 
+def _mnk(a: torch.Tensor, b: torch.Tensor, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:
+    """(M, N, K) of ``A @ B`` with A = a or a.T, B = b or b.T (host code of both GEMM kernels)."""
+    m, k = (a.size(1), a.size(0)) if trans_a else (a.size(0), a.size(1))
+    k2, n = (b.size(1), b.size(0)) if trans_b else (b.size(0), b.size(1))
+    assert k == k2, f"matmul: K mismatch {k} != {k2}"
+    return m, n, k
+
+
 # replay_host: the host code reads only sizes and allocates with torch.empty, so repeat calls replay
 # the recorded launch (helion_ops.dsl.replay) instead of running it.
 @helion.kernel(static_shapes=True, replay_host=True)
@@ -69,15 +77,7 @@ def matmul_kernel(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]
                   trans_a: bool, trans_b: bool) -> torch.Tensor:
     """``activation(A @ B + bias)``. ``A`` is ``a`` ([M, K]) or, with trans_a, ``a.T`` (a is [K, M]);
     likewise ``B`` is ``b`` ([K, N]) or ``b.T`` (b is [N, K])."""
-    if trans_a:
-        k, m = a.size()
-    else:
-        m, k = a.size()
-    if trans_b:
-        n, k2 = b.size()
-    else:
-        k2, n = b.size()
-    assert k == k2, f"matmul: K mismatch {k} != {k2}"
+    m, n, k = _mnk(a, b, trans_a, trans_b)
     out = torch.empty([m, n], dtype=a.dtype, device=a.device)
     for tile_m, tile_n in hl.tile([m, n]):
         acc = hl.zeros([tile_m, tile_n], dtype=torch.float32)
@@ -113,15 +113,7 @@ def matmul_kernel(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor]
 def matmul_split_k_kernel(a: torch.Tensor, b: torch.Tensor, trans_a: bool, trans_b: bool) -> torch.Tensor:
     """fp32 partials ``[S, M, N]``: ``parts[s] = A[:, K_s] @ B[K_s, :]`` over ``S = cdiv(K, kb)`` slices of
     ``kb`` (the ``split_k`` knob's share of K, rounded up to the K block); A, B as in ``matmul_kernel``."""
-    if trans_a:
-        k, m = a.size()
-    else:
-        m, k = a.size()
-    if trans_b:
-        n, k2 = b.size()
-    else:
-        k2, n = b.size()
-    assert k == k2, f"matmul: K mismatch {k} != {k2}"
+    m, n, k = _mnk(a, b, trans_a, trans_b)
     bm = hl.register_block_size(m)
     bn = hl.register_block_size(n)
     bk = hl.register_block_size(k)
