@@ -20,7 +20,6 @@ __all__ = ["kernel", "jit", "Config", "Kernel", "BoundKernel", "Settings", "exc"
 cdiv = language.cdiv
 next_power_of_2 = language.next_power_of_2
 
-
 def kernel(fn: Callable | None = None, *, config: Any = None, configs: Any = None,
            static_shapes: bool = True, autotune_effort: str = "none", **settings: Any) -> Any:
     """Decorate a Helion-language function: ``@kernel``, ``@kernel()`` or ``@kernel(config=Config(...))``.
@@ -41,16 +40,13 @@ def kernel(fn: Callable | None = None, *, config: Any = None, configs: Any = Non
 
     return wrap(fn) if fn is not None else wrap
 
-
 jit = kernel
-
 
 class Settings(dict):
     """Helion's ``helion.Settings``: the keyword settings of ``@kernel`` as a mapping."""
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
-
 
 def __getattr__(name: str) -> Any:
     if name.startswith("__"):

@@ -12,7 +12,6 @@ from .config import BoolFragment, EnumFragment, Fragment, IntegerFragment, Power
 
 __all__ = ["BoolFragment", "EnumFragment", "Fragment", "IntegerFragment", "PowerOfTwoFragment"]
 
-
 def __getattr__(name: str) -> Any:
     if name.startswith("__"):
         raise AttributeError(name)

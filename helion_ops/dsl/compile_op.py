@@ -25,18 +25,15 @@ _RUNTIME = ("Tensor", "SymInt", "float")
 _FRESH = {"empty", "zeros", "ones", "full", "empty_like", "zeros_like", "ones_like", "full_like", "new_empty",
           "new_zeros", "clone", "arange", "size", "stride", "numel", "dim", "shape", "dtype", "len", "cdiv"}
 
-
 def _root(node: ast.AST) -> str | None:
     while isinstance(node, (ast.Subscript, ast.Attribute, ast.Starred)):
         node = node.value
     return node.id if isinstance(node, ast.Name) else None
 
-
 def _fresh(v: ast.AST) -> bool:
     f = v.func if isinstance(v, ast.Call) else v
     return isinstance(v, (ast.Constant, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp)) or \
         getattr(f, "attr", getattr(f, "id", None)) in _FRESH
-
 
 def _writes(pk: Any) -> tuple[set[str], set[str]]:
     """(parameters the kernel may write, names device loops store into): subscript stores, hl.store and
@@ -86,11 +83,9 @@ def _writes(pk: Any) -> tuple[set[str], set[str]]:
     a = pk.tree.args
     return {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs} & seen, stores
 
-
 def _same(a: Any, b: Any) -> bool:
     return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and \
         StorageWeakRef(a.untyped_storage()).cdata == StorageWeakRef(b.untyped_storage()).cdata
-
 
 class _FakeRun:
     """Host code's run context in a fake: the pinned Config's block sizes and tunables, else 32 and the
@@ -113,7 +108,6 @@ class _FakeRun:
                 raise exc.NotSupported(f"{self.kernel.name}(): under torch.compile, the store into '{n}' writes an "
                                        f"argument through a view the kernel's code does not show")
 
-
 def _host(kernel: Any, args: tuple, ctx: _FakeRun) -> Any:
     if kernel not in _HOST:
         pk = kernel.parsed
@@ -124,7 +118,6 @@ def _host(kernel: Any, args: tuple, ctx: _FakeRun) -> Any:
         return _HOST[kernel](*args)
     finally:
         _RUN.reset(tok)
-
 
 def _split(name: str, out: Any, args: tuple) -> tuple[list, list]:
     """(spec, the op's outputs): fresh tensors, else an empty placeholder (for an argument, a constant)."""
@@ -140,7 +133,6 @@ def _split(name: str, out: Any, args: tuple) -> tuple[list, list]:
         new = isinstance(o, torch.Tensor) and j is None and k is None
         ts.append(o if new else next(a for a in args if isinstance(a, torch.Tensor)).new_empty(0))
     return spec, ts
-
 
 @torch._dynamo.assume_constant_result
 def _op_for(kernel: Any, kinds: tuple) -> str:
@@ -185,11 +177,9 @@ def _op_for(kernel: Any, kinds: tuple) -> str:
     _OPS[kernel, kinds] = name
     return name
 
-
 @torch._dynamo.assume_constant_result
 def _spec(name: str) -> tuple:
     return _SPECS[name]
-
 
 def call(kernel: Any, args: tuple, kwargs: dict) -> Any:
     """``kernel(*args, **kwargs)`` as traced by torch.compile: one call of its op."""

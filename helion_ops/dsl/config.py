@@ -48,7 +48,6 @@ INDEXING = ("pointer", "tensor_descriptor")
 # the interpreter refuses backend="gluon".
 BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "gluon_overlap": (False, True)}
 
-
 class Config(Mapping[str, Any]):
     """An immutable mapping of tuning knobs, e.g.
     ``Config(block_sizes=[64, 64], num_warps=8)``.
@@ -131,12 +130,10 @@ class Config(Mapping[str, Any]):
         body = ", ".join(f"{k}={_thaw(v)!r}" for k, v in sorted(self._data.items()))
         return f"Config({body})"
 
-
 # Helion's singular spellings of list knobs (Config(block_size=32) is block_sizes=[32]).
 _SINGULAR = {"block_size": "block_sizes", "reduction_loop": "reduction_loops", "loop_order": "loop_orders",
              "l2_grouping": "l2_groupings", "range_num_stage": "range_num_stages",
              "range_unroll_factor": "range_unroll_factors", "load_eviction_policy": "load_eviction_policies"}
-
 
 def _helion_spellings(kw: dict[str, Any]) -> dict[str, Any]:
     """What Helion's Config accepts beyond our canonical form: singular keys, nested block sizes
@@ -161,14 +158,12 @@ def _helion_spellings(kw: dict[str, Any]) -> dict[str, Any]:
         out["indexing"] = ix
     return out
 
-
 def _freeze(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return tuple(_freeze(x) for x in v)
     if isinstance(v, dict):
         return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
     return v
-
 
 def _thaw(v: Any) -> Any:
     if isinstance(v, tuple):
@@ -186,7 +181,6 @@ class BlockSpec:
     max: int = 1024
     default: int = 64
 
-
 @dataclass
 class SpaceSpec:
     """Which knobs a bound kernel has; see docs/CONTRACTS.md §3."""
@@ -202,11 +196,9 @@ class SpaceSpec:
     reversible_loops: tuple = ()                           # inner loop ids that may run last to first
     gluon: bool = False                                    # the Gluon backend is searchable (sm_90 GPU)
 
-
 EVICTION_POLICIES = ("", "first", "last")
 NOT_REVERSIBLE = ("this loop cannot run in reverse (it carries values between iterations, reads a tensor it "
                   "writes elsewhere, or makes atomic updates)")
-
 
 class ConfigSpace:
     """The tuning space of one bound kernel.
@@ -348,7 +340,6 @@ class ConfigSpace:
     def __repr__(self) -> str:
         return "ConfigSpace(" + ", ".join(f"{k}={f!r}" for k, f in self.fragments.items()) + ")"
 
-
 def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
     f: dict[str, Fragment] = {}
     if spec.block_sizes:
@@ -395,7 +386,6 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
         f[name] = frag
     return f
 
-
 # ---------------------------------------------------------------------------
 # Analytical seeds for the search (DESIGN §4).
 # ---------------------------------------------------------------------------
@@ -412,12 +402,10 @@ _MATMUL_TILES = [
     (64, 128, 64, 4, 3),
 ]
 
-
 def _warps_for(elems: int, per_warp: int = 512) -> int:
     # ~1 warp per 256-512 elements keeps per-thread registers reasonable
     # without starving small blocks of parallelism.
     return _clip(next_pow2(max(1, elems // per_warp)), 1, 32)
-
 
 def heuristic_configs(spec: SpaceSpec, shape_hint: Optional[Sequence[int]] = None) -> list[Config]:
     """A handful of analytically reasonable configs to seed the search.

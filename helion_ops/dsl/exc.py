@@ -5,14 +5,11 @@ exist here too.
 """
 from __future__ import annotations
 
-
 class HelionOpsError(Exception):
     """Base class of every error raised by helion_ops."""
 
-
 class InputError(HelionOpsError, ValueError):
     """A bad argument to a kernel or op (dtype, device, shape, stride)."""
-
 
 class BaseError(HelionOpsError):
     """A compile-time error, pointing at the kernel source."""
@@ -24,49 +21,38 @@ class BaseError(HelionOpsError):
         detail = f"\n    {loc.text.strip()}" if loc is not None and loc.text else ""
         super().__init__(f"{where}{msg}{detail}")
 
-
 class CompileError(BaseError):
     """Generic compile error."""
-
 
 class NotSupported(BaseError):
     """A Python construct, op or Helion feature that helion_ops.dsl does not support."""
 
-
 class TypeError_(BaseError):
     """Shape or dtype mismatch inside a device loop."""
-
 
 class ShapeMismatch(TypeError_):
     """Two blocks whose dims do not broadcast."""
 
-
 class HostAssignInDevice(BaseError):
     """A device loop assigned a variable that host code reads afterwards."""
-
 
 class CannotModifyHostVariableOnDevice(HostAssignInDevice):
     """A device loop assigned a name that host code bound before the loop (Helion's error of that name):
     the assignment would not reach the host, so host code would keep the old value."""
 
-
 class TileOfTile(CompileError):
     """``hl.tile(t)`` of a tile ``t`` (Helion's error of that name): iterate over ``t``'s range instead."""
 
-
 class LaunchError(HelionOpsError, RuntimeError):
     """A kernel failed to compile or launch on the device."""
-
 
 class NotSupportedName(NotSupported, AttributeError):
     """A Helion API name (``hl.x``, ``helion.x``) that helion_ops.dsl does not provide.
 
     It is an AttributeError too, so ``getattr(hl, name, default)`` keeps working."""
 
-
 class TensorOperationInWrapper(UserWarning):
     """Helion warns when host code computes on tensors; here host code is plain Python (never raised)."""
-
 
 # Helion spellings: the error names Helion kernels and their callers catch or ignore.
 NotAllowedOnDevice = NotSupported
@@ -82,7 +68,6 @@ TritonError = LaunchError
 StatementNotSupported = NotSupported
 UnsupportedPythonType = NotSupported
 
-
 def __getattr__(name: str) -> type:
     """Any other Helion error name: a NotSupported subclass of that name, so
     ``except helion.exc.X`` and ``ignore_warnings=[helion.exc.X]`` still work."""
@@ -91,7 +76,6 @@ def __getattr__(name: str) -> type:
     cls = type(name, (NotSupported,), {"__doc__": f"Helion's exc.{name} (never raised by helion_ops.dsl)."})
     globals()[name] = cls
     return cls
-
 
 class Loc:
     """A source location: file, line and the line's text."""

@@ -19,24 +19,19 @@ def next_pow2(n: int) -> int:
     """Smallest power of two >= n (1 for n <= 1)."""
     return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
-
 def _clip(v: int, lo: int, hi: int) -> int:
     return lo if v < lo else hi if v > hi else v
-
 
 def _is_pow2(n: Any) -> bool:
     return _is_int(n) and n > 0 and n & (n - 1) == 0
 
-
 def _is_int(n: Any) -> bool:
     return isinstance(n, int) and not isinstance(n, bool)
-
 
 def _same(a: Any, b: Any) -> bool:
     # Type-strict equality: in enum choices [None, False, True], 0 must not
     # match False nor 1 match True.
     return type(a) is type(b) and a == b
-
 
 class Fragment:
     """Base class of a tunable knob's value domain."""
@@ -73,12 +68,10 @@ class Fragment:
         """Raise ValueError when ``value`` is outside the domain."""
         raise NotImplementedError
 
-
 def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return _same(a, b)
-
 
 class _OrderedFragment(Fragment):
     """A finite ordered domain; steps move along the order. Subclasses give
@@ -125,7 +118,6 @@ class _OrderedFragment(Fragment):
     def validate(self, value: Any) -> None:
         self._index(value)
 
-
 class PowerOfTwoFragment(_OrderedFragment):
     """Powers of two in [min, max]; steps are x2 / /2."""
 
@@ -141,7 +133,6 @@ class PowerOfTwoFragment(_OrderedFragment):
 
     def __repr__(self) -> str:
         return f"PowerOfTwoFragment({self.min}, {self.max}, {self._default})"
-
 
 class IntegerFragment(Fragment):
     """Integers in [min, max]; steps are +-1 (occasionally +-2)."""
@@ -177,7 +168,6 @@ class IntegerFragment(Fragment):
     def __repr__(self) -> str:
         return f"IntegerFragment({self.min}, {self.max}, {self._default})"
 
-
 class EnumFragment(Fragment):
     """One of ``choices`` (unordered: every other choice is a neighbour)."""
 
@@ -208,7 +198,6 @@ class EnumFragment(Fragment):
     def __repr__(self) -> str:
         return f"EnumFragment({self.choices!r}, {self._default!r})"
 
-
 class FixedFragment(EnumFragment):
     """A knob pinned to one value at this position, with the reason given when another is asked for."""
 
@@ -220,13 +209,11 @@ class FixedFragment(EnumFragment):
         if not _same(value, self._default):
             raise ValueError(f"{value!r}: {self.why}")
 
-
 class BoolFragment(EnumFragment):
     """False or True."""
 
     def __init__(self, default: bool = False) -> None:
         super().__init__([False, True], bool(default))
-
 
 class PermutationFragment(Fragment):
     """A permutation of range(n) (a loop order); steps swap two entries."""
@@ -265,7 +252,6 @@ class PermutationFragment(Fragment):
     def __repr__(self) -> str:
         return f"PermutationFragment({self.n})"
 
-
 class ReductionLoopFragment(PowerOfTwoFragment):
     """Chunk size of a looped reduction, or None for persistent (the whole
     row at once). None sits above the largest chunk in the step order, so a
@@ -284,7 +270,6 @@ class ReductionLoopFragment(PowerOfTwoFragment):
 
     def __repr__(self) -> str:
         return f"ReductionLoopFragment({self.extent})"
-
 
 class ListOf(Fragment):
     """A fixed-length list. ``ListOf(fragment, n)`` repeats one fragment;

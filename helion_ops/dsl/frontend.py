@@ -18,14 +18,12 @@ from typing import Any, Callable
 
 from . import exc, language as hl
 
-
 @dataclass
 class DeviceLoop:
     index: int
     node: ast.For
     reads: list[str]                 # free names the loop reads (host locals or globals)
     assigned: set[str]
-
 
 @dataclass
 class BlockDecl:
@@ -35,7 +33,6 @@ class BlockDecl:
     loc: exc.Loc
     registered: bool
     bounds: tuple[ast.expr | None, ast.expr | None] = (None, None)  # (min, max) expressions when registered
-
 
 @dataclass
 class ParsedKernel:
@@ -70,7 +67,6 @@ class ParsedKernel:
         """The object a Name/Attribute chain refers to in the kernel's globals, or None."""
         return resolve(node, self.globals)
 
-
 def resolve(node: ast.AST, env: dict[str, Any]) -> Any:
     if isinstance(node, ast.Name):
         if node.id in env:
@@ -80,7 +76,6 @@ def resolve(node: ast.AST, env: dict[str, Any]) -> Any:
         base = resolve(node.value, env)
         return getattr(base, node.attr, None) if base is not None else None
     return None
-
 
 def parse(fn: Callable) -> ParsedKernel:
     """Parse ``fn`` and prepare its host function. Errors point at fn's file and line."""
@@ -113,11 +108,9 @@ def parse(fn: Callable) -> ParsedKernel:
     pk.host_code = _rewrite_host(pk)
     return pk
 
-
 def is_device_loop(pk: ParsedKernel, node: ast.AST) -> bool:
     return (isinstance(node, ast.For) and isinstance(node.iter, ast.Call)
             and pk.resolve(node.iter.func) in (hl.tile, hl.grid))
-
 
 def _find_loops(pk: ParsedKernel) -> None:
     def visit(stmts: list[ast.stmt]) -> None:
@@ -135,7 +128,6 @@ def _find_loops(pk: ParsedKernel) -> None:
     if not pk.loops:
         raise exc.CompileError(f"kernel {pk.name} has no hl.tile/hl.grid loop", pk.loc(pk.tree))
 
-
 def _assigned_names(node: ast.AST) -> set[str]:
     out = set()
     for n in ast.walk(node):
@@ -143,10 +135,8 @@ def _assigned_names(node: ast.AST) -> set[str]:
             out.add(n.id)
     return out
 
-
 def _read_names(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-
 
 def _number_blocks(pk: ParsedKernel) -> None:
     """Give block ids in source order: registered blocks, then each tile dim without a fixed size."""
@@ -180,14 +170,12 @@ def _number_blocks(pk: ParsedKernel) -> None:
             pk.tile_block_ids[id(call)] = ids
     pk.registered = registered
 
-
 def _assign_target_of(tree: ast.AST, call: ast.Call) -> str | None:
     for n in ast.walk(tree):
         if isinstance(n, ast.Assign) and n.value is call and len(n.targets) == 1 \
                 and isinstance(n.targets[0], ast.Name):
             return n.targets[0].id
     return None
-
 
 def _check_host_reads(pk: ParsedKernel) -> None:
     """Device loops and host variables: a value assigned inside a device loop cannot flow back to host
@@ -215,7 +203,6 @@ def _check_host_reads(pk: ParsedKernel) -> None:
                     f"'{n.id}' is assigned inside a device loop and read by host code; only stores "
                     f"into tensors (out[...] = v) leave a device loop", pk.loc(n))
 
-
 def _device_stores(loop: ast.For) -> list[ast.Name]:
     """Names a device loop body binds (comprehension variables have their own scope)."""
     out: list[ast.Name] = []
@@ -230,7 +217,6 @@ def _device_stores(loop: ast.For) -> list[ast.Name]:
     for s in loop.body:
         visit(s)
     return out
-
 
 def _host_assigned(tree: ast.AST, loop_nodes: set[int]) -> set[str]:
     out: set[str] = set()
@@ -247,14 +233,12 @@ def _host_assigned(tree: ast.AST, loop_nodes: set[int]) -> set[str]:
     visit(tree)
     return out
 
-
 def _inside_any(pk: ParsedKernel, target: ast.AST, loop_nodes: set[int]) -> bool:
     for lp in pk.loops:
         for n in ast.walk(lp.node):
             if n is target:
                 return True
     return False
-
 
 class _HostRewriter(ast.NodeTransformer):
     def __init__(self, pk: ParsedKernel) -> None:
@@ -277,13 +261,11 @@ class _HostRewriter(ast.NodeTransformer):
             return _relocate(new, node)
         return node
 
-
 def _relocate(new: ast.AST, old: ast.AST) -> ast.AST:
     for n in ast.walk(new):
         if "lineno" in n._attributes:
             ast.copy_location(n, old)
     return new
-
 
 def _rewrite_host(pk: ParsedKernel) -> Any:
     fdef = _HostRewriter(pk).visit(pk.tree)
@@ -293,7 +275,6 @@ def _rewrite_host(pk: ParsedKernel) -> Any:
     ast.fix_missing_locations(mod)
     code = compile(mod, pk.file, "exec")
     return next(c for c in code.co_consts if inspect.iscode(c) and c.co_name == pk.name)
-
 
 def _strip_annotations(args: ast.arguments) -> ast.arguments:
     for a in args.args + args.kwonlyargs + args.posonlyargs:

@@ -13,7 +13,6 @@ from . import exc, ops as O
 from .ir import Index, Value
 from .types import ONE, BlockT, Dim, TensorArg, TensorRef, TileInfo, TileVar, broadcast_dims, same_lanes
 
-
 def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
     vals = []
@@ -24,7 +23,6 @@ def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = N
         else:
             vals.append((it, v))
     return make_index(lw, ref, vals, node, extra_mask)
-
 
 def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
     t = ref.arg
@@ -89,7 +87,6 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
             entries[a] = ("block", O.expand(lw, v, dims, node))
     return Index(t, entries, out, em, joint=tuple(adv))
 
-
 def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tuple[str, Any]:
     """The Index entry of a slice on dim d: ``:`` is a full dim; ``a:b`` with host ints is a gather of
     ``a + arange(b - a)`` (Python semantics: negatives count from the end, clamped to the dim); ``k0:k0 + n``
@@ -128,7 +125,6 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
         return ("rdim", lw.rdim_for(size, node))
     return ("block", O.arange(lw, [lo, hi], None, node))  # masked past hi by its ':' dim
 
-
 def _slice_length(lw, it: Any) -> int | None:
     """n of a slice written ``lo : lo + n`` (the same expression twice), n a host int; else None."""
     if not isinstance(it, ast.Slice) or not isinstance(it.upper, ast.BinOp) or not isinstance(it.upper.op, ast.Add):
@@ -138,7 +134,6 @@ def _slice_length(lw, it: Any) -> int | None:
     n = lw.expr(it.upper.right)  # a BlockSizeInt stays one: k0 : k0 + tile.block_size has that tile's lanes
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
-
 def _value_length(lo: Value, hi: Any) -> int | None:
     """n when the device value hi was computed as ``lo + n`` with n a host int; else None."""
     if not isinstance(hi, Value) or hi.op != "binary" or hi.attrs.get("op") != "+" or hi.args[0] is not lo:
@@ -146,7 +141,6 @@ def _value_length(lo: Value, hi: Any) -> int | None:
     c = hi.args[1]
     n = c.args[0] if isinstance(c, Value) and c.op == "const" else None
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
-
 
 def check_tile_fits(lw, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> None:
     """A tile whose static range ends past a dim (other than a size-1 dim, which loads
@@ -158,7 +152,6 @@ def check_tile_fits(lw, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> 
     if begin + n > size:
         raise lw.err(exc.ShapeMismatch, f"tile '{info.name or 'tile'}' spans [{begin}, {begin + n}) but dim {d} "
                        f"of {t.host} has size {size}", node)
-
 
 def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
     """A tile index into a size-1 dim reads element 0 and broadcasts, as torch broadcasting
@@ -182,7 +175,6 @@ def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
         out = [None if o == d else o for o in out]
     return Index(idx.tensor, entries, out, idx.extra_mask, idx.joint)
 
-
 def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
     """Inside ``hl.jagged_tile(parent)``: an access whose lanes include the jagged tile and every dim of
     ``parent`` is masked to ``tile.index < parent`` per lane (loads read 0 there, stores skip it). An
@@ -194,7 +186,6 @@ def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
         return idx
     mask = m if idx.extra_mask is None else O.binary(lw, "&", idx.extra_mask, m, node)
     return Index(idx.tensor, idx.entries, idx.out, mask, idx.joint)
-
 
 def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = None) -> Value | None:
     """The lanes of a block of ``dims`` inside each row's own length, ``tile.index < parent``, for every
@@ -209,7 +200,6 @@ def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = No
         m = O.binary(lw, "<", _place(lw, index, dims, node), _place(lw, parent, dims, node), node)
         mask = m if mask is None else O.binary(lw, "&", mask, m, node)
     return mask
-
 
 def _place(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
     """v (whose dims all occur in ``dims``) viewed with size-1 axes so that each of its dims sits at

@@ -24,7 +24,6 @@ MAX_DEPTH = 32     # nested helper calls (each is inlined)
 _FILES: dict[str, ast.Module] = {}
 _FN_AST: dict[int, tuple] = {}
 
-
 def function_ast(fn: types.FunctionType) -> tuple[ast.AST, str, list[str]]:
     """(FunctionDef or Lambda node, file, lines) of ``fn``, from its file's parse (cached)."""
     key = id(fn.__code__)
@@ -61,7 +60,6 @@ def function_ast(fn: types.FunctionType) -> tuple[ast.AST, str, list[str]]:
     _FN_AST[key] = (code, out)
     return out
 
-
 def _closure_tensor_names(fn: types.FunctionType) -> list[str]:
     out = []
     for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
@@ -72,7 +70,6 @@ def _closure_tensor_names(fn: types.FunctionType) -> list[str]:
             pass
     return out
 
-
 def closure_tensor(fn: Any, j: int) -> Any:
     """The j-th tensor ``fn`` closes over, or None (evaluated by the launcher on each call)."""
     if not isinstance(fn, types.FunctionType) or not fn.__closure__:
@@ -82,11 +79,9 @@ def closure_tensor(fn: Any, j: int) -> Any:
         return None
     return fn.__closure__[fn.__code__.co_freevars.index(names[j])].cell_contents
 
-
 class _Return(Exception):
     def __init__(self, value: Any) -> None:
         self.value = value
-
 
 def call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, host_name: str | None = None) -> Any:
     """Inline ``fn(*args, **kwargs)`` into the device code being lowered by ``lw``. Helpers nest at most
@@ -100,7 +95,6 @@ def call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, ho
         return _call(lw, fn, args, kwargs, node, host_name)
     finally:
         lw.inline_depth = depth
-
 
 def _call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, host_name: str | None) -> Any:
     fnode, file, lines = function_ast(fn)
@@ -135,7 +129,6 @@ def _call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, h
     finally:
         lw.env, lw.pk, lw.inline_free = saved
 
-
 def _run(lw, body: list[ast.stmt]) -> None:
     from .ir import Value
     for s in body:
@@ -149,7 +142,6 @@ def _run(lw, body: list[ast.stmt]) -> None:
             _run(lw, s.body if cond else s.orelse)
             continue
         lw.stmt(s)
-
 
 def _has_return(s: ast.AST) -> bool:
     return any(isinstance(n, ast.Return) for n in ast.walk(s))

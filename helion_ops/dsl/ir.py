@@ -17,7 +17,6 @@ from .types import ONE, BlockT, Dim, LaunchInputs, RDimInfo, TensorArg, TileInfo
 
 _ids = itertools.count()
 
-
 class Value:
     """One SSA value. ``op`` names the operation; ``args`` are Values or Python constants."""
 
@@ -37,7 +36,6 @@ class Value:
 
     def __repr__(self) -> str:
         return f"%{self.id}:{self.op}:{self.type}"
-
 
 @dataclass
 class Index:
@@ -78,16 +76,13 @@ class Index:
             vals.append(self.extra_mask)
         return vals
 
-
 class Stmt:
     loc: exc.Loc | None
-
 
 @dataclass
 class Let(Stmt):
     value: Value
     loc: exc.Loc | None = None
-
 
 @dataclass
 class Store(Stmt):
@@ -99,7 +94,6 @@ class Store(Stmt):
     sem: str = "relaxed"            # atomic memory order
     compare: Value | None = None    # atomic_cas's expected value
 
-
 @dataclass
 class For(Stmt):
     tiles: list[TileInfo]
@@ -109,14 +103,12 @@ class For(Stmt):
     loc: exc.Loc | None = None
     reverse = planned(False)        # tiles last to first under this Config (passes.decide_reverses)
 
-
 @dataclass
 class While(Stmt):
     cond: Value                     # a loop-carried scalar: its (phi, init, final) is the last of carried
     body: list[Stmt]
     carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
     loc: exc.Loc | None = None
-
 
 @dataclass
 class If(Stmt):
@@ -125,7 +117,6 @@ class If(Stmt):
     orelse: list[Stmt]
     merges: list[tuple[Value, Value, Value, Value]] = field(default_factory=list)  # (merged, init, then, else)
     loc: exc.Loc | None = None
-
 
 @dataclass
 class DeviceIR:
@@ -148,7 +139,6 @@ class DeviceIR:
     load_base = planned(0)          # where this loop's loads, inner loops and reductions start in the
     loop_base = planned(0)          # Config's per-load and per-inner-loop lists (the earlier loops' counts)
 
-
 def walk(stmts: list[Stmt]):
     """Yield every statement, depth first."""
     for s in stmts:
@@ -158,7 +148,6 @@ def walk(stmts: list[Stmt]):
         elif isinstance(s, If):
             yield from walk(s.then)
             yield from walk(s.orelse)
-
 
 def all_values(stmts: list[Stmt]):
     """Yield every value reachable from the statements (each once)."""
@@ -187,7 +176,6 @@ def all_values(stmts: list[Stmt]):
         yield v
         stack.extend(v.inputs())
 
-
 def verify(ir: DeviceIR) -> DeviceIR:
     """Check structural invariants; raises CompileError on a broken IR. Inside a Plan (after the
     per-Config passes) it also checks the Plan: power-of-two blocks, a rolled reduction only where
@@ -212,7 +200,6 @@ def verify(ir: DeviceIR) -> DeviceIR:
         if v.op == "load" and v.args[0].descriptor and v.args[0].extra_mask is not None:
             raise exc.CompileError("internal: a masked load was given a TMA descriptor", v.loc)
     return ir
-
 
 def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
     """The IR as text, one statement a line (``HELION_OPS_DUMP_IR``, ``BoundKernel.explain``). With

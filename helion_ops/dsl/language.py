@@ -19,7 +19,6 @@ from . import exc
 # register_tunable; the runtime sets it around each run.
 _RUN: contextvars.ContextVar = contextvars.ContextVar("helion_ops_run", default=None)
 
-
 def current_run() -> Any:
     ctx = _RUN.get()
     if ctx is None:
@@ -37,7 +36,6 @@ __all__ = [
     "split", "join", "subscript", "device_print",
 ]
 
-
 class constexpr:
     """Marks a kernel argument as a compile-time constant: as an annotation (``eps: hl.constexpr``) or
     around the value at the call site (``k(x, hl.constexpr(3))``, unwrapped before binding)."""
@@ -47,10 +45,8 @@ class constexpr:
     def __init__(self, value: Any = None) -> None:
         self.value = value
 
-
 class Tile:
     """Type of an ``hl.tile`` loop variable (for annotations only)."""
-
 
 def _device_only(name: str, doc: str):
     def fn(*args: Any, **kwargs: Any) -> Any:
@@ -63,7 +59,6 @@ def _device_only(name: str, doc: str):
     fn.__doc__ = doc
     fn._hl_device = name  # type: ignore[attr-defined]
     return fn
-
 
 tile = _device_only("tile", "hl.tile(end) / hl.tile(begin, end) / hl.tile([m, n], block_size=...): iterate over tiles.")
 jagged_tile = _device_only("jagged_tile", "hl.jagged_tile(parent): an inner tile loop up to parent.amax(), "
@@ -113,11 +108,9 @@ join = _device_only("join", "hl.join(a, b): stack two blocks along a new last di
 subscript = _device_only("subscript", "hl.subscript(x, index): index a block with ':' and None.")
 device_print = _device_only("device_print", "hl.device_print(prefix, *values): print from device code.")
 
-
 def barrier() -> None:
     """hl.barrier(): order the device loops before and after it. Host code; a no-op here,
     because each top-level loop is its own launch and launches on a stream run in order."""
-
 
 def register_block_size(min_or_max: int, max_or_none: int | None = None) -> int:
     """Register a tunable block size (host code). Returns its value in the active Config.
@@ -126,37 +119,30 @@ def register_block_size(min_or_max: int, max_or_none: int | None = None) -> int:
     """
     return current_run().next_registered_block()
 
-
 def register_reduction_dim(size: int) -> int:
     """Mark ``size`` as a dim that device code holds whole (``hl.zeros([tile, n])``); returns it.
     Here any host int used as a block dim already is one: ':' dims are persistent or rolled as the
     Config's ``reduction_loops`` choose."""
     return size
 
-
 def register_tunable(name: str, fragment: Any) -> Any:
     """Register a user tunable (host code). Returns its value in the active Config."""
     return current_run().tunable(name, fragment)
-
 
 def specialize(value: Any) -> Any:
     """Mark a host value (typically a size) as a compile-time constant of the device code."""
     return value
 
-
 def cdiv(a: int, b: int) -> int:
     """Ceiling division."""
     return -(-a // b)
-
 
 def next_power_of_2(n: int) -> int:
     """Smallest power of two >= n (1 for n <= 1)."""
     return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
-
 def _is_pow2(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
-
 
 # Helion names that exist there but not here, with the reason (docs/COVERAGE.md lists them too).
 UNSUPPORTED = {
@@ -170,7 +156,6 @@ UNSUPPORTED = {
     "load_float4_e2m1fn_x16_to_float16": "fp4 unpacking is not implemented (Helion's uses sm_100 PTX)",
     "ProcessGroupName": "distributed kernels are out of scope",
 }
-
 
 def __getattr__(name: str) -> Any:
     if name.startswith("__"):

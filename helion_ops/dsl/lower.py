@@ -22,15 +22,12 @@ from .lower_loops import bind, carry, final, lower_while, merge_branches, withou
 from .types import (BlockSizeInt, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo,
                     TileVar, broadcast_dims, next_pow2, promote, same_dims)
 
-
 _MISSING = object()
-
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
            ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
            ast.RShift: ">>", ast.MatMult: "@"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
-
 
 class Lowerer:
     def __init__(self, pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any],
@@ -620,7 +617,6 @@ class Lowerer:
         pb = b.type.dtype if isinstance(b, Value) else b
         return promote(pa, pb)
 
-
 def _as_load(t: ast.expr) -> ast.expr:
     """The load form of an assignment target (for ``x += v``)."""
     t2 = ast.parse(ast.unparse(t), mode="eval").body
@@ -629,13 +625,11 @@ def _as_load(t: ast.expr) -> ast.expr:
             n.lineno, n.end_lineno = t.lineno, t.lineno
     return t2
 
-
 def config_block(config: Config, bid: int) -> int | None:
     """The size ``config`` gives block id ``bid`` (None: not given; the default then depends only on
     the specialization)."""
     bs = config.get("block_sizes") or []
     return int(bs[bid]) if bid < len(bs) else None
-
 
 def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: dict[int, str],
           config: Config, name: str) -> DeviceIR:

@@ -31,7 +31,6 @@ from .types import BlockT
 
 _MISSING = object()  # no binding (distinct from None, which a name may hold)
 
-
 def lower_while(lw: Any, s: ast.While) -> None:
     if s.orelse:
         raise lw.err(exc.NotSupported, "while ... else in device code", s)
@@ -59,7 +58,6 @@ def lower_while(lw: Any, s: ast.While) -> None:
     lw.env = bind(dict(before), phis)
     lw.stmts.append(While(cond_phi, body, carried, loc))
 
-
 def carry(lw: Any, loop: ast.AST, body: list[ast.stmt]) -> dict[str, tuple[Value, Value]]:
     """{name: (phi, init)} for the names ``loop`` carries (see the module doc). Python numbers that
     are carried are made device scalars here, before the loop. A list of device values (``accs[i] = ...``)
@@ -80,7 +78,6 @@ def carry(lw: Any, loop: ast.AST, body: list[ast.stmt]) -> dict[str, tuple[Value
             out.update({f"{n}[{i}]": (Value("phi", [], x.type, loc, f"{n}_{i}"), x) for i, x in enumerate(v)})
     return out
 
-
 def bind(env: dict, phis: dict) -> dict:
     """``env`` with each carried name (or list element, ``accs[1]``) bound to its phi."""
     for key, (phi, _) in phis.items():
@@ -91,14 +88,12 @@ def bind(env: dict, phis: dict) -> dict:
             env[key] = phi
     return env
 
-
 def _lookup(env: dict, key: str) -> Any:
     if not key.endswith("]"):
         return env.get(key)
     name, _, i = key[:-1].partition("[")
     seq = env.get(name)
     return seq[int(i)] if isinstance(seq, (list, tuple)) and int(i) < len(seq) else None
-
 
 def final(lw: Any, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING) -> Value:
     """The value ``name`` carries out of a body (``v``, default its current binding) in the carried
@@ -111,7 +106,6 @@ def final(lw: Any, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING) -> Va
         raise lw.err(exc.ShapeMismatch, f"'{name}' changes shape in the loop ({t} -> {got}): a loop-carried "
                      "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))", node) from None
 
-
 def _condition(lw: Any, s: ast.While) -> Any:
     """The loop condition as a scalar device value (or a host constant)."""
     cond = lw.expr(s.test)
@@ -122,7 +116,6 @@ def _condition(lw: Any, s: ast.While) -> Any:
     if cond.type.dims:
         raise lw.err(exc.NotSupported, "a while condition must be a scalar (reduce a block with .any() or .all())", s)
     return cond
-
 
 def merge_branches(lw: Any, s: ast.If, before: dict, then: tuple, orelse: tuple) -> list:
     """The ``(merged, init, then value, else value)`` merges of an ``if``, binding each merged name in
@@ -164,7 +157,6 @@ def merge_branches(lw: Any, s: ast.If, before: dict, then: tuple, orelse: tuple)
         lw.env[name] = merged
     return merges
 
-
 def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:
     """A loop body with its `continue`s turned into branches (Triton has no continue): an `if` whose
     branch continues gets the rest of the body, after it, in its other branch. Code after the `if` is
@@ -185,7 +177,6 @@ def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:
         return done + tail
 
     return rw(body, []) if has(body) else body
-
 
 def _walk_no_loops(node: ast.AST):
     yield node

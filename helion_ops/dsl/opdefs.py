@@ -13,7 +13,6 @@ from typing import Any, Callable, Union
 
 Flag = Union[bool, Callable[[Any], bool]]  # a flag, or a function of the Value when it depends on attrs
 
-
 @dataclass(frozen=True)
 class OpDef:
     name: str
@@ -26,7 +25,6 @@ class OpDef:
     def flag(self, name: str, v: Any) -> bool:
         f = getattr(self, name)
         return f(v) if callable(f) else f
-
 
 _OPS = [
     OpDef("const", "a Python number", constant=True, inline=True),
@@ -62,7 +60,6 @@ _OPS = [
 ]
 OPS: dict[str, OpDef] = {d.name: d for d in _OPS}
 
-
 # Functions called in device code (the function object) and methods of device blocks (the name) -> their
 # lowering rule, rule(lw, fn_or_name, ...). Rules live with the handlers they call (ops_extra.py,
 # ops_dispatch.py) and register with ``calls``/``methods``; the first registration of a key wins. A rule may
@@ -70,7 +67,6 @@ OPS: dict[str, OpDef] = {d.name: d for d in _OPS}
 CALLS: dict[Any, Callable[..., Any]] = {}
 METHODS: dict[str, Callable[..., Any]] = {}
 DECLINE = object()
-
 
 def _registrar(table: dict) -> Callable:
     def register(*keys: Any) -> Callable:
@@ -80,7 +76,6 @@ def _registrar(table: dict) -> Callable:
             return rule
         return deco
     return register
-
 
 calls = _registrar(CALLS)      # @calls(torch.exp, ...): rule(lw, fn, args, kwargs, node)
 methods = _registrar(METHODS)  # @methods("exp", ...): rule(lw, block, name, args, kwargs, node)

@@ -56,10 +56,8 @@ _PY_BIN: dict[str, Callable] = {
     "fmod": math.fmod,
 }
 
-
 def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float, bool)) and not isinstance(x, Value)
-
 
 # ---- elementwise --------------------------------------------------------------------------------
 
@@ -100,7 +98,6 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
                      node)
     return lw.emit("binary", [a, b], BlockT(dims, out_dtype), node, op=op)
 
-
 def _align(lw, a: Any, b: Any, dtype: torch.dtype, node: ast.AST) -> tuple[Value, Value]:
     """Cast operands to the computation dtype and give both the same rank."""
     vals = []
@@ -114,14 +111,12 @@ def _align(lw, a: Any, b: Any, dtype: torch.dtype, node: ast.AST) -> tuple[Value
     n = max(vals[0].type.ndim, vals[1].type.ndim)
     return tuple(expand_rank(lw, v, n, node) for v in vals)  # type: ignore[return-value]
 
-
 def expand_rank(lw, v: Value, n: int, node: ast.AST) -> Value:
     if v.type.ndim >= n or not v.type.dims:
         return v
     k = n - v.type.ndim
     return lw.emit("view", [v], BlockT((ONE,) * k + v.type.dims, v.type.dtype), node,
                    axes=(False,) * k + (True,) * v.type.ndim)
-
 
 def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
     if isinstance(v, TileVar):
@@ -147,7 +142,6 @@ def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
         return lw.emit("cast", [r], r.type.with_dtype(dtype), node)
     return lw.emit("unary", [v], v.type.with_dtype(out_dtype), node, op=name, **attrs)
 
-
 def where(lw, c: Any, a: Any, b: Any, node: ast.AST) -> Value:
     c = lw.as_value(c, node)
     if c.type.dtype != torch.bool:
@@ -159,7 +153,6 @@ def where(lw, c: Any, a: Any, b: Any, node: ast.AST) -> Value:
     dims = broadcast_dims(broadcast_dims(c.type.dims, a.type.dims, lw.pk.loc(node)), b.type.dims, lw.pk.loc(node))
     return lw.emit("where", [c, a, b], BlockT(dims, dtype), node)
 
-
 def cast(lw, v: Any, dtype: torch.dtype, node: ast.AST) -> Any:
     if not isinstance(dtype, torch.dtype):
         raise lw.err(exc.TypeError_, f".to() expects a torch.dtype, got {dtype!r}", node)
@@ -167,7 +160,6 @@ def cast(lw, v: Any, dtype: torch.dtype, node: ast.AST) -> Any:
     if v.type.dtype == dtype:
         return v
     return lw.emit("cast", [v], v.type.with_dtype(dtype), node)
-
 
 # ---- reductions ---------------------------------------------------------------------------------
 
@@ -207,7 +199,6 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
     target = out_dtype or (in_dtype if torch_semantics else acc_dtype)
     return cast(lw, r, target, node)
 
-
 # ---- creation -----------------------------------------------------------------------------------
 
 def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
@@ -227,7 +218,6 @@ def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
             raise lw.err(exc.NotSupported, f"block shapes are made of tiles and ints, got {type(s).__name__}", node)
     return tuple(dims)
 
-
 def full(lw, shape: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
     dims = shape_dims(lw, shape, node)
     dtype = dtype or (torch.float32 if isinstance(value, float) else torch.int32 if isinstance(value, int) else torch.float32)
@@ -236,11 +226,9 @@ def full(lw, shape: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -
         return lw.emit("full", [value], BlockT(dims, dtype), node)
     return lw.emit("full", [value], BlockT(dims, dtype), node)
 
-
 def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
     v = lw.as_value(v, node)
     return lw.emit("full", [value], BlockT(v.type.dims, dtype or v.type.dtype), node)
-
 
 def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
     begin, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
@@ -256,7 +244,6 @@ def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
     v = lw.emit("arange", [begin], BlockT((Dim("rdim", r.id),), torch.int32), node, rdim=r)
     return cast(lw, v, dtype, node) if dtype is not None else v
 
-
 # ---- views --------------------------------------------------------------------------------------
 
 def permute(lw, v: Value, perm: list[int], node: ast.AST) -> Value:
@@ -266,7 +253,6 @@ def permute(lw, v: Value, perm: list[int], node: ast.AST) -> Value:
     if perm == list(range(v.type.ndim)):
         return v
     return lw.emit("permute", [v], BlockT(tuple(v.type.dims[p] for p in perm), v.type.dtype), node, perm=perm)
-
 
 def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     """``x.reshape(...)`` / ``x.view(...)`` on a block.
@@ -323,7 +309,6 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
         raise bad
     return lw.emit("reshape", [v], BlockT(dims, v.type.dtype), node)
 
-
 def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
     """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n]
     blocks, reshaped to [2 * block_k, n]) when the tile never has a partial block: then its lanes carry no
@@ -344,7 +329,6 @@ def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
         changed = True
     return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node) if changed else v
 
-
 def _groups(lw, dims: tuple[Dim, ...]) -> list:
     """Dims as [(tile/block dim, 1) | (indices of a run of full dims, product of extents)]."""
     out: list = []
@@ -363,30 +347,25 @@ def _groups(lw, dims: tuple[Dim, ...]) -> list:
         out.append((tuple(run), n))
     return out
 
-
 def squeeze(lw, v: Value, dim: Any, node: ast.AST) -> Value:
     dims = list(v.type.dims)
     axes = [i for i, d in enumerate(dims) if d == ONE] if dim is None else [dim % len(dims)]
     new = tuple(d for i, d in enumerate(dims) if i not in axes or d != ONE)
     return lw.emit("reshape", [v], BlockT(new, v.type.dtype), node)
 
-
 def unsqueeze(lw, v: Value, dim: int, node: ast.AST) -> Value:
     dims = list(v.type.dims)
     dims.insert(dim % (len(dims) + 1), ONE)
     return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node)
-
 
 def expand(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
     out = broadcast_dims(v.type.dims, dims, lw.pk.loc(node))
     v = expand_rank(lw, v, len(out), node)
     return lw.emit("broadcast_to", [v], BlockT(out, v.type.dtype), node)
 
-
 # ---- attributes -------------------------------------------------------------------------------
 
 _DEVICE = torch.device("cpu")  # x.device in device code: only passed on (device=, .to()), where it is ignored
-
 
 def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
     if isinstance(base, TileVar):
@@ -427,7 +406,6 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
         return getattr(base, attr)
     except AttributeError:
         raise lw.err(exc.NotSupported, f"{type(base).__name__} has no attribute {attr}", node) from None
-
 
 def dim_size(lw, d: Any) -> int:
     """Size of one block dim: the block size of a tile (tunable, so a BlockSizeInt that notes its use),

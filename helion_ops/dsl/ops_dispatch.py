@@ -17,14 +17,12 @@ from .ir import Value
 from .opdefs import CALLS, DECLINE, METHODS, calls, methods
 from .types import TensorRef, TileVar
 
-
 def _dim_kw(args: list, kwargs: dict, pos: int = 0, default: Any = None) -> Any:
     if "dim" in kwargs:
         return kwargs["dim"]
     if "axis" in kwargs:
         return kwargs["axis"]
     return args[pos] if len(args) > pos else default
-
 
 def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
     if isinstance(base, TensorRef):
@@ -48,17 +46,14 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
         raise lw.err(exc.NotSupported, f"method .{name}() is not supported on device blocks{hint}", node)
     return rule(lw, base, name, args, kwargs, node)
 
-
 # Methods of device blocks: rule(lw, block, name, args, kwargs, node), one per method or group of spellings
 # (ops_extra.py registers its own first: it is imported first).
 _rule = methods
-
 
 @_rule("to")
 def _to(lw, v, name, args, kwargs, node):
     dtype = kwargs.get("dtype", args[0] if args else None)
     return v if isinstance(dtype, torch.device) or dtype is None else O.cast(lw, v, dtype, node)
-
 
 _CASTS = {"float": torch.float32, "half": torch.float16, "bfloat16": torch.bfloat16, "double": torch.float64,
           "int": torch.int32, "long": torch.int64, "bool": torch.bool}
@@ -69,13 +64,11 @@ _rule(*O.METHOD_BINARY)(lambda lw, v, name, args, kwargs, node: O.binary(lw, O.M
 _rule(*O.METHOD_REDUCE)(lambda lw, v, name, args, kwargs, node:
                         _reduce_call(lw, O.METHOD_REDUCE[name], v, args, kwargs, node))
 
-
 @_rule("max", "min")
 def _max_min(lw, v, name, args, kwargs, node):
     if args and isinstance(args[0], Value):  # x.max(y): elementwise
         return O.binary(lw, "maximum" if name == "max" else "minimum", v, args[0], node)
     return _reduce_call(lw, name, v, args, kwargs, node, values_only=False)
-
 
 _rule("count_nonzero")(lambda lw, v, name, args, kwargs, node:
                        X.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), _dim_kw(args, kwargs), False, node))
@@ -84,17 +77,14 @@ _rule("nansum")(lambda lw, v, name, args, kwargs, node: _reduce_call(
 _rule("softmax", "log_softmax")(lambda lw, v, name, args, kwargs, node: X.softmax(
     lw, v, _dim_kw(args, kwargs), node, log=name == "log_softmax", dtype=kwargs.get("dtype")))
 
-
 @_rule("clamp", "clip", "clamp_min", "clamp_max")
 def _clamp_method(lw, v, name, args, kwargs, node):
     lo = kwargs.get("min", args[0] if args and name != "clamp_max" else None)
     hi = kwargs.get("max", args[1] if len(args) > 1 else (args[0] if name == "clamp_max" and args else None))
     return _clamp(lw, v, lo, hi, node)
 
-
 _rule("permute")(lambda lw, v, name, args, kwargs, node: O.permute(
     lw, v, list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args), node))
-
 
 @_rule("transpose", "swapaxes")
 def _transpose(lw, v, name, args, kwargs, node):
@@ -103,12 +93,10 @@ def _transpose(lw, v, name, args, kwargs, node):
     perm[i], perm[j] = perm[j], perm[i]
     return O.permute(lw, v, perm, node)
 
-
 _rule("t")(lambda lw, v, name, args, kwargs, node: O.permute(lw, v, [1, 0], node))
 _rule("reshape", "view")(lambda lw, v, name, args, kwargs, node: O.reshape(lw, v, args, node))
 _rule("unsqueeze")(lambda lw, v, name, args, kwargs, node: O.unsqueeze(lw, v, _dim_kw(args, kwargs), node))
 _rule("squeeze")(lambda lw, v, name, args, kwargs, node: O.squeeze(lw, v, _dim_kw(args, kwargs), node))
-
 
 @_rule("expand", "broadcast_to")
 def _expand(lw, v, name, args, kwargs, node):
@@ -116,35 +104,28 @@ def _expand(lw, v, name, args, kwargs, node):
     return O.expand(lw, v, O.shape_dims(lw, [s for s in shape if s != -1], node) if -1 not in shape
                     else v.type.dims, node)
 
-
 _rule("expand_as")(lambda lw, v, name, args, kwargs, node: O.expand(lw, v, args[0].type.dims, node))
 _rule("contiguous", "clone", "detach")(lambda lw, v, name, args, kwargs, node: v)
-
 
 def _new_block(lw, dtype, name, args, kwargs, node):
     value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, args[1] if len(args) > 1 else kwargs.get("fill_value"))
     return O.full(lw, args[0], value, kwargs.get("dtype", dtype), node)
 
-
 _rule("new_zeros", "new_ones", "new_full", "new_empty")(
     lambda lw, v, name, args, kwargs, node: _new_block(lw, v.type.dtype, name, args, kwargs, node))
-
 
 _rule("where")(lambda lw, v, name, args, kwargs, node: O.where(lw, args[0], v, args[1], node))
 _rule("isnan", "isinf", "isfinite")(lambda lw, v, name, args, kwargs, node: _fp_class(lw, name, v, node))
 _rule("masked_fill")(lambda lw, v, name, args, kwargs, node: O.where(lw, args[0], args[1], v, node))
-
 
 @_rule("size")
 def _size(lw, v, name, args, kwargs, node):
     sizes = tuple(O.dim_size(lw, d) for d in v.type.dims)
     return sizes if not args else sizes[args[0]]
 
-
 _rule("dim", "ndimension")(lambda lw, v, name, args, kwargs, node: v.type.ndim)
 _rule("matmul", "mm", "bmm", "__matmul__")(lambda lw, v, name, args, kwargs, node:
                                            O.dot(lw, v, args[0], None, node, torch_semantics=True))
-
 
 def _fp_class(lw, name: str, v: Any, node: ast.AST) -> Value:
     """torch.isnan / isinf / isfinite from comparisons (NaN is the only value unequal to itself)."""
@@ -158,14 +139,12 @@ def _fp_class(lw, name: str, v: Any, node: ast.AST) -> Value:
         return big
     return O.binary(lw, "&", O.binary(lw, "==", v, v, node), O.unary(lw, "not", big, node), node)
 
-
 def _clamp(lw, v: Value, lo: Any, hi: Any, node: ast.AST) -> Value:
     if lo is not None:
         v = O.binary(lw, "maximum", v, lo, node)
     if hi is not None:
         v = O.binary(lw, "minimum", v, hi, node)
     return v
-
 
 def _reduce_call(lw, kind: str, v: Any, args: list, kwargs: dict, node: ast.AST, values_only: bool = True) -> Any:
     dim = _dim_kw(args, kwargs)
@@ -182,14 +161,11 @@ def _reduce_call(lw, kind: str, v: Any, args: list, kwargs: dict, node: ast.AST,
                      node)
     return X.reduce(lw, kind, v, dim, keepdim, node, correction=correction, dtype=dtype)
 
-
 _MinMax = collections.namedtuple("_MinMax", ["values", "indices"])
-
 
 def _fp32(lw, x: Value, node: ast.AST) -> Value:
     """fp16/bf16 ``x`` in fp32 (a reduction's accumulation type, as torch's); other dtypes as they are."""
     return O.cast(lw, x, torch.float32, node) if x.type.dtype in (torch.float16, torch.bfloat16) else x
-
 
 def _vector_norm(lw, args: list, kwargs: dict, node: ast.AST, pname: str) -> Any:
     """torch.norm / linalg.vector_norm over ``dim`` for p = 2 (default) or 1, as int literals (a float such
@@ -207,7 +183,6 @@ def _vector_norm(lw, args: list, kwargs: dict, node: ast.AST, pname: str) -> Any
     else:
         r = O.unary(lw, "sqrt", X.reduce(lw, "sum", O.binary(lw, "*", xf, xf, node), dim, keep, node), node)
     return O.cast(lw, r, x.type.dtype, node)
-
 
 def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
     try:
@@ -236,12 +211,10 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
     raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} inside a device loop{hint}",
                  node)
 
-
 # Functions called in device code: rule(lw, fn, args, kwargs, node), one per function or group; a rule may
 # return DECLINE to let the generic handling above decide (builtins on host values). ops_extra.py registers
 # its own first.
 _fn = calls
-
 
 _fn(*O.UNARY)(lambda lw, fn, args, kwargs, node: O.unary(lw, O.UNARY[fn], args[0], node))
 _fn(F.gelu)(lambda lw, fn, args, kwargs, node: O.unary(
@@ -249,18 +222,15 @@ _fn(F.gelu)(lambda lw, fn, args, kwargs, node: O.unary(
 _fn(*O.BINARY_FN)(lambda lw, fn, args, kwargs, node: O.binary(lw, O.BINARY_FN[fn], args[0], args[1], node))
 _fn(*O.REDUCE)(lambda lw, fn, args, kwargs, node: _reduce_call(lw, O.REDUCE[fn], args[0], args[1:], kwargs, node))
 
-
 @_fn(torch.max, torch.min)
 def _torch_max_min(lw, fn, args, kwargs, node):
     if len(args) > 1 and isinstance(args[1], (Value, float)) and not isinstance(args[1], bool):
         return O.binary(lw, "maximum" if fn is torch.max else "minimum", args[0], args[1], node)
     return _reduce_call(lw, "max" if fn is torch.max else "min", args[0], args[1:], kwargs, node, values_only=False)
 
-
 _fn(torch.where)(lambda lw, fn, args, kwargs, node: O.where(lw, args[0], args[1], args[2], node))
 _fn(torch.norm, torch.linalg.vector_norm)(lambda lw, fn, args, kwargs, node: _vector_norm(  # p = 1 or 2
     lw, args, kwargs, node, "ord" if fn is torch.linalg.vector_norm else "p"))
-
 
 @_fn(torch.logsumexp)
 def _logsumexp(lw, fn, args, kwargs, node):
@@ -275,7 +245,6 @@ def _logsumexp(lw, fn, args, kwargs, node):
     r = O.squeeze(lw, r, dim, node) if not keep else r
     return O.cast(lw, r, x.type.dtype, node)
 
-
 _fn(torch.clamp, torch.clip)(lambda lw, fn, args, kwargs, node: _clamp(
     lw, lw.as_value(args[0], node), kwargs.get("min", args[1] if len(args) > 1 else None),
     kwargs.get("max", args[2] if len(args) > 2 else None), node))
@@ -283,13 +252,11 @@ _fn(torch.softmax, F.softmax, torch.log_softmax, F.log_softmax)(lambda lw, fn, a
     lw, args[0], _dim_kw(args, kwargs, 1), node, log=fn in (torch.log_softmax, F.log_softmax),
     dtype=kwargs.get("dtype")))
 
-
 @_fn(torch.matmul, torch.mm, torch.bmm)
 def _matmul(lw, fn, args, kwargs, node):
     # torch.bmm(a, b, out_dtype) / out_dtype=: accumulate and return in that dtype
     out_dtype = kwargs.get("out_dtype", args[2] if len(args) > 2 and isinstance(args[2], torch.dtype) else None)
     return O.dot(lw, args[0], args[1], None, node, torch_semantics=True, out_dtype=out_dtype)
-
 
 @_fn(torch.addmm, torch.baddbmm)
 def _addmm(lw, fn, args, kwargs, node):
@@ -299,7 +266,6 @@ def _addmm(lw, fn, args, kwargs, node):
     prod = O.binary(lw, "*", O.dot(lw, args[1], args[2], None, node), alpha, node)
     acc = O.binary(lw, "*", args[0], beta, node)
     return O.cast(lw, O.binary(lw, "+", acc, prod, node), lw.as_value(args[0], node).type.dtype, node)
-
 
 _fn(hl.dot)(lambda lw, fn, args, kwargs, node: O.dot(
     lw, args[0], args[1], kwargs.get("acc", args[2] if len(args) > 2 else None), node, out_dtype=kwargs.get("out_dtype")))
@@ -311,20 +277,17 @@ _fn(torch.zeros_like, torch.ones_like, torch.empty_like)(lambda lw, fn, args, kw
     lw, args[0], 1 if fn is torch.ones_like else 0, kwargs.get("dtype"), node))
 _fn(torch.full_like)(lambda lw, fn, args, kwargs, node: O.full_like(lw, args[0], args[1], kwargs.get("dtype"), node))
 
-
 @_fn(torch.zeros, torch.ones, torch.full, torch.empty)
 def _torch_full(lw, fn, args, kwargs, node):
     shape = args[0] if args and isinstance(args[0], (list, tuple)) else [a for a in args if not isinstance(a, float)]
     value = {torch.zeros: 0, torch.ones: 1, torch.empty: 0}.get(fn, args[1] if len(args) > 1 else kwargs.get("fill_value"))
     return O.full(lw, shape, value, kwargs.get("dtype", torch.float32), node)
 
-
 _fn(hl.arange)(lambda lw, fn, args, kwargs, node: O.arange(lw, args, kwargs.get("dtype"), node))
 _fn(hl.load)(lambda lw, fn, args, kwargs, node: _hl_load(lw, args, kwargs, node))
 _fn(hl.store)(lambda lw, fn, args, kwargs, node: _hl_store(lw, args, kwargs, node, None))
 _fn(hl.atomic_add, hl.atomic_max, hl.atomic_min, hl.atomic_and, hl.atomic_or, hl.atomic_xor, hl.atomic_xchg)(
     lambda lw, fn, args, kwargs, node: _hl_store(lw, args, kwargs, node, fn.__name__.split("_")[1]))
-
 
 @_fn(hl.atomic_cas)
 def _atomic_cas(lw, fn, args, kwargs, node):
@@ -333,7 +296,6 @@ def _atomic_cas(lw, fn, args, kwargs, node):
     value = kwargs.get("value", args[3] if len(args) > 3 else None)
     idx = lw.make_index(ref, _index_vals(index), node)
     return lw.store(ref, idx, value, node, atomic="cas", sem=kwargs.get("sem", "relaxed"), compare=expected)
-
 
 _fn(torch.isnan, torch.isinf, torch.isfinite)(lambda lw, fn, args, kwargs, node: _fp_class(lw, fn.__name__, args[0], node))
 _fn(torch.permute)(lambda lw, fn, args, kwargs, node: O.permute(lw, args[0], list(args[1]), node))
@@ -345,7 +307,6 @@ _fn(hl.cdiv)(lambda lw, fn, args, kwargs, node: O.binary(
     lw, "//", O.binary(lw, "+", args[0], O.binary(lw, "-", args[1], 1, node), node), args[1], node))
 _fn(hl.specialize)(lambda lw, fn, args, kwargs, node: args[0])
 
-
 @_fn(hl.constexpr)
 def _constexpr(lw, fn, args, kwargs, node):
     """if hl.constexpr(bs < 64): a host value, decided per specialization."""
@@ -354,10 +315,8 @@ def _constexpr(lw, fn, args, kwargs, node):
                      "(sizes, block sizes, flags); a device value cannot decide code at compile time", node)
     return args[0].value if type(args[0]) is hl.constexpr else args[0]
 
-
 _fn(builtins.abs)(lambda lw, fn, args, kwargs, node: O.unary(lw, "abs", args[0], node)
                   if args and isinstance(args[0], Value) else DECLINE)
-
 
 @_fn(torch.lerp)
 def _lerp(lw, fn, args, kwargs, node):
@@ -368,18 +327,15 @@ def _lerp(lw, fn, args, kwargs, node):
     hi = O.binary(lw, "-", b, O.binary(lw, "*", d, O.binary(lw, "-", 1, w, node), node), node)
     return O.where(lw, O.binary(lw, "<", w, 0.5, node), lo, hi, node)
 
-
 _fn(torch.hypot)(lambda lw, fn, args, kwargs, node: O.unary(lw, "sqrt", O.binary(
     lw, "+", O.binary(lw, "*", args[0], args[0], node), O.binary(lw, "*", args[1], args[1], node), node), node))
 _fn(builtins.min, builtins.max)(lambda lw, fn, args, kwargs, node: O.binary(
     lw, "minimum" if fn is builtins.min else "maximum", args[0], args[1], node) if len(args) == 2 else DECLINE)
 
-
 def _hl_load(lw, args: list, kwargs: dict, node: ast.AST) -> Value:
     ref, index = args[0], args[1]
     idx = lw.make_index(ref, _index_vals(index), node, kwargs.get("extra_mask", args[2] if len(args) > 2 else None))
     return lw.load(ref, idx, node)
-
 
 def _hl_store(lw, args: list, kwargs: dict, node: ast.AST, atomic: str | None) -> Any:
     ref, index, value = args[0], args[1], args[2]
@@ -388,7 +344,6 @@ def _hl_store(lw, args: list, kwargs: dict, node: ast.AST, atomic: str | None) -
         return lw.store(ref, idx, value, node, atomic=atomic, sem=kwargs.get("sem", args[3] if len(args) > 3 else "relaxed"))
     idx = lw.make_index(ref, _index_vals(index), node, kwargs.get("extra_mask", args[3] if len(args) > 3 else None))
     return lw.store(ref, idx, value, node)
-
 
 def _index_vals(index: Any) -> list:
     items = list(index) if isinstance(index, (list, tuple)) else [index]

@@ -37,14 +37,12 @@ def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
         out.append(d % v.type.ndim)
     return sorted(out)
 
-
 def extent_of(lw, d: Dim, node: ast.AST) -> int:
     if d.kind == "rdim":
         return lw.rdims[d.id].extent
     if d.kind == "one":
         return 1
     raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum", node)
-
 
 def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correction: float = 1,
            dtype: torch.dtype | None = None) -> Any:
@@ -100,7 +98,6 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
         v = O.cast(lw, v, in_dtype, node)
     return v
 
-
 def _neutral(kind: str, dtype: torch.dtype) -> Any:
     if kind in ("sum", "prod"):
         return 1 if kind == "prod" else 0
@@ -111,11 +108,9 @@ def _neutral(kind: str, dtype: torch.dtype) -> Any:
         return not lo
     return torch.iinfo(dtype).min if lo else torch.iinfo(dtype).max
 
-
 def _mul(a, b):
     """The combine function of product reductions (inlined into a ``@triton.jit`` helper)."""
     return a * b
-
 
 def softmax(lw, v: Any, dim: int, node: ast.AST, log: bool = False, dtype: torch.dtype | None = None) -> Value:
     v = lw.as_value(v, node)
@@ -127,7 +122,6 @@ def softmax(lw, v: Any, dim: int, node: ast.AST, log: bool = False, dtype: torch
     s = reduce(lw, "sum", e, dim, True, node)
     out = O.binary(lw, "-", shifted, O.unary(lw, "log", s, node), node) if log else O.binary(lw, "/", e, s, node)
     return O.cast(lw, out, out_dtype, node)
-
 
 def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
@@ -159,8 +153,6 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     axes.extend([True] * (len(src) - i))
     return lw.emit("view", [v], BlockT(tuple(dims), v.type.dtype), node, axes=tuple(axes))
 
-
-
 # combine functions that are plain reductions
 _BUILTIN_COMBINE = {torch.max: "max", torch.maximum: "max", torch.amax: "max", torch.min: "min",
                     torch.minimum: "min", torch.amin: "min", torch.add: "sum", operator.add: "sum",
@@ -168,9 +160,7 @@ _BUILTIN_COMBINE = {torch.max: "max", torch.maximum: "max", torch.amax: "max", t
 _TILE_FNS = {hl.tile_index: "index", hl.tile_begin: "begin", hl.tile_end: "end",
              hl.tile_block_size: "block_size", hl.tile_id: "id"}
 
-
 _calls(*_TILE_FNS)(lambda lw, fn, args, kwargs, node: O.attribute(lw, args[0], _TILE_FNS[fn], node))
-
 
 @_calls(torch.var_mean)
 def _var_mean(lw, fn, args, kwargs, node):
@@ -179,7 +169,6 @@ def _var_mean(lw, fn, args, kwargs, node):
     keep = kwargs.get("keepdim", False)
     corr = kwargs.get("correction", 0 if kwargs.get("unbiased", True) is False else 1)
     return (reduce(lw, "var", x, dim, keep, node, correction=corr), reduce(lw, "mean", x, dim, keep, node))
-
 
 _calls(torch.argmax, torch.argmin)(lambda lw, fn, args, kwargs, node: argmax(
     lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None), kwargs.get("keepdim", False), node,
@@ -209,7 +198,6 @@ _calls(hl.rand4x)(lambda lw, fn, args, kwargs, node: rand4x(
 _calls(torch.rand_like, torch.randn_like, torch.rand, torch.randn)(
     lambda lw, fn, args, kwargs, node: torch_random(lw, fn, args, kwargs, node))
 
-
 @_calls(hl.randint)
 def _randint(lw, fn, args, kwargs, node):
     low = kwargs.get("low", args[1] if len(args) > 1 else 0)
@@ -220,11 +208,9 @@ def _randint(lw, fn, args, kwargs, node):
     return O.binary(lw, "+", O.cast(lw, O.unary(lw, "floor", O.binary(lw, "*", r, span, node), node),
                                     torch.int32, node), low, node)
 
-
 _calls(hl.inline_triton)(lambda lw, fn, args, kwargs, node: inline_triton(
     lw, kwargs.get("triton_source", args[0] if args else None), kwargs.get("args", args[1] if len(args) > 1 else ()),
     kwargs.get("output_like", args[2] if len(args) > 2 else None), node))
-
 
 @_calls(hl.triton_kernel)
 def _triton_kernel(lw, fn, args, kwargs, node):
@@ -233,7 +219,6 @@ def _triton_kernel(lw, fn, args, kwargs, node):
     if "triton_source_or_fn" not in given or "args" not in given:
         raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like)", node)
     return triton_kernel(lw, given["triton_source_or_fn"], given["args"], given.get("output_like"), node)
-
 
 @_calls(hl.inline_asm_elementwise)
 def _inline_asm(lw, fn, args, kwargs, node):
@@ -244,7 +229,6 @@ def _inline_asm(lw, fn, args, kwargs, node):
         raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise needs {', '.join(missing)}", node)
     return inline_asm(lw, *(given[n] for n in names), node)
 
-
 @_calls(hl.device_print)
 def _device_print(lw, fn, args, kwargs, node):
     """tl.device_print through the inline_triton path (a side effect, no value)."""
@@ -253,7 +237,6 @@ def _device_print(lw, fn, args, kwargs, node):
     source = f"tl.device_print({args[0]!r}" + "".join(f", {{{i}}}" for i in range(len(args) - 1)) + ")"
     return inline_triton(lw, source, list(args[1:]), None, node)
 
-
 _calls(hl.split)(lambda lw, fn, args, kwargs, node: split(lw, args[0], node))
 _calls(hl.join)(lambda lw, fn, args, kwargs, node: join(lw, args[0], args[1], node))
 _calls(torch.stack)(lambda lw, fn, args, kwargs, node: stack(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0),
@@ -261,17 +244,14 @@ _calls(torch.stack)(lambda lw, fn, args, kwargs, node: stack(lw, args[0], kwargs
 _calls(torch.cat, torch.concat, torch.concatenate)(lambda lw, fn, args, kwargs, node: cat(
     lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0), node))
 
-
 @_calls(hl.subscript)
 def _subscript(lw, fn, args, kwargs, node):
     raise lw.err(exc.NotSupported, "hl.subscript: index the block directly (x[:, None])", node)
-
 
 _methods("argmax", "argmin")(lambda lw, v, name, args, kwargs, node: argmax(
     lw, v, kwargs.get("dim", args[0] if args else None), kwargs.get("keepdim", False), node, name == "argmin"))
 _methods("cumsum", "cumprod")(lambda lw, v, name, args, kwargs, node: cumulative(
     lw, name[3:], v, kwargs.get("dim", args[0] if args else None), False, node, kwargs.get("dtype")))
-
 
 # ---- reductions and scans -------------------------------------------------------------------------
 
@@ -279,7 +259,6 @@ def _axis(lw, v: Value, dim: Any, node: ast.AST) -> int:
     if not isinstance(dim, int) or not -v.type.ndim <= dim < v.type.ndim:
         raise lw.err(exc.ShapeMismatch, f"dim {dim!r} out of range for {v.type}", node)
     return dim % v.type.ndim
-
 
 def argmax(lw, x: Any, dim: Any, keepdim: bool, node: ast.AST, is_min: bool = False) -> Value:
     x = lw.as_value(x, node)
@@ -295,10 +274,8 @@ def argmax(lw, x: Any, dim: Any, keepdim: bool, node: ast.AST, is_min: bool = Fa
         r = O.binary(lw, "+", r, O.attribute(lw, _tilevar(lw, d), "begin", node), node)
     return O.cast(lw, r, torch.int64, node)
 
-
 def _tilevar(lw, d: Dim):
     return TileVar(lw.tiles[d.id])
-
 
 def _inputs(lw, x: Any, node: ast.AST) -> tuple[list[Value], bool]:
     if isinstance(x, (tuple, list)):
@@ -310,7 +287,6 @@ def _inputs(lw, x: Any, node: ast.AST) -> tuple[list[Value], bool]:
             dims = O.broadcast_dims(dims, v.type.dims, lw.pk.loc(node))
         return [O.expand(lw, v, dims, node) if v.type.dims != dims else v for v in vals], True
     return [lw.as_value(x, node)], False
-
 
 def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, grouped: bool = False) -> str:
     """Lower a Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)``, tuples, when
@@ -337,12 +313,10 @@ def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, groupe
     lw.helpers.append((name, [p.args[0] for p in params], body, res))
     return name
 
-
 def _outputs(lw, v: Value, vals: list[Value], dims: tuple, node: ast.AST, multi: bool) -> Any:
     if not multi:
         return v
     return tuple(lw.emit("getitem", [v], BlockT(dims, x.type.dtype), node, index=i) for i, x in enumerate(vals))
-
 
 def reduce_fn(lw, fn: Any, x: Any, dim: Any, other: Any, keep: bool, node: ast.AST) -> Any:
     vals, multi = _inputs(lw, x, node)
@@ -362,7 +336,6 @@ def reduce_fn(lw, fn: Any, x: Any, dim: Any, other: Any, keep: bool, node: ast.A
                 keepdim=keep, fn=helper, other=others, rdim=rdim, multi=multi)
     return _outputs(lw, v, vals, tuple(dims), node, multi)
 
-
 def scan_fn(lw, fn: Any, x: Any, dim: Any, reverse: bool, node: ast.AST, grouped: bool = False) -> Any:
     vals, multi = _inputs(lw, x, node)
     axis = _axis(lw, vals[0], dim, node)
@@ -374,7 +347,6 @@ def scan_fn(lw, fn: Any, x: Any, dim: Any, reverse: bool, node: ast.AST, grouped
                 fn=helper, rdim=dims[axis], multi=multi)
     return _outputs(lw, v, vals, dims, node, multi)
 
-
 def cumulative(lw, op: str, x: Any, dim: Any, reverse: bool, node: ast.AST, dtype: Any = None) -> Value:
     v = lw.as_value(x, node)
     axis = _axis(lw, v, dim, node)
@@ -382,7 +354,6 @@ def cumulative(lw, op: str, x: Any, dim: Any, reverse: bool, node: ast.AST, dtyp
                    torch.int64 if not v.type.dtype.is_floating_point else v.type.dtype)
     v = O.cast(lw, v, dt, node)
     return lw.emit("scan", [v], v.type, node, op=op, axis=axis, rdim=v.type.dims[axis], reverse=bool(reverse))
-
 
 # ---- random numbers -------------------------------------------------------------------------------
 
@@ -395,7 +366,6 @@ def rand(lw, shape: Any, seed: Any, node: ast.AST) -> Value:
         raise lw.err(exc.CompileError, "hl.rand seed must be a scalar", node)
     seed_v = lw.as_value(seed, node, torch.int32) if not isinstance(seed, Value) else seed
     return lw.emit("rand", [seed_v], BlockT(dims, torch.float32), node)
-
 
 def rand4x(lw, seed: Any, offsets: Any, node: ast.AST) -> tuple:
     """Four uniform [0, 1) float32 blocks from one Philox round per offset (tl.rand4x): the offsets are the
@@ -411,7 +381,6 @@ def rand4x(lw, seed: Any, offsets: Any, node: ast.AST) -> tuple:
     t = BlockT(offs.type.dims, torch.float32)
     v = lw.emit("rand4x", [seed_v, offs], t, node)
     return tuple(lw.emit("getitem", [v], t, node, index=i) for i in range(4))
-
 
 def torch_random(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Value:
     """torch.rand_like(x) / torch.rand(shape) inside a device loop: Philox with a per-launch seed."""
@@ -432,7 +401,6 @@ def torch_random(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Value:
     r = lw.emit("rand", [seed], BlockT(shape_dims, torch.float32), node,
                 normal=fn in (torch.randn_like, torch.randn))
     return O.cast(lw, r, dtype, node)
-
 
 # ---- inline Triton --------------------------------------------------------------------------------
 
@@ -467,7 +435,6 @@ def inline_triton(lw, source: Any, args: Any, output_like: Any, node: ast.AST) -
         return tuple(lw.emit("getitem", [v], o.type, node, index=i) for i, o in enumerate(out_vals))
     return v
 
-
 def triton_kernel(lw, src_or_fn: Any, args: Any, output_like: Any, node: ast.AST) -> Any:
     """Call a ``@triton.jit`` function: a module-level JITFunction is imported by the generated module
     (its own calls resolve in its module, as when Triton compiles it directly); a str is the source of
@@ -494,7 +461,6 @@ def triton_kernel(lw, src_or_fn: Any, args: Any, output_like: Any, node: ast.AST
         raise lw.err(exc.NotSupported, "hl.triton_kernel: args must be a list, tuple or dict", node)
     return inline_triton(lw, call, args, output_like, node)
 
-
 def _jit_source(lw, src: str, node: ast.AST) -> tuple[str, str]:
     """(name, module text) of the one function definition in ``src``, decorated with ``@triton.jit``."""
     try:
@@ -511,7 +477,6 @@ def _jit_source(lw, src: str, node: ast.AST) -> tuple[str, str]:
     name = f"_tk_{fd.name}_{zlib.crc32(src.encode()):08x}"
     fd.name = name
     return name, ast.unparse(tree) + "\n\n\n"
-
 
 def inline_asm(lw, asm: Any, constraints: Any, args: Any, dtype: Any, is_pure: Any, pack: Any,
                node: ast.AST) -> Any:
@@ -539,7 +504,6 @@ def inline_asm(lw, asm: Any, constraints: Any, args: Any, dtype: Any, is_pure: A
         return tuple(lw.emit("getitem", [v], t, node, index=i) for i, t in enumerate(outs))
     return v
 
-
 # ---- split / join -----------------------------------------------------------------------------------
 
 def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
@@ -551,7 +515,6 @@ def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
     v = lw.emit("split", [x], t, node)
     return lw.emit("getitem", [v], t, node, index=0), lw.emit("getitem", [v], t, node, index=1)
 
-
 def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
     dtype = lw.result_dtype(a, b)
     a, b = O._align(lw, a, b, dtype, node)
@@ -559,7 +522,6 @@ def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
     a, b = (O.expand(lw, x, dims, node) if x.type.dims != dims else x for x in (a, b))
     two = Dim("rdim", lw.rdim_for(2, node).id)
     return lw.emit("join", [a, b], BlockT(dims + (two,), dtype), node)
-
 
 def gather(lw, x: Any, dim: int, index: Any, node: ast.AST) -> Value:
     """``torch.gather(x, dim, index)`` of two blocks: Triton's ``tl.gather`` along one axis."""
@@ -572,16 +534,13 @@ def gather(lw, x: Any, dim: int, index: Any, node: ast.AST) -> Value:
                      f"dims except along dim (input {x.type}, index {index.type}, dim {dim})", node)
     return lw.emit("gather", [x, index], BlockT(index.type.dims, x.type.dtype), node, axis=d)
 
-
 _calls(torch.gather)(lambda lw, fn, args, kwargs, node: gather(
     lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None), kwargs.get("index", args[2] if len(args) > 2 else None), node))
 _methods("gather")(lambda lw, v, name, args, kwargs, node: gather(
     lw, v, kwargs.get("dim", args[0] if args else None), kwargs.get("index", args[1] if len(args) > 1 else None), node))
 
-
 def _pow2_count(xs: Any) -> bool:
     return isinstance(xs, (list, tuple)) and len(xs) >= 2 and not len(xs) & (len(xs) - 1)
-
 
 def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     """``torch.stack(xs, dim)`` of 2, 4, 8... blocks: ``hl.join`` of a pair (a new last dim of 2, moved to
@@ -601,7 +560,6 @@ def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     perm = list(range(n - 1))
     perm.insert(dim, n - 1)
     return O.permute(lw, v, perm, node)
-
 
 # ---- halves of a block: x[..., :h], x[..., h:], torch.cat([a, b], dim) -------------------------------
 # Triton cannot slice a register block, but a power-of-two ':' dim reshaped to [2, h] and split gives its
@@ -630,7 +588,6 @@ def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
         raise bad
     return _halves(lw, v, axis, node)[0 if lo == 0 else 1]
 
-
 def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of the same shape along a power-of-two ':' dim (more than
     two are joined in halves, so every intermediate dim stays a power of two)."""
@@ -655,7 +612,6 @@ def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     j = O.permute(lw, j, list(range(n - 1)) + [n, n - 1], node)                   # [..., 2, h]
     return _from_last(lw, _last_dims(lw, j, [2 * h], node), axis, node)
 
-
 def _halves(lw, v: Value, axis: int, node: ast.AST) -> tuple[Value, Value]:
     n = v.type.ndim
     x = _to_last(lw, v, axis, node)
@@ -665,16 +621,13 @@ def _halves(lw, v: Value, axis: int, node: ast.AST) -> tuple[Value, Value]:
     lo, hi = split(lw, x, node)
     return _from_last(lw, lo, axis, node), _from_last(lw, hi, axis, node)
 
-
 def _to_last(lw, v: Value, axis: int, node: ast.AST) -> Value:
     n = v.type.ndim
     return v if axis == n - 1 else O.permute(lw, v, [i for i in range(n) if i != axis] + [axis], node)
 
-
 def _from_last(lw, v: Value, axis: int, node: ast.AST) -> Value:
     n = v.type.ndim
     return v if axis == n - 1 else O.permute(lw, v, list(range(axis)) + [n - 1] + list(range(axis, n - 1)), node)
-
 
 def _last_dims(lw, v: Value, extents: list[int], node: ast.AST) -> Value:
     """Reshape only the trailing power-of-two ':' dims of v (split [E] -> [2, E/2] or merge [2, h] -> [2h]):

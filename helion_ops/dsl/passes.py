@@ -17,9 +17,7 @@ from . import ir as I
 from .config import NOT_REVERSIBLE, Config
 from .opdefs import OPS
 
-
 from .types import next_pow2
-
 
 @dataclass(frozen=True)
 class Layout:
@@ -31,7 +29,6 @@ class Layout:
     loop: int = 0
     rdim: int = 0
     default_block: Callable[[int], int] = lambda bid: 64
-
 
 def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Size every tile, reduction and registered block under ``cfg``: a tile's block from
@@ -55,7 +52,6 @@ def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     d.blocks = {bid: int(bs[bid]) if bid < len(bs) else at.default_block(bid) for bid in d.block_ids}
     return d
 
-
 def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """A dim gets a mask only where its block may not divide its extent. A loop with device-valued
     bounds is unmasked when both bounds are provably multiples of its block: causal attention's
@@ -72,7 +68,6 @@ def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     for r in d.rdims.values():
         r.masked = r.extent % r.block != 0 or r.extent == 0
     return d
-
 
 def multiple_of(v: Any) -> int:
     """The largest m known to divide the device int ``v`` (0: ``v`` is 0, a multiple of anything;
@@ -101,7 +96,6 @@ def multiple_of(v: Any) -> int:
         if op == "*":
             return multiple_of(a) * multiple_of(b)
     return 1
-
 
 def decide_rolled(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Keep a reduction dim rolled (looped in chunks) only where codegen can split the dataflow:
@@ -137,7 +131,6 @@ def decide_rolled(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
             r.masked = r.extent % r.block != 0 or r.extent == 0
     return d
 
-
 def assign_indexing(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Mark loads/stores that may use TMA tensor descriptors (Hopper+).
 
@@ -155,7 +148,6 @@ def assign_indexing(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
             continue
         idx.descriptor = want == "tensor_descriptor" and _descriptor_ok(d, idx)  # type: ignore[attr-defined]
     return d
-
 
 def _descriptor_ok(d: I.DeviceIR, idx: I.Index) -> bool:
     t = idx.tensor
@@ -182,7 +174,6 @@ def _descriptor_ok(d: I.DeviceIR, idx: I.Index) -> bool:
             last_block = b
     return last_block * t.dtype.itemsize >= 16
 
-
 def reversible(loop: I.For) -> bool:
     """Whether a device loop may take its tiles last to first (``Config.range_reverses``) without
     changing what it computes: no iteration can see another's effects. Nothing is carried from one
@@ -205,14 +196,12 @@ def reversible(loop: I.For) -> bool:
                 return False
     return True
 
-
 def _same_place(a: list, b: list) -> bool:
     """Two indexings of one tensor that address the same elements in every iteration: the same tiles,
     whole dims or scalars (a gather's index block could point anywhere)."""
     return len(a) == len(b) and all(
         ka == kb and ka != "block" and (va is vb or (not isinstance(va, I.Value) and va == vb))
         for (ka, va), (kb, vb) in zip(a, b))
-
 
 def decide_reverses(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Mark the device loops that ``range_reverses`` turns around. A long row re-read in a second
@@ -228,7 +217,6 @@ def decide_reverses(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
                 raise exc.NotSupported(f"range_reverses: {NOT_REVERSIBLE}", s.loc)
     return d
 
-
 PIPELINE: list[Callable[[I.DeviceIR, Config, Layout], I.DeviceIR]] = [
     apply_config,
     decide_masks,
@@ -236,7 +224,6 @@ PIPELINE: list[Callable[[I.DeviceIR, Config, Layout], I.DeviceIR]] = [
     assign_indexing,
     decide_reverses,
 ]
-
 
 def run(d: I.DeviceIR, cfg: Config, at: Layout = Layout(), dump: str | None = None) -> I.DeviceIR:
     """Every pass in order under the active Plan (``plan.planning()``), the verifier after each.

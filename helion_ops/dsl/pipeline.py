@@ -26,12 +26,10 @@ from .target import Target
 
 LOWERINGS = [0]  # device loops lowered in this process (a test counts them)
 
-
 def lower(pk: ParsedKernel, index: int, inputs: dict, hoisted: dict, config: Any):
     """Lower device loop ``index`` of ``pk`` with its host ``inputs`` (see lower.lower)."""
     LOWERINGS[0] += 1
     return lower_mod.lower(pk, pk.loops[index], inputs, hoisted, config, f"_{pk.name}_kernel{index}")
-
 
 def generate(pk: ParsedKernel, ir: Any, index: int, config: Any, target: Target, layout: passes.Layout,
              backend: str = "triton") -> Any:
@@ -41,15 +39,12 @@ def generate(pk: ParsedKernel, ir: Any, index: int, config: Any, target: Target,
         passes.run(ir, config, layout)
         return BACKENDS[backend].generate(ir, config, target, pk.file, ir.name, ordinal, index)
 
-
 def _ndims(lp: DeviceLoop) -> int:
     a = lp.node.iter.args
     return len(a[-1].elts) if a and isinstance(a[-1], (ast.List, ast.Tuple)) else 1
 
-
 _SCALAR_TYPES = (int, float, bool, torch.dtype, str, type(None))
 _RANDOM_FNS = (torch.rand_like, torch.rand, torch.randn_like, torch.randn)
-
 
 def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
     """Which host values a device loop needs: names it reads, and maximal host-only

@@ -16,7 +16,6 @@ from typing import Any, Iterator
 _NONE = object()
 _PLAN: contextvars.ContextVar = contextvars.ContextVar("helion_ops_plan", default=None)
 
-
 class planned:
     """An IR attribute decided per Config: read and written in the active Plan."""
 
@@ -46,11 +45,9 @@ class planned:
             raise RuntimeError(f"internal: {type(obj).__name__}.{self.name} set outside a Plan")
         plan[(id(obj), self.name)] = value
 
-
 def current_plan() -> dict | None:
     """The active Plan, or None outside codegen."""
     return _PLAN.get()
-
 
 @contextlib.contextmanager
 def planning() -> Iterator[dict]:

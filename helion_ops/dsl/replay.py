@@ -29,10 +29,8 @@ import torch
 
 _CONST = {int, bool, str, type(None), types.ModuleType, torch.dtype, torch.Size, torch.device}
 
-
 class NotReplayable(Exception):
     """A recorded value that a replay could not rebuild."""
-
 
 class Recorder:
     """Turns the values of one recorded run into expressions over the new call's ``args``."""
@@ -96,7 +94,6 @@ class Recorder:
         self.lines.append(f"{name} = {src}")
         return name
 
-
 class Replay:
     """The recipe of one recorded host run, as a generated function of the new call's args."""
 
@@ -117,9 +114,7 @@ class Replay:
         self.run = glb["replay"]
         self.run.source = self.source  # type: ignore[attr-defined]  (what a replay does, for debugging)
 
-
 MISS = object()  # what Replay.run returns when the arguments' alignment differs from the recording
-
 
 def _span(shape: tuple, stride: tuple) -> int:
     return 1 + sum((s - 1) * st for s, st in zip(shape, stride)) if all(shape) else 0

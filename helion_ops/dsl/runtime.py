@@ -42,17 +42,13 @@ _RECORD: contextvars.ContextVar = contextvars.ContextVar("helion_ops_record", de
 # HELION_OPS_NO_REPLAY=1 runs every kernel's host code on every call (debugging; failure-injection tests).
 REPLAY = os.environ.get("HELION_OPS_NO_REPLAY") != "1"
 
-
 def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
 
 class CacheWarning(UserWarning):
     """The code cache directory cannot be used; generated code goes to a temporary directory."""
 
-
 _CODE_DIRS: dict[str, str] = {}
-
 
 def code_dir() -> str:
     """Where generated modules are written: ``$HELION_OPS_CACHE_DIR/code`` (``~/.cache/helion_ops/code``).
@@ -73,7 +69,6 @@ def code_dir() -> str:
                           "for this process (set HELION_OPS_CACHE_DIR to a writable directory)", CacheWarning, 2)
         _CODE_DIRS[want] = d
     return d
-
 
 def write_code(name: str, src: str) -> str:
     """The path of a module holding ``src``, named by its hash: written once, through a private temporary
@@ -98,7 +93,6 @@ def write_code(name: str, src: str) -> str:
         raise
     return path
 
-
 @contextlib.contextmanager
 def recording(var: contextvars.ContextVar) -> Iterator[list]:
     """Set ``var`` to a fresh list for the block and yield it (what the code under it appends)."""
@@ -109,15 +103,12 @@ def recording(var: contextvars.ContextVar) -> Iterator[list]:
     finally:
         var.reset(tok)
 
-
 def record_launches() -> Any:
     """Within the block, every kernel call appends (BoundKernel, Config, args) to the yielded list: how
     a caller (bench.tune) learns which kernels an op ran, on what, under which Config."""
     return recording(_RECORD)
 
-
 _BIND_LOCK = threading.RLock()  # binding parses and dry-runs: rare, so one lock for every kernel
-
 
 class RunContext:
     """State of one execution of a kernel's host function under a Config."""
@@ -149,11 +140,9 @@ class RunContext:
             return self.config[name]
         return fragment.default() if hasattr(fragment, "default") else fragment
 
-
 def _launch_hook(i: int, host_locals: dict) -> None:
     ctx: RunContext = _RUN.get()
     ctx.bound.launch(i, host_locals, ctx)
-
 
 class Kernel:
     """A Helion-language kernel. Call it like the function it decorates."""
@@ -230,14 +219,12 @@ class Kernel:
     def reset(self) -> None:
         self._bound.clear()
 
-
 _Tensor = torch.Tensor
 # Exact types keyed by value with no further test; tensors and Parameters by layout. Both keys run on
 # every launch (several µs of host time per call on a slow host CPU), so they are one comprehension
 # over exact-type set lookups, with isinstance only for the rare rest.
 _TENSORS = {torch.Tensor, torch.nn.Parameter}
 _BY_VALUE = {int, bool, str, type(None), types.ModuleType}
-
 
 def spec_key(args: tuple) -> tuple:
     """What a kernel specialises on: tensor dtype/shape/strides/device, int and str values, and the
@@ -247,14 +234,12 @@ def spec_key(args: tuple) -> tuple:
                   else (type(a), a) if type(a) in _BY_VALUE
                   else _spec_key_other(a) for a in args])
 
-
 def _spec_key_other(a: Any) -> Any:
     if isinstance(a, _Tensor):
         return (a.dtype, a.shape, a.stride(), a.is_cuda)
     if isinstance(a, (int, str)):
         return (type(a), a)
     return (types.FunctionType, a.__code__) if type(a) is types.FunctionType else type(a)
-
 
 def _launch_key(values: list) -> tuple:
     """What one device loop specialises on. Pointer alignment is part of it because Triton
@@ -265,7 +250,6 @@ def _launch_key(values: list) -> tuple:
                   else v if type(v) in _BY_VALUE
                   else _launch_key_other(v) for v in values])
 
-
 def _launch_key_other(v: Any) -> Any:
     if isinstance(v, _Tensor):
         return (v.dtype, v.shape, v.stride(), not v.data_ptr() & 15)
@@ -274,7 +258,6 @@ def _launch_key_other(v: Any) -> Any:
     if type(v) is hl_constexpr:  # keyed by the value it wraps (the device loop branches on it)
         return (hl_constexpr, _launch_key([v.value]))
     return repr(v) if isinstance(v, (list, dict, set)) else v
-
 
 class Compiled:
     """One compiled device loop: the jit function, its params and grid.
@@ -321,10 +304,8 @@ class Compiled:
             self.fast = k
             self.device = next((a.device.index for a in args if isinstance(a, torch.Tensor)), None) or 0
 
-
 _INTERPRETER_OK: bool | None = None
 _INTERPRETER_LOCK = threading.Lock()
-
 
 def _check_interpreter() -> None:
     """Triton 3.6's interpreter turns loop bounds into 1-element arrays, which numpy >= 2.4 no longer
@@ -342,7 +323,6 @@ def _check_interpreter() -> None:
     elif not _INTERPRETER_OK:
         raise exc.InputError("TRITON_INTERPRET=1 with Triton < 3.7 needs numpy < 2.4")
 
-
 def _fast_launch_ok(k: Any) -> bool:
     """Direct launches skip Triton's launch hooks; only take them when none are installed."""
     try:
@@ -355,10 +335,8 @@ def _fast_launch_ok(k: Any) -> bool:
     return k is not None and hasattr(k, "packed_metadata") and unhooked \
         and os.environ.get("HELION_OPS_SLOW_LAUNCH") != "1"
 
-
 def _raw_stream(device: int) -> int:
     return torch._C._cuda_getCurrentRawStream(device)
-
 
 class BoundKernel:
     """A kernel specialised on one argument signature (CONTRACTS §2)."""
@@ -639,7 +617,6 @@ class BoundKernel:
         """Compile every device loop for ``target`` (no GPU needed); returns CompiledKernels."""
         return compile_specs_for_target(self.compile_specs(config), target)
 
-
 def target() -> Target:
     """What this process generates code for, built once: the current GPU's arch and SM count (Hopper's
     132 SMs without a GPU), and whether Triton's interpreter runs it."""
@@ -653,23 +630,18 @@ def target() -> Target:
             _TARGET = Target(num_sms=132, interpreter=interp)
     return _TARGET
 
-
 def num_sms() -> int:
     """Streaming multiprocessors of the current GPU (persistent grids launch one program each)."""
     return target().num_sms
 
-
 _TARGET: Target | None = None
-
 
 def _meta_args(args: tuple) -> tuple:
     return tuple(torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
                  if isinstance(a, torch.Tensor) else a for a in args)
 
-
 def _scratch(size: int, alignment: int, stream: Any) -> torch.Tensor:
     return torch.empty(size, device="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.int8)
-
 
 def _allocator_var() -> tuple:
     """Triton's allocator ContextVar and its "none set" value; (None, None) for another layout."""
@@ -679,9 +651,7 @@ def _allocator_var() -> tuple:
     except ImportError:
         return None, None
 
-
 _ALLOCATOR_VAR, _NULL_ALLOCATOR = _allocator_var()
-
 
 def _ensure_allocator() -> None:
     """Device-side tensor descriptors need scratch memory from a Triton allocator.
@@ -693,7 +663,6 @@ def _ensure_allocator() -> None:
     if _ALLOCATOR_VAR is None or _ALLOCATOR_VAR.get() is _NULL_ALLOCATOR:
         import triton
         triton.set_allocator(_scratch)
-
 
 def _check_devices(name: str, pk: frontend.ParsedKernel, args: tuple) -> None:
     params = list(inspect.signature(pk.fn).parameters)
@@ -712,7 +681,6 @@ def _check_devices(name: str, pk: frontend.ParsedKernel, args: tuple) -> None:
     if len(devs) > 1:
         desc = ", ".join(f"{p}: {a.device}" for p, a in tensors)
         raise exc.InputError(f"{name}(): tensors are on different devices ({desc})")
-
 
 def _check_launch(name: str, names: list[str], values: list) -> None:
     devs = {v.device for v in values if isinstance(v, torch.Tensor)}

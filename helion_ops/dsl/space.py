@@ -16,7 +16,6 @@ from . import passes
 from .config import BlockSpec, Config, ConfigSpace, SpaceSpec
 from .types import next_pow2
 
-
 def collect_facts(bound) -> dict:
     nblocks = len(bound.pk.blocks)
     ctx = bound.dry_run(Config(block_sizes=[16] * nblocks), "facts")
@@ -56,13 +55,11 @@ def collect_facts(bound) -> dict:
             "loads": loads, "descriptor": desc, "dot": dot, "per_loop": per_loop, "uneven_grid": uneven,
             "reversible": tuple(sorted(reversible)), "tunables": getattr(ctx, "tunables", {})}
 
-
 def _warp_specialize_supported() -> bool:
     try:
         return "warp_specialize" in inspect.signature(tl.range.__init__).parameters
     except (TypeError, ValueError):
         return False
-
 
 def _gluon_searchable() -> bool:
     """The tuner tries the Gluon backend (sm_90 only) on a Hopper GPU, never under Triton's interpreter."""
@@ -76,7 +73,6 @@ def _gluon_searchable() -> bool:
     except ImportError:
         return False
     return torch.cuda.get_device_capability() == (9, 0) and hasattr(tma, "make_tensor_descriptor")
-
 
 def block_spec(f: dict, bid: int) -> BlockSpec:
     b = f["blocks"][bid]
@@ -100,7 +96,6 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
         return BlockSpec(1, hi, min(hi, 64))
     return BlockSpec(1, hi, _default_tile(f, bid, hi))
 
-
 def _default_tile(f: dict, bid: int, hi: int) -> int:
     """Heuristic default: about 4K elements a program, a whole row per program for row reductions."""
     rblock = f["blocks"][bid]["rblock"]
@@ -108,10 +103,8 @@ def _default_tile(f: dict, bid: int, hi: int) -> int:
     per_tile = max(1, int((4096 // rblock) ** (1.0 / ntiles)))
     return max(1, min(hi, 1 << (per_tile.bit_length() - 1)))
 
-
 def default_block(bound, bid: int) -> int:
     return block_spec(bound.facts(), bid).default
-
 
 def space_for(bound) -> ConfigSpace:
     f = bound.facts()
@@ -136,7 +129,6 @@ def space_for(bound) -> ConfigSpace:
     default = base.replace(num_warps=warps, **({"block_sizes": blocks} if blocks else {}))
     space.default = lambda: default  # type: ignore[method-assign]
     return space
-
 
 def offsets(bound, loop_index: int) -> dict[str, int]:
     """Where device loop ``loop_index``'s reductions, inner loops and loads start in the Config lists."""

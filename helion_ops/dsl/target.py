@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 @dataclass(frozen=True)
 class Target:
     """``backend`` and ``arch`` name the compiler target (("cuda", 90): Hopper); ``num_sms`` sizes

@@ -21,7 +21,6 @@ from . import exc
 from .plan import planned
 from .fragments import next_pow2  # noqa: F401 (one definition, used by lowering and passes)
 
-
 @dataclass(frozen=True)
 class Dim:
     kind: str  # "tile" | "rdim" | "one" | "block"
@@ -31,9 +30,7 @@ class Dim:
     def __repr__(self) -> str:
         return "1" if self.kind == "one" else f"{self.kind[0]}{self.id}"
 
-
 ONE = Dim("one")
-
 
 @dataclass(frozen=True)
 class BlockT:
@@ -51,7 +48,6 @@ class BlockT:
 
     def __repr__(self) -> str:
         return f"{str(self.dtype).replace('torch.', '')}[{', '.join(map(repr, self.dims))}]"
-
 
 @dataclass
 class TileInfo:
@@ -81,7 +77,6 @@ class TileInfo:
     def mask(self) -> str:
         return f"mask_{self.id}"
 
-
 @dataclass
 class RDimInfo:
     """A full (``:``) dim of static extent; persistent or rolled, as the Config says."""
@@ -104,7 +99,6 @@ class RDimInfo:
     @property
     def offset(self) -> str:
         return f"roffset_{self.id}"
-
 
 @dataclass
 class TensorArg:
@@ -131,7 +125,6 @@ class TensorArg:
             return str(self.strides[d])
         return f"{self.name}_stride_{d}"
 
-
 @dataclass
 class ScalarArg:
     """A host scalar the device loop reads: a runtime parameter."""
@@ -139,14 +132,12 @@ class ScalarArg:
     name: str
     dtype: torch.dtype
 
-
 @dataclass
 class LaunchInputs:
     """What the device loop needs from the host, in kernel-parameter order."""
 
     tensors: list[TensorArg] = field(default_factory=list)
     scalars: list[ScalarArg] = field(default_factory=list)
-
 
 # ---- lowering-time host objects ----------------------------------------------
 
@@ -156,11 +147,9 @@ class TileVar:
 
     info: TileInfo
 
-
 @dataclass
 class TensorRef:
     arg: TensorArg
-
 
 class BlockSizeInt(int):
     """A tunable block size read in device code: an int that also names its block id, so
@@ -183,7 +172,6 @@ class BlockSizeInt(int):
             deps[self.bid] = size
         return int.__int__(self)
 
-
 def _noting(name: str) -> Any:
     op = getattr(int, name)
 
@@ -191,7 +179,6 @@ def _noting(name: str) -> Any:
         return op(self.value(), *[a.value() if isinstance(a, BlockSizeInt) else a for a in args])
     f.__name__ = name
     return f
-
 
 for _n in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__floordiv__", "__rfloordiv__",
            "__truediv__", "__rtruediv__", "__mod__", "__rmod__", "__pow__", "__rpow__", "__lshift__", "__rlshift__",
@@ -201,7 +188,6 @@ for _n in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", 
            "__trunc__", "__floor__", "__ceil__", "__divmod__", "__rdivmod__"):
     setattr(BlockSizeInt, _n, _noting(_n))
 BlockSizeInt.__hash__ = int.__hash__  # type: ignore[method-assign]
-
 
 # ---- dtypes -----------------------------------------------------------------
 
@@ -218,28 +204,23 @@ SIGNATURE_DTYPE = {
     torch.uint8: "u8", torch.bool: "i1", torch.float8_e4m3fn: "fp8e4nv", torch.float8_e5m2: "fp8e5",
 }
 
-
 def tl_dtype(dtype: torch.dtype) -> str:
     try:
         return TRITON_DTYPE[dtype]
     except KeyError:
         raise exc.NotSupported(f"dtype {dtype} is not supported in device code") from None
 
-
 def is_float(dtype: torch.dtype) -> bool:
     return dtype.is_floating_point
-
 
 def promote(a: Any, b: Any) -> torch.dtype:
     """torch's result dtype for a binary op; a Python number is a weak scalar."""
     return torch.result_type(_proto(a), _proto(b))
 
-
 def _proto(x: Any) -> Any:
     if isinstance(x, torch.dtype):
         return torch.empty((1,), dtype=x)
     return x  # Python number: weak
-
 
 def broadcast_dims(a: tuple[Dim, ...], b: tuple[Dim, ...], loc: exc.Loc | None) -> tuple[Dim, ...]:
     """Right-aligned broadcast of two dim tuples (torch rules, dims compared by identity)."""
@@ -258,15 +239,12 @@ def broadcast_dims(a: tuple[Dim, ...], b: tuple[Dim, ...], loc: exc.Loc | None) 
             raise exc.ShapeMismatch(f"shapes do not broadcast: {list(a)} vs {list(b)} (dim {x} vs {y})", loc)
     return tuple(out)
 
-
 def same_lanes(x: Dim, y: Dim) -> bool:
     """Two dims that are the same block of lanes: equal, or a tile and a block dim of one block id."""
     return x == y or (x.bid is not None and x.bid == y.bid and "block" in (x.kind, y.kind))
 
-
 def same_dims(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> bool:
     return len(a) == len(b) and all(same_lanes(x, y) for x, y in zip(a, b))
-
 
 def tile_dim(t: "TileInfo") -> Dim:
     return Dim("tile", t.id, t.block_id)

@@ -24,7 +24,6 @@ __all__ = [
     "environment", "source_hash", "Progress", "progress_enabled", "args_key", "unique_configs", "Tunable",
 ]
 
-
 class Tunable(Protocol):
     """What the tuner needs of a kernel (runtime.BoundKernel implements it): its space, the source and
     compile specs of a Config (to deduplicate and precompile candidates), and a run under a Config
@@ -38,13 +37,11 @@ class Tunable(Protocol):
     def compile_specs(self, config: Config) -> list[dict]: ...
     def run(self, config: Config, *args: Any) -> Any: ...
 
-
 def args_key(args: Sequence[Any]) -> tuple:
     """A fallback specialization key: dtype/shape/stride/device of tensor args, repr of the rest."""
     import torch
     return tuple((str(a.dtype), tuple(a.shape), tuple(a.stride()), a.device.type) if isinstance(a, torch.Tensor)
                  else repr(a) for a in args)
-
 
 def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
              reference: Optional[Callable[..., Any]] = None, progress: bool = True,
@@ -108,7 +105,6 @@ def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
             warnings.warn(f"helion_ops: could not save the tuned config to the autotune cache ({e}); "
                           "it is used for this process only", RuntimeWarning, 2)
     return best
-
 
 def _measure(bound: Tunable, args: Sequence[Any], space: Any, prof: Effort, fallback: Config,
              reference: Any, progress: bool, objective: Any, compile_timeout: float, workers: Optional[int],

@@ -34,7 +34,6 @@ INF = math.inf
 DEFAULT_COMPILE_TIMEOUT = 60.0
 FLUSH_BYTES = 256 << 20
 
-
 # ---------------------------------------------------------------------------
 # Parallel precompilation
 # ---------------------------------------------------------------------------
@@ -47,11 +46,9 @@ def _worker_init() -> None:
     except Exception:
         pass
 
-
 def _ping() -> int:
     time.sleep(0.02)
     return os.getpid()
-
 
 def compile_job(payload: tuple) -> bool:
     """Worker job: ``triton.compile`` every spec of one candidate (warms Triton's on-disk cache, so the
@@ -61,7 +58,6 @@ def compile_job(payload: tuple) -> bool:
     for spec in specs:
         compile_spec(spec, target=target)
     return True
-
 
 class Precompiler:
     """Runs picklable jobs in a spawn ``ProcessPoolExecutor`` with one timeout per job.
@@ -214,7 +210,6 @@ class Precompiler:
                 self._kill_pool()
         return results
 
-
 # ---------------------------------------------------------------------------
 # Accuracy check
 # ---------------------------------------------------------------------------
@@ -222,7 +217,6 @@ class Precompiler:
 def _tolerance(dtype: Any) -> float:
     import torch
     return {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}.get(dtype, 1e-1)
-
 
 def tensors_of(obj: Any) -> list:
     """The tensors in a (nested) result, in order."""
@@ -234,7 +228,6 @@ def tensors_of(obj: Any) -> list:
     if isinstance(obj, dict):
         return [t for k in sorted(obj, key=str) for t in tensors_of(obj[k])]
     return []
-
 
 def compare(out: Any, ref: Any) -> Optional[str]:
     """None when ``out`` matches ``ref`` (tensor or nested), else why not. Floats pass when ``|out - ref|
@@ -276,11 +269,9 @@ def compare(out: Any, ref: Any) -> Optional[str]:
             return f"output {i}: max error {rel:.3g} of max|ref| (tol {tol:g})"
     return None
 
-
 def _clone(args: Sequence[Any]) -> list:
     import torch
     return [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
-
 
 # ---------------------------------------------------------------------------
 # Timing
@@ -293,10 +284,8 @@ def _device_of(args: Sequence[Any]) -> Any:
             return a.device
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
-
 def _on_gpu(device: Any) -> bool:
     return getattr(device, "type", "cpu") == "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1"
-
 
 class Timer:
     """Median-of-reps timing. On CUDA: events around each rep with a 256 MB write before it, so each
@@ -338,7 +327,6 @@ class Timer:
             ends[i].record()
         torch.cuda.synchronize(self.device)
         return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)) / 1e3
-
 
 # ---------------------------------------------------------------------------
 # The objective

@@ -29,7 +29,6 @@ from .progress import log
 CACHE_ENV = "HELION_OPS_CACHE_DIR"
 FORMAT = 1
 
-
 def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
     path = Path(path)
@@ -49,7 +48,6 @@ def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
             pass
         raise
 
-
 @lru_cache(maxsize=None)
 def _device_info(index: int) -> tuple[str, Optional[list]]:
     try:
@@ -60,7 +58,6 @@ def _device_info(index: int) -> tuple[str, Optional[list]]:
         pass
     return "cpu", None
 
-
 def environment(device_index: Optional[int] = None) -> dict[str, Any]:
     """What a tuned config depends on besides the kernel: GPU, torch, triton."""
     import torch
@@ -70,17 +67,14 @@ def environment(device_index: Optional[int] = None) -> dict[str, Any]:
     gpu, cc = _device_info(device_index)
     return {"gpu": gpu, "capability": cc, "torch": torch.__version__, "triton": triton.__version__}
 
-
 def cache_dir() -> Path:
     """``$HELION_OPS_CACHE_DIR`` or ``~/.cache/helion_ops/autotune``."""
     d = os.environ.get(CACHE_ENV)
     return Path(d) if d else Path.home() / ".cache" / "helion_ops" / "autotune"
 
-
 def source_hash(source: str) -> str:
     """sha256 hex of a kernel's source text."""
     return hashlib.sha256(source.encode()).hexdigest()
-
 
 class AutotuneCache:
     """Config cache keyed by (kernel source hash, specialization key, env)."""

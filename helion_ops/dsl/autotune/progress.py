@@ -18,13 +18,11 @@ log = logging.getLogger("helion_ops.autotune")
 
 PROGRESS_ENV = "HELION_AUTOTUNE_PROGRESS"
 
-
 def progress_enabled(progress: Any = True) -> bool:
     """Whether to show progress: the argument, unless the env var says 0."""
     if os.environ.get(PROGRESS_ENV, "").strip().lower() in ("0", "false", "no", "off"):
         return False
     return bool(progress)
-
 
 class Progress:
     """Counters plus plain status lines. Safe to use after ``close()`` (it no-ops)."""

@@ -22,7 +22,6 @@ History = list  # list[tuple[Config, float]]
 
 INF = math.inf
 
-
 # ---------------------------------------------------------------------------
 # Effort presets
 # ---------------------------------------------------------------------------
@@ -41,7 +40,6 @@ class Effort:
     confirm_top: int = 3
     rounds: int = 0  # > 0: ranked_search, ``population`` candidates a round, instead of DE + pattern
 
-
 EFFORTS = {
     "none": Effort("none"),
     # quick: at most 3 rounds of one compile batch each (16 = the GPU machine's cores), ranked by the
@@ -53,7 +51,6 @@ EFFORTS = {
 
 EFFORT_ENV = "HELION_AUTOTUNE_EFFORT"
 TIME_LIMIT_ENV = "HELION_AUTOTUNE_TIME_LIMIT"
-
 
 def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) -> Effort:
     """The Effort to use: ``$HELION_AUTOTUNE_EFFORT`` (when set) overrides ``effort`` (a name or an
@@ -74,7 +71,6 @@ def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) ->
     if time_limit is not None:
         out = replace(out, time_limit=float(time_limit) if time_limit > 0 else None)
     return out
-
 
 # ---------------------------------------------------------------------------
 # Shared evaluation bookkeeping
@@ -141,11 +137,9 @@ class Evaluator:
         c = min(self.memo, key=self.memo.__getitem__)
         return c, self.memo[c]
 
-
 def _phase(progress: Any, name: str, total: Optional[int] = None) -> None:
     if progress is not None:
         progress.phase(name, total)
-
 
 def unique_configs(space: ConfigSpace, configs: Iterable[Any]) -> list[Config]:
     """Normalised configs, deduplicated, in order; invalid ones dropped."""
@@ -156,7 +150,6 @@ def unique_configs(space: ConfigSpace, configs: Iterable[Any]) -> list[Config]:
         except ValueError:
             continue  # a stale pretuned/seed config that no longer fits
     return list(out)
-
 
 # ---------------------------------------------------------------------------
 # Differential evolution
@@ -213,7 +206,6 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
     best, best_t = ev.best()
     return best, best_t, ev.history
 
-
 # ---------------------------------------------------------------------------
 # Pattern search
 # ---------------------------------------------------------------------------
@@ -249,13 +241,11 @@ def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_
     best, best_t = ev.best()
     return best, best_t, ev.history
 
-
 # ---------------------------------------------------------------------------
 # Ranked search (quick): a prior orders candidates before any is compiled
 # ---------------------------------------------------------------------------
 
 SMEM_BYTES = 232448  # Hopper's shared memory per block; Ampere's 166 KB only rejects more at compile
-
 
 def prior(space: ConfigSpace, cfg: Config, anchors: Sequence[Config]) -> float:
     """A cheap rank of an unmeasured candidate, lower first: how far it lies from the nearest anchor
@@ -275,14 +265,12 @@ def prior(space: ConfigSpace, cfg: Config, anchors: Sequence[Config]) -> float:
         dist += 100.0 * (smem > SMEM_BYTES or acc > 256) + (acc < 16)
     return dist
 
-
 def _pairs(a: Any, b: Any) -> list:
     """Matching scalars of two knob values (lists knob-wise; ints compared in log2 by ``prior``)."""
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
         return [p for x, y in zip(a, b) for p in _pairs(x, y)]
     both_int = type(a) is int and type(b) is int and a > 0 and b > 0
     return [(a, b)] if both_int else [(repr(a), repr(b))]
-
 
 def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Evaluator, rng: random.Random,
                   progress: Any = None) -> None:
@@ -304,7 +292,6 @@ def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Ev
         leader = fastest[0]
         near = dict.fromkeys(n for c in fastest for n in space.neighbors(c) if n not in ev.memo)
         batch = sorted(near, key=lambda c: prior(space, c, fastest))[:prof.population]
-
 
 # ---------------------------------------------------------------------------
 # The effort-driven combination used by autotune()

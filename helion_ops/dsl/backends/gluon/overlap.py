@@ -17,7 +17,6 @@ import torch
 
 from ... import ir as I
 
-
 def plan(em, s: I.For, rings: list):
     """(d1, d2, acc phi index, stage-B value ids, X values, B's ring loads) or None."""
     if any(not isinstance(x, I.Let) for x in s.body):
@@ -50,7 +49,6 @@ def plan(em, s: I.For, rings: list):
         return None
     return d1, d2, acc_i, b_ids, xs, brings
 
-
 def emit(em, s: I.For, rings: list, p) -> None:
     d1, d2, acc_i, b_ids, xs, brings = p
     t = s.tiles[0]
@@ -72,7 +70,6 @@ def emit(em, s: I.For, rings: list, p) -> None:
     _b_wait(em, tok, op, names[acc_i], brings)
     em.ind -= 1
     em.last_src = None
-
 
 def _a_stage(em, s, start, a_lets, d1, d2, arings, names, acc_i, xs, xn, b) -> None:
     t = s.tiles[0]
@@ -110,7 +107,6 @@ def _a_stage(em, s, start, a_lets, d1, d2, arings, names, acc_i, xs, xn, b) -> N
     em.line("ring_it += 1")
     em.scopes.pop()
 
-
 def _b_issue(em, d2, b_lets, brings, xs, xn) -> tuple[str, str]:
     """Stage B of the previous block (ring slot ``ring_it - 1``) up to D2's issue."""
     em.line(f"pslot = (ring_it - 1) % {em.NUM_BUF}")
@@ -127,7 +123,6 @@ def _b_issue(em, d2, b_lets, brings, xs, xn) -> tuple[str, str]:
     em.line(f"{tok} = warpgroup_mma({op}, {em.name_of(d2.args[1])}, {em.name_of(d2.args[2])}, is_async=True)")
     em.scopes.pop()
     return tok, op
-
 
 def _b_wait(em, tok: str, op: str, acc: str, brings) -> None:
     em.line(f"{acc}, {op} = warpgroup_mma_wait(0, deps=({tok}, {op}))")

@@ -21,7 +21,6 @@ from ...opdefs import OPS
 from .ops import EMIT, INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN
 from .strategies import range_knobs
 
-
 @dataclass
 class Generated:
     """Generated source of one device loop and how to launch it."""
@@ -35,7 +34,6 @@ class Generated:
     num_stages: int
     uses_descriptors: bool = False
     interpreter_cannot: Any = None       # Loc of an op Triton's interpreter cannot run (inline PTX), else None
-
 
 class Emitter:
     def __init__(self, d: I.DeviceIR, cfg: Config, pk_file: str, target: Target) -> None:
@@ -495,7 +493,6 @@ class Emitter:
             self.ind -= 1
         self.last_src = None
 
-
 def _trips(begin: str, end: str, step: int) -> str:
     """Iterations of ``tl.range(begin, end, step)``, as a literal when both bounds are."""
     if begin.lstrip("-").isdigit() and end.lstrip("-").isdigit():
@@ -503,10 +500,8 @@ def _trips(begin: str, end: str, step: int) -> str:
     span = _paren(end) if begin == "0" else f"{_paren(end)} - {_paren(begin)}"
     return f"tl.cdiv({span}, {step})" if step > 1 else f"({span})"
 
-
 def _paren(e: str) -> str:
     return e if e.isidentifier() or e.lstrip("-").isdigit() else f"({e})"
-
 
 def _nonneg(v: I.Value) -> bool:
     """Values known to be >= 0: non-negative constants, tile indices and offsets, aranges."""

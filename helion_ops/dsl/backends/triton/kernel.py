@@ -12,16 +12,13 @@ from .emitter import Emitter, Generated
 from .ops import NAN_REDUCE_HELPERS
 from .strategies import program_ids
 
-
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
 
 def _tile_count(t) -> int:
     if t.static_len is None:
         raise exc.NotSupported("a launch grid whose size is not known on the host (dynamic tile bounds)")
     return t.static_len if t.is_grid else _cdiv(t.static_len, t.block)
-
 
 def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
              loop_index: int = 0):
@@ -76,13 +73,11 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
     return Generated(fn_name, helpers + "\n".join(out) + "\n", params, sig, grid,
                      int(cfg.get("num_warps", 4)), int(cfg.get("num_stages", 2)), bool(em.descs), asm)
 
-
 def load_module(path: str, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod
-
 
 def compile_spec(spec: dict[str, Any], target: tuple | None = None):
     """``triton.compile`` one generated kernel (from ``BoundKernel.compile_specs``).
@@ -122,13 +117,11 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
     src = ASTSource(fn, sig, dict(spec.get("constexprs", {})), attrs)
     return triton.compile(src, target=gpu, options=opts)
 
-
 class TargetBinary:
     """What a compile for another target returns: the assembly texts and metadata."""
 
     def __init__(self, asm: dict[str, str], metadata: dict[str, Any]) -> None:
         self.asm, self.metadata = asm, metadata
-
 
 def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool = False) -> list:
     """Compile ``specs`` for ``target`` in a fresh process without the interpreter.
@@ -152,7 +145,6 @@ def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool 
     return [d["error"] if "error" in d else TargetBinary(d["asm"], d["metadata"])
             for d in json.loads(r.stdout.splitlines()[-1])]
 
-
 def _main() -> None:
     import json
     import sys
@@ -173,10 +165,8 @@ def _main() -> None:
         out.append({"asm": asm, "metadata": md})
     print(json.dumps(out))
 
-
 if __name__ == "__main__":
     _main()
-
 
 def helper_source(d: I.DeviceIR, cfg, file: str, target: Target, helper: tuple) -> str:
     """A combine function as its own ``@triton.jit`` function; or, for ``("raw", name, text)``, the text

@@ -54,7 +54,6 @@ INT_NEUTRAL = {"sum": "0", "max": "-2147483648", "min": "2147483647"}
 _ARG_NEUTRAL = {False: ("float('-inf')", "-2147483648"), True: ("float('inf')", "2147483647")}
 _SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
 
-
 def _const(em, v: I.Value) -> str:
     x = v.args[0]
     if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
@@ -62,7 +61,6 @@ def _const(em, v: I.Value) -> str:
     if v.type.dtype.is_floating_point and isinstance(x, int) and not isinstance(x, bool):
         return repr(float(x))  # an int literal would make Triton compute in int32 (2 ** y)
     return repr(x)
-
 
 def _binary(em, v: I.Value) -> str:
     x, y = em.name_of(v.args[0]), em.name_of(v.args[1])
@@ -79,7 +77,6 @@ def _binary(em, v: I.Value) -> str:
         return em.floor_divmod(o, x, y, v)
     return f"({x} {o} {y})"
 
-
 def _powi(em, v: I.Value) -> str:
     x, e = em.name_of(v.args[0]), v.attrs["exponent"]
     if e == 0.5:
@@ -89,12 +86,10 @@ def _powi(em, v: I.Value) -> str:
     prod = " * ".join([x] * abs(e))
     return f"(1 / ({prod}))" if e < 0 else f"({prod})"
 
-
 def _unary(em, v: I.Value) -> str:
     o = v.attrs["op"]
     code = UNARY_FLOAT_CODE.get(o) if v.type.dtype.is_floating_point else None
     return (code or UNARY_CODE[o]).format(em.name_of(v.args[0]))
-
 
 def _full(em, v: I.Value) -> str:
     val = v.args[0]
@@ -103,18 +98,15 @@ def _full(em, v: I.Value) -> str:
     lit = _const(em, I.Value("const", [val], v.type, v.loc)) if not isinstance(val, bool) else repr(int(val))
     return f"tl.full({em.shape(v.type)}, {lit}, {tl_dtype(v.type.dtype)})"
 
-
 def _arange(em, v: I.Value) -> str:
     if "block" in v.attrs:  # lanes of a registered block size (its id)
         return f"tl.arange(0, {em.d.blocks[v.attrs['block']]})"
     r = v.attrs["rdim"]
     return f"({v.args[0]} + {r.index})" if v.args[0] else r.index
 
-
 def _permute(em, v: I.Value) -> str:
     perm = v.attrs["perm"]
     return f"tl.trans({em.name_of(v.args[0])})" if perm == [1, 0] else f"tl.permute({em.name_of(v.args[0])}, {perm})"
-
 
 def _reshape(em, v: I.Value) -> str:
     a = v.args
@@ -124,12 +116,10 @@ def _reshape(em, v: I.Value) -> str:
         return f"(tl.zeros({em.shape(v.type)}, {tl_dtype(v.type.dtype)}) + {em.name_of(a[0])})"
     return f"tl.reshape({em.name_of(a[0])}, {em.shape(v.type)})"
 
-
 def _fill(em, x: I.Value, axis: int, neutral: str) -> str:
     name = em.name_of(x)
     m = em.dim_mask(x.type.dims[axis])
     return name if m is None else f"tl.where({em.bcast(m, axis, x.type.ndim)}, {name}, {neutral})"
-
 
 def _argmax(em, v: I.Value) -> str:
     x = v.args[0]
@@ -147,7 +137,6 @@ def _argmax(em, v: I.Value) -> str:
     return (f"tl.where(tl.max({nan}, {axis}, keep_dims={keep}) > 0, tl.argmax({nan}, {axis}, keep_dims={keep}), "
             f"{fn}({vals}, {axis}, keep_dims={keep}))")
 
-
 def _combine(em, v: I.Value) -> str:
     axis = v.attrs["axis"]
     if v.attrs["kind"] == "reduce":
@@ -160,12 +149,10 @@ def _combine(em, v: I.Value) -> str:
         return f"tl.reduce({tup}, {axis}, {v.attrs['fn']}, keep_dims={v.attrs['keepdim']})"
     return f"tl.associative_scan({tup}, {axis}, {v.attrs['fn']}, reverse={v.attrs['reverse']})"
 
-
 def _lit(x) -> str:
     if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
         return f"float('{x}')"
     return repr(x)
-
 
 def _scan(em, v: I.Value) -> str:
     op, axis, rev = v.attrs["op"], v.attrs["axis"], v.attrs.get("reverse", False)
@@ -175,10 +162,8 @@ def _scan(em, v: I.Value) -> str:
     fn = "tl.cumsum" if op == "sum" else "tl.cumprod"
     return f"{fn}({inp}, axis={axis}" + (", reverse=True)" if rev else ")")
 
-
 def _getitem(em, v: I.Value) -> str:
     return f"{em.name_of(v.args[0])}[{v.attrs['index']}]"
-
 
 def _rand(em, v: I.Value) -> str:
     """Philox counter = the element's linear index in the full (unpadded) index space."""
@@ -204,10 +189,8 @@ def _rand(em, v: I.Value) -> str:
         offs = f"tl.broadcast_to({offs}, {em.shape(v.type)})"
     return f"tl.{'randn' if v.attrs.get('normal') else 'rand'}({em.name_of(v.args[0])}, {offs})"
 
-
 def _rand4x(em, v: I.Value) -> str:
     return f"tl.rand4x({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
-
 
 def _inline_triton(em, v: I.Value) -> str:
     it = iter(v.args)
@@ -232,7 +215,6 @@ def _inline_triton(em, v: I.Value) -> str:
         return "None"
     return f"({last})"
 
-
 def _inline_asm(em, v: I.Value) -> str:
     # Each argument is broadcast to the output's shape first: the op itself takes same-shape blocks.
     shape = em.shape(v.type)
@@ -243,14 +225,11 @@ def _inline_asm(em, v: I.Value) -> str:
     return (f"tl.inline_asm_elementwise({v.attrs['asm']!r}, {v.attrs['constraints']!r}, [{', '.join(args)}], "
             f"dtype={dt}, is_pure={v.attrs['is_pure']}, pack={v.attrs['pack']})")
 
-
 def _split(em, v: I.Value) -> str:
     return f"tl.split({em.name_of(v.args[0])})"
 
-
 def _join(em, v: I.Value) -> str:
     return f"tl.join({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
-
 
 EMIT: dict[str, Callable[..., str]] = {
     "const": _const,

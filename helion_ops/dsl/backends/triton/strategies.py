@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 
 from ...config import Config
 
-
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
 
 @dataclass
 class ProgramIds:
@@ -27,7 +25,6 @@ class ProgramIds:
     prologue: list[str] = field(default_factory=list)
     decode: list[str] = field(default_factory=list)
     indent: int = 1
-
 
 def program_ids(cfg: Config, counts: list[int], num_sms: int, loop_index: int, grid_ordinal: int,
                 i64: bool) -> ProgramIds:
@@ -62,7 +59,6 @@ def program_ids(cfg: Config, counts: list[int], num_sms: int, loop_index: int, g
     out.decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + _decode_flat("pid", counts, cfg,
                                                                                            grid_ordinal)
     return out
-
 
 def _decode_flat(pid: str, counts: list[int], cfg: Config, ordinal: int) -> list[str]:
     """One flat program id -> a tile per grid dim, in ``loop_orders`` order (first fastest); with
@@ -103,10 +99,8 @@ def _decode_flat(pid: str, counts: list[int], cfg: Config, ordinal: int) -> list
             lines.append(f"rem = rem // {counts[k]}")
     return lines
 
-
 RANGE_KNOBS = (("range_num_stages", "num_stages"), ("range_unroll_factors", "loop_unroll_factor"),
                ("range_warp_specializes", "warp_specialize"), ("range_flattens", "flatten"))
-
 
 def range_knobs(cfg: Config, loop_id: int) -> str:
     """``, num_stages=3, ...``: the ``tl.range`` arguments the Config sets for inner loop ``loop_id``."""
