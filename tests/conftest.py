@@ -52,3 +52,17 @@ def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info
     now, then = _host(machine_info), _host(compared_benchmark.get("machine_info", {}))
     if now != then:
         benchmarksession.logger.info(f"Host-cost baseline recorded on {then}; this machine: {now}.")
+
+
+@pytest.fixture(autouse=True)
+def _keep_run_mode():
+    """A test that runs a harness command in-process (bench.soak --cpu, bench.run without a GPU) sets
+    TRITON_INTERPRET=1 for the rest of the process; on a GPU machine every later GPU test would then
+    refuse its CUDA tensors. Restore the variables the harness sets after each test."""
+    saved = {k: os.environ.get(k) for k in ("TRITON_INTERPRET", "HELION_OPS_STRICT")}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
