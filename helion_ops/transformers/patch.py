@@ -1,6 +1,6 @@
 """``apply(model)``: put helion_ops kernels into a loaded Hugging Face model, in place.
 
-What is patched (each part can be turned off by its keyword):
+What is patched (each part is a keyword; all but ``attention`` are on by default):
 
 * ``rms_norm``: every RMSNorm module computing Llama's RMSNorm (``weight * normalize(x)``, the
   ``*RMSNorm`` classes of Llama, Mistral, Mixtral, Qwen2/3, Qwen3-MoE and most decoder models, and
@@ -8,7 +8,8 @@ What is patched (each part can be turned off by its keyword):
   to compute that is checked on a random input first; one that does not match (Gemma's ``1 + weight``,
   for example) is left alone and reported.
 * ``layer_norm``: ``torch.nn.LayerNorm`` modules (with torch's own forward) -> ``helion_ops.layer_norm``.
-* ``attention``: the model's ``attn_implementation`` becomes ``"helion_ops"`` (see
+* ``attention`` (off by default: on Hopper PyTorch's SDPA runs cuDNN's attention, faster than ours today,
+  docs/decisions/hf-attention-default.md): the model's ``attn_implementation`` becomes ``"helion_ops"`` (see
   :mod:`.attention`): every attention layer that dispatches through transformers' attention
   interface runs our flash-attention kernel, call by call falling back to PyTorch's SDPA where the
   call has something the kernel does not take. A head dim the op cannot take at all leaves the
@@ -267,7 +268,7 @@ def _patch_experts(model: torch.nn.Module, report: Report) -> None:
 
 # ---- entry points ---------------------------------------------------------------------------------
 
-def apply(model: torch.nn.Module, *, rms_norm: bool = True, layer_norm: bool = True, attention: bool = True,
+def apply(model: torch.nn.Module, *, rms_norm: bool = True, layer_norm: bool = True, attention: bool = False,
           moe: bool = True) -> Report:
     """Patch ``model`` (a transformers model, or any ``nn.Module`` for the norms) in place; returns a
     :class:`Report`. Weights are kept; calling it again is harmless. See the module docstring."""

@@ -55,7 +55,7 @@ def pair(family: str, dtype=torch.float32, **overrides):
     """(unpatched, patched, report): two copies of one randomly initialised model."""
     ref = copy.deepcopy(_base(family, **overrides)).to(dtype)
     model = copy.deepcopy(ref)
-    return ref, model, hot.apply(model)
+    return ref, model, hot.apply(model, attention=True)
 
 
 def tokens(batch: int, seq: int, seed: int) -> torch.Tensor:
@@ -256,7 +256,7 @@ def test_norms_of_any_module_and_what_is_left_alone():
     patched = copy.deepcopy(net)
     report = hot.apply(patched)
     assert report.names("layer_norm") == ["0"] and report.names("rms_norm") == ["2", "3", "4"]
-    assert [(e.name, e.cls) for e in report.left_alone] == [("1", "GemmaStyleRMSNorm"), ("", "Sequential")]
+    assert [(e.name, e.cls) for e in report.left_alone] == [("1", "GemmaStyleRMSNorm")]  # attention: off by default
     assert "does not compute Llama's RMSNorm" in str(report)
     close(patched(x), want, 1e-5)
     assert [k for k in patched.state_dict()] == [k for k in net.state_dict()]
@@ -270,3 +270,14 @@ def test_family_helpers_check_the_model_type():
     assert hot.apply_qwen3(model, attention=False).count("rms_norm") == 9
     with pytest.raises(TypeError, match="'model'"):
         hot.apply("not a model")
+
+
+def test_attention_is_opt_in():
+    """apply() leaves attention on PyTorch's SDPA unless asked (cuDNN's is faster on Hopper today)."""
+    _, model, _ = pair("llama")  # pair() patches attention: a fresh copy for the default
+    fresh = copy.deepcopy(_base("llama"))
+    before = fresh.config._attn_implementation
+    report = hot.apply(fresh)
+    assert report.count("attention") == 0 and report.count("rms_norm") == 5
+    assert fresh.config._attn_implementation == before != "helion_ops"
+    assert model.config._attn_implementation == "helion_ops"
