@@ -4,8 +4,9 @@
 
 One GPU: for each model, training steps (forward, backward, AdamW) of the same initial weights on
 the same batches, once per variant: ``eager`` (transformers as loaded: SDPA attention, its RMSNorm,
-its default ``grouped_mm`` experts), ``patched`` (``helion_ops.transformers.apply``),
-``patched_no_attn`` (the same with ``attention=False``: what the norms and experts give alone),
+its default ``grouped_mm`` experts), ``patched`` (``helion_ops.transformers.apply(model,
+attention=True)``: everything we patch), ``patched_no_attn`` (``apply``'s default, attention left on
+SDPA: what the norms and experts give alone),
 ``compile`` (``torch.compile`` of the unpatched model) and, on request, ``patched_compile``. Tokens/s over the
 steps after ``--warmup``, peak memory, the first step's time (kernel compiles), the loss of every
 step and its largest gap to the eager run. Writes ``results/<GPU>/e2e.md`` and
