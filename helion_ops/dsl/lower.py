@@ -1,38 +1,38 @@
-"""Lowering: abstract interpretation of a device loop's AST into typed IR.
+"""Lowering: abstract interpretation of a device loop's AST into typed IR, once per specialization.
 
-Runs once per specialization (the device loop's launch key), for every Config:
-tunable block sizes and reduction chunks stay symbols (ids) that passes.apply_config
-sizes per Config. Host values arrive concrete (tensors, ints, floats); every expression is given a ``BlockT`` and shape rules are
-checked here, so a mismatch is a user error at the source line, never a
-Triton error. Torch calls are mapped by ``ops.py``.
+Tunable block sizes and reduction chunks stay symbols (ids) that passes.apply_config sizes per Config. Host
+values arrive concrete; every expression gets a ``BlockT`` and shape rules are checked here, so a mismatch is
+a user error at the source line, never a Triton error. Torch calls are mapped by ``ops_dispatch``.
 """
 from __future__ import annotations
 
 import ast
+import builtins
 import types
 from typing import Any
 
 import torch
 
-from . import exc, indexing as IX, language as hl, ops as O, ops_dispatch as D, ops_extra as X
+from . import exc, indexing as IX, inline, language as hl, ops as O, ops_dispatch as D, ops_extra as X
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
-from .lower_loops import bind, carry, final, lower_while, merge_branches, without_continue
+from .lower_loops import carry, lower_body, lower_while, merge_branches, without_continue
 from .types import (BlockSizeInt, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo,
                     TileVar, broadcast_dims, next_pow2, promote, same_dims)
 
 _MISSING = object()
-
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
            ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
            ast.RShift: ">>", ast.MatMult: "@"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_UNARY = {ast.USub: "neg", ast.UAdd: "pos", ast.Not: "not", ast.Invert: "invert"}
 
 class Lowerer:
     def __init__(self, pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any],
                  hoisted: dict[int, str], config: Config, kernel_name: str) -> None:
         self.pk, self.loop, self.inputs, self.hoisted, self.config = pk, loop, inputs, hoisted, config
+        self.name, self.loc = kernel_name, pk.loc(loop.node)
         self.env: dict[str, Any] = {}
         self.stmts: list[Stmt] = []
         self.tiles: dict[int, TileInfo] = {}
@@ -41,18 +41,14 @@ class Lowerer:
         self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see note_block)
         self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
         self.inline_free: dict[str, str] | None = None  # set while inlining a helper: free name -> hoisted id
+        self.inline_depth = 0
         self.tensors: dict[str, TensorArg] = {}
         self.scalars: dict[str, ScalarArg] = {}
-        self.n_loops = 0
-        self.n_loads = 0
-        self.n_stores = 0
+        self.n_loops = self.n_loads = 0
         self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
         self.grid_steps: dict[int, tuple] = {}  # hl.grid(b, e, step) dim's tile id -> (b, step)
         self.has_dot = False
-        self.name = kernel_name
-        self.loc = pk.loc(loop.node)
 
-    # ---- entry ------------------------------------------------------------------------------
     def lower(self) -> DeviceIR:
         node = self.loop.node
         tiles = self.header(node, top=True)
@@ -65,7 +61,6 @@ class Lowerer:
         return DeviceIR(self.name, inputs, [t.info for t in tiles], self.tiles, self.rdims, self.stmts,
                         self.n_loops, self.n_loads, self.has_dot, self.block_ids, self.helpers, deps=self.deps)
 
-    # ---- helpers ----------------------------------------------------------------------------
     def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
              hint: str = "", **attrs: Any) -> Value:
         v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, hint, **attrs)
@@ -75,6 +70,9 @@ class Lowerer:
     def err(self, cls: type, msg: str, node: ast.AST) -> Exception:
         return cls(msg, self.pk.loc(node))
 
+    # One lowering serves every Config of a specialization. Where lowering must know a block's size (a reshape
+    # that merges a tile, a registered block size used as a number), it reads the lowering Config's and notes
+    # the read in ``deps``: the runtime reuses this IR only for Configs that give those ids the same sizes.
     def lanes(self, d: Dim) -> int:
         """Lanes of one block dim under the lowering's Config (a read noted in ``deps``)."""
         if d.kind == "tile":
@@ -86,19 +84,14 @@ class Lowerer:
             return self.block_value(d.bid)
         return 1
 
-    # Lowering is shared by every Config of a specialization: a tunable block size is a symbol (its id)
-    # in the IR, given a size by passes.apply_config. Where lowering itself must know the size (a
-    # reshape that merges a tile, a registered block size used as a number), it reads the size of the
-    # Config it lowers under and notes the read; the runtime reuses this IR only for Configs that give
-    # the noted block ids the same sizes.
     def note_block(self, bid: int) -> None:
         self.deps[bid] = config_block(self.config, bid)
 
     def block_value(self, bid: int, extent: Any = None) -> int:
         """A tunable block's size under the lowering's Config (not noted: the caller decides)."""
-        bs = self.config.get("block_sizes") or []
-        if bid < len(bs):
-            return int(bs[bid])
+        size = config_block(self.config, bid)
+        if size is not None:
+            return size
         return max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
 
     def tile_block(self, t: TileInfo, note: bool = True) -> int:
@@ -118,41 +111,29 @@ class Lowerer:
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
         if not isinstance(extent, int):
             raise self.err(exc.NotSupported, "a full (':') dim needs a size known at compile time", node)
-        for r in self.rdims.values():
-            if r.extent == extent:
-                return r
-        r = RDimInfo(len(self.rdims), int(extent))
+        r = next((r for r in self.rdims.values() if r.extent == extent), None) or RDimInfo(len(self.rdims), int(extent))
         self.rdims[r.id] = r
         return r
 
-    def fixed_block(self, fixed: Any, node: ast.AST) -> int:
-        if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
-            raise self.err(exc.CompileError, f"block_size must be a power of two int, got {fixed!r}", node)
-        return int(fixed)
-
     def tensor(self, name: str, t: torch.Tensor) -> TensorRef:
         if name not in self.tensors:
-            pname = name if name.isidentifier() else f"t{len(self.tensors)}"
             es = t.element_size()
             desc = t.dim() >= 1 and t.stride(-1) == 1 and all((s * es) % 16 == 0 for s in t.stride()[:-1]) \
                 and t.data_ptr() % 16 == 0
-            big = t.numel() >= 2**31 or (t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()))) >= 2**31
-            self.tensors[name] = TensorArg(pname, name, t.dtype, tuple(t.shape), tuple(t.stride()), True, big, desc)
+            last = t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()))
+            self.tensors[name] = TensorArg(name if name.isidentifier() else f"t{len(self.tensors)}", name, t.dtype,
+                                           tuple(t.shape), tuple(t.stride()), True,
+                                           t.numel() >= 2**31 or last >= 2**31, desc)
         return TensorRef(self.tensors[name])
-
-    def scalar_param(self, name: str, value: Any) -> Value:
-        dtype = torch.float32 if isinstance(value, float) else (torch.int64 if abs(value) >= 2**31 else torch.int32)
-        if name not in self.scalars:
-            self.scalars[name] = ScalarArg(name, dtype)
-        return Value("param", [name], BlockT((), dtype), self.loc, name)
 
     def host_value(self, name: str, value: Any, node: ast.AST) -> Any:
         if type(value) is hl.constexpr:  # small = hl.constexpr(bs < 64) in host code: its value
             value = value.value
         if isinstance(value, torch.Tensor):
             return self.tensor(name, value)
-        if isinstance(value, float):
-            return self.scalar_param(name, value)
+        if isinstance(value, float):  # a scalar parameter of the launch
+            self.scalars.setdefault(name, ScalarArg(name, torch.float32))
+            return Value("param", [name], BlockT((), torch.float32), self.loc, name)
         return value  # ints (static), bools, dtypes, modules, functions...
 
     # ---- statements -------------------------------------------------------------------------
@@ -166,9 +147,8 @@ class Lowerer:
         m(s)
 
     def stmt_Expr(self, s: ast.Expr) -> None:
-        if isinstance(s.value, ast.Constant):
-            return  # docstring / comment string
-        self.expr(s.value)
+        if not isinstance(s.value, ast.Constant):  # a docstring or comment string does nothing
+            self.expr(s.value)
 
     def stmt_Pass(self, s: ast.Pass) -> None:
         pass
@@ -183,8 +163,11 @@ class Lowerer:
             self.assign(s.target, self.expr(s.value), s)
 
     def stmt_AugAssign(self, s: ast.AugAssign) -> None:
-        load = ast.copy_location(ast.BinOp(_as_load(s.target), s.op, s.value), s)
-        self.assign(s.target, self.expr(load), s)
+        load = ast.parse(ast.unparse(s.target), mode="eval").body  # the target read, for `x += v`
+        for n in ast.walk(load):
+            if hasattr(n, "lineno"):
+                n.lineno = n.end_lineno = s.target.lineno
+        self.assign(s.target, self.expr(ast.copy_location(ast.BinOp(load, s.op, s.value), s)), s)
 
     def assign(self, target: ast.expr, val: Any, node: ast.AST) -> None:
         if isinstance(target, ast.Name):
@@ -192,10 +175,9 @@ class Lowerer:
                 val.hint = target.id
             self.env[target.id] = val
         elif isinstance(target, (ast.Tuple, ast.List)):
-            vals = list(val) if isinstance(val, (tuple, list)) else None
-            if vals is None or len(vals) != len(target.elts):
+            if not isinstance(val, (tuple, list)) or len(val) != len(target.elts):
                 raise self.err(exc.NotSupported, "tuple unpacking needs a tuple of the same length", node)
-            for t, v in zip(target.elts, vals):
+            for t, v in zip(target.elts, val):
                 self.assign(t, v, node)
         elif isinstance(target, ast.Subscript):
             base = self.expr(target.value)
@@ -203,9 +185,7 @@ class Lowerer:
                 i = self.expr(target.slice)
                 if not isinstance(i, int) or not -len(base) <= i < len(base):
                     raise self.err(exc.NotSupported, "a list in device code is indexed by a constant in range", node)
-                new = list(base)
-                new[i] = val
-                return self.assign(target.value, new, node)
+                return self.assign(target.value, [val if j == i % len(base) else x for j, x in enumerate(base)], node)
             if not isinstance(base, TensorRef):
                 raise self.err(exc.NotSupported, "only host tensors can be stored into (out[tile] = value)", node)
             self.store(base, self.index(base, target.slice, node), val, node)
@@ -223,36 +203,43 @@ class Lowerer:
             raise self.err(exc.ShapeMismatch, f"cannot store a value of shape {list(v.type.dims)} into "
                            f"{ref.arg.host}[...] of shape {list(out_dims)}", node) from None
         if len(v.type.dims) > len(out_dims):
-            raise self.err(exc.ShapeMismatch, f"value has more dims ({v.type}) than the stored slice {list(out_dims)}", node)
+            raise self.err(exc.ShapeMismatch, f"value has more dims ({v.type}) than the stored slice "
+                           f"{list(out_dims)}", node)
         result = Value("atomic_result", [], BlockT(out_dims, ref.arg.dtype), self.pk.loc(node)) if atomic else None
         cmp = self.as_value(compare, node, ref.arg.dtype) if compare is not None else None
         self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, sem, cmp))
-        self.n_stores += 1
         return result
 
-    def stmt_If(self, s: ast.If) -> None:
+    def condition(self, s: ast.If | ast.While, msg: str) -> Any:
+        """The test of an ``if``/``while``: a host value, or a scalar device value."""
         cond = self.expr(s.test)
+        if not isinstance(cond, Value):
+            return cond
+        if cond.type.dims and all(self.lanes(d) == 1 for d in cond.type.dims):  # flag[t] with a tile of 1
+            cond = self.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
+        if cond.type.dims:
+            raise self.err(exc.NotSupported, msg, s)
+        return cond
+
+    def block(self, body: list[ast.stmt], env: dict) -> tuple[dict, list[Stmt]]:
+        """Lower ``body`` into statements of its own, starting from ``env``: (env after, statements)."""
+        saved, self.stmts, self.env = self.stmts, [], env
+        for b in body:
+            self.stmt(b)
+        out, self.stmts = self.stmts, saved
+        return self.env, out
+
+    def stmt_If(self, s: ast.If) -> None:
+        cond = self.condition(s, "an if condition must be a scalar; use torch.where for blocks")
         if not isinstance(cond, Value):
             for b in (s.body if cond else s.orelse):
                 self.stmt(b)
             return
-        if cond.type.dims and all(self.lanes(d) == 1 for d in cond.type.dims):  # flag[t] with a tile of 1
-            cond = self.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
-        if cond.type.dims:
-            raise self.err(exc.NotSupported, "an if condition must be a scalar; use torch.where for blocks", s)
         before = dict(self.env)
-        saved = self.stmts
-        self.stmts = []
-        for b in s.body:
-            self.stmt(b)
-        then_stmts, then_env = self.stmts, self.env
-        self.stmts, self.env = [], dict(before)
-        for b in s.orelse:
-            self.stmt(b)
-        else_stmts, else_env = self.stmts, self.env
-        self.stmts, self.env = saved, dict(before)
-        merges = merge_branches(self, s, before, (then_env, then_stmts), (else_env, else_stmts))
-        self.stmts.append(If(cond, then_stmts, else_stmts, merges, self.pk.loc(s)))
+        then, orelse = self.block(s.body, self.env), self.block(s.orelse, dict(before))
+        self.env = dict(before)
+        merges = merge_branches(self, s, before, then, orelse)
+        self.stmts.append(If(cond, then[1], orelse[1], merges, self.pk.loc(s)))
 
     def stmt_While(self, s: ast.While) -> None:
         lower_while(self, s)
@@ -266,10 +253,11 @@ class Lowerer:
         return v
 
     def stmt_For(self, s: ast.For) -> None:
-        f = self.pk.resolve(s.iter.func) if isinstance(s.iter, ast.Call) else None
-        if f is range or f is hl.static_range or (isinstance(s.iter, ast.Call) and isinstance(s.iter.func, ast.Name)
-                          and s.iter.func.id in ("range", "static_range")):
-            args = [self.expr(a) for a in s.iter.args]
+        call = s.iter if isinstance(s.iter, ast.Call) else None
+        f = self.pk.resolve(call.func) if call else None
+        if f in (range, hl.static_range) or (call and isinstance(call.func, ast.Name)
+                                             and call.func.id in ("range", "static_range")):
+            args = [self.expr(a) for a in call.args]
             if not all(isinstance(a, int) for a in args):
                 raise self.err(exc.NotSupported, "range() in device code needs constant bounds (it is unrolled)", s)
             for i in range(*args):
@@ -283,30 +271,11 @@ class Lowerer:
         tiles = self.header(s, top=False)
         loop_id = self.n_loops
         self.n_loops += 1
-        phis = carry(self, s, s.body)
-        before = dict(self.env)
-        bind(self.env, phis)
-        saved = self.stmts
-        self.stmts = []
-        self.bind_target(s.target, tiles)
-        for b in without_continue(s.body):
-            self.stmt(b)
-        body = self.stmts
-        self.stmts = saved
-        carried = []
-        for n, (phi, init) in phis.items():
-            body_tail: list[Stmt] = []
-            saved2, self.stmts = self.stmts, body_tail
-            final_v = final(self, n, phi.type, s)
-            self.stmts = saved2
-            body.extend(body_tail)
-            carried.append((phi, init, final_v))
-        # names first bound inside the loop stay local to it
-        self.env = bind(dict(before), phis)
+        body, carried = lower_body(self, s, carry(self, s, s.body), lambda: self.bind_target(s.target, tiles))
         self.stmts.append(For([t.info for t in tiles], body, carried, loop_id, self.pk.loc(s)))
 
-    # ---- loop headers -----------------------------------------------------------------------
     def header(self, s: ast.For, top: bool) -> list[TileVar]:
+        """The tiles of a device loop's ``hl.tile``/``hl.grid``/``hl.jagged_tile`` call."""
         call = s.iter
         f = self.pk.resolve(call.func)
         is_grid = f is hl.grid
@@ -324,16 +293,11 @@ class Lowerer:
                            "hl.tile(t.begin, t.end)", s)
         seq = (tuple, list, torch.Size)
         steps = vals.pop() if is_grid and len(vals) == 3 else self.expr(kw["step"]) if is_grid and "step" in kw else 1
-        if len(vals) == 1 and isinstance(vals[0], seq):
-            ends = [(0, e) for e in vals[0]]
-        elif len(vals) == 2 and all(isinstance(v, seq) for v in vals):
-            ends = list(zip(vals[0], vals[1]))
-        elif len(vals) == 1:
-            ends = [(0, vals[0])]
-        elif len(vals) == 2:
-            ends = [(vals[0], vals[1])]
-        else:
+        if len(vals) not in (1, 2):
             raise self.err(exc.NotSupported, "hl.tile/hl.grid take (end), (begin, end) or lists of them", s)
+        if len(vals) == 1:
+            vals = [[0] * len(vals[0]) if isinstance(vals[0], seq) else 0, vals[0]]
+        ends = list(zip(*vals)) if all(isinstance(v, seq) for v in vals) else [tuple(vals)]
         steps = list(steps) if isinstance(steps, seq) else [steps] * len(ends)
         if len(steps) != len(ends) or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in steps):
             raise self.err(exc.NotSupported, "hl.grid steps are positive ints, one per dim", s)
@@ -348,21 +312,20 @@ class Lowerer:
             ids.append(self.pk.extra_block_id(call, k))
         bs_node = kw.get("block_size")
         per = bs_node.elts if isinstance(bs_node, (ast.List, ast.Tuple)) else [bs_node] * len(ends)
-        one = {}  # a single block_size expression is evaluated once
+        fixed_of = {}  # id(block_size expression) -> its value: one expression for all dims is evaluated once
         out = []
-        for k, (b, e) in enumerate(ends):
-            begin, end = b, e
-            static_len = end - begin if isinstance(begin, int) and isinstance(end, int) else None
-            bid = None if is_grid else (ids[k] if k < len(ids) else None)
-            if is_grid:
-                fixed = 1
-            elif bid is None:  # a fixed size (a registered one has an id and is never evaluated here)
+        for k, (begin, end) in enumerate(ends):
+            bid = ids[k] if k < len(ids) else None
+            fixed = 1 if is_grid else None
+            if not is_grid and bid is None:  # a fixed size (a registered one has an id and is never evaluated here)
                 node_k = per[k] if k < len(per) else None
-                if id(node_k) not in one:
-                    one[id(node_k)] = self.expr(node_k) if node_k is not None else None
-                fixed = self.fixed_block(one[id(node_k)], s)
-            else:
-                fixed = None
+                if id(node_k) not in fixed_of:
+                    fixed_of[id(node_k)] = self.expr(node_k) if node_k is not None else None
+                fixed = fixed_of[id(node_k)]
+                if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
+                    raise self.err(exc.CompileError, f"block_size must be a power of two int, got {fixed!r}", s)
+                fixed = int(fixed)
+            static_len = end - begin if isinstance(begin, int) and isinstance(end, int) else None
             info = TileInfo(len(self.tiles), bid, fixed, self.code_of(begin, s), self.code_of(end, s),
                             static_len, top, is_grid)
             self.tiles[info.id] = info
@@ -412,37 +375,33 @@ class Lowerer:
             return self.host_value(hid, self.inputs[hid], node)
         m = getattr(self, f"expr_{type(node).__name__}", None)
         if m is None:
-            raise self.err(exc.NotSupported, f"'{type(node).__name__}' expressions are not supported in device code", node)
+            raise self.err(exc.NotSupported, f"'{type(node).__name__}' expressions are not supported in device code",
+                           node)
         return m(node)
 
     def expr_Constant(self, node: ast.Constant) -> Any:
         return node.value
 
     def expr_Name(self, node: ast.Name) -> Any:
-        if node.id in self.env:
-            return self.env[node.id]
-        if self.inline_free is not None:  # inside an inlined helper: its own globals and closure
-            if node.id in self.inline_free:
-                hid = self.inline_free[node.id]
-                return self.host_value(hid, self.inputs[hid], node)
-            val = self.pk.globals.get(node.id, _MISSING)
-            if isinstance(val, torch.Tensor):
-                raise self.err(exc.NotSupported, f"'{node.id}': a module-level tensor is read by a helper called "
+        name = node.id
+        if name in self.env:
+            return self.env[name]
+        if self.inline_free is not None and name in self.inline_free:  # an inlined helper's closure or global
+            return self.host_value(self.inline_free[name], self.inputs[self.inline_free[name]], node)
+        if self.inline_free is None and name in self.inputs:
+            val = self.inputs[name]
+            if name in self.pk.registered and isinstance(val, int) and not isinstance(val, bool):
+                return self.block_int(self.pk.registered[name], val)
+            return self.host_value(name, val, node)
+        if name in self.pk.globals:  # inside an inlined helper: its own globals
+            if self.inline_free is not None and isinstance(self.pk.globals[name], torch.Tensor):
+                raise self.err(exc.NotSupported, f"'{name}': a module-level tensor is read by a helper called "
                                "by name from the kernel; one called from another helper (or through an expression) "
                                "takes it as an argument", node)
-            if val is not _MISSING:
-                return self.host_value(node.id, val, node)
-        elif node.id in self.inputs:
-            val = self.inputs[node.id]
-            if node.id in self.pk.registered and isinstance(val, int) and not isinstance(val, bool):
-                return self.block_int(self.pk.registered[node.id], val)
-            return self.host_value(node.id, val, node)
-        if node.id in self.pk.globals:
-            return self.host_value(node.id, self.pk.globals[node.id], node)
-        import builtins
-        if hasattr(builtins, node.id):
-            return getattr(builtins, node.id)
-        raise self.err(exc.CompileError, f"name '{node.id}' is not defined", node)
+            return self.host_value(name, self.pk.globals[name], node)
+        if hasattr(builtins, name):
+            return getattr(builtins, name)
+        raise self.err(exc.CompileError, f"name '{name}' is not defined", node)
 
     def expr_Tuple(self, node: ast.Tuple) -> tuple:
         return tuple(self.expr(e) for e in node.elts)
@@ -455,8 +414,7 @@ class Lowerer:
         if gen is None or not isinstance(gen.target, ast.Name) or gen.is_async:
             raise self.err(exc.NotSupported, "list comprehensions in device code take one 'for name in ...'", node)
         it = gen.iter
-        f = self.pk.resolve(it.func) if isinstance(it, ast.Call) else None
-        if f in (range, hl.static_range):
+        if isinstance(it, ast.Call) and self.pk.resolve(it.func) in (range, hl.static_range):
             bounds = [self.expr(a) for a in it.args]
             items = range(*bounds) if all(isinstance(b, int) for b in bounds) else None
         else:
@@ -464,8 +422,8 @@ class Lowerer:
         if not isinstance(items, (range, list, tuple)):
             raise self.err(exc.NotSupported, "a device-code list comprehension iterates over range(const) or a "
                            "list/tuple known at compile time", node)
-        name, had, old = gen.target.id, gen.target.id in self.env, self.env.get(gen.target.id)
-        out = []
+        name = gen.target.id
+        old, out = self.env.get(name, _MISSING), []
         try:
             for item in items:
                 self.env[name] = item
@@ -475,10 +433,10 @@ class Lowerer:
                 if all(conds):
                     out.append(self.expr(node.elt))
         finally:
-            if had:
-                self.env[name] = old
-            else:
+            if old is _MISSING:
                 self.env.pop(name, None)
+            else:
+                self.env[name] = old
         return out
 
     def expr_Dict(self, node: ast.Dict) -> dict:
@@ -488,8 +446,7 @@ class Lowerer:
         return {k.value: self.expr(v) for k, v in zip(node.keys, node.values)}
 
     def expr_Attribute(self, node: ast.Attribute) -> Any:
-        base = self.expr(node.value)
-        return O.attribute(self, base, node.attr, node)
+        return O.attribute(self, self.expr(node.value), node.attr, node)
 
     def expr_Subscript(self, node: ast.Subscript) -> Any:
         base = self.expr(node.value)
@@ -502,17 +459,13 @@ class Lowerer:
         raise self.err(exc.NotSupported, f"cannot index a {type(base).__name__} in device code", node)
 
     def expr_BinOp(self, node: ast.BinOp) -> Any:
-        op = _BINOPS.get(type(node.op))
-        return O.binary(self, op, self.expr(node.left), self.expr(node.right), node)
+        return O.binary(self, _BINOPS.get(type(node.op)), self.expr(node.left), self.expr(node.right), node)
 
     def expr_UnaryOp(self, node: ast.UnaryOp) -> Any:
-        v = self.expr(node.operand)
-        name = {ast.USub: "neg", ast.UAdd: "pos", ast.Not: "not", ast.Invert: "invert"}[type(node.op)]
-        return O.unary(self, name, v, node)
+        return O.unary(self, _UNARY[type(node.op)], self.expr(node.operand), node)
 
     def expr_Compare(self, node: ast.Compare) -> Any:
-        left = self.expr(node.left)
-        out = None
+        left, out = self.expr(node.left), None
         for op, right_node in zip(node.ops, node.comparators):
             right = self.expr(right_node)
             if type(op) in (ast.Is, ast.IsNot):
@@ -545,8 +498,7 @@ class Lowerer:
         args = [self.expr(a) for a in node.args if not isinstance(a, ast.Starred)]
         for a in node.args:
             if isinstance(a, ast.Starred):
-                star = self.expr(a.value)
-                args.extend(star)
+                args.extend(self.expr(a.value))
         kwargs = {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
         if isinstance(node.func, ast.Attribute):
             base = self.expr(node.func.value)
@@ -557,7 +509,6 @@ class Lowerer:
             fn = self.expr(node.func)
         if fn is None:
             raise self.err(exc.NotSupported, f"unknown function {ast.unparse(node.func)}", node)
-        from . import inline
         host_name = node.func.id if isinstance(node.func, ast.Name) else None
         mod = (getattr(fn, "__module__", "") or "") if isinstance(fn, types.FunctionType) else None
         if mod is not None and not getattr(fn, "_hl_device", None) \
@@ -570,28 +521,22 @@ class Lowerer:
         except exc.NotSupported as unmapped:
             # A plain Python function torch happens to define (flex_attention's _identity score_mod):
             # inline it like a user helper; if that fails too, the mapping error is the clearer one.
-            mark = (len(self.stmts), self.n_loads, self.n_stores)
+            mark = (len(self.stmts), self.n_loads)
             try:
                 return inline.call(self, fn, args, kwargs, node, host_name)
             except exc.HelionOpsError:
                 del self.stmts[mark[0]:]
-                self.n_loads, self.n_stores = mark[1], mark[2]
+                self.n_loads = mark[1]
                 raise unmapped from None
 
-    # ---- memory -----------------------------------------------------------------------------
-    # -- indexing (indexing.py) -----------------------------------------------------------------
-    def index(self, ref: TensorRef, sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
-        return IX.index(self, ref, sl, node, extra_mask)
-
-    def make_index(self, ref: TensorRef, vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
-        return IX.make_index(self, ref, vals, node, extra_mask)
+    # ---- memory (indexing.py builds the Index) ------------------------------------------------
+    index = IX.index
+    make_index = IX.make_index
 
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=False), node)
-        v = self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node,
-                      load_id=self.n_loads)
         self.n_loads += 1
-        return v
+        return self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node, load_id=self.n_loads - 1)
 
     def scalar_of(self, v: Any, node: ast.AST) -> Any:
         """A 0-d host tensor used as a value (``lim = torch.tensor(0.5)`` made on the host): its element."""
@@ -613,17 +558,7 @@ class Lowerer:
         raise self.err(exc.CompileError, f"expected a device value, got {type(v).__name__}", node)
 
     def result_dtype(self, a: Any, b: Any) -> torch.dtype:
-        pa = a.type.dtype if isinstance(a, Value) else a
-        pb = b.type.dtype if isinstance(b, Value) else b
-        return promote(pa, pb)
-
-def _as_load(t: ast.expr) -> ast.expr:
-    """The load form of an assignment target (for ``x += v``)."""
-    t2 = ast.parse(ast.unparse(t), mode="eval").body
-    for n in ast.walk(t2):
-        if hasattr(n, "lineno"):
-            n.lineno, n.end_lineno = t.lineno, t.lineno
-    return t2
+        return promote(a.type.dtype if isinstance(a, Value) else a, b.type.dtype if isinstance(b, Value) else b)
 
 def config_block(config: Config, bid: int) -> int | None:
     """The size ``config`` gives block id ``bid`` (None: not given; the default then depends only on

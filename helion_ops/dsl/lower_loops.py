@@ -1,29 +1,13 @@
-"""Control flow on device values: loop-carried values, ``while`` loops and the merge after an ``if``
-(part of lower.py's stage, kept apart for size).
+"""Control flow on device values (part of lower.py's stage): loop-carried values, ``while`` and ``if`` merges.
 
-After an ``if`` on a device scalar, a name bound on both paths is merged (one value per path, the
-generated ``if`` assigns it): names that held a device value before, Python numbers (``s = 0.0`` then
-``if c: s = 1.0``), and names first bound in both branches (``if c: y = a else: y = b``). Before this,
-only names holding a device value before the ``if`` were merged: a number assigned in a branch was
-dropped without an error, and a name bound in both branches was undefined after the ``if``.
-
-A name assigned in a loop body carries its value into the next iteration. ``carry`` decides which
-names are carried: those that held a device value before the loop, and those that held a Python
-number and are read in the loop (``acc = 0.0`` then ``acc = acc + ...``): such a number becomes a
-scalar device value first, because folding it as a constant would compute every iteration from
-the value before the loop (found wrong, silently, for ``for`` loops before this existed).
-
-Triton compiles ``while cond:`` with a scalar condition, re-evaluated before each iteration. The loop
-becomes an ``ir.While`` whose condition is itself loop-carried: evaluated once from the values on
-entry (before the loop) and again from the values at the end of each iteration (the body's tail),
-so the generated loop reads ``while cond_carried:``. Names assigned in the body are carried as in
-``for`` loops (``carry``); names first bound in the body stay local to it.
-``break`` and ``while ... else`` are refused (Triton has no structured break).
+A name assigned in a loop body carries its value into the next iteration (``carry``); after an ``if`` on a
+device scalar, a name bound on both paths is merged (``merge_branches``). A Python number that changes on
+device is made a device scalar first: folding it as a constant would silently compute with its first value.
 """
 from __future__ import annotations
 
 import ast
-from typing import Any
+from typing import Any, Callable
 
 from . import exc
 from .ir import Value, While
@@ -32,6 +16,8 @@ from .types import BlockT
 _MISSING = object()  # no binding (distinct from None, which a name may hold)
 
 def lower_while(lw: Any, s: ast.While) -> None:
+    """``while cond:`` with a scalar condition that is itself loop-carried: evaluated from the values on entry
+    and again at the end of each iteration, so the generated loop reads ``while cond_carried:``."""
     if s.orelse:
         raise lw.err(exc.NotSupported, "while ... else in device code", s)
     if any(isinstance(n, ast.Break) for b in s.body for n in _walk_no_loops(b)):
@@ -44,27 +30,38 @@ def lower_while(lw: Any, s: ast.While) -> None:
                          "device code cannot use", s)
         return  # never entered
     phis = carry(lw, s, s.body)
+    cond_phi = Value("phi", [], cond0.type, lw.pk.loc(s), "cond")
+
+    def last() -> tuple:  # the condition again, from the values at the end of this iteration
+        return cond_phi, cond0, lw.coerce(_condition(lw, s), cond0.type, s)
+    body, carried = lower_body(lw, s, phis, last=last)
+    lw.stmts.append(While(cond_phi, body, carried, lw.pk.loc(s)))
+
+def lower_body(lw: Any, s: ast.For | ast.While, phis: dict, first: Callable = lambda: None,
+               last: Callable | None = None) -> tuple[list, list]:
+    """(statements, carried triples) of loop ``s``'s body, lowered with the carried names bound to their
+    phis; ``first`` runs before the body, ``last`` adds a triple at its end. Names first bound in the body
+    stay local to it."""
     before = dict(lw.env)
-    loc = lw.pk.loc(s)
-    cond_phi = Value("phi", [], cond0.type, loc, "cond")
     bind(lw.env, phis)
     saved, lw.stmts = lw.stmts, []
+    first()
     for b in without_continue(s.body):
         lw.stmt(b)
     carried = [(phi, init, final(lw, n, phi.type, s)) for n, (phi, init) in phis.items()]
-    # The condition again, from the values at the end of this iteration (in the body's tail).
-    carried.append((cond_phi, cond0, lw.coerce(_condition(lw, s), cond0.type, s)))
+    if last is not None:
+        carried.append(last())
     body, lw.stmts = lw.stmts, saved
-    lw.env = bind(dict(before), phis)
-    lw.stmts.append(While(cond_phi, body, carried, loc))
+    lw.env = bind(before, phis)
+    return body, carried
 
 def carry(lw: Any, loop: ast.AST, body: list[ast.stmt]) -> dict[str, tuple[Value, Value]]:
-    """{name: (phi, init)} for the names ``loop`` carries (see the module doc). Python numbers that
-    are carried are made device scalars here, before the loop. A list of device values (``accs[i] = ...``)
+    """{name: (phi, init)} for the names ``loop`` carries: those assigned in it that held a device value before
+    it, or a Python number it reads (made a device scalar here). A list of device values (``accs[i] = ...``)
     is carried element by element, under the names ``accs[0]``, ``accs[1]``, ..."""
-    assigned = {n.id for b in body for n in ast.walk(b) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    assigned |= {n.value.id for b in body for n in ast.walk(b)
-                 if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store) and isinstance(n.value, ast.Name)}
+    stores = [n for b in body for n in ast.walk(b) if isinstance(getattr(n, "ctx", None), ast.Store)]
+    assigned = {n.id for n in stores if isinstance(n, ast.Name)}
+    assigned |= {n.value.id for n in stores if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)}
     read = {n.id for n in ast.walk(loop) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     loc = lw.pk.loc(loop)
     out = {}
@@ -88,17 +85,14 @@ def bind(env: dict, phis: dict) -> dict:
             env[key] = phi
     return env
 
-def _lookup(env: dict, key: str) -> Any:
-    if not key.endswith("]"):
-        return env.get(key)
-    name, _, i = key[:-1].partition("[")
-    seq = env.get(name)
-    return seq[int(i)] if isinstance(seq, (list, tuple)) and int(i) < len(seq) else None
-
 def final(lw: Any, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING) -> Value:
     """The value ``name`` carries out of a body (``v``, default its current binding) in the carried
     type ``t``; a cast is appended to ``lw.stmts``."""
-    v = _lookup(lw.env, name) if v is _MISSING else v
+    if v is _MISSING:
+        base, _, i = name[:-1].partition("[") if name.endswith("]") else (name, "", "")
+        v = lw.env.get(base)
+        if i:
+            v = v[int(i)] if isinstance(v, (list, tuple)) and int(i) < len(v) else None
     try:
         return lw.coerce(v, t, node)
     except exc.ShapeMismatch:
@@ -107,20 +101,14 @@ def final(lw: Any, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING) -> Va
                      "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))", node) from None
 
 def _condition(lw: Any, s: ast.While) -> Any:
-    """The loop condition as a scalar device value (or a host constant)."""
-    cond = lw.expr(s.test)
-    if not isinstance(cond, Value):
-        return bool(cond)
-    if cond.type.dims and all(lw.lanes(d) == 1 for d in cond.type.dims):  # flag[t] with a tile of 1
-        cond = lw.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
-    if cond.type.dims:
-        raise lw.err(exc.NotSupported, "a while condition must be a scalar (reduce a block with .any() or .all())", s)
-    return cond
+    cond = lw.condition(s, "a while condition must be a scalar (reduce a block with .any() or .all())")
+    return cond if isinstance(cond, Value) else bool(cond)
 
 def merge_branches(lw: Any, s: ast.If, before: dict, then: tuple, orelse: tuple) -> list:
     """The ``(merged, init, then value, else value)`` merges of an ``if``, binding each merged name in
-    ``lw.env``. ``then``/``orelse`` are (env, stmts) of each branch; a value's cast to the merged type is
-    appended to its own branch's statements (it may read values only that branch defines)."""
+    ``lw.env``: names that held a device value before, numbers (``s = 0.0`` then ``if c: s = 1.0``) and names
+    first bound in both branches. ``then``/``orelse`` are (env, stmts) of each branch; a value's cast to the
+    merged type is appended to its own branch's statements (it may read values only that branch defines)."""
     (then_env, then_stmts), (else_env, else_stmts) = then, orelse
     merges = []
     for name in sorted(set(then_env) | set(else_env)):
@@ -180,7 +168,6 @@ def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:
 
 def _walk_no_loops(node: ast.AST):
     yield node
-    if isinstance(node, (ast.For, ast.While)):
-        return
-    for c in ast.iter_child_nodes(node):
-        yield from _walk_no_loops(c)
+    if not isinstance(node, (ast.For, ast.While)):
+        for c in ast.iter_child_nodes(node):
+            yield from _walk_no_loops(c)
