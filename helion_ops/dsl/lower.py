@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import types
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from . import exc, indexing as IX, inline, language as hl, ops as O, ops_dispatch as D, ops_extra as X
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
-from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
-from .lower_loops import carry, lower_body, lower_while, merge_branches, without_continue
+from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value, While
 from .types import (BlockSizeInt, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo,
                     TileVar, broadcast_dims, next_pow2, promote, same_dims)
 
-_MISSING = object()
+_MISSING = object()  # no binding (distinct from None, which a name may hold)
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
            ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
            ast.RShift: ">>", ast.MatMult: "@"}
@@ -48,7 +48,6 @@ class Lowerer:
         self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
         self.grid_steps: dict[int, tuple] = {}  # hl.grid(b, e, step) dim's tile id -> (b, step)
         self.has_dot = False
-
     def lower(self) -> DeviceIR:
         node = self.loop.node
         tiles = self.header(node, top=True)
@@ -60,19 +59,17 @@ class Lowerer:
         inputs = LaunchInputs(list(self.tensors.values()), list(self.scalars.values()))
         return DeviceIR(self.name, inputs, [t.info for t in tiles], self.tiles, self.rdims, self.stmts,
                         self.n_loops, self.n_loads, self.has_dot, self.block_ids, self.helpers, deps=self.deps)
-
     def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
              hint: str = "", **attrs: Any) -> Value:
         v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, hint, **attrs)
         self.stmts.append(Let(v, v.loc))
         return v
-
     def err(self, cls: type, msg: str, node: ast.AST) -> Exception:
         return cls(msg, self.pk.loc(node))
 
-    # One lowering serves every Config of a specialization. Where lowering must know a block's size (a reshape
-    # that merges a tile, a registered block size used as a number), it reads the lowering Config's and notes
-    # the read in ``deps``: the runtime reuses this IR only for Configs that give those ids the same sizes.
+    # ---- block sizes: one lowering serves every Config of a specialization. Where lowering must know a size
+    # (a reshape merging a tile, a registered block size used as a number), it reads the lowering Config's and
+    # notes the read in ``deps``: the runtime reuses this IR only for Configs that give those ids the same sizes.
     def lanes(self, d: Dim) -> int:
         """Lanes of one block dim under the lowering's Config (a read noted in ``deps``)."""
         if d.kind == "tile":
@@ -83,31 +80,26 @@ class Lowerer:
             self.note_block(d.bid)
             return self.block_value(d.bid)
         return 1
-
     def note_block(self, bid: int) -> None:
         self.deps[bid] = config_block(self.config, bid)
-
     def block_value(self, bid: int, extent: Any = None) -> int:
         """A tunable block's size under the lowering's Config (not noted: the caller decides)."""
         size = config_block(self.config, bid)
         if size is not None:
             return size
         return max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
-
     def tile_block(self, t: TileInfo, note: bool = True) -> int:
         if t.fixed is not None:
             return t.fixed
         if note:
             self.note_block(t.block_id)
         return self.block_value(t.block_id, t.static_len)
-
     def block_int(self, bid: int, value: int) -> BlockSizeInt:
         """A block size as device code sees it: an int that notes its Config dependency when used as one."""
         self.block_ids.add(bid)
         # the note is the IR's own deps dict and this Config's size, not the Lowerer: the cached IR must not
         # keep the lowering's inputs (the first launch's tensors) alive
         return BlockSizeInt(value, bid, (self.deps, config_block(self.config, bid)))
-
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
         if not isinstance(extent, int):
             raise self.err(exc.NotSupported, "a full (':') dim needs a size known at compile time", node)
@@ -115,6 +107,7 @@ class Lowerer:
         self.rdims[r.id] = r
         return r
 
+    # ---- host values ------------------------------------------------------------------------
     def tensor(self, name: str, t: torch.Tensor) -> TensorRef:
         if name not in self.tensors:
             es = t.element_size()
@@ -125,7 +118,6 @@ class Lowerer:
                                            tuple(t.shape), tuple(t.stride()), True,
                                            t.numel() >= 2**31 or last >= 2**31, desc)
         return TensorRef(self.tensors[name])
-
     def host_value(self, name: str, value: Any, node: ast.AST) -> Any:
         if type(value) is hl.constexpr:  # small = hl.constexpr(bs < 64) in host code: its value
             value = value.value
@@ -145,30 +137,23 @@ class Lowerer:
             raise self.err(exc.NotSupported, f"'{type(s).__name__}' statements are not supported inside a device loop"
                            + hint.get(type(s).__name__, ""), s)
         m(s)
-
     def stmt_Expr(self, s: ast.Expr) -> None:
         if not isinstance(s.value, ast.Constant):  # a docstring or comment string does nothing
             self.expr(s.value)
-
     def stmt_Pass(self, s: ast.Pass) -> None:
         pass
-
-    def stmt_Assign(self, s: ast.Assign) -> None:
-        val = self.expr(s.value)
-        for t in s.targets:
-            self.assign(t, val, s)
-
-    def stmt_AnnAssign(self, s: ast.AnnAssign) -> None:
-        if s.value is not None:
-            self.assign(s.target, self.expr(s.value), s)
-
+    def stmt_Assign(self, s: ast.Assign | ast.AnnAssign) -> None:
+        if s.value is not None:  # `x: T` alone binds nothing
+            val = self.expr(s.value)
+            for t in s.targets if isinstance(s, ast.Assign) else [s.target]:
+                self.assign(t, val, s)
+    stmt_AnnAssign = stmt_Assign
     def stmt_AugAssign(self, s: ast.AugAssign) -> None:
         load = ast.parse(ast.unparse(s.target), mode="eval").body  # the target read, for `x += v`
         for n in ast.walk(load):
             if hasattr(n, "lineno"):
                 n.lineno = n.end_lineno = s.target.lineno
         self.assign(s.target, self.expr(ast.copy_location(ast.BinOp(load, s.op, s.value), s)), s)
-
     def assign(self, target: ast.expr, val: Any, node: ast.AST) -> None:
         if isinstance(target, ast.Name):
             if isinstance(val, Value) and not val.hint:
@@ -191,7 +176,6 @@ class Lowerer:
             self.store(base, self.index(base, target.slice, node), val, node)
         else:
             raise self.err(exc.NotSupported, f"assignment to {type(target).__name__}", node)
-
     def store(self, ref: TensorRef, idx: Index, val: Any, node: ast.AST, atomic: str | None = None,
               sem: str = "relaxed", compare: Any = None) -> Value | None:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=True), node)
@@ -210,6 +194,10 @@ class Lowerer:
         self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, sem, cmp))
         return result
 
+    # ---- control flow: a name assigned in a loop body carries its value into the next iteration (``carry``);
+    # after an ``if`` on a device scalar, names bound on both paths merge (``merge_branches``). A Python number
+    # that changes on the device becomes a device scalar first: folding it as a constant would silently compute
+    # every iteration from its first value.
     def condition(self, s: ast.If | ast.While, msg: str) -> Any:
         """The test of an ``if``/``while``: a host value, or a scalar device value."""
         cond = self.expr(s.test)
@@ -220,38 +208,82 @@ class Lowerer:
         if cond.type.dims:
             raise self.err(exc.NotSupported, msg, s)
         return cond
-
-    def block(self, body: list[ast.stmt], env: dict) -> tuple[dict, list[Stmt]]:
-        """Lower ``body`` into statements of its own, starting from ``env``: (env after, statements)."""
-        saved, self.stmts, self.env = self.stmts, [], env
-        for b in body:
-            self.stmt(b)
-        out, self.stmts = self.stmts, saved
-        return self.env, out
-
     def stmt_If(self, s: ast.If) -> None:
         cond = self.condition(s, "an if condition must be a scalar; use torch.where for blocks")
         if not isinstance(cond, Value):
             for b in (s.body if cond else s.orelse):
                 self.stmt(b)
             return
-        before = dict(self.env)
-        then, orelse = self.block(s.body, self.env), self.block(s.orelse, dict(before))
-        self.env = dict(before)
-        merges = merge_branches(self, s, before, then, orelse)
-        self.stmts.append(If(cond, then[1], orelse[1], merges, self.pk.loc(s)))
-
+        before, saved = dict(self.env), self.stmts
+        branches = []
+        for body, env in ((s.body, self.env), (s.orelse, dict(before))):
+            self.stmts, self.env = [], env
+            for b in body:
+                self.stmt(b)
+            branches.append((self.env, self.stmts))
+        self.stmts, self.env = saved, dict(before)
+        merges = self.merge_branches(s, before, *branches)
+        self.stmts.append(If(cond, branches[0][1], branches[1][1], merges, self.pk.loc(s)))
+    def merge_branches(self, s: ast.If, before: dict, then: tuple, orelse: tuple) -> list:
+        """The ``(merged, init, then value, else value)`` merges of an ``if``, binding each merged name in
+        ``env``: names that held a device value before, numbers (``s = 0.0`` then ``if c: s = 1.0``) and names
+        first bound in both branches. ``then``/``orelse`` are (env, stmts) of each branch; a value's cast to the
+        merged type goes into its own branch's statements (it may read values only that branch defines)."""
+        merges = []
+        for name in sorted(set(then[0]) | set(orelse[0])):
+            tv, ev, bv = then[0].get(name, _MISSING), orelse[0].get(name, _MISSING), before.get(name, _MISSING)
+            if (tv is bv and ev is bv) or _MISSING in (tv, ev):
+                continue  # unchanged, or bound on one path only (local to it)
+            numbers = all(isinstance(x, (Value, int, float)) for x in (tv, ev))
+            if not numbers and tv is not ev:
+                raise self.err(exc.NotSupported, f"'{name}' is bound to a {type(tv).__name__} and a "
+                               f"{type(ev).__name__} on the two paths of an if on a device value; only device "
+                               "values and numbers can differ between them", s)
+            if not numbers or (not isinstance(tv, Value) and not isinstance(ev, Value) and type(tv) is type(ev)
+                               and tv == ev):
+                self.env[name] = tv  # the same object, or the same number, on both paths
+                continue
+            ref = next((x for x in (bv, tv, ev) if isinstance(x, Value)), None)
+            t = ref.type if ref is not None else self.as_value(tv, s).type
+            start = bv if isinstance(bv, (int, float)) else 0
+            if isinstance(bv, Value):
+                init = bv
+            elif t.dims:  # a number (or nothing) before, a block on some path: start from a full block
+                init = self.emit("full", [start], t, s)
+            else:
+                init = self.as_value(start, s, t.dtype)
+            vals, saved = [], self.stmts
+            for v, (_, stmts) in ((tv, then), (ev, orelse)):
+                self.stmts = stmts
+                vals.append(self.final(name, t, s, v))
+            self.stmts = saved
+            merged = Value("phi", [], t, self.pk.loc(s), name)
+            merges.append((merged, init, vals[0], vals[1]))
+            self.env[name] = merged
+        return merges
     def stmt_While(self, s: ast.While) -> None:
-        lower_while(self, s)
+        """``while cond:`` with a scalar condition that is itself loop-carried: evaluated from the values on
+        entry and again at the end of each iteration, so the generated loop reads ``while cond_carried:``."""
+        if s.orelse:
+            raise self.err(exc.NotSupported, "while ... else in device code", s)
+        if any(isinstance(n, ast.Break) for b in s.body for n in _walk_no_loops(b)):
+            raise self.err(exc.NotSupported, "break in device code (Triton has no structured break); "
+                           "fold the exit into the while condition", s)
+        msg = "a while condition must be a scalar (reduce a block with .any() or .all())"
+        cond0 = self.condition(s, msg)
+        if not isinstance(cond0, Value):
+            if cond0:
+                raise self.err(exc.NotSupported, "a while loop whose condition is always true needs break, which "
+                               "device code cannot use", s)
+            return  # never entered
+        phis = self.carry(s, s.body)
+        cond_phi = Value("phi", [], cond0.type, self.pk.loc(s), "cond")
 
-    def coerce(self, v: Any, t: BlockT, node: ast.AST) -> Value:
-        v = self.as_value(v, node, t.dtype)
-        if v.type.dtype != t.dtype:
-            v = self.emit("cast", [v], v.type.with_dtype(t.dtype), node)
-        if not same_dims(v.type.dims, t.dims):
-            raise self.err(exc.ShapeMismatch, f"variable changes shape: {t} -> {v.type}", node)
-        return v
-
+        def again() -> tuple:  # the condition from the values at the end of this iteration
+            cond = self.condition(s, msg)
+            return cond_phi, cond0, self.coerce(cond if isinstance(cond, Value) else bool(cond), cond0.type, s)
+        body, carried = self.loop_body(s, phis, last=again)
+        self.stmts.append(While(cond_phi, body, carried, self.pk.loc(s)))
     def stmt_For(self, s: ast.For) -> None:
         call = s.iter if isinstance(s.iter, ast.Call) else None
         f = self.pk.resolve(call.func) if call else None
@@ -271,9 +303,67 @@ class Lowerer:
         tiles = self.header(s, top=False)
         loop_id = self.n_loops
         self.n_loops += 1
-        body, carried = lower_body(self, s, carry(self, s, s.body), lambda: self.bind_target(s.target, tiles))
+        body, carried = self.loop_body(s, self.carry(s, s.body), lambda: self.bind_target(s.target, tiles))
         self.stmts.append(For([t.info for t in tiles], body, carried, loop_id, self.pk.loc(s)))
+    def loop_body(self, s: ast.For | ast.While, phis: dict, first: Callable = lambda: None,
+                  last: Callable | None = None) -> tuple[list, list]:
+        """(statements, carried triples) of loop ``s``'s body, lowered with the carried names bound to their
+        phis; ``first`` runs before the body, ``last`` adds a triple at its end. Names first bound in the body
+        stay local to it."""
+        before, saved = dict(self.env), self.stmts
+        bind(self.env, phis)
+        self.stmts = []
+        first()
+        for b in without_continue(s.body):
+            self.stmt(b)
+        carried = [(phi, init, self.final(n, phi.type, s)) for n, (phi, init) in phis.items()]
+        if last is not None:
+            carried.append(last())
+        body, self.stmts = self.stmts, saved
+        self.env = bind(before, phis)
+        return body, carried
+    def carry(self, loop: ast.AST, body: list[ast.stmt]) -> dict[str, tuple[Value, Value]]:
+        """{name: (phi, init)} for the names ``loop`` carries: those assigned in it that held a device value
+        before it, or a Python number it reads (made a device scalar here). A list of device values
+        (``accs[i] = ...``) is carried element by element, under the names ``accs[0]``, ``accs[1]``, ..."""
+        stores = [n for b in body for n in ast.walk(b) if isinstance(getattr(n, "ctx", None), ast.Store)]
+        assigned = {n.id for n in stores if isinstance(n, ast.Name)}
+        assigned |= {n.value.id for n in stores if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)}
+        read = {n.id for n in ast.walk(loop) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        loc, out = self.pk.loc(loop), {}
+        for n in sorted(assigned):
+            v = self.env.get(n)
+            if isinstance(v, (int, float)) and n in read:
+                v = self.env[n] = self.as_value(v, loop)
+            if isinstance(v, Value):
+                out[n] = (Value("phi", [], v.type, loc, n), v)
+            elif isinstance(v, (list, tuple)) and v and all(isinstance(x, Value) for x in v):
+                out.update({f"{n}[{i}]": (Value("phi", [], x.type, loc, f"{n}_{i}"), x) for i, x in enumerate(v)})
+        return out
+    def final(self, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING) -> Value:
+        """The value ``name`` carries out of a body (``v``, default its current binding) in the carried
+        type ``t``; a cast is appended to ``stmts``."""
+        if v is _MISSING:
+            base, _, i = name[:-1].partition("[") if name.endswith("]") else (name, "", "")
+            v = self.env.get(base)
+            if i:
+                v = v[int(i)] if isinstance(v, (list, tuple)) and int(i) < len(v) else None
+        try:
+            return self.coerce(v, t, node)
+        except exc.ShapeMismatch:
+            got = v.type if isinstance(v, Value) else type(v).__name__
+            raise self.err(exc.ShapeMismatch, f"'{name}' changes shape in the loop ({t} -> {got}): a loop-carried "
+                           "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))",
+                           node) from None
+    def coerce(self, v: Any, t: BlockT, node: ast.AST) -> Value:
+        v = self.as_value(v, node, t.dtype)
+        if v.type.dtype != t.dtype:
+            v = self.emit("cast", [v], v.type.with_dtype(t.dtype), node)
+        if not same_dims(v.type.dims, t.dims):
+            raise self.err(exc.ShapeMismatch, f"variable changes shape: {t} -> {v.type}", node)
+        return v
 
+    # ---- loop headers -----------------------------------------------------------------------
     def header(self, s: ast.For, top: bool) -> list[TileVar]:
         """The tiles of a device loop's ``hl.tile``/``hl.grid``/``hl.jagged_tile`` call."""
         call = s.iter
@@ -301,27 +391,22 @@ class Lowerer:
         steps = list(steps) if isinstance(steps, seq) else [steps] * len(ends)
         if len(steps) != len(ends) or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in steps):
             raise self.err(exc.NotSupported, "hl.grid steps are positive ints, one per dim", s)
-        affine = {}  # dim -> (begin, step): hl.grid(b, e, step) runs 0..cdiv(e - b, step), index b + i * step
-        for k, ((b, e), st) in enumerate(zip(ends, steps)):
-            if st != 1:
-                affine[k] = (b, st)
-                n = O.binary(self, "-", O.binary(self, "+", e, st - 1, s), b, s)
-                ends[k] = (0, O.binary(self, "//", n, st, s))
-        ids = list(self.pk.tile_block_ids.get(id(call), []))
-        for k in range(len(ids), len(ends) if not is_grid else 0):  # hl.tile(x.size()): rank known at run time
-            ids.append(self.pk.extra_block_id(call, k))
+        ids = self.pk.tile_block_ids.get(id(call), [])  # hl.tile(x.size()): more ids once its rank is known
+        ids = ids + [self.pk.extra_block_id(call, k) for k in range(len(ids), 0 if is_grid else len(ends))]
         bs_node = kw.get("block_size")
         per = bs_node.elts if isinstance(bs_node, (ast.List, ast.Tuple)) else [bs_node] * len(ends)
-        fixed_of = {}  # id(block_size expression) -> its value: one expression for all dims is evaluated once
+        fixed_of: dict[ast.AST, Any] = {}  # block_size expression -> its value (one for all dims: evaluated once)
         out = []
-        for k, (begin, end) in enumerate(ends):
+        for k, ((begin, end), st) in enumerate(zip(ends, steps)):
+            if st != 1:  # hl.grid(b, e, step) runs 0..cdiv(e - b, step), its index is b + i * step
+                n = O.binary(self, "-", O.binary(self, "+", end, st - 1, s), begin, s)
+                affine, begin, end = (begin, st), 0, O.binary(self, "//", n, st, s)
             bid = ids[k] if k < len(ids) else None
             fixed = 1 if is_grid else None
             if not is_grid and bid is None:  # a fixed size (a registered one has an id and is never evaluated here)
-                node_k = per[k] if k < len(per) else None
-                if id(node_k) not in fixed_of:
-                    fixed_of[id(node_k)] = self.expr(node_k) if node_k is not None else None
-                fixed = fixed_of[id(node_k)]
+                if per[k] not in fixed_of:
+                    fixed_of[per[k]] = self.expr(per[k])
+                fixed = fixed_of[per[k]]
                 if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
                     raise self.err(exc.CompileError, f"block_size must be a power of two int, got {fixed!r}", s)
                 fixed = int(fixed)
@@ -332,10 +417,9 @@ class Lowerer:
             out.append(TileVar(info))
             if parent is not None:
                 self.jagged[info.id] = parent
-            if k in affine:
-                self.grid_steps[info.id] = affine[k]
+            if st != 1:
+                self.grid_steps[info.id] = affine
         return out
-
     def code_of(self, v: Any, node: ast.AST) -> "str | Value":
         """A loop bound: literal code for ints and params, or a device int Value."""
         if isinstance(v, bool):
@@ -345,22 +429,20 @@ class Lowerer:
         if isinstance(v, Value) and not v.type.dims and not v.type.dtype.is_floating_point:
             return v.args[0] if v.op == "param" else v
         raise self.err(exc.CompileError, f"loop bounds must be ints or device ints, got {type(v).__name__}", node)
-
     def bind_target(self, target: ast.expr, tiles: list[TileVar]) -> None:
         vals: list[Any] = [self.grid_index(t, target) if t.info.is_grid else t for t in tiles]
         if isinstance(target, ast.Name):
             self.env[target.id] = vals[0] if len(vals) == 1 else tuple(vals)
-            for k, t in enumerate(tiles):
-                t.info.name = target.id if len(vals) == 1 else f"{target.id}{k}"
+            names = [target.id] if len(vals) == 1 else [f"{target.id}{k}" for k in range(len(vals))]
         elif isinstance(target, (ast.Tuple, ast.List)) and len(target.elts) == len(vals):
-            for t, v, tv in zip(target.elts, vals, tiles):
-                if not isinstance(t, ast.Name):
-                    raise self.err(exc.NotSupported, "loop targets must be names", target)
-                self.env[t.id] = v
-                tv.info.name = t.id
+            if not all(isinstance(t, ast.Name) for t in target.elts):
+                raise self.err(exc.NotSupported, "loop targets must be names", target)
+            names = [t.id for t in target.elts]
+            self.env.update(zip(names, vals))
         else:
             raise self.err(exc.NotSupported, "loop target does not match the number of tile dims", target)
-
+        for t, name in zip(tiles, names):
+            t.info.name = name
     def grid_index(self, t: TileVar, node: ast.AST) -> Value:
         i = Value("tile_attr", [t.info], BlockT((), torch.int32), self.loc, t.info.name or "i", attr="begin")
         if t.info.id not in self.grid_steps:
@@ -378,10 +460,8 @@ class Lowerer:
             raise self.err(exc.NotSupported, f"'{type(node).__name__}' expressions are not supported in device code",
                            node)
         return m(node)
-
     def expr_Constant(self, node: ast.Constant) -> Any:
         return node.value
-
     def expr_Name(self, node: ast.Name) -> Any:
         name = node.id
         if name in self.env:
@@ -402,12 +482,9 @@ class Lowerer:
         if hasattr(builtins, name):
             return getattr(builtins, name)
         raise self.err(exc.CompileError, f"name '{name}' is not defined", node)
-
     def expr_Tuple(self, node: ast.Tuple) -> tuple:
         return tuple(self.expr(e) for e in node.elts)
-
     expr_List = expr_Tuple
-
     def expr_ListComp(self, node: ast.ListComp) -> list:
         """``[elt for name in range(const) | a host list/tuple if const-cond]``, unrolled at compile time."""
         gen = node.generators[0] if len(node.generators) == 1 else None
@@ -422,32 +499,26 @@ class Lowerer:
         if not isinstance(items, (range, list, tuple)):
             raise self.err(exc.NotSupported, "a device-code list comprehension iterates over range(const) or a "
                            "list/tuple known at compile time", node)
-        name = gen.target.id
-        old, out = self.env.get(name, _MISSING), []
+        outer, out = self.env, []
+        self.env = dict(outer)  # the loop variable is the comprehension's own
         try:
             for item in items:
-                self.env[name] = item
+                self.env[gen.target.id] = item
                 conds = [self.expr(c) for c in gen.ifs]
                 if any(isinstance(c, Value) for c in conds):
                     raise self.err(exc.NotSupported, "a list comprehension's if must be known at compile time", node)
                 if all(conds):
                     out.append(self.expr(node.elt))
         finally:
-            if old is _MISSING:
-                self.env.pop(name, None)
-            else:
-                self.env[name] = old
+            self.env = outer
         return out
-
     def expr_Dict(self, node: ast.Dict) -> dict:
         """A dict of str keys (named arguments of hl.inline_triton / hl.triton_kernel)."""
         if not all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys):
             raise self.err(exc.NotSupported, "dicts in device code need str literal keys", node)
         return {k.value: self.expr(v) for k, v in zip(node.keys, node.values)}
-
     def expr_Attribute(self, node: ast.Attribute) -> Any:
         return O.attribute(self, self.expr(node.value), node.attr, node)
-
     def expr_Subscript(self, node: ast.Subscript) -> Any:
         base = self.expr(node.value)
         if isinstance(base, TensorRef):
@@ -457,13 +528,10 @@ class Lowerer:
         if isinstance(base, (tuple, list, torch.Size)):
             return base[self.expr(node.slice)]
         raise self.err(exc.NotSupported, f"cannot index a {type(base).__name__} in device code", node)
-
     def expr_BinOp(self, node: ast.BinOp) -> Any:
         return O.binary(self, _BINOPS.get(type(node.op)), self.expr(node.left), self.expr(node.right), node)
-
     def expr_UnaryOp(self, node: ast.UnaryOp) -> Any:
         return O.unary(self, _UNARY[type(node.op)], self.expr(node.operand), node)
-
     def expr_Compare(self, node: ast.Compare) -> Any:
         left, out = self.expr(node.left), None
         for op, right_node in zip(node.ops, node.comparators):
@@ -477,28 +545,20 @@ class Lowerer:
             out = r if out is None else O.binary(self, "&", out, r, node)
             left = right
         return out
-
     def expr_BoolOp(self, node: ast.BoolOp) -> Any:
         vals = [self.expr(v) for v in node.values]
         op = "&" if isinstance(node.op, ast.And) else "|"
         if not any(isinstance(v, Value) for v in vals):
             return all(vals) if op == "&" else any(vals)
-        out = vals[0]
-        for v in vals[1:]:
-            out = O.binary(self, op, out, v, node)
-        return out
-
+        return functools.reduce(lambda a, b: O.binary(self, op, a, b, node), vals)
     def expr_IfExp(self, node: ast.IfExp) -> Any:
         c = self.expr(node.test)
         if not isinstance(c, Value):
             return self.expr(node.body) if c else self.expr(node.orelse)
         return O.where(self, c, self.expr(node.body), self.expr(node.orelse), node)
-
     def expr_Call(self, node: ast.Call) -> Any:
         args = [self.expr(a) for a in node.args if not isinstance(a, ast.Starred)]
-        for a in node.args:
-            if isinstance(a, ast.Starred):
-                args.extend(self.expr(a.value))
+        args += [x for a in node.args if isinstance(a, ast.Starred) for x in self.expr(a.value)]
         kwargs = {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
         if isinstance(node.func, ast.Attribute):
             base = self.expr(node.func.value)
@@ -532,18 +592,15 @@ class Lowerer:
     # ---- memory (indexing.py builds the Index) ------------------------------------------------
     index = IX.index
     make_index = IX.make_index
-
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=False), node)
         self.n_loads += 1
         return self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node, load_id=self.n_loads - 1)
-
     def scalar_of(self, v: Any, node: ast.AST) -> Any:
         """A 0-d host tensor used as a value (``lim = torch.tensor(0.5)`` made on the host): its element."""
         if isinstance(v, TensorRef) and v.arg.ndim == 0:
             return self.load(v, self.make_index(v, [], node), node)
         return v
-
     def as_value(self, v: Any, node: ast.AST, dtype: torch.dtype | None = None) -> Value:
         v = self.scalar_of(v, node)
         if isinstance(v, Value):
@@ -556,9 +613,45 @@ class Lowerer:
             dt = dtype or (torch.bool if isinstance(v, bool) else torch.int32 if isinstance(v, int) else torch.float32)
             return Value("const", [v], BlockT((), dt), self.pk.loc(node))
         raise self.err(exc.CompileError, f"expected a device value, got {type(v).__name__}", node)
-
     def result_dtype(self, a: Any, b: Any) -> torch.dtype:
         return promote(a.type.dtype if isinstance(a, Value) else a, b.type.dtype if isinstance(b, Value) else b)
+
+def bind(env: dict, phis: dict) -> dict:
+    """``env`` with each carried name (or list element, ``accs[1]``) bound to its phi."""
+    for key, (phi, _) in phis.items():
+        name, _, i = key[:-1].partition("[") if key.endswith("]") else (key, "", "")
+        if i:
+            env[name] = [phi if j == int(i) else x for j, x in enumerate(env[name])]
+        else:
+            env[key] = phi
+    return env
+
+def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A loop body with its `continue`s turned into branches (Triton has no continue): an `if` whose
+    branch continues gets the rest of the body, after it, in its other branch. Code after the `if` is
+    copied into each branch that falls through; nested loops keep their own continues."""
+    def has(stmts: list[ast.stmt]) -> bool:
+        return any(isinstance(n, ast.Continue) for s in stmts for n in _walk_no_loops(s))
+
+    def rw(stmts: list[ast.stmt], tail: list[ast.stmt]) -> list[ast.stmt]:
+        done: list[ast.stmt] = []
+        for i, s in enumerate(stmts):
+            if isinstance(s, ast.Continue):
+                return done
+            if isinstance(s, ast.If) and has([s]):
+                after = stmts[i + 1:] + tail
+                new = ast.If(test=s.test, body=rw(s.body, after) or [ast.Pass()], orelse=rw(s.orelse, after))
+                return done + [ast.copy_location(new, s)]
+            done.append(s)
+        return done + tail
+
+    return rw(body, []) if has(body) else body
+
+def _walk_no_loops(node: ast.AST):
+    yield node
+    if not isinstance(node, (ast.For, ast.While)):
+        for c in ast.iter_child_nodes(node):
+            yield from _walk_no_loops(c)
 
 def config_block(config: Config, bid: int) -> int | None:
     """The size ``config`` gives block id ``bid`` (None: not given; the default then depends only on
