@@ -1,9 +1,8 @@
 """Frontend: parse a kernel's source, split host code from device loops.
 
-Each top-level ``for ... in hl.tile(...)`` / ``hl.grid(...)`` (not nested in another device loop) is a device
-loop. The host function is rewritten so that each becomes ``__hl_launch__(i, locals())`` and then runs as
-ordinary Python. Block-size ids are numbered here, in source order: Config.block_sizes is indexed by them.
-"""
+Each top-level ``for ... in hl.tile(...)`` / ``hl.grid(...)`` is a device loop; the host function, each such
+loop replaced by ``__hl_launch__(i, locals())``, runs as ordinary Python. Block-size ids are numbered here, in
+source order: Config.block_sizes is indexed by them."""
 from __future__ import annotations
 
 import ast
@@ -38,21 +37,17 @@ class ParsedKernel:
     registered: dict[str, int] = field(default_factory=dict)  # host name bound to hl.register_block_size -> id
     extra_blocks: dict = field(default_factory=dict)
     host_code: Any = None            # code object of the rewritten host function
-
     def loc(self, node: ast.AST) -> exc.Loc:
         line = getattr(node, "lineno", 0)
         return exc.Loc(self.file, line, self.lines[line - 1] if 0 < line <= len(self.lines) else "")
-
     def new_block(self, node: ast.AST) -> int:
         self.blocks.append(self.loc(node))
         return len(self.blocks) - 1
-
     def extra_block_id(self, call: ast.Call, k: int) -> int:
         """A block id for dim k of an hl.tile whose rank is only known at run time."""
         if (id(call), k) not in self.extra_blocks:
             self.extra_blocks[id(call), k] = self.new_block(call)
         return self.extra_blocks[id(call), k]
-
     def resolve(self, node: ast.AST) -> Any:
         """The object a Name/Attribute chain refers to in the kernel's globals, or None."""
         if isinstance(node, ast.Name):
@@ -160,15 +155,12 @@ def _device_stores(node: ast.AST) -> list[ast.Name]:
 
 class _HostRewriter(ast.NodeTransformer):
     """Device loops become launches; hl.register_block_size(...) reads the run's block size."""
-
     def __init__(self, pk: ParsedKernel) -> None:
         self.loop_ids = {id(lp.node): lp.index for lp in pk.loops}
-
     def visit_For(self, node: ast.For) -> ast.AST:
         if id(node) in self.loop_ids:
             return _relocate(ast.parse(f"__hl_launch__({self.loop_ids[id(node)]}, locals())").body[0], node)
         return self.generic_visit(node)
-
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
         if not hasattr(node, "_hl_block_id"):

@@ -5,6 +5,7 @@ dim broadcasts on load (torch's rule), so no index ever leaves a tensor.
 from __future__ import annotations
 
 import ast
+import functools
 from typing import Any
 
 from . import exc, ops as O
@@ -25,9 +26,7 @@ def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = N
 def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
     """The Index of ``ref`` by (AST item, value) pairs; an entry per tensor dim, missing trailing dims are ':'."""
     t = ref.arg
-    entries: list = []
-    out: list = []
-    adv: list = []  # dims indexed by integer blocks (torch's advanced indices)
+    entries, out, adv = [], [], []  # adv: dims indexed by integer blocks (torch's advanced indices)
     for it, v in vals:
         d = len(entries)
         if isinstance(it, ast.Slice) or isinstance(v, slice):
@@ -72,9 +71,7 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
     if pos != list(range(pos[0], pos[0] + len(pos))):
         raise lw.err(exc.NotSupported, "integer-block indices separated by a slice or tile (torch moves their "
                      "dims first); index with adjacent blocks", node)
-    dims: tuple = ()
-    for a in adv:
-        dims = broadcast_dims(dims, entries[a][1].type.dims, lw.pk.loc(node))
+    dims = functools.reduce(lambda acc, a: broadcast_dims(acc, entries[a][1].type.dims, lw.pk.loc(node)), adv, ())
     for a in adv:
         if entries[a][1].type.dims != dims:
             entries[a] = ("block", O.expand(lw, entries[a][1], dims, node))
@@ -140,9 +137,8 @@ def check_tile_fits(lw, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> 
                        f"of {t.host} has size {size}", node)
 
 def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
-    """A tile index into a size-1 dim reads element 0 and broadcasts, as torch broadcasting
-    and Helion do (``bias[tile_m, tile_n]`` with bias ``[1, N]``). A store there would write one
-    element from many lanes, so a tile longer than 1 is refused."""
+    """A tile index into a size-1 dim reads element 0 and broadcasts, as torch and Helion do (``bias[tile_m,
+    tile_n]`` with bias ``[1, N]``); a store there would write one element from many lanes: refused."""
     if idx.extra_mask is not None:  # the user guards the lanes: index as written
         return idx
     entries, out = list(idx.entries), list(idx.out)
@@ -184,8 +180,7 @@ def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = No
     return mask
 
 def _place(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
-    """v (whose dims all occur in ``dims``) viewed with size-1 axes so that each of its dims sits at
-    its position in ``dims``."""
+    """v (whose dims all occur in ``dims``) viewed with size-1 axes, each of its dims at its place in ``dims``."""
     pos = [next(j for j, d in enumerate(dims) if same_lanes(p, d)) for p in v.type.dims]
     order = sorted(range(len(pos)), key=lambda i: pos[i])
     if order != list(range(len(pos))):

@@ -1,9 +1,6 @@
-"""Calls to plain Python functions and lambdas in device code are inlined into the caller's Lowerer.
-
-Parameters are bound to the argument values; free names resolve in the callee's globals and closure (tensors it
-closes over arrive as launcher values, see ``pipeline.hoist_plan``); errors point at the callee's own lines.
-``return`` may end the body or sit under an ``if`` on a compile-time constant, not on a device value.
-"""
+"""Calls to plain Python functions and lambdas in device code are inlined into the caller's Lowerer: parameters
+bound to the argument values, free names resolved in the callee's globals and closure (tensors it closes over
+arrive as launcher values, see ``pipeline.hoist_plan``), errors at the callee's own lines."""
 from __future__ import annotations
 
 import ast
@@ -51,7 +48,7 @@ def function_ast(fn: types.FunctionType) -> tuple[ast.AST, str, list[str]]:
     if found is None:
         raise exc.NotSupported(f"cannot find the source of {fn.__qualname__} to inline it into device code")
     _FN_AST[id(code)] = (code, (found, file, text.splitlines()))
-    return found, file, text.splitlines()
+    return _FN_AST[id(code)][1]
 
 def _cells(fn: types.FunctionType) -> dict[str, Any]:
     """The values of the (filled) cells ``fn`` closes over, by name."""
@@ -84,8 +81,7 @@ def call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, ho
     bound.apply_defaults()
     cells = _cells(fn)
     tensors = [var for var, x in cells.items() if isinstance(x, torch.Tensor)]
-    free = {var: lw.hoisted[("closure", host_name, j)] for j, var in enumerate(tensors)
-            if ("closure", host_name, j) in lw.hoisted}
+    free = {var: lw.hoisted[key] for j, var in enumerate(tensors) if (key := ("closure", host_name, j)) in lw.hoisted}
     free.update({g: lw.hoisted[("global", host_name, g)] for g in fn.__code__.co_names
                  if ("global", host_name, g) in lw.hoisted and g not in bound.arguments})
     saved = (lw.env, lw.pk, lw.inline_free, lw.inline_depth)
@@ -100,7 +96,8 @@ def call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, ho
         lw.env, lw.pk, lw.inline_free, lw.inline_depth = saved
 
 def _run(lw, body: list[ast.stmt]) -> Any:
-    """Lower an inlined body up to the ``return`` it reaches: that return's value, else _FELL_THROUGH."""
+    """Lower an inlined body up to the ``return`` it reaches (at its end, or under an ``if`` on a compile-time
+    constant): that return's value, else _FELL_THROUGH."""
     for s in body:
         if isinstance(s, ast.Return):
             return lw.expr(s.value) if s.value is not None else None

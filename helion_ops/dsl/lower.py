@@ -276,7 +276,7 @@ class Lowerer:
                 raise self.err(exc.NotSupported, "a while loop whose condition is always true needs break, which "
                                "device code cannot use", s)
             return  # never entered
-        phis = self.carry(s, s.body)
+        phis = self.carry(s)
         cond_phi = Value("phi", [], cond0.type, self.pk.loc(s), "cond")
 
         def again() -> tuple:  # the condition from the values at the end of this iteration
@@ -303,7 +303,7 @@ class Lowerer:
         tiles = self.header(s, top=False)
         loop_id = self.n_loops
         self.n_loops += 1
-        body, carried = self.loop_body(s, self.carry(s, s.body), lambda: self.bind_target(s.target, tiles))
+        body, carried = self.loop_body(s, self.carry(s), lambda: self.bind_target(s.target, tiles))
         self.stmts.append(For([t.info for t in tiles], body, carried, loop_id, self.pk.loc(s)))
     def loop_body(self, s: ast.For | ast.While, phis: dict, first: Callable = lambda: None,
                   last: Callable | None = None) -> tuple[list, list]:
@@ -322,11 +322,11 @@ class Lowerer:
         body, self.stmts = self.stmts, saved
         self.env = bind(before, phis)
         return body, carried
-    def carry(self, loop: ast.AST, body: list[ast.stmt]) -> dict[str, tuple[Value, Value]]:
+    def carry(self, loop: ast.For | ast.While) -> dict[str, tuple[Value, Value]]:
         """{name: (phi, init)} for the names ``loop`` carries: those assigned in it that held a device value
         before it, or a Python number it reads (made a device scalar here). A list of device values
         (``accs[i] = ...``) is carried element by element, under the names ``accs[0]``, ``accs[1]``, ..."""
-        stores = [n for b in body for n in ast.walk(b) if isinstance(getattr(n, "ctx", None), ast.Store)]
+        stores = [n for b in loop.body for n in ast.walk(b) if isinstance(getattr(n, "ctx", None), ast.Store)]
         assigned = {n.id for n in stores if isinstance(n, ast.Name)}
         assigned |= {n.value.id for n in stores if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)}
         read = {n.id for n in ast.walk(loop) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
