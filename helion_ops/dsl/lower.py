@@ -170,7 +170,9 @@ class Lowerer:
                 i = self.expr(target.slice)
                 if not isinstance(i, int) or not -len(base) <= i < len(base):
                     raise self.err(exc.NotSupported, "a list in device code is indexed by a constant in range", node)
-                return self.assign(target.value, [val if j == i % len(base) else x for j, x in enumerate(base)], node)
+                new = list(base)
+                new[i] = val
+                return self.assign(target.value, new, node)
             if not isinstance(base, TensorRef):
                 raise self.err(exc.NotSupported, "only host tensors can be stored into (out[tile] = value)", node)
             self.store(base, self.index(base, target.slice, node), val, node)
