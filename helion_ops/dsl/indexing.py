@@ -1,12 +1,11 @@
-"""Indexing of host tensors in device code: ``x[tile, :]``, ``x[t, a:b]``, gathers, ``None`` dims.
-
-Builds the IR ``Index`` (one entry per tensor dim) that codegen turns into pointer offsets and masks
-(or a TMA descriptor access). Also the safety rules: a tile that runs past a dim is an error at the
-line, and a tile over a size-1 dim broadcasts on load (torch's rule), so no index ever leaves a tensor.
+"""Indexing of host tensors in device code (``x[tile, :]``, ``x[t, a:b]``, gathers, ``None`` dims) into the IR
+``Index``, with the safety rules: a tile that runs past a dim is an error at the line, and a tile over a size-1
+dim broadcasts on load (torch's rule), so no index ever leaves a tensor.
 """
 from __future__ import annotations
 
 import ast
+import functools
 from typing import Any
 
 from . import exc, ops as O
@@ -25,50 +24,44 @@ def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = N
     return make_index(lw, ref, vals, node, extra_mask)
 
 def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
+    """The Index of ``ref`` by (AST item, value) pairs; an entry per tensor dim, missing trailing dims are ':'."""
     t = ref.arg
-    entries: list = []
-    out: list = []
-    adv: list = []  # dims indexed by integer blocks (torch's advanced indices)
-    d = 0
+    entries, out, adv = [], [], []  # adv: dims indexed by integer blocks (torch's advanced indices)
     for it, v in vals:
+        d = len(entries)
         if isinstance(it, ast.Slice) or isinstance(v, slice):
             if d >= t.ndim:
                 raise lw.err(exc.ShapeMismatch, f"too many indices for {t.host} ({t.ndim} dims)", node)
             entries.append(slice_entry(lw, it, v, t, d, node))
-            out.append(d)
-            d += 1
         elif v is None:
             out.append(None)
+            continue
         elif isinstance(v, TileVar):
             if d < t.ndim and extra_mask is None:  # an extra_mask may guard the overhang (concat)
                 check_tile_fits(lw, t, d, v.info, node)
             entries.append(("tile", v.info))
-            out.append(d)
-            d += 1
-        elif isinstance(v, (int, Value)) and not isinstance(v, bool):
-            if isinstance(v, Value) and v.type.dims:
-                if v.type.dtype.is_floating_point:
-                    raise lw.err(exc.CompileError, "tensor index must be an integer block", node)
-                entries.append(("block", v))
-                out.append(d)
-                adv.append(d)
-            else:
-                if isinstance(v, int) and d < t.ndim and isinstance(t.sizes[d], int):
-                    size = t.sizes[d]
-                    if not -size <= v < size:  # as torch: an IndexError, not a read out of bounds
-                        raise lw.err(exc.ShapeMismatch, f"index {v} is out of bounds for dim {d} of {t.host} "
-                                     f"(size {size})", node)
-                    v += size if v < 0 else 0  # a negative index counts from the end, as in torch
-                entries.append(("scalar", v))
-            d += 1
+        elif isinstance(v, Value) and v.type.dims:
+            if v.type.dtype.is_floating_point:
+                raise lw.err(exc.CompileError, "tensor index must be an integer block", node)
+            entries.append(("block", v))
+            adv.append(d)
+        elif isinstance(v, (int, Value)) and not isinstance(v, bool):  # a scalar: the dim is indexed away
+            if isinstance(v, int) and d < t.ndim and isinstance(t.sizes[d], int):
+                size = t.sizes[d]
+                if not -size <= v < size:  # as torch: an IndexError, not a read out of bounds
+                    raise lw.err(exc.ShapeMismatch, f"index {v} is out of bounds for dim {d} of {t.host} "
+                                 f"(size {size})", node)
+                v += size if v < 0 else 0  # a negative index counts from the end, as in torch
+            entries.append(("scalar", v))
+            continue
         else:
             raise lw.err(exc.NotSupported, f"unsupported index {type(v).__name__}", node)
-    if d > t.ndim:
+        out.append(d)
+    if len(entries) > t.ndim:
         raise lw.err(exc.ShapeMismatch, f"too many indices for {t.host}: it has {t.ndim} dims", node)
-    while d < t.ndim:  # missing trailing indices mean ':'
+    for d in range(len(entries), t.ndim):
         entries.append(("rdim", lw.rdim_for(t.sizes[d], node)))
         out.append(d)
-        d += 1
     em = lw.as_value(extra_mask, node) if extra_mask is not None else None
     if len(adv) < 2:
         return Index(t, entries, out, em)
@@ -78,13 +71,10 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
     if pos != list(range(pos[0], pos[0] + len(pos))):
         raise lw.err(exc.NotSupported, "integer-block indices separated by a slice or tile (torch moves their "
                      "dims first); index with adjacent blocks", node)
-    dims: tuple = ()
+    dims = functools.reduce(lambda acc, a: broadcast_dims(acc, entries[a][1].type.dims, lw.pk.loc(node)), adv, ())
     for a in adv:
-        dims = broadcast_dims(dims, entries[a][1].type.dims, lw.pk.loc(node))
-    for a in adv:
-        v = entries[a][1]
-        if v.type.dims != dims:
-            entries[a] = ("block", O.expand(lw, v, dims, node))
+        if entries[a][1].type.dims != dims:
+            entries[a] = ("block", O.expand(lw, entries[a][1], dims, node))
     return Index(t, entries, out, em, joint=tuple(adv))
 
 def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tuple[str, Any]:
@@ -94,17 +84,24 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
     size = t.sizes[d]
     if isinstance(it, ast.Slice):
         lo, step = (lw.expr(e) if e is not None else None for e in (it.lower, it.step))
-        n = _slice_length(lw, it) if isinstance(lo, Value) else None
-        hi = None if n is not None or it.upper is None else lw.expr(it.upper)
-        if n is None and isinstance(lo, Value):  # e = b + tile.block_size; x[t, b:e]
-            n = _value_length(lo, hi)
+        up, hi, n = it.upper, None, None
+        if isinstance(lo, Value) and isinstance(up, ast.BinOp) and isinstance(up.op, ast.Add) \
+                and ast.dump(up.left) == ast.dump(it.lower):  # k0 : k0 + n, n a BlockSizeInt keeps its tile's lanes
+            n = _positive(lw.expr(up.right))
+        if n is None and up is not None:
+            hi = lw.expr(up)
+        if n is None and isinstance(lo, Value) and isinstance(hi, Value) and hi.op == "binary" \
+                and hi.attrs.get("op") == "+" and hi.args[0] is lo:  # e = k0 + tile.block_size; x[t, k0:e]
+            c = hi.args[1]
+            n = _positive(c.args[0] if isinstance(c, Value) and c.op == "const" else None)
     else:
         lo, hi, step, n = v.start, v.stop, v.step, None
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
         raise lw.err(exc.NotSupported, "a slice step must be a positive host int (as in torch)", node)
-    if step not in (None, 1) and (isinstance(lo, Value) or isinstance(hi, Value)):
+    on_device = isinstance(lo, Value) or isinstance(hi, Value)
+    if step not in (None, 1) and on_device:
         raise lw.err(exc.NotSupported, "a slice with a step takes host-int bounds", node)
-    if isinstance(lo, Value) or isinstance(hi, Value):
+    if on_device:
         if n is None or not isinstance(lo, Value) or lo.type.dims:
             raise lw.err(exc.NotSupported, "a slice with a device-valued start must read `x[k0 : k0 + n]`, with n a "
                          "host int (e.g. a block size)", node)
@@ -125,50 +122,33 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
         return ("rdim", lw.rdim_for(size, node))
     return ("block", O.arange(lw, [lo, hi], None, node))  # masked past hi by its ':' dim
 
-def _slice_length(lw, it: Any) -> int | None:
-    """n of a slice written ``lo : lo + n`` (the same expression twice), n a host int; else None."""
-    if not isinstance(it, ast.Slice) or not isinstance(it.upper, ast.BinOp) or not isinstance(it.upper.op, ast.Add):
-        return None
-    if it.lower is None or ast.dump(it.upper.left) != ast.dump(it.lower):
-        return None
-    n = lw.expr(it.upper.right)  # a BlockSizeInt stays one: k0 : k0 + tile.block_size has that tile's lanes
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
-
-def _value_length(lo: Value, hi: Any) -> int | None:
-    """n when the device value hi was computed as ``lo + n`` with n a host int; else None."""
-    if not isinstance(hi, Value) or hi.op != "binary" or hi.attrs.get("op") != "+" or hi.args[0] is not lo:
-        return None
-    c = hi.args[1]
-    n = c.args[0] if isinstance(c, Value) and c.op == "const" else None
+def _positive(n: Any) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 def check_tile_fits(lw, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> None:
-    """A tile whose static range ends past a dim (other than a size-1 dim, which loads
-    broadcast) would read or write out of bounds: say so instead."""
+    """A tile whose static range ends past a dim (other than a size-1 dim, which loads broadcast) would
+    read or write out of bounds: say so instead."""
     size, n = t.sizes[d], info.static_len
     if info.is_grid or n is None or size == 1 or not isinstance(size, int):
         return
-    begin = info.begin if isinstance(info.begin, int) else int(info.begin) if str(info.begin).isdigit() else 0
+    begin = int(info.begin) if str(info.begin).isdigit() else 0
     if begin + n > size:
         raise lw.err(exc.ShapeMismatch, f"tile '{info.name or 'tile'}' spans [{begin}, {begin + n}) but dim {d} "
                        f"of {t.host} has size {size}", node)
 
 def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
-    """A tile index into a size-1 dim reads element 0 and broadcasts, as torch broadcasting
-    and Helion do (``bias[tile_m, tile_n]`` with bias ``[1, N]``). A store there would write one
-    element from many lanes, so a tile longer than 1 is refused."""
-    sizes, entries, out = idx.tensor.sizes, list(idx.entries), list(idx.out)
+    """A tile index into a size-1 dim reads element 0 and broadcasts, as torch and Helion do (``bias[tile_m,
+    tile_n]`` with bias ``[1, N]``); a store there would write one element from many lanes: refused."""
     if idx.extra_mask is not None:  # the user guards the lanes: index as written
         return idx
-    for d, (kind, v) in enumerate(entries):
+    entries, out = list(idx.entries), list(idx.out)
+    for d, (kind, v) in enumerate(idx.entries):
         if kind == "rdim" and v.extent == 1 and not store:  # x[t, :] with one column: the axis hl.zeros([t, 1]) has
-            entries[d] = ("scalar", 0)
-            out = [None if o == d else o for o in out]
-            continue
+            pass
         # a loop with device-valued bounds (static_len None) may well stay inside the dim: as written
-        if kind != "tile" or v.is_grid or sizes[d] != 1 or v.static_len is None or v.static_len == 1:
+        elif kind != "tile" or v.is_grid or idx.tensor.sizes[d] != 1 or v.static_len is None or v.static_len == 1:
             continue
-        if store:
+        elif store:
             raise lw.err(exc.ShapeMismatch, f"store into dim {d} of {idx.tensor.host}, which has size 1, "
                            f"with tile '{v.name or 'tile'}' of length {v.static_len}", node)
         entries[d] = ("scalar", 0)
@@ -179,9 +159,7 @@ def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
     """Inside ``hl.jagged_tile(parent)``: an access whose lanes include the jagged tile and every dim of
     ``parent`` is masked to ``tile.index < parent`` per lane (loads read 0 there, stores skip it). An
     access without the parent's lanes keeps the loop's own bound, ``parent.amax()``."""
-    if not lw.jagged:
-        return idx
-    m = jagged_lanes(lw, idx.dims(), node)
+    m = jagged_lanes(lw, idx.dims(), node) if lw.jagged else None
     if m is None:
         return idx
     mask = m if idx.extra_mask is None else O.binary(lw, "&", idx.extra_mask, m, node)
@@ -202,8 +180,7 @@ def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = No
     return mask
 
 def _place(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
-    """v (whose dims all occur in ``dims``) viewed with size-1 axes so that each of its dims sits at
-    its position in ``dims``."""
+    """v (whose dims all occur in ``dims``) viewed with size-1 axes, each of its dims at its place in ``dims``."""
     pos = [next(j for j, d in enumerate(dims) if same_lanes(p, d)) for p in v.type.dims]
     order = sorted(range(len(pos)), key=lambda i: pos[i])
     if order != list(range(len(pos))):

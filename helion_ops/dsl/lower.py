@@ -1,38 +1,38 @@
-"""Lowering: abstract interpretation of a device loop's AST into typed IR.
+"""Lowering: abstract interpretation of a device loop's AST into typed IR, once per specialization.
 
-Runs once per specialization (the device loop's launch key), for every Config:
-tunable block sizes and reduction chunks stay symbols (ids) that passes.apply_config
-sizes per Config. Host values arrive concrete (tensors, ints, floats); every expression is given a ``BlockT`` and shape rules are
-checked here, so a mismatch is a user error at the source line, never a
-Triton error. Torch calls are mapped by ``ops.py``.
+Tunable block sizes and reduction chunks stay symbols (ids) that passes.apply_config sizes per Config. Host
+values arrive concrete; every expression gets a ``BlockT`` and shape rules are checked here, so a mismatch is
+a user error at the source line, never a Triton error. Torch calls are mapped by ``ops_dispatch``.
 """
 from __future__ import annotations
 
 import ast
+import builtins
+import functools
 import types
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from . import exc, indexing as IX, language as hl, ops as O, ops_dispatch as D, ops_extra as X
+from . import exc, indexing as IX, inline, language as hl, ops as O, ops_dispatch as D, ops_extra as X
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
-from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value
-from .lower_loops import bind, carry, final, lower_while, merge_branches, without_continue
+from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value, While
 from .types import (BlockSizeInt, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo,
                     TileVar, broadcast_dims, next_pow2, promote, same_dims)
 
-_MISSING = object()
-
+_MISSING = object()  # no binding (distinct from None, which a name may hold)
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
            ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
            ast.RShift: ">>", ast.MatMult: "@"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_UNARY = {ast.USub: "neg", ast.UAdd: "pos", ast.Not: "not", ast.Invert: "invert"}
 
 class Lowerer:
     def __init__(self, pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any],
                  hoisted: dict[int, str], config: Config, kernel_name: str) -> None:
         self.pk, self.loop, self.inputs, self.hoisted, self.config = pk, loop, inputs, hoisted, config
+        self.name, self.loc = kernel_name, pk.loc(loop.node)
         self.env: dict[str, Any] = {}
         self.stmts: list[Stmt] = []
         self.tiles: dict[int, TileInfo] = {}
@@ -41,18 +41,13 @@ class Lowerer:
         self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see note_block)
         self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
         self.inline_free: dict[str, str] | None = None  # set while inlining a helper: free name -> hoisted id
+        self.inline_depth = 0
         self.tensors: dict[str, TensorArg] = {}
         self.scalars: dict[str, ScalarArg] = {}
-        self.n_loops = 0
-        self.n_loads = 0
-        self.n_stores = 0
+        self.n_loops = self.n_loads = 0
         self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
         self.grid_steps: dict[int, tuple] = {}  # hl.grid(b, e, step) dim's tile id -> (b, step)
         self.has_dot = False
-        self.name = kernel_name
-        self.loc = pk.loc(loop.node)
-
-    # ---- entry ------------------------------------------------------------------------------
     def lower(self) -> DeviceIR:
         node = self.loop.node
         tiles = self.header(node, top=True)
@@ -64,17 +59,17 @@ class Lowerer:
         inputs = LaunchInputs(list(self.tensors.values()), list(self.scalars.values()))
         return DeviceIR(self.name, inputs, [t.info for t in tiles], self.tiles, self.rdims, self.stmts,
                         self.n_loops, self.n_loads, self.has_dot, self.block_ids, self.helpers, deps=self.deps)
-
-    # ---- helpers ----------------------------------------------------------------------------
     def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
              hint: str = "", **attrs: Any) -> Value:
         v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, hint, **attrs)
         self.stmts.append(Let(v, v.loc))
         return v
-
     def err(self, cls: type, msg: str, node: ast.AST) -> Exception:
         return cls(msg, self.pk.loc(node))
 
+    # ---- block sizes: one lowering serves every Config of a specialization. Where lowering must know a size
+    # (a reshape merging a tile, a registered block size used as a number), it reads the lowering Config's and
+    # notes the read in ``deps``: the runtime reuses this IR only for Configs that give those ids the same sizes.
     def lanes(self, d: Dim) -> int:
         """Lanes of one block dim under the lowering's Config (a read noted in ``deps``)."""
         if d.kind == "tile":
@@ -85,74 +80,52 @@ class Lowerer:
             self.note_block(d.bid)
             return self.block_value(d.bid)
         return 1
-
-    # Lowering is shared by every Config of a specialization: a tunable block size is a symbol (its id)
-    # in the IR, given a size by passes.apply_config. Where lowering itself must know the size (a
-    # reshape that merges a tile, a registered block size used as a number), it reads the size of the
-    # Config it lowers under and notes the read; the runtime reuses this IR only for Configs that give
-    # the noted block ids the same sizes.
     def note_block(self, bid: int) -> None:
         self.deps[bid] = config_block(self.config, bid)
-
     def block_value(self, bid: int, extent: Any = None) -> int:
         """A tunable block's size under the lowering's Config (not noted: the caller decides)."""
-        bs = self.config.get("block_sizes") or []
-        if bid < len(bs):
-            return int(bs[bid])
+        size = config_block(self.config, bid)
+        if size is not None:
+            return size
         return max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
-
     def tile_block(self, t: TileInfo, note: bool = True) -> int:
         if t.fixed is not None:
             return t.fixed
         if note:
             self.note_block(t.block_id)
         return self.block_value(t.block_id, t.static_len)
-
     def block_int(self, bid: int, value: int) -> BlockSizeInt:
         """A block size as device code sees it: an int that notes its Config dependency when used as one."""
         self.block_ids.add(bid)
         # the note is the IR's own deps dict and this Config's size, not the Lowerer: the cached IR must not
         # keep the lowering's inputs (the first launch's tensors) alive
         return BlockSizeInt(value, bid, (self.deps, config_block(self.config, bid)))
-
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
         if not isinstance(extent, int):
             raise self.err(exc.NotSupported, "a full (':') dim needs a size known at compile time", node)
-        for r in self.rdims.values():
-            if r.extent == extent:
-                return r
-        r = RDimInfo(len(self.rdims), int(extent))
+        r = next((r for r in self.rdims.values() if r.extent == extent), None) or RDimInfo(len(self.rdims), int(extent))
         self.rdims[r.id] = r
         return r
 
-    def fixed_block(self, fixed: Any, node: ast.AST) -> int:
-        if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
-            raise self.err(exc.CompileError, f"block_size must be a power of two int, got {fixed!r}", node)
-        return int(fixed)
-
+    # ---- host values ------------------------------------------------------------------------
     def tensor(self, name: str, t: torch.Tensor) -> TensorRef:
         if name not in self.tensors:
-            pname = name if name.isidentifier() else f"t{len(self.tensors)}"
             es = t.element_size()
             desc = t.dim() >= 1 and t.stride(-1) == 1 and all((s * es) % 16 == 0 for s in t.stride()[:-1]) \
                 and t.data_ptr() % 16 == 0
-            big = t.numel() >= 2**31 or (t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()))) >= 2**31
-            self.tensors[name] = TensorArg(pname, name, t.dtype, tuple(t.shape), tuple(t.stride()), True, big, desc)
+            last = t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()))
+            self.tensors[name] = TensorArg(name if name.isidentifier() else f"t{len(self.tensors)}", name, t.dtype,
+                                           tuple(t.shape), tuple(t.stride()), True,
+                                           t.numel() >= 2**31 or last >= 2**31, desc)
         return TensorRef(self.tensors[name])
-
-    def scalar_param(self, name: str, value: Any) -> Value:
-        dtype = torch.float32 if isinstance(value, float) else (torch.int64 if abs(value) >= 2**31 else torch.int32)
-        if name not in self.scalars:
-            self.scalars[name] = ScalarArg(name, dtype)
-        return Value("param", [name], BlockT((), dtype), self.loc, name)
-
     def host_value(self, name: str, value: Any, node: ast.AST) -> Any:
         if type(value) is hl.constexpr:  # small = hl.constexpr(bs < 64) in host code: its value
             value = value.value
         if isinstance(value, torch.Tensor):
             return self.tensor(name, value)
-        if isinstance(value, float):
-            return self.scalar_param(name, value)
+        if isinstance(value, float):  # a scalar parameter of the launch
+            self.scalars.setdefault(name, ScalarArg(name, torch.float32))
+            return Value("param", [name], BlockT((), torch.float32), self.loc, name)
         return value  # ints (static), bools, dtypes, modules, functions...
 
     # ---- statements -------------------------------------------------------------------------
@@ -164,38 +137,32 @@ class Lowerer:
             raise self.err(exc.NotSupported, f"'{type(s).__name__}' statements are not supported inside a device loop"
                            + hint.get(type(s).__name__, ""), s)
         m(s)
-
     def stmt_Expr(self, s: ast.Expr) -> None:
-        if isinstance(s.value, ast.Constant):
-            return  # docstring / comment string
-        self.expr(s.value)
-
+        if not isinstance(s.value, ast.Constant):  # a docstring or comment string does nothing
+            self.expr(s.value)
     def stmt_Pass(self, s: ast.Pass) -> None:
         pass
-
-    def stmt_Assign(self, s: ast.Assign) -> None:
-        val = self.expr(s.value)
-        for t in s.targets:
-            self.assign(t, val, s)
-
-    def stmt_AnnAssign(self, s: ast.AnnAssign) -> None:
-        if s.value is not None:
-            self.assign(s.target, self.expr(s.value), s)
-
+    def stmt_Assign(self, s: ast.Assign | ast.AnnAssign) -> None:
+        if s.value is not None:  # `x: T` alone binds nothing
+            val = self.expr(s.value)
+            for t in s.targets if isinstance(s, ast.Assign) else [s.target]:
+                self.assign(t, val, s)
+    stmt_AnnAssign = stmt_Assign
     def stmt_AugAssign(self, s: ast.AugAssign) -> None:
-        load = ast.copy_location(ast.BinOp(_as_load(s.target), s.op, s.value), s)
-        self.assign(s.target, self.expr(load), s)
-
+        load = ast.parse(ast.unparse(s.target), mode="eval").body  # the target read, for `x += v`
+        for n in ast.walk(load):
+            if hasattr(n, "lineno"):
+                n.lineno = n.end_lineno = s.target.lineno
+        self.assign(s.target, self.expr(ast.copy_location(ast.BinOp(load, s.op, s.value), s)), s)
     def assign(self, target: ast.expr, val: Any, node: ast.AST) -> None:
         if isinstance(target, ast.Name):
             if isinstance(val, Value) and not val.hint:
                 val.hint = target.id
             self.env[target.id] = val
         elif isinstance(target, (ast.Tuple, ast.List)):
-            vals = list(val) if isinstance(val, (tuple, list)) else None
-            if vals is None or len(vals) != len(target.elts):
+            if not isinstance(val, (tuple, list)) or len(val) != len(target.elts):
                 raise self.err(exc.NotSupported, "tuple unpacking needs a tuple of the same length", node)
-            for t, v in zip(target.elts, vals):
+            for t, v in zip(target.elts, val):
                 self.assign(t, v, node)
         elif isinstance(target, ast.Subscript):
             base = self.expr(target.value)
@@ -211,7 +178,6 @@ class Lowerer:
             self.store(base, self.index(base, target.slice, node), val, node)
         else:
             raise self.err(exc.NotSupported, f"assignment to {type(target).__name__}", node)
-
     def store(self, ref: TensorRef, idx: Index, val: Any, node: ast.AST, atomic: str | None = None,
               sem: str = "relaxed", compare: Any = None) -> Value | None:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=True), node)
@@ -223,53 +189,109 @@ class Lowerer:
             raise self.err(exc.ShapeMismatch, f"cannot store a value of shape {list(v.type.dims)} into "
                            f"{ref.arg.host}[...] of shape {list(out_dims)}", node) from None
         if len(v.type.dims) > len(out_dims):
-            raise self.err(exc.ShapeMismatch, f"value has more dims ({v.type}) than the stored slice {list(out_dims)}", node)
+            raise self.err(exc.ShapeMismatch, f"value has more dims ({v.type}) than the stored slice "
+                           f"{list(out_dims)}", node)
         result = Value("atomic_result", [], BlockT(out_dims, ref.arg.dtype), self.pk.loc(node)) if atomic else None
         cmp = self.as_value(compare, node, ref.arg.dtype) if compare is not None else None
         self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, sem, cmp))
-        self.n_stores += 1
         return result
 
-    def stmt_If(self, s: ast.If) -> None:
+    # ---- control flow: a name assigned in a loop body carries its value into the next iteration (``carry``);
+    # after an ``if`` on a device scalar, names bound on both paths merge (``merge_branches``). A Python number
+    # that changes on the device becomes a device scalar first: folding it as a constant would silently compute
+    # every iteration from its first value.
+    def condition(self, s: ast.If | ast.While, msg: str) -> Any:
+        """The test of an ``if``/``while``: a host value, or a scalar device value."""
         cond = self.expr(s.test)
+        if not isinstance(cond, Value):
+            return cond
+        if cond.type.dims and all(self.lanes(d) == 1 for d in cond.type.dims):  # flag[t] with a tile of 1
+            cond = self.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
+        if cond.type.dims:
+            raise self.err(exc.NotSupported, msg, s)
+        return cond
+    def stmt_If(self, s: ast.If) -> None:
+        cond = self.condition(s, "an if condition must be a scalar; use torch.where for blocks")
         if not isinstance(cond, Value):
             for b in (s.body if cond else s.orelse):
                 self.stmt(b)
             return
-        if cond.type.dims and all(self.lanes(d) == 1 for d in cond.type.dims):  # flag[t] with a tile of 1
-            cond = self.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
-        if cond.type.dims:
-            raise self.err(exc.NotSupported, "an if condition must be a scalar; use torch.where for blocks", s)
-        before = dict(self.env)
-        saved = self.stmts
-        self.stmts = []
-        for b in s.body:
-            self.stmt(b)
-        then_stmts, then_env = self.stmts, self.env
-        self.stmts, self.env = [], dict(before)
-        for b in s.orelse:
-            self.stmt(b)
-        else_stmts, else_env = self.stmts, self.env
+        before, saved = dict(self.env), self.stmts
+        branches = []
+        for body, env in ((s.body, self.env), (s.orelse, dict(before))):
+            self.stmts, self.env = [], env
+            for b in body:
+                self.stmt(b)
+            branches.append((self.env, self.stmts))
         self.stmts, self.env = saved, dict(before)
-        merges = merge_branches(self, s, before, (then_env, then_stmts), (else_env, else_stmts))
-        self.stmts.append(If(cond, then_stmts, else_stmts, merges, self.pk.loc(s)))
-
+        merges = self.merge_branches(s, before, *branches)
+        self.stmts.append(If(cond, branches[0][1], branches[1][1], merges, self.pk.loc(s)))
+    def merge_branches(self, s: ast.If, before: dict, then: tuple, orelse: tuple) -> list:
+        """The ``(merged, init, then value, else value)`` merges of an ``if``, binding each merged name in
+        ``env``: names that held a device value before, numbers (``s = 0.0`` then ``if c: s = 1.0``) and names
+        first bound in both branches. ``then``/``orelse`` are (env, stmts) of each branch; a value's cast to the
+        merged type goes into its own branch's statements (it may read values only that branch defines)."""
+        merges = []
+        for name in sorted(set(then[0]) | set(orelse[0])):
+            tv, ev, bv = then[0].get(name, _MISSING), orelse[0].get(name, _MISSING), before.get(name, _MISSING)
+            if (tv is bv and ev is bv) or _MISSING in (tv, ev):
+                continue  # unchanged, or bound on one path only (local to it)
+            numbers = all(isinstance(x, (Value, int, float)) for x in (tv, ev))
+            if not numbers and tv is not ev:
+                raise self.err(exc.NotSupported, f"'{name}' is bound to a {type(tv).__name__} and a "
+                               f"{type(ev).__name__} on the two paths of an if on a device value; only device "
+                               "values and numbers can differ between them", s)
+            if not numbers or (not isinstance(tv, Value) and not isinstance(ev, Value) and type(tv) is type(ev)
+                               and tv == ev):
+                self.env[name] = tv  # the same object, or the same number, on both paths
+                continue
+            ref = next((x for x in (bv, tv, ev) if isinstance(x, Value)), None)
+            t = ref.type if ref is not None else self.as_value(tv, s).type
+            start = bv if isinstance(bv, (int, float)) else 0
+            if isinstance(bv, Value):
+                init = bv
+            elif t.dims:  # a number (or nothing) before, a block on some path: start from a full block
+                init = self.emit("full", [start], t, s)
+            else:
+                init = self.as_value(start, s, t.dtype)
+            vals, saved = [], self.stmts
+            for v, (_, stmts) in ((tv, then), (ev, orelse)):
+                self.stmts = stmts
+                vals.append(self.final(name, t, s, v))
+            self.stmts = saved
+            merged = Value("phi", [], t, self.pk.loc(s), name)
+            merges.append((merged, init, vals[0], vals[1]))
+            self.env[name] = merged
+        return merges
     def stmt_While(self, s: ast.While) -> None:
-        lower_while(self, s)
+        """``while cond:`` with a scalar condition that is itself loop-carried: evaluated from the values on
+        entry and again at the end of each iteration, so the generated loop reads ``while cond_carried:``."""
+        if s.orelse:
+            raise self.err(exc.NotSupported, "while ... else in device code", s)
+        if any(isinstance(n, ast.Break) for b in s.body for n in _walk_no_loops(b)):
+            raise self.err(exc.NotSupported, "break in device code (Triton has no structured break); "
+                           "fold the exit into the while condition", s)
+        msg = "a while condition must be a scalar (reduce a block with .any() or .all())"
+        cond0 = self.condition(s, msg)
+        if not isinstance(cond0, Value):
+            if cond0:
+                raise self.err(exc.NotSupported, "a while loop whose condition is always true needs break, which "
+                               "device code cannot use", s)
+            return  # never entered
+        phis = self.carry(s)
+        cond_phi = Value("phi", [], cond0.type, self.pk.loc(s), "cond")
 
-    def coerce(self, v: Any, t: BlockT, node: ast.AST) -> Value:
-        v = self.as_value(v, node, t.dtype)
-        if v.type.dtype != t.dtype:
-            v = self.emit("cast", [v], v.type.with_dtype(t.dtype), node)
-        if not same_dims(v.type.dims, t.dims):
-            raise self.err(exc.ShapeMismatch, f"variable changes shape: {t} -> {v.type}", node)
-        return v
-
+        def again() -> tuple:  # the condition from the values at the end of this iteration
+            cond = self.condition(s, msg)
+            return cond_phi, cond0, self.coerce(cond if isinstance(cond, Value) else bool(cond), cond0.type, s)
+        body, carried = self.loop_body(s, phis, last=again)
+        self.stmts.append(While(cond_phi, body, carried, self.pk.loc(s)))
     def stmt_For(self, s: ast.For) -> None:
-        f = self.pk.resolve(s.iter.func) if isinstance(s.iter, ast.Call) else None
-        if f is range or f is hl.static_range or (isinstance(s.iter, ast.Call) and isinstance(s.iter.func, ast.Name)
-                          and s.iter.func.id in ("range", "static_range")):
-            args = [self.expr(a) for a in s.iter.args]
+        call = s.iter if isinstance(s.iter, ast.Call) else None
+        f = self.pk.resolve(call.func) if call else None
+        if f in (range, hl.static_range) or (call and isinstance(call.func, ast.Name)
+                                             and call.func.id in ("range", "static_range")):
+            args = [self.expr(a) for a in call.args]
             if not all(isinstance(a, int) for a in args):
                 raise self.err(exc.NotSupported, "range() in device code needs constant bounds (it is unrolled)", s)
             for i in range(*args):
@@ -283,30 +305,69 @@ class Lowerer:
         tiles = self.header(s, top=False)
         loop_id = self.n_loops
         self.n_loops += 1
-        phis = carry(self, s, s.body)
-        before = dict(self.env)
+        body, carried = self.loop_body(s, self.carry(s), lambda: self.bind_target(s.target, tiles))
+        self.stmts.append(For([t.info for t in tiles], body, carried, loop_id, self.pk.loc(s)))
+    def loop_body(self, s: ast.For | ast.While, phis: dict, first: Callable = lambda: None,
+                  last: Callable | None = None) -> tuple[list, list]:
+        """(statements, carried triples) of loop ``s``'s body, lowered with the carried names bound to their
+        phis; ``first`` runs before the body, ``last`` adds a triple at its end. Names first bound in the body
+        stay local to it."""
+        before, saved = dict(self.env), self.stmts
         bind(self.env, phis)
-        saved = self.stmts
         self.stmts = []
-        self.bind_target(s.target, tiles)
+        first()
         for b in without_continue(s.body):
             self.stmt(b)
-        body = self.stmts
-        self.stmts = saved
-        carried = []
-        for n, (phi, init) in phis.items():
-            body_tail: list[Stmt] = []
-            saved2, self.stmts = self.stmts, body_tail
-            final_v = final(self, n, phi.type, s)
-            self.stmts = saved2
-            body.extend(body_tail)
-            carried.append((phi, init, final_v))
-        # names first bound inside the loop stay local to it
-        self.env = bind(dict(before), phis)
-        self.stmts.append(For([t.info for t in tiles], body, carried, loop_id, self.pk.loc(s)))
+        carried = [(phi, init, self.final(n, phi.type, s)) for n, (phi, init) in phis.items()]
+        if last is not None:
+            carried.append(last())
+        body, self.stmts = self.stmts, saved
+        self.env = bind(before, phis)
+        return body, carried
+    def carry(self, loop: ast.For | ast.While) -> dict[str, tuple[Value, Value]]:
+        """{name: (phi, init)} for the names ``loop`` carries: those assigned in it that held a device value
+        before it, or a Python number it reads (made a device scalar here). A list of device values
+        (``accs[i] = ...``) is carried element by element, under the names ``accs[0]``, ``accs[1]``, ..."""
+        stores = [n for b in loop.body for n in ast.walk(b) if isinstance(getattr(n, "ctx", None), ast.Store)]
+        assigned = {n.id for n in stores if isinstance(n, ast.Name)}
+        assigned |= {n.value.id for n in stores if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)}
+        read = {n.id for n in ast.walk(loop) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        loc, out = self.pk.loc(loop), {}
+        for n in sorted(assigned):
+            v = self.env.get(n)
+            if isinstance(v, (int, float)) and n in read:
+                v = self.env[n] = self.as_value(v, loop)
+            if isinstance(v, Value):
+                out[n] = (Value("phi", [], v.type, loc, n), v)
+            elif isinstance(v, (list, tuple)) and v and all(isinstance(x, Value) for x in v):
+                out.update({f"{n}[{i}]": (Value("phi", [], x.type, loc, f"{n}_{i}"), x) for i, x in enumerate(v)})
+        return out
+    def final(self, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING) -> Value:
+        """The value ``name`` carries out of a body (``v``, default its current binding) in the carried
+        type ``t``; a cast is appended to ``stmts``."""
+        if v is _MISSING:
+            base, _, i = name[:-1].partition("[") if name.endswith("]") else (name, "", "")
+            v = self.env.get(base)
+            if i:
+                v = v[int(i)] if isinstance(v, (list, tuple)) and int(i) < len(v) else None
+        try:
+            return self.coerce(v, t, node)
+        except exc.ShapeMismatch:
+            got = v.type if isinstance(v, Value) else type(v).__name__
+            raise self.err(exc.ShapeMismatch, f"'{name}' changes shape in the loop ({t} -> {got}): a loop-carried "
+                           "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))",
+                           node) from None
+    def coerce(self, v: Any, t: BlockT, node: ast.AST) -> Value:
+        v = self.as_value(v, node, t.dtype)
+        if v.type.dtype != t.dtype:
+            v = self.emit("cast", [v], v.type.with_dtype(t.dtype), node)
+        if not same_dims(v.type.dims, t.dims):
+            raise self.err(exc.ShapeMismatch, f"variable changes shape: {t} -> {v.type}", node)
+        return v
 
     # ---- loop headers -----------------------------------------------------------------------
     def header(self, s: ast.For, top: bool) -> list[TileVar]:
+        """The tiles of a device loop's ``hl.tile``/``hl.grid``/``hl.jagged_tile`` call."""
         call = s.iter
         f = self.pk.resolve(call.func)
         is_grid = f is hl.grid
@@ -324,55 +385,43 @@ class Lowerer:
                            "hl.tile(t.begin, t.end)", s)
         seq = (tuple, list, torch.Size)
         steps = vals.pop() if is_grid and len(vals) == 3 else self.expr(kw["step"]) if is_grid and "step" in kw else 1
-        if len(vals) == 1 and isinstance(vals[0], seq):
-            ends = [(0, e) for e in vals[0]]
-        elif len(vals) == 2 and all(isinstance(v, seq) for v in vals):
-            ends = list(zip(vals[0], vals[1]))
-        elif len(vals) == 1:
-            ends = [(0, vals[0])]
-        elif len(vals) == 2:
-            ends = [(vals[0], vals[1])]
-        else:
+        if len(vals) not in (1, 2):
             raise self.err(exc.NotSupported, "hl.tile/hl.grid take (end), (begin, end) or lists of them", s)
+        if len(vals) == 1:
+            vals = [[0] * len(vals[0]) if isinstance(vals[0], seq) else 0, vals[0]]
+        ends = list(zip(*vals)) if all(isinstance(v, seq) for v in vals) else [tuple(vals)]
         steps = list(steps) if isinstance(steps, seq) else [steps] * len(ends)
         if len(steps) != len(ends) or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in steps):
             raise self.err(exc.NotSupported, "hl.grid steps are positive ints, one per dim", s)
-        affine = {}  # dim -> (begin, step): hl.grid(b, e, step) runs 0..cdiv(e - b, step), index b + i * step
-        for k, ((b, e), st) in enumerate(zip(ends, steps)):
-            if st != 1:
-                affine[k] = (b, st)
-                n = O.binary(self, "-", O.binary(self, "+", e, st - 1, s), b, s)
-                ends[k] = (0, O.binary(self, "//", n, st, s))
-        ids = list(self.pk.tile_block_ids.get(id(call), []))
-        for k in range(len(ids), len(ends) if not is_grid else 0):  # hl.tile(x.size()): rank known at run time
-            ids.append(self.pk.extra_block_id(call, k))
+        ids = self.pk.tile_block_ids.get(id(call), [])  # hl.tile(x.size()): more ids once its rank is known
+        ids = ids + [self.pk.extra_block_id(call, k) for k in range(len(ids), 0 if is_grid else len(ends))]
         bs_node = kw.get("block_size")
         per = bs_node.elts if isinstance(bs_node, (ast.List, ast.Tuple)) else [bs_node] * len(ends)
-        one = {}  # a single block_size expression is evaluated once
+        fixed_of: dict[ast.AST, Any] = {}  # block_size expression -> its value (one for all dims: evaluated once)
         out = []
-        for k, (b, e) in enumerate(ends):
-            begin, end = b, e
+        for k, ((begin, end), st) in enumerate(zip(ends, steps)):
+            if st != 1:  # hl.grid(b, e, step) runs 0..cdiv(e - b, step), its index is b + i * step
+                n = O.binary(self, "-", O.binary(self, "+", end, st - 1, s), begin, s)
+                affine, begin, end = (begin, st), 0, O.binary(self, "//", n, st, s)
+            bid = ids[k] if k < len(ids) else None
+            fixed = 1 if is_grid else None
+            if not is_grid and bid is None:  # a fixed size (a registered one has an id and is never evaluated here)
+                if per[k] not in fixed_of:
+                    fixed_of[per[k]] = self.expr(per[k])
+                fixed = fixed_of[per[k]]
+                if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
+                    raise self.err(exc.CompileError, f"block_size must be a power of two int, got {fixed!r}", s)
+                fixed = int(fixed)
             static_len = end - begin if isinstance(begin, int) and isinstance(end, int) else None
-            bid = None if is_grid else (ids[k] if k < len(ids) else None)
-            if is_grid:
-                fixed = 1
-            elif bid is None:  # a fixed size (a registered one has an id and is never evaluated here)
-                node_k = per[k] if k < len(per) else None
-                if id(node_k) not in one:
-                    one[id(node_k)] = self.expr(node_k) if node_k is not None else None
-                fixed = self.fixed_block(one[id(node_k)], s)
-            else:
-                fixed = None
             info = TileInfo(len(self.tiles), bid, fixed, self.code_of(begin, s), self.code_of(end, s),
                             static_len, top, is_grid)
             self.tiles[info.id] = info
             out.append(TileVar(info))
             if parent is not None:
                 self.jagged[info.id] = parent
-            if k in affine:
-                self.grid_steps[info.id] = affine[k]
+            if st != 1:
+                self.grid_steps[info.id] = affine
         return out
-
     def code_of(self, v: Any, node: ast.AST) -> "str | Value":
         """A loop bound: literal code for ints and params, or a device int Value."""
         if isinstance(v, bool):
@@ -382,22 +431,20 @@ class Lowerer:
         if isinstance(v, Value) and not v.type.dims and not v.type.dtype.is_floating_point:
             return v.args[0] if v.op == "param" else v
         raise self.err(exc.CompileError, f"loop bounds must be ints or device ints, got {type(v).__name__}", node)
-
     def bind_target(self, target: ast.expr, tiles: list[TileVar]) -> None:
         vals: list[Any] = [self.grid_index(t, target) if t.info.is_grid else t for t in tiles]
         if isinstance(target, ast.Name):
             self.env[target.id] = vals[0] if len(vals) == 1 else tuple(vals)
-            for k, t in enumerate(tiles):
-                t.info.name = target.id if len(vals) == 1 else f"{target.id}{k}"
+            names = [target.id] if len(vals) == 1 else [f"{target.id}{k}" for k in range(len(vals))]
         elif isinstance(target, (ast.Tuple, ast.List)) and len(target.elts) == len(vals):
-            for t, v, tv in zip(target.elts, vals, tiles):
-                if not isinstance(t, ast.Name):
-                    raise self.err(exc.NotSupported, "loop targets must be names", target)
-                self.env[t.id] = v
-                tv.info.name = t.id
+            if not all(isinstance(t, ast.Name) for t in target.elts):
+                raise self.err(exc.NotSupported, "loop targets must be names", target)
+            names = [t.id for t in target.elts]
+            self.env.update(zip(names, vals))
         else:
             raise self.err(exc.NotSupported, "loop target does not match the number of tile dims", target)
-
+        for t, name in zip(tiles, names):
+            t.info.name = name
     def grid_index(self, t: TileVar, node: ast.AST) -> Value:
         i = Value("tile_attr", [t.info], BlockT((), torch.int32), self.loc, t.info.name or "i", attr="begin")
         if t.info.id not in self.grid_steps:
@@ -412,51 +459,41 @@ class Lowerer:
             return self.host_value(hid, self.inputs[hid], node)
         m = getattr(self, f"expr_{type(node).__name__}", None)
         if m is None:
-            raise self.err(exc.NotSupported, f"'{type(node).__name__}' expressions are not supported in device code", node)
+            raise self.err(exc.NotSupported, f"'{type(node).__name__}' expressions are not supported in device code",
+                           node)
         return m(node)
-
     def expr_Constant(self, node: ast.Constant) -> Any:
         return node.value
-
     def expr_Name(self, node: ast.Name) -> Any:
-        if node.id in self.env:
-            return self.env[node.id]
-        if self.inline_free is not None:  # inside an inlined helper: its own globals and closure
-            if node.id in self.inline_free:
-                hid = self.inline_free[node.id]
-                return self.host_value(hid, self.inputs[hid], node)
-            val = self.pk.globals.get(node.id, _MISSING)
-            if isinstance(val, torch.Tensor):
-                raise self.err(exc.NotSupported, f"'{node.id}': a module-level tensor is read by a helper called "
+        name = node.id
+        if name in self.env:
+            return self.env[name]
+        if self.inline_free is not None and name in self.inline_free:  # an inlined helper's closure or global
+            return self.host_value(self.inline_free[name], self.inputs[self.inline_free[name]], node)
+        if self.inline_free is None and name in self.inputs:
+            val = self.inputs[name]
+            if name in self.pk.registered and isinstance(val, int) and not isinstance(val, bool):
+                return self.block_int(self.pk.registered[name], val)
+            return self.host_value(name, val, node)
+        if name in self.pk.globals:  # inside an inlined helper: its own globals
+            if self.inline_free is not None and isinstance(self.pk.globals[name], torch.Tensor):
+                raise self.err(exc.NotSupported, f"'{name}': a module-level tensor is read by a helper called "
                                "by name from the kernel; one called from another helper (or through an expression) "
                                "takes it as an argument", node)
-            if val is not _MISSING:
-                return self.host_value(node.id, val, node)
-        elif node.id in self.inputs:
-            val = self.inputs[node.id]
-            if node.id in self.pk.registered and isinstance(val, int) and not isinstance(val, bool):
-                return self.block_int(self.pk.registered[node.id], val)
-            return self.host_value(node.id, val, node)
-        if node.id in self.pk.globals:
-            return self.host_value(node.id, self.pk.globals[node.id], node)
-        import builtins
-        if hasattr(builtins, node.id):
-            return getattr(builtins, node.id)
-        raise self.err(exc.CompileError, f"name '{node.id}' is not defined", node)
-
+            return self.host_value(name, self.pk.globals[name], node)
+        if hasattr(builtins, name):
+            return getattr(builtins, name)
+        raise self.err(exc.CompileError, f"name '{name}' is not defined", node)
     def expr_Tuple(self, node: ast.Tuple) -> tuple:
         return tuple(self.expr(e) for e in node.elts)
-
     expr_List = expr_Tuple
-
     def expr_ListComp(self, node: ast.ListComp) -> list:
         """``[elt for name in range(const) | a host list/tuple if const-cond]``, unrolled at compile time."""
         gen = node.generators[0] if len(node.generators) == 1 else None
         if gen is None or not isinstance(gen.target, ast.Name) or gen.is_async:
             raise self.err(exc.NotSupported, "list comprehensions in device code take one 'for name in ...'", node)
         it = gen.iter
-        f = self.pk.resolve(it.func) if isinstance(it, ast.Call) else None
-        if f in (range, hl.static_range):
+        if isinstance(it, ast.Call) and self.pk.resolve(it.func) in (range, hl.static_range):
             bounds = [self.expr(a) for a in it.args]
             items = range(*bounds) if all(isinstance(b, int) for b in bounds) else None
         else:
@@ -464,33 +501,26 @@ class Lowerer:
         if not isinstance(items, (range, list, tuple)):
             raise self.err(exc.NotSupported, "a device-code list comprehension iterates over range(const) or a "
                            "list/tuple known at compile time", node)
-        name, had, old = gen.target.id, gen.target.id in self.env, self.env.get(gen.target.id)
-        out = []
+        outer, out = self.env, []
+        self.env = dict(outer)  # the loop variable is the comprehension's own
         try:
             for item in items:
-                self.env[name] = item
+                self.env[gen.target.id] = item
                 conds = [self.expr(c) for c in gen.ifs]
                 if any(isinstance(c, Value) for c in conds):
                     raise self.err(exc.NotSupported, "a list comprehension's if must be known at compile time", node)
                 if all(conds):
                     out.append(self.expr(node.elt))
         finally:
-            if had:
-                self.env[name] = old
-            else:
-                self.env.pop(name, None)
+            self.env = outer
         return out
-
     def expr_Dict(self, node: ast.Dict) -> dict:
         """A dict of str keys (named arguments of hl.inline_triton / hl.triton_kernel)."""
         if not all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.keys):
             raise self.err(exc.NotSupported, "dicts in device code need str literal keys", node)
         return {k.value: self.expr(v) for k, v in zip(node.keys, node.values)}
-
     def expr_Attribute(self, node: ast.Attribute) -> Any:
-        base = self.expr(node.value)
-        return O.attribute(self, base, node.attr, node)
-
+        return O.attribute(self, self.expr(node.value), node.attr, node)
     def expr_Subscript(self, node: ast.Subscript) -> Any:
         base = self.expr(node.value)
         if isinstance(base, TensorRef):
@@ -500,19 +530,12 @@ class Lowerer:
         if isinstance(base, (tuple, list, torch.Size)):
             return base[self.expr(node.slice)]
         raise self.err(exc.NotSupported, f"cannot index a {type(base).__name__} in device code", node)
-
     def expr_BinOp(self, node: ast.BinOp) -> Any:
-        op = _BINOPS.get(type(node.op))
-        return O.binary(self, op, self.expr(node.left), self.expr(node.right), node)
-
+        return O.binary(self, _BINOPS.get(type(node.op)), self.expr(node.left), self.expr(node.right), node)
     def expr_UnaryOp(self, node: ast.UnaryOp) -> Any:
-        v = self.expr(node.operand)
-        name = {ast.USub: "neg", ast.UAdd: "pos", ast.Not: "not", ast.Invert: "invert"}[type(node.op)]
-        return O.unary(self, name, v, node)
-
+        return O.unary(self, _UNARY[type(node.op)], self.expr(node.operand), node)
     def expr_Compare(self, node: ast.Compare) -> Any:
-        left = self.expr(node.left)
-        out = None
+        left, out = self.expr(node.left), None
         for op, right_node in zip(node.ops, node.comparators):
             right = self.expr(right_node)
             if type(op) in (ast.Is, ast.IsNot):
@@ -524,29 +547,20 @@ class Lowerer:
             out = r if out is None else O.binary(self, "&", out, r, node)
             left = right
         return out
-
     def expr_BoolOp(self, node: ast.BoolOp) -> Any:
         vals = [self.expr(v) for v in node.values]
         op = "&" if isinstance(node.op, ast.And) else "|"
         if not any(isinstance(v, Value) for v in vals):
             return all(vals) if op == "&" else any(vals)
-        out = vals[0]
-        for v in vals[1:]:
-            out = O.binary(self, op, out, v, node)
-        return out
-
+        return functools.reduce(lambda a, b: O.binary(self, op, a, b, node), vals)
     def expr_IfExp(self, node: ast.IfExp) -> Any:
         c = self.expr(node.test)
         if not isinstance(c, Value):
             return self.expr(node.body) if c else self.expr(node.orelse)
         return O.where(self, c, self.expr(node.body), self.expr(node.orelse), node)
-
     def expr_Call(self, node: ast.Call) -> Any:
         args = [self.expr(a) for a in node.args if not isinstance(a, ast.Starred)]
-        for a in node.args:
-            if isinstance(a, ast.Starred):
-                star = self.expr(a.value)
-                args.extend(star)
+        args += [x for a in node.args if isinstance(a, ast.Starred) for x in self.expr(a.value)]
         kwargs = {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
         if isinstance(node.func, ast.Attribute):
             base = self.expr(node.func.value)
@@ -557,7 +571,6 @@ class Lowerer:
             fn = self.expr(node.func)
         if fn is None:
             raise self.err(exc.NotSupported, f"unknown function {ast.unparse(node.func)}", node)
-        from . import inline
         host_name = node.func.id if isinstance(node.func, ast.Name) else None
         mod = (getattr(fn, "__module__", "") or "") if isinstance(fn, types.FunctionType) else None
         if mod is not None and not getattr(fn, "_hl_device", None) \
@@ -570,35 +583,26 @@ class Lowerer:
         except exc.NotSupported as unmapped:
             # A plain Python function torch happens to define (flex_attention's _identity score_mod):
             # inline it like a user helper; if that fails too, the mapping error is the clearer one.
-            mark = (len(self.stmts), self.n_loads, self.n_stores)
+            mark = (len(self.stmts), self.n_loads)
             try:
                 return inline.call(self, fn, args, kwargs, node, host_name)
             except exc.HelionOpsError:
                 del self.stmts[mark[0]:]
-                self.n_loads, self.n_stores = mark[1], mark[2]
+                self.n_loads = mark[1]
                 raise unmapped from None
 
-    # ---- memory -----------------------------------------------------------------------------
-    # -- indexing (indexing.py) -----------------------------------------------------------------
-    def index(self, ref: TensorRef, sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
-        return IX.index(self, ref, sl, node, extra_mask)
-
-    def make_index(self, ref: TensorRef, vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
-        return IX.make_index(self, ref, vals, node, extra_mask)
-
+    # ---- memory (indexing.py builds the Index) ------------------------------------------------
+    index = IX.index
+    make_index = IX.make_index
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=False), node)
-        v = self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node,
-                      load_id=self.n_loads)
         self.n_loads += 1
-        return v
-
+        return self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node, load_id=self.n_loads - 1)
     def scalar_of(self, v: Any, node: ast.AST) -> Any:
         """A 0-d host tensor used as a value (``lim = torch.tensor(0.5)`` made on the host): its element."""
         if isinstance(v, TensorRef) and v.arg.ndim == 0:
             return self.load(v, self.make_index(v, [], node), node)
         return v
-
     def as_value(self, v: Any, node: ast.AST, dtype: torch.dtype | None = None) -> Value:
         v = self.scalar_of(v, node)
         if isinstance(v, Value):
@@ -611,19 +615,45 @@ class Lowerer:
             dt = dtype or (torch.bool if isinstance(v, bool) else torch.int32 if isinstance(v, int) else torch.float32)
             return Value("const", [v], BlockT((), dt), self.pk.loc(node))
         raise self.err(exc.CompileError, f"expected a device value, got {type(v).__name__}", node)
-
     def result_dtype(self, a: Any, b: Any) -> torch.dtype:
-        pa = a.type.dtype if isinstance(a, Value) else a
-        pb = b.type.dtype if isinstance(b, Value) else b
-        return promote(pa, pb)
+        return promote(a.type.dtype if isinstance(a, Value) else a, b.type.dtype if isinstance(b, Value) else b)
 
-def _as_load(t: ast.expr) -> ast.expr:
-    """The load form of an assignment target (for ``x += v``)."""
-    t2 = ast.parse(ast.unparse(t), mode="eval").body
-    for n in ast.walk(t2):
-        if hasattr(n, "lineno"):
-            n.lineno, n.end_lineno = t.lineno, t.lineno
-    return t2
+def bind(env: dict, phis: dict) -> dict:
+    """``env`` with each carried name (or list element, ``accs[1]``) bound to its phi."""
+    for key, (phi, _) in phis.items():
+        name, _, i = key[:-1].partition("[") if key.endswith("]") else (key, "", "")
+        if i:
+            env[name] = [phi if j == int(i) else x for j, x in enumerate(env[name])]
+        else:
+            env[key] = phi
+    return env
+
+def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A loop body with its `continue`s turned into branches (Triton has no continue): an `if` whose
+    branch continues gets the rest of the body, after it, in its other branch. Code after the `if` is
+    copied into each branch that falls through; nested loops keep their own continues."""
+    def has(stmts: list[ast.stmt]) -> bool:
+        return any(isinstance(n, ast.Continue) for s in stmts for n in _walk_no_loops(s))
+
+    def rw(stmts: list[ast.stmt], tail: list[ast.stmt]) -> list[ast.stmt]:
+        done: list[ast.stmt] = []
+        for i, s in enumerate(stmts):
+            if isinstance(s, ast.Continue):
+                return done
+            if isinstance(s, ast.If) and has([s]):
+                after = stmts[i + 1:] + tail
+                new = ast.If(test=s.test, body=rw(s.body, after) or [ast.Pass()], orelse=rw(s.orelse, after))
+                return done + [ast.copy_location(new, s)]
+            done.append(s)
+        return done + tail
+
+    return rw(body, []) if has(body) else body
+
+def _walk_no_loops(node: ast.AST):
+    yield node
+    if not isinstance(node, (ast.For, ast.While)):
+        for c in ast.iter_child_nodes(node):
+            yield from _walk_no_loops(c)
 
 def config_block(config: Config, bid: int) -> int | None:
     """The size ``config`` gives block id ``bid`` (None: not given; the default then depends only on
