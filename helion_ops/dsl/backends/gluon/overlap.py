@@ -19,15 +19,12 @@ from ... import ir as I
 
 def plan(em, s: I.For, rings: list):
     """(d1, d2, acc phi index, stage-B value ids, X values, B's ring loads) or None."""
-    if any(not isinstance(x, I.Let) for x in s.body):
-        return None
-    lets = [x.value for x in s.body]
+    lets = [x.value for x in s.body if isinstance(x, I.Let)]
     dots = [v for v in lets if v.op == "dot"]
-    if len(dots) != 2 or len(dots[0].args) != 2 or len(dots[1].args) != 3:
+    if len(lets) != len(s.body) or len(dots) != 2 or len(dots[0].args) != 2 or len(dots[1].args) != 3 \
+            or any(v.type.dtype != torch.float32 for v in dots):
         return None
     d1, d2 = dots
-    if d1.type.dtype != torch.float32 or d2.type.dtype != torch.float32:
-        return None
     acc_i = next((i for i, (_, _, fin) in enumerate(s.carried) if fin is d2), None)
     if acc_i is None:
         return None
@@ -35,17 +32,14 @@ def plan(em, s: I.For, rings: list):
     for v in lets:
         if any(a.id in b_ids for a in v.inputs()):
             b_ids.add(v.id)
-    ring_ids = {m.v.id: m for m in rings}
-    b_vals = [v for v in lets if v.id in b_ids]
-    used_b = {a.id for v in b_vals for a in v.inputs()}
+    ring_ids = {m.v.id for m in rings}
+    used_b = {a.id for v in lets if v.id in b_ids for a in v.inputs()}
     used_a = {a.id for v in lets if v.id not in b_ids for a in v.inputs()}
     brings = [m for m in rings if m.v.id in used_b]
+    xs = [v for v in lets if v.id not in b_ids and v.id not in ring_ids and v.id in used_b]
     if d1.id in b_ids or any(m.v.id in used_a for m in brings) \
             or any(fin.id in b_ids for i, (_, _, fin) in enumerate(s.carried) if i != acc_i) \
-            or d1.args[0].id not in em.smem or d2.args[1].id not in ring_ids:
-        return None
-    xs = [v for v in lets if v.id not in b_ids and v.id not in ring_ids and v.id in used_b]
-    if d2.args[0] not in xs:
+            or d1.args[0].id not in em.smem or d2.args[1].id not in ring_ids or d2.args[0] not in xs:
         return None
     return d1, d2, acc_i, b_ids, xs, brings
 
@@ -72,15 +66,11 @@ def emit(em, s: I.For, rings: list, p) -> None:
     em.last_src = None
 
 def _a_stage(em, s, start, a_lets, d1, d2, arings, names, acc_i, xs, xn, b) -> None:
-    t = s.tiles[0]
     em.scopes.append({})
     if start is not None:
-        em.line(f"{t.offset} = {start}")
-    em.tile_lines(t)
-    em.line(f"slot = ring_it % {em.NUM_BUF}")
-    em.line(f"phase = (ring_it // {em.NUM_BUF}) & 1")
-    for m in arings:
-        em.pending[m.v.id] = ([f"mbarrier.wait({m.name}_ready.index(slot), phase)"], em.ref(m, "slot"))
+        em.line(f"{s.tiles[0].offset} = {start}")
+    em.tile_lines(s.tiles[0])
+    em.ring_slot(arings)
     pending_b = None
     for v in a_lets:
         if v is d1 and b is not None:
@@ -109,17 +99,13 @@ def _a_stage(em, s, start, a_lets, d1, d2, arings, names, acc_i, xs, xn, b) -> N
 
 def _b_issue(em, d2, b_lets, brings, xs, xn) -> tuple[str, str]:
     """Stage B of the previous block (ring slot ``ring_it - 1``) up to D2's issue."""
-    em.line(f"pslot = (ring_it - 1) % {em.NUM_BUF}")
-    em.line(f"pphase = ((ring_it - 1) // {em.NUM_BUF}) & 1")
+    em.ring_slot(brings, "(ring_it - 1)", "p")
     em.scopes.append({x.id: n for x, n in zip(xs, xn)})
-    for m in brings:
-        em.pending[m.v.id] = ([f"mbarrier.wait({m.name}_ready.index(pslot), pphase)"], em.ref(m, "pslot"))
     for v in b_lets:
         if v is not d2 and em.lookup(v) is None:
             em.define(v)
-    op = em.fresh("dot_a")
+    op, tok = em.fresh("dot_a"), em.fresh("mma")
     em.line(f"{op} = gl.convert_layout({em.name_of(d2.args[0])}, {em.DOT_A})")
-    tok = em.fresh("mma")
     em.line(f"{tok} = warpgroup_mma({op}, {em.name_of(d2.args[1])}, {em.name_of(d2.args[2])}, is_async=True)")
     em.scopes.pop()
     return tok, op

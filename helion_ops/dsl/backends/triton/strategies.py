@@ -11,10 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ... import exc
 from ...config import Config
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 @dataclass
 class ProgramIds:
@@ -26,10 +24,18 @@ class ProgramIds:
     decode: list[str] = field(default_factory=list)
     indent: int = 1
 
-def program_ids(cfg: Config, counts: list[int], num_sms: int, loop_index: int, grid_ordinal: int,
-                i64: bool) -> ProgramIds:
-    """``counts``: tiles per grid dim of device loop ``loop_index`` (the ``grid_ordinal``-th with a 2-D+
-    grid, which indexes ``loop_orders`` and ``l2_groupings``)."""
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+def tile_count(t) -> int:
+    if t.static_len is None:
+        raise exc.NotSupported("a launch grid whose size is not known on the host (dynamic tile bounds)")
+    return max(t.static_len if t.is_grid else _cdiv(t.static_len, t.block), 0)
+
+def program_ids(cfg: Config, tiles: list, num_sms: int, loop_index: int, grid_ordinal: int, i64: bool) -> ProgramIds:
+    """For the grid ``tiles`` of device loop ``loop_index`` (the ``grid_ordinal``-th with a 2-D+ grid, which
+    indexes ``loop_orders`` and ``l2_groupings``)."""
+    counts = [tile_count(t) for t in tiles]
     total = math.prod(counts)
     pid_type = cfg.get("pid_type", "flat")
     if pid_type == "xyz" and (len(counts) > 3 or any(c > 65535 for c in counts[1:])):
@@ -41,12 +47,10 @@ def program_ids(cfg: Config, counts: list[int], num_sms: int, loop_index: int, g
     reverse = loop_index < len(revs) and bool(revs[loop_index])
     wide = ".to(tl.int64)" if i64 else ""
     if pid_type == "xyz":
-        decode = [f"pid_{k} = {c - 1} - tl.program_id({k}){wide}" if reverse else f"pid_{k} = tl.program_id({k}){wide}"
-                  for k, c in enumerate(counts)]
+        decode = [f"pid_{k} = {f'{c - 1} - ' if reverse else ''}tl.program_id({k}){wide}" for k, c in enumerate(counts)]
         return ProgramIds(tuple(counts + [1] * (3 - len(counts))), [], decode)  # type: ignore[arg-type]
-    pid0 = f"tl.program_id(0){wide}"
+    p = pid0 = f"tl.program_id(0){wide}"
     out = ProgramIds((total, 1, 1))
-    p = pid0
     if pid_type.startswith("persistent"):
         nprog = max(1, min(num_sms, total))  # one program per SM, each looping over its share of tiles
         out.grid, out.indent, p = (nprog, 1, 1), 2, "virtual_pid"
@@ -56,57 +60,42 @@ def program_ids(cfg: Config, counts: list[int], num_sms: int, loop_index: int, g
             per = _cdiv(total, nprog)
             out.prologue += [f"start_pid = {pid0} * {per}",
                              f"for virtual_pid in tl.range(start_pid, tl.minimum(start_pid + {per}, {total})):"]
-    out.decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + _decode_flat("pid", counts, cfg,
-                                                                                           grid_ordinal)
+    out.decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + _decode_flat(counts, cfg, grid_ordinal)
     return out
 
-def _decode_flat(pid: str, counts: list[int], cfg: Config, ordinal: int) -> list[str]:
-    """One flat program id -> a tile per grid dim, in ``loop_orders`` order (first fastest); with
+def _decode_flat(counts: list[int], cfg: Config, ordinal: int) -> list[str]:
+    """A flat program id ``pid`` -> a tile per grid dim, in ``loop_orders`` order (first fastest); with
     ``l2_groupings`` G > 1, G rows of tiles of the first two dims share their columns (L2 reuse)."""
     n = len(counts)
     if n == 1:
-        return [f"pid_0 = {pid}"]
-    orders = cfg.get("loop_orders") or []
+        return ["pid_0 = pid"]
+    orders, groups = cfg.get("loop_orders") or [], cfg.get("l2_groupings") or []
     order = list(orders[ordinal]) if ordinal < len(orders) and len(orders[ordinal]) == n else list(range(n))
-    groups = cfg.get("l2_groupings") or []
     g = int(groups[ordinal]) if ordinal < len(groups) else 1
-    lines = [f"rem = {pid}"]
-    if g > 1:
-        a, b = order[0], order[1]
-        rest = order[2:]
-        inner = counts[a] * counts[b]
-        if rest:
-            lines.append(f"inner_pid = rem % {inner}")
-            lines.append(f"rem = rem // {inner}")
-            for k in rest:
-                lines.append(f"pid_{k} = rem % {counts[k]}")
-                lines.append(f"rem = rem // {counts[k]}")
-        else:
-            lines.append("inner_pid = rem")
-        return lines + [
-            f"num_pid_in_group = {g * counts[b]}",
-            "group_id = inner_pid // num_pid_in_group",
-            f"first_pid = group_id * {g}",
-            f"group_size = tl.minimum({counts[a]} - first_pid, {g})",
-            f"pid_{a} = first_pid + (inner_pid % num_pid_in_group) % group_size",
-            f"pid_{b} = (inner_pid % num_pid_in_group) // group_size",
-        ]
-    for j, k in enumerate(order):
-        if j == n - 1:
-            lines.append(f"pid_{k} = rem")
-        else:
-            lines.append(f"pid_{k} = rem % {counts[k]}")
-            lines.append(f"rem = rem // {counts[k]}")
-    return lines
+    def peel(pairs) -> list[str]:  # (name, count): name = rem % count, then the rest of rem
+        return [ln for k, c in pairs for ln in (f"{k} = rem % {c}", f"rem = rem // {c}")]
+    lines = ["rem = pid"]
+    if g <= 1:
+        return lines + peel((f"pid_{k}", counts[k]) for k in order[:-1]) + [f"pid_{order[-1]} = rem"]
+    a, b, rest = order[0], order[1], order[2:]
+    if rest:
+        lines += peel([("inner_pid", counts[a] * counts[b])] + [(f"pid_{k}", counts[k]) for k in rest])
+    else:
+        lines.append("inner_pid = rem")
+    return lines + [
+        f"num_pid_in_group = {g * counts[b]}",
+        "group_id = inner_pid // num_pid_in_group",
+        f"first_pid = group_id * {g}",
+        f"group_size = tl.minimum({counts[a]} - first_pid, {g})",
+        f"pid_{a} = first_pid + (inner_pid % num_pid_in_group) % group_size",
+        f"pid_{b} = (inner_pid % num_pid_in_group) // group_size",
+    ]
 
 RANGE_KNOBS = (("range_num_stages", "num_stages"), ("range_unroll_factors", "loop_unroll_factor"),
                ("range_warp_specializes", "warp_specialize"), ("range_flattens", "flatten"))
 
 def range_knobs(cfg: Config, loop_id: int) -> str:
     """``, num_stages=3, ...``: the ``tl.range`` arguments the Config sets for inner loop ``loop_id``."""
-    out = []
-    for field_, arg in RANGE_KNOBS:
-        vals = cfg.get(field_) or []
-        if loop_id < len(vals) and vals[loop_id] not in (None, 0, False):
-            out.append(f"{arg}={vals[loop_id]!r}")
+    vals = [(arg, cfg.get(knob) or []) for knob, arg in RANGE_KNOBS]
+    out = [f"{arg}={v[loop_id]!r}" for arg, v in vals if loop_id < len(v) and v[loop_id] not in (None, 0, False)]
     return (", " + ", ".join(out)) if out else ""
