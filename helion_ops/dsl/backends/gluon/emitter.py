@@ -1,12 +1,8 @@
 """Gluon backend: a lowered device loop + Plan + Config -> a warp-specialized ``@gluon.jit`` kernel (sm_90).
-
-A one-warp producer partition issues with TMA the loads that only feed ``hl.dot``: those of an inner tile loop
-indexed by its tile into 2-slot shared-memory rings (ready/empty mbarriers), those before it (attention's Q)
-once. The rest runs in ``gluon_consumers`` 4-warp consumer warpgroups (2 split the row block and share every
-slot) as the Triton backend's code (``Emitter``, ``EMIT``) on Gluon's namesakes: 2-D values in one wgmma
-accumulator layout ``L``, 1-D values in its row or column slice; ``hl.dot`` becomes ``warpgroup_mma``. The API
-is the one the Triton 3.6 probe ran (bench/gluon_attention.py). docs/ARCHITECTURE.md has the partition table.
-"""
+A one-warp producer issues with TMA the loads that only feed ``hl.dot`` (an inner tile loop's into 2-slot rings);
+``gluon_consumers`` warpgroups run the rest as the Triton backend's code on Gluon's namesakes, every 2-D value
+in one wgmma layout ``L``, 1-D values in its row or column slice (docs/ARCHITECTURE.md has the partitions).
+The API is the one the Triton 3.6 probe ran (bench/gluon_attention.py)."""
 from __future__ import annotations
 
 import math
@@ -16,8 +12,9 @@ import torch
 from ... import exc, ir as I
 from ...config import Config
 from ...target import Target
-from ...types import BlockT, tl_dtype
+from ...types import tl_dtype
 from ..triton.emitter import Emitter, Generated
+from ..triton.kernel import program_ids
 from ..triton.ops import NAN_REDUCE_HELPERS
 from . import overlap
 
@@ -49,7 +46,6 @@ def _refuse(what: str, loc) -> exc.NotSupported:
 class Smem:
     """A load served from shared memory: its TMA descriptor, buffer and barriers. A load of the row tile
     (``split``) is one part per consumer."""
-
     def __init__(self, v: I.Value, ring: bool, em: "GluonEmitter") -> None:
         self.v, self.idx, self.ring, self.name = v, v.args[0], ring, ""
         self.block = [x.block if kind in ("tile", "rdim") else 1 for kind, x in self.idx.entries]
@@ -61,7 +57,6 @@ class Smem:
 
 class GluonEmitter(Emitter):
     DOT_A = "gl.DotOperandLayout(operand_index=0, parent=L, k_width=2)"
-
     def __init__(self, d: I.DeviceIR, cfg: Config, file: str, target: Target) -> None:
         super().__init__(d, cfg, file, target)
         self.nc = int(cfg.get("gluon_consumers", 2))
@@ -76,16 +71,16 @@ class GluonEmitter(Emitter):
         self.pending: dict[int, tuple[str, str]] = {}  # value id -> (its wait, its shared-memory ref)
         self.lay1d: dict[str, int] = {}     # tile index and mask names -> their SliceLayout dim
         self.overlap = bool(cfg.get("gluon_overlap", False))
-
     def is_row(self, d) -> bool:
         return d.kind == "tile" and d.id == self.row.id
-
     def partition(self) -> None:
         """Check the subset and pick the loads the producer serves (see the module notes)."""
         users: dict[int, list[I.Value]] = {}
         for v in I.all_values(self.d.body):
             if v.op not in OPS:
                 raise _refuse(f"the op {v.op!r}", v.loc)
+            if v.op == "load":
+                v.args[0].descriptor = False   # pointer loads in registers; TMA is the producer's
             for a in v.inputs():
                 users.setdefault(a.id, []).append(v)
         if any(r.rolled for r in self.d.rdims.values()):
@@ -95,6 +90,8 @@ class GluonEmitter(Emitter):
                 raise _refuse("a device-side while loop or if statement", s.loc)
             if isinstance(s, I.Store) and s.atomic:
                 raise _refuse(f"atomic_{s.atomic}", s.loc)
+            if isinstance(s, I.Store):
+                s.index.descriptor = False
             if isinstance(s, I.For) and (len(s.tiles) != 1 or s.tiles[0].is_grid or s.reverse):
                 raise _refuse("an inner hl.grid loop" if s.tiles[0].is_grid else "an inner loop over several tiles"
                               if len(s.tiles) != 1 else "an inner loop run last to first (range_reverses)", s.loc)
@@ -106,37 +103,30 @@ class GluonEmitter(Emitter):
                                 or (v.op == "dot" and self.is_row(v.args[0].type.dims[-1]))):
                 raise _refuse(f"{'a reduction' if v.op == 'reduce' else 'an hl.dot contracting'} over the row "
                               f"tile with gluon_consumers=2 (each consumer holds half of its rows)", v.loc)
-            if v.op == "dot":
-                for a in v.args[:2]:
-                    if a.type.dtype not in (torch.float16, torch.bfloat16):
-                        raise _refuse(f"hl.dot on {a.type.dtype} operands (wgmma takes fp16/bf16)", v.loc)
-                if not v.type.dtype.is_floating_point:
-                    raise _refuse("an integer hl.dot", v.loc)
-
+            for a in v.args[:2] if v.op == "dot" else []:
+                if a.type.dtype not in (torch.float16, torch.bfloat16):
+                    raise _refuse(f"hl.dot on {a.type.dtype} operands (wgmma takes fp16/bf16)", v.loc)
+            if v.op == "dot" and not v.type.dtype.is_floating_point:
+                raise _refuse("an integer hl.dot", v.loc)
         def dot_only(v: I.Value, left: bool = False) -> bool:
             """Used only as an hl.dot operand (only as the left one: ``left``), directly or transposed."""
             us = users.get(v.id, [])
             return bool(us) and all((u.op == "dot" and v not in u.args[2:] and (u.args[0] is v) != (u.args[1] is v)
                                      and (u.args[0] is v or not left)) or (u.op == "permute" and dot_only(u, left))
                                     for u in us)
-
         def tma_ok(v: I.Value, tile) -> bool:
             idx = v.args[0]
-            kinds = [k for k, _ in idx.entries]
+            kinds, (last, x) = [k for k, _ in idx.entries], idx.entries[-1]
             return (idx.tensor.descriptor_ok and idx.tensor.dtype.itemsize == 2 and idx.extra_mask is None
-                    and "block" not in kinds and ("tile", tile) in [(k, x) for k, x in idx.entries]
-                    and [o for o in idx.out if o is not None] == [i for i, k in enumerate(kinds) if k != "scalar"]
-                    and None not in idx.out and v.type.ndim == 2
+                    and "block" not in kinds and ("tile", tile) in idx.entries and v.type.ndim == 2
+                    and list(idx.out) == [i for i, k in enumerate(kinds) if k != "scalar"]
                     # a tile of the row block is split between the consumers: only a left operand may be
-                    and dot_only(v, left=any(k == "tile" and x is self.row for k, x in idx.entries))
-                    and all(x.block * idx.tensor.dtype.itemsize >= 16 for k, x in idx.entries if k == "tile"
-                            and x is idx.entries[-1][1]))
+                    and dot_only(v, left=("tile", self.row) in idx.entries)
+                    and (last != "tile" or x.block * idx.tensor.dtype.itemsize >= 16))   # TMA rows: 16 bytes at least
         names: dict[tuple, str] = {}
         for s in self.d.body:
-            ring = isinstance(s, I.For)
-            vals = [x.value for x in (s.body if ring else [s]) if isinstance(x, I.Let)]
-            seen: dict[str, int] = {}
-            for v in vals:
+            ring, seen = isinstance(s, I.For), {}
+            for v in [x.value for x in (s.body if ring else [s]) if isinstance(x, I.Let)]:
                 if v.op == "load" and tma_ok(v, s.tiles[0] if ring else self.row):
                     m = self.smem[v.id] = Smem(v, ring, self)
                     # the loops of one kernel (causal attention's two) share a ring per tensor and block
@@ -151,15 +141,12 @@ class GluonEmitter(Emitter):
             if v.op == "dot" and (v.args[1].args[0] if v.args[1].op == "permute" else v.args[1]).id not in self.smem:
                 raise _refuse("an hl.dot whose right operand is not a tile loaded from memory "
                               "(wgmma reads it from shared memory)", v.loc)
-
     def dim_size(self, d) -> int:
         return super().dim_size(d) // (self.nc if self.is_row(d) else 1)
-
     def bcast(self, name: str, axis: int, ndim: int) -> str:
         if ndim > 1 and self.lay1d.get(name, 1 - axis) != 1 - axis:
             name = f"gl.convert_layout({name}, {_SLICE[1 - axis]})"
         return super().bcast(name, axis, ndim)
-
     def name_of(self, v: I.Value) -> str:
         if v.id in self.pending and self.lookup(v) is None:
             wait, ref = self.pending[v.id]
@@ -167,7 +154,6 @@ class GluonEmitter(Emitter):
             self.scopes[0 if not self.smem[v.id].ring else -1][v.id] = ref
             return ref
         return super().name_of(v)
-
     def expr(self, v: I.Value) -> str:
         if v.op == "full" and v.type.dims:
             if v.type.ndim > 2:
@@ -189,15 +175,6 @@ class GluonEmitter(Emitter):
         if v.op == "load" and v.id in self.smem:
             return self.name_of(v)
         return super().expr(v)
-
-    def load(self, idx: I.Index, v: I.Value) -> str:
-        idx.descriptor = False   # pointer loads in registers; TMA is the producer's
-        return super().load(idx, v)
-
-    def store(self, s: I.Store) -> None:
-        s.index.descriptor = False
-        super().store(s)
-
     def dot(self, v: I.Value) -> str:
         a, b = v.args[0], v.args[1]
         an, bn = self.name_of(a), self.name_of(b)
@@ -205,26 +182,21 @@ class GluonEmitter(Emitter):
         if reg:
             an = self.fresh("dot_a")
             self.line(f"{an} = gl.convert_layout({self.dot_operand(a, -1)}, {self.DOT_A})")
+        acc, use = f"gl.zeros({self.shape(v.type)}, gl.float32, L)", ", use_acc=False"
         if len(v.args) > 2:
-            acc, use = self.name_of(v.args[2]), ""
-            if v.args[2].type.dtype != torch.float32:
-                acc = f"{acc}.to(tl.float32)"
-        else:
-            acc, use = f"gl.zeros({self.shape(v.type)}, gl.float32, L)", ", use_acc=False"
+            c = v.args[2]
+            acc, use = self.name_of(c) + ("" if c.type.dtype == torch.float32 else ".to(tl.float32)"), ""
         tok, out = self.fresh("mma"), self.fresh("mma_out")
-        self.line(f"{tok} = warpgroup_mma({an}, {bn}, {acc}{use}, is_async=True)")
-        self.line(f"{out}, {an} = warpgroup_mma_wait(0, deps=({tok}, {an}))" if reg else
+        self.line(f"{tok} = warpgroup_mma({an}, {bn}, {acc}{use}, is_async=True)",
+                  f"{out}, {an} = warpgroup_mma_wait(0, deps=({tok}, {an}))" if reg else
                   f"{out} = warpgroup_mma_wait(0, deps=({tok}, ))")
         return out if v.type.dtype == torch.float32 else f"{out}.to({tl_dtype(v.type.dtype)})"
-
     def rings_of(self, s: I.For) -> list[Smem]:
         return [m for m in self.smem.values() if m.ring and any(x is m.v for x in I.all_values(s.body))]
-
     def for_loop(self, s: I.For) -> None:
         t, rings = s.tiles[0], self.rings_of(s)
-        p = overlap.plan(self, s, rings) if self.overlap and rings else None
-        if p is not None:
-            return overlap.emit(self, s, rings, p)
+        if self.overlap and rings and overlap.emit(self, s, rings):
+            return
         self.src(s.loc)
         names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
         self.line(f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}, {t.block}):")
@@ -238,14 +210,11 @@ class GluonEmitter(Emitter):
         if rings:
             self.line("ring_it += 1")
         self.ind -= 1
-
     def ring_slot(self, rings: list[Smem], it: str = "ring_it", p: str = "") -> None:
         """The ring slot ``{p}slot`` of block ``it``: each ring load waits for its fill where first used."""
-        self.line(f"{p}slot = {it} % {NUM_BUF}")
-        self.line(f"{p}phase = ({it} // {NUM_BUF}) & 1")
+        self.line(f"{p}slot = {it} % {NUM_BUF}", f"{p}phase = ({it} // {NUM_BUF}) & 1")
         for m in rings:
             self.pending[m.v.id] = (f"mbarrier.wait({m.name}_ready.index({p}slot), {p}phase)", self.ref(m, f"{p}slot"))
-
     def arange(self, name: str, start: str, n: int, lay: int, mask: str | None, end) -> None:
         """An index vector in the row (``lay`` 1) or column (0) slice layout, and its mask below ``end``."""
         self.line(f"{name} = {start}gl.arange(0, {n}, layout={_SLICE[lay]})")
@@ -253,17 +222,16 @@ class GluonEmitter(Emitter):
         if mask:
             self.line(f"{mask} = {name} < {self.bound(end)}")
             self.lay1d[mask] = lay
-
     def tile_lines(self, t) -> None:
         self.arange(t.indices, f"{t.offset} + ", t.block, 0, t.mask if t.masked else None, t.end)
-
+    def buf(self, m: Smem, slot: str | None, part) -> str:
+        """A load's buffer: ring slots x parts (one per consumer when split)."""
+        return m.name + (f".index({slot} * {self.nc} + {part})" if slot and m.split else f".index({slot})" if slot
+                         else f".index({part})")
     def ref(self, m: Smem, slot: str | None) -> str:
-        """The consumer's view of a load's buffer: ring slots x parts (one per consumer when split)."""
-        part = "WG" if m.split else "0"
-        r = m.name + (f".index({slot} * {self.nc} + {part})" if slot and m.split else f".index({slot})" if slot
-                      else f".index({part})")
-        return r + (f".reshape({[b for b in m.block if b != 1]})" if len(m.block) != 2 else "")
-
+        """The consumer's view of a load's buffer."""
+        reshape = f".reshape({[b for b in m.block if b != 1]})" if len(m.block) != 2 else ""
+        return self.buf(m, slot, "WG" if m.split else "0") + reshape
     def producer(self, body: list[I.Stmt]) -> None:
         """The producer's walk: the same loops, only the TMA issues (and the scalars they need)."""
         for s in body:
@@ -283,15 +251,13 @@ class GluonEmitter(Emitter):
                 self.line("ring_it += 1")
                 self.scopes.pop()
                 self.ind -= 1
-
     def issue(self, m: Smem, slot: str | None) -> None:
         bar = f"{m.name}_ready" + (f".index({slot})" if slot else "")
         self.line(f"mbarrier.expect({bar}, {m.nbytes})")
         for c in range(self.nc if m.split else 1):
             coords = [x.offset + (f" + {c * m.block[m.rows]}" if c and x is self.row else "") if kind == "tile"
                       else "0" if kind == "rdim" else self.bound(x) for kind, x in m.idx.entries]
-            dst = f"{m.name}.index({slot} * {self.nc} + {c})" if slot and m.split else f"{m.name}.index({slot})" \
-                if slot else f"{m.name}.index({c})"
+            dst = self.buf(m, slot, c)
             self.line(f"tma.async_copy_global_to_shared({m.name}_desc, [{', '.join(coords)}], {bar}, {dst})")
 
 def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
@@ -303,20 +269,18 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
         raise exc.NotSupported(f"Config backend='gluon' targets sm_90 (Hopper); this target is sm_{target.arch}")
     em = GluonEmitter(d, cfg, file, target)
     em.partition()
-    pids, offsets = em.grid_offsets(loop_index, grid_ordinal)
+    pids = program_ids(em, loop_index, grid_ordinal)
     if pids.indent != 1:
         raise _refuse(f"pid_type={cfg.get('pid_type')!r} (persistent programs)", None)
     ncols = [em.dim_size(x) for v in I.all_values(d.body) if v.type.ndim == 2 for x in v.type.dims[1:]]
     n_instr = min([c for c in ncols if c >= 8] or [8])
     if n_instr % 8 or n_instr > 256:
         raise _refuse(f"a tile of {n_instr} columns (wgmma takes 8 to 256, a multiple of 8)", None)
-    for s in pids.decode + offsets + ["ring_it = 0"]:   # the producer first: its scalars in their own scope
-        em.line(s)
+    em.line(*pids.decode, *pids.offsets, "ring_it = 0")   # the producer first: its scalars in their own scope
     em.producer(d.body)
     prod, r, sub = em.lines, em.row, em.row.block // em.nc
     em.lines, em.scopes, em.used, em.last_src = [], [{}], {}, None
-    for s in pids.decode + offsets:
-        em.line(s)
+    em.line(*pids.decode, *pids.offsets)
     em.arange(r.indices, f"{r.offset} + WG * {sub} + ", sub, 1, r.mask if r.masked else None, r.end)
     for t in d.grid:
         if t is not r and not t.is_grid:

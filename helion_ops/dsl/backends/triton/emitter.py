@@ -1,11 +1,10 @@
 """Triton backend, the body: DeviceIR + Plan + Config -> Triton source text (one @triton.jit per device loop).
-
 Values are emitted where the source defines them (``Let``), except values with a rolled reduction dim: those
 are emitted lazily inside the chunk loop of the reduction or store that needs them, recomputing (reloading)
-row-shaped inputs per pass. Each statement group carries ``# src[file:line]``.
-"""
+row-shaped inputs per pass. Each statement group carries ``# src[file:line]``."""
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,6 @@ from ...target import Target
 from ...types import SIGNATURE_DTYPE, BlockT, Dim, RDimInfo, TileInfo, tl_dtype
 from ...opdefs import OPS
 from .ops import EMIT, INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN
-from .strategies import ProgramIds, program_ids, range_knobs
 
 @dataclass
 class Generated:
@@ -35,77 +33,54 @@ class Generated:
 class Emitter:
     def __init__(self, d: I.DeviceIR, cfg: Config, pk_file: str, target: Target) -> None:
         self.d, self.cfg, self.file, self.target = d, cfg, os.path.basename(pk_file), target
-        self.lines: list[str] = []
-        self.ind = 1
-        self.scopes: list[dict[int, str]] = [{}]
-        self.used: dict[str, int] = {}
-        self.last_src: int | None = None
-        self.descs: dict[tuple, str] = {}
-        self.desc_lines: list[str] = []
+        self.lines, self.ind, self.last_src = [], 1, None      # output, its indent, the last # src line
+        self.scopes: list[dict[int, str]] = [{}]                # value id -> its name or inline expression
+        self.used: dict[str, int] = {}                          # name base -> last suffix taken
+        self.descs, self.desc_lines = {}, []                    # (tensor, block) -> TMA descriptor, its setup
         self.idx64 = any(t.index64 for t in d.inputs.tensors)
         self.nan_helpers: set[str] = set()  # "max" / "min": NaN-propagating reductions used
-
-    def line(self, s: str) -> None:
-        self.lines.append("    " * self.ind + s)
-
+    def line(self, *ss: str) -> None:
+        self.lines += ["    " * self.ind + s for s in ss]
     def src(self, loc: exc.Loc | None) -> None:
         if loc is not None and loc.line != self.last_src:
             self.last_src = loc.line
             self.line(f"# src[{self.file}:{loc.line}]: {loc.text.strip()}")
-
     def fresh(self, hint: str) -> str:
         base = "".join(c if c.isalnum() or c == "_" else "_" for c in (hint or "v")) or "v"
         if base[0].isdigit() or base in ("tl", "triton"):
             base = "v_" + base
         n = self.used[base] = self.used.get(base, -1) + 1
         return f"{base}_{n}"
-
     def lookup(self, v: I.Value) -> str | None:
         return next((sc[v.id] for sc in reversed(self.scopes) if v.id in sc), None)
-
     def params(self) -> tuple[list[tuple[str, str, Any]], dict[str, str]]:
         """The kernel's parameters (name, kind, host source) and its Triton signature."""
         ins = self.d.inputs
         params = [(t.name, "tensor", t.host) for t in ins.tensors] + [(s.name, "scalar", s.name) for s in ins.scalars]
         sig = {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in ins.tensors}
         return params, sig | {s.name: SIGNATURE_DTYPE[s.dtype] for s in ins.scalars}
-
-    def grid_offsets(self, loop_index: int, grid_ordinal: int) -> tuple[ProgramIds, list[str]]:
-        """The PID mapping of the launch grid, and each grid tile's offset from its ``pid_k``."""
-        pids = program_ids(self.cfg, self.d.grid, self.target.num_sms, loop_index, grid_ordinal, self.idx64)
-        starts = [("" if b == "0" else f"{b} + ") for b in (self.bound(t.begin) for t in self.d.grid)]
-        return pids, [f"{t.offset} = {start}pid_{k}" + ("" if t.is_grid else f" * {t.block}")
-                      for k, (t, start) in enumerate(zip(self.d.grid, starts))]
-
     def desc(self, mod: str, name: str, t, block: list[int], extra: str = "") -> str:
         """``name = <mod>.make_tensor_descriptor(...)``: a TMA descriptor of tensor ``t`` in ``block`` tiles."""
         shape = ", ".join(t.size_code(i) for i in range(t.ndim))
         strides = ", ".join(t.stride_code(i) for i in range(t.ndim))
         return f"{name} = {mod}.make_tensor_descriptor({t.name}, shape=[{shape}], strides=[{strides}], " \
                f"block_shape={block}{extra})"
-
     def dim_info(self, d: Dim) -> TileInfo | RDimInfo | None:
         return self.d.tiles[d.id] if d.kind == "tile" else self.d.rdims[d.id] if d.kind == "rdim" else None
-
     def dim_size(self, d: Dim) -> int:
         info = self.dim_info(d)
         return info.block if info is not None else self.d.blocks[d.id] if d.kind == "block" else 1
-
     def shape(self, t: BlockT) -> str:
         return "[" + ", ".join(str(self.dim_size(d)) for d in t.dims) + "]"
-
     def dim_mask(self, d: Dim) -> str | None:
         info = self.dim_info(d)
         return info.mask if info is not None and info.masked else None
-
     @staticmethod
     def bcast(name: str, axis: int, ndim: int) -> str:
         return name if ndim <= 1 else f"{name}[{', '.join(':' if i == axis else 'None' for i in range(ndim))}]"
-
     def name_of(self, v: I.Value) -> str:
         n = self.lookup(v)
         return n if n is not None else self.define(v)
-
     def define(self, v: I.Value) -> str:
         expr = self.expr(v)
         if OPS[v.op].flag("inline", v):
@@ -116,24 +91,19 @@ class Emitter:
         self.line(f"{name} = {expr}")
         self.scopes[-1][v.id] = name
         return name
-
     def expr(self, v: I.Value) -> str:
         """The Triton expression of ``v`` (statements it needs first go out through ``line``)."""
-        if v.op not in EMIT:
-            raise exc.CompileError(f"internal: {v.op} value used before definition" if v.op in ("phi", "atomic_result")
-                                   else f"internal: no Triton code for op {v.op}", v.loc)
+        if v.op not in EMIT:  # phi, atomic_result: named where they are defined (every other op has code)
+            raise exc.CompileError(f"internal: {v.op} value used before definition", v.loc)
         return EMIT[v.op](self, v)
-
     def pow(self, x: str, y: str, v: I.Value) -> str:
         """torch.pow for float operands: |x| ** y via exp2/log2, negated for a negative base and an odd
         integral exponent, NaN for a negative base and a fractional one, 1 for a zero exponent."""
         r, yi = self.fresh("pow"), self.fresh("integral")
-        self.line(f"{r} = tl.exp2({y} * tl.log2(tl.abs({x})))")
-        self.line(f"{yi} = {y} == tl.floor({y})")
+        self.line(f"{r} = tl.exp2({y} * tl.log2(tl.abs({x})))", f"{yi} = {y} == tl.floor({y})")
         odd = f"({yi} & (tl.floor({y} * 0.5) * 2 != {y}))"
         neg = f"tl.where({yi}, tl.where({odd}, -{r}, {r}), float('nan'))"
         return f"tl.where({y} == 0, 1.0, tl.where({x} < 0, {neg}, {r}))"
-
     def floor_divmod(self, o: str, x: str, y: str, v: I.Value) -> str:
         """torch's // and % round toward -inf; Triton's (like C) truncate toward 0."""
         if v.type.dtype.is_floating_point:
@@ -145,38 +115,33 @@ class Emitter:
         r = self.fresh("rem")
         self.line(f"{r} = {x} % {y}")
         return f"tl.where(({r} != 0) & (({r} < 0) != ({y} < 0)), {r} + {y}, {r})"
-
     def tile_attr(self, t: TileInfo, attr: str) -> str:
         if attr == "end":
             return f"tl.minimum({t.offset} + {t.block}, {self.bound(t.end)})"
         index = t.offset if t.is_grid else t.indices
         return {"index": index, "begin": t.offset, "id": f"({t.offset} // {t.block})"}[attr]
-
     def bound(self, b: Any) -> str:
         return self.name_of(b) if isinstance(b, I.Value) else str(b)
-
     def pointer_parts(self, idx: I.Index, ndim: int) -> tuple[str, str | None]:
         t = idx.tensor
         terms, masks, axis_of, pos = [], [], {}, 0
-        for o in idx.out:
+        for o in idx.out:   # the first result axis of each indexed dim
             if o is None:
                 pos += 1
             elif o in idx.joint[1:]:  # indexes jointly with the first: the same axes
                 axis_of[o] = axis_of[idx.joint[0]]
             else:
-                kind, val = idx.entries[o]
                 axis_of[o] = pos
-                pos += val.type.ndim if kind == "block" else 1
+                pos += idx.entries[o][1].type.ndim if idx.entries[o][0] == "block" else 1
         # A tensor whose offsets may pass 2**31 (TensorArg.index64, from its sizes and strides,
         # which are part of the launch key) gets every index widened before it is scaled.
         wide = (lambda x: f"{x}.to(tl.int64)") if t.index64 else (lambda x: x)
         for dim, (kind, val) in enumerate(idx.entries):
-            stride = t.stride_code(dim)
+            stride, ax = t.stride_code(dim), axis_of.get(dim)
             mul = "" if stride == "1" else f" * {stride}"
             if kind == "tile" and val.is_grid:
                 terms.append(f"{wide(val.offset)}{mul}")
             elif kind in ("tile", "rdim"):
-                ax = axis_of[dim]
                 terms.append(f"{wide(self.bcast(val.indices if kind == 'tile' else val.index, ax, ndim))}{mul}")
                 if val.masked:
                     masks.append(self.bcast(val.mask, ax, ndim))
@@ -185,8 +150,7 @@ class Emitter:
                 if s != "0":
                     terms.append(f"{wide(s) if isinstance(val, I.Value) else s}{mul}")
             else:  # block gather
-                ax, k = axis_of[dim], val.type.ndim
-                n = self.name_of(val)
+                n, k = self.name_of(val), val.type.ndim
                 if ndim > k:
                     n = f"{n}[{', '.join(['None'] * ax + [':'] * k + ['None'] * (ndim - ax - k))}]"
                 terms.append(f"{wide(n)}{mul}")
@@ -202,7 +166,6 @@ class Emitter:
             # scalar, so the value has the rank its type says (Triton 3.9 refuses x[None] on a scalar)
             off = f"tl.zeros({[1] * ndim}, tl.int32) + ({off})"
         return f"{t.name} + ({off})", (" & ".join(masks) if masks else None)
-
     def load(self, idx: I.Index, v: I.Value) -> str:
         if idx.descriptor:
             return self.desc_access(idx, v.type, None)
@@ -211,7 +174,6 @@ class Emitter:
         lid = self.d.load_base + v.attrs["load_id"] if "load_id" in v.attrs else -1
         ev = f", eviction_policy='evict_{pol[lid]}'" if 0 <= lid < len(pol) and pol[lid] else ""
         return f"tl.load({ptr}, {mask}, other=0{ev})" if mask else f"tl.load({ptr}{ev})"
-
     def desc_access(self, idx: I.Index, rtype: BlockT, value: str | None) -> str:
         t = idx.tensor
         block = [val.block if kind in ("tile", "rdim") else 1 for kind, val in idx.entries]
@@ -227,10 +189,8 @@ class Emitter:
             return out if rshape == block else f"tl.reshape({out}, {rshape})"
         full = f"tl.broadcast_to({value}, {rshape})"
         return f"{dn}.store([{', '.join(offs)}], {full if rshape == block else f'tl.reshape({full}, {block})'})"
-
     def store(self, s: I.Store) -> None:
-        idx, k = s.index, s.value.type.ndim
-        dims = idx.dims()
+        idx, k, dims = s.index, s.value.type.ndim, s.index.dims()
         val = self.name_of(s.value)
         if s.value.type.dtype != idx.tensor.dtype:
             val = f"{val}.to({tl_dtype(idx.tensor.dtype)})"
@@ -251,7 +211,6 @@ class Emitter:
             self.line(f"{res} = tl.atomic_{s.atomic}({ptr}, {val}{', mask=' + mask if mask else ''}, sem={s.sem!r})")
         if s.result is not None:
             self.scopes[-1][s.result.id] = res
-
     def masked_input(self, x: I.Value, axis: int, op: str) -> str:
         """Before reducing over a masked dim, fill masked lanes with the op's neutral element."""
         name = self.name_of(x)
@@ -259,7 +218,6 @@ class Emitter:
         if m is None or (op == "sum" and x.op == "load"):
             return name
         return f"tl.where({self.bcast(m, axis, x.type.ndim)}, {name}, {_neutral(op, x.type.dtype)})"
-
     def reduce(self, v: I.Value) -> str:
         x, op, axis, keep, rd = v.args[0], v.attrs["op"], v.attrs["axis"], v.attrs["keepdim"], v.attrs["rdim"]
         dt = x.type.dtype
@@ -272,16 +230,13 @@ class Emitter:
         acc_dt = "tl.float32" if half else tl_dtype(dt)
         self.src(v.loc)
         self.line(f"{acc} = tl.full({self.shape(x.type)}, {_neutral(op, dt)}, {acc_dt})")
-        self.open_chunk_loop(self.d.rdims[rd.id])
-        inp = self.masked_input(x, axis, op)
-        nan = NAN if dt.is_floating_point else ""
-        comb = {"sum": f"{acc} + {inp}", "max": f"tl.maximum({acc}, {inp}{nan})",
-                "min": f"tl.minimum({acc}, {inp}{nan})"}[op]
-        self.line(f"{acc} = ({comb}).to({acc_dt})")
-        self.close_chunk_loop()
+        with self.chunk_loop(self.d.rdims[rd.id]):
+            inp, nan = self.masked_input(x, axis, op), NAN if dt.is_floating_point else ""
+            comb = {"sum": f"{acc} + {inp}", "max": f"tl.maximum({acc}, {inp}{nan})",
+                    "min": f"tl.minimum({acc}, {inp}{nan})"}[op]
+            self.line(f"{acc} = ({comb}).to({acc_dt})")
         out = self.reduce_call(op, dt, acc, axis, keep)
         return f"{out}.to({tl_dtype(dt)})" if half else out
-
     def reduce_call(self, op: str, dtype: torch.dtype, inp: str, axis: int, keep: bool) -> str:
         """Triton's tl.max/tl.min drop NaN on the GPU (PTX max.f32); torch's amax/amin propagate it, so
         float max/min reduce with max.NaN/min.NaN (``tl.reduce`` with a helper: the same shuffle tree)."""
@@ -289,20 +244,19 @@ class Emitter:
             self.nan_helpers.add(op)
             return f"tl.reduce({inp}, {axis}, _hl_{op}_nan, keep_dims={keep})"
         return f"{REDUCE_FN[op]}({inp}, {axis}, keep_dims={keep})"
-
-    def open_chunk_loop(self, r: RDimInfo) -> None:
+    @contextlib.contextmanager
+    def chunk_loop(self, r: RDimInfo):
+        """The loop over the chunks of rolled dim ``r``, its body in its own scope."""
         self.line(f"for {r.offset} in tl.range(0, {r.extent}, {r.block}):")
         self.ind += 1
         self.scopes.append({})
         self.line(f"{r.index} = {r.offset} + tl.arange(0, {r.block})")
         if r.masked:
             self.line(f"{r.mask} = {r.index} < {r.extent}")
-
-    def close_chunk_loop(self) -> None:
+        yield
         self.scopes.pop()
         self.ind -= 1
         self.last_src = None
-
     def dot(self, v: I.Value) -> str:
         a, b = v.args[0], v.args[1]
         an, bn = self.dot_operand(a, -1), self.dot_operand(b, -2)
@@ -316,7 +270,6 @@ class Emitter:
             out = "" if v.type.dtype.is_floating_point else f", out_dtype={tl_dtype(v.type.dtype)}"
             return f"tl.dot({an}, {bn}, {self.name_of(v.args[2])}{prec}{out})"
         return f"tl.dot({an}, {bn}{prec}, out_dtype={tl_dtype(v.type.dtype)})"
-
     def dot_operand(self, x: I.Value, axis: int) -> str:
         """Masked contraction lanes must be zero; loads already are (other=0, or TMA zero fill),
         and so are transposes and casts of loads."""
@@ -328,47 +281,39 @@ class Emitter:
         if m is None or src.op == "load":
             return name
         return f"tl.where({self.bcast(m, axis % x.type.ndim, x.type.ndim)}, {name}, 0)"
-
-    def rolled_dim(self, t: BlockT) -> RDimInfo | None:
-        return next((self.d.rdims[d.id] for d in t.dims if d.kind == "rdim" and self.d.rdims[d.id].rolled), None)
-
+    def rolled_dim(self, dims: tuple[Dim, ...]) -> RDimInfo | None:
+        return next((self.d.rdims[d.id] for d in dims if d.kind == "rdim" and self.d.rdims[d.id].rolled), None)
     def stmts(self, body: list[I.Stmt]) -> None:
         i = 0
         while i < len(body):
             s = body[i]
             i += 1
             if isinstance(s, I.Let):
-                if self.lookup(s.value) is None and self.rolled_dim(s.value.type) is None:
+                if self.lookup(s.value) is None and self.rolled_dim(s.value.type.dims) is None:
                     self.define(s.value)
-            elif isinstance(s, I.Store) and (r := self.rolled_dim(BlockT(s.index.dims(), torch.float32))) is not None:
-                # the stores over this rolled dim that follow (rolled Lets between them are emitted lazily)
-                # share one chunk loop
+            elif isinstance(s, I.Store) and (r := self.rolled_dim(s.index.dims())) is not None:
+                # the stores over this rolled dim that follow share one chunk loop (rolled Lets between them
+                # are emitted lazily in it)
                 group = [s]
-                while i < len(body) and isinstance(body[i], (I.Store, I.Let)):
-                    if isinstance(body[i], I.Let):
-                        if self.rolled_dim(body[i].value.type) is None:
-                            break
-                    elif self.rolled_dim(BlockT(body[i].index.dims(), torch.float32)) is r:
-                        group.append(body[i])
-                    else:
+                for nxt in body[i:]:
+                    if isinstance(nxt, I.Store) and self.rolled_dim(nxt.index.dims()) is r:
+                        group.append(nxt)
+                    elif not (isinstance(nxt, I.Let) and self.rolled_dim(nxt.value.type.dims) is not None):
                         break
                     i += 1
                 self.src(s.loc)
-                self.open_chunk_loop(r)
-                for g in group:
-                    self.store(g)
-                self.close_chunk_loop()
+                with self.chunk_loop(r):
+                    for g in group:
+                        self.store(g)
             elif isinstance(s, I.Store):
                 self.store(s)
             else:
                 {I.For: self.for_loop, I.While: self.while_loop, I.If: self.if_stmt}[type(s)](s)
-
     def carried_init(self, phi: I.Value, init: I.Value) -> str:
         name = self.fresh(phi.hint)
         self.line(f"{name} = {self.name_of(init)}")
         self.scopes[-1][phi.id] = name
         return name
-
     def for_loop(self, s: I.For) -> None:
         self.src(s.loc)
         names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
@@ -390,7 +335,6 @@ class Emitter:
                 if t.masked:
                     self.line(f"{t.mask} = {t.indices} < {end}")
         self.loop_body(s, names, len(s.tiles))
-
     def loop_body(self, s: "I.For | I.While", names: list[str], depth: int) -> None:
         """A loop's body in its own scope, then each carried value's next-iteration assignment."""
         self.scopes.append({})
@@ -400,21 +344,17 @@ class Emitter:
         self.scopes.pop()
         self.ind -= depth
         self.last_src = None
-
     def while_loop(self, s: I.While) -> None:
         self.src(s.loc)
         names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
         self.line(f"while {self.name_of(s.cond)}:")
         self.ind += 1
         self.loop_body(s, names, 1)
-
     def if_stmt(self, s: I.If) -> None:
         self.src(s.loc)
         names = [self.carried_init(m, init) for m, init, _, _ in s.merges]
-        self.line(f"if {self.name_of(s.cond)}:")
         for k, body in enumerate((s.then, s.orelse)):
-            if k:
-                self.line("else:")
+            self.line("else:" if k else f"if {self.name_of(s.cond)}:")
             self.ind += 1
             self.scopes.append({})
             self.line("pass")
@@ -424,6 +364,15 @@ class Emitter:
             self.scopes.pop()
             self.ind -= 1
         self.last_src = None
+
+RANGE_KNOBS = (("range_num_stages", "num_stages"), ("range_unroll_factors", "loop_unroll_factor"),
+               ("range_warp_specializes", "warp_specialize"), ("range_flattens", "flatten"))
+
+def range_knobs(cfg: Config, loop_id: int) -> str:
+    """``, num_stages=3, ...``: the ``tl.range`` arguments the Config sets for inner loop ``loop_id``."""
+    vals = [(arg, cfg.get(knob) or []) for knob, arg in RANGE_KNOBS]
+    out = [f"{arg}={v[loop_id]!r}" for arg, v in vals if loop_id < len(v) and v[loop_id] not in (None, 0, False)]
+    return (", " + ", ".join(out)) if out else ""
 
 def _neutral(op: str, dtype: torch.dtype) -> str:
     return (NEUTRAL if dtype.is_floating_point else INT_NEUTRAL)[op]
@@ -440,10 +389,6 @@ def _paren(e: str) -> str:
 
 def _nonneg(v: I.Value) -> bool:
     """Values known to be >= 0: non-negative constants, tile indices and offsets, aranges."""
-    if v.op == "const":
-        return isinstance(v.args[0], (int, float)) and v.args[0] >= 0
-    if v.op in ("tile_attr", "arange"):
-        return True
-    if v.op == "binary" and v.attrs["op"] in ("+", "*", "//", "%"):
-        return all(_nonneg(a) for a in v.args)
-    return v.op == "cast" and _nonneg(v.args[0])
+    return (v.op == "const" and isinstance(v.args[0], (int, float)) and v.args[0] >= 0) \
+        or v.op in ("tile_attr", "arange") or (v.op == "cast" and _nonneg(v.args[0])) \
+        or (v.op == "binary" and v.attrs["op"] in ("+", "*", "//", "%") and all(_nonneg(a) for a in v.args))

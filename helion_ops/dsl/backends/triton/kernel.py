@@ -1,12 +1,17 @@
-"""Triton backend, the kernel: signature, launch grid and PID mapping around the body; compiling and loading."""
+"""Triton backend, the kernel: signature, launch grid and PID mapping around the body; compiling and loading.
+The PID mapping is the Config's ``pid_type`` (flat / xyz / persistent_blocked / persistent_interleaved) with
+``loop_orders``, ``l2_groupings`` and ``grid_reverses``; tile sizes, masks, rolled reductions and descriptors
+are the Plan's (``passes.py``)."""
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 import types
+from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
@@ -16,14 +21,91 @@ from ...target import Target
 from .emitter import Emitter, Generated
 from .ops import NAN_REDUCE_HELPERS
 
+@dataclass
+class ProgramIds:
+    """The launch grid, the lines before the body (a persistent loop's header), the lines that compute
+    ``pid_k`` for each grid tile k, the indent of the body, and each grid tile's offset from its ``pid_k``."""
+    grid: tuple[int, int, int]
+    offsets: list[str]
+    prologue: list[str] = field(default_factory=list)
+    decode: list[str] = field(default_factory=list)
+    indent: int = 1
+
+def tile_count(t) -> int:
+    if t.static_len is None:
+        raise exc.NotSupported("a launch grid whose size is not known on the host (dynamic tile bounds)")
+    return max(t.static_len if t.is_grid else -(-t.static_len // t.block), 0)
+
+def program_ids(em: Emitter, loop_index: int, grid_ordinal: int) -> ProgramIds:
+    """Which grid tiles each program of device loop ``loop_index`` takes (the ``grid_ordinal``-th loop with a
+    2-D+ grid, which indexes ``loop_orders`` and ``l2_groupings``)."""
+    cfg, counts = em.cfg, [tile_count(t) for t in em.d.grid]
+    total = math.prod(counts)
+    starts = [("" if b == "0" else f"{b} + ") for b in (em.bound(t.begin) for t in em.d.grid)]
+    out = ProgramIds((total, 1, 1), [f"{t.offset} = {start}pid_{k}" + ("" if t.is_grid else f" * {t.block}")
+                                     for k, (t, start) in enumerate(zip(em.d.grid, starts))])
+    pid_type = cfg.get("pid_type", "flat")
+    if pid_type == "xyz" and (len(counts) > 3 or any(c > 65535 for c in counts[1:])):
+        pid_type = "flat"  # more dims than CUDA's grid has, or past its y/z limit
+    # grid_reverses: programs take the tiles in reverse order, so that when work grows with the tile
+    # (causal attention's later query blocks) the longest programs start first and the short ones fill
+    # the last wave, instead of leaving it to a few long ones.
+    reverse = any((cfg.get("grid_reverses") or [])[loop_index:loop_index + 1])
+    wide = ".to(tl.int64)" if em.idx64 else ""
+    if pid_type == "xyz":
+        out.grid = tuple(counts + [1] * (3 - len(counts)))  # type: ignore[assignment]
+        out.decode = [f"pid_{k} = {f'{c - 1} - ' if reverse else ''}tl.program_id({k}){wide}"
+                      for k, c in enumerate(counts)]
+        return out
+    p = pid0 = f"tl.program_id(0){wide}"
+    if pid_type.startswith("persistent"):
+        nprog = max(1, min(em.target.num_sms, total))  # one program per SM, each looping over its share of tiles
+        out.grid, out.indent, p = (nprog, 1, 1), 2, "virtual_pid"
+        if pid_type == "persistent_interleaved":
+            out.prologue.append(f"for virtual_pid in tl.range({pid0}, {total}, {nprog}):")
+        else:
+            per = -(-total // nprog)
+            out.prologue += [f"start_pid = {pid0} * {per}",
+                             f"for virtual_pid in tl.range(start_pid, tl.minimum(start_pid + {per}, {total})):"]
+    out.decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + _decode_flat(counts, cfg, grid_ordinal)
+    return out
+
+def _decode_flat(counts: list[int], cfg: Config, ordinal: int) -> list[str]:
+    """A flat program id ``pid`` -> a tile per grid dim, in ``loop_orders`` order (first fastest); with
+    ``l2_groupings`` G > 1, G rows of tiles of the first two dims share their columns (L2 reuse)."""
+    n = len(counts)
+    if n == 1:
+        return ["pid_0 = pid"]
+    orders, groups = cfg.get("loop_orders") or [], cfg.get("l2_groupings") or []
+    order = list(orders[ordinal]) if ordinal < len(orders) and len(orders[ordinal]) == n else list(range(n))
+    g = int(groups[ordinal]) if ordinal < len(groups) else 1
+    def peel(pairs) -> list[str]:  # (name, count): name = rem % count, then the rest of rem
+        return [ln for k, c in pairs for ln in (f"{k} = rem % {c}", f"rem = rem // {c}")]
+    lines = ["rem = pid"]
+    if g <= 1:
+        return lines + peel((f"pid_{k}", counts[k]) for k in order[:-1]) + [f"pid_{order[-1]} = rem"]
+    a, b, rest = order[0], order[1], order[2:]
+    if rest:
+        lines += peel([("inner_pid", counts[a] * counts[b])] + [(f"pid_{k}", counts[k]) for k in rest])
+    else:
+        lines.append("inner_pid = rem")
+    return lines + [
+        f"num_pid_in_group = {g * counts[b]}",
+        "group_id = inner_pid // num_pid_in_group",
+        f"first_pid = group_id * {g}",
+        f"group_size = tl.minimum({counts[a]} - first_pid, {g})",
+        f"pid_{a} = first_pid + (inner_pid % num_pid_in_group) % group_size",
+        f"pid_{b} = (inner_pid % num_pid_in_group) // group_size",
+    ]
+
 def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
              loop_index: int = 0) -> Generated:
     """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
     loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
     em = Emitter(d, cfg, file, target)
-    pids, offsets = em.grid_offsets(loop_index, grid_ordinal)
+    pids = program_ids(em, loop_index, grid_ordinal)
     setup = []
-    for t, offset in zip(d.grid, offsets):
+    for t, offset in zip(d.grid, pids.offsets):
         setup.append(offset)
         if not t.is_grid:
             setup.append(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
@@ -36,8 +118,7 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
             if r.masked:
                 rsetup.append(f"{r.mask} = {r.index} < {r.extent}")
     em.ind, start = pids.indent, len(em.lines)
-    for s in pids.decode + setup:
-        em.line(s)
+    em.line(*pids.decode, *setup)
     em.stmts(d.body)
     params, sig = em.params()
     helpers = "".join(NAN_REDUCE_HELPERS[op] for op in sorted(em.nan_helpers))
@@ -95,10 +176,8 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
     return triton.compile(ASTSource(fn, sig, constexprs, attrs), target=gpu, options=opts)
 
 def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool = False) -> list:
-    """Compile ``specs`` for ``target`` into binaries (``.asm`` texts, ``.metadata``), in a fresh process
-    without the interpreter: under TRITON_INTERPRET=1 Triton's own library functions (tl.max, tl.sum...)
-    are interpreter objects and cannot be compiled. With ``keep_going`` a spec that fails gives its error
-    text in place of a binary."""
+    """Compile ``specs`` for ``target`` (``.asm`` texts, ``.metadata``; with ``keep_going`` a failure's error
+    text), in a fresh process: under TRITON_INTERPRET=1 Triton's tl.max, tl.sum... cannot be compiled."""
     if os.environ.get("TRITON_INTERPRET") != "1" and not keep_going:
         return [compile_spec(s, target) for s in specs]
     r = subprocess.run([sys.executable, "-m", __name__], input=json.dumps(
@@ -114,14 +193,13 @@ def _main() -> None:
     for s in job["specs"]:
         try:
             k = compile_spec(s, tuple(job["target"]))
+            out.append({"asm": {n: v for n, v in k.asm.items() if isinstance(v, str)},
+                        "metadata": {n: getattr(k.metadata, n) for n in ("shared", "num_warps", "num_stages")
+                                     if hasattr(k.metadata, n)}})
         except Exception as e:  # noqa: BLE001  (keep_going: report and continue)
             if not job.get("keep_going"):
                 raise
             out.append({"error": f"{type(e).__name__}: {e}"[-3000:]})
-            continue
-        out.append({"asm": {n: v for n, v in k.asm.items() if isinstance(v, str)},
-                    "metadata": {n: getattr(k.metadata, n) for n in ("shared", "num_warps", "num_stages")
-                                 if hasattr(k.metadata, n)}})
     print(json.dumps(out))
 
 if __name__ == "__main__":
