@@ -70,7 +70,7 @@ class GluonEmitter(Emitter):
         self.smem: dict[int, Smem] = {}
         self.pending: dict[int, tuple[str, str]] = {}  # value id -> (its wait, its shared-memory ref)
         self.lay1d: dict[str, int] = {}     # tile index and mask names -> their SliceLayout dim
-        self.overlap = bool(cfg.get("gluon_overlap", False))
+        self.partition()
     def is_row(self, d) -> bool:
         return d.kind == "tile" and d.id == self.row.id
     def partition(self) -> None:
@@ -86,17 +86,17 @@ class GluonEmitter(Emitter):
         if any(r.rolled for r in self.d.rdims.values()):
             raise _refuse("a reduction rolled into chunks (reduction_loops)", None)
         for s in I.walk(self.d.body):
-            if isinstance(s, (I.While, I.If)):
-                raise _refuse("a device-side while loop or if statement", s.loc)
-            if isinstance(s, I.Store) and s.atomic:
-                raise _refuse(f"atomic_{s.atomic}", s.loc)
+            loop = isinstance(s, I.For)
+            bad = ("a device-side while loop or if statement" if isinstance(s, (I.While, I.If)) else
+                   f"atomic_{s.atomic}" if isinstance(s, I.Store) and s.atomic else
+                   "an inner hl.grid loop" if loop and s.tiles[0].is_grid else
+                   "an inner loop over several tiles" if loop and len(s.tiles) != 1 else
+                   "an inner loop run last to first (range_reverses)" if loop and s.reverse else
+                   "nested inner loops" if loop and any(isinstance(x, I.For) for x in I.walk(s.body)) else None)
+            if bad:
+                raise _refuse(bad, s.loc)
             if isinstance(s, I.Store):
                 s.index.descriptor = False
-            if isinstance(s, I.For) and (len(s.tiles) != 1 or s.tiles[0].is_grid or s.reverse):
-                raise _refuse("an inner hl.grid loop" if s.tiles[0].is_grid else "an inner loop over several tiles"
-                              if len(s.tiles) != 1 else "an inner loop run last to first (range_reverses)", s.loc)
-            if isinstance(s, I.For) and any(isinstance(x, I.For) for x in I.walk(s.body)):
-                raise _refuse("nested inner loops", s.loc)
         for v in I.all_values(self.d.body):
             # each consumer holds its own rows: nothing may combine rows of the block
             if self.nc > 1 and ((v.op == "reduce" and self.is_row(v.args[0].type.dims[v.attrs["axis"]]))
@@ -195,7 +195,7 @@ class GluonEmitter(Emitter):
         return [m for m in self.smem.values() if m.ring and any(x is m.v for x in I.all_values(s.body))]
     def for_loop(self, s: I.For) -> None:
         t, rings = s.tiles[0], self.rings_of(s)
-        if self.overlap and rings and overlap.emit(self, s, rings):
+        if self.cfg.get("gluon_overlap", False) and rings and overlap.emit(self, s, rings):
             return
         self.src(s.loc)
         names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
@@ -205,10 +205,8 @@ class GluonEmitter(Emitter):
         if rings:
             self.ring_slot(rings)
         self.loop_body(s, names, 0)
-        for m in rings:   # every wgmma reading the slot was waited for: hand it back to the producer
-            self.line(f"mbarrier.arrive({m.name}_empty.index(slot))")
-        if rings:
-            self.line("ring_it += 1")
+        if rings:   # every wgmma reading the slot was waited for: hand it back to the producer
+            self.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in rings], "ring_it += 1")
         self.ind -= 1
     def ring_slot(self, rings: list[Smem], it: str = "ring_it", p: str = "") -> None:
         """The ring slot ``{p}slot`` of block ``it``: each ring load waits for its fill where first used."""
@@ -242,9 +240,8 @@ class GluonEmitter(Emitter):
                 self.line(f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}, {t.block}):")
                 self.ind += 1
                 self.scopes.append({})
-                self.line(f"slot = ring_it % {NUM_BUF}")
                 # a fresh mbarrier passes a wait on parity 1: the first NUM_BUF fills go ahead at once
-                self.line(f"phase = ((ring_it // {NUM_BUF}) & 1) ^ 1")
+                self.line(f"slot = ring_it % {NUM_BUF}", f"phase = ((ring_it // {NUM_BUF}) & 1) ^ 1")
                 for m in rings:
                     self.line(f"mbarrier.wait({m.name}_empty.index(slot), phase)")
                     self.issue(m, "slot")
@@ -268,7 +265,6 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
     if target.arch != 90:
         raise exc.NotSupported(f"Config backend='gluon' targets sm_90 (Hopper); this target is sm_{target.arch}")
     em = GluonEmitter(d, cfg, file, target)
-    em.partition()
     pids = program_ids(em, loop_index, grid_ordinal)
     if pids.indent != 1:
         raise _refuse(f"pid_type={cfg.get('pid_type')!r} (persistent programs)", None)

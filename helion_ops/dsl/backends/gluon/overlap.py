@@ -55,8 +55,7 @@ def emit(em, s: I.For, rings: list) -> bool:
         return tok, op
     def b_wait(tok: str, op: str) -> None:
         em.line(f"{names[acc_i]}, {op} = warpgroup_mma_wait(0, deps=({tok}, {op}))")
-        for m in brings:
-            em.line(f"mbarrier.arrive({m.name}_empty.index(pslot))")
+        em.line(*[f"mbarrier.arrive({m.name}_empty.index(pslot))" for m in brings])
     def a_stage(start: str | None) -> None:
         """Stage A of a block; in the loop (``start`` None) with the previous block's stage B beside it."""
         em.scopes.append({})
@@ -76,8 +75,7 @@ def emit(em, s: I.For, rings: list) -> bool:
                 em.scopes[-1][d1.id] = out
             elif em.lookup(v) is None:
                 em.define(v)
-        for m in arings:
-            em.line(f"mbarrier.arrive({m.name}_empty.index(slot))")
+        em.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in arings])
         # what stage B of this block needs, D2's left operand masked and laid out as it will be multiplied
         new_x = [em.dot_operand(x, -1) if x is d2.args[0] else em.name_of(x) for x in xs]
         if pending_b is not None:
@@ -85,9 +83,7 @@ def emit(em, s: I.For, rings: list) -> bool:
         for i, ((_, _, fin), n) in enumerate(zip(s.carried, names)):
             if i != acc_i:
                 em.line(f"{n} = {em.name_of(fin)}")
-        for n, x in zip(xn, new_x):
-            em.line(f"{n} = {x}")
-        em.line("ring_it += 1")
+        em.line(*[f"{n} = {x}" for n, x in zip(xn, new_x)], "ring_it += 1")
         em.scopes.pop()
     em.src(s.loc)
     names = [em.carried_init(phi, init) for phi, init, _ in s.carried]

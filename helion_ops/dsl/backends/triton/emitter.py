@@ -55,10 +55,9 @@ class Emitter:
         return next((sc[v.id] for sc in reversed(self.scopes) if v.id in sc), None)
     def params(self) -> tuple[list[tuple[str, str, Any]], dict[str, str]]:
         """The kernel's parameters (name, kind, host source) and its Triton signature."""
-        ins = self.d.inputs
-        params = [(t.name, "tensor", t.host) for t in ins.tensors] + [(s.name, "scalar", s.name) for s in ins.scalars]
-        sig = {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in ins.tensors}
-        return params, sig | {s.name: SIGNATURE_DTYPE[s.dtype] for s in ins.scalars}
+        ts, ss = self.d.inputs.tensors, self.d.inputs.scalars
+        return ([(t.name, "tensor", t.host) for t in ts] + [(s.name, "scalar", s.name) for s in ss],
+                {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in ts} | {s.name: SIGNATURE_DTYPE[s.dtype] for s in ss})
     def desc(self, mod: str, name: str, t, block: list[int], extra: str = "") -> str:
         """``name = <mod>.make_tensor_descriptor(...)``: a TMA descriptor of tensor ``t`` in ``block`` tiles."""
         shape = ", ".join(t.size_code(i) for i in range(t.ndim))
@@ -82,13 +81,11 @@ class Emitter:
         n = self.lookup(v)
         return n if n is not None else self.define(v)
     def define(self, v: I.Value) -> str:
-        expr = self.expr(v)
-        if OPS[v.op].flag("inline", v):
-            self.scopes[-1][v.id] = expr
-            return expr
-        name = self.fresh(v.hint or v.op)
-        self.src(v.loc)
-        self.line(f"{name} = {expr}")
+        expr, inline = self.expr(v), OPS[v.op].flag("inline", v)
+        name = expr if inline else self.fresh(v.hint or v.op)
+        if not inline:
+            self.src(v.loc)
+            self.line(f"{name} = {expr}")
         self.scopes[-1][v.id] = name
         return name
     def expr(self, v: I.Value) -> str:
@@ -202,22 +199,20 @@ class Emitter:
             val = f"{val}[{', '.join(['None'] * (len(dims) - k) + [':'] * k)}]"
         if not s.atomic:
             return self.line(f"tl.store({ptr}, {val}{', ' + mask if mask else ''})")
+        if s.atomic == "cas" and mask:  # tl.atomic_cas has no mask: out-of-range lanes would write
+            raise exc.NotSupported("hl.atomic_cas on a masked (partial) tile; pick block sizes that divide", s.loc)
         res = self.fresh(f"old_{s.atomic}")
-        if s.atomic == "cas":  # tl.atomic_cas has no mask: out-of-range lanes would write
-            if mask:
-                raise exc.NotSupported("hl.atomic_cas on a masked (partial) tile; pick block sizes that divide", s.loc)
-            self.line(f"{res} = tl.atomic_cas({ptr}, {self.name_of(s.compare)}, {val}, sem={s.sem!r})")
-        else:
-            self.line(f"{res} = tl.atomic_{s.atomic}({ptr}, {val}{', mask=' + mask if mask else ''}, sem={s.sem!r})")
+        args = f"{self.name_of(s.compare)}, {val}" if s.atomic == "cas" else f"{val}{', mask=' + mask if mask else ''}"
+        self.line(f"{res} = tl.atomic_{s.atomic}({ptr}, {args}, sem={s.sem!r})")
         if s.result is not None:
             self.scopes[-1][s.result.id] = res
+    def masked(self, x: I.Value, axis: int, fill: str, exempt: bool) -> str:
+        """``x`` with the lanes that dim ``axis``'s mask drops set to ``fill`` (unless ``exempt``: they are)."""
+        name, m, n = self.name_of(x), self.dim_mask(x.type.dims[axis]), x.type.ndim
+        return name if m is None or exempt else f"tl.where({self.bcast(m, axis % n, n)}, {name}, {fill})"
     def masked_input(self, x: I.Value, axis: int, op: str) -> str:
         """Before reducing over a masked dim, fill masked lanes with the op's neutral element."""
-        name = self.name_of(x)
-        m = self.dim_mask(x.type.dims[axis])
-        if m is None or (op == "sum" and x.op == "load"):
-            return name
-        return f"tl.where({self.bcast(m, axis, x.type.ndim)}, {name}, {_neutral(op, x.type.dtype)})"
+        return self.masked(x, axis, _neutral(op, x.type.dtype), op == "sum" and x.op == "load")
     def reduce(self, v: I.Value) -> str:
         x, op, axis, keep, rd = v.args[0], v.attrs["op"], v.attrs["axis"], v.attrs["keepdim"], v.attrs["rdim"]
         dt = x.type.dtype
@@ -273,14 +268,10 @@ class Emitter:
     def dot_operand(self, x: I.Value, axis: int) -> str:
         """Masked contraction lanes must be zero; loads already are (other=0, or TMA zero fill),
         and so are transposes and casts of loads."""
-        name = self.name_of(x)
-        m = self.dim_mask(x.type.dims[axis])
         src = x
         while src.op in ("permute", "cast"):
             src = src.args[0]
-        if m is None or src.op == "load":
-            return name
-        return f"tl.where({self.bcast(m, axis % x.type.ndim, x.type.ndim)}, {name}, 0)"
+        return self.masked(x, axis, "0", src.op == "load")
     def rolled_dim(self, dims: tuple[Dim, ...]) -> RDimInfo | None:
         return next((self.d.rdims[d.id] for d in dims if d.kind == "rdim" and self.d.rdims[d.id].rolled), None)
     def stmts(self, body: list[I.Stmt]) -> None:

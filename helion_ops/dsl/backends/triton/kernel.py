@@ -1,7 +1,5 @@
-"""Triton backend, the kernel: signature, launch grid and PID mapping around the body; compiling and loading.
-The PID mapping is the Config's ``pid_type`` (flat / xyz / persistent_blocked / persistent_interleaved) with
-``loop_orders``, ``l2_groupings`` and ``grid_reverses``; tile sizes, masks, rolled reductions and descriptors
-are the Plan's (``passes.py``)."""
+"""Triton backend, the kernel: signature, launch grid and PID mapping (the Config's ``pid_type``, ``loop_orders``,
+``l2_groupings``, ``grid_reverses``) around the body; compiling and loading."""
 from __future__ import annotations
 
 import importlib.util
@@ -89,14 +87,10 @@ def _decode_flat(counts: list[int], cfg: Config, ordinal: int) -> list[str]:
         lines += peel([("inner_pid", counts[a] * counts[b])] + [(f"pid_{k}", counts[k]) for k in rest])
     else:
         lines.append("inner_pid = rem")
-    return lines + [
-        f"num_pid_in_group = {g * counts[b]}",
-        "group_id = inner_pid // num_pid_in_group",
-        f"first_pid = group_id * {g}",
-        f"group_size = tl.minimum({counts[a]} - first_pid, {g})",
-        f"pid_{a} = first_pid + (inner_pid % num_pid_in_group) % group_size",
-        f"pid_{b} = (inner_pid % num_pid_in_group) // group_size",
-    ]
+    return lines + [f"num_pid_in_group = {g * counts[b]}", "group_id = inner_pid // num_pid_in_group",
+                    f"first_pid = group_id * {g}", f"group_size = tl.minimum({counts[a]} - first_pid, {g})",
+                    f"pid_{a} = first_pid + (inner_pid % num_pid_in_group) % group_size",
+                    f"pid_{b} = (inner_pid % num_pid_in_group) // group_size"]
 
 def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
              loop_index: int = 0) -> Generated:
@@ -104,27 +98,26 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
     loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
     em = Emitter(d, cfg, file, target)
     pids = program_ids(em, loop_index, grid_ordinal)
-    setup = []
+    em.ind = pids.indent
+    em.line(*pids.decode)
     for t, offset in zip(d.grid, pids.offsets):
-        setup.append(offset)
+        em.line(offset)
         if not t.is_grid:
-            setup.append(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
+            em.line(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
             if t.masked:
-                setup.append(f"{t.mask} = {t.indices} < {em.bound(t.end)}")
+                em.line(f"{t.mask} = {t.indices} < {em.bound(t.end)}")
     rsetup = []
     for r in d.rdims.values():
         if not r.rolled:
             rsetup.append(f"{r.index} = tl.arange(0, {r.block})" + (".to(tl.int64)" if em.idx64 else ""))
             if r.masked:
                 rsetup.append(f"{r.mask} = {r.index} < {r.extent}")
-    em.ind, start = pids.indent, len(em.lines)
-    em.line(*pids.decode, *setup)
     em.stmts(d.body)
     params, sig = em.params()
     helpers = "".join(NAN_REDUCE_HELPERS[op] for op in sorted(em.nan_helpers))
     helpers += "".join(helper_source(d, cfg, file, target, h) for h in d.helpers)
     out = ["@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
-    out += ["    " + x for x in em.desc_lines + rsetup + pids.prologue] + em.lines[start:]
+    out += ["    " + x for x in em.desc_lines + rsetup + pids.prologue] + em.lines
     if all(not l.strip() or l.strip().startswith("#") for l in out[2:]):
         out.append("    pass")
     asm = next((v.loc for v in I.all_values(d.body) if v.op == "inline_asm"), None)
@@ -154,7 +147,6 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
     With ``target=("cuda", 90, 32)`` this builds Hopper PTX/cubin on a machine without a GPU."""
     import triton
     from triton.compiler import ASTSource
-
     # @triton.jit reads TRITON_INTERPRET when it decorates: load a real JITFunction even
     # when the interpreter is on, so CPU-only machines can still build sm_90 code.
     with mock.patch.dict(os.environ, TRITON_INTERPRET="0"):
