@@ -1,5 +1,4 @@
-"""The Gluon backend (sm_90): a lowered device loop, its Plan and the Config -> a warp-specialized
-``@gluon.jit`` kernel. Building and loading are the Triton backend's (it picks Gluon's AST source)."""
+"""The Gluon backend (sm_90): a warp-specialized ``@gluon.jit`` kernel; building and loading are Triton's."""
 from ..triton.kernel import compile_spec, compile_specs_for_target, load_module
 from .emitter import generate
 

@@ -1,15 +1,12 @@
 """Intra-warpgroup overlap (``gluon_overlap``): FlashAttention-3's software pipelining of a ring loop.
 
-A loop whose body holds two ``hl.dot`` (D1 with no accumulator, D2 accumulating into the loop-carried value
-``acc``) splits into stage A (everything that does not depend on ``acc``: D1, the softmax) and stage B (the
-rest: the rescale of ``acc`` and D2). Stage A of block j+1 runs beside stage B of block j:
-
+A loop whose body holds two ``hl.dot`` (D1 with no accumulator, D2 accumulating into the loop-carried ``acc``)
+splits into stage A (what does not depend on ``acc``: D1, the softmax) and stage B (the rescale of ``acc``, D2):
     A(first): S = D1 (waited for), softmax -> the values B needs (X: P as D2's operand, alpha)
     for each next block:  issue D1(j+1); issue D2(j) from X(j); wait for D1 only (older group);
                           softmax(j+1) while D2(j) runs on the tensor cores; wait for D2(j)
     B(last)
-
-so the softmax hides behind a GEMM. Loops of another shape keep the plain schedule (same numbers).
+Loops of another shape keep the plain schedule (same numbers).
 """
 from __future__ import annotations
 
@@ -17,114 +14,89 @@ import torch
 
 from ... import ir as I
 
-def plan(em, s: I.For, rings: list):
-    """(d1, d2, acc phi index, stage-B value ids, X values, B's ring loads) or None."""
-    if any(not isinstance(x, I.Let) for x in s.body):
-        return None
-    lets = [x.value for x in s.body]
+def emit(em, s: I.For, rings: list) -> bool:
+    """Emit loop ``s`` software-pipelined, or return False when it is not of the shape above."""
+    lets = [x.value for x in s.body if isinstance(x, I.Let)]
     dots = [v for v in lets if v.op == "dot"]
-    if len(dots) != 2 or len(dots[0].args) != 2 or len(dots[1].args) != 3:
-        return None
+    if len(lets) != len(s.body) or len(dots) != 2 or len(dots[0].args) != 2 or len(dots[1].args) != 3 \
+            or any(v.type.dtype != torch.float32 for v in dots):
+        return False
     d1, d2 = dots
-    if d1.type.dtype != torch.float32 or d2.type.dtype != torch.float32:
-        return None
     acc_i = next((i for i, (_, _, fin) in enumerate(s.carried) if fin is d2), None)
     if acc_i is None:
-        return None
-    b_ids = {s.carried[acc_i][0].id}
+        return False
+    b_ids = {s.carried[acc_i][0].id}   # stage B: what depends on acc
     for v in lets:
         if any(a.id in b_ids for a in v.inputs()):
             b_ids.add(v.id)
-    ring_ids = {m.v.id: m for m in rings}
-    b_vals = [v for v in lets if v.id in b_ids]
-    used_b = {a.id for v in b_vals for a in v.inputs()}
+    ring_ids = {m.v.id for m in rings}
+    used_b = {a.id for v in lets if v.id in b_ids for a in v.inputs()}
     used_a = {a.id for v in lets if v.id not in b_ids for a in v.inputs()}
     brings = [m for m in rings if m.v.id in used_b]
+    xs = [v for v in lets if v.id not in b_ids and v.id not in ring_ids and v.id in used_b]
     if d1.id in b_ids or any(m.v.id in used_a for m in brings) \
             or any(fin.id in b_ids for i, (_, _, fin) in enumerate(s.carried) if i != acc_i) \
-            or d1.args[0].id not in em.smem or d2.args[1].id not in ring_ids:
-        return None
-    xs = [v for v in lets if v.id not in b_ids and v.id not in ring_ids and v.id in used_b]
-    if d2.args[0] not in xs:
-        return None
-    return d1, d2, acc_i, b_ids, xs, brings
-
-def emit(em, s: I.For, rings: list, p) -> None:
-    d1, d2, acc_i, b_ids, xs, brings = p
-    t = s.tiles[0]
-    arings = [m for m in rings if m not in brings]
-    a_lets = [x.value for x in s.body if x.value.id not in b_ids and all(x.value is not m.v for m in brings)]
-    b_lets = [x.value for x in s.body if x.value.id in b_ids]
+            or d1.args[0].id not in em.smem or d2.args[1].id not in ring_ids or d2.args[0] not in xs:
+        return False
+    t, arings = s.tiles[0], [m for m in rings if m not in brings]
+    a_lets = [v for v in lets if v.id not in b_ids and all(v is not m.v for m in brings)]
+    b_lets = [v for v in lets if v.id in b_ids]
+    def b_issue() -> tuple[str, str]:
+        """Stage B of the previous block (ring slot ``ring_it - 1``) up to D2's issue."""
+        em.ring_slot(brings, "(ring_it - 1)", "p")
+        em.scopes.append({x.id: n for x, n in zip(xs, xn)})
+        for v in b_lets:
+            if v is not d2 and em.lookup(v) is None:
+                em.define(v)
+        op, tok = em.fresh("dot_a"), em.fresh("mma")
+        em.line(f"{op} = gl.convert_layout({em.name_of(d2.args[0])}, {em.DOT_A})")
+        em.line(f"{tok} = warpgroup_mma({op}, {em.name_of(d2.args[1])}, {em.name_of(d2.args[2])}, is_async=True)")
+        em.scopes.pop()
+        return tok, op
+    def b_wait(tok: str, op: str) -> None:
+        em.line(f"{names[acc_i]}, {op} = warpgroup_mma_wait(0, deps=({tok}, {op}))")
+        em.line(*[f"mbarrier.arrive({m.name}_empty.index(pslot))" for m in brings])
+    def a_stage(start: str | None) -> None:
+        """Stage A of a block; in the loop (``start`` None) with the previous block's stage B beside it."""
+        em.scopes.append({})
+        if start is not None:
+            em.line(f"{t.offset} = {start}")
+        em.tile_lines(t)
+        em.ring_slot(arings)
+        pending_b = None
+        for v in a_lets:
+            if v is d1 and start is None:
+                tok = em.fresh("mma")
+                em.line(f"{tok} = warpgroup_mma({em.name_of(d1.args[0])}, {em.name_of(d1.args[1])}, "
+                        f"gl.zeros({em.shape(d1.type)}, gl.float32, L), use_acc=False, is_async=True)")
+                pending_b = b_issue()
+                out = em.fresh("mma_out")
+                em.line(f"{out} = warpgroup_mma_wait(1, deps=({tok}, ))")   # D1 done, D2 may still run
+                em.scopes[-1][d1.id] = out
+            elif em.lookup(v) is None:
+                em.define(v)
+        em.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in arings])
+        # what stage B of this block needs, D2's left operand masked and laid out as it will be multiplied
+        new_x = [em.dot_operand(x, -1) if x is d2.args[0] else em.name_of(x) for x in xs]
+        if pending_b is not None:
+            b_wait(*pending_b)
+        for i, ((_, _, fin), n) in enumerate(zip(s.carried, names)):
+            if i != acc_i:
+                em.line(f"{n} = {em.name_of(fin)}")
+        em.line(*[f"{n} = {x}" for n, x in zip(xn, new_x)], "ring_it += 1")
+        em.scopes.pop()
     em.src(s.loc)
     names = [em.carried_init(phi, init) for phi, init, _ in s.carried]
     begin, end = em.bound(t.begin), em.bound(t.end)
     xn = [em.fresh(f"{x.hint or x.op}_x") for x in xs]
     em.line(f"if {begin} < {end}:")
     em.ind += 1
-    _a_stage(em, s, begin, a_lets, d1, d2, arings, names, acc_i, xs, xn, None)
+    a_stage(begin)
     em.line(f"for {t.offset} in range({begin} + {t.block}, {end}, {t.block}):")
     em.ind += 1
-    _a_stage(em, s, None, a_lets, d1, d2, arings, names, acc_i, xs, xn, (b_lets, brings))
+    a_stage(None)
     em.ind -= 1
-    tok, op = _b_issue(em, d2, b_lets, brings, xs, xn)       # the last block's stage B
-    _b_wait(em, tok, op, names[acc_i], brings)
+    b_wait(*b_issue())       # the last block's stage B
     em.ind -= 1
     em.last_src = None
-
-def _a_stage(em, s, start, a_lets, d1, d2, arings, names, acc_i, xs, xn, b) -> None:
-    t = s.tiles[0]
-    em.scopes.append({})
-    if start is not None:
-        em.line(f"{t.offset} = {start}")
-    em.tile_lines(t)
-    em.line(f"slot = ring_it % {em.NUM_BUF}")
-    em.line(f"phase = (ring_it // {em.NUM_BUF}) & 1")
-    for m in arings:
-        em.pending[m.v.id] = ([f"mbarrier.wait({m.name}_ready.index(slot), phase)"], em.ref(m, "slot"))
-    pending_b = None
-    for v in a_lets:
-        if v is d1 and b is not None:
-            tok = em.fresh("mma")
-            em.line(f"{tok} = warpgroup_mma({em.name_of(d1.args[0])}, {em.name_of(d1.args[1])}, "
-                    f"gl.zeros({em.shape(d1.type)}, gl.float32, L), use_acc=False, is_async=True)")
-            pending_b = _b_issue(em, d2, b[0], b[1], xs, xn)
-            out = em.fresh("mma_out")
-            em.line(f"{out} = warpgroup_mma_wait(1, deps=({tok}, ))")   # D1 done, D2 may still run
-            em.scopes[-1][d1.id] = out
-        elif em.lookup(v) is None:
-            em.define(v)
-    for m in arings:
-        em.line(f"mbarrier.arrive({m.name}_empty.index(slot))")
-    # what stage B of this block needs, D2's left operand masked and laid out as it will be multiplied
-    new_x = [em.dot_operand(x, -1) if x is d2.args[0] else em.name_of(x) for x in xs]
-    if pending_b is not None:
-        _b_wait(em, *pending_b, names[acc_i], b[1])
-    for i, ((_, _, fin), n) in enumerate(zip(s.carried, names)):
-        if i != acc_i:
-            em.line(f"{n} = {em.name_of(fin)}")
-    for n, x in zip(xn, new_x):
-        em.line(f"{n} = {x}")
-    em.line("ring_it += 1")
-    em.scopes.pop()
-
-def _b_issue(em, d2, b_lets, brings, xs, xn) -> tuple[str, str]:
-    """Stage B of the previous block (ring slot ``ring_it - 1``) up to D2's issue."""
-    em.line(f"pslot = (ring_it - 1) % {em.NUM_BUF}")
-    em.line(f"pphase = ((ring_it - 1) // {em.NUM_BUF}) & 1")
-    em.scopes.append({x.id: n for x, n in zip(xs, xn)})
-    for m in brings:
-        em.pending[m.v.id] = ([f"mbarrier.wait({m.name}_ready.index(pslot), pphase)"], em.ref(m, "pslot"))
-    for v in b_lets:
-        if v is not d2 and em.lookup(v) is None:
-            em.define(v)
-    op = em.fresh("dot_a")
-    em.line(f"{op} = gl.convert_layout({em.name_of(d2.args[0])}, {em.DOT_A})")
-    tok = em.fresh("mma")
-    em.line(f"{tok} = warpgroup_mma({op}, {em.name_of(d2.args[1])}, {em.name_of(d2.args[2])}, is_async=True)")
-    em.scopes.pop()
-    return tok, op
-
-def _b_wait(em, tok: str, op: str, acc: str, brings) -> None:
-    em.line(f"{acc}, {op} = warpgroup_mma_wait(0, deps=({tok}, {op}))")
-    for m in brings:
-        em.line(f"mbarrier.arrive({m.name}_empty.index(pslot))")
+    return True

@@ -1,77 +1,140 @@
-"""Triton backend, the kernel: signature, launch grid and PID mapping around the body; compiling and loading."""
+"""Triton backend, the kernel: signature, launch grid and PID mapping (the Config's ``pid_type``, ``loop_orders``,
+``l2_groupings``, ``grid_reverses``) around the body; compiling and loading."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import types
+from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
 from ... import exc, ir as I
 from ...config import Config
 from ...target import Target
-from ...types import SIGNATURE_DTYPE
 from .emitter import Emitter, Generated
 from .ops import NAN_REDUCE_HELPERS
-from .strategies import program_ids
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+@dataclass
+class ProgramIds:
+    """The launch grid, the lines before the body (a persistent loop's header), the lines that compute
+    ``pid_k`` for each grid tile k, the indent of the body, and each grid tile's offset from its ``pid_k``."""
+    grid: tuple[int, int, int]
+    offsets: list[str]
+    prologue: list[str] = field(default_factory=list)
+    decode: list[str] = field(default_factory=list)
+    indent: int = 1
 
-def _tile_count(t) -> int:
+def tile_count(t) -> int:
     if t.static_len is None:
         raise exc.NotSupported("a launch grid whose size is not known on the host (dynamic tile bounds)")
-    return t.static_len if t.is_grid else _cdiv(t.static_len, t.block)
+    return max(t.static_len if t.is_grid else -(-t.static_len // t.block), 0)
+
+def program_ids(em: Emitter, loop_index: int, grid_ordinal: int) -> ProgramIds:
+    """Which grid tiles each program of device loop ``loop_index`` takes (the ``grid_ordinal``-th loop with a
+    2-D+ grid, which indexes ``loop_orders`` and ``l2_groupings``)."""
+    cfg, counts = em.cfg, [tile_count(t) for t in em.d.grid]
+    total = math.prod(counts)
+    starts = [("" if b == "0" else f"{b} + ") for b in (em.bound(t.begin) for t in em.d.grid)]
+    out = ProgramIds((total, 1, 1), [f"{t.offset} = {start}pid_{k}" + ("" if t.is_grid else f" * {t.block}")
+                                     for k, (t, start) in enumerate(zip(em.d.grid, starts))])
+    pid_type = cfg.get("pid_type", "flat")
+    if pid_type == "xyz" and (len(counts) > 3 or any(c > 65535 for c in counts[1:])):
+        pid_type = "flat"  # more dims than CUDA's grid has, or past its y/z limit
+    # grid_reverses: programs take the tiles in reverse order, so that when work grows with the tile
+    # (causal attention's later query blocks) the longest programs start first and the short ones fill
+    # the last wave, instead of leaving it to a few long ones.
+    reverse = any((cfg.get("grid_reverses") or [])[loop_index:loop_index + 1])
+    wide = ".to(tl.int64)" if em.idx64 else ""
+    if pid_type == "xyz":
+        out.grid = tuple(counts + [1] * (3 - len(counts)))  # type: ignore[assignment]
+        out.decode = [f"pid_{k} = {f'{c - 1} - ' if reverse else ''}tl.program_id({k}){wide}"
+                      for k, c in enumerate(counts)]
+        return out
+    p = pid0 = f"tl.program_id(0){wide}"
+    if pid_type.startswith("persistent"):
+        nprog = max(1, min(em.target.num_sms, total))  # one program per SM, each looping over its share of tiles
+        out.grid, out.indent, p = (nprog, 1, 1), 2, "virtual_pid"
+        if pid_type == "persistent_interleaved":
+            out.prologue.append(f"for virtual_pid in tl.range({pid0}, {total}, {nprog}):")
+        else:
+            per = -(-total // nprog)
+            out.prologue += [f"start_pid = {pid0} * {per}",
+                             f"for virtual_pid in tl.range(start_pid, tl.minimum(start_pid + {per}, {total})):"]
+    out.decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + _decode_flat(counts, cfg, grid_ordinal)
+    return out
+
+def _decode_flat(counts: list[int], cfg: Config, ordinal: int) -> list[str]:
+    """A flat program id ``pid`` -> a tile per grid dim, in ``loop_orders`` order (first fastest); with
+    ``l2_groupings`` G > 1, G rows of tiles of the first two dims share their columns (L2 reuse)."""
+    n = len(counts)
+    if n == 1:
+        return ["pid_0 = pid"]
+    orders, groups = cfg.get("loop_orders") or [], cfg.get("l2_groupings") or []
+    order = list(orders[ordinal]) if ordinal < len(orders) and len(orders[ordinal]) == n else list(range(n))
+    g = int(groups[ordinal]) if ordinal < len(groups) else 1
+    def peel(pairs) -> list[str]:  # (name, count): name = rem % count, then the rest of rem
+        return [ln for k, c in pairs for ln in (f"{k} = rem % {c}", f"rem = rem // {c}")]
+    lines = ["rem = pid"]
+    if g <= 1:
+        return lines + peel((f"pid_{k}", counts[k]) for k in order[:-1]) + [f"pid_{order[-1]} = rem"]
+    a, b, rest = order[0], order[1], order[2:]
+    if rest:
+        lines += peel([("inner_pid", counts[a] * counts[b])] + [(f"pid_{k}", counts[k]) for k in rest])
+    else:
+        lines.append("inner_pid = rem")
+    return lines + [f"num_pid_in_group = {g * counts[b]}", "group_id = inner_pid // num_pid_in_group",
+                    f"first_pid = group_id * {g}", f"group_size = tl.minimum({counts[a]} - first_pid, {g})",
+                    f"pid_{a} = first_pid + (inner_pid % num_pid_in_group) % group_size",
+                    f"pid_{b} = (inner_pid % num_pid_in_group) // group_size"]
 
 def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
-             loop_index: int = 0):
+             loop_index: int = 0) -> Generated:
     """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
     loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
-
     em = Emitter(d, cfg, file, target)
-    tiles = d.grid
-    counts = [max(_tile_count(t), 0) for t in tiles]
-    pids = program_ids(cfg, counts, target.num_sms, loop_index, grid_ordinal, em.idx64)
-    i64 = em.idx64
-    pre, decode, grid, body_ind = pids.prologue, pids.decode, pids.grid, pids.indent
-    setup = []
-    for k, t in enumerate(tiles):
-        b = em.bound(t.begin)
-        start = "" if b == "0" else f"{b} + "
-        if t.is_grid:
-            setup.append(f"{t.offset} = {start}pid_{k}")
-            continue
-        setup.append(f"{t.offset} = {start}pid_{k} * {t.block}")
-        setup.append(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
-        if t.masked:
-            setup.append(f"{t.mask} = {t.indices} < {em.bound(t.end)}")
+    pids = program_ids(em, loop_index, grid_ordinal)
+    em.ind = pids.indent
+    em.line(*pids.decode)
+    for t, offset in zip(d.grid, pids.offsets):
+        em.line(offset)
+        if not t.is_grid:
+            em.line(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
+            if t.masked:
+                em.line(f"{t.mask} = {t.indices} < {em.bound(t.end)}")
     rsetup = []
     for r in d.rdims.values():
         if not r.rolled:
-            rsetup.append(f"{r.index} = tl.arange(0, {r.block})" + (".to(tl.int64)" if i64 else ""))
+            rsetup.append(f"{r.index} = tl.arange(0, {r.block})" + (".to(tl.int64)" if em.idx64 else ""))
             if r.masked:
                 rsetup.append(f"{r.mask} = {r.index} < {r.extent}")
-
-    em.ind = body_ind
-    header_lines = len(em.lines)
-    for s in decode + setup:
-        em.line(s)
     em.stmts(d.body)
-    body = em.lines[header_lines:]
-
-    params = [(t.name, "tensor", t.host) for t in d.inputs.tensors] + \
-             [(s.name, "scalar", s.name) for s in d.inputs.scalars]
-    sig = {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in d.inputs.tensors}
-    sig.update({s.name: SIGNATURE_DTYPE[s.dtype] for s in d.inputs.scalars})
-    helpers = "".join(helper_source(d, cfg, file, target, h) for h in d.helpers)
-    helpers = "".join(NAN_REDUCE_HELPERS[op] for op in sorted(em.nan_helpers)) + helpers
+    params, sig = em.params()
+    helpers = "".join(NAN_REDUCE_HELPERS[op] for op in sorted(em.nan_helpers))
+    helpers += "".join(helper_source(d, cfg, file, target, h) for h in d.helpers)
     out = ["@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
-    out += ["    " + x for x in em.desc_lines]
-    out += ["    " + x for x in rsetup]
-    out += ["    " + x for x in pre]
-    out += body
-    if len(out) == 2 or all(not l.strip() or l.strip().startswith("#") for l in out[2:]):
+    out += ["    " + x for x in em.desc_lines + rsetup + pids.prologue] + em.lines
+    if all(not l.strip() or l.strip().startswith("#") for l in out[2:]):
         out.append("    pass")
     asm = next((v.loc for v in I.all_values(d.body) if v.op == "inline_asm"), None)
-    return Generated(fn_name, helpers + "\n".join(out) + "\n", params, sig, grid,
+    return Generated(fn_name, helpers + "\n".join(out) + "\n", params, sig, pids.grid,
                      int(cfg.get("num_warps", 4)), int(cfg.get("num_stages", 2)), bool(em.descs), asm)
+
+def helper_source(d: I.DeviceIR, cfg, file: str, target: Target, helper: tuple) -> str:
+    """A combine function as its own ``@triton.jit`` function; or, for ``("raw", name, text)``, the text
+    that defines or imports a function for ``hl.triton_kernel``."""
+    if helper[0] == "raw":
+        return helper[2]
+    name, params, body, results = helper
+    em = Emitter(d, cfg, file, target)
+    em.stmts(body)
+    outs = [em.name_of(r) for r in results]
+    return "\n".join(["@triton.jit", f"def {name}({', '.join(params)}):"] + em.lines
+                     + [f"    return {', '.join(outs)}"]) + "\n\n\n"
 
 def load_module(path: str, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
@@ -81,31 +144,19 @@ def load_module(path: str, name: str):
 
 def compile_spec(spec: dict[str, Any], target: tuple | None = None):
     """``triton.compile`` one generated kernel (from ``BoundKernel.compile_specs``).
-
-    With ``target=("cuda", 90, 32)`` this builds Hopper PTX/cubin on a machine without a GPU.
-    """
+    With ``target=("cuda", 90, 32)`` this builds Hopper PTX/cubin on a machine without a GPU."""
     import triton
     from triton.compiler import ASTSource
-
-    import os
     # @triton.jit reads TRITON_INTERPRET when it decorates: load a real JITFunction even
     # when the interpreter is on, so CPU-only machines can still build sm_90 code.
-    saved = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "0"
-    try:
-        mod = load_module(spec["path"], spec["fn"] + "_compile")
-    finally:
-        if saved is None:
-            del os.environ["TRITON_INTERPRET"]
-        else:
-            os.environ["TRITON_INTERPRET"] = saved
-    fn = getattr(mod, spec["fn"])
+    with mock.patch.dict(os.environ, TRITON_INTERPRET="0"):
+        fn = getattr(load_module(spec["path"], spec["fn"] + "_compile"), spec["fn"])
     if type(fn).__name__ == "GluonJITFunction":  # the Gluon backend's kernels build from Gluon's AST
         from triton.experimental.gluon._runtime import GluonASTSource as ASTSource
-    sig = dict(spec["signature"])
+    sig, constexprs = dict(spec["signature"]), dict(spec.get("constexprs", {}))
     opts = {"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}
     if target is None:
-        return triton.compile(ASTSource(fn, sig, dict(spec.get("constexprs", {}))), options=opts)
+        return triton.compile(ASTSource(fn, sig, constexprs), options=opts)
     from triton.backends.compiler import GPUTarget
     from triton.compiler.compiler import make_backend
     gpu = GPUTarget(*target)
@@ -114,69 +165,34 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
     # hint an offline build silently drops software pipelining. Build the aligned case.
     aligned = make_backend(gpu).parse_attr("D")
     attrs = {(i,): aligned for i, ty in enumerate(sig.values()) if str(ty).startswith("*")}
-    src = ASTSource(fn, sig, dict(spec.get("constexprs", {})), attrs)
-    return triton.compile(src, target=gpu, options=opts)
-
-class TargetBinary:
-    """What a compile for another target returns: the assembly texts and metadata."""
-
-    def __init__(self, asm: dict[str, str], metadata: dict[str, Any]) -> None:
-        self.asm, self.metadata = asm, metadata
+    return triton.compile(ASTSource(fn, sig, constexprs, attrs), target=gpu, options=opts)
 
 def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool = False) -> list:
-    """Compile ``specs`` for ``target`` in a fresh process without the interpreter.
-
-    Under TRITON_INTERPRET=1 Triton's own library functions (tl.max, tl.sum...) are
-    interpreter objects and cannot be compiled, so the build runs in a subprocess.
-    With ``keep_going`` a spec that fails gives its error text in place of a binary."""
-    import json
-    import os
-    import subprocess
-    import sys
-
+    """Compile ``specs`` for ``target`` (``.asm`` texts, ``.metadata``; with ``keep_going`` a failure's error
+    text), in a fresh process: under TRITON_INTERPRET=1 Triton's tl.max, tl.sum... cannot be compiled."""
     if os.environ.get("TRITON_INTERPRET") != "1" and not keep_going:
         return [compile_spec(s, target) for s in specs]
-    env = dict(os.environ, TRITON_INTERPRET="0")
-    r = subprocess.run([sys.executable, "-m", "helion_ops.dsl.backends.triton.kernel"], input=json.dumps(
-        {"specs": specs, "target": list(target), "keep_going": keep_going}), env=env, capture_output=True,
-        text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", __name__], input=json.dumps(
+        {"specs": specs, "target": list(target), "keep_going": keep_going}), env=dict(os.environ, TRITON_INTERPRET="0"),
+        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise exc.CompileError(f"compile for {target} failed:\n{r.stderr[-4000:]}")
-    return [d["error"] if "error" in d else TargetBinary(d["asm"], d["metadata"])
+    return [d["error"] if "error" in d else types.SimpleNamespace(asm=d["asm"], metadata=d["metadata"])
             for d in json.loads(r.stdout.splitlines()[-1])]
 
 def _main() -> None:
-    import json
-    import sys
-
-    job = json.load(sys.stdin)
-    out = []
+    job, out = json.load(sys.stdin), []
     for s in job["specs"]:
         try:
             k = compile_spec(s, tuple(job["target"]))
+            out.append({"asm": {n: v for n, v in k.asm.items() if isinstance(v, str)},
+                        "metadata": {n: getattr(k.metadata, n) for n in ("shared", "num_warps", "num_stages")
+                                     if hasattr(k.metadata, n)}})
         except Exception as e:  # noqa: BLE001  (keep_going: report and continue)
             if not job.get("keep_going"):
                 raise
             out.append({"error": f"{type(e).__name__}: {e}"[-3000:]})
-            continue
-        asm = {n: v for n, v in k.asm.items() if isinstance(v, str)}
-        md = {n: getattr(k.metadata, n) for n in ("shared", "num_warps", "num_stages")
-              if hasattr(k.metadata, n)}
-        out.append({"asm": asm, "metadata": md})
     print(json.dumps(out))
 
 if __name__ == "__main__":
     _main()
-
-def helper_source(d: I.DeviceIR, cfg, file: str, target: Target, helper: tuple) -> str:
-    """A combine function as its own ``@triton.jit`` function; or, for ``("raw", name, text)``, the text
-    that defines or imports a function for ``hl.triton_kernel``."""
-    if helper[0] == "raw":
-        return helper[2]
-    name, params, body, results = helper
-    em = Emitter(d, cfg, file, target)
-    em.ind = 1
-    em.stmts(body)
-    outs = [em.name_of(r) for r in results]
-    head = ["@triton.jit", f"def {name}({', '.join(params)}):"]
-    return "\n".join(head + em.lines + [f"    return {', '.join(outs)}"]) + "\n\n\n"
