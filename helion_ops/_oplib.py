@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
+from . import _fast
 from .dsl import runtime as _runtime
 from .dsl.config import Config
 from .dsl.runtime import recording, spec_key
@@ -183,6 +184,7 @@ def check_float(op: str, name: str, v: Any) -> float:
 
 # ---- layout -------------------------------------------------------------------------------------
 
+@_fast.step
 def as_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     """``x`` as ``[M, n]`` rows: a view when the layout allows (the kernels are stride-aware along
     rows); one contiguous copy only when the reduced (last) dim is strided, since the kernels need
@@ -195,6 +197,7 @@ def as_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     return x2
 
 
+@_fast.step
 def unview(y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """``y.view(shape)`` for an output the op just allocated, as a tensor that is not a view (what torch's
     own ops return after reshaping a result, ``aten._unsafe_view``): an in-place op on a view goes around
@@ -202,12 +205,14 @@ def unview(y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return torch.ops.aten._unsafe_view(y, shape)
 
 
+@_fast.step
 def grad_rows(dy: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """An incoming gradient as ``like``'s [M, N] rows in its dtype (``as_rows``); ``.to`` only when the
     dtype differs (a no-op ``.to`` still costs a dispatch)."""
     return as_rows(dy if dy.dtype == like.dtype else dy.to(like.dtype), like.shape[1])
 
 
+@_fast.step
 def as_vector(p: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
     """A weight/bias as a unit-stride vector of length n."""
     if p is None or (p.dim() == 1 and (n <= 1 or p.stride(0) == 1)):
@@ -216,6 +221,7 @@ def as_vector(p: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
     return v if v.stride(0) == 1 or n <= 1 else v.contiguous()
 
 
+@_fast.step
 def unit_last(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
@@ -258,6 +264,7 @@ def reset_caches() -> None:
     """Forget every choice of every op's kernels (Configs and fallbacks): the next call chooses again."""
     for k in [*_KERNS, *_ROUTES]:
         k._cache.clear()
+    _fast.clear()
     _WARNED.clear()
 
 
@@ -266,6 +273,7 @@ def reset_fallbacks() -> None:
     for k in _KERNS:
         for key in [key for key, v in k._cache.items() if type(v) is _Eager]:
             k._cache.pop(key, None)
+    _fast.clear()
     _WARNED.clear()
 
 
@@ -282,7 +290,7 @@ class _Eager:
 
 # ---- configs ------------------------------------------------------------------------------------
 
-_OVERRIDES: dict[str, Any] = {}
+_OVERRIDES: dict[str, Any] = _fast.OVERRIDES  # while one is set, no fast path (_fast.blocked)
 # The config choices being recorded by record_choices(), or None.
 _CHOICES: contextvars.ContextVar = contextvars.ContextVar("helion_ops_choices", default=None)
 
@@ -414,6 +422,8 @@ class Kern:
 
     # -- launching --------------------------------------------------------------------------------
     def __call__(self, *args: Any) -> Any:
+        if _fast.observing and _fast.observer() is not None:
+            return self._observed(args)
         run = self._cache.get(spec_key(args)) if not _OVERRIDES else None
         if run is None:
             run = self._first(args)
@@ -423,6 +433,25 @@ class Kern:
             if type(run) is _Eager:
                 raise  # the fallback itself failed: that is the caller's error
             return self._failed(e, args)
+
+    def _observed(self, args: tuple) -> Any:
+        """A launch in a call the fast path observes (_fast): its recipe calls the choice made here."""
+        obs = _fast.observer()
+        obs.paused += 1
+        try:
+            run = self._cache.get(spec_key(args)) if not _OVERRIDES else None
+            if run is None:
+                run = self._first(args)
+            try:
+                out = run(*args)
+            except Exception as e:
+                if type(run) is _Eager:
+                    raise
+                out = self._failed(e, args)
+        finally:
+            obs.paused -= 1
+        obs.launch(run if self._cache.get(spec_key(args)) is run else None, args, out)
+        return out
 
     def _first(self, args: tuple) -> Callable:
         if _OVERRIDES.get(self.name) == EAGER:
@@ -453,6 +482,7 @@ class Kern:
         if self.name not in _OVERRIDES:
             with self._lock:
                 self._cache[spec_key(args)] = _Eager(self.eager)
+            _fast.clear()  # recipes calling the failed kernel
         return self.eager(*args)
 
 
@@ -500,6 +530,7 @@ class Route:
 _SLOT = object()  # where a saved tensor input goes back
 _C_APPLY = torch._C._FunctionBase.__dict__["apply"]  # autograd.Function.apply without its Python wrapper
 _wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_tracing = torch._C._get_tracing_state
 _Parameter = torch.nn.Parameter
 
 
@@ -563,7 +594,11 @@ class Op:
 
     def __call__(self, *args: Any) -> Any:
         # The hot path of every call: attribute and type tests only, no allocation.
-        if torch.compiler.is_compiling():
+        if _fast.observing:  # a public call observed under grad: its recipe calls the op (this path)
+            obs = _fast.observer()
+            if obs is not None and obs.ops:
+                return obs.call(self, args, self._direct(args))
+        if torch.compiler.is_compiling() or _tracing() is not None:  # the graph must hold the custom op
             return self.custom(*args)
         fn = self.Function
         if fn is not None and torch._C._are_functorch_transforms_active():
@@ -579,6 +614,20 @@ class Op:
             elif isinstance(a, torch.Tensor):
                 return self.custom(*args)  # a tensor subclass: let it dispatch
         return self.impl(*args)
+
+    def _direct(self, args: tuple) -> Callable:
+        """What ``__call__`` runs for ``args`` outside torch.compile, tracing, transforms and modes (the
+        recipe of a public call observed under grad calls it): the autograd formula's C entry point,
+        the forward itself, or, for a tensor subclass, this whole path."""
+        grad = self.Function is not None and torch.is_grad_enabled()
+        for a in args:
+            t = type(a)
+            if t is torch.Tensor or t is _Parameter:
+                if grad and a.requires_grad:
+                    return self._apply
+            elif isinstance(a, torch.Tensor):
+                return self
+        return self.impl
 
     # -- autograd ---------------------------------------------------------------------------------
     def _setup(self, ctx: Any, inputs: tuple, output: Any) -> None:
@@ -632,6 +681,13 @@ class Op:
                 for i in range(info.batch_size)]
         stacked = tuple(torch.stack(col) for col in zip(*outs))
         return (stacked[0], 0) if self.n_out == 1 else (stacked, (0,) * len(stacked))
+
+
+def public(fn: Callable) -> Callable:
+    """Decorator of an op's public function: after its first call with a specialization (argument
+    dtypes, shapes, strides, devices and values), later ones replay what it did there, its checks,
+    layout and routing skipped (helion_ops/_fast.py says when, and when not)."""
+    return _fast.memoize(fn)
 
 
 def op(name: str, *, eager: Optional[Callable] = None, fake: Optional[Callable] = None, backward: Optional[Callable] = None,

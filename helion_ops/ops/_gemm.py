@@ -7,7 +7,7 @@ import torch
 
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
-from helion_ops import _oplib as C
+from helion_ops import _fast, _oplib as C
 from helion_ops.dsl import Config
 
 
@@ -77,6 +77,7 @@ def padded(t: torch.Tensor) -> torch.Tensor:
     """``t`` itself if its rows are aligned (``rows_aligned`` of its layout), else a copy of it in the
     same orientation with padded rows (``pad_rows``)."""
     p, trans = layout(t)
+    _fast.give_up()  # a pointer's alignment decides: not fixed by the specialization, no fast-path recipe
     if rows_aligned(p):
         return t
     return pad_rows(p).t() if trans else pad_rows(p)
@@ -94,6 +95,7 @@ def operands(a: torch.Tensor, b: torch.Tensor, m: int, n: int, k: int, ta: bool 
     pa, ta = layout(a, ta)
     pb, tb = layout(b, tb)
     if worth_padding(m, n, k):
+        _fast.give_up()  # as in padded()
         if not rows_aligned(pa):
             pa = pad_rows(pa)
         if not rows_aligned(pb):

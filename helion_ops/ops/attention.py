@@ -552,6 +552,7 @@ def _check(q, k, v, causal, scale, attn_mask, dropout_p, cu_q, cu_k, max_q, max_
     return None, V.check_varlen(q, k, cu_q, cu_k, max_q, max_k)
 
 
+@C.public
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
               scale: Optional[float] = None, *, attn_mask: Optional[torch.Tensor] = None,
               dropout_p: float = 0.0, cu_seqlens_q: Optional[torch.Tensor] = None,

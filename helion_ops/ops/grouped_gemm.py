@@ -285,6 +285,7 @@ def _check(x, w, offsets, validate: bool) -> None:
                              f"got offsets[-1] = {int(o[-1])} (offsets exceed or fall short of M)")
 
 
+@C.public
 def grouped_gemm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
     """``out[rows of g] = x[rows of g] @ w[g]``; see the module docstring.
 

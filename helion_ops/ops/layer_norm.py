@@ -202,6 +202,7 @@ def _check(x, normalized_shape, weight, bias, eps) -> tuple[int, float]:
     return n, eps if type(eps) is float else C.check_float(NAME, "eps", eps)
 
 
+@C.public
 def layer_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] = None,
                bias: Optional[torch.Tensor] = None, eps: float = 1e-5) -> torch.Tensor:
     """LayerNorm over the trailing ``normalized_shape`` dims (like ``torch.nn.functional.layer_norm``).

@@ -432,6 +432,7 @@ def _check(a, b, bias, activation) -> None:
         raise InputError(f"matmul(): 'activation' must be one of {ACTIVATIONS}, got {activation!r}")
 
 
+@C.public
 def matmul(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None,
            activation: Optional[str] = None) -> torch.Tensor:
     """``activation(a @ b + bias)`` with fp32 accumulation; see the module docstring.

@@ -167,6 +167,7 @@ def _check(x, normalized_shape, weight, eps) -> tuple[int, float]:
     return n, float(torch.finfo(x.dtype).eps) if eps is None else C.check_float(NAME, "eps", eps)
 
 
+@C.public
 def rms_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] = None,
              eps: Optional[float] = None) -> torch.Tensor:
     """RMSNorm over the trailing ``normalized_shape`` dims (like ``torch.nn.functional.rms_norm``).

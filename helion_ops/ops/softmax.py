@@ -181,6 +181,7 @@ def _check(x, dim, dtype) -> None:
                            f"(expected {-nd} <= dim < {nd})")
 
 
+@C.public
 def softmax(x: torch.Tensor, dim: int = -1, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Softmax of ``x`` along ``dim`` (like ``torch.nn.functional.softmax``).
 
