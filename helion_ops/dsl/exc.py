@@ -49,8 +49,7 @@ TypeInferenceError = TypeError_
 CannotReadDeviceVariableOnHost = HostAssignInDevice
 
 def __getattr__(name: str) -> type:
-    """Any other Helion error name: a NotSupported subclass of that name, so
-    ``except helion.exc.X`` and ``ignore_warnings=[helion.exc.X]`` still work."""
+    """Any other Helion error name: a NotSupported subclass, for ``except`` and ``ignore_warnings=[...]``."""
     if name.startswith("_") or not name[:1].isupper():
         raise AttributeError(name)
     doc = f"Helion's exc.{name} (never raised by helion_ops.dsl)."
@@ -60,8 +59,6 @@ def __getattr__(name: str) -> type:
 class Loc:
     """A source location: file, line and the line's text."""
     __slots__ = ("file", "line", "text")
-
     def __init__(self, file: str, line: int, text: str = "") -> None:
         self.file, self.line, self.text = file, line, text
-
     def __repr__(self) -> str: return f"{self.file}:{self.line}"

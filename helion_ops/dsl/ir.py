@@ -23,11 +23,9 @@ class Value:
                  hint: str = "", **attrs: Any) -> None:
         self.op, self.args, self.type, self.loc, self.hint, self.attrs = opcode, args, type, loc, hint, attrs
         self.id = next(_ids)
-
     def inputs(self) -> list["Value"]:
         return ([a for a in self.args if isinstance(a, Value)]
                 + [v for a in self.args if isinstance(a, Index) for v in a.values()])
-
     def __repr__(self) -> str: return f"%{self.id}:{self.op}:{self.type}"
 
 @dataclass
@@ -52,7 +50,6 @@ class Index:
             elif kind in ("one", "tile", "rdim"):
                 dims.append(ONE if kind == "one" else tile_dim(v) if kind == "tile" else Dim("rdim", v.id))
         return tuple(dims)
-
     def values(self) -> list[Value]:
         vals = [v for _, v in self.entries if isinstance(v, Value)]
         return vals + [self.extra_mask] if self.extra_mask is not None else vals
@@ -112,7 +109,7 @@ class DeviceIR:
     n_loads: int = 0
     has_dot: bool = False
     block_ids: set[int] = field(default_factory=set)     # block ids used as Dim("block", id)
-    helpers: list[tuple] = field(default_factory=list)   # jit helpers (name, params, body, results), or ("raw",
+    helpers: list[tuple] = field(default_factory=list)   # (name, params, body, results) jit helpers, or ("raw",
     # name, text): module text defining or importing a function for hl.triton_kernel
     deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (lower.note_block)
     blocks = planned()              # block id -> size under this Config, for Dim("block", id)
@@ -123,11 +120,7 @@ def walk(stmts: list[Stmt]):
     """Yield every statement, depth first."""
     for s in stmts:
         yield s
-        if isinstance(s, (For, While)):
-            yield from walk(s.body)
-        elif isinstance(s, If):
-            yield from walk(s.then)
-            yield from walk(s.orelse)
+        yield from walk(s.then + s.orelse if isinstance(s, If) else getattr(s, "body", ()))
 
 def all_values(stmts: list[Stmt]):
     """Yield every value reachable from the statements (each once)."""
@@ -150,8 +143,8 @@ def all_values(stmts: list[Stmt]):
             stack.extend(v.inputs())
 
 def verify(ir: DeviceIR) -> DeviceIR:
-    """Check structural invariants (raises CompileError on a broken IR); inside a Plan (after the per-Config
-    passes), also that every tile got a power-of-two block."""
+    """Check structural invariants; inside a Plan (after the per-Config passes), that every tile got a power-of-two
+    block. Raises CompileError on a broken IR."""
     for s in walk(ir.body):
         for phi, _, final in getattr(s, "carried", ()):
             if not same_dims(phi.type.dims, final.type.dims):
@@ -183,10 +176,8 @@ def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
             (f"block {t.fixed}" if t.fixed is not None else f"block_sizes[{t.block_id}]")
         lines.append(f"  t{t.id} {t.name or ''}: {'grid' if t.top else 'loop'} {val(t.begin)}..{val(t.end)}, {size}")
     for r in ir.rdims.values():
-        if plan:
-            how = (f", rolled in {r.block}" if r.rolled else f", whole ({r.block})") + (", masked" if r.masked else "")
-        else:
-            how = "" if r.rollable else ", not rollable"
+        how = ((f", rolled in {r.block}" if r.rolled else f", whole ({r.block})") + (", masked" if r.masked else "")
+               if plan else "" if r.rollable else ", not rollable")
         lines.append(f"  r{r.id}: extent {r.extent}{how}")
     def block(stmts: list, ind: str) -> None:
         for s in stmts:

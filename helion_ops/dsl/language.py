@@ -31,7 +31,6 @@ class constexpr:
     """Marks a kernel argument as a compile-time constant: as an annotation (``eps: hl.constexpr``) or
     around the value at the call site (``k(x, hl.constexpr(3))``, unwrapped before binding)."""
     __slots__ = ("value",)
-
     def __init__(self, value: Any = None) -> None:
         self.value = value
 
@@ -66,7 +65,7 @@ rand = _device_only("rand", "hl.rand(shape, seed): uniform [0, 1) Philox random 
 rand4x = _device_only("rand4x", "hl.rand4x(seed, offsets): four independent uniform [0, 1) float32 blocks of "
                       "offsets' shape from one Philox round (tl.rand4x).")
 randint = _device_only("randint", "hl.randint(shape, low, high, seed): Philox random integers in [low, high).")
-inline_triton = _device_only("inline_triton", "hl.inline_triton(source, args, output_like): escape hatch to raw Triton.")
+inline_triton = _device_only("inline_triton", "hl.inline_triton(source, args, output_like): an escape hatch to Triton.")
 triton_kernel = _device_only(
     "triton_kernel", "hl.triton_kernel(triton_source_or_fn, args, output_like): call a @triton.jit function (a "
     "module-level one, imported by the generated code, or the source of one as a str) from device code.")

@@ -9,8 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import exc
-from . import ir as I
+from . import exc, ir as I
 from .config import NOT_REVERSIBLE, Config
 from .opdefs import OPS
 from .types import next_pow2
@@ -29,13 +28,9 @@ def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     (fixed tiles keep theirs), a reduction rolled where ``reduction_loops`` gives a chunk under the row."""
     d.load_base, d.loop_base = at.load, at.loop
     bs = cfg.get("block_sizes") or []
-    for t in d.tiles.values():
-        if t.fixed is not None:
-            t.block = t.fixed
-        elif t.block_id < len(bs):
-            t.block = int(bs[t.block_id])
-        else:
-            t.block = max(1, min(64, next_pow2(t.static_len))) if t.static_len is not None else 64
+    for t in d.tiles.values():  # a block size left out of the Config: up to 64
+        left_out = min(64, next_pow2(t.static_len)) if t.static_len is not None else 64
+        t.block = t.fixed if t.fixed is not None else int(bs[t.block_id]) if t.block_id < len(bs) else left_out
     rl = cfg.get("reduction_loops") or []
     for r in d.rdims.values():
         chunk = rl[at.rdim + r.id] if at.rdim + r.id < len(rl) else None
@@ -49,13 +44,9 @@ def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     when both are provably multiples of its block (causal attention's ``hl.tile(0, min(tile_m.begin, s_k))``): in flash
     attention's inner loop the masks are three selects over the [BM, BN] score tile a step, on the softmax path that
     bounds its speed, and they keep every K/V load predicated."""
-    for t in d.tiles.values():
-        if t.is_grid:
-            t.masked = False  # one program / iteration per index: never out of range
-        elif t.static_len is not None:
-            t.masked = t.static_len % t.block != 0
-        else:
-            t.masked = math.gcd(multiple_of(t.begin), multiple_of(t.end)) % t.block != 0
+    for t in d.tiles.values():  # its length, else what divides both bounds; hl.grid: one index a program, never out
+        n = t.static_len if t.static_len is not None else math.gcd(multiple_of(t.begin), multiple_of(t.end))
+        t.masked = not t.is_grid and n % t.block != 0
     for r in d.rdims.values():
         r.masked = r.extent % r.block != 0 or r.extent == 0
     return d

@@ -14,13 +14,10 @@ current_plan = _PLAN.get  # the active Plan, or None outside codegen
 
 class planned:
     """An IR attribute decided per Config: read and written in the active Plan."""
-
     def __init__(self, default: Any = _NONE) -> None:
         self.default = default
-
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
-
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             return self
@@ -32,7 +29,6 @@ class planned:
         if v is _NONE:
             raise RuntimeError(f"internal: {type(obj).__name__}.{self.name} was read before a pass set it")
         return v
-
     def __set__(self, obj: Any, value: Any) -> None:
         plan = _PLAN.get()
         if plan is None:

@@ -19,7 +19,6 @@ class Dim:
     kind: str  # "tile" | "rdim" | "one" | "block"
     id: int = -1
     bid: int | None = field(default=None, compare=False)  # block-size id of a tile/block dim
-
     def __repr__(self) -> str: return "1" if self.kind == "one" else f"{self.kind[0]}{self.id}"
 
 ONE = Dim("one")
@@ -30,9 +29,7 @@ class BlockT:
     dims: tuple[Dim, ...]
     dtype: torch.dtype
     ndim = property(lambda self: len(self.dims))
-
     def with_dtype(self, dtype: torch.dtype) -> "BlockT": return BlockT(self.dims, dtype)
-
     def __repr__(self) -> str: return f"{str(self.dtype).replace('torch.', '')}[{', '.join(map(repr, self.dims))}]"
 
 @dataclass
@@ -78,9 +75,7 @@ class TensorArg:
     index64: bool = False
     descriptor_ok: bool = False  # TMA-eligible: last stride 1, others 16-byte aligned
     ndim = property(lambda self: len(self.sizes))
-
     def size_code(self, d: int) -> str: return str(self.sizes[d]) if self.static else f"{self.name}_size_{d}"
-
     def stride_code(self, d: int) -> str:
         return str(self.strides[d]) if self.strides[d] == 1 or self.static else f"{self.name}_stride_{d}"
 
@@ -106,16 +101,13 @@ class TensorRef:
     arg: TensorArg
 
 class BlockSizeInt(int):
-    """A tunable block size read in device code: an int that also names its block id, so
-    ``hl.zeros([tile_m, block_size_n])`` gets a dim that matches ``tile_n``'s lanes. Used as a number
-    (arithmetic, comparisons, a constant) it records its size in ``note = (deps, size)``: the lowered IR
-    then holds only for Configs that give this block that size."""
-
+    """A tunable block size read in device code: an int that also names its block id, so ``hl.zeros([tile_m,
+    block_size_n])`` gets a dim that matches ``tile_n``'s lanes. Used as a number (arithmetic, comparisons, a
+    constant) it records its size in ``note = (deps, size)``: the lowered IR then holds only for that size."""
     def __new__(cls, value: int, bid: int, note: Any = None) -> "BlockSizeInt":
         self = super().__new__(cls, value)
         self.bid, self.note = bid, note
         return self
-
     def value(self) -> int:
         """The number (noting the dependency)."""
         if self.note is not None:
