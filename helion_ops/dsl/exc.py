@@ -28,8 +28,7 @@ class CannotModifyHostVariableOnDevice(HostAssignInDevice):
     """A device loop assigned a name that host code bound before the loop (Helion's error of that name):
     the assignment would not reach the host, so host code would keep the old value."""
 
-class TileOfTile(CompileError):
-    """``hl.tile(t)`` of a tile ``t`` (Helion's error of that name): iterate over ``t``'s range instead."""
+class TileOfTile(CompileError): """``hl.tile(t)`` of a tile ``t`` (as Helion's): iterate over ``t``'s range instead."""
 
 class LaunchError(HelionOpsError, RuntimeError): """A kernel failed to compile or launch on the device."""
 
@@ -37,8 +36,7 @@ class NotSupportedName(NotSupported, AttributeError):
     """A Helion API name (``hl.x``, ``helion.x``) that helion_ops.dsl does not provide; an AttributeError
     too, so ``getattr(hl, name, default)`` keeps working."""
 
-class TensorOperationInWrapper(UserWarning):
-    """Helion warns when host code computes on tensors; here host code is plain Python (never raised)."""
+class TensorOperationInWrapper(UserWarning): """Helion's warning on tensor math in host code (never raised here)."""
 
 # Helion spellings: the error names Helion kernels and their callers catch or ignore.
 NotAllowedOnDevice = NotInsideKernel = StatementNotSupported = UnsupportedPythonType = NotSupported

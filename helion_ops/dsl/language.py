@@ -18,14 +18,12 @@ def current_run() -> Any:
         raise exc.NotSupported("hl.register_block_size/register_tunable are only valid inside a @kernel's host code")
     return ctx
 
-__all__ = [
-    "tile", "grid", "jagged_tile", "zeros", "full", "arange", "dot", "load", "store", "atomic_add", "atomic_and",
-    "atomic_or", "atomic_xor", "atomic_xchg", "atomic_cas", "atomic_max", "atomic_min", "register_block_size",
-    "register_reduction_dim", "register_tunable", "specialize", "constexpr", "cdiv", "next_power_of_2", "Tile",
-    "reduce", "cumsum", "cumprod", "associative_scan", "rand", "randint", "inline_triton", "inline_asm_elementwise",
-    "triton_kernel", "rand4x", "tile_index", "tile_begin", "tile_end", "tile_block_size", "tile_id", "static_range",
-    "barrier", "split", "join", "subscript", "device_print",
-]
+__all__ = ["tile", "grid", "jagged_tile", "zeros", "full", "arange", "dot", "load", "store", "atomic_add", "atomic_and",
+           "atomic_or", "atomic_xor", "atomic_xchg", "atomic_cas", "atomic_max", "atomic_min", "register_block_size",
+           "register_reduction_dim", "register_tunable", "specialize", "constexpr", "cdiv", "next_power_of_2", "Tile",
+           "reduce", "cumsum", "cumprod", "associative_scan", "rand", "randint", "inline_triton", "triton_kernel",
+           "inline_asm_elementwise", "rand4x", "tile_index", "tile_begin", "tile_end", "tile_block_size", "tile_id",
+           "static_range", "barrier", "split", "join", "subscript", "device_print"]
 
 class constexpr:
     """Marks a kernel argument as a compile-time constant: as an annotation (``eps: hl.constexpr``) or

@@ -126,13 +126,11 @@ for _n in ("add radd sub rsub mul rmul floordiv rfloordiv truediv rtruediv mod r
     setattr(BlockSizeInt, f"__{_n}__", _noting(f"__{_n}__"))
 
 # torch dtype -> (Triton's dtype, its name in a kernel signature)
-_DTYPES = {
-    torch.float32: ("tl.float32", "fp32"), torch.float16: ("tl.float16", "fp16"),
-    torch.bfloat16: ("tl.bfloat16", "bf16"), torch.float64: ("tl.float64", "fp64"), torch.int8: ("tl.int8", "i8"),
-    torch.int16: ("tl.int16", "i16"), torch.int32: ("tl.int32", "i32"), torch.int64: ("tl.int64", "i64"),
-    torch.uint8: ("tl.uint8", "u8"), torch.bool: ("tl.int1", "i1"),
-    torch.float8_e4m3fn: ("tl.float8e4nv", "fp8e4nv"), torch.float8_e5m2: ("tl.float8e5", "fp8e5"),
-}
+_DTYPES = {torch.float32: ("tl.float32", "fp32"), torch.float16: ("tl.float16", "fp16"),
+           torch.bfloat16: ("tl.bfloat16", "bf16"), torch.float64: ("tl.float64", "fp64"),
+           torch.int8: ("tl.int8", "i8"), torch.int16: ("tl.int16", "i16"), torch.int32: ("tl.int32", "i32"),
+           torch.int64: ("tl.int64", "i64"), torch.uint8: ("tl.uint8", "u8"), torch.bool: ("tl.int1", "i1"),
+           torch.float8_e4m3fn: ("tl.float8e4nv", "fp8e4nv"), torch.float8_e5m2: ("tl.float8e5", "fp8e5")}
 SIGNATURE_DTYPE = {d: sig for d, (_, sig) in _DTYPES.items()}
 
 def tl_dtype(dtype: torch.dtype) -> str:
