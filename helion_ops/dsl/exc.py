@@ -10,9 +10,8 @@ class BaseError(HelionOpsError):
     """A compile-time error, pointing at the kernel source."""
     def __init__(self, msg: str, loc: "Loc | None" = None) -> None:
         self.msg, self.loc = msg, loc
-        where = f"{loc.file}:{loc.line}: " if loc is not None else ""
         detail = f"\n    {loc.text.strip()}" if loc is not None and loc.text else ""
-        super().__init__(f"{where}{msg}{detail}")
+        super().__init__(f"{loc.file}:{loc.line}: {msg}{detail}" if loc is not None else msg)
 
 class CompileError(BaseError): """Generic compile error."""
 

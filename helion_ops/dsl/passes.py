@@ -54,22 +54,19 @@ def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
 def multiple_of(v: Any) -> int:
     """The largest m known to divide the device int ``v`` (0: ``v`` is 0, a multiple of anything;
     1: nothing known). Follows constants, tile begins and ends, +, -, *, min and max."""
-    if isinstance(v, I.Value) and (v.op == "const" and not isinstance(v.args[0], str)
-                                   or v.op == "cast" and not v.type.dtype.is_floating_point):
-        return multiple_of(v.args[0])  # a constant's number, an integer cast's operand
     if isinstance(v, str):
         return abs(int(v)) if v.lstrip("-").isdigit() else 1
-    if isinstance(v, int) and not isinstance(v, bool):
-        return abs(v)
     if not isinstance(v, I.Value):
-        return 1
-    if v.op == "tile_attr" and v.attrs["attr"] in ("begin", "end") and not v.args[0].is_grid:
-        t = v.args[0]
-        m = math.gcd(multiple_of(t.begin), t.block)  # begin + i * block
-        return m if v.attrs["attr"] == "begin" else math.gcd(m, multiple_of(t.end))  # min(offset + block, end)
+        return abs(v) if isinstance(v, int) and not isinstance(v, bool) else 1
+    a = v.args
+    if v.op == "const" and not isinstance(a[0], str) or v.op == "cast" and not v.type.dtype.is_floating_point:
+        return multiple_of(a[0])  # a constant's number, an integer cast's operand
+    if v.op == "tile_attr" and v.attrs["attr"] in ("begin", "end") and not a[0].is_grid:
+        m = math.gcd(multiple_of(a[0].begin), a[0].block)  # begin + i * block
+        return m if v.attrs["attr"] == "begin" else math.gcd(m, multiple_of(a[0].end))  # min(offset + block, end)
     if v.op == "binary" and v.attrs["op"] in ("+", "-", "minimum", "maximum", "*"):
-        a, b = multiple_of(v.args[0]), multiple_of(v.args[1])
-        return a * b if v.attrs["op"] == "*" else math.gcd(a, b)
+        x, y = multiple_of(a[0]), multiple_of(a[1])
+        return x * y if v.attrs["op"] == "*" else math.gcd(x, y)
     return 1
 
 def _rdims(v: I.Value) -> set[int]: return {x.id for x in v.type.dims if x.kind == "rdim"}
