@@ -109,8 +109,8 @@ class DeviceIR:
     n_loads: int = 0
     has_dot: bool = False
     block_ids: set[int] = field(default_factory=set)     # block ids used as Dim("block", id)
-    helpers: list[tuple] = field(default_factory=list)   # (name, params, body, results) jit helpers, or ("raw",
-    # name, text): module text defining or importing a function for hl.triton_kernel
+    helpers: list[tuple] = field(default_factory=list)     # (name, params, body, results) jit helpers, or
+    # ("raw", name, text): module text defining or importing a function for hl.triton_kernel
     deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (lower.note_block)
     blocks = planned()              # block id -> size under this Config, for Dim("block", id)
     load_base = planned(0)          # where this loop's loads, inner loops and reductions start in the

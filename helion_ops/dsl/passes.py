@@ -28,7 +28,7 @@ def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     (fixed tiles keep theirs), a reduction rolled where ``reduction_loops`` gives a chunk under the row."""
     d.load_base, d.loop_base = at.load, at.loop
     bs = cfg.get("block_sizes") or []
-    for t in d.tiles.values():  # a block size left out of the Config: up to 64
+    for t in d.tiles.values():  # a fixed size, else the Config's, else (left out) up to 64
         left_out = min(64, next_pow2(t.static_len)) if t.static_len is not None else 64
         t.block = t.fixed if t.fixed is not None else int(bs[t.block_id]) if t.block_id < len(bs) else left_out
     rl = cfg.get("reduction_loops") or []
@@ -44,7 +44,7 @@ def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     when both are provably multiples of its block (causal attention's ``hl.tile(0, min(tile_m.begin, s_k))``): in flash
     attention's inner loop the masks are three selects over the [BM, BN] score tile a step, on the softmax path that
     bounds its speed, and they keep every K/V load predicated."""
-    for t in d.tiles.values():  # its length, else what divides both bounds; hl.grid: one index a program, never out
+    for t in d.tiles.values():  # n: its length, else what divides both bounds; an hl.grid index is never out
         n = t.static_len if t.static_len is not None else math.gcd(multiple_of(t.begin), multiple_of(t.end))
         t.masked = not t.is_grid and n % t.block != 0
     for r in d.rdims.values():
@@ -132,8 +132,8 @@ def reversible(loop: I.For) -> bool:
     for v in I.all_values(loop.body):
         if OPS[v.op].flag("effects", v):
             return False
-        read = v.args[0] if v.op == "load" else None
-        if read and not all(_same_place(read, s.index) for s in stores if s.index.tensor.name == read.tensor.name):
+        if v.op == "load" and not all(_same_place(v.args[0], s.index) for s in stores
+                                      if s.index.tensor.name == v.args[0].tensor.name):
             return False
     return True
 
