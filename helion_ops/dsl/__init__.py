@@ -16,15 +16,18 @@ from .runtime import BoundKernel, Kernel
 __all__ = ["kernel", "jit", "Config", "Kernel", "BoundKernel", "Settings", "exc", "language", "cdiv",
            "next_power_of_2"]
 
-def kernel(fn: Callable | None = None, **settings: Any) -> Any:
-    """Decorate a Helion-language function: ``@kernel``, ``@kernel()`` or ``@kernel(config=Config(...))``, with
-    ``Kernel``'s settings. ``autotune_effort``: ``"none"`` (the default: pretuned or default config), ``"quick"`` or
-    ``"full"``, overridden by ``$HELION_AUTOTUNE_EFFORT``. Other Helion settings (``ignore_warnings``...) are kept
-    on the Kernel; ``static_shapes=False`` still specialises on shapes (always correct, more compiles).
-    ``replay_host=True`` (ours) declares that the host code depends only on the arguments' dtypes, shapes, strides
-    and non-tensor values (floats only passed through) and allocates only with ``torch.empty*``: repeat calls then
-    replay the recorded launches without running it (``helion_ops.dsl.replay``), a few µs instead of tens."""
-    return Kernel(fn, **settings) if fn is not None else functools.partial(Kernel, **settings)
+def kernel(fn: Callable | None = None, *, config: Any = None, configs: Any = None,
+           static_shapes: bool = True, autotune_effort: str = "none", **settings: Any) -> Any:
+    """Decorate a Helion-language function: ``@kernel``, ``@kernel()`` or ``@kernel(config=Config(...))``.
+    ``autotune_effort``: ``"none"`` (pretuned or default config), ``"quick"`` or ``"full"``, overridden by
+    ``$HELION_AUTOTUNE_EFFORT``. Other Helion settings (``ignore_warnings``, ``index_dtype``...) are kept on the
+    Kernel; ``static_shapes=False`` still specialises on shapes (always correct, more compiles). ``replay_host=True``
+    (ours) declares that the host code depends only on the arguments' dtypes, shapes, strides and non-tensor values
+    (floats only passed through) and allocates only with ``torch.empty*``: repeat calls then replay the recorded
+    launches without running it (``helion_ops.dsl.replay``), a few µs instead of tens on a slow host CPU."""
+    wrap = functools.partial(Kernel, config=config, configs=configs, static_shapes=static_shapes,
+                             autotune_effort=autotune_effort, **settings)
+    return wrap(fn) if fn is not None else wrap
 
 jit = kernel
 
