@@ -1,52 +1,37 @@
 """helion_ops.dsl: a compact implementation of Helion's kernel language, compiled to Triton.
 
-Write ``import helion_ops.dsl as helion`` and ``import helion_ops.dsl.language as hl``
-where a Helion kernel has ``import helion`` and ``import helion.language as hl``.
-``helion_ops.dsl.autotuner`` provides the fragment classes (``PowerOfTwoFragment``...)
-that ``hl.register_tunable`` takes. Helion names that are not provided raise
-``exc.NotSupportedName`` saying so.
-"""
+``import helion_ops.dsl as helion`` and ``import helion_ops.dsl.language as hl`` stand for ``import helion`` and
+``import helion.language as hl``; ``helion_ops.dsl.autotuner`` has the fragments (``PowerOfTwoFragment``...) that
+``hl.register_tunable`` takes. A Helion name not provided raises ``exc.NotSupportedName`` saying so."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from . import exc, language
 from .config import Config
+from .language import cdiv, next_power_of_2
 from .runtime import BoundKernel, Kernel
 
 __all__ = ["kernel", "jit", "Config", "Kernel", "BoundKernel", "Settings", "exc", "language", "cdiv",
            "next_power_of_2"]
 
-cdiv = language.cdiv
-next_power_of_2 = language.next_power_of_2
-
 def kernel(fn: Callable | None = None, *, config: Any = None, configs: Any = None,
            static_shapes: bool = True, autotune_effort: str = "none", **settings: Any) -> Any:
     """Decorate a Helion-language function: ``@kernel``, ``@kernel()`` or ``@kernel(config=Config(...))``.
-
-    ``autotune_effort`` is ``"none"`` (pretuned or default config), ``"quick"`` or ``"full"``;
-    the ``HELION_AUTOTUNE_EFFORT`` environment variable overrides it. Other Helion settings
-    (``ignore_warnings``, ``use_default_config``, ``index_dtype``...) are accepted and kept on
-    the Kernel; ``static_shapes=False`` still specialises on shapes (always correct, more compiles).
-
-    ``replay_host=True`` (ours, not Helion's) declares that the host code depends only on the
-    arguments' dtypes, shapes, strides and non-tensor values (float arguments only passed through),
-    and allocates only with ``torch.empty*``: repeat calls then replay the recorded launches without
-    running it (``helion_ops.dsl.replay``), a few µs instead of tens on a slow host CPU.
-    """
-    def wrap(f: Callable) -> Kernel:
-        return Kernel(f, config=config, configs=configs, static_shapes=static_shapes,
-                      autotune_effort=autotune_effort, **settings)
-
+    ``autotune_effort``: ``"none"`` (pretuned or default config), ``"quick"`` or ``"full"``, overridden by
+    ``$HELION_AUTOTUNE_EFFORT``. Other Helion settings (``ignore_warnings``, ``index_dtype``...) are kept on the
+    Kernel; ``static_shapes=False`` still specialises on shapes (always correct, more compiles). ``replay_host=True``
+    (ours) declares that the host code depends only on the arguments' dtypes, shapes, strides and non-tensor values
+    (floats only passed through) and allocates only with ``torch.empty*``: repeat calls then replay the recorded
+    launches without running it (``helion_ops.dsl.replay``), a few µs instead of tens on a slow host CPU."""
+    wrap = functools.partial(Kernel, config=config, configs=configs, static_shapes=static_shapes,
+                             autotune_effort=autotune_effort, **settings)
     return wrap(fn) if fn is not None else wrap
 
 jit = kernel
 
-class Settings(dict):
-    """Helion's ``helion.Settings``: the keyword settings of ``@kernel`` as a mapping."""
-
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
+class Settings(dict): """Helion's ``helion.Settings``: the keyword settings of ``@kernel`` as a mapping."""
 
 def __getattr__(name: str) -> Any:
     if name.startswith("__"):

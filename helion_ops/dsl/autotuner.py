@@ -1,8 +1,5 @@
-"""Helion's ``helion.autotuner`` names that kernels use: the tunable fragments.
-
-``hl.register_tunable("split_k", PowerOfTwoFragment(1, 256))`` adds a knob to the
-kernel's config space; the autotuner itself lives in ``helion_ops.dsl.autotune``.
-"""
+"""Helion's ``helion.autotuner`` names that kernels use: the tunable fragments, as in
+``hl.register_tunable("split_k", PowerOfTwoFragment(1, 256))``. The autotuner is ``helion_ops.dsl.autotune``."""
 from __future__ import annotations
 
 from typing import Any

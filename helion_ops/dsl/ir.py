@@ -1,10 +1,8 @@
 """A small typed IR of one device loop: a value graph plus a statement tree.
 
-Values are pure (loads included); statements give order and side effects:
-``Let`` marks where a value is defined in the source, ``Store`` writes a
-tensor, ``For`` and ``If`` carry loop/branch variables explicitly as
-``(phi, init, final)`` triples. Codegen maps this one-to-one onto Triton.
-"""
+Values are pure (loads included); statements give order and side effects: ``Let`` marks where a value is defined
+in the source, ``Store`` writes a tensor, ``For``, ``While`` and ``If`` carry loop/branch variables explicitly as
+``(phi, init, final)`` triples. Codegen maps this one-to-one onto Triton."""
 from __future__ import annotations
 
 import itertools
@@ -19,34 +17,22 @@ _ids = itertools.count()
 
 class Value:
     """One SSA value. ``op`` names the operation; ``args`` are Values or Python constants."""
-
     __slots__ = ("op", "args", "attrs", "type", "loc", "hint", "id")
 
     def __init__(self, opcode: str, args: list[Any], type: BlockT, loc: exc.Loc | None,
                  hint: str = "", **attrs: Any) -> None:
         self.op, self.args, self.type, self.loc, self.hint, self.attrs = opcode, args, type, loc, hint, attrs
         self.id = next(_ids)
-
     def inputs(self) -> list["Value"]:
-        out = [a for a in self.args if isinstance(a, Value)]
-        for a in self.args:
-            if isinstance(a, Index):
-                out.extend(a.values())
-        return out
-
-    def __repr__(self) -> str:
-        return f"%{self.id}:{self.op}:{self.type}"
+        return ([a for a in self.args if isinstance(a, Value)]
+                + [v for a in self.args if isinstance(a, Index) for v in a.values()])
+    def __repr__(self) -> str: return f"%{self.id}:{self.op}:{self.type}"
 
 @dataclass
 class Index:
-    """How a tensor is indexed: one entry per tensor dim, plus where None adds dims.
-
-    entry kinds: ("tile", TileInfo) | ("rdim", RDimInfo) | ("scalar", Value|int|str)
-                 | ("block", Value)  (an integer block gathers)
-    ``out`` lists, in result order, the tensor dim feeding each result axis,
-    or None for an inserted size-1 axis.
-    """
-
+    """How a tensor is indexed: one entry per tensor dim, ``("tile", TileInfo)``, ``("rdim", RDimInfo)``,
+    ``("scalar", Value|int|str)`` or ``("block", Value)`` (an integer block gathers); ``out`` lists, in result
+    order, the tensor dim feeding each result axis, or None for an axis of size 1 that None inserts."""
     tensor: TensorArg
     entries: list[tuple[str, Any]]
     out: list[int | None]
@@ -58,23 +44,15 @@ class Index:
         """The dims of the block this index reads or writes, in result order."""
         dims: list[Dim] = []
         for o in self.out:
-            if o is None:
-                dims.append(ONE)
-                continue
-            kind, v = self.entries[o]
-            if kind == "tile":
-                dims.append(tile_dim(v))
-            elif kind == "rdim":
-                dims.append(Dim("rdim", v.id))
-            elif kind == "block" and (o not in self.joint or o == self.joint[0]):
-                dims.extend(v.type.dims)
+            kind, v = ("one", None) if o is None else self.entries[o]
+            if kind == "block" and (o not in self.joint or o == self.joint[0]):
+                dims.extend(v.type.dims)  # joint gathers: their one broadcast shape, once
+            elif kind in ("one", "tile", "rdim"):
+                dims.append(ONE if kind == "one" else tile_dim(v) if kind == "tile" else Dim("rdim", v.id))
         return tuple(dims)
-
     def values(self) -> list[Value]:
-        vals = [e[1] for e in self.entries if isinstance(e[1], Value)]
-        if self.extra_mask is not None:
-            vals.append(self.extra_mask)
-        return vals
+        vals = [v for _, v in self.entries if isinstance(v, Value)]
+        return vals + [self.extra_mask] if self.extra_mask is not None else vals
 
 class Stmt:
     loc: exc.Loc | None
@@ -121,7 +99,6 @@ class If(Stmt):
 @dataclass
 class DeviceIR:
     """One device loop, lowered: the kernel's inputs, grid tiles, dims and body."""
-
     name: str
     inputs: LaunchInputs
     grid: list[TileInfo]
@@ -143,11 +120,7 @@ def walk(stmts: list[Stmt]):
     """Yield every statement, depth first."""
     for s in stmts:
         yield s
-        if isinstance(s, (For, While)):
-            yield from walk(s.body)
-        elif isinstance(s, If):
-            yield from walk(s.then)
-            yield from walk(s.orelse)
+        yield from walk(s.then + s.orelse if isinstance(s, If) else getattr(s, "body", ()))
 
 def all_values(stmts: list[Stmt]):
     """Yield every value reachable from the statements (each once)."""
@@ -157,48 +130,30 @@ def all_values(stmts: list[Stmt]):
         if isinstance(s, Let):
             stack.append(s.value)
         elif isinstance(s, Store):
-            stack.append(s.value)
-            stack.extend(s.index.values())
-            if s.compare is not None:
-                stack.append(s.compare)
+            stack += [s.value, *s.index.values(), *([s.compare] if s.compare is not None else [])]
         elif isinstance(s, (For, While)):
-            for trip in s.carried:
-                stack.extend(trip)
+            stack += [v for trip in s.carried for v in trip]
         elif isinstance(s, If):
-            stack.append(s.cond)
-            for quad in s.merges:
-                stack.extend(quad)
+            stack += [s.cond, *(v for quad in s.merges for v in quad)]
     while stack:
         v = stack.pop()
-        if v.id in seen:
-            continue
-        seen.add(v.id)
-        yield v
-        stack.extend(v.inputs())
+        if v.id not in seen:
+            seen.add(v.id)
+            yield v
+            stack.extend(v.inputs())
 
 def verify(ir: DeviceIR) -> DeviceIR:
-    """Check structural invariants; raises CompileError on a broken IR. Inside a Plan (after the
-    per-Config passes) it also checks the Plan: power-of-two blocks, a rolled reduction only where
-    codegen can roll it, descriptors only on unmasked tiles that need no extra mask."""
+    """Check structural invariants; inside a Plan (after the per-Config passes), that every tile got a power-of-two
+    block. Raises CompileError on a broken IR."""
     for s in walk(ir.body):
-        if isinstance(s, (For, While)):
-            for phi, init, final in s.carried:
-                if not same_dims(phi.type.dims, final.type.dims):
-                    raise exc.ShapeMismatch(
-                        f"loop-carried value changes shape in the loop: {phi.type} -> {final.type}", s.loc)
-        if isinstance(s, Store) and s.index.tensor is None:
-            raise exc.CompileError("store without a tensor", s.loc)
-    if current_plan() is None:
-        return ir
-    for t in ir.tiles.values():
-        if not (t.block >= 1 and t.block & (t.block - 1) == 0):
-            raise exc.CompileError(f"internal: tile {t.name or t.id} got block {t.block}, not a power of two")
-    for r in ir.rdims.values():
-        if r.rolled and not r.rollable:
-            raise exc.CompileError(f"internal: reduction r{r.id} rolled where codegen cannot roll it")
-    for v in all_values(ir.body):
-        if v.op == "load" and v.args[0].descriptor and v.args[0].extra_mask is not None:
-            raise exc.CompileError("internal: a masked load was given a TMA descriptor", v.loc)
+        for phi, _, final in getattr(s, "carried", ()):
+            if not same_dims(phi.type.dims, final.type.dims):
+                raise exc.ShapeMismatch(
+                    f"loop-carried value changes shape in the loop: {phi.type} -> {final.type}", s.loc)
+    if current_plan() is not None:
+        for t in ir.tiles.values():
+            if t.block < 1 or t.block & (t.block - 1):
+                raise exc.CompileError(f"internal: tile {t.name or t.id} got block {t.block}, not a power of two")
     return ir
 
 def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
@@ -206,7 +161,6 @@ def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
     ``plan`` (default: inside a Plan), tiles and reductions show what the Config decided for them."""
     names: dict[int, str] = {}
     plan = current_plan() is not None if plan is None else plan
-
     def val(a: Any) -> str:
         if isinstance(a, Value):
             return names.setdefault(a.id, f"%{len(names)}")
@@ -214,14 +168,7 @@ def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
             ents = ", ".join(f"t{e.id}" if k == "tile" else f"r{e.id}" if k == "rdim" else val(e) for k, e in a.entries)
             extra = f" if {val(a.extra_mask)}" if a.extra_mask is not None else ""
             return f"{a.tensor.name}[{ents}]{extra}" + (" (tma)" if plan and a.descriptor else "")
-        if isinstance(a, TileInfo):
-            return f"t{a.id}"
-        return repr(a)
-
-    def attrs(v: Value) -> str:
-        shown = {k: x for k, x in v.attrs.items() if not isinstance(x, (RDimInfo, TileInfo, Dim))}
-        return (" {" + ", ".join(f"{k}={x!r}" for k, x in shown.items()) + "}") if shown else ""
-
+        return f"t{a.id}" if isinstance(a, TileInfo) else repr(a)
     lines = [f"device loop {ir.name}: " + ", ".join(f"{t.name}: {str(t.dtype)[6:]}{list(t.sizes)}"
                                                      for t in ir.inputs.tensors)]
     for t in ir.tiles.values():
@@ -229,39 +176,32 @@ def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
             (f"block {t.fixed}" if t.fixed is not None else f"block_sizes[{t.block_id}]")
         lines.append(f"  t{t.id} {t.name or ''}: {'grid' if t.top else 'loop'} {val(t.begin)}..{val(t.end)}, {size}")
     for r in ir.rdims.values():
-        if plan:
-            how = (f", rolled in {r.block}" if r.rolled else f", whole ({r.block})") + (", masked" if r.masked else "")
-        else:
-            how = "" if r.rollable else ", not rollable"
+        how = ((f", rolled in {r.block}" if r.rolled else f", whole ({r.block})") + (", masked" if r.masked else "")
+               if plan else "" if r.rollable else ", not rollable")
         lines.append(f"  r{r.id}: extent {r.extent}{how}")
-
     def block(stmts: list, ind: str) -> None:
         for s in stmts:
             if isinstance(s, Let):
                 v = s.value
-                args = ", ".join(val(a) for a in v.args)
-                lines.append(f"{ind}{val(v)} = {v.op}({args}){attrs(v)} : {v.type}")
+                args = ", ".join(val(a) for a in v.args)  # before val(v): operands are numbered first
+                shown = [f"{k}={x!r}" for k, x in v.attrs.items() if not isinstance(x, (RDimInfo, TileInfo, Dim))]
+                attrs = " {" + ", ".join(shown) + "}" if shown else ""
+                lines.append(f"{ind}{val(v)} = {v.op}({args}){attrs} : {v.type}")
             elif isinstance(s, Store):
-                kind = f"atomic_{s.atomic}" if s.atomic else "store"
-                lines.append(f"{ind}{kind} {val(s.index)} <- {val(s.value)}")
-            elif isinstance(s, For):
-                rev = " reversed" if plan and s.reverse else ""
-                lines.append(f"{ind}for {', '.join(f't{t.id}' for t in s.tiles)}{rev}  # inner loop {s.loop_id}")
-                for phi, init, _ in s.carried:
-                    lines.append(f"{ind}  {val(phi)} = carried({val(init)}) : {phi.type}")
+                lines.append(f"{ind}{f'atomic_{s.atomic}' if s.atomic else 'store'} {val(s.index)} <- {val(s.value)}")
+            elif isinstance(s, (For, While)):
+                rev = " reversed" if isinstance(s, For) and plan and s.reverse else ""
+                lines.append(f"{ind}while {val(s.cond)}" if isinstance(s, While) else
+                             f"{ind}for {', '.join(f't{t.id}' for t in s.tiles)}{rev}  # inner loop {s.loop_id}")
+                lines.extend(f"{ind}  {val(phi)} = carried({val(init)}) : {phi.type}" for phi, init, _ in s.carried)
                 block(s.body, ind + "  ")
-                for phi, _, fin in s.carried:
-                    lines.append(f"{ind}  yield {val(phi)} <- {val(fin)}")
-            elif isinstance(s, While):
-                lines.append(f"{ind}while {val(s.cond)}")
-                block(s.body, ind + "  ")
+                lines.extend(f"{ind}  yield {val(phi)} <- {val(fin)}" for phi, _, fin in s.carried)
             elif isinstance(s, If):
                 lines.append(f"{ind}if {val(s.cond)}")
                 block(s.then, ind + "  ")
                 if s.orelse:
                     lines.append(f"{ind}else")
                     block(s.orelse, ind + "  ")
-                for m, _, a, b in s.merges:
-                    lines.append(f"{ind}{val(m)} = merge({val(a)}, {val(b)}) : {m.type}")
+                lines.extend(f"{ind}{val(m)} = merge({val(a)}, {val(b)}) : {m.type}" for m, _, a, b in s.merges)
     block(ir.body, "  ")
     return "\n".join(lines) + "\n"

@@ -1,9 +1,6 @@
-"""Named IR passes, run in ``PIPELINE`` order on a lowered device loop under one Config.
-
-The lowered IR is shared by every Config of a specialization; these passes write what the Config
-decides (block sizes, masks, rolled reductions, descriptors, reversed loops) into the active Plan
-(``plan.py``), never into the IR itself. Each takes (IR, Config, Layout) and returns the IR;
-``run`` verifies it at the end."""
+"""Named IR passes, run in ``PIPELINE`` order on a lowered device loop under one Config. The IR is shared by every
+Config of a specialization: each pass (IR, Config, Layout) -> IR writes what the Config decides (block sizes, masks,
+rolled reductions, descriptors, reversed loops) into the active Plan (``plan.py``), never into the IR."""
 from __future__ import annotations
 
 import math
@@ -12,59 +9,44 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import exc
-from . import ir as I
+from . import exc, ir as I
 from .config import NOT_REVERSIBLE, Config
 from .opdefs import OPS
-
 from .types import next_pow2
 
 @dataclass(frozen=True)
 class Layout:
-    """Where one device loop's entries start in the Config's per-load, per-inner-loop and
-    per-reduction lists (the counts of the kernel's earlier loops), and the default size of a block
-    id the Config leaves out."""
-
+    """Where one device loop's entries start in the Config's per-load, per-inner-loop and per-reduction
+    lists (the counts of the kernel's earlier loops), and the size of a block id the Config leaves out."""
     load: int = 0
     loop: int = 0
     rdim: int = 0
     default_block: Callable[[int], int] = lambda bid: 64
 
 def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
-    """Size every tile, reduction and registered block under ``cfg``: a tile's block from
-    ``block_sizes`` (fixed tiles keep theirs), a reduction rolled in chunks where ``reduction_loops``
-    gives one smaller than the whole row."""
+    """Size every tile, reduction and registered block under ``cfg``: a tile's block from ``block_sizes``
+    (fixed tiles keep theirs), a reduction rolled where ``reduction_loops`` gives a chunk under the row."""
     d.load_base, d.loop_base = at.load, at.loop
     bs = cfg.get("block_sizes") or []
-    for t in d.tiles.values():
-        if t.fixed is not None:
-            t.block = t.fixed
-        elif t.block_id < len(bs):
-            t.block = int(bs[t.block_id])
-        else:
-            t.block = max(1, min(64, next_pow2(t.static_len))) if t.static_len is not None else 64
+    for t in d.tiles.values():  # a fixed size, else the Config's, else (left out) up to 64
+        left_out = min(64, next_pow2(t.static_len)) if t.static_len is not None else 64
+        t.block = t.fixed if t.fixed is not None else int(bs[t.block_id]) if t.block_id < len(bs) else left_out
     rl = cfg.get("reduction_loops") or []
     for r in d.rdims.values():
-        k = at.rdim + r.id
-        chunk = rl[k] if k < len(rl) else None
+        chunk = rl[at.rdim + r.id] if at.rdim + r.id < len(rl) else None
         r.rolled = chunk is not None and chunk < next_pow2(r.extent)
         r.block = int(chunk) if r.rolled else next_pow2(r.extent)
     d.blocks = {bid: int(bs[bid]) if bid < len(bs) else at.default_block(bid) for bid in d.block_ids}
     return d
 
 def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
-    """A dim gets a mask only where its block may not divide its extent. A loop with device-valued
-    bounds is unmasked when both bounds are provably multiples of its block: causal attention's
-    ``hl.tile(0, min(tile_m.begin, s_k))`` with block_m % block_n == 0 and s_k % block_n == 0. In
-    flash attention's inner loop the masks are three selects over the [BM, BN] score tile per step,
-    on the softmax path that bounds its speed, and they keep every K/V load predicated."""
-    for t in d.tiles.values():
-        if t.is_grid:
-            t.masked = False  # one program / iteration per index: never out of range
-        elif t.static_len is not None:
-            t.masked = t.static_len % t.block != 0
-        else:
-            t.masked = math.gcd(multiple_of(t.begin), multiple_of(t.end)) % t.block != 0
+    """A dim gets a mask only where its block may not divide its extent; a loop with device-valued bounds is unmasked
+    when both are provably multiples of its block (causal attention's ``hl.tile(0, min(tile_m.begin, s_k))``): in flash
+    attention's inner loop the masks are three selects over the [BM, BN] score tile a step, on the softmax path that
+    bounds its speed, and they keep every K/V load predicated."""
+    for t in d.tiles.values():  # n: its length, else what divides both bounds; an hl.grid index is never out
+        n = t.static_len if t.static_len is not None else math.gcd(multiple_of(t.begin), multiple_of(t.end))
+        t.masked = not t.is_grid and n % t.block != 0
     for r in d.rdims.values():
         r.masked = r.extent % r.block != 0 or r.extent == 0
     return d
@@ -74,140 +56,97 @@ def multiple_of(v: Any) -> int:
     1: nothing known). Follows constants, tile begins and ends, +, -, *, min and max."""
     if isinstance(v, str):
         return abs(int(v)) if v.lstrip("-").isdigit() else 1
-    if isinstance(v, bool) or not isinstance(v, (int, I.Value)):
-        return 1
-    if isinstance(v, int):
-        return abs(v)
-    if v.op == "const":
-        c = v.args[0]
-        return abs(c) if isinstance(c, int) and not isinstance(c, bool) else 1
-    if v.op == "cast" and not v.type.dtype.is_floating_point:
-        return multiple_of(v.args[0])
-    if v.op == "tile_attr" and v.attrs["attr"] in ("begin", "end"):
-        t = v.args[0]
-        if t.is_grid:
-            return 1
-        m = math.gcd(multiple_of(t.begin), t.block)  # begin + i * block
-        return m if v.attrs["attr"] == "begin" else math.gcd(m, multiple_of(t.end))  # min(offset + block, end)
-    if v.op == "binary":
-        op, (a, b) = v.attrs["op"], v.args
-        if op in ("+", "-", "minimum", "maximum"):
-            return math.gcd(multiple_of(a), multiple_of(b))
-        if op == "*":
-            return multiple_of(a) * multiple_of(b)
+    if not isinstance(v, I.Value):
+        return abs(v) if isinstance(v, int) and not isinstance(v, bool) else 1
+    a = v.args
+    if v.op == "const" and not isinstance(a[0], str) or v.op == "cast" and not v.type.dtype.is_floating_point:
+        return multiple_of(a[0])  # a constant's number, an integer cast's operand
+    if v.op == "tile_attr" and v.attrs["attr"] in ("begin", "end") and not a[0].is_grid:
+        m = math.gcd(multiple_of(a[0].begin), a[0].block)  # begin + i * block
+        return m if v.attrs["attr"] == "begin" else math.gcd(m, multiple_of(a[0].end))  # min(offset + block, end)
+    if v.op == "binary" and v.attrs["op"] in ("+", "-", "minimum", "maximum", "*"):
+        x, y = multiple_of(a[0]), multiple_of(a[1])
+        return x * y if v.attrs["op"] == "*" else math.gcd(x, y)
     return 1
 
+def _rdims(v: I.Value) -> set[int]: return {x.id for x in v.type.dims if x.kind == "rdim"}
+
 def decide_rolled(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
-    """Keep a reduction dim rolled (looped in chunks) only where codegen can split the dataflow:
-    its values live in the top-level body, are not loop-carried, not matmul operands, not scanned,
-    and no value has two rolled dims."""
+    """Keep a reduction dim rolled (looped in chunks) only where codegen can split the dataflow: its values live in
+    the top-level body, are not loop-carried, not matmul operands, not scanned, and no value has two rolled dims."""
     if not any(r.rolled for r in d.rdims.values()):
         return d
-    top_lets = {id(s.value) for s in d.body if isinstance(s, I.Let)}
+    top_lets, top = {id(s.value) for s in d.body if isinstance(s, I.Let)}, {id(s) for s in d.body}
     bad: set[int] = set()
     for v in I.all_values(d.body):
-        rd = [x.id for x in v.type.dims if x.kind == "rdim"]
-        if len(set(rd)) > 1:
-            bad.update(rd)
-        op = OPS[v.op]
-        if rd and (not op.chunkable or (id(v) not in top_lets and not op.constant)):
-            bad.update(rd)
+        rd, op = _rdims(v), OPS[v.op]
+        if len(rd) > 1 or rd and (not op.chunkable or (id(v) not in top_lets and not op.constant)):
+            bad |= rd
         if v.op == "dot":
-            for a in v.inputs():
-                bad.update(x.id for x in a.type.dims if x.kind == "rdim")
+            bad = bad.union(*map(_rdims, v.inputs()))
     for s in I.walk(d.body):
         if isinstance(s, I.Store) and s.atomic:
-            bad.update(x.id for x in s.value.type.dims if x.kind == "rdim")
-        if isinstance(s, (I.For, I.While, I.If)):
-            for inner in I.walk(s.then + s.orelse if isinstance(s, I.If) else s.body):
-                if isinstance(inner, I.Store):
-                    bad.update(e[1].id for e in inner.index.entries if e[0] == "rdim")
+            bad |= _rdims(s.value)
+        if isinstance(s, I.Store) and id(s) not in top:  # inside a loop or branch
+            bad.update(v.id for kind, v in s.index.entries if kind == "rdim")
     for r in d.rdims.values():
         r.rollable = r.id not in bad
         if r.rolled and not r.rollable:
-            r.rolled = False
-            r.block = 1 if r.extent <= 1 else 1 << (r.extent - 1).bit_length()
-            # The chunk may have divided the extent; the whole-row block (next pow2) may not.
-            r.masked = r.extent % r.block != 0 or r.extent == 0
+            r.rolled, r.block = False, next_pow2(r.extent)
+            r.masked = r.extent % r.block != 0 or r.extent == 0  # the chunk may have divided it; the whole row may not
     return d
 
 def assign_indexing(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
-    """Mark loads/stores that may use TMA tensor descriptors (Hopper+).
-
-    A descriptor needs the last stride to be 1, other strides 16-byte aligned,
-    at least 16 bytes in the last block dim, and tiles that span the whole tensor
-    dim or are never partial (TMA clips at the tensor's bounds, not at a tile's own end)."""
-    want = cfg.get("indexing", "pointer")
+    """Mark the loads and stores that use TMA tensor descriptors (Hopper+) under ``indexing``."""
+    want = cfg.get("indexing", "pointer") == "tensor_descriptor"
     for s in I.walk(d.body):
-        idx = None
         if isinstance(s, I.Store) and not s.atomic:
-            idx = s.index
+            s.index.descriptor = want and _descriptor_ok(s.index)  # type: ignore[attr-defined]
         elif isinstance(s, I.Let) and s.value.op == "load":
-            idx = s.value.args[0]
-        if idx is None:
-            continue
-        idx.descriptor = want == "tensor_descriptor" and _descriptor_ok(d, idx)  # type: ignore[attr-defined]
+            s.value.args[0].descriptor = want and _descriptor_ok(s.value.args[0])
     return d
 
-def _descriptor_ok(d: I.DeviceIR, idx: I.Index) -> bool:
+def _descriptor_ok(idx: I.Index) -> bool:
+    """TMA needs the last stride 1, other strides 16-byte aligned (``TensorArg.descriptor_ok``), 16 bytes or more in
+    the last block dim, and no partial tile unless its loop spans the tensor dim (it clips at the tensor's bounds)."""
     t = idx.tensor
     if not t.descriptor_ok or idx.extra_mask is not None or t.ndim > 5:
         return False
     last_block = 1
     for dim, (kind, v) in enumerate(idx.entries):
-        if kind == "block":
+        if kind == "block" or (kind == "rdim" and v.rolled) or (kind == "tile" and v.is_grid):
             return False
-        if kind == "tile":
-            # TMA clips a box at the tensor's bounds, not at the loop's end: a partial tile is only
-            # safe where the loop spans the whole dim; an unmasked tile never is partial.
-            spans = str(v.begin) == "0" and str(v.end) == str(t.sizes[dim])
-            if v.is_grid or (v.masked and not spans):
-                return False
-            b = v.block
-        elif kind == "rdim":
-            if v.rolled:
-                return False
-            b = v.block
-        else:
-            b = 1
+        if kind == "tile" and v.masked and not (str(v.begin) == "0" and str(v.end) == str(t.sizes[dim])):
+            return False
         if dim == t.ndim - 1:
-            last_block = b
+            last_block = 1 if kind == "scalar" else v.block
     return last_block * t.dtype.itemsize >= 16
 
 def reversible(loop: I.For) -> bool:
-    """Whether a device loop may take its tiles last to first (``Config.range_reverses``) without
-    changing what it computes: no iteration can see another's effects. Nothing is carried from one
-    iteration to the next; a tensor it writes is read in it only where the same iteration writes it
-    (``x[t] = x[t] * 2``); it makes no atomic updates (their old values depend on order) and calls no
-    Triton code or impure asm (effects unknown)."""
-    if loop.carried:
+    """Whether a device loop may take its tiles last to first (``range_reverses``) and compute the same: nothing is
+    carried between iterations; a tensor it writes is read only where the same iteration writes it (``x[t] = x[t] *
+    2``); no atomics (their old values depend on order), no Triton code or impure asm (effects unknown)."""
+    stores = [s for s in I.walk(loop.body) if isinstance(s, I.Store)]
+    if loop.carried or any(s.atomic for s in stores):
         return False
-    written: dict[str, list] = {}
-    for s in I.walk(loop.body):
-        if isinstance(s, I.Store):
-            if s.atomic:
-                return False
-            written.setdefault(s.index.tensor.name, []).append(s.index.entries)
     for v in I.all_values(loop.body):
         if OPS[v.op].flag("effects", v):
             return False
-        if v.op == "load" and v.args[0].tensor.name in written:
-            if any(not _same_place(v.args[0].entries, w) for w in written[v.args[0].tensor.name]):
-                return False
+        if v.op == "load" and not all(_same_place(v.args[0], s.index) for s in stores
+                                      if s.index.tensor.name == v.args[0].tensor.name):
+            return False
     return True
 
-def _same_place(a: list, b: list) -> bool:
+def _same_place(a: I.Index, b: I.Index) -> bool:
     """Two indexings of one tensor that address the same elements in every iteration: the same tiles,
     whole dims or scalars (a gather's index block could point anywhere)."""
-    return len(a) == len(b) and all(
-        ka == kb and ka != "block" and (va is vb or (not isinstance(va, I.Value) and va == vb))
-        for (ka, va), (kb, vb) in zip(a, b))
+    return a.entries == b.entries and all(kind != "block" for kind, _ in a.entries)  # Values compare by identity
 
 def decide_reverses(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
-    """Mark the device loops that ``range_reverses`` turns around. A long row re-read in a second
-    pass (softmax over a 128K vocabulary: 256 KB a row in bf16, more than an SM's share of L2 once
-    every SM streams its own row) finds its most recently read tiles still in L2 when it starts
-    from the end. A loop whose result could depend on its order is refused, at its source line."""
+    """Mark the device loops that ``range_reverses`` turns around: a long row re-read in a second pass (softmax over
+    a 128K vocabulary: 256 KB a row in bf16, more than an SM's share of L2 once every SM streams its own row) finds
+    its last-read tiles still in L2 when it starts from the end. A loop whose result could depend on its order is
+    refused, at its source line."""
     revs = cfg.get("range_reverses") or []
     for s in I.walk(d.body):
         if isinstance(s, I.For):
@@ -218,19 +157,13 @@ def decide_reverses(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     return d
 
 PIPELINE: list[Callable[[I.DeviceIR, Config, Layout], I.DeviceIR]] = [
-    apply_config,
-    decide_masks,
-    decide_rolled,
-    assign_indexing,
-    decide_reverses,
-]
+    apply_config, decide_masks, decide_rolled, assign_indexing, decide_reverses]
 
 def run(d: I.DeviceIR, cfg: Config, at: Layout = Layout(), dump: str | None = None) -> I.DeviceIR:
-    """Every pass in order under the active Plan (``plan.planning()``), the verifier after each.
-    ``dump`` (default: ``$HELION_OPS_DUMP_IR``) names passes, comma-separated, or ``all``, after which
-    the IR is printed to stderr (``lower`` for the IR as lowered)."""
-    dump = os.environ.get("HELION_OPS_DUMP_IR", "") if dump is None else dump
-    want = set(dump.split(",")) if dump else set()
+    """Every pass in order under the active Plan (``plan.planning()``), the verifier after each. ``dump`` (default
+    ``$HELION_OPS_DUMP_IR``): passes, comma-separated, or ``all``, after which the IR goes to stderr (``lower``:
+    as lowered)."""
+    want = set((os.environ.get("HELION_OPS_DUMP_IR", "") if dump is None else dump).split(","))
     if want & {"all", "lower"}:
         print(f"# after lower\n{I.format_ir(d, plan=False)}", file=sys.stderr)
     for p in PIPELINE:
@@ -238,5 +171,3 @@ def run(d: I.DeviceIR, cfg: Config, at: Layout = Layout(), dump: str | None = No
         if want & {"all", p.__name__}:
             print(f"# after {p.__name__}\n{I.format_ir(d)}", file=sys.stderr)
     return d
-
-
