@@ -60,22 +60,17 @@ _OPS = [
 ]
 OPS: dict[str, OpDef] = {d.name: d for d in _OPS}
 
-# Functions called in device code (the function object) and methods of device blocks (the name) -> their
-# lowering rule, rule(lw, fn_or_name, ...). Rules live with the handlers they call (ops_extra.py,
-# ops_dispatch.py) and register with ``calls``/``methods``; the first registration of a key wins. A rule may
+# Functions called in device code (the function object) and methods of device blocks (the name) -> their lowering
+# rule, rule(lw, node, name, *args, **kwargs), a method's block first. Rules live with the handlers they call
+# (ops_extra.py, ops_dispatch.py) and register with ``rule``; the first registration of a key wins. A rule may
 # return DECLINE to leave the call to ops_dispatch's generic handling (builtins on host values).
 CALLS: dict[Any, Callable[..., Any]] = {}
 METHODS: dict[str, Callable[..., Any]] = {}
 DECLINE = object()
 
-def _registrar(table: dict) -> Callable:
-    def register(*keys: Any) -> Callable:
-        def deco(rule: Callable) -> Callable:
-            for k in keys:
-                table.setdefault(k, rule)
-            return rule
-        return deco
-    return register
-
-calls = _registrar(CALLS)      # @calls(torch.exp, ...): rule(lw, fn, args, kwargs, node)
-methods = _registrar(METHODS)  # @methods("exp", ...): rule(lw, block, name, args, kwargs, node)
+def rule(*keys: Any) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        for k in keys:
+            (METHODS if isinstance(k, str) else CALLS).setdefault(k, fn)
+        return fn
+    return deco

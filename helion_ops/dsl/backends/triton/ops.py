@@ -1,15 +1,9 @@
-"""Triton backend: the code of each IR op (``EMIT``: op name -> function of the Emitter and the Value),
-with the tables it reads (unary ops, reduction neutrals, NaN-propagating max/min). ``opdefs.OPS`` declares
-the ops; every one has an entry here.
-
-Each function takes the Emitter and a Value and returns the Triton expression;
-prefix statements (e.g. the body of an inline_triton snippet) go out through
-``em.line`` before the value's own assignment.
-"""
+"""Triton backend: the code of each IR op declared in ``opdefs.OPS`` (``EMIT``: op name -> f(emitter, value),
+the Triton expression; prefix statements, such as an inline_triton snippet's body, go out through ``em.line``
+first), with the tables it reads (unary ops, reduction neutrals, NaN-propagating max/min)."""
 from __future__ import annotations
 
 import textwrap
-
 from typing import Callable
 
 import torch
@@ -54,11 +48,10 @@ INT_NEUTRAL = {"sum": "0", "max": "-2147483648", "min": "2147483647"}
 _ARG_NEUTRAL = {False: ("float('-inf')", "-2147483648"), True: ("float('inf')", "2147483647")}
 _SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
 
-def _const(em, v: I.Value) -> str:
-    x = v.args[0]
+def _lit(x, floating: bool = False) -> str:
     if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
         return f"float('{x}')"
-    if v.type.dtype.is_floating_point and isinstance(x, int) and not isinstance(x, bool):
+    if floating and isinstance(x, int) and not isinstance(x, bool):
         return repr(float(x))  # an int literal would make Triton compute in int32 (2 ** y)
     return repr(x)
 
@@ -95,7 +88,7 @@ def _full(em, v: I.Value) -> str:
     val = v.args[0]
     if isinstance(val, I.Value):
         return f"tl.full({em.shape(v.type)}, 0, {tl_dtype(v.type.dtype)}) + {em.name_of(val)}"
-    lit = _const(em, I.Value("const", [val], v.type, v.loc)) if not isinstance(val, bool) else repr(int(val))
+    lit = _lit(val, v.type.dtype.is_floating_point) if not isinstance(val, bool) else repr(int(val))
     return f"tl.full({em.shape(v.type)}, {lit}, {tl_dtype(v.type.dtype)})"
 
 def _arange(em, v: I.Value) -> str:
@@ -103,10 +96,6 @@ def _arange(em, v: I.Value) -> str:
         return f"tl.arange(0, {em.d.blocks[v.attrs['block']]})"
     r = v.attrs["rdim"]
     return f"({v.args[0]} + {r.index})" if v.args[0] else r.index
-
-def _permute(em, v: I.Value) -> str:
-    perm = v.attrs["perm"]
-    return f"tl.trans({em.name_of(v.args[0])})" if perm == [1, 0] else f"tl.permute({em.name_of(v.args[0])}, {perm})"
 
 def _reshape(em, v: I.Value) -> str:
     a = v.args
@@ -149,11 +138,6 @@ def _combine(em, v: I.Value) -> str:
         return f"tl.reduce({tup}, {axis}, {v.attrs['fn']}, keep_dims={v.attrs['keepdim']})"
     return f"tl.associative_scan({tup}, {axis}, {v.attrs['fn']}, reverse={v.attrs['reverse']})"
 
-def _lit(x) -> str:
-    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
-        return f"float('{x}')"
-    return repr(x)
-
 def _scan(em, v: I.Value) -> str:
     op, axis, rev = v.attrs["op"], v.attrs["axis"], v.attrs.get("reverse", False)
     x = v.args[0]
@@ -161,9 +145,6 @@ def _scan(em, v: I.Value) -> str:
     inp = _fill(em, x, axis, _SCAN_NEUTRAL[op]) if rev else em.name_of(x)
     fn = "tl.cumsum" if op == "sum" else "tl.cumprod"
     return f"{fn}({inp}, axis={axis}" + (", reverse=True)" if rev else ")")
-
-def _getitem(em, v: I.Value) -> str:
-    return f"{em.name_of(v.args[0])}[{v.attrs['index']}]"
 
 def _rand(em, v: I.Value) -> str:
     """Philox counter = the element's linear index in the full (unpadded) index space."""
@@ -189,31 +170,22 @@ def _rand(em, v: I.Value) -> str:
         offs = f"tl.broadcast_to({offs}, {em.shape(v.type)})"
     return f"tl.{'randn' if v.attrs.get('normal') else 'rand'}({em.name_of(v.args[0])}, {offs})"
 
-def _rand4x(em, v: I.Value) -> str:
-    return f"tl.rand4x({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
-
 def _inline_triton(em, v: I.Value) -> str:
     it = iter(v.args)
-    subs = []
-    for kind, val in zip(v.attrs["kinds"], v.attrs["lits"]):
-        if kind == "value":
-            subs.append(em.name_of(next(it)))
-        else:
-            subs.append(str(val))
+    subs = [em.name_of(next(it)) if k == "value" else str(val) for k, val in zip(v.attrs["kinds"], v.attrs["lits"])]
     src = textwrap.dedent(v.attrs["source"]).strip()
     try:
         text = src.format(**dict(zip(v.attrs["keys"], subs))) if v.attrs["named"] else src.format(*subs)
     except (IndexError, KeyError, ValueError) as e:
         raise exc.CompileError(f"hl.inline_triton: cannot format the source: {e}", v.loc) from None
-    lines = text.splitlines()
+    *body, last = text.splitlines()
     em.src(v.loc)
-    for ln in lines[:-1]:
+    for ln in body:
         em.line(ln)
-    last = lines[-1].strip()
     if v.attrs.get("effect"):
-        em.line(last)
+        em.line(last.strip())
         return "None"
-    return f"({last})"
+    return f"({last.strip()})"
 
 def _inline_asm(em, v: I.Value) -> str:
     # Each argument is broadcast to the output's shape first: the op itself takes same-shape blocks.
@@ -225,14 +197,12 @@ def _inline_asm(em, v: I.Value) -> str:
     return (f"tl.inline_asm_elementwise({v.attrs['asm']!r}, {v.attrs['constraints']!r}, [{', '.join(args)}], "
             f"dtype={dt}, is_pure={v.attrs['is_pure']}, pack={v.attrs['pack']})")
 
-def _split(em, v: I.Value) -> str:
-    return f"tl.split({em.name_of(v.args[0])})"
-
-def _join(em, v: I.Value) -> str:
-    return f"tl.join({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
+def _call(fn: str) -> Callable[..., str]:
+    """The op as ``fn(operands...)``."""
+    return lambda em, v: f"{fn}({', '.join(em.name_of(a) for a in v.args)})"
 
 EMIT: dict[str, Callable[..., str]] = {
-    "const": _const,
+    "const": lambda em, v: _lit(v.args[0], v.type.dtype.is_floating_point),
     "param": lambda em, v: v.args[0],
     "tile_attr": lambda em, v: em.tile_attr(v.args[0], v.attrs["attr"]),
     "load": lambda em, v: em.load(v.args[0], v),
@@ -240,16 +210,18 @@ EMIT: dict[str, Callable[..., str]] = {
     "powi": _powi,
     "unary": _unary,
     "cast": lambda em, v: f"{em.name_of(v.args[0])}.to({tl_dtype(v.type.dtype)})",
-    "where": lambda em, v: f"tl.where({em.name_of(v.args[0])}, {em.name_of(v.args[1])}, {em.name_of(v.args[2])})",
+    "where": _call("tl.where"),
     "reduce": lambda em, v: em.reduce(v),
     "dot": lambda em, v: em.dot(v),
     "full": _full,
     "arange": _arange,
     "view": lambda em, v: em.name_of(v.args[0]) + "[" + ", ".join(":" if a else "None" for a in v.attrs["axes"]) + "]",
-    "permute": _permute,
+    "permute": lambda em, v: (f"tl.trans({em.name_of(v.args[0])})" if v.attrs["perm"] == [1, 0]
+                              else f"tl.permute({em.name_of(v.args[0])}, {v.attrs['perm']})"),
     "reshape": _reshape,
     "broadcast_to": lambda em, v: f"tl.broadcast_to({em.name_of(v.args[0])}, {em.shape(v.type)})",
-    "argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand, "rand4x": _rand4x,
-    "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split, "join": _join,
+    "argmax": _argmax, "combine": _combine, "scan": _scan, "rand": _rand, "rand4x": _call("tl.rand4x"),
+    "getitem": lambda em, v: f"{em.name_of(v.args[0])}[{v.attrs['index']}]",
+    "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _call("tl.split"), "join": _call("tl.join"),
     "gather": lambda em, v: f"tl.gather({em.name_of(v.args[0])}, {em.name_of(v.args[1])}, {v.attrs['axis']})",
 }
