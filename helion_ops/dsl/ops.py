@@ -132,8 +132,7 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
                      node)
     if a.type.dims[-1] != b.type.dims[-2]:
         raise lw.err(exc.ShapeMismatch, f"matmul contraction dims differ: {a.type} @ {b.type}", node)
-    batch = broadcast_dims(a.type.dims[:-2], b.type.dims[:-2], lw.pk.loc(node))
-    dims = batch + (a.type.dims[-2], b.type.dims[-1])
+    dims = broadcast_dims(a.type.dims[:-2], b.type.dims[:-2], lw.pk.loc(node)) + (a.type.dims[-2], b.type.dims[-1])
     if a.type.dtype != b.type.dtype:
         common = torch.promote_types(a.type.dtype, b.type.dtype)
         a, b = cast(lw, a, common, node), cast(lw, b, common, node)
@@ -147,8 +146,7 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
         r = lw.emit("dot", [a, b, cast(lw, acc, acc_dtype, node)], BlockT(dims, acc_dtype), node)
         return cast(lw, r, acc.type.dtype, node)
     r = lw.emit("dot", [a, b], BlockT(dims, acc_dtype), node)
-    target = out_dtype or (in_dtype if torch_semantics else acc_dtype)
-    return cast(lw, r, target, node)
+    return cast(lw, r, out_dtype or (in_dtype if torch_semantics else acc_dtype), node)
 
 def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
     if isinstance(shape, (int, TileVar)):
@@ -250,12 +248,10 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     return lw.emit("reshape", [v], BlockT(dims, v.type.dtype), node)
 
 def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
-    """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n]
-    blocks, reshaped to [2 * block_k, n]) when the tile never has a partial block: then its lanes carry no
-    mask, and it can be retyped as a ':' dim of extent block. A tile with a partial block would lose its
-    mask in the merge, so it stays an error."""
+    """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n] blocks,
+    reshaped to [2 * block_k, n]) when the tile never has a partial block: then its lanes carry no mask, and it
+    can be retyped as a ':' dim of extent block (a partial block's mask would be lost in the merge)."""
     dims = list(v.type.dims)
-    changed = False
     for i, d in enumerate(dims):
         if d.kind != "tile" or d in new:
             continue
@@ -266,25 +262,20 @@ def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
                          f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the merged "
                          f"lanes would lose its mask", node)
         dims[i] = Dim("rdim", lw.rdim_for(block, node).id)
-        changed = True
-    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node) if changed else v
+    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node) if tuple(dims) != v.type.dims else v
 
 def _groups(lw, dims: tuple[Dim, ...]) -> list:
-    """Dims as [(tile/block dim, 1) | (indices of a run of full dims, product of extents)]."""
+    """Dims as [(tile/block dim, 1) | (indices of a run of full dims, product of extents)]; size-1 dims left out."""
     out: list = []
-    run: list[int] = []
-    n = 1
     for i, d in enumerate(dims):
         if d.kind in ("tile", "block"):
-            if run:
-                out.append((tuple(run), n))
-            run, n = [], 1
             out.append((d, 1))
         elif d.kind in ("rdim", "infer"):
-            run.append(i)
-            n *= lw.rdims[d.id].extent if d.kind == "rdim" else 1
-    if run:
-        out.append((tuple(run), n))
+            n = lw.rdims[d.id].extent if d.kind == "rdim" else 1
+            if out and not isinstance(out[-1][0], Dim):  # the run goes on
+                out[-1] = (out[-1][0] + (i,), out[-1][1] * n)
+            else:
+                out.append(((i,), n))
     return out
 
 def squeeze(lw, v: Value, dim: Any, node: ast.AST) -> Value:

@@ -21,16 +21,13 @@ from .types import TensorRef, TileVar
 def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
     if isinstance(base, TensorRef):
         a = base.arg
-        if name in ("size", "stride"):
-            seq = torch.Size(a.sizes) if name == "size" else tuple(a.strides)
-            return seq[args[0]] if args else seq
-        if name in ("dim", "ndimension"):
-            return a.ndim
-        if name == "numel":
-            return math.prod(a.sizes)
         if name in ("new_zeros", "new_ones", "new_full", "new_empty"):  # a block of the host tensor's dtype
             return _new_block(lw, node, name, a.dtype, *args, **kwargs)
-        raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
+        known = {"size": torch.Size(a.sizes), "stride": tuple(a.strides), "dim": a.ndim, "ndimension": a.ndim,
+                 "numel": math.prod(a.sizes)}
+        if name not in known:
+            raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
+        return known[name][args[0]] if args and name in ("size", "stride") else known[name]
     if isinstance(base, TileVar):
         base = O.attribute(lw, base, "index", node)
     fn = METHODS.get(name)
@@ -49,13 +46,10 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         if r is not DECLINE:
             return r
     host = not any(isinstance(a, Value) for a in args)
-    if fn in (builtins.int, builtins.float, builtins.len, builtins.abs, builtins.range, builtins.tuple,
-              builtins.list) and host:
+    if host and (fn in (int, float, len, abs, range, tuple, list) or getattr(fn, "__module__", None) == "math"):
         return fn(*args, **kwargs)  # host values: plain Python
-    if fn is builtins.float and args and isinstance(args[0], Value):
+    if fn is float and args and isinstance(args[0], Value):
         return O.cast(lw, args[0], torch.float32, node)
-    if getattr(fn, "__module__", None) == "math" and host:
-        return fn(*args)
     if fn in (hl.tile, hl.grid):
         raise lw.err(exc.NotSupported, f"hl.{fn.__name__} outside a for statement", node)
     if getattr(fn, "_hl_device", None):
@@ -93,35 +87,37 @@ rule(F.gelu)(lambda lw, node, name, x, approximate="none", **_: O.unary(
     lw, "gelu_tanh" if approximate == "tanh" else "gelu", x, node))
 rule(*_torch(_BINARY), *_BINARY)(lambda lw, node, name, a, b, **_: O.binary(lw, _BINARY[name], a, b, node))
 
-@rule(*_torch(_REDUCE), *_REDUCE)
-def _reduce(lw, node, name, x, dim=None, keepdim=False, *, axis=None, dtype=None, correction=None, unbiased=True,
-            **_):
-    kind, dim = _REDUCE[name], dim if axis is None else axis
-    if dtype is not None and kind not in ("sum", "prod", "mean"):
-        raise lw.err(exc.NotSupported, f"dtype= of a {kind} reduction (torch takes it for sum, prod and mean)", node)
-    correction = (0 if unbiased is False else 1) if correction is None else correction
-    return X.reduce(lw, kind, x, dim, keepdim, node, correction=correction, dtype=dtype)
-
 _MinMax = collections.namedtuple("_MinMax", ["values", "indices"])
 _ELEMENTWISE = {"max": "maximum", "min": "minimum"}
 
-@rule(torch.max, torch.min, "max", "min")
-def _max_min(lw, node, name, x, dim=None, keepdim=False, *, axis=None, **_):
-    if isinstance(dim, (Value, float)) and not isinstance(dim, bool):  # torch.max(a, b): elementwise
+@rule(*_torch(_REDUCE), *_REDUCE, torch.max, torch.min, "max", "min")
+def _reduce(lw, node, name, x, dim=None, keepdim=False, *, axis=None, dtype=None, correction=None, unbiased=True,
+            **_):
+    if name in _ELEMENTWISE and isinstance(dim, (Value, float)) and not isinstance(dim, bool):  # torch.max(a, b)
         return O.binary(lw, _ELEMENTWISE[name], x, dim, node)
-    dim = dim if axis is None else axis
-    if dim is None:
-        return X.reduce(lw, name, x, None, False, node)
-    values = X.reduce(lw, name, x, dim, keepdim, node)
-    return _MinMax(values, X.argmax(lw, node, "arg" + name, x, dim, keepdim))  # (values, indices), as torch
+    kind, dim = _REDUCE.get(name, name), dim if axis is None else axis
+    if dtype is not None and kind not in ("sum", "prod", "mean"):
+        raise lw.err(exc.NotSupported, f"dtype= of a {kind} reduction (torch takes it for sum, prod and mean)", node)
+    if name in _ELEMENTWISE and dim is not None:  # (values, indices), as torch
+        return _MinMax(X.reduce(lw, name, x, dim, keepdim, node), X.argmax(lw, node, "arg" + name, x, dim, keepdim))
+    correction = (0 if unbiased is False else 1) if correction is None else correction
+    return X.reduce(lw, kind, x, dim, keepdim, node, correction=correction, dtype=dtype)
 
 rule("count_nonzero")(lambda lw, node, name, v, dim=None: X.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), dim,
                                                                    False, node))
 rule("nansum")(lambda lw, node, name, v, *a, **kw: _reduce(
     lw, node, "sum", O.where(lw, O.unary(lw, "isnan", v, node), 0, v, node), *a, **kw))
-rule(torch.softmax, F.softmax, torch.log_softmax, F.log_softmax, "softmax", "log_softmax")(
-    lambda lw, node, name, x, dim=None, *_, dtype=None, **__: X.softmax(lw, x, dim, node, log=name == "log_softmax",
-                                                                        dtype=dtype))
+
+@rule(torch.softmax, F.softmax, torch.log_softmax, F.log_softmax, "softmax", "log_softmax")
+def _softmax(lw, node, name, v, dim=None, *_, dtype=None, **__):
+    v = lw.as_value(v, node)
+    x = O.cast(lw, v, torch.float32, node) if v.type.dtype != torch.float64 else v
+    shifted = O.binary(lw, "-", x, X.reduce(lw, "max", x, dim, True, node), node)
+    e = O.unary(lw, "exp", shifted, node)
+    s = X.reduce(lw, "sum", e, dim, True, node)
+    out = (O.binary(lw, "-", shifted, O.unary(lw, "log", s, node), node) if name == "log_softmax"
+           else O.binary(lw, "/", e, s, node))
+    return O.cast(lw, out, dtype or v.type.dtype, node)
 
 @rule(torch.clamp, torch.clip, "clamp", "clip", "clamp_min", "clamp_max")
 def _clamp(lw, node, name, v, min=None, max=None, **_):
@@ -150,6 +146,7 @@ rule("t")(lambda lw, node, name, v: O.permute(lw, v, [1, 0], node))
 rule(torch.reshape, "reshape", "view")(lambda lw, node, name, v, *shape: O.reshape(lw, v, shape, node))
 rule(torch.unsqueeze, "unsqueeze")(lambda lw, node, name, v, dim: O.unsqueeze(lw, v, dim, node))
 rule(torch.squeeze, "squeeze")(lambda lw, node, name, v, dim=None: O.squeeze(lw, v, dim, node))
+
 @rule("expand", "broadcast_to")
 def _expand(lw, node, name, v, *shape):
     shape = _shape(shape)
@@ -228,8 +225,8 @@ def _addmm(lw, node, name, acc, a, b, *, beta=1, alpha=1, **_):
                   lw.as_value(acc, node).type.dtype, node)
 
 rule(hl.dot)(lambda lw, node, name, a, b, acc=None, out_dtype=None: O.dot(lw, a, b, acc, node, out_dtype=out_dtype))
-rule(hl.zeros)(lambda lw, node, name, shape, dtype=torch.float32: O.full(lw, shape, 0, dtype, node))
-rule(hl.full)(lambda lw, node, name, shape, value, dtype=torch.float32: O.full(lw, shape, value, dtype, node))
+rule(hl.zeros)(lambda lw, node, name, shape, dtype=torch.float32, **_: O.full(lw, shape, 0, dtype, node))
+rule(hl.full)(lambda lw, node, name, shape, value, dtype=torch.float32, **_: O.full(lw, shape, value, dtype, node))
 rule(torch.zeros_like, torch.ones_like, torch.empty_like)(lambda lw, node, name, x, *, dtype=None, **_: O.full_like(
     lw, x, 1 if name == "ones_like" else 0, dtype, node))
 rule(torch.full_like)(lambda lw, node, name, x, value, *, dtype=None, **_: O.full_like(lw, x, value, dtype, node))
@@ -240,20 +237,21 @@ def _torch_full(lw, node, name, *args, dtype=torch.float32, fill_value=None, **_
     value = {"zeros": 0, "ones": 1, "empty": 0}.get(name, args[1] if len(args) > 1 else fill_value)
     return O.full(lw, shape, value, dtype, node)
 
-def _index_vals(index: Any) -> list:
+def _index(lw, ref: Any, index: Any, node: ast.AST, extra_mask: Any = None) -> Any:
     items = list(index) if isinstance(index, (list, tuple)) else [index]
-    return [(None, slice(None)) if it is slice(None) or it == slice(None) else (object(), it) for it in items]
+    return lw.make_index(ref, [(None, slice(None)) if it is slice(None) or it == slice(None) else (object(), it)
+                               for it in items], node, extra_mask)
 
-rule(hl.arange)(lambda lw, node, name, *args, dtype=None: O.arange(lw, list(args), dtype, node))
+rule(hl.arange)(lambda lw, node, name, *args, dtype=None, **_: O.arange(lw, list(args), dtype, node))
 rule(hl.load)(lambda lw, node, name, ref, index, extra_mask=None, **_: lw.load(
-    ref, lw.make_index(ref, _index_vals(index), node, extra_mask), node))
+    ref, _index(lw, ref, index, node, extra_mask), node))
 rule(hl.store)(lambda lw, node, name, ref, index, value, extra_mask=None: lw.store(
-    ref, lw.make_index(ref, _index_vals(index), node, extra_mask), value, node))
+    ref, _index(lw, ref, index, node, extra_mask), value, node))
 rule(hl.atomic_add, hl.atomic_max, hl.atomic_min, hl.atomic_and, hl.atomic_or, hl.atomic_xor, hl.atomic_xchg)(
     lambda lw, node, name, ref, index, value, sem="relaxed": lw.store(
-        ref, lw.make_index(ref, _index_vals(index), node), value, node, atomic=name.split("_")[1], sem=sem))
+        ref, _index(lw, ref, index, node), value, node, atomic=name.split("_")[1], sem=sem))
 rule(hl.atomic_cas)(lambda lw, node, name, ref, index, expected=None, value=None, sem="relaxed": lw.store(
-    ref, lw.make_index(ref, _index_vals(index), node), value, node, atomic="cas", sem=sem, compare=expected))
+    ref, _index(lw, ref, index, node), value, node, atomic="cas", sem=sem, compare=expected))
 rule(hl.cdiv)(lambda lw, node, name, a, b: O.binary(
     lw, "//", O.binary(lw, "+", a, O.binary(lw, "-", b, 1, node), node), b, node))
 rule(hl.specialize)(lambda lw, node, name, x: x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 import operator
 import sys
 import textwrap
@@ -23,11 +24,7 @@ from .types import ONE, BlockT, Dim, TensorRef, TileVar, broadcast_dims
 def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
     if dim is None:
         return list(range(v.type.ndim))
-    dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
-    for d in dims:
-        if not isinstance(d, int) or not -v.type.ndim <= d < v.type.ndim:
-            raise lw.err(exc.ShapeMismatch, f"reduction dim {d} out of range for {v.type}", node)
-    return sorted(d % v.type.ndim for d in dims)
+    return sorted(_axis(lw, v, d, node) for d in (dim if isinstance(dim, (tuple, list)) else [dim]))
 
 def _axis(lw, v: Value, dim: Any, node: ast.AST) -> int:
     if not isinstance(dim, int) or not -v.type.ndim <= dim < v.type.ndim:
@@ -36,13 +33,6 @@ def _axis(lw, v: Value, dim: Any, node: ast.AST) -> int:
 
 def _reduced(dims: tuple, axis: int, keep: bool) -> tuple:
     return dims[:axis] + ((ONE,) if keep else ()) + dims[axis + 1:]
-
-def extent_of(lw, d: Dim, node: ast.AST) -> int:
-    if d.kind == "rdim":
-        return lw.rdims[d.id].extent
-    if d.kind == "one":
-        return 1
-    raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum", node)
 
 def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correction: float = 1,
            dtype: torch.dtype | None = None) -> Any:
@@ -55,9 +45,10 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     elif kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
         v = O.cast(lw, v, torch.int64, node)  # int32 would overflow where torch's int64 does not
     if kind in ("mean", "var", "std"):
-        n = 1
-        for a in axes:
-            n *= extent_of(lw, v.type.dims[a], node)
+        if any(v.type.dims[a].kind not in ("rdim", "one") for a in axes):
+            raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum",
+                         node)
+        n = math.prod(lw.rdims[v.type.dims[a].id].extent for a in axes if v.type.dims[a].kind == "rdim")
         if not v.type.dtype.is_floating_point:
             v = O.cast(lw, v, torch.float32, node)
         if kind == "mean":
@@ -103,15 +94,6 @@ def _mul(a, b):
     """The combine function of product reductions (inlined into a ``@triton.jit`` helper)."""
     return a * b
 
-def softmax(lw, v: Any, dim: int, node: ast.AST, log: bool = False, dtype: torch.dtype | None = None) -> Value:
-    v = lw.as_value(v, node)
-    x = O.cast(lw, v, torch.float32, node) if v.type.dtype != torch.float64 else v
-    shifted = O.binary(lw, "-", x, reduce(lw, "max", x, dim, True, node), node)
-    e = O.unary(lw, "exp", shifted, node)
-    s = reduce(lw, "sum", e, dim, True, node)
-    out = O.binary(lw, "-", shifted, O.unary(lw, "log", s, node), node) if log else O.binary(lw, "/", e, s, node)
-    return O.cast(lw, out, dtype or v.type.dtype, node)
-
 def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
     if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):
@@ -150,7 +132,7 @@ def _var_mean(lw, node, name, x, dim=None, *, keepdim=False, correction=None, un
     return reduce(lw, "var", x, dim, keepdim, node, correction=correction), reduce(lw, "mean", x, dim, keepdim, node)
 
 @rule(hl.randint)
-def _randint(lw, node, name, shape, low=0, high=None, seed=None):
+def _randint(lw, node, name, shape, low=0, high=None, seed=None, **_):
     r = rand(lw, node, name, shape, seed)
     span = O.binary(lw, "-", high, low, node)
     return O.binary(lw, "+", O.cast(lw, O.unary(lw, "floor", O.binary(lw, "*", r, span, node), node),
@@ -206,14 +188,12 @@ def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, groupe
     name = f"{lw.name}_combine_{len(lw.helpers)}"
     params = [Value("param", [f"{side}{i}"], BlockT((), dt), lw.pk.loc(node), f"{side}{i}")
               for side in ("lhs", "rhs") for i, dt in enumerate(dtypes)]
+    if not isinstance(fn, types.FunctionType) or fn.__module__ == "torch":
+        raise lw.err(exc.NotSupported, f"combine function {fn!r}: pass a Python function or lambda", node)
+    n = len(dtypes)
     saved, lw.stmts = lw.stmts, []
     try:
-        if isinstance(fn, types.FunctionType) and fn.__module__ not in ("torch",):
-            n = len(dtypes)
-            args = [tuple(params[:n]), tuple(params[n:])] if grouped and n > 1 else params
-            res = inline.call(lw, fn, args, {}, node)
-        else:
-            raise lw.err(exc.NotSupported, f"combine function {fn!r}: pass a Python function or lambda", node)
+        res = inline.call(lw, fn, [tuple(params[:n]), tuple(params[n:])] if grouped and n > 1 else params, {}, node)
         res = list(res) if isinstance(res, (tuple, list)) else [res]
         if len(res) != len(dtypes):
             raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values for {len(dtypes)} inputs",
@@ -282,7 +262,7 @@ def _seed(lw, seed: Any, what: str, node: ast.AST) -> Value:
     return lw.as_value(seed, node, torch.int32)
 
 @rule(hl.rand)
-def rand(lw, node, name, shape, seed=None) -> Value:
+def rand(lw, node, name, shape, seed=None, **_) -> Value:
     """Uniform [0, 1) float32 from Philox (tl.rand), one counter per element of the full index space."""
     if seed is None:
         raise lw.err(exc.CompileError, "hl.rand needs seed=", node)
@@ -469,9 +449,7 @@ def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
     bad = lw.err(exc.NotSupported, "a block can be sliced only into one half of a power-of-two ':' dim "
                  "(x[:, :h] or x[:, h:], other indices ':'); index the host tensor instead (x[tile, a:b])", node)
     bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
-    plain = all(isinstance(it, ast.Slice) and not (it.lower or it.upper or it.step)
-                for k, it in enumerate(items) if k not in bounded)
-    if len(bounded) != 1 or not plain or len(items) > v.type.ndim:
+    if len(bounded) != 1 or not all(isinstance(it, ast.Slice) for it in items) or len(items) > v.type.ndim:
         raise bad
     axis, it = bounded[0], items[bounded[0]]
     d = v.type.dims[axis]
@@ -482,10 +460,12 @@ def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
     if any(b is not None and not isinstance(b, int) for b in (lo, hi)):
         raise bad
     lo, hi, _ = slice(lo, hi).indices(extent)
-    h = extent // 2
+    h, n = extent // 2, v.type.ndim
     if (lo, hi) not in ((0, h), (h, extent)):
         raise bad
-    return _halves(lw, v, axis, node)[0 if lo == 0 else 1]
+    x = _last_dims(lw, _move(lw, v, axis, n - 1, node), [2, h], node)  # [..., 2, h]
+    halves = [_move(lw, half, n - 1, axis, node) for half in split(lw, _move(lw, x, n, n - 1, node), node)]
+    return halves[0 if lo == 0 else 1]  # (split of [..., h, 2])
 
 def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of the same shape along a power-of-two ':' dim (more than
@@ -510,13 +490,6 @@ def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     j = join(lw, _move(lw, a, axis, n - 1, node), _move(lw, b, axis, n - 1, node), node)  # [..., h, 2]
     j = _move(lw, j, n, n - 1, node)                                                      # [..., 2, h]
     return _move(lw, _last_dims(lw, j, [2 * h], node), n - 1, axis, node)
-
-def _halves(lw, v: Value, axis: int, node: ast.AST) -> tuple[Value, Value]:
-    n = v.type.ndim
-    x = _move(lw, v, axis, n - 1, node)
-    x = _last_dims(lw, x, [2, lw.rdims[x.type.dims[-1].id].extent // 2], node)  # [..., 2, h]
-    lo, hi = split(lw, _move(lw, x, n, n - 1, node), node)                      # of [..., h, 2]
-    return _move(lw, lo, n - 1, axis, node), _move(lw, hi, n - 1, axis, node)
 
 def _move(lw, v: Value, src: int, dst: int, node: ast.AST) -> Value:
     """v with its axis src moved to position dst."""

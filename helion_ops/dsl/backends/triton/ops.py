@@ -45,7 +45,6 @@ UNARY_FLOAT_CODE = {
 REDUCE_FN = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}
 NEUTRAL = {"sum": "0", "max": "float('-inf')", "min": "float('inf')"}
 INT_NEUTRAL = {"sum": "0", "max": "-2147483648", "min": "2147483647"}
-_ARG_NEUTRAL = {False: ("float('-inf')", "-2147483648"), True: ("float('inf')", "2147483647")}
 _SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
 
 def _lit(x, floating: bool = False) -> str:
@@ -98,12 +97,11 @@ def _arange(em, v: I.Value) -> str:
     return f"({v.args[0]} + {r.index})" if v.args[0] else r.index
 
 def _reshape(em, v: I.Value) -> str:
-    a = v.args
-    if not a[0].type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
-        if v.type.dtype == torch.bool:
-            return f"(tl.zeros({em.shape(v.type)}, tl.int1) | {em.name_of(a[0])})"
-        return f"(tl.zeros({em.shape(v.type)}, {tl_dtype(v.type.dtype)}) + {em.name_of(a[0])})"
-    return f"tl.reshape({em.name_of(a[0])}, {em.shape(v.type)})"
+    x = v.args[0]
+    if not x.type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
+        op = "|" if v.type.dtype == torch.bool else "+"
+        return f"(tl.zeros({em.shape(v.type)}, {tl_dtype(v.type.dtype)}) {op} {em.name_of(x)})"
+    return f"tl.reshape({em.name_of(x)}, {em.shape(v.type)})"
 
 def _fill(em, x: I.Value, axis: int, neutral: str) -> str:
     name = em.name_of(x)
@@ -112,10 +110,9 @@ def _fill(em, x: I.Value, axis: int, neutral: str) -> str:
 
 def _argmax(em, v: I.Value) -> str:
     x = v.args[0]
-    axis, keep = v.attrs["axis"], v.attrs["keepdim"]
-    fl, it = _ARG_NEUTRAL[v.attrs["is_min"]]
-    inp = _fill(em, x, axis, fl if x.type.dtype.is_floating_point else it)
-    fn = "tl.argmin" if v.attrs["is_min"] else "tl.argmax"
+    axis, keep, kind = v.attrs["axis"], v.attrs["keepdim"], "min" if v.attrs["is_min"] else "max"
+    inp = _fill(em, x, axis, (NEUTRAL if x.type.dtype.is_floating_point else INT_NEUTRAL)[kind])
+    fn = f"tl.arg{kind}"
     if not x.type.dtype.is_floating_point:
         return f"{fn}({inp}, {axis}, keep_dims={keep})"
     # torch takes NaN as the extreme (its first NaN wins, as its max/min propagate NaN); Triton's
@@ -127,14 +124,11 @@ def _argmax(em, v: I.Value) -> str:
             f"{fn}({vals}, {axis}, keep_dims={keep}))")
 
 def _combine(em, v: I.Value) -> str:
-    axis = v.attrs["axis"]
-    if v.attrs["kind"] == "reduce":
-        ins = [_fill(em, x, axis, em.name_of(o) if isinstance(o, I.Value) else _lit(o))
-               for x, o in zip(v.args, v.attrs["other"])]
-    else:
-        ins = [em.name_of(x) for x in v.args]
+    axis, reduce = v.attrs["axis"], v.attrs["kind"] == "reduce"
+    ins = ([_fill(em, x, axis, em.name_of(o) if isinstance(o, I.Value) else _lit(o))
+            for x, o in zip(v.args, v.attrs["other"])] if reduce else [em.name_of(x) for x in v.args])
     tup = f"({', '.join(ins)},)" if v.attrs["multi"] else ins[0]
-    if v.attrs["kind"] == "reduce":
+    if reduce:
         return f"tl.reduce({tup}, {axis}, {v.attrs['fn']}, keep_dims={v.attrs['keepdim']})"
     return f"tl.associative_scan({tup}, {axis}, {v.attrs['fn']}, reverse={v.attrs['reverse']})"
 
@@ -143,31 +137,26 @@ def _scan(em, v: I.Value) -> str:
     x = v.args[0]
     # forward scans never read the masked tail into valid lanes; reverse scans do
     inp = _fill(em, x, axis, _SCAN_NEUTRAL[op]) if rev else em.name_of(x)
-    fn = "tl.cumsum" if op == "sum" else "tl.cumprod"
-    return f"{fn}({inp}, axis={axis}" + (", reverse=True)" if rev else ")")
+    return f"tl.cum{op}({inp}, axis={axis}" + (", reverse=True)" if rev else ")")
 
 def _rand(em, v: I.Value) -> str:
     """Philox counter = the element's linear index in the full (unpadded) index space."""
-    dims = v.type.dims
-    n = len(dims)
-    offs = "0"
+    dims, offs = v.type.dims, "0"
     for k, d in enumerate(dims):
         if d.kind == "tile":
             t = em.d.tiles[d.id]
-            idx, ext = (t.offset if t.is_grid else t.indices), t.static_len
-            if ext is None:
+            if t.static_len is None:
                 raise exc.NotSupported("hl.rand over a tile whose extent is not known at compile time", v.loc)
+            term, ext = (t.offset if t.is_grid else em.bcast(t.indices, k, len(dims))), t.static_len
         elif d.kind == "rdim":
             r = em.d.rdims[d.id]
-            idx, ext = r.index, r.extent
+            term, ext = em.bcast(r.index, k, len(dims)), r.extent
         else:
             continue
-        term = em.bcast(idx, k, n) if not (d.kind == "tile" and em.d.tiles[d.id].is_grid) else idx
         offs = term if offs == "0" else f"({offs}) * {ext} + {term}"
-    if offs == "0" or all(d.kind == "one" for d in dims):
-        offs = f"tl.zeros({em.shape(v.type)}, tl.int32)"
-    else:
-        offs = f"tl.broadcast_to({offs}, {em.shape(v.type)})"
+    shape = em.shape(v.type)
+    offs = (f"tl.zeros({shape}, tl.int32)" if offs == "0" or all(d.kind == "one" for d in dims)
+            else f"tl.broadcast_to({offs}, {shape})")
     return f"tl.{'randn' if v.attrs.get('normal') else 'rand'}({em.name_of(v.args[0])}, {offs})"
 
 def _inline_triton(em, v: I.Value) -> str:
