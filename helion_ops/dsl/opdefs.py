@@ -1,11 +1,8 @@
 """The device ops, declared once: what device code may call (``CALLS``, ``METHODS``: a torch function or block
 method -> its lowering rule) and every op of the IR (``OPS``, with the flags the passes and backends read).
-
-An op's type rule is the lowering handler that emits it (``ops.py``, ``ops_extra.py``: each computes its
-result's ``BlockT`` and checks its operands at the user's line); its code is one entry per backend
-(``backends/triton/ops.py``: ``EMIT``). A new op is one ``OpDef`` here, one handler and one entry per
-backend; ``tests/dsl/test_stages.py`` checks that every op lowering can emit has all three.
-"""
+An op's type rule is the handler that emits it (``ops.py``, ``ops_extra.py``: it types the result and checks
+the operands at the user's line); its code is one entry per backend (``backends/triton/ops.py``: ``EMIT``).
+``tests/dsl/test_stages.py`` checks that every op lowering can emit has all three."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +23,7 @@ class OpDef:
         f = getattr(self, name)
         return f(v) if callable(f) else f
 
-_OPS = [
+OPS: dict[str, OpDef] = {d.name: d for d in [
     OpDef("const", "a Python number", constant=True, inline=True),
     OpDef("param", "a scalar kernel argument", constant=True, inline=True),
     OpDef("tile_attr", "a tile's index, begin, end or id", inline=lambda v: v.attrs["attr"] in ("index", "begin")),
@@ -57,25 +54,19 @@ _OPS = [
     OpDef("split", "the two halves of a last dim of 2", chunkable=False),
     OpDef("join", "two blocks stacked on a new last dim", chunkable=False),
     OpDef("gather", "a block's values picked along one dim by an index block", chunkable=False),
-]
-OPS: dict[str, OpDef] = {d.name: d for d in _OPS}
+]}
 
-# Functions called in device code (the function object) and methods of device blocks (the name) -> their
-# lowering rule, rule(lw, fn_or_name, ...). Rules live with the handlers they call (ops_extra.py,
-# ops_dispatch.py) and register with ``calls``/``methods``; the first registration of a key wins. A rule may
+# Functions called in device code (the function object) and methods of device blocks (the name) -> their lowering
+# rule, rule(lw, node, name, *args, **kwargs), a method's block first. Rules live with the handlers they call
+# (ops_extra.py, ops_dispatch.py) and register with ``rule``; the first registration of a key wins. A rule may
 # return DECLINE to leave the call to ops_dispatch's generic handling (builtins on host values).
 CALLS: dict[Any, Callable[..., Any]] = {}
 METHODS: dict[str, Callable[..., Any]] = {}
 DECLINE = object()
 
-def _registrar(table: dict) -> Callable:
-    def register(*keys: Any) -> Callable:
-        def deco(rule: Callable) -> Callable:
-            for k in keys:
-                table.setdefault(k, rule)
-            return rule
-        return deco
-    return register
-
-calls = _registrar(CALLS)      # @calls(torch.exp, ...): rule(lw, fn, args, kwargs, node)
-methods = _registrar(METHODS)  # @methods("exp", ...): rule(lw, block, name, args, kwargs, node)
+def rule(*keys: Any) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        for k in keys:
+            (METHODS if isinstance(k, str) else CALLS).setdefault(k, fn)
+        return fn
+    return deco

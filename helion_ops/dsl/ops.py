@@ -1,65 +1,32 @@
-"""Torch and hl operations inside device loops: typing rules and IR construction.
-
-Each handler checks shapes and dtypes (errors point at the source line) and
-emits IR values. Math in half precision computes in fp32 and casts back, as
-torch does internally; ``libdevice`` is never used (the interpreter lacks it).
-"""
+"""The core device ops' typing rules: each handler checks shapes and dtypes (errors point at the source line) and
+emits IR values. Math in half precision computes in fp32 and casts back, as torch does internally; ``libdevice``
+is never used (the interpreter lacks it)."""
 from __future__ import annotations
 
 import ast
 import math
+import operator
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from . import exc
 from .ir import Value
 from .types import ONE, BlockSizeInt, BlockT, Dim, TensorRef, TileVar, broadcast_dims, same_dims, tile_dim
 
-# torch unary function -> IR unary op name
-UNARY = {
-    torch.exp: "exp", torch.exp2: "exp2", torch.log: "log", torch.log2: "log2", torch.sqrt: "sqrt",
-    torch.rsqrt: "rsqrt", torch.sigmoid: "sigmoid", torch.tanh: "tanh", torch.relu: "relu",
-    torch.abs: "abs", torch.neg: "neg", torch.sin: "sin", torch.cos: "cos", torch.erf: "erf",
-    torch.floor: "floor", torch.ceil: "ceil", torch.log1p: "log1p", torch.expm1: "expm1",
-    torch.reciprocal: "reciprocal", torch.square: "square", torch.logical_not: "not",
-    F.relu: "relu", F.silu: "silu", F.sigmoid: "sigmoid", F.tanh: "tanh", F.softplus: "softplus",
-    torch.isnan: "isnan", torch.isinf: "isinf", torch.trunc: "trunc", torch.sign: "sign", torch.round: "round",
-}
 # unary ops whose fp16/bf16 inputs compute in fp32 (transcendentals)
 FP32_MATH = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh", "sin", "cos", "erf",
              "log1p", "expm1", "silu", "gelu", "gelu_tanh", "softplus", "reciprocal"}
 BOOL_RESULT = {"not", "isnan", "isinf"}
-METHOD_UNARY = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh", "relu", "abs", "neg",
-                "sin", "cos", "erf", "floor", "ceil", "log1p", "expm1", "reciprocal", "square", "trunc",
-                "isnan", "isinf", "logical_not", "sign", "round"}
-BINARY_FN = {torch.maximum: "maximum", torch.minimum: "minimum", torch.add: "+", torch.sub: "-",
-             torch.mul: "*", torch.div: "/", torch.pow: "**", torch.fmod: "fmod", torch.remainder: "%",
-             torch.eq: "==", torch.ne: "!=", torch.lt: "<", torch.le: "<=", torch.gt: ">", torch.ge: ">=",
-             torch.logical_and: "&", torch.logical_or: "|", torch.bitwise_and: "&", torch.bitwise_or: "|",
-             torch.bitwise_xor: "^", torch.atan2: "atan2"}
-METHOD_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "maximum": "maximum",
-                 "minimum": "minimum", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
-                 "logical_and": "&", "logical_or": "|"}
-REDUCE = {torch.sum: "sum", torch.mean: "mean", torch.amax: "max", torch.amin: "min", torch.var: "var",
-          torch.std: "std", torch.prod: "prod", torch.all: "all", torch.any: "any"}
-METHOD_REDUCE = {"sum": "sum", "mean": "mean", "amax": "max", "amin": "min", "var": "var", "std": "std",
-                 "prod": "prod", "all": "all", "any": "any"}
 CMP = {"<", "<=", ">", ">=", "==", "!="}
 _PY_BIN: dict[str, Callable] = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b,
-    "//": lambda a, b: a // b, "%": lambda a, b: a % b, "**": lambda a, b: a ** b, "&": lambda a, b: a & b,
-    "|": lambda a, b: a | b, "^": lambda a, b: a ^ b, "<<": lambda a, b: a << b, ">>": lambda a, b: a >> b,
-    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "maximum": max, "minimum": min,
-    "fmod": math.fmod,
-}
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "//": operator.floordiv,
+    "%": operator.mod, "**": operator.pow, "&": operator.and_, "|": operator.or_, "^": operator.xor,
+    "<<": operator.lshift, ">>": operator.rshift, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+    ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "maximum": max, "minimum": min, "fmod": math.fmod}
 
 def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float, bool)) and not isinstance(x, Value)
-
-# ---- elementwise --------------------------------------------------------------------------------
 
 def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     if op is None:
@@ -100,16 +67,12 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
 
 def _align(lw, a: Any, b: Any, dtype: torch.dtype, node: ast.AST) -> tuple[Value, Value]:
     """Cast operands to the computation dtype and give both the same rank."""
-    vals = []
-    for v in (a, b):
+    def conv(v: Any) -> Value:
         v = lw.as_value(v, node, dtype if _is_num(v) else None)
-        if v.type.dtype != dtype and v.op != "const":
-            v = lw.emit("cast", [v], v.type.with_dtype(dtype), node)
-        elif v.op == "const":
-            v = Value("const", v.args, v.type.with_dtype(dtype), v.loc)
-        vals.append(v)
-    n = max(vals[0].type.ndim, vals[1].type.ndim)
-    return tuple(expand_rank(lw, v, n, node) for v in vals)  # type: ignore[return-value]
+        return Value("const", v.args, v.type.with_dtype(dtype), v.loc) if v.op == "const" else cast(lw, v, dtype, node)
+    a, b = conv(a), conv(b)
+    n = max(a.type.ndim, b.type.ndim)
+    return expand_rank(lw, a, n, node), expand_rank(lw, b, n, node)
 
 def expand_rank(lw, v: Value, n: int, node: ast.AST) -> Value:
     if v.type.ndim >= n or not v.type.dims:
@@ -129,18 +92,15 @@ def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
         v = lw.as_value(v, node, torch.float32)
     if name == "pos":
         return v
-    if name == "logical_not":
-        name = "not"
+    name = "not" if name == "logical_not" else name
     dtype = v.type.dtype
     if name in FP32_MATH and not dtype.is_floating_point:
-        v = lw.emit("cast", [v], v.type.with_dtype(torch.float32), node)
-        dtype = torch.float32
-    out_dtype = torch.bool if name in BOOL_RESULT else dtype
+        v, dtype = cast(lw, v, torch.float32, node), torch.float32
     if name in FP32_MATH and dtype in (torch.float16, torch.bfloat16):
-        up = lw.emit("cast", [v], v.type.with_dtype(torch.float32), node)
-        r = lw.emit("unary", [up], up.type, node, op=name, **attrs)
-        return lw.emit("cast", [r], r.type.with_dtype(dtype), node)
-    return lw.emit("unary", [v], v.type.with_dtype(out_dtype), node, op=name, **attrs)
+        up = cast(lw, v, torch.float32, node)
+        return cast(lw, lw.emit("unary", [up], up.type, node, op=name, **attrs), dtype, node)
+    return lw.emit("unary", [v], v.type.with_dtype(torch.bool if name in BOOL_RESULT else dtype), node, op=name,
+                   **attrs)
 
 def where(lw, c: Any, a: Any, b: Any, node: ast.AST) -> Value:
     c = lw.as_value(c, node)
@@ -157,13 +117,7 @@ def cast(lw, v: Any, dtype: torch.dtype, node: ast.AST) -> Any:
     if not isinstance(dtype, torch.dtype):
         raise lw.err(exc.TypeError_, f".to() expects a torch.dtype, got {dtype!r}", node)
     v = lw.as_value(v, node)
-    if v.type.dtype == dtype:
-        return v
-    return lw.emit("cast", [v], v.type.with_dtype(dtype), node)
-
-# ---- reductions ---------------------------------------------------------------------------------
-
-# ---- matmul -------------------------------------------------------------------------------------
+    return v if v.type.dtype == dtype else lw.emit("cast", [v], v.type.with_dtype(dtype), node)
 
 def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = False,
         out_dtype: torch.dtype | None = None) -> Value:
@@ -174,11 +128,11 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
         else:
             b = expand(lw, unsqueeze(lw, b, 0, node), a.type.dims[:1] + b.type.dims, node)
     if a.type.ndim < 2 or b.type.ndim < 2 or a.type.ndim != b.type.ndim:
-        raise lw.err(exc.ShapeMismatch, f"matmul needs two 2-D (or equal-rank 3-D) blocks, got {a.type} and {b.type}", node)
+        raise lw.err(exc.ShapeMismatch, f"matmul needs two 2-D (or equal-rank 3-D) blocks, got {a.type} and {b.type}",
+                     node)
     if a.type.dims[-1] != b.type.dims[-2]:
         raise lw.err(exc.ShapeMismatch, f"matmul contraction dims differ: {a.type} @ {b.type}", node)
-    batch = broadcast_dims(a.type.dims[:-2], b.type.dims[:-2], lw.pk.loc(node))
-    dims = batch + (a.type.dims[-2], b.type.dims[-1])
+    dims = broadcast_dims(a.type.dims[:-2], b.type.dims[:-2], lw.pk.loc(node)) + (a.type.dims[-2], b.type.dims[-1])
     if a.type.dtype != b.type.dtype:
         common = torch.promote_types(a.type.dtype, b.type.dtype)
         a, b = cast(lw, a, common, node), cast(lw, b, common, node)
@@ -189,22 +143,14 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
         acc = lw.as_value(acc, node)
         if not same_dims(acc.type.dims, dims):
             raise lw.err(exc.ShapeMismatch, f"accumulator shape {acc.type} does not match product {list(dims)}", node)
-        if acc.type.dtype != acc_dtype:
-            acc_in = cast(lw, acc, acc_dtype, node)
-        else:
-            acc_in = acc
-        r = lw.emit("dot", [a, b, acc_in], BlockT(dims, acc_dtype), node)
+        r = lw.emit("dot", [a, b, cast(lw, acc, acc_dtype, node)], BlockT(dims, acc_dtype), node)
         return cast(lw, r, acc.type.dtype, node)
     r = lw.emit("dot", [a, b], BlockT(dims, acc_dtype), node)
-    target = out_dtype or (in_dtype if torch_semantics else acc_dtype)
-    return cast(lw, r, target, node)
-
-# ---- creation -----------------------------------------------------------------------------------
+    return cast(lw, r, out_dtype or (in_dtype if torch_semantics else acc_dtype), node)
 
 def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
     if isinstance(shape, (int, TileVar)):
         shape = [shape]
-
     dims = []
     for s in shape:
         if isinstance(s, BlockSizeInt):
@@ -220,10 +166,9 @@ def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
 
 def full(lw, shape: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
     dims = shape_dims(lw, shape, node)
-    dtype = dtype or (torch.float32 if isinstance(value, float) else torch.int32 if isinstance(value, int) else torch.float32)
+    dtype = dtype or (torch.int32 if isinstance(value, int) else torch.float32)
     if isinstance(value, Value):
         value = cast(lw, value, dtype, node)
-        return lw.emit("full", [value], BlockT(dims, dtype), node)
     return lw.emit("full", [value], BlockT(dims, dtype), node)
 
 def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
@@ -237,14 +182,12 @@ def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
         # lines up with the tile's own dim (its mask comes from the tile where they meet)
         lw.block_ids.add(end.bid)
         v = lw.emit("arange", [0], BlockT((Dim("block", end.bid, end.bid),), torch.int32), node, block=end.bid)
-        return cast(lw, v, dtype, node) if dtype is not None else v
-    if not isinstance(begin, int) or not isinstance(end, int):
+    elif not isinstance(begin, int) or not isinstance(end, int):
         raise lw.err(exc.NotSupported, "hl.arange needs compile-time bounds", node)
-    r = lw.rdim_for(end - begin, node)
-    v = lw.emit("arange", [begin], BlockT((Dim("rdim", r.id),), torch.int32), node, rdim=r)
+    else:
+        r = lw.rdim_for(end - begin, node)
+        v = lw.emit("arange", [begin], BlockT((Dim("rdim", r.id),), torch.int32), node, rdim=r)
     return cast(lw, v, dtype, node) if dtype is not None else v
-
-# ---- views --------------------------------------------------------------------------------------
 
 def permute(lw, v: Value, perm: list[int], node: ast.AST) -> Value:
     perm = [p % v.type.ndim for p in perm]
@@ -255,13 +198,9 @@ def permute(lw, v: Value, perm: list[int], node: ast.AST) -> Value:
     return lw.emit("permute", [v], BlockT(tuple(v.type.dims[p] for p in perm), v.type.dtype), node, perm=perm)
 
 def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
-    """``x.reshape(...)`` / ``x.view(...)`` on a block.
-
-    Tile and block dims must stay, in order; between them, full (':') dims may be split or
-    merged when their extents are powers of two (no padding lanes to mix in), and size-1
-    dims may come and go."""
+    """``x.reshape(...)`` / ``x.view(...)``: tile and block dims stay, in order; between them, full (':') dims may be
+    split or merged when their extents are powers of two (no padding lanes to mix in); size-1 dims come and go."""
     shape = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
-
     v = lw.as_value(v, node)
     new: list[Dim] = []
     infer = None
@@ -298,9 +237,8 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
         dst_groups = _groups(lw, tuple(new))
     if [k for k, _ in src_groups if isinstance(k, Dim)] != [k for k, _ in dst_groups if isinstance(k, Dim)]:
         raise bad
-    for (sk, sn), (dk, dn) in zip(src_groups, dst_groups):
-        if sn != dn:
-            raise bad
+    if any(sn != dn for (_, sn), (_, dn) in zip(src_groups, dst_groups)):
+        raise bad
     dims = tuple(new)
     if dims == v.type.dims:
         return v
@@ -310,12 +248,10 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     return lw.emit("reshape", [v], BlockT(dims, v.type.dtype), node)
 
 def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
-    """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n]
-    blocks, reshaped to [2 * block_k, n]) when the tile never has a partial block: then its lanes carry no
-    mask, and it can be retyped as a ':' dim of extent block. A tile with a partial block would lose its
-    mask in the merge, so it stays an error."""
+    """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n] blocks,
+    reshaped to [2 * block_k, n]) when the tile never has a partial block: then its lanes carry no mask, and it
+    can be retyped as a ':' dim of extent block (a partial block's mask would be lost in the merge)."""
     dims = list(v.type.dims)
-    changed = False
     for i, d in enumerate(dims):
         if d.kind != "tile" or d in new:
             continue
@@ -326,25 +262,20 @@ def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
                          f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the merged "
                          f"lanes would lose its mask", node)
         dims[i] = Dim("rdim", lw.rdim_for(block, node).id)
-        changed = True
-    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node) if changed else v
+    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node) if tuple(dims) != v.type.dims else v
 
 def _groups(lw, dims: tuple[Dim, ...]) -> list:
-    """Dims as [(tile/block dim, 1) | (indices of a run of full dims, product of extents)]."""
+    """Dims as [(tile/block dim, 1) | (indices of a run of full dims, product of extents)]; size-1 dims left out."""
     out: list = []
-    run: list[int] = []
-    n = 1
     for i, d in enumerate(dims):
         if d.kind in ("tile", "block"):
-            if run:
-                out.append((tuple(run), n))
-            run, n = [], 1
             out.append((d, 1))
         elif d.kind in ("rdim", "infer"):
-            run.append(i)
-            n *= lw.rdims[d.id].extent if d.kind == "rdim" else 1
-    if run:
-        out.append((tuple(run), n))
+            n = lw.rdims[d.id].extent if d.kind == "rdim" else 1
+            if out and not isinstance(out[-1][0], Dim):  # the run goes on
+                out[-1] = (out[-1][0] + (i,), out[-1][1] * n)
+            else:
+                out.append(((i,), n))
     return out
 
 def squeeze(lw, v: Value, dim: Any, node: ast.AST) -> Value:
@@ -363,8 +294,6 @@ def expand(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
     v = expand_rank(lw, v, len(out), node)
     return lw.emit("broadcast_to", [v], BlockT(out, v.type.dtype), node)
 
-# ---- attributes -------------------------------------------------------------------------------
-
 _DEVICE = torch.device("cpu")  # x.device in device code: only passed on (device=, .to()), where it is ignored
 
 def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
@@ -375,32 +304,22 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
         if attr in ("begin", "end", "id"):
             return Value("tile_attr", [t], BlockT((), torch.int32), lw.pk.loc(node), f"{t.name}_{attr}", attr=attr)
         if attr == "block_size":
-            if t.block_id is not None:
-                return lw.block_int(t.block_id, lw.tile_block(t, note=False))
-            return t.fixed
+            return t.fixed if t.block_id is None else lw.block_int(t.block_id, lw.tile_block(t, note=False))
         raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
     if isinstance(base, TensorRef):
         a = base.arg
-        if attr == "shape":
-            return torch.Size(a.sizes)
-        if attr == "dtype":
-            return a.dtype
-        if attr == "ndim":
-            return a.ndim
-        if attr == "device":
-            return _DEVICE
+        props = {"shape": torch.Size(a.sizes), "dtype": a.dtype, "ndim": a.ndim, "device": _DEVICE}
+        if attr in props:
+            return props[attr]
         raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code", node)
     if isinstance(base, Value):
-        if attr == "dtype":
-            return base.type.dtype
         if attr == "T":
             return permute(lw, base, list(range(base.type.ndim))[::-1], node)
-        if attr == "ndim":
-            return base.type.ndim
-        if attr == "device":
-            return _DEVICE
         if attr == "shape":
             return tuple(dim_size(lw, d) for d in base.type.dims)
+        props = {"dtype": base.type.dtype, "ndim": base.type.ndim, "device": _DEVICE}
+        if attr in props:
+            return props[attr]
         raise lw.err(exc.NotSupported, f"block attribute .{attr}", node)
     try:
         return getattr(base, attr)

@@ -1,14 +1,11 @@
-"""Device ops beyond the core set: combine-function reductions and scans, argmax,
-var_mean, Philox random numbers, inline Triton, hl.split / hl.join and the
-``hl.tile_*`` spellings of tile attributes.
-
-Combine functions (``hl.reduce(fn, ...)``, ``hl.associative_scan(fn, ...)``) are
-lowered like inlined helpers, on scalar parameters, into a separate IR body that
-codegen emits as its own ``@triton.jit`` function (``DeviceIR.helpers``).
-"""
+"""Device ops beyond the core set: reductions (torch's, and hl.reduce / associative_scan with a combine function,
+lowered like an inlined helper into its own ``@triton.jit`` function, ``DeviceIR.helpers``), scans, argmax,
+Philox random numbers, inline Triton and PTX, and the block shuffles: views, split / join, gather, stack / cat."""
 from __future__ import annotations
 
 import ast
+import functools
+import math
 import operator
 import sys
 import textwrap
@@ -21,28 +18,21 @@ import torch
 from . import exc, indexing as IX, language as hl
 from . import ops as O
 from .ir import Value
-from .opdefs import calls as _calls, methods as _methods
+from .opdefs import rule
 from .types import ONE, BlockT, Dim, TensorRef, TileVar, broadcast_dims
-
-# ---- reductions and views over block dims ------------------------------------------------------
 
 def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
     if dim is None:
         return list(range(v.type.ndim))
-    dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
-    out = []
-    for d in dims:
-        if not isinstance(d, int) or not -v.type.ndim <= d < v.type.ndim:
-            raise lw.err(exc.ShapeMismatch, f"reduction dim {d} out of range for {v.type}", node)
-        out.append(d % v.type.ndim)
-    return sorted(out)
+    return sorted(_axis(lw, v, d, node) for d in (dim if isinstance(dim, (tuple, list)) else [dim]))
 
-def extent_of(lw, d: Dim, node: ast.AST) -> int:
-    if d.kind == "rdim":
-        return lw.rdims[d.id].extent
-    if d.kind == "one":
-        return 1
-    raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum", node)
+def _axis(lw, v: Value, dim: Any, node: ast.AST) -> int:
+    if not isinstance(dim, int) or not -v.type.ndim <= dim < v.type.ndim:
+        raise lw.err(exc.ShapeMismatch, f"dim {dim!r} out of range for {v.type}", node)
+    return dim % v.type.ndim
+
+def _reduced(dims: tuple, axis: int, keep: bool) -> tuple:
+    return dims[:axis] + ((ONE,) if keep else ()) + dims[axis + 1:]
 
 def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correction: float = 1,
            dtype: torch.dtype | None = None) -> Any:
@@ -55,24 +45,21 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     elif kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
         v = O.cast(lw, v, torch.int64, node)  # int32 would overflow where torch's int64 does not
     if kind in ("mean", "var", "std"):
-        n = 1
-        for a in axes:
-            n *= extent_of(lw, v.type.dims[a], node)
+        if any(v.type.dims[a].kind not in ("rdim", "one") for a in axes):
+            raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum",
+                         node)
+        n = math.prod(lw.rdims[v.type.dims[a].id].extent for a in axes if v.type.dims[a].kind == "rdim")
         if not v.type.dtype.is_floating_point:
             v = O.cast(lw, v, torch.float32, node)
         if kind == "mean":
-            s = reduce(lw, "sum", v, axes, keepdim, node)
-            return O.binary(lw, "*", s, 1.0 / n, node)
-        m = reduce(lw, "mean", v, axes, True, node)
-        d = O.binary(lw, "-", v, m, node)
+            return O.binary(lw, "*", reduce(lw, "sum", v, axes, keepdim, node), 1.0 / n, node)
+        d = O.binary(lw, "-", v, reduce(lw, "mean", v, axes, True, node), node)
         ss = reduce(lw, "sum", O.binary(lw, "*", d, d, node), axes, keepdim, node)
         var = O.binary(lw, "/", ss, float(max(n - correction, 0)) or float("nan"), node)
         return O.unary(lw, "sqrt", var, node) if kind == "std" else var
     if kind in ("all", "any"):
-        v = v if v.type.dtype == torch.bool else O.binary(lw, "!=", v, 0, node)
-        v = O.cast(lw, v, torch.int32, node)
-        r = reduce(lw, "min" if kind == "all" else "max", v, axes, keepdim, node)
-        return O.binary(lw, "!=", r, 0, node)
+        v = O.cast(lw, v if v.type.dtype == torch.bool else O.binary(lw, "!=", v, 0, node), torch.int32, node)
+        return O.binary(lw, "!=", reduce(lw, "min" if kind == "all" else "max", v, axes, keepdim, node), 0, node)
     in_dtype = v.type.dtype
     if in_dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod"):
         v = O.cast(lw, v, torch.float32, node)  # accumulate in fp32, as torch does
@@ -85,15 +72,10 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
             if m is not None:
                 v = O.where(lw, m, v, _neutral(kind, v.type.dtype), node)
         if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1
-            v = reduce_fn(lw, _mul, v, a, 1, keepdim, node)
-            continue
-        dims = list(v.type.dims)
-        if keepdim:
-            dims[a] = ONE
+            v = reduce_fn(lw, node, "reduce", _mul, v, a, 1, keepdim)
         else:
-            dims.pop(a)
-        v = lw.emit("reduce", [v], BlockT(tuple(dims), v.type.dtype), node, op=kind, axis=a,
-                    keepdim=keepdim, rdim=v.type.dims[a])
+            v = lw.emit("reduce", [v], BlockT(_reduced(v.type.dims, a, keepdim), v.type.dtype), node, op=kind, axis=a,
+                        keepdim=keepdim, rdim=v.type.dims[a])
     if v.type.dtype != in_dtype and kind in ("sum", "prod") and in_dtype in (torch.float16, torch.bfloat16):
         v = O.cast(lw, v, in_dtype, node)
     return v
@@ -112,181 +94,92 @@ def _mul(a, b):
     """The combine function of product reductions (inlined into a ``@triton.jit`` helper)."""
     return a * b
 
-def softmax(lw, v: Any, dim: int, node: ast.AST, log: bool = False, dtype: torch.dtype | None = None) -> Value:
-    v = lw.as_value(v, node)
-    out_dtype = dtype or v.type.dtype
-    x = O.cast(lw, v, torch.float32, node) if v.type.dtype != torch.float64 else v
-    m = reduce(lw, "max", x, dim, True, node)
-    shifted = O.binary(lw, "-", x, m, node)
-    e = O.unary(lw, "exp", shifted, node)
-    s = reduce(lw, "sum", e, dim, True, node)
-    out = O.binary(lw, "-", shifted, O.unary(lw, "log", s, node), node) if log else O.binary(lw, "/", e, s, node)
-    return O.cast(lw, out, out_dtype, node)
-
 def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
     if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):
         return block_half(lw, v, items, node)
-    dims: list[Dim] = []
-    axes: list[bool] = []  # True: an axis of v, False: a new size-1 axis
-    src = list(v.type.dims)
-    i = 0
+    src, i = v.type.dims, 0
+    out: list[tuple[Dim, bool]] = []  # (dim, True: an axis of v, False: a new size-1 axis)
     for it in items:
-        if isinstance(it, ast.Slice) and it.lower is None and it.upper is None and it.step is None:
+        if isinstance(it, ast.Slice):
             if i >= len(src):
                 raise lw.err(exc.ShapeMismatch, f"too many ':' indices for a block of {len(src)} dims ({v.type})", node)
-            dims.append(src[i])
-            axes.append(True)
+            out.append((src[i], True))
             i += 1
         elif isinstance(it, ast.Constant) and it.value is None:
-            dims.append(ONE)
-            axes.append(False)
+            out.append((ONE, False))
         elif isinstance(it, ast.Constant) and it.value is Ellipsis:
-            rest = len(src) - i - sum(1 for x in items if not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)))
-            dims.extend(src[i:i + rest])
-            axes.extend([True] * rest)
+            rest = len(src) - i - sum(not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)) for x in items)
+            out += [(d, True) for d in src[i:i + rest]]
             i += rest
         else:  # Triton has no gather or slice of register blocks
             raise lw.err(exc.NotSupported, "blocks can be indexed only with ':', None and '...'; index the host "
                          "tensor instead (x[tile, a:b]) or use hl.split / torch.where", node)
-    dims.extend(src[i:])
-    axes.extend([True] * (len(src) - i))
-    return lw.emit("view", [v], BlockT(tuple(dims), v.type.dtype), node, axes=tuple(axes))
+    out += [(d, True) for d in src[i:]]
+    return lw.emit("view", [v], BlockT(tuple(d for d, _ in out), v.type.dtype), node, axes=tuple(a for _, a in out))
 
 # combine functions that are plain reductions
 _BUILTIN_COMBINE = {torch.max: "max", torch.maximum: "max", torch.amax: "max", torch.min: "min",
                     torch.minimum: "min", torch.amin: "min", torch.add: "sum", operator.add: "sum",
                     torch.sum: "sum"}
-_TILE_FNS = {hl.tile_index: "index", hl.tile_begin: "begin", hl.tile_end: "end",
-             hl.tile_block_size: "block_size", hl.tile_id: "id"}
 
-_calls(*_TILE_FNS)(lambda lw, fn, args, kwargs, node: O.attribute(lw, args[0], _TILE_FNS[fn], node))
+rule(hl.tile_index, hl.tile_begin, hl.tile_end, hl.tile_block_size, hl.tile_id)(
+    lambda lw, node, name, tile: O.attribute(lw, tile, name[len("tile_"):], node))
 
-@_calls(torch.var_mean)
-def _var_mean(lw, fn, args, kwargs, node):
-    x = args[0]
-    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-    keep = kwargs.get("keepdim", False)
-    corr = kwargs.get("correction", 0 if kwargs.get("unbiased", True) is False else 1)
-    return (reduce(lw, "var", x, dim, keep, node, correction=corr), reduce(lw, "mean", x, dim, keep, node))
+@rule(torch.var_mean)
+def _var_mean(lw, node, name, x, dim=None, *, keepdim=False, correction=None, unbiased=True, **_):
+    correction = (0 if unbiased is False else 1) if correction is None else correction
+    return reduce(lw, "var", x, dim, keepdim, node, correction=correction), reduce(lw, "mean", x, dim, keepdim, node)
 
-_calls(torch.argmax, torch.argmin)(lambda lw, fn, args, kwargs, node: argmax(
-    lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None), kwargs.get("keepdim", False), node,
-    fn is torch.argmin))
-_calls(hl.reduce)(lambda lw, fn, args, kwargs, node: reduce_fn(
-    lw, args[0], args[1], kwargs.get("dim", args[2] if len(args) > 2 else None),
-    kwargs.get("other", args[3] if len(args) > 3 else 0), kwargs.get("keep_dims", args[4] if len(args) > 4 else False),
-    node))
-_calls(hl.associative_scan)(lambda lw, fn, args, kwargs, node: scan_fn(
-    lw, args[0], args[1], kwargs.get("dim", args[2] if len(args) > 2 else None),
-    kwargs.get("reverse", args[3] if len(args) > 3 else False), node))
-try:  # torch's higher-order op: combine_fn(lefts, rights) takes tuples when xs is one
-    from torch._higher_order_ops import associative_scan as _torch_scan
-    _calls(_torch_scan)(lambda lw, fn, args, kwargs, node: scan_fn(
-        lw, args[0], args[1] if len(args) > 1 else kwargs["xs"], kwargs.get("dim", args[2] if len(args) > 2 else None),
-        kwargs.get("reverse", args[3] if len(args) > 3 else False), node, grouped=True))
-except ImportError:  # pragma: no cover (older torch)
-    pass
-_calls(hl.cumsum, torch.cumsum, hl.cumprod, torch.cumprod)(lambda lw, fn, args, kwargs, node: cumulative(
-    lw, "sum" if fn in (hl.cumsum, torch.cumsum) else "prod", args[0],
-    kwargs.get("dim", args[1] if len(args) > 1 else None), kwargs.get("reverse", args[2] if len(args) > 2 else False),
-    node, kwargs.get("dtype")))
-_calls(hl.rand)(lambda lw, fn, args, kwargs, node: rand(lw, args[0], kwargs.get("seed", args[1] if len(args) > 1 else None),
-                                                         node))
-_calls(hl.rand4x)(lambda lw, fn, args, kwargs, node: rand4x(
-    lw, kwargs.get("seed", args[0] if args else None), kwargs.get("offsets", args[1] if len(args) > 1 else None), node))
-_calls(torch.rand_like, torch.randn_like, torch.rand, torch.randn)(
-    lambda lw, fn, args, kwargs, node: torch_random(lw, fn, args, kwargs, node))
-
-@_calls(hl.randint)
-def _randint(lw, fn, args, kwargs, node):
-    low = kwargs.get("low", args[1] if len(args) > 1 else 0)
-    high = kwargs.get("high", args[2] if len(args) > 2 else None)
-    seed = kwargs.get("seed", args[3] if len(args) > 3 else None)
-    r = rand(lw, args[0], seed, node)
+@rule(hl.randint)
+def _randint(lw, node, name, shape, low=0, high=None, seed=None, **_):
+    r = rand(lw, node, name, shape, seed)
     span = O.binary(lw, "-", high, low, node)
     return O.binary(lw, "+", O.cast(lw, O.unary(lw, "floor", O.binary(lw, "*", r, span, node), node),
                                     torch.int32, node), low, node)
 
-_calls(hl.inline_triton)(lambda lw, fn, args, kwargs, node: inline_triton(
-    lw, kwargs.get("triton_source", args[0] if args else None), kwargs.get("args", args[1] if len(args) > 1 else ()),
-    kwargs.get("output_like", args[2] if len(args) > 2 else None), node))
-
-@_calls(hl.triton_kernel)
-def _triton_kernel(lw, fn, args, kwargs, node):
-    names = ("triton_source_or_fn", "args", "output_like")
-    given = dict(zip(names, args), **kwargs)
-    if "triton_source_or_fn" not in given or "args" not in given:
-        raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like)", node)
-    return triton_kernel(lw, given["triton_source_or_fn"], given["args"], given.get("output_like"), node)
-
-@_calls(hl.inline_asm_elementwise)
-def _inline_asm(lw, fn, args, kwargs, node):
-    names = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
-    given = dict(zip(names, args), **kwargs)
-    missing = [n for n in names if n not in given]
-    if missing:
-        raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise needs {', '.join(missing)}", node)
-    return inline_asm(lw, *(given[n] for n in names), node)
-
-@_calls(hl.device_print)
-def _device_print(lw, fn, args, kwargs, node):
+@rule(hl.device_print)
+def _device_print(lw, node, name, *args):
     """tl.device_print through the inline_triton path (a side effect, no value)."""
     if not args or not isinstance(args[0], str):
         raise lw.err(exc.NotSupported, "hl.device_print(prefix, *values) needs a string prefix first", node)
     source = f"tl.device_print({args[0]!r}" + "".join(f", {{{i}}}" for i in range(len(args) - 1)) + ")"
-    return inline_triton(lw, source, list(args[1:]), None, node)
+    return inline_triton(lw, node, name, source, list(args[1:]), None)
 
-_calls(hl.split)(lambda lw, fn, args, kwargs, node: split(lw, args[0], node))
-_calls(hl.join)(lambda lw, fn, args, kwargs, node: join(lw, args[0], args[1], node))
-_calls(torch.stack)(lambda lw, fn, args, kwargs, node: stack(lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0),
-                                                              node))
-_calls(torch.cat, torch.concat, torch.concatenate)(lambda lw, fn, args, kwargs, node: cat(
-    lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0), node))
+rule(hl.split)(lambda lw, node, name, x: split(lw, x, node))
+rule(hl.join)(lambda lw, node, name, a, b: join(lw, a, b, node))
+rule(torch.stack)(lambda lw, node, name, xs, dim=0, **_: stack(lw, xs, dim, node))
+rule(torch.cat, torch.concat, torch.concatenate)(lambda lw, node, name, xs, dim=0, **_: cat(lw, xs, dim, node))
+rule(torch.gather, "gather")(lambda lw, node, name, x, dim=None, index=None, **_: gather(lw, x, dim, index, node))
 
-@_calls(hl.subscript)
-def _subscript(lw, fn, args, kwargs, node):
+@rule(hl.subscript)
+def _subscript(lw, node, name, *args):
     raise lw.err(exc.NotSupported, "hl.subscript: index the block directly (x[:, None])", node)
 
-_methods("argmax", "argmin")(lambda lw, v, name, args, kwargs, node: argmax(
-    lw, v, kwargs.get("dim", args[0] if args else None), kwargs.get("keepdim", False), node, name == "argmin"))
-_methods("cumsum", "cumprod")(lambda lw, v, name, args, kwargs, node: cumulative(
-    lw, name[3:], v, kwargs.get("dim", args[0] if args else None), False, node, kwargs.get("dtype")))
-
-# ---- reductions and scans -------------------------------------------------------------------------
-
-def _axis(lw, v: Value, dim: Any, node: ast.AST) -> int:
-    if not isinstance(dim, int) or not -v.type.ndim <= dim < v.type.ndim:
-        raise lw.err(exc.ShapeMismatch, f"dim {dim!r} out of range for {v.type}", node)
-    return dim % v.type.ndim
-
-def argmax(lw, x: Any, dim: Any, keepdim: bool, node: ast.AST, is_min: bool = False) -> Value:
-    x = lw.as_value(x, node)
+@rule(torch.argmax, torch.argmin, "argmax", "argmin")
+def argmax(lw, node, name, x, dim=None, keepdim=False) -> Value:
+    x, is_min = lw.as_value(x, node), name == "argmin"
     if dim is None:
         raise lw.err(exc.NotSupported, "argmax/argmin without dim (over a flattened block)", node)
     axis = _axis(lw, x, dim, node)
-    dims = list(x.type.dims)
-    d = dims[axis]
-    dims[axis:axis + 1] = [ONE] if keepdim else []
-    r = lw.emit("argmax", [x], BlockT(tuple(dims), torch.int32), node, axis=axis, keepdim=keepdim, is_min=is_min,
-                rdim=d)
+    d = x.type.dims[axis]
+    r = lw.emit("argmax", [x], BlockT(_reduced(x.type.dims, axis, keepdim), torch.int32), node, axis=axis,
+                keepdim=keepdim, is_min=is_min, rdim=d)
     if d.kind == "tile":  # Helion returns global indices along a tile dim
-        r = O.binary(lw, "+", r, O.attribute(lw, _tilevar(lw, d), "begin", node), node)
+        r = O.binary(lw, "+", r, O.attribute(lw, TileVar(lw.tiles[d.id]), "begin", node), node)
     return O.cast(lw, r, torch.int64, node)
 
-def _tilevar(lw, d: Dim):
-    return TileVar(lw.tiles[d.id])
+def _bcast(lw, vals: list[Value], node: ast.AST) -> tuple[Dim, ...]:
+    return functools.reduce(lambda dims, v: broadcast_dims(dims, v.type.dims, lw.pk.loc(node)), vals, ())
 
 def _inputs(lw, x: Any, node: ast.AST) -> tuple[list[Value], bool]:
-    if isinstance(x, (tuple, list)):
-        vals = [lw.as_value(v, node) for v in x]
-        n = max(v.type.ndim for v in vals)
-        vals = [O.expand_rank(lw, v, n, node) for v in vals]
-        dims = vals[0].type.dims
-        for v in vals[1:]:
-            dims = O.broadcast_dims(dims, v.type.dims, lw.pk.loc(node))
-        return [O.expand(lw, v, dims, node) if v.type.dims != dims else v for v in vals], True
-    return [lw.as_value(x, node)], False
+    if not isinstance(x, (tuple, list)):
+        return [lw.as_value(x, node)], False
+    vals = [lw.as_value(v, node) for v in x]
+    n = max(v.type.ndim for v in vals)
+    vals = [O.expand_rank(lw, v, n, node) for v in vals]
+    dims = _bcast(lw, vals, node)
+    return [O.expand(lw, v, dims, node) if v.type.dims != dims else v for v in vals], True
 
 def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, grouped: bool = False) -> str:
     """Lower a Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)``, tuples, when
@@ -295,17 +188,16 @@ def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, groupe
     name = f"{lw.name}_combine_{len(lw.helpers)}"
     params = [Value("param", [f"{side}{i}"], BlockT((), dt), lw.pk.loc(node), f"{side}{i}")
               for side in ("lhs", "rhs") for i, dt in enumerate(dtypes)]
+    if not isinstance(fn, types.FunctionType) or fn.__module__ == "torch":
+        raise lw.err(exc.NotSupported, f"combine function {fn!r}: pass a Python function or lambda", node)
+    n = len(dtypes)
     saved, lw.stmts = lw.stmts, []
     try:
-        if isinstance(fn, types.FunctionType) and fn.__module__ not in ("torch",):
-            n = len(dtypes)
-            args = [tuple(params[:n]), tuple(params[n:])] if grouped and n > 1 else params
-            res = inline.call(lw, fn, args, {}, node)
-        else:
-            raise lw.err(exc.NotSupported, f"combine function {fn!r}: pass a Python function or lambda", node)
+        res = inline.call(lw, fn, [tuple(params[:n]), tuple(params[n:])] if grouped and n > 1 else params, {}, node)
         res = list(res) if isinstance(res, (tuple, list)) else [res]
         if len(res) != len(dtypes):
-            raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values for {len(dtypes)} inputs", node)
+            raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values for {len(dtypes)} inputs",
+                         node)
         res = [O.cast(lw, lw.as_value(r, node, dt), dt, node) for r, dt in zip(res, dtypes)]
         body = lw.stmts
     finally:
@@ -313,61 +205,72 @@ def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, groupe
     lw.helpers.append((name, [p.args[0] for p in params], body, res))
     return name
 
-def _outputs(lw, v: Value, vals: list[Value], dims: tuple, node: ast.AST, multi: bool) -> Any:
+def _emit_combine(lw, vals: list[Value], multi: bool, dims: tuple, node: ast.AST, **attrs: Any) -> Any:
+    v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, **attrs, multi=multi)
     if not multi:
         return v
     return tuple(lw.emit("getitem", [v], BlockT(dims, x.type.dtype), node, index=i) for i, x in enumerate(vals))
 
-def reduce_fn(lw, fn: Any, x: Any, dim: Any, other: Any, keep: bool, node: ast.AST) -> Any:
+@rule(hl.reduce)
+def reduce_fn(lw, node, name, fn, x, dim=None, other=0, keep_dims: bool = False) -> Any:
     vals, multi = _inputs(lw, x, node)
     if not multi and fn in _BUILTIN_COMBINE:  # in the input's dtype, as tl.reduce (an int32 sum stays int32)
         kind = _BUILTIN_COMBINE[fn]
         keep_dt = vals[0].type.dtype if kind == "sum" and not vals[0].type.dtype.is_floating_point else None
-        return reduce(lw, kind, vals[0], dim, keep, node, dtype=keep_dt)
+        return reduce(lw, kind, vals[0], dim, keep_dims, node, dtype=keep_dt)
     if dim is None:
         raise lw.err(exc.NotSupported, "hl.reduce with a combine function needs dim=", node)
     axis = _axis(lw, vals[0], dim, node)
     others = list(other) if isinstance(other, (tuple, list)) else [other] * len(vals)
     helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node)
-    dims = list(vals[0].type.dims)
-    rdim = dims[axis]
-    dims[axis:axis + 1] = [ONE] if keep else []
-    v = lw.emit("combine", vals, BlockT(tuple(dims), vals[0].type.dtype), node, kind="reduce", axis=axis,
-                keepdim=keep, fn=helper, other=others, rdim=rdim, multi=multi)
-    return _outputs(lw, v, vals, tuple(dims), node, multi)
+    return _emit_combine(lw, vals, multi, _reduced(vals[0].type.dims, axis, keep_dims), node, kind="reduce",
+                         axis=axis, keepdim=keep_dims, fn=helper, other=others, rdim=vals[0].type.dims[axis])
 
-def scan_fn(lw, fn: Any, x: Any, dim: Any, reverse: bool, node: ast.AST, grouped: bool = False) -> Any:
+@rule(hl.associative_scan)
+def scan_fn(lw, node, name, fn, x, dim=None, reverse=False, grouped: bool = False) -> Any:
     vals, multi = _inputs(lw, x, node)
     axis = _axis(lw, vals[0], dim, node)
-    if not multi and fn in _BUILTIN_COMBINE and _BUILTIN_COMBINE[fn] == "sum":
-        return cumulative(lw, "sum", vals[0], axis, reverse, node)
+    if not multi and _BUILTIN_COMBINE.get(fn) == "sum":
+        return cumulative(lw, node, "cumsum", vals[0], axis, reverse)
     helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node, grouped)
-    dims = vals[0].type.dims
-    v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, kind="scan", axis=axis, reverse=reverse,
-                fn=helper, rdim=dims[axis], multi=multi)
-    return _outputs(lw, v, vals, dims, node, multi)
+    return _emit_combine(lw, vals, multi, vals[0].type.dims, node, kind="scan", axis=axis, reverse=reverse,
+                         fn=helper, rdim=vals[0].type.dims[axis])
 
-def cumulative(lw, op: str, x: Any, dim: Any, reverse: bool, node: ast.AST, dtype: Any = None) -> Value:
+try:  # torch's higher-order op: combine_fn(lefts, rights) takes tuples when xs is one
+    from torch._higher_order_ops import associative_scan as _torch_scan
+    rule(_torch_scan)(lambda lw, node, name, fn, xs, dim=None, reverse=False, **_: scan_fn(
+        lw, node, name, fn, xs, dim, reverse, grouped=True))
+except ImportError:  # pragma: no cover (older torch)
+    pass
+
+@rule(hl.cumsum, torch.cumsum, hl.cumprod, torch.cumprod)
+def cumulative(lw, node, name, x, dim=None, reverse=False, *, dtype=None) -> Value:
     v = lw.as_value(x, node)
     axis = _axis(lw, v, dim, node)
     dt = dtype or (torch.float32 if v.type.dtype in (torch.float16, torch.bfloat16) else
                    torch.int64 if not v.type.dtype.is_floating_point else v.type.dtype)
     v = O.cast(lw, v, dt, node)
-    return lw.emit("scan", [v], v.type, node, op=op, axis=axis, rdim=v.type.dims[axis], reverse=bool(reverse))
+    return lw.emit("scan", [v], v.type, node, op=name[3:], axis=axis, rdim=v.type.dims[axis], reverse=bool(reverse))
 
-# ---- random numbers -------------------------------------------------------------------------------
+# x.cumsum(dim, dtype): the method's second argument is torch's dtype, not hl's reverse
+rule("cumsum", "cumprod")(lambda lw, node, name, x, dim=None, dtype=None: cumulative(lw, node, name, x, dim,
+                                                                                   dtype=dtype))
 
-def rand(lw, shape: Any, seed: Any, node: ast.AST) -> Value:
+def _seed(lw, seed: Any, what: str, node: ast.AST) -> Value:
+    if isinstance(seed, Value) and seed.type.dims:
+        raise lw.err(exc.CompileError, f"hl.{what} seed must be a scalar", node)
+    return lw.as_value(seed, node, torch.int32)
+
+@rule(hl.rand)
+def rand(lw, node, name, shape, seed=None, **_) -> Value:
     """Uniform [0, 1) float32 from Philox (tl.rand), one counter per element of the full index space."""
     if seed is None:
         raise lw.err(exc.CompileError, "hl.rand needs seed=", node)
     dims = O.shape_dims(lw, shape, node)
-    if isinstance(seed, Value) and seed.type.dims:
-        raise lw.err(exc.CompileError, "hl.rand seed must be a scalar", node)
-    seed_v = lw.as_value(seed, node, torch.int32) if not isinstance(seed, Value) else seed
-    return lw.emit("rand", [seed_v], BlockT(dims, torch.float32), node)
+    return lw.emit("rand", [_seed(lw, seed, "rand", node)], BlockT(dims, torch.float32), node)
 
-def rand4x(lw, seed: Any, offsets: Any, node: ast.AST) -> tuple:
+@rule(hl.rand4x)
+def rand4x(lw, node, name, seed=None, offsets=None) -> tuple:
     """Four uniform [0, 1) float32 blocks from one Philox round per offset (tl.rand4x): the offsets are the
     caller's (an integer block), so the streams are Triton's own for those offsets."""
     if seed is None or offsets is None:
@@ -375,91 +278,77 @@ def rand4x(lw, seed: Any, offsets: Any, node: ast.AST) -> tuple:
     offs = lw.as_value(offsets, node)
     if offs.type.dtype.is_floating_point or offs.type.dtype == torch.bool:
         raise lw.err(exc.CompileError, f"hl.rand4x offsets must be integers, got {offs.type.dtype}", node)
-    if isinstance(seed, Value) and seed.type.dims:
-        raise lw.err(exc.CompileError, "hl.rand4x seed must be a scalar", node)
-    seed_v = lw.as_value(seed, node, torch.int32) if not isinstance(seed, Value) else seed
     t = BlockT(offs.type.dims, torch.float32)
-    v = lw.emit("rand4x", [seed_v, offs], t, node)
+    v = lw.emit("rand4x", [_seed(lw, seed, "rand4x", node), offs], t, node)
     return tuple(lw.emit("getitem", [v], t, node, index=i) for i in range(4))
 
-def torch_random(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Value:
+@rule(torch.rand_like, torch.randn_like, torch.rand, torch.randn)
+def torch_random(lw, node, name, *args, dtype=None, **_):
     """torch.rand_like(x) / torch.rand(shape) inside a device loop: Philox with a per-launch seed."""
-
     hid = lw.hoisted.get(("seed",))
     seed_ref = lw.host_value(hid, lw.inputs[hid], node) if hid is not None else None
     if not isinstance(seed_ref, TensorRef):
-        raise lw.err(exc.NotSupported, f"torch.{fn.__name__} here; use hl.rand(shape, seed=...)", node)
+        raise lw.err(exc.NotSupported, f"torch.{name} here; use hl.rand(shape, seed=...)", node)
     seed = lw.load(seed_ref, lw.make_index(seed_ref, [(object(), 0)], node), node)
-    if fn in (torch.rand_like, torch.randn_like):
+    if name.endswith("_like"):
         like = lw.as_value(args[0], node)
-        shape_dims = like.type.dims
-        dtype = kwargs.get("dtype") or like.type.dtype
+        dims, dtype = like.type.dims, dtype or like.type.dtype
     else:
         shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
-        shape_dims = O.shape_dims(lw, list(shape), node)
-        dtype = kwargs.get("dtype") or torch.float32
-    r = lw.emit("rand", [seed], BlockT(shape_dims, torch.float32), node,
-                normal=fn in (torch.randn_like, torch.randn))
+        dims, dtype = O.shape_dims(lw, list(shape), node), dtype or torch.float32
+    r = lw.emit("rand", [seed], BlockT(dims, torch.float32), node, normal=name.startswith("randn"))
     return O.cast(lw, r, dtype, node)
 
-# ---- inline Triton --------------------------------------------------------------------------------
-
-def inline_triton(lw, source: Any, args: Any, output_like: Any, node: ast.AST) -> Any:
-    if not isinstance(source, str):
+@rule(hl.inline_triton)
+def inline_triton(lw, node, name, triton_source=None, args=(), output_like=None) -> Any:
+    if not isinstance(triton_source, str):
         raise lw.err(exc.CompileError, "hl.inline_triton: the source must be a str", node)
     named = isinstance(args, dict)
     items = list(args.items()) if named else list(enumerate(args))
-    vals, keys, kinds = [], [], []
-    for k, a in items:
-        keys.append(k)
-        if isinstance(a, TensorRef):
-            kinds.append("tensor")
-            vals.append(a.arg.name)
-        elif isinstance(a, (Value, TileVar)):
-            kinds.append("value")
-            vals.append(lw.as_value(a, node))
-        elif isinstance(a, (int, float, bool, str)):
-            kinds.append("lit")
-            vals.append(a)
-        else:
+    kinds, vals = [], []
+    for _, a in items:
+        kind = ("tensor" if isinstance(a, TensorRef) else "value" if isinstance(a, (Value, TileVar))
+                else "lit" if isinstance(a, (int, float, bool, str)) else None)
+        if kind is None:
             raise lw.err(exc.NotSupported, f"hl.inline_triton argument of type {type(a).__name__}", node)
-    outs = list(output_like) if isinstance(output_like, (tuple, list)) else ([] if output_like is None else [output_like])
-    out_vals = [lw.as_value(o, node) for o in outs]
-    ty = out_vals[0].type if out_vals else BlockT((), torch.int32)
-    v = lw.emit("inline_triton", [x for x in vals if isinstance(x, Value)], ty, node, source=source, keys=keys,
-                kinds=kinds, lits=vals, named=named, n_out=len(out_vals))
+        kinds.append(kind)
+        vals.append(a.arg.name if kind == "tensor" else lw.as_value(a, node) if kind == "value" else a)
+    multi = isinstance(output_like, (tuple, list))
+    outs = [lw.as_value(o, node) for o in (output_like if multi else [] if output_like is None else [output_like])]
+    v = lw.emit("inline_triton", [x for x in vals if isinstance(x, Value)], outs[0].type if outs else
+                BlockT((), torch.int32), node, source=triton_source, keys=[k for k, _ in items], kinds=kinds, lits=vals,
+                named=named, n_out=len(outs))
     if output_like is None:
         v.attrs["effect"] = True
         return None
-    if isinstance(output_like, (tuple, list)):
-        return tuple(lw.emit("getitem", [v], o.type, node, index=i) for i, o in enumerate(out_vals))
-    return v
+    return tuple(lw.emit("getitem", [v], o.type, node, index=i) for i, o in enumerate(outs)) if multi else v
 
-def triton_kernel(lw, src_or_fn: Any, args: Any, output_like: Any, node: ast.AST) -> Any:
+@rule(hl.triton_kernel)
+def triton_kernel(lw, node, name, triton_source_or_fn=None, args=None, output_like=None) -> Any:
     """Call a ``@triton.jit`` function: a module-level JITFunction is imported by the generated module
     (its own calls resolve in its module, as when Triton compiles it directly); a str is the source of
     one function definition (``@triton.jit`` added when missing), defined once in the generated module."""
+    src_or_fn = triton_source_or_fn
+    if src_or_fn is None or args is None:
+        raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like)", node)
     if isinstance(src_or_fn, str):
-        name, text = _jit_source(lw, src_or_fn, node)
+        fname, text = _jit_source(lw, src_or_fn, node)
     elif isinstance(getattr(src_or_fn, "fn", None), types.FunctionType):  # @triton.jit (or its interpreter twin)
         mod, attr = src_or_fn.fn.__module__, src_or_fn.fn.__name__
         if mod is None or getattr(sys.modules.get(mod), attr, None) is not src_or_fn:
             raise lw.err(exc.NotSupported, f"hl.triton_kernel: {attr} must be a module-level @triton.jit function "
                          "(the generated code imports it), or pass its source as a str", node)
-        name = f"_tk_{attr}_{zlib.crc32(mod.encode()):08x}"
-        text = f"from {mod} import {attr} as {name}\n\n\n"
+        fname = f"_tk_{attr}_{zlib.crc32(mod.encode()):08x}"
+        text = f"from {mod} import {attr} as {fname}\n\n\n"
     else:
         raise lw.err(exc.NotSupported, "hl.triton_kernel expects a @triton.jit function or the source of one as a "
                      f"str, got {type(src_or_fn).__name__}", node)
-    if ("raw", name, text) not in lw.helpers:
-        lw.helpers.append(("raw", name, text))
-    if isinstance(args, dict):
-        call = f"{name}(" + ", ".join(f"{k}={{{k}}}" for k in args) + ")"
-    elif isinstance(args, (list, tuple)):
-        call = f"{name}(" + ", ".join(f"{{{i}}}" for i in range(len(args))) + ")"
-    else:
+    if ("raw", fname, text) not in lw.helpers:
+        lw.helpers.append(("raw", fname, text))
+    if not isinstance(args, (dict, list, tuple)):
         raise lw.err(exc.NotSupported, "hl.triton_kernel: args must be a list, tuple or dict", node)
-    return inline_triton(lw, call, args, output_like, node)
+    params = [f"{k}={{{k}}}" for k in args] if isinstance(args, dict) else [f"{{{i}}}" for i in range(len(args))]
+    return inline_triton(lw, node, name, f"{fname}({', '.join(params)})", args, output_like)
 
 def _jit_source(lw, src: str, node: ast.AST) -> tuple[str, str]:
     """(name, module text) of the one function definition in ``src``, decorated with ``@triton.jit``."""
@@ -471,40 +360,40 @@ def _jit_source(lw, src: str, node: ast.AST) -> tuple[str, str]:
     if len(defs) != 1 or len(tree.body) != 1:
         raise lw.err(exc.NotSupported, "hl.triton_kernel: the source must be exactly one function definition", node)
     fd = defs[0]
-    jit = any(ast.unparse(d).split("(")[0] in ("triton.jit", "jit") for d in fd.decorator_list)
-    if not jit:
+    if not any(ast.unparse(d).split("(")[0] in ("triton.jit", "jit") for d in fd.decorator_list):
         fd.decorator_list.insert(0, ast.parse("triton.jit", mode="eval").body)
-    name = f"_tk_{fd.name}_{zlib.crc32(src.encode()):08x}"
-    fd.name = name
-    return name, ast.unparse(tree) + "\n\n\n"
+    fd.name = f"_tk_{fd.name}_{zlib.crc32(src.encode()):08x}"
+    return fd.name, ast.unparse(tree) + "\n\n\n"
 
-def inline_asm(lw, asm: Any, constraints: Any, args: Any, dtype: Any, is_pure: Any, pack: Any,
-               node: ast.AST) -> Any:
+_ASM_ARGS = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
+
+@rule(hl.inline_asm_elementwise)
+def inline_asm(lw, node, name, *args, **kwargs) -> Any:
     """``tl.inline_asm_elementwise`` over the broadcast of ``args``: one output per dtype (a tuple
     of outputs when ``dtype`` is a tuple or list)."""
-    if not (isinstance(asm, str) and isinstance(constraints, str)):
-        raise lw.err(exc.NotSupported, "hl.inline_asm_elementwise: asm and constraints must be str literals", node)
-    if not isinstance(args, (list, tuple)) or not args:
-        raise lw.err(exc.NotSupported, "hl.inline_asm_elementwise: args must be a non-empty list of device values",
-                     node)
-    if not (isinstance(is_pure, bool) and isinstance(pack, int) and pack >= 1):
-        raise lw.err(exc.NotSupported, "hl.inline_asm_elementwise: is_pure must be a bool and pack an int >= 1", node)
+    given = dict(zip(_ASM_ARGS, args), **kwargs)
+    missing = [n for n in _ASM_ARGS if n not in given]
+    if missing:
+        raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise needs {', '.join(missing)}", node)
+    asm, constraints, args, dtype, is_pure, pack = (given[n] for n in _ASM_ARGS)
     dtypes = list(dtype) if isinstance(dtype, (list, tuple)) else [dtype]
-    if not dtypes or not all(isinstance(d, torch.dtype) for d in dtypes):
-        raise lw.err(exc.NotSupported, "hl.inline_asm_elementwise: dtype must be a torch.dtype or a tuple of them",
-                     node)
+    for bad, what in (
+            (not (isinstance(asm, str) and isinstance(constraints, str)), "asm and constraints must be str literals"),
+            (not isinstance(args, (list, tuple)) or not args, "args must be a non-empty list of device values"),
+            (not (isinstance(is_pure, bool) and isinstance(pack, int) and pack >= 1),
+             "is_pure must be a bool and pack an int >= 1"),
+            (not dtypes or not all(isinstance(d, torch.dtype) for d in dtypes),
+             "dtype must be a torch.dtype or a tuple of them")):
+        if bad:
+            raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise: {what}", node)
     vals = [lw.as_value(a, node) for a in args]
-    dims: tuple[Dim, ...] = ()
-    for v in vals:
-        dims = broadcast_dims(dims, v.type.dims, lw.pk.loc(node))
+    dims = _bcast(lw, vals, node)
     outs = [BlockT(dims, d) for d in dtypes]
     v = lw.emit("inline_asm", vals, outs[0], node, asm=asm, constraints=constraints, dtypes=dtypes,
                 is_pure=is_pure, pack=pack)
     if isinstance(dtype, (list, tuple)):
         return tuple(lw.emit("getitem", [v], t, node, index=i) for i, t in enumerate(outs))
     return v
-
-# ---- split / join -----------------------------------------------------------------------------------
 
 def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
     x = lw.as_value(x, node)
@@ -534,11 +423,6 @@ def gather(lw, x: Any, dim: int, index: Any, node: ast.AST) -> Value:
                      f"dims except along dim (input {x.type}, index {index.type}, dim {dim})", node)
     return lw.emit("gather", [x, index], BlockT(index.type.dims, x.type.dtype), node, axis=d)
 
-_calls(torch.gather)(lambda lw, fn, args, kwargs, node: gather(
-    lw, args[0], kwargs.get("dim", args[1] if len(args) > 1 else None), kwargs.get("index", args[2] if len(args) > 2 else None), node))
-_methods("gather")(lambda lw, v, name, args, kwargs, node: gather(
-    lw, v, kwargs.get("dim", args[0] if args else None), kwargs.get("index", args[1] if len(args) > 1 else None), node))
-
 def _pow2_count(xs: Any) -> bool:
     return isinstance(xs, (list, tuple)) and len(xs) >= 2 and not len(xs) & (len(xs) - 1)
 
@@ -554,25 +438,18 @@ def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     n = v.type.ndim
     if not isinstance(dim, int) or not -n <= dim < n:
         raise lw.err(exc.ShapeMismatch, f"torch.stack dim {dim!r} out of range for {n} result dims", node)
-    dim %= n
-    if dim == n - 1:
-        return v
-    perm = list(range(n - 1))
-    perm.insert(dim, n - 1)
-    return O.permute(lw, v, perm, node)
+    return _move(lw, v, n - 1, dim % n, node)
 
-# ---- halves of a block: x[..., :h], x[..., h:], torch.cat([a, b], dim) -------------------------------
-# Triton cannot slice a register block, but a power-of-two ':' dim reshaped to [2, h] and split gives its
-# halves (and join + reshape glues two back): enough for rotate-half RoPE and gated activations.
+# Halves of a block (x[..., :h], x[..., h:], torch.cat([a, b], dim)): Triton cannot slice a register block, but a
+# power-of-two ':' dim reshaped to [2, h] and split gives its halves (and join + reshape glues two back): enough
+# for rotate-half RoPE and gated activations.
 
 def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
     """``v[..., lo:hi]`` where the bounded slice is one half of a power-of-two ':' dim."""
     bad = lw.err(exc.NotSupported, "a block can be sliced only into one half of a power-of-two ':' dim "
                  "(x[:, :h] or x[:, h:], other indices ':'); index the host tensor instead (x[tile, a:b])", node)
     bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
-    plain = all(isinstance(it, ast.Slice) and not (it.lower or it.upper or it.step)
-                for k, it in enumerate(items) if k not in bounded)
-    if len(bounded) != 1 or not plain or len(items) > v.type.ndim:
+    if len(bounded) != 1 or not all(isinstance(it, ast.Slice) for it in items) or len(items) > v.type.ndim:
         raise bad
     axis, it = bounded[0], items[bounded[0]]
     d = v.type.dims[axis]
@@ -583,10 +460,12 @@ def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
     if any(b is not None and not isinstance(b, int) for b in (lo, hi)):
         raise bad
     lo, hi, _ = slice(lo, hi).indices(extent)
-    h = extent // 2
+    h, n = extent // 2, v.type.ndim
     if (lo, hi) not in ((0, h), (h, extent)):
         raise bad
-    return _halves(lw, v, axis, node)[0 if lo == 0 else 1]
+    x = _last_dims(lw, _move(lw, v, axis, n - 1, node), [2, h], node)  # [..., 2, h]
+    halves = [_move(lw, half, n - 1, axis, node) for half in split(lw, _move(lw, x, n, n - 1, node), node)]
+    return halves[0 if lo == 0 else 1]  # (split of [..., h, 2])
 
 def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of the same shape along a power-of-two ':' dim (more than
@@ -608,26 +487,15 @@ def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     h = lw.rdims[d.id].extent if d.kind == "rdim" else 0
     if h < 1 or h & (h - 1):
         raise bad
-    j = join(lw, _to_last(lw, a, axis, node), _to_last(lw, b, axis, node), node)   # [..., h, 2]
-    j = O.permute(lw, j, list(range(n - 1)) + [n, n - 1], node)                   # [..., 2, h]
-    return _from_last(lw, _last_dims(lw, j, [2 * h], node), axis, node)
+    j = join(lw, _move(lw, a, axis, n - 1, node), _move(lw, b, axis, n - 1, node), node)  # [..., h, 2]
+    j = _move(lw, j, n, n - 1, node)                                                      # [..., 2, h]
+    return _move(lw, _last_dims(lw, j, [2 * h], node), n - 1, axis, node)
 
-def _halves(lw, v: Value, axis: int, node: ast.AST) -> tuple[Value, Value]:
-    n = v.type.ndim
-    x = _to_last(lw, v, axis, node)
-    h = lw.rdims[x.type.dims[-1].id].extent // 2
-    x = _last_dims(lw, x, [2, h], node)                                                    # [..., 2, h]
-    x = O.permute(lw, x, list(range(n - 1)) + [n, n - 1], node)                          # [..., h, 2]
-    lo, hi = split(lw, x, node)
-    return _from_last(lw, lo, axis, node), _from_last(lw, hi, axis, node)
-
-def _to_last(lw, v: Value, axis: int, node: ast.AST) -> Value:
-    n = v.type.ndim
-    return v if axis == n - 1 else O.permute(lw, v, [i for i in range(n) if i != axis] + [axis], node)
-
-def _from_last(lw, v: Value, axis: int, node: ast.AST) -> Value:
-    n = v.type.ndim
-    return v if axis == n - 1 else O.permute(lw, v, list(range(axis)) + [n - 1] + list(range(axis, n - 1)), node)
+def _move(lw, v: Value, src: int, dst: int, node: ast.AST) -> Value:
+    """v with its axis src moved to position dst."""
+    perm = [i for i in range(v.type.ndim) if i != src]
+    perm.insert(dst, src)
+    return O.permute(lw, v, perm, node)
 
 def _last_dims(lw, v: Value, extents: list[int], node: ast.AST) -> Value:
     """Reshape only the trailing power-of-two ':' dims of v (split [E] -> [2, E/2] or merge [2, h] -> [2h]):

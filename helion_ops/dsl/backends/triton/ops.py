@@ -1,15 +1,9 @@
-"""Triton backend: the code of each IR op (``EMIT``: op name -> function of the Emitter and the Value),
-with the tables it reads (unary ops, reduction neutrals, NaN-propagating max/min). ``opdefs.OPS`` declares
-the ops; every one has an entry here.
-
-Each function takes the Emitter and a Value and returns the Triton expression;
-prefix statements (e.g. the body of an inline_triton snippet) go out through
-``em.line`` before the value's own assignment.
-"""
+"""Triton backend: the code of each IR op declared in ``opdefs.OPS`` (``EMIT``: op name -> f(emitter, value),
+the Triton expression; prefix statements, such as an inline_triton snippet's body, go out through ``em.line``
+first), with the tables it reads (unary ops, reduction neutrals, NaN-propagating max/min)."""
 from __future__ import annotations
 
 import textwrap
-
 from typing import Callable
 
 import torch
@@ -51,14 +45,12 @@ UNARY_FLOAT_CODE = {
 REDUCE_FN = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}
 NEUTRAL = {"sum": "0", "max": "float('-inf')", "min": "float('inf')"}
 INT_NEUTRAL = {"sum": "0", "max": "-2147483648", "min": "2147483647"}
-_ARG_NEUTRAL = {False: ("float('-inf')", "-2147483648"), True: ("float('inf')", "2147483647")}
 _SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
 
-def _const(em, v: I.Value) -> str:
-    x = v.args[0]
+def _lit(x, floating: bool = False) -> str:
     if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
         return f"float('{x}')"
-    if v.type.dtype.is_floating_point and isinstance(x, int) and not isinstance(x, bool):
+    if floating and isinstance(x, int) and not isinstance(x, bool):
         return repr(float(x))  # an int literal would make Triton compute in int32 (2 ** y)
     return repr(x)
 
@@ -95,7 +87,7 @@ def _full(em, v: I.Value) -> str:
     val = v.args[0]
     if isinstance(val, I.Value):
         return f"tl.full({em.shape(v.type)}, 0, {tl_dtype(v.type.dtype)}) + {em.name_of(val)}"
-    lit = _const(em, I.Value("const", [val], v.type, v.loc)) if not isinstance(val, bool) else repr(int(val))
+    lit = _lit(val, v.type.dtype.is_floating_point) if not isinstance(val, bool) else repr(int(val))
     return f"tl.full({em.shape(v.type)}, {lit}, {tl_dtype(v.type.dtype)})"
 
 def _arange(em, v: I.Value) -> str:
@@ -104,17 +96,12 @@ def _arange(em, v: I.Value) -> str:
     r = v.attrs["rdim"]
     return f"({v.args[0]} + {r.index})" if v.args[0] else r.index
 
-def _permute(em, v: I.Value) -> str:
-    perm = v.attrs["perm"]
-    return f"tl.trans({em.name_of(v.args[0])})" if perm == [1, 0] else f"tl.permute({em.name_of(v.args[0])}, {perm})"
-
 def _reshape(em, v: I.Value) -> str:
-    a = v.args
-    if not a[0].type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
-        if v.type.dtype == torch.bool:
-            return f"(tl.zeros({em.shape(v.type)}, tl.int1) | {em.name_of(a[0])})"
-        return f"(tl.zeros({em.shape(v.type)}, {tl_dtype(v.type.dtype)}) + {em.name_of(a[0])})"
-    return f"tl.reshape({em.name_of(a[0])}, {em.shape(v.type)})"
+    x = v.args[0]
+    if not x.type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
+        op = "|" if v.type.dtype == torch.bool else "+"
+        return f"(tl.zeros({em.shape(v.type)}, {tl_dtype(v.type.dtype)}) {op} {em.name_of(x)})"
+    return f"tl.reshape({em.name_of(x)}, {em.shape(v.type)})"
 
 def _fill(em, x: I.Value, axis: int, neutral: str) -> str:
     name = em.name_of(x)
@@ -123,10 +110,9 @@ def _fill(em, x: I.Value, axis: int, neutral: str) -> str:
 
 def _argmax(em, v: I.Value) -> str:
     x = v.args[0]
-    axis, keep = v.attrs["axis"], v.attrs["keepdim"]
-    fl, it = _ARG_NEUTRAL[v.attrs["is_min"]]
-    inp = _fill(em, x, axis, fl if x.type.dtype.is_floating_point else it)
-    fn = "tl.argmin" if v.attrs["is_min"] else "tl.argmax"
+    axis, keep, kind = v.attrs["axis"], v.attrs["keepdim"], "min" if v.attrs["is_min"] else "max"
+    inp = _fill(em, x, axis, (NEUTRAL if x.type.dtype.is_floating_point else INT_NEUTRAL)[kind])
+    fn = f"tl.arg{kind}"
     if not x.type.dtype.is_floating_point:
         return f"{fn}({inp}, {axis}, keep_dims={keep})"
     # torch takes NaN as the extreme (its first NaN wins, as its max/min propagate NaN); Triton's
@@ -138,82 +124,57 @@ def _argmax(em, v: I.Value) -> str:
             f"{fn}({vals}, {axis}, keep_dims={keep}))")
 
 def _combine(em, v: I.Value) -> str:
-    axis = v.attrs["axis"]
-    if v.attrs["kind"] == "reduce":
-        ins = [_fill(em, x, axis, em.name_of(o) if isinstance(o, I.Value) else _lit(o))
-               for x, o in zip(v.args, v.attrs["other"])]
-    else:
-        ins = [em.name_of(x) for x in v.args]
+    axis, reduce = v.attrs["axis"], v.attrs["kind"] == "reduce"
+    ins = ([_fill(em, x, axis, em.name_of(o) if isinstance(o, I.Value) else _lit(o))
+            for x, o in zip(v.args, v.attrs["other"])] if reduce else [em.name_of(x) for x in v.args])
     tup = f"({', '.join(ins)},)" if v.attrs["multi"] else ins[0]
-    if v.attrs["kind"] == "reduce":
+    if reduce:
         return f"tl.reduce({tup}, {axis}, {v.attrs['fn']}, keep_dims={v.attrs['keepdim']})"
     return f"tl.associative_scan({tup}, {axis}, {v.attrs['fn']}, reverse={v.attrs['reverse']})"
-
-def _lit(x) -> str:
-    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
-        return f"float('{x}')"
-    return repr(x)
 
 def _scan(em, v: I.Value) -> str:
     op, axis, rev = v.attrs["op"], v.attrs["axis"], v.attrs.get("reverse", False)
     x = v.args[0]
     # forward scans never read the masked tail into valid lanes; reverse scans do
     inp = _fill(em, x, axis, _SCAN_NEUTRAL[op]) if rev else em.name_of(x)
-    fn = "tl.cumsum" if op == "sum" else "tl.cumprod"
-    return f"{fn}({inp}, axis={axis}" + (", reverse=True)" if rev else ")")
-
-def _getitem(em, v: I.Value) -> str:
-    return f"{em.name_of(v.args[0])}[{v.attrs['index']}]"
+    return f"tl.cum{op}({inp}, axis={axis}" + (", reverse=True)" if rev else ")")
 
 def _rand(em, v: I.Value) -> str:
     """Philox counter = the element's linear index in the full (unpadded) index space."""
-    dims = v.type.dims
-    n = len(dims)
-    offs = "0"
+    dims, offs = v.type.dims, "0"
     for k, d in enumerate(dims):
         if d.kind == "tile":
             t = em.d.tiles[d.id]
-            idx, ext = (t.offset if t.is_grid else t.indices), t.static_len
-            if ext is None:
+            if t.static_len is None:
                 raise exc.NotSupported("hl.rand over a tile whose extent is not known at compile time", v.loc)
+            term, ext = (t.offset if t.is_grid else em.bcast(t.indices, k, len(dims))), t.static_len
         elif d.kind == "rdim":
             r = em.d.rdims[d.id]
-            idx, ext = r.index, r.extent
+            term, ext = em.bcast(r.index, k, len(dims)), r.extent
         else:
             continue
-        term = em.bcast(idx, k, n) if not (d.kind == "tile" and em.d.tiles[d.id].is_grid) else idx
         offs = term if offs == "0" else f"({offs}) * {ext} + {term}"
-    if offs == "0" or all(d.kind == "one" for d in dims):
-        offs = f"tl.zeros({em.shape(v.type)}, tl.int32)"
-    else:
-        offs = f"tl.broadcast_to({offs}, {em.shape(v.type)})"
+    shape = em.shape(v.type)
+    offs = (f"tl.zeros({shape}, tl.int32)" if offs == "0" or all(d.kind == "one" for d in dims)
+            else f"tl.broadcast_to({offs}, {shape})")
     return f"tl.{'randn' if v.attrs.get('normal') else 'rand'}({em.name_of(v.args[0])}, {offs})"
-
-def _rand4x(em, v: I.Value) -> str:
-    return f"tl.rand4x({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
 
 def _inline_triton(em, v: I.Value) -> str:
     it = iter(v.args)
-    subs = []
-    for kind, val in zip(v.attrs["kinds"], v.attrs["lits"]):
-        if kind == "value":
-            subs.append(em.name_of(next(it)))
-        else:
-            subs.append(str(val))
+    subs = [em.name_of(next(it)) if k == "value" else str(val) for k, val in zip(v.attrs["kinds"], v.attrs["lits"])]
     src = textwrap.dedent(v.attrs["source"]).strip()
     try:
         text = src.format(**dict(zip(v.attrs["keys"], subs))) if v.attrs["named"] else src.format(*subs)
     except (IndexError, KeyError, ValueError) as e:
         raise exc.CompileError(f"hl.inline_triton: cannot format the source: {e}", v.loc) from None
-    lines = text.splitlines()
+    *body, last = text.splitlines()
     em.src(v.loc)
-    for ln in lines[:-1]:
+    for ln in body:
         em.line(ln)
-    last = lines[-1].strip()
     if v.attrs.get("effect"):
-        em.line(last)
+        em.line(last.strip())
         return "None"
-    return f"({last})"
+    return f"({last.strip()})"
 
 def _inline_asm(em, v: I.Value) -> str:
     # Each argument is broadcast to the output's shape first: the op itself takes same-shape blocks.
@@ -225,14 +186,12 @@ def _inline_asm(em, v: I.Value) -> str:
     return (f"tl.inline_asm_elementwise({v.attrs['asm']!r}, {v.attrs['constraints']!r}, [{', '.join(args)}], "
             f"dtype={dt}, is_pure={v.attrs['is_pure']}, pack={v.attrs['pack']})")
 
-def _split(em, v: I.Value) -> str:
-    return f"tl.split({em.name_of(v.args[0])})"
-
-def _join(em, v: I.Value) -> str:
-    return f"tl.join({em.name_of(v.args[0])}, {em.name_of(v.args[1])})"
+def _call(fn: str) -> Callable[..., str]:
+    """The op as ``fn(operands...)``."""
+    return lambda em, v: f"{fn}({', '.join(em.name_of(a) for a in v.args)})"
 
 EMIT: dict[str, Callable[..., str]] = {
-    "const": _const,
+    "const": lambda em, v: _lit(v.args[0], v.type.dtype.is_floating_point),
     "param": lambda em, v: v.args[0],
     "tile_attr": lambda em, v: em.tile_attr(v.args[0], v.attrs["attr"]),
     "load": lambda em, v: em.load(v.args[0], v),
@@ -240,16 +199,18 @@ EMIT: dict[str, Callable[..., str]] = {
     "powi": _powi,
     "unary": _unary,
     "cast": lambda em, v: f"{em.name_of(v.args[0])}.to({tl_dtype(v.type.dtype)})",
-    "where": lambda em, v: f"tl.where({em.name_of(v.args[0])}, {em.name_of(v.args[1])}, {em.name_of(v.args[2])})",
+    "where": _call("tl.where"),
     "reduce": lambda em, v: em.reduce(v),
     "dot": lambda em, v: em.dot(v),
     "full": _full,
     "arange": _arange,
     "view": lambda em, v: em.name_of(v.args[0]) + "[" + ", ".join(":" if a else "None" for a in v.attrs["axes"]) + "]",
-    "permute": _permute,
+    "permute": lambda em, v: (f"tl.trans({em.name_of(v.args[0])})" if v.attrs["perm"] == [1, 0]
+                              else f"tl.permute({em.name_of(v.args[0])}, {v.attrs['perm']})"),
     "reshape": _reshape,
     "broadcast_to": lambda em, v: f"tl.broadcast_to({em.name_of(v.args[0])}, {em.shape(v.type)})",
-    "argmax": _argmax, "combine": _combine, "scan": _scan, "getitem": _getitem, "rand": _rand, "rand4x": _rand4x,
-    "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _split, "join": _join,
+    "argmax": _argmax, "combine": _combine, "scan": _scan, "rand": _rand, "rand4x": _call("tl.rand4x"),
+    "getitem": lambda em, v: f"{em.name_of(v.args[0])}[{v.attrs['index']}]",
+    "inline_triton": _inline_triton, "inline_asm": _inline_asm, "split": _call("tl.split"), "join": _call("tl.join"),
     "gather": lambda em, v: f"tl.gather({em.name_of(v.args[0])}, {em.name_of(v.args[1])}, {v.attrs['axis']})",
 }
