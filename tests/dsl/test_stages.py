@@ -88,7 +88,7 @@ def test_a_block_size_used_as_a_number_relowers_only_for_other_sizes():
 STAGE = {
     "exc": 0, "plan": 0, "target": 0, "fragments": 0, "config": 0, "language": 1, "autotuner": 1,
     "frontend": 2, "types": 2, "ir": 2, "opdefs": 2, "inline": 3, "ops": 3, "ops_extra": 3, "ops_dispatch": 3,
-    "indexing": 3, "lower_loops": 3, "lower": 3, "passes": 4, "space": 4, "backends": 5, "pipeline": 6,
+    "indexing": 3, "lower": 3, "passes": 4, "space": 4, "backends": 5, "pipeline": 6,
     "replay": 6, "compile_op": 6, "runtime": 7, "__init__": 9,
 }
 
