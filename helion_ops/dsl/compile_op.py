@@ -88,14 +88,11 @@ class _FakeRun:
     def __init__(self, kernel: Any, args: tuple, mutated: set[int], stores: set[str]) -> None:
         self.kernel, self.args, self.mutated, self.stores = kernel, args, mutated, stores
         self.config = kernel.configs[0] if kernel.configs else {}
-
     def block_size(self, bid: int, *bounds: Any) -> int:
         bs = self.config.get("block_sizes") or []
         return int(bs[bid]) if bid < len(bs) else 32
-
     def tunable(self, name: str, fragment: Any) -> Any:
         return self.config[name] if name in self.config else getattr(fragment, "default", lambda: fragment)()
-
     def launch(self, i: int, host_locals: dict) -> None:  # _writes missed no view of an argument
         for n in self.stores:
             if any(_same(host_locals.get(n), a) for j, a in enumerate(self.args) if j not in self.mutated):

@@ -110,18 +110,15 @@ class RunContext:
         self.compiled: dict[tuple, Compiled] = {}  # (loop, launch key) -> binary, for this Config
         self.replay: Any = None  # the replay function of this Config's first run (replay_host kernels)
         self.recorded = False
-
     def block_size(self, bid: int, *bounds: Any) -> int:
         if self.mode == "facts":
             self.registered[bid] = (bounds[0], bounds[1]) if len(bounds) > 1 else (None, bounds[0] if bounds else None)
         bs = self._block_sizes
         return int(bs[bid]) if bid < len(bs) else self.bound.default_block(bid)
-
     def tunable(self, name: str, fragment: Any) -> Any:
         if self.mode == "facts":
             self.tunables[name] = fragment
         return self.config[name] if name in self.config else getattr(fragment, "default", lambda: fragment)()
-
     def launch(self, i: int, host_locals: dict) -> None:  # the host code's __hl_launch__
         self.bound.launch(i, host_locals, self)
 
@@ -440,10 +437,8 @@ class BoundKernel:
         ctx = RunContext(self, config, mode=mode)
         try:
             self._exec(ctx, compile_op.meta(self.example_args))
-        except exc.HelionOpsError:
-            raise
         except (RuntimeError, NotImplementedError) as e:
-            if "meta" not in str(e).lower():
+            if isinstance(e, exc.HelionOpsError) or "meta" not in str(e).lower():
                 raise
             ctx = RunContext(self, config, mode=mode)
             self._exec(ctx, self.example_args)
