@@ -1,9 +1,7 @@
-"""Runtime: Kernel objects, binding, the compile cache and launches.
-
-``Kernel.__call__`` binds on a specialization key (dtypes, shapes, strides), picks a Config once per bound
-kernel (given, tuned or default) and runs the rewritten host function, whose ``__hl_launch__(i, locals())``
-compiles device loop i on first use and launches it. A ``replay_host`` kernel's later calls skip the host
-code and replay the first call's launches (``replay.py``).
+"""Runtime: Kernel objects, binding, the compile cache and launches. ``Kernel.__call__`` binds on a
+specialization key (dtypes, shapes, strides), picks a Config once per bound kernel (given, tuned or default)
+and runs the rewritten host code, whose ``__hl_launch__(i, locals())`` compiles device loop i on first use
+and launches it. A ``replay_host`` kernel's later calls replay the first call's launches (``replay.py``).
 """
 from __future__ import annotations
 
@@ -245,8 +243,8 @@ class Compiled:
                 self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
         else:
             k = self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
-            # Direct launches skip Triton's launch hooks (a HookChain, empty unless a profiler added some).
-            hooks = (triton.knobs.runtime.launch_enter_hook, triton.knobs.runtime.launch_exit_hook)
+            from triton import knobs  # direct launches skip Triton's launch hooks: only when a profiler set none
+            hooks = (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook)
             if hasattr(k, "packed_metadata") and not any(getattr(h, "calls", h) for h in hooks) \
                     and os.environ.get("HELION_OPS_SLOW_LAUNCH") != "1":
                 self.fast = k
