@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import itertools
 import types
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
@@ -18,7 +18,6 @@ from .language import _RUN, constexpr, current_run
 
 _OPS: dict = {}     # (kernel, kinds) -> op name under torch.ops.helion_ops_user
 _SPECS: dict = {}   # op name -> (tuple?, per output: ("t", k) op output k, ("a", j) argument j, ("c", v))
-_HOST: dict = {}    # kernel -> its host function for fakes
 _CHECKED: set = set()
 _COUNT = itertools.count()
 _RUNTIME = ("Tensor", "SymInt", "float")
@@ -42,38 +41,33 @@ def _writes(pk: Any) -> tuple[set[str], set[str]]:
     alias: dict[str, set[str]] = {}
     host: set[str] = set()
     stores: set[str] = set()
-
-    def visit(node: ast.AST, dev: bool) -> None:
+    for tree, dev in [(pk.tree, False)] + [(lp.node, True) for lp in pk.loops]:  # host code has launches for loops
         out = stores if dev else host
-        pairs = []
-        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.For, ast.NamedExpr)):
-            v = node.iter if isinstance(node, ast.For) else node.value
-            pairs = [(t, v) for t in getattr(node, "targets", [getattr(node, "target", None)])]
-            if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and not dev:
-                host.add(node.target.id)
-        elif isinstance(node, ast.Call):
-            kind = getattr(pk.resolve(node.func), "_hl_device", "")
-            if node.args and (kind == "store" or kind.startswith("atomic_")):
-                out.add(_root(node.args[0]))
-            f = node.func
-            if isinstance(f, ast.Attribute) and f.attr.endswith("_") and not f.attr.startswith("_") and not dev:
-                host.add(_root(f.value))
-            host.update(_root(k.value) for k in node.keywords if k.arg == "out")
-        while pairs:
-            t, v = pairs.pop()
-            if isinstance(t, ast.Tuple) and isinstance(v, ast.Tuple) and len(t.elts) == len(v.elts):
-                pairs += zip(t.elts, v.elts)  # a, b = c, d
-                continue
-            for s in ast.walk(t):
-                if isinstance(s, ast.Subscript) and isinstance(s.ctx, ast.Store):
-                    out.add(_root(s))
-                elif isinstance(s, ast.Name) and not dev and v is not None and not _fresh(v):
-                    alias.setdefault(s.id, set()).update(n.id for n in ast.walk(v) if isinstance(n, ast.Name))
-        for c in ast.iter_child_nodes(node):
-            visit(c, dev)
-    visit(pk.tree, False)  # host code: its device loops were replaced by launches when parsed
-    for lp in pk.loops:
-        visit(lp.node, True)
+        for node in ast.walk(tree):
+            pairs = []
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.For, ast.NamedExpr)):
+                v = node.iter if isinstance(node, ast.For) else node.value
+                pairs = [(t, v) for t in getattr(node, "targets", [getattr(node, "target", None)])]
+                if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and not dev:
+                    host.add(node.target.id)
+            elif isinstance(node, ast.Call):
+                kind = getattr(pk.resolve(node.func), "_hl_device", "")
+                if node.args and (kind == "store" or kind.startswith("atomic_")):
+                    out.add(_root(node.args[0]))
+                f = node.func
+                if isinstance(f, ast.Attribute) and f.attr.endswith("_") and not f.attr.startswith("_") and not dev:
+                    host.add(_root(f.value))
+                host.update(_root(k.value) for k in node.keywords if k.arg == "out")
+            while pairs:
+                t, v = pairs.pop()
+                if isinstance(t, ast.Tuple) and isinstance(v, ast.Tuple) and len(t.elts) == len(v.elts):
+                    pairs += zip(t.elts, v.elts)  # a, b = c, d
+                    continue
+                for s in ast.walk(t):
+                    if isinstance(s, ast.Subscript) and isinstance(s.ctx, ast.Store):
+                        out.add(_root(s))
+                    elif isinstance(s, ast.Name) and not dev and v is not None and not _fresh(v):
+                        alias.setdefault(s.id, set()).update(n.id for n in ast.walk(v) if isinstance(n, ast.Name))
     todo, seen = list(host | stores), set()
     while todo:
         n = todo.pop()
@@ -94,30 +88,40 @@ class _FakeRun:
     def __init__(self, kernel: Any, args: tuple, mutated: set[int], stores: set[str]) -> None:
         self.kernel, self.args, self.mutated, self.stores = kernel, args, mutated, stores
         self.config = kernel.configs[0] if kernel.configs else {}
-
     def block_size(self, bid: int, *bounds: Any) -> int:
         bs = self.config.get("block_sizes") or []
         return int(bs[bid]) if bid < len(bs) else 32
-
     def tunable(self, name: str, fragment: Any) -> Any:
         return self.config[name] if name in self.config else getattr(fragment, "default", lambda: fragment)()
-
     def launch(self, i: int, host_locals: dict) -> None:  # _writes missed no view of an argument
         for n in self.stores:
             if any(_same(host_locals.get(n), a) for j, a in enumerate(self.args) if j not in self.mutated):
                 raise exc.NotSupported(f"{self.kernel.name}(): under torch.compile, the store into '{n}' writes an "
                                        f"argument through a view the kernel's code does not show")
 
-def _host(kernel: Any, args: tuple, ctx: _FakeRun) -> Any:
-    if kernel not in _HOST:
-        pk = kernel.parsed
-        glb = dict(pk.globals, __hl_launch__=lambda i, loc: _RUN.get().launch(i, loc), __hl_rt__=current_run)
-        _HOST[kernel] = types.FunctionType(pk.host_code, glb, pk.name, kernel.fn.__defaults__)
+def host_fn(kernel: Any) -> Callable:
+    """The kernel's rewritten host code as a function, made once per parse: each device loop calls the running
+    context's ``launch(i, locals())``, ``hl.register_block_size`` its ``block_size``."""
+    pk = kernel.parsed
+    if getattr(pk, "_host_fn", None) is None:
+        glb = pk._host_globals = dict(pk.globals, __hl_launch__=lambda i, loc: _RUN.get().launch(i, loc),
+                                      __hl_rt__=current_run)
+        pk._host_fn = types.FunctionType(pk.host_code, glb, pk.name, kernel.fn.__defaults__)
+        pk._host_fn.__kwdefaults__ = kernel.fn.__kwdefaults__
+    return pk._host_fn
+
+def run_host(fn: Callable, ctx: Any, args: tuple) -> Any:
+    """Run host function ``fn`` on ``args`` with ``ctx`` as the running context (language._RUN)."""
     tok = _RUN.set(ctx)
     try:
-        return _HOST[kernel](*args)
+        return fn(*args)
     finally:
         _RUN.reset(tok)
+
+def meta(args: tuple) -> tuple:
+    """``args`` with each tensor a meta tensor of the same layout (no memory, no device work)."""
+    return tuple(torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
+                 if isinstance(a, torch.Tensor) else a for a in args)
 
 def _split(name: str, out: Any, args: tuple) -> tuple[list, list]:
     """(spec, the op's outputs): fresh tensors, else an empty placeholder (for an argument, a constant)."""
@@ -149,7 +153,7 @@ def _op_for(kernel: Any, kinds: tuple) -> str:
     def run(flat: tuple, fake: bool) -> Any:
         it = iter(flat)
         args = tuple(next(it) if k in _RUNTIME else k[1] for k in kinds)
-        out = _host(kernel, args, _FakeRun(kernel, args, mutated, stores)) if fake else kernel(*args)
+        out = run_host(host_fn(kernel), _FakeRun(kernel, args, mutated, stores), args) if fake else kernel(*args)
         if (len(out) if isinstance(out, tuple) else 1) != n:
             raise exc.NotSupported(f"{kernel.name}(): under torch.compile a kernel returns a value or a tuple "
                                    f"written out (return a, b), of one length on every path")
@@ -159,9 +163,8 @@ def _op_for(kernel: Any, kinds: tuple) -> str:
         if fake:
             _SPECS[name] = (isinstance(out, tuple), tuple(spec))
         elif key not in _CHECKED:  # block sizes the fake could not know must not change the outputs
-            meta = tuple(torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
-                         if isinstance(a, torch.Tensor) else a for a in args)
-            want = _split(kernel.name, _host(kernel, meta, _FakeRun(kernel, meta, mutated, stores)), meta)[1]
+            m = meta(args)
+            want = _split(kernel.name, run_host(host_fn(kernel), _FakeRun(kernel, m, mutated, stores), m), m)[1]
             if [(t.shape, t.stride(), t.dtype) for t in want] != [(t.shape, t.stride(), t.dtype) for t in ts]:
                 raise exc.NotSupported(f"{kernel.name}(): under torch.compile a kernel's output shapes may not "
                                        "depend on block sizes it chooses; pin a config (@kernel(config=...))")

@@ -1,14 +1,7 @@
-"""The compiler's stages, in the order they run.
-
-    frontend.parse          once per kernel        AST -> host code + device loops
-    hoist_plan              once per device loop   which host values the loop reads
-    lower                   once per specialization of a loop (its launch key), for every Config:
-                                                   AST + host values -> typed DeviceIR
-    passes.PIPELINE         per Config             block sizes, masks, rolled reductions,
-                                                   descriptors, reversed loops (into a Plan)
-    backends.<name>.generate  per Config and Target  DeviceIR + Plan -> source (backends/triton/)
-
-``runtime.BoundKernel`` caches each product and launches the result.
+"""The compiler's stages, in the order they run (``runtime.BoundKernel`` caches each product and launches
+the result): ``frontend.parse`` once per kernel; ``hoist_plan`` once per device loop (the host values it
+reads); ``lower`` once per specialization of a loop, for every Config (typed DeviceIR); ``passes.PIPELINE``
+per Config (a Plan) and ``backends.<name>.generate`` per Config and Target (the source), in ``generate``.
 """
 from __future__ import annotations
 
@@ -21,10 +14,12 @@ import torch
 from . import language as hl, lower as lower_mod, passes
 from .backends import BACKENDS
 from .frontend import DeviceLoop, ParsedKernel
+from .inline import CLOSURE_SLOTS
 from .plan import planning
 from .target import Target
 
 LOWERINGS = [0]  # device loops lowered in this process (a test counts them)
+_RANDOM_FNS = (torch.rand_like, torch.rand, torch.randn_like, torch.randn)
 
 def lower(pk: ParsedKernel, index: int, inputs: dict, hoisted: dict, config: Any):
     """Lower device loop ``index`` of ``pk`` with its host ``inputs`` (see lower.lower)."""
@@ -43,29 +38,26 @@ def _ndims(lp: DeviceLoop) -> int:
     a = lp.node.iter.args
     return len(a[-1].elts) if a and isinstance(a[-1], (ast.List, ast.Tuple)) else 1
 
-_SCALAR_TYPES = (int, float, bool, torch.dtype, str, type(None))
-_RANDOM_FNS = (torch.rand_like, torch.rand, torch.randn_like, torch.randn)
-
 def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
-    """Which host values a device loop needs: names it reads, and maximal host-only
-    subexpressions (``x.size(0)``, ``n * 2``) evaluated per call by the launcher.
-
-    Returns (names, code objects, hoisted ids, {id(ast node): hoisted id}, gather): ``gather`` is one
-    code object evaluating every name and hoisted expression into a tuple (the launcher's values in one
-    ``eval``, instead of a dict lookup per name and an ``eval`` per expression on every launch)."""
+    """Which host values a device loop needs: names it reads, and maximal host-only subexpressions
+    (``x.size(0)``, ``n * 2``) evaluated per call by the launcher. Returns (names, code objects, hoisted ids,
+    {id(ast node) or key: hoisted id}, gather): ``gather`` evaluates every name and hoisted expression into
+    one tuple (one ``eval`` per launch instead of one per expression)."""
     device_names = set(loop.assigned) | {n.id for n in ast.walk(loop.node.target) if isinstance(n, ast.Name)}
     glb = pk.globals
     names = [n for n in loop.reads if n in host_locals or n in glb]
-    codes, ids, mapping = [], [], {}
-    exprs: list[ast.expr] = []  # the hoisted expressions, in the order of ``codes``
+    codes, ids, mapping, exprs = [], [], {}, []  # exprs: the hoisted expressions, in the order of codes
+
+    def hoist(key: Any, node: ast.expr, code: Any = None) -> None:
+        codes.append(code or compile(ast.Expression(body=node), pk.file, "eval"))
+        exprs.append(node)
+        ids.append(f"_h{len(ids)}")
+        mapping[key] = ids[-1]
 
     def host_only(node: ast.AST) -> bool:
         for n in ast.walk(node):
-            if isinstance(n, ast.Name) and (n.id in device_names or (n.id not in host_locals and n.id not in glb
-                                                                    and not hasattr(__builtins__, n.id))):
-                if n.id in device_names:
-                    return False
-            if isinstance(n, (ast.Lambda, ast.NamedExpr, ast.Yield, ast.Await)):
+            if isinstance(n, ast.Name) and n.id in device_names or \
+                    isinstance(n, (ast.Lambda, ast.NamedExpr, ast.Yield, ast.Await)):
                 return False
             if isinstance(n, ast.Call):
                 f = pk.resolve(n.func)
@@ -82,35 +74,25 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
                 val = eval(code, {**glb, "__builtins__": __builtins__}, host_locals)
             except Exception:
                 val = None
-            ok = isinstance(val, _SCALAR_TYPES) or (isinstance(val, (tuple, torch.Size)) and all(isinstance(x, int) for x in val))
-            if ok and val is not None and not isinstance(val, (str, torch.dtype)):
-                hid = f"_h{len(ids)}"
-                codes.append(code)
-                exprs.append(node)
-                ids.append(hid)
-                mapping[id(node)] = hid
+            if isinstance(val, (int, float)) or isinstance(val, (tuple, torch.Size)) and \
+                    all(isinstance(x, int) for x in val):
+                hoist(id(node), node, code)
                 return
         for c in ast.iter_child_nodes(node):
             visit(c)
 
-    visit(loop.node.iter)
-    for s in loop.node.body:
+    for s in [loop.node.iter, *loop.node.body]:
         visit(s)
     # torch.rand_like / torch.rand in device code draw a fresh seed per launch from torch's
     # generator: a 1-element tensor (a tensor, so a new seed does not recompile).
     if any(isinstance(n, ast.Call) and pk.resolve(n.func) in _RANDOM_FNS for s in loop.node.body for n in ast.walk(s)):
         dev = next((n for n in names if isinstance(host_locals.get(n, glb.get(n)), torch.Tensor)), None)
         where = f", device={dev}.device" if dev else ""
-        src = f"__import__('torch').randint(0, 2**31 - 1, (1,){where})"
-        codes.append(compile(src, pk.file, "eval"))
-        exprs.append(ast.parse(src, mode="eval").body)
-        ids.append(f"_h{len(ids)}")
-        mapping[("seed",)] = ids[-1]
-    # Tensors a host function argument (e.g. an epilogue lambda) closes over reach the device
-    # loop as launcher values: CLOSURE_SLOTS slots per function-valued name, filled per call
-    # (the plan is made once, the function may differ from call to call).
-    from .inline import CLOSURE_SLOTS
-    # A helper's module-level tensors arrive the same way, read from its globals on each call.
+        hoist(("seed",), ast.parse(f"__import__('torch').randint(0, 2**31 - 1, (1,){where})", mode="eval").body)
+    # Tensors a host function argument (e.g. an epilogue lambda) closes over reach the device loop as
+    # launcher values: CLOSURE_SLOTS slots per function-valued name, filled per call (the plan is made
+    # once, the function may differ from call to call); a helper's module-level tensors too, read from
+    # its globals on each call.
     for n in names:
         fn = host_locals.get(n, glb.get(n))
         if isinstance(fn, types.FunctionType):
@@ -119,10 +101,7 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
             srcs.update({("global", n, g): f"{n}.__globals__[{g!r}]" for g in fn.__code__.co_names
                          if isinstance(fn.__globals__.get(g), torch.Tensor)})
             for key, src in srcs.items():
-                codes.append(compile(src, pk.file, "eval"))
-                exprs.append(ast.parse(src, mode="eval").body)
-                ids.append(f"_h{len(ids)}")
-                mapping[key] = ids[-1]
+                hoist(key, ast.parse(src, mode="eval").body)
     gather = ast.Expression(body=ast.Tuple(elts=[ast.Name(id=n, ctx=ast.Load()) for n in names] + exprs,
                                            ctx=ast.Load()))
     return names, codes, ids, mapping, compile(ast.fix_missing_locations(gather), pk.file, "eval")

@@ -1,33 +1,19 @@
-"""Launch replay: repeat calls of a kernel without running its host code.
-
-A kernel's host code runs on every call: sizes, allocations, ``hl.register_block_size``, then one
-launch per device loop through the launch-key lookup. On the H100 machine's CPU that is ~20-30 us
-per call, which is longer than the GPU work of a small GEMM or norm and is what leaves small
-backward passes host-bound. A kernel declared with ``@kernel(replay_host=True)`` promises that its
-host code depends only on what the specialization key fixes (argument dtypes, shapes, strides, and
-int, bool and str values; a float argument may feed the device loops but must not steer the host
-code) and allocates only with ``torch.empty*`` (uninitialised memory). For such a
-kernel the first call under a Config is recorded: each launch's compiled binary and where every
-launch value came from (an argument, a view of one, a fresh allocation, or a constant), and the
-same for the return value. Later calls whose tensor arguments have the same 16-byte alignment
-rebuild the values from that recipe and call the binaries directly.
-
-Recording refuses (the kernel keeps running its host code) when a value cannot be rebuilt that way:
-a float that is neither an argument nor a hoisted expression free of float locals (``1.0 / n`` is
-kept; ``alpha * 2.0`` or a host local computed from ``alpha`` may change with the argument), a function
-inlined into device code that closes over values, a list or other object, a tensor sharing a fresh
-allocation with another, a kernel called from the host code.
-The arguments' 16-byte alignment is checked on every replay (it picks the binary); a mismatch runs
-the host code as usual.
+"""Launch replay (``@kernel(replay_host=True)``, docs/decisions/launch-replay.md): a kernel whose host code
+depends only on its specialization key and allocates only with ``torch.empty*`` records its first call under a
+Config (each launch's binary; each value as an argument, a view of one, a fresh allocation or a constant) and
+replays it, host code skipped, on calls with the same 16-byte argument alignment. A value it cannot rebuild (a
+float that a float argument may steer, a closure, a list, a tensor sharing a fresh allocation, a nested kernel
+call) makes it refuse: the kernel keeps running its host code.
 """
 from __future__ import annotations
 
 import types
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 _CONST = {int, bool, str, type(None), types.ModuleType, torch.dtype, torch.Size, torch.device}
+MISS = object()  # what a replay returns when the arguments' alignment differs from the recording
 
 class NotReplayable(Exception):
     """A recorded value that a replay could not rebuild."""
@@ -85,8 +71,8 @@ class Recorder:
         if j is not None:
             src = f"args[{j}].as_strided({shape}, {stride}, args[{j}].storage_offset() + {key[4]})"
         else:
-            whole = off == 0 and _span(shape, stride) * v.element_size() == v.untyped_storage().nbytes()
-            if not whole or ptr in self.fresh:
+            span = 1 + sum((s - 1) * st for s, st in zip(shape, stride)) if all(shape) else 0
+            if off or span * v.element_size() != v.untyped_storage().nbytes() or ptr in self.fresh:
                 raise NotReplayable("a fresh tensor that is part of a larger allocation")
             self.fresh.add(ptr)
             src = f"empty_strided({shape}, {stride}, dtype={self.const(dtype)}, device={self.const(v.device)})"
@@ -94,27 +80,18 @@ class Recorder:
         self.lines.append(f"{name} = {src}")
         return name
 
-class Replay:
-    """The recipe of one recorded host run, as a generated function of the new call's args."""
-
-    __slots__ = ("run", "source")
-
-    def __init__(self, args: tuple, trace: list, ret: Any) -> None:
-        rec = Recorder(args)
-        calls = [f"{rec.const(c)}.launch([{', '.join(rec.expr(v, f) for v, f in zip(values, fixed))}])"
-                 for c, values, fixed in trace]
-        result = rec.expr(ret)
-        tensor_args = [j for j, a in enumerate(args) if isinstance(a, torch.Tensor)]
-        align = tuple(args[j].data_ptr() & 15 for j in tensor_args)
-        check = " or ".join(f"args[{j}].data_ptr() & 15 != {al}" for j, al in zip(tensor_args, align)) or "False"
-        body = [f"if {check}:", "    return MISS", *rec.lines, *calls, f"return {result}"]
-        self.source = "def replay(args):\n" + "".join(f"    {ln}\n" for ln in body)
-        glb = {"MISS": MISS, "empty_strided": torch.empty_strided, **rec.consts}
-        exec(compile(self.source, "<helion_ops replay>", "exec"), glb)
-        self.run = glb["replay"]
-        self.run.source = self.source  # type: ignore[attr-defined]  (what a replay does, for debugging)
-
-MISS = object()  # what Replay.run returns when the arguments' alignment differs from the recording
-
-def _span(shape: tuple, stride: tuple) -> int:
-    return 1 + sum((s - 1) * st for s, st in zip(shape, stride)) if all(shape) else 0
+def replay_of(args: tuple, trace: list, ret: Any) -> Callable:
+    """The recorded host run (``trace``: (Compiled, values, fixed) per launch) as a generated function of
+    the new call's args; its ``source`` attribute shows what it does."""
+    rec = Recorder(args)
+    calls = [f"{rec.const(c)}.launch([{', '.join(rec.expr(v, f) for v, f in zip(values, fixed))}])"
+             for c, values, fixed in trace]
+    result = rec.expr(ret)
+    check = " or ".join(f"args[{j}].data_ptr() & 15 != {a.data_ptr() & 15}" for j, a in enumerate(args)
+                        if isinstance(a, torch.Tensor)) or "False"
+    body = [f"if {check}:", "    return MISS", *rec.lines, *calls, f"return {result}"]
+    source = "def replay(args):\n" + "".join(f"    {ln}\n" for ln in body)
+    glb = {"MISS": MISS, "empty_strided": torch.empty_strided, **rec.consts}
+    exec(compile(source, "<helion_ops replay>", "exec"), glb)
+    glb["replay"].source = source
+    return glb["replay"]
