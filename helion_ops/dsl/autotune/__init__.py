@@ -1,5 +1,5 @@
-"""The autotuner: search (search.py) x measurement (bench.py) x disk cache (cache.py), tied together
-by ``autotune``. Typical use from the runtime::
+"""The autotuner: search (search.py) x measurement (bench.py) x disk cache (cache.py), tied together by
+``autotune``. Typical use from the runtime::
 
     cfg = autotune(bound, args, kernel.autotune_effort, seeds=pretuned_configs, cache_key=(source_hash, spec_key))
 """
@@ -11,24 +11,23 @@ import warnings
 from dataclasses import replace
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-from ..config import Config, heuristic_configs
+from ..config import Config, heuristic_configs, unique_configs
 from .bench import Benchmarker, Precompiler, compare
 from .cache import AutotuneCache, atomic_write_json, environment, source_hash
-from .progress import Progress, progress_enabled
-from .search import (EFFORT_ENV, EFFORTS, Effort, Evaluator, unique_configs, differential_evolution,
-                     pattern_search, resolve_effort, search)
+from .progress import Progress
+from .search import (EFFORT_ENV, EFFORTS, Effort, Evaluator, differential_evolution, pattern_search, resolve_effort,
+                     search)
 
 __all__ = [
     "autotune", "search", "differential_evolution", "pattern_search", "resolve_effort", "Effort", "EFFORTS",
     "EFFORT_ENV", "Evaluator", "Benchmarker", "Precompiler", "compare", "AutotuneCache", "atomic_write_json",
-    "environment", "source_hash", "Progress", "progress_enabled", "args_key", "unique_configs", "Tunable",
+    "environment", "source_hash", "Progress", "args_key", "unique_configs", "Tunable",
 ]
 
 class Tunable(Protocol):
     """What the tuner needs of a kernel (runtime.BoundKernel implements it): its space, the source and
     compile specs of a Config (to deduplicate and precompile candidates), and a run under a Config
     (to time it and check its outputs)."""
-
     name: str
     config_space: Any
 
@@ -68,56 +67,42 @@ def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
     prof = resolve_effort(effort, time_limit)
     space = bound.config_space
     default = space.normalize(bound.default_config())
+    store = key = None
     if candidates is not None:
         cands = unique_configs(space, candidates)
         if len(cands) <= 1:
             return cands[0] if cands else default
         if prof.name == "none":  # measuring is the point here: use quick's timing
             prof = replace(EFFORTS["quick"], time_limit=prof.time_limit)
-        return _measure(bound, args, space, prof, cands[0], reference, progress, objective, compile_timeout,
-                        workers, lambda ev: ev.evaluate(cands))[0]
-    all_seeds = [*seeds, default]
-    if prof.name == "none":
-        return search(space, lambda c: math.nan, prof, seeds=all_seeds)[0]
-    store = None if cache is False else (cache if cache is not None else AutotuneCache())
-    key = None
-    if store is not None:
-        if cache_key is None:
-            cache_key = (source_hash(bound.to_triton_code(default)), args_key(args))
-        key = store.key(*cache_key)
-        hit = store.get(key)
-        if hit is not None:
-            try:
-                return space.normalize(hit)
-            except ValueError:
-                pass  # the space changed under the same key: retune
-    all_seeds += heuristic_configs(space.spec)
+        fallback = cands[0]
 
-    def run_search(ev: Evaluator) -> None:
-        search(space, ev.objective, prof, seeds=all_seeds, rng=rng, progress=ev.progress, evaluator=ev)
+        def drive(ev: Evaluator) -> None:
+            ev.evaluate(cands)
+    else:
+        all_seeds = unique_configs(space, [*seeds, default])
+        if prof.name == "none":
+            return all_seeds[0]
+        store = None if cache is False else (cache if cache is not None else AutotuneCache())
+        if store is not None:
+            key = store.key(*(cache_key or (source_hash(bound.to_triton_code(default)), args_key(args))))
+            hit = store.get(key)
+            if hit is not None:
+                try:
+                    return space.normalize(hit)
+                except ValueError:
+                    pass  # the space changed under the same key: retune
+        all_seeds += heuristic_configs(space.spec)
+        fallback = default
 
-    best, best_t, n = _measure(bound, args, space, prof, default, reference, progress, objective,
-                               compile_timeout, workers, run_search)
-    if store is not None and key is not None and math.isfinite(best_t):
-        try:
-            store.put(key, best, time_s=best_t, evaluated=n, effort=prof.name)
-        except OSError as e:  # an unwritable cache must not lose a finished search
-            warnings.warn(f"helion_ops: could not save the tuned config to the autotune cache ({e}); "
-                          "it is used for this process only", RuntimeWarning, 2)
-    return best
+        def drive(ev: Evaluator) -> None:
+            search(space, ev.objective, prof, seeds=all_seeds, rng=rng, progress=ev.progress, evaluator=ev)
 
-def _measure(bound: Tunable, args: Sequence[Any], space: Any, prof: Effort, fallback: Config,
-             reference: Any, progress: bool, objective: Any, compile_timeout: float, workers: Optional[int],
-             drive: Callable[[Evaluator], Any]) -> tuple[Config, float, int]:
-    """Set up progress + objective, let ``drive(evaluator)`` evaluate configs, re-time the top few;
-    return (best, time, evaluated)."""
     prog = Progress(progress, desc=getattr(bound, "name", None) or "autotune")
-    if prof.time_limit is not None:
-        # One hung compile must not eat a quick run's whole wall-clock cap.
+    if prof.time_limit is not None:  # one hung compile must not eat a quick run's whole wall-clock cap
         compile_timeout = min(compile_timeout, max(5.0, 0.4 * prof.time_limit))
     bench = objective if objective is not None else Benchmarker(
-        bound, args, reps=prof.reps, reference=reference, compile_timeout=compile_timeout,
-        workers=workers, progress=prog)
+        bound, args, reps=prof.reps, reference=reference, compile_timeout=compile_timeout, workers=workers,
+        progress=prog)
     ev = Evaluator(bench, max_evals=prof.max_evals or None, time_limit=prof.time_limit, progress=prog)
     if isinstance(bench, Benchmarker):
         bench.deadline = ev.deadline  # lets a slow compile batch stop at the cap
@@ -134,9 +119,14 @@ def _measure(bound: Tunable, args: Sequence[Any], space: Any, prof: Effort, fall
     finally:
         if hasattr(bench, "close"):
             bench.close()
-    n = len(ev.history)
     if best is None or not math.isfinite(best_t):
-        prog.close(f"no candidate succeeded out of {n}; using {fallback!r}")
-        return fallback, math.inf, n
-    prog.close(f"best {best_t * 1e3:.4f} ms after {n} candidates ({prof.name}): {best!r}")
-    return best, best_t, n
+        prog.close(f"no candidate succeeded out of {len(ev.history)}; using {fallback!r}")
+        return fallback
+    prog.close(f"best {best_t * 1e3:.4f} ms after {len(ev.history)} candidates ({prof.name}): {best!r}")
+    if store is not None:
+        try:
+            store.put(key, best, time_s=best_t, evaluated=len(ev.history), effort=prof.name)
+        except OSError as e:  # an unwritable cache must not lose a finished search
+            warnings.warn(f"helion_ops: could not save the tuned config to the autotune cache ({e}); "
+                          "it is used for this process only", RuntimeWarning, 2)
+    return best

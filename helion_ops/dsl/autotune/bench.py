@@ -2,16 +2,11 @@
 
 1. dedupe by the sha256 of ``bound.to_triton_code(cfg)`` (configs that generate the same source share
    one measurement);
-2. precompile new sources in parallel spawn workers (``Precompiler``): a job that raises, crashes its
-   worker or outlives the timeout fails only its candidate; the pool is rebuilt and the batch goes on.
-   Skipped on CPU and in the interpreter, where there is nothing to warm;
-3. run each candidate on fresh clones of the args and compare every output with the default config's
-   (or ``reference``'s) outputs; a wrong candidate gets ``inf``;
-4. time it: CUDA events around each rep, L2 flushed by writing a 256 MB buffer before each, median of
-   ``reps``.
-
-``Benchmarker`` is the objective the searches call; ``confirm`` re-times the top few at the end so a
-lucky measurement does not pick the winner.
+2. precompile new sources in parallel spawn workers (``Precompiler``; on a GPU only): a job that raises,
+   crashes its worker or outlives the timeout fails only its candidate;
+3. run each candidate on fresh clones of the args and ``compare`` its outputs with the default config's
+   (or ``reference``'s): a wrong candidate gets ``inf``; then time it (``Benchmarker._time``).
+``confirm`` re-times the top few at the end, so a lucky measurement does not pick the winner.
 """
 from __future__ import annotations
 
@@ -34,13 +29,8 @@ INF = math.inf
 DEFAULT_COMPILE_TIMEOUT = 60.0
 FLUSH_BYTES = 256 << 20
 
-# ---------------------------------------------------------------------------
-# Parallel precompilation
-# ---------------------------------------------------------------------------
-
 def _worker_init() -> None:
-    # Pay the import of triton + codegen while the pool starts, not inside
-    # the first job's timeout.
+    # Pay the import of triton + codegen while the pool starts, not inside the first job's timeout.
     try:
         import helion_ops.dsl.backends.triton  # noqa: F401
     except Exception:
@@ -69,11 +59,9 @@ class Precompiler:
     """
 
     def __init__(self, workers: Optional[int] = None, timeout: float = DEFAULT_COMPILE_TIMEOUT,
-                 job: Callable[[Any], Any] = compile_job, initializer: Optional[Callable[[], None]] = _worker_init) -> None:
+                 job: Callable[[Any], Any] = compile_job, initializer: Optional[Callable[[], None]] = _worker_init):
         self.workers = max(1, workers or min(16, os.cpu_count() or 1))
-        self.timeout = timeout
-        self.job = job
-        self.initializer = initializer
+        self.timeout, self.job, self.initializer = timeout, job, initializer
         self._pool: Optional[cf.ProcessPoolExecutor] = None
         self._warming: Optional[threading.Thread] = None
 
@@ -92,14 +80,13 @@ class Precompiler:
         if self._pool is None:
             pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                           initializer=self.initializer)
-            # Start every worker (interpreter + imports) before any job's
-            # clock starts, so a slow start never reads as a hung compile.
-            # Pings are slightly slow so a ready worker cannot take them all.
+            # Start every worker (interpreter + imports) before any job's clock starts, so a slow start
+            # never reads as a hung compile. Pings are slightly slow so a ready worker cannot take them all.
             pids: set = set()
             deadline = time.monotonic() + max(120.0, self.timeout)
             while len(pids) < self.workers and time.monotonic() < deadline:
-                pings = [pool.submit(_ping) for _ in range(self.workers)]
-                done, _ = cf.wait(pings, timeout=deadline - time.monotonic())
+                done, _ = cf.wait([pool.submit(_ping) for _ in range(self.workers)],
+                                  timeout=deadline - time.monotonic())
                 pids.update(f.result() for f in done if f.exception() is None)
             self._pool = pool
         return self._pool
@@ -120,9 +107,9 @@ class Precompiler:
             p.join(timeout=5)
 
     def close(self) -> None:
-        """Shut the worker pool down."""
+        """Shut the worker pool down (after letting a starting one finish)."""
         if self._warming is not None:
-            self._ensure_pool()  # let a starting pool finish, then shut it down
+            self._ensure_pool()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -133,14 +120,20 @@ class Precompiler:
         ``on_done(key, error)`` is called as each ends. At ``deadline`` (``time.monotonic()`` value)
         whatever has not finished fails, so a search's wall-clock cap holds mid-batch."""
         results: dict[Hashable, Optional[str]] = {}
-        queue = deque(jobs)
-        suspects: deque = deque()  # in flight when a worker died; retried alone
+        cap = INF if deadline is None else deadline
+        queue, suspects = deque(jobs), deque()  # suspects: in flight when a worker died; retried alone
         inflight: dict[cf.Future, tuple[Hashable, float]] = {}
 
         def finish(key: Hashable, err: Optional[str]) -> None:
             results[key] = err
             if on_done is not None:
                 on_done(key, err)
+
+        def abandon() -> list:  # kill the pool; return the keys that were in flight
+            keys = [k for k, _ in inflight.values()]
+            inflight.clear()
+            self._kill_pool()
+            return keys
 
         def submit(source: deque) -> bool:
             k = source.popleft()
@@ -150,23 +143,13 @@ class Precompiler:
                 return True
             except BrokenProcessPool:  # died between waits: its jobs are suspects
                 source.appendleft(k)
-                suspects.extend(k for k, _ in inflight.values())
-                inflight.clear()
-                self._kill_pool()
+                suspects.extend(abandon())
                 return False
 
-        def expires(t0: float) -> float:
-            return t0 + self.timeout if deadline is None else min(t0 + self.timeout, deadline)
-
         while queue or suspects or inflight:
-            if deadline is not None and time.monotonic() >= deadline:
-                for k in [*queue, *suspects, *(k for k, _ in inflight.values())]:
+            if time.monotonic() >= cap:
+                for k in [*queue, *suspects, *(abandon() if inflight else ())]:
                     finish(k, "autotune time limit reached")
-                queue.clear()
-                suspects.clear()
-                if inflight:
-                    inflight.clear()
-                    self._kill_pool()
                 break
             if queue:
                 while queue and len(inflight) < self.workers and submit(queue):
@@ -175,7 +158,7 @@ class Precompiler:
                 submit(suspects)
             if not inflight:
                 continue
-            first = min(expires(t0) for _, t0 in inflight.values())
+            first = min(min(t0 + self.timeout, cap) for _, t0 in inflight.values())
             done, _ = cf.wait(list(inflight), timeout=max(0.0, first - time.monotonic()) + 0.01,
                               return_when=cf.FIRST_COMPLETED)
             crashed = []
@@ -189,34 +172,19 @@ class Precompiler:
                 except Exception as e:
                     finish(k, f"{type(e).__name__}: {e}")
             if crashed:
-                crashed += [k for k, _ in inflight.values()]
-                inflight.clear()
-                self._kill_pool()
+                crashed += abandon()
                 if len(crashed) == 1:
                     finish(crashed[0], "worker process crashed")  # it ran alone: its own crash
                 else:
                     suspects.extend(crashed)
                 continue
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                continue  # handled at the top of the loop
-            expired = [f for f, (_, t0) in inflight.items() if now >= expires(t0)]
-            if expired:
+            expired = [f for f, (_, t0) in inflight.items() if now >= t0 + self.timeout]
+            if expired and now < cap:  # at the cap, the top of the loop fails them all
                 for f in expired:
                     finish(inflight.pop(f)[0], f"timed out after {self.timeout:.0f}s")
-                # Innocent bystanders go back to the front of the queue.
-                queue.extendleft(k for k, _ in inflight.values())
-                inflight.clear()
-                self._kill_pool()
+                queue.extendleft(abandon())  # innocent bystanders go back to the front of the queue
         return results
-
-# ---------------------------------------------------------------------------
-# Accuracy check
-# ---------------------------------------------------------------------------
-
-def _tolerance(dtype: Any) -> float:
-    import torch
-    return {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}.get(dtype, 1e-1)
 
 def tensors_of(obj: Any) -> list:
     """The tensors in a (nested) result, in order."""
@@ -250,8 +218,8 @@ def compare(out: Any, ref: Any) -> Optional[str]:
             if not torch.equal(o, r):
                 return f"output {i}: values differ"
             continue
-        # On the device, in fp32 (fp64 for fp64): exact for fp16/bf16 values,
-        # and no host copies of big outputs per candidate.
+        # On the device, in fp32 (fp64 for fp64): exact for fp16/bf16 values, and no host copies of big
+        # outputs per candidate.
         ct = torch.float64 if r.dtype == torch.float64 else torch.float32
         o32, r32 = o.to(ct), r.to(ct)
         bad_o, bad_r = ~torch.isfinite(o32), ~torch.isfinite(r32)
@@ -260,103 +228,43 @@ def compare(out: Any, ref: Any) -> Optional[str]:
         o32, r32 = o32.masked_fill(bad_o, 0), r32.masked_fill(bad_r, 0)
         if not r32.numel():
             continue
-        tol = _tolerance(r.dtype)
+        tol = {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}.get(r.dtype, 1e-1)
         ra = r32.abs()
-        scale = ra.max()
-        diff = (o32 - r32).abs()
+        scale, diff = ra.max(), (o32 - r32).abs()
         if bool((diff > tol * (scale + ra)).any()):
-            rel = (diff.max() / scale.clamp_min(1e-30)).item()
-            return f"output {i}: max error {rel:.3g} of max|ref| (tol {tol:g})"
+            return f"output {i}: max error {(diff.max() / scale.clamp_min(1e-30)).item():.3g} of max|ref| (tol {tol:g})"
     return None
 
 def _clone(args: Sequence[Any]) -> list:
     import torch
     return [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
 
-# ---------------------------------------------------------------------------
-# Timing
-# ---------------------------------------------------------------------------
-
-def _device_of(args: Sequence[Any]) -> Any:
-    import torch
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            return a.device
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-def _on_gpu(device: Any) -> bool:
-    return getattr(device, "type", "cpu") == "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1"
-
-class Timer:
-    """Median-of-reps timing. On CUDA: events around each rep with a 256 MB write before it, so each
-    rep starts with a cold L2. Elsewhere (CPU, interpreter): wall clock, which only orders roughly."""
-
-    def __init__(self, device: Any) -> None:
-        self.device = device
-        self.cuda = _on_gpu(device)
-        self._flush = None
-
-    def __call__(self, fn: Callable[[], Any], reps: int, budget_s: float = 2.0) -> float:
-        """Median seconds per call of ``fn`` (one untimed warm-up first)."""
-        if not self.cuda:
-            fn()
-            ts = []
-            for _ in range(max(1, reps)):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-            return statistics.median(ts)
-        import torch
-        if self._flush is None:
-            self._flush = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device=self.device)
-        fn()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize(self.device)
-        est = s.elapsed_time(e) / 1e3
-        # Slow candidates get fewer reps: a 50 ms kernel need not eat 1.5 s.
-        reps = max(3, min(reps, int(budget_s / max(est, 1e-6))))
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-        for i in range(reps):
-            self._flush.zero_()
-            starts[i].record()
-            fn()
-            ends[i].record()
-        torch.cuda.synchronize(self.device)
-        return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)) / 1e3
-
-# ---------------------------------------------------------------------------
-# The objective
-# ---------------------------------------------------------------------------
-
 class Benchmarker:
-    """Objective over a BoundKernel: ``bench(cfg) -> seconds`` and ``bench.evaluate_batch(cfgs)``
-    (precompiles the batch in parallel). ``reference(*args)`` gives expected outputs; without it the
-    default config's outputs (and its in-place writes to the args) are expected. ``precompile=None``
-    means "on GPU only"."""
+    """The objective the searches call, over a BoundKernel: ``bench(cfg) -> seconds`` and
+    ``bench.evaluate_batch(cfgs)`` (which precompiles the batch in parallel). ``reference(*args)`` gives
+    the expected outputs; without it the default config's outputs (and its in-place writes to the args)
+    are expected. ``precompile=None`` means "on GPU only"."""
 
     def __init__(self, bound: Any, args: Sequence[Any], *, reps: int = 10,
                  reference: Optional[Callable[..., Any]] = None, compile_timeout: float = DEFAULT_COMPILE_TIMEOUT,
                  workers: Optional[int] = None, precompile: Optional[bool] = None,
                  progress: Optional[Progress] = None, target: Any = None) -> None:
-        self.bound, self.args, self.reps, self.reference = bound, list(args), reps, reference
+        import torch
+        self.bound, self.args, self.reps, self.reference, self.target = bound, list(args), reps, reference, target
         self.progress = progress or Progress(False)
-        self.device = _device_of(self.args)
-        self.timer = Timer(self.device)
-        self.target = target
-        precompile = _on_gpu(self.device) if precompile is None else precompile
+        self.device = next((a.device for a in self.args if isinstance(a, torch.Tensor)),
+                           torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        self.cuda = self.device.type == "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1"
+        precompile = self.cuda if precompile is None else precompile
         self.precompiler = Precompiler(workers, compile_timeout) if precompile else None
-        self.by_code: dict[str, float] = {}     # source hash -> time
+        self.by_code: dict[str, float] = {}  # source hash -> time
         self.code_of: dict[Config, Optional[str]] = {}
         self.deadline: Optional[float] = None  # time.monotonic() cap, set by autotune()
         self._expected: Any = None
         self._written: list[int] = []
         self._timing_args: Optional[list] = None
+        self._flush: Any = None
 
-    # -- objective API ------------------------------------------------------
     def __call__(self, cfg: Config) -> float:
         return self.evaluate_batch([cfg])[0]
 
@@ -364,18 +272,36 @@ class Benchmarker:
         """Times for ``cfgs`` (inf for failures), measuring each distinct generated source once."""
         new: dict[str, Config] = {}
         for c in cfgs:
-            h = self._code_hash(c)
-            if h is not None and h not in self.by_code and h not in new:
-                new[h] = c
+            if c not in self.code_of:
+                try:
+                    self.code_of[c] = hashlib.sha256(self.bound.to_triton_code(c).encode()).hexdigest()
+                except Exception as e:
+                    self.code_of[c] = None
+                    self._fail(c, f"codegen failed: {type(e).__name__}: {e}")
+            h = self.code_of[c]
+            if h is not None and h not in self.by_code:
+                new.setdefault(h, c)
         if self.precompiler is not None and new:
             self.expected()  # the default's run compiles in this process while the workers start
-            self._precompile(new)
+            jobs = {}
+            for h, c in new.items():
+                try:
+                    jobs[h] = (self.bound.compile_specs(c), self.target)
+                except Exception as e:
+                    self._fail(c, f"compile_specs failed: {type(e).__name__}: {e}", h)
+
+            def done(h: Hashable, err: Optional[str]) -> None:
+                self.progress.compiled(err is None)
+                if err is not None:
+                    self._fail(new[h], f"precompile: {err}", h)  # type: ignore[index]
+
+            self.precompiler.run(jobs, on_done=done, deadline=self.deadline)
         for h, c in new.items():
             if self.by_code and self.deadline is not None and time.monotonic() > self.deadline:
                 break  # past the run's wall-clock cap: the rest stay unmeasured (inf)
             if h not in self.by_code:
                 self.by_code[h] = self.measure(c)
-        return [self.by_code.get(self.code_of[c], INF) if self.code_of[c] else INF for c in cfgs]
+        return [self.by_code.get(self.code_of[c], INF) for c in cfgs]
 
     def confirm(self, history: Sequence[tuple[Config, float]], k: int = 3) -> tuple[Optional[Config], float]:
         """Re-time the ``k`` fastest distinct sources of ``history`` with twice the reps; return the
@@ -389,7 +315,7 @@ class Benchmarker:
         if len(top) <= 1:
             return top[0] if top else (None, INF)
         retimed = []
-        for c, t in top:
+        for c, _ in top:
             try:
                 retimed.append((c, self._time(c, self.reps * 2)))
             except Exception as e:
@@ -400,58 +326,29 @@ class Benchmarker:
         if self.precompiler is not None:
             self.precompiler.close()
 
-    # -- steps --------------------------------------------------------------
-    def _code_hash(self, cfg: Config) -> Optional[str]:
-        if cfg not in self.code_of:
-            try:
-                self.code_of[cfg] = hashlib.sha256(self.bound.to_triton_code(cfg).encode()).hexdigest()
-            except Exception as e:
-                self.code_of[cfg] = None
-                self._fail(cfg, f"codegen failed: {type(e).__name__}: {e}")
-        return self.code_of[cfg]
-
-    def _precompile(self, new: dict[str, Config]) -> None:
-        jobs = {}
-        for h, c in new.items():
-            try:
-                jobs[h] = (self.bound.compile_specs(c), self.target)
-            except Exception as e:
-                self.by_code[h] = INF
-                self._fail(c, f"compile_specs failed: {type(e).__name__}: {e}")
-
-        def done(h: Hashable, err: Optional[str]) -> None:
-            self.progress.compiled(err is None)
-            if err is not None:
-                self.by_code[h] = INF  # type: ignore[index]
-                self._fail(new[h], f"precompile: {err}")  # type: ignore[index]
-
-        self.precompiler.run(jobs, on_done=done, deadline=self.deadline)  # type: ignore[union-attr]
-
     def expected(self) -> Any:
-        """The outputs every candidate must reproduce (computed once); None when neither a reference
-        nor the default config can produce them."""
+        """The outputs every candidate must reproduce (computed once); kind "none" when neither a
+        reference nor the default config can produce them."""
         if self._expected is None:
             import torch
             args = _clone(self.args)
             try:
                 if self.reference is not None:
                     self._expected = ("ref", self.reference(*args))
-                else:
-                    default = self.bound.default_config()
-                    out = self.bound.run(default, *args)
-                    # Only args the kernel writes need checking afterwards. An output buffer
-                    # may already hold the right answer (a recycled allocation), so also run
-                    # once with every float arg refilled at random: a written arg changes.
-                    changed = {i for i, (a, b) in enumerate(zip(args, self.args))
-                               if isinstance(a, torch.Tensor) and not torch.equal(a, b)}
-                    probe = [a.clone().normal_() if isinstance(a, torch.Tensor) and a.is_floating_point()
-                             else a for a in self.args]
-                    filled = _clone(probe)
-                    self.bound.run(default, *probe)
-                    changed |= {i for i, (a, b) in enumerate(zip(probe, filled))
-                                if isinstance(a, torch.Tensor) and not torch.equal(a, b)}
-                    self._written = sorted(changed)
-                    self._expected = ("default", (out, [args[i] for i in self._written]))
+                    return self._expected
+                default = self.bound.default_config()
+                out = self.bound.run(default, *args)
+                # Only args the kernel writes need checking afterwards. An output buffer may already hold
+                # the right answer (a recycled allocation), so also run once with every float arg refilled
+                # at random: a written arg changes.
+                changed = [isinstance(a, torch.Tensor) and not torch.equal(a, b) for a, b in zip(args, self.args)]
+                probe = [a.clone().normal_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                         for a in self.args]
+                filled = _clone(probe)
+                self.bound.run(default, *probe)
+                self._written = [i for i, (c, p, f) in enumerate(zip(changed, probe, filled))
+                                 if c or isinstance(p, torch.Tensor) and not torch.equal(p, f)]
+                self._expected = ("default", (out, [args[i] for i in self._written]))
             except Exception as e:
                 self.progress.log(f"no reference output ({type(e).__name__}: {e}); accuracy check skipped")
                 self._expected = ("none", None)
@@ -463,27 +360,54 @@ class Benchmarker:
         args = _clone(self.args)
         try:
             out = self.bound.run(cfg, *args)
-            if kind != "none":
-                err = compare(out, exp) if kind == "ref" else \
-                    compare((out, [args[i] for i in self._written]), exp)
-                if err is not None:
-                    self._fail(cfg, f"wrong result: {err}")
-                    return INF
-            return self._time(cfg, self.reps)
+            if kind == "default":
+                out = (out, [args[i] for i in self._written])
+            err = None if kind == "none" else compare(out, exp)
+            return self._fail(cfg, f"wrong result: {err}") if err is not None else self._time(cfg, self.reps)
         except Exception as e:
-            self._fail(cfg, f"run failed: {type(e).__name__}: {e}")
-            return INF
+            return self._fail(cfg, f"run failed: {type(e).__name__}: {e}")
 
-    def _time(self, cfg: Config, reps: int) -> float:
+    def _time(self, cfg: Config, reps: int, budget_s: float = 2.0) -> float:
+        """Median seconds per run of ``cfg`` after one untimed warm-up. On CUDA: events around each rep
+        with a 256 MB write before it, so each rep starts with a cold L2; slow candidates get fewer reps
+        (a 50 ms kernel need not eat 1.5 s). Elsewhere (CPU, interpreter): wall clock, which only orders
+        roughly."""
         if self._timing_args is None:
             self._timing_args = _clone(self.args)
         args = self._timing_args
-        return self.timer(lambda: self.bound.run(cfg, *args), reps)
+        self.bound.run(cfg, *args)
+        if not self.cuda:
+            ts = []
+            for _ in range(max(1, reps)):
+                t0 = time.perf_counter()
+                self.bound.run(cfg, *args)
+                ts.append(time.perf_counter() - t0)
+            return statistics.median(ts)
+        import torch
+        if self._flush is None:
+            self._flush = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device=self.device)
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        self.bound.run(cfg, *args)
+        e.record()
+        torch.cuda.synchronize(self.device)
+        reps = max(3, min(reps, int(budget_s / max(s.elapsed_time(e) / 1e3, 1e-6))))
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+        for s, e in events:
+            self._flush.zero_()
+            s.record()
+            self.bound.run(cfg, *args)
+            e.record()
+        torch.cuda.synchronize(self.device)
+        return statistics.median(s.elapsed_time(e) for s, e in events) / 1e3
 
-    def _fail(self, cfg: Config, msg: str) -> None:
-        # Triton errors can carry whole PTX listings: one line on screen,
-        # the full text at debug level.
+    def _fail(self, cfg: Config, msg: str, code: Optional[str] = None) -> float:
+        """Reject a candidate (and its source ``code``): one line on screen, since Triton errors can carry
+        whole PTX listings, the full text at debug level. Returns inf."""
+        if code is not None:
+            self.by_code[code] = INF
         log.debug("candidate rejected: %r\n%s", cfg, msg)
         lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
         short = lines[0] if len(lines) <= 1 else f"{lines[0]} ... {lines[-1]}"
         self.progress.log(f"candidate rejected ({short[:240]}): {cfg!r}")
+        return INF
