@@ -1,9 +1,6 @@
-"""Config: one point in a kernel's tuning space, JSON round-trippable; ConfigSpace: the space itself.
-
-Field names follow Helion's, so a ``helion.Config(...)`` literal works unchanged. Every list field is
-indexed by the order in which the compiler meets what it tunes (block sizes, reduction dims, inner loops,
-loads), which the kernel's ConfigSpace documents.
-"""
+"""Config: one point in a kernel's tuning space, JSON round-trippable; ConfigSpace: the space itself. Field
+names follow Helion's, so a ``helion.Config(...)`` literal works unchanged; every list field is indexed in the
+order the compiler meets what it tunes (block sizes, reduction dims, inner loops, loads)."""
 from __future__ import annotations
 
 import json
@@ -26,10 +23,8 @@ FIELDS: dict[str, Any] = {
 PID_TYPES = ("flat", "xyz", "persistent_blocked", "persistent_interleaved")
 INDEXING = ("pointer", "tensor_descriptor")
 EVICTION_POLICIES = ("", "first", "last")
-# Code generation: "gluon" (backends/gluon, sm_90) with 1 or 2 consumer warpgroups, the softmax overlapping
-# the next GEMM or not. Searched only where the space offers them (an sm_90 GPU, not the interpreter);
-# elsewhere a Config may still name them for codegen (to_triton_code, compile_for_target); a launch under
-# the interpreter refuses backend="gluon".
+# The Gluon backend (sm_90) and its knobs: searched only on an sm_90 GPU; elsewhere a Config may still name
+# them for codegen (to_triton_code, compile_for_target), and a launch under the interpreter refuses it.
 BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "gluon_overlap": (False, True)}
 NOT_REVERSIBLE = ("this loop cannot run in reverse (it carries values between iterations, reads a tensor it "
                   "writes elsewhere, or makes atomic updates)")
@@ -39,27 +34,21 @@ _SINGULAR = {"block_size": "block_sizes", "reduction_loop": "reduction_loops", "
              "range_unroll_factor": "range_unroll_factors", "load_eviction_policy": "load_eviction_policies"}
 
 class Config(Mapping[str, Any]):
-    """An immutable mapping of tuning knobs, e.g. ``Config(block_sizes=[64, 64], num_warps=8)``. Unknown
-    keys are kept: they are user tunables (``hl.register_tunable``). ``cfg.num_warps`` returns the value
-    or the field's default."""
+    """An immutable mapping of knobs, e.g. ``Config(block_sizes=[64, 64], num_warps=8)``; other keys are user
+    tunables (``hl.register_tunable``). ``cfg.num_warps`` returns the value or the field's default."""
     __slots__ = ("_data", "_key")
-
     def __init__(self, **kwargs: Any) -> None:
         data = {k: _freeze(v) for k, v in _helion_spellings(kwargs).items() if v is not None or k not in FIELDS}
         if data.get("pid_type", "flat") not in PID_TYPES:
             raise ValueError(f"Config.pid_type must be one of {PID_TYPES}, got {data['pid_type']!r}")
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_key", None)
-
     def __getitem__(self, k: str) -> Any:
         return self._data[k]
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
-
     def __len__(self) -> int:
         return len(self._data)
-
     def __getattr__(self, k: str) -> Any:
         if k.startswith("_"):
             raise AttributeError(k)
@@ -68,49 +57,36 @@ class Config(Mapping[str, Any]):
         if k in FIELDS:
             return _thaw(_freeze(FIELDS[k]))
         raise AttributeError(f"Config has no field {k!r}")
-
     def __setattr__(self, k: str, v: Any) -> None:
         raise AttributeError("Config is immutable; use cfg.replace(...)")
-
     def get(self, k: str, default: Any = None) -> Any:
         return _thaw(self._data[k]) if k in self._data else default
-
     def replace(self, **kwargs: Any) -> "Config":
         return Config(**{**self.to_dict(), **kwargs})
-
     def to_dict(self) -> dict[str, Any]:
         return {k: _thaw(v) for k, v in self._data.items()}
-
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Config":
         return cls(**dict(d))
-
     @classmethod
     def from_json(cls, s: str) -> "Config":
         return cls.from_dict(json.loads(s))
-
     def key(self) -> tuple:
-        """A hashable identity (sorted items)."""
         if self._key is None:
             object.__setattr__(self, "_key", tuple(sorted(self._data.items())))
         return self._key
-
     def __hash__(self) -> int:
         return hash(self.key())
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Config) and self.key() == other.key()
-
     def __repr__(self) -> str:
         return "Config(" + ", ".join(f"{k}={_thaw(v)!r}" for k, v in sorted(self._data.items())) + ")"
 
 def _helion_spellings(kw: dict[str, Any]) -> dict[str, Any]:
-    """What Helion's Config accepts beyond our canonical form: singular keys, nested block sizes
-    (``[[32, 32], 32]``, one list per tile statement), ``indexing="block_ptr"`` or a per-load list
-    (served through pointers, or descriptors where every entry asks for them)."""
+    """Helion's spellings: singular keys, nested block sizes (``[[32, 32], 32]``), ``indexing="block_ptr"`` or
+    a per-load list (served through pointers, or descriptors where every entry asks for them)."""
     out = dict(kw)
     for one, many in _SINGULAR.items():
         if one in out:
@@ -161,31 +137,22 @@ class SpaceSpec:
     gluon: bool = False                                    # the Gluon backend is searchable (sm_90 GPU)
 
 class ConfigSpace:
-    """The tuning space of one bound kernel: ``fragments`` maps each Config field that exists for it to
-    its Fragment, then the user tunables. Knobs that cannot matter for the kernel are absent (no
-    ``l2_groupings`` without a 2-D+ grid loop, no ``range_*`` without inner loops, ...), so the search
-    never spends evaluations on them and ``normalize`` drops them from user configs."""
-
+    """One bound kernel's space: ``fragments`` maps each knob that can matter for it to its Fragment (no
+    ``l2_groupings`` without a 2-D+ grid loop, ...), so the search never spends evaluations on the others."""
     def __init__(self, spec: SpaceSpec) -> None:
         self.spec = spec
         self.fragments: dict[str, Fragment] = _build_fragments(spec)
         self._default: Optional[Config] = None
-
     def default(self) -> Config:
-        """Every knob at its default (or the config given to set_default)."""
         if self._default is not None:
             return self._default
         return Config(**{k: f.default() for k, f in self.fragments.items()})
-
     def set_default(self, cfg: Mapping[str, Any]) -> None:
-        """Make ``cfg`` (normalised) the default point, e.g. a compiler heuristic better than the
-        per-fragment defaults; ``normalize`` then fills missing knobs from it."""
+        """Make ``cfg`` (normalised) the default point, from which ``normalize`` fills missing knobs."""
         self._default = None
         self._default = self.normalize(cfg)
-
     def random(self, rng: _random.Random) -> Config:
         return Config(**{k: f.random(rng) for k, f in self.fragments.items()})
-
     def mutate(self, cfg: Config, rng: _random.Random) -> Config:
         """Step one knob (sometimes two) of ``cfg`` to a nearby value."""
         d = self._values(cfg)
@@ -194,30 +161,23 @@ class ConfigSpace:
             for k in rng.sample(names, min(len(names), 2 if rng.random() < 0.3 else 1)):
                 d[k] = self.fragments[k].mutate(d[k], rng)
         return Config(**d)
-
     def crossover(self, a: Config, b: Config, rng: _random.Random) -> Config:
         """Each knob (each list entry) from one parent or the other."""
         da, db = self._values(a), self._values(b)
         return Config(**{k: f.crossover(da[k], db[k], rng) for k, f in self.fragments.items()})
-
-    def differential(self, x: Config, a: Config, b: Config, c: Config,
-                     rng: _random.Random, cr: float = 0.7) -> Config:
-        """DE/rand/1/bin trial: each knob is ``a + (b - c)`` with probability ``cr`` (at least one knob
-        is), else ``x``'s value."""
+    def differential(self, x: Config, a: Config, b: Config, c: Config, rng: _random.Random, cr: float = 0.7) -> Config:
+        """DE/rand/1/bin trial: each knob ``a + (b - c)`` with probability ``cr`` (one at least), else x's."""
         dx, da, db, dc = (self._values(v) for v in (x, a, b, c))
         forced = rng.choice(list(self.fragments)) if self.fragments else None
         return Config(**{k: f.differential(da[k], db[k], dc[k], rng) if k == forced or rng.random() < cr else dx[k]
                          for k, f in self.fragments.items()})
-
     def neighbors(self, cfg: Config) -> list[Config]:
-        """Configs one knob-step away (pattern search), in field order: the knobs that usually matter
-        most come first."""
+        """Configs one knob-step away, in field order (the knobs that usually matter most first)."""
         d = self._values(cfg)
         return [Config(**{**d, k: v}) for k, f in self.fragments.items() for v in f.neighbors(d[k])]
-
     def normalize(self, cfg: Optional[Mapping[str, Any]]) -> Config:
-        """Fill missing knobs with defaults and drop standard fields this kernel does not have (e.g.
-        ``l2_groupings`` on a 1-D grid), then validate. Accepts a Config, a dict or None."""
+        """Fill missing knobs with defaults, drop standard fields this kernel lacks, validate. ``cfg``: a
+        Config, a dict or None."""
         d = {k: _thaw(_freeze(v)) for k, v in _helion_spellings(dict(cfg or {})).items()}
         # a backend named for codegen stays although the space lacks it (see BACKEND_CHOICES)
         d = {k: v for k, v in d.items()
@@ -226,12 +186,9 @@ class ConfigSpace:
         out = Config(**self._values(d))
         self.validate(out)
         return out
-
     def _clamp(self, d: dict[str, Any]) -> None:
-        """Helion's leniency with sizes, in place: a power-of-two block size outside its range is clamped
-        into it (past the extent's next power of two it is the whole extent), a reduction chunk at least
-        the row's next power of two means the whole row (None), a smaller one is raised to the smallest
-        chunk (the same numbers). Anything else is left for ``validate`` to name."""
+        """Helion's leniency, in place: a power-of-two block size is clamped into its range, a reduction chunk
+        covering the row means the whole row (None), a smaller one is raised to the smallest chunk."""
         for k in ("block_sizes", "reduction_loops"):
             f, v = self.fragments.get(k), d.get(k)
             if not isinstance(f, ListOf) or not isinstance(v, list) or len(v) != len(f.items):
@@ -244,7 +201,6 @@ class ConfigSpace:
                     x = _clip(x, fr.min, fr.max)
                 out.append(x)
             d[k] = out
-
     def validate(self, cfg: Mapping[str, Any]) -> None:
         """Raise ValueError naming the first bad field. ``cfg`` must be complete (see ``normalize``)."""
         for k in cfg:
@@ -261,14 +217,12 @@ class ConfigSpace:
                 f.validate(_thaw(_freeze(cfg[k])))
             except ValueError as e:
                 raise ValueError(f"Config.{k}: {e}") from None
-
     def _values(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         d = {k: _thaw(_freeze(v)) for k, v in dict(cfg).items()}
         if any(k not in d for k in self.fragments):
             for k, v in self.default().items():
                 d.setdefault(k, _thaw(v))
         return d
-
     def __repr__(self) -> str:
         return "ConfigSpace(" + ", ".join(f"{k}={f!r}" for k, f in self.fragments.items()) + ")"
 
@@ -311,9 +265,7 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
             f["range_reverses"] = ListOf([BoolFragment(False) if i in spec.reversible_loops
                                           else FixedFragment(False, NOT_REVERSIBLE) for i in range(n)])
     if spec.gluon:
-        f["backend"] = EnumFragment(BACKEND_CHOICES["backend"], "triton")
-        f["gluon_consumers"] = EnumFragment(BACKEND_CHOICES["gluon_consumers"], 2)
-        f["gluon_overlap"] = BoolFragment(False)
+        f.update({k: EnumFragment(choices, FIELDS[k]) for k, choices in BACKEND_CHOICES.items()})
     if spec.loads:
         f["load_eviction_policies"] = ListOf(EnumFragment(EVICTION_POLICIES, ""), spec.loads)
     for name, frag in spec.tunables.items():
@@ -324,9 +276,8 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
         f[name] = frag
     return f
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): tiles that are good on Hopper/Ampere for bf16/fp16
-# GEMMs. 128x256x64 w8 s3 was the best plain Triton config on H100 (shared/anchors/*-triton-matmul.txt);
-# 4 stages of it exceed shared memory, so it stays at 3.
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), good on Hopper/Ampere for 16-bit GEMMs. 128x256x64 w8 s3
+# was the best plain Triton config on H100 (shared/anchors/); 4 stages of it exceed shared memory.
 _MATMUL_TILES = [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 64, 32, 4, 4), (128, 64, 64, 4, 4),
                  (64, 128, 64, 4, 3)]
 
@@ -335,10 +286,9 @@ def _warps_for(elems: int, per_warp: int = 512) -> int:
     return _clip(next_pow2(max(1, elems // per_warp)), 1, 32)
 
 def heuristic_configs(spec: SpaceSpec, shape_hint: Optional[Sequence[int]] = None) -> list[Config]:
-    """A handful of analytically reasonable configs to seed the search (DESIGN §4), each complete and
-    valid for ``ConfigSpace(spec)``. ``shape_hint`` (the extent of each block-size dim) keeps blocks no
-    bigger than the data. Reduction kernels get whole-row persistent blocks when the row fits (plus a
-    looped variant for long rows), matmul-shaped kernels the classic tiles, others 1K-4K element blocks."""
+    """Analytic seeds for the search (DESIGN §4), valid for ``ConfigSpace(spec)``: whole-row blocks for reductions
+    (looped for long rows), the classic tiles for matmuls, else 1K-4K elements; ``shape_hint`` (each block-size
+    dim's extent) keeps blocks no bigger than the data."""
     space = ConfigSpace(spec)
     base = space.default().to_dict()
     bspecs, nb = spec.block_sizes, len(spec.block_sizes)
@@ -348,7 +298,6 @@ def heuristic_configs(spec: SpaceSpec, shape_hint: Optional[Sequence[int]] = Non
 
     def block(i: int, v: int) -> int:
         return _clip(next_pow2(v), bspecs[i].min, max(bspecs[i].min, caps[i]))
-
     def blocks(*lead: int) -> list[int]:  # the leading block sizes given, the others at their defaults
         return [block(i, lead[i] if i < len(lead) else bspecs[i].default) for i in range(nb)]
 
@@ -356,9 +305,7 @@ def heuristic_configs(spec: SpaceSpec, shape_hint: Optional[Sequence[int]] = Non
     if spec.reduction_extents:
         row = math.prod(next_pow2(e) for e in spec.reduction_extents)
         # Persistent up to 32K elements per row; beyond that only looped.
-        rows_options = [1] if row <= 32768 else []
-        if row <= 8192:
-            rows_options += [max(1, 2048 // row), max(1, 8192 // row)]
+        rows_options = ([1] if row <= 32768 else []) + ([max(1, 2048 // row), max(1, 8192 // row)] * (row <= 8192))
         for rows in dict.fromkeys(rows_options):
             bs = blocks(rows)
             for per_warp in (512, 256):

@@ -1,6 +1,5 @@
-"""From a bound kernel to its ConfigSpace: which knobs exist, their bounds and defaults. Facts come from a
-dry run of the host code on meta tensors, lowering every device loop once with provisional block sizes:
-extents, reduction dims, inner loops, loads and matmuls do not depend on the block sizes chosen."""
+"""From a bound kernel to its ConfigSpace (knobs, bounds, defaults), from facts of a dry run on meta tensors
+that lowers each device loop once: extents, reductions, inner loops, loads and dots do not depend on blocks."""
 from __future__ import annotations
 
 import inspect

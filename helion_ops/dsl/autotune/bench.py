@@ -1,48 +1,84 @@
-"""Benchmarking candidates of a BoundKernel (docs/CONTRACTS.md §2). Per batch of candidate configs:
-
-1. dedupe by the sha256 of ``bound.to_triton_code(cfg)`` (configs that generate the same source share
-   one measurement);
-2. precompile new sources in parallel spawn workers (``Precompiler``; on a GPU only): a job that raises,
-   crashes its worker or outlives the timeout fails only its candidate;
-3. run each candidate on fresh clones of the args and ``compare`` its outputs with the default config's
-   (or ``reference``'s): a wrong candidate gets ``inf``; then time it (``Benchmarker._time``).
-``confirm`` re-times the top few at the end, so a lucky measurement does not pick the winner.
-"""
+"""Measuring candidates of a BoundKernel (docs/CONTRACTS.md §2): precompiled in parallel on a GPU
+(``Precompiler``), checked against the expected outputs (``compare``), timed (``Benchmarker``); ``Progress``
+prints a line per phase and per message on stderr, none when quiet (``HELION_AUTOTUNE_PROGRESS=0``)."""
 from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import logging
 import math
 import multiprocessing as mp
 import os
 import statistics
+import sys
 import threading
 import time
 from collections import deque
+from contextlib import suppress
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 from ..config import Config
-from .progress import Progress, log
 
+log = logging.getLogger("helion_ops.autotune")
 INF = math.inf
 DEFAULT_COMPILE_TIMEOUT = 60.0
 FLUSH_BYTES = 256 << 20
+PROGRESS_ENV = "HELION_AUTOTUNE_PROGRESS"
+
+class Progress:
+    """Counters (``record(time)`` per candidate, ``compiled(ok)`` per precompile) and status lines. Safe to use
+    after ``close()`` (it no-ops)."""
+    def __init__(self, enabled: bool = True, desc: str = "autotune", stream: Any = None) -> None:
+        quiet = os.environ.get(PROGRESS_ENV, "").strip().lower() in ("0", "false", "no", "off")
+        self.enabled, self.desc, self.stream = bool(enabled) and not quiet, desc, stream or sys.stderr
+        self.t0 = time.monotonic()
+        self.evaluated = self.failed = self.compiled_ok = self.compile_failed = 0
+        self.best = math.inf
+        self._phase: Optional[str] = None
+    def phase(self, name: Optional[str], total: Optional[int] = None) -> None:
+        """Start phase ``name`` (None: none), ending the current one with a line of its counters."""
+        if self._phase is not None:
+            best = f"{self.best * 1e3:.4f} ms" if math.isfinite(self.best) else "-"
+            self._line(f"{self._phase}: compiled {self.compiled_ok} (failed {self.compile_failed}) | "
+                       f"evaluated {self.evaluated} (failed {self.failed}) | best {best}")
+        self._phase = name
+    def record(self, t: float) -> None:
+        self.evaluated += 1
+        if not math.isfinite(t):
+            self.failed += 1
+        elif t < self.best:
+            self.best = t
+    def compiled(self, ok: bool) -> None:
+        self.compiled_ok += bool(ok)
+        self.compile_failed += not ok
+    def log(self, msg: str) -> None:
+        log.info(msg)
+        self._line(msg)
+    def close(self, summary: Optional[str] = None) -> None:
+        self.phase(None)
+        if summary:
+            self.log(summary)
+        self.enabled = False
+    def _line(self, text: str) -> None:
+        if self.enabled:
+            print(f"[{self.desc} {time.monotonic() - self.t0:.1f}s] {text}", file=self.stream, flush=True)
+    def __enter__(self) -> "Progress":
+        return self
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 def _worker_init() -> None:
     # Pay the import of triton + codegen while the pool starts, not inside the first job's timeout.
-    try:
+    with suppress(Exception):
         import helion_ops.dsl.backends.triton  # noqa: F401
-    except Exception:
-        pass
 
 def _ping() -> int:
     time.sleep(0.02)
     return os.getpid()
 
 def compile_job(payload: tuple) -> bool:
-    """Worker job: ``triton.compile`` every spec of one candidate (warms Triton's on-disk cache, so the
-    parent's first launch is cheap)."""
+    """Worker job: ``triton.compile`` every spec of one candidate (warms Triton's disk cache for the parent)."""
     specs, target = payload
     from helion_ops.dsl.backends.triton import compile_spec
     for spec in specs:
@@ -50,32 +86,25 @@ def compile_job(payload: tuple) -> bool:
     return True
 
 class Precompiler:
-    """Runs picklable jobs in a spawn ``ProcessPoolExecutor`` with one timeout per job.
-
-    At most ``workers`` jobs are in flight, so every submitted job is running and a timeout is the
-    job's own. On a timeout the pool is killed (a hung ``triton.compile`` cannot be cancelled), the job
-    fails, and the other in-flight jobs are requeued. When a worker dies the executor cannot say whose
-    job killed it: the in-flight jobs are retried one at a time, which pins the crash on the right one.
-    """
-
+    """Runs picklable jobs in a spawn ``ProcessPoolExecutor``. At most ``workers`` jobs are in flight, so a
+    timeout is the job's own: the pool is killed (a hung ``triton.compile`` cannot be cancelled), the job
+    fails and the others are requeued. When a worker dies the executor cannot say whose job killed it: the
+    in-flight jobs are retried one at a time, which pins the crash on the right one."""
     def __init__(self, workers: Optional[int] = None, timeout: float = DEFAULT_COMPILE_TIMEOUT,
                  job: Callable[[Any], Any] = compile_job, initializer: Optional[Callable[[], None]] = _worker_init):
         self.workers = max(1, workers or min(16, os.cpu_count() or 1))
         self.timeout, self.job, self.initializer = timeout, job, initializer
         self._pool: Optional[cf.ProcessPoolExecutor] = None
         self._warming: Optional[threading.Thread] = None
-
     def warm(self) -> None:
         """Start the workers in the background (they import Triton for seconds)."""
         self._warming = threading.Thread(target=self._start, daemon=True)
         self._warming.start()
-
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
         if self._warming is not None:
             self._warming.join()
             self._warming = None
         return self._start()
-
     def _start(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
@@ -90,7 +119,6 @@ class Precompiler:
                 pids.update(f.result() for f in done if f.exception() is None)
             self._pool = pool
         return self._pool
-
     def _kill_pool(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
@@ -98,14 +126,11 @@ class Precompiler:
         # Private but stable since 3.8; the only way to stop a hung worker.
         procs = list((getattr(pool, "_processes", None) or {}).values())
         for p in procs:
-            try:
+            with suppress(Exception):
                 p.kill()
-            except Exception:
-                pass
         pool.shutdown(wait=False, cancel_futures=True)
         for p in procs:
             p.join(timeout=5)
-
     def close(self) -> None:
         """Shut the worker pool down (after letting a starting one finish)."""
         if self._warming is not None:
@@ -113,7 +138,6 @@ class Precompiler:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
     def run(self, jobs: dict[Hashable, Any], on_done: Optional[Callable[[Hashable, Optional[str]], None]] = None,
             deadline: Optional[float] = None) -> dict[Hashable, Optional[str]]:
         """Run ``job(payload)`` for each item; return key -> None on success or an error message.
@@ -198,12 +222,11 @@ def tensors_of(obj: Any) -> list:
     return []
 
 def compare(out: Any, ref: Any) -> Optional[str]:
-    """None when ``out`` matches ``ref`` (tensor or nested), else why not. Floats pass when ``|out - ref|
-    <= tol * (max|ref| + |ref|)``, tol by the reference's dtype (fp32 1e-4, fp16 1e-2, bf16 2e-2);
-    NaN/inf positions must agree; everything else must be equal. A float output whose shape differs from
-    the reference's in the leading dim only is a per-program partial-sum buffer (its row count is
-    the number of programs, which the config sets, e.g. a norm backward's dweight partials): it is
-    compared by its sum over that dim, which is what the host reduces it to."""
+    """None when ``out`` matches ``ref`` (tensor or nested), else why not. Floats pass when ``|out - ref| <=
+    tol * (max|ref| + |ref|)``, tol by the reference's dtype (fp32 1e-4, fp16 1e-2, bf16 2e-2), with NaN/inf
+    at the same places; the rest must be equal. A float output differing from the reference in its leading
+    dim only is a per-program partial-sum buffer (the config sets the number of programs, e.g. a norm
+    backward's dweight partials): it is compared by its sum over that dim, as the host reduces it."""
     import torch
     outs, refs = tensors_of(out), tensors_of(ref)
     if len(outs) != len(refs):
@@ -218,8 +241,7 @@ def compare(out: Any, ref: Any) -> Optional[str]:
             if not torch.equal(o, r):
                 return f"output {i}: values differ"
             continue
-        # On the device, in fp32 (fp64 for fp64): exact for fp16/bf16 values, and no host copies of big
-        # outputs per candidate.
+        # On the device, in fp32 (fp64 for fp64): exact for fp16/bf16 values, no host copies of big outputs.
         ct = torch.float64 if r.dtype == torch.float64 else torch.float32
         o32, r32 = o.to(ct), r.to(ct)
         bad_o, bad_r = ~torch.isfinite(o32), ~torch.isfinite(r32)
@@ -240,11 +262,9 @@ def _clone(args: Sequence[Any]) -> list:
     return [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
 
 class Benchmarker:
-    """The objective the searches call, over a BoundKernel: ``bench(cfg) -> seconds`` and
-    ``bench.evaluate_batch(cfgs)`` (which precompiles the batch in parallel). ``reference(*args)`` gives
-    the expected outputs; without it the default config's outputs (and its in-place writes to the args)
-    are expected. ``precompile=None`` means "on GPU only"."""
-
+    """The searches' objective over a BoundKernel, in seconds: configs generating the same source share one
+    measurement; each runs on fresh clones of the args and must reproduce ``reference(*args)``, else the
+    default config's outputs and in-place writes. ``precompile=None``: on a GPU only."""
     def __init__(self, bound: Any, args: Sequence[Any], *, reps: int = 10,
                  reference: Optional[Callable[..., Any]] = None, compile_timeout: float = DEFAULT_COMPILE_TIMEOUT,
                  workers: Optional[int] = None, precompile: Optional[bool] = None,
@@ -260,14 +280,10 @@ class Benchmarker:
         self.by_code: dict[str, float] = {}  # source hash -> time
         self.code_of: dict[Config, Optional[str]] = {}
         self.deadline: Optional[float] = None  # time.monotonic() cap, set by autotune()
-        self._expected: Any = None
         self._written: list[int] = []
-        self._timing_args: Optional[list] = None
-        self._flush: Any = None
-
+        self._expected = self._timing_args = self._flush = None
     def __call__(self, cfg: Config) -> float:
         return self.evaluate_batch([cfg])[0]
-
     def evaluate_batch(self, cfgs: Sequence[Config]) -> list[float]:
         """Times for ``cfgs`` (inf for failures), measuring each distinct generated source once."""
         new: dict[str, Config] = {}
@@ -302,10 +318,8 @@ class Benchmarker:
             if h not in self.by_code:
                 self.by_code[h] = self.measure(c)
         return [self.by_code.get(self.code_of[c], INF) for c in cfgs]
-
     def confirm(self, history: Sequence[tuple[Config, float]], k: int = 3) -> tuple[Optional[Config], float]:
-        """Re-time the ``k`` fastest distinct sources of ``history`` with twice the reps; return the
-        winner and its new time."""
+        """Re-time the ``k`` fastest distinct sources of ``history`` with twice the reps: (winner, new time)."""
         best: dict[str, tuple[Config, float]] = {}
         for c, t in history:
             h = self.code_of.get(c)
@@ -321,14 +335,11 @@ class Benchmarker:
             except Exception as e:
                 self._fail(c, f"re-timing failed: {type(e).__name__}: {e}")
         return min(retimed, key=lambda ct: ct[1]) if retimed else top[0]
-
     def close(self) -> None:
         if self.precompiler is not None:
             self.precompiler.close()
-
     def expected(self) -> Any:
-        """The outputs every candidate must reproduce (computed once); kind "none" when neither a
-        reference nor the default config can produce them."""
+        """(kind, outputs every candidate must reproduce), computed once; kind "none" when nothing produced them."""
         if self._expected is None:
             import torch
             args = _clone(self.args)
@@ -353,7 +364,6 @@ class Benchmarker:
                 self.progress.log(f"no reference output ({type(e).__name__}: {e}); accuracy check skipped")
                 self._expected = ("none", None)
         return self._expected
-
     def measure(self, cfg: Config) -> float:
         """Accuracy-check then time one candidate; inf on any failure."""
         kind, exp = self.expected()
@@ -366,12 +376,10 @@ class Benchmarker:
             return self._fail(cfg, f"wrong result: {err}") if err is not None else self._time(cfg, self.reps)
         except Exception as e:
             return self._fail(cfg, f"run failed: {type(e).__name__}: {e}")
-
     def _time(self, cfg: Config, reps: int, budget_s: float = 2.0) -> float:
-        """Median seconds per run of ``cfg`` after one untimed warm-up. On CUDA: events around each rep
-        with a 256 MB write before it, so each rep starts with a cold L2; slow candidates get fewer reps
-        (a 50 ms kernel need not eat 1.5 s). Elsewhere (CPU, interpreter): wall clock, which only orders
-        roughly."""
+        """Median seconds per run of ``cfg`` after a warm-up. On CUDA: events around each rep with a 256 MB write
+        before it (a cold L2), fewer reps for slow candidates (a 50 ms kernel need not eat 1.5 s); elsewhere
+        (CPU, interpreter) wall clock, which only orders roughly."""
         if self._timing_args is None:
             self._timing_args = _clone(self.args)
         args = self._timing_args
@@ -400,10 +408,9 @@ class Benchmarker:
             e.record()
         torch.cuda.synchronize(self.device)
         return statistics.median(s.elapsed_time(e) for s, e in events) / 1e3
-
     def _fail(self, cfg: Config, msg: str, code: Optional[str] = None) -> float:
-        """Reject a candidate (and its source ``code``): one line on screen, since Triton errors can carry
-        whole PTX listings, the full text at debug level. Returns inf."""
+        """Reject a candidate (and its source ``code``); returns inf. One line on screen (Triton errors can carry
+        whole PTX listings), the full text at debug level."""
         if code is not None:
             self.by_code[code] = INF
         log.debug("candidate rejected: %r\n%s", cfg, msg)

@@ -1,8 +1,6 @@
-"""On-disk cache of autotuned configs: one JSON file per key under ``$HELION_OPS_CACHE_DIR`` (default
-``~/.cache/helion_ops/autotune/``). The key hashes the kernel source, the specialization key and the
-environment (GPU, compute capability, torch and triton versions), so an upgrade retunes. A file that is
-truncated, not JSON, or written under another environment reads as a miss and the next ``put`` overwrites
-it; writes go through a temp file and ``os.replace``, so concurrent writers never leave a partial file."""
+"""On-disk cache of autotuned configs: a JSON file per key (kernel source, specialization, GPU, torch and triton
+versions: an upgrade retunes) under ``$HELION_OPS_CACHE_DIR`` (default ``~/.cache/helion_ops/autotune/``). A file
+truncated, not JSON or from another environment is a miss; writes are atomic (temp file + ``os.replace``)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,12 +8,13 @@ import json
 import os
 import tempfile
 import time
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
 from ..config import Config
-from .progress import log
+from .bench import log
 
 CACHE_ENV = "HELION_OPS_CACHE_DIR"
 FORMAT = 1
@@ -33,20 +32,16 @@ def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 @lru_cache(maxsize=None)
 def _device_info(index: int) -> tuple[str, Optional[list]]:
-    try:
+    with suppress(Exception):
         import torch
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(index), list(torch.cuda.get_device_capability(index))
-    except Exception:
-        pass
     return "cpu", None
 
 def environment(device_index: Optional[int] = None) -> dict[str, Any]:
@@ -63,21 +58,17 @@ def source_hash(source: str) -> str:
 
 class AutotuneCache:
     """Config cache keyed by (kernel source hash, specialization key, environment)."""
-
     def __init__(self, directory: Optional[os.PathLike | str] = None, env: Optional[dict] = None) -> None:
         if directory is None:
             directory = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "helion_ops" / "autotune"
         self.directory = Path(directory)
         self.env = env if env is not None else environment()
-
     def key(self, kernel_source_hash: str, specialization_key: Any) -> str:
         parts = [kernel_source_hash, repr(specialization_key), self.env["gpu"],
                  repr(self.env["capability"]), self.env["torch"], self.env["triton"]]
         return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
-
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
-
     def get(self, key: str) -> Optional[Config]:
         """The cached Config, or None on a miss (absent, corrupt, stale)."""
         p = self.path(key)
@@ -94,7 +85,6 @@ class AutotuneCache:
         except Exception as e:  # truncated, not JSON, wrong shape: a miss, overwritten on put
             log.warning("autotune cache %s is unreadable (%s); ignoring it", p, e)
             return None
-
     def put(self, key: str, config: Config, **meta: Any) -> Path:
         """Store ``config`` with JSON-able ``meta`` (time, effort, ...)."""
         p = self.path(key)

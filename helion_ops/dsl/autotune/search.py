@@ -1,8 +1,6 @@
-"""Generic searches over a ConfigSpace. They see only the space (typed fragments) and an
-``objective(config) -> seconds`` (``inf`` for a failed candidate); an objective with
-``evaluate_batch(configs)`` gets whole rounds or generations, so a benchmarker can precompile them in
-parallel (bench.py). Each returns ``(best_config, best_time, history)``, ``history`` the ``(config, time)``
-pairs evaluated, in order."""
+"""Generic searches over a ConfigSpace and an ``objective(config) -> seconds`` (``inf``: failed); an objective
+with ``evaluate_batch(configs)`` gets whole rounds or generations to precompile in parallel (bench.py). Each
+returns ``(best_config, best_time, history)``, ``history`` the ``(config, time)`` pairs evaluated, in order."""
 from __future__ import annotations
 
 import math
@@ -13,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import Config, ConfigSpace, unique_configs
+from .bench import Progress
 
 Objective = Callable[[Config], float]
 INF = math.inf
@@ -59,23 +58,19 @@ def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) ->
     return effort if time_limit is None else replace(effort, time_limit=float(time_limit) if time_limit > 0 else None)
 
 class Evaluator:
-    """Memoises an objective by Config and enforces the run's budget (``max_evals`` new evaluations,
-    ``time_limit`` seconds of wall clock). ``evaluate(configs, limit=None)`` returns one time per config;
-    those left over when the budget (or ``limit`` new evaluations) runs out get ``inf``. Re-asking for a
-    known config is free."""
-
+    """Memoises an objective by Config within the run's budget (``max_evals`` new evaluations, ``time_limit``
+    seconds): configs left when it (or ``limit`` new evaluations) runs out get ``inf``."""
     def __init__(self, objective: Objective, *, max_evals: Optional[int] = None,
                  time_limit: Optional[float] = None, progress: Any = None, batch_size: int = 16) -> None:
-        self.objective, self.max_evals, self.progress, self.batch_size = objective, max_evals, progress, batch_size
+        self.objective, self.max_evals, self.batch_size = objective, max_evals, batch_size
+        self.progress = progress or Progress(False)
         self.deadline = None if time_limit is None else time.monotonic() + time_limit
         self.memo: dict[Config, float] = {}
         self.history: list[tuple[Config, float]] = []
-
     def budget_left(self) -> int:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return 0
         return 1 << 30 if self.max_evals is None else max(self.max_evals - len(self.history), 0)
-
     def evaluate(self, configs: Sequence[Config], limit: Optional[int] = None) -> list[float]:
         new = list(dict.fromkeys(c for c in configs if c not in self.memo))
         new = new if limit is None else new[:max(limit, 0)]
@@ -87,10 +82,8 @@ class Evaluator:
                 t = INF if t is None or math.isnan(t) else float(t)
                 self.memo[c] = t
                 self.history.append((c, t))
-                if self.progress is not None:
-                    self.progress.record(t)
+                self.progress.record(t)
         return [self.memo.get(c, INF) for c in configs]
-
     def _run(self, chunk: list[Config]) -> list[float]:
         batch = getattr(self.objective, "evaluate_batch", None)
         if batch is not None:
@@ -102,27 +95,20 @@ class Evaluator:
             except Exception:  # a broken candidate must not end the search
                 out.append(INF)
         return out
-
     def best(self) -> tuple[Optional[Config], float]:
         if not self.memo:
             return None, INF
         c = min(self.memo, key=self.memo.__getitem__)
         return c, self.memo[c]
 
-    def phase(self, name: str, total: Optional[int] = None) -> None:
-        if self.progress is not None:
-            self.progress.phase(name, total)
-
-def differential_evolution(space: ConfigSpace, objective: Objective, *, population: int = 12,
-                           generations: int = 3, rng: Optional[random.Random] = None,
-                           seeds: Sequence[Any] = (), progress: Any = None, cr: float = 0.7,
-                           max_evals: Optional[int] = None, time_limit: Optional[float] = None,
+def differential_evolution(space: ConfigSpace, objective: Objective, *, population: int = 12, generations: int = 3,
+                           rng: Optional[random.Random] = None, seeds: Sequence[Any] = (), progress: Any = None,
+                           cr: float = 0.7, max_evals: Optional[int] = None, time_limit: Optional[float] = None,
                            evaluator: Optional[Evaluator] = None):
-    """DE/rand/1/bin over the fragments. The initial population is the (normalised, deduplicated) seeds
-    plus random points up to ``population``. Each generation builds one trial per member x: knobs come
-    from ``a + (b - c)`` (three other random members, see ``Fragment.differential``) with probability
-    ``cr``, else from x; a trial already evaluated gets a fragment mutation instead, so no evaluation is
-    spent twice. A trial replaces x when not slower."""
+    """DE/rand/1/bin over the fragments, from the seeds plus random points up to ``population``. Each
+    generation builds one trial per member x: each knob is ``a + (b - c)`` (three other random members, see
+    ``Fragment.differential``) with probability ``cr``, else x's; a trial already evaluated is mutated
+    instead, so no evaluation is spent twice. A trial replaces x when not slower."""
     rng = rng or random.Random()
     ev = evaluator or Evaluator(objective, max_evals=max_evals, time_limit=time_limit, progress=progress)
     pop = unique_configs(space, seeds)
@@ -132,7 +118,7 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
         c = space.random(rng)
         if c not in pop:
             pop.append(c)
-    ev.phase("initial population", len(pop))
+    ev.progress.phase("initial population", len(pop))
     times = ev.evaluate(pop)
     # Keep the best `population` when there were more seeds than slots.
     order = sorted(range(len(pop)), key=times.__getitem__)[:max(population, 4)]
@@ -140,7 +126,7 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
     for g in range(generations):
         if ev.budget_left() == 0:
             break
-        ev.phase(f"generation {g + 1}/{generations}", len(pop))
+        ev.progress.phase(f"generation {g + 1}/{generations}", len(pop))
         trials, taken = [], set(ev.memo)
         for i, x in enumerate(pop):
             others = pop[:i] + pop[i + 1:]
@@ -159,9 +145,9 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
 def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_evals: Optional[int] = 50,
                    time_limit: Optional[float] = None, progress: Any = None, min_improvement: float = 0.0,
                    evaluator: Optional[Evaluator] = None):
-    """Greedy local search: evaluate all one-step neighbours of the current point (one batch), move to the
-    best one when it beats the current by more than ``min_improvement`` (relative), stop at a local optimum
-    or when the budget runs out. ``max_evals`` counts this call's new evaluations, also on a shared evaluator."""
+    """Greedy local search: evaluate all one-step neighbours (one batch), move to the best when it beats the
+    current point by more than ``min_improvement`` (relative), else stop. ``max_evals``: this call's
+    new evaluations, also on a shared evaluator."""
     ev = evaluator or Evaluator(objective, time_limit=time_limit, progress=progress)
     stop_at = None if max_evals is None else len(ev.history) + max_evals
 
@@ -176,7 +162,7 @@ def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_
         nbrs = space.neighbors(current)
         if not nbrs:
             break
-        ev.phase(f"pattern search step {step}", len([n for n in nbrs if n not in ev.memo]))
+        ev.progress.phase(f"pattern search step {step}", len([n for n in nbrs if n not in ev.memo]))
         ntimes = ev.evaluate(nbrs, limit=left())
         i = min(range(len(nbrs)), key=ntimes.__getitem__)
         if ntimes[i] >= cur_t * (1.0 - min_improvement):
@@ -185,12 +171,11 @@ def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_
     return (*ev.best(), ev.history)
 
 def prior(space: ConfigSpace, cfg: Config, anchors: Sequence[Config]) -> float:
-    """A cheap rank of an unmeasured candidate, lower first: how far it lies from the nearest anchor
-    (seeds such as pretuned configs, the default, the analytic tiles; a knob that differs costs 1, a
-    block size 1 per power of two) plus resource rules. Dot kernels (3+ block sizes and an inner
-    loop: [M, N, K] tiles) whose pipelined 16-bit tiles overflow shared memory, or whose fp32
-    accumulator needs over 256 registers a thread, cost 100 (spills, launch failures); one with under
-    16 accumulator values a thread costs 1 (idle warps)."""
+    """A cheap rank of an unmeasured candidate, lower first: its distance to the nearest anchor (seeds such as
+    pretuned configs, the default, the analytic tiles; 1 per differing knob, 1 per power of two of a block
+    size) plus resource rules for dot kernels ([M, N, K] tiles and an inner loop): pipelined 16-bit tiles
+    over shared memory or an fp32 accumulator over 256 registers a thread cost 100 (spills, launch
+    failures), under 16 accumulator values a thread 1 (idle warps)."""
     d = cfg.to_dict()
     dist = min((sum(abs(math.log2(max(x, 1)) - math.log2(max(y, 1))) if isinstance(x, int) else float(x != y)
                     for k, v in d.items() if k in a for x, y in _pairs(v, a[k]))
@@ -210,17 +195,17 @@ def _pairs(a: Any, b: Any) -> list:
     return [(a, b)] if both_int else [(repr(a), repr(b))]
 
 def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Evaluator, rng: random.Random) -> None:
-    """Quick's search: round 1 measures the ``population`` best of the seeds, their neighbours and some
-    random points by ``prior``; each later round the best-ranked unmeasured neighbours of the two fastest
-    so far. One round is one parallel compile batch. Stops when a round leaves the fastest unchanged (the
-    leaders agree), after ``rounds`` rounds, or when the budget ends."""
+    """Quick's search, one parallel compile batch a round: first the ``population`` best by ``prior`` of the
+    seeds, their neighbours and some random points, then the best-ranked unmeasured neighbours of the two
+    fastest so far. Stops when a round leaves the fastest unchanged (the leaders agree), after ``rounds``
+    rounds, or when the budget ends."""
     anchors = unique_configs(space, seeds)
     pool = dict.fromkeys([*anchors, *(n for a in anchors for n in space.neighbors(a)),
                           *(space.random(rng) for _ in range(4 * prof.population))])
     batch = sorted(pool, key=lambda c: prior(space, c, anchors))[:prof.population]
     leader = None
     for r in range(prof.rounds):
-        ev.phase(f"round {r + 1}/{prof.rounds}", len(batch))
+        ev.progress.phase(f"round {r + 1}/{prof.rounds}", len(batch))
         ev.evaluate(batch)
         fastest = [c for c, t in sorted(ev.memo.items(), key=lambda ct: ct[1]) if math.isfinite(t)][:2]
         if not fastest or fastest[0] == leader or ev.budget_left() == 0:
@@ -232,10 +217,9 @@ def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Ev
 def search(space: ConfigSpace, objective: Objective, effort: Any = "quick", *,
            seeds: Sequence[Any] = (), rng: Optional[random.Random] = None, progress: Any = None,
            time_limit: Optional[float] = None, evaluator: Optional[Evaluator] = None):
-    """Run the preset: ``ranked_search`` when it has rounds (quick), else DE from the seeds then pattern
-    search from DE's best, sharing one memo, evaluation budget and wall-clock deadline (those of
-    ``evaluator`` when given). With effort "none" nothing is evaluated: the first valid seed (or the
-    default) comes back with time ``nan``."""
+    """Run the preset: ``ranked_search`` when it has rounds (quick), else DE from the seeds then pattern search
+    from DE's best, on one memo, budget and deadline (``evaluator``'s when given). Effort "none" evaluates
+    nothing: the first valid seed (or the default) comes back with time ``nan``."""
     prof = resolve_effort(effort, time_limit)
     seeds = unique_configs(space, [*seeds, space.default()])
     if prof.name == "none":
