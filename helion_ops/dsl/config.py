@@ -1,85 +1,54 @@
-"""Config: one point in a kernel's tuning space, JSON round-trippable.
-
-Field names follow Helion's so that a Helion ``helion.Config(...)`` literal
-works unchanged. Every list field is indexed by the order in which the
-compiler meets the thing it tunes (block sizes, reduction dims, inner loops,
-loads), which the kernel's ConfigSpace documents.
-"""
+"""Config: one point in a kernel's tuning space, JSON round-trippable; ConfigSpace: the space itself. Field
+names follow Helion's, so a ``helion.Config(...)`` literal works unchanged; every list field is indexed in the
+order the compiler meets what it tunes (block sizes, reduction dims, inner loops, loads)."""
 from __future__ import annotations
 
 import json
+import math
 import random as _random
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
-# Fragments live in fragments.py; the names are importable from here too.
-from .fragments import (  # noqa: F401
+from .fragments import (  # noqa: F401 (the fragments are importable from here too)
     BoolFragment, EnumFragment, FixedFragment, Fragment, IntegerFragment, ListOf, PermutationFragment,
-    PowerOfTwoFragment, ReductionLoopFragment, _clip, next_pow2)
+    PowerOfTwoFragment, ReductionLoopFragment, _clip, _is_pow2, next_pow2)
 
-# name -> default when a Config omits it. Lists default to "empty": the
-# compiler fills per-kernel defaults (see ConfigSpace.default()).
+# name -> default when a Config omits it. Lists default to empty: ConfigSpace.default() fills them per kernel.
 FIELDS: dict[str, Any] = {
-    "block_sizes": [],
-    "loop_orders": [],
-    "l2_groupings": [],
-    "reduction_loops": [],
-    "num_warps": 4,
-    "num_stages": 2,
-    "pid_type": "flat",
-    "grid_reverses": [],
-    "indexing": "pointer",
-    "range_num_stages": [],
-    "range_unroll_factors": [],
-    "range_warp_specializes": [],
-    "range_flattens": [],
-    "range_reverses": [],
-    "load_eviction_policies": [],
-    "backend": "triton",
-    "gluon_consumers": 2,
-    "gluon_overlap": False,
+    "block_sizes": [], "loop_orders": [], "l2_groupings": [], "reduction_loops": [], "num_warps": 4,
+    "num_stages": 2, "pid_type": "flat", "grid_reverses": [], "indexing": "pointer", "range_num_stages": [],
+    "range_unroll_factors": [], "range_warp_specializes": [], "range_flattens": [], "range_reverses": [],
+    "load_eviction_policies": [], "backend": "triton", "gluon_consumers": 2, "gluon_overlap": False,
 }
-
 PID_TYPES = ("flat", "xyz", "persistent_blocked", "persistent_interleaved")
 INDEXING = ("pointer", "tensor_descriptor")
-# Code generation: "gluon" (backends/gluon, sm_90) with 1 or 2 consumer warpgroups, the softmax overlapping
-# the next GEMM or not. Searched only where the space offers them (an sm_90 GPU, not the interpreter);
-# elsewhere a Config may still name them for codegen (to_triton_code, compile_for_target); a launch under
-# the interpreter refuses backend="gluon".
+EVICTION_POLICIES = ("", "first", "last")
+# The Gluon backend (sm_90) and its knobs: searched only on an sm_90 GPU; elsewhere a Config may still name
+# them for codegen (to_triton_code, compile_for_target), and a launch under the interpreter refuses it.
 BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "gluon_overlap": (False, True)}
+NOT_REVERSIBLE = ("this loop cannot run in reverse (it carries values between iterations, reads a tensor it "
+                  "writes elsewhere, or makes atomic updates)")
+# Helion's singular spellings of list knobs (Config(block_size=32) is block_sizes=[32]).
+_SINGULAR = {"block_size": "block_sizes", "reduction_loop": "reduction_loops", "loop_order": "loop_orders",
+             "l2_grouping": "l2_groupings", "range_num_stage": "range_num_stages",
+             "range_unroll_factor": "range_unroll_factors", "load_eviction_policy": "load_eviction_policies"}
 
 class Config(Mapping[str, Any]):
-    """An immutable mapping of tuning knobs, e.g.
-    ``Config(block_sizes=[64, 64], num_warps=8)``.
-
-    Unknown keys are kept: they are user tunables from ``hl.register_tunable``.
-    Attribute access (``cfg.num_warps``) returns the value or the field's
-    default.
-    """
-
+    """An immutable mapping of knobs, e.g. ``Config(block_sizes=[64, 64], num_warps=8)``; other keys are user
+    tunables (``hl.register_tunable``). ``cfg.num_warps`` returns the value or the field's default."""
     __slots__ = ("_data", "_key")
-
     def __init__(self, **kwargs: Any) -> None:
-        kwargs = _helion_spellings(kwargs)
-        data = {}
-        for k, v in kwargs.items():
-            if v is None and k in FIELDS:
-                continue
-            data[k] = _freeze(v)
-        if "pid_type" in data and data["pid_type"] not in PID_TYPES:
+        data = {k: _freeze(v) for k, v in _helion_spellings(kwargs).items() if v is not None or k not in FIELDS}
+        if data.get("pid_type", "flat") not in PID_TYPES:
             raise ValueError(f"Config.pid_type must be one of {PID_TYPES}, got {data['pid_type']!r}")
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_key", None)
-
     def __getitem__(self, k: str) -> Any:
         return self._data[k]
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
-
     def __len__(self) -> int:
         return len(self._data)
-
     def __getattr__(self, k: str) -> Any:
         if k.startswith("_"):
             raise AttributeError(k)
@@ -88,57 +57,36 @@ class Config(Mapping[str, Any]):
         if k in FIELDS:
             return _thaw(_freeze(FIELDS[k]))
         raise AttributeError(f"Config has no field {k!r}")
-
     def __setattr__(self, k: str, v: Any) -> None:
         raise AttributeError("Config is immutable; use cfg.replace(...)")
-
     def get(self, k: str, default: Any = None) -> Any:
         return _thaw(self._data[k]) if k in self._data else default
-
     def replace(self, **kwargs: Any) -> "Config":
-        d = self.to_dict()
-        d.update(kwargs)
-        return Config(**d)
-
+        return Config(**{**self.to_dict(), **kwargs})
     def to_dict(self) -> dict[str, Any]:
         return {k: _thaw(v) for k, v in self._data.items()}
-
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Config":
         return cls(**dict(d))
-
     @classmethod
     def from_json(cls, s: str) -> "Config":
         return cls.from_dict(json.loads(s))
-
     def key(self) -> tuple:
-        """A hashable identity (sorted items)."""
         if self._key is None:
             object.__setattr__(self, "_key", tuple(sorted(self._data.items())))
         return self._key
-
     def __hash__(self) -> int:
         return hash(self.key())
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Config) and self.key() == other.key()
-
     def __repr__(self) -> str:
-        body = ", ".join(f"{k}={_thaw(v)!r}" for k, v in sorted(self._data.items()))
-        return f"Config({body})"
-
-# Helion's singular spellings of list knobs (Config(block_size=32) is block_sizes=[32]).
-_SINGULAR = {"block_size": "block_sizes", "reduction_loop": "reduction_loops", "loop_order": "loop_orders",
-             "l2_grouping": "l2_groupings", "range_num_stage": "range_num_stages",
-             "range_unroll_factor": "range_unroll_factors", "load_eviction_policy": "load_eviction_policies"}
+        return "Config(" + ", ".join(f"{k}={_thaw(v)!r}" for k, v in sorted(self._data.items())) + ")"
 
 def _helion_spellings(kw: dict[str, Any]) -> dict[str, Any]:
-    """What Helion's Config accepts beyond our canonical form: singular keys, nested block sizes
-    (``[[32, 32], 32]``, one list per tile statement), ``indexing="block_ptr"`` or a per-load list
-    (served through pointers, or descriptors where every entry asks for them)."""
+    """Helion's spellings: singular keys, nested block sizes (``[[32, 32], 32]``), ``indexing="block_ptr"`` or
+    a per-load list (served through pointers, or descriptors where every entry asks for them)."""
     out = dict(kw)
     for one, many in _SINGULAR.items():
         if one in out:
@@ -152,10 +100,8 @@ def _helion_spellings(kw: dict[str, Any]) -> dict[str, Any]:
     ix = out.get("indexing")
     if isinstance(ix, (list, tuple)):
         ix = "tensor_descriptor" if ix and all(i == "tensor_descriptor" for i in ix) else "pointer"
-    if ix == "block_ptr":
-        ix = "pointer"
     if ix is not None:
-        out["indexing"] = ix
+        out["indexing"] = "pointer" if ix == "block_ptr" else ix
     return out
 
 def _freeze(v: Any) -> Any:
@@ -166,13 +112,7 @@ def _freeze(v: Any) -> Any:
     return v
 
 def _thaw(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return [_thaw(x) for x in v]
-    return v
-
-# ---------------------------------------------------------------------------
-# What the compiler declares (docs/CONTRACTS.md §3) and the space it spans.
-# ---------------------------------------------------------------------------
+    return [_thaw(x) for x in v] if isinstance(v, tuple) else v
 
 @dataclass(frozen=True)
 class BlockSpec:
@@ -183,7 +123,7 @@ class BlockSpec:
 
 @dataclass
 class SpaceSpec:
-    """Which knobs a bound kernel has; see docs/CONTRACTS.md §3."""
+    """Which knobs a bound kernel has (what the compiler declares); see docs/CONTRACTS.md §3."""
     block_sizes: list = field(default_factory=list)        # BlockSpec per block-size id
     reduction_extents: list = field(default_factory=list)  # extent of each ":" reduction dim
     grid_loops: list = field(default_factory=list)         # tile dims of each top-level loop
@@ -196,126 +136,78 @@ class SpaceSpec:
     reversible_loops: tuple = ()                           # inner loop ids that may run last to first
     gluon: bool = False                                    # the Gluon backend is searchable (sm_90 GPU)
 
-EVICTION_POLICIES = ("", "first", "last")
-NOT_REVERSIBLE = ("this loop cannot run in reverse (it carries values between iterations, reads a tensor it "
-                  "writes elsewhere, or makes atomic updates)")
-
 class ConfigSpace:
-    """The tuning space of one bound kernel.
-
-    ``fragments`` maps each Config field that exists for this kernel to its
-    Fragment, in FIELDS order then user tunables. Knobs that cannot matter
-    for the kernel are absent (no ``l2_groupings`` without a 2-D+ grid loop,
-    no ``range_*`` without inner loops, ...), so the search never wastes
-    evaluations on them and ``normalize`` drops them from user configs.
-    """
-
+    """One bound kernel's space: ``fragments`` maps each knob that can matter for it to its Fragment (no
+    ``l2_groupings`` without a 2-D+ grid loop, ...), so the search never spends evaluations on the others."""
     def __init__(self, spec: SpaceSpec) -> None:
         self.spec = spec
         self.fragments: dict[str, Fragment] = _build_fragments(spec)
         self._default: Optional[Config] = None
-
-    # -- points -------------------------------------------------------------
     def default(self) -> Config:
-        """Every knob at its default (or the config given to set_default)."""
         if self._default is not None:
             return self._default
         return Config(**{k: f.default() for k, f in self.fragments.items()})
-
     def set_default(self, cfg: Mapping[str, Any]) -> None:
-        """Make ``cfg`` (normalised) the default point, e.g. a compiler
-        heuristic better than the per-fragment defaults. ``normalize`` then
-        fills missing knobs from it."""
+        """Make ``cfg`` (normalised) the default point, from which ``normalize`` fills missing knobs."""
         self._default = None
         self._default = self.normalize(cfg)
-
     def random(self, rng: _random.Random) -> Config:
-        """A uniformly random point."""
         return Config(**{k: f.random(rng) for k, f in self.fragments.items()})
-
     def mutate(self, cfg: Config, rng: _random.Random) -> Config:
         """Step one knob (sometimes two) of ``cfg`` to a nearby value."""
         d = self._values(cfg)
-        names = [k for k, f in self.fragments.items() if self._movable(f)]
-        if not names:
-            return Config(**d)
-        for k in rng.sample(names, min(len(names), 2 if rng.random() < 0.3 else 1)):
-            d[k] = self.fragments[k].mutate(d[k], rng)
+        names = [k for k, f in self.fragments.items() if not isinstance(f, ListOf) or len(f)]
+        if names:
+            for k in rng.sample(names, min(len(names), 2 if rng.random() < 0.3 else 1)):
+                d[k] = self.fragments[k].mutate(d[k], rng)
         return Config(**d)
-
     def crossover(self, a: Config, b: Config, rng: _random.Random) -> Config:
         """Each knob (each list entry) from one parent or the other."""
         da, db = self._values(a), self._values(b)
         return Config(**{k: f.crossover(da[k], db[k], rng) for k, f in self.fragments.items()})
-
-    def differential(self, x: Config, a: Config, b: Config, c: Config,
-                     rng: _random.Random, cr: float = 0.7) -> Config:
-        """DE/rand/1/bin trial: each knob is ``a + (b - c)`` with probability
-        ``cr`` (at least one knob is), else ``x``'s value."""
+    def differential(self, x: Config, a: Config, b: Config, c: Config, rng: _random.Random, cr: float = 0.7) -> Config:
+        """DE/rand/1/bin trial: each knob ``a + (b - c)`` with probability ``cr`` (one at least), else x's."""
         dx, da, db, dc = (self._values(v) for v in (x, a, b, c))
-        names = list(self.fragments)
-        forced = rng.choice(names) if names else None
-        out = {}
-        for k, f in self.fragments.items():
-            if k == forced or rng.random() < cr:
-                out[k] = f.differential(da[k], db[k], dc[k], rng)
-            else:
-                out[k] = dx[k]
-        return Config(**out)
-
+        forced = rng.choice(list(self.fragments)) if self.fragments else None
+        return Config(**{k: f.differential(da[k], db[k], dc[k], rng) if k == forced or rng.random() < cr else dx[k]
+                         for k, f in self.fragments.items()})
     def neighbors(self, cfg: Config) -> list[Config]:
-        """Configs one knob-step away from ``cfg`` (pattern search), in
-        field order so the knobs that usually matter most come first."""
+        """Configs one knob-step away, in field order (the knobs that usually matter most first)."""
         d = self._values(cfg)
-        out = []
-        for k, f in self.fragments.items():
-            for v in f.neighbors(d[k]):
-                out.append(Config(**{**d, k: v}))
-        return out
-
-    # -- checking -----------------------------------------------------------
+        return [Config(**{**d, k: v}) for k, f in self.fragments.items() for v in f.neighbors(d[k])]
     def normalize(self, cfg: Optional[Mapping[str, Any]]) -> Config:
-        """Fill missing knobs with defaults and drop standard fields this
-        kernel does not have (e.g. ``l2_groupings`` on a 1-D grid), then
-        validate. Accepts a Config, a dict or None."""
-        d = {} if cfg is None else {k: _thaw(_freeze(v)) for k, v in dict(_helion_spellings(dict(cfg))).items()}
-        for k in list(d):
-            kept = k in BACKEND_CHOICES and d[k] is not None   # a backend named for codegen (see BACKEND_CHOICES)
-            if k in FIELDS and (k not in self.fragments or d[k] is None) and not kept:
-                del d[k]
+        """Fill missing knobs with defaults, drop standard fields this kernel lacks, validate. ``cfg``: a
+        Config, a dict or None."""
+        d = {k: _thaw(_freeze(v)) for k, v in _helion_spellings(dict(cfg or {})).items()}
+        # a backend named for codegen stays although the space lacks it (see BACKEND_CHOICES)
+        d = {k: v for k, v in d.items()
+             if k not in FIELDS or v is not None and (k in self.fragments or k in BACKEND_CHOICES)}
         self._clamp(d)
         out = Config(**self._values(d))
         self.validate(out)
         return out
-
     def _clamp(self, d: dict[str, Any]) -> None:
-        """Helion's leniency with sizes, in place: a power-of-two block size outside its range is clamped
-        into it (past the extent's next power of two it is the whole extent), a reduction chunk at least
-        the row's next power of two means the whole row (None), a smaller one is raised to the smallest
-        chunk (the same numbers). Anything else is left for ``validate`` to name."""
+        """Helion's leniency, in place: a power-of-two block size is clamped into its range, a reduction chunk
+        covering the row means the whole row (None), a smaller one is raised to the smallest chunk."""
         for k in ("block_sizes", "reduction_loops"):
             f, v = self.fragments.get(k), d.get(k)
             if not isinstance(f, ListOf) or not isinstance(v, list) or len(v) != len(f.items):
                 continue
             out = []
             for x, fr in zip(v, f.items):
-                if isinstance(x, int) and not isinstance(x, bool) and x > 0 and x & (x - 1) == 0:
-                    if isinstance(fr, ReductionLoopFragment):
-                        x = None if x >= next_pow2(fr.extent) or fr.min is None else max(x, fr.min)
-                    else:
-                        x = min(max(x, fr.min), fr.max)
+                if _is_pow2(x) and isinstance(fr, ReductionLoopFragment):
+                    x = None if x >= next_pow2(fr.extent) or fr.min is None else max(x, fr.min)
+                elif _is_pow2(x):
+                    x = _clip(x, fr.min, fr.max)
                 out.append(x)
             d[k] = out
-
     def validate(self, cfg: Mapping[str, Any]) -> None:
-        """Raise ValueError naming the first bad field. ``cfg`` must be
-        complete (see ``normalize``)."""
+        """Raise ValueError naming the first bad field. ``cfg`` must be complete (see ``normalize``)."""
         for k in cfg:
             if k in BACKEND_CHOICES and k not in self.fragments:
                 if cfg[k] not in BACKEND_CHOICES[k]:
                     raise ValueError(f"Config.{k}: {cfg[k]!r} is not one of {BACKEND_CHOICES[k]}")
-                continue
-            if k not in self.fragments:
+            elif k not in self.fragments:
                 what = "not a knob of this kernel" if k in FIELDS else "unknown field"
                 raise ValueError(f"Config.{k}: {what} (knobs: {', '.join(self.fragments)})")
         for k, f in self.fragments.items():
@@ -325,20 +217,24 @@ class ConfigSpace:
                 f.validate(_thaw(_freeze(cfg[k])))
             except ValueError as e:
                 raise ValueError(f"Config.{k}: {e}") from None
-
     def _values(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         d = {k: _thaw(_freeze(v)) for k, v in dict(cfg).items()}
         if any(k not in d for k in self.fragments):
             for k, v in self.default().items():
                 d.setdefault(k, _thaw(v))
         return d
-
-    @staticmethod
-    def _movable(f: Fragment) -> bool:
-        return not (isinstance(f, ListOf) and len(f) == 0)
-
     def __repr__(self) -> str:
         return "ConfigSpace(" + ", ".join(f"{k}={f!r}" for k, f in self.fragments.items()) + ")"
+
+def unique_configs(space: ConfigSpace, configs: Iterable[Any]) -> list[Config]:
+    """Normalised configs, deduplicated, in order; invalid ones dropped (a stale pretuned or seed config)."""
+    out: dict[Config, None] = {}
+    for c in configs:
+        try:
+            out[space.normalize(c)] = None
+        except ValueError:
+            continue
+    return list(out)
 
 def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
     f: dict[str, Fragment] = {}
@@ -352,10 +248,8 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
         f["reduction_loops"] = ListOf([ReductionLoopFragment(e) for e in spec.reduction_extents])
     f["num_warps"] = PowerOfTwoFragment(1, 32, 4)
     f["num_stages"] = IntegerFragment(1, 8, 3 if spec.inner_loops else 2)
-    pids = ["flat", "persistent_blocked", "persistent_interleaved"]
-    if all(n <= 3 for n in spec.grid_loops):
-        pids.insert(1, "xyz")
-    f["pid_type"] = EnumFragment(pids, "flat")
+    xyz = ["xyz"] if all(n <= 3 for n in spec.grid_loops) else []
+    f["pid_type"] = EnumFragment(["flat", *xyz, "persistent_blocked", "persistent_interleaved"], "flat")
     if spec.uneven_grid:  # launch order only matters when programs differ in work (a triangular loop)
         f["grid_reverses"] = ListOf(BoolFragment(False), len(spec.grid_loops))
     if spec.tensor_descriptor:
@@ -368,14 +262,10 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
             f["range_warp_specializes"] = ListOf(BoolFragment(False), n)
         f["range_flattens"] = ListOf(EnumFragment([None, False, True], None), n)
         if spec.reversible_loops:  # only loops whose iterations are independent (passes.reversible)
-            f["range_reverses"] = ListOf([
-                BoolFragment(False) if i in spec.reversible_loops else
-                FixedFragment(False, NOT_REVERSIBLE)
-                for i in range(n)])
+            f["range_reverses"] = ListOf([BoolFragment(False) if i in spec.reversible_loops
+                                          else FixedFragment(False, NOT_REVERSIBLE) for i in range(n)])
     if spec.gluon:
-        f["backend"] = EnumFragment(BACKEND_CHOICES["backend"], "triton")
-        f["gluon_consumers"] = EnumFragment(BACKEND_CHOICES["gluon_consumers"], 2)
-        f["gluon_overlap"] = BoolFragment(False)
+        f.update({k: EnumFragment(choices, FIELDS[k]) for k, choices in BACKEND_CHOICES.items()})
     if spec.loads:
         f["load_eviction_policies"] = ListOf(EnumFragment(EVICTION_POLICIES, ""), spec.loads)
     for name, frag in spec.tunables.items():
@@ -386,107 +276,56 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
         f[name] = frag
     return f
 
-# ---------------------------------------------------------------------------
-# Analytical seeds for the search (DESIGN §4).
-# ---------------------------------------------------------------------------
-
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): tiles that are good on
-# Hopper/Ampere for bf16/fp16 GEMMs. 128x256x64 w8 s3 was the best plain
-# Triton config on H100 (shared/anchors/*-triton-matmul.txt); 4 stages of it
-# exceed shared memory, so it stays at 3.
-_MATMUL_TILES = [
-    (128, 128, 64, 8, 3),
-    (128, 256, 64, 8, 3),
-    (64, 64, 32, 4, 4),
-    (128, 64, 64, 4, 4),
-    (64, 128, 64, 4, 3),
-]
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), good on Hopper/Ampere for 16-bit GEMMs. 128x256x64 w8 s3
+# was the best plain Triton config on H100 (shared/anchors/); 4 stages of it exceed shared memory.
+_MATMUL_TILES = [(128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 64, 32, 4, 4), (128, 64, 64, 4, 4),
+                 (64, 128, 64, 4, 3)]
 
 def _warps_for(elems: int, per_warp: int = 512) -> int:
-    # ~1 warp per 256-512 elements keeps per-thread registers reasonable
-    # without starving small blocks of parallelism.
+    # ~1 warp per 256-512 elements keeps per-thread registers reasonable without starving small blocks.
     return _clip(next_pow2(max(1, elems // per_warp)), 1, 32)
 
 def heuristic_configs(spec: SpaceSpec, shape_hint: Optional[Sequence[int]] = None) -> list[Config]:
-    """A handful of analytically reasonable configs to seed the search.
-
-    ``shape_hint`` optionally gives the extent of each block-size dim (same
-    order as ``spec.block_sizes``) to keep blocks no bigger than the data.
-    Reduction kernels get whole-row persistent blocks when the row fits
-    (plus a looped variant for long rows); matmul-shaped kernels get the
-    classic tiles; anything else gets 1K-4K element blocks. Every result is
-    complete and valid for ``ConfigSpace(spec)``.
-    """
+    """Analytic seeds for the search (DESIGN §4), valid for ``ConfigSpace(spec)``: whole-row blocks for reductions
+    (looped for long rows), the classic tiles for matmuls, else 1K-4K elements; ``shape_hint`` (each block-size
+    dim's extent) keeps blocks no bigger than the data."""
     space = ConfigSpace(spec)
     base = space.default().to_dict()
-    bfrag: Optional[ListOf] = space.fragments.get("block_sizes")  # type: ignore[assignment]
-    caps = [b.max for b in spec.block_sizes]
+    bspecs, nb = spec.block_sizes, len(spec.block_sizes)
+    caps = [b.max for b in bspecs]
     if shape_hint is not None:
-        caps = [min(c, max(b.min, next_pow2(s))) for c, b, s in zip(caps, spec.block_sizes, shape_hint)]
+        caps = [min(c, max(b.min, next_pow2(s))) for c, b, s in zip(caps, bspecs, shape_hint)]
 
     def block(i: int, v: int) -> int:
-        b = spec.block_sizes[i]
-        return _clip(next_pow2(v), b.min, max(b.min, caps[i]))
+        return _clip(next_pow2(v), bspecs[i].min, max(bspecs[i].min, caps[i]))
+    def blocks(*lead: int) -> list[int]:  # the leading block sizes given, the others at their defaults
+        return [block(i, lead[i] if i < len(lead) else bspecs[i].default) for i in range(nb)]
 
     raw: list[dict] = []
-    nb = len(spec.block_sizes)
     if spec.reduction_extents:
-        row = 1
-        for e in spec.reduction_extents:
-            row *= next_pow2(e)
+        row = math.prod(next_pow2(e) for e in spec.reduction_extents)
         # Persistent up to 32K elements per row; beyond that only looped.
-        rows_options = [1] if row <= 32768 else []
-        if row <= 8192:
-            rows_options += [max(1, 2048 // row), max(1, 8192 // row)]
+        rows_options = ([1] if row <= 32768 else []) + ([max(1, 2048 // row), max(1, 8192 // row)] * (row <= 8192))
         for rows in dict.fromkeys(rows_options):
-            bs = [block(0, rows)] + [block(i, spec.block_sizes[i].default) for i in range(1, nb)]
-            elems = row
-            for v in bs:
-                elems *= v
+            bs = blocks(rows)
             for per_warp in (512, 256):
                 raw.append({**base, "block_sizes": bs, "reduction_loops": [None] * len(spec.reduction_extents),
-                            "num_warps": _warps_for(elems, per_warp), "num_stages": 1})
-        if row > 4096:
-            # Long rows: looped reductions in 4K chunks keep registers bounded.
-            frags = space.fragments["reduction_loops"].items  # type: ignore[attr-defined]
-            chunks = [4096 if 4096 in f.choices else f.choices[0] for f in frags]
-            bs = [block(i, 1 if i == 0 else spec.block_sizes[i].default) for i in range(nb)]
-            for w in (4, 8, 16):
-                raw.append({**base, "block_sizes": bs, "reduction_loops": chunks, "num_warps": w})
+                            "num_warps": _warps_for(row * math.prod(bs), per_warp), "num_stages": 1})
+        if row > 4096:  # long rows: looped reductions in 4K chunks keep registers bounded
+            chunks = [4096 if 4096 in f.choices else f.choices[0] for f in space.fragments["reduction_loops"].items]
+            raw += [{**base, "block_sizes": blocks(1), "reduction_loops": chunks, "num_warps": w} for w in (4, 8, 16)]
     elif nb >= 3 or (nb == 2 and spec.inner_loops):
-        for m, n, k, w, s in _MATMUL_TILES:
-            bs = [block(0, m), block(1, n)] + ([block(2, k)] if nb >= 3 else [])
-            bs += [block(i, spec.block_sizes[i].default) for i in range(len(bs), nb)]
-            d = {**base, "block_sizes": bs, "num_warps": w, "num_stages": s}
-            if "l2_groupings" in d:
-                d["l2_groupings"] = [8] * len(d["l2_groupings"])
-            raw.append(d)
+        l2 = {"l2_groupings": [8] * len(base["l2_groupings"])} if "l2_groupings" in base else {}
+        raw += [{**base, "block_sizes": blocks(m, n, k), "num_warps": w, "num_stages": s, **l2}
+                for m, n, k, w, s in _MATMUL_TILES]
         # The anchor's winner: persistent + TMA, when the kernel allows it.
-        d = dict(raw[1])
-        d["pid_type"] = "persistent_interleaved"
-        if "indexing" in d:
-            d["indexing"] = "tensor_descriptor"
-        raw.append(d)
+        raw.append({**raw[1], "pid_type": "persistent_interleaved",
+                    **({"indexing": "tensor_descriptor"} if "indexing" in base else {})})
     elif nb:
         for target in (1024, 4096):
             bs = [block(i, 1) for i in range(nb)]
-            # Grow the innermost (usually contiguous) dim first.
-            for i in reversed(range(nb)):
-                while True:
-                    elems = 1
-                    for v in bs:
-                        elems *= v
-                    nxt = block(i, bs[i] * 2)
-                    if elems >= target or nxt == bs[i]:
-                        break
-                    bs[i] = nxt
+            for i in reversed(range(nb)):  # grow the innermost (usually contiguous) dim first
+                while math.prod(bs) < target and block(i, bs[i] * 2) != bs[i]:
+                    bs[i] = block(i, bs[i] * 2)
             raw.append({**base, "block_sizes": bs, "num_warps": _warps_for(target)})
-    out: dict[Config, None] = {}
-    for d in raw:
-        if bfrag is None:
-            d.pop("block_sizes", None)
-        try:
-            out[space.normalize(d)] = None
-        except ValueError:
-            continue  # e.g. a tile outside a BlockSpec's bounds after clipping
-    return list(out)
+    return unique_configs(space, raw)  # drops e.g. a tile outside a BlockSpec's bounds after clipping

@@ -1,13 +1,10 @@
-"""From a bound kernel to its ConfigSpace: which knobs exist, their bounds and defaults.
-
-Facts come from a dry run of the host code on meta tensors, lowering every
-device loop once with provisional block sizes: extents, reduction dims, inner
-loops, loads and matmuls do not depend on the block sizes chosen.
-"""
+"""From a bound kernel to its ConfigSpace (knobs, bounds, defaults), from facts of a dry run on meta tensors
+that lowers each device loop once: extents, reductions, inner loops, loads and dots do not depend on blocks."""
 from __future__ import annotations
 
 import inspect
 import math
+import os
 
 import triton.language as tl
 
@@ -17,11 +14,10 @@ from .config import BlockSpec, Config, ConfigSpace, SpaceSpec
 from .types import next_pow2
 
 def collect_facts(bound) -> dict:
-    nblocks = len(bound.pk.blocks)
-    ctx = bound.dry_run(Config(block_sizes=[16] * nblocks), "facts")
-    nblocks = len(bound.pk.blocks)  # hl.tile(x.size()) may have added ids during the run
-    # extent None: some loop over this block has bounds known only on the device (jagged rows).
-    blocks: dict[int, dict] = {i: {"extent": 1, "dot": False, "bounds": None, "rblock": 1} for i in range(nblocks)}
+    ctx = bound.dry_run(Config(block_sizes=[16] * len(bound.pk.blocks)), "facts")
+    # hl.tile(x.size()) may have added ids during the run. extent None: some loop over this block has
+    # bounds known only on the device (jagged rows).
+    blocks = {i: {"extent": 1, "dot": False, "bounds": None, "rblock": 1} for i in range(len(bound.pk.blocks))}
     for bid, bounds in getattr(ctx, "registered", {}).items():
         blocks[bid]["bounds"] = bounds
     rdims, grid_loops, inner, loads, desc, dot, uneven = [], [], 0, 0, False, False, False
@@ -44,10 +40,11 @@ def collect_facts(bound) -> dict:
         per_loop.append({"rdims": len(d.rdims), "loops": d.n_inner_loops, "loads": d.n_loads})
         rdims += [r.extent for r in sorted(d.rdims.values(), key=lambda r: r.id)]
         grid_loops.append(len(d.grid))
+        fors = [s for s in I.walk(d.body) if isinstance(s, I.For)]
         # an inner loop with bounds known only on the device (e.g. up to the diagonal): unequal programs
-        uneven |= any(t.static_len is None for st in I.walk(d.body) if isinstance(st, I.For) for t in st.tiles)
+        uneven |= any(t.static_len is None for st in fors for t in st.tiles)
         # ids are per device loop here (offsets() gives 0 while collecting): shift them past earlier loops'
-        reversible += [inner + s.loop_id for s in I.walk(d.body) if isinstance(s, I.For) and passes.reversible(s)]
+        reversible += [inner + s.loop_id for s in fors if passes.reversible(s)]
         inner += d.n_inner_loops
         loads += d.n_loads
         desc |= any(t.descriptor_ok for t in d.inputs.tensors) and hasattr(tl, "make_tensor_descriptor")
@@ -55,16 +52,8 @@ def collect_facts(bound) -> dict:
             "loads": loads, "descriptor": desc, "dot": dot, "per_loop": per_loop, "uneven_grid": uneven,
             "reversible": tuple(sorted(reversible)), "tunables": getattr(ctx, "tunables", {})}
 
-def _warp_specialize_supported() -> bool:
-    try:
-        return "warp_specialize" in inspect.signature(tl.range.__init__).parameters
-    except (TypeError, ValueError):
-        return False
-
 def _gluon_searchable() -> bool:
     """The tuner tries the Gluon backend (sm_90 only) on a Hopper GPU, never under Triton's interpreter."""
-    import os
-
     import torch
     if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available():
         return False
@@ -79,8 +68,7 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
     if b["bounds"] is not None:
         lo, hi = b["bounds"]
         lo = next_pow2(lo) if isinstance(lo, int) and lo else (16 if b["dot"] else 1)
-        hi = next_pow2(hi) if isinstance(hi, int) and hi else 1024
-        hi = max(lo, hi)
+        hi = max(lo, next_pow2(hi) if isinstance(hi, int) and hi else 1024)
         return BlockSpec(lo, hi, max(lo, min(hi, 64)))
     # A device-side extent is unknown here: allow the usual range, default to a mid-size tile.
     ext = next_pow2(b["extent"]) if b["extent"] is not None else 1024
@@ -90,44 +78,32 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
     # Rows held next to a whole reduction dim of the same device loop: keep rows x row length within
     # 64K elements (256 KB of fp32 registers per program is already past what 16 warps hold), so the
     # search never spends its budget compiling candidates that can only spill.
-    rblock = b["rblock"]
-    hi = max(1, min(ext, 4096, 65536 // rblock))
+    hi = max(1, min(ext, 4096, 65536 // b["rblock"]))
     if b["extent"] is None:
         return BlockSpec(1, hi, min(hi, 64))
-    return BlockSpec(1, hi, _default_tile(f, bid, hi))
-
-def _default_tile(f: dict, bid: int, hi: int) -> int:
-    """Heuristic default: about 4K elements a program, a whole row per program for row reductions."""
-    rblock = f["blocks"][bid]["rblock"]
-    ntiles = max(1, sum(1 for b in f["blocks"].values() if b["bounds"] is None and not b["dot"]))
-    per_tile = max(1, int((4096 // rblock) ** (1.0 / ntiles)))
-    return max(1, min(hi, 1 << (per_tile.bit_length() - 1)))
+    # about 4K elements a program, a whole row per program for row reductions
+    ntiles = max(1, sum(1 for x in f["blocks"].values() if x["bounds"] is None and not x["dot"]))
+    per_tile = max(1, int((4096 // b["rblock"]) ** (1.0 / ntiles)))
+    return BlockSpec(1, hi, max(1, min(hi, 1 << (per_tile.bit_length() - 1))))
 
 def default_block(bound, bid: int) -> int:
     return block_spec(bound.facts(), bid).default
 
 def space_for(bound) -> ConfigSpace:
     f = bound.facts()
-    spec = SpaceSpec(
-        block_sizes=[block_spec(f, i) for i in range(len(f["blocks"]))],
-        reduction_extents=list(f["rdims"]),
-        grid_loops=list(f["grid_loops"]),
-        inner_loops=f["inner_loops"],
-        loads=f["loads"],
-        tensor_descriptor=bool(f["descriptor"]),
-        tunables=dict(f["tunables"]),
-        warp_specialize=_warp_specialize_supported(),
-        uneven_grid=f["uneven_grid"],
-        reversible_loops=f["reversible"],
-        gluon=bool(f["dot"]) and _gluon_searchable(),
-    )
-    space = ConfigSpace(spec)
-    base = space.default()
-    blocks = [s.default for s in spec.block_sizes]
+    try:
+        warp_specialize = "warp_specialize" in inspect.signature(tl.range.__init__).parameters
+    except (TypeError, ValueError):
+        warp_specialize = False
+    space = ConfigSpace(SpaceSpec(
+        block_sizes=[block_spec(f, i) for i in range(len(f["blocks"]))], reduction_extents=list(f["rdims"]),
+        grid_loops=list(f["grid_loops"]), inner_loops=f["inner_loops"], loads=f["loads"],
+        tensor_descriptor=bool(f["descriptor"]), tunables=dict(f["tunables"]), warp_specialize=warp_specialize,
+        uneven_grid=f["uneven_grid"], reversible_loops=f["reversible"], gluon=bool(f["dot"]) and _gluon_searchable()))
+    blocks = [s.default for s in space.spec.block_sizes]
     elems = math.prod(blocks) * max([next_pow2(e) for e in f["rdims"]] or [1]) if not f["dot"] else 0
     warps = 4 if f["dot"] else max(1, min(16, next_pow2(max(1, elems // 512))))
-    default = base.replace(num_warps=warps, **({"block_sizes": blocks} if blocks else {}))
-    space.default = lambda: default  # type: ignore[method-assign]
+    space._default = space.default().replace(num_warps=warps, **({"block_sizes": blocks} if blocks else {}))
     return space
 
 def offsets(bound, loop_index: int) -> dict[str, int]:
@@ -135,7 +111,4 @@ def offsets(bound, loop_index: int) -> dict[str, int]:
     if loop_index == 0 or getattr(bound, "_collecting", False):
         return {"rdim": 0, "loop": 0, "load": 0}
     per = bound.facts()["per_loop"][:loop_index]
-    return {"rdim": sum(p["rdims"] for p in per), "loop": sum(p["loops"] for p in per),
-            "load": sum(p["loads"] for p in per)}
-
-
+    return {k: sum(p[v] for p in per) for k, v in (("rdim", "rdims"), ("loop", "loops"), ("load", "loads"))}

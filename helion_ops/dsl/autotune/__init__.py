@@ -1,8 +1,5 @@
-"""The autotuner: search (search.py) x measurement (bench.py) x disk cache (cache.py), tied together
-by ``autotune``. Typical use from the runtime::
-
-    cfg = autotune(bound, args, kernel.autotune_effort, seeds=pretuned_configs, cache_key=(source_hash, spec_key))
-"""
+"""The autotuner: search (search.py) x measurement (bench.py) x disk cache (cache.py), tied together by
+``autotune(bound, args, effort, seeds=pretuned_configs, cache_key=(source_hash, spec_key))``."""
 from __future__ import annotations
 
 import math
@@ -11,27 +8,17 @@ import warnings
 from dataclasses import replace
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-from ..config import Config, heuristic_configs
-from .bench import Benchmarker, Precompiler, compare
-from .cache import AutotuneCache, atomic_write_json, environment, source_hash
-from .progress import Progress, progress_enabled
-from .search import (EFFORT_ENV, EFFORTS, Effort, Evaluator, unique_configs, differential_evolution,
-                     pattern_search, resolve_effort, search)
-
-__all__ = [
-    "autotune", "search", "differential_evolution", "pattern_search", "resolve_effort", "Effort", "EFFORTS",
-    "EFFORT_ENV", "Evaluator", "Benchmarker", "Precompiler", "compare", "AutotuneCache", "atomic_write_json",
-    "environment", "source_hash", "Progress", "progress_enabled", "args_key", "unique_configs", "Tunable",
-]
+from ..config import Config, heuristic_configs, unique_configs
+from .bench import Benchmarker, Precompiler, Progress, compare  # noqa: F401 (the package's API)
+from .cache import AutotuneCache, atomic_write_json, environment, source_hash  # noqa: F401
+from .search import (EFFORT_ENV, EFFORTS, Effort, Evaluator, differential_evolution, pattern_search,  # noqa: F401
+                     resolve_effort, search)
 
 class Tunable(Protocol):
-    """What the tuner needs of a kernel (runtime.BoundKernel implements it): its space, the source and
-    compile specs of a Config (to deduplicate and precompile candidates), and a run under a Config
-    (to time it and check its outputs)."""
-
+    """What the tuner needs of a kernel (runtime.BoundKernel implements it): its space, a Config's source and
+    compile specs (to deduplicate and precompile candidates) and a run under a Config (to check and time it)."""
     name: str
     config_space: Any
-
     def default_config(self) -> Config: ...
     def to_triton_code(self, config: Config) -> str: ...
     def compile_specs(self, config: Config) -> list[dict]: ...
@@ -43,13 +30,12 @@ def args_key(args: Sequence[Any]) -> tuple:
     return tuple((str(a.dtype), tuple(a.shape), tuple(a.stride()), a.device.type) if isinstance(a, torch.Tensor)
                  else repr(a) for a in args)
 
-def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
-             reference: Optional[Callable[..., Any]] = None, progress: bool = True,
-             seeds: Sequence[Any] = (), candidates: Optional[Sequence[Any]] = None,
-             cache: Any = None, cache_key: Optional[tuple] = None,
+def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *, progress: bool = True,
+             reference: Optional[Callable[..., Any]] = None, seeds: Sequence[Any] = (),
+             candidates: Optional[Sequence[Any]] = None, cache: Any = None, cache_key: Optional[tuple] = None,
              objective: Optional[Callable[[Config], float]] = None, rng: Optional[random.Random] = None,
-             time_limit: Optional[float] = None, compile_timeout: float = 60.0,
-             workers: Optional[int] = None) -> Config:
+             time_limit: Optional[float] = None, compile_timeout: float = 60.0, workers: Optional[int] = None,
+             ) -> Config:
     """Find a fast, correct Config for ``bound`` on ``args``.
 
     - ``effort``: "none" | "quick" | "full" (or an Effort); ``$HELION_AUTOTUNE_EFFORT`` overrides it.
@@ -60,64 +46,44 @@ def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *,
       fastest correct one, whatever the effort; no search, no disk cache.
     - ``cache``: an AutotuneCache, None for the default one, False for none. ``cache_key=(kernel_source_hash,
       specialization_key)``; without it the key hashes the default config's code and ``args_key(args)``.
-    - ``objective``: replaces the Benchmarker (tests, custom timing).
-    - ``reference``: expected outputs come from ``reference(*args)`` instead of the default config.
-    Returns a complete Config (``bound.config_space.normalize``d). A run where every candidate failed
-    returns the default (or the first candidate) and caches nothing.
+    - ``objective``: replaces the Benchmarker (tests, custom timing); ``reference(*args)``: the expected
+      outputs, instead of the default config's.
+    Returns a complete Config; when every candidate failed, the default (or the first candidate), uncached.
     """
     prof = resolve_effort(effort, time_limit)
     space = bound.config_space
     default = space.normalize(bound.default_config())
+    store = key = None
     if candidates is not None:
         cands = unique_configs(space, candidates)
         if len(cands) <= 1:
             return cands[0] if cands else default
         if prof.name == "none":  # measuring is the point here: use quick's timing
             prof = replace(EFFORTS["quick"], time_limit=prof.time_limit)
-        return _measure(bound, args, space, prof, cands[0], reference, progress, objective, compile_timeout,
-                        workers, lambda ev: ev.evaluate(cands))[0]
-    all_seeds = [*seeds, default]
-    if prof.name == "none":
-        return search(space, lambda c: math.nan, prof, seeds=all_seeds)[0]
-    store = None if cache is False else (cache if cache is not None else AutotuneCache())
-    key = None
-    if store is not None:
-        if cache_key is None:
-            cache_key = (source_hash(bound.to_triton_code(default)), args_key(args))
-        key = store.key(*cache_key)
-        hit = store.get(key)
-        if hit is not None:
-            try:
-                return space.normalize(hit)
-            except ValueError:
-                pass  # the space changed under the same key: retune
-    all_seeds += heuristic_configs(space.spec)
-
-    def run_search(ev: Evaluator) -> None:
-        search(space, ev.objective, prof, seeds=all_seeds, rng=rng, progress=ev.progress, evaluator=ev)
-
-    best, best_t, n = _measure(bound, args, space, prof, default, reference, progress, objective,
-                               compile_timeout, workers, run_search)
-    if store is not None and key is not None and math.isfinite(best_t):
-        try:
-            store.put(key, best, time_s=best_t, evaluated=n, effort=prof.name)
-        except OSError as e:  # an unwritable cache must not lose a finished search
-            warnings.warn(f"helion_ops: could not save the tuned config to the autotune cache ({e}); "
-                          "it is used for this process only", RuntimeWarning, 2)
-    return best
-
-def _measure(bound: Tunable, args: Sequence[Any], space: Any, prof: Effort, fallback: Config,
-             reference: Any, progress: bool, objective: Any, compile_timeout: float, workers: Optional[int],
-             drive: Callable[[Evaluator], Any]) -> tuple[Config, float, int]:
-    """Set up progress + objective, let ``drive(evaluator)`` evaluate configs, re-time the top few;
-    return (best, time, evaluated)."""
+        fallback, drive = cands[0], lambda ev: ev.evaluate(cands)
+    else:
+        all_seeds = unique_configs(space, [*seeds, default])
+        if prof.name == "none":
+            return all_seeds[0]
+        store = None if cache is False else (cache if cache is not None else AutotuneCache())
+        if store is not None:
+            key = store.key(*(cache_key or (source_hash(bound.to_triton_code(default)), args_key(args))))
+            hit = store.get(key)
+            if hit is not None:
+                try:
+                    return space.normalize(hit)
+                except ValueError:
+                    pass  # the space changed under the same key: retune
+        all_seeds += heuristic_configs(space.spec)
+        fallback = default
+        drive = lambda ev: search(space, ev.objective, prof, seeds=all_seeds, rng=rng,  # noqa: E731
+                                  progress=ev.progress, evaluator=ev)
     prog = Progress(progress, desc=getattr(bound, "name", None) or "autotune")
-    if prof.time_limit is not None:
-        # One hung compile must not eat a quick run's whole wall-clock cap.
+    if prof.time_limit is not None:  # one hung compile must not eat a quick run's whole wall-clock cap
         compile_timeout = min(compile_timeout, max(5.0, 0.4 * prof.time_limit))
     bench = objective if objective is not None else Benchmarker(
-        bound, args, reps=prof.reps, reference=reference, compile_timeout=compile_timeout,
-        workers=workers, progress=prog)
+        bound, args, reps=prof.reps, reference=reference, compile_timeout=compile_timeout, workers=workers,
+        progress=prog)
     ev = Evaluator(bench, max_evals=prof.max_evals or None, time_limit=prof.time_limit, progress=prog)
     if isinstance(bench, Benchmarker):
         bench.deadline = ev.deadline  # lets a slow compile batch stop at the cap
@@ -134,9 +100,14 @@ def _measure(bound: Tunable, args: Sequence[Any], space: Any, prof: Effort, fall
     finally:
         if hasattr(bench, "close"):
             bench.close()
-    n = len(ev.history)
     if best is None or not math.isfinite(best_t):
-        prog.close(f"no candidate succeeded out of {n}; using {fallback!r}")
-        return fallback, math.inf, n
-    prog.close(f"best {best_t * 1e3:.4f} ms after {n} candidates ({prof.name}): {best!r}")
-    return best, best_t, n
+        prog.close(f"no candidate succeeded out of {len(ev.history)}; using {fallback!r}")
+        return fallback
+    prog.close(f"best {best_t * 1e3:.4f} ms after {len(ev.history)} candidates ({prof.name}): {best!r}")
+    if store is not None:
+        try:
+            store.put(key, best, time_s=best_t, evaluated=len(ev.history), effort=prof.name)
+        except OSError as e:  # an unwritable cache must not lose a finished search
+            warnings.warn(f"helion_ops: could not save the tuned config to the autotune cache ({e}); "
+                          "it is used for this process only", RuntimeWarning, 2)
+    return best

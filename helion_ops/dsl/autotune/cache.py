@@ -1,17 +1,6 @@
-"""On-disk cache of autotuned configs.
-
-One JSON file per key under ``$HELION_OPS_CACHE_DIR`` (default
-``~/.cache/helion_ops/autotune/``). The key is the sha256 of the kernel
-source hash, the specialization key's repr, and the environment (GPU name,
-compute capability, torch and triton versions), so a driver or library
-upgrade retunes instead of reusing a config tuned for something else.
-
-Each file also stores the environment it was written under; a file that is
-truncated, not JSON, missing fields, or written under other versions reads
-as a miss and is overwritten by the next ``put``. Writes go to a temp file
-in the same directory and ``os.replace`` it into place, so concurrent
-writers never leave a partial file: the last rename wins, whole.
-"""
+"""On-disk cache of autotuned configs: a JSON file per key (kernel source, specialization, GPU, torch and triton
+versions: an upgrade retunes) under ``$HELION_OPS_CACHE_DIR`` (default ``~/.cache/helion_ops/autotune/``). A file
+truncated, not JSON or from another environment is a miss; writes are atomic (temp file + ``os.replace``)."""
 from __future__ import annotations
 
 import hashlib
@@ -19,18 +8,19 @@ import json
 import os
 import tempfile
 import time
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
 from ..config import Config
-from .progress import log
+from .bench import log
 
 CACHE_ENV = "HELION_OPS_CACHE_DIR"
 FORMAT = 1
 
 def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
+    """Write ``obj`` as JSON to ``path`` atomically (temp file + rename: the last rename wins, whole)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -42,20 +32,16 @@ def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 @lru_cache(maxsize=None)
 def _device_info(index: int) -> tuple[str, Optional[list]]:
-    try:
+    with suppress(Exception):
         import torch
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(index), list(torch.cuda.get_device_capability(index))
-    except Exception:
-        pass
     return "cpu", None
 
 def environment(device_index: Optional[int] = None) -> dict[str, Any]:
@@ -67,31 +53,22 @@ def environment(device_index: Optional[int] = None) -> dict[str, Any]:
     gpu, cc = _device_info(device_index)
     return {"gpu": gpu, "capability": cc, "torch": torch.__version__, "triton": triton.__version__}
 
-def cache_dir() -> Path:
-    """``$HELION_OPS_CACHE_DIR`` or ``~/.cache/helion_ops/autotune``."""
-    d = os.environ.get(CACHE_ENV)
-    return Path(d) if d else Path.home() / ".cache" / "helion_ops" / "autotune"
-
 def source_hash(source: str) -> str:
-    """sha256 hex of a kernel's source text."""
     return hashlib.sha256(source.encode()).hexdigest()
 
 class AutotuneCache:
-    """Config cache keyed by (kernel source hash, specialization key, env)."""
-
+    """Config cache keyed by (kernel source hash, specialization key, environment)."""
     def __init__(self, directory: Optional[os.PathLike | str] = None, env: Optional[dict] = None) -> None:
-        self.directory = Path(directory) if directory is not None else cache_dir()
+        if directory is None:
+            directory = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "helion_ops" / "autotune"
+        self.directory = Path(directory)
         self.env = env if env is not None else environment()
-
     def key(self, kernel_source_hash: str, specialization_key: Any) -> str:
-        """The file key: sha256 over the kernel and the environment."""
         parts = [kernel_source_hash, repr(specialization_key), self.env["gpu"],
                  repr(self.env["capability"]), self.env["torch"], self.env["triton"]]
         return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
-
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
-
     def get(self, key: str) -> Optional[Config]:
         """The cached Config, or None on a miss (absent, corrupt, stale)."""
         p = self.path(key)
@@ -108,9 +85,8 @@ class AutotuneCache:
         except Exception as e:  # truncated, not JSON, wrong shape: a miss, overwritten on put
             log.warning("autotune cache %s is unreadable (%s); ignoring it", p, e)
             return None
-
     def put(self, key: str, config: Config, **meta: Any) -> Path:
-        """Store ``config`` (plus JSON-able ``meta``, e.g. time, kernel name)."""
+        """Store ``config`` with JSON-able ``meta`` (time, effort, ...)."""
         p = self.path(key)
         atomic_write_json(p, {"format": FORMAT, "key": key, "env": self.env, "config": config.to_dict(),
                               "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "meta": meta})

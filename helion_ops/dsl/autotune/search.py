@@ -1,11 +1,6 @@
-"""Generic searches over a ConfigSpace.
-
-The searches know nothing about kernels: they see a ``ConfigSpace`` (typed fragments) and an
-``objective(config) -> seconds`` (``inf`` for a failed candidate). An objective may also offer
-``evaluate_batch(configs) -> list[float]``; the searches hand it whole rounds or generations so a
-benchmarker can precompile them in parallel (see bench.py). The searches return ``(best_config,
-best_time, history)`` with ``history`` the list of ``(config, time)`` actually evaluated, in order.
-"""
+"""Generic searches over a ConfigSpace and an ``objective(config) -> seconds`` (``inf``: failed); an objective
+with ``evaluate_batch(configs)`` gets whole rounds or generations to precompile in parallel (bench.py). Each
+returns ``(best_config, best_time, history)``, ``history`` the ``(config, time)`` pairs evaluated, in order."""
 from __future__ import annotations
 
 import math
@@ -13,23 +8,22 @@ import os
 import random
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from ..config import Config, ConfigSpace
+from ..config import Config, ConfigSpace, unique_configs
+from .bench import Progress
 
 Objective = Callable[[Config], float]
-History = list  # list[tuple[Config, float]]
-
 INF = math.inf
-
-# ---------------------------------------------------------------------------
-# Effort presets
-# ---------------------------------------------------------------------------
+EFFORT_ENV = "HELION_AUTOTUNE_EFFORT"
+TIME_LIMIT_ENV = "HELION_AUTOTUNE_TIME_LIMIT"
+SMEM_BYTES = 232448  # Hopper's shared memory per block; Ampere's 166 KB only rejects more at compile
 
 @dataclass(frozen=True)
 class Effort:
-    """How hard ``autotune`` searches. ``max_evals`` and ``time_limit`` (seconds, None = unbounded)
-    cap the whole run; ``reps`` is the number of timed repetitions per candidate."""
+    """How hard ``autotune`` searches: ``max_evals`` and ``time_limit`` (seconds, None = unbounded) cap the
+    whole run, ``reps`` timed repetitions per candidate; ``rounds`` > 0 runs ``ranked_search``
+    (``population`` candidates a round) instead of DE + pattern search."""
     name: str
     population: int = 0
     generations: int = 0
@@ -38,7 +32,7 @@ class Effort:
     time_limit: Optional[float] = None
     reps: int = 10
     confirm_top: int = 3
-    rounds: int = 0  # > 0: ranked_search, ``population`` candidates a round, instead of DE + pattern
+    rounds: int = 0
 
 EFFORTS = {
     "none": Effort("none"),
@@ -49,76 +43,47 @@ EFFORTS = {
                    time_limit=1800.0, reps=30),
 }
 
-EFFORT_ENV = "HELION_AUTOTUNE_EFFORT"
-TIME_LIMIT_ENV = "HELION_AUTOTUNE_TIME_LIMIT"
-
 def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) -> Effort:
-    """The Effort to use: ``$HELION_AUTOTUNE_EFFORT`` (when set) overrides ``effort`` (a name or an
-    Effort); ``time_limit`` or ``$HELION_AUTOTUNE_TIME_LIMIT`` overrides the preset's wall cap."""
-    env = os.environ.get(EFFORT_ENV, "").strip().lower()
-    if env:
-        effort = env
-    if isinstance(effort, Effort):
-        out = effort
-    else:
+    """``$HELION_AUTOTUNE_EFFORT`` (when set) overrides ``effort`` (a name or an Effort); ``time_limit`` or
+    ``$HELION_AUTOTUNE_TIME_LIMIT`` overrides the preset's wall-clock cap (0: none)."""
+    effort = os.environ.get(EFFORT_ENV, "").strip().lower() or effort
+    if not isinstance(effort, Effort):
         name = "none" if effort in (None, False) else str(effort).lower()
         if name not in EFFORTS:
             raise ValueError(f"autotune effort must be one of {sorted(EFFORTS)}, got {effort!r}")
-        out = EFFORTS[name]
+        effort = EFFORTS[name]
     env_limit = os.environ.get(TIME_LIMIT_ENV, "").strip()
     if time_limit is None and env_limit:
         time_limit = float(env_limit)
-    if time_limit is not None:
-        out = replace(out, time_limit=float(time_limit) if time_limit > 0 else None)
-    return out
-
-# ---------------------------------------------------------------------------
-# Shared evaluation bookkeeping
-# ---------------------------------------------------------------------------
+    return effort if time_limit is None else replace(effort, time_limit=float(time_limit) if time_limit > 0 else None)
 
 class Evaluator:
-    """Memoises an objective by Config key and enforces the run's budget (``max_evals`` new
-    evaluations, ``time_limit`` seconds of wall clock). ``evaluate(configs, limit=None)`` returns one
-    time per config; configs left over when the budget (or ``limit`` new evaluations) runs out get
-    ``inf``. Re-asking for a known config is free."""
-
+    """Memoises an objective by Config within the run's budget (``max_evals`` new evaluations, ``time_limit``
+    seconds): configs left when it (or ``limit`` new evaluations) runs out get ``inf``."""
     def __init__(self, objective: Objective, *, max_evals: Optional[int] = None,
                  time_limit: Optional[float] = None, progress: Any = None, batch_size: int = 16) -> None:
-        self.objective = objective
-        self.max_evals = max_evals
+        self.objective, self.max_evals, self.batch_size = objective, max_evals, batch_size
+        self.progress = progress or Progress(False)
         self.deadline = None if time_limit is None else time.monotonic() + time_limit
-        self.progress = progress
-        self.batch_size = batch_size
         self.memo: dict[Config, float] = {}
-        self.history: History = []
-
+        self.history: list[tuple[Config, float]] = []
     def budget_left(self) -> int:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return 0
-        if self.max_evals is None:
-            return 1 << 30
-        return max(self.max_evals - len(self.history), 0)
-
+        return 1 << 30 if self.max_evals is None else max(self.max_evals - len(self.history), 0)
     def evaluate(self, configs: Sequence[Config], limit: Optional[int] = None) -> list[float]:
         new = list(dict.fromkeys(c for c in configs if c not in self.memo))
-        if limit is not None:
-            new = new[:max(limit, 0)]
+        new = new if limit is None else new[:max(limit, 0)]
         i = 0
-        # Chunks, so the deadline is checked while a big generation runs.
-        while i < len(new):
-            left = self.budget_left()
-            if left == 0:
-                break
+        while i < len(new) and (left := self.budget_left()):  # in chunks: the deadline holds mid-generation
             chunk = new[i:i + min(self.batch_size, left)]
             i += len(chunk)
             for c, t in zip(chunk, self._run(chunk)):
                 t = INF if t is None or math.isnan(t) else float(t)
                 self.memo[c] = t
                 self.history.append((c, t))
-                if self.progress is not None:
-                    self.progress.record(t)
+                self.progress.record(t)
         return [self.memo.get(c, INF) for c in configs]
-
     def _run(self, chunk: list[Config]) -> list[float]:
         batch = getattr(self.objective, "evaluate_batch", None)
         if batch is not None:
@@ -130,94 +95,60 @@ class Evaluator:
             except Exception:  # a broken candidate must not end the search
                 out.append(INF)
         return out
-
     def best(self) -> tuple[Optional[Config], float]:
         if not self.memo:
             return None, INF
         c = min(self.memo, key=self.memo.__getitem__)
         return c, self.memo[c]
 
-def _phase(progress: Any, name: str, total: Optional[int] = None) -> None:
-    if progress is not None:
-        progress.phase(name, total)
-
-def unique_configs(space: ConfigSpace, configs: Iterable[Any]) -> list[Config]:
-    """Normalised configs, deduplicated, in order; invalid ones dropped."""
-    out: dict[Config, None] = {}
-    for c in configs:
-        try:
-            out[space.normalize(c)] = None
-        except ValueError:
-            continue  # a stale pretuned/seed config that no longer fits
-    return list(out)
-
-# ---------------------------------------------------------------------------
-# Differential evolution
-# ---------------------------------------------------------------------------
-
-def differential_evolution(space: ConfigSpace, objective: Objective, *, population: int = 12,
-                           generations: int = 3, rng: Optional[random.Random] = None,
-                           seeds: Sequence[Any] = (), progress: Any = None, cr: float = 0.7,
-                           max_evals: Optional[int] = None, time_limit: Optional[float] = None,
+def differential_evolution(space: ConfigSpace, objective: Objective, *, population: int = 12, generations: int = 3,
+                           rng: Optional[random.Random] = None, seeds: Sequence[Any] = (), progress: Any = None,
+                           cr: float = 0.7, max_evals: Optional[int] = None, time_limit: Optional[float] = None,
                            evaluator: Optional[Evaluator] = None):
-    """DE/rand/1/bin over the fragments. The initial population is the (normalised, deduplicated)
-    seeds plus random points up to ``population``. Each generation builds one trial per member x: knobs
-    come from ``a + (b - c)`` (three other random members, fragment-wise, see ``Fragment.differential``)
-    with probability ``cr``, else from x; a trial already evaluated gets a fragment mutation instead,
-    so no evaluation is spent twice. A trial replaces x when not slower."""
+    """DE/rand/1/bin over the fragments, from the seeds plus random points up to ``population``. Each
+    generation builds one trial per member x: each knob is ``a + (b - c)`` (three other random members, see
+    ``Fragment.differential``) with probability ``cr``, else x's; a trial already evaluated is mutated
+    instead, so no evaluation is spent twice. A trial replaces x when not slower."""
     rng = rng or random.Random()
     ev = evaluator or Evaluator(objective, max_evals=max_evals, time_limit=time_limit, progress=progress)
     pop = unique_configs(space, seeds)
-    tries = 0
-    while len(pop) < population and tries < population * 20:
-        tries += 1
+    for _ in range(population * 20):
+        if len(pop) >= population:
+            break
         c = space.random(rng)
         if c not in pop:
             pop.append(c)
-    _phase(progress, "initial population", len(pop))
+    ev.progress.phase("initial population", len(pop))
     times = ev.evaluate(pop)
     # Keep the best `population` when there were more seeds than slots.
     order = sorted(range(len(pop)), key=times.__getitem__)[:max(population, 4)]
     pop, times = [pop[i] for i in order], [times[i] for i in order]
-
     for g in range(generations):
         if ev.budget_left() == 0:
             break
-        _phase(progress, f"generation {g + 1}/{generations}", len(pop))
-        trials = []
-        taken = set(ev.memo)
+        ev.progress.phase(f"generation {g + 1}/{generations}", len(pop))
+        trials, taken = [], set(ev.memo)
         for i, x in enumerate(pop):
-            others = [p for j, p in enumerate(pop) if j != i]
-            if len(others) >= 3:
-                a, b, c = rng.sample(others, 3)
-                t = space.differential(x, a, b, c, rng, cr)
-            else:
-                t = space.mutate(x, rng)
+            others = pop[:i] + pop[i + 1:]
+            t = space.differential(x, *rng.sample(others, 3), rng, cr) if len(others) >= 3 else space.mutate(x, rng)
             for _ in range(8):
                 if t not in taken:
                     break
                 t = space.mutate(t, rng)
             taken.add(t)
             trials.append(t)
-        ttimes = ev.evaluate(trials)
-        for i, (t, tt) in enumerate(zip(trials, ttimes)):
+        for i, tt in enumerate(ev.evaluate(trials)):
             if tt <= times[i]:
-                pop[i], times[i] = t, tt
-    best, best_t = ev.best()
-    return best, best_t, ev.history
-
-# ---------------------------------------------------------------------------
-# Pattern search
-# ---------------------------------------------------------------------------
+                pop[i], times[i] = trials[i], tt
+    return (*ev.best(), ev.history)
 
 def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_evals: Optional[int] = 50,
                    time_limit: Optional[float] = None, progress: Any = None, min_improvement: float = 0.0,
                    evaluator: Optional[Evaluator] = None):
-    """Greedy local search: evaluate all one-step neighbours of the current point (one batch), move to
-    the best one when it beats the current by more than ``min_improvement`` (relative), stop at a local
-    optimum or when the budget runs out. ``max_evals`` counts new evaluations of this call."""
+    """Greedy local search: evaluate all one-step neighbours (one batch), move to the best when it beats the
+    current point by more than ``min_improvement`` (relative), else stop. ``max_evals``: this call's
+    new evaluations, also on a shared evaluator."""
     ev = evaluator or Evaluator(objective, time_limit=time_limit, progress=progress)
-    # max_evals counts this call's evaluations, also on a shared evaluator.
     stop_at = None if max_evals is None else len(ev.history) + max_evals
 
     def left() -> Optional[int]:
@@ -231,35 +162,26 @@ def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_
         nbrs = space.neighbors(current)
         if not nbrs:
             break
-        _phase(progress, f"pattern search step {step}", len([n for n in nbrs if n not in ev.memo]))
+        ev.progress.phase(f"pattern search step {step}", len([n for n in nbrs if n not in ev.memo]))
         ntimes = ev.evaluate(nbrs, limit=left())
         i = min(range(len(nbrs)), key=ntimes.__getitem__)
-        if ntimes[i] < cur_t * (1.0 - min_improvement):
-            current, cur_t = nbrs[i], ntimes[i]
-        else:
+        if ntimes[i] >= cur_t * (1.0 - min_improvement):
             break
-    best, best_t = ev.best()
-    return best, best_t, ev.history
-
-# ---------------------------------------------------------------------------
-# Ranked search (quick): a prior orders candidates before any is compiled
-# ---------------------------------------------------------------------------
-
-SMEM_BYTES = 232448  # Hopper's shared memory per block; Ampere's 166 KB only rejects more at compile
+        current, cur_t = nbrs[i], ntimes[i]
+    return (*ev.best(), ev.history)
 
 def prior(space: ConfigSpace, cfg: Config, anchors: Sequence[Config]) -> float:
-    """A cheap rank of an unmeasured candidate, lower first: how far it lies from the nearest anchor
-    (seeds such as pretuned configs, the default, the analytic tiles; a knob that differs costs 1, a
-    block size 1 per power of two) plus resource rules. Dot kernels (3+ block sizes and an inner
-    loop: [M, N, K] tiles) whose pipelined 16-bit tiles overflow shared memory, or whose fp32
-    accumulator needs over 256 registers a thread, cost 100 (spills, launch failures); one with under
-    16 accumulator values a thread costs 1 (idle warps)."""
+    """A cheap rank of an unmeasured candidate, lower first: its distance to the nearest anchor (seeds such as
+    pretuned configs, the default, the analytic tiles; 1 per differing knob, 1 per power of two of a block
+    size) plus resource rules for dot kernels ([M, N, K] tiles and an inner loop): pipelined 16-bit tiles
+    over shared memory or an fp32 accumulator over 256 registers a thread cost 100 (spills, launch
+    failures), under 16 accumulator values a thread 1 (idle warps)."""
     d = cfg.to_dict()
     dist = min((sum(abs(math.log2(max(x, 1)) - math.log2(max(y, 1))) if isinstance(x, int) else float(x != y)
                     for k, v in d.items() if k in a for x, y in _pairs(v, a[k]))
                 for a in (x.to_dict() for x in anchors)), default=0.0)
-    bs, spec = d.get("block_sizes") or [], space.spec
-    if len(bs) >= 3 and spec.inner_loops:
+    bs = d.get("block_sizes") or []
+    if len(bs) >= 3 and space.spec.inner_loops:
         acc = bs[0] * bs[1] / (32 * d.get("num_warps", 4))
         smem = max(1, d.get("num_stages", 1)) * (bs[0] + bs[1]) * bs[2] * 2
         dist += 100.0 * (smem > SMEM_BYTES or acc > 256) + (acc < 16)
@@ -272,19 +194,18 @@ def _pairs(a: Any, b: Any) -> list:
     both_int = type(a) is int and type(b) is int and a > 0 and b > 0
     return [(a, b)] if both_int else [(repr(a), repr(b))]
 
-def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Evaluator, rng: random.Random,
-                  progress: Any = None) -> None:
-    """Quick's search: round 1 measures the ``population`` best of the seeds, their neighbours and some
-    random points by ``prior``; each later round the best-ranked unmeasured neighbours of the two
-    fastest so far. One round is one parallel compile batch. Stops when a round leaves the fastest
-    unchanged (the leaders agree), after ``rounds`` rounds, or when the budget ends."""
+def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Evaluator, rng: random.Random) -> None:
+    """Quick's search, one parallel compile batch a round: first the ``population`` best by ``prior`` of the
+    seeds, their neighbours and some random points, then the best-ranked unmeasured neighbours of the two
+    fastest so far. Stops when a round leaves the fastest unchanged (the leaders agree), after ``rounds``
+    rounds, or when the budget ends."""
     anchors = unique_configs(space, seeds)
     pool = dict.fromkeys([*anchors, *(n for a in anchors for n in space.neighbors(a)),
                           *(space.random(rng) for _ in range(4 * prof.population))])
     batch = sorted(pool, key=lambda c: prior(space, c, anchors))[:prof.population]
     leader = None
     for r in range(prof.rounds):
-        _phase(progress, f"round {r + 1}/{prof.rounds}", len(batch))
+        ev.progress.phase(f"round {r + 1}/{prof.rounds}", len(batch))
         ev.evaluate(batch)
         fastest = [c for c, t in sorted(ev.memo.items(), key=lambda ct: ct[1]) if math.isfinite(t)][:2]
         if not fastest or fastest[0] == leader or ev.budget_left() == 0:
@@ -293,35 +214,24 @@ def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Ev
         near = dict.fromkeys(n for c in fastest for n in space.neighbors(c) if n not in ev.memo)
         batch = sorted(near, key=lambda c: prior(space, c, fastest))[:prof.population]
 
-# ---------------------------------------------------------------------------
-# The effort-driven combination used by autotune()
-# ---------------------------------------------------------------------------
-
 def search(space: ConfigSpace, objective: Objective, effort: Any = "quick", *,
            seeds: Sequence[Any] = (), rng: Optional[random.Random] = None, progress: Any = None,
            time_limit: Optional[float] = None, evaluator: Optional[Evaluator] = None):
-    """Run the preset: ``ranked_search`` when it has rounds (quick), else DE from the seeds, then
-    pattern search from DE's best, sharing one memo, evaluation budget and wall-clock deadline (those
-    of ``evaluator`` when given). With effort "none" nothing is evaluated: the
-    first valid seed (or the default) comes back with time ``nan``.
-    Returns ``(best_config, best_time, history)``.
-    """
+    """Run the preset: ``ranked_search`` when it has rounds (quick), else DE from the seeds then pattern search
+    from DE's best, on one memo, budget and deadline (``evaluator``'s when given). Effort "none" evaluates
+    nothing: the first valid seed (or the default) comes back with time ``nan``."""
     prof = resolve_effort(effort, time_limit)
     seeds = unique_configs(space, [*seeds, space.default()])
     if prof.name == "none":
         return seeds[0], math.nan, []
     rng = rng or random.Random()
-    ev = evaluator or Evaluator(objective, max_evals=prof.max_evals, time_limit=prof.time_limit,
-                                progress=progress)
+    ev = evaluator or Evaluator(objective, max_evals=prof.max_evals, time_limit=prof.time_limit, progress=progress)
     if prof.rounds:
-        ranked_search(space, prof, seeds, ev, rng, progress)
+        ranked_search(space, prof, seeds, ev, rng)
         return (*ev.best(), ev.history)
-    best, best_t, _ = differential_evolution(space, objective, population=prof.population,
-                                             generations=prof.generations, rng=rng, seeds=seeds,
-                                             progress=progress, evaluator=ev)
+    best, _, _ = differential_evolution(space, objective, population=prof.population, generations=prof.generations,
+                                        rng=rng, seeds=seeds, evaluator=ev)
     if best is not None and ev.budget_left() > 0 and prof.pattern_evals:
         # A fixed ~0.5% bar keeps timing noise from walking the search.
-        pattern_search(space, objective, best, max_evals=prof.pattern_evals, progress=progress,
-                       min_improvement=0.005, evaluator=ev)
-    best, best_t = ev.best()
-    return best, best_t, ev.history
+        pattern_search(space, objective, best, max_evals=prof.pattern_evals, min_improvement=0.005, evaluator=ev)
+    return (*ev.best(), ev.history)
