@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import itertools
 import types
+import weakref
 from typing import Any, Callable
 
 import torch
@@ -16,7 +17,8 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from . import exc
 from .language import _RUN, constexpr, current_run
 
-_OPS: dict = {}     # (kernel, kinds) -> op name under torch.ops.helion_ops_user
+_OPS: dict = {}     # (kernel key, kinds) -> op name under torch.ops.helion_ops_user
+_KERNELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # kernel key -> Kernel
 _SPECS: dict = {}   # op name -> (tuple?, per output: ("t", k) op output k, ("a", j) argument j, ("c", v))
 _CHECKED: set = set()
 _COUNT = itertools.count()
@@ -138,10 +140,18 @@ def _split(name: str, out: Any, args: tuple) -> tuple[list, list]:
         ts.append(o if new else next(a for a in args if isinstance(a, torch.Tensor)).new_empty(0))
     return spec, ts
 
+def register(kernel: Any) -> str:
+    """A key naming ``kernel`` by a string: Dynamo passes strings to ``assume_constant_result`` functions as
+    constants, where torch 2.11 refuses the Kernel object itself."""
+    key = f"{kernel.name}#{next(_COUNT)}"
+    _KERNELS[key] = kernel
+    return key
+
 @torch._dynamo.assume_constant_result
-def _op_for(kernel: Any, kinds: tuple) -> str:
-    if (kernel, kinds) in _OPS:
-        return _OPS[kernel, kinds]
+def _op_for(key: str, kinds: tuple) -> str:
+    if (key, kinds) in _OPS:
+        return _OPS[key, kinds]
+    kernel = _KERNELS[key]
     written, stores = _writes(kernel.parsed)
     names = list(kernel.signature.parameters)
     mutated = {j for j, k in enumerate(kinds) if k == "Tensor" and names[j] in written}
@@ -177,7 +187,7 @@ def _op_for(kernel: Any, kinds: tuple) -> str:
                                  mutates_args=[f"a{j}" for j in sorted(mutated)],
                                  schema=f"({schema}) -> " + ("Tensor" if n == 1 else f"({', '.join(['Tensor'] * n)})"))
     op.register_fake(lambda *f: run(f, True))
-    _OPS[kernel, kinds] = name
+    _OPS[key, kinds] = name
     return name
 
 @torch._dynamo.assume_constant_result
@@ -192,7 +202,7 @@ def call(kernel: Any, args: tuple, kwargs: dict) -> Any:
     kinds = tuple("Tensor" if isinstance(a, torch.Tensor) else "float" if isinstance(a, (float, torch.SymFloat))
                   else "SymInt" if isinstance(a, (int, torch.SymInt)) and not isinstance(a, bool) else ("c", a)
                   for a in args)
-    name = _op_for(kernel, kinds)
+    name = _op_for(kernel.op_key, kinds)
     res = getattr(torch.ops.helion_ops_user, name).default(*[a for a, k in zip(args, kinds) if k in _RUNTIME])
     tup, spec = _spec(name)
     res = res if len(spec) > 1 else (res,)

@@ -25,6 +25,10 @@ class Recorder:
         self.args = args
         self.arg_storage = {a.untyped_storage().data_ptr(): j for j, a in enumerate(args)
                             if isinstance(a, torch.Tensor) and a.numel()}
+        if len(self.arg_storage) < sum(isinstance(a, torch.Tensor) and a.numel() > 0 for a in args):
+            # one tensor (or storage) in two argument places: which place a value came from is ambiguous,
+            # and a later call that passes two tensors there would read the wrong one
+            raise NotReplayable("two arguments share storage")
         self.consts: dict[str, Any] = {}
         self.lines: list[str] = []              # tensor constructions, in first-use order
         self.tensors: dict[tuple, str] = {}    # recipe -> local name

@@ -132,6 +132,7 @@ class Kernel:
         self.static_shapes, self.autotune_effort = static_shapes, autotune_effort
         self.signature = inspect.signature(fn)
         self.param_defaults = tuple((p.name, p.default) for p in self.signature.parameters.values())  # Dynamo reads it
+        self.op_key = compile_op.register(self)  # names it under torch.compile
         self._parsed: frontend.ParsedKernel | None = None
         self._bound: dict[Any, BoundKernel] = {}
         self.__doc__, self.__name__, self.__wrapped__ = fn.__doc__, fn.__name__, fn

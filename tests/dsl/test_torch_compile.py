@@ -147,7 +147,7 @@ def test_tuple_output():
 
 def test_mutated_output_argument():
     x, y = torch.randn(17, 5, device=DEVICE), torch.randn(17, 5, device=DEVICE)
-    op = compile_op._op_for(add_into, ("Tensor", "Tensor", "Tensor"))
+    op = compile_op._op_for(add_into.op_key, ("Tensor", "Tensor", "Tensor"))
     schema = str(getattr(torch.ops.helion_ops_user, op).default._schema)
     assert "Tensor(a2!) a2" in schema and "Tensor(a0!)" not in schema and "Tensor(a1!)" not in schema
 
