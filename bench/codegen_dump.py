@@ -10,8 +10,10 @@ its SMALL_SHAPES (fp32), recording each DSL kernel the op launches and the argum
 with. Nothing runs on a device: each launch is replaced by a codegen-only run of the kernel's host
 code, which returns meta outputs for the op to carry on with. Each recorded kernel's source is then
 written at the config the op chose, at the kernel's default config and at every table entry of that
-kernel for that shape. A config that does not apply is written as its error message, so a changed
-error shows up in the diff too. Needs no GPU (CPU, a few minutes).
+kernel for that shape; the attention and matmul kernels also through the Gluon backend (the chosen config
+with ``backend="gluon"``: one and two consumer warpgroups, with and without ``gluon_overlap``). A config
+that does not apply is written as its error message, so a changed error shows up in the diff too. Needs no
+GPU (CPU, under a minute).
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ import torch  # noqa: E402
 from bench import catalog  # noqa: E402
 
 OPS = ["softmax", "rms_norm", "layer_norm", "matmul", "grouped_gemm", "attention"]
+GLUON_OPS = ("attention", "matmul")  # the Gluon backend's subset (docs/decisions/gluon-attention.md)
+GLUON = {"gluon-c1": dict(gluon_consumers=1), "gluon-c2": dict(gluon_consumers=2),
+         "gluon-c2-overlap": dict(gluon_consumers=2, gluon_overlap=True)}
 
 
 def _meta(args: tuple) -> tuple:
@@ -103,6 +108,8 @@ def dump(out: pathlib.Path, ops: list[str], arch: str = "sm90") -> int:
                     if e["kernel"] == name and tuple(e["key"]["shape"]) == shape:
                         h = hashlib.sha1(json.dumps(e["config"], sort_keys=True).encode()).hexdigest()[:10]
                         configs[f"table-{e['key'].get('variant') or 'nn'}-{h}"] = e["config"]
+                if op in GLUON_OPS:
+                    configs.update({label: {**dict(chosen), "backend": "gluon", **kw} for label, kw in GLUON.items()})
                 for label, cfg in configs.items():
                     f = out / op / tag / f"{k}-{name}-{label}.py"
                     f.parent.mkdir(parents=True, exist_ok=True)
