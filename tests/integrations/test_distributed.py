@@ -13,7 +13,6 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from . import _dist_worker as W
 
 TIMEOUT_S = 600  # a hung collective fails the test instead of the CI job
 
@@ -34,6 +33,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
+    from . import _dist_worker as W  # imported here: it sets TRITON_INTERPRET=1 (for the spawned ranks)
     out = tmp_path_factory.mktemp("dist")
     ctx = torch.multiprocessing.start_processes(W.rank_main, args=(2, _free_port(), str(out)), nprocs=2,
                                                 join=False, start_method="spawn")
