@@ -80,8 +80,9 @@ def _code(bound, cfg) -> str:
     from helion_ops.dsl import Config
     try:
         return bound.to_triton_code(cfg if isinstance(cfg, Config) else Config(**cfg))
-    except Exception as e:  # the message is part of the behaviour being compared
-        return f"# error: {type(e).__name__}: {e}\n"
+    except Exception as e:  # the message is part of the behaviour being compared (paths from the repo root,
+        root = str(pathlib.Path(__file__).resolve().parent.parent) + os.sep  # so two checkouts compare equal)
+        return f"# error: {type(e).__name__}: {str(e).replace(root, '')}\n"
 
 
 def dump(out: pathlib.Path, ops: list[str], arch: str = "sm90") -> int:
