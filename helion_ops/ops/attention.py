@@ -45,15 +45,26 @@ kernel, head dim, dtype). Tunables beyond the standard knobs: ``causal_split``
 below it, in a loop without the mask; default on). Causal forward and dQ also take the query blocks
 last-first (``grid_reverses``, see ``_longest_first``): the longest programs start first.
 
+Backends: on an sm_90 GPU the forward (``attn_fwd``, the plain path) compiles through the DSL's Gluon
+backend (a TMA producer warp, two wgmma consumer warpgroups of 64 query rows, ``gluon_overlap``) for the
+calls it covers (fp16/bf16, head dim 64 or 128, tensors TMA can load: ``_attention_gluon.refusal``); the
+policy's last step (``_attention_gluon.choose``) puts that Config in place of the Triton one (a Gluon table
+entry is kept), so the table's Triton entries and the analytic defaults are the Triton choice
+(``triton_config``). Triton runs everything else: other GPUs, the interpreter, other dtypes and head dims,
+the masked, varlen and decode kernels, and the whole backward. A Gluon build or launch that fails runs the
+Triton Config instead (one ``FallbackWarning``; ``HELION_OPS_STRICT=1`` raises); one the backend refuses
+(``NotSupported``: a misaligned data pointer) does so quietly. ``HELION_OPS_GLUON=0`` keeps every call on
+Triton; like every choice it is made once per signature (``helion_ops._oplib.reset_caches()`` chooses again).
+
 Figures: results/<GPU>/attention.md (the harness, against SDPA's cuDNN and flash backends).
 
 Known limits: every kernel loads through pointers (pipelined cp.async); TMA descriptors, which the DSL
 emits and the tuner explores, ran slower on the H100. Upstream Triton 3.6 warp-specializes this loop
 on sm_90 only with 4 warps (one consumer warpgroup): with TMA and 64-row query blocks it compiles and
 partitions but ran slower than the shipped config (H100 probe), and 128-row blocks fail in Triton's
-partitioner. So the forward cannot overlap its softmax with the
-next block's matmuls as cuDNN's FA3-style schedule (two consumer warpgroups in ping-pong) does; it
-runs at the level of Triton's own tutorial kernel. Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3
+partitioner. So on the Triton backend the forward cannot overlap its softmax with the next block's
+matmuls as cuDNN's FA3-style schedule does (the Gluon backend does: docs/decisions/gluon-attention.md);
+it runs at the level of Triton's own tutorial kernel. Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3
 (wrong values) and hit a misaligned address at 128x16 w4, so the defaults avoid those.
 
 Memory (tests/reliability/test_memory.py): forward allocates the output plus ``lse`` ([B, H, S_q] fp32,
@@ -62,10 +73,7 @@ is materialised for ``lse``); no [S_q, S_k] buffer (the eager fallback has one).
 """
 from __future__ import annotations
 
-import contextvars
-import functools
 import math
-import os
 from typing import Optional
 
 import torch
@@ -75,6 +83,7 @@ import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
 from helion_ops.dsl.config import BoolFragment
 from helion_ops import _oplib as C
+from helion_ops.ops import _attention_gluon as G
 from helion_ops.dsl.exc import InputError
 from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, ShapeError
 
@@ -324,80 +333,15 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
     return Config(block_sizes=bs, num_warps=w, num_stages=st, indexing="pointer")
 
 
-# ---- the forward's backend: Gluon on sm_90 where it covers the call, else Triton ------------------
-
-GLUON_HEAD_DIMS = (64, 128)  # the head dims the Gluon backend's tests cover (the CPU build, the GPU numbers)
-GLUON_ENV = "HELION_OPS_GLUON"  # "0": every kernel compiles through Triton (read when a signature's Config is chosen)
-_TRITON_ONLY: contextvars.ContextVar = contextvars.ContextVar("attention_triton_only", default=False)
-
-
-@functools.cache
-def _gluon_importable() -> bool:
-    try:
-        from triton.experimental.gluon.language.nvidia.hopper import tma
-    except ImportError:
-        return False
-    return hasattr(tma, "make_tensor_descriptor")
-
-
-def _sm90(device: torch.device) -> bool:
-    """A CUDA device of compute capability 9.0 running compiled kernels (not Triton's interpreter), with a
-    Triton that has Gluon's Hopper module."""
-    return (device.type == "cuda" and not C._interpreting()
-            and torch.cuda.get_device_capability(device) == (9, 0) and _gluon_importable())
-
-
-def gluon_refusal(args: tuple) -> Optional[str]:
-    """Why ``attn_fwd(*args)`` (q, k, v, causal, qk_scale) compiles through Triton, or None when the Gluon
-    backend takes it: an sm_90 GPU, fp16/bf16, a head dim in ``GLUON_HEAD_DIMS``, q/k/v rows loadable by
-    TMA (unit last stride, the others multiples of 16 bytes; a misaligned data pointer is refused by the
-    backend itself, and that signature falls back to Triton), and no opt-out (``HELION_OPS_GLUON=0``)."""
-    q, k, v = args[:3]
-    if _TRITON_ONLY.get() or os.environ.get(GLUON_ENV, "1") == "0":
-        return f"{GLUON_ENV}=0" if not _TRITON_ONLY.get() else "the Triton choice was asked for"
-    if not _sm90(q.device):
-        return "not an sm_90 CUDA device"
-    if q.dtype not in (torch.float16, torch.bfloat16):
-        return f"dtype {q.dtype} (wgmma takes fp16/bf16)"
-    if q.shape[-1] not in GLUON_HEAD_DIMS:
-        return f"head dim {q.shape[-1]} (the backend covers {GLUON_HEAD_DIMS})"
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.stride(-1) != 1 or any(st * t.element_size() % 16 for st in t.stride()[:-1]):
-            return f"'{name}' strides {tuple(t.stride())} (TMA needs 16-byte multiples)"
-    return None
-
-
-def gluon_config() -> Config:
-    """The forward's Gluon Config: 128x128 score tiles (clamped to short sequences by the op layer's fit),
-    two consumer warpgroups of 64 query rows beside the TMA producer warp, and ``gluon_overlap`` (the next
-    block's QK^T issued before this block's PV): the fastest the H200 run measured (D=128, bf16, 4K and 16K
-    tokens, causal and not; docs/decisions/gluon-attention.md); other head dims, dtypes and lengths take
-    it unmeasured. Causal calls take the query blocks longest-first (``_longest_first``)."""
-    return Config(block_sizes=[128, 128], backend="gluon", gluon_consumers=2, gluon_overlap=True)
-
-
-def _fwd_backend(cfg: Config, args: tuple, default) -> Config:
-    """The forward's backend, the last step of the policy (after the table entry or the analytic default):
-    ``gluon_config`` where ``gluon_refusal`` finds nothing (a Gluon table entry is kept there), else a
-    Triton Config (the analytic default in place of a Gluon entry)."""
-    gluon = gluon_refusal(args) is None
-    if cfg.get("backend", "triton") == "gluon":
-        return cfg if gluon else Config(**dict(default(args)))
-    return gluon_config() if gluon else cfg
-
-
 def triton_config(args: tuple) -> Config:
     """The Config ``attn_fwd(*args)`` runs with on the Triton backend (the policy with Gluon off): what
     runs when the Gluon build or launch fails, and the bench's Triton reference."""
-    token = _TRITON_ONLY.set(True)
-    try:
+    with G.triton_only():
         return _KERNS["attn_fwd"].config_for(*args)
-    finally:
-        _TRITON_ONLY.reset(token)
 
 
 def _fwd_fallback(cfg: Config, args: tuple) -> Optional[Config]:
-    return triton_config(args) if cfg.get("backend", "triton") == "gluon" else None
+    return triton_config(args) if G.is_gluon(cfg) else None
 
 
 def _shape_key(q: torch.Tensor, k: torch.Tensor, causal: bool) -> list[int]:
@@ -422,7 +366,7 @@ def _kern(kernel: str, eager) -> C.Kern:
 
     def adjust(cfg: Config, args: tuple) -> Config:
         if kernel == "attn_fwd":
-            cfg = _fwd_backend(cfg, args, default)
+            cfg = G.choose(cfg, args, default)
         return _longest_first(kernel, cfg, _qkc(kernel, args)[2])
     # Head dim and causal flag must match a table entry exactly; only the sizes are bucketed.
     return C.Kern(NAME, KERNELS[kernel], default, key=lambda a: _shape_key(*_qkc(kernel, a)), exact=(3, 4),
@@ -440,7 +384,7 @@ def _longest_first(kernel: str, cfg: Config, causal: bool) -> Config:
 def config_for(kernel: str, args: tuple, q: torch.Tensor = None, k: torch.Tensor = None,
                causal: bool = False) -> Config:
     """The Config kernel ``kernel`` runs with on ``args`` (the op layer's policy; ``attn_fwd``: Gluon or
-    Triton, see ``gluon_refusal``)."""
+    Triton, see ``_attention_gluon``)."""
     return _KERNS[kernel].config_for(*args)
 
 

@@ -23,6 +23,7 @@ from helion_ops import _oplib as C
 from helion_ops import pretuned
 from helion_ops.dsl.runtime import record_launches
 from helion_ops.errors import FallbackWarning, LaunchError
+from helion_ops.ops import _attention_gluon as G
 from helion_ops.ops import attention as A
 from bench.specs import attention as A_spec
 
@@ -41,9 +42,9 @@ def _fresh():
 @pytest.fixture
 def sm90(monkeypatch):
     """A mocked sm_90 CUDA device (every tensor counts as on one) with the shipped sm90 table."""
-    monkeypatch.setattr(A, "_sm90", lambda device: True)
+    monkeypatch.setattr(G, "_sm90", lambda device: True)
     monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
-    monkeypatch.delenv(A.GLUON_ENV, raising=False)
+    monkeypatch.delenv(G.ENV, raising=False)
 
 
 def _args(b, h, h_kv, s_q, s_k, d, causal, dtype=torch.bfloat16):
@@ -96,7 +97,7 @@ def test_supported_calls_select_gluon(sm90, case, dtype):
     """Odd and tiny lengths, S_q != S_k, GQA, D 64 and 128, fp16 and bf16: Gluon, its tiles clamped to the
     sequence (the backend grows a short row block to its two 64-row warpgroups itself)."""
     args = _args(*case, dtype=dtype)
-    assert A.gluon_refusal(args) is None
+    assert G.refusal(args) is None
     cfg = A.config_for("attn_fwd", args)
     assert _is_gluon(cfg) and cfg["gluon_consumers"] == 2 and cfg["gluon_overlap"] is True
     s_q, s_k = case[3], case[4]
@@ -110,7 +111,8 @@ def _strided(d: int, pad: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("what,reason", [
     ("fp32", "dtype torch.float32"), ("d256", "head dim 256"), ("d96", "head dim 96"), ("d32", "head dim 32"),
-    ("k_rows_not_16B", "'k' strides"), ("opt_out", "HELION_OPS_GLUON=0"), ("not_sm90", "not an sm_90"),
+    ("k_rows_not_16B", "'k' strides"), ("kv_broadcast_batch", "'k' strides (0,"),
+    ("opt_out", "HELION_OPS_GLUON=0"), ("not_sm90", "not an sm_90"),
 ])
 def test_unsupported_calls_stay_on_triton(sm90, monkeypatch, what, reason):
     d = {"d256": 256, "d96": 96, "d32": 32}.get(what, 64)
@@ -118,32 +120,35 @@ def test_unsupported_calls_stay_on_triton(sm90, monkeypatch, what, reason):
     args = _args(1, 2, 2, 64, 64, d, True, dtype)
     if what == "k_rows_not_16B":  # rows of 68 bf16 = 136 bytes: no TMA descriptor
         args = (args[0], _strided(d, 4), args[2], *args[3:])
+    if what == "kv_broadcast_batch":  # a batch expanded from one (stride 0): no TMA descriptor either
+        v = torch.empty(1, 2, 64, d, dtype=dtype, device="meta").expand(3, 2, 64, d)
+        args = (torch.empty(3, 2, 64, d, dtype=dtype, device="meta"), v, v, *args[3:])
     if what == "opt_out":
-        monkeypatch.setenv(A.GLUON_ENV, "0")
+        monkeypatch.setenv(G.ENV, "0")
     if what == "not_sm90":
-        monkeypatch.setattr(A, "_sm90", lambda device: False)
-    assert reason in A.gluon_refusal(args)
+        monkeypatch.setattr(G, "_sm90", lambda device: False)
+    assert reason in G.refusal(args)
     cfg = A.config_for("attn_fwd", args)
     assert not _is_gluon(cfg) and dict(cfg) == dict(A.triton_config(args))
 
 
 def test_sm90_check_refuses_cpu_meta_and_the_interpreter():
     for dev in ("cpu", "meta"):
-        assert not A._sm90(torch.device(dev))
+        assert not G._sm90(torch.device(dev))
     args = _args(1, 2, 2, 64, 64, 128, False)
-    assert "not an sm_90" in A.gluon_refusal(args)
+    assert "not an sm_90" in G.refusal(args)
     assert not _is_gluon(A.config_for("attn_fwd", args))
 
 
 def test_a_gluon_table_entry_serves_only_calls_gluon_takes(sm90, monkeypatch):
     """A table entry that is a Gluon Config (a tuner's find) is kept where Gluon runs; a call it does not
     cover gets the analytic Triton default instead."""
-    entry = A.gluon_config().replace(gluon_consumers=1, gluon_overlap=False, block_sizes=[128, 64])
+    entry = G.config().replace(gluon_consumers=1, gluon_overlap=False, block_sizes=[128, 64])
     monkeypatch.setattr(pretuned, "lookup", lambda *a, **k: entry)
     args = _args(1, 2, 2, 256, 256, 128, False)
     cfg = A.config_for("attn_fwd", args)
     assert _is_gluon(cfg) and cfg["gluon_consumers"] == 1 and list(cfg["block_sizes"]) == [128, 64]
-    monkeypatch.setenv(A.GLUON_ENV, "0")
+    monkeypatch.setenv(G.ENV, "0")
     C.reset_caches()
     cfg = A.config_for("attn_fwd", args)
     want = C.fit(A.attn_fwd.bind(args), A.default_config("attn_fwd", 128, torch.bfloat16))
@@ -278,7 +283,7 @@ def test_transposed_views_and_the_opt_out_gpu(device, monkeypatch):
         out = helion_ops.attention(q, k, v, True)
     assert _gluon_ran(rec)
     torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
-    monkeypatch.setenv(A.GLUON_ENV, "0")
+    monkeypatch.setenv(G.ENV, "0")
     C.reset_caches()
     with record_launches() as rec:
         out_t = helion_ops.attention(q, k, v, True)
