@@ -53,7 +53,7 @@ def refusal(args: tuple) -> Optional[str]:
     backend takes it: an sm_90 GPU, fp16/bf16, a head dim in ``HEAD_DIMS``, q/k/v loadable by TMA (last
     stride 1, the others positive multiples of 16 bytes; a misaligned data pointer, which the choice made
     once per signature cannot see, is refused by the backend at the launch, and that signature falls back
-    to Triton), and no opt-out."""
+    to Triton), fewer than 2**31 elements each, and no opt-out."""
     q, k, v = args[:3]
     if _TRITON_ONLY.get():
         return "the Triton choice was asked for"
@@ -66,6 +66,8 @@ def refusal(args: tuple) -> Optional[str]:
     if q.shape[-1] not in HEAD_DIMS:
         return f"head dim {q.shape[-1]} (the backend's tests cover {HEAD_DIMS})"
     for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.numel() >= 2**31:
+            return f"'{name}' has 2**31 elements or more (int64 indexing, untested on the Gluon backend)"
         if t.stride(-1) != 1 or any(st <= 0 or st * t.element_size() % 16 for st in t.stride()[:-1]):
             return f"'{name}' strides {tuple(t.stride())} (TMA needs positive 16-byte multiples)"
     return None

@@ -112,7 +112,7 @@ def _strided(d: int, pad: int) -> torch.Tensor:
 @pytest.mark.parametrize("what,reason", [
     ("fp32", "dtype torch.float32"), ("d256", "head dim 256"), ("d96", "head dim 96"), ("d32", "head dim 32"),
     ("k_rows_not_16B", "'k' strides"), ("kv_broadcast_batch", "'k' strides (0,"),
-    ("opt_out", "HELION_OPS_GLUON=0"), ("not_sm90", "not an sm_90"),
+    ("opt_out", "HELION_OPS_GLUON=0"), ("not_sm90", "not an sm_90"), ("q_2_31", "'q' has 2**31 elements"),
 ])
 def test_unsupported_calls_stay_on_triton(sm90, monkeypatch, what, reason):
     d = {"d256": 256, "d96": 96, "d32": 32}.get(what, 64)
@@ -123,6 +123,8 @@ def test_unsupported_calls_stay_on_triton(sm90, monkeypatch, what, reason):
     if what == "kv_broadcast_batch":  # a batch expanded from one (stride 0): no TMA descriptor either
         v = torch.empty(1, 2, 64, d, dtype=dtype, device="meta").expand(3, 2, 64, d)
         args = (torch.empty(3, 2, 64, d, dtype=dtype, device="meta"), v, v, *args[3:])
+    if what == "q_2_31":
+        args = (torch.empty(1, 2, 2**24, d, dtype=dtype, device="meta"), *args[1:])
     if what == "opt_out":
         monkeypatch.setenv(G.ENV, "0")
     if what == "not_sm90":
