@@ -458,7 +458,8 @@ def _check(fn, causal, gen, b=2, h=4, s=1024) -> dict:
 def dsl_attention(backend: str):
     """The DSL catalog's forward kernel (``helion_ops.ops.attention.attn_fwd``, as it is) under a code
     generation backend: "gluon" (Config backend="gluon", two consumer warpgroups of 64 rows, 128x128
-    tiles), "gluon_overlap" (the same with gluon_overlap) or "triton" (the op's own config policy).
+    tiles), "gluon_overlap" (the same with gluon_overlap) or "triton" (the op's policy with the Gluon backend
+    off, ``attention.triton_config``: what the catalog ran before it selected Gluon on sm_90).
     Same call shape as the probe's variants."""
     from helion_ops.dsl import Config
     from helion_ops.ops import attention as A
@@ -470,7 +471,7 @@ def dsl_attention(backend: str):
             cfg = Config(block_sizes=[128, 128], backend="gluon", gluon_consumers=2, grid_reverses=[causal],
                          gluon_overlap=backend == "gluon_overlap")
         else:
-            cfg = A.config_for("attn_fwd", args)
+            cfg = A.triton_config(args)
         return bound.run(bound.normalize(cfg), *args)[0]
     return run
 

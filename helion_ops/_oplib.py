@@ -32,6 +32,9 @@ Fallback: a kernel that fails to compile or launch (unsupported arch, out of res
 or driver error) makes the op run its eager version with one :class:`FallbackWarning` per
 (op, reason); bad input and CUDA out-of-memory propagate; ``HELION_OPS_STRICT=1`` raises
 :class:`LaunchError`. The failed signature is remembered, so later calls go straight to eager.
+A Kern may name a second choice first (``Kern(fallback=...)``: attention's Triton Config when its
+Gluon one fails): that runs instead, with the same warning (none when the backend refused the call,
+``NotSupported``: a refusal is a choice, not a failure), and eager only if it fails too.
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ from . import _fast
 from .dsl import runtime as _runtime
 from .dsl.config import Config
 from .dsl.runtime import recording, spec_key
+from .dsl.exc import NotSupported
 from .errors import (ArgumentTypeError, DeviceError, DtypeError, FallbackWarning, InputError, LaunchError,
                      ShapeError)
 
@@ -243,20 +247,20 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
-def kernel_failed(op: str, kernel: str, err: BaseException) -> None:
-    """Returns when the caller should run its eager fallback, else raises (bad input, OOM, strict)."""
+def kernel_failed(op: str, kernel: str, err: BaseException, instead: str = "the eager PyTorch fallback") -> None:
+    """Returns when the caller should run ``instead`` (its eager fallback), else raises (bad input, OOM, strict)."""
     if isinstance(err, (InputError, torch.cuda.OutOfMemoryError)) or getattr(err, "_helion_ops_strict", False):
         raise err
     reason = _reason(err)
     if strict():
         le = LaunchError(f"{op}(): kernel '{kernel}' failed to compile or launch ({reason}); "
-                         f"HELION_OPS_STRICT=1 disables the eager fallback")
+                         f"HELION_OPS_STRICT=1 disables the fallback to {instead}")
         le._helion_ops_strict = True
         raise le from err
     if (op, reason) not in _WARNED:
         _WARNED.add((op, reason))
         warnings.warn(FallbackWarning(f"helion_ops.{op}: kernel '{kernel}' failed to compile or launch "
-                                      f"({reason}); running the eager PyTorch fallback instead "
+                                      f"({reason}); running {instead} instead "
                                       f"(set HELION_OPS_STRICT=1 to raise)"), stacklevel=4)
 
 
@@ -368,14 +372,17 @@ class Kern:
     must match exactly (all of them: only the tuned shapes use the table); ``variant(args)``: a layout
     the shape does not show (matmul's transposes); ``adjust(cfg, args)``: a last op-specific touch to
     whichever Config won. ``eager(*args)``: the kernel's outputs in PyTorch, the fallback (also run,
-    without a launch, when a tensor argument is empty).
+    without a launch, when a tensor argument is empty). ``fallback(cfg, args)``: the Config to run
+    when ``cfg`` fails to compile or launch, or None for the eager version (see the module docstring).
     """
 
     def __init__(self, op: str, kernel: Any, default: Callable[[tuple], Any], *, eager: Callable,
                  key: Optional[Callable[[tuple], Sequence[int]]] = None, exact: Sequence[int] = (),
                  variant: Optional[Callable[[tuple], Optional[str]]] = None,
-                 adjust: Optional[Callable[[Config, tuple], Config]] = None) -> None:
+                 adjust: Optional[Callable[[Config, tuple], Config]] = None,
+                 fallback: Optional[Callable[[Config, tuple], Optional[Config]]] = None) -> None:
         self.op, self.kernel, self.name = op, kernel, kernel.name
+        self.fallback = fallback
         self.default, self.eager, self.exact = default, eager, tuple(exact)
         self.key = key or (lambda args: tuple(args[0].shape))
         self.variant, self.adjust = variant, adjust
@@ -473,11 +480,36 @@ class Kern:
             bound.config = cfg
         return self._remember(args, bound)
 
+    def _second(self, args: tuple) -> Optional[tuple]:
+        """(bound kernel, Config) of the op's second choice after its cached choice failed on ``args``."""
+        run = self._cache.get(spec_key(args))
+        if self.fallback is None or self.name in _OVERRIDES or not isinstance(run, _runtime.BoundKernel):
+            return None
+        try:
+            cfg = self.fallback(run.config, args)
+            cfg = None if cfg is None else fit(run, cfg)
+            return None if cfg is None or cfg == run.config else (run, cfg)
+        except Exception:  # a broken second choice: the eager version
+            return None
+
     def _remember(self, args: tuple, run: Callable) -> Callable:
         with self._lock:
             return self._cache.setdefault(spec_key(args), run)
 
     def _failed(self, err: Exception, args: tuple) -> Any:
+        second = self._second(args)
+        if second is not None:
+            bound, cfg = second
+            if not isinstance(err, NotSupported):  # raises under HELION_OPS_STRICT=1
+                kernel_failed(self.op, self.name, err, instead=f"its {cfg.get('backend', 'triton')} Config")
+            with self._lock:
+                bound.config = cfg
+                self._cache[spec_key(args)] = bound
+            _fast.clear()  # recipes calling the failed choice
+            try:
+                return bound(*args)
+            except Exception as e:
+                return self._failed(e, args)  # the second choice failed too: eager (no third choice)
         kernel_failed(self.op, self.name, err)  # raises unless the eager version should run
         if self.name not in _OVERRIDES:
             with self._lock:

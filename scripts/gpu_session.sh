@@ -26,11 +26,12 @@
 #                 eager vs torch.compile (bench.e2e)     -> results/<GPU>/e2e.md  (estimated 250 s; hard E2E_TIMEOUT)
 #   e2e_x2        the same under FSDP2 on 2 GPUs (needs a 2-GPU machine), patched and unpatched, E2E_X2_STEPS
 #                 steps (200)                            -> results/<GPU>x2/e2e.md (hard E2E_TIMEOUT)
-#   gluon         the DSL's Gluon backend (issue 22): its -m gpu tests, then attn_fwd through it (with and
-#                 without gluon_overlap) against
+#   gluon         the DSL's Gluon backend (issue 22): its -m gpu tests and the catalog attention's (forward
+#                 on Gluon, backward on Triton, through the public API; hard GLUON_TEST_TIMEOUT, 360 s), then
+#                 attn_fwd through it (with and without gluon_overlap) against
 #                 SDPA-cuDNN/flash, the probe's d_pingpong_overlap and the DSL's Triton path at 4x16x4096x128
 #                 and 1x16x16384x128, causal and not (bench.gluon_attention --dsl) -> $OUT/gluon_dsl.json
-#                 (estimated 120-150 s; hard GLUON_TIMEOUT per command, 200 s)
+#                 (estimated 250-330 s; hard GLUON_TIMEOUT for the bench, 200 s)
 #   matmul_sweep  bench.matmul_sweep on SWEEP_SHAPES (decode, skinny, small squares, 4097^3; fwd+bwd) for
 #                 the one-pass and split-K kernels against cuBLAS, soft budget SWEEP_BUDGET (170 s), hard
 #                 SWEEP_TIMEOUT (240 s); winners written into helion_ops/configs/<arch>/matmul.json,
@@ -96,7 +97,8 @@ for step in "$@"; do
     bench_norms) bench bench_norms $NORMS ;;
     bench_gemm)  bench bench_gemm $GEMMS ;;
     bench) bench bench --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} ;;
-    gluon) timeout -k 20 "${GLUON_TIMEOUT:-200}" python3 -m pytest -q -m gpu tests/dsl/test_gluon_backend.py 2>&1 \
+    gluon) timeout -k 20 "${GLUON_TEST_TIMEOUT:-360}" python3 -m pytest -q -m gpu tests/dsl/test_gluon_backend.py \
+             tests/ops/test_attention_gluon.py 2>&1 \
              | tail -30 | tee "$OUTDIR/gluon_test.log"
            timeout -s INT -k 20 "${GLUON_TIMEOUT:-200}" python3 -m bench.gluon_attention --variants d_pingpong_overlap \
              --dsl --out "$OUTDIR/gluon_dsl.json" 2>&1 | tail -40 | tee "$OUTDIR/gluon_bench.log" ;;

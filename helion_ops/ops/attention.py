@@ -45,15 +45,26 @@ kernel, head dim, dtype). Tunables beyond the standard knobs: ``causal_split``
 below it, in a loop without the mask; default on). Causal forward and dQ also take the query blocks
 last-first (``grid_reverses``, see ``_longest_first``): the longest programs start first.
 
+Backends: on an sm_90 GPU the forward (``attn_fwd``, the plain path) compiles through the DSL's Gluon
+backend (a TMA producer warp, two wgmma consumer warpgroups of 64 query rows, ``gluon_overlap``) for the
+calls it covers (fp16/bf16, head dim 64 or 128, tensors TMA can load: ``_attention_gluon.refusal``); the
+policy's last step (``_attention_gluon.choose``) puts that Config in place of the Triton one (a Gluon table
+entry is kept), so the table's Triton entries and the analytic defaults are the Triton choice
+(``triton_config``). Triton runs everything else: other GPUs, the interpreter, other dtypes and head dims,
+the masked, varlen and decode kernels, and the whole backward. A Gluon build or launch that fails runs the
+Triton Config instead (one ``FallbackWarning``; ``HELION_OPS_STRICT=1`` raises); one the backend refuses
+(``NotSupported``: a misaligned data pointer) does so quietly. ``HELION_OPS_GLUON=0`` keeps every call on
+Triton; like every choice it is made once per signature (``helion_ops._oplib.reset_caches()`` chooses again).
+
 Figures: results/<GPU>/attention.md (the harness, against SDPA's cuDNN and flash backends).
 
 Known limits: every kernel loads through pointers (pipelined cp.async); TMA descriptors, which the DSL
 emits and the tuner explores, ran slower on the H100. Upstream Triton 3.6 warp-specializes this loop
 on sm_90 only with 4 warps (one consumer warpgroup): with TMA and 64-row query blocks it compiles and
 partitions but ran slower than the shipped config (H100 probe), and 128-row blocks fail in Triton's
-partitioner. So the forward cannot overlap its softmax with the
-next block's matmuls as cuDNN's FA3-style schedule (two consumer warpgroups in ping-pong) does; it
-runs at the level of Triton's own tutorial kernel. Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3
+partitioner. So on the Triton backend the forward cannot overlap its softmax with the next block's
+matmuls as cuDNN's FA3-style schedule does (the Gluon backend does: docs/decisions/gluon-attention.md);
+it runs at the level of Triton's own tutorial kernel. Triton 3.6 miscompiled dK for dkdv 128x32 w8 s3
 (wrong values) and hit a misaligned address at 128x16 w4, so the defaults avoid those.
 
 Memory (tests/reliability/test_memory.py): forward allocates the output plus ``lse`` ([B, H, S_q] fp32,
@@ -72,6 +83,7 @@ import helion_ops.dsl.language as hl
 from helion_ops.dsl import Config
 from helion_ops.dsl.config import BoolFragment
 from helion_ops import _oplib as C
+from helion_ops.ops import _attention_gluon as G
 from helion_ops.dsl.exc import InputError
 from helion_ops.errors import ArgumentTypeError, DeviceError, DtypeError, ShapeError
 
@@ -321,11 +333,15 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
     return Config(block_sizes=bs, num_warps=w, num_stages=st, indexing="pointer")
 
 
-def _fit_attn(kernel: str):
-    def adjust(cfg: Config, args: tuple) -> Config:
-        return _longest_first(kernel, cfg, args[3] if kernel == "attn_fwd" else args[6]) if kernel != \
-            "attn_bwd_preprocess" else cfg
-    return adjust
+def triton_config(args: tuple) -> Config:
+    """The Config ``attn_fwd(*args)`` runs with on the Triton backend (the policy with Gluon off): what
+    runs when the Gluon build or launch fails, and the bench's Triton reference."""
+    with G.triton_only():
+        return _KERNS["attn_fwd"].config_for(*args)
+
+
+def _fwd_fallback(cfg: Config, args: tuple) -> Optional[Config]:
+    return triton_config(args) if G.is_gluon(cfg) else None
 
 
 def _shape_key(q: torch.Tensor, k: torch.Tensor, causal: bool) -> list[int]:
@@ -347,9 +363,14 @@ def _kern(kernel: str, eager) -> C.Kern:
         q, k, causal = _qkc(kernel, args)
         even = q.shape[2] % 128 == 0 and k.shape[2] % 128 == 0  # every block (<= 128) divides both lengths
         return default_config(kernel, q.shape[-1], q.dtype, causal, even)
+
+    def adjust(cfg: Config, args: tuple) -> Config:
+        if kernel == "attn_fwd":
+            cfg = G.choose(cfg, args, default)
+        return _longest_first(kernel, cfg, _qkc(kernel, args)[2])
     # Head dim and causal flag must match a table entry exactly; only the sizes are bucketed.
     return C.Kern(NAME, KERNELS[kernel], default, key=lambda a: _shape_key(*_qkc(kernel, a)), exact=(3, 4),
-                  adjust=_fit_attn(kernel), eager=eager)
+                  adjust=adjust, eager=eager, fallback=_fwd_fallback if kernel == "attn_fwd" else None)
 
 
 def _longest_first(kernel: str, cfg: Config, causal: bool) -> Config:
@@ -362,7 +383,8 @@ def _longest_first(kernel: str, cfg: Config, causal: bool) -> Config:
 
 def config_for(kernel: str, args: tuple, q: torch.Tensor = None, k: torch.Tensor = None,
                causal: bool = False) -> Config:
-    """The Config kernel ``kernel`` runs with on ``args`` (the op layer's policy)."""
+    """The Config kernel ``kernel`` runs with on ``args`` (the op layer's policy; ``attn_fwd``: Gluon or
+    Triton, see ``_attention_gluon``)."""
     return _KERNS[kernel].config_for(*args)
 
 

@@ -1,0 +1,96 @@
+"""Which backend attention's forward (``attention.attn_fwd``) compiles through: the DSL's Gluon backend on
+sm_90 for the calls it covers, Triton for the rest (the policy's last step, ``choose``; ``attention.py``'s
+module notes say where it sits in the op layer's policy, docs/decisions/gluon-attention.md why).
+
+``HELION_OPS_GLUON=0`` keeps every call on Triton (read when a signature's Config is chosen).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from helion_ops import _oplib as C
+from helion_ops.dsl import Config
+
+HEAD_DIMS = (64, 128)  # the head dims the backend's tests cover (the sm_90 build on CPU, the GPU numbers)
+ENV = "HELION_OPS_GLUON"
+_TRITON_ONLY: contextvars.ContextVar = contextvars.ContextVar("attention_triton_only", default=False)
+
+
+@contextlib.contextmanager
+def triton_only() -> Iterator[None]:
+    """Inside the block the policy picks Triton for every call (``attention.triton_config``)."""
+    token = _TRITON_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _TRITON_ONLY.reset(token)
+
+
+@functools.cache
+def _gluon_importable() -> bool:
+    try:
+        from triton.experimental.gluon.language.nvidia.hopper import tma
+    except ImportError:
+        return False
+    return hasattr(tma, "make_tensor_descriptor")
+
+
+def _sm90(device: torch.device) -> bool:
+    """A CUDA device of compute capability 9.0 running compiled kernels (not Triton's interpreter), with a
+    Triton that has Gluon's Hopper module."""
+    return (device.type == "cuda" and not C._interpreting()
+            and torch.cuda.get_device_capability(device) == (9, 0) and _gluon_importable())
+
+
+def refusal(args: tuple) -> Optional[str]:
+    """Why ``attn_fwd(*args)`` (q, k, v, causal, qk_scale) compiles through Triton, or None when the Gluon
+    backend takes it: an sm_90 GPU, fp16/bf16, a head dim in ``HEAD_DIMS``, q/k/v loadable by TMA (last
+    stride 1, the others positive multiples of 16 bytes; a misaligned data pointer, which the choice made
+    once per signature cannot see, is refused by the backend at the launch, and that signature falls back
+    to Triton), fewer than 2**31 elements each, and no opt-out."""
+    q, k, v = args[:3]
+    if _TRITON_ONLY.get():
+        return "the Triton choice was asked for"
+    if os.environ.get(ENV, "1") == "0":
+        return f"{ENV}=0"
+    if not _sm90(q.device):
+        return "not an sm_90 CUDA device"
+    if q.dtype not in (torch.float16, torch.bfloat16):
+        return f"dtype {q.dtype} (wgmma takes fp16/bf16)"
+    if q.shape[-1] not in HEAD_DIMS:
+        return f"head dim {q.shape[-1]} (the backend's tests cover {HEAD_DIMS})"
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.numel() >= 2**31:
+            return f"'{name}' has 2**31 elements or more (int64 indexing, untested on the Gluon backend)"
+        if t.stride(-1) != 1 or any(st <= 0 or st * t.element_size() % 16 for st in t.stride()[:-1]):
+            return f"'{name}' strides {tuple(t.stride())} (TMA needs positive 16-byte multiples)"
+    return None
+
+
+def config() -> Config:
+    """The forward's Gluon Config: 128x128 score tiles (the op layer's fit clamps them to short sequences),
+    two consumer warpgroups of 64 query rows beside the TMA producer warp, and ``gluon_overlap`` (the next
+    block's QK^T issued before this block's PV): the fastest schedule the H200 run measured (D=128, bf16, 4K
+    and 16K tokens, causal and not); other head dims, dtypes and lengths take it unmeasured. Causal calls
+    take the query blocks longest-first (``attention._longest_first``)."""
+    return Config(block_sizes=[128, 128], backend="gluon", gluon_consumers=2, gluon_overlap=True)
+
+
+def is_gluon(cfg: Config) -> bool:
+    return cfg.get("backend", "triton") == "gluon"
+
+
+def choose(cfg: Config, args: tuple, default: Callable[[tuple], Config]) -> Config:
+    """The forward's backend, the policy's last step (after the table entry or the analytic default): the
+    Gluon ``config()`` where ``refusal`` finds nothing (a Gluon table entry is kept there), else a Triton
+    Config (the analytic ``default(args)`` in place of a Gluon entry)."""
+    gluon = refusal(args) is None
+    if is_gluon(cfg):
+        return cfg if gluon else Config(**dict(default(args)))
+    return config() if gluon else cfg

@@ -1,0 +1,293 @@
+"""attention's forward on the Gluon backend (sm_90): the op layer's policy picks it for the calls the backend
+covers and Triton for the rest; a Gluon build that fails falls back to Triton, never to a wrong result.
+
+CPU: the policy on a mocked sm_90 CUDA device (supported and unsupported calls, the opt-out, table entries);
+the fallback, run in the interpreter (which cannot run Gluon: the backend refuses, as on a GPU a misaligned
+tensor would); the selected Gluon Configs at the bench's shapes build for GPUTarget("cuda", 90, 32) with
+warp specialization and wgmma. GPU (-m gpu): forward and backward through the public API against the fp64
+reference (flash-attention's rule) at S = 1, 17, 1000, 4097, GQA, causal and not, D 64 and 128, and a check
+that the forward really ran the Gluon kernel.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import helion_ops
+from helion_ops import _oplib as C
+from helion_ops import pretuned
+from helion_ops.dsl.runtime import record_launches
+from helion_ops.errors import FallbackWarning, LaunchError
+from helion_ops.ops import _attention_gluon as G
+from helion_ops.ops import attention as A
+from bench.specs import attention as A_spec
+
+from test_attention import make, run_and_check  # tests/ops is on sys.path (no __init__.py)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    C.reset_caches()
+    yield
+    C.reset_caches()
+
+
+@pytest.fixture
+def sm90(monkeypatch):
+    """A mocked sm_90 CUDA device (every tensor counts as on one) with the shipped sm90 table."""
+    monkeypatch.setattr(G, "_sm90", lambda device: True)
+    monkeypatch.setattr(pretuned, "current_arch", lambda: "sm90")
+    monkeypatch.delenv(G.ENV, raising=False)
+
+
+def _args(b, h, h_kv, s_q, s_k, d, causal, dtype=torch.bfloat16):
+    q = torch.empty(b, h, s_q, d, dtype=dtype, device="meta")
+    k = torch.empty(b, h_kv, s_k, d, dtype=dtype, device="meta")
+    return q, k, torch.empty_like(k), causal, A.LOG2E / math.sqrt(d)
+
+
+def _is_gluon(cfg) -> bool:
+    return cfg.get("backend", "triton") == "gluon"
+
+
+def bench_shapes() -> list[tuple]:
+    """The attention shapes the harness runs: the spec's and bench/session_shapes.json's."""
+    session = json.loads((ROOT / "bench" / "session_shapes.json").read_text())["attention"]
+    return sorted({tuple(s) for s in A_spec.SHAPES} | {tuple(s) for s in session})
+
+
+# ---- CPU: the policy ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", bench_shapes(), ids=lambda s: "b{}h{}s{}d{}{}".format(*s[:4], "c" * s[4]))
+def test_bench_shapes_select_gluon_over_the_table(sm90, shape):
+    """At the harness's shapes (bf16, D=128) the forward gets the measured-best Gluon Config, even where the
+    sm90 table holds a tuned Triton entry; that entry stays the Triton choice (the fallback)."""
+    b, h, s, d, causal = shape
+    args = _args(b, h, h, s, s, d, causal)
+    cfg = A.config_for("attn_fwd", args)
+    assert _is_gluon(cfg) and cfg["gluon_consumers"] == 2 and cfg["gluon_overlap"] is True
+    assert list(cfg["block_sizes"]) == [128, 128]
+    assert list(cfg.get("grid_reverses", [])) == ([True] if causal else [])
+    tri = A.triton_config(args)
+    assert not _is_gluon(tri)
+    entry = pretuned.lookup("attention", "attn_fwd", torch.bfloat16, [b * h, s, s, d, 2 if causal else 1],
+                            exact=(3, 4))
+    assert entry is not None and list(tri["block_sizes"]) == list(entry["block_sizes"])
+    assert tri["num_warps"] == entry["num_warps"]
+    # the backward stays on Triton
+    lse = torch.empty(b, h, s, device="meta")
+    bwd = (args[0], args[1], args[2], args[0], lse, lse, causal, args[4], 1 / math.sqrt(d))
+    for name in ("attn_bwd_dkdv", "attn_bwd_dq"):
+        assert not _is_gluon(A.config_for(name, bwd))
+
+
+@pytest.mark.parametrize("case", [(1, 2, 2, 1, 1, 64, True), (2, 4, 2, 17, 17, 64, False),
+                                  (1, 4, 1, 1000, 1000, 128, True), (1, 2, 2, 4097, 4097, 128, False),
+                                  (2, 4, 2, 17, 1000, 128, True), (1, 2, 1, 1000, 17, 64, False)],
+                         ids=lambda c: "b{}h{}kv{}q{}k{}d{}{}".format(*c[:6], "c" * c[6]))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_supported_calls_select_gluon(sm90, case, dtype):
+    """Odd and tiny lengths, S_q != S_k, GQA, D 64 and 128, fp16 and bf16: Gluon, its tiles clamped to the
+    sequence (the backend grows a short row block to its two 64-row warpgroups itself)."""
+    args = _args(*case, dtype=dtype)
+    assert G.refusal(args) is None
+    cfg = A.config_for("attn_fwd", args)
+    assert _is_gluon(cfg) and cfg["gluon_consumers"] == 2 and cfg["gluon_overlap"] is True
+    s_q, s_k = case[3], case[4]
+    assert list(cfg["block_sizes"]) == [min(128, A._block_cap(s_q)), min(128, A._block_cap(s_k))]
+
+
+def _strided(d: int, pad: int) -> torch.Tensor:
+    """k-like [1, 2, 64, d] view of rows of d + pad elements."""
+    return torch.empty(1, 2, 64, d + pad, dtype=torch.bfloat16, device="meta")[..., :d]
+
+
+@pytest.mark.parametrize("what,reason", [
+    ("fp32", "dtype torch.float32"), ("d256", "head dim 256"), ("d96", "head dim 96"), ("d32", "head dim 32"),
+    ("k_rows_not_16B", "'k' strides"), ("kv_broadcast_batch", "'k' strides (0,"),
+    ("opt_out", "HELION_OPS_GLUON=0"), ("not_sm90", "not an sm_90"), ("q_2_31", "'q' has 2**31 elements"),
+])
+def test_unsupported_calls_stay_on_triton(sm90, monkeypatch, what, reason):
+    d = {"d256": 256, "d96": 96, "d32": 32}.get(what, 64)
+    dtype = torch.float32 if what == "fp32" else torch.bfloat16
+    args = _args(1, 2, 2, 64, 64, d, True, dtype)
+    if what == "k_rows_not_16B":  # rows of 68 bf16 = 136 bytes: no TMA descriptor
+        args = (args[0], _strided(d, 4), args[2], *args[3:])
+    if what == "kv_broadcast_batch":  # a batch expanded from one (stride 0): no TMA descriptor either
+        v = torch.empty(1, 2, 64, d, dtype=dtype, device="meta").expand(3, 2, 64, d)
+        args = (torch.empty(3, 2, 64, d, dtype=dtype, device="meta"), v, v, *args[3:])
+    if what == "q_2_31":
+        args = (torch.empty(1, 2, 2**24, d, dtype=dtype, device="meta"), *args[1:])
+    if what == "opt_out":
+        monkeypatch.setenv(G.ENV, "0")
+    if what == "not_sm90":
+        monkeypatch.setattr(G, "_sm90", lambda device: False)
+    assert reason in G.refusal(args)
+    cfg = A.config_for("attn_fwd", args)
+    assert not _is_gluon(cfg) and dict(cfg) == dict(A.triton_config(args))
+
+
+def test_sm90_check_refuses_cpu_meta_and_the_interpreter():
+    for dev in ("cpu", "meta"):
+        assert not G._sm90(torch.device(dev))
+    args = _args(1, 2, 2, 64, 64, 128, False)
+    assert "not an sm_90" in G.refusal(args)
+    assert not _is_gluon(A.config_for("attn_fwd", args))
+
+
+def test_a_gluon_table_entry_serves_only_calls_gluon_takes(sm90, monkeypatch):
+    """A table entry that is a Gluon Config (a tuner's find) is kept where Gluon runs; a call it does not
+    cover gets the analytic Triton default instead."""
+    entry = G.config().replace(gluon_consumers=1, gluon_overlap=False, block_sizes=[128, 64])
+    monkeypatch.setattr(pretuned, "lookup", lambda *a, **k: entry)
+    args = _args(1, 2, 2, 256, 256, 128, False)
+    cfg = A.config_for("attn_fwd", args)
+    assert _is_gluon(cfg) and cfg["gluon_consumers"] == 1 and list(cfg["block_sizes"]) == [128, 64]
+    monkeypatch.setenv(G.ENV, "0")
+    C.reset_caches()
+    cfg = A.config_for("attn_fwd", args)
+    want = C.fit(A.attn_fwd.bind(args), A.default_config("attn_fwd", 128, torch.bfloat16))
+    assert not _is_gluon(cfg) and dict(cfg) == dict(want)
+
+
+# ---- CPU: a failed Gluon build falls back to Triton ---------------------------------------------
+
+def _check_numbers(q, k, v, causal, out):
+    ref = A_spec.reference(q, k, v, causal)
+    torch.testing.assert_close(out.float(), ref, atol=2e-3, rtol=2e-3)
+
+
+def _fwd_backends(rec) -> list:
+    return [cfg.get("backend", "triton") for bound, cfg, _ in rec if bound.name == "attn_fwd"]
+
+
+def test_refused_gluon_build_falls_back_to_triton_quietly(sm90, monkeypatch):
+    """The interpreter cannot run Gluon: the backend refuses (NotSupported) at the first launch, as it would
+    for a misaligned tensor on an H100; the call runs on Triton with no warning, and so do later calls."""
+    torch.manual_seed(0)
+    q, k, v, _ = make(1, 4, 2, 17, 23, 64, torch.float16, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)
+        with record_launches() as rec:
+            out = helion_ops.attention(q, k, v, True)
+        assert _fwd_backends(rec) == ["gluon", "triton"]
+        _check_numbers(q, k, v, True, out)
+        with record_launches() as rec:
+            out2 = helion_ops.attention(q, k, v, True)
+        assert _fwd_backends(rec) == ["triton"]
+    torch.testing.assert_close(out2, out, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_failed_gluon_build_warns_or_raises(sm90, monkeypatch, strict):
+    """Any other Gluon failure (a Triton compile error, out of resources, a launch error): one
+    FallbackWarning naming it, then the Triton Config (the backward too); HELION_OPS_STRICT=1 raises."""
+    from helion_ops.dsl.backends import gluon
+
+    def boom(*a, **k):
+        raise RuntimeError("PassManager::run failed (injected)")
+    monkeypatch.setattr(gluon, "generate", boom)
+    monkeypatch.setenv("HELION_OPS_STRICT", "1" if strict else "0")
+    torch.manual_seed(1)
+    q, k, v, do = make(1, 2, 2, 9, 9, 64, torch.float16, "cpu", seed=3)
+    if strict:
+        with pytest.raises(LaunchError, match="attn_fwd.*PassManager::run failed.*HELION_OPS_STRICT"):
+            helion_ops.attention(q, k, v, False)
+        return
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    with pytest.warns(FallbackWarning, match=r"attention: kernel 'attn_fwd' .*PassManager::run failed.*"
+                                             r"running its triton Config instead"):
+        out = helion_ops.attention(*leaves, False)
+    _check_numbers(q, k, v, False, out)
+    out.backward(do)
+    ref_leaves = [t.float().requires_grad_() for t in (q, k, v)]
+    A_spec.reference(*ref_leaves, False).backward(do.float())
+    for a, r in zip(leaves, ref_leaves):
+        torch.testing.assert_close(a.grad.float(), r.grad, atol=5e-3, rtol=5e-3)
+
+
+# ---- CPU: the selected Gluon kernels build for sm_90 --------------------------------------------
+
+def test_selected_gluon_configs_build_for_sm90_at_bench_shapes(sm90):
+    """What the policy selects at the harness's shapes (and D=64, GQA, an odd length) is warp-specialized
+    Gluon for sm_90: a TMA producer warp, two wgmma consumer warpgroups, within shared memory."""
+    pytest.importorskip("triton.experimental.gluon.language.nvidia.hopper")
+    from helion_ops.dsl.backends.triton import compile_specs_for_target
+
+    cases = [(b, h, h, s, s, d, c) for b, h, s, d, c in bench_shapes()]
+    cases += [(2, 8, 2, 1000, 1000, 64, True), (1, 4, 2, 17, 4097, 128, False)]
+    specs = []
+    for case in cases:
+        args = _args(*case)
+        cfg = A.config_for("attn_fwd", args)
+        assert _is_gluon(cfg), case
+        got = A.attn_fwd.bind(args).compile_specs(cfg)
+        assert len(got) == 1
+        specs += got
+    built = compile_specs_for_target(specs, ("cuda", 90, 32))
+    assert len(built) == len(cases)
+    for case, kb in zip(cases, built):
+        ttgir, ptx = kb.asm["ttgir"], kb.asm["ptx"]
+        assert "ttg.warp_specialize" in ttgir and "ttng.warp_group_dot" in ttgir, case
+        assert "wgmma.mma_async" in ptx and "cp.async.bulk.tensor" in ptx, case
+        assert kb.metadata["num_warps"] == 12, case  # two consumer warpgroups + the producer's group
+        assert kb.metadata["shared"] <= 227 * 1024, (case, kb.metadata["shared"])
+
+
+# ---- GPU: through the public API -------------------------------------------------------------------
+
+def _gluon_ran(rec) -> bool:
+    """Every forward launch in ``rec`` ran a Gluon Config, and its compiled kernel is a Gluon kernel."""
+    fwd = [(bound, cfg) for bound, cfg, _ in rec if bound.name == "attn_fwd"]
+    return bool(fwd) and all(_is_gluon(cfg) for _, cfg in fwd) and all(
+        any(type(c.fn).__name__ == "GluonJITFunction" for c in bound._compiled.values()) for bound, _ in fwd)
+
+
+def _on_sm90() -> bool:
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+
+
+GPU_CASES = ([(2, 4, 2, s, s, 128, torch.bfloat16) for s in (1, 17, 1000, 4097)]
+             + [(1, 4, 2, s, s, 64, torch.float16) for s in (17, 1000)]
+             + [(2, 4, 1, 17, 1000, 128, torch.bfloat16), (1, 2, 2, 1000, 130, 64, torch.bfloat16)])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("case", GPU_CASES, ids=lambda c: "b{}h{}kv{}q{}k{}d{}{}".format(*c[:6], str(c[6])[6:]))
+def test_forward_backward_through_gluon_gpu(case, causal, device):
+    if not _on_sm90():
+        pytest.skip("the Gluon backend runs on sm_90")
+    *shape, dtype = case
+    with record_launches() as rec:
+        run_and_check(*shape, causal, dtype, device)
+    assert _gluon_ran(rec), [(b.name, dict(c)) for b, c, _ in rec]
+
+
+@pytest.mark.gpu
+def test_transposed_views_and_the_opt_out_gpu(device, monkeypatch):
+    """[B, S, H, D] storage seen as [B, H, S, D] (what transformers passes) runs on Gluon with the right
+    numbers; HELION_OPS_GLUON=0 runs the same call on Triton with the same numbers."""
+    if not _on_sm90():
+        pytest.skip("the Gluon backend runs on sm_90")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 1000, h, 128, device=device, dtype=torch.bfloat16).transpose(1, 2)
+               for h in (8, 2, 2))
+    ref = A_spec.reference(q, k, v, True)
+    with record_launches() as rec:
+        out = helion_ops.attention(q, k, v, True)
+    assert _gluon_ran(rec)
+    torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
+    monkeypatch.setenv(G.ENV, "0")
+    C.reset_caches()
+    with record_launches() as rec:
+        out_t = helion_ops.attention(q, k, v, True)
+    assert [c.get("backend", "triton") for b, c, _ in rec if b.name == "attn_fwd"] == ["triton"]
+    torch.testing.assert_close(out_t.float(), ref, atol=2e-2, rtol=2e-2)
