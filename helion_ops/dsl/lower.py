@@ -1,6 +1,5 @@
-"""Lowering: abstract interpretation of a device loop's AST into typed IR, once per specialization. Block sizes and
-reduction chunks stay symbols (ids) that passes.apply_config sizes per Config; host values arrive concrete. Every
-expression gets a ``BlockT`` and shapes are checked here: a mismatch is a user error at its line, not a Triton one."""
+"""Lowering: abstract interpretation of a device loop's AST into typed IR, once per specialization (block sizes stay
+ids). Every expression gets a ``BlockT`` and shapes are checked here: a mismatch is a user error at its line."""
 from __future__ import annotations
 
 import ast
@@ -19,23 +18,20 @@ from .types import (BlockSizeInt, BlockT, LaunchInputs, RDimInfo, ScalarArg, Ten
                     broadcast_dims, next_pow2, promote, same_dims)
 
 _MISSING = object()  # no binding (distinct from None, which a name may hold)
-_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
-           ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
-           ast.RShift: ">>", ast.MatMult: "@"}
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**",
+           ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.MatMult: "@"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 _UNARY = {ast.USub: "neg", ast.UAdd: "pos", ast.Not: "not", ast.Invert: "invert"}
 
 class Lowerer:
     def __init__(self, pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any],
                  hoisted: dict[int, str], config: Config, kernel_name: str) -> None:
-        self.pk, self.loop, self.inputs, self.hoisted, self.config = pk, loop, inputs, hoisted, config
+        self.pk, self.inputs, self.hoisted, self.config = pk, inputs, hoisted, config
         self.name, self.loc = kernel_name, pk.loc(loop.node)
         self.env: dict[str, Any] = {}
         self.stmts: list[Stmt] = []
-        self.tiles: dict[int, TileInfo] = {}
-        self.rdims: dict[int, RDimInfo] = {}
-        self.tensors: dict[str, TensorArg] = {}
-        self.scalars: dict[str, ScalarArg] = {}
+        self.tiles, self.rdims = {}, {}  # id -> TileInfo, RDimInfo
+        self.tensors, self.scalars = {}, {}  # host name -> TensorArg, ScalarArg
         self.block_ids: set[int] = set()  # block ids used as Dim("block", id)
         self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see tile_block)
         self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
@@ -44,27 +40,14 @@ class Lowerer:
         self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
         self.grid_steps: dict[int, tuple] = {}  # hl.grid(b, e, step) dim's tile id -> (b, step)
         self.has_dot = False
-    def lower(self) -> DeviceIR:
-        node = self.loop.node
-        tiles = self.header(node, top=True)
-        self.bind_target(node.target, tiles)
-        for s in without_continue(node.body):
-            self.stmt(s)
-        if node.orelse:
-            raise exc.NotSupported("for/else on a device loop", self.pk.loc(node))
-        return DeviceIR(self.name, LaunchInputs(list(self.tensors.values()), list(self.scalars.values())),
-                        [t.info for t in tiles], self.tiles, self.rdims, self.stmts, self.n_loops, self.n_loads,
-                        self.has_dot, self.block_ids, self.helpers, deps=self.deps)
     def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
              hint: str = "", **attrs: Any) -> Value:
         v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, hint, **attrs)
         self.stmts.append(Let(v, v.loc))
         return v
     def err(self, cls: type, msg: str, node: ast.AST) -> Exception: return cls(msg, self.pk.loc(node))
-
-    # ---- block sizes: one lowering serves every Config of a specialization. Where lowering must know a size (a
-    # reshape merging a tile, a registered block size used as a number), it reads the lowering Config's and notes
-    # the read in ``deps``: the runtime reuses this IR only for Configs that give those ids the same sizes.
+    # One lowering serves every Config: where it must know a block size (a reshape merging a tile, a registered size
+    # used as a number), it notes the read in ``deps``, and the IR is reused only for Configs giving the same size.
     def block_value(self, bid: int, extent: Any = None, note: bool = False) -> int:
         """A tunable block's size under the lowering's Config, the read noted in ``deps`` if ``note``."""
         size = config_block(self.config, bid)
@@ -74,8 +57,8 @@ class Lowerer:
     def tile_block(self, t: TileInfo, note: bool = True) -> int:
         return t.fixed if t.fixed is not None else self.block_value(t.block_id, t.static_len, note)
     def block_int(self, bid: int, value: int) -> BlockSizeInt:
-        """A block size as device code sees it: an int that notes its Config dependency when used as one. The
-        note holds the IR's deps, not the Lowerer: the cached IR must not keep the first launch's tensors alive."""
+        """A block size as an int that notes its Config dependency when used as one (in the IR's deps: the cached IR
+        must not keep the Lowerer and the first launch's tensors alive)."""
         self.block_ids.add(bid)
         return BlockSizeInt(value, bid, (self.deps, config_block(self.config, bid)))
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
@@ -84,13 +67,10 @@ class Lowerer:
         r = next((r for r in self.rdims.values() if r.extent == extent), None) or RDimInfo(len(self.rdims), int(extent))
         self.rdims[r.id] = r
         return r
-
-    # ---- host values ------------------------------------------------------------------------
     def tensor(self, name: str, t: torch.Tensor) -> TensorRef:
         if name not in self.tensors:
-            es = t.element_size()
-            desc = t.dim() >= 1 and t.stride(-1) == 1 and all((s * es) % 16 == 0 for s in t.stride()[:-1]) \
-                and t.data_ptr() % 16 == 0
+            desc = t.dim() >= 1 and t.stride(-1) == 1 and t.data_ptr() % 16 == 0 \
+                and all(s * t.element_size() % 16 == 0 for s in t.stride()[:-1])
             last = t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()))
             self.tensors[name] = TensorArg(name if name.isidentifier() else f"t{len(self.tensors)}", name, t.dtype,
                                            tuple(t.shape), tuple(t.stride()), True,
@@ -105,8 +85,6 @@ class Lowerer:
             self.scalars.setdefault(name, ScalarArg(name, torch.float32))
             return Value("param", [name], BlockT((), torch.float32), self.loc, name)
         return value  # ints (static), bools, dtypes, modules, functions...
-
-    # ---- statements -------------------------------------------------------------------------
     def stmt(self, s: ast.stmt) -> None:
         m = getattr(self, f"stmt_{type(s).__name__}", None)
         if m is None:
@@ -155,33 +133,29 @@ class Lowerer:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=True), node)
         v = self.as_value(val, node, ref.arg.dtype)
         out_dims = idx.dims()
-        try:
-            broadcast_dims(out_dims, v.type.dims, None)
+        try:  # the value broadcasts to the slice, with no more dims than it
+            fits = len(broadcast_dims(out_dims, v.type.dims, None)) == len(out_dims)
         except exc.ShapeMismatch:
+            fits = False
+        if not fits:
             raise self.err(exc.ShapeMismatch, f"cannot store a value of shape {list(v.type.dims)} into "
-                           f"{ref.arg.host}[...] of shape {list(out_dims)}", node) from None
-        if len(v.type.dims) > len(out_dims):
-            raise self.err(exc.ShapeMismatch, f"value has more dims ({v.type}) than the stored slice "
-                           f"{list(out_dims)}", node)
+                           f"{ref.arg.host}[...] of shape {list(out_dims)}", node)
         result = Value("atomic_result", [], BlockT(out_dims, ref.arg.dtype), self.pk.loc(node)) if atomic else None
         cmp = self.as_value(compare, node, ref.arg.dtype) if compare is not None else None
         self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, sem, cmp))
         return result
-
-    # ---- control flow: a name assigned in a loop body is carried into the next iteration; after an ``if`` on a
-    # device scalar, names bound on both paths merge. A Python number that changes on the device becomes a device
-    # scalar first: folding it as a constant would silently compute every iteration from its first value.
+    # Control flow: a Python number that changes in a loop or device ``if`` becomes a device scalar first: folding it
+    # as a constant would silently compute every iteration from its first value.
     def condition(self, s: ast.If | ast.While, msg: str) -> Any:
         """The test of an ``if``/``while``: a host value, or a scalar device value."""
         cond = self.expr(s.test)
-        if not isinstance(cond, Value):
+        if not isinstance(cond, Value) or not cond.type.dims:
             return cond
-        if cond.type.dims and all(O.dim_size(self, d) <= 1 for d in cond.type.dims):  # flag[t], a tile of 1 (noted)
-            cond = self.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
-        if cond.type.dims:
+        if not all(O.dim_size(self, d) <= 1 for d in cond.type.dims):  # flag[t] with a tile of 1 passes (noted)
             raise self.err(exc.NotSupported, msg, s)
-        return cond
+        return self.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
     def stmt_If(self, s: ast.If) -> None:
+        """Names bound on both paths of an ``if`` on a device value merge: ``(merged, init, then, else)``."""
         cond = self.condition(s, "an if condition must be a scalar; use torch.where for blocks")
         if not isinstance(cond, Value):
             for b in (s.body if cond else s.orelse):
@@ -193,15 +167,10 @@ class Lowerer:
             for b in body:
                 self.stmt(b)
             branches.append((self.env, self.stmts))
-        self.stmts, self.env = saved, dict(before)
-        merges = self.merge_branches(s, before, *branches)
-        self.stmts.append(If(cond, branches[0][1], branches[1][1], merges, self.pk.loc(s)))
-    def merge_branches(self, s: ast.If, before: dict, then: tuple, orelse: tuple) -> list:
-        """The ``(merged, init, then, else)`` merges of an ``if`` (``then``/``orelse``: (env, stmts) of a branch) for
-        names bound on both paths, each bound in ``env``; a cast goes into its own branch (it may read its values)."""
-        merges = []
-        for name in sorted(set(then[0]) | set(orelse[0])):
-            tv, ev, bv = then[0].get(name, _MISSING), orelse[0].get(name, _MISSING), before.get(name, _MISSING)
+        self.stmts, self.env, merges = saved, dict(before), []
+        (then_env, then), (else_env, orelse) = branches
+        for name in sorted(set(then_env) | set(else_env)):
+            tv, ev, bv = then_env.get(name, _MISSING), else_env.get(name, _MISSING), before.get(name, _MISSING)
             if (tv is bv and ev is bv) or _MISSING in (tv, ev):
                 continue  # unchanged, or bound on one path only (local to it)
             numbers = all(isinstance(x, (Value, int, float)) for x in (tv, ev))
@@ -218,15 +187,13 @@ class Lowerer:
             start = bv if isinstance(bv, (int, float)) else 0  # a number (or nothing) before: a full block or scalar
             init = bv if isinstance(bv, Value) else self.emit("full", [start], t, s) if t.dims else \
                 self.as_value(start, s, t.dtype)
-            vals, saved = [], self.stmts
-            for v, (_, stmts) in ((tv, then), (ev, orelse)):
-                self.stmts = stmts
+            vals = []
+            for v, self.stmts in ((tv, then), (ev, orelse)):  # each cast into its own branch's statements
                 vals.append(self.final(name, t, s, v))
             self.stmts = saved
-            merged = Value("phi", [], t, self.pk.loc(s), name)
-            merges.append((merged, init, vals[0], vals[1]))
-            self.env[name] = merged
-        return merges
+            self.env[name] = Value("phi", [], t, self.pk.loc(s), name)
+            merges.append((self.env[name], init, vals[0], vals[1]))
+        self.stmts.append(If(cond, then, orelse, merges, self.pk.loc(s)))
     def stmt_While(self, s: ast.While) -> None:
         """``while cond:``: the scalar condition is carried, evaluated on entry and again at each iteration's end."""
         if s.orelse:
@@ -273,11 +240,9 @@ class Lowerer:
         self.stmts.append(For([t.info for t in tiles], body, carried, loop_id, self.pk.loc(s)))
     def loop_body(self, s: ast.For | ast.While, phis: list, first: Callable = lambda: None,
                   last: Callable | None = None) -> tuple[list, list]:
-        """(statements, carried triples) of loop ``s``'s body, carried names bound to their phis; ``first`` runs
-        before the body, ``last`` adds a triple at its end. Names first bound in the body stay local to it."""
-        before, saved = dict(self.env), self.stmts
+        """(statements, carried triples) of loop ``s``'s body; ``first`` runs before it, ``last`` adds a triple."""
+        before, saved, self.stmts = dict(self.env), self.stmts, []
         bind(self.env, phis)
-        self.stmts = []
         first()
         for b in without_continue(s.body):
             self.stmt(b)
@@ -288,8 +253,8 @@ class Lowerer:
         self.env = bind(before, phis)
         return body, carried
     def carry(self, loop: ast.For | ast.While) -> list[tuple[str, int | None, Value, Value]]:
-        """(name, None, phi, init) for the names ``loop`` assigns that held a device value before it, or a number it
-        reads (made a device scalar); a list of device values is carried by element i: (name, i, phi, init)."""
+        """(name, i, phi, init) for each name ``loop`` assigns that held a device value (element i of a list of them,
+        else None) or a number it reads (made a device scalar)."""
         stores = [n for b in loop.body for n in ast.walk(b) if isinstance(getattr(n, "ctx", None), ast.Store)]
         assigned = {n.id for n in stores if isinstance(n, ast.Name)}
         assigned |= {n.value.id for n in stores if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)}
@@ -315,13 +280,10 @@ class Lowerer:
             raise self.err(exc.ShapeMismatch, f"'{name}' changes shape in the loop ({t} -> {v.type}): a loop-carried "
                            "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))", node)
         return v
-
-    # ---- loop headers -----------------------------------------------------------------------
     def header(self, s: ast.For, top: bool) -> list[TileVar]:
         """The tiles of a device loop's ``hl.tile``/``hl.grid``/``hl.jagged_tile`` call."""
         call, f = s.iter, self.pk.resolve(s.iter.func)
-        is_grid = f is hl.grid
-        kw = {k.arg: k.value for k in call.keywords}
+        is_grid, kw = f is hl.grid, {k.arg: k.value for k in call.keywords}
         vals = [self.expr(a) for a in call.args]
         parent = None
         if f is hl.jagged_tile:  # up to the largest per-lane end; loads and stores get `index < parent`
@@ -353,8 +315,7 @@ class Lowerer:
             if st != 1:  # hl.grid(b, e, step) runs 0..cdiv(e - b, step), its index is b + i * step
                 n = O.binary(self, "-", O.binary(self, "+", end, st - 1, s), begin, s)
                 self.grid_steps[len(self.tiles)], begin, end = (begin, st), 0, O.binary(self, "//", n, st, s)
-            bid = ids[k] if k < len(ids) else None
-            fixed = 1 if is_grid else None
+            bid, fixed = ids[k] if k < len(ids) else None, 1 if is_grid else None
             if not is_grid and bid is None:  # a fixed size (a registered one has an id and is never evaluated here)
                 fixed = fixed_of[per[k]] = fixed_of.get(per[k]) or self.expr(per[k])
                 if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
@@ -369,9 +330,7 @@ class Lowerer:
         return out
     def code_of(self, v: Any, node: ast.AST) -> "str | Value":
         """A loop bound: literal code for ints and params, or a device int Value."""
-        if isinstance(v, bool):
-            raise self.err(exc.CompileError, "loop bounds must be ints", node)
-        if isinstance(v, int):
+        if isinstance(v, int) and not isinstance(v, bool):
             return str(v)
         if isinstance(v, Value) and not v.type.dims and not v.type.dtype.is_floating_point:
             return v.args[0] if v.op == "param" else v
@@ -392,12 +351,8 @@ class Lowerer:
             t.info.name = name
     def grid_index(self, t: TileVar, node: ast.AST) -> Value:
         i = Value("tile_attr", [t.info], BlockT((), torch.int32), self.loc, t.info.name or "i", attr="begin")
-        if t.info.id not in self.grid_steps:
-            return i
-        begin, step = self.grid_steps[t.info.id]
-        return O.binary(self, "+", O.binary(self, "*", i, step, node), begin, node)
-
-    # ---- expressions ------------------------------------------------------------------------
+        begin, step = self.grid_steps.get(t.info.id, (0, 1))
+        return i if step == 1 else O.binary(self, "+", O.binary(self, "*", i, step, node), begin, node)
     def expr(self, node: ast.expr) -> Any:
         if (hid := self.hoisted.get(id(node))) is not None:
             return self.host_value(hid, self.inputs[hid], node)
@@ -439,18 +394,15 @@ class Lowerer:
         if not isinstance(items, (range, list, tuple)):
             raise self.err(exc.NotSupported, "a device-code list comprehension iterates over range(const) or a "
                            "list/tuple known at compile time", node)
-        outer, out = self.env, []
-        self.env = dict(outer)  # the loop variable is the comprehension's own
-        try:
-            for item in items:
-                self.env[gen.target.id] = item
-                conds = [self.expr(c) for c in gen.ifs]
-                if any(isinstance(c, Value) for c in conds):
-                    raise self.err(exc.NotSupported, "a list comprehension's if must be known at compile time", node)
-                if all(conds):
-                    out.append(self.expr(node.elt))
-        finally:
-            self.env = outer
+        outer, out, self.env = self.env, [], dict(self.env)  # the loop variable is the comprehension's own
+        for item in items:
+            self.env[gen.target.id] = item
+            conds = [self.expr(c) for c in gen.ifs]
+            if any(isinstance(c, Value) for c in conds):
+                raise self.err(exc.NotSupported, "a list comprehension's if must be known at compile time", node)
+            if all(conds):
+                out.append(self.expr(node.elt))
+        self.env = outer
         return out
     def expr_Dict(self, node: ast.Dict) -> dict:
         """A dict of str keys (named arguments of hl.inline_triton / hl.triton_kernel)."""
@@ -475,15 +427,12 @@ class Lowerer:
     def expr_Compare(self, node: ast.Compare) -> Any:
         left, out = self.expr(node.left), None
         for op, right_node in zip(node.ops, node.comparators):
-            right = self.expr(right_node)
-            if type(op) in (ast.Is, ast.IsNot):
-                if isinstance(left, Value) or isinstance(right, Value):
-                    raise self.err(exc.NotSupported, "'is' on device values", node)
-                r = (left is right) if isinstance(op, ast.Is) else (left is not right)
-            else:
-                r = O.binary(self, _CMPOPS[type(op)], left, right, node)
-            out = r if out is None else O.binary(self, "&", out, r, node)
-            left = right
+            right, is_op = self.expr(right_node), isinstance(op, (ast.Is, ast.IsNot))
+            if is_op and (isinstance(left, Value) or isinstance(right, Value)):
+                raise self.err(exc.NotSupported, "'is' on device values", node)
+            r = ((left is right) == isinstance(op, ast.Is) if is_op
+                 else O.binary(self, _CMPOPS.get(type(op)), left, right, node))
+            out, left = r if out is None else O.binary(self, "&", out, r, node), right
         return out
     def expr_BoolOp(self, node: ast.BoolOp) -> Any:
         vals = [self.expr(v) for v in node.values]
@@ -510,26 +459,24 @@ class Lowerer:
         if fn is None:
             raise self.err(exc.NotSupported, f"unknown function {ast.unparse(node.func)}", node)
         host_name = node.func.id if isinstance(node.func, ast.Name) else None
-        mod = (getattr(fn, "__module__", "") or "") if isinstance(fn, types.FunctionType) else None
+        mod = (fn.__module__ or "") if isinstance(fn, types.FunctionType) else None
         if mod is not None and not getattr(fn, "_hl_device", None) \
                 and not mod.startswith(("torch", "triton", "helion_ops.dsl")):
             return inline.call(self, fn, args, kwargs, node, host_name)
-        if mod is None or not mod.startswith("torch"):
-            return D.call(self, fn, args, kwargs, node)
         try:
             return D.call(self, fn, args, kwargs, node)
         except exc.NotSupported as unmapped:
+            if mod is None or not mod.startswith("torch"):
+                raise
             # A plain Python function torch happens to define (flex_attention's _identity score_mod):
             # inline it like a user helper; if that fails too, the mapping error is the clearer one.
-            mark = (len(self.stmts), self.n_loads)
+            n_stmts, n_loads = len(self.stmts), self.n_loads
             try:
                 return inline.call(self, fn, args, kwargs, node, host_name)
             except exc.HelionOpsError:
-                del self.stmts[mark[0]:]
-                self.n_loads = mark[1]
+                del self.stmts[n_stmts:]
+                self.n_loads = n_loads
                 raise unmapped from None
-
-    # ---- memory (indexing.py builds the Index) ------------------------------------------------
     index = IX.index
     make_index = IX.make_index
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
@@ -538,9 +485,7 @@ class Lowerer:
         return self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node, load_id=self.n_loads - 1)
     def scalar_of(self, v: Any, node: ast.AST) -> Any:
         """A 0-d host tensor used as a value (``lim = torch.tensor(0.5)`` made on the host): its element."""
-        if isinstance(v, TensorRef) and v.arg.ndim == 0:
-            return self.load(v, self.make_index(v, [], node), node)
-        return v
+        return self.load(v, self.make_index(v, [], node), node) if isinstance(v, TensorRef) and v.arg.ndim == 0 else v
     def as_value(self, v: Any, node: ast.AST, dtype: torch.dtype | None = None) -> Value:
         v = self.scalar_of(v, node)
         if isinstance(v, Value):
@@ -590,6 +535,14 @@ def config_block(config: Config, bid: int) -> int | None:
 
 def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: dict[int, str],
           config: Config, name: str) -> DeviceIR:
-    """Lower device loop ``loop`` with concrete host ``inputs``: the IR holds for every Config that agrees with
-    ``config`` on the block sizes listed in its ``deps`` (usually none)."""
-    return Lowerer(pk, loop, inputs, hoisted, config, name).lower()
+    """Lower ``loop`` with concrete host ``inputs``: the IR holds for each Config agreeing on the sizes in ``deps``."""
+    lw, node = Lowerer(pk, loop, inputs, hoisted, config, name), loop.node
+    tiles = lw.header(node, top=True)
+    lw.bind_target(node.target, tiles)
+    for s in without_continue(node.body):
+        lw.stmt(s)
+    if node.orelse:
+        raise exc.NotSupported("for/else on a device loop", pk.loc(node))
+    return DeviceIR(name, LaunchInputs(list(lw.tensors.values()), list(lw.scalars.values())), [t.info for t in tiles],
+                    lw.tiles, lw.rdims, lw.stmts, lw.n_loops, lw.n_loads, lw.has_dot, lw.block_ids, lw.helpers,
+                    deps=lw.deps)
