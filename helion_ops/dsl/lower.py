@@ -33,7 +33,7 @@ class Lowerer:
         self.tiles, self.rdims = {}, {}  # id -> TileInfo, RDimInfo
         self.tensors, self.scalars = {}, {}  # host name -> TensorArg, ScalarArg
         self.block_ids: set[int] = set()  # block ids used as Dim("block", id)
-        self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see tile_block)
+        self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see block_value)
         self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
         self.inline_free: dict[str, str] | None = None  # set while inlining a helper: free name -> hoisted id
         self.inline_depth = self.n_loops = self.n_loads = 0
