@@ -221,7 +221,8 @@ class Lowerer:
             return None
         args = [self.expr(a) for a in it.args]
         if not all(isinstance(a, int) for a in args):
-            raise self.err(exc.NotSupported, "range() in device code needs constant bounds (it is unrolled)", it)
+            raise self.err(exc.NotSupported, "range() in device code is unrolled: its bounds must be known at compile "
+                           "time", it)
         return range(*args)
     def stmt_For(self, s: ast.For) -> None:
         if (items := self.static_range(s.iter)) is not None:
