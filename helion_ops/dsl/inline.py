@@ -1,10 +1,10 @@
-"""Calls to plain Python functions and lambdas in device code are inlined into the caller's Lowerer: parameters
-bound to the argument values, free names resolved in the callee's globals and closure (tensors it closes over
-arrive as launcher values, see ``pipeline.hoist_plan``), errors at the callee's own lines."""
+"""Calls to plain Python functions and lambdas in device code are inlined: parameters bound to the argument values,
+free names resolved in the callee's globals and closure (its tensors arrive as launcher values), errors at its lines."""
 from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
 import types
 from typing import Any
@@ -16,7 +16,7 @@ from .ir import Value
 
 CLOSURE_SLOTS = 4  # tensors a function argument may close over and use in device code
 MAX_DEPTH = 32     # nested helper calls (each is inlined)
-_FILES: dict[str, ast.Module] = {}
+_parse = functools.lru_cache(maxsize=None)(ast.parse)  # one parse per source text (an edited file parses anew)
 _FN_AST: dict[int, tuple] = {}
 _FELL_THROUGH = object()
 
@@ -32,31 +32,26 @@ def function_ast(fn: types.FunctionType) -> tuple[ast.AST, str, list[str]]:
             text = f.read()
     except OSError:
         raise exc.NotSupported(f"cannot read the source of {fn.__qualname__} to inline it into device code") from None
-    tree = _FILES.get(file)
-    if tree is None or tree._text != text:  # type: ignore[attr-defined]
-        tree = _FILES[file] = ast.parse(text)
-        tree._text = text  # type: ignore[attr-defined]
     params = list(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
-
     def is_fn(node: ast.AST) -> bool:
         if code.co_name == "<lambda>":
             return isinstance(node, ast.Lambda) and node.lineno == code.co_firstlineno \
                 and [a.arg for a in node.args.args + node.args.kwonlyargs] == params
         return isinstance(node, ast.FunctionDef) and node.name == code.co_name and code.co_firstlineno in \
             (node.lineno, min([node.lineno] + [d.lineno for d in node.decorator_list]))
-    found = next((node for node in ast.walk(tree) if is_fn(node)), None)
+    found = next((node for node in ast.walk(_parse(text)) if is_fn(node)), None)
     if found is None:
         raise exc.NotSupported(f"cannot find the source of {fn.__qualname__} to inline it into device code")
     _FN_AST[id(code)] = (code, (found, file, text.splitlines()))
     return _FN_AST[id(code)][1]
 
 def _cells(fn: types.FunctionType) -> dict[str, Any]:
-    """The values of the (filled) cells ``fn`` closes over, by name."""
+    """The values of the filled cells ``fn`` closes over, by name."""
     out = {}
     for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
         try:
             out[var] = cell.cell_contents
-        except ValueError:  # an empty cell
+        except ValueError:  # an empty cell (the closure is evaluated per launch: no context manager)
             pass
     return out
 
@@ -68,8 +63,7 @@ def closure_tensor(fn: Any, j: int) -> Any:
     return tensors[j] if j < len(tensors) else None
 
 def call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, host_name: str | None = None) -> Any:
-    """Inline ``fn(*args, **kwargs)`` into the device code being lowered by ``lw``. Helpers nest at most
-    MAX_DEPTH deep: device code has no call stack, so a recursive helper is refused at the call."""
+    """Inline ``fn(*args, **kwargs)`` into ``lw``'s device code; at most MAX_DEPTH deep (device code has no stack)."""
     if lw.inline_depth >= MAX_DEPTH:
         raise lw.err(exc.NotSupported, f"{fn.__qualname__}() calls helpers {MAX_DEPTH} deep: device helpers are "
                      "inlined, so recursion cannot be compiled; write it as a loop", node)
@@ -88,16 +82,13 @@ def call(lw, fn: types.FunctionType, args: list, kwargs: dict, node: ast.AST, ho
     lw.env, lw.inline_free, lw.inline_depth = dict(bound.arguments), free, lw.inline_depth + 1
     lw.pk = dataclasses.replace(lw.pk, globals={**fn.__globals__, **cells}, file=file, lines=lines)
     try:
-        if isinstance(fnode, ast.Lambda):
-            return lw.expr(fnode.body)
-        out = _run(lw, fnode.body)
+        out = lw.expr(fnode.body) if isinstance(fnode, ast.Lambda) else _run(lw, fnode.body)
         return None if out is _FELL_THROUGH else out
     finally:
         lw.env, lw.pk, lw.inline_free, lw.inline_depth = saved
 
 def _run(lw, body: list[ast.stmt]) -> Any:
-    """Lower an inlined body up to the ``return`` it reaches (at its end, or under an ``if`` on a compile-time
-    constant): that return's value, else _FELL_THROUGH."""
+    """Lower an inlined body up to the ``return`` it reaches (under constant ``if``s): its value, else _FELL_THROUGH."""
     for s in body:
         if isinstance(s, ast.Return):
             return lw.expr(s.value) if s.value is not None else None

@@ -1,8 +1,6 @@
-"""A small typed IR of one device loop: a value graph plus a statement tree.
-
-Values are pure (loads included); statements give order and side effects: ``Let`` marks where a value is defined
-in the source, ``Store`` writes a tensor, ``For``, ``While`` and ``If`` carry loop/branch variables explicitly as
-``(phi, init, final)`` triples. Codegen maps this one-to-one onto Triton."""
+"""A small typed IR of one device loop: a graph of pure values (loads included) and a statement tree that gives order
+and effects: ``Let`` defines a value where the source does, ``Store`` writes a tensor, ``For``, ``While`` and ``If``
+carry loop and branch variables explicitly as ``(phi, init, final)`` triples."""
 from __future__ import annotations
 
 import itertools
@@ -18,7 +16,6 @@ _ids = itertools.count()
 class Value:
     """One SSA value. ``op`` names the operation; ``args`` are Values or Python constants."""
     __slots__ = ("op", "args", "attrs", "type", "loc", "hint", "id")
-
     def __init__(self, opcode: str, args: list[Any], type: BlockT, loc: exc.Loc | None,
                  hint: str = "", **attrs: Any) -> None:
         self.op, self.args, self.type, self.loc, self.hint, self.attrs = opcode, args, type, loc, hint, attrs
@@ -30,16 +27,14 @@ class Value:
 
 @dataclass
 class Index:
-    """How a tensor is indexed: one entry per tensor dim, ``("tile", TileInfo)``, ``("rdim", RDimInfo)``,
-    ``("scalar", Value|int|str)`` or ``("block", Value)`` (an integer block gathers); ``out`` lists, in result
-    order, the tensor dim feeding each result axis, or None for an axis of size 1 that None inserts."""
+    """How a tensor is indexed: per tensor dim ``("tile", TileInfo)``, ``("rdim", RDimInfo)``, ``("scalar", Value|int|
+    str)`` or ``("block", Value)`` (a gather); ``out``: per result axis its tensor dim, or None (a size-1 axis)."""
     tensor: TensorArg
     entries: list[tuple[str, Any]]
     out: list[int | None]
     extra_mask: "Value | None" = None
     joint: tuple = ()               # tensor dims of integer blocks that index together (one broadcast shape)
     descriptor = planned(False)     # through a TMA descriptor under this Config (passes.assign_indexing)
-
     def dims(self) -> tuple[Dim, ...]:
         """The dims of the block this index reads or writes, in result order."""
         dims: list[Dim] = []
@@ -109,9 +104,8 @@ class DeviceIR:
     n_loads: int = 0
     has_dot: bool = False
     block_ids: set[int] = field(default_factory=set)     # block ids used as Dim("block", id)
-    helpers: list[tuple] = field(default_factory=list)     # (name, params, body, results) jit helpers, or
-    # ("raw", name, text): module text defining or importing a function for hl.triton_kernel
-    deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (lower.note_block)
+    helpers: list[tuple] = field(default_factory=list)     # jit (name, params, body, results) | ("raw", name, text)
+    deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (Lowerer.block_value)
     blocks = planned()              # block id -> size under this Config, for Dim("block", id)
     load_base = planned(0)          # where this loop's loads, inner loops and reductions start in the
     loop_base = planned(0)          # Config's per-load and per-inner-loop lists (the earlier loops' counts)
@@ -124,32 +118,24 @@ def walk(stmts: list[Stmt]):
 
 def all_values(stmts: list[Stmt]):
     """Yield every value reachable from the statements (each once)."""
-    seen: set[int] = set()
-    stack: list[Value] = []
-    for s in walk(stmts):
-        if isinstance(s, Let):
-            stack.append(s.value)
-        elif isinstance(s, Store):
-            stack += [s.value, *s.index.values(), *([s.compare] if s.compare is not None else [])]
-        elif isinstance(s, (For, While)):
-            stack += [v for trip in s.carried for v in trip]
-        elif isinstance(s, If):
-            stack += [s.cond, *(v for quad in s.merges for v in quad)]
+    seen, stack = set(), []
+    for s in walk(stmts):  # each statement's own values (a Store's compare may be None), then their inputs
+        stack += ([s.value] if isinstance(s, Let) else [s.value, *s.index.values(), s.compare] if isinstance(s, Store)
+                  else [s.cond, *(v for quad in s.merges for v in quad)] if isinstance(s, If)
+                  else [v for trip in s.carried for v in trip])
     while stack:
         v = stack.pop()
-        if v.id not in seen:
+        if v is not None and v.id not in seen:
             seen.add(v.id)
             yield v
             stack.extend(v.inputs())
 
 def verify(ir: DeviceIR) -> DeviceIR:
-    """Check structural invariants; inside a Plan (after the per-Config passes), that every tile got a power-of-two
-    block. Raises CompileError on a broken IR."""
+    """Check structural invariants (inside a Plan: every tile got a power-of-two block)."""
     for s in walk(ir.body):
         for phi, _, final in getattr(s, "carried", ()):
             if not same_dims(phi.type.dims, final.type.dims):
-                raise exc.ShapeMismatch(
-                    f"loop-carried value changes shape in the loop: {phi.type} -> {final.type}", s.loc)
+                raise exc.ShapeMismatch(f"a loop-carried value changes shape: {phi.type} -> {final.type}", s.loc)
     if current_plan() is not None:
         for t in ir.tiles.values():
             if t.block < 1 or t.block & (t.block - 1):
@@ -157,18 +143,18 @@ def verify(ir: DeviceIR) -> DeviceIR:
     return ir
 
 def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
-    """The IR as text, one statement a line (``HELION_OPS_DUMP_IR``, ``BoundKernel.explain``). With
-    ``plan`` (default: inside a Plan), tiles and reductions show what the Config decided for them."""
+    """The IR as text (``HELION_OPS_DUMP_IR``, ``explain``); with ``plan`` (default: inside a Plan), the Config's
+    decisions on tiles and reductions too."""
     names: dict[int, str] = {}
     plan = current_plan() is not None if plan is None else plan
     def val(a: Any) -> str:
         if isinstance(a, Value):
             return names.setdefault(a.id, f"%{len(names)}")
         if isinstance(a, Index):
-            ents = ", ".join(f"t{e.id}" if k == "tile" else f"r{e.id}" if k == "rdim" else val(e) for k, e in a.entries)
             extra = f" if {val(a.extra_mask)}" if a.extra_mask is not None else ""
-            return f"{a.tensor.name}[{ents}]{extra}" + (" (tma)" if plan and a.descriptor else "")
-        return f"t{a.id}" if isinstance(a, TileInfo) else repr(a)
+            tma = " (tma)" if plan and a.descriptor else ""
+            return f"{a.tensor.name}[{', '.join(val(e) for _, e in a.entries)}]{extra}{tma}"
+        return f"t{a.id}" if isinstance(a, TileInfo) else f"r{a.id}" if isinstance(a, RDimInfo) else repr(a)
     lines = [f"device loop {ir.name}: " + ", ".join(f"{t.name}: {str(t.dtype)[6:]}{list(t.sizes)}"
                                                      for t in ir.inputs.tensors)]
     for t in ir.tiles.values():
@@ -184,9 +170,8 @@ def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
             if isinstance(s, Let):
                 v = s.value
                 args = ", ".join(val(a) for a in v.args)  # before val(v): operands are numbered first
-                shown = [f"{k}={x!r}" for k, x in v.attrs.items() if not isinstance(x, (RDimInfo, TileInfo, Dim))]
-                attrs = " {" + ", ".join(shown) + "}" if shown else ""
-                lines.append(f"{ind}{val(v)} = {v.op}({args}){attrs} : {v.type}")
+                shown = ", ".join(f"{k}={x!r}" for k, x in v.attrs.items() if not isinstance(x, (RDimInfo, TileInfo)))
+                lines.append(f"{ind}{val(v)} = {v.op}({args}){f' {{{shown}}}' if shown else ''} : {v.type}")
             elif isinstance(s, Store):
                 lines.append(f"{ind}{f'atomic_{s.atomic}' if s.atomic else 'store'} {val(s.index)} <- {val(s.value)}")
             elif isinstance(s, (For, While)):

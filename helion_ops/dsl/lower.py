@@ -1,9 +1,5 @@
-"""Lowering: abstract interpretation of a device loop's AST into typed IR, once per specialization.
-
-Tunable block sizes and reduction chunks stay symbols (ids) that passes.apply_config sizes per Config. Host
-values arrive concrete; every expression gets a ``BlockT`` and shape rules are checked here, so a mismatch is
-a user error at the source line, never a Triton error. Torch calls are mapped by ``ops_dispatch``.
-"""
+"""Lowering: abstract interpretation of a device loop's AST into typed IR, once per specialization (block sizes stay
+ids). Every expression gets a ``BlockT`` and shapes are checked here: a mismatch is a user error at its line."""
 from __future__ import annotations
 
 import ast
@@ -18,87 +14,52 @@ from . import exc, indexing as IX, inline, language as hl, ops as O, ops_dispatc
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
 from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value, While
-from .types import (BlockSizeInt, BlockT, Dim, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo,
-                    TileVar, broadcast_dims, next_pow2, promote, same_dims)
+from .types import (BlockSizeInt, BlockT, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo, TileVar,
+                    broadcast_dims, next_pow2, promote, same_dims)
 
 _MISSING = object()  # no binding (distinct from None, which a name may hold)
-_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
-           ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
-           ast.RShift: ">>", ast.MatMult: "@"}
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**",
+           ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.MatMult: "@"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 _UNARY = {ast.USub: "neg", ast.UAdd: "pos", ast.Not: "not", ast.Invert: "invert"}
 
 class Lowerer:
     def __init__(self, pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any],
                  hoisted: dict[int, str], config: Config, kernel_name: str) -> None:
-        self.pk, self.loop, self.inputs, self.hoisted, self.config = pk, loop, inputs, hoisted, config
+        self.pk, self.inputs, self.hoisted, self.config = pk, inputs, hoisted, config
         self.name, self.loc = kernel_name, pk.loc(loop.node)
         self.env: dict[str, Any] = {}
         self.stmts: list[Stmt] = []
-        self.tiles: dict[int, TileInfo] = {}
-        self.rdims: dict[int, RDimInfo] = {}
+        self.tiles, self.rdims = {}, {}  # id -> TileInfo, RDimInfo
+        self.tensors, self.scalars = {}, {}  # host name -> TensorArg, ScalarArg
         self.block_ids: set[int] = set()  # block ids used as Dim("block", id)
-        self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see note_block)
+        self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see block_value)
         self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
         self.inline_free: dict[str, str] | None = None  # set while inlining a helper: free name -> hoisted id
-        self.inline_depth = 0
-        self.tensors: dict[str, TensorArg] = {}
-        self.scalars: dict[str, ScalarArg] = {}
-        self.n_loops = self.n_loads = 0
+        self.inline_depth = self.n_loops = self.n_loads = 0
         self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
         self.grid_steps: dict[int, tuple] = {}  # hl.grid(b, e, step) dim's tile id -> (b, step)
         self.has_dot = False
-    def lower(self) -> DeviceIR:
-        node = self.loop.node
-        tiles = self.header(node, top=True)
-        self.bind_target(node.target, tiles)
-        for s in without_continue(node.body):
-            self.stmt(s)
-        if node.orelse:
-            raise exc.NotSupported("for/else on a device loop", self.pk.loc(node))
-        inputs = LaunchInputs(list(self.tensors.values()), list(self.scalars.values()))
-        return DeviceIR(self.name, inputs, [t.info for t in tiles], self.tiles, self.rdims, self.stmts,
-                        self.n_loops, self.n_loads, self.has_dot, self.block_ids, self.helpers, deps=self.deps)
     def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
              hint: str = "", **attrs: Any) -> Value:
         v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, hint, **attrs)
         self.stmts.append(Let(v, v.loc))
         return v
-    def err(self, cls: type, msg: str, node: ast.AST) -> Exception:
-        return cls(msg, self.pk.loc(node))
-
-    # ---- block sizes: one lowering serves every Config of a specialization. Where lowering must know a size
-    # (a reshape merging a tile, a registered block size used as a number), it reads the lowering Config's and
-    # notes the read in ``deps``: the runtime reuses this IR only for Configs that give those ids the same sizes.
-    def lanes(self, d: Dim) -> int:
-        """Lanes of one block dim under the lowering's Config (a read noted in ``deps``)."""
-        if d.kind == "tile":
-            return self.tile_block(self.tiles[d.id])
-        if d.kind == "rdim":
-            return next_pow2(self.rdims[d.id].extent)  # 1 only for a one-element dim, whatever the Config
-        if d.kind == "block":
-            self.note_block(d.bid)
-            return self.block_value(d.bid)
-        return 1
-    def note_block(self, bid: int) -> None:
-        self.deps[bid] = config_block(self.config, bid)
-    def block_value(self, bid: int, extent: Any = None) -> int:
-        """A tunable block's size under the lowering's Config (not noted: the caller decides)."""
+    def err(self, cls: type, msg: str, node: ast.AST) -> Exception: return cls(msg, self.pk.loc(node))
+    # One lowering serves every Config: where it must know a block size (a reshape merging a tile, a registered size
+    # used as a number), it notes the read in ``deps``, and the IR is reused only for Configs giving the same size.
+    def block_value(self, bid: int, extent: Any = None, note: bool = False) -> int:
+        """A tunable block's size under the lowering's Config, the read noted in ``deps`` if ``note``."""
         size = config_block(self.config, bid)
-        if size is not None:
-            return size
-        return max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
-    def tile_block(self, t: TileInfo, note: bool = True) -> int:
-        if t.fixed is not None:
-            return t.fixed
         if note:
-            self.note_block(t.block_id)
-        return self.block_value(t.block_id, t.static_len)
+            self.deps[bid] = size
+        return size if size is not None else max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
+    def tile_block(self, t: TileInfo, note: bool = True) -> int:
+        return t.fixed if t.fixed is not None else self.block_value(t.block_id, t.static_len, note)
     def block_int(self, bid: int, value: int) -> BlockSizeInt:
-        """A block size as device code sees it: an int that notes its Config dependency when used as one."""
+        """A block size as an int that notes its Config dependency when used as one (in the IR's deps: the cached IR
+        must not keep the Lowerer and the first launch's tensors alive)."""
         self.block_ids.add(bid)
-        # the note is the IR's own deps dict and this Config's size, not the Lowerer: the cached IR must not
-        # keep the lowering's inputs (the first launch's tensors) alive
         return BlockSizeInt(value, bid, (self.deps, config_block(self.config, bid)))
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
         if not isinstance(extent, int):
@@ -106,13 +67,10 @@ class Lowerer:
         r = next((r for r in self.rdims.values() if r.extent == extent), None) or RDimInfo(len(self.rdims), int(extent))
         self.rdims[r.id] = r
         return r
-
-    # ---- host values ------------------------------------------------------------------------
     def tensor(self, name: str, t: torch.Tensor) -> TensorRef:
         if name not in self.tensors:
-            es = t.element_size()
-            desc = t.dim() >= 1 and t.stride(-1) == 1 and all((s * es) % 16 == 0 for s in t.stride()[:-1]) \
-                and t.data_ptr() % 16 == 0
+            desc = t.dim() >= 1 and t.stride(-1) == 1 and t.data_ptr() % 16 == 0 \
+                and all(s * t.element_size() % 16 == 0 for s in t.stride()[:-1])
             last = t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()))
             self.tensors[name] = TensorArg(name if name.isidentifier() else f"t{len(self.tensors)}", name, t.dtype,
                                            tuple(t.shape), tuple(t.stride()), True,
@@ -127,8 +85,6 @@ class Lowerer:
             self.scalars.setdefault(name, ScalarArg(name, torch.float32))
             return Value("param", [name], BlockT((), torch.float32), self.loc, name)
         return value  # ints (static), bools, dtypes, modules, functions...
-
-    # ---- statements -------------------------------------------------------------------------
     def stmt(self, s: ast.stmt) -> None:
         m = getattr(self, f"stmt_{type(s).__name__}", None)
         if m is None:
@@ -140,8 +96,7 @@ class Lowerer:
     def stmt_Expr(self, s: ast.Expr) -> None:
         if not isinstance(s.value, ast.Constant):  # a docstring or comment string does nothing
             self.expr(s.value)
-    def stmt_Pass(self, s: ast.Pass) -> None:
-        pass
+    def stmt_Pass(self, s: ast.Pass) -> None: pass
     def stmt_Assign(self, s: ast.Assign | ast.AnnAssign) -> None:
         if s.value is not None:  # `x: T` alone binds nothing
             val = self.expr(s.value)
@@ -149,11 +104,8 @@ class Lowerer:
                 self.assign(t, val, s)
     stmt_AnnAssign = stmt_Assign
     def stmt_AugAssign(self, s: ast.AugAssign) -> None:
-        load = ast.parse(ast.unparse(s.target), mode="eval").body  # the target read, for `x += v`
-        for n in ast.walk(load):
-            if hasattr(n, "lineno"):
-                n.lineno = n.end_lineno = s.target.lineno
-        self.assign(s.target, self.expr(ast.copy_location(ast.BinOp(load, s.op, s.value), s)), s)
+        # the target read (its Store context does not matter to expr) with the same hoisted index values as the store
+        self.assign(s.target, self.expr(ast.copy_location(ast.BinOp(s.target, s.op, s.value), s)), s)
     def assign(self, target: ast.expr, val: Any, node: ast.AST) -> None:
         if isinstance(target, ast.Name):
             if isinstance(val, Value) and not val.hint:
@@ -170,9 +122,7 @@ class Lowerer:
                 i = self.expr(target.slice)
                 if not isinstance(i, int) or not -len(base) <= i < len(base):
                     raise self.err(exc.NotSupported, "a list in device code is indexed by a constant in range", node)
-                new = list(base)
-                new[i] = val
-                return self.assign(target.value, new, node)
+                return self.assign(target.value, [val if j == i % len(base) else x for j, x in enumerate(base)], node)
             if not isinstance(base, TensorRef):
                 raise self.err(exc.NotSupported, "only host tensors can be stored into (out[tile] = value)", node)
             self.store(base, self.index(base, target.slice, node), val, node)
@@ -183,57 +133,44 @@ class Lowerer:
         idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=True), node)
         v = self.as_value(val, node, ref.arg.dtype)
         out_dims = idx.dims()
-        try:
-            broadcast_dims(out_dims, v.type.dims, None)
+        try:  # the value broadcasts to the slice, with no more dims than it
+            fits = len(broadcast_dims(out_dims, v.type.dims, None)) == len(out_dims)
         except exc.ShapeMismatch:
+            fits = False
+        if not fits:
             raise self.err(exc.ShapeMismatch, f"cannot store a value of shape {list(v.type.dims)} into "
-                           f"{ref.arg.host}[...] of shape {list(out_dims)}", node) from None
-        if len(v.type.dims) > len(out_dims):
-            raise self.err(exc.ShapeMismatch, f"value has more dims ({v.type}) than the stored slice "
-                           f"{list(out_dims)}", node)
+                           f"{ref.arg.host}[...] of shape {list(out_dims)}", node)
         result = Value("atomic_result", [], BlockT(out_dims, ref.arg.dtype), self.pk.loc(node)) if atomic else None
         cmp = self.as_value(compare, node, ref.arg.dtype) if compare is not None else None
         self.stmts.append(Store(idx, v, self.pk.loc(node), atomic, result, sem, cmp))
         return result
-
-    # ---- control flow: a name assigned in a loop body carries its value into the next iteration (``carry``);
-    # after an ``if`` on a device scalar, names bound on both paths merge (``merge_branches``). A Python number
-    # that changes on the device becomes a device scalar first: folding it as a constant would silently compute
-    # every iteration from its first value.
+    # Control flow: a Python number that changes in a loop or device ``if`` becomes a device scalar first: folding it
+    # as a constant would silently compute every iteration from its first value.
     def condition(self, s: ast.If | ast.While, msg: str) -> Any:
         """The test of an ``if``/``while``: a host value, or a scalar device value."""
         cond = self.expr(s.test)
-        if not isinstance(cond, Value):
+        if not isinstance(cond, Value) or not cond.type.dims:
             return cond
-        if cond.type.dims and all(self.lanes(d) == 1 for d in cond.type.dims):  # flag[t] with a tile of 1
-            cond = self.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
-        if cond.type.dims:
+        if not all(O.dim_size(self, d) <= 1 for d in cond.type.dims):  # flag[t] with a tile of 1 passes (noted)
             raise self.err(exc.NotSupported, msg, s)
-        return cond
+        return self.emit("reshape", [cond], BlockT((), cond.type.dtype), s)
     def stmt_If(self, s: ast.If) -> None:
+        """Names bound on both paths of an ``if`` on a device value merge: ``(merged, init, then, else)``."""
         cond = self.condition(s, "an if condition must be a scalar; use torch.where for blocks")
         if not isinstance(cond, Value):
             for b in (s.body if cond else s.orelse):
                 self.stmt(b)
             return
-        before, saved = dict(self.env), self.stmts
-        branches = []
-        for body, env in ((s.body, self.env), (s.orelse, dict(before))):
-            self.stmts, self.env = [], env
+        before, saved, branches = dict(self.env), self.stmts, []
+        for body in (s.body, s.orelse):
+            self.stmts, self.env = [], dict(before)
             for b in body:
                 self.stmt(b)
             branches.append((self.env, self.stmts))
-        self.stmts, self.env = saved, dict(before)
-        merges = self.merge_branches(s, before, *branches)
-        self.stmts.append(If(cond, branches[0][1], branches[1][1], merges, self.pk.loc(s)))
-    def merge_branches(self, s: ast.If, before: dict, then: tuple, orelse: tuple) -> list:
-        """The ``(merged, init, then value, else value)`` merges of an ``if``, binding each merged name in
-        ``env``: names that held a device value before, numbers (``s = 0.0`` then ``if c: s = 1.0``) and names
-        first bound in both branches. ``then``/``orelse`` are (env, stmts) of each branch; a value's cast to the
-        merged type goes into its own branch's statements (it may read values only that branch defines)."""
-        merges = []
-        for name in sorted(set(then[0]) | set(orelse[0])):
-            tv, ev, bv = then[0].get(name, _MISSING), orelse[0].get(name, _MISSING), before.get(name, _MISSING)
+        self.stmts, self.env, merges = saved, dict(before), []
+        (then_env, then), (else_env, orelse) = branches
+        for name in sorted(set(then_env) | set(else_env)):
+            tv, ev, bv = then_env.get(name, _MISSING), else_env.get(name, _MISSING), before.get(name, _MISSING)
             if (tv is bv and ev is bv) or _MISSING in (tv, ev):
                 continue  # unchanged, or bound on one path only (local to it)
             numbers = all(isinstance(x, (Value, int, float)) for x in (tv, ev))
@@ -247,28 +184,21 @@ class Lowerer:
                 continue
             ref = next((x for x in (bv, tv, ev) if isinstance(x, Value)), None)
             t = ref.type if ref is not None else self.as_value(tv, s).type
-            start = bv if isinstance(bv, (int, float)) else 0
-            if isinstance(bv, Value):
-                init = bv
-            elif t.dims:  # a number (or nothing) before, a block on some path: start from a full block
-                init = self.emit("full", [start], t, s)
-            else:
-                init = self.as_value(start, s, t.dtype)
-            vals, saved = [], self.stmts
-            for v, (_, stmts) in ((tv, then), (ev, orelse)):
-                self.stmts = stmts
+            start = bv if isinstance(bv, (int, float)) else 0  # a number (or nothing) before: a full block or scalar
+            init = bv if isinstance(bv, Value) else self.emit("full", [start], t, s) if t.dims else \
+                self.as_value(start, s, t.dtype)
+            vals = []
+            for v, self.stmts in ((tv, then), (ev, orelse)):  # each cast into its own branch's statements
                 vals.append(self.final(name, t, s, v))
             self.stmts = saved
-            merged = Value("phi", [], t, self.pk.loc(s), name)
-            merges.append((merged, init, vals[0], vals[1]))
-            self.env[name] = merged
-        return merges
+            self.env[name] = Value("phi", [], t, self.pk.loc(s), name)
+            merges.append((self.env[name], init, vals[0], vals[1]))
+        self.stmts.append(If(cond, then, orelse, merges, self.pk.loc(s)))
     def stmt_While(self, s: ast.While) -> None:
-        """``while cond:`` with a scalar condition that is itself loop-carried: evaluated from the values on
-        entry and again at the end of each iteration, so the generated loop reads ``while cond_carried:``."""
+        """``while cond:``: the scalar condition is carried, evaluated on entry and again at each iteration's end."""
         if s.orelse:
             raise self.err(exc.NotSupported, "while ... else in device code", s)
-        if any(isinstance(n, ast.Break) for b in s.body for n in _walk_no_loops(b)):
+        if _has(s.body, ast.Break):
             raise self.err(exc.NotSupported, "break in device code (Triton has no structured break); "
                            "fold the exit into the while condition", s)
         msg = "a while condition must be a scalar (reduce a block with .any() or .all())"
@@ -278,100 +208,83 @@ class Lowerer:
                 raise self.err(exc.NotSupported, "a while loop whose condition is always true needs break, which "
                                "device code cannot use", s)
             return  # never entered
-        phis = self.carry(s)
-        cond_phi = Value("phi", [], cond0.type, self.pk.loc(s), "cond")
-
+        phis, cond_phi = self.carry(s), Value("phi", [], cond0.type, self.pk.loc(s), "cond")
         def again() -> tuple:  # the condition from the values at the end of this iteration
             cond = self.condition(s, msg)
-            return cond_phi, cond0, self.coerce(cond if isinstance(cond, Value) else bool(cond), cond0.type, s)
+            return cond_phi, cond0, self.final("cond", cond0.type, s, cond if isinstance(cond, Value) else bool(cond))
         body, carried = self.loop_body(s, phis, last=again)
         self.stmts.append(While(cond_phi, body, carried, self.pk.loc(s)))
+    def static_range(self, it: ast.expr) -> range | None:
+        """``range(...)`` or ``hl.static_range(...)`` over constants, unrolled at compile time (else None)."""
+        if not isinstance(it, ast.Call) or self.pk.resolve(it.func) not in (range, hl.static_range) \
+                and getattr(it.func, "id", None) not in ("range", "static_range"):
+            return None
+        args = [self.expr(a) for a in it.args]
+        if not all(isinstance(a, int) for a in args):
+            raise self.err(exc.NotSupported, "range() in device code is unrolled: its bounds must be known at compile "
+                           "time", it)
+        return range(*args)
     def stmt_For(self, s: ast.For) -> None:
-        call = s.iter if isinstance(s.iter, ast.Call) else None
-        f = self.pk.resolve(call.func) if call else None
-        if f in (range, hl.static_range) or (call and isinstance(call.func, ast.Name)
-                                             and call.func.id in ("range", "static_range")):
-            args = [self.expr(a) for a in call.args]
-            if not all(isinstance(a, int) for a in args):
-                raise self.err(exc.NotSupported, "range() in device code needs constant bounds (it is unrolled)", s)
-            for i in range(*args):
+        if (items := self.static_range(s.iter)) is not None:
+            for i in items:
                 self.assign(s.target, i, s)
                 for b in s.body:
                     self.stmt(b)
             return
+        f = self.pk.resolve(s.iter.func) if isinstance(s.iter, ast.Call) else None
         if f not in (hl.tile, hl.grid, hl.jagged_tile):
             raise self.err(exc.NotSupported, "device loops iterate over hl.tile(...), hl.grid(...), "
                            "hl.jagged_tile(...) or range(const)", s)
         tiles = self.header(s, top=False)
-        loop_id = self.n_loops
-        self.n_loops += 1
+        loop_id, self.n_loops = self.n_loops, self.n_loops + 1
         body, carried = self.loop_body(s, self.carry(s), lambda: self.bind_target(s.target, tiles))
         self.stmts.append(For([t.info for t in tiles], body, carried, loop_id, self.pk.loc(s)))
-    def loop_body(self, s: ast.For | ast.While, phis: dict, first: Callable = lambda: None,
+    def loop_body(self, s: ast.For | ast.While, phis: list, first: Callable = lambda: None,
                   last: Callable | None = None) -> tuple[list, list]:
-        """(statements, carried triples) of loop ``s``'s body, lowered with the carried names bound to their
-        phis; ``first`` runs before the body, ``last`` adds a triple at its end. Names first bound in the body
-        stay local to it."""
-        before, saved = dict(self.env), self.stmts
+        """(statements, carried triples) of loop ``s``'s body; ``first`` runs before it, ``last`` adds a triple."""
+        before, saved, self.stmts = dict(self.env), self.stmts, []
         bind(self.env, phis)
-        self.stmts = []
         first()
         for b in without_continue(s.body):
             self.stmt(b)
-        carried = [(phi, init, self.final(n, phi.type, s)) for n, (phi, init) in phis.items()]
+        carried = [(phi, init, self.final(n, phi.type, s, i=i)) for n, i, phi, init in phis]
         if last is not None:
             carried.append(last())
         body, self.stmts = self.stmts, saved
         self.env = bind(before, phis)
         return body, carried
-    def carry(self, loop: ast.For | ast.While) -> dict[str, tuple[Value, Value]]:
-        """{name: (phi, init)} for the names ``loop`` carries: those assigned in it that held a device value
-        before it, or a Python number it reads (made a device scalar here). A list of device values
-        (``accs[i] = ...``) is carried element by element, under the names ``accs[0]``, ``accs[1]``, ..."""
+    def carry(self, loop: ast.For | ast.While) -> list[tuple[str, int | None, Value, Value]]:
+        """(name, i, phi, init) for each name ``loop`` assigns that held a device value (element i of a list of them,
+        else None) or a number it reads (made a device scalar)."""
         stores = [n for b in loop.body for n in ast.walk(b) if isinstance(getattr(n, "ctx", None), ast.Store)]
         assigned = {n.id for n in stores if isinstance(n, ast.Name)}
         assigned |= {n.value.id for n in stores if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)}
         read = {n.id for n in ast.walk(loop) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-        loc, out = self.pk.loc(loop), {}
+        loc, out = self.pk.loc(loop), []
         for n in sorted(assigned):
             v = self.env.get(n)
             if isinstance(v, (int, float)) and n in read:
                 v = self.env[n] = self.as_value(v, loop)
             if isinstance(v, Value):
-                out[n] = (Value("phi", [], v.type, loc, n), v)
+                out.append((n, None, Value("phi", [], v.type, loc, n), v))
             elif isinstance(v, (list, tuple)) and v and all(isinstance(x, Value) for x in v):
-                out.update({f"{n}[{i}]": (Value("phi", [], x.type, loc, f"{n}_{i}"), x) for i, x in enumerate(v)})
+                out += [(n, i, Value("phi", [], x.type, loc, f"{n}_{i}"), x) for i, x in enumerate(v)]
         return out
-    def final(self, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING) -> Value:
-        """The value ``name`` carries out of a body (``v``, default its current binding) in the carried
-        type ``t``; a cast is appended to ``stmts``."""
+    def final(self, name: str, t: BlockT, node: ast.AST, v: Any = _MISSING, i: int | None = None) -> Value:
+        """The value ``name`` (its element ``i``) carries out of a body (``v``, default its binding), cast to ``t``."""
         if v is _MISSING:
-            base, _, i = name[:-1].partition("[") if name.endswith("]") else (name, "", "")
-            v = self.env.get(base)
-            if i:
-                v = v[int(i)] if isinstance(v, (list, tuple)) and int(i) < len(v) else None
-        try:
-            return self.coerce(v, t, node)
-        except exc.ShapeMismatch:
-            got = v.type if isinstance(v, Value) else type(v).__name__
-            raise self.err(exc.ShapeMismatch, f"'{name}' changes shape in the loop ({t} -> {got}): a loop-carried "
-                           "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))",
-                           node) from None
-    def coerce(self, v: Any, t: BlockT, node: ast.AST) -> Value:
-        v = self.as_value(v, node, t.dtype)
-        if v.type.dtype != t.dtype:
-            v = self.emit("cast", [v], v.type.with_dtype(t.dtype), node)
+            v = self.env.get(name)
+            if i is not None:
+                v, name = v[i] if isinstance(v, (list, tuple)) and i < len(v) else None, f"{name}[{i}]"
+        v = O.cast(self, self.as_value(v, node, t.dtype), t.dtype, node)
         if not same_dims(v.type.dims, t.dims):
-            raise self.err(exc.ShapeMismatch, f"variable changes shape: {t} -> {v.type}", node)
+            raise self.err(exc.ShapeMismatch, f"'{name}' changes shape in the loop ({t} -> {v.type}): a loop-carried "
+                           "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))", node)
         return v
-
-    # ---- loop headers -----------------------------------------------------------------------
     def header(self, s: ast.For, top: bool) -> list[TileVar]:
         """The tiles of a device loop's ``hl.tile``/``hl.grid``/``hl.jagged_tile`` call."""
-        call = s.iter
-        f = self.pk.resolve(call.func)
-        is_grid = f is hl.grid
-        kw = {k.arg: k.value for k in call.keywords}
+        call, f = s.iter, self.pk.resolve(s.iter.func)
+        is_grid, kw = f is hl.grid, {k.arg: k.value for k in call.keywords}
         vals = [self.expr(a) for a in call.args]
         parent = None
         if f is hl.jagged_tile:  # up to the largest per-lane end; loads and stores get `index < parent`
@@ -402,31 +315,23 @@ class Lowerer:
         for k, ((begin, end), st) in enumerate(zip(ends, steps)):
             if st != 1:  # hl.grid(b, e, step) runs 0..cdiv(e - b, step), its index is b + i * step
                 n = O.binary(self, "-", O.binary(self, "+", end, st - 1, s), begin, s)
-                affine, begin, end = (begin, st), 0, O.binary(self, "//", n, st, s)
-            bid = ids[k] if k < len(ids) else None
-            fixed = 1 if is_grid else None
+                self.grid_steps[len(self.tiles)], begin, end = (begin, st), 0, O.binary(self, "//", n, st, s)
+            bid, fixed = ids[k] if k < len(ids) else None, 1 if is_grid else None
             if not is_grid and bid is None:  # a fixed size (a registered one has an id and is never evaluated here)
-                if per[k] not in fixed_of:
-                    fixed_of[per[k]] = self.expr(per[k])
-                fixed = fixed_of[per[k]]
+                fixed = fixed_of[per[k]] = fixed_of.get(per[k]) or self.expr(per[k])
                 if not isinstance(fixed, int) or fixed <= 0 or fixed & (fixed - 1):
                     raise self.err(exc.CompileError, f"block_size must be a power of two int, got {fixed!r}", s)
                 fixed = int(fixed)
-            static_len = end - begin if isinstance(begin, int) and isinstance(end, int) else None
             info = TileInfo(len(self.tiles), bid, fixed, self.code_of(begin, s), self.code_of(end, s),
-                            static_len, top, is_grid)
+                            end - begin if isinstance(begin, int) and isinstance(end, int) else None, top, is_grid)
             self.tiles[info.id] = info
             out.append(TileVar(info))
             if parent is not None:
                 self.jagged[info.id] = parent
-            if st != 1:
-                self.grid_steps[info.id] = affine
         return out
     def code_of(self, v: Any, node: ast.AST) -> "str | Value":
         """A loop bound: literal code for ints and params, or a device int Value."""
-        if isinstance(v, bool):
-            raise self.err(exc.CompileError, "loop bounds must be ints", node)
-        if isinstance(v, int):
+        if isinstance(v, int) and not isinstance(v, bool):
             return str(v)
         if isinstance(v, Value) and not v.type.dims and not v.type.dtype.is_floating_point:
             return v.args[0] if v.op == "param" else v
@@ -447,23 +352,17 @@ class Lowerer:
             t.info.name = name
     def grid_index(self, t: TileVar, node: ast.AST) -> Value:
         i = Value("tile_attr", [t.info], BlockT((), torch.int32), self.loc, t.info.name or "i", attr="begin")
-        if t.info.id not in self.grid_steps:
-            return i
-        begin, step = self.grid_steps[t.info.id]
-        return O.binary(self, "+", O.binary(self, "*", i, step, node), begin, node)
-
-    # ---- expressions ------------------------------------------------------------------------
+        begin, step = self.grid_steps.get(t.info.id, (0, 1))
+        return i if step == 1 else O.binary(self, "+", O.binary(self, "*", i, step, node), begin, node)
     def expr(self, node: ast.expr) -> Any:
-        hid = self.hoisted.get(id(node))
-        if hid is not None:
+        if (hid := self.hoisted.get(id(node))) is not None:
             return self.host_value(hid, self.inputs[hid], node)
         m = getattr(self, f"expr_{type(node).__name__}", None)
         if m is None:
             raise self.err(exc.NotSupported, f"'{type(node).__name__}' expressions are not supported in device code",
                            node)
         return m(node)
-    def expr_Constant(self, node: ast.Constant) -> Any:
-        return node.value
+    def expr_Constant(self, node: ast.Constant) -> Any: return node.value
     def expr_Name(self, node: ast.Name) -> Any:
         name = node.id
         if name in self.env:
@@ -484,35 +383,27 @@ class Lowerer:
         if hasattr(builtins, name):
             return getattr(builtins, name)
         raise self.err(exc.CompileError, f"name '{name}' is not defined", node)
-    def expr_Tuple(self, node: ast.Tuple) -> tuple:
-        return tuple(self.expr(e) for e in node.elts)
+    def expr_Tuple(self, node: ast.Tuple) -> tuple: return tuple(self.expr(e) for e in node.elts)
     expr_List = expr_Tuple
     def expr_ListComp(self, node: ast.ListComp) -> list:
         """``[elt for name in range(const) | a host list/tuple if const-cond]``, unrolled at compile time."""
         gen = node.generators[0] if len(node.generators) == 1 else None
         if gen is None or not isinstance(gen.target, ast.Name) or gen.is_async:
             raise self.err(exc.NotSupported, "list comprehensions in device code take one 'for name in ...'", node)
-        it = gen.iter
-        if isinstance(it, ast.Call) and self.pk.resolve(it.func) in (range, hl.static_range):
-            bounds = [self.expr(a) for a in it.args]
-            items = range(*bounds) if all(isinstance(b, int) for b in bounds) else None
-        else:
-            items = self.expr(it)
+        items = self.static_range(gen.iter)
+        items = self.expr(gen.iter) if items is None else items
         if not isinstance(items, (range, list, tuple)):
             raise self.err(exc.NotSupported, "a device-code list comprehension iterates over range(const) or a "
                            "list/tuple known at compile time", node)
-        outer, out = self.env, []
-        self.env = dict(outer)  # the loop variable is the comprehension's own
-        try:
-            for item in items:
-                self.env[gen.target.id] = item
-                conds = [self.expr(c) for c in gen.ifs]
-                if any(isinstance(c, Value) for c in conds):
-                    raise self.err(exc.NotSupported, "a list comprehension's if must be known at compile time", node)
-                if all(conds):
-                    out.append(self.expr(node.elt))
-        finally:
-            self.env = outer
+        outer, out, self.env = self.env, [], dict(self.env)  # the loop variable is the comprehension's own
+        for item in items:
+            self.env[gen.target.id] = item
+            conds = [self.expr(c) for c in gen.ifs]
+            if any(isinstance(c, Value) for c in conds):
+                raise self.err(exc.NotSupported, "a list comprehension's if must be known at compile time", node)
+            if all(conds):
+                out.append(self.expr(node.elt))
+        self.env = outer
         return out
     def expr_Dict(self, node: ast.Dict) -> dict:
         """A dict of str keys (named arguments of hl.inline_triton / hl.triton_kernel)."""
@@ -537,15 +428,12 @@ class Lowerer:
     def expr_Compare(self, node: ast.Compare) -> Any:
         left, out = self.expr(node.left), None
         for op, right_node in zip(node.ops, node.comparators):
-            right = self.expr(right_node)
-            if type(op) in (ast.Is, ast.IsNot):
-                if isinstance(left, Value) or isinstance(right, Value):
-                    raise self.err(exc.NotSupported, "'is' on device values", node)
-                r = (left is right) if isinstance(op, ast.Is) else (left is not right)
-            else:
-                r = O.binary(self, _CMPOPS[type(op)], left, right, node)
-            out = r if out is None else O.binary(self, "&", out, r, node)
-            left = right
+            right, is_op = self.expr(right_node), isinstance(op, (ast.Is, ast.IsNot))
+            if is_op and (isinstance(left, Value) or isinstance(right, Value)):
+                raise self.err(exc.NotSupported, "'is' on device values", node)
+            r = ((left is right) == isinstance(op, ast.Is) if is_op
+                 else O.binary(self, _CMPOPS.get(type(op)), left, right, node))
+            out, left = r if out is None else O.binary(self, "&", out, r, node), right
         return out
     def expr_BoolOp(self, node: ast.BoolOp) -> Any:
         vals = [self.expr(v) for v in node.values]
@@ -572,26 +460,24 @@ class Lowerer:
         if fn is None:
             raise self.err(exc.NotSupported, f"unknown function {ast.unparse(node.func)}", node)
         host_name = node.func.id if isinstance(node.func, ast.Name) else None
-        mod = (getattr(fn, "__module__", "") or "") if isinstance(fn, types.FunctionType) else None
+        mod = (fn.__module__ or "") if isinstance(fn, types.FunctionType) else None
         if mod is not None and not getattr(fn, "_hl_device", None) \
                 and not mod.startswith(("torch", "triton", "helion_ops.dsl")):
             return inline.call(self, fn, args, kwargs, node, host_name)
-        if mod is None or not mod.startswith("torch"):
-            return D.call(self, fn, args, kwargs, node)
         try:
             return D.call(self, fn, args, kwargs, node)
         except exc.NotSupported as unmapped:
+            if mod is None or not mod.startswith("torch"):
+                raise
             # A plain Python function torch happens to define (flex_attention's _identity score_mod):
             # inline it like a user helper; if that fails too, the mapping error is the clearer one.
-            mark = (len(self.stmts), self.n_loads)
+            n_stmts, n_loads = len(self.stmts), self.n_loads
             try:
                 return inline.call(self, fn, args, kwargs, node, host_name)
             except exc.HelionOpsError:
-                del self.stmts[mark[0]:]
-                self.n_loads = mark[1]
+                del self.stmts[n_stmts:]
+                self.n_loads = n_loads
                 raise unmapped from None
-
-    # ---- memory (indexing.py builds the Index) ------------------------------------------------
     index = IX.index
     make_index = IX.make_index
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
@@ -600,9 +486,7 @@ class Lowerer:
         return self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node, load_id=self.n_loads - 1)
     def scalar_of(self, v: Any, node: ast.AST) -> Any:
         """A 0-d host tensor used as a value (``lim = torch.tensor(0.5)`` made on the host): its element."""
-        if isinstance(v, TensorRef) and v.arg.ndim == 0:
-            return self.load(v, self.make_index(v, [], node), node)
-        return v
+        return self.load(v, self.make_index(v, [], node), node) if isinstance(v, TensorRef) and v.arg.ndim == 0 else v
     def as_value(self, v: Any, node: ast.AST, dtype: torch.dtype | None = None) -> Value:
         v = self.scalar_of(v, node)
         if isinstance(v, Value):
@@ -618,51 +502,48 @@ class Lowerer:
     def result_dtype(self, a: Any, b: Any) -> torch.dtype:
         return promote(a.type.dtype if isinstance(a, Value) else a, b.type.dtype if isinstance(b, Value) else b)
 
-def bind(env: dict, phis: dict) -> dict:
-    """``env`` with each carried name (or list element, ``accs[1]``) bound to its phi."""
-    for key, (phi, _) in phis.items():
-        name, _, i = key[:-1].partition("[") if key.endswith("]") else (key, "", "")
-        if i:
-            env[name] = [phi if j == int(i) else x for j, x in enumerate(env[name])]
-        else:
-            env[key] = phi
+def bind(env: dict, phis: list) -> dict:
+    """``env`` with each carried name (or list element ``i``) bound to its phi."""
+    for name, i, phi, _ in phis:
+        env[name] = phi if i is None else [phi if j == i else x for j, x in enumerate(env[name])]
     return env
 
 def without_continue(body: list[ast.stmt]) -> list[ast.stmt]:
-    """A loop body with its `continue`s turned into branches (Triton has no continue): an `if` whose
-    branch continues gets the rest of the body, after it, in its other branch. Code after the `if` is
-    copied into each branch that falls through; nested loops keep their own continues."""
-    def has(stmts: list[ast.stmt]) -> bool:
-        return any(isinstance(n, ast.Continue) for s in stmts for n in _walk_no_loops(s))
-
+    """A loop body with its `continue`s turned into branches (Triton has no continue): the rest of the body goes into
+    each branch of an `if` that falls through (not the one that continues); nested loops keep their own continues."""
     def rw(stmts: list[ast.stmt], tail: list[ast.stmt]) -> list[ast.stmt]:
         done: list[ast.stmt] = []
         for i, s in enumerate(stmts):
             if isinstance(s, ast.Continue):
                 return done
-            if isinstance(s, ast.If) and has([s]):
+            if isinstance(s, ast.If) and _has([s], ast.Continue):
                 after = stmts[i + 1:] + tail
                 new = ast.If(test=s.test, body=rw(s.body, after) or [ast.Pass()], orelse=rw(s.orelse, after))
                 return done + [ast.copy_location(new, s)]
             done.append(s)
         return done + tail
+    return rw(body, []) if _has(body, ast.Continue) else body
 
-    return rw(body, []) if has(body) else body
-
-def _walk_no_loops(node: ast.AST):
-    yield node
-    if not isinstance(node, (ast.For, ast.While)):
-        for c in ast.iter_child_nodes(node):
-            yield from _walk_no_loops(c)
+def _has(nodes: list[ast.AST], kind: type) -> bool:
+    """Whether ``nodes`` hold a ``kind`` node outside nested loops (a break or continue of this loop)."""
+    return any(isinstance(n, kind) or not isinstance(n, (ast.For, ast.While))
+               and _has(list(ast.iter_child_nodes(n)), kind) for n in nodes)
 
 def config_block(config: Config, bid: int) -> int | None:
-    """The size ``config`` gives block id ``bid`` (None: not given; the default then depends only on
-    the specialization)."""
+    """The size ``config`` gives block id ``bid`` (None: not given, the default depends only on the specialization)."""
     bs = config.get("block_sizes") or []
     return int(bs[bid]) if bid < len(bs) else None
 
 def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: dict[int, str],
           config: Config, name: str) -> DeviceIR:
-    """Lower device loop ``loop`` with concrete host ``inputs``: the IR holds for every Config that
-    agrees with ``config`` on the block sizes listed in its ``deps`` (usually none)."""
-    return Lowerer(pk, loop, inputs, hoisted, config, name).lower()
+    """Lower ``loop`` with concrete host ``inputs``: the IR holds for each Config agreeing on the sizes in ``deps``."""
+    lw, node = Lowerer(pk, loop, inputs, hoisted, config, name), loop.node
+    tiles = lw.header(node, top=True)
+    lw.bind_target(node.target, tiles)
+    for s in without_continue(node.body):
+        lw.stmt(s)
+    if node.orelse:
+        raise exc.NotSupported("for/else on a device loop", pk.loc(node))
+    return DeviceIR(name, LaunchInputs(list(lw.tensors.values()), list(lw.scalars.values())), [t.info for t in tiles],
+                    lw.tiles, lw.rdims, lw.stmts, lw.n_loops, lw.n_loads, lw.has_dot, lw.block_ids, lw.helpers,
+                    deps=lw.deps)

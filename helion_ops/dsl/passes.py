@@ -1,6 +1,5 @@
 """Named IR passes, run in ``PIPELINE`` order on a lowered device loop under one Config. The IR is shared by every
-Config of a specialization: each pass (IR, Config, Layout) -> IR writes what the Config decides (block sizes, masks,
-rolled reductions, descriptors, reversed loops) into the active Plan (``plan.py``), never into the IR."""
+Config of a specialization: each pass (IR, Config, Layout) -> IR writes what the Config decides into the active Plan."""
 from __future__ import annotations
 
 import math
@@ -16,16 +15,15 @@ from .types import next_pow2
 
 @dataclass(frozen=True)
 class Layout:
-    """Where one device loop's entries start in the Config's per-load, per-inner-loop and per-reduction
-    lists (the counts of the kernel's earlier loops), and the size of a block id the Config leaves out."""
+    """Where a device loop's entries start in the Config's per-load, -inner-loop and -reduction lists, and the size of
+    a block id the Config leaves out."""
     load: int = 0
     loop: int = 0
     rdim: int = 0
     default_block: Callable[[int], int] = lambda bid: 64
 
 def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
-    """Size every tile, reduction and registered block under ``cfg``: a tile's block from ``block_sizes``
-    (fixed tiles keep theirs), a reduction rolled where ``reduction_loops`` gives a chunk under the row."""
+    """Size every tile, reduction and registered block under ``cfg``; roll a reduction given a chunk under its row."""
     d.load_base, d.loop_base = at.load, at.loop
     bs = cfg.get("block_sizes") or []
     for t in d.tiles.values():  # a fixed size, else the Config's, else (left out) up to 64
@@ -40,10 +38,8 @@ def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     return d
 
 def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
-    """A dim gets a mask only where its block may not divide its extent; a loop with device-valued bounds is unmasked
-    when both are provably multiples of its block (causal attention's ``hl.tile(0, min(tile_m.begin, s_k))``): in flash
-    attention's inner loop the masks are three selects over the [BM, BN] score tile a step, on the softmax path that
-    bounds its speed, and they keep every K/V load predicated."""
+    """A dim gets a mask only where its block may not divide its extent, device-valued bounds included (causal flash
+    attention's ``hl.tile(0, min(tile_m.begin, s_k))``: masks there cost selects on the softmax's critical path)."""
     for t in d.tiles.values():  # n: its length, else what divides both bounds; an hl.grid index is never out
         n = t.static_len if t.static_len is not None else math.gcd(multiple_of(t.begin), multiple_of(t.end))
         t.masked = not t.is_grid and n % t.block != 0
@@ -52,8 +48,8 @@ def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     return d
 
 def multiple_of(v: Any) -> int:
-    """The largest m known to divide the device int ``v`` (0: ``v`` is 0, a multiple of anything;
-    1: nothing known). Follows constants, tile begins and ends, +, -, *, min and max."""
+    """The largest m known to divide the device int ``v`` (0: ``v`` is 0; 1: nothing known), through constants, tile
+    begins and ends, +, -, *, min and max."""
     if isinstance(v, str):
         return abs(int(v)) if v.lstrip("-").isdigit() else 1
     if not isinstance(v, I.Value):
@@ -107,46 +103,36 @@ def assign_indexing(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     return d
 
 def _descriptor_ok(idx: I.Index) -> bool:
-    """TMA needs the last stride 1, other strides 16-byte aligned (``TensorArg.descriptor_ok``), 16 bytes or more in
-    the last block dim, and no partial tile unless its loop spans the tensor dim (it clips at the tensor's bounds)."""
+    """TMA needs the last stride 1, other strides 16-byte aligned (``TensorArg.descriptor_ok``), 16 bytes or more in the
+    last block dim, and no partial tile unless its loop spans the tensor dim (it clips at the tensor's bounds)."""
     t = idx.tensor
     if not t.descriptor_ok or idx.extra_mask is not None or t.ndim > 5:
         return False
-    last_block = 1
     for dim, (kind, v) in enumerate(idx.entries):
-        if kind == "block" or (kind == "rdim" and v.rolled) or (kind == "tile" and v.is_grid):
+        if kind == "block" or kind == "rdim" and v.rolled or kind == "tile" and (v.is_grid or v.masked and not (
+                str(v.begin) == "0" and str(v.end) == str(t.sizes[dim]))):
             return False
-        if kind == "tile" and v.masked and not (str(v.begin) == "0" and str(v.end) == str(t.sizes[dim])):
-            return False
-        if dim == t.ndim - 1:
-            last_block = 1 if kind == "scalar" else v.block
-    return last_block * t.dtype.itemsize >= 16
+    kind, v = idx.entries[-1]  # descriptor_ok: not 0-d
+    return (1 if kind == "scalar" else v.block) * t.dtype.itemsize >= 16
 
 def reversible(loop: I.For) -> bool:
-    """Whether a device loop may take its tiles last to first (``range_reverses``) and compute the same: nothing is
-    carried between iterations; a tensor it writes is read only where the same iteration writes it (``x[t] = x[t] *
-    2``); no atomics (their old values depend on order), no Triton code or impure asm (effects unknown)."""
+    """Whether a loop computes the same with its tiles last to first: nothing carried, no atomics or effects, and a
+    tensor it writes read only where the same iteration writes it (same tiles, whole dims or scalars: no gather)."""
     stores = [s for s in I.walk(loop.body) if isinstance(s, I.Store)]
     if loop.carried or any(s.atomic for s in stores):
         return False
     for v in I.all_values(loop.body):
         if OPS[v.op].flag("effects", v):
             return False
-        if v.op == "load" and not all(_same_place(v.args[0], s.index) for s in stores
-                                      if s.index.tensor.name == v.args[0].tensor.name):
+        idx = v.args[0] if v.op == "load" else None  # Values in its entries compare by identity
+        if idx is not None and any(s.index.tensor.name == idx.tensor.name and (s.index.entries != idx.entries or any(
+                kind == "block" for kind, _ in idx.entries)) for s in stores):
             return False
     return True
 
-def _same_place(a: I.Index, b: I.Index) -> bool:
-    """Two indexings of one tensor that address the same elements in every iteration: the same tiles,
-    whole dims or scalars (a gather's index block could point anywhere)."""
-    return a.entries == b.entries and all(kind != "block" for kind, _ in a.entries)  # Values compare by identity
-
 def decide_reverses(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
-    """Mark the device loops that ``range_reverses`` turns around: a long row re-read in a second pass (softmax over
-    a 128K vocabulary: 256 KB a row in bf16, more than an SM's share of L2 once every SM streams its own row) finds
-    its last-read tiles still in L2 when it starts from the end. A loop whose result could depend on its order is
-    refused, at its source line."""
+    """Mark the loops ``range_reverses`` turns around (a row re-read in a second pass, longer than an SM's share of L2,
+    finds its last tiles still there); an order-dependent loop is refused at its line."""
     revs = cfg.get("range_reverses") or []
     for s in I.walk(d.body):
         if isinstance(s, I.For):
@@ -160,9 +146,8 @@ PIPELINE: list[Callable[[I.DeviceIR, Config, Layout], I.DeviceIR]] = [
     apply_config, decide_masks, decide_rolled, assign_indexing, decide_reverses]
 
 def run(d: I.DeviceIR, cfg: Config, at: Layout = Layout(), dump: str | None = None) -> I.DeviceIR:
-    """Every pass in order under the active Plan (``plan.planning()``), the verifier after each. ``dump`` (default
-    ``$HELION_OPS_DUMP_IR``): passes, comma-separated, or ``all``, after which the IR goes to stderr (``lower``:
-    as lowered)."""
+    """Every pass in order under the active Plan, the verifier after each. ``dump`` (default ``$HELION_OPS_DUMP_IR``):
+    the passes (comma-separated; ``lower``: as lowered; ``all``) after which the IR goes to stderr."""
     want = set((os.environ.get("HELION_OPS_DUMP_IR", "") if dump is None else dump).split(","))
     if want & {"all", "lower"}:
         print(f"# after lower\n{I.format_ir(d, plan=False)}", file=sys.stderr)
