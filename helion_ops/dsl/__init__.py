@@ -1,8 +1,6 @@
-"""helion_ops.dsl: a compact implementation of Helion's kernel language, compiled to Triton.
-
-``import helion_ops.dsl as helion`` and ``import helion_ops.dsl.language as hl`` stand for ``import helion`` and
-``import helion.language as hl``; ``helion_ops.dsl.autotuner`` has the fragments (``PowerOfTwoFragment``...) that
-``hl.register_tunable`` takes. A Helion name not provided raises ``exc.NotSupportedName`` saying so."""
+"""helion_ops.dsl: a compact implementation of Helion's kernel language, compiled to Triton. ``helion_ops.dsl`` and
+``helion_ops.dsl.language`` stand for ``helion`` and ``helion.language``; ``helion_ops.dsl.autotuner`` has the
+fragments ``hl.register_tunable`` takes. A Helion name not provided raises ``exc.NotSupportedName`` saying so."""
 from __future__ import annotations
 
 import functools

@@ -1,8 +1,6 @@
-"""torch.compile of user kernels: a traced kernel call is one torch.library custom op (CONTRACTS §4).
-
-The op ``helion_ops_user::<kernel>_<n>`` is made at trace time per kernel and argument kinds (tensors, ints,
-floats are its inputs; other values are baked in). It runs the kernel; its fake runs the kernel's host
-code on fake tensors, device loops skipped. Tensor arguments the kernel may write are declared mutated."""
+"""torch.compile of user kernels: a traced kernel call is one custom op ``helion_ops_user::<kernel>_<n>`` per kernel
+and argument kinds (tensors, ints, floats are its inputs; other values are baked in), CONTRACTS §4. Its fake runs
+the host code on fake tensors, device loops skipped. Tensor arguments the kernel may write are declared mutated."""
 from __future__ import annotations
 
 import ast
@@ -86,7 +84,6 @@ def _same(a: Any, b: Any) -> bool:
 class _FakeRun:
     """Host code's run context in a fake: the pinned Config's block sizes and tunables, else 32 and the
     fragment's default (the op checks once that the real outputs agree); launches only checked."""
-
     def __init__(self, kernel: Any, args: tuple, mutated: set[int], stores: set[str]) -> None:
         self.kernel, self.args, self.mutated, self.stores = kernel, args, mutated, stores
         self.config = kernel.configs[0] if kernel.configs else {}
@@ -102,8 +99,7 @@ class _FakeRun:
                                        f"argument through a view the kernel's code does not show")
 
 def host_fn(kernel: Any) -> Callable:
-    """The kernel's rewritten host code as a function, made once per parse: each device loop calls the running
-    context's ``launch(i, locals())``, ``hl.register_block_size`` its ``block_size``."""
+    """The kernel's rewritten host code as a function, made once per parse (see frontend._HostRewriter)."""
     pk = kernel.parsed
     if getattr(pk, "_host_fn", None) is None:
         glb = pk._host_globals = dict(pk.globals, __hl_launch__=lambda i, loc: _RUN.get().launch(i, loc),
@@ -141,8 +137,7 @@ def _split(name: str, out: Any, args: tuple) -> tuple[list, list]:
     return spec, ts
 
 def register(kernel: Any) -> str:
-    """A key naming ``kernel`` by a string: Dynamo passes strings to ``assume_constant_result`` functions as
-    constants, where torch 2.11 refuses the Kernel object itself."""
+    """A string key naming ``kernel``: torch 2.11's Dynamo refuses the Kernel itself in assume_constant_result."""
     key = f"{kernel.name}#{next(_COUNT)}"
     _KERNELS[key] = kernel
     return key

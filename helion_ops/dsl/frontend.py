@@ -1,8 +1,6 @@
-"""Frontend: parse a kernel's source, split host code from device loops.
-
-Each top-level ``for ... in hl.tile(...)`` / ``hl.grid(...)`` is a device loop; the host function, each such
-loop replaced by ``__hl_launch__(i, locals())``, runs as ordinary Python. Block-size ids are numbered here, in
-source order: Config.block_sizes is indexed by them."""
+"""Frontend: parse a kernel's source, split host code from device loops. Each top-level ``for ... in hl.tile(...)``
+/ ``hl.grid(...)`` is a device loop; the host function, each such loop replaced by ``__hl_launch__(i, locals())``,
+runs as ordinary Python. Block-size ids (Config.block_sizes' indices) are numbered here, in source order."""
 from __future__ import annotations
 
 import ast
@@ -177,9 +175,7 @@ def _relocate(new: ast.AST, old: ast.AST) -> ast.AST:
     return new
 
 def _rewrite_host(pk: ParsedKernel) -> Any:
+    # Only the function's code object is kept: its annotations (evaluated by the module code) never run.
     fdef = _HostRewriter(pk).visit(pk.tree)
-    for a in fdef.args.args + fdef.args.kwonlyargs + fdef.args.posonlyargs:
-        a.annotation = None
-    fdef.returns = None
     code = compile(ast.fix_missing_locations(ast.Module(body=[fdef], type_ignores=[])), pk.file, "exec")
     return next(c for c in code.co_consts if inspect.iscode(c) and c.co_name == pk.name)

@@ -1,10 +1,7 @@
-"""Launch replay (``@kernel(replay_host=True)``, docs/decisions/launch-replay.md): a kernel whose host code
-depends only on its specialization key and allocates only with ``torch.empty*`` records its first call under a
-Config (each launch's binary; each value as an argument, a view of one, a fresh allocation or a constant) and
-replays it, host code skipped, on calls with the same 16-byte argument alignment. A value it cannot rebuild (a
-float that a float argument may steer, a closure, a list, a tensor sharing a fresh allocation, a nested kernel
-call) makes it refuse: the kernel keeps running its host code.
-"""
+"""Launch replay (``@kernel(replay_host=True)``, docs/decisions/launch-replay.md): the first call under a Config is
+recorded (each launch's binary; each value as an argument, a view of one, a fresh allocation or a constant) and
+replayed, host code skipped, on calls with the same 16-byte argument alignment. A value it cannot rebuild (a float
+a float argument may steer, a closure, a list, a shared fresh allocation, a nested kernel call) makes it refuse."""
 from __future__ import annotations
 
 import types
