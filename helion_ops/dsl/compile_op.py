@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import itertools
-import types
 import weakref
 from typing import Any, Callable
 
@@ -13,7 +12,7 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import exc
-from .language import _RUN, constexpr, current_run
+from .language import _RUN, constexpr
 
 _OPS: dict = {}     # (kernel key, kinds) -> op name under torch.ops.helion_ops_user
 _KERNELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # kernel key -> Kernel
@@ -98,16 +97,6 @@ class _FakeRun:
                 raise exc.NotSupported(f"{self.kernel.name}(): under torch.compile, the store into '{n}' writes an "
                                        f"argument through a view the kernel's code does not show")
 
-def host_fn(kernel: Any) -> Callable:
-    """The kernel's rewritten host code as a function, made once per parse (see frontend._HostRewriter)."""
-    pk = kernel.parsed
-    if getattr(pk, "_host_fn", None) is None:
-        glb = pk._host_globals = dict(pk.globals, __hl_launch__=lambda i, loc: _RUN.get().launch(i, loc),
-                                      __hl_rt__=current_run)
-        pk._host_fn = types.FunctionType(pk.host_code, glb, pk.name, kernel.fn.__defaults__)
-        pk._host_fn.__kwdefaults__ = kernel.fn.__kwdefaults__
-    return pk._host_fn
-
 def run_host(fn: Callable, ctx: Any, args: tuple) -> Any:
     """Run host function ``fn`` on ``args`` with ``ctx`` as the running context (language._RUN)."""
     tok = _RUN.set(ctx)
@@ -158,7 +147,7 @@ def _op_for(key: str, kinds: tuple) -> str:
     def run(flat: tuple, fake: bool) -> Any:
         it = iter(flat)
         args = tuple(next(it) if k in _RUNTIME else k[1] for k in kinds)
-        out = run_host(host_fn(kernel), _FakeRun(kernel, args, mutated, stores), args) if fake else kernel(*args)
+        out = run_host(kernel.parsed.host_fn, _FakeRun(kernel, args, mutated, stores), args) if fake else kernel(*args)
         if (len(out) if isinstance(out, tuple) else 1) != n:
             raise exc.NotSupported(f"{kernel.name}(): under torch.compile a kernel returns a value or a tuple "
                                    f"written out (return a, b), of one length on every path")
@@ -169,7 +158,7 @@ def _op_for(key: str, kinds: tuple) -> str:
             _SPECS[name] = (isinstance(out, tuple), tuple(spec))
         elif key not in _CHECKED:  # block sizes the fake could not know must not change the outputs
             m = meta(args)
-            want = _split(kernel.name, run_host(host_fn(kernel), _FakeRun(kernel, m, mutated, stores), m), m)[1]
+            want = _split(kernel.name, run_host(kernel.parsed.host_fn, _FakeRun(kernel, m, mutated, stores), m), m)[1]
             if [(t.shape, t.stride(), t.dtype) for t in want] != [(t.shape, t.stride(), t.dtype) for t in ts]:
                 raise exc.NotSupported(f"{kernel.name}(): under torch.compile a kernel's output shapes may not "
                                        "depend on block sizes it chooses; pin a config (@kernel(config=...))")

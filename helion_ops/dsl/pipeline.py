@@ -1,6 +1,6 @@
 """The compiler's stages in order (``runtime.BoundKernel`` caches each product): ``frontend.parse`` per kernel;
-``hoist_plan`` per device loop (the host values it reads); ``lower`` per specialization of a loop, for every Config
-(typed DeviceIR); ``passes.PIPELINE`` (a Plan) and ``backends.<name>.generate`` per Config and Target, in ``generate``."""
+``hoist_plan`` per device loop (the host values it reads); ``lower`` per specialization of a loop, for every
+Config (typed DeviceIR); ``passes.PIPELINE`` and ``backends.<name>.generate`` per Config and Target (``generate``)."""
 from __future__ import annotations
 
 import ast

@@ -255,7 +255,7 @@ class BoundKernel:
         self._compiled: dict[tuple, Compiled] = {}
         self._facts: dict | None = None
         self._ctx: RunContext | None = None
-        self._host = compile_op.host_fn(kernel)
+        self._host = self.pk.host_fn
         _check_devices(kernel, args)
     @functools.cached_property
     def config(self) -> Config:
