@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from . import exc, language
+from . import autotuner, exc, language  # noqa: F401 (helion.autotuner)
 from .config import Config
 from .language import cdiv, next_power_of_2
 from .runtime import BoundKernel, Kernel
@@ -31,10 +31,4 @@ jit = kernel
 
 class Settings(dict): """Helion's ``helion.Settings``: the keyword settings of ``@kernel`` as a mapping."""
 
-def __getattr__(name: str) -> Any:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    if name == "autotuner":  # import_module: `from . import autotuner` would come back here first
-        import importlib
-        return importlib.import_module(__name__ + ".autotuner")
-    raise exc.NotSupportedName(f"helion.{name} is not supported by helion_ops.dsl")
+__getattr__ = exc.missing_names("helion.")

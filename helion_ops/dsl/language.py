@@ -8,7 +8,6 @@ import contextvars
 from typing import Any
 
 from . import exc
-from .fragments import next_pow2 as next_power_of_2  # noqa: F401 (one definition)
 
 # The run of a kernel's host code in progress (a runtime.RunContext), which the runtime sets around each run.
 _RUN: contextvars.ContextVar = contextvars.ContextVar("helion_ops_run", default=None)
@@ -109,6 +108,10 @@ def cdiv(a: int, b: int) -> int:
     """Ceiling division."""
     return -(-a // b)
 
+def next_power_of_2(n: int) -> int:
+    """Smallest power of two >= n (1 for n <= 1)."""
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
 # Helion names that exist there but not here, with the reason (docs/COVERAGE.md lists them too).
 UNSUPPORTED = {
     **dict.fromkeys(("signal", "wait"), "multi-GPU signalling is not implemented"),
@@ -119,8 +122,4 @@ UNSUPPORTED = {
     "dot_scaled": "microscaled (mx) dots are not implemented; dequantize and use hl.dot",
 }
 
-def __getattr__(name: str) -> Any:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    why = UNSUPPORTED.get(name, "it is not implemented")
-    raise exc.NotSupportedName(f"hl.{name} is not supported by helion_ops.dsl: {why}")
+__getattr__ = exc.missing_names("hl.", UNSUPPORTED)
