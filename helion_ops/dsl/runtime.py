@@ -37,7 +37,6 @@ _RECORD: contextvars.ContextVar = contextvars.ContextVar("helion_ops_record", de
 REPLAY = os.environ.get("HELION_OPS_NO_REPLAY") != "1"  # =1: the host code runs on every call (debugging)
 _BIND_LOCK = threading.RLock()  # binding parses and dry-runs: rare, so one lock for every kernel
 _INTERPRETER_LOCK = threading.Lock()
-_INTERPRETER_OK: bool | None = None
 _CODE_DIRS: dict[str, str] = {}
 _HEADER = "import triton\nimport triton.language as tl\n\n\n"
 
@@ -125,8 +124,7 @@ class Kernel:
         self.signature = inspect.signature(fn)
         self.param_defaults = tuple((p.name, p.default) for p in self.signature.parameters.values())  # Dynamo reads it
         self.op_key = compile_op.register(self)  # names it under torch.compile
-        self._parsed: frontend.ParsedKernel | None = None
-        self._bound: dict[Any, BoundKernel] = {}
+        self._parsed, self._bound = None, {}  # the ParsedKernel; spec key -> BoundKernel
         self.__doc__, self.__name__, self.__wrapped__ = fn.__doc__, fn.__name__, fn
     @property
     def parsed(self) -> frontend.ParsedKernel:
@@ -236,12 +234,9 @@ class Compiled:
 
 def _check_interpreter() -> None:
     """Triton 3.6's interpreter turns loop bounds into 1-element arrays, which numpy >= 2.4 no longer converts to
-    ints: every loop over program ids would fail with an obscure TypeError. Say so."""
-    global _INTERPRETER_OK
-    if _INTERPRETER_OK is None:
-        tv, nv = (tuple(int(x) for x in m.__version__.split(".")[:2]) for m in (triton, numpy))
-        _INTERPRETER_OK = tv >= (3, 7) or nv < (2, 4)
-    if not _INTERPRETER_OK:
+    ints: every loop over program ids would fail with an obscure TypeError. Say so (once per compile: cheap)."""
+    tv, nv = (tuple(int(x) for x in m.__version__.split(".")[:2]) for m in (triton, numpy))
+    if tv < (3, 7) and nv >= (2, 4):
         raise exc.InputError(f"TRITON_INTERPRET=1 with Triton {triton.__version__} needs numpy < 2.4 "
                              f"(found {numpy.__version__}); use Triton >= 3.7 or pip install 'numpy<2.4'")
 
@@ -249,12 +244,10 @@ class BoundKernel:
     """A kernel specialised on one argument signature (CONTRACTS §2)."""
     def __init__(self, kernel: Kernel, args: tuple) -> None:
         self.kernel, self.pk, self.example_args, self.name = kernel, kernel.parsed, args, kernel.name
-        self._plans: dict[int, tuple] = {}
-        self._lowered: dict[tuple, list] = {}  # (loop, lowering key) -> lowered IRs (see _compile)
+        # loop -> hoist plan; (loop, lowering key) -> lowered IRs (see _compile); (loop, Config, launch key) -> binary
+        self._plans, self._lowered, self._compiled = {}, {}, {}
         self._lock = threading.RLock()  # lowering and compiling: once per key, whatever the threads
-        self._compiled: dict[tuple, Compiled] = {}
-        self._facts: dict | None = None
-        self._ctx: RunContext | None = None
+        self._facts = self._ctx = None
         self._host = self.pk.host_fn
         _check_devices(kernel, args)
     @functools.cached_property
