@@ -37,9 +37,7 @@ def _writes(pk: Any) -> tuple[set[str], set[str]]:
     """(parameters the kernel may write, names device loops store into): subscript stores, hl.store and
     atomics, host in-place methods, ``+=`` and ``out=``, through any host name assigned from a parameter
     other than by allocation or arithmetic. Over-approximates: a needless mutation costs only a copy."""
-    alias: dict[str, set[str]] = {}
-    host: set[str] = set()
-    stores: set[str] = set()
+    alias, host, stores = {}, set(), set()  # name -> names it may alias; names host code / device loops write
     for tree, dev in [(pk.tree, False)] + [(lp.node, True) for lp in pk.loops]:  # host code has launches for loops
         out = stores if dev else host
         for node in ast.walk(tree):
@@ -67,12 +65,9 @@ def _writes(pk: Any) -> tuple[set[str], set[str]]:
                         out.add(_root(s))
                     elif isinstance(s, ast.Name) and not dev and v is not None and not _fresh(v):
                         alias.setdefault(s.id, set()).update(n.id for n in ast.walk(v) if isinstance(n, ast.Name))
-    todo, seen = list(host | stores), set()
-    while todo:
-        n = todo.pop()
-        if n not in seen:
-            seen.add(n)
-            todo += alias.get(n, ())
+    seen = host | stores
+    while new := {m for n in seen for m in alias.get(n, ())} - seen:  # every name a written one may alias
+        seen |= new
     a = pk.tree.args
     return {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs} & seen, stores
 
