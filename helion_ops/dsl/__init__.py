@@ -1,14 +1,12 @@
-"""helion_ops.dsl: a compact implementation of Helion's kernel language, compiled to Triton.
-
-``import helion_ops.dsl as helion`` and ``import helion_ops.dsl.language as hl`` stand for ``import helion`` and
-``import helion.language as hl``; ``helion_ops.dsl.autotuner`` has the fragments (``PowerOfTwoFragment``...) that
-``hl.register_tunable`` takes. A Helion name not provided raises ``exc.NotSupportedName`` saying so."""
+"""helion_ops.dsl: a compact implementation of Helion's kernel language, compiled to Triton. ``helion_ops.dsl`` and
+``helion_ops.dsl.language`` stand for ``helion`` and ``helion.language``; ``helion_ops.dsl.autotuner`` has the
+fragments ``hl.register_tunable`` takes. A Helion name not provided raises ``exc.NotSupportedName`` saying so."""
 from __future__ import annotations
 
 import functools
 from typing import Any, Callable
 
-from . import exc, language
+from . import autotuner, exc, language  # noqa: F401 (helion.autotuner)
 from .config import Config
 from .language import cdiv, next_power_of_2
 from .runtime import BoundKernel, Kernel
@@ -33,10 +31,4 @@ jit = kernel
 
 class Settings(dict): """Helion's ``helion.Settings``: the keyword settings of ``@kernel`` as a mapping."""
 
-def __getattr__(name: str) -> Any:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    if name == "autotuner":  # import_module: `from . import autotuner` would come back here first
-        import importlib
-        return importlib.import_module(__name__ + ".autotuner")
-    raise exc.NotSupportedName(f"helion.{name} is not supported by helion_ops.dsl")
+__getattr__ = exc.missing_names("helion.")

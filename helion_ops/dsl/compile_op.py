@@ -1,13 +1,10 @@
-"""torch.compile of user kernels: a traced kernel call is one torch.library custom op (CONTRACTS §4).
-
-The op ``helion_ops_user::<kernel>_<n>`` is made at trace time per kernel and argument kinds (tensors, ints,
-floats are its inputs; other values are baked in). It runs the kernel; its fake runs the kernel's host
-code on fake tensors, device loops skipped. Tensor arguments the kernel may write are declared mutated."""
+"""torch.compile of user kernels: a traced kernel call is one custom op ``helion_ops_user::<kernel>_<n>`` per kernel
+and argument kinds (tensors, ints, floats are its inputs; other values are baked in), CONTRACTS §4. Its fake runs
+the host code on fake tensors, device loops skipped. Tensor arguments the kernel may write are declared mutated."""
 from __future__ import annotations
 
 import ast
 import itertools
-import types
 import weakref
 from typing import Any, Callable
 
@@ -15,7 +12,7 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import exc
-from .language import _RUN, constexpr, current_run
+from .language import _RUN, constexpr
 
 _OPS: dict = {}     # (kernel key, kinds) -> op name under torch.ops.helion_ops_user
 _KERNELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # kernel key -> Kernel
@@ -40,9 +37,7 @@ def _writes(pk: Any) -> tuple[set[str], set[str]]:
     """(parameters the kernel may write, names device loops store into): subscript stores, hl.store and
     atomics, host in-place methods, ``+=`` and ``out=``, through any host name assigned from a parameter
     other than by allocation or arithmetic. Over-approximates: a needless mutation costs only a copy."""
-    alias: dict[str, set[str]] = {}
-    host: set[str] = set()
-    stores: set[str] = set()
+    alias, host, stores = {}, set(), set()  # name -> names it may alias; names host code / device loops write
     for tree, dev in [(pk.tree, False)] + [(lp.node, True) for lp in pk.loops]:  # host code has launches for loops
         out = stores if dev else host
         for node in ast.walk(tree):
@@ -70,12 +65,9 @@ def _writes(pk: Any) -> tuple[set[str], set[str]]:
                         out.add(_root(s))
                     elif isinstance(s, ast.Name) and not dev and v is not None and not _fresh(v):
                         alias.setdefault(s.id, set()).update(n.id for n in ast.walk(v) if isinstance(n, ast.Name))
-    todo, seen = list(host | stores), set()
-    while todo:
-        n = todo.pop()
-        if n not in seen:
-            seen.add(n)
-            todo += alias.get(n, ())
+    seen = host | stores
+    while new := {m for n in seen for m in alias.get(n, ())} - seen:  # every name a written one may alias
+        seen |= new
     a = pk.tree.args
     return {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs} & seen, stores
 
@@ -86,7 +78,6 @@ def _same(a: Any, b: Any) -> bool:
 class _FakeRun:
     """Host code's run context in a fake: the pinned Config's block sizes and tunables, else 32 and the
     fragment's default (the op checks once that the real outputs agree); launches only checked."""
-
     def __init__(self, kernel: Any, args: tuple, mutated: set[int], stores: set[str]) -> None:
         self.kernel, self.args, self.mutated, self.stores = kernel, args, mutated, stores
         self.config = kernel.configs[0] if kernel.configs else {}
@@ -100,17 +91,6 @@ class _FakeRun:
             if any(_same(host_locals.get(n), a) for j, a in enumerate(self.args) if j not in self.mutated):
                 raise exc.NotSupported(f"{self.kernel.name}(): under torch.compile, the store into '{n}' writes an "
                                        f"argument through a view the kernel's code does not show")
-
-def host_fn(kernel: Any) -> Callable:
-    """The kernel's rewritten host code as a function, made once per parse: each device loop calls the running
-    context's ``launch(i, locals())``, ``hl.register_block_size`` its ``block_size``."""
-    pk = kernel.parsed
-    if getattr(pk, "_host_fn", None) is None:
-        glb = pk._host_globals = dict(pk.globals, __hl_launch__=lambda i, loc: _RUN.get().launch(i, loc),
-                                      __hl_rt__=current_run)
-        pk._host_fn = types.FunctionType(pk.host_code, glb, pk.name, kernel.fn.__defaults__)
-        pk._host_fn.__kwdefaults__ = kernel.fn.__kwdefaults__
-    return pk._host_fn
 
 def run_host(fn: Callable, ctx: Any, args: tuple) -> Any:
     """Run host function ``fn`` on ``args`` with ``ctx`` as the running context (language._RUN)."""
@@ -141,8 +121,7 @@ def _split(name: str, out: Any, args: tuple) -> tuple[list, list]:
     return spec, ts
 
 def register(kernel: Any) -> str:
-    """A key naming ``kernel`` by a string: Dynamo passes strings to ``assume_constant_result`` functions as
-    constants, where torch 2.11 refuses the Kernel object itself."""
+    """A string key naming ``kernel``: torch 2.11's Dynamo refuses the Kernel itself in assume_constant_result."""
     key = f"{kernel.name}#{next(_COUNT)}"
     _KERNELS[key] = kernel
     return key
@@ -163,7 +142,7 @@ def _op_for(key: str, kinds: tuple) -> str:
     def run(flat: tuple, fake: bool) -> Any:
         it = iter(flat)
         args = tuple(next(it) if k in _RUNTIME else k[1] for k in kinds)
-        out = run_host(host_fn(kernel), _FakeRun(kernel, args, mutated, stores), args) if fake else kernel(*args)
+        out = run_host(kernel.parsed.host_fn, _FakeRun(kernel, args, mutated, stores), args) if fake else kernel(*args)
         if (len(out) if isinstance(out, tuple) else 1) != n:
             raise exc.NotSupported(f"{kernel.name}(): under torch.compile a kernel returns a value or a tuple "
                                    f"written out (return a, b), of one length on every path")
@@ -174,7 +153,7 @@ def _op_for(key: str, kinds: tuple) -> str:
             _SPECS[name] = (isinstance(out, tuple), tuple(spec))
         elif key not in _CHECKED:  # block sizes the fake could not know must not change the outputs
             m = meta(args)
-            want = _split(kernel.name, run_host(host_fn(kernel), _FakeRun(kernel, m, mutated, stores), m), m)[1]
+            want = _split(kernel.name, run_host(kernel.parsed.host_fn, _FakeRun(kernel, m, mutated, stores), m), m)[1]
             if [(t.shape, t.stride(), t.dtype) for t in want] != [(t.shape, t.stride(), t.dtype) for t in ts]:
                 raise exc.NotSupported(f"{kernel.name}(): under torch.compile a kernel's output shapes may not "
                                        "depend on block sizes it chooses; pin a config (@kernel(config=...))")

@@ -2,6 +2,8 @@
 ``helion.exc``: the names users catch there exist here too."""
 from __future__ import annotations
 
+from typing import Any
+
 class HelionOpsError(Exception): """Base class of every error raised by helion_ops."""
 
 class InputError(HelionOpsError, ValueError): """A bad argument to a kernel or op (dtype, device, shape, stride)."""
@@ -44,6 +46,15 @@ AutotuneError = TritonError = LaunchError
 RankMismatch = ShapeMismatch
 TypeInferenceError = TypeError_
 CannotReadDeviceVariableOnHost = HostAssignInDevice
+
+def missing_names(prefix: str, why: dict[str, str] | None = None) -> Any:
+    """A module ``__getattr__`` for the Helion names not provided here: NotSupportedName (``why``: the reasons)."""
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        reason = f": {why.get(name, 'it is not implemented')}" if why is not None else ""
+        raise NotSupportedName(f"{prefix}{name} is not supported by helion_ops.dsl{reason}")
+    return __getattr__
 
 def __getattr__(name: str) -> type:
     """Any other Helion error name: a NotSupported subclass, for ``except`` and ``ignore_warnings=[...]``."""

@@ -43,11 +43,7 @@ class Fragment:
         return a if rng.random() < 0.5 else b
     def differential(self, a: Any, b: Any, c: Any, rng: _random.Random) -> Any:
         """Discrete DE step ``a + (b - c)`` on one-hot vectors: b == c leaves a, a == c gives b, else a or b."""
-        if _same(b, c):
-            return a
-        if _same(a, c):
-            return b
-        return a if rng.random() < 0.5 else b
+        return a if _same(b, c) else b if _same(a, c) else self.crossover(a, b, rng)
     def neighbors(self, value: Any) -> list:
         """Values one step away (pattern search), excluding ``value``."""
         return [c for c in self.choices if not _same(c, value)]
@@ -75,6 +71,8 @@ class _OrderedFragment(Fragment):
     def neighbors(self, value: Any) -> list:
         i = self._index(value)
         return [self.choices[j] for j in (i - 1, i + 1) if 0 <= j < len(self.choices)]
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.min}, {self.max}, {self._default})"
 
 class PowerOfTwoFragment(_OrderedFragment):
     """Powers of two in [min, max]; steps are x2 / /2."""
@@ -86,8 +84,6 @@ class PowerOfTwoFragment(_OrderedFragment):
         self._default = _clip(next_pow2(min if default is None else default), min, max)
     def _describe(self) -> str:
         return f"a power of 2 in [{self.min}, {self.max}]"
-    def __repr__(self) -> str:
-        return f"PowerOfTwoFragment({self.min}, {self.max}, {self._default})"
 
 class IntegerFragment(_OrderedFragment):
     """Integers in [min, max]; steps are +-1 (occasionally +-2)."""
@@ -100,8 +96,6 @@ class IntegerFragment(_OrderedFragment):
         if _is_int(value) and self.min <= value <= self.max:
             return value - self.min
         raise ValueError(f"{value!r} is not an integer in [{self.min}, {self.max}]")
-    def __repr__(self) -> str:
-        return f"IntegerFragment({self.min}, {self.max}, {self._default})"
 
 class EnumFragment(Fragment):
     """One of ``choices`` (unordered: every other choice is a neighbour)."""
@@ -170,14 +164,10 @@ class ListOf(Fragment):
     """A fixed-length list: ``ListOf(fragment, n)`` repeats one fragment, ``ListOf([f0, f1, ...])`` gives
     each position its own domain."""
     def __init__(self, fragment: Any, n: Optional[int] = None) -> None:
-        if isinstance(fragment, Fragment):
-            if n is None:
-                raise ValueError("ListOf(fragment, n) needs n")
-            self.items = [fragment] * n
-        else:
-            self.items = list(fragment)
-            if n is not None and n != len(self.items):
-                raise ValueError("ListOf: n does not match the number of fragments")
+        one = isinstance(fragment, Fragment)
+        if n is None if one else n not in (None, len(fragment)):
+            raise ValueError("ListOf takes (fragment, n) or a list of fragments (and n, if given, their number)")
+        self.items = [fragment] * n if one else list(fragment)
     def __len__(self) -> int:
         return len(self.items)
     def default(self) -> list:

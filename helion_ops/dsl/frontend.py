@@ -1,8 +1,6 @@
-"""Frontend: parse a kernel's source, split host code from device loops.
-
-Each top-level ``for ... in hl.tile(...)`` / ``hl.grid(...)`` is a device loop; the host function, each such
-loop replaced by ``__hl_launch__(i, locals())``, runs as ordinary Python. Block-size ids are numbered here, in
-source order: Config.block_sizes is indexed by them."""
+"""Frontend: parse a kernel's source, split host code from device loops. Each top-level ``for ... in hl.tile(...)``
+/ ``hl.grid(...)`` is a device loop; the host function, each such loop replaced by ``__hl_launch__(i, locals())``,
+runs as ordinary Python. Block-size ids (Config.block_sizes' indices) are numbered here, in source order."""
 from __future__ import annotations
 
 import ast
@@ -10,6 +8,7 @@ import builtins
 import hashlib
 import inspect
 import textwrap
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -36,7 +35,8 @@ class ParsedKernel:
     tile_block_ids: dict[int, list] = field(default_factory=dict)  # id(hl.tile Call) -> per-dim block id | None
     registered: dict[str, int] = field(default_factory=dict)  # host name bound to hl.register_block_size -> id
     extra_blocks: dict = field(default_factory=dict)
-    host_code: Any = None            # code object of the rewritten host function
+    host_fn: Any = None              # the rewritten host function (_rewrite_host)
+    _host_globals: dict = field(default_factory=dict)
     def loc(self, node: ast.AST) -> exc.Loc:
         line = getattr(node, "lineno", 0)
         return exc.Loc(self.file, line, self.lines[line - 1] if 0 < line <= len(self.lines) else "")
@@ -81,7 +81,7 @@ def parse(fn: Callable) -> ParsedKernel:
         raise exc.CompileError(f"kernel {pk.name} has no hl.tile/hl.grid loop", pk.loc(fdef))
     _number_blocks(pk)
     _check_host_reads(pk)
-    pk.host_code = _rewrite_host(pk)
+    pk.host_fn = _rewrite_host(pk)
     return pk
 
 def _find_loops(pk: ParsedKernel, stmts: list[ast.stmt]) -> None:
@@ -176,10 +176,14 @@ def _relocate(new: ast.AST, old: ast.AST) -> ast.AST:
             ast.copy_location(n, old)
     return new
 
-def _rewrite_host(pk: ParsedKernel) -> Any:
+def _rewrite_host(pk: ParsedKernel) -> Callable:
+    """The host function: each device loop calls the running context's (hl._RUN) ``launch(i, locals())``,
+    ``hl.register_block_size`` its ``block_size``. Only its code object is kept: annotations never run."""
     fdef = _HostRewriter(pk).visit(pk.tree)
-    for a in fdef.args.args + fdef.args.kwonlyargs + fdef.args.posonlyargs:
-        a.annotation = None
-    fdef.returns = None
     code = compile(ast.fix_missing_locations(ast.Module(body=[fdef], type_ignores=[])), pk.file, "exec")
-    return next(c for c in code.co_consts if inspect.iscode(c) and c.co_name == pk.name)
+    code = next(c for c in code.co_consts if inspect.iscode(c) and c.co_name == pk.name)
+    glb = pk._host_globals = dict(pk.globals, __hl_launch__=lambda i, loc: hl._RUN.get().launch(i, loc),
+                                  __hl_rt__=hl.current_run)
+    fn = types.FunctionType(code, glb, pk.name, pk.fn.__defaults__)
+    fn.__kwdefaults__ = pk.fn.__kwdefaults__
+    return fn

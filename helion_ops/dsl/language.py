@@ -51,10 +51,9 @@ arange = _device_only("arange", "hl.arange(end) / hl.arange(begin, end): an int3
 dot = _device_only("dot", "hl.dot(a, b, acc=None, out_dtype=None): matrix product on tiles, fp32 accumulation.")
 load = _device_only("load", "hl.load(tensor, index, extra_mask=None, eviction_policy=None): explicit load.")
 store = _device_only("store", "hl.store(tensor, index, value, extra_mask=None): explicit store.")
-atomic_add = _device_only("atomic_add", "hl.atomic_add(target, index, value, sem='relaxed'): returns the old value.")
 atomic_cas = _device_only("atomic_cas", "hl.atomic_cas(target, index, expected, value, sem='relaxed').")
-for _name in ("atomic_and", "atomic_or", "atomic_xor", "atomic_xchg", "atomic_max", "atomic_min"):
-    globals()[_name] = _device_only(_name, f"hl.{_name}(target, index, value, sem='relaxed').")
+for _name in ("atomic_add", "atomic_and", "atomic_or", "atomic_xor", "atomic_xchg", "atomic_max", "atomic_min"):
+    globals()[_name] = _device_only(_name, f"hl.{_name}(target, index, value, sem='relaxed'): returns the old value.")
 reduce = _device_only("reduce", "hl.reduce(combine_fn, x, dim=None, other=0, keep_dims=False): custom reduction.")
 cumsum = _device_only("cumsum", "hl.cumsum(x, dim, reverse=False): inclusive prefix sum.")
 cumprod = _device_only("cumprod", "hl.cumprod(x, dim, reverse=False): inclusive prefix product.")
@@ -122,8 +121,4 @@ UNSUPPORTED = {
     "dot_scaled": "microscaled (mx) dots are not implemented; dequantize and use hl.dot",
 }
 
-def __getattr__(name: str) -> Any:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    why = UNSUPPORTED.get(name, "it is not implemented")
-    raise exc.NotSupportedName(f"hl.{name} is not supported by helion_ops.dsl: {why}")
+__getattr__ = exc.missing_names("hl.", UNSUPPORTED)

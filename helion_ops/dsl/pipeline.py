@@ -1,8 +1,6 @@
-"""The compiler's stages, in the order they run (``runtime.BoundKernel`` caches each product and launches
-the result): ``frontend.parse`` once per kernel; ``hoist_plan`` once per device loop (the host values it
-reads); ``lower`` once per specialization of a loop, for every Config (typed DeviceIR); ``passes.PIPELINE``
-per Config (a Plan) and ``backends.<name>.generate`` per Config and Target (the source), in ``generate``.
-"""
+"""The compiler's stages in order (``runtime.BoundKernel`` caches each product): ``frontend.parse`` per kernel;
+``hoist_plan`` per device loop (the host values it reads); ``lower`` per specialization of a loop, for every
+Config (typed DeviceIR); ``passes.PIPELINE`` and ``backends.<name>.generate`` per Config and Target (``generate``)."""
 from __future__ import annotations
 
 import ast
@@ -29,20 +27,16 @@ def lower(pk: ParsedKernel, index: int, inputs: dict, hoisted: dict, config: Any
 def generate(pk: ParsedKernel, ir: Any, index: int, config: Any, target: Target, layout: passes.Layout,
              backend: str = "triton") -> Any:
     """The per-Config passes and a backend's codegen of one lowered device loop, under a fresh Plan."""
-    ordinal = sum(1 for lp in pk.loops[:index] if _ndims(lp) >= 2)
+    ordinal = sum(1 for a in (lp.node.iter.args for lp in pk.loops[:index])  # earlier loops of 2+ dims
+                  if a and isinstance(a[-1], (ast.List, ast.Tuple)) and len(a[-1].elts) >= 2)
     with planning():
         passes.run(ir, config, layout)
         return BACKENDS[backend].generate(ir, config, target, pk.file, ir.name, ordinal, index)
 
-def _ndims(lp: DeviceLoop) -> int:
-    a = lp.node.iter.args
-    return len(a[-1].elts) if a and isinstance(a[-1], (ast.List, ast.Tuple)) else 1
-
 def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
-    """Which host values a device loop needs: names it reads, and maximal host-only subexpressions
-    (``x.size(0)``, ``n * 2``) evaluated per call by the launcher. Returns (names, code objects, hoisted ids,
-    {id(ast node) or key: hoisted id}, gather): ``gather`` evaluates every name and hoisted expression into
-    one tuple (one ``eval`` per launch instead of one per expression)."""
+    """Which host values a device loop needs: names it reads, and maximal host-only subexpressions (``x.size(0)``,
+    ``n * 2``) evaluated per call. Returns (names, code objects, hoisted ids, {id(ast node) or key: hoisted id},
+    gather): ``gather`` evaluates every name and hoisted expression into one tuple (one ``eval`` per launch)."""
     device_names = set(loop.assigned) | {n.id for n in ast.walk(loop.node.target) if isinstance(n, ast.Name)}
     glb = pk.globals
     names = [n for n in loop.reads if n in host_locals or n in glb]
@@ -89,10 +83,9 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
         dev = next((n for n in names if isinstance(host_locals.get(n, glb.get(n)), torch.Tensor)), None)
         where = f", device={dev}.device" if dev else ""
         hoist(("seed",), ast.parse(f"__import__('torch').randint(0, 2**31 - 1, (1,){where})", mode="eval").body)
-    # Tensors a host function argument (e.g. an epilogue lambda) closes over reach the device loop as
-    # launcher values: CLOSURE_SLOTS slots per function-valued name, filled per call (the plan is made
-    # once, the function may differ from call to call); a helper's module-level tensors too, read from
-    # its globals on each call.
+    # Tensors a function argument (an epilogue lambda) closes over reach the device loop as launcher values:
+    # CLOSURE_SLOTS slots per function-valued name, filled per call (the function may differ from call to
+    # call); a helper's module-level tensors too, read from its globals on each call.
     for n in names:
         fn = host_locals.get(n, glb.get(n))
         if isinstance(fn, types.FunctionType):

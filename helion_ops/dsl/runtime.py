@@ -1,8 +1,6 @@
-"""Runtime: Kernel objects, binding, the compile cache and launches. ``Kernel.__call__`` binds on a
-specialization key (dtypes, shapes, strides), picks a Config once per bound kernel (given, tuned or default)
-and runs the rewritten host code, whose ``__hl_launch__(i, locals())`` compiles device loop i on first use
-and launches it. A ``replay_host`` kernel's later calls replay the first call's launches (``replay.py``).
-"""
+"""Runtime: Kernel objects, binding on a specialization key, the Config choice, the compile cache and launches:
+the rewritten host code's ``__hl_launch__(i, locals())`` compiles device loop i on first use and launches it.
+A ``replay_host`` kernel's later calls replay the first call's launches (``replay.py``)."""
 from __future__ import annotations
 
 import contextlib
@@ -32,25 +30,25 @@ from .plan import planning
 from .target import Target
 from .replay import MISS, NotReplayable, replay_of
 
-# [bound kernel, its launches, still replayable] while a replay_host kernel's first run is recorded (per
-# thread: a context variable); the list record_launches() fills, or None.
+# [bound kernel, its launches, still replayable] while a replay_host kernel's first run is recorded; the list
+# record_launches() fills, or None.
 _TRACE: contextvars.ContextVar = contextvars.ContextVar("helion_ops_trace", default=None)
 _RECORD: contextvars.ContextVar = contextvars.ContextVar("helion_ops_record", default=None)
 REPLAY = os.environ.get("HELION_OPS_NO_REPLAY") != "1"  # =1: the host code runs on every call (debugging)
 _BIND_LOCK = threading.RLock()  # binding parses and dry-runs: rare, so one lock for every kernel
 _INTERPRETER_LOCK = threading.Lock()
-_INTERPRETER_OK: bool | None = None
 _CODE_DIRS: dict[str, str] = {}
+_HEADER = "import triton\nimport triton.language as tl\n\n\n"
 
 def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
-class CacheWarning(UserWarning):
-    """The code cache directory cannot be used; generated code goes to a temporary directory."""
+class CacheWarning(UserWarning): """The code cache directory cannot be used; generated code goes elsewhere."""
 
-def code_dir() -> str:
-    """Where generated modules go: ``$HELION_OPS_CACHE_DIR/code`` (``~/.cache/helion_ops/code``), else (a
-    read-only home, a path that is a file) a private temporary directory, with one CacheWarning."""
+def write_code(name: str, src: str) -> str:
+    """The path of a module holding ``src`` under ``$HELION_OPS_CACHE_DIR/code`` (else a private temporary directory,
+    with one CacheWarning), named by its hash, written through a temporary file (no reader sees half a module) and
+    rewritten when what is on disk differs (a corrupt file would fail every process)."""
     root = os.environ.get("HELION_OPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "helion_ops")
     want = os.path.join(root, "code")
     if want not in _CODE_DIRS:
@@ -63,12 +61,7 @@ def code_dir() -> str:
             d = _CODE_DIRS[want] = tempfile.mkdtemp(prefix="helion_ops-code-")
             warnings.warn(f"helion_ops: cannot use the code cache {want} ({e}); writing generated code to {d} "
                           "for this process (set HELION_OPS_CACHE_DIR to a writable directory)", CacheWarning, 2)
-    return _CODE_DIRS[want]
-
-def write_code(name: str, src: str) -> str:
-    """The path of a module holding ``src``, named by its hash, written through a temporary file (no reader
-    sees half a module) and rewritten when what is on disk differs (a corrupt file would fail every process)."""
-    path = os.path.join(code_dir(), f"{name}_{hashlib.sha256(src.encode()).hexdigest()[:20]}.py")
+    path = os.path.join(_CODE_DIRS[want], f"{name}_{hashlib.sha256(src.encode()).hexdigest()[:20]}.py")
     with contextlib.suppress(OSError, UnicodeDecodeError), open(path) as f:
         if f.read() == src:
             return path
@@ -99,7 +92,6 @@ def record_launches() -> Any:
 class RunContext:
     """One execution of a kernel's host code under a Config: "launch", or a dry run ("codegen" collects
     sources and compile specs; "facts" the lowered IRs, registered block sizes and tunables)."""
-
     def __init__(self, bound: BoundKernel, config: Config, mode: str = "launch") -> None:
         self.bound, self.config, self.mode = bound, config, mode
         self._block_sizes = config.get("block_sizes") or []  # thawed once: block_size runs on every call
@@ -122,7 +114,6 @@ class RunContext:
 
 class Kernel:
     """A Helion-language kernel. Call it like the function it decorates."""
-
     def __init__(self, fn: Callable, *, config: Config | dict | None = None, configs: list | None = None,
                  static_shapes: bool = True, autotune_effort: str = "none", name: str | None = None,
                  **settings: Any) -> None:
@@ -133,16 +124,13 @@ class Kernel:
         self.signature = inspect.signature(fn)
         self.param_defaults = tuple((p.name, p.default) for p in self.signature.parameters.values())  # Dynamo reads it
         self.op_key = compile_op.register(self)  # names it under torch.compile
-        self._parsed: frontend.ParsedKernel | None = None
-        self._bound: dict[Any, BoundKernel] = {}
+        self._parsed, self._bound = None, {}  # the ParsedKernel; spec key -> BoundKernel
         self.__doc__, self.__name__, self.__wrapped__ = fn.__doc__, fn.__name__, fn
-
     @property
     def parsed(self) -> frontend.ParsedKernel:
         if self._parsed is None:
             self._parsed = frontend.parse(self.fn)
         return self._parsed
-
     def normalize_args(self, args: tuple, kwargs: dict) -> tuple:
         if any(type(a) is hl_constexpr for a in args) or any(type(a) is hl_constexpr for a in kwargs.values()):
             args = tuple(a.value if type(a) is hl_constexpr else a for a in args)
@@ -155,7 +143,6 @@ class Kernel:
             raise exc.InputError(f"{self.name}(): {e}") from None
         ba.apply_defaults()
         return tuple(ba.arguments.values())
-
     def bind(self, args: tuple) -> BoundKernel:
         """The BoundKernel of ``args``' specialization key (one per key, whatever the threads)."""
         b = self._bound.get(key := spec_key(args))
@@ -163,25 +150,21 @@ class Kernel:
             with _BIND_LOCK:
                 b = self._bound.get(key) or self._bound.setdefault(key, BoundKernel(self, args))
         return b
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if torch.compiler.is_compiling():  # traced as one custom op (compile_op.py)
             return compile_op.call(self, args, kwargs)
         args = self.normalize_args(args, kwargs)
         return (self._bound.get(spec_key(args)) or self.bind(args))(*args)
-
     def autotune(self, args: tuple, effort: str = "quick", **kw: Any) -> Config:
         """Search the config space on ``args``; the best Config is cached and used from then on."""
         b = self.bind(self.normalize_args(tuple(args), {}))
         from .autotune import autotune
         b.config = autotune(b, tuple(args), effort, **{"cache_key": b.cache_key(), **kw})
         return b.config
-
     def reset(self) -> None:
         self._bound.clear()
 
-# Both keys run on every call, so they are one comprehension of exact-type set lookups (tensors and
-# Parameters by layout, these types by value), with isinstance only for the rare rest.
+# Both keys run on every call: exact-type set lookups, with isinstance only for the rare rest.
 _TENSORS = {torch.Tensor, torch.nn.Parameter}
 _BY_VALUE = {int, bool, str, type(None), types.ModuleType}
 
@@ -201,8 +184,8 @@ def _spec_key_other(a: Any) -> Any:
     return (types.FunctionType, a.__code__) if type(a) is types.FunctionType else type(a)
 
 def _launch_key(values: list) -> tuple:
-    """What one device loop specialises on: 16-byte pointer alignment too (Triton compiles an aligned pointer
-    into wider loads, a misaligned view needs its own binary); floats by type (runtime arguments)."""
+    """What one device loop specialises on: 16-byte pointer alignment too (Triton compiles an aligned pointer into
+    wider loads: a misaligned view needs its own binary); floats by type (runtime arguments)."""
     return tuple([(v.dtype, v.shape, v.stride(), not v.data_ptr() & 15) if type(v) in _TENSORS
                   else float if type(v) is float
                   else v if type(v) in _BY_VALUE
@@ -218,17 +201,15 @@ def _launch_key_other(v: Any) -> Any:
     return repr(v) if isinstance(v, (list, dict, set)) else v
 
 class Compiled:
-    """One compiled device loop. The first launch goes through ``fn[grid](...)``, which compiles; later ones
-    call Triton's launcher directly, skipping its per-call re-specialisation (half a launch's host cost):
-    our launch key already pins what Triton specialises on (dtypes, shapes, strides, 16-byte alignment)."""
-
+    """One compiled device loop. The first launch goes through ``fn[grid](...)``, which compiles; later ones call
+    Triton's launcher directly, skipping its per-call re-specialisation (half a launch's host cost): our launch
+    key already pins what Triton specialises on (dtypes, shapes, strides, 16-byte alignment)."""
     __slots__ = ("fn", "grid", "num_warps", "num_stages", "arg_index", "descriptors", "interp", "fast", "device")
 
     def __init__(self, fn: Any, gen: Any, names: list[str], interp: bool) -> None:
         self.fn, self.grid, self.num_warps, self.num_stages = fn, gen.grid, gen.num_warps, gen.num_stages
         self.arg_index = [names.index(src) for _, _, src in gen.params]
         self.descriptors, self.interp, self.fast, self.device = gen.uses_descriptors, interp, None, None
-
     def launch(self, values: list) -> None:
         args = [values[i] for i in self.arg_index]
         g, k = self.grid, self.fast
@@ -252,60 +233,47 @@ class Compiled:
                 self.device = next((a.device.index for a in args if isinstance(a, torch.Tensor)), None) or 0
 
 def _check_interpreter() -> None:
-    """Triton 3.6's interpreter turns loop bounds into 1-element arrays, which numpy >= 2.4 no longer
-    converts to ints: every loop over program ids would fail with an obscure TypeError. Say so."""
-    global _INTERPRETER_OK
-    if _INTERPRETER_OK is None:
-        tv, nv = (tuple(int(x) for x in m.__version__.split(".")[:2]) for m in (triton, numpy))
-        _INTERPRETER_OK = tv >= (3, 7) or nv < (2, 4)
-    if not _INTERPRETER_OK:
+    """Triton 3.6's interpreter turns loop bounds into 1-element arrays, which numpy >= 2.4 no longer converts to
+    ints: every loop over program ids would fail with an obscure TypeError. Say so (once per compile: cheap)."""
+    tv, nv = (tuple(int(x) for x in m.__version__.split(".")[:2]) for m in (triton, numpy))
+    if tv < (3, 7) and nv >= (2, 4):
         raise exc.InputError(f"TRITON_INTERPRET=1 with Triton {triton.__version__} needs numpy < 2.4 "
                              f"(found {numpy.__version__}); use Triton >= 3.7 or pip install 'numpy<2.4'")
 
 class BoundKernel:
     """A kernel specialised on one argument signature (CONTRACTS §2)."""
-
     def __init__(self, kernel: Kernel, args: tuple) -> None:
         self.kernel, self.pk, self.example_args, self.name = kernel, kernel.parsed, args, kernel.name
-        self._plans: dict[int, tuple] = {}
-        self._lowered: dict[tuple, list] = {}  # (loop, lowering key) -> lowered IRs (see _compile)
+        # loop -> hoist plan; (loop, lowering key) -> lowered IRs (see _compile); (loop, Config, launch key) -> binary
+        self._plans, self._lowered, self._compiled = {}, {}, {}
         self._lock = threading.RLock()  # lowering and compiling: once per key, whatever the threads
-        self._compiled: dict[tuple, Compiled] = {}
-        self._facts: dict | None = None
-        self._ctx: RunContext | None = None
-        self._host = compile_op.host_fn(kernel)
+        self._facts = self._ctx = None
+        self._host = self.pk.host_fn
         _check_devices(kernel, args)
-
     @functools.cached_property
     def config(self) -> Config:
         """Chosen on first use: the kernel's config (the fastest of several on a GPU), else one tuned at
         its ``autotune_effort`` (or $HELION_AUTOTUNE_EFFORT) off the interpreter, else the default."""
+        from .autotune import autotune
         configs, interp = self.kernel.configs, interpret_mode()
         if len(configs) > 1 and not interp and torch.cuda.is_available():
-            from .autotune import autotune
             return autotune(self, self.example_args, "none", candidates=[self.normalize(c) for c in configs])
         if configs:
             return self.normalize(configs[0])
         effort = os.environ.get("HELION_AUTOTUNE_EFFORT", self.kernel.autotune_effort)
         if effort == "none" or interp:
             return self.default_config()
-        from .autotune import autotune
         return autotune(self, self.example_args, effort, cache_key=self.cache_key())
-
     def cache_key(self) -> tuple:
         """Tuning-cache identity: kernel source hash and specialization key."""
         return (self.pk.source_hash, repr(spec_key(self.example_args)))
-
     @functools.cached_property
     def config_space(self) -> Any:
         return space.space_for(self)
-
     def default_config(self) -> Config:
         return self.config_space.default()
-
     def normalize(self, cfg: Config) -> Config:
         return self.config_space.normalize(cfg)
-
     def default_block(self, bid: int) -> int:
         return space.default_block(self, bid)
 
@@ -347,10 +315,8 @@ class BoundKernel:
         if rec is not None:
             rec.append((self, config, args))
         return self._exec(RunContext(self, config), args)
-
     def _exec(self, ctx: RunContext, args: tuple) -> Any:
         return compile_op.run_host(self._host, ctx, args)
-
     def _host_fn(self) -> Callable:
         return self._host
 
@@ -414,7 +380,7 @@ class BoundKernel:
         if t.interpreter and ctx.mode != "launch":
             t = dataclasses.replace(t, interpreter=False)
         gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout, ctx.config.get("backend") or "triton")
-        src = "import triton\nimport triton.language as tl\n\n\n" + gen.source
+        src = _HEADER + gen.source
         path = write_code(gen.fn_name, src)
         if os.environ.get("HELION_PRINT_OUTPUT_CODE") == "1":
             print(f"# helion_ops generated code: {path}\n{src}", file=sys.stderr)
@@ -442,13 +408,11 @@ class BoundKernel:
             ctx = RunContext(self, config, mode=mode)
             self._exec(ctx, self.example_args)
         return ctx
-
     def _dry(self, config: Config | None) -> RunContext:
         return self.dry_run(self.config if config is None else self.normalize(config), "codegen")
-
     def to_triton_code(self, config: Config | None = None) -> str:
         """The generated Triton source of every device loop under ``config``."""
-        return "import triton\nimport triton.language as tl\n\n\n" + "\n\n".join(self._dry(config).sources)
+        return _HEADER + "\n\n".join(self._dry(config).sources)
 
     def explain(self, config: Config | None = None) -> str:
         """Each device loop as lowered (shared by every Config), its Plan under ``config`` (block sizes,
@@ -461,10 +425,8 @@ class BoundKernel:
                 planned = I.format_ir(ir)
             parts += ["# lowered", I.format_ir(ir), "# planned", planned, "# generated", src]
         return "\n".join(parts)
-
     def compile_specs(self, config: Config) -> list[dict]:
         return self._dry(config).specs
-
     def compile_for_target(self, config: Config, target: tuple = ("cuda", 90, 32)) -> list:
         """Compile every device loop for ``target`` (no GPU needed); returns CompiledKernels."""
         return compile_specs_for_target(self.compile_specs(config), target)
@@ -488,17 +450,15 @@ except ImportError:
     _ALLOCATOR_VAR = _NULL_ALLOCATOR = None
 
 def _ensure_allocator() -> None:
-    """Device-side tensor descriptors need scratch memory from a Triton allocator, which Triton keeps in a
-    ContextVar: a thread that never set one (autograd's backward thread, a DataLoader worker) has none, so
-    check on every launch of a descriptor kernel (one ContextVar read)."""
+    """Device-side tensor descriptors need scratch memory from a Triton allocator, kept in a ContextVar: a thread
+    that never set one (autograd's backward thread, a DataLoader worker) has none: check on each launch."""
     if _ALLOCATOR_VAR is None or _ALLOCATOR_VAR.get() is _NULL_ALLOCATOR:
         triton.set_allocator(lambda size, alignment, stream: torch.empty(
             size, device="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.int8))
 
 def _check_devices(kernel: Kernel, args: tuple) -> None:
-    name = kernel.name
+    name, interp = kernel.name, interpret_mode()
     tensors = [(p, a) for p, a in zip(kernel.signature.parameters, args) if isinstance(a, torch.Tensor)]
-    interp = interpret_mode()
     for p, a in tensors:
         if a.is_nested:  # strides of a jagged layout are symbolic: no flat index arithmetic applies
             raise exc.InputError(f"{name}(): argument '{p}' is a nested (jagged) tensor, which helion_ops kernels "

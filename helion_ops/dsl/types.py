@@ -1,8 +1,7 @@
-"""Abstract values of device code. Dim i of a ``BlockT`` is axis i of the Triton tensor codegen emits: a tile dim
-(``Dim("tile", k)``: tile instance k, ``BLOCK`` lanes), a reduction dim (``Dim("rdim", r)``: a full ``:`` dim of
-static extent, persistent or rolled in chunks), ``ONE`` (size 1: ``None``, an int index, ``keepdim``) or a block dim
-(``Dim("block", b)``: ``hl.zeros([tile, block_size_n])`` with registered block size b, the lanes of every tile dim
-of block id b)."""
+"""Abstract values of device code. Dim i of a ``BlockT`` is axis i of the emitted Triton tensor: a tile dim (tile
+instance k, ``BLOCK`` lanes), a reduction dim (a full ``:`` dim of static extent, persistent or rolled), ``ONE``
+(size 1: ``None``, an int index, ``keepdim``) or a block dim (``hl.zeros([tile, block_size_n])`` with registered
+block size b: the lanes of every tile dim of block id b)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

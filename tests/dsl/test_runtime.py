@@ -107,7 +107,6 @@ def test_interpreter_version_check(monkeypatch):
     from helion_ops.dsl import exc, runtime
 
     for tv, nv, ok in (("3.6.0", "2.4.6", False), ("3.6.0", "2.3.5", True), ("3.7.1", "2.4.6", True)):
-        monkeypatch.setattr(runtime, "_INTERPRETER_OK", None)
         monkeypatch.setattr(triton, "__version__", tv)
         monkeypatch.setattr(numpy, "__version__", nv)
         if ok:
