@@ -4,6 +4,7 @@ is never used (the interpreter lacks it)."""
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 from typing import Any, Callable
@@ -33,8 +34,7 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
         raise lw.err(exc.NotSupported, "unsupported binary operator", node)
     if op == "@":
         return dot(lw, a, b, None, node, torch_semantics=True)
-    a = attribute(lw, a, "index", node) if isinstance(a, TileVar) else lw.scalar_of(a, node)
-    b = attribute(lw, b, "index", node) if isinstance(b, TileVar) else lw.scalar_of(b, node)
+    a, b = (attribute(lw, x, "index", node) if isinstance(x, TileVar) else lw.scalar_of(x, node) for x in (a, b))
     if _is_num(a) and _is_num(b):
         return _PY_BIN[op](a, b)
     seq = (list, tuple)
@@ -110,8 +110,17 @@ def where(lw, c: Any, a: Any, b: Any, node: ast.AST) -> Value:
     a, b = _align(lw, a, b, dtype, node)
     n = max(c.type.ndim, a.type.ndim)
     c, a, b = (expand_rank(lw, x, n, node) for x in (c, a, b))
-    dims = broadcast_dims(broadcast_dims(c.type.dims, a.type.dims, lw.pk.loc(node)), b.type.dims, lw.pk.loc(node))
-    return lw.emit("where", [c, a, b], BlockT(dims, dtype), node)
+    return lw.emit("where", [c, a, b], BlockT(bcast_dims(lw, (c, a, b), node), dtype), node)
+
+def bcast_dims(lw, vals: Any, node: ast.AST) -> tuple[Dim, ...]:
+    return functools.reduce(lambda dims, v: broadcast_dims(dims, v.type.dims, lw.pk.loc(node)), vals, ())
+
+def broadcast(lw, vals: list[Value], node: ast.AST) -> list[Value]:
+    """vals expanded to their common shape."""
+    n = max(v.type.ndim for v in vals)
+    vals = [expand_rank(lw, v, n, node) for v in vals]
+    dims = bcast_dims(lw, vals, node)
+    return [expand(lw, v, dims, node) if v.type.dims != dims else v for v in vals]
 
 def cast(lw, v: Any, dtype: torch.dtype, node: ast.AST) -> Any:
     if not isinstance(dtype, torch.dtype):
@@ -136,8 +145,7 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
     if a.type.dtype != b.type.dtype:
         common = torch.promote_types(a.type.dtype, b.type.dtype)
         a, b = cast(lw, a, common, node), cast(lw, b, common, node)
-    in_dtype = a.type.dtype
-    acc_dtype = torch.int32 if not in_dtype.is_floating_point else torch.float32
+    in_dtype, acc_dtype = a.type.dtype, torch.float32 if a.type.dtype.is_floating_point else torch.int32
     lw.has_dot = True
     if acc is not None:
         acc = lw.as_value(acc, node)
@@ -147,6 +155,10 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
         return cast(lw, r, acc.type.dtype, node)
     r = lw.emit("dot", [a, b], BlockT(dims, acc_dtype), node)
     return cast(lw, r, out_dtype or (in_dtype if torch_semantics else acc_dtype), node)
+
+def shape_list(shape: tuple) -> list:
+    """``f(2, 3)`` or ``f((2, 3))``: the shape as a list."""
+    return list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
 
 def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
     if isinstance(shape, (int, TileVar)):
@@ -200,23 +212,21 @@ def permute(lw, v: Value, perm: list[int], node: ast.AST) -> Value:
 def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     """``x.reshape(...)`` / ``x.view(...)``: tile and block dims stay, in order; between them, full (':') dims may be
     split or merged when their extents are powers of two (no padding lanes to mix in); size-1 dims come and go."""
-    shape = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
-    v = lw.as_value(v, node)
+    shape, v = shape_list(shape), lw.as_value(v, node)
     new: list[Dim] = []
     infer = None
     for s in shape:
-        if isinstance(s, TileVar):
-            new.append(tile_dim(s.info))
-        elif isinstance(s, BlockSizeInt):
+        # tile.block_size names that tile's dim when the block has it (x.view(tile.block_size, 1))
+        same = [d for d in v.type.dims if d.kind == "tile" and d.bid == s.bid and d not in new] \
+            if isinstance(s, BlockSizeInt) else []
+        if same:
             lw.block_ids.add(s.bid)
-            # tile.block_size names that tile's dim when the block has it (x.view(tile.block_size, 1))
-            same = [d for d in v.type.dims if d.kind == "tile" and d.bid == s.bid and d not in new]
-            new.append(same[0] if same else Dim("block", s.bid, s.bid))
+            new.append(same[0])
+        elif isinstance(s, (TileVar, BlockSizeInt)) or isinstance(s, int) and not isinstance(s, bool) and s >= 1:
+            new += shape_dims(lw, [s], node)
         elif s == -1 and infer is None:
             infer = len(new)
             new.append(Dim("infer"))
-        elif isinstance(s, int) and s >= 1:
-            new.append(ONE if s == 1 else Dim("rdim", lw.rdim_for(s, node).id))
         else:
             raise lw.err(exc.NotSupported, f"reshape to {shape}", node)
     bad = lw.err(exc.NotSupported, f"reshape that merges or splits tile dims or padded ':' dims "
@@ -248,9 +258,8 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     return lw.emit("reshape", [v], BlockT(dims, v.type.dtype), node)
 
 def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
-    """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n] blocks,
-    reshaped to [2 * block_k, n]) when the tile never has a partial block: then its lanes carry no mask, and it
-    can be retyped as a ':' dim of extent block (a partial block's mask would be lost in the merge)."""
+    """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n] reshaped to
+    [2 * block_k, n]) when the tile never has a partial block, whose mask the merge would lose."""
     dims = list(v.type.dims)
     for i, d in enumerate(dims):
         if d.kind != "tile" or d in new:
@@ -279,9 +288,8 @@ def _groups(lw, dims: tuple[Dim, ...]) -> list:
     return out
 
 def squeeze(lw, v: Value, dim: Any, node: ast.AST) -> Value:
-    dims = list(v.type.dims)
-    axes = [i for i, d in enumerate(dims) if d == ONE] if dim is None else [dim % len(dims)]
-    new = tuple(d for i, d in enumerate(dims) if i not in axes or d != ONE)
+    axes = [i for i, d in enumerate(v.type.dims) if d == ONE] if dim is None else [dim % v.type.ndim]
+    new = tuple(d for i, d in enumerate(v.type.dims) if i not in axes or d != ONE)
     return lw.emit("reshape", [v], BlockT(new, v.type.dtype), node)
 
 def unsqueeze(lw, v: Value, dim: int, node: ast.AST) -> Value:
@@ -327,8 +335,7 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
         raise lw.err(exc.NotSupported, f"{type(base).__name__} has no attribute {attr}", node) from None
 
 def dim_size(lw, d: Any) -> int:
-    """Size of one block dim: the block size of a tile (tunable, so a BlockSizeInt that notes its use),
-    the extent of a ':' dim, or 1."""
+    """A tile's block size (a BlockSizeInt that notes its use), a ':' dim's extent, or 1."""
     if d.kind == "one":
         return 1
     if d.kind == "rdim":

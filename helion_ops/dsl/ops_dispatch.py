@@ -129,11 +129,7 @@ def _clamp(lw, node, name, v, min=None, max=None, **_):
         v = O.binary(lw, "minimum", v, hi, node)
     return v
 
-def _shape(shape: tuple) -> list:
-    """``f(2, 3)`` or ``f((2, 3))``: the shape as a list."""
-    return list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
-
-rule(torch.permute, "permute")(lambda lw, node, name, v, *perm: O.permute(lw, v, _shape(perm), node))
+rule(torch.permute, "permute")(lambda lw, node, name, v, *perm: O.permute(lw, v, O.shape_list(perm), node))
 
 @rule(torch.transpose, torch.swapaxes, "transpose", "swapaxes")
 def _transpose(lw, node, name, v, i, j):
@@ -149,7 +145,7 @@ rule(torch.squeeze, "squeeze")(lambda lw, node, name, v, dim=None: O.squeeze(lw,
 
 @rule("expand", "broadcast_to")
 def _expand(lw, node, name, v, *shape):
-    shape = _shape(shape)
+    shape = O.shape_list(shape)
     return O.expand(lw, v, v.type.dims if -1 in shape else O.shape_dims(lw, shape, node), node)
 
 rule("expand_as")(lambda lw, node, name, v, other: O.expand(lw, v, other.type.dims, node))

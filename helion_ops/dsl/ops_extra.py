@@ -4,7 +4,6 @@ Philox random numbers, inline Triton and PTX, and the block shuffles: views, spl
 from __future__ import annotations
 
 import ast
-import functools
 import math
 import operator
 import sys
@@ -19,7 +18,7 @@ from . import exc, indexing as IX, language as hl
 from . import ops as O
 from .ir import Value
 from .opdefs import rule
-from .types import ONE, BlockT, Dim, TensorRef, TileVar, broadcast_dims
+from .types import ONE, BlockT, Dim, TensorRef, TileVar
 
 def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
     if dim is None:
@@ -61,37 +60,30 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
         v = O.cast(lw, v if v.type.dtype == torch.bool else O.binary(lw, "!=", v, 0, node), torch.int32, node)
         return O.binary(lw, "!=", reduce(lw, "min" if kind == "all" else "max", v, axes, keepdim, node), 0, node)
     in_dtype = v.type.dtype
-    if in_dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod"):
+    half = in_dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod")
+    if half:
         v = O.cast(lw, v, torch.float32, node)  # accumulate in fp32, as torch does
     elif in_dtype == torch.bool:  # max/min of bools
         v = O.cast(lw, v, torch.int32, node)
     for a in reversed(axes):
         d = v.type.dims[a]
-        if d.kind == "tile" and d.id in lw.jagged:  # lanes past a row's own length hold no data: neutral
-            m = IX.jagged_lanes(lw, v.type.dims, node, only=d.id)
-            if m is not None:
-                v = O.where(lw, m, v, _neutral(kind, v.type.dtype), node)
+        m = IX.jagged_lanes(lw, v.type.dims, node, only=d.id) if d.kind == "tile" and d.id in lw.jagged else None
+        if m is not None:  # lanes past a row's own length hold no data: neutral
+            v = O.where(lw, m, v, _neutral(kind, v.type.dtype), node)
         if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1
             v = reduce_fn(lw, node, "reduce", _mul, v, a, 1, keepdim)
         else:
             v = lw.emit("reduce", [v], BlockT(_reduced(v.type.dims, a, keepdim), v.type.dtype), node, op=kind, axis=a,
                         keepdim=keepdim, rdim=v.type.dims[a])
-    if v.type.dtype != in_dtype and kind in ("sum", "prod") and in_dtype in (torch.float16, torch.bfloat16):
-        v = O.cast(lw, v, in_dtype, node)
-    return v
+    return O.cast(lw, v, in_dtype, node) if half else v
 
 def _neutral(kind: str, dtype: torch.dtype) -> Any:
     if kind in ("sum", "prod"):
-        return 1 if kind == "prod" else 0
-    lo = kind == "max"  # the identity of max is the lowest value
-    if dtype.is_floating_point:
-        return float("-inf") if lo else float("inf")
-    if dtype == torch.bool:
-        return not lo
-    return torch.iinfo(dtype).min if lo else torch.iinfo(dtype).max
+        return int(kind == "prod")
+    lo, hi = (-math.inf, math.inf) if dtype.is_floating_point else (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
+    return lo if kind == "max" else hi  # the identity of max is the lowest value (bools reduce as int32)
 
-def _mul(a, b):
-    """The combine function of product reductions (inlined into a ``@triton.jit`` helper)."""
+def _mul(a, b):  # the combine function of product reductions
     return a * b
 
 def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
@@ -169,17 +161,10 @@ def argmax(lw, node, name, x, dim=None, keepdim=False) -> Value:
         r = O.binary(lw, "+", r, O.attribute(lw, TileVar(lw.tiles[d.id]), "begin", node), node)
     return O.cast(lw, r, torch.int64, node)
 
-def _bcast(lw, vals: list[Value], node: ast.AST) -> tuple[Dim, ...]:
-    return functools.reduce(lambda dims, v: broadcast_dims(dims, v.type.dims, lw.pk.loc(node)), vals, ())
-
 def _inputs(lw, x: Any, node: ast.AST) -> tuple[list[Value], bool]:
     if not isinstance(x, (tuple, list)):
         return [lw.as_value(x, node)], False
-    vals = [lw.as_value(v, node) for v in x]
-    n = max(v.type.ndim for v in vals)
-    vals = [O.expand_rank(lw, v, n, node) for v in vals]
-    dims = _bcast(lw, vals, node)
-    return [O.expand(lw, v, dims, node) if v.type.dims != dims else v for v in vals], True
+    return O.broadcast(lw, [lw.as_value(v, node) for v in x], node), True
 
 def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, grouped: bool = False) -> str:
     """Lower a Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)``, tuples, when
@@ -294,8 +279,7 @@ def torch_random(lw, node, name, *args, dtype=None, **_):
         like = lw.as_value(args[0], node)
         dims, dtype = like.type.dims, dtype or like.type.dtype
     else:
-        shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
-        dims, dtype = O.shape_dims(lw, list(shape), node), dtype or torch.float32
+        dims, dtype = O.shape_dims(lw, O.shape_list(args), node), dtype or torch.float32
     r = lw.emit("rand", [seed], BlockT(dims, torch.float32), node, normal=name.startswith("randn"))
     return O.cast(lw, r, dtype, node)
 
@@ -387,8 +371,7 @@ def inline_asm(lw, node, name, *args, **kwargs) -> Any:
         if bad:
             raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise: {what}", node)
     vals = [lw.as_value(a, node) for a in args]
-    dims = _bcast(lw, vals, node)
-    outs = [BlockT(dims, d) for d in dtypes]
+    outs = [BlockT(O.bcast_dims(lw, vals, node), d) for d in dtypes]
     v = lw.emit("inline_asm", vals, outs[0], node, asm=asm, constraints=constraints, dtypes=dtypes,
                 is_pure=is_pure, pack=pack)
     if isinstance(dtype, (list, tuple)):
@@ -406,11 +389,8 @@ def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
 
 def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
     dtype = lw.result_dtype(a, b)
-    a, b = O._align(lw, a, b, dtype, node)
-    dims = O.broadcast_dims(a.type.dims, b.type.dims, lw.pk.loc(node))
-    a, b = (O.expand(lw, x, dims, node) if x.type.dims != dims else x for x in (a, b))
-    two = Dim("rdim", lw.rdim_for(2, node).id)
-    return lw.emit("join", [a, b], BlockT(dims + (two,), dtype), node)
+    a, b = O.broadcast(lw, O._align(lw, a, b, dtype, node), node)
+    return lw.emit("join", [a, b], BlockT(a.type.dims + (Dim("rdim", lw.rdim_for(2, node).id),), dtype), node)
 
 def gather(lw, x: Any, dim: int, index: Any, node: ast.AST) -> Value:
     """``torch.gather(x, dim, index)`` of two blocks: Triton's ``tl.gather`` along one axis."""

@@ -1,6 +1,5 @@
-"""Triton backend: the code of each IR op declared in ``opdefs.OPS`` (``EMIT``: op name -> f(emitter, value),
-the Triton expression; prefix statements, such as an inline_triton snippet's body, go out through ``em.line``
-first), with the tables it reads (unary ops, reduction neutrals, NaN-propagating max/min)."""
+"""Triton backend: the code of each IR op declared in ``opdefs.OPS`` (``EMIT``: op name -> f(emitter, value), the
+Triton expression; prefix statements go out through ``em.line`` first), with the tables it reads."""
 from __future__ import annotations
 
 import textwrap
@@ -14,17 +13,15 @@ from ...types import tl_dtype
 # torch's maximum/minimum/amax/relu/clamp propagate NaN; Triton's defaults return the other operand.
 NAN = ", propagate_nan=tl.PropagateNan.ALL"
 
-# NaN-propagating combine functions for float max/min reductions (Emitter.reduce_call).
-# (Triton computes a bf16 maximum in fp32; a combine must return its operands' type.)
+# NaN-propagating combines for float max/min reductions (Triton computes a bf16 maximum in fp32; a combine must
+# return its operands' type).
 NAN_REDUCE_HELPERS = {op: f"@triton.jit\ndef _hl_{op}_nan(a, b):\n    return tl.{fn}(a, b{NAN}).to(a.dtype)\n\n\n"
                       for op, fn in (("max", "maximum"), ("min", "minimum"))}
 
 UNARY_CODE = {
-    "exp": "tl.exp({0})", "exp2": "tl.exp2({0})", "log": "tl.log({0})", "log2": "tl.log2({0})",
-    "sqrt": "tl.sqrt({0})", "rsqrt": "tl.rsqrt({0})", "sigmoid": "tl.sigmoid({0})",
-    "tanh": "(2 * tl.sigmoid(2 * {0}) - 1)", "relu": "tl.maximum({0}, 0)", "abs": "tl.abs({0})",
-    "neg": "(-{0})", "sin": "tl.sin({0})", "cos": "tl.cos({0})", "erf": "tl.erf({0})",
-    "floor": "tl.floor({0})", "ceil": "tl.ceil({0})", "log1p": "tl.log(1 + {0})", "expm1": "(tl.exp({0}) - 1)",
+    **{f: f"tl.{f}({{0}})" for f in "exp exp2 log log2 sqrt rsqrt sigmoid abs sin cos erf floor ceil".split()},
+    "tanh": "(2 * tl.sigmoid(2 * {0}) - 1)", "relu": "tl.maximum({0}, 0)", "neg": "(-{0})",
+    "log1p": "tl.log(1 + {0})", "expm1": "(tl.exp({0}) - 1)",
     "reciprocal": "(1 / {0})", "square": "({0} * {0})", "not": "({0} == 0)", "invert": "(~{0})",
     "silu": "({0} * tl.sigmoid({0}))", "gelu": "({0} * 0.5 * (1 + tl.erf({0} * 0.7071067811865476)))",
     "gelu_tanh": "({0} * tl.sigmoid(1.5957691216057308 * ({0} + 0.044715 * {0} * {0} * {0})))",
@@ -45,7 +42,6 @@ UNARY_FLOAT_CODE = {
 REDUCE_FN = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}
 NEUTRAL = {"sum": "0", "max": "float('-inf')", "min": "float('inf')"}
 INT_NEUTRAL = {"sum": "0", "max": "-2147483648", "min": "2147483647"}
-_SCAN_NEUTRAL = {"sum": "0", "prod": "1"}
 
 def _lit(x, floating: bool = False) -> str:
     if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
@@ -133,10 +129,9 @@ def _combine(em, v: I.Value) -> str:
     return f"tl.associative_scan({tup}, {axis}, {v.attrs['fn']}, reverse={v.attrs['reverse']})"
 
 def _scan(em, v: I.Value) -> str:
-    op, axis, rev = v.attrs["op"], v.attrs["axis"], v.attrs.get("reverse", False)
-    x = v.args[0]
+    op, axis, rev, x = v.attrs["op"], v.attrs["axis"], v.attrs.get("reverse", False), v.args[0]
     # forward scans never read the masked tail into valid lanes; reverse scans do
-    inp = _fill(em, x, axis, _SCAN_NEUTRAL[op]) if rev else em.name_of(x)
+    inp = _fill(em, x, axis, "1" if op == "prod" else "0") if rev else em.name_of(x)
     return f"tl.cum{op}({inp}, axis={axis}" + (", reverse=True)" if rev else ")")
 
 def _rand(em, v: I.Value) -> str:
@@ -186,28 +181,18 @@ def _inline_asm(em, v: I.Value) -> str:
     return (f"tl.inline_asm_elementwise({v.attrs['asm']!r}, {v.attrs['constraints']!r}, [{', '.join(args)}], "
             f"dtype={dt}, is_pure={v.attrs['is_pure']}, pack={v.attrs['pack']})")
 
-def _call(fn: str) -> Callable[..., str]:
-    """The op as ``fn(operands...)``."""
+def _call(fn: str) -> Callable[..., str]:  # the op as fn(operands...)
     return lambda em, v: f"{fn}({', '.join(em.name_of(a) for a in v.args)})"
 
 EMIT: dict[str, Callable[..., str]] = {
-    "const": lambda em, v: _lit(v.args[0], v.type.dtype.is_floating_point),
-    "param": lambda em, v: v.args[0],
-    "tile_attr": lambda em, v: em.tile_attr(v.args[0], v.attrs["attr"]),
-    "load": lambda em, v: em.load(v.args[0], v),
-    "binary": _binary,
-    "powi": _powi,
-    "unary": _unary,
-    "cast": lambda em, v: f"{em.name_of(v.args[0])}.to({tl_dtype(v.type.dtype)})",
-    "where": _call("tl.where"),
-    "reduce": lambda em, v: em.reduce(v),
-    "dot": lambda em, v: em.dot(v),
-    "full": _full,
-    "arange": _arange,
+    "const": lambda em, v: _lit(v.args[0], v.type.dtype.is_floating_point), "param": lambda em, v: v.args[0],
+    "tile_attr": lambda em, v: em.tile_attr(v.args[0], v.attrs["attr"]), "load": lambda em, v: em.load(v.args[0], v),
+    "binary": _binary, "powi": _powi, "unary": _unary, "full": _full, "arange": _arange, "reshape": _reshape,
+    "cast": lambda em, v: f"{em.name_of(v.args[0])}.to({tl_dtype(v.type.dtype)})", "where": _call("tl.where"),
+    "reduce": lambda em, v: em.reduce(v), "dot": lambda em, v: em.dot(v),
     "view": lambda em, v: em.name_of(v.args[0]) + "[" + ", ".join(":" if a else "None" for a in v.attrs["axes"]) + "]",
     "permute": lambda em, v: (f"tl.trans({em.name_of(v.args[0])})" if v.attrs["perm"] == [1, 0]
                               else f"tl.permute({em.name_of(v.args[0])}, {v.attrs['perm']})"),
-    "reshape": _reshape,
     "broadcast_to": lambda em, v: f"tl.broadcast_to({em.name_of(v.args[0])}, {em.shape(v.type)})",
     "argmax": _argmax, "combine": _combine, "scan": _scan, "rand": _rand, "rand4x": _call("tl.rand4x"),
     "getitem": lambda em, v: f"{em.name_of(v.args[0])}[{v.attrs['index']}]",
