@@ -1,8 +1,6 @@
-"""The device ops, declared once: what device code may call (``CALLS``, ``METHODS``: a torch function or block
-method -> its lowering rule) and every op of the IR (``OPS``, with the flags the passes and backends read).
-An op's type rule is the handler that emits it (``ops.py``, ``ops_extra.py``: it types the result and checks
-the operands at the user's line); its code is one entry per backend (``backends/triton/ops.py``: ``EMIT``).
-``tests/dsl/test_stages.py`` checks that every op lowering can emit has all three."""
+"""The device ops, declared once: what device code may call (``CALLS``, ``METHODS``: function or method -> lowering
+rule) and every IR op (``OPS``, with the flags passes and backends read). An op's type rule is the handler that emits
+it (ops.py, ops_extra.py); its code is one entry per backend (``backends/triton/ops.py``: ``EMIT``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +16,6 @@ class OpDef:
     inline: Flag = False        # codegen writes it where it is used instead of naming it
     chunkable: bool = True      # with a rolled reduction dim, recomputable chunk by chunk (passes.decide_rolled)
     effects: Flag = False       # its result or effect depends on the order it runs in (passes.reversible)
-
     def flag(self, name: str, v: Any) -> bool:
         f = getattr(self, name)
         return f(v) if callable(f) else f
@@ -56,10 +53,8 @@ OPS: dict[str, OpDef] = {d.name: d for d in [
     OpDef("gather", "a block's values picked along one dim by an index block", chunkable=False),
 ]}
 
-# Functions called in device code (the function object) and methods of device blocks (the name) -> their lowering
-# rule, rule(lw, node, name, *args, **kwargs), a method's block first. Rules live with the handlers they call
-# (ops_extra.py, ops_dispatch.py) and register with ``rule``; the first registration of a key wins. A rule may
-# return DECLINE to leave the call to ops_dispatch's generic handling (builtins on host values).
+# Function objects and method names -> rule(lw, node, name, *args, **kwargs), a method's block first; the first
+# registration of a key wins. A rule may return DECLINE to leave the call to ops_dispatch's generic handling.
 CALLS: dict[Any, Callable[..., Any]] = {}
 METHODS: dict[str, Callable[..., Any]] = {}
 DECLINE = object()

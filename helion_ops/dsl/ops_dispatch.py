@@ -1,5 +1,5 @@
-"""Dispatch of calls and methods in device code to their lowering rules (``opdefs.rule``), and the rules that
-map torch's functions and block methods onto the handlers in ops.py and ops_extra.py."""
+"""Dispatch of device-code calls and methods to their lowering rules (``opdefs.rule``), and the rules mapping torch's
+functions and block methods onto the handlers in ops.py and ops_extra.py."""
 from __future__ import annotations
 
 import ast
@@ -41,10 +41,9 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         impl = CALLS.get(fn)
     except TypeError:  # an unhashable callable
         impl = None
-    if impl is not None:
-        r = impl(lw, node, fn.__name__, *args, **kwargs)
-        if r is not DECLINE:
-            return r
+    r = impl(lw, node, fn.__name__, *args, **kwargs) if impl else DECLINE
+    if r is not DECLINE:
+        return r
     host = not any(isinstance(a, Value) for a in args)
     if host and (fn in (int, float, len, abs, range, tuple, list) or getattr(fn, "__module__", None) == "math"):
         return fn(*args, **kwargs)  # host values: plain Python
@@ -54,8 +53,7 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         raise lw.err(exc.NotSupported, f"hl.{fn.__name__} outside a for statement", node)
     if getattr(fn, "_hl_device", None):
         raise lw.err(exc.NotSupported, f"hl.{fn._hl_device} is not supported by helion_ops.dsl yet", node)
-    name = getattr(fn, "__qualname__", None) or repr(fn)
-    mod = getattr(fn, "__module__", "") or ""
+    name, mod = getattr(fn, "__qualname__", None) or repr(fn), getattr(fn, "__module__", "") or ""
     hint = {builtins.print: "; use hl.device_print(prefix, *values)",
             torch.tensor: "; use a Python number or hl.full(shape, value, dtype)"}.get(fn, "")
     raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} inside a device loop{hint}",
@@ -67,12 +65,10 @@ _CASTS = {"float": torch.float32, "half": torch.float16, "bfloat16": torch.bfloa
           "int": torch.int32, "long": torch.int64, "bool": torch.bool}
 _UNARY = ("exp exp2 log log2 sqrt rsqrt sigmoid tanh relu abs neg sin cos erf floor ceil log1p expm1 reciprocal "
           "square logical_not isnan isinf trunc sign round").split()
-_BINARY = {"maximum": "maximum", "minimum": "minimum", "add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**",
-           "fmod": "fmod", "remainder": "%", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
-           "logical_and": "&", "logical_or": "|", "bitwise_and": "&", "bitwise_or": "|", "bitwise_xor": "^",
-           "atan2": "atan2"}
-_REDUCE = {"sum": "sum", "mean": "mean", "amax": "max", "amin": "min", "var": "var", "std": "std", "prod": "prod",
-           "all": "all", "any": "any"}
+_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "remainder": "%", "eq": "==", "ne": "!=",
+           "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "logical_and": "&", "logical_or": "|", "bitwise_and": "&",
+           "bitwise_or": "|", "bitwise_xor": "^", **{n: n for n in ("maximum", "minimum", "fmod", "atan2")}}
+_REDUCE = {"amax": "max", "amin": "min", **{n: n for n in ("sum", "mean", "var", "std", "prod", "all", "any")}}
 
 def _torch(names: Any) -> list:
     return [getattr(torch, n) for n in names]
@@ -133,9 +129,8 @@ rule(torch.permute, "permute")(lambda lw, node, name, v, *perm: O.permute(lw, v,
 
 @rule(torch.transpose, torch.swapaxes, "transpose", "swapaxes")
 def _transpose(lw, node, name, v, i, j):
-    perm = list(range(v.type.ndim))
-    i, j = i % v.type.ndim, j % v.type.ndim
-    perm[i], perm[j] = perm[j], perm[i]
+    perm, n = list(range(v.type.ndim)), v.type.ndim
+    perm[i % n], perm[j % n] = j % n, i % n
     return O.permute(lw, v, perm, node)
 
 rule("t")(lambda lw, node, name, v: O.permute(lw, v, [1, 0], node))
@@ -151,9 +146,10 @@ def _expand(lw, node, name, v, *shape):
 rule("expand_as")(lambda lw, node, name, v, other: O.expand(lw, v, other.type.dims, node))
 rule("contiguous", "clone", "detach")(lambda lw, node, name, v, *_, **__: v)
 
+_FILL = {"zeros": 0, "ones": 1, "empty": 0}
+
 def _new_block(lw, node, name, like_dtype, size, fill_value=None, *, dtype=None, **_):
-    value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, fill_value)
-    return O.full(lw, size, value, dtype or like_dtype, node)
+    return O.full(lw, size, _FILL.get(name[4:], fill_value), dtype or like_dtype, node)
 
 rule("new_zeros", "new_ones", "new_full", "new_empty")(
     lambda lw, node, name, v, *a, **kw: _new_block(lw, node, name, v.type.dtype, *a, **kw))
@@ -161,11 +157,7 @@ rule("where")(lambda lw, node, name, v, cond, other: O.where(lw, cond, v, other,
 rule(torch.where)(lambda lw, node, name, cond, a, b: O.where(lw, cond, a, b, node))
 rule("masked_fill")(lambda lw, node, name, v, mask, value: O.where(lw, mask, value, v, node))
 
-@rule("size")
-def _size(lw, node, name, v, dim=None):
-    sizes = tuple(O.dim_size(lw, d) for d in v.type.dims)
-    return sizes if dim is None else sizes[dim]
-
+rule("size")(lambda lw, node, name, v, dim=None: O.attribute(lw, v, "shape", node)[slice(None) if dim is None else dim])
 rule("dim", "ndimension")(lambda lw, node, name, v: v.type.ndim)
 # torch.bmm(a, b, out_dtype) / out_dtype=: accumulate and return in that dtype
 rule(torch.matmul, torch.mm, torch.bmm, "matmul", "mm", "bmm", "__matmul__")(
@@ -187,8 +179,7 @@ def _fp32(lw, x: Value, node: ast.AST) -> Value:
 
 @rule(torch.norm, torch.linalg.vector_norm)
 def _vector_norm(lw, node, name, x, p=2, dim=None, keepdim=False, **kw):
-    """p = 2 (default) or 1, as int literals (a float such as inf reaches device code as a runtime argument, so it
-    cannot pick the code); fp16/bf16 in fp32."""
+    """p = 2 or 1 as int literals (a float such as inf is a runtime argument: it cannot pick the code)."""
     x, pname = lw.as_value(x, node), "p" if name == "norm" else "ord"
     p = kw.get(pname, p)
     if isinstance(p, Value) or p not in (1, 2, "fro"):
@@ -230,7 +221,7 @@ rule(torch.full_like)(lambda lw, node, name, x, value, *, dtype=None, **_: O.ful
 @rule(torch.zeros, torch.ones, torch.full, torch.empty)
 def _torch_full(lw, node, name, *args, dtype=torch.float32, fill_value=None, **_):
     shape = args[0] if args and isinstance(args[0], (list, tuple)) else [a for a in args if not isinstance(a, float)]
-    value = {"zeros": 0, "ones": 1, "empty": 0}.get(name, args[1] if len(args) > 1 else fill_value)
+    value = _FILL.get(name, args[1] if len(args) > 1 else fill_value)
     return O.full(lw, shape, value, dtype, node)
 
 def _index(lw, ref: Any, index: Any, node: ast.AST, extra_mask: Any = None) -> Any:

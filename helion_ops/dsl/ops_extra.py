@@ -256,8 +256,7 @@ def rand(lw, node, name, shape, seed=None, **_) -> Value:
 
 @rule(hl.rand4x)
 def rand4x(lw, node, name, seed=None, offsets=None) -> tuple:
-    """Four uniform [0, 1) float32 blocks from one Philox round per offset (tl.rand4x): the offsets are the
-    caller's (an integer block), so the streams are Triton's own for those offsets."""
+    """Four uniform [0, 1) float32 blocks from one Philox round per offset of the caller's (tl.rand4x's streams)."""
     if seed is None or offsets is None:
         raise lw.err(exc.CompileError, "hl.rand4x needs seed and offsets", node)
     offs = lw.as_value(offsets, node)
@@ -309,9 +308,8 @@ def inline_triton(lw, node, name, triton_source=None, args=(), output_like=None)
 
 @rule(hl.triton_kernel)
 def triton_kernel(lw, node, name, triton_source_or_fn=None, args=None, output_like=None) -> Any:
-    """Call a ``@triton.jit`` function: a module-level JITFunction is imported by the generated module
-    (its own calls resolve in its module, as when Triton compiles it directly); a str is the source of
-    one function definition (``@triton.jit`` added when missing), defined once in the generated module."""
+    """Call a ``@triton.jit`` function: a module-level one is imported by the generated module (its calls resolve in
+    its own module); a str is the source of one function definition, defined once in the generated module."""
     src_or_fn = triton_source_or_fn
     if src_or_fn is None or args is None:
         raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like)", node)
@@ -353,8 +351,7 @@ _ASM_ARGS = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
 
 @rule(hl.inline_asm_elementwise)
 def inline_asm(lw, node, name, *args, **kwargs) -> Any:
-    """``tl.inline_asm_elementwise`` over the broadcast of ``args``: one output per dtype (a tuple
-    of outputs when ``dtype`` is a tuple or list)."""
+    """``tl.inline_asm_elementwise`` over the broadcast of ``args``: one output per dtype (a tuple for a tuple)."""
     given = dict(zip(_ASM_ARGS, args), **kwargs)
     missing = [n for n in _ASM_ARGS if n not in given]
     if missing:
@@ -478,8 +475,7 @@ def _move(lw, v: Value, src: int, dst: int, node: ast.AST) -> Value:
     return O.permute(lw, v, perm, node)
 
 def _last_dims(lw, v: Value, extents: list[int], node: ast.AST) -> Value:
-    """Reshape only the trailing power-of-two ':' dims of v (split [E] -> [2, E/2] or merge [2, h] -> [2h]):
-    row-major, so the other dims, padded or not, keep their lanes."""
+    """Reshape only v's trailing power-of-two ':' dims ([E] -> [2, E/2], [2, h] -> [2h]): the others keep their lanes."""
     k = 2 if len(extents) == 1 else 1
     new = tuple(ONE if e == 1 else Dim("rdim", lw.rdim_for(e, node).id) for e in extents)
     return lw.emit("reshape", [v], BlockT(v.type.dims[:-k] + new, v.type.dtype), node)
