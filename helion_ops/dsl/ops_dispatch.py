@@ -186,17 +186,14 @@ def _vector_norm(lw, node, name, x, p=2, dim=None, keepdim=False, **kw):
         raise lw.err(exc.NotSupported, f"a vector norm in device code takes {pname}=1 or 2 as an int literal; "
                      "for inf use x.abs().amax(dim)", node)
     xf = _fp32(lw, x, node)
-    if p == 1:
-        r = X.reduce(lw, "sum", O.unary(lw, "abs", xf, node), dim, keepdim, node)
-    else:
-        r = O.unary(lw, "sqrt", X.reduce(lw, "sum", O.binary(lw, "*", xf, xf, node), dim, keepdim, node), node)
+    r = (X.reduce(lw, "sum", O.unary(lw, "abs", xf, node), dim, keepdim, node) if p == 1 else
+         O.unary(lw, "sqrt", X.reduce(lw, "sum", O.binary(lw, "*", xf, xf, node), dim, keepdim, node), node))
     return O.cast(lw, r, x.type.dtype, node)
 
 @rule(torch.logsumexp)
 def _logsumexp(lw, node, name, x, dim, keepdim=False):
     """Max-shifted; a row whose max is -inf (all -inf) gives -inf, as torch."""
-    x = lw.as_value(x, node)
-    xf = _fp32(lw, x, node)
+    xf = _fp32(lw, x := lw.as_value(x, node), node)
     m = X.reduce(lw, "max", xf, dim, True, node)
     m = O.where(lw, O.unary(lw, "isinf", m, node), 0.0, m, node)
     s = X.reduce(lw, "sum", O.unary(lw, "exp", O.binary(lw, "-", xf, m, node), node), dim, True, node)
@@ -221,8 +218,7 @@ rule(torch.full_like)(lambda lw, node, name, x, value, *, dtype=None, **_: O.ful
 @rule(torch.zeros, torch.ones, torch.full, torch.empty)
 def _torch_full(lw, node, name, *args, dtype=torch.float32, fill_value=None, **_):
     shape = args[0] if args and isinstance(args[0], (list, tuple)) else [a for a in args if not isinstance(a, float)]
-    value = _FILL.get(name, args[1] if len(args) > 1 else fill_value)
-    return O.full(lw, shape, value, dtype, node)
+    return O.full(lw, shape, _FILL.get(name, args[1] if len(args) > 1 else fill_value), dtype, node)
 
 def _index(lw, ref: Any, index: Any, node: ast.AST, extra_mask: Any = None) -> Any:
     items = list(index) if isinstance(index, (list, tuple)) else [index]

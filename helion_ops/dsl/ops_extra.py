@@ -21,9 +21,8 @@ from .opdefs import rule
 from .types import ONE, BlockT, Dim, TensorRef, TileVar
 
 def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
-    if dim is None:
-        return list(range(v.type.ndim))
-    return sorted(_axis(lw, v, d, node) for d in (dim if isinstance(dim, (tuple, list)) else [dim]))
+    dims = range(v.type.ndim) if dim is None else dim if isinstance(dim, (tuple, list)) else [dim]
+    return sorted(_axis(lw, v, d, node) for d in dims)
 
 def _axis(lw, v: Value, dim: Any, node: ast.AST) -> int:
     if not isinstance(dim, int) or not -v.type.ndim <= dim < v.type.ndim:
@@ -184,10 +183,9 @@ def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, groupe
             raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values for {len(dtypes)} inputs",
                          node)
         res = [O.cast(lw, lw.as_value(r, node, dt), dt, node) for r, dt in zip(res, dtypes)]
-        body = lw.stmts
+        lw.helpers.append((name, [p.args[0] for p in params], lw.stmts, res))
     finally:
         lw.stmts = saved
-    lw.helpers.append((name, [p.args[0] for p in params], body, res))
     return name
 
 def _emit_combine(lw, vals: list[Value], multi: bool, dims: tuple, node: ast.AST, **attrs: Any) -> Any:
@@ -251,8 +249,7 @@ def rand(lw, node, name, shape, seed=None, **_) -> Value:
     """Uniform [0, 1) float32 from Philox (tl.rand), one counter per element of the full index space."""
     if seed is None:
         raise lw.err(exc.CompileError, "hl.rand needs seed=", node)
-    dims = O.shape_dims(lw, shape, node)
-    return lw.emit("rand", [_seed(lw, seed, "rand", node)], BlockT(dims, torch.float32), node)
+    return lw.emit("rand", [_seed(lw, seed, "rand", node)], BlockT(O.shape_dims(lw, shape, node), torch.float32), node)
 
 @rule(hl.rand4x)
 def rand4x(lw, node, name, seed=None, offsets=None) -> tuple:
@@ -274,13 +271,10 @@ def torch_random(lw, node, name, *args, dtype=None, **_):
     if not isinstance(seed_ref, TensorRef):
         raise lw.err(exc.NotSupported, f"torch.{name} here; use hl.rand(shape, seed=...)", node)
     seed = lw.load(seed_ref, lw.make_index(seed_ref, [(object(), 0)], node), node)
-    if name.endswith("_like"):
-        like = lw.as_value(args[0], node)
-        dims, dtype = like.type.dims, dtype or like.type.dtype
-    else:
-        dims, dtype = O.shape_dims(lw, O.shape_list(args), node), dtype or torch.float32
-    r = lw.emit("rand", [seed], BlockT(dims, torch.float32), node, normal=name.startswith("randn"))
-    return O.cast(lw, r, dtype, node)
+    like = (lw.as_value(args[0], node).type if name.endswith("_like")
+            else BlockT(O.shape_dims(lw, O.shape_list(args), node), torch.float32))
+    r = lw.emit("rand", [seed], BlockT(like.dims, torch.float32), node, normal=name.startswith("randn"))
+    return O.cast(lw, r, dtype or like.dtype, node)
 
 @rule(hl.inline_triton)
 def inline_triton(lw, node, name, triton_source=None, args=(), output_like=None) -> Any:
@@ -475,7 +469,6 @@ def _move(lw, v: Value, src: int, dst: int, node: ast.AST) -> Value:
     return O.permute(lw, v, perm, node)
 
 def _last_dims(lw, v: Value, extents: list[int], node: ast.AST) -> Value:
-    """Reshape only v's trailing power-of-two ':' dims ([E] -> [2, E/2], [2, h] -> [2h]): the others keep their lanes."""
+    """Reshape only v's trailing ':' dims ([E] -> [2, E/2], [2, h] -> [2h]): the others keep their lanes."""
     k = 2 if len(extents) == 1 else 1
-    new = tuple(ONE if e == 1 else Dim("rdim", lw.rdim_for(e, node).id) for e in extents)
-    return lw.emit("reshape", [v], BlockT(v.type.dims[:-k] + new, v.type.dtype), node)
+    return lw.emit("reshape", [v], BlockT(v.type.dims[:-k] + O.shape_dims(lw, extents, node), v.type.dtype), node)

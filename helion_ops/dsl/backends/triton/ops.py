@@ -99,15 +99,10 @@ def _reshape(em, v: I.Value) -> str:
         return f"(tl.zeros({em.shape(v.type)}, {tl_dtype(v.type.dtype)}) {op} {em.name_of(x)})"
     return f"tl.reshape({em.name_of(x)}, {em.shape(v.type)})"
 
-def _fill(em, x: I.Value, axis: int, neutral: str) -> str:
-    name = em.name_of(x)
-    m = em.dim_mask(x.type.dims[axis])
-    return name if m is None else f"tl.where({em.bcast(m, axis, x.type.ndim)}, {name}, {neutral})"
-
 def _argmax(em, v: I.Value) -> str:
     x = v.args[0]
     axis, keep, kind = v.attrs["axis"], v.attrs["keepdim"], "min" if v.attrs["is_min"] else "max"
-    inp = _fill(em, x, axis, (NEUTRAL if x.type.dtype.is_floating_point else INT_NEUTRAL)[kind])
+    inp = em.masked(x, axis, (NEUTRAL if x.type.dtype.is_floating_point else INT_NEUTRAL)[kind], False)
     fn = f"tl.arg{kind}"
     if not x.type.dtype.is_floating_point:
         return f"{fn}({inp}, {axis}, keep_dims={keep})"
@@ -121,7 +116,7 @@ def _argmax(em, v: I.Value) -> str:
 
 def _combine(em, v: I.Value) -> str:
     axis, reduce = v.attrs["axis"], v.attrs["kind"] == "reduce"
-    ins = ([_fill(em, x, axis, em.name_of(o) if isinstance(o, I.Value) else _lit(o))
+    ins = ([em.masked(x, axis, em.name_of(o) if isinstance(o, I.Value) else _lit(o), False)
             for x, o in zip(v.args, v.attrs["other"])] if reduce else [em.name_of(x) for x in v.args])
     tup = f"({', '.join(ins)},)" if v.attrs["multi"] else ins[0]
     if reduce:
@@ -131,7 +126,7 @@ def _combine(em, v: I.Value) -> str:
 def _scan(em, v: I.Value) -> str:
     op, axis, rev, x = v.attrs["op"], v.attrs["axis"], v.attrs.get("reverse", False), v.args[0]
     # forward scans never read the masked tail into valid lanes; reverse scans do
-    inp = _fill(em, x, axis, "1" if op == "prod" else "0") if rev else em.name_of(x)
+    inp = em.masked(x, axis, "1" if op == "prod" else "0", False) if rev else em.name_of(x)
     return f"tl.cum{op}({inp}, axis={axis}" + (", reverse=True)" if rev else ")")
 
 def _rand(em, v: I.Value) -> str:
