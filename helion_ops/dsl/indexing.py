@@ -43,8 +43,7 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
             entries.append(("block", v))
             adv.append(d)
         elif isinstance(v, (int, Value)) and not isinstance(v, bool):  # a scalar: the dim is indexed away
-            if isinstance(v, int) and isinstance(t.sizes[d], int):
-                size = t.sizes[d]
+            if isinstance(v, int) and isinstance(size := t.sizes[d], int):
                 if not -size <= v < size:  # as torch: an IndexError, not a read out of bounds
                     raise lw.err(exc.ShapeMismatch, f"index {v} is out of bounds for dim {d} of {t.host} "
                                  f"(size {size})", node)
@@ -134,12 +133,12 @@ def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
         return idx
     entries, out = list(idx.entries), list(idx.out)
     for d, (kind, v) in enumerate(idx.entries):
-        if kind == "rdim" and v.extent == 1 and not store:  # x[t, :] with one column: the axis hl.zeros([t, 1]) has
-            pass
-        # a loop with device-valued bounds (static_len None) may well stay inside the dim: as written
-        elif kind != "tile" or v.is_grid or idx.tensor.sizes[d] != 1 or v.static_len is None or v.static_len == 1:
+        # x[t, :] with one column reads the axis hl.zeros([t, 1]) has; a loop with device-valued bounds (static_len
+        # None) may well stay inside the dim: as written
+        tile = kind == "tile" and not v.is_grid and idx.tensor.sizes[d] == 1 and v.static_len not in (None, 1)
+        if not (tile or kind == "rdim" and v.extent == 1 and not store):
             continue
-        elif store:
+        if store:
             raise lw.err(exc.ShapeMismatch, f"store into dim {d} of {idx.tensor.host}, which has size 1, "
                            f"with tile '{v.name or 'tile'}' of length {v.static_len}", node)
         entries[d] = ("scalar", 0)

@@ -142,9 +142,8 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
     if a.type.dims[-1] != b.type.dims[-2]:
         raise lw.err(exc.ShapeMismatch, f"matmul contraction dims differ: {a.type} @ {b.type}", node)
     dims = broadcast_dims(a.type.dims[:-2], b.type.dims[:-2], lw.pk.loc(node)) + (a.type.dims[-2], b.type.dims[-1])
-    if a.type.dtype != b.type.dtype:
-        common = torch.promote_types(a.type.dtype, b.type.dtype)
-        a, b = cast(lw, a, common, node), cast(lw, b, common, node)
+    common = torch.promote_types(a.type.dtype, b.type.dtype)
+    a, b = cast(lw, a, common, node), cast(lw, b, common, node)
     in_dtype, acc_dtype = a.type.dtype, torch.float32 if a.type.dtype.is_floating_point else torch.int32
     lw.has_dot = True
     if acc is not None:
@@ -161,26 +160,22 @@ def shape_list(shape: tuple) -> list:
     return list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
 
 def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
-    if isinstance(shape, (int, TileVar)):
-        shape = [shape]
-    dims = []
-    for s in shape:
-        if isinstance(s, BlockSizeInt):
-            lw.block_ids.add(s.bid)
-            dims.append(Dim("block", s.bid, s.bid))
-        elif isinstance(s, TileVar):
-            dims.append(tile_dim(s.info))
-        elif isinstance(s, int) and not isinstance(s, bool):
-            dims.append(ONE if s == 1 else Dim("rdim", lw.rdim_for(s, node).id))
-        else:
-            raise lw.err(exc.NotSupported, f"block shapes are made of tiles and ints, got {type(s).__name__}", node)
-    return tuple(dims)
+    return tuple(_dim(lw, s, node) for s in ([shape] if isinstance(shape, (int, TileVar)) else shape))
+
+def _dim(lw, s: Any, node: ast.AST) -> Dim:
+    if isinstance(s, BlockSizeInt):
+        lw.block_ids.add(s.bid)
+        return Dim("block", s.bid, s.bid)
+    if isinstance(s, TileVar):
+        return tile_dim(s.info)
+    if isinstance(s, int) and not isinstance(s, bool):
+        return ONE if s == 1 else Dim("rdim", lw.rdim_for(s, node).id)
+    raise lw.err(exc.NotSupported, f"block shapes are made of tiles and ints, got {type(s).__name__}", node)
 
 def full(lw, shape: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
     dims = shape_dims(lw, shape, node)
     dtype = dtype or (torch.int32 if isinstance(value, int) else torch.float32)
-    if isinstance(value, Value):
-        value = cast(lw, value, dtype, node)
+    value = cast(lw, value, dtype, node) if isinstance(value, Value) else value
     return lw.emit("full", [value], BlockT(dims, dtype), node)
 
 def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
@@ -190,8 +185,7 @@ def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) 
 def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
     begin, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
     if isinstance(end, BlockSizeInt) and begin == 0:
-        # hl.arange(tile.block_size): the lanes of that block size, so tile.begin + hl.arange(...)
-        # lines up with the tile's own dim (its mask comes from the tile where they meet)
+        # hl.arange(tile.block_size): that block size's lanes, lining up with the tile's dim (which masks them)
         lw.block_ids.add(end.bid)
         v = lw.emit("arange", [0], BlockT((Dim("block", end.bid, end.bid),), torch.int32), node, block=end.bid)
     elif not isinstance(begin, int) or not isinstance(end, int):
@@ -213,8 +207,7 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     """``x.reshape(...)`` / ``x.view(...)``: tile and block dims stay, in order; between them, full (':') dims may be
     split or merged when their extents are powers of two (no padding lanes to mix in); size-1 dims come and go."""
     shape, v = shape_list(shape), lw.as_value(v, node)
-    new: list[Dim] = []
-    infer = None
+    new, infer = [], None
     for s in shape:
         # tile.block_size names that tile's dim when the block has it (x.view(tile.block_size, 1))
         same = [d for d in v.type.dims if d.kind == "tile" and d.bid == s.bid and d not in new] \
@@ -223,7 +216,7 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
             lw.block_ids.add(s.bid)
             new.append(same[0])
         elif isinstance(s, (TileVar, BlockSizeInt)) or isinstance(s, int) and not isinstance(s, bool) and s >= 1:
-            new += shape_dims(lw, [s], node)
+            new.append(_dim(lw, s, node))
         elif s == -1 and infer is None:
             infer = len(new)
             new.append(Dim("infer"))
@@ -241,13 +234,12 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
         if len(src_groups) != len(dst_groups):
             raise bad
         # -1 takes whatever the full dims of its group must multiply to
-        for (sk, sn), (dk, dn) in zip(src_groups, dst_groups):
+        for (_, sn), (dk, dn) in zip(src_groups, dst_groups):
             if not isinstance(dk, Dim) and infer in dk and sn % dn == 0:
-                new[infer] = ONE if sn == dn else Dim("rdim", lw.rdim_for(sn // dn, node).id)
+                new[infer] = _dim(lw, sn // dn, node)
         dst_groups = _groups(lw, tuple(new))
-    if [k for k, _ in src_groups if isinstance(k, Dim)] != [k for k, _ in dst_groups if isinstance(k, Dim)]:
-        raise bad
-    if any(sn != dn for (_, sn), (_, dn) in zip(src_groups, dst_groups)):
+    if ([k for k, _ in src_groups if isinstance(k, Dim)] != [k for k, _ in dst_groups if isinstance(k, Dim)]
+            or any(sn != dn for (_, sn), (_, dn) in zip(src_groups, dst_groups))):
         raise bad
     dims = tuple(new)
     if dims == v.type.dims:
@@ -264,8 +256,7 @@ def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
     for i, d in enumerate(dims):
         if d.kind != "tile" or d in new:
             continue
-        t = lw.tiles[d.id]
-        block = lw.tile_block(t)
+        t, block = lw.tiles[d.id], lw.tile_block(lw.tiles[d.id])
         if t.is_grid or t.static_len is None or t.static_len % block or block & (block - 1):
             raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {block}) into other "
                          f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the merged "
@@ -293,9 +284,8 @@ def squeeze(lw, v: Value, dim: Any, node: ast.AST) -> Value:
     return lw.emit("reshape", [v], BlockT(new, v.type.dtype), node)
 
 def unsqueeze(lw, v: Value, dim: int, node: ast.AST) -> Value:
-    dims = list(v.type.dims)
-    dims.insert(dim % (len(dims) + 1), ONE)
-    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node)
+    k = dim % (v.type.ndim + 1)
+    return lw.emit("reshape", [v], BlockT(v.type.dims[:k] + (ONE,) + v.type.dims[k:], v.type.dtype), node)
 
 def expand(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
     out = broadcast_dims(v.type.dims, dims, lw.pk.loc(node))
@@ -307,10 +297,9 @@ _DEVICE = torch.device("cpu")  # x.device in device code: only passed on (device
 def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
     if isinstance(base, TileVar):
         t = base.info
-        if attr == "index":
-            return Value("tile_attr", [t], BlockT((tile_dim(t),), torch.int32), lw.pk.loc(node), t.name, attr="index")
-        if attr in ("begin", "end", "id"):
-            return Value("tile_attr", [t], BlockT((), torch.int32), lw.pk.loc(node), f"{t.name}_{attr}", attr=attr)
+        if attr in ("index", "begin", "end", "id"):
+            lanes, hint = ((tile_dim(t),), t.name) if attr == "index" else ((), f"{t.name}_{attr}")
+            return Value("tile_attr", [t], BlockT(lanes, torch.int32), lw.pk.loc(node), hint, attr=attr)
         if attr == "block_size":
             return t.fixed if t.block_id is None else lw.block_int(t.block_id, lw.tile_block(t, note=False))
         raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)

@@ -67,7 +67,7 @@ _UNARY = ("exp exp2 log log2 sqrt rsqrt sigmoid tanh relu abs neg sin cos erf fl
           "square logical_not isnan isinf trunc sign round").split()
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "remainder": "%", "eq": "==", "ne": "!=",
            "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "logical_and": "&", "logical_or": "|", "bitwise_and": "&",
-           "bitwise_or": "|", "bitwise_xor": "^", **{n: n for n in ("maximum", "minimum", "fmod", "atan2")}}
+           "bitwise_or": "|", "bitwise_xor": "^", **{n: n for n in ("maximum", "minimum", "fmod")}}
 _REDUCE = {"amax": "max", "amin": "min", **{n: n for n in ("sum", "mean", "var", "std", "prod", "all", "any")}}
 
 def _torch(names: Any) -> list:

@@ -332,10 +332,9 @@ def _jit_source(lw, src: str, node: ast.AST) -> tuple[str, str]:
         tree = ast.parse(textwrap.dedent(src))
     except SyntaxError as e:
         raise lw.err(exc.CompileError, f"hl.triton_kernel: the source does not parse: {e}", node) from None
-    defs = [s for s in tree.body if isinstance(s, ast.FunctionDef)]
-    if len(defs) != 1 or len(tree.body) != 1:
+    fd = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(fd, ast.FunctionDef):
         raise lw.err(exc.NotSupported, "hl.triton_kernel: the source must be exactly one function definition", node)
-    fd = defs[0]
     if not any(ast.unparse(d).split("(")[0] in ("triton.jit", "jit") for d in fd.decorator_list):
         fd.decorator_list.insert(0, ast.parse("triton.jit", mode="eval").body)
     fd.name = f"_tk_{fd.name}_{zlib.crc32(src.encode()):08x}"
@@ -365,9 +364,8 @@ def inline_asm(lw, node, name, *args, **kwargs) -> Any:
     outs = [BlockT(O.bcast_dims(lw, vals, node), d) for d in dtypes]
     v = lw.emit("inline_asm", vals, outs[0], node, asm=asm, constraints=constraints, dtypes=dtypes,
                 is_pure=is_pure, pack=pack)
-    if isinstance(dtype, (list, tuple)):
-        return tuple(lw.emit("getitem", [v], t, node, index=i) for i, t in enumerate(outs))
-    return v
+    multi = isinstance(dtype, (list, tuple))
+    return tuple(lw.emit("getitem", [v], t, node, index=i) for i, t in enumerate(outs)) if multi else v
 
 def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
     x = lw.as_value(x, node)

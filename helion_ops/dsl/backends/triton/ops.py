@@ -55,8 +55,6 @@ def _binary(em, v: I.Value) -> str:
     o = v.attrs["op"]
     if o in ("maximum", "minimum"):
         return f"tl.{o}({x}, {y}{NAN if v.type.dtype.is_floating_point else ''})"
-    if o == "atan2":
-        raise exc.NotSupported("atan2 in device code", v.loc)
     if o == "**":
         return em.pow(x, y, v)
     if o == "fmod":  # torch.fmod truncates like C, which is Triton's own % for ints and floats
