@@ -7,9 +7,9 @@ from typing import Any
 
 from . import exc, ops as O
 from .ir import Index, Value
-from .types import ONE, BlockT, Dim, TensorArg, TensorRef, TileInfo, TileVar, same_lanes
+from .types import ONE, BlockT, Dim, TensorArg, TensorRef, TileVar, same_lanes
 
-def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
+def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST) -> Index:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
     vals = []
     for it in items:
@@ -18,7 +18,7 @@ def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = N
             vals.extend((None, x) for x in v)  # a multi-dim tile used as one index
         else:
             vals.append((it, v))
-    return make_index(lw, ref, vals, node, extra_mask)
+    return make_index(lw, ref, vals, node)
 
 def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
     """The Index of ``ref`` by (AST item, value) pairs; an entry per tensor dim, missing trailing dims are ':'."""
@@ -34,8 +34,13 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
         if isinstance(it, ast.Slice) or isinstance(v, slice):
             entries.append(slice_entry(lw, it, v, t, d, node))
         elif isinstance(v, TileVar):
-            if extra_mask is None:  # an extra_mask may guard the overhang (concat)
-                check_tile_fits(lw, t, d, v.info, node)
+            # a tile whose static range ends past a dim (but a size-1 dim, which broadcasts) is an error, not an
+            # overrun (unless an extra_mask guards the overhang: concat)
+            size, n, begin = t.sizes[d], v.info.static_len, int(v.info.begin) if str(v.info.begin).isdigit() else 0
+            if extra_mask is None and not v.info.is_grid and n is not None and size != 1 and isinstance(size, int) \
+                    and begin + n > size:
+                raise lw.err(exc.ShapeMismatch, f"tile '{v.info.name or 'tile'}' spans [{begin}, {begin + n}) but "
+                             f"dim {d} of {t.host} has size {size}", node)
             entries.append(("tile", v.info))
         elif isinstance(v, Value) and v.type.dims:
             if v.type.dtype.is_floating_point:
@@ -115,16 +120,6 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
 
 def _positive(n: Any) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
-
-def check_tile_fits(lw, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> None:
-    """A tile whose static range ends past a dim (but a size-1 dim, which broadcasts) is an error, not an overrun."""
-    size, n = t.sizes[d], info.static_len
-    if info.is_grid or n is None or size == 1 or not isinstance(size, int):
-        return
-    begin = int(info.begin) if str(info.begin).isdigit() else 0
-    if begin + n > size:
-        raise lw.err(exc.ShapeMismatch, f"tile '{info.name or 'tile'}' spans [{begin}, {begin + n}) but dim {d} "
-                       f"of {t.host} has size {size}", node)
 
 def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
     """A tile index into a size-1 dim reads element 0 and broadcasts, as torch and Helion do (``bias[tile_m,

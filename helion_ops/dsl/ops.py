@@ -116,7 +116,6 @@ def bcast_dims(lw, vals: Any, node: ast.AST) -> tuple[Dim, ...]:
     return functools.reduce(lambda dims, v: broadcast_dims(dims, v.type.dims, lw.pk.loc(node)), vals, ())
 
 def broadcast(lw, vals: list[Value], node: ast.AST) -> list[Value]:
-    """vals expanded to their common shape."""
     n = max(v.type.ndim for v in vals)
     vals = [expand_rank(lw, v, n, node) for v in vals]
     dims = bcast_dims(lw, vals, node)

@@ -67,20 +67,16 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     for a in reversed(axes):
         d = v.type.dims[a]
         m = IX.jagged_lanes(lw, v.type.dims, node, only=d.id) if d.kind == "tile" and d.id in lw.jagged else None
-        if m is not None:  # lanes past a row's own length hold no data: neutral
-            v = O.where(lw, m, v, _neutral(kind, v.type.dtype), node)
+        if m is not None:  # lanes past a row's own length hold no data: the identity (max's is the lowest value)
+            dt = v.type.dtype
+            lo, hi = (-math.inf, math.inf) if dt.is_floating_point else (torch.iinfo(dt).min, torch.iinfo(dt).max)
+            v = O.where(lw, m, v, int(kind == "prod") if kind in ("sum", "prod") else lo if kind == "max" else hi, node)
         if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1
             v = reduce_fn(lw, node, "reduce", _mul, v, a, 1, keepdim)
         else:
             v = lw.emit("reduce", [v], BlockT(_reduced(v.type.dims, a, keepdim), v.type.dtype), node, op=kind, axis=a,
                         keepdim=keepdim, rdim=v.type.dims[a])
     return O.cast(lw, v, in_dtype, node) if half else v
-
-def _neutral(kind: str, dtype: torch.dtype) -> Any:
-    if kind in ("sum", "prod"):
-        return int(kind == "prod")
-    lo, hi = (-math.inf, math.inf) if dtype.is_floating_point else (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
-    return lo if kind == "max" else hi  # the identity of max is the lowest value (bools reduce as int32)
 
 def _mul(a, b):  # the combine function of product reductions
     return a * b
@@ -131,7 +127,6 @@ def _randint(lw, node, name, shape, low=0, high=None, seed=None, **_):
 
 @rule(hl.device_print)
 def _device_print(lw, node, name, *args):
-    """tl.device_print through the inline_triton path (a side effect, no value)."""
     if not args or not isinstance(args[0], str):
         raise lw.err(exc.NotSupported, "hl.device_print(prefix, *values) needs a string prefix first", node)
     source = f"tl.device_print({args[0]!r}" + "".join(f", {{{i}}}" for i in range(len(args) - 1)) + ")"
@@ -305,10 +300,22 @@ def triton_kernel(lw, node, name, triton_source_or_fn=None, args=None, output_li
     """Call a ``@triton.jit`` function: a module-level one is imported by the generated module (its calls resolve in
     its own module); a str is the source of one function definition, defined once in the generated module."""
     src_or_fn = triton_source_or_fn
-    if src_or_fn is None or args is None:
-        raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like)", node)
-    if isinstance(src_or_fn, str):
-        fname, text = _jit_source(lw, src_or_fn, node)
+    if src_or_fn is None or not isinstance(args, (dict, list, tuple)):
+        raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like), args a list, tuple "
+                     "or dict", node)
+    if isinstance(src_or_fn, str):  # one function definition, made a @triton.jit one
+        try:
+            tree = ast.parse(textwrap.dedent(src_or_fn))
+        except SyntaxError as e:
+            raise lw.err(exc.CompileError, f"hl.triton_kernel: the source does not parse: {e}", node) from None
+        fd = tree.body[0] if len(tree.body) == 1 else None
+        if not isinstance(fd, ast.FunctionDef):
+            raise lw.err(exc.NotSupported, "hl.triton_kernel: the source must be exactly one function definition",
+                         node)
+        if not any(ast.unparse(d).split("(")[0] in ("triton.jit", "jit") for d in fd.decorator_list):
+            fd.decorator_list.insert(0, ast.parse("triton.jit", mode="eval").body)
+        fname = fd.name = f"_tk_{fd.name}_{zlib.crc32(src_or_fn.encode()):08x}"
+        text = ast.unparse(tree) + "\n\n\n"
     elif isinstance(getattr(src_or_fn, "fn", None), types.FunctionType):  # @triton.jit (or its interpreter twin)
         mod, attr = src_or_fn.fn.__module__, src_or_fn.fn.__name__
         if mod is None or getattr(sys.modules.get(mod), attr, None) is not src_or_fn:
@@ -321,24 +328,8 @@ def triton_kernel(lw, node, name, triton_source_or_fn=None, args=None, output_li
                      f"str, got {type(src_or_fn).__name__}", node)
     if ("raw", fname, text) not in lw.helpers:
         lw.helpers.append(("raw", fname, text))
-    if not isinstance(args, (dict, list, tuple)):
-        raise lw.err(exc.NotSupported, "hl.triton_kernel: args must be a list, tuple or dict", node)
     params = [f"{k}={{{k}}}" for k in args] if isinstance(args, dict) else [f"{{{i}}}" for i in range(len(args))]
     return inline_triton(lw, node, name, f"{fname}({', '.join(params)})", args, output_like)
-
-def _jit_source(lw, src: str, node: ast.AST) -> tuple[str, str]:
-    """(name, module text) of the one function definition in ``src``, decorated with ``@triton.jit``."""
-    try:
-        tree = ast.parse(textwrap.dedent(src))
-    except SyntaxError as e:
-        raise lw.err(exc.CompileError, f"hl.triton_kernel: the source does not parse: {e}", node) from None
-    fd = tree.body[0] if len(tree.body) == 1 else None
-    if not isinstance(fd, ast.FunctionDef):
-        raise lw.err(exc.NotSupported, "hl.triton_kernel: the source must be exactly one function definition", node)
-    if not any(ast.unparse(d).split("(")[0] in ("triton.jit", "jit") for d in fd.decorator_list):
-        fd.decorator_list.insert(0, ast.parse("triton.jit", mode="eval").body)
-    fd.name = f"_tk_{fd.name}_{zlib.crc32(src.encode()):08x}"
-    return fd.name, ast.unparse(tree) + "\n\n\n"
 
 _ASM_ARGS = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
 
@@ -382,7 +373,6 @@ def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
     return lw.emit("join", [a, b], BlockT(a.type.dims + (Dim("rdim", lw.rdim_for(2, node).id),), dtype), node)
 
 def gather(lw, x: Any, dim: int, index: Any, node: ast.AST) -> Value:
-    """``torch.gather(x, dim, index)`` of two blocks: Triton's ``tl.gather`` along one axis."""
     x, index = lw.as_value(x, node), lw.as_value(index, node)
     nd = x.type.ndim
     d = dim % nd if isinstance(dim, int) and nd else dim
@@ -461,7 +451,6 @@ def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     return _move(lw, _last_dims(lw, j, [2 * h], node), n - 1, axis, node)
 
 def _move(lw, v: Value, src: int, dst: int, node: ast.AST) -> Value:
-    """v with its axis src moved to position dst."""
     perm = [i for i in range(v.type.ndim) if i != src]
     perm.insert(dst, src)
     return O.permute(lw, v, perm, node)
