@@ -96,13 +96,10 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
         lo, hi, step, n = v.start, v.stop, v.step, None
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
         raise lw.err(exc.NotSupported, "a slice step must be a positive host int (as in torch)", node)
-    on_device = isinstance(lo, Value) or isinstance(hi, Value)
-    if step not in (None, 1) and on_device:
-        raise lw.err(exc.NotSupported, "a slice with a step takes host-int bounds", node)
-    if on_device:
-        if n is None or not isinstance(lo, Value) or lo.type.dims:
-            raise lw.err(exc.NotSupported, "a slice with a device-valued start must read `x[k0 : k0 + n]`, with n a "
-                         "host int (e.g. a block size)", node)
+    if isinstance(lo, Value) or isinstance(hi, Value):
+        if n is None or not isinstance(lo, Value) or lo.type.dims or step not in (None, 1):
+            raise lw.err(exc.NotSupported, "a slice with a device-valued bound must read `x[k0 : k0 + n]` (no step), "
+                         "with n a host int (e.g. a block size)", node)
         idx = O.binary(lw, "+", lo, O.arange(lw, [0, n], None, node), node)
         idx.attrs["index_bound"] = t.size_code(d)  # codegen masks lanes at or past the dim's end
         return ("block", idx)

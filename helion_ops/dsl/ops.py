@@ -61,8 +61,7 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
         e = b.args[0] if b.args[0] == 0.5 else int(b.args[0])
         return lw.emit("powi", [a], BlockT(dims, out_dtype), node, exponent=e)
     if op == "**" and not dtype.is_floating_point:
-        raise lw.err(exc.NotSupported, "an integer power needs a constant exponent in [0, 16] (or float operands)",
-                     node)
+        raise lw.err(exc.NotSupported, "integer power needs a constant exponent in [0, 16] (or float operands)", node)
     return lw.emit("binary", [a, b], BlockT(dims, out_dtype), node, op=op)
 
 def _align(lw, a: Any, b: Any, dtype: torch.dtype, node: ast.AST) -> tuple[Value, Value]:
@@ -136,8 +135,7 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
         else:
             b = expand(lw, unsqueeze(lw, b, 0, node), a.type.dims[:1] + b.type.dims, node)
     if a.type.ndim < 2 or b.type.ndim < 2 or a.type.ndim != b.type.ndim:
-        raise lw.err(exc.ShapeMismatch, f"matmul needs two 2-D (or equal-rank 3-D) blocks, got {a.type} and {b.type}",
-                     node)
+        raise lw.err(exc.ShapeMismatch, f"matmul needs two 2-D (or equal-rank 3-D) blocks: {a.type}, {b.type}", node)
     if a.type.dims[-1] != b.type.dims[-2]:
         raise lw.err(exc.ShapeMismatch, f"matmul contraction dims differ: {a.type} @ {b.type}", node)
     dims = broadcast_dims(a.type.dims[:-2], b.type.dims[:-2], lw.pk.loc(node)) + (a.type.dims[-2], b.type.dims[-1])

@@ -11,9 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import exc, language as hl
-from . import ops as O
-from . import ops_extra as X
+from . import exc, language as hl, ops as O, ops_extra as X
 from .ir import Value
 from .opdefs import CALLS, DECLINE, METHODS, rule
 from .types import TensorRef, TileVar
@@ -56,8 +54,7 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
     name, mod = getattr(fn, "__qualname__", None) or repr(fn), getattr(fn, "__module__", "") or ""
     hint = {builtins.print: "; use hl.device_print(prefix, *values)",
             torch.tensor: "; use a Python number or hl.full(shape, value, dtype)"}.get(fn, "")
-    raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} inside a device loop{hint}",
-                 node)
+    raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} in device code{hint}", node)
 
 # Rules: rule(lw, node, name, *args, **kwargs) with a torch-like signature; a method's block is its first argument,
 # so a torch function and its method share one rule. Unused torch keywords (device=, out=, ...) are ignored.
@@ -70,23 +67,21 @@ _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "remaind
            "bitwise_or": "|", "bitwise_xor": "^", **{n: n for n in ("maximum", "minimum", "fmod")}}
 _REDUCE = {"amax": "max", "amin": "min", **{n: n for n in ("sum", "mean", "var", "std", "prod", "all", "any")}}
 
-def _torch(names: Any) -> list:
-    return [getattr(torch, n) for n in names]
-
 rule("to")(lambda lw, node, name, v, dtype=None, *_, **__: v if dtype is None or isinstance(dtype, torch.device)
            else O.cast(lw, v, dtype, node))
 rule(*_CASTS)(lambda lw, node, name, v, **_: O.cast(lw, v, _CASTS[name], node))
 rule("type_as")(lambda lw, node, name, v, other: O.cast(lw, v, other.type.dtype, node))
-rule(*_torch(_UNARY), *_UNARY, F.relu, F.silu, F.sigmoid, F.tanh, F.softplus)(
+rule(*[getattr(torch, n) for n in _UNARY], *_UNARY, F.relu, F.silu, F.sigmoid, F.tanh, F.softplus)(
     lambda lw, node, name, x, **_: O.unary(lw, name, x, node))
 rule(F.gelu)(lambda lw, node, name, x, approximate="none", **_: O.unary(
     lw, "gelu_tanh" if approximate == "tanh" else "gelu", x, node))
-rule(*_torch(_BINARY), *_BINARY)(lambda lw, node, name, a, b, **_: O.binary(lw, _BINARY[name], a, b, node))
+rule(*[getattr(torch, n) for n in _BINARY], *_BINARY)(
+    lambda lw, node, name, a, b, **_: O.binary(lw, _BINARY[name], a, b, node))
 
 _MinMax = collections.namedtuple("_MinMax", ["values", "indices"])
 _ELEMENTWISE = {"max": "maximum", "min": "minimum"}
 
-@rule(*_torch(_REDUCE), *_REDUCE, torch.max, torch.min, "max", "min")
+@rule(*[getattr(torch, n) for n in _REDUCE], *_REDUCE, torch.max, torch.min, "max", "min")
 def _reduce(lw, node, name, x, dim=None, keepdim=False, *, axis=None, dtype=None, correction=None, unbiased=True,
             **_):
     if name in _ELEMENTWISE and isinstance(dim, (Value, float)) and not isinstance(dim, bool):  # torch.max(a, b)

@@ -14,8 +14,7 @@ from typing import Any
 
 import torch
 
-from . import exc, indexing as IX, language as hl
-from . import ops as O
+from . import exc, indexing as IX, language as hl, ops as O
 from .ir import Value
 from .opdefs import rule
 from .types import ONE, BlockT, Dim, TensorRef, TileVar
@@ -44,8 +43,7 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
         v = O.cast(lw, v, torch.int64, node)  # int32 would overflow where torch's int64 does not
     if kind in ("mean", "var", "std"):
         if any(v.type.dims[a].kind not in ("rdim", "one") for a in axes):
-            raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum",
-                         node)
+            raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles): reduce ':' dims or use sum", node)
         n = math.prod(lw.rdims[v.type.dims[a].id].extent for a in axes if v.type.dims[a].kind == "rdim")
         if not v.type.dtype.is_floating_point:
             v = O.cast(lw, v, torch.float32, node)
@@ -87,7 +85,8 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
         return block_half(lw, v, items, node)
     src, i = v.type.dims, 0
     out: list[tuple[Dim, bool]] = []  # (dim, True: an axis of v, False: a new size-1 axis)
-    for it in items:
+    rest = len(src) - sum(not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)) for x in items)
+    for it in [y for x in items for y in ([ast.Slice()] * rest if getattr(x, "value", None) is Ellipsis else [x])]:
         if isinstance(it, ast.Slice):
             if i >= len(src):
                 raise lw.err(exc.ShapeMismatch, f"too many ':' indices for a block of {len(src)} dims ({v.type})", node)
@@ -95,10 +94,6 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
             i += 1
         elif isinstance(it, ast.Constant) and it.value is None:
             out.append((ONE, False))
-        elif isinstance(it, ast.Constant) and it.value is Ellipsis:
-            rest = len(src) - i - sum(not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)) for x in items)
-            out += [(d, True) for d in src[i:i + rest]]
-            i += rest
         else:  # Triton has no gather or slice of register blocks
             raise lw.err(exc.NotSupported, "blocks can be indexed only with ':', None and '...'; index the host "
                          "tensor instead (x[tile, a:b]) or use hl.split / torch.where", node)
@@ -121,9 +116,8 @@ def _var_mean(lw, node, name, x, dim=None, *, keepdim=False, correction=None, un
 @rule(hl.randint)
 def _randint(lw, node, name, shape, low=0, high=None, seed=None, **_):
     r = rand(lw, node, name, shape, seed)
-    span = O.binary(lw, "-", high, low, node)
-    return O.binary(lw, "+", O.cast(lw, O.unary(lw, "floor", O.binary(lw, "*", r, span, node), node),
-                                    torch.int32, node), low, node)
+    scaled = O.unary(lw, "floor", O.binary(lw, "*", r, O.binary(lw, "-", high, low, node), node), node)
+    return O.binary(lw, "+", O.cast(lw, scaled, torch.int32, node), low, node)
 
 @rule(hl.device_print)
 def _device_print(lw, node, name, *args):
@@ -175,19 +169,20 @@ def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, groupe
         res = inline.call(lw, fn, [tuple(params[:n]), tuple(params[n:])] if grouped and n > 1 else params, {}, node)
         res = list(res) if isinstance(res, (tuple, list)) else [res]
         if len(res) != len(dtypes):
-            raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values for {len(dtypes)} inputs",
-                         node)
+            raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values, not {len(dtypes)}", node)
         res = [O.cast(lw, lw.as_value(r, node, dt), dt, node) for r, dt in zip(res, dtypes)]
         lw.helpers.append((name, [p.args[0] for p in params], lw.stmts, res))
     finally:
         lw.stmts = saved
     return name
 
-def _emit_combine(lw, vals: list[Value], multi: bool, dims: tuple, node: ast.AST, **attrs: Any) -> Any:
-    v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, **attrs, multi=multi)
-    if not multi:
-        return v
-    return tuple(lw.emit("getitem", [v], BlockT(dims, x.type.dtype), node, index=i) for i, x in enumerate(vals))
+def _emit_combine(lw, fn: Any, vals: list[Value], multi: bool, dims: tuple, node: ast.AST, grouped: bool = False,
+                  **attrs: Any) -> Any:
+    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node, grouped)
+    v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, **attrs, fn=helper, multi=multi,
+                rdim=vals[0].type.dims[attrs["axis"]])
+    return tuple(lw.emit("getitem", [v], BlockT(dims, x.type.dtype), node, index=i) for i, x in enumerate(vals)) \
+        if multi else v
 
 @rule(hl.reduce)
 def reduce_fn(lw, node, name, fn, x, dim=None, other=0, keep_dims: bool = False) -> Any:
@@ -200,9 +195,8 @@ def reduce_fn(lw, node, name, fn, x, dim=None, other=0, keep_dims: bool = False)
         raise lw.err(exc.NotSupported, "hl.reduce with a combine function needs dim=", node)
     axis = _axis(lw, vals[0], dim, node)
     others = list(other) if isinstance(other, (tuple, list)) else [other] * len(vals)
-    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node)
-    return _emit_combine(lw, vals, multi, _reduced(vals[0].type.dims, axis, keep_dims), node, kind="reduce",
-                         axis=axis, keepdim=keep_dims, fn=helper, other=others, rdim=vals[0].type.dims[axis])
+    return _emit_combine(lw, fn, vals, multi, _reduced(vals[0].type.dims, axis, keep_dims), node, kind="reduce",
+                         axis=axis, keepdim=keep_dims, other=others)
 
 @rule(hl.associative_scan)
 def scan_fn(lw, node, name, fn, x, dim=None, reverse=False, grouped: bool = False) -> Any:
@@ -210,9 +204,7 @@ def scan_fn(lw, node, name, fn, x, dim=None, reverse=False, grouped: bool = Fals
     axis = _axis(lw, vals[0], dim, node)
     if not multi and _BUILTIN_COMBINE.get(fn) == "sum":
         return cumulative(lw, node, "cumsum", vals[0], axis, reverse)
-    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node, grouped)
-    return _emit_combine(lw, vals, multi, vals[0].type.dims, node, kind="scan", axis=axis, reverse=reverse,
-                         fn=helper, rdim=vals[0].type.dims[axis])
+    return _emit_combine(lw, fn, vals, multi, vals[0].type.dims, node, grouped, kind="scan", axis=axis, reverse=reverse)
 
 try:  # torch's higher-order op: combine_fn(lefts, rights) takes tuples when xs is one
     from torch._higher_order_ops import associative_scan as _torch_scan
@@ -225,9 +217,8 @@ except ImportError:  # pragma: no cover (older torch)
 def cumulative(lw, node, name, x, dim=None, reverse=False, *, dtype=None) -> Value:
     v = lw.as_value(x, node)
     axis = _axis(lw, v, dim, node)
-    dt = dtype or (torch.float32 if v.type.dtype in (torch.float16, torch.bfloat16) else
-                   torch.int64 if not v.type.dtype.is_floating_point else v.type.dtype)
-    v = O.cast(lw, v, dt, node)
+    v = O.cast(lw, v, dtype or (torch.float32 if v.type.dtype in (torch.float16, torch.bfloat16) else
+                                torch.int64 if not v.type.dtype.is_floating_point else v.type.dtype), node)
     return lw.emit("scan", [v], v.type, node, op=name[3:], axis=axis, rdim=v.type.dims[axis], reverse=bool(reverse))
 
 # x.cumsum(dim, dtype): the method's second argument is torch's dtype, not hl's reverse
@@ -310,8 +301,7 @@ def triton_kernel(lw, node, name, triton_source_or_fn=None, args=None, output_li
             raise lw.err(exc.CompileError, f"hl.triton_kernel: the source does not parse: {e}", node) from None
         fd = tree.body[0] if len(tree.body) == 1 else None
         if not isinstance(fd, ast.FunctionDef):
-            raise lw.err(exc.NotSupported, "hl.triton_kernel: the source must be exactly one function definition",
-                         node)
+            raise lw.err(exc.NotSupported, "hl.triton_kernel: the source must be one function definition", node)
         if not any(ast.unparse(d).split("(")[0] in ("triton.jit", "jit") for d in fd.decorator_list):
             fd.decorator_list.insert(0, ast.parse("triton.jit", mode="eval").body)
         fname = fd.name = f"_tk_{fd.name}_{zlib.crc32(src_or_fn.encode()):08x}"
@@ -331,16 +321,12 @@ def triton_kernel(lw, node, name, triton_source_or_fn=None, args=None, output_li
     params = [f"{k}={{{k}}}" for k in args] if isinstance(args, dict) else [f"{{{i}}}" for i in range(len(args))]
     return inline_triton(lw, node, name, f"{fname}({', '.join(params)})", args, output_like)
 
-_ASM_ARGS = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
-
 @rule(hl.inline_asm_elementwise)
-def inline_asm(lw, node, name, *args, **kwargs) -> Any:
+def inline_asm(lw, node, name, asm=None, constraints=None, args=None, dtype=None, is_pure=None, pack=None, **_) -> Any:
     """``tl.inline_asm_elementwise`` over the broadcast of ``args``: one output per dtype (a tuple for a tuple)."""
-    given = dict(zip(_ASM_ARGS, args), **kwargs)
-    missing = [n for n in _ASM_ARGS if n not in given]
-    if missing:
+    given = dict(asm=asm, constraints=constraints, args=args, dtype=dtype, is_pure=is_pure, pack=pack)
+    if missing := [n for n, x in given.items() if x is None]:
         raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise needs {', '.join(missing)}", node)
-    asm, constraints, args, dtype, is_pure, pack = (given[n] for n in _ASM_ARGS)
     dtypes = list(dtype) if isinstance(dtype, (list, tuple)) else [dtype]
     for bad, what in (
             (not (isinstance(asm, str) and isinstance(constraints, str)), "asm and constraints must be str literals"),

@@ -51,8 +51,7 @@ def _lit(x, floating: bool = False) -> str:
     return repr(x)
 
 def _binary(em, v: I.Value) -> str:
-    x, y = em.name_of(v.args[0]), em.name_of(v.args[1])
-    o = v.attrs["op"]
+    x, y, o = em.name_of(v.args[0]), em.name_of(v.args[1]), v.attrs["op"]
     if o in ("maximum", "minimum"):
         return f"tl.{o}({x}, {y}{NAN if v.type.dtype.is_floating_point else ''})"
     if o == "**":
@@ -107,8 +106,7 @@ def _argmax(em, v: I.Value) -> str:
     # torch takes NaN as the extreme (its first NaN wins, as its max/min propagate NaN); Triton's
     # argmax/argmin compare with max.f32 and skip NaN on the GPU: the first NaN's index where a row has one
     vals, nan = em.fresh("arg_in"), em.fresh("arg_nan")
-    em.line(f"{vals} = {inp}")
-    em.line(f"{nan} = ({vals} != {vals}).to(tl.int32)")
+    em.line(f"{vals} = {inp}", f"{nan} = ({vals} != {vals}).to(tl.int32)")
     return (f"tl.where(tl.max({nan}, {axis}, keep_dims={keep}) > 0, tl.argmax({nan}, {axis}, keep_dims={keep}), "
             f"{fn}({vals}, {axis}, keep_dims={keep}))")
 
@@ -157,8 +155,7 @@ def _inline_triton(em, v: I.Value) -> str:
         raise exc.CompileError(f"hl.inline_triton: cannot format the source: {e}", v.loc) from None
     *body, last = text.splitlines()
     em.src(v.loc)
-    for ln in body:
-        em.line(ln)
+    em.line(*body)
     if v.attrs.get("effect"):
         em.line(last.strip())
         return "None"
