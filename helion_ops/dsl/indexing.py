@@ -12,12 +12,9 @@ from .types import ONE, BlockT, Dim, TensorArg, TensorRef, TileVar, same_lanes
 def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST) -> Index:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
     vals = []
-    for it in items:
+    for it in items:  # (a multi-dim tile used as one index stands for its tiles)
         v = None if isinstance(it, ast.Slice) else lw.expr(it)
-        if isinstance(v, tuple) and all(isinstance(x, TileVar) for x in v):
-            vals.extend((None, x) for x in v)  # a multi-dim tile used as one index
-        else:
-            vals.append((it, v))
+        vals += [(None, x) for x in v] if isinstance(v, tuple) and all(isinstance(x, TileVar) for x in v) else [(it, v)]
     return make_index(lw, ref, vals, node)
 
 def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
@@ -34,8 +31,7 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
         if isinstance(it, ast.Slice) or isinstance(v, slice):
             entries.append(slice_entry(lw, it, v, t, d, node))
         elif isinstance(v, TileVar):
-            # a tile whose static range ends past a dim (but a size-1 dim, which broadcasts) is an error, not an
-            # overrun (unless an extra_mask guards the overhang: concat)
+            # a tile past a dim's end (but a size-1 dim's: it broadcasts) is an error, unless an extra_mask guards it
             size, n, begin = t.sizes[d], v.info.static_len, int(v.info.begin) if str(v.info.begin).isdigit() else 0
             if extra_mask is None and not v.info.is_grid and n is not None and size != 1 and isinstance(size, int) \
                     and begin + n > size:
@@ -64,8 +60,7 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
     em = lw.as_value(extra_mask, node) if extra_mask is not None else None
     if len(adv) < 2:
         return Index(t, entries, out, em)
-    # Several integer blocks index jointly, as in torch: they broadcast to one shape, which stands once in
-    # the result (B[rows[:, :, None], cols[None, None, :]] is [rows dims..., cols dim]).
+    # Integer blocks index jointly, as in torch: broadcast to one shape that stands once in the result.
     pos = [out.index(a) for a in adv]
     if pos != list(range(pos[0], pos[0] + len(pos))):
         raise lw.err(exc.NotSupported, "integer-block indices separated by a slice or tile (torch moves their "
@@ -125,8 +120,7 @@ def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
         return idx
     entries, out = list(idx.entries), list(idx.out)
     for d, (kind, v) in enumerate(idx.entries):
-        # x[t, :] with one column reads the axis hl.zeros([t, 1]) has; a loop with device-valued bounds (static_len
-        # None) may well stay inside the dim: as written
+        # x[t, :] of one column reads that axis; a tile with device-valued bounds may stay inside the dim: as written
         tile = kind == "tile" and not v.is_grid and idx.tensor.sizes[d] == 1 and v.static_len not in (None, 1)
         if not (tile or kind == "rdim" and v.extent == 1 and not store):
             continue

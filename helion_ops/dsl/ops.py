@@ -1,6 +1,5 @@
-"""The core device ops' typing rules: each handler checks shapes and dtypes (errors point at the source line) and
-emits IR values. Math in half precision computes in fp32 and casts back, as torch does internally; ``libdevice``
-is never used (the interpreter lacks it)."""
+"""The core device ops' typing rules: each handler checks shapes and dtypes (errors at the source line) and emits IR
+values. Half-precision math computes in fp32 and casts back, as torch does; no libdevice (the interpreter lacks it)."""
 from __future__ import annotations
 
 import ast

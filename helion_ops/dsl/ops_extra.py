@@ -1,6 +1,5 @@
-"""Device ops beyond the core set: reductions (torch's, and hl.reduce / associative_scan with a combine function,
-lowered like an inlined helper into its own ``@triton.jit`` function, ``DeviceIR.helpers``), scans, argmax,
-Philox random numbers, inline Triton and PTX, and the block shuffles: views, split / join, gather, stack / cat."""
+"""Device ops beyond the core set: reductions (hl.reduce / associative_scan combine functions become ``@triton.jit``
+helpers, ``DeviceIR.helpers``), scans, argmax, Philox randoms, inline Triton and PTX, views, split/join, stack/cat."""
 from __future__ import annotations
 
 import ast
@@ -385,9 +384,8 @@ def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
         raise lw.err(exc.ShapeMismatch, f"torch.stack dim {dim!r} out of range for {n} result dims", node)
     return _move(lw, v, n - 1, dim % n, node)
 
-# Halves of a block (x[..., :h], x[..., h:], torch.cat([a, b], dim)): Triton cannot slice a register block, but a
-# power-of-two ':' dim reshaped to [2, h] and split gives its halves (and join + reshape glues two back): enough
-# for rotate-half RoPE and gated activations.
+# Halves of a block (x[..., :h], x[..., h:], torch.cat([a, b], dim)) for rotate-half RoPE and gated activations:
+# Triton cannot slice a register block, but a power-of-two ':' dim reshaped to [2, h] splits (join glues back).
 
 def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
     """``v[..., lo:hi]`` where the bounded slice is one half of a power-of-two ':' dim."""

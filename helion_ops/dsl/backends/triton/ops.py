@@ -13,8 +13,7 @@ from ...types import tl_dtype
 # torch's maximum/minimum/amax/relu/clamp propagate NaN; Triton's defaults return the other operand.
 NAN = ", propagate_nan=tl.PropagateNan.ALL"
 
-# NaN-propagating combines for float max/min reductions (Triton computes a bf16 maximum in fp32; a combine must
-# return its operands' type).
+# NaN-propagating combines for float max/min reductions (returning their operands' type: Triton's bf16 max is fp32).
 NAN_REDUCE_HELPERS = {op: f"@triton.jit\ndef _hl_{op}_nan(a, b):\n    return tl.{fn}(a, b{NAN}).to(a.dtype)\n\n\n"
                       for op, fn in (("max", "maximum"), ("min", "minimum"))}
 
@@ -115,9 +114,8 @@ def _combine(em, v: I.Value) -> str:
     ins = ([em.masked(x, axis, em.name_of(o) if isinstance(o, I.Value) else _lit(o), False)
             for x, o in zip(v.args, v.attrs["other"])] if reduce else [em.name_of(x) for x in v.args])
     tup = f"({', '.join(ins)},)" if v.attrs["multi"] else ins[0]
-    if reduce:
-        return f"tl.reduce({tup}, {axis}, {v.attrs['fn']}, keep_dims={v.attrs['keepdim']})"
-    return f"tl.associative_scan({tup}, {axis}, {v.attrs['fn']}, reverse={v.attrs['reverse']})"
+    return (f"tl.reduce({tup}, {axis}, {v.attrs['fn']}, keep_dims={v.attrs['keepdim']})" if reduce else
+            f"tl.associative_scan({tup}, {axis}, {v.attrs['fn']}, reverse={v.attrs['reverse']})")
 
 def _scan(em, v: I.Value) -> str:
     op, axis, rev, x = v.attrs["op"], v.attrs["axis"], v.attrs.get("reverse", False), v.args[0]
@@ -135,8 +133,7 @@ def _rand(em, v: I.Value) -> str:
                 raise exc.NotSupported("hl.rand over a tile whose extent is not known at compile time", v.loc)
             term, ext = (t.offset if t.is_grid else em.bcast(t.indices, k, len(dims))), t.static_len
         elif d.kind == "rdim":
-            r = em.d.rdims[d.id]
-            term, ext = em.bcast(r.index, k, len(dims)), r.extent
+            term, ext = em.bcast(em.d.rdims[d.id].index, k, len(dims)), em.d.rdims[d.id].extent
         else:
             continue
         offs = term if offs == "0" else f"({offs}) * {ext} + {term}"
@@ -163,8 +160,7 @@ def _inline_triton(em, v: I.Value) -> str:
 
 def _inline_asm(em, v: I.Value) -> str:
     # Each argument is broadcast to the output's shape first: the op itself takes same-shape blocks.
-    shape = em.shape(v.type)
-    args = [em.name_of(a) if a.type.dims == v.type.dims else f"tl.broadcast_to({em.name_of(a)}, {shape})"
+    args = [em.name_of(a) if a.type.dims == v.type.dims else f"tl.broadcast_to({em.name_of(a)}, {em.shape(v.type)})"
             for a in v.args]
     dts = [tl_dtype(d) for d in v.attrs["dtypes"]]
     dt = dts[0] if len(dts) == 1 else "(" + ", ".join(dts) + ",)"
