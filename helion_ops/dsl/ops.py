@@ -29,8 +29,6 @@ def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float, bool)) and not isinstance(x, Value)
 
 def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
-    if op is None:
-        raise lw.err(exc.NotSupported, "unsupported binary operator", node)
     if op == "@":
         return dot(lw, a, b, None, node, torch_semantics=True)
     a, b = (attribute(lw, x, "index", node) if isinstance(x, TileVar) else lw.scalar_of(x, node) for x in (a, b))
@@ -48,8 +46,7 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
                          f"(e.g. {ref.arg.host}[tile])", node)
         raise lw.err(exc.NotSupported, f"operator {op} on {type(a).__name__} and {type(b).__name__}", node)
     dtype = lw.result_dtype(a, b)
-    if op == "/" and not dtype.is_floating_point:
-        dtype = torch.float32
+    dtype = torch.float32 if op == "/" and not dtype.is_floating_point else dtype
     if op in ("&", "|", "^", "<<", ">>") and dtype.is_floating_point:
         raise lw.err(exc.TypeError_, f"bitwise {op} on floating-point values", node)
     a, b = _align(lw, a, b, dtype, node)
@@ -321,11 +318,8 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
 
 def dim_size(lw, d: Any) -> int:
     """A tile's block size (a BlockSizeInt that notes its use), a ':' dim's extent, or 1."""
-    if d.kind == "one":
-        return 1
-    if d.kind == "rdim":
-        return lw.rdims[d.id].extent
-    if d.kind == "tile":
-        t = lw.tiles[d.id]
-        return t.fixed if d.bid is None else lw.block_int(d.bid, lw.tile_block(t, note=False))
-    return lw.block_int(d.bid, lw.block_value(d.bid))
+    if d.kind in ("one", "rdim"):
+        return 1 if d.kind == "one" else lw.rdims[d.id].extent
+    if d.kind == "tile" and d.bid is None:
+        return lw.tiles[d.id].fixed
+    return lw.block_int(d.bid, lw.tile_block(lw.tiles[d.id], note=False) if d.kind == "tile" else lw.block_value(d.bid))

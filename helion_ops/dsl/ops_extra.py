@@ -36,16 +36,13 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     sums and products accumulate in int64, fp16/bf16 ones in fp32 (returned in the input's dtype)."""
     v = lw.as_value(v, node)
     axes = _axes(lw, v, dim, node)
-    if dtype is not None:
-        v = O.cast(lw, v, dtype, node)
-    elif kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
-        v = O.cast(lw, v, torch.int64, node)  # int32 would overflow where torch's int64 does not
+    if dtype is not None or kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
+        v = O.cast(lw, v, dtype or torch.int64, node)  # (int32 would overflow where torch's int64 does not)
     if kind in ("mean", "var", "std"):
         if any(v.type.dims[a].kind not in ("rdim", "one") for a in axes):
             raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles): reduce ':' dims or use sum", node)
         n = math.prod(lw.rdims[v.type.dims[a].id].extent for a in axes if v.type.dims[a].kind == "rdim")
-        if not v.type.dtype.is_floating_point:
-            v = O.cast(lw, v, torch.float32, node)
+        v = v if v.type.dtype.is_floating_point else O.cast(lw, v, torch.float32, node)
         if kind == "mean":
             return O.binary(lw, "*", reduce(lw, "sum", v, axes, keepdim, node), 1.0 / n, node)
         d = O.binary(lw, "-", v, reduce(lw, "mean", v, axes, True, node), node)
@@ -57,10 +54,8 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
         return O.binary(lw, "!=", reduce(lw, "min" if kind == "all" else "max", v, axes, keepdim, node), 0, node)
     in_dtype = v.type.dtype
     half = in_dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod")
-    if half:
-        v = O.cast(lw, v, torch.float32, node)  # accumulate in fp32, as torch does
-    elif in_dtype == torch.bool:  # max/min of bools
-        v = O.cast(lw, v, torch.int32, node)
+    if half or in_dtype == torch.bool:  # accumulate in fp32, as torch does; max/min of bools in int32
+        v = O.cast(lw, v, torch.float32 if half else torch.int32, node)
     for a in reversed(axes):
         d = v.type.dims[a]
         m = IX.jagged_lanes(lw, v.type.dims, node, only=d.id) if d.kind == "tile" and d.id in lw.jagged else None
@@ -80,8 +75,26 @@ def _mul(a, b):  # the combine function of product reductions
 
 def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
-    if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):
-        return block_half(lw, v, items, node)
+    if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):  # one half (see cat)
+        bad = lw.err(exc.NotSupported, "a block can be sliced only into one half of a power-of-two ':' dim "
+                     "(x[:, :h] or x[:, h:], other indices ':'); index the host tensor instead (x[tile, a:b])", node)
+        bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
+        if len(bounded) != 1 or not all(isinstance(it, ast.Slice) for it in items) or len(items) > v.type.ndim:
+            raise bad
+        axis, it = bounded[0], items[bounded[0]]
+        d = v.type.dims[axis]
+        extent = lw.rdims[d.id].extent if d.kind == "rdim" else 0
+        lo, hi = (lw.expr(e) if e is not None else None for e in (it.lower, it.upper))
+        if extent < 2 or extent & (extent - 1) or it.step is not None or not all(
+                b is None or isinstance(b, int) for b in (lo, hi)):
+            raise bad
+        lo, hi, _ = slice(lo, hi).indices(extent)
+        h, n = extent // 2, v.type.ndim
+        if (lo, hi) not in ((0, h), (h, extent)):
+            raise bad
+        x = _last_dims(lw, _move(lw, v, axis, n - 1, node), [2, h], node)  # [..., 2, h]
+        halves = [_move(lw, half, n - 1, axis, node) for half in split(lw, _move(lw, x, n, n - 1, node), node)]
+        return halves[0 if lo == 0 else 1]  # (split of [..., h, 2])
     src, i = v.type.dims, 0
     out: list[tuple[Dim, bool]] = []  # (dim, True: an axis of v, False: a new size-1 axis)
     rest = len(src) - sum(not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)) for x in items)
@@ -225,22 +238,20 @@ rule("cumsum", "cumprod")(lambda lw, node, name, x, dim=None, dtype=None: cumula
                                                                                    dtype=dtype))
 
 def _seed(lw, seed: Any, what: str, node: ast.AST) -> Value:
-    if isinstance(seed, Value) and seed.type.dims:
-        raise lw.err(exc.CompileError, f"hl.{what} seed must be a scalar", node)
+    if seed is None or isinstance(seed, Value) and seed.type.dims:
+        raise lw.err(exc.CompileError, f"hl.{what} needs seed=, a scalar", node)
     return lw.as_value(seed, node, torch.int32)
 
 @rule(hl.rand)
 def rand(lw, node, name, shape, seed=None, **_) -> Value:
     """Uniform [0, 1) float32 from Philox (tl.rand), one counter per element of the full index space."""
-    if seed is None:
-        raise lw.err(exc.CompileError, "hl.rand needs seed=", node)
     return lw.emit("rand", [_seed(lw, seed, "rand", node)], BlockT(O.shape_dims(lw, shape, node), torch.float32), node)
 
 @rule(hl.rand4x)
 def rand4x(lw, node, name, seed=None, offsets=None) -> tuple:
     """Four uniform [0, 1) float32 blocks from one Philox round per offset of the caller's (tl.rand4x's streams)."""
-    if seed is None or offsets is None:
-        raise lw.err(exc.CompileError, "hl.rand4x needs seed and offsets", node)
+    if offsets is None:
+        raise lw.err(exc.CompileError, "hl.rand4x needs offsets", node)
     offs = lw.as_value(offsets, node)
     if offs.type.dtype.is_floating_point or offs.type.dtype == torch.bool:
         raise lw.err(exc.CompileError, f"hl.rand4x offsets must be integers, got {offs.type.dtype}", node)
@@ -379,36 +390,10 @@ def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     if len(xs) > 2:
         return cat(lw, [stack(lw, xs[i:i + 2], dim, node) for i in range(0, len(xs), 2)], dim, node)
     v = join(lw, xs[0], xs[1], node)
-    n = v.type.ndim
-    if not isinstance(dim, int) or not -n <= dim < n:
-        raise lw.err(exc.ShapeMismatch, f"torch.stack dim {dim!r} out of range for {n} result dims", node)
-    return _move(lw, v, n - 1, dim % n, node)
+    return _move(lw, v, v.type.ndim - 1, _axis(lw, v, dim, node), node)
 
 # Halves of a block (x[..., :h], x[..., h:], torch.cat([a, b], dim)) for rotate-half RoPE and gated activations:
 # Triton cannot slice a register block, but a power-of-two ':' dim reshaped to [2, h] splits (join glues back).
-
-def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
-    """``v[..., lo:hi]`` where the bounded slice is one half of a power-of-two ':' dim."""
-    bad = lw.err(exc.NotSupported, "a block can be sliced only into one half of a power-of-two ':' dim "
-                 "(x[:, :h] or x[:, h:], other indices ':'); index the host tensor instead (x[tile, a:b])", node)
-    bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
-    if len(bounded) != 1 or not all(isinstance(it, ast.Slice) for it in items) or len(items) > v.type.ndim:
-        raise bad
-    axis, it = bounded[0], items[bounded[0]]
-    d = v.type.dims[axis]
-    extent = lw.rdims[d.id].extent if d.kind == "rdim" else 0
-    if extent < 2 or extent & (extent - 1) or it.step is not None:
-        raise bad
-    lo, hi = (lw.expr(e) if e is not None else None for e in (it.lower, it.upper))
-    if any(b is not None and not isinstance(b, int) for b in (lo, hi)):
-        raise bad
-    lo, hi, _ = slice(lo, hi).indices(extent)
-    h, n = extent // 2, v.type.ndim
-    if (lo, hi) not in ((0, h), (h, extent)):
-        raise bad
-    x = _last_dims(lw, _move(lw, v, axis, n - 1, node), [2, h], node)  # [..., 2, h]
-    halves = [_move(lw, half, n - 1, axis, node) for half in split(lw, _move(lw, x, n, n - 1, node), node)]
-    return halves[0 if lo == 0 else 1]  # (split of [..., h, 2])
 
 def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of the same shape along a power-of-two ':' dim (more than
