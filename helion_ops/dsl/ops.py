@@ -34,11 +34,10 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     a, b = (attribute(lw, x, "index", node) if isinstance(x, TileVar) else lw.scalar_of(x, node) for x in (a, b))
     if _is_num(a) and _is_num(b):
         return _PY_BIN[op](a, b)
-    seq = (list, tuple)
-    if op == "*" and (isinstance(a, seq) and isinstance(b, int) or isinstance(b, seq) and isinstance(a, int)):
-        return _PY_BIN[op](a, b)  # [hl.zeros(...)] * G: G names of one value (values are immutable)
-    if op == "+" and isinstance(a, seq) and isinstance(b, seq):
-        return type(a)(a) + type(a)(b)
+    seq = (list, tuple)  # [hl.zeros(...)] * G: G names of one value (values are immutable); lists concatenate
+    if (op == "*" and (isinstance(a, seq) and isinstance(b, int) or isinstance(b, seq) and isinstance(a, int))
+            or op == "+" and isinstance(a, seq) and isinstance(b, seq)):
+        return a * b if op == "*" else type(a)(a) + type(a)(b)
     if not (isinstance(a, Value) or _is_num(a)) or not (isinstance(b, Value) or _is_num(b)):
         ref = next((x for x in (a, b) if isinstance(x, TensorRef)), None)
         if ref is not None:

@@ -114,10 +114,8 @@ def _softmax(lw, node, name, v, dim=None, *_, dtype=None, **__):
 def _clamp(lw, node, name, v, min=None, max=None, **_):
     v = lw.as_value(v, node)
     lo, hi = (None, min if max is None else max) if name == "clamp_max" else (min, max)
-    if lo is not None:
-        v = O.binary(lw, "maximum", v, lo, node)
-    if hi is not None:
-        v = O.binary(lw, "minimum", v, hi, node)
+    for op, bound in (("maximum", lo), ("minimum", hi)):
+        v = v if bound is None else O.binary(lw, op, v, bound, node)
     return v
 
 rule(torch.permute, "permute")(lambda lw, node, name, v, *perm: O.permute(lw, v, O.shape_list(perm), node))
@@ -154,10 +152,8 @@ rule("masked_fill")(lambda lw, node, name, v, mask, value: O.where(lw, mask, val
 
 rule("size")(lambda lw, node, name, v, dim=None: O.attribute(lw, v, "shape", node)[slice(None) if dim is None else dim])
 rule("dim", "ndimension")(lambda lw, node, name, v: v.type.ndim)
-# torch.bmm(a, b, out_dtype) / out_dtype=: accumulate and return in that dtype
-rule(torch.matmul, torch.mm, torch.bmm, "matmul", "mm", "bmm", "__matmul__")(
-    lambda lw, node, name, a, b, out_dtype=None, **_: O.dot(lw, a, b, None, node, torch_semantics=True,
-                                                            out_dtype=out_dtype))
+rule(torch.matmul, torch.mm, torch.bmm, "matmul", "mm", "bmm", "__matmul__")(  # out_dtype: accumulated and returned in
+    lambda lw, node, name, a, b, out_dtype=None, **_: O.dot(lw, a, b, None, node, True, out_dtype))
 
 @rule(torch.isfinite, "isfinite")
 def _isfinite(lw, node, name, v):

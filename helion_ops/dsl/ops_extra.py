@@ -161,11 +161,6 @@ def argmax(lw, node, name, x, dim=None, keepdim=False) -> Value:
         r = O.binary(lw, "+", r, O.attribute(lw, TileVar(lw.tiles[d.id]), "begin", node), node)
     return O.cast(lw, r, torch.int64, node)
 
-def _inputs(lw, x: Any, node: ast.AST) -> tuple[list[Value], bool]:
-    if not isinstance(x, (tuple, list)):
-        return [lw.as_value(x, node)], False
-    return O.broadcast(lw, [lw.as_value(v, node) for v in x], node), True
-
 def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, grouped: bool = False) -> str:
     """Lower a Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)``, tuples, when
     ``grouped``: torch's associative_scan) into a helper @triton.jit function."""
@@ -198,7 +193,8 @@ def _emit_combine(lw, fn: Any, vals: list[Value], multi: bool, dims: tuple, node
 
 @rule(hl.reduce)
 def reduce_fn(lw, node, name, fn, x, dim=None, other=0, keep_dims: bool = False) -> Any:
-    vals, multi = _inputs(lw, x, node)
+    multi = isinstance(x, (tuple, list))
+    vals = O.broadcast(lw, [lw.as_value(v, node) for v in (x if multi else [x])], node)
     if not multi and fn in _BUILTIN_COMBINE:  # in the input's dtype, as tl.reduce (an int32 sum stays int32)
         kind = _BUILTIN_COMBINE[fn]
         keep_dt = vals[0].type.dtype if kind == "sum" and not vals[0].type.dtype.is_floating_point else None
@@ -212,7 +208,8 @@ def reduce_fn(lw, node, name, fn, x, dim=None, other=0, keep_dims: bool = False)
 
 @rule(hl.associative_scan)
 def scan_fn(lw, node, name, fn, x, dim=None, reverse=False, grouped: bool = False) -> Any:
-    vals, multi = _inputs(lw, x, node)
+    multi = isinstance(x, (tuple, list))
+    vals = O.broadcast(lw, [lw.as_value(v, node) for v in (x if multi else [x])], node)
     axis = _axis(lw, vals[0], dim, node)
     if not multi and _BUILTIN_COMBINE.get(fn) == "sum":
         return cumulative(lw, node, "cumsum", vals[0], axis, reverse)
@@ -290,9 +287,8 @@ def inline_triton(lw, node, name, triton_source=None, args=(), output_like=None)
     outs = [lw.as_value(o, node) for o in (output_like if multi else [] if output_like is None else [output_like])]
     v = lw.emit("inline_triton", [x for x in vals if isinstance(x, Value)], outs[0].type if outs else
                 BlockT((), torch.int32), node, source=triton_source, keys=[k for k, _ in items], kinds=kinds, lits=vals,
-                named=named, n_out=len(outs))
+                named=named, effect=output_like is None)
     if output_like is None:
-        v.attrs["effect"] = True
         return None
     return tuple(lw.emit("getitem", [v], o.type, node, index=i) for i, o in enumerate(outs)) if multi else v
 

@@ -34,10 +34,8 @@ UNARY_CODE = {
              "(tl.floor({0}) - 2 * tl.floor(tl.floor({0}) * 0.5) != 0))).to({0}.dtype))",
 }
 # Float forms that differ: relu(nan) and softplus(nan) are nan in torch.
-UNARY_FLOAT_CODE = {
-    "relu": "tl.maximum({0}, 0" + NAN + ")",
-    "softplus": "tl.where({0} > 20, {0}, tl.log(1 + tl.exp(tl.minimum({0}, 20" + NAN + "))))",
-}
+UNARY_FLOAT_CODE = {"relu": "tl.maximum({0}, 0" + NAN + ")",
+                    "softplus": "tl.where({0} > 20, {0}, tl.log(1 + tl.exp(tl.minimum({0}, 20" + NAN + "))))"}
 REDUCE_FN = {"sum": "tl.sum", "max": "tl.max", "min": "tl.min"}
 NEUTRAL = {"sum": "0", "max": "float('-inf')", "min": "float('inf')"}
 INT_NEUTRAL = {"sum": "0", "max": "-2147483648", "min": "2147483647"}
