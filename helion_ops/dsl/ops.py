@@ -76,8 +76,7 @@ def expand_rank(lw, v: Value, n: int, node: ast.AST) -> Value:
                    axes=(False,) * k + (True,) * v.type.ndim)
 
 def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
-    if isinstance(v, TileVar):
-        v = attribute(lw, v, "index", node)
+    v = attribute(lw, v, "index", node) if isinstance(v, TileVar) else v
     if _is_num(v):
         py = {"neg": lambda x: -x, "pos": lambda x: x, "not": lambda x: not x, "abs": abs,
               "invert": lambda x: ~x, "exp": math.exp, "log": math.log, "sqrt": math.sqrt}
@@ -98,8 +97,7 @@ def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
 
 def where(lw, c: Any, a: Any, b: Any, node: ast.AST) -> Value:
     c = lw.as_value(c, node)
-    if c.type.dtype != torch.bool:
-        c = binary(lw, "!=", c, 0, node)
+    c = c if c.type.dtype == torch.bool else binary(lw, "!=", c, 0, node)
     dtype = lw.result_dtype(a, b)
     a, b = _align(lw, a, b, dtype, node)
     n = max(c.type.ndim, a.type.ndim)

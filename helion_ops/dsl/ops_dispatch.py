@@ -26,8 +26,7 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
         if name not in known:
             raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
         return known[name][args[0]] if args and name in ("size", "stride") else known[name]
-    if isinstance(base, TileVar):
-        base = O.attribute(lw, base, "index", node)
+    base = O.attribute(lw, base, "index", node) if isinstance(base, TileVar) else base
     fn = METHODS.get(name)
     if fn is None:
         hint = "; a loaded element is already a device scalar: drop .item()" if name == "item" else ""
@@ -94,6 +93,8 @@ def _reduce(lw, node, name, x, dim=None, keepdim=False, *, axis=None, dtype=None
     correction = (0 if unbiased is False else 1) if correction is None else correction
     return X.reduce(lw, kind, x, dim, keepdim, node, correction=correction, dtype=dtype)
 
+rule(torch.var_mean)(lambda lw, node, name, x, dim=None, **kw: (
+    _reduce(lw, node, "var", x, dim, **kw), _reduce(lw, node, "mean", x, dim, kw.get("keepdim", False))))
 rule("count_nonzero")(lambda lw, node, name, v, dim=None: X.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), dim,
                                                                    False, node))
 rule("nansum")(lambda lw, node, name, v, *a, **kw: _reduce(

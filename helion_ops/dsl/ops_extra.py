@@ -120,11 +120,6 @@ _BUILTIN_COMBINE = {torch.max: "max", torch.maximum: "max", torch.amax: "max", t
 rule(hl.tile_index, hl.tile_begin, hl.tile_end, hl.tile_block_size, hl.tile_id)(
     lambda lw, node, name, tile: O.attribute(lw, tile, name[len("tile_"):], node))
 
-@rule(torch.var_mean)
-def _var_mean(lw, node, name, x, dim=None, *, keepdim=False, correction=None, unbiased=True, **_):
-    correction = (0 if unbiased is False else 1) if correction is None else correction
-    return reduce(lw, "var", x, dim, keepdim, node, correction=correction), reduce(lw, "mean", x, dim, keepdim, node)
-
 @rule(hl.randint)
 def _randint(lw, node, name, shape, low=0, high=None, seed=None, **_):
     r = rand(lw, node, name, shape, seed)
@@ -401,8 +396,7 @@ def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     if len(xs) > 2:
         k = len(xs) // 2
         return cat(lw, [cat(lw, xs[:k], dim, node), cat(lw, xs[k:], dim, node)], dim, node)
-    dtype = lw.result_dtype(xs[0], xs[1])
-    a, b = O._align(lw, xs[0], xs[1], dtype, node)
+    a, b = O._align(lw, xs[0], xs[1], lw.result_dtype(xs[0], xs[1]), node)
     n = a.type.ndim
     if a.type.dims != b.type.dims or not isinstance(dim, int) or not -n <= dim < n:
         raise bad
