@@ -85,8 +85,7 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
             hi = lw.expr(up)
         if n is None and isinstance(lo, Value) and isinstance(hi, Value) and hi.op == "binary" \
                 and hi.attrs.get("op") == "+" and hi.args[0] is lo:  # e = k0 + tile.block_size; x[t, k0:e]
-            c = hi.args[1]
-            n = _positive(c.args[0] if isinstance(c, Value) and c.op == "const" else None)
+            n = _positive(hi.args[1].args[0] if hi.args[1].op == "const" else None)
     else:
         lo, hi, step, n = v.start, v.stop, v.step, None
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):

@@ -218,7 +218,19 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     if infer is not None and len(non_one) == 1 and all(d.kind in ("one", "infer") for d in new):
         new[infer] = non_one[0]  # x[tile].view(-1, 1): the one dim that is not 1 keeps its identity
         infer = None
-    v = _flatten_full_tiles(lw, v, new, node)
+    # a tile dim merged into others becomes plain lanes (int4 unpacking: join(lo, hi) of [tile_k, n] reshaped to
+    # [2 * block_k, n]) when the tile never has a partial block, whose mask the merge would lose
+    flat = list(v.type.dims)
+    for i, d in enumerate(flat):
+        if d.kind == "tile" and d not in new:
+            t, block = lw.tiles[d.id], lw.tile_block(lw.tiles[d.id])
+            if t.is_grid or t.static_len is None or t.static_len % block or block & (block - 1):
+                raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {block}) into other "
+                             f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the "
+                             f"merged lanes would lose its mask", node)
+            flat[i] = Dim("rdim", lw.rdim_for(block, node).id)
+    if tuple(flat) != v.type.dims:
+        v = lw.emit("reshape", [v], BlockT(tuple(flat), v.type.dtype), node)
     src_groups, dst_groups = _groups(lw, v.type.dims), _groups(lw, tuple(new))
     if infer is not None:
         if len(src_groups) != len(dst_groups):
@@ -238,21 +250,6 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     if padded and [d for d in v.type.dims if d != ONE] != [d for d in dims if d != ONE]:
         raise bad
     return lw.emit("reshape", [v], BlockT(dims, v.type.dtype), node)
-
-def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
-    """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n] reshaped to
-    [2 * block_k, n]) when the tile never has a partial block, whose mask the merge would lose."""
-    dims = list(v.type.dims)
-    for i, d in enumerate(dims):
-        if d.kind != "tile" or d in new:
-            continue
-        t, block = lw.tiles[d.id], lw.tile_block(lw.tiles[d.id])
-        if t.is_grid or t.static_len is None or t.static_len % block or block & (block - 1):
-            raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {block}) into other "
-                         f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the merged "
-                         f"lanes would lose its mask", node)
-        dims[i] = Dim("rdim", lw.rdim_for(block, node).id)
-    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node) if tuple(dims) != v.type.dims else v
 
 def _groups(lw, dims: tuple[Dim, ...]) -> list:
     """Dims as [(tile/block dim, 1) | (indices of a run of full dims, product of extents)]; size-1 dims left out."""
@@ -294,8 +291,7 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
             return t.fixed if t.block_id is None else lw.block_int(t.block_id, lw.tile_block(t, note=False))
         raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
     if isinstance(base, TensorRef):
-        a = base.arg
-        props = {"shape": torch.Size(a.sizes), "dtype": a.dtype, "ndim": a.ndim, "device": _DEVICE}
+        props = {"shape": torch.Size(base.arg.sizes), "dtype": base.arg.dtype, "ndim": base.arg.ndim, "device": _DEVICE}
         if attr in props:
             return props[attr]
         raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code", node)

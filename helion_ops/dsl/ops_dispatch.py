@@ -17,10 +17,8 @@ from .opdefs import CALLS, DECLINE, METHODS, rule
 from .types import TensorRef, TileVar
 
 def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
-    if isinstance(base, TensorRef):
+    if isinstance(base, TensorRef) and not name.startswith("new_"):
         a = base.arg
-        if name in ("new_zeros", "new_ones", "new_full", "new_empty"):  # a block of the host tensor's dtype
-            return _new_block(lw, node, name, a.dtype, *args, **kwargs)
         known = {"size": torch.Size(a.sizes), "stride": tuple(a.strides), "dim": a.ndim, "ndimension": a.ndim,
                  "numel": math.prod(a.sizes)}
         if name not in known:
@@ -142,11 +140,11 @@ rule("contiguous", "clone", "detach")(lambda lw, node, name, v, *_, **__: v)
 
 _FILL = {"zeros": 0, "ones": 1, "empty": 0}
 
-def _new_block(lw, node, name, like_dtype, size, fill_value=None, *, dtype=None, **_):
-    return O.full(lw, size, _FILL.get(name[4:], fill_value), dtype or like_dtype, node)
+@rule("new_zeros", "new_ones", "new_full", "new_empty")
+def _new_block(lw, node, name, v, size, fill_value=None, *, dtype=None, **_):  # of v's (or a host tensor's) dtype
+    like = v.arg.dtype if isinstance(v, TensorRef) else v.type.dtype
+    return O.full(lw, size, _FILL.get(name[4:], fill_value), dtype or like, node)
 
-rule("new_zeros", "new_ones", "new_full", "new_empty")(
-    lambda lw, node, name, v, *a, **kw: _new_block(lw, node, name, v.type.dtype, *a, **kw))
 rule("where")(lambda lw, node, name, v, cond, other: O.where(lw, cond, v, other, node))
 rule(torch.where)(lambda lw, node, name, cond, a, b: O.where(lw, cond, a, b, node))
 rule("masked_fill")(lambda lw, node, name, v, mask, value: O.where(lw, mask, value, v, node))
@@ -203,9 +201,8 @@ def _addmm(lw, node, name, acc, a, b, *, beta=1, alpha=1, **_):
 rule(hl.dot)(lambda lw, node, name, a, b, acc=None, out_dtype=None: O.dot(lw, a, b, acc, node, out_dtype=out_dtype))
 rule(hl.zeros)(lambda lw, node, name, shape, dtype=torch.float32, **_: O.full(lw, shape, 0, dtype, node))
 rule(hl.full)(lambda lw, node, name, shape, value, dtype=torch.float32, **_: O.full(lw, shape, value, dtype, node))
-rule(torch.zeros_like, torch.ones_like, torch.empty_like)(lambda lw, node, name, x, *, dtype=None, **_: O.full_like(
-    lw, x, 1 if name == "ones_like" else 0, dtype, node))
-rule(torch.full_like)(lambda lw, node, name, x, value, *, dtype=None, **_: O.full_like(lw, x, value, dtype, node))
+rule(torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like)(
+    lambda lw, node, name, x, value=None, dtype=None, **_: O.full_like(lw, x, _FILL.get(name[:-5], value), dtype, node))
 
 @rule(torch.zeros, torch.ones, torch.full, torch.empty)
 def _torch_full(lw, node, name, *args, dtype=torch.float32, fill_value=None, **_):
