@@ -17,8 +17,7 @@ class OpDef:
     chunkable: bool = True      # with a rolled reduction dim, recomputable chunk by chunk (passes.decide_rolled)
     effects: Flag = False       # its result or effect depends on the order it runs in (passes.reversible)
     def flag(self, name: str, v: Any) -> bool:
-        f = getattr(self, name)
-        return f(v) if callable(f) else f
+        return f(v) if callable(f := getattr(self, name)) else f
 
 OPS: dict[str, OpDef] = {d.name: d for d in [
     OpDef("const", "a Python number", constant=True, inline=True),

@@ -32,10 +32,7 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
     return fn(lw, node, name, base, *args, **kwargs)
 
 def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
-    try:
-        impl = CALLS.get(fn)
-    except TypeError:  # an unhashable callable
-        impl = None
+    impl = CALLS.get(fn) if type(fn).__hash__ else None  # (an unhashable callable has no rule)
     r = impl(lw, node, fn.__name__, *args, **kwargs) if impl else DECLINE
     if r is not DECLINE:
         return r
@@ -130,11 +127,8 @@ rule(torch.reshape, "reshape", "view")(lambda lw, node, name, v, *shape: O.resha
 rule(torch.unsqueeze, "unsqueeze")(lambda lw, node, name, v, dim: O.unsqueeze(lw, v, dim, node))
 rule(torch.squeeze, "squeeze")(lambda lw, node, name, v, dim=None: O.squeeze(lw, v, dim, node))
 
-@rule("expand", "broadcast_to")
-def _expand(lw, node, name, v, *shape):
-    shape = O.shape_list(shape)
-    return O.expand(lw, v, v.type.dims if -1 in shape else O.shape_dims(lw, shape, node), node)
-
+rule("expand", "broadcast_to")(lambda lw, node, name, v, *shape: O.expand(
+    lw, v, v.type.dims if -1 in O.shape_list(shape) else O.shape_dims(lw, O.shape_list(shape), node), node))
 rule("expand_as")(lambda lw, node, name, v, other: O.expand(lw, v, other.type.dims, node))
 rule("contiguous", "clone", "detach")(lambda lw, node, name, v, *_, **__: v)
 

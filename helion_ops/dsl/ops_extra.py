@@ -157,8 +157,7 @@ def argmax(lw, node, name, x, dim=None, keepdim=False) -> Value:
     return O.cast(lw, r, torch.int64, node)
 
 def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, grouped: bool = False) -> str:
-    """Lower a Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)``, tuples, when
-    ``grouped``: torch's associative_scan) into a helper @triton.jit function."""
+    """A Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)`` if ``grouped``) as a jit helper."""
     from . import inline
     name = f"{lw.name}_combine_{len(lw.helpers)}"
     params = [Value("param", [f"{side}{i}"], BlockT((), dt), lw.pk.loc(node), f"{side}{i}")
@@ -178,8 +177,7 @@ def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, groupe
         lw.stmts = saved
     return name
 
-def _emit_combine(lw, fn: Any, vals: list[Value], multi: bool, dims: tuple, node: ast.AST, grouped: bool = False,
-                  **attrs: Any) -> Any:
+def _emit_combine(lw, fn: Any, vals: list[Value], multi: bool, dims: tuple, node: ast.AST, grouped=False, **attrs):
     helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node, grouped)
     v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, **attrs, fn=helper, multi=multi,
                 rdim=vals[0].type.dims[attrs["axis"]])
@@ -347,8 +345,7 @@ def inline_asm(lw, node, name, asm=None, constraints=None, args=None, dtype=None
 
 def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
     x = lw.as_value(x, node)
-    last = x.type.dims[-1] if x.type.dims else ONE
-    if last.kind != "rdim" or lw.rdims[last.id].extent != 2:
+    if not x.type.dims or x.type.dims[-1].kind != "rdim" or lw.rdims[x.type.dims[-1].id].extent != 2:
         raise lw.err(exc.ShapeMismatch, f"hl.split needs a last dim of size 2, got {x.type}", node)
     t = BlockT(x.type.dims[:-1], x.type.dtype)
     v = lw.emit("split", [x], t, node)
@@ -394,15 +391,13 @@ def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     if not _pow2_count(xs):
         raise bad
     if len(xs) > 2:
-        k = len(xs) // 2
-        return cat(lw, [cat(lw, xs[:k], dim, node), cat(lw, xs[k:], dim, node)], dim, node)
+        return cat(lw, [cat(lw, xs[:len(xs) // 2], dim, node), cat(lw, xs[len(xs) // 2:], dim, node)], dim, node)
     a, b = O._align(lw, xs[0], xs[1], lw.result_dtype(xs[0], xs[1]), node)
     n = a.type.ndim
     if a.type.dims != b.type.dims or not isinstance(dim, int) or not -n <= dim < n:
         raise bad
     axis = dim % n
-    d = a.type.dims[axis]
-    h = lw.rdims[d.id].extent if d.kind == "rdim" else 0
+    h = lw.rdims[a.type.dims[axis].id].extent if a.type.dims[axis].kind == "rdim" else 0
     if h < 1 or h & (h - 1):
         raise bad
     j = join(lw, _move(lw, a, axis, n - 1, node), _move(lw, b, axis, n - 1, node), node)  # [..., h, 2]

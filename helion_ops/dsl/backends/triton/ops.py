@@ -83,19 +83,17 @@ def _full(em, v: I.Value) -> str:
 def _arange(em, v: I.Value) -> str:
     if "block" in v.attrs:  # lanes of a registered block size (its id)
         return f"tl.arange(0, {em.d.blocks[v.attrs['block']]})"
-    r = v.attrs["rdim"]
-    return f"({v.args[0]} + {r.index})" if v.args[0] else r.index
+    return f"({v.args[0]} + {v.attrs['rdim'].index})" if v.args[0] else v.attrs["rdim"].index
 
 def _reshape(em, v: I.Value) -> str:
     x = v.args[0]
     if not x.type.dims and v.type.dims:  # a scalar to [1, ...]: tl.reshape wants a block
-        op = "|" if v.type.dtype == torch.bool else "+"
+        op = "|" if v.type.dtype == torch.bool else "+"  # (bool blocks have no +)
         return f"(tl.zeros({em.shape(v.type)}, {tl_dtype(v.type.dtype)}) {op} {em.name_of(x)})"
     return f"tl.reshape({em.name_of(x)}, {em.shape(v.type)})"
 
 def _argmax(em, v: I.Value) -> str:
-    x = v.args[0]
-    axis, keep, kind = v.attrs["axis"], v.attrs["keepdim"], "min" if v.attrs["is_min"] else "max"
+    x, axis, keep, kind = v.args[0], v.attrs["axis"], v.attrs["keepdim"], "min" if v.attrs["is_min"] else "max"
     inp = em.masked(x, axis, (NEUTRAL if x.type.dtype.is_floating_point else INT_NEUTRAL)[kind], False)
     fn = f"tl.arg{kind}"
     if not x.type.dtype.is_floating_point:
