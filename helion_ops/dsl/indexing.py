@@ -1,27 +1,21 @@
-"""Indexing of host tensors in device code (``x[tile, :]``, ``x[t, a:b]``, gathers, ``None`` dims) into the IR
-``Index``, with the safety rules: a tile that runs past a dim is an error at the line, and a tile over a size-1
-dim broadcasts on load (torch's rule), so no index ever leaves a tensor.
-"""
+"""Indexing of host tensors in device code (``x[tile, :]``, ``x[t, a:b]``, gathers, ``None``) into the IR ``Index``:
+a tile that runs past a dim is an error at the line, a tile over a size-1 dim broadcasts on load (torch's rule)."""
 from __future__ import annotations
 
 import ast
-import functools
 from typing import Any
 
 from . import exc, ops as O
 from .ir import Index, Value
-from .types import ONE, BlockT, Dim, TensorArg, TensorRef, TileInfo, TileVar, broadcast_dims, same_lanes
+from .types import ONE, BlockT, Dim, TensorArg, TensorRef, TileVar, same_lanes
 
-def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST, extra_mask: Any = None) -> Index:
+def index(lw, ref: "TensorRef", sl: ast.expr, node: ast.AST) -> Index:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
     vals = []
-    for it in items:
+    for it in items:  # (a multi-dim tile used as one index stands for its tiles)
         v = None if isinstance(it, ast.Slice) else lw.expr(it)
-        if isinstance(v, tuple) and all(isinstance(x, TileVar) for x in v):
-            vals.extend((None, x) for x in v)  # a multi-dim tile used as one index
-        else:
-            vals.append((it, v))
-    return make_index(lw, ref, vals, node, extra_mask)
+        vals += [(None, x) for x in v] if isinstance(v, tuple) and all(isinstance(x, TileVar) for x in v) else [(it, v)]
+    return make_index(lw, ref, vals, node)
 
 def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any = None) -> Index:
     """The Index of ``ref`` by (AST item, value) pairs; an entry per tensor dim, missing trailing dims are ':'."""
@@ -29,16 +23,20 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
     entries, out, adv = [], [], []  # adv: dims indexed by integer blocks (torch's advanced indices)
     for it, v in vals:
         d = len(entries)
-        if isinstance(it, ast.Slice) or isinstance(v, slice):
-            if d >= t.ndim:
-                raise lw.err(exc.ShapeMismatch, f"too many indices for {t.host} ({t.ndim} dims)", node)
-            entries.append(slice_entry(lw, it, v, t, d, node))
-        elif v is None:
+        if v is None and not isinstance(it, ast.Slice):
             out.append(None)
             continue
+        if d >= t.ndim:
+            raise lw.err(exc.ShapeMismatch, f"too many indices for {t.host}: it has {t.ndim} dims", node)
+        if isinstance(it, ast.Slice) or isinstance(v, slice):
+            entries.append(slice_entry(lw, it, v, t, d, node))
         elif isinstance(v, TileVar):
-            if d < t.ndim and extra_mask is None:  # an extra_mask may guard the overhang (concat)
-                check_tile_fits(lw, t, d, v.info, node)
+            # a tile past a dim's end (but a size-1 dim's: it broadcasts) is an error, unless an extra_mask guards it
+            size, n, begin = t.sizes[d], v.info.static_len, int(v.info.begin) if str(v.info.begin).isdigit() else 0
+            if extra_mask is None and not v.info.is_grid and n is not None and size != 1 and isinstance(size, int) \
+                    and begin + n > size:
+                raise lw.err(exc.ShapeMismatch, f"tile '{v.info.name or 'tile'}' spans [{begin}, {begin + n}) but "
+                             f"dim {d} of {t.host} has size {size}", node)
             entries.append(("tile", v.info))
         elif isinstance(v, Value) and v.type.dims:
             if v.type.dtype.is_floating_point:
@@ -46,8 +44,7 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
             entries.append(("block", v))
             adv.append(d)
         elif isinstance(v, (int, Value)) and not isinstance(v, bool):  # a scalar: the dim is indexed away
-            if isinstance(v, int) and d < t.ndim and isinstance(t.sizes[d], int):
-                size = t.sizes[d]
+            if isinstance(v, int) and isinstance(size := t.sizes[d], int):
                 if not -size <= v < size:  # as torch: an IndexError, not a read out of bounds
                     raise lw.err(exc.ShapeMismatch, f"index {v} is out of bounds for dim {d} of {t.host} "
                                  f"(size {size})", node)
@@ -57,30 +54,26 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
         else:
             raise lw.err(exc.NotSupported, f"unsupported index {type(v).__name__}", node)
         out.append(d)
-    if len(entries) > t.ndim:
-        raise lw.err(exc.ShapeMismatch, f"too many indices for {t.host}: it has {t.ndim} dims", node)
     for d in range(len(entries), t.ndim):
         entries.append(("rdim", lw.rdim_for(t.sizes[d], node)))
         out.append(d)
     em = lw.as_value(extra_mask, node) if extra_mask is not None else None
     if len(adv) < 2:
         return Index(t, entries, out, em)
-    # Several integer blocks index jointly, as in torch: they broadcast to one shape, which stands once in
-    # the result (B[rows[:, :, None], cols[None, None, :]] is [rows dims..., cols dim]).
+    # Integer blocks index jointly, as in torch: broadcast to one shape that stands once in the result.
     pos = [out.index(a) for a in adv]
     if pos != list(range(pos[0], pos[0] + len(pos))):
         raise lw.err(exc.NotSupported, "integer-block indices separated by a slice or tile (torch moves their "
                      "dims first); index with adjacent blocks", node)
-    dims = functools.reduce(lambda acc, a: broadcast_dims(acc, entries[a][1].type.dims, lw.pk.loc(node)), adv, ())
+    dims = O.bcast_dims(lw, [entries[a][1] for a in adv], node)
     for a in adv:
         if entries[a][1].type.dims != dims:
             entries[a] = ("block", O.expand(lw, entries[a][1], dims, node))
     return Index(t, entries, out, em, joint=tuple(adv))
 
 def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tuple[str, Any]:
-    """The Index entry of a slice on dim d: ``:`` is a full dim; ``a:b`` with host ints is a gather of
-    ``a + arange(b - a)`` (Python semantics: negatives count from the end, clamped to the dim); ``k0:k0 + n``
-    with a device-valued k0 and a host int n is a gather of ``k0 + arange(n)`` masked to the dim."""
+    """The Index entry of a slice on dim d: ``:`` a full dim; ``a:b`` (host ints, Python semantics) a gather of
+    ``a + arange(b - a)``; ``k0:k0 + n`` (device k0, host int n) a gather of ``k0 + arange(n)`` masked to the dim."""
     size = t.sizes[d]
     if isinstance(it, ast.Slice):
         lo, step = (lw.expr(e) if e is not None else None for e in (it.lower, it.step))
@@ -92,49 +85,32 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
             hi = lw.expr(up)
         if n is None and isinstance(lo, Value) and isinstance(hi, Value) and hi.op == "binary" \
                 and hi.attrs.get("op") == "+" and hi.args[0] is lo:  # e = k0 + tile.block_size; x[t, k0:e]
-            c = hi.args[1]
-            n = _positive(c.args[0] if isinstance(c, Value) and c.op == "const" else None)
+            n = _positive(hi.args[1].args[0] if hi.args[1].op == "const" else None)
     else:
         lo, hi, step, n = v.start, v.stop, v.step, None
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
         raise lw.err(exc.NotSupported, "a slice step must be a positive host int (as in torch)", node)
-    on_device = isinstance(lo, Value) or isinstance(hi, Value)
-    if step not in (None, 1) and on_device:
-        raise lw.err(exc.NotSupported, "a slice with a step takes host-int bounds", node)
-    if on_device:
-        if n is None or not isinstance(lo, Value) or lo.type.dims:
-            raise lw.err(exc.NotSupported, "a slice with a device-valued start must read `x[k0 : k0 + n]`, with n a "
-                         "host int (e.g. a block size)", node)
+    if isinstance(lo, Value) or isinstance(hi, Value):
+        if n is None or not isinstance(lo, Value) or lo.type.dims or step not in (None, 1):
+            raise lw.err(exc.NotSupported, "a slice with a device-valued bound must read `x[k0 : k0 + n]` (no step), "
+                         "with n a host int (e.g. a block size)", node)
         idx = O.binary(lw, "+", lo, O.arange(lw, [0, n], None, node), node)
         idx.attrs["index_bound"] = t.size_code(d)  # codegen masks lanes at or past the dim's end
         return ("block", idx)
     if any(b is not None and (isinstance(b, bool) or not isinstance(b, int)) for b in (lo, hi)):
         raise lw.err(exc.NotSupported, "slice bounds must be ints (host sizes, constants, or `k0 : k0 + n`)", node)
     lo, hi, step = slice(lo, hi, step).indices(size)
-    if (lo, hi, size) == (0, 0, 0):  # a whole dim of size 0: every lane masked (a sum over it is 0)
+    if (lo, hi) == (0, size) and (step == 1 or not size):  # a whole dim (of size 0: every lane masked, sums are 0)
         return ("rdim", lw.rdim_for(size, node))
     if hi <= lo:
         raise lw.err(exc.ShapeMismatch, f"empty slice [{lo}:{hi}] of a dim of size {size}", node)
     if step != 1:  # x[::2]: a gather of lo + step * arange(n)
         n = len(range(lo, hi, step))
         return ("block", O.binary(lw, "+", O.binary(lw, "*", O.arange(lw, [0, n], None, node), step, node), lo, node))
-    if (lo, hi) == (0, size):
-        return ("rdim", lw.rdim_for(size, node))
     return ("block", O.arange(lw, [lo, hi], None, node))  # masked past hi by its ':' dim
 
 def _positive(n: Any) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
-
-def check_tile_fits(lw, t: TensorArg, d: int, info: TileInfo, node: ast.AST) -> None:
-    """A tile whose static range ends past a dim (other than a size-1 dim, which loads broadcast) would
-    read or write out of bounds: say so instead."""
-    size, n = t.sizes[d], info.static_len
-    if info.is_grid or n is None or size == 1 or not isinstance(size, int):
-        return
-    begin = int(info.begin) if str(info.begin).isdigit() else 0
-    if begin + n > size:
-        raise lw.err(exc.ShapeMismatch, f"tile '{info.name or 'tile'}' spans [{begin}, {begin + n}) but dim {d} "
-                       f"of {t.host} has size {size}", node)
 
 def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
     """A tile index into a size-1 dim reads element 0 and broadcasts, as torch and Helion do (``bias[tile_m,
@@ -143,12 +119,11 @@ def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
         return idx
     entries, out = list(idx.entries), list(idx.out)
     for d, (kind, v) in enumerate(idx.entries):
-        if kind == "rdim" and v.extent == 1 and not store:  # x[t, :] with one column: the axis hl.zeros([t, 1]) has
-            pass
-        # a loop with device-valued bounds (static_len None) may well stay inside the dim: as written
-        elif kind != "tile" or v.is_grid or idx.tensor.sizes[d] != 1 or v.static_len is None or v.static_len == 1:
+        # x[t, :] of one column reads that axis; a tile with device-valued bounds may stay inside the dim: as written
+        tile = kind == "tile" and not v.is_grid and idx.tensor.sizes[d] == 1 and v.static_len not in (None, 1)
+        if not (tile or kind == "rdim" and v.extent == 1 and not store):
             continue
-        elif store:
+        if store:
             raise lw.err(exc.ShapeMismatch, f"store into dim {d} of {idx.tensor.host}, which has size 1, "
                            f"with tile '{v.name or 'tile'}' of length {v.static_len}", node)
         entries[d] = ("scalar", 0)
@@ -156,9 +131,8 @@ def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
     return Index(idx.tensor, entries, out, idx.extra_mask, idx.joint)
 
 def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
-    """Inside ``hl.jagged_tile(parent)``: an access whose lanes include the jagged tile and every dim of
-    ``parent`` is masked to ``tile.index < parent`` per lane (loads read 0 there, stores skip it). An
-    access without the parent's lanes keeps the loop's own bound, ``parent.amax()``."""
+    """Inside ``hl.jagged_tile(parent)``: an access with the lanes of the tile and of every dim of ``parent`` is masked
+    to ``tile.index < parent``; one without the parent's lanes keeps the loop's bound, ``parent.amax()``."""
     m = jagged_lanes(lw, idx.dims(), node) if lw.jagged else None
     if m is None:
         return idx
@@ -166,13 +140,12 @@ def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
     return Index(idx.tensor, idx.entries, idx.out, mask, idx.joint)
 
 def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = None) -> Value | None:
-    """The lanes of a block of ``dims`` inside each row's own length, ``tile.index < parent``, for every
-    jagged tile among ``dims`` (or tile ``only``) whose parent's dims are all there; None where none is."""
+    """``tile.index < parent`` over ``dims`` for every jagged tile there (or tile ``only``) whose parent's dims are all
+    there; None where none is."""
     mask = None
     for tid, parent in lw.jagged.items():
-        if (only is not None and tid != only) or not any(d.kind == "tile" and d.id == tid for d in dims):
-            continue
-        if not all(any(same_lanes(p, d) for d in dims) for p in parent.type.dims):
+        if (only not in (None, tid) or not any(d.kind == "tile" and d.id == tid for d in dims)
+                or not all(any(same_lanes(p, d) for d in dims) for p in parent.type.dims)):
             continue
         index = O.attribute(lw, TileVar(lw.tiles[tid]), "index", node)
         m = O.binary(lw, "<", _place(lw, index, dims, node), _place(lw, parent, dims, node), node)
@@ -182,9 +155,6 @@ def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = No
 def _place(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
     """v (whose dims all occur in ``dims``) viewed with size-1 axes, each of its dims at its place in ``dims``."""
     pos = [next(j for j, d in enumerate(dims) if same_lanes(p, d)) for p in v.type.dims]
-    order = sorted(range(len(pos)), key=lambda i: pos[i])
-    if order != list(range(len(pos))):
-        v = O.permute(lw, v, order, node)
-        pos = sorted(pos)
+    v, pos = O.permute(lw, v, sorted(range(len(pos)), key=lambda i: pos[i]), node), sorted(pos)
     new = tuple(v.type.dims[pos.index(j)] if j in pos else ONE for j in range(len(dims)))
     return lw.emit("view", [v], BlockT(new, v.type.dtype), node, axes=tuple(j in pos for j in range(len(dims))))

@@ -1,9 +1,9 @@
-"""The core device ops' typing rules: each handler checks shapes and dtypes (errors point at the source line) and
-emits IR values. Math in half precision computes in fp32 and casts back, as torch does internally; ``libdevice``
-is never used (the interpreter lacks it)."""
+"""The core device ops' typing rules: each handler checks shapes and dtypes (errors at the source line) and emits IR
+values. Half-precision math computes in fp32 and casts back, as torch does; no libdevice (the interpreter lacks it)."""
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 from typing import Any, Callable
@@ -29,19 +29,15 @@ def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float, bool)) and not isinstance(x, Value)
 
 def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
-    if op is None:
-        raise lw.err(exc.NotSupported, "unsupported binary operator", node)
     if op == "@":
         return dot(lw, a, b, None, node, torch_semantics=True)
-    a = attribute(lw, a, "index", node) if isinstance(a, TileVar) else lw.scalar_of(a, node)
-    b = attribute(lw, b, "index", node) if isinstance(b, TileVar) else lw.scalar_of(b, node)
+    a, b = (attribute(lw, x, "index", node) if isinstance(x, TileVar) else lw.scalar_of(x, node) for x in (a, b))
     if _is_num(a) and _is_num(b):
         return _PY_BIN[op](a, b)
-    seq = (list, tuple)
-    if op == "*" and (isinstance(a, seq) and isinstance(b, int) or isinstance(b, seq) and isinstance(a, int)):
-        return _PY_BIN[op](a, b)  # [hl.zeros(...)] * G: G names of one value (values are immutable)
-    if op == "+" and isinstance(a, seq) and isinstance(b, seq):
-        return type(a)(a) + type(a)(b)
+    seq = (list, tuple)  # [hl.zeros(...)] * G: G names of one value (values are immutable); lists concatenate
+    if (op == "*" and (isinstance(a, seq) and isinstance(b, int) or isinstance(b, seq) and isinstance(a, int))
+            or op == "+" and isinstance(a, seq) and isinstance(b, seq)):
+        return a * b if op == "*" else type(a)(a) + type(a)(b)
     if not (isinstance(a, Value) or _is_num(a)) or not (isinstance(b, Value) or _is_num(b)):
         ref = next((x for x in (a, b) if isinstance(x, TensorRef)), None)
         if ref is not None:
@@ -49,8 +45,7 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
                          f"(e.g. {ref.arg.host}[tile])", node)
         raise lw.err(exc.NotSupported, f"operator {op} on {type(a).__name__} and {type(b).__name__}", node)
     dtype = lw.result_dtype(a, b)
-    if op == "/" and not dtype.is_floating_point:
-        dtype = torch.float32
+    dtype = torch.float32 if op == "/" and not dtype.is_floating_point else dtype
     if op in ("&", "|", "^", "<<", ">>") and dtype.is_floating_point:
         raise lw.err(exc.TypeError_, f"bitwise {op} on floating-point values", node)
     a, b = _align(lw, a, b, dtype, node)
@@ -61,8 +56,7 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
         e = b.args[0] if b.args[0] == 0.5 else int(b.args[0])
         return lw.emit("powi", [a], BlockT(dims, out_dtype), node, exponent=e)
     if op == "**" and not dtype.is_floating_point:
-        raise lw.err(exc.NotSupported, "an integer power needs a constant exponent in [0, 16] (or float operands)",
-                     node)
+        raise lw.err(exc.NotSupported, "integer power needs a constant exponent in [0, 16] (or float operands)", node)
     return lw.emit("binary", [a, b], BlockT(dims, out_dtype), node, op=op)
 
 def _align(lw, a: Any, b: Any, dtype: torch.dtype, node: ast.AST) -> tuple[Value, Value]:
@@ -82,8 +76,7 @@ def expand_rank(lw, v: Value, n: int, node: ast.AST) -> Value:
                    axes=(False,) * k + (True,) * v.type.ndim)
 
 def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
-    if isinstance(v, TileVar):
-        v = attribute(lw, v, "index", node)
+    v = attribute(lw, v, "index", node) if isinstance(v, TileVar) else v
     if _is_num(v):
         py = {"neg": lambda x: -x, "pos": lambda x: x, "not": lambda x: not x, "abs": abs,
               "invert": lambda x: ~x, "exp": math.exp, "log": math.log, "sqrt": math.sqrt}
@@ -104,14 +97,21 @@ def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
 
 def where(lw, c: Any, a: Any, b: Any, node: ast.AST) -> Value:
     c = lw.as_value(c, node)
-    if c.type.dtype != torch.bool:
-        c = binary(lw, "!=", c, 0, node)
+    c = c if c.type.dtype == torch.bool else binary(lw, "!=", c, 0, node)
     dtype = lw.result_dtype(a, b)
     a, b = _align(lw, a, b, dtype, node)
     n = max(c.type.ndim, a.type.ndim)
     c, a, b = (expand_rank(lw, x, n, node) for x in (c, a, b))
-    dims = broadcast_dims(broadcast_dims(c.type.dims, a.type.dims, lw.pk.loc(node)), b.type.dims, lw.pk.loc(node))
-    return lw.emit("where", [c, a, b], BlockT(dims, dtype), node)
+    return lw.emit("where", [c, a, b], BlockT(bcast_dims(lw, (c, a, b), node), dtype), node)
+
+def bcast_dims(lw, vals: Any, node: ast.AST) -> tuple[Dim, ...]:
+    return functools.reduce(lambda dims, v: broadcast_dims(dims, v.type.dims, lw.pk.loc(node)), vals, ())
+
+def broadcast(lw, vals: list[Value], node: ast.AST) -> list[Value]:
+    n = max(v.type.ndim for v in vals)
+    vals = [expand_rank(lw, v, n, node) for v in vals]
+    dims = bcast_dims(lw, vals, node)
+    return [expand(lw, v, dims, node) if v.type.dims != dims else v for v in vals]
 
 def cast(lw, v: Any, dtype: torch.dtype, node: ast.AST) -> Any:
     if not isinstance(dtype, torch.dtype):
@@ -128,16 +128,13 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
         else:
             b = expand(lw, unsqueeze(lw, b, 0, node), a.type.dims[:1] + b.type.dims, node)
     if a.type.ndim < 2 or b.type.ndim < 2 or a.type.ndim != b.type.ndim:
-        raise lw.err(exc.ShapeMismatch, f"matmul needs two 2-D (or equal-rank 3-D) blocks, got {a.type} and {b.type}",
-                     node)
+        raise lw.err(exc.ShapeMismatch, f"matmul needs two 2-D (or equal-rank 3-D) blocks: {a.type}, {b.type}", node)
     if a.type.dims[-1] != b.type.dims[-2]:
         raise lw.err(exc.ShapeMismatch, f"matmul contraction dims differ: {a.type} @ {b.type}", node)
     dims = broadcast_dims(a.type.dims[:-2], b.type.dims[:-2], lw.pk.loc(node)) + (a.type.dims[-2], b.type.dims[-1])
-    if a.type.dtype != b.type.dtype:
-        common = torch.promote_types(a.type.dtype, b.type.dtype)
-        a, b = cast(lw, a, common, node), cast(lw, b, common, node)
-    in_dtype = a.type.dtype
-    acc_dtype = torch.int32 if not in_dtype.is_floating_point else torch.float32
+    common = torch.promote_types(a.type.dtype, b.type.dtype)
+    a, b = cast(lw, a, common, node), cast(lw, b, common, node)
+    in_dtype, acc_dtype = a.type.dtype, torch.float32 if a.type.dtype.is_floating_point else torch.int32
     lw.has_dot = True
     if acc is not None:
         acc = lw.as_value(acc, node)
@@ -148,27 +145,27 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
     r = lw.emit("dot", [a, b], BlockT(dims, acc_dtype), node)
     return cast(lw, r, out_dtype or (in_dtype if torch_semantics else acc_dtype), node)
 
+def shape_list(shape: tuple) -> list:
+    """``f(2, 3)`` or ``f((2, 3))``: the shape as a list."""
+    return list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
+
 def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
-    if isinstance(shape, (int, TileVar)):
-        shape = [shape]
-    dims = []
-    for s in shape:
-        if isinstance(s, BlockSizeInt):
-            lw.block_ids.add(s.bid)
-            dims.append(Dim("block", s.bid, s.bid))
-        elif isinstance(s, TileVar):
-            dims.append(tile_dim(s.info))
-        elif isinstance(s, int) and not isinstance(s, bool):
-            dims.append(ONE if s == 1 else Dim("rdim", lw.rdim_for(s, node).id))
-        else:
-            raise lw.err(exc.NotSupported, f"block shapes are made of tiles and ints, got {type(s).__name__}", node)
-    return tuple(dims)
+    return tuple(_dim(lw, s, node) for s in ([shape] if isinstance(shape, (int, TileVar)) else shape))
+
+def _dim(lw, s: Any, node: ast.AST) -> Dim:
+    if isinstance(s, BlockSizeInt):
+        lw.block_ids.add(s.bid)
+        return Dim("block", s.bid, s.bid)
+    if isinstance(s, TileVar):
+        return tile_dim(s.info)
+    if isinstance(s, int) and not isinstance(s, bool):
+        return ONE if s == 1 else Dim("rdim", lw.rdim_for(s, node).id)
+    raise lw.err(exc.NotSupported, f"block shapes are made of tiles and ints, got {type(s).__name__}", node)
 
 def full(lw, shape: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
     dims = shape_dims(lw, shape, node)
     dtype = dtype or (torch.int32 if isinstance(value, int) else torch.float32)
-    if isinstance(value, Value):
-        value = cast(lw, value, dtype, node)
+    value = cast(lw, value, dtype, node) if isinstance(value, Value) else value
     return lw.emit("full", [value], BlockT(dims, dtype), node)
 
 def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
@@ -178,8 +175,7 @@ def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) 
 def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
     begin, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
     if isinstance(end, BlockSizeInt) and begin == 0:
-        # hl.arange(tile.block_size): the lanes of that block size, so tile.begin + hl.arange(...)
-        # lines up with the tile's own dim (its mask comes from the tile where they meet)
+        # hl.arange(tile.block_size): that block size's lanes, lining up with the tile's dim (which masks them)
         lw.block_ids.add(end.bid)
         v = lw.emit("arange", [0], BlockT((Dim("block", end.bid, end.bid),), torch.int32), node, block=end.bid)
     elif not isinstance(begin, int) or not isinstance(end, int):
@@ -200,23 +196,20 @@ def permute(lw, v: Value, perm: list[int], node: ast.AST) -> Value:
 def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     """``x.reshape(...)`` / ``x.view(...)``: tile and block dims stay, in order; between them, full (':') dims may be
     split or merged when their extents are powers of two (no padding lanes to mix in); size-1 dims come and go."""
-    shape = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
-    v = lw.as_value(v, node)
-    new: list[Dim] = []
-    infer = None
+    shape, v = shape_list(shape), lw.as_value(v, node)
+    new, infer = [], None
     for s in shape:
-        if isinstance(s, TileVar):
-            new.append(tile_dim(s.info))
-        elif isinstance(s, BlockSizeInt):
+        # tile.block_size names that tile's dim when the block has it (x.view(tile.block_size, 1))
+        same = [d for d in v.type.dims if d.kind == "tile" and d.bid == s.bid and d not in new] \
+            if isinstance(s, BlockSizeInt) else []
+        if same:
             lw.block_ids.add(s.bid)
-            # tile.block_size names that tile's dim when the block has it (x.view(tile.block_size, 1))
-            same = [d for d in v.type.dims if d.kind == "tile" and d.bid == s.bid and d not in new]
-            new.append(same[0] if same else Dim("block", s.bid, s.bid))
+            new.append(same[0])
+        elif isinstance(s, (TileVar, BlockSizeInt)) or isinstance(s, int) and not isinstance(s, bool) and s >= 1:
+            new.append(_dim(lw, s, node))
         elif s == -1 and infer is None:
             infer = len(new)
             new.append(Dim("infer"))
-        elif isinstance(s, int) and s >= 1:
-            new.append(ONE if s == 1 else Dim("rdim", lw.rdim_for(s, node).id))
         else:
             raise lw.err(exc.NotSupported, f"reshape to {shape}", node)
     bad = lw.err(exc.NotSupported, f"reshape that merges or splits tile dims or padded ':' dims "
@@ -225,19 +218,30 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     if infer is not None and len(non_one) == 1 and all(d.kind in ("one", "infer") for d in new):
         new[infer] = non_one[0]  # x[tile].view(-1, 1): the one dim that is not 1 keeps its identity
         infer = None
-    v = _flatten_full_tiles(lw, v, new, node)
+    # a tile dim merged into others becomes plain lanes (int4 unpacking: join(lo, hi) of [tile_k, n] reshaped to
+    # [2 * block_k, n]) when the tile never has a partial block, whose mask the merge would lose
+    flat = list(v.type.dims)
+    for i, d in enumerate(flat):
+        if d.kind == "tile" and d not in new:
+            t, block = lw.tiles[d.id], lw.tile_block(lw.tiles[d.id])
+            if t.is_grid or t.static_len is None or t.static_len % block or block & (block - 1):
+                raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {block}) into other "
+                             f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the "
+                             f"merged lanes would lose its mask", node)
+            flat[i] = Dim("rdim", lw.rdim_for(block, node).id)
+    if tuple(flat) != v.type.dims:
+        v = lw.emit("reshape", [v], BlockT(tuple(flat), v.type.dtype), node)
     src_groups, dst_groups = _groups(lw, v.type.dims), _groups(lw, tuple(new))
     if infer is not None:
         if len(src_groups) != len(dst_groups):
             raise bad
         # -1 takes whatever the full dims of its group must multiply to
-        for (sk, sn), (dk, dn) in zip(src_groups, dst_groups):
+        for (_, sn), (dk, dn) in zip(src_groups, dst_groups):
             if not isinstance(dk, Dim) and infer in dk and sn % dn == 0:
-                new[infer] = ONE if sn == dn else Dim("rdim", lw.rdim_for(sn // dn, node).id)
+                new[infer] = _dim(lw, sn // dn, node)
         dst_groups = _groups(lw, tuple(new))
-    if [k for k, _ in src_groups if isinstance(k, Dim)] != [k for k, _ in dst_groups if isinstance(k, Dim)]:
-        raise bad
-    if any(sn != dn for (_, sn), (_, dn) in zip(src_groups, dst_groups)):
+    if ([k for k, _ in src_groups if isinstance(k, Dim)] != [k for k, _ in dst_groups if isinstance(k, Dim)]
+            or any(sn != dn for (_, sn), (_, dn) in zip(src_groups, dst_groups))):
         raise bad
     dims = tuple(new)
     if dims == v.type.dims:
@@ -246,23 +250,6 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     if padded and [d for d in v.type.dims if d != ONE] != [d for d in dims if d != ONE]:
         raise bad
     return lw.emit("reshape", [v], BlockT(dims, v.type.dtype), node)
-
-def _flatten_full_tiles(lw, v: Value, new: list, node: ast.AST) -> Value:
-    """Let a reshape merge a tile dim into plain lanes (int4 unpacking: ``join(lo, hi)`` of [tile_k, n] blocks,
-    reshaped to [2 * block_k, n]) when the tile never has a partial block: then its lanes carry no mask, and it
-    can be retyped as a ':' dim of extent block (a partial block's mask would be lost in the merge)."""
-    dims = list(v.type.dims)
-    for i, d in enumerate(dims):
-        if d.kind != "tile" or d in new:
-            continue
-        t = lw.tiles[d.id]
-        block = lw.tile_block(t)
-        if t.is_grid or t.static_len is None or t.static_len % block or block & (block - 1):
-            raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {block}) into other "
-                         f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the merged "
-                         f"lanes would lose its mask", node)
-        dims[i] = Dim("rdim", lw.rdim_for(block, node).id)
-    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node) if tuple(dims) != v.type.dims else v
 
 def _groups(lw, dims: tuple[Dim, ...]) -> list:
     """Dims as [(tile/block dim, 1) | (indices of a run of full dims, product of extents)]; size-1 dims left out."""
@@ -279,15 +266,13 @@ def _groups(lw, dims: tuple[Dim, ...]) -> list:
     return out
 
 def squeeze(lw, v: Value, dim: Any, node: ast.AST) -> Value:
-    dims = list(v.type.dims)
-    axes = [i for i, d in enumerate(dims) if d == ONE] if dim is None else [dim % len(dims)]
-    new = tuple(d for i, d in enumerate(dims) if i not in axes or d != ONE)
+    axes = [i for i, d in enumerate(v.type.dims) if d == ONE] if dim is None else [dim % v.type.ndim]
+    new = tuple(d for i, d in enumerate(v.type.dims) if i not in axes or d != ONE)
     return lw.emit("reshape", [v], BlockT(new, v.type.dtype), node)
 
 def unsqueeze(lw, v: Value, dim: int, node: ast.AST) -> Value:
-    dims = list(v.type.dims)
-    dims.insert(dim % (len(dims) + 1), ONE)
-    return lw.emit("reshape", [v], BlockT(tuple(dims), v.type.dtype), node)
+    k = dim % (v.type.ndim + 1)
+    return lw.emit("reshape", [v], BlockT(v.type.dims[:k] + (ONE,) + v.type.dims[k:], v.type.dtype), node)
 
 def expand(lw, v: Value, dims: tuple[Dim, ...], node: ast.AST) -> Value:
     out = broadcast_dims(v.type.dims, dims, lw.pk.loc(node))
@@ -299,16 +284,14 @@ _DEVICE = torch.device("cpu")  # x.device in device code: only passed on (device
 def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
     if isinstance(base, TileVar):
         t = base.info
-        if attr == "index":
-            return Value("tile_attr", [t], BlockT((tile_dim(t),), torch.int32), lw.pk.loc(node), t.name, attr="index")
-        if attr in ("begin", "end", "id"):
-            return Value("tile_attr", [t], BlockT((), torch.int32), lw.pk.loc(node), f"{t.name}_{attr}", attr=attr)
+        if attr in ("index", "begin", "end", "id"):
+            lanes, hint = ((tile_dim(t),), t.name) if attr == "index" else ((), f"{t.name}_{attr}")
+            return Value("tile_attr", [t], BlockT(lanes, torch.int32), lw.pk.loc(node), hint, attr=attr)
         if attr == "block_size":
             return t.fixed if t.block_id is None else lw.block_int(t.block_id, lw.tile_block(t, note=False))
         raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
     if isinstance(base, TensorRef):
-        a = base.arg
-        props = {"shape": torch.Size(a.sizes), "dtype": a.dtype, "ndim": a.ndim, "device": _DEVICE}
+        props = {"shape": torch.Size(base.arg.sizes), "dtype": base.arg.dtype, "ndim": base.arg.ndim, "device": _DEVICE}
         if attr in props:
             return props[attr]
         raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code", node)
@@ -327,13 +310,9 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
         raise lw.err(exc.NotSupported, f"{type(base).__name__} has no attribute {attr}", node) from None
 
 def dim_size(lw, d: Any) -> int:
-    """Size of one block dim: the block size of a tile (tunable, so a BlockSizeInt that notes its use),
-    the extent of a ':' dim, or 1."""
-    if d.kind == "one":
-        return 1
-    if d.kind == "rdim":
-        return lw.rdims[d.id].extent
-    if d.kind == "tile":
-        t = lw.tiles[d.id]
-        return t.fixed if d.bid is None else lw.block_int(d.bid, lw.tile_block(t, note=False))
-    return lw.block_int(d.bid, lw.block_value(d.bid))
+    """A tile's block size (a BlockSizeInt that notes its use), a ':' dim's extent, or 1."""
+    if d.kind in ("one", "rdim"):
+        return 1 if d.kind == "one" else lw.rdims[d.id].extent
+    if d.kind == "tile" and d.bid is None:
+        return lw.tiles[d.id].fixed
+    return lw.block_int(d.bid, lw.tile_block(lw.tiles[d.id], note=False) if d.kind == "tile" else lw.block_value(d.bid))

@@ -1,5 +1,5 @@
-"""Dispatch of calls and methods in device code to their lowering rules (``opdefs.rule``), and the rules that
-map torch's functions and block methods onto the handlers in ops.py and ops_extra.py."""
+"""Dispatch of device-code calls and methods to their lowering rules (``opdefs.rule``), and the rules mapping torch's
+functions and block methods onto the handlers in ops.py and ops_extra.py."""
 from __future__ import annotations
 
 import ast
@@ -11,25 +11,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import exc, language as hl
-from . import ops as O
-from . import ops_extra as X
+from . import exc, language as hl, ops as O, ops_extra as X
 from .ir import Value
 from .opdefs import CALLS, DECLINE, METHODS, rule
 from .types import TensorRef, TileVar
 
 def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
-    if isinstance(base, TensorRef):
+    if isinstance(base, TensorRef) and not name.startswith("new_"):
         a = base.arg
-        if name in ("new_zeros", "new_ones", "new_full", "new_empty"):  # a block of the host tensor's dtype
-            return _new_block(lw, node, name, a.dtype, *args, **kwargs)
         known = {"size": torch.Size(a.sizes), "stride": tuple(a.strides), "dim": a.ndim, "ndimension": a.ndim,
                  "numel": math.prod(a.sizes)}
         if name not in known:
             raise lw.err(exc.NotSupported, f"host tensor method .{name}() in device code", node)
         return known[name][args[0]] if args and name in ("size", "stride") else known[name]
-    if isinstance(base, TileVar):
-        base = O.attribute(lw, base, "index", node)
+    base = O.attribute(lw, base, "index", node) if isinstance(base, TileVar) else base
     fn = METHODS.get(name)
     if fn is None:
         hint = "; a loaded element is already a device scalar: drop .item()" if name == "item" else ""
@@ -37,14 +32,10 @@ def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) ->
     return fn(lw, node, name, base, *args, **kwargs)
 
 def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
-    try:
-        impl = CALLS.get(fn)
-    except TypeError:  # an unhashable callable
-        impl = None
-    if impl is not None:
-        r = impl(lw, node, fn.__name__, *args, **kwargs)
-        if r is not DECLINE:
-            return r
+    impl = CALLS.get(fn) if type(fn).__hash__ else None  # (an unhashable callable has no rule)
+    r = impl(lw, node, fn.__name__, *args, **kwargs) if impl else DECLINE
+    if r is not DECLINE:
+        return r
     host = not any(isinstance(a, Value) for a in args)
     if host and (fn in (int, float, len, abs, range, tuple, list) or getattr(fn, "__module__", None) == "math"):
         return fn(*args, **kwargs)  # host values: plain Python
@@ -54,12 +45,10 @@ def call(lw, fn: Any, args: list, kwargs: dict, node: ast.AST) -> Any:
         raise lw.err(exc.NotSupported, f"hl.{fn.__name__} outside a for statement", node)
     if getattr(fn, "_hl_device", None):
         raise lw.err(exc.NotSupported, f"hl.{fn._hl_device} is not supported by helion_ops.dsl yet", node)
-    name = getattr(fn, "__qualname__", None) or repr(fn)
-    mod = getattr(fn, "__module__", "") or ""
+    name, mod = getattr(fn, "__qualname__", None) or repr(fn), getattr(fn, "__module__", "") or ""
     hint = {builtins.print: "; use hl.device_print(prefix, *values)",
             torch.tensor: "; use a Python number or hl.full(shape, value, dtype)"}.get(fn, "")
-    raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} inside a device loop{hint}",
-                 node)
+    raise lw.err(exc.NotSupported, f"unsupported function {mod + '.' if mod else ''}{name} in device code{hint}", node)
 
 # Rules: rule(lw, node, name, *args, **kwargs) with a torch-like signature; a method's block is its first argument,
 # so a torch function and its method share one rule. Unused torch keywords (device=, out=, ...) are ignored.
@@ -67,30 +56,26 @@ _CASTS = {"float": torch.float32, "half": torch.float16, "bfloat16": torch.bfloa
           "int": torch.int32, "long": torch.int64, "bool": torch.bool}
 _UNARY = ("exp exp2 log log2 sqrt rsqrt sigmoid tanh relu abs neg sin cos erf floor ceil log1p expm1 reciprocal "
           "square logical_not isnan isinf trunc sign round").split()
-_BINARY = {"maximum": "maximum", "minimum": "minimum", "add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**",
-           "fmod": "fmod", "remainder": "%", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
-           "logical_and": "&", "logical_or": "|", "bitwise_and": "&", "bitwise_or": "|", "bitwise_xor": "^",
-           "atan2": "atan2"}
-_REDUCE = {"sum": "sum", "mean": "mean", "amax": "max", "amin": "min", "var": "var", "std": "std", "prod": "prod",
-           "all": "all", "any": "any"}
-
-def _torch(names: Any) -> list:
-    return [getattr(torch, n) for n in names]
+_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "remainder": "%", "eq": "==", "ne": "!=",
+           "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "logical_and": "&", "logical_or": "|", "bitwise_and": "&",
+           "bitwise_or": "|", "bitwise_xor": "^", **{n: n for n in ("maximum", "minimum", "fmod")}}
+_REDUCE = {"amax": "max", "amin": "min", **{n: n for n in ("sum", "mean", "var", "std", "prod", "all", "any")}}
 
 rule("to")(lambda lw, node, name, v, dtype=None, *_, **__: v if dtype is None or isinstance(dtype, torch.device)
            else O.cast(lw, v, dtype, node))
 rule(*_CASTS)(lambda lw, node, name, v, **_: O.cast(lw, v, _CASTS[name], node))
 rule("type_as")(lambda lw, node, name, v, other: O.cast(lw, v, other.type.dtype, node))
-rule(*_torch(_UNARY), *_UNARY, F.relu, F.silu, F.sigmoid, F.tanh, F.softplus)(
+rule(*[getattr(torch, n) for n in _UNARY], *_UNARY, F.relu, F.silu, F.sigmoid, F.tanh, F.softplus)(
     lambda lw, node, name, x, **_: O.unary(lw, name, x, node))
 rule(F.gelu)(lambda lw, node, name, x, approximate="none", **_: O.unary(
     lw, "gelu_tanh" if approximate == "tanh" else "gelu", x, node))
-rule(*_torch(_BINARY), *_BINARY)(lambda lw, node, name, a, b, **_: O.binary(lw, _BINARY[name], a, b, node))
+rule(*[getattr(torch, n) for n in _BINARY], *_BINARY)(
+    lambda lw, node, name, a, b, **_: O.binary(lw, _BINARY[name], a, b, node))
 
 _MinMax = collections.namedtuple("_MinMax", ["values", "indices"])
 _ELEMENTWISE = {"max": "maximum", "min": "minimum"}
 
-@rule(*_torch(_REDUCE), *_REDUCE, torch.max, torch.min, "max", "min")
+@rule(*[getattr(torch, n) for n in _REDUCE], *_REDUCE, torch.max, torch.min, "max", "min")
 def _reduce(lw, node, name, x, dim=None, keepdim=False, *, axis=None, dtype=None, correction=None, unbiased=True,
             **_):
     if name in _ELEMENTWISE and isinstance(dim, (Value, float)) and not isinstance(dim, bool):  # torch.max(a, b)
@@ -103,6 +88,8 @@ def _reduce(lw, node, name, x, dim=None, keepdim=False, *, axis=None, dtype=None
     correction = (0 if unbiased is False else 1) if correction is None else correction
     return X.reduce(lw, kind, x, dim, keepdim, node, correction=correction, dtype=dtype)
 
+rule(torch.var_mean)(lambda lw, node, name, x, dim=None, **kw: (
+    _reduce(lw, node, "var", x, dim, **kw), _reduce(lw, node, "mean", x, dim, kw.get("keepdim", False))))
 rule("count_nonzero")(lambda lw, node, name, v, dim=None: X.reduce(lw, "sum", O.binary(lw, "!=", v, 0, node), dim,
                                                                    False, node))
 rule("nansum")(lambda lw, node, name, v, *a, **kw: _reduce(
@@ -123,23 +110,16 @@ def _softmax(lw, node, name, v, dim=None, *_, dtype=None, **__):
 def _clamp(lw, node, name, v, min=None, max=None, **_):
     v = lw.as_value(v, node)
     lo, hi = (None, min if max is None else max) if name == "clamp_max" else (min, max)
-    if lo is not None:
-        v = O.binary(lw, "maximum", v, lo, node)
-    if hi is not None:
-        v = O.binary(lw, "minimum", v, hi, node)
+    for op, bound in (("maximum", lo), ("minimum", hi)):
+        v = v if bound is None else O.binary(lw, op, v, bound, node)
     return v
 
-def _shape(shape: tuple) -> list:
-    """``f(2, 3)`` or ``f((2, 3))``: the shape as a list."""
-    return list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (list, tuple)) else list(shape)
-
-rule(torch.permute, "permute")(lambda lw, node, name, v, *perm: O.permute(lw, v, _shape(perm), node))
+rule(torch.permute, "permute")(lambda lw, node, name, v, *perm: O.permute(lw, v, O.shape_list(perm), node))
 
 @rule(torch.transpose, torch.swapaxes, "transpose", "swapaxes")
 def _transpose(lw, node, name, v, i, j):
-    perm = list(range(v.type.ndim))
-    i, j = i % v.type.ndim, j % v.type.ndim
-    perm[i], perm[j] = perm[j], perm[i]
+    perm, n = list(range(v.type.ndim)), v.type.ndim
+    perm[i % n], perm[j % n] = j % n, i % n
     return O.permute(lw, v, perm, node)
 
 rule("t")(lambda lw, node, name, v: O.permute(lw, v, [1, 0], node))
@@ -147,34 +127,26 @@ rule(torch.reshape, "reshape", "view")(lambda lw, node, name, v, *shape: O.resha
 rule(torch.unsqueeze, "unsqueeze")(lambda lw, node, name, v, dim: O.unsqueeze(lw, v, dim, node))
 rule(torch.squeeze, "squeeze")(lambda lw, node, name, v, dim=None: O.squeeze(lw, v, dim, node))
 
-@rule("expand", "broadcast_to")
-def _expand(lw, node, name, v, *shape):
-    shape = _shape(shape)
-    return O.expand(lw, v, v.type.dims if -1 in shape else O.shape_dims(lw, shape, node), node)
-
+rule("expand", "broadcast_to")(lambda lw, node, name, v, *shape: O.expand(
+    lw, v, v.type.dims if -1 in O.shape_list(shape) else O.shape_dims(lw, O.shape_list(shape), node), node))
 rule("expand_as")(lambda lw, node, name, v, other: O.expand(lw, v, other.type.dims, node))
 rule("contiguous", "clone", "detach")(lambda lw, node, name, v, *_, **__: v)
 
-def _new_block(lw, node, name, like_dtype, size, fill_value=None, *, dtype=None, **_):
-    value = {"new_zeros": 0, "new_ones": 1, "new_empty": 0}.get(name, fill_value)
-    return O.full(lw, size, value, dtype or like_dtype, node)
+_FILL = {"zeros": 0, "ones": 1, "empty": 0}
 
-rule("new_zeros", "new_ones", "new_full", "new_empty")(
-    lambda lw, node, name, v, *a, **kw: _new_block(lw, node, name, v.type.dtype, *a, **kw))
+@rule("new_zeros", "new_ones", "new_full", "new_empty")
+def _new_block(lw, node, name, v, size, fill_value=None, *, dtype=None, **_):  # of v's (or a host tensor's) dtype
+    like = v.arg.dtype if isinstance(v, TensorRef) else v.type.dtype
+    return O.full(lw, size, _FILL.get(name[4:], fill_value), dtype or like, node)
+
 rule("where")(lambda lw, node, name, v, cond, other: O.where(lw, cond, v, other, node))
 rule(torch.where)(lambda lw, node, name, cond, a, b: O.where(lw, cond, a, b, node))
 rule("masked_fill")(lambda lw, node, name, v, mask, value: O.where(lw, mask, value, v, node))
 
-@rule("size")
-def _size(lw, node, name, v, dim=None):
-    sizes = tuple(O.dim_size(lw, d) for d in v.type.dims)
-    return sizes if dim is None else sizes[dim]
-
+rule("size")(lambda lw, node, name, v, dim=None: O.attribute(lw, v, "shape", node)[slice(None) if dim is None else dim])
 rule("dim", "ndimension")(lambda lw, node, name, v: v.type.ndim)
-# torch.bmm(a, b, out_dtype) / out_dtype=: accumulate and return in that dtype
-rule(torch.matmul, torch.mm, torch.bmm, "matmul", "mm", "bmm", "__matmul__")(
-    lambda lw, node, name, a, b, out_dtype=None, **_: O.dot(lw, a, b, None, node, torch_semantics=True,
-                                                            out_dtype=out_dtype))
+rule(torch.matmul, torch.mm, torch.bmm, "matmul", "mm", "bmm", "__matmul__")(  # out_dtype: accumulated and returned in
+    lambda lw, node, name, a, b, out_dtype=None, **_: O.dot(lw, a, b, None, node, True, out_dtype))
 
 @rule(torch.isfinite, "isfinite")
 def _isfinite(lw, node, name, v):
@@ -191,25 +163,21 @@ def _fp32(lw, x: Value, node: ast.AST) -> Value:
 
 @rule(torch.norm, torch.linalg.vector_norm)
 def _vector_norm(lw, node, name, x, p=2, dim=None, keepdim=False, **kw):
-    """p = 2 (default) or 1, as int literals (a float such as inf reaches device code as a runtime argument, so it
-    cannot pick the code); fp16/bf16 in fp32."""
+    """p = 2 or 1 as int literals (a float such as inf is a runtime argument: it cannot pick the code)."""
     x, pname = lw.as_value(x, node), "p" if name == "norm" else "ord"
     p = kw.get(pname, p)
     if isinstance(p, Value) or p not in (1, 2, "fro"):
         raise lw.err(exc.NotSupported, f"a vector norm in device code takes {pname}=1 or 2 as an int literal; "
                      "for inf use x.abs().amax(dim)", node)
     xf = _fp32(lw, x, node)
-    if p == 1:
-        r = X.reduce(lw, "sum", O.unary(lw, "abs", xf, node), dim, keepdim, node)
-    else:
-        r = O.unary(lw, "sqrt", X.reduce(lw, "sum", O.binary(lw, "*", xf, xf, node), dim, keepdim, node), node)
+    r = (X.reduce(lw, "sum", O.unary(lw, "abs", xf, node), dim, keepdim, node) if p == 1 else
+         O.unary(lw, "sqrt", X.reduce(lw, "sum", O.binary(lw, "*", xf, xf, node), dim, keepdim, node), node))
     return O.cast(lw, r, x.type.dtype, node)
 
 @rule(torch.logsumexp)
 def _logsumexp(lw, node, name, x, dim, keepdim=False):
     """Max-shifted; a row whose max is -inf (all -inf) gives -inf, as torch."""
-    x = lw.as_value(x, node)
-    xf = _fp32(lw, x, node)
+    xf = _fp32(lw, x := lw.as_value(x, node), node)
     m = X.reduce(lw, "max", xf, dim, True, node)
     m = O.where(lw, O.unary(lw, "isinf", m, node), 0.0, m, node)
     s = X.reduce(lw, "sum", O.unary(lw, "exp", O.binary(lw, "-", xf, m, node), node), dim, True, node)
@@ -227,15 +195,13 @@ def _addmm(lw, node, name, acc, a, b, *, beta=1, alpha=1, **_):
 rule(hl.dot)(lambda lw, node, name, a, b, acc=None, out_dtype=None: O.dot(lw, a, b, acc, node, out_dtype=out_dtype))
 rule(hl.zeros)(lambda lw, node, name, shape, dtype=torch.float32, **_: O.full(lw, shape, 0, dtype, node))
 rule(hl.full)(lambda lw, node, name, shape, value, dtype=torch.float32, **_: O.full(lw, shape, value, dtype, node))
-rule(torch.zeros_like, torch.ones_like, torch.empty_like)(lambda lw, node, name, x, *, dtype=None, **_: O.full_like(
-    lw, x, 1 if name == "ones_like" else 0, dtype, node))
-rule(torch.full_like)(lambda lw, node, name, x, value, *, dtype=None, **_: O.full_like(lw, x, value, dtype, node))
+rule(torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like)(
+    lambda lw, node, name, x, value=None, dtype=None, **_: O.full_like(lw, x, _FILL.get(name[:-5], value), dtype, node))
 
 @rule(torch.zeros, torch.ones, torch.full, torch.empty)
 def _torch_full(lw, node, name, *args, dtype=torch.float32, fill_value=None, **_):
     shape = args[0] if args and isinstance(args[0], (list, tuple)) else [a for a in args if not isinstance(a, float)]
-    value = {"zeros": 0, "ones": 1, "empty": 0}.get(name, args[1] if len(args) > 1 else fill_value)
-    return O.full(lw, shape, value, dtype, node)
+    return O.full(lw, shape, _FILL.get(name, args[1] if len(args) > 1 else fill_value), dtype, node)
 
 def _index(lw, ref: Any, index: Any, node: ast.AST, extra_mask: Any = None) -> Any:
     items = list(index) if isinstance(index, (list, tuple)) else [index]

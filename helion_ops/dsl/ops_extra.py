@@ -1,10 +1,8 @@
-"""Device ops beyond the core set: reductions (torch's, and hl.reduce / associative_scan with a combine function,
-lowered like an inlined helper into its own ``@triton.jit`` function, ``DeviceIR.helpers``), scans, argmax,
-Philox random numbers, inline Triton and PTX, and the block shuffles: views, split / join, gather, stack / cat."""
+"""Device ops beyond the core set: reductions (hl.reduce / associative_scan combine functions become ``@triton.jit``
+helpers, ``DeviceIR.helpers``), scans, argmax, Philox randoms, inline Triton and PTX, views, split/join, stack/cat."""
 from __future__ import annotations
 
 import ast
-import functools
 import math
 import operator
 import sys
@@ -15,16 +13,14 @@ from typing import Any
 
 import torch
 
-from . import exc, indexing as IX, language as hl
-from . import ops as O
+from . import exc, indexing as IX, language as hl, ops as O
 from .ir import Value
 from .opdefs import rule
-from .types import ONE, BlockT, Dim, TensorRef, TileVar, broadcast_dims
+from .types import ONE, BlockT, Dim, TensorRef, TileVar
 
 def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
-    if dim is None:
-        return list(range(v.type.ndim))
-    return sorted(_axis(lw, v, d, node) for d in (dim if isinstance(dim, (tuple, list)) else [dim]))
+    dims = range(v.type.ndim) if dim is None else dim if isinstance(dim, (tuple, list)) else [dim]
+    return sorted(_axis(lw, v, d, node) for d in dims)
 
 def _axis(lw, v: Value, dim: Any, node: ast.AST) -> int:
     if not isinstance(dim, int) or not -v.type.ndim <= dim < v.type.ndim:
@@ -40,17 +36,13 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     sums and products accumulate in int64, fp16/bf16 ones in fp32 (returned in the input's dtype)."""
     v = lw.as_value(v, node)
     axes = _axes(lw, v, dim, node)
-    if dtype is not None:
-        v = O.cast(lw, v, dtype, node)
-    elif kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
-        v = O.cast(lw, v, torch.int64, node)  # int32 would overflow where torch's int64 does not
+    if dtype is not None or kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
+        v = O.cast(lw, v, dtype or torch.int64, node)  # (int32 would overflow where torch's int64 does not)
     if kind in ("mean", "var", "std"):
         if any(v.type.dims[a].kind not in ("rdim", "one") for a in axes):
-            raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles); reduce over ':' dims or use sum",
-                         node)
+            raise lw.err(exc.NotSupported, "mean/var over a tile dim (partial tiles): reduce ':' dims or use sum", node)
         n = math.prod(lw.rdims[v.type.dims[a].id].extent for a in axes if v.type.dims[a].kind == "rdim")
-        if not v.type.dtype.is_floating_point:
-            v = O.cast(lw, v, torch.float32, node)
+        v = v if v.type.dtype.is_floating_point else O.cast(lw, v, torch.float32, node)
         if kind == "mean":
             return O.binary(lw, "*", reduce(lw, "sum", v, axes, keepdim, node), 1.0 / n, node)
         d = O.binary(lw, "-", v, reduce(lw, "mean", v, axes, True, node), node)
@@ -61,46 +53,52 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
         v = O.cast(lw, v if v.type.dtype == torch.bool else O.binary(lw, "!=", v, 0, node), torch.int32, node)
         return O.binary(lw, "!=", reduce(lw, "min" if kind == "all" else "max", v, axes, keepdim, node), 0, node)
     in_dtype = v.type.dtype
-    if in_dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod"):
-        v = O.cast(lw, v, torch.float32, node)  # accumulate in fp32, as torch does
-    elif in_dtype == torch.bool:  # max/min of bools
-        v = O.cast(lw, v, torch.int32, node)
+    half = in_dtype in (torch.float16, torch.bfloat16) and kind in ("sum", "prod")
+    if half or in_dtype == torch.bool:  # accumulate in fp32, as torch does; max/min of bools in int32
+        v = O.cast(lw, v, torch.float32 if half else torch.int32, node)
     for a in reversed(axes):
         d = v.type.dims[a]
-        if d.kind == "tile" and d.id in lw.jagged:  # lanes past a row's own length hold no data: neutral
-            m = IX.jagged_lanes(lw, v.type.dims, node, only=d.id)
-            if m is not None:
-                v = O.where(lw, m, v, _neutral(kind, v.type.dtype), node)
+        m = IX.jagged_lanes(lw, v.type.dims, node, only=d.id) if d.kind == "tile" and d.id in lw.jagged else None
+        if m is not None:  # lanes past a row's own length hold no data: the identity (max's is the lowest value)
+            dt = v.type.dtype
+            lo, hi = (-math.inf, math.inf) if dt.is_floating_point else (torch.iinfo(dt).min, torch.iinfo(dt).max)
+            v = O.where(lw, m, v, int(kind == "prod") if kind in ("sum", "prod") else lo if kind == "max" else hi, node)
         if kind == "prod":  # Triton has no product reduction: tl.reduce with a multiply, masked lanes 1
             v = reduce_fn(lw, node, "reduce", _mul, v, a, 1, keepdim)
         else:
             v = lw.emit("reduce", [v], BlockT(_reduced(v.type.dims, a, keepdim), v.type.dtype), node, op=kind, axis=a,
                         keepdim=keepdim, rdim=v.type.dims[a])
-    if v.type.dtype != in_dtype and kind in ("sum", "prod") and in_dtype in (torch.float16, torch.bfloat16):
-        v = O.cast(lw, v, in_dtype, node)
-    return v
+    return O.cast(lw, v, in_dtype, node) if half else v
 
-def _neutral(kind: str, dtype: torch.dtype) -> Any:
-    if kind in ("sum", "prod"):
-        return 1 if kind == "prod" else 0
-    lo = kind == "max"  # the identity of max is the lowest value
-    if dtype.is_floating_point:
-        return float("-inf") if lo else float("inf")
-    if dtype == torch.bool:
-        return not lo
-    return torch.iinfo(dtype).min if lo else torch.iinfo(dtype).max
-
-def _mul(a, b):
-    """The combine function of product reductions (inlined into a ``@triton.jit`` helper)."""
+def _mul(a, b):  # the combine function of product reductions
     return a * b
 
 def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
-    if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):
-        return block_half(lw, v, items, node)
+    if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):  # one half (see cat)
+        bad = lw.err(exc.NotSupported, "a block can be sliced only into one half of a power-of-two ':' dim "
+                     "(x[:, :h] or x[:, h:], other indices ':'); index the host tensor instead (x[tile, a:b])", node)
+        bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
+        if len(bounded) != 1 or not all(isinstance(it, ast.Slice) for it in items) or len(items) > v.type.ndim:
+            raise bad
+        axis, it = bounded[0], items[bounded[0]]
+        d = v.type.dims[axis]
+        extent = lw.rdims[d.id].extent if d.kind == "rdim" else 0
+        lo, hi = (lw.expr(e) if e is not None else None for e in (it.lower, it.upper))
+        if extent < 2 or extent & (extent - 1) or it.step is not None or not all(
+                b is None or isinstance(b, int) for b in (lo, hi)):
+            raise bad
+        lo, hi, _ = slice(lo, hi).indices(extent)
+        h, n = extent // 2, v.type.ndim
+        if (lo, hi) not in ((0, h), (h, extent)):
+            raise bad
+        x = _last_dims(lw, _move(lw, v, axis, n - 1, node), [2, h], node)  # [..., 2, h]
+        halves = [_move(lw, half, n - 1, axis, node) for half in split(lw, _move(lw, x, n, n - 1, node), node)]
+        return halves[0 if lo == 0 else 1]  # (split of [..., h, 2])
     src, i = v.type.dims, 0
     out: list[tuple[Dim, bool]] = []  # (dim, True: an axis of v, False: a new size-1 axis)
-    for it in items:
+    rest = len(src) - sum(not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)) for x in items)
+    for it in [y for x in items for y in ([ast.Slice()] * rest if getattr(x, "value", None) is Ellipsis else [x])]:
         if isinstance(it, ast.Slice):
             if i >= len(src):
                 raise lw.err(exc.ShapeMismatch, f"too many ':' indices for a block of {len(src)} dims ({v.type})", node)
@@ -108,10 +106,6 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
             i += 1
         elif isinstance(it, ast.Constant) and it.value is None:
             out.append((ONE, False))
-        elif isinstance(it, ast.Constant) and it.value is Ellipsis:
-            rest = len(src) - i - sum(not (isinstance(x, ast.Constant) and x.value in (None, Ellipsis)) for x in items)
-            out += [(d, True) for d in src[i:i + rest]]
-            i += rest
         else:  # Triton has no gather or slice of register blocks
             raise lw.err(exc.NotSupported, "blocks can be indexed only with ':', None and '...'; index the host "
                          "tensor instead (x[tile, a:b]) or use hl.split / torch.where", node)
@@ -126,21 +120,14 @@ _BUILTIN_COMBINE = {torch.max: "max", torch.maximum: "max", torch.amax: "max", t
 rule(hl.tile_index, hl.tile_begin, hl.tile_end, hl.tile_block_size, hl.tile_id)(
     lambda lw, node, name, tile: O.attribute(lw, tile, name[len("tile_"):], node))
 
-@rule(torch.var_mean)
-def _var_mean(lw, node, name, x, dim=None, *, keepdim=False, correction=None, unbiased=True, **_):
-    correction = (0 if unbiased is False else 1) if correction is None else correction
-    return reduce(lw, "var", x, dim, keepdim, node, correction=correction), reduce(lw, "mean", x, dim, keepdim, node)
-
 @rule(hl.randint)
 def _randint(lw, node, name, shape, low=0, high=None, seed=None, **_):
     r = rand(lw, node, name, shape, seed)
-    span = O.binary(lw, "-", high, low, node)
-    return O.binary(lw, "+", O.cast(lw, O.unary(lw, "floor", O.binary(lw, "*", r, span, node), node),
-                                    torch.int32, node), low, node)
+    scaled = O.unary(lw, "floor", O.binary(lw, "*", r, O.binary(lw, "-", high, low, node), node), node)
+    return O.binary(lw, "+", O.cast(lw, scaled, torch.int32, node), low, node)
 
 @rule(hl.device_print)
 def _device_print(lw, node, name, *args):
-    """tl.device_print through the inline_triton path (a side effect, no value)."""
     if not args or not isinstance(args[0], str):
         raise lw.err(exc.NotSupported, "hl.device_print(prefix, *values) needs a string prefix first", node)
     source = f"tl.device_print({args[0]!r}" + "".join(f", {{{i}}}" for i in range(len(args) - 1)) + ")"
@@ -169,21 +156,8 @@ def argmax(lw, node, name, x, dim=None, keepdim=False) -> Value:
         r = O.binary(lw, "+", r, O.attribute(lw, TileVar(lw.tiles[d.id]), "begin", node), node)
     return O.cast(lw, r, torch.int64, node)
 
-def _bcast(lw, vals: list[Value], node: ast.AST) -> tuple[Dim, ...]:
-    return functools.reduce(lambda dims, v: broadcast_dims(dims, v.type.dims, lw.pk.loc(node)), vals, ())
-
-def _inputs(lw, x: Any, node: ast.AST) -> tuple[list[Value], bool]:
-    if not isinstance(x, (tuple, list)):
-        return [lw.as_value(x, node)], False
-    vals = [lw.as_value(v, node) for v in x]
-    n = max(v.type.ndim for v in vals)
-    vals = [O.expand_rank(lw, v, n, node) for v in vals]
-    dims = _bcast(lw, vals, node)
-    return [O.expand(lw, v, dims, node) if v.type.dims != dims else v for v in vals], True
-
 def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, grouped: bool = False) -> str:
-    """Lower a Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)``, tuples, when
-    ``grouped``: torch's associative_scan) into a helper @triton.jit function."""
+    """A Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)`` if ``grouped``) as a jit helper."""
     from . import inline
     name = f"{lw.name}_combine_{len(lw.helpers)}"
     params = [Value("param", [f"{side}{i}"], BlockT((), dt), lw.pk.loc(node), f"{side}{i}")
@@ -196,24 +170,24 @@ def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, groupe
         res = inline.call(lw, fn, [tuple(params[:n]), tuple(params[n:])] if grouped and n > 1 else params, {}, node)
         res = list(res) if isinstance(res, (tuple, list)) else [res]
         if len(res) != len(dtypes):
-            raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values for {len(dtypes)} inputs",
-                         node)
+            raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values, not {len(dtypes)}", node)
         res = [O.cast(lw, lw.as_value(r, node, dt), dt, node) for r, dt in zip(res, dtypes)]
-        body = lw.stmts
+        lw.helpers.append((name, [p.args[0] for p in params], lw.stmts, res))
     finally:
         lw.stmts = saved
-    lw.helpers.append((name, [p.args[0] for p in params], body, res))
     return name
 
-def _emit_combine(lw, vals: list[Value], multi: bool, dims: tuple, node: ast.AST, **attrs: Any) -> Any:
-    v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, **attrs, multi=multi)
-    if not multi:
-        return v
-    return tuple(lw.emit("getitem", [v], BlockT(dims, x.type.dtype), node, index=i) for i, x in enumerate(vals))
+def _emit_combine(lw, fn: Any, vals: list[Value], multi: bool, dims: tuple, node: ast.AST, grouped=False, **attrs):
+    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node, grouped)
+    v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, **attrs, fn=helper, multi=multi,
+                rdim=vals[0].type.dims[attrs["axis"]])
+    return tuple(lw.emit("getitem", [v], BlockT(dims, x.type.dtype), node, index=i) for i, x in enumerate(vals)) \
+        if multi else v
 
 @rule(hl.reduce)
 def reduce_fn(lw, node, name, fn, x, dim=None, other=0, keep_dims: bool = False) -> Any:
-    vals, multi = _inputs(lw, x, node)
+    multi = isinstance(x, (tuple, list))
+    vals = O.broadcast(lw, [lw.as_value(v, node) for v in (x if multi else [x])], node)
     if not multi and fn in _BUILTIN_COMBINE:  # in the input's dtype, as tl.reduce (an int32 sum stays int32)
         kind = _BUILTIN_COMBINE[fn]
         keep_dt = vals[0].type.dtype if kind == "sum" and not vals[0].type.dtype.is_floating_point else None
@@ -222,19 +196,17 @@ def reduce_fn(lw, node, name, fn, x, dim=None, other=0, keep_dims: bool = False)
         raise lw.err(exc.NotSupported, "hl.reduce with a combine function needs dim=", node)
     axis = _axis(lw, vals[0], dim, node)
     others = list(other) if isinstance(other, (tuple, list)) else [other] * len(vals)
-    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node)
-    return _emit_combine(lw, vals, multi, _reduced(vals[0].type.dims, axis, keep_dims), node, kind="reduce",
-                         axis=axis, keepdim=keep_dims, fn=helper, other=others, rdim=vals[0].type.dims[axis])
+    return _emit_combine(lw, fn, vals, multi, _reduced(vals[0].type.dims, axis, keep_dims), node, kind="reduce",
+                         axis=axis, keepdim=keep_dims, other=others)
 
 @rule(hl.associative_scan)
 def scan_fn(lw, node, name, fn, x, dim=None, reverse=False, grouped: bool = False) -> Any:
-    vals, multi = _inputs(lw, x, node)
+    multi = isinstance(x, (tuple, list))
+    vals = O.broadcast(lw, [lw.as_value(v, node) for v in (x if multi else [x])], node)
     axis = _axis(lw, vals[0], dim, node)
     if not multi and _BUILTIN_COMBINE.get(fn) == "sum":
         return cumulative(lw, node, "cumsum", vals[0], axis, reverse)
-    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node, grouped)
-    return _emit_combine(lw, vals, multi, vals[0].type.dims, node, kind="scan", axis=axis, reverse=reverse,
-                         fn=helper, rdim=vals[0].type.dims[axis])
+    return _emit_combine(lw, fn, vals, multi, vals[0].type.dims, node, grouped, kind="scan", axis=axis, reverse=reverse)
 
 try:  # torch's higher-order op: combine_fn(lefts, rights) takes tuples when xs is one
     from torch._higher_order_ops import associative_scan as _torch_scan
@@ -247,9 +219,8 @@ except ImportError:  # pragma: no cover (older torch)
 def cumulative(lw, node, name, x, dim=None, reverse=False, *, dtype=None) -> Value:
     v = lw.as_value(x, node)
     axis = _axis(lw, v, dim, node)
-    dt = dtype or (torch.float32 if v.type.dtype in (torch.float16, torch.bfloat16) else
-                   torch.int64 if not v.type.dtype.is_floating_point else v.type.dtype)
-    v = O.cast(lw, v, dt, node)
+    v = O.cast(lw, v, dtype or (torch.float32 if v.type.dtype in (torch.float16, torch.bfloat16) else
+                                torch.int64 if not v.type.dtype.is_floating_point else v.type.dtype), node)
     return lw.emit("scan", [v], v.type, node, op=name[3:], axis=axis, rdim=v.type.dims[axis], reverse=bool(reverse))
 
 # x.cumsum(dim, dtype): the method's second argument is torch's dtype, not hl's reverse
@@ -257,24 +228,20 @@ rule("cumsum", "cumprod")(lambda lw, node, name, x, dim=None, dtype=None: cumula
                                                                                    dtype=dtype))
 
 def _seed(lw, seed: Any, what: str, node: ast.AST) -> Value:
-    if isinstance(seed, Value) and seed.type.dims:
-        raise lw.err(exc.CompileError, f"hl.{what} seed must be a scalar", node)
+    if seed is None or isinstance(seed, Value) and seed.type.dims:
+        raise lw.err(exc.CompileError, f"hl.{what} needs seed=, a scalar", node)
     return lw.as_value(seed, node, torch.int32)
 
 @rule(hl.rand)
 def rand(lw, node, name, shape, seed=None, **_) -> Value:
     """Uniform [0, 1) float32 from Philox (tl.rand), one counter per element of the full index space."""
-    if seed is None:
-        raise lw.err(exc.CompileError, "hl.rand needs seed=", node)
-    dims = O.shape_dims(lw, shape, node)
-    return lw.emit("rand", [_seed(lw, seed, "rand", node)], BlockT(dims, torch.float32), node)
+    return lw.emit("rand", [_seed(lw, seed, "rand", node)], BlockT(O.shape_dims(lw, shape, node), torch.float32), node)
 
 @rule(hl.rand4x)
 def rand4x(lw, node, name, seed=None, offsets=None) -> tuple:
-    """Four uniform [0, 1) float32 blocks from one Philox round per offset (tl.rand4x): the offsets are the
-    caller's (an integer block), so the streams are Triton's own for those offsets."""
-    if seed is None or offsets is None:
-        raise lw.err(exc.CompileError, "hl.rand4x needs seed and offsets", node)
+    """Four uniform [0, 1) float32 blocks from one Philox round per offset of the caller's (tl.rand4x's streams)."""
+    if offsets is None:
+        raise lw.err(exc.CompileError, "hl.rand4x needs offsets", node)
     offs = lw.as_value(offsets, node)
     if offs.type.dtype.is_floating_point or offs.type.dtype == torch.bool:
         raise lw.err(exc.CompileError, f"hl.rand4x offsets must be integers, got {offs.type.dtype}", node)
@@ -290,14 +257,10 @@ def torch_random(lw, node, name, *args, dtype=None, **_):
     if not isinstance(seed_ref, TensorRef):
         raise lw.err(exc.NotSupported, f"torch.{name} here; use hl.rand(shape, seed=...)", node)
     seed = lw.load(seed_ref, lw.make_index(seed_ref, [(object(), 0)], node), node)
-    if name.endswith("_like"):
-        like = lw.as_value(args[0], node)
-        dims, dtype = like.type.dims, dtype or like.type.dtype
-    else:
-        shape = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
-        dims, dtype = O.shape_dims(lw, list(shape), node), dtype or torch.float32
-    r = lw.emit("rand", [seed], BlockT(dims, torch.float32), node, normal=name.startswith("randn"))
-    return O.cast(lw, r, dtype, node)
+    like = (lw.as_value(args[0], node).type if name.endswith("_like")
+            else BlockT(O.shape_dims(lw, O.shape_list(args), node), torch.float32))
+    r = lw.emit("rand", [seed], BlockT(like.dims, torch.float32), node, normal=name.startswith("randn"))
+    return O.cast(lw, r, dtype or like.dtype, node)
 
 @rule(hl.inline_triton)
 def inline_triton(lw, node, name, triton_source=None, args=(), output_like=None) -> Any:
@@ -317,22 +280,31 @@ def inline_triton(lw, node, name, triton_source=None, args=(), output_like=None)
     outs = [lw.as_value(o, node) for o in (output_like if multi else [] if output_like is None else [output_like])]
     v = lw.emit("inline_triton", [x for x in vals if isinstance(x, Value)], outs[0].type if outs else
                 BlockT((), torch.int32), node, source=triton_source, keys=[k for k, _ in items], kinds=kinds, lits=vals,
-                named=named, n_out=len(outs))
+                named=named, effect=output_like is None)
     if output_like is None:
-        v.attrs["effect"] = True
         return None
     return tuple(lw.emit("getitem", [v], o.type, node, index=i) for i, o in enumerate(outs)) if multi else v
 
 @rule(hl.triton_kernel)
 def triton_kernel(lw, node, name, triton_source_or_fn=None, args=None, output_like=None) -> Any:
-    """Call a ``@triton.jit`` function: a module-level JITFunction is imported by the generated module
-    (its own calls resolve in its module, as when Triton compiles it directly); a str is the source of
-    one function definition (``@triton.jit`` added when missing), defined once in the generated module."""
+    """Call a ``@triton.jit`` function: a module-level one is imported by the generated module (its calls resolve in
+    its own module); a str is the source of one function definition, defined once in the generated module."""
     src_or_fn = triton_source_or_fn
-    if src_or_fn is None or args is None:
-        raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like)", node)
-    if isinstance(src_or_fn, str):
-        fname, text = _jit_source(lw, src_or_fn, node)
+    if src_or_fn is None or not isinstance(args, (dict, list, tuple)):
+        raise lw.err(exc.NotSupported, "hl.triton_kernel(triton_source_or_fn, args, output_like), args a list, tuple "
+                     "or dict", node)
+    if isinstance(src_or_fn, str):  # one function definition, made a @triton.jit one
+        try:
+            tree = ast.parse(textwrap.dedent(src_or_fn))
+        except SyntaxError as e:
+            raise lw.err(exc.CompileError, f"hl.triton_kernel: the source does not parse: {e}", node) from None
+        fd = tree.body[0] if len(tree.body) == 1 else None
+        if not isinstance(fd, ast.FunctionDef):
+            raise lw.err(exc.NotSupported, "hl.triton_kernel: the source must be one function definition", node)
+        if not any(ast.unparse(d).split("(")[0] in ("triton.jit", "jit") for d in fd.decorator_list):
+            fd.decorator_list.insert(0, ast.parse("triton.jit", mode="eval").body)
+        fname = fd.name = f"_tk_{fd.name}_{zlib.crc32(src_or_fn.encode()):08x}"
+        text = ast.unparse(tree) + "\n\n\n"
     elif isinstance(getattr(src_or_fn, "fn", None), types.FunctionType):  # @triton.jit (or its interpreter twin)
         mod, attr = src_or_fn.fn.__module__, src_or_fn.fn.__name__
         if mod is None or getattr(sys.modules.get(mod), attr, None) is not src_or_fn:
@@ -345,37 +317,15 @@ def triton_kernel(lw, node, name, triton_source_or_fn=None, args=None, output_li
                      f"str, got {type(src_or_fn).__name__}", node)
     if ("raw", fname, text) not in lw.helpers:
         lw.helpers.append(("raw", fname, text))
-    if not isinstance(args, (dict, list, tuple)):
-        raise lw.err(exc.NotSupported, "hl.triton_kernel: args must be a list, tuple or dict", node)
     params = [f"{k}={{{k}}}" for k in args] if isinstance(args, dict) else [f"{{{i}}}" for i in range(len(args))]
     return inline_triton(lw, node, name, f"{fname}({', '.join(params)})", args, output_like)
 
-def _jit_source(lw, src: str, node: ast.AST) -> tuple[str, str]:
-    """(name, module text) of the one function definition in ``src``, decorated with ``@triton.jit``."""
-    try:
-        tree = ast.parse(textwrap.dedent(src))
-    except SyntaxError as e:
-        raise lw.err(exc.CompileError, f"hl.triton_kernel: the source does not parse: {e}", node) from None
-    defs = [s for s in tree.body if isinstance(s, ast.FunctionDef)]
-    if len(defs) != 1 or len(tree.body) != 1:
-        raise lw.err(exc.NotSupported, "hl.triton_kernel: the source must be exactly one function definition", node)
-    fd = defs[0]
-    if not any(ast.unparse(d).split("(")[0] in ("triton.jit", "jit") for d in fd.decorator_list):
-        fd.decorator_list.insert(0, ast.parse("triton.jit", mode="eval").body)
-    fd.name = f"_tk_{fd.name}_{zlib.crc32(src.encode()):08x}"
-    return fd.name, ast.unparse(tree) + "\n\n\n"
-
-_ASM_ARGS = ("asm", "constraints", "args", "dtype", "is_pure", "pack")
-
 @rule(hl.inline_asm_elementwise)
-def inline_asm(lw, node, name, *args, **kwargs) -> Any:
-    """``tl.inline_asm_elementwise`` over the broadcast of ``args``: one output per dtype (a tuple
-    of outputs when ``dtype`` is a tuple or list)."""
-    given = dict(zip(_ASM_ARGS, args), **kwargs)
-    missing = [n for n in _ASM_ARGS if n not in given]
-    if missing:
+def inline_asm(lw, node, name, asm=None, constraints=None, args=None, dtype=None, is_pure=None, pack=None, **_) -> Any:
+    """``tl.inline_asm_elementwise`` over the broadcast of ``args``: one output per dtype (a tuple for a tuple)."""
+    given = dict(asm=asm, constraints=constraints, args=args, dtype=dtype, is_pure=is_pure, pack=pack)
+    if missing := [n for n, x in given.items() if x is None]:
         raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise needs {', '.join(missing)}", node)
-    asm, constraints, args, dtype, is_pure, pack = (given[n] for n in _ASM_ARGS)
     dtypes = list(dtype) if isinstance(dtype, (list, tuple)) else [dtype]
     for bad, what in (
             (not (isinstance(asm, str) and isinstance(constraints, str)), "asm and constraints must be str literals"),
@@ -387,18 +337,15 @@ def inline_asm(lw, node, name, *args, **kwargs) -> Any:
         if bad:
             raise lw.err(exc.NotSupported, f"hl.inline_asm_elementwise: {what}", node)
     vals = [lw.as_value(a, node) for a in args]
-    dims = _bcast(lw, vals, node)
-    outs = [BlockT(dims, d) for d in dtypes]
+    outs = [BlockT(O.bcast_dims(lw, vals, node), d) for d in dtypes]
     v = lw.emit("inline_asm", vals, outs[0], node, asm=asm, constraints=constraints, dtypes=dtypes,
                 is_pure=is_pure, pack=pack)
-    if isinstance(dtype, (list, tuple)):
-        return tuple(lw.emit("getitem", [v], t, node, index=i) for i, t in enumerate(outs))
-    return v
+    multi = isinstance(dtype, (list, tuple))
+    return tuple(lw.emit("getitem", [v], t, node, index=i) for i, t in enumerate(outs)) if multi else v
 
 def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
     x = lw.as_value(x, node)
-    last = x.type.dims[-1] if x.type.dims else ONE
-    if last.kind != "rdim" or lw.rdims[last.id].extent != 2:
+    if not x.type.dims or x.type.dims[-1].kind != "rdim" or lw.rdims[x.type.dims[-1].id].extent != 2:
         raise lw.err(exc.ShapeMismatch, f"hl.split needs a last dim of size 2, got {x.type}", node)
     t = BlockT(x.type.dims[:-1], x.type.dtype)
     v = lw.emit("split", [x], t, node)
@@ -406,14 +353,10 @@ def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
 
 def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
     dtype = lw.result_dtype(a, b)
-    a, b = O._align(lw, a, b, dtype, node)
-    dims = O.broadcast_dims(a.type.dims, b.type.dims, lw.pk.loc(node))
-    a, b = (O.expand(lw, x, dims, node) if x.type.dims != dims else x for x in (a, b))
-    two = Dim("rdim", lw.rdim_for(2, node).id)
-    return lw.emit("join", [a, b], BlockT(dims + (two,), dtype), node)
+    a, b = O.broadcast(lw, O._align(lw, a, b, dtype, node), node)
+    return lw.emit("join", [a, b], BlockT(a.type.dims + (Dim("rdim", lw.rdim_for(2, node).id),), dtype), node)
 
 def gather(lw, x: Any, dim: int, index: Any, node: ast.AST) -> Value:
-    """``torch.gather(x, dim, index)`` of two blocks: Triton's ``tl.gather`` along one axis."""
     x, index = lw.as_value(x, node), lw.as_value(index, node)
     nd = x.type.ndim
     d = dim % nd if isinstance(dim, int) and nd else dim
@@ -435,37 +378,10 @@ def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     if len(xs) > 2:
         return cat(lw, [stack(lw, xs[i:i + 2], dim, node) for i in range(0, len(xs), 2)], dim, node)
     v = join(lw, xs[0], xs[1], node)
-    n = v.type.ndim
-    if not isinstance(dim, int) or not -n <= dim < n:
-        raise lw.err(exc.ShapeMismatch, f"torch.stack dim {dim!r} out of range for {n} result dims", node)
-    return _move(lw, v, n - 1, dim % n, node)
+    return _move(lw, v, v.type.ndim - 1, _axis(lw, v, dim, node), node)
 
-# Halves of a block (x[..., :h], x[..., h:], torch.cat([a, b], dim)): Triton cannot slice a register block, but a
-# power-of-two ':' dim reshaped to [2, h] and split gives its halves (and join + reshape glues two back): enough
-# for rotate-half RoPE and gated activations.
-
-def block_half(lw, v: Value, items: list, node: ast.AST) -> Value:
-    """``v[..., lo:hi]`` where the bounded slice is one half of a power-of-two ':' dim."""
-    bad = lw.err(exc.NotSupported, "a block can be sliced only into one half of a power-of-two ':' dim "
-                 "(x[:, :h] or x[:, h:], other indices ':'); index the host tensor instead (x[tile, a:b])", node)
-    bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
-    if len(bounded) != 1 or not all(isinstance(it, ast.Slice) for it in items) or len(items) > v.type.ndim:
-        raise bad
-    axis, it = bounded[0], items[bounded[0]]
-    d = v.type.dims[axis]
-    extent = lw.rdims[d.id].extent if d.kind == "rdim" else 0
-    if extent < 2 or extent & (extent - 1) or it.step is not None:
-        raise bad
-    lo, hi = (lw.expr(e) if e is not None else None for e in (it.lower, it.upper))
-    if any(b is not None and not isinstance(b, int) for b in (lo, hi)):
-        raise bad
-    lo, hi, _ = slice(lo, hi).indices(extent)
-    h, n = extent // 2, v.type.ndim
-    if (lo, hi) not in ((0, h), (h, extent)):
-        raise bad
-    x = _last_dims(lw, _move(lw, v, axis, n - 1, node), [2, h], node)  # [..., 2, h]
-    halves = [_move(lw, half, n - 1, axis, node) for half in split(lw, _move(lw, x, n, n - 1, node), node)]
-    return halves[0 if lo == 0 else 1]  # (split of [..., h, 2])
+# Halves of a block (x[..., :h], x[..., h:], torch.cat([a, b], dim)) for rotate-half RoPE and gated activations:
+# Triton cannot slice a register block, but a power-of-two ':' dim reshaped to [2, h] splits (join glues back).
 
 def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of the same shape along a power-of-two ':' dim (more than
@@ -475,16 +391,13 @@ def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     if not _pow2_count(xs):
         raise bad
     if len(xs) > 2:
-        k = len(xs) // 2
-        return cat(lw, [cat(lw, xs[:k], dim, node), cat(lw, xs[k:], dim, node)], dim, node)
-    dtype = lw.result_dtype(xs[0], xs[1])
-    a, b = O._align(lw, xs[0], xs[1], dtype, node)
+        return cat(lw, [cat(lw, xs[:len(xs) // 2], dim, node), cat(lw, xs[len(xs) // 2:], dim, node)], dim, node)
+    a, b = O._align(lw, xs[0], xs[1], lw.result_dtype(xs[0], xs[1]), node)
     n = a.type.ndim
     if a.type.dims != b.type.dims or not isinstance(dim, int) or not -n <= dim < n:
         raise bad
     axis = dim % n
-    d = a.type.dims[axis]
-    h = lw.rdims[d.id].extent if d.kind == "rdim" else 0
+    h = lw.rdims[a.type.dims[axis].id].extent if a.type.dims[axis].kind == "rdim" else 0
     if h < 1 or h & (h - 1):
         raise bad
     j = join(lw, _move(lw, a, axis, n - 1, node), _move(lw, b, axis, n - 1, node), node)  # [..., h, 2]
@@ -492,14 +405,11 @@ def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     return _move(lw, _last_dims(lw, j, [2 * h], node), n - 1, axis, node)
 
 def _move(lw, v: Value, src: int, dst: int, node: ast.AST) -> Value:
-    """v with its axis src moved to position dst."""
     perm = [i for i in range(v.type.ndim) if i != src]
     perm.insert(dst, src)
     return O.permute(lw, v, perm, node)
 
 def _last_dims(lw, v: Value, extents: list[int], node: ast.AST) -> Value:
-    """Reshape only the trailing power-of-two ':' dims of v (split [E] -> [2, E/2] or merge [2, h] -> [2h]):
-    row-major, so the other dims, padded or not, keep their lanes."""
+    """Reshape only v's trailing ':' dims ([E] -> [2, E/2], [2, h] -> [2h]): the others keep their lanes."""
     k = 2 if len(extents) == 1 else 1
-    new = tuple(ONE if e == 1 else Dim("rdim", lw.rdim_for(e, node).id) for e in extents)
-    return lw.emit("reshape", [v], BlockT(v.type.dims[:-k] + new, v.type.dtype), node)
+    return lw.emit("reshape", [v], BlockT(v.type.dims[:-k] + O.shape_dims(lw, extents, node), v.type.dtype), node)
