@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random as _random
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -42,7 +43,7 @@ class Config(Mapping[str, Any]):
         if data.get("pid_type", "flat") not in PID_TYPES:
             raise ValueError(f"Config.pid_type must be one of {PID_TYPES}, got {data['pid_type']!r}")
         object.__setattr__(self, "_data", data)
-        object.__setattr__(self, "_key", None)
+        object.__setattr__(self, "_key", tuple(sorted(data.items())))
     def __getitem__(self, k: str) -> Any:
         return self._data[k]
     def __iter__(self) -> Iterator[str]:
@@ -50,13 +51,9 @@ class Config(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
     def __getattr__(self, k: str) -> Any:
-        if k.startswith("_"):
-            raise AttributeError(k)
-        if k in self._data:
-            return _thaw(self._data[k])
-        if k in FIELDS:
-            return _thaw(_freeze(FIELDS[k]))
-        raise AttributeError(f"Config has no field {k!r}")
+        if k.startswith("_") or k not in self._data and k not in FIELDS:
+            raise AttributeError(f"Config has no field {k!r}")
+        return _thaw(self._data[k] if k in self._data else _freeze(FIELDS[k]))
     def __setattr__(self, k: str, v: Any) -> None:
         raise AttributeError("Config is immutable; use cfg.replace(...)")
     def get(self, k: str, default: Any = None) -> Any:
@@ -74,13 +71,11 @@ class Config(Mapping[str, Any]):
     def from_json(cls, s: str) -> "Config":
         return cls.from_dict(json.loads(s))
     def key(self) -> tuple:
-        if self._key is None:
-            object.__setattr__(self, "_key", tuple(sorted(self._data.items())))
         return self._key
     def __hash__(self) -> int:
-        return hash(self.key())
+        return hash(self._key)
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Config) and self.key() == other.key()
+        return isinstance(other, Config) and self._key == other._key
     def __repr__(self) -> str:
         return "Config(" + ", ".join(f"{k}={_thaw(v)!r}" for k, v in sorted(self._data.items())) + ")"
 
@@ -94,8 +89,7 @@ def _helion_spellings(kw: dict[str, Any]) -> dict[str, Any]:
             if many in out:
                 raise ValueError(f"Config: both {one}= and {many}= given")
             out[many] = list(v) if isinstance(v, (list, tuple)) else [v]
-    bs = out.get("block_sizes")
-    if isinstance(bs, (list, tuple)) and any(isinstance(b, (list, tuple)) for b in bs):
+    if isinstance(bs := out.get("block_sizes"), (list, tuple)):
         out["block_sizes"] = [x for b in bs for x in (b if isinstance(b, (list, tuple)) else [b])]
     ix = out.get("indexing")
     if isinstance(ix, (list, tuple)):
@@ -140,13 +134,10 @@ class ConfigSpace:
     """One bound kernel's space: ``fragments`` maps each knob that can matter for it to its Fragment (no
     ``l2_groupings`` without a 2-D+ grid loop, ...), so the search never spends evaluations on the others."""
     def __init__(self, spec: SpaceSpec) -> None:
-        self.spec = spec
-        self.fragments: dict[str, Fragment] = _build_fragments(spec)
+        self.spec, self.fragments = spec, _build_fragments(spec)
         self._default: Optional[Config] = None
-    def default(self) -> Config:
-        if self._default is not None:
-            return self._default
-        return Config(**{k: f.default() for k, f in self.fragments.items()})
+    def default(self) -> Config:  # `or`: a Config of a space is never empty (num_warps is always a knob)
+        return self._default or Config(**{k: f.default() for k, f in self.fragments.items()})
     def set_default(self, cfg: Mapping[str, Any]) -> None:
         """Make ``cfg`` (normalised) the default point, from which ``normalize`` fills missing knobs."""
         self._default = None
@@ -156,10 +147,9 @@ class ConfigSpace:
     def mutate(self, cfg: Config, rng: _random.Random) -> Config:
         """Step one knob (sometimes two) of ``cfg`` to a nearby value."""
         d = self._values(cfg)
-        names = [k for k, f in self.fragments.items() if not isinstance(f, ListOf) or len(f)]
-        if names:
-            for k in rng.sample(names, min(len(names), 2 if rng.random() < 0.3 else 1)):
-                d[k] = self.fragments[k].mutate(d[k], rng)
+        names = [k for k, f in self.fragments.items() if not isinstance(f, ListOf) or len(f)]  # never empty
+        for k in rng.sample(names, min(len(names), 2 if rng.random() < 0.3 else 1)):
+            d[k] = self.fragments[k].mutate(d[k], rng)
         return Config(**d)
     def crossover(self, a: Config, b: Config, rng: _random.Random) -> Config:
         """Each knob (each list entry) from one parent or the other."""
@@ -176,40 +166,27 @@ class ConfigSpace:
         d = self._values(cfg)
         return [Config(**{**d, k: v}) for k, f in self.fragments.items() for v in f.neighbors(d[k])]
     def normalize(self, cfg: Optional[Mapping[str, Any]]) -> Config:
-        """Fill missing knobs with defaults, drop standard fields this kernel lacks, validate. ``cfg``: a
-        Config, a dict or None."""
-        d = {k: _thaw(_freeze(v)) for k, v in _helion_spellings(dict(cfg or {})).items()}
+        """``cfg`` (a Config, a dict or None) with missing knobs filled from the default and standard fields this
+        kernel lacks dropped, validated. Helion's leniency: a power-of-two block size is clamped into its range,
+        a reduction chunk covering the row means the whole row (None), a smaller one the smallest chunk."""
         # a backend named for codegen stays although the space lacks it (see BACKEND_CHOICES)
-        d = {k: v for k, v in d.items()
+        d = {k: _thaw(_freeze(v)) for k, v in _helion_spellings(dict(cfg or {})).items()
              if k not in FIELDS or v is not None and (k in self.fragments or k in BACKEND_CHOICES)}
-        self._clamp(d)
+        for k in ("block_sizes", "reduction_loops"):
+            f, v = self.fragments.get(k), d.get(k)
+            if isinstance(f, ListOf) and isinstance(v, list) and len(v) == len(f.items):
+                d[k] = [_clamp(x, fr) for x, fr in zip(v, f.items)]
         out = Config(**self._values(d))
         self.validate(out)
         return out
-    def _clamp(self, d: dict[str, Any]) -> None:
-        """Helion's leniency, in place: a power-of-two block size is clamped into its range, a reduction chunk
-        covering the row means the whole row (None), a smaller one is raised to the smallest chunk."""
-        for k in ("block_sizes", "reduction_loops"):
-            f, v = self.fragments.get(k), d.get(k)
-            if not isinstance(f, ListOf) or not isinstance(v, list) or len(v) != len(f.items):
-                continue
-            out = []
-            for x, fr in zip(v, f.items):
-                if _is_pow2(x) and isinstance(fr, ReductionLoopFragment):
-                    x = None if x >= next_pow2(fr.extent) or fr.min is None else max(x, fr.min)
-                elif _is_pow2(x):
-                    x = _clip(x, fr.min, fr.max)
-                out.append(x)
-            d[k] = out
     def validate(self, cfg: Mapping[str, Any]) -> None:
         """Raise ValueError naming the first bad field. ``cfg`` must be complete (see ``normalize``)."""
-        for k in cfg:
-            if k in BACKEND_CHOICES and k not in self.fragments:
-                if cfg[k] not in BACKEND_CHOICES[k]:
-                    raise ValueError(f"Config.{k}: {cfg[k]!r} is not one of {BACKEND_CHOICES[k]}")
-            elif k not in self.fragments:
+        for k in (k for k in cfg if k not in self.fragments):
+            if k not in BACKEND_CHOICES:
                 what = "not a knob of this kernel" if k in FIELDS else "unknown field"
                 raise ValueError(f"Config.{k}: {what} (knobs: {', '.join(self.fragments)})")
+            if cfg[k] not in BACKEND_CHOICES[k]:
+                raise ValueError(f"Config.{k}: {cfg[k]!r} is not one of {BACKEND_CHOICES[k]}")
         for k, f in self.fragments.items():
             if k not in cfg:
                 raise ValueError(f"Config.{k}: missing")
@@ -220,20 +197,24 @@ class ConfigSpace:
     def _values(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         d = {k: _thaw(_freeze(v)) for k, v in dict(cfg).items()}
         if any(k not in d for k in self.fragments):
-            for k, v in self.default().items():
-                d.setdefault(k, _thaw(v))
+            d.update({k: _thaw(v) for k, v in self.default().items() if k not in d})
         return d
     def __repr__(self) -> str:
         return "ConfigSpace(" + ", ".join(f"{k}={f!r}" for k, f in self.fragments.items()) + ")"
+
+def _clamp(x: Any, fr: Fragment) -> Any:
+    if not _is_pow2(x):
+        return x
+    if isinstance(fr, ReductionLoopFragment):
+        return None if x >= next_pow2(fr.extent) or fr.min is None else max(x, fr.min)
+    return _clip(x, fr.min, fr.max)
 
 def unique_configs(space: ConfigSpace, configs: Iterable[Any]) -> list[Config]:
     """Normalised configs, deduplicated, in order; invalid ones dropped (a stale pretuned or seed config)."""
     out: dict[Config, None] = {}
     for c in configs:
-        try:
+        with suppress(ValueError):
             out[space.normalize(c)] = None
-        except ValueError:
-            continue
     return list(out)
 
 def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
@@ -256,8 +237,7 @@ def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
         f["indexing"] = EnumFragment(INDEXING, "pointer")
     n = spec.inner_loops
     if n:
-        f["range_num_stages"] = ListOf(IntegerFragment(0, 4, 0), n)
-        f["range_unroll_factors"] = ListOf(IntegerFragment(0, 4, 0), n)
+        f["range_num_stages"] = f["range_unroll_factors"] = ListOf(IntegerFragment(0, 4, 0), n)
         if spec.warp_specialize:
             f["range_warp_specializes"] = ListOf(BoolFragment(False), n)
         f["range_flattens"] = ListOf(EnumFragment([None, False, True], None), n)
@@ -295,22 +275,18 @@ def heuristic_configs(spec: SpaceSpec, shape_hint: Optional[Sequence[int]] = Non
     caps = [b.max for b in bspecs]
     if shape_hint is not None:
         caps = [min(c, max(b.min, next_pow2(s))) for c, b, s in zip(caps, bspecs, shape_hint)]
-
     def block(i: int, v: int) -> int:
         return _clip(next_pow2(v), bspecs[i].min, max(bspecs[i].min, caps[i]))
     def blocks(*lead: int) -> list[int]:  # the leading block sizes given, the others at their defaults
         return [block(i, lead[i] if i < len(lead) else bspecs[i].default) for i in range(nb)]
-
     raw: list[dict] = []
     if spec.reduction_extents:
         row = math.prod(next_pow2(e) for e in spec.reduction_extents)
         # Persistent up to 32K elements per row; beyond that only looped.
         rows_options = ([1] if row <= 32768 else []) + ([max(1, 2048 // row), max(1, 8192 // row)] * (row <= 8192))
-        for rows in dict.fromkeys(rows_options):
-            bs = blocks(rows)
-            for per_warp in (512, 256):
-                raw.append({**base, "block_sizes": bs, "reduction_loops": [None] * len(spec.reduction_extents),
-                            "num_warps": _warps_for(row * math.prod(bs), per_warp), "num_stages": 1})
+        raw += [{**base, "block_sizes": blocks(rows), "reduction_loops": [None] * len(spec.reduction_extents),
+                 "num_warps": _warps_for(row * math.prod(blocks(rows)), per_warp), "num_stages": 1}
+                for rows in dict.fromkeys(rows_options) for per_warp in (512, 256)]
         if row > 4096:  # long rows: looped reductions in 4K chunks keep registers bounded
             chunks = [4096 if 4096 in f.choices else f.choices[0] for f in space.fragments["reduction_loops"].items]
             raw += [{**base, "block_sizes": blocks(1), "reduction_loops": chunks, "num_warps": w} for w in (4, 8, 16)]
