@@ -52,14 +52,13 @@ def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) ->
         if name not in EFFORTS:
             raise ValueError(f"autotune effort must be one of {sorted(EFFORTS)}, got {effort!r}")
         effort = EFFORTS[name]
-    env_limit = os.environ.get(TIME_LIMIT_ENV, "").strip()
-    if time_limit is None and env_limit:
+    if time_limit is None and (env_limit := os.environ.get(TIME_LIMIT_ENV, "").strip()):
         time_limit = float(env_limit)
     return effort if time_limit is None else replace(effort, time_limit=float(time_limit) if time_limit > 0 else None)
 
 class Evaluator:
-    """Memoises an objective by Config within the run's budget (``max_evals`` new evaluations, ``time_limit``
-    seconds): configs left when it (or ``limit`` new evaluations) runs out get ``inf``."""
+    """Memoises an objective by Config within the run's budget (``max_evals``, ``time_limit`` seconds): configs
+    left when it (or ``limit`` new evaluations) runs out get ``inf``."""
     def __init__(self, objective: Objective, *, max_evals: Optional[int] = None,
                  time_limit: Optional[float] = None, progress: Any = None, batch_size: int = 16) -> None:
         self.objective, self.max_evals, self.batch_size = objective, max_evals, batch_size
@@ -86,37 +85,27 @@ class Evaluator:
         return [self.memo.get(c, INF) for c in configs]
     def _run(self, chunk: list[Config]) -> list[float]:
         batch = getattr(self.objective, "evaluate_batch", None)
-        if batch is not None:
-            return list(batch(chunk))
-        out = []
-        for c in chunk:
-            try:
-                out.append(self.objective(c))
-            except Exception:  # a broken candidate must not end the search
-                out.append(INF)
-        return out
+        return list(batch(chunk)) if batch is not None else [self._one(c) for c in chunk]
+    def _one(self, c: Config) -> float:
+        try:
+            return self.objective(c)
+        except Exception:  # a broken candidate must not end the search
+            return INF
     def best(self) -> tuple[Optional[Config], float]:
-        if not self.memo:
-            return None, INF
-        c = min(self.memo, key=self.memo.__getitem__)
-        return c, self.memo[c]
+        return min(self.memo.items(), key=lambda ct: ct[1], default=(None, INF))
 
 def differential_evolution(space: ConfigSpace, objective: Objective, *, population: int = 12, generations: int = 3,
                            rng: Optional[random.Random] = None, seeds: Sequence[Any] = (), progress: Any = None,
                            cr: float = 0.7, max_evals: Optional[int] = None, time_limit: Optional[float] = None,
                            evaluator: Optional[Evaluator] = None):
-    """DE/rand/1/bin over the fragments, from the seeds plus random points up to ``population``. Each
-    generation builds one trial per member x: each knob is ``a + (b - c)`` (three other random members, see
-    ``Fragment.differential``) with probability ``cr``, else x's; a trial already evaluated is mutated
-    instead, so no evaluation is spent twice. A trial replaces x when not slower."""
+    """DE/rand/1/bin from the seeds plus random points up to ``population``: per generation one trial per member
+    x (``ConfigSpace.differential`` with three other members; mutated while already evaluated), which replaces
+    x when not slower."""
     rng = rng or random.Random()
     ev = evaluator or Evaluator(objective, max_evals=max_evals, time_limit=time_limit, progress=progress)
     pop = unique_configs(space, seeds)
     for _ in range(population * 20):
-        if len(pop) >= population:
-            break
-        c = space.random(rng)
-        if c not in pop:
+        if len(pop) < population and (c := space.random(rng)) not in pop:
             pop.append(c)
     ev.progress.phase("initial population", len(pop))
     times = ev.evaluate(pop)
@@ -132,9 +121,7 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
             others = pop[:i] + pop[i + 1:]
             t = space.differential(x, *rng.sample(others, 3), rng, cr) if len(others) >= 3 else space.mutate(x, rng)
             for _ in range(8):
-                if t not in taken:
-                    break
-                t = space.mutate(t, rng)
+                t = space.mutate(t, rng) if t in taken else t
             taken.add(t)
             trials.append(t)
         for i, tt in enumerate(ev.evaluate(trials)):
@@ -149,15 +136,12 @@ def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_
     current point by more than ``min_improvement`` (relative), else stop. ``max_evals``: this call's
     new evaluations, also on a shared evaluator."""
     ev = evaluator or Evaluator(objective, time_limit=time_limit, progress=progress)
-    stop_at = None if max_evals is None else len(ev.history) + max_evals
-
-    def left() -> Optional[int]:
-        return None if stop_at is None else stop_at - len(ev.history)
-
+    stop_at = len(ev.history) + (1 << 30 if max_evals is None else max_evals)
+    left = lambda: stop_at - len(ev.history)  # noqa: E731
     current = space.normalize(start)
     cur_t = ev.evaluate([current], limit=left())[0]
     step = 0
-    while ev.budget_left() > 0 and (stop_at is None or left() > 0):
+    while ev.budget_left() > 0 and left() > 0:
         step += 1
         nbrs = space.neighbors(current)
         if not nbrs:
@@ -171,11 +155,9 @@ def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_
     return (*ev.best(), ev.history)
 
 def prior(space: ConfigSpace, cfg: Config, anchors: Sequence[Config]) -> float:
-    """A cheap rank of an unmeasured candidate, lower first: its distance to the nearest anchor (seeds such as
-    pretuned configs, the default, the analytic tiles; 1 per differing knob, 1 per power of two of a block
-    size) plus resource rules for dot kernels ([M, N, K] tiles and an inner loop): pipelined 16-bit tiles
-    over shared memory or an fp32 accumulator over 256 registers a thread cost 100 (spills, launch
-    failures), under 16 accumulator values a thread 1 (idle warps)."""
+    """Rank of an unmeasured candidate, lower first: distance to the nearest anchor (1 per differing knob or
+    power of two), plus for dot kernels ([M, N, K] tiles, an inner loop) 100 for tiles over shared memory or an
+    fp32 accumulator over 256 registers a thread (spills, launch failures), 1 under 16 values (idle warps)."""
     d = cfg.to_dict()
     dist = min((sum(abs(math.log2(max(x, 1)) - math.log2(max(y, 1))) if isinstance(x, int) else float(x != y)
                     for k, v in d.items() if k in a for x, y in _pairs(v, a[k]))
@@ -195,10 +177,9 @@ def _pairs(a: Any, b: Any) -> list:
     return [(a, b)] if both_int else [(repr(a), repr(b))]
 
 def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Evaluator, rng: random.Random) -> None:
-    """Quick's search, one parallel compile batch a round: first the ``population`` best by ``prior`` of the
-    seeds, their neighbours and some random points, then the best-ranked unmeasured neighbours of the two
-    fastest so far. Stops when a round leaves the fastest unchanged (the leaders agree), after ``rounds``
-    rounds, or when the budget ends."""
+    """Quick's search, one parallel compile batch a round: the ``population`` best by ``prior`` of the seeds,
+    their neighbours and random points, then of the unmeasured neighbours of the two fastest. Stops when a
+    round leaves the fastest unchanged, after ``rounds`` rounds, or when the budget ends."""
     anchors = unique_configs(space, seeds)
     pool = dict.fromkeys([*anchors, *(n for a in anchors for n in space.neighbors(a)),
                           *(space.random(rng) for _ in range(4 * prof.population))])
