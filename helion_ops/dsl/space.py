@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+from contextlib import suppress
 
 import triton.language as tl
 
@@ -26,12 +27,11 @@ def collect_facts(bound) -> dict:
         # Only the matrix dims need >= 16 (tensor-core tiles); a bmm's batch dim may be 1.
         dot_tiles = {x.id for v in dots for a in v.inputs()[:2] for x in a.type.dims[-2:] if x.kind == "tile"}
         rblock = max([next_pow2(r.extent) for r in d.rdims.values()] or [1])
-        for t in d.tiles.values():
-            if t.block_id is not None:
-                b = blocks[t.block_id]
-                b["extent"] = None if t.static_len is None or b["extent"] is None else max(b["extent"], t.static_len)
-                b["dot"] |= t.id in dot_tiles
-                b["rblock"] = max(b["rblock"], rblock)  # the whole dims held beside this block's tiles
+        for t in (t for t in d.tiles.values() if t.block_id is not None):
+            b = blocks[t.block_id]
+            b["extent"] = None if t.static_len is None or b["extent"] is None else max(b["extent"], t.static_len)
+            b["dot"] |= t.id in dot_tiles
+            b["rblock"] = max(b["rblock"], rblock)  # the whole dims held beside this block's tiles
         rdims += [r.extent for r in sorted(d.rdims.values(), key=lambda r: r.id)]
         fors = [s for s in I.walk(d.body) if isinstance(s, I.For)]
         # an inner loop with bounds known only on the device (e.g. up to the diagonal): unequal programs
@@ -50,11 +50,10 @@ def _gluon_searchable() -> bool:
     import torch
     if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available():
         return False
-    try:
+    with suppress(ImportError):
         from triton.experimental.gluon.language.nvidia.hopper import tma
-    except ImportError:
-        return False
-    return torch.cuda.get_device_capability() == (9, 0) and hasattr(tma, "make_tensor_descriptor")
+        return torch.cuda.get_device_capability() == (9, 0) and hasattr(tma, "make_tensor_descriptor")
+    return False
 
 def block_spec(f: dict, bid: int) -> BlockSpec:
     b = f["blocks"][bid]
@@ -76,15 +75,13 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
             return BlockSpec(1, hi, max(1, min(hi, 1 << (per_tile.bit_length() - 1))))
     return BlockSpec(lo, hi, max(lo, min(hi, 64)))  # a mid-size tile
 
-def default_block(bound, bid: int) -> int:
-    return block_spec(bound.facts(), bid).default
+def default_block(bound, bid: int) -> int: return block_spec(bound.facts(), bid).default
 
 def space_for(bound) -> ConfigSpace:
     f = bound.facts()
-    try:
+    warp_specialize = False
+    with suppress(TypeError, ValueError):
         warp_specialize = "warp_specialize" in inspect.signature(tl.range.__init__).parameters
-    except (TypeError, ValueError):
-        warp_specialize = False
     space = ConfigSpace(SpaceSpec(
         block_sizes=[block_spec(f, i) for i in range(len(f["blocks"]))], reduction_extents=list(f["rdims"]),
         grid_loops=list(f["grid_loops"]), inner_loops=f["inner_loops"], loads=f["loads"],
