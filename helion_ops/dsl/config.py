@@ -1,11 +1,11 @@
-"""Config: one point in a kernel's tuning space, JSON round-trippable; ConfigSpace: the space itself. Field
-names follow Helion's, so a ``helion.Config(...)`` literal works unchanged; every list field is indexed in the
-order the compiler meets what it tunes (block sizes, reduction dims, inner loops, loads)."""
+"""Config: one point of a kernel's tuning space in Helion's field names (a ``helion.Config(...)`` literal works),
+JSON round-trippable, list fields in the order the compiler meets what it tunes; ConfigSpace: the space itself."""
 from __future__ import annotations
 
 import json
 import math
 import random as _random
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -14,15 +14,12 @@ from .fragments import (  # noqa: F401 (the fragments are importable from here t
     PowerOfTwoFragment, ReductionLoopFragment, _clip, _is_pow2, next_pow2)
 
 # name -> default when a Config omits it. Lists default to empty: ConfigSpace.default() fills them per kernel.
-FIELDS: dict[str, Any] = {
-    "block_sizes": [], "loop_orders": [], "l2_groupings": [], "reduction_loops": [], "num_warps": 4,
-    "num_stages": 2, "pid_type": "flat", "grid_reverses": [], "indexing": "pointer", "range_num_stages": [],
-    "range_unroll_factors": [], "range_warp_specializes": [], "range_flattens": [], "range_reverses": [],
-    "load_eviction_policies": [], "backend": "triton", "gluon_consumers": 2, "gluon_overlap": False,
-}
+FIELDS: dict[str, Any] = {"block_sizes": [], "loop_orders": [], "l2_groupings": [], "reduction_loops": [],
+    "num_warps": 4, "num_stages": 2, "pid_type": "flat", "grid_reverses": [], "indexing": "pointer",
+    "range_num_stages": [], "range_unroll_factors": [], "range_warp_specializes": [], "range_flattens": [],
+    "range_reverses": [], "load_eviction_policies": [], "backend": "triton", "gluon_consumers": 2,
+    "gluon_overlap": False}
 PID_TYPES = ("flat", "xyz", "persistent_blocked", "persistent_interleaved")
-INDEXING = ("pointer", "tensor_descriptor")
-EVICTION_POLICIES = ("", "first", "last")
 # The Gluon backend (sm_90) and its knobs: searched only on an sm_90 GPU; elsewhere a Config may still name
 # them for codegen (to_triton_code, compile_for_target), and a launch under the interpreter refuses it.
 BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "gluon_overlap": (False, True)}
@@ -42,45 +39,26 @@ class Config(Mapping[str, Any]):
         if data.get("pid_type", "flat") not in PID_TYPES:
             raise ValueError(f"Config.pid_type must be one of {PID_TYPES}, got {data['pid_type']!r}")
         object.__setattr__(self, "_data", data)
-        object.__setattr__(self, "_key", None)
-    def __getitem__(self, k: str) -> Any:
-        return self._data[k]
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-    def __len__(self) -> int:
-        return len(self._data)
+        object.__setattr__(self, "_key", tuple(sorted(data.items())))
+    def __getitem__(self, k: str) -> Any: return self._data[k]
+    def __iter__(self) -> Iterator[str]: return iter(self._data)
+    def __len__(self) -> int: return len(self._data)
     def __getattr__(self, k: str) -> Any:
-        if k.startswith("_"):
-            raise AttributeError(k)
-        if k in self._data:
-            return _thaw(self._data[k])
-        if k in FIELDS:
-            return _thaw(_freeze(FIELDS[k]))
-        raise AttributeError(f"Config has no field {k!r}")
-    def __setattr__(self, k: str, v: Any) -> None:
-        raise AttributeError("Config is immutable; use cfg.replace(...)")
-    def get(self, k: str, default: Any = None) -> Any:
-        return _thaw(self._data[k]) if k in self._data else default
-    def replace(self, **kwargs: Any) -> "Config":
-        return Config(**{**self.to_dict(), **kwargs})
-    def to_dict(self) -> dict[str, Any]:
-        return {k: _thaw(v) for k, v in self._data.items()}
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        if k.startswith("_") or k not in self._data and k not in FIELDS:
+            raise AttributeError(f"Config has no field {k!r}")
+        return _thaw(self._data[k] if k in self._data else _freeze(FIELDS[k]))
+    def __setattr__(self, k: str, v: Any) -> None: raise AttributeError("Config is immutable; use cfg.replace(...)")
+    def get(self, k: str, default: Any = None) -> Any: return _thaw(self._data[k]) if k in self._data else default
+    def replace(self, **kwargs: Any) -> "Config": return Config(**{**self.to_dict(), **kwargs})
+    def to_dict(self) -> dict[str, Any]: return {k: _thaw(v) for k, v in self._data.items()}
+    def to_json(self) -> str: return json.dumps(self.to_dict(), sort_keys=True)
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Config":
-        return cls(**dict(d))
+    def from_dict(cls, d: Mapping[str, Any]) -> "Config": return cls(**dict(d))
     @classmethod
-    def from_json(cls, s: str) -> "Config":
-        return cls.from_dict(json.loads(s))
-    def key(self) -> tuple:
-        if self._key is None:
-            object.__setattr__(self, "_key", tuple(sorted(self._data.items())))
-        return self._key
-    def __hash__(self) -> int:
-        return hash(self.key())
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Config) and self.key() == other.key()
+    def from_json(cls, s: str) -> "Config": return cls.from_dict(json.loads(s))
+    def key(self) -> tuple: return self._key
+    def __hash__(self) -> int: return hash(self._key)
+    def __eq__(self, other: object) -> bool: return isinstance(other, Config) and self._key == other._key
     def __repr__(self) -> str:
         return "Config(" + ", ".join(f"{k}={_thaw(v)!r}" for k, v in sorted(self._data.items())) + ")"
 
@@ -94,8 +72,7 @@ def _helion_spellings(kw: dict[str, Any]) -> dict[str, Any]:
             if many in out:
                 raise ValueError(f"Config: both {one}= and {many}= given")
             out[many] = list(v) if isinstance(v, (list, tuple)) else [v]
-    bs = out.get("block_sizes")
-    if isinstance(bs, (list, tuple)) and any(isinstance(b, (list, tuple)) for b in bs):
+    if isinstance(bs := out.get("block_sizes"), (list, tuple)):
         out["block_sizes"] = [x for b in bs for x in (b if isinstance(b, (list, tuple)) else [b])]
     ix = out.get("indexing")
     if isinstance(ix, (list, tuple)):
@@ -111,8 +88,7 @@ def _freeze(v: Any) -> Any:
         return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
     return v
 
-def _thaw(v: Any) -> Any:
-    return [_thaw(x) for x in v] if isinstance(v, tuple) else v
+def _thaw(v: Any) -> Any: return [_thaw(x) for x in v] if isinstance(v, tuple) else v
 
 @dataclass(frozen=True)
 class BlockSpec:
@@ -137,16 +113,45 @@ class SpaceSpec:
     gluon: bool = False                                    # the Gluon backend is searchable (sm_90 GPU)
 
 class ConfigSpace:
-    """One bound kernel's space: ``fragments`` maps each knob that can matter for it to its Fragment (no
-    ``l2_groupings`` without a 2-D+ grid loop, ...), so the search never spends evaluations on the others."""
+    """A kernel's space: ``fragments``, a Fragment per knob that can matter for it (the search tries no others)."""
     def __init__(self, spec: SpaceSpec) -> None:
-        self.spec = spec
-        self.fragments: dict[str, Fragment] = _build_fragments(spec)
-        self._default: Optional[Config] = None
-    def default(self) -> Config:
-        if self._default is not None:
-            return self._default
-        return Config(**{k: f.default() for k, f in self.fragments.items()})
+        self.spec, self._default, f = spec, None, {}
+        self.fragments: dict[str, Fragment] = f
+        if spec.block_sizes:
+            f["block_sizes"] = ListOf([PowerOfTwoFragment(b.min, b.max, b.default) for b in spec.block_sizes])
+        if multi := [n for n in spec.grid_loops if n >= 2]:
+            f["loop_orders"] = ListOf([PermutationFragment(n) for n in multi])
+            f["l2_groupings"] = ListOf(PowerOfTwoFragment(1, 64, 1), len(multi))
+        if spec.reduction_extents:
+            f["reduction_loops"] = ListOf([ReductionLoopFragment(e) for e in spec.reduction_extents])
+        f["num_warps"] = PowerOfTwoFragment(1, 32, 4)
+        f["num_stages"] = IntegerFragment(1, 8, 3 if spec.inner_loops else 2)
+        xyz = ["xyz"] if all(n <= 3 for n in spec.grid_loops) else []
+        f["pid_type"] = EnumFragment(["flat", *xyz, "persistent_blocked", "persistent_interleaved"], "flat")
+        if spec.uneven_grid:  # launch order only matters when programs differ in work (a triangular loop)
+            f["grid_reverses"] = ListOf(BoolFragment(False), len(spec.grid_loops))
+        if spec.tensor_descriptor:
+            f["indexing"] = EnumFragment(["pointer", "tensor_descriptor"], "pointer")
+        if n := spec.inner_loops:
+            f["range_num_stages"] = f["range_unroll_factors"] = ListOf(IntegerFragment(0, 4, 0), n)
+            if spec.warp_specialize:
+                f["range_warp_specializes"] = ListOf(BoolFragment(False), n)
+            f["range_flattens"] = ListOf(EnumFragment([None, False, True], None), n)
+            if spec.reversible_loops:  # only loops whose iterations are independent (passes.reversible)
+                f["range_reverses"] = ListOf([BoolFragment(False) if i in spec.reversible_loops
+                                              else FixedFragment(False, NOT_REVERSIBLE) for i in range(n)])
+        if spec.gluon:
+            f.update({k: EnumFragment(choices, FIELDS[k]) for k, choices in BACKEND_CHOICES.items()})
+        if spec.loads:
+            f["load_eviction_policies"] = ListOf(EnumFragment(["", "first", "last"], ""), spec.loads)
+        for name, frag in spec.tunables.items():
+            if name in FIELDS:
+                raise ValueError(f"tunable {name!r} collides with a Config field")
+            if not isinstance(frag, Fragment):
+                raise TypeError(f"tunable {name!r}: expected a Fragment, got {frag!r}")
+            f[name] = frag
+    def default(self) -> Config:  # `or`: a Config of a space is never empty (num_warps is always a knob)
+        return self._default or Config(**{k: f.default() for k, f in self.fragments.items()})
     def set_default(self, cfg: Mapping[str, Any]) -> None:
         """Make ``cfg`` (normalised) the default point, from which ``normalize`` fills missing knobs."""
         self._default = None
@@ -156,10 +161,9 @@ class ConfigSpace:
     def mutate(self, cfg: Config, rng: _random.Random) -> Config:
         """Step one knob (sometimes two) of ``cfg`` to a nearby value."""
         d = self._values(cfg)
-        names = [k for k, f in self.fragments.items() if not isinstance(f, ListOf) or len(f)]
-        if names:
-            for k in rng.sample(names, min(len(names), 2 if rng.random() < 0.3 else 1)):
-                d[k] = self.fragments[k].mutate(d[k], rng)
+        names = [k for k, f in self.fragments.items() if not isinstance(f, ListOf) or len(f)]  # never empty
+        for k in rng.sample(names, min(len(names), 2 if rng.random() < 0.3 else 1)):
+            d[k] = self.fragments[k].mutate(d[k], rng)
         return Config(**d)
     def crossover(self, a: Config, b: Config, rng: _random.Random) -> Config:
         """Each knob (each list entry) from one parent or the other."""
@@ -176,40 +180,28 @@ class ConfigSpace:
         d = self._values(cfg)
         return [Config(**{**d, k: v}) for k, f in self.fragments.items() for v in f.neighbors(d[k])]
     def normalize(self, cfg: Optional[Mapping[str, Any]]) -> Config:
-        """Fill missing knobs with defaults, drop standard fields this kernel lacks, validate. ``cfg``: a
-        Config, a dict or None."""
-        d = {k: _thaw(_freeze(v)) for k, v in _helion_spellings(dict(cfg or {})).items()}
+        """``cfg`` (Config, dict or None) completed from the default, less standard fields the kernel lacks, validated;
+        Helion's leniency: block sizes clamp into range, reduction chunks too (>= the row: None, i.e. persistent)."""
         # a backend named for codegen stays although the space lacks it (see BACKEND_CHOICES)
-        d = {k: v for k, v in d.items()
+        d = {k: _thaw(_freeze(v)) for k, v in _helion_spellings(dict(cfg or {})).items()
              if k not in FIELDS or v is not None and (k in self.fragments or k in BACKEND_CHOICES)}
-        self._clamp(d)
+        for k in ("block_sizes", "reduction_loops"):
+            f, v = self.fragments.get(k), d.get(k)
+            if isinstance(f, ListOf) and isinstance(v, list) and len(v) == len(f.items):
+                d[k] = [x if not _is_pow2(x) else _clip(x, fr.min, fr.max) if k == "block_sizes"
+                        else None if x >= next_pow2(fr.extent) or fr.min is None else max(x, fr.min)
+                        for x, fr in zip(v, f.items)]
         out = Config(**self._values(d))
         self.validate(out)
         return out
-    def _clamp(self, d: dict[str, Any]) -> None:
-        """Helion's leniency, in place: a power-of-two block size is clamped into its range, a reduction chunk
-        covering the row means the whole row (None), a smaller one is raised to the smallest chunk."""
-        for k in ("block_sizes", "reduction_loops"):
-            f, v = self.fragments.get(k), d.get(k)
-            if not isinstance(f, ListOf) or not isinstance(v, list) or len(v) != len(f.items):
-                continue
-            out = []
-            for x, fr in zip(v, f.items):
-                if _is_pow2(x) and isinstance(fr, ReductionLoopFragment):
-                    x = None if x >= next_pow2(fr.extent) or fr.min is None else max(x, fr.min)
-                elif _is_pow2(x):
-                    x = _clip(x, fr.min, fr.max)
-                out.append(x)
-            d[k] = out
     def validate(self, cfg: Mapping[str, Any]) -> None:
         """Raise ValueError naming the first bad field. ``cfg`` must be complete (see ``normalize``)."""
-        for k in cfg:
-            if k in BACKEND_CHOICES and k not in self.fragments:
-                if cfg[k] not in BACKEND_CHOICES[k]:
-                    raise ValueError(f"Config.{k}: {cfg[k]!r} is not one of {BACKEND_CHOICES[k]}")
-            elif k not in self.fragments:
+        for k in (k for k in cfg if k not in self.fragments):
+            if k not in BACKEND_CHOICES:
                 what = "not a knob of this kernel" if k in FIELDS else "unknown field"
                 raise ValueError(f"Config.{k}: {what} (knobs: {', '.join(self.fragments)})")
+            if cfg[k] not in BACKEND_CHOICES[k]:
+                raise ValueError(f"Config.{k}: {cfg[k]!r} is not one of {BACKEND_CHOICES[k]}")
         for k, f in self.fragments.items():
             if k not in cfg:
                 raise ValueError(f"Config.{k}: missing")
@@ -220,61 +212,17 @@ class ConfigSpace:
     def _values(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         d = {k: _thaw(_freeze(v)) for k, v in dict(cfg).items()}
         if any(k not in d for k in self.fragments):
-            for k, v in self.default().items():
-                d.setdefault(k, _thaw(v))
+            d.update({k: _thaw(v) for k, v in self.default().items() if k not in d})
         return d
-    def __repr__(self) -> str:
-        return "ConfigSpace(" + ", ".join(f"{k}={f!r}" for k, f in self.fragments.items()) + ")"
+    def __repr__(self) -> str: return "ConfigSpace(" + ", ".join(f"{k}={f!r}" for k, f in self.fragments.items()) + ")"
 
 def unique_configs(space: ConfigSpace, configs: Iterable[Any]) -> list[Config]:
     """Normalised configs, deduplicated, in order; invalid ones dropped (a stale pretuned or seed config)."""
     out: dict[Config, None] = {}
     for c in configs:
-        try:
+        with suppress(ValueError):
             out[space.normalize(c)] = None
-        except ValueError:
-            continue
     return list(out)
-
-def _build_fragments(spec: SpaceSpec) -> dict[str, Fragment]:
-    f: dict[str, Fragment] = {}
-    if spec.block_sizes:
-        f["block_sizes"] = ListOf([PowerOfTwoFragment(b.min, b.max, b.default) for b in spec.block_sizes])
-    multi = [n for n in spec.grid_loops if n >= 2]
-    if multi:
-        f["loop_orders"] = ListOf([PermutationFragment(n) for n in multi])
-        f["l2_groupings"] = ListOf(PowerOfTwoFragment(1, 64, 1), len(multi))
-    if spec.reduction_extents:
-        f["reduction_loops"] = ListOf([ReductionLoopFragment(e) for e in spec.reduction_extents])
-    f["num_warps"] = PowerOfTwoFragment(1, 32, 4)
-    f["num_stages"] = IntegerFragment(1, 8, 3 if spec.inner_loops else 2)
-    xyz = ["xyz"] if all(n <= 3 for n in spec.grid_loops) else []
-    f["pid_type"] = EnumFragment(["flat", *xyz, "persistent_blocked", "persistent_interleaved"], "flat")
-    if spec.uneven_grid:  # launch order only matters when programs differ in work (a triangular loop)
-        f["grid_reverses"] = ListOf(BoolFragment(False), len(spec.grid_loops))
-    if spec.tensor_descriptor:
-        f["indexing"] = EnumFragment(INDEXING, "pointer")
-    n = spec.inner_loops
-    if n:
-        f["range_num_stages"] = ListOf(IntegerFragment(0, 4, 0), n)
-        f["range_unroll_factors"] = ListOf(IntegerFragment(0, 4, 0), n)
-        if spec.warp_specialize:
-            f["range_warp_specializes"] = ListOf(BoolFragment(False), n)
-        f["range_flattens"] = ListOf(EnumFragment([None, False, True], None), n)
-        if spec.reversible_loops:  # only loops whose iterations are independent (passes.reversible)
-            f["range_reverses"] = ListOf([BoolFragment(False) if i in spec.reversible_loops
-                                          else FixedFragment(False, NOT_REVERSIBLE) for i in range(n)])
-    if spec.gluon:
-        f.update({k: EnumFragment(choices, FIELDS[k]) for k, choices in BACKEND_CHOICES.items()})
-    if spec.loads:
-        f["load_eviction_policies"] = ListOf(EnumFragment(EVICTION_POLICIES, ""), spec.loads)
-    for name, frag in spec.tunables.items():
-        if name in FIELDS:
-            raise ValueError(f"tunable {name!r} collides with a Config field")
-        if not isinstance(frag, Fragment):
-            raise TypeError(f"tunable {name!r}: expected a Fragment, got {frag!r}")
-        f[name] = frag
-    return f
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), good on Hopper/Ampere for 16-bit GEMMs. 128x256x64 w8 s3
 # was the best plain Triton config on H100 (shared/anchors/); 4 stages of it exceed shared memory.
@@ -286,41 +234,34 @@ def _warps_for(elems: int, per_warp: int = 512) -> int:
     return _clip(next_pow2(max(1, elems // per_warp)), 1, 32)
 
 def heuristic_configs(spec: SpaceSpec, shape_hint: Optional[Sequence[int]] = None) -> list[Config]:
-    """Analytic seeds for the search (DESIGN §4), valid for ``ConfigSpace(spec)``: whole-row blocks for reductions
-    (looped for long rows), the classic tiles for matmuls, else 1K-4K elements; ``shape_hint`` (each block-size
-    dim's extent) keeps blocks no bigger than the data."""
+    """Analytic seeds valid for ``ConfigSpace(spec)`` (DESIGN §4): whole rows for reductions (looped when long), the
+    classic matmul tiles, else 1K-4K elements; ``shape_hint`` (block dims' extents) keeps blocks within the data."""
     space = ConfigSpace(spec)
     base = space.default().to_dict()
     bspecs, nb = spec.block_sizes, len(spec.block_sizes)
-    caps = [b.max for b in bspecs]
-    if shape_hint is not None:
-        caps = [min(c, max(b.min, next_pow2(s))) for c, b, s in zip(caps, bspecs, shape_hint)]
-
+    caps = ([b.max for b in bspecs] if shape_hint is None
+            else [min(b.max, max(b.min, next_pow2(s))) for b, s in zip(bspecs, shape_hint)])
     def block(i: int, v: int) -> int:
         return _clip(next_pow2(v), bspecs[i].min, max(bspecs[i].min, caps[i]))
     def blocks(*lead: int) -> list[int]:  # the leading block sizes given, the others at their defaults
         return [block(i, lead[i] if i < len(lead) else bspecs[i].default) for i in range(nb)]
-
     raw: list[dict] = []
     if spec.reduction_extents:
         row = math.prod(next_pow2(e) for e in spec.reduction_extents)
         # Persistent up to 32K elements per row; beyond that only looped.
         rows_options = ([1] if row <= 32768 else []) + ([max(1, 2048 // row), max(1, 8192 // row)] * (row <= 8192))
-        for rows in dict.fromkeys(rows_options):
-            bs = blocks(rows)
-            for per_warp in (512, 256):
-                raw.append({**base, "block_sizes": bs, "reduction_loops": [None] * len(spec.reduction_extents),
-                            "num_warps": _warps_for(row * math.prod(bs), per_warp), "num_stages": 1})
+        raw += [{**base, "block_sizes": blocks(rows), "reduction_loops": [None] * len(spec.reduction_extents),
+                 "num_warps": _warps_for(row * math.prod(blocks(rows)), per_warp), "num_stages": 1}
+                for rows in dict.fromkeys(rows_options) for per_warp in (512, 256)]
         if row > 4096:  # long rows: looped reductions in 4K chunks keep registers bounded
             chunks = [4096 if 4096 in f.choices else f.choices[0] for f in space.fragments["reduction_loops"].items]
             raw += [{**base, "block_sizes": blocks(1), "reduction_loops": chunks, "num_warps": w} for w in (4, 8, 16)]
     elif nb >= 3 or (nb == 2 and spec.inner_loops):
-        l2 = {"l2_groupings": [8] * len(base["l2_groupings"])} if "l2_groupings" in base else {}
-        raw += [{**base, "block_sizes": blocks(m, n, k), "num_warps": w, "num_stages": s, **l2}
-                for m, n, k, w, s in _MATMUL_TILES]
+        # normalize (unique_configs) drops the knobs the kernel lacks (l2_groupings, indexing)
+        raw += [{**base, "block_sizes": blocks(m, n, k), "num_warps": w, "num_stages": s,
+                 "l2_groupings": [8] * len(base.get("l2_groupings", []))} for m, n, k, w, s in _MATMUL_TILES]
         # The anchor's winner: persistent + TMA, when the kernel allows it.
-        raw.append({**raw[1], "pid_type": "persistent_interleaved",
-                    **({"indexing": "tensor_descriptor"} if "indexing" in base else {})})
+        raw.append({**raw[1], "pid_type": "persistent_interleaved", "indexing": "tensor_descriptor"})
     elif nb:
         for target in (1024, 4096):
             bs = [block(i, 1) for i in range(nb)]

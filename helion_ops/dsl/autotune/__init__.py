@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import warnings
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Callable, Optional, Protocol, Sequence
 
@@ -15,8 +16,7 @@ from .search import (EFFORT_ENV, EFFORTS, Effort, Evaluator, differential_evolut
                      resolve_effort, search)
 
 class Tunable(Protocol):
-    """What the tuner needs of a kernel (runtime.BoundKernel implements it): its space, a Config's source and
-    compile specs (to deduplicate and precompile candidates) and a run under a Config (to check and time it)."""
+    """What the tuner needs of a kernel (runtime.BoundKernel has it): space, source and compile specs, a checked run."""
     name: str
     config_space: Any
     def default_config(self) -> Config: ...
@@ -31,25 +31,18 @@ def args_key(args: Sequence[Any]) -> tuple:
                  else repr(a) for a in args)
 
 def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *, progress: bool = True,
-             reference: Optional[Callable[..., Any]] = None, seeds: Sequence[Any] = (),
+             reference: Optional[Callable[..., Any]] = None, seeds: Sequence[Any] = (), compile_timeout: float = 60.0,
              candidates: Optional[Sequence[Any]] = None, cache: Any = None, cache_key: Optional[tuple] = None,
              objective: Optional[Callable[[Config], float]] = None, rng: Optional[random.Random] = None,
-             time_limit: Optional[float] = None, compile_timeout: float = 60.0, workers: Optional[int] = None,
-             ) -> Config:
-    """Find a fast, correct Config for ``bound`` on ``args``.
-
-    - ``effort``: "none" | "quick" | "full" (or an Effort); ``$HELION_AUTOTUNE_EFFORT`` overrides it.
-      "none" returns the first valid seed, else the default config, without measuring anything.
-    - ``seeds``: configs to start from (pretuned entries: quick ranks candidates by their distance to
-      the seeds); the default and ``heuristic_configs`` are added.
-    - ``candidates``: measure exactly these configs (a kernel's ``configs=[...]``) and return the
-      fastest correct one, whatever the effort; no search, no disk cache.
-    - ``cache``: an AutotuneCache, None for the default one, False for none. ``cache_key=(kernel_source_hash,
-      specialization_key)``; without it the key hashes the default config's code and ``args_key(args)``.
-    - ``objective``: replaces the Benchmarker (tests, custom timing); ``reference(*args)``: the expected
-      outputs, instead of the default config's.
-    Returns a complete Config; when every candidate failed, the default (or the first candidate), uncached.
-    """
+             time_limit: Optional[float] = None, workers: Optional[int] = None) -> Config:
+    """A fast, correct, complete Config for ``bound`` on ``args``; if all fail, the default (or first candidate).
+    - ``effort``: "none" (the first valid seed, else the default, unmeasured) | "quick" | "full" or an Effort;
+      ``$HELION_AUTOTUNE_EFFORT`` overrides it. ``seeds``: configs to start from (pretuned entries; quick ranks by
+      distance to them), with the default and ``heuristic_configs``. ``candidates``: time exactly these
+      (``configs=[...]``), no search, no disk cache; a failed or candidate run is never cached.
+    - ``cache``: an AutotuneCache, None for the default one, False for none; ``cache_key=(kernel_source_hash,
+      specialization_key)``, else the default config's code hash and ``args_key(args)``.
+    - ``objective``: replaces the Benchmarker; ``reference(*args)``: the expected outputs (else the default's)."""
     prof = resolve_effort(effort, time_limit)
     space = bound.config_space
     default = space.normalize(bound.default_config())
@@ -68,16 +61,11 @@ def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *, prog
         store = None if cache is False else (cache if cache is not None else AutotuneCache())
         if store is not None:
             key = store.key(*(cache_key or (source_hash(bound.to_triton_code(default)), args_key(args))))
-            hit = store.get(key)
-            if hit is not None:
-                try:
+            if (hit := store.get(key)) is not None:
+                with suppress(ValueError):  # a ValueError: the space changed under the same key, retune
                     return space.normalize(hit)
-                except ValueError:
-                    pass  # the space changed under the same key: retune
         all_seeds += heuristic_configs(space.spec)
-        fallback = default
-        drive = lambda ev: search(space, ev.objective, prof, seeds=all_seeds, rng=rng,  # noqa: E731
-                                  progress=ev.progress, evaluator=ev)
+        fallback, drive = default, lambda ev: search(space, ev.objective, prof, seeds=all_seeds, rng=rng, evaluator=ev)
     prog = Progress(progress, desc=getattr(bound, "name", None) or "autotune")
     if prof.time_limit is not None:  # one hung compile must not eat a quick run's whole wall-clock cap
         compile_timeout = min(compile_timeout, max(5.0, 0.4 * prof.time_limit))

@@ -1,10 +1,8 @@
-"""Measuring candidates of a BoundKernel (docs/CONTRACTS.md §2): precompiled in parallel on a GPU
-(``Precompiler``), checked against the expected outputs (``compare``), timed (``Benchmarker``); ``Progress``
-prints a line per phase and per message on stderr, none when quiet (``HELION_AUTOTUNE_PROGRESS=0``)."""
+"""Measuring candidates of a BoundKernel (docs/CONTRACTS.md §2): precompiled in parallel on a GPU (``Precompiler``),
+checked (``compare``), timed (``Benchmarker``); ``Progress`` lines on stderr (``HELION_AUTOTUNE_PROGRESS=0``: none)."""
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
 import logging
 import math
 import multiprocessing as mp
@@ -19,23 +17,19 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 from ..config import Config
+from .cache import source_hash
 
 log = logging.getLogger("helion_ops.autotune")
 INF = math.inf
 DEFAULT_COMPILE_TIMEOUT = 60.0
-FLUSH_BYTES = 256 << 20
-PROGRESS_ENV = "HELION_AUTOTUNE_PROGRESS"
 
 class Progress:
-    """Counters (``record(time)`` per candidate, ``compiled(ok)`` per precompile) and status lines. Safe to use
-    after ``close()`` (it no-ops)."""
+    """Counters (``record(t)`` per candidate, ``compiled(ok)`` per precompile) and status lines; no-ops once closed."""
     def __init__(self, enabled: bool = True, desc: str = "autotune", stream: Any = None) -> None:
-        quiet = os.environ.get(PROGRESS_ENV, "").strip().lower() in ("0", "false", "no", "off")
+        quiet = os.environ.get("HELION_AUTOTUNE_PROGRESS", "").strip().lower() in ("0", "false", "no", "off")
         self.enabled, self.desc, self.stream = bool(enabled) and not quiet, desc, stream or sys.stderr
-        self.t0 = time.monotonic()
+        self.t0, self.best, self._phase = time.monotonic(), math.inf, None
         self.evaluated = self.failed = self.compiled_ok = self.compile_failed = 0
-        self.best = math.inf
-        self._phase: Optional[str] = None
     def phase(self, name: Optional[str], total: Optional[int] = None) -> None:
         """Start phase ``name`` (None: none), ending the current one with a line of its counters."""
         if self._phase is not None:
@@ -45,10 +39,8 @@ class Progress:
         self._phase = name
     def record(self, t: float) -> None:
         self.evaluated += 1
-        if not math.isfinite(t):
-            self.failed += 1
-        elif t < self.best:
-            self.best = t
+        self.failed += not math.isfinite(t)
+        self.best = min(self.best, t)
     def compiled(self, ok: bool) -> None:
         self.compiled_ok += bool(ok)
         self.compile_failed += not ok
@@ -63,10 +55,8 @@ class Progress:
     def _line(self, text: str) -> None:
         if self.enabled:
             print(f"[{self.desc} {time.monotonic() - self.t0:.1f}s] {text}", file=self.stream, flush=True)
-    def __enter__(self) -> "Progress":
-        return self
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __enter__(self) -> "Progress": return self
+    def __exit__(self, *exc: Any) -> None: self.close()
 
 def _worker_init() -> None:
     # Pay the import of triton + codegen while the pool starts, not inside the first job's timeout.
@@ -86,16 +76,14 @@ def compile_job(payload: tuple) -> bool:
     return True
 
 class Precompiler:
-    """Runs picklable jobs in a spawn ``ProcessPoolExecutor``. At most ``workers`` jobs are in flight, so a
-    timeout is the job's own: the pool is killed (a hung ``triton.compile`` cannot be cancelled), the job
-    fails and the others are requeued. When a worker dies the executor cannot say whose job killed it: the
-    in-flight jobs are retried one at a time, which pins the crash on the right one."""
+    """Runs picklable jobs in a spawn ``ProcessPoolExecutor``, at most ``workers`` in flight, so a timeout is the job's
+    own: the pool is killed (a hung ``triton.compile`` cannot be cancelled) and the others requeued. The executor
+    cannot say whose job killed a worker: the in-flight jobs are retried one at a time to pin the crash."""
     def __init__(self, workers: Optional[int] = None, timeout: float = DEFAULT_COMPILE_TIMEOUT,
                  job: Callable[[Any], Any] = compile_job, initializer: Optional[Callable[[], None]] = _worker_init):
         self.workers = max(1, workers or min(16, os.cpu_count() or 1))
         self.timeout, self.job, self.initializer = timeout, job, initializer
-        self._pool: Optional[cf.ProcessPoolExecutor] = None
-        self._warming: Optional[threading.Thread] = None
+        self._pool, self._warming = None, None  # the executor, the thread starting it (warm)
     def warm(self) -> None:
         """Start the workers in the background (they import Triton for seconds)."""
         self._warming = threading.Thread(target=self._start, daemon=True)
@@ -111,8 +99,7 @@ class Precompiler:
                                           initializer=self.initializer)
             # Start every worker (interpreter + imports) before any job's clock starts, so a slow start
             # never reads as a hung compile. Pings are slightly slow so a ready worker cannot take them all.
-            pids: set = set()
-            deadline = time.monotonic() + max(120.0, self.timeout)
+            pids, deadline = set(), time.monotonic() + max(120.0, self.timeout)
             while len(pids) < self.workers and time.monotonic() < deadline:
                 done, _ = cf.wait([pool.submit(_ping) for _ in range(self.workers)],
                                   timeout=deadline - time.monotonic())
@@ -133,32 +120,25 @@ class Precompiler:
             p.join(timeout=5)
     def close(self) -> None:
         """Shut the worker pool down (after letting a starting one finish)."""
-        if self._warming is not None:
-            self._ensure_pool()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._warming is not None or self._pool is not None:
+            self._ensure_pool().shutdown(wait=True, cancel_futures=True)
             self._pool = None
     def run(self, jobs: dict[Hashable, Any], on_done: Optional[Callable[[Hashable, Optional[str]], None]] = None,
             deadline: Optional[float] = None) -> dict[Hashable, Optional[str]]:
-        """Run ``job(payload)`` for each item; return key -> None on success or an error message.
-        ``on_done(key, error)`` is called as each ends. At ``deadline`` (``time.monotonic()`` value)
-        whatever has not finished fails, so a search's wall-clock cap holds mid-batch."""
-        results: dict[Hashable, Optional[str]] = {}
+        """key -> None or the error of ``job(payload)`` for each item, ``on_done(key, error)`` as each ends; what has
+        not finished at ``deadline`` (``time.monotonic()``) fails, so a search's wall-clock cap holds mid-batch."""
+        results, inflight = {}, {}  # key -> error (None: done), future -> (key, start time)
         cap = INF if deadline is None else deadline
         queue, suspects = deque(jobs), deque()  # suspects: in flight when a worker died; retried alone
-        inflight: dict[cf.Future, tuple[Hashable, float]] = {}
-
         def finish(key: Hashable, err: Optional[str]) -> None:
             results[key] = err
             if on_done is not None:
                 on_done(key, err)
-
         def abandon() -> list:  # kill the pool; return the keys that were in flight
             keys = [k for k, _ in inflight.values()]
             inflight.clear()
             self._kill_pool()
             return keys
-
         def submit(source: deque) -> bool:
             k = source.popleft()
             try:
@@ -169,16 +149,14 @@ class Precompiler:
                 source.appendleft(k)
                 suspects.extend(abandon())
                 return False
-
         while queue or suspects or inflight:
             if time.monotonic() >= cap:
                 for k in [*queue, *suspects, *(abandon() if inflight else ())]:
                     finish(k, "autotune time limit reached")
                 break
-            if queue:
-                while queue and len(inflight) < self.workers and submit(queue):
-                    pass
-            elif suspects and not inflight:
+            while queue and len(inflight) < self.workers and submit(queue):
+                pass
+            if not queue and suspects and not inflight:
                 submit(suspects)
             if not inflight:
                 continue
@@ -213,20 +191,16 @@ class Precompiler:
 def tensors_of(obj: Any) -> list:
     """The tensors in a (nested) result, in order."""
     import torch
-    if isinstance(obj, torch.Tensor):
-        return [obj]
+    if isinstance(obj, dict):
+        obj = [obj[k] for k in sorted(obj, key=str)]
     if isinstance(obj, (list, tuple)):
         return [t for x in obj for t in tensors_of(x)]
-    if isinstance(obj, dict):
-        return [t for k in sorted(obj, key=str) for t in tensors_of(obj[k])]
-    return []
+    return [obj] if isinstance(obj, torch.Tensor) else []
 
 def compare(out: Any, ref: Any) -> Optional[str]:
-    """None when ``out`` matches ``ref`` (tensor or nested), else why not. Floats pass when ``|out - ref| <=
-    tol * (max|ref| + |ref|)``, tol by the reference's dtype (fp32 1e-4, fp16 1e-2, bf16 2e-2), with NaN/inf
-    at the same places; the rest must be equal. A float output differing from the reference in its leading
-    dim only is a per-program partial-sum buffer (the config sets the number of programs, e.g. a norm
-    backward's dweight partials): it is compared by its sum over that dim, as the host reduces it."""
+    """None when ``out`` matches ``ref`` (nested tensors), else why not. Floats: ``|out - ref| <= tol * (max|ref| +
+    |ref|)``, tol by dtype, NaN/inf at the same places; the rest equal. A float output unlike ref in its leading dim
+    only holds per-program partials (a norm backward's dweight): compared by its sum over it, as the host does."""
     import torch
     outs, refs = tensors_of(out), tensors_of(ref)
     if len(outs) != len(refs):
@@ -262,13 +236,11 @@ def _clone(args: Sequence[Any]) -> list:
     return [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
 
 class Benchmarker:
-    """The searches' objective over a BoundKernel, in seconds: configs generating the same source share one
-    measurement; each runs on fresh clones of the args and must reproduce ``reference(*args)``, else the
-    default config's outputs and in-place writes. ``precompile=None``: on a GPU only."""
-    def __init__(self, bound: Any, args: Sequence[Any], *, reps: int = 10,
+    """The searches' objective over a BoundKernel, in seconds, one measurement per generated source: each runs on
+    clones of the args and must reproduce ``reference(*args)``, else the default config's outputs and writes."""
+    def __init__(self, bound: Any, args: Sequence[Any], *, reps: int = 10, workers: Optional[int] = None,
                  reference: Optional[Callable[..., Any]] = None, compile_timeout: float = DEFAULT_COMPILE_TIMEOUT,
-                 workers: Optional[int] = None, precompile: Optional[bool] = None,
-                 progress: Optional[Progress] = None, target: Any = None) -> None:
+                 precompile: Optional[bool] = None, progress: Optional[Progress] = None, target: Any = None) -> None:
         import torch
         self.bound, self.args, self.reps, self.reference, self.target = bound, list(args), reps, reference, target
         self.progress = progress or Progress(False)
@@ -277,41 +249,29 @@ class Benchmarker:
         self.cuda = self.device.type == "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1"
         precompile = self.cuda if precompile is None else precompile
         self.precompiler = Precompiler(workers, compile_timeout) if precompile else None
-        self.by_code: dict[str, float] = {}  # source hash -> time
-        self.code_of: dict[Config, Optional[str]] = {}
+        self.by_code, self.code_of = {}, {}  # source hash -> time, Config -> source hash (None: codegen failed)
         self.deadline: Optional[float] = None  # time.monotonic() cap, set by autotune()
-        self._written: list[int] = []
-        self._expected = self._timing_args = self._flush = None
-    def __call__(self, cfg: Config) -> float:
-        return self.evaluate_batch([cfg])[0]
+        self._written, self._expected, self._timing_args, self._flush = [], None, None, None
+    def __call__(self, cfg: Config) -> float: return self.evaluate_batch([cfg])[0]
     def evaluate_batch(self, cfgs: Sequence[Config]) -> list[float]:
         """Times for ``cfgs`` (inf for failures), measuring each distinct generated source once."""
         new: dict[str, Config] = {}
         for c in cfgs:
             if c not in self.code_of:
-                try:
-                    self.code_of[c] = hashlib.sha256(self.bound.to_triton_code(c).encode()).hexdigest()
-                except Exception as e:
-                    self.code_of[c] = None
-                    self._fail(c, f"codegen failed: {type(e).__name__}: {e}")
+                self.code_of[c] = self._attempt(c, "codegen", lambda: source_hash(self.bound.to_triton_code(c)))
             h = self.code_of[c]
             if h is not None and h not in self.by_code:
                 new.setdefault(h, c)
         if self.precompiler is not None and new:
             self.expected()  # the default's run compiles in this process while the workers start
-            jobs = {}
-            for h, c in new.items():
-                try:
-                    jobs[h] = (self.bound.compile_specs(c), self.target)
-                except Exception as e:
-                    self._fail(c, f"compile_specs failed: {type(e).__name__}: {e}", h)
-
+            specs = {h: self._attempt(c, "compile_specs", lambda: self.bound.compile_specs(c), h)
+                     for h, c in new.items()}
             def done(h: Hashable, err: Optional[str]) -> None:
                 self.progress.compiled(err is None)
                 if err is not None:
                     self._fail(new[h], f"precompile: {err}", h)  # type: ignore[index]
-
-            self.precompiler.run(jobs, on_done=done, deadline=self.deadline)
+            self.precompiler.run({h: (sp, self.target) for h, sp in specs.items() if sp is not None}, on_done=done,
+                                 deadline=self.deadline)
         for h, c in new.items():
             if self.by_code and self.deadline is not None and time.monotonic() > self.deadline:
                 break  # past the run's wall-clock cap: the rest stay unmeasured (inf)
@@ -328,13 +288,8 @@ class Benchmarker:
         top = sorted(best.values(), key=lambda ct: ct[1])[:k]
         if len(top) <= 1:
             return top[0] if top else (None, INF)
-        retimed = []
-        for c, _ in top:
-            try:
-                retimed.append((c, self._time(c, self.reps * 2)))
-            except Exception as e:
-                self._fail(c, f"re-timing failed: {type(e).__name__}: {e}")
-        return min(retimed, key=lambda ct: ct[1]) if retimed else top[0]
+        retimed = [(c, self._attempt(c, "re-timing", lambda: self._time(c, self.reps * 2))) for c, _ in top]
+        return min((ct for ct in retimed if ct[1] is not None), key=lambda ct: ct[1], default=top[0])
     def close(self) -> None:
         if self.precompiler is not None:
             self.precompiler.close()
@@ -349,9 +304,8 @@ class Benchmarker:
                     return self._expected
                 default = self.bound.default_config()
                 out = self.bound.run(default, *args)
-                # Only args the kernel writes need checking afterwards. An output buffer may already hold
-                # the right answer (a recycled allocation), so also run once with every float arg refilled
-                # at random: a written arg changes.
+                # Only written args are checked. An output buffer may already hold the right answer (a recycled
+                # allocation), so a second run on float args refilled at random finds them too.
                 changed = [isinstance(a, torch.Tensor) and not torch.equal(a, b) for a, b in zip(args, self.args)]
                 probe = [a.clone().normal_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                          for a in self.args]
@@ -377,12 +331,9 @@ class Benchmarker:
         except Exception as e:
             return self._fail(cfg, f"run failed: {type(e).__name__}: {e}")
     def _time(self, cfg: Config, reps: int, budget_s: float = 2.0) -> float:
-        """Median seconds per run of ``cfg`` after a warm-up. On CUDA: events around each rep with a 256 MB write
-        before it (a cold L2), fewer reps for slow candidates (a 50 ms kernel need not eat 1.5 s); elsewhere
-        (CPU, interpreter) wall clock, which only orders roughly."""
-        if self._timing_args is None:
-            self._timing_args = _clone(self.args)
-        args = self._timing_args
+        """Median seconds per run after a warm-up: on CUDA between events, each after a 256 MB write (a cold L2), fewer
+        reps for slow candidates; elsewhere (CPU, interpreter) wall clock, which only orders roughly."""
+        args = self._timing_args = self._timing_args or _clone(self.args)
         self.bound.run(cfg, *args)
         if not self.cuda:
             ts = []
@@ -393,24 +344,27 @@ class Benchmarker:
             return statistics.median(ts)
         import torch
         if self._flush is None:
-            self._flush = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device=self.device)
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        self.bound.run(cfg, *args)
-        e.record()
-        torch.cuda.synchronize(self.device)
-        reps = max(3, min(reps, int(budget_s / max(s.elapsed_time(e) / 1e3, 1e-6))))
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-        for s, e in events:
-            self._flush.zero_()
-            s.record()
-            self.bound.run(cfg, *args)
-            e.record()
-        torch.cuda.synchronize(self.device)
-        return statistics.median(s.elapsed_time(e) for s, e in events) / 1e3
+            self._flush = torch.empty(64 << 20, dtype=torch.int32, device=self.device)  # 256 MB: over any L2
+        def timed(n: int, flush: bool) -> list[float]:  # ms of n runs, each between two events
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+            for s, e in events:
+                if flush:
+                    self._flush.zero_()
+                s.record()
+                self.bound.run(cfg, *args)
+                e.record()
+            torch.cuda.synchronize(self.device)
+            return [s.elapsed_time(e) for s, e in events]
+        reps = max(3, min(reps, int(budget_s / max(timed(1, False)[0] / 1e3, 1e-6))))
+        return statistics.median(timed(reps, True)) / 1e3
+    def _attempt(self, cfg: Config, what: str, fn: Callable[[], Any], code: Optional[str] = None) -> Any:
+        """``fn()``, or None when it raises: then ``cfg`` (and its source ``code``) is rejected."""
+        try:
+            return fn()
+        except Exception as e:
+            self._fail(cfg, f"{what} failed: {type(e).__name__}: {e}", code)
     def _fail(self, cfg: Config, msg: str, code: Optional[str] = None) -> float:
-        """Reject a candidate (and its source ``code``); returns inf. One line on screen (Triton errors can carry
-        whole PTX listings), the full text at debug level."""
+        """Reject a candidate (and its source ``code``): inf. One line on screen (Triton errors carry PTX listings)."""
         if code is not None:
             self.by_code[code] = INF
         log.debug("candidate rejected: %r\n%s", cfg, msg)

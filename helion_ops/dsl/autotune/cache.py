@@ -1,10 +1,10 @@
-"""On-disk cache of autotuned configs: a JSON file per key (kernel source, specialization, GPU, torch and triton
-versions: an upgrade retunes) under ``$HELION_OPS_CACHE_DIR`` (default ``~/.cache/helion_ops/autotune/``). A file
-truncated, not JSON or from another environment is a miss; writes are atomic (temp file + ``os.replace``)."""
+"""Autotuned configs on disk: a JSON file per key (kernel source, specialization, GPU, torch and triton versions) under
+``$HELION_OPS_CACHE_DIR`` (``~/.cache/helion_ops/autotune/``); a bad or stale file is a miss, writes are atomic."""
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import Config
-from .bench import log
 
+log = logging.getLogger("helion_ops.autotune")
 CACHE_ENV = "HELION_OPS_CACHE_DIR"
 FORMAT = 1
 
@@ -26,8 +26,7 @@ def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.write("\n")
+            f.write(json.dumps(obj, indent=1, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -53,22 +52,19 @@ def environment(device_index: Optional[int] = None) -> dict[str, Any]:
     gpu, cc = _device_info(device_index)
     return {"gpu": gpu, "capability": cc, "torch": torch.__version__, "triton": triton.__version__}
 
-def source_hash(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()
+def source_hash(source: str) -> str: return hashlib.sha256(source.encode()).hexdigest()
 
 class AutotuneCache:
     """Config cache keyed by (kernel source hash, specialization key, environment)."""
     def __init__(self, directory: Optional[os.PathLike | str] = None, env: Optional[dict] = None) -> None:
-        if directory is None:
-            directory = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "helion_ops" / "autotune"
-        self.directory = Path(directory)
+        default = Path.home() / ".cache" / "helion_ops" / "autotune"
+        self.directory = Path(directory or os.environ.get(CACHE_ENV) or default)
         self.env = env if env is not None else environment()
     def key(self, kernel_source_hash: str, specialization_key: Any) -> str:
         parts = [kernel_source_hash, repr(specialization_key), self.env["gpu"],
                  repr(self.env["capability"]), self.env["torch"], self.env["triton"]]
         return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
-    def path(self, key: str) -> Path:
-        return self.directory / f"{key}.json"
+    def path(self, key: str) -> Path: return self.directory / f"{key}.json"
     def get(self, key: str) -> Optional[Config]:
         """The cached Config, or None on a miss (absent, corrupt, stale)."""
         p = self.path(key)
@@ -76,15 +72,14 @@ class AutotuneCache:
             data = json.loads(p.read_text())
             if data.get("format") != FORMAT or data.get("key") != key:
                 raise ValueError("format/key mismatch")
-            if data.get("env") != self.env:
-                log.info("autotune cache %s: written under %s, now %s; ignoring", p, data.get("env"), self.env)
-                return None
-            return Config.from_dict(data["config"])
+            if data.get("env") == self.env:
+                return Config.from_dict(data["config"])
+            log.info("autotune cache %s: written under %s, now %s; ignoring", p, data.get("env"), self.env)
         except FileNotFoundError:
-            return None
+            pass
         except Exception as e:  # truncated, not JSON, wrong shape: a miss, overwritten on put
             log.warning("autotune cache %s is unreadable (%s); ignoring it", p, e)
-            return None
+        return None
     def put(self, key: str, config: Config, **meta: Any) -> Path:
         """Store ``config`` with JSON-able ``meta`` (time, effort, ...)."""
         p = self.path(key)

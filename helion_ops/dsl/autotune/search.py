@@ -1,6 +1,5 @@
-"""Generic searches over a ConfigSpace and an ``objective(config) -> seconds`` (``inf``: failed); an objective
-with ``evaluate_batch(configs)`` gets whole rounds or generations to precompile in parallel (bench.py). Each
-returns ``(best_config, best_time, history)``, ``history`` the ``(config, time)`` pairs evaluated, in order."""
+"""Searches over a ConfigSpace for an ``objective(config) -> seconds`` (inf: failed; one with ``evaluate_batch``
+gets whole rounds to precompile in parallel), each returning (best config, its time, [(config, time)] in order)."""
 from __future__ import annotations
 
 import math
@@ -8,22 +7,21 @@ import os
 import random
 import time
 from dataclasses import dataclass, replace
+from itertools import count
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import Config, ConfigSpace, unique_configs
-from .bench import Progress
+from .bench import INF, Progress
 
 Objective = Callable[[Config], float]
-INF = math.inf
 EFFORT_ENV = "HELION_AUTOTUNE_EFFORT"
 TIME_LIMIT_ENV = "HELION_AUTOTUNE_TIME_LIMIT"
 SMEM_BYTES = 232448  # Hopper's shared memory per block; Ampere's 166 KB only rejects more at compile
 
 @dataclass(frozen=True)
 class Effort:
-    """How hard ``autotune`` searches: ``max_evals`` and ``time_limit`` (seconds, None = unbounded) cap the
-    whole run, ``reps`` timed repetitions per candidate; ``rounds`` > 0 runs ``ranked_search``
-    (``population`` candidates a round) instead of DE + pattern search."""
+    """How hard ``autotune`` searches: ``max_evals`` and ``time_limit`` (seconds, None = unbounded) cap the whole
+    run, ``reps`` timed repetitions per candidate; ``rounds`` > 0: ranked rounds of ``population`` (see ``search``)."""
     name: str
     population: int = 0
     generations: int = 0
@@ -52,71 +50,53 @@ def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) ->
         if name not in EFFORTS:
             raise ValueError(f"autotune effort must be one of {sorted(EFFORTS)}, got {effort!r}")
         effort = EFFORTS[name]
-    env_limit = os.environ.get(TIME_LIMIT_ENV, "").strip()
-    if time_limit is None and env_limit:
+    if time_limit is None and (env_limit := os.environ.get(TIME_LIMIT_ENV, "").strip()):
         time_limit = float(env_limit)
     return effort if time_limit is None else replace(effort, time_limit=float(time_limit) if time_limit > 0 else None)
 
 class Evaluator:
-    """Memoises an objective by Config within the run's budget (``max_evals`` new evaluations, ``time_limit``
-    seconds): configs left when it (or ``limit`` new evaluations) runs out get ``inf``."""
+    """Memoises an objective by Config within the budget (``max_evals``, ``time_limit`` s); configs past it get inf."""
     def __init__(self, objective: Objective, *, max_evals: Optional[int] = None,
                  time_limit: Optional[float] = None, progress: Any = None, batch_size: int = 16) -> None:
         self.objective, self.max_evals, self.batch_size = objective, max_evals, batch_size
+        self._batch = getattr(objective, "evaluate_batch", None) or (lambda cs: [self._one(c) for c in cs])
         self.progress = progress or Progress(False)
         self.deadline = None if time_limit is None else time.monotonic() + time_limit
-        self.memo: dict[Config, float] = {}
-        self.history: list[tuple[Config, float]] = []
+        self.memo, self.history = {}, []  # Config -> seconds; (Config, seconds) in evaluation order
     def budget_left(self) -> int:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return 0
         return 1 << 30 if self.max_evals is None else max(self.max_evals - len(self.history), 0)
     def evaluate(self, configs: Sequence[Config], limit: Optional[int] = None) -> list[float]:
-        new = list(dict.fromkeys(c for c in configs if c not in self.memo))
-        new = new if limit is None else new[:max(limit, 0)]
+        new = list(dict.fromkeys(c for c in configs if c not in self.memo))[:limit]
         i = 0
         while i < len(new) and (left := self.budget_left()):  # in chunks: the deadline holds mid-generation
             chunk = new[i:i + min(self.batch_size, left)]
             i += len(chunk)
-            for c, t in zip(chunk, self._run(chunk)):
+            for c, t in zip(chunk, list(self._batch(chunk))):
                 t = INF if t is None or math.isnan(t) else float(t)
                 self.memo[c] = t
                 self.history.append((c, t))
                 self.progress.record(t)
         return [self.memo.get(c, INF) for c in configs]
-    def _run(self, chunk: list[Config]) -> list[float]:
-        batch = getattr(self.objective, "evaluate_batch", None)
-        if batch is not None:
-            return list(batch(chunk))
-        out = []
-        for c in chunk:
-            try:
-                out.append(self.objective(c))
-            except Exception:  # a broken candidate must not end the search
-                out.append(INF)
-        return out
+    def _one(self, c: Config) -> float:
+        try:
+            return self.objective(c)
+        except Exception:  # a broken candidate must not end the search
+            return INF
     def best(self) -> tuple[Optional[Config], float]:
-        if not self.memo:
-            return None, INF
-        c = min(self.memo, key=self.memo.__getitem__)
-        return c, self.memo[c]
+        return min(self.memo.items(), key=lambda ct: ct[1], default=(None, INF))
 
 def differential_evolution(space: ConfigSpace, objective: Objective, *, population: int = 12, generations: int = 3,
-                           rng: Optional[random.Random] = None, seeds: Sequence[Any] = (), progress: Any = None,
-                           cr: float = 0.7, max_evals: Optional[int] = None, time_limit: Optional[float] = None,
+                           rng: Optional[random.Random] = None, seeds: Sequence[Any] = (), cr: float = 0.7,
                            evaluator: Optional[Evaluator] = None):
-    """DE/rand/1/bin over the fragments, from the seeds plus random points up to ``population``. Each
-    generation builds one trial per member x: each knob is ``a + (b - c)`` (three other random members, see
-    ``Fragment.differential``) with probability ``cr``, else x's; a trial already evaluated is mutated
-    instead, so no evaluation is spent twice. A trial replaces x when not slower."""
+    """DE/rand/1/bin from the seeds plus random points up to ``population``: each generation, one trial per member x
+    (``ConfigSpace.differential`` with three other members) replaces x when not slower."""
     rng = rng or random.Random()
-    ev = evaluator or Evaluator(objective, max_evals=max_evals, time_limit=time_limit, progress=progress)
+    ev = evaluator or Evaluator(objective)
     pop = unique_configs(space, seeds)
     for _ in range(population * 20):
-        if len(pop) >= population:
-            break
-        c = space.random(rng)
-        if c not in pop:
+        if len(pop) < population and (c := space.random(rng)) not in pop:
             pop.append(c)
     ev.progress.phase("initial population", len(pop))
     times = ev.evaluate(pop)
@@ -127,15 +107,12 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
         if ev.budget_left() == 0:
             break
         ev.progress.phase(f"generation {g + 1}/{generations}", len(pop))
-        trials, taken = [], set(ev.memo)
+        trials = []
         for i, x in enumerate(pop):
             others = pop[:i] + pop[i + 1:]
             t = space.differential(x, *rng.sample(others, 3), rng, cr) if len(others) >= 3 else space.mutate(x, rng)
-            for _ in range(8):
-                if t not in taken:
-                    break
-                t = space.mutate(t, rng)
-            taken.add(t)
+            for _ in range(8):  # an evaluated or drawn trial is mutated instead
+                t = space.mutate(t, rng) if t in ev.memo or t in trials else t
             trials.append(t)
         for i, tt in enumerate(ev.evaluate(trials)):
             if tt <= times[i]:
@@ -143,24 +120,17 @@ def differential_evolution(space: ConfigSpace, objective: Objective, *, populati
     return (*ev.best(), ev.history)
 
 def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_evals: Optional[int] = 50,
-                   time_limit: Optional[float] = None, progress: Any = None, min_improvement: float = 0.0,
-                   evaluator: Optional[Evaluator] = None):
-    """Greedy local search: evaluate all one-step neighbours (one batch), move to the best when it beats the
-    current point by more than ``min_improvement`` (relative), else stop. ``max_evals``: this call's
-    new evaluations, also on a shared evaluator."""
-    ev = evaluator or Evaluator(objective, time_limit=time_limit, progress=progress)
-    stop_at = None if max_evals is None else len(ev.history) + max_evals
-
-    def left() -> Optional[int]:
-        return None if stop_at is None else stop_at - len(ev.history)
-
+                   min_improvement: float = 0.0, evaluator: Optional[Evaluator] = None):
+    """Greedy local search: move to the best one-step neighbour (one batch) while it beats the current point by more
+    than ``min_improvement`` (relative); ``max_evals``: this call's new evaluations, also on a shared evaluator."""
+    ev = evaluator or Evaluator(objective)
+    stop_at = len(ev.history) + (1 << 30 if max_evals is None else max_evals)
+    left = lambda: stop_at - len(ev.history)  # noqa: E731
     current = space.normalize(start)
     cur_t = ev.evaluate([current], limit=left())[0]
-    step = 0
-    while ev.budget_left() > 0 and (stop_at is None or left() > 0):
-        step += 1
+    for step in count(1):
         nbrs = space.neighbors(current)
-        if not nbrs:
+        if not nbrs or ev.budget_left() == 0 or left() <= 0:
             break
         ev.progress.phase(f"pattern search step {step}", len([n for n in nbrs if n not in ev.memo]))
         ntimes = ev.evaluate(nbrs, limit=left())
@@ -171,11 +141,8 @@ def pattern_search(space: ConfigSpace, objective: Objective, start: Any, *, max_
     return (*ev.best(), ev.history)
 
 def prior(space: ConfigSpace, cfg: Config, anchors: Sequence[Config]) -> float:
-    """A cheap rank of an unmeasured candidate, lower first: its distance to the nearest anchor (seeds such as
-    pretuned configs, the default, the analytic tiles; 1 per differing knob, 1 per power of two of a block
-    size) plus resource rules for dot kernels ([M, N, K] tiles and an inner loop): pipelined 16-bit tiles
-    over shared memory or an fp32 accumulator over 256 registers a thread cost 100 (spills, launch
-    failures), under 16 accumulator values a thread 1 (idle warps)."""
+    """Rank of an unmeasured candidate, lower first: distance to the nearest anchor (1 per knob or power of two off),
+    for dot kernels + 100 past shared memory or 256 fp32 accumulators a thread (spills), + 1 under 16 (idle warps)."""
     d = cfg.to_dict()
     dist = min((sum(abs(math.log2(max(x, 1)) - math.log2(max(y, 1))) if isinstance(x, int) else float(x != y)
                     for k, v in d.items() if k in a for x, y in _pairs(v, a[k]))
@@ -191,43 +158,32 @@ def _pairs(a: Any, b: Any) -> list:
     """Matching scalars of two knob values (lists knob-wise; ints compared in log2 by ``prior``)."""
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
         return [p for x, y in zip(a, b) for p in _pairs(x, y)]
-    both_int = type(a) is int and type(b) is int and a > 0 and b > 0
-    return [(a, b)] if both_int else [(repr(a), repr(b))]
+    return [(a, b)] if type(a) is int and type(b) is int and a > 0 and b > 0 else [(repr(a), repr(b))]
 
-def ranked_search(space: ConfigSpace, prof: Effort, seeds: Sequence[Any], ev: Evaluator, rng: random.Random) -> None:
-    """Quick's search, one parallel compile batch a round: first the ``population`` best by ``prior`` of the
-    seeds, their neighbours and some random points, then the best-ranked unmeasured neighbours of the two
-    fastest so far. Stops when a round leaves the fastest unchanged (the leaders agree), after ``rounds``
-    rounds, or when the budget ends."""
-    anchors = unique_configs(space, seeds)
-    pool = dict.fromkeys([*anchors, *(n for a in anchors for n in space.neighbors(a)),
-                          *(space.random(rng) for _ in range(4 * prof.population))])
-    batch = sorted(pool, key=lambda c: prior(space, c, anchors))[:prof.population]
-    leader = None
-    for r in range(prof.rounds):
-        ev.progress.phase(f"round {r + 1}/{prof.rounds}", len(batch))
-        ev.evaluate(batch)
-        fastest = [c for c, t in sorted(ev.memo.items(), key=lambda ct: ct[1]) if math.isfinite(t)][:2]
-        if not fastest or fastest[0] == leader or ev.budget_left() == 0:
-            return
-        leader = fastest[0]
-        near = dict.fromkeys(n for c in fastest for n in space.neighbors(c) if n not in ev.memo)
-        batch = sorted(near, key=lambda c: prior(space, c, fastest))[:prof.population]
-
-def search(space: ConfigSpace, objective: Objective, effort: Any = "quick", *,
-           seeds: Sequence[Any] = (), rng: Optional[random.Random] = None, progress: Any = None,
-           time_limit: Optional[float] = None, evaluator: Optional[Evaluator] = None):
-    """Run the preset: ``ranked_search`` when it has rounds (quick), else DE from the seeds then pattern search
-    from DE's best, on one memo, budget and deadline (``evaluator``'s when given). Effort "none" evaluates
-    nothing: the first valid seed (or the default) comes back with time ``nan``."""
-    prof = resolve_effort(effort, time_limit)
+def search(space: ConfigSpace, objective: Objective, effort: Any = "quick", *, seeds: Sequence[Any] = (),
+           rng: Optional[random.Random] = None, evaluator: Optional[Evaluator] = None):
+    """The preset on one memo, budget and deadline (``evaluator``'s). Quick: a compile batch a round, the ``population``
+    best by ``prior`` of the seeds, their neighbours and random points, then of the unmeasured neighbours of the two
+    fastest, until the fastest holds. Full: DE, then pattern search from its best. "none": the first seed, nan."""
+    prof = resolve_effort(effort)
     seeds = unique_configs(space, [*seeds, space.default()])
     if prof.name == "none":
         return seeds[0], math.nan, []
     rng = rng or random.Random()
-    ev = evaluator or Evaluator(objective, max_evals=prof.max_evals, time_limit=prof.time_limit, progress=progress)
+    ev = evaluator or Evaluator(objective, max_evals=prof.max_evals, time_limit=prof.time_limit)
     if prof.rounds:
-        ranked_search(space, prof, seeds, ev, rng)
+        pool = dict.fromkeys([*seeds, *(n for a in seeds for n in space.neighbors(a)),
+                              *(space.random(rng) for _ in range(4 * prof.population))])
+        batch, leader = sorted(pool, key=lambda c: prior(space, c, seeds))[:prof.population], None
+        for r in range(prof.rounds):
+            ev.progress.phase(f"round {r + 1}/{prof.rounds}", len(batch))
+            ev.evaluate(batch)
+            fastest = [c for c, t in sorted(ev.memo.items(), key=lambda ct: ct[1]) if math.isfinite(t)][:2]
+            if not fastest or fastest[0] == leader or ev.budget_left() == 0:
+                break
+            leader = fastest[0]
+            near = dict.fromkeys(n for c in fastest for n in space.neighbors(c) if n not in ev.memo)
+            batch = sorted(near, key=lambda c: prior(space, c, fastest))[:prof.population]
         return (*ev.best(), ev.history)
     best, _, _ = differential_evolution(space, objective, population=prof.population, generations=prof.generations,
                                         rng=rng, seeds=seeds, evaluator=ev)
