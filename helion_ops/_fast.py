@@ -9,6 +9,15 @@ kernels it launched (the bound kernel each :class:`~helion_ops._oplib.Kern` had 
 its arguments as expressions of the call's arguments, as a generated Python function. Later calls
 with the same specialization run that function: no checks, no routing, no lookups.
 
+Under autograd the same holds one level down. Each op's autograd entry for a specialization is a
+:class:`GradSpec`: an ``autograd.Function`` of its own whose forward replays the launches the op's
+forward made the first time, and whose backward replays, per incoming gradient (dtype, strides), the
+steps and launches the op's backward made the first time with such a gradient. A public call under
+grad replays its steps and calls those entries; the ordinary path takes them too where nothing blocks
+the fast path (so a public call that keeps the ordinary path, ``grouped_gemm``'s, still replays its
+backward). The backward itself keeps the ordinary path when its gradient must be differentiable
+(``create_graph=True``: grad mode is on in the backward).
+
 What is observed must be all the call did. A ``TorchDispatchMode`` watches the observed call: any
 ATen op outside a recorded step, op or kernel (a tensor made or changed by other code, a value read
 back to the host, as ``grouped_gemm``'s offsets check or varlen attention's lengths do) and the
@@ -74,11 +83,15 @@ def key(args: tuple, grad: bool) -> Optional[tuple]:
     a CPU or meta tensor outside the interpreter, an argument of another kind). Under grad mode
     (``grad``) whether each tensor requires grad is part of it."""
     k = []
+    interp = None  # read once a call, and only for a tensor not on CUDA
     for a in args:
         t = type(a)
         if t is _Tensor or t is _Parameter:
-            if not a.is_cuda and not _interpreting():  # the checks refuse it (or meta: shapes only)
-                return None
+            if not a.is_cuda:
+                if interp is None:
+                    interp = _interpreting()
+                if not interp:  # the checks refuse it (or meta: shapes only)
+                    return None
             if grad and a.requires_grad and _wrapped(a):  # leaked from a torch.func transform: unwrapped
                 return None                               # by Function.apply (the ordinary path)
             if a.layout is not _strided:
@@ -98,7 +111,7 @@ def key(args: tuple, grad: bool) -> Optional[tuple]:
 def memoize(fn: Callable) -> Callable:
     """``fn`` (an op's public function) with a recipe per specialization. A call whose tensors need a
     graph (grad mode, an input requiring grad) records the ops it calls, not their kernels: its recipe
-    calls each op as the ordinary path does (autograd, its formula), past the checks and layout."""
+    calls each op's autograd entry for the specialization (:class:`GradSpec`), past the checks and layout."""
     recipes: dict = {}
     MEMOS.append(recipes)
 
