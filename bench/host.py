@@ -13,7 +13,8 @@ Needs a CUDA GPU (the interpreter's timings say nothing about host cost): withou
 out (``stubbed_launches``) after warm-up calls, so what remains is the checks, the op layer, autograd,
 config lookup, allocation and the replayed host code down to the launch; ``--profile N`` adds a
 cProfile of ours (the N most expensive functions). On CPU the kernels run in Triton's interpreter for
-the warm-up and ``eager`` is torch's CPU kernels, so the ratio is indicative only; nothing is written.
+the warm-up and ``eager`` is torch's CPU kernels (on one thread), so the ratio is indicative only;
+nothing is written.
 tests/bench/test_host_dispatch.py runs the same calls under pytest-benchmark, so CI watches them.
 """
 from __future__ import annotations
@@ -223,6 +224,9 @@ def main(argv=None) -> int:
 def main_dispatch(args) -> int:
     if not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")  # the warm-up calls run in the interpreter
+        # eager's CPU kernels on one thread: on a shared machine its intra-op workers' barriers spin in this
+        # thread's CPU time (eager's column moved 2-5x between runs); the kernels here are tiny either way
+        torch.set_num_threads(1)
     mods, problems = catalog.resolve(args.op)
     for name, why in problems.items():
         print(f"{name}: not loaded ({why})")

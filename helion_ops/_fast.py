@@ -9,6 +9,15 @@ kernels it launched (the bound kernel each :class:`~helion_ops._oplib.Kern` had 
 its arguments as expressions of the call's arguments, as a generated Python function. Later calls
 with the same specialization run that function: no checks, no routing, no lookups.
 
+Under autograd the same holds one level down. Each op's autograd entry for a specialization is a
+:class:`GradSpec`: an ``autograd.Function`` of its own whose forward replays the launches the op's
+forward made the first time, and whose backward replays, per incoming gradient (dtype, strides), the
+steps and launches the op's backward made the first time with such a gradient. A public call under
+grad replays its steps and calls those entries; the ordinary path takes them too where nothing blocks
+the fast path (so a public call that keeps the ordinary path, ``grouped_gemm``'s, still replays its
+backward). The backward itself keeps the ordinary path when its gradient must be differentiable
+(``create_graph=True``: grad mode is on in the backward).
+
 What is observed must be all the call did. A ``TorchDispatchMode`` watches the observed call: any
 ATen op outside a recorded step, op or kernel (a tensor made or changed by other code, a value read
 back to the host, as ``grouped_gemm``'s offsets check or varlen attention's lengths do) and the
@@ -29,6 +38,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import threading
 from typing import Any, Callable, Optional
 
@@ -54,7 +64,8 @@ _CONSTS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.S
 _MISSING = object()
 _local = threading.local()
 _lock = threading.Lock()
-observing = 0  # threads observing a call now: the one test the hooks make on the ordinary path
+observing = 0  # observations running now (all threads): the one test the hooks make on the ordinary path
+epoch = 0  # how many times clear() ran
 
 
 def blocked() -> bool:
@@ -72,11 +83,15 @@ def key(args: tuple, grad: bool) -> Optional[tuple]:
     a CPU or meta tensor outside the interpreter, an argument of another kind). Under grad mode
     (``grad``) whether each tensor requires grad is part of it."""
     k = []
+    interp = None  # read once a call, and only for a tensor not on CUDA
     for a in args:
         t = type(a)
         if t is _Tensor or t is _Parameter:
-            if not a.is_cuda and not _interpreting():  # the checks refuse it (or meta: shapes only)
-                return None
+            if not a.is_cuda:
+                if interp is None:
+                    interp = _interpreting()
+                if not interp:  # the checks refuse it (or meta: shapes only)
+                    return None
             if grad and a.requires_grad and _wrapped(a):  # leaked from a torch.func transform: unwrapped
                 return None                               # by Function.apply (the ordinary path)
             if a.layout is not _strided:
@@ -96,7 +111,7 @@ def key(args: tuple, grad: bool) -> Optional[tuple]:
 def memoize(fn: Callable) -> Callable:
     """``fn`` (an op's public function) with a recipe per specialization. A call whose tensors need a
     graph (grad mode, an input requiring grad) records the ops it calls, not their kernels: its recipe
-    calls each op as the ordinary path does (autograd, its formula), past the checks and layout."""
+    calls each op's autograd entry for the specialization (:class:`GradSpec`), past the checks and layout."""
     recipes: dict = {}
     MEMOS.append(recipes)
 
@@ -128,27 +143,40 @@ def memoize(fn: Callable) -> Callable:
 
 
 def _observe(fn: Callable, recipes: dict, k: tuple, flat: tuple, args: tuple, kwargs: dict) -> Any:
+    grad = _grad() and any(isinstance(a, _Tensor) and a.requires_grad for a in flat)
+    out, run = observed(flat, lambda: fn(*args, **kwargs), ops=grad)
+    if len(recipes) < LIMIT:
+        recipes[k] = run
+    return out
+
+
+def observed(inputs: tuple, fn: Callable, ops: bool = False) -> tuple[Any, Optional[Callable]]:
+    """``fn()`` run as an observed call whose arguments are ``inputs``: (its result, the recipe, a
+    function of a tuple like ``inputs``, or None where it is not replayable). ``ops``: record op calls
+    (see :func:`memoize`). Nests: an observation already running in this thread (an op's forward
+    observed inside its public call) goes on after this one."""
     global observing
-    obs = Observer(flat, ops=_grad() and any(isinstance(a, _Tensor) and a.requires_grad for a in flat))
+    obs = Observer(inputs, ops)
+    outer = getattr(_local, "obs", None)
     _local.obs = obs
     with _lock:
         observing += 1
     try:
         with _Watch(obs):
-            out = fn(*args, **kwargs)
+            out = fn()
     finally:
         with _lock:
             observing -= 1
-        _local.obs = None
-    if len(recipes) < LIMIT:
-        recipes[k] = obs.recipe(out)
-    return out
+        _local.obs = outer
+    return out, obs.recipe(out)
 
 
 def clear() -> None:
     """Forget every recipe (the kernels' cached choices changed)."""
+    global epoch
     for recipes in MEMOS:
         recipes.clear()
+    epoch += 1  # GradSpecs still held by a graph forget their backward recipes
 
 
 def observer() -> Optional["Observer"]:
@@ -250,22 +278,33 @@ class _Recipe:
                 self.names[id(a)] = f"a[{j}]"
         lines = []
         for i, (fn, args, res) in enumerate(events):
-            same = next((a for a in args if a is res), None) if fn in STEPS else None
+            step = fn in STEPS
+            same = next((a for a in args if a is res), None) if step else None
             if same is not None:  # a layout step that kept its argument: it does for the whole specialization
                 continue
-            lines.append(f"s{i} = {self.const(fn)}({''.join(self.expr(v) + ', ' for v in args)})")
+            lines.append((i, step, f"s{i} = {self.const(fn)}({''.join(self.expr(v) + ', ' for v in args)})"))
             if isinstance(res, _Tensor):
                 self.names[id(res)] = f"s{i}"
             elif type(res) is tuple:
                 for j, r in enumerate(res):
                     if isinstance(r, _Tensor):
                         self.names.setdefault(id(r), f"s{i}[{j}]")
-        lines.append(f"return {self.expr(out)}")
+        lines = [ln for _, _, ln in self._live(lines, f"return {self.expr(out)}")]
         self.source = "def run(a):\n" + "".join(f"    {ln}\n" for ln in lines)
         glb = dict(self.consts)
         exec(compile(self.source, "<helion_ops fast path>", "exec"), glb)
         self.run = glb["run"]
         self.run.source = self.source  # type: ignore[attr-defined]  (what the fast path does, for debugging)
+
+    @staticmethod
+    def _live(lines: list, ret: str) -> list:
+        """``lines`` and ``ret`` without the steps whose result nothing after them reads (a placeholder for a
+        gradient the caller drops): a step is pure, a launch is kept whatever it returns."""
+        kept = [(-1, False, ret)]
+        for i, step, text in reversed(lines):
+            if not step or any(re.search(rf"\bs{i}\b", t) for _, _, t in kept):
+                kept.append((i, step, text))
+        return kept[::-1]
 
     def const(self, v: Any) -> str:
         name = f"c{len(self.consts)}"
@@ -284,3 +323,90 @@ class _Recipe:
         if isinstance(v, _CONSTS):  # fixed by the specialization
             return self.const(v)
         raise _NotDerived
+
+
+# ---- autograd -----------------------------------------------------------------------------------
+
+SLOT = object()  # in a GradSpec's template: where a saved tensor input goes back
+C_APPLY = torch._C._FunctionBase.__dict__["apply"]  # autograd.Function.apply without its Python wrapper
+
+
+class GradSpec:
+    """One op's autograd entry for one specialization of its arguments (``key(args, True)``): an
+    ``autograd.Function`` of its own, whose forward replays the launches the op's forward made on its
+    first call and whose backward replays, per incoming gradient's dtype and strides, the launches the
+    op's backward made on its first call with them. What the ordinary entry (``Op._apply``) works out
+    per call is fixed here once: which arguments are tensors to save, which outputs are statistics.
+
+    Either half keeps the ordinary path where it cannot replay (an ATen op outside steps and kernels,
+    a pointer's alignment read, an argument not derived from the call's); the backward also whenever
+    the gradient must itself be differentiable (grad mode on: ``create_graph=True``), a transform, mode
+    or override is active (:func:`blocked`), or the gradient is a subclass or not strided. A replay that
+    raises is dropped and the call takes the ordinary path (fallbacks, errors). ``apply(*args)`` is the
+    entry; ``op`` is the :class:`helion_ops._oplib.Op`."""
+
+    def __init__(self, op: Any, args: tuple) -> None:
+        self.op = op
+        self.template = tuple(SLOT if isinstance(a, _Tensor) else a for a in args)
+        self.tensors = tuple(i for i, a in enumerate(args) if isinstance(a, _Tensor))
+        self.multi = op.n_out > 1
+        self.fwd: Optional[Callable] = None  # the forward's recipe once observed (else the op's forward)
+        self.bwd: dict = {}  # (gradient dtype, strides) -> the backward's recipe, or None: ordinary
+        self.epoch = epoch
+        fn = type(f"{op.name}_spec_function", (torch.autograd.Function,), {
+            "forward": staticmethod(self.forward), "backward": staticmethod(self.backward)})
+        fn._backward_cls.apply = lambda node, *grads: self.backward(node, *grads)  # no generic lookup
+        self.apply = C_APPLY.__get__(None, fn)
+
+    def forward(self, ctx: Any, *args: Any) -> Any:
+        run = self.fwd
+        if run is None:
+            out, run = observed(args, lambda: self.op.impl(*args))
+            self.fwd = run or (lambda a: self.op.impl(*a))
+        else:
+            try:
+                out = run(args)
+            except Exception:  # a launch failed: the ordinary forward decides (fallback or error)
+                self.fwd = None
+                out = self.op.impl(*args)
+        saved = [args[i] for i in self.tensors]
+        if not self.multi:
+            ctx.save_for_backward(*saved, *((out,) if self.op.save_outputs else ()))
+            return out
+        ctx.save_for_backward(*saved, *(out[i] for i in self.op.save_outputs))
+        # The outputs after the first are statistics: no gradient flows to them, none is materialised.
+        ctx.mark_non_differentiable(*out[1:])
+        ctx.set_materialize_grads(False)
+        return out
+
+    def backward(self, ctx: Any, *grads: Any) -> tuple:
+        saved = ctx.saved_tensors
+        g = grads[0]
+        if g is None:  # the output was not used (only its statistics)
+            return (None,) * len(self.template)
+        if type(g) is _Tensor and g.layout is _strided and not _grad() and not blocked():
+            if self.epoch != epoch:  # clear() ran: recipes may call kernels that failed since
+                self.bwd.clear()
+                self.epoch = epoch
+            k = (g.dtype, g.stride())
+            run = self.bwd.get(k, _MISSING)
+            flat = saved + grads
+            if run is _MISSING:
+                out, run = observed(flat, lambda: self._backward(saved, ctx.needs_input_grad, grads))
+                if len(self.bwd) < LIMIT:
+                    self.bwd[k] = run
+                return out
+            if run is not None:
+                try:
+                    return run(flat)
+                except Exception:
+                    self.bwd.pop(k, None)
+        return self._backward(saved, ctx.needs_input_grad, grads)
+
+    def _backward(self, saved: tuple, needs: tuple, grads: tuple) -> tuple:
+        """The ordinary backward: the op's backward, or its differentiable form under grad mode."""
+        it = iter(saved)
+        inputs = [next(it) if a is SLOT else a for a in self.template]
+        if _grad():
+            return self.op._graph_backward(inputs, grads[:1], needs)
+        return tuple(self.op.backward(inputs, saved[len(self.tensors):], needs, *grads))

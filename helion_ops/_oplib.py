@@ -226,6 +226,30 @@ def as_vector(p: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
 
 
 @_fast.step
+def placeholder(like: torch.Tensor, shape: Sequence[int] = (0,)) -> torch.Tensor:
+    """An empty tensor in the place of an output nobody asked for (a custom op returns tensors, not None)."""
+    return like.new_empty(shape)
+
+
+@_fast.step
+def empty(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A fresh output for a kernel that writes into its argument (matmul's split-K epilogue)."""
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+@_fast.step
+def transpose(t: torch.Tensor, d0: int, d1: int) -> torch.Tensor:
+    """``t.transpose(d0, d1)``: an operand read in its stored layout (GEMMs)."""
+    return t.transpose(d0, d1)
+
+
+@_fast.step
+def row(t: torch.Tensor, i: int) -> torch.Tensor:
+    """``t[i]``: a row (view) of a tensor that holds several results (layer_norm's dweight and dbias)."""
+    return t[i]
+
+
+@_fast.step
 def unit_last(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
@@ -559,8 +583,7 @@ class Route:
 
 # ---- ops ----------------------------------------------------------------------------------------
 
-_SLOT = object()  # where a saved tensor input goes back
-_C_APPLY = torch._C._FunctionBase.__dict__["apply"]  # autograd.Function.apply without its Python wrapper
+_SLOT = _fast.SLOT  # where a saved tensor input goes back
 _wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 _tracing = torch._C._get_tracing_state
 _Parameter = torch.nn.Parameter
@@ -611,7 +634,11 @@ class Op:
                 "forward": staticmethod(self._forward_with_ctx), "backward": staticmethod(self._backward)})
             eager_fn._backward_cls.apply = lambda node, *grads: self._backward(node, *grads)
             self.EagerFunction = eager_fn
-            self._apply = _C_APPLY.__get__(None, eager_fn)
+            self._apply = _fast.C_APPLY.__get__(None, eager_fn)
+            # Its fast form: one GradSpec (autograd.Function) per argument specialization, which replays
+            # the forward's and the backward's launches (helion_ops/_fast.py).
+            self._specs: dict = {}
+            _fast.MEMOS.append(self._specs)
 
     def _forward_with_ctx(self, ctx: Any, *args: Any) -> Any:
         out = self.impl(*args)
@@ -629,7 +656,9 @@ class Op:
         if _fast.observing:  # a public call observed under grad: its recipe calls the op (this path)
             obs = _fast.observer()
             if obs is not None and obs.ops:
-                return obs.call(self, args, self._direct(args))
+                direct = self._direct(args)
+                spec = self._spec(args) if direct is self._apply else None
+                return obs.call(spec.apply, args) if spec is not None else obs.call(self, args, direct)
         if torch.compiler.is_compiling() or _tracing() is not None:  # the graph must hold the custom op
             return self.custom(*args)
         fn = self.Function
@@ -641,8 +670,11 @@ class Op:
             if t is torch.Tensor or t is _Parameter:
                 if grad and a.requires_grad:
                     # A tensor leaked out of a torch.func transform ("dead wrapper") needs Function.apply's
-                    # unwrapping; everything else takes the C entry point.
-                    return (self.EagerFunction.apply if _dead_wrapper(args) else self._apply)(*args)
+                    # unwrapping; everything else takes the C entry point, its specialization's if it can.
+                    if _dead_wrapper(args):
+                        return self.EagerFunction.apply(*args)
+                    spec = None if _fast.blocked() else self._spec(args)
+                    return (self._apply if spec is None else spec.apply)(*args)
             elif isinstance(a, torch.Tensor):
                 return self.custom(*args)  # a tensor subclass: let it dispatch
         return self.impl(*args)
@@ -662,6 +694,16 @@ class Op:
         return self.impl
 
     # -- autograd ---------------------------------------------------------------------------------
+    def _spec(self, args: tuple) -> Optional[_fast.GradSpec]:
+        """The GradSpec of ``args``' specialization (made on its first call), or None: the ordinary entry."""
+        k = _fast.key(args, True)
+        if k is None:
+            return None
+        spec = self._specs.get(k)
+        if spec is None and len(self._specs) < _fast.LIMIT:
+            spec = self._specs.setdefault(k, _fast.GradSpec(self, args))
+        return spec
+
     def _setup(self, ctx: Any, inputs: tuple, output: Any) -> None:
         tensors, template = [], []
         for a in inputs:

@@ -17,14 +17,14 @@ def layout(t: torch.Tensor, transposed: bool = False) -> tuple[torch.Tensor, boo
     ``b^T``: a row-major ``b`` is then passed as it is, with no transposed view made twice."""
     if transposed:
         if t.stride(0) == 1 or t.shape[0] == 1:
-            return t.t(), False
+            return C.transpose(t, 0, 1), False
         if t.stride(1) == 1 or t.shape[1] == 1:
             return t, True
-        return t.t(), False
+        return C.transpose(t, 0, 1), False
     if t.stride(1) == 1 or t.shape[1] == 1:
         return t, False
     if t.stride(0) == 1 or t.shape[0] == 1:
-        return t.t(), True
+        return C.transpose(t, 0, 1), True
     return t, False  # generic strides: pointer indexing by strides
 
 

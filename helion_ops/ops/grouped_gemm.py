@@ -187,7 +187,7 @@ _dw = C.Kern(NAME, grouped_gemm_dw_kernel, lambda a: choose_dw_config(*_key(a), 
 def _run_fwd(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     if w.stride(2) == 1 or w.shape[2] == 1 or w.stride(1) != 1:
         return _fwd(x, w, offsets, False)
-    return _fwd(x, w.transpose(1, 2), offsets, True)  # read w^T's storage in place
+    return _fwd(x, C.transpose(w, 1, 2), offsets, True)  # read w^T's storage in place
 
 
 def _run_dw(x: torch.Tensor, dy: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -225,8 +225,8 @@ def grouped_gemm_bwd_op(dy: torch.Tensor, x: torch.Tensor, w: torch.Tensor, offs
                         need_w: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(dx, dw): dx = grouped_gemm(dy, w^T) (w^T read in place), dw[g] = x_g^T @ dy_g; empty where not needed."""
     dy = dy.to(x.dtype)
-    dx = _run_fwd(dy, w.transpose(1, 2), offsets) if need_x else x.new_empty([0])
-    return dx, (_run_dw(x, dy, offsets) if need_w else w.new_empty([0]))
+    dx = _run_fwd(dy, C.transpose(w, 1, 2), offsets) if need_x else C.placeholder(x)
+    return dx, (_run_dw(x, dy, offsets) if need_w else C.placeholder(w))
 
 
 def _backward(inputs, saved, needs, dy):

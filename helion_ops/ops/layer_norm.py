@@ -173,15 +173,15 @@ def layer_norm_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.
     dweight (if weight) then dbias (if bias)."""
     dy = C.grad_rows(dy, x)
     if weight is None and bias is None:
-        return _bwd_no_params(dy, x, None, None, mean, rstd)[0], x.new_empty([0, x.shape[1]])
+        return _bwd_no_params(dy, x, None, None, mean, rstd)[0], C.placeholder(x, (0, x.shape[1]))
     return _bwd(dy, x, weight, bias, mean, rstd)
 
 
 def _backward(inputs, saved, needs, dy, _dmean, _drstd):
     x, weight, bias, _eps = inputs
     dx, dparams = layer_norm_bwd_op(dy, x, weight, bias, *saved)
-    return (dx, dparams[0] if weight is not None and needs[1] else None,
-            dparams[-1] if bias is not None and needs[2] else None, None)
+    return (dx, C.row(dparams, 0) if weight is not None and needs[1] else None,
+            C.row(dparams, -1) if bias is not None and needs[2] else None, None)
 
 
 @C.op("layer_norm_fwd", eager=_eager_fwd, backward=_backward, save_outputs=(1, 2))

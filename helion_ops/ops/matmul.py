@@ -49,7 +49,7 @@ import torch
 import helion_ops.dsl as helion
 import helion_ops.dsl.language as hl
 from helion_ops.dsl.config import Config, PowerOfTwoFragment
-from helion_ops import _oplib as C
+from helion_ops import _fast, _oplib as C
 from helion_ops.ops import _gemm as GE
 from helion_ops.dsl.exc import InputError
 from helion_ops.errors import ShapeError
@@ -332,7 +332,7 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
     args = (pa, pb, bias, activation, ta, tb)
     if _route(args, lambda: (args, (pa, pb, ta, tb))) == 0:
         return _mm(*args)
-    out = torch.empty((m, n), dtype=a.dtype, device=a.device)
+    out = C.empty((m, n), a.dtype, a.device)
     _skr(_sk(pa, pb, ta, tb), bias, activation, out)
     return out
 
@@ -368,6 +368,23 @@ def _eager_act_grad(z: torch.Tensor, activation: str) -> torch.Tensor:
     raise AssertionError(activation)
 
 
+# The backward's elementwise host math, as fast-path steps (replayed as they are, see helion_ops/_fast.py).
+@_fast.step
+def _relu_grad(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return grad * (out > 0).to(grad.dtype)
+
+
+@_fast.step
+def _act_grad(grad: torch.Tensor, z: torch.Tensor, activation: str, dtype: torch.dtype) -> torch.Tensor:
+    """``grad * act'(z)`` in fp32, in ``dtype`` (z: the recomputed pre-activation)."""
+    return (grad.float() * _eager_act_grad(z.float(), activation)).to(dtype)
+
+
+@_fast.step
+def _bias_grad(dz: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return dz.float().sum(0).to(dtype)
+
+
 def _fake_bwd(grad, a, b, bias, out, activation, need_a, need_b):
     return (a.new_empty(a.shape if need_a else [0]), b.new_empty(b.shape if need_b else [0]),
             a.new_empty([0]) if bias is None else bias.new_empty(bias.shape))
@@ -382,16 +399,14 @@ def matmul_bwd_op(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, bias: Op
     if activation is None:
         dz = grad
     elif activation == "relu":
-        dz = grad * (out > 0).to(grad.dtype)
+        dz = _relu_grad(grad, out)
     else:
-        z = _run(a, b, bias, None).float()
-        dz = grad.float() * _eager_act_grad(z, activation)
-    dz = dz if dz.dtype == a.dtype else dz.to(a.dtype)
+        dz = _act_grad(grad, _run(a, b, bias, None), activation, a.dtype)
     if GE.worth_padding(a.shape[0], b.shape[1], a.shape[1]):
         dz = GE.padded(dz)  # an operand of both GEMMs: padded once here, not in each
-    da = _run(dz, b, None, None, tb=True) if need_a else a.new_empty([0])
-    db = _run(a, dz, None, None, ta=True) if need_b else b.new_empty([0])
-    dbias = dz.float().sum(0).to(bias.dtype) if bias is not None else a.new_empty([0])
+    da = _run(dz, b, None, None, tb=True) if need_a else C.placeholder(a)
+    db = _run(a, dz, None, None, ta=True) if need_b else C.placeholder(b)
+    dbias = _bias_grad(dz, bias.dtype) if bias is not None else C.placeholder(a)
     return da, db, dbias
 
 

@@ -141,7 +141,7 @@ def rms_norm_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Te
     """(dx, dweight); dweight is an empty tensor when weight is None."""
     dy = C.grad_rows(dy, x)
     if weight is None:
-        return _bwd_no_weight(dy, x, None, rstd)[0], x.new_empty([0])
+        return _bwd_no_weight(dy, x, None, rstd)[0], C.placeholder(x)
     return _bwd(dy, x, weight, rstd)
 
 
