@@ -43,8 +43,7 @@ def _refuse(what: str, loc) -> exc.NotSupported:
                             f"backend='triton' for this kernel", loc)
 
 class Smem:
-    """A load served from shared memory: its TMA descriptor, buffer and barriers. A load of the row tile
-    (``split``) is one part per consumer."""
+    """A load served from shared memory (TMA descriptor, buffer, barriers); a row tile's is split per consumer."""
     def __init__(self, v: I.Value, ring: bool, em: "GluonEmitter") -> None:
         self.v, self.idx, self.ring, self.name = v, v.args[0], ring, ""
         self.block = [x.block if kind in ("tile", "rdim") else 1 for kind, x in self.idx.entries]
@@ -286,17 +285,17 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
     pnames, shared, setup = [p[0] for p in params], [], []
     for m in {m.name: m for m in em.smem.values()}.values():
         dt = tl_dtype(m.idx.tensor.dtype).replace("tl.", "gl.")
-        setup.append(em.desc("tma", f"{m.name}_desc", m.idx.tensor, m.block,
-                             f", layout=gl.NVMMASharedLayout.get_default_for({m.block}, {dt})"))
-        lead = [(NUM_BUF if m.ring else 1) * (em.nc if m.split else 1)]
-        setup.append(f"{m.name} = gl.allocate_shared_memory({dt}, {lead + m.block}, {m.name}_desc.layout)")
-        bars = [f"{m.name}_ready", f"{m.name}_empty"] if m.ring else [f"{m.name}_ready"]
-        for b in bars:
+        bars = {f"{m.name}_ready": 1, f"{m.name}_empty": em.nc} if m.ring else {f"{m.name}_ready": 1}
+        nbuf = (NUM_BUF if m.ring else 1) * (em.nc if m.split else 1)   # ring slots x consumer parts
+        setup += [em.desc("tma", f"{m.name}_desc", m.idx.tensor, m.block,
+                          f", layout=gl.NVMMASharedLayout.get_default_for({m.block}, {dt})"),
+                  f"{m.name} = gl.allocate_shared_memory({dt}, {[nbuf] + m.block}, {m.name}_desc.layout)"]
+        for b, count in bars.items():   # a ring's empty barrier takes an arrive from each consumer
             setup.append(f"{b} = gl.allocate_shared_memory(gl.int64, {[NUM_BUF, 1] if m.ring else [1]}, "
                          "mbarrier.MBarrierLayout())")
-            setup += [f"for i in gl.static_range({NUM_BUF}):", f"    mbarrier.init({b}.index(i), count="
-                      f"{em.nc if b.endswith('empty') else 1})"] if m.ring else [f"mbarrier.init({b}, count=1)"]
-        shared += [f"{m.name}_desc", m.name] + bars
+            setup += ([f"for i in gl.static_range({NUM_BUF}):", f"    mbarrier.init({b}.index(i), count={count})"]
+                      if m.ring else [f"mbarrier.init({b}, count=1)"])
+        shared += [f"{m.name}_desc", m.name, *bars]
     args = ", ".join(pnames + shared)
     parts = [f"({fn_name}_consumer, ({args}, {c}))" for c in range(em.nc)] + [f"({fn_name}_producer, ({args}))"]
     regs = [CONSUMER_REGS] * (em.nc - 1) + [PRODUCER_REGS]

@@ -124,8 +124,7 @@ class Emitter:
             else:
                 axis_of[o] = pos
                 pos += idx.entries[o][1].type.ndim if idx.entries[o][0] == "block" else 1
-        # A tensor whose offsets may pass 2**31 (TensorArg.index64, from its sizes and strides,
-        # which are part of the launch key) gets every index widened before it is scaled.
+        # a tensor whose offsets may pass 2**31 (index64: sizes and strides are in the launch key) widens every index
         wide = (lambda x: f"{x}.to(tl.int64)") if t.index64 else (lambda x: x)
         for dim, (kind, val) in enumerate(idx.entries):
             ax, stride = axis_of.get(dim), t.stride_code(dim)
@@ -153,8 +152,7 @@ class Emitter:
         off = " + ".join(terms) or "0"
         lanes = [idx.entries[o] for o in idx.out if o is not None]
         if ndim and None in idx.out and all(k == "scalar" or (k == "tile" and x.is_grid) for k, x in lanes):
-            # only one-lane axes (w[:] with one element, x[i, None]): a [1, ...] pointer block, not a
-            # scalar, so the value has the rank its type says (Triton 3.9 refuses x[None] on a scalar)
+            # one-lane axes only (x[i, None]): a [1, ...] pointer block, not a scalar (Triton 3.9 refuses x[None] then)
             off = f"tl.zeros({[1] * ndim}, tl.int32) + ({off})"
         return f"{t.name} + ({off})", " & ".join(masks) or None
     def load(self, idx: I.Index, v: I.Value) -> str:
@@ -166,8 +164,7 @@ class Emitter:
         ev = f", eviction_policy='evict_{pol[lid]}'" if 0 <= lid < len(pol) and pol[lid] else ""
         return f"tl.load({ptr}, {mask}, other=0{ev})" if mask else f"tl.load({ptr}{ev})"
     def desc_access(self, idx: I.Index, rtype: BlockT, value: str | None) -> str:
-        t = idx.tensor
-        block = [val.block if kind in ("tile", "rdim") else 1 for kind, val in idx.entries]
+        t, block = idx.tensor, [val.block if kind in ("tile", "rdim") else 1 for kind, val in idx.entries]
         offs = [val.offset if kind == "tile" else "0" if kind == "rdim" else self.bound(val)
                 for kind, val in idx.entries]
         dn = self.descs.get((t.name, tuple(block)))
@@ -268,8 +265,7 @@ class Emitter:
             return f"tl.dot({an}, {bn}, {self.name_of(v.args[2])}{prec}{out})"
         return f"tl.dot({an}, {bn}{prec}, out_dtype={tl_dtype(v.type.dtype)})"
     def dot_operand(self, x: I.Value, axis: int) -> str:
-        """Masked contraction lanes must be zero; loads already are (other=0, or TMA zero fill),
-        and so are transposes and casts of loads."""
+        """Masked contraction lanes must be zero; loads (other=0, TMA zero fill) and their transposes and casts are."""
         src = x
         while src.op in ("permute", "cast"):
             src = src.args[0]
@@ -285,8 +281,7 @@ class Emitter:
                 if self.lookup(s.value) is None and self.rolled_dim(s.value.type.dims) is None:
                     self.define(s.value)
             elif isinstance(s, I.Store) and (r := self.rolled_dim(s.index.dims())) is not None:
-                # the stores over this rolled dim that follow share one chunk loop (rolled Lets between them
-                # are emitted lazily in it)
+                # the stores over this rolled dim that follow share one chunk loop (rolled Lets between: lazily in it)
                 group = [s]
                 for nxt in body[i:]:
                     if isinstance(nxt, I.Store) and self.rolled_dim(nxt.index.dims()) is r:
@@ -342,16 +337,11 @@ class Emitter:
     def if_stmt(self, s: I.If) -> None:
         names = self.carry(s)
         for k, body in enumerate((s.then, s.orelse)):
-            self.line("else:" if k else f"if {self.name_of(s.cond)}:")
-            self.ind += 1
-            self.scopes.append({})
-            self.line("pass")
-            self.stmts(body)
-            for quad, n in zip(s.merges, names):
-                self.line(f"{n} = {self.name_of(quad[2 + k])}")
-            self.scopes.pop()
-            self.ind -= 1
-        self.last_src = None
+            with self.nest("else:" if k else f"if {self.name_of(s.cond)}:"):
+                self.line("pass")
+                self.stmts(body)
+                for quad, n in zip(s.merges, names):
+                    self.line(f"{n} = {self.name_of(quad[2 + k])}")
 
 RANGE_KNOBS = (("range_num_stages", "num_stages"), ("range_unroll_factors", "loop_unroll_factor"),
                ("range_warp_specializes", "warp_specialize"), ("range_flattens", "flatten"))

@@ -32,9 +32,8 @@ def program_ids(em: Emitter, loop_index: int, grid_ordinal: int) -> tuple[tuple,
     pid_type = cfg.get("pid_type", "flat")
     if pid_type == "xyz" and (len(counts) > 3 or any(c > 65535 for c in counts[1:])):
         pid_type = "flat"  # more dims than CUDA's grid has, or past its y/z limit
-    # grid_reverses: programs take the tiles in reverse order, so that when work grows with the tile
-    # (causal attention's later query blocks) the longest programs start first and the short ones fill
-    # the last wave, instead of leaving it to a few long ones.
+    # grid_reverses: when work grows with the tile (causal attention's later query blocks), the longest programs
+    # start first and the short ones fill the last wave, instead of leaving it to a few long ones.
     reverse = any((cfg.get("grid_reverses") or [])[loop_index:loop_index + 1])
     wide = ".to(tl.int64)" if em.idx64 else ""
     if pid_type == "xyz":
@@ -77,8 +76,7 @@ def _decode_flat(counts: list[int], cfg: Config, ordinal: int) -> list[str]:
 
 def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
              loop_index: int = 0) -> Generated:
-    """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
-    loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
+    """The ``@triton.jit`` function of device loop ``d`` under ``cfg`` (loop_index, grid_ordinal: see program_ids)."""
     em = Emitter(d, cfg, file, target)
     grid, offsets, prologue, decode = program_ids(em, loop_index, grid_ordinal)
     em.ind = 1 + bool(prologue)
@@ -124,8 +122,7 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
     With ``target=("cuda", 90, 32)`` this builds Hopper PTX/cubin on a machine without a GPU."""
     import triton
     from triton.compiler import ASTSource
-    # @triton.jit reads TRITON_INTERPRET when it decorates: load a real JITFunction even
-    # when the interpreter is on, so CPU-only machines can still build sm_90 code.
+    # @triton.jit reads TRITON_INTERPRET as it decorates: a real JITFunction lets CPU-only machines build sm_90 code
     with mock.patch.dict(os.environ, TRITON_INTERPRET="0"):
         fn = getattr(load_module(spec["path"], spec["fn"] + "_compile"), spec["fn"])
     if type(fn).__name__ == "GluonJITFunction":  # the Gluon backend's kernels build from Gluon's AST
@@ -135,9 +132,8 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
         from triton.backends.compiler import GPUTarget
         from triton.compiler.compiler import make_backend
         kw["target"] = GPUTarget(*target)
-        # At run time Triton specialises a 16-byte-aligned pointer (every fresh torch allocation) as divisible
-        # by 16, which lets the pipeliner use 16-byte cp.async copies; without that hint an offline build
-        # silently drops software pipelining. Build the aligned case.
+        # At run time Triton marks a 16-byte-aligned pointer (every fresh torch allocation) divisible by 16, which lets
+        # the pipeliner use 16-byte cp.async copies; an offline build without it silently drops pipelining.
         aligned = make_backend(kw["target"]).parse_attr("D")
         attrs = {(i,): aligned for i, ty in enumerate(sig.values()) if str(ty).startswith("*")}
     return triton.compile(ASTSource(fn, sig, dict(spec.get("constexprs", {})), attrs),
@@ -156,7 +152,7 @@ def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool 
     return [d["error"] if "error" in d else types.SimpleNamespace(asm=d["asm"], metadata=d["metadata"])
             for d in json.loads(r.stdout.splitlines()[-1])]
 
-def _main() -> None:
+if __name__ == "__main__":   # compile_specs_for_target's fresh process
     job, out = json.load(sys.stdin), []
     for s in job["specs"]:
         try:
@@ -169,6 +165,3 @@ def _main() -> None:
                 raise
             out.append({"error": f"{type(e).__name__}: {e}"[-3000:]})
     print(json.dumps(out))
-
-if __name__ == "__main__":
-    _main()
