@@ -1,8 +1,7 @@
-"""Gluon backend: a lowered device loop + Plan + Config -> a warp-specialized ``@gluon.jit`` kernel (sm_90).
-A one-warp producer issues with TMA the loads that only feed ``hl.dot`` (an inner tile loop's into 2-slot rings);
-``gluon_consumers`` warpgroups run the rest as the Triton backend's code on Gluon's namesakes, every 2-D value
-in one wgmma layout ``L``, 1-D values in its row or column slice (docs/ARCHITECTURE.md has the partitions).
-The API is the one the Triton 3.6 probe ran (bench/gluon_attention.py)."""
+"""Gluon backend: a lowered device loop + Plan + Config -> a warp-specialized ``@gluon.jit`` kernel (sm_90). A
+one-warp producer issues with TMA the loads that only feed ``hl.dot`` (an inner tile loop's into 2-slot rings);
+``gluon_consumers`` warpgroups run the rest as the Triton backend's code on Gluon's namesakes, every 2-D value in one
+wgmma layout ``L``, 1-D values in its row or column slice (docs/ARCHITECTURE.md; API: bench/gluon_attention.py)."""
 from __future__ import annotations
 
 import math
@@ -44,8 +43,7 @@ def _refuse(what: str, loc) -> exc.NotSupported:
                             f"backend='triton' for this kernel", loc)
 
 class Smem:
-    """A load served from shared memory: its TMA descriptor, buffer and barriers. A load of the row tile
-    (``split``) is one part per consumer."""
+    """A load served from shared memory (TMA descriptor, buffer, barriers); a row tile's is split per consumer."""
     def __init__(self, v: I.Value, ring: bool, em: "GluonEmitter") -> None:
         self.v, self.idx, self.ring, self.name = v, v.args[0], ring, ""
         self.block = [x.block if kind in ("tile", "rdim") else 1 for kind, x in self.idx.entries]
@@ -56,7 +54,6 @@ class Smem:
         self.nbytes = math.prod(self.block) * self.idx.tensor.dtype.itemsize * (em.nc if self.split else 1)
 
 class GluonEmitter(Emitter):
-    DOT_A = "gl.DotOperandLayout(operand_index=0, parent=L, k_width=2)"
     def __init__(self, d: I.DeviceIR, cfg: Config, file: str, target: Target) -> None:
         super().__init__(d, cfg, file, target)
         self.nc = int(cfg.get("gluon_consumers", 2))
@@ -106,8 +103,6 @@ class GluonEmitter(Emitter):
             for a in v.args[:2] if v.op == "dot" else []:
                 if a.type.dtype not in (torch.float16, torch.bfloat16):
                     raise _refuse(f"hl.dot on {a.type.dtype} operands (wgmma takes fp16/bf16)", v.loc)
-            if v.op == "dot" and not v.type.dtype.is_floating_point:
-                raise _refuse("an integer hl.dot", v.loc)
         def dot_only(v: I.Value, left: bool = False) -> bool:
             """Used only as an hl.dot operand (only as the left one: ``left``), directly or transposed."""
             us = users.get(v.id, [])
@@ -175,53 +170,55 @@ class GluonEmitter(Emitter):
         if v.op == "load" and v.id in self.smem:
             return self.name_of(v)
         return super().expr(v)
+    def to_dot_a(self, x: str) -> str:
+        """``x`` in wgmma's register layout of a left operand."""
+        n = self.fresh("dot_a")
+        self.line(f"{n} = gl.convert_layout({x}, gl.DotOperandLayout(operand_index=0, parent=L, k_width=2))")
+        return n
+    def mma(self, a: str, b: str, v: I.Value) -> str:
+        """Issue dot ``v``'s wgmma (onto its fp32 accumulator, if it has one); its token."""
+        acc = (self.name_of(v.args[2]) if len(v.args) > 2
+               else f"gl.zeros({self.shape(v.type)}, gl.float32, L), use_acc=False")
+        tok = self.fresh("mma")
+        self.line(f"{tok} = warpgroup_mma({a}, {b}, {acc}, is_async=True)")
+        return tok
     def dot(self, v: I.Value) -> str:
         a, b = v.args[0], v.args[1]
         an, bn = self.name_of(a), self.name_of(b)
         reg = (a.args[0] if a.op == "permute" else a).id not in self.smem
         if reg:
-            an = self.fresh("dot_a")
-            self.line(f"{an} = gl.convert_layout({self.dot_operand(a, -1)}, {self.DOT_A})")
-        acc, use = f"gl.zeros({self.shape(v.type)}, gl.float32, L)", ", use_acc=False"
-        if len(v.args) > 2:
-            c = v.args[2]
-            acc, use = self.name_of(c) + ("" if c.type.dtype == torch.float32 else ".to(tl.float32)"), ""
-        tok, out = self.fresh("mma"), self.fresh("mma_out")
-        self.line(f"{tok} = warpgroup_mma({an}, {bn}, {acc}{use}, is_async=True)",
-                  f"{out}, {an} = warpgroup_mma_wait(0, deps=({tok}, {an}))" if reg else
+            an = self.to_dot_a(self.dot_operand(a, -1))
+        tok, out = self.mma(an, bn, v), self.fresh("mma_out")
+        self.line(f"{out}, {an} = warpgroup_mma_wait(0, deps=({tok}, {an}))" if reg else
                   f"{out} = warpgroup_mma_wait(0, deps=({tok}, ))")
-        return out if v.type.dtype == torch.float32 else f"{out}.to({tl_dtype(v.type.dtype)})"
+        return out   # fp32: a 16-bit dot accumulates (and returns) fp32 before any cast
     def rings_of(self, s: I.For) -> list[Smem]:
         return [m for m in self.smem.values() if m.ring and any(x is m.v for x in I.all_values(s.body))]
     def for_loop(self, s: I.For) -> None:
         t, rings = s.tiles[0], self.rings_of(s)
         if self.cfg.get("gluon_overlap", False) and rings and overlap.emit(self, s, rings):
             return
-        self.src(s.loc)
-        names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
-        self.line(f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}, {t.block}):")
-        self.ind += 1
-        self.tile_lines(t)
-        if rings:
-            self.ring_slot(rings)
-        self.loop_body(s, names, 0)
-        if rings:   # every wgmma reading the slot was waited for: hand it back to the producer
-            self.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in rings], "ring_it += 1")
-        self.ind -= 1
+        names = self.carry(s)
+        with self.nest(f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}, {t.block}):"):
+            self.tile_lines(t)
+            if rings:
+                self.ring_slot(rings)
+            self.loop_body(s, names)
+            if rings:   # every wgmma reading the slot was waited for: hand it back to the producer
+                self.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in rings], "ring_it += 1")
     def ring_slot(self, rings: list[Smem], it: str = "ring_it", p: str = "") -> None:
         """The ring slot ``{p}slot`` of block ``it``: each ring load waits for its fill where first used."""
         self.line(f"{p}slot = {it} % {NUM_BUF}", f"{p}phase = ({it} // {NUM_BUF}) & 1")
         for m in rings:
             self.pending[m.v.id] = (f"mbarrier.wait({m.name}_ready.index({p}slot), {p}phase)", self.ref(m, f"{p}slot"))
-    def arange(self, name: str, start: str, n: int, lay: int, mask: str | None, end) -> None:
-        """An index vector in the row (``lay`` 1) or column (0) slice layout, and its mask below ``end``."""
+    def arange(self, name: str, start: str, n: int, mask: str | None, end) -> None:
+        """In the row slice layout for the row tile's indices, else in the column one."""
+        lay = int(name == self.row.indices)
         self.line(f"{name} = {start}gl.arange(0, {n}, layout={_SLICE[lay]})")
         self.lay1d[name] = lay
         if mask:
             self.line(f"{mask} = {name} < {self.bound(end)}")
             self.lay1d[mask] = lay
-    def tile_lines(self, t) -> None:
-        self.arange(t.indices, f"{t.offset} + ", t.block, 0, t.mask if t.masked else None, t.end)
     def buf(self, m: Smem, slot: str | None, part) -> str:
         """A load's buffer: ring slots x parts (one per consumer when split)."""
         return m.name + (f".index({slot} * {self.nc} + {part})" if slot and m.split else f".index({slot})" if slot
@@ -237,17 +234,13 @@ class GluonEmitter(Emitter):
                 self.issue(self.smem[s.value.id], None)
             elif isinstance(s, I.For) and (rings := self.rings_of(s)):
                 t = s.tiles[0]
-                self.line(f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}, {t.block}):")
-                self.ind += 1
-                self.scopes.append({})
-                # a fresh mbarrier passes a wait on parity 1: the first NUM_BUF fills go ahead at once
-                self.line(f"slot = ring_it % {NUM_BUF}", f"phase = ((ring_it // {NUM_BUF}) & 1) ^ 1")
-                for m in rings:
-                    self.line(f"mbarrier.wait({m.name}_empty.index(slot), phase)")
-                    self.issue(m, "slot")
-                self.line("ring_it += 1")
-                self.scopes.pop()
-                self.ind -= 1
+                with self.nest(f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}, {t.block}):"):
+                    # a fresh mbarrier passes a wait on parity 1: the first NUM_BUF fills go ahead at once
+                    self.line(f"slot = ring_it % {NUM_BUF}", f"phase = ((ring_it // {NUM_BUF}) & 1) ^ 1")
+                    for m in rings:
+                        self.line(f"mbarrier.wait({m.name}_empty.index(slot), phase)")
+                        self.issue(m, "slot")
+                    self.line("ring_it += 1")
     def issue(self, m: Smem, slot: str | None) -> None:
         bar = f"{m.name}_ready" + (f".index({slot})" if slot else "")
         self.line(f"mbarrier.expect({bar}, {m.nbytes})")
@@ -265,24 +258,24 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
     if target.arch != 90:
         raise exc.NotSupported(f"Config backend='gluon' targets sm_90 (Hopper); this target is sm_{target.arch}")
     em = GluonEmitter(d, cfg, file, target)
-    pids = program_ids(em, loop_index, grid_ordinal)
-    if pids.indent != 1:
+    grid, offsets, prologue, decode = program_ids(em, loop_index, grid_ordinal)
+    if prologue:
         raise _refuse(f"pid_type={cfg.get('pid_type')!r} (persistent programs)", None)
     ncols = [em.dim_size(x) for v in I.all_values(d.body) if v.type.ndim == 2 for x in v.type.dims[1:]]
     n_instr = min([c for c in ncols if c >= 8] or [8])
     if n_instr % 8 or n_instr > 256:
         raise _refuse(f"a tile of {n_instr} columns (wgmma takes 8 to 256, a multiple of 8)", None)
-    em.line(*pids.decode, *pids.offsets, "ring_it = 0")   # the producer first: its scalars in their own scope
+    em.line(*decode, *offsets, "ring_it = 0")   # the producer first: its scalars in their own scope
     em.producer(d.body)
     prod, r, sub = em.lines, em.row, em.row.block // em.nc
     em.lines, em.scopes, em.used, em.last_src = [], [{}], {}, None
-    em.line(*pids.decode, *pids.offsets)
-    em.arange(r.indices, f"{r.offset} + WG * {sub} + ", sub, 1, r.mask if r.masked else None, r.end)
+    em.line(*decode, *offsets)
+    em.arange(r.indices, f"{r.offset} + WG * {sub} + ", sub, r.mask if r.masked else None, r.end)
     for t in d.grid:
         if t is not r and not t.is_grid:
             em.tile_lines(t)
     for rd in d.rdims.values():
-        em.arange(rd.index, "", rd.block, 0, rd.mask if rd.masked else None, rd.extent)
+        em.arange(rd.index, "", rd.block, rd.mask if rd.masked else None, rd.extent)
     em.line("ring_it = 0")
     for m in em.smem.values():
         if not m.ring:
@@ -292,17 +285,17 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
     pnames, shared, setup = [p[0] for p in params], [], []
     for m in {m.name: m for m in em.smem.values()}.values():
         dt = tl_dtype(m.idx.tensor.dtype).replace("tl.", "gl.")
-        setup.append(em.desc("tma", f"{m.name}_desc", m.idx.tensor, m.block,
-                             f", layout=gl.NVMMASharedLayout.get_default_for({m.block}, {dt})"))
-        lead = [(NUM_BUF if m.ring else 1) * (em.nc if m.split else 1)]
-        setup.append(f"{m.name} = gl.allocate_shared_memory({dt}, {lead + m.block}, {m.name}_desc.layout)")
-        bars = [f"{m.name}_ready", f"{m.name}_empty"] if m.ring else [f"{m.name}_ready"]
-        for b in bars:
+        bars = {f"{m.name}_ready": 1, f"{m.name}_empty": em.nc} if m.ring else {f"{m.name}_ready": 1}
+        nbuf = (NUM_BUF if m.ring else 1) * (em.nc if m.split else 1)   # ring slots x consumer parts
+        setup += [em.desc("tma", f"{m.name}_desc", m.idx.tensor, m.block,
+                          f", layout=gl.NVMMASharedLayout.get_default_for({m.block}, {dt})"),
+                  f"{m.name} = gl.allocate_shared_memory({dt}, {[nbuf] + m.block}, {m.name}_desc.layout)"]
+        for b, count in bars.items():   # a ring's empty barrier takes an arrive from each consumer
             setup.append(f"{b} = gl.allocate_shared_memory(gl.int64, {[NUM_BUF, 1] if m.ring else [1]}, "
                          "mbarrier.MBarrierLayout())")
-            setup += [f"for i in gl.static_range({NUM_BUF}):", f"    mbarrier.init({b}.index(i), count="
-                      f"{em.nc if b.endswith('empty') else 1})"] if m.ring else [f"mbarrier.init({b}, count=1)"]
-        shared += [f"{m.name}_desc", m.name] + bars
+            setup += ([f"for i in gl.static_range({NUM_BUF}):", f"    mbarrier.init({b}.index(i), count={count})"]
+                      if m.ring else [f"mbarrier.init({b}, count=1)"])
+        shared += [f"{m.name}_desc", m.name, *bars]
     args = ", ".join(pnames + shared)
     parts = [f"({fn_name}_consumer, ({args}, {c}))" for c in range(em.nc)] + [f"({fn_name}_producer, ({args}))"]
     regs = [CONSUMER_REGS] * (em.nc - 1) + [PRODUCER_REGS]
@@ -315,4 +308,4 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
     out += ["    " + x for x in setup + ["fence_async_shared()"]]
     out.append(f"    gl.warp_specialize([{', '.join(parts)}], {[4] * (em.nc - 1) + [1]}, {regs})")
     helpers = "".join(NAN_REDUCE_HELPERS[op].replace("@triton.jit", "@gluon.jit") for op in sorted(em.nan_helpers))
-    return Generated(fn_name, PRELUDE + helpers + "\n".join(out) + "\n", params, sig, pids.grid, 4, 1, True, None)
+    return Generated(fn_name, PRELUDE + helpers + "\n".join(out) + "\n", params, sig, grid, 4, 1, True, None)

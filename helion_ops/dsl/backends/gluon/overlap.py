@@ -1,16 +1,8 @@
-"""Intra-warpgroup overlap (``gluon_overlap``): FlashAttention-3's software pipelining of a ring loop.
-
-A loop whose body holds two ``hl.dot`` (D1 with no accumulator, D2 accumulating into the loop-carried ``acc``)
-splits into stage A (what does not depend on ``acc``: D1, the softmax) and stage B (the rescale of ``acc``, D2):
-    A(first): S = D1 (waited for), softmax -> the values B needs (X: P as D2's operand, alpha)
-    for each next block:  issue D1(j+1); issue D2(j) from X(j); wait for D1 only (older group);
-                          softmax(j+1) while D2(j) runs on the tensor cores; wait for D2(j)
-    B(last)
-Loops of another shape keep the plain schedule (same numbers).
-"""
+"""``gluon_overlap``: FlashAttention-3's intra-warpgroup overlap of a ring loop with two ``hl.dot`` (D1 with no
+accumulator, D2 into the loop-carried ``acc``). Stage A (what does not depend on ``acc``: D1, the softmax) runs one
+block ahead of stage B (the rescale of ``acc``, D2): issue D1(j+1), issue D2(j) from stage A's values X(j), wait for
+D1 only, softmax(j+1) while D2(j) runs on the tensor cores, wait for D2(j). Other loops keep the plain schedule."""
 from __future__ import annotations
-
-import torch
 
 from ... import ir as I
 
@@ -18,8 +10,7 @@ def emit(em, s: I.For, rings: list) -> bool:
     """Emit loop ``s`` software-pipelined, or return False when it is not of the shape above."""
     lets = [x.value for x in s.body if isinstance(x, I.Let)]
     dots = [v for v in lets if v.op == "dot"]
-    if len(lets) != len(s.body) or len(dots) != 2 or len(dots[0].args) != 2 or len(dots[1].args) != 3 \
-            or any(v.type.dtype != torch.float32 for v in dots):
+    if len(lets) != len(s.body) or len(dots) != 2 or len(dots[0].args) != 2 or len(dots[1].args) != 3:
         return False
     d1, d2 = dots
     acc_i = next((i for i, (_, _, fin) in enumerate(s.carried) if fin is d2), None)
@@ -48,9 +39,8 @@ def emit(em, s: I.For, rings: list) -> bool:
         for v in b_lets:
             if v is not d2 and em.lookup(v) is None:
                 em.define(v)
-        op, tok = em.fresh("dot_a"), em.fresh("mma")
-        em.line(f"{op} = gl.convert_layout({em.name_of(d2.args[0])}, {em.DOT_A})")
-        em.line(f"{tok} = warpgroup_mma({op}, {em.name_of(d2.args[1])}, {em.name_of(d2.args[2])}, is_async=True)")
+        op = em.to_dot_a(em.name_of(d2.args[0]))
+        tok = em.mma(op, em.name_of(d2.args[1]), d2)
         em.scopes.pop()
         return tok, op
     def b_wait(tok: str, op: str) -> None:
@@ -66,9 +56,7 @@ def emit(em, s: I.For, rings: list) -> bool:
         pending_b = None
         for v in a_lets:
             if v is d1 and start is None:
-                tok = em.fresh("mma")
-                em.line(f"{tok} = warpgroup_mma({em.name_of(d1.args[0])}, {em.name_of(d1.args[1])}, "
-                        f"gl.zeros({em.shape(d1.type)}, gl.float32, L), use_acc=False, is_async=True)")
+                tok = em.mma(em.name_of(d1.args[0]), em.name_of(d1.args[1]), d1)
                 pending_b = b_issue()
                 out = em.fresh("mma_out")
                 em.line(f"{out} = warpgroup_mma_wait(1, deps=({tok}, ))")   # D1 done, D2 may still run
@@ -85,18 +73,12 @@ def emit(em, s: I.For, rings: list) -> bool:
                 em.line(f"{n} = {em.name_of(fin)}")
         em.line(*[f"{n} = {x}" for n, x in zip(xn, new_x)], "ring_it += 1")
         em.scopes.pop()
-    em.src(s.loc)
-    names = [em.carried_init(phi, init) for phi, init, _ in s.carried]
+    names = em.carry(s)
     begin, end = em.bound(t.begin), em.bound(t.end)
     xn = [em.fresh(f"{x.hint or x.op}_x") for x in xs]
-    em.line(f"if {begin} < {end}:")
-    em.ind += 1
-    a_stage(begin)
-    em.line(f"for {t.offset} in range({begin} + {t.block}, {end}, {t.block}):")
-    em.ind += 1
-    a_stage(None)
-    em.ind -= 1
-    b_wait(*b_issue())       # the last block's stage B
-    em.ind -= 1
-    em.last_src = None
+    with em.nest(f"if {begin} < {end}:"):
+        a_stage(begin)
+        with em.nest(f"for {t.offset} in range({begin} + {t.block}, {end}, {t.block}):"):
+            a_stage(None)
+        b_wait(*b_issue())       # the last block's stage B
     return True

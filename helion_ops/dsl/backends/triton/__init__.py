@@ -1,4 +1,2 @@
 """The Triton backend: a lowered device loop and its Plan -> a ``@triton.jit`` function and its launch."""
-from .kernel import compile_spec, compile_specs_for_target, generate, load_module
-
-__all__ = ["generate", "compile_spec", "compile_specs_for_target", "load_module"]
+from .kernel import compile_spec, compile_specs_for_target, generate, load_module  # noqa: F401

@@ -1,7 +1,6 @@
-"""Triton backend, the body: DeviceIR + Plan + Config -> Triton source text (one @triton.jit per device loop).
-Values are emitted where the source defines them (``Let``), except values with a rolled reduction dim: those
-are emitted lazily inside the chunk loop of the reduction or store that needs them, recomputing (reloading)
-row-shaped inputs per pass. Each statement group carries ``# src[file:line]``."""
+"""Triton backend, the body: DeviceIR + Plan + Config -> Triton source (one @triton.jit per device loop). Values are
+emitted where the source defines them (``Let``), except those with a rolled reduction dim: emitted lazily in the chunk
+loop that needs them, recomputing (reloading) row-shaped inputs per pass. Statements carry ``# src[file:line]``."""
 from __future__ import annotations
 
 import contextlib
@@ -60,8 +59,7 @@ class Emitter:
                 {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in ts} | {s.name: SIGNATURE_DTYPE[s.dtype] for s in ss})
     def desc(self, mod: str, name: str, t, block: list[int], extra: str = "") -> str:
         """``name = <mod>.make_tensor_descriptor(...)``: a TMA descriptor of tensor ``t`` in ``block`` tiles."""
-        shape = ", ".join(t.size_code(i) for i in range(t.ndim))
-        strides = ", ".join(t.stride_code(i) for i in range(t.ndim))
+        shape, strides = (", ".join(f(i) for i in range(t.ndim)) for f in (t.size_code, t.stride_code))
         return f"{name} = {mod}.make_tensor_descriptor({t.name}, shape=[{shape}], strides=[{strides}], " \
                f"block_shape={block}{extra})"
     def dim_info(self, d: Dim) -> TileInfo | RDimInfo | None:
@@ -72,14 +70,12 @@ class Emitter:
     def shape(self, t: BlockT) -> str:
         return "[" + ", ".join(str(self.dim_size(d)) for d in t.dims) + "]"
     def dim_mask(self, d: Dim) -> str | None:
-        info = self.dim_info(d)
-        return info.mask if info is not None and info.masked else None
+        return info.mask if (info := self.dim_info(d)) is not None and info.masked else None
     @staticmethod
     def bcast(name: str, axis: int, ndim: int) -> str:
         return name if ndim <= 1 else f"{name}[{', '.join(':' if i == axis else 'None' for i in range(ndim))}]"
     def name_of(self, v: I.Value) -> str:
-        n = self.lookup(v)
-        return n if n is not None else self.define(v)
+        return self.lookup(v) or self.define(v)
     def define(self, v: I.Value) -> str:
         expr, inline = self.expr(v), OPS[v.op].flag("inline", v)
         name = expr if inline else self.fresh(v.hint or v.op)
@@ -94,8 +90,7 @@ class Emitter:
             raise exc.CompileError(f"internal: {v.op} value used before definition", v.loc)
         return EMIT[v.op](self, v)
     def pow(self, x: str, y: str, v: I.Value) -> str:
-        """torch.pow for float operands: |x| ** y via exp2/log2, negated for a negative base and an odd
-        integral exponent, NaN for a negative base and a fractional one, 1 for a zero exponent."""
+        """torch.pow on floats: |x| ** y, negated for x < 0 and an odd integral y, NaN for x < 0 and a fractional y."""
         r, yi = self.fresh("pow"), self.fresh("integral")
         self.line(f"{r} = tl.exp2({y} * tl.log2(tl.abs({x})))", f"{yi} = {y} == tl.floor({y})")
         odd = f"({yi} & (tl.floor({y} * 0.5) * 2 != {y}))"
@@ -120,8 +115,7 @@ class Emitter:
     def bound(self, b: Any) -> str:
         return self.name_of(b) if isinstance(b, I.Value) else str(b)
     def pointer_parts(self, idx: I.Index, ndim: int) -> tuple[str, str | None]:
-        t = idx.tensor
-        terms, masks, axis_of, pos = [], [], {}, 0
+        t, terms, masks, axis_of, pos = idx.tensor, [], [], {}, 0
         for o in idx.out:   # the first result axis of each indexed dim
             if o is None:
                 pos += 1
@@ -130,39 +124,37 @@ class Emitter:
             else:
                 axis_of[o] = pos
                 pos += idx.entries[o][1].type.ndim if idx.entries[o][0] == "block" else 1
-        # A tensor whose offsets may pass 2**31 (TensorArg.index64, from its sizes and strides,
-        # which are part of the launch key) gets every index widened before it is scaled.
+        # a tensor whose offsets may pass 2**31 (index64: sizes and strides are in the launch key) widens every index
         wide = (lambda x: f"{x}.to(tl.int64)") if t.index64 else (lambda x: x)
         for dim, (kind, val) in enumerate(idx.entries):
-            stride, ax = t.stride_code(dim), axis_of.get(dim)
-            mul = "" if stride == "1" else f" * {stride}"
+            ax, stride = axis_of.get(dim), t.stride_code(dim)
             if kind == "tile" and val.is_grid:
-                terms.append(f"{wide(val.offset)}{mul}")
+                term = wide(val.offset)
             elif kind in ("tile", "rdim"):
-                terms.append(f"{wide(self.bcast(val.indices if kind == 'tile' else val.index, ax, ndim))}{mul}")
+                term = wide(self.bcast(val.indices if kind == "tile" else val.index, ax, ndim))
                 if val.masked:
                     masks.append(self.bcast(val.mask, ax, ndim))
             elif kind == "scalar":
-                s = self.name_of(val) if isinstance(val, I.Value) else str(val)
-                if s != "0":
-                    terms.append(f"{wide(s) if isinstance(val, I.Value) else s}{mul}")
+                if (term := self.name_of(val) if isinstance(val, I.Value) else str(val)) == "0":
+                    continue
+                term = wide(term) if isinstance(val, I.Value) else term
             else:  # block gather
                 n, k = self.name_of(val), val.type.ndim
                 if ndim > k:
                     n = f"{n}[{', '.join(['None'] * ax + [':'] * k + ['None'] * (ndim - ax - k))}]"
-                terms.append(f"{wide(n)}{mul}")
+                term = wide(n)
                 masks += [self.bcast(m, ax + j, ndim) for j, dd in enumerate(val.type.dims) if (m := self.dim_mask(dd))]
                 if val.attrs.get("index_bound") is not None:  # a device-started slice: stop at the dim's end
                     masks.append(f"({n} < {val.attrs['index_bound']})")
+            terms.append(term if stride == "1" else f"{term} * {stride}")
         if idx.extra_mask is not None:
             masks.append(self.name_of(idx.extra_mask))
-        off = " + ".join(terms) if terms else "0"
+        off = " + ".join(terms) or "0"
         lanes = [idx.entries[o] for o in idx.out if o is not None]
         if ndim and None in idx.out and all(k == "scalar" or (k == "tile" and x.is_grid) for k, x in lanes):
-            # only one-lane axes (w[:] with one element, x[i, None]): a [1, ...] pointer block, not a
-            # scalar, so the value has the rank its type says (Triton 3.9 refuses x[None] on a scalar)
+            # one-lane axes only (x[i, None]): a [1, ...] pointer block, not a scalar (Triton 3.9 refuses x[None] then)
             off = f"tl.zeros({[1] * ndim}, tl.int32) + ({off})"
-        return f"{t.name} + ({off})", (" & ".join(masks) if masks else None)
+        return f"{t.name} + ({off})", " & ".join(masks) or None
     def load(self, idx: I.Index, v: I.Value) -> str:
         if idx.descriptor:
             return self.desc_access(idx, v.type, None)
@@ -172,8 +164,7 @@ class Emitter:
         ev = f", eviction_policy='evict_{pol[lid]}'" if 0 <= lid < len(pol) and pol[lid] else ""
         return f"tl.load({ptr}, {mask}, other=0{ev})" if mask else f"tl.load({ptr}{ev})"
     def desc_access(self, idx: I.Index, rtype: BlockT, value: str | None) -> str:
-        t = idx.tensor
-        block = [val.block if kind in ("tile", "rdim") else 1 for kind, val in idx.entries]
+        t, block = idx.tensor, [val.block if kind in ("tile", "rdim") else 1 for kind, val in idx.entries]
         offs = [val.offset if kind == "tile" else "0" if kind == "rdim" else self.bound(val)
                 for kind, val in idx.entries]
         dn = self.descs.get((t.name, tuple(block)))
@@ -210,25 +201,23 @@ class Emitter:
         """``x`` with the lanes that dim ``axis``'s mask drops set to ``fill`` (unless ``exempt``: they are)."""
         name, m, n = self.name_of(x), self.dim_mask(x.type.dims[axis]), x.type.ndim
         return name if m is None or exempt else f"tl.where({self.bcast(m, axis % n, n)}, {name}, {fill})"
-    def masked_input(self, x: I.Value, axis: int, op: str) -> str:
-        """Before reducing over a masked dim, fill masked lanes with the op's neutral element."""
-        return self.masked(x, axis, _neutral(op, x.type.dtype), op == "sum" and x.op == "load")
     def reduce(self, v: I.Value) -> str:
         x, op, axis, keep, rd = v.args[0], v.attrs["op"], v.attrs["axis"], v.attrs["keepdim"], v.attrs["rdim"]
         dt = x.type.dtype
+        # masked lanes take the op's neutral element (a sum's loaded lanes already are 0)
+        fill, exempt = (NEUTRAL if dt.is_floating_point else INT_NEUTRAL)[op], op == "sum" and x.op == "load"
         if rd.kind != "rdim" or not self.d.rdims[rd.id].rolled:
-            return self.reduce_call(op, dt, self.masked_input(x, axis, op), axis, keep)
+            return self.reduce_call(op, dt, self.masked(x, axis, fill, exempt), axis, keep)
         # Rolled: half-precision chunks accumulate in fp32 (as torch and the persistent tl.sum do), and every
         # update is cast back: the masked select promotes bf16 to fp32, and a loop-carried value keeps its type.
         acc = self.fresh(f"{v.hint or op}_acc")
         half = dt in (torch.float16, torch.bfloat16)
         acc_dt = "tl.float32" if half else tl_dtype(dt)
         self.src(v.loc)
-        self.line(f"{acc} = tl.full({self.shape(x.type)}, {_neutral(op, dt)}, {acc_dt})")
+        self.line(f"{acc} = tl.full({self.shape(x.type)}, {fill}, {acc_dt})")
         with self.chunk_loop(self.d.rdims[rd.id]):
-            inp, nan = self.masked_input(x, axis, op), NAN if dt.is_floating_point else ""
-            comb = {"sum": f"{acc} + {inp}", "max": f"tl.maximum({acc}, {inp}{nan})",
-                    "min": f"tl.minimum({acc}, {inp}{nan})"}[op]
+            inp, nan = self.masked(x, axis, fill, exempt), NAN if dt.is_floating_point else ""
+            comb = f"{acc} + {inp}" if op == "sum" else f"tl.{op}imum({acc}, {inp}{nan})"   # tl.maximum, tl.minimum
             self.line(f"{acc} = ({comb}).to({acc_dt})")
         out = self.reduce_call(op, dt, acc, axis, keep)
         return f"{out}.to({tl_dtype(dt)})" if half else out
@@ -240,18 +229,28 @@ class Emitter:
             return f"tl.reduce({inp}, {axis}, _hl_{op}_nan, keep_dims={keep})"
         return f"{REDUCE_FN[op]}({inp}, {axis}, keep_dims={keep})"
     @contextlib.contextmanager
-    def chunk_loop(self, r: RDimInfo):
-        """The loop over the chunks of rolled dim ``r``, its body in its own scope."""
-        self.line(f"for {r.offset} in tl.range(0, {r.extent}, {r.block}):")
+    def nest(self, header: str):
+        """The line ``header``, then a block one level deeper whose values are in their own scope."""
+        self.line(header)
         self.ind += 1
         self.scopes.append({})
-        self.line(f"{r.index} = {r.offset} + tl.arange(0, {r.block})")
-        if r.masked:
-            self.line(f"{r.mask} = {r.index} < {r.extent}")
         yield
         self.scopes.pop()
         self.ind -= 1
         self.last_src = None
+    @contextlib.contextmanager
+    def chunk_loop(self, r: RDimInfo):
+        """The loop over the chunks of rolled dim ``r``."""
+        with self.nest(f"for {r.offset} in tl.range(0, {r.extent}, {r.block}):"):
+            self.arange(r.index, f"{r.offset} + ", r.block, r.mask if r.masked else None, r.extent)
+            yield
+    def arange(self, name: str, start: str, n: int, mask: str | None, end: Any) -> None:
+        """``name = start + arange(n)``, and ``mask = name < end`` where masked."""
+        self.line(f"{name} = {start}tl.arange(0, {n})")
+        if mask:
+            self.line(f"{mask} = {name} < {self.bound(end)}")
+    def tile_lines(self, t: TileInfo) -> None:
+        self.arange(t.indices, f"{t.offset} + ", t.block, t.mask if t.masked else None, t.end)
     def dot(self, v: I.Value) -> str:
         a, b = v.args[0], v.args[1]
         an, bn = self.dot_operand(a, -1), self.dot_operand(b, -2)
@@ -266,8 +265,7 @@ class Emitter:
             return f"tl.dot({an}, {bn}, {self.name_of(v.args[2])}{prec}{out})"
         return f"tl.dot({an}, {bn}{prec}, out_dtype={tl_dtype(v.type.dtype)})"
     def dot_operand(self, x: I.Value, axis: int) -> str:
-        """Masked contraction lanes must be zero; loads already are (other=0, or TMA zero fill),
-        and so are transposes and casts of loads."""
+        """Masked contraction lanes must be zero; loads (other=0, TMA zero fill) and their transposes and casts are."""
         src = x
         while src.op in ("permute", "cast"):
             src = src.args[0]
@@ -283,8 +281,7 @@ class Emitter:
                 if self.lookup(s.value) is None and self.rolled_dim(s.value.type.dims) is None:
                     self.define(s.value)
             elif isinstance(s, I.Store) and (r := self.rolled_dim(s.index.dims())) is not None:
-                # the stores over this rolled dim that follow share one chunk loop (rolled Lets between them
-                # are emitted lazily in it)
+                # the stores over this rolled dim that follow share one chunk loop (rolled Lets between: lazily in it)
                 group = [s]
                 for nxt in body[i:]:
                     if isinstance(nxt, I.Store) and self.rolled_dim(nxt.index.dims()) is r:
@@ -300,61 +297,51 @@ class Emitter:
                 self.store(s)
             else:
                 {I.For: self.for_loop, I.While: self.while_loop, I.If: self.if_stmt}[type(s)](s)
-    def carried_init(self, phi: I.Value, init: I.Value) -> str:
-        name = self.fresh(phi.hint)
-        self.line(f"{name} = {self.name_of(init)}")
-        self.scopes[-1][phi.id] = name
-        return name
-    def for_loop(self, s: I.For) -> None:
+    def carry(self, s: "I.For | I.While | I.If") -> list[str]:
+        """``s``'s source line, then a variable per value it carries (or merges), set to its initial value."""
         self.src(s.loc)
-        names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
-        for k, t in enumerate(s.tiles):
-            knobs = range_knobs(self.cfg, self.d.loop_base + s.loop_id) if k == 0 else ""
-            begin, end = self.bound(t.begin), self.bound(t.end)
-            step = 1 if t.is_grid else t.block
-            if s.reverse:
-                # the same tiles, last first: offset = begin + (trips - 1 - r) * step
-                trips = _trips(begin, end, step)
-                self.line(f"for {t.offset}_r in tl.range(0, {trips}{knobs}):")
-                start = "" if begin == "0" else f"{_paren(begin)} + "
-                self.line(f"    {t.offset} = {start}({trips} - 1 - {t.offset}_r) * {step}")
-            else:
-                self.line(f"for {t.offset} in tl.range({begin}, {end}{'' if t.is_grid else f', {step}'}{knobs}):")
-            self.ind += 1
-            if not t.is_grid:
-                self.line(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
-                if t.masked:
-                    self.line(f"{t.mask} = {t.indices} < {end}")
-        self.loop_body(s, names, len(s.tiles))
-    def loop_body(self, s: "I.For | I.While", names: list[str], depth: int) -> None:
-        """A loop's body in its own scope, then each carried value's next-iteration assignment."""
-        self.scopes.append({})
+        names = []
+        for phi, init, *_ in s.merges if isinstance(s, I.If) else s.carried:
+            names.append(self.fresh(phi.hint))
+            self.line(f"{names[-1]} = {self.name_of(init)}")
+            self.scopes[-1][phi.id] = names[-1]
+        return names
+    def for_loop(self, s: I.For) -> None:
+        names = self.carry(s)
+        with contextlib.ExitStack() as nests:
+            for k, t in enumerate(s.tiles):
+                knobs = range_knobs(self.cfg, self.d.loop_base + s.loop_id) if k == 0 else ""
+                begin, end = self.bound(t.begin), self.bound(t.end)
+                step = 1 if t.is_grid else t.block
+                if s.reverse:
+                    # the same tiles, last first: offset = begin + (trips - 1 - r) * step
+                    trips = _trips(begin, end, step)
+                    nests.enter_context(self.nest(f"for {t.offset}_r in tl.range(0, {trips}{knobs}):"))
+                    start = "" if begin == "0" else f"{_paren(begin)} + "
+                    self.line(f"{t.offset} = {start}({trips} - 1 - {t.offset}_r) * {step}")
+                else:
+                    nests.enter_context(self.nest(
+                        f"for {t.offset} in tl.range({begin}, {end}{'' if t.is_grid else f', {step}'}{knobs}):"))
+                if not t.is_grid:
+                    self.tile_lines(t)
+            self.loop_body(s, names)
+    def loop_body(self, s: "I.For | I.While", names: list[str]) -> None:
+        """A loop's body, then each carried value's next-iteration assignment."""
         self.stmts(s.body)
         for (_, _, final), n in zip(s.carried, names):
             self.line(f"{n} = {self.name_of(final)}")
-        self.scopes.pop()
-        self.ind -= depth
-        self.last_src = None
     def while_loop(self, s: I.While) -> None:
-        self.src(s.loc)
-        names = [self.carried_init(phi, init) for phi, init, _ in s.carried]
-        self.line(f"while {self.name_of(s.cond)}:")
-        self.ind += 1
-        self.loop_body(s, names, 1)
+        names = self.carry(s)
+        with self.nest(f"while {self.name_of(s.cond)}:"):
+            self.loop_body(s, names)
     def if_stmt(self, s: I.If) -> None:
-        self.src(s.loc)
-        names = [self.carried_init(m, init) for m, init, _, _ in s.merges]
+        names = self.carry(s)
         for k, body in enumerate((s.then, s.orelse)):
-            self.line("else:" if k else f"if {self.name_of(s.cond)}:")
-            self.ind += 1
-            self.scopes.append({})
-            self.line("pass")
-            self.stmts(body)
-            for quad, n in zip(s.merges, names):
-                self.line(f"{n} = {self.name_of(quad[2 + k])}")
-            self.scopes.pop()
-            self.ind -= 1
-        self.last_src = None
+            with self.nest("else:" if k else f"if {self.name_of(s.cond)}:"):
+                self.line("pass")
+                self.stmts(body)
+                for quad, n in zip(s.merges, names):
+                    self.line(f"{n} = {self.name_of(quad[2 + k])}")
 
 RANGE_KNOBS = (("range_num_stages", "num_stages"), ("range_unroll_factors", "loop_unroll_factor"),
                ("range_warp_specializes", "warp_specialize"), ("range_flattens", "flatten"))
@@ -364,9 +351,6 @@ def range_knobs(cfg: Config, loop_id: int) -> str:
     vals = [(arg, cfg.get(knob) or []) for knob, arg in RANGE_KNOBS]
     out = [f"{arg}={v[loop_id]!r}" for arg, v in vals if loop_id < len(v) and v[loop_id] not in (None, 0, False)]
     return (", " + ", ".join(out)) if out else ""
-
-def _neutral(op: str, dtype: torch.dtype) -> str:
-    return (NEUTRAL if dtype.is_floating_point else INT_NEUTRAL)[op]
 
 def _trips(begin: str, end: str, step: int) -> str:
     """Iterations of ``tl.range(begin, end, step)``, as a literal when both bounds are."""

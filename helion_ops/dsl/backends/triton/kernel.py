@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import types
-from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
@@ -19,54 +18,37 @@ from ...target import Target
 from .emitter import Emitter, Generated
 from .ops import NAN_REDUCE_HELPERS
 
-@dataclass
-class ProgramIds:
-    """The launch grid, the lines before the body (a persistent loop's header), the lines that compute
-    ``pid_k`` for each grid tile k, the indent of the body, and each grid tile's offset from its ``pid_k``."""
-    grid: tuple[int, int, int]
-    offsets: list[str]
-    prologue: list[str] = field(default_factory=list)
-    decode: list[str] = field(default_factory=list)
-    indent: int = 1
-
-def tile_count(t) -> int:
-    if t.static_len is None:
+def program_ids(em: Emitter, loop_index: int, grid_ordinal: int) -> tuple[tuple, list[str], list[str], list[str]]:
+    """Which grid tiles each program of device loop ``loop_index`` takes (the ``grid_ordinal``-th loop with a 2-D+
+    grid, which indexes ``loop_orders`` and ``l2_groupings``): the launch grid, each grid tile's offset from its
+    ``pid_k``, the lines before the body (a persistent loop's header) and the lines that compute each ``pid_k``."""
+    if any(t.static_len is None for t in em.d.grid):
         raise exc.NotSupported("a launch grid whose size is not known on the host (dynamic tile bounds)")
-    return max(t.static_len if t.is_grid else -(-t.static_len // t.block), 0)
-
-def program_ids(em: Emitter, loop_index: int, grid_ordinal: int) -> ProgramIds:
-    """Which grid tiles each program of device loop ``loop_index`` takes (the ``grid_ordinal``-th loop with a
-    2-D+ grid, which indexes ``loop_orders`` and ``l2_groupings``)."""
-    cfg, counts = em.cfg, [tile_count(t) for t in em.d.grid]
+    cfg, counts = em.cfg, [max(t.static_len if t.is_grid else -(-t.static_len // t.block), 0) for t in em.d.grid]
     total = math.prod(counts)
     starts = [("" if b == "0" else f"{b} + ") for b in (em.bound(t.begin) for t in em.d.grid)]
-    out = ProgramIds((total, 1, 1), [f"{t.offset} = {start}pid_{k}" + ("" if t.is_grid else f" * {t.block}")
-                                     for k, (t, start) in enumerate(zip(em.d.grid, starts))])
+    offsets = [f"{t.offset} = {start}pid_{k}" + ("" if t.is_grid else f" * {t.block}")
+               for k, (t, start) in enumerate(zip(em.d.grid, starts))]
     pid_type = cfg.get("pid_type", "flat")
     if pid_type == "xyz" and (len(counts) > 3 or any(c > 65535 for c in counts[1:])):
         pid_type = "flat"  # more dims than CUDA's grid has, or past its y/z limit
-    # grid_reverses: programs take the tiles in reverse order, so that when work grows with the tile
-    # (causal attention's later query blocks) the longest programs start first and the short ones fill
-    # the last wave, instead of leaving it to a few long ones.
+    # grid_reverses: when work grows with the tile (causal attention's later query blocks), the longest programs
+    # start first and the short ones fill the last wave, instead of leaving it to a few long ones.
     reverse = any((cfg.get("grid_reverses") or [])[loop_index:loop_index + 1])
     wide = ".to(tl.int64)" if em.idx64 else ""
     if pid_type == "xyz":
-        out.grid = tuple(counts + [1] * (3 - len(counts)))  # type: ignore[assignment]
-        out.decode = [f"pid_{k} = {f'{c - 1} - ' if reverse else ''}tl.program_id({k}){wide}"
-                      for k, c in enumerate(counts)]
-        return out
+        return tuple(counts + [1] * (3 - len(counts))), offsets, [], [
+            f"pid_{k} = {f'{c - 1} - ' if reverse else ''}tl.program_id({k}){wide}" for k, c in enumerate(counts)]
     p = pid0 = f"tl.program_id(0){wide}"
+    grid, prologue = (total, 1, 1), []
     if pid_type.startswith("persistent"):
         nprog = max(1, min(em.target.num_sms, total))  # one program per SM, each looping over its share of tiles
-        out.grid, out.indent, p = (nprog, 1, 1), 2, "virtual_pid"
-        if pid_type == "persistent_interleaved":
-            out.prologue.append(f"for virtual_pid in tl.range({pid0}, {total}, {nprog}):")
-        else:
-            per = -(-total // nprog)
-            out.prologue += [f"start_pid = {pid0} * {per}",
-                             f"for virtual_pid in tl.range(start_pid, tl.minimum(start_pid + {per}, {total})):"]
-    out.decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + _decode_flat(counts, cfg, grid_ordinal)
-    return out
+        grid, p, per = (nprog, 1, 1), "virtual_pid", -(-total // nprog)
+        prologue = ([f"for virtual_pid in tl.range({pid0}, {total}, {nprog}):"] if pid_type == "persistent_interleaved"
+                    else [f"start_pid = {pid0} * {per}",
+                          f"for virtual_pid in tl.range(start_pid, tl.minimum(start_pid + {per}, {total})):"])
+    decode = [f"pid = {total - 1} - {p}" if reverse else f"pid = {p}"] + _decode_flat(counts, cfg, grid_ordinal)
+    return grid, offsets, prologue, decode
 
 def _decode_flat(counts: list[int], cfg: Config, ordinal: int) -> list[str]:
     """A flat program id ``pid`` -> a tile per grid dim, in ``loop_orders`` order (first fastest); with
@@ -94,34 +76,28 @@ def _decode_flat(counts: list[int], cfg: Config, ordinal: int) -> list[str]:
 
 def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
              loop_index: int = 0) -> Generated:
-    """Emit the ``@triton.jit`` function for device loop ``d`` (the kernel's ``loop_index``-th top-level
-    loop; ``grid_ordinal``-th among those with a 2-D+ grid) under ``cfg``."""
+    """The ``@triton.jit`` function of device loop ``d`` under ``cfg`` (loop_index, grid_ordinal: see program_ids)."""
     em = Emitter(d, cfg, file, target)
-    pids = program_ids(em, loop_index, grid_ordinal)
-    em.ind = pids.indent
-    em.line(*pids.decode)
-    for t, offset in zip(d.grid, pids.offsets):
+    grid, offsets, prologue, decode = program_ids(em, loop_index, grid_ordinal)
+    em.ind = 1 + bool(prologue)
+    em.line(*decode)
+    for t, offset in zip(d.grid, offsets):
         em.line(offset)
         if not t.is_grid:
-            em.line(f"{t.indices} = {t.offset} + tl.arange(0, {t.block})")
-            if t.masked:
-                em.line(f"{t.mask} = {t.indices} < {em.bound(t.end)}")
-    rsetup = []
-    for r in d.rdims.values():
-        if not r.rolled:
-            rsetup.append(f"{r.index} = tl.arange(0, {r.block})" + (".to(tl.int64)" if em.idx64 else ""))
-            if r.masked:
-                rsetup.append(f"{r.mask} = {r.index} < {r.extent}")
+            em.tile_lines(t)
+    rsetup = [ln for r in d.rdims.values() if not r.rolled
+              for ln in [f"{r.index} = tl.arange(0, {r.block})" + (".to(tl.int64)" if em.idx64 else "")]
+              + ([f"{r.mask} = {r.index} < {r.extent}"] if r.masked else [])]
     em.stmts(d.body)
     params, sig = em.params()
     helpers = "".join(NAN_REDUCE_HELPERS[op] for op in sorted(em.nan_helpers))
     helpers += "".join(helper_source(d, cfg, file, target, h) for h in d.helpers)
     out = ["@triton.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
-    out += ["    " + x for x in em.desc_lines + rsetup + pids.prologue] + em.lines
+    out += ["    " + x for x in em.desc_lines + rsetup + prologue] + em.lines
     if all(not l.strip() or l.strip().startswith("#") for l in out[2:]):
         out.append("    pass")
     asm = next((v.loc for v in I.all_values(d.body) if v.op == "inline_asm"), None)
-    return Generated(fn_name, helpers + "\n".join(out) + "\n", params, sig, pids.grid,
+    return Generated(fn_name, helpers + "\n".join(out) + "\n", params, sig, grid,
                      int(cfg.get("num_warps", 4)), int(cfg.get("num_stages", 2)), bool(em.descs), asm)
 
 def helper_source(d: I.DeviceIR, cfg, file: str, target: Target, helper: tuple) -> str:
@@ -132,9 +108,8 @@ def helper_source(d: I.DeviceIR, cfg, file: str, target: Target, helper: tuple) 
     name, params, body, results = helper
     em = Emitter(d, cfg, file, target)
     em.stmts(body)
-    outs = [em.name_of(r) for r in results]
-    return "\n".join(["@triton.jit", f"def {name}({', '.join(params)}):"] + em.lines
-                     + [f"    return {', '.join(outs)}"]) + "\n\n\n"
+    outs = ", ".join(em.name_of(r) for r in results)
+    return "\n".join(["@triton.jit", f"def {name}({', '.join(params)}):", *em.lines, f"    return {outs}"]) + "\n\n\n"
 
 def load_module(path: str, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
@@ -147,25 +122,22 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
     With ``target=("cuda", 90, 32)`` this builds Hopper PTX/cubin on a machine without a GPU."""
     import triton
     from triton.compiler import ASTSource
-    # @triton.jit reads TRITON_INTERPRET when it decorates: load a real JITFunction even
-    # when the interpreter is on, so CPU-only machines can still build sm_90 code.
+    # @triton.jit reads TRITON_INTERPRET as it decorates: a real JITFunction lets CPU-only machines build sm_90 code
     with mock.patch.dict(os.environ, TRITON_INTERPRET="0"):
         fn = getattr(load_module(spec["path"], spec["fn"] + "_compile"), spec["fn"])
     if type(fn).__name__ == "GluonJITFunction":  # the Gluon backend's kernels build from Gluon's AST
         from triton.experimental.gluon._runtime import GluonASTSource as ASTSource
-    sig, constexprs = dict(spec["signature"]), dict(spec.get("constexprs", {}))
-    opts = {"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}
-    if target is None:
-        return triton.compile(ASTSource(fn, sig, constexprs), options=opts)
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler.compiler import make_backend
-    gpu = GPUTarget(*target)
-    # At run time Triton specialises a 16-byte-aligned pointer (every fresh torch allocation) as
-    # divisible by 16, which is what lets the pipeliner use 16-byte cp.async copies; without that
-    # hint an offline build silently drops software pipelining. Build the aligned case.
-    aligned = make_backend(gpu).parse_attr("D")
-    attrs = {(i,): aligned for i, ty in enumerate(sig.values()) if str(ty).startswith("*")}
-    return triton.compile(ASTSource(fn, sig, constexprs, attrs), target=gpu, options=opts)
+    sig, attrs, kw = dict(spec["signature"]), None, {}
+    if target is not None:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler.compiler import make_backend
+        kw["target"] = GPUTarget(*target)
+        # At run time Triton marks a 16-byte-aligned pointer (every fresh torch allocation) divisible by 16, which lets
+        # the pipeliner use 16-byte cp.async copies; an offline build without it silently drops pipelining.
+        aligned = make_backend(kw["target"]).parse_attr("D")
+        attrs = {(i,): aligned for i, ty in enumerate(sig.values()) if str(ty).startswith("*")}
+    return triton.compile(ASTSource(fn, sig, dict(spec.get("constexprs", {})), attrs),
+                          options={"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}, **kw)
 
 def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool = False) -> list:
     """Compile ``specs`` for ``target`` (``.asm`` texts, ``.metadata``; with ``keep_going`` a failure's error
@@ -180,7 +152,7 @@ def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool 
     return [d["error"] if "error" in d else types.SimpleNamespace(asm=d["asm"], metadata=d["metadata"])
             for d in json.loads(r.stdout.splitlines()[-1])]
 
-def _main() -> None:
+if __name__ == "__main__":   # compile_specs_for_target's fresh process
     job, out = json.load(sys.stdin), []
     for s in job["specs"]:
         try:
@@ -193,6 +165,3 @@ def _main() -> None:
                 raise
             out.append({"error": f"{type(e).__name__}: {e}"[-3000:]})
     print(json.dumps(out))
-
-if __name__ == "__main__":
-    _main()
