@@ -17,7 +17,9 @@ import torch
 from helion_ops import _oplib as C
 from helion_ops.dsl import Config
 
-HEAD_DIMS = (64, 128)  # the head dims the backend's tests cover (the sm_90 build on CPU, the GPU numbers)
+HEAD_DIMS = (128,)  # the head dim whose Gluon forward the H100 checked and timed (D=64 builds; unchecked there)
+MIN_SEQ = 128  # a sequence shorter than one 128-row block takes clamped tiles no GPU run has checked yet
+BLOCK = 128
 ENV = "HELION_OPS_GLUON"
 _TRITON_ONLY: contextvars.ContextVar = contextvars.ContextVar("attention_triton_only", default=False)
 
@@ -50,7 +52,8 @@ def _sm90(device: torch.device) -> bool:
 
 def refusal(args: tuple) -> Optional[str]:
     """Why ``attn_fwd(*args)`` (q, k, v, causal, qk_scale) compiles through Triton, or None when the Gluon
-    backend takes it: an sm_90 GPU, fp16/bf16, a head dim in ``HEAD_DIMS``, q/k/v loadable by TMA (last
+    backend takes it: an sm_90 GPU, fp16/bf16, a head dim in ``HEAD_DIMS``, both sequences at least
+    ``MIN_SEQ`` long (and equal when causal), q/k/v loadable by TMA (last
     stride 1, the others positive multiples of 16 bytes; a misaligned data pointer, which the choice made
     once per signature cannot see, is refused by the backend at the launch, and that signature falls back
     to Triton), fewer than 2**31 elements each, and no opt-out."""
@@ -64,22 +67,28 @@ def refusal(args: tuple) -> Optional[str]:
     if q.dtype not in (torch.float16, torch.bfloat16):
         return f"dtype {q.dtype} (wgmma takes fp16/bf16)"
     if q.shape[-1] not in HEAD_DIMS:
-        return f"head dim {q.shape[-1]} (the backend's tests cover {HEAD_DIMS})"
+        return f"head dim {q.shape[-1]} (the Gluon forward is GPU-checked at {HEAD_DIMS})"
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.numel() >= 2**31:
             return f"'{name}' has 2**31 elements or more (int64 indexing, untested on the Gluon backend)"
         if t.stride(-1) != 1 or any(st <= 0 or st * t.element_size() % 16 for st in t.stride()[:-1]):
             return f"'{name}' strides {tuple(t.stride())} (TMA needs positive 16-byte multiples)"
+    if min(q.shape[-2], k.shape[-2]) < MIN_SEQ:
+        return f"a sequence shorter than {MIN_SEQ} (the Gluon forward is GPU-checked from one full block)"
+    if args[3] and q.shape[-2] != k.shape[-2]:
+        return "causal with S_q != S_k (unchecked on a GPU through the Gluon forward)"
     return None
 
 
-def config() -> Config:
-    """The forward's Gluon Config: 128x128 score tiles (the op layer's fit clamps them to short sequences),
-    two consumer warpgroups of 64 query rows beside the TMA producer warp, and ``gluon_overlap`` (the next
-    block's QK^T issued before this block's PV): the fastest schedule the H200 run measured (D=128, bf16, 4K
-    and 16K tokens, causal and not); other head dims, dtypes and lengths take it unmeasured. Causal calls
-    take the query blocks longest-first (``attention._longest_first``)."""
-    return Config(block_sizes=[128, 128], backend="gluon", gluon_consumers=2, gluon_overlap=True)
+def config(args: tuple) -> Config:
+    """The forward's Gluon Config: 128x128 score tiles, two consumer warpgroups of 64 query rows beside the
+    TMA producer warp, and ``gluon_overlap`` (the next block's QK^T issued before this block's PV) where the
+    key length is a multiple of the block: the schedule the H100 run checked and timed fastest (bf16, D=128,
+    4K and 16K tokens, causal and not; results/H100/sweeps/gluon_dsl_attention_2026-12-07.json). With a
+    ragged last key block the GPU tests checked the schedule without overlap, so that one is used there.
+    Causal calls take the query blocks longest-first (``attention._longest_first``)."""
+    return Config(block_sizes=[BLOCK, BLOCK], backend="gluon", gluon_consumers=2,
+                  gluon_overlap=args[1].shape[-2] % BLOCK == 0)
 
 
 def is_gluon(cfg: Config) -> bool:
@@ -88,9 +97,9 @@ def is_gluon(cfg: Config) -> bool:
 
 def choose(cfg: Config, args: tuple, default: Callable[[tuple], Config]) -> Config:
     """The forward's backend, the policy's last step (after the table entry or the analytic default): the
-    Gluon ``config()`` where ``refusal`` finds nothing (a Gluon table entry is kept there), else a Triton
+    Gluon ``config(args)`` where ``refusal`` finds nothing (a Gluon table entry is kept there), else a Triton
     Config (the analytic ``default(args)`` in place of a Gluon entry)."""
     gluon = refusal(args) is None
     if is_gluon(cfg):
         return cfg if gluon else Config(**dict(default(args)))
-    return config() if gluon else cfg
+    return config(args) if gluon else cfg
