@@ -1,6 +1,5 @@
-"""Runtime: Kernel objects, binding on a specialization key, the Config choice, the compile cache and launches:
-the rewritten host code's ``__hl_launch__(i, locals())`` compiles device loop i on first use and launches it.
-A ``replay_host`` kernel's later calls replay the first call's launches (``replay.py``)."""
+"""Kernel objects, binding on a specialization key, the Config choice, the compile cache and launches: the host
+code's ``__hl_launch__(i, locals())`` compiles device loop i on first use and launches it (or ``replay.py`` does)."""
 from __future__ import annotations
 
 import contextlib
@@ -30,10 +29,9 @@ from .plan import planning
 from .target import Target
 from .replay import MISS, NotReplayable, replay_of
 
-# [bound kernel, its launches, still replayable] while a replay_host kernel's first run is recorded; the list
-# record_launches() fills, or None.
+# [bound kernel, its launches, still replayable] while a replay_host kernel's first run is recorded, else None
 _TRACE: contextvars.ContextVar = contextvars.ContextVar("helion_ops_trace", default=None)
-_RECORD: contextvars.ContextVar = contextvars.ContextVar("helion_ops_record", default=None)
+_RECORD: contextvars.ContextVar = contextvars.ContextVar("helion_ops_record", default=None)  # see record_launches
 REPLAY = os.environ.get("HELION_OPS_NO_REPLAY") != "1"  # =1: the host code runs on every call (debugging)
 _BIND_LOCK = threading.RLock()  # binding parses and dry-runs: rare, so one lock for every kernel
 _INTERPRETER_LOCK = threading.Lock()
@@ -46,11 +44,9 @@ def interpret_mode() -> bool:
 class CacheWarning(UserWarning): """The code cache directory cannot be used; generated code goes elsewhere."""
 
 def write_code(name: str, src: str) -> str:
-    """The path of a module holding ``src`` under ``$HELION_OPS_CACHE_DIR/code`` (else a private temporary directory,
-    with one CacheWarning), named by its hash, written through a temporary file (no reader sees half a module) and
-    rewritten when what is on disk differs (a corrupt file would fail every process)."""
-    root = os.environ.get("HELION_OPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "helion_ops")
-    want = os.path.join(root, "code")
+    """The module holding ``src`` under ``$HELION_OPS_CACHE_DIR/code`` (else a temporary directory, one CacheWarning),
+    named by its hash, written atomically and rewritten when the file on disk differs (a corrupt file fails forever)."""
+    want = os.path.join(os.environ.get("HELION_OPS_CACHE_DIR") or os.path.expanduser("~/.cache/helion_ops"), "code")
     if want not in _CODE_DIRS:
         try:
             os.makedirs(want, exist_ok=True)
@@ -78,16 +74,13 @@ def write_code(name: str, src: str) -> str:
 
 @contextlib.contextmanager
 def recording(var: contextvars.ContextVar) -> Iterator[list]:
-    """Set ``var`` to a fresh list for the block and yield it (what the code under it appends)."""
     tok = var.set(log := [])
     try:
         yield log
     finally:
         var.reset(tok)
 
-def record_launches() -> Any:
-    """Within the block every kernel call appends (BoundKernel, Config, args) to the yielded list (bench.tune)."""
-    return recording(_RECORD)
+record_launches = functools.partial(recording, _RECORD)  # each call in the block appends (BoundKernel, Config, args)
 
 class RunContext:
     """One execution of a kernel's host code under a Config: "launch", or a dry run ("codegen" collects
@@ -124,13 +117,11 @@ class Kernel:
         self.signature = inspect.signature(fn)
         self.param_defaults = tuple((p.name, p.default) for p in self.signature.parameters.values())  # Dynamo reads it
         self.op_key = compile_op.register(self)  # names it under torch.compile
-        self._parsed, self._bound = None, {}  # the ParsedKernel; spec key -> BoundKernel
+        self._bound: dict = {}  # spec key -> BoundKernel
         self.__doc__, self.__name__, self.__wrapped__ = fn.__doc__, fn.__name__, fn
-    @property
+    @functools.cached_property
     def parsed(self) -> frontend.ParsedKernel:
-        if self._parsed is None:
-            self._parsed = frontend.parse(self.fn)
-        return self._parsed
+        return frontend.parse(self.fn)
     def normalize_args(self, args: tuple, kwargs: dict) -> tuple:
         if any(type(a) is hl_constexpr for a in args) or any(type(a) is hl_constexpr for a in kwargs.values()):
             args = tuple(a.value if type(a) is hl_constexpr else a for a in args)
@@ -205,7 +196,6 @@ class Compiled:
     Triton's launcher directly, skipping its per-call re-specialisation (half a launch's host cost): our launch
     key already pins what Triton specialises on (dtypes, shapes, strides, 16-byte alignment)."""
     __slots__ = ("fn", "grid", "num_warps", "num_stages", "arg_index", "descriptors", "interp", "fast", "device")
-
     def __init__(self, fn: Any, gen: Any, names: list[str], interp: bool) -> None:
         self.fn, self.grid, self.num_warps, self.num_stages = fn, gen.grid, gen.num_warps, gen.num_stages
         self.arg_index = [names.index(src) for _, _, src in gen.params]
@@ -265,7 +255,6 @@ class BoundKernel:
             return self.default_config()
         return autotune(self, self.example_args, effort, cache_key=self.cache_key())
     def cache_key(self) -> tuple:
-        """Tuning-cache identity: kernel source hash and specialization key."""
         return (self.pk.source_hash, repr(spec_key(self.example_args)))
     @functools.cached_property
     def config_space(self) -> Any:
@@ -276,13 +265,11 @@ class BoundKernel:
         return self.config_space.normalize(cfg)
     def default_block(self, bid: int) -> int:
         return space.default_block(self, bid)
-
     def facts(self) -> dict:
         """Static facts of the device loops (extents, loops, loads) from a dry run on meta tensors."""
         if self._facts is None:
             self._facts = space.collect_facts(self)
         return self._facts
-
     def __call__(self, *args: Any) -> Any:
         ctx = self._ctx
         if ctx is None or ctx.config is not self.config:
@@ -308,7 +295,6 @@ class BoundKernel:
             with contextlib.suppress(NotReplayable):
                 ctx.replay = replay_of(args, trace[1], out)
         return out
-
     def run(self, config: Config, *args: Any) -> Any:
         """Run the whole kernel (host code and launches) under ``config``."""
         rec = _RECORD.get()
@@ -319,7 +305,6 @@ class BoundKernel:
         return compile_op.run_host(self._host, ctx, args)
     def _host_fn(self) -> Callable:
         return self._host
-
     def launch(self, i: int, host_locals: dict, ctx: RunContext) -> None:
         p = self._plans.get(i)
         if p is None:
@@ -358,7 +343,6 @@ class BoundKernel:
             else:
                 tr[2] = False
         c.launch(values)
-
     def _compile(self, i: int, names: list[str], values: list, ctx: RunContext) -> Compiled | None:
         # Device loop i is lowered once per specialization (its launch key, registered block sizes left out)
         # for every Config that agrees on the block sizes the lowering read as numbers (DeviceIR.deps).
@@ -374,11 +358,8 @@ class BoundKernel:
         o = space.offsets(self, i)
         layout = passes.Layout(o["load"], o["loop"], o["rdim"], self.default_block)
         ctx.irs.append((ir, layout))
-        # Code that will run under Triton's interpreter is written for it; code only shown or built for
-        # a GPU (to_triton_code, compile_specs, the tuner's precompile) is the GPU's.
-        t = target()
-        if t.interpreter and ctx.mode != "launch":
-            t = dataclasses.replace(t, interpreter=False)
+        # Only code that the interpreter will run is written for it; code shown or built for a GPU is the GPU's.
+        t = target() if ctx.mode == "launch" else dataclasses.replace(target(), interpreter=False)
         gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout, ctx.config.get("backend") or "triton")
         src = _HEADER + gen.source
         path = write_code(gen.fn_name, src)
@@ -395,7 +376,6 @@ class BoundKernel:
                 raise exc.NotSupported("hl.inline_asm_elementwise needs a CUDA GPU: Triton's interpreter cannot "
                                        "run inline PTX", gen.interpreter_cannot)
         return Compiled(getattr(load_module(path, os.path.basename(path)[:-3]), gen.fn_name), gen, names, t.interpreter)
-
     def dry_run(self, config: Config, mode: str) -> RunContext:
         """Run the host code without launching ("codegen" or "facts"): on meta tensors, or on the real
         arguments when the host code reads tensor values (``n = offsets[-1].item()`` cannot run on meta)."""
@@ -413,7 +393,6 @@ class BoundKernel:
     def to_triton_code(self, config: Config | None = None) -> str:
         """The generated Triton source of every device loop under ``config``."""
         return _HEADER + "\n\n".join(self._dry(config).sources)
-
     def explain(self, config: Config | None = None) -> str:
         """Each device loop as lowered (shared by every Config), its Plan under ``config`` (block sizes,
         masks, rolled reductions, descriptors), and the generated source."""
@@ -433,8 +412,7 @@ class BoundKernel:
 
 @functools.cache
 def target() -> Target:
-    """What this process generates code for: the current GPU's arch and SM count (Hopper's 132 SMs
-    without a GPU), and whether Triton's interpreter runs it."""
+    """The current GPU's arch and SM count (Hopper's 132 SMs without a GPU), and whether the interpreter runs code."""
     if torch.cuda.is_available() and not interpret_mode():
         p = torch.cuda.get_device_properties(0)
         return Target("cuda", p.major * 10 + p.minor, p.multi_processor_count, False)
