@@ -122,8 +122,7 @@ def _split(name: str, out: Any, args: tuple) -> tuple[list, list]:
 
 def register(kernel: Any) -> str:
     """A string key naming ``kernel``: torch 2.11's Dynamo refuses the Kernel itself in assume_constant_result."""
-    key = f"{kernel.name}#{next(_COUNT)}"
-    _KERNELS[key] = kernel
+    _KERNELS[key := f"{kernel.name}#{next(_COUNT)}"] = kernel
     return key
 
 @torch._dynamo.assume_constant_result

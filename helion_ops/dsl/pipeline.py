@@ -20,7 +20,6 @@ LOWERINGS = [0]  # device loops lowered in this process (a test counts them)
 _RANDOM_FNS = (torch.rand_like, torch.rand, torch.randn_like, torch.randn)
 
 def lower(pk: ParsedKernel, index: int, inputs: dict, hoisted: dict, config: Any):
-    """Lower device loop ``index`` of ``pk`` with its host ``inputs`` (see lower.lower)."""
     LOWERINGS[0] += 1
     return lower_mod.lower(pk, pk.loops[index], inputs, hoisted, config, f"_{pk.name}_kernel{index}")
 

@@ -28,8 +28,7 @@ def replay_of(args: tuple, trace: list, ret: Any) -> Callable:
     tensors: dict[tuple, str] = {}  # recipe -> local name
     fresh: set[int] = set()         # storages of the fresh tensors seen
     def const(v: Any) -> str:
-        name = f"c{len(consts)}"
-        consts[name] = v
+        consts[name := f"c{len(consts)}"] = v
         return name
     def expr(v: Any, fixed: bool = False) -> str:
         """Source that rebuilds ``v``. ``fixed``: the value is known not to depend on a float argument."""

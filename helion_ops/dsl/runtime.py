@@ -14,7 +14,7 @@ import tempfile
 import threading
 import types
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy
 import torch
@@ -25,7 +25,7 @@ from .backends.triton import compile_specs_for_target, load_module
 from .config import Config
 from .language import constexpr as hl_constexpr
 from .lower import config_block
-from .plan import planning
+from .plan import planning, scoped
 from .target import Target
 from .replay import MISS, NotReplayable, replay_of
 
@@ -72,13 +72,7 @@ def write_code(name: str, src: str) -> str:
         raise
     return path
 
-@contextlib.contextmanager
-def recording(var: contextvars.ContextVar) -> Iterator[list]:
-    tok = var.set(log := [])
-    try:
-        yield log
-    finally:
-        var.reset(tok)
+def recording(var: contextvars.ContextVar) -> Any: return scoped(var, [])
 
 record_launches = functools.partial(recording, _RECORD)  # each call in the block appends (BoundKernel, Config, args)
 
@@ -91,8 +85,7 @@ class RunContext:
         self.sources, self.specs, self.irs = [], [], []  # per compiled loop: source, compile spec, (IR, Layout)
         self.registered, self.tunables = {}, {}  # "facts": bounds of each registered block size, tunables
         self.compiled: dict[tuple, Compiled] = {}  # (loop, launch key) -> binary, for this Config
-        self.replay: Any = None  # the replay function of this Config's first run (replay_host kernels)
-        self.recorded = False
+        self.replay, self.recorded = None, False  # the replay function of this Config's first run (replay_host)
     def block_size(self, bid: int, *bounds: Any) -> int:
         if self.mode == "facts":
             self.registered[bid] = (bounds[0], bounds[1]) if len(bounds) > 1 else (None, bounds[0] if bounds else None)
@@ -237,8 +230,7 @@ class BoundKernel:
         # loop -> hoist plan; (loop, lowering key) -> lowered IRs (see _compile); (loop, Config, launch key) -> binary
         self._plans, self._lowered, self._compiled = {}, {}, {}
         self._lock = threading.RLock()  # lowering and compiling: once per key, whatever the threads
-        self._facts = self._ctx = None
-        self._host = self.pk.host_fn
+        self._facts, self._ctx, self._host = None, None, self.pk.host_fn
         _check_devices(kernel, args)
     @functools.cached_property
     def config(self) -> Config:
@@ -317,8 +309,7 @@ class BoundKernel:
             values = [host_locals[n] if n in host_locals else glb.get(n) for n in names]
             values += [eval(code, glb, host_locals) for code in hoisted]
         if ctx.mode != "launch":
-            self._compile(i, names + hoist_ids, values, ctx)
-            return
+            return self._compile(i, names + hoist_ids, values, ctx)  # a dry run: compiles nothing
         # The run context's cache needs no Config in its key (it has one); the bound kernel's outlives it.
         lk = (i, _launch_key(values))
         c = ctx.compiled.get(lk)
@@ -361,8 +352,7 @@ class BoundKernel:
         # Only code that the interpreter will run is written for it; code shown or built for a GPU is the GPU's.
         t = target() if ctx.mode == "launch" else dataclasses.replace(target(), interpreter=False)
         gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout, ctx.config.get("backend") or "triton")
-        src = _HEADER + gen.source
-        path = write_code(gen.fn_name, src)
+        path = write_code(gen.fn_name, src := _HEADER + gen.source)
         if os.environ.get("HELION_PRINT_OUTPUT_CODE") == "1":
             print(f"# helion_ops generated code: {path}\n{src}", file=sys.stderr)
         ctx.sources.append(gen.source)
