@@ -122,8 +122,7 @@ def _split(name: str, out: Any, args: tuple) -> tuple[list, list]:
 
 def register(kernel: Any) -> str:
     """A string key naming ``kernel``: torch 2.11's Dynamo refuses the Kernel itself in assume_constant_result."""
-    key = f"{kernel.name}#{next(_COUNT)}"
-    _KERNELS[key] = kernel
+    _KERNELS[key := f"{kernel.name}#{next(_COUNT)}"] = kernel
     return key
 
 @torch._dynamo.assume_constant_result
@@ -138,7 +137,6 @@ def _op_for(key: str, kinds: tuple) -> str:
     n = max([len(r.value.elts) if isinstance(r.value, ast.Tuple) else 1
              for r in ast.walk(kernel.parsed.tree) if isinstance(r, ast.Return)] or [1])
     name = f"{kernel.name}_{next(_COUNT)}"
-
     def run(flat: tuple, fake: bool) -> Any:
         it = iter(flat)
         args = tuple(next(it) if k in _RUNTIME else k[1] for k in kinds)
@@ -159,7 +157,6 @@ def _op_for(key: str, kinds: tuple) -> str:
                                        "depend on block sizes it chooses; pin a config (@kernel(config=...))")
             _CHECKED.add(key)
         return ts[0] if n == 1 else tuple(ts)
-
     schema = ", ".join(f"Tensor(a{j}!) a{j}" if j in mutated else f"{k} a{j}"
                        for j, k in enumerate(kinds) if k in _RUNTIME)
     op = torch.library.custom_op(f"helion_ops_user::{name}", lambda *f: run(f, False),

@@ -60,9 +60,8 @@ def __getattr__(name: str) -> type:
     """Any other Helion error name: a NotSupported subclass, for ``except`` and ``ignore_warnings=[...]``."""
     if name.startswith("_") or not name[:1].isupper():
         raise AttributeError(name)
-    doc = f"Helion's exc.{name} (never raised by helion_ops.dsl)."
-    cls = globals()[name] = type(name, (NotSupported,), {"__doc__": doc})
-    return cls
+    globals()[name] = type(name, (NotSupported,), {"__doc__": f"Helion's exc.{name} (never raised by helion_ops.dsl)."})
+    return globals()[name]
 
 class Loc:
     """A source location: file, line and the line's text."""

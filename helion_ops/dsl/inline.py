@@ -23,8 +23,7 @@ _FELL_THROUGH = object()
 def function_ast(fn: types.FunctionType) -> tuple[ast.AST, str, list[str]]:
     """(FunctionDef or Lambda node, file, lines) of ``fn``, from its file's parse (cached)."""
     code = fn.__code__
-    hit = _FN_AST.get(id(code))
-    if hit is not None and hit[0] is code:
+    if (hit := _FN_AST.get(id(code))) is not None and hit[0] is code:
         return hit[1]
     file = inspect.getsourcefile(fn) or code.co_filename
     try:

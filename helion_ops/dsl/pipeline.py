@@ -20,7 +20,6 @@ LOWERINGS = [0]  # device loops lowered in this process (a test counts them)
 _RANDOM_FNS = (torch.rand_like, torch.rand, torch.randn_like, torch.randn)
 
 def lower(pk: ParsedKernel, index: int, inputs: dict, hoisted: dict, config: Any):
-    """Lower device loop ``index`` of ``pk`` with its host ``inputs`` (see lower.lower)."""
     LOWERINGS[0] += 1
     return lower_mod.lower(pk, pk.loops[index], inputs, hoisted, config, f"_{pk.name}_kernel{index}")
 
@@ -41,13 +40,11 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
     glb = pk.globals
     names = [n for n in loop.reads if n in host_locals or n in glb]
     codes, ids, mapping, exprs = [], [], {}, []  # exprs: the hoisted expressions, in the order of codes
-
     def hoist(key: Any, node: ast.expr, code: Any = None) -> None:
         codes.append(code or compile(ast.Expression(body=node), pk.file, "eval"))
         exprs.append(node)
         ids.append(f"_h{len(ids)}")
         mapping[key] = ids[-1]
-
     def host_only(node: ast.AST) -> bool:
         for n in ast.walk(node):
             if isinstance(n, ast.Name) and n.id in device_names or \
@@ -58,7 +55,6 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
                 if getattr(f, "_hl_device", None) or f in (hl.register_block_size, hl.register_tunable):
                     return False
         return True
-
     def visit(node: ast.AST) -> None:
         if isinstance(node, (ast.BinOp, ast.Call, ast.Attribute, ast.Subscript, ast.UnaryOp, ast.Compare,
                              ast.BoolOp)) and not isinstance(getattr(node, "ctx", None), (ast.Store, ast.Del)) \
@@ -74,18 +70,15 @@ def hoist_plan(pk: ParsedKernel, loop: DeviceLoop, host_locals: dict) -> tuple:
                 return
         for c in ast.iter_child_nodes(node):
             visit(c)
-
     for s in [loop.node.iter, *loop.node.body]:
         visit(s)
-    # torch.rand_like / torch.rand in device code draw a fresh seed per launch from torch's
-    # generator: a 1-element tensor (a tensor, so a new seed does not recompile).
+    # torch.rand* in device code draw a fresh seed per launch from torch's generator: a 1-element tensor (no recompile).
     if any(isinstance(n, ast.Call) and pk.resolve(n.func) in _RANDOM_FNS for s in loop.node.body for n in ast.walk(s)):
         dev = next((n for n in names if isinstance(host_locals.get(n, glb.get(n)), torch.Tensor)), None)
         where = f", device={dev}.device" if dev else ""
         hoist(("seed",), ast.parse(f"__import__('torch').randint(0, 2**31 - 1, (1,){where})", mode="eval").body)
     # Tensors a function argument (an epilogue lambda) closes over reach the device loop as launcher values:
-    # CLOSURE_SLOTS slots per function-valued name, filled per call (the function may differ from call to
-    # call); a helper's module-level tensors too, read from its globals on each call.
+    # CLOSURE_SLOTS per function-valued name, filled per call (the function may change); helpers' global tensors too.
     for n in names:
         fn = host_locals.get(n, glb.get(n))
         if isinstance(fn, types.FunctionType):

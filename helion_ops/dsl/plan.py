@@ -29,10 +29,12 @@ class planned:
         self.plan(obj)[(id(obj), self.name)] = value
 
 @contextlib.contextmanager
-def planning() -> Iterator[dict]:
-    """Make a fresh Plan active for the passes and the codegen of one (IR, Config)."""
-    tok = _PLAN.set({})
+def scoped(var: contextvars.ContextVar, value: Any) -> Iterator[Any]:
+    """Set ``var`` to ``value`` (a fresh Plan, a list to record into) for the block, and yield it."""
+    tok = var.set(value)
     try:
-        yield _PLAN.get()
+        yield value
     finally:
-        _PLAN.reset(tok)
+        var.reset(tok)
+
+def planning() -> Any: return scoped(_PLAN, {})  # a fresh Plan for the passes and codegen of one (IR, Config)

@@ -21,19 +21,15 @@ def replay_of(args: tuple, trace: list, ret: Any) -> Callable:
     arg_storage = {a.untyped_storage().data_ptr(): j for j, a in enumerate(args)
                    if isinstance(a, torch.Tensor) and a.numel()}
     if len(arg_storage) < sum(isinstance(a, torch.Tensor) and a.numel() > 0 for a in args):
-        # one tensor (or storage) in two argument places: which place a value came from is ambiguous,
-        # and a later call that passes two tensors there would read the wrong one
+        # one storage in two argument places: a value's place is ambiguous (a later call may pass two tensors)
         raise NotReplayable("two arguments share storage")
     consts: dict[str, Any] = {}
     lines: list[str] = []           # tensor constructions, in first-use order
     tensors: dict[tuple, str] = {}  # recipe -> local name
     fresh: set[int] = set()         # storages of the fresh tensors seen
-
     def const(v: Any) -> str:
-        name = f"c{len(consts)}"
-        consts[name] = v
+        consts[name := f"c{len(consts)}"] = v
         return name
-
     def expr(v: Any, fixed: bool = False) -> str:
         """Source that rebuilds ``v``. ``fixed``: the value is known not to depend on a float argument."""
         t = type(v)
@@ -52,7 +48,6 @@ def replay_of(args: tuple, trace: list, ret: Any) -> Callable:
             inner = "".join(f"{expr(x)}, " for x in v)
             return f"({inner})" if t is tuple else f"[{inner}]"
         raise NotReplayable(f"{t.__name__} value")
-
     def tensor(v: torch.Tensor) -> str:
         shape, stride, dtype, off = tuple(v.shape), tuple(v.stride()), v.dtype, v.storage_offset()
         ptr = v.untyped_storage().data_ptr()
@@ -74,7 +69,6 @@ def replay_of(args: tuple, trace: list, ret: Any) -> Callable:
         name = tensors[key] = f"t{len(tensors)}"
         lines.append(f"{name} = {src}")
         return name
-
     calls = [f"{const(c)}.launch([{', '.join(expr(v, f) for v, f in zip(values, fixed))}])"
              for c, values, fixed in trace]
     result = expr(ret)

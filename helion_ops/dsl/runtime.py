@@ -1,6 +1,5 @@
-"""Runtime: Kernel objects, binding on a specialization key, the Config choice, the compile cache and launches:
-the rewritten host code's ``__hl_launch__(i, locals())`` compiles device loop i on first use and launches it.
-A ``replay_host`` kernel's later calls replay the first call's launches (``replay.py``)."""
+"""Kernel objects, binding on a specialization key, the Config choice, the compile cache and launches: the host
+code's ``__hl_launch__(i, locals())`` compiles device loop i on first use and launches it (or ``replay.py`` does)."""
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +14,7 @@ import tempfile
 import threading
 import types
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy
 import torch
@@ -26,14 +25,13 @@ from .backends.triton import compile_specs_for_target, load_module
 from .config import Config
 from .language import constexpr as hl_constexpr
 from .lower import config_block
-from .plan import planning
+from .plan import planning, scoped
 from .target import Target
 from .replay import MISS, NotReplayable, replay_of
 
-# [bound kernel, its launches, still replayable] while a replay_host kernel's first run is recorded; the list
-# record_launches() fills, or None.
+# [bound kernel, its launches, still replayable] while a replay_host kernel's first run is recorded, else None
 _TRACE: contextvars.ContextVar = contextvars.ContextVar("helion_ops_trace", default=None)
-_RECORD: contextvars.ContextVar = contextvars.ContextVar("helion_ops_record", default=None)
+_RECORD: contextvars.ContextVar = contextvars.ContextVar("helion_ops_record", default=None)  # see record_launches
 REPLAY = os.environ.get("HELION_OPS_NO_REPLAY") != "1"  # =1: the host code runs on every call (debugging)
 _BIND_LOCK = threading.RLock()  # binding parses and dry-runs: rare, so one lock for every kernel
 _INTERPRETER_LOCK = threading.Lock()
@@ -46,11 +44,9 @@ def interpret_mode() -> bool:
 class CacheWarning(UserWarning): """The code cache directory cannot be used; generated code goes elsewhere."""
 
 def write_code(name: str, src: str) -> str:
-    """The path of a module holding ``src`` under ``$HELION_OPS_CACHE_DIR/code`` (else a private temporary directory,
-    with one CacheWarning), named by its hash, written through a temporary file (no reader sees half a module) and
-    rewritten when what is on disk differs (a corrupt file would fail every process)."""
-    root = os.environ.get("HELION_OPS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "helion_ops")
-    want = os.path.join(root, "code")
+    """The module holding ``src`` under ``$HELION_OPS_CACHE_DIR/code`` (else a temporary directory, one CacheWarning),
+    named by its hash, written atomically and rewritten when the file on disk differs (a corrupt file fails forever)."""
+    want = os.path.join(os.environ.get("HELION_OPS_CACHE_DIR") or os.path.expanduser("~/.cache/helion_ops"), "code")
     if want not in _CODE_DIRS:
         try:
             os.makedirs(want, exist_ok=True)
@@ -76,18 +72,9 @@ def write_code(name: str, src: str) -> str:
         raise
     return path
 
-@contextlib.contextmanager
-def recording(var: contextvars.ContextVar) -> Iterator[list]:
-    """Set ``var`` to a fresh list for the block and yield it (what the code under it appends)."""
-    tok = var.set(log := [])
-    try:
-        yield log
-    finally:
-        var.reset(tok)
+def recording(var: contextvars.ContextVar) -> Any: return scoped(var, [])
 
-def record_launches() -> Any:
-    """Within the block every kernel call appends (BoundKernel, Config, args) to the yielded list (bench.tune)."""
-    return recording(_RECORD)
+record_launches = functools.partial(recording, _RECORD)  # each call in the block appends (BoundKernel, Config, args)
 
 class RunContext:
     """One execution of a kernel's host code under a Config: "launch", or a dry run ("codegen" collects
@@ -98,8 +85,7 @@ class RunContext:
         self.sources, self.specs, self.irs = [], [], []  # per compiled loop: source, compile spec, (IR, Layout)
         self.registered, self.tunables = {}, {}  # "facts": bounds of each registered block size, tunables
         self.compiled: dict[tuple, Compiled] = {}  # (loop, launch key) -> binary, for this Config
-        self.replay: Any = None  # the replay function of this Config's first run (replay_host kernels)
-        self.recorded = False
+        self.replay, self.recorded = None, False  # the replay function of this Config's first run (replay_host)
     def block_size(self, bid: int, *bounds: Any) -> int:
         if self.mode == "facts":
             self.registered[bid] = (bounds[0], bounds[1]) if len(bounds) > 1 else (None, bounds[0] if bounds else None)
@@ -124,13 +110,11 @@ class Kernel:
         self.signature = inspect.signature(fn)
         self.param_defaults = tuple((p.name, p.default) for p in self.signature.parameters.values())  # Dynamo reads it
         self.op_key = compile_op.register(self)  # names it under torch.compile
-        self._parsed, self._bound = None, {}  # the ParsedKernel; spec key -> BoundKernel
+        self._bound: dict = {}  # spec key -> BoundKernel
         self.__doc__, self.__name__, self.__wrapped__ = fn.__doc__, fn.__name__, fn
-    @property
+    @functools.cached_property
     def parsed(self) -> frontend.ParsedKernel:
-        if self._parsed is None:
-            self._parsed = frontend.parse(self.fn)
-        return self._parsed
+        return frontend.parse(self.fn)
     def normalize_args(self, args: tuple, kwargs: dict) -> tuple:
         if any(type(a) is hl_constexpr for a in args) or any(type(a) is hl_constexpr for a in kwargs.values()):
             args = tuple(a.value if type(a) is hl_constexpr else a for a in args)
@@ -205,7 +189,6 @@ class Compiled:
     Triton's launcher directly, skipping its per-call re-specialisation (half a launch's host cost): our launch
     key already pins what Triton specialises on (dtypes, shapes, strides, 16-byte alignment)."""
     __slots__ = ("fn", "grid", "num_warps", "num_stages", "arg_index", "descriptors", "interp", "fast", "device")
-
     def __init__(self, fn: Any, gen: Any, names: list[str], interp: bool) -> None:
         self.fn, self.grid, self.num_warps, self.num_stages = fn, gen.grid, gen.num_warps, gen.num_stages
         self.arg_index = [names.index(src) for _, _, src in gen.params]
@@ -247,8 +230,7 @@ class BoundKernel:
         # loop -> hoist plan; (loop, lowering key) -> lowered IRs (see _compile); (loop, Config, launch key) -> binary
         self._plans, self._lowered, self._compiled = {}, {}, {}
         self._lock = threading.RLock()  # lowering and compiling: once per key, whatever the threads
-        self._facts = self._ctx = None
-        self._host = self.pk.host_fn
+        self._facts, self._ctx, self._host = None, None, self.pk.host_fn
         _check_devices(kernel, args)
     @functools.cached_property
     def config(self) -> Config:
@@ -265,7 +247,6 @@ class BoundKernel:
             return self.default_config()
         return autotune(self, self.example_args, effort, cache_key=self.cache_key())
     def cache_key(self) -> tuple:
-        """Tuning-cache identity: kernel source hash and specialization key."""
         return (self.pk.source_hash, repr(spec_key(self.example_args)))
     @functools.cached_property
     def config_space(self) -> Any:
@@ -276,13 +257,11 @@ class BoundKernel:
         return self.config_space.normalize(cfg)
     def default_block(self, bid: int) -> int:
         return space.default_block(self, bid)
-
     def facts(self) -> dict:
         """Static facts of the device loops (extents, loops, loads) from a dry run on meta tensors."""
         if self._facts is None:
             self._facts = space.collect_facts(self)
         return self._facts
-
     def __call__(self, *args: Any) -> Any:
         ctx = self._ctx
         if ctx is None or ctx.config is not self.config:
@@ -308,7 +287,6 @@ class BoundKernel:
             with contextlib.suppress(NotReplayable):
                 ctx.replay = replay_of(args, trace[1], out)
         return out
-
     def run(self, config: Config, *args: Any) -> Any:
         """Run the whole kernel (host code and launches) under ``config``."""
         rec = _RECORD.get()
@@ -319,7 +297,6 @@ class BoundKernel:
         return compile_op.run_host(self._host, ctx, args)
     def _host_fn(self) -> Callable:
         return self._host
-
     def launch(self, i: int, host_locals: dict, ctx: RunContext) -> None:
         p = self._plans.get(i)
         if p is None:
@@ -332,8 +309,7 @@ class BoundKernel:
             values = [host_locals[n] if n in host_locals else glb.get(n) for n in names]
             values += [eval(code, glb, host_locals) for code in hoisted]
         if ctx.mode != "launch":
-            self._compile(i, names + hoist_ids, values, ctx)
-            return
+            return self._compile(i, names + hoist_ids, values, ctx)  # a dry run: compiles nothing
         # The run context's cache needs no Config in its key (it has one); the bound kernel's outlives it.
         lk = (i, _launch_key(values))
         c = ctx.compiled.get(lk)
@@ -358,7 +334,6 @@ class BoundKernel:
             else:
                 tr[2] = False
         c.launch(values)
-
     def _compile(self, i: int, names: list[str], values: list, ctx: RunContext) -> Compiled | None:
         # Device loop i is lowered once per specialization (its launch key, registered block sizes left out)
         # for every Config that agrees on the block sizes the lowering read as numbers (DeviceIR.deps).
@@ -374,14 +349,10 @@ class BoundKernel:
         o = space.offsets(self, i)
         layout = passes.Layout(o["load"], o["loop"], o["rdim"], self.default_block)
         ctx.irs.append((ir, layout))
-        # Code that will run under Triton's interpreter is written for it; code only shown or built for
-        # a GPU (to_triton_code, compile_specs, the tuner's precompile) is the GPU's.
-        t = target()
-        if t.interpreter and ctx.mode != "launch":
-            t = dataclasses.replace(t, interpreter=False)
+        # Only code that the interpreter will run is written for it; code shown or built for a GPU is the GPU's.
+        t = target() if ctx.mode == "launch" else dataclasses.replace(target(), interpreter=False)
         gen = pipeline.generate(self.pk, ir, i, ctx.config, t, layout, ctx.config.get("backend") or "triton")
-        src = _HEADER + gen.source
-        path = write_code(gen.fn_name, src)
+        path = write_code(gen.fn_name, src := _HEADER + gen.source)
         if os.environ.get("HELION_PRINT_OUTPUT_CODE") == "1":
             print(f"# helion_ops generated code: {path}\n{src}", file=sys.stderr)
         ctx.sources.append(gen.source)
@@ -395,7 +366,6 @@ class BoundKernel:
                 raise exc.NotSupported("hl.inline_asm_elementwise needs a CUDA GPU: Triton's interpreter cannot "
                                        "run inline PTX", gen.interpreter_cannot)
         return Compiled(getattr(load_module(path, os.path.basename(path)[:-3]), gen.fn_name), gen, names, t.interpreter)
-
     def dry_run(self, config: Config, mode: str) -> RunContext:
         """Run the host code without launching ("codegen" or "facts"): on meta tensors, or on the real
         arguments when the host code reads tensor values (``n = offsets[-1].item()`` cannot run on meta)."""
@@ -413,7 +383,6 @@ class BoundKernel:
     def to_triton_code(self, config: Config | None = None) -> str:
         """The generated Triton source of every device loop under ``config``."""
         return _HEADER + "\n\n".join(self._dry(config).sources)
-
     def explain(self, config: Config | None = None) -> str:
         """Each device loop as lowered (shared by every Config), its Plan under ``config`` (block sizes,
         masks, rolled reductions, descriptors), and the generated source."""
@@ -433,8 +402,7 @@ class BoundKernel:
 
 @functools.cache
 def target() -> Target:
-    """What this process generates code for: the current GPU's arch and SM count (Hopper's 132 SMs
-    without a GPU), and whether Triton's interpreter runs it."""
+    """The current GPU's arch and SM count (Hopper's 132 SMs without a GPU), and whether the interpreter runs code."""
     if torch.cuda.is_available() and not interpret_mode():
         p = torch.cuda.get_device_properties(0)
         return Target("cuda", p.major * 10 + p.minor, p.multi_processor_count, False)

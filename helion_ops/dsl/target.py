@@ -7,7 +7,6 @@ from dataclasses import dataclass
 class Target:
     """``backend`` and ``arch`` name the compiler target (("cuda", 90): Hopper); ``num_sms`` sizes
     persistent grids (one program per SM); ``interpreter``: Triton's CPU interpreter runs the code."""
-
     backend: str = "cuda"
     arch: int = 90
     num_sms: int = 132

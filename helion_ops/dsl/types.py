@@ -110,8 +110,7 @@ class BlockSizeInt(int):
     def value(self) -> int:
         """The number (noting the dependency)."""
         if self.note is not None:
-            deps, size = self.note
-            deps[self.bid] = size
+            self.note[0][self.bid] = self.note[1]
         return int.__int__(self)
 
 def _noting(name: str) -> Any:
