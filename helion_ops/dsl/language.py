@@ -78,21 +78,18 @@ subscript = _device_only("subscript", "hl.subscript(x, index): index a block wit
 device_print = _device_only("device_print", "hl.device_print(prefix, *values): print from device code.")
 
 def static_range(*args: int) -> range:
-    """hl.static_range([begin,] end[, step]): in device code a loop unrolled at compile time (constant
-    bounds); in host code (around device loops) a plain range."""
+    """hl.static_range([begin,] end[, step]): unrolled at compile time in device code; a plain range on the host."""
     return range(*args)
 
 def barrier() -> None:
-    """hl.barrier(): order the device loops before and after it. Host code; a no-op here,
-    because each top-level loop is its own launch and launches on a stream run in order."""
+    """hl.barrier() (host code): a no-op here, each device loop is its own launch and a stream runs them in order."""
 
 def register_block_size(min_or_max: int, max_or_none: int | None = None) -> int:
     """Register a tunable block size (host code), bounded by ``n`` or ``(lo, hi)``; returns its value in the Config."""
     return current_run().next_registered_block()
 
 def register_reduction_dim(size: int) -> int:
-    """Mark ``size`` as a dim that device code holds whole (``hl.zeros([tile, n])``); returns it. Here any
-    host int used as a block dim is one: ':' dims are persistent or rolled as ``reduction_loops`` choose."""
+    """Returns ``size``: here any host int used as a block dim is a reduction dim (``reduction_loops`` tune it)."""
     return size
 
 def register_tunable(name: str, fragment: Any) -> Any:

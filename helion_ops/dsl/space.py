@@ -93,5 +93,4 @@ def space_for(bound) -> ConfigSpace:
 
 def offsets(bound, loop_index: int) -> dict[str, int]:
     """Where device loop ``loop_index``'s reductions, inner loops and loads start in the Config lists."""
-    per = bound.facts()["per_loop"][:loop_index] if loop_index else []
-    return {k: sum(p[k] for p in per) for k in ("rdim", "loop", "load")}
+    return {k: sum(p[k] for p in bound.facts()["per_loop"][:loop_index]) for k in ("rdim", "loop", "load")}

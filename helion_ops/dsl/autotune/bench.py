@@ -76,9 +76,8 @@ def compile_job(payload: tuple) -> bool:
     return True
 
 class Precompiler:
-    """Runs picklable jobs in a spawn ``ProcessPoolExecutor``, at most ``workers`` in flight, so a timeout is the job's
-    own: the pool is killed (a hung ``triton.compile`` cannot be cancelled) and the others requeued. The executor
-    cannot say whose job killed a worker: the in-flight jobs are retried one at a time to pin the crash."""
+    """Runs picklable jobs in a spawn process pool, at most ``workers`` in flight. A timeout kills the pool (a hung
+    ``triton.compile`` cannot be cancelled) and requeues the others; after a worker crash they run one at a time."""
     def __init__(self, workers: Optional[int] = None, timeout: float = DEFAULT_COMPILE_TIMEOUT,
                  job: Callable[[Any], Any] = compile_job, initializer: Optional[Callable[[], None]] = _worker_init):
         self.workers = max(1, workers or min(16, os.cpu_count() or 1))
@@ -199,8 +198,7 @@ def tensors_of(obj: Any) -> list:
 
 def compare(out: Any, ref: Any) -> Optional[str]:
     """None when ``out`` matches ``ref`` (nested tensors), else why not. Floats: ``|out - ref| <= tol * (max|ref| +
-    |ref|)``, tol by dtype, NaN/inf at the same places; the rest equal. A float output unlike ref in its leading dim
-    only holds per-program partials (a norm backward's dweight): compared by its sum over it, as the host does."""
+    |ref|)``, tol by dtype, NaN/inf at the same places; the rest equal. Partials (leading dim unlike ref's) by sum."""
     import torch
     outs, refs = tensors_of(out), tensors_of(ref)
     if len(outs) != len(refs):

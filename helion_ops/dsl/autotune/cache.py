@@ -16,7 +16,6 @@ from typing import Any, Optional
 from ..config import Config
 
 log = logging.getLogger("helion_ops.autotune")
-CACHE_ENV = "HELION_OPS_CACHE_DIR"
 FORMAT = 1
 
 def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
@@ -58,16 +57,15 @@ class AutotuneCache:
     """Config cache keyed by (kernel source hash, specialization key, environment)."""
     def __init__(self, directory: Optional[os.PathLike | str] = None, env: Optional[dict] = None) -> None:
         default = Path.home() / ".cache" / "helion_ops" / "autotune"
-        self.directory = Path(directory or os.environ.get(CACHE_ENV) or default)
+        self.directory = Path(directory or os.environ.get("HELION_OPS_CACHE_DIR") or default)
         self.env = env if env is not None else environment()
     def key(self, kernel_source_hash: str, specialization_key: Any) -> str:
         parts = [kernel_source_hash, repr(specialization_key), self.env["gpu"],
                  repr(self.env["capability"]), self.env["torch"], self.env["triton"]]
         return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
-    def path(self, key: str) -> Path: return self.directory / f"{key}.json"
     def get(self, key: str) -> Optional[Config]:
         """The cached Config, or None on a miss (absent, corrupt, stale)."""
-        p = self.path(key)
+        p = self.directory / f"{key}.json"
         try:
             data = json.loads(p.read_text())
             if data.get("format") != FORMAT or data.get("key") != key:
@@ -82,7 +80,7 @@ class AutotuneCache:
         return None
     def put(self, key: str, config: Config, **meta: Any) -> Path:
         """Store ``config`` with JSON-able ``meta`` (time, effort, ...)."""
-        p = self.path(key)
+        p = self.directory / f"{key}.json"
         atomic_write_json(p, {"format": FORMAT, "key": key, "env": self.env, "config": config.to_dict(),
                               "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "meta": meta})
         return p

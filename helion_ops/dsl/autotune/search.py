@@ -162,9 +162,8 @@ def _pairs(a: Any, b: Any) -> list:
 
 def search(space: ConfigSpace, objective: Objective, effort: Any = "quick", *, seeds: Sequence[Any] = (),
            rng: Optional[random.Random] = None, evaluator: Optional[Evaluator] = None):
-    """The preset on one memo, budget and deadline (``evaluator``'s). Quick: a compile batch a round, the ``population``
-    best by ``prior`` of the seeds, their neighbours and random points, then of the unmeasured neighbours of the two
-    fastest, until the fastest holds. Full: DE, then pattern search from its best. "none": the first seed, nan."""
+    """Quick: rounds of the ``population`` best by ``prior`` of the seeds, their neighbours and random points, then of
+    the two fastest's new neighbours, until the fastest holds. Full: DE, then pattern search. "none": first seed."""
     prof = resolve_effort(effort)
     seeds = unique_configs(space, [*seeds, space.default()])
     if prof.name == "none":
