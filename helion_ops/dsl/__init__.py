@@ -1,6 +1,5 @@
-"""helion_ops.dsl: a compact implementation of Helion's kernel language, compiled to Triton. ``helion_ops.dsl`` and
-``helion_ops.dsl.language`` stand for ``helion`` and ``helion.language``; ``helion_ops.dsl.autotuner`` has the
-fragments ``hl.register_tunable`` takes. A Helion name not provided raises ``exc.NotSupportedName`` saying so."""
+"""Helion's kernel language compiled to Triton: ``dsl``, ``dsl.language`` and ``dsl.autotuner`` stand for ``helion``,
+``helion.language`` and ``helion.autotuner``; a Helion name not provided raises ``exc.NotSupportedName``."""
 from __future__ import annotations
 
 import functools

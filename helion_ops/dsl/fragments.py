@@ -24,8 +24,7 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 class Fragment:
-    """A knob's value domain, by default the unordered ``choices`` (every other choice is a neighbour). The
-    searches only call these methods, so a new knob never touches them."""
+    """A knob's value domain, by default the unordered ``choices``; the searches only call these methods."""
     choices: Sequence[Any]
     _default: Any
     def default(self) -> Any: return self._default
@@ -147,8 +146,7 @@ class ReductionLoopFragment(PowerOfTwoFragment):
     def __repr__(self) -> str: return f"ReductionLoopFragment({self.extent})"
 
 class ListOf(Fragment):
-    """A fixed-length list: ``ListOf(fragment, n)`` repeats one fragment, ``ListOf([f0, f1, ...])`` gives
-    each position its own domain."""
+    """A fixed-length list: ``ListOf(fragment, n)`` or ``ListOf([f0, f1, ...])`` (a domain per position)."""
     def __init__(self, fragment: Any, n: Optional[int] = None) -> None:
         one = isinstance(fragment, Fragment)
         if n is None if one else n not in (None, len(fragment)):

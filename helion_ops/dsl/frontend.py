@@ -1,6 +1,5 @@
-"""Frontend: parse a kernel's source, split host code from device loops. Each top-level ``for ... in hl.tile(...)``
-/ ``hl.grid(...)`` is a device loop; the host function, each such loop replaced by ``__hl_launch__(i, locals())``,
-runs as ordinary Python. Block-size ids (Config.block_sizes' indices) are numbered here, in source order."""
+"""Frontend: parse a kernel, number its block-size ids in source order, and make the host function (plain Python
+where each top-level ``hl.tile``/``hl.grid`` loop, a device loop, becomes ``__hl_launch__(i, locals())``)."""
 from __future__ import annotations
 
 import ast

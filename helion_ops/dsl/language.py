@@ -1,7 +1,6 @@
-"""The ``hl`` namespace: Helion's language. Device functions (``tile``, ``zeros``, ``dot``...) are markers the
-compiler recognises by identity inside ``hl.tile`` loops and never calls (called from host code, one raises a clear
-error); host functions (``register_block_size``, ``register_tunable``...) read the active Config from the run in
-progress. A Helion name not provided here raises ``exc.NotSupportedName`` (an AttributeError)."""
+"""The ``hl`` namespace. Device functions (``tile``, ``dot``...) are markers the compiler recognises by identity and
+never calls (called from host code, one raises); host functions (``register_block_size``...) read the active Config
+from the run in progress. A Helion name not provided here raises ``exc.NotSupportedName`` (an AttributeError)."""
 from __future__ import annotations
 
 import contextvars
@@ -26,8 +25,7 @@ __all__ = ["tile", "grid", "jagged_tile", "zeros", "full", "arange", "dot", "loa
            "static_range", "barrier", "split", "join", "subscript", "device_print"]
 
 class constexpr:
-    """Marks a kernel argument as a compile-time constant: as an annotation (``eps: hl.constexpr``) or
-    around the value at the call site (``k(x, hl.constexpr(3))``, unwrapped before binding)."""
+    """A compile-time constant argument: ``eps: hl.constexpr``, or ``k(x, hl.constexpr(3))`` at the call site."""
     __slots__ = ("value",)
     def __init__(self, value: Any = None) -> None:
         self.value = value

@@ -329,17 +329,15 @@ class Benchmarker:
         except Exception as e:
             return self._fail(cfg, f"run failed: {type(e).__name__}: {e}")
     def _time(self, cfg: Config, reps: int, budget_s: float = 2.0) -> float:
-        """Median seconds per run after a warm-up: on CUDA between events, each after a 256 MB write (a cold L2), fewer
-        reps for slow candidates; elsewhere (CPU, interpreter) wall clock, which only orders roughly."""
+        """Median seconds per run after a warm-up: CUDA events, each after a cold-L2 flush; elsewhere wall clock."""
         args = self._timing_args = self._timing_args or _clone(self.args)
         self.bound.run(cfg, *args)
+        def wall() -> float:
+            t0 = time.perf_counter()
+            self.bound.run(cfg, *args)
+            return time.perf_counter() - t0
         if not self.cuda:
-            ts = []
-            for _ in range(max(1, reps)):
-                t0 = time.perf_counter()
-                self.bound.run(cfg, *args)
-                ts.append(time.perf_counter() - t0)
-            return statistics.median(ts)
+            return statistics.median([wall() for _ in range(max(1, reps))])
         import torch
         if self._flush is None:
             self._flush = torch.empty(64 << 20, dtype=torch.int32, device=self.device)  # 256 MB: over any L2

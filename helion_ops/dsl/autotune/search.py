@@ -15,13 +15,11 @@ from .bench import INF, Progress
 
 Objective = Callable[[Config], float]
 EFFORT_ENV = "HELION_AUTOTUNE_EFFORT"
-TIME_LIMIT_ENV = "HELION_AUTOTUNE_TIME_LIMIT"
 SMEM_BYTES = 232448  # Hopper's shared memory per block; Ampere's 166 KB only rejects more at compile
 
 @dataclass(frozen=True)
 class Effort:
-    """How hard ``autotune`` searches: ``max_evals`` and ``time_limit`` (seconds, None = unbounded) cap the whole
-    run, ``reps`` timed repetitions per candidate; ``rounds`` > 0: ranked rounds of ``population`` (see ``search``)."""
+    """How hard ``autotune`` searches (see ``search``); ``max_evals`` and ``time_limit`` (s, None: no cap) cap a run."""
     name: str
     population: int = 0
     generations: int = 0
@@ -50,7 +48,7 @@ def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) ->
         if name not in EFFORTS:
             raise ValueError(f"autotune effort must be one of {sorted(EFFORTS)}, got {effort!r}")
         effort = EFFORTS[name]
-    if time_limit is None and (env_limit := os.environ.get(TIME_LIMIT_ENV, "").strip()):
+    if time_limit is None and (env_limit := os.environ.get("HELION_AUTOTUNE_TIME_LIMIT", "").strip()):
         time_limit = float(env_limit)
     return effort if time_limit is None else replace(effort, time_limit=float(time_limit) if time_limit > 0 else None)
 
