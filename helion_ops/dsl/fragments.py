@@ -7,9 +7,7 @@ from typing import Any, Optional, Sequence
 
 STEPS = (-2, -1, -1, 1, 1, 2)  # mostly one step, sometimes two: enough to escape a flat plateau
 
-def next_pow2(n: int) -> int:
-    """Smallest power of two >= n (1 for n <= 1)."""
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+def next_pow2(n: int) -> int: return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 def _clip(v: int, lo: int, hi: int) -> int: return lo if v < lo else hi if v > hi else v
 

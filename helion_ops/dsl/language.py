@@ -98,13 +98,9 @@ def specialize(value: Any) -> Any:
     """Mark a host value (typically a size) as a compile-time constant of the device code."""
     return value
 
-def cdiv(a: int, b: int) -> int:
-    """Ceiling division."""
-    return -(-a // b)
+def cdiv(a: int, b: int) -> int: return -(-a // b)
 
-def next_power_of_2(n: int) -> int:
-    """Smallest power of two >= n (1 for n <= 1)."""
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+def next_power_of_2(n: int) -> int: return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 # Helion names that exist there but not here, with the reason (docs/COVERAGE.md lists them too).
 UNSUPPORTED = {

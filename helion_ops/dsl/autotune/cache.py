@@ -63,9 +63,10 @@ class AutotuneCache:
         parts = [kernel_source_hash, repr(specialization_key), self.env["gpu"],
                  repr(self.env["capability"]), self.env["torch"], self.env["triton"]]
         return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
+    def path(self, key: str) -> Path: return self.directory / f"{key}.json"
     def get(self, key: str) -> Optional[Config]:
         """The cached Config, or None on a miss (absent, corrupt, stale)."""
-        p = self.directory / f"{key}.json"
+        p = self.path(key)
         try:
             data = json.loads(p.read_text())
             if data.get("format") != FORMAT or data.get("key") != key:
@@ -80,7 +81,7 @@ class AutotuneCache:
         return None
     def put(self, key: str, config: Config, **meta: Any) -> Path:
         """Store ``config`` with JSON-able ``meta`` (time, effort, ...)."""
-        p = self.directory / f"{key}.json"
+        p = self.path(key)
         atomic_write_json(p, {"format": FORMAT, "key": key, "env": self.env, "config": config.to_dict(),
                               "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "meta": meta})
         return p
