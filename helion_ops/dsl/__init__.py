@@ -1,6 +1,5 @@
-"""helion_ops.dsl: a compact implementation of Helion's kernel language, compiled to Triton. ``helion_ops.dsl`` and
-``helion_ops.dsl.language`` stand for ``helion`` and ``helion.language``; ``helion_ops.dsl.autotuner`` has the
-fragments ``hl.register_tunable`` takes. A Helion name not provided raises ``exc.NotSupportedName`` saying so."""
+"""Helion's kernel language compiled to Triton: ``dsl``, ``dsl.language`` and ``dsl.autotuner`` stand for ``helion``,
+``helion.language`` and ``helion.autotuner``; a Helion name not provided raises ``exc.NotSupportedName``."""
 from __future__ import annotations
 
 import functools
@@ -17,12 +16,10 @@ __all__ = ["kernel", "jit", "Config", "Kernel", "BoundKernel", "Settings", "exc"
 def kernel(fn: Callable | None = None, *, config: Any = None, configs: Any = None,
            static_shapes: bool = True, autotune_effort: str = "none", **settings: Any) -> Any:
     """Decorate a Helion-language function: ``@kernel``, ``@kernel()`` or ``@kernel(config=Config(...))``.
-    ``autotune_effort``: ``"none"`` (pretuned or default config), ``"quick"`` or ``"full"``, overridden by
-    ``$HELION_AUTOTUNE_EFFORT``. Other Helion settings (``ignore_warnings``, ``index_dtype``...) are kept on the
-    Kernel; ``static_shapes=False`` still specialises on shapes (always correct, more compiles). ``replay_host=True``
-    (ours) declares that the host code depends only on the arguments' dtypes, shapes, strides and non-tensor values
-    (floats only passed through) and allocates only with ``torch.empty*``: repeat calls then replay the recorded
-    launches without running it (``helion_ops.dsl.replay``), a few µs instead of tens on a slow host CPU."""
+    ``autotune_effort``: "none" (pretuned or default config), "quick" or "full" (``$HELION_AUTOTUNE_EFFORT`` wins).
+    Other Helion settings are kept on the Kernel; ``static_shapes=False`` still specialises on shapes.
+    ``replay_host=True`` (ours): the host code depends only on the arguments' dtypes, shapes, strides and non-tensor
+    values (floats passed through) and allocates only with ``torch.empty*``, so repeat calls replay its launches."""
     wrap = functools.partial(Kernel, config=config, configs=configs, static_shapes=static_shapes,
                              autotune_effort=autotune_effort, **settings)
     return wrap(fn) if fn is not None else wrap

@@ -1,5 +1,4 @@
-"""Helion's ``helion.autotuner`` names that kernels use: the tunable fragments, as in
-``hl.register_tunable("split_k", PowerOfTwoFragment(1, 256))``. The autotuner is ``helion_ops.dsl.autotune``."""
+"""``helion.autotuner``: the fragments ``hl.register_tunable`` takes. The autotuner itself is ``dsl.autotune``."""
 from __future__ import annotations
 
 from . import exc

@@ -26,9 +26,8 @@ BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "g
 NOT_REVERSIBLE = ("this loop cannot run in reverse (it carries values between iterations, reads a tensor it "
                   "writes elsewhere, or makes atomic updates)")
 # Helion's singular spellings of list knobs (Config(block_size=32) is block_sizes=[32]).
-_SINGULAR = {"block_size": "block_sizes", "reduction_loop": "reduction_loops", "loop_order": "loop_orders",
-             "l2_grouping": "l2_groupings", "range_num_stage": "range_num_stages",
-             "range_unroll_factor": "range_unroll_factors", "load_eviction_policy": "load_eviction_policies"}
+_SINGULAR = {**{k[:-1]: k for k in ("block_sizes", "reduction_loops", "loop_orders", "l2_groupings", "range_num_stages",
+                                    "range_unroll_factors")}, "load_eviction_policy": "load_eviction_policies"}
 
 class Config(Mapping[str, Any]):
     """An immutable mapping of knobs, e.g. ``Config(block_sizes=[64, 64], num_warps=8)``; other keys are user
@@ -241,8 +240,7 @@ def heuristic_configs(spec: SpaceSpec, shape_hint: Optional[Sequence[int]] = Non
     bspecs, nb = spec.block_sizes, len(spec.block_sizes)
     caps = ([b.max for b in bspecs] if shape_hint is None
             else [min(b.max, max(b.min, next_pow2(s))) for b, s in zip(bspecs, shape_hint)])
-    def block(i: int, v: int) -> int:
-        return _clip(next_pow2(v), bspecs[i].min, max(bspecs[i].min, caps[i]))
+    def block(i: int, v: int) -> int: return _clip(next_pow2(v), bspecs[i].min, max(bspecs[i].min, caps[i]))
     def blocks(*lead: int) -> list[int]:  # the leading block sizes given, the others at their defaults
         return [block(i, lead[i] if i < len(lead) else bspecs[i].default) for i in range(nb)]
     raw: list[dict] = []

@@ -7,18 +7,13 @@ from typing import Any, Optional, Sequence
 
 STEPS = (-2, -1, -1, 1, 1, 2)  # mostly one step, sometimes two: enough to escape a flat plateau
 
-def next_pow2(n: int) -> int:
-    """Smallest power of two >= n (1 for n <= 1)."""
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+def next_pow2(n: int) -> int: return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
-def _clip(v: int, lo: int, hi: int) -> int:
-    return lo if v < lo else hi if v > hi else v
+def _clip(v: int, lo: int, hi: int) -> int: return lo if v < lo else hi if v > hi else v
 
-def _is_int(n: Any) -> bool:
-    return isinstance(n, int) and not isinstance(n, bool)
+def _is_int(n: Any) -> bool: return isinstance(n, int) and not isinstance(n, bool)
 
-def _is_pow2(n: Any) -> bool:
-    return _is_int(n) and n > 0 and n & (n - 1) == 0
+def _is_pow2(n: Any) -> bool: return _is_int(n) and n > 0 and n & (n - 1) == 0
 
 def _same(a: Any, b: Any) -> bool:
     # Type-strict equality: in enum choices [None, False, True], 0 must not match False nor 1 match True.
@@ -27,20 +22,16 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 class Fragment:
-    """A knob's value domain, by default the unordered ``choices`` (every other choice is a neighbour). The
-    searches only call these methods, so a new knob never touches them."""
+    """A knob's value domain, by default the unordered ``choices``; the searches only call these methods."""
     choices: Sequence[Any]
     _default: Any
-    def default(self) -> Any:
-        return self._default
-    def random(self, rng: _random.Random) -> Any:
-        return rng.choice(self.choices)
+    def default(self) -> Any: return self._default
+    def random(self, rng: _random.Random) -> Any: return rng.choice(self.choices)
     def mutate(self, value: Any, rng: _random.Random) -> Any:
         """A small random step away from ``value`` (``value`` itself when the domain has one point)."""
         others = self.neighbors(value)
         return rng.choice(others) if others else value
-    def crossover(self, a: Any, b: Any, rng: _random.Random) -> Any:
-        return a if rng.random() < 0.5 else b
+    def crossover(self, a: Any, b: Any, rng: _random.Random) -> Any: return a if rng.random() < 0.5 else b
     def differential(self, a: Any, b: Any, c: Any, rng: _random.Random) -> Any:
         """Discrete DE step ``a + (b - c)`` on one-hot vectors: b == c leaves a, a == c gives b, else a or b."""
         return a if _same(b, c) else b if _same(a, c) else self.crossover(a, b, rng)
@@ -54,8 +45,7 @@ class Fragment:
             if _same(c, value):
                 return i
         raise ValueError(f"{value!r} is not {self._describe()}")
-    def _describe(self) -> str:
-        return f"one of {self.choices}"
+    def _describe(self) -> str: return f"one of {self.choices}"
 
 class _OrderedFragment(Fragment):
     """A finite domain whose ``choices`` are sorted; steps move along the order."""
@@ -71,8 +61,7 @@ class _OrderedFragment(Fragment):
     def neighbors(self, value: Any) -> list:
         i = self._index(value)
         return [self.choices[j] for j in (i - 1, i + 1) if 0 <= j < len(self.choices)]
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.min}, {self.max}, {self._default})"
+    def __repr__(self) -> str: return f"{type(self).__name__}({self.min}, {self.max}, {self._default})"
 
 class PowerOfTwoFragment(_OrderedFragment):
     """Powers of two in [min, max]; steps are x2 / /2."""
@@ -82,8 +71,7 @@ class PowerOfTwoFragment(_OrderedFragment):
         self.min, self.max = min, max
         self.choices = [1 << e for e in range(min.bit_length() - 1, max.bit_length())]
         self._default = _clip(next_pow2(min if default is None else default), min, max)
-    def _describe(self) -> str:
-        return f"a power of 2 in [{self.min}, {self.max}]"
+    def _describe(self) -> str: return f"a power of 2 in [{self.min}, {self.max}]"
 
 class IntegerFragment(_OrderedFragment):
     """Integers in [min, max]; steps are +-1 (occasionally +-2)."""
@@ -105,8 +93,7 @@ class EnumFragment(Fragment):
             raise ValueError("EnumFragment needs at least one choice")
         self._default = self.choices[0] if default is None and None not in self.choices else default
         self.validate(self._default)
-    def __repr__(self) -> str:
-        return f"EnumFragment({self.choices!r}, {self._default!r})"
+    def __repr__(self) -> str: return f"EnumFragment({self.choices!r}, {self._default!r})"
 
 class FixedFragment(EnumFragment):
     """A knob pinned to one value at this position, with the reason given when another is asked for."""
@@ -126,8 +113,7 @@ class PermutationFragment(Fragment):
     """A permutation of range(n) (a loop order); steps swap two entries."""
     def __init__(self, n: int) -> None:
         self.n = n
-    def default(self) -> list:
-        return list(range(self.n))
+    def default(self) -> list: return list(range(self.n))
     def random(self, rng: _random.Random) -> list:
         p = list(range(self.n))
         rng.shuffle(p)
@@ -143,8 +129,7 @@ class PermutationFragment(Fragment):
     def validate(self, value: Any) -> None:
         if not (isinstance(value, list) and all(map(_is_int, value)) and sorted(value) == list(range(self.n))):
             raise ValueError(f"{value!r} is not a permutation of range({self.n})")
-    def __repr__(self) -> str:
-        return f"PermutationFragment({self.n})"
+    def __repr__(self) -> str: return f"PermutationFragment({self.n})"
 
 class ReductionLoopFragment(PowerOfTwoFragment):
     """Chunk size of a looped reduction, or None for persistent (the whole row at once). None sits above
@@ -155,25 +140,19 @@ class ReductionLoopFragment(PowerOfTwoFragment):
         self.choices = [1 << e for e in range(4, top.bit_length())] + [None]
         self.min, self.max = (16, top) if top >= 16 else (None, None)
         self._default = None if next_pow2(extent) <= 16384 else 4096
-    def _describe(self) -> str:
-        return f"None or a power of 2 in [16, {self.max}]" if self.max else "None"
-    def __repr__(self) -> str:
-        return f"ReductionLoopFragment({self.extent})"
+    def _describe(self) -> str: return f"None or a power of 2 in [16, {self.max}]" if self.max else "None"
+    def __repr__(self) -> str: return f"ReductionLoopFragment({self.extent})"
 
 class ListOf(Fragment):
-    """A fixed-length list: ``ListOf(fragment, n)`` repeats one fragment, ``ListOf([f0, f1, ...])`` gives
-    each position its own domain."""
+    """A fixed-length list: ``ListOf(fragment, n)`` or ``ListOf([f0, f1, ...])`` (a domain per position)."""
     def __init__(self, fragment: Any, n: Optional[int] = None) -> None:
         one = isinstance(fragment, Fragment)
         if n is None if one else n not in (None, len(fragment)):
             raise ValueError("ListOf takes (fragment, n) or a list of fragments (and n, if given, their number)")
         self.items = [fragment] * n if one else list(fragment)
-    def __len__(self) -> int:
-        return len(self.items)
-    def default(self) -> list:
-        return [f.default() for f in self.items]
-    def random(self, rng: _random.Random) -> list:
-        return [f.random(rng) for f in self.items]
+    def __len__(self) -> int: return len(self.items)
+    def default(self) -> list: return [f.default() for f in self.items]
+    def random(self, rng: _random.Random) -> list: return [f.random(rng) for f in self.items]
     def mutate(self, value: list, rng: _random.Random) -> list:
         out = list(value)
         if out:
@@ -194,5 +173,4 @@ class ListOf(Fragment):
                 f.validate(v)
             except ValueError as e:
                 raise ValueError(f"[{i}]: {e}") from None
-    def __repr__(self) -> str:
-        return f"ListOf({self.items!r})"
+    def __repr__(self) -> str: return f"ListOf({self.items!r})"

@@ -1,6 +1,5 @@
-"""Frontend: parse a kernel's source, split host code from device loops. Each top-level ``for ... in hl.tile(...)``
-/ ``hl.grid(...)`` is a device loop; the host function, each such loop replaced by ``__hl_launch__(i, locals())``,
-runs as ordinary Python. Block-size ids (Config.block_sizes' indices) are numbered here, in source order."""
+"""Frontend: parse a kernel, number its block-size ids in source order, and make the host function (plain Python
+where each top-level ``hl.tile``/``hl.grid`` loop, a device loop, becomes ``__hl_launch__(i, locals())``)."""
 from __future__ import annotations
 
 import ast
@@ -91,11 +90,9 @@ def _find_loops(pk: ParsedKernel, stmts: list[ast.stmt]) -> None:
             assigned = {n.id for n in names if isinstance(n.ctx, (ast.Store, ast.Del))}
             reads = {n.id for n in names if isinstance(n.ctx, ast.Load)}
             pk.loops.append(DeviceLoop(len(pk.loops), s, sorted(reads - assigned), assigned))
-        elif isinstance(s, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
-            for f in ("body", "orelse", "finalbody"):
+        elif isinstance(s, (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.ExceptHandler)):
+            for f in ("body", "orelse", "finalbody", "handlers"):
                 _find_loops(pk, getattr(s, f, []))
-            for h in getattr(s, "handlers", []):
-                _find_loops(pk, h.body)
 
 def _number_blocks(pk: ParsedKernel) -> None:
     """Give block ids in source order: registered blocks, then each tile dim without a fixed size."""
@@ -112,18 +109,15 @@ def _number_blocks(pk: ParsedKernel) -> None:
             last = call.args[-1] if call.args else None
             ndims = len(last.elts) if isinstance(last, (ast.List, ast.Tuple)) else 1
             bs = next((k.value for k in call.keywords if k.arg == "block_size"), None)
-            ids: list[int | None] = []
-            for b in bs.elts if isinstance(bs, (ast.List, ast.Tuple)) else [bs] * ndims:
-                if b is None or (isinstance(b, ast.Constant) and b.value is None):
-                    ids.append(pk.new_block(call))
-                else:  # a registered block's id, or None: a fixed size evaluated as an expression
-                    ids.append(pk.registered.get(b.id) if isinstance(b, ast.Name) else None)
-            pk.tile_block_ids[id(call)] = ids
+            # a new id per dim left to the Config, else a registered block's id, or None (a fixed size)
+            pk.tile_block_ids[id(call)] = [
+                pk.new_block(call) if b is None or isinstance(b, ast.Constant) and b.value is None
+                else pk.registered.get(b.id) if isinstance(b, ast.Name) else None
+                for b in (bs.elts if isinstance(bs, (ast.List, ast.Tuple)) else [bs] * ndims)]
 
 def _check_host_reads(pk: ParsedKernel) -> None:
-    """Device loops and host variables: a value assigned inside a device loop cannot flow back to host
-    code, and a device loop may not rebind a name host code bound before it (the host would silently
-    keep the old value; Helion raises CannotModifyHostVariableOnDevice)."""
+    """A value assigned inside a device loop cannot flow back to host code, nor may a device loop rebind a name
+    bound before it on the host (which would silently keep the old value)."""
     inside = {id(n) for lp in pk.loops for n in ast.walk(lp.node)}
     host_nodes = [n for n in ast.walk(pk.tree) if id(n) not in inside]
     stored = [n for n in host_nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
@@ -177,8 +171,7 @@ def _relocate(new: ast.AST, old: ast.AST) -> ast.AST:
     return new
 
 def _rewrite_host(pk: ParsedKernel) -> Callable:
-    """The host function: each device loop calls the running context's (hl._RUN) ``launch(i, locals())``,
-    ``hl.register_block_size`` its ``block_size``. Only its code object is kept: annotations never run."""
+    """The host function, run under hl._RUN. Only its code object is kept: annotations never run."""
     fdef = _HostRewriter(pk).visit(pk.tree)
     code = compile(ast.fix_missing_locations(ast.Module(body=[fdef], type_ignores=[])), pk.file, "exec")
     code = next(c for c in code.co_consts if inspect.iscode(c) and c.co_name == pk.name)

@@ -1,7 +1,6 @@
-"""The ``hl`` namespace: Helion's language. Device functions (``tile``, ``zeros``, ``dot``...) are markers the
-compiler recognises by identity inside ``hl.tile`` loops and never calls (called from host code, one raises a clear
-error); host functions (``register_block_size``, ``register_tunable``...) read the active Config from the run in
-progress. A Helion name not provided here raises ``exc.NotSupportedName`` (an AttributeError)."""
+"""The ``hl`` namespace. Device functions (``tile``, ``dot``...) are markers the compiler recognises by identity and
+never calls (called from host code, one raises); host functions (``register_block_size``...) read the active Config
+from the run in progress. A Helion name not provided here raises ``exc.NotSupportedName`` (an AttributeError)."""
 from __future__ import annotations
 
 import contextvars
@@ -26,8 +25,7 @@ __all__ = ["tile", "grid", "jagged_tile", "zeros", "full", "arange", "dot", "loa
            "static_range", "barrier", "split", "join", "subscript", "device_print"]
 
 class constexpr:
-    """Marks a kernel argument as a compile-time constant: as an annotation (``eps: hl.constexpr``) or
-    around the value at the call site (``k(x, hl.constexpr(3))``, unwrapped before binding)."""
+    """A compile-time constant argument: ``eps: hl.constexpr``, or ``k(x, hl.constexpr(3))`` at the call site."""
     __slots__ = ("value",)
     def __init__(self, value: Any = None) -> None:
         self.value = value
@@ -78,21 +76,18 @@ subscript = _device_only("subscript", "hl.subscript(x, index): index a block wit
 device_print = _device_only("device_print", "hl.device_print(prefix, *values): print from device code.")
 
 def static_range(*args: int) -> range:
-    """hl.static_range([begin,] end[, step]): in device code a loop unrolled at compile time (constant
-    bounds); in host code (around device loops) a plain range."""
+    """hl.static_range([begin,] end[, step]): unrolled at compile time in device code; a plain range on the host."""
     return range(*args)
 
 def barrier() -> None:
-    """hl.barrier(): order the device loops before and after it. Host code; a no-op here,
-    because each top-level loop is its own launch and launches on a stream run in order."""
+    """hl.barrier() (host code): a no-op here, each device loop is its own launch and a stream runs them in order."""
 
 def register_block_size(min_or_max: int, max_or_none: int | None = None) -> int:
     """Register a tunable block size (host code), bounded by ``n`` or ``(lo, hi)``; returns its value in the Config."""
     return current_run().next_registered_block()
 
 def register_reduction_dim(size: int) -> int:
-    """Mark ``size`` as a dim that device code holds whole (``hl.zeros([tile, n])``); returns it. Here any
-    host int used as a block dim is one: ':' dims are persistent or rolled as ``reduction_loops`` choose."""
+    """Returns ``size``: here any host int used as a block dim is a reduction dim (``reduction_loops`` tune it)."""
     return size
 
 def register_tunable(name: str, fragment: Any) -> Any:
@@ -103,13 +98,9 @@ def specialize(value: Any) -> Any:
     """Mark a host value (typically a size) as a compile-time constant of the device code."""
     return value
 
-def cdiv(a: int, b: int) -> int:
-    """Ceiling division."""
-    return -(-a // b)
+def cdiv(a: int, b: int) -> int: return -(-a // b)
 
-def next_power_of_2(n: int) -> int:
-    """Smallest power of two >= n (1 for n <= 1)."""
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+def next_power_of_2(n: int) -> int: return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 # Helion names that exist there but not here, with the reason (docs/COVERAGE.md lists them too).
 UNSUPPORTED = {

@@ -65,9 +65,8 @@ def block_spec(f: dict, bid: int) -> BlockSpec:
     elif b["dot"]:
         lo, hi = 16, max(16, min(ext, 256))
     else:
-        # Rows held next to a whole reduction dim of the same device loop: keep rows x row length within
-        # 64K elements (256 KB of fp32 registers per program is already past what 16 warps hold), so the
-        # search never spends its budget compiling candidates that can only spill.
+        # Rows beside a whole reduction dim: rows x row length <= 64K elements (256 KB of fp32 registers is past
+        # what 16 warps hold), so the search never compiles candidates that can only spill.
         lo, hi = 1, max(1, min(ext, 4096, 65536 // b["rblock"]))
         if b["extent"] is not None:  # about 4K elements a program, a whole row per program for row reductions
             ntiles = max(1, sum(1 for x in f["blocks"].values() if x["bounds"] is None and not x["dot"]))
@@ -93,5 +92,4 @@ def space_for(bound) -> ConfigSpace:
 
 def offsets(bound, loop_index: int) -> dict[str, int]:
     """Where device loop ``loop_index``'s reductions, inner loops and loads start in the Config lists."""
-    per = bound.facts()["per_loop"][:loop_index] if loop_index else []
-    return {k: sum(p[k] for p in per) for k in ("rdim", "loop", "load")}
+    return {k: sum(p[k] for p in bound.facts()["per_loop"][:loop_index]) for k in ("rdim", "loop", "load")}

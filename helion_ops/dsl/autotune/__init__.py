@@ -36,12 +36,10 @@ def autotune(bound: Tunable, args: Sequence[Any], effort: Any = "quick", *, prog
              objective: Optional[Callable[[Config], float]] = None, rng: Optional[random.Random] = None,
              time_limit: Optional[float] = None, workers: Optional[int] = None) -> Config:
     """A fast, correct, complete Config for ``bound`` on ``args``; if all fail, the default (or first candidate).
-    - ``effort``: "none" (the first valid seed, else the default, unmeasured) | "quick" | "full" or an Effort;
-      ``$HELION_AUTOTUNE_EFFORT`` overrides it. ``seeds``: configs to start from (pretuned entries; quick ranks by
-      distance to them), with the default and ``heuristic_configs``. ``candidates``: time exactly these
-      (``configs=[...]``), no search, no disk cache; a failed or candidate run is never cached.
-    - ``cache``: an AutotuneCache, None for the default one, False for none; ``cache_key=(kernel_source_hash,
-      specialization_key)``, else the default config's code hash and ``args_key(args)``.
+    - ``effort``: see ``resolve_effort``; "none": the first valid seed (else the default), unmeasured. ``seeds``:
+      pretuned configs (quick ranks by distance to them), with the default and ``heuristic_configs``.
+    - ``candidates``: time exactly these, no search, no disk cache (a failed run is never cached either). ``cache``:
+      an AutotuneCache, None for the default one, False for none; ``cache_key=(kernel_source_hash, spec_key)``.
     - ``objective``: replaces the Benchmarker; ``reference(*args)``: the expected outputs (else the default's)."""
     prof = resolve_effort(effort, time_limit)
     space = bound.config_space

@@ -76,9 +76,8 @@ def compile_job(payload: tuple) -> bool:
     return True
 
 class Precompiler:
-    """Runs picklable jobs in a spawn ``ProcessPoolExecutor``, at most ``workers`` in flight, so a timeout is the job's
-    own: the pool is killed (a hung ``triton.compile`` cannot be cancelled) and the others requeued. The executor
-    cannot say whose job killed a worker: the in-flight jobs are retried one at a time to pin the crash."""
+    """Runs picklable jobs in a spawn process pool, at most ``workers`` in flight. A timeout kills the pool (a hung
+    ``triton.compile`` cannot be cancelled) and requeues the others; after a worker crash they run one at a time."""
     def __init__(self, workers: Optional[int] = None, timeout: float = DEFAULT_COMPILE_TIMEOUT,
                  job: Callable[[Any], Any] = compile_job, initializer: Optional[Callable[[], None]] = _worker_init):
         self.workers = max(1, workers or min(16, os.cpu_count() or 1))
@@ -199,8 +198,7 @@ def tensors_of(obj: Any) -> list:
 
 def compare(out: Any, ref: Any) -> Optional[str]:
     """None when ``out`` matches ``ref`` (nested tensors), else why not. Floats: ``|out - ref| <= tol * (max|ref| +
-    |ref|)``, tol by dtype, NaN/inf at the same places; the rest equal. A float output unlike ref in its leading dim
-    only holds per-program partials (a norm backward's dweight): compared by its sum over it, as the host does."""
+    |ref|)``, tol by dtype, NaN/inf at the same places; the rest equal. Partials (leading dim unlike ref's) by sum."""
     import torch
     outs, refs = tensors_of(out), tensors_of(ref)
     if len(outs) != len(refs):
@@ -331,17 +329,15 @@ class Benchmarker:
         except Exception as e:
             return self._fail(cfg, f"run failed: {type(e).__name__}: {e}")
     def _time(self, cfg: Config, reps: int, budget_s: float = 2.0) -> float:
-        """Median seconds per run after a warm-up: on CUDA between events, each after a 256 MB write (a cold L2), fewer
-        reps for slow candidates; elsewhere (CPU, interpreter) wall clock, which only orders roughly."""
+        """Median seconds per run after a warm-up: CUDA events, each after a cold-L2 flush; elsewhere wall clock."""
         args = self._timing_args = self._timing_args or _clone(self.args)
         self.bound.run(cfg, *args)
+        def wall() -> float:
+            t0 = time.perf_counter()
+            self.bound.run(cfg, *args)
+            return time.perf_counter() - t0
         if not self.cuda:
-            ts = []
-            for _ in range(max(1, reps)):
-                t0 = time.perf_counter()
-                self.bound.run(cfg, *args)
-                ts.append(time.perf_counter() - t0)
-            return statistics.median(ts)
+            return statistics.median([wall() for _ in range(max(1, reps))])
         import torch
         if self._flush is None:
             self._flush = torch.empty(64 << 20, dtype=torch.int32, device=self.device)  # 256 MB: over any L2

@@ -16,7 +16,6 @@ from typing import Any, Optional
 from ..config import Config
 
 log = logging.getLogger("helion_ops.autotune")
-CACHE_ENV = "HELION_OPS_CACHE_DIR"
 FORMAT = 1
 
 def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
@@ -58,7 +57,7 @@ class AutotuneCache:
     """Config cache keyed by (kernel source hash, specialization key, environment)."""
     def __init__(self, directory: Optional[os.PathLike | str] = None, env: Optional[dict] = None) -> None:
         default = Path.home() / ".cache" / "helion_ops" / "autotune"
-        self.directory = Path(directory or os.environ.get(CACHE_ENV) or default)
+        self.directory = Path(directory or os.environ.get("HELION_OPS_CACHE_DIR") or default)
         self.env = env if env is not None else environment()
     def key(self, kernel_source_hash: str, specialization_key: Any) -> str:
         parts = [kernel_source_hash, repr(specialization_key), self.env["gpu"],

@@ -15,13 +15,11 @@ from .bench import INF, Progress
 
 Objective = Callable[[Config], float]
 EFFORT_ENV = "HELION_AUTOTUNE_EFFORT"
-TIME_LIMIT_ENV = "HELION_AUTOTUNE_TIME_LIMIT"
 SMEM_BYTES = 232448  # Hopper's shared memory per block; Ampere's 166 KB only rejects more at compile
 
 @dataclass(frozen=True)
 class Effort:
-    """How hard ``autotune`` searches: ``max_evals`` and ``time_limit`` (seconds, None = unbounded) cap the whole
-    run, ``reps`` timed repetitions per candidate; ``rounds`` > 0: ranked rounds of ``population`` (see ``search``)."""
+    """How hard ``autotune`` searches (see ``search``); ``max_evals`` and ``time_limit`` (s, None: no cap) cap a run."""
     name: str
     population: int = 0
     generations: int = 0
@@ -50,7 +48,7 @@ def resolve_effort(effort: Any = "quick", time_limit: Optional[float] = None) ->
         if name not in EFFORTS:
             raise ValueError(f"autotune effort must be one of {sorted(EFFORTS)}, got {effort!r}")
         effort = EFFORTS[name]
-    if time_limit is None and (env_limit := os.environ.get(TIME_LIMIT_ENV, "").strip()):
+    if time_limit is None and (env_limit := os.environ.get("HELION_AUTOTUNE_TIME_LIMIT", "").strip()):
         time_limit = float(env_limit)
     return effort if time_limit is None else replace(effort, time_limit=float(time_limit) if time_limit > 0 else None)
 
@@ -162,9 +160,8 @@ def _pairs(a: Any, b: Any) -> list:
 
 def search(space: ConfigSpace, objective: Objective, effort: Any = "quick", *, seeds: Sequence[Any] = (),
            rng: Optional[random.Random] = None, evaluator: Optional[Evaluator] = None):
-    """The preset on one memo, budget and deadline (``evaluator``'s). Quick: a compile batch a round, the ``population``
-    best by ``prior`` of the seeds, their neighbours and random points, then of the unmeasured neighbours of the two
-    fastest, until the fastest holds. Full: DE, then pattern search from its best. "none": the first seed, nan."""
+    """Quick: rounds of the ``population`` best by ``prior`` of the seeds, their neighbours and random points, then of
+    the two fastest's new neighbours, until the fastest holds. Full: DE, then pattern search. "none": first seed."""
     prof = resolve_effort(effort)
     seeds = unique_configs(space, [*seeds, space.default()])
     if prof.name == "none":
