@@ -105,7 +105,7 @@ class DeviceIR:
     has_dot: bool = False
     block_ids: set[int] = field(default_factory=set)     # block ids used as Dim("block", id)
     helpers: list[tuple] = field(default_factory=list)     # jit (name, params, body, results) | ("raw", name, text)
-    deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (Lowerer.block_value)
+    deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (Lowerer.block_int)
     blocks = planned()              # block id -> size under this Config, for Dim("block", id)
     load_base = planned(0)          # where this loop's loads, inner loops and reductions start in the
     loop_base = planned(0)          # Config's per-load and per-inner-loop lists (the earlier loops' counts)

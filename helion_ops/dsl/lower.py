@@ -33,7 +33,7 @@ class Lowerer:
         self.tiles, self.rdims = {}, {}  # id -> TileInfo, RDimInfo
         self.tensors, self.scalars = {}, {}  # host name -> TensorArg, ScalarArg
         self.block_ids: set[int] = set()  # block ids used as Dim("block", id)
-        self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see block_value)
+        self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see block_int)
         self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
         self.inline_free: dict[str, str] | None = None  # set while inlining a helper: free name -> hoisted id
         self.inline_depth = self.n_loops = self.n_loads = 0
@@ -48,18 +48,11 @@ class Lowerer:
     def err(self, cls: type, msg: str, node: ast.AST) -> Exception: return cls(msg, self.pk.loc(node))
     # One lowering serves every Config: where it must know a block size (a reshape merging a tile, a registered size
     # used as a number), it notes the read in ``deps``, and the IR is reused only for Configs giving the same size.
-    def block_value(self, bid: int, extent: Any = None, note: bool = False) -> int:
-        """A tunable block's size under the lowering's Config, the read noted in ``deps`` if ``note``."""
-        size = config_block(self.config, bid)
-        if note:
-            self.deps[bid] = size
-        return size if size is not None else max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
-    def tile_block(self, t: TileInfo, note: bool = True) -> int:
-        return t.fixed if t.fixed is not None else self.block_value(t.block_id, t.static_len, note)
-    def block_int(self, bid: int, value: int) -> BlockSizeInt:
-        """A block size as an int that notes its Config dependency when used as one (in the IR's deps: the cached IR
-        must not keep the Lowerer and the first launch's tensors alive)."""
+    def block_int(self, bid: int, value: int | None = None, extent: Any = None) -> BlockSizeInt:
+        """Block ``bid``'s size (``value``, else the Config's) as an int that notes its Config dependency when used as
+        one (in the IR's deps: the cached IR must not keep the Lowerer and the first launch's tensors alive)."""
         self.block_ids.add(bid)
+        value = block_size(self.config, bid, extent) if value is None else value
         return BlockSizeInt(value, bid, (self.deps, config_block(self.config, bid)))
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
         if not isinstance(extent, int):
@@ -130,7 +123,7 @@ class Lowerer:
             raise self.err(exc.NotSupported, f"assignment to {type(target).__name__}", node)
     def store(self, ref: TensorRef, idx: Index, val: Any, node: ast.AST, atomic: str | None = None,
               sem: str = "relaxed", compare: Any = None) -> Value | None:
-        idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=True), node)
+        idx = IX.access(self, idx, node, store=True)
         v = self.as_value(val, node, ref.arg.dtype)
         out_dims = idx.dims()
         try:  # the value broadcasts to the slice, with no more dims than it
@@ -481,7 +474,7 @@ class Lowerer:
     index = IX.index
     make_index = IX.make_index
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
-        idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=False), node)
+        idx = IX.access(self, idx, node, store=False)
         self.n_loads += 1
         return self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node, load_id=self.n_loads - 1)
     def scalar_of(self, v: Any, node: ast.AST) -> Any:
@@ -533,6 +526,11 @@ def config_block(config: Config, bid: int) -> int | None:
     """The size ``config`` gives block id ``bid`` (None: not given, the default depends only on the specialization)."""
     bs = config.get("block_sizes") or []
     return int(bs[bid]) if bid < len(bs) else None
+
+def block_size(config: Config, bid: int, extent: Any = None) -> int:
+    """``config``'s size for block ``bid``, else (left out) up to 64, from the extent when known."""
+    size = config_block(config, bid)
+    return size if size is not None else min(64, next_pow2(extent)) if isinstance(extent, int) else 64
 
 def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: dict[int, str],
           config: Config, name: str) -> DeviceIR:

@@ -154,7 +154,6 @@ def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
 
 def _dim(lw, s: Any, node: ast.AST) -> Dim:
     if isinstance(s, BlockSizeInt):
-        lw.block_ids.add(s.bid)
         return Dim("block", s.bid, s.bid)
     if isinstance(s, TileVar):
         return tile_dim(s.info)
@@ -176,7 +175,6 @@ def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
     begin, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
     if isinstance(end, BlockSizeInt) and begin == 0:
         # hl.arange(tile.block_size): that block size's lanes, lining up with the tile's dim (which masks them)
-        lw.block_ids.add(end.bid)
         v = lw.emit("arange", [0], BlockT((Dim("block", end.bid, end.bid),), torch.int32), node, block=end.bid)
     elif not isinstance(begin, int) or not isinstance(end, int):
         raise lw.err(exc.NotSupported, "hl.arange needs compile-time bounds", node)
@@ -203,7 +201,6 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
         same = [d for d in v.type.dims if d.kind == "tile" and d.bid == s.bid and d not in new] \
             if isinstance(s, BlockSizeInt) else []
         if same:
-            lw.block_ids.add(s.bid)
             new.append(same[0])
         elif isinstance(s, (TileVar, BlockSizeInt)) or isinstance(s, int) and not isinstance(s, bool) and s >= 1:
             new.append(_dim(lw, s, node))
@@ -223,7 +220,7 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     flat = list(v.type.dims)
     for i, d in enumerate(flat):
         if d.kind == "tile" and d not in new:
-            t, block = lw.tiles[d.id], lw.tile_block(lw.tiles[d.id])
+            t, block = lw.tiles[d.id], int(dim_size(lw, d))
             if t.is_grid or t.static_len is None or t.static_len % block or block & (block - 1):
                 raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {block}) into other "
                              f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the "
@@ -288,7 +285,7 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
             lanes, hint = ((tile_dim(t),), t.name) if attr == "index" else ((), f"{t.name}_{attr}")
             return Value("tile_attr", [t], BlockT(lanes, torch.int32), lw.pk.loc(node), hint, attr=attr)
         if attr == "block_size":
-            return t.fixed if t.block_id is None else lw.block_int(t.block_id, lw.tile_block(t, note=False))
+            return t.fixed if t.block_id is None else lw.block_int(t.block_id, extent=t.static_len)
         raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
     if isinstance(base, TensorRef):
         props = {"shape": torch.Size(base.arg.sizes), "dtype": base.arg.dtype, "ndim": base.arg.ndim, "device": _DEVICE}
@@ -315,4 +312,4 @@ def dim_size(lw, d: Any) -> int:
         return 1 if d.kind == "one" else lw.rdims[d.id].extent
     if d.kind == "tile" and d.bid is None:
         return lw.tiles[d.id].fixed
-    return lw.block_int(d.bid, lw.tile_block(lw.tiles[d.id], note=False) if d.kind == "tile" else lw.block_value(d.bid))
+    return lw.block_int(d.bid, extent=lw.tiles[d.id].static_len if d.kind == "tile" else None)
