@@ -102,7 +102,6 @@ class DeviceIR:
     body: list[Stmt]
     n_inner_loops: int = 0
     n_loads: int = 0
-    has_dot: bool = False
     block_ids: set[int] = field(default_factory=set)     # block ids used as Dim("block", id)
     helpers: list[tuple] = field(default_factory=list)     # jit (name, params, body, results) | ("raw", name, text)
     deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (Lowerer.block_int)

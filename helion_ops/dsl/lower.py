@@ -13,7 +13,7 @@ import torch
 from . import exc, indexing as IX, inline, language as hl, ops as O, ops_dispatch as D, ops_extra as X
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
-from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value, While
+from .ir import DeviceIR, For, If, Index, Let, Store, Value, While
 from .types import (BlockSizeInt, BlockT, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo, TileVar,
                     broadcast_dims, next_pow2, promote, same_dims)
 
@@ -28,8 +28,7 @@ class Lowerer:
                  hoisted: dict[int, str], config: Config, kernel_name: str) -> None:
         self.pk, self.inputs, self.hoisted, self.config = pk, inputs, hoisted, config
         self.name, self.loc = kernel_name, pk.loc(loop.node)
-        self.env: dict[str, Any] = {}
-        self.stmts: list[Stmt] = []
+        self.env, self.stmts = {}, []  # name -> its binding; the statements being lowered
         self.tiles, self.rdims = {}, {}  # id -> TileInfo, RDimInfo
         self.tensors, self.scalars = {}, {}  # host name -> TensorArg, ScalarArg
         self.block_ids: set[int] = set()  # block ids used as Dim("block", id)
@@ -39,7 +38,6 @@ class Lowerer:
         self.inline_depth = self.n_loops = self.n_loads = 0
         self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
         self.grid_steps: dict[int, tuple] = {}  # hl.grid(b, e, step) dim's tile id -> (b, step)
-        self.has_dot = False
     def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
              hint: str = "", **attrs: Any) -> Value:
         v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, hint, **attrs)
@@ -543,5 +541,4 @@ def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: d
     if node.orelse:
         raise exc.NotSupported("for/else on a device loop", pk.loc(node))
     return DeviceIR(name, LaunchInputs(list(lw.tensors.values()), list(lw.scalars.values())), [t.info for t in tiles],
-                    lw.tiles, lw.rdims, lw.stmts, lw.n_loops, lw.n_loads, lw.has_dot, lw.block_ids, lw.helpers,
-                    deps=lw.deps)
+                    lw.tiles, lw.rdims, lw.stmts, lw.n_loops, lw.n_loads, lw.block_ids, lw.helpers, lw.deps)

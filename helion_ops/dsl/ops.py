@@ -75,7 +75,7 @@ def expand_rank(lw, v: Value, n: int, node: ast.AST) -> Value:
     return lw.emit("view", [v], BlockT((ONE,) * k + v.type.dims, v.type.dtype), node,
                    axes=(False,) * k + (True,) * v.type.ndim)
 
-def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
+def unary(lw, name: str, v: Any, node: ast.AST) -> Any:
     v = attribute(lw, v, "index", node) if isinstance(v, TileVar) else v
     if _is_num(v):
         py = {"neg": lambda x: -x, "pos": lambda x: x, "not": lambda x: not x, "abs": abs,
@@ -87,22 +87,19 @@ def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
         return v
     name = "not" if name == "logical_not" else name
     dtype = v.type.dtype
-    if name in FP32_MATH and not dtype.is_floating_point:
-        v, dtype = cast(lw, v, torch.float32, node), torch.float32
-    if name in FP32_MATH and dtype in (torch.float16, torch.bfloat16):
-        up = cast(lw, v, torch.float32, node)
-        return cast(lw, lw.emit("unary", [up], up.type, node, op=name, **attrs), dtype, node)
-    return lw.emit("unary", [v], v.type.with_dtype(torch.bool if name in BOOL_RESULT else dtype), node, op=name,
-                   **attrs)
+    if name in FP32_MATH and (dtype in (torch.float16, torch.bfloat16) or not dtype.is_floating_point):
+        up = cast(lw, v, torch.float32, node)  # integers give fp32; halves compute in it and cast back, as torch
+        r = lw.emit("unary", [up], up.type, node, op=name)
+        return cast(lw, r, dtype, node) if dtype.is_floating_point else r
+    return lw.emit("unary", [v], v.type.with_dtype(torch.bool if name in BOOL_RESULT else dtype), node, op=name)
 
 def where(lw, c: Any, a: Any, b: Any, node: ast.AST) -> Value:
     c = lw.as_value(c, node)
     c = c if c.type.dtype == torch.bool else binary(lw, "!=", c, 0, node)
-    dtype = lw.result_dtype(a, b)
-    a, b = _align(lw, a, b, dtype, node)
+    a, b = _align(lw, a, b, lw.result_dtype(a, b), node)
     n = max(c.type.ndim, a.type.ndim)
     c, a, b = (expand_rank(lw, x, n, node) for x in (c, a, b))
-    return lw.emit("where", [c, a, b], BlockT(bcast_dims(lw, (c, a, b), node), dtype), node)
+    return lw.emit("where", [c, a, b], BlockT(bcast_dims(lw, (c, a, b), node), a.type.dtype), node)
 
 def bcast_dims(lw, vals: Any, node: ast.AST) -> tuple[Dim, ...]:
     return functools.reduce(lambda dims, v: broadcast_dims(dims, v.type.dims, lw.pk.loc(node)), vals, ())
@@ -135,7 +132,6 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
     common = torch.promote_types(a.type.dtype, b.type.dtype)
     a, b = cast(lw, a, common, node), cast(lw, b, common, node)
     in_dtype, acc_dtype = a.type.dtype, torch.float32 if a.type.dtype.is_floating_point else torch.int32
-    lw.has_dot = True
     if acc is not None:
         acc = lw.as_value(acc, node)
         if not same_dims(acc.type.dims, dims):
@@ -287,20 +283,16 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
         if attr == "block_size":
             return t.fixed if t.block_id is None else lw.block_int(t.block_id, extent=t.static_len)
         raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
-    if isinstance(base, TensorRef):
-        props = {"shape": torch.Size(base.arg.sizes), "dtype": base.arg.dtype, "ndim": base.arg.ndim, "device": _DEVICE}
-        if attr in props:
-            return props[attr]
-        raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code", node)
-    if isinstance(base, Value):
-        if attr == "T":
-            return permute(lw, base, list(range(base.type.ndim))[::-1], node)
+    if isinstance(base, (TensorRef, Value)):
+        host, t = (True, base.arg) if isinstance(base, TensorRef) else (False, base.type)
+        if attr in ("dtype", "ndim", "device"):
+            return _DEVICE if attr == "device" else getattr(t, attr)
         if attr == "shape":
-            return tuple(dim_size(lw, d) for d in base.type.dims)
-        props = {"dtype": base.type.dtype, "ndim": base.type.ndim, "device": _DEVICE}
-        if attr in props:
-            return props[attr]
-        raise lw.err(exc.NotSupported, f"block attribute .{attr}", node)
+            return torch.Size(t.sizes) if host else tuple(dim_size(lw, d) for d in t.dims)
+        if attr == "T" and not host:
+            return permute(lw, base, list(range(t.ndim))[::-1], node)
+        raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code" if host
+                     else f"block attribute .{attr}", node)
     try:
         return getattr(base, attr)
     except AttributeError:

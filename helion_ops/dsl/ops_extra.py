@@ -72,10 +72,10 @@ def _mul(a, b):  # the combine function of product reductions
 
 def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
-    if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):  # one half (see cat)
+    bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
+    if bounded:  # one half (see cat)
         bad = lw.err(exc.NotSupported, "a block can be sliced only into one half of a power-of-two ':' dim "
                      "(x[:, :h] or x[:, h:], other indices ':'); index the host tensor instead (x[tile, a:b])", node)
-        bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
         if len(bounded) != 1 or not all(isinstance(it, ast.Slice) for it in items) or len(items) > v.type.ndim:
             raise bad
         axis, it = bounded[0], items[bounded[0]]
@@ -343,9 +343,8 @@ def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
     return lw.emit("getitem", [v], t, node, index=0), lw.emit("getitem", [v], t, node, index=1)
 
 def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
-    dtype = lw.result_dtype(a, b)
-    a, b = O.broadcast(lw, O._align(lw, a, b, dtype, node), node)
-    return lw.emit("join", [a, b], BlockT(a.type.dims + (Dim("rdim", lw.rdim_for(2, node).id),), dtype), node)
+    a, b = O.broadcast(lw, O._align(lw, a, b, lw.result_dtype(a, b), node), node)
+    return lw.emit("join", [a, b], BlockT(a.type.dims + (Dim("rdim", lw.rdim_for(2, node).id),), a.type.dtype), node)
 
 def gather(lw, x: Any, dim: int, index: Any, node: ast.AST) -> Value:
     x, index = lw.as_value(x, node), lw.as_value(index, node)
