@@ -58,18 +58,16 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
         entries.append(("rdim", lw.rdim_for(t.sizes[d], node)))
         out.append(d)
     em = lw.as_value(extra_mask, node) if extra_mask is not None else None
-    if len(adv) < 2:
-        return Index(t, entries, out, em)
-    # Integer blocks index jointly, as in torch: broadcast to one shape that stands once in the result.
-    pos = [out.index(a) for a in adv]
-    if pos != list(range(pos[0], pos[0] + len(pos))):
-        raise lw.err(exc.NotSupported, "integer-block indices separated by a slice or tile (torch moves their "
-                     "dims first); index with adjacent blocks", node)
-    dims = O.bcast_dims(lw, [entries[a][1] for a in adv], node)
-    for a in adv:
-        if entries[a][1].type.dims != dims:
-            entries[a] = ("block", O.expand(lw, entries[a][1], dims, node))
-    return Index(t, entries, out, em, joint=tuple(adv))
+    if len(adv) > 1:  # integer blocks index jointly, as in torch: broadcast to one shape that stands once in the result
+        pos = [out.index(a) for a in adv]
+        if pos != list(range(pos[0], pos[0] + len(pos))):
+            raise lw.err(exc.NotSupported, "integer-block indices separated by a slice or tile (torch moves their "
+                         "dims first); index with adjacent blocks", node)
+        dims = O.bcast_dims(lw, [entries[a][1] for a in adv], node)
+        for a in adv:
+            if entries[a][1].type.dims != dims:
+                entries[a] = ("block", O.expand(lw, entries[a][1], dims, node))
+    return Index(t, entries, out, em, tuple(adv) if len(adv) > 1 else ())
 
 def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tuple[str, Any]:
     """The Index entry of a slice on dim d: ``:`` a full dim; ``a:b`` (host ints, Python semantics) a gather of
@@ -113,10 +111,9 @@ def _positive(n: Any) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 def access(lw, idx: Index, node: ast.AST, store: bool) -> Index:
-    """The Index a load or store uses. A tile index into a size-1 dim reads element 0 and broadcasts, as torch and
-    Helion do (``bias[tile_m, tile_n]`` with bias ``[1, N]``); a store there would write one element from many lanes:
-    refused. Inside ``hl.jagged_tile(parent)``, an access with the lanes of the tile and of every dim of ``parent`` is
-    masked to ``tile.index < parent``; one without the parent's lanes keeps the loop's bound, ``parent.amax()``."""
+    """The Index a load or store uses: a tile into a size-1 dim reads element 0 and broadcasts, as in torch (a store
+    there, one element from many lanes, is refused); inside ``hl.jagged_tile(parent)``, an access with the lanes of
+    the tile and of every dim of ``parent`` is masked to ``tile.index < parent`` (else the loop's ``parent.amax()``)."""
     entries, out = list(idx.entries), list(idx.out)
     for d, (kind, v) in enumerate(idx.entries if idx.extra_mask is None else ()):  # a user's mask: index as written
         # x[t, :] of one column reads that axis; a tile with device-valued bounds may stay inside the dim: as written

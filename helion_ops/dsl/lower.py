@@ -138,7 +138,6 @@ class Lowerer:
     # Control flow: a Python number that changes in a loop or device ``if`` becomes a device scalar first: folding it
     # as a constant would silently compute every iteration from its first value.
     def condition(self, s: ast.If | ast.While, msg: str) -> Any:
-        """The test of an ``if``/``while``: a host value, or a scalar device value."""
         cond = self.expr(s.test)
         if not isinstance(cond, Value) or not cond.type.dims:
             return cond

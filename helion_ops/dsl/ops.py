@@ -19,11 +19,10 @@ FP32_MATH = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh", "
              "log1p", "expm1", "silu", "gelu", "gelu_tanh", "softplus", "reciprocal"}
 BOOL_RESULT = {"not", "isnan", "isinf"}
 CMP = {"<", "<=", ">", ">=", "==", "!="}
-_PY_BIN: dict[str, Callable] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "//": operator.floordiv,
-    "%": operator.mod, "**": operator.pow, "&": operator.and_, "|": operator.or_, "^": operator.xor,
-    "<<": operator.lshift, ">>": operator.rshift, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-    ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "maximum": max, "minimum": min, "fmod": math.fmod}
+_PY_BIN: dict[str, Callable] = {op: getattr(operator, f) for op, f in zip(
+    "+ - * / // % ** & | ^ << >> < <= > >= == !=".split(),
+    "add sub mul truediv floordiv mod pow and_ or_ xor lshift rshift lt le gt ge eq ne".split())}
+_PY_BIN.update(maximum=max, minimum=min, fmod=math.fmod)
 
 def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float, bool)) and not isinstance(x, Value)
@@ -158,10 +157,9 @@ def _dim(lw, s: Any, node: ast.AST) -> Dim:
     raise lw.err(exc.NotSupported, f"block shapes are made of tiles and ints, got {type(s).__name__}", node)
 
 def full(lw, shape: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
-    dims = shape_dims(lw, shape, node)
     dtype = dtype or (torch.int32 if isinstance(value, int) else torch.float32)
     value = cast(lw, value, dtype, node) if isinstance(value, Value) else value
-    return lw.emit("full", [value], BlockT(dims, dtype), node)
+    return lw.emit("full", [value], BlockT(shape_dims(lw, shape, node), dtype), node)
 
 def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
     v = lw.as_value(v, node)

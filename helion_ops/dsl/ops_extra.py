@@ -370,12 +370,10 @@ def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     v = join(lw, xs[0], xs[1], node)
     return _move(lw, v, v.type.ndim - 1, _axis(lw, v, dim, node), node)
 
-# Halves of a block (x[..., :h], x[..., h:], torch.cat([a, b], dim)) for rotate-half RoPE and gated activations:
-# Triton cannot slice a register block, but a power-of-two ':' dim reshaped to [2, h] splits (join glues back).
-
 def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
-    """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of the same shape along a power-of-two ':' dim (more than
-    two are joined in halves, so every intermediate dim stays a power of two)."""
+    """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of one shape along a power-of-two ':' dim (rotate-half RoPE, gated
+    activations): Triton cannot slice or concatenate a register block, but such a dim reshaped to [2, h] splits into
+    halves and join glues them back; more than two are joined in halves (every dim stays a power of two)."""
     bad = lw.err(exc.NotSupported, "torch.cat of 2, 4, 8... blocks of one shape along a power-of-two ':' dim "
                  "only; store the parts into slices of the output instead", node)
     if not _pow2_count(xs):
