@@ -132,8 +132,7 @@ def access(lw, idx: Index, node: ast.AST, store: bool) -> Index:
     return idx
 
 def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = None) -> Value | None:
-    """``tile.index < parent`` over ``dims`` for every jagged tile there (or tile ``only``) whose parent's dims are all
-    there; None where none is."""
+    """``tile.index < parent`` over ``dims`` per jagged tile there (or ``only``) with all its parent's dims, or None."""
     mask = None
     for tid, parent in lw.jagged.items():
         if (only not in (None, tid) or not any(d.kind == "tile" and d.id == tid for d in dims)

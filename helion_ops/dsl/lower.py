@@ -36,11 +36,9 @@ class Lowerer:
         self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
         self.inline_free: dict[str, str] | None = None  # set while inlining a helper: free name -> hoisted id
         self.inline_depth = self.n_loops = self.n_loads = 0
-        self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
-        self.grid_steps: dict[int, tuple] = {}  # hl.grid(b, e, step) dim's tile id -> (b, step)
-    def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
-             hint: str = "", **attrs: Any) -> Value:
-        v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, hint, **attrs)
+        self.jagged, self.grid_steps = {}, {}  # hl.jagged_tile id -> per-lane ends; hl.grid step's tile -> (b, step)
+    def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None, **attrs: Any) -> Value:
+        v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, **attrs)
         self.stmts.append(Let(v, v.loc))
         return v
     def err(self, cls: type, msg: str, node: ast.AST) -> Exception: return cls(msg, self.pk.loc(node))
@@ -180,9 +178,8 @@ class Lowerer:
             vals = []
             for v, self.stmts in ((tv, then), (ev, orelse)):  # each cast into its own branch's statements
                 vals.append(self.final(name, t, s, v))
-            self.stmts = saved
-            self.env[name] = Value("phi", [], t, self.pk.loc(s), name)
-            merges.append((self.env[name], init, vals[0], vals[1]))
+            self.stmts, self.env[name] = saved, Value("phi", [], t, self.pk.loc(s), name)
+            merges.append((self.env[name], init, *vals))
         self.stmts.append(If(cond, then, orelse, merges, self.pk.loc(s)))
     def stmt_While(self, s: ast.While) -> None:
         """``while cond:``: the scalar condition is carried, evaluated on entry and again at each iteration's end."""

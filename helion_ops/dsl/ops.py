@@ -161,10 +161,6 @@ def full(lw, shape: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -
     value = cast(lw, value, dtype, node) if isinstance(value, Value) else value
     return lw.emit("full", [value], BlockT(shape_dims(lw, shape, node), dtype), node)
 
-def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
-    v = lw.as_value(v, node)
-    return lw.emit("full", [value], BlockT(v.type.dims, dtype or v.type.dtype), node)
-
 def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
     begin, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
     if isinstance(end, BlockSizeInt) and begin == 0:

@@ -154,8 +154,7 @@ def argmax(lw, node, name, x, dim=None, keepdim=False) -> Value:
     return O.cast(lw, r, torch.int64, node)
 
 def _combine(lw, fn: Any, x: Any, dim: Any, node: ast.AST, kind: str, grouped: bool = False, **attrs: Any) -> Any:
-    """hl.reduce / associative_scan of a block (or a tuple of them) with a Python combine function ``fn(*lefts,
-    *rights)`` (``fn(lefts, rights)`` if ``grouped``), made a jit helper."""
+    """hl.reduce / associative_scan with a Python ``fn(*lefts, *rights)`` (``grouped``: two tuples) as a jit helper."""
     from . import inline
     multi = isinstance(x, (tuple, list))
     vals = O.broadcast(lw, [lw.as_value(v, node) for v in (x if multi else [x])], node)
@@ -360,8 +359,7 @@ def _pow2_count(xs: Any) -> bool:
     return isinstance(xs, (list, tuple)) and len(xs) >= 2 and not len(xs) & (len(xs) - 1)
 
 def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
-    """``torch.stack(xs, dim)`` of 2, 4, 8... blocks: ``hl.join`` of a pair (a new last dim of 2, moved to
-    ``dim``); more are stacked in pairs and the pairs concatenated along ``dim``."""
+    """``torch.stack(xs, dim)`` of 2, 4, 8... blocks: ``hl.join`` of each pair (a new last dim, moved to ``dim``)."""
     if not _pow2_count(xs):
         raise lw.err(exc.NotSupported, "torch.stack of 2, 4, 8... blocks (a power of two: pairs of hl.join); "
                      "store other counts separately", node)
