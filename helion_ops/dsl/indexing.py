@@ -58,18 +58,16 @@ def make_index(lw, ref: "TensorRef", vals: list, node: ast.AST, extra_mask: Any 
         entries.append(("rdim", lw.rdim_for(t.sizes[d], node)))
         out.append(d)
     em = lw.as_value(extra_mask, node) if extra_mask is not None else None
-    if len(adv) < 2:
-        return Index(t, entries, out, em)
-    # Integer blocks index jointly, as in torch: broadcast to one shape that stands once in the result.
-    pos = [out.index(a) for a in adv]
-    if pos != list(range(pos[0], pos[0] + len(pos))):
-        raise lw.err(exc.NotSupported, "integer-block indices separated by a slice or tile (torch moves their "
-                     "dims first); index with adjacent blocks", node)
-    dims = O.bcast_dims(lw, [entries[a][1] for a in adv], node)
-    for a in adv:
-        if entries[a][1].type.dims != dims:
-            entries[a] = ("block", O.expand(lw, entries[a][1], dims, node))
-    return Index(t, entries, out, em, joint=tuple(adv))
+    if len(adv) > 1:  # integer blocks index jointly, as in torch: broadcast to one shape that stands once in the result
+        pos = [out.index(a) for a in adv]
+        if pos != list(range(pos[0], pos[0] + len(pos))):
+            raise lw.err(exc.NotSupported, "integer-block indices separated by a slice or tile (torch moves their "
+                         "dims first); index with adjacent blocks", node)
+        dims = O.bcast_dims(lw, [entries[a][1] for a in adv], node)
+        for a in adv:
+            if entries[a][1].type.dims != dims:
+                entries[a] = ("block", O.expand(lw, entries[a][1], dims, node))
+    return Index(t, entries, out, em, tuple(adv) if len(adv) > 1 else ())
 
 def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tuple[str, Any]:
     """The Index entry of a slice on dim d: ``:`` a full dim; ``a:b`` (host ints, Python semantics) a gather of
@@ -112,13 +110,12 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
 def _positive(n: Any) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
-def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
-    """A tile index into a size-1 dim reads element 0 and broadcasts, as torch and Helion do (``bias[tile_m,
-    tile_n]`` with bias ``[1, N]``); a store there would write one element from many lanes: refused."""
-    if idx.extra_mask is not None:  # the user guards the lanes: index as written
-        return idx
+def access(lw, idx: Index, node: ast.AST, store: bool) -> Index:
+    """The Index a load or store uses: a tile into a size-1 dim reads element 0 and broadcasts, as in torch (a store
+    there, one element from many lanes, is refused); inside ``hl.jagged_tile(parent)``, an access with the lanes of
+    the tile and of every dim of ``parent`` is masked to ``tile.index < parent`` (else the loop's ``parent.amax()``)."""
     entries, out = list(idx.entries), list(idx.out)
-    for d, (kind, v) in enumerate(idx.entries):
+    for d, (kind, v) in enumerate(idx.entries if idx.extra_mask is None else ()):  # a user's mask: index as written
         # x[t, :] of one column reads that axis; a tile with device-valued bounds may stay inside the dim: as written
         tile = kind == "tile" and not v.is_grid and idx.tensor.sizes[d] == 1 and v.static_len not in (None, 1)
         if not (tile or kind == "rdim" and v.extent == 1 and not store):
@@ -128,20 +125,14 @@ def broadcast_unit_dims(lw, idx: Index, node: ast.AST, store: bool) -> Index:
                            f"with tile '{v.name or 'tile'}' of length {v.static_len}", node)
         entries[d] = ("scalar", 0)
         out = [None if o == d else o for o in out]
-    return Index(idx.tensor, entries, out, idx.extra_mask, idx.joint)
-
-def jagged_masked(lw, idx: Index, node: ast.AST) -> Index:
-    """Inside ``hl.jagged_tile(parent)``: an access with the lanes of the tile and of every dim of ``parent`` is masked
-    to ``tile.index < parent``; one without the parent's lanes keeps the loop's bound, ``parent.amax()``."""
+    idx = Index(idx.tensor, entries, out, idx.extra_mask, idx.joint)
     m = jagged_lanes(lw, idx.dims(), node) if lw.jagged else None
-    if m is None:
-        return idx
-    mask = m if idx.extra_mask is None else O.binary(lw, "&", idx.extra_mask, m, node)
-    return Index(idx.tensor, idx.entries, idx.out, mask, idx.joint)
+    if m is not None:
+        idx.extra_mask = m if idx.extra_mask is None else O.binary(lw, "&", idx.extra_mask, m, node)
+    return idx
 
 def jagged_lanes(lw, dims: tuple[Dim, ...], node: ast.AST, only: int | None = None) -> Value | None:
-    """``tile.index < parent`` over ``dims`` for every jagged tile there (or tile ``only``) whose parent's dims are all
-    there; None where none is."""
+    """``tile.index < parent`` over ``dims`` per jagged tile there (or ``only``) with all its parent's dims, or None."""
     mask = None
     for tid, parent in lw.jagged.items():
         if (only not in (None, tid) or not any(d.kind == "tile" and d.id == tid for d in dims)

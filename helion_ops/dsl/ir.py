@@ -46,8 +46,7 @@ class Index:
                 dims.append(ONE if kind == "one" else tile_dim(v) if kind == "tile" else Dim("rdim", v.id))
         return tuple(dims)
     def values(self) -> list[Value]:
-        vals = [v for _, v in self.entries if isinstance(v, Value)]
-        return vals + [self.extra_mask] if self.extra_mask is not None else vals
+        return [v for _, v in [*self.entries, ("mask", self.extra_mask)] if isinstance(v, Value)]
 
 class Stmt:
     loc: exc.Loc | None
@@ -102,10 +101,9 @@ class DeviceIR:
     body: list[Stmt]
     n_inner_loops: int = 0
     n_loads: int = 0
-    has_dot: bool = False
     block_ids: set[int] = field(default_factory=set)     # block ids used as Dim("block", id)
     helpers: list[tuple] = field(default_factory=list)     # jit (name, params, body, results) | ("raw", name, text)
-    deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (Lowerer.block_value)
+    deps: dict[int, Any] = field(default_factory=dict)     # block id -> Config size lowering read (Lowerer.block_int)
     blocks = planned()              # block id -> size under this Config, for Dim("block", id)
     load_base = planned(0)          # where this loop's loads, inner loops and reductions start in the
     loop_base = planned(0)          # Config's per-load and per-inner-loop lists (the earlier loops' counts)
@@ -143,8 +141,7 @@ def verify(ir: DeviceIR) -> DeviceIR:
     return ir
 
 def format_ir(ir: DeviceIR, plan: bool | None = None) -> str:
-    """The IR as text (``HELION_OPS_DUMP_IR``, ``explain``); with ``plan`` (default: inside a Plan), the Config's
-    decisions on tiles and reductions too."""
+    """The IR as text (HELION_OPS_DUMP_IR, explain); with ``plan`` (default: inside a Plan), the Config's decisions."""
     names: dict[int, str] = {}
     plan = current_plan() is not None if plan is None else plan
     def val(a: Any) -> str:

@@ -13,7 +13,7 @@ import torch
 from . import exc, indexing as IX, inline, language as hl, ops as O, ops_dispatch as D, ops_extra as X
 from .config import Config
 from .frontend import DeviceLoop, ParsedKernel
-from .ir import DeviceIR, For, If, Index, Let, Stmt, Store, Value, While
+from .ir import DeviceIR, For, If, Index, Let, Store, Value, While
 from .types import (BlockSizeInt, BlockT, LaunchInputs, RDimInfo, ScalarArg, TensorArg, TensorRef, TileInfo, TileVar,
                     broadcast_dims, next_pow2, promote, same_dims)
 
@@ -28,38 +28,27 @@ class Lowerer:
                  hoisted: dict[int, str], config: Config, kernel_name: str) -> None:
         self.pk, self.inputs, self.hoisted, self.config = pk, inputs, hoisted, config
         self.name, self.loc = kernel_name, pk.loc(loop.node)
-        self.env: dict[str, Any] = {}
-        self.stmts: list[Stmt] = []
+        self.env, self.stmts = {}, []  # name -> its binding; the statements being lowered
         self.tiles, self.rdims = {}, {}  # id -> TileInfo, RDimInfo
         self.tensors, self.scalars = {}, {}  # host name -> TensorArg, ScalarArg
         self.block_ids: set[int] = set()  # block ids used as Dim("block", id)
-        self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see block_value)
+        self.deps: dict[int, Any] = {}  # block id -> Config value this lowering read (see block_int)
         self.helpers: list[tuple] = []  # combine functions: (name, params, body stmts, results)
         self.inline_free: dict[str, str] | None = None  # set while inlining a helper: free name -> hoisted id
         self.inline_depth = self.n_loops = self.n_loads = 0
-        self.jagged: dict[int, Value] = {}  # hl.jagged_tile id -> its per-lane ends
-        self.grid_steps: dict[int, tuple] = {}  # hl.grid(b, e, step) dim's tile id -> (b, step)
-        self.has_dot = False
-    def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None,
-             hint: str = "", **attrs: Any) -> Value:
-        v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, hint, **attrs)
+        self.jagged, self.grid_steps = {}, {}  # hl.jagged_tile id -> per-lane ends; hl.grid step's tile -> (b, step)
+    def emit(self, opcode: str, args: list[Any], type: BlockT, node: ast.AST | None = None, **attrs: Any) -> Value:
+        v = Value(opcode, args, type, self.pk.loc(node) if node is not None else self.loc, **attrs)
         self.stmts.append(Let(v, v.loc))
         return v
     def err(self, cls: type, msg: str, node: ast.AST) -> Exception: return cls(msg, self.pk.loc(node))
     # One lowering serves every Config: where it must know a block size (a reshape merging a tile, a registered size
     # used as a number), it notes the read in ``deps``, and the IR is reused only for Configs giving the same size.
-    def block_value(self, bid: int, extent: Any = None, note: bool = False) -> int:
-        """A tunable block's size under the lowering's Config, the read noted in ``deps`` if ``note``."""
-        size = config_block(self.config, bid)
-        if note:
-            self.deps[bid] = size
-        return size if size is not None else max(1, min(64, next_pow2(extent))) if isinstance(extent, int) else 64
-    def tile_block(self, t: TileInfo, note: bool = True) -> int:
-        return t.fixed if t.fixed is not None else self.block_value(t.block_id, t.static_len, note)
-    def block_int(self, bid: int, value: int) -> BlockSizeInt:
-        """A block size as an int that notes its Config dependency when used as one (in the IR's deps: the cached IR
-        must not keep the Lowerer and the first launch's tensors alive)."""
+    def block_int(self, bid: int, value: int | None = None, extent: Any = None) -> BlockSizeInt:
+        """Block ``bid``'s size (``value``, else the Config's) as an int that notes its Config dependency when used as
+        one (in the IR's deps: the cached IR must not keep the Lowerer and the first launch's tensors alive)."""
         self.block_ids.add(bid)
+        value = block_size(self.config, bid, extent) if value is None else value
         return BlockSizeInt(value, bid, (self.deps, config_block(self.config, bid)))
     def rdim_for(self, extent: Any, node: ast.AST) -> RDimInfo:
         if not isinstance(extent, int):
@@ -130,7 +119,7 @@ class Lowerer:
             raise self.err(exc.NotSupported, f"assignment to {type(target).__name__}", node)
     def store(self, ref: TensorRef, idx: Index, val: Any, node: ast.AST, atomic: str | None = None,
               sem: str = "relaxed", compare: Any = None) -> Value | None:
-        idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=True), node)
+        idx = IX.access(self, idx, node, store=True)
         v = self.as_value(val, node, ref.arg.dtype)
         out_dims = idx.dims()
         try:  # the value broadcasts to the slice, with no more dims than it
@@ -147,7 +136,6 @@ class Lowerer:
     # Control flow: a Python number that changes in a loop or device ``if`` becomes a device scalar first: folding it
     # as a constant would silently compute every iteration from its first value.
     def condition(self, s: ast.If | ast.While, msg: str) -> Any:
-        """The test of an ``if``/``while``: a host value, or a scalar device value."""
         cond = self.expr(s.test)
         if not isinstance(cond, Value) or not cond.type.dims:
             return cond
@@ -190,9 +178,8 @@ class Lowerer:
             vals = []
             for v, self.stmts in ((tv, then), (ev, orelse)):  # each cast into its own branch's statements
                 vals.append(self.final(name, t, s, v))
-            self.stmts = saved
-            self.env[name] = Value("phi", [], t, self.pk.loc(s), name)
-            merges.append((self.env[name], init, vals[0], vals[1]))
+            self.stmts, self.env[name] = saved, Value("phi", [], t, self.pk.loc(s), name)
+            merges.append((self.env[name], init, *vals))
         self.stmts.append(If(cond, then, orelse, merges, self.pk.loc(s)))
     def stmt_While(self, s: ast.While) -> None:
         """``while cond:``: the scalar condition is carried, evaluated on entry and again at each iteration's end."""
@@ -481,7 +468,7 @@ class Lowerer:
     index = IX.index
     make_index = IX.make_index
     def load(self, ref: TensorRef, idx: Index, node: ast.AST) -> Value:
-        idx = IX.jagged_masked(self, IX.broadcast_unit_dims(self, idx, node, store=False), node)
+        idx = IX.access(self, idx, node, store=False)
         self.n_loads += 1
         return self.emit("load", [idx], BlockT(idx.dims(), ref.arg.dtype), node, load_id=self.n_loads - 1)
     def scalar_of(self, v: Any, node: ast.AST) -> Any:
@@ -534,6 +521,11 @@ def config_block(config: Config, bid: int) -> int | None:
     bs = config.get("block_sizes") or []
     return int(bs[bid]) if bid < len(bs) else None
 
+def block_size(config: Config, bid: int, extent: Any = None) -> int:
+    """``config``'s size for block ``bid``, else (left out) up to 64, from the extent when known."""
+    size = config_block(config, bid)
+    return size if size is not None else min(64, next_pow2(extent)) if isinstance(extent, int) else 64
+
 def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: dict[int, str],
           config: Config, name: str) -> DeviceIR:
     """Lower ``loop`` with concrete host ``inputs``: the IR holds for each Config agreeing on the sizes in ``deps``."""
@@ -545,5 +537,4 @@ def lower(pk: ParsedKernel, loop: DeviceLoop, inputs: dict[str, Any], hoisted: d
     if node.orelse:
         raise exc.NotSupported("for/else on a device loop", pk.loc(node))
     return DeviceIR(name, LaunchInputs(list(lw.tensors.values()), list(lw.scalars.values())), [t.info for t in tiles],
-                    lw.tiles, lw.rdims, lw.stmts, lw.n_loops, lw.n_loads, lw.has_dot, lw.block_ids, lw.helpers,
-                    deps=lw.deps)
+                    lw.tiles, lw.rdims, lw.stmts, lw.n_loops, lw.n_loads, lw.block_ids, lw.helpers, lw.deps)

@@ -19,11 +19,10 @@ FP32_MATH = {"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sigmoid", "tanh", "
              "log1p", "expm1", "silu", "gelu", "gelu_tanh", "softplus", "reciprocal"}
 BOOL_RESULT = {"not", "isnan", "isinf"}
 CMP = {"<", "<=", ">", ">=", "==", "!="}
-_PY_BIN: dict[str, Callable] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "//": operator.floordiv,
-    "%": operator.mod, "**": operator.pow, "&": operator.and_, "|": operator.or_, "^": operator.xor,
-    "<<": operator.lshift, ">>": operator.rshift, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-    ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "maximum": max, "minimum": min, "fmod": math.fmod}
+_PY_BIN: dict[str, Callable] = {op: getattr(operator, f) for op, f in zip(
+    "+ - * / // % ** & | ^ << >> < <= > >= == !=".split(),
+    "add sub mul truediv floordiv mod pow and_ or_ xor lshift rshift lt le gt ge eq ne".split())}
+_PY_BIN.update(maximum=max, minimum=min, fmod=math.fmod)
 
 def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float, bool)) and not isinstance(x, Value)
@@ -75,7 +74,7 @@ def expand_rank(lw, v: Value, n: int, node: ast.AST) -> Value:
     return lw.emit("view", [v], BlockT((ONE,) * k + v.type.dims, v.type.dtype), node,
                    axes=(False,) * k + (True,) * v.type.ndim)
 
-def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
+def unary(lw, name: str, v: Any, node: ast.AST) -> Any:
     v = attribute(lw, v, "index", node) if isinstance(v, TileVar) else v
     if _is_num(v):
         py = {"neg": lambda x: -x, "pos": lambda x: x, "not": lambda x: not x, "abs": abs,
@@ -87,22 +86,19 @@ def unary(lw, name: str, v: Any, node: ast.AST, **attrs: Any) -> Any:
         return v
     name = "not" if name == "logical_not" else name
     dtype = v.type.dtype
-    if name in FP32_MATH and not dtype.is_floating_point:
-        v, dtype = cast(lw, v, torch.float32, node), torch.float32
-    if name in FP32_MATH and dtype in (torch.float16, torch.bfloat16):
-        up = cast(lw, v, torch.float32, node)
-        return cast(lw, lw.emit("unary", [up], up.type, node, op=name, **attrs), dtype, node)
-    return lw.emit("unary", [v], v.type.with_dtype(torch.bool if name in BOOL_RESULT else dtype), node, op=name,
-                   **attrs)
+    if name in FP32_MATH and (dtype in (torch.float16, torch.bfloat16) or not dtype.is_floating_point):
+        up = cast(lw, v, torch.float32, node)  # integers give fp32; halves compute in it and cast back, as torch
+        r = lw.emit("unary", [up], up.type, node, op=name)
+        return cast(lw, r, dtype, node) if dtype.is_floating_point else r
+    return lw.emit("unary", [v], v.type.with_dtype(torch.bool if name in BOOL_RESULT else dtype), node, op=name)
 
 def where(lw, c: Any, a: Any, b: Any, node: ast.AST) -> Value:
     c = lw.as_value(c, node)
     c = c if c.type.dtype == torch.bool else binary(lw, "!=", c, 0, node)
-    dtype = lw.result_dtype(a, b)
-    a, b = _align(lw, a, b, dtype, node)
+    a, b = _align(lw, a, b, lw.result_dtype(a, b), node)
     n = max(c.type.ndim, a.type.ndim)
     c, a, b = (expand_rank(lw, x, n, node) for x in (c, a, b))
-    return lw.emit("where", [c, a, b], BlockT(bcast_dims(lw, (c, a, b), node), dtype), node)
+    return lw.emit("where", [c, a, b], BlockT(bcast_dims(lw, (c, a, b), node), a.type.dtype), node)
 
 def bcast_dims(lw, vals: Any, node: ast.AST) -> tuple[Dim, ...]:
     return functools.reduce(lambda dims, v: broadcast_dims(dims, v.type.dims, lw.pk.loc(node)), vals, ())
@@ -135,7 +131,6 @@ def dot(lw, a: Any, b: Any, acc: Any, node: ast.AST, torch_semantics: bool = Fal
     common = torch.promote_types(a.type.dtype, b.type.dtype)
     a, b = cast(lw, a, common, node), cast(lw, b, common, node)
     in_dtype, acc_dtype = a.type.dtype, torch.float32 if a.type.dtype.is_floating_point else torch.int32
-    lw.has_dot = True
     if acc is not None:
         acc = lw.as_value(acc, node)
         if not same_dims(acc.type.dims, dims):
@@ -154,7 +149,6 @@ def shape_dims(lw, shape: Any, node: ast.AST) -> tuple[Dim, ...]:
 
 def _dim(lw, s: Any, node: ast.AST) -> Dim:
     if isinstance(s, BlockSizeInt):
-        lw.block_ids.add(s.bid)
         return Dim("block", s.bid, s.bid)
     if isinstance(s, TileVar):
         return tile_dim(s.info)
@@ -163,20 +157,14 @@ def _dim(lw, s: Any, node: ast.AST) -> Dim:
     raise lw.err(exc.NotSupported, f"block shapes are made of tiles and ints, got {type(s).__name__}", node)
 
 def full(lw, shape: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
-    dims = shape_dims(lw, shape, node)
     dtype = dtype or (torch.int32 if isinstance(value, int) else torch.float32)
     value = cast(lw, value, dtype, node) if isinstance(value, Value) else value
-    return lw.emit("full", [value], BlockT(dims, dtype), node)
-
-def full_like(lw, v: Any, value: Any, dtype: torch.dtype | None, node: ast.AST) -> Value:
-    v = lw.as_value(v, node)
-    return lw.emit("full", [value], BlockT(v.type.dims, dtype or v.type.dtype), node)
+    return lw.emit("full", [value], BlockT(shape_dims(lw, shape, node), dtype), node)
 
 def arange(lw, args: list, dtype: Any, node: ast.AST) -> Value:
     begin, end = (0, args[0]) if len(args) == 1 else (args[0], args[1])
     if isinstance(end, BlockSizeInt) and begin == 0:
         # hl.arange(tile.block_size): that block size's lanes, lining up with the tile's dim (which masks them)
-        lw.block_ids.add(end.bid)
         v = lw.emit("arange", [0], BlockT((Dim("block", end.bid, end.bid),), torch.int32), node, block=end.bid)
     elif not isinstance(begin, int) or not isinstance(end, int):
         raise lw.err(exc.NotSupported, "hl.arange needs compile-time bounds", node)
@@ -203,7 +191,6 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
         same = [d for d in v.type.dims if d.kind == "tile" and d.bid == s.bid and d not in new] \
             if isinstance(s, BlockSizeInt) else []
         if same:
-            lw.block_ids.add(s.bid)
             new.append(same[0])
         elif isinstance(s, (TileVar, BlockSizeInt)) or isinstance(s, int) and not isinstance(s, bool) and s >= 1:
             new.append(_dim(lw, s, node))
@@ -223,7 +210,7 @@ def reshape(lw, v: Value, shape: Any, node: ast.AST) -> Value:
     flat = list(v.type.dims)
     for i, d in enumerate(flat):
         if d.kind == "tile" and d not in new:
-            t, block = lw.tiles[d.id], lw.tile_block(lw.tiles[d.id])
+            t, block = lw.tiles[d.id], int(dim_size(lw, d))
             if t.is_grid or t.static_len is None or t.static_len % block or block & (block - 1):
                 raise lw.err(exc.NotSupported, f"reshape merges tile '{t.name or 'tile'}' (block {block}) into other "
                              f"dims, which needs the tile to divide its extent ({t.static_len or 'unknown'}): the "
@@ -288,22 +275,18 @@ def attribute(lw, base: Any, attr: str, node: ast.AST) -> Any:
             lanes, hint = ((tile_dim(t),), t.name) if attr == "index" else ((), f"{t.name}_{attr}")
             return Value("tile_attr", [t], BlockT(lanes, torch.int32), lw.pk.loc(node), hint, attr=attr)
         if attr == "block_size":
-            return t.fixed if t.block_id is None else lw.block_int(t.block_id, lw.tile_block(t, note=False))
+            return t.fixed if t.block_id is None else lw.block_int(t.block_id, extent=t.static_len)
         raise lw.err(exc.NotSupported, f"tile attribute .{attr} (use .index, .begin, .end, .block_size, .id)", node)
-    if isinstance(base, TensorRef):
-        props = {"shape": torch.Size(base.arg.sizes), "dtype": base.arg.dtype, "ndim": base.arg.ndim, "device": _DEVICE}
-        if attr in props:
-            return props[attr]
-        raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code", node)
-    if isinstance(base, Value):
-        if attr == "T":
-            return permute(lw, base, list(range(base.type.ndim))[::-1], node)
+    if isinstance(base, (TensorRef, Value)):
+        host, t = (True, base.arg) if isinstance(base, TensorRef) else (False, base.type)
+        if attr in ("dtype", "ndim", "device"):
+            return _DEVICE if attr == "device" else getattr(t, attr)
         if attr == "shape":
-            return tuple(dim_size(lw, d) for d in base.type.dims)
-        props = {"dtype": base.type.dtype, "ndim": base.type.ndim, "device": _DEVICE}
-        if attr in props:
-            return props[attr]
-        raise lw.err(exc.NotSupported, f"block attribute .{attr}", node)
+            return torch.Size(t.sizes) if host else tuple(dim_size(lw, d) for d in t.dims)
+        if attr == "T" and not host:
+            return permute(lw, base, list(range(t.ndim))[::-1], node)
+        raise lw.err(exc.NotSupported, f"host tensor attribute .{attr} in device code" if host
+                     else f"block attribute .{attr}", node)
     try:
         return getattr(base, attr)
     except AttributeError:
@@ -315,4 +298,4 @@ def dim_size(lw, d: Any) -> int:
         return 1 if d.kind == "one" else lw.rdims[d.id].extent
     if d.kind == "tile" and d.bid is None:
         return lw.tiles[d.id].fixed
-    return lw.block_int(d.bid, lw.tile_block(lw.tiles[d.id], note=False) if d.kind == "tile" else lw.block_value(d.bid))
+    return lw.block_int(d.bid, extent=lw.tiles[d.id].static_len if d.kind == "tile" else None)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from . import exc, language as hl, ops as O, ops_extra as X
 from .ir import Value
 from .opdefs import CALLS, DECLINE, METHODS, rule
-from .types import TensorRef, TileVar
+from .types import BlockT, TensorRef, TileVar
 
 def method(lw, base: Any, name: str, args: list, kwargs: dict, node: ast.AST) -> Any:
     if isinstance(base, TensorRef) and not name.startswith("new_"):
@@ -195,8 +195,11 @@ def _addmm(lw, node, name, acc, a, b, *, beta=1, alpha=1, **_):
 rule(hl.dot)(lambda lw, node, name, a, b, acc=None, out_dtype=None: O.dot(lw, a, b, acc, node, out_dtype=out_dtype))
 rule(hl.zeros)(lambda lw, node, name, shape, dtype=torch.float32, **_: O.full(lw, shape, 0, dtype, node))
 rule(hl.full)(lambda lw, node, name, shape, value, dtype=torch.float32, **_: O.full(lw, shape, value, dtype, node))
-rule(torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like)(
-    lambda lw, node, name, x, value=None, dtype=None, **_: O.full_like(lw, x, _FILL.get(name[:-5], value), dtype, node))
+
+@rule(torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like)
+def _full_like(lw, node, name, x, value=None, dtype=None, **_):
+    x = lw.as_value(x, node)
+    return lw.emit("full", [_FILL.get(name[:-5], value)], BlockT(x.type.dims, dtype or x.type.dtype), node)
 
 @rule(torch.zeros, torch.ones, torch.full, torch.empty)
 def _torch_full(lw, node, name, *args, dtype=torch.float32, fill_value=None, **_):

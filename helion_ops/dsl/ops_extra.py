@@ -18,10 +18,6 @@ from .ir import Value
 from .opdefs import rule
 from .types import ONE, BlockT, Dim, TensorRef, TileVar
 
-def _axes(lw, v: Value, dim: Any, node: ast.AST) -> list[int]:
-    dims = range(v.type.ndim) if dim is None else dim if isinstance(dim, (tuple, list)) else [dim]
-    return sorted(_axis(lw, v, d, node) for d in dims)
-
 def _axis(lw, v: Value, dim: Any, node: ast.AST) -> int:
     if not isinstance(dim, int) or not -v.type.ndim <= dim < v.type.ndim:
         raise lw.err(exc.ShapeMismatch, f"dim {dim!r} out of range for {v.type}", node)
@@ -35,7 +31,8 @@ def reduce(lw, kind: str, v: Any, dim: Any, keepdim: bool, node: ast.AST, correc
     """torch's reductions: ``dtype`` (torch's argument) casts the input first; without it integer and bool
     sums and products accumulate in int64, fp16/bf16 ones in fp32 (returned in the input's dtype)."""
     v = lw.as_value(v, node)
-    axes = _axes(lw, v, dim, node)
+    dims = range(v.type.ndim) if dim is None else dim if isinstance(dim, (tuple, list)) else [dim]
+    axes = sorted(_axis(lw, v, d, node) for d in dims)
     if dtype is not None or kind in ("sum", "prod") and not v.type.dtype.is_floating_point:
         v = O.cast(lw, v, dtype or torch.int64, node)  # (int32 would overflow where torch's int64 does not)
     if kind in ("mean", "var", "std"):
@@ -75,10 +72,10 @@ def _mul(a, b):  # the combine function of product reductions
 
 def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
-    if any(isinstance(it, ast.Slice) and (it.lower or it.upper or it.step) for it in items):  # one half (see cat)
+    bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
+    if bounded:  # one half (see cat)
         bad = lw.err(exc.NotSupported, "a block can be sliced only into one half of a power-of-two ':' dim "
                      "(x[:, :h] or x[:, h:], other indices ':'); index the host tensor instead (x[tile, a:b])", node)
-        bounded = [k for k, it in enumerate(items) if isinstance(it, ast.Slice) and (it.lower or it.upper or it.step)]
         if len(bounded) != 1 or not all(isinstance(it, ast.Slice) for it in items) or len(items) > v.type.ndim:
             raise bad
         axis, it = bounded[0], items[bounded[0]]
@@ -156,57 +153,50 @@ def argmax(lw, node, name, x, dim=None, keepdim=False) -> Value:
         r = O.binary(lw, "+", r, O.attribute(lw, TileVar(lw.tiles[d.id]), "begin", node), node)
     return O.cast(lw, r, torch.int64, node)
 
-def combine_helper(lw, fn: Any, dtypes: list[torch.dtype], node: ast.AST, grouped: bool = False) -> str:
-    """A Python combine function ``fn(*lefts, *rights)`` (``fn(lefts, rights)`` if ``grouped``) as a jit helper."""
+def _combine(lw, fn: Any, x: Any, dim: Any, node: ast.AST, kind: str, grouped: bool = False, **attrs: Any) -> Any:
+    """hl.reduce / associative_scan with a Python ``fn(*lefts, *rights)`` (``grouped``: two tuples) as a jit helper."""
     from . import inline
+    multi = isinstance(x, (tuple, list))
+    vals = O.broadcast(lw, [lw.as_value(v, node) for v in (x if multi else [x])], node)
+    axis, n, dtypes = _axis(lw, vals[0], dim, node), len(vals), [v.type.dtype for v in vals]
     name = f"{lw.name}_combine_{len(lw.helpers)}"
     params = [Value("param", [f"{side}{i}"], BlockT((), dt), lw.pk.loc(node), f"{side}{i}")
               for side in ("lhs", "rhs") for i, dt in enumerate(dtypes)]
     if not isinstance(fn, types.FunctionType) or fn.__module__ == "torch":
         raise lw.err(exc.NotSupported, f"combine function {fn!r}: pass a Python function or lambda", node)
-    n = len(dtypes)
     saved, lw.stmts = lw.stmts, []
     try:
         res = inline.call(lw, fn, [tuple(params[:n]), tuple(params[n:])] if grouped and n > 1 else params, {}, node)
         res = list(res) if isinstance(res, (tuple, list)) else [res]
-        if len(res) != len(dtypes):
-            raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values, not {len(dtypes)}", node)
+        if len(res) != n:
+            raise lw.err(exc.ShapeMismatch, f"combine function returns {len(res)} values, not {n}", node)
         res = [O.cast(lw, lw.as_value(r, node, dt), dt, node) for r, dt in zip(res, dtypes)]
         lw.helpers.append((name, [p.args[0] for p in params], lw.stmts, res))
     finally:
         lw.stmts = saved
-    return name
-
-def _emit_combine(lw, fn: Any, vals: list[Value], multi: bool, dims: tuple, node: ast.AST, grouped=False, **attrs):
-    helper = combine_helper(lw, fn, [v.type.dtype for v in vals], node, grouped)
-    v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, **attrs, fn=helper, multi=multi,
-                rdim=vals[0].type.dims[attrs["axis"]])
-    return tuple(lw.emit("getitem", [v], BlockT(dims, x.type.dtype), node, index=i) for i, x in enumerate(vals)) \
+    dims = _reduced(vals[0].type.dims, axis, attrs["keepdim"]) if kind == "reduce" else vals[0].type.dims
+    v = lw.emit("combine", vals, BlockT(dims, vals[0].type.dtype), node, kind=kind, axis=axis, **attrs, fn=name,
+                multi=multi, rdim=vals[0].type.dims[axis])
+    return tuple(lw.emit("getitem", [v], BlockT(dims, u.type.dtype), node, index=i) for i, u in enumerate(vals)) \
         if multi else v
 
 @rule(hl.reduce)
 def reduce_fn(lw, node, name, fn, x, dim=None, other=0, keep_dims: bool = False) -> Any:
     multi = isinstance(x, (tuple, list))
-    vals = O.broadcast(lw, [lw.as_value(v, node) for v in (x if multi else [x])], node)
     if not multi and fn in _BUILTIN_COMBINE:  # in the input's dtype, as tl.reduce (an int32 sum stays int32)
-        kind = _BUILTIN_COMBINE[fn]
-        keep_dt = vals[0].type.dtype if kind == "sum" and not vals[0].type.dtype.is_floating_point else None
-        return reduce(lw, kind, vals[0], dim, keep_dims, node, dtype=keep_dt)
+        kind, x = _BUILTIN_COMBINE[fn], lw.as_value(x, node)
+        keep_dt = x.type.dtype if kind == "sum" and not x.type.dtype.is_floating_point else None
+        return reduce(lw, kind, x, dim, keep_dims, node, dtype=keep_dt)
     if dim is None:
         raise lw.err(exc.NotSupported, "hl.reduce with a combine function needs dim=", node)
-    axis = _axis(lw, vals[0], dim, node)
-    others = list(other) if isinstance(other, (tuple, list)) else [other] * len(vals)
-    return _emit_combine(lw, fn, vals, multi, _reduced(vals[0].type.dims, axis, keep_dims), node, kind="reduce",
-                         axis=axis, keepdim=keep_dims, other=others)
+    others = list(other) if isinstance(other, (tuple, list)) else [other] * (len(x) if multi else 1)
+    return _combine(lw, fn, x, dim, node, "reduce", keepdim=keep_dims, other=others)
 
 @rule(hl.associative_scan)
 def scan_fn(lw, node, name, fn, x, dim=None, reverse=False, grouped: bool = False) -> Any:
-    multi = isinstance(x, (tuple, list))
-    vals = O.broadcast(lw, [lw.as_value(v, node) for v in (x if multi else [x])], node)
-    axis = _axis(lw, vals[0], dim, node)
-    if not multi and _BUILTIN_COMBINE.get(fn) == "sum":
-        return cumulative(lw, node, "cumsum", vals[0], axis, reverse)
-    return _emit_combine(lw, fn, vals, multi, vals[0].type.dims, node, grouped, kind="scan", axis=axis, reverse=reverse)
+    if not isinstance(x, (tuple, list)) and _BUILTIN_COMBINE.get(fn) == "sum":
+        return cumulative(lw, node, "cumsum", x, dim, reverse)
+    return _combine(lw, fn, x, dim, node, "scan", grouped, reverse=reverse)
 
 try:  # torch's higher-order op: combine_fn(lefts, rights) takes tuples when xs is one
     from torch._higher_order_ops import associative_scan as _torch_scan
@@ -352,9 +342,8 @@ def split(lw, x: Any, node: ast.AST) -> tuple[Value, Value]:
     return lw.emit("getitem", [v], t, node, index=0), lw.emit("getitem", [v], t, node, index=1)
 
 def join(lw, a: Any, b: Any, node: ast.AST) -> Value:
-    dtype = lw.result_dtype(a, b)
-    a, b = O.broadcast(lw, O._align(lw, a, b, dtype, node), node)
-    return lw.emit("join", [a, b], BlockT(a.type.dims + (Dim("rdim", lw.rdim_for(2, node).id),), dtype), node)
+    a, b = O.broadcast(lw, O._align(lw, a, b, lw.result_dtype(a, b), node), node)
+    return lw.emit("join", [a, b], BlockT(a.type.dims + (Dim("rdim", lw.rdim_for(2, node).id),), a.type.dtype), node)
 
 def gather(lw, x: Any, dim: int, index: Any, node: ast.AST) -> Value:
     x, index = lw.as_value(x, node), lw.as_value(index, node)
@@ -370,8 +359,7 @@ def _pow2_count(xs: Any) -> bool:
     return isinstance(xs, (list, tuple)) and len(xs) >= 2 and not len(xs) & (len(xs) - 1)
 
 def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
-    """``torch.stack(xs, dim)`` of 2, 4, 8... blocks: ``hl.join`` of a pair (a new last dim of 2, moved to
-    ``dim``); more are stacked in pairs and the pairs concatenated along ``dim``."""
+    """``torch.stack(xs, dim)`` of 2, 4, 8... blocks: ``hl.join`` of each pair (a new last dim, moved to ``dim``)."""
     if not _pow2_count(xs):
         raise lw.err(exc.NotSupported, "torch.stack of 2, 4, 8... blocks (a power of two: pairs of hl.join); "
                      "store other counts separately", node)
@@ -380,12 +368,10 @@ def stack(lw, xs: Any, dim: int, node: ast.AST) -> Value:
     v = join(lw, xs[0], xs[1], node)
     return _move(lw, v, v.type.ndim - 1, _axis(lw, v, dim, node), node)
 
-# Halves of a block (x[..., :h], x[..., h:], torch.cat([a, b], dim)) for rotate-half RoPE and gated activations:
-# Triton cannot slice a register block, but a power-of-two ':' dim reshaped to [2, h] splits (join glues back).
-
 def cat(lw, xs: Any, dim: int, node: ast.AST) -> Value:
-    """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of the same shape along a power-of-two ':' dim (more than
-    two are joined in halves, so every intermediate dim stays a power of two)."""
+    """``torch.cat(xs, dim)`` of 2, 4, 8... blocks of one shape along a power-of-two ':' dim (rotate-half RoPE, gated
+    activations): Triton cannot slice or concatenate a register block, but such a dim reshaped to [2, h] splits into
+    halves and join glues them back; more than two are joined in halves (every dim stays a power of two)."""
     bad = lw.err(exc.NotSupported, "torch.cat of 2, 4, 8... blocks of one shape along a power-of-two ':' dim "
                  "only; store the parts into slices of the output instead", node)
     if not _pow2_count(xs):

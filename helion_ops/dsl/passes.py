@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from . import exc, ir as I
 from .config import NOT_REVERSIBLE, Config
+from .lower import block_size, config_block
 from .opdefs import OPS
 from .types import next_pow2
 
@@ -25,16 +26,14 @@ class Layout:
 def apply_config(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     """Size every tile, reduction and registered block under ``cfg``; roll a reduction given a chunk under its row."""
     d.load_base, d.loop_base = at.load, at.loop
-    bs = cfg.get("block_sizes") or []
-    for t in d.tiles.values():  # a fixed size, else the Config's, else (left out) up to 64
-        left_out = min(64, next_pow2(t.static_len)) if t.static_len is not None else 64
-        t.block = t.fixed if t.fixed is not None else int(bs[t.block_id]) if t.block_id < len(bs) else left_out
+    for t in d.tiles.values():
+        t.block = t.fixed if t.fixed is not None else block_size(cfg, t.block_id, t.static_len)
     rl = cfg.get("reduction_loops") or []
     for r in d.rdims.values():
         chunk = rl[at.rdim + r.id] if at.rdim + r.id < len(rl) else None
         r.rolled = chunk is not None and chunk < next_pow2(r.extent)
         r.block = int(chunk) if r.rolled else next_pow2(r.extent)
-    d.blocks = {bid: int(bs[bid]) if bid < len(bs) else at.default_block(bid) for bid in d.block_ids}
+    d.blocks = {bid: config_block(cfg, bid) or at.default_block(bid) for bid in d.block_ids}
     return d
 
 def decide_masks(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
