@@ -83,8 +83,9 @@ def barrier() -> None:
     """hl.barrier() (host code): a no-op here, each device loop is its own launch and a stream runs them in order."""
 
 def register_block_size(min_or_max: int, max_or_none: int | None = None) -> int:
-    """Register a tunable block size (host code), bounded by ``n`` or ``(lo, hi)``; returns its value in the Config."""
-    return current_run().next_registered_block()
+    """Register a tunable block size, bounded by ``n`` or ``(lo, hi)``: the frontend rewrites each call in a kernel's
+    own host code; anywhere else (a helper function, outside a kernel) there is no block to give it."""
+    raise exc.NotSupported("hl.register_block_size is only valid in a @kernel function's own host code")
 
 def register_reduction_dim(size: int) -> int:
     """Returns ``size``: here any host int used as a block dim is a reduction dim (``reduction_loops`` tune it)."""

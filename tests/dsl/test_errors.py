@@ -296,3 +296,25 @@ def test_grid_step_must_be_positive():
     with pytest.raises(exc.NotSupported, match="positive ints") as e:
         k(torch.randn(5))
     assert f"{HERE}:{line_of(k.fn, 'hl.grid(0, x.size(0), 0)')}" in str(e.value)
+
+
+def _register_in_helper(n: int) -> int:
+    return hl.register_block_size(n)
+
+
+@helion.kernel(config=helion.Config(block_sizes=[16]))
+def _block_size_from_helper(x: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(x)
+    block = _register_in_helper(x.size(0))
+    for t in hl.tile(x.size(0), block_size=block):
+        out[t] = x[t] + 1
+    return out
+
+
+def test_register_block_size_outside_the_kernels_own_host_code():
+    """The frontend rewrites hl.register_block_size where the kernel's host code calls it; a call from a
+    helper function (or outside any kernel) is refused by name, not an AttributeError."""
+    with pytest.raises(exc.NotSupported, match="register_block_size is only valid in a @kernel"):
+        _block_size_from_helper(torch.randn(32))
+    with pytest.raises(exc.NotSupported, match="register_block_size is only valid in a @kernel"):
+        hl.register_block_size(64)
