@@ -14,12 +14,17 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 WATCHED = ("TRITON_INTERPRET", "HELION_OPS_STRICT")
 
 SCRIPT = """
-import importlib, os, sys
+import importlib, os, pathlib, sys
 import torch
 torch.cuda.is_available = lambda: True
 importlib.import_module("tests.conftest")  # pytest imports it first; on a GPU machine it sets only STRICT
 changed = []
-for name in sys.argv[1:]:
+for path in map(pathlib.Path, sys.argv[1:]):
+    parts = path.with_suffix("").parts
+    if not (path.parent / "__init__.py").exists():  # as pytest does: the rootless directory goes on sys.path
+        sys.path.insert(0, str(path.parent.resolve()))
+        parts = parts[-1:]
+    name = ".".join(parts)
     before = {k: os.environ.get(k) for k in %r}
     importlib.import_module(name)
     changed += [f"{name} sets {k}={os.environ[k]!r}" for k in before if os.environ.get(k) != before[k]]
@@ -30,7 +35,7 @@ print("\\n".join(changed))
 
 
 def test_importing_test_modules_leaves_the_run_mode_alone():
-    modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts) for p in (ROOT / "tests").rglob("test_*.py"))
+    modules = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py"))
     env = {k: v for k, v in os.environ.items() if k not in WATCHED}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     r = subprocess.run([sys.executable, "-c", SCRIPT, *modules], cwd=ROOT, env=env, capture_output=True, text=True,
