@@ -26,18 +26,23 @@ def _inputs(spec, grad=False, seed=0):
                  if isinstance(t, torch.Tensor) else t for i, t in enumerate(inputs))
 
 
-@pytest.fixture
-def op_calls(monkeypatch):
-    """How many times the ordinary path entered an op (``Op.__call__``)."""
+def _count_calls(monkeypatch, cls) -> list:
+    """[how many times ``cls.__call__`` ran] from here on."""
     count = [0]
-    real = C.Op.__call__
+    real = cls.__call__
 
     def counting(self, *args):
         count[0] += 1
         return real(self, *args)
 
-    monkeypatch.setattr(C.Op, "__call__", counting)
+    monkeypatch.setattr(cls, "__call__", counting)
     return count
+
+
+@pytest.fixture
+def op_calls(monkeypatch):
+    """How many times the ordinary path entered an op (``Op.__call__``)."""
+    return _count_calls(monkeypatch, C.Op)
 
 
 def _warm(spec, inputs):
@@ -277,15 +282,7 @@ def _assert_grads(got, want, op):
 @pytest.fixture
 def ordinary_launches(monkeypatch):
     """How many launches went through a Kern (the ordinary path; a replayed one calls its choice directly)."""
-    count = [0]
-    real = C.Kern.__call__
-
-    def counting(self, *args):
-        count[0] += 1
-        return real(self, *args)
-
-    monkeypatch.setattr(C.Kern, "__call__", counting)
-    return count
+    return _count_calls(monkeypatch, C.Kern)
 
 
 @pytest.mark.parametrize("op", OPS)
