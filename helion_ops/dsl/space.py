@@ -45,15 +45,18 @@ def collect_facts(bound) -> dict:
             "descriptor": desc, "dot": dot, "per_loop": per_loop, "uneven_grid": uneven,
             "reversible": tuple(sorted(reversible)), "tunables": ctx.tunables}
 
-def _gluon_searchable() -> bool:
-    """The tuner tries the Gluon backend (sm_90 only) on a Hopper GPU, never under Triton's interpreter."""
+def gluon_runs_on(device=None) -> bool:
+    """The Gluon backend can run on this CUDA device: sm_90, and a Triton with Gluon's Hopper TMA module."""
     import torch
-    if os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available():
-        return False
     with suppress(ImportError):
         from triton.experimental.gluon.language.nvidia.hopper import tma
-        return torch.cuda.get_device_capability() == (9, 0) and hasattr(tma, "make_tensor_descriptor")
+        return torch.cuda.get_device_capability(device) == (9, 0) and hasattr(tma, "make_tensor_descriptor")
     return False
+
+def _gluon_searchable() -> bool:
+    """The tuner tries the Gluon backend on a Hopper GPU, never under Triton's interpreter."""
+    import torch
+    return os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available() and gluon_runs_on()
 
 def block_spec(f: dict, bid: int) -> BlockSpec:
     b = f["blocks"][bid]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import os
 from typing import Callable, Iterator, Optional
 
@@ -16,6 +15,7 @@ import torch
 
 from helion_ops import _oplib as C
 from helion_ops.dsl import Config
+from helion_ops.dsl.space import gluon_runs_on
 
 HEAD_DIMS = (128,)  # the head dim whose Gluon forward the H100 checked and timed (D=64 builds; unchecked there)
 MIN_SEQ = 128  # a sequence shorter than one 128-row block takes clamped tiles no GPU run has checked yet
@@ -34,20 +34,10 @@ def triton_only() -> Iterator[None]:
         _TRITON_ONLY.reset(token)
 
 
-@functools.cache
-def _gluon_importable() -> bool:
-    try:
-        from triton.experimental.gluon.language.nvidia.hopper import tma
-    except ImportError:
-        return False
-    return hasattr(tma, "make_tensor_descriptor")
-
-
 def _sm90(device: torch.device) -> bool:
     """A CUDA device of compute capability 9.0 running compiled kernels (not Triton's interpreter), with a
     Triton that has Gluon's Hopper module."""
-    return (device.type == "cuda" and not C._interpreting()
-            and torch.cuda.get_device_capability(device) == (9, 0) and _gluon_importable())
+    return device.type == "cuda" and not C._interpreting() and gluon_runs_on(device)
 
 
 def refusal(args: tuple) -> Optional[str]:
