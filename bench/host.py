@@ -77,16 +77,18 @@ def per_call_us(fn, iters: int, repeats: int) -> float:
     return best
 
 
-def gpu_us(fn, iters: int = 50) -> float:
-    """GPU time per call from CUDA events over a loop (µs): what a host loop cannot go below."""
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+def gpu_us(fn, iters: int = 20) -> float:
+    """GPU time per call (µs): the kernels' own durations summed from a CUDA profiler trace (CUPTI), so a
+    host-bound loop's idle gaps between kernels stay out of it (CUDA events around the loop would time
+    them too)."""
+    from torch.profiler import ProfilerActivity, profile
     fn()
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
     torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters * 1e3
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+    return sum(e.self_device_time_total for e in prof.key_averages()) / iters
 
 
 def calls(spec, fn, shape, device: str = "cuda", dtype: torch.dtype = DTYPE) -> dict:
@@ -162,9 +164,9 @@ def measure(spec, iters: int, repeats: int) -> list[dict]:
                 fn()  # compile, record, warm the caches
         with torch.no_grad() if mode == "fwd" else torch.enable_grad():
             o, e = per_call_us(ours[mode], iters, repeats), per_call_us(theirs[mode], iters, repeats)
-            g = gpu_us(ours[mode])
+            g, eg = gpu_us(ours[mode]), gpu_us(theirs[mode])
         rows.append({"op": spec.NAME, "shape": "x".join(map(str, shape)), "mode": mode, "ours_us": o,
-                     "eager_us": e, "ratio": o / e, "ours_gpu_us": g})
+                     "eager_us": e, "ratio": o / e, "ours_gpu_us": g, "eager_gpu_us": eg})
     return rows
 
 
@@ -173,13 +175,13 @@ def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
              f"torch {info['torch']}, triton {info['triton']}, commit {info['commit']}, {info['date']}; "
              f"`python -m bench.host`: {DTYPE} inputs, a tight loop of {iters} calls synchronized at the end, "
              f"best of {repeats}. `ratio` = ours / eager (lower is better; issue 30's bars: fwd <= 1.0, "
-             f"fwd+bwd <= 1.2). `ours GPU` is the kernels' own time (CUDA events): a row whose time per "
-             f"call is close to it is bound by the GPU, not the host.", "",
-             "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) |",
-             "|---|---|---|---:|---:|---:|---:|"]
+             f"fwd+bwd <= 1.2). `ours GPU` / `eager GPU` are the kernels' own time (their durations "
+             f"in a CUDA profiler trace): a row whose time per call is close to it is bound by the GPU, not the host.", "",
+             "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) | eager GPU (us) |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['op']} | {r['shape']} | {r['mode']} | {r['ours_us']:.1f} | {r['eager_us']:.1f} | "
-                     f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} |")
+                     f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} | {r['eager_gpu_us']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -212,7 +214,7 @@ def main(argv=None) -> int:
             continue
         for r in rows[-2:]:
             print(f"{r['op']:13s} {r['mode']:8s} ours {r['ours_us']:7.1f} us  eager {r['eager_us']:7.1f} us  "
-                  f"{r['ratio']:.2f}x  (GPU {r['ours_gpu_us']:.1f} us)", flush=True)
+                  f"{r['ratio']:.2f}x  (GPU {r['ours_gpu_us']:.1f} / {r['eager_gpu_us']:.1f} us)", flush=True)
     info = {**gpu_info.info(), "commit": gpu_info.git_commit(), "date": gpu_info.utc_date()}
     path = Path(args.out) / info["gpu"] / "host.md"
     path.parent.mkdir(parents=True, exist_ok=True)
