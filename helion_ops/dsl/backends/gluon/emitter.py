@@ -37,6 +37,7 @@ NUM_BUF = 2             # ring slots per pipelined load: the next block loads wh
 PRODUCER_REGS, CONSUMER_REGS = 24, 240   # setmaxnreg budgets (the probe's): the producer only issues TMA
 OPS = {"phi", "const", "param", "tile_attr", "load", "binary", "unary", "cast", "where", "reduce", "dot", "full",
        "arange", "view", "permute"}
+F32 = torch.float32
 _SLICE = {0: "COL", 1: "ROW"}   # SliceLayout(1, L): one value per row; SliceLayout(0, L): per column
 
 def _refuse(what: str, loc) -> exc.NotSupported:
@@ -176,12 +177,12 @@ class GluonEmitter(Emitter):
         y * c's other use fuses into an FMA. Other c multiply in PTX, lest LLVM's PRE share it and split that FMA."""
         x, op, axis, keep = v.args[0], v.attrs["op"], v.attrs["axis"], v.attrs["keepdim"]
         y, c = sorted(x.args, key=lambda a: -a.type.ndim) if x.op == "binary" and x.attrs["op"] == "*" else (x, x)
-        if "max" != op != "min" or c.type.ndim or not y.type.ndim or {x.type.dtype, y.type.dtype} != {torch.float32}:
+        if "max" != op != "min" or c.type.ndim or not y.type.ndim or {a.type.dtype for a in (x, y, c)} != {F32}:
             return super().reduce(v)
         r, cn, m, fill = self.fresh(v.hint or op), self.name_of(c), self.dim_mask(y.type.dims[axis]), NEUTRAL[op]
         prod = f'tl.inline_asm_elementwise("mul.rn.f32 $0, $1, $2;", "=r,r,r", [{self.name_of(y)}, {cn}], ' \
                'dtype=tl.float32, is_pure=True, pack=1)'
-        prod = f"tl.where({self.bcast(m, axis, 2)}, {prod}, {fill})" if m else prod
+        prod = f"tl.where({self.bcast(m, axis % y.type.ndim, y.type.ndim)}, {prod}, {fill})" if m else prod
         fast = self.reduce_call(op, y.type.dtype, self.masked(y, axis, fill, False), axis, keep)
         self.line(f"if ({cn} > 0) & ({cn} < float('inf')):", f"    {r} = {fast} * {cn}",
                   "else:", f"    {r} = {self.reduce_call(op, y.type.dtype, prod, axis, keep)}")
@@ -191,8 +192,7 @@ class GluonEmitter(Emitter):
         if reg:
             a, x = self.fresh("dot_a"), a
             self.line(f"{a} = gl.convert_layout({x}, gl.DotOperandLayout(operand_index=0, parent=L, k_width=2))")
-        acc = (self.name_of(v.args[2]) if len(v.args) > 2
-               else f"gl.zeros({self.shape(v.type)}, gl.float32, L), use_acc=False")
+        acc = self.name_of(v.args[2]) if v.args[2:] else f"gl.zeros({self.shape(v.type)}, gl.float32, L), use_acc=False"
         tok = self.fresh("mma")
         self.line(f"{tok} = warpgroup_mma({a}, {b}, {acc}, is_async=True)")
         return f"{tok}, {a}" if reg else f"{tok}, "
