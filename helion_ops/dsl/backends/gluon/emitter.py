@@ -304,7 +304,7 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
         bars = {f"{m.name}_ready": 1, f"{m.name}_empty": em.nc} if m.ring else {f"{m.name}_ready": 1}
         nbuf = (NUM_BUF if m.ring else 1) * (em.nc if m.split else 1)   # ring slots x consumer parts
         make = functools.partial(nvidia.hopper.TensorDescriptor.from_tensor, block_shape=m.block, layout=lay)
-        params.append((f"{m.name}_desc", make, m.idx.tensor.host))   # made in device code, a fence per program
+        params.append((f"{m.name}_desc", make, m.idx.tensor.host))   # host-made: device code would fence per program
         sig[f"{m.name}_desc"] = f"tensordesc<{SIGNATURE_DTYPE[m.idx.tensor.dtype]}{m.block},{lay!r}>"
         setup.append(f"{m.name} = gl.allocate_shared_memory({dt}, {[nbuf] + m.block}, {m.name}_desc.layout)")
         for b, count in bars.items():   # a ring's empty barrier takes an arrive from each consumer

@@ -54,9 +54,9 @@ def emit(em, s: I.For, rings: list) -> bool:
         em.ring_slot(arings)
         pending_b = []
         for v in a_lets:
-            if v is d1:   # in the loop, the previous block's D2 goes out after D1, in flight past D1's wait; stage
+            if v is d1:   # in the loop the previous block's D2 is issued after D1, in flight past D1's wait
                 em.scopes[-1][d1.id] = em.dot(d1, None if start else lambda: pending_b.append(b_issue()))
-                em.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in arings])   # A's rings feed only D1
+                em.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in arings])   # they feed only D1
             elif em.lookup(v) is None:
                 em.define(v)
         # what stage B of this block needs, D2's left operand masked and laid out as it will be multiplied
