@@ -29,9 +29,10 @@
 #   gluon         the DSL's Gluon backend (issue 22): its -m gpu tests and the catalog attention's (forward
 #                 on Gluon, backward on Triton, through the public API; hard GLUON_TEST_TIMEOUT, 360 s), then
 #                 attn_fwd through it (with and without gluon_overlap) against
-#                 SDPA-cuDNN/flash, the probe's d_pingpong_overlap and the DSL's Triton path at 4x16x4096x128
-#                 and 1x16x16384x128, causal and not (bench.gluon_attention --dsl) -> $OUT/gluon_dsl.json
-#                 (estimated 250-330 s; hard GLUON_TIMEOUT for the bench, 200 s)
+#                 SDPA-cuDNN/flash, the probe's d0_two_wg_overlap (the schedule the DSL emits) and
+#                 d_pingpong_overlap and the DSL's Triton path at 4x16x4096x128 and 1x16x16384x128, causal and
+#                 not (bench.gluon_attention --dsl) -> $OUT/gluon_dsl.json (estimated 270-350 s; hard
+#                 GLUON_TIMEOUT for the bench, 240 s)
 #   matmul_sweep  bench.matmul_sweep on SWEEP_SHAPES (decode, skinny, small squares, 4097^3; fwd+bwd) for
 #                 the one-pass and split-K kernels against cuBLAS, soft budget SWEEP_BUDGET (170 s), hard
 #                 SWEEP_TIMEOUT (240 s); winners written into helion_ops/configs/<arch>/matmul.json,
@@ -101,7 +102,8 @@ for step in "$@"; do
     gluon) timeout -k 20 "${GLUON_TEST_TIMEOUT:-360}" python3 -m pytest -q -m gpu tests/dsl/test_gluon_backend.py \
              tests/ops/test_attention_gluon.py 2>&1 \
              | tail -30 | tee "$OUTDIR/gluon_test.log"
-           timeout -s INT -k 20 "${GLUON_TIMEOUT:-200}" python3 -m bench.gluon_attention --variants d_pingpong_overlap \
+           timeout -s INT -k 20 "${GLUON_TIMEOUT:-240}" python3 -m bench.gluon_attention \
+             --variants d0_two_wg_overlap,d_pingpong_overlap \
              --dsl --out "$OUTDIR/gluon_dsl.json" 2>&1 | tail -40 | tee "$OUTDIR/gluon_bench.log" ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
     e2e)   timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --steps ${E2E_STEPS:-10} ${E2E_EXTRA:-} \

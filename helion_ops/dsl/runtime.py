@@ -188,17 +188,20 @@ class Compiled:
     """One compiled device loop. The first launch goes through ``fn[grid](...)``, which compiles; later ones call
     Triton's launcher directly, skipping its per-call re-specialisation (half a launch's host cost): our launch
     key already pins what Triton specialises on (dtypes, shapes, strides, 16-byte alignment)."""
-    __slots__ = ("fn", "grid", "num_warps", "num_stages", "arg_index", "descriptors", "interp", "fast", "device")
+    __slots__ = ("fn", "grid", "num_warps", "num_stages", "arg_index", "alloc", "interp", "fast", "device", "makes")
     def __init__(self, fn: Any, gen: Any, names: list[str], interp: bool) -> None:
         self.fn, self.grid, self.num_warps, self.num_stages = fn, gen.grid, gen.num_warps, gen.num_stages
         self.arg_index = [names.index(src) for _, _, src in gen.params]
-        self.descriptors, self.interp, self.fast, self.device = gen.uses_descriptors, interp, None, None
+        self.makes = [(j, kind) for j, (_, kind, _) in enumerate(gen.params) if callable(kind)]
+        self.alloc, self.interp, self.fast, self.device = gen.uses_descriptors, interp, None, None
     def launch(self, values: list) -> None:
         args = [values[i] for i in self.arg_index]
         g, k = self.grid, self.fast
         if g[0] == 0:
             return
-        if self.descriptors:
+        for j, make in self.makes:   # a callable kind: what it makes of the value (a TMA descriptor)
+            args[j] = make(args[j])
+        if self.alloc:   # device-side TMA descriptors
             _ensure_allocator()
         if k is not None:
             k.run(g[0], g[1], g[2], torch._C._cuda_getCurrentRawStream(self.device), k.function, k.packed_metadata,

@@ -72,6 +72,8 @@ def test_attention_forward_and_matmul_build_for_sm90():
         assert "ttg.warp_specialize" in ttgir and "ttng.warp_group_dot" in ttgir
         assert "wgmma.mma_async" in ptx and "cp.async.bulk.tensor" in ptx   # wgmma; loads through TMA
         assert "setmaxnreg.dec.sync.aligned.u32 \t24;" in ptx               # the producer gives registers up
+        # TMA descriptors come from the host (kernel parameters): no program builds one in global memory
+        assert "tensormap.replace" not in ptx and "fence.proxy.tensormap" not in ptx
         assert kb.metadata["num_warps"] == 4 * consumers + 4                # consumers + the producer's group
         assert kb.metadata["shared"] <= 227 * 1024, (consumers, kb.metadata["shared"])
 
@@ -92,10 +94,44 @@ def test_partitions_in_the_source():
     loop = over[over.index("for offset_"):]
     assert loop.index("use_acc=False, is_async=True") < loop.index("v_ring") < loop.index("warpgroup_mma_wait(1,")
     assert over.count("warpgroup_mma(") == 4
+    # the K slot goes back to the producer as soon as S = Q K^T was waited for, before the softmax
+    wait1 = loop.index("warpgroup_mma_wait(1,")
+    assert loop.index("mbarrier.arrive(k_ring", wait1) < loop.index("tl.exp2(", wait1)
+    # max(S * scale) is max(S) * scale for 0 < scale < inf: one multiply per row; other scales multiply first
+    # (S = 1000: the last key block is masked, and so is every block's max)
+    assert re.search(r"if \(qk_scale > 0\) & \(qk_scale < float\('inf'\)\):\n\s+max_\d+ = tl\.reduce\(tl\.where\(mask_\d+"
+                     r"\[None, :\], mma_out_\d+, float\('-inf'\)\), 1, _hl_max_nan, keep_dims=False\) \* qk_scale\n"
+                     r"\s+else:\n\s+max_\d+ = tl\.reduce\(tl\.where\(mask_\d+\[None, :\], tl\.inline_asm_elementwise\("
+                     r"\"mul\.rn\.f32", loop)
+    assert "make_tensor_descriptor" not in over and re.search(r"def _attn_fwd_kernel0\(.*, k_ring\d+_desc", over)
     # the Triton backend's code is unchanged by the knob
     triton_src = A.attn_fwd.bind(_attn_args(2, 4, 2, 1000, 128, False)).to_triton_code(
         Config(block_sizes=[128, 128]))
     assert "gluon" not in triton_src and "@triton.jit" in triton_src
+
+
+def test_host_descriptors_are_made_at_launch():
+    """The Gluon kernel's TMA descriptors are parameters whose kind makes them from their tensor at each launch
+    (after an empty grid returns); the other arguments pass as they are."""
+    import types
+    from helion_ops.dsl.runtime import Compiled
+    calls, made = [], []
+
+    def make(t):
+        made.append(t)
+        return ("desc", t)
+
+    class Fn:
+        def __getitem__(self, grid):
+            return lambda *args, **kw: calls.append((grid, args))
+    gen = types.SimpleNamespace(grid=(3, 1, 1), num_warps=4, num_stages=1, uses_descriptors=False,
+                                params=[("x", "tensor", "x"), ("s", "scalar", "s"), ("x_desc", make, "x")])
+    x = torch.randn(5)
+    Compiled(Fn(), gen, ["s", "x"], True).launch([2.0, x])
+    assert calls == [((3, 1, 1), (x, 2.0, ("desc", x)))] and made == [x]
+    gen.grid = (0, 1, 1)
+    Compiled(Fn(), gen, ["s", "x"], True).launch([2.0, x])
+    assert len(calls) == 1 and len(made) == 1
 
 
 # ---- CPU: refusals ----------------------------------------------------------------------------------
@@ -217,6 +253,21 @@ def test_attention_forward_gpu(s, d, consumers, overlap, causal):
     out, lse = bound.run(bound.normalize(cfg), *args)
     ref, ref_lse = _ref(q, k, v, causal, scale)
     assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(lse, ref_lse, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("sign,overlap", [(-1.0, True), (0.0, False)])
+def test_attention_forward_nonpositive_scale_gpu(sign, overlap):
+    """A scale that is not in (0, inf) takes the product before the row max (the folded max would be wrong)."""
+    torch.manual_seed(11)
+    q, k, v = (torch.randn(1, 2, 1024, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    scale = sign / math.sqrt(128)
+    args = (q, k, v, False, scale * A.LOG2E)
+    bound = A.attn_fwd.bind(args)
+    out, lse = bound.run(bound.normalize(gluon_config(overlap=overlap)), *args)
+    ref, ref_lse = _ref(q, k, v, False, scale)
     torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
     torch.testing.assert_close(lse, ref_lse, atol=1e-3, rtol=1e-4)
 

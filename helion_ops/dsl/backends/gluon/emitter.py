@@ -4,6 +4,7 @@ one-warp producer issues with TMA the loads that only feed ``hl.dot`` (an inner 
 wgmma layout ``L``, 1-D values in its row or column slice (docs/ARCHITECTURE.md; API: bench/gluon_attention.py)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -11,10 +12,10 @@ import torch
 from ... import exc, ir as I
 from ...config import Config
 from ...target import Target
-from ...types import tl_dtype
+from ...types import SIGNATURE_DTYPE, tl_dtype
 from ..triton.emitter import Emitter, Generated
 from ..triton.kernel import program_ids
-from ..triton.ops import NAN_REDUCE_HELPERS
+from ..triton.ops import NAN_REDUCE_HELPERS, NEUTRAL
 from . import overlap
 
 PRELUDE = """import types
@@ -36,6 +37,7 @@ NUM_BUF = 2             # ring slots per pipelined load: the next block loads wh
 PRODUCER_REGS, CONSUMER_REGS = 24, 240   # setmaxnreg budgets (the probe's): the producer only issues TMA
 OPS = {"phi", "const", "param", "tile_attr", "load", "binary", "unary", "cast", "where", "reduce", "dot", "full",
        "arange", "view", "permute"}
+F32 = torch.float32
 _SLICE = {0: "COL", 1: "ROW"}   # SliceLayout(1, L): one value per row; SliceLayout(0, L): per column
 
 def _refuse(what: str, loc) -> exc.NotSupported:
@@ -170,28 +172,40 @@ class GluonEmitter(Emitter):
         if v.op == "load" and v.id in self.smem:
             return self.name_of(v)
         return super().expr(v)
-    def to_dot_a(self, x: str) -> str:
-        """``x`` in wgmma's register layout of a left operand."""
-        n = self.fresh("dot_a")
-        self.line(f"{n} = gl.convert_layout({x}, gl.DotOperandLayout(operand_index=0, parent=L, k_width=2))")
-        return n
-    def mma(self, a: str, b: str, v: I.Value) -> str:
-        """Issue dot ``v``'s wgmma (onto its fp32 accumulator, if it has one); its token."""
-        acc = (self.name_of(v.args[2]) if len(v.args) > 2
-               else f"gl.zeros({self.shape(v.type)}, gl.float32, L), use_acc=False")
+    def reduce(self, v: I.Value) -> str:
+        """fp32 max/min(y * c), c a scalar: max/min(y) * c for 0 < c < inf (the same bits: rounding is monotone), so
+        y * c's other use fuses into an FMA. Other c multiply in PTX, lest LLVM's PRE share it and split that FMA."""
+        x, op, axis, keep = v.args[0], v.attrs["op"], v.attrs["axis"], v.attrs["keepdim"]
+        y, c = sorted(x.args, key=lambda a: -a.type.ndim) if x.op == "binary" and x.attrs["op"] == "*" else (x, x)
+        if "max" != op != "min" or c.type.ndim or not y.type.ndim or {a.type.dtype for a in (x, y, c)} != {F32}:
+            return super().reduce(v)
+        r, cn, m, fill = self.fresh(v.hint or op), self.name_of(c), self.dim_mask(y.type.dims[axis]), NEUTRAL[op]
+        prod = f'tl.inline_asm_elementwise("mul.rn.f32 $0, $1, $2;", "=r,r,r", [{self.name_of(y)}, {cn}], ' \
+               'dtype=tl.float32, is_pure=True, pack=1)'
+        prod = f"tl.where({self.bcast(m, axis % y.type.ndim, y.type.ndim)}, {prod}, {fill})" if m else prod
+        fast = self.reduce_call(op, y.type.dtype, self.masked(y, axis, fill, False), axis, keep)
+        self.line(f"if ({cn} > 0) & ({cn} < float('inf')):", f"    {r} = {fast} * {cn}",
+                  "else:", f"    {r} = {self.reduce_call(op, y.type.dtype, prod, axis, keep)}")
+        return r
+    def mma(self, a: str, b: str, v: I.Value, reg: bool) -> str:
+        """Issue dot ``v``'s wgmma (``reg``: left operand ``a`` in registers, laid out first); its wait's deps."""
+        if reg:
+            a, x = self.fresh("dot_a"), a
+            self.line(f"{a} = gl.convert_layout({x}, gl.DotOperandLayout(operand_index=0, parent=L, k_width=2))")
+        acc = self.name_of(v.args[2]) if v.args[2:] else f"gl.zeros({self.shape(v.type)}, gl.float32, L), use_acc=False"
         tok = self.fresh("mma")
         self.line(f"{tok} = warpgroup_mma({a}, {b}, {acc}, is_async=True)")
-        return tok
-    def dot(self, v: I.Value) -> str:
-        a, b = v.args[0], v.args[1]
-        an, bn = self.name_of(a), self.name_of(b)
+        return f"{tok}, {a}" if reg else f"{tok}, "
+    def dot(self, v: I.Value, then=None) -> str:
+        """``v``'s wgmma, waited for (fp32 out); ``then()`` runs between, its wgmma left in flight by the wait."""
+        a = v.args[0]
         reg = (a.args[0] if a.op == "permute" else a).id not in self.smem
-        if reg:
-            an = self.to_dot_a(self.dot_operand(a, -1))
-        tok, out = self.mma(an, bn, v), self.fresh("mma_out")
-        self.line(f"{out}, {an} = warpgroup_mma_wait(0, deps=({tok}, {an}))" if reg else
-                  f"{out} = warpgroup_mma_wait(0, deps=({tok}, ))")
-        return out   # fp32: a 16-bit dot accumulates (and returns) fp32 before any cast
+        deps = self.mma(self.dot_operand(a, -1) if reg else self.name_of(a), self.name_of(v.args[1]), v, reg)
+        if then is not None:
+            then()
+        out, n = self.fresh("mma_out"), int(then is not None)
+        self.line(f"{out}{deps[deps.index(','):] if reg else ''} = warpgroup_mma_wait({n}, deps=({deps}))")
+        return out
     def rings_of(self, s: I.For) -> list[Smem]:
         return [m for m in self.smem.values() if m.ring and any(x is m.v for x in I.all_values(s.body))]
     def for_loop(self, s: I.For) -> None:
@@ -281,22 +295,25 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
         if not m.ring:
             em.pending[m.v.id] = (f"mbarrier.wait({m.name}_ready, 0)", em.ref(m, None))
     em.stmts(d.body)
+    from triton.experimental.gluon import language as gl, nvidia   # host side: TMA descriptors and their layouts
     params, sig = em.params()
-    pnames, shared, setup = [p[0] for p in params], [], []
+    shared, setup = [], []
     for m in {m.name: m for m in em.smem.values()}.values():
         dt = tl_dtype(m.idx.tensor.dtype).replace("tl.", "gl.")
+        lay = gl.NVMMASharedLayout.get_default_for(m.block, getattr(gl, dt[3:]))
         bars = {f"{m.name}_ready": 1, f"{m.name}_empty": em.nc} if m.ring else {f"{m.name}_ready": 1}
         nbuf = (NUM_BUF if m.ring else 1) * (em.nc if m.split else 1)   # ring slots x consumer parts
-        setup += [em.desc("tma", f"{m.name}_desc", m.idx.tensor, m.block,
-                          f", layout=gl.NVMMASharedLayout.get_default_for({m.block}, {dt})"),
-                  f"{m.name} = gl.allocate_shared_memory({dt}, {[nbuf] + m.block}, {m.name}_desc.layout)"]
+        make = functools.partial(nvidia.hopper.TensorDescriptor.from_tensor, block_shape=m.block, layout=lay)
+        params.append((f"{m.name}_desc", make, m.idx.tensor.host))   # host-made: device code would fence per program
+        sig[f"{m.name}_desc"] = f"tensordesc<{SIGNATURE_DTYPE[m.idx.tensor.dtype]}{m.block},{lay!r}>"
+        setup.append(f"{m.name} = gl.allocate_shared_memory({dt}, {[nbuf] + m.block}, {m.name}_desc.layout)")
         for b, count in bars.items():   # a ring's empty barrier takes an arrive from each consumer
             setup.append(f"{b} = gl.allocate_shared_memory(gl.int64, {[NUM_BUF, 1] if m.ring else [1]}, "
                          "mbarrier.MBarrierLayout())")
             setup += ([f"for i in gl.static_range({NUM_BUF}):", f"    mbarrier.init({b}.index(i), count={count})"]
                       if m.ring else [f"mbarrier.init({b}, count=1)"])
-        shared += [f"{m.name}_desc", m.name, *bars]
-    args = ", ".join(pnames + shared)
+        shared += [m.name, *bars]
+    args = ", ".join([p[0] for p in params] + shared)
     parts = [f"({fn_name}_consumer, ({args}, {c}))" for c in range(em.nc)] + [f"({fn_name}_producer, ({args}))"]
     regs = [CONSUMER_REGS] * (em.nc - 1) + [PRODUCER_REGS]
     out = ["@gluon.jit", f"def {fn_name}_consumer({args}, WG: gl.constexpr):",
@@ -304,8 +321,8 @@ def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str
            f"instr_shape=[16, {n_instr}, 16])",
            "    ROW: gl.constexpr = gl.SliceLayout(1, L)", "    COL: gl.constexpr = gl.SliceLayout(0, L)"]
     out += em.lines + ["", "", "@gluon.jit", f"def {fn_name}_producer({args}):"] + prod
-    out += ["", "", "@gluon.jit", f"def {fn_name}({', '.join(pnames)}):"]
+    out += ["", "", "@gluon.jit", f"def {fn_name}({', '.join(p[0] for p in params)}):"]
     out += ["    " + x for x in setup + ["fence_async_shared()"]]
     out.append(f"    gl.warp_specialize([{', '.join(parts)}], {[4] * (em.nc - 1) + [1]}, {regs})")
     helpers = "".join(NAN_REDUCE_HELPERS[op].replace("@triton.jit", "@gluon.jit") for op in sorted(em.nan_helpers))
-    return Generated(fn_name, PRELUDE + helpers + "\n".join(out) + "\n", params, sig, grid, 4, 1, True, None)
+    return Generated(fn_name, PRELUDE + helpers + "\n".join(out) + "\n", params, sig, grid, 4, 1, False, None)

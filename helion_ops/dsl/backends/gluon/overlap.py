@@ -39,13 +39,12 @@ def emit(em, s: I.For, rings: list) -> bool:
         for v in b_lets:
             if v is not d2 and em.lookup(v) is None:
                 em.define(v)
-        op = em.to_dot_a(em.name_of(d2.args[0]))
-        tok = em.mma(op, em.name_of(d2.args[1]), d2)
+        deps = em.mma(em.name_of(d2.args[0]), em.name_of(d2.args[1]), d2, True)
         em.scopes.pop()
-        return tok, op
-    def b_wait(tok: str, op: str) -> None:
-        em.line(f"{names[acc_i]}, {op} = warpgroup_mma_wait(0, deps=({tok}, {op}))")
-        em.line(*[f"mbarrier.arrive({m.name}_empty.index(pslot))" for m in brings])
+        return deps
+    def b_wait(deps: str) -> None:
+        em.line(f"{names[acc_i]}{deps[deps.index(','):]} = warpgroup_mma_wait(0, deps=({deps}))",
+                *[f"mbarrier.arrive({m.name}_empty.index(pslot))" for m in brings])
     def a_stage(start: str | None) -> None:
         """Stage A of a block; in the loop (``start`` None) with the previous block's stage B beside it."""
         em.scopes.append({})
@@ -53,25 +52,19 @@ def emit(em, s: I.For, rings: list) -> bool:
             em.line(f"{t.offset} = {start}")
         em.tile_lines(t)
         em.ring_slot(arings)
-        pending_b = None
+        pending_b = []
         for v in a_lets:
-            if v is d1 and start is None:
-                tok = em.mma(em.name_of(d1.args[0]), em.name_of(d1.args[1]), d1)
-                pending_b = b_issue()
-                out = em.fresh("mma_out")
-                em.line(f"{out} = warpgroup_mma_wait(1, deps=({tok}, ))")   # D1 done, D2 may still run
-                em.scopes[-1][d1.id] = out
+            if v is d1:   # in the loop the previous block's D2 is issued after D1, in flight past D1's wait
+                em.scopes[-1][d1.id] = em.dot(d1, None if start else lambda: pending_b.append(b_issue()))
+                em.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in arings])   # they feed only D1
             elif em.lookup(v) is None:
                 em.define(v)
-        em.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in arings])
         # what stage B of this block needs, D2's left operand masked and laid out as it will be multiplied
         new_x = [em.dot_operand(x, -1) if x is d2.args[0] else em.name_of(x) for x in xs]
-        if pending_b is not None:
-            b_wait(*pending_b)
-        for i, ((_, _, fin), n) in enumerate(zip(s.carried, names)):
-            if i != acc_i:
-                em.line(f"{n} = {em.name_of(fin)}")
-        em.line(*[f"{n} = {x}" for n, x in zip(xn, new_x)], "ring_it += 1")
+        if pending_b:
+            b_wait(pending_b[0])
+        em.line(*[f"{n} = {em.name_of(fin)}" for i, ((_, _, fin), n) in enumerate(zip(s.carried, names)) if i != acc_i],
+                *[f"{n} = {x}" for n, x in zip(xn, new_x)], "ring_it += 1")
         em.scopes.pop()
     names = em.carry(s)
     begin, end = em.bound(t.begin), em.bound(t.end)
@@ -80,5 +73,5 @@ def emit(em, s: I.For, rings: list) -> bool:
         a_stage(begin)
         with em.nest(f"for {t.offset} in range({begin} + {t.block}, {end}, {t.block}):"):
             a_stage(None)
-        b_wait(*b_issue())       # the last block's stage B
+        b_wait(b_issue())       # the last block's stage B
     return True

@@ -21,7 +21,7 @@ from .ops import EMIT, INT_NEUTRAL, NAN, NEUTRAL, REDUCE_FN
 class Generated:
     fn_name: str
     source: str
-    params: list[tuple[str, str, Any]]   # (param name, kind, source): kind in tensor|scalar
+    params: list[tuple[str, Any, Any]]   # (param name, kind, source): tensor|scalar, or makes the arg from it
     signature: dict[str, str]
     grid: tuple[int, int, int] | str     # literal grid, or Python code over params
     num_warps: int
