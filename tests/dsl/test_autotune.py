@@ -365,6 +365,24 @@ def test_benchmarker_precompile_failures_reject_candidates():
     assert {c.num_warps for c in fb.runs} <= {4, 8}  # failed compiles never run
 
 
+def test_benchmarker_first_batch_runs_whole_past_the_cap():
+    """A wall-clock cap that passes while the first batch compiles (a worker pool starting, slow compiles) must
+    not leave the search with only the default: the first batch is compiled and timed whole; later ones stop
+    at the cap (H100, 2026-12-07: quick matmul returned its 0.46x default when round 1 compiled past 8 s)."""
+    fb = FakeBound()
+    bench = Benchmarker(fb, _args(), reps=1, precompile=True, workers=2, compile_timeout=30.0)
+    bench.precompiler.job, bench.precompiler.initializer = _job, None
+    bench.deadline = time.monotonic() - 1.0  # already past
+    base = SPACE.default()
+    try:
+        first = bench.evaluate_batch([base.replace(num_warps=w) for w in (4, 8)])
+        later = bench.evaluate_batch([base.replace(num_warps=w) for w in (1, 2)])
+    finally:
+        bench.close()
+    assert all(math.isfinite(t) for t in first)
+    assert later == [math.inf] * 2
+
+
 @pytest.mark.parametrize("dtype,err,ok", [
     ("float32", 5e-5, True), ("float32", 5e-3, False), ("float16", 5e-3, True), ("float16", 5e-2, False),
     ("bfloat16", 1e-2, True), ("bfloat16", 1e-1, False),
