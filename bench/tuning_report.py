@@ -146,7 +146,8 @@ def main(argv=None) -> int:
                 rows.append(("full: not run (budget)", 0.0, None, None))
                 continue
             t0 = time.perf_counter()
-            cfg = autotune(b, inputs, effort, time_limit=limit, cache=False, progress=False)
+            # progress lines (stderr, in the step's log): when each round ended and what it compiled and timed
+            cfg = autotune(b, inputs, effort, time_limit=limit, cache=False, progress=effort == "quick")
             wall = time.perf_counter() - t0
             out = b.run(cfg, *inputs)
             err = ((out.float() - expected).abs().max() / expected.abs().max()).item()
