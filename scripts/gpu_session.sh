@@ -7,7 +7,9 @@
 #                 then Helion's quick where TUNE_BUDGET (soft, 200 s) leaves ~90 s a kernel (TUNE_BUDGET=560:
 #                 all four) -> results/<GPU>/tuning.md (estimated 230 s; `python -m bench.tuning_report --dry`)
 #   test          pytest -m gpu (hard TEST_TIMEOUT, 540 s, by SIGINT: a cut run still prints its failures and
-#                 summary; the whole log in $OUT/test_full.log, ~430 s on an H100)
+#                 summary; the whole log in $OUT/test_full.log, ~430 s on an H100). TEST_WORKERS=N: N pytest
+#                 processes sharing the GPU, a test file each (pytest-xdist and execnet wheels in .whl/; the
+#                 tests mostly wait on Triton compiles, which then run on N cores)
 #   helion_tune   tune upstream Helion (quick effort, at most HELION_BENCH_TUNE_S s per shape) on the
 #                 TUNED_SHAPES shapes each op's bench step runs it on -> results/<GPU>/helion_configs/
 #                 (the bench steps reuse them; a missing one is tuned in the run, inside its budget)
@@ -88,7 +90,7 @@ for step in "$@"; do
     tune)  timeout -s INT -k 20 $(( ${TUNE_BUDGET:-200} + 100 )) python3 -m bench.tuning_report --out "results/$GPU/tuning.md" \
              --full-limit ${FULL_LIMIT:-35} --budget ${TUNE_BUDGET:-200} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  timeout -s INT -k 30 "${TEST_TIMEOUT:-540}" python3 -m pytest -q -m gpu tests -p no:cacheprovider --tb=short \
-             -rfE --durations=10 2>&1 | tee "$OUTDIR/test_full.log" | tail -80 | tee "$OUTDIR/test.log" ;;
+             -rfE --durations=10 ${TEST_WORKERS:+-n $TEST_WORKERS --dist loadfile} 2>&1 | tee "$OUTDIR/test_full.log" | tail -80 | tee "$OUTDIR/test.log" ;;
     host)  python3 -m bench.host --out results 2>&1 | tee "$OUTDIR/host.log" ;;
     helion_tune) timeout -s INT -k 20 "${TUNE_TIMEOUT:-240}" python3 -m bench.helion_baseline \
              --op softmax,rms_norm,layer_norm,matmul --shapes "$SHAPES" --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} \
