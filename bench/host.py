@@ -176,7 +176,8 @@ def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
              f"`python -m bench.host`: {DTYPE} inputs, a tight loop of {iters} calls synchronized at the end, "
              f"best of {repeats}. `ratio` = ours / eager (lower is better; issue 30's bars: fwd <= 1.0, "
              f"fwd+bwd <= 1.2). `ours GPU` / `eager GPU` are the kernels' own time (their durations "
-             f"in a CUDA profiler trace): a row whose time per call is close to it is bound by the GPU, not the host.", "",
+             f"in a CUDA profiler trace): a row whose time per call is close to it is bound by the GPU, "
+             f"not the host.", "",
              "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) | eager GPU (us) |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:

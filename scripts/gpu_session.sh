@@ -90,7 +90,8 @@ for step in "$@"; do
     tune)  timeout -s INT -k 20 $(( ${TUNE_BUDGET:-200} + 100 )) python3 -m bench.tuning_report --out "results/$GPU/tuning.md" \
              --full-limit ${FULL_LIMIT:-35} --budget ${TUNE_BUDGET:-200} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  timeout -s INT -k 30 "${TEST_TIMEOUT:-540}" python3 -m pytest -q -m gpu tests -p no:cacheprovider --tb=short \
-             -rfE --durations=10 ${TEST_WORKERS:+-n $TEST_WORKERS --dist loadfile} 2>&1 | tee "$OUTDIR/test_full.log" | tail -80 | tee "$OUTDIR/test.log" ;;
+             -rfE --durations=10 ${TEST_WORKERS:+-n $TEST_WORKERS --dist loadfile} 2>&1 \
+             | tee "$OUTDIR/test_full.log" | tail -80 | tee "$OUTDIR/test.log" ;;
     host)  python3 -m bench.host --out results 2>&1 | tee "$OUTDIR/host.log" ;;
     helion_tune) timeout -s INT -k 20 "${TUNE_TIMEOUT:-240}" python3 -m bench.helion_baseline \
              --op softmax,rms_norm,layer_norm,matmul --shapes "$SHAPES" --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} \
@@ -102,7 +103,7 @@ for step in "$@"; do
     bench_norms) bench bench_norms $NORMS ;;
     bench_gemm)  bench bench_gemm $GEMMS ;;
     bench) bench bench --op softmax,rms_norm,layer_norm,matmul,grouped_gemm,attention --time-budget ${BENCH_ALL_BUDGET:-480} ;;
-    gluon) timeout -k 20 "${GLUON_TEST_TIMEOUT:-360}" python3 -m pytest -q -m gpu tests/dsl/test_gluon_backend.py \
+    gluon) timeout -s INT -k 30 "${GLUON_TEST_TIMEOUT:-360}" python3 -m pytest -q -m gpu tests/dsl/test_gluon_backend.py \
              tests/ops/test_attention_gluon.py 2>&1 \
              | tail -30 | tee "$OUTDIR/gluon_test.log"
            timeout -s INT -k 20 "${GLUON_TIMEOUT:-240}" python3 -m bench.gluon_attention \

@@ -177,7 +177,7 @@ class GluonEmitter(Emitter):
         y * c's other use fuses into an FMA. Other c multiply in PTX, lest LLVM's PRE share it and split that FMA."""
         x, op, axis, keep = v.args[0], v.attrs["op"], v.attrs["axis"], v.attrs["keepdim"]
         y, c = sorted(x.args, key=lambda a: -a.type.ndim) if x.op == "binary" and x.attrs["op"] == "*" else (x, x)
-        if "max" != op != "min" or c.type.ndim or not y.type.ndim or {a.type.dtype for a in (x, y, c)} != {F32}:
+        if op not in ("max", "min") or c.type.ndim or not y.type.ndim or {a.type.dtype for a in (x, y, c)} != {F32}:
             return super().reduce(v)
         r, cn, m, fill = self.fresh(v.hint or op), self.name_of(c), self.dim_mask(y.type.dims[axis]), NEUTRAL[op]
         prod = f'tl.inline_asm_elementwise("mul.rn.f32 $0, $1, $2;", "=r,r,r", [{self.name_of(y)}, {cn}], ' \
