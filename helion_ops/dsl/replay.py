@@ -69,9 +69,12 @@ def replay_of(args: tuple, trace: list, ret: Any) -> Callable:
         name = tensors[key] = f"t{len(tensors)}"
         lines.append(f"{name} = {src}")
         return name
-    calls = [f"{const(c)}.launch([{', '.join(expr(v, f) for v, f in zip(values, fixed))}])"
-             for c, values, fixed in trace]
-    result = expr(ret)
+    try:
+        calls = [f"{const(c)}.launch([{', '.join(expr(v, f) for v, f in zip(values, fixed))}])"
+                 for c, values, fixed in trace]
+        result = expr(ret)
+    finally:  # expr calls itself: a reference cycle that, left to the garbage collector, would keep the call's
+        del expr, tensor  # tensors alive past it (a CUDA graph pool then finds a dead output it still counts)
     check = " or ".join(f"args[{j}].data_ptr() & 15 != {a.data_ptr() & 15}" for j, a in enumerate(args)
                         if isinstance(a, torch.Tensor)) or "False"
     body = [f"if {check}:", "    return MISS", *lines, *calls, f"return {result}"]
