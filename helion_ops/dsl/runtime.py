@@ -21,7 +21,7 @@ import torch
 import triton
 
 from . import compile_op, exc, frontend, ir as I, passes, pipeline, space
-from .backends.triton import compile_specs_for_target, load_module
+from .backends.triton import compile_specs_for_target, launcher, load_module
 from .config import Config
 from .language import constexpr as hl_constexpr
 from .lower import config_block
@@ -185,15 +185,15 @@ def _launch_key_other(v: Any) -> Any:
     return repr(v) if isinstance(v, (list, dict, set)) else v
 
 class Compiled:
-    """One compiled device loop. The first launch goes through ``fn[grid](...)``, which compiles; later ones call
-    Triton's launcher directly, skipping its per-call re-specialisation (half a launch's host cost): our launch
+    """One compiled device loop. The first launch goes through ``fn[grid](...)``, which compiles; later ones go
+    straight to a launcher (``backends.triton.launcher``), skipping Triton's per-call re-specialisation: our launch
     key already pins what Triton specialises on (dtypes, shapes, strides, 16-byte alignment)."""
-    __slots__ = ("fn", "grid", "num_warps", "num_stages", "arg_index", "alloc", "interp", "fast", "device", "makes")
+    __slots__ = ("fn", "grid", "num_warps", "num_stages", "arg_index", "alloc", "interp", "fast", "makes")
     def __init__(self, fn: Any, gen: Any, names: list[str], interp: bool) -> None:
         self.fn, self.grid, self.num_warps, self.num_stages = fn, gen.grid, gen.num_warps, gen.num_stages
         self.arg_index = [names.index(src) for _, _, src in gen.params]
         self.makes = [(j, kind) for j, (_, kind, _) in enumerate(gen.params) if callable(kind)]
-        self.alloc, self.interp, self.fast, self.device = gen.uses_descriptors, interp, None, None
+        self.alloc, self.interp, self.fast = gen.uses_descriptors, interp, None
     def launch(self, values: list) -> None:
         args = [values[i] for i in self.arg_index]
         g, k = self.grid, self.fast
@@ -204,8 +204,7 @@ class Compiled:
         if self.alloc:   # device-side TMA descriptors
             _ensure_allocator()
         if k is not None:
-            k.run(g[0], g[1], g[2], torch._C._cuda_getCurrentRawStream(self.device), k.function, k.packed_metadata,
-                  None, None, None, *args)
+            k(g, args)
         elif self.interp:
             with _INTERPRETER_LOCK:  # it patches triton.language while a kernel runs: one at a time
                 self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
@@ -215,8 +214,7 @@ class Compiled:
             hooks = (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook)
             if hasattr(k, "packed_metadata") and not any(getattr(h, "calls", h) for h in hooks) \
                     and os.environ.get("HELION_OPS_SLOW_LAUNCH") != "1":
-                self.fast = k
-                self.device = next((a.device.index for a in args if isinstance(a, torch.Tensor)), None) or 0
+                self.fast = launcher(k, next((a.device.index for a in args if isinstance(a, torch.Tensor)), None) or 0)
 
 def _check_interpreter() -> None:
     """Triton 3.6's interpreter turns loop bounds into 1-element arrays, which numpy >= 2.4 no longer converts to

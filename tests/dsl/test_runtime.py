@@ -132,3 +132,49 @@ def test_device_print(capfd):
     assert "tl.device_print('twice:', " in k.bind((x,)).to_triton_code()
     printed = capfd.readouterr().out
     assert "twice:" in printed and "14." in printed
+
+
+_LAUNCHER_SCRIPT = r'''
+import json, sys, types, torch
+from unittest import mock
+from helion_ops.dsl.backends.triton import compile_spec, launcher
+k = compile_spec(json.load(sys.stdin), ("cuda", 90, 32))
+k.function, seen = 99, {}
+tensors = [torch.empty(4) for _ in range(4)]
+args = [*tensors, 1000.0, 1e-6]
+fake = types.SimpleNamespace(_launch_kernel=lambda *a: seen.setdefault("static", a))
+with mock.patch.object(torch._C, "_cuda_getCurrentRawStream", lambda d: 7, create=True):
+    with mock.patch.object(torch._C, "_StaticCudaLauncher", fake, create=True):
+        launcher(k, 0)((3, 1, 1), args)
+    with mock.patch.object(torch._C, "_StaticCudaLauncher", None, create=True), \
+            mock.patch.object(type(k), "run", lambda self, *a: seen.setdefault("triton", a), create=True):
+        launcher(k, 0)((3, 1, 1), args)
+s = seen["static"]
+scratch = [0] * sum(hasattr(k.metadata, a) for a in ("global_scratch_size", "profile_scratch_size"))
+print(json.dumps({"static": [s[:7], list(s[7]), s[8]], "ptrs": [t.data_ptr() for t in tensors] + scratch,
+                  "scratch": len(scratch),
+                  "warps": k.metadata.num_warps, "shared": k.metadata.shared,
+                  "triton": [seen["triton"][:4], seen["triton"][4], len(seen["triton"])]}))
+'''
+
+
+def test_launcher_passes_pointers_as_ints_to_torchs_static_launcher():
+    """``backends.triton.launcher`` on a real sm_90 build (no GPU): torch's static launcher gets the kernel's
+    non-constexpr arguments typed from its signature (pointers as ints, fp32 scalars as 'f'); without that launcher
+    Triton's own ``run`` gets every argument."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from helion_ops.ops import rms_norm as R
+    b = R.rms_norm_fwd.bind((torch.randn(17, 1000), torch.randn(1000), 1e-6))
+    r = subprocess.run([sys.executable, "-c", _LAUNCHER_SCRIPT], capture_output=True, text=True, timeout=300,
+                       input=json.dumps(b.compile_specs(b.default_config())[0]),
+                       env=dict(os.environ, TRITON_INTERPRET="0"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.splitlines()[-1])
+    assert got["scratch"] >= 1  # Triton >= 3.5: the global scratch pointer follows the arguments
+    assert got["static"][0] == [99, 3, 1, 1, got["warps"], got["shared"], "OOOOff" + "O" * got["scratch"]]
+    assert got["static"][1] == [*got["ptrs"][:4], 1000.0, 1e-6, *got["ptrs"][4:]] and got["static"][2] == 7
+    # grid, stream, function, metadata, three hook slots, then every argument
+    assert got["triton"][0] == [3, 1, 1, 7] and got["triton"][1] == 99 and got["triton"][2] == 9 + 6

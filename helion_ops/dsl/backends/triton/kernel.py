@@ -12,6 +12,8 @@ import types
 from typing import Any
 from unittest import mock
 
+import torch
+
 from ... import exc, ir as I
 from ...config import Config
 from ...target import Target
@@ -138,6 +140,33 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
         attrs = {(i,): aligned for i, ty in enumerate(sig.values()) if str(ty).startswith("*")}
     return triton.compile(ASTSource(fn, sig, dict(spec.get("constexprs", {})), attrs),
                           options={"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}, **kw)
+
+# Triton signature type -> the type letter of torch's static launcher (pointers go as ints: no driver query per call)
+_STATIC_TYPES = {"i1": "i", "i8": "b", "i16": "h", "i32": "i", "i64": "l", "u1": "I", "u8": "B", "u16": "H",
+                 "u32": "I", "u64": "K", "fp32": "f", "f32": "f", "fp64": "d"}
+
+def launcher(k: Any, device: int):
+    """``run(grid, args)`` for a compiled kernel ``k`` (already launched once, so loaded). Through torch's C++ launcher
+    for Triton cubins (Inductor's ``_StaticCudaLauncher``: a third of Triton's per-launch host cost) where it applies,
+    else through Triton's own launcher; either way skipping ``fn[grid]``'s per-call re-specialisation."""
+    md, stream = k.metadata, torch._C._cuda_getCurrentRawStream
+    src, keep = k.src, []
+    for i, name in enumerate(src.fn.arg_names):
+        ty = str(src.signature.get(name, "constexpr"))
+        if ty != "constexpr" and (i,) not in src.constants:
+            keep.append((i, "O" if ty.startswith("*") else _STATIC_TYPES.get(ty, "?")))
+    S = getattr(torch._C, "_StaticCudaLauncher", None)
+    if S is None or torch.version.hip or any(t == "?" for _, t in keep) or getattr(md, "num_ctas", 1) != 1 \
+            or any(getattr(md, a, 0) for a in ("global_scratch_size", "profile_scratch_size", "launch_pdl",
+                                                   "launch_cooperative_grid")):
+        return lambda g, args: k.run(g[0], g[1], g[2], stream(device), k.function, k.packed_metadata, None, None, None,
+                                     *args)
+    # Triton >= 3.5 kernels take a global (and a profile) scratch pointer after the arguments: null when unused
+    scratch = (0,) * sum(hasattr(md, a) for a in ("global_scratch_size", "profile_scratch_size"))
+    run, fn, warps, shared = S._launch_kernel, k.function, md.num_warps, md.shared
+    ptrs, tys = [(i, t == "O") for i, t in keep], "".join(t for _, t in keep) + "O" * len(scratch)
+    return lambda g, args: run(fn, g[0], g[1], g[2], warps, shared, tys, (*(
+        (0 if args[i] is None else args[i].data_ptr()) if p else args[i] for i, p in ptrs), *scratch), stream(device))
 
 def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool = False) -> list:
     """Compile ``specs`` for ``target`` (``.asm`` texts, ``.metadata``; with ``keep_going`` a failure's error
