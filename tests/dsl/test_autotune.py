@@ -569,3 +569,22 @@ def test_progress_plain_and_quiet(monkeypatch):
         q.log("hello")
     q.close("bye")
     assert buf.getvalue() == "" and q.evaluated == 1
+
+
+def test_precompiler_pool_is_shared_until_killed():
+    """Starting workers costs seconds (each imports torch and Triton): a second Precompiler of the same size reuses
+    the live pool; a pool killed (a hung or crashed job) is never handed out again."""
+    first = Precompiler(workers=1, timeout=60.0, job=_job, initializer=None)
+    first.warm()
+    try:
+        assert first.run({"a": ([("ok",)], None)}) == {"a": None}
+        pool = first._pool
+    finally:
+        first.close()
+    second = Precompiler(workers=1, timeout=60.0, job=_job, initializer=None)
+    try:
+        assert second.run({"b": ([("ok",)], None)}) == {"b": None} and second._pool is pool
+        assert "crashed" in second.run({"c": ([("exit",)], None)})["c"]
+        assert second.run({"d": ([("ok",)], None)}) == {"d": None} and second._pool is not pool
+    finally:
+        second.close()

@@ -75,9 +75,15 @@ def compile_job(payload: tuple) -> bool:
         compile_spec(spec, target=target)
     return True
 
+# (workers, initializer) -> a live worker pool, shared by every search of the process: starting one costs seconds
+# (each worker imports torch and Triton), more than a quick search's compiles (H100: 10.5 of its 13.8 s)
+_POOLS: dict = {}
+_POOLS_LOCK = threading.Lock()
+
 class Precompiler:
-    """Runs picklable jobs in a spawn process pool, at most ``workers`` in flight. A timeout kills the pool (a hung
-    ``triton.compile`` cannot be cancelled) and requeues the others; after a worker crash they run one at a time."""
+    """Runs picklable jobs in a process pool, at most ``workers`` in flight. Workers fork from a server that imported
+    the codegen once; the pool outlives the Precompiler. A timeout kills the pool (a hung ``triton.compile`` cannot
+    be cancelled) and requeues the others; after a worker crash they run one at a time."""
     def __init__(self, workers: Optional[int] = None, timeout: float = DEFAULT_COMPILE_TIMEOUT,
                  job: Callable[[Any], Any] = compile_job, initializer: Optional[Callable[[], None]] = _worker_init):
         self.workers = max(1, workers or min(16, os.cpu_count() or 1))
@@ -93,22 +99,29 @@ class Precompiler:
             self._warming = None
         return self._start()
     def _start(self) -> cf.ProcessPoolExecutor:
-        if self._pool is None:
-            pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                          initializer=self.initializer)
-            # Start every worker (interpreter + imports) before any job's clock starts, so a slow start
-            # never reads as a hung compile. Pings are slightly slow so a ready worker cannot take them all.
-            pids, deadline = set(), time.monotonic() + max(120.0, self.timeout)
-            while len(pids) < self.workers and time.monotonic() < deadline:
-                done, _ = cf.wait([pool.submit(_ping) for _ in range(self.workers)],
-                                  timeout=deadline - time.monotonic())
-                pids.update(f.result() for f in done if f.exception() is None)
-            self._pool = pool
-        return self._pool
+        with _POOLS_LOCK:
+            if self._pool is None:
+                self._pool = _POOLS.get((self.workers, self.initializer)) or self._new_pool()
+                _POOLS[(self.workers, self.initializer)] = self._pool
+            return self._pool
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["helion_ops.dsl.backends.triton"])  # read when the server first starts
+        pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=self.initializer)
+        # Start every worker (fork + initializer) before any job's clock starts, so a slow start never reads
+        # as a hung compile. Pings are slightly slow so a ready worker cannot take them all.
+        pids, deadline = set(), time.monotonic() + max(120.0, self.timeout)
+        while len(pids) < self.workers and time.monotonic() < deadline:
+            done, _ = cf.wait([pool.submit(_ping) for _ in range(self.workers)], timeout=deadline - time.monotonic())
+            pids.update(f.result() for f in done if f.exception() is None)
+        return pool
     def _kill_pool(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        with _POOLS_LOCK:
+            if _POOLS.get((self.workers, self.initializer)) is pool:
+                del _POOLS[(self.workers, self.initializer)]
         # Private but stable since 3.8; the only way to stop a hung worker.
         procs = list((getattr(pool, "_processes", None) or {}).values())
         for p in procs:
@@ -118,10 +131,10 @@ class Precompiler:
         for p in procs:
             p.join(timeout=5)
     def close(self) -> None:
-        """Shut the worker pool down (after letting a starting one finish)."""
-        if self._warming is not None or self._pool is not None:
-            self._ensure_pool().shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Let go of the worker pool (after letting a starting one finish); it stays up for the next search."""
+        if self._warming is not None:
+            self._ensure_pool()
+        self._pool = None
     def run(self, jobs: dict[Hashable, Any], on_done: Optional[Callable[[Hashable, Optional[str]], None]] = None,
             deadline: Optional[float] = None) -> dict[Hashable, Optional[str]]:
         """key -> None or the error of ``job(payload)`` for each item, ``on_done(key, error)`` as each ends; what has
