@@ -12,7 +12,9 @@
 #                 tests mostly wait on Triton compiles, which then run on N cores)
 #   helion_tune   tune upstream Helion (quick effort, at most HELION_BENCH_TUNE_S s per shape) on the
 #                 TUNED_SHAPES shapes each op's bench step runs it on -> results/<GPU>/helion_configs/
-#                 (the bench steps reuse them; a missing one is tuned in the run, inside its budget)
+#                 (the bench steps reuse them; a missing one is tuned in the run, inside its budget). Run it
+#                 in the same command as the bench steps: each device call starts from this checkout's
+#                 results/, so configs tuned by an earlier call are gone unless committed first
 #   soak          bench.soak, random shapes (SOAK_SHAPES, budget SOAK_BUDGET s) -> results/<GPU>/soak.md
 #   host          bench.host: host time per call of every op against eager -> results/<GPU>/host.md
 #   host_dispatch bench.host --dispatch --profile 12: the op layer's host path with launches stubbed, profiled (log only)
