@@ -165,8 +165,10 @@ def measure(spec, iters: int, repeats: int) -> list[dict]:
         with torch.no_grad() if mode == "fwd" else torch.enable_grad():
             o, e = per_call_us(ours[mode], iters, repeats), per_call_us(theirs[mode], iters, repeats)
             g, eg = gpu_us(ours[mode]), gpu_us(theirs[mode])
+            with stubbed_launches():  # the same loop with every DSL launch a no-op: what the launches cost
+                stub = per_call_us(ours[mode], iters, repeats)
         rows.append({"op": spec.NAME, "shape": "x".join(map(str, shape)), "mode": mode, "ours_us": o,
-                     "eager_us": e, "ratio": o / e, "ours_gpu_us": g, "eager_gpu_us": eg})
+                     "eager_us": e, "ratio": o / e, "ours_gpu_us": g, "eager_gpu_us": eg, "stubbed_us": stub})
     return rows
 
 
@@ -177,12 +179,14 @@ def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
              f"best of {repeats}. `ratio` = ours / eager (lower is better; issue 30's bars: fwd <= 1.0, "
              f"fwd+bwd <= 1.2). `ours GPU` / `eager GPU` are the kernels' own time (their durations "
              f"in a CUDA profiler trace): a row whose time per call is close to it is bound by the GPU, "
-             f"not the host.", "",
-             "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) | eager GPU (us) |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+             f"not the host. `ours, no launch` is the same loop with every DSL kernel launch a no-op: the "
+             f"difference to `ours` is what the launches cost.", "",
+             "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) | eager GPU (us) "
+             "| ours, no launch (us) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['op']} | {r['shape']} | {r['mode']} | {r['ours_us']:.1f} | {r['eager_us']:.1f} | "
-                     f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} | {r['eager_gpu_us']:.1f} |")
+                     f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} | {r['eager_gpu_us']:.1f} | {r['stubbed_us']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -215,7 +219,8 @@ def main(argv=None) -> int:
             continue
         for r in rows[-2:]:
             print(f"{r['op']:13s} {r['mode']:8s} ours {r['ours_us']:7.1f} us  eager {r['eager_us']:7.1f} us  "
-                  f"{r['ratio']:.2f}x  (GPU {r['ours_gpu_us']:.1f} / {r['eager_gpu_us']:.1f} us)", flush=True)
+                  f"{r['ratio']:.2f}x  (GPU {r['ours_gpu_us']:.1f} / {r['eager_gpu_us']:.1f} us; "
+                  f"no launch {r['stubbed_us']:.1f} us)", flush=True)
     info = {**gpu_info.info(), "commit": gpu_info.git_commit(), "date": gpu_info.utc_date()}
     path = Path(args.out) / info["gpu"] / "host.md"
     path.parent.mkdir(parents=True, exist_ok=True)
