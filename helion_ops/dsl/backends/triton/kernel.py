@@ -149,11 +149,10 @@ def launcher(k: Any, device: int):
     """``run(grid, args)`` for a compiled kernel ``k`` (already launched once, so loaded). Through torch's C++ launcher
     for Triton cubins (Inductor's ``_StaticCudaLauncher``: a third of Triton's per-launch host cost) where it applies,
     else through Triton's own launcher; either way skipping ``fn[grid]``'s per-call re-specialisation."""
-    md, stream = k.metadata, torch._C._cuda_getCurrentRawStream
-    src, keep = k.src, []
-    for i, name in enumerate(src.fn.arg_names):
-        ty = str(src.signature.get(name, "constexpr"))
-        if ty != "constexpr" and (i,) not in src.constants:
+    md, stream, keep = k.metadata, torch._C._cuda_getCurrentRawStream, []
+    for i, name in enumerate(k.src.fn.arg_names):
+        ty = str(k.src.signature.get(name, "constexpr"))
+        if ty != "constexpr" and (i,) not in k.src.constants:
             keep.append((i, "O" if ty.startswith("*") else _STATIC_TYPES.get(ty, "?")))
     S = getattr(torch._C, "_StaticCudaLauncher", None)
     if S is None or torch.version.hip or any(t == "?" for _, t in keep) or getattr(md, "num_ctas", 1) != 1 \
@@ -162,11 +161,12 @@ def launcher(k: Any, device: int):
         return lambda g, args: k.run(g[0], g[1], g[2], stream(device), k.function, k.packed_metadata, None, None, None,
                                      *args)
     # Triton >= 3.5 kernels take a global (and a profile) scratch pointer after the arguments: null when unused
-    scratch = (0,) * sum(hasattr(md, a) for a in ("global_scratch_size", "profile_scratch_size"))
-    run, fn, warps, shared = S._launch_kernel, k.function, md.num_warps, md.shared
-    ptrs, tys = [(i, t == "O") for i, t in keep], "".join(t for _, t in keep) + "O" * len(scratch)
-    return lambda g, args: run(fn, g[0], g[1], g[2], warps, shared, tys, (*(
-        (0 if args[i] is None else args[i].data_ptr()) if p else args[i] for i, p in ptrs), *scratch), stream(device))
+    scratch = sum(hasattr(md, a) for a in ("global_scratch_size", "profile_scratch_size"))
+    # Generated for this kernel: each argument read by position (a pointer is never None: None is a constexpr)
+    vals = "".join(f"a[{i}].data_ptr(), " if t == "O" else f"a[{i}], " for i, t in keep) + "0, " * scratch
+    tys = "".join(t for _, t in keep) + "O" * scratch
+    src = f"lambda g, a: run(fn, g[0], g[1], g[2], {md.num_warps}, {md.shared}, {tys!r}, ({vals}), stream({device}))"
+    return eval(src, {"run": S._launch_kernel, "fn": k.function, "stream": stream})
 
 def compile_specs_for_target(specs: list[dict], target: tuple, keep_going: bool = False) -> list:
     """Compile ``specs`` for ``target`` (``.asm`` texts, ``.metadata``; with ``keep_going`` a failure's error
