@@ -62,8 +62,7 @@ class Lowerer:
                 and all(s * t.element_size() % 16 == 0 for s in t.stride()[:-1])
             last = t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()))
             self.tensors[name] = TensorArg(name if name.isidentifier() else f"t{len(self.tensors)}", name, t.dtype,
-                                           tuple(t.shape), tuple(t.stride()), True,
-                                           t.numel() >= 2**31 or last >= 2**31, desc)
+                                           tuple(t.shape), tuple(t.stride()), t.numel() >= 2**31 or last >= 2**31, desc)
         return TensorRef(self.tensors[name])
     def host_value(self, name: str, value: Any, node: ast.AST) -> Any:
         if type(value) is hl.constexpr:  # small = hl.constexpr(bs < 64) in host code: its value

@@ -70,13 +70,11 @@ class TensorArg:
     dtype: torch.dtype
     sizes: tuple[int, ...]      # concrete sizes at bind time
     strides: tuple[int, ...]
-    static: bool                # sizes/strides baked into the code
     index64: bool = False
     descriptor_ok: bool = False  # TMA-eligible: last stride 1, others 16-byte aligned
     ndim = property(lambda self: len(self.sizes))
-    def size_code(self, d: int) -> str: return str(self.sizes[d]) if self.static else f"{self.name}_size_{d}"
-    def stride_code(self, d: int) -> str:
-        return str(self.strides[d]) if self.strides[d] == 1 or self.static else f"{self.name}_stride_{d}"
+    def size_code(self, d: int) -> str: return str(self.sizes[d])  # sizes and strides are baked into the code
+    def stride_code(self, d: int) -> str: return str(self.strides[d])
 
 @dataclass
 class ScalarArg:

@@ -57,11 +57,6 @@ class Emitter:
         ts, ss = self.d.inputs.tensors, self.d.inputs.scalars
         return ([(t.name, "tensor", t.host) for t in ts] + [(s.name, "scalar", s.name) for s in ss],
                 {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in ts} | {s.name: SIGNATURE_DTYPE[s.dtype] for s in ss})
-    def desc(self, mod: str, name: str, t, block: list[int], extra: str = "") -> str:
-        """``name = <mod>.make_tensor_descriptor(...)``: a TMA descriptor of tensor ``t`` in ``block`` tiles."""
-        shape, strides = (", ".join(f(i) for i in range(t.ndim)) for f in (t.size_code, t.stride_code))
-        return f"{name} = {mod}.make_tensor_descriptor({t.name}, shape=[{shape}], strides=[{strides}], " \
-               f"block_shape={block}{extra})"
     def dim_info(self, d: Dim) -> TileInfo | RDimInfo | None:
         return self.d.tiles[d.id] if d.kind == "tile" else self.d.rdims[d.id] if d.kind == "rdim" else None
     def dim_size(self, d: Dim) -> int:
@@ -170,7 +165,9 @@ class Emitter:
         dn = self.descs.get((t.name, tuple(block)))
         if dn is None:
             dn = self.descs[(t.name, tuple(block))] = f"{t.name}_desc_{len(self.descs)}"
-            self.desc_lines.append(self.desc("tl", dn, t, block))
+            shape, strides = (", ".join(f(i) for i in range(t.ndim)) for f in (t.size_code, t.stride_code))
+            self.desc_lines.append(f"{dn} = tl.make_tensor_descriptor({t.name}, shape=[{shape}], strides=[{strides}], "
+                                   f"block_shape={block})")
         rshape = [self.dim_size(d) for d in rtype.dims]
         if value is None:
             out = f"{dn}.load([{', '.join(offs)}])"
