@@ -24,8 +24,7 @@ _PY_BIN: dict[str, Callable] = {op: getattr(operator, f) for op, f in zip(
     "add sub mul truediv floordiv mod pow and_ or_ xor lshift rshift lt le gt ge eq ne".split())}
 _PY_BIN.update(maximum=max, minimum=min, fmod=math.fmod)
 
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float, bool)) and not isinstance(x, Value)
+def _is_num(x: Any) -> bool: return isinstance(x, (int, float))  # bools and BlockSizeInts are ints
 
 def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     if op == "@":
