@@ -6,7 +6,6 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
-import hashlib
 import inspect
 import os
 import sys
@@ -57,19 +56,12 @@ def write_code(name: str, src: str) -> str:
             d = _CODE_DIRS[want] = tempfile.mkdtemp(prefix="helion_ops-code-")
             warnings.warn(f"helion_ops: cannot use the code cache {want} ({e}); writing generated code to {d} "
                           "for this process (set HELION_OPS_CACHE_DIR to a writable directory)", CacheWarning, 2)
-    path = os.path.join(_CODE_DIRS[want], f"{name}_{hashlib.sha256(src.encode()).hexdigest()[:20]}.py")
+    from .autotune.cache import atomic_write, source_hash
+    path = os.path.join(_CODE_DIRS[want], f"{name}_{source_hash(src)[:20]}.py")
     with contextlib.suppress(OSError, UnicodeDecodeError), open(path) as f:
         if f.read() == src:
             return path
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{name}_", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(src)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, src)
     return path
 
 def recording(var: contextvars.ContextVar) -> Any: return scoped(var, [])

@@ -18,21 +18,25 @@ from ..config import Config
 log = logging.getLogger("helion_ops.autotune")
 FORMAT = 1
 
-def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file + rename: the last rename wins, whole)."""
+def atomic_write(path: os.PathLike | str, text: str, sync: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically (temp file + rename: the last rename wins, whole), ``sync``: on disk."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            f.write(text)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):
             os.unlink(tmp)
         raise
+
+def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True) + "\n", sync=True)
 
 @lru_cache(maxsize=None)
 def _device_info(index: int) -> tuple[str, Optional[list]]:
