@@ -48,16 +48,13 @@ class Index:
     def values(self) -> list[Value]:
         return [v for _, v in [*self.entries, ("mask", self.extra_mask)] if isinstance(v, Value)]
 
-class Stmt:
-    loc: exc.Loc | None
-
 @dataclass
-class Let(Stmt):
+class Let:
     value: Value
     loc: exc.Loc | None = None
 
 @dataclass
-class Store(Stmt):
+class Store:
     index: Index
     value: Value
     loc: exc.Loc | None = None
@@ -67,7 +64,7 @@ class Store(Stmt):
     compare: Value | None = None    # atomic_cas's expected value
 
 @dataclass
-class For(Stmt):
+class For:
     tiles: list[TileInfo]
     body: list[Stmt]
     carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
@@ -76,19 +73,21 @@ class For(Stmt):
     reverse = planned(False)        # tiles last to first under this Config (passes.decide_reverses)
 
 @dataclass
-class While(Stmt):
+class While:
     cond: Value                     # a loop-carried scalar: its (phi, init, final) is the last of carried
     body: list[Stmt]
     carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
     loc: exc.Loc | None = None
 
 @dataclass
-class If(Stmt):
+class If:
     cond: Value
     then: list[Stmt]
     orelse: list[Stmt]
     merges: list[tuple[Value, Value, Value, Value]] = field(default_factory=list)  # (merged, init, then, else)
     loc: exc.Loc | None = None
+
+Stmt = Let | Store | For | While | If  # every statement has a loc
 
 @dataclass
 class DeviceIR:

@@ -174,9 +174,7 @@ class Lowerer:
             start = bv if isinstance(bv, (int, float)) else 0  # a number (or nothing) before: a full block or scalar
             init = bv if isinstance(bv, Value) else self.emit("full", [start], t, s) if t.dims else \
                 self.as_value(start, s, t.dtype)
-            vals = []
-            for v, self.stmts in ((tv, then), (ev, orelse)):  # each cast into its own branch's statements
-                vals.append(self.final(name, t, s, v))
+            vals = [self.final(name, t, s, v) for v, self.stmts in ((tv, then), (ev, orelse))]  # each in its branch
             self.stmts, self.env[name] = saved, Value("phi", [], t, self.pk.loc(s), name)
             merges.append((self.env[name], init, *vals))
         self.stmts.append(If(cond, then, orelse, merges, self.pk.loc(s)))

@@ -252,8 +252,7 @@ class BoundKernel:
         return space.default_block(self, bid)
     def facts(self) -> dict:
         """Static facts of the device loops (extents, loops, loads) from a dry run on meta tensors."""
-        if self._facts is None:
-            self._facts = space.collect_facts(self)
+        self._facts = self._facts or space.collect_facts(self)
         return self._facts
     def __call__(self, *args: Any) -> Any:
         ctx = self._ctx
