@@ -105,7 +105,6 @@ class FixedFragment(EnumFragment):
             raise ValueError(f"{value!r}: {self.why}")
 
 class BoolFragment(EnumFragment):
-    """False or True."""
     def __init__(self, default: bool = False) -> None:
         super().__init__([False, True], bool(default))
 

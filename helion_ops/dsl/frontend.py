@@ -48,7 +48,6 @@ class ParsedKernel:
             self.extra_blocks[id(call), k] = self.new_block(call)
         return self.extra_blocks[id(call), k]
     def resolve(self, node: ast.AST) -> Any:
-        """The object a Name/Attribute chain refers to in the kernel's globals, or None."""
         if isinstance(node, ast.Name):
             return self.globals[node.id] if node.id in self.globals else getattr(builtins, node.id, None)
         if isinstance(node, ast.Attribute):

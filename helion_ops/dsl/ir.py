@@ -14,7 +14,6 @@ from .types import ONE, BlockT, Dim, LaunchInputs, RDimInfo, TensorArg, TileInfo
 _ids = itertools.count()
 
 class Value:
-    """One SSA value. ``op`` names the operation; ``args`` are Values or Python constants."""
     __slots__ = ("op", "args", "attrs", "type", "loc", "hint", "id")
     def __init__(self, opcode: str, args: list[Any], type: BlockT, loc: exc.Loc | None,
                  hint: str = "", **attrs: Any) -> None:
@@ -91,7 +90,6 @@ Stmt = Let | Store | For | While | If  # every statement has a loc
 
 @dataclass
 class DeviceIR:
-    """One device loop, lowered: the kernel's inputs, grid tiles, dims and body."""
     name: str
     inputs: LaunchInputs
     grid: list[TileInfo]
@@ -108,7 +106,6 @@ class DeviceIR:
     loop_base = planned(0)          # Config's per-load and per-inner-loop lists (the earlier loops' counts)
 
 def walk(stmts: list[Stmt]):
-    """Yield every statement, depth first."""
     for s in stmts:
         yield s
         yield from walk(s.then + s.orelse if isinstance(s, If) else getattr(s, "body", ()))

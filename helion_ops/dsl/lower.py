@@ -266,7 +266,6 @@ class Lowerer:
                            "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))", node)
         return v
     def header(self, s: ast.For, top: bool) -> list[TileVar]:
-        """The tiles of a device loop's ``hl.tile``/``hl.grid``/``hl.jagged_tile`` call."""
         call, f = s.iter, self.pk.resolve(s.iter.func)
         is_grid, kw = f is hl.grid, {k.arg: k.value for k in call.keywords}
         vals = [self.expr(a) for a in call.args]
@@ -314,7 +313,6 @@ class Lowerer:
                 self.jagged[info.id] = parent
         return out
     def code_of(self, v: Any, node: ast.AST) -> "str | Value":
-        """A loop bound: literal code for ints and params, or a device int Value."""
         if isinstance(v, int) and not isinstance(v, bool):
             return str(v)
         if isinstance(v, Value) and not v.type.dims and not v.type.dtype.is_floating_point:

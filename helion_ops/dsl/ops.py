@@ -58,7 +58,6 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     return lw.emit("binary", [a, b], BlockT(dims, out_dtype), node, op=op)
 
 def _align(lw, a: Any, b: Any, dtype: torch.dtype, node: ast.AST) -> tuple[Value, Value]:
-    """Cast operands to the computation dtype and give both the same rank."""
     def conv(v: Any) -> Value:
         v = lw.as_value(v, node, dtype if _is_num(v) else None)
         return Value("const", v.args, v.type.with_dtype(dtype), v.loc) if v.op == "const" else cast(lw, v, dtype, node)

@@ -30,7 +30,6 @@ class planned:
 
 @contextlib.contextmanager
 def scoped(var: contextvars.ContextVar, value: Any) -> Iterator[Any]:
-    """Set ``var`` to ``value`` (a fresh Plan, a list to record into) for the block, and yield it."""
     tok = var.set(value)
     try:
         yield value

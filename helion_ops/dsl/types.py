@@ -33,7 +33,6 @@ class BlockT:
 
 @dataclass
 class TileInfo:
-    """One tile loop variable (a dim of the loop header), top-level or inner."""
     id: int                     # tile instance id (Dim("tile", id))
     block_id: int | None        # config block_sizes index; None when fixed
     fixed: int | None           # the block size when it is fixed (hl.grid: 1, block_size=16), else None
@@ -64,7 +63,6 @@ class RDimInfo:
 
 @dataclass
 class TensorArg:
-    """A host tensor the device loop reads or writes."""
     name: str                   # kernel parameter name
     host: str                   # host expression it came from (for messages)
     dtype: torch.dtype
@@ -106,7 +104,6 @@ class BlockSizeInt(int):
         self.bid, self.note = bid, note
         return self
     def value(self) -> int:
-        """The number (noting the dependency)."""
         if self.note is not None:
             self.note[0][self.bid] = self.note[1]
         return int.__int__(self)

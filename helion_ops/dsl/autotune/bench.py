@@ -118,7 +118,6 @@ class Precompiler:
         for p in procs:
             p.join(timeout=5)
     def close(self) -> None:
-        """Shut the worker pool down (after letting a starting one finish)."""
         if self._warming is not None or self._pool is not None:
             self._ensure_pool().shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -188,7 +187,6 @@ class Precompiler:
         return results
 
 def tensors_of(obj: Any) -> list:
-    """The tensors in a (nested) result, in order."""
     import torch
     if isinstance(obj, dict):
         obj = [obj[k] for k in sorted(obj, key=str)]
@@ -317,7 +315,6 @@ class Benchmarker:
                 self._expected = ("none", None)
         return self._expected
     def measure(self, cfg: Config) -> float:
-        """Accuracy-check then time one candidate; inf on any failure."""
         kind, exp = self.expected()
         args = _clone(self.args)
         try:
@@ -354,7 +351,6 @@ class Benchmarker:
         reps = max(3, min(reps, int(budget_s / max(timed(1, False)[0] / 1e3, 1e-6))))
         return statistics.median(timed(reps, True)) / 1e3
     def _attempt(self, cfg: Config, what: str, fn: Callable[[], Any], code: Optional[str] = None) -> Any:
-        """``fn()``, or None when it raises: then ``cfg`` (and its source ``code``) is rejected."""
         try:
             return fn()
         except Exception as e:

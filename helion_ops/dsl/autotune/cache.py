@@ -47,7 +47,6 @@ def _device_info(index: int) -> tuple[str, Optional[list]]:
     return "cpu", None
 
 def environment(device_index: Optional[int] = None) -> dict[str, Any]:
-    """What a tuned config depends on besides the kernel: GPU, torch, triton."""
     import torch
     import triton
     if device_index is None:
@@ -58,7 +57,6 @@ def environment(device_index: Optional[int] = None) -> dict[str, Any]:
 def source_hash(source: str) -> str: return hashlib.sha256(source.encode()).hexdigest()
 
 class AutotuneCache:
-    """Config cache keyed by (kernel source hash, specialization key, environment)."""
     def __init__(self, directory: Optional[os.PathLike | str] = None, env: Optional[dict] = None) -> None:
         default = Path.home() / ".cache" / "helion_ops" / "autotune"
         self.directory = Path(directory or os.environ.get("HELION_OPS_CACHE_DIR") or default)
@@ -69,7 +67,6 @@ class AutotuneCache:
         return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
     def path(self, key: str) -> Path: return self.directory / f"{key}.json"
     def get(self, key: str) -> Optional[Config]:
-        """The cached Config, or None on a miss (absent, corrupt, stale)."""
         p = self.path(key)
         try:
             data = json.loads(p.read_text())
@@ -84,7 +81,6 @@ class AutotuneCache:
             log.warning("autotune cache %s is unreadable (%s); ignoring it", p, e)
         return None
     def put(self, key: str, config: Config, **meta: Any) -> Path:
-        """Store ``config`` with JSON-able ``meta`` (time, effort, ...)."""
         p = self.path(key)
         atomic_write_json(p, {"format": FORMAT, "key": key, "env": self.env, "config": config.to_dict(),
                               "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "meta": meta})

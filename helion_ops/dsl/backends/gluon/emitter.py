@@ -238,7 +238,6 @@ class GluonEmitter(Emitter):
         return m.name + (f".index({slot} * {self.nc} + {part})" if slot and m.split else f".index({slot})" if slot
                          else f".index({part})")
     def ref(self, m: Smem, slot: str | None) -> str:
-        """The consumer's view of a load's buffer."""
         reshape = f".reshape({[b for b in m.block if b != 1]})" if len(m.block) != 2 else ""
         return self.buf(m, slot, "WG" if m.split else "0") + reshape
     def producer(self, body: list[I.Stmt]) -> None:
@@ -266,7 +265,6 @@ class GluonEmitter(Emitter):
 
 def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
              loop_index: int = 0) -> Generated:
-    """The warp-specialized Gluon kernel of device loop ``d`` under ``cfg`` (see the module notes)."""
     if target.interpreter:
         raise exc.NotSupported("Config backend='gluon' needs an sm_90 GPU: Triton's interpreter cannot run Gluon")
     if target.arch != 90:

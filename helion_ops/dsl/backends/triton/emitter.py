@@ -53,7 +53,6 @@ class Emitter:
     def lookup(self, v: I.Value) -> str | None:
         return next((sc[v.id] for sc in reversed(self.scopes) if v.id in sc), None)
     def params(self) -> tuple[list[tuple[str, str, Any]], dict[str, str]]:
-        """The kernel's parameters (name, kind, host source) and its Triton signature."""
         ts, ss = self.d.inputs.tensors, self.d.inputs.scalars
         return ([(t.name, "tensor", t.host) for t in ts] + [(s.name, "scalar", s.name) for s in ss],
                 {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in ts} | {s.name: SIGNATURE_DTYPE[s.dtype] for s in ss})
@@ -237,12 +236,10 @@ class Emitter:
         self.last_src = None
     @contextlib.contextmanager
     def chunk_loop(self, r: RDimInfo):
-        """The loop over the chunks of rolled dim ``r``."""
         with self.nest(f"for {r.offset} in tl.range(0, {r.extent}, {r.block}):"):
             self.arange(r.index, f"{r.offset} + ", r.block, r.mask if r.masked else None, r.extent)
             yield
     def arange(self, name: str, start: str, n: int, mask: str | None, end: Any) -> None:
-        """``name = start + arange(n)``, and ``mask = name < end`` where masked."""
         self.line(f"{name} = {start}tl.arange(0, {n})")
         if mask:
             self.line(f"{mask} = {name} < {self.bound(end)}")
@@ -311,7 +308,6 @@ class Emitter:
                 begin, end = self.bound(t.begin), self.bound(t.end)
                 step = 1 if t.is_grid else t.block
                 if s.reverse:
-                    # the same tiles, last first: offset = begin + (trips - 1 - r) * step
                     trips = _trips(begin, end, step)
                     nests.enter_context(self.nest(f"for {t.offset}_r in tl.range(0, {trips}{knobs}):"))
                     start = "" if begin == "0" else f"{_paren(begin)} + "
@@ -323,7 +319,6 @@ class Emitter:
                     self.tile_lines(t)
             self.loop_body(s, names)
     def loop_body(self, s: "I.For | I.While", names: list[str]) -> None:
-        """A loop's body, then each carried value's next-iteration assignment."""
         self.stmts(s.body)
         for (_, _, final), n in zip(s.carried, names):
             self.line(f"{n} = {self.name_of(final)}")
