@@ -148,8 +148,7 @@ def _device_stores(node: ast.AST) -> list[ast.Name]:
 
 class _HostRewriter(ast.NodeTransformer):
     """Device loops become launches; hl.register_block_size(...) reads the run's block size."""
-    def __init__(self, pk: ParsedKernel) -> None:
-        self.loop_ids = {id(lp.node): lp.index for lp in pk.loops}
+    def __init__(self, pk: ParsedKernel) -> None: self.loop_ids = {id(lp.node): lp.index for lp in pk.loops}
     def visit_For(self, node: ast.For) -> ast.AST:
         if id(node) in self.loop_ids:
             return _relocate(ast.parse(f"__hl_launch__({self.loop_ids[id(node)]}, locals())").body[0], node)

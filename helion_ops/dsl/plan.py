@@ -25,8 +25,7 @@ class planned:
         if (v := self.plan(obj).get((id(obj), self.name), self.default)) is _NONE:
             raise RuntimeError(f"internal: {type(obj).__name__}.{self.name} was read before a pass set it")
         return v
-    def __set__(self, obj: Any, value: Any) -> None:
-        self.plan(obj)[(id(obj), self.name)] = value
+    def __set__(self, obj: Any, value: Any) -> None: self.plan(obj)[(id(obj), self.name)] = value
 
 @contextlib.contextmanager
 def scoped(var: contextvars.ContextVar, value: Any) -> Iterator[Any]:

@@ -37,8 +37,7 @@ _INTERPRETER_LOCK = threading.Lock()
 _CODE_DIRS: dict[str, str] = {}
 _HEADER = "import triton\nimport triton.language as tl\n\n\n"
 
-def interpret_mode() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+def interpret_mode() -> bool: return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 class CacheWarning(UserWarning): """The code cache directory cannot be used; generated code goes elsewhere."""
 
@@ -137,8 +136,7 @@ class Kernel:
         from .autotune import autotune
         b.config = autotune(b, tuple(args), effort, **{"cache_key": b.cache_key(), **kw})
         return b.config
-    def reset(self) -> None:
-        self._bound.clear()
+    def reset(self) -> None: self._bound.clear()
 
 # Both keys run on every call: exact-type set lookups, with isinstance only for the rare rest.
 _TENSORS = {torch.Tensor, torch.nn.Parameter}
@@ -239,17 +237,13 @@ class BoundKernel:
         if effort == "none" or interp:
             return self.default_config()
         return autotune(self, self.example_args, effort, cache_key=self.cache_key())
-    def cache_key(self) -> tuple:
-        return (self.pk.source_hash, repr(spec_key(self.example_args)))
+    def cache_key(self) -> tuple: return (self.pk.source_hash, repr(spec_key(self.example_args)))
     @functools.cached_property
     def config_space(self) -> Any:
         return space.space_for(self)
-    def default_config(self) -> Config:
-        return self.config_space.default()
-    def normalize(self, cfg: Config) -> Config:
-        return self.config_space.normalize(cfg)
-    def default_block(self, bid: int) -> int:
-        return space.default_block(self, bid)
+    def default_config(self) -> Config: return self.config_space.default()
+    def normalize(self, cfg: Config) -> Config: return self.config_space.normalize(cfg)
+    def default_block(self, bid: int) -> int: return space.default_block(self, bid)
     def facts(self) -> dict:
         """Static facts of the device loops (extents, loops, loads) from a dry run on meta tensors."""
         self._facts = self._facts or space.collect_facts(self)
@@ -284,10 +278,8 @@ class BoundKernel:
         if rec is not None:
             rec.append((self, config, args))
         return self._exec(RunContext(self, config), args)
-    def _exec(self, ctx: RunContext, args: tuple) -> Any:
-        return compile_op.run_host(self._host, ctx, args)
-    def _host_fn(self) -> Callable:
-        return self._host
+    def _exec(self, ctx: RunContext, args: tuple) -> Any: return compile_op.run_host(self._host, ctx, args)
+    def _host_fn(self) -> Callable: return self._host
     def launch(self, i: int, host_locals: dict, ctx: RunContext) -> None:
         p = self._plans.get(i)
         if p is None:
@@ -384,8 +376,7 @@ class BoundKernel:
                 planned = I.format_ir(ir)
             parts += ["# lowered", I.format_ir(ir), "# planned", planned, "# generated", src]
         return "\n".join(parts)
-    def compile_specs(self, config: Config) -> list[dict]:
-        return self._dry(config).specs
+    def compile_specs(self, config: Config) -> list[dict]: return self._dry(config).specs
     def compile_for_target(self, config: Config, target: tuple = ("cuda", 90, 32)) -> list:
         """Compile every device loop for ``target`` (no GPU needed); returns CompiledKernels."""
         return compile_specs_for_target(self.compile_specs(config), target)

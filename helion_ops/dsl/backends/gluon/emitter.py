@@ -70,8 +70,7 @@ class GluonEmitter(Emitter):
         self.pending: dict[int, tuple[str, str]] = {}  # value id -> (its wait, its shared-memory ref)
         self.lay1d: dict[str, int] = {}     # tile index and mask names -> their SliceLayout dim
         self.partition()
-    def is_row(self, d) -> bool:
-        return d.kind == "tile" and d.id == self.row.id
+    def is_row(self, d) -> bool: return d.kind == "tile" and d.id == self.row.id
     def partition(self) -> None:
         """Check the subset and pick the loads the producer serves (see the module notes)."""
         users: dict[int, list[I.Value]] = {}
@@ -138,8 +137,7 @@ class GluonEmitter(Emitter):
             if v.op == "dot" and (v.args[1].args[0] if v.args[1].op == "permute" else v.args[1]).id not in self.smem:
                 raise _refuse("an hl.dot whose right operand is not a tile loaded from memory "
                               "(wgmma reads it from shared memory)", v.loc)
-    def dim_size(self, d) -> int:
-        return super().dim_size(d) // (self.nc if self.is_row(d) else 1)
+    def dim_size(self, d) -> int: return super().dim_size(d) // (self.nc if self.is_row(d) else 1)
     def bcast(self, name: str, axis: int, ndim: int) -> str:
         if ndim > 1 and self.lay1d.get(name, 1 - axis) != 1 - axis:
             name = f"gl.convert_layout({name}, {_SLICE[1 - axis]})"

@@ -38,8 +38,7 @@ class Emitter:
         self.descs, self.desc_lines = {}, []                    # (tensor, block) -> TMA descriptor, its setup
         self.idx64 = any(t.index64 for t in d.inputs.tensors)
         self.nan_helpers: set[str] = set()  # "max" / "min": NaN-propagating reductions used
-    def line(self, *ss: str) -> None:
-        self.lines += ["    " * self.ind + s for s in ss]
+    def line(self, *ss: str) -> None: self.lines += ["    " * self.ind + s for s in ss]
     def src(self, loc: exc.Loc | None) -> None:
         if loc is not None and loc.line != self.last_src:
             self.last_src = loc.line
@@ -61,15 +60,13 @@ class Emitter:
     def dim_size(self, d: Dim) -> int:
         info = self.dim_info(d)
         return info.block if info is not None else self.d.blocks[d.id] if d.kind == "block" else 1
-    def shape(self, t: BlockT) -> str:
-        return "[" + ", ".join(str(self.dim_size(d)) for d in t.dims) + "]"
+    def shape(self, t: BlockT) -> str: return "[" + ", ".join(str(self.dim_size(d)) for d in t.dims) + "]"
     def dim_mask(self, d: Dim) -> str | None:
         return info.mask if (info := self.dim_info(d)) is not None and info.masked else None
     @staticmethod
     def bcast(name: str, axis: int, ndim: int) -> str:
         return name if ndim <= 1 else f"{name}[{', '.join(':' if i == axis else 'None' for i in range(ndim))}]"
-    def name_of(self, v: I.Value) -> str:
-        return self.lookup(v) or self.define(v)
+    def name_of(self, v: I.Value) -> str: return self.lookup(v) or self.define(v)
     def define(self, v: I.Value) -> str:
         expr, inline = self.expr(v), OPS[v.op].flag("inline", v)
         name = expr if inline else self.fresh(v.hint or v.op)
@@ -106,8 +103,7 @@ class Emitter:
             return f"tl.minimum({t.offset} + {t.block}, {self.bound(t.end)})"
         index = t.offset if t.is_grid else t.indices
         return {"index": index, "begin": t.offset, "id": f"({t.offset} // {t.block})"}[attr]
-    def bound(self, b: Any) -> str:
-        return self.name_of(b) if isinstance(b, I.Value) else str(b)
+    def bound(self, b: Any) -> str: return self.name_of(b) if isinstance(b, I.Value) else str(b)
     def pointer_parts(self, idx: I.Index, ndim: int) -> tuple[str, str | None]:
         t, terms, masks, axis_of, pos = idx.tensor, [], [], {}, 0
         for o in idx.out:   # the first result axis of each indexed dim
