@@ -93,7 +93,6 @@ class _FakeRun:
                                        f"argument through a view the kernel's code does not show")
 
 def run_host(fn: Callable, ctx: Any, args: tuple) -> Any:
-    """Run host function ``fn`` on ``args`` with ``ctx`` as the running context (language._RUN)."""
     tok = _RUN.set(ctx)
     try:
         return fn(*args)
@@ -101,7 +100,6 @@ def run_host(fn: Callable, ctx: Any, args: tuple) -> Any:
         _RUN.reset(tok)
 
 def meta(args: tuple) -> tuple:
-    """``args`` with each tensor a meta tensor of the same layout (no memory, no device work)."""
     return tuple(torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
                  if isinstance(a, torch.Tensor) else a for a in args)
 

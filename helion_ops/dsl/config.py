@@ -158,14 +158,12 @@ class ConfigSpace:
     def random(self, rng: _random.Random) -> Config:
         return Config(**{k: f.random(rng) for k, f in self.fragments.items()})
     def mutate(self, cfg: Config, rng: _random.Random) -> Config:
-        """Step one knob (sometimes two) of ``cfg`` to a nearby value."""
         d = self._values(cfg)
         names = [k for k, f in self.fragments.items() if not isinstance(f, ListOf) or len(f)]  # never empty
         for k in rng.sample(names, min(len(names), 2 if rng.random() < 0.3 else 1)):
             d[k] = self.fragments[k].mutate(d[k], rng)
         return Config(**d)
     def crossover(self, a: Config, b: Config, rng: _random.Random) -> Config:
-        """Each knob (each list entry) from one parent or the other."""
         da, db = self._values(a), self._values(b)
         return Config(**{k: f.crossover(da[k], db[k], rng) for k, f in self.fragments.items()})
     def differential(self, x: Config, a: Config, b: Config, c: Config, rng: _random.Random, cr: float = 0.7) -> Config:

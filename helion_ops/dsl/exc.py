@@ -64,7 +64,6 @@ def __getattr__(name: str) -> type:
     return globals()[name]
 
 class Loc:
-    """A source location: file, line and the line's text."""
     __slots__ = ("file", "line", "text")
     def __init__(self, file: str, line: int, text: str = "") -> None:
         self.file, self.line, self.text = file, line, text

@@ -38,8 +38,7 @@ class Fragment:
     def neighbors(self, value: Any) -> list:
         """Values one step away (pattern search), excluding ``value``."""
         return [c for c in self.choices if not _same(c, value)]
-    def validate(self, value: Any) -> None:
-        self._index(value)
+    def validate(self, value: Any) -> None: self._index(value)
     def _index(self, value: Any) -> int:
         for i, c in enumerate(self.choices):
             if _same(c, value):
@@ -105,14 +104,12 @@ class FixedFragment(EnumFragment):
             raise ValueError(f"{value!r}: {self.why}")
 
 class BoolFragment(EnumFragment):
-    """False or True."""
     def __init__(self, default: bool = False) -> None:
         super().__init__([False, True], bool(default))
 
 class PermutationFragment(Fragment):
     """A permutation of range(n) (a loop order); steps swap two entries."""
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, n: int) -> None: self.n = n
     def default(self) -> list: return list(range(self.n))
     def random(self, rng: _random.Random) -> list:
         p = list(range(self.n))

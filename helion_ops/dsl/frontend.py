@@ -48,7 +48,6 @@ class ParsedKernel:
             self.extra_blocks[id(call), k] = self.new_block(call)
         return self.extra_blocks[id(call), k]
     def resolve(self, node: ast.AST) -> Any:
-        """The object a Name/Attribute chain refers to in the kernel's globals, or None."""
         if isinstance(node, ast.Name):
             return self.globals[node.id] if node.id in self.globals else getattr(builtins, node.id, None)
         if isinstance(node, ast.Attribute):
@@ -149,8 +148,7 @@ def _device_stores(node: ast.AST) -> list[ast.Name]:
 
 class _HostRewriter(ast.NodeTransformer):
     """Device loops become launches; hl.register_block_size(...) reads the run's block size."""
-    def __init__(self, pk: ParsedKernel) -> None:
-        self.loop_ids = {id(lp.node): lp.index for lp in pk.loops}
+    def __init__(self, pk: ParsedKernel) -> None: self.loop_ids = {id(lp.node): lp.index for lp in pk.loops}
     def visit_For(self, node: ast.For) -> ast.AST:
         if id(node) in self.loop_ids:
             return _relocate(ast.parse(f"__hl_launch__({self.loop_ids[id(node)]}, locals())").body[0], node)

@@ -45,7 +45,6 @@ def function_ast(fn: types.FunctionType) -> tuple[ast.AST, str, list[str]]:
     return _FN_AST[id(code)][1]
 
 def _cells(fn: types.FunctionType) -> dict[str, Any]:
-    """The values of the filled cells ``fn`` closes over, by name."""
     out = {}
     for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
         try:

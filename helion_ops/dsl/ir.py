@@ -14,7 +14,6 @@ from .types import ONE, BlockT, Dim, LaunchInputs, RDimInfo, TensorArg, TileInfo
 _ids = itertools.count()
 
 class Value:
-    """One SSA value. ``op`` names the operation; ``args`` are Values or Python constants."""
     __slots__ = ("op", "args", "attrs", "type", "loc", "hint", "id")
     def __init__(self, opcode: str, args: list[Any], type: BlockT, loc: exc.Loc | None,
                  hint: str = "", **attrs: Any) -> None:
@@ -48,16 +47,13 @@ class Index:
     def values(self) -> list[Value]:
         return [v for _, v in [*self.entries, ("mask", self.extra_mask)] if isinstance(v, Value)]
 
-class Stmt:
-    loc: exc.Loc | None
-
 @dataclass
-class Let(Stmt):
+class Let:
     value: Value
     loc: exc.Loc | None = None
 
 @dataclass
-class Store(Stmt):
+class Store:
     index: Index
     value: Value
     loc: exc.Loc | None = None
@@ -67,7 +63,7 @@ class Store(Stmt):
     compare: Value | None = None    # atomic_cas's expected value
 
 @dataclass
-class For(Stmt):
+class For:
     tiles: list[TileInfo]
     body: list[Stmt]
     carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
@@ -76,23 +72,24 @@ class For(Stmt):
     reverse = planned(False)        # tiles last to first under this Config (passes.decide_reverses)
 
 @dataclass
-class While(Stmt):
+class While:
     cond: Value                     # a loop-carried scalar: its (phi, init, final) is the last of carried
     body: list[Stmt]
     carried: list[tuple[Value, Value, Value]] = field(default_factory=list)  # (phi, init, final)
     loc: exc.Loc | None = None
 
 @dataclass
-class If(Stmt):
+class If:
     cond: Value
     then: list[Stmt]
     orelse: list[Stmt]
     merges: list[tuple[Value, Value, Value, Value]] = field(default_factory=list)  # (merged, init, then, else)
     loc: exc.Loc | None = None
 
+Stmt = Let | Store | For | While | If  # every statement has a loc
+
 @dataclass
 class DeviceIR:
-    """One device loop, lowered: the kernel's inputs, grid tiles, dims and body."""
     name: str
     inputs: LaunchInputs
     grid: list[TileInfo]
@@ -109,7 +106,6 @@ class DeviceIR:
     loop_base = planned(0)          # Config's per-load and per-inner-loop lists (the earlier loops' counts)
 
 def walk(stmts: list[Stmt]):
-    """Yield every statement, depth first."""
     for s in stmts:
         yield s
         yield from walk(s.then + s.orelse if isinstance(s, If) else getattr(s, "body", ()))

@@ -27,8 +27,7 @@ __all__ = ["tile", "grid", "jagged_tile", "zeros", "full", "arange", "dot", "loa
 class constexpr:
     """A compile-time constant argument: ``eps: hl.constexpr``, or ``k(x, hl.constexpr(3))`` at the call site."""
     __slots__ = ("value",)
-    def __init__(self, value: Any = None) -> None:
-        self.value = value
+    def __init__(self, value: Any = None) -> None: self.value = value
 
 class Tile: """Type of an ``hl.tile`` loop variable (for annotations only)."""
 

@@ -62,8 +62,7 @@ class Lowerer:
                 and all(s * t.element_size() % 16 == 0 for s in t.stride()[:-1])
             last = t.storage_offset() + sum((s - 1) * st for s, st in zip(t.shape, t.stride()))
             self.tensors[name] = TensorArg(name if name.isidentifier() else f"t{len(self.tensors)}", name, t.dtype,
-                                           tuple(t.shape), tuple(t.stride()), True,
-                                           t.numel() >= 2**31 or last >= 2**31, desc)
+                                           tuple(t.shape), tuple(t.stride()), t.numel() >= 2**31 or last >= 2**31, desc)
         return TensorRef(self.tensors[name])
     def host_value(self, name: str, value: Any, node: ast.AST) -> Any:
         if type(value) is hl.constexpr:  # small = hl.constexpr(bs < 64) in host code: its value
@@ -175,9 +174,7 @@ class Lowerer:
             start = bv if isinstance(bv, (int, float)) else 0  # a number (or nothing) before: a full block or scalar
             init = bv if isinstance(bv, Value) else self.emit("full", [start], t, s) if t.dims else \
                 self.as_value(start, s, t.dtype)
-            vals = []
-            for v, self.stmts in ((tv, then), (ev, orelse)):  # each cast into its own branch's statements
-                vals.append(self.final(name, t, s, v))
+            vals = [self.final(name, t, s, v) for v, self.stmts in ((tv, then), (ev, orelse))]  # each in its branch
             self.stmts, self.env[name] = saved, Value("phi", [], t, self.pk.loc(s), name)
             merges.append((self.env[name], init, *vals))
         self.stmts.append(If(cond, then, orelse, merges, self.pk.loc(s)))
@@ -269,7 +266,6 @@ class Lowerer:
                            "value keeps its shape; start it with that shape (e.g. hl.zeros([tile, ...]))", node)
         return v
     def header(self, s: ast.For, top: bool) -> list[TileVar]:
-        """The tiles of a device loop's ``hl.tile``/``hl.grid``/``hl.jagged_tile`` call."""
         call, f = s.iter, self.pk.resolve(s.iter.func)
         is_grid, kw = f is hl.grid, {k.arg: k.value for k in call.keywords}
         vals = [self.expr(a) for a in call.args]
@@ -317,7 +313,6 @@ class Lowerer:
                 self.jagged[info.id] = parent
         return out
     def code_of(self, v: Any, node: ast.AST) -> "str | Value":
-        """A loop bound: literal code for ints and params, or a device int Value."""
         if isinstance(v, int) and not isinstance(v, bool):
             return str(v)
         if isinstance(v, Value) and not v.type.dims and not v.type.dtype.is_floating_point:

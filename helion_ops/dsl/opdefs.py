@@ -16,8 +16,7 @@ class OpDef:
     inline: Flag = False        # codegen writes it where it is used instead of naming it
     chunkable: bool = True      # with a rolled reduction dim, recomputable chunk by chunk (passes.decide_rolled)
     effects: Flag = False       # its result or effect depends on the order it runs in (passes.reversible)
-    def flag(self, name: str, v: Any) -> bool:
-        return f(v) if callable(f := getattr(self, name)) else f
+    def flag(self, name: str, v: Any) -> bool: return f(v) if callable(f := getattr(self, name)) else f
 
 OPS: dict[str, OpDef] = {d.name: d for d in [
     OpDef("const", "a Python number", constant=True, inline=True),

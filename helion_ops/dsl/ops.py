@@ -24,8 +24,7 @@ _PY_BIN: dict[str, Callable] = {op: getattr(operator, f) for op, f in zip(
     "add sub mul truediv floordiv mod pow and_ or_ xor lshift rshift lt le gt ge eq ne".split())}
 _PY_BIN.update(maximum=max, minimum=min, fmod=math.fmod)
 
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float, bool)) and not isinstance(x, Value)
+def _is_num(x: Any) -> bool: return isinstance(x, (int, float))  # bools and BlockSizeInts are ints
 
 def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     if op == "@":
@@ -59,7 +58,6 @@ def binary(lw, op: str, a: Any, b: Any, node: ast.AST) -> Any:
     return lw.emit("binary", [a, b], BlockT(dims, out_dtype), node, op=op)
 
 def _align(lw, a: Any, b: Any, dtype: torch.dtype, node: ast.AST) -> tuple[Value, Value]:
-    """Cast operands to the computation dtype and give both the same rank."""
     def conv(v: Any) -> Value:
         v = lw.as_value(v, node, dtype if _is_num(v) else None)
         return Value("const", v.args, v.type.with_dtype(dtype), v.loc) if v.op == "const" else cast(lw, v, dtype, node)

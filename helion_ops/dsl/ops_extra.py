@@ -109,7 +109,6 @@ def subscript_value(lw, v: Value, sl: ast.expr, node: ast.AST) -> Value:
     out += [(d, True) for d in src[i:]]
     return lw.emit("view", [v], BlockT(tuple(d for d, _ in out), v.type.dtype), node, axes=tuple(a for _, a in out))
 
-# combine functions that are plain reductions
 _BUILTIN_COMBINE = {torch.max: "max", torch.maximum: "max", torch.amax: "max", torch.min: "min",
                     torch.minimum: "min", torch.amin: "min", torch.add: "sum", operator.add: "sum",
                     torch.sum: "sum"}

@@ -92,7 +92,6 @@ def decide_rolled(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
     return d
 
 def assign_indexing(d: I.DeviceIR, cfg: Config, at: Layout) -> I.DeviceIR:
-    """Mark the loads and stores that use TMA tensor descriptors (Hopper+) under ``indexing``."""
     want = cfg.get("indexing", "pointer") == "tensor_descriptor"
     for s in I.walk(d.body):
         if isinstance(s, I.Store) and not s.atomic:

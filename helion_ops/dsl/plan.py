@@ -25,12 +25,10 @@ class planned:
         if (v := self.plan(obj).get((id(obj), self.name), self.default)) is _NONE:
             raise RuntimeError(f"internal: {type(obj).__name__}.{self.name} was read before a pass set it")
         return v
-    def __set__(self, obj: Any, value: Any) -> None:
-        self.plan(obj)[(id(obj), self.name)] = value
+    def __set__(self, obj: Any, value: Any) -> None: self.plan(obj)[(id(obj), self.name)] = value
 
 @contextlib.contextmanager
 def scoped(var: contextvars.ContextVar, value: Any) -> Iterator[Any]:
-    """Set ``var`` to ``value`` (a fresh Plan, a list to record into) for the block, and yield it."""
     tok = var.set(value)
     try:
         yield value

@@ -12,8 +12,7 @@ import torch
 _CONST = {int, bool, str, type(None), types.ModuleType, torch.dtype, torch.Size, torch.device}
 MISS = object()  # what a replay returns when the arguments' alignment differs from the recording
 
-class NotReplayable(Exception):
-    """A recorded value that a replay could not rebuild."""
+class NotReplayable(Exception): """A recorded value that a replay could not rebuild."""
 
 def replay_of(args: tuple, trace: list, ret: Any) -> Callable:
     """The recorded host run (``trace``: (Compiled, values, fixed) per launch) as a generated function of the new

@@ -6,7 +6,6 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
-import hashlib
 import inspect
 import os
 import sys
@@ -38,8 +37,7 @@ _INTERPRETER_LOCK = threading.Lock()
 _CODE_DIRS: dict[str, str] = {}
 _HEADER = "import triton\nimport triton.language as tl\n\n\n"
 
-def interpret_mode() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+def interpret_mode() -> bool: return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 class CacheWarning(UserWarning): """The code cache directory cannot be used; generated code goes elsewhere."""
 
@@ -57,19 +55,12 @@ def write_code(name: str, src: str) -> str:
             d = _CODE_DIRS[want] = tempfile.mkdtemp(prefix="helion_ops-code-")
             warnings.warn(f"helion_ops: cannot use the code cache {want} ({e}); writing generated code to {d} "
                           "for this process (set HELION_OPS_CACHE_DIR to a writable directory)", CacheWarning, 2)
-    path = os.path.join(_CODE_DIRS[want], f"{name}_{hashlib.sha256(src.encode()).hexdigest()[:20]}.py")
+    from .autotune.cache import atomic_write, source_hash
+    path = os.path.join(_CODE_DIRS[want], f"{name}_{source_hash(src)[:20]}.py")
     with contextlib.suppress(OSError, UnicodeDecodeError), open(path) as f:
         if f.read() == src:
             return path
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{name}_", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(src)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, src)
     return path
 
 def recording(var: contextvars.ContextVar) -> Any: return scoped(var, [])
@@ -145,8 +136,7 @@ class Kernel:
         from .autotune import autotune
         b.config = autotune(b, tuple(args), effort, **{"cache_key": b.cache_key(), **kw})
         return b.config
-    def reset(self) -> None:
-        self._bound.clear()
+    def reset(self) -> None: self._bound.clear()
 
 # Both keys run on every call: exact-type set lookups, with isinstance only for the rare rest.
 _TENSORS = {torch.Tensor, torch.nn.Parameter}
@@ -247,21 +237,16 @@ class BoundKernel:
         if effort == "none" or interp:
             return self.default_config()
         return autotune(self, self.example_args, effort, cache_key=self.cache_key())
-    def cache_key(self) -> tuple:
-        return (self.pk.source_hash, repr(spec_key(self.example_args)))
+    def cache_key(self) -> tuple: return (self.pk.source_hash, repr(spec_key(self.example_args)))
     @functools.cached_property
     def config_space(self) -> Any:
         return space.space_for(self)
-    def default_config(self) -> Config:
-        return self.config_space.default()
-    def normalize(self, cfg: Config) -> Config:
-        return self.config_space.normalize(cfg)
-    def default_block(self, bid: int) -> int:
-        return space.default_block(self, bid)
+    def default_config(self) -> Config: return self.config_space.default()
+    def normalize(self, cfg: Config) -> Config: return self.config_space.normalize(cfg)
+    def default_block(self, bid: int) -> int: return space.default_block(self, bid)
     def facts(self) -> dict:
         """Static facts of the device loops (extents, loops, loads) from a dry run on meta tensors."""
-        if self._facts is None:
-            self._facts = space.collect_facts(self)
+        self._facts = self._facts or space.collect_facts(self)
         return self._facts
     def __call__(self, *args: Any) -> Any:
         ctx = self._ctx
@@ -289,15 +274,12 @@ class BoundKernel:
                 ctx.replay = replay_of(args, trace[1], out)
         return out
     def run(self, config: Config, *args: Any) -> Any:
-        """Run the whole kernel (host code and launches) under ``config``."""
         rec = _RECORD.get()
         if rec is not None:
             rec.append((self, config, args))
         return self._exec(RunContext(self, config), args)
-    def _exec(self, ctx: RunContext, args: tuple) -> Any:
-        return compile_op.run_host(self._host, ctx, args)
-    def _host_fn(self) -> Callable:
-        return self._host
+    def _exec(self, ctx: RunContext, args: tuple) -> Any: return compile_op.run_host(self._host, ctx, args)
+    def _host_fn(self) -> Callable: return self._host
     def launch(self, i: int, host_locals: dict, ctx: RunContext) -> None:
         p = self._plans.get(i)
         if p is None:
@@ -382,7 +364,6 @@ class BoundKernel:
     def _dry(self, config: Config | None) -> RunContext:
         return self.dry_run(self.config if config is None else self.normalize(config), "codegen")
     def to_triton_code(self, config: Config | None = None) -> str:
-        """The generated Triton source of every device loop under ``config``."""
         return _HEADER + "\n\n".join(self._dry(config).sources)
     def explain(self, config: Config | None = None) -> str:
         """Each device loop as lowered (shared by every Config), its Plan under ``config`` (block sizes,
@@ -395,8 +376,7 @@ class BoundKernel:
                 planned = I.format_ir(ir)
             parts += ["# lowered", I.format_ir(ir), "# planned", planned, "# generated", src]
         return "\n".join(parts)
-    def compile_specs(self, config: Config) -> list[dict]:
-        return self._dry(config).specs
+    def compile_specs(self, config: Config) -> list[dict]: return self._dry(config).specs
     def compile_for_target(self, config: Config, target: tuple = ("cuda", 90, 32)) -> list:
         """Compile every device loop for ``target`` (no GPU needed); returns CompiledKernels."""
         return compile_specs_for_target(self.compile_specs(config), target)

@@ -7,6 +7,7 @@ import math
 import os
 from contextlib import suppress
 
+import torch
 import triton.language as tl
 
 from . import ir as I
@@ -47,16 +48,10 @@ def collect_facts(bound) -> dict:
 
 def gluon_runs_on(device=None) -> bool:
     """The Gluon backend can run on this CUDA device: sm_90, and a Triton with Gluon's Hopper TMA module."""
-    import torch
     with suppress(ImportError):
         from triton.experimental.gluon.language.nvidia.hopper import tma
         return torch.cuda.get_device_capability(device) == (9, 0) and hasattr(tma, "make_tensor_descriptor")
     return False
-
-def _gluon_searchable() -> bool:
-    """The tuner tries the Gluon backend on a Hopper GPU, never under Triton's interpreter."""
-    import torch
-    return os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available() and gluon_runs_on()
 
 def block_spec(f: dict, bid: int) -> BlockSpec:
     b = f["blocks"][bid]
@@ -88,7 +83,8 @@ def space_for(bound) -> ConfigSpace:
         block_sizes=[block_spec(f, i) for i in range(len(f["blocks"]))], reduction_extents=list(f["rdims"]),
         grid_loops=list(f["grid_loops"]), inner_loops=f["inner_loops"], loads=f["loads"],
         tensor_descriptor=f["descriptor"], tunables=dict(f["tunables"]), warp_specialize=warp_specialize,
-        uneven_grid=f["uneven_grid"], reversible_loops=f["reversible"], gluon=f["dot"] and _gluon_searchable()))
+        uneven_grid=f["uneven_grid"], reversible_loops=f["reversible"],  # Gluon: tried on Hopper, never interpreted
+        gluon=f["dot"] and os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available() and gluon_runs_on()))
     elems = math.prod(s.default for s in space.spec.block_sizes) * max([next_pow2(e) for e in f["rdims"]] or [1])
     space._default = space.default().replace(num_warps=4 if f["dot"] else min(16, _warps_for(elems)))
     return space

@@ -33,7 +33,6 @@ class BlockT:
 
 @dataclass
 class TileInfo:
-    """One tile loop variable (a dim of the loop header), top-level or inner."""
     id: int                     # tile instance id (Dim("tile", id))
     block_id: int | None        # config block_sizes index; None when fixed
     fixed: int | None           # the block size when it is fixed (hl.grid: 1, block_size=16), else None
@@ -64,19 +63,16 @@ class RDimInfo:
 
 @dataclass
 class TensorArg:
-    """A host tensor the device loop reads or writes."""
     name: str                   # kernel parameter name
     host: str                   # host expression it came from (for messages)
     dtype: torch.dtype
     sizes: tuple[int, ...]      # concrete sizes at bind time
     strides: tuple[int, ...]
-    static: bool                # sizes/strides baked into the code
     index64: bool = False
     descriptor_ok: bool = False  # TMA-eligible: last stride 1, others 16-byte aligned
     ndim = property(lambda self: len(self.sizes))
-    def size_code(self, d: int) -> str: return str(self.sizes[d]) if self.static else f"{self.name}_size_{d}"
-    def stride_code(self, d: int) -> str:
-        return str(self.strides[d]) if self.strides[d] == 1 or self.static else f"{self.name}_stride_{d}"
+    def size_code(self, d: int) -> str: return str(self.sizes[d])  # sizes and strides are baked into the code
+    def stride_code(self, d: int) -> str: return str(self.strides[d])
 
 @dataclass
 class ScalarArg:
@@ -108,7 +104,6 @@ class BlockSizeInt(int):
         self.bid, self.note = bid, note
         return self
     def value(self) -> int:
-        """The number (noting the dependency)."""
         if self.note is not None:
             self.note[0][self.bid] = self.note[1]
         return int.__int__(self)

@@ -201,7 +201,6 @@ class Precompiler:
         return results
 
 def tensors_of(obj: Any) -> list:
-    """The tensors in a (nested) result, in order."""
     import torch
     if isinstance(obj, dict):
         obj = [obj[k] for k in sorted(obj, key=str)]
@@ -330,7 +329,6 @@ class Benchmarker:
                 self._expected = ("none", None)
         return self._expected
     def measure(self, cfg: Config) -> float:
-        """Accuracy-check then time one candidate; inf on any failure."""
         kind, exp = self.expected()
         args = _clone(self.args)
         try:
@@ -367,7 +365,6 @@ class Benchmarker:
         reps = max(3, min(reps, int(budget_s / max(timed(1, False)[0] / 1e3, 1e-6))))
         return statistics.median(timed(reps, True)) / 1e3
     def _attempt(self, cfg: Config, what: str, fn: Callable[[], Any], code: Optional[str] = None) -> Any:
-        """``fn()``, or None when it raises: then ``cfg`` (and its source ``code``) is rejected."""
         try:
             return fn()
         except Exception as e:

@@ -18,21 +18,25 @@ from ..config import Config
 log = logging.getLogger("helion_ops.autotune")
 FORMAT = 1
 
-def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file + rename: the last rename wins, whole)."""
+def atomic_write(path: os.PathLike | str, text: str, sync: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically (temp file + rename: the last rename wins, whole), ``sync``: on disk."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            f.write(text)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):
             os.unlink(tmp)
         raise
+
+def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True) + "\n", sync=True)
 
 @lru_cache(maxsize=None)
 def _device_info(index: int) -> tuple[str, Optional[list]]:
@@ -43,7 +47,6 @@ def _device_info(index: int) -> tuple[str, Optional[list]]:
     return "cpu", None
 
 def environment(device_index: Optional[int] = None) -> dict[str, Any]:
-    """What a tuned config depends on besides the kernel: GPU, torch, triton."""
     import torch
     import triton
     if device_index is None:
@@ -54,7 +57,6 @@ def environment(device_index: Optional[int] = None) -> dict[str, Any]:
 def source_hash(source: str) -> str: return hashlib.sha256(source.encode()).hexdigest()
 
 class AutotuneCache:
-    """Config cache keyed by (kernel source hash, specialization key, environment)."""
     def __init__(self, directory: Optional[os.PathLike | str] = None, env: Optional[dict] = None) -> None:
         default = Path.home() / ".cache" / "helion_ops" / "autotune"
         self.directory = Path(directory or os.environ.get("HELION_OPS_CACHE_DIR") or default)
@@ -65,7 +67,6 @@ class AutotuneCache:
         return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
     def path(self, key: str) -> Path: return self.directory / f"{key}.json"
     def get(self, key: str) -> Optional[Config]:
-        """The cached Config, or None on a miss (absent, corrupt, stale)."""
         p = self.path(key)
         try:
             data = json.loads(p.read_text())
@@ -80,7 +81,6 @@ class AutotuneCache:
             log.warning("autotune cache %s is unreadable (%s); ignoring it", p, e)
         return None
     def put(self, key: str, config: Config, **meta: Any) -> Path:
-        """Store ``config`` with JSON-able ``meta`` (time, effort, ...)."""
         p = self.path(key)
         atomic_write_json(p, {"format": FORMAT, "key": key, "env": self.env, "config": config.to_dict(),
                               "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "meta": meta})

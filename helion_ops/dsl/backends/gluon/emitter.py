@@ -70,8 +70,7 @@ class GluonEmitter(Emitter):
         self.pending: dict[int, tuple[str, str]] = {}  # value id -> (its wait, its shared-memory ref)
         self.lay1d: dict[str, int] = {}     # tile index and mask names -> their SliceLayout dim
         self.partition()
-    def is_row(self, d) -> bool:
-        return d.kind == "tile" and d.id == self.row.id
+    def is_row(self, d) -> bool: return d.kind == "tile" and d.id == self.row.id
     def partition(self) -> None:
         """Check the subset and pick the loads the producer serves (see the module notes)."""
         users: dict[int, list[I.Value]] = {}
@@ -138,8 +137,7 @@ class GluonEmitter(Emitter):
             if v.op == "dot" and (v.args[1].args[0] if v.args[1].op == "permute" else v.args[1]).id not in self.smem:
                 raise _refuse("an hl.dot whose right operand is not a tile loaded from memory "
                               "(wgmma reads it from shared memory)", v.loc)
-    def dim_size(self, d) -> int:
-        return super().dim_size(d) // (self.nc if self.is_row(d) else 1)
+    def dim_size(self, d) -> int: return super().dim_size(d) // (self.nc if self.is_row(d) else 1)
     def bcast(self, name: str, axis: int, ndim: int) -> str:
         if ndim > 1 and self.lay1d.get(name, 1 - axis) != 1 - axis:
             name = f"gl.convert_layout({name}, {_SLICE[1 - axis]})"
@@ -238,7 +236,6 @@ class GluonEmitter(Emitter):
         return m.name + (f".index({slot} * {self.nc} + {part})" if slot and m.split else f".index({slot})" if slot
                          else f".index({part})")
     def ref(self, m: Smem, slot: str | None) -> str:
-        """The consumer's view of a load's buffer."""
         reshape = f".reshape({[b for b in m.block if b != 1]})" if len(m.block) != 2 else ""
         return self.buf(m, slot, "WG" if m.split else "0") + reshape
     def producer(self, body: list[I.Stmt]) -> None:
@@ -266,7 +263,6 @@ class GluonEmitter(Emitter):
 
 def generate(d: I.DeviceIR, cfg: Config, target: Target, file: str, fn_name: str, grid_ordinal: int,
              loop_index: int = 0) -> Generated:
-    """The warp-specialized Gluon kernel of device loop ``d`` under ``cfg`` (see the module notes)."""
     if target.interpreter:
         raise exc.NotSupported("Config backend='gluon' needs an sm_90 GPU: Triton's interpreter cannot run Gluon")
     if target.arch != 90:

@@ -38,8 +38,7 @@ class Emitter:
         self.descs, self.desc_lines = {}, []                    # (tensor, block) -> TMA descriptor, its setup
         self.idx64 = any(t.index64 for t in d.inputs.tensors)
         self.nan_helpers: set[str] = set()  # "max" / "min": NaN-propagating reductions used
-    def line(self, *ss: str) -> None:
-        self.lines += ["    " * self.ind + s for s in ss]
+    def line(self, *ss: str) -> None: self.lines += ["    " * self.ind + s for s in ss]
     def src(self, loc: exc.Loc | None) -> None:
         if loc is not None and loc.line != self.last_src:
             self.last_src = loc.line
@@ -53,29 +52,21 @@ class Emitter:
     def lookup(self, v: I.Value) -> str | None:
         return next((sc[v.id] for sc in reversed(self.scopes) if v.id in sc), None)
     def params(self) -> tuple[list[tuple[str, str, Any]], dict[str, str]]:
-        """The kernel's parameters (name, kind, host source) and its Triton signature."""
         ts, ss = self.d.inputs.tensors, self.d.inputs.scalars
         return ([(t.name, "tensor", t.host) for t in ts] + [(s.name, "scalar", s.name) for s in ss],
                 {t.name: "*" + SIGNATURE_DTYPE[t.dtype] for t in ts} | {s.name: SIGNATURE_DTYPE[s.dtype] for s in ss})
-    def desc(self, mod: str, name: str, t, block: list[int], extra: str = "") -> str:
-        """``name = <mod>.make_tensor_descriptor(...)``: a TMA descriptor of tensor ``t`` in ``block`` tiles."""
-        shape, strides = (", ".join(f(i) for i in range(t.ndim)) for f in (t.size_code, t.stride_code))
-        return f"{name} = {mod}.make_tensor_descriptor({t.name}, shape=[{shape}], strides=[{strides}], " \
-               f"block_shape={block}{extra})"
     def dim_info(self, d: Dim) -> TileInfo | RDimInfo | None:
         return self.d.tiles[d.id] if d.kind == "tile" else self.d.rdims[d.id] if d.kind == "rdim" else None
     def dim_size(self, d: Dim) -> int:
         info = self.dim_info(d)
         return info.block if info is not None else self.d.blocks[d.id] if d.kind == "block" else 1
-    def shape(self, t: BlockT) -> str:
-        return "[" + ", ".join(str(self.dim_size(d)) for d in t.dims) + "]"
+    def shape(self, t: BlockT) -> str: return "[" + ", ".join(str(self.dim_size(d)) for d in t.dims) + "]"
     def dim_mask(self, d: Dim) -> str | None:
         return info.mask if (info := self.dim_info(d)) is not None and info.masked else None
     @staticmethod
     def bcast(name: str, axis: int, ndim: int) -> str:
         return name if ndim <= 1 else f"{name}[{', '.join(':' if i == axis else 'None' for i in range(ndim))}]"
-    def name_of(self, v: I.Value) -> str:
-        return self.lookup(v) or self.define(v)
+    def name_of(self, v: I.Value) -> str: return self.lookup(v) or self.define(v)
     def define(self, v: I.Value) -> str:
         expr, inline = self.expr(v), OPS[v.op].flag("inline", v)
         name = expr if inline else self.fresh(v.hint or v.op)
@@ -112,8 +103,7 @@ class Emitter:
             return f"tl.minimum({t.offset} + {t.block}, {self.bound(t.end)})"
         index = t.offset if t.is_grid else t.indices
         return {"index": index, "begin": t.offset, "id": f"({t.offset} // {t.block})"}[attr]
-    def bound(self, b: Any) -> str:
-        return self.name_of(b) if isinstance(b, I.Value) else str(b)
+    def bound(self, b: Any) -> str: return self.name_of(b) if isinstance(b, I.Value) else str(b)
     def pointer_parts(self, idx: I.Index, ndim: int) -> tuple[str, str | None]:
         t, terms, masks, axis_of, pos = idx.tensor, [], [], {}, 0
         for o in idx.out:   # the first result axis of each indexed dim
@@ -170,7 +160,9 @@ class Emitter:
         dn = self.descs.get((t.name, tuple(block)))
         if dn is None:
             dn = self.descs[(t.name, tuple(block))] = f"{t.name}_desc_{len(self.descs)}"
-            self.desc_lines.append(self.desc("tl", dn, t, block))
+            shape, strides = (", ".join(f(i) for i in range(t.ndim)) for f in (t.size_code, t.stride_code))
+            self.desc_lines.append(f"{dn} = tl.make_tensor_descriptor({t.name}, shape=[{shape}], strides=[{strides}], "
+                                   f"block_shape={block})")
         rshape = [self.dim_size(d) for d in rtype.dims]
         if value is None:
             out = f"{dn}.load([{', '.join(offs)}])"
@@ -240,12 +232,10 @@ class Emitter:
         self.last_src = None
     @contextlib.contextmanager
     def chunk_loop(self, r: RDimInfo):
-        """The loop over the chunks of rolled dim ``r``."""
         with self.nest(f"for {r.offset} in tl.range(0, {r.extent}, {r.block}):"):
             self.arange(r.index, f"{r.offset} + ", r.block, r.mask if r.masked else None, r.extent)
             yield
     def arange(self, name: str, start: str, n: int, mask: str | None, end: Any) -> None:
-        """``name = start + arange(n)``, and ``mask = name < end`` where masked."""
         self.line(f"{name} = {start}tl.arange(0, {n})")
         if mask:
             self.line(f"{mask} = {name} < {self.bound(end)}")
@@ -314,7 +304,6 @@ class Emitter:
                 begin, end = self.bound(t.begin), self.bound(t.end)
                 step = 1 if t.is_grid else t.block
                 if s.reverse:
-                    # the same tiles, last first: offset = begin + (trips - 1 - r) * step
                     trips = _trips(begin, end, step)
                     nests.enter_context(self.nest(f"for {t.offset}_r in tl.range(0, {trips}{knobs}):"))
                     start = "" if begin == "0" else f"{_paren(begin)} + "
@@ -326,7 +315,6 @@ class Emitter:
                     self.tile_lines(t)
             self.loop_body(s, names)
     def loop_body(self, s: "I.For | I.While", names: list[str]) -> None:
-        """A loop's body, then each carried value's next-iteration assignment."""
         self.stmts(s.body)
         for (_, _, final), n in zip(s.carried, names):
             self.line(f"{n} = {self.name_of(final)}")
