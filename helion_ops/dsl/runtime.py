@@ -184,18 +184,21 @@ class Compiled:
         self.arg_index = [names.index(src) for _, _, src in gen.params]
         self.makes = [(j, kind) for j, (_, kind, _) in enumerate(gen.params) if callable(kind)]
         self.alloc, self.interp, self.fast = gen.uses_descriptors, interp, None
-    def launch(self, values: list) -> None:
+    def args_of(self, values: list) -> list:
         args = [values[i] for i in self.arg_index]
-        g, k = self.grid, self.fast
-        if g[0] == 0:
-            return
         for j, make in self.makes:   # a callable kind: what it makes of the value (a TMA descriptor)
             args[j] = make(args[j])
         if self.alloc:   # device-side TMA descriptors
             _ensure_allocator()
-        if k is not None:
-            k(g, args)
-        elif self.interp:
+        return args
+    def launch(self, values: list) -> None:
+        if self.fast is not None:
+            return self.fast(self.grid, values)
+        g = self.grid
+        if g[0] == 0:
+            return
+        args = self.args_of(values)
+        if self.interp:
             with _INTERPRETER_LOCK:  # it patches triton.language while a kernel runs: one at a time
                 self.fn[g](*args, num_warps=self.num_warps, num_stages=self.num_stages)
         else:
@@ -204,7 +207,8 @@ class Compiled:
             hooks = (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook)
             if hasattr(k, "packed_metadata") and not any(getattr(h, "calls", h) for h in hooks) \
                     and os.environ.get("HELION_OPS_SLOW_LAUNCH") != "1":
-                self.fast = launcher(k, next((a.device.index for a in args if isinstance(a, torch.Tensor)), None) or 0)
+                dev = next((a.device.index for a in args if isinstance(a, torch.Tensor)), None) or 0
+                self.fast = launcher(k, dev, self.arg_index, self.args_of)
 
 def _check_interpreter() -> None:
     """Triton 3.6's interpreter turns loop bounds into 1-element arrays, which numpy >= 2.4 no longer converts to

@@ -142,26 +142,28 @@ k = compile_spec(json.load(sys.stdin), ("cuda", 90, 32))
 k.function, seen = 99, {}
 tensors = [torch.empty(4) for _ in range(4)]
 args = [*tensors, 1000.0, 1e-6]
+values, index = args[::-1], [len(args) - 1 - i for i in range(len(args))]  # the host's values, not in kernel order
 fake = types.SimpleNamespace(_launch_kernel=lambda *a: seen.setdefault("static", a))
 with mock.patch.object(torch._C, "_cuda_getCurrentRawStream", lambda d: 7, create=True):
     with mock.patch.object(torch._C, "_StaticCudaLauncher", fake, create=True):
-        launcher(k, 0)((3, 1, 1), args)
+        launcher(k, 0, index, lambda v: [v[i] for i in index])((3, 1, 1), values)
     with mock.patch.object(torch._C, "_StaticCudaLauncher", None, create=True), \
             mock.patch.object(type(k), "run", lambda self, *a: seen.setdefault("triton", a), create=True):
-        launcher(k, 0)((3, 1, 1), args)
+        launcher(k, 0, index, lambda v: [v[i] for i in index])((3, 1, 1), values)
 s = seen["static"]
 scratch = [0] * sum(hasattr(k.metadata, a) for a in ("global_scratch_size", "profile_scratch_size"))
 print(json.dumps({"static": [s[:7], list(s[7]), s[8]], "ptrs": [t.data_ptr() for t in tensors] + scratch,
                   "scratch": len(scratch),
                   "warps": k.metadata.num_warps, "shared": k.metadata.shared,
-                  "triton": [seen["triton"][:4], seen["triton"][4], len(seen["triton"])]}))
+                  "triton": [seen["triton"][:4], seen["triton"][4], len(seen["triton"])],
+                  "triton_args": [a.data_ptr() if torch.is_tensor(a) else a for a in seen["triton"][9:]]}))
 '''
 
 
 def test_launcher_passes_pointers_as_ints_to_torchs_static_launcher():
     """``backends.triton.launcher`` on a real sm_90 build (no GPU): torch's static launcher gets the kernel's
-    non-constexpr arguments typed from its signature (pointers as ints, fp32 scalars as 'f'); without that launcher
-    Triton's own ``run`` gets every argument."""
+    non-constexpr arguments, picked from the host's values by index, typed from its signature (pointers as ints,
+    fp32 scalars as 'f'); without that launcher Triton's own ``run`` gets every argument."""
     import json
     import os
     import subprocess
@@ -178,3 +180,4 @@ def test_launcher_passes_pointers_as_ints_to_torchs_static_launcher():
     assert got["static"][1] == [*got["ptrs"][:4], 1000.0, 1e-6, *got["ptrs"][4:]] and got["static"][2] == 7
     # grid, stream, function, metadata, three hook slots, then every argument
     assert got["triton"][0] == [3, 1, 1, 7] and got["triton"][1] == 99 and got["triton"][2] == 9 + 6
+    assert got["triton_args"] == [*got["ptrs"][:4], 1000.0, 1e-6]
