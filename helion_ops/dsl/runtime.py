@@ -208,7 +208,7 @@ class Compiled:
             if hasattr(k, "packed_metadata") and not any(getattr(h, "calls", h) for h in hooks) \
                     and os.environ.get("HELION_OPS_SLOW_LAUNCH") != "1":
                 dev = next((a.device.index for a in args if isinstance(a, torch.Tensor)), None) or 0
-                self.fast = launcher(k, dev, self.arg_index, self.args_of)
+                self.fast = launcher(k, dev, self.arg_index, self.args_of, not (self.makes or self.alloc))
 
 def _check_interpreter() -> None:
     """Triton 3.6's interpreter turns loop bounds into 1-element arrays, which numpy >= 2.4 no longer converts to

@@ -146,24 +146,28 @@ values, index = args[::-1], [len(args) - 1 - i for i in range(len(args))]  # the
 fake = types.SimpleNamespace(_launch_kernel=lambda *a: seen.setdefault("static", a))
 with mock.patch.object(torch._C, "_cuda_getCurrentRawStream", lambda d: 7, create=True):
     with mock.patch.object(torch._C, "_StaticCudaLauncher", fake, create=True):
-        launcher(k, 0, index, lambda v: [v[i] for i in index])((3, 1, 1), values)
+        launcher(k, 0, index, lambda v: [v[i] for i in index], True)((3, 1, 1), values)
     with mock.patch.object(torch._C, "_StaticCudaLauncher", None, create=True), \
             mock.patch.object(type(k), "run", lambda self, *a: seen.setdefault("triton", a), create=True):
-        launcher(k, 0, index, lambda v: [v[i] for i in index])((3, 1, 1), values)
+        launcher(k, 0, index, lambda v: [v[i] for i in index], True)((3, 1, 1), values)
+    with mock.patch.object(torch._C, "_StaticCudaLauncher", fake, create=True), \
+            mock.patch.object(type(k), "run", lambda self, *a: seen.setdefault("made", a), create=True):
+        launcher(k, 0, index, lambda v: [v[i] for i in index], False)((3, 1, 1), values)  # arguments to make
 s = seen["static"]
 scratch = [0] * sum(hasattr(k.metadata, a) for a in ("global_scratch_size", "profile_scratch_size"))
 print(json.dumps({"static": [s[:7], list(s[7]), s[8]], "ptrs": [t.data_ptr() for t in tensors] + scratch,
                   "scratch": len(scratch),
                   "warps": k.metadata.num_warps, "shared": k.metadata.shared,
                   "triton": [seen["triton"][:4], seen["triton"][4], len(seen["triton"])],
-                  "triton_args": [a.data_ptr() if torch.is_tensor(a) else a for a in seen["triton"][9:]]}))
+                  "triton_args": [a.data_ptr() if torch.is_tensor(a) else a for a in seen["triton"][9:]],
+                  "made_through_triton": "made" in seen}))
 '''
 
 
 def test_launcher_passes_pointers_as_ints_to_torchs_static_launcher():
     """``backends.triton.launcher`` on a real sm_90 build (no GPU): torch's static launcher gets the kernel's
     non-constexpr arguments, picked from the host's values by index, typed from its signature (pointers as ints,
-    fp32 scalars as 'f'); without that launcher Triton's own ``run`` gets every argument."""
+    fp32 scalars as 'f'); without that launcher, or for arguments to make, Triton's own ``run`` gets every argument."""
     import json
     import os
     import subprocess
@@ -181,3 +185,4 @@ def test_launcher_passes_pointers_as_ints_to_torchs_static_launcher():
     # grid, stream, function, metadata, three hook slots, then every argument
     assert got["triton"][0] == [3, 1, 1, 7] and got["triton"][1] == 99 and got["triton"][2] == 9 + 6
     assert got["triton_args"] == [*got["ptrs"][:4], 1000.0, 1e-6]
+    assert got["made_through_triton"]  # a kernel whose arguments must be made (TMA descriptors) keeps Triton's

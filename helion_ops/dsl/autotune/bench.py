@@ -76,7 +76,7 @@ def compile_job(payload: tuple) -> bool:
     return True
 
 # (workers, initializer) -> a live worker pool, shared by every search of the process: starting one costs seconds
-# (each worker imports torch and Triton), more than a quick search's compiles (H100: 10.5 of its 13.8 s)
+# (each worker imports torch and Triton), more than a quick search's compiles
 _POOLS: dict = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -98,11 +98,10 @@ class Precompiler:
             self._warming.join()
             self._warming = None
         return self._start()
-    def _start(self) -> cf.ProcessPoolExecutor:
+    def _start(self) -> cf.ProcessPoolExecutor:  # the live shared pool (another search may have killed ours)
         with _POOLS_LOCK:
-            if self._pool is None:
-                self._pool = _POOLS.get((self.workers, self.initializer)) or self._new_pool()
-                _POOLS[(self.workers, self.initializer)] = self._pool
+            key = (self.workers, self.initializer)
+            self._pool = _POOLS.get(key) or _POOLS.setdefault(key, self._new_pool())
             return self._pool
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         ctx = mp.get_context("forkserver")

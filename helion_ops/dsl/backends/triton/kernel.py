@@ -145,26 +145,26 @@ def compile_spec(spec: dict[str, Any], target: tuple | None = None):
 _STATIC_TYPES = {"i1": "i", "i8": "b", "i16": "h", "i32": "i", "i64": "l", "u1": "I", "u8": "B", "u16": "H",
                  "u32": "I", "u64": "K", "fp32": "f", "f32": "f", "fp64": "d"}
 
-def launcher(k: Any, device: int, index: list[int], args_of: Any):
+def launcher(k: Any, device: int, index: list[int], args_of: Any, plain: bool):
     """``run(grid, values)`` for a compiled kernel ``k`` (already launched once, so loaded) whose i-th argument is
-    ``values[index[i]]`` (``args_of(values)``: all of them, made). Through torch's C++ launcher for Triton cubins
-    (Inductor's ``_StaticCudaLauncher``: a third of Triton's per-launch host cost) where it applies, else through
-    Triton's own launcher; either way skipping ``fn[grid]``'s per-call re-specialisation."""
+    ``values[index[i]]`` (``args_of(values)``: all of them, made; ``plain``: nothing to make, no TMA descriptor or
+    scratch allocator). Through torch's C++ launcher for Triton cubins (Inductor's ``_StaticCudaLauncher``) where it
+    applies, else through Triton's own launcher; either way skipping ``fn[grid]``'s per-call re-specialisation."""
     md, stream, keep = k.metadata, torch._C._cuda_getCurrentRawStream, []
     for i, name in enumerate(k.src.fn.arg_names):
         ty = str(k.src.signature.get(name, "constexpr"))
         if ty != "constexpr" and (i,) not in k.src.constants:
             keep.append((i, "O" if ty.startswith("*") else _STATIC_TYPES.get(ty, "?")))
     S = getattr(torch._C, "_StaticCudaLauncher", None)
-    if S is None or torch.version.hip or any(t == "?" for _, t in keep) or getattr(md, "num_ctas", 1) != 1 \
-            or any(getattr(md, a, 0) for a in ("global_scratch_size", "profile_scratch_size", "launch_pdl",
-                                                   "launch_cooperative_grid")):
+    if not plain or S is None or torch.version.hip or any(t == "?" for _, t in keep) \
+            or getattr(md, "num_ctas", 1) != 1 or any(getattr(md, a, 0) for a in (
+                "global_scratch_size", "profile_scratch_size", "launch_pdl", "launch_cooperative_grid")):
         return lambda g, v: g[0] and k.run(g[0], g[1], g[2], stream(device), k.function, k.packed_metadata,
                                            None, None, None, *args_of(v))
     # Triton >= 3.5 kernels take a global (and a profile) scratch pointer after the arguments: null when unused
     scratch = sum(hasattr(md, a) for a in ("global_scratch_size", "profile_scratch_size"))
-    # Generated for this kernel: each argument read by position (a pointer is never None: None is a constexpr;
-    # a TMA descriptor or scratch memory, what args_of makes, never comes here). An empty grid launches nothing.
+    # Generated for this kernel: each argument read by position (a pointer is never None: None is a constexpr).
+    # An empty grid launches nothing.
     vals = "".join(f"v[{index[i]}].data_ptr(), " if t == "O" else f"v[{index[i]}], " for i, t in keep) + "0, " * scratch
     tys = "".join(t for _, t in keep) + "O" * scratch
     src = f"lambda g, v: run(fn, g[0], g[1], g[2], {md.num_warps}, {md.shared}, {tys!r}, ({vals}), stream({device}))"
