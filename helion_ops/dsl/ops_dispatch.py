@@ -233,6 +233,7 @@ def _constexpr(lw, node, name, *args):
                      "(sizes, block sizes, flags); a device value cannot decide code at compile time", node)
     return args[0].value if type(args[0]) is hl.constexpr else args[0]
 
+rule(builtins.slice)(lambda lw, node, name, *args: slice(*args))  # a whole dim in hl.store / hl.atomic_* indices
 rule(builtins.abs)(lambda lw, node, name, *args: O.unary(lw, "abs", args[0], node)
                    if args and isinstance(args[0], Value) else DECLINE)
 

@@ -275,3 +275,29 @@ def test_range_reverses_on_inner_grid_and_2d_tile_loops(tmp_path):
     code = b.to_triton_code(cfg)
     assert code.count("_r in tl.range(0, ") == 3, code
     torch.testing.assert_close(b.run(cfg, x), x * 2 + 1)
+
+
+_SLICE_INDEX = """\
+@helion.kernel()
+def k(x: torch.Tensor, rows: torch.Tensor):
+    m, n = x.size()
+    out = torch.zeros([4, n], dtype=torch.float32, device=x.device)
+    for tm in hl.tile(m):
+        hl.atomic_add(out, [rows[tm], slice(None)], x[tm, :].to(torch.float32))
+        hl.store(x, [tm, slice(None)], x[tm, :] * 2.0)
+    return out
+"""
+
+
+@pytest.mark.parametrize("m", [1, 17, 100])
+def test_slice_none_takes_a_whole_dim_in_store_and_atomic_indices(tmp_path, m):
+    """``slice(None)`` in an ``hl.store`` / ``hl.atomic_*`` index list is ``:`` (a list literal cannot hold
+    ``:``): rows scattered by atomic adds into 4 buckets, every column; the input doubled in place."""
+    from .source_kernels import kernel_from_source
+    x, rows = torch.randn(m, 33), torch.randint(0, 4, (m,))
+    want = torch.zeros(4, 33, dtype=torch.float64).index_add_(0, rows, x.double())
+    x2 = x.clone()
+    b = kernel_from_source(tmp_path / "k.py", _SLICE_INDEX).bind((x2, rows))
+    out = b.run(b.normalize(Config(block_sizes=[16])), x2, rows)
+    torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x2, x * 2)
