@@ -145,16 +145,12 @@ def dispatch(spec, iters: int, repeats: int, profile: int = 0) -> list[dict]:
                 e = per_call_cpu_us(theirs[mode], iters, repeats)
                 row = {"op": spec.NAME, "mode": mode, "ours_us": o, "eager_us": e, "ratio": o / e}
                 if profile:
-                    prof = cProfile.Profile(time.thread_time)
-                    prof.runcall(lambda: [ours[mode]() for _ in range(iters)])
-                    out = io.StringIO()
-                    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(profile)
-                    row["profile"] = out.getvalue()
+                    row["profile"] = profiled(ours[mode], iters, profile)
             rows.append(row)
     return rows
 
 
-def measure(spec, iters: int, repeats: int) -> list[dict]:
+def measure(spec, iters: int, repeats: int, profile: int = 0) -> list[dict]:
     shape = SHAPES.get(spec.NAME, spec.SMALL_SHAPES[0])
     rows = []
     ours, theirs = calls(spec, spec.impl, shape), calls(spec, spec.eager, shape)
@@ -167,9 +163,40 @@ def measure(spec, iters: int, repeats: int) -> list[dict]:
             g, eg = gpu_us(ours[mode]), gpu_us(theirs[mode])
             with stubbed_launches():  # the same loop with every DSL launch a no-op: what the launches cost
                 stub = per_call_us(ours[mode], iters, repeats)
+            launches = captured_launches(ours[mode])
+            alone = per_call_us(lambda: [c.launch(v) for c, v in launches], iters, repeats)
+            if profile:
+                print(f"{spec.NAME} {mode}: cProfile of ours (launches real)\n" + profiled(ours[mode], iters, profile))
         rows.append({"op": spec.NAME, "shape": "x".join(map(str, shape)), "mode": mode, "ours_us": o,
-                     "eager_us": e, "ratio": o / e, "ours_gpu_us": g, "eager_gpu_us": eg, "stubbed_us": stub})
+                     "eager_us": e, "ratio": o / e, "ours_gpu_us": g, "eager_gpu_us": eg, "stubbed_us": stub,
+                     "launches": len(launches), "static": sum(bool(getattr(c.fast, "static", False))
+                                                              for c, _ in launches), "launch_us": alone})
     return rows
+
+
+def captured_launches(fn) -> list:
+    """[(Compiled, values)] of the DSL kernel launches one call of ``fn`` makes (each also runs)."""
+    from helion_ops.dsl import runtime
+    real, seen = runtime.Compiled.launch, []
+
+    def launch(self, values):
+        seen.append((self, list(values)))
+        return real(self, values)
+    runtime.Compiled.launch = launch
+    try:
+        fn()
+    finally:
+        runtime.Compiled.launch = real
+    return seen
+
+
+def profiled(fn, iters: int, top: int) -> str:
+    """cProfile of ``iters`` calls of ``fn``: its ``top`` most expensive functions by own time."""
+    prof = cProfile.Profile(time.thread_time)
+    prof.runcall(lambda: [fn() for _ in range(iters)])
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
 
 
 def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
@@ -180,13 +207,16 @@ def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
              f"fwd+bwd <= 1.2). `ours GPU` / `eager GPU` are the kernels' own time (their durations "
              f"in a CUDA profiler trace): a row whose time per call is close to it is bound by the GPU, "
              f"not the host. `ours, no launch` is the same loop with every DSL kernel launch a no-op: the "
-             f"difference to `ours` is what the launches cost.", "",
+             f"difference to `ours` is what the launches cost. `launches` counts one call's DSL kernel "
+             f"launches (in brackets: those through torch's static CUDA launcher); `launches alone` replays "
+             f"just those launches, with the call's recorded arguments, in the same loop.", "",
              "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) | eager GPU (us) "
-             "| ours, no launch (us) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| ours, no launch (us) | launches | launches alone (us) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['op']} | {r['shape']} | {r['mode']} | {r['ours_us']:.1f} | {r['eager_us']:.1f} | "
-                     f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} | {r['eager_gpu_us']:.1f} | {r['stubbed_us']:.1f} |")
+                     f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} | {r['eager_gpu_us']:.1f} | {r['stubbed_us']:.1f} | "
+                     f"{r['launches']} ({r['static']}) | {r['launch_us']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -199,7 +229,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dispatch", action="store_true",
                     help="time the host path with every kernel launch stubbed out (any machine; writes nothing)")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
-                    help="with --dispatch: a cProfile of ours, its N most expensive functions")
+                    help="a cProfile of ours, its N most expensive functions, printed (launches real; with "
+                         "--dispatch, stubbed)")
     args = ap.parse_args(argv)
     if args.dispatch:
         return main_dispatch(args)
@@ -213,14 +244,15 @@ def main(argv=None) -> int:
     rows = []
     for spec in mods:
         try:
-            rows += measure(spec, args.iters, args.repeats)
+            rows += measure(spec, args.iters, args.repeats, args.profile)
         except Exception as e:  # one broken op must not cost the others' rows
             print(f"{spec.NAME}: failed: {type(e).__name__}: {str(e)[:300]}")
             continue
         for r in rows[-2:]:
             print(f"{r['op']:13s} {r['mode']:8s} ours {r['ours_us']:7.1f} us  eager {r['eager_us']:7.1f} us  "
                   f"{r['ratio']:.2f}x  (GPU {r['ours_gpu_us']:.1f} / {r['eager_gpu_us']:.1f} us; "
-                  f"no launch {r['stubbed_us']:.1f} us)", flush=True)
+                  f"no launch {r['stubbed_us']:.1f} us; {r['launches']} launches, {r['static']} static, "
+                  f"alone {r['launch_us']:.1f} us)", flush=True)
     info = {**gpu_info.info(), "commit": gpu_info.git_commit(), "date": gpu_info.utc_date()}
     path = Path(args.out) / info["gpu"] / "host.md"
     path.parent.mkdir(parents=True, exist_ok=True)

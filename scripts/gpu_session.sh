@@ -17,6 +17,7 @@
 #                 results/, so configs tuned by an earlier call are gone unless committed first
 #   soak          bench.soak, random shapes (SOAK_SHAPES, budget SOAK_BUDGET s) -> results/<GPU>/soak.md
 #   host          bench.host: host time per call of every op against eager -> results/<GPU>/host.md
+#                 (HOST_EXTRA="--profile 15": a cProfile of each of ours in the log)
 #   host_dispatch bench.host --dispatch --profile 12: the op layer's host path with launches stubbed, profiled (log only)
 #   bench_norms   softmax, rms_norm, layer_norm, fwd+bwd        (estimated 175 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
 #   bench_gemm    matmul, grouped_gemm, attention, fwd+bwd      (estimated 270 s; soft BENCH_BUDGET, hard STEP_TIMEOUT)
@@ -94,7 +95,7 @@ for step in "$@"; do
     test)  timeout -s INT -k 30 "${TEST_TIMEOUT:-540}" python3 -m pytest -q -m gpu tests -p no:cacheprovider --tb=short \
              -rfE --durations=10 ${TEST_WORKERS:+-n $TEST_WORKERS --dist loadfile} 2>&1 \
              | tee "$OUTDIR/test_full.log" | tail -80 | tee "$OUTDIR/test.log" ;;
-    host)  python3 -m bench.host --out results 2>&1 | tee "$OUTDIR/host.log" ;;
+    host)  python3 -m bench.host --out results ${HOST_EXTRA:-} 2>&1 | tee "$OUTDIR/host.log" ;;
     helion_tune) timeout -s INT -k 20 "${TUNE_TIMEOUT:-240}" python3 -m bench.helion_baseline \
              --op softmax,rms_norm,layer_norm,matmul --shapes "$SHAPES" --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} \
              --dtype ${BENCH_DTYPE:-bf16} ${TUNE_EXTRA:-} 2>&1 | tee "$OUTDIR/helion_tune.log" ;;

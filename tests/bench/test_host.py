@@ -21,7 +21,17 @@ def test_calls_run_forward_and_backward_of_every_op():
 
 def test_markdown_table():
     rows = [{"op": "softmax", "shape": "16x1024", "mode": "fwd", "ours_us": 6.0, "eager_us": 6.2, "ratio": 6 / 6.2,
-             "ours_gpu_us": 2.0, "eager_gpu_us": 1.5, "stubbed_us": 4.1}]
+             "ours_gpu_us": 2.0, "eager_gpu_us": 1.5, "stubbed_us": 4.1, "launches": 2, "static": 1,
+             "launch_us": 1.9}]
     info = {"gpu_full": "NVIDIA H100 80GB HBM3", "torch": "2.11", "triton": "3.6", "commit": "abc", "date": "d"}
     md = host.markdown(rows, info, 1000, 3)
-    assert "| softmax | 16x1024 | fwd | 6.0 | 6.2 | 0.97x | 2.0 | 1.5 | 4.1 |" in md and "H100" in md
+    assert "| softmax | 16x1024 | fwd | 6.0 | 6.2 | 0.97x | 2.0 | 1.5 | 4.1 | 2 (1) | 1.9 |" in md and "H100" in md
+
+
+def test_captured_launches_are_the_calls_kernel_launches():
+    """One call's DSL launches, captured with their values: replaying them alone is what bench.host times."""
+    spec = catalog.load("softmax")
+    fn = host.calls(spec, spec.impl, (17, 64), device="cpu", dtype=torch.float32)["fwd"]
+    fn()
+    launches = host.captured_launches(fn)
+    assert len(launches) == 1 and all(isinstance(v, list) for _, v in launches)
