@@ -165,12 +165,15 @@ def measure(spec, iters: int, repeats: int, profile: int = 0) -> list[dict]:
                 stub = per_call_us(ours[mode], iters, repeats)
             launches = captured_launches(ours[mode])
             alone = per_call_us(lambda: [c.launch(v) for c, v in launches], iters, repeats)
+            # the same loop's CPU time: the host's own cost of the launches, if the GPU bounds the loop above
+            alone_cpu = per_call_cpu_us(lambda: [c.launch(v) for c, v in launches], iters, repeats)
             if profile:
                 print(f"{spec.NAME} {mode}: cProfile of ours (launches real)\n" + profiled(ours[mode], iters, profile))
         rows.append({"op": spec.NAME, "shape": "x".join(map(str, shape)), "mode": mode, "ours_us": o,
                      "eager_us": e, "ratio": o / e, "ours_gpu_us": g, "eager_gpu_us": eg, "stubbed_us": stub,
                      "launches": len(launches), "static": sum(bool(getattr(c.fast, "static", False))
-                                                              for c, _ in launches), "launch_us": alone})
+                                                              for c, _ in launches), "launch_us": alone,
+                     "launch_cpu_us": alone_cpu})
     return rows
 
 
@@ -209,14 +212,15 @@ def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
              f"not the host. `ours, no launch` is the same loop with every DSL kernel launch a no-op: the "
              f"difference to `ours` is what the launches cost. `launches` counts one call's DSL kernel "
              f"launches (in brackets: those through torch's static CUDA launcher); `launches alone` replays "
-             f"just those launches, with the call's recorded arguments, in the same loop.", "",
+             f"just those launches, with the call's recorded arguments, in the same loop (wall time; in brackets "
+             f"the thread's CPU time: their host cost where the GPU bounds that loop).", "",
              "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) | eager GPU (us) "
              "| ours, no launch (us) | launches | launches alone (us) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['op']} | {r['shape']} | {r['mode']} | {r['ours_us']:.1f} | {r['eager_us']:.1f} | "
                      f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} | {r['eager_gpu_us']:.1f} | {r['stubbed_us']:.1f} | "
-                     f"{r['launches']} ({r['static']}) | {r['launch_us']:.1f} |")
+                     f"{r['launches']} ({r['static']}) | {r['launch_us']:.1f} ({r['launch_cpu_us']:.1f}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -252,7 +256,7 @@ def main(argv=None) -> int:
             print(f"{r['op']:13s} {r['mode']:8s} ours {r['ours_us']:7.1f} us  eager {r['eager_us']:7.1f} us  "
                   f"{r['ratio']:.2f}x  (GPU {r['ours_gpu_us']:.1f} / {r['eager_gpu_us']:.1f} us; "
                   f"no launch {r['stubbed_us']:.1f} us; {r['launches']} launches, {r['static']} static, "
-                  f"alone {r['launch_us']:.1f} us)", flush=True)
+                  f"alone {r['launch_us']:.1f} us, CPU {r['launch_cpu_us']:.1f} us)", flush=True)
     info = {**gpu_info.info(), "commit": gpu_info.git_commit(), "date": gpu_info.utc_date()}
     path = Path(args.out) / info["gpu"] / "host.md"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,10 +22,10 @@ def test_calls_run_forward_and_backward_of_every_op():
 def test_markdown_table():
     rows = [{"op": "softmax", "shape": "16x1024", "mode": "fwd", "ours_us": 6.0, "eager_us": 6.2, "ratio": 6 / 6.2,
              "ours_gpu_us": 2.0, "eager_gpu_us": 1.5, "stubbed_us": 4.1, "launches": 2, "static": 1,
-             "launch_us": 1.9}]
+             "launch_us": 1.9, "launch_cpu_us": 1.2}]
     info = {"gpu_full": "NVIDIA H100 80GB HBM3", "torch": "2.11", "triton": "3.6", "commit": "abc", "date": "d"}
     md = host.markdown(rows, info, 1000, 3)
-    assert "| softmax | 16x1024 | fwd | 6.0 | 6.2 | 0.97x | 2.0 | 1.5 | 4.1 | 2 (1) | 1.9 |" in md and "H100" in md
+    assert "| softmax | 16x1024 | fwd | 6.0 | 6.2 | 0.97x | 2.0 | 1.5 | 4.1 | 2 (1) | 1.9 (1.2) |" in md and "H100" in md
 
 
 def test_captured_launches_are_the_calls_kernel_launches():
