@@ -159,7 +159,10 @@ def measure(spec, iters: int, repeats: int, profile: int = 0) -> list[dict]:
             for _ in range(3):
                 fn()  # compile, record, warm the caches
         with torch.no_grad() if mode == "fwd" else torch.enable_grad():
-            o, e = per_call_us(ours[mode], iters, repeats), per_call_us(theirs[mode], iters, repeats)
+            # interleaved (ours, eager, ours, ...), each the best of its loops: drift in the machine's speed
+            # during the measurement moves both alike
+            o, e = (min(ts) for ts in zip(*[(per_call_us(ours[mode], iters, 1), per_call_us(theirs[mode], iters, 1))
+                                            for _ in range(repeats)]))
             g, eg = gpu_us(ours[mode]), gpu_us(theirs[mode])
             with stubbed_launches():  # the same loop with every DSL launch a no-op: what the launches cost
                 stub = per_call_us(ours[mode], iters, repeats)
@@ -206,7 +209,7 @@ def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
     lines = [f"# Host time per call: helion_ops against eager ({info['gpu_full']})", "",
              f"torch {info['torch']}, triton {info['triton']}, commit {info['commit']}, {info['date']}; "
              f"`python -m bench.host`: {DTYPE} inputs, a tight loop of {iters} calls synchronized at the end, "
-             f"best of {repeats}. `ratio` = ours / eager (lower is better; issue 30's bars: fwd <= 1.0, "
+             f"best of {repeats} (ours' and eager's loops interleaved). `ratio` = ours / eager (lower is better; issue 30's bars: fwd <= 1.0, "
              f"fwd+bwd <= 1.2). `ours GPU` / `eager GPU` are the kernels' own time (their durations "
              f"in a CUDA profiler trace): a row whose time per call is close to it is bound by the GPU, "
              f"not the host. `ours, no launch` is the same loop with every DSL kernel launch a no-op: the "
@@ -228,7 +231,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--op", default="all", help="'all' or a comma list of op names")
     ap.add_argument("--iters", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(REPO / "results"), help="results root: writes <out>/<GPU>/host.md")
     ap.add_argument("--dispatch", action="store_true",
                     help="time the host path with every kernel launch stubbed out (any machine; writes nothing)")
