@@ -209,8 +209,8 @@ def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
     lines = [f"# Host time per call: helion_ops against eager ({info['gpu_full']})", "",
              f"torch {info['torch']}, triton {info['triton']}, commit {info['commit']}, {info['date']}; "
              f"`python -m bench.host`: {DTYPE} inputs, a tight loop of {iters} calls synchronized at the end, "
-             f"best of {repeats} (ours' and eager's loops interleaved). `ratio` = ours / eager (lower is better; issue 30's bars: fwd <= 1.0, "
-             f"fwd+bwd <= 1.2). `ours GPU` / `eager GPU` are the kernels' own time (their durations "
+             f"best of {repeats} (ours' and eager's loops interleaved). `ratio` = ours / eager (lower is "
+             f"better; issue 30's bars: fwd <= 1.0, fwd+bwd <= 1.2). `ours GPU` / `eager GPU` are the kernels' own time (their durations "
              f"in a CUDA profiler trace): a row whose time per call is close to it is bound by the GPU, "
              f"not the host. `ours, no launch` is the same loop with every DSL kernel launch a no-op: the "
              f"difference to `ours` is what the launches cost. `launches` counts one call's DSL kernel "
