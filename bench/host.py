@@ -208,15 +208,16 @@ def profiled(fn, iters: int, top: int) -> str:
 def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
     lines = [f"# Host time per call: helion_ops against eager ({info['gpu_full']})", "",
              f"torch {info['torch']}, triton {info['triton']}, commit {info['commit']}, {info['date']}; "
-             f"`python -m bench.host`: {DTYPE} inputs, a tight loop of {iters} calls synchronized at the end, "
-             f"best of {repeats} (ours' and eager's loops interleaved). `ratio` = ours / eager (lower is "
+             f"`python -m bench.host`: {DTYPE} inputs, a tight loop of {iters} calls synchronized at the "
+             f"end, best of {repeats} (ours' and eager's loops interleaved). `ratio` = ours / eager (lower is "
              f"better; issue 30's bars: fwd <= 1.0, fwd+bwd <= 1.2). `ours GPU` / `eager GPU` are the "
              f"kernels' own time (their durations in a CUDA profiler trace): a row whose time per call is "
-             f"close to it is bound by the GPU, not the host. `ours, no launch` is the same loop with every DSL kernel launch a no-op: the "
-             f"difference to `ours` is what the launches cost. `launches` counts one call's DSL kernel "
-             f"launches (in brackets: those through torch's static CUDA launcher); `launches alone` replays "
-             f"just those launches, with the call's recorded arguments, in the same loop (wall time; in brackets "
-             f"the thread's CPU time: their host cost where the GPU bounds that loop).", "",
+             f"close to it is bound by the GPU, not the host. `ours, no launch` is the same loop with every "
+             f"DSL kernel launch a no-op: the difference to `ours` is what the launches cost. `launches` "
+             f"counts one call's DSL kernel launches (in brackets: those through torch's static CUDA "
+             f"launcher); `launches alone` replays just those launches, with the call's recorded arguments, "
+             f"in the same loop (wall time; in brackets the thread's CPU time: their host cost where the GPU "
+             f"bounds that loop).", "",
              "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) | eager GPU (us) "
              "| ours, no launch (us) | launches | launches alone (us) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
