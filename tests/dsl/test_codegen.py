@@ -283,7 +283,7 @@ def k(x: torch.Tensor, rows: torch.Tensor):
     m, n = x.size()
     out = torch.zeros([4, n], dtype=torch.float32, device=x.device)
     for tm in hl.tile(m):
-        hl.atomic_add(out, [rows[tm], slice(None)], x[tm, :].to(torch.float32))
+        hl.atomic_add(out, [rows[tm], slice(None)], hl.load(x, [tm, slice(None)]).to(torch.float32))
         hl.store(x, [tm, slice(None)], x[tm, :] * 2.0)
     return out
 """
@@ -291,8 +291,9 @@ def k(x: torch.Tensor, rows: torch.Tensor):
 
 @pytest.mark.parametrize("m", [1, 17, 100])
 def test_slice_none_takes_a_whole_dim_in_store_and_atomic_indices(tmp_path, m):
-    """``slice(None)`` in an ``hl.store`` / ``hl.atomic_*`` index list is ``:`` (a list literal cannot hold
-    ``:``): rows scattered by atomic adds into 4 buckets, every column; the input doubled in place."""
+    """``slice(None)`` in an ``hl.load`` / ``hl.store`` / ``hl.atomic_*`` index list is ``:`` (a list literal
+    cannot hold ``:``): rows loaded and scattered by atomic adds into 4 buckets, every column; the input
+    doubled in place."""
     from .source_kernels import kernel_from_source
     x, rows = torch.randn(m, 33), torch.randint(0, 4, (m,))
     want = torch.zeros(4, 33, dtype=torch.float64).index_add_(0, rows, x.double())
