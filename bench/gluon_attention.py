@@ -31,7 +31,9 @@ the final ``l = 0`` divides by 1.
 
 Run on a GPU: ``python -m bench.gluon_attention [--out FILE] [--quick]``: checks every variant against
 fp32 SDPA, times them with the harness's ``gpu_bench`` against SDPA-cuDNN and SDPA-flash, prints TFLOP/s
-(causal counts half the FLOPs, as the catalog's ``attention.work``) and writes JSON. On a CPU machine,
+(causal counts half the FLOPs, as the catalog's ``attention.work``) and writes JSON. ``--dsl`` adds the DSL's
+own forward through its Gluon and Triton backends; ``--dsl-dq`` the DSL's dQ kernel alone, Triton against Gluon
+(``dq_session``). On a CPU machine,
 ``compile_sm90`` builds a variant for ``GPUTarget("cuda", 90, 32)`` and returns its TTGIR and PTX.
 """
 from __future__ import annotations
@@ -477,6 +479,62 @@ def dsl_attention(backend: str):
 
 
 DSL_IMPLS = ("dsl_gluon", "dsl_gluon_overlap", "dsl_triton")
+DQ_IMPLS = {"dq_triton": None, "dq_gluon_c1": dict(gluon_consumers=1), "dq_gluon_c2": dict(gluon_consumers=2)}
+
+
+def dq_configs(args: tuple) -> dict:
+    """The Configs ``dq_session`` times the DSL's ``attn_bwd_dq`` under, on ``args``: the catalog's (Triton) and
+    through the Gluon backend (128x128 tiles, one or two consumer warpgroups, the catalog's grid order)."""
+    from helion_ops.dsl import Config
+    from helion_ops.ops import attention as A
+
+    bound = A.attn_bwd_dq.bind(args)
+    tri = dict(A.config_for("attn_bwd_dq", args))
+    out = {}
+    for name, kw in DQ_IMPLS.items():
+        cfg = tri if kw is None else {**tri, "backend": "gluon", "block_sizes": [128, 128], **kw}
+        out[name] = bound.normalize(Config(**cfg))
+    return out
+
+
+def dq_session(gen) -> list:
+    """The dQ kernel alone (3 matmuls: ``QK^T``, ``dP``, ``dQ``), the catalog's Triton Config against the Gluon
+    backend's, at SHAPES, causal and not: the question is whether warp specialization lifts the backward's
+    matmul rate as it lifted the forward's (docs/decisions/attention-backward.md). Each Gluon result is
+    checked against the Triton kernel's dQ (the catalog's, covered by its tests)."""
+    from bench.timing import gpu_bench
+    from helion_ops.ops import attention as A
+
+    rows = []
+    for (b, h, s, d) in SHAPES:
+        for causal in (False, True):
+            q, k, v, do = (torch.randn(b, h, s, d, device="cuda", dtype=torch.bfloat16, generator=gen)
+                           for _ in range(4))
+            qk_scale = LOG2E / math.sqrt(d)
+            fwd = (q, k, v, causal, qk_scale)
+            o, lse = A.attn_fwd.bind(fwd).run(A.triton_config(fwd), *fwd)
+            delta = (o.float() * do.float()).sum(-1)
+            args = (q, k, v, do, lse, delta, causal, qk_scale, 1 / math.sqrt(d))
+            bound, ref, base = A.attn_bwd_dq.bind(args), None, None
+            flops = 1.5 * work(b, h, s, d, causal)  # three matmuls where the forward counts two
+            for name, cfg in dq_configs(args).items():
+                row = {"impl": name, "shape": [b, h, s, d], "causal": causal}
+                try:
+                    got = bound.run(cfg, *args)
+                    ref = got if ref is None else ref
+                    row["rel_err"] = ((got.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
+                    if not (row["rel_err"] < 2e-2):
+                        raise AssertionError(f"dQ differs from the Triton kernel's: {row['rel_err']:.3g}")
+                    row["ms"] = gpu_bench(lambda: bound.run(cfg, *args))
+                    row["tflops"] = flops / row["ms"] / 1e9
+                    base = row["ms"] if base is None else base
+                    row["vs_dq_triton"] = base / row["ms"]
+                except Exception as e:  # a Config that fails to build or run is reported, not fatal
+                    row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                print(f"dq {name:12s} {b}x{h}x{s}x{d} causal={causal}: {row}", flush=True)
+                rows.append(row)
+            del q, k, v, do, o, lse, delta
+    return rows
 
 
 def run_session(variants, quick: bool = False, dsl: bool = False) -> dict:
@@ -543,6 +601,12 @@ def _table(result: dict) -> str:
         shape = "x".join(map(str, r["shape"]))
         lines.append(f"{r['impl']:22s} {shape:>18s} {str(r['causal']):>6s} {r['ms']:8.3f} {r['tflops']:8.1f} "
                      f"{r.get('vs_cudnn', float('nan')):8.3f} {r.get('vs_flash', float('nan')):8.3f}")
+    if result.get("dq"):
+        lines.append(f"{'dQ kernel':22s} {'shape':>18s} {'causal':>6s} {'ms':>8s} {'TFLOP/s':>8s} {'x Triton':>8s}")
+        for r in result["dq"]:
+            shape = "x".join(map(str, r["shape"]))
+            lines.append(f"{r['impl']:22s} {shape:>18s} {str(r['causal']):>6s} " + (
+                f"{r['ms']:8.3f} {r['tflops']:8.1f} {r['vs_dq_triton']:8.3f}" if "ms" in r else r.get("error", "")))
     return "\n".join(lines)
 
 
@@ -554,6 +618,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="time the first shape only")
     ap.add_argument("--dsl", action="store_true", help="also the DSL's attn_fwd through its Gluon backend "
                     "(dsl_gluon, dsl_gluon_overlap) and its Triton backend (dsl_triton)")
+    ap.add_argument("--dsl-dq", action="store_true", help="also the DSL's dQ kernel (attn_bwd_dq) alone, "
+                    "the catalog's Triton Config against the Gluon backend's (dq_triton, dq_gluon_c1, dq_gluon_c2)")
     args = ap.parse_args(argv)
     names = [n for n in args.variants.split(",") if n]
     bad = [n for n in names if n not in VARIANTS]
@@ -564,6 +630,9 @@ def main(argv=None) -> int:
         return 2
     run = {"env": _env(), "variants": {n: dataclasses.asdict(VARIANTS[n]) for n in names}}
     run.update(run_session(names, quick=args.quick, dsl=args.dsl))
+    if args.dsl_dq:
+        gen = torch.Generator(device="cuda").manual_seed(run["seed"] + 1)
+        run["dq"] = dq_session(gen)
     out = args.out or os.path.join(os.environ.get("OUT", "."), "gluon_attention.json")
     doc = {"runs": []}
     if os.path.exists(out):

@@ -65,3 +65,22 @@ def test_bad_input_names_the_argument(bad, arg):
 def test_unknown_variant_is_refused():
     with pytest.raises(SystemExit):
         ga.main(["--variants", "nope"])
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_dq_session_configs_build_warp_specialized_for_sm90(causal):
+    """``--dsl-dq`` times the catalog's dQ kernel under its Triton Config and the Gluon backend's: the Gluon
+    ones (two consumer warpgroups here) build for sm_90 with the partitions and wgmma."""
+    import math
+    from helion_ops.dsl.backends.triton import compile_specs_for_target
+    from helion_ops.ops import attention as A
+    b, h, s, d = 2, 4, 1024, 128
+    q = torch.empty(b, h, s, d, dtype=torch.bfloat16, device="meta")
+    lse = torch.empty(b, h, s, dtype=torch.float32, device="meta")
+    args = (q, q, q, q, lse, lse, causal, ga.LOG2E / math.sqrt(d), 1 / math.sqrt(d))
+    cfgs = ga.dq_configs(args)
+    assert set(cfgs) == set(ga.DQ_IMPLS) and cfgs["dq_triton"].get("backend", "triton") == "triton"
+    assert cfgs["dq_gluon_c2"]["backend"] == "gluon" and cfgs["dq_gluon_c2"]["gluon_consumers"] == 2
+    (kb,) = compile_specs_for_target(A.attn_bwd_dq.bind(args).compile_specs(cfgs["dq_gluon_c2"]), ("cuda", 90, 32))
+    assert "ttg.warp_specialize" in kb.asm["ttgir"] and "wgmma.mma_async" in kb.asm["ptx"]
+    assert kb.metadata["shared"] <= 227 * 1024
