@@ -157,6 +157,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds for the whole run: no case starts after it, and each op gets a share "
                         "proportional to its cases; shapes run spread-first so a cut run still covers "
                         f"the range (exit {BUDGET_EXIT} when cases were left out)")
+    p.add_argument("--older-than", default=None, type=_iso_date, metavar="YYYY-MM-DD",
+                   help="only the cases whose committed helion_ops row (results/<GPU>/<op>.csv; GPU: the detected "
+                        "one, else $BENCH_GPU or H100, for --plan) is missing or measured before this date: "
+                        "refreshes stale rows without re-running the rest")
     p.add_argument("--plan", action="store_true", help="print the GPU plan and its estimated duration; run nothing")
     p.add_argument("--out", default=str(REPO / "results"), help="results root (GPU only)")
     p.add_argument("--no-report", action="store_true", help="don't rebuild reports after the run")
@@ -258,6 +262,25 @@ def has_gpu() -> bool:
 DEVICE = "cuda"  # where inputs live on the GPU path (tests swap in "cpu")
 
 
+def _iso_date(text: str) -> str:
+    import datetime
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: want a date as YYYY-MM-DD") from None
+
+
+def stale_cases(cases: list, path: Path, before: str) -> list:
+    """The cases [(mode, shape, dtype, tuned?)] whose helion_ops row in the CSV at ``path`` is missing or
+    dated before ``before`` (YYYY-MM-DD)."""
+    if not path.exists():
+        return cases
+    dated = {(r["mode"], r["shape"], r["dtype"]): r.get("date", "")[:10]
+             for r in schema.read_rows(path) if r.get("impl") == "helion_ops"}
+    return [c for c in cases
+            if dated.get((c[0], schema.format_shape(c[1]), schema.dtype_name(c[2])), "") < before]
+
+
 def build_plan(mods, args, gpu: bool, dtypes, modes) -> tuple[dict, set]:
     """{op name: (mod, [(mode, shape, dtype, tuned?), ...])}, shapes spread-first; plus notes.
     tuned?: whether the tuned baselines (helion, compile_max) run on this shape (--tuned-shapes)."""
@@ -273,6 +296,9 @@ def build_plan(mods, args, gpu: bool, dtypes, modes) -> tuple[dict, set]:
                 if mode == "bwd" and not mod.GRAD_INPUTS:
                     continue
                 cases += [(mode, shapes[i], dt, shapes[i] in tuned_shapes) for dt in dtypes if dt in mod.TOLERANCE]
+        if getattr(args, "older_than", None):
+            gpu_dir = gpu_info.info()["gpu"] if gpu else os.environ.get("BENCH_GPU", "H100")
+            cases = stale_cases(cases, Path(args.out) / gpu_dir / f"{mod.NAME}.csv", args.older_than)
         plan[mod.NAME] = (mod, cases)
     return plan, notes
 

@@ -55,7 +55,8 @@
 # helion wheels in .whl/ (installed below with --no-deps).
 # Knobs (env): BENCH_BUDGET (s, soft, per bench step; default 480), STEP_TIMEOUT (s, hard; 540),
 #   BENCH_TIMING ("--warmup 10 --rep 40"), BENCH_SHAPES (bench/session_shapes.json; "preset" for
-#   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6"), TUNED_SHAPES ("2,grouped_gemm=1": 2 per op, 1 for grouped GEMM;
+#   every shape of each op, then add e.g. BENCH_EXTRA="--max-shapes 6", or "--older-than 2026-12-07": only
+#   the rows measured before that date), TUNED_SHAPES ("2,grouped_gemm=1": 2 per op, 1 for grouped GEMM;
 #   shapes per op for helion and compile_max, whose first calls search configs), BENCH_DTYPE (bf16),
 #   BENCH_GRAPH_TIMING ("plain,graph:bwd": backward rows also timed captured in a CUDA graph and replayed,
 #   the ms_graph column; "plain" to leave it out, "plain,graph" for every row),

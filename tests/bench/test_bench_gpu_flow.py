@@ -146,3 +146,33 @@ def test_max_shapes_per_op_and_spread_order():
     assert run.max_shapes_for("matmul=5,attention=4", "attention") == 4
     assert run.max_shapes_for("matmul=5", "softmax") is None
     assert run.spread_subset(list("abcdefg"), 3) == ["a", "d", "g"]
+
+
+def test_older_than_runs_only_the_stale_cases(fake_gpu, tmp_path, capsys):
+    """--older-than DATE: a case whose helion_ops row was measured on or after DATE is left out; a case with an
+    older row, or none, runs (and its row is replaced)."""
+    out = tmp_path / "results"
+    assert run.main(["--op", "fake", "--dtype", "fp32", "--mode", "fwd", "--baselines", "eager", "--out", str(out),
+                     "--no-report"]) == 0
+    path = out / "FAKEGPU" / "fake_softmax.csv"
+    rows = schema.read_rows(path)
+    shapes = sorted({r["shape"] for r in rows})
+    assert len(shapes) >= 2
+    stale = shapes[0]
+    for r in rows:  # the first run's rows carry ENV's date, 2026-01-01; one case is made older
+        if r["shape"] == stale:
+            r["date"] = "2025-06-01T00:00:00Z"
+    schema.write_rows(path, rows, merge=False)
+    capsys.readouterr()
+    assert run.main(["--op", "fake", "--dtype", "fp32", "--mode", "fwd", "--baselines", "eager", "--out", str(out),
+                     "--no-report", "--older-than", "2026-01-01", "--plan"]) == 0
+    assert "plan fake_softmax: 1 cases (1 shapes" in capsys.readouterr().out
+    assert run.main(["--op", "fake", "--dtype", "fp32", "--mode", "fwd", "--baselines", "eager", "--out", str(out),
+                     "--no-report", "--older-than", "2026-01-01"]) == 0
+    dates = {r["shape"]: r["date"] for r in schema.read_rows(path) if r["impl"] == "helion_ops"}
+    assert dates[stale].startswith("2026-01-01") and all(d.startswith("2026-01-01") for d in dates.values())
+
+
+def test_older_than_wants_a_date():
+    with pytest.raises(SystemExit):
+        run.parse_args(["--older-than", "yesterday"])
