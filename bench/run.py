@@ -297,7 +297,7 @@ def build_plan(mods, args, gpu: bool, dtypes, modes) -> tuple[dict, set]:
                     continue
                 cases += [(mode, shapes[i], dt, shapes[i] in tuned_shapes) for dt in dtypes if dt in mod.TOLERANCE]
         if getattr(args, "older_than", None):
-            gpu_dir = gpu_info.info()["gpu"] if gpu else os.environ.get("BENCH_GPU", "H100")
+            gpu_dir = gpu_info.info()["gpu"] if has_gpu() else os.environ.get("BENCH_GPU", "H100")
             cases = stale_cases(cases, Path(args.out) / gpu_dir / f"{mod.NAME}.csv", args.older_than)
         plan[mod.NAME] = (mod, cases)
     return plan, notes

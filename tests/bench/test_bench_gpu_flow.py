@@ -148,7 +148,7 @@ def test_max_shapes_per_op_and_spread_order():
     assert run.spread_subset(list("abcdefg"), 3) == ["a", "d", "g"]
 
 
-def test_older_than_runs_only_the_stale_cases(fake_gpu, tmp_path, capsys):
+def test_older_than_runs_only_the_stale_cases(fake_gpu, tmp_path, capsys, monkeypatch):
     """--older-than DATE: a case whose helion_ops row was measured on or after DATE is left out; a case with an
     older row, or none, runs (and its row is replaced)."""
     out = tmp_path / "results"
@@ -167,6 +167,12 @@ def test_older_than_runs_only_the_stale_cases(fake_gpu, tmp_path, capsys):
     assert run.main(["--op", "fake", "--dtype", "fp32", "--mode", "fwd", "--baselines", "eager", "--out", str(out),
                      "--no-report", "--older-than", "2026-01-01", "--plan"]) == 0
     assert "plan fake_softmax: 1 cases (1 shapes" in capsys.readouterr().out
+    with monkeypatch.context() as m:  # a plan made on a machine without a GPU reads $BENCH_GPU's rows
+        m.setattr(run, "has_gpu", lambda: False)
+        m.setenv("BENCH_GPU", "FAKEGPU")
+        assert run.main(["--op", "fake", "--dtype", "fp32", "--mode", "fwd", "--baselines", "eager", "--out",
+                         str(out), "--no-report", "--older-than", "2026-01-01", "--plan"]) == 0
+        assert "plan fake_softmax: 1 cases (1 shapes" in capsys.readouterr().out
     assert run.main(["--op", "fake", "--dtype", "fp32", "--mode", "fwd", "--baselines", "eager", "--out", str(out),
                      "--no-report", "--older-than", "2026-01-01"]) == 0
     dates = {r["shape"]: r["date"] for r in schema.read_rows(path) if r["impl"] == "helion_ops"}
