@@ -69,6 +69,15 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def inference(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether a call on ``tensors`` needs no backward: grad mode off or nothing requiring grad, and no
+    torch.func transform (whose wrappers take the op's autograd entry). An op may then skip what only its
+    backward reads (saved statistics)."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return False
+    return not torch._C._are_functorch_transforms_active()
+
+
 def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 

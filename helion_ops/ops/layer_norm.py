@@ -7,7 +7,8 @@ into rows of N (a view when possible, see ``helion_ops._oplib.as_rows``).
 Kernels:
 * ``layer_norm_fwd``: one row-reduction kernel, ``for tile_m in hl.tile(m): x[tile_m, :]``; mean, then
   the centred variance (two-pass, no E[x^2]-E[x]^2 cancellation), fp32 math, output in x's dtype;
-  saves ``mean`` and ``rstd`` (fp32, [M]) for backward. Persistent or looped per Config.
+  saves ``mean`` and ``rstd`` (fp32, [M]) for backward; where no gradient is wanted (``stats=False``) it
+  neither allocates nor writes them. Persistent or looped per Config.
 * ``layer_norm_bwd``: ``dx = (w*dy - (xhat * mean(xhat*w*dy) + mean(w*dy))) * rstd`` per row; dweight
   and dbias through per-program partial sums (no atomics): programs of ``rows`` rows (a registered
   block size) step through them ``sub`` rows at a time ([sub, N] tiles, so short rows still keep
@@ -18,11 +19,11 @@ Kernels:
   launch plus torch's ``sum(0)`` and cast, which cost two more dispatches of host time per backward.
 
 The op layer (``helion_ops._oplib``) makes ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` custom ops
-with fakes and autograd; ``layer_norm_bwd`` returns ``(dx, dparams)`` with dparams that ``[K, N]`` tensor
+with fakes and autograd, and ``layer_norm_infer`` (y only) for calls that need no gradient (``C.inference``); ``layer_norm_bwd`` returns ``(dx, dparams)`` with dparams that ``[K, N]`` tensor
 (custom ops may not return two outputs that share a storage), and the autograd formula takes its rows.
 
-Memory (tests/reliability/test_memory.py): forward allocates y plus ``mean`` and ``rstd`` ([M] fp32 each,
-saved for backward); backward allocates dx, one ``[K, N]`` tensor holding dweight and dbias (K as
+Memory (tests/reliability/test_memory.py): the forward allocates y, plus ``mean`` and ``rstd`` ([M] fp32
+each, saved for backward) when a gradient is wanted; backward allocates dx, one ``[K, N]`` tensor holding dweight and dbias (K as
 above), plus the workspace of one ``[P, K, N]`` fp32 partial-sum buffer (P = cdiv(M, rows per
 program), about 2 per SM).
 """
@@ -43,11 +44,13 @@ NAME = "layer_norm"
 # ---- kernels ------------------------------------------------------------------------------------
 
 @helion.kernel(replay_host=True)
-def layer_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], eps: float):
+def layer_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], eps: float,
+                   stats: bool = True):
     m, n = x.size()
     out = torch.empty([m, n], dtype=x.dtype, device=x.device)
-    mean_out = torch.empty([m], dtype=torch.float32, device=x.device)
-    rstd_out = torch.empty([m], dtype=torch.float32, device=x.device)
+    # statistics only where a backward will read them (inference allocates and writes neither)
+    mean_out = torch.empty([m], dtype=torch.float32, device=x.device) if stats else None
+    rstd_out = torch.empty([m], dtype=torch.float32, device=x.device) if stats else None
     for tile_m in hl.tile(m):
         xv = x[tile_m, :].to(torch.float32)
         mean = torch.sum(xv, dim=1) * (1.0 / n)
@@ -62,8 +65,9 @@ def layer_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Option
         if bias is not None:
             y = y + bias[:].to(torch.float32)
         out[tile_m, :] = y.to(x.dtype)
-        mean_out[tile_m] = mean
-        rstd_out[tile_m] = r
+        if stats:
+            mean_out[tile_m] = mean
+            rstd_out[tile_m] = r
     return out, mean_out, rstd_out
 
 
@@ -125,6 +129,11 @@ def _default_bwd_no_params(shape: tuple) -> helion.Config:
     return norm_bwd_config(*shape, partials=False)
 
 
+def _eager_kernel(x, weight, bias, eps, stats):
+    y, mean, rstd = _eager_fwd(x, weight, bias, eps)
+    return (y, mean, rstd) if stats else (y, None, None)
+
+
 def _eager_fwd(x, weight, bias, eps):
     xf = C.acc(x)
     mean = xf.mean(-1)
@@ -152,7 +161,7 @@ def _eager_bwd(dy, x, weight, bias, mean, rstd):
 
 # Both kernels use their table at its own shapes only (exact): a nearby entry's rows per program suit
 # that entry's M and N, and served elsewhere such entries ran slower than the default (docs/decisions/pretuned-lookup.md).
-_fwd = C.Kern(NAME, layer_norm_fwd, lambda a: _default_fwd(tuple(a[0].shape)), eager=_eager_fwd, exact=(0, 1))
+_fwd = C.Kern(NAME, layer_norm_fwd, lambda a: _default_fwd(tuple(a[0].shape)), eager=_eager_kernel, exact=(0, 1))
 _bwd = C.Kern(NAME, layer_norm_bwd, lambda a: _default_bwd(tuple(a[1].shape)), eager=_eager_bwd, exact=(0, 1),
               key=lambda a: tuple(a[1].shape))
 # Without weight and bias the kernel has no partial-sum loop, so the table's entries do not fit it.
@@ -188,7 +197,14 @@ def _backward(inputs, saved, needs, dy, _dmean, _drstd):
 def layer_norm_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
                       eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """LayerNorm of [M, N] rows; returns (y, mean[M], rstd[M]), the statistics in fp32."""
-    return _fwd(x, weight, bias, eps)
+    return _fwd(x, weight, bias, eps, True)
+
+
+@C.op("layer_norm_infer", eager=lambda x, weight, bias, eps: _eager_fwd(x, weight, bias, eps)[0])
+def layer_norm_infer_op(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+                        eps: float) -> torch.Tensor:
+    """LayerNorm of [M, N] rows where no gradient is wanted: y only, no statistics."""
+    return _fwd(x, weight, bias, eps, False)[0]
 
 
 # ---- public API ---------------------------------------------------------------------------------
@@ -214,5 +230,6 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor]
     """
     n, eps = _check(x, normalized_shape, weight, bias, eps)
     x2 = C.as_rows(x, n)
-    y2 = layer_norm_fwd_op(x2, C.as_vector(weight, n), C.as_vector(bias, n), eps)[0]
+    w, b = C.as_vector(weight, n), C.as_vector(bias, n)
+    y2 = layer_norm_infer_op(x2, w, b, eps) if C.inference(x, weight, bias) else layer_norm_fwd_op(x2, w, b, eps)[0]
     return y2 if x2 is x else C.unview(y2, x.shape)

@@ -6,8 +6,8 @@ see ``helion_ops._oplib.as_rows``); ``eps=None`` means ``torch.finfo(x.dtype).ep
 
 Kernels:
 * ``rms_norm_fwd``: one row-reduction kernel, ``for tile_m in hl.tile(m): x[tile_m, :]``; fp32 math,
-  output in x's dtype; saves ``rstd`` (fp32, [M]) for backward. Persistent or looped per Config
-  (``reduction_loops``).
+  output in x's dtype; saves ``rstd`` (fp32, [M]) for backward (``stats=False``, where no gradient is
+  wanted: neither allocated nor written). Persistent or looped per Config (``reduction_loops``).
 * ``rms_norm_bwd``: ``dx = (w*dy - xhat * mean(xhat * w*dy)) * rstd`` per row, and dweight through
   per-program partial sums (no atomics, as Liger and quack do): programs of ``rows`` rows (a
   registered block size) step through them ``sub`` rows at a time ([sub, N] tiles, so short rows
@@ -17,10 +17,10 @@ Kernels:
   instead of a launch plus torch's ``sum(0)`` and cast (two more dispatches of host time).
 
 The op layer (``helion_ops._oplib``) makes ``helion_ops::rms_norm_fwd`` / ``rms_norm_bwd`` custom ops
-with fakes and autograd.
+with fakes and autograd, and ``rms_norm_infer`` (y only) for calls that need no gradient (``C.inference``).
 
-Memory (tests/reliability/test_memory.py): forward allocates y plus ``rstd`` ([M] fp32, saved for
-backward); backward allocates dx, dweight plus a ``[P, N]`` fp32 partial-sum workspace (P = cdiv(M, rows
+Memory (tests/reliability/test_memory.py): the forward allocates y, plus ``rstd`` ([M] fp32, saved for
+backward) when a gradient is wanted; backward allocates dx, dweight plus a ``[P, N]`` fp32 partial-sum workspace (P = cdiv(M, rows
 per program), about 2 per SM).
 """
 from __future__ import annotations
@@ -40,10 +40,11 @@ NAME = "rms_norm"
 # ---- kernels ------------------------------------------------------------------------------------
 
 @helion.kernel(replay_host=True)
-def rms_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float):
+def rms_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float, stats: bool = True):
     m, n = x.size()
     out = torch.empty([m, n], dtype=x.dtype, device=x.device)
-    rstd = torch.empty([m], dtype=torch.float32, device=x.device)
+    # rstd only where a backward will read it (inference allocates and writes none)
+    rstd = torch.empty([m], dtype=torch.float32, device=x.device) if stats else None
     for tile_m in hl.tile(m):
         # weight is loaded before the row's reduction so its latency overlaps x's load instead of
         # following the reduction (H100 probes: docs/decisions/norm-forwards.md)
@@ -54,7 +55,8 @@ def rms_norm_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float):
         if weight is not None:
             y = y * w
         out[tile_m, :] = y.to(x.dtype)
-        rstd[tile_m] = r
+        if stats:
+            rstd[tile_m] = r
     return out, rstd
 
 
@@ -103,6 +105,11 @@ def _default_bwd_no_weight(shape: tuple) -> helion.Config:
     return norm_bwd_config(*shape, partials=False)
 
 
+def _eager_kernel(x, weight, eps, stats):
+    y, rstd = _eager_fwd(x, weight, eps)
+    return y, (rstd if stats else None)
+
+
 def _eager_fwd(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float):
     xf = C.acc(x)
     rstd = torch.rsqrt(xf.pow(2).mean(-1) + eps)
@@ -123,7 +130,7 @@ def _eager_bwd(dy: torch.Tensor, x: torch.Tensor, weight: Optional[torch.Tensor]
 
 # Both kernels use their table at its own shapes only (exact): a nearby entry's rows per program suit
 # that entry's M and N, and served elsewhere such entries ran slower than the default (docs/decisions/pretuned-lookup.md).
-_fwd = C.Kern(NAME, rms_norm_fwd, lambda a: _default_fwd(tuple(a[0].shape)), eager=_eager_fwd, exact=(0, 1))
+_fwd = C.Kern(NAME, rms_norm_fwd, lambda a: _default_fwd(tuple(a[0].shape)), eager=_eager_kernel, exact=(0, 1))
 _bwd = C.Kern(NAME, rms_norm_bwd, lambda a: _default_bwd(tuple(a[1].shape)), eager=_eager_bwd, exact=(0, 1),
               key=lambda a: tuple(a[1].shape))
 # Without weight the kernel has no partial-sum loop, so the table's entries do not fit it.
@@ -154,7 +161,13 @@ def _backward(inputs, saved, needs, dy, _drstd):
 @C.op("rms_norm_fwd", eager=_eager_fwd, backward=_backward, save_outputs=(1,))
 def rms_norm_fwd_op(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """RMSNorm of [M, N] rows; returns (y, rstd[M] in fp32)."""
-    return _fwd(x, weight, eps)
+    return _fwd(x, weight, eps, True)
+
+
+@C.op("rms_norm_infer", eager=lambda x, weight, eps: _eager_fwd(x, weight, eps)[0])
+def rms_norm_infer_op(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float) -> torch.Tensor:
+    """RMSNorm of [M, N] rows where no gradient is wanted: y only, no rstd."""
+    return _fwd(x, weight, eps, False)[0]
 
 
 # ---- public API ---------------------------------------------------------------------------------
@@ -178,5 +191,6 @@ def rms_norm(x: torch.Tensor, normalized_shape, weight: Optional[torch.Tensor] =
     """
     n, eps = _check(x, normalized_shape, weight, eps)
     x2 = C.as_rows(x, n)
-    y2 = rms_norm_fwd_op(x2, C.as_vector(weight, n), eps)[0]
+    w = C.as_vector(weight, n)
+    y2 = rms_norm_infer_op(x2, w, eps) if C.inference(x, weight) else rms_norm_fwd_op(x2, w, eps)[0]
     return y2 if x2 is x else C.unview(y2, x.shape)
