@@ -2,10 +2,12 @@
 
 For every op spec (bench/specs), at a small shape where the GPU work is a few microseconds, the time
 per call of ``impl`` and of ``eager`` in a tight loop (``--iters`` calls, one CUDA synchronize at the
-end, so the host stays ahead of an idle GPU), best of ``--repeats`` loops: forward (inference, no
-autograd) and forward + backward (inputs requiring grad, ``out.backward(g)``). The loop measures what
-the host spends per call, as long as it is longer than the kernels; the table also gives each op's
-GPU time from CUDA events, so a row where the GPU decides says so. Writes results/<GPU>/host.md.
+end, so the host stays ahead of an idle GPU), best of ``--repeats`` loops, ours' and eager's interleaved:
+forward (inference, no autograd) and forward + backward (inputs requiring grad, ``out.backward(g)``). The
+loop measures what the host spends per call, as long as it is longer than the kernels; the table also
+gives each op's GPU time (kernel durations from a CUDA profiler trace), so a row where the GPU decides
+says so, the same loop with every DSL launch stubbed, and the launches one call makes, replayed alone
+(wall and CPU time). ``--profile N`` prints a cProfile of ours. Writes results/<GPU>/host.md.
 
 Needs a CUDA GPU (the interpreter's timings say nothing about host cost): without one it refuses.
 
