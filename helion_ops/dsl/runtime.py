@@ -104,8 +104,7 @@ class Kernel:
         self._bound: dict = {}  # spec key -> BoundKernel
         self.__doc__, self.__name__, self.__wrapped__ = fn.__doc__, fn.__name__, fn
     @functools.cached_property
-    def parsed(self) -> frontend.ParsedKernel:
-        return frontend.parse(self.fn)
+    def parsed(self) -> frontend.ParsedKernel: return frontend.parse(self.fn)
     def normalize_args(self, args: tuple, kwargs: dict) -> tuple:
         if any(type(a) is hl_constexpr for a in args) or any(type(a) is hl_constexpr for a in kwargs.values()):
             args = tuple(a.value if type(a) is hl_constexpr else a for a in args)
@@ -243,8 +242,7 @@ class BoundKernel:
         return autotune(self, self.example_args, effort, cache_key=self.cache_key())
     def cache_key(self) -> tuple: return (self.pk.source_hash, repr(spec_key(self.example_args)))
     @functools.cached_property
-    def config_space(self) -> Any:
-        return space.space_for(self)
+    def config_space(self) -> Any: return space.space_for(self)
     def default_config(self) -> Config: return self.config_space.default()
     def normalize(self, cfg: Config) -> Config: return self.config_space.normalize(cfg)
     def default_block(self, bid: int) -> int: return space.default_block(self, bid)
