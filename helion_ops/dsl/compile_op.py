@@ -13,6 +13,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import exc
 from .language import _RUN, constexpr
+from .lower import config_block
 
 _OPS: dict = {}     # (kernel key, kinds) -> op name under torch.ops.helion_ops_user
 _KERNELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # kernel key -> Kernel
@@ -81,9 +82,7 @@ class _FakeRun:
     def __init__(self, kernel: Any, args: tuple, mutated: set[int], stores: set[str]) -> None:
         self.kernel, self.args, self.mutated, self.stores = kernel, args, mutated, stores
         self.config = kernel.configs[0] if kernel.configs else {}
-    def block_size(self, bid: int, *bounds: Any) -> int:
-        bs = self.config.get("block_sizes") or []
-        return int(bs[bid]) if bid < len(bs) else 32
+    def block_size(self, bid: int, *bounds: Any) -> int: return config_block(self.config, bid) or 32
     def tunable(self, name: str, fragment: Any) -> Any:
         return self.config[name] if name in self.config else getattr(fragment, "default", lambda: fragment)()
     def launch(self, i: int, host_locals: dict) -> None:  # _writes missed no view of an argument
@@ -165,8 +164,7 @@ def _op_for(key: str, kinds: tuple) -> str:
     return name
 
 @torch._dynamo.assume_constant_result
-def _spec(name: str) -> tuple:
-    return _SPECS[name]
+def _spec(name: str) -> tuple: return _SPECS[name]
 
 def call(kernel: Any, args: tuple, kwargs: dict) -> Any:
     """``kernel(*args, **kwargs)`` as traced by torch.compile: one call of its op."""

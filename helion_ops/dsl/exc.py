@@ -65,6 +65,5 @@ def __getattr__(name: str) -> type:
 
 class Loc:
     __slots__ = ("file", "line", "text")
-    def __init__(self, file: str, line: int, text: str = "") -> None:
-        self.file, self.line, self.text = file, line, text
+    def __init__(self, file: str, line: int, text: str = "") -> None: self.file, self.line, self.text = file, line, text
     def __repr__(self) -> str: return f"{self.file}:{self.line}"

@@ -35,9 +35,7 @@ class Fragment:
     def differential(self, a: Any, b: Any, c: Any, rng: _random.Random) -> Any:
         """Discrete DE step ``a + (b - c)`` on one-hot vectors: b == c leaves a, a == c gives b, else a or b."""
         return a if _same(b, c) else b if _same(a, c) else self.crossover(a, b, rng)
-    def neighbors(self, value: Any) -> list:
-        """Values one step away (pattern search), excluding ``value``."""
-        return [c for c in self.choices if not _same(c, value)]
+    def neighbors(self, value: Any) -> list: return [c for c in self.choices if not _same(c, value)]
     def validate(self, value: Any) -> None: self._index(value)
     def _index(self, value: Any) -> int:
         for i, c in enumerate(self.choices):
@@ -104,8 +102,7 @@ class FixedFragment(EnumFragment):
             raise ValueError(f"{value!r}: {self.why}")
 
 class BoolFragment(EnumFragment):
-    def __init__(self, default: bool = False) -> None:
-        super().__init__([False, True], bool(default))
+    def __init__(self, default: bool = False) -> None: super().__init__([False, True], bool(default))
 
 class PermutationFragment(Fragment):
     """A permutation of range(n) (a loop order); steps swap two entries."""

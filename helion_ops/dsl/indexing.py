@@ -107,8 +107,7 @@ def slice_entry(lw, it: Any, v: Any, t: TensorArg, d: int, node: ast.AST) -> tup
         return ("block", O.binary(lw, "+", O.binary(lw, "*", O.arange(lw, [0, n], None, node), step, node), lo, node))
     return ("block", O.arange(lw, [lo, hi], None, node))  # masked past hi by its ':' dim
 
-def _positive(n: Any) -> int | None:
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+def _positive(n: Any) -> int | None: return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 def access(lw, idx: Index, node: ast.AST, store: bool) -> Index:
     """The Index a load or store uses: a tile into a size-1 dim reads element 0 and broadcasts, as in torch (a store

@@ -111,7 +111,6 @@ def walk(stmts: list[Stmt]):
         yield from walk(s.then + s.orelse if isinstance(s, If) else getattr(s, "body", ()))
 
 def all_values(stmts: list[Stmt]):
-    """Yield every value reachable from the statements (each once)."""
     seen, stack = set(), []
     for s in walk(stmts):  # each statement's own values (a Store's compare may be None), then their inputs
         stack += ([s.value] if isinstance(s, Let) else [s.value, *s.index.values(), s.compare] if isinstance(s, Store)

@@ -485,7 +485,6 @@ class Lowerer:
         return promote(a.type.dtype if isinstance(a, Value) else a, b.type.dtype if isinstance(b, Value) else b)
 
 def bind(env: dict, phis: list) -> dict:
-    """``env`` with each carried name (or list element ``i``) bound to its phi."""
     for name, i, phi, _ in phis:
         env[name] = phi if i is None else [phi if j == i else x for j, x in enumerate(env[name])]
     return env

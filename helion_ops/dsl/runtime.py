@@ -104,8 +104,7 @@ class Kernel:
         self._bound: dict = {}  # spec key -> BoundKernel
         self.__doc__, self.__name__, self.__wrapped__ = fn.__doc__, fn.__name__, fn
     @functools.cached_property
-    def parsed(self) -> frontend.ParsedKernel:
-        return frontend.parse(self.fn)
+    def parsed(self) -> frontend.ParsedKernel: return frontend.parse(self.fn)
     def normalize_args(self, args: tuple, kwargs: dict) -> tuple:
         if any(type(a) is hl_constexpr for a in args) or any(type(a) is hl_constexpr for a in kwargs.values()):
             args = tuple(a.value if type(a) is hl_constexpr else a for a in args)
@@ -243,8 +242,7 @@ class BoundKernel:
         return autotune(self, self.example_args, effort, cache_key=self.cache_key())
     def cache_key(self) -> tuple: return (self.pk.source_hash, repr(spec_key(self.example_args)))
     @functools.cached_property
-    def config_space(self) -> Any:
-        return space.space_for(self)
+    def config_space(self) -> Any: return space.space_for(self)
     def default_config(self) -> Config: return self.config_space.default()
     def normalize(self, cfg: Config) -> Config: return self.config_space.normalize(cfg)
     def default_block(self, bid: int) -> int: return space.default_block(self, bid)
@@ -278,7 +276,6 @@ class BoundKernel:
                 ctx.replay = replay_of(args, trace[1], out)
         return out
     def run(self, config: Config, *args: Any) -> Any:
-        """Run the whole kernel (host code and launches) under ``config``."""
         rec = _RECORD.get()
         if rec is not None:
             rec.append((self, config, args))
@@ -369,7 +366,6 @@ class BoundKernel:
     def _dry(self, config: Config | None) -> RunContext:
         return self.dry_run(self.config if config is None else self.normalize(config), "codegen")
     def to_triton_code(self, config: Config | None = None) -> str:
-        """The generated Triton source of every device loop under ``config``."""
         return _HEADER + "\n\n".join(self._dry(config).sources)
     def explain(self, config: Config | None = None) -> str:
         """Each device loop as lowered (shared by every Config), its Plan under ``config`` (block sizes,

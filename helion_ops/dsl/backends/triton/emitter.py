@@ -222,7 +222,6 @@ class Emitter:
         return f"{REDUCE_FN[op]}({inp}, {axis}, keep_dims={keep})"
     @contextlib.contextmanager
     def nest(self, header: str):
-        """The line ``header``, then a block one level deeper whose values are in their own scope."""
         self.line(header)
         self.ind += 1
         self.scopes.append({})
@@ -288,7 +287,6 @@ class Emitter:
             else:
                 {I.For: self.for_loop, I.While: self.while_loop, I.If: self.if_stmt}[type(s)](s)
     def carry(self, s: "I.For | I.While | I.If") -> list[str]:
-        """``s``'s source line, then a variable per value it carries (or merges), set to its initial value."""
         self.src(s.loc)
         names = []
         for phi, init, *_ in s.merges if isinstance(s, I.If) else s.carried:
@@ -347,8 +345,7 @@ def _trips(begin: str, end: str, step: int) -> str:
     span = _paren(end) if begin == "0" else f"{_paren(end)} - {_paren(begin)}"
     return f"tl.cdiv({span}, {step})" if step > 1 else f"({span})"
 
-def _paren(e: str) -> str:
-    return e if e.isidentifier() or e.lstrip("-").isdigit() else f"({e})"
+def _paren(e: str) -> str: return e if e.isidentifier() or e.lstrip("-").isdigit() else f"({e})"
 
 def _nonneg(v: I.Value) -> bool:
     """Values known to be >= 0: non-negative constants, tile indices and offsets, aranges."""
