@@ -276,6 +276,7 @@ class BoundKernel:
                 ctx.replay = replay_of(args, trace[1], out)
         return out
     def run(self, config: Config, *args: Any) -> Any:
+        """Run the whole kernel (host code and launches) under ``config``."""
         rec = _RECORD.get()
         if rec is not None:
             rec.append((self, config, args))
@@ -366,6 +367,7 @@ class BoundKernel:
     def _dry(self, config: Config | None) -> RunContext:
         return self.dry_run(self.config if config is None else self.normalize(config), "codegen")
     def to_triton_code(self, config: Config | None = None) -> str:
+        """The generated Triton source of every device loop under ``config``."""
         return _HEADER + "\n\n".join(self._dry(config).sources)
     def explain(self, config: Config | None = None) -> str:
         """Each device loop as lowered (shared by every Config), its Plan under ``config`` (block sizes,
