@@ -43,7 +43,9 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
 import sys
+import types
 
 import torch
 import triton
@@ -402,7 +404,19 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, v
 
 def compile_sm90(variant: str, causal: bool):
     """Compile a variant for sm_90 without a GPU (Triton's GluonASTSource); returns the CompiledKernel
-    (``.asm["ttgir"]``, ``.asm["ptx"]``)."""
+    (``.asm["ttgir"]``, ``.asm["ptx"]``, ``.metadata``). Under TRITON_INTERPRET=1 (the CPU tests) Triton's own
+    jit helpers (``tl.max``...) were made interpreter functions when triton was imported, and a real compile
+    cannot call them: the build then runs in a fresh process without it (a warm Triton cache hid this)."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**os.environ, "TRITON_INTERPRET": "0",
+               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        cmd = [sys.executable, "-m", "bench.gluon_attention", "--compile-sm90", f"{variant},{int(causal)}"]
+        r = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"compile_sm90({variant!r}, causal={causal}) failed:\n{r.stderr[-4000:]}")
+        built = json.loads(r.stdout.splitlines()[-1])
+        return types.SimpleNamespace(asm=built["asm"], metadata=types.SimpleNamespace(**built["metadata"]))
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -620,7 +634,15 @@ def main(argv=None) -> int:
                     "(dsl_gluon, dsl_gluon_overlap) and its Triton backend (dsl_triton)")
     ap.add_argument("--dsl-dq", action="store_true", help="also the DSL's dQ kernel (attn_bwd_dq) alone, "
                     "the catalog's Triton Config against the Gluon backend's (dq_triton, dq_gluon_c1, dq_gluon_c2)")
+    ap.add_argument("--compile-sm90", default=None, metavar="VARIANT,CAUSAL",
+                    help="build one variant for sm_90 (no GPU needed) and print its TTGIR, PTX and metadata as JSON")
     args = ap.parse_args(argv)
+    if args.compile_sm90:
+        variant, causal = args.compile_sm90.split(",")
+        k = compile_sm90(variant, causal == "1")
+        print(json.dumps({"asm": {n: k.asm[n] for n in ("ttgir", "ptx")},
+                          "metadata": {n: getattr(k.metadata, n) for n in ("shared", "num_warps")}}))
+        return 0
     names = [n for n in args.variants.split(",") if n]
     bad = [n for n in names if n not in VARIANTS]
     if bad:
