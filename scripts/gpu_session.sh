@@ -42,6 +42,10 @@
 #   gluon_dq      the DSL's dQ kernel (attn_bwd_dq) alone: the catalog's Triton Config against the Gluon backend's
 #                 (one and two consumer warpgroups), TFLOP/s, at 4x16x4096x128 and 1x16x16384x128, causal and not
 #                 (bench.gluon_attention --dsl-dq) -> $OUT/gluon_dq.json (estimated 150 s; hard GLUON_TIMEOUT)
+#   gluon_bwd     the hand-written warp-specialized Gluon attention backward probe (bench.gluon_attention_bwd: five
+#                 matmuls in one kernel, dQ by relaxed atomics from the consumers or a dQ-writer warp) against
+#                 SDPA-cuDNN's, SDPA-flash's and the catalog's backward -> $OUT/gluon_attention_bwd.json (hard
+#                 GLUON_BWD_TIMEOUT, 200 s)
 #   matmul_sweep  bench.matmul_sweep on SWEEP_SHAPES (decode, skinny, small squares, 4097^3; fwd+bwd) for
 #                 the one-pass and split-K kernels against cuBLAS, soft budget SWEEP_BUDGET (170 s), hard
 #                 SWEEP_TIMEOUT (240 s); winners written into helion_ops/configs/<arch>/matmul.json,
@@ -118,6 +122,8 @@ for step in "$@"; do
              --dsl --out "$OUTDIR/gluon_dsl.json" 2>&1 | tail -40 | tee "$OUTDIR/gluon_bench.log" ;;
     gluon_dq) timeout -s INT -k 20 "${GLUON_TIMEOUT:-240}" python3 -m bench.gluon_attention --variants "" --dsl-dq \
              --out "$OUTDIR/gluon_dq.json" 2>&1 | tail -40 | tee "$OUTDIR/gluon_dq.log" ;;
+    gluon_bwd) timeout -s INT -k 20 "${GLUON_BWD_TIMEOUT:-200}" python3 -m bench.gluon_attention_bwd \
+             --out "$OUTDIR/gluon_attention_bwd.json" 2>&1 | tee "$OUTDIR/gluon_bwd.log" | tail -60 ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;
     e2e)   timeout -s INT -k 20 "${E2E_TIMEOUT:-420}" python3 -m bench.e2e --steps ${E2E_STEPS:-10} ${E2E_EXTRA:-} \
              2>&1 | tee "$OUTDIR/e2e.log" ;;
