@@ -137,7 +137,10 @@ def _consumer(k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_rea
             rows = bh * S + j * _BM + gl.arange(0, _BM, layout=row_layout)
             cols = WG * _HN + gl.arange(0, _HN, layout=col_layout)
             gl.atomic_add(dq_acc_ptr + rows[:, None] * _D + cols[None, :], dq, sem="relaxed")
-    # K and V are dead: stage dK (scaled) and dV there for the TMA stores
+    # K and V are dead once the other warpgroup's last dQ share (which reads both K halves) is done: stage dK
+    # (scaled) and dV there for the TMA stores
+    last = n_q - j0 - 1
+    mbarrier.wait(ds_empty.index(last % 2), (last // 2) & 1)
     k_w.store((dk * sm_scale).to(gl.bfloat16))
     v_w.store(dv.to(gl.bfloat16))
     fence_async_shared()
