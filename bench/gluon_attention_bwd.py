@@ -69,10 +69,28 @@ def _mma_layout(num_warps, n):
 
 
 @gluon.jit
+def _red_add(ptrs, x, VEC: gl.constexpr):
+    """``*ptrs += x`` with relaxed reductions whose result nobody reads: ``VEC`` = 1 through ``gl.atomic_add`` (one
+    32-bit reduction per element), 2 or 4 as sm_90's vector ``red.global.add.v{2,4}.f32``, one per VEC elements
+    adjacent in memory and in the thread's registers (the layout's contiguous run must be a multiple of VEC)."""
+    if VEC == 1:
+        gl.atomic_add(ptrs, x, sem="relaxed")
+    elif VEC == 2:
+        gl.inline_asm_elementwise("red.global.add.v2.f32 [$2], {$4, $5};\n\tmov.b32 $0, 0;\n\tmov.b32 $1, 0;",
+                                  "=r,=r,l,l,f,f", [ptrs.to(gl.int64, bitcast=True), x], dtype=gl.int32,
+                                  is_pure=False, pack=2)
+    else:
+        gl.inline_asm_elementwise(
+            "red.global.add.v4.f32 [$4], {$8, $9, $10, $11};\n\tmov.b32 $0, 0;\n\tmov.b32 $1, 0;\n\t"
+            "mov.b32 $2, 0;\n\tmov.b32 $3, 0;", "=r,=r,=r,=r,l,l,l,l,f,f,f,f",
+            [ptrs.to(gl.int64, bitcast=True), x], dtype=gl.int32, is_pure=False, pack=4)
+
+
+@gluon.jit
 def _consumer(k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_ready, q_empty, do_empty,
               ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr, kv_ready,
               qk_scale, sm_scale, bh, S, n0, j0, n_q,
-              WG: gl.constexpr, CAUSAL: gl.constexpr, DQ_WRITER: gl.constexpr):
+              WG: gl.constexpr, CAUSAL: gl.constexpr, DQ_WRITER: gl.constexpr, RED_VEC: gl.constexpr):
     """One warpgroup: keys ``n0 + WG*64 ..`` against query blocks j0 .. n_q - 1; its dQ share is the columns
     ``WG*64 ..`` of every query block (both warpgroups' dS, through shared memory, times K's column half), so
     each warpgroup holds dK, dV (64 registers each) and a 32-register dQ share."""
@@ -136,7 +154,8 @@ def _consumer(k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_rea
         else:
             rows = bh * S + j * _BM + gl.arange(0, _BM, layout=row_layout)
             cols = WG * _HN + gl.arange(0, _HN, layout=col_layout)
-            gl.atomic_add(dq_acc_ptr + rows[:, None] * _D + cols[None, :], dq, sem="relaxed")
+            # the wgmma accumulator layout holds column pairs: at most v2 reductions
+            _red_add(dq_acc_ptr + rows[:, None] * _D + cols[None, :], dq, RED_VEC)
     # K and V are dead once the other warpgroup's last dQ share (which reads both K halves) is done: stage dK
     # (scaled) and dV there for the TMA stores
     last = n_q - j0 - 1
@@ -170,11 +189,11 @@ def _producer(k_desc, v_desc, q_desc, do_desc, k_smem, v_smem, q_smem, do_smem, 
 
 
 @gluon.jit
-def _dq_writer(dq_smem, dq_full, dq_empty, dq_acc_ptr, bh, S, j0, n_q):
+def _dq_writer(dq_smem, dq_full, dq_empty, dq_acc_ptr, bh, S, j0, n_q, RED_VEC: gl.constexpr):
     """One warp: per query block, each consumer's dQ share ([64, 64] fp32) added to the fp32 buffer, 2 rows at a
     time, so no consumer waits on the atomics."""
     CH: gl.constexpr = 2
-    layout: gl.constexpr = gl.BlockedLayout([1, 2], [1, 32], [1, 1], [1, 0])
+    layout: gl.constexpr = gl.BlockedLayout([1, 4], [2, 16], [1, 1], [1, 0])
     rows = gl.arange(0, CH, layout=gl.SliceLayout(1, layout))
     cols = gl.arange(0, _HN, layout=gl.SliceLayout(0, layout))
     for it in range(n_q - j0):
@@ -183,14 +202,14 @@ def _dq_writer(dq_smem, dq_full, dq_empty, dq_acc_ptr, bh, S, j0, n_q):
             mbarrier.wait(dq_full.index(w), it & 1)
             for c in gl.static_range(_BM // CH):
                 x = dq_smem.index(w).slice(c * CH, CH).load(layout)
-                gl.atomic_add(base + (c * CH + rows)[:, None] * _D + (w * _HN + cols)[None, :], x, sem="relaxed")
+                _red_add(base + (c * CH + rows)[:, None] * _D + (w * _HN + cols)[None, :], x, RED_VEC)
             mbarrier.arrive(dq_empty.index(w))
 
 
 @gluon.jit
 def attn_bwd_kernel(k_desc, v_desc, q_desc, do_desc, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr,
                     qk_scale, sm_scale, S,
-                    CAUSAL: gl.constexpr, DQ_WRITER: gl.constexpr, PRODUCER_REGS: gl.constexpr,
+                    CAUSAL: gl.constexpr, DQ_WRITER: gl.constexpr, RED_VEC: gl.constexpr, PRODUCER_REGS: gl.constexpr,
                     CONSUMER_REGS: gl.constexpr, WRITER_REGS: gl.constexpr):
     D: gl.constexpr = _D
     pid_n = gl.program_id(0)   # causal: the longest programs (first key blocks) start first
@@ -236,22 +255,22 @@ def attn_bwd_kernel(k_desc, v_desc, q_desc, do_desc, dk_desc, dv_desc, dq_acc_pt
         gl.warp_specialize([
             (_consumer, (k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_ready, q_empty, do_empty,
                          ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr, kv_ready, qk_scale,
-                         sm_scale, bh, S, n0, j0, n_q, 0, CAUSAL, DQ_WRITER)),
+                         sm_scale, bh, S, n0, j0, n_q, 0, CAUSAL, DQ_WRITER, RED_VEC)),
             (_consumer, (k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_ready, q_empty, do_empty,
                          ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr, kv_ready, qk_scale,
-                         sm_scale, bh, S, n0, j0, n_q, 1, CAUSAL, DQ_WRITER)),
+                         sm_scale, bh, S, n0, j0, n_q, 1, CAUSAL, DQ_WRITER, RED_VEC)),
             (_producer, (k_desc, v_desc, q_desc, do_desc, k_smem, v_smem, q_smem, do_smem, kv_ready, q_ready,
                          do_ready, q_empty, do_empty, bh, S, n0, j0, n_q)),
-            (_dq_writer, (dq_smem, dq_full, dq_empty, dq_acc_ptr, bh, S, j0, n_q)),
+            (_dq_writer, (dq_smem, dq_full, dq_empty, dq_acc_ptr, bh, S, j0, n_q, RED_VEC)),
         ], [4, 1, 1], [CONSUMER_REGS, PRODUCER_REGS, WRITER_REGS])
     else:
         gl.warp_specialize([
             (_consumer, (k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_ready, q_empty, do_empty,
                          ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr, kv_ready, qk_scale,
-                         sm_scale, bh, S, n0, j0, n_q, 0, CAUSAL, DQ_WRITER)),
+                         sm_scale, bh, S, n0, j0, n_q, 0, CAUSAL, DQ_WRITER, RED_VEC)),
             (_consumer, (k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_ready, q_empty, do_empty,
                          ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr, kv_ready, qk_scale,
-                         sm_scale, bh, S, n0, j0, n_q, 1, CAUSAL, DQ_WRITER)),
+                         sm_scale, bh, S, n0, j0, n_q, 1, CAUSAL, DQ_WRITER, RED_VEC)),
             (_producer, (k_desc, v_desc, q_desc, do_desc, k_smem, v_smem, q_smem, do_smem, kv_ready, q_ready,
                          do_ready, q_empty, do_empty, bh, S, n0, j0, n_q)),
         ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
@@ -275,6 +294,7 @@ def dq_convert_kernel(dq_acc_ptr, dq_ptr, sm_scale, n, BLOCK: gl.constexpr):
 class Variant:
     name: str
     dq: str                     # "atomic" or "writer"
+    red_vec: int = 1            # fp32 elements per reduction instruction (1: gl.atomic_add; 2, 4: red.v2/v4)
     producer_regs: int = 24
     consumer_regs: int = 240
     writer_regs: int = 56
@@ -284,6 +304,8 @@ class Variant:
 VARIANTS = {v.name: v for v in [
     Variant("ws_dq_atomic", dq="atomic", consumer_regs=240),
     Variant("ws_dq_writer", dq="writer", consumer_regs=240, writer_regs=24),
+    Variant("ws_dq_atomic_v2", dq="atomic", red_vec=2),
+    Variant("ws_dq_writer_v4", dq="writer", red_vec=4, consumer_regs=240, writer_regs=24),
 ]}
 
 
@@ -292,7 +314,7 @@ def _smem_layout(block_shape):
 
 
 def _constexprs(v: Variant, causal: bool) -> dict:
-    return dict(CAUSAL=causal, DQ_WRITER=v.dq == "writer", PRODUCER_REGS=v.producer_regs,
+    return dict(CAUSAL=causal, DQ_WRITER=v.dq == "writer", RED_VEC=v.red_vec, PRODUCER_REGS=v.producer_regs,
                 CONSUMER_REGS=v.consumer_regs, WRITER_REGS=v.writer_regs)
 
 
