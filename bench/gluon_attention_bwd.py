@@ -19,7 +19,8 @@ consumer warpgroups of 64 keys each, and walks the query blocks of 64 rows (caus
 * dQ accumulates across the programs of a head in an fp32 buffer: ``dq="atomic"``, each consumer adds its share
   with relaxed atomic adds straight from its registers; ``dq="writer"``, the consumers drop their shares into
   shared memory and a **dQ-writer** warp sums the two and issues the atomic adds, so no consumer waits on them
-  (Gluon 3.6 has no TMA reduce-add, FlashAttention-3's way).
+  (Gluon 3.6 has no TMA reduce-add, FlashAttention-3's way). ``red_vec`` 2 or 4 issues sm_90's vector reductions
+  (``red.global.add.v2/v4.f32``, inline PTX) instead of one 32-bit atomic per element.
 
 A final elementwise pass scales dQ and casts it to bf16; ``delta = rowsum(dO * O)`` comes from the catalog's
 ``attn_bwd_preprocess``, lse from its forward. Both passes are timed with the kernel, as cuDNN's backward is
