@@ -178,7 +178,7 @@ def measure(spec, iters: int, repeats: int, profile: int = 0) -> list[dict]:
                      "eager_us": e, "ratio": o / e, "ours_gpu_us": g, "eager_gpu_us": eg, "stubbed_us": stub,
                      "launches": len(launches), "static": sum(bool(getattr(c.fast, "static", False))
                                                               for c, _ in launches), "launch_us": alone,
-                     "launch_cpu_us": alone_cpu})
+                     "launch_cpu_us": alone_cpu, "captured": launches})
     return rows
 
 
@@ -198,6 +198,20 @@ def captured_launches(fn) -> list:
     return seen
 
 
+def launch_floor(launches: list, iters: int, repeats: int) -> dict:
+    """What one launch costs the host by three routes, each alone in a tight loop: the first single-launch
+    call's binary through the path ours takes (torch's static CUDA launcher where it applies), the same binary
+    through Triton's ``fn[grid]`` (its JIT dispatch and launcher), and an eager in-place op on a 16-element
+    tensor (torch's dispatcher and its own launch): whether ours' launch or the GPU's intake decides a row."""
+    c, v = launches[0]
+    args = c.args_of(v)
+    tiny = torch.zeros(16, device="cuda")
+    return {"ours": per_call_us(lambda: c.launch(v), iters, repeats),
+            "triton": per_call_us(lambda: c.fn[c.grid](*args, num_warps=c.num_warps, num_stages=c.num_stages),
+                                  iters, repeats),
+            "eager": per_call_us(tiny.neg_, iters, repeats)}
+
+
 def profiled(fn, iters: int, top: int) -> str:
     """cProfile of ``iters`` calls of ``fn``: its ``top`` most expensive functions by own time."""
     prof = cProfile.Profile(time.thread_time)
@@ -207,7 +221,7 @@ def profiled(fn, iters: int, top: int) -> str:
     return out.getvalue()
 
 
-def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
+def markdown(rows: list[dict], info: dict, iters: int, repeats: int, floor: dict | None = None) -> str:
     lines = [f"# Host time per call: helion_ops against eager ({info['gpu_full']})", "",
              f"torch {info['torch']}, triton {info['triton']}, commit {info['commit']}, {info['date']}; "
              f"`python -m bench.host`: {DTYPE} inputs, a tight loop of {iters} calls synchronized at the "
@@ -227,6 +241,10 @@ def markdown(rows: list[dict], info: dict, iters: int, repeats: int) -> str:
         lines.append(f"| {r['op']} | {r['shape']} | {r['mode']} | {r['ours_us']:.1f} | {r['eager_us']:.1f} | "
                      f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} | {r['eager_gpu_us']:.1f} | {r['stubbed_us']:.1f} | "
                      f"{r['launches']} ({r['static']}) | {r['launch_us']:.1f} ({r['launch_cpu_us']:.1f}) |")
+    if floor:
+        lines += ["", f"Launch floor ({floor['op']}'s forward binary, each route alone in the same loop): ours "
+                      f"{floor['ours']:.1f} µs, Triton's `fn[grid]` {floor['triton']:.1f} µs; an eager in-place op on a "
+                      f"16-element tensor (torch's dispatcher and launch) {floor['eager']:.1f} µs."]
     return "\n".join(lines) + "\n"
 
 
@@ -251,10 +269,14 @@ def main(argv=None) -> int:
     mods, problems = catalog.resolve(args.op)
     for name, why in problems.items():
         print(f"{name}: not loaded ({why})")
-    rows = []
+    rows, floor = [], None
     for spec in mods:
         try:
             rows += measure(spec, args.iters, args.repeats, args.profile)
+            one = [r["captured"] for r in rows[-2:] if r["mode"] == "fwd" and r["launches"] == 1]
+            if one and floor is None:
+                floor = {"op": spec.NAME, **launch_floor(one[0], args.iters, args.repeats)}
+                print(f"launch floor ({spec.NAME}): {floor}", flush=True)
         except Exception as e:  # one broken op must not cost the others' rows
             print(f"{spec.NAME}: failed: {type(e).__name__}: {str(e)[:300]}")
             continue
@@ -266,7 +288,7 @@ def main(argv=None) -> int:
     info = {**gpu_info.info(), "commit": gpu_info.git_commit(), "date": gpu_info.utc_date()}
     path = Path(args.out) / info["gpu"] / "host.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(rows, info, args.iters, args.repeats))
+    path.write_text(markdown(rows, info, args.iters, args.repeats, floor))
     print(f"wrote {path}")
     return 0 if rows else 1
 

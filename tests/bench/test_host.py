@@ -26,6 +26,9 @@ def test_markdown_table():
     info = {"gpu_full": "NVIDIA H100 80GB HBM3", "torch": "2.11", "triton": "3.6", "commit": "abc", "date": "d"}
     md = host.markdown(rows, info, 1000, 3)
     assert "| softmax | 16x1024 | fwd | 6.0 | 6.2 | 0.97x | 2.0 | 1.5 | 4.1 | 2 (1) | 1.9 (1.2) |" in md and "H100" in md
+    assert "Launch floor" not in md
+    md = host.markdown(rows, info, 1000, 3, {"op": "softmax", "ours": 4.0, "triton": 12.5, "eager": 3.1})
+    assert "ours 4.0 µs, Triton's `fn[grid]` 12.5 µs" in md and "16-element tensor" in md and "3.1 µs" in md
 
 
 def test_captured_launches_are_the_calls_kernel_launches():
