@@ -1,6 +1,7 @@
-"""Which backend attention's forward (``attention.attn_fwd``) compiles through: the DSL's Gluon backend on
-sm_90 for the calls it covers, Triton for the rest (the policy's last step, ``choose``; ``attention.py``'s
-module notes say where it sits in the op layer's policy, docs/decisions/gluon-attention.md why).
+"""Which backend attention's forward (``attention.attn_fwd``) and dQ kernel (``attention.attn_bwd_dq``) compile
+through: the DSL's Gluon backend on sm_90 for the calls it covers, Triton for the rest (the policy's last step,
+``choose``; ``attention.py``'s module notes say where it sits in the op layer's policy,
+docs/decisions/gluon-attention.md why). dK/dV stays on Triton (the backend refuses its GQA ``hl.grid`` loop).
 
 ``HELION_OPS_GLUON=0`` keeps every call on Triton (read when a signature's Config is chosen).
 """
@@ -70,6 +71,26 @@ def refusal(args: tuple) -> Optional[str]:
     return None
 
 
+def refusal_dq(args: tuple) -> Optional[str]:
+    """Why ``attn_bwd_dq(*args)`` (q, k, v, dout, lse, delta, causal, ...) compiles through Triton, or None when
+    the Gluon backend takes it: the forward's conditions (``refusal``) on q, k, v, dout loadable by TMA too, and
+    what the H100 run checked the Gluon dQ at (results/H100/sweeps/gluon_dsl_dq_2026-12-07.json): equal sequence
+    lengths, multiples of 128, and no GQA (one query head per key head)."""
+    q, k, v, dout = args[:4]
+    why = refusal((q, k, v, args[6]))
+    if why is not None:
+        return why
+    if dout.stride(-1) != 1 or any(st <= 0 or st * dout.element_size() % 16 for st in dout.stride()[:-1]):
+        return f"'dout' strides {tuple(dout.stride())} (TMA needs positive 16-byte multiples)"
+    if q.shape[-2] % BLOCK or k.shape[-2] % BLOCK:
+        return f"a sequence length not a multiple of {BLOCK} (the Gluon dQ is GPU-checked on full blocks)"
+    if q.shape[-2] != k.shape[-2]:
+        return "S_q != S_k (the Gluon dQ is GPU-checked with equal lengths)"
+    if q.shape[1] != k.shape[1]:
+        return "GQA (the Gluon dQ is GPU-checked with one query head per key head)"
+    return None
+
+
 def config(args: tuple) -> Config:
     """The forward's Gluon Config: 128x128 score tiles, two consumer warpgroups of 64 query rows beside the
     TMA producer warp, and ``gluon_overlap`` (the next block's QK^T issued before this block's PV) where the
@@ -81,15 +102,24 @@ def config(args: tuple) -> Config:
                   gluon_overlap=args[1].shape[-2] % BLOCK == 0)
 
 
+def config_dq(cfg: Config) -> Config:
+    """dQ's Gluon Config from its Triton choice ``cfg`` (grid order and warps kept): 128x128 tiles and two
+    consumer warpgroups, what the H100 run timed at 1.18-1.35x the Triton dQ (bf16, D=128, 4K and 16K tokens,
+    causal and not)."""
+    return Config(**{**dict(cfg), "backend": "gluon", "block_sizes": [BLOCK, BLOCK], "gluon_consumers": 2})
+
+
 def is_gluon(cfg: Config) -> bool:
     return cfg.get("backend", "triton") == "gluon"
 
 
-def choose(cfg: Config, args: tuple, default: Callable[[tuple], Config]) -> Config:
-    """The forward's backend, the policy's last step (after the table entry or the analytic default): the
-    Gluon ``config(args)`` where ``refusal`` finds nothing (a Gluon table entry is kept there), else a Triton
-    Config (the analytic ``default(args)`` in place of a Gluon entry)."""
-    gluon = refusal(args) is None
+def choose(kernel: str, cfg: Config, args: tuple, default: Callable[[tuple], Config]) -> Config:
+    """The backend of ``kernel`` (``attn_fwd`` or ``attn_bwd_dq``), the policy's last step (after the table entry
+    or the analytic default): the Gluon Config where the kernel's refusal finds nothing (a Gluon table entry is
+    kept there), else a Triton Config (the analytic ``default(args)`` in place of a Gluon entry)."""
+    gluon = (refusal if kernel == "attn_fwd" else refusal_dq)(args) is None
     if is_gluon(cfg):
         return cfg if gluon else Config(**dict(default(args)))
-    return config(args) if gluon else cfg
+    if not gluon:
+        return cfg
+    return config(args) if kernel == "attn_fwd" else config_dq(cfg)

@@ -48,11 +48,12 @@ last-first (``grid_reverses``, see ``_longest_first``): the longest programs sta
 Backends: on an sm_90 GPU the forward (``attn_fwd``, the plain path) compiles through the DSL's Gluon
 backend (a TMA producer warp, two wgmma consumer warpgroups of 64 query rows, ``gluon_overlap``) for the
 calls it covers (fp16/bf16, head dim 128, sequences of 128 or more, tensors TMA can load:
-``_attention_gluon.refusal``); the policy's last step (``_attention_gluon.choose``) puts that Config in
-place of the Triton one (a Gluon table entry is kept), so the table's Triton entries and the analytic
-defaults are the Triton choice (``triton_config``). Triton runs everything else: other GPUs, the interpreter, other dtypes and head dims,
-the masked, varlen and decode kernels, and the whole backward. A Gluon build or launch that fails runs the
-Triton Config instead (one ``FallbackWarning``; ``HELION_OPS_STRICT=1`` raises); one the backend refuses
+``_attention_gluon.refusal``), and so does the backward's dQ kernel (``attn_bwd_dq``) where, beyond that,
+both lengths are multiples of 128 and there is no GQA (``_attention_gluon.refusal_dq``); the policy's last
+step (``_attention_gluon.choose``) puts that Config in place of the Triton one (a Gluon table entry is
+kept), so the table's Triton entries and the analytic defaults are the Triton choice (``triton_config``).
+Triton runs everything else: other GPUs, the interpreter, other dtypes and head dims, the masked, varlen
+and decode kernels, and dK/dV. A Gluon build or launch that fails runs the Triton Config instead (one ``FallbackWarning``; ``HELION_OPS_STRICT=1`` raises); one the backend refuses
 (``NotSupported``: a misaligned data pointer) does so quietly. ``HELION_OPS_GLUON=0`` keeps every call on
 Triton; like every choice it is made once per signature (``helion_ops._oplib.reset_caches()`` chooses again).
 
@@ -333,15 +334,15 @@ def default_config(kernel: str, d: int, dtype: torch.dtype, causal: bool = False
     return Config(block_sizes=bs, num_warps=w, num_stages=st, indexing="pointer")
 
 
-def triton_config(args: tuple) -> Config:
-    """The Config ``attn_fwd(*args)`` runs with on the Triton backend (the policy with Gluon off): what
-    runs when the Gluon build or launch fails, and the bench's Triton reference."""
+def triton_config(args: tuple, kernel: str = "attn_fwd") -> Config:
+    """The Config ``kernel(*args)`` runs with on the Triton backend (the policy with Gluon off): what runs when
+    the Gluon build or launch fails, and the bench's Triton reference."""
     with G.triton_only():
-        return _KERNS["attn_fwd"].config_for(*args)
+        return _KERNS[kernel].config_for(*args)
 
 
-def _fwd_fallback(cfg: Config, args: tuple) -> Optional[Config]:
-    return triton_config(args) if G.is_gluon(cfg) else None
+def _gluon_fallback(kernel: str):
+    return lambda cfg, args: triton_config(args, kernel) if G.is_gluon(cfg) else None
 
 
 def _shape_key(q: torch.Tensor, k: torch.Tensor, causal: bool) -> list[int]:
@@ -365,12 +366,15 @@ def _kern(kernel: str, eager) -> C.Kern:
         return default_config(kernel, q.shape[-1], q.dtype, causal, even)
 
     def adjust(cfg: Config, args: tuple) -> Config:
-        if kernel == "attn_fwd":
-            cfg = G.choose(cfg, args, default)
+        if kernel in GLUON_KERNELS:
+            cfg = G.choose(kernel, cfg, args, default)
         return _longest_first(kernel, cfg, _qkc(kernel, args)[2])
     # Head dim and causal flag must match a table entry exactly; only the sizes are bucketed.
     return C.Kern(NAME, KERNELS[kernel], default, key=lambda a: _shape_key(*_qkc(kernel, a)), exact=(3, 4),
-                  adjust=adjust, eager=eager, fallback=_fwd_fallback if kernel == "attn_fwd" else None)
+                  adjust=adjust, eager=eager, fallback=_gluon_fallback(kernel) if kernel in GLUON_KERNELS else None)
+
+
+GLUON_KERNELS = ("attn_fwd", "attn_bwd_dq")  # the kernels the Gluon backend may take (``_attention_gluon``)
 
 
 def _longest_first(kernel: str, cfg: Config, causal: bool) -> Config:

@@ -54,6 +54,13 @@ def _args(b, h, h_kv, s_q, s_k, d, causal, dtype=torch.bfloat16):
     return q, k, torch.empty_like(k), causal, A.LOG2E / math.sqrt(d)
 
 
+def _bwd_args(args, dout=None):
+    """The backward kernels' arguments (q, k, v, dout, lse, delta, causal, qk_scale, sm_scale) for forward ``args``."""
+    q, k, v, causal, qk_scale = args
+    lse = torch.empty(q.shape[:3], device="meta")
+    return (q, k, v, q if dout is None else dout, lse, lse, causal, qk_scale, qk_scale / A.LOG2E)
+
+
 def _is_gluon(cfg) -> bool:
     return cfg.get("backend", "triton") == "gluon"
 
@@ -82,11 +89,16 @@ def test_bench_shapes_select_gluon_over_the_table(sm90, shape):
                             exact=(3, 4))
     assert entry is not None and list(tri["block_sizes"]) == list(entry["block_sizes"])
     assert tri["num_warps"] == entry["num_warps"]
-    # the backward stays on Triton
-    lse = torch.empty(b, h, s, device="meta")
-    bwd = (args[0], args[1], args[2], args[0], lse, lse, causal, args[4], 1 / math.sqrt(d))
-    for name in ("attn_bwd_dkdv", "attn_bwd_dq"):
-        assert not _is_gluon(A.config_for(name, bwd))
+    # the backward: dQ on Gluon (its Triton choice plus the backend's keys), dK/dV on Triton
+    bwd = _bwd_args(args)
+    dq = A.config_for("attn_bwd_dq", bwd)
+    assert _is_gluon(dq) and dq["gluon_consumers"] == 2 and list(dq["block_sizes"]) == [128, 128]
+    assert list(dq.get("grid_reverses", [])) == ([True] if causal else [])
+    tri_dq = A.triton_config(bwd, "attn_bwd_dq")
+    assert not _is_gluon(tri_dq)
+    assert {n: v for n, v in dict(dq).items() if n not in ("backend", "block_sizes", "gluon_consumers")} == \
+        {n: v for n, v in dict(tri_dq).items() if n != "block_sizes"}
+    assert not _is_gluon(A.config_for("attn_bwd_dkdv", bwd))
 
 
 @pytest.mark.parametrize("case", [(1, 4, 1, 1000, 1000, 128, True), (1, 2, 2, 4097, 4097, 128, False),
@@ -135,6 +147,29 @@ def test_unsupported_calls_stay_on_triton(sm90, monkeypatch, what, reason):
     assert reason in G.refusal(args)
     cfg = A.config_for("attn_fwd", args)
     assert not _is_gluon(cfg) and dict(cfg) == dict(A.triton_config(args))
+
+
+@pytest.mark.parametrize("what,reason", [
+    ("gqa", "GQA"), ("s_q_1000", "not a multiple of 128"), ("s_k_4097", "not a multiple of 128"),
+    ("dout_rows_not_16B", "'dout' strides"), ("d64", "head dim 64"), ("opt_out", "HELION_OPS_GLUON=0"),
+    ("causal_s_q_ne_s_k", "causal with S_q != S_k"), ("s_q_ne_s_k", "S_q != S_k"),
+])
+def test_dq_stays_on_triton_where_its_gluon_run_is_unchecked(sm90, monkeypatch, what, reason):
+    """dQ takes Gluon only where the forward could and the H100 run checked it: equal lengths in whole
+    128-blocks, no GQA."""
+    d = 64 if what == "d64" else 128
+    s_q, s_k = {"s_q_1000": (1000, 1000), "s_k_4097": (4097, 4097), "causal_s_q_ne_s_k": (1024, 2048),
+                "s_q_ne_s_k": (1024, 2048)}.get(what, (1024, 1024))
+    args = _args(1, 4, 2 if what == "gqa" else 4, s_q, s_k, d, what == "causal_s_q_ne_s_k")
+    dout = None
+    if what == "dout_rows_not_16B":
+        dout = torch.empty(1, 4, s_q, d + 4, dtype=torch.bfloat16, device="meta")[..., :d]
+    if what == "opt_out":
+        monkeypatch.setenv(G.ENV, "0")
+    bwd = _bwd_args(args, dout)
+    assert reason in G.refusal_dq(bwd)
+    cfg = A.config_for("attn_bwd_dq", bwd)
+    assert not _is_gluon(cfg) and dict(cfg) == dict(A.triton_config(bwd, "attn_bwd_dq"))
 
 
 def test_sm90_check_refuses_cpu_meta_and_the_interpreter():
@@ -219,8 +254,8 @@ def test_failed_gluon_build_warns_or_raises(sm90, monkeypatch, strict):
 # ---- CPU: the selected Gluon kernels build for sm_90 --------------------------------------------
 
 def test_selected_gluon_configs_build_for_sm90_at_bench_shapes(sm90):
-    """What the policy selects at the harness's shapes (and D=64, GQA, an odd length) is warp-specialized
-    Gluon for sm_90: a TMA producer warp, two wgmma consumer warpgroups, within shared memory."""
+    """What the policy selects at the harness's shapes (and D=64, GQA, an odd length; and the dQ kernel) is
+    warp-specialized Gluon for sm_90: a TMA producer warp, two wgmma consumer warpgroups, within shared memory."""
     pytest.importorskip("triton.experimental.gluon.language.nvidia.hopper")
     from helion_ops.dsl.backends.triton import compile_specs_for_target
 
@@ -234,6 +269,12 @@ def test_selected_gluon_configs_build_for_sm90_at_bench_shapes(sm90):
         got = A.attn_fwd.bind(args).compile_specs(cfg)
         assert len(got) == 1
         specs += got
+    for case in ((1, 4, 4, 1024, 1024, 128, False), (1, 4, 4, 1024, 1024, 128, True)):  # the dQ kernel's
+        bwd = _bwd_args(_args(*case))
+        cfg = A.config_for("attn_bwd_dq", bwd)
+        assert _is_gluon(cfg), case
+        cases.append(case)
+        specs += A.attn_bwd_dq.bind(bwd).compile_specs(cfg)
     built = compile_specs_for_target(specs, ("cuda", 90, 32))
     assert len(built) == len(cases)
     for case, kb in zip(cases, built):
@@ -246,9 +287,9 @@ def test_selected_gluon_configs_build_for_sm90_at_bench_shapes(sm90):
 
 # ---- GPU: through the public API -------------------------------------------------------------------
 
-def _gluon_ran(rec) -> bool:
-    """Every forward launch in ``rec`` ran a Gluon Config, and its compiled kernel is a Gluon kernel."""
-    fwd = [(bound, cfg) for bound, cfg, _ in rec if bound.name == "attn_fwd"]
+def _gluon_ran(rec, kernel: str = "attn_fwd") -> bool:
+    """Every launch of ``kernel`` in ``rec`` ran a Gluon Config, and its compiled kernel is a Gluon kernel."""
+    fwd = [(bound, cfg) for bound, cfg, _ in rec if bound.name == kernel]
     return bool(fwd) and all(_is_gluon(cfg) for _, cfg in fwd) and all(
         any(type(c.fn).__name__ == "GluonJITFunction" for c in bound._compiled.values()) for bound, _ in fwd)
 
@@ -259,6 +300,8 @@ def _on_sm90() -> bool:
 
 GPU_CASES = ([(2, 4, 2, s, s, 128, torch.bfloat16) for s in (128, 1000, 4096, 4097)]
              + [(1, 4, 2, s, s, 128, torch.float16) for s in (130, 1000)]
+             + [(2, 4, 4, 1024, 1024, 128, torch.bfloat16), (1, 2, 2, 384, 384, 128, torch.float16),
+                (1, 2, 2, 128, 2048, 128, torch.bfloat16)]
              + [(2, 4, 1, 1000, 4097, 128, torch.bfloat16), (1, 2, 2, 4096, 130, 128, torch.bfloat16)])
 
 
@@ -275,6 +318,9 @@ def test_forward_backward_through_gluon_gpu(case, causal, device):
         assert not any(_is_gluon(c) for b, c, _ in rec), [(b.name, dict(c)) for b, c, _ in rec]
     else:
         assert _gluon_ran(rec), [(b.name, dict(c)) for b, c, _ in rec]
+        # dQ on Gluon where the lengths are equal whole 128-blocks and there is no GQA (G.refusal_dq)
+        whole = shape[3] % 128 == 0 and shape[3] == shape[4] and shape[1] == shape[2]
+        assert _gluon_ran(rec, "attn_bwd_dq") == whole, [(b.name, dict(c)) for b, c, _ in rec]
 
 
 @pytest.mark.gpu
