@@ -497,13 +497,14 @@ DQ_IMPLS = {"dq_triton": None, "dq_gluon_c1": dict(gluon_consumers=1), "dq_gluon
 
 
 def dq_configs(args: tuple) -> dict:
-    """The Configs ``dq_session`` times the DSL's ``attn_bwd_dq`` under, on ``args``: the catalog's (Triton) and
-    through the Gluon backend (128x128 tiles, one or two consumer warpgroups, the catalog's grid order)."""
+    """The Configs ``dq_session`` times the DSL's ``attn_bwd_dq`` under, on ``args``: the catalog's Triton choice and
+    through the Gluon backend (128x128 tiles, one or two consumer warpgroups, the catalog's grid order; two is
+    what the catalog now selects on sm_90)."""
     from helion_ops.dsl import Config
     from helion_ops.ops import attention as A
 
     bound = A.attn_bwd_dq.bind(args)
-    tri = dict(A.config_for("attn_bwd_dq", args))
+    tri = dict(A.triton_config(args, "attn_bwd_dq"))  # on sm_90 the op's own choice is the Gluon one
     out = {}
     for name, kw in DQ_IMPLS.items():
         cfg = tri if kw is None else {**tri, "backend": "gluon", "block_sizes": [128, 128], **kw}
