@@ -49,12 +49,13 @@ Backends: on an sm_90 GPU the forward (``attn_fwd``, the plain path) compiles th
 backend (a TMA producer warp, two wgmma consumer warpgroups of 64 query rows, ``gluon_overlap``) for the
 calls it covers (fp16/bf16, head dim 128, sequences of 128 or more, tensors TMA can load:
 ``_attention_gluon.refusal``), and so does the backward's dQ kernel (``attn_bwd_dq``) where, beyond that,
-both lengths are multiples of 128 and there is no GQA (``_attention_gluon.refusal_dq``); the policy's last
+the lengths are equal multiples of 128 with no GQA (``_attention_gluon.refusal_dq``); the policy's last
 step (``_attention_gluon.choose``) puts that Config in place of the Triton one (a Gluon table entry is
 kept), so the table's Triton entries and the analytic defaults are the Triton choice (``triton_config``).
 Triton runs everything else: other GPUs, the interpreter, other dtypes and head dims, the masked, varlen
-and decode kernels, and dK/dV. A Gluon build or launch that fails runs the Triton Config instead (one ``FallbackWarning``; ``HELION_OPS_STRICT=1`` raises); one the backend refuses
-(``NotSupported``: a misaligned data pointer) does so quietly. ``HELION_OPS_GLUON=0`` keeps every call on
+and decode kernels, and dK/dV. A Gluon build or launch that fails runs the Triton Config instead (one
+``FallbackWarning``; ``HELION_OPS_STRICT=1`` raises); one the backend refuses (``NotSupported``: a
+misaligned data pointer) does so quietly. ``HELION_OPS_GLUON=0`` keeps every call on
 Triton; like every choice it is made once per signature (``helion_ops._oplib.reset_caches()`` chooses again).
 
 Figures: results/<GPU>/attention.md (the harness, against SDPA's cuDNN and flash backends).
