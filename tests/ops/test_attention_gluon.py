@@ -1,12 +1,13 @@
-"""attention's forward on the Gluon backend (sm_90): the op layer's policy picks it for the calls the backend
-covers and Triton for the rest; a Gluon build that fails falls back to Triton, never to a wrong result.
+"""attention's forward and dQ kernel on the Gluon backend (sm_90): the op layer's policy picks it for the calls
+the backend covers and Triton for the rest; a Gluon build that fails falls back to Triton, never to a wrong result.
 
 CPU: the policy on a mocked sm_90 CUDA device (supported and unsupported calls, the opt-out, table entries);
 the fallback, run in the interpreter (which cannot run Gluon: the backend refuses, as on a GPU a misaligned
 tensor would); the selected Gluon Configs at the bench's shapes build for GPUTarget("cuda", 90, 32) with
 warp specialization and wgmma. GPU (-m gpu): forward and backward through the public API against the fp64
 reference (flash-attention's rule) at S = 128, 130, 1000, 4096, 4097, S_q != S_k, GQA, causal and not, D 128,
-and a check that the forward really ran the Gluon kernel. Calls the policy leaves to Triton (D 64, sequences
+and a check that the forward (and, on equal lengths in whole 128-blocks without GQA, dQ) really ran the
+Gluon kernel. Calls the policy leaves to Triton (D 64, sequences
 under 128, causal with S_q != S_k) are the ones no GPU run has checked on Gluon yet.
 """
 from __future__ import annotations
