@@ -402,30 +402,46 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, v
     return o
 
 
+def desc_type(block) -> str:
+    """The signature type of a bf16 TMA descriptor argument with block ``block`` (offline builds)."""
+    return f"tensordesc<bf16[{block[0]}, {block[1]}],{_smem_layout(block)!r}>"
+
+
+def build_in_fresh_process(module: str, variant: str, causal: bool):
+    """A probe module's ``compile_sm90(variant, causal)`` run as ``python -m module --compile-sm90`` with
+    TRITON_INTERPRET=0. Under TRITON_INTERPRET=1 (the CPU tests) Triton's own jit helpers (``tl.max``...) were
+    made interpreter functions when triton was imported, and a real compile cannot call them (a warm Triton
+    cache hid this). Returns what ``sm90_json`` printed, as namespaces (``.asm``, ``.metadata``)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TRITON_INTERPRET": "0",
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    cmd = [sys.executable, "-m", module, "--compile-sm90", f"{variant},{int(causal)}"]
+    r = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"compile_sm90({variant!r}, causal={causal}) failed:\n{r.stderr[-4000:]}")
+    built = json.loads(r.stdout.splitlines()[-1])
+    return types.SimpleNamespace(asm=built["asm"], metadata=types.SimpleNamespace(**built["metadata"]))
+
+
+def sm90_json(kernel) -> str:
+    """A compiled kernel's TTGIR, PTX and metadata (shared memory, warps; spills and registers where the build
+    reports them) as the JSON line ``--compile-sm90`` prints."""
+    meta = ("shared", "num_warps", "n_spills", "n_regs")
+    return json.dumps({"asm": {n: kernel.asm[n] for n in ("ttgir", "ptx")},
+                       "metadata": {n: getattr(kernel.metadata, n) for n in meta if hasattr(kernel.metadata, n)}})
+
+
 def compile_sm90(variant: str, causal: bool):
     """Compile a variant for sm_90 without a GPU (Triton's GluonASTSource); returns the CompiledKernel
-    (``.asm["ttgir"]``, ``.asm["ptx"]``, ``.metadata``). Under TRITON_INTERPRET=1 (the CPU tests) Triton's own
-    jit helpers (``tl.max``...) were made interpreter functions when triton was imported, and a real compile
-    cannot call them: the build then runs in a fresh process without it (a warm Triton cache hid this)."""
+    (``.asm["ttgir"]``, ``.asm["ptx"]``, ``.metadata``); under TRITON_INTERPRET=1 in a fresh process
+    (``build_in_fresh_process``)."""
     if os.environ.get("TRITON_INTERPRET") == "1":
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**os.environ, "TRITON_INTERPRET": "0",
-               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        cmd = [sys.executable, "-m", "bench.gluon_attention", "--compile-sm90", f"{variant},{int(causal)}"]
-        r = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            raise RuntimeError(f"compile_sm90({variant!r}, causal={causal}) failed:\n{r.stderr[-4000:]}")
-        built = json.loads(r.stdout.splitlines()[-1])
-        return types.SimpleNamespace(asm=built["asm"], metadata=types.SimpleNamespace(**built["metadata"]))
+        return build_in_fresh_process("bench.gluon_attention", variant, causal)
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
     var = VARIANTS[variant]
-
-    def desc(block):
-        return f"tensordesc<bf16[{block[0]}, {block[1]}],{_smem_layout(block)!r}>"
-
-    qo, kv = desc([var.block_q, HEAD_D]), desc([BLOCK_N, HEAD_D])
+    qo, kv = desc_type([var.block_q, HEAD_D]), desc_type([BLOCK_N, HEAD_D])
     signature = {"q_desc": qo, "k_desc": kv, "v_desc": kv, "o_desc": qo, "qk_scale": "fp32", "S": "i32"}
     ce = _constexprs(var, causal)
     signature.update({name: "constexpr" for name in ce})
@@ -640,9 +656,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.compile_sm90:
         variant, causal = args.compile_sm90.split(",")
-        k = compile_sm90(variant, causal == "1")
-        print(json.dumps({"asm": {n: k.asm[n] for n in ("ttgir", "ptx")},
-                          "metadata": {n: getattr(k.metadata, n) for n in ("shared", "num_warps")}}))
+        print(sm90_json(compile_sm90(variant, causal == "1")))
         return 0
     names = [n for n in args.variants.split(",") if n]
     bad = [n for n in names if n not in VARIANTS]

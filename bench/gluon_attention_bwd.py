@@ -38,9 +38,7 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
 import sys
-import types
 
 import torch
 import triton
@@ -55,7 +53,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-LOG2E = 1.4426950408889634
+from bench.gluon_attention import LOG2E, _env, _smem_layout, build_in_fresh_process, desc_type, sm90_json
+
 HEAD_D = 128
 BLOCK_N = 128   # keys per program (two consumers of 64)
 BLOCK_M = 64    # queries per step
@@ -212,7 +211,6 @@ def attn_bwd_kernel(k_desc, v_desc, q_desc, do_desc, dk_desc, dv_desc, dq_acc_pt
                     qk_scale, sm_scale, S,
                     CAUSAL: gl.constexpr, DQ_WRITER: gl.constexpr, RED_VEC: gl.constexpr, PRODUCER_REGS: gl.constexpr,
                     CONSUMER_REGS: gl.constexpr, WRITER_REGS: gl.constexpr):
-    D: gl.constexpr = _D
     pid_n = gl.program_id(0)   # causal: the longest programs (first key blocks) start first
     bh = gl.program_id(1)
     n0 = pid_n * _BN
@@ -252,14 +250,15 @@ def attn_bwd_kernel(k_desc, v_desc, q_desc, do_desc, dk_desc, dv_desc, dq_acc_pt
         mbarrier.init(dq_empty.index(i), count=1)
     fence_async_shared()
 
+    # Gluon's frontend takes each partition's arguments as a literal tuple (a tuple sum loses the constexprs)
     if DQ_WRITER:
         gl.warp_specialize([
             (_consumer, (k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_ready, q_empty, do_empty,
-                         ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr, kv_ready, qk_scale,
-                         sm_scale, bh, S, n0, j0, n_q, 0, CAUSAL, DQ_WRITER, RED_VEC)),
+                         ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr,
+                         kv_ready, qk_scale, sm_scale, bh, S, n0, j0, n_q, 0, CAUSAL, DQ_WRITER, RED_VEC)),
             (_consumer, (k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_ready, q_empty, do_empty,
-                         ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr, kv_ready, qk_scale,
-                         sm_scale, bh, S, n0, j0, n_q, 1, CAUSAL, DQ_WRITER, RED_VEC)),
+                         ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr,
+                         kv_ready, qk_scale, sm_scale, bh, S, n0, j0, n_q, 1, CAUSAL, DQ_WRITER, RED_VEC)),
             (_producer, (k_desc, v_desc, q_desc, do_desc, k_smem, v_smem, q_smem, do_smem, kv_ready, q_ready,
                          do_ready, q_empty, do_empty, bh, S, n0, j0, n_q)),
             (_dq_writer, (dq_smem, dq_full, dq_empty, dq_acc_ptr, bh, S, j0, n_q, RED_VEC)),
@@ -267,11 +266,11 @@ def attn_bwd_kernel(k_desc, v_desc, q_desc, do_desc, dk_desc, dv_desc, dq_acc_pt
     else:
         gl.warp_specialize([
             (_consumer, (k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_ready, q_empty, do_empty,
-                         ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr, kv_ready, qk_scale,
-                         sm_scale, bh, S, n0, j0, n_q, 0, CAUSAL, DQ_WRITER, RED_VEC)),
+                         ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr,
+                         kv_ready, qk_scale, sm_scale, bh, S, n0, j0, n_q, 0, CAUSAL, DQ_WRITER, RED_VEC)),
             (_consumer, (k_smem, v_smem, q_smem, do_smem, ds_smem, dq_smem, q_ready, do_ready, q_empty, do_empty,
-                         ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr, kv_ready, qk_scale,
-                         sm_scale, bh, S, n0, j0, n_q, 1, CAUSAL, DQ_WRITER, RED_VEC)),
+                         ds_ready, ds_empty, dq_full, dq_empty, dk_desc, dv_desc, dq_acc_ptr, lse_ptr, delta_ptr,
+                         kv_ready, qk_scale, sm_scale, bh, S, n0, j0, n_q, 1, CAUSAL, DQ_WRITER, RED_VEC)),
             (_producer, (k_desc, v_desc, q_desc, do_desc, k_smem, v_smem, q_smem, do_smem, kv_ready, q_ready,
                          do_ready, q_empty, do_empty, bh, S, n0, j0, n_q)),
         ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
@@ -310,10 +309,6 @@ VARIANTS = {v.name: v for v in [
 ]}
 
 
-def _smem_layout(block_shape):
-    return gl.NVMMASharedLayout.get_default_for(block_shape, gl.bfloat16)
-
-
 def _constexprs(v: Variant, causal: bool) -> dict:
     return dict(CAUSAL=causal, DQ_WRITER=v.dq == "writer", RED_VEC=v.red_vec, PRODUCER_REGS=v.producer_regs,
                 CONSUMER_REGS=v.consumer_regs, WRITER_REGS=v.writer_regs)
@@ -346,27 +341,15 @@ def attention_bwd(q, k, v, do, lse, delta, causal: bool, variant: str = "ws_dq_w
 
 
 def compile_sm90(variant: str, causal: bool):
-    """Build a variant for sm_90 without a GPU; returns the CompiledKernel (``.asm``, ``.metadata``). Under
-    TRITON_INTERPRET=1 (the CPU tests) the build runs in a fresh process, as ``bench.gluon_attention`` explains."""
+    """Build a variant for sm_90 without a GPU; returns the CompiledKernel (``.asm``, ``.metadata``); under
+    TRITON_INTERPRET=1 in a fresh process (``bench.gluon_attention.build_in_fresh_process``)."""
     if os.environ.get("TRITON_INTERPRET") == "1":
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**os.environ, "TRITON_INTERPRET": "0",
-               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        cmd = [sys.executable, "-m", "bench.gluon_attention_bwd", "--compile-sm90", f"{variant},{int(causal)}"]
-        r = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            raise RuntimeError(f"compile_sm90({variant!r}, causal={causal}) failed:\n{r.stderr[-4000:]}")
-        built = json.loads(r.stdout.splitlines()[-1])
-        return types.SimpleNamespace(asm=built["asm"], metadata=types.SimpleNamespace(**built["metadata"]))
+        return build_in_fresh_process("bench.gluon_attention_bwd", variant, causal)
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
     var = VARIANTS[variant]
-
-    def desc(block):
-        return f"tensordesc<bf16[{block[0]}, {block[1]}],{_smem_layout(block)!r}>"
-
-    half, step = desc([HALF_N, HEAD_D]), desc([BLOCK_M, HEAD_D])
+    half, step = desc_type([HALF_N, HEAD_D]), desc_type([BLOCK_M, HEAD_D])
     signature = {"k_desc": half, "v_desc": half, "q_desc": step, "do_desc": step, "dk_desc": half, "dv_desc": half,
                  "dq_acc_ptr": "*fp32", "lse_ptr": "*fp32", "delta_ptr": "*fp32", "qk_scale": "fp32",
                  "sm_scale": "fp32", "S": "i32"}
@@ -502,10 +485,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.compile_sm90:
         variant, causal = args.compile_sm90.split(",")
-        k = compile_sm90(variant, causal == "1")
-        print(json.dumps({"asm": {n: k.asm[n] for n in ("ttgir", "ptx")},
-                          "metadata": {n: getattr(k.metadata, n) for n in ("shared", "num_warps", "n_spills",
-                                                                           "n_regs") if hasattr(k.metadata, n)}}))
+        print(sm90_json(compile_sm90(variant, causal == "1")))
         return 0
     names = [n for n in args.variants.split(",") if n]
     bad = [n for n in names if n not in VARIANTS]
@@ -514,7 +494,6 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("gluon_attention_bwd: needs a CUDA GPU (use compile_sm90 on CPU)", file=sys.stderr)
         return 2
-    from bench.gluon_attention import _env
     run = {"env": _env(), "variants": {n: dataclasses.asdict(VARIANTS[n]) for n in names}}
     run.update(run_session(names))
     out = args.out or os.path.join(os.environ.get("OUT", "."), "gluon_attention_bwd.json")

@@ -19,13 +19,14 @@ Kernels:
   launch plus torch's ``sum(0)`` and cast, which cost two more dispatches of host time per backward.
 
 The op layer (``helion_ops._oplib``) makes ``helion_ops::layer_norm_fwd`` / ``layer_norm_bwd`` custom ops
-with fakes and autograd, and ``layer_norm_infer`` (y only) for calls that need no gradient (``C.inference``); ``layer_norm_bwd`` returns ``(dx, dparams)`` with dparams that ``[K, N]`` tensor
+with fakes and autograd, and ``layer_norm_infer`` (y only) for calls that need no gradient
+(``C.inference``); ``layer_norm_bwd`` returns ``(dx, dparams)`` with dparams that ``[K, N]`` tensor
 (custom ops may not return two outputs that share a storage), and the autograd formula takes its rows.
 
 Memory (tests/reliability/test_memory.py): the forward allocates y, plus ``mean`` and ``rstd`` ([M] fp32
-each, saved for backward) when a gradient is wanted; backward allocates dx, one ``[K, N]`` tensor holding dweight and dbias (K as
-above), plus the workspace of one ``[P, K, N]`` fp32 partial-sum buffer (P = cdiv(M, rows per
-program), about 2 per SM).
+each, saved for backward) when a gradient is wanted; backward allocates dx, one ``[K, N]`` tensor holding
+dweight and dbias (K as above), plus the workspace of one ``[P, K, N]`` fp32 partial-sum buffer
+(P = cdiv(M, rows per program), about 2 per SM).
 """
 from __future__ import annotations
 

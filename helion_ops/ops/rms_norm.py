@@ -20,8 +20,8 @@ The op layer (``helion_ops._oplib``) makes ``helion_ops::rms_norm_fwd`` / ``rms_
 with fakes and autograd, and ``rms_norm_infer`` (y only) for calls that need no gradient (``C.inference``).
 
 Memory (tests/reliability/test_memory.py): the forward allocates y, plus ``rstd`` ([M] fp32, saved for
-backward) when a gradient is wanted; backward allocates dx, dweight plus a ``[P, N]`` fp32 partial-sum workspace (P = cdiv(M, rows
-per program), about 2 per SM).
+backward) when a gradient is wanted; backward allocates dx, dweight plus a ``[P, N]`` fp32 partial-sum
+workspace (P = cdiv(M, rows per program), about 2 per SM).
 """
 from __future__ import annotations
 
