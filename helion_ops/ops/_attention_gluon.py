@@ -41,6 +41,11 @@ def _sm90(device: torch.device) -> bool:
     return device.type == "cuda" and not C._interpreting() and gluon_runs_on(device)
 
 
+def _tma_loadable(t: torch.Tensor) -> bool:
+    """Last stride 1, the others positive multiples of 16 bytes: what a TMA descriptor takes."""
+    return t.stride(-1) == 1 and all(st > 0 and st * t.element_size() % 16 == 0 for st in t.stride()[:-1])
+
+
 def refusal(args: tuple) -> Optional[str]:
     """Why ``attn_fwd(*args)`` (q, k, v, causal, qk_scale) compiles through Triton, or None when the Gluon
     backend takes it: an sm_90 GPU, fp16/bf16, a head dim in ``HEAD_DIMS``, both sequences at least
@@ -62,7 +67,7 @@ def refusal(args: tuple) -> Optional[str]:
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.numel() >= 2**31:
             return f"'{name}' has 2**31 elements or more (int64 indexing, untested on the Gluon backend)"
-        if t.stride(-1) != 1 or any(st <= 0 or st * t.element_size() % 16 for st in t.stride()[:-1]):
+        if not _tma_loadable(t):
             return f"'{name}' strides {tuple(t.stride())} (TMA needs positive 16-byte multiples)"
     if min(q.shape[-2], k.shape[-2]) < MIN_SEQ:
         return f"a sequence shorter than {MIN_SEQ} (the Gluon forward is GPU-checked from one full block)"
@@ -80,7 +85,7 @@ def refusal_dq(args: tuple) -> Optional[str]:
     why = refusal((q, k, v, args[6]))
     if why is not None:
         return why
-    if dout.stride(-1) != 1 or any(st <= 0 or st * dout.element_size() % 16 for st in dout.stride()[:-1]):
+    if not _tma_loadable(dout):
         return f"'dout' strides {tuple(dout.stride())} (TMA needs positive 16-byte multiples)"
     if q.shape[-2] % BLOCK or k.shape[-2] % BLOCK:
         return f"a sequence length not a multiple of {BLOCK} (the Gluon dQ is GPU-checked on full blocks)"
