@@ -32,8 +32,8 @@ the final ``l = 0`` divides by 1.
 Run on a GPU: ``python -m bench.gluon_attention [--out FILE] [--quick]``: checks every variant against
 fp32 SDPA, times them with the harness's ``gpu_bench`` against SDPA-cuDNN and SDPA-flash, prints TFLOP/s
 (causal counts half the FLOPs, as the catalog's ``attention.work``) and writes JSON. ``--dsl`` adds the DSL's
-own forward through its Gluon and Triton backends; ``--dsl-dq`` the DSL's dQ kernel alone, Triton against Gluon
-(``dq_session``). On a CPU machine,
+own forward through its Gluon and Triton backends; ``--dsl-bwd attn_bwd_dq,attn_bwd_dkdv`` the DSL's backward kernels alone,
+Triton against Gluon (``bwd_session``). On a CPU machine,
 ``compile_sm90`` builds a variant for ``GPUTarget("cuda", 90, 32)`` and returns its TTGIR and PTX.
 """
 from __future__ import annotations
@@ -509,30 +509,34 @@ def dsl_attention(backend: str):
 
 
 DSL_IMPLS = ("dsl_gluon", "dsl_gluon_overlap", "dsl_triton")
-DQ_IMPLS = {"dq_triton": None, "dq_gluon_c1": dict(gluon_consumers=1), "dq_gluon_c2": dict(gluon_consumers=2)}
+# per backward kernel: the Configs bwd_session times (None: the catalog's Triton choice; else keys over it)
+BWD_IMPLS = {
+    "attn_bwd_dq": {"dq_triton": None, "dq_gluon_c1": dict(backend="gluon", block_sizes=[128, 128], gluon_consumers=1),
+                    "dq_gluon_c2": dict(backend="gluon", block_sizes=[128, 128], gluon_consumers=2)},
+    "attn_bwd_dkdv": {"dkdv_triton": None, "dkdv_triton_keys_rows": dict(keys_rows=True),
+                      "dkdv_gluon_c2": dict(backend="gluon", block_sizes=[128, 64], gluon_consumers=2, keys_rows=True)},
+}
+BWD_MATMULS = {"attn_bwd_dq": 3, "attn_bwd_dkdv": 4}   # the forward counts two
 
 
-def dq_configs(args: tuple) -> dict:
-    """The Configs ``dq_session`` times the DSL's ``attn_bwd_dq`` under, on ``args``: the catalog's Triton choice and
-    through the Gluon backend (128x128 tiles, one or two consumer warpgroups, the catalog's grid order; two is
-    what the catalog now selects on sm_90)."""
+def bwd_configs(kernel: str, args: tuple) -> dict:
+    """The Configs ``bwd_session`` times the DSL's backward ``kernel`` under, on ``args``: the catalog's Triton
+    choice (``attention.triton_config``) and variations of it (``BWD_IMPLS``); the catalog's own choice on sm_90
+    is ``dq_gluon_c2`` / ``dkdv_gluon_c2``."""
     from helion_ops.dsl import Config
     from helion_ops.ops import attention as A
 
-    bound = A.attn_bwd_dq.bind(args)
-    tri = dict(A.triton_config(args, "attn_bwd_dq"))  # on sm_90 the op's own choice is the Gluon one
-    out = {}
-    for name, kw in DQ_IMPLS.items():
-        cfg = tri if kw is None else {**tri, "backend": "gluon", "block_sizes": [128, 128], **kw}
-        out[name] = bound.normalize(Config(**cfg))
-    return out
+    bound = A.KERNELS[kernel].bind(args)
+    tri = dict(A.triton_config(args, kernel))
+    return {name: bound.normalize(Config(**{**tri, **(kw or {})})) for name, kw in BWD_IMPLS[kernel].items()}
 
 
-def dq_session(gen) -> list:
-    """The dQ kernel alone (3 matmuls: ``QK^T``, ``dP``, ``dQ``), the catalog's Triton Config against the Gluon
-    backend's, at SHAPES, causal and not: the question is whether warp specialization lifts the backward's
-    matmul rate as it lifted the forward's (docs/decisions/attention-backward.md). Each Gluon result is
-    checked against the Triton kernel's dQ (the catalog's, covered by its tests)."""
+def bwd_session(kernel: str, gen) -> list:
+    """A backward kernel alone (dQ: ``QK^T``, ``dP``, ``dQ``; dK/dV: ``P^T``, ``dP^T``, ``dV``, ``dK``) under each of
+    ``bwd_configs``, at SHAPES, causal and not, TFLOP/s and the ratio to the catalog's Triton Config: whether warp
+    specialization lifts the backward's matmul rate as it lifted the forward's
+    (docs/decisions/attention-backward.md). Each result is checked against the Triton Config's (the catalog's,
+    covered by its tests)."""
     from bench.timing import gpu_bench
     from helion_ops.ops import attention as A
 
@@ -546,23 +550,25 @@ def dq_session(gen) -> list:
             o, lse = A.attn_fwd.bind(fwd).run(A.triton_config(fwd), *fwd)
             delta = (o.float() * do.float()).sum(-1)
             args = (q, k, v, do, lse, delta, causal, qk_scale, 1 / math.sqrt(d))
-            bound, ref, base = A.attn_bwd_dq.bind(args), None, None
-            flops = 1.5 * work(b, h, s, d, causal)  # three matmuls where the forward counts two
-            for name, cfg in dq_configs(args).items():
+            bound, ref, base = A.KERNELS[kernel].bind(args), None, None
+            flops = BWD_MATMULS[kernel] / 2 * work(b, h, s, d, causal)
+            for name, cfg in bwd_configs(kernel, args).items():
                 row = {"impl": name, "shape": [b, h, s, d], "causal": causal}
                 try:
                     got = bound.run(cfg, *args)
+                    got = got if isinstance(got, tuple) else (got,)
                     ref = got if ref is None else ref
-                    row["rel_err"] = ((got.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
+                    row["rel_err"] = max(((g.float() - r.float()).abs().max() / r.float().abs().max()).item()
+                                         for g, r in zip(got, ref))
                     if not (row["rel_err"] < 2e-2):
-                        raise AssertionError(f"dQ differs from the Triton kernel's: {row['rel_err']:.3g}")
+                        raise AssertionError(f"differs from the Triton Config's: {row['rel_err']:.3g}")
                     row["ms"] = gpu_bench(lambda: bound.run(cfg, *args))
                     row["tflops"] = flops / row["ms"] / 1e9
                     base = row["ms"] if base is None else base
-                    row["vs_dq_triton"] = base / row["ms"]
+                    row["vs_triton"] = base / row["ms"]
                 except Exception as e:  # a Config that fails to build or run is reported, not fatal
                     row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-                print(f"dq {name:12s} {b}x{h}x{s}x{d} causal={causal}: {row}", flush=True)
+                print(f"{kernel} {name:22s} {b}x{h}x{s}x{d} causal={causal}: {row}", flush=True)
                 rows.append(row)
             del q, k, v, do, o, lse, delta
     return rows
@@ -632,12 +638,14 @@ def _table(result: dict) -> str:
         shape = "x".join(map(str, r["shape"]))
         lines.append(f"{r['impl']:22s} {shape:>18s} {str(r['causal']):>6s} {r['ms']:8.3f} {r['tflops']:8.1f} "
                      f"{r.get('vs_cudnn', float('nan')):8.3f} {r.get('vs_flash', float('nan')):8.3f}")
-    if result.get("dq"):
-        lines.append(f"{'dQ kernel':22s} {'shape':>18s} {'causal':>6s} {'ms':>8s} {'TFLOP/s':>8s} {'x Triton':>8s}")
-        for r in result["dq"]:
+    for kernel in BWD_IMPLS:
+        if not result.get(kernel):
+            continue
+        lines.append(f"{kernel:22s} {'shape':>18s} {'causal':>6s} {'ms':>8s} {'TFLOP/s':>8s} {'x Triton':>8s}")
+        for r in result[kernel]:
             shape = "x".join(map(str, r["shape"]))
             lines.append(f"{r['impl']:22s} {shape:>18s} {str(r['causal']):>6s} " + (
-                f"{r['ms']:8.3f} {r['tflops']:8.1f} {r['vs_dq_triton']:8.3f}" if "ms" in r else r.get("error", "")))
+                f"{r['ms']:8.3f} {r['tflops']:8.1f} {r['vs_triton']:8.3f}" if "ms" in r else r.get("error", "")))
     return "\n".join(lines)
 
 
@@ -649,8 +657,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="time the first shape only")
     ap.add_argument("--dsl", action="store_true", help="also the DSL's attn_fwd through its Gluon backend "
                     "(dsl_gluon, dsl_gluon_overlap) and its Triton backend (dsl_triton)")
-    ap.add_argument("--dsl-dq", action="store_true", help="also the DSL's dQ kernel (attn_bwd_dq) alone, "
-                    "the catalog's Triton Config against the Gluon backend's (dq_triton, dq_gluon_c1, dq_gluon_c2)")
+    ap.add_argument("--dsl-bwd", default="", metavar="KERNELS", help="also the DSL's backward kernels alone "
+                    "(comma-separated: attn_bwd_dq, attn_bwd_dkdv), the catalog's Triton Config against the Gluon "
+                    "backend's (BWD_IMPLS)")
     ap.add_argument("--compile-sm90", default=None, metavar="VARIANT,CAUSAL",
                     help="build one variant for sm_90 (no GPU needed) and print its TTGIR, PTX and metadata as JSON")
     args = ap.parse_args(argv)
@@ -667,9 +676,10 @@ def main(argv=None) -> int:
         return 2
     run = {"env": _env(), "variants": {n: dataclasses.asdict(VARIANTS[n]) for n in names}}
     run.update(run_session(names, quick=args.quick, dsl=args.dsl))
-    if args.dsl_dq:
-        gen = torch.Generator(device="cuda").manual_seed(run["seed"] + 1)
-        run["dq"] = dq_session(gen)
+    for kernel in [k for k in args.dsl_bwd.split(",") if k]:
+        if kernel not in BWD_IMPLS:
+            ap.error(f"--dsl-bwd: unknown {kernel!r}; choose from {list(BWD_IMPLS)}")
+        run[kernel] = bwd_session(kernel, torch.Generator(device="cuda").manual_seed(run["seed"] + 1))
     out = args.out or os.path.join(os.environ.get("OUT", "."), "gluon_attention.json")
     doc = {"runs": []}
     if os.path.exists(out):

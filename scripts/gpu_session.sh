@@ -9,7 +9,8 @@
 #   test          pytest -m gpu (hard TEST_TIMEOUT, 540 s, by SIGINT: a cut run still prints its failures and
 #                 summary; the whole log in $OUT/test_full.log, ~430 s on an H100). TEST_WORKERS=N: N pytest
 #                 processes sharing the GPU, a test file each (pytest-xdist and execnet wheels in .whl/; the
-#                 tests mostly wait on Triton compiles, which then run on N cores)
+#                 tests mostly wait on Triton compiles, which then run on N cores); TEST_PATHS: files or folders
+#                 in place of tests/
 #   helion_tune   tune upstream Helion (quick effort, at most HELION_BENCH_TUNE_S s per shape) on the
 #                 TUNED_SHAPES shapes each op's bench step runs it on -> results/<GPU>/helion_configs/
 #                 (the bench steps reuse them; a missing one is tuned in the run, inside its budget). Run it
@@ -39,9 +40,10 @@
 #                 d_pingpong_overlap and the DSL's Triton path at 4x16x4096x128 and 1x16x16384x128, causal and
 #                 not (bench.gluon_attention --dsl) -> $OUT/gluon_dsl.json (estimated 270-350 s; hard
 #                 GLUON_TIMEOUT for the bench, 240 s)
-#   gluon_dq      the DSL's dQ kernel (attn_bwd_dq) alone: the catalog's Triton Config against the Gluon backend's
-#                 (one and two consumer warpgroups), TFLOP/s, at 4x16x4096x128 and 1x16x16384x128, causal and not
-#                 (bench.gluon_attention --dsl-dq) -> $OUT/gluon_dq.json (estimated 150 s; hard GLUON_TIMEOUT)
+#   gluon_kernels the DSL's backward kernels alone (GLUON_KERNELS, default attn_bwd_dq,attn_bwd_dkdv): the catalog's
+#                 Triton Config against the Gluon backend's, TFLOP/s, at 4x16x4096x128 and 1x16x16384x128, causal
+#                 and not (bench.gluon_attention --dsl-bwd) -> $OUT/gluon_kernels.json (estimated 150 s a kernel;
+#                 hard GLUON_TIMEOUT)
 #   gluon_bwd     the hand-written warp-specialized Gluon attention backward probe (bench.gluon_attention_bwd: five
 #                 matmuls in one kernel, dQ by relaxed atomics from the consumers or a dQ-writer warp) against
 #                 SDPA-cuDNN's, SDPA-flash's and the catalog's backward -> $OUT/gluon_attention_bwd.json (hard
@@ -100,7 +102,7 @@ for step in "$@"; do
     dsl)   python3 -m bench.dsl_check --out "results/$GPU/dsl_check.md" 2>&1 | tee "$OUTDIR/dsl.log" ;;
     tune)  timeout -s INT -k 20 $(( ${TUNE_BUDGET:-200} + 100 )) python3 -m bench.tuning_report --out "results/$GPU/tuning.md" \
              --full-limit ${FULL_LIMIT:-35} --budget ${TUNE_BUDGET:-200} 2>&1 | tee "$OUTDIR/tune.log" ;;
-    test)  timeout -s INT -k 30 "${TEST_TIMEOUT:-540}" python3 -m pytest -q -m gpu tests -p no:cacheprovider --tb=short \
+    test)  timeout -s INT -k 30 "${TEST_TIMEOUT:-540}" python3 -m pytest -q -m gpu ${TEST_PATHS:-tests} -p no:cacheprovider --tb=short \
              -rfE --durations=10 ${TEST_WORKERS:+-n $TEST_WORKERS --dist loadfile} 2>&1 \
              | tee "$OUTDIR/test_full.log" | tail -80 | tee "$OUTDIR/test.log" ;;
     host)  python3 -m bench.host --out results ${HOST_EXTRA:-} 2>&1 | tee "$OUTDIR/host.log" ;;
@@ -120,8 +122,9 @@ for step in "$@"; do
            timeout -s INT -k 20 "${GLUON_TIMEOUT:-240}" python3 -m bench.gluon_attention \
              --variants d0_two_wg_overlap,d_pingpong_overlap \
              --dsl --out "$OUTDIR/gluon_dsl.json" 2>&1 | tail -40 | tee "$OUTDIR/gluon_bench.log" ;;
-    gluon_dq) timeout -s INT -k 20 "${GLUON_TIMEOUT:-240}" python3 -m bench.gluon_attention --variants "" --dsl-dq \
-             --out "$OUTDIR/gluon_dq.json" 2>&1 | tail -40 | tee "$OUTDIR/gluon_dq.log" ;;
+    gluon_kernels) timeout -s INT -k 20 "${GLUON_TIMEOUT:-240}" python3 -m bench.gluon_attention --variants "" \
+             --dsl-bwd "${GLUON_KERNELS:-attn_bwd_dq,attn_bwd_dkdv}" --out "$OUTDIR/gluon_kernels.json" 2>&1 \
+             | tail -40 | tee "$OUTDIR/gluon_kernels.log" ;;
     gluon_bwd) timeout -s INT -k 20 "${GLUON_BWD_TIMEOUT:-200}" python3 -m bench.gluon_attention_bwd \
              --out "$OUTDIR/gluon_attention_bwd.json" 2>&1 | tee "$OUTDIR/gluon_bwd.log" | tail -60 ;;
     bench_report) python3 -m bench.report 2>&1 | tee "$OUTDIR/report.log" ;;

@@ -1,7 +1,7 @@
-"""Which backend attention's forward (``attention.attn_fwd``) and dQ kernel (``attention.attn_bwd_dq``) compile
-through: the DSL's Gluon backend on sm_90 for the calls it covers, Triton for the rest (the policy's last step,
-``choose``; ``attention.py``'s module notes say where it sits in the op layer's policy,
-docs/decisions/gluon-attention.md why). dK/dV stays on Triton (the backend refuses its GQA ``hl.grid`` loop).
+"""Which backend attention's forward (``attention.attn_fwd``) and backward kernels (``attention.attn_bwd_dq``,
+``attention.attn_bwd_dkdv``) compile through: the DSL's Gluon backend on sm_90 for the calls it covers, Triton for
+the rest (the policy's last step, ``choose``; ``attention.py``'s module notes say where it sits in the op layer's
+policy, docs/decisions/gluon-attention.md why).
 
 ``HELION_OPS_GLUON=0`` keeps every call on Triton (read when a signature's Config is chosen).
 """
@@ -76,11 +76,11 @@ def refusal(args: tuple) -> Optional[str]:
     return None
 
 
-def refusal_dq(args: tuple) -> Optional[str]:
-    """Why ``attn_bwd_dq(*args)`` (q, k, v, dout, lse, delta, causal, ...) compiles through Triton, or None when
-    the Gluon backend takes it: the forward's conditions (``refusal``) on q, k, v, dout loadable by TMA too, and
-    what the H100 run checked the Gluon dQ at (results/H100/sweeps/gluon_dsl_dq_2026-12-07.json): equal sequence
-    lengths, multiples of 128, and no GQA (one query head per key head)."""
+def refusal_bwd(args: tuple) -> Optional[str]:
+    """Why a backward kernel (``attn_bwd_dq`` or ``attn_bwd_dkdv``) on ``args`` (q, k, v, dout, lse, delta, causal,
+    ...) compiles through Triton, or None when the Gluon backend takes it: the forward's conditions (``refusal``)
+    on q, k, v, dout loadable by TMA too, and the calls the GPU tests checked the Gluon backward at: equal
+    sequence lengths, multiples of 128."""
     q, k, v, dout = args[:4]
     why = refusal((q, k, v, args[6]))
     if why is not None:
@@ -88,11 +88,9 @@ def refusal_dq(args: tuple) -> Optional[str]:
     if not _tma_loadable(dout):
         return f"'dout' strides {tuple(dout.stride())} (TMA needs positive 16-byte multiples)"
     if q.shape[-2] % BLOCK or k.shape[-2] % BLOCK:
-        return f"a sequence length not a multiple of {BLOCK} (the Gluon dQ is GPU-checked on full blocks)"
+        return f"a sequence length not a multiple of {BLOCK} (the Gluon backward is GPU-checked on full blocks)"
     if q.shape[-2] != k.shape[-2]:
-        return "S_q != S_k (the Gluon dQ is GPU-checked with equal lengths)"
-    if q.shape[1] != k.shape[1]:
-        return "GQA (the Gluon dQ is GPU-checked with one query head per key head)"
+        return "S_q != S_k (the Gluon backward is GPU-checked with equal lengths)"
     return None
 
 
@@ -107,11 +105,15 @@ def config(args: tuple) -> Config:
                   gluon_overlap=args[1].shape[-2] % BLOCK == 0)
 
 
-def config_dq(cfg: Config) -> Config:
-    """dQ's Gluon Config from its Triton choice ``cfg`` (grid order and warps kept): 128x128 tiles and two
-    consumer warpgroups, what the H100 run timed at 1.18-1.35x the Triton dQ (bf16, D=128, 4K and 16K tokens,
-    causal and not)."""
-    return Config(**{**dict(cfg), "backend": "gluon", "block_sizes": [BLOCK, BLOCK], "gluon_consumers": 2})
+def config_bwd(kernel: str, cfg: Config) -> Config:
+    """A backward kernel's Gluon Config from its Triton choice ``cfg`` (grid order and tunables kept), two consumer
+    warpgroups of 64 rows each. dQ: 128x128 tiles, what the H100 run timed at 1.18-1.35x the Triton dQ (bf16,
+    D=128, 4K and 16K tokens, causal and not). dK/dV: 128 keys by 64 queries with ``keys_rows`` (P^T and dP^T,
+    so each warpgroup's wgmmas read the query-side tiles from shared memory): its two fp32 accumulators fill
+    128 of a consumer's 240 registers, and 128 queries spill."""
+    blocks = [BLOCK, BLOCK] if kernel == "attn_bwd_dq" else [BLOCK, BLOCK // 2]
+    extra = {"keys_rows": True} if kernel == "attn_bwd_dkdv" else {}
+    return Config(**{**dict(cfg), "backend": "gluon", "block_sizes": blocks, "gluon_consumers": 2, **extra})
 
 
 def is_gluon(cfg: Config) -> bool:
@@ -119,12 +121,13 @@ def is_gluon(cfg: Config) -> bool:
 
 
 def choose(kernel: str, cfg: Config, args: tuple, default: Callable[[tuple], Config]) -> Config:
-    """The backend of ``kernel`` (``attn_fwd`` or ``attn_bwd_dq``), the policy's last step (after the table entry
-    or the analytic default): the Gluon Config where the kernel's refusal finds nothing (a Gluon table entry is
-    kept there), else a Triton Config (the analytic ``default(args)`` in place of a Gluon entry)."""
-    gluon = (refusal if kernel == "attn_fwd" else refusal_dq)(args) is None
+    """The backend of ``kernel`` (``attn_fwd``, ``attn_bwd_dq`` or ``attn_bwd_dkdv``), the policy's last step
+    (after the table entry or the analytic default): the Gluon Config where the kernel's refusal finds nothing (a
+    Gluon table entry is kept there), else a Triton Config (the analytic ``default(args)`` in place of a Gluon
+    entry)."""
+    gluon = (refusal if kernel == "attn_fwd" else refusal_bwd)(args) is None
     if is_gluon(cfg):
         return cfg if gluon else Config(**dict(default(args)))
     if not gluon:
         return cfg
-    return config(args) if kernel == "attn_fwd" else config_dq(cfg)
+    return config(args) if kernel == "attn_fwd" else config_bwd(kernel, cfg)

@@ -48,12 +48,13 @@ last-first (``grid_reverses``, see ``_longest_first``): the longest programs sta
 Backends: on an sm_90 GPU the forward (``attn_fwd``, the plain path) compiles through the DSL's Gluon
 backend (a TMA producer warp, two wgmma consumer warpgroups of 64 query rows, ``gluon_overlap``) for the
 calls it covers (fp16/bf16, head dim 128, sequences of 128 or more, tensors TMA can load:
-``_attention_gluon.refusal``), and so does the backward's dQ kernel (``attn_bwd_dq``) where, beyond that,
-the lengths are equal multiples of 128 with no GQA (``_attention_gluon.refusal_dq``); the policy's last
+``_attention_gluon.refusal``), and so do the backward's dQ and dK/dV kernels (``attn_bwd_dq``,
+``attn_bwd_dkdv``) where, beyond that, the lengths are equal multiples of 128 (``_attention_gluon.refusal_bwd``);
+the policy's last
 step (``_attention_gluon.choose``) puts that Config in place of the Triton one (a Gluon table entry is
 kept), so the table's Triton entries and the analytic defaults are the Triton choice (``triton_config``).
 Triton runs everything else: other GPUs, the interpreter, other dtypes and head dims, the masked, varlen
-and decode kernels, and dK/dV. A Gluon build or launch that fails runs the Triton Config instead (one
+and decode kernels. A Gluon build or launch that fails runs the Triton Config instead (one
 ``FallbackWarning``; ``HELION_OPS_STRICT=1`` raises); one the backend refuses (``NotSupported``: a
 misaligned data pointer) does so quietly. ``HELION_OPS_GLUON=0`` keeps every call on
 Triton; like every choice it is made once per signature (``helion_ops._oplib.reset_caches()`` chooses again).
@@ -121,17 +122,29 @@ def _fwd_step(q_blk, k, v, ib, ikv, tile_m, tile_n, qk_scale, m_i, l_i, acc, mas
     return m_new, l_i, acc
 
 
-def _dkdv_step(q, dout, lse, delta, k_blk, v_blk, ib, ih, tile_m, tile_n, qk_scale, dk_acc, dv_acc, masked: bool):
-    """One query block of dK/dV (inlined into ``attn_bwd_dkdv``): P recomputed from the saved lse."""
+def _dkdv_step(q, dout, lse, delta, k_blk, v_blk, ib, ih, tile_m, tile_n, qk_scale, dk_acc, dv_acc, masked: bool,
+               keys_rows: bool):
+    """One query block of dK/dV (inlined into ``attn_bwd_dkdv``): P recomputed from the saved lse. ``keys_rows``
+    computes P^T and dP^T (keys as rows) so that every hl.dot's right operand is a query-side tile loaded from
+    memory: the Gluon backend's wgmma reads that operand from shared memory and splits the key rows between
+    its consumer warpgroups."""
     q_blk = q[ib, ih, tile_m, :]
     do_blk = dout[ib, ih, tile_m, :]
-    p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse[ib, ih, tile_m][:, None])
-    if masked:
-        p = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], p, 0.0)
-    dv_acc = hl.dot(p.to(q.dtype).T, do_blk, acc=dv_acc)
-    dp = hl.dot(do_blk, v_blk.T)
-    ds = p * (dp - delta[ib, ih, tile_m][:, None])
-    dk_acc = hl.dot(ds.to(q.dtype).T, q_blk, acc=dk_acc)
+    if keys_rows:
+        p_t = torch.exp2(hl.dot(k_blk, q_blk.T) * qk_scale - lse[ib, ih, tile_m][None, :])
+        if masked:
+            p_t = torch.where(tile_m.index[None, :] >= tile_n.index[:, None], p_t, 0.0)
+        dv_acc = hl.dot(p_t.to(q.dtype), do_blk, acc=dv_acc)
+        ds_t = p_t * (hl.dot(v_blk, do_blk.T) - delta[ib, ih, tile_m][None, :])
+        dk_acc = hl.dot(ds_t.to(q.dtype), q_blk, acc=dk_acc)
+    else:
+        p = torch.exp2(hl.dot(q_blk, k_blk.T) * qk_scale - lse[ib, ih, tile_m][:, None])
+        if masked:
+            p = torch.where(tile_m.index[:, None] >= tile_n.index[None, :], p, 0.0)
+        dv_acc = hl.dot(p.to(q.dtype).T, do_blk, acc=dv_acc)
+        dp = hl.dot(do_blk, v_blk.T)
+        ds = p * (dp - delta[ib, ih, tile_m][:, None])
+        dk_acc = hl.dot(ds.to(q.dtype).T, q_blk, acc=dk_acc)
     return dk_acc, dv_acc
 
 
@@ -214,6 +227,7 @@ def attn_bwd_dkdv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch
     block_m = hl.register_block_size(16, _block_cap(s_q))
     # causal only: the query blocks below the key block's diagonal band run without the causal mask
     split = hl.register_tunable("causal_split", BoolFragment(True)) and causal
+    keys_rows = hl.register_tunable("keys_rows", BoolFragment(False))  # see _dkdv_step
     for tile_n, tile_bh in hl.tile([s_k, b * h_kv], block_size=[block_n, 1]):
         bh = tile_bh.begin
         ib = bh // h_kv
@@ -228,11 +242,11 @@ def attn_bwd_dkdv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch
             ih = ikv * group + g
             for tile_m in hl.tile(start_m, end_m, block_size=block_m):
                 dk_acc, dv_acc = _dkdv_step(q, dout, lse, delta, k_blk, v_blk, ib, ih, tile_m, tile_n, qk_scale,
-                                            dk_acc, dv_acc, causal)
+                                            dk_acc, dv_acc, causal, keys_rows)
             if split:
                 for tile_m in hl.tile(end_m, s_q, block_size=block_m):
                     dk_acc, dv_acc = _dkdv_step(q, dout, lse, delta, k_blk, v_blk, ib, ih, tile_m, tile_n, qk_scale,
-                                                dk_acc, dv_acc, False)
+                                                dk_acc, dv_acc, False, keys_rows)
         dk[ib, ikv, tile_n, :] = dk_acc * sm_scale
         dv[ib, ikv, tile_n, :] = dv_acc
     return dk, dv
@@ -375,7 +389,7 @@ def _kern(kernel: str, eager) -> C.Kern:
                   adjust=adjust, eager=eager, fallback=_gluon_fallback(kernel) if kernel in GLUON_KERNELS else None)
 
 
-GLUON_KERNELS = ("attn_fwd", "attn_bwd_dq")  # the kernels the Gluon backend may take (``_attention_gluon``)
+GLUON_KERNELS = ("attn_fwd", "attn_bwd_dq", "attn_bwd_dkdv")  # those the Gluon backend may take (_attention_gluon)
 
 
 def _longest_first(kernel: str, cfg: Config, causal: bool) -> Config:

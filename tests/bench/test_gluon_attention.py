@@ -67,10 +67,11 @@ def test_unknown_variant_is_refused():
         ga.main(["--variants", "nope"])
 
 
+@pytest.mark.parametrize("kernel", ["attn_bwd_dq", "attn_bwd_dkdv"])
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
-def test_dq_session_configs_build_warp_specialized_for_sm90(causal):
-    """``--dsl-dq`` times the catalog's dQ kernel under its Triton Config and the Gluon backend's: the Gluon
-    ones (two consumer warpgroups here) build for sm_90 with the partitions and wgmma."""
+def test_bwd_session_configs_build_warp_specialized_for_sm90(causal, kernel):
+    """``--dsl-bwd`` times the catalog's backward kernels under their Triton Config and the Gluon backend's: the
+    Gluon ones (two consumer warpgroups) build for sm_90 with the partitions and wgmma, as the catalog selects."""
     import math
     from helion_ops.dsl.backends.triton import compile_specs_for_target
     from helion_ops.ops import attention as A
@@ -78,9 +79,10 @@ def test_dq_session_configs_build_warp_specialized_for_sm90(causal):
     q = torch.empty(b, h, s, d, dtype=torch.bfloat16, device="meta")
     lse = torch.empty(b, h, s, dtype=torch.float32, device="meta")
     args = (q, q, q, q, lse, lse, causal, ga.LOG2E / math.sqrt(d), 1 / math.sqrt(d))
-    cfgs = ga.dq_configs(args)
-    assert set(cfgs) == set(ga.DQ_IMPLS) and cfgs["dq_triton"].get("backend", "triton") == "triton"
-    assert cfgs["dq_gluon_c2"]["backend"] == "gluon" and cfgs["dq_gluon_c2"]["gluon_consumers"] == 2
-    (kb,) = compile_specs_for_target(A.attn_bwd_dq.bind(args).compile_specs(cfgs["dq_gluon_c2"]), ("cuda", 90, 32))
+    cfgs = ga.bwd_configs(kernel, args)
+    tri, c2 = kernel.split("_")[-1] + "_triton", kernel.split("_")[-1] + "_gluon_c2"
+    assert set(cfgs) == set(ga.BWD_IMPLS[kernel]) and cfgs[tri].get("backend", "triton") == "triton"
+    assert cfgs[c2]["backend"] == "gluon" and cfgs[c2]["gluon_consumers"] == 2
+    (kb,) = compile_specs_for_target(A.KERNELS[kernel].bind(args).compile_specs(cfgs[c2]), ("cuda", 90, 32))
     assert "ttg.warp_specialize" in kb.asm["ttgir"] and "wgmma.mma_async" in kb.asm["ptx"]
     assert kb.metadata["shared"] <= 227 * 1024

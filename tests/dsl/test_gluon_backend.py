@@ -197,13 +197,18 @@ def test_fp32_dot_and_untma_able_operand_are_refused():
         matmul.bind((a, b)).to_triton_code(Config(block_sizes=[128, 128, 64], backend="gluon"))
 
 
-def test_backward_kernel_is_refused_at_its_grid_loop():
-    q, k, v, causal, qs = _attn_args(1, 2, 1, 256, 64, False)
-    lse = torch.empty(1, 2, 256, device="meta")
-    args = (q, k, v, q, lse, lse, causal, qs, 0.125)
-    with pytest.raises(NotSupported, match="an inner hl.grid loop") as e:
-        A.attn_bwd_dkdv.bind(args).to_triton_code(Config(block_sizes=[128, 64], backend="gluon"))
-    assert f":{_line_of(A.attn_bwd_dkdv, 'for g in hl.grid(group)')}" in str(e.value)
+def test_dkdv_takes_keys_rows_and_its_grid_loop():
+    """attention's dK/dV: with the query rows' orientation its dP = dO V^T reads V^T, a tile split between the
+    consumers, from registers, refused at that line; with ``keys_rows`` it compiles, the GQA group's hl.grid
+    loop in the producer and in the consumers."""
+    q, k, v, causal, qs = _attn_args(1, 4, 2, 256, 128, True)
+    lse = torch.empty(1, 4, 256, device="meta")
+    bound = A.attn_bwd_dkdv.bind((q, k, v, q, lse, lse, causal, qs, 0.125))
+    with pytest.raises(NotSupported, match="right operand is not a tile loaded from memory") as e:
+        bound.to_triton_code(Config(block_sizes=[128, 64], backend="gluon"))
+    assert f":{_line_of(A._dkdv_step, 'dp = hl.dot(do_blk, v_blk.T)')}" in str(e.value)
+    src = bound.to_triton_code(Config(block_sizes=[128, 64], backend="gluon", keys_rows=True))
+    assert "gl.warp_specialize(" in src and src.count("in range(0, 2):") == 2
 
 
 def test_knob_values_and_the_interpreter(device):

@@ -142,6 +142,22 @@ def test_causal_split_with_unequal_blocks(s, blocks, device, monkeypatch):
         C.reset_caches()
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("case", [(1, 4, 2, 33, 33, 64), (1, 2, 1, 17, 130, 32), (2, 2, 2, 130, 17, 32)],
+                         ids=lambda c: "b{}h{}kv{}q{}k{}d{}".format(*c))
+def test_dkdv_keys_rows(case, causal, device, monkeypatch):
+    """dK/dV computed as P^T and dP^T (``keys_rows``, the orientation the Gluon backend takes) against the fp64
+    reference: GQA, S_q != S_k both ways, ragged blocks, causal split with unequal blocks."""
+    default = A.default_config
+    monkeypatch.setattr(A, "default_config", lambda kernel, *a, **k: default(kernel, *a, **k).replace(
+        block_sizes=[32, 16], keys_rows=True) if kernel == "attn_bwd_dkdv" else default(kernel, *a, **k))
+    C.reset_caches()
+    try:
+        run_and_check(*case, causal, torch.float32, device)
+    finally:
+        C.reset_caches()
+
+
 @pytest.mark.parametrize("s_q,s_k", [(17, 130), (130, 17)])
 def test_different_query_and_key_lengths(s_q, s_k, device):
     """SDPA's causal mask is top-left aligned (query i sees keys j <= i) also when S_q != S_k."""

@@ -1,14 +1,15 @@
-"""attention's forward and dQ kernel on the Gluon backend (sm_90): the op layer's policy picks it for the calls
-the backend covers and Triton for the rest; a Gluon build that fails falls back to Triton, never to a wrong result.
+"""attention's forward and backward kernels (dQ, dK/dV) on the Gluon backend (sm_90): the op layer's policy picks it
+for the calls the backend covers and Triton for the rest; a Gluon build that fails falls back to Triton, never to a
+wrong result.
 
 CPU: the policy on a mocked sm_90 CUDA device (supported and unsupported calls, the opt-out, table entries);
 the fallback, run in the interpreter (which cannot run Gluon: the backend refuses, as on a GPU a misaligned
 tensor would); the selected Gluon Configs at the bench's shapes build for GPUTarget("cuda", 90, 32) with
 warp specialization and wgmma. GPU (-m gpu): forward and backward through the public API against the fp64
 reference (flash-attention's rule) at S = 128, 130, 1000, 4096, 4097, S_q != S_k, GQA, causal and not, D 128,
-and a check that the forward (and, on equal lengths in whole 128-blocks without GQA, dQ) really ran the
-Gluon kernel. Calls the policy leaves to Triton (D 64, sequences
-under 128, causal with S_q != S_k) are the ones no GPU run has checked on Gluon yet.
+and a check that the forward (and, on equal lengths in whole 128-blocks, dQ and dK/dV) really ran the
+Gluon kernel. Calls the policy leaves to Triton (D 64, sequences under 128, causal with S_q != S_k; in the
+backward, lengths unequal or not multiples of 128) are the ones no GPU run has checked on Gluon yet.
 """
 from __future__ import annotations
 
@@ -90,16 +91,16 @@ def test_bench_shapes_select_gluon_over_the_table(sm90, shape):
                             exact=(3, 4))
     assert entry is not None and list(tri["block_sizes"]) == list(entry["block_sizes"])
     assert tri["num_warps"] == entry["num_warps"]
-    # the backward: dQ on Gluon (its Triton choice plus the backend's keys), dK/dV on Triton
+    # the backward: dQ and dK/dV on Gluon, each its Triton choice plus the backend's keys
     bwd = _bwd_args(args)
     dq = A.config_for("attn_bwd_dq", bwd)
-    assert _is_gluon(dq) and dq["gluon_consumers"] == 2 and list(dq["block_sizes"]) == [128, 128]
     assert list(dq.get("grid_reverses", [])) == ([True] if causal else [])
-    tri_dq = A.triton_config(bwd, "attn_bwd_dq")
-    assert not _is_gluon(tri_dq)
-    assert {n: v for n, v in dict(dq).items() if n not in ("backend", "block_sizes", "gluon_consumers")} == \
-        {n: v for n, v in dict(tri_dq).items() if n != "block_sizes"}
-    assert not _is_gluon(A.config_for("attn_bwd_dkdv", bwd))
+    for kernel, blocks, extra in (("attn_bwd_dq", [128, 128], {}), ("attn_bwd_dkdv", [128, 64], {"keys_rows": True})):
+        cfg, tri_cfg = A.config_for(kernel, bwd), A.triton_config(bwd, kernel)
+        assert _is_gluon(cfg) and cfg["gluon_consumers"] == 2 and list(cfg["block_sizes"]) == blocks
+        assert not _is_gluon(tri_cfg) and not tri_cfg.get("keys_rows", False)
+        assert {n: v for n, v in dict(cfg).items() if n not in ("backend", "block_sizes", "gluon_consumers")} == \
+            {n: v for n, v in {**dict(tri_cfg), **extra}.items() if n != "block_sizes"}
 
 
 @pytest.mark.parametrize("case", [(1, 4, 1, 1000, 1000, 128, True), (1, 2, 2, 4097, 4097, 128, False),
@@ -150,27 +151,30 @@ def test_unsupported_calls_stay_on_triton(sm90, monkeypatch, what, reason):
     assert not _is_gluon(cfg) and dict(cfg) == dict(A.triton_config(args))
 
 
+@pytest.mark.parametrize("kernel", ["attn_bwd_dq", "attn_bwd_dkdv"])
 @pytest.mark.parametrize("what,reason", [
-    ("gqa", "GQA"), ("s_q_1000", "not a multiple of 128"), ("s_k_4097", "not a multiple of 128"),
+    ("s_q_1000", "not a multiple of 128"), ("s_k_4097", "not a multiple of 128"),
     ("dout_rows_not_16B", "'dout' strides"), ("d64", "head dim 64"), ("opt_out", "HELION_OPS_GLUON=0"),
     ("causal_s_q_ne_s_k", "causal with S_q != S_k"), ("s_q_ne_s_k", "S_q != S_k"),
 ])
-def test_dq_stays_on_triton_where_its_gluon_run_is_unchecked(sm90, monkeypatch, what, reason):
-    """dQ takes Gluon only where the forward could and the H100 run checked it: equal lengths in whole
-    128-blocks, no GQA."""
+def test_backward_stays_on_triton_where_its_gluon_run_is_unchecked(sm90, monkeypatch, what, reason, kernel):
+    """dQ and dK/dV take Gluon only where the forward could and the GPU tests checked them: equal lengths in
+    whole 128-blocks (GQA or not)."""
     d = 64 if what == "d64" else 128
     s_q, s_k = {"s_q_1000": (1000, 1000), "s_k_4097": (4097, 4097), "causal_s_q_ne_s_k": (1024, 2048),
                 "s_q_ne_s_k": (1024, 2048)}.get(what, (1024, 1024))
-    args = _args(1, 4, 2 if what == "gqa" else 4, s_q, s_k, d, what == "causal_s_q_ne_s_k")
+    args = _args(1, 4, 2, s_q, s_k, d, what == "causal_s_q_ne_s_k")
     dout = None
     if what == "dout_rows_not_16B":
         dout = torch.empty(1, 4, s_q, d + 4, dtype=torch.bfloat16, device="meta")[..., :d]
     if what == "opt_out":
         monkeypatch.setenv(G.ENV, "0")
     bwd = _bwd_args(args, dout)
-    assert reason in G.refusal_dq(bwd)
-    cfg = A.config_for("attn_bwd_dq", bwd)
-    assert not _is_gluon(cfg) and dict(cfg) == dict(A.triton_config(bwd, "attn_bwd_dq"))
+    assert reason in G.refusal_bwd(bwd)
+    cfg = A.config_for(kernel, bwd)
+    assert not _is_gluon(cfg) and dict(cfg) == dict(A.triton_config(bwd, kernel))
+    if what != "opt_out":
+        assert _is_gluon(A.config_for(kernel, _bwd_args(_args(1, 4, 2, 1024, 1024, 128, True))))  # GQA is taken
 
 
 def test_sm90_check_refuses_cpu_meta_and_the_interpreter():
@@ -270,12 +274,13 @@ def test_selected_gluon_configs_build_for_sm90_at_bench_shapes(sm90):
         got = A.attn_fwd.bind(args).compile_specs(cfg)
         assert len(got) == 1
         specs += got
-    for case in ((1, 4, 4, 1024, 1024, 128, False), (1, 4, 4, 1024, 1024, 128, True)):  # the dQ kernel's
+    for case in ((1, 4, 4, 1024, 1024, 128, False), (1, 4, 2, 1024, 1024, 128, True)):  # the backward's
         bwd = _bwd_args(_args(*case))
-        cfg = A.config_for("attn_bwd_dq", bwd)
-        assert _is_gluon(cfg), case
-        cases.append(case)
-        specs += A.attn_bwd_dq.bind(bwd).compile_specs(cfg)
+        for kernel in ("attn_bwd_dq", "attn_bwd_dkdv"):
+            cfg = A.config_for(kernel, bwd)
+            assert _is_gluon(cfg), case
+            cases.append((kernel, case))
+            specs += A.KERNELS[kernel].bind(bwd).compile_specs(cfg)
     built = compile_specs_for_target(specs, ("cuda", 90, 32))
     assert len(built) == len(cases)
     for case, kb in zip(cases, built):
@@ -320,9 +325,10 @@ def test_forward_backward_through_gluon_gpu(case, causal, device):
         assert not any(_is_gluon(c) for b, c, _ in rec), [(b.name, dict(c)) for b, c, _ in rec]
     else:
         assert _gluon_ran(rec), [(b.name, dict(c)) for b, c, _ in rec]
-        # dQ on Gluon where the lengths are equal whole 128-blocks and there is no GQA (G.refusal_dq)
-        whole = shape[3] % 128 == 0 and shape[3] == shape[4] and shape[1] == shape[2]
-        assert _gluon_ran(rec, "attn_bwd_dq") == whole, [(b.name, dict(c)) for b, c, _ in rec]
+        # dQ and dK/dV on Gluon where the lengths are equal whole 128-blocks (G.refusal_bwd)
+        whole = shape[3] % 128 == 0 and shape[3] == shape[4]
+        for kernel in ("attn_bwd_dq", "attn_bwd_dkdv"):
+            assert _gluon_ran(rec, kernel) == whole, [(b.name, dict(c)) for b, c, _ in rec]
 
 
 @pytest.mark.gpu

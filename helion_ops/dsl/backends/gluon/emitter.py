@@ -83,14 +83,17 @@ class GluonEmitter(Emitter):
                 users.setdefault(a.id, []).append(v)
         if any(r.rolled for r in self.d.rdims.values()):
             raise _refuse("a reduction rolled into chunks (reduction_loops)", None)
+        # an outer hl.grid loop (attention dK/dV's over a GQA group) may hold tile loops; the loops go no deeper
+        grids = [s for s in self.d.body if isinstance(s, I.For) and s.tiles[0].is_grid]
         for s in I.walk(self.d.body):
             loop = isinstance(s, I.For)
             bad = ("a device-side while loop or if statement" if isinstance(s, (I.While, I.If)) else
                    f"atomic_{s.atomic}" if isinstance(s, I.Store) and s.atomic else
-                   "an inner hl.grid loop" if loop and s.tiles[0].is_grid else
+                   "an hl.grid loop inside a loop" if loop and s.tiles[0].is_grid and s not in grids else
                    "an inner loop over several tiles" if loop and len(s.tiles) != 1 else
                    "an inner loop run last to first (range_reverses)" if loop and s.reverse else
-                   "nested inner loops" if loop and any(isinstance(x, I.For) for x in I.walk(s.body)) else None)
+                   "nested inner loops" if loop and s not in grids and any(isinstance(x, I.For) for x in I.walk(s.body))
+                   else None)
             if bad:
                 raise _refuse(bad, s.loc)
             if isinstance(s, I.Store):
@@ -120,7 +123,9 @@ class GluonEmitter(Emitter):
                     and dot_only(v, left=("tile", self.row) in idx.entries)
                     and (last != "tile" or x.block * idx.tensor.dtype.itemsize >= 16))   # TMA rows: 16 bytes at least
         names: dict[tuple, str] = {}
-        for s in self.d.body:
+        for s in [x for s in self.d.body for x in (s.body if s in grids else [s])]:
+            if s in grids or (s not in self.d.body and not isinstance(s, I.For)):
+                continue   # a grid loop's own statements: loaded anew per step, in registers
             ring, seen = isinstance(s, I.For), {}
             for v in [x.value for x in (s.body if ring else [s]) if isinstance(x, I.Let)]:
                 if v.op == "load" and tma_ok(v, s.tiles[0] if ring else self.row):
@@ -206,12 +211,16 @@ class GluonEmitter(Emitter):
         return out
     def rings_of(self, s: I.For) -> list[Smem]:
         return [m for m in self.smem.values() if m.ring and any(x is m.v for x in I.all_values(s.body))]
+    def header(self, t) -> str:
+        return f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}{'' if t.is_grid else f', {t.block}'}):"
     def for_loop(self, s: I.For) -> None:
         t, rings = s.tiles[0], self.rings_of(s)
-        if self.cfg.get("gluon_overlap", False) and rings and overlap.emit(self, s, rings):
+        if self.cfg.get("gluon_overlap", False) and rings and not t.is_grid and overlap.emit(self, s, rings):
             return
         names = self.carry(s)
-        with self.nest(f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}, {t.block}):"):
+        with self.nest(self.header(t)):
+            if t.is_grid:   # its tile loops hand their ring slots back themselves
+                return self.loop_body(s, names)
             self.tile_lines(t)
             if rings:
                 self.ring_slot(rings)
@@ -243,9 +252,12 @@ class GluonEmitter(Emitter):
         for s in body:
             if isinstance(s, I.Let) and s.value.id in self.smem:
                 self.issue(self.smem[s.value.id], None)
+            elif isinstance(s, I.For) and s.tiles[0].is_grid:
+                with self.nest(self.header(s.tiles[0])):
+                    self.producer(s.body)
             elif isinstance(s, I.For) and (rings := self.rings_of(s)):
                 t = s.tiles[0]
-                with self.nest(f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}, {t.block}):"):
+                with self.nest(self.header(t)):
                     # a fresh mbarrier passes a wait on parity 1: the first NUM_BUF fills go ahead at once
                     self.line(f"slot = ring_it % {NUM_BUF}", f"phase = ((ring_it // {NUM_BUF}) & 1) ^ 1")
                     for m in rings:
