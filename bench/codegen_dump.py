@@ -111,6 +111,9 @@ def dump(out: pathlib.Path, ops: list[str], arch: str = "sm90") -> int:
                         configs[f"table-{e['key'].get('variant') or 'nn'}-{h}"] = e["config"]
                 if op in GLUON_OPS:
                     configs.update({label: {**dict(chosen), "backend": "gluon", **kw} for label, kw in GLUON.items()})
+                if name in ("attn_bwd_dq", "attn_bwd_dkdv"):  # the op's own Gluon backward (_attention_gluon)
+                    from helion_ops.ops._attention_gluon import config_bwd
+                    configs["gluon-policy"] = config_bwd(name, chosen)
                 for label, cfg in configs.items():
                     f = out / op / tag / f"{k}-{name}-{label}.py"
                     f.parent.mkdir(parents=True, exist_ok=True)

@@ -510,11 +510,12 @@ def dsl_attention(backend: str):
 
 DSL_IMPLS = ("dsl_gluon", "dsl_gluon_overlap", "dsl_triton")
 # per backward kernel: the Configs bwd_session times (None: the catalog's Triton choice; else keys over it)
+_DQ = dict(backend="gluon", block_sizes=[128, 128], gluon_consumers=2)
+_DKDV = dict(backend="gluon", block_sizes=[128, 64], gluon_consumers=2, keys_rows=True)
 BWD_IMPLS = {
-    "attn_bwd_dq": {"dq_triton": None, "dq_gluon_c1": dict(backend="gluon", block_sizes=[128, 128], gluon_consumers=1),
-                    "dq_gluon_c2": dict(backend="gluon", block_sizes=[128, 128], gluon_consumers=2)},
-    "attn_bwd_dkdv": {"dkdv_triton": None, "dkdv_triton_keys_rows": dict(keys_rows=True),
-                      "dkdv_gluon_c2": dict(backend="gluon", block_sizes=[128, 64], gluon_consumers=2, keys_rows=True)},
+    "attn_bwd_dq": {"dq_triton": None, "dq_gluon_c2": _DQ, "dq_gluon_c2_ahead": {**_DQ, "gluon_mma_ahead": True}},
+    "attn_bwd_dkdv": {"dkdv_triton": None, "dkdv_gluon_c2": _DKDV,
+                      "dkdv_gluon_c2_ahead": {**_DKDV, "gluon_mma_ahead": True}},
 }
 BWD_MATMULS = {"attn_bwd_dq": 3, "attn_bwd_dkdv": 4}   # the forward counts two
 

@@ -18,11 +18,12 @@ FIELDS: dict[str, Any] = {"block_sizes": [], "loop_orders": [], "l2_groupings": 
     "num_warps": 4, "num_stages": 2, "pid_type": "flat", "grid_reverses": [], "indexing": "pointer",
     "range_num_stages": [], "range_unroll_factors": [], "range_warp_specializes": [], "range_flattens": [],
     "range_reverses": [], "load_eviction_policies": [], "backend": "triton", "gluon_consumers": 2,
-    "gluon_overlap": False}
+    "gluon_overlap": False, "gluon_mma_ahead": False}
 PID_TYPES = ("flat", "xyz", "persistent_blocked", "persistent_interleaved")
 # The Gluon backend (sm_90) and its knobs: searched only on an sm_90 GPU; elsewhere a Config may still name
 # them for codegen (to_triton_code, compile_for_target), and a launch under the interpreter refuses it.
-BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "gluon_overlap": (False, True)}
+BACKEND_CHOICES = {"backend": ("triton", "gluon"), "gluon_consumers": (1, 2), "gluon_overlap": (False, True),
+                   "gluon_mma_ahead": (False, True)}
 NOT_REVERSIBLE = ("this loop cannot run in reverse (it carries values between iterations, reads a tensor it "
                   "writes elsewhere, or makes atomic updates)")
 # Helion's singular spellings of list knobs (Config(block_size=32) is block_sizes=[32]).

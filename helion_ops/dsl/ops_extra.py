@@ -12,6 +12,7 @@ import zlib
 from typing import Any
 
 import torch
+from torch._higher_order_ops import associative_scan as _torch_scan
 
 from . import exc, indexing as IX, language as hl, ops as O
 from .ir import Value
@@ -197,12 +198,9 @@ def scan_fn(lw, node, name, fn, x, dim=None, reverse=False, grouped: bool = Fals
         return cumulative(lw, node, "cumsum", x, dim, reverse)
     return _combine(lw, fn, x, dim, node, "scan", grouped, reverse=reverse)
 
-try:  # torch's higher-order op: combine_fn(lefts, rights) takes tuples when xs is one
-    from torch._higher_order_ops import associative_scan as _torch_scan
-    rule(_torch_scan)(lambda lw, node, name, fn, xs, dim=None, reverse=False, **_: scan_fn(
-        lw, node, name, fn, xs, dim, reverse, grouped=True))
-except ImportError:  # pragma: no cover (older torch)
-    pass
+# torch's higher-order op: combine_fn(lefts, rights) takes tuples when xs is one
+rule(_torch_scan)(lambda lw, node, name, fn, xs, dim=None, reverse=False, **_: scan_fn(
+    lw, node, name, fn, xs, dim, reverse, grouped=True))
 
 @rule(hl.cumsum, torch.cumsum, hl.cumprod, torch.cumprod)
 def cumulative(lw, node, name, x, dim=None, reverse=False, *, dtype=None) -> Value:

@@ -211,6 +211,28 @@ def test_dkdv_takes_keys_rows_and_its_grid_loop():
     assert "gl.warp_specialize(" in src and src.count("in range(0, 2):") == 2
 
 
+@pytest.mark.parametrize("kernel", ["attn_bwd_dq", "attn_bwd_dkdv"])
+def test_mma_ahead_issues_dp_beside_s_and_waits_at_first_use(kernel):
+    """``gluon_mma_ahead``: the loop's dP wgmma (both operands in shared memory, no accumulator) is issued right
+    after S's, S is waited for with one wgmma left in flight, and every wgmma of the loop is waited for before
+    the ring slots go back to the producer. Off, each wgmma is waited for at once."""
+    q, k, v, causal, qs = _attn_args(1, 4, 2, 256, 128, False)
+    lse = torch.empty(1, 4, 256, device="meta")
+    bound = A.KERNELS[kernel].bind((q, k, v, q, lse, lse, causal, qs, 0.125))
+    base = dict(backend="gluon", block_sizes=[128, 128]) if kernel == "attn_bwd_dq" else \
+        dict(backend="gluon", block_sizes=[128, 64], keys_rows=True)
+    for ahead in (False, True):
+        src = bound.to_triton_code(Config(**base, gluon_mma_ahead=ahead))
+        consumer = src.split("_consumer(")[1].split("@gluon.jit")[0]
+        body = consumer[consumer.index("slot = ring_it"):consumer.index("ring_it += 1")]   # the first ring loop's
+        loop = [ln.strip() for ln in body.splitlines() if "warpgroup_mma" in ln or "mbarrier.arrive" in ln]
+        kinds = ["wait" if "warpgroup_mma_wait" in ln else "arrive" if "arrive" in ln else "mma" for ln in loop]
+        n = kinds.count("mma")
+        assert kinds.count("wait") == n and kinds[-2:] == ["arrive", "arrive"] and n in (3, 4)
+        assert kinds[:3] == (["mma", "mma", "wait"] if ahead else ["mma", "wait", "mma"])
+        assert ("warpgroup_mma_wait(1," in loop[2]) is ahead
+
+
 def test_knob_values_and_the_interpreter(device):
     x = torch.randn(128, 64, dtype=torch.float16, device=device)
     bound = matmul.bind((x, x.T.contiguous()))

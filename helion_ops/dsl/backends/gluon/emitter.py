@@ -69,6 +69,9 @@ class GluonEmitter(Emitter):
         self.smem: dict[int, Smem] = {}
         self.pending: dict[int, tuple[str, str]] = {}  # value id -> (its wait, its shared-memory ref)
         self.lay1d: dict[str, int] = {}     # tile index and mask names -> their SliceLayout dim
+        self.dots: list[I.Value] = []         # gluon_mma_ahead (see define): the dots of the loop being emitted,
+        self.lazy: dict[int, tuple] = {}      # those issued, not waited for yet -> (deps, A in registers, dot),
+        self.inflight: list[str] = []         # and their deps in issue order
         self.partition()
     def is_row(self, d) -> bool: return d.kind == "tile" and d.id == self.row.id
     def partition(self) -> None:
@@ -84,7 +87,8 @@ class GluonEmitter(Emitter):
         if any(r.rolled for r in self.d.rdims.values()):
             raise _refuse("a reduction rolled into chunks (reduction_loops)", None)
         # an outer hl.grid loop (attention dK/dV's over a GQA group) may hold tile loops; the loops go no deeper
-        grids = [s for s in self.d.body if isinstance(s, I.For) and s.tiles[0].is_grid]
+        loops = [s for s in I.walk(self.d.body) if isinstance(s, I.For)]
+        grids = [s for s in self.d.body if s in loops and s.tiles[0].is_grid]
         for s in I.walk(self.d.body):
             loop = isinstance(s, I.For)
             bad = ("a device-side while loop or if statement" if isinstance(s, (I.While, I.If)) else
@@ -122,10 +126,8 @@ class GluonEmitter(Emitter):
                     # a tile of the row block is split between the consumers: only a left operand may be
                     and dot_only(v, left=("tile", self.row) in idx.entries)
                     and (last != "tile" or x.block * idx.tensor.dtype.itemsize >= 16))   # TMA rows: 16 bytes at least
-        names: dict[tuple, str] = {}
-        for s in [x for s in self.d.body for x in (s.body if s in grids else [s])]:
-            if s in grids or (s not in self.d.body and not isinstance(s, I.For)):
-                continue   # a grid loop's own statements: loaded anew per step, in registers
+        names: dict[tuple, str] = {}   # in a grid loop, only its tile loops' loads (the rest load anew, in registers)
+        for s in [x for s in self.d.body for x in (s.body if s in grids else [s]) if x in self.d.body or x in loops]:
             ring, seen = isinstance(s, I.For), {}
             for v in [x.value for x in (s.body if ring else [s]) if isinstance(x, I.Let)]:
                 if v.op == "load" and tma_ok(v, s.tiles[0] if ring else self.row):
@@ -148,6 +150,13 @@ class GluonEmitter(Emitter):
             name = f"gl.convert_layout({name}, {_SLICE[1 - axis]})"
         return super().bcast(name, axis, ndim)
     def name_of(self, v: I.Value) -> str:
+        if v.id in self.lazy and self.lookup(v) is None:   # a dot's wait where its value is first used (define)
+            deps, reg, _ = self.lazy.pop(v.id)
+            out, later = self.fresh("mma_out"), len(self.inflight) - 1 - self.inflight.index(deps)
+            self.inflight.remove(deps)   # wgmmas complete in issue order: ``later`` younger ones may stay in flight
+            self.line(f"{out}{deps[deps.index(','):] if reg else ''} = warpgroup_mma_wait({later}, deps=({deps}))")
+            self.scopes[-1][v.id] = out
+            return out
         if v.id in self.pending and self.lookup(v) is None:
             wait, ref = self.pending[v.id]
             self.line(wait)
@@ -199,10 +208,25 @@ class GluonEmitter(Emitter):
         tok = self.fresh("mma")
         self.line(f"{tok} = warpgroup_mma({a}, {b}, {acc}, is_async=True)")
         return f"{tok}, {a}" if reg else f"{tok}, "
+    def in_smem(self, x: I.Value) -> bool: return (x.args[0] if x.op == "permute" else x).id in self.smem
+    def define(self, v: I.Value) -> str:
+        """``gluon_mma_ahead``: a dot's wgmma is issued here, and with it the loop's first later dot whose operands are
+        both tiles in shared memory, with no accumulator (attention's dP beside S, as FlashAttention-3's backward);
+        each is waited for where its value is first used (``name_of``): the wgmmas run beside the code between."""
+        if v.op != "dot" or not self.cfg.get("gluon_mma_ahead", False):
+            return super().define(v)
+        later = self.dots[self.dots.index(v) + 1:] if v in self.dots and v.id not in self.lazy else []
+        w = next((w for w in later if len(w.args) == 2 and self.in_smem(w.args[0]) and self.in_smem(w.args[1])), None)
+        for x in (v, w):
+            if x is not None and x.id not in self.lazy and self.lookup(x) is None:
+                reg = not self.in_smem(x.args[0])
+                self.lazy[x.id] = (self.mma(self.dot_operand(x.args[0], -1) if reg else self.name_of(x.args[0]),
+                                            self.name_of(x.args[1]), x, reg), reg, x)
+                self.inflight.append(self.lazy[x.id][0])
+        return ""
     def dot(self, v: I.Value, then=None) -> str:
         """``v``'s wgmma, waited for (fp32 out); ``then()`` runs between, its wgmma left in flight by the wait."""
-        a = v.args[0]
-        reg = (a.args[0] if a.op == "permute" else a).id not in self.smem
+        reg = not self.in_smem(a := v.args[0])
         deps = self.mma(self.dot_operand(a, -1) if reg else self.name_of(a), self.name_of(v.args[1]), v, reg)
         if then is not None:
             then()
@@ -212,12 +236,14 @@ class GluonEmitter(Emitter):
     def rings_of(self, s: I.For) -> list[Smem]:
         return [m for m in self.smem.values() if m.ring and any(x is m.v for x in I.all_values(s.body))]
     def header(self, t) -> str:
-        return f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}{'' if t.is_grid else f', {t.block}'}):"
+        step = "" if t.is_grid else f", {t.block}"
+        return f"for {t.offset} in range({self.bound(t.begin)}, {self.bound(t.end)}{step}):"
     def for_loop(self, s: I.For) -> None:
         t, rings = s.tiles[0], self.rings_of(s)
         if self.cfg.get("gluon_overlap", False) and rings and not t.is_grid and overlap.emit(self, s, rings):
             return
         names = self.carry(s)
+        self.dots = [x.value for x in s.body if isinstance(x, I.Let) and x.value.op == "dot"]
         with self.nest(self.header(t)):
             if t.is_grid:   # its tile loops hand their ring slots back themselves
                 return self.loop_body(s, names)
@@ -225,6 +251,7 @@ class GluonEmitter(Emitter):
             if rings:
                 self.ring_slot(rings)
             self.loop_body(s, names)
+            for *_, x in list(self.lazy.values()): self.name_of(x)   # the slot is free once they are waited for
             if rings:   # every wgmma reading the slot was waited for: hand it back to the producer
                 self.line(*[f"mbarrier.arrive({m.name}_empty.index(slot))" for m in rings], "ring_it += 1")
     def ring_slot(self, rings: list[Smem], it: str = "ring_it", p: str = "") -> None:
