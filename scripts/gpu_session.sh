@@ -34,7 +34,7 @@
 #   e2e_x2        the same under FSDP2 on 2 GPUs (needs a 2-GPU machine), patched and unpatched, E2E_X2_STEPS
 #                 steps (200)                            -> results/<GPU>x2/e2e.md (hard E2E_TIMEOUT)
 #   gluon         the DSL's Gluon backend (issue 22): its -m gpu tests and the catalog attention's (forward
-#                 on Gluon, backward on Triton, through the public API; hard GLUON_TEST_TIMEOUT, 360 s), then
+#                 and backward on Gluon, through the public API; hard GLUON_TEST_TIMEOUT, 360 s), then
 #                 attn_fwd through it (with and without gluon_overlap) against
 #                 SDPA-cuDNN/flash, the probe's d0_two_wg_overlap (the schedule the DSL emits) and
 #                 d_pingpong_overlap and the DSL's Triton path at 4x16x4096x128 and 1x16x16384x128, causal and
