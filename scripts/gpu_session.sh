@@ -43,7 +43,7 @@
 #   gluon_kernels the DSL's backward kernels alone (GLUON_KERNELS, default attn_bwd_dq,attn_bwd_dkdv): the catalog's
 #                 Triton Config against the Gluon backend's, TFLOP/s, at 4x16x4096x128 and 1x16x16384x128, causal
 #                 and not (bench.gluon_attention --dsl-bwd) -> $OUT/gluon_kernels.json (estimated 150 s a kernel;
-#                 hard GLUON_TIMEOUT)
+#                 hard GLUON_TIMEOUT; GLUON_EXTRA=--quick: the first shape only)
 #   gluon_bwd     the hand-written warp-specialized Gluon attention backward probe (bench.gluon_attention_bwd: five
 #                 matmuls in one kernel, dQ by relaxed atomics from the consumers or a dQ-writer warp) against
 #                 SDPA-cuDNN's, SDPA-flash's and the catalog's backward -> $OUT/gluon_attention_bwd.json (hard
@@ -123,7 +123,7 @@ for step in "$@"; do
              --variants d0_two_wg_overlap,d_pingpong_overlap \
              --dsl --out "$OUTDIR/gluon_dsl.json" 2>&1 | tail -40 | tee "$OUTDIR/gluon_bench.log" ;;
     gluon_kernels) timeout -s INT -k 20 "${GLUON_TIMEOUT:-240}" python3 -m bench.gluon_attention --variants "" \
-             --dsl-bwd "${GLUON_KERNELS:-attn_bwd_dq,attn_bwd_dkdv}" --out "$OUTDIR/gluon_kernels.json" 2>&1 \
+             --dsl-bwd "${GLUON_KERNELS:-attn_bwd_dq,attn_bwd_dkdv}" ${GLUON_EXTRA:-} --out "$OUTDIR/gluon_kernels.json" 2>&1 \
              | tail -40 | tee "$OUTDIR/gluon_kernels.log" ;;
     gluon_bwd) timeout -s INT -k 20 "${GLUON_BWD_TIMEOUT:-200}" python3 -m bench.gluon_attention_bwd \
              --out "$OUTDIR/gluon_attention_bwd.json" 2>&1 | tee "$OUTDIR/gluon_bwd.log" | tail -60 ;;

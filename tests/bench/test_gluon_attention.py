@@ -71,7 +71,7 @@ def test_unknown_variant_is_refused():
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 def test_bwd_session_configs_build_warp_specialized_for_sm90(causal, kernel):
     """``--dsl-bwd`` times the catalog's backward kernels under their Triton Config and the Gluon backend's: the
-    Gluon ones (two consumer warpgroups) build for sm_90 with the partitions and wgmma, as the catalog selects."""
+    Gluon ones with ``gluon_mma_ahead`` (two consumer warpgroups) build for sm_90 with the partitions and wgmma."""
     import math
     from helion_ops.dsl.backends.triton import compile_specs_for_target
     from helion_ops.ops import attention as A

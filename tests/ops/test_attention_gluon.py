@@ -95,8 +95,7 @@ def test_bench_shapes_select_gluon_over_the_table(sm90, shape):
     bwd = _bwd_args(args)
     dq = A.config_for("attn_bwd_dq", bwd)
     assert list(dq.get("grid_reverses", [])) == ([True] if causal else [])
-    for kernel, blocks, extra in (("attn_bwd_dq", [128, 128], {"gluon_mma_ahead": True}),
-                                  ("attn_bwd_dkdv", [128, 64], {"gluon_mma_ahead": True, "keys_rows": True})):
+    for kernel, blocks, extra in (("attn_bwd_dq", [128, 128], {}), ("attn_bwd_dkdv", [128, 64], {"keys_rows": True})):
         cfg, tri_cfg = A.config_for(kernel, bwd), A.triton_config(bwd, kernel)
         assert _is_gluon(cfg) and cfg["gluon_consumers"] == 2 and list(cfg["block_sizes"]) == blocks
         assert not _is_gluon(tri_cfg) and not tri_cfg.get("keys_rows", False)
