@@ -175,6 +175,41 @@ def test_construct_outside_the_subset_is_refused_at_its_line():
     assert f":{_line_of(cumsum_rows, 'torch.cumsum')}" in str(e.value)
 
 
+@helion.kernel(static_shapes=True)
+def grouped_matmul(x: torch.Tensor, y: torch.Tensor, grid_outside: bool) -> torch.Tensor:
+    """sum over g of x[g] @ y, the loop over the groups inside the k loop, or inside a second hl.grid loop."""
+    g, m, k = x.size()
+    _, n = y.size()
+    out = torch.empty([m, n], dtype=x.dtype, device=x.device)
+    for tile_m, tile_n in hl.tile([m, n]):
+        acc = hl.zeros([tile_m, tile_n], dtype=torch.float32)
+        if grid_outside:
+            for j in hl.grid(1):
+                for i in hl.grid(g):
+                    for tile_k in hl.tile(k):
+                        acc = hl.dot(x[i, tile_m, tile_k], y[tile_k, tile_n], acc=acc)
+        else:
+            for tile_kk in hl.tile(k):
+                for i in hl.grid(g):
+                    acc = hl.dot(x[i, tile_m, tile_kk], y[tile_kk, tile_n], acc=acc)
+        out[tile_m, tile_n] = acc.to(x.dtype)
+    return out
+
+
+@pytest.mark.parametrize("grid_outside,what,line", [
+    (False, "nested inner loops", "for tile_kk in hl.tile(k):"),
+    (True, "an hl.grid loop inside a loop", "for i in hl.grid(g):")])
+def test_loop_nests_outside_the_subset_are_refused_at_their_line(grid_outside, what, line):
+    """One ``hl.grid`` loop may hold the tile loops (dK/dV's GQA group); tile loops hold no loops, and no
+    ``hl.grid`` loop sits inside another loop."""
+    x = torch.empty(2, 256, 128, dtype=torch.float16, device="meta")
+    y = torch.empty(128, 256, dtype=torch.float16, device="meta")
+    with pytest.raises(NotSupported, match=what) as e:
+        grouped_matmul.bind((x, y, grid_outside)).to_triton_code(
+            Config(block_sizes=[128, 128, 64, 64], backend="gluon"))
+    assert f":{_line_of(grouped_matmul, line)}" in str(e.value)
+
+
 def test_reduction_over_rows_needs_one_consumer():
     """Two consumers each hold half of the row block: a sum over its rows is refused at its line; with
     one consumer it is generated."""

@@ -70,8 +70,7 @@ class GluonEmitter(Emitter):
         self.pending: dict[int, tuple[str, str]] = {}  # value id -> (its wait, its shared-memory ref)
         self.lay1d: dict[str, int] = {}     # tile index and mask names -> their SliceLayout dim
         self.dots: list[I.Value] = []         # gluon_mma_ahead (see define): the dots of the loop being emitted,
-        self.lazy: dict[int, tuple] = {}      # those issued, not waited for yet -> (deps, A in registers, dot),
-        self.inflight: list[str] = []         # and their deps in issue order
+        self.lazy: dict[int, tuple] = {}      # those issued, not waited for, in issue order -> (deps, A in regs, dot)
         self.partition()
     def is_row(self, d) -> bool: return d.kind == "tile" and d.id == self.row.id
     def partition(self) -> None:
@@ -87,17 +86,17 @@ class GluonEmitter(Emitter):
         if any(r.rolled for r in self.d.rdims.values()):
             raise _refuse("a reduction rolled into chunks (reduction_loops)", None)
         # an outer hl.grid loop (attention dK/dV's over a GQA group) may hold tile loops; the loops go no deeper
-        loops = [s for s in I.walk(self.d.body) if isinstance(s, I.For)]
-        grids = [s for s in self.d.body if s in loops and s.tiles[0].is_grid]
+        top = {id(s) for s in self.d.body}   # statements by identity (dataclasses compare by value)
+        grids = {id(s) for s in self.d.body if isinstance(s, I.For) and s.tiles[0].is_grid}
         for s in I.walk(self.d.body):
             loop = isinstance(s, I.For)
             bad = ("a device-side while loop or if statement" if isinstance(s, (I.While, I.If)) else
                    f"atomic_{s.atomic}" if isinstance(s, I.Store) and s.atomic else
-                   "an hl.grid loop inside a loop" if loop and s.tiles[0].is_grid and s not in grids else
+                   "an hl.grid loop inside a loop" if loop and s.tiles[0].is_grid and id(s) not in grids else
                    "an inner loop over several tiles" if loop and len(s.tiles) != 1 else
                    "an inner loop run last to first (range_reverses)" if loop and s.reverse else
-                   "nested inner loops" if loop and s not in grids and any(isinstance(x, I.For) for x in I.walk(s.body))
-                   else None)
+                   "nested inner loops" if loop and id(s) not in grids
+                   and any(isinstance(x, I.For) for x in I.walk(s.body)) else None)
             if bad:
                 raise _refuse(bad, s.loc)
             if isinstance(s, I.Store):
@@ -127,7 +126,8 @@ class GluonEmitter(Emitter):
                     and dot_only(v, left=("tile", self.row) in idx.entries)
                     and (last != "tile" or x.block * idx.tensor.dtype.itemsize >= 16))   # TMA rows: 16 bytes at least
         names: dict[tuple, str] = {}   # in a grid loop, only its tile loops' loads (the rest load anew, in registers)
-        for s in [x for s in self.d.body for x in (s.body if s in grids else [s]) if x in self.d.body or x in loops]:
+        flat = [x for s in self.d.body for x in (s.body if id(s) in grids else [s])]
+        for s in [x for x in flat if id(x) in top or isinstance(x, I.For)]:
             ring, seen = isinstance(s, I.For), {}
             for v in [x.value for x in (s.body if ring else [s]) if isinstance(x, I.Let)]:
                 if v.op == "load" and tma_ok(v, s.tiles[0] if ring else self.row):
@@ -151,9 +151,9 @@ class GluonEmitter(Emitter):
         return super().bcast(name, axis, ndim)
     def name_of(self, v: I.Value) -> str:
         if v.id in self.lazy and self.lookup(v) is None:   # a dot's wait where its value is first used (define)
-            deps, reg, _ = self.lazy.pop(v.id)
-            out, later = self.fresh("mma_out"), len(self.inflight) - 1 - self.inflight.index(deps)
-            self.inflight.remove(deps)   # wgmmas complete in issue order: ``later`` younger ones may stay in flight
+            ids = list(self.lazy)   # wgmmas complete in issue order: ``later`` younger ones may stay in flight
+            (deps, reg, _), later = self.lazy.pop(v.id), len(ids) - 1 - ids.index(v.id)
+            out = self.fresh("mma_out")
             self.line(f"{out}{deps[deps.index(','):] if reg else ''} = warpgroup_mma_wait({later}, deps=({deps}))")
             self.scopes[-1][v.id] = out
             return out
@@ -213,16 +213,15 @@ class GluonEmitter(Emitter):
         """``gluon_mma_ahead``: a dot's wgmma is issued here, and with it the loop's first later dot whose operands are
         both tiles in shared memory, with no accumulator (attention's dP beside S, as FlashAttention-3's backward);
         each is waited for where its value is first used (``name_of``): the wgmmas run beside the code between."""
-        if v.op != "dot" or not self.cfg.get("gluon_mma_ahead", False):
-            return super().define(v)
-        later = self.dots[self.dots.index(v) + 1:] if v in self.dots and v.id not in self.lazy else []
+        if v.op != "dot" or not self.cfg.get("gluon_mma_ahead", False) or v not in self.dots:
+            return super().define(v)   # a dot outside a loop is waited for at once
+        later = self.dots[self.dots.index(v) + 1:] if v.id not in self.lazy else []
         w = next((w for w in later if len(w.args) == 2 and self.in_smem(w.args[0]) and self.in_smem(w.args[1])), None)
         for x in (v, w):
             if x is not None and x.id not in self.lazy and self.lookup(x) is None:
                 reg = not self.in_smem(x.args[0])
                 self.lazy[x.id] = (self.mma(self.dot_operand(x.args[0], -1) if reg else self.name_of(x.args[0]),
                                             self.name_of(x.args[1]), x, reg), reg, x)
-                self.inflight.append(self.lazy[x.id][0])
         return ""
     def dot(self, v: I.Value, then=None) -> str:
         """``v``'s wgmma, waited for (fp32 out); ``then()`` runs between, its wgmma left in flight by the wait."""
