@@ -22,6 +22,7 @@ HEAD_DIMS = (128,)  # the head dim whose Gluon forward the H100 checked and time
 MIN_SEQ = 128  # a sequence shorter than one 128-row block takes clamped tiles no GPU run has checked yet
 BLOCK = 128
 ENV = "HELION_OPS_GLUON"
+CAUSAL_DKDV_MIN_KEYS = 8192  # causal dK/dV below this stays on Triton: the H100 harness ran it faster there
 _TRITON_ONLY: contextvars.ContextVar = contextvars.ContextVar("attention_triton_only", default=False)
 
 
@@ -76,11 +77,13 @@ def refusal(args: tuple) -> Optional[str]:
     return None
 
 
-def refusal_bwd(args: tuple) -> Optional[str]:
+def refusal_bwd(args: tuple, kernel: str = "attn_bwd_dq") -> Optional[str]:
     """Why a backward kernel (``attn_bwd_dq`` or ``attn_bwd_dkdv``) on ``args`` (q, k, v, dout, lse, delta, causal,
     ...) compiles through Triton, or None when the Gluon backend takes it: the forward's conditions (``refusal``)
     on q, k, v, dout loadable by TMA too, and the calls the GPU tests checked the Gluon backward at: equal
-    sequence lengths, multiples of 128."""
+    sequence lengths, multiples of 128. Causal dK/dV also needs ``CAUSAL_DKDV_MIN_KEYS`` keys: on the H100 the
+    whole backward ran 6-10% slower with it on Gluon at 1K and 2K tokens, the kernel alone 4% slower at 4K, and
+    faster from 8K (docs/decisions/gluon-attention.md)."""
     q, k, v, dout = args[:4]
     why = refusal((q, k, v, args[6]))
     if why is not None:
@@ -91,6 +94,8 @@ def refusal_bwd(args: tuple) -> Optional[str]:
         return f"a sequence length not a multiple of {BLOCK} (the Gluon backward is GPU-checked on full blocks)"
     if q.shape[-2] != k.shape[-2]:
         return "S_q != S_k (the Gluon backward is GPU-checked with equal lengths)"
+    if kernel == "attn_bwd_dkdv" and args[6] and k.shape[-2] < CAUSAL_DKDV_MIN_KEYS:
+        return f"causal dK/dV under {CAUSAL_DKDV_MIN_KEYS} keys (the Triton kernel ran faster there)"
     return None
 
 
@@ -125,7 +130,7 @@ def choose(kernel: str, cfg: Config, args: tuple, default: Callable[[tuple], Con
     (after the table entry or the analytic default): the Gluon Config where the kernel's refusal finds nothing (a
     Gluon table entry is kept there), else a Triton Config (the analytic ``default(args)`` in place of a Gluon
     entry)."""
-    gluon = (refusal if kernel == "attn_fwd" else refusal_bwd)(args) is None
+    gluon = (refusal(args) if kernel == "attn_fwd" else refusal_bwd(args, kernel)) is None
     if is_gluon(cfg):
         return cfg if gluon else Config(**dict(default(args)))
     if not gluon:

@@ -49,10 +49,10 @@ Backends: on an sm_90 GPU the forward (``attn_fwd``, the plain path) compiles th
 backend (a TMA producer warp, two wgmma consumer warpgroups of 64 query rows, ``gluon_overlap``) for the
 calls it covers (fp16/bf16, head dim 128, sequences of 128 or more, tensors TMA can load:
 ``_attention_gluon.refusal``), and so do the backward's dQ and dK/dV kernels (``attn_bwd_dq``,
-``attn_bwd_dkdv``) where, beyond that, the lengths are equal multiples of 128 (``_attention_gluon.refusal_bwd``);
-the policy's last
-step (``_attention_gluon.choose``) puts that Config in place of the Triton one (a Gluon table entry is
-kept), so the table's Triton entries and the analytic defaults are the Triton choice (``triton_config``).
+``attn_bwd_dkdv``) where, beyond that, the lengths are equal multiples of 128 (causal dK/dV: from 8192 keys;
+``_attention_gluon.refusal_bwd``); the policy's last step (``_attention_gluon.choose``) puts that Config in
+place of the Triton one (a Gluon table entry is kept), so the table's Triton entries and the analytic
+defaults are the Triton choice (``triton_config``).
 Triton runs everything else: other GPUs, the interpreter, other dtypes and head dims, the masked, varlen
 and decode kernels. A Gluon build or launch that fails runs the Triton Config instead (one
 ``FallbackWarning``; ``HELION_OPS_STRICT=1`` raises); one the backend refuses (``NotSupported``: a

@@ -91,13 +91,17 @@ def test_bench_shapes_select_gluon_over_the_table(sm90, shape):
                             exact=(3, 4))
     assert entry is not None and list(tri["block_sizes"]) == list(entry["block_sizes"])
     assert tri["num_warps"] == entry["num_warps"]
-    # the backward: dQ and dK/dV on Gluon, each its Triton choice plus the backend's keys
+    # the backward: dQ and dK/dV on Gluon (causal dK/dV from 8192 keys), each its Triton choice plus the backend's
     bwd = _bwd_args(args)
     dq = A.config_for("attn_bwd_dq", bwd)
     assert list(dq.get("grid_reverses", [])) == ([True] if causal else [])
+    assert _is_gluon(A.config_for("attn_bwd_dkdv", bwd)) == (not causal or s >= G.CAUSAL_DKDV_MIN_KEYS)
     for kernel, blocks, extra in (("attn_bwd_dq", [128, 128], {}), ("attn_bwd_dkdv", [128, 64], {"keys_rows": True})):
         cfg, tri_cfg = A.config_for(kernel, bwd), A.triton_config(bwd, kernel)
-        assert _is_gluon(cfg) and cfg["gluon_consumers"] == 2 and list(cfg["block_sizes"]) == blocks
+        if not _is_gluon(cfg):
+            assert dict(cfg) == dict(tri_cfg)
+            continue
+        assert cfg["gluon_consumers"] == 2 and list(cfg["block_sizes"]) == blocks
         assert not _is_gluon(tri_cfg) and not tri_cfg.get("keys_rows", False)
         assert {n: v for n, v in dict(cfg).items() if n not in ("backend", "block_sizes", "gluon_consumers")} == \
             {n: v for n, v in {**dict(tri_cfg), **extra}.items() if n != "block_sizes"}
@@ -174,7 +178,16 @@ def test_backward_stays_on_triton_where_its_gluon_run_is_unchecked(sm90, monkeyp
     cfg = A.config_for(kernel, bwd)
     assert not _is_gluon(cfg) and dict(cfg) == dict(A.triton_config(bwd, kernel))
     if what != "opt_out":
-        assert _is_gluon(A.config_for(kernel, _bwd_args(_args(1, 4, 2, 1024, 1024, 128, True))))  # GQA is taken
+        assert _is_gluon(A.config_for(kernel, _bwd_args(_args(1, 4, 2, 1024, 1024, 128, False))))  # GQA is taken
+
+
+@pytest.mark.parametrize("s", [1024, 4096, 8192, 16384])
+def test_causal_dkdv_takes_gluon_from_8192_keys(sm90, s):
+    """Causal dK/dV below CAUSAL_DKDV_MIN_KEYS keys stays on Triton (faster there on the H100); dQ does not."""
+    bwd = _bwd_args(_args(1, 4, 4, s, s, 128, True))
+    assert _is_gluon(A.config_for("attn_bwd_dkdv", bwd)) == (s >= 8192)
+    assert _is_gluon(A.config_for("attn_bwd_dq", bwd))
+    assert ("causal dK/dV under 8192 keys" in (G.refusal_bwd(bwd, "attn_bwd_dkdv") or "")) == (s < 8192)
 
 
 def test_sm90_check_refuses_cpu_meta_and_the_interpreter():
@@ -274,7 +287,7 @@ def test_selected_gluon_configs_build_for_sm90_at_bench_shapes(sm90):
         got = A.attn_fwd.bind(args).compile_specs(cfg)
         assert len(got) == 1
         specs += got
-    for case in ((1, 4, 4, 1024, 1024, 128, False), (1, 4, 2, 1024, 1024, 128, True)):  # the backward's
+    for case in ((1, 4, 4, 1024, 1024, 128, False), (1, 4, 2, 8192, 8192, 128, True)):  # the backward's
         bwd = _bwd_args(_args(*case))
         for kernel in ("attn_bwd_dq", "attn_bwd_dkdv"):
             cfg = A.config_for(kernel, bwd)
@@ -327,8 +340,9 @@ def test_forward_backward_through_gluon_gpu(case, causal, device):
         assert _gluon_ran(rec), [(b.name, dict(c)) for b, c, _ in rec]
         # dQ and dK/dV on Gluon where the lengths are equal whole 128-blocks (G.refusal_bwd)
         whole = shape[3] % 128 == 0 and shape[3] == shape[4]
-        for kernel in ("attn_bwd_dq", "attn_bwd_dkdv"):
-            assert _gluon_ran(rec, kernel) == whole, [(b.name, dict(c)) for b, c, _ in rec]
+        assert _gluon_ran(rec, "attn_bwd_dq") == whole, [(b.name, dict(c)) for b, c, _ in rec]
+        dkdv = whole and (not causal or shape[4] >= G.CAUSAL_DKDV_MIN_KEYS)
+        assert _gluon_ran(rec, "attn_bwd_dkdv") == dkdv, [(b.name, dict(c)) for b, c, _ in rec]
 
 
 @pytest.mark.gpu
