@@ -40,9 +40,10 @@ with no graph break.
 
 Configs: the op layer's policy: ``configs/<arch>/attention.json`` when it has an entry (nearest
 shape bucket; head dim and causal flag exact), else the analytic defaults of ``default_config`` (per
-kernel, head dim, dtype). Tunables beyond the standard knobs: ``causal_split``
-(causal: the forward and dQ visit the key blocks left of the diagonal band, and dK/dV the query blocks
-below it, in a loop without the mask; default on). Causal forward and dQ also take the query blocks
+kernel, head dim, dtype). Tunables beyond the standard knobs: ``causal_split`` (causal: the forward and
+dQ visit the key blocks left of the diagonal band, and dK/dV the query blocks below it, in a loop without
+the mask; default on) and ``keys_rows`` (dK/dV computes P^T and dP^T, keys as the rows: what the Gluon
+backend needs, see ``_dkdv_step``; default off). Causal forward and dQ also take the query blocks
 last-first (``grid_reverses``, see ``_longest_first``): the longest programs start first.
 
 Backends: on an sm_90 GPU the forward (``attn_fwd``, the plain path) compiles through the DSL's Gluon
