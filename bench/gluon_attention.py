@@ -509,27 +509,23 @@ def dsl_attention(backend: str):
 
 
 DSL_IMPLS = ("dsl_gluon", "dsl_gluon_overlap", "dsl_triton")
-# per backward kernel: the Configs bwd_session times (None: the catalog's Triton choice; else keys over it)
-_DQ = dict(backend="gluon", block_sizes=[128, 128], gluon_consumers=2)
-_DKDV = dict(backend="gluon", block_sizes=[128, 64], gluon_consumers=2, keys_rows=True)
-BWD_IMPLS = {
-    "attn_bwd_dq": {"dq_triton": None, "dq_gluon_c2": _DQ, "dq_gluon_c2_ahead": {**_DQ, "gluon_mma_ahead": True}},
-    "attn_bwd_dkdv": {"dkdv_triton": None, "dkdv_gluon_c2": _DKDV,
-                      "dkdv_gluon_c2_ahead": {**_DKDV, "gluon_mma_ahead": True}},
-}
+# the Configs bwd_session times: the catalog's Triton choice (None), and the op's Gluon Config
+# (_attention_gluon.config_bwd) with these keys over it
+BWD_IMPLS = {"triton": None, "gluon_c2": {}, "gluon_c2_ahead": {"gluon_mma_ahead": True}}
 BWD_MATMULS = {"attn_bwd_dq": 3, "attn_bwd_dkdv": 4}   # the forward counts two
 
 
 def bwd_configs(kernel: str, args: tuple) -> dict:
-    """The Configs ``bwd_session`` times the DSL's backward ``kernel`` under, on ``args``: the catalog's Triton
-    choice (``attention.triton_config``) and variations of it (``BWD_IMPLS``); the catalog's own choice on sm_90
-    is ``dq_gluon_c2`` / ``dkdv_gluon_c2``."""
+    """The Configs ``bwd_session`` times the DSL's backward ``kernel`` under, on ``args``, named ``dq_*`` / ``dkdv_*``:
+    the catalog's Triton choice (``attention.triton_config``) and the op's Gluon Config built from it
+    (``_attention_gluon.config_bwd``, the catalog's choice on sm_90: ``*_gluon_c2``) with ``BWD_IMPLS``' keys."""
     from helion_ops.dsl import Config
-    from helion_ops.ops import attention as A
+    from helion_ops.ops import _attention_gluon as G, attention as A
 
-    bound = A.KERNELS[kernel].bind(args)
-    tri = dict(A.triton_config(args, kernel))
-    return {name: bound.normalize(Config(**{**tri, **(kw or {})})) for name, kw in BWD_IMPLS[kernel].items()}
+    bound, tri = A.KERNELS[kernel].bind(args), A.triton_config(args, kernel)
+    gluon = dict(G.config_bwd(kernel, tri))
+    return {f"{kernel.split('_')[-1]}_{name}": bound.normalize(tri if kw is None else Config(**{**gluon, **kw}))
+            for name, kw in BWD_IMPLS.items()}
 
 
 def bwd_session(kernel: str, gen, quick: bool = False) -> list:
@@ -639,7 +635,7 @@ def _table(result: dict) -> str:
         shape = "x".join(map(str, r["shape"]))
         lines.append(f"{r['impl']:22s} {shape:>18s} {str(r['causal']):>6s} {r['ms']:8.3f} {r['tflops']:8.1f} "
                      f"{r.get('vs_cudnn', float('nan')):8.3f} {r.get('vs_flash', float('nan')):8.3f}")
-    for kernel in BWD_IMPLS:
+    for kernel in BWD_MATMULS:
         if not result.get(kernel):
             continue
         lines.append(f"{kernel:22s} {'shape':>18s} {'causal':>6s} {'ms':>8s} {'TFLOP/s':>8s} {'x Triton':>8s}")
@@ -678,8 +674,8 @@ def main(argv=None) -> int:
     run = {"env": _env(), "variants": {n: dataclasses.asdict(VARIANTS[n]) for n in names}}
     run.update(run_session(names, quick=args.quick, dsl=args.dsl))
     for kernel in [k for k in args.dsl_bwd.split(",") if k]:
-        if kernel not in BWD_IMPLS:
-            ap.error(f"--dsl-bwd: unknown {kernel!r}; choose from {list(BWD_IMPLS)}")
+        if kernel not in BWD_MATMULS:
+            ap.error(f"--dsl-bwd: unknown {kernel!r}; choose from {list(BWD_MATMULS)}")
         run[kernel] = bwd_session(kernel, torch.Generator(device="cuda").manual_seed(run["seed"] + 1), args.quick)
     out = args.out or os.path.join(os.environ.get("OUT", "."), "gluon_attention.json")
     doc = {"runs": []}

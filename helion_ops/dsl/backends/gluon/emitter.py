@@ -141,7 +141,7 @@ class GluonEmitter(Emitter):
             raise _refuse("a kernel without an inner tile loop whose hl.dot operands it can load with TMA "
                           "(16-bit tensors, last stride 1)", self.d.body[0].loc if self.d.body else None)
         for v in I.all_values(self.d.body):
-            if v.op == "dot" and (v.args[1].args[0] if v.args[1].op == "permute" else v.args[1]).id not in self.smem:
+            if v.op == "dot" and not self.in_smem(v.args[1]):
                 raise _refuse("an hl.dot whose right operand is not a tile loaded from memory "
                               "(wgmma reads it from shared memory)", v.loc)
     def dim_size(self, d) -> int: return super().dim_size(d) // (self.nc if self.is_row(d) else 1)
