@@ -511,14 +511,15 @@ def dsl_attention(backend: str):
 DSL_IMPLS = ("dsl_gluon", "dsl_gluon_overlap", "dsl_triton")
 # the Configs bwd_session times: the catalog's Triton choice (None), and the op's Gluon Config
 # (_attention_gluon.config_bwd) with these keys over it
-BWD_IMPLS = {"triton": None, "gluon_c2": {}, "gluon_c2_ahead": {"gluon_mma_ahead": True}}
+BWD_IMPLS = {"triton": None, "gluon_c2": {}, "gluon_c2_serial": {"gluon_mma_ahead": False}}
 BWD_MATMULS = {"attn_bwd_dq": 3, "attn_bwd_dkdv": 4}   # the forward counts two
 
 
 def bwd_configs(kernel: str, args: tuple) -> dict:
     """The Configs ``bwd_session`` times the DSL's backward ``kernel`` under, on ``args``, named ``dq_*`` / ``dkdv_*``:
     the catalog's Triton choice (``attention.triton_config``) and the op's Gluon Config built from it
-    (``_attention_gluon.config_bwd``, the catalog's choice on sm_90: ``*_gluon_c2``) with ``BWD_IMPLS``' keys."""
+    (``_attention_gluon.config_bwd``, the catalog's choice on sm_90, dP's wgmma issued ahead: ``*_gluon_c2``) with
+    ``BWD_IMPLS``' keys (``*_gluon_c2_serial``: each wgmma waited for before the next is issued)."""
     from helion_ops.dsl import Config
     from helion_ops.ops import _attention_gluon as G, attention as A
 

@@ -114,11 +114,13 @@ def config_bwd(kernel: str, cfg: Config) -> Config:
     """A backward kernel's Gluon Config from its Triton choice ``cfg`` (grid order and tunables kept): two consumer
     warpgroups of 64 rows each. dQ: 128x128 tiles. dK/dV: 128 keys by 64 queries with ``keys_rows`` (P^T and dP^T,
     so each warpgroup's wgmmas read the query-side tiles from shared memory): its two fp32 accumulators fill 128
-    of a consumer's 240 registers, and 128 queries spill. What the H100 runs measured and GPU-tested
-    (docs/decisions/attention-backward.md); ``gluon_mma_ahead`` is not on (untimed)."""
+    of a consumer's 240 registers, and 128 queries spill. ``gluon_mma_ahead``: dP's wgmma is issued beside S's, so
+    the tensor cores stay busy while a consumer waits on S. What the H100 runs measured and GPU-tested
+    (docs/decisions/attention-backward.md)."""
     blocks = [BLOCK, BLOCK] if kernel == "attn_bwd_dq" else [BLOCK, BLOCK // 2]
     extra = {"keys_rows": True} if kernel == "attn_bwd_dkdv" else {}
-    return Config(**{**dict(cfg), "backend": "gluon", "block_sizes": blocks, "gluon_consumers": 2, **extra})
+    return Config(**{**dict(cfg), "backend": "gluon", "block_sizes": blocks, "gluon_consumers": 2,
+                       "gluon_mma_ahead": True, **extra})
 
 
 def is_gluon(cfg: Config) -> bool:

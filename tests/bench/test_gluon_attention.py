@@ -80,10 +80,11 @@ def test_bwd_session_configs_build_warp_specialized_for_sm90(causal, kernel):
     lse = torch.empty(b, h, s, dtype=torch.float32, device="meta")
     args = (q, q, q, q, lse, lse, causal, ga.LOG2E / math.sqrt(d), 1 / math.sqrt(d))
     cfgs = ga.bwd_configs(kernel, args)
-    tri, c2 = kernel.split("_")[-1] + "_triton", kernel.split("_")[-1] + "_gluon_c2_ahead"
+    tri, c2 = kernel.split("_")[-1] + "_triton", kernel.split("_")[-1] + "_gluon_c2"
     assert set(cfgs) == {kernel.split("_")[-1] + "_" + n for n in ga.BWD_IMPLS}
     assert cfgs[tri].get("backend", "triton") == "triton"
     assert cfgs[c2]["backend"] == "gluon" and cfgs[c2]["gluon_consumers"] == 2 and cfgs[c2]["gluon_mma_ahead"]
+    assert not cfgs[kernel.split("_")[-1] + "_gluon_c2_serial"]["gluon_mma_ahead"]
     (kb,) = compile_specs_for_target(A.KERNELS[kernel].bind(args).compile_specs(cfgs[c2]), ("cuda", 90, 32))
     assert "ttg.warp_specialize" in kb.asm["ttgir"] and "wgmma.mma_async" in kb.asm["ptx"]
     assert kb.metadata["shared"] <= 227 * 1024

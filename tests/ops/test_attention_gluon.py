@@ -96,7 +96,8 @@ def test_bench_shapes_select_gluon_over_the_table(sm90, shape):
     dq = A.config_for("attn_bwd_dq", bwd)
     assert list(dq.get("grid_reverses", [])) == ([True] if causal else [])
     assert _is_gluon(A.config_for("attn_bwd_dkdv", bwd)) == (not causal or s >= G.CAUSAL_DKDV_MIN_KEYS)
-    for kernel, blocks, extra in (("attn_bwd_dq", [128, 128], {}), ("attn_bwd_dkdv", [128, 64], {"keys_rows": True})):
+    for kernel, blocks, extra in (("attn_bwd_dq", [128, 128], {"gluon_mma_ahead": True}),
+                                  ("attn_bwd_dkdv", [128, 64], {"gluon_mma_ahead": True, "keys_rows": True})):
         cfg, tri_cfg = A.config_for(kernel, bwd), A.triton_config(bwd, kernel)
         if not _is_gluon(cfg):
             assert dict(cfg) == dict(tri_cfg)
