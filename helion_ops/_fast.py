@@ -22,8 +22,10 @@ What is observed must be all the call did. A ``TorchDispatchMode`` watches the o
 ATen op outside a recorded step, op or kernel (a tensor made or changed by other code, a value read
 back to the host, as ``grouped_gemm``'s offsets check or varlen attention's lengths do) and the
 specialization keeps the ordinary path. So does one whose kernel arguments are not all derived from
-the call's (a tensor from elsewhere), one that read a pointer's alignment (:func:`give_up`), and one
-whose kernel fell back to eager or ran under an override.
+the call's (a tensor from elsewhere), and one whose kernel fell back to eager or ran under an override.
+A call whose choices read its pointers' 16-byte alignment (:func:`alignment_read`: a GEMM pads
+unaligned operand rows) gets a recipe that first compares each tensor argument's alignment with the
+observed call's; a call aligned otherwise takes the ordinary path.
 
 When the fast path is never taken (the ordinary path runs, as before):
 * ``torch.compile`` tracing (``torch.compiler.is_compiling()``): the custom op must appear;
@@ -62,6 +64,7 @@ _wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 _BY_VALUE = {int, bool, str, type(None), torch.dtype}
 _CONSTS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.Size)
 _MISSING = object()
+MISS = object()  # what a recipe returns for a call whose pointer alignment differs from the observed call's
 _local = threading.local()
 _lock = threading.Lock()
 observing = 0  # observations running now (all threads): the one test the hooks make on the ordinary path
@@ -133,9 +136,12 @@ def memoize(fn: Callable) -> Callable:
             return _observe(fn, recipes, k, flat, args, kwargs)
         if run is not None:
             try:
-                return run(flat)
+                out = run(flat)
             except Exception:  # a launch failed: the ordinary path decides (fallback or error)
                 recipes.pop(k, None)
+            else:
+                if out is not MISS:
+                    return out
         return fn(*args, **kwargs)
 
     call.recipes = recipes  # type: ignore[attr-defined]
@@ -185,12 +191,13 @@ def observer() -> Optional["Observer"]:
     return obs if obs is not None and not obs.paused else None
 
 
-def give_up() -> None:
-    """The observed call made a choice its specialization does not fix (a pointer's alignment): no recipe."""
+def alignment_read() -> None:
+    """The observed call made a choice by a pointer's 16-byte alignment, which its specialization does not
+    fix: its recipe replays only calls whose tensor arguments are aligned as the observed call's were."""
     if observing:
         obs = observer()
         if obs is not None:
-            obs.bad = True
+            obs.aligned = True
 
 
 def step(fn: Callable) -> Callable:
@@ -230,6 +237,7 @@ class Observer:
         self.events: list = []
         self.paused = 0
         self.bad = False
+        self.aligned = False  # a choice read a pointer's alignment (alignment_read)
 
     def call(self, fn: Callable, args: tuple, replay: Optional[Callable] = None) -> Any:
         """Run ``fn(*args)`` as one recorded step; the recipe calls ``replay`` (default ``fn``)."""
@@ -252,7 +260,7 @@ class Observer:
         if self.bad:
             return None
         try:
-            return _Recipe(self.inputs, self.events, out).run
+            return _Recipe(self.inputs, self.events, out, self.aligned).run
         except _NotDerived:
             return None
         finally:
@@ -264,11 +272,12 @@ class _NotDerived(Exception):
 
 
 class _Recipe:
-    """The generated function ``run(a)`` of the call's flat arguments ``a``."""
+    """The generated function ``run(a)`` of the call's flat arguments ``a`` (``aligned``: it returns ``MISS``
+    unless each tensor argument's address is, modulo 16, the observed call's)."""
 
     __slots__ = ("names", "consts", "run", "source")
 
-    def __init__(self, inputs: tuple, events: list, out: Any) -> None:
+    def __init__(self, inputs: tuple, events: list, out: Any, aligned: bool = False) -> None:
         self.names: dict[int, str] = {}
         self.consts: dict[str, Any] = {}
         for j, a in enumerate(inputs):
@@ -290,6 +299,11 @@ class _Recipe:
                     if isinstance(r, _Tensor):
                         self.names.setdefault(id(r), f"s{i}[{j}]")
         lines = [ln for _, _, ln in self._live(lines, f"return {self.expr(out)}")]
+        guard = " or ".join(f"a[{j}].data_ptr() & 15 != {a.data_ptr() & 15}" for j, a in enumerate(inputs)
+                            if isinstance(a, _Tensor))
+        if aligned and guard:
+            lines = [f"if {guard}:", "    return MISS", *lines]
+            self.consts["MISS"] = MISS
         self.source = "def run(a):\n" + "".join(f"    {ln}\n" for ln in lines)
         glb = dict(self.consts)
         exec(compile(self.source, "<helion_ops fast path>", "exec"), glb)
@@ -369,6 +383,9 @@ class GradSpec:
             except Exception:  # a launch failed: the ordinary forward decides (fallback or error)
                 self.fwd = None
                 out = self.op.impl(*args)
+            else:
+                if out is MISS:  # aligned otherwise than the observed call
+                    out = self.op.impl(*args)
         saved = [args[i] for i in self.tensors]
         if not self.multi:
             ctx.save_for_backward(*saved, *((out,) if self.op.save_outputs else ()))
@@ -398,9 +415,12 @@ class GradSpec:
                 return out
             if run is not None:
                 try:
-                    return run(flat)
+                    out = run(flat)
                 except Exception:
                     self.bwd.pop(k, None)
+                else:
+                    if out is not MISS:
+                        return out
         return self._backward(saved, ctx.needs_input_grad, grads)
 
     def _backward(self, saved: tuple, needs: tuple, grads: tuple) -> tuple:

@@ -77,7 +77,7 @@ def padded(t: torch.Tensor) -> torch.Tensor:
     """``t`` itself if its rows are aligned (``rows_aligned`` of its layout), else a copy of it in the
     same orientation with padded rows (``pad_rows``)."""
     p, trans = layout(t)
-    _fast.give_up()  # a pointer's alignment decides: not fixed by the specialization, no fast-path recipe
+    _fast.alignment_read()  # a pointer's alignment decides: the fast path's recipe checks it
     if rows_aligned(p):
         return t
     return pad_rows(p).t() if trans else pad_rows(p)
@@ -95,7 +95,7 @@ def operands(a: torch.Tensor, b: torch.Tensor, m: int, n: int, k: int, ta: bool 
     pa, ta = layout(a, ta)
     pb, tb = layout(b, tb)
     if worth_padding(m, n, k):
-        _fast.give_up()  # as in padded()
+        _fast.alignment_read()  # as in padded()
         if not rows_aligned(pa):
             pa = pad_rows(pa)
         if not rows_aligned(pb):

@@ -403,3 +403,43 @@ def test_in_place_change_of_a_saved_input_is_still_caught():
     y.mul_(2)  # y is saved for the backward
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+
+
+def _misaligned(t: torch.Tensor) -> torch.Tensor:
+    """A copy of ``t`` whose data starts 4 bytes past a 16-byte boundary (same shape and strides)."""
+    buf = torch.empty(t.numel() + 1, dtype=t.dtype)
+    out = buf[1:].view(t.shape).copy_(t)
+    assert out.data_ptr() % 16 != 0 and out.stride() == t.stride()
+    return out.requires_grad_(t.requires_grad)
+
+
+def test_a_gemm_choice_by_alignment_replays_only_calls_aligned_alike(monkeypatch, op_calls, ordinary_launches):
+    """A GEMM large enough to pad unaligned operand rows reads its pointers' alignment: its recipes (forward,
+    and backward per gradient) replay calls whose tensors are aligned as the observed call's (no op entered,
+    no Kern called); a call on a misaligned copy takes the ordinary path and is right; aligned calls replay
+    again after it."""
+    from helion_ops.ops import _gemm as GE
+    monkeypatch.setattr(GE, "PAD_MIN_MNK", 1)  # the dispatch shape counts as large
+    monkeypatch.setattr(GE, "PAD_MIN_MN", 1)
+    spec = SPECS["matmul"]
+    for seed in range(2):  # observe, then replay once
+        with torch.no_grad():
+            spec.impl(*_inputs(spec, seed=seed))
+        inputs = _inputs(spec, grad=True, seed=seed)
+        out, _ = _grads(spec, inputs, torch.randn_like(spec.impl(*inputs)))
+
+    def check(inputs, replayed: bool):
+        n_ops, n_kerns = op_calls[0], ordinary_launches[0]
+        with torch.no_grad():
+            got = spec.impl(*inputs)
+        ref = spec.reference(*inputs).to(got.dtype)
+        torch.testing.assert_close(got, ref, rtol=0, atol=spec.TOLERANCE[torch.float32] * max(1.0, ref.abs().max().item()))
+        g = torch.randn_like(out)
+        _, grads = _grads(spec, inputs, g)
+        _assert_grads(grads, _ref_grads(spec, inputs, g), "matmul")
+        assert (op_calls[0] == n_ops and ordinary_launches[0] == n_kerns) == replayed
+
+    check(_inputs(spec, grad=True, seed=3), replayed=True)
+    a, b = _inputs(spec, grad=True, seed=4)
+    check((_misaligned(a), b), replayed=False)
+    check(_inputs(spec, grad=True, seed=5), replayed=True)
