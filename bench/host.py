@@ -7,7 +7,9 @@ forward (inference, no autograd) and forward + backward (inputs requiring grad, 
 loop measures what the host spends per call, as long as it is longer than the kernels; the table also
 gives each op's GPU time (kernel durations from a CUDA profiler trace), so a row where the GPU decides
 says so, the same loop with every DSL launch stubbed, and the launches one call makes, replayed alone
-(wall and CPU time). ``--profile N`` prints a cProfile of ours. Writes results/<GPU>/host.md.
+(wall and CPU time), and forward + backward again with the backward on the calling thread (the other rows run
+it on autograd's device thread, as training does); beside them, the autograd floor (a bare ``autograd.Function``
+against eager's ``x * 2``). ``--profile N`` prints a cProfile of ours. Writes results/<GPU>/host.md.
 
 Needs a CUDA GPU (the interpreter's timings say nothing about host cost): without one it refuses.
 
@@ -166,6 +168,10 @@ def measure(spec, iters: int, repeats: int, profile: int = 0) -> list[dict]:
             o, e = (min(ts) for ts in zip(*[(per_call_us(ours[mode], iters, 1), per_call_us(theirs[mode], iters, 1))
                                             for _ in range(repeats)]))
             g, eg = gpu_us(ours[mode]), gpu_us(theirs[mode])
+            if mode == "fwd+bwd":  # the backward on the calling thread, not autograd's device thread
+                with torch.autograd.set_multithreading_enabled(False):
+                    oc, ec = (min(ts) for ts in zip(*[(per_call_us(ours[mode], iters, 1),
+                                                       per_call_us(theirs[mode], iters, 1)) for _ in range(repeats)]))
             with stubbed_launches():  # the same loop with every DSL launch a no-op: what the launches cost
                 stub = per_call_us(ours[mode], iters, repeats)
             launches = captured_launches(ours[mode])
@@ -174,8 +180,9 @@ def measure(spec, iters: int, repeats: int, profile: int = 0) -> list[dict]:
             alone_cpu = per_call_cpu_us(lambda: [c.launch(v) for c, v in launches], iters, repeats)
             if profile:
                 print(f"{spec.NAME} {mode}: cProfile of ours (launches real)\n" + profiled(ours[mode], iters, profile))
+        ct = {"ours_ct_us": oc, "eager_ct_us": ec} if mode == "fwd+bwd" else {}
         rows.append({"op": spec.NAME, "shape": "x".join(map(str, shape)), "mode": mode, "ours_us": o,
-                     "eager_us": e, "ratio": o / e, "ours_gpu_us": g, "eager_gpu_us": eg, "stubbed_us": stub,
+                     "eager_us": e, "ratio": o / e, **ct, "ours_gpu_us": g, "eager_gpu_us": eg, "stubbed_us": stub,
                      "launches": len(launches), "static": sum(bool(getattr(c.fast, "static", False))
                                                               for c, _ in launches), "launch_us": alone,
                      "launch_cpu_us": alone_cpu, "captured": launches})
@@ -212,6 +219,32 @@ def launch_floor(launches: list, iters: int, repeats: int) -> dict:
             "eager": per_call_us(tiny.neg_, iters, repeats)}
 
 
+class _Bare(torch.autograd.Function):
+    """The least an ``autograd.Function`` does: its forward allocates the output, its backward returns the
+    gradient it got."""
+    @staticmethod
+    def forward(ctx, x):
+        return torch.empty_like(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def function_floor(iters: int, repeats: int) -> dict:
+    """Forward + backward of ``_Bare`` on a 16x1024 bf16 tensor, and of eager's ``x * 2`` (one ATen op with a
+    backward), with the backward on autograd's device thread and on the calling thread: what any op whose
+    autograd is a Python ``Function`` pays, against a native op's."""
+    x = torch.randn(16, 1024, device="cuda", dtype=DTYPE, requires_grad=True)
+    g = torch.randn_like(x)
+    out = {}
+    for where, threads in (("device", True), ("calling", False)):
+        with torch.autograd.set_multithreading_enabled(threads):
+            out[f"function_{where}"] = per_call_us(lambda: _Bare.apply(x).backward(g), iters, repeats)
+            out[f"eager_{where}"] = per_call_us(lambda: (x * 2).backward(g), iters, repeats)
+    return out
+
+
 def profiled(fn, iters: int, top: int) -> str:
     """cProfile of ``iters`` calls of ``fn``: its ``top`` most expensive functions by own time."""
     prof = cProfile.Profile(time.thread_time)
@@ -221,7 +254,8 @@ def profiled(fn, iters: int, top: int) -> str:
     return out.getvalue()
 
 
-def markdown(rows: list[dict], info: dict, iters: int, repeats: int, floor: dict | None = None) -> str:
+def markdown(rows: list[dict], info: dict, iters: int, repeats: int, floor: dict | None = None,
+             fn_floor: dict | None = None) -> str:
     lines = [f"# Host time per call: helion_ops against eager ({info['gpu_full']})", "",
              f"torch {info['torch']}, triton {info['triton']}, commit {info['commit']}, {info['date']}; "
              f"`python -m bench.host`: {DTYPE} inputs, a tight loop of {iters} calls synchronized at the "
@@ -233,18 +267,26 @@ def markdown(rows: list[dict], info: dict, iters: int, repeats: int, floor: dict
              f"counts one call's DSL kernel launches (in brackets: those through torch's static CUDA "
              f"launcher); `launches alone` replays just those launches, with the call's recorded arguments, "
              f"in the same loop (wall time; in brackets the thread's CPU time: their host cost where the GPU "
-             f"bounds that loop).", "",
+             f"bounds that loop). `calling thread`: forward + backward with the backward on the calling thread "
+             f"(`torch.autograd.set_multithreading_enabled(False)`, as the harness times backwards), ours / eager; "
+             f"the other columns run it on autograd's device thread, as a training loop does.", "",
              "| op | shape | mode | ours (us) | eager (us) | ratio | ours GPU (us) | eager GPU (us) "
-             "| ours, no launch (us) | launches | launches alone (us) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ours, no launch (us) | launches | launches alone (us) | calling thread (us) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        ct = f"{r['ours_ct_us']:.1f} / {r['eager_ct_us']:.1f}" if "ours_ct_us" in r else "-"
         lines.append(f"| {r['op']} | {r['shape']} | {r['mode']} | {r['ours_us']:.1f} | {r['eager_us']:.1f} | "
                      f"{r['ratio']:.2f}x | {r['ours_gpu_us']:.1f} | {r['eager_gpu_us']:.1f} | {r['stubbed_us']:.1f} | "
-                     f"{r['launches']} ({r['static']}) | {r['launch_us']:.1f} ({r['launch_cpu_us']:.1f}) |")
+                     f"{r['launches']} ({r['static']}) | {r['launch_us']:.1f} ({r['launch_cpu_us']:.1f}) | {ct} |")
     if floor:
         lines += ["", f"Launch floor ({floor['op']}'s forward binary, each route alone in the same loop): ours "
                       f"{floor['ours']:.1f} µs, Triton's `fn[grid]` {floor['triton']:.1f} µs; an eager in-place op on a "
                       f"16-element tensor (torch's dispatcher and launch) {floor['eager']:.1f} µs."]
+    if fn_floor:
+        lines += ["", f"Autograd floor (16x1024, forward + backward): a bare `autograd.Function` (its forward allocates "
+                      f"the output, its backward returns its gradient) {fn_floor['function_device']:.1f} µs, eager's "
+                      f"`x * 2` {fn_floor['eager_device']:.1f} µs; on the calling thread "
+                      f"{fn_floor['function_calling']:.1f} and {fn_floor['eager_calling']:.1f} µs."]
     return "\n".join(lines) + "\n"
 
 
@@ -288,7 +330,13 @@ def main(argv=None) -> int:
     info = {**gpu_info.info(), "commit": gpu_info.git_commit(), "date": gpu_info.utc_date()}
     path = Path(args.out) / info["gpu"] / "host.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(rows, info, args.iters, args.repeats, floor))
+    try:
+        fn_floor = function_floor(args.iters, args.repeats)
+        print(f"autograd floor: {fn_floor}", flush=True)
+    except Exception as e:  # a reference figure: its failure must not cost the table
+        fn_floor = None
+        print(f"autograd floor: failed: {type(e).__name__}: {str(e)[:300]}")
+    path.write_text(markdown(rows, info, args.iters, args.repeats, floor, fn_floor))
     print(f"wrote {path}")
     return 0 if rows else 1
 

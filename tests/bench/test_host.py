@@ -25,8 +25,13 @@ def test_markdown_table():
              "launch_us": 1.9, "launch_cpu_us": 1.2}]
     info = {"gpu_full": "NVIDIA H100 80GB HBM3", "torch": "2.11", "triton": "3.6", "commit": "abc", "date": "d"}
     md = host.markdown(rows, info, 1000, 3)
-    assert "| softmax | 16x1024 | fwd | 6.0 | 6.2 | 0.97x | 2.0 | 1.5 | 4.1 | 2 (1) | 1.9 (1.2) |" in md and "H100" in md
-    assert "Launch floor" not in md
+    assert "| softmax | 16x1024 | fwd | 6.0 | 6.2 | 0.97x | 2.0 | 1.5 | 4.1 | 2 (1) | 1.9 (1.2) | - |" in md and "H100" in md
+    assert "Launch floor" not in md and "Autograd floor" not in md
+    bwd = dict(rows[0], mode="fwd+bwd", ours_ct_us=50.0, eager_ct_us=40.25)
+    md = host.markdown([bwd], info, 1000, 3, fn_floor={"function_device": 83.2, "eager_device": 95.1,
+                                                        "function_calling": 54.5, "eager_calling": 64.5})
+    assert "| 1.9 (1.2) | 50.0 / 40.2 |" in md
+    assert "`autograd.Function`" in md and "83.2 µs" in md and "95.1 µs" in md and "54.5 and 64.5 µs" in md
     md = host.markdown(rows, info, 1000, 3, {"op": "softmax", "ours": 4.0, "triton": 12.5, "eager": 3.1})
     assert "ours 4.0 µs, Triton's `fn[grid]` 12.5 µs" in md and "16-element tensor" in md and "3.1 µs" in md
 
