@@ -109,6 +109,13 @@ def calls(spec, fn, shape, device: str = "cuda", dtype: torch.dtype = DTYPE) -> 
     return out
 
 
+def interleaved(ours, eager, iters: int, repeats: int) -> tuple[float, float]:
+    """(ours, eager) µs per call, each the best of ``repeats`` loops run alternately (ours, eager, ours, ...):
+    drift in the machine's speed during the measurement moves both alike."""
+    return tuple(min(ts) for ts in zip(*[(per_call_us(ours, iters, 1), per_call_us(eager, iters, 1))
+                                         for _ in range(repeats)]))
+
+
 def per_call_cpu_us(fn, iters: int, repeats: int) -> float:
     """Best of ``repeats`` loops of ``iters`` calls of ``fn`` (µs/call of this thread's CPU time: with no
     device to wait for, that is the host cost, and a loaded machine's preemptions stay out of it)."""
@@ -163,15 +170,11 @@ def measure(spec, iters: int, repeats: int, profile: int = 0) -> list[dict]:
             for _ in range(3):
                 fn()  # compile, record, warm the caches
         with torch.no_grad() if mode == "fwd" else torch.enable_grad():
-            # interleaved (ours, eager, ours, ...), each the best of its loops: drift in the machine's speed
-            # during the measurement moves both alike
-            o, e = (min(ts) for ts in zip(*[(per_call_us(ours[mode], iters, 1), per_call_us(theirs[mode], iters, 1))
-                                            for _ in range(repeats)]))
+            o, e = interleaved(ours[mode], theirs[mode], iters, repeats)
             g, eg = gpu_us(ours[mode]), gpu_us(theirs[mode])
             if mode == "fwd+bwd":  # the backward on the calling thread, not autograd's device thread
                 with torch.autograd.set_multithreading_enabled(False):
-                    oc, ec = (min(ts) for ts in zip(*[(per_call_us(ours[mode], iters, 1),
-                                                       per_call_us(theirs[mode], iters, 1)) for _ in range(repeats)]))
+                    oc, ec = interleaved(ours[mode], theirs[mode], iters, repeats)
             with stubbed_launches():  # the same loop with every DSL launch a no-op: what the launches cost
                 stub = per_call_us(ours[mode], iters, repeats)
             launches = captured_launches(ours[mode])

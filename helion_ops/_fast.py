@@ -299,9 +299,9 @@ class _Recipe:
                     if isinstance(r, _Tensor):
                         self.names.setdefault(id(r), f"s{i}[{j}]")
         lines = [ln for _, _, ln in self._live(lines, f"return {self.expr(out)}")]
-        guard = " or ".join(f"a[{j}].data_ptr() & 15 != {a.data_ptr() & 15}" for j, a in enumerate(inputs)
-                            if isinstance(a, _Tensor))
-        if aligned and guard:
+        if aligned and any(isinstance(a, _Tensor) for a in inputs):
+            guard = " or ".join(f"a[{j}].data_ptr() & 15 != {a.data_ptr() & 15}" for j, a in enumerate(inputs)
+                                if isinstance(a, _Tensor))
             lines = [f"if {guard}:", "    return MISS", *lines]
             self.consts["MISS"] = MISS
         self.source = "def run(a):\n" + "".join(f"    {ln}\n" for ln in lines)

@@ -42,7 +42,7 @@
 #                 GLUON_TIMEOUT for the bench, 240 s)
 #   gluon_kernels the DSL's backward kernels alone (GLUON_KERNELS, default attn_bwd_dq,attn_bwd_dkdv): the catalog's
 #                 Triton Config against the Gluon backend's, TFLOP/s, at 4x16x4096x128 and 1x16x16384x128, causal
-#                 and not (bench.gluon_attention --dsl-bwd) -> $OUT/gluon_kernels.json (estimated 150 s a kernel;
+#                 and not (bench.gluon_attention --dsl-bwd) -> $OUT/gluon_kernels.json (estimated 80 s for both;
 #                 hard GLUON_TIMEOUT; GLUON_EXTRA=--quick: the first shape only)
 #   gluon_bwd     the hand-written warp-specialized Gluon attention backward probe (bench.gluon_attention_bwd: five
 #                 matmuls in one kernel, dQ by relaxed atomics from the consumers or a dQ-writer warp) against

@@ -81,9 +81,8 @@ def refusal_bwd(args: tuple, kernel: str = "attn_bwd_dq") -> Optional[str]:
     """Why a backward kernel (``attn_bwd_dq`` or ``attn_bwd_dkdv``) on ``args`` (q, k, v, dout, lse, delta, causal,
     ...) compiles through Triton, or None when the Gluon backend takes it: the forward's conditions (``refusal``)
     on q, k, v, dout loadable by TMA too, and the calls the GPU tests checked the Gluon backward at: equal
-    sequence lengths, multiples of 128. Causal dK/dV also needs ``CAUSAL_DKDV_MIN_KEYS`` keys: on the H100 the
-    whole backward ran 6-10% slower with it on Gluon at 1K and 2K tokens, the kernel alone 4% slower at 4K, and
-    faster from 8K (docs/decisions/gluon-attention.md)."""
+    sequence lengths, multiples of 128. Causal dK/dV also needs ``CAUSAL_DKDV_MIN_KEYS`` keys: below that the
+    Triton kernel ran faster on the H100 (docs/decisions/gluon-attention.md)."""
     q, k, v, dout = args[:4]
     why = refusal((q, k, v, args[6]))
     if why is not None:
