@@ -68,6 +68,7 @@
 #   the ms_graph column; "plain" to leave it out, "plain,graph" for every row),
 #   HELION_BENCH_EFFORT (quick; none: Helion's default config, untuned), HELION_BENCH_TUNE_S (20),
 #   TUNE_TIMEOUT (s, hard, helion_tune; 240), TUNE_EXTRA (e.g. "--max-shapes 6", as BENCH_EXTRA),
+#   NORM_OPS / GEMM_OPS (the ops of bench_norms / bench_gemm, comma-separated; default all three),
 #   SOAK_SHAPES (120), SOAK_BUDGET (s; 90), SOAK_EXTRA, E2E_STEPS (10), E2E_EXTRA (e.g. "--model llama"),
 #   E2E_TIMEOUT (s, hard; 420; e2e writes its page after every run, so a killed step keeps what it measured).
 set -uo pipefail
@@ -86,8 +87,8 @@ export HELION_AUTOTUNE_PROGRESS_BAR=0 HELION_AUTOTUNE_LOG_LEVEL=${HELION_AUTOTUN
 BASELINES=eager,compile,compile_max,cublas,cudnn,flash,grouped_mm,liger,helion,copy
 SHAPES=${BENCH_SHAPES:-bench/session_shapes.json}
 BENCH="python3 -m bench.run --dtype ${BENCH_DTYPE:-bf16} --mode both --baselines $BASELINES ${BENCH_TIMING:---warmup 10 --rep 40} --timing ${BENCH_GRAPH_TIMING:-plain,graph:bwd} --shapes $SHAPES --tuned-shapes ${TUNED_SHAPES:-2,grouped_gemm=1} --time-budget ${BENCH_BUDGET:-480} ${BENCH_EXTRA:-}"
-NORMS="--op softmax,rms_norm,layer_norm"
-GEMMS="--op matmul,grouped_gemm,attention"
+NORMS="--op ${NORM_OPS:-softmax,rms_norm,layer_norm}"
+GEMMS="--op ${GEMM_OPS:-matmul,grouped_gemm,attention}"
 save() { tar czf "$OUTDIR/results.tgz" results 2>/dev/null; }
 bench() {  # bench <log name> <bench.run args...>: soft budget inside, hard timeout outside, reports always rebuilt
   local log=$1; shift
