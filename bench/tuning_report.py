@@ -124,7 +124,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("HELION_OPS_CACHE_DIR", tempfile.mkdtemp())  # fresh tuning cache: real tuning times
     t_end = time.perf_counter() + args.budget
     hmod, why = (None, "skipped (--no-helion)") if args.no_helion else _helion_module()
-    hver = getattr(sys.modules.get("helion"), "__version__", "")
+    from bench.helion_baseline import version as helion_version
+    hname = helion_version() or "helion"  # 'helion 1.4.0' (the wheel's package has no __version__)
     lines = [f"# Tuning on {torch.cuda.get_device_name()} ({datetime.date.today()}, torch {torch.__version__}, "
              f"triton {triton.__version__})", "",
              "Wall time includes compilation, candidates' accuracy checks and timing. Times are medians of "
@@ -159,14 +160,14 @@ def main(argv=None) -> int:
         if hmod is None:
             continue
         if t_end - time.perf_counter() < HELION_S:
-            rows.append((f"helion {hver} quick: not run (budget)", 0.0, None, None))
+            rows.append((f"{hname} quick: not run (budget)", 0.0, None, None))
             continue
         try:
             hk = getattr(hmod, kern.__name__)
             t0 = time.perf_counter()
             hk(*inputs)
             wall = time.perf_counter() - t0
-            rows.append((f"helion {hver} quick", wall, _ms(lambda: hk(*inputs)), None))
+            rows.append((f"{hname} quick", wall, _ms(lambda: hk(*inputs)), None))
         except Exception as e:
             lines.append(f"<!-- helion {name} failed: {type(e).__name__}: {str(e)[:200]} -->")
     for name, shape, unit, make, kern, work, ref in cases:
