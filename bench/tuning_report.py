@@ -27,6 +27,7 @@ import time
 
 import torch
 
+from bench import helion_baseline
 from tests.dsl import kernels as K
 
 QUICK_S, HELION_S = 10.0, 90.0  # estimates per kernel (plan and budget); results/H100/tuning.md has the times
@@ -124,8 +125,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HELION_OPS_CACHE_DIR", tempfile.mkdtemp())  # fresh tuning cache: real tuning times
     t_end = time.perf_counter() + args.budget
     hmod, why = (None, "skipped (--no-helion)") if args.no_helion else _helion_module()
-    from bench.helion_baseline import version as helion_version
-    hname = helion_version() or "helion"  # 'helion 1.4.0' (the wheel's package has no __version__)
+    hname = helion_baseline.version() or "helion"  # 'helion 1.4.0'
     lines = [f"# Tuning on {torch.cuda.get_device_name()} ({datetime.date.today()}, torch {torch.__version__}, "
              f"triton {triton.__version__})", "",
              "Wall time includes compilation, candidates' accuracy checks and timing. Times are medians of "

@@ -5,7 +5,8 @@
 #   dsl           DSL core check            -> results/<GPU>/dsl_check.md
 #   tune          tuning report: quick and full (<= FULL_LIMIT s) of softmax, rms_norm, layer_norm, matmul,
 #                 then Helion's quick where TUNE_BUDGET (soft, 200 s) leaves ~90 s a kernel (TUNE_BUDGET=560:
-#                 all four; hard limit TUNE_BUDGET + 100 s, at most 590 s: one device call)
+#                 all four, ~540 s; hard limit TUNE_BUDGET + 100 s, at most 580 s, so setup and the results
+#                 archive still fit one 600 s device call)
 #                 -> results/<GPU>/tuning.md (estimated 230 s; `python -m bench.tuning_report --dry`)
 #   test          pytest -m gpu (hard TEST_TIMEOUT, 540 s, by SIGINT: a cut run still prints its failures and
 #                 summary; the whole log in $OUT/test_full.log, ~430 s on an H100). TEST_WORKERS=N: N pytest
@@ -102,7 +103,7 @@ for step in "$@"; do
   echo "=== $step $(date -u +%H:%M:%S)"
   case "$step" in
     dsl)   python3 -m bench.dsl_check --out "results/$GPU/dsl_check.md" 2>&1 | tee "$OUTDIR/dsl.log" ;;
-    tune)  timeout -s INT -k 20 $(( ${TUNE_BUDGET:-200} + 100 < 590 ? ${TUNE_BUDGET:-200} + 100 : 590 )) python3 -m bench.tuning_report --out "results/$GPU/tuning.md" \
+    tune)  timeout -s INT -k 20 $(( ${TUNE_BUDGET:-200} + 100 < 580 ? ${TUNE_BUDGET:-200} + 100 : 580 )) python3 -m bench.tuning_report --out "results/$GPU/tuning.md" \
              --full-limit ${FULL_LIMIT:-35} --budget ${TUNE_BUDGET:-200} 2>&1 | tee "$OUTDIR/tune.log" ;;
     test)  timeout -s INT -k 30 "${TEST_TIMEOUT:-540}" python3 -m pytest -q -m gpu ${TEST_PATHS:-tests} -p no:cacheprovider --tb=short \
              -rfE --durations=10 ${TEST_WORKERS:+-n $TEST_WORKERS --dist loadfile} 2>&1 \
