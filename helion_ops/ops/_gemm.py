@@ -61,11 +61,16 @@ _pad = C.Kern("matmul", pad_rows_kernel, lambda args: Config(block_sizes=[1024],
               eager=lambda src, cols, width: torch.nn.functional.pad(src.view(-1, cols), (0, width - cols)).view(-1))
 
 
+def padded_width(cols: int, element_size: int) -> int:
+    """The row length (elements) of ``pad_rows``' copy: ``cols`` rounded up to 128 bytes."""
+    step = max(1, 128 // element_size)
+    return -(-cols // step) * step
+
+
 def pad_rows(p: torch.Tensor) -> torch.Tensor:
     """A copy of the 2-D ``p`` whose rows start on 128-byte boundaries (the padding is never read)."""
     rows, cols = p.shape
-    step = max(1, 128 // p.element_size())
-    width = -(-cols // step) * step
+    width = padded_width(cols, p.element_size())
     if p.is_contiguous():
         return _pad(p.view(-1), cols, width).view(rows, width)[:, :cols]
     buf = torch.empty((rows, width), dtype=p.dtype, device=p.device)[:, :cols]
@@ -101,3 +106,40 @@ def operands(a: torch.Tensor, b: torch.Tensor, m: int, n: int, k: int, ta: bool 
         if not rows_aligned(pb):
             pb = pad_rows(pb)
     return pa, pb, ta, tb
+
+
+# ---- the edge split (matmul's forward: ``pad_rows_edge_kernel``) --------------------------------------------
+
+EDGE_MAX = 8  # output columns the edge split computes beside the main GEMM (a [16, 16] dot tile holds them)
+
+
+def edge_cols(n: int, block_n: int) -> int:
+    """R, the last output columns a GEMM of N columns in blocks of ``block_n`` leaves to the edge split (R
+    columns past a multiple of the block: a whole column of tiles for them otherwise), or 0: no split."""
+    r = n % block_n
+    return r if 0 < r <= EDGE_MAX and n > block_n else 0
+
+
+def padded_meta(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if its rows are aligned, else a meta tensor laid out as ``pad_rows`` would copy it (to ask
+    which Config the GEMM on the copy would run with, before copying)."""
+    if rows_aligned(t):
+        return t
+    return torch.empty_strided(t.shape, (padded_width(t.shape[1], t.element_size()), 1), dtype=t.dtype,
+                               device="meta")
+
+
+@_fast.step
+def cols(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    return t[:, lo:hi]
+
+
+@_fast.step
+def rows(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    return t[lo:hi]
+
+
+@_fast.step
+def flat(t: torch.Tensor) -> torch.Tensor:
+    """``t``'s elements in row-major order, flat (a copy unless ``t`` is contiguous)."""
+    return t.reshape(-1)
