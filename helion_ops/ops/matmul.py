@@ -347,8 +347,9 @@ def _eager_edge(a, k, v, bias, edge, width):
     return torch.nn.functional.pad(a2, (0, width - k))
 
 
-# 16-row tiles, so a 4097-row A makes 257 programs; a deep K block keeps 16 KB of A's loads in flight per program.
-_edge = C.Kern(NAME, pad_rows_edge_kernel, lambda a: Config(block_sizes=[16, 16, 512], num_warps=8, num_stages=1),
+# 16-row tiles (the least a dot takes), so a 4097-row A makes 257 programs, with the deepest K block a dot takes
+# (256): A's rows are 2-byte loads, and each step keeps 8 KB of them in flight per program.
+_edge = C.Kern(NAME, pad_rows_edge_kernel, lambda a: Config(block_sizes=[16, 16, 256], num_warps=8, num_stages=1),
                eager=_eager_edge)
 # One pass (0) or split-K (1): the table's measured times where it has both, else split_factor.
 # Keyed by what the tables and split_factor read (shapes, dtype, layout): cheaper than the full signature.
