@@ -69,11 +69,11 @@ def padded_width(cols: int, element_size: int) -> int:
 
 def pad_rows(p: torch.Tensor) -> torch.Tensor:
     """A copy of the 2-D ``p`` whose rows start on 128-byte boundaries (the padding is never read)."""
-    rows, cols = p.shape
-    width = padded_width(cols, p.element_size())
-    if p.is_contiguous():
-        return _pad(p.view(-1), cols, width).view(rows, width)[:, :cols]
-    buf = torch.empty((rows, width), dtype=p.dtype, device=p.device)[:, :cols]
+    n_rows, n_cols = p.shape
+    width = padded_width(n_cols, p.element_size())
+    if p.is_contiguous():  # through steps and a Kern: the fast path replays it
+        return cols(rows_of(_pad(flat(p), n_cols, width), width), 0, n_cols)
+    buf = torch.empty((n_rows, width), dtype=p.dtype, device=p.device)[:, :n_cols]
     buf.copy_(p)
     return buf
 
@@ -143,3 +143,9 @@ def rows(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
 def flat(t: torch.Tensor) -> torch.Tensor:
     """``t``'s elements in row-major order, flat (a copy unless ``t`` is contiguous)."""
     return t.reshape(-1)
+
+
+@_fast.step
+def rows_of(t: torch.Tensor, width: int) -> torch.Tensor:
+    """The flat ``t`` as rows of ``width``."""
+    return t.view(-1, width)

@@ -389,6 +389,12 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
     return out
 
 
+@_fast.step
+def _block_n(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], tb: bool) -> int:
+    """The N block the GEMM of ``a`` @ ``b`` (stored layouts) would run with once their rows are padded."""
+    return _mm.config_for(GE.padded_meta(a), GE.padded_meta(b), bias, None, False, tb)["block_sizes"][1]
+
+
 def _run_edge(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], m: int, n: int, k: int, ta: bool,
               tb: bool) -> Optional[torch.Tensor]:
     """The edge split (``pad_rows_edge_kernel``) of a large GEMM with no activation, where A is stored row-major
@@ -400,7 +406,7 @@ def _run_edge(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], m:
         return None
     pb, tb = GE.layout(b, tb)
     width = GE.padded_width(k, a.element_size())
-    r = GE.edge_cols(n, _mm.config_for(GE.padded_meta(pa), GE.padded_meta(pb), bias, None, False, tb)["block_sizes"][1])
+    r = GE.edge_cols(n, _block_n(pa, pb, bias, tb))
     if not r:
         return None
     pb, main = pb if GE.rows_aligned(pb) else GE.pad_rows(pb), n - r
