@@ -3,6 +3,8 @@ operand costs no copy) and, in large GEMMs, padding rows that TMA descriptors an
 loads cannot read (K or N odd in fp16/bf16), as torch.compile's pad_mm does."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 import helion_ops.dsl as helion
@@ -111,6 +113,31 @@ def operands(a: torch.Tensor, b: torch.Tensor, m: int, n: int, k: int, ta: bool 
 # ---- the edge split (matmul's forward: ``pad_rows_edge_kernel``) --------------------------------------------
 
 EDGE_MAX = 8  # output columns the edge split computes beside the main GEMM (a [16, 16] dot tile holds them)
+
+
+def edge_split(a: torch.Tensor, b: torch.Tensor, bias, m: int, n: int, k: int, ta: bool, tb: bool, block_n,
+               edge, gemm) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """(the output, A's padded copy) of the edge split of a large GEMM ``A @ B (+ bias)`` (A = ``a``, or
+    ``a.t()`` with ``ta``; B likewise), or None where it does not apply: A must be stored row-major,
+    contiguous and with unaligned rows (so it is padded anyway), and N must end 1..EDGE_MAX columns past a
+    multiple of the N block (``block_n(stored a, stored b, bias, tb)``) the GEMM would run with. ``edge``
+    (matmul's ``pad_rows_edge_kernel``) pads A and computes the last R columns; ``gemm`` (``matmul_kernel``)
+    writes the others into the same output."""
+    pa, ta = layout(a, ta)
+    _fast.alignment_read()  # the choice reads A's alignment (as operands() does)
+    if ta or rows_aligned(pa) or not pa.is_contiguous():
+        return None
+    pb, tb = layout(b, tb)
+    r = edge_cols(n, block_n(pa, pb, bias, tb))
+    if not r:
+        return None
+    pb, main = pb if rows_aligned(pb) else pad_rows(pb), n - r
+    out = C.empty((m, n), a.dtype, a.device)
+    v = C.transpose(rows(pb, main, n), 0, 1) if tb else cols(pb, main, n)  # [K, R]: B's last R columns
+    edge_bias, main_bias = (None, None) if bias is None else (rows(bias, main, n), rows(bias, 0, main))
+    pa = cols(edge(flat(pa), k, flat(v), edge_bias, cols(out, main, n), padded_width(k, a.element_size())), 0, k)
+    gemm(pa, rows(pb, 0, main) if tb else cols(pb, 0, main), main_bias, None, False, tb, cols(out, 0, main))
+    return out, pa
 
 
 def edge_cols(n: int, block_n: int) -> int:

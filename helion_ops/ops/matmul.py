@@ -25,7 +25,8 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
   output: no column of tiles does a whole K loop for one output column (4097^3: 528 tiles, not 561).
 - Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on the
   stored operands read transposed (``_run``'s ``ta``/``tb``: no copies, no views),
-  ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``.
+  ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``. dA takes the edge split where it applies (dZ is
+  then padded by it, for dB too).
 - The op layer (``helion_ops._oplib``) makes ``helion_ops::matmul`` / ``matmul_bwd`` custom ops with
   fakes and autograd, so ``torch.compile`` traces through it without a graph break.
 
@@ -377,9 +378,9 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
     if m == 0 or n == 0 or k == 0:
         return _eager_kernel(a, b, bias, activation, ta, tb)
     if activation is None and GE.worth_padding(m, n, k):
-        out = _run_edge(a, b, bias, m, n, k, ta, tb)
-        if out is not None:
-            return out
+        split = _edge_split(a, b, bias, m, n, k, ta, tb)
+        if split is not None:
+            return split[0]
     pa, pb, ta, tb = GE.operands(a, b, m, n, k, ta, tb)
     args = (pa, pb, bias, activation, ta, tb)
     if _route(args, lambda: (args, (pa, pb, ta, tb))) == 0:
@@ -395,27 +396,8 @@ def _block_n(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], tb:
     return _mm.config_for(GE.padded_meta(a), GE.padded_meta(b), bias, None, False, tb)["block_sizes"][1]
 
 
-def _run_edge(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], m: int, n: int, k: int, ta: bool,
-              tb: bool) -> Optional[torch.Tensor]:
-    """The edge split (``pad_rows_edge_kernel``) of a large GEMM with no activation, where A is stored row-major
-    with unaligned rows (so it is padded anyway) and N ends 1..EDGE_MAX columns past a multiple of the N
-    block the GEMM would run with; else None (the ordinary path)."""
-    pa, ta = GE.layout(a, ta)
-    _fast.alignment_read()  # the choice reads A's alignment (as GE.operands does)
-    if ta or GE.rows_aligned(pa) or not pa.is_contiguous():
-        return None
-    pb, tb = GE.layout(b, tb)
-    width = GE.padded_width(k, a.element_size())
-    r = GE.edge_cols(n, _block_n(pa, pb, bias, tb))
-    if not r:
-        return None
-    pb, main = pb if GE.rows_aligned(pb) else GE.pad_rows(pb), n - r
-    out = C.empty((m, n), a.dtype, a.device)
-    v = C.transpose(GE.rows(pb, main, n), 0, 1) if tb else GE.cols(pb, main, n)  # [K, R]: B's last R columns
-    edge_bias, main_bias = (None, None) if bias is None else (GE.rows(bias, main, n), GE.rows(bias, 0, main))
-    pa = GE.cols(_edge(GE.flat(pa), k, GE.flat(v), edge_bias, GE.cols(out, main, n), width), 0, k)
-    _mm(pa, GE.rows(pb, 0, main) if tb else GE.cols(pb, 0, main), main_bias, None, False, tb, GE.cols(out, 0, main))
-    return out
+def _edge_split(a, b, bias, m, n, k, ta, tb):
+    return GE.edge_split(a, b, bias, m, n, k, ta, tb, _block_n, _edge, _mm)
 
 
 def _eager2d(a, b, bias, activation):
@@ -483,9 +465,13 @@ def matmul_bwd_op(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, bias: Op
         dz = _relu_grad(grad, out)
     else:
         dz = _act_grad(grad, _run(a, b, bias, None), activation, a.dtype)
-    if GE.worth_padding(a.shape[0], b.shape[1], a.shape[1]):
-        dz = GE.padded(dz)  # an operand of both GEMMs: padded once here, not in each
-    da = _run(dz, b, None, None, tb=True) if need_a else C.placeholder(a)
+    (m, k), n = a.shape, b.shape[1]
+    da = None
+    if GE.worth_padding(m, n, k):  # dZ is an operand of both GEMMs: padded once here, not in each
+        split = _edge_split(dz, b, None, m, k, n, False, True) if need_a else None  # dA = dZ @ B^T
+        da, dz = split if split is not None else (None, GE.padded(dz))
+    if da is None:
+        da = _run(dz, b, None, None, tb=True) if need_a else C.placeholder(a)
     db = _run(a, dz, None, None, ta=True) if need_b else C.placeholder(b)
     dbias = _bias_grad(dz, bias.dtype) if bias is not None else C.placeholder(a)
     return da, db, dbias
