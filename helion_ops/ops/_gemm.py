@@ -115,12 +115,12 @@ def operands(a: torch.Tensor, b: torch.Tensor, m: int, n: int, k: int, ta: bool 
 EDGE_MAX = 8  # output columns the edge split computes beside the main GEMM (a [16, 16] dot tile holds them)
 
 
-def edge_split(a: torch.Tensor, b: torch.Tensor, bias, m: int, n: int, k: int, ta: bool, tb: bool, block_n,
+def edge_split(a: torch.Tensor, b: torch.Tensor, bias, m: int, n: int, k: int, ta: bool, tb: bool, block_n: int,
                edge, gemm) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
     """(the output, A's padded copy) of the edge split of a large GEMM ``A @ B (+ bias)`` (A = ``a``, or
     ``a.t()`` with ``ta``; B likewise), or None where it does not apply: A must be stored row-major,
     contiguous and with unaligned rows (so it is padded anyway), and N must end 1..EDGE_MAX columns past a
-    multiple of the N block (``block_n(stored a, stored b, bias, tb)``) the GEMM would run with. ``edge``
+    multiple of ``block_n``, the N block of the GEMM on the padded operands. ``edge``
     (matmul's ``pad_rows_edge_kernel``) pads A and computes the last R columns; ``gemm`` (``matmul_kernel``)
     writes the others into the same output."""
     pa, ta = layout(a, ta)
@@ -128,7 +128,7 @@ def edge_split(a: torch.Tensor, b: torch.Tensor, bias, m: int, n: int, k: int, t
     if ta or rows_aligned(pa) or not pa.is_contiguous():
         return None
     pb, tb = layout(b, tb)
-    r = edge_cols(n, block_n(pa, pb, bias, tb))
+    r = edge_cols(n, block_n)
     if not r:
         return None
     pb, main = pb if rows_aligned(pb) else pad_rows(pb), n - r
@@ -145,15 +145,6 @@ def edge_cols(n: int, block_n: int) -> int:
     columns past a multiple of the block: a whole column of tiles for them otherwise), or 0: no split."""
     r = n % block_n
     return r if 0 < r <= EDGE_MAX and n > block_n else 0
-
-
-def padded_meta(t: torch.Tensor) -> torch.Tensor:
-    """``t`` if its rows are aligned, else a meta tensor laid out as ``pad_rows`` would copy it (to ask
-    which Config the GEMM on the copy would run with, before copying)."""
-    if rows_aligned(t):
-        return t
-    return torch.empty_strided(t.shape, (padded_width(t.shape[1], t.element_size()), 1), dtype=t.dtype,
-                               device="meta")
 
 
 @_fast.step
