@@ -3,8 +3,6 @@ operand costs no copy) and, in large GEMMs, padding rows that TMA descriptors an
 loads cannot read (K or N odd in fp16/bf16), as torch.compile's pad_mm does."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 import helion_ops.dsl as helion
@@ -63,19 +61,14 @@ _pad = C.Kern("matmul", pad_rows_kernel, lambda args: Config(block_sizes=[1024],
               eager=lambda src, cols, width: torch.nn.functional.pad(src.view(-1, cols), (0, width - cols)).view(-1))
 
 
-def padded_width(cols: int, element_size: int) -> int:
-    """The row length (elements) of ``pad_rows``' copy: ``cols`` rounded up to 128 bytes."""
-    step = max(1, 128 // element_size)
-    return -(-cols // step) * step
-
-
 def pad_rows(p: torch.Tensor) -> torch.Tensor:
     """A copy of the 2-D ``p`` whose rows start on 128-byte boundaries (the padding is never read)."""
-    n_rows, n_cols = p.shape
-    width = padded_width(n_cols, p.element_size())
-    if p.is_contiguous():  # through steps and a Kern: the fast path replays it
-        return cols(rows_of(_pad(flat(p), n_cols, width), width), 0, n_cols)
-    buf = torch.empty((n_rows, width), dtype=p.dtype, device=p.device)[:, :n_cols]
+    rows, cols = p.shape
+    step = max(1, 128 // p.element_size())
+    width = -(-cols // step) * step
+    if p.is_contiguous():
+        return _pad(p.view(-1), cols, width).view(rows, width)[:, :cols]
+    buf = torch.empty((rows, width), dtype=p.dtype, device=p.device)[:, :cols]
     buf.copy_(p)
     return buf
 
@@ -108,62 +101,3 @@ def operands(a: torch.Tensor, b: torch.Tensor, m: int, n: int, k: int, ta: bool 
         if not rows_aligned(pb):
             pb = pad_rows(pb)
     return pa, pb, ta, tb
-
-
-# ---- the edge split (matmul's forward: ``pad_rows_edge_kernel``) --------------------------------------------
-
-EDGE_MAX = 8  # output columns the edge split computes beside the main GEMM (a [16, 16] dot tile holds them)
-
-
-def edge_split(a: torch.Tensor, b: torch.Tensor, bias, m: int, n: int, k: int, ta: bool, tb: bool, block_n: int,
-               edge, gemm) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-    """(the output, A's padded copy) of the edge split of a large GEMM ``A @ B (+ bias)`` (A = ``a``, or
-    ``a.t()`` with ``ta``; B likewise), or None where it does not apply: A must be stored row-major,
-    contiguous and with unaligned rows (so it is padded anyway), and N must end 1..EDGE_MAX columns past a
-    multiple of ``block_n``, the N block of the GEMM on the padded operands. ``edge``
-    (matmul's ``pad_rows_edge_kernel``) pads A and computes the last R columns; ``gemm`` (``matmul_kernel``)
-    writes the others into the same output."""
-    pa, ta = layout(a, ta)
-    _fast.alignment_read()  # the choice reads A's alignment (as operands() does)
-    if ta or rows_aligned(pa) or not pa.is_contiguous():
-        return None
-    pb, tb = layout(b, tb)
-    r = edge_cols(n, block_n)
-    if not r:
-        return None
-    pb, main = pb if rows_aligned(pb) else pad_rows(pb), n - r
-    out = C.empty((m, n), a.dtype, a.device)
-    v = C.transpose(rows(pb, main, n), 0, 1) if tb else cols(pb, main, n)  # [K, R]: B's last R columns
-    edge_bias, main_bias = (None, None) if bias is None else (rows(bias, main, n), rows(bias, 0, main))
-    pa = cols(edge(flat(pa), k, flat(v), edge_bias, cols(out, main, n), padded_width(k, a.element_size())), 0, k)
-    gemm(pa, rows(pb, 0, main) if tb else cols(pb, 0, main), main_bias, None, False, tb, cols(out, 0, main))
-    return out, pa
-
-
-def edge_cols(n: int, block_n: int) -> int:
-    """R, the last output columns a GEMM of N columns in blocks of ``block_n`` leaves to the edge split (R
-    columns past a multiple of the block: a whole column of tiles for them otherwise), or 0: no split."""
-    r = n % block_n
-    return r if 0 < r <= EDGE_MAX and n > block_n else 0
-
-
-@_fast.step
-def cols(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    return t[:, lo:hi]
-
-
-@_fast.step
-def rows(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    return t[lo:hi]
-
-
-@_fast.step
-def flat(t: torch.Tensor) -> torch.Tensor:
-    """``t``'s elements in row-major order, flat (a copy unless ``t`` is contiguous)."""
-    return t.reshape(-1)
-
-
-@_fast.step
-def rows_of(t: torch.Tensor, width: int) -> torch.Tensor:
-    """The flat ``t`` as rows of ``width``."""
-    return t.view(-1, width)

@@ -19,14 +19,9 @@ Public entry point: ``matmul(a, b, bias=None, activation=None)``.
   stride, is first copied into rows padded to 128 bytes (``_gemm.padded``; contiguous operands through
   ``pad_rows_kernel``), as torch.compile's pad_mm does: TMA descriptors and 16-byte vector loads need
   aligned rows (results/H100/sweeps/ has the 4097^3 sweep with and without padding).
-- The edge split (forward, no activation): where A is padded that way and N ends 1..8 columns past a
-  multiple of the N block the GEMM runs with (4097 = 16 * 256 + 1), A's padding kernel
-  (``pad_rows_edge_kernel``) also computes those last columns, and the GEMM writes the others into the same
-  output: no column of tiles does a whole K loop for one output column (4097^3: 528 tiles, not 561).
 - Backward through autograd: ``dA = dZ @ B^T`` and ``dB = A^T @ dZ`` with the same kernel on the
   stored operands read transposed (``_run``'s ``ta``/``tb``: no copies, no views),
-  ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``. dA takes the edge split where it applies (dZ is
-  then padded by it, for dB too).
+  ``dbias = dZ.sum(0)``; ``dZ`` is ``grad * act'(z)``.
 - The op layer (``helion_ops._oplib``) makes ``helion_ops::matmul`` / ``matmul_bwd`` custom ops with
   fakes and autograd, so ``torch.compile`` traces through it without a graph break.
 
@@ -40,7 +35,7 @@ Figures: results/<GPU>/matmul.md (the harness, against cuBLAS and torch.compile 
 Small backwards are host-bound (two GEMMs of a few us each on the GPU): see results/<GPU>/host.md.
 
 Memory (tests/reliability/test_memory.py): the output only (plus, in large GEMMs, a padded copy of an
-operand with unaligned rows, see above, and with the edge split a [K, R] copy of B's last columns); autograd saves a and b (and the output with
+operand with unaligned rows, see above); autograd saves a and b (and the output with
 relu); backward allocates dA and dB only (operands read in place, no copies), plus an [N] fp32 sum for dbias
 and, with gelu/silu, the recomputed pre-activation [M, N] and its fp32 temporaries; no workspace beyond
 Triton's TMA descriptor scratch (a few KiB, on GPU), or split-K's fp32 partials [S, M, N] (small outputs).
@@ -79,12 +74,11 @@ def _mnk(a: torch.Tensor, b: torch.Tensor, trans_a: bool, trans_b: bool) -> tupl
 # the recorded launch (helion_ops.dsl.replay) instead of running it.
 @helion.kernel(static_shapes=True, replay_host=True)
 def matmul_kernel(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str],
-                  trans_a: bool, trans_b: bool, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  trans_a: bool, trans_b: bool) -> torch.Tensor:
     """``activation(A @ B + bias)``. ``A`` is ``a`` ([M, K]) or, with trans_a, ``a.T`` (a is [K, M]);
-    likewise ``B`` is ``b`` ([K, N]) or ``b.T`` (b is [N, K]). Written into ``out`` ([M, N], a view of a
-    wider output: the edge split below) when given."""
+    likewise ``B`` is ``b`` ([K, N]) or ``b.T`` (b is [N, K])."""
     m, n, k = _mnk(a, b, trans_a, trans_b)
-    out = torch.empty([m, n], dtype=a.dtype, device=a.device) if out is None else out
+    out = torch.empty([m, n], dtype=a.dtype, device=a.device)
     for tile_m, tile_n in hl.tile([m, n]):
         acc = hl.zeros([tile_m, tile_n], dtype=torch.float32)
         for tile_k in hl.tile(k):
@@ -159,35 +153,6 @@ def matmul_split_k_reduce_kernel(parts: torch.Tensor, bias: Optional[torch.Tenso
         elif activation == "silu":
             acc = torch.nn.functional.silu(acc)
         out[tile_m, tile_n] = acc.to(out.dtype)
-
-
-# The edge split (forward, large GEMMs whose A is padded anyway; docs/decisions/matmul-unaligned-padding.md):
-# where N leaves R <= EDGE_MAX columns past a multiple of the N block (N = 4097 with 256-column tiles), those
-# tiles do a whole K loop for R columns (4097^3: 33 of 561 tiles, 4.25 waves on 132 SMs). The main GEMM
-# takes the first N - R columns (528 tiles: 4.0 waves) and this kernel, which reads every row of A to pad
-# it, also computes the last R: A @ B[:, N-R:] costs no read of A of its own.
-@helion.kernel(static_shapes=True, replay_host=True)
-def pad_rows_edge_kernel(a: torch.Tensor, k: int, v: torch.Tensor, bias: Optional[torch.Tensor], edge: torch.Tensor,
-                         width: int) -> torch.Tensor:
-    """The rows of ``a`` (flat: a row-major [M, K]) copied into rows of ``width`` >= K (returned: [M, width],
-    zeros past K), and ``edge`` ([M, R]: the output's last R columns) = ``A @ V + bias`` (``v``: V, flat
-    row-major [K, R]: B's last R columns)."""
-    m, r = edge.size()
-    padded = torch.empty([m, width], dtype=a.dtype, device=a.device)
-    for tile_m, tile_r in hl.tile([m, r]):
-        acc = hl.zeros([tile_m, tile_r], dtype=torch.float32)
-        # Over the padded width, not K (loads past K read 0): a store masked at a multiple of 128 bytes is a
-        # full vector store, one masked at K = 4097 a 2-byte store per element. A's rows stay 2-byte loads.
-        for tile_k in hl.tile(width):
-            cols = tile_k.index
-            x = hl.load(a, [tile_m.index[:, None] * k + cols[None, :]], extra_mask=cols[None, :] < k)
-            padded[tile_m, tile_k] = x
-            y = hl.load(v, [cols[:, None] * r + tile_r.index[None, :]], extra_mask=cols[:, None] < k)
-            acc = torch.addmm(acc, x, y)
-        if bias is not None:
-            acc = acc + bias[tile_r].to(torch.float32)[None, :]
-        edge[tile_m, tile_r] = acc.to(edge.dtype)
-    return padded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +264,7 @@ LAYOUTS = {(False, False): None, (False, True): "NT", (True, False): "TN", (True
 
 
 def _dims(args: tuple) -> tuple[int, int, int]:
-    a, b, ta, tb = args[0], args[1], args[4], args[5]
+    a, b, _, _, ta, tb = args
     m, k = (a.shape[1], a.shape[0]) if ta else tuple(a.shape)
     return m, (b.shape[0] if tb else b.shape[1]), k
 
@@ -308,9 +273,8 @@ def _default(args: tuple) -> Config:
     return choose_config(*_dims(args), args[0].dtype, aligned=GE.rows_aligned(args[0]) and GE.rows_aligned(args[1]))
 
 
-def _eager_kernel(a, b, bias, activation, ta, tb, out=None):
-    z = _eager2d(a.t() if ta else a, b.t() if tb else b, bias, activation)
-    return z if out is None else out.copy_(z)
+def _eager_kernel(a, b, bias, activation, ta, tb):
+    return _eager2d(a.t() if ta else a, b.t() if tb else b, bias, activation)
 
 
 # The table is keyed by layout too: a transposed operand changes which loads coalesce.
@@ -339,19 +303,6 @@ _sk = C.Kern(NAME, matmul_split_k_kernel, _default_sk, key=_dims_sk, variant=lam
              eager=_eager_sk)
 _skr = C.Kern(NAME, matmul_split_k_reduce_kernel, lambda a: reduce_config(*a[0].shape), key=lambda a: a[0].shape,
               eager=_eager_reduce)
-
-
-def _eager_edge(a, k, v, bias, edge, width):
-    a2 = a.view(-1, k)
-    z = torch.matmul(C.acc(a2), C.acc(v.view(k, -1)))
-    edge.copy_(z if bias is None else z + C.acc(bias))
-    return torch.nn.functional.pad(a2, (0, width - k))
-
-
-# 16-row tiles (the least a dot takes), so a 4097-row A makes 257 programs, with the deepest K block a dot takes
-# (256): A's rows are 2-byte loads, and each step keeps 8 KB of them in flight per program.
-_edge = C.Kern(NAME, pad_rows_edge_kernel, lambda a: Config(block_sizes=[16, 16, 256], num_warps=8, num_stages=1),
-               eager=_eager_edge)
 # One pass (0) or split-K (1): the table's measured times where it has both, else split_factor.
 # Keyed by what the tables and split_factor read (shapes, dtype, layout): cheaper than the full signature.
 _route = C.Route([_mm, _sk], lambda args: int(split_factor(*_dims(args), args[0].dtype) > 1),
@@ -377,10 +328,6 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
         bias = bias.contiguous()
     if m == 0 or n == 0 or k == 0:
         return _eager_kernel(a, b, bias, activation, ta, tb)
-    if activation is None and GE.worth_padding(m, n, k):
-        split = _edge_split(a, b, bias, m, n, k, ta, tb)
-        if split is not None:
-            return split[0]
     pa, pb, ta, tb = GE.operands(a, b, m, n, k, ta, tb)
     args = (pa, pb, bias, activation, ta, tb)
     if _route(args, lambda: (args, (pa, pb, ta, tb))) == 0:
@@ -388,22 +335,6 @@ def _run(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], activat
     out = C.empty((m, n), a.dtype, a.device)
     _skr(_sk(pa, pb, ta, tb), bias, activation, out)
     return out
-
-
-# The edge split's main GEMM: its N is a multiple of the block and both operands are padded, the analytic
-# config's regime; a table entry only for exactly its shape (the nearest tuned shape's entry is for other
-# operands: at 4097^3 that of 4096^3, whose pointer loads turn scalar at K = 4097, 2x slower on the H100).
-_mm_main = C.Kern(NAME, matmul_kernel, _default, key=_dims, variant=lambda a: LAYOUTS[(a[4], a[5])], exact=(0, 1, 2),
-                  eager=_eager_kernel)
-
-
-@_fast.step
-def _main_block_n(m: int, n: int, k: int, dtype: torch.dtype) -> int:
-    return choose_config(m, n, k, dtype, aligned=True)["block_sizes"][1]
-
-
-def _edge_split(a, b, bias, m, n, k, ta, tb):
-    return GE.edge_split(a, b, bias, m, n, k, ta, tb, _main_block_n(m, n, k, a.dtype), _edge, _mm_main)
 
 
 def _eager2d(a, b, bias, activation):
@@ -471,13 +402,9 @@ def matmul_bwd_op(grad: torch.Tensor, a: torch.Tensor, b: torch.Tensor, bias: Op
         dz = _relu_grad(grad, out)
     else:
         dz = _act_grad(grad, _run(a, b, bias, None), activation, a.dtype)
-    (m, k), n = a.shape, b.shape[1]
-    da = None
-    if GE.worth_padding(m, n, k):  # dZ is an operand of both GEMMs: padded once here, not in each
-        split = _edge_split(dz, b, None, m, k, n, False, True) if need_a else None  # dA = dZ @ B^T
-        da, dz = split if split is not None else (None, GE.padded(dz))
-    if da is None:
-        da = _run(dz, b, None, None, tb=True) if need_a else C.placeholder(a)
+    if GE.worth_padding(a.shape[0], b.shape[1], a.shape[1]):
+        dz = GE.padded(dz)  # an operand of both GEMMs: padded once here, not in each
+    da = _run(dz, b, None, None, tb=True) if need_a else C.placeholder(a)
     db = _run(a, dz, None, None, ta=True) if need_b else C.placeholder(b)
     dbias = _bias_grad(dz, bias.dtype) if bias is not None else C.placeholder(a)
     return da, db, dbias
