@@ -61,13 +61,24 @@ _pad = C.Kern("matmul", pad_rows_kernel, lambda args: Config(block_sizes=[1024],
               eager=lambda src, cols, width: torch.nn.functional.pad(src.view(-1, cols), (0, width - cols)).view(-1))
 
 
+@_fast.step
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.view(-1)
+
+
+@_fast.step
+def _unflat(t: torch.Tensor, width: int, cols: int) -> torch.Tensor:
+    """The flat ``t`` as rows of ``width``, their first ``cols`` elements."""
+    return t.view(-1, width)[:, :cols]
+
+
 def pad_rows(p: torch.Tensor) -> torch.Tensor:
     """A copy of the 2-D ``p`` whose rows start on 128-byte boundaries (the padding is never read)."""
     rows, cols = p.shape
     step = max(1, 128 // p.element_size())
     width = -(-cols // step) * step
-    if p.is_contiguous():
-        return _pad(p.view(-1), cols, width).view(rows, width)[:, :cols]
+    if p.is_contiguous():  # views through steps, the copy through a Kern: the fast path replays it
+        return _unflat(_pad(_flat(p), cols, width), width, cols)
     buf = torch.empty((rows, width), dtype=p.dtype, device=p.device)[:, :cols]
     buf.copy_(p)
     return buf
