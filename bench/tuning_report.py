@@ -121,7 +121,6 @@ def main(argv=None) -> int:
     import triton
 
     from helion_ops.dsl.autotune import autotune
-
     from helion_ops.dsl.autotune.bench import Precompiler
 
     os.environ.setdefault("HELION_OPS_CACHE_DIR", tempfile.mkdtemp())  # fresh tuning cache: real tuning times
